@@ -1,0 +1,31 @@
+/**
+ * Background-command frames (PROTOCOL.md §4). Progress frames are live only
+ * (not stored, not sequenced): they show life while a program runs. The end
+ * of a run is an ordinary tracked notification (SUCCESS, ERROR, or the
+ * default MESSAGE) that carries `COMMAND_ID` and a `COMMAND` summary, so a
+ * tab that was away still learns the outcome.
+ */
+export type CommandState = 'queued' | 'running' | 'succeeded' | 'failed' | 'timed_out' | 'cancelled';
+
+export interface CommandProgressFrame {
+  TYPE: 'COMMAND_PROGRESS';
+  COMMAND_ID: string;
+  /** The caller's own task id, if it gave one. */
+  ID?: string | number;
+  PROGRAM: string;
+  STATE: CommandState;
+  /** Output produced since the previous progress frame (stdout and stderr interleaved). */
+  OUTPUT: string;
+}
+
+/** Herald's description of a finished run, attached to the final notification as `COMMAND`. */
+export interface CommandSummary {
+  COMMAND_ID: string;
+  STATE: CommandState;
+  EXIT_CODE: number | null;
+  SIGNAL: string | null;
+  TIMED_OUT: boolean;
+  DURATION_MS: number;
+  /** True when output beyond the configured cap was dropped. */
+  TRUNCATED: boolean;
+}

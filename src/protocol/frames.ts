@@ -1,0 +1,161 @@
+/**
+ * The browser protocol (PROTOCOL.md §1): JSON text frames, one object with a
+ * `TYPE` each. Shared by the server and the browser library, so it imports
+ * neither Node nor the DOM.
+ */
+import type { PrincipalKind } from './principal.js';
+
+/** A notification object as the backend sent it. Unknown fields pass through untouched. */
+export interface NotificationObject {
+  TYPE: string;
+  TITLE?: unknown;
+  TEXT?: unknown;
+  [field: string]: unknown;
+}
+
+/** What a backend may send: an object with a TYPE, or (as the old daemon allowed) a plain string. */
+export type NotificationPayload = NotificationObject | string;
+
+/** Fields Herald adds to a tracked notification (PROTOCOL.md §1, "Herald's additions"). */
+export interface DeliveryFields {
+  /** Strictly increasing per stream. */
+  SEQ: number;
+  /** Names the stream's history; changes only if that history was lost. */
+  EPOCH: string;
+  /**
+   * Which stream: absent for the person's own stream, `"*"` for the broadcast
+   * stream of their kind (every admin tab follows `admin:*`). A broadcast is
+   * stored and framed once, not once per recipient.
+   */
+  STREAM?: typeof BROADCAST_STREAM;
+}
+
+/** The name of the broadcast stream in frames. */
+export const BROADCAST_STREAM = '*';
+
+/** A position in one stream: the last SEQ seen and the EPOCH it belonged to. */
+export interface StreamCursor {
+  SEQ: number;
+  EPOCH: string;
+}
+
+// ---- server → browser ------------------------------------------------------
+
+export interface WelcomeFrame {
+  TYPE: 'WELCOME';
+  KIND: PrincipalKind;
+  ID: number;
+  /** This tab's session id on the server (for logs and support). */
+  SESSION: string;
+  /** How often the server PINGs, in milliseconds. A tab that hears nothing for ~2.5× this may assume the link is dead. */
+  HEARTBEAT: number;
+  /** The last SEQ of this person's stream and its EPOCH (SEQ 0 when empty). */
+  SEQ: number;
+  EPOCH: string;
+  /** The same for the broadcast stream this tab follows. */
+  BROADCAST: StreamCursor;
+}
+
+export interface PingFrame { TYPE: 'PING' }
+export interface PongFrame { TYPE: 'PONG'; DATA?: 'RESPONSE' }
+/** Lower-case `close`, exactly as the old daemon wrote it. */
+export interface CloseNoticeFrame { TYPE: 'close'; REASON: string; CODE?: number }
+export interface ErrorFrame { TYPE: 'ERROR'; ERROR: string; MESSAGE: string }
+
+/**
+ * Sent instead of a silent partial replay: the tab asked to resume from a
+ * point the server cannot replay from (the epoch changed, or the tab is
+ * further behind than the retained history). What follows starts at `SEQ`+1.
+ */
+export interface ResetFrame {
+  TYPE: 'RESET';
+  /** Absent for the person's own stream, `"*"` for the broadcast stream. */
+  STREAM?: typeof BROADCAST_STREAM;
+  EPOCH: string;
+  /** Replay continues after this SEQ. */
+  SEQ: number;
+  REASON: 'epoch changed' | 'too far behind';
+}
+
+// ---- browser → server ------------------------------------------------------
+
+export type ClientFrame =
+  | { TYPE: 'PING' }
+  | { TYPE: 'PONG' }
+  /** RESPONSE, or the old script's misspelling RESPONCE; with SEQ it acknowledges up to SEQ. */
+  | { TYPE: 'RESPONSE'; SEQ?: number; STREAM?: typeof BROADCAST_STREAM }
+  | { TYPE: 'CLOSE_REQUEST' }
+  /** Resume after a reconnect: replay what came after these cursors. */
+  | { TYPE: 'RESUME'; SEQ: number; EPOCH?: string; BROADCAST?: { SEQ: number; EPOCH?: string } }
+  | { TYPE: 'COMMAND_CANCEL'; COMMAND_ID: string };
+
+export type ClientFrameType = ClientFrame['TYPE'];
+
+/** Error codes carried in `ErrorFrame.ERROR`. */
+export const FrameError = {
+  BAD_JSON: 'BAD_JSON',
+  NOT_AN_OBJECT: 'NOT_AN_OBJECT',
+  UNKNOWN_TYPE: 'UNKNOWN_TYPE',
+  BAD_FIELD: 'BAD_FIELD',
+  FORBIDDEN: 'FORBIDDEN',
+  NOT_FOUND: 'NOT_FOUND',
+} as const;
+
+export type ParsedClientFrame = { ok: true; frame: ClientFrame } | { ok: false; error: ErrorFrame };
+
+function fail(code: string, message: string): ParsedClientFrame {
+  return { ok: false, error: { TYPE: 'ERROR', ERROR: code, MESSAGE: message } };
+}
+
+function isSeq(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+/** Parses and validates one text frame from a browser. Never throws. */
+export function parseClientFrame(text: string): ParsedClientFrame {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return fail(FrameError.BAD_JSON, 'frame is not valid JSON');
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    return fail(FrameError.NOT_AN_OBJECT, 'frame must be a JSON object with a TYPE');
+  }
+  const obj = value as Record<string, unknown>;
+  switch (obj.TYPE) {
+    case 'PING':
+      return { ok: true, frame: { TYPE: 'PING' } };
+    case 'PONG':
+      return { ok: true, frame: { TYPE: 'PONG' } };
+    case 'RESPONSE':
+    case 'RESPONCE': {
+      if (obj.SEQ === undefined) return { ok: true, frame: { TYPE: 'RESPONSE' } };
+      if (!isSeq(obj.SEQ)) return fail(FrameError.BAD_FIELD, 'SEQ must be a non-negative integer');
+      if (obj.STREAM !== undefined && obj.STREAM !== BROADCAST_STREAM) return fail(FrameError.BAD_FIELD, 'STREAM must be "*" or absent');
+      return { ok: true, frame: obj.STREAM === undefined ? { TYPE: 'RESPONSE', SEQ: obj.SEQ } : { TYPE: 'RESPONSE', SEQ: obj.SEQ, STREAM: BROADCAST_STREAM } };
+    }
+    case 'CLOSE_REQUEST':
+      return { ok: true, frame: { TYPE: 'CLOSE_REQUEST' } };
+    case 'RESUME': {
+      if (!isSeq(obj.SEQ)) return fail(FrameError.BAD_FIELD, 'RESUME needs SEQ, a non-negative integer');
+      if (obj.EPOCH !== undefined && typeof obj.EPOCH !== 'string') return fail(FrameError.BAD_FIELD, 'EPOCH must be a string');
+      const frame: Extract<ClientFrame, { TYPE: 'RESUME' }> = { TYPE: 'RESUME', SEQ: obj.SEQ };
+      if (obj.EPOCH !== undefined) frame.EPOCH = obj.EPOCH;
+      if (obj.BROADCAST !== undefined) {
+        const b = obj.BROADCAST as Record<string, unknown> | null;
+        if (typeof b !== 'object' || b === null || !isSeq(b.SEQ) || (b.EPOCH !== undefined && typeof b.EPOCH !== 'string')) {
+          return fail(FrameError.BAD_FIELD, 'BROADCAST must be {SEQ, EPOCH}');
+        }
+        frame.BROADCAST = typeof b.EPOCH === 'string' ? { SEQ: b.SEQ, EPOCH: b.EPOCH } : { SEQ: b.SEQ };
+      }
+      return { ok: true, frame };
+    }
+    case 'COMMAND_CANCEL': {
+      if (typeof obj.COMMAND_ID !== 'string' || obj.COMMAND_ID === '') return fail(FrameError.BAD_FIELD, 'COMMAND_CANCEL needs COMMAND_ID');
+      return { ok: true, frame: { TYPE: 'COMMAND_CANCEL', COMMAND_ID: obj.COMMAND_ID } };
+    }
+    default:
+      return fail(FrameError.UNKNOWN_TYPE, typeof obj.TYPE === 'string' ? `unknown TYPE ${JSON.stringify(obj.TYPE).slice(0, 64)}` : 'frame has no TYPE');
+  }
+}

@@ -1,0 +1,60 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Principal, PrincipalKind } from '../../protocol/principal.js';
+
+/**
+ * What a resolver sees of a WebSocket handshake: enough to find a session
+ * (cookies, headers, query) and nothing that lets it touch the socket.
+ */
+export interface Handshake {
+  /** Which endpoint the tab asked for: `/ws/admin` → admin, `/ws/user` → user. */
+  readonly kind: PrincipalKind;
+  readonly headers: IncomingHttpHeaders;
+  readonly cookies: ReadonlyMap<string, string>;
+  readonly query: URLSearchParams;
+  readonly remoteAddress: string | undefined;
+}
+
+/**
+ * The outcome of a look-up. `refused` means the credential admits nobody
+ * (HTTP 401; the browser stops retrying). `unavailable` means the resolver
+ * could not tell (database down, panel timing out: HTTP 503, retry later).
+ * Never confuse the two.
+ */
+export type Resolution =
+  | { readonly outcome: 'admitted'; readonly principal: Principal; /** Opaque, stable id of the credential, used to re-check it; never logged. */ readonly credential: string; /** Epoch ms after which it must be re-checked or dropped, if known. */ readonly expiresAt?: number }
+  | { readonly outcome: 'refused'; readonly reason: string }
+  | { readonly outcome: 'unavailable'; readonly reason: string };
+
+export interface SessionResolver {
+  /** A short name for logs and metrics: `token`, `sql`, `http`. */
+  readonly name: string;
+  resolve(handshake: Handshake): Promise<Resolution>;
+  /**
+   * Re-checks a credential admitted earlier; `refused` closes that tab with
+   * "session ended". Resolvers whose credentials cannot end early (signed
+   * tokens until expiry) may answer from `expiresAt` alone.
+   */
+  recheck(kind: PrincipalKind, credential: string): Promise<Resolution>;
+  close(): Promise<void>;
+}
+
+/** Parses a Cookie header (RFC 6265 §4.2.1). The first occurrence of a name wins. */
+export function parseCookies(header: string | undefined): Map<string, string> {
+  const out = new Map<string, string>();
+  if (!header) return out;
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=');
+    if (eq <= 0) continue;
+    const name = part.slice(0, eq).trim();
+    let value = part.slice(eq + 1).trim();
+    if (value.startsWith('"') && value.endsWith('"') && value.length >= 2) value = value.slice(1, -1);
+    if (!out.has(name)) {
+      try {
+        out.set(name, decodeURIComponent(value));
+      } catch {
+        out.set(name, value);
+      }
+    }
+  }
+  return out;
+}

@@ -1,0 +1,34 @@
+import type { Principal, PrincipalKind } from '../../protocol/principal.js';
+import type { FrameOrigin } from '../hub.js';
+
+/**
+ * What travels between nodes. A frame is serialised once by the sender and
+ * delivered as the same string to every tab on every node.
+ */
+export type Envelope =
+  | { readonly type: 'person'; readonly to: Principal; readonly frame: string; readonly origin?: FrameOrigin }
+  | { readonly type: 'kind'; readonly kind: PrincipalKind; readonly frame: string; readonly origin?: FrameOrigin }
+  | { readonly type: 'disconnect'; readonly to: Principal; readonly code: number; readonly reason: string };
+
+/** Receives envelopes on this node (the composition root wires it to the Hub). */
+export type EnvelopeHandler = (envelope: Envelope) => void;
+
+/**
+ * How a send reaches the nodes that hold the tabs, and how presence is known
+ * cluster-wide (DESIGN.md). Fan-out to tabs, acks and replay live above it;
+ * a broker implements transport and presence storage only.
+ */
+export interface Broker {
+  readonly name: string;
+  /** Starts receiving envelopes for this node. */
+  start(handler: EnvelopeHandler): Promise<void>;
+  /** Sends an envelope to every node, this one included. */
+  publish(envelope: Envelope): Promise<void>;
+  /** This node's tab count for a person changed. */
+  setLocalPresence(principal: Principal, tabs: number): void;
+  /** Tabs of a person across the cluster. */
+  tabs(principal: Principal): Promise<number>;
+  /** Ids of people of a kind with at least one tab anywhere, ascending. */
+  online(kind: PrincipalKind): Promise<number[]>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,38 @@
+import type { Principal, PrincipalKind } from '../../protocol/principal.js';
+import type { Hub } from '../hub.js';
+import type { Broker, Envelope, EnvelopeHandler } from './broker.js';
+
+/** One process: publishing is a direct call, presence is the Hub's own. */
+export class LocalBroker implements Broker {
+  readonly name = 'local';
+  readonly #hub: Hub;
+  #handler: EnvelopeHandler | undefined;
+
+  constructor(hub: Hub) {
+    this.#hub = hub;
+  }
+
+  async start(handler: EnvelopeHandler): Promise<void> {
+    this.#handler = handler;
+  }
+
+  async publish(envelope: Envelope): Promise<void> {
+    this.#handler?.(envelope);
+  }
+
+  setLocalPresence(): void {
+    // The Hub is the source of truth in one process.
+  }
+
+  async tabs(principal: Principal): Promise<number> {
+    return this.#hub.count(principal);
+  }
+
+  async online(kind: PrincipalKind): Promise<number[]> {
+    return this.#hub.online(kind);
+  }
+
+  async close(): Promise<void> {
+    this.#handler = undefined;
+  }
+}

@@ -1,0 +1,104 @@
+import type { Principal, PrincipalKind } from '../protocol/principal.js';
+import { principalKey } from '../protocol/principal.js';
+
+/** Which stream a delivered frame belongs to, for per-tab de-duplication at the replay seam. */
+export interface FrameOrigin {
+  /** `own` for the person's stream, `broadcast` for the kind's broadcast stream. */
+  readonly stream: 'own' | 'broadcast';
+  readonly seq: number;
+}
+
+/** One open browser tab, as the Hub sees it. The Gateway implements it over a WebSocket. */
+export interface Tab {
+  readonly id: string;
+  readonly principal: Principal;
+  /** Queues a ready-made text frame; `origin` is set for tracked notifications. */
+  deliver(frame: string, origin?: FrameOrigin): void;
+  /** Sends `{"TYPE":"close",...}`, then closes with `code`. */
+  close(code: number, reason: string): void;
+}
+
+type PresenceListener = (principal: Principal, localTabs: number) => void;
+
+/**
+ * The registry of tabs open on this node, by person. It delivers a frame to
+ * every tab of a person (or of a kind) and answers presence for this node;
+ * the Broker turns that into cluster-wide presence.
+ */
+export class Hub {
+  readonly #byPerson = new Map<string, Set<Tab>>();
+  readonly #byKind: Record<PrincipalKind, Set<Tab>> = { admin: new Set(), user: new Set() };
+  #onPresence: PresenceListener | undefined;
+
+  /** Called whenever a person's number of local tabs changes (0 when the last one closed). */
+  onPresenceChange(listener: PresenceListener): void {
+    this.#onPresence = listener;
+  }
+
+  add(tab: Tab): void {
+    const key = principalKey(tab.principal);
+    let tabs = this.#byPerson.get(key);
+    if (!tabs) {
+      tabs = new Set();
+      this.#byPerson.set(key, tabs);
+    }
+    tabs.add(tab);
+    this.#byKind[tab.principal.kind].add(tab);
+    this.#onPresence?.(tab.principal, tabs.size);
+  }
+
+  remove(tab: Tab): void {
+    const key = principalKey(tab.principal);
+    const tabs = this.#byPerson.get(key);
+    if (!tabs?.delete(tab)) return;
+    this.#byKind[tab.principal.kind].delete(tab);
+    if (tabs.size === 0) this.#byPerson.delete(key);
+    this.#onPresence?.(tab.principal, tabs.size);
+  }
+
+  tabsOf(principal: Principal): ReadonlySet<Tab> {
+    return this.#byPerson.get(principalKey(principal)) ?? new Set();
+  }
+
+  count(principal: Principal): number {
+    return this.#byPerson.get(principalKey(principal))?.size ?? 0;
+  }
+
+  /** Ids of the people of `kind` with at least one tab here, ascending. */
+  online(kind: PrincipalKind): number[] {
+    const ids = new Set<number>();
+    for (const tab of this.#byKind[kind]) ids.add(tab.principal.id);
+    return [...ids].sort((a, b) => a - b);
+  }
+
+  /** Every tab of a kind, or of everyone. */
+  all(kind?: PrincipalKind): Tab[] {
+    return kind ? [...this.#byKind[kind]] : [...this.#byKind.admin, ...this.#byKind.user];
+  }
+
+  get size(): number {
+    return this.#byKind.admin.size + this.#byKind.user.size;
+  }
+
+  /** Delivers to every tab of one person; returns how many tabs. */
+  deliverTo(principal: Principal, frame: string, origin?: FrameOrigin): number {
+    const tabs = this.#byPerson.get(principalKey(principal));
+    if (!tabs) return 0;
+    for (const tab of tabs) tab.deliver(frame, origin);
+    return tabs.size;
+  }
+
+  /** Delivers one frame, serialised once, to every tab of a kind. */
+  deliverToKind(kind: PrincipalKind, frame: string, origin?: FrameOrigin): number {
+    const tabs = this.#byKind[kind];
+    for (const tab of tabs) tab.deliver(frame, origin);
+    return tabs.size;
+  }
+
+  /** Closes every tab of one person; returns how many. */
+  disconnect(principal: Principal, code: number, reason: string): number {
+    const tabs = [...this.tabsOf(principal)];
+    for (const tab of tabs) tab.close(code, reason);
+    return tabs.length;
+  }
+}

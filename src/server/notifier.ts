@@ -1,0 +1,185 @@
+import type { Logger } from 'pino';
+import { CloseCode } from '../protocol/close-codes.js';
+import type { NotificationObject, NotificationPayload } from '../protocol/frames.js';
+import type { Principal, PrincipalKind } from '../protocol/principal.js';
+import { principalKey } from '../protocol/principal.js';
+import type { Broker } from './broker/broker.js';
+import { HeraldError } from './errors.js';
+import type { MessageStore } from './store/message-store.js';
+
+export interface SendOptions {
+  /**
+   * How long the notification waits for a tab, in milliseconds. `0` delivers
+   * only to tabs open now and stores nothing. Default: the configured TTL.
+   */
+  ttlMs?: number;
+  /** Same key for the same recipient within the retention window → stored and delivered once. */
+  idempotencyKey?: string;
+}
+
+export interface SendResult {
+  /** Tabs that had it pushed now (cluster-wide presence at send time). */
+  delivered: number;
+  /** Stored for tabs that connect or resume later. */
+  queued: boolean;
+  /** The stored message (absent when not stored). */
+  id?: string;
+  seq?: number;
+  epoch?: string;
+  /** The idempotency key was seen before; nothing new was sent. */
+  duplicate: boolean;
+  /** Older messages dropped from the recipient's stream by its cap. */
+  dropped: number;
+}
+
+export interface NotifierOptions {
+  store: MessageStore;
+  broker: Broker;
+  logger: Logger;
+  /** Default time-to-live of a notification, ms. */
+  defaultTtlMs: number;
+  /** Upper bound for a caller's TTL, ms. */
+  maxTtlMs: number;
+  now?: () => number;
+}
+
+/** Fields Herald owns on a delivered frame; a backend's own values for them are dropped. */
+const DELIVERY_FIELDS = ['SEQ', 'EPOCH', 'STREAM'] as const;
+
+/** Stream key of a kind's broadcast stream. */
+export function broadcastStreamKey(kind: PrincipalKind): string {
+  return `${kind}:*`;
+}
+
+/**
+ * Appends Herald's delivery fields to an already serialised object without
+ * parsing or serialising it again (the payload is serialised once per send).
+ */
+export function withDelivery(json: string, seq: number, epoch: string, broadcast: boolean): string {
+  const tail = `"SEQ":${seq},"EPOCH":${JSON.stringify(epoch)}${broadcast ? ',"STREAM":"*"' : ''}}`;
+  return json.length <= 2 ? `{${tail}` : `${json.slice(0, -1)},${tail}`;
+}
+
+/**
+ * The application core. Every front door (HTTP API, legacy TCP, CLI and SDK
+ * through the API) calls these methods, so they cannot drift apart.
+ */
+export class Notifier {
+  readonly #store: MessageStore;
+  readonly #broker: Broker;
+  readonly #log: Logger;
+  readonly #defaultTtlMs: number;
+  readonly #maxTtlMs: number;
+  readonly #now: () => number;
+
+  constructor(options: NotifierOptions) {
+    this.#store = options.store;
+    this.#broker = options.broker;
+    this.#log = options.logger;
+    this.#defaultTtlMs = options.defaultTtlMs;
+    this.#maxTtlMs = options.maxTtlMs;
+    this.#now = options.now ?? Date.now;
+  }
+
+  get store(): MessageStore {
+    return this.#store;
+  }
+
+  #ttl(options: SendOptions): number {
+    const ttl = options.ttlMs ?? this.#defaultTtlMs;
+    if (!Number.isFinite(ttl) || ttl < 0) throw new HeraldError('HERALD_ERR_VALIDATION', 'ttl must be a non-negative number');
+    return Math.min(ttl, this.#maxTtlMs);
+  }
+
+  /** Sends to every tab of one person, storing it for later tabs within its TTL. */
+  async send(to: Principal, payload: NotificationPayload, options: SendOptions = {}): Promise<SendResult> {
+    const ttl = this.#ttl(options);
+    const tabs = await this.#broker.tabs(to);
+    // A plain string is delivered as that string (PROTOCOL.md §1) and cannot carry SEQ: live only.
+    if (typeof payload === 'string' || ttl === 0) {
+      const frame = typeof payload === 'string' ? JSON.stringify(payload) : serialise(payload);
+      if (tabs > 0) await this.#broker.publish({ type: 'person', to, frame });
+      return { delivered: tabs, queued: false, duplicate: false, dropped: 0 };
+    }
+    const json = serialise(payload);
+    const input = { stream: principalKey(to), json, expiresAt: this.#now() + ttl };
+    const stored = await this.#store.append(
+      options.idempotencyKey === undefined ? input : { ...input, idempotencyKey: options.idempotencyKey },
+      this.#now(),
+    );
+    const base = { id: stored.id, seq: stored.seq, epoch: stored.epoch, dropped: stored.dropped, queued: true };
+    if (stored.duplicate) return { ...base, delivered: 0, duplicate: true };
+    if (tabs > 0) {
+      await this.#broker.publish({
+        type: 'person', to, frame: withDelivery(json, stored.seq, stored.epoch, false), origin: { stream: 'own', seq: stored.seq },
+      });
+    }
+    if (stored.dropped > 0) this.#log.warn({ to: principalKey(to), dropped: stored.dropped }, 'stream cap reached: oldest notifications dropped');
+    return { ...base, delivered: tabs, duplicate: false };
+  }
+
+  /** Sends the same notification to several people; one result per person, in order. */
+  async sendMany(to: readonly Principal[], payload: NotificationPayload, options: SendOptions = {}): Promise<SendResult[]> {
+    const results: SendResult[] = [];
+    for (const p of to) {
+      // An idempotency key is per recipient, so the same key may be used for the whole list.
+      results.push(await this.send(p, payload, options));
+    }
+    return results;
+  }
+
+  /**
+   * Sends to every person of a kind. Stored once in the kind's broadcast
+   * stream (which every tab of that kind follows) and framed once.
+   */
+  async broadcast(kind: PrincipalKind, payload: NotificationPayload, options: SendOptions = {}): Promise<SendResult & { people: number }> {
+    const ttl = this.#ttl(options);
+    const people = (await this.#broker.online(kind)).length;
+    if (typeof payload === 'string' || ttl === 0) {
+      const frame = typeof payload === 'string' ? JSON.stringify(payload) : serialise(payload);
+      await this.#broker.publish({ type: 'kind', kind, frame });
+      return { delivered: people, people, queued: false, duplicate: false, dropped: 0 };
+    }
+    const json = serialise(payload);
+    const input = { stream: broadcastStreamKey(kind), json, expiresAt: this.#now() + ttl };
+    const stored = await this.#store.append(
+      options.idempotencyKey === undefined ? input : { ...input, idempotencyKey: options.idempotencyKey },
+      this.#now(),
+    );
+    const base = { id: stored.id, seq: stored.seq, epoch: stored.epoch, dropped: stored.dropped, queued: true, people };
+    if (stored.duplicate) return { ...base, delivered: 0, duplicate: true };
+    await this.#broker.publish({
+      type: 'kind', kind, frame: withDelivery(json, stored.seq, stored.epoch, true), origin: { stream: 'broadcast', seq: stored.seq },
+    });
+    return { ...base, delivered: people, duplicate: false };
+  }
+
+  online(kind: PrincipalKind): Promise<number[]> {
+    return this.#broker.online(kind);
+  }
+
+  tabs(principal: Principal): Promise<number> {
+    return this.#broker.tabs(principal);
+  }
+
+  /** Closes every tab of a person, with a reason they are told. Returns how many tabs were open. */
+  async disconnect(principal: Principal, reason: string, code: number = CloseCode.FORBIDDEN): Promise<number> {
+    const tabs = await this.#broker.tabs(principal);
+    await this.#broker.publish({ type: 'disconnect', to: principal, code, reason });
+    return tabs;
+  }
+
+  status(id: string) {
+    return this.#store.status(id, this.#now());
+  }
+}
+
+/** Serialises a notification once, dropping any delivery fields the backend put in it. */
+export function serialise(payload: NotificationObject): string {
+  if (DELIVERY_FIELDS.some((f) => f in payload)) {
+    const copy: Record<string, unknown> = { ...payload };
+    for (const f of DELIVERY_FIELDS) delete copy[f];
+    return JSON.stringify(copy);
+  }
+  return JSON.stringify(payload);
+}

@@ -1,0 +1,198 @@
+/**
+ * Herald's options: one schema with defaults and units, parsed once at the
+ * boundary (defaults < config file < environment < flags), then frozen.
+ * README's configuration table is generated from this schema
+ * (`node dist/cli/main.js config --markdown`), and a test keeps the two in step.
+ */
+import { readFileSync } from 'node:fs';
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
+import { HeraldError } from './errors.js';
+
+const Port = (description: string, dflt: number) =>
+  Type.Integer({ minimum: 0, maximum: 65535, default: dflt, description });
+const Millis = (description: string, dflt: number, minimum = 0) =>
+  Type.Integer({ minimum, default: dflt, description, unit: 'ms' });
+const StringList = (description: string, dflt: string[]) =>
+  Type.Array(Type.String(), { default: dflt, description });
+
+/** The option schema. Each entry: type, default, unit, and why you would change it. */
+export const OptionsSchema = Type.Object({
+  host: Type.String({ default: '127.0.0.1', description: 'Address of the public listener (HTTP API, WebSocket endpoints, demo page). Use 0.0.0.0 behind a reverse proxy only with an Origin allowlist.' }),
+  port: Port('Port of the public listener. 0 picks a free port (tests).', 19443),
+  publicUrl: Type.String({ default: '', description: 'The URL browsers use to reach Herald (e.g. https://panel.example.net/herald). Used for the default Origin allowlist and printed hints. Empty: http://HOST:PORT.' }),
+  legacyEnabled: Type.Boolean({ default: true, description: 'Run the old daemon\'s TCP control protocol ("Internal" plugin).' }),
+  legacyHost: Type.String({ default: '127.0.0.1', description: 'Address of the legacy TCP listener. Anything but loopback requires legacyToken: the protocol trusts its peers by address.' }),
+  legacyPort: Port('Port of the legacy TCP listener (the old daemon used 19444).', 19444),
+  legacyToken: Type.String({ default: '', description: 'When set, every legacy request must carry it as TOKEN. Required when legacyHost is not loopback.', secret: true }),
+  legacyMaxRequestBytes: Type.Integer({ minimum: 1024, default: 1048576, description: 'Largest single legacy request, in bytes; a longer value closes the connection with an error.', unit: 'bytes' }),
+  adminPort: Port('Compatibility: a separate WebSocket port for admins where any path is accepted (the old daemon used 19443 on its own). 0 = off.', 0),
+  userPort: Port('Compatibility: a separate WebSocket port for users, any path (the old daemon used 19445). 0 = off.', 0),
+  dataDir: Type.String({ default: './data', description: 'Where state lives: the SQLite store, generated secrets.' }),
+  secret: Type.String({ default: '', description: 'Secret that signs browser tokens (at least 32 characters). Empty: generated on first start and kept in DATA_DIR/secrets.json (mode 0600).', secret: true }),
+  previousSecret: Type.String({ default: '', description: 'The secret before a rotation: tokens signed with it are still accepted, so tabs are not dropped while the new one spreads.', secret: true }),
+  apiToken: Type.String({ default: '', description: 'Bearer token for the HTTP API (at least 16 characters). Empty: generated on first start and kept in DATA_DIR/secrets.json.', secret: true }),
+  allowedOrigins: StringList('Origins allowed to open a WebSocket: exact (https://panel.example.net) or wildcard subdomains (https://*.example.net). Empty: the public URL\'s origin and http(s)://localhost / 127.0.0.1 on any port. "*" allows any (not recommended).', []),
+  allowMissingOrigin: Type.Boolean({ default: true, description: 'Admit handshakes with no Origin header (non-browser clients: browsers always send one). Credentials are still required.' }),
+  demo: Type.Boolean({ default: true, description: 'Serve the demo page at /demo and its token-minting endpoint. Turn off in production.' }),
+  logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')], { default: 'info', description: 'Log level.' }),
+  logPretty: Type.Union([Type.Literal('auto'), Type.Boolean()], { default: 'auto', description: 'Pretty logs: auto = when stdout is a terminal, otherwise JSON lines.' }),
+  heartbeatMs: Millis('How often the server PINGs each tab. A tab that has not answered by the next PING is closed (4408).', 25000, 100),
+  maxFrameBytes: Type.Integer({ minimum: 256, default: 65536, description: 'Largest frame a browser may send; larger closes the tab (1009). Browsers only send small control frames.', unit: 'bytes' }),
+  maxBodyBytes: Type.Integer({ minimum: 1024, default: 1048576, description: 'Largest HTTP API request body.', unit: 'bytes' }),
+  maxBufferedBytes: Type.Integer({ minimum: 65536, default: 4194304, description: 'A tab whose unsent backlog exceeds this is a slow consumer and is closed (it resumes on reconnect).', unit: 'bytes' }),
+  store: Type.Union([Type.Literal('memory'), Type.Literal('sqlite')], { default: 'memory', description: 'Where notifications wait for tabs: sqlite (durable, under DATA_DIR) or memory (lost on restart).' }),
+  defaultTtlMs: Millis('How long a notification waits for a tab when the sender gives no TTL. 0 = only tabs open now.', 86400000),
+  maxTtlMs: Millis('Upper bound of a sender\'s TTL.', 604800000),
+  maxPerStream: Type.Integer({ minimum: 1, default: 1000, description: 'Notifications kept per person (and per broadcast stream); beyond it the oldest are dropped.' }),
+  replayBatch: Type.Integer({ minimum: 1, default: 500, description: 'Notifications replayed per store read when a tab resumes.' }),
+  tokenTtlMs: Millis('Default lifetime of a browser token minted by `herald token` or the API.', 43200000, 1000),
+  shutdownGraceMs: Millis('On SIGTERM, how long requests in flight may take before the process exits anyway.', 10000),
+});
+
+export type HeraldOptions = Readonly<Static<typeof OptionsSchema>>;
+export type OptionKey = keyof HeraldOptions;
+
+/** `legacyPort` → `HERALD_LEGACY_PORT`. */
+export function envName(key: string): string {
+  return `HERALD_${key.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()}`;
+}
+
+function schemaOf(key: string): TSchema | undefined {
+  return (OptionsSchema.properties as Record<string, TSchema>)[key];
+}
+
+/** Turns an environment string into the type its option expects (numbers, booleans, lists). */
+function fromEnvString(key: string, raw: string): unknown {
+  const schema = schemaOf(key);
+  if (!schema) return raw;
+  const type = schema.type as string | undefined;
+  if (type === 'integer' || type === 'number') return raw.trim() === '' ? raw : Number(raw);
+  if (type === 'boolean') return parseBool(raw);
+  if (type === 'array') {
+    const t = raw.trim();
+    if (t.startsWith('[')) {
+      try {
+        return JSON.parse(t);
+      } catch {
+        return raw;
+      }
+    }
+    return t === '' ? [] : t.split(',').map((s) => s.trim()).filter(Boolean);
+  }
+  if (schema.anyOf) {
+    const b = parseBool(raw);
+    return typeof b === 'boolean' ? b : raw;
+  }
+  return raw;
+}
+
+function parseBool(raw: string): unknown {
+  const t = raw.trim().toLowerCase();
+  if (['1', 'true', 'yes', 'on'].includes(t)) return true;
+  if (['0', 'false', 'no', 'off'].includes(t)) return false;
+  return raw;
+}
+
+export interface LoadOptionsInput {
+  /** Path of a JSON config file (`--config` or HERALD_CONFIG). */
+  file?: string | undefined;
+  env?: NodeJS.ProcessEnv;
+  /** Already-typed overrides (CLI flags, tests). */
+  overrides?: Partial<Record<OptionKey, unknown>>;
+}
+
+/**
+ * Builds the frozen options. A bad value throws HERALD_ERR_CONFIG naming the
+ * key, where it came from, and what was expected.
+ */
+export function loadOptions(input: LoadOptionsInput = {}): HeraldOptions {
+  const env = input.env ?? process.env;
+  const merged: Record<string, unknown> = {};
+  const source: Record<string, string> = {};
+  const file = input.file ?? env.HERALD_CONFIG;
+  if (file) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(readFileSync(file, 'utf8'));
+    } catch (e) {
+      throw new HeraldError('HERALD_ERR_CONFIG', `cannot read config file ${file}: ${(e as Error).message}`);
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      throw new HeraldError('HERALD_ERR_CONFIG', `config file ${file} must hold a JSON object`);
+    }
+    for (const [k, v] of Object.entries(parsed)) {
+      if (k === '$schema' || k.startsWith('//')) continue;
+      if (!schemaOf(k)) throw new HeraldError('HERALD_ERR_CONFIG', `config file ${file}: unknown option "${k}"`);
+      merged[k] = v;
+      source[k] = `config file ${file}`;
+    }
+  }
+  for (const k of Object.keys(OptionsSchema.properties)) {
+    const raw = env[envName(k)];
+    if (raw !== undefined) {
+      merged[k] = fromEnvString(k, raw);
+      source[k] = `environment ${envName(k)}`;
+    }
+  }
+  for (const [k, v] of Object.entries(input.overrides ?? {})) {
+    if (v === undefined) continue;
+    if (!schemaOf(k)) throw new HeraldError('HERALD_ERR_CONFIG', `unknown option "${k}"`);
+    merged[k] = v;
+    source[k] = 'command line';
+  }
+  const withDefaults = Value.Default(OptionsSchema, Value.Clone(merged)) as Record<string, unknown>;
+  const first = [...Value.Errors(OptionsSchema, withDefaults)][0];
+  if (first) {
+    const key = first.path.split('/')[1] ?? '';
+    const schema = schemaOf(key);
+    const expected = schema ? describeType(schema) : 'a known option';
+    throw new HeraldError(
+      'HERALD_ERR_CONFIG',
+      `option "${key}" (${source[key] ?? 'default'}): ${first.message}; expected ${expected}, got ${JSON.stringify(first.value)}`,
+    );
+  }
+  const options = withDefaults as HeraldOptions;
+  checkConsistency(options);
+  return Object.freeze(options);
+}
+
+/** Options that contradict each other throw naming both (as `ws` does). */
+function checkConsistency(o: HeraldOptions): void {
+  if (o.legacyEnabled && !isLoopback(o.legacyHost) && o.legacyToken === '') {
+    throw new HeraldError('HERALD_ERR_CONFIG', `option "legacyHost" is ${o.legacyHost} (not loopback) but "legacyToken" is empty: set a token or bind to 127.0.0.1`);
+  }
+  if (o.secret !== '' && o.secret.length < 32) throw new HeraldError('HERALD_ERR_CONFIG', 'option "secret" must be at least 32 characters');
+  if (o.previousSecret !== '' && o.previousSecret.length < 32) throw new HeraldError('HERALD_ERR_CONFIG', 'option "previousSecret" must be at least 32 characters');
+  if (o.apiToken !== '' && o.apiToken.length < 16) throw new HeraldError('HERALD_ERR_CONFIG', 'option "apiToken" must be at least 16 characters');
+  if (o.defaultTtlMs > o.maxTtlMs) throw new HeraldError('HERALD_ERR_CONFIG', `option "defaultTtlMs" (${o.defaultTtlMs}) exceeds "maxTtlMs" (${o.maxTtlMs})`);
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+function describeType(schema: TSchema): string {
+  if (schema.anyOf) return (schema.anyOf as TSchema[]).map(describeType).join(' or ');
+  if (schema.const !== undefined) return JSON.stringify(schema.const);
+  const type = schema.type as string;
+  const range = schema.minimum !== undefined ? ` ≥ ${schema.minimum as number}${schema.maximum !== undefined ? ` and ≤ ${schema.maximum as number}` : ''}` : '';
+  if (type === 'array') return 'a list of strings (comma-separated in the environment)';
+  return `${type === 'integer' ? 'an integer' : `a ${type}`}${range}`;
+}
+
+/** The README's configuration table, generated from the schema. */
+export function optionsMarkdownTable(): string {
+  const rows = ['| option | environment | default | meaning |', '| --- | --- | --- | --- |'];
+  for (const [key, schema] of Object.entries(OptionsSchema.properties as Record<string, TSchema>)) {
+    const unit = schema.unit ? ` (${schema.unit as string})` : '';
+    const dflt = schema.secret ? '(generated)' : JSON.stringify(schema.default);
+    rows.push(`| \`${key}\` | \`${envName(key)}\` | \`${dflt}\`${unit} | ${(schema.description as string).replace(/\|/g, '\\|')} |`);
+  }
+  return rows.join('\n');
+}
+
+/** Keys whose values must never be logged or printed. */
+export const SECRET_OPTION_KEYS: readonly string[] = Object.entries(OptionsSchema.properties as Record<string, TSchema>)
+  .filter(([, s]) => s.secret === true)
+  .map(([k]) => k);

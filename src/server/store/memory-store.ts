@@ -1,0 +1,112 @@
+import { randomBytes } from 'node:crypto';
+import type {
+  AppendInput, AppendResult, MessageStatus, MessageStore, MessageStoreLimits, ReadResult, StoredMessage, StreamHead,
+} from './message-store.js';
+
+interface Stream {
+  epoch: string;
+  lastSeq: number;
+  acked: number;
+  messages: StoredMessage[];
+  keys: Map<string, { id: string; seq: number; expiresAt: number }>;
+}
+
+export function newEpoch(): string {
+  return randomBytes(6).toString('base64url');
+}
+
+/**
+ * Keeps everything in this process's memory: for tests and for deployments
+ * that accept losing queued notifications on restart (every epoch changes).
+ */
+export class MemoryStore implements MessageStore {
+  readonly #streams = new Map<string, Stream>();
+  readonly #byId = new Map<string, { stream: string; seq: number }>();
+  readonly #limits: MessageStoreLimits;
+
+  constructor(limits: MessageStoreLimits) {
+    this.#limits = limits;
+  }
+
+  #stream(key: string): Stream {
+    let s = this.#streams.get(key);
+    if (!s) {
+      s = { epoch: newEpoch(), lastSeq: 0, acked: 0, messages: [], keys: new Map() };
+      this.#streams.set(key, s);
+    }
+    return s;
+  }
+
+  #head(s: Stream): StreamHead {
+    return { epoch: s.epoch, lastSeq: s.lastSeq, firstSeq: s.messages[0]?.seq ?? s.lastSeq + 1 };
+  }
+
+  async append(input: AppendInput, now: number): Promise<AppendResult> {
+    const s = this.#stream(input.stream);
+    if (input.idempotencyKey !== undefined) {
+      const seen = s.keys.get(input.idempotencyKey);
+      if (seen && seen.expiresAt > now) return { id: seen.id, seq: seen.seq, epoch: s.epoch, duplicate: true, dropped: 0 };
+    }
+    const seq = ++s.lastSeq;
+    const id = `${s.epoch}.${seq}.${input.stream}`;
+    s.messages.push({ id, seq, json: input.json, expiresAt: input.expiresAt });
+    this.#byId.set(id, { stream: input.stream, seq });
+    if (input.idempotencyKey !== undefined) s.keys.set(input.idempotencyKey, { id, seq, expiresAt: input.expiresAt });
+    let dropped = 0;
+    while (s.messages.length > this.#limits.maxPerStream) {
+      const old = s.messages.shift();
+      if (old) this.#byId.delete(old.id);
+      dropped++;
+    }
+    return { id, seq, epoch: s.epoch, duplicate: false, dropped };
+  }
+
+  async head(stream: string): Promise<StreamHead> {
+    return this.#head(this.#stream(stream));
+  }
+
+  async readAfter(stream: string, afterSeq: number, limit: number, now: number): Promise<ReadResult> {
+    const s = this.#stream(stream);
+    const messages: StoredMessage[] = [];
+    // Messages are ordered by seq: binary search would do, but streams are capped and small.
+    for (const m of s.messages) {
+      if (messages.length >= limit) break;
+      if (m.seq > afterSeq && m.expiresAt > now) messages.push(m);
+    }
+    return { ...this.#head(s), messages };
+  }
+
+  async ack(stream: string, seq: number): Promise<void> {
+    const s = this.#streams.get(stream);
+    if (s && seq > s.acked) s.acked = Math.min(seq, s.lastSeq);
+  }
+
+  async status(id: string, now: number): Promise<MessageStatus | undefined> {
+    const where = this.#byId.get(id);
+    if (!where) return undefined;
+    const s = this.#streams.get(where.stream);
+    const m = s?.messages.find((x) => x.seq === where.seq);
+    if (!s || !m) return undefined;
+    return {
+      id, stream: where.stream, seq: m.seq, epoch: s.epoch, expiresAt: m.expiresAt,
+      acknowledged: s.acked >= m.seq, expired: m.expiresAt <= now,
+    };
+  }
+
+  async prune(now: number): Promise<number> {
+    let removed = 0;
+    for (const s of this.#streams.values()) {
+      const keep = s.messages.filter((m) => m.expiresAt > now);
+      for (const m of s.messages) if (m.expiresAt <= now) this.#byId.delete(m.id);
+      removed += s.messages.length - keep.length;
+      s.messages = keep;
+      for (const [k, v] of s.keys) if (v.expiresAt <= now) s.keys.delete(k);
+    }
+    return removed;
+  }
+
+  async close(): Promise<void> {
+    this.#streams.clear();
+    this.#byId.clear();
+  }
+}

@@ -1,0 +1,82 @@
+/**
+ * MessageStore: per-stream sequence numbers, the offline queue with a
+ * time-to-live, and replay after reconnect (DESIGN.md). A stream is named by
+ * a string key: a person's own stream (`admin:7`) or the broadcast stream of
+ * a kind (`admin:*`). The delivery logic (ordering at the replay seam, acks,
+ * fan-out) lives above the store, in the Notifier and the Gateway, so every
+ * store (memory, SQLite, Redis) implements only this storage contract, and
+ * one contract test suite (test/store-contract.ts) runs against each.
+ */
+
+export interface AppendInput {
+  /** Stream key, e.g. `admin:7` or `admin:*`. */
+  stream: string;
+  /** The notification as JSON (an object), exactly as it will be delivered, without SEQ/EPOCH. */
+  json: string;
+  /** Absolute expiry, epoch milliseconds. */
+  expiresAt: number;
+  /** Same key in the same stream within the retention window → stored once. */
+  idempotencyKey?: string;
+}
+
+export interface AppendResult {
+  /** Globally unique message id (for status look-ups). */
+  id: string;
+  seq: number;
+  epoch: string;
+  /** True when the idempotency key was seen before: nothing new was stored, seq/id are the original's. */
+  duplicate: boolean;
+  /** Messages dropped from the head of the stream because it exceeded its cap (oldest first). */
+  dropped: number;
+}
+
+export interface StoredMessage {
+  id: string;
+  seq: number;
+  json: string;
+  expiresAt: number;
+}
+
+export interface StreamHead {
+  epoch: string;
+  /** Last SEQ assigned in this stream (0 when nothing ever was). */
+  lastSeq: number;
+  /** Lowest SEQ still retained (lastSeq + 1 when nothing is retained). */
+  firstSeq: number;
+}
+
+export interface ReadResult extends StreamHead {
+  /** Unexpired messages with seq > afterSeq, in order, at most `limit`. */
+  messages: StoredMessage[];
+}
+
+export interface MessageStatus {
+  id: string;
+  stream: string;
+  seq: number;
+  epoch: string;
+  expiresAt: number;
+  /** Highest SEQ acknowledged in that stream by any tab is ≥ this seq. */
+  acknowledged: boolean;
+  expired: boolean;
+}
+
+export interface MessageStore {
+  /** Appends in order; assigns the next SEQ of the stream. Enforces the per-stream cap. */
+  append(input: AppendInput, now: number): Promise<AppendResult>;
+  /** The stream's current position (creates the stream's epoch if it has none). */
+  head(stream: string): Promise<StreamHead>;
+  /** Unexpired messages after `afterSeq`, oldest first. */
+  readAfter(stream: string, afterSeq: number, limit: number, now: number): Promise<ReadResult>;
+  /** Records a cumulative acknowledgement (keeps the maximum). */
+  ack(stream: string, seq: number): Promise<void>;
+  status(id: string, now: number): Promise<MessageStatus | undefined>;
+  /** Removes expired messages; returns how many. Must not stall the event loop for long. */
+  prune(now: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+export interface MessageStoreLimits {
+  /** Messages kept per stream; beyond it the oldest are dropped. */
+  maxPerStream: number;
+}
