@@ -104,14 +104,16 @@ serveIpc({
   /** W3: `count` broadcasts one after another (each request answered before the next). */
   async broadcast({ count }) {
     const sendTimes = [];
+    const answerMs = [];
     for (let b = 0; b < count; b++) {
       const t = nowMs();
       sendTimes.push(t);
       const msg = message(-1, t, b);
       if (target.kind === 'herald') await post('/api/v1/send', JSON.stringify({ to: { all: 'admins' }, message: msg }));
       else await post('/broadcast', JSON.stringify({ msg }));
+      answerMs.push(nowMs() - t);
     }
-    return { sendTimes };
+    return { sendTimes, answerMs };
   },
 });
 

@@ -54,6 +54,7 @@ const METRICS = {
   w3: [
     ['deliveriesPerSec', 'deliveries', '/s', 0],
     ['reachAllMs', 'time to reach all, per broadcast', 'ms', 1],
+    ['answerMs', 'HTTP answer to the broadcast request, median', 'ms', 1],
     ['serverCpuUsPerDelivery', 'server CPU per delivery', 'µs', 2],
     ['serverCpuPct', 'server CPU busy', '%', 0],
     ['clientMaxCpuPct', 'busiest load generator CPU', '%', 0],
@@ -144,6 +145,8 @@ export function renderMarkdown({ cfg, rows, info, durationS }) {
   out.push(`- date: ${info.date}; run took ${durationS.toFixed(0)} s${cfg.quick ? ' (**--quick**: reduced sizes)' : ''}`);
   out.push(`- ${info.nproc} CPUs (${info.cpu}), ${info.memGiB} GiB memory, ${info.kernel}`);
   out.push(`- node ${info.node}; herald ${info.herald} (commit ${info.commit}); ${Object.entries(info.packages).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  const loads = rows.map((r) => r.metrics.load1).filter(Number.isFinite);
+  if (loads.length) out.push(`- 1-minute load average during the runs: ${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)} (above ${info.nproc} means other work shared the CPUs: compare ratios, not absolute figures)`);
   out.push('');
   out.push('## Sizes');
   out.push('');

@@ -31,4 +31,6 @@ process.on('SIGTERM', async () => {
   clearTimeout(timer);
   process.exit(0);
 });
-process.send({ event: 'ready', http: herald.urls.http, ws: `${herald.urls.ws}`, apiToken: options.apiToken });
+// The store actually built (the SQLite store may not be wired yet).
+const storeClass = herald.store?.constructor?.name ?? '?';
+process.send({ event: 'ready', http: herald.urls.http, ws: herald.urls.ws, apiToken: options.apiToken, store: options.store, storeClass });
