@@ -16,11 +16,6 @@ async function startServer(name, cfg) {
   if (name === 'floor') return { ...(await startChild(name, join(BENCH, 'servers/floor.mjs'), { execArgv })), kind: 'floor' };
   if (name === 'socketio') return { ...(await startChild(name, join(BENCH, 'servers/socketio.mjs'), { execArgv })), kind: 'socketio' };
   const dataDir = mkdtempSync(join(tmpdir(), 'herald-bench-'));
-  if (cfg.cpuProf) {
-    const dir = join(BENCH, 'profiles');
-    mkdirSync(dir, { recursive: true });
-    execArgv.push('--cpu-prof', `--cpu-prof-dir=${dir}`);
-  }
   const env = {
     HERALD_STORE: name === 'herald-sqlite' ? 'sqlite' : 'memory',
     HERALD_DATA_DIR: dataDir,
@@ -38,7 +33,7 @@ async function startServer(name, cfg) {
 
 async function stopServer(srv, cfg) {
   if (!srv) return;
-  await stopChild(srv, cfg.cpuProf ? 15_000 : 3_000);
+  await stopChild(srv, 3_000);
   if (srv.dataDir) rmSync(srv.dataDir, { recursive: true, force: true });
 }
 
@@ -92,9 +87,9 @@ async function session(name, cfg, n, body) {
     const mem0 = await srv.call('mem');
     const pids = { server: srv.pid, clients: gens.map((g) => g.pid), sender: sender.pid };
     const cpu0 = cpuOf(pids);
-    const conns = await Promise.all(gens.map((g, k) => g.call('connect', {
+    const conns = await profiled(srv, cfg, `connect${n}`, () => Promise.all(gens.map((g, k) => g.call('connect', {
       kind: srv.kind, url: wsUrl, ids: shares[k], tokens: tokens[k], concurrency: cfg.connectConcurrency, ackDelay: cfg.ackDelayMs,
-    }, 300_000)));
+    }, 300_000))));
     const cpu1 = cpuOf(pids);
     const mem1 = await srv.call('mem');
     const opened = conns.reduce((a, c) => a + c.opened, 0);
@@ -114,6 +109,20 @@ async function session(name, cfg, n, body) {
     await Promise.allSettled(gens.map((g) => g.call('close', {}, 10_000)));
     await Promise.allSettled([...gens, sender].filter(Boolean).map((c) => stopChild(c)));
     await stopServer(srv, cfg);
+  }
+}
+
+/** With --cpu-prof: profiles the server during `fn` only, into bench/profiles/<server>-<label>.cpuprofile. */
+async function profiled(srv, cfg, label, fn) {
+  if (!cfg.cpuProf) return fn();
+  const dir = join(BENCH, 'profiles');
+  mkdirSync(dir, { recursive: true });
+  await srv.call('profileStart');
+  try {
+    return await fn();
+  } finally {
+    const file = await srv.call('profileStop', { file: join(dir, `${srv.name}-${label}-${Date.now()}.cpuprofile`) }, 60_000);
+    console.log(`  profile: ${file}`);
   }
 }
 
@@ -143,7 +152,8 @@ function pcts(cpu, wallMs) {
 /** W1 (connections) and W3 (broadcast) share one session of `w1Conns` clients. */
 export async function runConnections(name, cfg, { w1, w3 }) {
   const n = cfg.w1Conns;
-  return session(name, cfg, n, async ({ gens, sender, pids, connect }) => {
+  return session(name, cfg, n, async (ctx) => {
+    const { gens, sender, pids, connect } = ctx;
     const out = {};
     if (w1) {
       const { opened, ms, mem0, mem1, cpu } = connect;
@@ -164,8 +174,10 @@ export async function runConnections(name, cfg, { w1, w3 }) {
       await Promise.all(gens.map((g) => g.call('reset')));
       const waits = gens.map((g, k) => g.call('wait', { count: count * connect.shares[k].opened, timeoutMs: cfg.waitTimeoutMs }, cfg.waitTimeoutMs + 10_000));
       const cpu0 = cpuOf(pids);
-      const { sendTimes, answerMs } = await sender.call('broadcast', { count }, cfg.waitTimeoutMs);
-      const got = await Promise.all(waits);
+      const { sendTimes, answerMs, got } = await profiled(ctx.srv, cfg, 'w3', async () => {
+        const sent = await sender.call('broadcast', { count }, cfg.waitTimeoutMs);
+        return { ...sent, got: await Promise.all(waits) };
+      });
       const cpu1 = cpuOf(pids);
       const received = got.reduce((a, g) => a + g.received, 0);
       const last = Math.max(...got.map((g) => g.lastRecv));
@@ -205,8 +217,10 @@ async function measureUnicast(ctx, cfg, send) {
   const expected = expectedPerShare(connect.shares, cfg.w2People, 0, send.total);
   const waits = gens.map((g, k) => g.call('wait', { count: expected[k], timeoutMs: cfg.waitTimeoutMs }, cfg.waitTimeoutMs + 10_000));
   const cpu0 = cpuOf(pids);
-  const sent = await sender.call(send.cmd, { ids, ...send.args }, cfg.waitTimeoutMs);
-  const got = await Promise.all(waits);
+  const { sent, got } = await profiled(ctx.srv, cfg, send.cmd, async () => {
+    const sent = await sender.call(send.cmd, { ids, ...send.args }, cfg.waitTimeoutMs);
+    return { sent, got: await Promise.all(waits) };
+  });
   const cpu1 = cpuOf(pids);
   const received = got.reduce((a, g) => a + g.received, 0);
   const last = Math.max(...got.map((g) => g.lastRecv));

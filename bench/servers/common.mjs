@@ -1,6 +1,11 @@
 // What every benchmarked server process offers the orchestrator over IPC:
 // its memory after a full GC (run node with --expose-gc) and its CPU time.
+import { Session } from 'node:inspector/promises';
+import { writeFileSync } from 'node:fs';
 import { serveIpc } from '../lib/ipc.mjs';
+
+// A CPU profile of one measured phase only (not of start-up or token minting).
+let inspector = null;
 
 export function serveServerIpc(extra = {}) {
   serveIpc({
@@ -10,6 +15,22 @@ export function serveServerIpc(extra = {}) {
       return process.memoryUsage();
     },
     cpu() { return process.cpuUsage(); },
+    async profileStart() {
+      inspector = new Session();
+      inspector.connect();
+      await inspector.post('Profiler.enable');
+      await inspector.post('Profiler.setSamplingInterval', { interval: 200 });
+      await inspector.post('Profiler.start');
+      return true;
+    },
+    async profileStop({ file }) {
+      if (!inspector) return false;
+      const { profile } = await inspector.post('Profiler.stop');
+      inspector.disconnect();
+      inspector = null;
+      writeFileSync(file, JSON.stringify(profile));
+      return file;
+    },
     ...extra,
   });
 }
