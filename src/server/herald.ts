@@ -13,7 +13,8 @@ import { principalKey } from '../protocol/principal.js';
 import { installErrorHandling, registerHttpApi } from './api/http-api.js';
 import { OriginPolicy, defaultAllowedOrigins } from './auth/origin-policy.js';
 import type { SessionResolver } from './auth/session-resolver.js';
-import { TokenResolver, mintToken } from './auth/token-resolver.js';
+import { mintToken } from './auth/token-resolver.js';
+import { createSessionResolver, createSessionWatcher, type SessionWatcher } from './auth/index.js';
 import type { Broker, Envelope } from './broker/broker.js';
 import { LocalBroker } from './broker/local-broker.js';
 import type { CommandService } from './commands/command-service.js';
@@ -48,6 +49,8 @@ export class Herald {
   readonly broker: Broker;
   readonly notifier: Notifier;
   readonly resolver: SessionResolver;
+  /** Re-checks live sessions (auth/session-watcher.ts); undefined when sessionRecheckMs is 0. */
+  readonly watcher: SessionWatcher | undefined;
   readonly gateway: Gateway;
   readonly commands: CommandService | undefined;
   readonly app: FastifyInstance;
@@ -58,7 +61,7 @@ export class Herald {
 
   private constructor(parts: {
     options: HeraldOptions; logger: Logger; hub: Hub; store: MessageStore; broker: Broker; notifier: Notifier;
-    resolver: SessionResolver; gateway: Gateway; commands: CommandService | undefined; app: FastifyInstance;
+    resolver: SessionResolver; watcher: SessionWatcher | undefined; gateway: Gateway; commands: CommandService | undefined; app: FastifyInstance;
   }) {
     this.options = parts.options;
     this.logger = parts.logger;
@@ -67,6 +70,7 @@ export class Herald {
     this.broker = parts.broker;
     this.notifier = parts.notifier;
     this.resolver = parts.resolver;
+    this.watcher = parts.watcher;
     this.gateway = parts.gateway;
     this.commands = parts.commands;
     this.app = parts.app;
@@ -84,7 +88,8 @@ export class Herald {
     const notifier = new Notifier({
       store, broker, logger: logger.child({ part: 'notifier' }), defaultTtlMs: options.defaultTtlMs, maxTtlMs: options.maxTtlMs,
     });
-    const resolver: SessionResolver = new TokenResolver({ secret: options.secret, previousSecret: options.previousSecret });
+    const resolver: SessionResolver = createSessionResolver(options, logger);
+    const watcher = createSessionWatcher(options, hub, resolver, logger);
     const commands: CommandService | undefined = undefined;
     const publicOrigin = new URL(options.publicUrl || `http://${options.host}:${options.port}`).origin;
     const origins = new OriginPolicy({
@@ -116,7 +121,7 @@ export class Herald {
         security: [{ bearer: [] }],
       },
     });
-    const herald = new Herald({ options, logger, hub, store, broker, notifier, resolver, gateway, commands, app });
+    const herald = new Herald({ options, logger, hub, store, broker, notifier, resolver, watcher, gateway, commands, app });
     await registerHttpApi(app, {
       notifier, apiToken: options.apiToken, version: VERSION,
       mintToken: (p, ttl) => herald.mintToken(p, ttl),
@@ -173,6 +178,7 @@ export class Herald {
       urls[kind === 'admin' ? 'adminPort' : 'userPort'] = (server.address() as AddressInfo).port;
     }
     this.#urls = urls;
+    this.watcher?.start();
     this.logger.info({ http: urls.http, legacy: urls.legacy, store: o.store, resolver: this.resolver.name }, 'Herald is listening');
     return urls;
   }
@@ -184,6 +190,7 @@ export class Herald {
   close(reason: string = CloseReason.SHUTDOWN): Promise<void> {
     this.#closed ??= (async () => {
       this.logger.info({ reason }, 'Herald is shutting down');
+      await this.watcher?.stop();
       await this.gateway.close(reason, Math.min(2000, this.options.shutdownGraceMs));
       for (const c of this.#compatServers) c.server.close();
       await withTimeout(this.app.close(), this.options.shutdownGraceMs);

@@ -28,7 +28,7 @@ export { TokenResolver, mintToken, TOKEN_AUDIENCE, TOKEN_COOKIE } from './token-
  * (ensureSecrets) for the token resolver.
  */
 export function createSessionResolver(options: HeraldOptions, logger?: Logger): SessionResolver {
-  const log = logger?.child({ component: 'auth' });
+  const log = logger?.child({ part: 'auth' });
   let inner: CredentialResolver;
   switch (options.authResolver) {
     case 'token':
@@ -62,5 +62,5 @@ export function createSessionWatcher(
   logger?: Logger,
 ): SessionWatcher | undefined {
   if (options.sessionRecheckMs <= 0) return undefined;
-  return new SessionWatcher({ tabs, resolver, intervalMs: options.sessionRecheckMs, logger: logger?.child({ component: 'auth' }) });
+  return new SessionWatcher({ tabs, resolver, intervalMs: options.sessionRecheckMs, logger: logger?.child({ part: 'auth' }) });
 }
