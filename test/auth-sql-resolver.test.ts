@@ -124,6 +124,31 @@ describe('sql resolver: failures and configuration', () => {
     assert.ok(!log.text().includes('secret-session-id-1234'));
   });
 
+  test('a query slower than sqlTimeoutMs is "unavailable", and the pool still works afterwards', async (t) => {
+    const cases = [
+      { service: 'mariadb' as const, create: createMariadbSessions, slow: 'SELECT aid FROM web_online WHERE sid = ? AND SLEEP(1) = 0', fast: 'SELECT aid FROM web_online WHERE sid = ?', insert: 'INSERT INTO web_online (sid, aid) VALUES (?, 3)' },
+      { service: 'postgres' as const, create: createPostgresSessions, slow: 'SELECT aid FROM web_online, pg_sleep(1) WHERE sid = $1', fast: 'SELECT aid FROM web_online WHERE sid = $1', insert: 'INSERT INTO web_online (sid, aid) VALUES ($1, 3)' },
+    ];
+    for (const c of cases) {
+      const skip = await requireService(c.service);
+      if (skip) return t.skip(skip);
+      const db = await c.create();
+      try {
+        await (db.admin as unknown as { query(s: string, p: unknown[]): Promise<unknown> }).query(c.insert, ['slow-session-3']);
+        const pool = createSqlPool(db.url, { size: 1, timeoutMs: 300 });
+        const slow = new SqlResolver({ pool, lookups: { admin: { query: c.slow, cookie: 'sid', header: '' } } });
+        const t0 = Date.now();
+        assert.equal((await slow.resolve(handshake('admin', { cookie: 'sid=slow-session-3' }))).outcome, 'unavailable', c.service);
+        assert.ok(Date.now() - t0 < 2000, `${c.service} answered after ${Date.now() - t0} ms`);
+        const fast = new SqlResolver({ pool, lookups: { admin: { query: c.fast, cookie: 'sid', header: '' } } });
+        assert.equal((await fast.resolve(handshake('admin', { cookie: 'sid=slow-session-3' }))).outcome, 'admitted', c.service);
+        await pool.close();
+      } finally {
+        await db.drop();
+      }
+    }
+  });
+
   test('queries must have exactly one parameter in their dialect', () => {
     assert.throws(() => checkQuery('mysql', 'admin', 'SELECT aid FROM t'), /exactly one \?/);
     assert.throws(() => checkQuery('mysql', 'admin', 'SELECT aid FROM t WHERE a = ? AND b = ?'), /exactly one \?/);

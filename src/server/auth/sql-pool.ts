@@ -40,11 +40,18 @@ export function createSqlPool(url: string, options: SqlPoolOptions): SqlPool {
   return sqlDialectOf(url) === 'mysql' ? new MysqlPool(url, options) : new PostgresPool(url, options);
 }
 
-/** Rejects when `promise` has not settled within `ms`; the driver's own timeouts are the first line, this is the backstop. */
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+function timeoutError(ms: number): Error {
+  return Object.assign(new Error(`no answer within ${ms} ms`), { code: 'HERALD_SQL_TIMEOUT' });
+}
+
+/** Rejects when `promise` has not settled within `ms`; `onLate` receives the promise to clean up what it yields later. */
+function withTimeout<T>(promise: Promise<T>, ms: number, onLate?: (late: Promise<T>) => void): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(Object.assign(new Error(`query timed out after ${ms} ms`), { code: 'HERALD_SQL_TIMEOUT' })), ms);
+    timer = setTimeout(() => {
+      onLate?.(promise);
+      reject(timeoutError(ms));
+    }, ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
@@ -73,11 +80,46 @@ class MysqlPool implements SqlPool {
     });
   }
 
-  async firstValue(sql: string, param: string): Promise<unknown> {
-    const run = this.#pool.promise().execute<mysql.RowDataPacket[]>({ sql, rowsAsArray: true, timeout: this.#timeoutMs }, [param]);
-    const [rows] = await withTimeout(run, this.#timeoutMs + 100);
-    const first = rows[0] as unknown;
-    return Array.isArray(first) ? (first[0] as unknown) : undefined;
+  firstValue(sql: string, param: string): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      let conn: mysql.PoolConnection | undefined;
+      // The deadline covers waiting for a free connection and the query. A query
+      // still running at the deadline keeps its connection busy on the server, so
+      // that connection is destroyed, not returned: the pool slot frees at once.
+      const timer = setTimeout(() => {
+        settled = true;
+        conn?.destroy();
+        reject(timeoutError(this.#timeoutMs));
+      }, this.#timeoutMs);
+      this.#pool.getConnection((err, c) => {
+        if (settled) {
+          c?.release();
+          return;
+        }
+        if (err) {
+          settled = true;
+          clearTimeout(timer);
+          reject(err);
+          return;
+        }
+        conn = c;
+        c.execute<mysql.RowDataPacket[]>({ sql, rowsAsArray: true }, [param], (qerr, rows) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          if (qerr) {
+            if ((qerr as { fatal?: boolean }).fatal) c.destroy();
+            else c.release();
+            reject(qerr);
+            return;
+          }
+          c.release();
+          const first = (rows as unknown[])[0];
+          resolve(Array.isArray(first) ? (first[0] as unknown) : undefined);
+        });
+      });
+    });
   }
 
   async close(): Promise<void> {
@@ -96,7 +138,8 @@ class PostgresPool implements SqlPool {
       connectionString: url.replace(/^postgresql:/i, 'postgres:'),
       max: options.size,
       connectionTimeoutMillis: options.timeoutMs,
-      query_timeout: options.timeoutMs,
+      // The server cancels a query at the deadline itself, so the connection stays usable.
+      statement_timeout: options.timeoutMs,
       idleTimeoutMillis: 60_000,
       keepAlive: true,
     });
@@ -105,10 +148,21 @@ class PostgresPool implements SqlPool {
   }
 
   async firstValue(sql: string, param: string): Promise<unknown> {
-    const run = this.#pool.query<unknown[]>({ text: sql, values: [param], rowMode: 'array' });
-    const result = await withTimeout(run, this.#timeoutMs + 100);
-    const first = result.rows[0];
-    return first ? first[0] : undefined;
+    const deadline = Date.now() + this.#timeoutMs;
+    const client = await withTimeout(this.#pool.connect(), this.#timeoutMs, (late) => late.then((c) => c.release(), () => undefined));
+    try {
+      const result = await withTimeout(
+        client.query<unknown[]>({ text: sql, values: [param], rowMode: 'array' }),
+        Math.max(1, deadline - Date.now()),
+      );
+      client.release();
+      const first = result.rows[0];
+      return first ? first[0] : undefined;
+    } catch (e) {
+      // A timed-out or broken connection is dropped rather than reused.
+      client.release(e instanceof Error ? e : true);
+      throw e;
+    }
   }
 
   async close(): Promise<void> {
