@@ -78,10 +78,11 @@ describe('token resolver', () => {
   test('a live tab whose token expires is closed with 4401 "session ended" at the next re-check', async () => {
     const h = await startAuthHerald({ sessionRecheckMs: 200 });
     try {
-      const token = (await h.herald.mintToken({ kind: 'user', id: 9 }, 1000)).token;
+      // Expiry is in whole seconds (JWT exp): 2 s leaves 1–2 s, enough to open the tab first.
+      const token = (await h.herald.mintToken({ kind: 'user', id: 9 }, 2000)).token;
       const tab = await h.open('user', { query: { token } });
       await tab.nextOfType('WELCOME');
-      const closed = await within(tab.closed, 4000, 'the tab to close at token expiry');
+      const closed = await within(tab.closed, 5000, 'the tab to close at token expiry');
       assert.deepEqual(closed, { code: CloseCode.UNAUTHORIZED, reason: CloseReason.SESSION_ENDED });
       assert.equal(await h.status('user', { query: { token } }), 401);
       const log = h.log();

@@ -162,6 +162,11 @@ describe('sql resolver: failures and configuration', () => {
     assert.throws(() => loadOptions({ env: {}, overrides: { authResolver: 'sql' } }), /sqlUrl/);
     assert.throws(() => loadOptions({ env: {}, overrides: { authResolver: 'sql', sqlUrl: 'mysql://x/y', sqlPreset: 'custom' } }), /sqlAdminQuery/);
     assert.throws(() => loadOptions({ env: {}, overrides: { authResolver: 'http' } }), /httpResolverUrl/);
+    const fromEnv = loadOptions({ env: { HERALD_AUTH_RESOLVER: 'http', HERALD_HTTP_RESOLVER_URL: 'http://127.0.0.1:1/s', HERALD_HTTP_RESOLVER_HEADERS: 'ADMINSID,Authorization', HERALD_SESSION_RECHECK_MS: '200' } });
+    assert.deepEqual(fromEnv.httpResolverHeaders, ['ADMINSID', 'Authorization']);
+    assert.equal(fromEnv.sessionRecheckMs, 200);
+    assert.throws(() => createSessionResolver(loadOptions({ env: {}, overrides: { authResolver: 'http', httpResolverUrl: 'http://127.0.0.1:1/', httpResolverHeaders: ['Host'] } })), /host/);
+    assert.throws(() => createSessionResolver(loadOptions({ env: {}, overrides: { authResolver: 'sql', sqlUrl: 'postgres://x/y', sqlPreset: 'custom', sqlAdminQuery: 'SELECT aid FROM t WHERE sid = ?' } })), /\$1/);
   });
 });
 
