@@ -5,7 +5,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
-import { LegacyServer } from '../src/server/api/legacy-server.js';
+import { LEGACY_ANSWER_DEADLINE_MS, LegacyServer } from '../src/server/api/legacy-server.js';
+import type { CommandService } from '../src/server/commands/command-service.js';
 import { loadOptions } from '../src/server/options.js';
 import { createCore } from './helpers/legacy-core.js';
 import { RawLegacyClient, within } from './helpers/legacy-client.js';
@@ -195,6 +196,49 @@ describe('legacy TCP protocol, limits', () => {
       await within(d.closed, 3000, 'the connection over the limit to be closed');
       assert.equal(d.answers.length, 0);
       b.destroy();
+      c.destroy();
+    } finally {
+      await legacy.close();
+      await core.close();
+    }
+  });
+
+  it('a peer that floods requests and never reads its answers does not hold up anyone else', async () => {
+    const core = await createCore();
+    const legacy = new LegacyServer({ host: '127.0.0.1', port: 0, notifier: core.notifier, options: loadOptions({ env: {} }), logger: pino({ level: 'silent' }) });
+    const { port } = await legacy.listen();
+    try {
+      const flood = await RawLegacyClient.connect(port);
+      flood.socket.pause();
+      const ping = Buffer.from('{"TYPE":"PING"}'.repeat(4096));
+      for (let i = 0; i < 64; i++) flood.socket.write(ping); // ~4 MB, unread answers pile up on its side
+      const other = await RawLegacyClient.connect(port);
+      const r = await other.request('{"TYPE":"PING"}');
+      assert.deepEqual(r.answer, { TYPE: 'PONG' });
+      assert.ok(r.ms < FAST_MS, `PING took ${r.ms} ms while another peer flooded`);
+      flood.destroy();
+      other.destroy();
+    } finally {
+      await legacy.close();
+      await core.close();
+    }
+  });
+
+  it('answers within the old client\'s 2 s even when a dependency hangs, and moves on', async () => {
+    const core = await createCore();
+    // A command service stuck forever stands in for any hung dependency (store, broker).
+    const stuck = { start: () => new Promise<never>(() => {}) } as unknown as CommandService;
+    const legacy = new LegacyServer({ host: '127.0.0.1', port: 0, notifier: core.notifier, commands: stuck, options: loadOptions({ env: {} }), logger: pino({ level: 'silent' }) });
+    const { port } = await legacy.listen();
+    try {
+      const c = await RawLegacyClient.connect(port);
+      const t0 = performance.now();
+      await c.write('{"TYPE":"COMMAND","AID":1,"PROGRAM":"ping"}{"TYPE":"PING"}');
+      const late = (await c.next(2000)) as Record<string, unknown>;
+      const ms = performance.now() - t0;
+      assert.equal(late.CODE, 'HERALD_ERR_UNAVAILABLE');
+      assert.ok(ms >= LEGACY_ANSWER_DEADLINE_MS - 50 && ms < 1900, `answered after ${ms} ms`);
+      assert.deepEqual(await c.next(), { TYPE: 'PONG' });
       c.destroy();
     } finally {
       await legacy.close();

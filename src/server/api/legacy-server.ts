@@ -41,6 +41,8 @@ export interface LegacyServerOptions {
 export const LEGACY_ANSWER_DEADLINE_MS = 1500;
 /** Requests framed but not yet handled, per connection, before reading pauses. */
 const MAX_QUEUED_REQUESTS = 64;
+/** Requests handled in a row on one connection before yielding to the event loop. */
+const YIELD_EVERY = 32;
 /** On close(), how long connections may take to finish what they hold before they are cut. */
 const CLOSE_GRACE_MS = 2000;
 /** TCP keep-alive probes find peers that vanished without a FIN (idle connections are legitimate). */
@@ -69,6 +71,8 @@ class LegacyConnection {
   #ending = false;
   #partialTimer: NodeJS.Timeout | undefined;
   #lingerTimer: NodeJS.Timeout | undefined;
+  #deadlineTimer: NodeJS.Timeout | undefined;
+  #onDeadline: (() => void) | undefined;
   readonly closed: Promise<void>;
 
   constructor(socket: net.Socket, server: LegacyServer, log: Logger) {
@@ -92,6 +96,7 @@ class LegacyConnection {
     socket.on('close', () => {
       this.#clearPartialTimer();
       if (this.#lingerTimer) clearTimeout(this.#lingerTimer);
+      if (this.#deadlineTimer) clearTimeout(this.#deadlineTimer);
     });
     socket.on('drain', () => this.#maybeResume());
   }
@@ -195,8 +200,12 @@ class LegacyConnection {
   async #drain(): Promise<void> {
     if (this.#busy) return;
     this.#busy = true;
+    let handled = 0;
     try {
       while (this.#queue.length > 0 && !this.#socket.destroyed) {
+        // Fairness: a peer with thousands of requests queued must not keep
+        // the event loop from everyone else (their answers are due in ms too).
+        if (++handled % YIELD_EVERY === 0) await new Promise((resolve) => setImmediate(resolve));
         const work = this.#queue.shift() as Work;
         if (work.kind === 'fatal') {
           this.#queue.length = 0;
@@ -206,6 +215,9 @@ class LegacyConnection {
         }
         const answer = work.kind === 'answer' ? work.answer : await this.#handle(work.value);
         if (answer !== undefined) this.#write(answer);
+        // A peer that does not read its answers stops being served (and read):
+        // one chunk of tiny requests must not pile up unbounded answers here.
+        if (this.#socket.writableNeedDrain) await this.#drained();
         this.#maybeResume();
       }
       if (this.#ending && !this.#socket.destroyed) this.#finish();
@@ -214,13 +226,30 @@ class LegacyConnection {
     }
   }
 
+  #drained(): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        this.#socket.off('drain', done);
+        this.#socket.off('close', done);
+        resolve();
+      };
+      this.#socket.on('drain', done);
+      this.#socket.on('close', done);
+    });
+  }
+
   async #handle(value: unknown): Promise<LegacyAnswer | undefined> {
     const s = this.#server;
     const started = performance.now();
-    let timer: NodeJS.Timeout | undefined;
+    // One timer per connection, re-armed per request: cheaper than a new one each time.
     const deadline = new Promise<'deadline'>((resolve) => {
-      timer = setTimeout(() => resolve('deadline'), LEGACY_ANSWER_DEADLINE_MS);
+      this.#onDeadline = () => resolve('deadline');
     });
+    if (this.#deadlineTimer) this.#deadlineTimer.refresh();
+    else {
+      this.#deadlineTimer = setTimeout(() => this.#onDeadline?.(), LEGACY_ANSWER_DEADLINE_MS);
+      this.#deadlineTimer.unref();
+    }
     const work = handleLegacyRequest(value, {
       notifier: s.notifier,
       commands: s.commands,
@@ -234,7 +263,7 @@ class LegacyConnection {
       this.#log.warn({ ms: Math.round(performance.now() - started) }, 'legacy request missed its answer deadline');
       return wantsSilence(value) ? undefined : legacyError('the server could not finish this request in time; try again', 'HERALD_ERR_UNAVAILABLE');
     } finally {
-      clearTimeout(timer);
+      this.#onDeadline = undefined;
     }
   }
 
