@@ -188,6 +188,7 @@ describe('legacy TCP protocol, limits', () => {
       assert.match(err.ERROR as string, /incomplete/);
       await within(a.closed, 3000, 'the stalled connection to close');
 
+      // Not idle-limited by default (the old client keeps its connection for life).
       const b = await RawLegacyClient.connect(port);
       const c = await RawLegacyClient.connect(port);
       assert.deepEqual((await b.request('{"TYPE":"PING"}')).answer, { TYPE: 'PONG' });
@@ -196,6 +197,22 @@ describe('legacy TCP protocol, limits', () => {
       await within(d.closed, 3000, 'the connection over the limit to be closed');
       assert.equal(d.answers.length, 0);
       b.destroy();
+      c.destroy();
+    } finally {
+      await legacy.close();
+      await core.close();
+    }
+  });
+
+  it('with legacyIdleTimeoutMs set, a silent connection is ended', async () => {
+    const core = await createCore();
+    const options = loadOptions({ env: {}, overrides: { legacyIdleTimeoutMs: 150 } });
+    const legacy = new LegacyServer({ host: '127.0.0.1', port: 0, notifier: core.notifier, options, logger: pino({ level: 'silent' }) });
+    const { port } = await legacy.listen();
+    try {
+      const c = await RawLegacyClient.connect(port);
+      assert.deepEqual((await c.request('{"TYPE":"PING"}')).answer, { TYPE: 'PONG' });
+      await within(c.ended, 3000, 'the idle connection to be ended');
       c.destroy();
     } finally {
       await legacy.close();
