@@ -126,7 +126,7 @@ export class Herald {
       : undefined;
     const herald = new Herald({ options, logger, hub, store, broker, notifier, resolver, gateway, commands, app, legacy });
     await registerHttpApi(app, {
-      notifier, apiToken: options.apiToken, version: VERSION,
+      notifier, commands, apiToken: options.apiToken, version: VERSION,
       mintToken: (p, ttl) => herald.mintToken(p, ttl),
       status: () => herald.status(),
     });
