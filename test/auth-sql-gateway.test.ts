@@ -76,7 +76,7 @@ describe('sql resolver end to end, abills preset on MariaDB', () => {
       const closed = await within(tab.closed, RECHECK_MS * 2 + 1000, 'the tab to close');
       assert.deepEqual(closed, { code: CloseCode.UNAUTHORIZED, reason: CloseReason.SESSION_ENDED });
       const closeFrame = tab.frames.find((f) => f?.TYPE === 'close');
-      assert.ok(closeFrame, 'a {"TYPE":"close"} frame precedes the close');
+      assert.equal(closeFrame?.REASON, CloseReason.SESSION_ENDED, 'a {"TYPE":"close","REASON":"session ended"} frame precedes the close');
     }
     assert.ok(Date.now() - t0 < RECHECK_MS * 2 + 1000);
     // The other admin's tab is untouched, and the ended session cannot come back.
