@@ -7,7 +7,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { loadConfig } from './lib/config.mjs';
 import { killAllChildren } from './lib/proc.mjs';
-import { runConnections, runUnicast, runSteady } from './lib/workloads.mjs';
+import { runConnections, runUnicast, runSteady, closePool } from './lib/workloads.mjs';
 import { median } from './lib/stats.mjs';
 import { renderMarkdown, machineInfo } from './lib/report.mjs';
 
@@ -89,6 +89,7 @@ try {
     }
   }
 } finally {
+  await closePool();
   killAllChildren();
 }
 

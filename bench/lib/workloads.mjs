@@ -56,6 +56,26 @@ async function heraldHasBatch(srv, cfg) {
   return false;
 }
 
+// Load generators and the sender, started once and reused by every session.
+let thePool = null;
+
+async function pool(cfg) {
+  if (thePool && [...thePool.gens, thePool.sender].every((c) => c.child.exitCode === null && c.child.signalCode === null)) return thePool;
+  await closePool();
+  const gens = [];
+  for (let k = 0; k < cfg.loadgens; k++) gens.push(await startChild(`loadgen${k}`, join(BENCH, 'loadgen.mjs')));
+  const sender = await startChild('sender', join(BENCH, 'sender.mjs'));
+  thePool = { gens, sender };
+  return thePool;
+}
+
+/** Stops the load generators and the sender (end of the run). */
+export async function closePool() {
+  const p = thePool;
+  thePool = null;
+  if (p) await Promise.allSettled([...p.gens, p.sender].map((c) => stopChild(c)));
+}
+
 function split(ids, parts) {
   const out = Array.from({ length: parts }, () => []);
   const per = Math.ceil(ids.length / parts);
@@ -73,12 +93,11 @@ function range(n) {
  */
 async function session(name, cfg, n, body) {
   let srv = null;
-  const gens = [];
+  let gens = [];
   let sender = null;
   try {
     srv = await startServer(name, cfg);
-    for (let k = 0; k < cfg.loadgens; k++) gens.push(await startChild(`loadgen${k}`, join(BENCH, 'loadgen.mjs')));
-    sender = await startChild('sender', join(BENCH, 'sender.mjs'));
+    ({ gens, sender } = await pool(cfg));
     const heraldBatch = srv.kind === 'herald' ? await heraldHasBatch(srv, cfg) : false;
     await sender.call('setup', { kind: srv.kind, http: srv.ready.http, apiToken: srv.ready.apiToken, heraldBatch });
     const shares = split(range(n), gens.length);
@@ -106,8 +125,10 @@ async function session(name, cfg, n, body) {
     for (const m of Object.values(result)) m.load1 = Math.max(load1, loadavg()[0]);
     return result;
   } finally {
-    await Promise.allSettled(gens.map((g) => g.call('close', {}, 10_000)));
-    await Promise.allSettled([...gens, sender].filter(Boolean).map((c) => stopChild(c)));
+    // The generators and the sender outlive the session (closing their clients
+    // is enough); one that fails to close is replaced.
+    const closed = await Promise.allSettled(gens.map((g) => g.call('close', {}, 30_000)));
+    if (closed.some((c) => c.status === 'rejected')) await closePool();
     await stopServer(srv, cfg);
   }
 }
