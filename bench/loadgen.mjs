@@ -15,7 +15,7 @@ let lastRecv = 0;
 let perBroadcastLast = []; // broadcast index → last arrival (ms)
 let perBroadcastCount = [];
 let waiter = null;
-let ackDelayMs = 20;
+let ackDelayMs = 200;
 
 function record(msg) {
   const t = nowMs();
@@ -92,7 +92,7 @@ serveIpc({
    * Opens one connection per entry of `ids` (or `tokens` for Herald), at most
    * `concurrency` handshakes in flight. Answers when all are open or failed.
    */
-  async connect({ kind, url, ids, tokens, concurrency = 100, ackDelay = 20 }) {
+  async connect({ kind, url, ids, tokens, concurrency = 100, ackDelay = 200 }) {
     ackDelayMs = ackDelay;
     const n = kind === 'herald' ? tokens.length : ids.length;
     let next = 0;
