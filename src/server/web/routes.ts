@@ -10,20 +10,35 @@
  */
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import type { HeraldOptions } from '../options.js';
 import type { PrincipalKind } from '../../protocol/principal.js';
 import { DEMO_HTML } from './demo-page.js';
+import { createAdmissionCheck, originAllowed, type AdmissionDeps } from './admission.js';
 
 export interface WebContext {
   options: HeraldOptions;
   /** Signs a browser token for a person (the token resolver's mintToken with the secret bound). */
   mintToken(kind: PrincipalKind, id: number, ttlMs: number): Promise<string>;
-  /** The build output: `dist` (or `dist/client` itself). */
-  distDir: string;
+  /** The build output: `dist` (or `dist/client` itself). Default: see defaultDistDir(). */
+  distDir?: string;
+  /**
+   * The resolver and Origin policy, to answer a plain GET on /ws/admin and
+   * /ws/user with the status the handshake would get (admission.ts). Without
+   * them those GETs answer 426 and the library cannot tell a refused
+   * credential from a server that is down.
+   */
+  admission?: AdmissionDeps;
+}
+
+/** `dist/` next to this file's tree: dist/server/web → dist; src/server/web (tsx) → <repo>/dist. */
+export function defaultDistDir(): string {
+  const tree = fileURLToPath(new URL('../../', import.meta.url));
+  return basename(tree) === 'dist' ? tree : join(tree, '..', 'dist');
 }
 
 interface Asset {
@@ -96,7 +111,7 @@ const SendBody = Type.Object(
 
 /** Registers the library's routes and, when `options.demo` is on, the demo's. */
 export async function registerWebRoutes(app: FastifyInstance, ctx: WebContext): Promise<void> {
-  const dir = clientDir(ctx.distDir);
+  const dir = clientDir(ctx.distDir ?? defaultDistDir());
   const JS = 'application/javascript; charset=utf-8';
   const MAP = 'application/json; charset=utf-8';
   // Loaded on first request (the build may finish after the server starts in development), then kept.
@@ -110,32 +125,59 @@ export async function registerWebRoutes(app: FastifyInstance, ctx: WebContext): 
     return a;
   };
 
-  app.get('/herald.js', (req, reply) => sendAsset(req, reply, asset('herald.min.js', JS), 'herald.js'));
-  app.get('/herald.min.js', (req, reply) => sendAsset(req, reply, asset('herald.min.js', JS), 'herald.min.js'));
-  app.get('/herald.min.js.map', (req, reply) => sendAsset(req, reply, asset('herald.min.js.map', MAP), 'herald.min.js.map'));
-  app.get('/herald.esm.js', (req, reply) => sendAsset(req, reply, asset('herald.esm.js', JS), 'herald.esm.js'));
-  app.get('/herald.esm.js.map', (req, reply) => sendAsset(req, reply, asset('herald.esm.js.map', MAP), 'herald.esm.js.map'));
+  app.get('/herald.js', { schema: { hide: true } }, (req, reply) => sendAsset(req, reply, asset('herald.min.js', JS), 'herald.js'));
+  app.get('/herald.min.js', { schema: { hide: true } }, (req, reply) => sendAsset(req, reply, asset('herald.min.js', JS), 'herald.min.js'));
+  app.get('/herald.min.js.map', { schema: { hide: true } }, (req, reply) => sendAsset(req, reply, asset('herald.min.js.map', MAP), 'herald.min.js.map'));
+  app.get('/herald.esm.js', { schema: { hide: true } }, (req, reply) => sendAsset(req, reply, asset('herald.esm.js', JS), 'herald.esm.js'));
+  app.get('/herald.esm.js.map', { schema: { hide: true } }, (req, reply) => sendAsset(req, reply, asset('herald.esm.js.map', MAP), 'herald.esm.js.map'));
+
+  const admission = ctx.admission;
+  const check = admission ? createAdmissionCheck(admission) : undefined;
+  for (const kind of ['admin', 'user'] as const) {
+    // Upgrade requests never reach these routes (the Gateway takes the
+    // server's 'upgrade' event); only the library's plain-GET probe does.
+    app.get(`/ws/${kind}`, { schema: { hide: true } }, async (req, reply) => {
+      const status = check ? await check(kind, req.raw) : 426;
+      const origin = req.headers.origin;
+      if (admission && originAllowed(admission, origin)) {
+        reply.header('access-control-allow-origin', origin);
+        reply.header('access-control-allow-credentials', 'true');
+      }
+      reply.header('vary', 'origin');
+      reply.header('cache-control', 'no-store');
+      if (status === 426) reply.header('upgrade', 'websocket');
+      const body =
+        status === 426
+          ? { error: { code: 'HERALD_ERR_BAD_REQUEST', message: 'this endpoint takes WebSocket upgrades; the credential would be accepted' } }
+          : status === 401
+            ? { error: { code: 'HERALD_ERR_UNAUTHORIZED', message: 'the credential admits nobody' } }
+            : status === 403
+              ? { error: { code: 'HERALD_ERR_ORIGIN', message: 'origin not allowed' } }
+              : { error: { code: 'HERALD_ERR_UNAVAILABLE', message: 'cannot check credentials now, try again later' } };
+      return reply.code(status).send(body);
+    });
+  }
 
   if (!ctx.options.demo) return;
 
-  app.get('/demo', (_req, reply) => {
+  app.get('/demo', { schema: { hide: true } }, (_req, reply) => {
     reply.header('cache-control', 'no-cache');
     reply.header('x-content-type-options', 'nosniff');
     reply.header('referrer-policy', 'no-referrer');
     return reply.type('text/html; charset=utf-8').send(DEMO_HTML);
   });
-  app.get('/demo.js', (req, reply) => sendAsset(req, reply, asset('demo.js', JS), 'demo.js'));
+  app.get('/demo.js', { schema: { hide: true } }, (req, reply) => sendAsset(req, reply, asset('demo.js', JS), 'demo.js'));
 
   // Demo mode lets anyone who can reach the server act as any admin: that is
   // the point of a demo, and why `demo` must be off in production.
-  app.post<{ Body: Static<typeof TokenBody> }>('/demo/token', { schema: { body: TokenBody } }, async (req) => {
+  app.post<{ Body: Static<typeof TokenBody> }>('/demo/token', { schema: { body: TokenBody, hide: true } }, async (req) => {
     const token = await ctx.mintToken(req.body.kind, req.body.id, ctx.options.tokenTtlMs);
     return { token, expiresAt: Date.now() + ctx.options.tokenTtlMs };
   });
 
   // Goes through the real HTTP API (in-process), so the demo shows exactly
   // what a backend gets; the API token never leaves the server.
-  app.post<{ Body: Static<typeof SendBody> }>('/demo/send', { schema: { body: SendBody } }, async (req, reply) => {
+  app.post<{ Body: Static<typeof SendBody> }>('/demo/send', { schema: { body: SendBody, hide: true } }, async (req, reply) => {
     const { kind, id, title, text, extra } = req.body;
     const message: Record<string, unknown> = { TYPE: 'MESSAGE', TITLE: title, TEXT: text };
     if (extra) message.EXTRA = extra;
