@@ -242,7 +242,13 @@ export class HeraldClient {
    */
   process(data: unknown): void {
     const message = toNotification(typeof data === 'string' ? parseOr(data) : data);
-    if (message) this.dispatcher.dispatch(message);
+    if (message) this.#dispatch(message, undefined);
+  }
+
+  #dispatch(message: NotificationObject, stream: StreamName | undefined): void {
+    // The final notification of a background command replaces its live toast.
+    if (typeof message.COMMAND_ID === 'string' && message.TYPE !== 'COMMAND_PROGRESS') this.toaster?.endCommand(message.COMMAND_ID);
+    this.dispatcher.dispatch(message, stream);
   }
 
   // ---- connection -----------------------------------------------------------
@@ -428,9 +434,7 @@ export class HeraldClient {
     if (!message) return;
     const verdict = this.#delivery.accept(message);
     if (verdict.kind === 'duplicate') return;
-    // The final notification of a background command replaces its live toast.
-    if (typeof message.COMMAND_ID === 'string' && message.TYPE !== 'COMMAND_PROGRESS') this.toaster?.endCommand(message.COMMAND_ID);
-    this.dispatcher.dispatch(message, verdict.kind === 'new' ? verdict.stream : undefined);
+    this.#dispatch(message, verdict.kind === 'new' ? verdict.stream : undefined);
   }
 
   #onWelcome(frame: WelcomeFrame): void {

@@ -72,6 +72,7 @@ function start(s: SignIn): void {
   who = s;
   sessionStorage.setItem(SESSION_KEY, JSON.stringify(s));
   $('who').textContent = `${s.kind} ${s.id}`;
+  $('cli').textContent = `npx herald send --${s.kind === 'admin' ? 'aid' : 'uid'} ${s.id} --title Hi --text 'Just<br/>some<br/>text'`;
   $('signin').hidden = true;
   $('session').hidden = false;
   const c = Herald.connect({ kind: s.kind, token: s.token, url: location.origin });

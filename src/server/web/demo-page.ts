@@ -69,7 +69,7 @@ export const DEMO_HTML = `<!doctype html>
       </form>
       <section>
         <h2>Or from a terminal</h2>
-        <code class="cmd">npx herald send --aid 1 --title Hi --text 'Just&lt;br/&gt;some&lt;br/&gt;text'</code>
+        <code class="cmd" id="cli">npx herald send --aid 1 --title Hi --text 'Just&lt;br/&gt;some&lt;br/&gt;text'</code>
       </section>
       <section>
         <h2>Connection</h2>
