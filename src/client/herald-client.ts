@@ -191,6 +191,8 @@ export class HeraldClient {
   /** Starts connecting (again, after `close()` or a rejection). */
   connect(): void {
     if (this.#state === 'connecting' || this.#state === 'open') return;
+    // A close() still in progress is done as far as its caller is concerned.
+    this.#resolveClose();
     clearTimeout(this.#retryTimer);
     this.#retryTimer = undefined;
     this.#backoff.reset();
@@ -318,7 +320,7 @@ export class HeraldClient {
     let terminal = TERMINAL_CLOSE_CODES.has(code) ? code : undefined;
     if (terminal === undefined && !opened) {
       // A refused handshake reaches the page only as code 1006, whatever the
-      // HTTP status was, so ask the endpoint over plain HTTP why.
+      // HTTP status was, so ask the endpoint over plain HTTP why (server/web/admission.ts).
       terminal = await probeRefusal(url);
       if (this.#state !== 'connecting' && this.#state !== 'open') return; // close() meanwhile
     }
@@ -467,16 +469,18 @@ function parseOr(text: string): unknown {
 
 /**
  * Asks the WebSocket endpoint over plain HTTP whether the credential is the
- * problem: Herald answers a GET without an Upgrade with the status the
+ * problem: Herald answers a request without an Upgrade with the status the
  * handshake would have got (401, 403, or 426 when it would have been
- * accepted). Network errors (server down, CORS) say nothing: retry.
+ * accepted). POST, because browsers send Origin on every POST but not on a
+ * same-origin GET, and the Origin is checked too. Network errors (server
+ * down, CORS) say nothing: retry.
  */
 async function probeRefusal(wsUrl: string): Promise<number | undefined> {
   if (!wsUrl || typeof fetch !== 'function') return undefined;
   const u = new URL(wsUrl);
   u.protocol = u.protocol === 'wss:' ? 'https:' : 'http:';
   try {
-    const res = await fetch(u.toString(), { method: 'GET', cache: 'no-store', credentials: 'include' });
+    const res = await fetch(u.toString(), { method: 'POST', cache: 'no-store', credentials: 'include' });
     if (res.status === 401) return CloseCode.UNAUTHORIZED;
     if (res.status === 403) return CloseCode.FORBIDDEN;
   } catch {

@@ -5,7 +5,7 @@
  * PROTOCOL.md §1), but a browser shows a page nothing of a failed handshake:
  * the WebSocket just closes with 1006, exactly as when the server is down.
  * To tell "stop, your credential is refused" from "retry, the server is
- * away", the browser library asks the same URL with a plain GET, and this
+ * away", the browser library asks the same URL with a plain POST, and this
  * answers with the status the handshake got: 401 or 403 (stop retrying),
  * 503 (retry), or 426 Upgrade Required (the credential is fine).
  */

@@ -136,7 +136,10 @@ export async function registerWebRoutes(app: FastifyInstance, ctx: WebContext): 
   for (const kind of ['admin', 'user'] as const) {
     // Upgrade requests never reach these routes (the Gateway takes the
     // server's 'upgrade' event); only the library's plain-GET probe does.
-    app.get(`/ws/${kind}`, { schema: { hide: true } }, async (req, reply) => {
+    // POST as well as GET: browsers send Origin on every POST, even a
+    // same-origin one, but not on a same-origin GET, and the Origin is half
+    // of what the handshake is checked on. The library probes with POST.
+    app.route({ method: ['GET', 'POST'], url: `/ws/${kind}`, schema: { hide: true }, handler: async (req, reply) => {
       const status = check ? await check(kind, req.raw) : 426;
       const origin = req.headers.origin;
       if (admission && originAllowed(admission, origin)) {
@@ -155,7 +158,7 @@ export async function registerWebRoutes(app: FastifyInstance, ctx: WebContext): 
               ? { error: { code: 'HERALD_ERR_ORIGIN', message: 'origin not allowed' } }
               : { error: { code: 'HERALD_ERR_UNAVAILABLE', message: 'cannot check credentials now, try again later' } };
       return reply.code(status).send(body);
-    });
+    } });
   }
 
   if (!ctx.options.demo) return;
