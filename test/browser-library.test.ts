@@ -4,7 +4,7 @@
  * tabs, refused and revoked credentials, CLOSE_REQUEST, command progress, and
  * the demo page (with a screenshot under test-output/).
  */
-import { after, before, describe, it } from 'node:test';
+import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Browser, Page } from 'playwright-core';
 import { startHerald, type TestServer } from './helpers/server.js';
@@ -21,6 +21,10 @@ describe('browser library in Chromium', { skip: browserSkipReason() }, () => {
 
   before(async () => {
     [server, browser] = await Promise.all([startHerald(), launchBrowser()]);
+  });
+  afterEach(async () => {
+    // Each test's pages live in their own contexts; close them so tabs do not pile up.
+    await Promise.all(pages.splice(0).map((p) => p.context().close()));
   });
   after(async () => {
     await browser?.close();
@@ -200,6 +204,35 @@ describe('browser library in Chromium', { skip: browserSkipReason() }, () => {
     await p.evaluate(() => (window as W).AMessageChecker.processData({ TYPE: 'MESSAGE', TITLE: 'ping', TEXT: 'done', COMMAND_ID: 'c1' }));
     assert.equal(await live.count(), 0, 'the final notification replaces the live toast');
     assert.equal(await p.locator('.herald-toast[data-type="MESSAGE"] .herald-title').innerText(), 'ping');
+  });
+
+  it('shows a desktop notification only when the tab is hidden and the page opted in', async () => {
+    const { context, page: p } = await newPage(browser);
+    pages.push(p);
+    await context.grantPermissions(['notifications'], { origin: server.url });
+    await connectPage(p, server.url, await server.token('admin', 8));
+    await p.evaluate(() => {
+      // Record what the library creates (the real Notification still runs), and pretend the tab is hidden.
+      const w = window as W & { shown: Array<{ title: string; body: string | undefined }> };
+      w.shown = [];
+      const Real = Notification;
+      w.Notification = class extends Real {
+        constructor(title: string, options?: NotificationOptions) {
+          super(title, options);
+          w.shown.push({ title, body: options?.body });
+        }
+      };
+      Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' });
+    });
+    const shown = () => p.evaluate(() => (window as unknown as { shown: unknown[] }).shown);
+    await send({ aid: 8 }, { TYPE: 'MESSAGE', TITLE: 'not yet', TEXT: 'x' });
+    await waitForMessages(p, 1);
+    assert.deepEqual(await shown(), [], 'no desktop notification before the page opted in');
+    assert.equal(await p.evaluate(() => (window as W).Herald.client!.desktop.enable()), 'granted');
+    await send({ aid: 8 }, { TYPE: 'MESSAGE', TITLE: 'Ticket 42', TEXT: 'Line one<br/>line <b>two</b>' });
+    await waitForMessages(p, 2);
+    assert.deepEqual(await shown(), [{ title: 'Ticket 42', body: 'Line one\nline two' }]);
+    assert.equal(await p.locator('.herald-toast .herald-title').last().innerText(), 'Ticket 42', 'the toast is there as well');
   });
 
   it('the demo page signs in, sends through the HTTP API and shows the toast (screenshot)', async () => {

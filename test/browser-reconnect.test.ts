@@ -17,12 +17,14 @@ import { CloseCode } from '../src/protocol/close-codes.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, connectPage, launchBrowser, newPage, recorder, waitForMessages, waitForState, type W } from './helpers/browser.js';
 
-type Frame = { TYPE?: string; SEQ?: number; TITLE?: string };
+type Frame = { TYPE?: string; SEQ?: number; TITLE?: string; STREAM?: string };
 
-/** SEQs of the tracked frames a page received, in arrival order. */
-async function seqsSeen(page: Page): Promise<number[]> {
+/** SEQs of the tracked frames of one stream a page received, in arrival order. */
+async function seqsSeen(page: Page, stream: 'own' | 'broadcast' = 'own'): Promise<number[]> {
   const rec = await recorder(page);
-  return (rec.frames as Frame[]).filter((f) => f.TYPE === 'MESSAGE' && typeof f.SEQ === 'number').map((f) => f.SEQ!);
+  return (rec.frames as Frame[])
+    .filter((f) => f.TYPE === 'MESSAGE' && typeof f.SEQ === 'number' && (f.STREAM === '*') === (stream === 'broadcast'))
+    .map((f) => f.SEQ!);
 }
 
 /** Waits for the server to record an ack (acks are batched, ~200 ms). */
@@ -156,24 +158,36 @@ describe('browser reconnect and resume in Chromium', { skip: browserSkipReason()
         assert.equal(res.status, 200);
         return res.body.results[0] as { messageId: string; seq: number; delivered: number };
       };
+      const broadcast = async (title: string) => {
+        const res = await server.api('POST', '/api/v1/send', { to: { all: 'admins' }, message: { TYPE: 'MESSAGE', TITLE: title, TEXT: title } });
+        assert.equal(res.status, 200);
+        return res.body as { messageId: string; seq: number };
+      };
       await send('m1');
       await send('m2');
       const m3 = await send('m3');
-      await waitForMessages(page, 3);
+      const b1 = await broadcast('b1');
+      await waitForMessages(page, 4);
       await waitAcked(server, m3.messageId);
+      await waitAcked(server, b1.messageId);
 
       // The server drops the tab with a code that means "try again".
       for (const c of server.herald.gateway.connections) if (c.principal.id === 11) c.close(CloseCode.TRY_AGAIN, 'test drop');
       await waitForState(page, 'waiting');
       const queued = [await send('m4'), await send('m5'), await send('m6')];
       assert.deepEqual(queued.map((r) => r.delivered), [0, 0, 0], 'nobody online: queued');
+      const b2 = await broadcast('b2');
       await page.evaluate(() => dispatchEvent(new Event('online')));
-      const messages = await waitForMessages(page, 6);
-      assert.deepEqual(messages.map((m) => m.TITLE), ['m1', 'm2', 'm3', 'm4', 'm5', 'm6']);
+      const messages = await waitForMessages(page, 8);
+      // Replay: the own stream, then the broadcast stream, each in order.
+      assert.deepEqual(messages.map((m) => m.TITLE), ['m1', 'm2', 'm3', 'b1', 'm4', 'm5', 'm6', 'b2']);
       assert.deepEqual(await seqsSeen(page), [1, 2, 3, 4, 5, 6], 'the server replayed only what came after the cursor');
-      const cursor = await page.evaluate(() => (window as W).Herald.client!.cursors().own);
-      assert.equal(cursor?.SEQ, 6);
+      assert.deepEqual(await seqsSeen(page, 'broadcast'), [b1.seq, b2.seq], 'and the broadcast cursor too');
+      const cursors = await page.evaluate(() => (window as W).Herald.client!.cursors());
+      assert.equal(cursors.own?.SEQ, 6);
+      assert.equal(cursors.broadcast?.SEQ, b2.seq);
       await waitAcked(server, queued[2]!.messageId);
+      await waitAcked(server, b2.messageId);
 
       // A reload: the cursors come back from sessionStorage.
       await connectPage(page, server.url, await server.token('admin', 11));
@@ -183,6 +197,7 @@ describe('browser reconnect and resume in Chromium', { skip: browserSkipReason()
       const after = await waitForMessages(page, 1);
       assert.deepEqual(after.map((m) => m.TITLE), ['m7']);
       assert.deepEqual(await seqsSeen(page), [7]);
+      assert.deepEqual(await seqsSeen(page, 'broadcast'), [], 'no broadcast replayed after the reload either');
       await context.close();
     });
 
