@@ -58,6 +58,38 @@ describe('browser library in Chromium', { skip: browserSkipReason() }, () => {
     assert.equal(typeof m!.SEQ, 'number', 'tracked notifications carry SEQ');
   });
 
+  it('toasts: EXTRA link, ICON, TIMEOUT, close button, stacking, scoped and themable styles', async () => {
+    const p = await page();
+    await connectPage(p, server.url, await server.token('admin', 10));
+    // Host-page CSS aimed at our class names must not reach into the shadow root.
+    await p.addStyleTag({ content: '.herald-toast { display: none !important; } .herald-title { color: rgb(255, 0, 0) !important; }' });
+    await send({ aid: 10 }, { TYPE: 'MESSAGE', TITLE: 'with extras', TEXT: 'see', EXTRA: 'https://example.net/ticket/42', ICON: '🔔', TIMEOUT: 0 });
+    const first = p.locator('.herald-toast[data-type="MESSAGE"]').first();
+    await first.waitFor();
+    assert.equal(await first.locator('.herald-link').getAttribute('href'), 'https://example.net/ticket/42');
+    assert.equal(await first.locator('.herald-icon-text').innerText(), '🔔');
+    assert.ok(await first.isVisible(), 'the host page cannot hide it');
+    assert.notEqual(await first.locator('.herald-title').evaluate((el) => getComputedStyle(el).color), 'rgb(255, 0, 0)');
+    await p.evaluate(() => document.getElementById('herald-toasts')!.style.setProperty('--herald-accent', 'rgb(1, 2, 3)'));
+    assert.equal(await first.evaluate((el) => getComputedStyle(el).borderLeftColor), 'rgb(1, 2, 3)', 'themed through a custom property');
+
+    // TIMEOUT (ms) dismisses by itself.
+    await send({ aid: 10 }, { TYPE: 'MESSAGE', TITLE: 'short-lived', TEXT: 'x', TIMEOUT: 300 });
+    const brief = p.locator('.herald-toast', { hasText: 'short-lived' });
+    await brief.waitFor();
+    await brief.waitFor({ state: 'detached', timeout: 5000 });
+
+    // Stacking: at most five; the oldest goes first.
+    for (let i = 1; i <= 6; i++) await send({ aid: 10 }, { TYPE: 'MESSAGE', TITLE: `stack ${i}`, TEXT: 'x', TIMEOUT: 0 });
+    await waitForMessages(p, 8);
+    const titles = await p.locator('.herald-toast .herald-title').allInnerTexts();
+    assert.deepEqual(titles, ['stack 2', 'stack 3', 'stack 4', 'stack 5', 'stack 6']);
+
+    // The close button removes just that toast.
+    await p.locator('.herald-toast', { hasText: 'stack 4' }).locator('.herald-close').click();
+    assert.deepEqual(await p.locator('.herald-toast .herald-title').allInnerTexts(), ['stack 2', 'stack 3', 'stack 5', 'stack 6']);
+  });
+
   it('never runs script from TITLE or TEXT, and keeps only the allowed markup', async () => {
     const p = await page();
     const dialogs: string[] = [];
