@@ -14,7 +14,8 @@ import { installErrorHandling, registerHttpApi } from './api/http-api.js';
 import { LegacyServer } from './api/legacy-server.js';
 import { OriginPolicy, defaultAllowedOrigins } from './auth/origin-policy.js';
 import type { SessionResolver } from './auth/session-resolver.js';
-import { TokenResolver, mintToken } from './auth/token-resolver.js';
+import { mintToken } from './auth/token-resolver.js';
+import { createSessionResolver, createSessionWatcher, type SessionWatcher } from './auth/index.js';
 import type { Broker, Envelope } from './broker/broker.js';
 import { LocalBroker } from './broker/local-broker.js';
 import type { CommandService } from './commands/command-service.js';
@@ -50,6 +51,8 @@ export class Herald {
   readonly broker: Broker;
   readonly notifier: Notifier;
   readonly resolver: SessionResolver;
+  /** Re-checks live sessions (auth/session-watcher.ts); undefined when sessionRecheckMs is 0. */
+  readonly watcher: SessionWatcher | undefined;
   readonly gateway: Gateway;
   readonly commands: CommandService | undefined;
   readonly app: FastifyInstance;
@@ -62,7 +65,7 @@ export class Herald {
 
   private constructor(parts: {
     options: HeraldOptions; logger: Logger; hub: Hub; store: MessageStore; broker: Broker; notifier: Notifier;
-    resolver: SessionResolver; gateway: Gateway; commands: CommandService | undefined; app: FastifyInstance;
+    resolver: SessionResolver; watcher: SessionWatcher | undefined; gateway: Gateway; commands: CommandService | undefined; app: FastifyInstance;
     legacy: LegacyServer | undefined;
   }) {
     this.options = parts.options;
@@ -72,6 +75,7 @@ export class Herald {
     this.broker = parts.broker;
     this.notifier = parts.notifier;
     this.resolver = parts.resolver;
+    this.watcher = parts.watcher;
     this.gateway = parts.gateway;
     this.commands = parts.commands;
     this.app = parts.app;
@@ -90,7 +94,8 @@ export class Herald {
     const notifier = new Notifier({
       store, broker, logger: logger.child({ part: 'notifier' }), defaultTtlMs: options.defaultTtlMs, maxTtlMs: options.maxTtlMs,
     });
-    const resolver: SessionResolver = new TokenResolver({ secret: options.secret, previousSecret: options.previousSecret });
+    const resolver: SessionResolver = createSessionResolver(options, logger);
+    const watcher = createSessionWatcher(options, hub, resolver, logger);
     const commands: CommandService | undefined = undefined;
     const publicOrigin = new URL(options.publicUrl || `http://${options.host}:${options.port}`).origin;
     const origins = new OriginPolicy({
@@ -125,7 +130,7 @@ export class Herald {
     const legacy = options.legacyEnabled
       ? new LegacyServer({ host: options.legacyHost, port: options.legacyPort, notifier, commands, options, logger: logger.child({ part: 'legacy' }) })
       : undefined;
-    const herald = new Herald({ options, logger, hub, store, broker, notifier, resolver, gateway, commands, app, legacy });
+    const herald = new Herald({ options, logger, hub, store, broker, notifier, resolver, watcher, gateway, commands, app, legacy });
     await registerHttpApi(app, {
       notifier, commands, apiToken: options.apiToken, version: VERSION,
       mintToken: (p, ttl) => herald.mintToken(p, ttl),
@@ -188,6 +193,7 @@ export class Herald {
     }
     if (this.legacy) urls.legacy = await this.legacy.listen();
     this.#urls = urls;
+    this.watcher?.start();
     this.logger.info({ http: urls.http, legacy: urls.legacy, store: o.store, resolver: this.resolver.name }, 'Herald is listening');
     return urls;
   }
@@ -201,6 +207,7 @@ export class Herald {
       this.logger.info({ reason }, 'Herald is shutting down');
       // A front door first: legacy requests already received are answered, then its connections end.
       await this.legacy?.close();
+      await this.watcher?.stop();
       await this.gateway.close(reason, Math.min(2000, this.options.shutdownGraceMs));
       for (const c of this.#compatServers) c.server.close();
       await withTimeout(this.app.close(), this.options.shutdownGraceMs);
