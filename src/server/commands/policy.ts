@@ -107,10 +107,14 @@ export class CommandPolicy {
     try {
       real = realpathSync(program);
     } catch {
-      // Not there. If it names a missing allowed program, say that; otherwise it is simply not allowed.
-      const missing = this.#entries.find((e) => e.path === undefined && (e.spec === program || basename(e.spec) === basename(program)));
-      if (missing) return this.#installed(missing, program);
-      throw this.#forbidden(program);
+      // Not there. If it names an allowed program that is missing (or was removed since start-up), say that;
+      // otherwise it is simply not allowed.
+      const missing = this.#entries.find((e) => e.spec === program || e.path === program || (e.path === undefined && basename(e.spec) === basename(program)));
+      if (!missing) throw this.#forbidden(program);
+      if (missing.path !== undefined) {
+        throw new HeraldError('HERALD_ERR_COMMAND_NOT_FOUND', `program "${program}" is allowed but its file ${missing.path} is gone`);
+      }
+      return this.#installed(missing, program);
     }
     const entry = this.#entries.find((e) => e.path === real);
     if (!entry) throw this.#forbidden(program, real);

@@ -58,6 +58,8 @@ interface Run {
   readonly output: OutputBuffer;
   state: CommandState;
   readonly queuedAt: number;
+  /** Arrival order, for listing (several requests share a millisecond). */
+  readonly order: number;
   startedAt?: number;
   endedAt?: number;
   exitCode: number | null;
@@ -94,6 +96,7 @@ export class CommandRunner implements CommandService {
   /** Finished runs, oldest first, at most `commandsHistory`. */
   readonly #history = new Map<string, Run>();
   #closing = false;
+  #arrivals = 0;
 
   constructor(deps: CommandRunnerDeps) {
     this.#notifier = deps.notifier;
@@ -167,7 +170,7 @@ export class CommandRunner implements CommandService {
     const done = new Promise<CommandInfo>((r) => (resolveDone = r));
     const run: Run = {
       id: randomUUID(), request: { ...request, args: [...request.args] }, program, args, timeoutSec,
-      output: new OutputBuffer(this.#o.commandsOutputCap), state: 'queued', queuedAt,
+      output: new OutputBuffer(this.#o.commandsOutputCap), state: 'queued', queuedAt, order: ++this.#arrivals,
       exitCode: null, signal: null, timedOut: false, exited: false, timers: new Set(),
       lastProgressAt: 0, finished: false, done, resolveDone,
     };
@@ -189,7 +192,7 @@ export class CommandRunner implements CommandService {
 
   list(limit = 50): CommandInfo[] {
     const all = [...this.#history.values(), ...this.#active.values()];
-    all.sort((a, b) => b.queuedAt - a.queuedAt);
+    all.sort((a, b) => b.order - a.order);
     return all.slice(0, Math.max(0, limit)).map((r) => this.#info(r));
   }
 
