@@ -109,11 +109,12 @@ export class Notifier {
     );
     const base = { id: stored.id, seq: stored.seq, epoch: stored.epoch, dropped: stored.dropped, queued: true };
     if (stored.duplicate) return { ...base, delivered: 0, duplicate: true };
-    if (tabs > 0) {
-      await this.#broker.publish({
-        type: 'person', to, frame: withDelivery(json, stored.seq, stored.epoch, false), origin: { stream: 'own', seq: stored.seq },
-      });
-    }
+    // Published even when nobody seemed online: a tab that connected between
+    // the presence check and the append must not miss it (its replay read may
+    // have run before the append; the Gateway drops the copy it already has).
+    await this.#broker.publish({
+      type: 'person', to, frame: withDelivery(json, stored.seq, stored.epoch, false), origin: { stream: 'own', seq: stored.seq },
+    });
     if (stored.dropped > 0) this.#log.warn({ to: principalKey(to), dropped: stored.dropped }, 'stream cap reached: oldest notifications dropped');
     return { ...base, delivered: tabs, duplicate: false };
   }

@@ -38,7 +38,7 @@ export class MemoryStore implements MessageStore {
   }
 
   #head(s: Stream): StreamHead {
-    return { epoch: s.epoch, lastSeq: s.lastSeq, firstSeq: s.messages[0]?.seq ?? s.lastSeq + 1 };
+    return { epoch: s.epoch, lastSeq: s.lastSeq, firstSeq: s.messages[0]?.seq ?? s.lastSeq + 1, ackedSeq: s.acked };
   }
 
   async append(input: AppendInput, now: number): Promise<AppendResult> {

@@ -43,6 +43,12 @@ export interface StreamHead {
   lastSeq: number;
   /** Lowest SEQ still retained (lastSeq + 1 when nothing is retained). */
   firstSeq: number;
+  /**
+   * Highest SEQ acknowledged by any tab (cumulative). A tab that connects
+   * without a cursor (a new tab, the next morning) is replayed what came
+   * after it: the notifications nobody has seen yet.
+   */
+  ackedSeq: number;
 }
 
 export interface ReadResult extends StreamHead {

@@ -1,0 +1,71 @@
+/**
+ * Which web pages may open a WebSocket to Herald. Browsers always send
+ * `Origin` on a WebSocket handshake (RFC 6455 §4.1, item 8), and cookies ride
+ * along whatever page opened it: without this check any site could open a
+ * socket with an admin's cookie (cross-site WebSocket hijacking).
+ */
+export interface OriginPolicyOptions {
+  /** Exact origins (`https://panel.example.net`), wildcard subdomains (`https://*.example.net`), or `*`. */
+  allowed: readonly string[];
+  /** Admit a handshake with no Origin header (a non-browser client). */
+  allowMissing: boolean;
+}
+
+export type OriginVerdict = 'allowed' | 'forbidden';
+
+interface Rule {
+  scheme: string;
+  /** Exact host, or the suffix after `*.` for wildcards. */
+  host: string;
+  wildcard: boolean;
+  /** Empty = scheme default; `*` = any. */
+  port: string;
+}
+
+function parseRule(text: string): Rule | undefined {
+  const m = /^(https?|wss?):\/\/(\*\.)?(\[[0-9a-f:]+\]|[^/:[\]]+)(?::(\d+|\*))?\/?$/i.exec(text.trim());
+  if (!m) return undefined;
+  return { scheme: m[1]!.toLowerCase(), wildcard: !!m[2], host: m[3]!.toLowerCase(), port: m[4] ?? '' };
+}
+
+export class OriginPolicy {
+  readonly #any: boolean;
+  readonly #rules: Rule[];
+  readonly #allowMissing: boolean;
+
+  constructor(options: OriginPolicyOptions) {
+    this.#any = options.allowed.includes('*');
+    this.#rules = [];
+    for (const text of options.allowed) {
+      if (text === '*') continue;
+      const rule = parseRule(text);
+      if (!rule) throw new TypeError(`allowedOrigins: "${text}" is not an origin like https://panel.example.net or https://*.example.net`);
+      this.#rules.push(rule);
+    }
+    this.#allowMissing = options.allowMissing;
+  }
+
+  check(origin: string | undefined): OriginVerdict {
+    if (origin === undefined || origin === '') return this.#allowMissing ? 'allowed' : 'forbidden';
+    if (this.#any) return 'allowed';
+    let url: URL;
+    try {
+      url = new URL(origin);
+    } catch {
+      return 'forbidden';
+    }
+    const scheme = url.protocol.replace(':', '');
+    const host = url.hostname.toLowerCase();
+    for (const r of this.#rules) {
+      if (r.scheme !== scheme) continue;
+      if (r.port !== '*' && r.port !== url.port) continue;
+      if (r.wildcard ? host.endsWith(`.${r.host}`) : host === r.host) return 'allowed';
+    }
+    return 'forbidden';
+  }
+}
+
+/** The embedded default: the public URL's own origin, and localhost / loopback on any port. */
+export function defaultAllowedOrigins(publicOrigin: string): string[] {
+  return [publicOrigin, 'http://localhost:*', 'https://localhost:*', 'http://127.0.0.1:*', 'https://127.0.0.1:*', 'http://[::1]:*'];
+}

@@ -1,0 +1,73 @@
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { HeraldError } from './errors.js';
+import type { HeraldOptions } from './options.js';
+
+export interface StoredSecrets {
+  secret: string;
+  apiToken: string;
+}
+
+export interface SecretsResult {
+  options: HeraldOptions;
+  /** Where generated secrets live. */
+  file: string;
+  /** True when this call generated and wrote at least one of them. */
+  generated: boolean;
+}
+
+export function secretsFile(dataDir: string): string {
+  return join(resolve(dataDir), 'secrets.json');
+}
+
+/** Reads DATA_DIR/secrets.json if present. */
+export function readSecrets(dataDir: string): Partial<StoredSecrets> {
+  const file = secretsFile(dataDir);
+  if (!existsSync(file)) return {};
+  try {
+    const parsed = JSON.parse(readFileSync(file, 'utf8')) as Partial<StoredSecrets>;
+    return { ...(typeof parsed.secret === 'string' ? { secret: parsed.secret } : {}), ...(typeof parsed.apiToken === 'string' ? { apiToken: parsed.apiToken } : {}) };
+  } catch (e) {
+    throw new HeraldError('HERALD_ERR_CONFIG', `cannot read ${file}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * Fills `secret` and `apiToken` when the configuration left them empty: from
+ * DATA_DIR/secrets.json, or generated on first start and written there with
+ * owner-only permissions (0600, directory 0700). Configured values always win
+ * and are never written to disk.
+ */
+export function ensureSecrets(options: HeraldOptions): SecretsResult {
+  const file = secretsFile(options.dataDir);
+  if (options.secret !== '' && options.apiToken !== '') return { options, file, generated: false };
+  const stored = readSecrets(options.dataDir);
+  let generated = false;
+  const next: StoredSecrets = {
+    secret: stored.secret ?? '',
+    apiToken: stored.apiToken ?? '',
+  };
+  if (options.secret === '' && next.secret === '') {
+    next.secret = randomBytes(32).toString('base64url');
+    generated = true;
+  }
+  if (options.apiToken === '' && next.apiToken === '') {
+    next.apiToken = randomBytes(24).toString('base64url');
+    generated = true;
+  }
+  if (generated) {
+    mkdirSync(resolve(options.dataDir), { recursive: true, mode: 0o700 });
+    writeFileSync(file, `${JSON.stringify(next, null, 2)}\n`, { mode: 0o600 });
+    chmodSync(file, 0o600);
+  }
+  return {
+    options: Object.freeze({
+      ...options,
+      secret: options.secret !== '' ? options.secret : next.secret,
+      apiToken: options.apiToken !== '' ? options.apiToken : next.apiToken,
+    }),
+    file,
+    generated,
+  };
+}
