@@ -17,6 +17,7 @@ import { TokenResolver, mintToken } from './auth/token-resolver.js';
 import type { Broker, Envelope } from './broker/broker.js';
 import { LocalBroker } from './broker/local-broker.js';
 import type { CommandService } from './commands/command-service.js';
+import { CommandRunner } from './commands/runner.js';
 import { Gateway } from './gateway/gateway.js';
 import { Hub } from './hub.js';
 import { createLogger } from './logger.js';
@@ -85,7 +86,7 @@ export class Herald {
       store, broker, logger: logger.child({ part: 'notifier' }), defaultTtlMs: options.defaultTtlMs, maxTtlMs: options.maxTtlMs,
     });
     const resolver: SessionResolver = new TokenResolver({ secret: options.secret, previousSecret: options.previousSecret });
-    const commands: CommandService | undefined = undefined;
+    const commands: CommandService = new CommandRunner({ notifier, logger: logger.child({ part: 'commands' }), options });
     const publicOrigin = new URL(options.publicUrl || `http://${options.host}:${options.port}`).origin;
     const origins = new OriginPolicy({
       allowed: options.allowedOrigins.length > 0 ? options.allowedOrigins : defaultAllowedOrigins(publicOrigin),
@@ -121,6 +122,7 @@ export class Herald {
       notifier, apiToken: options.apiToken, version: VERSION,
       mintToken: (p, ttl) => herald.mintToken(p, ttl),
       status: () => herald.status(),
+      commands,
     });
     app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
     app.get('/healthz', { schema: { hide: true } }, async () => ({ ok: true }));
@@ -142,7 +144,7 @@ export class Herald {
       store: this.options.store,
       broker: this.broker.name,
       resolver: this.resolver.name,
-      commands: this.commands ? 'enabled' : 'disabled',
+      commands: this.commands ? this.commands.stats() : { enabled: false },
       memory: { rss: process.memoryUsage.rss() },
     };
   }

@@ -6,6 +6,8 @@ import type { NotificationPayload } from '../../protocol/frames.js';
 import type { Principal, PrincipalKind } from '../../protocol/principal.js';
 import { HeraldError, isHeraldError } from '../errors.js';
 import type { Notifier, SendOptions, SendResult } from '../notifier.js';
+import type { CommandService } from '../commands/command-service.js';
+import { registerCommandRoutes } from './commands-routes.js';
 import { DisconnectBody, ErrorReply, KindParam, SendBody, TokenBody, type Recipient } from './schemas.js';
 
 export interface HttpApiContext {
@@ -14,6 +16,8 @@ export interface HttpApiContext {
   version: string;
   mintToken(principal: Principal, ttlMs?: number): Promise<{ token: string; expiresAt: number }>;
   status(): Record<string, unknown>;
+  /** Background commands (`/api/v1/commands`); absent: those routes do not exist. */
+  commands?: CommandService;
 }
 
 function bearerMatches(header: string | undefined, expected: Buffer): boolean {
@@ -130,5 +134,7 @@ export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext)
       const body = req.body as TokenBody;
       return ctx.mintToken({ kind: body.kind, id: body.id }, body.ttl === undefined ? undefined : body.ttl * 1000);
     });
+
+    if (ctx.commands) registerCommandRoutes(api, { commands: ctx.commands });
   }, { prefix: '/api/v1' });
 }

@@ -100,7 +100,7 @@ export class CommandRunner implements CommandService {
 
   constructor(deps: CommandRunnerDeps) {
     this.#notifier = deps.notifier;
-    this.#log = deps.logger.child({ component: 'commands' });
+    this.#log = deps.logger;
     this.#o = deps.options;
     this.#audit = deps.audit;
     this.#now = deps.now ?? Date.now;
