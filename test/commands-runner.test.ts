@@ -126,6 +126,16 @@ describe('CommandRunner with real child processes', () => {
     assert.equal(processAlive(child), false);
   });
 
+  it('ends a run whose program exited but left a child holding its output, and stops that child', async () => {
+    rig = await makeRig({ commandsAllow: TEST_PROGRAMS, commandsKillGraceMs: 300 });
+    const info = await rig.runner.start({ aid: 1, program: 'sh', args: ['-c', 'sleep 30 & echo "child=$!"'], timeoutSec: 20, door: 'http' });
+    const done = await within(rig.runner.wait(info.id), 5000, 'run with a straggler');
+    const child = Number(/child=(\d+)/.exec(done?.output ?? '')?.[1]);
+    assert.equal(done?.state, 'succeeded', 'the program itself exited 0');
+    assert.ok((done?.DURATION_MS ?? 0) < 5000);
+    assert.equal(processAlive(child), false, 'the left-over child is gone');
+  });
+
   it('caps a flood of output without blocking the program', async () => {
     rig = await makeRig({ commandsAllow: TEST_PROGRAMS, commandsOutputCap: 65536 });
     const tab = rig.tab(1);
