@@ -4,7 +4,8 @@
  */
 import type { CommandState, CommandSummary } from '../../protocol/commands.js';
 import type { NotificationObject, NotificationPayload } from '../../protocol/frames.js';
-import type { CommandDoor, CommandInfo } from './command-service.js';
+import { isHeraldError } from '../errors.js';
+import type { CommandDoor, CommandInfo, CommandRequest } from './command-service.js';
 
 /**
  * The final notification: the caller's `SUCCESS` when the exit status was 0,
@@ -91,4 +92,30 @@ export interface CommandAuditRecord {
  */
 export interface CommandAuditSink {
   record(entry: CommandAuditRecord): void | Promise<void>;
+}
+
+export function finishedRecord(info: CommandInfo, outputBytes: number): CommandAuditRecord {
+  const rec: CommandAuditRecord = {
+    event: 'finished', id: info.id, aid: info.aid, door: info.door, program: info.program, path: info.path, args: info.args,
+    queuedAt: info.queuedAt, state: info.state, exitCode: info.EXIT_CODE, signal: info.SIGNAL, timedOut: info.TIMED_OUT,
+    truncated: info.TRUNCATED, durationMs: info.DURATION_MS, outputBytes,
+  };
+  if (info.requestedBy !== undefined) rec.requestedBy = info.requestedBy;
+  if (info.taskId !== undefined) rec.taskId = info.taskId;
+  if (info.startedAt !== undefined) rec.startedAt = info.startedAt;
+  if (info.endedAt !== undefined) rec.endedAt = info.endedAt;
+  if (info.error !== undefined) rec.error = info.error;
+  return rec;
+}
+
+/** A refused request, recorded from whatever it held (it may be malformed). */
+export function refusedRecord(request: CommandRequest, at: number, e: unknown): CommandAuditRecord {
+  const rec: CommandAuditRecord = {
+    event: 'refused', aid: typeof request.aid === 'number' ? request.aid : NaN, door: request.door,
+    program: String(request.program), args: Array.isArray(request.args) ? request.args.map(String) : [], queuedAt: at,
+    error: isHeraldError(e) ? `${e.code}: ${e.message}` : String(e),
+  };
+  if (request.requestedBy !== undefined) rec.requestedBy = request.requestedBy;
+  if (request.taskId !== undefined) rec.taskId = request.taskId;
+  return rec;
 }

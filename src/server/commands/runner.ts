@@ -13,11 +13,11 @@ import type { Logger } from 'pino';
 import type { CommandProgressFrame, CommandState } from '../../protocol/commands.js';
 import type { NotificationPayload } from '../../protocol/frames.js';
 import { isPersonId, type Principal } from '../../protocol/principal.js';
-import { HeraldError, isHeraldError } from '../errors.js';
+import { HeraldError } from '../errors.js';
 import type { Notifier } from '../notifier.js';
 import type { HeraldOptions } from '../options.js';
 import type { CommandInfo, CommandRequest, CommandService, CommandStats } from './command-service.js';
-import { finalNotification, type CommandAuditRecord, type CommandAuditSink } from './outcome.js';
+import { finalNotification, finishedRecord, refusedRecord, type CommandAuditRecord, type CommandAuditSink } from './outcome.js';
 import { OutputBuffer } from './output-buffer.js';
 import { CommandPolicy, MAX_PROGRAM_CHARS, type ResolvedProgram } from './policy.js';
 import { groupAlive, signalGroup } from './process-group.js';
@@ -134,7 +134,7 @@ export class CommandRunner implements CommandService {
     try {
       return this.#start(request, queuedAt);
     } catch (e) {
-      this.#refused(request, queuedAt, e);
+      this.#record(refusedRecord(request, queuedAt, e));
       throw e;
     }
   }
@@ -267,12 +267,16 @@ export class CommandRunner implements CommandService {
       run.exited = true;
       run.exitCode = code;
       run.signal = signal;
-      // Left-over children may hold the pipes open; give them the grace, then the group goes.
+      // Left-over children may hold the pipes open; give them the grace, then the group goes
+      // ('close' follows once they are dead). Something outside the group that still holds the
+      // pipes after another grace is cut loose: we stop reading and end the run.
       this.#timer(run, this.#o.commandsKillGraceMs, () => {
         if (run.pid !== undefined) signalGroup(run.pid, 'SIGKILL');
-        child.stdout?.destroy();
-        child.stderr?.destroy();
-        this.#finish(run);
+        this.#timer(run, this.#o.commandsKillGraceMs, () => {
+          child.stdout?.destroy();
+          child.stderr?.destroy();
+          this.#finish(run);
+        });
       });
     });
     child.on('close', () => this.#finish(run));
@@ -335,22 +339,10 @@ export class CommandRunner implements CommandService {
     if (run.progressTimer !== undefined) clearTimeout(run.progressTimer);
     run.output.end();
     run.state = this.#outcome(run);
-    if (run.pid !== undefined) {
-      // A stopped run's group must be gone entirely, even members that closed their output early.
-      if (run.stopping !== undefined && groupAlive(run.pid)) signalGroup(run.pid, 'SIGKILL');
-      this.#running--;
-      const aid = run.request.aid;
-      const n = (this.#runningByAdmin.get(aid) ?? 1) - 1;
-      if (n === 0) this.#runningByAdmin.delete(aid);
-      else this.#runningByAdmin.set(aid, n);
-    } else if (run.startedAt !== undefined) {
-      // Started but the spawn failed: the slot was taken all the same.
-      this.#running--;
-      const aid = run.request.aid;
-      const n = (this.#runningByAdmin.get(aid) ?? 1) - 1;
-      if (n === 0) this.#runningByAdmin.delete(aid);
-      else this.#runningByAdmin.set(aid, n);
-    }
+    // A stopped run's group must be gone entirely, even members that closed their output early.
+    if (run.pid !== undefined && run.stopping !== undefined && groupAlive(run.pid)) signalGroup(run.pid, 'SIGKILL');
+    // A run that was launched held a slot, even if its spawn failed.
+    if (run.startedAt !== undefined) this.#releaseSlot(run.request.aid);
     this.#active.delete(run.id);
     this.#history.set(run.id, run);
     while (this.#history.size > this.#o.commandsHistory) {
@@ -362,9 +354,16 @@ export class CommandRunner implements CommandService {
     // The live view ends with whatever output it had not seen yet, and the final state.
     this.#progress(run);
     this.#notify(run, finalNotification(info, { success: run.request.success, error: run.request.error }), undefined);
-    this.#record(this.#auditRecord(run, info));
+    this.#record(finishedRecord(info, run.output.bytes));
     run.resolveDone(info);
     this.#drain();
+  }
+
+  #releaseSlot(aid: number): void {
+    this.#running--;
+    const n = (this.#runningByAdmin.get(aid) ?? 1) - 1;
+    if (n === 0) this.#runningByAdmin.delete(aid);
+    else this.#runningByAdmin.set(aid, n);
   }
 
   #outcome(run: Run): CommandState {
@@ -429,31 +428,6 @@ export class CommandRunner implements CommandService {
   }
 
   // ---- audit -----------------------------------------------------------------
-
-  #auditRecord(run: Run, info: CommandInfo): CommandAuditRecord {
-    const rec: CommandAuditRecord = {
-      event: 'finished', id: run.id, aid: info.aid, door: info.door, program: info.program, path: info.path, args: info.args,
-      queuedAt: info.queuedAt, state: info.state, exitCode: info.EXIT_CODE, signal: info.SIGNAL, timedOut: info.TIMED_OUT,
-      truncated: info.TRUNCATED, durationMs: info.DURATION_MS, outputBytes: run.output.bytes,
-    };
-    if (info.requestedBy !== undefined) rec.requestedBy = info.requestedBy;
-    if (info.taskId !== undefined) rec.taskId = info.taskId;
-    if (info.startedAt !== undefined) rec.startedAt = info.startedAt;
-    if (info.endedAt !== undefined) rec.endedAt = info.endedAt;
-    if (info.error !== undefined) rec.error = info.error;
-    return rec;
-  }
-
-  #refused(request: CommandRequest, queuedAt: number, e: unknown): void {
-    const rec: CommandAuditRecord = {
-      event: 'refused', aid: typeof request.aid === 'number' ? request.aid : NaN, door: request.door,
-      program: String(request.program), args: Array.isArray(request.args) ? request.args.map(String) : [], queuedAt,
-      error: isHeraldError(e) ? `${e.code}: ${e.message}` : String(e),
-    };
-    if (request.requestedBy !== undefined) rec.requestedBy = request.requestedBy;
-    if (request.taskId !== undefined) rec.taskId = request.taskId;
-    this.#record(rec);
-  }
 
   #record(rec: CommandAuditRecord): void {
     const level = rec.event === 'refused' ? 'warn' : 'info';
