@@ -144,7 +144,7 @@ export class Herald {
       store: this.options.store,
       broker: this.broker.name,
       resolver: this.resolver.name,
-      commands: this.commands ? this.commands.stats() : { enabled: false },
+      commands: this.commands?.stats?.() ?? { enabled: this.commands !== undefined },
       memory: { rss: process.memoryUsage.rss() },
     };
   }

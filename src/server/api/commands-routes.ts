@@ -108,7 +108,7 @@ export function registerCommandRoutes(api: FastifyInstance, ctx: CommandRoutesCo
     const { since, wait } = req.query as Static<typeof GetQuery>;
     let info = commands.get(id);
     if (!info) throw new HeraldError('HERALD_ERR_NOT_FOUND', `no command ${id} (unknown, or too old to be remembered)`);
-    if (wait !== undefined && wait > 0 && !ENDED.has(info.state)) {
+    if (wait !== undefined && wait > 0 && !ENDED.has(info.state) && commands.wait) {
       info = (await waitAtMost(commands.wait(id), wait * 1000)) ?? commands.get(id) ?? info;
     }
     return since === undefined ? info : sliceOutput(info, since);

@@ -70,10 +70,14 @@ export interface CommandService {
   cancel(id: string, by?: Principal): Promise<CommandInfo>;
   /** Queued, running and recently finished commands, newest first (default 50). */
   list(limit?: number): CommandInfo[];
-  /** Resolves with the final info once the command has ended (undefined for an unknown id). */
-  wait(id: string): Promise<CommandInfo | undefined>;
-  /** Counts for `/api/v1/status`. */
-  stats(): CommandStats;
+  /**
+   * Resolves with the final info once the command has ended (undefined for an
+   * unknown id). Optional only so that test doubles need not implement it;
+   * the CommandRunner does.
+   */
+  wait?(id: string): Promise<CommandInfo | undefined>;
+  /** Counts for `/api/v1/status` (optional, as `wait`). */
+  stats?(): CommandStats;
   /** Refuses new requests, cancels the queue, stops running programs and waits for them. */
   close(): Promise<void>;
 }
