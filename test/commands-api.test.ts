@@ -76,6 +76,8 @@ describe('background commands over the HTTP API and the browser protocol', () =>
     assert.equal(extra.status, 400);
     const unauth = await server.api('POST', '/api/v1/commands', { aid: 1, program: 'ping' }, { authorization: 'Bearer wrong' });
     assert.equal(unauth.status, 401);
+    const badId = await server.api('POST', '/api/v1/commands', { aid: 1, program: 'ping', id: { nested: true } });
+    assert.equal(badId.status, 400);
     const missing = await server.api('GET', '/api/v1/commands/no-such-command');
     assert.equal(missing.status, 404);
     assert.equal(missing.body.error.code, 'HERALD_ERR_NOT_FOUND');

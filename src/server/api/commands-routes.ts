@@ -26,8 +26,9 @@ export const StartCommandBody = Type.Object({
   timeout: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: 'Seconds. Default and maximum: commandsTimeoutSec, commandsMaxTimeoutSec.' })),
   success: Type.Optional(Notification),
   error: Type.Optional(Notification),
-  // One `type` list rather than a union: Fastify's validator would coerce a number into the string branch.
-  id: Type.Optional(Type.Unsafe<string | number>({ type: ['string', 'number'], maxLength: 256, description: 'Your own id for the task, returned in the notifications as ID.' })),
+  // Checked by the runner (a string of at most 256 characters, or a number): a schema union
+  // would let Fastify's validator coerce 5 into "5" and hand the caller back another type.
+  id: Type.Optional(Type.Unknown({ description: 'Your own id for the task (a string of at most 256 characters, or a number), returned in the notifications as ID.' })),
   door: Type.Optional(Type.Union([Type.Literal('http'), Type.Literal('cli')], { description: 'For the audit trail: `cli` when `herald run` asks. Default `http`.' })),
 }, { additionalProperties: false });
 export type StartCommandBody = Static<typeof StartCommandBody>;
@@ -38,7 +39,7 @@ export const CommandInfoReply = Type.Object({
   program: Type.String(),
   path: Type.String({ description: 'The file that runs.' }),
   args: Type.Array(Type.String()),
-  taskId: Type.Optional(Type.Unsafe<string | number>({ type: ['string', 'number'] })),
+  taskId: Type.Optional(Type.Unknown()),
   state: State,
   door: Type.String(),
   requestedBy: Type.Optional(Type.String()),
@@ -89,7 +90,7 @@ export function registerCommandRoutes(api: FastifyInstance, ctx: CommandRoutesCo
     if (body.timeout !== undefined) request.timeoutSec = body.timeout;
     if (body.success !== undefined) request.success = body.success as NotificationPayload;
     if (body.error !== undefined) request.error = body.error as NotificationPayload;
-    if (body.id !== undefined) request.taskId = body.id;
+    if (body.id !== undefined) request.taskId = body.id as string | number;
     const info = await commands.start(request);
     return reply.status(201).send(info);
   });
