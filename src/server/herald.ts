@@ -11,6 +11,7 @@ import { CloseCode, CloseReason } from '../protocol/close-codes.js';
 import type { Principal, PrincipalKind } from '../protocol/principal.js';
 import { principalKey } from '../protocol/principal.js';
 import { installErrorHandling, registerHttpApi } from './api/http-api.js';
+import { LegacyServer } from './api/legacy-server.js';
 import { OriginPolicy, defaultAllowedOrigins } from './auth/origin-policy.js';
 import type { SessionResolver } from './auth/session-resolver.js';
 import { TokenResolver, mintToken } from './auth/token-resolver.js';
@@ -52,6 +53,8 @@ export class Herald {
   readonly gateway: Gateway;
   readonly commands: CommandService | undefined;
   readonly app: FastifyInstance;
+  /** The old daemon's TCP control protocol (absent when legacyEnabled is false). */
+  readonly legacy: LegacyServer | undefined;
   readonly #compatServers: Array<{ kind: PrincipalKind; port: number; server: HttpServer }> = [];
   readonly #startedAt = Date.now();
   #urls: HeraldUrls | undefined;
@@ -60,6 +63,7 @@ export class Herald {
   private constructor(parts: {
     options: HeraldOptions; logger: Logger; hub: Hub; store: MessageStore; broker: Broker; notifier: Notifier;
     resolver: SessionResolver; gateway: Gateway; commands: CommandService | undefined; app: FastifyInstance;
+    legacy: LegacyServer | undefined;
   }) {
     this.options = parts.options;
     this.logger = parts.logger;
@@ -71,6 +75,7 @@ export class Herald {
     this.gateway = parts.gateway;
     this.commands = parts.commands;
     this.app = parts.app;
+    this.legacy = parts.legacy;
   }
 
   static async create(options: HeraldOptions, deps: HeraldDeps = {}): Promise<Herald> {
@@ -117,12 +122,14 @@ export class Herald {
         security: [{ bearer: [] }],
       },
     });
-    const herald = new Herald({ options, logger, hub, store, broker, notifier, resolver, gateway, commands, app });
+    const legacy = options.legacyEnabled
+      ? new LegacyServer({ host: options.legacyHost, port: options.legacyPort, notifier, commands, options, logger: logger.child({ part: 'legacy' }) })
+      : undefined;
+    const herald = new Herald({ options, logger, hub, store, broker, notifier, resolver, gateway, commands, app, legacy });
     await registerHttpApi(app, {
-      notifier, apiToken: options.apiToken, version: VERSION,
+      notifier, commands, apiToken: options.apiToken, version: VERSION,
       mintToken: (p, ttl) => herald.mintToken(p, ttl),
       status: () => herald.status(),
-      commands,
     });
     app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
     app.get('/healthz', { schema: { hide: true } }, async () => ({ ok: true }));
@@ -174,6 +181,7 @@ export class Herald {
       this.#compatServers.push({ kind, port: (server.address() as AddressInfo).port, server });
       urls[kind === 'admin' ? 'adminPort' : 'userPort'] = (server.address() as AddressInfo).port;
     }
+    if (this.legacy) urls.legacy = await this.legacy.listen();
     this.#urls = urls;
     this.logger.info({ http: urls.http, legacy: urls.legacy, store: o.store, resolver: this.resolver.name }, 'Herald is listening');
     return urls;
@@ -186,6 +194,8 @@ export class Herald {
   close(reason: string = CloseReason.SHUTDOWN): Promise<void> {
     this.#closed ??= (async () => {
       this.logger.info({ reason }, 'Herald is shutting down');
+      // A front door first: legacy requests already received are answered, then its connections end.
+      await this.legacy?.close();
       await this.gateway.close(reason, Math.min(2000, this.options.shutdownGraceMs));
       for (const c of this.#compatServers) c.server.close();
       await withTimeout(this.app.close(), this.options.shutdownGraceMs);
