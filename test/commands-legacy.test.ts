@@ -104,6 +104,18 @@ describe('COMMAND through the legacy TCP door', () => {
     tab.close();
   });
 
+  it('takes the same COMMAND over POST /api/v1/legacy', async () => {
+    const tab = await server.tab('admin', 3);
+    await tab.nextOfType('WELCOME');
+    const res = await server.api('POST', '/api/v1/legacy', { TYPE: 'COMMAND', AID: 3, PROGRAM: 'ping', PROGRAM_ARGS: ['-c 1', '-q', '127.0.0.1'], ARGS: { timeout: 5 }, ID: 'http-legacy' });
+    assert.equal(res.status, 200);
+    assert.equal(res.body, 1);
+    const final = await tab.next((f) => f.TYPE === 'MESSAGE' && f.ID === 'http-legacy', 10_000);
+    assert.equal(final.COMMAND.STATE, 'succeeded');
+    assert.match(final.TEXT, /1 packets transmitted, 1 received/);
+    tab.close();
+  });
+
   it('refuses a forbidden program and shell tricks with an error that names the program', async () => {
     const legacy = server.herald.urls.legacy;
     assert.ok(legacy);
