@@ -213,7 +213,7 @@ export class CommandRunner implements CommandService {
     }
     if (run.finished) throw new HeraldError('HERALD_ERR_CONFLICT', `command ${id} has already ended (${run.state})`);
     this.#log.info({ id, by: by ? `${by.kind}:${by.id}` : 'api' }, 'command cancel requested');
-    this.#stop(run, 'cancel', 'cancelled');
+    this.#stop(run, 'cancel', by ? `by ${by.kind} ${by.id}` : 'through the API');
     return run.done;
   }
 
