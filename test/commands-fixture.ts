@@ -124,6 +124,20 @@ export function processAlive(pid: number): boolean {
   }
 }
 
+/**
+ * Resolves once the process is gone, failing after `ms`. A killed process
+ * closes its pipes a moment before the kernel marks it dead, so "its output
+ * ended" does not yet mean "it is gone"; there is no event for the latter.
+ */
+export async function gone(pid: number, ms = 2000): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (processAlive(pid)) {
+    if (Date.now() > deadline) return false;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  return true;
+}
+
 /** Fails the test after `ms` instead of hanging. */
 export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout;

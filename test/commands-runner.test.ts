@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
 import { isHeraldError, type ErrorCode } from '../src/server/errors.js';
-import { makeRig, processAlive, within, type Frame, type Rig } from './commands-fixture.js';
+import { gone, makeRig, processAlive, within, type Frame, type Rig } from './commands-fixture.js';
 
 const TEST_PROGRAMS = ['ping', 'echo', 'sh', 'sleep', 'seq', 'env'];
 const refusedWith = (code: ErrorCode, text?: RegExp) => (e: unknown) =>
@@ -104,8 +104,8 @@ describe('CommandRunner with real child processes', () => {
     assert.equal(done?.TIMED_OUT, true);
     assert.equal(done?.SIGNAL, 'SIGTERM');
     assert.ok((done?.DURATION_MS ?? 0) >= 450);
-    assert.equal(processAlive(self), false, `program ${self} is gone`);
-    assert.equal(processAlive(child), false, `grandchild ${child} is gone`);
+    assert.ok(await gone(self), `program ${self} is gone`);
+    assert.ok(await gone(child), `grandchild ${child} is gone`);
     const final = await tab.next(isFinal(info.id));
     assert.match(String(final.TEXT), /\[timed out after 0\.5 s: stopped\]$/);
     assert.equal(command(final).TIMED_OUT, true);
@@ -122,8 +122,8 @@ describe('CommandRunner with real child processes', () => {
     assert.ok(child > 0 && self > 0, `pids in output: ${done?.output}`);
     assert.equal(done?.state, 'timed_out');
     assert.equal(done?.SIGNAL, 'SIGKILL');
-    assert.equal(processAlive(self), false);
-    assert.equal(processAlive(child), false);
+    assert.ok(await gone(self));
+    assert.ok(await gone(child));
   });
 
   it('ends a run whose program exited but left a child holding its output, and stops that child', async () => {
@@ -133,7 +133,7 @@ describe('CommandRunner with real child processes', () => {
     const child = Number(/child=(\d+)/.exec(done?.output ?? '')?.[1]);
     assert.equal(done?.state, 'succeeded', 'the program itself exited 0');
     assert.ok((done?.DURATION_MS ?? 0) < 5000);
-    assert.equal(processAlive(child), false, 'the left-over child is gone');
+    assert.ok(await gone(child), 'the left-over child is gone');
   });
 
   it('caps a flood of output without blocking the program', async () => {
