@@ -10,6 +10,7 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import type { Principal } from '../src/protocol/principal.js';
 import { LocalBroker } from '../src/server/broker/local-broker.js';
+import type { CommandAuditStore } from '../src/server/commands/outcome.js';
 import { CommandRunner } from '../src/server/commands/runner.js';
 import { Hub, type Tab } from '../src/server/hub.js';
 import { Notifier } from '../src/server/notifier.js';
@@ -73,7 +74,7 @@ export interface Rig {
   close(): Promise<void>;
 }
 
-export async function makeRig(overrides: Partial<Record<OptionKey, unknown>> = {}): Promise<Rig> {
+export async function makeRig(overrides: Partial<Record<OptionKey, unknown>> = {}, deps: { audit?: CommandAuditStore } = {}): Promise<Rig> {
   const cwd = mkdtempSync(join(tmpdir(), 'herald-commands-'));
   const options = loadOptions({
     env: {},
@@ -96,7 +97,7 @@ export async function makeRig(overrides: Partial<Record<OptionKey, unknown>> = {
   });
   const store = new MemoryStore({ maxPerStream: 1000 });
   const notifier = new Notifier({ store, broker, logger, defaultTtlMs: options.defaultTtlMs, maxTtlMs: options.maxTtlMs });
-  const runner = new CommandRunner({ notifier, logger, options });
+  const runner = new CommandRunner({ notifier, logger, options, audit: deps.audit });
   return {
     runner, hub, notifier, store, cwd, logs,
     tab(aid) {

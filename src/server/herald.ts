@@ -19,6 +19,7 @@ import type { Broker, Envelope } from './broker/broker.js';
 import { LocalBroker } from './broker/local-broker.js';
 import type { CommandService } from './commands/command-service.js';
 import { CommandRunner } from './commands/runner.js';
+import { createCommandAudit } from './commands/audit-sqlite.js';
 import { Gateway } from './gateway/gateway.js';
 import { Hub } from './hub.js';
 import { createLogger } from './logger.js';
@@ -91,7 +92,8 @@ export class Herald {
       store, broker, logger: logger.child({ part: 'notifier' }), defaultTtlMs: options.defaultTtlMs, maxTtlMs: options.maxTtlMs,
     });
     const resolver: SessionResolver = new TokenResolver({ secret: options.secret, previousSecret: options.previousSecret });
-    const commands: CommandService = new CommandRunner({ notifier, logger: logger.child({ part: 'commands' }), options });
+    const commandAudit = createCommandAudit(options);
+    const commands: CommandService = new CommandRunner({ notifier, logger: logger.child({ part: 'commands' }), options, audit: commandAudit });
     const publicOrigin = new URL(options.publicUrl || `http://${options.host}:${options.port}`).origin;
     const origins = new OriginPolicy({
       allowed: options.allowedOrigins.length > 0 ? options.allowedOrigins : defaultAllowedOrigins(publicOrigin),

@@ -64,6 +64,8 @@ export const OptionsSchema = Type.Object({
   commandsPerAdminConcurrency: Type.Integer({ minimum: 1, default: 2, description: 'Commands running at once for one admin.' }),
   commandsQueueSize: Type.Integer({ minimum: 0, default: 32, description: 'Commands waiting for a free slot; when full, a request is refused with HERALD_ERR_QUEUE_FULL.' }),
   commandsProgressMs: Millis('Least time between two COMMAND_PROGRESS frames of one command (live output to the admin\'s tabs).', 500, 50),
+  commandsAuditFile: Type.String({ default: 'commands-audit.sqlite', description: 'SQLite file that keeps the audit trail of commands (who asked, through which door, program, arguments, times, outcome; also every refusal), read with GET /api/v1/commands/audit. Relative to DATA_DIR. Empty: structured log lines only.' }),
+  commandsAuditKeep: Type.Integer({ minimum: 1, default: 100000, description: 'Audit records kept in commandsAuditFile; the oldest go first.' }),
   commandsHistory: Type.Integer({ minimum: 1, default: 200, description: 'Finished commands kept in memory for status look-ups and GET /api/v1/commands.' }),
   shutdownGraceMs: Millis('On SIGTERM, how long requests in flight may take before the process exits anyway.', 10000),
 });

@@ -63,6 +63,11 @@ const GetQuery = Type.Object({
   since: Type.Optional(Type.Integer({ minimum: 0, description: 'Return only the output after this many characters (for streaming by polling).' })),
   wait: Type.Optional(Type.Number({ minimum: 0, maximum: 60, description: 'Seconds to wait for the command to end before answering (long poll).' })),
 });
+const AuditQuery = Type.Object({
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
+  aid: Type.Optional(Type.Integer({ minimum: 1, description: 'Only this admin\'s commands.' })),
+  before: Type.Optional(Type.Integer({ minimum: 1, description: 'Paging: only records older than this row.' })),
+});
 const ListQuery = Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 50 })) });
 const Err = Type.Object({ error: Type.Object({ code: Type.String(), message: Type.String(), details: Type.Optional(Type.Unknown()) }) });
 
@@ -100,6 +105,21 @@ export function registerCommandRoutes(api: FastifyInstance, ctx: CommandRoutesCo
   }, async (req) => {
     const { limit } = req.query as Static<typeof ListQuery>;
     return { commands: commands.list(limit ?? 50) };
+  });
+
+  api.get('/commands/audit', {
+    schema: {
+      summary: 'The persisted audit trail of commands, newest first: every run and every refused request',
+      tags: ['commands'], querystring: AuditQuery,
+      response: { 200: Type.Object({ persisted: Type.Boolean(), records: Type.Array(Type.Object({ row: Type.Integer() }, { additionalProperties: true })) }) },
+    },
+  }, async (req) => {
+    const q = req.query as Static<typeof AuditQuery>;
+    const query: { limit: number; aid?: number; before?: number } = { limit: q.limit ?? 100 };
+    if (q.aid !== undefined) query.aid = q.aid;
+    if (q.before !== undefined) query.before = q.before;
+    const records = commands.audit?.(query);
+    return { persisted: records !== undefined, records: records ?? [] };
   });
 
   api.get('/commands/:id', {

@@ -1,6 +1,7 @@
 import type { NotificationPayload } from '../../protocol/frames.js';
 import type { CommandState, CommandSummary } from '../../protocol/commands.js';
 import type { Principal } from '../../protocol/principal.js';
+import type { AuditQuery, StoredAuditRecord } from './outcome.js';
 
 /** Which front door asked for a command (for the audit trail). */
 export type CommandDoor = 'legacy' | 'http' | 'cli' | 'browser';
@@ -78,6 +79,8 @@ export interface CommandService {
   wait?(id: string): Promise<CommandInfo | undefined>;
   /** Counts for `/api/v1/status` (optional, as `wait`). */
   stats?(): CommandStats;
+  /** The persisted audit trail, newest first; undefined when it is not persisted (log lines only). */
+  audit?(query?: AuditQuery): StoredAuditRecord[] | undefined;
   /** Refuses new requests, cancels the queue, stops running programs and waits for them. */
   close(): Promise<void>;
 }

@@ -94,6 +94,24 @@ export interface CommandAuditSink {
   record(entry: CommandAuditRecord): void | Promise<void>;
 }
 
+export interface AuditQuery {
+  /** Newest first, at most this many (default 100). */
+  limit?: number;
+  /** Only this admin's. */
+  aid?: number;
+  /** Only rows older than this row number (paging: the last `row` of the previous page). */
+  before?: number;
+}
+
+/** A stored record with its row number (ascending with time). */
+export type StoredAuditRecord = CommandAuditRecord & { row: number };
+
+/** A sink that can also be read back, and must be closed (the SQLite audit file). */
+export interface CommandAuditStore extends CommandAuditSink {
+  recent(query?: AuditQuery): StoredAuditRecord[];
+  close(): void;
+}
+
 export function finishedRecord(info: CommandInfo, outputBytes: number): CommandAuditRecord {
   const rec: CommandAuditRecord = {
     event: 'finished', id: info.id, aid: info.aid, door: info.door, program: info.program, path: info.path, args: info.args,

@@ -17,7 +17,10 @@ import { HeraldError } from '../errors.js';
 import type { Notifier } from '../notifier.js';
 import type { HeraldOptions } from '../options.js';
 import type { CommandInfo, CommandRequest, CommandService, CommandStats } from './command-service.js';
-import { finalNotification, finishedRecord, refusedRecord, type CommandAuditRecord, type CommandAuditSink } from './outcome.js';
+import {
+  finalNotification, finishedRecord, refusedRecord,
+  type AuditQuery, type CommandAuditRecord, type CommandAuditSink, type CommandAuditStore, type StoredAuditRecord,
+} from './outcome.js';
 import { OutputBuffer } from './output-buffer.js';
 import { CommandPolicy, MAX_PROGRAM_CHARS, type ResolvedProgram } from './policy.js';
 import { groupAlive, signalGroup } from './process-group.js';
@@ -42,8 +45,11 @@ export interface CommandRunnerDeps {
   notifier: Pick<Notifier, 'send'>;
   logger: Logger;
   options: RunnerOptions;
-  /** Persists audit records besides the log line (optional). */
-  audit?: CommandAuditSink;
+  /**
+   * Persists audit records besides the log line (optional); one with `recent` also answers
+   * `audit()`, and the runner closes it when it closes (after the last record).
+   */
+  audit?: CommandAuditSink | CommandAuditStore | undefined;
   /** The server's environment, for an empty `commandsPath` (default: process.env). */
   env?: NodeJS.ProcessEnv;
   now?: () => number;
@@ -83,7 +89,7 @@ export class CommandRunner implements CommandService {
   readonly #notifier: Pick<Notifier, 'send'>;
   readonly #log: Logger;
   readonly #o: RunnerOptions;
-  readonly #audit: CommandAuditSink | undefined;
+  readonly #audit: CommandAuditSink | CommandAuditStore | undefined;
   readonly #now: () => number;
   readonly #policy: CommandPolicy;
   readonly #cwd: string;
@@ -205,6 +211,10 @@ export class CommandRunner implements CommandService {
     return { enabled: this.#o.commandsEnabled, running: this.#running, queued: this.#queue.length, allowed: this.#policy.entries() };
   }
 
+  audit(query?: AuditQuery): StoredAuditRecord[] | undefined {
+    return this.#audit && 'recent' in this.#audit ? this.#audit.recent(query) : undefined;
+  }
+
   async cancel(id: string, by?: Principal): Promise<CommandInfo> {
     const run = this.#active.get(id) ?? this.#history.get(id);
     if (!run) throw new HeraldError('HERALD_ERR_NOT_FOUND', `no command ${id}`);
@@ -223,6 +233,8 @@ export class CommandRunner implements CommandService {
     const pending = [...this.#active.values()];
     for (const run of pending) this.#stop(run, 'shutdown', 'server shutting down');
     await Promise.all(pending.map((r) => r.done));
+    // The audit store is closed last, after the final records of the runs stopped above.
+    if (this.#audit && 'close' in this.#audit) this.#audit.close();
   }
 
   // ---- running ---------------------------------------------------------------
