@@ -33,6 +33,7 @@ if (cfg.w1Conns + 512 > limit) {
 
 const started = Date.now();
 const rows = []; // { workload, server, rep, metrics }
+const failures = []; // { label, error }
 const want = (w) => cfg.workloads.includes(w);
 const log = (s) => console.log(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)}s] ${s}`);
 
@@ -41,6 +42,7 @@ async function attempt(label, fn) {
     return await fn();
   } catch (e) {
     log(`${label} FAILED: ${e?.stack ?? e}`);
+    failures.push({ label, error: String(e?.message ?? e).split('\n')[0] });
     return null;
   }
 }
@@ -95,8 +97,8 @@ try {
 
 const info = machineInfo();
 const durationS = (Date.now() - started) / 1000;
-const md = renderMarkdown({ cfg, rows, info, durationS });
+const md = renderMarkdown({ cfg, rows, info, durationS, failures });
 writeFileSync(cfg.out, md);
-writeFileSync(cfg.out.replace(/\.md$/, '.json'), JSON.stringify({ info, cfg, durationS, rows }, null, 1));
+writeFileSync(cfg.out.replace(/\.md$/, '.json'), JSON.stringify({ info, cfg, durationS, rows, failures }, null, 1));
 log(`wrote ${cfg.out} (${durationS.toFixed(0)} s)`);
 console.log(md);

@@ -131,7 +131,7 @@ export function targetVerdicts(rows) {
   });
 }
 
-export function renderMarkdown({ cfg, rows, info, durationS }) {
+export function renderMarkdown({ cfg, rows, info, durationS, failures = [] }) {
   const servers = cfg.servers;
   const out = [];
   out.push('# Herald benchmark results');
@@ -171,6 +171,17 @@ export function renderMarkdown({ cfg, rows, info, durationS }) {
     out.push(`## ${TITLES[w]}`);
     out.push('');
     out.push(table(rows, w, servers));
+  }
+  if (failures.length) {
+    out.push('');
+    out.push('## Runs that did not complete');
+    out.push('');
+    const seen = new Map();
+    for (const f of failures) {
+      const key = f.error;
+      seen.set(key, [...(seen.get(key) ?? []), f.label]);
+    }
+    for (const [error, labels] of seen) out.push(`- ${labels.join(', ')}: ${error}`);
   }
   out.push('');
   out.push('CPU percentages are CPU time over the measured wall time (100% = one core); the machine has');
