@@ -16,6 +16,7 @@ let perBroadcastLast = []; // broadcast index → last arrival (ms)
 let perBroadcastCount = [];
 let waiter = null;
 let ackDelayMs = 200;
+const HANDSHAKE_MS = 30_000; // a handshake that takes longer counts as failed
 
 function record(msg) {
   const t = nowMs();
@@ -36,7 +37,7 @@ function record(msg) {
 
 function connectFloor(url, id) {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`${url}/?id=${id}`, { perMessageDeflate: false });
+    const ws = new WebSocket(`${url}/?id=${id}`, { perMessageDeflate: false, handshakeTimeout: HANDSHAKE_MS });
     ws.on('open', () => resolve({ close: () => ws.terminate() }));
     ws.on('message', (data) => record(JSON.parse(data)));
     ws.on('error', reject);
@@ -45,7 +46,7 @@ function connectFloor(url, id) {
 
 function connectSocketIo(url, id) {
   return new Promise((resolve, reject) => {
-    const s = ioClient(url, { transports: ['websocket'], auth: { id }, reconnection: false, forceNew: true, timeout: 60_000 });
+    const s = ioClient(url, { transports: ['websocket'], auth: { id }, reconnection: false, forceNew: true, timeout: HANDSHAKE_MS });
     s.on('connect', () => resolve({ close: () => s.disconnect() }));
     s.on('connect_error', reject);
     s.on('message', record);
@@ -59,7 +60,8 @@ function connectSocketIo(url, id) {
  */
 function connectHerald(url, token) {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`${url}?token=${encodeURIComponent(token)}`, { perMessageDeflate: false });
+    const ws = new WebSocket(`${url}?token=${encodeURIComponent(token)}`, { perMessageDeflate: false, handshakeTimeout: HANDSHAKE_MS });
+    const welcomeTimer = setTimeout(() => { if (!welcomed) { ws.terminate(); reject(new Error('no WELCOME in time')); } }, HANDSHAKE_MS);
     let seq = 0;
     let bseq = 0;
     let ackTimer = null;
@@ -73,7 +75,7 @@ function connectHerald(url, token) {
     };
     ws.on('message', (data) => {
       const msg = JSON.parse(data);
-      if (msg.TYPE === 'WELCOME') { welcomed = true; resolve({ close: () => ws.terminate() }); return; }
+      if (msg.TYPE === 'WELCOME') { welcomed = true; clearTimeout(welcomeTimer); resolve({ close: () => ws.terminate() }); return; }
       if (msg.TYPE === 'PING') { ws.send('{"TYPE":"PONG"}'); return; }
       if (typeof msg.SEQ === 'number') {
         if (msg.STREAM === '*') bseq = Math.max(bseq, msg.SEQ); else seq = Math.max(seq, msg.SEQ);
