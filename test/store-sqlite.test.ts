@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import Database from 'better-sqlite3';
 import { SqliteStore } from '../src/server/store/sqlite-store.js';
 import { storeContract } from './store-contract.js';
 
@@ -68,6 +69,48 @@ describe('SqliteStore', () => {
       assert.notEqual(head.epoch, first.epoch);
       assert.equal(head.lastSeq, 0);
       assert.equal(await store.status(first.id, T0), undefined, 'an id of the lost history is unknown');
+      await store.close();
+    } finally {
+      tmp.remove();
+    }
+  });
+
+  it('after an unclean stop and a reboot every stream gets a new epoch; after a killed process it keeps it', async () => {
+    const tmp = tempDir();
+    const file = join(tmp.dir, 's.sqlite');
+    try {
+      let store = new SqliteStore({ file, maxPerStream: 10, bootId: 'boot-1' });
+      const first = await store.append({ stream: 'admin:1', json, expiresAt: T0 + 1e6 }, T0);
+      await store.close();
+      // Closed cleanly, then the machine rebooted: nothing can have been lost.
+      store = new SqliteStore({ file, maxPerStream: 10, bootId: 'boot-2' });
+      assert.equal(store.rotatedEpochs, false);
+      assert.equal((await store.head('admin:1')).epoch, first.epoch);
+      await store.close();
+      const markUnclean = () => {
+        const raw = new Database(file);
+        raw.prepare("UPDATE meta SET value = '0' WHERE key = 'clean'").run();
+        raw.close();
+      };
+      // Not closed (a killed process), same boot: WAL kept every commit.
+      markUnclean();
+      store = new SqliteStore({ file, maxPerStream: 10, bootId: 'boot-2' });
+      assert.equal(store.rotatedEpochs, false);
+      assert.equal((await store.head('admin:1')).epoch, first.epoch);
+      await store.close();
+      // Not closed, and the machine rebooted since: the last commits may be gone.
+      markUnclean();
+      store = new SqliteStore({ file, maxPerStream: 10, bootId: 'boot-3' });
+      assert.equal(store.rotatedEpochs, true);
+      const head = await store.head('admin:1');
+      assert.notEqual(head.epoch, first.epoch);
+      assert.equal(head.lastSeq, 1, 'what survived is kept, under the new epoch');
+      await store.close();
+      // synchronous=full never loses a commit: no rotation.
+      markUnclean();
+      store = new SqliteStore({ file, maxPerStream: 10, bootId: 'boot-4', synchronous: 'full' });
+      assert.equal(store.rotatedEpochs, false);
+      assert.equal((await store.head('admin:1')).epoch, head.epoch);
       await store.close();
     } finally {
       tmp.remove();

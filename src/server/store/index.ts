@@ -37,5 +37,8 @@ export function createStore(options: StoreOptions, logger: Logger): MessageStore
     pruneIntervalMs: options.pruneIntervalMs, onPrune,
   });
   logger.info({ store: 'sqlite', file, synchronous: options.sqliteSynchronous }, 'store: sqlite');
+  if (store.rotatedEpochs) {
+    logger.warn({ file }, 'store: not closed cleanly before the machine restarted; the last sends before the crash may be lost, so every stream got a new EPOCH (tabs are told with RESET)');
+  }
   return store;
 }

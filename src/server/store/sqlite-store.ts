@@ -1,4 +1,5 @@
 import Database from 'better-sqlite3';
+import { readFileSync } from 'node:fs';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { HeraldError } from '../errors.js';
 import type {
@@ -22,6 +23,8 @@ export interface SqliteStoreOptions extends MessageStoreLimits {
   pruneBatch?: number;
   /** Background pruning every this many ms; 0 or absent = only when prune() is called. */
   pruneIntervalMs?: number;
+  /** This boot of the machine (tests); default: Linux's /proc/sys/kernel/random/boot_id. */
+  bootId?: string;
   /** Told how each background pruning pass went. */
   onPrune?: (removed: number, error?: unknown) => void;
 }
@@ -96,6 +99,28 @@ function prepare(db: Database.Database) {
   };
 }
 
+/** Linux's id of this boot of the machine; undefined elsewhere (the check is then skipped). */
+function currentBootId(): string | undefined {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether commits may have been lost: the store was not closed cleanly
+ * (`clean` = 0) and the machine booted since (a killed process loses
+ * nothing under WAL; only an OS crash or power cut can, with synchronous=normal).
+ */
+function lostCommitsPossible(db: Database.Database, boot: string | undefined): boolean {
+  if (boot === undefined) return false;
+  const get = db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?');
+  const clean = get.get('clean')?.value;
+  const lastBoot = get.get('boot')?.value;
+  return clean === '0' && lastBoot !== undefined && lastBoot !== '' && lastBoot !== boot;
+}
+
 interface PendingWrite {
   run(): unknown;
   resolve(value: unknown): void;
@@ -130,6 +155,14 @@ export class SqliteStore implements MessageStore {
   #pruning: Promise<number> | undefined;
   readonly #pruner: PruneTimer;
   readonly stats: SqliteStoreStats = { batches: 0, writes: 0 };
+  /**
+   * True when this open found that the machine restarted since the store was
+   * last open and it was not closed cleanly: under synchronous=normal the
+   * last commits before a power cut may be gone, and their SEQs would be
+   * assigned again. Every stream got a new EPOCH, so tabs are told (RESET)
+   * instead of silently dropping a reused SEQ as a duplicate.
+   */
+  readonly rotatedEpochs: boolean = false;
 
   readonly #q: ReturnType<typeof prepare>;
 
@@ -152,6 +185,15 @@ export class SqliteStore implements MessageStore {
       const version = db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'schema'").get();
       if (version === undefined) db.prepare("INSERT INTO meta (key, value) VALUES ('schema', ?)").run(SCHEMA_VERSION);
       else if (version.value !== SCHEMA_VERSION) throw new Error(`unknown schema version ${version.value}`);
+      this.rotatedEpochs = options.synchronous !== 'full' && lostCommitsPossible(db, options.bootId ?? currentBootId());
+      if (this.rotatedEpochs) {
+        const rows = db.prepare<[], { stream: string }>('SELECT stream FROM streams').all();
+        const rotate = db.prepare<[string, string]>('UPDATE streams SET epoch = ? WHERE stream = ?');
+        for (const r of rows) rotate.run(newEpoch(), r.stream);
+      }
+      const put = db.prepare<[string, string]>('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
+      put.run('boot', options.bootId ?? currentBootId() ?? '');
+      put.run('clean', '0');
       db.exec('COMMIT');
     } catch (e) {
       db.close();
@@ -337,6 +379,7 @@ export class SqliteStore implements MessageStore {
     while (this.#queue.length > 0) this.#flush();
     this.#closed = true;
     await this.#pruning?.catch(() => 0);
+    this.#db.prepare("UPDATE meta SET value = '1' WHERE key = 'clean'").run();
     this.#db.close();
   }
 }
