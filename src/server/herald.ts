@@ -11,12 +11,16 @@ import { CloseCode, CloseReason } from '../protocol/close-codes.js';
 import type { Principal, PrincipalKind } from '../protocol/principal.js';
 import { principalKey } from '../protocol/principal.js';
 import { installErrorHandling, registerHttpApi } from './api/http-api.js';
+import { LegacyServer } from './api/legacy-server.js';
 import { OriginPolicy, defaultAllowedOrigins } from './auth/origin-policy.js';
 import type { SessionResolver } from './auth/session-resolver.js';
-import { TokenResolver, mintToken } from './auth/token-resolver.js';
+import { mintToken } from './auth/token-resolver.js';
+import { createSessionResolver, createSessionWatcher, type SessionWatcher } from './auth/index.js';
 import type { Broker, Envelope } from './broker/broker.js';
 import { LocalBroker } from './broker/local-broker.js';
 import type { CommandService } from './commands/command-service.js';
+import { CommandRunner } from './commands/runner.js';
+import { createCommandAudit } from './commands/audit-sqlite.js';
 import { Gateway } from './gateway/gateway.js';
 import { Hub } from './hub.js';
 import { createLogger } from './logger.js';
@@ -25,6 +29,7 @@ import type { HeraldOptions } from './options.js';
 import { createStore } from './store/index.js';
 import type { MessageStore } from './store/message-store.js';
 import { VERSION } from './version.js';
+import { registerWebRoutes } from './web/routes.js';
 
 export interface HeraldDeps {
   logger?: Logger;
@@ -48,9 +53,13 @@ export class Herald {
   readonly broker: Broker;
   readonly notifier: Notifier;
   readonly resolver: SessionResolver;
+  /** Re-checks live sessions (auth/session-watcher.ts); undefined when sessionRecheckMs is 0. */
+  readonly watcher: SessionWatcher | undefined;
   readonly gateway: Gateway;
   readonly commands: CommandService | undefined;
   readonly app: FastifyInstance;
+  /** The old daemon's TCP control protocol (absent when legacyEnabled is false). */
+  readonly legacy: LegacyServer | undefined;
   readonly #compatServers: Array<{ kind: PrincipalKind; port: number; server: HttpServer }> = [];
   readonly #startedAt = Date.now();
   #urls: HeraldUrls | undefined;
@@ -58,7 +67,8 @@ export class Herald {
 
   private constructor(parts: {
     options: HeraldOptions; logger: Logger; hub: Hub; store: MessageStore; broker: Broker; notifier: Notifier;
-    resolver: SessionResolver; gateway: Gateway; commands: CommandService | undefined; app: FastifyInstance;
+    resolver: SessionResolver; watcher: SessionWatcher | undefined; gateway: Gateway; commands: CommandService | undefined; app: FastifyInstance;
+    legacy: LegacyServer | undefined;
   }) {
     this.options = parts.options;
     this.logger = parts.logger;
@@ -67,9 +77,11 @@ export class Herald {
     this.broker = parts.broker;
     this.notifier = parts.notifier;
     this.resolver = parts.resolver;
+    this.watcher = parts.watcher;
     this.gateway = parts.gateway;
     this.commands = parts.commands;
     this.app = parts.app;
+    this.legacy = parts.legacy;
   }
 
   static async create(options: HeraldOptions, deps: HeraldDeps = {}): Promise<Herald> {
@@ -84,8 +96,10 @@ export class Herald {
     const notifier = new Notifier({
       store, broker, logger: logger.child({ part: 'notifier' }), defaultTtlMs: options.defaultTtlMs, maxTtlMs: options.maxTtlMs,
     });
-    const resolver: SessionResolver = new TokenResolver({ secret: options.secret, previousSecret: options.previousSecret });
-    const commands: CommandService | undefined = undefined;
+    const resolver: SessionResolver = createSessionResolver(options, logger);
+    const watcher = createSessionWatcher(options, hub, resolver, logger);
+    const commandAudit = createCommandAudit(options);
+    const commands: CommandService = new CommandRunner({ notifier, logger: logger.child({ part: 'commands' }), options, audit: commandAudit });
     const publicOrigin = new URL(options.publicUrl || `http://${options.host}:${options.port}`).origin;
     const origins = new OriginPolicy({
       allowed: options.allowedOrigins.length > 0 ? options.allowedOrigins : defaultAllowedOrigins(publicOrigin),
@@ -116,14 +130,22 @@ export class Herald {
         security: [{ bearer: [] }],
       },
     });
-    const herald = new Herald({ options, logger, hub, store, broker, notifier, resolver, gateway, commands, app });
+    const legacy = options.legacyEnabled
+      ? new LegacyServer({ host: options.legacyHost, port: options.legacyPort, notifier, commands, options, logger: logger.child({ part: 'legacy' }) })
+      : undefined;
+    const herald = new Herald({ options, logger, hub, store, broker, notifier, resolver, watcher, gateway, commands, app, legacy });
     await registerHttpApi(app, {
-      notifier, apiToken: options.apiToken, version: VERSION,
+      notifier, commands, apiToken: options.apiToken, version: VERSION,
       mintToken: (p, ttl) => herald.mintToken(p, ttl),
       status: () => herald.status(),
     });
     app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
     app.get('/healthz', { schema: { hide: true } }, async () => ({ ok: true }));
+    await registerWebRoutes(app, {
+      options,
+      mintToken: async (kind, id, ttlMs) => (await herald.mintToken({ kind, id }, ttlMs)).token,
+      admission: { resolver, origins },
+    });
     gateway.attach(app.server);
     return herald;
   }
@@ -142,7 +164,7 @@ export class Herald {
       store: this.options.store,
       broker: this.broker.name,
       resolver: this.resolver.name,
-      commands: this.commands ? 'enabled' : 'disabled',
+      commands: this.commands?.stats?.() ?? { enabled: this.commands !== undefined },
       memory: { rss: process.memoryUsage.rss() },
     };
   }
@@ -172,7 +194,9 @@ export class Herald {
       this.#compatServers.push({ kind, port: (server.address() as AddressInfo).port, server });
       urls[kind === 'admin' ? 'adminPort' : 'userPort'] = (server.address() as AddressInfo).port;
     }
+    if (this.legacy) urls.legacy = await this.legacy.listen();
     this.#urls = urls;
+    this.watcher?.start();
     this.logger.info({ http: urls.http, legacy: urls.legacy, store: o.store, resolver: this.resolver.name }, 'Herald is listening');
     return urls;
   }
@@ -184,6 +208,9 @@ export class Herald {
   close(reason: string = CloseReason.SHUTDOWN): Promise<void> {
     this.#closed ??= (async () => {
       this.logger.info({ reason }, 'Herald is shutting down');
+      // A front door first: legacy requests already received are answered, then its connections end.
+      await this.legacy?.close();
+      await this.watcher?.stop();
       await this.gateway.close(reason, Math.min(2000, this.options.shutdownGraceMs));
       for (const c of this.#compatServers) c.server.close();
       await withTimeout(this.app.close(), this.options.shutdownGraceMs);
