@@ -19,7 +19,7 @@ export interface SqliteStoreOptions extends MessageStoreLimits {
   synchronous?: 'normal' | 'full';
   /** Largest number of writes grouped into one transaction. Default 1000. */
   maxBatch?: number;
-  /** Rows deleted per pruning transaction; the loop yields between them. Default 500. */
+  /** Rows deleted per pruning transaction; the loop yields between them. Default 100. */
   pruneBatch?: number;
   /** Background pruning every this many ms; 0 or absent = only when prune() is called. */
   pruneIntervalMs?: number;
@@ -172,7 +172,7 @@ export class SqliteStore implements MessageStore {
     }
     this.#max = options.maxPerStream;
     this.#maxBatch = options.maxBatch ?? 1000;
-    this.#pruneBatch = options.pruneBatch ?? 500;
+    this.#pruneBatch = options.pruneBatch ?? 100;
     const db = new Database(options.file);
     try {
       db.pragma('busy_timeout = 1000');
