@@ -165,10 +165,26 @@ export class Connection implements Tab {
       for (const m of page.messages) {
         if (m.seq <= this.#lastSent[stream]) continue;
         this.#lastSent[stream] = m.seq;
-        this.#send(withDelivery(m.json, m.seq, page.epoch, stream === 'broadcast'));
+        await this.#sendReplayed(withDelivery(m.json, m.seq, page.epoch, stream === 'broadcast'));
       }
       if (page.messages.length < this.#deps.limits.replayBatch) return;
     }
+  }
+
+  /**
+   * Sends one replayed frame, paced by the socket: once the tab's unsent
+   * backlog passes half of maxBufferedBytes, waits until this frame has been
+   * written out. A large backlog (up to maxPerStream per stream) to a slow
+   * link would otherwise trip the slow-consumer limit, and the tab would be
+   * closed on every reconnect, never catching up.
+   */
+  async #sendReplayed(frame: string): Promise<void> {
+    if (!this.isOpen) return;
+    if (this.#ws.bufferedAmount < this.#deps.limits.maxBufferedBytes / 2) {
+      this.#ws.send(frame);
+      return;
+    }
+    await new Promise<void>((resolve) => this.#ws.send(frame, () => resolve()));
   }
 
   #reset(stream: 'own' | 'broadcast', epoch: string, seq: number, reason: ResetFrame['REASON']): void {
