@@ -124,3 +124,34 @@ describe('the replay seam over a store that answers asynchronously', () => {
     }
   });
 });
+
+describe('a large replay to a slow reader', () => {
+  test('is paced by the socket instead of closing the tab as a slow consumer', async () => {
+    const s = await startHerald({ maxBufferedBytes: 65536, maxPerStream: 1000 });
+    try {
+      const text = 'x'.repeat(4000);
+      const backlog = 1000; // 4 MB: far beyond maxBufferedBytes and the loopback socket's buffers
+      for (let i = 1; i <= backlog; i += 50) {
+        await Promise.all(Array.from({ length: 50 }, (_, k) => s.api('POST', '/api/v1/send', { to: { aid: 9 }, message: { TYPE: 'BIG', N: i + k, TEXT: text } })));
+      }
+      const token = await s.token('admin', 9);
+      // A reader that stops reading for a moment right after the handshake, as a slow link would.
+      const ws = new (await import('ws')).default(`${s.wsUrl}/ws/admin?token=${token}`);
+      ws.on('open', () => {
+        const socket = (ws as unknown as { _socket: import('node:net').Socket })._socket;
+        socket.pause();
+        setTimeout(() => socket.resume(), 500);
+      });
+      let got = 0;
+      const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
+      const all = new Promise<void>((resolve) => ws.on('message', (d) => {
+        if ((JSON.parse(d.toString()) as { TYPE: string }).TYPE === 'BIG' && ++got === backlog) resolve();
+      }));
+      const outcome = await Promise.race([all.then(() => 'all'), closed.then((code) => `closed ${code} after ${got}`)]);
+      assert.equal(outcome, 'all');
+      ws.close();
+    } finally {
+      await s.close();
+    }
+  });
+});
