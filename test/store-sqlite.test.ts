@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -112,6 +112,18 @@ describe('SqliteStore', () => {
       assert.equal(store.rotatedEpochs, false);
       assert.equal((await store.head('admin:1')).epoch, head.epoch);
       await store.close();
+    } finally {
+      tmp.remove();
+    }
+  });
+
+  it('names the file when it cannot be opened', async () => {
+    const tmp = tempDir();
+    try {
+      const garbage = join(tmp.dir, 'garbage.sqlite');
+      writeFileSync(garbage, 'this is not a database, it is a text file that happens to be long enough to have a header');
+      assert.throws(() => new SqliteStore({ file: garbage, maxPerStream: 10 }), { code: 'HERALD_ERR_INTERNAL', message: /cannot open store .*garbage\.sqlite/ });
+      assert.throws(() => new SqliteStore({ file: join(tmp.dir, 'no/such/dir/s.sqlite'), maxPerStream: 10 }), { code: 'HERALD_ERR_INTERNAL', message: /cannot open store/ });
     } finally {
       tmp.remove();
     }

@@ -173,7 +173,12 @@ export class SqliteStore implements MessageStore {
     this.#max = options.maxPerStream;
     this.#maxBatch = options.maxBatch ?? 1000;
     this.#pruneBatch = options.pruneBatch ?? 100;
-    const db = new Database(options.file);
+    let db: Database.Database;
+    try {
+      db = new Database(options.file);
+    } catch (e) {
+      throw new HeraldError('HERALD_ERR_INTERNAL', `cannot open store ${options.file}: ${(e as Error).message}`);
+    }
     try {
       db.pragma('busy_timeout = 1000');
       // Exclusive: the lock is taken by the first write below and held until close.
