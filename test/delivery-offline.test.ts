@@ -1,5 +1,6 @@
 /**
- * Offline delivery through the real Herald (SQLite store, the default):
+ * Offline delivery through the real Herald, with the SQLite store (the
+ * default) and the memory store:
  * time-to-live, the per-person cap, idempotency keys, acknowledgement status,
  * people who never connected, and the broadcast stream.
  */
@@ -16,11 +17,11 @@ async function settle(tab: TestTab): Promise<void> {
   await tab.nextOfType('PONG');
 }
 
-describe('offline delivery (sqlite store)', () => {
+for (const store of ['sqlite', 'memory'] as const) describe(`offline delivery (${store} store)`, () => {
   let s: TestServer;
   before(async () => {
-    s = await startHerald({ maxPerStream: 5 });
-    assert.equal(s.options.store, 'sqlite', 'sqlite is the default store');
+    s = await startHerald(store === 'sqlite' ? { maxPerStream: 5 } : { maxPerStream: 5, store });
+    assert.equal(s.options.store, store, 'sqlite is the default store');
   });
   after(() => s.close());
 
