@@ -26,7 +26,7 @@ import { Hub } from './hub.js';
 import { createLogger } from './logger.js';
 import { Notifier } from './notifier.js';
 import type { HeraldOptions } from './options.js';
-import { MemoryStore } from './store/memory-store.js';
+import { createStore } from './store/index.js';
 import type { MessageStore } from './store/message-store.js';
 import { VERSION } from './version.js';
 import { registerWebRoutes } from './web/routes.js';
@@ -90,7 +90,7 @@ export class Herald {
     }
     const logger = deps.logger ?? createLogger(options);
     const hub = new Hub();
-    const store: MessageStore = new MemoryStore({ maxPerStream: options.maxPerStream });
+    const store: MessageStore = createStore(options, logger.child({ part: 'store' }));
     const broker: Broker = new LocalBroker(hub);
     hub.onPresenceChange((p, n) => broker.setLocalPresence(p, n));
     const notifier = new Notifier({
