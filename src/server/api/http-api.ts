@@ -1,0 +1,134 @@
+import { timingSafeEqual } from 'node:crypto';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { Type } from '@sinclair/typebox';
+import type {} from '@fastify/swagger';
+import type { NotificationPayload } from '../../protocol/frames.js';
+import type { Principal, PrincipalKind } from '../../protocol/principal.js';
+import { HeraldError, isHeraldError } from '../errors.js';
+import type { Notifier, SendOptions, SendResult } from '../notifier.js';
+import { DisconnectBody, ErrorReply, KindParam, SendBody, TokenBody, type Recipient } from './schemas.js';
+
+export interface HttpApiContext {
+  notifier: Notifier;
+  apiToken: string;
+  version: string;
+  mintToken(principal: Principal, ttlMs?: number): Promise<{ token: string; expiresAt: number }>;
+  status(): Record<string, unknown>;
+}
+
+function bearerMatches(header: string | undefined, expected: Buffer): boolean {
+  if (!header?.startsWith('Bearer ')) return false;
+  const given = Buffer.from(header.slice(7).trim());
+  return given.length === expected.length && timingSafeEqual(given, expected);
+}
+
+/** Maps every error to `{"error":{code,message}}` with a stable code: never a stack trace. */
+export function installErrorHandling(app: FastifyInstance): void {
+  app.setErrorHandler((err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
+    if (isHeraldError(err)) return reply.status(err.status).send(err.toJSON());
+    if (err.validation) {
+      return reply.status(400).send(new HeraldError('HERALD_ERR_VALIDATION', `${err.validationContext ?? 'body'}${err.message.replace(/^(body|querystring|params)/, '')}`).toJSON());
+    }
+    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.status(413).send(new HeraldError('HERALD_ERR_TOO_LARGE').toJSON());
+    if (err.code?.startsWith('FST_ERR_CTP_') || (err.statusCode === 400)) {
+      return reply.status(400).send(new HeraldError('HERALD_ERR_BAD_REQUEST', err.message).toJSON());
+    }
+    if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
+      return reply.status(err.statusCode).send(new HeraldError('HERALD_ERR_BAD_REQUEST', err.message).toJSON());
+    }
+    req.log.error({ err }, 'request failed');
+    return reply.status(500).send(new HeraldError('HERALD_ERR_INTERNAL').toJSON());
+  });
+  app.setNotFoundHandler((req, reply) => {
+    reply.status(404).send(new HeraldError('HERALD_ERR_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`).toJSON());
+  });
+}
+
+function recipients(to: Recipient): Principal[] | { all: PrincipalKind } {
+  if ('aid' in to) return [{ kind: 'admin', id: to.aid }];
+  if ('uid' in to) return [{ kind: 'user', id: to.uid }];
+  if ('aids' in to) return [...new Set(to.aids)].map((id) => ({ kind: 'admin' as const, id }));
+  if ('uids' in to) return [...new Set(to.uids)].map((id) => ({ kind: 'user' as const, id }));
+  return { all: to.all === 'admins' ? 'admin' : 'user' };
+}
+
+function resultJson(p: Principal, r: SendResult) {
+  return {
+    kind: p.kind, id: p.id, delivered: r.delivered, queued: r.queued, duplicate: r.duplicate, dropped: r.dropped,
+    ...(r.id === undefined ? {} : { messageId: r.id, seq: r.seq, epoch: r.epoch }),
+  };
+}
+
+/** The `/api/v1` routes (docs/http-api.md). Every one needs the bearer API token. */
+export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext): Promise<void> {
+  const expected = Buffer.from(ctx.apiToken);
+  const errors = { 400: ErrorReply, 401: ErrorReply };
+
+  await app.register(async (api) => {
+    api.addHook('onRequest', async (req) => {
+      if (req.url.startsWith('/api/v1/openapi.json')) return;
+      if (!bearerMatches(req.headers.authorization, expected)) {
+        throw new HeraldError('HERALD_ERR_UNAUTHORIZED', 'missing or wrong API token (Authorization: Bearer …)');
+      }
+    });
+
+    api.get('/ping', { schema: { summary: 'Is Herald up', response: { 200: Type.Object({ ok: Type.Boolean(), version: Type.String() }) } } },
+      async () => ({ ok: true, version: ctx.version }));
+
+    api.get('/status', { schema: { summary: 'Server status' } }, async () => ctx.status());
+
+    api.get('/online', {
+      schema: { summary: 'Ids of people online', querystring: Type.Object({ kind: Type.Optional(KindParam) }) },
+    }, async (req) => {
+      const kind = (req.query as { kind?: PrincipalKind }).kind ?? 'admin';
+      return { kind, ids: await ctx.notifier.online(kind) };
+    });
+
+    api.get('/online/:kind/:id', {
+      schema: { summary: 'Is this person online, with how many tabs', params: Type.Object({ kind: KindParam, id: Type.Integer({ minimum: 1 }) }) },
+    }, async (req) => {
+      const { kind, id } = req.params as { kind: PrincipalKind; id: number };
+      const tabs = await ctx.notifier.tabs({ kind, id });
+      return { kind, id, online: tabs > 0, tabs };
+    });
+
+    api.post('/send', { schema: { summary: 'Send a notification', body: SendBody, response: errors } }, async (req) => {
+      const body = req.body as SendBody;
+      const options: SendOptions = {};
+      if (body.ttl !== undefined) options.ttlMs = Math.round(body.ttl * 1000);
+      if (body.idempotencyKey !== undefined) options.idempotencyKey = body.idempotencyKey;
+      const message = body.message as NotificationPayload;
+      const to = recipients(body.to);
+      if ('all' in to) {
+        const r = await ctx.notifier.broadcast(to.all, message, options);
+        return {
+          delivered: r.delivered, queued: r.queued, duplicate: r.duplicate,
+          ...(r.id === undefined ? {} : { messageId: r.id, seq: r.seq, epoch: r.epoch }),
+        };
+      }
+      const results = await ctx.notifier.sendMany(to, message, options);
+      return {
+        delivered: results.reduce((n, r) => n + r.delivered, 0),
+        queued: results.some((r) => r.queued),
+        results: results.map((r, i) => resultJson(to[i]!, r)),
+      };
+    });
+
+    api.post('/disconnect', { schema: { summary: 'Close every tab of a person, telling them why', body: DisconnectBody } }, async (req) => {
+      const body = req.body as DisconnectBody;
+      const p: Principal = 'aid' in body.to ? { kind: 'admin', id: body.to.aid } : { kind: 'user', id: body.to.uid };
+      return { tabs: await ctx.notifier.disconnect(p, body.reason ?? 'disconnected by the server') };
+    });
+
+    api.get('/messages/:id', { schema: { summary: 'Delivery status of a stored notification', params: Type.Object({ id: Type.String({ maxLength: 300 }) }) } }, async (req) => {
+      const status = await ctx.notifier.status((req.params as { id: string }).id);
+      if (!status) throw new HeraldError('HERALD_ERR_NOT_FOUND', 'no such message (or it expired and was pruned)');
+      return status;
+    });
+
+    api.post('/tokens', { schema: { summary: 'Mint a browser token', body: TokenBody } }, async (req) => {
+      const body = req.body as TokenBody;
+      return ctx.mintToken({ kind: body.kind, id: body.id }, body.ttl === undefined ? undefined : body.ttl * 1000);
+    });
+  }, { prefix: '/api/v1' });
+}

@@ -1,0 +1,49 @@
+/** JSON schemas of the HTTP API (TypeBox: the same object is the type and the validator, and feeds OpenAPI). */
+import { Type, type Static } from '@sinclair/typebox';
+
+const PersonId = Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER });
+const PersonIds = Type.Array(PersonId, { minItems: 1, maxItems: 10000 });
+
+export const Recipient = Type.Union([
+  Type.Object({ aid: PersonId }, { additionalProperties: false }),
+  Type.Object({ uid: PersonId }, { additionalProperties: false }),
+  Type.Object({ aids: PersonIds }, { additionalProperties: false }),
+  Type.Object({ uids: PersonIds }, { additionalProperties: false }),
+  Type.Object({ all: Type.Union([Type.Literal('admins'), Type.Literal('users')]) }, { additionalProperties: false }),
+], { description: 'One admin, one user, a list of either, or everyone of a kind.' });
+export type Recipient = Static<typeof Recipient>;
+
+export const Notification = Type.Union([
+  Type.Object({ TYPE: Type.String({ minLength: 1, maxLength: 64 }) }, { additionalProperties: true }),
+  Type.String({ maxLength: 65536 }),
+], { description: 'A notification object with a TYPE (TITLE, TEXT and other fields pass through untouched), or a plain string.' });
+
+export const SendBody = Type.Object({
+  to: Recipient,
+  message: Notification,
+  ttl: Type.Optional(Type.Number({ minimum: 0, description: 'Seconds the notification waits for a tab; 0 = only tabs open now. Default: server configuration.' })),
+  idempotencyKey: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'The same key for the same recipient is stored and delivered once.' })),
+}, { additionalProperties: false });
+export type SendBody = Static<typeof SendBody>;
+
+export const DisconnectBody = Type.Object({
+  to: Type.Union([
+    Type.Object({ aid: PersonId }, { additionalProperties: false }),
+    Type.Object({ uid: PersonId }, { additionalProperties: false }),
+  ]),
+  reason: Type.Optional(Type.String({ maxLength: 200 })),
+}, { additionalProperties: false });
+export type DisconnectBody = Static<typeof DisconnectBody>;
+
+export const TokenBody = Type.Object({
+  kind: Type.Union([Type.Literal('admin'), Type.Literal('user')]),
+  id: PersonId,
+  ttl: Type.Optional(Type.Number({ minimum: 1, maximum: 31 * 86400, description: 'Seconds.' })),
+}, { additionalProperties: false });
+export type TokenBody = Static<typeof TokenBody>;
+
+export const KindParam = Type.Union([Type.Literal('admin'), Type.Literal('user')]);
+
+export const ErrorReply = Type.Object({
+  error: Type.Object({ code: Type.String(), message: Type.String(), details: Type.Optional(Type.Unknown()) }),
+});

@@ -1,0 +1,308 @@
+import type { WebSocket } from 'ws';
+import type { Logger } from 'pino';
+import { CloseCode, CloseReason } from '../../protocol/close-codes.js';
+import type { ClientFrame, ErrorFrame, ResetFrame, StreamCursor, WelcomeFrame } from '../../protocol/frames.js';
+import { BROADCAST_STREAM, FrameError, parseClientFrame } from '../../protocol/frames.js';
+import type { Principal } from '../../protocol/principal.js';
+import { principalKey } from '../../protocol/principal.js';
+import type { CommandService } from '../commands/command-service.js';
+import { isHeraldError } from '../errors.js';
+import type { FrameOrigin, Tab } from '../hub.js';
+import { broadcastStreamKey, withDelivery } from '../notifier.js';
+import type { MessageStore, StreamHead } from '../store/message-store.js';
+
+export interface ConnectionLimits {
+  heartbeatMs: number;
+  maxBufferedBytes: number;
+  replayBatch: number;
+  /** Frames a tab may send per 10 s before it is closed with 4429. */
+  maxFramesPer10s: number;
+  /** Bad frames a tab may send per 10 s before it is closed with 4429. */
+  maxErrorsPer10s: number;
+}
+
+export interface ConnectionDeps {
+  store: MessageStore;
+  commands: CommandService | undefined;
+  logger: Logger;
+  limits: ConnectionLimits;
+  now: () => number;
+}
+
+/** Where a tab wants replay to start, per stream: its last seen SEQ and EPOCH, or nothing (a new tab). */
+export interface ResumeCursors {
+  own?: { seq: number; epoch?: string | undefined };
+  broadcast?: { seq: number; epoch?: string | undefined };
+}
+
+const PING_FRAME = '{"TYPE":"PING"}';
+const PONG_FRAME = '{"TYPE":"PONG","DATA":"RESPONSE"}';
+
+let counter = 0;
+
+/**
+ * One browser tab over one WebSocket: the Hub's Tab. It owns the replay
+ * seam: while it replays from the store, live frames are held back, then
+ * released with anything it already sent dropped, so a tab sees every
+ * notification of its streams once and in order.
+ */
+export class Connection implements Tab {
+  readonly id: string;
+  readonly principal: Principal;
+  /** The credential that admitted this tab, for session re-checks. Never logged. */
+  readonly credential: string;
+  readonly #ws: WebSocket;
+  readonly #deps: ConnectionDeps;
+  readonly #log: Logger;
+  #alive = true;
+  #closing = false;
+  /** Live frames held back while replaying; undefined when live. */
+  #held: Array<{ frame: string; origin: FrameOrigin | undefined }> | undefined = [];
+  readonly #lastSent = { own: 0, broadcast: 0 };
+  #epochs = { own: '', broadcast: '' };
+  #windowStart = 0;
+  #frames = 0;
+  #errors = 0;
+  #onClosed: (() => void) | undefined;
+
+  constructor(ws: WebSocket, principal: Principal, credential: string, deps: ConnectionDeps) {
+    this.id = `${process.pid.toString(36)}-${(++counter).toString(36)}`;
+    this.#ws = ws;
+    this.principal = principal;
+    this.credential = credential;
+    this.#deps = deps;
+    this.#log = deps.logger.child({ tab: this.id, who: principalKey(principal) });
+    ws.on('message', (data, isBinary) => this.#onMessage(data as Buffer, isBinary));
+    ws.on('pong', () => {
+      this.#alive = true;
+    });
+    ws.on('error', (err) => this.#log.debug({ err: err.message }, 'socket error'));
+    ws.on('close', () => {
+      this.#closing = true;
+      this.#onClosed?.();
+    });
+  }
+
+  onClosed(listener: () => void): void {
+    this.#onClosed = listener;
+  }
+
+  get isOpen(): boolean {
+    return !this.#closing && this.#ws.readyState === this.#ws.OPEN;
+  }
+
+  /** Sends WELCOME, replays from the cursors, then goes live. The tab is already in the Hub. */
+  async start(cursors: ResumeCursors): Promise<void> {
+    const [own, broadcast] = await Promise.all([
+      this.#deps.store.head(principalKey(this.principal)),
+      this.#deps.store.head(broadcastStreamKey(this.principal.kind)),
+    ]);
+    const welcome: WelcomeFrame = {
+      TYPE: 'WELCOME', KIND: this.principal.kind, ID: this.principal.id, SESSION: this.id,
+      HEARTBEAT: this.#deps.limits.heartbeatMs, SEQ: own.lastSeq, EPOCH: own.epoch,
+      BROADCAST: { SEQ: broadcast.lastSeq, EPOCH: broadcast.epoch } satisfies StreamCursor,
+    };
+    this.#send(JSON.stringify(welcome));
+    await this.#replay(cursors, own, broadcast);
+  }
+
+  async #replay(cursors: ResumeCursors, own: StreamHead, broadcast: StreamHead): Promise<void> {
+    try {
+      await this.#replayStream('own', principalKey(this.principal), cursors.own, own);
+      await this.#replayStream('broadcast', broadcastStreamKey(this.principal.kind), cursors.broadcast, broadcast);
+    } finally {
+      const held = this.#held ?? [];
+      this.#held = undefined;
+      for (const h of held) this.deliver(h.frame, h.origin);
+    }
+  }
+
+  async #replayStream(stream: 'own' | 'broadcast', key: string, cursor: ResumeCursors['own'], head: StreamHead): Promise<void> {
+    this.#epochs[stream] = head.epoch;
+    let after: number;
+    if (!cursor) {
+      // A new tab: what nobody has acknowledged yet (PROTOCOL.md: Herald's additions).
+      after = head.ackedSeq;
+    } else if (cursor.epoch !== undefined && cursor.epoch !== head.epoch) {
+      after = head.ackedSeq;
+      this.#reset(stream, head.epoch, Math.max(after, head.firstSeq - 1), 'epoch changed');
+    } else if (cursor.seq > head.lastSeq) {
+      // Ahead of the stream: its history was lost without our knowing. Start over, loudly.
+      after = head.ackedSeq;
+      this.#reset(stream, head.epoch, Math.max(after, head.firstSeq - 1), 'epoch changed');
+    } else {
+      after = cursor.seq;
+      if (after < head.firstSeq - 1) {
+        after = head.firstSeq - 1;
+        this.#reset(stream, head.epoch, after, 'too far behind');
+      }
+    }
+    // A RESUME on a live tab rewinds: the tab says what it really has.
+    this.#lastSent[stream] = after;
+    const now = this.#deps.now();
+    for (;;) {
+      if (!this.isOpen) return;
+      const page = await this.#deps.store.readAfter(key, this.#lastSent[stream], this.#deps.limits.replayBatch, now);
+      for (const m of page.messages) {
+        if (m.seq <= this.#lastSent[stream]) continue;
+        this.#lastSent[stream] = m.seq;
+        this.#send(withDelivery(m.json, m.seq, page.epoch, stream === 'broadcast'));
+      }
+      if (page.messages.length < this.#deps.limits.replayBatch) return;
+    }
+  }
+
+  #reset(stream: 'own' | 'broadcast', epoch: string, seq: number, reason: ResetFrame['REASON']): void {
+    const frame: ResetFrame = stream === 'own'
+      ? { TYPE: 'RESET', EPOCH: epoch, SEQ: seq, REASON: reason }
+      : { TYPE: 'RESET', STREAM: BROADCAST_STREAM, EPOCH: epoch, SEQ: seq, REASON: reason };
+    this.#send(JSON.stringify(frame));
+  }
+
+  deliver(frame: string, origin?: FrameOrigin): void {
+    if (this.#held) {
+      this.#held.push({ frame, origin });
+      return;
+    }
+    if (origin) {
+      if (origin.seq <= this.#lastSent[origin.stream]) return;
+      this.#lastSent[origin.stream] = origin.seq;
+    }
+    this.#send(frame);
+  }
+
+  #send(frame: string): void {
+    if (!this.isOpen) return;
+    if (this.#ws.bufferedAmount > this.#deps.limits.maxBufferedBytes) {
+      // It will resume where it left off when it reconnects.
+      this.close(CloseCode.TOO_MANY, CloseReason.SLOW_CONSUMER);
+      return;
+    }
+    this.#ws.send(frame);
+  }
+
+  /** Called by the Gateway's heartbeat timer. Returns false when the tab was closed for silence. */
+  heartbeat(): boolean {
+    if (!this.isOpen) return true;
+    if (!this.#alive) {
+      this.close(CloseCode.TIMEOUT, CloseReason.HEARTBEAT_TIMEOUT);
+      return false;
+    }
+    this.#alive = false;
+    this.#ws.send(PING_FRAME);
+    this.#ws.ping();
+    return true;
+  }
+
+  close(code: number, reason: string): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    if (this.#ws.readyState === this.#ws.OPEN) {
+      this.#ws.send(JSON.stringify({ TYPE: 'close', REASON: reason }));
+      this.#ws.close(code, reason);
+    } else {
+      this.#ws.terminate();
+    }
+  }
+
+  /** Ends the socket now, without the close handshake (shutdown after the grace period). */
+  terminate(): void {
+    this.#closing = true;
+    this.#ws.terminate();
+  }
+
+  #overLimit(kind: 'frames' | 'errors'): boolean {
+    const now = this.#deps.now();
+    if (now - this.#windowStart > 10_000) {
+      this.#windowStart = now;
+      this.#frames = 0;
+      this.#errors = 0;
+    }
+    if (kind === 'frames') return ++this.#frames > this.#deps.limits.maxFramesPer10s;
+    return ++this.#errors > this.#deps.limits.maxErrorsPer10s;
+  }
+
+  #error(code: string, message: string): void {
+    if (this.#overLimit('errors')) {
+      this.close(CloseCode.TOO_MANY, CloseReason.TOO_MANY);
+      return;
+    }
+    const frame: ErrorFrame = { TYPE: 'ERROR', ERROR: code, MESSAGE: message };
+    this.#send(JSON.stringify(frame));
+  }
+
+  #onMessage(data: Buffer, isBinary: boolean): void {
+    this.#alive = true;
+    if (this.#closing) return;
+    if (this.#overLimit('frames')) {
+      this.close(CloseCode.TOO_MANY, CloseReason.TOO_MANY);
+      return;
+    }
+    if (isBinary) {
+      this.#error(FrameError.BAD_JSON, CloseReason.BINARY);
+      return;
+    }
+    const parsed = parseClientFrame(data.toString('utf8'));
+    if (!parsed.ok) {
+      this.#error(parsed.error.ERROR, parsed.error.MESSAGE);
+      return;
+    }
+    this.#handle(parsed.frame).catch((err: unknown) => {
+      this.#log.warn({ err: (err as Error).message }, 'frame handling failed');
+      this.#error('INTERNAL', 'the server could not handle that frame');
+    });
+  }
+
+  async #handle(frame: ClientFrame): Promise<void> {
+    switch (frame.TYPE) {
+      case 'PING':
+        this.#send(PONG_FRAME);
+        return;
+      case 'PONG':
+        return;
+      case 'RESPONSE':
+        if (frame.SEQ !== undefined) {
+          const stream = frame.STREAM === BROADCAST_STREAM ? 'broadcast' : 'own';
+          // Acknowledging beyond what this tab was sent would mark others' messages read.
+          const seq = Math.min(frame.SEQ, this.#lastSent[stream]);
+          if (seq > 0) {
+            const key = stream === 'own' ? principalKey(this.principal) : broadcastStreamKey(this.principal.kind);
+            await this.#deps.store.ack(key, seq);
+          }
+        }
+        return;
+      case 'CLOSE_REQUEST':
+        this.close(CloseCode.NORMAL, CloseReason.CLIENT_REQUEST);
+        return;
+      case 'RESUME': {
+        this.#held ??= [];
+        const [own, broadcast] = await Promise.all([
+          this.#deps.store.head(principalKey(this.principal)),
+          this.#deps.store.head(broadcastStreamKey(this.principal.kind)),
+        ]);
+        const cursors: ResumeCursors = { own: { seq: frame.SEQ, epoch: frame.EPOCH } };
+        if (frame.BROADCAST) cursors.broadcast = { seq: frame.BROADCAST.SEQ, epoch: frame.BROADCAST.EPOCH };
+        else cursors.broadcast = { seq: this.#lastSent.broadcast, epoch: this.#epochs.broadcast };
+        await this.#replay(cursors, own, broadcast);
+        return;
+      }
+      case 'COMMAND_CANCEL': {
+        if (!this.#deps.commands) {
+          this.#error(FrameError.NOT_FOUND, 'commands are not enabled');
+          return;
+        }
+        if (this.principal.kind !== 'admin') {
+          this.#error(FrameError.FORBIDDEN, 'only admins run commands');
+          return;
+        }
+        try {
+          await this.#deps.commands.cancel(frame.COMMAND_ID, this.principal);
+        } catch (e) {
+          if (!isHeraldError(e)) throw e;
+          this.#error(e.status === 404 ? FrameError.NOT_FOUND : FrameError.FORBIDDEN, e.message);
+        }
+        return;
+      }
+    }
+  }
+}

@@ -1,0 +1,184 @@
+import type { IncomingMessage, Server as HttpServer } from 'node:http';
+import type { Duplex } from 'node:stream';
+import type { Logger } from 'pino';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { CloseCode, CloseReason } from '../../protocol/close-codes.js';
+import type { PrincipalKind } from '../../protocol/principal.js';
+import type { OriginPolicy } from '../auth/origin-policy.js';
+import type { Handshake, Resolution, SessionResolver } from '../auth/session-resolver.js';
+import { parseCookies } from '../auth/session-resolver.js';
+import type { CommandService } from '../commands/command-service.js';
+import type { Hub } from '../hub.js';
+import type { MessageStore } from '../store/message-store.js';
+import { Connection, type ConnectionLimits, type ResumeCursors } from './connection.js';
+
+export interface GatewayOptions {
+  hub: Hub;
+  store: MessageStore;
+  resolver: SessionResolver;
+  origins: OriginPolicy;
+  commands: CommandService | undefined;
+  logger: Logger;
+  /** Largest frame a browser may send, bytes (ws closes with 1009 beyond it). */
+  maxFrameBytes: number;
+  limits: ConnectionLimits;
+  now?: () => number;
+}
+
+/** The two browser endpoints on the public listener. */
+const PATHS: Record<string, PrincipalKind> = { '/ws/admin': 'admin', '/ws/user': 'user' };
+
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 503: 'Service Unavailable' };
+
+/**
+ * The browser-facing WebSocket endpoint. Every check — path, Origin,
+ * credentials — happens before the upgrade completes, so no socket ever
+ * exists for someone Herald does not know (PROTOCOL.md §1).
+ */
+export class Gateway {
+  readonly #o: GatewayOptions;
+  readonly #wss: WebSocketServer;
+  readonly #connections = new Set<Connection>();
+  readonly #now: () => number;
+  #heartbeat: NodeJS.Timeout | undefined;
+  #closing = false;
+  #pendingUpgrades = 0;
+
+  constructor(options: GatewayOptions) {
+    this.#o = options;
+    this.#now = options.now ?? Date.now;
+    this.#wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: options.maxFrameBytes,
+      // Notifications are small and many: compression would cost more CPU than it saves.
+      perMessageDeflate: false,
+      clientTracking: false,
+    });
+    this.#heartbeat = setInterval(() => {
+      for (const c of this.#connections) c.heartbeat();
+    }, options.limits.heartbeatMs);
+    this.#heartbeat.unref();
+  }
+
+  get connections(): ReadonlySet<Connection> {
+    return this.#connections;
+  }
+
+  /**
+   * Takes the `upgrade` events of an HTTP server. `fixedKind` serves the
+   * compatibility ports where any path is accepted (the old daemon's 19443/19445).
+   */
+  attach(server: HttpServer, fixedKind?: PrincipalKind): void {
+    server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      this.#onUpgrade(req, socket, head, fixedKind).catch((err: unknown) => {
+        this.#o.logger.error({ err: (err as Error).message }, 'upgrade failed');
+        reject(socket, 503, 'HERALD_ERR_INTERNAL', 'try again later');
+      });
+    });
+  }
+
+  async #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, fixedKind: PrincipalKind | undefined): Promise<void> {
+    socket.on('error', () => socket.destroy());
+    if (this.#closing) return reject(socket, 503, 'HERALD_ERR_SHUTTING_DOWN', 'the server is shutting down');
+    const url = new URL(req.url ?? '/', 'http://herald.invalid');
+    const kind = fixedKind ?? PATHS[url.pathname.replace(/\/+$/, '')];
+    if (!kind) return reject(socket, 404, 'HERALD_ERR_NOT_FOUND', 'WebSocket endpoints are /ws/admin and /ws/user');
+    const origin = req.headers.origin;
+    if (this.#o.origins.check(origin) === 'forbidden') {
+      this.#o.logger.info({ origin, kind }, 'handshake refused: origin not allowed');
+      return reject(socket, 403, 'HERALD_ERR_ORIGIN', 'origin not allowed');
+    }
+    const handshake: Handshake = {
+      kind, headers: req.headers, cookies: parseCookies(req.headers.cookie), query: url.searchParams,
+      remoteAddress: req.socket.remoteAddress,
+    };
+    this.#pendingUpgrades++;
+    let resolution: Resolution;
+    try {
+      resolution = await this.#o.resolver.resolve(handshake);
+    } catch (err) {
+      resolution = { outcome: 'unavailable', reason: (err as Error).message };
+    } finally {
+      this.#pendingUpgrades--;
+    }
+    if (resolution.outcome === 'refused') {
+      this.#o.logger.info({ kind, reason: resolution.reason, resolver: this.#o.resolver.name }, 'handshake refused');
+      return reject(socket, 401, 'HERALD_ERR_UNAUTHORIZED', resolution.reason);
+    }
+    if (resolution.outcome === 'unavailable') {
+      this.#o.logger.warn({ kind, reason: resolution.reason, resolver: this.#o.resolver.name }, 'handshake deferred: resolver unavailable');
+      return reject(socket, 503, 'HERALD_ERR_UNAVAILABLE', 'cannot check credentials now, try again later');
+    }
+    if (this.#closing || socket.destroyed) return reject(socket, 503, 'HERALD_ERR_SHUTTING_DOWN', 'the server is shutting down');
+    const { principal, credential } = resolution;
+    const cursors = parseCursors(url.searchParams);
+    this.#wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
+      const conn = new Connection(ws, principal, credential, {
+        store: this.#o.store, commands: this.#o.commands, logger: this.#o.logger, limits: this.#o.limits, now: this.#now,
+      });
+      this.#connections.add(conn);
+      conn.onClosed(() => {
+        this.#connections.delete(conn);
+        this.#o.hub.remove(conn);
+      });
+      this.#o.hub.add(conn);
+      conn.start(cursors).catch((err: unknown) => {
+        this.#o.logger.error({ err: (err as Error).message, tab: conn.id }, 'replay failed');
+        conn.close(CloseCode.TRY_AGAIN, 'replay failed, reconnect');
+      });
+    });
+  }
+
+  /** Refuses new tabs, tells every open tab why, and waits (up to `graceMs`) for them to close. */
+  async close(reason: string = CloseReason.SHUTDOWN, graceMs = 2000): Promise<void> {
+    this.#closing = true;
+    clearInterval(this.#heartbeat);
+    const all = [...this.#connections];
+    const closed = all.map((c) => new Promise<void>((resolve) => {
+      if (!this.#connections.has(c)) return resolve();
+      const prev = c;
+      prev.onClosed(() => {
+        this.#connections.delete(c);
+        this.#o.hub.remove(c);
+        resolve();
+      });
+    }));
+    for (const c of all) c.close(CloseCode.GOING_AWAY, reason);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(closed),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, graceMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    for (const c of this.#connections) c.terminate();
+    this.#wss.close();
+  }
+}
+
+function parseSeq(v: string | null): number | undefined {
+  if (v === null || !/^\d{1,15}$/.test(v)) return undefined;
+  return Number(v);
+}
+
+/** Resume cursors given at connect: `?seq=&epoch=&bseq=&bepoch=`. */
+function parseCursors(q: URLSearchParams): ResumeCursors {
+  const cursors: ResumeCursors = {};
+  const seq = parseSeq(q.get('seq'));
+  if (seq !== undefined) cursors.own = { seq, epoch: q.get('epoch') ?? undefined };
+  const bseq = parseSeq(q.get('bseq'));
+  if (bseq !== undefined) cursors.broadcast = { seq: bseq, epoch: q.get('bepoch') ?? undefined };
+  return cursors;
+}
+
+/** Answers a refused handshake with a plain HTTP response and closes the socket. */
+function reject(socket: Duplex, status: number, code: string, message: string): void {
+  if (socket.destroyed) return;
+  const body = JSON.stringify({ error: { code, message } });
+  socket.end(
+    `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\n` +
+      'Connection: close\r\nContent-Type: application/json; charset=utf-8\r\n' +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  );
+}

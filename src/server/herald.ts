@@ -1,0 +1,225 @@
+/**
+ * The composition root: options in, every part chosen, built and wired here
+ * and nowhere else; listen(); close().
+ */
+import { createServer, type Server as HttpServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import swagger from '@fastify/swagger';
+import type { Logger } from 'pino';
+import { CloseCode, CloseReason } from '../protocol/close-codes.js';
+import type { Principal, PrincipalKind } from '../protocol/principal.js';
+import { principalKey } from '../protocol/principal.js';
+import { installErrorHandling, registerHttpApi } from './api/http-api.js';
+import { OriginPolicy, defaultAllowedOrigins } from './auth/origin-policy.js';
+import type { SessionResolver } from './auth/session-resolver.js';
+import { TokenResolver, mintToken } from './auth/token-resolver.js';
+import type { Broker, Envelope } from './broker/broker.js';
+import { LocalBroker } from './broker/local-broker.js';
+import type { CommandService } from './commands/command-service.js';
+import { Gateway } from './gateway/gateway.js';
+import { Hub } from './hub.js';
+import { createLogger } from './logger.js';
+import { Notifier } from './notifier.js';
+import type { HeraldOptions } from './options.js';
+import { MemoryStore } from './store/memory-store.js';
+import type { MessageStore } from './store/message-store.js';
+import { VERSION } from './version.js';
+
+export interface HeraldDeps {
+  logger?: Logger;
+}
+
+export interface HeraldUrls {
+  /** http://HOST:PORT of the public listener. */
+  http: string;
+  /** ws://HOST:PORT (append /ws/admin or /ws/user). */
+  ws: string;
+  legacy?: { host: string; port: number };
+  adminPort?: number;
+  userPort?: number;
+}
+
+export class Herald {
+  readonly options: HeraldOptions;
+  readonly logger: Logger;
+  readonly hub: Hub;
+  readonly store: MessageStore;
+  readonly broker: Broker;
+  readonly notifier: Notifier;
+  readonly resolver: SessionResolver;
+  readonly gateway: Gateway;
+  readonly commands: CommandService | undefined;
+  readonly app: FastifyInstance;
+  readonly #compatServers: Array<{ kind: PrincipalKind; port: number; server: HttpServer }> = [];
+  readonly #startedAt = Date.now();
+  #urls: HeraldUrls | undefined;
+  #closed: Promise<void> | undefined;
+
+  private constructor(parts: {
+    options: HeraldOptions; logger: Logger; hub: Hub; store: MessageStore; broker: Broker; notifier: Notifier;
+    resolver: SessionResolver; gateway: Gateway; commands: CommandService | undefined; app: FastifyInstance;
+  }) {
+    this.options = parts.options;
+    this.logger = parts.logger;
+    this.hub = parts.hub;
+    this.store = parts.store;
+    this.broker = parts.broker;
+    this.notifier = parts.notifier;
+    this.resolver = parts.resolver;
+    this.gateway = parts.gateway;
+    this.commands = parts.commands;
+    this.app = parts.app;
+  }
+
+  static async create(options: HeraldOptions, deps: HeraldDeps = {}): Promise<Herald> {
+    if (options.secret === '' || options.apiToken === '') {
+      throw new TypeError('createHerald: options.secret and options.apiToken must be set (call ensureSecrets first)');
+    }
+    const logger = deps.logger ?? createLogger(options);
+    const hub = new Hub();
+    const store: MessageStore = new MemoryStore({ maxPerStream: options.maxPerStream });
+    const broker: Broker = new LocalBroker(hub);
+    hub.onPresenceChange((p, n) => broker.setLocalPresence(p, n));
+    const notifier = new Notifier({
+      store, broker, logger: logger.child({ part: 'notifier' }), defaultTtlMs: options.defaultTtlMs, maxTtlMs: options.maxTtlMs,
+    });
+    const resolver: SessionResolver = new TokenResolver({ secret: options.secret, previousSecret: options.previousSecret });
+    const commands: CommandService | undefined = undefined;
+    const publicOrigin = new URL(options.publicUrl || `http://${options.host}:${options.port}`).origin;
+    const origins = new OriginPolicy({
+      allowed: options.allowedOrigins.length > 0 ? options.allowedOrigins : defaultAllowedOrigins(publicOrigin),
+      allowMissing: options.allowMissingOrigin,
+    });
+    const gateway = new Gateway({
+      hub, store, resolver, origins, commands, logger: logger.child({ part: 'gateway' }), maxFrameBytes: options.maxFrameBytes,
+      limits: {
+        heartbeatMs: options.heartbeatMs, maxBufferedBytes: options.maxBufferedBytes, replayBatch: options.replayBatch,
+        maxFramesPer10s: 1000, maxErrorsPer10s: 50,
+      },
+    });
+    await broker.start((envelope) => deliverLocally(hub, envelope));
+
+    const app: FastifyInstance = Fastify({
+      loggerInstance: logger.child({ part: 'http' }) as FastifyBaseLogger,
+      bodyLimit: options.maxBodyBytes,
+      // Per-request lines would log every send; errors are still logged by the error handler.
+      logController: new LogController({ disableRequestLogging: true }),
+      return503OnClosing: true,
+      forceCloseConnections: 'idle',
+    });
+    installErrorHandling(app);
+    await app.register(swagger, {
+      openapi: {
+        info: { title: 'Herald HTTP API', version: VERSION, description: 'Real-time notifications for admin panels (docs/http-api.md).' },
+        components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+        security: [{ bearer: [] }],
+      },
+    });
+    const herald = new Herald({ options, logger, hub, store, broker, notifier, resolver, gateway, commands, app });
+    await registerHttpApi(app, {
+      notifier, apiToken: options.apiToken, version: VERSION,
+      mintToken: (p, ttl) => herald.mintToken(p, ttl),
+      status: () => herald.status(),
+    });
+    app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+    app.get('/healthz', { schema: { hide: true } }, async () => ({ ok: true }));
+    gateway.attach(app.server);
+    return herald;
+  }
+
+  async mintToken(principal: Principal, ttlMs: number = this.options.tokenTtlMs): Promise<{ token: string; expiresAt: number }> {
+    const now = Date.now();
+    return { token: await mintToken(this.options.secret, principal, ttlMs, now), expiresAt: now + Math.max(1000, Math.round(ttlMs / 1000) * 1000) };
+  }
+
+  status(): Record<string, unknown> {
+    return {
+      version: VERSION,
+      uptimeMs: Date.now() - this.#startedAt,
+      connections: { admin: this.hub.all('admin').length, user: this.hub.all('user').length },
+      online: { admin: this.hub.online('admin').length, user: this.hub.online('user').length },
+      store: this.options.store,
+      broker: this.broker.name,
+      resolver: this.resolver.name,
+      commands: this.commands ? 'enabled' : 'disabled',
+      memory: { rss: process.memoryUsage.rss() },
+    };
+  }
+
+  get urls(): HeraldUrls {
+    if (!this.#urls) throw new Error('Herald is not listening yet');
+    return this.#urls;
+  }
+
+  async listen(): Promise<HeraldUrls> {
+    const o = this.options;
+    await this.app.listen({ host: o.host, port: o.port });
+    const addr = this.app.server.address() as AddressInfo;
+    const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+    const urls: HeraldUrls = { http: `http://${host}:${addr.port}`, ws: `ws://${host}:${addr.port}` };
+    for (const [kind, port] of [['admin', o.adminPort], ['user', o.userPort]] as const) {
+      if (port === 0) continue;
+      const server = createServer((_req, res) => {
+        res.writeHead(426, { 'Content-Type': 'application/json', Upgrade: 'websocket' });
+        res.end('{"error":{"code":"HERALD_ERR_BAD_REQUEST","message":"this port only takes WebSocket upgrades"}}');
+      });
+      this.gateway.attach(server, kind);
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, o.host, () => resolve());
+      });
+      this.#compatServers.push({ kind, port: (server.address() as AddressInfo).port, server });
+      urls[kind === 'admin' ? 'adminPort' : 'userPort'] = (server.address() as AddressInfo).port;
+    }
+    this.#urls = urls;
+    this.logger.info({ http: urls.http, legacy: urls.legacy, store: o.store, resolver: this.resolver.name }, 'Herald is listening');
+    return urls;
+  }
+
+  /**
+   * Graceful shutdown: refuse new work, tell every tab why and close it,
+   * let requests in flight finish (up to shutdownGraceMs), release stores.
+   */
+  close(reason: string = CloseReason.SHUTDOWN): Promise<void> {
+    this.#closed ??= (async () => {
+      this.logger.info({ reason }, 'Herald is shutting down');
+      await this.gateway.close(reason, Math.min(2000, this.options.shutdownGraceMs));
+      for (const c of this.#compatServers) c.server.close();
+      await withTimeout(this.app.close(), this.options.shutdownGraceMs);
+      await this.commands?.close();
+      await this.broker.close();
+      await this.resolver.close();
+      await this.store.close();
+    })();
+    return this.#closed;
+  }
+}
+
+/** Builds a Herald from finished options (secrets filled in: see ensureSecrets). */
+export function createHerald(options: HeraldOptions, deps: HeraldDeps = {}): Promise<Herald> {
+  return Herald.create(options, deps);
+}
+
+/** What a node does with an envelope: hand it to the local Hub. */
+function deliverLocally(hub: Hub, envelope: Envelope): void {
+  switch (envelope.type) {
+    case 'person':
+      hub.deliverTo(envelope.to, envelope.frame, envelope.origin);
+      return;
+    case 'kind':
+      hub.deliverToKind(envelope.kind, envelope.frame, envelope.origin);
+      return;
+    case 'disconnect':
+      hub.disconnect(envelope.to, envelope.code ?? CloseCode.FORBIDDEN, envelope.reason);
+      return;
+  }
+}
+
+async function withTimeout(p: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([p, new Promise<void>((resolve) => { timer = setTimeout(resolve, ms); })]);
+  clearTimeout(timer);
+}
+
+export { principalKey };

@@ -1,0 +1,135 @@
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startHerald, type TestServer } from './helpers/server.js';
+import { TestTab, until } from './helpers/ws-client.js';
+
+describe('browser endpoint', () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startHerald({ heartbeatMs: 60000 });
+  });
+  after(() => s.close());
+
+  test('a tab with a valid token gets a WELCOME naming who it is', async () => {
+    const tab = await s.tab('admin', 7);
+    const welcome = await tab.nextOfType('WELCOME');
+    assert.equal(welcome.KIND, 'admin');
+    assert.equal(welcome.ID, 7);
+    assert.equal(typeof welcome.EPOCH, 'string');
+    assert.equal(welcome.SEQ, 0);
+    assert.equal(welcome.HEARTBEAT, 60000);
+    tab.close();
+  });
+
+  test('no token, a wrong token, an expired token, or a user token on the admin endpoint: 401 before the upgrade', async () => {
+    assert.equal((await TestTab.status(`${s.wsUrl}/ws/admin`)).status, 401);
+    assert.equal((await TestTab.status(`${s.wsUrl}/ws/admin`, { query: { token: 'garbage' } })).status, 401);
+    const expired = await s.token('admin', 1, 1000);
+    const forged = (await s.token('admin', 1)).slice(0, -2) + 'xx';
+    assert.equal((await TestTab.status(`${s.wsUrl}/ws/admin`, { query: { token: forged } })).status, 401);
+    const user = await s.token('user', 1);
+    const refused = await TestTab.status(`${s.wsUrl}/ws/admin`, { query: { token: user } });
+    assert.equal(refused.status, 401);
+    assert.match(refused.body, /HERALD_ERR_UNAUTHORIZED/);
+    await new Promise((r) => setTimeout(r, 1100)); // let the 1-second token expire (jwt exp has 1 s resolution)
+    assert.equal((await TestTab.status(`${s.wsUrl}/ws/admin`, { query: { token: expired } })).status, 401);
+  });
+
+  test('a foreign Origin is refused with 403; localhost and no Origin are admitted', async () => {
+    const token = await s.token('admin', 1);
+    assert.equal((await TestTab.status(`${s.wsUrl}/ws/admin`, { query: { token }, origin: 'https://evil.example' })).status, 403);
+    assert.equal((await TestTab.status(`${s.wsUrl}/ws/admin`, { query: { token }, origin: 'http://localhost:8080' })).status, 101);
+    assert.equal((await TestTab.status(`${s.wsUrl}/ws/admin`, { query: { token } })).status, 101);
+  });
+
+  test('an unknown path is 404', async () => {
+    const token = await s.token('admin', 1);
+    assert.equal((await TestTab.status(`${s.wsUrl}/ws/nobody`, { query: { token } })).status, 404);
+  });
+
+  test('PING is answered with PONG DATA RESPONSE', async () => {
+    const tab = await s.tab('admin', 2);
+    tab.send({ TYPE: 'PING' });
+    assert.deepEqual(await tab.nextOfType('PONG'), { TYPE: 'PONG', DATA: 'RESPONSE' });
+    tab.close();
+  });
+
+  test('bad input gets an error frame and the tab stays open', async () => {
+    const tab = await s.tab('admin', 3);
+    await tab.nextOfType('WELCOME');
+    tab.send('not json{');
+    assert.equal((await tab.nextOfType('ERROR')).ERROR, 'BAD_JSON');
+    tab.send('[1,2]');
+    assert.equal((await tab.nextOfType('ERROR')).ERROR, 'NOT_AN_OBJECT');
+    tab.send({ TYPE: 'NOPE' });
+    assert.equal((await tab.nextOfType('ERROR')).ERROR, 'UNKNOWN_TYPE');
+    tab.ws.send(Buffer.from([1, 2, 3]), { binary: true });
+    assert.match((await tab.nextOfType('ERROR')).MESSAGE, /binary/);
+    tab.send({ TYPE: 'PING' });
+    await tab.nextOfType('PONG');
+    tab.close();
+  });
+
+  test('an oversized frame closes the tab with 1009, and the server goes on', async () => {
+    const tab = await s.tab('admin', 4);
+    tab.send({ TYPE: 'PING', PAD: 'x'.repeat(s.options.maxFrameBytes + 10) });
+    assert.equal((await tab.closed).code, 1009);
+    const again = await s.tab('admin', 4);
+    again.send({ TYPE: 'PING' });
+    await again.nextOfType('PONG');
+    again.close();
+  });
+
+  test('CLOSE_REQUEST: a close frame with the reason, then close code 1000', async () => {
+    const tab = await s.tab('admin', 5);
+    tab.send({ TYPE: 'CLOSE_REQUEST' });
+    assert.deepEqual(await tab.nextOfType('close'), { TYPE: 'close', REASON: 'by client request' });
+    assert.deepEqual(await tab.closed, { code: 1000, reason: 'by client request' });
+  });
+
+  test('an admin with three tabs gets each notification three times; closing one leaves two', async () => {
+    const tabs = await Promise.all([s.tab('admin', 9), s.tab('admin', 9), s.tab('admin', 9)]);
+    await Promise.all(tabs.map((t) => t.nextOfType('WELCOME')));
+    const r = await s.api('POST', '/api/v1/send', { to: { aid: 9 }, message: { TYPE: 'MESSAGE', TITLE: 'Привет', TEXT: 'Just<br/>some<br/>text' } });
+    assert.equal(r.status, 200);
+    assert.equal(r.body.delivered, 3);
+    for (const t of tabs) {
+      const m = await t.nextOfType('MESSAGE');
+      assert.equal(m.TITLE, 'Привет');
+      assert.equal(m.TEXT, 'Just<br/>some<br/>text');
+      assert.equal(m.SEQ, 1);
+    }
+    tabs[0]!.close();
+    await tabs[0]!.closed;
+    await until(async () => (await s.api('GET', '/api/v1/online/admin/9')).body.tabs === 2, 5000, 'two tabs');
+    const r2 = await s.api('POST', '/api/v1/send', { to: { aid: 9 }, message: { TYPE: 'MESSAGE', TEXT: 'second' } });
+    assert.equal(r2.body.delivered, 2);
+    for (const t of tabs.slice(1)) assert.equal((await t.nextOfType('MESSAGE')).TEXT, 'second');
+    for (const t of tabs.slice(1)) t.close();
+  });
+
+  test('a tab that stops answering heartbeats is closed with 4408', async () => {
+    const quick = await startHerald({ heartbeatMs: 150 });
+    try {
+      const tab = await quick.tab('admin', 1, { autoPong: false });
+      // ws clients answer protocol pings by themselves; stop that too, as a frozen tab would.
+      (tab.ws as any)._receiver.removeAllListeners('ping');
+      tab.ws.pong = () => {};
+      const closed = await tab.closed;
+      assert.equal(closed.code, 4408);
+      assert.ok(tab.frames.some((f) => f.TYPE === 'close' && f.REASON === 'heartbeat timeout'));
+    } finally {
+      await quick.close();
+    }
+  });
+
+  test('shutdown: every tab gets the close frame with a reason, then 1001', async () => {
+    const other = await startHerald();
+    const tab = await other.tab('user', 3);
+    await tab.nextOfType('WELCOME');
+    await other.herald.close();
+    assert.deepEqual(await tab.nextOfType('close'), { TYPE: 'close', REASON: 'server shutdown' });
+    assert.equal((await tab.closed).code, 1001);
+    await other.close();
+  });
+});
