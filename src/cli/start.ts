@@ -4,9 +4,8 @@
  * as JSON lines (pretty on a terminal); SIGTERM/SIGINT close every tab with
  * the close frame, let requests in flight finish, and exit 0.
  */
-import pino, { type Logger } from 'pino';
-import pretty from 'pino-pretty';
-import type { HeraldOptions, OptionKey } from '../server/options.js';
+import type { OptionKey } from '../server/options.js';
+import { createLogger } from '../server/logger.js';
 import { ensureSecrets } from '../server/secrets.js';
 import { createHerald } from '../server/herald.js';
 import { CloseReason } from '../protocol/close-codes.js';
@@ -62,14 +61,6 @@ export function startOverrides(flags: StartFlags, legacyFromCli: boolean): Parti
   };
 }
 
-export function createLogger(options: HeraldOptions): Logger {
-  const prettyOn = options.logPretty === 'auto' ? process.stdout.isTTY === true : options.logPretty;
-  // pino-pretty as an in-process stream, not a worker transport: nothing is lost on exit.
-  return prettyOn
-    ? pino({ level: options.logLevel }, pretty({ colorize: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' }))
-    : pino({ level: options.logLevel });
-}
-
 export async function runStart(flags: StartFlags, legacyFromCli: boolean): Promise<void> {
   const loaded = loadCliOptions(flags, startOverrides(flags, legacyFromCli));
   const { options, file, generated } = ensureSecrets(loaded);
@@ -83,7 +74,6 @@ export async function runStart(flags: StartFlags, legacyFromCli: boolean): Promi
     if (err.code === 'EADDRINUSE' || err.code === 'EACCES') throw new CliError(`cannot listen: ${err.message}`, Exit.FAILURE);
     throw e;
   }
-  logger.info({ http: herald.urls.http, ws: herald.urls.ws, legacy: herald.urls.legacy ?? null }, 'herald started');
   if (generated) printFirstStart(file, herald.urls.http);
 
   let closing = false;
