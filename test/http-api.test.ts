@@ -1,0 +1,110 @@
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startHerald, type TestServer } from './helpers/server.js';
+
+describe('HTTP API', () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startHerald();
+  });
+  after(() => s.close());
+
+  test('every call needs the bearer token', async () => {
+    for (const headers of [{ authorization: '' }, { authorization: 'Bearer wrong-token-of-some-length' }, { authorization: `Basic ${s.apiToken}` }]) {
+      const r = await s.api('GET', '/api/v1/ping', undefined, headers);
+      assert.equal(r.status, 401);
+      assert.equal(r.body.error.code, 'HERALD_ERR_UNAUTHORIZED');
+    }
+    const ok = await s.api('GET', '/api/v1/ping');
+    assert.equal(ok.status, 200);
+    assert.equal(ok.body.ok, true);
+  });
+
+  test('online lists and is-online with tab count', async () => {
+    const a = await s.tab('admin', 11);
+    const b = await s.tab('admin', 11);
+    const u = await s.tab('user', 5);
+    await Promise.all([a, b, u].map((t) => t.nextOfType('WELCOME')));
+    assert.deepEqual((await s.api('GET', '/api/v1/online?kind=admin')).body, { kind: 'admin', ids: [11] });
+    assert.deepEqual((await s.api('GET', '/api/v1/online?kind=user')).body, { kind: 'user', ids: [5] });
+    assert.deepEqual((await s.api('GET', '/api/v1/online/admin/11')).body, { kind: 'admin', id: 11, online: true, tabs: 2 });
+    assert.deepEqual((await s.api('GET', '/api/v1/online/admin/12')).body, { kind: 'admin', id: 12, online: false, tabs: 0 });
+    for (const t of [a, b, u]) t.close();
+  });
+
+  test('send to a user, a list, and everyone', async () => {
+    const u1 = await s.tab('user', 21);
+    const u2 = await s.tab('user', 22);
+    await Promise.all([u1, u2].map((t) => t.nextOfType('WELCOME')));
+    const one = await s.api('POST', '/api/v1/send', { to: { uid: 21 }, message: { TYPE: 'EVENT', MODULE: 'Msgs', EXTRA: '/x' } });
+    assert.equal(one.body.delivered, 1);
+    assert.deepEqual(await u1.nextOfType('EVENT'), { TYPE: 'EVENT', MODULE: 'Msgs', EXTRA: '/x', SEQ: 1, EPOCH: one.body.results[0].epoch });
+    const list = await s.api('POST', '/api/v1/send', { to: { uids: [21, 22, 23] }, message: 'plain string' });
+    assert.equal(list.body.delivered, 2);
+    assert.deepEqual(list.body.results.map((r: any) => r.delivered), [1, 1, 0]);
+    assert.equal(await u1.next((f) => typeof f === 'string'), 'plain string');
+    assert.equal(await u2.next((f) => typeof f === 'string'), 'plain string');
+    const all = await s.api('POST', '/api/v1/send', { to: { all: 'users' }, message: { TYPE: 'MESSAGE', TEXT: 'to everyone' } });
+    assert.equal(all.body.delivered, 2);
+    for (const t of [u1, u2]) {
+      const m = await t.next((f) => f?.TEXT === 'to everyone');
+      assert.equal(m.STREAM, '*');
+      assert.equal(m.SEQ, all.body.seq);
+    }
+    u1.close();
+    u2.close();
+  });
+
+  test('disconnect closes every tab of a person with the reason', async () => {
+    const t = await s.tab('admin', 31);
+    await t.nextOfType('WELCOME');
+    const r = await s.api('POST', '/api/v1/disconnect', { to: { aid: 31 }, reason: 'kicked by operator' });
+    assert.deepEqual(r.body, { tabs: 1 });
+    assert.deepEqual(await t.nextOfType('close'), { TYPE: 'close', REASON: 'kicked by operator' });
+    assert.equal((await t.closed).code, 4403);
+  });
+
+  test('bad bodies get schema errors with stable codes, never a stack trace', async () => {
+    const cases: Array<[unknown, number, string]> = [
+      [{ to: { aid: 'x' }, message: { TYPE: 'MESSAGE' } }, 400, 'HERALD_ERR_VALIDATION'],
+      [{ to: { aid: 1 } }, 400, 'HERALD_ERR_VALIDATION'],
+      [{ to: { aid: 1 }, message: { TITLE: 'no type' } }, 400, 'HERALD_ERR_VALIDATION'],
+      [{ to: { aid: 1 }, message: { TYPE: 'MESSAGE' }, ttl: -1 }, 400, 'HERALD_ERR_VALIDATION'],
+      ['{"to":', 400, 'HERALD_ERR_BAD_REQUEST'],
+    ];
+    for (const [body, status, code] of cases) {
+      const r = await s.api('POST', '/api/v1/send', body);
+      assert.equal(r.status, status, JSON.stringify(body));
+      assert.equal(r.body.error.code, code, JSON.stringify(r.body));
+      assert.doesNotMatch(JSON.stringify(r.body), /at .*\.(ts|js):\d+/);
+    }
+    const big = await s.api('POST', '/api/v1/send', { to: { aid: 1 }, message: { TYPE: 'MESSAGE', TEXT: 'x'.repeat(s.options.maxBodyBytes) } });
+    assert.equal(big.status, 413);
+    assert.equal(big.body.error.code, 'HERALD_ERR_TOO_LARGE');
+    const missing = await s.api('GET', '/api/v1/nothing-here');
+    assert.equal(missing.status, 404);
+    assert.equal(missing.body.error.code, 'HERALD_ERR_NOT_FOUND');
+  });
+
+  test('tokens minted by the API admit a tab', async () => {
+    const r = await s.api('POST', '/api/v1/tokens', { kind: 'user', id: 77, ttl: 60 });
+    assert.equal(r.status, 200);
+    assert.ok(r.body.expiresAt > Date.now());
+    const { TestTab } = await import('./helpers/ws-client.js');
+    const tab = await TestTab.open(`${s.wsUrl}/ws/user`, { query: { token: r.body.token } });
+    assert.equal((await tab.nextOfType('WELCOME')).ID, 77);
+    tab.close();
+  });
+
+  test('the OpenAPI document lists the routes', async () => {
+    const r = await fetch(`${s.url}/api/v1/openapi.json`);
+    const doc = (await r.json()) as { openapi: string; paths: Record<string, unknown> };
+    assert.match(doc.openapi, /^3\./);
+    for (const p of ['/api/v1/send', '/api/v1/online', '/api/v1/disconnect', '/api/v1/tokens']) assert.ok(doc.paths[p], p);
+  });
+
+  test('/healthz needs no token', async () => {
+    const r = await fetch(`${s.url}/healthz`);
+    assert.equal(r.status, 200);
+  });
+});
