@@ -1,14 +1,35 @@
 /**
- * Runs the `herald` command as a child process (TypeScript through tsx, no
- * build needed), with an environment cleared of the caller's HERALD_*
- * variables so that tests never read the developer's configuration.
+ * Runs the `herald` command as a child process, with an environment cleared
+ * of the caller's HERALD_* variables so that tests never read the
+ * developer's configuration.
+ *
+ * The CLI's TypeScript is bundled once per test process with esbuild (the
+ * same compiler tsx uses; packages stay external) into test-output/, two
+ * levels below the package root like dist/cli/main.js: a child then starts
+ * in ~0.3 s instead of ~1.5 s through the tsx loader, which keeps the suite fast.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { mkdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { buildSync } from 'esbuild';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const CLI_MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
-const TSX = import.meta.resolve('tsx');
+
+let bundled: string | undefined;
+
+/** The bundled CLI (built on first use, removed when this process exits). */
+export function cliBundle(): string {
+  if (bundled) return bundled;
+  const dir = join(REPO_ROOT, 'test-output', `cli-${process.pid}`);
+  mkdirSync(dir, { recursive: true });
+  const out = join(dir, 'main.mjs');
+  buildSync({ entryPoints: [CLI_MAIN], bundle: true, platform: 'node', format: 'esm', packages: 'external', outfile: out, logLevel: 'warning', target: 'node20' });
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  bundled = out;
+  return out;
+}
 
 export interface CliResult {
   code: number | null;
@@ -25,7 +46,7 @@ function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
 
 /** Starts `herald ARGS…`; the caller owns the process (kill it by its own handle). */
 export function spawnCli(args: readonly string[], options: { env?: Record<string, string>; cwd?: string } = {}): ChildProcessWithoutNullStreams {
-  return spawn(process.execPath, ['--import', TSX, CLI_MAIN, ...args], { cwd: options.cwd ?? REPO_ROOT, env: cleanEnv(options.env), stdio: 'pipe' });
+  return spawn(process.execPath, [cliBundle(), ...args], { cwd: options.cwd ?? REPO_ROOT, env: cleanEnv(options.env), stdio: 'pipe' });
 }
 
 /** Runs `herald ARGS…` to the end (killed after `timeoutMs`, which fails the result). */
