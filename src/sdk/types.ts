@@ -144,6 +144,12 @@ export interface CommandInfo {
   endedAt?: number;
   /** The captured output so far (bounded by the server's cap). */
   output: string;
+  /** The timeout that applies, seconds (after the server's default and maximum). */
+  timeoutSec?: number;
+  /** The file that runs (the allowlist entry's real path). */
+  path?: string;
+  /** Why the program could not run at all, or why it was stopped. */
+  error?: string;
   COMMAND_ID: string;
   EXIT_CODE: number | null;
   SIGNAL: string | null;
