@@ -117,7 +117,10 @@ export async function runSend(flags: SendFlags): Promise<void> {
   }
   if (result === false) throw new CliError('sending is disabled');
   const nobody = result.delivered === 0 && !result.queued && !result.duplicate && !result.results?.some((r) => r.duplicate);
-  if (nobody) throw new CliError(`not delivered: ${label} has no tab open and the message was not kept${ttl === 0 ? ' (--ttl 0)' : ''}`);
+  if (nobody) {
+    const who = 'all' in to ? `no ${to.all === 'admins' ? 'admin' : 'user'} is online` : `${label} has no tab open`;
+    throw new CliError(`not delivered: ${who} and the message was not kept${ttl === 0 ? ' (--ttl 0)' : ''}`);
+  }
   out(describeSend(result, label, 'all' in to));
 }
 
