@@ -73,7 +73,7 @@ export async function runRun(argv: string[], flags: RunFlags): Promise<void> {
   }
   process.stderr.write(`command ${id} started for admin ${aid}\n`);
   const info = await follow(sender, id, pollMs, url);
-  const summary = `command ${id} ${info.state}${info.EXIT_CODE !== null ? `, exit code ${info.EXIT_CODE}` : ''}${info.SIGNAL ? `, signal ${info.SIGNAL}` : ''}${info.TRUNCATED ? ', output cut' : ''} after ${info.DURATION_MS} ms`;
+  const summary = `command ${id} ${info.state}${info.EXIT_CODE !== null ? `, exit code ${info.EXIT_CODE}` : ''}${info.SIGNAL ? `, signal ${info.SIGNAL}` : ''}${info.TRUNCATED ? ', output cut' : ''} after ${info.DURATION_MS} ms${info.error ? `: ${info.error}` : ''}`;
   process.stderr.write(`${summary}\n`);
   process.exitCode = exitStatusOf(info);
 }
