@@ -103,6 +103,20 @@ describe('HTTP API', () => {
     for (const p of ['/api/v1/send', '/api/v1/online', '/api/v1/disconnect', '/api/v1/tokens']) assert.ok(doc.paths[p], p);
   });
 
+  test('POST /legacy answers legacy requests as the TCP door does', async () => {
+    assert.deepEqual((await s.api('POST', '/api/v1/legacy', { TYPE: 'PING' })).body, { TYPE: 'PONG' });
+    const tab = await s.tab('admin', 61);
+    await tab.nextOfType('WELCOME');
+    assert.deepEqual((await s.api('POST', '/api/v1/legacy', { TYPE: 'REQUEST_LIST', LIST_TYPE: 'ADMINS' })).body, { TYPE: 'RESULT', LIST: [61] });
+    const sent = await s.api('POST', '/api/v1/legacy', { TYPE: 'MESSAGE', TO: 'ADMIN', ID: 61, DATA: { TITLE: 'Тест', TEXT: 'x' } });
+    assert.deepEqual(sent.body, { TYPE: 'RESULT', RESULT: [1] });
+    assert.equal((await tab.nextOfType('MESSAGE')).TITLE, 'Тест');
+    const silent = await s.api('POST', '/api/v1/legacy', { TYPE: 'PING', SILENT: 1 });
+    assert.equal(silent.status, 204);
+    assert.equal((await s.api('POST', '/api/v1/legacy', { TYPE: 'NOPE' })).body.ERROR, 'UNKNOWN MESSAGE TYPE');
+    tab.close();
+  });
+
   test('/healthz needs no token', async () => {
     const r = await fetch(`${s.url}/healthz`);
     assert.equal(r.status, 200);

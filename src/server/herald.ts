@@ -11,9 +11,11 @@ import { CloseCode, CloseReason } from '../protocol/close-codes.js';
 import type { Principal, PrincipalKind } from '../protocol/principal.js';
 import { principalKey } from '../protocol/principal.js';
 import { installErrorHandling, registerHttpApi } from './api/http-api.js';
+import { LegacyServer } from './api/legacy-server.js';
 import { OriginPolicy, defaultAllowedOrigins } from './auth/origin-policy.js';
 import type { SessionResolver } from './auth/session-resolver.js';
-import { TokenResolver, mintToken } from './auth/token-resolver.js';
+import { mintToken } from './auth/token-resolver.js';
+import { createSessionResolver, createSessionWatcher, type SessionWatcher } from './auth/index.js';
 import type { Broker, Envelope } from './broker/broker.js';
 import { LocalBroker } from './broker/local-broker.js';
 import type { CommandService } from './commands/command-service.js';
@@ -48,9 +50,13 @@ export class Herald {
   readonly broker: Broker;
   readonly notifier: Notifier;
   readonly resolver: SessionResolver;
+  /** Re-checks live sessions (auth/session-watcher.ts); undefined when sessionRecheckMs is 0. */
+  readonly watcher: SessionWatcher | undefined;
   readonly gateway: Gateway;
   readonly commands: CommandService | undefined;
   readonly app: FastifyInstance;
+  /** The old daemon's TCP control protocol (absent when legacyEnabled is false). */
+  readonly legacy: LegacyServer | undefined;
   readonly #compatServers: Array<{ kind: PrincipalKind; port: number; server: HttpServer }> = [];
   readonly #startedAt = Date.now();
   #urls: HeraldUrls | undefined;
@@ -58,7 +64,8 @@ export class Herald {
 
   private constructor(parts: {
     options: HeraldOptions; logger: Logger; hub: Hub; store: MessageStore; broker: Broker; notifier: Notifier;
-    resolver: SessionResolver; gateway: Gateway; commands: CommandService | undefined; app: FastifyInstance;
+    resolver: SessionResolver; watcher: SessionWatcher | undefined; gateway: Gateway; commands: CommandService | undefined; app: FastifyInstance;
+    legacy: LegacyServer | undefined;
   }) {
     this.options = parts.options;
     this.logger = parts.logger;
@@ -67,9 +74,11 @@ export class Herald {
     this.broker = parts.broker;
     this.notifier = parts.notifier;
     this.resolver = parts.resolver;
+    this.watcher = parts.watcher;
     this.gateway = parts.gateway;
     this.commands = parts.commands;
     this.app = parts.app;
+    this.legacy = parts.legacy;
   }
 
   static async create(options: HeraldOptions, deps: HeraldDeps = {}): Promise<Herald> {
@@ -84,7 +93,8 @@ export class Herald {
     const notifier = new Notifier({
       store, broker, logger: logger.child({ part: 'notifier' }), defaultTtlMs: options.defaultTtlMs, maxTtlMs: options.maxTtlMs,
     });
-    const resolver: SessionResolver = new TokenResolver({ secret: options.secret, previousSecret: options.previousSecret });
+    const resolver: SessionResolver = createSessionResolver(options, logger);
+    const watcher = createSessionWatcher(options, hub, resolver, logger);
     const commands: CommandService | undefined = undefined;
     const publicOrigin = new URL(options.publicUrl || `http://${options.host}:${options.port}`).origin;
     const origins = new OriginPolicy({
@@ -116,9 +126,12 @@ export class Herald {
         security: [{ bearer: [] }],
       },
     });
-    const herald = new Herald({ options, logger, hub, store, broker, notifier, resolver, gateway, commands, app });
+    const legacy = options.legacyEnabled
+      ? new LegacyServer({ host: options.legacyHost, port: options.legacyPort, notifier, commands, options, logger: logger.child({ part: 'legacy' }) })
+      : undefined;
+    const herald = new Herald({ options, logger, hub, store, broker, notifier, resolver, watcher, gateway, commands, app, legacy });
     await registerHttpApi(app, {
-      notifier, apiToken: options.apiToken, version: VERSION,
+      notifier, commands, apiToken: options.apiToken, version: VERSION,
       mintToken: (p, ttl) => herald.mintToken(p, ttl),
       status: () => herald.status(),
     });
@@ -172,7 +185,9 @@ export class Herald {
       this.#compatServers.push({ kind, port: (server.address() as AddressInfo).port, server });
       urls[kind === 'admin' ? 'adminPort' : 'userPort'] = (server.address() as AddressInfo).port;
     }
+    if (this.legacy) urls.legacy = await this.legacy.listen();
     this.#urls = urls;
+    this.watcher?.start();
     this.logger.info({ http: urls.http, legacy: urls.legacy, store: o.store, resolver: this.resolver.name }, 'Herald is listening');
     return urls;
   }
@@ -184,6 +199,9 @@ export class Herald {
   close(reason: string = CloseReason.SHUTDOWN): Promise<void> {
     this.#closed ??= (async () => {
       this.logger.info({ reason }, 'Herald is shutting down');
+      // A front door first: legacy requests already received are answered, then its connections end.
+      await this.legacy?.close();
+      await this.watcher?.stop();
       await this.gateway.close(reason, Math.min(2000, this.options.shutdownGraceMs));
       for (const c of this.#compatServers) c.server.close();
       await withTimeout(this.app.close(), this.options.shutdownGraceMs);

@@ -24,8 +24,11 @@ export const OptionsSchema = Type.Object({
   legacyEnabled: Type.Boolean({ default: true, description: 'Run the old daemon\'s TCP control protocol ("Internal" plugin).' }),
   legacyHost: Type.String({ default: '127.0.0.1', description: 'Address of the legacy TCP listener. Anything but loopback requires legacyToken: the protocol trusts its peers by address.' }),
   legacyPort: Port('Port of the legacy TCP listener (the old daemon used 19444).', 19444),
-  legacyToken: Type.String({ default: '', description: 'When set, every legacy request must carry it as TOKEN. Required when legacyHost is not loopback.', secret: true }),
+  legacyToken: Type.String({ default: '', description: 'Shared secret of the legacy protocol, sent as TOKEN. On a loopback listener, MESSAGE requests must carry it (the old client sends it only with MESSAGE) and a wrong TOKEN on any request is refused; on any other address every request must carry it, and it is required.', secret: true }),
   legacyMaxRequestBytes: Type.Integer({ minimum: 1024, default: 1048576, description: 'Largest single legacy request, in bytes; a longer value closes the connection with an error.', unit: 'bytes' }),
+  legacyMaxConnections: Type.Integer({ minimum: 1, default: 1024, description: 'Most legacy TCP connections open at once; further ones are closed at once. Each backend process holds one.' }),
+  legacyIdleTimeoutMs: Millis('Closes a legacy connection that sent nothing for this long. 0 = never: the old client keeps one connection open for its whole life and does not reconnect, so only set this if every client reconnects.', 0),
+  legacyRequestTimeoutMs: Millis('A legacy request that has started arriving must be complete within this, or the connection is closed (a stalled or hostile peer cannot hold a buffer forever).', 30000, 100),
   adminPort: Port('Compatibility: a separate WebSocket port for admins where any path is accepted (the old daemon used 19443 on its own). 0 = off.', 0),
   userPort: Port('Compatibility: a separate WebSocket port for users, any path (the old daemon used 19445). 0 = off.', 0),
   dataDir: Type.String({ default: './data', description: 'Where state lives: the SQLite store, generated secrets.' }),
@@ -47,6 +50,25 @@ export const OptionsSchema = Type.Object({
   maxPerStream: Type.Integer({ minimum: 1, default: 1000, description: 'Notifications kept per person (and per broadcast stream); beyond it the oldest are dropped.' }),
   replayBatch: Type.Integer({ minimum: 1, default: 500, description: 'Notifications replayed per store read when a tab resumes.' }),
   tokenTtlMs: Millis('Default lifetime of a browser token minted by `herald token` or the API.', 43200000, 1000),
+  // --- Session resolvers (docs/auth.md) ---
+  authResolver: Type.Union([Type.Literal('token'), Type.Literal('sql'), Type.Literal('http')], { default: 'token', description: 'Who decides which admin or user a WebSocket belongs to: token (signed tokens, the embedded default), sql (look the panel\'s session id up in its own database), http (ask the panel over HTTP).' }),
+  sqlUrl: Type.String({ default: '', description: 'Database of the panel for the sql resolver: mysql://USER:PASS@HOST:PORT/DB (MySQL/MariaDB) or postgres://USER:PASS@HOST:PORT/DB (PostgreSQL).', secret: true }),
+  sqlPreset: Type.Union([Type.Literal('abills'), Type.Literal('custom')], { default: 'abills', description: 'abills: the old daemon\'s look-ups (admins by the sid cookie or ADMINSID header in web_online, users by the USERSID header in web_users_sessions); every sql* field left empty takes the preset\'s value. custom: only what you configure.' }),
+  sqlAdminQuery: Type.String({ default: '', description: 'Query that turns an admin\'s session id into an admin id (first column of the first row), with exactly one parameter: ? for MySQL, $1 for PostgreSQL. abills: SELECT aid FROM web_online WHERE sid = ?. Empty with custom: admins are refused.' }),
+  sqlUserQuery: Type.String({ default: '', description: 'Query that turns a user\'s session id into a user id, one parameter (? or $1). abills: SELECT uid FROM web_users_sessions WHERE sid = ?. Empty with custom: users are refused.' }),
+  sqlAdminCookie: Type.String({ default: '', description: 'Cookie holding an admin\'s session id. abills: sid.' }),
+  sqlAdminHeader: Type.String({ default: '', description: 'Header holding an admin\'s session id (non-browser clients; it wins over the cookie). abills: ADMINSID.' }),
+  sqlUserCookie: Type.String({ default: '', description: 'Cookie holding a user\'s session id. abills: none (set it if your portal\'s cookie reaches Herald).' }),
+  sqlUserHeader: Type.String({ default: '', description: 'Header holding a user\'s session id (it wins over the cookie). abills: USERSID.' }),
+  sqlPoolSize: Type.Integer({ minimum: 1, maximum: 100, default: 5, description: 'Connections the sql resolver keeps open to the panel\'s database at most.' }),
+  sqlTimeoutMs: Millis('Longest the sql resolver waits to connect or for one query; beyond it the look-up is "unavailable" (HTTP 503).', 3000, 100),
+  httpResolverUrl: Type.String({ default: '', description: 'URL the http resolver POSTs each handshake to (with its Cookie header and httpResolverHeaders). 200 {"kind","id"} admits, 401/403 refuse, anything else is "unavailable".' }),
+  httpResolverTimeoutMs: Millis('Longest the http resolver waits for the panel\'s answer; beyond it the look-up is "unavailable" (HTTP 503).', 3000, 50),
+  httpResolverHeaders: StringList('Handshake headers forwarded to httpResolverUrl besides Cookie (e.g. ADMINSID, Authorization).', []),
+  authCacheMs: Millis('How long a positive sql/http answer is reused for the same session id. Bounds how many queries a reconnect storm makes. 0 = no cache.', 5000),
+  authNegativeCacheMs: Millis('How long a refusal is reused for the same session id (shorter: a fresh login must work at once). 0 = no cache.', 1000),
+  authCacheMaxEntries: Type.Integer({ minimum: 1, default: 100000, description: 'Session ids the resolver cache holds at most; the oldest are forgotten first.' }),
+  sessionRecheckMs: Millis('How often live sessions are looked up again; tabs whose session ended (logout: its row is gone, token expired) are closed with 4401 "session ended". 0 = never.', 30000),
   shutdownGraceMs: Millis('On SIGTERM, how long requests in flight may take before the process exits anyway.', 10000),
 });
 
@@ -169,7 +191,23 @@ function checkConsistency(o: HeraldOptions): void {
   if (o.secret !== '' && o.secret.length < 32) throw new HeraldError('HERALD_ERR_CONFIG', 'option "secret" must be at least 32 characters');
   if (o.previousSecret !== '' && o.previousSecret.length < 32) throw new HeraldError('HERALD_ERR_CONFIG', 'option "previousSecret" must be at least 32 characters');
   if (o.apiToken !== '' && o.apiToken.length < 16) throw new HeraldError('HERALD_ERR_CONFIG', 'option "apiToken" must be at least 16 characters');
+  checkAuthConsistency(o);
   if (o.defaultTtlMs > o.maxTtlMs) throw new HeraldError('HERALD_ERR_CONFIG', `option "defaultTtlMs" (${o.defaultTtlMs}) exceeds "maxTtlMs" (${o.maxTtlMs})`);
+}
+
+/** The resolver options that must agree with `authResolver`. */
+function checkAuthConsistency(o: HeraldOptions): void {
+  if (o.authResolver === 'sql') {
+    if (!/^(mysql|mariadb|postgres|postgresql):\/\//i.test(o.sqlUrl)) {
+      throw new HeraldError('HERALD_ERR_CONFIG', 'option "authResolver" is sql but "sqlUrl" is not a mysql://, mariadb://, postgres:// or postgresql:// URL');
+    }
+    if (o.sqlPreset === 'custom' && o.sqlAdminQuery === '' && o.sqlUserQuery === '') {
+      throw new HeraldError('HERALD_ERR_CONFIG', 'option "sqlPreset" is custom but neither "sqlAdminQuery" nor "sqlUserQuery" is set');
+    }
+  }
+  if (o.authResolver === 'http' && !/^https?:\/\//i.test(o.httpResolverUrl)) {
+    throw new HeraldError('HERALD_ERR_CONFIG', 'option "authResolver" is http but "httpResolverUrl" is not an http:// or https:// URL');
+  }
 }
 
 export function isLoopback(host: string): boolean {

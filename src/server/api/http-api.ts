@@ -6,10 +6,14 @@ import type { NotificationPayload } from '../../protocol/frames.js';
 import type { Principal, PrincipalKind } from '../../protocol/principal.js';
 import { HeraldError, isHeraldError } from '../errors.js';
 import type { Notifier, SendOptions, SendResult } from '../notifier.js';
+import type { CommandService } from '../commands/command-service.js';
+import { handleLegacyRequest } from './legacy-handler.js';
 import { DisconnectBody, ErrorReply, KindParam, SendBody, TokenBody, type Recipient } from './schemas.js';
 
 export interface HttpApiContext {
   notifier: Notifier;
+  /** Background commands, for the legacy COMMAND request (absent when disabled). */
+  commands: CommandService | undefined;
   apiToken: string;
   version: string;
   mintToken(principal: Principal, ttlMs?: number): Promise<{ token: string; expiresAt: number }>;
@@ -129,6 +133,19 @@ export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext)
     api.post('/tokens', { schema: { summary: 'Mint a browser token', body: TokenBody } }, async (req) => {
       const body = req.body as TokenBody;
       return ctx.mintToken({ kind: body.kind, id: body.id }, body.ttl === undefined ? undefined : body.ttl * 1000);
+    });
+
+    // The old daemon's requests over HTTP (what the SDK's jsonRequest uses): the
+    // same handler as the TCP door, so the two cannot drift. The bearer token
+    // already authenticated the caller, so no legacy TOKEN is required.
+    api.post('/legacy', {
+      schema: { summary: 'A legacy-protocol request (PROTOCOL.md §2), answered as the old daemon would; 204 for SILENT', body: Type.Unknown() },
+    }, async (req, reply) => {
+      const answer = await handleLegacyRequest(req.body, {
+        notifier: ctx.notifier, commands: ctx.commands, token: '', requireToken: false, peer: `http:${req.ip}`,
+      });
+      if (answer === undefined) return reply.status(204).send();
+      return reply.type('application/json; charset=utf-8').send(JSON.stringify(answer));
     });
   }, { prefix: '/api/v1' });
 }

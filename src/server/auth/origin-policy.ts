@@ -25,7 +25,20 @@ interface Rule {
 function parseRule(text: string): Rule | undefined {
   const m = /^(https?|wss?):\/\/(\*\.)?(\[[0-9a-f:]+\]|[^/:[\]]+)(?::(\d+|\*))?\/?$/i.exec(text.trim());
   if (!m) return undefined;
-  return { scheme: m[1]!.toLowerCase(), wildcard: !!m[2], host: m[3]!.toLowerCase(), port: m[4] ?? '' };
+  const scheme = m[1]!.toLowerCase();
+  const wildcard = !!m[2];
+  // Normalise the host as browsers serialise an Origin (lower case, IDN as punycode),
+  // and an explicit default port to none: `https://x:443` is sent as `https://x`.
+  let host: string;
+  let port = m[4] ?? '';
+  try {
+    const url = new URL(`${scheme}://${wildcard ? 'x.' : ''}${m[3]!}${port && port !== '*' ? `:${port}` : ''}`);
+    host = wildcard ? url.hostname.slice(2) : url.hostname;
+    if (port !== '*') port = url.port;
+  } catch {
+    return undefined;
+  }
+  return { scheme, wildcard, host, port };
 }
 
 export class OriginPolicy {

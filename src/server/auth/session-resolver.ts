@@ -58,3 +58,23 @@ export function parseCookies(header: string | undefined): Map<string, string> {
   }
   return out;
 }
+
+/** A refusal, as a resolver answers before it asks anyone (no or malformed credential). */
+export type Refusal = Extract<Resolution, { outcome: 'refused' }>;
+
+/**
+ * A resolver that asks someone else (a database, the panel) and whose answer
+ * depends only on one credential string it can take out of the handshake.
+ * That split lets `CachedResolver` cache and share look-ups by credential.
+ * `recheck(kind, credential)` is the look-up itself.
+ */
+export interface CredentialResolver extends SessionResolver {
+  /** The credential this handshake carries (never logged), or why there is none. */
+  credentialOf(handshake: Handshake): string | Refusal;
+}
+
+/** The first value of a header (node joins most repeated headers; a few stay arrays). */
+export function headerValue(headers: IncomingHttpHeaders, name: string): string | undefined {
+  const v = headers[name.toLowerCase()];
+  return Array.isArray(v) ? v[0] : v;
+}

@@ -1,0 +1,247 @@
+/**
+ * Frames a byte stream into complete JSON values. The legacy protocol has no
+ * length prefix or delimiter (PROTOCOL.md §2): one read may hold several
+ * requests and one request may arrive split across reads, anywhere — inside
+ * a string, after a backslash, inside a multi-byte UTF-8 character. So the
+ * framer scans bytes with a small state machine (JSON's structural
+ * characters are all ASCII and never occur inside a UTF-8 multi-byte
+ * sequence, so scanning bytes is exact) and decodes a value only once it is
+ * complete. The scan resumes where it stopped: each byte is looked at once.
+ *
+ * What it does with bad input (the documented choice):
+ * - a value that is balanced but not valid JSON (`{foo}`) is emitted as
+ *   `invalid`: the caller answers INCORRECT REQUEST and framing carries on;
+ * - a byte that cannot start a JSON value (`}`, `x`, a control or binary
+ *   byte) is garbage: one `garbage` event per run, and the framer skips to
+ *   the next `{` (requests are objects), so the connection resynchronises;
+ * - a value (or a garbage run) longer than `maxValueBytes` is `too-large`,
+ *   after which the framer is finished: the caller answers an error and
+ *   closes. Nothing is ever buffered beyond `maxValueBytes`.
+ */
+
+export type FramerEvent =
+  /** A complete JSON value, parsed. */
+  | { readonly kind: 'value'; readonly value: unknown; readonly bytes: number }
+  /** A complete value that is not valid JSON. */
+  | { readonly kind: 'invalid'; readonly bytes: number }
+  /** Bytes that cannot start a JSON value (reported once per run). */
+  | { readonly kind: 'garbage' }
+  /** A value longer than the limit: the stream cannot be trusted any further. */
+  | { readonly kind: 'too-large'; readonly limit: number };
+
+export interface JsonStreamFramerOptions {
+  /** Largest single value, in bytes (option legacyMaxRequestBytes). */
+  maxValueBytes: number;
+}
+
+const enum Mode {
+  /** Between values, skipping white space. */
+  Between,
+  /** Inside an object or array (`depth` > 0), outside strings. */
+  Container,
+  /** Inside a string (top-level or nested). */
+  String,
+  /** Just after a backslash inside a string. */
+  Escape,
+  /** A top-level number or literal (`true`, `false`, `null`). */
+  Bare,
+  /** Skipping garbage up to the next `{`. */
+  Garbage,
+  /** Gave up (too large). */
+  Finished,
+}
+
+const OPEN_OBJECT = 0x7b; // {
+const CLOSE_OBJECT = 0x7d; // }
+const OPEN_ARRAY = 0x5b; // [
+const CLOSE_ARRAY = 0x5d; // ]
+const QUOTE = 0x22; // "
+const BACKSLASH = 0x5c; // \
+
+function isSpace(b: number): boolean {
+  return b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09;
+}
+
+/** Bytes a top-level number or literal may hold. */
+function isBareByte(b: number): boolean {
+  return (b >= 0x30 && b <= 0x39) || (b >= 0x61 && b <= 0x7a) || (b >= 0x41 && b <= 0x5a) || b === 0x2d || b === 0x2b || b === 0x2e;
+}
+
+/** Bytes that start a top-level number or literal. */
+function startsBare(b: number): boolean {
+  return (b >= 0x30 && b <= 0x39) || b === 0x2d || b === 0x74 /* t */ || b === 0x66 /* f */ || b === 0x6e /* n */;
+}
+
+// Invalid UTF-8 becomes U+FFFD instead of failing the request: the old
+// clients may send text in another encoding, and delivering it damaged is
+// better than refusing it (PROTOCOL.md: text is UTF-8 on every protocol).
+const decoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
+
+export class JsonStreamFramer {
+  readonly #max: number;
+  #mode = Mode.Between;
+  /** The mode to return to after a string closes. */
+  #afterString = Mode.Between;
+  #depth = 0;
+  /** Bytes of the current value (or garbage run) received in earlier chunks. */
+  readonly #parts: Buffer[] = [];
+  #partsBytes = 0;
+
+  constructor(options: JsonStreamFramerOptions) {
+    if (!Number.isSafeInteger(options.maxValueBytes) || options.maxValueBytes < 1) {
+      throw new TypeError('maxValueBytes must be a positive integer');
+    }
+    this.#max = options.maxValueBytes;
+  }
+
+  /** True once the stream overran the limit; every later push is ignored. */
+  get finished(): boolean {
+    return this.#mode === Mode.Finished;
+  }
+
+  /** Bytes held for an incomplete value (never more than maxValueBytes). */
+  get buffered(): number {
+    return this.#partsBytes;
+  }
+
+  /** True when a value has started arriving but is not complete yet. */
+  get inValue(): boolean {
+    return this.#mode !== Mode.Between && this.#mode !== Mode.Finished;
+  }
+
+  /** Feeds one chunk; returns the events it completed, in order. */
+  push(chunk: Uint8Array): FramerEvent[] {
+    const events: FramerEvent[] = [];
+    if (this.#mode === Mode.Finished) return events;
+    let start = 0; // where the current value (or garbage run) starts in this chunk
+    const n = chunk.length;
+    for (let i = 0; i < n; i++) {
+      const b = chunk[i] as number;
+      switch (this.#mode) {
+        case Mode.Between:
+          if (isSpace(b)) continue;
+          start = i;
+          if (b === OPEN_OBJECT || b === OPEN_ARRAY) {
+            this.#mode = Mode.Container;
+            this.#depth = 1;
+          } else if (b === QUOTE) {
+            this.#mode = Mode.String;
+            this.#afterString = Mode.Between;
+          } else if (startsBare(b)) {
+            this.#mode = Mode.Bare;
+          } else {
+            events.push({ kind: 'garbage' });
+            this.#mode = Mode.Garbage;
+          }
+          break;
+        case Mode.Container:
+          if (b === QUOTE) {
+            this.#mode = Mode.String;
+            this.#afterString = Mode.Container;
+          } else if (b === OPEN_OBJECT || b === OPEN_ARRAY) {
+            this.#depth++;
+          } else if (b === CLOSE_OBJECT || b === CLOSE_ARRAY) {
+            if (--this.#depth === 0) {
+              events.push(this.#complete(chunk, start, i + 1));
+              this.#mode = Mode.Between;
+            }
+          }
+          break;
+        case Mode.String:
+          if (b === BACKSLASH) this.#mode = Mode.Escape;
+          else if (b === QUOTE) {
+            if (this.#afterString === Mode.Between) {
+              events.push(this.#complete(chunk, start, i + 1));
+              this.#mode = Mode.Between;
+            } else {
+              this.#mode = this.#afterString;
+            }
+          }
+          break;
+        case Mode.Escape:
+          // Whatever follows a backslash (a quote, another backslash, u1234's
+          // `u`) cannot end the string.
+          this.#mode = Mode.String;
+          break;
+        case Mode.Bare:
+          if (isBareByte(b)) break;
+          // The delimiter is not part of the value: look at it again.
+          events.push(this.#complete(chunk, start, i));
+          this.#mode = Mode.Between;
+          i--;
+          break;
+        case Mode.Garbage:
+          if (b === OPEN_OBJECT) {
+            this.#dropParts();
+            this.#mode = Mode.Between;
+            i--;
+          }
+          break;
+        case Mode.Finished:
+          return events;
+      }
+      if (this.#mode !== Mode.Between && this.#partsBytes + (i + 1 - start) > this.#max) {
+        return this.#overrun(events);
+      }
+    }
+    if (this.#mode !== Mode.Between) {
+      // Keep the unfinished tail (garbage is counted, not kept).
+      if (this.#mode === Mode.Garbage) this.#partsBytes += n - start;
+      else this.#keep(chunk.subarray(start, n));
+    }
+    return events;
+  }
+
+  /**
+   * The stream ended. A top-level number or literal is complete at the end;
+   * anything else unfinished is reported as `invalid` (it can never be
+   * completed), so the peer still hears why.
+   */
+  end(): FramerEvent[] {
+    const mode = this.#mode;
+    if (mode === Mode.Finished || mode === Mode.Between || mode === Mode.Garbage) {
+      this.#reset();
+      return [];
+    }
+    const event = mode === Mode.Bare ? this.#complete(new Uint8Array(0), 0, 0) : { kind: 'invalid' as const, bytes: this.#partsBytes };
+    this.#reset();
+    return [event];
+  }
+
+  #keep(bytes: Uint8Array): void {
+    if (bytes.length === 0) return;
+    // Copy: the caller's chunk may be a pooled buffer that is reused.
+    this.#parts.push(Buffer.from(bytes));
+    this.#partsBytes += bytes.length;
+  }
+
+  #dropParts(): void {
+    this.#parts.length = 0;
+    this.#partsBytes = 0;
+  }
+
+  #reset(): void {
+    this.#dropParts();
+    this.#mode = Mode.Between;
+    this.#depth = 0;
+  }
+
+  #overrun(events: FramerEvent[]): FramerEvent[] {
+    this.#dropParts();
+    this.#mode = Mode.Finished;
+    events.push({ kind: 'too-large', limit: this.#max });
+    return events;
+  }
+
+  #complete(chunk: Uint8Array, from: number, to: number): FramerEvent {
+    const tail = chunk.subarray(from, to);
+    const bytes = this.#parts.length === 0 ? tail : Buffer.concat([...this.#parts, tail]);
+    this.#dropParts();
+    const text = decoder.decode(bytes);
+    try {
+      return { kind: 'value', value: JSON.parse(text) as unknown, bytes: bytes.length };
+    } catch {
+      return { kind: 'invalid', bytes: bytes.length };
+    }
+  }
+}

@@ -1,0 +1,137 @@
+/**
+ * The legacy control protocol (PROTOCOL.md §2) as a pure adapter over the
+ * Notifier: one parsed JSON value in, one answer out (or none, for SILENT).
+ * Both the TCP listener (legacy-server.ts) and the HTTP API's
+ * `POST /api/v1/legacy` call this one function, so the two cannot drift.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { LegacyAnswer } from '../../protocol/legacy.js';
+import type { CommandService } from '../commands/command-service.js';
+import { isHeraldError, type ErrorCode } from '../errors.js';
+import type { Notifier } from '../notifier.js';
+import { legacyError, parseLegacyRequest, type LegacyRequest, type LegacyRequestBody } from './legacy-request.js';
+
+export type { LegacyAnswer } from '../../protocol/legacy.js';
+
+export interface LegacyContext {
+  notifier: Notifier;
+  /** Absent until commands are enabled: COMMAND then answers a clear error. */
+  commands: CommandService | undefined;
+  /** The configured legacy token (`legacyToken`); empty = none configured. */
+  token: string;
+  /**
+   * True when the listener is not on loopback: then every request must carry
+   * the token. On loopback only MESSAGE must (see checkToken).
+   */
+  requireToken: boolean;
+  /** Who asked (`127.0.0.1:53422`, or `http:<token name>`), for the command audit trail. */
+  peer: string;
+}
+
+/** Constant-time comparison of two secrets of any length (hashing first hides the length too). */
+export function tokensEqual(given: string, expected: string): boolean {
+  const a = createHash('sha256').update(given, 'utf8').digest();
+  const b = createHash('sha256').update(expected, 'utf8').digest();
+  return timingSafeEqual(a, b);
+}
+
+/**
+ * The TOKEN rule. The old client sends the token only with MESSAGE requests
+ * (not with PING, REQUEST_LIST or COMMAND), so the trust boundary of this
+ * protocol is its listening address (PROTOCOL.md §2):
+ * - `requireToken` (a non-loopback listener): every request must carry the
+ *   configured token.
+ * - loopback, no token configured: a TOKEN is accepted and ignored.
+ * - loopback, a token configured: MESSAGE requests must carry it (the old
+ *   client does), and any request that carries a TOKEN must carry the right
+ *   one (a wrong token is a misconfiguration worth reporting).
+ */
+function checkToken(request: LegacyRequest, ctx: LegacyContext): boolean {
+  if (ctx.requireToken) return ctx.token !== '' && request.token !== undefined && tokensEqual(request.token, ctx.token);
+  if (ctx.token === '') return true;
+  if (request.token !== undefined) return tokensEqual(request.token, ctx.token);
+  return request.body.type !== 'MESSAGE';
+}
+
+function errorAnswer(e: unknown, fallback: ErrorCode = 'HERALD_ERR_INTERNAL'): LegacyAnswer {
+  if (isHeraldError(e)) return legacyError(e.message, e.code);
+  return legacyError(fallback === 'HERALD_ERR_INTERNAL' ? 'internal error' : String(e), fallback);
+}
+
+/**
+ * Handles one request, already parsed from JSON (any value). Resolves to the
+ * answer, or `undefined` when the request was SILENT (no answer at all).
+ * Never rejects: every failure becomes an error answer.
+ */
+export async function handleLegacyRequest(request: unknown, ctx: LegacyContext): Promise<LegacyAnswer | undefined> {
+  const parsed = parseLegacyRequest(request);
+  if (!parsed.ok) return parsed.silent ? undefined : parsed.error;
+  const { request: req } = parsed;
+  if (!checkToken(req, ctx)) {
+    return req.silent ? undefined : legacyError('INCORRECT TOKEN: this request must carry the configured legacy token as TOKEN', 'HERALD_ERR_UNAUTHORIZED');
+  }
+  let answer: LegacyAnswer;
+  try {
+    answer = await perform(req.body, ctx);
+  } catch (e) {
+    answer = errorAnswer(e);
+  }
+  return req.silent ? undefined : answer;
+}
+
+async function perform(body: LegacyRequestBody, ctx: LegacyContext): Promise<LegacyAnswer> {
+  switch (body.type) {
+    case 'PING':
+      // Abills::Backend::API's is_connected() compares exactly this.
+      return { TYPE: 'PONG' };
+    case 'MESSAGE': {
+      // A PING in DATA is is_admin_connected()'s liveness probe: live only,
+      // never queued for a later tab (it would replay stale PINGs).
+      const probe = typeof body.data === 'object' && body.data.TYPE === 'PING';
+      const options = probe ? { ttlMs: 0 } : body.ttlMs === undefined ? {} : { ttlMs: body.ttlMs };
+      if (body.target === '*') {
+        const r = await ctx.notifier.broadcast(body.to, body.data, options);
+        return r.people > 0 ? 1 : 0;
+      }
+      const r = await ctx.notifier.send({ kind: body.to, id: body.target }, body.data, options);
+      // One entry per tab that got it; 0 when none (it is still queued under its TTL).
+      return r.delivered > 0 ? { TYPE: 'RESULT', RESULT: new Array<number>(r.delivered).fill(1) } : 0;
+    }
+    case 'REQUEST_LIST':
+      return { TYPE: 'RESULT', LIST: await ctx.notifier.online(body.kind) };
+    case 'COMMAND':
+      return runCommand(body, ctx);
+    case 'PROXY':
+      if (body.plugin.toLowerCase() !== 'internal') {
+        return legacyError(`PROXY to unknown plugin ${JSON.stringify(body.plugin).slice(0, 40)}: only Internal is available`, 'HERALD_ERR_NOT_FOUND');
+      }
+      return body.echo === undefined ? 1 : (body.echo as LegacyAnswer);
+  }
+}
+
+async function runCommand(body: Extract<LegacyRequestBody, { type: 'COMMAND' }>, ctx: LegacyContext): Promise<LegacyAnswer> {
+  if (!ctx.commands) return legacyError('commands are not enabled on this server', 'HERALD_ERR_COMMANDS_DISABLED');
+  try {
+    await ctx.commands.start({
+      aid: body.aid,
+      program: body.program,
+      args: body.args,
+      // PROTOCOL.md §4: "-c 3" becomes -c 3, quotes honoured, no shell.
+      splitArgs: true,
+      door: 'legacy',
+      requestedBy: ctx.peer,
+      ...(body.timeoutSec === undefined ? {} : { timeoutSec: body.timeoutSec }),
+      ...(body.success === undefined ? {} : { success: body.success }),
+      ...(body.error === undefined ? {} : { error: body.error }),
+      ...(body.taskId === undefined ? {} : { taskId: body.taskId }),
+    });
+    return 1;
+  } catch (e) {
+    if (isHeraldError(e) && (e.code === 'HERALD_ERR_COMMAND_FORBIDDEN' || e.code === 'HERALD_ERR_COMMAND_NOT_FOUND')) {
+      // The answer must name the program, whatever the runner's wording.
+      const message = e.message.includes(body.program) ? e.message : `${e.message}: ${body.program}`;
+      return legacyError(message, e.code);
+    }
+    return errorAnswer(e);
+  }
+}

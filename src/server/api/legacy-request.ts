@@ -1,0 +1,279 @@
+/**
+ * Parses one legacy-protocol request (PROTOCOL.md §2) into a discriminated
+ * union, once, at the edge (STYLE.md §6): the handler then deals in typed
+ * values only. Every compatibility quirk of the old Perl clients is resolved
+ * here, with the reason next to it.
+ */
+import type { NotificationObject, NotificationPayload } from '../../protocol/frames.js';
+import { LegacyErrorText, type LegacyErrorAnswer } from '../../protocol/legacy.js';
+import type { PrincipalKind } from '../../protocol/principal.js';
+import { toPersonId } from '../../protocol/principal.js';
+import type { ErrorCode } from '../errors.js';
+
+/** The body of a request, by `TYPE`. */
+export type LegacyRequestBody =
+  | { readonly type: 'PING' }
+  | {
+    readonly type: 'MESSAGE';
+    readonly to: PrincipalKind;
+    /** A person's id, or `'*'` for everyone of that kind. */
+    readonly target: number | '*';
+    readonly data: NotificationPayload;
+    /** Herald's extension `TTL` (seconds), in ms; absent → the configured default. */
+    readonly ttlMs?: number;
+  }
+  | { readonly type: 'REQUEST_LIST'; readonly kind: PrincipalKind }
+  | {
+    readonly type: 'COMMAND';
+    readonly aid: number;
+    readonly program: string;
+    readonly args: string[];
+    readonly timeoutSec?: number;
+    readonly success?: NotificationPayload;
+    readonly error?: NotificationPayload;
+    readonly taskId?: string | number;
+  }
+  | { readonly type: 'PROXY'; readonly plugin: string; readonly echo?: unknown };
+
+/** A parsed request: its body plus what travels beside it. */
+export interface LegacyRequest {
+  readonly body: LegacyRequestBody;
+  /** `SILENT` was set: the sender wants no answer at all. */
+  readonly silent: boolean;
+  /** `TOKEN`, when the request carried one (any JSON type; compared as a string). */
+  readonly token?: string;
+}
+
+export type ParsedLegacyRequest =
+  | { readonly ok: true; readonly request: LegacyRequest }
+  /** Even an invalid request may be SILENT: then the error is not sent either. */
+  | { readonly ok: false; readonly error: LegacyErrorAnswer; readonly silent: boolean };
+
+/** Bound on `DATA.TEXT` unwrapping, so a hostile nesting cannot loop for long. */
+const MAX_UNWRAP_DEPTH = 8;
+
+export function legacyError(error: string, code?: ErrorCode): LegacyErrorAnswer {
+  return code === undefined ? { TYPE: 'ERROR', ERROR: error } : { TYPE: 'ERROR', ERROR: error, CODE: code };
+}
+
+type Obj = Record<string, unknown>;
+
+function isObject(v: unknown): v is Obj {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** Perl truthiness, as the old daemon tested `$request->{SILENT}`. */
+export function perlTrue(v: unknown): boolean {
+  if (v === undefined || v === null || v === false || v === 0 || v === '' || v === '0') return false;
+  return true;
+}
+
+/** Perl falsiness of a required field (the old daemon tested `!$data->{ID}`). */
+function missing(v: unknown): boolean {
+  return v === undefined || v === null || v === '';
+}
+
+/**
+ * `{"MESSAGE":{...},"SILENT":1}` — the envelope Abills::Backend::API writes
+ * for a NON_SAFE (fire-and-forget) request: no TYPE at the top, the request
+ * inside. Unwrapped so that such requests are carried out (and stay silent).
+ */
+function unwrapEnvelope(raw: Obj): Obj {
+  if (raw.TYPE === undefined && isObject(raw.MESSAGE) && typeof raw.MESSAGE.TYPE === 'string') {
+    const inner: Obj = { ...raw.MESSAGE };
+    if (raw.SILENT !== undefined && inner.SILENT === undefined) inner.SILENT = raw.SILENT;
+    if (raw.TOKEN !== undefined && inner.TOKEN === undefined) inner.TOKEN = raw.TOKEN;
+    return inner;
+  }
+  return raw;
+}
+
+/** Parses and validates one request. Never throws. */
+export function parseLegacyRequest(value: unknown): ParsedLegacyRequest {
+  if (!isObject(value)) return { ok: false, error: legacyError(LegacyErrorText.INCORRECT_REQUEST), silent: false };
+  const raw = unwrapEnvelope(value);
+  const silent = perlTrue(raw.SILENT);
+  const fail = (error: LegacyErrorAnswer): ParsedLegacyRequest => ({ ok: false, error, silent });
+  if (raw.TYPE === undefined || raw.TYPE === null || raw.TYPE === '') return fail(legacyError(LegacyErrorText.INCORRECT_REQUEST));
+  if (typeof raw.TYPE !== 'string') return fail(legacyError(LegacyErrorText.INCORRECT_REQUEST));
+  const body = parseBody(raw.TYPE, raw);
+  if ('error' in body) return fail(body.error);
+  const token = raw.TOKEN === undefined || raw.TOKEN === null ? undefined : String(raw.TOKEN);
+  return { ok: true, request: token === undefined ? { body: body.body, silent } : { body: body.body, silent, token } };
+}
+
+type BodyResult = { body: LegacyRequestBody } | { error: LegacyErrorAnswer };
+
+const bad = (message: string): BodyResult => ({ error: legacyError(message, 'HERALD_ERR_BAD_REQUEST') });
+
+function parseBody(type: string, raw: Obj): BodyResult {
+  switch (type) {
+    case 'PING':
+      return { body: { type: 'PING' } };
+    case 'MESSAGE':
+      return parseMessage(raw);
+    case 'REQUEST_LIST':
+      return parseList(raw);
+    case 'COMMAND':
+      return parseCommand(raw);
+    case 'PROXY':
+      return parseProxy(raw);
+    default:
+      return { error: legacyError(LegacyErrorText.UNKNOWN_TYPE) };
+  }
+}
+
+/**
+ * `TO`: `ADMIN` or `USER`, as the old daemon knew them; `CLIENT` is what
+ * Abills::Sender::Browser's send_message writes for a UID, so it means USER.
+ * Absent means ADMIN (every old client call that omits it targets admins).
+ */
+function recipientKind(to: unknown): PrincipalKind | undefined {
+  if (to === undefined || to === null || to === '') return 'admin';
+  if (typeof to !== 'string') return undefined;
+  switch (to.toUpperCase()) {
+    case 'ADMIN': case 'ADMINS': return 'admin';
+    case 'USER': case 'USERS': case 'CLIENT': case 'CLIENTS': return 'user';
+    default: return undefined;
+  }
+}
+
+function parseMessage(raw: Obj): BodyResult {
+  if (missing(raw.ID)) return bad('MESSAGE without ID: say who gets it (an AID or UID, or "*")');
+  if (missing(raw.DATA)) return bad('MESSAGE without DATA: nothing to send');
+  const to = recipientKind(raw.TO);
+  if (!to) return bad(`MESSAGE with unknown TO ${JSON.stringify(raw.TO).slice(0, 40)}: expected ADMIN or USER`);
+  let target: number | '*';
+  if (raw.ID === '*') target = '*';
+  else {
+    const id = toPersonId(raw.ID);
+    if (id === undefined) return bad(`MESSAGE with a bad ID ${JSON.stringify(raw.ID).slice(0, 40)}: expected a positive integer or "*"`);
+    target = id;
+  }
+  const data = normaliseData(raw.DATA);
+  if (data === undefined) return bad('MESSAGE with bad DATA: expected an object or a string');
+  let ttlMs: number | undefined;
+  if (raw.TTL !== undefined && raw.TTL !== null) {
+    const ttl = typeof raw.TTL === 'string' && raw.TTL.trim() !== '' ? Number(raw.TTL) : raw.TTL;
+    if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl < 0) return bad('MESSAGE with a bad TTL: expected seconds, a number ≥ 0');
+    ttlMs = Math.round(ttl * 1000);
+  }
+  const body: LegacyRequestBody = ttlMs === undefined ? { type: 'MESSAGE', to, target, data } : { type: 'MESSAGE', to, target, data, ttlMs };
+  return { body };
+}
+
+/** A string that holds a JSON object with a TYPE, else undefined. */
+function jsonObjectIn(s: string): Obj | undefined {
+  const t = s.trim();
+  if (!t.startsWith('{')) return undefined;
+  try {
+    const v: unknown = JSON.parse(t);
+    return isObject(v) && typeof v.TYPE === 'string' ? v : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Turns `DATA` into what the tabs get:
+ * - Abills::Sender::Browser JSON-encodes a hash MESSAGE before putting it in
+ *   DATA, so a string that holds a JSON object with a TYPE is that object;
+ *   any other string is delivered as that string (PROTOCOL.md §1).
+ * - An object without TYPE gets `TYPE: "MESSAGE"`.
+ * - The seed's example passes a whole notification as send_message's
+ *   MESSAGE, which the client wraps as `TEXT` of another notification
+ *   (`{"TYPE":"MESSAGE","TITLE":null,"TEXT":{"TYPE":"MESSAGE",...}}`): the
+ *   seed promises the inner notification, so an object (or JSON string of
+ *   one) with a TYPE in `TEXT` replaces its wrapper. Fields the wrapper has
+ *   and the inner lacks (a TITLE given beside the MESSAGE object) are kept.
+ */
+export function normaliseData(data: unknown): NotificationPayload | undefined {
+  let current: Obj;
+  if (typeof data === 'string') {
+    const inner = jsonObjectIn(data);
+    if (!inner) return data;
+    current = inner;
+  } else if (isObject(data)) {
+    current = data;
+  } else {
+    return undefined;
+  }
+  for (let depth = 0; depth < MAX_UNWRAP_DEPTH; depth++) {
+    const text = current.TEXT;
+    const inner = isObject(text) && typeof text.TYPE === 'string' ? text : typeof text === 'string' ? jsonObjectIn(text) : undefined;
+    if (!inner) break;
+    const merged: Obj = { ...inner };
+    for (const [k, v] of Object.entries(current)) {
+      if (k === 'TYPE' || k === 'TEXT' || v === null || v === undefined) continue;
+      if (!(k in merged)) merged[k] = v;
+    }
+    current = merged;
+  }
+  return withType(current);
+}
+
+function withType(o: Obj): NotificationObject {
+  return typeof o.TYPE === 'string' && o.TYPE !== '' ? (o as NotificationObject) : { ...o, TYPE: 'MESSAGE' };
+}
+
+/** SUCCESS / ERROR of a COMMAND: a string or a notification object. */
+function notificationOrUndefined(v: unknown): NotificationPayload | undefined | 'bad' {
+  if (missing(v)) return undefined;
+  if (typeof v === 'string') return v;
+  if (isObject(v)) return withType(v);
+  return 'bad';
+}
+
+function parseList(raw: Obj): BodyResult {
+  if (missing(raw.LIST_TYPE)) return bad('REQUEST_LIST without LIST_TYPE: expected ADMINS or USERS');
+  const kind = typeof raw.LIST_TYPE === 'string' ? recipientKind(raw.LIST_TYPE) : undefined;
+  if (!kind) return bad(`REQUEST_LIST with unknown LIST_TYPE ${JSON.stringify(raw.LIST_TYPE).slice(0, 40)}: expected ADMINS or USERS`);
+  return { body: { type: 'REQUEST_LIST', kind } };
+}
+
+function parseCommand(raw: Obj): BodyResult {
+  if (missing(raw.AID)) return bad('COMMAND without AID: say which admin is told the result');
+  if (missing(raw.PROGRAM)) return bad('COMMAND without PROGRAM: say what to run');
+  const aid = toPersonId(raw.AID);
+  if (aid === undefined) return bad(`COMMAND with a bad AID ${JSON.stringify(raw.AID).slice(0, 40)}: expected a positive integer`);
+  if (typeof raw.PROGRAM !== 'string') return bad('COMMAND with a bad PROGRAM: expected a string');
+  const program = raw.PROGRAM;
+  let args: string[];
+  const pa = raw.PROGRAM_ARGS;
+  if (pa === undefined || pa === null) args = [];
+  // A single string is one element; it is split into words like every element.
+  else if (typeof pa === 'string') args = [pa];
+  else if (Array.isArray(pa) && pa.every((a) => typeof a === 'string' || typeof a === 'number')) args = pa.map(String);
+  else return bad('COMMAND with bad PROGRAM_ARGS: expected a list of strings');
+  let timeoutSec: number | undefined;
+  if (raw.ARGS !== undefined && raw.ARGS !== null) {
+    if (!isObject(raw.ARGS)) return bad('COMMAND with bad ARGS: expected an object such as {"timeout":5}');
+    const t = raw.ARGS.timeout;
+    if (t !== undefined && t !== null && t !== '') {
+      const n = typeof t === 'string' ? Number(t) : t;
+      if (typeof n !== 'number' || !Number.isFinite(n) || n <= 0) return bad('COMMAND with a bad ARGS.timeout: expected seconds, a number > 0');
+      timeoutSec = n;
+    }
+  }
+  const success = notificationOrUndefined(raw.SUCCESS);
+  const error = notificationOrUndefined(raw.ERROR);
+  if (success === 'bad' || error === 'bad') return bad('COMMAND with bad SUCCESS or ERROR: expected a string or a notification object');
+  let taskId: string | number | undefined;
+  if (typeof raw.ID === 'string' || typeof raw.ID === 'number') taskId = raw.ID;
+  const body: { -readonly [K in keyof Extract<LegacyRequestBody, { type: 'COMMAND' }>]: Extract<LegacyRequestBody, { type: 'COMMAND' }>[K] } = {
+    type: 'COMMAND', aid, program, args,
+  };
+  if (timeoutSec !== undefined) body.timeoutSec = timeoutSec;
+  if (success !== undefined) body.success = success;
+  if (error !== undefined) body.error = error;
+  if (taskId !== undefined && taskId !== '') body.taskId = taskId;
+  return { body };
+}
+
+function parseProxy(raw: Obj): BodyResult {
+  if (missing(raw.PROXY_TO) || typeof raw.PROXY_TO !== 'string') return bad('PROXY without PROXY_TO: say which plugin (Internal)');
+  const message = raw.MESSAGE;
+  // The Internal plugin answered MESSAGE.ECHO when it had one, else 1.
+  const echo = isObject(message) && message.ECHO !== undefined && message.ECHO !== null ? message.ECHO : undefined;
+  return { body: echo === undefined ? { type: 'PROXY', plugin: raw.PROXY_TO } : { type: 'PROXY', plugin: raw.PROXY_TO, echo } };
+}

@@ -1,0 +1,365 @@
+/**
+ * The legacy TCP listener (PROTOCOL.md §2): the old daemon's "Internal"
+ * plugin on port 19444. Each connection is framed into JSON values
+ * (json-stream.ts), each value handled by handleLegacyRequest (the same
+ * function the HTTP API's /api/v1/legacy calls), and answered in order, one
+ * JSON value plus "\n" per request, written in one piece (the old Perl client
+ * takes whatever the first read returns as the whole answer).
+ */
+import net from 'node:net';
+import type { Logger } from 'pino';
+import { LegacyErrorText, type LegacyAnswer } from '../../protocol/legacy.js';
+import type { CommandService } from '../commands/command-service.js';
+import type { Notifier } from '../notifier.js';
+import { isLoopback, type HeraldOptions } from '../options.js';
+import { JsonStreamFramer, type FramerEvent } from './json-stream.js';
+import { handleLegacyRequest } from './legacy-handler.js';
+import { legacyError, perlTrue } from './legacy-request.js';
+
+/** The options the listener reads. */
+export type LegacyServerSettings = Pick<
+  HeraldOptions,
+  'legacyToken' | 'legacyMaxRequestBytes' | 'legacyMaxConnections' | 'legacyIdleTimeoutMs' | 'legacyRequestTimeoutMs'
+>;
+
+export interface LegacyServerOptions {
+  host: string;
+  /** 0 picks a free port (tests). */
+  port: number;
+  notifier: Notifier;
+  /** Absent until commands are enabled (COMMAND answers a clear error); can be set later. */
+  commands?: CommandService | undefined;
+  options: LegacyServerSettings;
+  logger: Logger;
+}
+
+/**
+ * The old client gives up after 2 s (PROTOCOL.md §2). A request that takes
+ * longer than this (a stuck broker or store) is answered with an error
+ * instead, well inside that window, and the connection moves on.
+ */
+export const LEGACY_ANSWER_DEADLINE_MS = 1500;
+/** Requests framed but not yet handled, per connection, before reading pauses. */
+const MAX_QUEUED_REQUESTS = 64;
+/** Requests handled in a row on one connection before yielding to the event loop. */
+const YIELD_EVERY = 32;
+/** On close(), how long connections may take to finish what they hold before they are cut. */
+const CLOSE_GRACE_MS = 2000;
+/** TCP keep-alive probes find peers that vanished without a FIN (idle connections are legitimate). */
+const KEEPALIVE_MS = 60_000;
+
+type Work = { kind: 'request'; value: unknown } | { kind: 'answer'; answer: LegacyAnswer } | { kind: 'fatal'; answer: LegacyAnswer };
+
+/** Whether a request asked for no answer, read without parsing it fully (for the deadline answer). */
+function wantsSilence(value: unknown): boolean {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const o = value as Record<string, unknown>;
+  if (perlTrue(o.SILENT)) return true;
+  const inner = o.MESSAGE;
+  return o.TYPE === undefined && typeof inner === 'object' && inner !== null && perlTrue((inner as Record<string, unknown>).SILENT);
+}
+
+class LegacyConnection {
+  readonly #socket: net.Socket;
+  readonly #server: LegacyServer;
+  readonly #framer: JsonStreamFramer;
+  readonly #log: Logger;
+  readonly #peer: string;
+  readonly #queue: Work[] = [];
+  #busy = false;
+  /** No more requests are read: the peer ended, the stream broke, or the server is closing. */
+  #ending = false;
+  #partialTimer: NodeJS.Timeout | undefined;
+  #lingerTimer: NodeJS.Timeout | undefined;
+  #deadlineTimer: NodeJS.Timeout | undefined;
+  #onDeadline: (() => void) | undefined;
+  readonly closed: Promise<void>;
+
+  constructor(socket: net.Socket, server: LegacyServer, log: Logger) {
+    this.#socket = socket;
+    this.#server = server;
+    this.#peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+    this.#log = log.child({ peer: this.#peer });
+    this.#framer = new JsonStreamFramer({ maxValueBytes: server.settings.legacyMaxRequestBytes });
+    this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
+    socket.setNoDelay(true);
+    socket.setKeepAlive(true, KEEPALIVE_MS);
+    if (server.settings.legacyIdleTimeoutMs > 0) {
+      socket.setTimeout(server.settings.legacyIdleTimeoutMs, () => {
+        this.#log.debug('legacy connection idle: closing');
+        this.shutdown();
+      });
+    }
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    socket.on('end', () => this.#onEnd());
+    socket.on('error', (e) => this.#log.debug({ err: e.message }, 'legacy connection error'));
+    socket.on('close', () => {
+      this.#clearPartialTimer();
+      if (this.#lingerTimer) clearTimeout(this.#lingerTimer);
+      if (this.#deadlineTimer) clearTimeout(this.#deadlineTimer);
+    });
+    socket.on('drain', () => this.#maybeResume());
+  }
+
+  #onData(chunk: Buffer): void {
+    if (this.#ending) return;
+    const events = this.#framer.push(chunk);
+    for (const e of events) this.#queue.push(this.#toWork(e));
+    if (this.#framer.finished) {
+      // Nothing after an overrun can be trusted: stop reading; the queue ends with the error.
+      this.#ending = true;
+      this.#socket.pause();
+    }
+    this.#watchPartial(events.length > 0);
+    this.#maybePause();
+    void this.#drain();
+  }
+
+  #toWork(e: FramerEvent): Work {
+    switch (e.kind) {
+      case 'value':
+        return { kind: 'request', value: e.value };
+      case 'invalid':
+      case 'garbage':
+        return { kind: 'answer', answer: legacyError(LegacyErrorText.INCORRECT_REQUEST) };
+      case 'too-large':
+        return { kind: 'fatal', answer: legacyError(`request too large: over ${e.limit} bytes (legacyMaxRequestBytes); closing`, 'HERALD_ERR_TOO_LARGE') };
+    }
+  }
+
+  /** A request that started arriving must finish within legacyRequestTimeoutMs. */
+  #watchPartial(progressed: boolean): void {
+    if (!this.#framer.inValue || this.#ending) {
+      this.#clearPartialTimer();
+      return;
+    }
+    if (this.#partialTimer && !progressed) return;
+    this.#clearPartialTimer();
+    this.#partialTimer = setTimeout(() => {
+      this.#partialTimer = undefined;
+      this.#log.debug('legacy request incomplete for too long: closing');
+      this.#ending = true;
+      this.#queue.push({ kind: 'fatal', answer: legacyError('request incomplete for too long (legacyRequestTimeoutMs); closing', 'HERALD_ERR_BAD_REQUEST') });
+      void this.#drain();
+    }, this.#server.settings.legacyRequestTimeoutMs);
+    this.#partialTimer.unref();
+  }
+
+  #clearPartialTimer(): void {
+    if (this.#partialTimer) clearTimeout(this.#partialTimer);
+    this.#partialTimer = undefined;
+  }
+
+  #onEnd(): void {
+    // The peer half-closed: answer what it sent (a trailing number completes now), then end.
+    if (!this.#ending) {
+      for (const e of this.#framer.end()) this.#queue.push(this.#toWork(e));
+    }
+    this.#ending = true;
+    this.#clearPartialTimer();
+    void this.#drain();
+  }
+
+  /** Stops reading; answers what is already framed, then ends the connection. */
+  shutdown(): void {
+    this.#ending = true;
+    this.#clearPartialTimer();
+    this.#socket.pause();
+    void this.#drain();
+  }
+
+  /**
+   * Ends our side, then keeps reading (and discarding) until the peer closes
+   * or a short grace passes: closing with unread input would reset the
+   * connection, and a reset can destroy our last answer before the peer
+   * reads it.
+   */
+  #finish(): void {
+    this.#ending = true;
+    if (this.#lingerTimer || this.#socket.destroyed) return;
+    this.#socket.end();
+    this.#socket.resume();
+    this.#lingerTimer = setTimeout(() => this.#socket.destroy(), CLOSE_GRACE_MS);
+    this.#lingerTimer.unref();
+  }
+
+  destroy(): void {
+    this.#socket.destroy();
+  }
+
+  #maybePause(): void {
+    if (this.#queue.length >= MAX_QUEUED_REQUESTS || this.#socket.writableNeedDrain) this.#socket.pause();
+  }
+
+  #maybeResume(): void {
+    if (this.#ending || this.#socket.destroyed) return;
+    if (this.#queue.length < MAX_QUEUED_REQUESTS / 2 && !this.#socket.writableNeedDrain) this.#socket.resume();
+  }
+
+  /** Handles the queue one request at a time, so answers (and sends) keep their order. */
+  async #drain(): Promise<void> {
+    if (this.#busy) return;
+    this.#busy = true;
+    let handled = 0;
+    try {
+      while (this.#queue.length > 0 && !this.#socket.destroyed) {
+        // Fairness: a peer with thousands of requests queued must not keep
+        // the event loop from everyone else (their answers are due in ms too).
+        if (++handled % YIELD_EVERY === 0) await new Promise((resolve) => setImmediate(resolve));
+        const work = this.#queue.shift() as Work;
+        if (work.kind === 'fatal') {
+          this.#queue.length = 0;
+          this.#write(work.answer);
+          this.#finish();
+          return;
+        }
+        const answer = work.kind === 'answer' ? work.answer : await this.#handle(work.value);
+        if (answer !== undefined) this.#write(answer);
+        // A peer that does not read its answers stops being served (and read):
+        // one chunk of tiny requests must not pile up unbounded answers here.
+        if (this.#socket.writableNeedDrain) await this.#drained();
+        this.#maybeResume();
+      }
+      if (this.#ending && !this.#socket.destroyed) this.#finish();
+    } finally {
+      this.#busy = false;
+    }
+  }
+
+  #drained(): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        this.#socket.off('drain', done);
+        this.#socket.off('close', done);
+        resolve();
+      };
+      this.#socket.on('drain', done);
+      this.#socket.on('close', done);
+    });
+  }
+
+  async #handle(value: unknown): Promise<LegacyAnswer | undefined> {
+    const s = this.#server;
+    const started = performance.now();
+    // One timer per connection, re-armed per request: cheaper than a new one each time.
+    const deadline = new Promise<'deadline'>((resolve) => {
+      this.#onDeadline = () => resolve('deadline');
+    });
+    if (this.#deadlineTimer) this.#deadlineTimer.refresh();
+    else {
+      this.#deadlineTimer = setTimeout(() => this.#onDeadline?.(), LEGACY_ANSWER_DEADLINE_MS);
+      this.#deadlineTimer.unref();
+    }
+    const work = handleLegacyRequest(value, {
+      notifier: s.notifier,
+      commands: s.commands,
+      token: s.settings.legacyToken,
+      requireToken: s.requireToken,
+      peer: this.#peer,
+    });
+    try {
+      const answer = await Promise.race([work, deadline]);
+      if (answer !== 'deadline') return answer;
+      this.#log.warn({ ms: Math.round(performance.now() - started) }, 'legacy request missed its answer deadline');
+      return wantsSilence(value) ? undefined : legacyError('the server could not finish this request in time; try again', 'HERALD_ERR_UNAVAILABLE');
+    } finally {
+      this.#onDeadline = undefined;
+    }
+  }
+
+  #write(answer: LegacyAnswer): void {
+    if (this.#socket.destroyed || !this.#socket.writable) return;
+    // One write per answer, newline included: the old client reads one chunk as one answer.
+    this.#socket.write(`${JSON.stringify(answer)}\n`);
+  }
+}
+
+export class LegacyServer {
+  readonly notifier: Notifier;
+  commands: CommandService | undefined;
+  readonly settings: LegacyServerSettings;
+  /** The listener is not loopback: every request must carry the token. */
+  readonly requireToken: boolean;
+  readonly #host: string;
+  readonly #port: number;
+  readonly #log: Logger;
+  readonly #server: net.Server;
+  readonly #connections = new Set<LegacyConnection>();
+  #address: { host: string; port: number } | undefined;
+  #closing: Promise<void> | undefined;
+
+  constructor({ host, port, notifier, commands, options, logger }: LegacyServerOptions) {
+    this.#host = host;
+    this.#port = port;
+    this.notifier = notifier;
+    this.commands = commands;
+    this.settings = options;
+    this.requireToken = !isLoopback(host);
+    if (this.requireToken && options.legacyToken === '') {
+      throw new TypeError(`legacyHost ${host} is not loopback but legacyToken is empty: set a token or bind to 127.0.0.1`);
+    }
+    this.#log = logger.child({ component: 'legacy' });
+    // allowHalfOpen: a peer that writes its request and shuts down its side still gets the answer.
+    this.#server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.#accept(socket));
+    this.#server.maxConnections = options.legacyMaxConnections;
+    this.#server.on('drop', (d) => this.#log.warn({ peer: d?.remoteAddress }, 'legacy connection refused: legacyMaxConnections reached'));
+  }
+
+  /** Where it listens, once listening. */
+  get address(): { host: string; port: number } | undefined {
+    return this.#address;
+  }
+
+  /** Connections open now. */
+  get connections(): number {
+    return this.#connections.size;
+  }
+
+  listen(): Promise<{ host: string; port: number }> {
+    return new Promise((resolve, reject) => {
+      const onError = (e: Error) => reject(e);
+      this.#server.once('error', onError);
+      this.#server.listen({ host: this.#host, port: this.#port }, () => {
+        this.#server.off('error', onError);
+        this.#server.on('error', (e) => this.#log.error({ err: e.message }, 'legacy listener error'));
+        const a = this.#server.address() as net.AddressInfo;
+        this.#address = { host: a.address, port: a.port };
+        this.#log.info({ host: a.address, port: a.port, token: this.settings.legacyToken !== '' }, 'legacy TCP protocol listening');
+        resolve(this.#address);
+      });
+    });
+  }
+
+  #accept(socket: net.Socket): void {
+    if (this.#closing) {
+      socket.destroy();
+      return;
+    }
+    const conn = new LegacyConnection(socket, this, this.#log);
+    this.#connections.add(conn);
+    void conn.closed.then(() => this.#connections.delete(conn));
+  }
+
+  /**
+   * Stops accepting, lets every connection answer what it has already
+   * received, ends them, and cuts any that take longer than a short grace.
+   */
+  close(): Promise<void> {
+    this.#closing ??= (async () => {
+      const stopped = new Promise<void>((resolve) => {
+        if (!this.#server.listening) return resolve();
+        this.#server.close(() => resolve());
+      });
+      const conns = [...this.#connections];
+      for (const c of conns) c.shutdown();
+      const grace = setTimeout(() => {
+        for (const c of conns) c.destroy();
+      }, CLOSE_GRACE_MS);
+      grace.unref();
+      await Promise.all(conns.map((c) => c.closed));
+      clearTimeout(grace);
+      await stopped;
+    })();
+    return this.#closing;
+  }
+}

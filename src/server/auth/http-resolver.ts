@@ -1,0 +1,138 @@
+/**
+ * The http resolver: ask the panel. Each handshake becomes a POST to a
+ * configured URL carrying the tab's Cookie header and a chosen set of other
+ * headers, so the panel can use its own session machinery unchanged.
+ *
+ *   200 {"kind":"admin","id":7}  admits (kind may be left out; it must match the endpoint)
+ *   401 or 403                   refuses (HTTP 401 to the tab: stop retrying)
+ *   anything else, or no answer
+ *   within the timeout           unavailable (HTTP 503 to the tab: retry later)
+ */
+import type { Logger } from 'pino';
+import type { PrincipalKind } from '../../protocol/principal.js';
+import { toPersonId } from '../../protocol/principal.js';
+import { HeraldError } from '../errors.js';
+import type { CredentialResolver, Handshake, Refusal, Resolution } from './session-resolver.js';
+import { headerValue } from './session-resolver.js';
+
+export interface HttpResolverOptions {
+  /** Where to POST. */
+  readonly url: string;
+  /** Longest wait for the whole answer, in ms. */
+  readonly timeoutMs: number;
+  /** Handshake headers forwarded besides Cookie (case-insensitive names). */
+  readonly headers: readonly string[];
+  readonly logger?: Logger | undefined;
+}
+
+/** Larger answers are not a `{kind, id}`: the panel is misbehaving. */
+const MAX_ANSWER_BYTES = 16 * 1024;
+/** Hop-by-hop and framing headers must not be copied onto our own request. */
+const NEVER_FORWARD = new Set(['host', 'connection', 'upgrade', 'content-length', 'transfer-encoding', 'keep-alive', 'te', 'trailer', 'expect']);
+
+export class HttpResolver implements CredentialResolver {
+  readonly name = 'http';
+  readonly #url: string;
+  readonly #timeoutMs: number;
+  readonly #forward: readonly string[];
+  readonly #logger: Logger | undefined;
+
+  constructor(options: HttpResolverOptions) {
+    if (!/^https?:\/\//i.test(options.url)) throw new HeraldError('HERALD_ERR_CONFIG', 'option "httpResolverUrl" must be an http:// or https:// URL');
+    this.#url = options.url;
+    this.#timeoutMs = options.timeoutMs;
+    const names = ['cookie', ...options.headers.map((h) => h.trim().toLowerCase()).filter((h) => h !== '')];
+    for (const h of names) {
+      if (NEVER_FORWARD.has(h)) throw new HeraldError('HERALD_ERR_CONFIG', `option "httpResolverHeaders" must not forward the ${h} header`);
+    }
+    this.#forward = [...new Set(names)].sort();
+    this.#logger = options.logger;
+  }
+
+  /** The forwarded headers, as a canonical JSON object: the same session always gives the same credential. */
+  credentialOf(handshake: Handshake): string | Refusal {
+    const picked: Record<string, string> = {};
+    for (const name of this.#forward) {
+      const v = headerValue(handshake.headers, name);
+      if (v !== undefined && v !== '') picked[name] = v;
+    }
+    if (Object.keys(picked).length === 0) return { outcome: 'refused', reason: 'no session credentials' };
+    return JSON.stringify(picked);
+  }
+
+  async resolve(handshake: Handshake): Promise<Resolution> {
+    const credential = this.credentialOf(handshake);
+    return typeof credential === 'string' ? this.recheck(handshake.kind, credential) : credential;
+  }
+
+  async recheck(kind: PrincipalKind, credential: string): Promise<Resolution> {
+    let headers: Record<string, string>;
+    try {
+      headers = JSON.parse(credential) as Record<string, string>;
+    } catch {
+      return { outcome: 'refused', reason: 'malformed credential' };
+    }
+    const unavailable = (why: string, status?: number): Resolution => {
+      this.#logger?.warn({ resolver: 'http', kind, status }, `session look-up failed: ${why}`);
+      return { outcome: 'unavailable', reason: 'session service unavailable' };
+    };
+    let response: Response;
+    let text: string;
+    try {
+      const signal = AbortSignal.timeout(this.#timeoutMs);
+      response = await fetch(this.#url, {
+        method: 'POST',
+        headers: { ...headers, 'content-type': 'application/json', accept: 'application/json' },
+        body: JSON.stringify({ kind }),
+        // A redirect is "anything else": the panel's login page must not look like an answer.
+        redirect: 'manual',
+        signal,
+      });
+      if (response.status !== 200) {
+        await response.body?.cancel().catch(() => undefined);
+        if (response.status === 401 || response.status === 403) return { outcome: 'refused', reason: 'session refused by the panel' };
+        return unavailable('unexpected status', response.status);
+      }
+      text = await readBounded(response, MAX_ANSWER_BYTES);
+    } catch (e) {
+      const name = (e as Error).name;
+      return unavailable(name === 'TimeoutError' || name === 'AbortError' ? `no answer within ${this.#timeoutMs} ms` : 'request failed');
+    }
+    let answer: unknown;
+    try {
+      answer = JSON.parse(text);
+    } catch {
+      return unavailable('the answer is not JSON', 200);
+    }
+    const { kind: answeredKind, id: rawId } = (typeof answer === 'object' && answer !== null ? answer : {}) as { kind?: unknown; id?: unknown };
+    const id = toPersonId(rawId);
+    if (id === undefined || (answeredKind !== undefined && answeredKind !== 'admin' && answeredKind !== 'user')) {
+      return unavailable('the answer is not {"kind","id"}', 200);
+    }
+    // A user's session must not open an admin's endpoint (and the reverse).
+    if (answeredKind !== undefined && answeredKind !== kind) return { outcome: 'refused', reason: `the session belongs to a ${answeredKind}` };
+    return { outcome: 'admitted', principal: { kind, id }, credential };
+  }
+
+  async close(): Promise<void> {
+    // fetch keeps no state of ours.
+  }
+}
+
+async function readBounded(response: Response, max: number): Promise<string> {
+  const reader = response.body?.getReader();
+  if (!reader) return '';
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > max) {
+      await reader.cancel().catch(() => undefined);
+      throw new Error('answer too large');
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}

@@ -1,0 +1,171 @@
+/**
+ * The two database drivers behind the sql resolver, reduced to the one thing
+ * it needs: run a query with exactly one parameter and hand back the first
+ * column of the first row. The parameter always travels separately from the
+ * query text (mysql2 `execute`: a server-side prepared statement; pg: the
+ * extended protocol), so a session id can never change the query, and it
+ * never appears in a driver's error message either.
+ */
+import mysql from 'mysql2';
+import pg from 'pg';
+import { HeraldError } from '../errors.js';
+
+export type SqlDialect = 'mysql' | 'postgres';
+
+export interface SqlPool {
+  readonly dialect: SqlDialect;
+  /** First column of the first row, or `undefined` when there is no row. Rejects on any failure. */
+  firstValue(sql: string, param: string): Promise<unknown>;
+  close(): Promise<void>;
+}
+
+export interface SqlPoolOptions {
+  /** Connections kept at most. */
+  readonly size: number;
+  /** Longest wait to connect, for a free connection, or for one query, in ms. */
+  readonly timeoutMs: number;
+  /** Background connection errors (the server went away while a connection was idle). */
+  readonly onError?: (error: Error) => void;
+}
+
+/** `mysql://` and `mariadb://` → mysql; `postgres://` and `postgresql://` → postgres. */
+export function sqlDialectOf(url: string): SqlDialect {
+  const scheme = /^([a-z]+):\/\//i.exec(url)?.[1]?.toLowerCase();
+  if (scheme === 'mysql' || scheme === 'mariadb') return 'mysql';
+  if (scheme === 'postgres' || scheme === 'postgresql') return 'postgres';
+  throw new HeraldError('HERALD_ERR_CONFIG', 'option "sqlUrl" must start with mysql://, mariadb://, postgres:// or postgresql://');
+}
+
+export function createSqlPool(url: string, options: SqlPoolOptions): SqlPool {
+  return sqlDialectOf(url) === 'mysql' ? new MysqlPool(url, options) : new PostgresPool(url, options);
+}
+
+function timeoutError(ms: number): Error {
+  return Object.assign(new Error(`no answer within ${ms} ms`), { code: 'HERALD_SQL_TIMEOUT' });
+}
+
+/** Rejects when `promise` has not settled within `ms`; `onLate` receives the promise to clean up what it yields later. */
+function withTimeout<T>(promise: Promise<T>, ms: number, onLate?: (late: Promise<T>) => void): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      onLate?.(promise);
+      reject(timeoutError(ms));
+    }, ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+class MysqlPool implements SqlPool {
+  readonly dialect = 'mysql' as const;
+  readonly #pool: mysql.Pool;
+  readonly #timeoutMs: number;
+
+  constructor(url: string, options: SqlPoolOptions) {
+    this.#timeoutMs = options.timeoutMs;
+    this.#pool = mysql.createPool({
+      uri: url.replace(/^mariadb:/i, 'mysql:'),
+      connectionLimit: options.size,
+      maxIdle: options.size,
+      idleTimeout: 60_000,
+      connectTimeout: options.timeoutMs,
+      waitForConnections: true,
+      // A bounded queue: during an outage, look-ups fail fast instead of piling up.
+      queueLimit: options.size * 100,
+      enableKeepAlive: true,
+    });
+    // An idle connection whose server went away emits 'error'; unhandled, that would end the process.
+    this.#pool.on('connection', (conn) => {
+      conn.on('error', (e: Error) => options.onError?.(e));
+    });
+  }
+
+  firstValue(sql: string, param: string): Promise<unknown> {
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      let conn: mysql.PoolConnection | undefined;
+      // The deadline covers waiting for a free connection and the query. A query
+      // still running at the deadline keeps its connection busy on the server, so
+      // that connection is destroyed, not returned: the pool slot frees at once.
+      const timer = setTimeout(() => {
+        settled = true;
+        conn?.destroy();
+        reject(timeoutError(this.#timeoutMs));
+      }, this.#timeoutMs);
+      this.#pool.getConnection((err, c) => {
+        if (settled) {
+          c?.release();
+          return;
+        }
+        if (err) {
+          settled = true;
+          clearTimeout(timer);
+          reject(err);
+          return;
+        }
+        conn = c;
+        c.execute<mysql.RowDataPacket[]>({ sql, rowsAsArray: true }, [param], (qerr, rows) => {
+          if (settled) return;
+          settled = true;
+          clearTimeout(timer);
+          if (qerr) {
+            if ((qerr as { fatal?: boolean }).fatal) c.destroy();
+            else c.release();
+            reject(qerr);
+            return;
+          }
+          c.release();
+          const first = (rows as unknown[])[0];
+          resolve(Array.isArray(first) ? (first[0] as unknown) : undefined);
+        });
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    await this.#pool.promise().end().catch(() => undefined);
+  }
+}
+
+class PostgresPool implements SqlPool {
+  readonly dialect = 'postgres' as const;
+  readonly #pool: pg.Pool;
+  readonly #timeoutMs: number;
+
+  constructor(url: string, options: SqlPoolOptions) {
+    this.#timeoutMs = options.timeoutMs;
+    this.#pool = new pg.Pool({
+      connectionString: url.replace(/^postgresql:/i, 'postgres:'),
+      max: options.size,
+      connectionTimeoutMillis: options.timeoutMs,
+      // The server cancels a query at the deadline itself, so the connection stays usable.
+      statement_timeout: options.timeoutMs,
+      idleTimeoutMillis: 60_000,
+      keepAlive: true,
+    });
+    // pg emits 'error' on the pool for idle clients that lose their server; unhandled, that would end the process.
+    this.#pool.on('error', (e: Error) => options.onError?.(e));
+  }
+
+  async firstValue(sql: string, param: string): Promise<unknown> {
+    const deadline = Date.now() + this.#timeoutMs;
+    const client = await withTimeout(this.#pool.connect(), this.#timeoutMs, (late) => late.then((c) => c.release(), () => undefined));
+    try {
+      const result = await withTimeout(
+        client.query<unknown[]>({ text: sql, values: [param], rowMode: 'array' }),
+        Math.max(1, deadline - Date.now()),
+      );
+      client.release();
+      const first = result.rows[0];
+      return first ? first[0] : undefined;
+    } catch (e) {
+      // A timed-out or broken connection is dropped rather than reused.
+      client.release(e instanceof Error ? e : true);
+      throw e;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#pool.end().catch(() => undefined);
+  }
+}

@@ -1,0 +1,157 @@
+/**
+ * The resolver cache's rules, with an in-memory credential resolver (the
+ * seam's own implementation for tests) and a controllable clock. The one
+ * query per burst against real databases is in auth-sql-*.test.ts.
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { PrincipalKind } from '../src/protocol/principal.js';
+import { CachedResolver } from '../src/server/auth/cached-resolver.js';
+import { parseCookies, type CredentialResolver, type Handshake, type Refusal, type Resolution } from '../src/server/auth/session-resolver.js';
+
+/** Sessions in a Map; every look-up is counted; `gate` holds answers back to make look-ups concurrent. */
+class MemorySessions implements CredentialResolver {
+  readonly name = 'memory';
+  readonly sessions = new Map<string, number>();
+  down = false;
+  lookups = 0;
+  gate: Promise<void> = Promise.resolve();
+
+  credentialOf(h: Handshake): string | Refusal {
+    return h.cookies.get('sid') ?? { outcome: 'refused', reason: 'no session id' };
+  }
+  resolve(h: Handshake): Promise<Resolution> {
+    const c = this.credentialOf(h);
+    return typeof c === 'string' ? this.recheck(h.kind, c) : Promise.resolve(c);
+  }
+  async recheck(kind: PrincipalKind, credential: string): Promise<Resolution> {
+    this.lookups++;
+    await this.gate;
+    if (this.down) return { outcome: 'unavailable', reason: 'down' };
+    const id = this.sessions.get(credential);
+    return id === undefined ? { outcome: 'refused', reason: 'session not found' } : { outcome: 'admitted', principal: { kind, id }, credential };
+  }
+  async close(): Promise<void> {}
+}
+
+const hs = (sid: string, kind: PrincipalKind = 'admin'): Handshake => ({
+  kind, headers: {}, cookies: parseCookies(`sid=${sid}`), query: new URLSearchParams(), remoteAddress: undefined,
+});
+
+function setup(positiveMs = 1000, negativeMs = 100, maxEntries = 1000) {
+  let now = 0;
+  const inner = new MemorySessions();
+  const cache = new CachedResolver(inner, { positiveMs, negativeMs, maxEntries, now: () => now });
+  return { inner, cache, advance: (ms: number) => (now += ms) };
+}
+
+describe('CachedResolver', () => {
+  test('concurrent look-ups of one credential share one query', async () => {
+    const { inner, cache } = setup();
+    inner.sessions.set('s1', 1);
+    let open!: () => void;
+    inner.gate = new Promise((r) => (open = r));
+    const all = Promise.all(Array.from({ length: 100 }, () => cache.resolve(hs('s1'))));
+    open();
+    const results = await all;
+    assert.equal(inner.lookups, 1);
+    assert.ok(results.every((r) => r.outcome === 'admitted' && r.principal.id === 1));
+    assert.equal(cache.stats().shared, 99);
+  });
+
+  test('admissions are reused for positiveMs, refusals for the shorter negativeMs', async () => {
+    const { inner, cache, advance } = setup(1000, 100);
+    inner.sessions.set('good', 5);
+    await cache.resolve(hs('good'));
+    await cache.resolve(hs('bad'));
+    advance(99);
+    await cache.resolve(hs('good'));
+    await cache.resolve(hs('bad'));
+    assert.equal(inner.lookups, 2);
+    advance(2); // 101 ms: the refusal has expired, the admission has not
+    inner.sessions.set('bad', 6); // the person has just logged in
+    assert.equal((await cache.resolve(hs('bad'))).outcome, 'admitted');
+    await cache.resolve(hs('good'));
+    assert.equal(inner.lookups, 3);
+    advance(1000);
+    await cache.resolve(hs('good'));
+    assert.equal(inner.lookups, 4);
+  });
+
+  test('the same credential on the other endpoint is a separate entry', async () => {
+    const { inner, cache } = setup();
+    inner.sessions.set('s', 1);
+    await cache.resolve(hs('s', 'admin'));
+    const asUser = await cache.resolve(hs('s', 'user'));
+    assert.equal(inner.lookups, 2);
+    assert.equal(asUser.outcome === 'admitted' && asUser.principal.kind, 'user');
+  });
+
+  test('"unavailable" is never cached and does not wipe what was known', async () => {
+    const { inner, cache, advance } = setup(1000, 100);
+    inner.sessions.set('s', 1);
+    await cache.resolve(hs('s'));
+    inner.down = true;
+    assert.equal((await cache.recheck('admin', 's')).outcome, 'unavailable');
+    assert.equal((await cache.resolve(hs('s'))).outcome, 'admitted', 'still cached');
+    advance(1001);
+    assert.equal((await cache.resolve(hs('other'))).outcome, 'unavailable');
+    assert.equal((await cache.resolve(hs('other'))).outcome, 'unavailable');
+    assert.equal(inner.lookups, 4);
+  });
+
+  test('re-checks skip the cache and refresh it; a refusal replaces a cached admission', async () => {
+    const { inner, cache } = setup();
+    inner.sessions.set('s', 1);
+    await cache.resolve(hs('s'));
+    inner.sessions.delete('s');
+    assert.equal((await cache.resolve(hs('s'))).outcome, 'admitted', 'from the cache');
+    assert.equal((await cache.recheck('admin', 's')).outcome, 'refused');
+    assert.equal((await cache.resolve(hs('s'))).outcome, 'refused', 'the re-check refreshed the cache');
+  });
+
+  test('a handshake without a credential is refused without a look-up; a throwing resolver is "unavailable"', async () => {
+    const { inner, cache } = setup();
+    const none: Handshake = { kind: 'admin', headers: {}, cookies: new Map(), query: new URLSearchParams(), remoteAddress: undefined };
+    assert.equal((await cache.resolve(none)).outcome, 'refused');
+    assert.equal(inner.lookups, 0);
+    inner.recheck = async () => {
+      throw new Error('boom');
+    };
+    assert.equal((await cache.resolve(hs('x'))).outcome, 'unavailable');
+  });
+
+  test('holds at most maxEntries, forgetting the oldest first', async () => {
+    const { inner, cache } = setup(10_000, 10_000, 3);
+    for (const s of ['a', 'b', 'c', 'd']) {
+      inner.sessions.set(s, 1);
+      await cache.resolve(hs(s));
+    }
+    assert.equal(cache.stats().entries, 3);
+    await cache.resolve(hs('a'));
+    assert.equal(inner.lookups, 5, '"a" was forgotten');
+  });
+
+  test('never trusts an admission past its expiresAt (tokens)', async () => {
+    let now = 0;
+    let lookups = 0;
+    const expiring: CredentialResolver = {
+      name: 'expiring',
+      credentialOf: (h) => h.cookies.get('sid') ?? { outcome: 'refused', reason: 'none' },
+      resolve: async () => ({ outcome: 'refused', reason: 'unused' }),
+      recheck: async (kind, credential) => {
+        lookups++;
+        return { outcome: 'admitted', principal: { kind, id: 1 }, credential, expiresAt: 50 };
+      },
+      close: async () => {},
+    };
+    const cache = new CachedResolver(expiring, { positiveMs: 10_000, negativeMs: 0, maxEntries: 10, now: () => now });
+    await cache.resolve(hs('t'));
+    now = 49;
+    await cache.resolve(hs('t'));
+    assert.equal(lookups, 1);
+    now = 51;
+    await cache.resolve(hs('t'));
+    assert.equal(lookups, 2);
+  });
+});

@@ -1,0 +1,130 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import fc from 'fast-check';
+import { JsonStreamFramer, type FramerEvent } from '../src/server/api/json-stream.js';
+
+const enc = (s: string) => Buffer.from(s, 'utf8');
+
+function feed(framer: JsonStreamFramer, chunks: Uint8Array[]): FramerEvent[] {
+  return chunks.flatMap((c) => framer.push(c));
+}
+
+function values(events: FramerEvent[]): unknown[] {
+  return events.map((e) => (e.kind === 'value' ? e.value : { event: e.kind }));
+}
+
+/** Splits a buffer into single bytes. */
+function bytewise(b: Buffer): Uint8Array[] {
+  return [...b].map((x) => Uint8Array.of(x));
+}
+
+describe('legacy JSON stream framer', () => {
+  it('frames several values in one read, with white space between them', () => {
+    const f = new JsonStreamFramer({ maxValueBytes: 1024 });
+    const ev = f.push(enc('{"TYPE":"PING"}{"TYPE":"PING"}\n {"TYPE":"REQUEST_LIST","LIST_TYPE":"ADMINS"}\r\n\t'));
+    assert.deepEqual(values(ev), [{ TYPE: 'PING' }, { TYPE: 'PING' }, { TYPE: 'REQUEST_LIST', LIST_TYPE: 'ADMINS' }]);
+    assert.equal(f.inValue, false);
+    assert.equal(f.buffered, 0);
+  });
+
+  it('frames a value split byte by byte, inside Cyrillic characters and escaped quotes and braces', () => {
+    const text = '{"TYPE":"MESSAGE","DATA":{"TITLE":"Привет, мир","TEXT":"a \\"quoted\\" {brace} [x] \\\\"}}';
+    const f = new JsonStreamFramer({ maxValueBytes: 1024 });
+    const chunks = bytewise(enc(text));
+    const ev = feed(f, chunks.slice(0, -1));
+    assert.deepEqual(ev, [], 'nothing before the last byte');
+    assert.equal(f.inValue, true);
+    const last = f.push(chunks.at(-1) as Uint8Array);
+    assert.deepEqual(values(last), [JSON.parse(text)]);
+  });
+
+  it('keeps the bytes of a split value even when the caller reuses its buffer', () => {
+    const f = new JsonStreamFramer({ maxValueBytes: 1024 });
+    const buf = Buffer.from('{"A":"ёж', 'utf8');
+    f.push(buf.subarray(0, buf.length - 1)); // ends inside "ж"
+    buf.fill(0x20);
+    const ev = f.push(Buffer.concat([Buffer.from('ж', 'utf8').subarray(1), enc('"}')]));
+    assert.deepEqual(values(ev), [{ A: 'ёж' }]);
+  });
+
+  it('reports a balanced value that is not JSON as invalid and carries on', () => {
+    const f = new JsonStreamFramer({ maxValueBytes: 1024 });
+    const ev = f.push(enc('{TYPE:PING}{"TYPE":"PING"}'));
+    assert.deepEqual(values(ev), [{ event: 'invalid' }, { TYPE: 'PING' }]);
+  });
+
+  it('reports garbage once per run and resynchronises at the next {', () => {
+    const f = new JsonStreamFramer({ maxValueBytes: 1024 });
+    const junk = Buffer.from([0x00, 0xff, 0x13, 0x37, 0x80, 0x7d, 0x5d]);
+    const ev = feed(f, [junk, junk, enc('{"TYPE":"PING"}'), enc('}}}x{"TYPE":"PING"}')]);
+    assert.deepEqual(values(ev), [{ event: 'garbage' }, { TYPE: 'PING' }, { event: 'garbage' }, { TYPE: 'PING' }]);
+  });
+
+  it('frames top-level scalars too (the handler answers them INCORRECT REQUEST)', () => {
+    const f = new JsonStreamFramer({ maxValueBytes: 1024 });
+    const ev = f.push(enc('"a{b" 12 true null{"TYPE":"PING"}-3'));
+    assert.deepEqual(values(ev), ['a{b', 12, true, null, { TYPE: 'PING' }]);
+    assert.deepEqual(values(f.end()), [-3], 'a number at the end of the stream completes at end()');
+  });
+
+  it('gives up on a value longer than the limit, without buffering it, and then ignores input', () => {
+    const f = new JsonStreamFramer({ maxValueBytes: 1024 });
+    let events: FramerEvent[] = f.push(enc('{"TYPE":"PING"}{"A":"'));
+    const filler = Buffer.alloc(300, 0x61);
+    for (let i = 0; i < 10 && !f.finished; i++) {
+      events = events.concat(f.push(filler));
+      assert.ok(f.buffered <= 1024);
+    }
+    assert.deepEqual(values(events), [{ TYPE: 'PING' }, { event: 'too-large' }]);
+    assert.equal(f.finished, true);
+    assert.equal(f.buffered, 0);
+    assert.deepEqual(f.push(enc('{"TYPE":"PING"}')), []);
+  });
+
+  it('counts an endless garbage run against the limit too', () => {
+    const f = new JsonStreamFramer({ maxValueBytes: 1024 });
+    const events = feed(f, [Buffer.alloc(600, 0x01), Buffer.alloc(600, 0x01)]);
+    assert.deepEqual(values(events), [{ event: 'garbage' }, { event: 'too-large' }]);
+  });
+
+  it('accepts a value of exactly the limit', () => {
+    const v = `{"A":"${'x'.repeat(1024 - 8)}"}`;
+    assert.equal(Buffer.byteLength(v), 1024);
+    const f = new JsonStreamFramer({ maxValueBytes: 1024 });
+    assert.deepEqual(values(f.push(enc(v))), [JSON.parse(v)]);
+  });
+
+  it('reports an unfinished value at the end of the stream as invalid', () => {
+    const f = new JsonStreamFramer({ maxValueBytes: 1024 });
+    f.push(enc('{"TYPE":"PI'));
+    assert.deepEqual(values(f.end()), [{ event: 'invalid' }]);
+  });
+
+  it('property: any JSON values, any white space, any split points → the same values in order', () => {
+    const ws = fc.stringMatching(/^[ \t\r\n]{0,3}$/);
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(fc.jsonValue({ stringUnit: 'binary' }), ws), { minLength: 1, maxLength: 6 }),
+        fc.array(fc.nat(), { maxLength: 12 }),
+        (items, cuts) => {
+          // A top-level number next to another number needs a separator; JSON text has one in `ws` or not,
+          // so always end each value with at least one space.
+          const text = items.map(([v, w]) => `${JSON.stringify(v)} ${w}`).join('');
+          const bytes = enc(text);
+          const points = [...new Set(cuts.map((c) => c % (bytes.length + 1)))].sort((a, b) => a - b);
+          const chunks: Uint8Array[] = [];
+          let prev = 0;
+          for (const p of points) {
+            chunks.push(bytes.subarray(prev, p));
+            prev = p;
+          }
+          chunks.push(bytes.subarray(prev));
+          const f = new JsonStreamFramer({ maxValueBytes: 1 << 20 });
+          const got = [...feed(f, chunks), ...f.end()];
+          assert.deepEqual(values(got), items.map(([v]) => JSON.parse(JSON.stringify(v)) as unknown));
+        },
+      ),
+      { numRuns: 300 },
+    );
+  });
+});
