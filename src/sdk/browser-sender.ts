@@ -188,7 +188,7 @@ export class BrowserSender {
     const wrapped = request.TYPE === undefined && typeof request.MESSAGE === 'object' && request.MESSAGE !== null && !Array.isArray(request.MESSAGE);
     const payload = wrapped ? (request.MESSAGE as Record<string, unknown>) : request;
     const answer = await this.#http.request('POST', '/legacy', payload);
-    return answer.status === 204 ? null : answer.body;
+    return answer.status === 204 ? null : (answer.body as LegacyAnswer);
   }
 
   /**

@@ -160,5 +160,5 @@ export interface CommandInfo {
   [field: string]: unknown;
 }
 
-/** The answer of the legacy endpoint: whatever the old daemon answered (`0`, `1`, `{TYPE:"RESULT",…}`, `{TYPE:"ERROR",…}`). */
-export type LegacyAnswer = unknown;
+/** The answer of the legacy endpoint: what the old daemon answered (`0`, `1`, `{TYPE:"PONG"}`, `{TYPE:"RESULT",…}`, `{TYPE:"ERROR",…}`). */
+export type { LegacyAnswer } from '../protocol/legacy.js';
