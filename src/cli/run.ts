@@ -59,7 +59,7 @@ export async function runRun(argv: string[], flags: RunFlags): Promise<void> {
   let id: string | false;
   try {
     id = await sender.runInBackground(program, {
-      aid, args,
+      aid, args, door: 'cli',
       ...(timeout === undefined ? {} : { timeout }),
       ...(flags.id === undefined ? {} : { id: flags.id }),
     });
@@ -93,13 +93,17 @@ async function follow(sender: BrowserSender, id: string, pollMs: number, url: st
     for (;;) {
       let info: CommandInfo | null;
       try {
-        info = await sender.commandStatus(id);
+        info = await sender.commandStatus(id, { since: printed });
       } catch (e) {
         sdkFailure(e, url);
       }
       if (info === null) throw new CliError(`command ${id} is no longer known to the server`);
-      // The server keeps the output from the start (up to its cap), so what is new is the part past what we printed.
-      if (info.output.length > printed) {
+      if (typeof info.outputLength === 'number') {
+        // The server sent only what came after `since`.
+        if (info.output !== '') process.stdout.write(info.output);
+        printed = info.outputLength;
+      } else if (info.output.length > printed) {
+        // A server without `since` sends the whole output (kept from the start, up to its cap).
         process.stdout.write(info.output.slice(printed));
         printed = info.output.length;
       }

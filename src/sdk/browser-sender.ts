@@ -15,7 +15,7 @@ import { mintConnectToken } from './connect-token.js';
 import { HeraldSdkError } from './errors.js';
 import { HttpTransport } from './http-transport.js';
 import type {
-  CommandInfo, ConnectToken, LegacyAnswer, MessageStatus, Person, PingResult, Recipient,
+  CommandInfo, CommandStatusOptions, ConnectToken, LegacyAnswer, MessageStatus, Person, PingResult, Recipient,
   RunInBackgroundOptions, SendMessageInput, SendResult, ServerStatus,
 } from './types.js';
 
@@ -234,14 +234,24 @@ export class BrowserSender {
     if (options.success !== undefined) body.success = options.success;
     if (options.error !== undefined) body.error = options.error;
     if (options.id !== undefined) body.id = options.id;
+    if (options.door !== undefined) body.door = options.door;
     const info = (await this.#http.request('POST', '/commands', body)).body as CommandInfo;
     return info.id;
   }
 
-  /** A command's state, exit code and output so far; `null` when the server knows no such command. Disabled: null. */
-  async commandStatus(id: string): Promise<CommandInfo | null> {
+  /**
+   * A command's state, exit code and output so far; `null` when the server
+   * knows no such command. `since` asks for the output after that many
+   * characters only, `wait` lets the server hold the answer until the
+   * command ends (at most that many seconds). Disabled: null.
+   */
+  async commandStatus(id: string, options: CommandStatusOptions = {}): Promise<CommandInfo | null> {
     if (!this.#http) return null;
-    const answer = await this.#http.request('GET', `/commands/${encodeURIComponent(id)}`, undefined, [404]);
+    const query = new URLSearchParams();
+    if (options.since !== undefined) query.set('since', String(options.since));
+    if (options.wait !== undefined) query.set('wait', String(options.wait));
+    const qs = query.size > 0 ? `?${query.toString()}` : '';
+    const answer = await this.#http.request('GET', `/commands/${encodeURIComponent(id)}${qs}`, undefined, [404]);
     return answer.status === 404 ? null : (answer.body as CommandInfo);
   }
 

@@ -128,6 +128,16 @@ export interface RunInBackgroundOptions {
   id?: string | number;
   /** The admin to notify; default: the constructor's `aid`. */
   aid?: number;
+  /** For the server's audit trail: which front door asked (`herald run` sends `cli`). Default `http`. */
+  door?: 'http' | 'cli';
+}
+
+/** Options of {@link BrowserSender.commandStatus}. */
+export interface CommandStatusOptions {
+  /** Return only the output after this many characters (stream by polling); the answer's `outputLength` is the next `since`. */
+  since?: number;
+  /** Seconds the server may hold the answer waiting for the command to end (long poll). Keep it below the SDK's `timeoutMs`. */
+  wait?: number;
 }
 
 /** A background command as the server describes it (`GET /api/v1/commands/:id`). */
@@ -150,6 +160,8 @@ export interface CommandInfo {
   path?: string;
   /** Why the program could not run at all, or why it was stopped. */
   error?: string;
+  /** With `since`: the length of the whole output so far (the next `since`). */
+  outputLength?: number;
   COMMAND_ID: string;
   EXIT_CODE: number | null;
   SIGNAL: string | null;
