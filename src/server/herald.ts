@@ -27,6 +27,7 @@ import type { HeraldOptions } from './options.js';
 import { MemoryStore } from './store/memory-store.js';
 import type { MessageStore } from './store/message-store.js';
 import { VERSION } from './version.js';
+import { registerWebRoutes } from './web/routes.js';
 
 export interface HeraldDeps {
   logger?: Logger;
@@ -137,6 +138,11 @@ export class Herald {
     });
     app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
     app.get('/healthz', { schema: { hide: true } }, async () => ({ ok: true }));
+    await registerWebRoutes(app, {
+      options,
+      mintToken: async (kind, id, ttlMs) => (await herald.mintToken({ kind, id }, ttlMs)).token,
+      admission: { resolver, origins },
+    });
     gateway.attach(app.server);
     return herald;
   }

@@ -1,0 +1,191 @@
+/**
+ * Delivery tracking on the browser side (issue 6, PROTOCOL.md §1 "Herald's
+ * additions"). A tab follows two streams: its person's own stream and the
+ * broadcast stream of its kind (frames with `STREAM:"*"`). For each it keeps
+ * a cursor — the last SEQ seen and its EPOCH — in memory and in
+ * sessionStorage, so that a reconnect or a reload resumes where it left off:
+ *
+ * - at connect, the cursors go into the query (`seq`, `epoch`, `bseq`,
+ *   `bepoch`) and the server replays what came after them;
+ * - a frame with SEQ ≤ cursor and the same EPOCH is a duplicate (the seam
+ *   between replay and live delivery) and is dropped;
+ * - accepted frames are acknowledged cumulatively with
+ *   `{"TYPE":"RESPONSE","SEQ":n}` (plus `"STREAM":"*"`), batched;
+ * - a RESET frame (the server cannot replay from our cursor) moves the cursor
+ *   to what the server says and tells the page it may have missed some.
+ */
+import type { ClientFrame, ResetFrame, StreamCursor, WelcomeFrame } from '../protocol/frames.js';
+import { BROADCAST_STREAM } from '../protocol/frames.js';
+
+export type StreamName = 'own' | 'broadcast';
+
+interface StoredCursors {
+  /** Whose streams these are (from WELCOME); cursors of another person are discarded. */
+  id?: number;
+  own?: StreamCursor;
+  broadcast?: StreamCursor;
+}
+
+export interface DeliveryOptions {
+  /** sessionStorage key; undefined keeps cursors in memory only. */
+  storageKey: string | undefined;
+  /** Sends an ack frame; returns false when the socket is not open (the ack stays pending). */
+  send: (frame: ClientFrame) => boolean;
+  /** Acks are batched: at most one per stream per this many ms. Default 200. */
+  ackDelayMs?: number;
+}
+
+export type Verdict = { kind: 'untracked' } | { kind: 'duplicate'; stream: StreamName } | { kind: 'new'; stream: StreamName; seq: number };
+
+function isCursor(v: unknown): v is StreamCursor {
+  if (typeof v !== 'object' || v === null) return false;
+  const c = v as Record<string, unknown>;
+  return typeof c.SEQ === 'number' && Number.isSafeInteger(c.SEQ) && c.SEQ >= 0 && typeof c.EPOCH === 'string';
+}
+
+function sessionStore(): Storage | undefined {
+  try {
+    return globalThis.sessionStorage;
+  } catch {
+    return undefined;
+  }
+}
+
+export class DeliveryTracker {
+  readonly #options: DeliveryOptions;
+  readonly #ackDelay: number;
+  #state: StoredCursors = {};
+  readonly #pending: Partial<Record<StreamName, number>> = {};
+  #timer: ReturnType<typeof setTimeout> | undefined;
+
+  constructor(options: DeliveryOptions) {
+    this.#options = options;
+    this.#ackDelay = options.ackDelayMs ?? 200;
+    this.#load();
+  }
+
+  /** The cursor of a stream, if any frame of it was seen (or restored). */
+  cursor(stream: StreamName): StreamCursor | undefined {
+    const c = this.#state[stream];
+    return c ? { ...c } : undefined;
+  }
+
+  /** Query parameters that ask the server to resume after our cursors. */
+  resumeParams(): Record<string, string> {
+    const out: Record<string, string> = {};
+    const own = this.#state.own;
+    const b = this.#state.broadcast;
+    if (own) {
+      out.seq = String(own.SEQ);
+      out.epoch = own.EPOCH;
+    }
+    if (b) {
+      out.bseq = String(b.SEQ);
+      out.bepoch = b.EPOCH;
+    }
+    return out;
+  }
+
+  /** Called with every WELCOME: cursors that belong to somebody else are dropped. */
+  welcome(frame: WelcomeFrame): void {
+    if (this.#state.id !== undefined && this.#state.id !== frame.ID) {
+      this.#state = {};
+      this.#pending.own = undefined;
+      this.#pending.broadcast = undefined;
+    }
+    this.#state.id = frame.ID;
+    this.#save();
+  }
+
+  /**
+   * Decides what to do with an incoming notification and, when it is new,
+   * advances the cursor and schedules an ack.
+   */
+  accept(frame: Record<string, unknown>): Verdict {
+    const seq = frame.SEQ;
+    const epoch = frame.EPOCH;
+    if (typeof seq !== 'number' || !Number.isSafeInteger(seq) || typeof epoch !== 'string') return { kind: 'untracked' };
+    const stream: StreamName = frame.STREAM === BROADCAST_STREAM ? 'broadcast' : 'own';
+    const current = this.#state[stream];
+    if (current && current.EPOCH === epoch && seq <= current.SEQ) return { kind: 'duplicate', stream };
+    // A new EPOCH without a RESET first should not happen; adopting it is the
+    // only way forward (the old history is gone on the server anyway).
+    this.#state[stream] = { SEQ: seq, EPOCH: epoch };
+    this.#save();
+    this.#pending[stream] = seq;
+    this.#schedule();
+    return { kind: 'new', stream, seq };
+  }
+
+  /** A RESET frame: continue after the server's position on that stream. */
+  reset(frame: ResetFrame): StreamName {
+    const stream: StreamName = frame.STREAM === BROADCAST_STREAM ? 'broadcast' : 'own';
+    this.#state[stream] = { SEQ: frame.SEQ, EPOCH: frame.EPOCH };
+    this.#pending[stream] = undefined;
+    this.#save();
+    return stream;
+  }
+
+  /** Sends the pending acks now (before a close, or after a reconnect). */
+  flush(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    for (const stream of ['own', 'broadcast'] as const) {
+      const seq = this.#pending[stream];
+      if (seq === undefined) continue;
+      const frame: ClientFrame = stream === 'own' ? { TYPE: 'RESPONSE', SEQ: seq } : { TYPE: 'RESPONSE', SEQ: seq, STREAM: BROADCAST_STREAM };
+      if (this.#options.send(frame)) this.#pending[stream] = undefined;
+    }
+  }
+
+  /** Forgets everything (memory and sessionStorage). */
+  clear(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#state = {};
+    this.#pending.own = undefined;
+    this.#pending.broadcast = undefined;
+    const key = this.#options.storageKey;
+    if (key) sessionStore()?.removeItem(key);
+  }
+
+  dispose(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #schedule(): void {
+    if (this.#timer !== undefined) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.flush();
+    }, this.#ackDelay);
+  }
+
+  #load(): void {
+    const key = this.#options.storageKey;
+    if (!key) return;
+    try {
+      const raw = sessionStore()?.getItem(key);
+      if (!raw) return;
+      const parsed = JSON.parse(raw) as Record<string, unknown>;
+      const state: StoredCursors = {};
+      if (typeof parsed.id === 'number') state.id = parsed.id;
+      if (isCursor(parsed.own)) state.own = { SEQ: parsed.own.SEQ, EPOCH: parsed.own.EPOCH };
+      if (isCursor(parsed.broadcast)) state.broadcast = { SEQ: parsed.broadcast.SEQ, EPOCH: parsed.broadcast.EPOCH };
+      this.#state = state;
+    } catch {
+      // A corrupt entry is as good as none: the server replays by its own rules.
+    }
+  }
+
+  #save(): void {
+    const key = this.#options.storageKey;
+    if (!key) return;
+    try {
+      sessionStore()?.setItem(key, JSON.stringify(this.#state));
+    } catch {
+      // Quota or privacy mode: memory still works for this page's life.
+    }
+  }
+}

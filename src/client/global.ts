@@ -1,0 +1,51 @@
+/**
+ * Entry of the script-tag build (herald.min.js, an IIFE). It defines two
+ * globals:
+ *
+ * - `Herald`: everything index.ts exports; `Herald.connect({kind, token})`
+ *   returns a connected client that shares one dispatcher with...
+ * - `AMessageChecker`: the old daemon's dispatcher, for pages written
+ *   against it (the seed's extension point): `AMessageChecker.extend({TYPE,
+ *   CALLBACK})` and `AMessageChecker.processData(message)`. Handlers added
+ *   before `Herald.connect` are kept.
+ */
+import * as api from './index.js';
+import { Dispatcher, type LegacyExtension } from './dispatcher.js';
+import { HeraldClient, setDefaultBaseUrl, type HeraldClientOptions } from './herald-client.js';
+
+// Where this script came from is where Herald is (unless the page says otherwise).
+const script = document.currentScript as HTMLScriptElement | null;
+if (script?.src) setDefaultBaseUrl(new URL('.', script.src).toString());
+
+const shared = new Dispatcher();
+let current: HeraldClient | undefined;
+
+/** A client that uses the shared dispatcher, so AMessageChecker's handlers see its notifications. */
+function connect(options: HeraldClientOptions = {}): HeraldClient {
+  current = new HeraldClient({ dispatcher: shared, ...options });
+  return current;
+}
+
+const AMessageChecker = {
+  /** `extend({TYPE, CALLBACK})`, or a list of them; returns the unsubscribe function(s). */
+  extend(ext: LegacyExtension | LegacyExtension[]) {
+    return Array.isArray(ext) ? shared.extend(ext) : shared.extend(ext);
+  },
+  /** `on(TYPE, handler)`, the modern form. */
+  on: shared.on.bind(shared),
+  /** Hands a notification (object or JSON string) to the handlers, as if it had arrived. */
+  processData(data: unknown): void {
+    if (current) {
+      current.process(data);
+      return;
+    }
+    // No connection yet: make one without connecting so the built-in handlers exist.
+    current = new HeraldClient({ dispatcher: shared, autoConnect: false });
+    current.process(data);
+  },
+  dispatcher: shared,
+};
+
+const g = globalThis as unknown as Record<string, unknown>;
+g.Herald = { ...api, connect, dispatcher: shared, get client() { return current; } };
+g.AMessageChecker = AMessageChecker;

@@ -1,0 +1,412 @@
+/**
+ * HeraldClient: one tab's connection to Herald. It connects to `/ws/admin`
+ * or `/ws/user` with a token, answers PINGs, notices a dead link, reconnects
+ * with backoff for as long as the page lives, resumes the delivery streams
+ * where it left off, and hands every notification to the dispatcher.
+ *
+ * A rejected credential (close code 4401/4403, or an HTTP 401/403 refusal of
+ * the handshake) stops retrying and emits `rejected`; anything else — server
+ * down, restart, network gone — retries (STYLE.md §5).
+ */
+import type { ClientFrame, NotificationObject, ResetFrame, WelcomeFrame } from '../protocol/frames.js';
+import type { PrincipalKind } from '../protocol/principal.js';
+import { CloseCode, TERMINAL_CLOSE_CODES } from '../protocol/close-codes.js';
+import { Backoff } from './backoff.js';
+import type { ConnectionState, HeraldClientOptions, HeraldEvents } from './client-types.js';
+import { installDefaultHandlers } from './defaults.js';
+import { DeliveryTracker, type StreamName } from './delivery.js';
+import { DesktopNotifier } from './desktop.js';
+import { Dispatcher, toNotification, type Handler, type LegacyExtension } from './dispatcher.js';
+import { Emitter } from './emitter.js';
+import { Toaster } from './toaster.js';
+import { probeRefusal } from './probe.js';
+
+export type { ConnectionState, HeraldClientOptions, HeraldEvents, TokenSource } from './client-types.js';
+
+/** Silence on a healthy link never lasts longer than ~2.5 heartbeats (one lost PING tolerated, plus latency). */
+const DEAD_FACTOR = 2.5;
+/** After close(), how long to wait for the server to close before closing ourselves, in ms. */
+const CLOSE_GRACE_MS = 3000;
+
+let scriptBase: string | undefined;
+/** The script build records where it was loaded from, the default base URL. */
+export function setDefaultBaseUrl(url: string | undefined): void {
+  scriptBase = url;
+}
+
+let sharedToaster: Toaster | undefined;
+function defaultToaster(): Toaster {
+  sharedToaster ??= new Toaster();
+  return sharedToaster;
+}
+
+function toWsUrl(base: string): string {
+  const u = new URL(base, location.href);
+  if (u.protocol === 'http:') u.protocol = 'ws:';
+  else if (u.protocol === 'https:') u.protocol = 'wss:';
+  return u.toString();
+}
+
+export class HeraldClient {
+  readonly kind: PrincipalKind;
+  readonly endpoint: string;
+  readonly dispatcher: Dispatcher;
+  readonly events = new Emitter<HeraldEvents>();
+  readonly desktop = new DesktopNotifier();
+  readonly toaster: Toaster | undefined;
+
+  readonly #options: HeraldClientOptions;
+  readonly #backoff: Backoff;
+  readonly #delivery: DeliveryTracker;
+  readonly #WebSocket: typeof WebSocket;
+  #state: ConnectionState = 'idle';
+  #ws: WebSocket | undefined;
+  #welcome: WelcomeFrame | undefined;
+  #heartbeatMs: number;
+  #lastFrameAt = 0;
+  #deadTimer: ReturnType<typeof setTimeout> | undefined;
+  #retryTimer: ReturnType<typeof setTimeout> | undefined;
+  #closeTimer: ReturnType<typeof setTimeout> | undefined;
+  #closeNotice: { reason: string; code?: number } | undefined;
+  #closeWaiters: Array<() => void> = [];
+  #everConnected = false;
+  readonly #onOnline = () => this.#wakeUp();
+  readonly #onVisible = () => {
+    if (document.visibilityState === 'visible') this.#wakeUp();
+  };
+  readonly #onPageHide = () => this.#delivery.flush();
+
+  constructor(options: HeraldClientOptions = {}) {
+    this.#options = options;
+    this.kind = options.kind ?? 'admin';
+    if (this.kind !== 'admin' && this.kind !== 'user') throw new TypeError(`kind must be "admin" or "user", got ${String(this.kind)}`);
+    const base = options.url ?? scriptBase ?? location.origin;
+    this.endpoint = options.endpoint ? toWsUrl(options.endpoint) : `${toWsUrl(base).replace(/\/+$/, '')}/ws/${this.kind}`;
+    this.dispatcher = options.dispatcher ?? new Dispatcher();
+    this.#backoff = new Backoff(options.reconnect);
+    this.#heartbeatMs = options.heartbeatMs ?? 25_000;
+    this.#WebSocket = options.WebSocket ?? WebSocket;
+    this.#delivery = new DeliveryTracker({
+      storageKey: options.persistCursors === false ? undefined : `herald:cursors:${this.endpoint}`,
+      send: (frame) => this.send(frame),
+      ...(options.ackDelayMs === undefined ? {} : { ackDelayMs: options.ackDelayMs }),
+    });
+    this.toaster = options.toasts === false ? undefined : options.toasts ? new Toaster(options.toasts) : defaultToaster();
+    this.dispatcher.setErrorReporter((error, message, type) => {
+      console.error(`[herald] a handler of ${type} threw`, error);
+      this.events.emit('error', { error, message, type });
+    });
+    if (options.defaultHandlers !== false) {
+      installDefaultHandlers(this.dispatcher, {
+        toaster: this.toaster,
+        desktop: this.desktop,
+        send: (frame) => this.send(frame),
+        emitEvent: (m) => this.events.emit('event', m),
+      });
+    }
+    if (options.autoConnect !== false) this.connect();
+  }
+
+  /** The connection state. */
+  get state(): ConnectionState {
+    return this.#state;
+  }
+
+  /** The last WELCOME frame (who this tab is, heartbeat, stream heads), if connected once. */
+  get welcome(): WelcomeFrame | undefined {
+    return this.#welcome;
+  }
+
+  /** The delivery cursors (last SEQ/EPOCH seen) of both streams. */
+  cursors(): { own: ReturnType<DeliveryTracker['cursor']>; broadcast: ReturnType<DeliveryTracker['cursor']> } {
+    return { own: this.#delivery.cursor('own'), broadcast: this.#delivery.cursor('broadcast') };
+  }
+
+  /** Registers a handler for a notification TYPE; returns its unsubscribe function. */
+  on<T extends NotificationObject = NotificationObject>(type: string, handler: Handler<T>): () => void {
+    return this.dispatcher.on(type, handler);
+  }
+
+  /** The old `AMessageChecker.extend({TYPE, CALLBACK})`. */
+  extend(extension: LegacyExtension): () => void {
+    return this.dispatcher.extend(extension);
+  }
+
+  /** Starts connecting (again, after `close()` or a rejection). */
+  connect(): void {
+    if (this.#state === 'connecting' || this.#state === 'open') return;
+    // A close() still in progress is done as far as its caller is concerned.
+    this.#resolveClose();
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    this.#backoff.reset();
+    addEventListener('online', this.#onOnline);
+    document.addEventListener('visibilitychange', this.#onVisible);
+    addEventListener('pagehide', this.#onPageHide);
+    void this.#open();
+  }
+
+  /**
+   * Asks the server to close this tab (`CLOSE_REQUEST`) and stops
+   * reconnecting. Resolves when the socket is closed.
+   */
+  close(): Promise<void> {
+    this.#stopListening();
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    const ws = this.#ws;
+    if (!ws || ws.readyState === WebSocket.CLOSED) {
+      this.#ws = undefined;
+      this.#setState('closed');
+      return Promise.resolve();
+    }
+    const done = new Promise<void>((resolve) => this.#closeWaiters.push(resolve));
+    if (this.#state === 'closing') return done;
+    this.#setState('closing');
+    if (ws.readyState === WebSocket.OPEN) {
+      this.#delivery.flush();
+      ws.send(JSON.stringify({ TYPE: 'CLOSE_REQUEST' } satisfies ClientFrame));
+      // The server answers by closing; if it does not, close from this side.
+      this.#closeTimer = setTimeout(() => ws.close(CloseCode.NORMAL, 'client closed'), CLOSE_GRACE_MS);
+    } else {
+      ws.close(CloseCode.NORMAL, 'client closed');
+    }
+    return done;
+  }
+
+  /** Sends a frame to the server; false when not connected. */
+  send(frame: ClientFrame): boolean {
+    const ws = this.#ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+    ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  /**
+   * Feeds a notification to the dispatcher as if it had arrived (the old
+   * `AMessageChecker.processData`). Accepts an object, or a JSON string.
+   */
+  process(data: unknown): void {
+    const message = toNotification(typeof data === 'string' ? parseOr(data) : data);
+    if (message) this.#dispatch(message, undefined);
+  }
+
+  #dispatch(message: NotificationObject, stream: StreamName | undefined): void {
+    // The final notification of a background command replaces its live toast.
+    if (typeof message.COMMAND_ID === 'string' && message.TYPE !== 'COMMAND_PROGRESS') this.toaster?.endCommand(message.COMMAND_ID);
+    this.dispatcher.dispatch(message, stream);
+  }
+
+  // ---- connection -----------------------------------------------------------
+
+  async #open(): Promise<void> {
+    const attempt = this.#backoff.attempt;
+    this.#setState('connecting');
+    this.events.emit('connecting', { attempt });
+    let url: string;
+    try {
+      url = await this.#url();
+    } catch (error) {
+      // A token function that fails is a transient problem (e.g. the panel's
+      // token endpoint restarting): retry like a failed connection.
+      this.events.emit('error', { error });
+      if (this.#state === 'connecting') this.#scheduleRetry(CloseCode.INTERNAL_ERROR, 'token unavailable');
+      return;
+    }
+    if (this.#state !== 'connecting') return; // close() while awaiting the token
+    let ws: WebSocket;
+    try {
+      ws = new this.#WebSocket(url);
+    } catch (error) {
+      this.events.emit('error', { error });
+      this.#scheduleRetry(CloseCode.INTERNAL_ERROR, 'bad endpoint');
+      return;
+    }
+    this.#ws = ws;
+    this.#welcome = undefined;
+    this.#closeNotice = undefined;
+    let opened = false;
+    ws.onopen = () => {
+      opened = true;
+      this.#touch();
+    };
+    ws.onmessage = (ev: MessageEvent) => {
+      if (this.#ws !== ws) return;
+      this.#touch();
+      if (typeof ev.data === 'string') this.#onText(ev.data);
+    };
+    ws.onclose = (ev: CloseEvent) => {
+      if (this.#ws !== ws) return; // a socket we already gave up on
+      this.#ws = undefined;
+      void this.#onClosed(ev.code, ev.reason || this.#closeNotice?.reason || '', opened, url);
+    };
+  }
+
+  async #url(): Promise<string> {
+    const u = new URL(this.endpoint);
+    const src = this.#options.token;
+    const token = typeof src === 'function' ? await src() : src;
+    if (token) u.searchParams.set('token', token);
+    for (const [k, v] of Object.entries(this.#delivery.resumeParams())) u.searchParams.set(k, v);
+    return u.toString();
+  }
+
+  async #onClosed(code: number, reason: string, opened: boolean, url: string): Promise<void> {
+    clearTimeout(this.#deadTimer);
+    clearTimeout(this.#closeTimer);
+    this.#deadTimer = undefined;
+    if (this.#state === 'closing' || this.#state === 'closed') {
+      this.#setState('closed');
+      this.events.emit('disconnected', { code, reason, willReconnect: false });
+      this.#resolveClose();
+      return;
+    }
+    let terminal = TERMINAL_CLOSE_CODES.has(code) ? code : undefined;
+    if (terminal === undefined && !opened) {
+      // A refused handshake reaches the page only as code 1006, whatever the
+      // HTTP status was, so ask the endpoint over plain HTTP why (server/web/admission.ts).
+      terminal = await probeRefusal(url);
+      if (this.#state !== 'connecting' && this.#state !== 'open') return; // close() meanwhile
+    }
+    if (terminal !== undefined) {
+      this.#reject(terminal, reason || (terminal === CloseCode.FORBIDDEN ? 'forbidden' : 'unauthorized'));
+      return;
+    }
+    if (this.#everConnected || opened) this.events.emit('disconnected', { code, reason, willReconnect: true });
+    this.#scheduleRetry(code, reason);
+  }
+
+  #reject(code: number, reason: string): void {
+    this.#stopListening();
+    this.#setState('rejected');
+    this.events.emit('disconnected', { code, reason, willReconnect: false });
+    this.events.emit('rejected', { code, reason });
+  }
+
+  #scheduleRetry(_code: number, _reason: string): void {
+    const delayMs = this.#backoff.next();
+    this.#setState('waiting');
+    this.events.emit('reconnecting', { attempt: this.#backoff.attempt, delayMs });
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      if (this.#state === 'waiting') void this.#open();
+    }, delayMs);
+  }
+
+  /** Back online or visible again: a waiting client tries now; a silent one is checked. */
+  #wakeUp(): void {
+    if (this.#state === 'waiting') {
+      clearTimeout(this.#retryTimer);
+      this.#retryTimer = undefined;
+      this.#backoff.reset();
+      void this.#open();
+    } else if (this.#state === 'open' && Date.now() - this.#lastFrameAt > this.#heartbeatMs * DEAD_FACTOR) {
+      this.#drop('no heartbeat');
+    }
+  }
+
+  /** Something arrived: the link is alive; re-arm the dead-link timer. */
+  #touch(): void {
+    this.#lastFrameAt = Date.now();
+    clearTimeout(this.#deadTimer);
+    this.#deadTimer = setTimeout(() => this.#drop('no heartbeat'), this.#heartbeatMs * DEAD_FACTOR);
+  }
+
+  /**
+   * Gives up on a silent socket without waiting for its close handshake (on
+   * a dead link that can take minutes) and reconnects.
+   */
+  #drop(reason: string): void {
+    const ws = this.#ws;
+    if (!ws) return;
+    this.#ws = undefined;
+    ws.onopen = ws.onmessage = ws.onclose = null;
+    try {
+      ws.close(CloseCode.TIMEOUT, reason);
+    } catch {
+      // already closing
+    }
+    void this.#onClosed(CloseCode.TIMEOUT, reason, true, '');
+  }
+
+  #stopListening(): void {
+    removeEventListener('online', this.#onOnline);
+    document.removeEventListener('visibilitychange', this.#onVisible);
+    removeEventListener('pagehide', this.#onPageHide);
+  }
+
+  #resolveClose(): void {
+    const waiters = this.#closeWaiters;
+    this.#closeWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  #setState(state: ConnectionState): void {
+    if (this.#state === state) return;
+    this.#state = state;
+    this.events.emit('state', state);
+  }
+
+  // ---- frames ---------------------------------------------------------------
+
+  #onText(text: string): void {
+    // The old daemon could deliver a plain string that is not JSON at all.
+    const value = parseOr(text);
+    this.events.emit('frame', value);
+    if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
+      const frame = value as Record<string, unknown>;
+      switch (frame.TYPE) {
+        case 'PING':
+          this.send({ TYPE: 'PONG' });
+          return;
+        case 'PONG':
+          return;
+        case 'WELCOME':
+          this.#onWelcome(frame as unknown as WelcomeFrame);
+          return;
+        case 'RESET':
+          this.#onReset(frame as unknown as ResetFrame);
+          return;
+        case 'close':
+          this.#closeNotice = { reason: String(frame.REASON ?? ''), ...(typeof frame.CODE === 'number' ? { code: frame.CODE } : {}) };
+          return;
+        case 'ERROR':
+          this.events.emit('error', { error: frame });
+          return;
+      }
+    }
+    const message = toNotification(value);
+    if (!message) return;
+    const verdict = this.#delivery.accept(message);
+    if (verdict.kind === 'duplicate') return;
+    this.#dispatch(message, verdict.kind === 'new' ? verdict.stream : undefined);
+  }
+
+  #onWelcome(frame: WelcomeFrame): void {
+    if (typeof frame.HEARTBEAT === 'number' && frame.HEARTBEAT > 0) this.#heartbeatMs = frame.HEARTBEAT;
+    this.#touch();
+    const resumed = this.#delivery.cursor('own') !== undefined || this.#delivery.cursor('broadcast') !== undefined;
+    this.#delivery.welcome(frame);
+    this.#welcome = frame;
+    this.#everConnected = true;
+    this.#backoff.reset();
+    this.#setState('open');
+    this.events.emit('connected', { welcome: frame, resumed });
+    this.#delivery.flush();
+  }
+
+  #onReset(frame: ResetFrame): void {
+    if (typeof frame.SEQ !== 'number' || typeof frame.EPOCH !== 'string') return;
+    const stream = this.#delivery.reset(frame);
+    this.events.emit('reset', { stream, epoch: frame.EPOCH, seq: frame.SEQ, reason: String(frame.REASON ?? '') });
+  }
+}
+
+function parseOr(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return text;
+  }
+}

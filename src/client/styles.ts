@@ -1,0 +1,100 @@
+/**
+ * The toasts live in an open shadow root, so the host page's CSS cannot
+ * reach in and ours cannot leak out. Theming goes through CSS custom
+ * properties (they inherit into the shadow tree), e.g.
+ * `#herald-toasts { --herald-accent: #0a7; }`, and through `::part(toast)`,
+ * `::part(title)`, `::part(text)`, `::part(close)`, `::part(link)`,
+ * `::part(progress)`, `::part(cancel)`.
+ */
+export const TOAST_CSS: string = `
+:host {
+  all: initial;
+  position: fixed;
+  top: var(--herald-top, 16px);
+  right: var(--herald-right, 16px);
+  z-index: var(--herald-z, 2147483000);
+  display: flex;
+  flex-direction: column;
+  gap: 8px;
+  width: var(--herald-width, 360px);
+  max-width: calc(100vw - 32px);
+  font: var(--herald-font, 14px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif);
+  color: var(--herald-fg, #1d2430);
+  pointer-events: none;
+}
+.herald-toast {
+  pointer-events: auto;
+  display: flex;
+  gap: 10px;
+  align-items: flex-start;
+  padding: 12px 12px 12px 14px;
+  background: var(--herald-bg, #fff);
+  border-left: 4px solid var(--herald-accent, #2f6fde);
+  border-radius: var(--herald-radius, 6px);
+  box-shadow: var(--herald-shadow, 0 4px 16px rgba(0, 0, 0, .18));
+  animation: herald-in .18s ease-out;
+  overflow-wrap: anywhere;
+}
+.herald-toast[data-state="failed"], .herald-toast[data-state="timed_out"] { border-left-color: var(--herald-danger, #c62828); }
+.herald-toast[data-state="succeeded"] { border-left-color: var(--herald-success, #2e7d32); }
+.herald-icon { width: 24px; height: 24px; flex: none; object-fit: contain; }
+.herald-icon-text { flex: none; font-size: 20px; line-height: 24px; }
+.herald-body { flex: 1; min-width: 0; }
+.herald-title { font-weight: 600; margin: 0 0 2px; }
+.herald-title:empty { display: none; }
+.herald-text p { margin: 0 0 4px; }
+.herald-text ul, .herald-text ol { margin: 2px 0; padding-left: 20px; }
+.herald-text a, .herald-link { color: var(--herald-link, #1f5bc6); }
+.herald-link { display: inline-block; margin-top: 4px; }
+.herald-close, .herald-cancel {
+  font: inherit;
+  cursor: pointer;
+  border: 0;
+  background: transparent;
+  color: var(--herald-muted, #5b6472);
+}
+.herald-close { flex: none; font-size: 18px; line-height: 18px; padding: 0 2px; }
+.herald-close:hover, .herald-close:focus-visible { color: var(--herald-fg, #1d2430); }
+.herald-cancel {
+  margin-top: 6px;
+  padding: 2px 10px;
+  border: 1px solid currentColor;
+  border-radius: 4px;
+}
+.herald-output {
+  margin: 6px 0 0;
+  max-height: 9.5em;
+  overflow: auto;
+  padding: 6px 8px;
+  background: var(--herald-code-bg, #f3f5f8);
+  border-radius: 4px;
+  font: 12px/1.35 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
+  white-space: pre-wrap;
+}
+.herald-output:empty { display: none; }
+.herald-state { color: var(--herald-muted, #5b6472); font-weight: 400; }
+.herald-spinner {
+  display: inline-block;
+  width: 12px;
+  height: 12px;
+  margin-right: 6px;
+  vertical-align: -1px;
+  border: 2px solid var(--herald-accent, #2f6fde);
+  border-right-color: transparent;
+  border-radius: 50%;
+  animation: herald-spin .8s linear infinite;
+}
+@keyframes herald-spin { to { transform: rotate(360deg); } }
+@keyframes herald-in { from { opacity: 0; transform: translateY(-6px); } }
+@media (prefers-reduced-motion: reduce) {
+  .herald-toast { animation: none; }
+  .herald-spinner { animation-duration: 3s; }
+}
+@media (prefers-color-scheme: dark) {
+  :host { color: var(--herald-fg, #e6e9ef); }
+  .herald-toast { background: var(--herald-bg, #232a35); }
+  .herald-output { background: var(--herald-code-bg, #1a2029); }
+  .herald-text a, .herald-link { color: var(--herald-link, #8ab4f8); }
+  .herald-close, .herald-cancel, .herald-state { color: var(--herald-muted, #a4adbb); }
+}
+`;

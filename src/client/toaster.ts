@@ -1,0 +1,286 @@
+/**
+ * The built-in UI: a stack of toasts in a shadow root (see styles.ts), one
+ * per MESSAGE, plus one live toast per running background command.
+ */
+import type { NotificationObject } from '../protocol/frames.js';
+import type { CommandProgressFrame, CommandState } from '../protocol/commands.js';
+import { isSafeUrl, sanitizeHtml } from './sanitize.js';
+import { TOAST_CSS } from './styles.js';
+
+export interface ToasterOptions {
+  /** Where the toast stack is attached. Default: document.body. */
+  parent?: HTMLElement;
+  /** Id of the host element (for theming with CSS custom properties). Default "herald-toasts". */
+  hostId?: string;
+  /** At most this many toasts at once; the oldest goes first. Default 5. */
+  maxToasts?: number;
+  /** Auto-dismiss after this many ms when a MESSAGE has no TIMEOUT. 0 = stay until closed. Default 15000. */
+  timeoutMs?: number;
+  /** Text of the EXTRA link. Default "Open". */
+  linkLabel?: string;
+  /** Accessible label of the close button. Default "Close". */
+  closeLabel?: string;
+  /** Text of a command toast's cancel button. Default "Cancel". */
+  cancelLabel?: string;
+  /** Output kept in a command toast, in characters (the tail). Default 4000. */
+  outputTail?: number;
+}
+
+const TERMINAL: ReadonlySet<CommandState> = new Set<CommandState>(['succeeded', 'failed', 'timed_out', 'cancelled']);
+const STATE_LABEL: Record<CommandState, string> = {
+  queued: 'queued',
+  running: 'running',
+  succeeded: 'done',
+  failed: 'failed',
+  timed_out: 'timed out',
+  cancelled: 'cancelled',
+};
+
+function asText(value: unknown): string {
+  if (value === undefined || value === null) return '';
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  return JSON.stringify(value);
+}
+
+/**
+ * TIMEOUT of a MESSAGE, in milliseconds; 0 keeps the toast until closed.
+ * Anything that is not a non-negative number falls back to the default.
+ */
+function timeoutOf(message: NotificationObject, fallback: number): number {
+  const t = message.TIMEOUT;
+  const n = typeof t === 'string' && t.trim() !== '' ? Number(t) : t;
+  return typeof n === 'number' && Number.isFinite(n) && n >= 0 ? n : fallback;
+}
+
+interface CommandToast {
+  element: HTMLElement;
+  output: HTMLElement;
+  state: HTMLElement;
+  spinner: HTMLElement;
+  cancel: HTMLButtonElement;
+  text: string;
+}
+
+export class Toaster {
+  readonly #options: Required<Omit<ToasterOptions, 'parent'>> & { parent: HTMLElement | undefined };
+  #host: HTMLElement | undefined;
+  #root: ShadowRoot | undefined;
+  readonly #commands = new Map<string, CommandToast>();
+
+  constructor(options: ToasterOptions = {}) {
+    this.#options = {
+      parent: options.parent,
+      hostId: options.hostId ?? 'herald-toasts',
+      maxToasts: options.maxToasts ?? 5,
+      timeoutMs: options.timeoutMs ?? 15_000,
+      linkLabel: options.linkLabel ?? 'Open',
+      closeLabel: options.closeLabel ?? 'Close',
+      cancelLabel: options.cancelLabel ?? 'Cancel',
+      outputTail: options.outputTail ?? 4000,
+    };
+  }
+
+  /** The shadow root holding the toasts, created on first use. */
+  get root(): ShadowRoot {
+    if (this.#root && this.#host?.isConnected) return this.#root;
+    const host = document.createElement('div');
+    host.id = this.#options.hostId;
+    // The region is announced politely by screen readers as toasts arrive.
+    host.setAttribute('role', 'region');
+    host.setAttribute('aria-label', 'Notifications');
+    const root = host.attachShadow({ mode: 'open' });
+    const style = document.createElement('style');
+    style.textContent = TOAST_CSS;
+    const list = document.createElement('div');
+    list.className = 'herald-list';
+    list.setAttribute('aria-live', 'polite');
+    list.setAttribute('aria-relevant', 'additions');
+    list.style.display = 'contents';
+    root.append(style, list);
+    (this.#options.parent ?? document.body).append(host);
+    this.#host = host;
+    this.#root = root;
+    return root;
+  }
+
+  get #list(): HTMLElement {
+    return this.root.querySelector('.herald-list') as HTMLElement;
+  }
+
+  /** Number of toasts on screen. */
+  get size(): number {
+    return this.#root ? this.#list.children.length : 0;
+  }
+
+  /** Shows a MESSAGE: TITLE as text, TEXT sanitised, EXTRA as a link, ICON, TIMEOUT. Returns the toast element. */
+  show(message: NotificationObject): HTMLElement {
+    const toast = this.#frame(message.TYPE);
+    const body = toast.querySelector('.herald-body') as HTMLElement;
+    this.#icon(toast, message.ICON);
+    const title = body.querySelector('.herald-title') as HTMLElement;
+    title.textContent = asText(message.TITLE);
+    const text = document.createElement('div');
+    text.className = 'herald-text';
+    text.setAttribute('part', 'text');
+    text.append(sanitizeHtml(asText(message.TEXT)));
+    body.append(text);
+    const extra = typeof message.EXTRA === 'string' ? message.EXTRA.trim() : '';
+    if (extra !== '' && isSafeUrl(extra)) {
+      const a = document.createElement('a');
+      a.className = 'herald-link';
+      a.setAttribute('part', 'link');
+      a.href = extra;
+      a.target = '_blank';
+      a.rel = 'noopener noreferrer';
+      a.textContent = this.#options.linkLabel;
+      body.append(a);
+    }
+    if (message.ID !== undefined) toast.dataset.id = asText(message.ID);
+    this.#add(toast);
+    this.#autoDismiss(toast, timeoutOf(message, this.#options.timeoutMs));
+    return toast;
+  }
+
+  /**
+   * Creates or updates the live toast of a background command. `onCancel`
+   * runs when the admin presses Cancel.
+   */
+  progress(frame: CommandProgressFrame, onCancel: (commandId: string) => void): HTMLElement {
+    let entry = this.#commands.get(frame.COMMAND_ID);
+    if (!entry) {
+      const element = this.#frame('COMMAND_PROGRESS', () => this.#commands.delete(frame.COMMAND_ID));
+      element.dataset.commandId = frame.COMMAND_ID;
+      const body = element.querySelector('.herald-body') as HTMLElement;
+      const title = body.querySelector('.herald-title') as HTMLElement;
+      const spinner = document.createElement('span');
+      spinner.className = 'herald-spinner';
+      spinner.setAttribute('aria-hidden', 'true');
+      const name = document.createElement('span');
+      name.textContent = asText(frame.PROGRAM);
+      const state = document.createElement('span');
+      state.className = 'herald-state';
+      title.append(spinner, name, ' ', state);
+      const output = document.createElement('pre');
+      output.className = 'herald-output';
+      output.setAttribute('part', 'progress');
+      const cancel = document.createElement('button');
+      cancel.type = 'button';
+      cancel.className = 'herald-cancel';
+      cancel.setAttribute('part', 'cancel');
+      cancel.textContent = this.#options.cancelLabel;
+      cancel.addEventListener('click', () => {
+        cancel.disabled = true;
+        onCancel(frame.COMMAND_ID);
+      });
+      body.append(output, cancel);
+      entry = { element, output, state, spinner, cancel, text: '' };
+      this.#commands.set(frame.COMMAND_ID, entry);
+      this.#add(element);
+    }
+    entry.element.dataset.state = frame.STATE;
+    entry.state.textContent = `— ${STATE_LABEL[frame.STATE] ?? asText(frame.STATE)}`;
+    if (typeof frame.OUTPUT === 'string' && frame.OUTPUT !== '') {
+      entry.text = (entry.text + frame.OUTPUT).slice(-this.#options.outputTail);
+      entry.output.textContent = entry.text;
+      entry.output.scrollTop = entry.output.scrollHeight;
+    }
+    if (TERMINAL.has(frame.STATE)) {
+      entry.spinner.remove();
+      entry.cancel.remove();
+    }
+    return entry.element;
+  }
+
+  /** Removes the live toast of a command (its final notification has arrived). */
+  endCommand(commandId: string): boolean {
+    const entry = this.#commands.get(commandId);
+    if (!entry) return false;
+    this.#commands.delete(commandId);
+    entry.element.remove();
+    return true;
+  }
+
+  /** Removes every toast and the host element. */
+  clear(): void {
+    this.#commands.clear();
+    this.#host?.remove();
+    this.#host = undefined;
+    this.#root = undefined;
+  }
+
+  #frame(type: string, onRemove?: () => void): HTMLElement {
+    const toast = document.createElement('div');
+    toast.className = 'herald-toast';
+    toast.setAttribute('part', 'toast');
+    toast.dataset.type = type;
+    const body = document.createElement('div');
+    body.className = 'herald-body';
+    const title = document.createElement('div');
+    title.className = 'herald-title';
+    title.setAttribute('part', 'title');
+    body.append(title);
+    const close = document.createElement('button');
+    close.type = 'button';
+    close.className = 'herald-close';
+    close.setAttribute('part', 'close');
+    close.setAttribute('aria-label', this.#options.closeLabel);
+    close.textContent = '×';
+    close.addEventListener('click', () => {
+      toast.remove();
+      onRemove?.();
+    });
+    toast.append(body, close);
+    return toast;
+  }
+
+  #icon(toast: HTMLElement, icon: unknown): void {
+    if (typeof icon !== 'string' || icon.trim() === '') return;
+    const value = icon.trim();
+    let el: HTMLElement;
+    if (isSafeUrl(value) && /[/.]/.test(value)) {
+      const img = document.createElement('img');
+      img.alt = '';
+      img.src = value;
+      el = img;
+      el.className = 'herald-icon';
+    } else if (/^[\w\s-]+$/.test(value)) {
+      // Icon-font class names of the host page ("fa fa-bell") cannot reach
+      // into the shadow root, so they show nothing rather than their name.
+      return;
+    } else {
+      // An emoji or a symbol.
+      el = document.createElement('span');
+      el.className = 'herald-icon-text';
+      el.setAttribute('aria-hidden', 'true');
+      el.textContent = [...value].slice(0, 2).join('');
+    }
+    el.setAttribute('part', 'icon');
+    toast.prepend(el);
+  }
+
+  #add(toast: HTMLElement): void {
+    const list = this.#list;
+    list.append(toast);
+    while (list.children.length > this.#options.maxToasts) {
+      const oldest = list.firstElementChild as HTMLElement;
+      if (oldest.dataset.commandId) this.#commands.delete(oldest.dataset.commandId);
+      oldest.remove();
+    }
+  }
+
+  #autoDismiss(toast: HTMLElement, ms: number): void {
+    if (ms <= 0) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const start = () => {
+      timer = setTimeout(() => toast.remove(), ms);
+    };
+    const stop = () => clearTimeout(timer);
+    // Reading takes time: hovering or focusing a toast holds it.
+    toast.addEventListener('mouseenter', stop);
+    toast.addEventListener('focusin', stop);
+    toast.addEventListener('mouseleave', start);
+    toast.addEventListener('focusout', start);
+    start();
+  }
+}

@@ -1,0 +1,196 @@
+/**
+ * Web routes: the browser library (/herald.js, /herald.esm.js) and, in demo
+ * mode only, the demo page with its token-minting and send endpoints.
+ *
+ * The library is served from the build (dist/client), read once and kept in
+ * memory with a strong ETag and a gzipped copy. The URL has no version in it,
+ * so caches keep it only briefly and then revalidate (a 304 costs a few
+ * bytes); a page that wants long caching can add `?v=<etag>`, which switches
+ * to an immutable year-long lifetime.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { gzipSync } from 'node:zlib';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { Type, type Static } from '@sinclair/typebox';
+import type { HeraldOptions } from '../options.js';
+import type { PrincipalKind } from '../../protocol/principal.js';
+import { DEMO_HTML } from './demo-page.js';
+import { createAdmissionCheck, originAllowed, type AdmissionDeps } from './admission.js';
+
+export interface WebContext {
+  options: HeraldOptions;
+  /** Signs a browser token for a person (the token resolver's mintToken with the secret bound). */
+  mintToken(kind: PrincipalKind, id: number, ttlMs: number): Promise<string>;
+  /** The build output: `dist` (or `dist/client` itself). Default: see defaultDistDir(). */
+  distDir?: string;
+  /**
+   * The resolver and Origin policy, to answer a plain GET on /ws/admin and
+   * /ws/user with the status the handshake would get (admission.ts). Without
+   * them those GETs answer 426 and the library cannot tell a refused
+   * credential from a server that is down.
+   */
+  admission?: AdmissionDeps;
+}
+
+/** `dist/` next to this file's tree: dist/server/web → dist; src/server/web (tsx) → <repo>/dist. */
+export function defaultDistDir(): string {
+  const tree = fileURLToPath(new URL('../../', import.meta.url));
+  return basename(tree) === 'dist' ? tree : join(tree, '..', 'dist');
+}
+
+interface Asset {
+  body: Buffer;
+  gzip: Buffer;
+  etag: string;
+  type: string;
+}
+
+/** Short browser cache for the unversioned URL; revalidation is cheap with the ETag. */
+const CACHE_SHORT = 'public, max-age=300, must-revalidate';
+const CACHE_IMMUTABLE = 'public, max-age=31536000, immutable';
+
+function clientDir(distDir: string): string {
+  const nested = join(distDir, 'client');
+  return existsSync(join(nested, 'herald.min.js')) ? nested : distDir;
+}
+
+function loadAsset(dir: string, file: string, type: string): Asset | undefined {
+  const path = join(dir, file);
+  if (!existsSync(path)) return undefined;
+  const body = readFileSync(path);
+  const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"`;
+  return { body, gzip: gzipSync(body, { level: 9 }), etag, type };
+}
+
+function sendAsset(req: FastifyRequest, reply: FastifyReply, asset: Asset | undefined, name: string): FastifyReply {
+  if (!asset) {
+    return reply
+      .code(503)
+      .type('application/json')
+      .send({ error: { code: 'HERALD_ERR_UNAVAILABLE', message: `${name} is not built: run npm run build` } });
+  }
+  const versioned = typeof (req.query as Record<string, unknown> | undefined)?.v === 'string';
+  reply.header('cache-control', versioned ? CACHE_IMMUTABLE : CACHE_SHORT);
+  reply.header('etag', asset.etag);
+  reply.header('vary', 'accept-encoding');
+  reply.header('x-content-type-options', 'nosniff');
+  reply.header('cross-origin-resource-policy', 'cross-origin');
+  reply.type(asset.type);
+  const inm = req.headers['if-none-match'];
+  if (typeof inm === 'string' && inm.split(',').some((t) => t.trim().replace(/^W\//, '') === asset.etag)) {
+    return reply.code(304).send();
+  }
+  if (/\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''))) {
+    reply.header('content-encoding', 'gzip');
+    return reply.send(asset.gzip);
+  }
+  return reply.send(asset.body);
+}
+
+const TokenBody = Type.Object(
+  {
+    kind: Type.Union([Type.Literal('admin'), Type.Literal('user')]),
+    id: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
+  },
+  { additionalProperties: false },
+);
+
+const SendBody = Type.Object(
+  {
+    kind: Type.Union([Type.Literal('admin'), Type.Literal('user')]),
+    id: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
+    title: Type.String({ maxLength: 1000 }),
+    text: Type.String({ maxLength: 20000 }),
+    extra: Type.Optional(Type.String({ maxLength: 2000 })),
+  },
+  { additionalProperties: false },
+);
+
+/** Registers the library's routes and, when `options.demo` is on, the demo's. */
+export async function registerWebRoutes(app: FastifyInstance, ctx: WebContext): Promise<void> {
+  const dir = clientDir(ctx.distDir ?? defaultDistDir());
+  const JS = 'application/javascript; charset=utf-8';
+  const MAP = 'application/json; charset=utf-8';
+  // Loaded on first request (the build may finish after the server starts in development), then kept.
+  const cache = new Map<string, Asset>();
+  const asset = (file: string, type: string): Asset | undefined => {
+    let a = cache.get(file);
+    if (!a) {
+      a = loadAsset(dir, file, type);
+      if (a) cache.set(file, a);
+    }
+    return a;
+  };
+
+  app.get('/herald.js', { schema: { hide: true } }, (req, reply) => sendAsset(req, reply, asset('herald.min.js', JS), 'herald.js'));
+  app.get('/herald.min.js', { schema: { hide: true } }, (req, reply) => sendAsset(req, reply, asset('herald.min.js', JS), 'herald.min.js'));
+  app.get('/herald.min.js.map', { schema: { hide: true } }, (req, reply) => sendAsset(req, reply, asset('herald.min.js.map', MAP), 'herald.min.js.map'));
+  app.get('/herald.esm.js', { schema: { hide: true } }, (req, reply) => sendAsset(req, reply, asset('herald.esm.js', JS), 'herald.esm.js'));
+  app.get('/herald.esm.js.map', { schema: { hide: true } }, (req, reply) => sendAsset(req, reply, asset('herald.esm.js.map', MAP), 'herald.esm.js.map'));
+
+  const admission = ctx.admission;
+  const check = admission ? createAdmissionCheck(admission) : undefined;
+  for (const kind of ['admin', 'user'] as const) {
+    // Upgrade requests never reach these routes (the Gateway takes the
+    // server's 'upgrade' event); only the library's plain-GET probe does.
+    // POST as well as GET: browsers send Origin on every POST, even a
+    // same-origin one, but not on a same-origin GET, and the Origin is half
+    // of what the handshake is checked on. The library probes with POST.
+    app.route({ method: ['GET', 'POST'], url: `/ws/${kind}`, schema: { hide: true }, handler: async (req, reply) => {
+      const status = check ? await check(kind, req.raw) : 426;
+      const origin = req.headers.origin;
+      if (admission && originAllowed(admission, origin)) {
+        reply.header('access-control-allow-origin', origin);
+        reply.header('access-control-allow-credentials', 'true');
+      }
+      reply.header('vary', 'origin');
+      reply.header('cache-control', 'no-store');
+      if (status === 426) reply.header('upgrade', 'websocket');
+      const body =
+        status === 426
+          ? { error: { code: 'HERALD_ERR_BAD_REQUEST', message: 'this endpoint takes WebSocket upgrades; the credential would be accepted' } }
+          : status === 401
+            ? { error: { code: 'HERALD_ERR_UNAUTHORIZED', message: 'the credential admits nobody' } }
+            : status === 403
+              ? { error: { code: 'HERALD_ERR_ORIGIN', message: 'origin not allowed' } }
+              : { error: { code: 'HERALD_ERR_UNAVAILABLE', message: 'cannot check credentials now, try again later' } };
+      return reply.code(status).send(body);
+    } });
+  }
+
+  if (!ctx.options.demo) return;
+
+  app.get('/demo', { schema: { hide: true } }, (_req, reply) => {
+    reply.header('cache-control', 'no-cache');
+    reply.header('x-content-type-options', 'nosniff');
+    reply.header('referrer-policy', 'no-referrer');
+    return reply.type('text/html; charset=utf-8').send(DEMO_HTML);
+  });
+  app.get('/demo.js', { schema: { hide: true } }, (req, reply) => sendAsset(req, reply, asset('demo.js', JS), 'demo.js'));
+
+  // Demo mode lets anyone who can reach the server act as any admin: that is
+  // the point of a demo, and why `demo` must be off in production.
+  app.post<{ Body: Static<typeof TokenBody> }>('/demo/token', { schema: { body: TokenBody, hide: true } }, async (req) => {
+    const token = await ctx.mintToken(req.body.kind, req.body.id, ctx.options.tokenTtlMs);
+    return { token, expiresAt: Date.now() + ctx.options.tokenTtlMs };
+  });
+
+  // Goes through the real HTTP API (in-process), so the demo shows exactly
+  // what a backend gets; the API token never leaves the server.
+  app.post<{ Body: Static<typeof SendBody> }>('/demo/send', { schema: { body: SendBody, hide: true } }, async (req, reply) => {
+    const { kind, id, title, text, extra } = req.body;
+    const message: Record<string, unknown> = { TYPE: 'MESSAGE', TITLE: title, TEXT: text };
+    if (extra) message.EXTRA = extra;
+    const res = await app.inject({
+      method: 'POST',
+      url: '/api/v1/send',
+      headers: { authorization: `Bearer ${ctx.options.apiToken}`, 'content-type': 'application/json' },
+      payload: JSON.stringify({ to: kind === 'admin' ? { aid: id } : { uid: id }, message }),
+    });
+    reply.code(res.statusCode).type('application/json; charset=utf-8');
+    return res.body;
+  });
+}

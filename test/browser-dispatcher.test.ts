@@ -1,0 +1,192 @@
+/**
+ * The DOM-free parts of the browser library, in Node: the dispatcher's
+ * rules, full-jitter backoff, and the delivery cursors (dedupe, batched
+ * cumulative acks, RESET, another person's cursors). The rest runs in
+ * Chromium (browser-library, browser-reconnect).
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { Dispatcher, toNotification } from '../src/client/dispatcher.js';
+import { Backoff } from '../src/client/backoff.js';
+import { DeliveryTracker } from '../src/client/delivery.js';
+import type { ClientFrame, WelcomeFrame } from '../src/protocol/frames.js';
+
+describe('Dispatcher', () => {
+  it('runs handlers of a TYPE in registration order, then the built-in', () => {
+    const d = new Dispatcher();
+    const order: string[] = [];
+    d.on('MESSAGE', () => order.push('a'));
+    d.extend({ TYPE: 'MESSAGE', CALLBACK: () => order.push('b') });
+    d.setBuiltin('MESSAGE', () => order.push('builtin'));
+    d.on('MESSAGE', () => order.push('c'));
+    const r = d.dispatch({ TYPE: 'MESSAGE' });
+    assert.deepEqual(order, ['a', 'b', 'c', 'builtin']);
+    assert.deepEqual(r, { handled: 3, builtin: true, fallback: false });
+  });
+
+  it('reports a throwing handler and still runs the others', () => {
+    const d = new Dispatcher();
+    const errors: string[] = [];
+    d.setErrorReporter((e, _m, type) => errors.push(`${type}:${(e as Error).message}`));
+    const ran: number[] = [];
+    d.on('X', () => {
+      throw new Error('boom');
+    });
+    d.on('X', () => ran.push(2));
+    d.dispatch({ TYPE: 'X' });
+    assert.deepEqual(ran, [2]);
+    assert.deepEqual(errors, ['X:boom']);
+  });
+
+  it('sends unknown TYPEs to the fallback, and only those', () => {
+    const d = new Dispatcher();
+    const fallback: string[] = [];
+    d.setFallback((m) => fallback.push(m.TYPE));
+    d.extend({ TYPE: 'MINE', CALLBACK: () => {} });
+    d.setBuiltin('EVENT', () => {});
+    d.dispatch({ TYPE: 'MINE' });
+    d.dispatch({ TYPE: 'EVENT' });
+    d.dispatch({ TYPE: 'OTHER' });
+    assert.deepEqual(fallback, ['OTHER']);
+  });
+
+  it('preventDefault skips the built-in; unsubscribe removes exactly one registration', () => {
+    const d = new Dispatcher();
+    let builtin = 0;
+    let calls = 0;
+    d.setBuiltin('MESSAGE', () => builtin++);
+    const h = () => calls++;
+    const off1 = d.on('MESSAGE', h);
+    d.on('MESSAGE', h);
+    const offPrevent = d.on('MESSAGE', (_m, ctx) => ctx.preventDefault());
+    d.dispatch({ TYPE: 'MESSAGE' });
+    assert.equal(builtin, 0);
+    assert.equal(calls, 2);
+    off1();
+    off1();
+    offPrevent();
+    d.dispatch({ TYPE: 'MESSAGE' });
+    assert.equal(calls, 3);
+    assert.equal(builtin, 1);
+  });
+
+  it('a handler that unsubscribes itself does not disturb this dispatch', () => {
+    const d = new Dispatcher();
+    const ran: string[] = [];
+    const off = d.on('X', () => {
+      ran.push('once');
+      off();
+    });
+    d.on('X', () => ran.push('always'));
+    d.dispatch({ TYPE: 'X' });
+    d.dispatch({ TYPE: 'X' });
+    assert.deepEqual(ran, ['once', 'always', 'always']);
+  });
+
+  it('rejects a malformed extend() with a TypeError', () => {
+    const d = new Dispatcher();
+    assert.throws(() => d.extend({ TYPE: 'X' } as never), TypeError);
+    assert.throws(() => d.on('', () => {}), TypeError);
+  });
+
+  it('turns a plain string into a MESSAGE, and DATA without TYPE into a MESSAGE (as the old daemon did)', () => {
+    assert.deepEqual(toNotification('hello'), { TYPE: 'MESSAGE', TEXT: 'hello' });
+    assert.deepEqual(toNotification({ TITLE: 't' }), { TITLE: 't', TYPE: 'MESSAGE' });
+    assert.equal(toNotification([1]), undefined);
+    assert.equal(toNotification(null), undefined);
+  });
+});
+
+describe('Backoff', () => {
+  it('draws each delay from [0, min(cap, base·2^n)] and never stops', () => {
+    fc.assert(
+      fc.property(fc.double({ min: 0, max: 0.999999, noNaN: true }), fc.integer({ min: 1, max: 80 }), (r, n) => {
+        const b = new Backoff({ baseMs: 500, capMs: 30_000, random: () => r });
+        let last = 0;
+        for (let i = 0; i < n; i++) {
+          last = b.next();
+          const ceiling = Math.min(30_000, 500 * 2 ** i);
+          assert.ok(last >= 0 && last < ceiling + 1, `attempt ${i}: ${last} within [0, ${ceiling}]`);
+        }
+        return Number.isFinite(last);
+      }),
+    );
+  });
+
+  it('reaches the cap and starts over after reset()', () => {
+    const b = new Backoff({ baseMs: 100, capMs: 1000, random: () => 0.999 });
+    const delays = Array.from({ length: 8 }, () => b.next());
+    assert.deepEqual(delays.slice(-3), [999, 999, 999]);
+    b.reset();
+    assert.equal(b.next(), 99);
+  });
+});
+
+describe('DeliveryTracker', () => {
+  function tracker(ackDelayMs = 5) {
+    const sent: ClientFrame[] = [];
+    const t = new DeliveryTracker({ storageKey: undefined, send: (f) => (sent.push(f), true), ackDelayMs });
+    return { t, sent };
+  }
+  const welcome = (id: number): WelcomeFrame => ({
+    TYPE: 'WELCOME', KIND: 'admin', ID: id, SESSION: 's', HEARTBEAT: 1000, SEQ: 0, EPOCH: 'e', BROADCAST: { SEQ: 0, EPOCH: 'b' },
+  });
+
+  it('drops a frame at or below the cursor of the same epoch, per stream', () => {
+    const { t } = tracker();
+    assert.equal(t.accept({ TYPE: 'MESSAGE', SEQ: 1, EPOCH: 'e' }).kind, 'new');
+    assert.equal(t.accept({ TYPE: 'MESSAGE', SEQ: 2, EPOCH: 'e' }).kind, 'new');
+    assert.equal(t.accept({ TYPE: 'MESSAGE', SEQ: 2, EPOCH: 'e' }).kind, 'duplicate');
+    assert.equal(t.accept({ TYPE: 'MESSAGE', SEQ: 1, EPOCH: 'e' }).kind, 'duplicate');
+    // The broadcast stream has its own cursor.
+    assert.equal(t.accept({ TYPE: 'MESSAGE', SEQ: 1, EPOCH: 'b', STREAM: '*' }).kind, 'new');
+    // Untracked frames always pass.
+    assert.equal(t.accept({ TYPE: 'MESSAGE' }).kind, 'untracked');
+    assert.deepEqual(t.resumeParams(), { seq: '2', epoch: 'e', bseq: '1', bepoch: 'b' });
+    t.dispose();
+  });
+
+  it('acks cumulatively, batched: one RESPONSE per stream for a burst', async () => {
+    const { t, sent } = tracker(20);
+    for (let s = 1; s <= 50; s++) t.accept({ TYPE: 'MESSAGE', SEQ: s, EPOCH: 'e' });
+    t.accept({ TYPE: 'MESSAGE', SEQ: 3, EPOCH: 'b', STREAM: '*' });
+    assert.deepEqual(sent, []);
+    await new Promise((r) => setTimeout(r, 40));
+    assert.deepEqual(sent, [{ TYPE: 'RESPONSE', SEQ: 50 }, { TYPE: 'RESPONSE', SEQ: 3, STREAM: '*' }]);
+    t.dispose();
+  });
+
+  it('keeps an ack pending while the socket is closed and sends it on flush', () => {
+    let open = false;
+    const sent: ClientFrame[] = [];
+    const t = new DeliveryTracker({ storageKey: undefined, send: (f) => (open ? (sent.push(f), true) : false), ackDelayMs: 1000 });
+    t.accept({ TYPE: 'MESSAGE', SEQ: 4, EPOCH: 'e' });
+    t.flush();
+    assert.deepEqual(sent, []);
+    open = true;
+    t.flush();
+    assert.deepEqual(sent, [{ TYPE: 'RESPONSE', SEQ: 4 }]);
+    t.dispose();
+  });
+
+  it('adopts a RESET and accepts what follows it', () => {
+    const { t } = tracker();
+    t.accept({ TYPE: 'MESSAGE', SEQ: 9, EPOCH: 'old' });
+    t.reset({ TYPE: 'RESET', EPOCH: 'new', SEQ: 0, REASON: 'epoch changed' });
+    assert.deepEqual(t.cursor('own'), { SEQ: 0, EPOCH: 'new' });
+    assert.equal(t.accept({ TYPE: 'MESSAGE', SEQ: 1, EPOCH: 'new' }).kind, 'new');
+    t.dispose();
+  });
+
+  it('forgets cursors that belong to another person', () => {
+    const { t } = tracker();
+    t.welcome(welcome(1));
+    t.accept({ TYPE: 'MESSAGE', SEQ: 5, EPOCH: 'e' });
+    t.welcome(welcome(1));
+    assert.equal(t.cursor('own')?.SEQ, 5);
+    t.welcome(welcome(2));
+    assert.equal(t.cursor('own'), undefined);
+    t.dispose();
+  });
+});

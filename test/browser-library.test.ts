@@ -1,0 +1,285 @@
+/**
+ * The browser library in a real Chromium against a real Herald: toasts,
+ * sanitising, the dispatcher (extend, fallback, a throwing handler), several
+ * tabs, refused and revoked credentials, CLOSE_REQUEST, command progress, and
+ * the demo page (with a screenshot under test-output/).
+ */
+import { after, afterEach, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Browser, Page } from 'playwright-core';
+import { startHerald, type TestServer } from './helpers/server.js';
+import {
+  browserSkipReason, connectPage, launchBrowser, newPage, outputPath, recorder, waitForMessages, waitForState, type W,
+} from './helpers/browser.js';
+
+const SEED_MESSAGE = { TYPE: 'MESSAGE', TITLE: 'Test notification', TEXT: 'Just<br/>some<br/>text' };
+
+describe('browser library in Chromium', { skip: browserSkipReason() }, () => {
+  let server: TestServer;
+  let browser: Browser;
+  const pages: Page[] = [];
+
+  before(async () => {
+    [server, browser] = await Promise.all([startHerald(), launchBrowser()]);
+  });
+  afterEach(async () => {
+    // Each test's pages live in their own contexts; close them so tabs do not pile up.
+    await Promise.all(pages.splice(0).map((p) => p.context().close()));
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  async function page(): Promise<Page> {
+    const { page } = await newPage(browser);
+    pages.push(page);
+    return page;
+  }
+
+  async function send(to: Record<string, unknown>, message: unknown): Promise<void> {
+    const res = await server.api('POST', '/api/v1/send', { to, message });
+    assert.equal(res.status, 200, JSON.stringify(res.body));
+  }
+
+  it('shows the seed notification as a toast: the title, and the text as three lines', async () => {
+    const p = await page();
+    await connectPage(p, server.url, await server.token('admin', 1));
+    await send({ aid: 1 }, SEED_MESSAGE);
+    const toast = p.locator('.herald-toast[data-type="MESSAGE"]').first();
+    await toast.waitFor({ timeout: 10_000 });
+    assert.equal(await toast.locator('.herald-title').innerText(), 'Test notification');
+    const text = toast.locator('.herald-text');
+    assert.deepEqual((await text.innerText()).split('\n'), ['Just', 'some', 'text']);
+    assert.equal(await text.locator('br').count(), 2);
+    // The toast stack is an aria-live region.
+    assert.equal(await p.locator('.herald-list').getAttribute('aria-live'), 'polite');
+    const [m] = await waitForMessages(p, 1);
+    assert.equal(typeof m!.SEQ, 'number', 'tracked notifications carry SEQ');
+  });
+
+  it('toasts: EXTRA link, ICON, TIMEOUT, close button, stacking, scoped and themable styles', async () => {
+    const p = await page();
+    await connectPage(p, server.url, await server.token('admin', 10));
+    // Host-page CSS aimed at our class names must not reach into the shadow root.
+    await p.addStyleTag({ content: '.herald-toast { display: none !important; } .herald-title { color: rgb(255, 0, 0) !important; }' });
+    await send({ aid: 10 }, { TYPE: 'MESSAGE', TITLE: 'with extras', TEXT: 'see', EXTRA: 'https://example.net/ticket/42', ICON: '🔔', TIMEOUT: 0 });
+    const first = p.locator('.herald-toast[data-type="MESSAGE"]').first();
+    await first.waitFor();
+    assert.equal(await first.locator('.herald-link').getAttribute('href'), 'https://example.net/ticket/42');
+    assert.equal(await first.locator('.herald-icon-text').innerText(), '🔔');
+    assert.ok(await first.isVisible(), 'the host page cannot hide it');
+    assert.notEqual(await first.locator('.herald-title').evaluate((el) => getComputedStyle(el).color), 'rgb(255, 0, 0)');
+    await p.evaluate(() => document.getElementById('herald-toasts')!.style.setProperty('--herald-accent', 'rgb(1, 2, 3)'));
+    assert.equal(await first.evaluate((el) => getComputedStyle(el).borderLeftColor), 'rgb(1, 2, 3)', 'themed through a custom property');
+
+    // TIMEOUT (ms) dismisses by itself.
+    await send({ aid: 10 }, { TYPE: 'MESSAGE', TITLE: 'short-lived', TEXT: 'x', TIMEOUT: 300 });
+    const brief = p.locator('.herald-toast', { hasText: 'short-lived' });
+    await brief.waitFor();
+    await brief.waitFor({ state: 'detached', timeout: 5000 });
+
+    // Stacking: at most five; the oldest goes first.
+    for (let i = 1; i <= 6; i++) await send({ aid: 10 }, { TYPE: 'MESSAGE', TITLE: `stack ${i}`, TEXT: 'x', TIMEOUT: 0 });
+    await waitForMessages(p, 8);
+    const titles = await p.locator('.herald-toast .herald-title').allInnerTexts();
+    assert.deepEqual(titles, ['stack 2', 'stack 3', 'stack 4', 'stack 5', 'stack 6']);
+
+    // The close button removes just that toast.
+    await p.locator('.herald-toast', { hasText: 'stack 4' }).locator('.herald-close').click();
+    assert.deepEqual(await p.locator('.herald-toast .herald-title').allInnerTexts(), ['stack 2', 'stack 3', 'stack 5', 'stack 6']);
+  });
+
+  it('never runs script from TITLE or TEXT, and keeps only the allowed markup', async () => {
+    const p = await page();
+    const dialogs: string[] = [];
+    p.on('dialog', (d) => {
+      dialogs.push(d.message());
+      void d.dismiss();
+    });
+    await connectPage(p, server.url, await server.token('admin', 2));
+    const payloadTitle = '<img src=x onerror="window.__pwned=1;alert(1)">Evil';
+    const payloadText =
+      '<img src=x onerror="window.__pwned=2;alert(2)"><script>window.__pwned=3</script>' +
+      '<svg onload="window.__pwned=4"></svg><iframe src="javascript:window.__pwned=5"></iframe>' +
+      '<a href="javascript:window.__pwned=6" id="bad">bad</a> <a href="https://example.net/x" onclick="window.__pwned=7">good</a>' +
+      '<b style="color:red">bold</b><form><input autofocus onfocus="window.__pwned=8"></form>';
+    await send({ aid: 2 }, { TYPE: 'MESSAGE', TITLE: payloadTitle, TEXT: payloadText, EXTRA: 'javascript:window.__pwned=9' });
+    await send({ aid: 2 }, { TYPE: 'MESSAGE', TITLE: 'after', TEXT: 'sentinel' });
+    await waitForMessages(p, 2);
+    const toast = p.locator('.herald-toast[data-type="MESSAGE"]').first();
+    // TITLE is text, shown literally.
+    assert.equal(await toast.locator('.herald-title').innerText(), payloadTitle);
+    const text = toast.locator('.herald-text');
+    for (const tag of ['img', 'script', 'svg', 'iframe', 'form', 'input']) {
+      assert.equal(await text.locator(tag).count(), 0, `${tag} must be removed`);
+    }
+    assert.equal(await text.locator('b').innerText(), 'bold');
+    assert.equal(await text.locator('b').getAttribute('style'), null);
+    const links = text.locator('a');
+    assert.equal(await links.count(), 2);
+    assert.equal(await links.nth(0).getAttribute('href'), null, 'javascript: link loses its href');
+    assert.equal(await links.nth(1).getAttribute('href'), 'https://example.net/x');
+    assert.equal(await links.nth(1).getAttribute('onclick'), null);
+    assert.equal(await links.nth(1).getAttribute('rel'), 'noopener noreferrer');
+    assert.equal(await toast.locator('.herald-link').count(), 0, 'a javascript: EXTRA is not shown as a link');
+    await links.nth(0).click();
+    assert.equal(await p.evaluate(() => (window as unknown as { __pwned?: number }).__pwned), undefined);
+    assert.deepEqual(dialogs, []);
+  });
+
+  it('hands a custom TYPE to an extend() handler, not to the default handler; a throwing handler does not stop the next', async () => {
+    const p = await page();
+    await connectPage(p, server.url, await server.token('admin', 3));
+    await p.evaluate(() => {
+      const w = window as W & { got: { custom: unknown[]; second: unknown[]; fallback: string[] } };
+      w.got = { custom: [], second: [], fallback: [] };
+      w.Herald.dispatcher.setFallback((m) => {
+        w.got.fallback.push(m.TYPE);
+      });
+      w.AMessageChecker.extend({
+        TYPE: 'CUSTOM_X',
+        CALLBACK: () => {
+          throw new Error('handler bug');
+        },
+      });
+      w.AMessageChecker.extend({ TYPE: 'CUSTOM_X', CALLBACK: (m) => w.got.custom.push(m) });
+      w.Herald.client!.on('CUSTOM_X', (m) => {
+        w.got.second.push(m.VALUE);
+      });
+    });
+    await send({ aid: 3 }, { TYPE: 'CUSTOM_X', VALUE: 42 });
+    await send({ aid: 3 }, { TYPE: 'NOBODY_KNOWS' });
+    await p.waitForFunction(() => (window as unknown as { got: { fallback: string[] } }).got.fallback.length >= 1, null, { timeout: 10_000 });
+    const got = await p.evaluate(() => (window as unknown as { got: { custom: Array<Record<string, unknown>>; second: unknown[]; fallback: string[] } }).got);
+    assert.equal(got.custom.length, 1);
+    assert.equal(got.custom[0]!.VALUE, 42);
+    assert.deepEqual(got.second, [42], 'handlers after the throwing one still ran, in order');
+    assert.deepEqual(got.fallback, ['NOBODY_KNOWS'], 'the default handler saw only the unknown TYPE');
+    assert.equal(await p.locator('.herald-toast').count(), 0, 'no toast for a custom TYPE');
+    const rec = await recorder(p);
+    const errors = rec.events.filter((e) => e.name === 'error');
+    assert.equal(errors.length, 1, 'the throwing handler was reported');
+  });
+
+  it('delivers to every tab of the same admin', async () => {
+    const [a, b] = await Promise.all([page(), page()]);
+    await Promise.all([connectPage(a, server.url, await server.token('admin', 4)), connectPage(b, server.url, await server.token('admin', 4))]);
+    const online = await server.api('GET', '/api/v1/online/admin/4');
+    assert.equal(online.body.tabs, 2);
+    await send({ aid: 4 }, { TYPE: 'MESSAGE', TITLE: 'to both', TEXT: 'hello' });
+    const [ma, mb] = await Promise.all([waitForMessages(a, 1), waitForMessages(b, 1)]);
+    assert.equal(ma[0]!.TITLE, 'to both');
+    assert.equal(mb[0]!.TITLE, 'to both');
+    for (const p of [a, b]) assert.equal(await p.locator('.herald-toast .herald-title').innerText(), 'to both');
+  });
+
+  it('stops retrying when the token is refused', async () => {
+    const p = await page();
+    await connectPage(p, server.url, 'not-a-token', { waitOpen: false, reconnect: { baseMs: 50, capMs: 100 } });
+    await waitForState(p, 'rejected');
+    const rec = await recorder(p);
+    const rejected = rec.events.find((e) => e.name === 'rejected');
+    assert.equal((rejected?.payload as { code: number }).code, 4401);
+    // With a 50 ms backoff a retrying client would have come back by now; a
+    // fresh round trip to the server gives it the time to show.
+    await server.api('GET', '/api/v1/ping');
+    await p.evaluate(() => new Promise((r) => requestAnimationFrame(r)));
+    const after = await recorder(p);
+    assert.equal(after.states.filter((s) => s === 'connecting').length, 1, 'exactly one attempt');
+    assert.equal(after.events.filter((e) => e.name === 'reconnecting').length, 0);
+  });
+
+  it('stops retrying when the server revokes the tab (4403), and says so', async () => {
+    const p = await page();
+    await connectPage(p, server.url, await server.token('admin', 5));
+    const res = await server.api('POST', '/api/v1/disconnect', { to: { aid: 5 }, reason: 'logged out elsewhere' });
+    assert.equal(res.status, 200);
+    await waitForState(p, 'rejected');
+    const rec = await recorder(p);
+    const rejected = rec.events.find((e) => e.name === 'rejected')?.payload as { code: number; reason: string };
+    assert.equal(rejected.code, 4403);
+    assert.equal(rejected.reason, 'logged out elsewhere');
+  });
+
+  it('close() sends CLOSE_REQUEST and the server closes the tab', async () => {
+    const p = await page();
+    await connectPage(p, server.url, await server.token('admin', 6));
+    assert.equal((await server.api('GET', '/api/v1/online/admin/6')).body.tabs, 1);
+    await p.evaluate(() => (window as W).Herald.client!.close());
+    const rec = await recorder(p);
+    assert.equal(rec.states.at(-1), 'closed');
+    const disc = rec.events.find((e) => e.name === 'disconnected')?.payload as { code: number; reason: string; willReconnect: boolean };
+    assert.deepEqual(disc, { code: 1000, reason: 'by client request', willReconnect: false });
+    assert.equal((await server.api('GET', '/api/v1/online/admin/6')).body.tabs, 0);
+  });
+
+  it('shows live command progress with a Cancel button that sends COMMAND_CANCEL, replaced by the final notification', async () => {
+    const p = await page();
+    await connectPage(p, server.url, await server.token('admin', 7));
+    await p.evaluate(() => {
+      const w = window as W;
+      w.AMessageChecker.processData({ TYPE: 'COMMAND_PROGRESS', COMMAND_ID: 'c1', PROGRAM: 'ping', STATE: 'running', OUTPUT: 'PING 127.0.0.1\n' });
+      w.AMessageChecker.processData({ TYPE: 'COMMAND_PROGRESS', COMMAND_ID: 'c1', PROGRAM: 'ping', STATE: 'running', OUTPUT: '64 bytes from 127.0.0.1\n' });
+    });
+    const live = p.locator('.herald-toast[data-command-id="c1"]');
+    await live.waitFor();
+    assert.equal(await live.count(), 1, 'one live toast per command');
+    assert.equal(await live.locator('.herald-spinner').count(), 1);
+    assert.equal((await live.locator('.herald-output').innerText()).trimEnd(), 'PING 127.0.0.1\n64 bytes from 127.0.0.1');
+    await live.locator('.herald-cancel').click();
+    // Commands are not enabled on this server: its ERROR answer proves the frame arrived, well-formed.
+    await p.waitForFunction(() => (window as W).rec.frames.some((f) => (f as { TYPE?: string }).TYPE === 'ERROR'), null, { timeout: 10_000 });
+    const rec = await recorder(p);
+    const err = rec.frames.find((f) => (f as { TYPE?: string }).TYPE === 'ERROR') as { ERROR: string; MESSAGE: string };
+    assert.equal(err.ERROR, 'NOT_FOUND', err.MESSAGE);
+    await p.evaluate(() => (window as W).AMessageChecker.processData({ TYPE: 'MESSAGE', TITLE: 'ping', TEXT: 'done', COMMAND_ID: 'c1' }));
+    assert.equal(await live.count(), 0, 'the final notification replaces the live toast');
+    assert.equal(await p.locator('.herald-toast[data-type="MESSAGE"] .herald-title').innerText(), 'ping');
+  });
+
+  it('shows a desktop notification only when the tab is hidden and the page opted in', async () => {
+    const { context, page: p } = await newPage(browser);
+    pages.push(p);
+    await context.grantPermissions(['notifications'], { origin: server.url });
+    await connectPage(p, server.url, await server.token('admin', 8));
+    await p.evaluate(() => {
+      // Record what the library creates (the real Notification still runs), and pretend the tab is hidden.
+      const w = window as W & { shown: Array<{ title: string; body: string | undefined }> };
+      w.shown = [];
+      const Real = Notification;
+      w.Notification = class extends Real {
+        constructor(title: string, options?: NotificationOptions) {
+          super(title, options);
+          w.shown.push({ title, body: options?.body });
+        }
+      };
+      Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' });
+    });
+    const shown = () => p.evaluate(() => (window as unknown as { shown: unknown[] }).shown);
+    await send({ aid: 8 }, { TYPE: 'MESSAGE', TITLE: 'not yet', TEXT: 'x' });
+    await waitForMessages(p, 1);
+    assert.deepEqual(await shown(), [], 'no desktop notification before the page opted in');
+    assert.equal(await p.evaluate(() => (window as W).Herald.client!.desktop.enable()), 'granted');
+    await send({ aid: 8 }, { TYPE: 'MESSAGE', TITLE: 'Ticket 42', TEXT: 'Line one<br/>line <b>two</b>' });
+    await waitForMessages(p, 2);
+    assert.deepEqual(await shown(), [{ title: 'Ticket 42', body: 'Line one\nline two' }]);
+    assert.equal(await p.locator('.herald-toast .herald-title').last().innerText(), 'Ticket 42', 'the toast is there as well');
+  });
+
+  it('the demo page signs in, sends through the HTTP API and shows the toast (screenshot)', async () => {
+    const p = await page();
+    await p.goto(`${server.url}/demo?aid=9`);
+    await p.locator('#state[data-state="open"]').waitFor({ timeout: 10_000 });
+    assert.equal(await p.locator('#who').innerText(), 'admin 9');
+    await p.locator('#send button[type="submit"]').click();
+    const toast = p.locator('.herald-toast[data-type="MESSAGE"]');
+    await toast.waitFor({ timeout: 10_000 });
+    assert.equal(await toast.locator('.herald-title').innerText(), 'Test notification');
+    assert.deepEqual((await toast.locator('.herald-text').innerText()).split('\n'), ['Just', 'some', 'text']);
+    await p.locator('#log li').first().waitFor();
+    assert.match(await p.locator('#send-result').innerText(), /"delivered":1/);
+    const file = outputPath('demo-toast.png');
+    await p.screenshot({ path: file });
+  });
+});
