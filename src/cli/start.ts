@@ -6,6 +6,7 @@
  */
 import type { OptionKey } from '../server/options.js';
 import { createLogger } from '../server/logger.js';
+import { resolve } from 'node:path';
 import { ensureSecrets } from '../server/secrets.js';
 import { createHerald } from '../server/herald.js';
 import { CloseReason } from '../protocol/close-codes.js';
@@ -74,7 +75,7 @@ export async function runStart(flags: StartFlags, legacyFromCli: boolean): Promi
     if (err.code === 'EADDRINUSE' || err.code === 'EACCES') throw new CliError(`cannot listen: ${err.message}`, Exit.FAILURE);
     throw e;
   }
-  if (generated) printFirstStart(file, herald.urls.http);
+  if (generated) printFirstStart(file, herald.urls.http, options.dataDir, flags.dataDir !== undefined);
 
   let closing = false;
   const shutdown = (signal: NodeJS.Signals) => {
@@ -107,16 +108,17 @@ export async function runStart(flags: StartFlags, legacyFromCli: boolean): Promi
 }
 
 /** First start: where the generated secrets are and how to use them (never the secrets themselves). */
-function printFirstStart(file: string, httpUrl: string): void {
+function printFirstStart(file: string, httpUrl: string, dataDir: string, flagsGaveDataDir: boolean): void {
+  // The other commands find the secrets through the same data dir: spell it out unless it is the default one here.
+  const dd = flagsGaveDataDir || dataDir !== './data' ? ` --data-dir ${JSON.stringify(resolve(dataDir))}` : '';
   process.stderr.write(
     [
       '',
       `Herald generated its token-signing secret and API token in ${file} (readable by this user only).`,
-      'From this directory the herald command finds them by itself:',
-      '  herald token --aid 1                      # a browser token for admin 1',
-      `  open ${httpUrl}/demo                      # the demo page (when demo is on)`,
-      '  herald send --aid 1 --title Hello --text "Just<br/>some<br/>text"',
-      'From another place, give your backend the API token (Authorization: Bearer …):',
+      'The herald command reads them from there:',
+      `  herald token --aid 1${dd}          # a browser token for ${httpUrl.replace(/^http/, 'ws')}/ws/admin?token=…`,
+      `  herald send --aid 1 --title Hello --text "Just<br/>some<br/>text"${dd}`,
+      'Your backend needs the API token (Authorization: Bearer …):',
       `  export HERALD_API_TOKEN="$(node -p 'require(process.argv[1]).apiToken' ${file})"`,
       '',
     ].join('\n'),
