@@ -99,6 +99,7 @@ export const FrameError = {
   BAD_FIELD: 'BAD_FIELD',
   FORBIDDEN: 'FORBIDDEN',
   NOT_FOUND: 'NOT_FOUND',
+  CONFLICT: 'CONFLICT',
 } as const;
 
 export type ParsedClientFrame = { ok: true; frame: ClientFrame } | { ok: false; error: ErrorFrame };

@@ -19,6 +19,8 @@ import { createSessionResolver, createSessionWatcher, type SessionWatcher } from
 import type { Broker, Envelope } from './broker/broker.js';
 import { LocalBroker } from './broker/local-broker.js';
 import type { CommandService } from './commands/command-service.js';
+import { CommandRunner } from './commands/runner.js';
+import { createCommandAudit } from './commands/audit-sqlite.js';
 import { Gateway } from './gateway/gateway.js';
 import { Hub } from './hub.js';
 import { createLogger } from './logger.js';
@@ -96,7 +98,8 @@ export class Herald {
     });
     const resolver: SessionResolver = createSessionResolver(options, logger);
     const watcher = createSessionWatcher(options, hub, resolver, logger);
-    const commands: CommandService | undefined = undefined;
+    const commandAudit = createCommandAudit(options);
+    const commands: CommandService = new CommandRunner({ notifier, logger: logger.child({ part: 'commands' }), options, audit: commandAudit });
     const publicOrigin = new URL(options.publicUrl || `http://${options.host}:${options.port}`).origin;
     const origins = new OriginPolicy({
       allowed: options.allowedOrigins.length > 0 ? options.allowedOrigins : defaultAllowedOrigins(publicOrigin),
@@ -161,7 +164,7 @@ export class Herald {
       store: this.options.store,
       broker: this.broker.name,
       resolver: this.resolver.name,
-      commands: this.commands ? 'enabled' : 'disabled',
+      commands: this.commands?.stats?.() ?? { enabled: this.commands !== undefined },
       memory: { rss: process.memoryUsage.rss() },
     };
   }

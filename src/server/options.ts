@@ -50,6 +50,23 @@ export const OptionsSchema = Type.Object({
   maxPerStream: Type.Integer({ minimum: 1, default: 1000, description: 'Notifications kept per person (and per broadcast stream); beyond it the oldest are dropped.' }),
   replayBatch: Type.Integer({ minimum: 1, default: 500, description: 'Notifications replayed per store read when a tab resumes.' }),
   tokenTtlMs: Millis('Default lifetime of a browser token minted by `herald token` or the API.', 43200000, 1000),
+  commandsEnabled: Type.Boolean({ default: true, description: 'Run background commands for admins (legacy COMMAND, POST /api/v1/commands, `herald run`). Off: every request is refused with HERALD_ERR_COMMANDS_DISABLED.' }),
+  commandsAllow: StringList('Programs that may run: names (resolved once at start-up against commandsPath) or absolute paths. A request may name a program by its name or by any path that resolves to the same file; symlinks and `..` are resolved first. Never a shell.', ['ping']),
+  commandsArgRules: StringList('Optional per-program argument rules, each "PROGRAM=REGEX": every argument of that program must match REGEX entirely (e.g. "ping=^(-[cqnW]|[0-9]{1,3}|127\\.0\\.0\\.1)$"). Programs without a rule accept any arguments (they are never interpreted by a shell).', []),
+  commandsPath: Type.String({ default: '', description: 'Colon-separated directories searched (once, at start-up) for allowed program names. Empty: the server\'s own PATH.' }),
+  commandsCwd: Type.String({ default: '', description: 'Working directory of every command. Empty: the system temporary directory. Must exist at start-up.' }),
+  commandsEnv: StringList('The whole environment of every command, as KEY=VALUE entries (nothing is inherited from the server, so its secrets never leak into a program).', ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'LANG=C.UTF-8']),
+  commandsTimeoutSec: Type.Number({ minimum: 0.001, maximum: 604800, default: 600, description: 'Timeout of a command that asks for none (the old daemon used 600 s). On timeout the whole process group gets SIGTERM, then SIGKILL after commandsKillGraceMs.', unit: 's' }),
+  commandsMaxTimeoutSec: Type.Number({ minimum: 0.001, maximum: 604800, default: 3600, description: 'Upper bound of a requested timeout; a longer one is cut to this.', unit: 's' }),
+  commandsKillGraceMs: Millis('After SIGTERM (timeout, cancel, shutdown), how long the process group has before SIGKILL. Also how long a finished program\'s left-over children may keep its output open.', 2000),
+  commandsOutputCap: Type.Integer({ minimum: 1024, default: 1048576, description: 'Output (stdout and stderr together) kept per command; beyond it output is read and dropped, and the run is marked TRUNCATED.', unit: 'bytes' }),
+  commandsConcurrency: Type.Integer({ minimum: 1, default: 4, description: 'Commands running at once on this node.' }),
+  commandsPerAdminConcurrency: Type.Integer({ minimum: 1, default: 2, description: 'Commands running at once for one admin.' }),
+  commandsQueueSize: Type.Integer({ minimum: 0, default: 32, description: 'Commands waiting for a free slot; when full, a request is refused with HERALD_ERR_QUEUE_FULL.' }),
+  commandsProgressMs: Millis('Least time between two COMMAND_PROGRESS frames of one command (live output to the admin\'s tabs).', 500, 50),
+  commandsAuditFile: Type.String({ default: 'commands-audit.sqlite', description: 'SQLite file that keeps the audit trail of commands (who asked, through which door, program, arguments, times, outcome; also every refusal), read with GET /api/v1/commands/audit. Relative to DATA_DIR. Empty: structured log lines only.' }),
+  commandsAuditKeep: Type.Integer({ minimum: 1, default: 100000, description: 'Audit records kept in commandsAuditFile; the oldest go first.' }),
+  commandsHistory: Type.Integer({ minimum: 1, default: 200, description: 'Finished commands kept in memory for status look-ups and GET /api/v1/commands.' }),
   // --- Session resolvers (docs/auth.md) ---
   authResolver: Type.Union([Type.Literal('token'), Type.Literal('sql'), Type.Literal('http')], { default: 'token', description: 'Who decides which admin or user a WebSocket belongs to: token (signed tokens, the embedded default), sql (look the panel\'s session id up in its own database), http (ask the panel over HTTP).' }),
   sqlUrl: Type.String({ default: '', description: 'Database of the panel for the sql resolver: mysql://USER:PASS@HOST:PORT/DB (MySQL/MariaDB) or postgres://USER:PASS@HOST:PORT/DB (PostgreSQL).', secret: true }),
@@ -191,6 +208,8 @@ function checkConsistency(o: HeraldOptions): void {
   if (o.secret !== '' && o.secret.length < 32) throw new HeraldError('HERALD_ERR_CONFIG', 'option "secret" must be at least 32 characters');
   if (o.previousSecret !== '' && o.previousSecret.length < 32) throw new HeraldError('HERALD_ERR_CONFIG', 'option "previousSecret" must be at least 32 characters');
   if (o.apiToken !== '' && o.apiToken.length < 16) throw new HeraldError('HERALD_ERR_CONFIG', 'option "apiToken" must be at least 16 characters');
+  if (o.commandsTimeoutSec > o.commandsMaxTimeoutSec) throw new HeraldError('HERALD_ERR_CONFIG', `option "commandsTimeoutSec" (${o.commandsTimeoutSec}) exceeds "commandsMaxTimeoutSec" (${o.commandsMaxTimeoutSec})`);
+  if (o.commandsPerAdminConcurrency > o.commandsConcurrency) throw new HeraldError('HERALD_ERR_CONFIG', `option "commandsPerAdminConcurrency" (${o.commandsPerAdminConcurrency}) exceeds "commandsConcurrency" (${o.commandsConcurrency})`);
   checkAuthConsistency(o);
   if (o.defaultTtlMs > o.maxTtlMs) throw new HeraldError('HERALD_ERR_CONFIG', `option "defaultTtlMs" (${o.defaultTtlMs}) exceeds "maxTtlMs" (${o.maxTtlMs})`);
 }

@@ -7,12 +7,13 @@ import type { Principal, PrincipalKind } from '../../protocol/principal.js';
 import { HeraldError, isHeraldError } from '../errors.js';
 import type { Notifier, SendOptions, SendResult } from '../notifier.js';
 import type { CommandService } from '../commands/command-service.js';
+import { registerCommandRoutes } from './commands-routes.js';
 import { handleLegacyRequest } from './legacy-handler.js';
 import { DisconnectBody, ErrorReply, KindParam, SendBody, TokenBody, type Recipient } from './schemas.js';
 
 export interface HttpApiContext {
   notifier: Notifier;
-  /** Background commands, for the legacy COMMAND request (absent when disabled). */
+  /** Background commands: `/api/v1/commands` and the legacy COMMAND request (absent: neither exists). */
   commands: CommandService | undefined;
   apiToken: string;
   version: string;
@@ -134,6 +135,8 @@ export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext)
       const body = req.body as TokenBody;
       return ctx.mintToken({ kind: body.kind, id: body.id }, body.ttl === undefined ? undefined : body.ttl * 1000);
     });
+
+    if (ctx.commands) registerCommandRoutes(api, { commands: ctx.commands });
 
     // The old daemon's requests over HTTP (what the SDK's jsonRequest uses): the
     // same handler as the TCP door, so the two cannot drift. The bearer token

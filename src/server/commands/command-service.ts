@@ -1,6 +1,7 @@
 import type { NotificationPayload } from '../../protocol/frames.js';
 import type { CommandState, CommandSummary } from '../../protocol/commands.js';
 import type { Principal } from '../../protocol/principal.js';
+import type { AuditQuery, StoredAuditRecord } from './outcome.js';
 
 /** Which front door asked for a command (for the audit trail). */
 export type CommandDoor = 'legacy' | 'http' | 'cli' | 'browser';
@@ -38,16 +39,56 @@ export interface CommandInfo extends Omit<CommandSummary, 'STATE'> {
   queuedAt: number;
   startedAt?: number;
   endedAt?: number;
-  /** The captured output so far (bounded). */
+  /** The captured output so far (bounded by `commandsOutputCap`). */
   output: string;
+  /** The requested timeout after defaults and the configured maximum, seconds. */
+  timeoutSec: number;
+  /** The file that runs (the allowlist entry's real path). */
+  path: string;
+  requestedBy?: string;
+  /** Why the program could not run at all (spawn failure), or why it was stopped (shutdown). */
+  error?: string;
 }
 
 /** The seam the front doors use; the CommandRunner implements it. */
 export interface CommandService {
+  /**
+   * Checks the request against policy and limits, then queues or starts it
+   * and returns at once (state `queued` or `running`). Throws HeraldError:
+   * HERALD_ERR_COMMANDS_DISABLED, HERALD_ERR_VALIDATION, HERALD_ERR_COMMAND_FORBIDDEN,
+   * HERALD_ERR_COMMAND_NOT_FOUND, HERALD_ERR_QUEUE_FULL, HERALD_ERR_SHUTTING_DOWN.
+   */
   start(request: CommandRequest): Promise<CommandInfo>;
   get(id: string): CommandInfo | undefined;
-  /** `by` is checked: only the owning admin may cancel from a browser. */
+  /**
+   * Stops a queued or running command (its process group gets SIGTERM, then
+   * SIGKILL) and resolves when it has ended. `by` is the browser principal
+   * asking (COMMAND_CANCEL): only the admin who owns the command may cancel it
+   * (HERALD_ERR_FORBIDDEN otherwise); without `by` (HTTP API, CLI) any command
+   * may be cancelled. HERALD_ERR_NOT_FOUND for an unknown id, HERALD_ERR_CONFLICT
+   * when it has already ended.
+   */
   cancel(id: string, by?: Principal): Promise<CommandInfo>;
+  /** Queued, running and recently finished commands, newest first (default 50). */
   list(limit?: number): CommandInfo[];
+  /**
+   * Resolves with the final info once the command has ended (undefined for an
+   * unknown id). Optional only so that test doubles need not implement it;
+   * the CommandRunner does.
+   */
+  wait?(id: string): Promise<CommandInfo | undefined>;
+  /** Counts for `/api/v1/status` (optional, as `wait`). */
+  stats?(): CommandStats;
+  /** The persisted audit trail, newest first; undefined when it is not persisted (log lines only). */
+  audit?(query?: AuditQuery): StoredAuditRecord[] | undefined;
+  /** Refuses new requests, cancels the queue, stops running programs and waits for them. */
   close(): Promise<void>;
+}
+
+export interface CommandStats {
+  enabled: boolean;
+  running: number;
+  queued: number;
+  /** The allowlist and what each entry resolved to at start-up (null: not installed). */
+  allowed: { entry: string; path: string | null }[];
 }

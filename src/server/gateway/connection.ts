@@ -299,7 +299,7 @@ export class Connection implements Tab {
           await this.#deps.commands.cancel(frame.COMMAND_ID, this.principal);
         } catch (e) {
           if (!isHeraldError(e)) throw e;
-          this.#error(e.status === 404 ? FrameError.NOT_FOUND : FrameError.FORBIDDEN, e.message);
+          this.#error(e.status === 404 ? FrameError.NOT_FOUND : e.status === 409 ? FrameError.CONFLICT : FrameError.FORBIDDEN, e.message);
         }
         return;
       }

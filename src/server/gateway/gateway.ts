@@ -5,8 +5,8 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { CloseCode, CloseReason } from '../../protocol/close-codes.js';
 import type { PrincipalKind } from '../../protocol/principal.js';
 import type { OriginPolicy } from '../auth/origin-policy.js';
-import type { Handshake, Resolution, SessionResolver } from '../auth/session-resolver.js';
-import { parseCookies } from '../auth/session-resolver.js';
+import type { SessionResolver } from '../auth/session-resolver.js';
+import { admit } from './admission.js';
 import type { CommandService } from '../commands/command-service.js';
 import type { Hub } from '../hub.js';
 import type { MessageStore } from '../store/message-store.js';
@@ -42,7 +42,6 @@ export class Gateway {
   readonly #now: () => number;
   #heartbeat: NodeJS.Timeout | undefined;
   #closing = false;
-  #pendingUpgrades = 0;
 
   constructor(options: GatewayOptions) {
     this.#o = options;
@@ -83,35 +82,15 @@ export class Gateway {
     const url = new URL(req.url ?? '/', 'http://herald.invalid');
     const kind = fixedKind ?? PATHS[url.pathname.replace(/\/+$/, '')];
     if (!kind) return reject(socket, 404, 'HERALD_ERR_NOT_FOUND', 'WebSocket endpoints are /ws/admin and /ws/user');
-    const origin = req.headers.origin;
-    if (this.#o.origins.check(origin) === 'forbidden') {
-      this.#o.logger.info({ origin, kind }, 'handshake refused: origin not allowed');
-      return reject(socket, 403, 'HERALD_ERR_ORIGIN', 'origin not allowed');
-    }
-    const handshake: Handshake = {
-      kind, headers: req.headers, cookies: parseCookies(req.headers.cookie), query: url.searchParams,
-      remoteAddress: req.socket.remoteAddress,
-    };
-    this.#pendingUpgrades++;
-    let resolution: Resolution;
-    try {
-      resolution = await this.#o.resolver.resolve(handshake);
-    } catch (err) {
-      resolution = { outcome: 'unavailable', reason: (err as Error).message };
-    } finally {
-      this.#pendingUpgrades--;
-    }
-    if (resolution.outcome === 'refused') {
-      this.#o.logger.info({ kind, reason: resolution.reason, resolver: this.#o.resolver.name }, 'handshake refused');
-      return reject(socket, 401, 'HERALD_ERR_UNAUTHORIZED', resolution.reason);
-    }
-    if (resolution.outcome === 'unavailable') {
-      this.#o.logger.warn({ kind, reason: resolution.reason, resolver: this.#o.resolver.name }, 'handshake deferred: resolver unavailable');
-      return reject(socket, 503, 'HERALD_ERR_UNAVAILABLE', 'cannot check credentials now, try again later');
+    const admission = await admit(this.#o, kind, req);
+    if (!admission.admitted) {
+      if (admission.status === 503) this.#o.logger.warn(admission.log, 'handshake deferred: resolver unavailable');
+      else this.#o.logger.info(admission.log, `handshake refused: ${admission.message}`);
+      return reject(socket, admission.status, admission.code, admission.message);
     }
     if (this.#closing || socket.destroyed) return reject(socket, 503, 'HERALD_ERR_SHUTTING_DOWN', 'the server is shutting down');
-    const { principal, credential } = resolution;
-    const cursors = parseCursors(url.searchParams);
+    const { principal, credential } = admission;
+    const cursors = parseCursors(admission.url.searchParams);
     this.#wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
       const conn = new Connection(ws, principal, credential, {
         store: this.#o.store, commands: this.#o.commands, logger: this.#o.logger, limits: this.#o.limits, now: this.#now,

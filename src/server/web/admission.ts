@@ -11,36 +11,18 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { PrincipalKind } from '../../protocol/principal.js';
-import type { OriginPolicy } from '../auth/origin-policy.js';
-import { parseCookies, type SessionResolver } from '../auth/session-resolver.js';
+import { admit, type AdmissionDeps } from '../gateway/admission.js';
+
+export type { AdmissionDeps };
 
 /** Returns the HTTP status the WebSocket handshake would get: 401, 403, 503, or 426 when it would be admitted. */
 export type AdmissionCheck = (kind: PrincipalKind, req: IncomingMessage) => Promise<number>;
 
-export interface AdmissionDeps {
-  resolver: SessionResolver;
-  origins: OriginPolicy;
-}
-
-/** The same checks, in the same order, as the Gateway's upgrade handler. */
+/** The Gateway's own checks (gateway/admission.ts), answered as a status. */
 export function createAdmissionCheck(deps: AdmissionDeps): AdmissionCheck {
   return async (kind, req) => {
-    if (deps.origins.check(req.headers.origin) === 'forbidden') return 403;
-    const url = new URL(req.url ?? '/', 'http://herald.invalid');
-    try {
-      const r = await deps.resolver.resolve({
-        kind,
-        headers: req.headers,
-        cookies: parseCookies(req.headers.cookie),
-        query: url.searchParams,
-        remoteAddress: req.socket.remoteAddress,
-      });
-      if (r.outcome === 'refused') return 401;
-      if (r.outcome === 'unavailable') return 503;
-      return 426;
-    } catch {
-      return 503;
-    }
+    const a = await admit(deps, kind, req);
+    return a.admitted ? 426 : a.status;
   };
 }
 

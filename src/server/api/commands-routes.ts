@@ -1,0 +1,160 @@
+/**
+ * `/api/v1/commands` (docs/http-api.md): start a background command for an
+ * admin, look one up, list recent ones, cancel one. A thin adapter over the
+ * CommandService, like every front door.
+ *
+ * Register it inside the `/api/v1` plugin, after the bearer-token hook, so
+ * the routes share the API's authentication and error handling:
+ * `registerCommandRoutes(api, { commands })`.
+ */
+import { Type, type Static } from '@sinclair/typebox';
+import type { FastifyInstance } from 'fastify';
+import type { NotificationPayload } from '../../protocol/frames.js';
+import type { CommandInfo, CommandRequest, CommandService } from '../commands/command-service.js';
+import { HeraldError } from '../errors.js';
+
+const Notification = Type.Union([
+  Type.Object({ TYPE: Type.String({ minLength: 1, maxLength: 64 }) }, { additionalProperties: true }),
+  Type.String({ maxLength: 65536 }),
+], { description: 'A notification object with a TYPE, or a plain string (sent as a MESSAGE titled with the program).' });
+const State = Type.Union(['queued', 'running', 'succeeded', 'failed', 'timed_out', 'cancelled'].map((s) => Type.Literal(s)));
+
+export const StartCommandBody = Type.Object({
+  aid: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER, description: 'The admin who is told about the run and may cancel it from a browser.' }),
+  program: Type.String({ minLength: 1, maxLength: 4096, description: 'An allowed program: its name or an absolute path to the same file.' }),
+  args: Type.Optional(Type.Array(Type.String({ maxLength: 4096 }), { maxItems: 1024, description: 'The argument vector, passed as is: no shell, no word splitting.' })),
+  timeout: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: 'Seconds. Default and maximum: commandsTimeoutSec, commandsMaxTimeoutSec.' })),
+  success: Type.Optional(Notification),
+  error: Type.Optional(Notification),
+  // Checked by the runner (a string of at most 256 characters, or a number): a schema union
+  // would let Fastify's validator coerce 5 into "5" and hand the caller back another type.
+  id: Type.Optional(Type.Unknown({ description: 'Your own id for the task (a string of at most 256 characters, or a number), returned in the notifications as ID.' })),
+  door: Type.Optional(Type.Union([Type.Literal('http'), Type.Literal('cli')], { description: 'For the audit trail: `cli` when `herald run` asks. Default `http`.' })),
+}, { additionalProperties: false });
+export type StartCommandBody = Static<typeof StartCommandBody>;
+
+export const CommandInfoReply = Type.Object({
+  id: Type.String(),
+  aid: Type.Integer(),
+  program: Type.String(),
+  path: Type.String({ description: 'The file that runs.' }),
+  args: Type.Array(Type.String()),
+  taskId: Type.Optional(Type.Unknown()),
+  state: State,
+  door: Type.String(),
+  requestedBy: Type.Optional(Type.String()),
+  queuedAt: Type.Number({ description: 'Epoch ms.' }),
+  startedAt: Type.Optional(Type.Number()),
+  endedAt: Type.Optional(Type.Number()),
+  timeoutSec: Type.Number(),
+  output: Type.String({ description: 'Captured stdout and stderr, interleaved (from `since` when given).' }),
+  outputLength: Type.Optional(Type.Integer({ description: 'Length of the whole captured output, in characters (with `since`: the next `since`).' })),
+  error: Type.Optional(Type.String()),
+  COMMAND_ID: Type.String(),
+  EXIT_CODE: Type.Union([Type.Integer(), Type.Null()]),
+  SIGNAL: Type.Union([Type.String(), Type.Null()]),
+  TIMED_OUT: Type.Boolean(),
+  DURATION_MS: Type.Number(),
+  TRUNCATED: Type.Boolean(),
+});
+
+const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 100 }) });
+const GetQuery = Type.Object({
+  since: Type.Optional(Type.Integer({ minimum: 0, description: 'Return only the output after this many characters (for streaming by polling).' })),
+  wait: Type.Optional(Type.Number({ minimum: 0, maximum: 60, description: 'Seconds to wait for the command to end before answering (long poll).' })),
+});
+const AuditQuery = Type.Object({
+  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
+  aid: Type.Optional(Type.Integer({ minimum: 1, description: 'Only this admin\'s commands.' })),
+  before: Type.Optional(Type.Integer({ minimum: 1, description: 'Paging: only records older than this row.' })),
+});
+const ListQuery = Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 50 })) });
+const Err = Type.Object({ error: Type.Object({ code: Type.String(), message: Type.String(), details: Type.Optional(Type.Unknown()) }) });
+
+export interface CommandRoutesContext {
+  commands: CommandService;
+}
+
+const ENDED = new Set(['succeeded', 'failed', 'timed_out', 'cancelled']);
+
+/** Registers the command routes on `api` (already prefixed with `/api/v1` and authenticated). */
+export function registerCommandRoutes(api: FastifyInstance, ctx: CommandRoutesContext): void {
+  const { commands } = ctx;
+  const errors = { 400: Err, 401: Err, 403: Err, 404: Err, 409: Err, 422: Err, 429: Err, 501: Err, 503: Err };
+
+  api.post('/commands', {
+    schema: {
+      summary: 'Run an allowed program for an admin in the background; the admin is notified when it ends',
+      tags: ['commands'], body: StartCommandBody, response: { 201: CommandInfoReply, ...errors },
+    },
+  }, async (req, reply) => {
+    const body = req.body as StartCommandBody;
+    const request: CommandRequest = {
+      aid: body.aid, program: body.program, args: body.args ?? [], door: body.door ?? 'http', requestedBy: `api ${req.ip}`,
+    };
+    if (body.timeout !== undefined) request.timeoutSec = body.timeout;
+    if (body.success !== undefined) request.success = body.success as NotificationPayload;
+    if (body.error !== undefined) request.error = body.error as NotificationPayload;
+    if (body.id !== undefined) request.taskId = body.id as string | number;
+    const info = await commands.start(request);
+    return reply.status(201).send(info);
+  });
+
+  api.get('/commands', {
+    schema: { summary: 'Queued, running and recent commands, newest first', tags: ['commands'], querystring: ListQuery, response: { 200: Type.Object({ commands: Type.Array(CommandInfoReply) }) } },
+  }, async (req) => {
+    const { limit } = req.query as Static<typeof ListQuery>;
+    return { commands: commands.list(limit ?? 50) };
+  });
+
+  api.get('/commands/audit', {
+    schema: {
+      summary: 'The persisted audit trail of commands, newest first: every run and every refused request',
+      tags: ['commands'], querystring: AuditQuery,
+      response: { 200: Type.Object({ persisted: Type.Boolean(), records: Type.Array(Type.Object({ row: Type.Integer() }, { additionalProperties: true })) }) },
+    },
+  }, async (req) => {
+    const q = req.query as Static<typeof AuditQuery>;
+    const query: { limit: number; aid?: number; before?: number } = { limit: q.limit ?? 100 };
+    if (q.aid !== undefined) query.aid = q.aid;
+    if (q.before !== undefined) query.before = q.before;
+    const records = commands.audit?.(query);
+    return { persisted: records !== undefined, records: records ?? [] };
+  });
+
+  api.get('/commands/:id', {
+    schema: { summary: 'A command\'s state and output', tags: ['commands'], params: IdParams, querystring: GetQuery, response: { 200: CommandInfoReply, ...errors } },
+  }, async (req) => {
+    const { id } = req.params as Static<typeof IdParams>;
+    const { since, wait } = req.query as Static<typeof GetQuery>;
+    let info = commands.get(id);
+    if (!info) throw new HeraldError('HERALD_ERR_NOT_FOUND', `no command ${id} (unknown, or too old to be remembered)`);
+    if (wait !== undefined && wait > 0 && !ENDED.has(info.state) && commands.wait) {
+      info = (await waitAtMost(commands.wait(id), wait * 1000)) ?? commands.get(id) ?? info;
+    }
+    return since === undefined ? info : sliceOutput(info, since);
+  });
+
+  api.post('/commands/:id/cancel', {
+    schema: { summary: 'Stop a queued or running command (SIGTERM to its process group, then SIGKILL)', tags: ['commands'], params: IdParams, response: { 200: CommandInfoReply, ...errors } },
+  }, async (req) => {
+    const { id } = req.params as Static<typeof IdParams>;
+    return commands.cancel(id);
+  });
+}
+
+function sliceOutput(info: CommandInfo, since: number): CommandInfo & { outputLength: number } {
+  return { ...info, output: info.output.slice(since), outputLength: info.output.length };
+}
+
+async function waitAtMost<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), ms);
+  });
+  try {
+    return await Promise.race([p, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

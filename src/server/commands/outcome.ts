@@ -1,0 +1,139 @@
+/**
+ * What the admin is told when a command ends (PROTOCOL.md §4), and the audit
+ * record every run leaves.
+ */
+import type { CommandState, CommandSummary } from '../../protocol/commands.js';
+import type { NotificationObject, NotificationPayload } from '../../protocol/frames.js';
+import { isHeraldError } from '../errors.js';
+import type { CommandDoor, CommandInfo, CommandRequest } from './command-service.js';
+
+/**
+ * The final notification: the caller's `SUCCESS` when the exit status was 0,
+ * its `ERROR` otherwise (the old daemon had the two reversed), or else the
+ * old default `{"TYPE":"MESSAGE","TITLE":<program>,"TEXT":<output>,"ID":<task id>}`.
+ * Herald adds `COMMAND_ID` and a `COMMAND` summary, which an old browser
+ * script ignores; the default text also says, after the output, why a run
+ * that did not succeed ended, because an old script shows only TITLE and TEXT.
+ */
+export function finalNotification(
+  info: CommandInfo,
+  given: { success?: NotificationPayload | undefined; error?: NotificationPayload | undefined },
+): NotificationObject {
+  const summary = summaryOf(info);
+  const chosen = info.state === 'succeeded' ? given.success : given.error;
+  let base: NotificationObject;
+  if (typeof chosen === 'string') {
+    base = { TYPE: 'MESSAGE', TITLE: info.program, TEXT: chosen };
+  } else if (chosen !== undefined && chosen !== null && typeof chosen === 'object') {
+    // Like the legacy DATA rule: an object without a TYPE is a MESSAGE.
+    base = { ...chosen, TYPE: typeof chosen.TYPE === 'string' ? chosen.TYPE : 'MESSAGE' };
+  } else {
+    base = { TYPE: 'MESSAGE', TITLE: info.program, TEXT: defaultText(info) };
+  }
+  if (info.taskId !== undefined && base.ID === undefined) base.ID = info.taskId;
+  base.COMMAND_ID = info.id;
+  base.COMMAND = summary;
+  return base;
+}
+
+export function summaryOf(info: CommandInfo): CommandSummary {
+  return {
+    COMMAND_ID: info.id,
+    STATE: info.state,
+    EXIT_CODE: info.EXIT_CODE,
+    SIGNAL: info.SIGNAL,
+    TIMED_OUT: info.TIMED_OUT,
+    DURATION_MS: info.DURATION_MS,
+    TRUNCATED: info.TRUNCATED,
+  };
+}
+
+/** The output, then one bracketed line per thing worth saying. A clean success is the output alone, as before. */
+function defaultText(info: CommandInfo): string {
+  const notes: string[] = [];
+  if (info.state === 'timed_out') notes.push(`[timed out after ${info.timeoutSec} s: stopped]`);
+  else if (info.state === 'cancelled') notes.push(info.error ? `[cancelled: ${info.error}]` : '[cancelled]');
+  else if (info.error) notes.push(`[could not run: ${info.error}]`);
+  else if (info.state === 'failed') notes.push(info.EXIT_CODE !== null ? `[exit status ${info.EXIT_CODE}]` : `[killed by ${info.SIGNAL ?? 'a signal'}]`);
+  if (info.TRUNCATED) notes.push('[output cut: too long]');
+  if (notes.length === 0) return info.output;
+  const sep = info.output === '' || info.output.endsWith('\n') ? '' : '\n';
+  return `${info.output}${sep}${notes.join('\n')}`;
+}
+
+/** One structured log line per run (and per refusal): who asked, through which door, what ran, how it ended. */
+export interface CommandAuditRecord {
+  event: 'finished' | 'refused';
+  id?: string;
+  aid: number;
+  door: CommandDoor;
+  requestedBy?: string;
+  program: string;
+  path?: string;
+  args: string[];
+  taskId?: string | number;
+  queuedAt: number;
+  startedAt?: number;
+  endedAt?: number;
+  state?: CommandState;
+  exitCode?: number | null;
+  signal?: string | null;
+  timedOut?: boolean;
+  truncated?: boolean;
+  durationMs?: number;
+  outputBytes?: number;
+  /** Refusal code, spawn error, or stop reason. */
+  error?: string;
+}
+
+/**
+ * Where audit records go besides the log. The embedded store may persist
+ * them (delivery issue); until then the structured log line is the record.
+ */
+export interface CommandAuditSink {
+  record(entry: CommandAuditRecord): void | Promise<void>;
+}
+
+export interface AuditQuery {
+  /** Newest first, at most this many (default 100). */
+  limit?: number;
+  /** Only this admin's. */
+  aid?: number;
+  /** Only rows older than this row number (paging: the last `row` of the previous page). */
+  before?: number;
+}
+
+/** A stored record with its row number (ascending with time). */
+export type StoredAuditRecord = CommandAuditRecord & { row: number };
+
+/** A sink that can also be read back, and must be closed (the SQLite audit file). */
+export interface CommandAuditStore extends CommandAuditSink {
+  recent(query?: AuditQuery): StoredAuditRecord[];
+  close(): void;
+}
+
+export function finishedRecord(info: CommandInfo, outputBytes: number): CommandAuditRecord {
+  const rec: CommandAuditRecord = {
+    event: 'finished', id: info.id, aid: info.aid, door: info.door, program: info.program, path: info.path, args: info.args,
+    queuedAt: info.queuedAt, state: info.state, exitCode: info.EXIT_CODE, signal: info.SIGNAL, timedOut: info.TIMED_OUT,
+    truncated: info.TRUNCATED, durationMs: info.DURATION_MS, outputBytes,
+  };
+  if (info.requestedBy !== undefined) rec.requestedBy = info.requestedBy;
+  if (info.taskId !== undefined) rec.taskId = info.taskId;
+  if (info.startedAt !== undefined) rec.startedAt = info.startedAt;
+  if (info.endedAt !== undefined) rec.endedAt = info.endedAt;
+  if (info.error !== undefined) rec.error = info.error;
+  return rec;
+}
+
+/** A refused request, recorded from whatever it held (it may be malformed). */
+export function refusedRecord(request: CommandRequest, at: number, e: unknown): CommandAuditRecord {
+  const rec: CommandAuditRecord = {
+    event: 'refused', aid: typeof request.aid === 'number' ? request.aid : NaN, door: request.door,
+    program: String(request.program), args: Array.isArray(request.args) ? request.args.map(String) : [], queuedAt: at,
+    error: isHeraldError(e) ? `${e.code}: ${e.message}` : String(e),
+  };
+  if (request.requestedBy !== undefined) rec.requestedBy = request.requestedBy;
+  if (request.taskId !== undefined) rec.taskId = request.taskId;
+  return rec;
+}

@@ -1,0 +1,177 @@
+/**
+ * Which programs may run, resolved once at start-up (DESIGN.md,
+ * CommandRunner). The allowlist names programs by name (looked up in the
+ * configured search path) or by absolute path; each entry is pinned to the
+ * real path of the file it named at start-up, and that real path is what
+ * runs. A request may name a program by its bare name or by any absolute
+ * path that resolves (symlinks and `..` followed) to an allowed file, so
+ * `ping` and `/usr/bin/ping` both work while `/usr/bin/../../tmp/x` or a
+ * symlink to `/bin/sh` do not.
+ */
+import { accessSync, constants, realpathSync, statSync } from 'node:fs';
+import { basename, delimiter, isAbsolute, join } from 'node:path';
+import { HeraldError } from '../errors.js';
+
+/** Longest program name or path, and longest argument, in characters. */
+export const MAX_PROGRAM_CHARS = 4096;
+
+export interface CommandPolicyOptions {
+  /** Names or absolute paths (`commandsAllow`). */
+  allow: readonly string[];
+  /** `PROGRAM=REGEX` entries (`commandsArgRules`). */
+  argRules?: readonly string[];
+  /** Directories searched for names, joined with `:` (`commandsPath`; empty: none). */
+  searchPath: string;
+}
+
+/** A program a request may run. */
+export interface ResolvedProgram {
+  /** The allowlist entry as configured (`ping`, `/usr/local/bin/report`). */
+  entry: string;
+  /** The real path that is executed. */
+  path: string;
+}
+
+interface Entry {
+  spec: string;
+  /** Real path once found; undefined while the program is missing. */
+  path: string | undefined;
+  rule: RegExp | undefined;
+  ruleSource: string | undefined;
+}
+
+export interface PolicyEntryStatus {
+  entry: string;
+  path: string | null;
+}
+
+export class CommandPolicy {
+  readonly #entries: Entry[];
+  readonly #dirs: string[];
+  readonly #searchPath: string;
+
+  constructor(options: CommandPolicyOptions) {
+    this.#searchPath = options.searchPath;
+    this.#dirs = options.searchPath.split(delimiter).filter((d) => d !== '' && isAbsolute(d));
+    this.#entries = options.allow.map((spec) => {
+      if (spec === '' || spec.includes('\0')) throw new HeraldError('HERALD_ERR_CONFIG', `option "commandsAllow": invalid entry ${JSON.stringify(spec)}`);
+      if (spec.includes('/') && !isAbsolute(spec)) {
+        throw new HeraldError('HERALD_ERR_CONFIG', `option "commandsAllow": "${spec}" must be a bare name or an absolute path`);
+      }
+      const entry: Entry = { spec, path: undefined, rule: undefined, ruleSource: undefined };
+      entry.path = this.#find(spec);
+      return entry;
+    });
+    for (const raw of options.argRules ?? []) {
+      const eq = raw.indexOf('=');
+      if (eq <= 0) throw new HeraldError('HERALD_ERR_CONFIG', `option "commandsArgRules": "${raw}" is not PROGRAM=REGEX`);
+      const program = raw.slice(0, eq);
+      const source = raw.slice(eq + 1);
+      const entry = this.#entries.find((e) => e.spec === program || basename(e.spec) === program);
+      if (!entry) throw new HeraldError('HERALD_ERR_CONFIG', `option "commandsArgRules" names "${program}", which is not in "commandsAllow"`);
+      try {
+        // Anchored here, so a rule without ^…$ still has to match the whole argument.
+        entry.rule = new RegExp(`^(?:${source})$`);
+      } catch (e) {
+        throw new HeraldError('HERALD_ERR_CONFIG', `option "commandsArgRules": bad regular expression for "${program}": ${(e as Error).message}`);
+      }
+      entry.ruleSource = source;
+    }
+  }
+
+  /** What each allowlist entry resolved to (null: not installed), for start-up logs and status. */
+  entries(): PolicyEntryStatus[] {
+    return this.#entries.map((e) => ({ entry: e.spec, path: e.path ?? null }));
+  }
+
+  /**
+   * Turns a requested program into the file to run, or throws:
+   * HERALD_ERR_COMMAND_FORBIDDEN (not allowed), HERALD_ERR_COMMAND_NOT_FOUND
+   * (allowed but not installed), HERALD_ERR_VALIDATION (not a program name).
+   */
+  resolve(program: string): ResolvedProgram {
+    if (typeof program !== 'string' || program === '' || program.length > MAX_PROGRAM_CHARS || program.includes('\0')) {
+      throw new HeraldError('HERALD_ERR_VALIDATION', 'program must be a non-empty name or absolute path');
+    }
+    this.#retryMissing();
+    if (!program.includes('/')) {
+      // A name: an entry of that name, or an absolute entry with that file name.
+      const entry = this.#entries.find((e) => e.spec === program) ?? this.#entries.find((e) => basename(e.spec) === program);
+      if (!entry) throw this.#forbidden(program);
+      return this.#installed(entry, program);
+    }
+    if (!isAbsolute(program)) {
+      throw new HeraldError('HERALD_ERR_COMMAND_FORBIDDEN', `program "${program}" is a relative path: give an allowed name or an absolute path`);
+    }
+    let real: string;
+    try {
+      real = realpathSync(program);
+    } catch {
+      // Not there. If it names an allowed program that is missing (or was removed since start-up), say that;
+      // otherwise it is simply not allowed.
+      const missing = this.#entries.find((e) => e.spec === program || e.path === program || (e.path === undefined && basename(e.spec) === basename(program)));
+      if (!missing) throw this.#forbidden(program);
+      if (missing.path !== undefined) {
+        throw new HeraldError('HERALD_ERR_COMMAND_NOT_FOUND', `program "${program}" is allowed but its file ${missing.path} is gone`);
+      }
+      return this.#installed(missing, program);
+    }
+    const entry = this.#entries.find((e) => e.path === real);
+    if (!entry) throw this.#forbidden(program, real);
+    return { entry: entry.spec, path: real };
+  }
+
+  /** Applies the entry's argument rule, if any (HERALD_ERR_COMMAND_FORBIDDEN naming the first argument refused). */
+  checkArgs(program: ResolvedProgram, args: readonly string[]): void {
+    const entry = this.#entries.find((e) => e.spec === program.entry);
+    if (!entry?.rule) return;
+    for (const [i, arg] of args.entries()) {
+      if (!entry.rule.test(arg)) {
+        throw new HeraldError(
+          'HERALD_ERR_COMMAND_FORBIDDEN',
+          `argument ${i + 1} of "${entry.spec}" (${JSON.stringify(arg.length > 80 ? `${arg.slice(0, 80)}…` : arg)}) is not allowed by its rule /${entry.ruleSource ?? ''}/`,
+        );
+      }
+    }
+  }
+
+  #installed(entry: Entry, requested: string): ResolvedProgram {
+    if (entry.path === undefined) {
+      const where = isAbsolute(entry.spec) ? entry.spec : `any of ${this.#searchPath || '(empty search path)'}`;
+      throw new HeraldError(
+        'HERALD_ERR_COMMAND_NOT_FOUND',
+        `program "${requested}" is allowed but not installed (looked for "${entry.spec}" in ${where})`,
+      );
+    }
+    return { entry: entry.spec, path: entry.path };
+  }
+
+  #forbidden(program: string, real?: string): HeraldError {
+    const resolved = real !== undefined && real !== program ? ` (resolves to ${real})` : '';
+    const allowed = this.#entries.map((e) => e.spec).join(', ') || 'nothing';
+    return new HeraldError('HERALD_ERR_COMMAND_FORBIDDEN', `program "${program}"${resolved} is not allowed (allowed: ${allowed})`);
+  }
+
+  /**
+   * An allowed program that was missing at start-up may have been installed
+   * since: look again, in the same configured places (never a new PATH).
+   */
+  #retryMissing(): void {
+    for (const e of this.#entries) if (e.path === undefined) e.path = this.#find(e.spec);
+  }
+
+  #find(spec: string): string | undefined {
+    const candidates = isAbsolute(spec) ? [spec] : this.#dirs.map((d) => join(d, spec));
+    for (const candidate of candidates) {
+      try {
+        const real = realpathSync(candidate);
+        if (!statSync(real).isFile()) continue;
+        accessSync(real, constants.X_OK);
+        return real;
+      } catch {
+        // Not here (or not executable): keep looking.
+      }
+    }
+    return undefined;
+  }
+}

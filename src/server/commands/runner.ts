@@ -1,0 +1,470 @@
+/**
+ * The CommandRunner (DESIGN.md): runs allowed programs for admins without a
+ * shell, with a timeout that kills the whole process group, bounded output,
+ * global and per-admin concurrency with a bounded queue, cancellation, live
+ * progress frames to the admin's tabs and a final notification, and an audit
+ * record per run. Only the composition root constructs it.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import type { Logger } from 'pino';
+import type { CommandProgressFrame, CommandState } from '../../protocol/commands.js';
+import type { NotificationPayload } from '../../protocol/frames.js';
+import { isPersonId, type Principal } from '../../protocol/principal.js';
+import { HeraldError } from '../errors.js';
+import type { Notifier } from '../notifier.js';
+import type { HeraldOptions } from '../options.js';
+import type { CommandInfo, CommandRequest, CommandService, CommandStats } from './command-service.js';
+import {
+  finalNotification, finishedRecord, refusedRecord,
+  type AuditQuery, type CommandAuditRecord, type CommandAuditSink, type CommandAuditStore, type StoredAuditRecord,
+} from './outcome.js';
+import { OutputBuffer } from './output-buffer.js';
+import { CommandPolicy, MAX_PROGRAM_CHARS, type ResolvedProgram } from './policy.js';
+import { groupAlive, signalGroup } from './process-group.js';
+import { splitLegacyArgs } from './split-args.js';
+
+/** Most arguments a command may have after splitting. */
+export const MAX_ARGS = 1024;
+/** Largest OUTPUT of one progress frame, in characters (the tail is kept: a live view shows the latest lines). */
+export const PROGRESS_MAX_CHARS = 65536;
+/** Longest caller task id, in characters. */
+const MAX_TASK_ID_CHARS = 256;
+
+type RunnerOptions = Pick<
+  HeraldOptions,
+  | 'commandsEnabled' | 'commandsAllow' | 'commandsArgRules' | 'commandsPath' | 'commandsCwd' | 'commandsEnv'
+  | 'commandsTimeoutSec' | 'commandsMaxTimeoutSec' | 'commandsKillGraceMs' | 'commandsOutputCap'
+  | 'commandsConcurrency' | 'commandsPerAdminConcurrency' | 'commandsQueueSize' | 'commandsProgressMs' | 'commandsHistory'
+>;
+
+export interface CommandRunnerDeps {
+  /** Progress frames go out live-only (TTL 0); the final notification with the default TTL. */
+  notifier: Pick<Notifier, 'send'>;
+  logger: Logger;
+  options: RunnerOptions;
+  /**
+   * Persists audit records besides the log line (optional); one with `recent` also answers
+   * `audit()`, and the runner closes it when it closes (after the last record).
+   */
+  audit?: CommandAuditSink | CommandAuditStore | undefined;
+  /** The server's environment, for an empty `commandsPath` (default: process.env). */
+  env?: NodeJS.ProcessEnv;
+  now?: () => number;
+}
+
+interface Run {
+  readonly id: string;
+  readonly request: CommandRequest;
+  readonly program: ResolvedProgram;
+  readonly args: string[];
+  readonly timeoutSec: number;
+  readonly output: OutputBuffer;
+  state: CommandState;
+  readonly queuedAt: number;
+  /** Arrival order, for listing (several requests share a millisecond). */
+  readonly order: number;
+  startedAt?: number;
+  endedAt?: number;
+  exitCode: number | null;
+  signal: string | null;
+  timedOut: boolean;
+  /** Why it was stopped (cancel, shutdown) or could not start. */
+  error?: string;
+  stopping?: 'timeout' | 'cancel' | 'shutdown';
+  child?: ChildProcess;
+  pid?: number;
+  exited: boolean;
+  timers: Set<NodeJS.Timeout>;
+  progressTimer?: NodeJS.Timeout;
+  lastProgressAt: number;
+  finished: boolean;
+  readonly done: Promise<CommandInfo>;
+  resolveDone: (info: CommandInfo) => void;
+}
+
+export class CommandRunner implements CommandService {
+  readonly #notifier: Pick<Notifier, 'send'>;
+  readonly #log: Logger;
+  readonly #o: RunnerOptions;
+  readonly #audit: CommandAuditSink | CommandAuditStore | undefined;
+  readonly #now: () => number;
+  readonly #policy: CommandPolicy;
+  readonly #cwd: string;
+  readonly #env: Record<string, string>;
+  /** Every run not yet in history: queued and running. */
+  readonly #active = new Map<string, Run>();
+  readonly #queue: Run[] = [];
+  readonly #runningByAdmin = new Map<number, number>();
+  #running = 0;
+  /** Finished runs, oldest first, at most `commandsHistory`. */
+  readonly #history = new Map<string, Run>();
+  #closing = false;
+  #arrivals = 0;
+
+  constructor(deps: CommandRunnerDeps) {
+    this.#notifier = deps.notifier;
+    this.#log = deps.logger;
+    this.#o = deps.options;
+    this.#audit = deps.audit;
+    this.#now = deps.now ?? Date.now;
+    const env = deps.env ?? process.env;
+    this.#policy = new CommandPolicy({
+      allow: this.#o.commandsAllow,
+      argRules: this.#o.commandsArgRules,
+      searchPath: this.#o.commandsPath !== '' ? this.#o.commandsPath : (env.PATH ?? ''),
+    });
+    this.#cwd = this.#o.commandsCwd !== '' ? this.#o.commandsCwd : tmpdir();
+    if (this.#o.commandsEnabled) {
+      let isDir = false;
+      try {
+        isDir = statSync(this.#cwd).isDirectory();
+      } catch {
+        // reported below
+      }
+      if (!isDir) throw new HeraldError('HERALD_ERR_CONFIG', `option "commandsCwd": ${this.#cwd} is not an existing directory`);
+    }
+    this.#env = parseEnv(this.#o.commandsEnv);
+    if (this.#o.commandsEnabled) {
+      for (const e of this.#policy.entries()) {
+        if (e.path === null) this.#log.warn({ program: e.entry }, 'allowed program is not installed: requests for it will be refused until it is');
+        else this.#log.info({ program: e.entry, path: e.path }, 'allowed program');
+      }
+    }
+  }
+
+  async start(request: CommandRequest): Promise<CommandInfo> {
+    const queuedAt = this.#now();
+    try {
+      return this.#start(request, queuedAt);
+    } catch (e) {
+      this.#record(refusedRecord(request, queuedAt, e));
+      throw e;
+    }
+  }
+
+  #start(request: CommandRequest, queuedAt: number): CommandInfo {
+    if (this.#closing) throw new HeraldError('HERALD_ERR_SHUTTING_DOWN');
+    if (!this.#o.commandsEnabled) throw new HeraldError('HERALD_ERR_COMMANDS_DISABLED', 'background commands are disabled (commandsEnabled is false)');
+    if (!isPersonId(request.aid)) throw new HeraldError('HERALD_ERR_VALIDATION', 'aid must be a positive integer');
+    if (!Array.isArray(request.args) || !request.args.every((a) => typeof a === 'string')) {
+      throw new HeraldError('HERALD_ERR_VALIDATION', 'args must be a list of strings');
+    }
+    const args = request.splitArgs ? splitLegacyArgs(request.args) : [...request.args];
+    if (args.length > MAX_ARGS) throw new HeraldError('HERALD_ERR_VALIDATION', `too many arguments (${args.length} > ${MAX_ARGS})`);
+    for (const a of args) {
+      if (a.length > MAX_PROGRAM_CHARS) throw new HeraldError('HERALD_ERR_VALIDATION', `an argument is longer than ${MAX_PROGRAM_CHARS} characters`);
+      if (a.includes('\0')) throw new HeraldError('HERALD_ERR_VALIDATION', 'an argument contains a NUL character');
+    }
+    const timeoutSec = this.#timeout(request.timeoutSec);
+    if (request.taskId !== undefined && !validTaskId(request.taskId)) {
+      throw new HeraldError('HERALD_ERR_VALIDATION', `the task id must be a string of at most ${MAX_TASK_ID_CHARS} characters or a number`);
+    }
+    const program = this.#policy.resolve(request.program);
+    this.#policy.checkArgs(program, args);
+
+    const startNow = this.#hasSlot(request.aid);
+    if (!startNow && this.#queue.length >= this.#o.commandsQueueSize) {
+      throw new HeraldError(
+        'HERALD_ERR_QUEUE_FULL',
+        `too many commands: ${this.#running} running and ${this.#queue.length} waiting (commandsQueueSize ${this.#o.commandsQueueSize}); try again later`,
+      );
+    }
+    let resolveDone!: (info: CommandInfo) => void;
+    const done = new Promise<CommandInfo>((r) => (resolveDone = r));
+    const run: Run = {
+      id: randomUUID(), request: { ...request, args: [...request.args] }, program, args, timeoutSec,
+      output: new OutputBuffer(this.#o.commandsOutputCap), state: 'queued', queuedAt, order: ++this.#arrivals,
+      exitCode: null, signal: null, timedOut: false, exited: false, timers: new Set(),
+      lastProgressAt: 0, finished: false, done, resolveDone,
+    };
+    this.#active.set(run.id, run);
+    if (startNow) {
+      this.#launch(run);
+    } else {
+      this.#queue.push(run);
+      this.#progress(run);
+      this.#log.debug({ id: run.id, aid: request.aid, queued: this.#queue.length }, 'command queued');
+    }
+    return this.#info(run);
+  }
+
+  get(id: string): CommandInfo | undefined {
+    const run = this.#active.get(id) ?? this.#history.get(id);
+    return run && this.#info(run);
+  }
+
+  list(limit = 50): CommandInfo[] {
+    const all = [...this.#history.values(), ...this.#active.values()];
+    all.sort((a, b) => b.order - a.order);
+    return all.slice(0, Math.max(0, limit)).map((r) => this.#info(r));
+  }
+
+  async wait(id: string): Promise<CommandInfo | undefined> {
+    const run = this.#active.get(id) ?? this.#history.get(id);
+    return run?.done;
+  }
+
+  stats(): CommandStats {
+    return { enabled: this.#o.commandsEnabled, running: this.#running, queued: this.#queue.length, allowed: this.#policy.entries() };
+  }
+
+  audit(query?: AuditQuery): StoredAuditRecord[] | undefined {
+    return this.#audit && 'recent' in this.#audit ? this.#audit.recent(query) : undefined;
+  }
+
+  async cancel(id: string, by?: Principal): Promise<CommandInfo> {
+    const run = this.#active.get(id) ?? this.#history.get(id);
+    if (!run) throw new HeraldError('HERALD_ERR_NOT_FOUND', `no command ${id}`);
+    if (by !== undefined && !(by.kind === 'admin' && by.id === run.request.aid)) {
+      throw new HeraldError('HERALD_ERR_FORBIDDEN', `only the admin who owns command ${id} may cancel it`);
+    }
+    if (run.finished) throw new HeraldError('HERALD_ERR_CONFLICT', `command ${id} has already ended (${run.state})`);
+    this.#log.info({ id, by: by ? `${by.kind}:${by.id}` : 'api' }, 'command cancel requested');
+    this.#stop(run, 'cancel', by ? `by ${by.kind} ${by.id}` : 'through the API');
+    return run.done;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closing) return;
+    this.#closing = true;
+    const pending = [...this.#active.values()];
+    for (const run of pending) this.#stop(run, 'shutdown', 'server shutting down');
+    await Promise.all(pending.map((r) => r.done));
+    // The audit store is closed last, after the final records of the runs stopped above.
+    if (this.#audit && 'close' in this.#audit) this.#audit.close();
+  }
+
+  // ---- running ---------------------------------------------------------------
+
+  #hasSlot(aid: number): boolean {
+    return this.#running < this.#o.commandsConcurrency && (this.#runningByAdmin.get(aid) ?? 0) < this.#o.commandsPerAdminConcurrency;
+  }
+
+  #launch(run: Run): void {
+    const aid = run.request.aid;
+    this.#running++;
+    this.#runningByAdmin.set(aid, (this.#runningByAdmin.get(aid) ?? 0) + 1);
+    run.state = 'running';
+    run.startedAt = this.#now();
+    let child: ChildProcess;
+    try {
+      // No shell, ever: the program and its argument vector go to execve as they are.
+      // `detached` makes the program lead its own process group, so the group can be killed whole.
+      child = spawn(run.program.path, run.args, {
+        cwd: this.#cwd, env: this.#env, detached: true, shell: false, stdio: ['ignore', 'pipe', 'pipe'], windowsHide: true,
+      });
+    } catch (e) {
+      run.error = (e as Error).message;
+      this.#finish(run);
+      return;
+    }
+    run.child = child;
+    child.on('error', (e) => {
+      // Emitted when the spawn itself failed (ENOENT, EACCES…), or a later signal could not be sent.
+      if (child.pid === undefined || run.pid === undefined) {
+        run.error = e.message;
+        this.#finish(run);
+      } else {
+        this.#log.warn({ id: run.id, err: e.message }, 'command process error');
+      }
+    });
+    if (child.pid === undefined) return; // the 'error' event follows
+    run.pid = child.pid;
+    child.stdout?.on('data', (chunk: Buffer) => this.#output(run, 'stdout', chunk));
+    child.stderr?.on('data', (chunk: Buffer) => this.#output(run, 'stderr', chunk));
+    child.on('exit', (code, signal) => {
+      run.exited = true;
+      run.exitCode = code;
+      run.signal = signal;
+      // Left-over children may hold the pipes open; give them the grace, then the group goes
+      // ('close' follows once they are dead). Something outside the group that still holds the
+      // pipes after another grace is cut loose: we stop reading and end the run.
+      this.#timer(run, this.#o.commandsKillGraceMs, () => {
+        if (run.pid !== undefined) signalGroup(run.pid, 'SIGKILL');
+        this.#timer(run, this.#o.commandsKillGraceMs, () => {
+          child.stdout?.destroy();
+          child.stderr?.destroy();
+          this.#finish(run);
+        });
+      });
+    });
+    child.on('close', () => this.#finish(run));
+    this.#timer(run, run.timeoutSec * 1000, () => {
+      run.timedOut = true;
+      this.#stop(run, 'timeout', `timed out after ${run.timeoutSec} s`);
+    });
+    this.#log.debug({ id: run.id, aid, pid: run.pid, program: run.program.path, args: run.args }, 'command started');
+    this.#progress(run);
+  }
+
+  /** Stops a queued or running command: the queue forgets it; a process group gets SIGTERM, then SIGKILL after the grace. */
+  #stop(run: Run, why: 'timeout' | 'cancel' | 'shutdown', reason: string): void {
+    if (run.finished || run.stopping) return;
+    run.stopping = why;
+    if (why !== 'timeout') run.error = reason;
+    if (run.state === 'queued') {
+      const i = this.#queue.indexOf(run);
+      if (i >= 0) this.#queue.splice(i, 1);
+      this.#finish(run);
+      return;
+    }
+    if (run.pid === undefined) return; // spawning failed; its 'error' finishes it
+    signalGroup(run.pid, 'SIGTERM');
+    this.#timer(run, this.#o.commandsKillGraceMs, () => {
+      if (run.pid !== undefined) signalGroup(run.pid, 'SIGKILL');
+    });
+  }
+
+  #output(run: Run, stream: 'stdout' | 'stderr', chunk: Buffer): void {
+    run.output.push(stream, chunk);
+    if (run.output.hasPending) this.#scheduleProgress(run);
+  }
+
+  #scheduleProgress(run: Run): void {
+    if (run.progressTimer !== undefined || run.finished) return;
+    const wait = Math.max(0, run.lastProgressAt + this.#o.commandsProgressMs - this.#now());
+    run.progressTimer = setTimeout(() => {
+      run.progressTimer = undefined;
+      this.#progress(run);
+    }, wait);
+  }
+
+  /** A live-only progress frame (TTL 0: never stored) with the output since the previous one. */
+  #progress(run: Run): void {
+    run.lastProgressAt = this.#now();
+    const frame: CommandProgressFrame = {
+      TYPE: 'COMMAND_PROGRESS', COMMAND_ID: run.id, PROGRAM: run.request.program, STATE: run.state, OUTPUT: run.output.takePending(PROGRESS_MAX_CHARS),
+    };
+    if (run.request.taskId !== undefined) frame.ID = run.request.taskId;
+    this.#notify(run, { ...frame }, 0);
+  }
+
+  #finish(run: Run): void {
+    if (run.finished) return;
+    run.finished = true;
+    run.endedAt = this.#now();
+    for (const t of run.timers) clearTimeout(t);
+    run.timers.clear();
+    if (run.progressTimer !== undefined) clearTimeout(run.progressTimer);
+    run.output.end();
+    run.state = this.#outcome(run);
+    // A stopped run's group must be gone entirely, even members that closed their output early.
+    if (run.pid !== undefined && run.stopping !== undefined && groupAlive(run.pid)) signalGroup(run.pid, 'SIGKILL');
+    // A run that was launched held a slot, even if its spawn failed.
+    if (run.startedAt !== undefined) this.#releaseSlot(run.request.aid);
+    this.#active.delete(run.id);
+    this.#history.set(run.id, run);
+    while (this.#history.size > this.#o.commandsHistory) {
+      const oldest = this.#history.keys().next().value;
+      if (oldest === undefined) break;
+      this.#history.delete(oldest);
+    }
+    const info = this.#info(run);
+    // The live view ends with whatever output it had not seen yet, and the final state.
+    this.#progress(run);
+    this.#notify(run, finalNotification(info, { success: run.request.success, error: run.request.error }), undefined);
+    this.#record(finishedRecord(info, run.output.bytes));
+    run.resolveDone(info);
+    this.#drain();
+  }
+
+  #releaseSlot(aid: number): void {
+    this.#running--;
+    const n = (this.#runningByAdmin.get(aid) ?? 1) - 1;
+    if (n === 0) this.#runningByAdmin.delete(aid);
+    else this.#runningByAdmin.set(aid, n);
+  }
+
+  #outcome(run: Run): CommandState {
+    if (run.stopping === 'cancel' || run.stopping === 'shutdown') return 'cancelled';
+    if (run.timedOut) return 'timed_out';
+    if (run.error !== undefined) return 'failed';
+    return run.exitCode === 0 ? 'succeeded' : 'failed';
+  }
+
+  /** Starts queued runs, in order, as slots allow; a run whose admin is at their limit does not hold up the others. */
+  #drain(): void {
+    if (this.#closing) return;
+    for (let i = 0; i < this.#queue.length && this.#running < this.#o.commandsConcurrency; ) {
+      const run = this.#queue[i] as Run;
+      if (this.#hasSlot(run.request.aid)) {
+        this.#queue.splice(i, 1);
+        this.#launch(run);
+      } else {
+        i++;
+      }
+    }
+  }
+
+  #timer(run: Run, ms: number, fn: () => void): void {
+    const t = setTimeout(() => {
+      run.timers.delete(t);
+      fn();
+    }, ms);
+    run.timers.add(t);
+  }
+
+  #timeout(requested: number | undefined): number {
+    if (requested === undefined) return this.#o.commandsTimeoutSec;
+    if (typeof requested !== 'number' || !Number.isFinite(requested) || requested <= 0) {
+      throw new HeraldError('HERALD_ERR_VALIDATION', 'timeout must be a positive number of seconds');
+    }
+    return Math.min(requested, this.#o.commandsMaxTimeoutSec);
+  }
+
+  #notify(run: Run, payload: NotificationPayload, ttlMs: number | undefined): void {
+    const to: Principal = { kind: 'admin', id: run.request.aid };
+    const options = ttlMs === undefined ? {} : { ttlMs };
+    this.#notifier.send(to, payload, options).catch((e: unknown) => {
+      this.#log.warn({ id: run.id, aid: run.request.aid, err: (e as Error).message }, 'command notification failed');
+    });
+  }
+
+  #info(run: Run): CommandInfo {
+    const end = run.endedAt ?? this.#now();
+    const info: CommandInfo = {
+      id: run.id, aid: run.request.aid, program: run.request.program, path: run.program.path, args: run.args,
+      state: run.state, door: run.request.door, queuedAt: run.queuedAt, timeoutSec: run.timeoutSec,
+      output: run.output.text, COMMAND_ID: run.id, EXIT_CODE: run.exitCode, SIGNAL: run.signal, TIMED_OUT: run.timedOut,
+      DURATION_MS: run.startedAt === undefined ? 0 : end - run.startedAt, TRUNCATED: run.output.truncated,
+    };
+    if (run.request.taskId !== undefined) info.taskId = run.request.taskId;
+    if (run.startedAt !== undefined) info.startedAt = run.startedAt;
+    if (run.endedAt !== undefined) info.endedAt = run.endedAt;
+    if (run.request.requestedBy !== undefined) info.requestedBy = run.request.requestedBy;
+    if (run.error !== undefined) info.error = run.error;
+    return info;
+  }
+
+  // ---- audit -----------------------------------------------------------------
+
+  #record(rec: CommandAuditRecord): void {
+    const level = rec.event === 'refused' ? 'warn' : 'info';
+    this.#log[level]({ audit: 'command', ...rec }, rec.event === 'refused' ? 'command refused' : 'command finished');
+    if (!this.#audit) return;
+    try {
+      Promise.resolve(this.#audit.record(rec)).catch((err: unknown) => this.#log.warn({ err: (err as Error).message }, 'command audit sink failed'));
+    } catch (err) {
+      this.#log.warn({ err: (err as Error).message }, 'command audit sink failed');
+    }
+  }
+}
+
+function validTaskId(id: unknown): boolean {
+  return (typeof id === 'string' && id.length <= MAX_TASK_ID_CHARS) || (typeof id === 'number' && Number.isFinite(id));
+}
+
+/** `commandsEnv` entries (KEY=VALUE) → the child's whole environment. */
+function parseEnv(entries: readonly string[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const e of entries) {
+    const eq = e.indexOf('=');
+    if (eq <= 0) throw new HeraldError('HERALD_ERR_CONFIG', `option "commandsEnv": "${e}" is not KEY=VALUE`);
+    env[e.slice(0, eq)] = e.slice(eq + 1);
+  }
+  return env;
+}
+

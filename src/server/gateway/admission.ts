@@ -1,0 +1,50 @@
+/**
+ * Who may open a tab: the checks of a WebSocket handshake, in order — Origin,
+ * then credentials — shared by the Gateway's upgrade handler and the plain
+ * HTTP probe the browser library uses to learn why a handshake was refused
+ * (src/server/web/admission.ts), so the two cannot drift apart.
+ */
+import type { IncomingMessage } from 'node:http';
+import type { Principal, PrincipalKind } from '../../protocol/principal.js';
+import type { ErrorCode } from '../errors.js';
+import type { OriginPolicy } from '../auth/origin-policy.js';
+import { parseCookies, type Handshake, type Resolution, type SessionResolver } from '../auth/session-resolver.js';
+
+export type Admission =
+  | { readonly admitted: true; readonly principal: Principal; readonly credential: string; readonly url: URL }
+  | { readonly admitted: false; readonly status: 401 | 403 | 503; readonly code: ErrorCode; readonly message: string; readonly log: Record<string, unknown> };
+
+export interface AdmissionDeps {
+  resolver: SessionResolver;
+  origins: OriginPolicy;
+}
+
+export async function admit(deps: AdmissionDeps, kind: PrincipalKind, req: IncomingMessage): Promise<Admission> {
+  const origin = req.headers.origin;
+  if (deps.origins.check(origin) === 'forbidden') {
+    return { admitted: false, status: 403, code: 'HERALD_ERR_ORIGIN', message: 'origin not allowed', log: { origin, kind } };
+  }
+  const url = new URL(req.url ?? '/', 'http://herald.invalid');
+  const handshake: Handshake = {
+    kind, headers: req.headers, cookies: parseCookies(req.headers.cookie), query: url.searchParams,
+    remoteAddress: req.socket.remoteAddress,
+  };
+  let resolution: Resolution;
+  try {
+    resolution = await deps.resolver.resolve(handshake);
+  } catch (err) {
+    resolution = { outcome: 'unavailable', reason: (err as Error).message };
+  }
+  const log = { kind, resolver: deps.resolver.name };
+  switch (resolution.outcome) {
+    case 'admitted':
+      return { admitted: true, principal: resolution.principal, credential: resolution.credential, url };
+    case 'refused':
+      return { admitted: false, status: 401, code: 'HERALD_ERR_UNAUTHORIZED', message: resolution.reason, log: { ...log, reason: resolution.reason } };
+    case 'unavailable':
+      return {
+        admitted: false, status: 503, code: 'HERALD_ERR_UNAVAILABLE', message: 'cannot check credentials now, try again later',
+        log: { ...log, reason: resolution.reason },
+      };
+  }
+}

@@ -1,0 +1,144 @@
+/**
+ * Background commands end to end: a real Herald, the HTTP API, real admin
+ * tabs over WebSocket, real child processes (loopback ping only).
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { startHerald, type TestServer } from './helpers/server.js';
+
+describe('background commands over the HTTP API and the browser protocol', () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startHerald({
+      commandsAllow: ['ping', 'echo', 'sleep', 'sh'], commandsProgressMs: 50, commandsKillGraceMs: 500,
+      commandsConcurrency: 3, commandsPerAdminConcurrency: 3, commandsQueueSize: 1,
+    });
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  it('runs ping for an admin: 201 at once, live progress and the final notification in the tab', async () => {
+    const tab = await server.tab('admin', 1);
+    await tab.nextOfType('WELCOME');
+    const res = await server.api('POST', '/api/v1/commands', { aid: 1, program: 'ping', args: ['-c', '1', '-q', '127.0.0.1'], timeout: 5, id: 'task-42' });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    const id = res.body.id as string;
+    assert.equal(res.body.state, 'running');
+    assert.equal(res.body.door, 'http');
+    assert.equal(res.body.path, '/usr/bin/ping');
+    const running = await tab.next((f) => f.TYPE === 'COMMAND_PROGRESS' && f.COMMAND_ID === id);
+    assert.equal(running.STATE, 'running');
+    assert.equal(running.ID, 'task-42');
+    const final = await tab.next((f) => f.TYPE === 'MESSAGE' && f.COMMAND_ID === id);
+    assert.equal(final.TITLE, 'ping');
+    assert.equal(final.ID, 'task-42');
+    assert.match(final.TEXT, /1 packets transmitted, 1 received/);
+    assert.equal(final.COMMAND.STATE, 'succeeded');
+    assert.equal(final.COMMAND.EXIT_CODE, 0);
+    assert.equal(typeof final.SEQ, 'number');
+
+    const got = await server.api('GET', `/api/v1/commands/${id}?wait=5`);
+    assert.equal(got.status, 200);
+    assert.equal(got.body.state, 'succeeded');
+    assert.equal(got.body.EXIT_CODE, 0);
+    assert.equal(got.body.taskId, 'task-42');
+    const list = await server.api('GET', '/api/v1/commands?limit=5');
+    assert.ok(list.body.commands.some((c: { id: string }) => c.id === id));
+    const status = await server.api('GET', '/api/v1/status');
+    assert.equal(status.body.commands.enabled, true);
+    tab.close();
+  });
+
+  it('streams output by polling with ?since and long-polls with ?wait', async () => {
+    const res = await server.api('POST', '/api/v1/commands', { aid: 3, program: 'sh', args: ['-c', 'echo one; sleep 0.2; echo two'], door: 'cli' });
+    assert.equal(res.status, 201);
+    const id = res.body.id as string;
+    const first = await server.api('GET', `/api/v1/commands/${id}?since=0&wait=10`);
+    assert.equal(first.body.state, 'succeeded');
+    assert.equal(first.body.door, 'cli');
+    assert.equal(first.body.output, 'one\ntwo\n');
+    assert.equal(first.body.outputLength, 8);
+    const rest = await server.api('GET', `/api/v1/commands/${id}?since=4`);
+    assert.equal(rest.body.output, 'two\n');
+  });
+
+  it('answers refusals with stable codes and statuses', async () => {
+    const forbidden = await server.api('POST', '/api/v1/commands', { aid: 1, program: '/bin/bash', args: ['-c', 'id'] });
+    assert.equal(forbidden.status, 403);
+    assert.equal(forbidden.body.error.code, 'HERALD_ERR_COMMAND_FORBIDDEN');
+    const trick = await server.api('POST', '/api/v1/commands', { aid: 1, program: '/usr/bin/../../bin/bash', args: [] });
+    assert.equal(trick.status, 403);
+    const bad = await server.api('POST', '/api/v1/commands', { aid: 0, program: 'ping' });
+    assert.equal(bad.status, 400);
+    assert.equal(bad.body.error.code, 'HERALD_ERR_VALIDATION');
+    const extra = await server.api('POST', '/api/v1/commands', { aid: 1, program: 'ping', args: [{ sh: 1 }], timeout: -1 });
+    assert.equal(extra.status, 400);
+    const unauth = await server.api('POST', '/api/v1/commands', { aid: 1, program: 'ping' }, { authorization: 'Bearer wrong' });
+    assert.equal(unauth.status, 401);
+    const badId = await server.api('POST', '/api/v1/commands', { aid: 1, program: 'ping', id: { nested: true } });
+    assert.equal(badId.status, 400);
+    const missing = await server.api('GET', '/api/v1/commands/no-such-command');
+    assert.equal(missing.status, 404);
+    assert.equal(missing.body.error.code, 'HERALD_ERR_NOT_FOUND');
+  });
+
+  it('cancels through the API; a second cancel conflicts', async () => {
+    const res = await server.api('POST', '/api/v1/commands', { aid: 4, program: 'sleep', args: ['30'] });
+    const id = res.body.id as string;
+    const cancelled = await server.api('POST', `/api/v1/commands/${id}/cancel`);
+    assert.equal(cancelled.status, 200);
+    assert.equal(cancelled.body.state, 'cancelled');
+    const again = await server.api('POST', `/api/v1/commands/${id}/cancel`);
+    assert.equal(again.status, 409);
+    assert.equal(again.body.error.code, 'HERALD_ERR_CONFLICT');
+  });
+
+  it('refuses with 429 when the queue is full', async () => {
+    const ids: string[] = [];
+    // 3 slots and a queue of 1: the fifth request is refused.
+    for (let i = 0; i < 4; i++) {
+      const r = await server.api('POST', '/api/v1/commands', { aid: 5, program: 'sleep', args: ['30'] });
+      assert.equal(r.status, 201);
+      ids.push(r.body.id);
+    }
+    const full = await server.api('POST', '/api/v1/commands', { aid: 5, program: 'sleep', args: ['30'] });
+    assert.equal(full.status, 429);
+    assert.equal(full.body.error.code, 'HERALD_ERR_QUEUE_FULL');
+    for (const id of ids.reverse()) await server.api('POST', `/api/v1/commands/${id}/cancel`);
+  });
+
+  it('lets the owning admin cancel from a browser tab, and refuses another admin', async () => {
+    const owner = await server.tab('admin', 7);
+    const stranger = await server.tab('admin', 8);
+    const user = await server.tab('user', 7);
+    await Promise.all([owner.nextOfType('WELCOME'), stranger.nextOfType('WELCOME'), user.nextOfType('WELCOME')]);
+    const res = await server.api('POST', '/api/v1/commands', { aid: 7, program: 'sleep', args: ['30'] });
+    const id = res.body.id as string;
+
+    stranger.send({ TYPE: 'COMMAND_CANCEL', COMMAND_ID: id });
+    const refused = await stranger.nextOfType('ERROR');
+    assert.equal(refused.ERROR, 'FORBIDDEN');
+    user.send({ TYPE: 'COMMAND_CANCEL', COMMAND_ID: id });
+    assert.equal((await user.nextOfType('ERROR')).ERROR, 'FORBIDDEN');
+    assert.equal((await server.api('GET', `/api/v1/commands/${id}`)).body.state, 'running');
+
+    owner.send({ TYPE: 'COMMAND_CANCEL', COMMAND_ID: id });
+    const final = await owner.next((f) => f.TYPE === 'MESSAGE' && f.COMMAND_ID === id);
+    assert.equal(final.COMMAND.STATE, 'cancelled');
+    assert.equal((await server.api('GET', `/api/v1/commands/${id}`)).body.state, 'cancelled');
+    assert.equal(stranger.frames.some((f) => f.COMMAND_ID === id), false, 'another admin sees nothing of it');
+    for (const t of [owner, stranger, user]) t.close();
+  });
+
+  it('keeps the outcome for an admin who was away and replays it on connect', async () => {
+    const res = await server.api('POST', '/api/v1/commands', { aid: 11, program: 'echo', args: ['done while you were away'], id: 5 });
+    await server.api('GET', `/api/v1/commands/${res.body.id}?wait=5`);
+    const tab = await server.tab('admin', 11);
+    const replayed = await tab.next((f) => f.TYPE === 'MESSAGE' && f.COMMAND_ID === res.body.id);
+    assert.equal(replayed.TEXT, 'done while you were away\n');
+    assert.equal(replayed.ID, 5);
+    assert.equal(tab.frames.some((f) => f.TYPE === 'COMMAND_PROGRESS'), false, 'progress is live only');
+    tab.close();
+  });
+});

@@ -1,0 +1,106 @@
+/**
+ * The audit trail: one record per run and per refusal, persisted in SQLite
+ * and readable through the API, surviving a restart.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { SqliteCommandAudit } from '../src/server/commands/audit-sqlite.js';
+import type { CommandAuditRecord } from '../src/server/commands/outcome.js';
+import { makeRig } from './commands-fixture.js';
+import { startHerald } from './helpers/server.js';
+
+const record = (aid: number, program: string, n: number): CommandAuditRecord => ({
+  event: 'finished', id: `c${n}`, aid, door: 'http', program, args: [String(n)], queuedAt: n, endedAt: n + 1, state: 'succeeded',
+});
+
+describe('command audit trail', () => {
+  let dir: string;
+  before(() => {
+    dir = mkdtempSync(join(tmpdir(), 'herald-audit-'));
+  });
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('stores records, reads them newest first, by admin and page, and keeps them across a reopen', () => {
+    const file = join(dir, 'sub', 'audit.sqlite');
+    const audit = new SqliteCommandAudit(file, 1000);
+    for (let i = 1; i <= 5; i++) audit.record(record(i % 2 === 0 ? 2 : 1, 'ping', i));
+    assert.deepEqual(audit.recent().map((r) => r.id), ['c5', 'c4', 'c3', 'c2', 'c1']);
+    assert.deepEqual(audit.recent({ aid: 2 }).map((r) => r.id), ['c4', 'c2']);
+    const page = audit.recent({ limit: 2 });
+    assert.deepEqual(page.map((r) => r.id), ['c5', 'c4']);
+    assert.deepEqual(audit.recent({ limit: 2, before: page.at(-1)?.row ?? 0 }).map((r) => r.id), ['c3', 'c2']);
+    audit.close();
+    const again = new SqliteCommandAudit(file, 1000);
+    const first = again.recent({ limit: 1 })[0];
+    assert.deepEqual({ ...first, row: 0 }, { ...record(1, 'ping', 5), row: 0 });
+    again.close();
+  });
+
+  it('keeps at most the configured number of records, dropping the oldest', () => {
+    const audit = new SqliteCommandAudit(':memory:', 10);
+    for (let i = 1; i <= 600; i++) audit.record(record(1, 'echo', i));
+    audit.trim();
+    const kept = audit.recent({ limit: 1000 });
+    assert.equal(kept.length, 10);
+    assert.equal(kept[0]?.id, 'c600');
+    assert.equal(kept.at(-1)?.id, 'c591');
+    audit.close();
+  });
+
+  it('receives a record for every run and every refusal from the runner', async () => {
+    const audit = new SqliteCommandAudit(':memory:', 1000);
+    const rig = await makeRig({ commandsAllow: ['echo'] }, { audit });
+    try {
+      const info = await rig.runner.start({ aid: 4, program: 'echo', args: ['hi'], door: 'cli', requestedBy: 'tester', taskId: 't' });
+      await rig.runner.wait(info.id);
+      await assert.rejects(rig.runner.start({ aid: 4, program: '/bin/sh', args: ['-c', 'id'], door: 'legacy', requestedBy: '127.0.0.1:5000' }));
+      const [refused, finished] = rig.runner.audit() ?? [];
+      assert.equal(refused?.event, 'refused');
+      assert.equal(refused?.program, '/bin/sh');
+      assert.equal(refused?.door, 'legacy');
+      assert.equal(refused?.requestedBy, '127.0.0.1:5000');
+      assert.match(refused?.error ?? '', /HERALD_ERR_COMMAND_FORBIDDEN/);
+      assert.equal(finished?.event, 'finished');
+      assert.equal(finished?.id, info.id);
+      assert.equal(finished?.door, 'cli');
+      assert.equal(finished?.requestedBy, 'tester');
+      assert.equal(finished?.path, '/usr/bin/echo');
+      assert.deepEqual(finished?.args, ['hi']);
+      assert.equal(finished?.state, 'succeeded');
+      assert.equal(finished?.exitCode, 0);
+      assert.equal(finished?.outputBytes, 3);
+      assert.ok((finished?.startedAt ?? 0) > 0 && (finished?.endedAt ?? 0) >= (finished?.startedAt ?? 0));
+    } finally {
+      await rig.close();
+    }
+  });
+
+  it('is persisted under DATA_DIR by default and served at GET /api/v1/commands/audit, across a restart', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'herald-audit-e2e-'));
+    const secrets = { secret: 'a'.repeat(40), apiToken: 'b'.repeat(24) };
+    try {
+      let server = await startHerald({ commandsAllow: ['echo'] }, { dataDir, ...secrets });
+      const res = await server.api('POST', '/api/v1/commands', { aid: 9, program: 'echo', args: ['audited'] });
+      await server.api('GET', `/api/v1/commands/${res.body.id}?wait=5`);
+      await server.api('POST', '/api/v1/commands', { aid: 9, program: 'rm', args: ['-rf', '/'] });
+      await server.close();
+      server = await startHerald({ commandsAllow: ['echo'] }, { dataDir, ...secrets });
+      const audit = await server.api('GET', '/api/v1/commands/audit?aid=9');
+      assert.equal(audit.status, 200);
+      assert.equal(audit.body.persisted, true);
+      assert.deepEqual(audit.body.records.map((r: CommandAuditRecord) => [r.event, r.program]), [['refused', 'rm'], ['finished', 'echo']]);
+      assert.equal(audit.body.records[1].id, res.body.id);
+      assert.equal(audit.body.records[1].door, 'http');
+      await server.close();
+      const off = await startHerald({ commandsAllow: ['echo'], commandsAuditFile: '' });
+      const none = await off.api('GET', '/api/v1/commands/audit');
+      assert.deepEqual(none.body, { persisted: false, records: [] });
+      await off.close();
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});

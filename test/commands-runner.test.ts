@@ -1,0 +1,325 @@
+import assert from 'node:assert/strict';
+import { chmodSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, it } from 'node:test';
+import { isHeraldError, type ErrorCode } from '../src/server/errors.js';
+import { gone, makeRig, processAlive, within, type Frame, type Rig } from './commands-fixture.js';
+
+const TEST_PROGRAMS = ['ping', 'echo', 'sh', 'sleep', 'seq', 'env'];
+const refusedWith = (code: ErrorCode, text?: RegExp) => (e: unknown) =>
+  isHeraldError(e) && e.code === code && (text === undefined || text.test(e.message));
+const isFinal = (id: string) => (f: Frame) => f.COMMAND_ID === id && f.TYPE !== 'COMMAND_PROGRESS';
+const command = (f: Frame) => f.COMMAND as Record<string, unknown>;
+
+describe('CommandRunner with real child processes', () => {
+  let rig: Rig | undefined;
+  afterEach(async () => {
+    await rig?.close();
+    rig = undefined;
+  });
+
+  it('runs ping on loopback and tells the admin: live progress, then the default notification', async () => {
+    rig = await makeRig();
+    const tab = rig.tab(1);
+    const info = await rig.runner.start({ aid: 1, program: 'ping', args: ['-c', '1', '-q', '127.0.0.1'], timeoutSec: 5, taskId: 'task-1', door: 'http', requestedBy: 'test' });
+    assert.equal(info.state, 'running');
+    assert.equal(info.path, '/usr/bin/ping');
+    const final = await tab.next(isFinal(info.id));
+    assert.equal(final.TYPE, 'MESSAGE');
+    assert.equal(final.TITLE, 'ping');
+    assert.match(String(final.TEXT), /1 packets transmitted, 1 received/);
+    assert.equal(final.ID, 'task-1');
+    assert.equal(command(final).STATE, 'succeeded');
+    assert.equal(command(final).EXIT_CODE, 0);
+    assert.equal(command(final).TIMED_OUT, false);
+    assert.equal(command(final).TRUNCATED, false);
+    assert.equal(typeof final.SEQ, 'number', 'the final notification is a tracked one');
+    const progress = tab.frames.filter((f) => f.TYPE === 'COMMAND_PROGRESS');
+    assert.equal(progress[0]?.STATE, 'running');
+    assert.equal(progress.at(-1)?.STATE, 'succeeded');
+    assert.ok(progress.every((f) => f.SEQ === undefined && f.ID === 'task-1' && f.PROGRAM === 'ping'));
+    assert.match(progress.map((f) => f.OUTPUT).join(''), /1 packets transmitted/);
+    const done = rig.runner.get(info.id);
+    assert.equal(done?.state, 'succeeded');
+    assert.ok((done?.endedAt ?? 0) >= (done?.startedAt ?? Infinity));
+    const audit = rig.logs.find((l) => l.audit === 'command' && l.id === info.id);
+    assert.ok(audit, 'an audit line is logged');
+    assert.equal(audit.event, 'finished');
+    assert.equal(audit.door, 'http');
+    assert.equal(audit.requestedBy, 'test');
+    assert.equal(audit.aid, 1);
+    assert.deepEqual(audit.args, ['-c', '1', '-q', '127.0.0.1']);
+    assert.equal(audit.state, 'succeeded');
+  });
+
+  it('keeps the final notification for an admin with no tab open, but not the progress', async () => {
+    rig = await makeRig({ commandsAllow: TEST_PROGRAMS });
+    const info = await rig.runner.start({ aid: 5, program: 'echo', args: ['hello'], door: 'http' });
+    await rig.runner.wait(info.id);
+    const stored = await rig.store.readAfter('admin:5', 0, 100, Date.now());
+    assert.equal(stored.messages.length, 1);
+    const msg = JSON.parse(stored.messages[0]?.json ?? '{}') as Frame;
+    assert.equal(msg.TEXT, 'hello\n');
+    assert.equal(msg.COMMAND_ID, info.id);
+  });
+
+  it('sends SUCCESS on exit status 0 and ERROR otherwise (the old daemon had them reversed)', async () => {
+    rig = await makeRig({ commandsAllow: TEST_PROGRAMS });
+    const tab = rig.tab(1);
+    const success = { TYPE: 'MESSAGE', TITLE: 'Done', TEXT: 'all good' };
+    const error = { TYPE: 'MESSAGE', TITLE: 'Failed', TEXT: 'it failed' };
+    const ok = await rig.runner.start({ aid: 1, program: 'sh', args: ['-c', 'exit 0'], success, error, door: 'legacy' });
+    const bad = await rig.runner.start({ aid: 1, program: 'sh', args: ['-c', 'echo oops >&2; exit 3'], success, error, taskId: 7, door: 'legacy' });
+    const okFinal = await tab.next(isFinal(ok.id));
+    const badFinal = await tab.next(isFinal(bad.id));
+    assert.equal(okFinal.TITLE, 'Done');
+    assert.equal(badFinal.TITLE, 'Failed');
+    assert.equal(badFinal.ID, 7);
+    assert.equal(command(badFinal).EXIT_CODE, 3);
+    assert.equal(command(badFinal).STATE, 'failed');
+    // Strings are wrapped into a MESSAGE titled with the program.
+    const s = await rig.runner.start({ aid: 1, program: 'sh', args: ['-c', 'exit 1'], error: 'plain text', door: 'http' });
+    const sFinal = await tab.next(isFinal(s.id));
+    assert.deepEqual([sFinal.TYPE, sFinal.TITLE, sFinal.TEXT], ['MESSAGE', 'sh', 'plain text']);
+    // Without ERROR, the default says what happened after the output.
+    const d = await rig.runner.start({ aid: 1, program: 'sh', args: ['-c', 'echo oops >&2; exit 3'], door: 'http' });
+    const dFinal = await tab.next(isFinal(d.id));
+    assert.equal(dFinal.TEXT, 'oops\n[exit status 3]');
+  });
+
+  it('kills the whole process group on timeout: the program and its grandchild', async () => {
+    rig = await makeRig({ commandsAllow: TEST_PROGRAMS });
+    const tab = rig.tab(1);
+    const info = await rig.runner.start({
+      aid: 1, program: 'sh', args: ['-c', 'sleep 30 & echo "child=$!"; echo "self=$$"; wait'], timeoutSec: 0.5, door: 'http',
+    });
+    await tab.next((f) => f.COMMAND_ID === info.id && /self=\d+/.test(String(f.OUTPUT)) || /self=\d+/.test(String(rig?.runner.get(info.id)?.output)));
+    const out = rig.runner.get(info.id)?.output ?? '';
+    const child = Number(/child=(\d+)/.exec(out)?.[1]);
+    const self = Number(/self=(\d+)/.exec(out)?.[1]);
+    assert.ok(processAlive(child) && processAlive(self), 'both processes run before the timeout');
+    const done = await within(rig.runner.wait(info.id), 5000, 'timed-out command');
+    assert.equal(done?.state, 'timed_out');
+    assert.equal(done?.TIMED_OUT, true);
+    assert.equal(done?.SIGNAL, 'SIGTERM');
+    assert.ok((done?.DURATION_MS ?? 0) >= 450);
+    assert.ok(await gone(self), `program ${self} is gone`);
+    assert.ok(await gone(child), `grandchild ${child} is gone`);
+    const final = await tab.next(isFinal(info.id));
+    assert.match(String(final.TEXT), /\[timed out after 0\.5 s: stopped\]$/);
+    assert.equal(command(final).TIMED_OUT, true);
+  });
+
+  it('escalates to SIGKILL when the program and its children ignore SIGTERM', async () => {
+    rig = await makeRig({ commandsAllow: TEST_PROGRAMS, commandsKillGraceMs: 300 });
+    const info = await rig.runner.start({
+      aid: 1, program: 'sh', args: ['-c', `trap '' TERM; sleep 30 & echo "child=$!"; echo "self=$$"; wait; wait`], timeoutSec: 0.3, door: 'http',
+    });
+    const done = await within(rig.runner.wait(info.id), 5000, 'stubborn command');
+    const child = Number(/child=(\d+)/.exec(done?.output ?? '')?.[1]);
+    const self = Number(/self=(\d+)/.exec(done?.output ?? '')?.[1]);
+    assert.ok(child > 0 && self > 0, `pids in output: ${done?.output}`);
+    assert.equal(done?.state, 'timed_out');
+    assert.equal(done?.SIGNAL, 'SIGKILL');
+    assert.ok(await gone(self));
+    assert.ok(await gone(child));
+  });
+
+  it('ends a run whose program exited but left a child holding its output, and stops that child', async () => {
+    rig = await makeRig({ commandsAllow: TEST_PROGRAMS, commandsKillGraceMs: 300 });
+    const info = await rig.runner.start({ aid: 1, program: 'sh', args: ['-c', 'sleep 30 & echo "child=$!"'], timeoutSec: 20, door: 'http' });
+    const done = await within(rig.runner.wait(info.id), 5000, 'run with a straggler');
+    const child = Number(/child=(\d+)/.exec(done?.output ?? '')?.[1]);
+    assert.equal(done?.state, 'succeeded', 'the program itself exited 0');
+    assert.ok((done?.DURATION_MS ?? 0) < 5000);
+    assert.ok(await gone(child), 'the left-over child is gone');
+  });
+
+  it('caps a flood of output without blocking the program', async () => {
+    rig = await makeRig({ commandsAllow: TEST_PROGRAMS, commandsOutputCap: 65536 });
+    const tab = rig.tab(1);
+    // ~21 MB of output: far beyond the cap and any pipe buffer.
+    const info = await rig.runner.start({ aid: 1, program: 'seq', args: ['1', '3000000'], timeoutSec: 30, door: 'http' });
+    const done = await within(rig.runner.wait(info.id), 20_000, 'flood');
+    assert.equal(done?.state, 'succeeded', 'seq ran to the end: its pipe was drained');
+    assert.equal(done?.TRUNCATED, true);
+    assert.ok(Buffer.byteLength(done?.output ?? '') <= 65536);
+    assert.ok((done?.output ?? '').startsWith('1\n2\n3\n'));
+    const final = await tab.next(isFinal(info.id));
+    assert.match(String(final.TEXT), /\[output cut: too long\]$/);
+    const progressed = tab.frames.filter((f) => f.TYPE === 'COMMAND_PROGRESS').reduce((n, f) => n + String(f.OUTPUT).length, 0);
+    assert.ok(progressed <= 65536, 'progress frames carry no more than the kept output');
+  });
+
+  it('passes shell syntax to the program literally and creates no file', async () => {
+    rig = await makeRig({ commandsAllow: TEST_PROGRAMS });
+    writeFileSync(join(rig.cwd, 'existing'), '');
+    const hostile = ['; touch x', '$(touch y)', '`touch z`', '*', '> w', '| touch v', '&& touch u'];
+    const legacy = await rig.runner.start({ aid: 1, program: '/bin/echo', args: hostile, splitArgs: true, door: 'legacy' });
+    const vector = await rig.runner.start({ aid: 1, program: 'echo', args: hostile, door: 'http' });
+    const l = await rig.runner.wait(legacy.id);
+    const v = await rig.runner.wait(vector.id);
+    assert.equal(l?.output, '; touch x $(touch y) `touch z` * > w | touch v && touch u\n');
+    assert.deepEqual(l?.args, [';', 'touch', 'x', '$(touch', 'y)', '`touch', 'z`', '*', '>', 'w', '|', 'touch', 'v', '&&', 'touch', 'u']);
+    assert.equal(v?.output, `${hostile.join(' ')}\n`);
+    assert.deepEqual(v?.args, hostile);
+    assert.deepEqual(readdirSync(rig.cwd), ['existing'], 'no file was created and * was not expanded');
+  });
+
+  it('refuses forbidden programs and path tricks with a clear error, and audits the refusal', async () => {
+    rig = await makeRig();
+    for (const program of ['sh', '/bin/sh', '../bin/sh', '/usr/bin/../../bin/sh', 'ping; sh']) {
+      await assert.rejects(rig.runner.start({ aid: 1, program, args: [], door: 'http' }), refusedWith('HERALD_ERR_COMMAND_FORBIDDEN'), program);
+    }
+    const refusal = rig.logs.find((l) => l.audit === 'command' && l.event === 'refused' && l.program === '/bin/sh');
+    assert.ok(refusal);
+    assert.match(String(refusal.error), /HERALD_ERR_COMMAND_FORBIDDEN/);
+    assert.deepEqual(rig.runner.stats(), { enabled: true, running: 0, queued: 0, allowed: [{ entry: 'ping', path: '/usr/bin/ping' }] });
+  });
+
+  it('says clearly when an allowed program is not installed', async () => {
+    rig = await makeRig({ commandsAllow: ['ping', 'herald-no-such-program'] });
+    await assert.rejects(
+      rig.runner.start({ aid: 1, program: 'herald-no-such-program', args: [], door: 'http' }),
+      refusedWith('HERALD_ERR_COMMAND_NOT_FOUND', /allowed but not installed/),
+    );
+  });
+
+  it('reports a program that vanished after start-up as a failed run, not a crash', async () => {
+    const bin = mkdtempSync(join(tmpdir(), 'herald-vanishing-'));
+    const script = join(bin, 'vanishing');
+    writeFileSync(script, '#!/bin/sh\necho hi\n');
+    chmodSync(script, 0o755);
+    rig = await makeRig({ commandsAllow: [script] });
+    rmSync(bin, { recursive: true });
+    const tab = rig.tab(1);
+    // The request names it by its allowlist name; the pinned path is gone.
+    await assert.rejects(rig.runner.start({ aid: 1, program: script, args: [], door: 'http' }), refusedWith('HERALD_ERR_COMMAND_NOT_FOUND'));
+    const info = await rig.runner.start({ aid: 1, program: 'vanishing', args: [], door: 'http' });
+    const done = await rig.runner.wait(info.id);
+    assert.equal(done?.state, 'failed');
+    assert.match(done?.error ?? '', /ENOENT/);
+    const final = await tab.next(isFinal(info.id));
+    assert.match(String(final.TEXT), /\[could not run: .*ENOENT/);
+    assert.equal(rig.runner.stats().running, 0, 'the slot is released');
+  });
+
+  it('gives programs only the configured environment', async () => {
+    rig = await makeRig({ commandsAllow: TEST_PROGRAMS, commandsEnv: ['PATH=/usr/bin:/bin', 'LANG=C.UTF-8'] });
+    const info = await rig.runner.start({ aid: 1, program: 'env', args: [], door: 'http' });
+    const done = await rig.runner.wait(info.id);
+    assert.deepEqual((done?.output ?? '').trim().split('\n').sort(), ['LANG=C.UTF-8', 'PATH=/usr/bin:/bin']);
+  });
+
+  it('limits concurrency globally and per admin, with a bounded queue', async () => {
+    rig = await makeRig({ commandsAllow: TEST_PROGRAMS, commandsConcurrency: 2, commandsPerAdminConcurrency: 1, commandsQueueSize: 1 });
+    const sleep = (aid: number) => ({ aid, program: 'sleep', args: ['30'], door: 'http' as const });
+    const a1 = await rig.runner.start(sleep(1));
+    const a2 = await rig.runner.start(sleep(1));
+    assert.equal(a1.state, 'running');
+    assert.equal(a2.state, 'queued', 'admin 1 is at their limit');
+    // Admin 2 is not held up by admin 1's queued command.
+    const b1 = await rig.runner.start(sleep(2));
+    assert.equal(b1.state, 'running');
+    await assert.rejects(rig.runner.start(sleep(3)), refusedWith('HERALD_ERR_QUEUE_FULL', /2 running and 1 waiting/));
+    await assert.rejects(rig.runner.start(sleep(1)), refusedWith('HERALD_ERR_QUEUE_FULL'));
+    assert.deepEqual({ running: rig.runner.stats().running, queued: rig.runner.stats().queued }, { running: 2, queued: 1 });
+    const cancelled = await within(rig.runner.cancel(a1.id), 5000, 'cancel');
+    assert.equal(cancelled.state, 'cancelled');
+    assert.equal(rig.runner.get(a2.id)?.state, 'running', 'the queued command starts when a slot frees');
+    assert.deepEqual(rig.runner.list().map((c) => c.id), [b1.id, a2.id, a1.id]);
+    assert.deepEqual(rig.runner.list(1).map((c) => c.id), [b1.id]);
+  });
+
+  it('lets only the owning admin cancel from a browser; the API may cancel any', async () => {
+    rig = await makeRig({ commandsAllow: TEST_PROGRAMS });
+    const tab = rig.tab(1);
+    const info = await rig.runner.start({ aid: 1, program: 'sleep', args: ['30'], door: 'http' });
+    await assert.rejects(rig.runner.cancel(info.id, { kind: 'admin', id: 2 }), refusedWith('HERALD_ERR_FORBIDDEN', /only the admin who owns/));
+    await assert.rejects(rig.runner.cancel(info.id, { kind: 'user', id: 1 }), refusedWith('HERALD_ERR_FORBIDDEN'));
+    assert.equal(rig.runner.get(info.id)?.state, 'running');
+    const done = await within(rig.runner.cancel(info.id, { kind: 'admin', id: 1 }), 5000, 'cancel');
+    assert.equal(done.state, 'cancelled');
+    assert.equal(done.SIGNAL, 'SIGTERM');
+    const final = await tab.next(isFinal(info.id));
+    assert.equal(command(final).STATE, 'cancelled');
+    assert.equal(final.TEXT, '[cancelled: by admin 1]');
+    await assert.rejects(rig.runner.cancel(info.id), refusedWith('HERALD_ERR_CONFLICT'));
+    await assert.rejects(rig.runner.cancel('no-such-id'), refusedWith('HERALD_ERR_NOT_FOUND'));
+    // The API (no principal) may cancel any admin's command, queued ones too.
+    const other = await rig.runner.start({ aid: 9, program: 'sleep', args: ['30'], door: 'http' });
+    assert.equal((await within(rig.runner.cancel(other.id), 5000, 'api cancel')).state, 'cancelled');
+  });
+
+  it('cancels a queued command without ever starting it', async () => {
+    rig = await makeRig({ commandsAllow: TEST_PROGRAMS, commandsConcurrency: 1, commandsPerAdminConcurrency: 1 });
+    const tab = rig.tab(1);
+    const first = await rig.runner.start({ aid: 1, program: 'sleep', args: ['30'], door: 'http' });
+    const queued = await rig.runner.start({ aid: 1, program: 'sleep', args: ['30'], door: 'http' });
+    assert.equal((await tab.next((f) => f.COMMAND_ID === queued.id)).STATE, 'queued', 'the admin sees it waiting');
+    const done = await rig.runner.cancel(queued.id, { kind: 'admin', id: 1 });
+    assert.equal(done.state, 'cancelled');
+    assert.equal(done.startedAt, undefined);
+    assert.equal(rig.runner.stats().queued, 0);
+    await rig.runner.cancel(first.id);
+  });
+
+  it('throttles progress frames and loses no output between them', async () => {
+    rig = await makeRig({ commandsAllow: TEST_PROGRAMS, commandsProgressMs: 200 });
+    const tab = rig.tab(1);
+    const script = 'i=0; while [ $i -lt 20 ]; do i=$((i+1)); echo "line $i"; sleep 0.03; done';
+    const info = await rig.runner.start({ aid: 1, program: 'sh', args: ['-c', script], door: 'http' });
+    const done = await within(rig.runner.wait(info.id), 10_000, 'progress run');
+    await tab.next(isFinal(info.id));
+    const frames = tab.frames.filter((f) => f.TYPE === 'COMMAND_PROGRESS' && f.COMMAND_ID === info.id);
+    const expected = Array.from({ length: 20 }, (_, i) => `line ${i + 1}\n`).join('');
+    assert.equal(frames.map((f) => f.OUTPUT).join(''), expected);
+    assert.equal(done?.output, expected);
+    // ~600 ms of output at one frame per 200 ms: the start frame, a handful, the end frame.
+    const budget = Math.ceil((done?.DURATION_MS ?? 0) / 200) + 3;
+    assert.ok(frames.length <= budget, `${frames.length} frames for ${done?.DURATION_MS} ms (at most ${budget})`);
+    assert.ok(frames.length >= 3, 'a long run shows life');
+  });
+
+  it('applies the default and maximum timeout', async () => {
+    rig = await makeRig({ commandsAllow: TEST_PROGRAMS, commandsTimeoutSec: 7, commandsMaxTimeoutSec: 60 });
+    const a = await rig.runner.start({ aid: 1, program: 'echo', args: [], door: 'http' });
+    const b = await rig.runner.start({ aid: 1, program: 'echo', args: [], timeoutSec: 99_999, door: 'http' });
+    assert.equal(a.timeoutSec, 7);
+    assert.equal(b.timeoutSec, 60);
+    await assert.rejects(rig.runner.start({ aid: 1, program: 'echo', args: [], timeoutSec: 0, door: 'http' }), refusedWith('HERALD_ERR_VALIDATION'));
+    await assert.rejects(rig.runner.start({ aid: 0, program: 'echo', args: [], door: 'http' }), refusedWith('HERALD_ERR_VALIDATION'));
+    await assert.rejects(rig.runner.start({ aid: 1, program: 'echo', args: ['a\0b'], door: 'http' }), refusedWith('HERALD_ERR_VALIDATION'));
+    await rig.runner.wait(a.id);
+    await rig.runner.wait(b.id);
+  });
+
+  it('refuses everything when commands are disabled', async () => {
+    rig = await makeRig({ commandsEnabled: false });
+    await assert.rejects(rig.runner.start({ aid: 1, program: 'ping', args: [], door: 'http' }), refusedWith('HERALD_ERR_COMMANDS_DISABLED'));
+  });
+
+  it('stops running programs and refuses new ones on close', async () => {
+    rig = await makeRig({ commandsAllow: TEST_PROGRAMS, commandsConcurrency: 1, commandsPerAdminConcurrency: 1 });
+    const running = await rig.runner.start({ aid: 1, program: 'sleep', args: ['30'], door: 'http' });
+    const queued = await rig.runner.start({ aid: 1, program: 'sleep', args: ['30'], door: 'http' });
+    await within(rig.runner.close(), 5000, 'close');
+    assert.equal(rig.runner.get(running.id)?.state, 'cancelled');
+    assert.equal(rig.runner.get(running.id)?.error, 'server shutting down');
+    assert.equal(rig.runner.get(queued.id)?.state, 'cancelled');
+    await assert.rejects(rig.runner.start({ aid: 1, program: 'echo', args: [], door: 'http' }), refusedWith('HERALD_ERR_SHUTTING_DOWN'));
+  });
+
+  it('keeps a bounded history', async () => {
+    rig = await makeRig({ commandsAllow: TEST_PROGRAMS, commandsHistory: 2 });
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const info = await rig.runner.start({ aid: 1, program: 'echo', args: [String(i)], door: 'http' });
+      await rig.runner.wait(info.id);
+      ids.push(info.id);
+    }
+    assert.equal(rig.runner.get(ids[0] ?? ''), undefined);
+    assert.deepEqual(rig.runner.list().map((c) => c.output), ['2\n', '1\n']);
+  });
+});
