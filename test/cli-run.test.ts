@@ -26,6 +26,10 @@ describe('herald run', () => {
     assert.ok(id.length > 0 && !id.includes('\n'));
     const done = await tab.next((f) => f?.COMMAND_ID === id && f?.TYPE !== 'COMMAND_PROGRESS', 15000);
     assert.equal(done.ID, 'seed');
+    // The audit trail says the CLI asked.
+    const info = await s.api('GET', `/api/v1/commands/${id}`);
+    assert.equal(info.body.door, 'cli');
+    assert.deepEqual(info.body.args, ['-c', '1', '-q', '127.0.0.1']);
     tab.close();
   });
 
