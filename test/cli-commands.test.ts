@@ -5,7 +5,7 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer, type AddressInfo } from 'node:net';
@@ -130,6 +130,19 @@ describe('herald client commands', () => {
     assert.equal(shown.port, 20001);
     assert.equal(shown.secret, '(set)');
     assert.ok(!r.stdout.includes(s.secret));
+  });
+
+  test('with only a config file, the client commands find the server by its host and port and use its apiToken', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'herald-cli-conf-'));
+    try {
+      const file = join(dir, 'herald.json');
+      writeFileSync(file, JSON.stringify({ host: '127.0.0.1', port: Number(new URL(s.url).port), apiToken: s.apiToken, dataDir: dir }));
+      const r = await runCli(['ping', '--config', file]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, new RegExp(`at ${s.url.replace(/\./g, '\\.')} in`));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   test('--help and unknown commands', async () => {

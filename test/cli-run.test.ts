@@ -6,7 +6,7 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startHerald, type TestServer } from './helpers/server.js';
-import { runCli } from './helpers/cli.js';
+import { exited, LineReader, runCli, spawnCli } from './helpers/cli.js';
 
 describe('herald run', () => {
   let s: TestServer;
@@ -47,6 +47,21 @@ describe('herald run', () => {
     const slow = await runCli(['run', '--aid', '1', '--timeout', '500ms', '--wait', '--', 'ping', '-i', '0.2', '-c', '100', '127.0.0.1'], { env });
     assert.equal(slow.code, 124, slow.stderr);
     assert.match(slow.stderr, /timed_out/);
+  });
+
+  test('Ctrl-C during --wait cancels the command on the server and exits 130', async () => {
+    const child = spawnCli(['run', '--aid', '1', '--wait', '--poll-ms', '50', '--', 'ping', '-i', '0.2', '-c', '100', '127.0.0.1'], { env });
+    const out = new LineReader(child.stdout);
+    const err = new LineReader(child.stderr);
+    try {
+      await out.next((l) => l.startsWith('PING 127.0.0.1'));
+      const id = (await err.next((l) => l.startsWith('command '))).split(' ')[1]!;
+      child.kill('SIGINT');
+      assert.deepEqual(await exited(child), { code: 130, signal: null });
+      assert.equal((await s.api('GET', `/api/v1/commands/${id}`)).body.state, 'cancelled');
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }
   });
 
   test('a forbidden program exits 1 with the server\'s code; a missing --aid or program exits 2', async () => {
