@@ -11,10 +11,6 @@ import { BrowserSender, HeraldSdkError, type SendResult } from '../src/sdk/index
 import { startHerald, type TestServer } from './helpers/server.js';
 import { TestTab, until } from './helpers/ws-client.js';
 
-function notificationsOf(tab: TestTab) {
-  return tab.notifications();
-}
-
 /** Strips Herald's delivery fields, to compare what the backend sent. */
 function bare(frame: Record<string, unknown>) {
   const { SEQ: _s, EPOCH: _e, STREAM: _st, ...rest } = frame;

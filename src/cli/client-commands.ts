@@ -208,6 +208,10 @@ export async function runToken(flags: TokenFlags): Promise<void> {
   if (!secret) {
     throw new CliError(`no token-signing secret: set HERALD_SECRET or "secret" in the config file, or start the server once so that it generates ${secretsFile(options.dataDir)}`, Exit.USAGE);
   }
+  if (options.authResolver !== 'token') {
+    // Still printed (the operator may be about to switch), but said plainly: this server would refuse it.
+    process.stderr.write(`herald: warning: authResolver is ${options.authResolver}: the server admits tabs by the panel's session, not by this token\n`);
+  }
   out(await mintToken(secret, principal, ttlMs));
 }
 
