@@ -7,6 +7,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
 import { BrowserSender, HeraldSdkError, type SendResult } from '../src/sdk/index.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { TestTab, until } from './helpers/ws-client.js';
@@ -240,6 +241,21 @@ describe('BrowserSender without a working server', () => {
       assert.equal(await sender.isConnected(), false);
     } finally {
       await silent.close();
+    }
+  });
+
+  test('a proxy\'s HTML error page is HERALD_ERR_BAD_RESPONSE with its status, not a JSON parse crash', async () => {
+    const proxy = createHttpServer((_req, res) => {
+      res.writeHead(502, { 'content-type': 'text/html' });
+      res.end('<html><body>Bad Gateway</body></html>');
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    try {
+      const sender = new BrowserSender({ url: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}/herald`, apiToken: 'whatever-token-123' });
+      const e = await rejectsWith(sender.sendMessage({ aid: 1, message: 'x' }), 'HERALD_ERR_BAD_RESPONSE', 502);
+      assert.match(e.message, /\/herald\/api\/v1\/send: HTTP 502/);
+    } finally {
+      await new Promise<void>((resolve) => proxy.close(() => resolve()));
     }
   });
 
