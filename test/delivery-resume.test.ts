@@ -1,50 +1,157 @@
 /**
  * RESUME frames racing a replay that is still running: the tab must still
- * see each stream once per rewind, in order, with no gap, and live
- * notifications only after the replay they would otherwise overtake.
+ * see its stream once per rewind, in order, with no gap, and live
+ * notifications must not overtake a replay.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import pino from 'pino';
+import { WebSocketServer } from 'ws';
+import { Connection } from '../src/server/gateway/connection.js';
+import { withDelivery } from '../src/server/notifier.js';
+import { MemoryStore } from '../src/server/store/memory-store.js';
+import type { AppendInput, AppendResult, MessageStore } from '../src/server/store/message-store.js';
 import { startHerald, type TestServer } from './helpers/server.js';
+import { TestTab } from './helpers/ws-client.js';
 
-describe('RESUME during a replay', () => {
+/**
+ * Splits what a tab received at each rewind (a SEQ lower than the one before:
+ * a RESUME took effect). Within a segment SEQs must be consecutive (a jump is
+ * a lost notification); the last segment must run from after the last cursor
+ * to the last SEQ sent.
+ */
+function assertSegments(seqs: number[], lastStart: number, last: number): void {
+  const segments: number[][] = [];
+  for (const q of seqs) {
+    const cur = segments[segments.length - 1];
+    if (cur && q > cur[cur.length - 1]!) cur.push(q);
+    else segments.push([q]);
+  }
+  const shape = JSON.stringify(segments.map((x) => [x[0], x[x.length - 1]]));
+  for (const seg of segments) {
+    seg.forEach((q, i) => assert.ok(i === 0 || q === seg[i - 1]! + 1, `no gap inside a segment: ${shape} (after ${seg[i - 1]} came ${q})`));
+  }
+  const final = segments[segments.length - 1]!;
+  assert.deepEqual([final[0], final[final.length - 1]], [lastStart, last], `the last segment: ${shape}`);
+}
+
+describe('RESUME during a replay, through Herald', () => {
   let s: TestServer;
   before(async () => {
     s = await startHerald({ replayBatch: 10 });
   });
   after(() => s.close());
 
-  /** Splits a list of SEQs at each rewind; every run must be consecutive. */
-  function runs(seqs: number[]): number[][] {
-    const out: number[][] = [];
-    for (const q of seqs) {
-      const cur = out[out.length - 1];
-      if (cur && q === cur[cur.length - 1]! + 1) cur.push(q);
-      else out.push([q]);
-    }
-    return out;
-  }
-
-  test('two RESUMEs sent while the first replay runs, with live sends at the same time', async () => {
+  test('two RESUMEs sent while the first replay runs, with a live send at the same time', async () => {
     const backlog = 300;
     await Promise.all(Array.from({ length: backlog }, (_, i) => s.api('POST', '/api/v1/send', { to: { aid: 1 }, message: { TYPE: 'R', N: i + 1 } })));
     const epoch = (await s.herald.store.head('admin:1')).epoch;
     const tab = await s.tab('admin', 1, { query: { seq: '0', epoch } });
     tab.send({ TYPE: 'RESUME', SEQ: 100, EPOCH: epoch });
     tab.send({ TYPE: 'RESUME', SEQ: 200, EPOCH: epoch });
-    const live = s.api('POST', '/api/v1/send', { to: { aid: 1 }, message: { TYPE: 'R', N: backlog + 1 } });
-    await live;
+    await s.api('POST', '/api/v1/send', { to: { aid: 1 }, message: { TYPE: 'R', N: backlog + 1 } });
     await tab.next((f) => f.SEQ === backlog + 1);
     tab.send({ TYPE: 'PING' });
     await tab.nextOfType('PONG');
     const seqs = tab.notifications().map((f) => f.SEQ as number);
-    const r = runs(seqs);
-    // Each run starts at a cursor the tab gave (1, 101 or 201) and ends at the last SEQ it was owed.
-    for (const run of r) {
-      assert.ok([1, 101, 201].includes(run[0]!), `a run starts after a cursor: ${JSON.stringify(r.map((x) => [x[0], x[x.length - 1]]))}`);
-      assert.ok(run[run.length - 1]! >= backlog, `a run is not cut short: ${JSON.stringify(r.map((x) => [x[0], x[x.length - 1]]))}`);
-    }
+    assertSegments(seqs, 201, backlog + 1);
     assert.equal(seqs[seqs.length - 1], backlog + 1);
     tab.close();
+  });
+});
+
+/** A store whose every call settles on a later turn of the event loop, as a networked store (Redis) does. */
+class SlowStore implements MessageStore {
+  constructor(readonly inner: MessageStore) {}
+  async #later<T>(v: Promise<T>): Promise<T> {
+    const r = await v;
+    await new Promise((res) => setTimeout(res, 1));
+    return r;
+  }
+  append(input: AppendInput, now: number) { return this.#later(this.inner.append(input, now)); }
+  head(stream: string) { return this.#later(this.inner.head(stream)); }
+  readAfter(stream: string, afterSeq: number, limit: number, now: number) { return this.#later(this.inner.readAfter(stream, afterSeq, limit, now)); }
+  ack(stream: string, seq: number) { return this.#later(this.inner.ack(stream, seq)); }
+  status(id: string, now: number) { return this.#later(this.inner.status(id, now)); }
+  prune(now: number) { return this.#later(this.inner.prune(now)); }
+  close() { return this.inner.close(); }
+}
+
+describe('the replay seam over a store that answers asynchronously', () => {
+  test('RESUMEs racing the first replay and live frames: every run in order, none cut short', async () => {
+    const store = new SlowStore(new MemoryStore({ maxPerStream: 10_000 }));
+    const backlog = 100;
+    const appended: AppendResult[] = [];
+    for (let i = 1; i <= backlog; i++) appended.push(await store.append({ stream: 'admin:1', json: `{"TYPE":"R","N":${i}}`, expiresAt: Date.now() + 60_000 }, Date.now()));
+    const epoch = appended[0]!.epoch;
+    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+    await new Promise((r) => wss.once('listening', r));
+    const connected = new Promise<Connection>((resolve) => wss.once('connection', (ws) => {
+      const conn = new Connection(ws, { kind: 'admin', id: 1 }, 'credential', {
+        store, commands: undefined, logger: pino({ level: 'silent' }), now: Date.now,
+        limits: { heartbeatMs: 60_000, maxBufferedBytes: 4 << 20, replayBatch: 10, maxFramesPer10s: 1000, maxErrorsPer10s: 50 },
+      });
+      void conn.start({ own: { seq: 0, epoch } });
+      resolve(conn);
+    }));
+    const { port } = wss.address() as { port: number };
+    const tab = await TestTab.open(`ws://127.0.0.1:${port}/`);
+    const conn = await connected;
+    try {
+    await tab.nextOfType('WELCOME');
+    // A tab rewinds to what it really has (e.g. a reload restoring an older cursor), twice, mid-replay.
+    await tab.next((f) => f.SEQ === 20);
+    tab.send({ TYPE: 'RESUME', SEQ: 15, EPOCH: epoch });
+    await tab.next((f) => f.SEQ === 25);
+    tab.send({ TYPE: 'RESUME', SEQ: 22, EPOCH: epoch });
+    // Live frames arriving while the replays run, as the Hub would deliver them after each append.
+    for (let i = backlog + 1; i <= backlog + 5; i++) {
+      await new Promise((r) => setTimeout(r, 3));
+      const r = await store.append({ stream: 'admin:1', json: `{"TYPE":"R","N":${i}}`, expiresAt: Date.now() + 60_000 }, Date.now());
+      conn.deliver(withDelivery(`{"TYPE":"R","N":${i}}`, r.seq, r.epoch, false), { stream: 'own', seq: r.seq });
+    }
+    await tab.next((f) => f.SEQ === backlog + 5, 10_000);
+    tab.send({ TYPE: 'PING' });
+    await tab.nextOfType('PONG');
+    await new Promise((r) => setTimeout(r, 200));
+    const seqs = tab.notifications().map((f) => f.SEQ as number);
+    if (process.env.DEBUG_RESUME) console.log(JSON.stringify(tab.frames.map((f) => f.SEQ ?? f.TYPE)));
+    assertSegments(seqs, 23, backlog + 5);
+    assert.equal(seqs[seqs.length - 1], backlog + 5);
+    } finally {
+      tab.terminate();
+      wss.close();
+    }
+  });
+});
+
+describe('a large replay to a slow reader', () => {
+  test('is paced by the socket instead of closing the tab as a slow consumer', async () => {
+    const s = await startHerald({ maxBufferedBytes: 65536, maxPerStream: 1000 });
+    try {
+      const text = 'x'.repeat(4000);
+      const backlog = 1000; // 4 MB: far beyond maxBufferedBytes and the loopback socket's buffers
+      for (let i = 1; i <= backlog; i += 50) {
+        await Promise.all(Array.from({ length: 50 }, (_, k) => s.api('POST', '/api/v1/send', { to: { aid: 9 }, message: { TYPE: 'BIG', N: i + k, TEXT: text } })));
+      }
+      const token = await s.token('admin', 9);
+      // A reader that stops reading for a moment right after the handshake, as a slow link would.
+      const ws = new (await import('ws')).default(`${s.wsUrl}/ws/admin?token=${token}`);
+      ws.on('open', () => {
+        const socket = (ws as unknown as { _socket: import('node:net').Socket })._socket;
+        socket.pause();
+        setTimeout(() => socket.resume(), 500);
+      });
+      let got = 0;
+      const closed = new Promise<number>((resolve) => ws.on('close', (code) => resolve(code)));
+      const all = new Promise<void>((resolve) => ws.on('message', (d) => {
+        if ((JSON.parse(d.toString()) as { TYPE: string }).TYPE === 'BIG' && ++got === backlog) resolve();
+      }));
+      const outcome = await Promise.race([all.then(() => 'all'), closed.then((code) => `closed ${code} after ${got}`)]);
+      assert.equal(outcome, 'all');
+      ws.close();
+    } finally {
+      await s.close();
+    }
   });
 });

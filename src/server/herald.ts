@@ -26,7 +26,7 @@ import { Hub } from './hub.js';
 import { createLogger } from './logger.js';
 import { Notifier } from './notifier.js';
 import type { HeraldOptions } from './options.js';
-import { MemoryStore } from './store/memory-store.js';
+import { createStore } from './store/index.js';
 import type { MessageStore } from './store/message-store.js';
 import { VERSION } from './version.js';
 import { registerWebRoutes } from './web/routes.js';
@@ -89,8 +89,18 @@ export class Herald {
       throw new TypeError('createHerald: options.secret and options.apiToken must be set (call ensureSecrets first)');
     }
     const logger = deps.logger ?? createLogger(options);
+    const store: MessageStore = createStore(options, logger.child({ part: 'store' }));
+    try {
+      return await Herald.#build(options, logger, store);
+    } catch (err) {
+      // The SQLite store holds an exclusive lock on its file: release it, or a retry in this process would be refused.
+      await store.close().catch(() => {});
+      throw err;
+    }
+  }
+
+  static async #build(options: HeraldOptions, logger: Logger, store: MessageStore): Promise<Herald> {
     const hub = new Hub();
-    const store: MessageStore = new MemoryStore({ maxPerStream: options.maxPerStream });
     const broker: Broker = new LocalBroker(hub);
     hub.onPresenceChange((p, n) => broker.setLocalPresence(p, n));
     const notifier = new Notifier({

@@ -121,12 +121,10 @@ export class Notifier {
 
   /** Sends the same notification to several people; one result per person, in order. */
   async sendMany(to: readonly Principal[], payload: NotificationPayload, options: SendOptions = {}): Promise<SendResult[]> {
-    const results: SendResult[] = [];
-    for (const p of to) {
-      // An idempotency key is per recipient, so the same key may be used for the whole list.
-      results.push(await this.send(p, payload, options));
-    }
-    return results;
+    // Each recipient is its own stream, so the sends are independent: started
+    // together they share one store transaction. An idempotency key is per
+    // recipient, so the same key may be used for the whole list.
+    return Promise.all(to.map((p) => this.send(p, payload, options)));
   }
 
   /**

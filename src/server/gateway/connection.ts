@@ -58,6 +58,14 @@ export class Connection implements Tab {
   #closing = false;
   /** Live frames held back while replaying; undefined when live. */
   #held: Array<{ frame: string; origin: FrameOrigin | undefined }> | undefined = [];
+  /**
+   * Replays run one after another (a RESUME waits for the replay before it),
+   * and live frames stay held until the last queued one ends: two replays
+   * interleaving over an asynchronous store would swallow a rewind or let a
+   * released live frame jump past what a replay has yet to send.
+   */
+  #replays: Promise<void> = Promise.resolve();
+  #queuedReplays = 1;
   readonly #lastSent = { own: 0, broadcast: 0 };
   #epochs = { own: '', broadcast: '' };
   #windowStart = 0;
@@ -92,7 +100,13 @@ export class Connection implements Tab {
   }
 
   /** Sends WELCOME, replays from the cursors, then goes live. The tab is already in the Hub. */
-  async start(cursors: ResumeCursors): Promise<void> {
+  start(cursors: ResumeCursors): Promise<void> {
+    // Registered before anything is awaited, so a RESUME frame queues behind it.
+    this.#replays = this.#begin(cursors);
+    return this.#replays;
+  }
+
+  async #begin(cursors: ResumeCursors): Promise<void> {
     const [own, broadcast] = await Promise.all([
       this.#deps.store.head(principalKey(this.principal)),
       this.#deps.store.head(broadcastStreamKey(this.principal.kind)),
@@ -111,10 +125,15 @@ export class Connection implements Tab {
       await this.#replayStream('own', principalKey(this.principal), cursors.own, own);
       await this.#replayStream('broadcast', broadcastStreamKey(this.principal.kind), cursors.broadcast, broadcast);
     } finally {
-      const held = this.#held ?? [];
-      this.#held = undefined;
-      for (const h of held) this.deliver(h.frame, h.origin);
+      if (--this.#queuedReplays === 0) this.#releaseHeld();
     }
+  }
+
+  /** Goes live: sends what arrived during the replays, minus what they already sent. */
+  #releaseHeld(): void {
+    const held = this.#held ?? [];
+    this.#held = undefined;
+    for (const h of held) this.deliver(h.frame, h.origin);
   }
 
   async #replayStream(stream: 'own' | 'broadcast', key: string, cursor: ResumeCursors['own'], head: StreamHead): Promise<void> {
@@ -146,10 +165,26 @@ export class Connection implements Tab {
       for (const m of page.messages) {
         if (m.seq <= this.#lastSent[stream]) continue;
         this.#lastSent[stream] = m.seq;
-        this.#send(withDelivery(m.json, m.seq, page.epoch, stream === 'broadcast'));
+        await this.#sendReplayed(withDelivery(m.json, m.seq, page.epoch, stream === 'broadcast'));
       }
       if (page.messages.length < this.#deps.limits.replayBatch) return;
     }
+  }
+
+  /**
+   * Sends one replayed frame, paced by the socket: once the tab's unsent
+   * backlog passes half of maxBufferedBytes, waits until this frame has been
+   * written out. A large backlog (up to maxPerStream per stream) to a slow
+   * link would otherwise trip the slow-consumer limit, and the tab would be
+   * closed on every reconnect, never catching up.
+   */
+  async #sendReplayed(frame: string): Promise<void> {
+    if (!this.isOpen) return;
+    if (this.#ws.bufferedAmount < this.#deps.limits.maxBufferedBytes / 2) {
+      this.#ws.send(frame);
+      return;
+    }
+    await new Promise<void>((resolve) => this.#ws.send(frame, () => resolve()));
   }
 
   #reset(stream: 'own' | 'broadcast', epoch: string, seq: number, reason: ResetFrame['REASON']): void {
@@ -276,14 +311,23 @@ export class Connection implements Tab {
         return;
       case 'RESUME': {
         this.#held ??= [];
-        const [own, broadcast] = await Promise.all([
-          this.#deps.store.head(principalKey(this.principal)),
-          this.#deps.store.head(broadcastStreamKey(this.principal.kind)),
-        ]);
-        const cursors: ResumeCursors = { own: { seq: frame.SEQ, epoch: frame.EPOCH } };
-        if (frame.BROADCAST) cursors.broadcast = { seq: frame.BROADCAST.SEQ, epoch: frame.BROADCAST.EPOCH };
-        else cursors.broadcast = { seq: this.#lastSent.broadcast, epoch: this.#epochs.broadcast };
-        await this.#replay(cursors, own, broadcast);
+        this.#queuedReplays++;
+        // Cursors are taken when this replay starts, after the one before it ended.
+        const run = async (): Promise<void> => {
+          const [own, broadcast] = await Promise.all([
+            this.#deps.store.head(principalKey(this.principal)),
+            this.#deps.store.head(broadcastStreamKey(this.principal.kind)),
+          ]).catch((err: unknown) => {
+            if (--this.#queuedReplays === 0) this.#releaseHeld();
+            throw err;
+          });
+          const cursors: ResumeCursors = { own: { seq: frame.SEQ, epoch: frame.EPOCH } };
+          if (frame.BROADCAST) cursors.broadcast = { seq: frame.BROADCAST.SEQ, epoch: frame.BROADCAST.EPOCH };
+          else cursors.broadcast = { seq: this.#lastSent.broadcast, epoch: this.#epochs.broadcast };
+          await this.#replay(cursors, own, broadcast);
+        };
+        this.#replays = this.#replays.then(run, run);
+        await this.#replays;
         return;
       }
       case 'COMMAND_CANCEL': {

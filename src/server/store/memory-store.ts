@@ -1,7 +1,11 @@
-import { randomBytes } from 'node:crypto';
 import type {
   AppendInput, AppendResult, MessageStatus, MessageStore, MessageStoreLimits, ReadResult, StoredMessage, StreamHead,
 } from './message-store.js';
+import { messageId, newEpoch } from './message-id.js';
+import { HeraldError } from '../errors.js';
+import { PruneTimer } from './prune-timer.js';
+
+export { newEpoch } from './message-id.js';
 
 interface Stream {
   epoch: string;
@@ -11,8 +15,11 @@ interface Stream {
   keys: Map<string, { id: string; seq: number; expiresAt: number }>;
 }
 
-export function newEpoch(): string {
-  return randomBytes(6).toString('base64url');
+export interface MemoryStoreOptions extends MessageStoreLimits {
+  /** Background pruning of expired messages every this many ms; 0 or absent = only when prune() is called. */
+  pruneIntervalMs?: number;
+  /** Told how each background pruning pass went. */
+  onPrune?: (removed: number, error?: unknown) => void;
 }
 
 /**
@@ -23,9 +30,12 @@ export class MemoryStore implements MessageStore {
   readonly #streams = new Map<string, Stream>();
   readonly #byId = new Map<string, { stream: string; seq: number }>();
   readonly #limits: MessageStoreLimits;
+  readonly #pruner: PruneTimer;
+  #closed = false;
 
-  constructor(limits: MessageStoreLimits) {
-    this.#limits = limits;
+  constructor(options: MemoryStoreOptions) {
+    this.#limits = { maxPerStream: options.maxPerStream };
+    this.#pruner = new PruneTimer((now) => this.prune(now), options.pruneIntervalMs ?? 0, options.onPrune);
   }
 
   #stream(key: string): Stream {
@@ -42,13 +52,14 @@ export class MemoryStore implements MessageStore {
   }
 
   async append(input: AppendInput, now: number): Promise<AppendResult> {
+    if (this.#closed) throw new HeraldError('HERALD_ERR_SHUTTING_DOWN', 'the store is closed');
     const s = this.#stream(input.stream);
     if (input.idempotencyKey !== undefined) {
       const seen = s.keys.get(input.idempotencyKey);
       if (seen && seen.expiresAt > now) return { id: seen.id, seq: seen.seq, epoch: s.epoch, duplicate: true, dropped: 0 };
     }
     const seq = ++s.lastSeq;
-    const id = `${s.epoch}.${seq}.${input.stream}`;
+    const id = messageId(s.epoch, seq, input.stream);
     s.messages.push({ id, seq, json: input.json, expiresAt: input.expiresAt });
     this.#byId.set(id, { stream: input.stream, seq });
     if (input.idempotencyKey !== undefined) s.keys.set(input.idempotencyKey, { id, seq, expiresAt: input.expiresAt });
@@ -106,6 +117,8 @@ export class MemoryStore implements MessageStore {
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
+    this.#pruner.stop();
     this.#streams.clear();
     this.#byId.clear();
   }

@@ -1,0 +1,44 @@
+import { mkdirSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import type { Logger } from 'pino';
+import type { HeraldOptions } from '../options.js';
+import { MemoryStore } from './memory-store.js';
+import type { MessageStore } from './message-store.js';
+import { SqliteStore } from './sqlite-store.js';
+
+export type { MessageStore } from './message-store.js';
+export { MemoryStore } from './memory-store.js';
+export { SqliteStore } from './sqlite-store.js';
+
+type StoreOptions = Pick<HeraldOptions, 'store' | 'dataDir' | 'sqliteFile' | 'sqliteSynchronous' | 'pruneIntervalMs' | 'maxPerStream'>;
+
+/** Where the SQLite store lives for these options. */
+export function sqlitePath(options: Pick<HeraldOptions, 'dataDir' | 'sqliteFile'>): string {
+  return isAbsolute(options.sqliteFile) ? options.sqliteFile : resolve(options.dataDir, options.sqliteFile);
+}
+
+/**
+ * Builds the configured MessageStore (called by the composition root only).
+ * Background pruning starts here and stops with the store's close().
+ */
+export function createStore(options: StoreOptions, logger: Logger): MessageStore {
+  const onPrune = (removed: number, error?: unknown): void => {
+    if (error) logger.error({ err: error }, 'store: pruning expired notifications failed');
+    else if (removed > 0) logger.debug({ removed }, 'store: expired notifications pruned');
+  };
+  if (options.store === 'memory') {
+    logger.info({ store: 'memory' }, 'store: memory (queued notifications are lost on restart)');
+    return new MemoryStore({ maxPerStream: options.maxPerStream, pruneIntervalMs: options.pruneIntervalMs, onPrune });
+  }
+  const file = sqlitePath(options);
+  mkdirSync(resolve(file, '..'), { recursive: true });
+  const store = new SqliteStore({
+    file, maxPerStream: options.maxPerStream, synchronous: options.sqliteSynchronous,
+    pruneIntervalMs: options.pruneIntervalMs, onPrune,
+  });
+  logger.info({ store: 'sqlite', file, synchronous: options.sqliteSynchronous }, 'store: sqlite');
+  if (store.rotatedEpochs) {
+    logger.warn({ file }, 'store: not closed cleanly before the machine restarted; the last sends before the crash may be lost, so every stream got a new EPOCH (tabs are told with RESET)');
+  }
+  return store;
+}

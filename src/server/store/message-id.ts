@@ -1,0 +1,41 @@
+import { randomBytes } from 'node:crypto';
+
+/**
+ * Epochs and message ids shared by every store, so an id handed out by one
+ * store means the same thing to the status look-up of another.
+ */
+
+/** A fresh epoch: 48 random bits, base64url (never contains '.'). */
+export function newEpoch(): string {
+  return randomBytes(6).toString('base64url');
+}
+
+/**
+ * A message id names its epoch, SEQ and stream: `EPOCH.SEQ.STREAM`
+ * (`kq3Xw1Zp.42.admin:7`). A store can answer a status look-up from the id
+ * alone, without an index on ids, and an id from a lost history (another
+ * epoch) is recognised as unknown rather than confused with a newer message
+ * that reused its SEQ.
+ */
+export function messageId(epoch: string, seq: number, stream: string): string {
+  return `${epoch}.${seq}.${stream}`;
+}
+
+export interface ParsedMessageId {
+  epoch: string;
+  seq: number;
+  stream: string;
+}
+
+/** The parts of a message id, or undefined when it is not one. */
+export function parseMessageId(id: string): ParsedMessageId | undefined {
+  const a = id.indexOf('.');
+  if (a <= 0) return undefined;
+  const b = id.indexOf('.', a + 1);
+  if (b < 0 || b === id.length - 1) return undefined;
+  const seqText = id.slice(a + 1, b);
+  if (!/^[1-9][0-9]{0,15}$/.test(seqText)) return undefined;
+  const seq = Number(seqText);
+  if (!Number.isSafeInteger(seq)) return undefined;
+  return { epoch: id.slice(0, a), seq, stream: id.slice(b + 1) };
+}

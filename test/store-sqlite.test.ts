@@ -1,0 +1,167 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import { SqliteStore } from '../src/server/store/sqlite-store.js';
+import { storeContract } from './store-contract.js';
+
+function tempDir(): { dir: string; remove(): void } {
+  const dir = mkdtempSync(join(tmpdir(), 'herald-store-'));
+  return { dir, remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+storeContract('sqlite', async (limits) => {
+  const tmp = tempDir();
+  const file = join(tmp.dir, 'herald.sqlite');
+  let store = new SqliteStore({ file, ...limits });
+  return {
+    get store() {
+      return store;
+    },
+    async reopen() {
+      await store.close();
+      store = new SqliteStore({ file, ...limits });
+      return store;
+    },
+    async destroy() {
+      await store.close();
+      tmp.remove();
+    },
+  };
+}, { durable: true });
+
+describe('SqliteStore', () => {
+  const T0 = 1_700_000_000_000;
+  const json = '{"TYPE":"MESSAGE"}';
+
+  it('commits the appends of one turn of the event loop in one transaction', async () => {
+    const tmp = tempDir();
+    const store = new SqliteStore({ file: join(tmp.dir, 's.sqlite'), maxPerStream: 10_000, maxBatch: 1000 });
+    try {
+      await Promise.all(Array.from({ length: 500 }, () => store.append({ stream: 'admin:1', json, expiresAt: T0 + 1e6 }, T0)));
+      assert.deepEqual(store.stats, { batches: 1, writes: 500 });
+      await Promise.all(Array.from({ length: 2500 }, () => store.append({ stream: 'admin:1', json, expiresAt: T0 + 1e6 }, T0)));
+      assert.deepEqual(store.stats, { batches: 4, writes: 3000 }, 'at most maxBatch per transaction');
+      await store.append({ stream: 'admin:1', json, expiresAt: T0 + 1e6 }, T0);
+      await store.ack('admin:1', 3);
+      assert.equal(store.stats.batches, 6);
+    } finally {
+      await store.close();
+      tmp.remove();
+    }
+  });
+
+  it('a deleted file starts every stream over with a new epoch', async () => {
+    const tmp = tempDir();
+    const file = join(tmp.dir, 's.sqlite');
+    try {
+      let store = new SqliteStore({ file, maxPerStream: 10 });
+      const first = await store.append({ stream: 'admin:1', json, expiresAt: T0 + 1e6 }, T0);
+      await store.close();
+      store = new SqliteStore({ file, maxPerStream: 10 });
+      assert.equal((await store.head('admin:1')).epoch, first.epoch, 'same file: same epoch');
+      await store.close();
+      rmSync(file);
+      store = new SqliteStore({ file, maxPerStream: 10 });
+      const head = await store.head('admin:1');
+      assert.notEqual(head.epoch, first.epoch);
+      assert.equal(head.lastSeq, 0);
+      assert.equal(await store.status(first.id, T0), undefined, 'an id of the lost history is unknown');
+      await store.close();
+    } finally {
+      tmp.remove();
+    }
+  });
+
+  it('after an unclean stop and a reboot every stream gets a new epoch; after a killed process it keeps it', async () => {
+    const tmp = tempDir();
+    const file = join(tmp.dir, 's.sqlite');
+    try {
+      let store = new SqliteStore({ file, maxPerStream: 10, bootId: 'boot-1' });
+      const first = await store.append({ stream: 'admin:1', json, expiresAt: T0 + 1e6 }, T0);
+      await store.close();
+      // Closed cleanly, then the machine rebooted: nothing can have been lost.
+      store = new SqliteStore({ file, maxPerStream: 10, bootId: 'boot-2' });
+      assert.equal(store.rotatedEpochs, false);
+      assert.equal((await store.head('admin:1')).epoch, first.epoch);
+      await store.close();
+      const markUnclean = () => {
+        const raw = new Database(file);
+        raw.prepare("UPDATE meta SET value = '0' WHERE key = 'clean'").run();
+        raw.close();
+      };
+      // Not closed (a killed process), same boot: WAL kept every commit.
+      markUnclean();
+      store = new SqliteStore({ file, maxPerStream: 10, bootId: 'boot-2' });
+      assert.equal(store.rotatedEpochs, false);
+      assert.equal((await store.head('admin:1')).epoch, first.epoch);
+      await store.close();
+      // Not closed, and the machine rebooted since: the last commits may be gone.
+      markUnclean();
+      store = new SqliteStore({ file, maxPerStream: 10, bootId: 'boot-3' });
+      assert.equal(store.rotatedEpochs, true);
+      const head = await store.head('admin:1');
+      assert.notEqual(head.epoch, first.epoch);
+      assert.equal(head.lastSeq, 1, 'what survived is kept, under the new epoch');
+      await store.close();
+      // synchronous=full never loses a commit: no rotation.
+      markUnclean();
+      store = new SqliteStore({ file, maxPerStream: 10, bootId: 'boot-4', synchronous: 'full' });
+      assert.equal(store.rotatedEpochs, false);
+      assert.equal((await store.head('admin:1')).epoch, head.epoch);
+      await store.close();
+    } finally {
+      tmp.remove();
+    }
+  });
+
+  it('names the file when it cannot be opened', async () => {
+    const tmp = tempDir();
+    try {
+      const garbage = join(tmp.dir, 'garbage.sqlite');
+      writeFileSync(garbage, 'this is not a database, it is a text file that happens to be long enough to have a header');
+      assert.throws(() => new SqliteStore({ file: garbage, maxPerStream: 10 }), { code: 'HERALD_ERR_INTERNAL', message: /cannot open store .*garbage\.sqlite/ });
+      assert.throws(() => new SqliteStore({ file: join(tmp.dir, 'no/such/dir/s.sqlite'), maxPerStream: 10 }), { code: 'HERALD_ERR_INTERNAL', message: /cannot open store/ });
+    } finally {
+      tmp.remove();
+    }
+  });
+
+  it('refuses a second store on the same file while the first is open', async () => {
+    const tmp = tempDir();
+    const file = join(tmp.dir, 's.sqlite');
+    const store = new SqliteStore({ file, maxPerStream: 10 });
+    try {
+      assert.throws(() => new SqliteStore({ file, maxPerStream: 10 }), { code: 'HERALD_ERR_UNAVAILABLE', message: /in use by another process/ });
+    } finally {
+      await store.close();
+      tmp.remove();
+    }
+  });
+
+  it('prunes in the background when given an interval', async () => {
+    const tmp = tempDir();
+    const now = Date.now();
+    const pruned: number[] = [];
+    let done!: () => void;
+    const wait = new Promise<void>((resolve) => (done = resolve));
+    const store = new SqliteStore({
+      file: join(tmp.dir, 's.sqlite'), maxPerStream: 10, pruneIntervalMs: 20,
+      onPrune: (removed) => {
+        pruned.push(removed);
+        if (removed > 0) done();
+      },
+    });
+    try {
+      await store.append({ stream: 'admin:1', json, expiresAt: now - 1 }, now - 2);
+      await store.append({ stream: 'admin:1', json, expiresAt: now + 3_600_000 }, now);
+      await Promise.race([wait, new Promise((_, reject) => setTimeout(() => reject(new Error('no pruning pass within 5 s')), 5000))]);
+      assert.equal((await store.head('admin:1')).firstSeq, 2);
+    } finally {
+      await store.close();
+      tmp.remove();
+    }
+  });
+});
