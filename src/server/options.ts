@@ -109,7 +109,11 @@ function fromEnvString(key: string, raw: string): unknown {
   const schema = schemaOf(key);
   if (!schema) return raw;
   const type = schema.type as string | undefined;
-  if (type === 'integer' || type === 'number') return raw.trim() === '' ? raw : Number(raw);
+  if (type === 'integer' || type === 'number') {
+    // Keep text that is not a number as it is, so the error shows what was typed ("abc"), not null.
+    const n = Number(raw);
+    return raw.trim() === '' || Number.isNaN(n) ? raw : n;
+  }
   if (type === 'boolean') return parseBool(raw);
   if (type === 'array') {
     const t = raw.trim();

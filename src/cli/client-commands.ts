@@ -1,0 +1,228 @@
+/**
+ * The `herald` commands that talk to a running server through the SDK
+ * (send, online, ping, status) and the ones that only read the
+ * configuration (token, config). Each prints its answer on stdout and
+ * reports failure as a CliError (one line on stderr, a non-zero status).
+ */
+import { mintToken } from '../server/auth/token-resolver.js';
+import { optionsMarkdownTable, SECRET_OPTION_KEYS } from '../server/options.js';
+import { readSecrets, secretsFile } from '../server/secrets.js';
+import { HeraldSdkError } from '../sdk/errors.js';
+import type { Recipient, SendMessageInput, SendResult } from '../sdk/types.js';
+import { toPayload } from '../sdk/browser-sender.js';
+import { CliError, clientContext, Exit, loadCliOptions, personId, type GlobalFlags } from './context.js';
+import { parseDurationSec } from './duration.js';
+
+function out(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+/** Turns an SDK failure into the one line an operator needs. */
+export function sdkFailure(e: unknown, url: string): never {
+  if (e instanceof HeraldSdkError) {
+    if (e.code === 'HERALD_ERR_UNREACHABLE') throw new CliError(`cannot reach Herald at ${url}: ${e.message} (is it running? --url / HERALD_URL)`);
+    if (e.code === 'HERALD_ERR_UNAUTHORIZED') throw new CliError(`Herald at ${url} refused the API token (${e.code}): check HERALD_API_TOKEN / the data dir`);
+    throw new CliError(`${e.message} (${e.code}${e.status ? `, HTTP ${e.status}` : ''})`);
+  }
+  throw e;
+}
+
+function durationFlag(flag: string, value: string): number {
+  const sec = parseDurationSec(value);
+  if (sec === undefined) throw new CliError(`${flag} must be a duration such as 0, 30s, 15m, 1h or 2d; got ${JSON.stringify(value)}`, Exit.USAGE);
+  return sec;
+}
+
+// ---- send ------------------------------------------------------------------
+
+export interface SendFlags extends GlobalFlags {
+  aid?: string;
+  uid?: string;
+  aids?: string;
+  uids?: string;
+  allAdmins?: boolean;
+  allUsers?: boolean;
+  title?: string;
+  text?: string;
+  type?: string;
+  json?: string;
+  ttl?: string;
+  idempotencyKey?: string;
+}
+
+function idList(flag: string, value: string): number[] {
+  return value.split(',').map((s) => personId(flag, s.trim()));
+}
+
+export function recipientFromFlags(flags: SendFlags): { to: Recipient; label: string } {
+  const given: Array<{ to: Recipient; label: string }> = [];
+  if (flags.aid !== undefined) given.push({ to: { aid: personId('--aid', flags.aid) }, label: `admin ${flags.aid}` });
+  if (flags.uid !== undefined) given.push({ to: { uid: personId('--uid', flags.uid) }, label: `user ${flags.uid}` });
+  if (flags.aids !== undefined) given.push({ to: { aids: idList('--aids', flags.aids) }, label: `admins ${flags.aids}` });
+  if (flags.uids !== undefined) given.push({ to: { uids: idList('--uids', flags.uids) }, label: `users ${flags.uids}` });
+  if (flags.allAdmins) given.push({ to: { all: 'admins' }, label: 'every admin' });
+  if (flags.allUsers) given.push({ to: { all: 'users' }, label: 'every user' });
+  if (given.length !== 1) throw new CliError('give exactly one of --aid, --uid, --aids, --uids, --all-admins, --all-users', Exit.USAGE);
+  return given[0]!;
+}
+
+export function messageFromFlags(flags: SendFlags): SendMessageInput['message'] {
+  if (flags.json !== undefined) {
+    if (flags.title !== undefined || flags.text !== undefined || flags.type !== undefined) throw new CliError('--json replaces --title/--text/--type: give one or the other', Exit.USAGE);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(flags.json);
+    } catch (e) {
+      throw new CliError(`--json is not valid JSON: ${(e as Error).message}`, Exit.USAGE);
+    }
+    if (typeof parsed === 'string') return parsed;
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new CliError('--json must be a JSON object (or a JSON string)', Exit.USAGE);
+    try {
+      return toPayload(parsed);
+    } catch (e) {
+      throw new CliError(`--json: ${(e as Error).message}`, Exit.USAGE);
+    }
+  }
+  if (flags.title === undefined && flags.text === undefined) throw new CliError('give --title and/or --text, or --json', Exit.USAGE);
+  const message: Record<string, unknown> = { TYPE: flags.type ?? 'MESSAGE' };
+  if (flags.title !== undefined) message.TITLE = flags.title;
+  if (flags.text !== undefined) message.TEXT = flags.text;
+  return message as SendMessageInput['message'];
+}
+
+function describeSend(result: SendResult, label: string, broadcast: boolean): string {
+  const parts: string[] = [];
+  parts.push(broadcast ? `delivered to ${result.delivered} ${result.delivered === 1 ? 'person' : 'people'} online` : `delivered to ${result.delivered} ${result.delivered === 1 ? 'tab' : 'tabs'}`);
+  const id = result.messageId ?? result.results?.find((r) => r.messageId)?.messageId;
+  if (result.queued) parts.push(`queued for tabs that connect later${id ? ` (message ${id})` : ''}`);
+  if (result.duplicate || result.results?.some((r) => r.duplicate)) parts.push('duplicate idempotency key: not sent again');
+  return `${label}: ${parts.join('; ')}`;
+}
+
+export async function runSend(flags: SendFlags): Promise<void> {
+  const { to, label } = recipientFromFlags(flags);
+  const message = messageFromFlags(flags);
+  const ttl = flags.ttl === undefined ? undefined : durationFlag('--ttl', flags.ttl);
+  const { sender, url } = clientContext(flags);
+  let result: SendResult | false;
+  try {
+    result = await sender.sendMessage({
+      ...to, message,
+      ...(ttl === undefined ? {} : { ttl }),
+      ...(flags.idempotencyKey === undefined ? {} : { idempotencyKey: flags.idempotencyKey }),
+    } as SendMessageInput);
+  } catch (e) {
+    if (e instanceof HeraldSdkError && e.code === 'HERALD_ERR_NOT_DELIVERED') throw new CliError(`not delivered: ${label} has no tab open and the message was not kept (${e.message})`);
+    sdkFailure(e, url);
+  }
+  if (result === false) throw new CliError('sending is disabled');
+  const nobody = result.delivered === 0 && !result.queued && !result.duplicate && !result.results?.some((r) => r.duplicate);
+  if (nobody) {
+    const who = 'all' in to ? `no ${to.all === 'admins' ? 'admin' : 'user'} is online` : `${label} has no tab open`;
+    throw new CliError(`not delivered: ${who} and the message was not kept${ttl === 0 ? ' (--ttl 0)' : ''}`);
+  }
+  out(describeSend(result, label, 'all' in to));
+}
+
+// ---- online / ping / status ------------------------------------------------
+
+export interface OnlineFlags extends GlobalFlags {
+  users?: boolean;
+  json?: boolean;
+}
+
+export async function runOnline(flags: OnlineFlags): Promise<void> {
+  const { sender, url } = clientContext(flags);
+  const kind = flags.users ? 'user' : 'admin';
+  let ids: number[];
+  try {
+    ids = flags.users ? await sender.connectedUsers() : await sender.connectedAdmins();
+  } catch (e) {
+    sdkFailure(e, url);
+  }
+  if (flags.json) {
+    out(JSON.stringify({ kind, ids }));
+    return;
+  }
+  // One id a line, so that scripts can read it; the empty case says so on stderr only.
+  for (const id of ids) out(String(id));
+  if (ids.length === 0) process.stderr.write(`no ${kind}s online\n`);
+}
+
+export async function runPing(flags: GlobalFlags): Promise<void> {
+  const { sender, url } = clientContext(flags);
+  const started = performance.now();
+  try {
+    const pong = await sender.ping();
+    out(`pong from Herald ${pong?.version ?? '?'} at ${url} in ${Math.round(performance.now() - started)} ms`);
+  } catch (e) {
+    sdkFailure(e, url);
+  }
+}
+
+export async function runStatus(flags: GlobalFlags & { json?: boolean }): Promise<void> {
+  const { sender, url } = clientContext(flags);
+  let status;
+  try {
+    status = await sender.status();
+  } catch (e) {
+    sdkFailure(e, url);
+  }
+  if (flags.json || status === null) {
+    out(JSON.stringify(status));
+    return;
+  }
+  out(`Herald ${status.version} at ${url}`);
+  out(`  uptime       ${formatDuration(status.uptimeMs)}`);
+  out(`  connections  ${status.connections.admin} admin tabs, ${status.connections.user} user tabs`);
+  for (const key of Object.keys(status)) {
+    if (['version', 'uptimeMs', 'connections'].includes(key)) continue;
+    out(`  ${key.padEnd(12)} ${typeof status[key] === 'string' ? status[key] : JSON.stringify(status[key])}`);
+  }
+}
+
+function formatDuration(ms: number): string {
+  const s = Math.floor(ms / 1000);
+  const d = Math.floor(s / 86400);
+  const h = Math.floor((s % 86400) / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  return `${d ? `${d}d ` : ''}${h ? `${h}h ` : ''}${m ? `${m}m ` : ''}${s % 60}s`;
+}
+
+// ---- token / config --------------------------------------------------------
+
+export interface TokenFlags extends GlobalFlags {
+  aid?: string;
+  uid?: string;
+  ttl?: string;
+}
+
+/** Prints only the token, so that `TOKEN=$(herald token --aid 1)` works. */
+export async function runToken(flags: TokenFlags): Promise<void> {
+  if ((flags.aid === undefined) === (flags.uid === undefined)) throw new CliError('give exactly one of --aid N or --uid N', Exit.USAGE);
+  const principal = flags.aid !== undefined ? { kind: 'admin' as const, id: personId('--aid', flags.aid) } : { kind: 'user' as const, id: personId('--uid', flags.uid!) };
+  const options = loadCliOptions(flags);
+  const ttlMs = flags.ttl === undefined ? options.tokenTtlMs : durationFlag('--ttl', flags.ttl) * 1000;
+  if (ttlMs < 1000) throw new CliError('--ttl must be at least 1s', Exit.USAGE);
+  const secret = options.secret || readSecrets(options.dataDir).secret;
+  if (!secret) {
+    throw new CliError(`no token-signing secret: set HERALD_SECRET or "secret" in the config file, or start the server once so that it generates ${secretsFile(options.dataDir)}`, Exit.USAGE);
+  }
+  if (options.authResolver !== 'token') {
+    // Still printed (the operator may be about to switch), but said plainly: this server would refuse it.
+    process.stderr.write(`herald: warning: authResolver is ${options.authResolver}: the server admits tabs by the panel's session, not by this token\n`);
+  }
+  out(await mintToken(secret, principal, ttlMs));
+}
+
+export function runConfig(flags: GlobalFlags & { markdown?: boolean }): void {
+  if (flags.markdown) {
+    out(optionsMarkdownTable());
+    return;
+  }
+  // The effective configuration, secrets masked: what `herald start` would run with.
+  const options = loadCliOptions(flags) as Record<string, unknown>;
+  const shown: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(options)) shown[k] = SECRET_OPTION_KEYS.includes(k) ? (v === '' ? '' : '(set)') : v;
+  out(JSON.stringify(shown, null, 2));
+}

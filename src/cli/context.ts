@@ -1,0 +1,86 @@
+/**
+ * What every `herald` command needs from the configuration: the same
+ * options the server loads (defaults < config file < environment < flags),
+ * plus, for the client commands, the server's URL and API token — from
+ * `--url`/HERALD_URL or the server's own host/port/publicUrl, and from
+ * HERALD_API_TOKEN / the config file / DATA_DIR/secrets.json.
+ */
+import { loadOptions, type HeraldOptions, type OptionKey } from '../server/options.js';
+import { readSecrets, secretsFile } from '../server/secrets.js';
+import { BrowserSender } from '../sdk/browser-sender.js';
+
+/** Exit statuses of the `herald` command. */
+export const Exit = {
+  OK: 0,
+  /** The operation failed: unreachable server, refused request, not delivered. */
+  FAILURE: 1,
+  /** Bad usage or bad configuration: nothing was attempted. */
+  USAGE: 2,
+} as const;
+
+/** An error the CLI reports as one line on stderr, exiting with `exitCode`. */
+export class CliError extends Error {
+  readonly exitCode: number;
+  constructor(message: string, exitCode: number = Exit.FAILURE) {
+    super(message);
+    this.name = 'CliError';
+    this.exitCode = exitCode;
+  }
+}
+
+/** Options every command accepts (commander global options). */
+export interface GlobalFlags {
+  config?: string;
+  dataDir?: string;
+  url?: string;
+  timeoutMs?: string;
+}
+
+export function loadCliOptions(flags: GlobalFlags, overrides: Partial<Record<OptionKey, unknown>> = {}): HeraldOptions {
+  return loadOptions({ file: flags.config, overrides: { ...overrides, ...(flags.dataDir === undefined ? {} : { dataDir: flags.dataDir }) } });
+}
+
+/** The URL a client on this machine uses to reach the server the options describe. */
+export function serverUrl(options: HeraldOptions, flags: GlobalFlags, env: NodeJS.ProcessEnv = process.env): string {
+  const explicit = flags.url ?? env.HERALD_URL;
+  if (explicit) return explicit;
+  if (options.publicUrl) return options.publicUrl;
+  // A wildcard bind address is reachable through loopback.
+  const host = options.host === '0.0.0.0' || options.host === '' ? '127.0.0.1' : options.host === '::' ? '::1' : options.host;
+  return `http://${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${options.port}`;
+}
+
+export interface ClientContext {
+  options: HeraldOptions;
+  url: string;
+  sender: BrowserSender;
+}
+
+/** Builds a BrowserSender for the server the configuration describes. */
+export function clientContext(flags: GlobalFlags): ClientContext {
+  const options = loadCliOptions(flags);
+  const url = serverUrl(options, flags);
+  const apiToken = options.apiToken || readSecrets(options.dataDir).apiToken || '';
+  if (!apiToken) {
+    throw new CliError(
+      `no API token: set HERALD_API_TOKEN or "apiToken" in the config file, or run herald where the server's data dir is (looked for ${secretsFile(options.dataDir)})`,
+      Exit.USAGE,
+    );
+  }
+  let timeoutMs = 10000;
+  if (flags.timeoutMs !== undefined) {
+    timeoutMs = Number(flags.timeoutMs);
+    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new CliError(`--timeout-ms must be a positive number, got ${flags.timeoutMs}`, Exit.USAGE);
+  }
+  try {
+    return { options, url, sender: new BrowserSender({ url, apiToken, timeoutMs }) };
+  } catch (e) {
+    throw new CliError((e as Error).message.replace('option "url"', '--url / HERALD_URL'), Exit.USAGE);
+  }
+}
+
+/** A positive integer id from a flag, or a usage error naming the flag. */
+export function personId(flag: string, value: string): number {
+  if (!/^[1-9][0-9]{0,15}$/.test(value) || !Number.isSafeInteger(Number(value))) throw new CliError(`${flag} must be a positive integer, got ${JSON.stringify(value)}`, Exit.USAGE);
+  return Number(value);
+}

@@ -1,0 +1,148 @@
+#!/usr/bin/env node
+/**
+ * The `herald` command: what an operator types. `start` runs the server;
+ * the others talk to a running one through the SDK or read the same
+ * configuration (config file < environment < flags) the server reads.
+ *
+ * Exit statuses: 0 done; 1 the operation failed (unreachable, refused, not
+ * delivered); 2 bad usage or configuration (nothing was attempted);
+ * `run --wait` exits with the program's own status.
+ */
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { HeraldError } from '../server/errors.js';
+import { CliError, Exit, type GlobalFlags } from './context.js';
+import { runConfig, runOnline, runPing, runSend, runStatus, runToken } from './client-commands.js';
+import { runRun } from './run.js';
+
+function packageVersion(): string {
+  try {
+    // src/cli/main.ts and dist/cli/main.js are both two levels below the package root.
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return '0.0.0';
+  }
+}
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
+
+export function buildProgram(): Command {
+  const program = new Command('herald')
+    .description('Herald: real-time notifications for your panel\'s browser tabs, and background commands')
+    .version(packageVersion())
+    .option('-c, --config <file>', 'JSON config file (or HERALD_CONFIG)')
+    .option('--data-dir <dir>', 'data directory: SQLite store, generated secrets.json (or HERALD_DATA_DIR)')
+    .option('--url <url>', 'client commands: the server\'s URL (or HERALD_URL; default from host/port/publicUrl)')
+    .option('--timeout-ms <ms>', 'client commands: deadline of each request', undefined)
+    .configureHelp({ showGlobalOptions: true })
+    .showHelpAfterError('(herald --help lists the commands; herald <command> --help their options)')
+    .exitOverride();
+
+  const globals = (cmd: Command): GlobalFlags => cmd.optsWithGlobals();
+
+  program
+    .command('start')
+    .description('run the server in the foreground (logs: JSON lines, pretty on a terminal)')
+    .option('--host <address>', 'address of the public listener (HERALD_HOST)')
+    .option('-p, --port <port>', 'port of the public listener (HERALD_PORT)')
+    .option('--public-url <url>', 'the URL browsers use to reach Herald (HERALD_PUBLIC_URL)')
+    .option('--legacy-port <port>', 'port of the legacy TCP protocol (HERALD_LEGACY_PORT)')
+    .option('--no-legacy', 'do not run the legacy TCP listener (HERALD_LEGACY_ENABLED=false)')
+    .option('--store <kind>', 'memory or sqlite (HERALD_STORE)')
+    .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (HERALD_LOG_LEVEL)')
+    .option('--set <key=value>', 'any option by name, repeatable (herald config --markdown lists them)', collect)
+    .action(async (_opts, cmd: Command) => {
+      const { runStart } = await import('./start.js');
+      await runStart(cmd.optsWithGlobals(), cmd.getOptionValueSource('legacy') === 'cli');
+    });
+
+  program
+    .command('token')
+    .description('print a browser token (and nothing else), signed with the configured secret')
+    .addOption(new Option('--aid <n>', 'for admin N').conflicts('uid'))
+    .addOption(new Option('--uid <n>', 'for user N'))
+    .option('--ttl <duration>', 'lifetime: 90s, 15m, 1h, 2d (default: tokenTtlMs)')
+    .action((_opts, cmd: Command) => runToken(cmd.optsWithGlobals()));
+
+  program
+    .command('send')
+    .description('send a notification to every tab of an admin, a user, or everyone')
+    .option('--aid <n>', 'to admin N')
+    .option('--uid <n>', 'to user N')
+    .option('--aids <list>', 'to admins 1,2,3')
+    .option('--uids <list>', 'to users 1,2,3')
+    .option('--all-admins', 'to every admin')
+    .option('--all-users', 'to every user')
+    .option('--title <text>', 'TITLE')
+    .option('--text <text>', 'TEXT (a little HTML is allowed)')
+    .option('--type <type>', 'TYPE (default MESSAGE)')
+    .option('--json <object>', 'the whole notification as JSON instead of --title/--text')
+    .option('--ttl <duration>', 'how long it waits for tabs that are not open now: 0, 30s, 1h (default: defaultTtlMs)')
+    .option('--idempotency-key <key>', 'the same key is delivered once')
+    .action((_opts, cmd: Command) => runSend(cmd.optsWithGlobals()));
+
+  program
+    .command('online')
+    .description('list the admins (or users) with a tab open, one id a line')
+    .option('--users', 'users instead of admins')
+    .option('--json', 'print {"kind","ids"}')
+    .action((_opts, cmd: Command) => runOnline(cmd.optsWithGlobals()));
+
+  program
+    .command('ping')
+    .description('check that the server answers and accepts the API token')
+    .action((_opts, cmd: Command) => runPing(globals(cmd)));
+
+  program
+    .command('status')
+    .description('version, uptime, connections, store, broker, commands')
+    .option('--json', 'print the raw answer')
+    .action((_opts, cmd: Command) => runStatus(cmd.optsWithGlobals()));
+
+  program
+    .command('run')
+    .description('run a program for an admin in the background: herald run --aid 1 -- ping -c 3 -q 127.0.0.1')
+    .argument('<program>', 'the program (it must be allowed by the server\'s command policy)')
+    .argument('[args...]', 'its arguments, after --')
+    .option('--aid <n>', 'the admin whose tabs are told about the run')
+    .option('--timeout <duration>', 'kill it after this long: 5, 30s, 2m (default: the server\'s)')
+    .option('--id <task>', 'your own id for the task, returned in the notifications')
+    .option('--wait', 'stream the output here and exit with the program\'s status')
+    .option('--poll-ms <ms>', 'with --wait: how often to poll', '200')
+    .action((program_: string, args: string[], _opts, cmd: Command) => runRun([program_, ...args], cmd.optsWithGlobals()));
+
+  program
+    .command('config')
+    .description('print the effective configuration (secrets masked)')
+    .option('--markdown', 'print the table of every option instead (README)')
+    .action((_opts, cmd: Command) => runConfig(cmd.optsWithGlobals()));
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // commander has printed the message (or the help) already.
+      process.exitCode = e.exitCode === 0 ? Exit.OK : Exit.USAGE;
+      return;
+    }
+    if (e instanceof CliError) {
+      process.stderr.write(`herald: ${e.message}\n`);
+      process.exitCode = e.exitCode;
+      return;
+    }
+    if (e instanceof HeraldError && e.code === 'HERALD_ERR_CONFIG') {
+      process.stderr.write(`herald: invalid configuration: ${e.message}\n`);
+      process.exitCode = Exit.USAGE;
+      return;
+    }
+    process.stderr.write(`herald: ${(e as Error)?.stack ?? String(e)}\n`);
+    process.exitCode = Exit.FAILURE;
+  }
+}
+
+await main(process.argv);

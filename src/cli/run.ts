@@ -1,0 +1,116 @@
+/**
+ * `herald run --aid 1 [--timeout 5] [--wait] -- ping -c 3 -q 127.0.0.1`:
+ * starts a background command for an admin (their tabs see its progress and
+ * its end). Without --wait it prints the command id; with --wait it streams
+ * the output by polling the command's status and exits with the program's
+ * status: its exit code, 124 on timeout (as timeout(1)), 128+n for a
+ * signal, 130 when cancelled (Ctrl-C here cancels it on the server too).
+ */
+import { constants } from 'node:os';
+import type { CommandInfo } from '../sdk/types.js';
+import type { BrowserSender } from '../sdk/browser-sender.js';
+import { CliError, clientContext, Exit, personId, type GlobalFlags } from './context.js';
+import { sdkFailure } from './client-commands.js';
+import { parseDurationSec } from './duration.js';
+
+export interface RunFlags extends GlobalFlags {
+  aid?: string;
+  timeout?: string;
+  id?: string;
+  wait?: boolean;
+  pollMs?: string;
+}
+
+const ACTIVE = new Set(['queued', 'running']);
+
+/** The status `herald run --wait` exits with for a finished command. */
+export function exitStatusOf(info: CommandInfo): number {
+  switch (info.state) {
+    case 'succeeded':
+      return 0;
+    case 'timed_out':
+      return 124;
+    case 'cancelled':
+      return 130;
+    default: {
+      if (typeof info.EXIT_CODE === 'number' && info.EXIT_CODE !== 0) return Math.min(info.EXIT_CODE, 255);
+      if (info.SIGNAL) {
+        const n = (constants.signals as Record<string, number | undefined>)[info.SIGNAL];
+        if (n !== undefined) return 128 + n;
+      }
+      return 1;
+    }
+  }
+}
+
+export async function runRun(argv: string[], flags: RunFlags): Promise<void> {
+  if (flags.aid === undefined) throw new CliError('give --aid N: the admin whose tabs are told about the run', Exit.USAGE);
+  const aid = personId('--aid', flags.aid);
+  const [program, ...args] = argv;
+  if (!program) throw new CliError('give the program after --, e.g. herald run --aid 1 -- ping -c 3 -q 127.0.0.1', Exit.USAGE);
+  let timeout: number | undefined;
+  if (flags.timeout !== undefined) {
+    timeout = parseDurationSec(flags.timeout);
+    if (timeout === undefined || timeout <= 0) throw new CliError(`--timeout must be a positive duration (5, 30s, 2m), got ${JSON.stringify(flags.timeout)}`, Exit.USAGE);
+  }
+  const pollMs = flags.pollMs === undefined ? 200 : Number(flags.pollMs);
+  if (!Number.isFinite(pollMs) || pollMs < 10) throw new CliError('--poll-ms must be a number ≥ 10', Exit.USAGE);
+  const { sender, url } = clientContext(flags);
+  let id: string | false;
+  try {
+    id = await sender.runInBackground(program, {
+      aid, args, door: 'cli',
+      ...(timeout === undefined ? {} : { timeout }),
+      ...(flags.id === undefined ? {} : { id: flags.id }),
+    });
+  } catch (e) {
+    sdkFailure(e, url);
+  }
+  if (id === false) throw new CliError('commands are disabled');
+  if (!flags.wait) {
+    process.stdout.write(`${id}\n`);
+    return;
+  }
+  process.stderr.write(`command ${id} started for admin ${aid}\n`);
+  const info = await follow(sender, id, pollMs, url);
+  const summary = `command ${id} ${info.state}${info.EXIT_CODE !== null ? `, exit code ${info.EXIT_CODE}` : ''}${info.SIGNAL ? `, signal ${info.SIGNAL}` : ''}${info.TRUNCATED ? ', output cut' : ''} after ${info.DURATION_MS} ms${info.error ? `: ${info.error}` : ''}`;
+  process.stderr.write(`${summary}\n`);
+  process.exitCode = exitStatusOf(info);
+}
+
+/** Polls until the command ends, writing new output as it appears. Ctrl-C cancels the command. */
+async function follow(sender: BrowserSender, id: string, pollMs: number, url: string): Promise<CommandInfo> {
+  let printed = 0;
+  let cancelling = false;
+  const onSigint = () => {
+    if (cancelling) process.exit(130);
+    cancelling = true;
+    process.stderr.write(`cancelling ${id}…\n`);
+    sender.cancelCommand(id).catch((e: unknown) => process.stderr.write(`cancel failed: ${(e as Error).message}\n`));
+  };
+  process.on('SIGINT', onSigint);
+  try {
+    for (;;) {
+      let info: CommandInfo | null;
+      try {
+        info = await sender.commandStatus(id, { since: printed });
+      } catch (e) {
+        sdkFailure(e, url);
+      }
+      if (info === null) throw new CliError(`command ${id} is no longer known to the server`);
+      if (typeof info.outputLength === 'number') {
+        // The server sent only what came after `since`.
+        if (info.output !== '') process.stdout.write(info.output);
+        printed = info.outputLength;
+      } else if (info.output.length > printed) {
+        // A server without `since` sends the whole output (kept from the start, up to its cap).
+        process.stdout.write(info.output.slice(printed));
+        printed = info.output.length;
+      }
+      if (!ACTIVE.has(info.state)) return info;
+      await new Promise((resolve) => setTimeout(resolve, pollMs));
+    }
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * `herald start`: the server in the foreground. Options from the config
+ * file, the environment and flags; secrets generated on first start; logs
+ * as JSON lines (pretty on a terminal); SIGTERM/SIGINT close every tab with
+ * the close frame, let requests in flight finish, and exit 0.
+ */
+import type { OptionKey } from '../server/options.js';
+import { createLogger } from '../server/logger.js';
+import { resolve } from 'node:path';
+import { ensureSecrets } from '../server/secrets.js';
+import { createHerald } from '../server/herald.js';
+import { CloseReason } from '../protocol/close-codes.js';
+import { CliError, Exit, loadCliOptions, type GlobalFlags } from './context.js';
+
+export interface StartFlags extends GlobalFlags {
+  host?: string;
+  port?: string;
+  publicUrl?: string;
+  legacyPort?: string;
+  /** From `--no-legacy`; only taken when given on the command line. */
+  legacy?: boolean;
+  store?: string;
+  logLevel?: string;
+  /** `--set key=value`, repeatable: any option by its schema name. */
+  set?: string[];
+}
+
+/** A number when the flag looks like one, else the raw text, so that loadOptions names the bad value. */
+function numeric(value: string | undefined): unknown {
+  if (value === undefined) return undefined;
+  return /^-?\d+$/.test(value.trim()) ? Number(value) : value;
+}
+
+/** `--set heartbeatMs=1000`: the value is JSON when it parses as JSON, else a string. */
+export function parseSetFlags(items: readonly string[]): Partial<Record<OptionKey, unknown>> {
+  const out: Record<string, unknown> = {};
+  for (const item of items) {
+    const eq = item.indexOf('=');
+    if (eq <= 0) throw new CliError(`--set takes key=value, got ${JSON.stringify(item)}`, Exit.USAGE);
+    const raw = item.slice(eq + 1);
+    let value: unknown = raw;
+    try {
+      value = JSON.parse(raw);
+    } catch {
+      // a bare string
+    }
+    out[item.slice(0, eq)] = value;
+  }
+  return out as Partial<Record<OptionKey, unknown>>;
+}
+
+export function startOverrides(flags: StartFlags, legacyFromCli: boolean): Partial<Record<OptionKey, unknown>> {
+  return {
+    ...parseSetFlags(flags.set ?? []),
+    host: flags.host,
+    port: numeric(flags.port),
+    publicUrl: flags.publicUrl,
+    legacyPort: numeric(flags.legacyPort),
+    legacyEnabled: legacyFromCli ? flags.legacy : undefined,
+    store: flags.store,
+    logLevel: flags.logLevel,
+  };
+}
+
+export async function runStart(flags: StartFlags, legacyFromCli: boolean): Promise<void> {
+  const loaded = loadCliOptions(flags, startOverrides(flags, legacyFromCli));
+  const { options, file, generated } = ensureSecrets(loaded);
+  const logger = createLogger(options);
+  const herald = await createHerald(options, { logger });
+  try {
+    await herald.listen();
+  } catch (e) {
+    await herald.close().catch(() => undefined);
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'EADDRINUSE' || err.code === 'EACCES') throw new CliError(`cannot listen: ${err.message}`, Exit.FAILURE);
+    throw e;
+  }
+  if (generated) printFirstStart(file, herald.urls.http, options.dataDir, flags.dataDir !== undefined);
+
+  let closing = false;
+  const shutdown = (signal: NodeJS.Signals) => {
+    if (closing) {
+      // A second signal: the operator does not want to wait for the grace period.
+      logger.warn({ signal }, 'second signal: exiting now');
+      process.exit(Exit.FAILURE);
+    }
+    closing = true;
+    logger.info({ signal }, 'shutting down');
+    // If something hangs past the grace period, exit anyway (and say so by the status).
+    const force = setTimeout(() => {
+      logger.error('shutdown did not finish in time: exiting');
+      process.exit(Exit.FAILURE);
+    }, options.shutdownGraceMs + 5000);
+    force.unref();
+    herald.close(CloseReason.SHUTDOWN).then(
+      () => {
+        logger.info('stopped');
+        process.exit(Exit.OK);
+      },
+      (e: unknown) => {
+        logger.error({ err: e }, 'error while shutting down');
+        process.exit(Exit.FAILURE);
+      },
+    );
+  };
+  process.on('SIGTERM', shutdown);
+  process.on('SIGINT', shutdown);
+}
+
+/** First start: where the generated secrets are and how to use them (never the secrets themselves). */
+function printFirstStart(file: string, httpUrl: string, dataDir: string, flagsGaveDataDir: boolean): void {
+  // The other commands find the secrets through the same data dir: spell it out unless it is the default one here.
+  const dd = flagsGaveDataDir || dataDir !== './data' ? ` --data-dir ${JSON.stringify(resolve(dataDir))}` : '';
+  process.stderr.write(
+    [
+      '',
+      `Herald generated its token-signing secret and API token in ${file} (readable by this user only).`,
+      'The herald command reads them from there:',
+      `  herald token --aid 1${dd}          # a browser token for ${httpUrl.replace(/^http/, 'ws')}/ws/admin?token=…`,
+      `  herald send --aid 1 --title Hello --text "Just<br/>some<br/>text"${dd}`,
+      'Your backend needs the API token (Authorization: Bearer …):',
+      `  export HERALD_API_TOKEN="$(node -p 'require(process.argv[1]).apiToken' ${file})"`,
+      '',
+    ].join('\n'),
+  );
+}

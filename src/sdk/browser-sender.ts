@@ -1,0 +1,348 @@
+/**
+ * BrowserSender: the old `Abills::Sender::Browser` in TypeScript form, over
+ * Herald's HTTP API (docs/http-api.md). A backend uses it to ask whether an
+ * admin or user has a browser tab open, to push notifications to their tabs,
+ * to run background commands for an admin, and to mint the tokens its pages
+ * connect with.
+ *
+ * `enabled: false` is the seed's `$conf{WEBSOCKET_ENABLED}` switch turned
+ * off: every method returns at once without touching the network — `false`
+ * for yes/no questions and actions, `[]` for lists, `null` for lookups.
+ */
+import { isPersonId, type Principal, type PrincipalKind } from '../protocol/principal.js';
+import type { NotificationObject, NotificationPayload } from '../protocol/frames.js';
+import { mintConnectToken } from './connect-token.js';
+import { HeraldSdkError } from './errors.js';
+import { HttpTransport } from './http-transport.js';
+import type {
+  CommandInfo, CommandStatusOptions, ConnectToken, LegacyAnswer, MessageStatus, Person, PingResult, Recipient,
+  RunInBackgroundOptions, SendMessageInput, SendResult, ServerStatus,
+} from './types.js';
+
+/** The SDK's version, sent in User-Agent. */
+export const SDK_VERSION = '0.1.0';
+
+export interface BrowserSenderOptions {
+  /** Base URL of the Herald server: `http://127.0.0.1:19443` (a path prefix behind a proxy is kept). */
+  url?: string;
+  /** The server's API token (`HERALD_API_TOKEN`, or `apiToken` in DATA_DIR/secrets.json). Required when enabled. */
+  apiToken?: string;
+  /** The seed's WEBSOCKET_ENABLED. `false`: every method is a no-op that touches no network. Default true. */
+  enabled?: boolean;
+  /** Deadline of each HTTP request, in milliseconds. Default 5000. */
+  timeoutMs?: number;
+  /**
+   * The server's token-signing secret (`HERALD_SECRET`). With it,
+   * {@link BrowserSender.createConnectToken} signs locally (no round trip);
+   * without it, it asks the server (`POST /api/v1/tokens`).
+   */
+  secret?: string;
+  /**
+   * The admin {@link BrowserSender.runInBackground} notifies when the call
+   * names none — the Perl client took the current `$admin` in its constructor.
+   */
+  aid?: number;
+}
+
+/** Default lifetime of a locally minted browser token, seconds (the server's `tokenTtlMs` default, 12 h). */
+export const DEFAULT_CONNECT_TOKEN_TTL_SEC = 43200;
+
+export class BrowserSender {
+  /** False when constructed with `enabled: false`. */
+  readonly enabled: boolean;
+  /** The server's base URL (empty when disabled and none was given). */
+  readonly url: string;
+  readonly #http: HttpTransport | undefined;
+  readonly #secret: string | undefined;
+  readonly #aid: number | undefined;
+
+  /**
+   * Validates the options and builds the sender; opens no connection (each
+   * call is one HTTP request). Throws a TypeError naming the bad option.
+   */
+  constructor(options: BrowserSenderOptions) {
+    this.enabled = options.enabled ?? true;
+    this.url = options.url ?? '';
+    this.#secret = options.secret === '' ? undefined : options.secret;
+    if (options.aid !== undefined && !isPersonId(options.aid)) throw new TypeError(`option "aid" must be a positive integer, got ${String(options.aid)}`);
+    this.#aid = options.aid;
+    const timeoutMs = options.timeoutMs ?? 5000;
+    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new TypeError(`option "timeoutMs" must be a positive number of milliseconds, got ${String(options.timeoutMs)}`);
+    if (this.#secret !== undefined && this.#secret.length < 32) throw new TypeError('option "secret" must be at least 32 characters (the server refuses shorter ones)');
+    if (!this.enabled) {
+      this.#http = undefined;
+      return;
+    }
+    if (!options.url) throw new TypeError('option "url" is required when "enabled" is true');
+    let parsed: URL;
+    try {
+      parsed = new URL(options.url);
+    } catch {
+      throw new TypeError(`option "url" is not a URL: ${options.url}`);
+    }
+    if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new TypeError(`option "url" must be http: or https:, got ${parsed.protocol}`);
+    if (!options.apiToken) throw new TypeError('option "apiToken" is required when "enabled" is true');
+    this.#http = new HttpTransport({ url: options.url, apiToken: options.apiToken, timeoutMs, userAgent: `herald-sdk/${SDK_VERSION}` });
+  }
+
+  // ---- presence ------------------------------------------------------------
+
+  /**
+   * Is the Herald server reachable and does it accept our API token? The
+   * seed's `is_connected()`. Never throws: any failure is `false` (use
+   * {@link ping} to learn why). Disabled: false.
+   */
+  async isConnected(): Promise<boolean> {
+    if (!this.#http) return false;
+    try {
+      return (await this.ping())?.ok === true;
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * `GET /api/v1/ping`: the server's version. Throws a HeraldSdkError
+   * (`HERALD_ERR_UNREACHABLE`, `HERALD_ERR_TIMEOUT`, `HERALD_ERR_UNAUTHORIZED`…).
+   * Disabled: null.
+   */
+  async ping(): Promise<PingResult | null> {
+    if (!this.#http) return null;
+    return (await this.#http.request('GET', '/ping')).body as PingResult;
+  }
+
+  /** `GET /api/v1/status`: version, uptime, connections, store, broker, commands. Disabled: null. */
+  async status(): Promise<ServerStatus | null> {
+    if (!this.#http) return null;
+    return (await this.#http.request('GET', '/status')).body as ServerStatus;
+  }
+
+  /** Has this admin at least one browser tab open (anywhere in the cluster)? The seed's `has_connected_admin($aid)`. Disabled: false. */
+  async hasConnectedAdmin(aid: number): Promise<boolean> {
+    return (await this.connectedTabs({ aid })) > 0;
+  }
+
+  /** Has this user (subscriber) at least one browser tab open? Disabled: false. */
+  async hasConnectedUser(uid: number): Promise<boolean> {
+    return (await this.connectedTabs({ uid })) > 0;
+  }
+
+  /** How many tabs this person has open now. Disabled: 0. */
+  async connectedTabs(person: Person): Promise<number> {
+    if (!this.#http) return 0;
+    const { kind, id } = toPrincipal(person);
+    const body = (await this.#http.request('GET', `/online/${kind}/${id}`)).body as { online?: boolean; tabs?: number };
+    return typeof body.tabs === 'number' ? body.tabs : body.online ? 1 : 0;
+  }
+
+  /** The AIDs of every admin with a tab open now (the legacy `REQUEST_LIST` of ADMINS). Disabled: []. */
+  async connectedAdmins(): Promise<number[]> {
+    return this.#online('admin');
+  }
+
+  /** The UIDs of every user with a tab open now. Disabled: []. */
+  async connectedUsers(): Promise<number[]> {
+    return this.#online('user');
+  }
+
+  async #online(kind: PrincipalKind): Promise<number[]> {
+    if (!this.#http) return [];
+    const body = (await this.#http.request('GET', `/online?kind=${kind}`)).body as { ids?: number[] };
+    return Array.isArray(body.ids) ? body.ids : [];
+  }
+
+  // ---- sending -------------------------------------------------------------
+
+  /**
+   * Pushes a notification to every tab of one admin or user, a list of them,
+   * or everyone of a kind: the seed's `send_message({AID, MESSAGE})`.
+   * Returns how many tabs got it and whether it was stored for tabs that
+   * connect later (`ttl`). Throws a HeraldSdkError on failure. Disabled: false.
+   *
+   * @example
+   * await sender.sendMessage({ aid: 1, message: { TYPE: 'MESSAGE', TITLE: 'Test notification', TEXT: 'Just<br/>some<br/>text' } });
+   */
+  async sendMessage(input: SendMessageInput): Promise<SendResult | false> {
+    if (!this.#http) return false;
+    const body: Record<string, unknown> = { to: toRecipient(input), message: toPayload(input.message, input.title) };
+    if (input.ttl !== undefined) {
+      if (!Number.isFinite(input.ttl) || input.ttl < 0) throw badArgument(`ttl must be a non-negative number of seconds, got ${String(input.ttl)}`);
+      body.ttl = input.ttl;
+    }
+    if (input.idempotencyKey !== undefined) body.idempotencyKey = input.idempotencyKey;
+    return (await this.#http.request('POST', '/send', body)).body as SendResult;
+  }
+
+  /**
+   * Sends a raw legacy-protocol request (PROTOCOL.md §2) and returns what the
+   * old daemon would have answered: `{TYPE:"PONG"}`, `{TYPE:"RESULT",…}`,
+   * `0`, `1`, or `{TYPE:"ERROR",ERROR:…}` — and `null` for a `SILENT` one.
+   * The seed's `json_request`: like the Perl client, it also accepts the
+   * request wrapped as `{ MESSAGE: { TYPE: 'COMMAND', … } }`. Disabled: false.
+   */
+  async jsonRequest(request: Record<string, unknown>): Promise<LegacyAnswer | false> {
+    if (!this.#http) return false;
+    if (typeof request !== 'object' || request === null || Array.isArray(request)) throw badArgument('jsonRequest takes a request object');
+    // The Perl client's json_request({ MESSAGE => {...} }) put the request under MESSAGE;
+    // a real legacy request always has TYPE at the top (even PROXY, whose MESSAGE is its payload).
+    const wrapped = request.TYPE === undefined && typeof request.MESSAGE === 'object' && request.MESSAGE !== null && !Array.isArray(request.MESSAGE);
+    const payload = wrapped ? (request.MESSAGE as Record<string, unknown>) : request;
+    const answer = await this.#http.request('POST', '/legacy', payload);
+    return answer.status === 204 ? null : (answer.body as LegacyAnswer);
+  }
+
+  /**
+   * Closes every tab of one person, telling them `reason` (a logout, a
+   * kick). Returns how many tabs were open. Disabled: false.
+   */
+  async disconnect(input: Person & { reason?: string }): Promise<number | false> {
+    if (!this.#http) return false;
+    const body = { to: personBody(input), reason: input.reason ?? 'disconnected by the server' };
+    const answer = (await this.#http.request('POST', '/disconnect', body)).body as { tabs?: number };
+    return answer.tabs ?? 0;
+  }
+
+  /**
+   * Delivery status of a stored notification (its id is `messageId` in the
+   * send result): acknowledged by a tab, expired, or still waiting. `null`
+   * when the server knows no such message. Disabled: null.
+   */
+  async messageStatus(id: string): Promise<MessageStatus | null> {
+    if (!this.#http) return null;
+    const answer = await this.#http.request('GET', `/messages/${encodeURIComponent(id)}`, undefined, [404]);
+    return answer.status === 404 ? null : (answer.body as MessageStatus);
+  }
+
+  // ---- background commands -------------------------------------------------
+
+  /**
+   * Runs `program` for an admin in the background and returns at once with
+   * the command's id; the admin's tabs get live progress and a notification
+   * when it ends (`success` on exit status 0, `error` otherwise). The seed's
+   * `run_in_background(program, {timeout}, {PROGRAM_ARGS})`, except that
+   * `args` is a real argument vector: `['-c', '3']`, not `'-c 3'`.
+   * Throws a HeraldSdkError (`HERALD_ERR_COMMAND_FORBIDDEN`, …). Disabled: false.
+   */
+  async runInBackground(program: string, options: RunInBackgroundOptions = {}): Promise<string | false> {
+    if (!this.#http) return false;
+    const aid = options.aid ?? this.#aid;
+    if (aid === undefined) throw badArgument('runInBackground needs an admin: pass { aid } or the constructor\'s "aid"');
+    if (!isPersonId(aid)) throw badArgument(`aid must be a positive integer, got ${String(aid)}`);
+    if (typeof program !== 'string' || program === '') throw badArgument('program must be a non-empty string');
+    const body: Record<string, unknown> = { aid, program, args: [...(options.args ?? [])] };
+    if (options.timeout !== undefined) body.timeout = options.timeout;
+    if (options.success !== undefined) body.success = options.success;
+    if (options.error !== undefined) body.error = options.error;
+    if (options.id !== undefined) body.id = options.id;
+    if (options.door !== undefined) body.door = options.door;
+    const info = (await this.#http.request('POST', '/commands', body)).body as CommandInfo;
+    return info.id;
+  }
+
+  /**
+   * A command's state, exit code and output so far; `null` when the server
+   * knows no such command. `since` asks for the output after that many
+   * characters only, `wait` lets the server hold the answer until the
+   * command ends (at most that many seconds). Disabled: null.
+   */
+  async commandStatus(id: string, options: CommandStatusOptions = {}): Promise<CommandInfo | null> {
+    if (!this.#http) return null;
+    const query = new URLSearchParams();
+    if (options.since !== undefined) query.set('since', String(options.since));
+    if (options.wait !== undefined) query.set('wait', String(options.wait));
+    const qs = query.size > 0 ? `?${query.toString()}` : '';
+    const answer = await this.#http.request('GET', `/commands/${encodeURIComponent(id)}${qs}`, undefined, [404]);
+    return answer.status === 404 ? null : (answer.body as CommandInfo);
+  }
+
+  /** Recent commands, newest first. Disabled: []. */
+  async listCommands(limit?: number): Promise<CommandInfo[]> {
+    if (!this.#http) return [];
+    const answer = (await this.#http.request('GET', `/commands${limit === undefined ? '' : `?limit=${limit}`}`)).body as { commands?: CommandInfo[] };
+    return answer.commands ?? [];
+  }
+
+  /** Cancels a queued or running command (its process group is killed). Returns its state after. Disabled: false. */
+  async cancelCommand(id: string): Promise<CommandInfo | false> {
+    if (!this.#http) return false;
+    return (await this.#http.request('POST', `/commands/${encodeURIComponent(id)}/cancel`)).body as CommandInfo;
+  }
+
+  // ---- tokens --------------------------------------------------------------
+
+  /**
+   * A token a page uses to connect its tab: `ws://HOST/ws/admin?token=…`.
+   * `ttl` in seconds (default: 12 h locally, the server's `tokenTtlMs`
+   * through the API). Signed locally when the sender has the `secret`,
+   * otherwise minted by the server. Disabled: false.
+   */
+  async createConnectToken(input: Person & { ttl?: number }): Promise<ConnectToken | false> {
+    if (!this.enabled) return false;
+    const principal = toPrincipal(input);
+    if (input.ttl !== undefined && (!Number.isFinite(input.ttl) || input.ttl <= 0)) throw badArgument(`ttl must be a positive number of seconds, got ${String(input.ttl)}`);
+    if (this.#secret !== undefined) return mintConnectToken(this.#secret, principal, input.ttl ?? DEFAULT_CONNECT_TOKEN_TTL_SEC);
+    if (!this.#http) return false;
+    const body: Record<string, unknown> = { kind: principal.kind, id: principal.id };
+    if (input.ttl !== undefined) body.ttl = input.ttl;
+    return (await this.#http.request('POST', '/tokens', body)).body as ConnectToken;
+  }
+}
+
+// ---- argument shaping ------------------------------------------------------
+
+function badArgument(message: string): HeraldSdkError {
+  return new HeraldSdkError('HERALD_ERR_BAD_ARGUMENT', message);
+}
+
+const RECIPIENT_KEYS = ['aid', 'uid', 'aids', 'uids', 'all'] as const;
+
+function toPrincipal(person: Person): Principal {
+  const p = person as { aid?: unknown; uid?: unknown };
+  if (p.aid !== undefined && p.uid !== undefined) throw badArgument('give aid or uid, not both');
+  if (p.aid !== undefined) {
+    if (!isPersonId(p.aid)) throw badArgument(`aid must be a positive integer, got ${String(p.aid)}`);
+    return { kind: 'admin', id: p.aid };
+  }
+  if (p.uid !== undefined) {
+    if (!isPersonId(p.uid)) throw badArgument(`uid must be a positive integer, got ${String(p.uid)}`);
+    return { kind: 'user', id: p.uid };
+  }
+  throw badArgument('give aid or uid');
+}
+
+function personBody(person: Person): { aid: number } | { uid: number } {
+  const p = toPrincipal(person);
+  return p.kind === 'admin' ? { aid: p.id } : { uid: p.id };
+}
+
+/** Exactly one recipient key, checked here so that a typo fails before the network. */
+function toRecipient(input: Recipient): Recipient {
+  const given = RECIPIENT_KEYS.filter((k) => (input as Record<string, unknown>)[k] !== undefined);
+  if (given.length !== 1) throw badArgument(`give exactly one recipient (${RECIPIENT_KEYS.join(', ')}), got ${given.length === 0 ? 'none' : given.join(' and ')}`);
+  const key = given[0]!;
+  const value = (input as Record<string, unknown>)[key];
+  switch (key) {
+    case 'aid':
+    case 'uid':
+      return personBody(input as Person);
+    case 'aids':
+    case 'uids': {
+      if (!Array.isArray(value) || !value.every(isPersonId)) throw badArgument(`${key} must be a list of positive integers`);
+      return key === 'aids' ? { aids: [...value] } : { uids: [...value] };
+    }
+    case 'all':
+      if (value !== 'admins' && value !== 'users') throw badArgument(`all must be "admins" or "users", got ${JSON.stringify(value)}`);
+      return { all: value };
+  }
+}
+
+/** The message as the API takes it (see SendMessageInput.message for the rules). */
+export function toPayload(message: unknown, title?: string): NotificationPayload {
+  if (typeof message === 'string') return title === undefined ? message : { TYPE: 'MESSAGE', TITLE: title, TEXT: message };
+  if (typeof message !== 'object' || message === null || Array.isArray(message)) throw badArgument('message must be an object or a string');
+  const obj = { ...(message as Record<string, unknown>) };
+  if (obj.TYPE === undefined) obj.TYPE = 'MESSAGE';
+  if (typeof obj.TYPE !== 'string') throw badArgument('message.TYPE must be a string');
+  if (title !== undefined && obj.TITLE === undefined) obj.TITLE = title;
+  return obj as NotificationObject;
+}

@@ -1,0 +1,48 @@
+/**
+ * The SDK's one error type. A failure the server answered carries the
+ * server's own `HERALD_ERR_*` code and HTTP status (docs/http-api.md); a
+ * failure on the way there carries one of the SDK's client-side codes, with
+ * status 0. Callers branch on `code`, never on the message.
+ */
+
+/** Codes the SDK produces itself, when no answer from the server came back. */
+export const ClientErrorCodes = {
+  /** The server could not be reached (connection refused, DNS, reset). Retry later. */
+  HERALD_ERR_UNREACHABLE: 'the Herald server could not be reached',
+  /** No answer within the SDK's `timeoutMs`. */
+  HERALD_ERR_TIMEOUT: 'the Herald server did not answer in time',
+  /** The server answered something that is not Herald's JSON (a proxy's error page, say). */
+  HERALD_ERR_BAD_RESPONSE: 'the server answered something that is not Herald JSON',
+  /** The call's arguments are wrong; nothing was sent. */
+  HERALD_ERR_BAD_ARGUMENT: 'invalid argument',
+} as const;
+
+export type ClientErrorCode = keyof typeof ClientErrorCodes;
+
+/**
+ * A server code (`HERALD_ERR_UNAUTHORIZED`, `HERALD_ERR_VALIDATION`, …) or a
+ * client-side one. Typed as an open string so that codes a newer server adds
+ * still arrive intact.
+ */
+export type HeraldErrorCode = ClientErrorCode | `HERALD_ERR_${string}`;
+
+export class HeraldSdkError extends Error {
+  /** `HERALD_ERR_*`: the server's code, or one of {@link ClientErrorCodes}. */
+  readonly code: HeraldErrorCode;
+  /** The HTTP status of the server's answer; 0 when no answer came. */
+  readonly status: number;
+  /** The server's `details`, when it gave any (validation errors, say). */
+  readonly details: unknown;
+
+  constructor(code: HeraldErrorCode, message: string, status = 0, details?: unknown, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'HeraldSdkError';
+    this.code = code;
+    this.status = status;
+    this.details = details;
+  }
+}
+
+export function isHeraldSdkError(e: unknown): e is HeraldSdkError {
+  return e instanceof HeraldSdkError;
+}

@@ -1,0 +1,94 @@
+/**
+ * The SDK's one way onto the network: global `fetch` with a deadline
+ * (AbortSignal.timeout), the bearer token, JSON both ways, and every failure
+ * turned into a {@link HeraldSdkError} with a `HERALD_ERR_*` code.
+ */
+import { HeraldSdkError, type HeraldErrorCode } from './errors.js';
+
+export interface HttpTransportOptions {
+  /** Base URL of the Herald server, e.g. `http://127.0.0.1:19443` (a path prefix is kept). */
+  url: string;
+  apiToken: string;
+  /** Deadline of each request, in milliseconds. */
+  timeoutMs: number;
+  /** Sent as User-Agent, so the server's logs tell the SDK from the CLI. */
+  userAgent: string;
+}
+
+export interface HttpAnswer {
+  status: number;
+  /** The parsed JSON body, or undefined for an empty one (204). */
+  body: unknown;
+}
+
+export class HttpTransport {
+  readonly #base: string;
+  readonly #apiToken: string;
+  readonly #timeoutMs: number;
+  readonly #userAgent: string;
+
+  constructor(options: HttpTransportOptions) {
+    this.#base = `${options.url.replace(/\/+$/, '')}/api/v1`;
+    this.#apiToken = options.apiToken;
+    this.#timeoutMs = options.timeoutMs;
+    this.#userAgent = options.userAgent;
+  }
+
+  /**
+   * Sends one request. Resolves with the status and parsed body for 2xx and,
+   * when `allow` lists it, for that status too (404 for "no such message");
+   * every other outcome rejects with a HeraldSdkError.
+   */
+  async request(method: 'GET' | 'POST', path: string, body?: unknown, allow: readonly number[] = []): Promise<HttpAnswer> {
+    const headers: Record<string, string> = {
+      authorization: `Bearer ${this.#apiToken}`,
+      accept: 'application/json',
+      'user-agent': this.#userAgent,
+    };
+    const init: RequestInit = { method, headers, signal: AbortSignal.timeout(this.#timeoutMs) };
+    if (body !== undefined) {
+      headers['content-type'] = 'application/json; charset=utf-8';
+      init.body = JSON.stringify(body);
+    }
+    const url = this.#base + path;
+    let response: Response;
+    let text: string;
+    try {
+      response = await fetch(url, init);
+      // The deadline covers the body too: a server that sends headers and then stalls still times out.
+      text = await response.text();
+    } catch (e) {
+      throw networkError(e, method, url, this.#timeoutMs);
+    }
+    let parsed: unknown;
+    if (text !== '') {
+      try {
+        parsed = JSON.parse(text);
+      } catch {
+        throw new HeraldSdkError('HERALD_ERR_BAD_RESPONSE', `${method} ${url}: HTTP ${response.status} with a body that is not JSON: ${text.slice(0, 120)}`, response.status);
+      }
+    }
+    if (response.ok || allow.includes(response.status)) return { status: response.status, body: parsed };
+    throw serverError(parsed, response.status, method, url);
+  }
+}
+
+function networkError(e: unknown, method: string, url: string, timeoutMs: number): HeraldSdkError {
+  const name = (e as { name?: string } | null)?.name;
+  if (name === 'TimeoutError' || name === 'AbortError') {
+    return new HeraldSdkError('HERALD_ERR_TIMEOUT', `${method} ${url}: no answer within ${timeoutMs} ms`, 0, undefined, { cause: e });
+  }
+  // fetch wraps the socket error (ECONNREFUSED…) in `cause`; name it, it is what an operator needs.
+  const cause = (e as { cause?: { code?: string; message?: string } } | null)?.cause;
+  const why = cause?.code ?? cause?.message ?? (e as Error | null)?.message ?? String(e);
+  return new HeraldSdkError('HERALD_ERR_UNREACHABLE', `${method} ${url}: ${why}`, 0, undefined, { cause: e });
+}
+
+function serverError(body: unknown, status: number, method: string, url: string): HeraldSdkError {
+  const err = (body as { error?: { code?: unknown; message?: unknown; details?: unknown } } | undefined)?.error;
+  if (err && typeof err.code === 'string' && err.code.startsWith('HERALD_ERR_')) {
+    const message = typeof err.message === 'string' ? err.message : err.code;
+    return new HeraldSdkError(err.code as HeraldErrorCode, message, status, err.details);
+  }
+  return new HeraldSdkError('HERALD_ERR_BAD_RESPONSE', `${method} ${url}: HTTP ${status} without a Herald error body`, status, body);
+}

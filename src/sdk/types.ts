@@ -1,0 +1,176 @@
+/**
+ * The shapes the SDK sends and receives: the HTTP API's JSON
+ * (docs/http-api.md) in TypeScript. Kept here rather than imported from the
+ * server so that the SDK ships to backends without any server code; only the
+ * wire types in src/protocol are shared.
+ */
+import type { NotificationObject, NotificationPayload } from '../protocol/frames.js';
+import type { CommandState } from '../protocol/commands.js';
+import type { PrincipalKind } from '../protocol/principal.js';
+
+export type { NotificationObject, NotificationPayload, CommandState, PrincipalKind };
+
+/** Who a notification is for: exactly one of these fields. */
+export type Recipient =
+  | { aid: number }
+  | { uid: number }
+  | { aids: readonly number[] }
+  | { uids: readonly number[] }
+  | { all: 'admins' | 'users' };
+
+/** One person: an admin by AID or a user by UID. */
+export type Person = { aid: number } | { uid: number };
+
+/**
+ * What {@link BrowserSender.sendMessage} takes: a recipient plus the message.
+ * A recipient key's value must be set; the others must be absent.
+ */
+export type SendMessageInput = Recipient & {
+  /**
+   * An object with TYPE/TITLE/TEXT (and any other fields, which pass through
+   * untouched), or a string. A string without `title` is delivered as that
+   * string, as the old daemon did; with `title` it becomes
+   * `{TYPE:"MESSAGE", TITLE: title, TEXT: message}`, as the Perl client's
+   * `send_message({AID, MESSAGE, TITLE})` built it. An object without TYPE
+   * gets `TYPE: "MESSAGE"`.
+   */
+  message: NotificationPayload | Omit<NotificationObject, 'TYPE'>;
+  /** Sets TITLE (on an object only when it has none). */
+  title?: string;
+  /**
+   * How long the notification waits for a tab that is not open now, in
+   * seconds. 0: only tabs open now. Default: the server's `defaultTtlMs`.
+   */
+  ttl?: number;
+  /** The same key for the same recipient is delivered once (retries are safe). */
+  idempotencyKey?: string;
+};
+
+/** The outcome for one person of a send. */
+export interface PersonSendResult {
+  kind: PrincipalKind;
+  id: number;
+  /** Tabs that had it pushed now. */
+  delivered: number;
+  /** Stored for tabs that connect or resume later. */
+  queued: boolean;
+  /** The stored message's id (for {@link BrowserSender.messageStatus}); absent when not stored. */
+  messageId?: string;
+  seq?: number;
+  epoch?: string;
+  /** The idempotency key was seen before: nothing new was sent. */
+  duplicate: boolean;
+  /** Older notifications dropped from this person's stream by its cap. */
+  dropped: number;
+}
+
+/** The answer of `POST /api/v1/send`. */
+export interface SendResult {
+  /** Tabs that got it now (for `all`: people online). */
+  delivered: number;
+  /** Stored for later tabs (true when at least one recipient's copy was stored). */
+  queued: boolean;
+  /** Per person, in order (absent for `all`). */
+  results?: PersonSendResult[];
+  /** For `all`: the broadcast's stored id. */
+  messageId?: string;
+  seq?: number;
+  epoch?: string;
+  duplicate?: boolean;
+}
+
+/** The answer of `GET /api/v1/messages/:id`. */
+export interface MessageStatus {
+  id: string;
+  stream: string;
+  seq: number;
+  epoch: string;
+  expiresAt: number;
+  acknowledged: boolean;
+  expired: boolean;
+}
+
+/** The answer of `GET /api/v1/ping`. */
+export interface PingResult {
+  ok: boolean;
+  version: string;
+}
+
+/** The answer of `GET /api/v1/status`. */
+export interface ServerStatus {
+  version: string;
+  uptimeMs: number;
+  connections: { admin: number; user: number };
+  store: unknown;
+  broker: unknown;
+  commands: unknown;
+  [field: string]: unknown;
+}
+
+/** A browser token and when it stops being accepted. */
+export interface ConnectToken {
+  token: string;
+  /** Epoch milliseconds. */
+  expiresAt: number;
+}
+
+/** Options of {@link BrowserSender.runInBackground} (the seed's `run_in_background`). */
+export interface RunInBackgroundOptions {
+  /** The argument vector; never given to a shell. `['-c', '3', '-q', '127.0.0.1']`. */
+  args?: readonly string[];
+  /** Seconds before the program (and its children) is killed. Default and maximum: the server's config. */
+  timeout?: number;
+  /** The notification the admin gets when the program exits 0 (default: the program's output). */
+  success?: NotificationPayload;
+  /** The notification the admin gets when it fails, times out or is cancelled. */
+  error?: NotificationPayload;
+  /** Your own id for the task, returned in the notifications. */
+  id?: string | number;
+  /** The admin to notify; default: the constructor's `aid`. */
+  aid?: number;
+  /** For the server's audit trail: which front door asked (`herald run` sends `cli`). Default `http`. */
+  door?: 'http' | 'cli';
+}
+
+/** Options of {@link BrowserSender.commandStatus}. */
+export interface CommandStatusOptions {
+  /** Return only the output after this many characters (stream by polling); the answer's `outputLength` is the next `since`. */
+  since?: number;
+  /** Seconds the server may hold the answer waiting for the command to end (long poll). Keep it below the SDK's `timeoutMs`. */
+  wait?: number;
+}
+
+/** A background command as the server describes it (`GET /api/v1/commands/:id`). */
+export interface CommandInfo {
+  id: string;
+  aid: number;
+  program: string;
+  args: string[];
+  taskId?: string | number;
+  state: CommandState;
+  door: string;
+  queuedAt: number;
+  startedAt?: number;
+  endedAt?: number;
+  /** The captured output so far (bounded by the server's cap). */
+  output: string;
+  /** The timeout that applies, seconds (after the server's default and maximum). */
+  timeoutSec?: number;
+  /** The file that runs (the allowlist entry's real path). */
+  path?: string;
+  /** Why the program could not run at all, or why it was stopped. */
+  error?: string;
+  /** With `since`: the length of the whole output so far (the next `since`). */
+  outputLength?: number;
+  COMMAND_ID: string;
+  EXIT_CODE: number | null;
+  SIGNAL: string | null;
+  TIMED_OUT: boolean;
+  DURATION_MS: number;
+  /** True when output beyond the server's cap was dropped. */
+  TRUNCATED: boolean;
+  [field: string]: unknown;
+}
+
+/** The answer of the legacy endpoint: what the old daemon answered (`0`, `1`, `{TYPE:"PONG"}`, `{TYPE:"RESULT",…}`, `{TYPE:"ERROR",…}`). */
+export type { LegacyAnswer } from '../protocol/legacy.js';

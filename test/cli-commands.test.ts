@@ -1,0 +1,156 @@
+/**
+ * The `herald` client commands as child processes against a running Herald
+ * (test/helpers/server.ts): exit statuses, what they print, and that they
+ * read the URL and API token from the environment like the server does.
+ */
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createServer, type AddressInfo } from 'node:net';
+import { optionsMarkdownTable } from '../src/server/options.js';
+import { startHerald, type TestServer } from './helpers/server.js';
+import { TestTab } from './helpers/ws-client.js';
+import { runCli } from './helpers/cli.js';
+
+/** A port on 127.0.0.1 where nothing listens (bound, then released). */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+describe('herald client commands', () => {
+  let s: TestServer;
+  let env: Record<string, string>;
+  before(async () => {
+    s = await startHerald({ heartbeatMs: 60000 });
+    env = { HERALD_URL: s.url, HERALD_API_TOKEN: s.apiToken, HERALD_DATA_DIR: s.dataDir };
+  });
+  after(() => s.close());
+
+  test('send --json to a list, --all-admins, and a user; each prints what happened', async () => {
+    const a = await s.tab('admin', 5);
+    const u = await s.tab('user', 6);
+    await Promise.all([a.nextOfType('WELCOME'), u.nextOfType('WELCOME')]);
+    let r = await runCli(['send', '--aids', '5,7', '--json', '{"TYPE":"EVENT","TITLE":"Новый платёж","MODULE":"Paysys"}'], { env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^admins 5,7: delivered to 1 tab; queued/);
+    const ev = await a.nextOfType('EVENT');
+    assert.deepEqual([ev.TITLE, ev.MODULE], ['Новый платёж', 'Paysys']);
+    r = await runCli(['send', '--all-admins', '--text', 'to everyone', '--ttl', '0'], { env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /every admin: delivered to 1 person online/);
+    await a.next((f) => f?.TEXT === 'to everyone');
+    r = await runCli(['send', '--uid', '6', '--title', 'T', '--text', 'X', '--type', 'EVENT'], { env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual([(await u.nextOfType('EVENT')).TEXT], ['X']);
+    a.close();
+    u.close();
+  });
+
+  test('send to nobody with --ttl 0 exits 1 saying it was not delivered; with a ttl it is queued and exits 0', async () => {
+    let r = await runCli(['send', '--aid', '404', '--title', 'x', '--text', 'y', '--ttl', '0'], { env });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /not delivered: admin 404 has no tab open and the message was not kept \(--ttl 0\)/);
+    assert.equal(r.stdout, '');
+    r = await runCli(['send', '--aid', '404', '--text', 'later', '--ttl', '1h'], { env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /admin 404: delivered to 0 tabs; queued for tabs that connect later \(message \S+\)/);
+  });
+
+  test('send usage errors exit 2 before the network', async () => {
+    const bad = { ...env, HERALD_URL: `http://127.0.0.1:${await closedPort()}` };
+    for (const [args, pattern] of [
+      [['send', '--text', 'x'], /exactly one of --aid/],
+      [['send', '--aid', '1', '--uid', '2', '--text', 'x'], /exactly one of --aid/],
+      [['send', '--aid', '1'], /--title and\/or --text, or --json/],
+      [['send', '--aid', '1', '--json', '{nope'], /--json is not valid JSON/],
+      [['send', '--aid', '1', '--json', '[1]'], /--json must be a JSON object/],
+      [['send', '--aid', 'one', '--text', 'x'], /--aid must be a positive integer/],
+      [['send', '--aid', '1', '--text', 'x', '--ttl', 'soon'], /--ttl must be a duration/],
+    ] as const) {
+      const r = await runCli(args, { env: bad });
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, pattern);
+    }
+  });
+
+  test('online lists ids one a line, or JSON; --users for users', async () => {
+    const tabs = [await s.tab('admin', 11), await s.tab('admin', 12), await s.tab('user', 13)];
+    await Promise.all(tabs.map((t) => t.nextOfType('WELCOME')));
+    let r = await runCli(['online'], { env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(r.stdout.trim().split('\n').map(Number).sort((x, y) => x - y), [11, 12]);
+    r = await runCli(['online', '--users', '--json'], { env });
+    assert.deepEqual(JSON.parse(r.stdout), { kind: 'user', ids: [13] });
+    for (const t of tabs) t.close();
+  });
+
+  test('token --uid prints only a token the server admits; without a secret it exits 2', async () => {
+    const r = await runCli(['token', '--uid', '77', '--ttl', '10m'], { env: { ...env, HERALD_SECRET: s.secret } });
+    assert.equal(r.code, 0, r.stderr);
+    const tab = await TestTab.open(`${s.wsUrl}/ws/user`, { query: { token: r.stdout.trim() } });
+    assert.equal((await tab.nextOfType('WELCOME')).ID, 77);
+    tab.close();
+    const empty = mkdtempSync(join(tmpdir(), 'herald-cli-nosecret-'));
+    try {
+      const none = await runCli(['token', '--aid', '1', '--data-dir', empty]);
+      assert.equal(none.code, 2);
+      assert.match(none.stderr, /no token-signing secret/);
+      const both = await runCli(['token', '--data-dir', empty]);
+      assert.equal(both.code, 2);
+    } finally {
+      rmSync(empty, { recursive: true, force: true });
+    }
+  });
+
+  test('ping and status; an unreachable server or a wrong API token exit 1 with a clear message', async () => {
+    let r = await runCli(['status'], { env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^Herald \S+ at http:\/\/127\.0\.0\.1:\d+\n {2}uptime/);
+    r = await runCli(['ping'], { env: { ...env, HERALD_API_TOKEN: 'a-wrong-api-token-of-length' } });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /refused the API token \(HERALD_ERR_UNAUTHORIZED\)/);
+    const port = await closedPort();
+    r = await runCli(['ping', '--url', `http://127.0.0.1:${port}`], { env });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, new RegExp(`cannot reach Herald at http://127\\.0\\.0\\.1:${port}: .*ECONNREFUSED`));
+  });
+
+  test('config --markdown prints the option table; config prints the effective options with secrets masked', async () => {
+    let r = await runCli(['config', '--markdown']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `${optionsMarkdownTable()}\n`);
+    r = await runCli(['config'], { env: { HERALD_SECRET: s.secret, HERALD_PORT: '20001' } });
+    const shown = JSON.parse(r.stdout) as Record<string, unknown>;
+    assert.equal(shown.port, 20001);
+    assert.equal(shown.secret, '(set)');
+    assert.ok(!r.stdout.includes(s.secret));
+  });
+
+  test('with only a config file, the client commands find the server by its host and port and use its apiToken', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'herald-cli-conf-'));
+    try {
+      const file = join(dir, 'herald.json');
+      writeFileSync(file, JSON.stringify({ host: '127.0.0.1', port: Number(new URL(s.url).port), apiToken: s.apiToken, dataDir: dir }));
+      const r = await runCli(['ping', '--config', file]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, new RegExp(`at ${s.url.replace(/\./g, '\\.')} in`));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('--help and unknown commands', async () => {
+    const help = await runCli(['--help']);
+    assert.equal(help.code, 0);
+    for (const c of ['start', 'token', 'send', 'online', 'ping', 'status', 'run', 'config']) assert.match(help.stdout, new RegExp(`\\n  ${c}\\b`));
+    const unknown = await runCli(['frobnicate']);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /unknown command 'frobnicate'/);
+  });
+});

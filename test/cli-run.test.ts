@@ -1,0 +1,77 @@
+/**
+ * `herald run` as a child process against a real Herald running real
+ * programs (ping 127.0.0.1 only): the id at once, or with --wait the output
+ * streamed and the program's status as the exit status.
+ */
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startHerald, type TestServer } from './helpers/server.js';
+import { exited, LineReader, runCli, spawnCli } from './helpers/cli.js';
+
+describe('herald run', () => {
+  let s: TestServer;
+  let env: Record<string, string>;
+  before(async () => {
+    s = await startHerald({ heartbeatMs: 60000, commandsEnabled: true, commandsAllow: ['ping'] });
+    env = { HERALD_URL: s.url, HERALD_API_TOKEN: s.apiToken };
+  });
+  after(() => s.close());
+
+  test('without --wait: prints the command id and returns at once; the admin is told', async () => {
+    const tab = await s.tab('admin', 1);
+    await tab.nextOfType('WELCOME');
+    const r = await runCli(['run', '--aid', '1', '--timeout', '5', '--id', 'seed', '--', 'ping', '-c', '1', '-q', '127.0.0.1'], { env });
+    assert.equal(r.code, 0, r.stderr);
+    const id = r.stdout.trim();
+    assert.ok(id.length > 0 && !id.includes('\n'));
+    const done = await tab.next((f) => f?.COMMAND_ID === id && f?.TYPE !== 'COMMAND_PROGRESS', 15000);
+    assert.equal(done.ID, 'seed');
+    // The audit trail says the CLI asked.
+    const info = await s.api('GET', `/api/v1/commands/${id}`);
+    assert.equal(info.body.door, 'cli');
+    assert.deepEqual(info.body.args, ['-c', '1', '-q', '127.0.0.1']);
+    tab.close();
+  });
+
+  test('--wait streams the output and exits 0 when the program does', async () => {
+    const r = await runCli(['run', '--aid', '1', '--wait', '--poll-ms', '50', '--', 'ping', '-c', '2', '-i', '0.2', '127.0.0.1'], { env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /2 packets transmitted, 2 received/);
+    assert.match(r.stderr, /command \S+ succeeded, exit code 0/);
+  });
+
+  test('--wait exits with the program\'s own status, and 124 on timeout', async () => {
+    const failed = await runCli(['run', '--aid', '1', '--wait', '--', 'ping', '-c', '1', '--no-such-option', '127.0.0.1'], { env });
+    assert.equal(failed.code, 2, failed.stderr);
+    assert.match(failed.stderr, /failed, exit code 2/);
+    const slow = await runCli(['run', '--aid', '1', '--timeout', '500ms', '--wait', '--', 'ping', '-i', '0.2', '-c', '100', '127.0.0.1'], { env });
+    assert.equal(slow.code, 124, slow.stderr);
+    assert.match(slow.stderr, /timed_out/);
+  });
+
+  test('Ctrl-C during --wait cancels the command on the server and exits 130', async () => {
+    const child = spawnCli(['run', '--aid', '1', '--wait', '--poll-ms', '50', '--', 'ping', '-i', '0.2', '-c', '100', '127.0.0.1'], { env });
+    const out = new LineReader(child.stdout);
+    const err = new LineReader(child.stderr);
+    try {
+      await out.next((l) => l.startsWith('PING 127.0.0.1'));
+      const id = (await err.next((l) => l.startsWith('command '))).split(' ')[1]!;
+      child.kill('SIGINT');
+      assert.deepEqual(await exited(child), { code: 130, signal: null });
+      assert.equal((await s.api('GET', `/api/v1/commands/${id}`)).body.state, 'cancelled');
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }
+  });
+
+  test('a forbidden program exits 1 with the server\'s code; a missing --aid or program exits 2', async () => {
+    const forbidden = await runCli(['run', '--aid', '1', '--', 'cat', '/dev/null'], { env });
+    assert.equal(forbidden.code, 1);
+    assert.match(forbidden.stderr, /HERALD_ERR_COMMAND_FORBIDDEN/);
+    const noAid = await runCli(['run', '--', 'ping', '-c', '1', '127.0.0.1'], { env });
+    assert.equal(noAid.code, 2);
+    assert.match(noAid.stderr, /--aid/);
+    const noProgram = await runCli(['run', '--aid', '1'], { env });
+    assert.equal(noProgram.code, 2);
+  });
+});

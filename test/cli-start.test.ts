@@ -1,0 +1,151 @@
+/**
+ * `herald start` as a real child process: first start generates secrets and
+ * says where; the other commands find the server and its secrets through
+ * the same data dir; SIGTERM closes every tab with the close frame and
+ * exits 0; a bad config value exits 2 naming the key.
+ */
+import { test, describe, after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, statSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
+import { TestTab } from './helpers/ws-client.js';
+import { exited, LineReader, runCli, spawnCli } from './helpers/cli.js';
+
+describe('herald start', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'herald-cli-start-'));
+  const dataDir = join(dir, 'data');
+  let child: ChildProcessWithoutNullStreams | undefined;
+  let stdout: LineReader;
+  let stderr: LineReader;
+  let url = '';
+
+  before(async () => {
+    child = spawnCli(['start', '--data-dir', dataDir, '--port', '0', '--no-legacy', '--log-level', 'info', '--set', 'heartbeatMs=60000']);
+    stdout = new LineReader(child.stdout);
+    stderr = new LineReader(child.stderr);
+    const line = await stdout.next((l) => l.includes('Herald is listening'));
+    url = (JSON.parse(line) as { http: string }).http;
+    await stderr.next((l) => l.includes('herald send'));
+  });
+
+  after(async () => {
+    if (child && child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGKILL');
+      await exited(child);
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('first start: secrets generated owner-only, their place printed but never the secrets; logs are JSON lines', () => {
+    const file = join(dataDir, 'secrets.json');
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    const secrets = JSON.parse(readFileSync(file, 'utf8')) as { secret: string; apiToken: string };
+    assert.match(stderr.text(), new RegExp(`generated .* in ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+    const everything = stdout.text() + stderr.text();
+    assert.ok(!everything.includes(secrets.secret), 'the signing secret must not be printed');
+    assert.ok(!everything.includes(secrets.apiToken), 'the API token must not be printed');
+    for (const line of stdout.lines) assert.doesNotThrow(() => JSON.parse(line), `not a JSON line: ${line}`);
+  });
+
+  test('token, send, online, ping, status find the server through the data dir', async () => {
+    const common = ['--data-dir', dataDir, '--url', url];
+    const token = await runCli(['token', '--aid', '1', '--ttl', '1h', '--data-dir', dataDir]);
+    assert.equal(token.code, 0, token.stderr);
+    assert.match(token.stdout, /^[\w-]+\.[\w-]+\.[\w-]+\n$/, 'only the token, on one line');
+    const tab = await TestTab.open(`${url.replace('http', 'ws')}/ws/admin`, { query: { token: token.stdout.trim() } });
+    await tab.nextOfType('WELCOME');
+
+    const sent = await runCli(['send', '--aid', '1', '--title', 'Тест', '--text', 'Just<br/>some<br/>text', ...common]);
+    assert.equal(sent.code, 0, sent.stderr);
+    assert.match(sent.stdout, /admin 1: delivered to 1 tab; queued/);
+    const got = await tab.nextOfType('MESSAGE');
+    assert.deepEqual([got.TITLE, got.TEXT], ['Тест', 'Just<br/>some<br/>text']);
+
+    const online = await runCli(['online', ...common]);
+    assert.equal(online.code, 0, online.stderr);
+    assert.equal(online.stdout, '1\n');
+    const ping = await runCli(['ping', ...common]);
+    assert.equal(ping.code, 0, ping.stderr);
+    assert.match(ping.stdout, /^pong from Herald \S+ at http/);
+    const status = await runCli(['status', '--json', ...common]);
+    assert.equal(status.code, 0, status.stderr);
+    assert.equal((JSON.parse(status.stdout) as { connections: { admin: number } }).connections.admin, 1);
+    tab.close();
+    await tab.closed;
+  });
+
+  test('SIGTERM: the tab gets the close frame and the close code, and the process exits 0', async () => {
+    const token = await runCli(['token', '--aid', '2', '--data-dir', dataDir]);
+    const tab = await TestTab.open(`${url.replace('http', 'ws')}/ws/admin`, { query: { token: token.stdout.trim() } });
+    await tab.nextOfType('WELCOME');
+    child!.kill('SIGTERM');
+    const notice = await tab.nextOfType('close');
+    assert.equal(notice.REASON, 'server shutdown');
+    const closed = await tab.closed;
+    assert.equal(closed.code, 1001);
+    assert.deepEqual(await exited(child!), { code: 0, signal: null });
+    await stdout.next((l) => l.includes('stopped'));
+  });
+
+  test('a second start finds its secrets and prints no first-start hint', async () => {
+    const again = spawnCli(['start', '--data-dir', dataDir, '--port', '0', '--no-legacy']);
+    const out = new LineReader(again.stdout);
+    const err = new LineReader(again.stderr);
+    try {
+      await out.next((l) => l.includes('Herald is listening'));
+      again.kill('SIGINT');
+      assert.deepEqual(await exited(again), { code: 0, signal: null });
+      assert.ok(!err.text().includes('generated'), err.text());
+    } finally {
+      if (again.exitCode === null && again.signalCode === null) again.kill('SIGKILL');
+    }
+  });
+});
+
+describe('herald start with a bad configuration', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'herald-cli-badconf-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('a bad environment value exits 2 naming the key and what was expected', async () => {
+    const r = await runCli(['start', '--data-dir', dir], { env: { HERALD_PORT: 'abc' } });
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /option "port" \(environment HERALD_PORT\).*expected an integer/);
+  });
+
+  test('a bad flag value exits 2 naming the key', async () => {
+    const r = await runCli(['start', '--data-dir', dir, '--port', '70000']);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /option "port" \(command line\)/);
+  });
+
+  test('a bad config file value, an unknown key, a missing file: exit 2 naming them', async () => {
+    const file = join(dir, 'herald.json');
+    writeFileSync(file, JSON.stringify({ heartbeatMs: 'soon' }));
+    let r = await runCli(['start', '--config', file, '--data-dir', dir]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /option "heartbeatMs" \(config file .*herald\.json\)/);
+    writeFileSync(file, JSON.stringify({ prot: 1 }));
+    r = await runCli(['start', '--data-dir', dir], { env: { HERALD_CONFIG: file } });
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /unknown option "prot"/);
+    r = await runCli(['start', '--config', join(dir, 'missing.json')]);
+    assert.equal(r.code, 2);
+    assert.match(r.stderr, /cannot read config file/);
+  });
+
+  test('a port in use exits 1 with a clear message', async () => {
+    const { createServer } = await import('node:net');
+    const busy = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = String((busy.address() as { port: number }).port);
+      const r = await runCli(['start', '--data-dir', dir, '--port', port, '--no-legacy']);
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /cannot listen: .*EADDRINUSE/);
+    } finally {
+      busy.close();
+    }
+  });
+});
