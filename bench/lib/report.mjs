@@ -39,6 +39,8 @@ const METRICS = {
     ['rssTotal', 'server RSS with all connected', 'B', 0, (x) => x / 2 ** 20, 'MiB'],
     ['serverCpuMs', 'server CPU while connecting', 'ms', 0],
     ['clientCpuMs', 'clients CPU (all generators)', 'ms', 0],
+    ['serverCpuPct', 'server CPU busy', '%', 0],
+    ['clientMaxCpuPct', 'busiest load generator CPU', '%', 0],
     ['failed', 'failed connections', '', 0],
   ],
   w2: [

@@ -187,6 +187,7 @@ export async function runConnections(name, cfg, { w1, w3 }) {
         failed: connect.failed,
         serverCpuMs: cpu.server,
         clientCpuMs: cpu.clients,
+        ...pcts(cpu, ms),
         wallMs: ms,
       };
     }
