@@ -55,6 +55,22 @@ describe('HTTP API', () => {
     u2.close();
   });
 
+  test('a batch sends many different notifications in one request, in order per person', async () => {
+    const tab = await s.tab('admin', 71);
+    await tab.nextOfType('WELCOME');
+    const messages = Array.from({ length: 50 }, (_, i) => ({ to: { aid: i % 2 === 0 ? 71 : 72 }, message: { TYPE: 'MESSAGE', TEXT: `#${i}` } }));
+    const r = await s.api('POST', '/api/v1/send/batch', { messages });
+    assert.equal(r.status, 200);
+    assert.equal(r.body.results.length, 50);
+    assert.deepEqual(r.body.results.slice(0, 2).map((x: any) => x.delivered), [1, 0]);
+    await tab.next((f) => f.TEXT === '#48');
+    assert.deepEqual(tab.notifications().map((f) => f.TEXT), messages.filter((m) => m.to.aid === 71).map((m) => m.message.TEXT));
+    assert.deepEqual(tab.notifications().map((f) => f.SEQ), Array.from({ length: 25 }, (_, i) => i + 1));
+    const bad = await s.api('POST', '/api/v1/send/batch', { messages: [] });
+    assert.equal(bad.body.error.code, 'HERALD_ERR_VALIDATION');
+    tab.close();
+  });
+
   test('disconnect closes every tab of a person with the reason', async () => {
     const t = await s.tab('admin', 31);
     await t.nextOfType('WELCOME');

@@ -9,7 +9,7 @@ import type { Notifier, SendOptions, SendResult } from '../notifier.js';
 import type { CommandService } from '../commands/command-service.js';
 import { registerCommandRoutes } from './commands-routes.js';
 import { handleLegacyRequest } from './legacy-handler.js';
-import { DisconnectBody, ErrorReply, KindParam, SendBody, TokenBody, type Recipient } from './schemas.js';
+import { DisconnectBody, ErrorReply, KindParam, SendBatchBody, SendBody, TokenBody, type Recipient } from './schemas.js';
 
 export interface HttpApiContext {
   notifier: Notifier;
@@ -97,8 +97,8 @@ export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext)
       return { kind, id, online: tabs > 0, tabs };
     });
 
-    api.post('/send', { schema: { summary: 'Send a notification', body: SendBody, response: errors } }, async (req) => {
-      const body = req.body as SendBody;
+    /** One send, as `POST /send` answers it; shared by the batch route. */
+    async function sendOne(body: SendBody) {
       const options: SendOptions = {};
       if (body.ttl !== undefined) options.ttlMs = Math.round(body.ttl * 1000);
       if (body.idempotencyKey !== undefined) options.idempotencyKey = body.idempotencyKey;
@@ -107,7 +107,7 @@ export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext)
       if ('all' in to) {
         const r = await ctx.notifier.broadcast(to.all, message, options);
         return {
-          delivered: r.delivered, queued: r.queued, duplicate: r.duplicate,
+          delivered: r.delivered, queued: r.queued, duplicate: r.duplicate, dropped: r.dropped,
           ...(r.id === undefined ? {} : { messageId: r.id, seq: r.seq, epoch: r.epoch }),
         };
       }
@@ -117,6 +117,18 @@ export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext)
         queued: results.some((r) => r.queued),
         results: results.map((r, i) => resultJson(to[i]!, r)),
       };
+    }
+
+    api.post('/send', { schema: { summary: 'Send a notification', body: SendBody, response: errors } }, async (req) => sendOne(req.body as SendBody));
+
+    // Many different notifications in one request: what a backend with a
+    // queue of events does. They are started together, so the store commits
+    // them in one transaction; notifications to one person keep their order.
+    api.post('/send/batch', {
+      schema: { summary: 'Send many notifications in one request; one answer per item, in order', body: SendBatchBody, response: errors },
+    }, async (req) => {
+      const { messages } = req.body as SendBatchBody;
+      return { results: await Promise.all(messages.map(sendOne)) };
     });
 
     api.post('/disconnect', { schema: { summary: 'Close every tab of a person, telling them why', body: DisconnectBody } }, async (req) => {

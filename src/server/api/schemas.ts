@@ -26,6 +26,11 @@ export const SendBody = Type.Object({
 }, { additionalProperties: false });
 export type SendBody = Static<typeof SendBody>;
 
+export const SendBatchBody = Type.Object({
+  messages: Type.Array(SendBody, { minItems: 1, maxItems: 10000, description: 'Each item is the body of POST /send.' }),
+}, { additionalProperties: false });
+export type SendBatchBody = Static<typeof SendBatchBody>;
+
 export const DisconnectBody = Type.Object({
   to: Type.Union([
     Type.Object({ aid: PersonId }, { additionalProperties: false }),
