@@ -1,0 +1,57 @@
+// Child processes of the benchmark: forked with an IPC channel, tracked by
+// PID so that every one of them is killed at the end, also on error.
+import { fork } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { ipcClient } from './ipc.mjs';
+
+const children = new Set();
+
+/** Forks `script` with node flags `execArgv`; resolves once it reports {event:'ready'}. */
+export async function startChild(name, script, { execArgv = [], env = {}, args = [], readyTimeoutMs = 30_000 } = {}) {
+  const child = fork(script, args, {
+    execArgv,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    serialization: 'advanced', // typed arrays of latencies cross as they are
+  });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  const client = ipcClient(child, name);
+  const ready = await client.waitEvent((m) => m && m.event === 'ready', readyTimeoutMs);
+  return { ...client, pid: child.pid, ready };
+}
+
+/** Stops one child: SIGTERM by PID, SIGKILL after `graceMs`. */
+export async function stopChild(c, graceMs = 3000) {
+  const child = c.child ?? c;
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise((r) => child.once('exit', r));
+  try { process.kill(child.pid, 'SIGTERM'); } catch { return; }
+  const timer = setTimeout(() => { try { process.kill(child.pid, 'SIGKILL'); } catch { /* gone */ } }, graceMs);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Kills every child still alive, by PID (synchronous: usable in 'exit'). */
+export function killAllChildren() {
+  for (const child of children) {
+    try { process.kill(child.pid, 'SIGKILL'); } catch { /* gone */ }
+  }
+  children.clear();
+}
+
+const TICK = 100; // CLK_TCK on Linux (getconf CLK_TCK); /proc times are in ticks
+
+/** CPU time (user+system, ms) the process has used so far, from /proc/<pid>/stat. */
+export function cpuMs(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // The command name may hold spaces: fields start after the last ')'.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / TICK;
+}
+
+/** Resident set size in bytes, from /proc/<pid>/status. */
+export function rssBytes(pid) {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : NaN;
+}

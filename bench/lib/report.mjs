@@ -1,0 +1,193 @@
+// bench/results.md: the machine, the versions, the sizes, one table per
+// workload (median, min–max, ratio to the floor) and the targets of issue 7.
+import os from 'node:os';
+import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { summary } from './stats.mjs';
+
+function pkgVersion(name) {
+  try {
+    return JSON.parse(readFileSync(new URL(`../../node_modules/${name}/package.json`, import.meta.url), 'utf8')).version;
+  } catch {
+    return '?';
+  }
+}
+
+export function machineInfo() {
+  const git = spawnSync('git', ['rev-parse', '--short', 'HEAD'], { encoding: 'utf8' });
+  return {
+    date: new Date().toISOString(),
+    nproc: os.availableParallelism(),
+    memGiB: +(os.totalmem() / 2 ** 30).toFixed(1),
+    cpu: os.cpus()[0]?.model ?? '?',
+    kernel: `${os.type()} ${os.release()}`,
+    node: process.version,
+    herald: JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version,
+    commit: git.status === 0 ? git.stdout.trim() : '?',
+    packages: Object.fromEntries(['ws', 'socket.io', 'socket.io-client', 'fastify', 'better-sqlite3'].map((p) => [p, pkgVersion(p)])),
+  };
+}
+
+const SERVER_LABEL = { floor: 'floor (ws)', socketio: 'Socket.IO', 'herald-memory': 'Herald (memory)', 'herald-sqlite': 'Herald (SQLite)' };
+
+// [key, label, unit, decimals]
+const METRICS = {
+  w1: [
+    ['connectRate', 'connect rate', 'conn/s', 0],
+    ['rssPerConn', 'RSS per connection', 'B', 0],
+    ['heapPerConn', 'heap per connection', 'B', 0],
+    ['rssTotal', 'server RSS with all connected', 'B', 0, (x) => x / 2 ** 20, 'MiB'],
+    ['serverCpuMs', 'server CPU while connecting', 'ms', 0],
+    ['clientCpuMs', 'clients CPU (all generators)', 'ms', 0],
+    ['serverCpuPct', 'server CPU busy', '%', 0],
+    ['clientMaxCpuPct', 'busiest load generator CPU', '%', 0],
+    ['failed', 'failed connections', '', 0],
+  ],
+  w2: [
+    ['msgPerSec', 'delivered (first send → last receipt)', 'msg/s', 0],
+    ['serverCpuUsPerMsg', 'server CPU per message', 'µs', 2],
+    ['p50Ms', 'latency p50', 'ms', 1],
+    ['p99Ms', 'latency p99', 'ms', 1],
+    ['serverCpuPct', 'server CPU busy', '%', 0],
+    ['clientMaxCpuPct', 'busiest load generator CPU', '%', 0],
+    ['senderCpuPct', 'sender CPU', '%', 0],
+    ['delivered', 'delivered', '%', 1, (x) => x * 100],
+  ],
+  w3: [
+    ['deliveriesPerSec', 'deliveries', '/s', 0],
+    ['reachAllMs', 'time to reach all, per broadcast', 'ms', 1],
+    ['answerMs', 'HTTP answer to the broadcast request, median', 'ms', 1],
+    ['serverCpuUsPerDelivery', 'server CPU per delivery', 'µs', 2],
+    ['serverCpuPct', 'server CPU busy', '%', 0],
+    ['clientMaxCpuPct', 'busiest load generator CPU', '%', 0],
+    ['delivered', 'delivered', '%', 1, (x) => x * 100],
+  ],
+  w4: [
+    ['p50Ms', 'latency p50', 'ms', 2],
+    ['p99Ms', 'latency p99', 'ms', 2],
+    ['maxMs', 'latency max', 'ms', 1],
+    ['serverCpuPct', 'server CPU busy', '%', 0],
+    ['clientMaxCpuPct', 'busiest load generator CPU', '%', 0],
+    ['delivered', 'delivered', '%', 1, (x) => x * 100],
+  ],
+};
+
+const TITLES = {
+  w1: 'W1 connections',
+  w2: 'W2 unicast throughput',
+  w3: 'W3 broadcast',
+  w4: 'W4 latency under a steady load',
+};
+
+function fmtNum(x, d) {
+  if (!Number.isFinite(x)) return '—';
+  return x.toLocaleString('en-US', { minimumFractionDigits: d, maximumFractionDigits: d });
+}
+
+/** Median/min/max of one metric for one server. */
+function stat(rows, w, server, key, scale) {
+  const xs = rows.filter((r) => r.workload === w && r.server === server).map((r) => r.metrics[key]).map((x) => (scale && Number.isFinite(x) ? scale(x) : x));
+  return summary(xs);
+}
+
+function table(rows, w, servers) {
+  const lines = [];
+  lines.push(`| ${['metric', ...servers.map((s) => SERVER_LABEL[s])].join(' | ')} |`);
+  lines.push(`| ${['---', ...servers.map(() => '---')].join(' | ')} |`);
+  for (const [key, label, unit0, d, scale, unit1] of METRICS[w]) {
+    const unit = unit1 ?? unit0;
+    const floor = stat(rows, w, 'floor', key, scale);
+    const cells = servers.map((s) => {
+      const st = stat(rows, w, s, key, scale);
+      if (st.n === 0) return '—';
+      let cell = `**${fmtNum(st.median, d)}** (${fmtNum(st.min, d)}–${fmtNum(st.max, d)})`;
+      if (s.startsWith('herald') && floor.n > 0 && floor.median !== 0 && !['delivered', 'failed'].includes(key) && !key.endsWith('Pct')) {
+        cell += ` ×${fmtNum(st.median / floor.median, 2)}`;
+      }
+      return cell;
+    });
+    lines.push(`| ${label}${unit ? ` (${unit})` : ''} | ${cells.join(' | ')} |`);
+  }
+  return lines.join('\n');
+}
+
+// Issue 7's targets: [workload, metric, server, comparison, bound, text]
+const TARGETS = [
+  ['w2', 'msgPerSec', 'herald-memory', '>=', 1.0, 'W2 throughput ≥ 1.0× floor (memory store)'],
+  ['w2', 'msgPerSec', 'herald-sqlite', '>=', 0.8, 'W2 throughput ≥ 0.8× floor (SQLite store)'],
+  ['w3', 'deliveriesPerSec', 'herald-memory', '>=', 1.0, 'W3 throughput ≥ 1.0× floor (memory store)'],
+  ['w3', 'deliveriesPerSec', 'herald-sqlite', '>=', 0.8, 'W3 throughput ≥ 0.8× floor (SQLite store)'],
+  ['w1', 'rssPerConn', 'herald-memory', '<=', 1.2, 'W1 RSS per connection ≤ 1.2× floor'],
+  ['w1', 'connectRate', 'herald-memory', '>=', 0.8, 'W1 connect rate ≥ 0.8× floor'],
+  ['w4', 'p99Ms', 'herald-memory', '<=', 1.2, 'W4 p99 ≤ 1.2× floor (memory store)'],
+  ['w4', 'p99Ms', 'herald-sqlite', '<=', 1.2, 'W4 p99 ≤ 1.2× floor (SQLite store)'],
+];
+
+export function targetVerdicts(rows) {
+  return TARGETS.map(([w, key, server, cmp, bound, text]) => {
+    const f = stat(rows, w, 'floor', key).median;
+    const h = stat(rows, w, server, key).median;
+    const ratio = h / f;
+    const met = Number.isFinite(ratio) ? (cmp === '>=' ? ratio >= bound : ratio <= bound) : null;
+    return { text, ratio, met, floor: f, herald: h };
+  });
+}
+
+export function renderMarkdown({ cfg, rows, info, durationS, failures = [] }) {
+  const servers = cfg.servers;
+  const out = [];
+  out.push('# Herald benchmark results');
+  out.push('');
+  out.push('Written by `npm run bench` (bench/run.mjs; how to read and rerun it: docs/bench.md).');
+  out.push('Every figure is the **median** of the repetitions, with (min–max); Herald figures also carry');
+  out.push('their ratio to the floor measured in this same run (×1.00 = equal to the floor).');
+  out.push('');
+  out.push('## Machine');
+  out.push('');
+  out.push(`- date: ${info.date}; run took ${durationS.toFixed(0)} s${cfg.quick ? ' (**--quick**: reduced sizes)' : ''}`);
+  out.push(`- ${info.nproc} CPUs (${info.cpu}), ${info.memGiB} GiB memory, ${info.kernel}`);
+  out.push(`- node ${info.node}; herald ${info.herald} (commit ${info.commit}); ${Object.entries(info.packages).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  const loads = rows.map((r) => r.metrics.load1).filter(Number.isFinite);
+  if (loads.length) out.push(`- 1-minute load average during the runs: ${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)} (above ${info.nproc} means other work shared the CPUs: compare ratios, not absolute figures)`);
+  out.push('');
+  out.push('## Sizes');
+  out.push('');
+  out.push(`- ${cfg.reps} repetitions, interleaved; ${cfg.loadgens} load-generator processes + 1 sender process; each server a fresh process per run`);
+  out.push(`- W1/W3: ${cfg.w1Conns} connections (${cfg.connectConcurrency} handshakes in flight per generator); W3: ${cfg.w3Broadcasts} broadcasts one after another`);
+  out.push(`- W2: ${cfg.w2People} people, ${cfg.w2Total} notifications of ~200 bytes, ${cfg.w2Batch} per request, ${cfg.w2Concurrency} requests in flight (after ${cfg.w2Warmup} warm-up)`);
+  out.push(`- Herald clients ack as the browser library does: the highest SEQ per stream, at most once per ${cfg.ackDelayMs} ms`);
+  out.push(`- W4: ${cfg.w4RateUsed ?? '—'} msg/s for ${cfg.w4DurationMs} ms (${cfg.w4Rate > 0 ? 'set' : `${cfg.w4Fraction} × the floor's median W2 rate`})`);
+  const batch = rows.find((r) => r.workload === 'w2' && r.server.startsWith('herald'));
+  if (batch) out.push(`- Herald sends: ${batch.metrics.heraldBatch ? '`POST /api/v1/send/batch` with the same batch size as the floor' : '**one `POST /api/v1/send` per notification** (no batch endpoint), the same number in flight as one floor batch'}`);
+  out.push('');
+  out.push('## Targets (issue 7)');
+  out.push('');
+  out.push('| target | floor | Herald | ratio | met |');
+  out.push('| --- | --- | --- | --- | --- |');
+  for (const v of targetVerdicts(rows)) {
+    out.push(`| ${v.text} | ${fmtNum(v.floor, 2)} | ${fmtNum(v.herald, 2)} | ${fmtNum(v.ratio, 2)}× | ${v.met === null ? 'not measured' : v.met ? 'yes' : '**no**'} |`);
+  }
+  for (const w of ['w1', 'w2', 'w3', 'w4']) {
+    if (!rows.some((r) => r.workload === w)) continue;
+    out.push('');
+    out.push(`## ${TITLES[w]}`);
+    out.push('');
+    out.push(table(rows, w, servers));
+  }
+  if (failures.length) {
+    out.push('');
+    out.push('## Runs that did not complete');
+    out.push('');
+    const seen = new Map();
+    for (const f of failures) {
+      const key = f.error;
+      seen.set(key, [...(seen.get(key) ?? []), f.label]);
+    }
+    for (const [error, labels] of seen) out.push(`- ${labels.join(', ')}: ${error}`);
+  }
+  out.push('');
+  out.push('CPU percentages are CPU time over the measured wall time (100% = one core); the machine has');
+  out.push(`${info.nproc} cores shared by the server, the generators and the sender.`);
+  out.push('');
+  return out.join('\n');
+}

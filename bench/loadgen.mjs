@@ -1,0 +1,148 @@
+// A load generator: holds many client connections to one server, records
+// when each notification arrives (latency from the timestamp `t` the sender
+// put in the payload; process.hrtime is CLOCK_MONOTONIC, shared by all
+// processes on the machine), and acks the way the browser library does.
+import WebSocket from 'ws';
+import { io as ioClient } from 'socket.io-client';
+import { serveIpc } from './lib/ipc.mjs';
+import { nowMs } from './lib/clock.mjs';
+
+const clients = [];
+let received = 0;
+let lat = new Float64Array(1 << 16);
+let firstRecv = 0;
+let lastRecv = 0;
+let perBroadcastLast = []; // broadcast index → last arrival (ms)
+let perBroadcastCount = [];
+let waiter = null;
+let ackDelayMs = 200;
+const HANDSHAKE_MS = 30_000; // a handshake that takes longer counts as failed
+
+function record(msg) {
+  const t = nowMs();
+  if (received === 0) firstRecv = t;
+  lastRecv = t;
+  if (received === lat.length) {
+    const bigger = new Float64Array(lat.length * 2);
+    bigger.set(lat);
+    lat = bigger;
+  }
+  lat[received++] = t - msg.t;
+  if (msg.b !== undefined) {
+    perBroadcastLast[msg.b] = t;
+    perBroadcastCount[msg.b] = (perBroadcastCount[msg.b] ?? 0) + 1;
+  }
+  if (waiter && received >= waiter.count) { const w = waiter; waiter = null; w.done(); }
+}
+
+function connectFloor(url, id) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${url}/?id=${id}`, { perMessageDeflate: false, handshakeTimeout: HANDSHAKE_MS });
+    ws.on('open', () => resolve({ close: () => ws.terminate() }));
+    ws.on('message', (data) => record(JSON.parse(data)));
+    ws.on('error', reject);
+  });
+}
+
+function connectSocketIo(url, id) {
+  return new Promise((resolve, reject) => {
+    const s = ioClient(url, { transports: ['websocket'], auth: { id }, reconnection: false, forceNew: true, timeout: HANDSHAKE_MS });
+    s.on('connect', () => resolve({ close: () => s.disconnect() }));
+    s.on('connect_error', reject);
+    s.on('message', record);
+  });
+}
+
+/**
+ * A Herald tab: token in ?token=, ready at WELCOME, PONG to PING, and acks
+ * `{"TYPE":"RESPONSE","SEQ":n}` for the highest SEQ seen, batched: one ack per
+ * stream at most every `ackDelayMs` (as the browser library does).
+ */
+function connectHerald(url, token) {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`${url}?token=${encodeURIComponent(token)}`, { perMessageDeflate: false, handshakeTimeout: HANDSHAKE_MS });
+    const welcomeTimer = setTimeout(() => { if (!welcomed) { ws.terminate(); reject(new Error('no WELCOME in time')); } }, HANDSHAKE_MS);
+    let seq = 0;
+    let bseq = 0;
+    let ackTimer = null;
+    let welcomed = false;
+    const flushAcks = () => {
+      ackTimer = null;
+      if (ws.readyState !== WebSocket.OPEN) return;
+      if (seq > 0) { ws.send(`{"TYPE":"RESPONSE","SEQ":${seq}}`); }
+      if (bseq > 0) { ws.send(`{"TYPE":"RESPONSE","SEQ":${bseq},"STREAM":"*"}`); }
+      seq = 0; bseq = 0;
+    };
+    ws.on('message', (data) => {
+      const msg = JSON.parse(data);
+      if (msg.TYPE === 'WELCOME') { welcomed = true; clearTimeout(welcomeTimer); resolve({ close: () => ws.terminate() }); return; }
+      if (msg.TYPE === 'PING') { ws.send('{"TYPE":"PONG"}'); return; }
+      if (typeof msg.SEQ === 'number') {
+        if (msg.STREAM === '*') bseq = Math.max(bseq, msg.SEQ); else seq = Math.max(seq, msg.SEQ);
+        if (!ackTimer) ackTimer = setTimeout(flushAcks, ackDelayMs);
+      }
+      if (msg.t !== undefined) record(msg);
+    });
+    ws.on('unexpected-response', (_req, res) => reject(new Error(`handshake refused: HTTP ${res.statusCode}`)));
+    ws.on('error', reject);
+    ws.on('close', (code) => { if (!welcomed) reject(new Error(`closed before WELCOME (${code})`)); });
+  });
+}
+
+serveIpc({
+  /**
+   * Opens one connection per entry of `ids` (or `tokens` for Herald), at most
+   * `concurrency` handshakes in flight. Answers when all are open or failed.
+   */
+  async connect({ kind, url, ids, tokens, concurrency = 100, ackDelay = 200 }) {
+    ackDelayMs = ackDelay;
+    const n = kind === 'herald' ? tokens.length : ids.length;
+    let next = 0;
+    let failed = 0;
+    const errors = [];
+    const t0 = nowMs();
+    const worker = async () => {
+      while (next < n) {
+        const i = next++;
+        try {
+          const c = kind === 'floor' ? await connectFloor(url, ids[i])
+            : kind === 'socketio' ? await connectSocketIo(url, ids[i])
+            : await connectHerald(url, tokens[i]);
+          clients.push(c);
+        } catch (e) {
+          failed++;
+          if (errors.length < 5) errors.push(String(e?.message ?? e));
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker));
+    return { opened: n - failed, failed, errors, t0, t1: nowMs() };
+  },
+  /** Forgets what was received so far (before a measured phase). */
+  reset() {
+    received = 0; firstRecv = 0; lastRecv = 0;
+    perBroadcastLast = []; perBroadcastCount = [];
+    return true;
+  },
+  /** Answers once `count` notifications have arrived since reset, or at `timeoutMs`. */
+  async wait({ count, timeoutMs = 120_000 }) {
+    if (received < count) {
+      await new Promise((resolve) => {
+        const timer = setTimeout(() => { waiter = null; resolve(); }, timeoutMs);
+        waiter = { count, done: () => { clearTimeout(timer); resolve(); } };
+      });
+    }
+    return {
+      received, firstRecv, lastRecv,
+      latencies: lat.slice(0, received),
+      perBroadcastLast, perBroadcastCount,
+    };
+  },
+  async close() {
+    for (const c of clients.splice(0)) { try { c.close(); } catch { /* already gone */ } }
+    return true;
+  },
+});
+
+process.send({ event: 'ready' });
+process.on('SIGTERM', () => process.exit(0));

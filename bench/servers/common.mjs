@@ -1,0 +1,74 @@
+// What every benchmarked server process offers the orchestrator over IPC:
+// its memory after a full GC (run node with --expose-gc) and its CPU time.
+import { Session } from 'node:inspector/promises';
+import { writeFileSync } from 'node:fs';
+import { serveIpc } from '../lib/ipc.mjs';
+
+// A CPU profile of one measured phase only (not of start-up or token minting).
+let inspector = null;
+
+export function serveServerIpc(extra = {}) {
+  serveIpc({
+    mem() {
+      // Two passes: the first may only queue finalizers.
+      if (globalThis.gc) { globalThis.gc(); globalThis.gc(); }
+      return process.memoryUsage();
+    },
+    cpu() { return process.cpuUsage(); },
+    async profileStart() {
+      inspector = new Session();
+      inspector.connect();
+      await inspector.post('Profiler.enable');
+      await inspector.post('Profiler.setSamplingInterval', { interval: 200 });
+      await inspector.post('Profiler.start');
+      return true;
+    },
+    async profileStop({ file }) {
+      if (!inspector) return false;
+      const { profile } = await inspector.post('Profiler.stop');
+      inspector.disconnect();
+      inspector = null;
+      writeFileSync(file, JSON.stringify(profile));
+      return file;
+    },
+    ...extra,
+  });
+}
+
+/** Reads a whole request body as a string (bounded). */
+export function readBody(req, limit = 64 * 1024 * 1024) {
+  return new Promise((resolve, reject) => {
+    const parts = [];
+    let size = 0;
+    req.on('data', (c) => {
+      size += c.length;
+      if (size > limit) { reject(new Error('body too large')); req.destroy(); return; }
+      parts.push(c);
+    });
+    req.on('end', () => resolve(Buffer.concat(parts).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+/**
+ * The floor's and Socket.IO's control endpoints, the same for both:
+ * POST /send  [{"to":id,"msg":{...}}, ...] → {"delivered":sockets}
+ * POST /broadcast {"msg":{...}}            → {"delivered":sockets}
+ */
+export function controlHandler({ send, broadcast }) {
+  return async (req, res) => {
+    try {
+      if (req.method === 'POST' && (req.url === '/send' || req.url === '/broadcast')) {
+        const body = JSON.parse(await readBody(req));
+        const delivered = req.url === '/send' ? send(body) : broadcast(body.msg);
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ delivered }));
+        return;
+      }
+      res.writeHead(404).end();
+    } catch (e) {
+      res.writeHead(400, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ error: String(e) }));
+    }
+  };
+}

@@ -1,0 +1,45 @@
+// The benchmark harness end to end at toy sizes: every workload against the
+// floor and Herald (memory store), so that a change to Herald's API or
+// protocol that would break `npm run bench` shows up in `npm test`.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const root = new URL('..', import.meta.url).pathname;
+
+interface Row { workload: string; server: string; rep: number; metrics: Record<string, number> }
+
+test('npm run bench runs every workload at toy sizes and writes its results', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'herald-bench-smoke-'));
+  try {
+    const out = join(dir, 'results.md');
+    const args = [
+      'bench/run.mjs', '--servers', 'floor,herald-memory', '--reps', '1', '--loadgens', '1',
+      '--w1-conns', '40', '--w2-people', '20', '--w2-total', '400', '--w2-warmup', '40', '--w2-batch', '20',
+      '--w3-broadcasts', '2', '--w4-duration-ms', '300', '--w4-rate', '500', '--wait-timeout-ms', '20000', '--out', out,
+    ];
+    const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let log = '';
+    child.stdout.on('data', (c: Buffer) => { log += c.toString(); });
+    child.stderr.on('data', (c: Buffer) => { log += c.toString(); });
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    assert.equal(code, 0, log);
+    const json = JSON.parse(readFileSync(out.replace(/\.md$/, '.json'), 'utf8')) as { rows: Row[] };
+    for (const server of ['floor', 'herald-memory']) {
+      for (const w of ['w1', 'w2', 'w3', 'w4']) {
+        const row = json.rows.find((r) => r.server === server && r.workload === w);
+        assert.ok(row, `no ${w} result for ${server}\n${log}`);
+        if (w === 'w1') assert.equal(row.metrics.failed, 0, `${server}: failed connections\n${log}`);
+        else assert.equal(row.metrics.delivered, 1, `${server} ${w}: not everything delivered\n${log}`);
+      }
+    }
+    const md = readFileSync(out, 'utf8');
+    assert.match(md, /## Targets \(issue 7\)/);
+    assert.match(md, /Herald \(memory\)/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
