@@ -3,6 +3,7 @@
  * see its stream once per rewind, in order, with no gap, and live
  * notifications must not overtake a replay.
  */
+import { AckBuffer } from '../src/server/gateway/ack-buffer.js';
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import pino from 'pino';
@@ -88,7 +89,7 @@ describe('the replay seam over a store that answers asynchronously', () => {
     await new Promise((r) => wss.once('listening', r));
     const connected = new Promise<Connection>((resolve) => wss.once('connection', (ws) => {
       const conn = new Connection(ws, { kind: 'admin', id: 1 }, 'credential', {
-        store, commands: undefined, logger: pino({ level: 'silent' }), now: Date.now,
+        store, acks: new AckBuffer(store, pino({ level: 'silent' })), commands: undefined, logger: pino({ level: 'silent' }), now: Date.now,
         limits: { heartbeatMs: 60_000, maxBufferedBytes: 4 << 20, replayBatch: 10, maxFramesPer10s: 1000, maxErrorsPer10s: 50 },
       });
       void conn.start({ own: { seq: 0, epoch } });

@@ -8,12 +8,15 @@ export interface FrameOrigin {
   readonly seq: number;
 }
 
+/** A text frame: a string, or its UTF-8 bytes when it goes to many tabs (encoded once, not once per tab). */
+export type Frame = string | Buffer;
+
 /** One open browser tab, as the Hub sees it. The Gateway implements it over a WebSocket. */
 export interface Tab {
   readonly id: string;
   readonly principal: Principal;
-  /** Queues a ready-made text frame; `origin` is set for tracked notifications. */
-  deliver(frame: string, origin?: FrameOrigin): void;
+  /** Queues a ready-made text frame (UTF-8 bytes or a string); `origin` is set for tracked notifications. */
+  deliver(frame: Frame, origin?: FrameOrigin): void;
   /** Sends `{"TYPE":"close",...}`, then closes with `code`. */
   close(code: number, reason: string): void;
 }
@@ -84,14 +87,16 @@ export class Hub {
   deliverTo(principal: Principal, frame: string, origin?: FrameOrigin): number {
     const tabs = this.#byPerson.get(principalKey(principal));
     if (!tabs) return 0;
-    for (const tab of tabs) tab.deliver(frame, origin);
+    const data = tabs.size > 1 ? Buffer.from(frame) : frame;
+    for (const tab of tabs) tab.deliver(data, origin);
     return tabs.size;
   }
 
   /** Delivers one frame, serialised once, to every tab of a kind. */
   deliverToKind(kind: PrincipalKind, frame: string, origin?: FrameOrigin): number {
     const tabs = this.#byKind[kind];
-    for (const tab of tabs) tab.deliver(frame, origin);
+    const data = tabs.size > 1 ? Buffer.from(frame) : frame;
+    for (const tab of tabs) tab.deliver(data, origin);
     return tabs.size;
   }
 

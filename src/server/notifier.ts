@@ -5,7 +5,7 @@ import type { Principal, PrincipalKind } from '../protocol/principal.js';
 import { principalKey } from '../protocol/principal.js';
 import type { Broker } from './broker/broker.js';
 import { HeraldError } from './errors.js';
-import type { MessageStore } from './store/message-store.js';
+import type { AppendInput, MessageStore } from './store/message-store.js';
 
 export interface SendOptions {
   /**
@@ -94,7 +94,9 @@ export class Notifier {
   /** Sends to every tab of one person, storing it for later tabs within its TTL. */
   async send(to: Principal, payload: NotificationPayload, options: SendOptions = {}): Promise<SendResult> {
     const ttl = this.#ttl(options);
-    const tabs = await this.#broker.tabs(to);
+    // The hot path of every send: no await where the answer is already at hand (a local broker).
+    const counted = this.#broker.tabs(to);
+    const tabs = typeof counted === 'number' ? counted : await counted;
     // A plain string is delivered as that string (PROTOCOL.md §1) and cannot carry SEQ: live only.
     if (typeof payload === 'string' || ttl === 0) {
       const frame = typeof payload === 'string' ? JSON.stringify(payload) : serialise(payload);
@@ -102,21 +104,22 @@ export class Notifier {
       return { delivered: tabs, queued: false, duplicate: false, dropped: 0 };
     }
     const json = serialise(payload);
-    const input = { stream: principalKey(to), json, expiresAt: this.#now() + ttl };
-    const stored = await this.#store.append(
-      options.idempotencyKey === undefined ? input : { ...input, idempotencyKey: options.idempotencyKey },
-      this.#now(),
-    );
-    const base = { id: stored.id, seq: stored.seq, epoch: stored.epoch, dropped: stored.dropped, queued: true };
-    if (stored.duplicate) return { ...base, delivered: 0, duplicate: true };
+    const now = this.#now();
+    const input: AppendInput = { stream: principalKey(to), json, expiresAt: now + ttl };
+    if (options.idempotencyKey !== undefined) input.idempotencyKey = options.idempotencyKey;
+    const stored = await this.#store.append(input, now);
+    if (stored.duplicate) {
+      return { delivered: 0, queued: true, id: stored.id, seq: stored.seq, epoch: stored.epoch, duplicate: true, dropped: stored.dropped };
+    }
     // Published even when nobody seemed online: a tab that connected between
     // the presence check and the append must not miss it (its replay read may
     // have run before the append; the Gateway drops the copy it already has).
-    await this.#broker.publish({
+    const published = this.#broker.publish({
       type: 'person', to, frame: withDelivery(json, stored.seq, stored.epoch, false), origin: { stream: 'own', seq: stored.seq },
     });
-    if (stored.dropped > 0) this.#log.warn({ to: principalKey(to), dropped: stored.dropped }, 'stream cap reached: oldest notifications dropped');
-    return { ...base, delivered: tabs, duplicate: false };
+    if (published) await published;
+    if (stored.dropped > 0) this.#log.warn({ to: input.stream, dropped: stored.dropped }, 'stream cap reached: oldest notifications dropped');
+    return { delivered: tabs, queued: true, id: stored.id, seq: stored.seq, epoch: stored.epoch, duplicate: false, dropped: stored.dropped };
   }
 
   /** Sends the same notification to several people; one result per person, in order. */
@@ -157,7 +160,7 @@ export class Notifier {
     return this.#broker.online(kind);
   }
 
-  tabs(principal: Principal): Promise<number> {
+  async tabs(principal: Principal): Promise<number> {
     return this.#broker.tabs(principal);
   }
 

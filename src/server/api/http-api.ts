@@ -50,11 +50,11 @@ export function installErrorHandling(app: FastifyInstance): void {
 }
 
 function recipients(to: Recipient): Principal[] | { all: PrincipalKind } {
-  if ('aid' in to) return [{ kind: 'admin', id: to.aid }];
-  if ('uid' in to) return [{ kind: 'user', id: to.uid }];
-  if ('aids' in to) return [...new Set(to.aids)].map((id) => ({ kind: 'admin' as const, id }));
-  if ('uids' in to) return [...new Set(to.uids)].map((id) => ({ kind: 'user' as const, id }));
-  return { all: to.all === 'admins' ? 'admin' : 'user' };
+  if (to.aid !== undefined) return [{ kind: 'admin', id: to.aid }];
+  if (to.uid !== undefined) return [{ kind: 'user', id: to.uid }];
+  if (to.aids !== undefined) return [...new Set(to.aids)].map((id) => ({ kind: 'admin' as const, id }));
+  if (to.uids !== undefined) return [...new Set(to.uids)].map((id) => ({ kind: 'user' as const, id }));
+  return { all: to.all === 'users' ? 'user' : 'admin' };
 }
 
 function resultJson(p: Principal, r: SendResult) {

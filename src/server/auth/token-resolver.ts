@@ -1,4 +1,5 @@
-import { SignJWT, jwtVerify, errors as joseErrors } from 'jose';
+import { createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto';
+import { SignJWT } from 'jose';
 import type { Principal, PrincipalKind } from '../../protocol/principal.js';
 import { isPersonId } from '../../protocol/principal.js';
 import type { Handshake, Resolution, SessionResolver } from './session-resolver.js';
@@ -35,10 +36,10 @@ export interface TokenResolverOptions {
  */
 export class TokenResolver implements SessionResolver {
   readonly name = 'token';
-  readonly #keys: Uint8Array[];
+  readonly #keys: KeyObject[];
 
   constructor(options: TokenResolverOptions) {
-    this.#keys = [options.secret, options.previousSecret].filter((s): s is string => !!s).map((s) => encoder.encode(s));
+    this.#keys = [options.secret, options.previousSecret].filter((s): s is string => !!s).map((s) => createSecretKey(Buffer.from(s, 'utf8')));
   }
 
   async resolve(handshake: Handshake): Promise<Resolution> {
@@ -51,26 +52,65 @@ export class TokenResolver implements SessionResolver {
     return this.verify(kind, credential);
   }
 
-  async verify(kind: PrincipalKind, token: string): Promise<Resolution> {
-    let lastReason = 'invalid token';
-    for (const key of this.#keys) {
-      try {
-        const { payload } = await jwtVerify(token, key, { audience: TOKEN_AUDIENCE, algorithms: ['HS256'] });
-        const [k, id] = (payload.sub ?? '').split(':');
-        const n = Number(id);
-        if (k !== kind || !isPersonId(n)) return { outcome: 'refused', reason: `token is not for the ${kind} endpoint` };
-        return { outcome: 'admitted', principal: { kind, id: n }, credential: token, ...(payload.exp ? { expiresAt: payload.exp * 1000 } : {}) };
-      } catch (e) {
-        if (e instanceof joseErrors.JWTExpired) return { outcome: 'refused', reason: 'token expired' };
-        if (e instanceof joseErrors.JWSSignatureVerificationFailed) {
-          lastReason = 'bad token signature';
-          continue;
-        }
-        return { outcome: 'refused', reason: 'invalid token' };
-      }
-    }
-    return { outcome: 'refused', reason: lastReason };
+  async verify(kind: PrincipalKind, token: string, now = Date.now()): Promise<Resolution> {
+    const checked = verifyHs256(token, this.#keys, now);
+    if (!checked.ok) return { outcome: 'refused', reason: checked.reason };
+    const [k, id] = (typeof checked.payload.sub === 'string' ? checked.payload.sub : '').split(':');
+    const n = Number(id);
+    if (k !== kind || !isPersonId(n)) return { outcome: 'refused', reason: `token is not for the ${kind} endpoint` };
+    return { outcome: 'admitted', principal: { kind, id: n }, credential: token, expiresAt: checked.payload.exp * 1000 };
   }
 
   async close(): Promise<void> {}
+}
+
+type Verified = { ok: true; payload: Record<string, unknown> & { exp: number } } | { ok: false; reason: string };
+
+function decodeJson(part: string): Record<string, unknown> | undefined {
+  try {
+    const v: unknown = JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
+    return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const B64URL = /^[A-Za-z0-9_-]+$/;
+
+/**
+ * Verifies a compact HS256 JWT (RFC 7515 §5.2, RFC 7519 §7.2) with node's own
+ * HMAC, synchronously. Tokens are signed with jose (mintToken); verifying
+ * them through jose's WebCrypto path cost ~90 µs a handshake here against
+ * ~8 µs for this, and the handshake is the connect rate's hot path
+ * (docs/bench.md). It accepts exactly what mintToken produces: the header's
+ * `alg` must be HS256 and nothing else (no `none`, no `crit`), the signature
+ * is compared in constant time, `aud` must name Herald, `exp` is required and
+ * `nbf` honoured. test/auth-token-verify.test.ts checks it against jose.
+ */
+export function verifyHs256(token: string, keys: readonly KeyObject[], now = Date.now()): Verified {
+  const parts = token.split('.');
+  if (parts.length !== 3 || !parts.every((p) => B64URL.test(p))) return { ok: false, reason: 'invalid token' };
+  const [h, p, sig] = parts as [string, string, string];
+  const header = decodeJson(h);
+  if (!header || header.alg !== 'HS256' || header.crit !== undefined || header.b64 !== undefined) return { ok: false, reason: 'invalid token' };
+  const given = Buffer.from(sig, 'base64url');
+  let signed = false;
+  for (const key of keys) {
+    const mac = createHmac('sha256', key).update(`${h}.${p}`).digest();
+    if (mac.length === given.length && timingSafeEqual(mac, given)) {
+      signed = true;
+      break;
+    }
+  }
+  if (!signed) return { ok: false, reason: 'bad token signature' };
+  const payload = decodeJson(p);
+  if (!payload) return { ok: false, reason: 'invalid token' };
+  const aud = payload.aud;
+  if (!(aud === TOKEN_AUDIENCE || (Array.isArray(aud) && aud.includes(TOKEN_AUDIENCE)))) return { ok: false, reason: 'invalid token' };
+  const nowSec = Math.floor(now / 1000);
+  const exp = payload.exp;
+  if (typeof exp !== 'number' || !Number.isFinite(exp)) return { ok: false, reason: 'invalid token' };
+  if (exp <= nowSec) return { ok: false, reason: 'token expired' };
+  if (payload.nbf !== undefined && (typeof payload.nbf !== 'number' || payload.nbf > nowSec)) return { ok: false, reason: 'invalid token' };
+  return { ok: true, payload: payload as Record<string, unknown> & { exp: number } };
 }

@@ -22,12 +22,12 @@ export interface Broker {
   readonly name: string;
   /** Starts receiving envelopes for this node. */
   start(handler: EnvelopeHandler): Promise<void>;
-  /** Sends an envelope to every node, this one included. */
-  publish(envelope: Envelope): Promise<void>;
+  /** Sends an envelope to every node, this one included. A local broker may finish at once (no promise). */
+  publish(envelope: Envelope): void | Promise<void>;
   /** This node's tab count for a person changed. */
   setLocalPresence(principal: Principal, tabs: number): void;
-  /** Tabs of a person across the cluster. */
-  tabs(principal: Principal): Promise<number>;
+  /** Tabs of a person across the cluster; a number when known at once (a local broker). */
+  tabs(principal: Principal): number | Promise<number>;
   /** Ids of people of a kind with at least one tab anywhere, ascending. */
   online(kind: PrincipalKind): Promise<number[]>;
   close(): Promise<void>;

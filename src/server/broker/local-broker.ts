@@ -16,7 +16,7 @@ export class LocalBroker implements Broker {
     this.#handler = handler;
   }
 
-  async publish(envelope: Envelope): Promise<void> {
+  publish(envelope: Envelope): void {
     this.#handler?.(envelope);
   }
 
@@ -24,7 +24,7 @@ export class LocalBroker implements Broker {
     // The Hub is the source of truth in one process.
   }
 
-  async tabs(principal: Principal): Promise<number> {
+  tabs(principal: Principal): number {
     return this.#hub.count(principal);
   }
 

@@ -7,7 +7,8 @@ import type { Principal } from '../../protocol/principal.js';
 import { principalKey } from '../../protocol/principal.js';
 import type { CommandService } from '../commands/command-service.js';
 import { isHeraldError } from '../errors.js';
-import type { FrameOrigin, Tab } from '../hub.js';
+import type { AckBuffer } from './ack-buffer.js';
+import type { Frame, FrameOrigin, Tab } from '../hub.js';
 import { broadcastStreamKey, withDelivery } from '../notifier.js';
 import type { MessageStore, StreamHead } from '../store/message-store.js';
 
@@ -23,6 +24,7 @@ export interface ConnectionLimits {
 
 export interface ConnectionDeps {
   store: MessageStore;
+  acks: AckBuffer;
   commands: CommandService | undefined;
   logger: Logger;
   limits: ConnectionLimits;
@@ -35,6 +37,8 @@ export interface ResumeCursors {
   broadcast?: { seq: number; epoch?: string | undefined };
 }
 
+/** Frames may be UTF-8 bytes encoded once for many tabs; they are still text frames. */
+const TEXT = { binary: false } as const;
 const PING_FRAME = '{"TYPE":"PING"}';
 const PONG_FRAME = '{"TYPE":"PONG","DATA":"RESPONSE"}';
 
@@ -53,11 +57,11 @@ export class Connection implements Tab {
   readonly credential: string;
   readonly #ws: WebSocket;
   readonly #deps: ConnectionDeps;
-  readonly #log: Logger;
+  #logger: Logger | undefined;
   #alive = true;
   #closing = false;
   /** Live frames held back while replaying; undefined when live. */
-  #held: Array<{ frame: string; origin: FrameOrigin | undefined }> | undefined = [];
+  #held: Array<{ frame: Frame; origin: FrameOrigin | undefined }> | undefined = [];
   /**
    * Replays run one after another (a RESUME waits for the replay before it),
    * and live frames stay held until the last queued one ends: two replays
@@ -79,7 +83,6 @@ export class Connection implements Tab {
     this.principal = principal;
     this.credential = credential;
     this.#deps = deps;
-    this.#log = deps.logger.child({ tab: this.id, who: principalKey(principal) });
     ws.on('message', (data, isBinary) => this.#onMessage(data as Buffer, isBinary));
     ws.on('pong', () => {
       this.#alive = true;
@@ -89,6 +92,12 @@ export class Connection implements Tab {
       this.#closing = true;
       this.#onClosed?.();
     });
+  }
+
+  /** Made on first use: a child logger per tab would cost every connection memory and time. */
+  get #log(): Logger {
+    this.#logger ??= this.#deps.logger.child({ tab: this.id, who: principalKey(this.principal) });
+    return this.#logger;
   }
 
   onClosed(listener: () => void): void {
@@ -138,16 +147,17 @@ export class Connection implements Tab {
 
   async #replayStream(stream: 'own' | 'broadcast', key: string, cursor: ResumeCursors['own'], head: StreamHead): Promise<void> {
     this.#epochs[stream] = head.epoch;
+    const acked = Math.max(head.ackedSeq, this.#deps.acks.pending(key));
     let after: number;
     if (!cursor) {
       // A new tab: what nobody has acknowledged yet (PROTOCOL.md: Herald's additions).
-      after = head.ackedSeq;
+      after = acked;
     } else if (cursor.epoch !== undefined && cursor.epoch !== head.epoch) {
-      after = head.ackedSeq;
+      after = acked;
       this.#reset(stream, head.epoch, Math.max(after, head.firstSeq - 1), 'epoch changed');
     } else if (cursor.seq > head.lastSeq) {
       // Ahead of the stream: its history was lost without our knowing. Start over, loudly.
-      after = head.ackedSeq;
+      after = acked;
       this.#reset(stream, head.epoch, Math.max(after, head.firstSeq - 1), 'epoch changed');
     } else {
       after = cursor.seq;
@@ -158,6 +168,9 @@ export class Connection implements Tab {
     }
     // A RESUME on a live tab rewinds: the tab says what it really has.
     this.#lastSent[stream] = after;
+    // Most tabs have nothing to catch up on: no store read. Anything appended
+    // after `head` was read is published, and is held for this tab meanwhile.
+    if (head.lastSeq <= after) return;
     const now = this.#deps.now();
     for (;;) {
       if (!this.isOpen) return;
@@ -194,7 +207,7 @@ export class Connection implements Tab {
     this.#send(JSON.stringify(frame));
   }
 
-  deliver(frame: string, origin?: FrameOrigin): void {
+  deliver(frame: Frame, origin?: FrameOrigin): void {
     if (this.#held) {
       this.#held.push({ frame, origin });
       return;
@@ -206,14 +219,14 @@ export class Connection implements Tab {
     this.#send(frame);
   }
 
-  #send(frame: string): void {
+  #send(frame: Frame): void {
     if (!this.isOpen) return;
     if (this.#ws.bufferedAmount > this.#deps.limits.maxBufferedBytes) {
       // It will resume where it left off when it reconnects.
       this.close(CloseCode.TOO_MANY, CloseReason.SLOW_CONSUMER);
       return;
     }
-    this.#ws.send(frame);
+    this.#ws.send(frame, TEXT);
   }
 
   /** Called by the Gateway's heartbeat timer. Returns false when the tab was closed for silence. */
@@ -301,8 +314,7 @@ export class Connection implements Tab {
           // Acknowledging beyond what this tab was sent would mark others' messages read.
           const seq = Math.min(frame.SEQ, this.#lastSent[stream]);
           if (seq > 0) {
-            const key = stream === 'own' ? principalKey(this.principal) : broadcastStreamKey(this.principal.kind);
-            await this.#deps.store.ack(key, seq);
+            this.#deps.acks.record(stream === 'own' ? principalKey(this.principal) : broadcastStreamKey(this.principal.kind), seq);
           }
         }
         return;

@@ -10,6 +10,7 @@ import { admit } from './admission.js';
 import type { CommandService } from '../commands/command-service.js';
 import type { Hub } from '../hub.js';
 import type { MessageStore } from '../store/message-store.js';
+import { AckBuffer } from './ack-buffer.js';
 import { Connection, type ConnectionLimits, type ResumeCursors } from './connection.js';
 
 export interface GatewayOptions {
@@ -39,6 +40,7 @@ export class Gateway {
   readonly #o: GatewayOptions;
   readonly #wss: WebSocketServer;
   readonly #connections = new Set<Connection>();
+  readonly #acks: AckBuffer;
   readonly #now: () => number;
   #heartbeat: NodeJS.Timeout | undefined;
   #closing = false;
@@ -46,6 +48,7 @@ export class Gateway {
   constructor(options: GatewayOptions) {
     this.#o = options;
     this.#now = options.now ?? Date.now;
+    this.#acks = new AckBuffer(options.store, options.logger);
     this.#wss = new WebSocketServer({
       noServer: true,
       maxPayload: options.maxFrameBytes,
@@ -93,7 +96,7 @@ export class Gateway {
     const cursors = parseCursors(admission.url.searchParams);
     this.#wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
       const conn = new Connection(ws, principal, credential, {
-        store: this.#o.store, commands: this.#o.commands, logger: this.#o.logger, limits: this.#o.limits, now: this.#now,
+        store: this.#o.store, acks: this.#acks, commands: this.#o.commands, logger: this.#o.logger, limits: this.#o.limits, now: this.#now,
       });
       this.#connections.add(conn);
       conn.onClosed(() => {
@@ -133,6 +136,7 @@ export class Gateway {
     clearTimeout(timer);
     for (const c of this.#connections) c.terminate();
     this.#wss.close();
+    await this.#acks.flush();
   }
 }
 

@@ -1,7 +1,7 @@
 import type {
   AppendInput, AppendResult, MessageStatus, MessageStore, MessageStoreLimits, ReadResult, StoredMessage, StreamHead,
 } from './message-store.js';
-import { messageId, newEpoch } from './message-id.js';
+import { derivedEpoch, messageId, newEpoch } from './message-id.js';
 import { HeraldError } from '../errors.js';
 import { PruneTimer } from './prune-timer.js';
 
@@ -38,11 +38,14 @@ export class MemoryStore implements MessageStore {
     this.#pruner = new PruneTimer((now) => this.prune(now), options.pruneIntervalMs ?? 0, options.onPrune);
   }
 
-  #stream(key: string): Stream {
+  /** Streams that were never written to take their epoch from this one, so reading a head allocates no stream. */
+  readonly #newStreamEpoch = newEpoch();
+
+  #stream(key: string, create = false): Stream {
     let s = this.#streams.get(key);
     if (!s) {
-      s = { epoch: newEpoch(), lastSeq: 0, acked: 0, messages: [], keys: new Map() };
-      this.#streams.set(key, s);
+      s = { epoch: derivedEpoch(this.#newStreamEpoch, key), lastSeq: 0, acked: 0, messages: [], keys: new Map() };
+      if (create) this.#streams.set(key, s);
     }
     return s;
   }
@@ -53,7 +56,7 @@ export class MemoryStore implements MessageStore {
 
   async append(input: AppendInput, now: number): Promise<AppendResult> {
     if (this.#closed) throw new HeraldError('HERALD_ERR_SHUTTING_DOWN', 'the store is closed');
-    const s = this.#stream(input.stream);
+    const s = this.#stream(input.stream, true);
     if (input.idempotencyKey !== undefined) {
       const seen = s.keys.get(input.idempotencyKey);
       if (seen && seen.expiresAt > now) return { id: seen.id, seq: seen.seq, epoch: s.epoch, duplicate: true, dropped: 0 };

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 
 /**
  * Epochs and message ids shared by every store, so an id handed out by one
@@ -8,6 +8,16 @@ import { randomBytes } from 'node:crypto';
 /** A fresh epoch: 48 random bits, base64url (never contains '.'). */
 export function newEpoch(): string {
   return randomBytes(6).toString('base64url');
+}
+
+/**
+ * The epoch of a stream that was never written: derived from the store's own
+ * epoch, so reading a head needs no write (a connect costs no INSERT), yet
+ * every stream's epoch differs (a cursor of one person's stream never passes
+ * for another's). The stream's first append records it.
+ */
+export function derivedEpoch(storeEpoch: string, stream: string): string {
+  return createHash('sha256').update(storeEpoch).update('\0').update(stream).digest('base64url').slice(0, 8);
 }
 
 /**

@@ -5,7 +5,7 @@ import { HeraldError } from '../errors.js';
 import type {
   AppendInput, AppendResult, MessageStatus, MessageStore, MessageStoreLimits, ReadResult, StoredMessage, StreamHead,
 } from './message-store.js';
-import { messageId, newEpoch, parseMessageId } from './message-id.js';
+import { derivedEpoch, messageId, newEpoch, parseMessageId } from './message-id.js';
 import { PruneTimer } from './prune-timer.js';
 
 export interface SqliteStoreOptions extends MessageStoreLimits {
@@ -165,6 +165,7 @@ export class SqliteStore implements MessageStore {
   readonly rotatedEpochs: boolean = false;
 
   readonly #q: ReturnType<typeof prepare>;
+  #newStreamEpoch = '';
 
   constructor(options: SqliteStoreOptions) {
     if (!Number.isSafeInteger(options.maxPerStream) || options.maxPerStream < 1) {
@@ -197,6 +198,12 @@ export class SqliteStore implements MessageStore {
         for (const r of rows) rotate.run(newEpoch(), r.stream);
       }
       const put = db.prepare<[string, string]>('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
+      // The epoch of streams that have no row yet: a head() need not write a
+      // row (a connect must not cost an INSERT), and the epoch it reports
+      // stays the one the stream's first append records.
+      const storedEpoch = db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'epoch'").get()?.value;
+      this.#newStreamEpoch = storedEpoch === undefined || this.rotatedEpochs ? newEpoch() : storedEpoch;
+      put.run('epoch', this.#newStreamEpoch);
       put.run('boot', options.bootId ?? currentBootId() ?? '');
       put.run('clean', '0');
       db.exec('COMMIT');
@@ -213,12 +220,12 @@ export class SqliteStore implements MessageStore {
     this.#pruner = new PruneTimer((now) => this.prune(now), options.pruneIntervalMs ?? 0, options.onPrune);
   }
 
-  /** The stream's row, created with a fresh epoch when it has none. */
-  #streamRow(stream: string): StreamRow {
+  /** The stream's row; with `create`, written (with the store's epoch for new streams) when it has none. */
+  #streamRow(stream: string, create = false): StreamRow {
     const row = this.#q.stream.get(stream);
     if (row) return row;
-    const epoch = newEpoch();
-    this.#q.newStream.run(stream, epoch);
+    const epoch = derivedEpoch(this.#newStreamEpoch, stream);
+    if (create) this.#q.newStream.run(stream, epoch);
     return { epoch, last_seq: 0, acked: 0, retained: 0 };
   }
 
@@ -230,7 +237,7 @@ export class SqliteStore implements MessageStore {
   /** Runs inside a batch transaction. */
   #appendNow(input: AppendInput, now: number): AppendResult {
     const { stream } = input;
-    const row = this.#streamRow(stream);
+    const row = this.#streamRow(stream, true);
     if (input.idempotencyKey !== undefined) {
       const seen = this.#q.key.get(stream, input.idempotencyKey);
       if (seen && seen.expires_at > now) {
