@@ -31,6 +31,8 @@ type PresenceListener = (principal: Principal, localTabs: number) => void;
 export class Hub {
   readonly #byPerson = new Map<string, Set<Tab>>();
   readonly #byKind: Record<PrincipalKind, Set<Tab>> = { admin: new Set(), user: new Set() };
+  /** People (not tabs) of each kind with a tab here. */
+  readonly #people: Record<PrincipalKind, number> = { admin: 0, user: 0 };
   #onPresence: PresenceListener | undefined;
 
   /** Called whenever a person's number of local tabs changes (0 when the last one closed). */
@@ -44,6 +46,7 @@ export class Hub {
     if (!tabs) {
       tabs = new Set();
       this.#byPerson.set(key, tabs);
+      this.#people[tab.principal.kind]++;
     }
     tabs.add(tab);
     this.#byKind[tab.principal.kind].add(tab);
@@ -55,7 +58,10 @@ export class Hub {
     const tabs = this.#byPerson.get(key);
     if (!tabs?.delete(tab)) return;
     this.#byKind[tab.principal.kind].delete(tab);
-    if (tabs.size === 0) this.#byPerson.delete(key);
+    if (tabs.size === 0) {
+      this.#byPerson.delete(key);
+      this.#people[tab.principal.kind]--;
+    }
     this.#onPresence?.(tab.principal, tabs.size);
   }
 
@@ -65,6 +71,11 @@ export class Hub {
 
   count(principal: Principal): number {
     return this.#byPerson.get(principalKey(principal))?.size ?? 0;
+  }
+
+  /** How many people of `kind` have at least one tab here. */
+  onlineCount(kind: PrincipalKind): number {
+    return this.#people[kind];
   }
 
   /** Ids of the people of `kind` with at least one tab here, ascending. */

@@ -136,7 +136,7 @@ export class Notifier {
    */
   async broadcast(kind: PrincipalKind, payload: NotificationPayload, options: SendOptions = {}): Promise<SendResult & { people: number }> {
     const ttl = this.#ttl(options);
-    const people = (await this.#broker.online(kind)).length;
+    const people = await this.#broker.onlineCount(kind);
     if (typeof payload === 'string' || ttl === 0) {
       const frame = typeof payload === 'string' ? JSON.stringify(payload) : serialise(payload);
       await this.#broker.publish({ type: 'kind', kind, frame });

@@ -30,5 +30,7 @@ export interface Broker {
   tabs(principal: Principal): number | Promise<number>;
   /** Ids of people of a kind with at least one tab anywhere, ascending. */
   online(kind: PrincipalKind): Promise<number[]>;
+  /** How many people of a kind have a tab anywhere (a broadcast's reach, without listing them). */
+  onlineCount(kind: PrincipalKind): number | Promise<number>;
   close(): Promise<void>;
 }

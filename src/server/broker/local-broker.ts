@@ -28,6 +28,10 @@ export class LocalBroker implements Broker {
     return this.#hub.count(principal);
   }
 
+  onlineCount(kind: PrincipalKind): number {
+    return this.#hub.onlineCount(kind);
+  }
+
   async online(kind: PrincipalKind): Promise<number[]> {
     return this.#hub.online(kind);
   }

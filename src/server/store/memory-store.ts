@@ -1,7 +1,7 @@
 import type {
   AppendInput, AppendResult, MessageStatus, MessageStore, MessageStoreLimits, ReadResult, StoredMessage, StreamHead,
 } from './message-store.js';
-import { derivedEpoch, messageId, newEpoch } from './message-id.js';
+import { derivedEpoch, messageId, newEpoch, parseMessageId } from './message-id.js';
 import { HeraldError } from '../errors.js';
 import { PruneTimer } from './prune-timer.js';
 
@@ -28,7 +28,6 @@ export interface MemoryStoreOptions extends MessageStoreLimits {
  */
 export class MemoryStore implements MessageStore {
   readonly #streams = new Map<string, Stream>();
-  readonly #byId = new Map<string, { stream: string; seq: number }>();
   readonly #limits: MessageStoreLimits;
   readonly #pruner: PruneTimer;
   #closed = false;
@@ -64,12 +63,10 @@ export class MemoryStore implements MessageStore {
     const seq = ++s.lastSeq;
     const id = messageId(s.epoch, seq, input.stream);
     s.messages.push({ id, seq, json: input.json, expiresAt: input.expiresAt });
-    this.#byId.set(id, { stream: input.stream, seq });
     if (input.idempotencyKey !== undefined) s.keys.set(input.idempotencyKey, { id, seq, expiresAt: input.expiresAt });
     let dropped = 0;
     while (s.messages.length > this.#limits.maxPerStream) {
-      const old = s.messages.shift();
-      if (old) this.#byId.delete(old.id);
+      s.messages.shift();
       dropped++;
     }
     return { id, seq, epoch: s.epoch, duplicate: false, dropped };
@@ -96,11 +93,13 @@ export class MemoryStore implements MessageStore {
   }
 
   async status(id: string, now: number): Promise<MessageStatus | undefined> {
-    const where = this.#byId.get(id);
+    // The id names its stream, epoch and SEQ: no index of ids to keep.
+    const where = parseMessageId(id);
     if (!where) return undefined;
     const s = this.#streams.get(where.stream);
-    const m = s?.messages.find((x) => x.seq === where.seq);
-    if (!s || !m) return undefined;
+    if (!s || s.epoch !== where.epoch) return undefined;
+    const m = s.messages.find((x) => x.seq === where.seq);
+    if (!m) return undefined;
     return {
       id, stream: where.stream, seq: m.seq, epoch: s.epoch, expiresAt: m.expiresAt,
       acknowledged: s.acked >= m.seq, expired: m.expiresAt <= now,
@@ -111,7 +110,6 @@ export class MemoryStore implements MessageStore {
     let removed = 0;
     for (const s of this.#streams.values()) {
       const keep = s.messages.filter((m) => m.expiresAt > now);
-      for (const m of s.messages) if (m.expiresAt <= now) this.#byId.delete(m.id);
       removed += s.messages.length - keep.length;
       s.messages = keep;
       for (const [k, v] of s.keys) if (v.expiresAt <= now) s.keys.delete(k);
@@ -123,6 +121,5 @@ export class MemoryStore implements MessageStore {
     this.#closed = true;
     this.#pruner.stop();
     this.#streams.clear();
-    this.#byId.clear();
   }
 }
