@@ -75,7 +75,7 @@ describe('token resolver', () => {
     }
   });
 
-  test('a live tab whose token expires is closed with 4401 "session ended" at the next re-check', async () => {
+  test('a live tab whose token expires is closed with 4419 "credential expired" (reconnect with a fresh one) at the next re-check', async () => {
     const h = await startAuthHerald({ sessionRecheckMs: 200 });
     try {
       // Expiry is in whole seconds (JWT exp): 2 s leaves 1–2 s, enough to open the tab first.
@@ -83,8 +83,11 @@ describe('token resolver', () => {
       const tab = await h.open('user', { query: { token } });
       await tab.nextOfType('WELCOME');
       const closed = await within(tab.closed, 5000, 'the tab to close at token expiry');
-      assert.deepEqual(closed, { code: CloseCode.UNAUTHORIZED, reason: CloseReason.SESSION_ENDED });
+      assert.deepEqual(closed, { code: CloseCode.CREDENTIAL_EXPIRED, reason: CloseReason.CREDENTIAL_EXPIRED });
       assert.equal(await h.status('user', { query: { token } }), 401);
+      const fresh = await h.open('user', { query: { token: (await h.herald.mintToken({ kind: 'user', id: 9 })).token } });
+      assert.equal((await fresh.nextOfType('WELCOME')).ID, 9);
+      fresh.close();
       const log = h.log();
       assert.match(log, /handshake refused/);
       assert.ok(!log.includes(token), 'the log contains a token');

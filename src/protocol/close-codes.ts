@@ -17,6 +17,12 @@ export const CloseCode = {
   INTERNAL_ERROR: 1011,
   /** The credential no longer admits this person (session ended, token revoked). Do not retry. */
   UNAUTHORIZED: 4401,
+  /**
+   * The credential that admitted this tab has expired (a signed token past its
+   * `exp`). Not terminal: reconnect with a fresh credential (the browser
+   * library calls its token function again); a stale one is then refused (401).
+   */
+  CREDENTIAL_EXPIRED: 4419,
   /** Forbidden (origin, policy, kicked by an operator). Do not retry. */
   FORBIDDEN: 4403,
   /** The tab stopped answering heartbeats. */
@@ -40,6 +46,7 @@ export const CloseReason = {
   SHUTDOWN: 'server shutdown',
   HEARTBEAT_TIMEOUT: 'heartbeat timeout',
   SESSION_ENDED: 'session ended',
+  CREDENTIAL_EXPIRED: 'credential expired',
   TOO_LARGE: 'frame too large',
   TOO_MANY: 'too many frames',
   BINARY: 'binary frames are not accepted',

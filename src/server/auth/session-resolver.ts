@@ -22,7 +22,7 @@ export interface Handshake {
  */
 export type Resolution =
   | { readonly outcome: 'admitted'; readonly principal: Principal; /** Opaque, stable id of the credential, used to re-check it; never logged. */ readonly credential: string; /** Epoch ms after which it must be re-checked or dropped, if known. */ readonly expiresAt?: number }
-  | { readonly outcome: 'refused'; readonly reason: string }
+  | { readonly outcome: 'refused'; readonly reason: string; /** The credential was valid and has expired: a fresh one may admit the same person. */ readonly expired?: boolean }
   | { readonly outcome: 'unavailable'; readonly reason: string };
 
 export interface SessionResolver {

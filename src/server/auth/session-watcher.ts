@@ -115,7 +115,9 @@ export class SessionWatcher {
           const ended = resolution.outcome === 'refused' || resolution.principal.id !== tab.principal.id;
           if (!ended) continue;
           closedTabs++;
-          tab.close(CloseCode.UNAUTHORIZED, CloseReason.SESSION_ENDED);
+          // An expired token is not a logout: the tab may come back with a fresh one.
+          if (resolution.outcome === 'refused' && resolution.expired) tab.close(CloseCode.CREDENTIAL_EXPIRED, CloseReason.CREDENTIAL_EXPIRED);
+          else tab.close(CloseCode.UNAUTHORIZED, CloseReason.SESSION_ENDED);
         }
       }
     };

@@ -54,7 +54,7 @@ export class TokenResolver implements SessionResolver {
 
   async verify(kind: PrincipalKind, token: string, now = Date.now()): Promise<Resolution> {
     const checked = verifyHs256(token, this.#keys, now);
-    if (!checked.ok) return { outcome: 'refused', reason: checked.reason };
+    if (!checked.ok) return { outcome: 'refused', reason: checked.reason, ...(checked.reason === 'token expired' ? { expired: true } : {}) };
     const [k, id] = (typeof checked.payload.sub === 'string' ? checked.payload.sub : '').split(':');
     const n = Number(id);
     if (k !== kind || !isPersonId(n)) return { outcome: 'refused', reason: `token is not for the ${kind} endpoint` };
