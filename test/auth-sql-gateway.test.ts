@@ -13,27 +13,27 @@ import { startAuthHerald, within, type AuthHerald } from './helpers/auth-herald.
 const RECHECK_MS = 200;
 
 describe('sql resolver end to end, abills preset on MariaDB', () => {
-  let skip: string | undefined;
+  let skipReason: string | undefined;
   let db: Awaited<ReturnType<typeof createMariadbSessions>>;
   let h: AuthHerald;
   const sids = { admin7: 'a7f3c0ffee00112233445566', admin9: 'a9b4deadbeef99887766', user42: 'u42c5aa55aa55aa55', gone: 'a12ffee1234abcd' };
 
   before(async () => {
-    skip = await requireService('mariadb');
-    if (skip) return;
+    skipReason = await requireService('mariadb');
+    if (skipReason) return;
     db = await createMariadbSessions();
     await db.admin.query('INSERT INTO web_online (sid, aid) VALUES (?, 7), (?, 9), (?, 12)', [sids.admin7, sids.admin9, sids.gone]);
     await db.admin.query('INSERT INTO web_users_sessions (sid, uid) VALUES (?, 42)', [sids.user42]);
     h = await startAuthHerald({ authResolver: 'sql', sqlUrl: db.url, sessionRecheckMs: RECHECK_MS });
   });
   after(async () => {
-    if (skip) return;
+    if (skipReason) return;
     await h.close();
     await db.drop();
   });
 
   test('the sid cookie admits the right admin', async (t) => {
-    if (skip) return t.skip(skip);
+    if (skipReason) return t.skip(skipReason);
     const tab = await h.open('admin', { headers: { cookie: `lang=ru; sid=${sids.admin7}` } });
     const welcome = await tab.nextOfType('WELCOME');
     assert.equal(welcome.KIND, 'admin');
@@ -42,21 +42,21 @@ describe('sql resolver end to end, abills preset on MariaDB', () => {
   });
 
   test('the ADMINSID header admits the right admin', async (t) => {
-    if (skip) return t.skip(skip);
+    if (skipReason) return t.skip(skipReason);
     const tab = await h.open('admin', { headers: { ADMINSID: sids.admin9 } });
     assert.deepEqual(await tab.nextOfType('WELCOME').then((w) => [w.KIND, w.ID]), ['admin', 9]);
     tab.close();
   });
 
   test('the USERSID header admits the right user', async (t) => {
-    if (skip) return t.skip(skip);
+    if (skipReason) return t.skip(skipReason);
     const tab = await h.open('user', { headers: { USERSID: sids.user42 } });
     assert.deepEqual(await tab.nextOfType('WELCOME').then((w) => [w.KIND, w.ID]), ['user', 42]);
     tab.close();
   });
 
   test('a wrong or missing sid is refused with 401 before the upgrade', async (t) => {
-    if (skip) return t.skip(skip);
+    if (skipReason) return t.skip(skipReason);
     assert.equal(await h.status('admin', { headers: { cookie: 'sid=not-a-session' } }), 401);
     assert.equal(await h.status('admin', { headers: { ADMINSID: 'not-a-session' } }), 401);
     assert.equal(await h.status('admin'), 401);
@@ -65,7 +65,7 @@ describe('sql resolver end to end, abills preset on MariaDB', () => {
   });
 
   test('deleting the session row closes its tab with 4401 "session ended" within the re-check interval', async (t) => {
-    if (skip) return t.skip(skip);
+    if (skipReason) return t.skip(skipReason);
     const tabs = [await h.open('admin', { headers: { cookie: `sid=${sids.gone}` } }), await h.open('admin', { headers: { ADMINSID: sids.gone } })];
     for (const tab of tabs) await tab.nextOfType('WELCOME');
     const other = await h.open('admin', { headers: { cookie: `sid=${sids.admin7}` } });
@@ -86,7 +86,7 @@ describe('sql resolver end to end, abills preset on MariaDB', () => {
   });
 
   test('no session id ever reaches the log', async (t) => {
-    if (skip) return t.skip(skip);
+    if (skipReason) return t.skip(skipReason);
     const log = h.log();
     assert.match(log, /handshake refused/);
     for (const sid of Object.values(sids)) assert.ok(!log.includes(sid), `the log contains a session id`);
@@ -94,22 +94,22 @@ describe('sql resolver end to end, abills preset on MariaDB', () => {
 });
 
 describe('sql resolver end to end, PostgreSQL', () => {
-  let skip: string | undefined;
+  let skipReason: string | undefined;
   let db: Awaited<ReturnType<typeof createPostgresSessions>>;
 
   before(async () => {
-    skip = await requireService('postgres');
-    if (skip) return;
+    skipReason = await requireService('postgres');
+    if (skipReason) return;
     db = await createPostgresSessions();
     await db.admin.query('INSERT INTO web_online (sid, aid) VALUES ($1, 3), ($2, 4)', ['pg-admin-3-session', 'pg-burst-session']);
     await db.admin.query('INSERT INTO web_users_sessions (sid, uid) VALUES ($1, 77)', ['pg-user-77-session']);
   });
   after(async () => {
-    if (!skip) await db.drop();
+    if (!skipReason) await db.drop();
   });
 
   test('abills preset with $1: the sid cookie and the USERSID header admit', async (t) => {
-    if (skip) return t.skip(skip);
+    if (skipReason) return t.skip(skipReason);
     const h = await startAuthHerald({ authResolver: 'sql', sqlUrl: db.url });
     try {
       const admin = await h.open('admin', { headers: { cookie: 'sid=pg-admin-3-session' } });
@@ -123,7 +123,7 @@ describe('sql resolver end to end, PostgreSQL', () => {
   });
 
   test('a burst of 50 connections for one session makes exactly one query', async (t) => {
-    if (skip) return t.skip(skip);
+    if (skipReason) return t.skip(skipReason);
     const h = await startAuthHerald({
       authResolver: 'sql', sqlUrl: db.url, sqlPreset: 'custom', sqlAdminQuery: 'SELECT counted_aid($1)', sqlAdminCookie: 'sid',
       authCacheMs: 10_000, sessionRecheckMs: 0,
@@ -142,14 +142,14 @@ describe('sql resolver end to end, PostgreSQL', () => {
 
 describe('sql resolver end to end, our own PostgreSQL stopped and started', () => {
   let server: PrivatePostgres | undefined;
-  let skip: string | undefined;
+  let skipReason: string | undefined;
   let url = '';
 
   before(async () => {
     server = await PrivatePostgres.create();
     if (!server) {
-      skip = 'no PostgreSQL binaries under /usr/lib/postgresql';
-      if (process.env.CI === 'true') throw new Error(skip);
+      skipReason = 'no PostgreSQL binaries under /usr/lib/postgresql';
+      if (process.env.CI === 'true') throw new Error(skipReason);
       return;
     }
     const db = await createPostgresSessions(server.url);
@@ -162,7 +162,7 @@ describe('sql resolver end to end, our own PostgreSQL stopped and started', () =
   });
 
   test('a stopped database yields 503 (not 401), open tabs stay, and recovery admits again', async (t) => {
-    if (skip || !server) return t.skip(skip);
+    if (skipReason || !server) return t.skip(skipReason ?? "the private PostgreSQL did not start");
     const h = await startAuthHerald({ authResolver: 'sql', sqlUrl: url, sqlTimeoutMs: 1000, authCacheMs: 0, authNegativeCacheMs: 0, sessionRecheckMs: 60_000 });
     // Rounds are run by hand below (checkNow), so none races the stop.
     try {

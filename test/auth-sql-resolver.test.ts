@@ -38,7 +38,7 @@ const dialects = [
 
 for (const d of dialects) {
   describe(`sql resolver, abills preset, ${d.name}`, () => {
-    let skip: string | undefined;
+    let skipReason: string | undefined;
     let db: Awaited<ReturnType<typeof d.create>>;
     let resolver: SessionResolver;
     const log = capturingLogger();
@@ -48,8 +48,8 @@ for (const d of dialects) {
     };
 
     before(async () => {
-      skip = await requireService(d.service);
-      if (skip) return;
+      skipReason = await requireService(d.service);
+      if (skipReason) return;
       db = await d.create();
       await run(d.insertAdmin, ['adminsid-7-aaaaaaaa', 7]);
       await run(d.insertAdmin, ['adminsid-9-bbbbbbbb', 9]);
@@ -58,26 +58,26 @@ for (const d of dialects) {
       resolver = createSessionResolver(options, log.logger);
     });
     after(async () => {
-      if (skip) return;
+      if (skipReason) return;
       await resolver.close();
       await db.drop();
     });
 
     test('admits an admin by the sid cookie', async (t) => {
-      if (skip) return t.skip(skip);
+      if (skipReason) return t.skip(skipReason);
       const r = await resolver.resolve(handshake('admin', { cookie: 'lang=en; sid=adminsid-7-aaaaaaaa' }));
       assert.equal(r.outcome, 'admitted');
       assert.deepEqual(r.outcome === 'admitted' && r.principal, { kind: 'admin', id: 7 });
     });
 
     test('admits an admin by the ADMINSID header, which wins over the cookie', async (t) => {
-      if (skip) return t.skip(skip);
+      if (skipReason) return t.skip(skipReason);
       const r = await resolver.resolve(handshake('admin', { adminsid: 'adminsid-9-bbbbbbbb', cookie: 'sid=adminsid-7-aaaaaaaa' }));
       assert.deepEqual(r.outcome === 'admitted' && r.principal, { kind: 'admin', id: 9 });
     });
 
     test('admits a user by the USERSID header; the admin sid cookie does not admit a user', async (t) => {
-      if (skip) return t.skip(skip);
+      if (skipReason) return t.skip(skipReason);
       const r = await resolver.resolve(handshake('user', { usersid: 'usersid-42-cccccccc' }));
       assert.deepEqual(r.outcome === 'admitted' && r.principal, { kind: 'user', id: 42 });
       const viaCookie = await resolver.resolve(handshake('user', { cookie: 'sid=usersid-42-cccccccc' }));
@@ -85,7 +85,7 @@ for (const d of dialects) {
     });
 
     test('refuses an unknown sid, a missing sid and an injection attempt', async (t) => {
-      if (skip) return t.skip(skip);
+      if (skipReason) return t.skip(skipReason);
       assert.equal((await resolver.resolve(handshake('admin', { cookie: 'sid=nope' }))).outcome, 'refused');
       assert.equal((await resolver.resolve(handshake('admin', {}))).outcome, 'refused');
       // Parameterised: the quote is just part of a sid that matches no row.
@@ -95,7 +95,7 @@ for (const d of dialects) {
     });
 
     test('a deleted session is refused on re-check', async (t) => {
-      if (skip) return t.skip(skip);
+      if (skipReason) return t.skip(skipReason);
       await run(d.insertAdmin, ['adminsid-11-dddddddd', 11]);
       assert.equal((await resolver.recheck('admin', 'adminsid-11-dddddddd')).outcome, 'admitted');
       await run(d.del, ['adminsid-11-dddddddd']);
@@ -103,7 +103,7 @@ for (const d of dialects) {
     });
 
     test('session ids never reach the log', async (t) => {
-      if (skip) return t.skip(skip);
+      if (skipReason) return t.skip(skipReason);
       const text = log.text();
       for (const sid of ['adminsid-7-aaaaaaaa', 'adminsid-9-bbbbbbbb', 'usersid-42-cccccccc', 'adminsid-11-dddddddd']) assert.ok(!text.includes(sid), `log contains ${sid}`);
     });
@@ -130,8 +130,8 @@ describe('sql resolver: failures and configuration', () => {
       { service: 'postgres' as const, create: createPostgresSessions, slow: 'SELECT aid FROM web_online, pg_sleep(1) WHERE sid = $1', fast: 'SELECT aid FROM web_online WHERE sid = $1', insert: 'INSERT INTO web_online (sid, aid) VALUES ($1, 3)' },
     ];
     for (const c of cases) {
-      const skip = await requireService(c.service);
-      if (skip) return t.skip(skip);
+      const skipReason = await requireService(c.service);
+      if (skipReason) return t.skip(skipReason);
       const db = await c.create();
       try {
         await (db.admin as unknown as { query(s: string, p: unknown[]): Promise<unknown> }).query(c.insert, ['slow-session-3']);
@@ -172,8 +172,8 @@ describe('sql resolver: failures and configuration', () => {
 
 describe('sql resolver cache, PostgreSQL', () => {
   test('a burst of 50 look-ups of one session makes exactly one query at the server', async (t) => {
-    const skip = await requireService('postgres');
-    if (skip) return t.skip(skip);
+    const skipReason = await requireService('postgres');
+    if (skipReason) return t.skip(skipReason);
     const db = await createPostgresSessions();
     try {
       await db.admin.query('INSERT INTO web_online (sid, aid) VALUES ($1, $2)', ['burst-session-0001', 5]);
