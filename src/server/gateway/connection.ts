@@ -60,6 +60,8 @@ export class Connection implements Tab {
   #logger: Logger | undefined;
   #alive = true;
   #closing = false;
+  /** Heartbeats seen since this tab began closing. */
+  #closingTicks = 0;
   /** Live frames held back while replaying; undefined when live. */
   #held: Array<{ frame: Frame; origin: FrameOrigin | undefined }> | undefined = [];
   /**
@@ -231,7 +233,13 @@ export class Connection implements Tab {
 
   /** Called by the Gateway's heartbeat timer. Returns false when the tab was closed for silence. */
   heartbeat(): boolean {
-    if (!this.isOpen) return true;
+    if (!this.isOpen) {
+      // A close we started that the peer has not answered for a whole
+      // heartbeat: it is gone. Without this it would stay in the Hub
+      // (online, sent to) for ws's 30 s close timeout.
+      if (this.#closing && ++this.#closingTicks > 1) this.#ws.terminate();
+      return true;
+    }
     if (!this.#alive) {
       this.close(CloseCode.TIMEOUT, CloseReason.HEARTBEAT_TIMEOUT);
       return false;
