@@ -135,9 +135,21 @@ export class Connection implements Tab {
     try {
       await this.#replayStream('own', principalKey(this.principal), cursors.own, own);
       await this.#replayStream('broadcast', broadcastStreamKey(this.principal.kind), cursors.broadcast, broadcast);
+    } catch (err) {
+      this.#replayFailed();
+      throw err;
     } finally {
       if (--this.#queuedReplays === 0) this.#releaseHeld();
     }
+  }
+
+  /**
+   * A replay that failed part-way (the store erred) leaves a gap the tab does
+   * not know of: closed before held frames are released past it, the tab
+   * reconnects with its cursor and the gap is replayed then.
+   */
+  #replayFailed(): void {
+    this.close(CloseCode.TRY_AGAIN, 'replay failed, reconnect');
   }
 
   /** Goes live: sends what arrived during the replays, minus what they already sent. */
@@ -338,6 +350,7 @@ export class Connection implements Tab {
             this.#deps.store.head(principalKey(this.principal)),
             this.#deps.store.head(broadcastStreamKey(this.principal.kind)),
           ]).catch((err: unknown) => {
+            this.#replayFailed();
             if (--this.#queuedReplays === 0) this.#releaseHeld();
             throw err;
           });
