@@ -267,7 +267,7 @@ export class Connection implements Tab {
     this.#closing = true;
     if (this.#ws.readyState === this.#ws.OPEN) {
       this.#ws.send(JSON.stringify({ TYPE: 'close', REASON: reason }));
-      this.#ws.close(code, reason);
+      this.#ws.close(code, closeFrameReason(reason));
     } else {
       this.#ws.terminate();
     }
@@ -382,4 +382,25 @@ export class Connection implements Tab {
       }
     }
   }
+}
+
+/** Bytes of reason a close frame can carry (RFC 6455 §5.5: 125 bytes of payload, 2 of them the code). */
+const MAX_CLOSE_REASON_BYTES = 123;
+
+/**
+ * The reason cut to what a close frame holds, at a character boundary: ws
+ * throws on a longer one, and an API disconnect reason may be 200
+ * characters (62 Cyrillic letters already exceed 123 bytes). The full text
+ * went out in the {"TYPE":"close"} frame.
+ */
+function closeFrameReason(reason: string): string {
+  if (Buffer.byteLength(reason) <= MAX_CLOSE_REASON_BYTES) return reason;
+  let out = '';
+  let bytes = 0;
+  for (const ch of reason) {
+    bytes += Buffer.byteLength(ch);
+    if (bytes > MAX_CLOSE_REASON_BYTES) break;
+    out += ch;
+  }
+  return out;
 }
