@@ -11,6 +11,8 @@ export class AckBuffer {
   readonly #store: MessageStore;
   readonly #log: Logger;
   #pending = new Map<string, number>();
+  /** Batches taken by a flush whose store writes have not finished: still counted by pending(). */
+  readonly #inFlight = new Set<Map<string, number>>();
   #scheduled = false;
 
   constructor(store: MessageStore, logger: Logger) {
@@ -30,7 +32,10 @@ export class AckBuffer {
 
   /** The highest SEQ acknowledged but not yet written, if any: a head read now must count it. */
   pending(stream: string): number {
-    return this.#pending.get(stream) ?? 0;
+    let seq = this.#pending.get(stream) ?? 0;
+    // An asynchronous store (SQLite queues writes to the next turn) has not applied these yet.
+    for (const batch of this.#inFlight) seq = Math.max(seq, batch.get(stream) ?? 0);
+    return seq;
   }
 
   async flush(): Promise<void> {
@@ -38,9 +43,11 @@ export class AckBuffer {
     if (this.#pending.size === 0) return;
     const batch = this.#pending;
     this.#pending = new Map();
+    this.#inFlight.add(batch);
     const writes = [...batch].map(([stream, seq]) => this.#store.ack(stream, seq).catch((err: unknown) => {
       this.#log.warn({ err: (err as Error).message, stream }, 'could not record an acknowledgement');
     }));
     await Promise.all(writes);
+    this.#inFlight.delete(batch);
   }
 }

@@ -60,6 +60,8 @@ export class Connection implements Tab {
   #logger: Logger | undefined;
   #alive = true;
   #closing = false;
+  /** Heartbeats seen since this tab began closing. */
+  #closingTicks = 0;
   /** Live frames held back while replaying; undefined when live. */
   #held: Array<{ frame: Frame; origin: FrameOrigin | undefined }> | undefined = [];
   /**
@@ -133,9 +135,21 @@ export class Connection implements Tab {
     try {
       await this.#replayStream('own', principalKey(this.principal), cursors.own, own);
       await this.#replayStream('broadcast', broadcastStreamKey(this.principal.kind), cursors.broadcast, broadcast);
+    } catch (err) {
+      this.#replayFailed();
+      throw err;
     } finally {
       if (--this.#queuedReplays === 0) this.#releaseHeld();
     }
+  }
+
+  /**
+   * A replay that failed part-way (the store erred) leaves a gap the tab does
+   * not know of: closed before held frames are released past it, the tab
+   * reconnects with its cursor and the gap is replayed then.
+   */
+  #replayFailed(): void {
+    this.close(CloseCode.TRY_AGAIN, 'replay failed, reconnect');
   }
 
   /** Goes live: sends what arrived during the replays, minus what they already sent. */
@@ -231,7 +245,13 @@ export class Connection implements Tab {
 
   /** Called by the Gateway's heartbeat timer. Returns false when the tab was closed for silence. */
   heartbeat(): boolean {
-    if (!this.isOpen) return true;
+    if (!this.isOpen) {
+      // A close we started that the peer has not answered for a whole
+      // heartbeat: it is gone. Without this it would stay in the Hub
+      // (online, sent to) for ws's 30 s close timeout.
+      if (this.#closing && ++this.#closingTicks > 1) this.#ws.terminate();
+      return true;
+    }
     if (!this.#alive) {
       this.close(CloseCode.TIMEOUT, CloseReason.HEARTBEAT_TIMEOUT);
       return false;
@@ -247,7 +267,7 @@ export class Connection implements Tab {
     this.#closing = true;
     if (this.#ws.readyState === this.#ws.OPEN) {
       this.#ws.send(JSON.stringify({ TYPE: 'close', REASON: reason }));
-      this.#ws.close(code, reason);
+      this.#ws.close(code, closeFrameReason(reason));
     } else {
       this.#ws.terminate();
     }
@@ -330,6 +350,7 @@ export class Connection implements Tab {
             this.#deps.store.head(principalKey(this.principal)),
             this.#deps.store.head(broadcastStreamKey(this.principal.kind)),
           ]).catch((err: unknown) => {
+            this.#replayFailed();
             if (--this.#queuedReplays === 0) this.#releaseHeld();
             throw err;
           });
@@ -361,4 +382,25 @@ export class Connection implements Tab {
       }
     }
   }
+}
+
+/** Bytes of reason a close frame can carry (RFC 6455 §5.5: 125 bytes of payload, 2 of them the code). */
+const MAX_CLOSE_REASON_BYTES = 123;
+
+/**
+ * The reason cut to what a close frame holds, at a character boundary: ws
+ * throws on a longer one, and an API disconnect reason may be 200
+ * characters (62 Cyrillic letters already exceed 123 bytes). The full text
+ * went out in the {"TYPE":"close"} frame.
+ */
+function closeFrameReason(reason: string): string {
+  if (Buffer.byteLength(reason) <= MAX_CLOSE_REASON_BYTES) return reason;
+  let out = '';
+  let bytes = 0;
+  for (const ch of reason) {
+    bytes += Buffer.byteLength(ch);
+    if (bytes > MAX_CLOSE_REASON_BYTES) break;
+    out += ch;
+  }
+  return out;
 }
