@@ -25,6 +25,12 @@ export type { ConnectionState, HeraldClientOptions, HeraldEvents, TokenSource } 
 
 /** Silence on a healthy link never lasts longer than ~2.5 heartbeats (one lost PING tolerated, plus latency). */
 const DEAD_FACTOR = 2.5;
+/**
+ * A connection must stay up this long (ms) before the backoff starts again
+ * from its base delay: a server that closes every tab right after WELCOME
+ * (overloaded, a failing replay) must not be hit in a tight reconnect loop.
+ */
+const STABLE_MS = 5000;
 /** After close(), how long to wait for the server to close before closing ourselves, in ms. */
 const CLOSE_GRACE_MS = 3000;
 
@@ -57,6 +63,8 @@ export class HeraldClient {
 
   readonly #options: HeraldClientOptions;
   readonly #backoff: Backoff;
+  /** When the last WELCOME arrived (0: not since the last drop). */
+  #welcomeAt = 0;
   readonly #delivery: DeliveryTracker;
   readonly #WebSocket: typeof WebSocket;
   #state: ConnectionState = 'idle';
@@ -284,6 +292,8 @@ export class HeraldClient {
   }
 
   #scheduleRetry(_code: number, _reason: string): void {
+    if (this.#welcomeAt !== 0 && Date.now() - this.#welcomeAt >= STABLE_MS) this.#backoff.reset();
+    this.#welcomeAt = 0;
     const delayMs = this.#backoff.next();
     this.#setState('waiting');
     this.events.emit('reconnecting', { attempt: this.#backoff.attempt, delayMs });
@@ -390,7 +400,7 @@ export class HeraldClient {
     this.#delivery.welcome(frame);
     this.#welcome = frame;
     this.#everConnected = true;
-    this.#backoff.reset();
+    this.#welcomeAt = Date.now();
     this.#setState('open');
     this.events.emit('connected', { welcome: frame, resumed });
     this.#delivery.flush();

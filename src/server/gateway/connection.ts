@@ -39,6 +39,8 @@ export interface ResumeCursors {
 
 /** Frames may be UTF-8 bytes encoded once for many tabs; they are still text frames. */
 const TEXT = { binary: false } as const;
+/** Live frames held for one tab during its replay, at most. */
+const MAX_HELD_FRAMES = 10_000;
 const PING_FRAME = '{"TYPE":"PING"}';
 const PONG_FRAME = '{"TYPE":"PONG","DATA":"RESPONSE"}';
 
@@ -223,6 +225,12 @@ export class Connection implements Tab {
 
   deliver(frame: Frame, origin?: FrameOrigin): void {
     if (this.#held) {
+      // Live frames pile up while a long replay is paced to a slow reader:
+      // past a bound, the tab reconnects and resumes from what it has.
+      if (this.#held.length >= MAX_HELD_FRAMES) {
+        this.close(CloseCode.TRY_AGAIN, 'too far behind, reconnect');
+        return;
+      }
       this.#held.push({ frame, origin });
       return;
     }
