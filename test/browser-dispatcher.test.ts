@@ -153,7 +153,7 @@ describe('DeliveryTracker', () => {
     t.accept({ TYPE: 'MESSAGE', SEQ: 3, EPOCH: 'b', STREAM: '*' });
     assert.deepEqual(sent, []);
     await new Promise((r) => setTimeout(r, 40));
-    assert.deepEqual(sent, [{ TYPE: 'RESPONSE', SEQ: 50 }, { TYPE: 'RESPONSE', SEQ: 3, STREAM: '*' }]);
+    assert.deepEqual(sent, [{ TYPE: 'RESPONSE', SEQ: 50, EPOCH: 'e' }, { TYPE: 'RESPONSE', SEQ: 3, STREAM: '*', EPOCH: 'b' }]);
     t.dispose();
   });
 
@@ -166,7 +166,7 @@ describe('DeliveryTracker', () => {
     assert.deepEqual(sent, []);
     open = true;
     t.flush();
-    assert.deepEqual(sent, [{ TYPE: 'RESPONSE', SEQ: 4 }]);
+    assert.deepEqual(sent, [{ TYPE: 'RESPONSE', SEQ: 4, EPOCH: 'e' }]);
     t.dispose();
   });
 

@@ -73,6 +73,24 @@ describe('replay at the seam between stored and live notifications', () => {
     tab.close();
   });
 
+  test('an ack numbered in another epoch is ignored', async () => {
+    await s.api('POST', '/api/v1/send', { to: { aid: 45 }, message: msg(1) });
+    const tab = await s.tab('admin', 45);
+    const m = await tab.nextOfType('MESSAGE');
+    tab.send({ TYPE: 'RESPONSE', SEQ: m.SEQ, EPOCH: 'an-old-epoch' });
+    tab.send({ TYPE: 'PING' });
+    await tab.nextOfType('PONG');
+    const ignored = await s.tab('admin', 45);
+    assert.equal((await ignored.nextOfType('MESSAGE')).SEQ, 1, 'not acknowledged: a new tab still gets it');
+    tab.send({ TYPE: 'RESPONSE', SEQ: m.SEQ, EPOCH: m.EPOCH });
+    tab.send({ TYPE: 'PING' });
+    await tab.nextOfType('PONG');
+    await s.api('POST', '/api/v1/send', { to: { aid: 45 }, message: msg(2) });
+    const acked = await s.tab('admin', 45);
+    assert.equal((await acked.nextOfType('MESSAGE')).SEQ, 2, 'acknowledged in its own epoch: not replayed');
+    for (const t of [tab, ignored, acked]) t.close();
+  });
+
   test('ttl 0 reaches only tabs open now and is not queued', async () => {
     const r = await s.api('POST', '/api/v1/send', { to: { aid: 44 }, message: msg(1), ttl: 0 });
     assert.deepEqual([r.body.delivered, r.body.queued], [0, false]);

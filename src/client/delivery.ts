@@ -10,7 +10,7 @@
  * - a frame with SEQ ≤ cursor and the same EPOCH is a duplicate (the seam
  *   between replay and live delivery) and is dropped;
  * - accepted frames are acknowledged cumulatively with
- *   `{"TYPE":"RESPONSE","SEQ":n}` (plus `"STREAM":"*"`), batched;
+ *   `{"TYPE":"RESPONSE","SEQ":n,"EPOCH":e}` (plus `"STREAM":"*"`), batched;
  * - a RESET frame (the server cannot replay from our cursor) moves the cursor
  *   to what the server says and tells the page it may have missed some.
  */
@@ -133,7 +133,11 @@ export class DeliveryTracker {
     for (const stream of ['own', 'broadcast'] as const) {
       const seq = this.#pending[stream];
       if (seq === undefined) continue;
-      const frame: ClientFrame = stream === 'own' ? { TYPE: 'RESPONSE', SEQ: seq } : { TYPE: 'RESPONSE', SEQ: seq, STREAM: BROADCAST_STREAM };
+      const frame: Extract<ClientFrame, { TYPE: 'RESPONSE' }> = { TYPE: 'RESPONSE', SEQ: seq };
+      if (stream === 'broadcast') frame.STREAM = BROADCAST_STREAM;
+      // The epoch the acked SEQ belongs to: the server ignores an ack of a history it has replaced.
+      const epoch = this.#state[stream]?.EPOCH;
+      if (epoch !== undefined) frame.EPOCH = epoch;
       if (this.#options.send(frame)) this.#pending[stream] = undefined;
     }
   }

@@ -83,7 +83,8 @@ export type ClientFrame =
   | { TYPE: 'PING' }
   | { TYPE: 'PONG' }
   /** RESPONSE, or the old script's misspelling RESPONCE; with SEQ it acknowledges up to SEQ. */
-  | { TYPE: 'RESPONSE'; SEQ?: number; STREAM?: typeof BROADCAST_STREAM }
+  /** EPOCH, when given, names the stream history SEQ belongs to: an ack from an older epoch is ignored. */
+  | { TYPE: 'RESPONSE'; SEQ?: number; STREAM?: typeof BROADCAST_STREAM; EPOCH?: string }
   | { TYPE: 'CLOSE_REQUEST' }
   /** Resume after a reconnect: replay what came after these cursors. */
   | { TYPE: 'RESUME'; SEQ: number; EPOCH?: string; BROADCAST?: { SEQ: number; EPOCH?: string } }
@@ -134,7 +135,11 @@ export function parseClientFrame(text: string): ParsedClientFrame {
       if (obj.SEQ === undefined) return { ok: true, frame: { TYPE: 'RESPONSE' } };
       if (!isSeq(obj.SEQ)) return fail(FrameError.BAD_FIELD, 'SEQ must be a non-negative integer');
       if (obj.STREAM !== undefined && obj.STREAM !== BROADCAST_STREAM) return fail(FrameError.BAD_FIELD, 'STREAM must be "*" or absent');
-      return { ok: true, frame: obj.STREAM === undefined ? { TYPE: 'RESPONSE', SEQ: obj.SEQ } : { TYPE: 'RESPONSE', SEQ: obj.SEQ, STREAM: BROADCAST_STREAM } };
+      if (obj.EPOCH !== undefined && typeof obj.EPOCH !== 'string') return fail(FrameError.BAD_FIELD, 'EPOCH must be a string');
+      const ack: Extract<ClientFrame, { TYPE: 'RESPONSE' }> = { TYPE: 'RESPONSE', SEQ: obj.SEQ };
+      if (obj.STREAM !== undefined) ack.STREAM = BROADCAST_STREAM;
+      if (obj.EPOCH !== undefined) ack.EPOCH = obj.EPOCH;
+      return { ok: true, frame: ack };
     }
     case 'CLOSE_REQUEST':
       return { ok: true, frame: { TYPE: 'CLOSE_REQUEST' } };

@@ -339,6 +339,8 @@ export class Connection implements Tab {
       case 'RESPONSE':
         if (frame.SEQ !== undefined) {
           const stream = frame.STREAM === BROADCAST_STREAM ? 'broadcast' : 'own';
+          // An ack numbered in a history this tab no longer follows (sent just before a RESET) means nothing now.
+          if (frame.EPOCH !== undefined && frame.EPOCH !== this.#epochs[stream]) return;
           // Acknowledging beyond what this tab was sent would mark others' messages read.
           const seq = Math.min(frame.SEQ, this.#lastSent[stream]);
           if (seq > 0) {
