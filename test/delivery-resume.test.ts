@@ -3,17 +3,13 @@
  * see its stream once per rewind, in order, with no gap, and live
  * notifications must not overtake a replay.
  */
-import { AckBuffer } from '../src/server/gateway/ack-buffer.js';
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import pino from 'pino';
-import { WebSocketServer } from 'ws';
-import { Connection } from '../src/server/gateway/connection.js';
 import { withDelivery } from '../src/server/notifier.js';
 import { MemoryStore } from '../src/server/store/memory-store.js';
 import type { AppendInput, AppendResult, MessageStore } from '../src/server/store/message-store.js';
 import { startHerald, type TestServer } from './helpers/server.js';
-import { TestTab } from './helpers/ws-client.js';
+import { openBareConnection } from './helpers/bare-connection.js';
 
 /**
  * Splits what a tab received at each rewind (a SEQ lower than the one before:
@@ -85,19 +81,7 @@ describe('the replay seam over a store that answers asynchronously', () => {
     const appended: AppendResult[] = [];
     for (let i = 1; i <= backlog; i++) appended.push(await store.append({ stream: 'admin:1', json: `{"TYPE":"R","N":${i}}`, expiresAt: Date.now() + 60_000 }, Date.now()));
     const epoch = appended[0]!.epoch;
-    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
-    await new Promise((r) => wss.once('listening', r));
-    const connected = new Promise<Connection>((resolve) => wss.once('connection', (ws) => {
-      const conn = new Connection(ws, { kind: 'admin', id: 1 }, 'credential', {
-        store, acks: new AckBuffer(store, pino({ level: 'silent' })), commands: undefined, logger: pino({ level: 'silent' }), now: Date.now,
-        limits: { heartbeatMs: 60_000, maxBufferedBytes: 4 << 20, replayBatch: 10, maxFramesPer10s: 1000, maxErrorsPer10s: 50 },
-      });
-      void conn.start({ own: { seq: 0, epoch } });
-      resolve(conn);
-    }));
-    const { port } = wss.address() as { port: number };
-    const tab = await TestTab.open(`ws://127.0.0.1:${port}/`);
-    const conn = await connected;
+    const { conn, tab, close } = await openBareConnection(store, { own: { seq: 0, epoch } });
     try {
     await tab.nextOfType('WELCOME');
     // A tab rewinds to what it really has (e.g. a reload restoring an older cursor), twice, mid-replay.
@@ -120,8 +104,7 @@ describe('the replay seam over a store that answers asynchronously', () => {
     assertSegments(seqs, 23, backlog + 5);
     assert.equal(seqs[seqs.length - 1], backlog + 5);
     } finally {
-      tab.terminate();
-      wss.close();
+      close();
     }
   });
 });

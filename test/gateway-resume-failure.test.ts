@@ -5,14 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import pino from 'pino';
-import { WebSocketServer } from 'ws';
-import { AckBuffer } from '../src/server/gateway/ack-buffer.js';
-import { Connection } from '../src/server/gateway/connection.js';
 import { withDelivery } from '../src/server/notifier.js';
 import { MemoryStore } from '../src/server/store/memory-store.js';
 import type { AppendInput, MessageStore } from '../src/server/store/message-store.js';
-import { TestTab } from './helpers/ws-client.js';
+import { openBareConnection } from './helpers/bare-connection.js';
 
 /** A store whose reads can be made to fail, as a store with an I/O error does. */
 class FlakyStore implements MessageStore {
@@ -41,20 +37,7 @@ describe('a RESUME whose replay fails', () => {
     const append = (n: number) => store.append({ stream: 'admin:1', json: `{"TYPE":"R","N":${n}}`, expiresAt: Date.now() + 60_000 }, Date.now());
     let epoch = '';
     for (let i = 1; i <= 10; i++) epoch = (await append(i)).epoch;
-    const log = pino({ level: 'silent' });
-    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
-    await new Promise((r) => wss.once('listening', r));
-    const connected = new Promise<Connection>((resolve) => wss.once('connection', (ws) => {
-      const conn = new Connection(ws, { kind: 'admin', id: 1 }, 'credential', {
-        store, acks: new AckBuffer(store, log), commands: undefined, logger: log, now: Date.now,
-        limits: { heartbeatMs: 60_000, maxBufferedBytes: 4 << 20, replayBatch: 10, maxFramesPer10s: 1000, maxErrorsPer10s: 50 },
-      });
-      void conn.start({ own: { seq: 10, epoch } }).catch(() => undefined);
-      resolve(conn);
-    }));
-    const { port } = wss.address() as { port: number };
-    const tab = await TestTab.open(`ws://127.0.0.1:${port}/`);
-    const conn = await connected;
+    const { conn, tab, close } = await openBareConnection(store, { own: { seq: 10, epoch } });
     try {
       await tab.nextOfType('WELCOME');
       // The tab says it has only up to 5 (6..10 are missing); the store read fails.
@@ -74,8 +57,7 @@ describe('a RESUME whose replay fails', () => {
       ]);
       assert.equal(closed.code, 4503, closed.reason);
     } finally {
-      tab.terminate();
-      wss.close();
+      close();
     }
   });
 });

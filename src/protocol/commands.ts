@@ -29,3 +29,32 @@ export interface CommandSummary {
   /** True when output beyond the configured cap was dropped. */
   TRUNCATED: boolean;
 }
+
+/** Which front door asked for a command (for the audit trail). */
+export type CommandDoor = 'legacy' | 'http' | 'cli' | 'browser';
+
+/**
+ * A background command as the HTTP API describes it (`GET /api/v1/commands/:id`):
+ * the server's record of a run and the SDK's answer type alike.
+ */
+export interface CommandInfo extends Omit<CommandSummary, 'STATE'> {
+  id: string;
+  aid: number;
+  program: string;
+  args: string[];
+  taskId?: string | number;
+  state: CommandState;
+  door: CommandDoor;
+  queuedAt: number;
+  startedAt?: number;
+  endedAt?: number;
+  /** The captured output so far (bounded by `commandsOutputCap`). */
+  output: string;
+  /** The requested timeout after defaults and the configured maximum, seconds. */
+  timeoutSec: number;
+  /** The file that runs (the allowlist entry's real path). */
+  path: string;
+  requestedBy?: string;
+  /** Why the program could not run at all (spawn failure), or why it was stopped (shutdown). */
+  error?: string;
+}

@@ -5,10 +5,11 @@
  * wire types in src/protocol are shared.
  */
 import type { NotificationObject, NotificationPayload } from '../protocol/frames.js';
-import type { CommandState } from '../protocol/commands.js';
+import type { CommandInfo as WireCommandInfo, CommandState } from '../protocol/commands.js';
+import type { MessageStatus } from '../protocol/delivery.js';
 import type { PrincipalKind } from '../protocol/principal.js';
 
-export type { NotificationObject, NotificationPayload, CommandState, PrincipalKind };
+export type { NotificationObject, NotificationPayload, CommandState, MessageStatus, PrincipalKind };
 
 /** Who a notification is for: exactly one of these fields. */
 export type Recipient =
@@ -79,17 +80,6 @@ export interface SendResult {
   duplicate?: boolean;
 }
 
-/** The answer of `GET /api/v1/messages/:id`. */
-export interface MessageStatus {
-  id: string;
-  stream: string;
-  seq: number;
-  epoch: string;
-  expiresAt: number;
-  acknowledged: boolean;
-  expired: boolean;
-}
-
 /** The answer of `GET /api/v1/ping`. */
 export interface PingResult {
   ok: boolean;
@@ -141,36 +131,10 @@ export interface CommandStatusOptions {
 }
 
 /** A background command as the server describes it (`GET /api/v1/commands/:id`). */
-export interface CommandInfo {
-  id: string;
-  aid: number;
-  program: string;
-  args: string[];
-  taskId?: string | number;
-  state: CommandState;
-  door: string;
-  queuedAt: number;
-  startedAt?: number;
-  endedAt?: number;
-  /** The captured output so far (bounded by the server's cap). */
-  output: string;
-  /** The timeout that applies, seconds (after the server's default and maximum). */
-  timeoutSec?: number;
-  /** The file that runs (the allowlist entry's real path). */
-  path?: string;
-  /** Why the program could not run at all, or why it was stopped. */
-  error?: string;
+export type CommandInfo = WireCommandInfo & {
   /** With `since`: the length of the whole output so far (the next `since`). */
   outputLength?: number;
-  COMMAND_ID: string;
-  EXIT_CODE: number | null;
-  SIGNAL: string | null;
-  TIMED_OUT: boolean;
-  DURATION_MS: number;
-  /** True when output beyond the server's cap was dropped. */
-  TRUNCATED: boolean;
-  [field: string]: unknown;
-}
+};
 
 /** The answer of the legacy endpoint: what the old daemon answered (`0`, `1`, `{TYPE:"PONG"}`, `{TYPE:"RESULT",…}`, `{TYPE:"ERROR",…}`). */
 export type { LegacyAnswer } from '../protocol/legacy.js';

@@ -1,10 +1,10 @@
 import type { NotificationPayload } from '../../protocol/frames.js';
-import type { CommandState, CommandSummary } from '../../protocol/commands.js';
+import type { CommandDoor, CommandInfo } from '../../protocol/commands.js';
+
+export type { CommandDoor, CommandInfo };
 import type { Principal } from '../../protocol/principal.js';
 import type { AuditQuery, StoredAuditRecord } from './outcome.js';
 
-/** Which front door asked for a command (for the audit trail). */
-export type CommandDoor = 'legacy' | 'http' | 'cli' | 'browser';
 
 export interface CommandRequest {
   /** The admin who is told about the run (and who may cancel it). */
@@ -26,28 +26,6 @@ export interface CommandRequest {
   door: CommandDoor;
   /** Who asked, for the audit trail (an API token name, a legacy peer address). */
   requestedBy?: string;
-}
-
-export interface CommandInfo extends Omit<CommandSummary, 'STATE'> {
-  id: string;
-  aid: number;
-  program: string;
-  args: string[];
-  taskId?: string | number;
-  state: CommandState;
-  door: CommandDoor;
-  queuedAt: number;
-  startedAt?: number;
-  endedAt?: number;
-  /** The captured output so far (bounded by `commandsOutputCap`). */
-  output: string;
-  /** The requested timeout after defaults and the configured maximum, seconds. */
-  timeoutSec: number;
-  /** The file that runs (the allowlist entry's real path). */
-  path: string;
-  requestedBy?: string;
-  /** Why the program could not run at all (spawn failure), or why it was stopped (shutdown). */
-  error?: string;
 }
 
 /** The seam the front doors use; the CommandRunner implements it. */

@@ -8,6 +8,8 @@
  * one contract test suite (test/store-contract.ts) runs against each.
  */
 
+import type { MessageStatus } from '../../protocol/delivery.js';
+
 export interface AppendInput {
   /** Stream key, e.g. `admin:7` or `admin:*`. */
   stream: string;
@@ -56,16 +58,7 @@ export interface ReadResult extends StreamHead {
   messages: StoredMessage[];
 }
 
-export interface MessageStatus {
-  id: string;
-  stream: string;
-  seq: number;
-  epoch: string;
-  expiresAt: number;
-  /** Highest SEQ acknowledged in that stream by any tab is ≥ this seq. */
-  acknowledged: boolean;
-  expired: boolean;
-}
+export type { MessageStatus };
 
 export interface MessageStore {
   /** Appends in order; assigns the next SEQ of the stream. Enforces the per-stream cap. */
