@@ -16,6 +16,7 @@ let perBroadcastLast = []; // broadcast index → last arrival (ms)
 let perBroadcastCount = [];
 let waiter = null;
 let ackDelayMs = 200;
+let broadcastAckDelayMs = 2000;
 const HANDSHAKE_MS = 30_000; // a handshake that takes longer counts as failed
 
 function record(msg) {
@@ -55,8 +56,10 @@ function connectSocketIo(url, id) {
 
 /**
  * A Herald tab: token in ?token=, ready at WELCOME, PONG to PING, and acks
- * `{"TYPE":"RESPONSE","SEQ":n}` for the highest SEQ seen, batched: one ack per
- * stream at most every `ackDelayMs` (as the browser library does).
+ * `{"TYPE":"RESPONSE","SEQ":n}` for the highest SEQ seen, batched as the
+ * browser library does: one ack of the own stream at most every `ackDelayMs`,
+ * one of the broadcast stream (`"STREAM":"*"`) at most every
+ * `broadcastAckDelayMs`.
  */
 function connectHerald(url, token) {
   return new Promise((resolve, reject) => {
@@ -65,27 +68,40 @@ function connectHerald(url, token) {
     let seq = 0;
     let bseq = 0;
     let ackTimer = null;
+    let backTimer = null;
     let welcomed = false;
-    const flushAcks = () => {
+    const flushOwn = () => {
       ackTimer = null;
-      if (ws.readyState !== WebSocket.OPEN) return;
-      if (seq > 0) { ws.send(`{"TYPE":"RESPONSE","SEQ":${seq}}`); }
-      if (bseq > 0) { ws.send(`{"TYPE":"RESPONSE","SEQ":${bseq},"STREAM":"*"}`); }
-      seq = 0; bseq = 0;
+      if (seq > 0 && ws.readyState === WebSocket.OPEN) ws.send(`{"TYPE":"RESPONSE","SEQ":${seq}}`);
+      seq = 0;
+    };
+    const flushBroadcast = () => {
+      backTimer = null;
+      if (bseq > 0 && ws.readyState === WebSocket.OPEN) ws.send(`{"TYPE":"RESPONSE","SEQ":${bseq},"STREAM":"*"}`);
+      bseq = 0;
     };
     ws.on('message', (data) => {
       const msg = JSON.parse(data);
       if (msg.TYPE === 'WELCOME') { welcomed = true; clearTimeout(welcomeTimer); resolve({ close: () => ws.terminate() }); return; }
       if (msg.TYPE === 'PING') { ws.send('{"TYPE":"PONG"}'); return; }
       if (typeof msg.SEQ === 'number') {
-        if (msg.STREAM === '*') bseq = Math.max(bseq, msg.SEQ); else seq = Math.max(seq, msg.SEQ);
-        if (!ackTimer) ackTimer = setTimeout(flushAcks, ackDelayMs);
+        if (msg.STREAM === '*') {
+          bseq = Math.max(bseq, msg.SEQ);
+          backTimer ??= setTimeout(flushBroadcast, broadcastAckDelayMs);
+        } else {
+          seq = Math.max(seq, msg.SEQ);
+          ackTimer ??= setTimeout(flushOwn, ackDelayMs);
+        }
       }
       if (msg.t !== undefined) record(msg);
     });
     ws.on('unexpected-response', (_req, res) => reject(new Error(`handshake refused: HTTP ${res.statusCode}`)));
     ws.on('error', reject);
-    ws.on('close', (code) => { if (!welcomed) reject(new Error(`closed before WELCOME (${code})`)); });
+    ws.on('close', (code) => {
+      clearTimeout(ackTimer);
+      clearTimeout(backTimer);
+      if (!welcomed) reject(new Error(`closed before WELCOME (${code})`));
+    });
   });
 }
 
@@ -94,8 +110,9 @@ serveIpc({
    * Opens one connection per entry of `ids` (or `tokens` for Herald), at most
    * `concurrency` handshakes in flight. Answers when all are open or failed.
    */
-  async connect({ kind, url, ids, tokens, concurrency = 100, ackDelay = 200 }) {
+  async connect({ kind, url, ids, tokens, concurrency = 100, ackDelay = 200, broadcastAckDelay = 2000 }) {
     ackDelayMs = ackDelay;
+    broadcastAckDelayMs = broadcastAckDelay;
     const n = kind === 'herald' ? tokens.length : ids.length;
     let next = 0;
     let failed = 0;

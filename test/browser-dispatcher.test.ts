@@ -124,9 +124,9 @@ describe('Backoff', () => {
 });
 
 describe('DeliveryTracker', () => {
-  function tracker(ackDelayMs = 5) {
+  function tracker(ackDelayMs = 5, broadcastAckDelayMs = ackDelayMs) {
     const sent: ClientFrame[] = [];
-    const t = new DeliveryTracker({ storageKey: undefined, send: (f) => (sent.push(f), true), ackDelayMs });
+    const t = new DeliveryTracker({ storageKey: undefined, send: (f) => (sent.push(f), true), ackDelayMs, broadcastAckDelayMs });
     return { t, sent };
   }
   const welcome = (id: number): WelcomeFrame => ({
@@ -154,6 +154,23 @@ describe('DeliveryTracker', () => {
     assert.deepEqual(sent, []);
     await new Promise((r) => setTimeout(r, 40));
     assert.deepEqual(sent, [{ TYPE: 'RESPONSE', SEQ: 50, EPOCH: 'e' }, { TYPE: 'RESPONSE', SEQ: 3, STREAM: '*', EPOCH: 'b' }]);
+    t.dispose();
+  });
+
+  it('acks the broadcast stream on its own, longer delay; flush sends both at once', async () => {
+    const { t, sent } = tracker(10, 120);
+    t.accept({ TYPE: 'MESSAGE', SEQ: 1, EPOCH: 'e' });
+    t.accept({ TYPE: 'MESSAGE', SEQ: 7, EPOCH: 'b', STREAM: '*' });
+    await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(sent, [{ TYPE: 'RESPONSE', SEQ: 1, EPOCH: 'e' }]);
+    t.accept({ TYPE: 'MESSAGE', SEQ: 8, EPOCH: 'b', STREAM: '*' });
+    await new Promise((r) => setTimeout(r, 120));
+    // One broadcast ack for both, cumulative.
+    assert.deepEqual(sent.slice(1), [{ TYPE: 'RESPONSE', SEQ: 8, STREAM: '*', EPOCH: 'b' }]);
+    t.accept({ TYPE: 'MESSAGE', SEQ: 9, EPOCH: 'b', STREAM: '*' });
+    t.accept({ TYPE: 'MESSAGE', SEQ: 2, EPOCH: 'e' });
+    t.flush();
+    assert.deepEqual(sent.slice(2), [{ TYPE: 'RESPONSE', SEQ: 2, EPOCH: 'e' }, { TYPE: 'RESPONSE', SEQ: 9, STREAM: '*', EPOCH: 'b' }]);
     t.dispose();
   });
 

@@ -107,7 +107,7 @@ async function session(name, cfg, n, body) {
     const pids = { server: srv.pid, clients: gens.map((g) => g.pid), sender: sender.pid };
     const cpu0 = cpuOf(pids);
     const conns = await profiled(srv, cfg, `connect${n}`, () => Promise.all(gens.map((g, k) => g.call('connect', {
-      kind: srv.kind, url: wsUrl, ids: shares[k], tokens: tokens[k], concurrency: cfg.connectConcurrency, ackDelay: cfg.ackDelayMs,
+      kind: srv.kind, url: wsUrl, ids: shares[k], tokens: tokens[k], concurrency: cfg.connectConcurrency, ackDelay: cfg.ackDelayMs, broadcastAckDelay: cfg.broadcastAckDelayMs,
     }, 300_000))));
     const cpu1 = cpuOf(pids);
     const mem1 = await srv.call('mem');

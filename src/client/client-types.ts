@@ -63,8 +63,10 @@ export interface HeraldClientOptions {
   heartbeatMs?: number;
   /** Keep delivery cursors in sessionStorage, so a reload resumes. Default true. */
   persistCursors?: boolean;
-  /** Batch acks: at most one per stream per this many ms. Default 200. */
+  /** Batch acks of the person's own stream: at most one per this many ms. Default 200. */
   ackDelayMs?: number;
+  /** Batch acks of the broadcast stream: at most one per this many ms. Default 2000 (one tab's ack serves all). */
+  broadcastAckDelayMs?: number;
   /** The WebSocket constructor (tests, or a polyfill). Default: the global one. */
   WebSocket?: typeof WebSocket;
 }

@@ -31,8 +31,15 @@ export interface DeliveryOptions {
   storageKey: string | undefined;
   /** Sends an ack frame; returns false when the socket is not open (the ack stays pending). */
   send: (frame: ClientFrame) => boolean;
-  /** Acks are batched: at most one per stream per this many ms. Default 200. */
+  /** Acks of the person's own stream are batched: at most one per this many ms. Default 200. */
   ackDelayMs?: number;
+  /**
+   * Acks of the broadcast stream: at most one per this many ms. Default 2000.
+   * One tab's ack marks a broadcast read for every new tab of its kind, so
+   * the thousands of tabs that got the same broadcast need not all answer it
+   * at once; a closing page still sends what is pending.
+   */
+  broadcastAckDelayMs?: number;
 }
 
 export type Verdict = { kind: 'untracked' } | { kind: 'duplicate'; stream: StreamName } | { kind: 'new'; stream: StreamName; seq: number };
@@ -53,14 +60,14 @@ function sessionStore(): Storage | undefined {
 
 export class DeliveryTracker {
   readonly #options: DeliveryOptions;
-  readonly #ackDelay: number;
+  readonly #ackDelay: Record<StreamName, number>;
   #state: StoredCursors = {};
   readonly #pending: Partial<Record<StreamName, number>> = {};
-  #timer: ReturnType<typeof setTimeout> | undefined;
+  readonly #timers: Partial<Record<StreamName, ReturnType<typeof setTimeout>>> = {};
 
   constructor(options: DeliveryOptions) {
     this.#options = options;
-    this.#ackDelay = options.ackDelayMs ?? 200;
+    this.#ackDelay = { own: options.ackDelayMs ?? 200, broadcast: options.broadcastAckDelayMs ?? 2000 };
     this.#load();
   }
 
@@ -113,7 +120,7 @@ export class DeliveryTracker {
     this.#state[stream] = { SEQ: seq, EPOCH: epoch };
     this.#save();
     this.#pending[stream] = seq;
-    this.#schedule();
+    this.#schedule(stream);
     return { kind: 'new', stream, seq };
   }
 
@@ -128,24 +135,26 @@ export class DeliveryTracker {
 
   /** Sends the pending acks now (before a close, or after a reconnect). */
   flush(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    for (const stream of ['own', 'broadcast'] as const) {
-      const seq = this.#pending[stream];
-      if (seq === undefined) continue;
-      const frame: Extract<ClientFrame, { TYPE: 'RESPONSE' }> = { TYPE: 'RESPONSE', SEQ: seq };
-      if (stream === 'broadcast') frame.STREAM = BROADCAST_STREAM;
-      // The epoch the acked SEQ belongs to: the server ignores an ack of a history it has replaced.
-      const epoch = this.#state[stream]?.EPOCH;
-      if (epoch !== undefined) frame.EPOCH = epoch;
-      if (this.#options.send(frame)) this.#pending[stream] = undefined;
-    }
+    this.#flushStream('own');
+    this.#flushStream('broadcast');
+  }
+
+  #flushStream(stream: StreamName): void {
+    clearTimeout(this.#timers[stream]);
+    this.#timers[stream] = undefined;
+    const seq = this.#pending[stream];
+    if (seq === undefined) return;
+    const frame: Extract<ClientFrame, { TYPE: 'RESPONSE' }> = { TYPE: 'RESPONSE', SEQ: seq };
+    if (stream === 'broadcast') frame.STREAM = BROADCAST_STREAM;
+    // The epoch the acked SEQ belongs to: the server ignores an ack of a history it has replaced.
+    const epoch = this.#state[stream]?.EPOCH;
+    if (epoch !== undefined) frame.EPOCH = epoch;
+    if (this.#options.send(frame)) this.#pending[stream] = undefined;
   }
 
   /** Forgets everything (memory and sessionStorage). */
   clear(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    this.dispose();
     this.#state = {};
     this.#pending.own = undefined;
     this.#pending.broadcast = undefined;
@@ -154,16 +163,15 @@ export class DeliveryTracker {
   }
 
   dispose(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
+    for (const stream of ['own', 'broadcast'] as const) {
+      clearTimeout(this.#timers[stream]);
+      this.#timers[stream] = undefined;
+    }
   }
 
-  #schedule(): void {
-    if (this.#timer !== undefined) return;
-    this.#timer = setTimeout(() => {
-      this.#timer = undefined;
-      this.flush();
-    }, this.#ackDelay);
+  #schedule(stream: StreamName): void {
+    if (this.#timers[stream] !== undefined) return;
+    this.#timers[stream] = setTimeout(() => this.#flushStream(stream), this.#ackDelay[stream]);
   }
 
   #load(): void {

@@ -98,6 +98,7 @@ export class HeraldClient {
       storageKey: options.persistCursors === false ? undefined : `herald:cursors:${this.endpoint}`,
       send: (frame) => this.send(frame),
       ...(options.ackDelayMs === undefined ? {} : { ackDelayMs: options.ackDelayMs }),
+      ...(options.broadcastAckDelayMs === undefined ? {} : { broadcastAckDelayMs: options.broadcastAckDelayMs }),
     });
     this.toaster = options.toasts === false ? undefined : options.toasts ? new Toaster(options.toasts) : defaultToaster();
     this.dispatcher.setErrorReporter((error, message, type) => {
