@@ -14,20 +14,28 @@ export type Admission =
   | { readonly admitted: true; readonly principal: Principal; readonly credential: string; readonly url: URL }
   | { readonly admitted: false; readonly status: 401 | 403 | 503; readonly code: ErrorCode; readonly message: string; readonly log: Record<string, unknown> };
 
+/** The request's path and query, parsed (the host part is a placeholder). */
+export function requestUrl(req: IncomingMessage): URL {
+  return new URL(req.url ?? '/', 'http://herald.invalid');
+}
+
 export interface AdmissionDeps {
   resolver: SessionResolver;
   origins: OriginPolicy;
 }
 
-export async function admit(deps: AdmissionDeps, kind: PrincipalKind, req: IncomingMessage): Promise<Admission> {
+/** `url`: the request's URL when the caller has parsed it already (the handshake is a hot path). */
+export async function admit(deps: AdmissionDeps, kind: PrincipalKind, req: IncomingMessage, url = requestUrl(req)): Promise<Admission> {
   const origin = req.headers.origin;
   if (deps.origins.check(origin) === 'forbidden') {
     return { admitted: false, status: 403, code: 'HERALD_ERR_ORIGIN', message: 'origin not allowed', log: { origin, kind } };
   }
-  const url = new URL(req.url ?? '/', 'http://herald.invalid');
   const handshake: Handshake = {
     kind, headers: req.headers, cookies: parseCookies(req.headers.cookie), query: url.searchParams,
-    remoteAddress: req.socket.remoteAddress,
+    // Read on demand: asking the kernel for the peer's address costs a system call per handshake.
+    get remoteAddress() {
+      return req.socket.remoteAddress;
+    },
   };
   let resolution: Resolution;
   try {

@@ -6,7 +6,7 @@ import { CloseCode, CloseReason } from '../../protocol/close-codes.js';
 import type { PrincipalKind } from '../../protocol/principal.js';
 import type { OriginPolicy } from '../auth/origin-policy.js';
 import type { SessionResolver } from '../auth/session-resolver.js';
-import { admit } from './admission.js';
+import { admit, requestUrl } from './admission.js';
 import type { CommandService } from '../commands/command-service.js';
 import type { Hub } from '../hub.js';
 import type { MessageStore } from '../store/message-store.js';
@@ -82,10 +82,10 @@ export class Gateway {
   async #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, fixedKind: PrincipalKind | undefined): Promise<void> {
     socket.on('error', () => socket.destroy());
     if (this.#closing) return reject(socket, 503, 'HERALD_ERR_SHUTTING_DOWN', 'the server is shutting down');
-    const url = new URL(req.url ?? '/', 'http://herald.invalid');
+    const url = requestUrl(req);
     const kind = fixedKind ?? PATHS[url.pathname.replace(/\/+$/, '')];
     if (!kind) return reject(socket, 404, 'HERALD_ERR_NOT_FOUND', 'WebSocket endpoints are /ws/admin and /ws/user');
-    const admission = await admit(this.#o, kind, req);
+    const admission = await admit(this.#o, kind, req, url);
     if (!admission.admitted) {
       if (admission.status === 503) this.#o.logger.warn(admission.log, 'handshake deferred: resolver unavailable');
       else this.#o.logger.info(admission.log, `handshake refused: ${admission.message}`);
@@ -94,6 +94,12 @@ export class Gateway {
     if (this.#closing || socket.destroyed) return reject(socket, 503, 'HERALD_ERR_SHUTTING_DOWN', 'the server is shutting down');
     const { principal, credential } = admission;
     const cursors = parseCursors(admission.url.searchParams);
+    // The 101 answer and WELCOME leave in one write (one system call, one
+    // packet) instead of two: WELCOME is sent once the store's heads are
+    // read, within this turn of the event loop for the embedded stores; a
+    // slower store only means the 101 goes out alone at the end of the turn.
+    socket.cork();
+    setImmediate(() => socket.uncork());
     this.#wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
       const conn = new Connection(ws, principal, credential, {
         store: this.#o.store, acks: this.#acks, commands: this.#o.commands, logger: this.#o.logger, limits: this.#o.limits, now: this.#now,
