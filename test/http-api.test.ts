@@ -71,6 +71,27 @@ describe('HTTP API', () => {
     tab.close();
   });
 
+  test('a batch may ask for totals only: tabs reached, items stored, duplicates', async () => {
+    const tab = await s.tab('admin', 73);
+    await tab.nextOfType('WELCOME');
+    const messages = [
+      { to: { aid: 73 }, message: { TYPE: 'MESSAGE', TEXT: 'a' }, idempotencyKey: 'k1' },
+      { to: { aid: 73 }, message: { TYPE: 'MESSAGE', TEXT: 'b' } },
+      { to: { aids: [73, 74] }, message: { TYPE: 'MESSAGE', TEXT: 'c' } },
+      { to: { aid: 74 }, message: 'live only' },
+    ];
+    const r = await s.api('POST', '/api/v1/send/batch', { messages, answer: 'summary' });
+    assert.equal(r.status, 200);
+    assert.deepEqual(r.body, { items: 4, delivered: 3, queued: 3, duplicates: 0, dropped: 0 });
+    const again = await s.api('POST', '/api/v1/send/batch', { messages: messages.slice(0, 1), answer: 'summary' });
+    assert.deepEqual(again.body, { items: 1, delivered: 0, queued: 1, duplicates: 1, dropped: 0 });
+    await tab.next((f) => f.TEXT === 'c');
+    assert.deepEqual(tab.notifications().map((f) => f.TEXT), ['a', 'b', 'c']);
+    const wrong = await s.api('POST', '/api/v1/send/batch', { messages, answer: 'some' });
+    assert.equal(wrong.body.error.code, 'HERALD_ERR_VALIDATION');
+    tab.close();
+  });
+
   test('disconnect closes every tab of a person with the reason', async () => {
     const t = await s.tab('admin', 31);
     await t.nextOfType('WELCOME');

@@ -158,7 +158,7 @@ export function renderMarkdown({ cfg, rows, info, durationS, failures = [] }) {
   out.push(`- Herald clients ack as the browser library does: the highest SEQ per stream, at most once per ${cfg.ackDelayMs} ms (own stream) and ${cfg.broadcastAckDelayMs} ms (broadcast stream)`);
   out.push(`- W4: ${cfg.w4RateUsed ?? '—'} msg/s for ${cfg.w4DurationMs} ms (${cfg.w4Rate > 0 ? 'set' : `${cfg.w4Fraction} × the floor's median W2 rate`})`);
   const batch = rows.find((r) => r.workload === 'w2' && r.server.startsWith('herald'));
-  if (batch) out.push(`- Herald sends: ${batch.metrics.heraldBatch ? '`POST /api/v1/send/batch` with the same batch size as the floor' : '**one `POST /api/v1/send` per notification** (no batch endpoint), the same number in flight as one floor batch'}`);
+  if (batch) out.push(`- Herald sends: ${batch.metrics.heraldBatch ? '`POST /api/v1/send/batch` with `"answer":"summary"` (totals, as the floor answers a count) and the same batch size as the floor' : '**one `POST /api/v1/send` per notification** (no batch endpoint), the same number in flight as one floor batch'}`);
   out.push('');
   out.push('## Targets (issue 7)');
   out.push('');

@@ -48,7 +48,7 @@ async function heraldHasBatch(srv, cfg) {
   const res = await fetch(`${srv.ready.http}/api/v1/send/batch`, {
     method: 'POST',
     headers: { authorization: `Bearer ${srv.ready.apiToken}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ messages: [{ to: { aid: 999_999_999 }, message: { TYPE: 'MESSAGE', TEXT: 'probe' }, ttl: 0 }] }),
+    body: JSON.stringify({ messages: [{ to: { aid: 999_999_999 }, message: { TYPE: 'MESSAGE', TEXT: 'probe' }, ttl: 0 }], answer: 'summary' }),
   });
   const text = await res.text();
   if (res.ok) return true;

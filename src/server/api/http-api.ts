@@ -64,6 +64,25 @@ function resultJson(p: Principal, r: SendResult) {
   };
 }
 
+type SendAnswer = { delivered: number; queued: boolean; duplicate?: boolean; dropped?: number; results?: Array<{ duplicate: boolean; dropped: number }> };
+
+/** A batch's totals (`"answer":"summary"`): tabs reached, items stored, duplicates, messages dropped by stream caps. */
+function summarise(answers: readonly SendAnswer[]) {
+  let delivered = 0;
+  let queued = 0;
+  let duplicates = 0;
+  let dropped = 0;
+  for (const a of answers) {
+    delivered += a.delivered;
+    if (a.queued) queued++;
+    for (const r of a.results ?? [a]) {
+      if (r.duplicate) duplicates++;
+      dropped += r.dropped ?? 0;
+    }
+  }
+  return { items: answers.length, delivered, queued, duplicates, dropped };
+}
+
 /** The `/api/v1` routes (docs/http-api.md). Every one needs the bearer API token. */
 export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext): Promise<void> {
   const expected = Buffer.from(ctx.apiToken);
@@ -111,7 +130,8 @@ export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext)
           ...(r.id === undefined ? {} : { messageId: r.id, seq: r.seq, epoch: r.epoch }),
         };
       }
-      const results = await ctx.notifier.sendMany(to, message, options);
+      // One recipient (the common case): no list of one to build and wait on.
+      const results = to.length === 1 ? [await ctx.notifier.send(to[0]!, message, options)] : await ctx.notifier.sendMany(to, message, options);
       return {
         delivered: results.reduce((n, r) => n + r.delivered, 0),
         queued: results.some((r) => r.queued),
@@ -127,8 +147,9 @@ export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext)
     api.post('/send/batch', {
       schema: { summary: 'Send many notifications in one request; one answer per item, in order', body: SendBatchBody, response: errors },
     }, async (req) => {
-      const { messages } = req.body as SendBatchBody;
-      return { results: await Promise.all(messages.map(sendOne)) };
+      const { messages, answer } = req.body as SendBatchBody;
+      const results = await Promise.all(messages.map(sendOne));
+      return answer === 'summary' ? summarise(results) : { results };
     });
 
     api.post('/disconnect', { schema: { summary: 'Close every tab of a person, telling them why', body: DisconnectBody } }, async (req) => {

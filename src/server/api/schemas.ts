@@ -31,6 +31,9 @@ export type SendBody = Static<typeof SendBody>;
 
 export const SendBatchBody = Type.Object({
   messages: Type.Array(SendBody, { minItems: 1, maxItems: 10000, description: 'Each item is the body of POST /send.' }),
+  answer: Type.Optional(Type.Union([Type.Literal('full'), Type.Literal('summary')], {
+    description: '`full` (default): one /send answer per item. `summary`: totals only, for a backend that does not keep message ids.',
+  })),
 }, { additionalProperties: false });
 export type SendBatchBody = Static<typeof SendBatchBody>;
 
