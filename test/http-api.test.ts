@@ -87,6 +87,22 @@ describe('HTTP API', () => {
     assert.deepEqual(again.body, { items: 1, delivered: 0, queued: 1, duplicates: 1, dropped: 0 });
     await tab.next((f) => f.TEXT === 'c');
     assert.deepEqual(tab.notifications().map((f) => f.TEXT), ['a', 'b', 'c']);
+    // A broadcast in a batch is answered in its place, and reaches the tab after what came before it.
+    const mixed = await s.api('POST', '/api/v1/send/batch', {
+      messages: [{ to: { aid: 73 }, message: { TYPE: 'MESSAGE', TEXT: 'e' } }, { to: { all: 'admins' }, message: { TYPE: 'MESSAGE', TEXT: 'f' } }],
+    });
+    assert.equal(mixed.body.results.length, 2);
+    assert.equal(mixed.body.results[0].results[0].id, 73);
+    assert.equal(typeof mixed.body.results[1].messageId, 'string');
+    assert.ok(mixed.body.results[1].delivered >= 1);
+    const f = await tab.next((x) => x.TEXT === 'f');
+    assert.equal(f.STREAM, '*');
+    // Acknowledged, so that the admin tabs of later tests are not replayed it.
+    tab.send({ TYPE: 'RESPONSE', SEQ: f.SEQ, EPOCH: f.EPOCH, STREAM: '*' });
+    for (let i = 0; !(await s.api('GET', `/api/v1/messages/${mixed.body.results[1].messageId}`)).body.acknowledged; i++) {
+      assert.ok(i < 100, 'the broadcast ack was recorded');
+      await new Promise((r) => setTimeout(r, 20));
+    }
     const wrong = await s.api('POST', '/api/v1/send/batch', { messages, answer: 'some' });
     assert.equal(wrong.body.error.code, 'HERALD_ERR_VALIDATION');
     tab.close();

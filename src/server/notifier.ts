@@ -5,7 +5,7 @@ import type { Principal, PrincipalKind } from '../protocol/principal.js';
 import { principalKey } from '../protocol/principal.js';
 import type { Broker } from './broker/broker.js';
 import { HeraldError } from './errors.js';
-import type { AppendInput, MessageStore } from './store/message-store.js';
+import type { AppendInput, AppendResult, MessageStore } from './store/message-store.js';
 
 export interface SendOptions {
   /**
@@ -42,6 +42,25 @@ export interface NotifierOptions {
   maxTtlMs: number;
   now?: () => number;
 }
+
+/** One notification to one person, as Notifier.sendBatch takes it. */
+export interface PersonSend {
+  to: Principal;
+  payload: NotificationPayload;
+  options?: SendOptions;
+}
+
+/** What sendBatch decided for one item before the store answered. */
+interface Plan {
+  to: Principal;
+  tabs: number;
+  /** Index of its append (stored sends). */
+  input?: number;
+  /** The frame of a live-only send. */
+  live?: string;
+}
+
+const NO_OPTIONS: SendOptions = {};
 
 /** Fields Herald owns on a delivered frame; a backend's own values for them are dropped. */
 const DELIVERY_FIELDS = ['SEQ', 'EPOCH', 'STREAM'] as const;
@@ -93,41 +112,85 @@ export class Notifier {
 
   /** Sends to every tab of one person, storing it for later tabs within its TTL. */
   async send(to: Principal, payload: NotificationPayload, options: SendOptions = {}): Promise<SendResult> {
-    const ttl = this.#ttl(options);
-    // The hot path of every send: no await where the answer is already at hand (a local broker).
-    const counted = this.#broker.tabs(to);
-    const tabs = typeof counted === 'number' ? counted : await counted;
-    // A plain string is delivered as that string (PROTOCOL.md §1) and cannot carry SEQ: live only.
-    if (typeof payload === 'string' || ttl === 0) {
-      const frame = typeof payload === 'string' ? JSON.stringify(payload) : serialise(payload);
-      if (tabs > 0) await this.#broker.publish({ type: 'person', to, frame });
-      return { delivered: tabs, queued: false, duplicate: false, dropped: 0 };
-    }
-    const json = serialise(payload);
-    const now = this.#now();
-    const input: AppendInput = { stream: principalKey(to), json, expiresAt: now + ttl };
-    if (options.idempotencyKey !== undefined) input.idempotencyKey = options.idempotencyKey;
-    const stored = await this.#store.append(input, now);
-    if (stored.duplicate) {
-      return { delivered: 0, queued: true, id: stored.id, seq: stored.seq, epoch: stored.epoch, duplicate: true, dropped: stored.dropped };
-    }
-    // Published even when nobody seemed online: a tab that connected between
-    // the presence check and the append must not miss it (its replay read may
-    // have run before the append; the Gateway drops the copy it already has).
-    const published = this.#broker.publish({
-      type: 'person', to, frame: withDelivery(json, stored.seq, stored.epoch, false), origin: { stream: 'own', seq: stored.seq },
-    });
-    if (published) await published;
-    if (stored.dropped > 0) this.#log.warn({ to: input.stream, dropped: stored.dropped }, 'stream cap reached: oldest notifications dropped');
-    return { delivered: tabs, queued: true, id: stored.id, seq: stored.seq, epoch: stored.epoch, duplicate: false, dropped: stored.dropped };
+    return (await this.sendBatch([{ to, payload, options }]))[0]!;
   }
 
   /** Sends the same notification to several people; one result per person, in order. */
-  async sendMany(to: readonly Principal[], payload: NotificationPayload, options: SendOptions = {}): Promise<SendResult[]> {
-    // Each recipient is its own stream, so the sends are independent: started
-    // together they share one store transaction. An idempotency key is per
-    // recipient, so the same key may be used for the whole list.
-    return Promise.all(to.map((p) => this.send(p, payload, options)));
+  sendMany(to: readonly Principal[], payload: NotificationPayload, options: SendOptions = {}): Promise<SendResult[]> {
+    // An idempotency key is per recipient, so the same key may be used for the whole list.
+    return this.sendBatch(to.map((p) => ({ to: p, payload, options })));
+  }
+
+  /**
+   * Sends many notifications to people, one result per item, in order. The
+   * stored ones go to the store together (one transaction), then every item
+   * is published in order, so the sends to one person keep their order, and
+   * a batch costs one wait instead of one per notification. An invalid item
+   * (a bad TTL) fails the batch before anything is stored or sent.
+   */
+  async sendBatch(items: readonly PersonSend[]): Promise<SendResult[]> {
+    const now = this.#now();
+    const plans: Plan[] = new Array(items.length);
+    const inputs: AppendInput[] = [];
+    let waits: Array<Promise<number>> | undefined;
+    for (let i = 0; i < items.length; i++) {
+      const { to, payload, options = NO_OPTIONS } = items[i]!;
+      const ttl = this.#ttl(options);
+      // The hot path of every send: no await where the answer is already at hand (a local broker).
+      const tabs = this.#broker.tabs(to);
+      if (typeof tabs !== 'number') (waits ??= [])[i] = tabs;
+      // A plain string is delivered as that string (PROTOCOL.md §1) and cannot carry SEQ: live only.
+      if (typeof payload === 'string' || ttl === 0) {
+        plans[i] = { to, tabs: typeof tabs === 'number' ? tabs : 0, live: typeof payload === 'string' ? JSON.stringify(payload) : serialise(payload) };
+        continue;
+      }
+      const json = serialise(payload);
+      const input: AppendInput = { stream: principalKey(to), json, expiresAt: now + ttl };
+      if (options.idempotencyKey !== undefined) input.idempotencyKey = options.idempotencyKey;
+      plans[i] = { to, tabs: typeof tabs === 'number' ? tabs : 0, input: inputs.length };
+      inputs.push(input);
+    }
+    if (waits) {
+      const counted = await Promise.all(waits);
+      counted.forEach((n, i) => {
+        if (n !== undefined) plans[i]!.tabs = n;
+      });
+    }
+    const stored = inputs.length === 0 ? [] : await this.#appendAll(inputs, now);
+    const results: SendResult[] = new Array(items.length);
+    let publishing: Array<void | Promise<void>> | undefined;
+    for (let i = 0; i < plans.length; i++) {
+      const plan = plans[i]!;
+      if (plan.input === undefined) {
+        if (plan.tabs > 0) {
+          const p = this.#broker.publish({ type: 'person', to: plan.to, frame: plan.live! });
+          if (p) (publishing ??= []).push(p);
+        }
+        results[i] = { delivered: plan.tabs, queued: false, duplicate: false, dropped: 0 };
+        continue;
+      }
+      const r = stored[plan.input]!;
+      if (r.duplicate) {
+        results[i] = { delivered: 0, queued: true, id: r.id, seq: r.seq, epoch: r.epoch, duplicate: true, dropped: r.dropped };
+        continue;
+      }
+      // Published even when nobody seemed online: a tab that connected between
+      // the presence check and the append must not miss it (its replay read may
+      // have run before the append; the Gateway drops the copy it already has).
+      const p = this.#broker.publish({
+        type: 'person', to: plan.to, frame: withDelivery(inputs[plan.input]!.json, r.seq, r.epoch, false), origin: { stream: 'own', seq: r.seq },
+      });
+      if (p) (publishing ??= []).push(p);
+      if (r.dropped > 0) this.#log.warn({ to: inputs[plan.input]!.stream, dropped: r.dropped }, 'stream cap reached: oldest notifications dropped');
+      results[i] = { delivered: plan.tabs, queued: true, id: r.id, seq: r.seq, epoch: r.epoch, duplicate: false, dropped: r.dropped };
+    }
+    if (publishing) await Promise.all(publishing);
+    return results;
+  }
+
+  /** Appends in order: together in one call when the store can, else started together (one transaction either way). */
+  #appendAll(inputs: AppendInput[], now: number): Promise<AppendResult[]> {
+    return Promise.all(inputs.map((input) => this.#store.append(input, now)));
   }
 
   /**
@@ -178,7 +241,7 @@ export class Notifier {
 
 /** Serialises a notification once, dropping any delivery fields the backend put in it. */
 export function serialise(payload: NotificationObject): string {
-  if (DELIVERY_FIELDS.some((f) => f in payload)) {
+  if ('SEQ' in payload || 'EPOCH' in payload || 'STREAM' in payload) {
     const copy: Record<string, unknown> = { ...payload };
     for (const f of DELIVERY_FIELDS) delete copy[f];
     return JSON.stringify(copy);

@@ -5,7 +5,7 @@ import type {} from '@fastify/swagger';
 import type { NotificationPayload } from '../../protocol/frames.js';
 import type { Principal, PrincipalKind } from '../../protocol/principal.js';
 import { HeraldError, isHeraldError } from '../errors.js';
-import type { Notifier, SendOptions, SendResult } from '../notifier.js';
+import type { Notifier, PersonSend, SendOptions, SendResult } from '../notifier.js';
 import type { CommandService } from '../commands/command-service.js';
 import { registerCommandRoutes } from './commands-routes.js';
 import { handleLegacyRequest } from './legacy-handler.js';
@@ -116,39 +116,63 @@ export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext)
       return { kind, id, online: tabs > 0, tabs };
     });
 
-    /** One send, as `POST /send` answers it; shared by the batch route. */
-    async function sendOne(body: SendBody) {
+    /** The options and recipients of one /send body. */
+    function parseSend(body: SendBody) {
       const options: SendOptions = {};
       if (body.ttl !== undefined) options.ttlMs = Math.round(body.ttl * 1000);
       if (body.idempotencyKey !== undefined) options.idempotencyKey = body.idempotencyKey;
-      const message = body.message as NotificationPayload;
-      const to = recipients(body.to);
-      if ('all' in to) {
-        const r = await ctx.notifier.broadcast(to.all, message, options);
-        return {
-          delivered: r.delivered, queued: r.queued, duplicate: r.duplicate, dropped: r.dropped,
-          ...(r.id === undefined ? {} : { messageId: r.id, seq: r.seq, epoch: r.epoch }),
-        };
-      }
-      // One recipient (the common case): no list of one to build and wait on.
-      const results = to.length === 1 ? [await ctx.notifier.send(to[0]!, message, options)] : await ctx.notifier.sendMany(to, message, options);
+      return { options, payload: body.message as NotificationPayload, to: recipients(body.to) };
+    }
+
+    async function broadcastAnswer(kind: PrincipalKind, payload: NotificationPayload, options: SendOptions) {
+      const r = await ctx.notifier.broadcast(kind, payload, options);
       return {
-        delivered: results.reduce((n, r) => n + r.delivered, 0),
-        queued: results.some((r) => r.queued),
-        results: results.map((r, i) => resultJson(to[i]!, r)),
+        delivered: r.delivered, queued: r.queued, duplicate: r.duplicate, dropped: r.dropped,
+        ...(r.id === undefined ? {} : { messageId: r.id, seq: r.seq, epoch: r.epoch }),
       };
     }
 
-    api.post('/send', { schema: { summary: 'Send a notification', body: SendBody, response: errors } }, async (req) => sendOne(req.body as SendBody));
+    function peopleAnswer(to: readonly Principal[], results: readonly SendResult[]) {
+      let delivered = 0;
+      let queued = false;
+      const each: Array<ReturnType<typeof resultJson>> = new Array(to.length);
+      for (let i = 0; i < to.length; i++) {
+        delivered += results[i]!.delivered;
+        queued ||= results[i]!.queued;
+        each[i] = resultJson(to[i]!, results[i]!);
+      }
+      return { delivered, queued, results: each };
+    }
+
+    api.post('/send', { schema: { summary: 'Send a notification', body: SendBody, response: errors } }, async (req) => {
+      const { to, payload, options } = parseSend(req.body as SendBody);
+      if ('all' in to) return broadcastAnswer(to.all, payload, options);
+      return peopleAnswer(to, await ctx.notifier.sendMany(to, payload, options));
+    });
 
     // Many different notifications in one request: what a backend with a
-    // queue of events does. They are started together, so the store commits
-    // them in one transaction; notifications to one person keep their order.
+    // queue of events does. The sends to people go to the Notifier as one
+    // batch (one store transaction, one wait); notifications to one person
+    // keep their order.
     api.post('/send/batch', {
       schema: { summary: 'Send many notifications in one request; one answer per item, in order', body: SendBatchBody, response: errors },
     }, async (req) => {
       const { messages, answer } = req.body as SendBatchBody;
-      const results = await Promise.all(messages.map(sendOne));
+      const sends: PersonSend[] = [];
+      type Item = { broadcast: number } | { to: Principal[]; first: number };
+      const broadcasts: Array<() => ReturnType<typeof broadcastAnswer>> = [];
+      const items = messages.map((body): Item => {
+        const { to, payload, options } = parseSend(body);
+        if ('all' in to) return { broadcast: broadcasts.push(() => broadcastAnswer(to.all, payload, options)) - 1 };
+        const first = sends.length;
+        for (const p of to) sends.push({ to: p, payload, options });
+        return { to, first };
+      });
+      // Awaited together, so that a failure of one is never left unhandled.
+      const [sent, ...broadcasted] = await Promise.all([ctx.notifier.sendBatch(sends), ...broadcasts.map((b) => b())]);
+      const results = items.map((item) => (
+        'broadcast' in item ? broadcasted[item.broadcast]! : peopleAnswer(item.to, sent.slice(item.first, item.first + item.to.length))
+      ));
       return answer === 'summary' ? summarise(results) : { results };
     });
 
