@@ -26,6 +26,13 @@ export interface GatewayOptions {
   now?: () => number;
 }
 
+/**
+ * Heartbeats go out in this many slices spread over the interval, not to
+ * every tab at once: 10,000 tabs pinged in one go would stall every send
+ * for tens of milliseconds once per interval.
+ */
+const HEARTBEAT_SLICES = 10;
+
 /** The two browser endpoints on the public listener. */
 const PATHS: Record<string, PrincipalKind> = { '/ws/admin': 'admin', '/ws/user': 'user' };
 
@@ -40,6 +47,10 @@ export class Gateway {
   readonly #o: GatewayOptions;
   readonly #wss: WebSocketServer;
   readonly #connections = new Set<Connection>();
+  /** The same connections, by heartbeat slice. */
+  readonly #slices: Array<Set<Connection>> = Array.from({ length: HEARTBEAT_SLICES }, () => new Set());
+  #nextSlice = 0;
+  #added = 0;
   readonly #acks: AckBuffer;
   readonly #now: () => number;
   #heartbeat: NodeJS.Timeout | undefined;
@@ -56,9 +67,11 @@ export class Gateway {
       perMessageDeflate: false,
       clientTracking: false,
     });
+    // Each tab is still checked once per heartbeatMs: one slice per tick.
     this.#heartbeat = setInterval(() => {
-      for (const c of this.#connections) c.heartbeat();
-    }, options.limits.heartbeatMs);
+      for (const c of this.#slices[this.#nextSlice]!) c.heartbeat();
+      this.#nextSlice = (this.#nextSlice + 1) % HEARTBEAT_SLICES;
+    }, Math.max(1, Math.round(options.limits.heartbeatMs / HEARTBEAT_SLICES)));
     this.#heartbeat.unref();
   }
 
@@ -105,8 +118,11 @@ export class Gateway {
         store: this.#o.store, acks: this.#acks, commands: this.#o.commands, logger: this.#o.logger, limits: this.#o.limits, now: this.#now,
       });
       this.#connections.add(conn);
+      const slice = this.#slices[this.#added++ % HEARTBEAT_SLICES]!;
+      slice.add(conn);
       conn.onClosed(() => {
         this.#connections.delete(conn);
+        slice.delete(conn);
         this.#o.hub.remove(conn);
       });
       this.#o.hub.add(conn);
