@@ -19,7 +19,8 @@ export interface StoreUnderTest {
 
 export type StoreFactory = (limits: { maxPerStream: number }) => Promise<StoreUnderTest>;
 
-const T0 = 1_700_000_000_000;
+/** The made-up "now" of every test here (a durable store is told it on reopen: see the SQLite factory). */
+export const T0 = 1_700_000_000_000;
 const HOUR = 3_600_000;
 
 function msg(n: number | string): string {
