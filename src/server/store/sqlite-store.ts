@@ -388,13 +388,14 @@ export class SqliteStore implements MessageStore {
       if (deleted < this.#pruneBatch) break;
       await yieldToLoop();
     }
+    const slices = this.#index.pruneSlices(now, PRUNE_SLICE);
     let removed = 0;
-    for (const n of this.#index.pruneSlices(now, PRUNE_SLICE)) {
-      removed += n;
-      if (this.#closed) break;
+    for (;;) {
+      const slice = slices.next();
+      removed += slice.value;
+      if (slice.done || this.#closed) return removed;
       await yieldToLoop();
     }
-    return removed;
   }
 
   /**

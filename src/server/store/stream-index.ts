@@ -179,31 +179,30 @@ export class StreamIndex {
   /**
    * Removes expired notifications and keys, a slice at a time: yields the
    * number removed after about `budget` streams and notifications looked at,
-   * so a caller can give the event loop a turn between slices.
+   * so that a caller can give the event loop a turn between slices, and
+   * returns the number removed by the last slice.
    */
-  *pruneSlices(now: number, budget: number): Generator<number, void, void> {
+  *pruneSlices(now: number, budget: number): Generator<number, number, void> {
     let removed = 0;
     let work = 0;
     for (const s of this.streams.values()) {
-      work++;
-      if (s.nextExpiry <= now) {
-        work += s.retained + (s.keys?.size ?? 0);
-        removed += s.prune(now);
-      }
       if (work >= budget) {
         yield removed;
         removed = 0;
         work = 0;
       }
+      work++;
+      if (s.nextExpiry <= now) {
+        work += s.retained + (s.keys?.size ?? 0);
+        removed += s.prune(now);
+      }
     }
-    yield removed;
+    return removed;
   }
 
   /** Removes every expired notification and key at once; returns how many notifications went. */
   prune(now: number): number {
-    let removed = 0;
-    for (const n of this.pruneSlices(now, Infinity)) removed += n;
-    return removed;
+    return this.pruneSlices(now, Infinity).next().value;
   }
 }
 
