@@ -7,9 +7,8 @@
  *   `last_seq` lazily (before journal rows are pruned, and on close): on
  *   open the true last SEQ is the larger of it and the highest in the journal.
  * - `journal`: one row per committed write batch, holding its appends
- *   (journal-codec.ts). `max_expires_at` (stored before the body, so the
- *   pruning query never reads a body's overflow pages) is when the whole row
- *   may go.
+ *   (journal-codec.ts). `max_expires_at` is when the whole row may go; the
+ *   store keeps it in memory for every row, so it has no index.
  *
  * Version 1 kept one row per notification (and per idempotency key) with two
  * indexes, and updated the stream's row on every append.
@@ -32,7 +31,6 @@ CREATE TABLE IF NOT EXISTS journal (
   max_expires_at INTEGER NOT NULL,
   body           TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS journal_by_expiry ON journal (max_expires_at);
 `;
 
 /** Entries per journal row written by the migration. */

@@ -64,14 +64,12 @@ const PRUNE_SLICE = 5000;
 function prepare(db: Database.Database) {
   return {
     streams: db.prepare<[], { stream: string; epoch: string; last_seq: number; acked: number }>('SELECT stream, epoch, last_seq, acked FROM streams'),
-    journal: db.prepare<[], { body: string }>('SELECT body FROM journal ORDER BY id'),
+    journal: db.prepare<[], { id: number; max_expires_at: number; body: string }>('SELECT id, max_expires_at, body FROM journal ORDER BY id'),
     newStream: db.prepare<[string, string]>('INSERT INTO streams (stream, epoch) VALUES (?, ?)'),
     append: db.prepare<[number, string]>('INSERT INTO journal (max_expires_at, body) VALUES (?, ?)'),
     ack: db.prepare<[number, string]>('UPDATE streams SET acked = ? WHERE stream = ?'),
     saveSeq: db.prepare<[number, string]>('UPDATE streams SET last_seq = ? WHERE stream = ?'),
-    expired: db.prepare<[number, number]>(
-      'DELETE FROM journal WHERE id IN (SELECT id FROM journal WHERE max_expires_at <= ? LIMIT ?)',
-    ),
+    deleteRow: db.prepare<[number]>('DELETE FROM journal WHERE id = ?'),
     clean: db.prepare("UPDATE meta SET value = '1' WHERE key = 'clean'"),
     begin: db.prepare('BEGIN IMMEDIATE'),
     commit: db.prepare('COMMIT'),
@@ -121,6 +119,13 @@ export class SqliteStore implements MessageStore {
   #closed = false;
   #pruning: Promise<number> | undefined;
   readonly #pruner: PruneTimer;
+  /**
+   * Every journal row's id and max_expires_at, in id order: pruning finds the
+   * rows to delete here, so the table needs no index (one B-tree fewer to
+   * write per batch: about 8 µs of a 15–25 µs commit of one append).
+   */
+  #rowIds: number[] = [];
+  #rowExpiries: number[] = [];
   /** Streams whose last SEQ is newer than their row's last_seq: only the journal knows it. */
   readonly #unsaved = new Map<string, StreamState>();
   readonly stats: SqliteStoreStats = { batches: 0, writes: 0 };
@@ -210,8 +215,10 @@ export class SqliteStore implements MessageStore {
     }
     const orphans: string[] = [];
     let journalRows = 0;
-    for (const { body } of this.#q.journal.iterate()) {
+    for (const { id, max_expires_at: expires, body } of this.#q.journal.iterate()) {
       journalRows++;
+      this.#rowIds.push(id);
+      this.#rowExpiries.push(expires);
       decodeBody(body, (e) => {
         let s = index.get(e.stream);
         if (!s) {
@@ -304,7 +311,11 @@ export class SqliteStore implements MessageStore {
         }
         results.push(r);
       }
-      this.#write(body, maxExpires);
+      const row = this.#write(body, maxExpires);
+      if (row !== undefined) {
+        this.#rowIds.push(row);
+        this.#rowExpiries.push(maxExpires);
+      }
     } catch (e) {
       staged.discard();
       throw e;
@@ -319,15 +330,17 @@ export class SqliteStore implements MessageStore {
     if (s.lastSeq > s.savedSeq) this.#unsaved.set(stream, s);
   };
 
-  /** The staged batch's transaction: new streams' rows, the journal row, raised acks. */
-  #write(body: string, maxExpires: number): void {
-    if (body === '' && this.#staged.acks().next().done) return;
+  /** The staged batch's transaction: new streams' rows, the journal row (its id is returned), raised acks. */
+  #write(body: string, maxExpires: number): number | undefined {
+    if (body === '' && this.#staged.acks().next().done) return undefined;
+    let row: number | undefined;
     this.#q.begin.run();
     try {
       for (const { stream, epoch } of this.#staged.created()) this.#q.newStream.run(stream, epoch);
-      if (body !== '') this.#q.append.run(maxExpires, body);
+      if (body !== '') row = Number(this.#q.append.run(maxExpires, body).lastInsertRowid);
       for (const { stream, acked } of this.#staged.acks()) this.#q.ack.run(acked, stream);
       this.#q.commit.run();
+      return row;
     } catch (e) {
       if (this.#db.inTransaction) this.#q.rollback.run();
       throw e;
@@ -380,13 +393,15 @@ export class SqliteStore implements MessageStore {
   }
 
   async #pruneLoop(now: number): Promise<number> {
-    for (;;) {
+    const doomed = this.#expiredRows(now);
+    for (let i = 0; i < doomed.length; i += this.#pruneBatch) {
+      if (i > 0) await yieldToLoop();
       if (this.#closed) return 0;
-      let deleted = 0;
       // A deleted row may hold a stream's last SEQ: the same transaction writes it to the stream's row.
-      this.#transaction(() => (deleted = this.#q.expired.run(now, this.#pruneBatch).changes) > 0);
-      if (deleted < this.#pruneBatch) break;
-      await yieldToLoop();
+      this.#transaction(() => {
+        for (const id of doomed.slice(i, i + this.#pruneBatch)) this.#q.deleteRow.run(id);
+        return true;
+      });
     }
     const slices = this.#index.pruneSlices(now, PRUNE_SLICE);
     let removed = 0;
@@ -396,6 +411,28 @@ export class SqliteStore implements MessageStore {
       if (slice.done || this.#closed) return removed;
       await yieldToLoop();
     }
+  }
+
+  /**
+   * Takes the journal rows whose every entry expired by `now` off the list
+   * (should deleting them fail, they are deleted after the next open).
+   */
+  #expiredRows(now: number): number[] {
+    const doomed: number[] = [];
+    const ids: number[] = [];
+    const expiries: number[] = [];
+    for (let i = 0; i < this.#rowIds.length; i++) {
+      if (this.#rowExpiries[i]! <= now) doomed.push(this.#rowIds[i]!);
+      else {
+        ids.push(this.#rowIds[i]!);
+        expiries.push(this.#rowExpiries[i]!);
+      }
+    }
+    if (doomed.length > 0) {
+      this.#rowIds = ids;
+      this.#rowExpiries = expiries;
+    }
+    return doomed;
   }
 
   /**
