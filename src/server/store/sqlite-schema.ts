@@ -1,6 +1,6 @@
 /**
- * The SQLite store's file layout, and the migration from the layout before
- * it. Version 2 (the journal):
+ * The SQLite store's file: opening it, its layout, and the migration from the
+ * layout before it. Version 2 (the journal):
  *
  * - `streams`: one row per stream ever written. `epoch` is written when the
  *   stream is first appended to; `acked` with each batch that raises it;
@@ -14,8 +14,10 @@
  * indexes, and updated the stream's row on every append.
  */
 import { readFileSync } from 'node:fs';
-import type Database from 'better-sqlite3';
+import Database from 'better-sqlite3';
+import { HeraldError } from '../errors.js';
 import { encodeEntry } from './journal-codec.js';
+import { newEpoch } from './message-id.js';
 
 export const SCHEMA_VERSION = '2';
 
@@ -33,6 +35,65 @@ CREATE TABLE IF NOT EXISTS journal (
 );
 `;
 
+export interface OpenedStoreFile {
+  db: Database.Database;
+  /** The epoch never-written streams derive theirs from. */
+  storeEpoch: string;
+  /** See SqliteStore.rotatedEpochs. */
+  rotatedEpochs: boolean;
+  /** Notifications migrated from a version 1 file (0 when it was not one). */
+  migrated: number;
+}
+
+/**
+ * Opens (or creates) the file for one store: WAL, exclusive lock (a second
+ * process is refused with HERALD_ERR_UNAVAILABLE), the schema brought to the
+ * current version, epochs rotated when commits may have been lost, and the
+ * file marked as open (`clean` = 0 until the store's close).
+ */
+export function openStoreFile(file: string, options: { synchronous?: 'normal' | 'full'; bootId?: string }): OpenedStoreFile {
+  let db: Database.Database;
+  try {
+    db = new Database(file);
+  } catch (e) {
+    throw new HeraldError('HERALD_ERR_INTERNAL', `cannot open store ${file}: ${(e as Error).message}`);
+  }
+  try {
+    db.pragma('busy_timeout = 1000');
+    // Exclusive: the lock is taken by the first write below and held until close.
+    db.pragma('locking_mode = EXCLUSIVE');
+    db.pragma('journal_mode = WAL');
+    db.pragma(`synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
+    db.exec('BEGIN IMMEDIATE');
+    const migrated = prepareSchema(db);
+    const boot = options.bootId ?? currentBootId();
+    const rotatedEpochs = options.synchronous !== 'full' && lostCommitsPossible(db, boot);
+    if (rotatedEpochs) {
+      const rows = db.prepare<[], { stream: string }>('SELECT stream FROM streams').all();
+      const rotate = db.prepare<[string, string]>('UPDATE streams SET epoch = ? WHERE stream = ?');
+      for (const r of rows) rotate.run(newEpoch(), r.stream);
+    }
+    const put = db.prepare<[string, string]>('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
+    // The epoch of streams that have no row yet: a head() need not write a
+    // row (a connect must not cost an INSERT), and the epoch it reports
+    // stays the one the stream's first append records.
+    const stored = db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'epoch'").get()?.value;
+    const storeEpoch = stored === undefined || rotatedEpochs ? newEpoch() : stored;
+    put.run('epoch', storeEpoch);
+    put.run('boot', boot ?? '');
+    put.run('clean', '0');
+    db.exec('COMMIT');
+    return { db, storeEpoch, rotatedEpochs, migrated };
+  } catch (e) {
+    db.close();
+    const busy = (e as { code?: string }).code === 'SQLITE_BUSY';
+    throw new HeraldError(
+      busy ? 'HERALD_ERR_UNAVAILABLE' : 'HERALD_ERR_INTERNAL',
+      busy ? `store ${file} is in use by another process` : `cannot open store ${file}: ${(e as Error).message}`,
+    );
+  }
+}
+
 /** Entries per journal row written by the migration. */
 const MIGRATION_ROW = 1000;
 
@@ -41,7 +102,7 @@ const MIGRATION_ROW = 1000;
  * a version 1 file; returns how many notifications were migrated (0 when
  * none), and throws on a version it does not know.
  */
-export function prepareSchema(db: Database.Database): number {
+function prepareSchema(db: Database.Database): number {
   db.exec('CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID');
   const version = db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'schema'").get()?.value;
   let migrated = 0;
@@ -113,7 +174,7 @@ function migrateV1(db: Database.Database): number {
 }
 
 /** Linux's id of this boot of the machine; undefined elsewhere (the check is then skipped). */
-export function currentBootId(): string | undefined {
+function currentBootId(): string | undefined {
   try {
     return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || undefined;
   } catch {
@@ -126,7 +187,7 @@ export function currentBootId(): string | undefined {
  * (`clean` = 0) and the machine booted since (a killed process loses
  * nothing under WAL; only an OS crash or power cut can, with synchronous=normal).
  */
-export function lostCommitsPossible(db: Database.Database, boot: string | undefined): boolean {
+function lostCommitsPossible(db: Database.Database, boot: string | undefined): boolean {
   if (boot === undefined) return false;
   const get = db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?');
   const clean = get.get('clean')?.value;

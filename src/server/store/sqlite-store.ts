@@ -1,11 +1,10 @@
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { HeraldError } from '../errors.js';
 import type { AppendInput, AppendResult, MessageStatus, MessageStore, MessageStoreLimits, ReadResult, StreamHead } from './message-store.js';
-import { newEpoch } from './message-id.js';
 import { PruneTimer } from './prune-timer.js';
 import { decodeBody, detach, encodeEntry } from './journal-codec.js';
-import { currentBootId, lostCommitsPossible, prepareSchema } from './sqlite-schema.js';
+import { openStoreFile } from './sqlite-schema.js';
 import { StreamIndex, WriteBatch, type StreamState } from './stream-index.js';
 
 export interface SqliteStoreOptions extends MessageStoreLimits {
@@ -146,46 +145,8 @@ export class SqliteStore implements MessageStore {
     const started = performance.now();
     this.#maxBatch = options.maxBatch ?? 1000;
     this.#pruneBatch = options.pruneBatch ?? 100;
-    let db: Database.Database;
-    try {
-      db = new Database(options.file);
-    } catch (e) {
-      throw new HeraldError('HERALD_ERR_INTERNAL', `cannot open store ${options.file}: ${(e as Error).message}`);
-    }
-    let storeEpoch: string;
-    let migrated: number;
-    try {
-      db.pragma('busy_timeout = 1000');
-      // Exclusive: the lock is taken by the first write below and held until close.
-      db.pragma('locking_mode = EXCLUSIVE');
-      db.pragma('journal_mode = WAL');
-      db.pragma(`synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
-      db.exec('BEGIN IMMEDIATE');
-      migrated = prepareSchema(db);
-      this.rotatedEpochs = options.synchronous !== 'full' && lostCommitsPossible(db, options.bootId ?? currentBootId());
-      if (this.rotatedEpochs) {
-        const rows = db.prepare<[], { stream: string }>('SELECT stream FROM streams').all();
-        const rotate = db.prepare<[string, string]>('UPDATE streams SET epoch = ? WHERE stream = ?');
-        for (const r of rows) rotate.run(newEpoch(), r.stream);
-      }
-      const put = db.prepare<[string, string]>('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
-      // The epoch of streams that have no row yet: a head() need not write a
-      // row (a connect must not cost an INSERT), and the epoch it reports
-      // stays the one the stream's first append records.
-      const stored = db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'epoch'").get()?.value;
-      storeEpoch = stored === undefined || this.rotatedEpochs ? newEpoch() : stored;
-      put.run('epoch', storeEpoch);
-      put.run('boot', options.bootId ?? currentBootId() ?? '');
-      put.run('clean', '0');
-      db.exec('COMMIT');
-    } catch (e) {
-      db.close();
-      const busy = (e as { code?: string }).code === 'SQLITE_BUSY';
-      throw new HeraldError(
-        busy ? 'HERALD_ERR_UNAVAILABLE' : 'HERALD_ERR_INTERNAL',
-        busy ? `store ${options.file} is in use by another process` : `cannot open store ${options.file}: ${(e as Error).message}`,
-      );
-    }
+    const { db, storeEpoch, rotatedEpochs, migrated } = openStoreFile(options.file, options);
+    this.rotatedEpochs = rotatedEpochs;
     this.#db = db;
     this.#q = prepare(db);
     this.#index = new StreamIndex(options.maxPerStream, storeEpoch);
