@@ -37,6 +37,8 @@ export class StreamState {
   nextExpiry = Infinity;
   /** Durable stores: the last SEQ written outside the journal (the rest is recovered from the journal). */
   savedSeq = 0;
+  /** What the WriteBatch being built changes here (a field, not a map: found with the stream). */
+  staged: Pending | undefined = undefined;
 
   constructor(readonly epoch: string) {}
 
@@ -207,7 +209,7 @@ export class StreamIndex {
 }
 
 /** What a batch will change in one stream. */
-interface Pending {
+export interface Pending {
   readonly stream: string;
   readonly state: StreamState | undefined;
   readonly epoch: string;
@@ -228,7 +230,9 @@ interface Pending {
  */
 export class WriteBatch {
   readonly #index: StreamIndex;
-  readonly #pending = new Map<string, Pending>();
+  /** In the order first touched; those of existing streams also hang on their state, new ones are in #fresh. */
+  readonly #pending: Pending[] = [];
+  readonly #fresh = new Map<string, Pending>();
   /**
    * After an append that dropped notifications for the cap: the lowest SEQ the
    * stream still retains (every lower one is gone); 0 after any other append.
@@ -239,16 +243,17 @@ export class WriteBatch {
     this.#index = index;
   }
 
-  #pendingFor(stream: string): Pending {
-    let p = this.#pending.get(stream);
+  #pendingFor(stream: string, state = this.#index.get(stream)): Pending {
+    let p = state ? state.staged : this.#fresh.get(stream);
     if (p) return p;
-    const state = this.#index.get(stream);
     p = {
       stream, state, epoch: state?.epoch ?? this.#index.newEpoch(stream),
       lastSeq: state?.lastSeq ?? 0, acked: state?.acked ?? 0, ackChanged: false,
       retained: state?.retained ?? 0, dropped: 0, added: [], keys: undefined,
     };
-    this.#pending.set(stream, p);
+    if (state) state.staged = p;
+    else this.#fresh.set(stream, p);
+    this.#pending.push(p);
     return p;
   }
 
@@ -284,8 +289,9 @@ export class WriteBatch {
 
   /** Stages a cumulative ack (the maximum is kept, never past the last SEQ); a stream never written is left alone. */
   ack(stream: string, seq: number): void {
-    if (!this.#pending.has(stream) && !this.#index.get(stream)) return;
-    const p = this.#pendingFor(stream);
+    const state = this.#index.get(stream);
+    if (!state && !this.#fresh.has(stream)) return;
+    const p = this.#pendingFor(stream, state);
     if (seq > p.acked) {
       const acked = Math.min(seq, p.lastSeq);
       if (acked > p.acked) {
@@ -297,30 +303,33 @@ export class WriteBatch {
 
   /** Streams this batch writes first (they have no state yet), with their epochs. */
   *created(): Generator<{ stream: string; epoch: string }> {
-    for (const p of this.#pending.values()) if (!p.state && p.added.length > 0) yield { stream: p.stream, epoch: p.epoch };
+    for (const p of this.#pending) if (!p.state && p.added.length > 0) yield { stream: p.stream, epoch: p.epoch };
   }
 
   /** Streams whose acknowledged SEQ this batch raises, with the new value. */
   *acks(): Generator<{ stream: string; acked: number }> {
-    for (const p of this.#pending.values()) if (p.ackChanged) yield { stream: p.stream, acked: p.acked };
+    for (const p of this.#pending) if (p.ackChanged) yield { stream: p.stream, acked: p.acked };
   }
 
   /** Makes the staged writes the index's state; `touched` is told of each stream changed. */
   apply(touched?: (stream: string, state: StreamState) => void): void {
-    for (const p of this.#pending.values()) {
+    for (let i = 0; i < this.#pending.length; i++) {
+      const p = this.#pending[i]!;
       if (!p.state && p.added.length === 0) continue;
       const s = p.state ?? this.#index.create(p.stream, p.epoch);
       s.lastSeq = p.lastSeq;
       s.acked = p.acked;
-      for (const m of p.added) s.push(m);
+      for (let j = 0; j < p.added.length; j++) s.push(p.added[j]!);
       if (p.dropped > 0) s.dropOldest(p.dropped);
       if (p.keys) for (const [k, use] of p.keys) s.setKey(k, use);
       touched?.(p.stream, s);
     }
-    this.#pending.clear();
+    this.discard();
   }
 
   discard(): void {
-    this.#pending.clear();
+    for (const p of this.#pending) if (p.state) p.state.staged = undefined;
+    this.#pending.length = 0;
+    if (this.#fresh.size > 0) this.#fresh.clear();
   }
 }
