@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { SqliteStore } from '../src/server/store/sqlite-store.js';
-import { storeContract } from './store-contract.js';
+import { storeContract, T0 as CONTRACT_T0 } from './store-contract.js';
 
 function tempDir(): { dir: string; remove(): void } {
   const dir = mkdtempSync(join(tmpdir(), 'herald-store-'));
@@ -15,14 +15,16 @@ function tempDir(): { dir: string; remove(): void } {
 storeContract('sqlite', async (limits) => {
   const tmp = tempDir();
   const file = join(tmp.dir, 'herald.sqlite');
-  let store = new SqliteStore({ file, ...limits });
+  // The contract writes with made-up times; on reopen, what expired before "now" is not loaded.
+  const open = () => new SqliteStore({ file, ...limits, clock: () => CONTRACT_T0 });
+  let store = open();
   return {
     get store() {
       return store;
     },
     async reopen() {
       await store.close();
-      store = new SqliteStore({ file, ...limits });
+      store = open();
       return store;
     },
     async destroy() {

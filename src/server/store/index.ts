@@ -36,7 +36,12 @@ export function createStore(options: StoreOptions, logger: Logger): MessageStore
     file, maxPerStream: options.maxPerStream, synchronous: options.sqliteSynchronous,
     pruneIntervalMs: options.pruneIntervalMs, onPrune,
   });
-  logger.info({ store: 'sqlite', file, synchronous: options.sqliteSynchronous }, 'store: sqlite');
+  const { streams, journalRows, messages, migrated, ms } = store.loaded;
+  logger.info(
+    { store: 'sqlite', file, synchronous: options.sqliteSynchronous, streams, journalRows, messages, loadMs: Math.round(ms) },
+    'store: sqlite (queued notifications loaded into memory from the journal)',
+  );
+  if (migrated > 0) logger.info({ file, migrated }, 'store: file migrated to the journal layout (schema 2)');
   if (store.rotatedEpochs) {
     logger.warn({ file }, 'store: not closed cleanly before the machine restarted; the last sends before the crash may be lost, so every stream got a new EPOCH (tabs are told with RESET)');
   }

@@ -1,0 +1,196 @@
+/**
+ * The SQLite store's file: opening it, its layout, and the migration from the
+ * layout before it. Version 2 (the journal):
+ *
+ * - `streams`: one row per stream ever written. `epoch` is written when the
+ *   stream is first appended to; `acked` with each batch that raises it;
+ *   `last_seq` lazily (before journal rows are pruned, and on close): on
+ *   open the true last SEQ is the larger of it and the highest in the journal.
+ * - `journal`: one row per committed write batch, holding its appends
+ *   (journal-codec.ts). `max_expires_at` is when the whole row may go; the
+ *   store keeps it in memory for every row, so it has no index.
+ *
+ * Version 1 kept one row per notification (and per idempotency key) with two
+ * indexes, and updated the stream's row on every append.
+ */
+import { readFileSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import { HeraldError } from '../errors.js';
+import { encodeEntry } from './journal-codec.js';
+import { newEpoch } from './message-id.js';
+
+export const SCHEMA_VERSION = '2';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS streams (
+  stream   TEXT PRIMARY KEY,
+  epoch    TEXT NOT NULL,
+  last_seq INTEGER NOT NULL DEFAULT 0,
+  acked    INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS journal (
+  id             INTEGER PRIMARY KEY,
+  max_expires_at INTEGER NOT NULL,
+  body           TEXT NOT NULL
+);
+`;
+
+export interface OpenedStoreFile {
+  db: Database.Database;
+  /** The epoch never-written streams derive theirs from. */
+  storeEpoch: string;
+  /** See SqliteStore.rotatedEpochs. */
+  rotatedEpochs: boolean;
+  /** Notifications migrated from a version 1 file (0 when it was not one). */
+  migrated: number;
+}
+
+/**
+ * Opens (or creates) the file for one store: WAL, exclusive lock (a second
+ * process is refused with HERALD_ERR_UNAVAILABLE), the schema brought to the
+ * current version, epochs rotated when commits may have been lost, and the
+ * file marked as open (`clean` = 0 until the store's close).
+ */
+export function openStoreFile(file: string, options: { synchronous?: 'normal' | 'full'; bootId?: string }): OpenedStoreFile {
+  let db: Database.Database;
+  try {
+    db = new Database(file);
+  } catch (e) {
+    throw new HeraldError('HERALD_ERR_INTERNAL', `cannot open store ${file}: ${(e as Error).message}`);
+  }
+  try {
+    db.pragma('busy_timeout = 1000');
+    // Exclusive: the lock is taken by the first write below and held until close.
+    db.pragma('locking_mode = EXCLUSIVE');
+    db.pragma('journal_mode = WAL');
+    db.pragma(`synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
+    db.exec('BEGIN IMMEDIATE');
+    const migrated = prepareSchema(db);
+    const boot = options.bootId ?? currentBootId();
+    const rotatedEpochs = options.synchronous !== 'full' && lostCommitsPossible(db, boot);
+    if (rotatedEpochs) {
+      const rows = db.prepare<[], { stream: string }>('SELECT stream FROM streams').all();
+      const rotate = db.prepare<[string, string]>('UPDATE streams SET epoch = ? WHERE stream = ?');
+      for (const r of rows) rotate.run(newEpoch(), r.stream);
+    }
+    const put = db.prepare<[string, string]>('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
+    // The epoch of streams that have no row yet: a head() need not write a
+    // row (a connect must not cost an INSERT), and the epoch it reports
+    // stays the one the stream's first append records.
+    const stored = db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'epoch'").get()?.value;
+    const storeEpoch = stored === undefined || rotatedEpochs ? newEpoch() : stored;
+    put.run('epoch', storeEpoch);
+    put.run('boot', boot ?? '');
+    put.run('clean', '0');
+    db.exec('COMMIT');
+    return { db, storeEpoch, rotatedEpochs, migrated };
+  } catch (e) {
+    db.close();
+    const busy = (e as { code?: string }).code === 'SQLITE_BUSY';
+    throw new HeraldError(
+      busy ? 'HERALD_ERR_UNAVAILABLE' : 'HERALD_ERR_INTERNAL',
+      busy ? `store ${file} is in use by another process` : `cannot open store ${file}: ${(e as Error).message}`,
+    );
+  }
+}
+
+/** Entries per journal row written by the migration. */
+const MIGRATION_ROW = 1000;
+
+/**
+ * Inside the open transaction: creates the tables of a new file, or migrates
+ * a version 1 file; returns how many notifications were migrated (0 when
+ * none), and throws on a version it does not know.
+ */
+function prepareSchema(db: Database.Database): number {
+  db.exec('CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID');
+  const version = db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'schema'").get()?.value;
+  let migrated = 0;
+  if (version === '1') migrated = migrateV1(db);
+  else if (version !== undefined && version !== SCHEMA_VERSION) throw new Error(`unknown schema version ${version}`);
+  db.exec(SCHEMA);
+  db.prepare("INSERT INTO meta (key, value) VALUES ('schema', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(SCHEMA_VERSION);
+  return migrated;
+}
+
+/**
+ * Version 1 → 2: every notification (with its idempotency key) becomes a
+ * journal entry, in stream and SEQ order, 1000 per row; a key whose
+ * notification was already dropped for the cap stays, as an entry without
+ * JSON; streams keep epoch, last_seq and acked. One transaction (the
+ * caller's): a failed migration leaves the file as it was.
+ */
+function migrateV1(db: Database.Database): number {
+  db.exec(SCHEMA);
+  const keys = new Map<string, { stream: string; key: string; seq: number; expiresAt: number }>();
+  for (const k of db.prepare<[], { stream: string; key: string; seq: number; expires_at: number }>(
+    'SELECT stream, key, seq, expires_at FROM idempotency',
+  ).iterate()) {
+    keys.set(`${k.stream}\0${k.seq}`, { stream: k.stream, key: k.key, seq: k.seq, expiresAt: k.expires_at });
+  }
+  const insert = db.prepare<[number, string]>('INSERT INTO journal (max_expires_at, body) VALUES (?, ?)');
+  let body = '';
+  let entries = 0;
+  let maxExpires = 0;
+  const add = (entry: string, expiresAt: number): void => {
+    body += entry;
+    if (expiresAt > maxExpires) maxExpires = expiresAt;
+    if (++entries === MIGRATION_ROW) flush();
+  };
+  const flush = (): void => {
+    if (entries > 0) insert.run(maxExpires, body);
+    body = '';
+    entries = 0;
+    maxExpires = 0;
+  };
+  // Keyset pages: a statement cannot run while another one is being iterated.
+  const page = db.prepare<[string, number], { stream: string; seq: number; json: string; expires_at: number }>(
+    'SELECT stream, seq, json, expires_at FROM messages WHERE (stream, seq) > (?, ?) ORDER BY stream, seq LIMIT 1000',
+  );
+  let migrated = 0;
+  let after: [string, number] = ['', 0];
+  for (;;) {
+    const rows = page.all(...after);
+    if (rows.length === 0) break;
+    for (const m of rows) {
+      const k = keys.get(`${m.stream}\0${m.seq}`);
+      if (k) keys.delete(`${m.stream}\0${m.seq}`);
+      add(encodeEntry(m.stream, m.seq, m.expires_at, 0, k?.key, m.json), m.expires_at);
+      migrated++;
+    }
+    const last = rows[rows.length - 1]!;
+    after = [last.stream, last.seq];
+  }
+  for (const k of keys.values()) {
+    add(encodeEntry(k.stream, k.seq, k.expiresAt, 0, k.key, undefined), k.expiresAt);
+  }
+  flush();
+  db.exec(`
+    DROP TABLE messages;
+    DROP TABLE idempotency;
+    ALTER TABLE streams DROP COLUMN retained;
+  `);
+  return migrated;
+}
+
+/** Linux's id of this boot of the machine; undefined elsewhere (the check is then skipped). */
+function currentBootId(): string | undefined {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Whether commits may have been lost: the store was not closed cleanly
+ * (`clean` = 0) and the machine booted since (a killed process loses
+ * nothing under WAL; only an OS crash or power cut can, with synchronous=normal).
+ */
+function lostCommitsPossible(db: Database.Database, boot: string | undefined): boolean {
+  if (boot === undefined) return false;
+  const get = db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?');
+  const clean = get.get('clean')?.value;
+  const lastBoot = get.get('boot')?.value;
+  return clean === '0' && lastBoot !== undefined && lastBoot !== '' && lastBoot !== boot;
+}

@@ -1,0 +1,335 @@
+/**
+ * The state of every stream, in memory: epoch, last SEQ, acknowledged SEQ,
+ * the retained notifications in order and the idempotency keys. The memory
+ * store is this and nothing else; the SQLite store keeps the same state and
+ * writes a journal of it (sqlite-store.ts), so both answer reads alike.
+ *
+ * Writes go through a WriteBatch: appends and acks are staged against the
+ * state (later writes of a batch see the earlier ones) and change it only in
+ * apply(), so a durable store can commit the batch first and drop it if the
+ * commit fails — reads never see a write that is not durable.
+ */
+import type { AppendInput, AppendResult, MessageStatus, ReadResult, StoredMessage, StreamHead } from './message-store.js';
+import { derivedEpoch, messageId, parseMessageId } from './message-id.js';
+
+/** A retained notification. Its id is derived (stream, epoch, SEQ) when it is read. */
+export interface Retained {
+  readonly seq: number;
+  readonly json: string;
+  readonly expiresAt: number;
+}
+
+/** The message an idempotency key stands for, until its expiry. */
+export interface KeyUse {
+  seq: number;
+  expiresAt: number;
+}
+
+/** One stream's committed state. */
+export class StreamState {
+  lastSeq = 0;
+  acked = 0;
+  /** Retained notifications in SEQ order, from `start` on: dropping the oldest moves `start`, not every element. */
+  messages: Retained[] = [];
+  start = 0;
+  keys: Map<string, KeyUse> | undefined = undefined;
+  /** Nothing retained here (notification or key) expires before this: pruning skips the stream until then. */
+  nextExpiry = Infinity;
+  /** Durable stores: the last SEQ written outside the journal (the rest is recovered from the journal). */
+  savedSeq = 0;
+  /** What the WriteBatch being built changes here (a field, not a map: found with the stream). */
+  staged: Pending | undefined = undefined;
+
+  constructor(readonly epoch: string) {}
+
+  get retained(): number {
+    return this.messages.length - this.start;
+  }
+
+  push(m: Retained): void {
+    this.messages.push(m);
+    if (m.expiresAt < this.nextExpiry) this.nextExpiry = m.expiresAt;
+  }
+
+  dropOldest(n: number): void {
+    this.start += n;
+    // Compact once half the array is dropped ones: amortised O(1) per drop.
+    if (this.start >= 32 && this.start * 2 >= this.messages.length) {
+      this.messages = this.messages.slice(this.start);
+      this.start = 0;
+    }
+  }
+
+  /** Drops the retained notifications with a SEQ below `seq`. */
+  dropBelow(seq: number): void {
+    const i = this.#firstAbove(seq - 1);
+    if (i > this.start) this.dropOldest(i - this.start);
+  }
+
+  setKey(key: string, use: KeyUse): void {
+    (this.keys ??= new Map()).set(key, use);
+    if (use.expiresAt < this.nextExpiry) this.nextExpiry = use.expiresAt;
+  }
+
+  /** Index of the first retained notification with a SEQ above `seq` (binary search: SEQs increase). */
+  #firstAbove(seq: number): number {
+    let lo = this.start;
+    let hi = this.messages.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.messages[mid]!.seq <= seq) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  /** Unexpired notifications after `afterSeq`, at most `limit`, with their ids. */
+  read(stream: string, afterSeq: number, limit: number, now: number): StoredMessage[] {
+    const out: StoredMessage[] = [];
+    for (let i = this.#firstAbove(afterSeq); i < this.messages.length && out.length < limit; i++) {
+      const m = this.messages[i]!;
+      if (m.expiresAt > now) out.push({ id: messageId(this.epoch, m.seq, stream), seq: m.seq, json: m.json, expiresAt: m.expiresAt });
+    }
+    return out;
+  }
+
+  find(seq: number): Retained | undefined {
+    const m = this.messages[this.#firstAbove(seq - 1)];
+    return m?.seq === seq ? m : undefined;
+  }
+
+  /** Removes expired notifications and keys; returns how many notifications went. */
+  prune(now: number): number {
+    if (this.nextExpiry > now) return 0;
+    let next = Infinity;
+    const kept: Retained[] = [];
+    for (let i = this.start; i < this.messages.length; i++) {
+      const m = this.messages[i]!;
+      if (m.expiresAt > now) {
+        kept.push(m);
+        if (m.expiresAt < next) next = m.expiresAt;
+      }
+    }
+    const removed = this.retained - kept.length;
+    this.messages = kept;
+    this.start = 0;
+    if (this.keys) {
+      for (const [k, use] of this.keys) {
+        if (use.expiresAt <= now) this.keys.delete(k);
+        else if (use.expiresAt < next) next = use.expiresAt;
+      }
+      if (this.keys.size === 0) this.keys = undefined;
+    }
+    this.nextExpiry = next;
+    return removed;
+  }
+}
+
+/** Every stream's state; see the file comment. */
+export class StreamIndex {
+  readonly streams = new Map<string, StreamState>();
+
+  /**
+   * @param maxPerStream notifications kept per stream; beyond it the oldest are dropped.
+   * @param storeEpoch the store's own epoch, from which never-written streams derive theirs.
+   */
+  constructor(readonly maxPerStream: number, public storeEpoch: string) {}
+
+  get(stream: string): StreamState | undefined {
+    return this.streams.get(stream);
+  }
+
+  /** The stream's state, created (with the given epoch) when it has none. */
+  create(stream: string, epoch: string): StreamState {
+    let s = this.streams.get(stream);
+    if (!s) this.streams.set(stream, (s = new StreamState(epoch)));
+    return s;
+  }
+
+  /** A stream that was never written has an epoch derived from the store's, so reading a head allocates nothing. */
+  newEpoch(stream: string): string {
+    return derivedEpoch(this.storeEpoch, stream);
+  }
+
+  head(stream: string): StreamHead {
+    const s = this.streams.get(stream);
+    if (!s) return { epoch: this.newEpoch(stream), lastSeq: 0, firstSeq: 1, ackedSeq: 0 };
+    return { epoch: s.epoch, lastSeq: s.lastSeq, firstSeq: s.messages[s.start]?.seq ?? s.lastSeq + 1, ackedSeq: s.acked };
+  }
+
+  readAfter(stream: string, afterSeq: number, limit: number, now: number): ReadResult {
+    const head = this.head(stream);
+    const s = this.streams.get(stream);
+    return { ...head, messages: s ? s.read(stream, afterSeq, limit, now) : [] };
+  }
+
+  status(id: string, now: number): MessageStatus | undefined {
+    // The id names its stream, epoch and SEQ: no index of ids to keep.
+    const where = parseMessageId(id);
+    if (!where) return undefined;
+    const s = this.streams.get(where.stream);
+    // Another epoch: that history is gone, and its SEQ may name a newer message.
+    if (!s || s.epoch !== where.epoch) return undefined;
+    const m = s.find(where.seq);
+    if (!m) return undefined;
+    return {
+      id, stream: where.stream, seq: m.seq, epoch: s.epoch, expiresAt: m.expiresAt,
+      acknowledged: s.acked >= m.seq, expired: m.expiresAt <= now,
+    };
+  }
+
+  /**
+   * Removes expired notifications and keys, a slice at a time: yields the
+   * number removed after about `budget` streams and notifications looked at,
+   * so that a caller can give the event loop a turn between slices, and
+   * returns the number removed by the last slice.
+   */
+  *pruneSlices(now: number, budget: number): Generator<number, number, void> {
+    let removed = 0;
+    let work = 0;
+    for (const s of this.streams.values()) {
+      if (work >= budget) {
+        yield removed;
+        removed = 0;
+        work = 0;
+      }
+      work++;
+      if (s.nextExpiry <= now) {
+        work += s.retained + (s.keys?.size ?? 0);
+        removed += s.prune(now);
+      }
+    }
+    return removed;
+  }
+
+  /** Removes every expired notification and key at once; returns how many notifications went. */
+  prune(now: number): number {
+    return this.pruneSlices(now, Infinity).next().value;
+  }
+}
+
+/** What a batch will change in one stream. */
+export interface Pending {
+  readonly stream: string;
+  readonly state: StreamState | undefined;
+  readonly epoch: string;
+  lastSeq: number;
+  acked: number;
+  ackChanged: boolean;
+  /** Retained after the batch: the state's plus the added minus the dropped. */
+  retained: number;
+  /** Dropped from the head of [state's retained…, added…]. */
+  dropped: number;
+  added: Retained[];
+  keys: Map<string, KeyUse> | undefined;
+}
+
+/**
+ * Appends and acks staged against a StreamIndex, in call order, applied in
+ * one step (or discarded). Reusable: apply() and discard() empty it.
+ */
+export class WriteBatch {
+  readonly #index: StreamIndex;
+  /** In the order first touched; those of existing streams also hang on their state, new ones are in #fresh. */
+  readonly #pending: Pending[] = [];
+  readonly #fresh = new Map<string, Pending>();
+  /**
+   * After an append that dropped notifications for the cap: the lowest SEQ the
+   * stream still retains (every lower one is gone); 0 after any other append.
+   */
+  lastFloor = 0;
+
+  constructor(index: StreamIndex) {
+    this.#index = index;
+  }
+
+  #pendingFor(stream: string, state = this.#index.get(stream)): Pending {
+    let p = state ? state.staged : this.#fresh.get(stream);
+    if (p) return p;
+    p = {
+      stream, state, epoch: state?.epoch ?? this.#index.newEpoch(stream),
+      lastSeq: state?.lastSeq ?? 0, acked: state?.acked ?? 0, ackChanged: false,
+      retained: state?.retained ?? 0, dropped: 0, added: [], keys: undefined,
+    };
+    if (state) state.staged = p;
+    else this.#fresh.set(stream, p);
+    this.#pending.push(p);
+    return p;
+  }
+
+  /** Stages an append: assigns its SEQ, checks its idempotency key, applies the cap. */
+  append(input: AppendInput, now: number): AppendResult {
+    const p = this.#pendingFor(input.stream);
+    const key = input.idempotencyKey;
+    this.lastFloor = 0;
+    if (key !== undefined) {
+      const seen = p.keys?.has(key) ? p.keys.get(key) : p.state?.keys?.get(key);
+      if (seen && seen.expiresAt > now) {
+        return { id: messageId(p.epoch, seen.seq, p.stream), seq: seen.seq, epoch: p.epoch, duplicate: true, dropped: 0 };
+      }
+    }
+    const seq = ++p.lastSeq;
+    p.added.push({ seq, json: input.json, expiresAt: input.expiresAt });
+    if (key !== undefined) (p.keys ??= new Map()).set(key, { seq, expiresAt: input.expiresAt });
+    let dropped = 0;
+    if (++p.retained > this.#index.maxPerStream) {
+      dropped = p.retained - this.#index.maxPerStream;
+      p.retained -= dropped;
+      p.dropped += dropped;
+      this.lastFloor = this.#seqAt(p, p.dropped);
+    }
+    return { id: messageId(p.epoch, seq, p.stream), seq, epoch: p.epoch, duplicate: false, dropped };
+  }
+
+  /** The SEQ at position i of [state's retained…, added…]. */
+  #seqAt(p: Pending, i: number): number {
+    const committed = p.state?.retained ?? 0;
+    return i < committed ? p.state!.messages[p.state!.start + i]!.seq : p.added[i - committed]!.seq;
+  }
+
+  /** Stages a cumulative ack (the maximum is kept, never past the last SEQ); a stream never written is left alone. */
+  ack(stream: string, seq: number): void {
+    const state = this.#index.get(stream);
+    if (!state && !this.#fresh.has(stream)) return;
+    const p = this.#pendingFor(stream, state);
+    if (seq > p.acked) {
+      const acked = Math.min(seq, p.lastSeq);
+      if (acked > p.acked) {
+        p.acked = acked;
+        p.ackChanged = true;
+      }
+    }
+  }
+
+  /** Streams this batch writes first (they have no state yet), with their epochs. */
+  *created(): Generator<{ stream: string; epoch: string }> {
+    for (const p of this.#pending) if (!p.state && p.added.length > 0) yield { stream: p.stream, epoch: p.epoch };
+  }
+
+  /** Streams whose acknowledged SEQ this batch raises, with the new value. */
+  *acks(): Generator<{ stream: string; acked: number }> {
+    for (const p of this.#pending) if (p.ackChanged) yield { stream: p.stream, acked: p.acked };
+  }
+
+  /** Makes the staged writes the index's state; `touched` is told of each stream changed. */
+  apply(touched?: (stream: string, state: StreamState) => void): void {
+    for (let i = 0; i < this.#pending.length; i++) {
+      const p = this.#pending[i]!;
+      if (!p.state && p.added.length === 0) continue;
+      const s = p.state ?? this.#index.create(p.stream, p.epoch);
+      s.lastSeq = p.lastSeq;
+      s.acked = p.acked;
+      for (let j = 0; j < p.added.length; j++) s.push(p.added[j]!);
+      if (p.dropped > 0) s.dropOldest(p.dropped);
+      if (p.keys) for (const [k, use] of p.keys) s.setKey(k, use);
+      touched?.(p.stream, s);
+    }
+    this.discard();
+  }
+
+  discard(): void {
+    for (const p of this.#pending) if (p.state) p.state.staged = undefined;
+    this.#pending.length = 0;
+    if (this.#fresh.size > 0) this.#fresh.clear();
+  }
+}

@@ -1,0 +1,290 @@
+/**
+ * The SQLite store as a journal (schema 2): what a reopen rebuilds from it
+ * (cap, expiry, idempotency keys, byte-exact notifications), what survives a
+ * killed process and the pruning of journal rows (never a SEQ assigned
+ * twice), and the migration of a version 1 file.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import Database from 'better-sqlite3';
+import fc from 'fast-check';
+import { decodeBody, encodeEntry, type JournalEntry } from '../src/server/store/journal-codec.js';
+import type { AppendResult } from '../src/server/store/message-store.js';
+import { derivedEpoch } from '../src/server/store/message-id.js';
+import { SqliteStore } from '../src/server/store/sqlite-store.js';
+
+const T0 = 1_700_000_000_000;
+const HOUR = 3_600_000;
+const root = new URL('..', import.meta.url).pathname;
+
+async function withFile(body: (file: string) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), 'herald-journal-'));
+  try {
+    await body(join(dir, 'herald.sqlite'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function msg(n: number | string): string {
+  return JSON.stringify({ TYPE: 'MESSAGE', TITLE: `n${n}` });
+}
+
+/** Runs the operations in a SqliteStore of another process, then kills that process with SIGKILL (the store never closes). */
+async function runAndKill(file: string, ops: unknown[]): Promise<unknown[]> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'test/store-sqlite-writer.ts')], {
+    cwd: root, env: { ...process.env, HERALD_TEST_STORE_FILE: file, HERALD_TEST_STORE_OPS: JSON.stringify(ops) },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exited = new Promise<unknown>((resolve) => child.once('exit', resolve));
+  try {
+    const results = await new Promise<unknown[]>((resolve, reject) => {
+      let out = '';
+      const timer = setTimeout(() => reject(new Error(`no DONE from the writer within 20 s: ${out}`)), 20_000);
+      child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+        out += chunk;
+        const line = out.split('\n').find((l) => l.startsWith('DONE '));
+        if (line) {
+          clearTimeout(timer);
+          resolve(JSON.parse(line.slice(5)) as unknown[]);
+        }
+      });
+      child.once('exit', (code) => reject(new Error(`the writer exited (${code}) before DONE: ${out}`)));
+    });
+    return results;
+  } finally {
+    child.kill('SIGKILL');
+    await exited;
+  }
+}
+
+describe('SqliteStore journal', () => {
+  it('a reopen rebuilds the cap, expiry and idempotency keys as they were', () => withFile(async (file) => {
+    const open = (now: number, maxPerStream = 3) => new SqliteStore({ file, maxPerStream, clock: () => now });
+    let store = open(T0);
+    const one = [];
+    for (let i = 1; i <= 5; i++) {
+      one.push(await store.append(i === 1 ? { stream: 'admin:1', json: msg(i), expiresAt: T0 + HOUR, idempotencyKey: 'k1' } : { stream: 'admin:1', json: msg(i), expiresAt: T0 + HOUR }, T0));
+    }
+    assert.deepEqual(one.map((r) => r.dropped), [0, 0, 0, 1, 1]);
+    // admin:2: the 4th append drops the 1st for the cap while the short-lived 2nd still counts.
+    for (const [i, ttl] of [[1, HOUR], [2, 10], [3, HOUR], [4, HOUR]] as const) {
+      await store.append({ stream: 'admin:2', json: msg(i), expiresAt: T0 + ttl }, T0);
+    }
+    await store.append({ stream: 'admin:3', json: msg(1), expiresAt: T0 + 10, idempotencyKey: 'short' }, T0);
+    await store.append({ stream: 'admin:3', json: msg(2), expiresAt: T0 + HOUR }, T0);
+    await store.close();
+
+    const later = T0 + 100;
+    store = open(later);
+    try {
+      const a1 = await store.readAfter('admin:1', 0, 10, later);
+      assert.deepEqual(a1.messages.map((m) => [m.seq, m.json]), [[3, msg(3)], [4, msg(4)], [5, msg(5)]]);
+      assert.deepEqual([a1.firstSeq, a1.lastSeq, a1.epoch], [3, 5, one[0]!.epoch]);
+      const dup = await store.append({ stream: 'admin:1', json: msg('again'), expiresAt: T0 + HOUR, idempotencyKey: 'k1' }, later);
+      assert.deepEqual(dup, { ...one[0]!, duplicate: true }, 'the key outlives its notification dropped for the cap');
+      const a2 = await store.readAfter('admin:2', 0, 10, later);
+      assert.deepEqual(a2.messages.map((m) => m.seq), [3, 4], 'the expired 2nd is not loaded, the dropped 1st does not come back');
+      assert.equal(a2.firstSeq, 3);
+      const fresh = await store.append({ stream: 'admin:3', json: msg(3), expiresAt: T0 + HOUR, idempotencyKey: 'short' }, later);
+      assert.deepEqual([fresh.seq, fresh.duplicate], [3, false], 'an expired key is free again; its SEQ is not reused');
+      assert.equal(await store.prune(later), 0, 'nothing expired was loaded');
+      assert.equal(store.loaded.messages, 3 + 2 + 1);
+    } finally {
+      await store.close();
+    }
+    // A smaller cap applies to what is loaded.
+    store = open(later, 2);
+    try {
+      assert.deepEqual((await store.readAfter('admin:1', 0, 10, later)).messages.map((m) => m.seq), [4, 5]);
+    } finally {
+      await store.close();
+    }
+  }));
+
+  it('notifications come back byte for byte, in order, from many batches', () => withFile(async (file) => {
+    const odd = [
+      msg(1), '{}', JSON.stringify({ TEXT: '12:34,56:' }), JSON.stringify({ TEXT: 'Платіж 🎉 "quoted" \\ back\nline' }),
+      JSON.stringify({ A: '\u0000\u2028\ud83d\ude00' }), 'x'.repeat(70_000),
+    ];
+    const streams = ['admin:1', 'user:ü:2', 'admin:*', '1:2'];
+    let store = new SqliteStore({ file, maxPerStream: 1000, clock: () => T0 });
+    const sent: AppendResult[] = [];
+    for (let batch = 0; batch < 5; batch++) {
+      sent.push(...await Promise.all(odd.flatMap((json, i) => streams.map((stream, j) => store.append(
+        { stream, json, expiresAt: T0 + HOUR + i, idempotencyKey: `b${batch}:${i}:${j}:🔑` }, T0,
+      )))));
+    }
+    const before = await Promise.all(streams.map((s) => store.readAfter(s, 0, 1000, T0)));
+    await store.close();
+    store = new SqliteStore({ file, maxPerStream: 1000, clock: () => T0 });
+    try {
+      assert.deepEqual(await Promise.all(streams.map((s) => store.readAfter(s, 0, 1000, T0))), before);
+      assert.equal(before[1]!.messages.length, 5 * odd.length);
+      assert.equal(store.loaded.journalRows, 5);
+      const dup = await store.append({ stream: 'user:ü:2', json: '{}', expiresAt: T0 + HOUR, idempotencyKey: 'b3:2:1:🔑' }, T0);
+      assert.deepEqual(dup, { ...sent[3 * odd.length * streams.length + 2 * streams.length + 1]!, duplicate: true });
+    } finally {
+      await store.close();
+    }
+  }));
+
+  it('a killed process loses no committed append, and the next SEQ follows the last one', () => withFile(async (file) => {
+    const appends = [1, 2, 3].map((i) => ({ op: 'append', stream: 'admin:1', json: msg(i), expiresAt: T0 + HOUR, now: T0 }));
+    const results = await runAndKill(file, [...appends, { op: 'append', stream: 'admin:2', json: msg(1), expiresAt: T0 + HOUR, now: T0 }]) as AppendResult[];
+    const store = new SqliteStore({ file, maxPerStream: 100, bootId: 'boot-test', clock: () => T0 });
+    try {
+      assert.equal(store.rotatedEpochs, false, 'same boot: a killed process lost nothing');
+      const r = await store.readAfter('admin:1', 0, 10, T0);
+      assert.deepEqual(r.messages.map((m) => m.id), results.slice(0, 3).map((x) => x.id));
+      const next = await store.append({ stream: 'admin:1', json: msg(4), expiresAt: T0 + HOUR }, T0);
+      assert.deepEqual([next.seq, next.epoch], [4, results[0]!.epoch]);
+    } finally {
+      await store.close();
+    }
+  }));
+
+  it('a stream\'s last SEQ survives the pruning of the journal rows that held it, and a kill after it', () => withFile(async (file) => {
+    const ops = [
+      ...[1, 2, 3].map((i) => ({ op: 'append', stream: 'admin:1', json: msg(i), expiresAt: T0 + 10, now: T0 })),
+      { op: 'append', stream: 'admin:2', json: msg(1), expiresAt: T0 + HOUR, now: T0 },
+      { op: 'prune', now: T0 + 20 },
+    ];
+    const results = await runAndKill(file, ops) as [AppendResult, AppendResult, AppendResult, AppendResult, number];
+    assert.equal(results[4], 3);
+    const store = new SqliteStore({ file, maxPerStream: 100, bootId: 'boot-test', clock: () => T0 + 20 });
+    try {
+      assert.equal(store.loaded.journalRows, 1, 'the three rows of admin:1 were deleted');
+      const head = await store.head('admin:1');
+      assert.deepEqual([head.lastSeq, head.firstSeq, head.epoch], [3, 4, results[0].epoch]);
+      const next = await store.append({ stream: 'admin:1', json: msg(4), expiresAt: T0 + HOUR }, T0 + 20);
+      assert.equal(next.seq, 4, 'SEQ 1 is not assigned again in the same epoch');
+      assert.deepEqual((await store.readAfter('admin:2', 0, 10, T0 + 20)).messages.map((m) => m.id), [results[3].id]);
+    } finally {
+      await store.close();
+    }
+  }));
+
+  it('migrates a version 1 file on open, in one transaction', () => withFile(async (file) => {
+    const cyrillic = JSON.stringify({ TYPE: 'MESSAGE', TITLE: 'Платіж отримано', TEXT: 'Just<br/>some<br/>text 🎉' });
+    const v1 = new Database(file);
+    v1.pragma('journal_mode = WAL');
+    // The layout of schema version 1, as the SQLite store wrote it until the journal.
+    v1.exec(`
+      CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+      CREATE TABLE streams (
+        stream TEXT PRIMARY KEY, epoch TEXT NOT NULL, last_seq INTEGER NOT NULL DEFAULT 0,
+        acked INTEGER NOT NULL DEFAULT 0, retained INTEGER NOT NULL DEFAULT 0
+      ) WITHOUT ROWID;
+      CREATE TABLE messages (stream TEXT NOT NULL, seq INTEGER NOT NULL, json TEXT NOT NULL, expires_at INTEGER NOT NULL);
+      CREATE UNIQUE INDEX messages_by_stream ON messages (stream, seq);
+      CREATE INDEX messages_by_expiry ON messages (expires_at);
+      CREATE TABLE idempotency (
+        stream TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (stream, key)
+      ) WITHOUT ROWID;
+      CREATE INDEX idempotency_by_expiry ON idempotency (expires_at);
+      INSERT INTO meta VALUES ('schema', '1'), ('epoch', 'storeEp1'), ('boot', 'boot-v1'), ('clean', '1');
+      INSERT INTO streams VALUES ('admin:1', 'epochA1', 5, 2, 3), ('admin:2', 'epochA2', 2, 2, 0);
+    `);
+    const put = v1.prepare('INSERT INTO messages VALUES (?, ?, ?, ?)');
+    put.run('admin:1', 3, msg(3), T0 + HOUR);
+    put.run('admin:1', 4, cyrillic, T0 + HOUR);
+    put.run('admin:1', 5, msg(5), T0 + 2 * HOUR);
+    // The key of SEQ 5, and of SEQ 1, whose notification the cap dropped.
+    v1.prepare('INSERT INTO idempotency VALUES (?, ?, ?, ?), (?, ?, ?, ?)').run('admin:1', 'k5', 5, T0 + 2 * HOUR, 'admin:1', 'k1', 1, T0 + HOUR);
+    v1.close();
+
+    let store = new SqliteStore({ file, maxPerStream: 100, bootId: 'boot-v1', clock: () => T0 });
+    const check = async () => {
+      const r = await store.readAfter('admin:1', 0, 10, T0);
+      assert.deepEqual(r.messages, [
+        { id: 'epochA1.3.admin:1', seq: 3, json: msg(3), expiresAt: T0 + HOUR },
+        { id: 'epochA1.4.admin:1', seq: 4, json: cyrillic, expiresAt: T0 + HOUR },
+        { id: 'epochA1.5.admin:1', seq: 5, json: msg(5), expiresAt: T0 + 2 * HOUR },
+      ]);
+      assert.deepEqual({ ...r, messages: undefined }, { epoch: 'epochA1', lastSeq: 5, firstSeq: 3, ackedSeq: 2, messages: undefined });
+      assert.deepEqual(await store.head('admin:2'), { epoch: 'epochA2', lastSeq: 2, firstSeq: 3, ackedSeq: 2 });
+      assert.equal((await store.head('user:9')).epoch, derivedEpoch('storeEp1', 'user:9'), 'the store epoch is kept');
+      assert.equal((await store.status('epochA1.4.admin:1', T0))?.acknowledged, false);
+    };
+    try {
+      assert.equal(store.loaded.migrated, 3);
+      await check();
+    } finally {
+      await store.close();
+    }
+    const raw = new Database(file);
+    assert.equal(raw.prepare("SELECT value FROM meta WHERE key = 'schema'").pluck().get(), '2');
+    assert.deepEqual(raw.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").pluck().all(), ['journal', 'meta', 'streams']);
+    assert.deepEqual(raw.prepare('SELECT name FROM pragma_table_info(?)').pluck().all('streams'), ['stream', 'epoch', 'last_seq', 'acked']);
+    raw.close();
+    store = new SqliteStore({ file, maxPerStream: 100, bootId: 'boot-v1', clock: () => T0 });
+    try {
+      assert.equal(store.loaded.migrated, 0);
+      await check();
+      for (const [key, seq] of [['k5', 5], ['k1', 1]] as const) {
+        const dup = await store.append({ stream: 'admin:1', json: msg('x'), expiresAt: T0 + HOUR, idempotencyKey: key }, T0);
+        assert.deepEqual([dup.duplicate, dup.seq, dup.id], [true, seq, `epochA1.${seq}.admin:1`]);
+      }
+      assert.equal((await store.append({ stream: 'admin:2', json: msg(3), expiresAt: T0 + HOUR }, T0)).seq, 3);
+    } finally {
+      await store.close();
+    }
+  }));
+
+  it('a write its transaction refuses fails alone: the rest of its batch commits, and nobody sees it', () => withFile(async (file) => {
+    await new SqliteStore({ file, maxPerStream: 10 }).close();
+    // A file that refuses one notification (as a full disk or a too large row would refuse a batch).
+    const raw = new Database(file);
+    raw.exec("CREATE TRIGGER poison BEFORE INSERT ON journal WHEN instr(NEW.body, 'POISON') > 0 BEGIN SELECT RAISE(ABORT, 'poisoned'); END");
+    raw.close();
+    const store = new SqliteStore({ file, maxPerStream: 10, clock: () => T0 });
+    try {
+      const writes = await Promise.allSettled([
+        store.append({ stream: 'admin:1', json: msg(1), expiresAt: T0 + HOUR }, T0),
+        store.append({ stream: 'admin:1', json: msg('POISON'), expiresAt: T0 + HOUR, idempotencyKey: 'p' }, T0),
+        store.append({ stream: 'admin:2', json: msg('POISON'), expiresAt: T0 + HOUR }, T0),
+        store.append({ stream: 'admin:1', json: msg(2), expiresAt: T0 + HOUR }, T0),
+        store.ack('admin:1', 1),
+      ]);
+      assert.deepEqual(writes.map((w) => w.status), ['fulfilled', 'rejected', 'rejected', 'fulfilled', 'fulfilled']);
+      assert.equal((writes[1] as PromiseRejectedResult).reason.code, 'HERALD_ERR_UNAVAILABLE');
+      assert.deepEqual(writes.slice(0, 4).map((w) => w.status === 'fulfilled' && (w.value as AppendResult).seq), [1, false, false, 2]);
+      const r = await store.readAfter('admin:1', 0, 10, T0);
+      assert.deepEqual(r.messages.map((m) => m.json), [msg(1), msg(2)]);
+      assert.equal(r.ackedSeq, 1);
+      const h2 = await store.head('admin:2');
+      assert.deepEqual([h2.lastSeq, h2.firstSeq], [0, 1], 'a stream whose only write failed is still unwritten');
+      const retry = await store.append({ stream: 'admin:1', json: msg(3), expiresAt: T0 + HOUR, idempotencyKey: 'p' }, T0);
+      assert.deepEqual([retry.seq, retry.duplicate], [3, false], 'the refused write left no key and no SEQ behind');
+    } finally {
+      await store.close();
+    }
+  }));
+
+  it('refuses a file of a schema version it does not know', () => withFile(async (file) => {
+    const raw = new Database(file);
+    raw.exec("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID; INSERT INTO meta VALUES ('schema', '3')");
+    raw.close();
+    assert.throws(() => new SqliteStore({ file, maxPerStream: 10 }), { code: 'HERALD_ERR_INTERNAL', message: /unknown schema version 3/ });
+  }));
+
+  it('the journal encoding gives back any entry exactly', () => {
+    // Any UTF-16 string, lone surrogates included (the codec itself is exact; SQLite's TEXT then keeps well-formed text).
+    const text = fc.string({ unit: fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c)) });
+    const entry = fc.record({
+      stream: text, seq: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }), expiresAt: fc.maxSafeNat(), floor: fc.maxSafeNat(),
+      key: fc.option(text, { nil: undefined }), json: fc.option(text, { nil: undefined }),
+    });
+    fc.assert(fc.property(fc.array(entry, { maxLength: 20 }), (entries) => {
+      const body = entries.map((e) => encodeEntry(e.stream, e.seq, e.expiresAt, e.floor, e.key, e.json)).join('');
+      const back: JournalEntry[] = [];
+      decodeBody(body, (e) => back.push({ ...e }));
+      assert.deepEqual(back, entries.map((e) => ({ ...e })));
+    }));
+  });
+});
