@@ -66,6 +66,7 @@ class SlowStore implements MessageStore {
     return r;
   }
   append(input: AppendInput, now: number) { return this.#later(this.inner.append(input, now)); }
+  appendMany(inputs: readonly AppendInput[], now: number) { return this.#later(this.inner.appendMany(inputs, now)); }
   head(stream: string) { return this.#later(this.inner.head(stream)); }
   readAfter(stream: string, afterSeq: number, limit: number, now: number) { return this.#later(this.inner.readAfter(stream, afterSeq, limit, now)); }
   ack(stream: string, seq: number) { return this.#later(this.inner.ack(stream, seq)); }

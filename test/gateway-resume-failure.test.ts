@@ -17,6 +17,7 @@ class FlakyStore implements MessageStore {
   onFailingRead: ((fail: () => void) => void) | undefined;
   constructor(readonly inner: MessageStore) {}
   append(input: AppendInput, now: number) { return this.inner.append(input, now); }
+  appendMany(inputs: readonly AppendInput[], now: number) { return this.inner.appendMany(inputs, now); }
   head(stream: string) { return this.inner.head(stream); }
   async readAfter(stream: string, afterSeq: number, limit: number, now: number) {
     if (this.failReads) {

@@ -76,6 +76,20 @@ export function storeContract(name: string, factory: StoreFactory, options: { du
       assert.deepEqual(read.messages.map((m) => m.json), Array.from({ length: n }, (_, i) => msg(i)));
     }));
 
+    it('appendMany stores in order, as the same appends one by one would, interleaving with single appends', () => withStore(factory, 3, async ({ store }) => {
+      const at = (stream: string, n: number, idempotencyKey?: string) => ({ stream, json: msg(n), expiresAt: T0 + HOUR, ...(idempotencyKey ? { idempotencyKey } : {}) });
+      const [single, many] = await Promise.all([
+        store.append(at('admin:5', 0), T0),
+        store.appendMany([at('admin:5', 1, 'k'), at('admin:6', 1), at('admin:5', 2), at('admin:5', 3, 'k'), at('admin:5', 4), at('admin:5', 5)], T0),
+      ]);
+      assert.equal(single.seq, 1);
+      assert.deepEqual(many.map((r) => [r.seq, r.duplicate, r.dropped]), [[2, false, 0], [1, false, 0], [3, false, 0], [2, true, 0], [4, false, 1], [5, false, 1]]);
+      assert.equal(many[3]!.id, many[0]!.id, 'a repeated key within the batch names the first one');
+      const read = await store.readAfter('admin:5', 0, 10, T0);
+      assert.deepEqual(read.messages.map((m) => m.json), [msg(2), msg(4), msg(5)]);
+      assert.deepEqual(await store.appendMany([], T0), []);
+    }));
+
     it('readAfter returns what follows a SEQ, oldest first, bounded by limit, exactly as appended', () => withStore(factory, 100, async ({ store }) => {
       const cyrillic = JSON.stringify({ TYPE: 'MESSAGE', TITLE: 'Платіж отримано', TEXT: 'Just<br/>some<br/>text 🎉', EXTRA: { a: [1, null] } });
       const appended = [];

@@ -5,7 +5,7 @@ import type { Principal, PrincipalKind } from '../protocol/principal.js';
 import { principalKey } from '../protocol/principal.js';
 import type { Broker } from './broker/broker.js';
 import { HeraldError } from './errors.js';
-import type { AppendInput, AppendResult, MessageStore } from './store/message-store.js';
+import type { AppendInput, MessageStore } from './store/message-store.js';
 
 export interface SendOptions {
   /**
@@ -156,7 +156,7 @@ export class Notifier {
         if (n !== undefined) plans[i]!.tabs = n;
       });
     }
-    const stored = inputs.length === 0 ? [] : await this.#appendAll(inputs, now);
+    const stored = inputs.length === 0 ? [] : await this.#store.appendMany(inputs, now);
     const results: SendResult[] = new Array(items.length);
     let publishing: Array<void | Promise<void>> | undefined;
     for (let i = 0; i < plans.length; i++) {
@@ -186,11 +186,6 @@ export class Notifier {
     }
     if (publishing) await Promise.all(publishing);
     return results;
-  }
-
-  /** Appends in order: together in one call when the store can, else started together (one transaction either way). */
-  #appendAll(inputs: AppendInput[], now: number): Promise<AppendResult[]> {
-    return Promise.all(inputs.map((input) => this.#store.append(input, now)));
   }
 
   /**

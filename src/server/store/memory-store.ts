@@ -41,6 +41,13 @@ export class MemoryStore implements MessageStore {
     return result;
   }
 
+  async appendMany(inputs: readonly AppendInput[], now: number): Promise<AppendResult[]> {
+    if (this.#closed) throw new HeraldError('HERALD_ERR_SHUTTING_DOWN', 'the store is closed');
+    const results = inputs.map((input) => this.#writes.append(input, now));
+    this.#writes.apply();
+    return results;
+  }
+
   async head(stream: string): Promise<StreamHead> {
     return this.#index.head(stream);
   }

@@ -63,6 +63,12 @@ export type { MessageStatus };
 export interface MessageStore {
   /** Appends in order; assigns the next SEQ of the stream. Enforces the per-stream cap. */
   append(input: AppendInput, now: number): Promise<AppendResult>;
+  /**
+   * Appends several, in order, as one write (one transaction for a durable
+   * store): one result per input, the same as appending them one by one in
+   * that order. Fails as a whole, having stored none of them.
+   */
+  appendMany(inputs: readonly AppendInput[], now: number): Promise<AppendResult[]>;
   /** The stream's current position (creates the stream's epoch if it has none). */
   head(stream: string): Promise<StreamHead>;
   /** Unexpired messages after `afterSeq`, oldest first. */

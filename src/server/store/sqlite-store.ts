@@ -78,6 +78,7 @@ function prepare(db: Database.Database) {
 
 type PendingWrite = (
   | { kind: 'append'; input: AppendInput; now: number }
+  | { kind: 'appendMany'; inputs: readonly AppendInput[]; now: number }
   | { kind: 'ack'; stream: string; seq: number }
 ) & { resolve(value: unknown): void; reject(error: unknown): void };
 
@@ -257,6 +258,14 @@ export class SqliteStore implements MessageStore {
     const results: unknown[] = [];
     let body = '';
     let maxExpires = 0;
+    const stage = (input: AppendInput, now: number): AppendResult => {
+      const r = staged.append(input, now);
+      if (!r.duplicate) {
+        body += encodeEntry(input.stream, r.seq, input.expiresAt, staged.lastFloor, input.idempotencyKey, input.json);
+        if (input.expiresAt > maxExpires) maxExpires = input.expiresAt;
+      }
+      return r;
+    };
     try {
       for (const w of writes) {
         if (w.kind === 'ack') {
@@ -264,13 +273,13 @@ export class SqliteStore implements MessageStore {
           results.push(undefined);
           continue;
         }
-        const { input } = w;
-        const r = staged.append(input, w.now);
-        if (!r.duplicate) {
-          body += encodeEntry(input.stream, r.seq, input.expiresAt, staged.lastFloor, input.idempotencyKey, input.json);
-          if (input.expiresAt > maxExpires) maxExpires = input.expiresAt;
+        if (w.kind === 'append') {
+          results.push(stage(w.input, w.now));
+          continue;
         }
-        results.push(r);
+        const many: AppendResult[] = new Array(w.inputs.length);
+        for (let i = 0; i < w.inputs.length; i++) many[i] = stage(w.inputs[i]!, w.now);
+        results.push(many);
       }
       const row = this.#write(body, maxExpires);
       if (row !== undefined) {
@@ -312,6 +321,13 @@ export class SqliteStore implements MessageStore {
     if (this.#closed) return Promise.reject(new HeraldError('HERALD_ERR_SHUTTING_DOWN', 'the store is closed'));
     return new Promise<AppendResult>((resolve, reject) => {
       this.#enqueue({ kind: 'append', input, now, resolve: resolve as (v: unknown) => void, reject });
+    });
+  }
+
+  appendMany(inputs: readonly AppendInput[], now: number): Promise<AppendResult[]> {
+    if (this.#closed) return Promise.reject(new HeraldError('HERALD_ERR_SHUTTING_DOWN', 'the store is closed'));
+    return new Promise<AppendResult[]>((resolve, reject) => {
+      this.#enqueue({ kind: 'appendMany', inputs, now, resolve: resolve as (v: unknown) => void, reject });
     });
   }
 
