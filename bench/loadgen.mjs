@@ -15,7 +15,7 @@ let lastRecv = 0;
 let perBroadcastLast = []; // broadcast index → last arrival (ms)
 let perBroadcastCount = [];
 let waiter = null;
-let ackDelayMs = 200;
+let ackDelayMs = 1000;
 let broadcastAckDelayMs = 2000;
 const HANDSHAKE_MS = 30_000; // a handshake that takes longer counts as failed
 
@@ -110,7 +110,7 @@ serveIpc({
    * Opens one connection per entry of `ids` (or `tokens` for Herald), at most
    * `concurrency` handshakes in flight. Answers when all are open or failed.
    */
-  async connect({ kind, url, ids, tokens, concurrency = 100, ackDelay = 200, broadcastAckDelay = 2000 }) {
+  async connect({ kind, url, ids, tokens, concurrency = 100, ackDelay = 1000, broadcastAckDelay = 2000 }) {
     ackDelayMs = ackDelay;
     broadcastAckDelayMs = broadcastAckDelay;
     const n = kind === 'herald' ? tokens.length : ids.length;

@@ -21,7 +21,7 @@ const DEFAULTS = {
   w4Fraction: 0.2, // of the floor's median W2 rate
   w4Rate: 0, // >0 overrides the fraction (msg/s)
   w4DurationMs: 5_000,
-  ackDelayMs: 200, // as the browser library (src/client/delivery.ts): own stream
+  ackDelayMs: 1_000, // as the browser library (src/client/delivery.ts): own stream
   broadcastAckDelayMs: 2_000, // and the broadcast stream
   waitTimeoutMs: 120_000,
   heraldBatch: 'auto', // auto | on | off: POST /api/v1/send/batch

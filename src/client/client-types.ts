@@ -63,7 +63,7 @@ export interface HeraldClientOptions {
   heartbeatMs?: number;
   /** Keep delivery cursors in sessionStorage, so a reload resumes. Default true. */
   persistCursors?: boolean;
-  /** Batch acks of the person's own stream: at most one per this many ms. Default 200. */
+  /** Batch acks of the person's own stream: at most one per this many ms. Default 1000. */
   ackDelayMs?: number;
   /** Batch acks of the broadcast stream: at most one per this many ms. Default 2000 (one tab's ack serves all). */
   broadcastAckDelayMs?: number;

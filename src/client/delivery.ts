@@ -31,7 +31,11 @@ export interface DeliveryOptions {
   storageKey: string | undefined;
   /** Sends an ack frame; returns false when the socket is not open (the ack stays pending). */
   send: (frame: ClientFrame) => boolean;
-  /** Acks of the person's own stream are batched: at most one per this many ms. Default 200. */
+  /**
+   * Acks of the person's own stream are batched: at most one per this many ms.
+   * Default 1000: a busy tab's acks stay a small part of what crosses the
+   * socket, and a closing page still sends what is pending.
+   */
   ackDelayMs?: number;
   /**
    * Acks of the broadcast stream: at most one per this many ms. Default 2000.
@@ -67,7 +71,7 @@ export class DeliveryTracker {
 
   constructor(options: DeliveryOptions) {
     this.#options = options;
-    this.#ackDelay = { own: options.ackDelayMs ?? 200, broadcast: options.broadcastAckDelayMs ?? 2000 };
+    this.#ackDelay = { own: options.ackDelayMs ?? 1000, broadcast: options.broadcastAckDelayMs ?? 2000 };
     this.#load();
   }
 
