@@ -64,23 +64,30 @@ function resultJson(p: Principal, r: SendResult) {
   };
 }
 
-type SendAnswer = { delivered: number; queued: boolean; duplicate?: boolean; dropped?: number; results?: Array<{ duplicate: boolean; dropped: number }> };
+/** One item of a batch: a broadcast (its index among the batch's broadcasts) or sends to people (their slice of the Notifier's batch). */
+type BatchItem = { broadcast: number } | { to: Principal[]; first: number };
+type Outcome = { delivered: number; queued: boolean; duplicate: boolean; dropped: number };
 
-/** A batch's totals (`"answer":"summary"`): tabs reached, items stored, duplicates, messages dropped by stream caps. */
-function summarise(answers: readonly SendAnswer[]) {
-  let delivered = 0;
-  let queued = 0;
-  let duplicates = 0;
-  let dropped = 0;
-  for (const a of answers) {
-    delivered += a.delivered;
-    if (a.queued) queued++;
-    for (const r of a.results ?? [a]) {
-      if (r.duplicate) duplicates++;
-      dropped += r.dropped ?? 0;
-    }
+/**
+ * A batch's totals (`"answer":"summary"`): tabs reached, items stored,
+ * duplicates, notifications dropped by stream caps. Counted straight from
+ * the outcomes, without building the per-item answers.
+ */
+function summarise(items: readonly BatchItem[], sent: readonly Outcome[], broadcasts: readonly Outcome[]) {
+  const totals = { items: items.length, delivered: 0, queued: 0, duplicates: 0, dropped: 0 };
+  const add = (r: Outcome): boolean => {
+    totals.delivered += r.delivered;
+    if (r.duplicate) totals.duplicates++;
+    totals.dropped += r.dropped;
+    return r.queued;
+  };
+  for (const item of items) {
+    let queued = false;
+    if ('broadcast' in item) queued = add(broadcasts[item.broadcast]!);
+    else for (let i = item.first; i < item.first + item.to.length; i++) queued = add(sent[i]!) || queued;
+    if (queued) totals.queued++;
   }
-  return { items: answers.length, delivered, queued, duplicates, dropped };
+  return totals;
 }
 
 /** The `/api/v1` routes (docs/http-api.md). Every one needs the bearer API token. */
@@ -159,9 +166,8 @@ export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext)
     }, async (req) => {
       const { messages, answer } = req.body as SendBatchBody;
       const sends: PersonSend[] = [];
-      type Item = { broadcast: number } | { to: Principal[]; first: number };
       const broadcasts: Array<() => ReturnType<typeof broadcastAnswer>> = [];
-      const items = messages.map((body): Item => {
+      const items = messages.map((body): BatchItem => {
         const { to, payload, options } = parseSend(body);
         if ('all' in to) return { broadcast: broadcasts.push(() => broadcastAnswer(to.all, payload, options)) - 1 };
         const first = sends.length;
@@ -170,10 +176,12 @@ export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext)
       });
       // Awaited together, so that a failure of one is never left unhandled.
       const [sent, ...broadcasted] = await Promise.all([ctx.notifier.sendBatch(sends), ...broadcasts.map((b) => b())]);
-      const results = items.map((item) => (
-        'broadcast' in item ? broadcasted[item.broadcast]! : peopleAnswer(item.to, sent.slice(item.first, item.first + item.to.length))
-      ));
-      return answer === 'summary' ? summarise(results) : { results };
+      if (answer === 'summary') return summarise(items, sent, broadcasted);
+      return {
+        results: items.map((item) => (
+          'broadcast' in item ? broadcasted[item.broadcast]! : peopleAnswer(item.to, sent.slice(item.first, item.first + item.to.length))
+        )),
+      };
     });
 
     api.post('/disconnect', { schema: { summary: 'Close every tab of a person, telling them why', body: DisconnectBody } }, async (req) => {
