@@ -51,6 +51,8 @@ const METRICS = {
     ['serverCpuPct', 'server CPU busy', '%', 0],
     ['clientMaxCpuPct', 'busiest load generator CPU', '%', 0],
     ['senderCpuPct', 'sender CPU', '%', 0],
+    ['gcPct', 'server paused by GC', '%', 1],
+    ['gcMaxMs', 'longest GC pause', 'ms', 1],
     ['delivered', 'delivered', '%', 1, (x) => x * 100],
   ],
   w3: [
@@ -68,6 +70,9 @@ const METRICS = {
     ['maxMs', 'latency max', 'ms', 1],
     ['serverCpuPct', 'server CPU busy', '%', 0],
     ['clientMaxCpuPct', 'busiest load generator CPU', '%', 0],
+    ['gcPerSec', 'server GC pauses', '/s', 1],
+    ['gcPct', 'server paused by GC', '%', 1],
+    ['gcMaxMs', 'longest GC pause', 'ms', 1],
     ['delivered', 'delivered', '%', 1, (x) => x * 100],
   ],
 };

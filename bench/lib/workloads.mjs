@@ -239,17 +239,19 @@ async function measureUnicast(ctx, cfg, send) {
   const expected = expectedPerShare(connect.shares, cfg.w2People, 0, send.total);
   const waits = gens.map((g, k) => g.call('wait', { count: expected[k], timeoutMs: cfg.waitTimeoutMs }, cfg.waitTimeoutMs + 10_000));
   const cpu0 = cpuOf(pids);
+  await ctx.srv.call('gcStart');
   const { sent, got } = await profiled(ctx.srv, cfg, send.cmd, async () => {
     const sent = await sender.call(send.cmd, { ids, ...send.args }, cfg.waitTimeoutMs);
     return { sent, got: await Promise.all(waits) };
   });
+  const gc = await ctx.srv.call('gcStop');
   const cpu1 = cpuOf(pids);
   const received = got.reduce((a, g) => a + g.received, 0);
   const last = Math.max(...got.map((g) => g.lastRecv));
   const lat = mergeSorted(got.map((g) => g.latencies));
   const cpu = cpuDelta(cpu0, cpu1);
   return {
-    sent, received, wallMs: last - sent.t0, cpu,
+    sent, received, wallMs: last - sent.t0, cpu, gc,
     delivered: received / send.total,
     p50: quantileSorted(lat, 0.5), p99: quantileSorted(lat, 0.99), max: lat.length ? lat[lat.length - 1] : NaN,
   };
@@ -276,6 +278,7 @@ export async function runUnicast(name, cfg) {
         serverCpuUsPerMsg: (m.cpu.server * 1000) / m.received,
         p50Ms: m.p50, p99Ms: m.p99,
         delivered: m.delivered,
+        ...gcFigures(m),
         serverCpuMs: m.cpu.server, clientCpuMs: m.cpu.clients, senderCpuMs: m.cpu.sender, wallMs: m.wallMs,
         ...pcts(m.cpu, m.wallMs),
         requests: m.sent.requests,
@@ -283,6 +286,11 @@ export async function runUnicast(name, cfg) {
       },
     };
   });
+}
+
+/** The server's garbage-collection pauses over a measured phase: share of the wall time, and the longest. */
+function gcFigures(m) {
+  return { gcPct: (100 * m.gc.totalMs) / m.wallMs, gcMaxMs: m.gc.maxMs, gcPerSec: (1000 * m.gc.count) / m.wallMs };
 }
 
 /** W4: a steady `rate` msg/s for `w4DurationMs`; latency percentiles. */
@@ -295,6 +303,7 @@ export async function runSteady(name, cfg, rate) {
       w4: {
         p50Ms: m.p50, p99Ms: m.p99, maxMs: m.max,
         rate, delivered: m.delivered, lagged: m.sent.lagged,
+        ...gcFigures(m),
         serverCpuMs: m.cpu.server, clientCpuMs: m.cpu.clients, senderCpuMs: m.cpu.sender, wallMs: m.wallMs,
         ...pcts(m.cpu, m.wallMs),
       },

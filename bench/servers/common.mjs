@@ -1,11 +1,23 @@
 // What every benchmarked server process offers the orchestrator over IPC:
 // its memory after a full GC (run node with --expose-gc) and its CPU time.
 import { Session } from 'node:inspector/promises';
+import { PerformanceObserver } from 'node:perf_hooks';
 import { writeFileSync } from 'node:fs';
 import { serveIpc } from '../lib/ipc.mjs';
 
 // A CPU profile of one measured phase only (not of start-up or token minting).
 let inspector = null;
+
+// Garbage-collection pauses of this process (each one stops the event loop):
+// counted from gcStart to gcStop around a measured phase.
+const gc = { count: 0, totalMs: 0, maxMs: 0 };
+new PerformanceObserver((list) => {
+  for (const e of list.getEntries()) {
+    gc.count++;
+    gc.totalMs += e.duration;
+    if (e.duration > gc.maxMs) gc.maxMs = e.duration;
+  }
+}).observe({ entryTypes: ['gc'] });
 
 export function serveServerIpc(extra = {}) {
   serveIpc({
@@ -15,6 +27,11 @@ export function serveServerIpc(extra = {}) {
       return process.memoryUsage();
     },
     cpu() { return process.cpuUsage(); },
+    gcStart() {
+      Object.assign(gc, { count: 0, totalMs: 0, maxMs: 0 });
+      return true;
+    },
+    gcStop() { return { ...gc }; },
     async profileStart() {
       inspector = new Session();
       inspector.connect();
