@@ -169,6 +169,36 @@ describe('SqliteStore journal', () => {
     }
   }));
 
+  it('notifications dropped for the cap stay dropped after the rows that pushed them out were pruned', () => withFile(async (file) => {
+    const open = (now: number) => new SqliteStore({ file, maxPerStream: 2, clock: () => now });
+    let store = open(T0);
+    for (const i of [1, 2]) await store.append({ stream: 'admin:1', json: msg(i), expiresAt: T0 + HOUR }, T0);
+    // Short-lived ones push the two long-lived ones out.
+    for (const i of [3, 4]) assert.equal((await store.append({ stream: 'admin:1', json: msg(i), expiresAt: T0 + 10 }, T0)).dropped, 1);
+    await store.append({ stream: 'admin:2', json: msg(1), expiresAt: T0 + 10 }, T0);
+    assert.equal(await store.prune(T0 + 20), 3);
+    assert.deepEqual((await store.readAfter('admin:1', 0, 10, T0 + 20)).messages, []);
+    await store.close();
+    store = open(T0 + 20);
+    try {
+      const r = await store.readAfter('admin:1', 0, 10, T0 + 20);
+      assert.deepEqual(r.messages.map((m) => m.seq), [], 'SEQs 1 and 2 were dropped for the cap and stay dropped');
+      assert.deepEqual([r.firstSeq, r.lastSeq], [5, 4]);
+      assert.equal(store.loaded.journalRows, 4, 'the rows of 3 and 4 stay while the older, unexpired rows of 1 and 2 do; admin:2\'s went');
+      // Once everything older has expired, the rows that held the floor go too.
+      assert.equal(await store.prune(T0 + HOUR), 0);
+    } finally {
+      await store.close();
+    }
+    store = open(T0 + HOUR);
+    try {
+      assert.equal(store.loaded.journalRows, 0);
+      assert.deepEqual((await store.head('admin:1')).lastSeq, 4);
+    } finally {
+      await store.close();
+    }
+  }));
+
   it('migrates a version 1 file on open, in one transaction', () => withFile(async (file) => {
     const cyrillic = JSON.stringify({ TYPE: 'MESSAGE', TITLE: 'Платіж отримано', TEXT: 'Just<br/>some<br/>text 🎉' });
     const v1 = new Database(file);

@@ -126,6 +126,13 @@ export class SqliteStore implements MessageStore {
    */
   #rowIds: number[] = [];
   #rowExpiries: number[] = [];
+  /**
+   * Journal rows holding an append that dropped older notifications for the
+   * cap (a floor). Such a row outlives its own expiry while an older row is
+   * still kept: that row may hold the dropped notifications, and without the
+   * floor a reopen would load them again.
+   */
+  readonly #floorRows = new Set<number>();
   /** Streams whose last SEQ is newer than their row's last_seq: only the journal knows it. */
   readonly #unsaved = new Map<string, StreamState>();
   readonly stats: SqliteStoreStats = { batches: 0, writes: 0 };
@@ -189,7 +196,10 @@ export class SqliteStore implements MessageStore {
           orphans.push(e.stream);
         }
         if (e.seq > s.lastSeq) s.lastSeq = e.seq;
-        if (e.floor > 0) s.dropBelow(e.floor);
+        if (e.floor > 0) {
+          s.dropBelow(e.floor);
+          this.#floorRows.add(id);
+        }
         if (e.expiresAt <= now) return;
         if (e.key !== undefined) s.setKey(detach(e.key), { seq: e.seq, expiresAt: e.expiresAt });
         if (e.json !== undefined) {
@@ -258,9 +268,11 @@ export class SqliteStore implements MessageStore {
     const results: unknown[] = [];
     let body = '';
     let maxExpires = 0;
+    let floors = false;
     const stage = (input: AppendInput, now: number): AppendResult => {
       const r = staged.append(input, now);
       if (!r.duplicate) {
+        if (staged.lastFloor > 0) floors = true;
         body += encodeEntry(input.stream, r.seq, input.expiresAt, staged.lastFloor, input.idempotencyKey, input.json);
         if (input.expiresAt > maxExpires) maxExpires = input.expiresAt;
       }
@@ -285,6 +297,7 @@ export class SqliteStore implements MessageStore {
       if (row !== undefined) {
         this.#rowIds.push(row);
         this.#rowExpiries.push(maxExpires);
+        if (floors) this.#floorRows.add(row);
       }
     } catch (e) {
       staged.discard();
@@ -392,17 +405,25 @@ export class SqliteStore implements MessageStore {
 
   /**
    * Takes the journal rows whose every entry expired by `now` off the list
-   * (should deleting them fail, they are deleted after the next open).
+   * (should deleting them fail, they are deleted after the next open). A row
+   * with a floor stays while an older row does (see #floorRows).
    */
   #expiredRows(now: number): number[] {
     const doomed: number[] = [];
     const ids: number[] = [];
     const expiries: number[] = [];
+    // Whether a row before this one stays with something unexpired in it.
+    let olderLive = false;
     for (let i = 0; i < this.#rowIds.length; i++) {
-      if (this.#rowExpiries[i]! <= now) doomed.push(this.#rowIds[i]!);
-      else {
-        ids.push(this.#rowIds[i]!);
-        expiries.push(this.#rowExpiries[i]!);
+      const id = this.#rowIds[i]!;
+      const expires = this.#rowExpiries[i]!;
+      if (expires <= now && !(olderLive && this.#floorRows.has(id))) {
+        doomed.push(id);
+        this.#floorRows.delete(id);
+      } else {
+        ids.push(id);
+        expiries.push(expires);
+        if (expires > now) olderLive = true;
       }
     }
     if (doomed.length > 0) {
