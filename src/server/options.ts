@@ -11,8 +11,8 @@ import { HeraldError } from './errors.js';
 
 const Port = (description: string, dflt: number) =>
   Type.Integer({ minimum: 0, maximum: 65535, default: dflt, description });
-const Millis = (description: string, dflt: number, minimum = 0) =>
-  Type.Integer({ minimum, default: dflt, description, unit: 'ms' });
+const Millis = (description: string, dflt: number, minimum = 0, maximum?: number) =>
+  Type.Integer({ minimum, ...(maximum === undefined ? {} : { maximum }), default: dflt, description, unit: 'ms' });
 const StringList = (description: string, dflt: string[]) =>
   Type.Array(Type.String(), { default: dflt, description });
 
@@ -49,7 +49,7 @@ export const OptionsSchema = Type.Object({
   sqliteSynchronous: Type.Union([Type.Literal('normal'), Type.Literal('full')], { default: 'normal', description: 'SQLite durability under WAL. normal: a killed process loses nothing, a power cut may lose the last fraction of a second of sends. full: one fsync per write batch; survives power cuts, costs send rate on slow disks.' }),
   pruneIntervalMs: Millis('How often expired notifications are deleted from the store, in the background and in small batches. 0 = never (expired ones are still never delivered).', 60000),
   defaultTtlMs: Millis('How long a notification waits for a tab when the sender gives no TTL. 0 = only tabs open now.', 86400000),
-  maxTtlMs: Millis('Upper bound of a sender\'s TTL.', 604800000),
+  maxTtlMs: Millis('Upper bound of a sender\'s TTL (at most ten years).', 604800000, 0, 315_360_000_000),
   maxPerStream: Type.Integer({ minimum: 1, default: 1000, description: 'Notifications kept per person (and per broadcast stream); beyond it the oldest are dropped.' }),
   replayBatch: Type.Integer({ minimum: 1, default: 500, description: 'Notifications replayed per store read when a tab resumes.' }),
   tokenTtlMs: Millis('Default lifetime of a browser token minted by `herald token` or the API.', 43200000, 1000),
