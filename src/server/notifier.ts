@@ -138,7 +138,11 @@ export class Notifier {
       const ttl = this.#ttl(options);
       // The hot path of every send: no await where the answer is already at hand (a local broker).
       const tabs = this.#broker.tabs(to);
-      if (typeof tabs !== 'number') (waits ??= [])[i] = tabs;
+      if (typeof tabs !== 'number') {
+        // Awaited below; handled here too, in case a later item throws before then.
+        tabs.catch(() => undefined);
+        (waits ??= [])[i] = tabs;
+      }
       // A plain string is delivered as that string (PROTOCOL.md §1) and cannot carry SEQ: live only.
       if (typeof payload === 'string' || ttl === 0) {
         plans[i] = { to, tabs: typeof tabs === 'number' ? tabs : 0, live: typeof payload === 'string' ? JSON.stringify(payload) : serialise(payload) };
