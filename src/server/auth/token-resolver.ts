@@ -77,6 +77,17 @@ function decodeJson(part: string): Record<string, unknown> | undefined {
 
 const B64URL = /^[A-Za-z0-9_-]+$/;
 
+/** The last header accepted: every token Herald mints has the same one, so it is decoded once, not per handshake. */
+let knownHeader = '';
+
+function acceptableHeader(h: string): boolean {
+  if (h === knownHeader) return true;
+  const header = decodeJson(h);
+  if (!header || header.alg !== 'HS256' || header.crit !== undefined || header.b64 !== undefined) return false;
+  knownHeader = h;
+  return true;
+}
+
 /**
  * Verifies a compact HS256 JWT (RFC 7515 §5.2, RFC 7519 §7.2) with node's own
  * HMAC, synchronously. Tokens are signed with jose (mintToken); verifying
@@ -91,8 +102,7 @@ export function verifyHs256(token: string, keys: readonly KeyObject[], now = Dat
   const parts = token.split('.');
   if (parts.length !== 3 || !parts.every((p) => B64URL.test(p))) return { ok: false, reason: 'invalid token' };
   const [h, p, sig] = parts as [string, string, string];
-  const header = decodeJson(h);
-  if (!header || header.alg !== 'HS256' || header.crit !== undefined || header.b64 !== undefined) return { ok: false, reason: 'invalid token' };
+  if (!acceptableHeader(h)) return { ok: false, reason: 'invalid token' };
   const given = Buffer.from(sig, 'base64url');
   let signed = false;
   for (const key of keys) {

@@ -45,6 +45,7 @@ const PING_FRAME = '{"TYPE":"PING"}';
 const PONG_FRAME = '{"TYPE":"PONG","DATA":"RESPONSE"}';
 
 let counter = 0;
+const PID = process.pid.toString(36);
 
 /**
  * One browser tab over one WebSocket: the Hub's Tab. It owns the replay
@@ -82,7 +83,7 @@ export class Connection implements Tab {
   #onClosed: (() => void) | undefined;
 
   constructor(ws: WebSocket, principal: Principal, credential: string, deps: ConnectionDeps) {
-    this.id = `${process.pid.toString(36)}-${(++counter).toString(36)}`;
+    this.id = `${PID}-${(++counter).toString(36)}`;
     this.#ws = ws;
     this.principal = principal;
     this.credential = credential;

@@ -111,8 +111,7 @@ export class Gateway {
     // packet) instead of two: WELCOME is sent once the store's heads are
     // read, within this turn of the event loop for the embedded stores; a
     // slower store only means the 101 goes out alone at the end of the turn.
-    socket.cork();
-    setImmediate(() => socket.uncork());
+    this.#corkUntilEndOfTurn(socket);
     this.#wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
       const conn = new Connection(ws, principal, credential, {
         store: this.#o.store, acks: this.#acks, commands: this.#o.commands, logger: this.#o.logger, limits: this.#o.limits, now: this.#now,
@@ -130,6 +129,19 @@ export class Gateway {
         this.#o.logger.error({ err: (err as Error).message, tab: conn.id }, 'replay failed');
         conn.close(CloseCode.TRY_AGAIN, 'replay failed, reconnect');
       });
+    });
+  }
+
+  /** Sockets corked in this turn of the event loop; one setImmediate uncorks them all. */
+  #corked: Duplex[] = [];
+
+  #corkUntilEndOfTurn(socket: Duplex): void {
+    socket.cork();
+    if (this.#corked.push(socket) > 1) return;
+    setImmediate(() => {
+      const corked = this.#corked;
+      this.#corked = [];
+      for (const s of corked) s.uncork();
     });
   }
 
