@@ -30,6 +30,13 @@ export function machineInfo() {
 
 const SERVER_LABEL = { floor: 'floor (ws)', socketio: 'Socket.IO', 'herald-memory': 'Herald (memory)', 'herald-sqlite': 'Herald (SQLite)' };
 
+// The server's garbage-collection pauses over a measured phase (W2, W4).
+const GC_ROWS = [
+  ['gcPerSec', 'server GC pauses', '/s', 1],
+  ['gcPct', 'server paused by GC', '%', 1],
+  ['gcMaxMs', 'longest GC pause', 'ms', 1],
+];
+
 // [key, label, unit, decimals]
 const METRICS = {
   w1: [
@@ -51,8 +58,7 @@ const METRICS = {
     ['serverCpuPct', 'server CPU busy', '%', 0],
     ['clientMaxCpuPct', 'busiest load generator CPU', '%', 0],
     ['senderCpuPct', 'sender CPU', '%', 0],
-    ['gcPct', 'server paused by GC', '%', 1],
-    ['gcMaxMs', 'longest GC pause', 'ms', 1],
+    ...GC_ROWS,
     ['delivered', 'delivered', '%', 1, (x) => x * 100],
   ],
   w3: [
@@ -70,9 +76,7 @@ const METRICS = {
     ['maxMs', 'latency max', 'ms', 1],
     ['serverCpuPct', 'server CPU busy', '%', 0],
     ['clientMaxCpuPct', 'busiest load generator CPU', '%', 0],
-    ['gcPerSec', 'server GC pauses', '/s', 1],
-    ['gcPct', 'server paused by GC', '%', 1],
-    ['gcMaxMs', 'longest GC pause', 'ms', 1],
+    ...GC_ROWS,
     ['delivered', 'delivered', '%', 1, (x) => x * 100],
   ],
 };
