@@ -62,8 +62,8 @@ export class Connection implements Tab {
   readonly #deps: ConnectionDeps;
   #logger: Logger | undefined;
   #alive = true;
-  /** When a frame last went to the tab. */
-  #spokeAt = 0;
+  /** A frame went to the tab since the last heartbeat. */
+  #spoke = false;
   #closing = false;
   /** Heartbeats seen since this tab began closing. */
   #closingTicks = 0;
@@ -212,7 +212,7 @@ export class Connection implements Tab {
    */
   async #sendReplayed(frame: string): Promise<void> {
     if (!this.isOpen) return;
-    this.#spokeAt = this.#deps.now();
+    this.#spoke = true;
     if (this.#ws.bufferedAmount < this.#deps.limits.maxBufferedBytes / 2) {
       this.#ws.send(frame);
       return;
@@ -253,7 +253,7 @@ export class Connection implements Tab {
       return;
     }
     this.#ws.send(frame, TEXT);
-    this.#spokeAt = this.#deps.now();
+    this.#spoke = true;
   }
 
   /** Called by the Gateway's heartbeat timer. Returns false when the tab was closed for silence. */
@@ -271,12 +271,11 @@ export class Connection implements Tab {
     }
     this.#alive = false;
     // The app-level PING is what tells the browser library the link lives;
-    // any frame does that, so a tab sent something in the last half interval
-    // is spared it (and its PONG): the library then still hears from the
-    // server within 1.5 heartbeats (it gives up after 2.5). The
-    // protocol-level ping always goes: its automatic answer is how the
-    // server knows the tab lives.
-    if (this.#deps.now() - this.#spokeAt >= this.#deps.limits.heartbeatMs / 2) this.#ws.send(PING_FRAME);
+    // any frame does that, so a tab sent something since the last heartbeat
+    // is spared it (and its PONG). The protocol-level ping always goes: its
+    // automatic answer is how the server knows the tab lives.
+    if (!this.#spoke) this.#ws.send(PING_FRAME);
+    this.#spoke = false;
     this.#ws.ping();
     return true;
   }
