@@ -40,7 +40,7 @@ export const OptionsSchema = Type.Object({
   demo: Type.Boolean({ default: true, description: 'Serve the demo page at /demo and its token-minting endpoint. Turn off in production.' }),
   logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')], { default: 'info', description: 'Log level.' }),
   logPretty: Type.Union([Type.Literal('auto'), Type.Boolean()], { default: 'auto', description: 'Pretty logs: auto = when stdout is a terminal, otherwise JSON lines.' }),
-  heartbeatMs: Millis('How often the server checks each tab: a WebSocket ping, plus a {"TYPE":"PING"} frame when nothing else was sent to it since the last check. A tab that has not answered by the next check is closed (4408).', 25000, 100),
+  heartbeatMs: Millis('How often the server PINGs each tab. A tab that has not answered by the next PING is closed (4408).', 25000, 100),
   maxFrameBytes: Type.Integer({ minimum: 256, default: 65536, description: 'Largest frame a browser may send; larger closes the tab (1009). Browsers only send small control frames.', unit: 'bytes' }),
   maxBodyBytes: Type.Integer({ minimum: 1024, default: 1048576, description: 'Largest HTTP API request body.', unit: 'bytes' }),
   maxBufferedBytes: Type.Integer({ minimum: 65536, default: 4194304, description: 'A tab whose unsent backlog exceeds this is a slow consumer and is closed (it resumes on reconnect).', unit: 'bytes' }),

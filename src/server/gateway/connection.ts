@@ -62,8 +62,6 @@ export class Connection implements Tab {
   readonly #deps: ConnectionDeps;
   #logger: Logger | undefined;
   #alive = true;
-  /** A frame went to the tab since the last heartbeat. */
-  #spoke = false;
   #closing = false;
   /** Heartbeats seen since this tab began closing. */
   #closingTicks = 0;
@@ -212,7 +210,6 @@ export class Connection implements Tab {
    */
   async #sendReplayed(frame: string): Promise<void> {
     if (!this.isOpen) return;
-    this.#spoke = true;
     if (this.#ws.bufferedAmount < this.#deps.limits.maxBufferedBytes / 2) {
       this.#ws.send(frame);
       return;
@@ -253,7 +250,6 @@ export class Connection implements Tab {
       return;
     }
     this.#ws.send(frame, TEXT);
-    this.#spoke = true;
   }
 
   /** Called by the Gateway's heartbeat timer. Returns false when the tab was closed for silence. */
@@ -270,12 +266,7 @@ export class Connection implements Tab {
       return false;
     }
     this.#alive = false;
-    // The app-level PING is what tells the browser library the link lives;
-    // any frame does that, so a tab sent something since the last heartbeat
-    // is spared it (and its PONG). The protocol-level ping always goes: its
-    // automatic answer is how the server knows the tab lives.
-    if (!this.#spoke) this.#ws.send(PING_FRAME);
-    this.#spoke = false;
+    this.#ws.send(PING_FRAME);
     this.#ws.ping();
     return true;
   }
