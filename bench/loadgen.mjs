@@ -36,6 +36,9 @@ function record(msg) {
   if (waiter && received >= waiter.count) { const w = waiter; waiter = null; w.done(); }
 }
 
+/** As the browser library waits before an ack: 0.5–1.5× the delay, so tabs do not ack in step. */
+const jittered = (delayMs) => delayMs * (0.5 + Math.random());
+
 function connectFloor(url, id) {
   return new Promise((resolve, reject) => {
     const ws = new WebSocket(`${url}/?id=${id}`, { perMessageDeflate: false, handshakeTimeout: HANDSHAKE_MS });
@@ -57,9 +60,10 @@ function connectSocketIo(url, id) {
 /**
  * A Herald tab: token in ?token=, ready at WELCOME, PONG to PING, and acks
  * `{"TYPE":"RESPONSE","SEQ":n}` for the highest SEQ seen, batched as the
- * browser library does: one ack of the own stream at most every `ackDelayMs`,
- * one of the broadcast stream (`"STREAM":"*"`) at most every
- * `broadcastAckDelayMs`.
+ * browser library does: one ack of the own stream about every `ackDelayMs`,
+ * one of the broadcast stream (`"STREAM":"*"`) about every
+ * `broadcastAckDelayMs`, each wait drawn from 0.5–1.5× the delay
+ * (src/client/delivery.ts `jittered`).
  */
 function connectHerald(url, token) {
   return new Promise((resolve, reject) => {
@@ -87,10 +91,10 @@ function connectHerald(url, token) {
       if (typeof msg.SEQ === 'number') {
         if (msg.STREAM === '*') {
           bseq = Math.max(bseq, msg.SEQ);
-          backTimer ??= setTimeout(flushBroadcast, broadcastAckDelayMs);
+          backTimer ??= setTimeout(flushBroadcast, jittered(broadcastAckDelayMs));
         } else {
           seq = Math.max(seq, msg.SEQ);
-          ackTimer ??= setTimeout(flushOwn, ackDelayMs);
+          ackTimer ??= setTimeout(flushOwn, jittered(ackDelayMs));
         }
       }
       if (msg.t !== undefined) record(msg);

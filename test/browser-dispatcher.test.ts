@@ -152,8 +152,12 @@ describe('DeliveryTracker', () => {
     for (let s = 1; s <= 50; s++) t.accept({ TYPE: 'MESSAGE', SEQ: s, EPOCH: 'e' });
     t.accept({ TYPE: 'MESSAGE', SEQ: 3, EPOCH: 'b', STREAM: '*' });
     assert.deepEqual(sent, []);
-    await new Promise((r) => setTimeout(r, 40));
-    assert.deepEqual(sent, [{ TYPE: 'RESPONSE', SEQ: 50, EPOCH: 'e' }, { TYPE: 'RESPONSE', SEQ: 3, STREAM: '*', EPOCH: 'b' }]);
+    // Each wait is 0.5–1.5× the delay: both are out by 30 ms.
+    await new Promise((r) => setTimeout(r, 45));
+    // In either order: the two waits are drawn independently.
+    const own = sent.filter((f) => !('STREAM' in f));
+    assert.deepEqual(own, [{ TYPE: 'RESPONSE', SEQ: 50, EPOCH: 'e' }]);
+    assert.deepEqual(sent.filter((f) => !own.includes(f)), [{ TYPE: 'RESPONSE', SEQ: 3, STREAM: '*', EPOCH: 'b' }]);
     t.dispose();
   });
 
@@ -161,10 +165,11 @@ describe('DeliveryTracker', () => {
     const { t, sent } = tracker(10, 120);
     t.accept({ TYPE: 'MESSAGE', SEQ: 1, EPOCH: 'e' });
     t.accept({ TYPE: 'MESSAGE', SEQ: 7, EPOCH: 'b', STREAM: '*' });
+    // The own ack is out by 15 ms, the broadcast one not before 60.
     await new Promise((r) => setTimeout(r, 50));
     assert.deepEqual(sent, [{ TYPE: 'RESPONSE', SEQ: 1, EPOCH: 'e' }]);
     t.accept({ TYPE: 'MESSAGE', SEQ: 8, EPOCH: 'b', STREAM: '*' });
-    await new Promise((r) => setTimeout(r, 120));
+    await new Promise((r) => setTimeout(r, 150));
     // One broadcast ack for both, cumulative.
     assert.deepEqual(sent.slice(1), [{ TYPE: 'RESPONSE', SEQ: 8, STREAM: '*', EPOCH: 'b' }]);
     t.accept({ TYPE: 'MESSAGE', SEQ: 9, EPOCH: 'b', STREAM: '*' });
@@ -172,6 +177,22 @@ describe('DeliveryTracker', () => {
     t.flush();
     assert.deepEqual(sent.slice(2), [{ TYPE: 'RESPONSE', SEQ: 2, EPOCH: 'e' }, { TYPE: 'RESPONSE', SEQ: 9, STREAM: '*', EPOCH: 'b' }]);
     t.dispose();
+  });
+
+  it('jitters the ack wait, so tabs that got the same frame at once do not all ack at once', async () => {
+    const start = performance.now();
+    const at: number[] = [];
+    const trackers = Array.from({ length: 20 }, () => {
+      const t = new DeliveryTracker({ storageKey: undefined, send: () => (at.push(performance.now() - start), true), ackDelayMs: 100 });
+      t.accept({ TYPE: 'MESSAGE', SEQ: 1, EPOCH: 'e' });
+      return t;
+    });
+    await new Promise((r) => setTimeout(r, 250));
+    for (const t of trackers) t.dispose();
+    assert.equal(at.length, 20);
+    // Each wait is 50–150 ms; twenty all within 10 ms of each other would mean no jitter.
+    assert.ok(Math.min(...at) >= 49, `earliest ack at ${Math.min(...at)} ms`);
+    assert.ok(Math.max(...at) - Math.min(...at) > 10, `acks spread over ${Math.max(...at) - Math.min(...at)} ms`);
   });
 
   it('keeps an ack pending while the socket is closed and sends it on flush', () => {

@@ -63,9 +63,9 @@ export interface HeraldClientOptions {
   heartbeatMs?: number;
   /** Keep delivery cursors in sessionStorage, so a reload resumes. Default true. */
   persistCursors?: boolean;
-  /** Batch acks of the person's own stream: at most one per this many ms. Default 1000. */
+  /** Batch acks of the person's own stream: about one per this many ms (each wait 0.5–1.5× it, so tabs do not ack in step). Default 1000. */
   ackDelayMs?: number;
-  /** Batch acks of the broadcast stream: at most one per this many ms. Default 2000 (one tab's ack serves all). */
+  /** Batch acks of the broadcast stream: about one per this many ms (0.5–1.5× it). Default 2000 (one tab's ack serves all). */
   broadcastAckDelayMs?: number;
   /** The WebSocket constructor (tests, or a polyfill). Default: the global one. */
   WebSocket?: typeof WebSocket;

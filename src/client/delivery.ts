@@ -32,13 +32,13 @@ export interface DeliveryOptions {
   /** Sends an ack frame; returns false when the socket is not open (the ack stays pending). */
   send: (frame: ClientFrame) => boolean;
   /**
-   * Acks of the person's own stream are batched: at most one per this many ms.
-   * Default 1000: a busy tab's acks stay a small part of what crosses the
+   * Acks of the person's own stream are batched: about one per this many ms
+   * (each wait drawn from 0.5–1.5× it, so tabs do not ack in step). Default 1000: a busy tab's acks stay a small part of what crosses the
    * socket, and a closing page still sends what is pending.
    */
   ackDelayMs?: number;
   /**
-   * Acks of the broadcast stream: at most one per this many ms. Default 2000.
+   * Acks of the broadcast stream: about one per this many ms (0.5–1.5× it). Default 2000.
    * One tab's ack marks a broadcast read for every new tab of its kind, so
    * the thousands of tabs that got the same broadcast need not all answer it
    * at once; a closing page still sends what is pending.
@@ -60,6 +60,18 @@ function sessionStore(): Storage | undefined {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * An ack wait drawn from 0.5–1.5× the configured delay (the same on
+ * average). Tabs that got the same frames at the same moment (a broadcast,
+ * a burst to everyone) would otherwise all ack in the same instant, every
+ * time: thousands of frames landing on the server at once, which stalls
+ * delivery to everyone for a moment (seen in the W4 benchmark as a latency
+ * spike every second).
+ */
+function jittered(delayMs: number): number {
+  return delayMs * (0.5 + Math.random());
 }
 
 export class DeliveryTracker {
@@ -175,7 +187,7 @@ export class DeliveryTracker {
 
   #schedule(stream: StreamName): void {
     if (this.#timers[stream] !== undefined) return;
-    this.#timers[stream] = setTimeout(() => this.#flushStream(stream), this.#ackDelay[stream]);
+    this.#timers[stream] = setTimeout(() => this.#flushStream(stream), jittered(this.#ackDelay[stream]));
   }
 
   #load(): void {
