@@ -1,5 +1,4 @@
 import type { Principal, PrincipalKind } from '../protocol/principal.js';
-import { principalKey } from '../protocol/principal.js';
 
 /** Which stream a delivered frame belongs to, for per-tab de-duplication at the replay seam. */
 export interface FrameOrigin {
@@ -29,7 +28,8 @@ type PresenceListener = (principal: Principal, localTabs: number) => void;
  * the Broker turns that into cluster-wide presence.
  */
 export class Hub {
-  readonly #byPerson = new Map<string, Set<Tab>>();
+  /** Per kind, by person id: a number key, so a send builds no `admin:7` string to find the tabs. */
+  readonly #byPerson: Record<PrincipalKind, Map<number, Set<Tab>>> = { admin: new Map(), user: new Map() };
   readonly #byKind: Record<PrincipalKind, Set<Tab>> = { admin: new Set(), user: new Set() };
   /** People (not tabs) of each kind with a tab here. */
   readonly #people: Record<PrincipalKind, number> = { admin: 0, user: 0 };
@@ -41,12 +41,12 @@ export class Hub {
   }
 
   add(tab: Tab): void {
-    const key = principalKey(tab.principal);
-    let tabs = this.#byPerson.get(key);
+    const { kind, id } = tab.principal;
+    let tabs = this.#byPerson[kind].get(id);
     if (!tabs) {
       tabs = new Set();
-      this.#byPerson.set(key, tabs);
-      this.#people[tab.principal.kind]++;
+      this.#byPerson[kind].set(id, tabs);
+      this.#people[kind]++;
     }
     tabs.add(tab);
     this.#byKind[tab.principal.kind].add(tab);
@@ -54,23 +54,23 @@ export class Hub {
   }
 
   remove(tab: Tab): void {
-    const key = principalKey(tab.principal);
-    const tabs = this.#byPerson.get(key);
+    const { kind, id } = tab.principal;
+    const tabs = this.#byPerson[kind].get(id);
     if (!tabs?.delete(tab)) return;
-    this.#byKind[tab.principal.kind].delete(tab);
+    this.#byKind[kind].delete(tab);
     if (tabs.size === 0) {
-      this.#byPerson.delete(key);
-      this.#people[tab.principal.kind]--;
+      this.#byPerson[kind].delete(id);
+      this.#people[kind]--;
     }
     this.#onPresence?.(tab.principal, tabs.size);
   }
 
   tabsOf(principal: Principal): ReadonlySet<Tab> {
-    return this.#byPerson.get(principalKey(principal)) ?? new Set();
+    return this.#byPerson[principal.kind].get(principal.id) ?? new Set();
   }
 
   count(principal: Principal): number {
-    return this.#byPerson.get(principalKey(principal))?.size ?? 0;
+    return this.#byPerson[principal.kind].get(principal.id)?.size ?? 0;
   }
 
   /** How many people of `kind` have at least one tab here. */
@@ -80,9 +80,7 @@ export class Hub {
 
   /** Ids of the people of `kind` with at least one tab here, ascending. */
   online(kind: PrincipalKind): number[] {
-    const ids = new Set<number>();
-    for (const tab of this.#byKind[kind]) ids.add(tab.principal.id);
-    return [...ids].sort((a, b) => a - b);
+    return [...this.#byPerson[kind].keys()].sort((a, b) => a - b);
   }
 
   /** Every tab of a kind, or of everyone. */
@@ -96,7 +94,7 @@ export class Hub {
 
   /** Delivers to every tab of one person; returns how many tabs. */
   deliverTo(principal: Principal, frame: string, origin?: FrameOrigin): number {
-    const tabs = this.#byPerson.get(principalKey(principal));
+    const tabs = this.#byPerson[principal.kind].get(principal.id);
     if (!tabs) return 0;
     const data = tabs.size > 1 ? Buffer.from(frame) : frame;
     for (const tab of tabs) tab.deliver(data, origin);
