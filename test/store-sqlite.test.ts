@@ -143,6 +143,40 @@ describe('SqliteStore', () => {
     }
   });
 
+  it('checkpoints the WAL from its worker thread while the writer goes on, and loses nothing', async () => {
+    const tmp = tempDir();
+    const file = join(tmp.dir, 's.sqlite');
+    const errors: Error[] = [];
+    const store = new SqliteStore({ file, maxPerStream: 100_000, checkpointBytes: 64 * 1024, onCheckpointError: (e) => errors.push(e) });
+    const body = JSON.stringify({ TYPE: 'MESSAGE', TEXT: 'x'.repeat(500) });
+    let sent = 0;
+    const batches = async (n: number): Promise<void> => {
+      for (let b = 0; b < n; b++) {
+        await store.appendMany(Array.from({ length: 50 }, () => ({ stream: `admin:${(sent++ % 7) + 1}`, json: body, expiresAt: Date.now() + 60_000 })), Date.now());
+      }
+    };
+    try {
+      // About 26 KB a batch: a checkpoint is asked for every few batches, and batches go on while one runs.
+      await batches(100);
+      await store.checkpointer!.idle();
+      await batches(5);
+      await store.checkpointer!.idle();
+      assert.deepEqual(errors, []);
+      assert.ok(store.checkpointer!.checkpoints >= 2, `${store.checkpointer!.checkpoints} checkpoints`);
+      assert.ok(store.checkpointer!.last!.checkpointed > 0, 'WAL frames copied into the file');
+    } finally {
+      await store.close();
+    }
+    const again = new SqliteStore({ file, maxPerStream: 100_000 });
+    try {
+      assert.equal(again.loaded.messages, sent);
+      assert.equal((await again.head('admin:1')).lastSeq, Math.ceil(sent / 7));
+    } finally {
+      await again.close();
+      tmp.remove();
+    }
+  });
+
   it('prunes in the background when given an interval', async () => {
     const tmp = tempDir();
     const now = Date.now();

@@ -93,7 +93,7 @@ export class Herald {
     try {
       return await Herald.#build(options, logger, store);
     } catch (err) {
-      // The SQLite store holds an exclusive lock on its file: release it, or a retry in this process would be refused.
+      // The SQLite store holds an exclusive lock beside its file: release it, or a retry in this process would be refused.
       await store.close().catch(() => {});
       throw err;
     }

@@ -35,6 +35,7 @@ export function createStore(options: StoreOptions, logger: Logger): MessageStore
   const store = new SqliteStore({
     file, maxPerStream: options.maxPerStream, synchronous: options.sqliteSynchronous,
     pruneIntervalMs: options.pruneIntervalMs, onPrune,
+    onCheckpointError: (err) => logger.warn({ err: err.message }, 'store: WAL checkpoint'),
   });
   const { streams, journalRows, messages, migrated, ms } = store.loaded;
   logger.info(

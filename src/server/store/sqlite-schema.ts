@@ -37,6 +37,8 @@ CREATE TABLE IF NOT EXISTS journal (
 
 export interface OpenedStoreFile {
   db: Database.Database;
+  /** Holds the `<file>-lock` file's exclusive lock until closed (absent for `:memory:`). */
+  lock: Database.Database | undefined;
   /** The epoch never-written streams derive theirs from. */
   storeEpoch: string;
   /** See SqliteStore.rotatedEpochs. */
@@ -46,23 +48,27 @@ export interface OpenedStoreFile {
 }
 
 /**
- * Opens (or creates) the file for one store: WAL, exclusive lock (a second
- * process is refused with HERALD_ERR_UNAVAILABLE), the schema brought to the
- * current version, epochs rotated when commits may have been lost, and the
- * file marked as open (`clean` = 0 until the store's close).
+ * Opens (or creates) the file for one store: its lock taken (a second
+ * process is refused with HERALD_ERR_UNAVAILABLE), WAL without automatic
+ * checkpoints (a WalCheckpointer runs them off the event loop), the schema
+ * brought to the current version, epochs rotated when commits may have been
+ * lost, and the file marked as open (`clean` = 0 until the store's close).
  */
 export function openStoreFile(file: string, options: { synchronous?: 'normal' | 'full'; bootId?: string }): OpenedStoreFile {
+  const lock = file === ':memory:' ? undefined : takeLock(file);
   let db: Database.Database;
   try {
     db = new Database(file);
   } catch (e) {
+    lock?.close();
     throw new HeraldError('HERALD_ERR_INTERNAL', `cannot open store ${file}: ${(e as Error).message}`);
   }
   try {
     db.pragma('busy_timeout = 1000');
-    // Exclusive: the lock is taken by the first write below and held until close.
-    db.pragma('locking_mode = EXCLUSIVE');
     db.pragma('journal_mode = WAL');
+    // The checkpoint worker's connection shares the WAL, so the locking mode
+    // stays normal; `<file>-lock` keeps other processes out instead.
+    if (lock) db.pragma('wal_autocheckpoint = 0');
     db.pragma(`synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
     db.exec('BEGIN IMMEDIATE');
     const migrated = prepareSchema(db);
@@ -83,14 +89,45 @@ export function openStoreFile(file: string, options: { synchronous?: 'normal' | 
     put.run('boot', boot ?? '');
     put.run('clean', '0');
     db.exec('COMMIT');
-    return { db, storeEpoch, rotatedEpochs, migrated };
+    return { db, lock, storeEpoch, rotatedEpochs, migrated };
   } catch (e) {
     db.close();
-    const busy = (e as { code?: string }).code === 'SQLITE_BUSY';
-    throw new HeraldError(
-      busy ? 'HERALD_ERR_UNAVAILABLE' : 'HERALD_ERR_INTERNAL',
-      busy ? `store ${file} is in use by another process` : `cannot open store ${file}: ${(e as Error).message}`,
-    );
+    lock?.close();
+    throw openError(file, e);
+  }
+}
+
+function openError(file: string, e: unknown): HeraldError {
+  const busy = (e as { code?: string }).code === 'SQLITE_BUSY';
+  return new HeraldError(
+    busy ? 'HERALD_ERR_UNAVAILABLE' : 'HERALD_ERR_INTERNAL',
+    busy ? `store ${file} is in use by another process` : `cannot open store ${file}: ${(e as Error).message}`,
+  );
+}
+
+/**
+ * One process per store file: an exclusive lock on `<file>-lock` (a tiny
+ * SQLite file in exclusive locking mode), held until the store closes. The
+ * operating system drops it when the process dies, so a killed Herald never
+ * leaves a stale lock behind.
+ */
+function takeLock(file: string): Database.Database {
+  let lock: Database.Database;
+  try {
+    lock = new Database(`${file}-lock`);
+  } catch (e) {
+    throw new HeraldError('HERALD_ERR_INTERNAL', `cannot open store ${file}: ${(e as Error).message}`);
+  }
+  try {
+    lock.pragma('locking_mode = EXCLUSIVE');
+    lock.pragma('journal_mode = MEMORY');
+    // Exclusive locking mode keeps the lock of the first write until close.
+    lock.exec('BEGIN EXCLUSIVE; CREATE TABLE IF NOT EXISTS holder (pid INTEGER); DELETE FROM holder; COMMIT');
+    lock.prepare('INSERT INTO holder (pid) VALUES (?)').run(process.pid);
+    return lock;
+  } catch (e) {
+    lock.close();
+    throw openError(file, e);
   }
 }
 

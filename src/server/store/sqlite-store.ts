@@ -6,6 +6,7 @@ import { PruneTimer } from './prune-timer.js';
 import { decodeBody, detach, encodeEntry } from './journal-codec.js';
 import { openStoreFile } from './sqlite-schema.js';
 import { StreamIndex, WriteBatch, type StreamState } from './stream-index.js';
+import { WalCheckpointer } from './wal-checkpointer.js';
 
 export interface SqliteStoreOptions extends MessageStoreLimits {
   /** Path of the database file (created when missing). `:memory:` for a throw-away store. */
@@ -29,6 +30,10 @@ export interface SqliteStoreOptions extends MessageStoreLimits {
   bootId?: string;
   /** Told how each background pruning pass went. */
   onPrune?: (removed: number, error?: unknown) => void;
+  /** WAL bytes written between checkpoints (run off the event loop: wal-checkpointer.ts). Default 4 MiB. */
+  checkpointBytes?: number;
+  /** Told when a WAL checkpoint failed, or when they could not run off the event loop (they then run on it, as SQLite's own would). */
+  onCheckpointError?: (error: Error) => void;
   /**
    * Read once, on open: notifications and idempotency keys that expired
    * before it are not loaded into memory. Epoch ms; default Date.now (tests
@@ -86,9 +91,10 @@ type PendingWrite = (
  * The embedded default store: one SQLite file (WAL) under the data dir, so
  * nothing queued is lost when the process stops or is killed.
  *
- * The file is opened in exclusive locking mode, so this store is its only
- * reader and writer: the state lives in memory (a StreamIndex, as in the
- * memory store) and the file is its journal. Each write batch is one row of
+ * This store is the file's only writer (`<file>-lock` keeps other processes
+ * out; a worker thread only checkpoints its WAL: wal-checkpointer.ts): the
+ * state lives in memory (a StreamIndex, as in the memory store) and the file
+ * is its journal. Each write batch is one row of
  * the `journal` table (sqlite-schema.ts); opening the file reads the streams
  * and replays the journal. An append thus costs a string concatenation and a
  * share of one INSERT instead of three statements on indexed tables; the
@@ -109,6 +115,9 @@ type PendingWrite = (
  */
 export class SqliteStore implements MessageStore {
   readonly #db: Database.Database;
+  readonly #lock: Database.Database | undefined;
+  /** Absent for `:memory:`, which has no WAL. */
+  readonly checkpointer: WalCheckpointer | undefined;
   readonly #q: ReturnType<typeof prepare>;
   readonly #index: StreamIndex;
   readonly #staged: WriteBatch;
@@ -153,9 +162,10 @@ export class SqliteStore implements MessageStore {
     const started = performance.now();
     this.#maxBatch = options.maxBatch ?? 1000;
     this.#pruneBatch = options.pruneBatch ?? 100;
-    const { db, storeEpoch, rotatedEpochs, migrated } = openStoreFile(options.file, options);
+    const { db, lock, storeEpoch, rotatedEpochs, migrated } = openStoreFile(options.file, options);
     this.rotatedEpochs = rotatedEpochs;
     this.#db = db;
+    this.#lock = lock;
     this.#q = prepare(db);
     this.#index = new StreamIndex(options.maxPerStream, storeEpoch);
     this.#staged = new WriteBatch(this.#index);
@@ -164,7 +174,14 @@ export class SqliteStore implements MessageStore {
       this.loaded = { streams: this.#index.streams.size, journalRows, messages, migrated, ms: performance.now() - started };
     } catch (e) {
       db.close();
+      lock?.close();
       throw new HeraldError('HERALD_ERR_INTERNAL', `cannot open store ${options.file}: ${(e as Error).message}`);
+    }
+    if (lock) {
+      this.checkpointer = new WalCheckpointer({
+        file: options.file, db, onError: options.onCheckpointError,
+        ...(options.checkpointBytes === undefined ? {} : { thresholdBytes: options.checkpointBytes }),
+      });
     }
     this.#pruner = new PruneTimer((now) => this.prune(now), options.pruneIntervalMs ?? 0, options.onPrune);
   }
@@ -294,6 +311,7 @@ export class SqliteStore implements MessageStore {
         results.push(many);
       }
       const row = this.#write(body, maxExpires);
+      this.checkpointer?.wrote(body.length);
       if (row !== undefined) {
         this.#rowIds.push(row);
         this.#rowExpiries.push(maxExpires);
@@ -462,12 +480,14 @@ export class SqliteStore implements MessageStore {
     this.#closed = true;
     await this.#pruning?.catch(() => 0);
     try {
+      await this.checkpointer?.close();
       this.#transaction(() => {
         this.#q.clean.run();
         return true;
       });
     } finally {
       this.#db.close();
+      this.#lock?.close();
     }
   }
 }
