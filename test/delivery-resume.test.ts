@@ -60,7 +60,7 @@ describe('RESUME during a replay, through Herald', () => {
 /** A store whose every call settles on a later turn of the event loop, as a networked store (Redis) does. */
 class SlowStore implements MessageStore {
   constructor(readonly inner: MessageStore) {}
-  async #later<T>(v: Promise<T>): Promise<T> {
+  async #later<T>(v: T | Promise<T>): Promise<T> {
     const r = await v;
     await new Promise((res) => setTimeout(res, 1));
     return r;

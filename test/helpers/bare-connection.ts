@@ -26,7 +26,7 @@ export async function openBareConnection(store: MessageStore, cursors: ResumeCur
       store, acks: new AckBuffer(store, log), commands: undefined, logger: log, now: Date.now,
       limits: { heartbeatMs: 60_000, maxBufferedBytes: 4 << 20, replayBatch: 10, maxFramesPer10s: 1000, maxErrorsPer10s: 50 },
     });
-    conn.start(cursors).catch(() => undefined);
+    conn.start(cursors)?.catch(() => undefined);
     resolve(conn);
   }));
   const { port } = wss.address() as { port: number };

@@ -28,7 +28,12 @@ export type Resolution =
 export interface SessionResolver {
   /** A short name for logs and metrics: `token`, `sql`, `http`. */
   readonly name: string;
-  resolve(handshake: Handshake): Promise<Resolution>;
+  /**
+   * A resolver that knows at once (a signed token) answers without a
+   * promise: the handshake is the connect rate's hot path, and each promise
+   * on it is an allocation and a turn of the microtask queue.
+   */
+  resolve(handshake: Handshake): Resolution | Promise<Resolution>;
   /**
    * Re-checks a credential admitted earlier; `refused` closes that tab with
    * "session ended". Resolvers whose credentials cannot end early (signed

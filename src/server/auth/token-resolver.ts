@@ -42,17 +42,22 @@ export class TokenResolver implements SessionResolver {
     this.#keys = [options.secret, options.previousSecret].filter((s): s is string => !!s).map((s) => createSecretKey(Buffer.from(s, 'utf8')));
   }
 
-  async resolve(handshake: Handshake): Promise<Resolution> {
+  /** Synchronous: the signature and the claims are all there is to check. */
+  resolve(handshake: Handshake): Resolution {
     const token = handshake.query.get('token') ?? handshake.cookies.get(TOKEN_COOKIE);
     if (!token) return { outcome: 'refused', reason: 'no token' };
-    return this.verify(handshake.kind, token);
+    return this.check(handshake.kind, token);
   }
 
-  recheck(kind: PrincipalKind, credential: string): Promise<Resolution> {
-    return this.verify(kind, credential);
+  async recheck(kind: PrincipalKind, credential: string): Promise<Resolution> {
+    return this.check(kind, credential);
   }
 
   async verify(kind: PrincipalKind, token: string, now = Date.now()): Promise<Resolution> {
+    return this.check(kind, token, now);
+  }
+
+  check(kind: PrincipalKind, token: string, now = Date.now()): Resolution {
     const checked = verifyHs256(token, this.#keys, now);
     if (!checked.ok) return { outcome: 'refused', reason: checked.reason, ...(checked.reason === 'token expired' ? { expired: true } : {}) };
     const [k, id] = (typeof checked.payload.sub === 'string' ? checked.payload.sub : '').split(':');

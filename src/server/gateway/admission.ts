@@ -24,8 +24,12 @@ export interface AdmissionDeps {
   origins: OriginPolicy;
 }
 
-/** `url`: the request's URL when the caller has parsed it already (the handshake is a hot path). */
-export async function admit(deps: AdmissionDeps, kind: PrincipalKind, req: IncomingMessage, url = requestUrl(req)): Promise<Admission> {
+/**
+ * `url`: the request's URL when the caller has parsed it already (the
+ * handshake is a hot path). Answers at once, without a promise, when the
+ * resolver does (signed tokens).
+ */
+export function admit(deps: AdmissionDeps, kind: PrincipalKind, req: IncomingMessage, url = requestUrl(req)): Admission | Promise<Admission> {
   const origin = req.headers.origin;
   if (deps.origins.check(origin) === 'forbidden') {
     return { admitted: false, status: 403, code: 'HERALD_ERR_ORIGIN', message: 'origin not allowed', log: { origin, kind } };
@@ -37,12 +41,21 @@ export async function admit(deps: AdmissionDeps, kind: PrincipalKind, req: Incom
       return req.socket.remoteAddress;
     },
   };
-  let resolution: Resolution;
+  let resolution: Resolution | Promise<Resolution>;
   try {
-    resolution = await deps.resolver.resolve(handshake);
+    resolution = deps.resolver.resolve(handshake);
   } catch (err) {
-    resolution = { outcome: 'unavailable', reason: (err as Error).message };
+    resolution = unavailable(err);
   }
+  if (resolution instanceof Promise) return resolution.then((r) => decide(deps, kind, url, r), (err: unknown) => decide(deps, kind, url, unavailable(err)));
+  return decide(deps, kind, url, resolution);
+}
+
+function unavailable(err: unknown): Resolution {
+  return { outcome: 'unavailable', reason: (err as Error).message };
+}
+
+function decide(deps: AdmissionDeps, kind: PrincipalKind, url: URL, resolution: Resolution): Admission {
   const log = { kind, resolver: deps.resolver.name };
   switch (resolution.outcome) {
     case 'admitted':

@@ -44,6 +44,9 @@ const MAX_HELD_FRAMES = 10_000;
 const PING_FRAME = '{"TYPE":"PING"}';
 const PONG_FRAME = '{"TYPE":"PONG","DATA":"RESPONSE"}';
 
+/** What `#replays` starts from: one settled promise for every tab, not one each. */
+const SETTLED: Promise<void> = Promise.resolve();
+
 let counter = 0;
 const PID = process.pid.toString(36);
 
@@ -73,7 +76,7 @@ export class Connection implements Tab {
    * interleaving over an asynchronous store would swallow a rewind or let a
    * released live frame jump past what a replay has yet to send.
    */
-  #replays: Promise<void> = Promise.resolve();
+  #replays: Promise<void> = SETTLED;
   #queuedReplays = 1;
   readonly #lastSent = { own: 0, broadcast: 0 };
   #epochs = { own: '', broadcast: '' };
@@ -113,37 +116,57 @@ export class Connection implements Tab {
     return !this.#closing && this.#ws.readyState === this.#ws.OPEN;
   }
 
-  /** Sends WELCOME, replays from the cursors, then goes live. The tab is already in the Hub. */
-  start(cursors: ResumeCursors): Promise<void> {
+  /**
+   * Sends WELCOME, replays from the cursors, then goes live. The tab is
+   * already in the Hub. Synchronous (no promise) when the store has the heads
+   * at hand and there is nothing to catch up on: most connects.
+   */
+  start(cursors: ResumeCursors): Promise<void> | undefined {
+    const own = this.#deps.store.head(principalKey(this.principal));
+    const broadcast = this.#deps.store.head(broadcastStreamKey(this.principal.kind));
+    const begun = own instanceof Promise || broadcast instanceof Promise
+      ? Promise.all([own, broadcast]).then(([o, b]) => this.#begin(cursors, o, b))
+      : this.#begin(cursors, own, broadcast);
     // Registered before anything is awaited, so a RESUME frame queues behind it.
-    this.#replays = this.#begin(cursors);
-    return this.#replays;
+    if (begun) this.#replays = begun;
+    return begun;
   }
 
-  async #begin(cursors: ResumeCursors): Promise<void> {
-    const [own, broadcast] = await Promise.all([
-      this.#deps.store.head(principalKey(this.principal)),
-      this.#deps.store.head(broadcastStreamKey(this.principal.kind)),
-    ]);
+  #begin(cursors: ResumeCursors, own: StreamHead, broadcast: StreamHead): Promise<void> | undefined {
     const welcome: WelcomeFrame = {
       TYPE: 'WELCOME', KIND: this.principal.kind, ID: this.principal.id, SESSION: this.id,
       HEARTBEAT: this.#deps.limits.heartbeatMs, SEQ: own.lastSeq, EPOCH: own.epoch,
       BROADCAST: { SEQ: broadcast.lastSeq, EPOCH: broadcast.epoch } satisfies StreamCursor,
     };
     this.#send(JSON.stringify(welcome));
-    await this.#replay(cursors, own, broadcast);
+    return this.#replay(cursors, own, broadcast);
   }
 
-  async #replay(cursors: ResumeCursors, own: StreamHead, broadcast: StreamHead): Promise<void> {
+  /** Replays both streams, one after the other; a promise only when a store read was needed. */
+  #replay(cursors: ResumeCursors, own: StreamHead, broadcast: StreamHead): Promise<void> | undefined {
+    let reading: Promise<void> | undefined;
     try {
-      await this.#replayStream('own', principalKey(this.principal), cursors.own, own);
-      await this.#replayStream('broadcast', broadcastStreamKey(this.principal.kind), cursors.broadcast, broadcast);
+      const ownRead = this.#replayStream('own', principalKey(this.principal), cursors.own, own);
+      const broadcastRead = () => this.#replayStream('broadcast', broadcastStreamKey(this.principal.kind), cursors.broadcast, broadcast);
+      reading = ownRead ? ownRead.then(broadcastRead) : broadcastRead();
     } catch (err) {
-      this.#replayFailed();
+      this.#replayEnded(err);
       throw err;
-    } finally {
-      if (--this.#queuedReplays === 0) this.#releaseHeld();
     }
+    if (!reading) {
+      this.#replayEnded();
+      return undefined;
+    }
+    return reading.then(() => this.#replayEnded(), (err: unknown) => {
+      this.#replayEnded(err);
+      throw err;
+    });
+  }
+
+  /** One replay ended (with `err` when it failed part-way); the last one queued releases the held live frames. */
+  #replayEnded(err?: unknown): void {
+    if (err !== undefined) this.#replayFailed();
+    if (--this.#queuedReplays === 0) this.#releaseHeld();
   }
 
   /**
@@ -162,7 +185,8 @@ export class Connection implements Tab {
     for (const h of held) this.deliver(h.frame, h.origin);
   }
 
-  async #replayStream(stream: 'own' | 'broadcast', key: string, cursor: ResumeCursors['own'], head: StreamHead): Promise<void> {
+  /** Sets the stream's position from the cursor; returns a promise only when it has to read the store. */
+  #replayStream(stream: 'own' | 'broadcast', key: string, cursor: ResumeCursors['own'], head: StreamHead): Promise<void> | undefined {
     this.#epochs[stream] = head.epoch;
     const acked = Math.max(head.ackedSeq, this.#deps.acks.pending(key));
     let after: number;
@@ -187,7 +211,11 @@ export class Connection implements Tab {
     this.#lastSent[stream] = after;
     // Most tabs have nothing to catch up on: no store read. Anything appended
     // after `head` was read is published, and is held for this tab meanwhile.
-    if (head.lastSeq <= after) return;
+    if (head.lastSeq <= after) return undefined;
+    return this.#readStream(stream, key);
+  }
+
+  async #readStream(stream: 'own' | 'broadcast', key: string): Promise<void> {
     const now = this.#deps.now();
     for (;;) {
       if (!this.isOpen) return;
@@ -357,14 +385,17 @@ export class Connection implements Tab {
         this.#queuedReplays++;
         // Cursors are taken when this replay starts, after the one before it ended.
         const run = async (): Promise<void> => {
-          const [own, broadcast] = await Promise.all([
-            this.#deps.store.head(principalKey(this.principal)),
-            this.#deps.store.head(broadcastStreamKey(this.principal.kind)),
-          ]).catch((err: unknown) => {
-            this.#replayFailed();
-            if (--this.#queuedReplays === 0) this.#releaseHeld();
+          let own: StreamHead;
+          let broadcast: StreamHead;
+          try {
+            [own, broadcast] = await Promise.all([
+              this.#deps.store.head(principalKey(this.principal)),
+              this.#deps.store.head(broadcastStreamKey(this.principal.kind)),
+            ]);
+          } catch (err) {
+            this.#replayEnded(err);
             throw err;
-          });
+          }
           const cursors: ResumeCursors = { own: { seq: frame.SEQ, epoch: frame.EPOCH } };
           if (frame.BROADCAST) cursors.broadcast = { seq: frame.BROADCAST.SEQ, epoch: frame.BROADCAST.EPOCH };
           else cursors.broadcast = { seq: this.#lastSent.broadcast, epoch: this.#epochs.broadcast };

@@ -6,7 +6,7 @@ import { CloseCode, CloseReason } from '../../protocol/close-codes.js';
 import type { PrincipalKind } from '../../protocol/principal.js';
 import type { OriginPolicy } from '../auth/origin-policy.js';
 import type { SessionResolver } from '../auth/session-resolver.js';
-import { admit, requestUrl } from './admission.js';
+import { admit, requestUrl, type Admission } from './admission.js';
 import type { CommandService } from '../commands/command-service.js';
 import type { Hub } from '../hub.js';
 import type { MessageStore } from '../store/message-store.js';
@@ -85,20 +85,31 @@ export class Gateway {
    */
   attach(server: HttpServer, fixedKind?: PrincipalKind): void {
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-      this.#onUpgrade(req, socket, head, fixedKind).catch((err: unknown) => {
+      const failed = (err: unknown): void => {
         this.#o.logger.error({ err: (err as Error).message }, 'upgrade failed');
         reject(socket, 503, 'HERALD_ERR_INTERNAL', 'try again later');
-      });
+      };
+      try {
+        this.#onUpgrade(req, socket, head, fixedKind)?.catch(failed);
+      } catch (err) {
+        failed(err);
+      }
     });
   }
 
-  async #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, fixedKind: PrincipalKind | undefined): Promise<void> {
+  /** Synchronous when the resolver answers at once (signed tokens): no promise on the connect path. */
+  #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, fixedKind: PrincipalKind | undefined): Promise<void> | undefined {
     socket.on('error', () => socket.destroy());
     if (this.#closing) return reject(socket, 503, 'HERALD_ERR_SHUTTING_DOWN', 'the server is shutting down');
     const url = requestUrl(req);
     const kind = fixedKind ?? PATHS[url.pathname.replace(/\/+$/, '')];
     if (!kind) return reject(socket, 404, 'HERALD_ERR_NOT_FOUND', 'WebSocket endpoints are /ws/admin and /ws/user');
-    const admission = await admit(this.#o, kind, req, url);
+    const admission = admit(this.#o, kind, req, url);
+    if (admission instanceof Promise) return admission.then((a) => this.#upgrade(req, socket, head, a));
+    return this.#upgrade(req, socket, head, admission);
+  }
+
+  #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, admission: Admission): undefined {
     if (!admission.admitted) {
       if (admission.status === 503) this.#o.logger.warn(admission.log, 'handshake deferred: resolver unavailable');
       else this.#o.logger.info(admission.log, `handshake refused: ${admission.message}`);
@@ -125,11 +136,17 @@ export class Gateway {
         this.#o.hub.remove(conn);
       });
       this.#o.hub.add(conn);
-      conn.start(cursors).catch((err: unknown) => {
+      const failed = (err: unknown): void => {
         this.#o.logger.error({ err: (err as Error).message, tab: conn.id }, 'replay failed');
         conn.close(CloseCode.TRY_AGAIN, 'replay failed, reconnect');
-      });
+      };
+      try {
+        conn.start(cursors)?.catch(failed);
+      } catch (err) {
+        failed(err);
+      }
     });
+    return undefined;
   }
 
   /** Sockets corked in this turn of the event loop; one setImmediate uncorks them all. */
@@ -190,12 +207,13 @@ function parseCursors(q: URLSearchParams): ResumeCursors {
 }
 
 /** Answers a refused handshake with a plain HTTP response and closes the socket. */
-function reject(socket: Duplex, status: number, code: string, message: string): void {
-  if (socket.destroyed) return;
+function reject(socket: Duplex, status: number, code: string, message: string): undefined {
+  if (socket.destroyed) return undefined;
   const body = JSON.stringify({ error: { code, message } });
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\n` +
       'Connection: close\r\nContent-Type: application/json; charset=utf-8\r\n' +
       `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );
+  return undefined;
 }

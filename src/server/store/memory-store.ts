@@ -48,7 +48,8 @@ export class MemoryStore implements MessageStore {
     return results;
   }
 
-  async head(stream: string): Promise<StreamHead> {
+  /** Synchronous: every tab's connect reads two heads. */
+  head(stream: string): StreamHead {
     return this.#index.head(stream);
   }
 

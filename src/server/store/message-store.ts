@@ -69,8 +69,12 @@ export interface MessageStore {
    * that order. Fails as a whole, having stored none of them.
    */
   appendMany(inputs: readonly AppendInput[], now: number): Promise<AppendResult[]>;
-  /** The stream's current position (creates the stream's epoch if it has none). */
-  head(stream: string): Promise<StreamHead>;
+  /**
+   * The stream's current position (creates the stream's epoch if it has
+   * none). A store that has it at hand answers without a promise: every
+   * connect reads two heads. It may throw (a closed store) instead of rejecting.
+   */
+  head(stream: string): StreamHead | Promise<StreamHead>;
   /** Unexpired messages after `afterSeq`, oldest first. */
   readAfter(stream: string, afterSeq: number, limit: number, now: number): Promise<ReadResult>;
   /** Records a cumulative acknowledgement (keeps the maximum). */

@@ -369,7 +369,8 @@ export class SqliteStore implements MessageStore {
     });
   }
 
-  async head(stream: string): Promise<StreamHead> {
+  /** Synchronous: the state is in memory, and every tab's connect reads two heads. */
+  head(stream: string): StreamHead {
     this.#open();
     return this.#index.head(stream);
   }
