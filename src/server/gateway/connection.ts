@@ -352,34 +352,40 @@ export class Connection implements Tab {
       this.#error(parsed.error.ERROR, parsed.error.MESSAGE);
       return;
     }
-    this.#handle(parsed.frame).catch((err: unknown) => {
+    const failed = (err: unknown): void => {
       this.#log.warn({ err: (err as Error).message }, 'frame handling failed');
       this.#error('INTERNAL', 'the server could not handle that frame');
-    });
+    };
+    try {
+      this.#handle(parsed.frame)?.catch(failed);
+    } catch (err) {
+      failed(err);
+    }
   }
 
-  async #handle(frame: ClientFrame): Promise<void> {
+  /** Acks, pings and pongs (nearly every frame a tab sends) are handled at once, without a promise. */
+  #handle(frame: ClientFrame): Promise<void> | undefined {
     switch (frame.TYPE) {
       case 'PING':
         this.#send(PONG_FRAME);
-        return;
+        return undefined;
       case 'PONG':
-        return;
+        return undefined;
       case 'RESPONSE':
         if (frame.SEQ !== undefined) {
           const stream = frame.STREAM === BROADCAST_STREAM ? 'broadcast' : 'own';
           // An ack numbered in a history this tab no longer follows (sent just before a RESET) means nothing now.
-          if (frame.EPOCH !== undefined && frame.EPOCH !== this.#epochs[stream]) return;
+          if (frame.EPOCH !== undefined && frame.EPOCH !== this.#epochs[stream]) return undefined;
           // Acknowledging beyond what this tab was sent would mark others' messages read.
           const seq = Math.min(frame.SEQ, this.#lastSent[stream]);
           if (seq > 0) {
             this.#deps.acks.record(stream === 'own' ? principalKey(this.principal) : broadcastStreamKey(this.principal.kind), seq);
           }
         }
-        return;
+        return undefined;
       case 'CLOSE_REQUEST':
         this.close(CloseCode.NORMAL, CloseReason.CLIENT_REQUEST);
-        return;
+        return undefined;
       case 'RESUME': {
         this.#held ??= [];
         this.#queuedReplays++;
@@ -402,26 +408,27 @@ export class Connection implements Tab {
           await this.#replay(cursors, own, broadcast);
         };
         this.#replays = this.#replays.then(run, run);
-        await this.#replays;
-        return;
+        return this.#replays;
       }
-      case 'COMMAND_CANCEL': {
-        if (!this.#deps.commands) {
-          this.#error(FrameError.NOT_FOUND, 'commands are not enabled');
-          return;
-        }
-        if (this.principal.kind !== 'admin') {
-          this.#error(FrameError.FORBIDDEN, 'only admins run commands');
-          return;
-        }
-        try {
-          await this.#deps.commands.cancel(frame.COMMAND_ID, this.principal);
-        } catch (e) {
-          if (!isHeraldError(e)) throw e;
-          this.#error(e.status === 404 ? FrameError.NOT_FOUND : e.status === 409 ? FrameError.CONFLICT : FrameError.FORBIDDEN, e.message);
-        }
-        return;
-      }
+      case 'COMMAND_CANCEL':
+        return this.#cancelCommand(frame.COMMAND_ID);
+    }
+  }
+
+  async #cancelCommand(commandId: string): Promise<void> {
+    if (!this.#deps.commands) {
+      this.#error(FrameError.NOT_FOUND, 'commands are not enabled');
+      return;
+    }
+    if (this.principal.kind !== 'admin') {
+      this.#error(FrameError.FORBIDDEN, 'only admins run commands');
+      return;
+    }
+    try {
+      await this.#deps.commands.cancel(commandId, this.principal);
+    } catch (e) {
+      if (!isHeraldError(e)) throw e;
+      this.#error(e.status === 404 ? FrameError.NOT_FOUND : e.status === 409 ? FrameError.CONFLICT : FrameError.FORBIDDEN, e.message);
     }
   }
 }
