@@ -129,6 +129,10 @@ export class Herald {
       bodyLimit: options.maxBodyBytes,
       // Per-request lines would log every send; errors are still logged by the error handler.
       logController: new LogController({ disableRequestLogging: true }),
+      // No child logger per request (a pino child is built for every send
+      // otherwise, for lines that are never written): the error handler, the
+      // one place that logs a request, names its id itself.
+      childLoggerFactory: (parent) => parent,
       return503OnClosing: true,
       forceCloseConnections: 'idle',
     });

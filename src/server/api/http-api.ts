@@ -41,7 +41,7 @@ export function installErrorHandling(app: FastifyInstance): void {
     if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
       return reply.status(err.statusCode).send(new HeraldError('HERALD_ERR_BAD_REQUEST', err.message).toJSON());
     }
-    req.log.error({ err }, 'request failed');
+    req.log.error({ err, reqId: req.id }, 'request failed');
     return reply.status(500).send(new HeraldError('HERALD_ERR_INTERNAL').toJSON());
   });
   app.setNotFoundHandler((req, reply) => {
