@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -167,6 +167,8 @@ describe('SqliteStore', () => {
     } finally {
       await store.close();
     }
+    // The worker closed its connection first, so the store's close was the last one: it checkpointed and removed the WAL.
+    assert.equal(existsSync(`${file}-wal`), false, 'WAL removed on close');
     const again = new SqliteStore({ file, maxPerStream: 100_000 });
     try {
       assert.equal(again.loaded.messages, sent);

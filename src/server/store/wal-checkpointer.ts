@@ -45,7 +45,12 @@ const Database = require(workerData.driver);
 const db = new Database(workerData.file, { fileMustExist: true });
 // This connection never writes, so it would never checkpoint on its own; make sure.
 db.pragma('wal_autocheckpoint = 0');
-parentPort.on('message', () => {
+parentPort.on('message', (what) => {
+  if (what === 'close') {
+    db.close();
+    parentPort.close();
+    return;
+  }
   let reply;
   try {
     const [r] = db.pragma('wal_checkpoint(PASSIVE)');
@@ -110,11 +115,25 @@ export class WalCheckpointer {
     return new Promise((resolve) => this.#waiters.push(resolve));
   }
 
-  /** Stops the worker; the writer's close then checkpoints what is left. */
+  /**
+   * Stops the worker once its checkpoint (if one runs) is done, its
+   * connection closed; the writer's close then checkpoints what is left and
+   * removes the WAL. A worker that does not stop within a second is terminated.
+   */
   async close(): Promise<void> {
     const worker = this.#worker;
     this.#worker = undefined;
-    if (worker) await worker.terminate();
+    if (worker) {
+      const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()));
+      worker.ref();
+      worker.postMessage('close');
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<'late'>((resolve) => {
+        timer = setTimeout(() => resolve('late'), 1000);
+      });
+      if ((await Promise.race([exited, late])) === 'late') await worker.terminate();
+      clearTimeout(timer);
+    }
     this.#settle();
   }
 
