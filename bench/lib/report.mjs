@@ -157,7 +157,7 @@ export function renderMarkdown({ cfg, rows, info, durationS, failures = [] }) {
   out.push(`- ${info.nproc} CPUs (${info.cpu}), ${info.memGiB} GiB memory, ${info.kernel}`);
   out.push(`- node ${info.node}; herald ${info.herald} (commit ${info.commit}); ${Object.entries(info.packages).map(([k, v]) => `${k} ${v}`).join(', ')}`);
   const loads = rows.map((r) => r.metrics.load1).filter(Number.isFinite);
-  if (loads.length) out.push(`- 1-minute load average during the runs: ${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)} (above ${info.nproc} means other work shared the CPUs: compare ratios, not absolute figures)`);
+  if (loads.length) out.push(`- 1-minute load average during the runs: ${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)} (the run's own server, load generators and sender keep up to 4 processes busy on ${info.nproc} CPUs; compare ratios, not absolute figures)`);
   out.push('');
   out.push('## Sizes');
   out.push('');

@@ -25,7 +25,7 @@ export interface WalCheckpointerOptions {
   db: Database.Database;
   /** Bytes written since the last checkpoint that ask for the next one. Default 4 MiB (SQLite's 1000 pages). */
   thresholdBytes?: number;
-  /** Told when the worker failed and checkpoints moved to the writer's thread. */
+  /** Told when a checkpoint failed, or when the worker failed and checkpoints moved to the writer's thread. */
   onError?: (error: Error) => void;
 }
 
