@@ -108,6 +108,22 @@ describe('HTTP API', () => {
     tab.close();
   });
 
+  test('a TTL past the bound is the bound, even one that overflows (1e308 s): a batch never fails half sent', async () => {
+    const before = Date.now();
+    const r = await s.api('POST', '/api/v1/send/batch', {
+      messages: [
+        { to: { aid: 41 }, message: { TYPE: 'MESSAGE', TITLE: 'long' }, ttl: 1e308 },
+        { to: { aid: 42 }, message: { TYPE: 'MESSAGE', TITLE: 'longer than allowed' }, ttl: 1e12 },
+      ],
+    });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    for (const item of r.body.results) {
+      const status = await s.api('GET', `/api/v1/messages/${encodeURIComponent(item.results[0].messageId)}`);
+      assert.equal(status.status, 200);
+      assert.ok(status.body.expiresAt >= before + s.options.maxTtlMs && status.body.expiresAt <= Date.now() + s.options.maxTtlMs, `expires at the bound: ${status.body.expiresAt}`);
+    }
+  });
+
   test('disconnect closes every tab of a person with the reason', async () => {
     const t = await s.tab('admin', 31);
     await t.nextOfType('WELCOME');

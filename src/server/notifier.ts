@@ -106,7 +106,10 @@ export class Notifier {
 
   #ttl(options: SendOptions): number {
     const ttl = options.ttlMs ?? this.#defaultTtlMs;
-    if (!Number.isFinite(ttl) || ttl < 0) throw new HeraldError('HERALD_ERR_VALIDATION', 'ttl must be a non-negative number');
+    if (Number.isNaN(ttl) || ttl < 0) throw new HeraldError('HERALD_ERR_VALIDATION', 'ttl must be a non-negative number');
+    // Any TTL past the bound is the bound, one that overflowed to Infinity
+    // (`"ttl":1e308` seconds) too: refusing it would fail a /send/batch
+    // whose broadcasts, started alongside, were already sent.
     return Math.min(ttl, this.#maxTtlMs);
   }
 
