@@ -114,7 +114,8 @@ function openError(file: string, e: unknown): HeraldError {
 function takeLock(file: string): Database.Database {
   let lock: Database.Database;
   try {
-    lock = new Database(`${file}-lock`);
+    // A second process waits up to a second for the lock (a restart whose old process is still closing), then is refused.
+    lock = new Database(`${file}-lock`, { timeout: 1000 });
   } catch (e) {
     throw new HeraldError('HERALD_ERR_INTERNAL', `cannot open store ${file}: ${(e as Error).message}`);
   }
