@@ -53,10 +53,7 @@ export class TokenResolver implements SessionResolver {
     return this.check(kind, credential);
   }
 
-  async verify(kind: PrincipalKind, token: string, now = Date.now()): Promise<Resolution> {
-    return this.check(kind, token, now);
-  }
-
+  /** The token's signature and claims, checked for the `kind` endpoint at `now`. */
   check(kind: PrincipalKind, token: string, now = Date.now()): Resolution {
     const checked = verifyHs256(token, this.#keys, now);
     if (!checked.ok) return { outcome: 'refused', reason: checked.reason, ...(checked.reason === 'token expired' ? { expired: true } : {}) };
