@@ -33,8 +33,9 @@ export interface DeliveryOptions {
   send: (frame: ClientFrame) => boolean;
   /**
    * Acks of the person's own stream are batched: about one per this many ms
-   * (each wait drawn from 0.5–1.5× it, so tabs do not ack in step). Default 1000: a busy tab's acks stay a small part of what crosses the
-   * socket, and a closing page still sends what is pending.
+   * (each wait drawn from 0.5–1.5× it, so tabs do not ack in step). Default
+   * 1000: a busy tab's acks stay a small part of what crosses the socket,
+   * and a closing page still sends what is pending.
    */
   ackDelayMs?: number;
   /**

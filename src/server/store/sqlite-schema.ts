@@ -61,7 +61,7 @@ export function openStoreFile(file: string, options: { synchronous?: 'normal' | 
     db = new Database(file);
   } catch (e) {
     lock?.close();
-    throw new HeraldError('HERALD_ERR_INTERNAL', `cannot open store ${file}: ${(e as Error).message}`);
+    throw openError(file, e);
   }
   try {
     db.pragma('busy_timeout = 1000');
@@ -117,7 +117,7 @@ function takeLock(file: string): Database.Database {
     // A second process waits up to a second for the lock (a restart whose old process is still closing), then is refused.
     lock = new Database(`${file}-lock`, { timeout: 1000 });
   } catch (e) {
-    throw new HeraldError('HERALD_ERR_INTERNAL', `cannot open store ${file}: ${(e as Error).message}`);
+    throw openError(file, e);
   }
   try {
     lock.pragma('locking_mode = EXCLUSIVE');
