@@ -36,8 +36,10 @@ function record(msg) {
   if (waiter && received >= waiter.count) { const w = waiter; waiter = null; w.done(); }
 }
 
-/** As the browser library waits before an ack: 0.5–1.5× the delay, so tabs do not ack in step. */
+/** As the browser library waits before an own-stream ack: 0.5–1.5× the delay, so tabs do not ack in step. */
 const jittered = (delayMs) => delayMs * (0.5 + Math.random());
+/** And before a broadcast ack: 0–2× the delay (src/client/delivery.ts `spread`). */
+const spread = (delayMs) => delayMs * 2 * Math.random();
 
 function connectFloor(url, id) {
   return new Promise((resolve, reject) => {
@@ -60,10 +62,10 @@ function connectSocketIo(url, id) {
 /**
  * A Herald tab: token in ?token=, ready at WELCOME, PONG to PING, and acks
  * `{"TYPE":"RESPONSE","SEQ":n}` for the highest SEQ seen, batched as the
- * browser library does: one ack of the own stream about every `ackDelayMs`,
- * one of the broadcast stream (`"STREAM":"*"`) about every
- * `broadcastAckDelayMs`, each wait drawn from 0.5–1.5× the delay
- * (src/client/delivery.ts `jittered`).
+ * browser library does: one ack of the own stream about every `ackDelayMs`
+ * (each wait 0.5–1.5× it), one of the broadcast stream (`"STREAM":"*"`)
+ * about every `broadcastAckDelayMs` or WELCOME's BROADCAST.ACK_MS, whichever
+ * is longer (each wait 0–2× it; src/client/delivery.ts).
  */
 function connectHerald(url, token) {
   return new Promise((resolve, reject) => {
@@ -74,6 +76,7 @@ function connectHerald(url, token) {
     let ackTimer = null;
     let backTimer = null;
     let welcomed = false;
+    let broadcastDelay = broadcastAckDelayMs;
     const flushOwn = () => {
       ackTimer = null;
       if (seq > 0 && ws.readyState === WebSocket.OPEN) ws.send(`{"TYPE":"RESPONSE","SEQ":${seq}}`);
@@ -86,12 +89,18 @@ function connectHerald(url, token) {
     };
     ws.on('message', (data) => {
       const msg = JSON.parse(data);
-      if (msg.TYPE === 'WELCOME') { welcomed = true; clearTimeout(welcomeTimer); resolve({ close: () => ws.terminate() }); return; }
+      if (msg.TYPE === 'WELCOME') {
+        welcomed = true;
+        clearTimeout(welcomeTimer);
+        if (Number.isFinite(msg.BROADCAST?.ACK_MS)) broadcastDelay = Math.max(broadcastAckDelayMs, Math.min(msg.BROADCAST.ACK_MS, 600_000));
+        resolve({ close: () => ws.terminate() });
+        return;
+      }
       if (msg.TYPE === 'PING') { ws.send('{"TYPE":"PONG"}'); return; }
       if (typeof msg.SEQ === 'number') {
         if (msg.STREAM === '*') {
           bseq = Math.max(bseq, msg.SEQ);
-          backTimer ??= setTimeout(flushBroadcast, jittered(broadcastAckDelayMs));
+          backTimer ??= setTimeout(flushBroadcast, spread(broadcastDelay));
         } else {
           seq = Math.max(seq, msg.SEQ);
           ackTimer ??= setTimeout(flushOwn, jittered(ackDelayMs));

@@ -130,7 +130,7 @@ describe('DeliveryTracker', () => {
     return { t, sent };
   }
   const welcome = (id: number): WelcomeFrame => ({
-    TYPE: 'WELCOME', KIND: 'admin', ID: id, SESSION: 's', HEARTBEAT: 1000, SEQ: 0, EPOCH: 'e', BROADCAST: { SEQ: 0, EPOCH: 'b' },
+    TYPE: 'WELCOME', KIND: 'admin', ID: id, SESSION: 's', HEARTBEAT: 1000, SEQ: 0, EPOCH: 'e', BROADCAST: { SEQ: 0, EPOCH: 'b', ACK_MS: 2000 },
   });
 
   it('drops a frame at or below the cursor of the same epoch, per stream', () => {
@@ -152,8 +152,8 @@ describe('DeliveryTracker', () => {
     for (let s = 1; s <= 50; s++) t.accept({ TYPE: 'MESSAGE', SEQ: s, EPOCH: 'e' });
     t.accept({ TYPE: 'MESSAGE', SEQ: 3, EPOCH: 'b', STREAM: '*' });
     assert.deepEqual(sent, []);
-    // Each wait is 0.5–1.5× the delay: both are out by 30 ms.
-    await new Promise((r) => setTimeout(r, 45));
+    // The own wait is 0.5–1.5× the delay, the broadcast one 0–2×: both are out by 40 ms.
+    await new Promise((r) => setTimeout(r, 55));
     // In either order: the two waits are drawn independently.
     const own = sent.filter((f) => !('STREAM' in f));
     assert.deepEqual(own, [{ TYPE: 'RESPONSE', SEQ: 50, EPOCH: 'e' }]);
@@ -161,22 +161,58 @@ describe('DeliveryTracker', () => {
     t.dispose();
   });
 
-  it('acks the broadcast stream on its own, longer delay; flush sends both at once', async () => {
+  it('acks the broadcast stream on its own delay; flush sends both at once', async () => {
     const { t, sent } = tracker(10, 120);
     t.accept({ TYPE: 'MESSAGE', SEQ: 1, EPOCH: 'e' });
     t.accept({ TYPE: 'MESSAGE', SEQ: 7, EPOCH: 'b', STREAM: '*' });
-    // The own ack is out by 15 ms, the broadcast one not before 60.
-    await new Promise((r) => setTimeout(r, 50));
-    assert.deepEqual(sent, [{ TYPE: 'RESPONSE', SEQ: 1, EPOCH: 'e' }]);
     t.accept({ TYPE: 'MESSAGE', SEQ: 8, EPOCH: 'b', STREAM: '*' });
-    await new Promise((r) => setTimeout(r, 150));
+    // The own ack is out by 15 ms, the broadcast one by 240.
+    await new Promise((r) => setTimeout(r, 300));
+    assert.deepEqual(sent.filter((f) => !('STREAM' in f)), [{ TYPE: 'RESPONSE', SEQ: 1, EPOCH: 'e' }]);
     // One broadcast ack for both, cumulative.
-    assert.deepEqual(sent.slice(1), [{ TYPE: 'RESPONSE', SEQ: 8, STREAM: '*', EPOCH: 'b' }]);
+    assert.deepEqual(sent.filter((f) => 'STREAM' in f), [{ TYPE: 'RESPONSE', SEQ: 8, STREAM: '*', EPOCH: 'b' }]);
     t.accept({ TYPE: 'MESSAGE', SEQ: 9, EPOCH: 'b', STREAM: '*' });
     t.accept({ TYPE: 'MESSAGE', SEQ: 2, EPOCH: 'e' });
     t.flush();
     assert.deepEqual(sent.slice(2), [{ TYPE: 'RESPONSE', SEQ: 2, EPOCH: 'e' }, { TYPE: 'RESPONSE', SEQ: 9, STREAM: '*', EPOCH: 'b' }]);
     t.dispose();
+  });
+
+  it('spreads broadcast acks over 0–2× the delay, and takes a longer delay from WELCOME', async () => {
+    const start = performance.now();
+    const at: number[] = [];
+    const trackers = Array.from({ length: 200 }, () => {
+      const t = new DeliveryTracker({ storageKey: undefined, send: () => (at.push(performance.now() - start), true), broadcastAckDelayMs: 20 });
+      // The server asks for 500 ms (many tabs open); a shorter ask would leave the page's 20.
+      t.welcome({ ...welcome(1), BROADCAST: { SEQ: 0, EPOCH: 'b', ACK_MS: 500 } });
+      t.accept({ TYPE: 'MESSAGE', SEQ: 1, EPOCH: 'b', STREAM: '*' });
+      return t;
+    });
+    await new Promise((r) => setTimeout(r, 350));
+    // With the page's 20 ms every ack would be out by 40; with 500, most are still waiting.
+    const early = at.length;
+    await new Promise((r) => setTimeout(r, 800));
+    for (const t of trackers) t.dispose();
+    assert.equal(at.length, 200);
+    assert.ok(early > 0 && early < 150, `${early} of 200 acks in the first 350 ms (waits 0–1000 ms)`);
+    // Uniform over 0–1000 ms: some soon (the first ack of a broadcast is not held back), some late.
+    assert.ok(Math.min(...at) < 250, `earliest ack at ${Math.min(...at)} ms`);
+    assert.ok(Math.max(...at) > 750, `latest ack at ${Math.max(...at)} ms`);
+  });
+
+  it('keeps the page\'s broadcast delay when WELCOME asks for less', async () => {
+    const at: number[] = [];
+    const start = performance.now();
+    const trackers = Array.from({ length: 50 }, () => {
+      const t = new DeliveryTracker({ storageKey: undefined, send: () => (at.push(performance.now() - start), true), broadcastAckDelayMs: 400 });
+      t.welcome({ ...welcome(1), BROADCAST: { SEQ: 0, EPOCH: 'b', ACK_MS: 5 } });
+      t.accept({ TYPE: 'MESSAGE', SEQ: 1, EPOCH: 'b', STREAM: '*' });
+      return t;
+    });
+    await new Promise((r) => setTimeout(r, 60));
+    for (const t of trackers) t.dispose();
+    // Waits of 0–800 ms: fifty of them all within 60 ms would mean the 5 ms ask won.
+    assert.ok(at.length < 25, `${at.length} of 50 acks within 60 ms`);
   });
 
   it('jitters the ack wait, so tabs that got the same frame at once do not all ack at once', async () => {

@@ -21,6 +21,20 @@ describe('browser endpoint', () => {
     tab.close();
   });
 
+  test('WELCOME asks for broadcast acks about 50 times a second from all tabs of a kind together', async () => {
+    const first = await s.tab('admin', 7);
+    // One tab: the browser library's own 2 s.
+    assert.equal((await first.nextOfType('WELCOME')).BROADCAST.ACK_MS, 2000);
+    // 150 admin tabs: each is asked to wait 150/50 s on average, users stay at 2 s.
+    const more = await Promise.all(Array.from({ length: 149 }, (_, i) => s.tab('admin', 100 + i)));
+    await Promise.all(more.map((t) => t.nextOfType('WELCOME')));
+    const crowded = await s.tab('admin', 8);
+    assert.equal((await crowded.nextOfType('WELCOME')).BROADCAST.ACK_MS, 3020);
+    const user = await s.tab('user', 8);
+    assert.equal((await user.nextOfType('WELCOME')).BROADCAST.ACK_MS, 2000);
+    for (const t of [first, ...more, crowded, user]) t.close();
+  });
+
   test('no token, a wrong token, an expired token, or a user token on the admin endpoint: 401 before the upgrade', async () => {
     assert.equal((await TestTab.status(`${s.wsUrl}/ws/admin`)).status, 401);
     assert.equal((await TestTab.status(`${s.wsUrl}/ws/admin`, { query: { token: 'garbage' } })).status, 401);

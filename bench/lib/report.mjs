@@ -164,7 +164,7 @@ export function renderMarkdown({ cfg, rows, info, durationS, failures = [] }) {
   out.push(`- ${cfg.reps} repetitions, interleaved; ${cfg.loadgens} load-generator processes + 1 sender process; each server a fresh process per run`);
   out.push(`- W1/W3: ${cfg.w1Conns} connections (${cfg.connectConcurrency} handshakes in flight per generator); W3: ${cfg.w3Broadcasts} broadcasts one after another`);
   out.push(`- W2: ${cfg.w2People} people, ${cfg.w2Total} notifications of ~200 bytes, ${cfg.w2Batch} per request, ${cfg.w2Concurrency} requests in flight (after ${cfg.w2Warmup} warm-up)`);
-  out.push(`- Herald clients ack as the browser library does: the highest SEQ per stream, about once per ${cfg.ackDelayMs} ms (own stream) and ${cfg.broadcastAckDelayMs} ms (broadcast stream), each wait drawn from 0.5–1.5× that`);
+  out.push(`- Herald clients ack as the browser library does: the highest SEQ per stream, about once per ${cfg.ackDelayMs} ms for the own stream (each wait 0.5–1.5× that) and per ${cfg.broadcastAckDelayMs} ms or the longer wait WELCOME asks for the broadcast stream (each wait 0–2× that; Herald asks the tabs of a kind for about 50 broadcast acks a second together)`);
   out.push(`- W4: ${cfg.w4RateUsed ?? '—'} msg/s for ${cfg.w4DurationMs} ms (${cfg.w4Rate > 0 ? 'set' : `${cfg.w4Fraction} × the floor's median W2 rate`})`);
   const batch = rows.find((r) => r.workload === 'w2' && r.server.startsWith('herald'));
   if (batch) out.push(`- Herald sends: ${batch.metrics.heraldBatch ? '`POST /api/v1/send/batch` with `"answer":"summary"` (totals, as the floor answers a count) and the same batch size as the floor' : '**one `POST /api/v1/send` per notification** (no batch endpoint), the same number in flight as one floor batch'}`);

@@ -65,7 +65,7 @@ export interface HeraldClientOptions {
   persistCursors?: boolean;
   /** Batch acks of the person's own stream: about one per this many ms (each wait 0.5–1.5× it, so tabs do not ack in step). Default 1000. */
   ackDelayMs?: number;
-  /** Batch acks of the broadcast stream: about one per this many ms (0.5–1.5× it). Default 2000 (one tab's ack serves all). */
+  /** Batch acks of the broadcast stream: about one per this many ms at least (each wait 0–2× it), or longer when WELCOME's BROADCAST.ACK_MS asks. Default 2000 (one tab's ack serves all). */
   broadcastAckDelayMs?: number;
   /** The WebSocket constructor (tests, or a polyfill). Default: the global one. */
   WebSocket?: typeof WebSocket;

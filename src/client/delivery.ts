@@ -39,10 +39,13 @@ export interface DeliveryOptions {
    */
   ackDelayMs?: number;
   /**
-   * Acks of the broadcast stream: about one per this many ms (0.5–1.5× it). Default 2000.
-   * One tab's ack marks a broadcast read for every new tab of its kind, so
-   * the thousands of tabs that got the same broadcast need not all answer it
-   * at once; a closing page still sends what is pending.
+   * Acks of the broadcast stream: about one per this many ms at least.
+   * Default 2000. One tab's ack marks a broadcast read for every tab of its
+   * kind, so the server may ask for a longer wait when many are open
+   * (WELCOME's BROADCAST.ACK_MS); the longer of the two is used. Each wait
+   * is drawn from 0–2× it: among thousands of tabs, the first ack of a
+   * broadcast still comes soon, and the rest of them rarely. A closing page
+   * still sends what is pending.
    */
   broadcastAckDelayMs?: number;
 }
@@ -75,16 +78,33 @@ function jittered(delayMs: number): number {
   return delayMs * (0.5 + Math.random());
 }
 
+/**
+ * A broadcast ack wait: drawn from 0–2× the delay (the same on average).
+ * Every tab of the kind got the broadcast and any one ack serves them all;
+ * the server stretches the delay with the number of tabs, and a wait that
+ * may be short for some of them keeps the first ack near, however long the
+ * delay (0.5–1.5× would hold every ack back for at least half of it).
+ */
+function spread(delayMs: number): number {
+  return delayMs * 2 * Math.random();
+}
+
+/** The longest broadcast ack wait taken from a server: a tab acks at least every 20 minutes or so. */
+const MAX_SERVER_ACK_MS = 600_000;
+
 export class DeliveryTracker {
   readonly #options: DeliveryOptions;
   readonly #ackDelay: Record<StreamName, number>;
+  /** The page's own broadcast ack delay; WELCOME may lengthen #ackDelay.broadcast past it. */
+  readonly #broadcastAckDelay: number;
   #state: StoredCursors = {};
   readonly #pending: Partial<Record<StreamName, number>> = {};
   readonly #timers: Partial<Record<StreamName, ReturnType<typeof setTimeout>>> = {};
 
   constructor(options: DeliveryOptions) {
     this.#options = options;
-    this.#ackDelay = { own: options.ackDelayMs ?? 1000, broadcast: options.broadcastAckDelayMs ?? 2000 };
+    this.#broadcastAckDelay = options.broadcastAckDelayMs ?? 2000;
+    this.#ackDelay = { own: options.ackDelayMs ?? 1000, broadcast: this.#broadcastAckDelay };
     this.#load();
   }
 
@@ -119,6 +139,9 @@ export class DeliveryTracker {
     }
     this.#state.id = frame.ID;
     this.#save();
+    const asked = frame.BROADCAST?.ACK_MS;
+    const fromServer = typeof asked === 'number' && Number.isFinite(asked) ? Math.min(asked, MAX_SERVER_ACK_MS) : 0;
+    this.#ackDelay.broadcast = Math.max(this.#broadcastAckDelay, fromServer);
   }
 
   /**
@@ -188,7 +211,8 @@ export class DeliveryTracker {
 
   #schedule(stream: StreamName): void {
     if (this.#timers[stream] !== undefined) return;
-    this.#timers[stream] = setTimeout(() => this.#flushStream(stream), jittered(this.#ackDelay[stream]));
+    const delay = this.#ackDelay[stream];
+    this.#timers[stream] = setTimeout(() => this.#flushStream(stream), stream === 'broadcast' ? spread(delay) : jittered(delay));
   }
 
   #load(): void {

@@ -52,8 +52,19 @@ export interface WelcomeFrame {
   /** The last SEQ of this person's stream and its EPOCH (SEQ 0 when empty). */
   SEQ: number;
   EPOCH: string;
-  /** The same for the broadcast stream this tab follows. */
-  BROADCAST: StreamCursor;
+  /** The same for the broadcast stream this tab follows, and how often to ack it. */
+  BROADCAST: BroadcastCursor;
+}
+
+/** WELCOME's position of the broadcast stream, with the ack pace the server asks for. */
+export interface BroadcastCursor extends StreamCursor {
+  /**
+   * The mean wait, in ms, the server asks this tab to leave before acking
+   * the broadcast stream. One tab's ack marks a broadcast read for every tab
+   * of its kind, so the server scales this with how many are open: together
+   * they ack a few dozen times a second, not once per tab per broadcast.
+   */
+  ACK_MS: number;
 }
 
 export interface PingFrame { TYPE: 'PING' }

@@ -119,7 +119,7 @@ export class Herald {
       hub, store, resolver, origins, commands, logger: logger.child({ part: 'gateway' }), maxFrameBytes: options.maxFrameBytes,
       limits: {
         heartbeatMs: options.heartbeatMs, maxBufferedBytes: options.maxBufferedBytes, replayBatch: options.replayBatch,
-        maxFramesPer10s: 1000, maxErrorsPer10s: 50,
+        maxFramesPer10s: 1000, maxErrorsPer10s: 50, broadcastAcksPerSecond: 50,
       },
     });
     await broker.start((envelope) => deliverLocally(hub, envelope));

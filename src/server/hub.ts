@@ -88,6 +88,11 @@ export class Hub {
     return kind ? [...this.#byKind[kind]] : [...this.#byKind.admin, ...this.#byKind.user];
   }
 
+  /** How many tabs of `kind` are open here. */
+  tabCount(kind: PrincipalKind): number {
+    return this.#byKind[kind].size;
+  }
+
   get size(): number {
     return this.#byKind.admin.size + this.#byKind.user.size;
   }

@@ -23,8 +23,8 @@ export async function openBareConnection(store: MessageStore, cursors: ResumeCur
   await new Promise((r) => wss.once('listening', r));
   const connected = new Promise<Connection>((resolve) => wss.once('connection', (ws) => {
     const conn = new Connection(ws, { kind: 'admin', id: 1 }, 'credential', {
-      store, acks: new AckBuffer(store, log), commands: undefined, logger: log, now: Date.now,
-      limits: { heartbeatMs: 60_000, maxBufferedBytes: 4 << 20, replayBatch: 10, maxFramesPer10s: 1000, maxErrorsPer10s: 50 },
+      store, acks: new AckBuffer(store, log), commands: undefined, logger: log, now: Date.now, tabCount: () => 1,
+      limits: { heartbeatMs: 60_000, maxBufferedBytes: 4 << 20, replayBatch: 10, maxFramesPer10s: 1000, maxErrorsPer10s: 50, broadcastAcksPerSecond: 50 },
     });
     conn.start(cursors)?.catch(() => undefined);
     resolve(conn);

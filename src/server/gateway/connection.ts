@@ -1,9 +1,9 @@
 import type { WebSocket } from 'ws';
 import type { Logger } from 'pino';
 import { CloseCode, CloseReason } from '../../protocol/close-codes.js';
-import type { ClientFrame, ErrorFrame, ResetFrame, StreamCursor, WelcomeFrame } from '../../protocol/frames.js';
+import type { ClientFrame, ErrorFrame, ResetFrame, WelcomeFrame } from '../../protocol/frames.js';
 import { BROADCAST_STREAM, FrameError, parseClientFrame } from '../../protocol/frames.js';
-import type { Principal } from '../../protocol/principal.js';
+import type { Principal, PrincipalKind } from '../../protocol/principal.js';
 import { principalKey } from '../../protocol/principal.js';
 import type { CommandService } from '../commands/command-service.js';
 import { isHeraldError } from '../errors.js';
@@ -20,7 +20,17 @@ export interface ConnectionLimits {
   maxFramesPer10s: number;
   /** Bad frames a tab may send per 10 s before it is closed with 4429. */
   maxErrorsPer10s: number;
+  /**
+   * How many broadcast acks a second the tabs of one kind should send
+   * together: each new tab is asked (WELCOME's BROADCAST.ACK_MS) to wait
+   * tabs/this seconds on average between its acks, and never less than
+   * MIN_BROADCAST_ACK_MS.
+   */
+  broadcastAcksPerSecond: number;
 }
+
+/** The shortest broadcast ack wait the server asks for: the browser library's own default. */
+export const MIN_BROADCAST_ACK_MS = 2000;
 
 export interface ConnectionDeps {
   store: MessageStore;
@@ -29,6 +39,8 @@ export interface ConnectionDeps {
   logger: Logger;
   limits: ConnectionLimits;
   now: () => number;
+  /** Open tabs of a kind on this node (the tab itself included once it is in the Hub). */
+  tabCount: (kind: PrincipalKind) => number;
 }
 
 /** Where a tab wants replay to start, per stream: its last seen SEQ and EPOCH, or nothing (a new tab). */
@@ -136,10 +148,23 @@ export class Connection implements Tab {
     const welcome: WelcomeFrame = {
       TYPE: 'WELCOME', KIND: this.principal.kind, ID: this.principal.id, SESSION: this.id,
       HEARTBEAT: this.#deps.limits.heartbeatMs, SEQ: own.lastSeq, EPOCH: own.epoch,
-      BROADCAST: { SEQ: broadcast.lastSeq, EPOCH: broadcast.epoch } satisfies StreamCursor,
+      BROADCAST: { SEQ: broadcast.lastSeq, EPOCH: broadcast.epoch, ACK_MS: this.#broadcastAckMs() },
     };
     this.#send(JSON.stringify(welcome));
     return this.#replay(cursors, own, broadcast);
+  }
+
+  /**
+   * The mean wait between this tab's broadcast acks. Each tab draws its
+   * waits from 0–2× this (src/client/delivery.ts), so with N tabs of the
+   * kind open the first ack of a broadcast still comes within about
+   * 2/broadcastAcksPerSecond seconds, while the kind as a whole sends about
+   * broadcastAcksPerSecond of them instead of one per tab per broadcast
+   * (10,000 tabs acking every broadcast cost W3 12–18% of its throughput).
+   */
+  #broadcastAckMs(): number {
+    const tabs = this.#deps.tabCount(this.principal.kind);
+    return Math.max(MIN_BROADCAST_ACK_MS, Math.round((tabs * 1000) / this.#deps.limits.broadcastAcksPerSecond));
   }
 
   /** Replays both streams, one after the other; a promise only when a store read was needed. */

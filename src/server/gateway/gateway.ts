@@ -55,6 +55,7 @@ export class Gateway {
   readonly #now: () => number;
   #heartbeat: NodeJS.Timeout | undefined;
   #closing = false;
+  readonly #tabCount = (kind: PrincipalKind): number => this.#o.hub.tabCount(kind);
 
   constructor(options: GatewayOptions) {
     this.#o = options;
@@ -135,6 +136,7 @@ export class Gateway {
     this.#wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
       const conn = new Connection(ws, principal, credential, {
         store: this.#o.store, acks: this.#acks, commands: this.#o.commands, logger: this.#o.logger, limits: this.#o.limits, now: this.#now,
+        tabCount: this.#tabCount,
       });
       this.#connections.add(conn);
       const slice = this.#slices[this.#added++ % HEARTBEAT_SLICES]!;
