@@ -227,7 +227,11 @@ export function storeContract(name: string, factory: StoreFactory, options: { du
       // Model: per stream, lastSeq, the retained list, acked; idempotency keys by stream.
       const streams = ['admin:1', 'admin:2', 'admin:*'];
       const op = fc.oneof(
-        fc.record({ t: fc.constant('append' as const), s: fc.constantFrom(...streams), ttl: fc.constantFrom(5, 50, HOUR), key: fc.option(fc.constantFrom('a', 'b', 'c'), { nil: undefined }) }),
+        fc.record({
+          t: fc.constant('append' as const), s: fc.constantFrom(...streams), ttl: fc.constantFrom(5, 50, HOUR), key: fc.option(fc.constantFrom('a', 'b', 'c'), { nil: undefined }),
+          // Stored and read back exactly, whatever the text: ASCII, Latin-1, Cyrillic, emoji, a lone surrogate, long.
+          text: fc.constantFrom('', 'ascii', 'café', 'Привет', '😀😀', '\ud800 lone', 'x'.repeat(700), 'я'.repeat(300)),
+        }),
         fc.record({ t: fc.constant('ack' as const), s: fc.constantFrom(...streams), seq: fc.nat(30) }),
         fc.record({ t: fc.constant('tick' as const), ms: fc.nat(30) }),
         fc.record({ t: fc.constant('prune' as const) }),
@@ -236,7 +240,7 @@ export function storeContract(name: string, factory: StoreFactory, options: { du
       await fc.assert(fc.asyncProperty(fc.array(op, { maxLength: 60 }), async (ops) => {
         // Fresh stream names per run, so runs do not see each other.
         const run = `r${prefix++}`;
-        const model = new Map<string, { last: number; kept: { seq: number; exp: number }[]; acked: number; keys: Map<string, { seq: number; exp: number }> }>();
+        const model = new Map<string, { last: number; kept: { seq: number; exp: number; json: string }[]; acked: number; keys: Map<string, { seq: number; exp: number }> }>();
         const m = (s: string) => {
           let v = model.get(s);
           if (!v) model.set(s, (v = { last: 0, kept: [], acked: 0, keys: new Map() }));
@@ -257,13 +261,14 @@ export function storeContract(name: string, factory: StoreFactory, options: { du
           } else {
             const s = `${run}${o.s}`;
             const v = m(o.s);
-            const res = await store.append(o.key === undefined ? { stream: s, json: msg(v.last + 1), expiresAt: now + o.ttl } : { stream: s, json: msg(v.last + 1), expiresAt: now + o.ttl, idempotencyKey: o.key }, now);
+            const json = `{"TYPE":"MESSAGE","TITLE":"${o.text}${v.last + 1}"}`;
+            const res = await store.append(o.key === undefined ? { stream: s, json, expiresAt: now + o.ttl } : { stream: s, json, expiresAt: now + o.ttl, idempotencyKey: o.key }, now);
             const seen = o.key === undefined ? undefined : v.keys.get(o.key);
             if (seen && seen.exp > now) {
               assert.deepEqual([res.seq, res.duplicate], [seen.seq, true]);
             } else {
               v.last++;
-              v.kept.push({ seq: v.last, exp: now + o.ttl });
+              v.kept.push({ seq: v.last, exp: now + o.ttl, json });
               if (o.key !== undefined) v.keys.set(o.key, { seq: v.last, exp: now + o.ttl });
               const drop = Math.max(0, v.kept.length - 5);
               v.kept.splice(0, drop);
@@ -273,7 +278,7 @@ export function storeContract(name: string, factory: StoreFactory, options: { du
         }
         for (const [s, v] of model) {
           const r = await store.readAfter(`${run}${s}`, 0, 100, now);
-          assert.deepEqual(r.messages.map((x) => x.seq), v.kept.filter((k) => k.exp > now).map((k) => k.seq));
+          assert.deepEqual(r.messages.map((x) => [x.seq, x.json]), v.kept.filter((k) => k.exp > now).map((k) => [k.seq, k.json]));
           assert.equal(r.lastSeq, v.last);
           assert.equal(r.firstSeq, v.kept[0]?.seq ?? v.last + 1);
           assert.equal(r.ackedSeq, v.acked);
