@@ -1,5 +1,8 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { HeraldError } from '../src/server/errors.js';
+import { MemoryStore } from '../src/server/store/memory-store.js';
+import type { AppendInput } from '../src/server/store/message-store.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 
 describe('HTTP API', () => {
@@ -189,5 +192,54 @@ describe('HTTP API', () => {
   test('/healthz needs no token', async () => {
     const r = await fetch(`${s.url}/healthz`);
     assert.equal(r.status, 200);
+  });
+});
+
+describe('a /send/batch the store refuses', () => {
+  /** A real memory store whose writes can be made to fail, as a full disk or an I/O error does; it counts the writes. */
+  class RefusingStore extends MemoryStore {
+    refuse = false;
+    writes = 0;
+    override async append(input: AppendInput, now: number) {
+      this.writes++;
+      if (this.refuse) throw new HeraldError('HERALD_ERR_UNAVAILABLE', 'store write failed: disk I/O error');
+      return super.append(input, now);
+    }
+    override async appendMany(inputs: readonly AppendInput[], now: number) {
+      this.writes++;
+      if (this.refuse) throw new HeraldError('HERALD_ERR_UNAVAILABLE', 'store write failed: disk I/O error');
+      return super.appendMany(inputs, now);
+    }
+  }
+
+  test('sends nothing, broadcasts included, and can be sent again as it was: one write for the whole batch', async () => {
+    const store = new RefusingStore({ maxPerStream: 100 });
+    const s = await startHerald({ store: 'memory' }, { store });
+    try {
+      const tab = await s.tab('admin', 5);
+      await tab.nextOfType('WELCOME');
+      const messages = [
+        { to: { all: 'admins' }, message: { TYPE: 'MESSAGE', TEXT: 'to everyone' } },
+        { to: { aid: 5 }, message: { TYPE: 'MESSAGE', TEXT: 'to five' } },
+        { to: { all: 'admins' }, message: { TYPE: 'MESSAGE', TEXT: 'to everyone again' } },
+      ];
+      store.refuse = true;
+      const refused = await s.api('POST', '/api/v1/send/batch', { messages });
+      assert.equal(refused.status, 503);
+      assert.equal(refused.body.error.code, 'HERALD_ERR_UNAVAILABLE');
+      store.refuse = false;
+      store.writes = 0;
+      const sent = await s.api('POST', '/api/v1/send/batch', { messages });
+      assert.equal(sent.status, 200);
+      // One write, broadcasts and all: the store keeps all of a batch or none of it.
+      assert.equal(store.writes, 1);
+      await tab.next((f) => f.TEXT === 'to everyone again');
+      // Each once, in the batch's order: the refused batch left nothing behind.
+      assert.deepEqual(tab.notifications().map((f) => f.TEXT), ['to everyone', 'to five', 'to everyone again']);
+      assert.deepEqual(tab.notifications().map((f) => [f.STREAM ?? 'own', f.SEQ]), [['*', 1], ['own', 1], ['*', 2]]);
+      tab.close();
+    } finally {
+      await s.close();
+    }
   });
 });

@@ -33,6 +33,11 @@ import { registerWebRoutes } from './web/routes.js';
 
 export interface HeraldDeps {
   logger?: Logger;
+  /**
+   * A message store to use instead of the one `options.store` names (a store
+   * of your own, or a test's). Herald closes it on close().
+   */
+  store?: MessageStore;
 }
 
 export interface HeraldUrls {
@@ -89,7 +94,7 @@ export class Herald {
       throw new TypeError('createHerald: options.secret and options.apiToken must be set (call ensureSecrets first)');
     }
     const logger = deps.logger ?? createLogger(options);
-    const store: MessageStore = createStore(options, logger.child({ part: 'store' }));
+    const store: MessageStore = deps.store ?? createStore(options, logger.child({ part: 'store' }));
     try {
       return await Herald.#build(options, logger, store);
     } catch (err) {

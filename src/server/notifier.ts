@@ -28,6 +28,8 @@ export interface SendResult {
   epoch?: string;
   /** The idempotency key was seen before; nothing new was sent. */
   duplicate: boolean;
+  /** Broadcasts: how many people of the kind were online (delivered is 0 for a duplicate). */
+  people?: number;
   /** Older messages dropped from the recipient's stream by its cap. */
   dropped: number;
 }
@@ -44,15 +46,22 @@ export interface NotifierOptions {
 }
 
 /** One notification to one person, as Notifier.sendBatch takes it. */
-export interface PersonSend {
-  to: Principal;
+/** Who one send goes to: a person, or every person of a kind (a broadcast, stored once in the kind's broadcast stream). */
+export type Target = Principal | { readonly all: PrincipalKind };
+
+/** One notification of a batch. */
+export interface BatchSend {
+  to: Target;
   payload: NotificationPayload;
   options?: SendOptions;
 }
 
 /** What sendBatch decided for one item before the store answered. */
 interface Plan {
-  to: Principal;
+  to: Target;
+  /** Set for a broadcast: the kind it goes to. */
+  kind: PrincipalKind | undefined;
+  /** Tabs of the person, or people of the kind online (a broadcast's reach). */
   tabs: number;
   /** Index of its append (stored sends). */
   input?: number;
@@ -108,8 +117,8 @@ export class Notifier {
     const ttl = options.ttlMs ?? this.#defaultTtlMs;
     if (Number.isNaN(ttl) || ttl < 0) throw new HeraldError('HERALD_ERR_VALIDATION', 'ttl must be a non-negative number');
     // Any TTL past the bound is the bound, one that overflowed to Infinity
-    // (`"ttl":1e308` seconds) too: refusing it would fail a /send/batch
-    // whose broadcasts, started alongside, were already sent.
+    // (`"ttl":1e308` seconds) too: a backend asking for "as long as you keep
+    // anything" gets that, not an error.
     return Math.min(ttl, this.#maxTtlMs);
   }
 
@@ -125,13 +134,15 @@ export class Notifier {
   }
 
   /**
-   * Sends many notifications to people, one result per item, in order. The
-   * stored ones go to the store together (one transaction), then every item
-   * is published in order, so the sends to one person keep their order, and
-   * a batch costs one wait instead of one per notification. An invalid item
-   * (a bad TTL) fails the batch before anything is stored or sent.
+   * Sends many notifications, to people or to every person of a kind, one
+   * result per item, in order. The stored ones go to the store together (one
+   * transaction), then every item is published in order, so the sends to one
+   * person keep their order, and a batch costs one wait instead of one per
+   * notification. All or nothing: an invalid item (a bad TTL) fails the batch
+   * before anything is stored or sent, and so does a store that refuses the
+   * transaction, so a failed batch can be sent again as it was.
    */
-  async sendBatch(items: readonly PersonSend[]): Promise<SendResult[]> {
+  async sendBatch(items: readonly BatchSend[]): Promise<SendResult[]> {
     const now = this.#now();
     const plans: Plan[] = new Array(items.length);
     const inputs: AppendInput[] = [];
@@ -139,8 +150,9 @@ export class Notifier {
     for (let i = 0; i < items.length; i++) {
       const { to, payload, options = NO_OPTIONS } = items[i]!;
       const ttl = this.#ttl(options);
+      const kind = 'all' in to ? to.all : undefined;
       // The hot path of every send: no await where the answer is already at hand (a local broker).
-      const tabs = this.#broker.tabs(to);
+      const tabs = kind === undefined ? this.#broker.tabs(to as Principal) : this.#broker.onlineCount(kind);
       if (typeof tabs !== 'number') {
         // Awaited below; handled here too, in case a later item throws before then.
         tabs.catch(() => undefined);
@@ -148,13 +160,13 @@ export class Notifier {
       }
       // A plain string is delivered as that string (PROTOCOL.md §1) and cannot carry SEQ: live only.
       if (typeof payload === 'string' || ttl === 0) {
-        plans[i] = { to, tabs: typeof tabs === 'number' ? tabs : 0, live: typeof payload === 'string' ? JSON.stringify(payload) : serialise(payload) };
+        plans[i] = { to, kind, tabs: typeof tabs === 'number' ? tabs : 0, live: typeof payload === 'string' ? JSON.stringify(payload) : serialise(payload) };
         continue;
       }
       const json = serialise(payload);
-      const input: AppendInput = { stream: principalKey(to), json, expiresAt: now + ttl };
+      const input: AppendInput = { stream: kind === undefined ? principalKey(to as Principal) : broadcastStreamKey(kind), json, expiresAt: now + ttl };
       if (options.idempotencyKey !== undefined) input.idempotencyKey = options.idempotencyKey;
-      plans[i] = { to, tabs: typeof tabs === 'number' ? tabs : 0, input: inputs.length };
+      plans[i] = { to, kind, tabs: typeof tabs === 'number' ? tabs : 0, input: inputs.length };
       inputs.push(input);
     }
     if (waits) {
@@ -168,28 +180,35 @@ export class Notifier {
     let publishing: Array<void | Promise<void>> | undefined;
     for (let i = 0; i < plans.length; i++) {
       const plan = plans[i]!;
+      const kind = plan.kind;
+      // Broadcasts also say how many people they reached.
+      const people = kind === undefined ? undefined : plan.tabs;
       if (plan.input === undefined) {
-        if (plan.tabs > 0) {
-          const p = this.#broker.publish({ type: 'person', to: plan.to, frame: plan.live! });
+        // A live broadcast goes out even when nobody seemed online here: other nodes may have some.
+        if (kind !== undefined || plan.tabs > 0) {
+          const p = this.#broker.publish(kind === undefined
+            ? { type: 'person', to: plan.to as Principal, frame: plan.live! }
+            : { type: 'kind', kind, frame: plan.live! });
           if (p) (publishing ??= []).push(p);
         }
-        results[i] = { delivered: plan.tabs, queued: false, duplicate: false, dropped: 0 };
+        results[i] = { delivered: plan.tabs, queued: false, duplicate: false, dropped: 0, ...(people === undefined ? {} : { people }) };
         continue;
       }
       const r = stored[plan.input]!;
       if (r.duplicate) {
-        results[i] = { delivered: 0, queued: true, id: r.id, seq: r.seq, epoch: r.epoch, duplicate: true, dropped: r.dropped };
+        results[i] = { delivered: 0, queued: true, id: r.id, seq: r.seq, epoch: r.epoch, duplicate: true, dropped: r.dropped, ...(people === undefined ? {} : { people }) };
         continue;
       }
       // Published even when nobody seemed online: a tab that connected between
       // the presence check and the append must not miss it (its replay read may
       // have run before the append; the Gateway drops the copy it already has).
-      const p = this.#broker.publish({
-        type: 'person', to: plan.to, frame: withDelivery(inputs[plan.input]!.json, r.seq, r.epoch, false), origin: { stream: 'own', seq: r.seq },
-      });
+      const frame = withDelivery(inputs[plan.input]!.json, r.seq, r.epoch, kind !== undefined);
+      const p = this.#broker.publish(kind === undefined
+        ? { type: 'person', to: plan.to as Principal, frame, origin: { stream: 'own', seq: r.seq } }
+        : { type: 'kind', kind, frame, origin: { stream: 'broadcast', seq: r.seq } });
       if (p) (publishing ??= []).push(p);
       if (r.dropped > 0) this.#log.warn({ to: inputs[plan.input]!.stream, dropped: r.dropped }, 'stream cap reached: oldest notifications dropped');
-      results[i] = { delivered: plan.tabs, queued: true, id: r.id, seq: r.seq, epoch: r.epoch, duplicate: false, dropped: r.dropped };
+      results[i] = { delivered: plan.tabs, queued: true, id: r.id, seq: r.seq, epoch: r.epoch, duplicate: false, dropped: r.dropped, ...(people === undefined ? {} : { people }) };
     }
     if (publishing) await Promise.all(publishing);
     return results;
@@ -200,25 +219,8 @@ export class Notifier {
    * stream (which every tab of that kind follows) and framed once.
    */
   async broadcast(kind: PrincipalKind, payload: NotificationPayload, options: SendOptions = {}): Promise<SendResult & { people: number }> {
-    const ttl = this.#ttl(options);
-    const people = await this.#broker.onlineCount(kind);
-    if (typeof payload === 'string' || ttl === 0) {
-      const frame = typeof payload === 'string' ? JSON.stringify(payload) : serialise(payload);
-      await this.#broker.publish({ type: 'kind', kind, frame });
-      return { delivered: people, people, queued: false, duplicate: false, dropped: 0 };
-    }
-    const json = serialise(payload);
-    const input = { stream: broadcastStreamKey(kind), json, expiresAt: this.#now() + ttl };
-    const stored = await this.#store.append(
-      options.idempotencyKey === undefined ? input : { ...input, idempotencyKey: options.idempotencyKey },
-      this.#now(),
-    );
-    const base = { id: stored.id, seq: stored.seq, epoch: stored.epoch, dropped: stored.dropped, queued: true, people };
-    if (stored.duplicate) return { ...base, delivered: 0, duplicate: true };
-    await this.#broker.publish({
-      type: 'kind', kind, frame: withDelivery(json, stored.seq, stored.epoch, true), origin: { stream: 'broadcast', seq: stored.seq },
-    });
-    return { ...base, delivered: people, duplicate: false };
+    const r = (await this.sendBatch([{ to: { all: kind }, payload, options }]))[0]!;
+    return { ...r, people: r.people ?? 0 };
   }
 
   online(kind: PrincipalKind): Promise<number[]> {

@@ -2,6 +2,7 @@
  * Starts a real Herald on 127.0.0.1, port 0, with a fresh data dir, and owns
  * its teardown. Every end-to-end test goes through here.
  */
+import type { MessageStore } from '../../src/server/store/message-store.js';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -36,6 +37,8 @@ export interface StartOptions {
   /** Fixed secrets (restart tests). */
   secret?: string;
   apiToken?: string;
+  /** A store of the test's own instead of the configured one (fault injection around a real store). */
+  store?: MessageStore;
 }
 
 export async function startHerald(overrides: Partial<Record<OptionKey, unknown>> = {}, start: StartOptions = {}): Promise<TestServer> {
@@ -50,7 +53,7 @@ export async function startHerald(overrides: Partial<Record<OptionKey, unknown>>
       logLevel: process.env.HERALD_TEST_LOG ?? 'silent', logPretty: false, demo: true, ...overrides,
     },
   });
-  const herald = await createHerald(options);
+  const herald = await createHerald(options, start.store ? { store: start.store } : {});
   const urls = await herald.listen();
   const opened = new Set<TestTab>();
   const server: TestServer = {

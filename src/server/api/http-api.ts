@@ -5,7 +5,7 @@ import type {} from '@fastify/swagger';
 import type { NotificationPayload } from '../../protocol/frames.js';
 import type { Principal, PrincipalKind } from '../../protocol/principal.js';
 import { HeraldError, isHeraldError } from '../errors.js';
-import type { Notifier, PersonSend, SendOptions, SendResult } from '../notifier.js';
+import type { BatchSend, Notifier, SendOptions, SendResult } from '../notifier.js';
 import type { CommandService } from '../commands/command-service.js';
 import { registerCommandRoutes } from './commands-routes.js';
 import { handleLegacyRequest } from './legacy-handler.js';
@@ -64,7 +64,7 @@ function resultJson(p: Principal, r: SendResult) {
   };
 }
 
-/** One item of a batch: a broadcast (its index among the batch's broadcasts) or sends to people (their slice of the Notifier's batch). */
+/** One item of a batch: a broadcast (its index in the Notifier's batch) or sends to people (their slice of it). */
 type BatchItem = { broadcast: number } | { to: Principal[]; first: number };
 type Outcome = { delivered: number; queued: boolean; duplicate: boolean; dropped: number };
 
@@ -73,7 +73,7 @@ type Outcome = { delivered: number; queued: boolean; duplicate: boolean; dropped
  * duplicates, notifications dropped by stream caps. Counted straight from
  * the outcomes, without building the per-item answers.
  */
-function summarise(items: readonly BatchItem[], sent: readonly Outcome[], broadcasts: readonly Outcome[]) {
+function summarise(items: readonly BatchItem[], sent: readonly Outcome[]) {
   const totals = { items: items.length, delivered: 0, queued: 0, duplicates: 0, dropped: 0 };
   const add = (r: Outcome): boolean => {
     totals.delivered += r.delivered;
@@ -83,7 +83,7 @@ function summarise(items: readonly BatchItem[], sent: readonly Outcome[], broadc
   };
   for (const item of items) {
     let queued = false;
-    if ('broadcast' in item) queued = add(broadcasts[item.broadcast]!);
+    if ('broadcast' in item) queued = add(sent[item.broadcast]!);
     else for (let i = item.first; i < item.first + item.to.length; i++) queued = add(sent[i]!) || queued;
     if (queued) totals.queued++;
   }
@@ -131,8 +131,7 @@ export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext)
       return { options, payload: body.message as NotificationPayload, to: recipients(body.to) };
     }
 
-    async function broadcastAnswer(kind: PrincipalKind, payload: NotificationPayload, options: SendOptions) {
-      const r = await ctx.notifier.broadcast(kind, payload, options);
+    function broadcastAnswer(r: SendResult) {
       return {
         delivered: r.delivered, queued: r.queued, duplicate: r.duplicate, dropped: r.dropped,
         ...(r.id === undefined ? {} : { messageId: r.id, seq: r.seq, epoch: r.epoch }),
@@ -153,33 +152,35 @@ export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext)
 
     api.post('/send', { schema: { summary: 'Send a notification', body: SendBody, response: errors } }, async (req) => {
       const { to, payload, options } = parseSend(req.body as SendBody);
-      if ('all' in to) return broadcastAnswer(to.all, payload, options);
+      if ('all' in to) return broadcastAnswer(await ctx.notifier.broadcast(to.all, payload, options));
       return peopleAnswer(to, await ctx.notifier.sendMany(to, payload, options));
     });
 
     // Many different notifications in one request: what a backend with a
-    // queue of events does. The sends to people go to the Notifier as one
-    // batch (one store transaction, one wait); notifications to one person
-    // keep their order.
+    // queue of events does. Every item goes to the Notifier as one batch (one
+    // store transaction, one wait), broadcasts included: all of it is stored
+    // or none of it is, so a batch that failed can be sent again as it was.
+    // Notifications to one person keep their order.
     api.post('/send/batch', {
       schema: { summary: 'Send many notifications in one request; one answer per item, in order', body: SendBatchBody, response: errors },
     }, async (req) => {
       const { messages, answer } = req.body as SendBatchBody;
-      const sends: PersonSend[] = [];
-      const broadcasts: Array<() => ReturnType<typeof broadcastAnswer>> = [];
+      const sends: BatchSend[] = [];
       const items = messages.map((body): BatchItem => {
         const { to, payload, options } = parseSend(body);
-        if ('all' in to) return { broadcast: broadcasts.push(() => broadcastAnswer(to.all, payload, options)) - 1 };
         const first = sends.length;
+        if ('all' in to) {
+          sends.push({ to, payload, options });
+          return { broadcast: first };
+        }
         for (const p of to) sends.push({ to: p, payload, options });
         return { to, first };
       });
-      // Awaited together, so that a failure of one is never left unhandled.
-      const [sent, ...broadcasted] = await Promise.all([ctx.notifier.sendBatch(sends), ...broadcasts.map((b) => b())]);
-      if (answer === 'summary') return summarise(items, sent, broadcasted);
+      const sent = await ctx.notifier.sendBatch(sends);
+      if (answer === 'summary') return summarise(items, sent);
       return {
         results: items.map((item) => (
-          'broadcast' in item ? broadcasted[item.broadcast]! : peopleAnswer(item.to, sent.slice(item.first, item.first + item.to.length))
+          'broadcast' in item ? broadcastAnswer(sent[item.broadcast]!) : peopleAnswer(item.to, sent.slice(item.first, item.first + item.to.length))
         )),
       };
     });
