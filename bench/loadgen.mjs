@@ -10,6 +10,8 @@ import { nowMs } from './lib/clock.mjs';
 const clients = [];
 let received = 0;
 let lat = new Float64Array(1 << 16);
+/** With --timeline: when each notification was sent (its `t`), beside its latency. */
+let sentAt = null;
 let firstRecv = 0;
 let lastRecv = 0;
 let perBroadcastLast = []; // broadcast index → last arrival (ms)
@@ -27,7 +29,13 @@ function record(msg) {
     const bigger = new Float64Array(lat.length * 2);
     bigger.set(lat);
     lat = bigger;
+    if (sentAt) {
+      const more = new Float64Array(lat.length);
+      more.set(sentAt);
+      sentAt = more;
+    }
   }
+  if (sentAt) sentAt[received] = msg.t;
   lat[received++] = t - msg.t;
   if (msg.b !== undefined) {
     perBroadcastLast[msg.b] = t;
@@ -148,9 +156,10 @@ serveIpc({
     await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker));
     return { opened: n - failed, failed, errors, t0, t1: nowMs() };
   },
-  /** Forgets what was received so far (before a measured phase). */
-  reset() {
+  /** Forgets what was received so far (before a measured phase); `timeline` also keeps each one's send time. */
+  reset({ timeline = false } = {}) {
     received = 0; firstRecv = 0; lastRecv = 0;
+    sentAt = timeline ? new Float64Array(lat.length) : null;
     perBroadcastLast = []; perBroadcastCount = [];
     return true;
   },
@@ -165,6 +174,7 @@ serveIpc({
     return {
       received, firstRecv, lastRecv,
       latencies: lat.slice(0, received),
+      ...(sentAt ? { sentAt: sentAt.slice(0, received) } : {}),
       perBroadcastLast, perBroadcastCount,
     };
   },

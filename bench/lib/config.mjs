@@ -26,6 +26,7 @@ const DEFAULTS = {
   waitTimeoutMs: 120_000,
   heraldBatch: 'auto', // auto | on | off: POST /api/v1/send/batch
   cpuProf: false, // --cpu-prof on the Herald processes (bench/profiles/)
+  timeline: false, // --timeline: W2/W4 send times, latencies and GC pauses (bench/profiles/*.timeline.json)
   out: '',
 };
 

@@ -1,7 +1,7 @@
 // The four workloads. Each run starts a fresh server process, fresh load
 // generators and a sender, measures, and stops them all (also on error).
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, rmSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -147,6 +147,27 @@ async function profiled(srv, cfg, label, fn) {
   }
 }
 
+/**
+ * With --timeline: every notification's send time and latency, and every GC
+ * pause of the server, on one clock, into bench/profiles/<server>-<phase>-<time>.timeline.json
+ * (bench/timeline-summary.mjs reads it: when the slow ones were sent, and what the server was doing).
+ */
+function writeTimeline(srv, label, got, gcEvents) {
+  const dir = join(BENCH, 'profiles');
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `${srv.name}-${label}-${Date.now()}.timeline.json`);
+  const sentAt = [];
+  const latency = [];
+  for (const g of got) {
+    for (let i = 0; i < g.received; i++) {
+      sentAt.push(Math.round(g.sentAt[i] * 1000) / 1000);
+      latency.push(Math.round(g.latencies[i] * 1000) / 1000);
+    }
+  }
+  writeFileSync(file, JSON.stringify({ server: srv.name, phase: label, sentAt, latency, gc: gcEvents ?? [] }));
+  console.log(`  timeline: ${file}`);
+}
+
 function cpuOf(pids) {
   return { server: cpuMs(pids.server), clients: pids.clients.map(cpuMs), sender: cpuMs(pids.sender) };
 }
@@ -235,17 +256,18 @@ function expectedPerShare(shares, people, from, total) {
 async function measureUnicast(ctx, cfg, send) {
   const { gens, sender, pids, connect } = ctx;
   const ids = range(cfg.w2People);
-  await Promise.all(gens.map((g) => g.call('reset')));
+  await Promise.all(gens.map((g) => g.call('reset', { timeline: cfg.timeline })));
   const expected = expectedPerShare(connect.shares, cfg.w2People, 0, send.total);
   const waits = gens.map((g, k) => g.call('wait', { count: expected[k], timeoutMs: cfg.waitTimeoutMs }, cfg.waitTimeoutMs + 10_000));
   const cpu0 = cpuOf(pids);
-  await ctx.srv.call('gcStart');
+  await ctx.srv.call('gcStart', { timeline: cfg.timeline });
   const { sent, got } = await profiled(ctx.srv, cfg, send.cmd, async () => {
     const sent = await sender.call(send.cmd, { ids, ...send.args }, cfg.waitTimeoutMs);
     return { sent, got: await Promise.all(waits) };
   });
   const gc = await ctx.srv.call('gcStop');
   const cpu1 = cpuOf(pids);
+  if (cfg.timeline) writeTimeline(ctx.srv, send.cmd, got, gc.events);
   const received = got.reduce((a, g) => a + g.received, 0);
   const last = Math.max(...got.map((g) => g.lastRecv));
   const lat = mergeSorted(got.map((g) => g.latencies));

@@ -4,6 +4,7 @@ import { Session } from 'node:inspector/promises';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { writeFileSync } from 'node:fs';
 import { serveIpc } from '../lib/ipc.mjs';
+import { nowMs } from '../lib/clock.mjs';
 
 // A CPU profile of one measured phase only (not of start-up or token minting).
 let inspector = null;
@@ -11,8 +12,13 @@ let inspector = null;
 // Garbage-collection pauses of this process (each one stops the event loop):
 // counted from gcStart to gcStop around a measured phase.
 const gc = { count: 0, totalMs: 0, maxMs: 0 };
+/** With --timeline: every pause, as [start on the clients' clock (ms), duration (ms), kind (1 minor, 2 major, 4 incremental, 8 weak callbacks)]. */
+let gcEvents = null;
+// performance.now() counts from this process's start; the clients' timestamps are CLOCK_MONOTONIC.
+const monotonicOffset = nowMs() - performance.now();
 new PerformanceObserver((list) => {
   for (const e of list.getEntries()) {
+    gcEvents?.push([e.startTime + monotonicOffset, e.duration, e.detail?.kind ?? 0]);
     gc.count++;
     gc.totalMs += e.duration;
     if (e.duration > gc.maxMs) gc.maxMs = e.duration;
@@ -27,11 +33,16 @@ export function serveServerIpc(extra = {}) {
       return process.memoryUsage();
     },
     cpu() { return process.cpuUsage(); },
-    gcStart() {
+    gcStart({ timeline = false } = {}) {
       Object.assign(gc, { count: 0, totalMs: 0, maxMs: 0 });
+      gcEvents = timeline ? [] : null;
       return true;
     },
-    gcStop() { return { ...gc }; },
+    gcStop() {
+      const events = gcEvents;
+      gcEvents = null;
+      return { ...gc, ...(events ? { events } : {}) };
+    },
     async profileStart() {
       inspector = new Session();
       inspector.connect();

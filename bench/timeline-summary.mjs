@@ -1,0 +1,47 @@
+#!/usr/bin/env node
+// Reads a timeline written by `npm run bench -- --timeline` and says where a
+// phase's tail comes from: when the slowest notifications were sent, how
+// many of them were in flight while the server stood still for a garbage
+// collection, and the busiest 20 ms windows with the pauses around them.
+// usage: node bench/timeline-summary.mjs FILE.timeline.json [windows=15]
+import { readFileSync } from 'node:fs';
+
+const [file, windowsArg] = process.argv.slice(2);
+if (!file) { console.error('usage: node bench/timeline-summary.mjs FILE.timeline.json [windows]'); process.exit(2); }
+const { server, phase, sentAt, latency, gc } = JSON.parse(readFileSync(file, 'utf8'));
+const n = latency.length;
+if (n === 0) { console.log(`${file}: no notifications`); process.exit(0); }
+const sorted = Float64Array.from(latency).sort();
+const q = (p) => sorted[Math.min(n - 1, Math.floor(n * p))];
+const t0 = Math.min(...sentAt);
+const KIND = { 1: 'minor', 2: 'major', 4: 'incremental', 8: 'weak callbacks' };
+
+// "Slow": at or above the p99.
+const p99 = q(0.99);
+const slow = [];
+for (let i = 0; i < n; i++) if (latency[i] >= p99) slow.push(i);
+// In flight during a pause: sent before it ended and received after it began.
+const duringGc = slow.filter((i) => gc.some(([start, ms]) => start < sentAt[i] + latency[i] && start + ms > sentAt[i])).length;
+const paused = gc.reduce((a, [, ms]) => a + ms, 0);
+const spanMs = Math.max(...sentAt) - t0;
+
+console.log(`${server} ${phase}: ${n} notifications over ${(spanMs / 1000).toFixed(1)} s; p50 ${q(0.5).toFixed(2)} ms, p99 ${p99.toFixed(2)} ms, max ${sorted[n - 1].toFixed(1)} ms`);
+console.log(`GC: ${gc.length} pauses, ${paused.toFixed(0)} ms in all (${((100 * paused) / spanMs).toFixed(2)}% of the time); ` +
+  Object.entries(KIND).map(([k, name]) => `${gc.filter((e) => String(e[2]) === k).length} ${name}`).join(', '));
+console.log(`at or above p99: ${slow.length}, of which ${duringGc} (${((100 * duringGc) / slow.length).toFixed(0)}%) were in flight during a pause`);
+
+const windows = new Map();
+for (const i of slow) {
+  const w = Math.floor((sentAt[i] - t0) / 20);
+  const cur = windows.get(w) ?? { count: 0, max: 0 };
+  cur.count++;
+  cur.max = Math.max(cur.max, latency[i]);
+  windows.set(w, cur);
+}
+console.log(`\nthe 20 ms windows (by send time) with the most notifications at or above p99:`);
+const top = [...windows].sort((a, b) => b[1].count - a[1].count).slice(0, Number(windowsArg ?? 15)).sort((a, b) => a[0] - b[0]);
+for (const [w, { count, max }] of top) {
+  const near = gc.filter(([start]) => start - t0 >= w * 20 - 20 && start - t0 < w * 20 + 40)
+    .map(([start, ms, kind]) => `${KIND[kind] ?? kind} GC at ${(start - t0).toFixed(0)} ms for ${ms.toFixed(1)} ms`);
+  console.log(`${String(w * 20).padStart(6)} ms: ${String(count).padStart(4)} slow, up to ${max.toFixed(1)} ms${near.length ? `; ${near.join(', ')}` : ''}`);
+}
