@@ -45,7 +45,6 @@ export interface NotifierOptions {
   now?: () => number;
 }
 
-/** One notification to one person, as Notifier.sendBatch takes it. */
 /** Who one send goes to: a person, or every person of a kind (a broadcast, stored once in the kind's broadcast stream). */
 export type Target = Principal | { readonly all: PrincipalKind };
 
@@ -181,8 +180,6 @@ export class Notifier {
     for (let i = 0; i < plans.length; i++) {
       const plan = plans[i]!;
       const kind = plan.kind;
-      // Broadcasts also say how many people they reached.
-      const people = kind === undefined ? undefined : plan.tabs;
       if (plan.input === undefined) {
         // A live broadcast goes out even when nobody seemed online here: other nodes may have some.
         if (kind !== undefined || plan.tabs > 0) {
@@ -191,12 +188,12 @@ export class Notifier {
             : { type: 'kind', kind, frame: plan.live! });
           if (p) (publishing ??= []).push(p);
         }
-        results[i] = { delivered: plan.tabs, queued: false, duplicate: false, dropped: 0, ...(people === undefined ? {} : { people }) };
+        results[i] = withPeople({ delivered: plan.tabs, queued: false, duplicate: false, dropped: 0 }, plan);
         continue;
       }
       const r = stored[plan.input]!;
       if (r.duplicate) {
-        results[i] = { delivered: 0, queued: true, id: r.id, seq: r.seq, epoch: r.epoch, duplicate: true, dropped: r.dropped, ...(people === undefined ? {} : { people }) };
+        results[i] = withPeople({ delivered: 0, queued: true, id: r.id, seq: r.seq, epoch: r.epoch, duplicate: true, dropped: r.dropped }, plan);
         continue;
       }
       // Published even when nobody seemed online: a tab that connected between
@@ -208,7 +205,7 @@ export class Notifier {
         : { type: 'kind', kind, frame, origin: { stream: 'broadcast', seq: r.seq } });
       if (p) (publishing ??= []).push(p);
       if (r.dropped > 0) this.#log.warn({ to: inputs[plan.input]!.stream, dropped: r.dropped }, 'stream cap reached: oldest notifications dropped');
-      results[i] = { delivered: plan.tabs, queued: true, id: r.id, seq: r.seq, epoch: r.epoch, duplicate: false, dropped: r.dropped, ...(people === undefined ? {} : { people }) };
+      results[i] = withPeople({ delivered: plan.tabs, queued: true, id: r.id, seq: r.seq, epoch: r.epoch, duplicate: false, dropped: r.dropped }, plan);
     }
     if (publishing) await Promise.all(publishing);
     return results;
@@ -241,6 +238,12 @@ export class Notifier {
   status(id: string) {
     return this.#store.status(id, this.#now());
   }
+}
+
+/** A broadcast's result also says how many people of the kind were online. */
+function withPeople(result: SendResult, plan: Plan): SendResult {
+  if (plan.kind !== undefined) result.people = plan.tabs;
+  return result;
 }
 
 /** Serialises a notification once, dropping any delivery fields the backend put in it. */
