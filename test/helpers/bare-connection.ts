@@ -21,8 +21,8 @@ export async function openBareConnection(store: MessageStore, cursors: ResumeCur
   const log = pino({ level: 'silent' });
   const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
   await new Promise((r) => wss.once('listening', r));
-  const connected = new Promise<Connection>((resolve) => wss.once('connection', (ws) => {
-    const conn = new Connection(ws, { kind: 'admin', id: 1 }, 'credential', {
+  const connected = new Promise<Connection>((resolve) => wss.once('connection', (ws, req) => {
+    const conn = new Connection(ws, req.socket, { kind: 'admin', id: 1 }, 'credential', {
       store, acks: new AckBuffer(store, log), commands: undefined, logger: log, now: Date.now, tabCount: () => 1,
       limits: { heartbeatMs: 60_000, maxBufferedBytes: 4 << 20, replayBatch: 10, maxFramesPer10s: 1000, maxErrorsPer10s: 50, broadcastAcksPerSecond: 50 },
     });

@@ -11,6 +11,7 @@ import type { AckBuffer } from './ack-buffer.js';
 import type { Frame, FrameOrigin, Tab } from '../hub.js';
 import { broadcastStreamKey, withDelivery } from '../notifier.js';
 import type { MessageStore, StreamHead } from '../store/message-store.js';
+import { sharedTextFrame, textFrame } from './text-frame.js';
 
 export interface ConnectionLimits {
   heartbeatMs: number;
@@ -32,6 +33,11 @@ export interface ConnectionLimits {
 /** The shortest broadcast ack wait the server asks for: the browser library's own default. */
 export const MIN_BROADCAST_ACK_MS = 2000;
 
+/** Where a tab's frames are written: the socket under its WebSocket. */
+export interface FrameSink {
+  write(chunk: Buffer): unknown;
+}
+
 export interface ConnectionDeps {
   store: MessageStore;
   acks: AckBuffer;
@@ -49,8 +55,6 @@ export interface ResumeCursors {
   broadcast?: { seq: number; epoch?: string | undefined };
 }
 
-/** Frames may be UTF-8 bytes encoded once for many tabs; they are still text frames. */
-const TEXT = { binary: false } as const;
 /** Live frames held for one tab during its replay, at most. */
 const MAX_HELD_FRAMES = 10_000;
 const PING_FRAME = '{"TYPE":"PING"}';
@@ -74,6 +78,7 @@ export class Connection implements Tab {
   /** The credential that admitted this tab, for session re-checks. Never logged. */
   readonly credential: string;
   readonly #ws: WebSocket;
+  readonly #socket: FrameSink;
   readonly #deps: ConnectionDeps;
   #logger: Logger | undefined;
   #alive = true;
@@ -97,9 +102,16 @@ export class Connection implements Tab {
   #errors = 0;
   #onClosed: (() => void) | undefined;
 
-  constructor(ws: WebSocket, principal: Principal, credential: string, deps: ConnectionDeps) {
+  /**
+   * `socket` is the one `ws` was given: live notifications are written to it
+   * as whole frames (text-frame.ts). Everything `ws` writes itself (WELCOME
+   * aside, control frames, replays) goes to it too, synchronously and in
+   * call order: without compression `ws` never queues a frame of its own.
+   */
+  constructor(ws: WebSocket, socket: FrameSink, principal: Principal, credential: string, deps: ConnectionDeps) {
     this.id = `${PID}-${(++counter).toString(36)}`;
     this.#ws = ws;
+    this.#socket = socket;
     this.principal = principal;
     this.credential = credential;
     this.#deps = deps;
@@ -302,7 +314,8 @@ export class Connection implements Tab {
       this.close(CloseCode.TOO_MANY, CloseReason.SLOW_CONSUMER);
       return;
     }
-    this.#ws.send(frame, TEXT);
+    // One write of the whole frame, built once when many tabs share it.
+    this.#socket.write(typeof frame === 'string' ? textFrame(frame) : sharedTextFrame(frame));
   }
 
   /** Called by the Gateway's heartbeat timer. Returns false when the tab was closed for silence. */

@@ -134,7 +134,7 @@ export class Gateway {
     // slower store only means the 101 goes out alone at the end of the turn.
     this.#corkUntilEndOfTurn(socket);
     this.#wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
-      const conn = new Connection(ws, principal, credential, {
+      const conn = new Connection(ws, socket, principal, credential, {
         store: this.#o.store, acks: this.#acks, commands: this.#o.commands, logger: this.#o.logger, limits: this.#o.limits, now: this.#now,
         tabCount: this.#tabCount,
       });

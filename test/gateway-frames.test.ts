@@ -1,0 +1,88 @@
+/**
+ * Live notifications are written to a tab's socket as whole frames that
+ * Herald builds itself (src/server/gateway/text-frame.ts), once for all the
+ * tabs a notification goes to. Checked two ways: each header length parsed
+ * back by ws's own frame parser, and notifications of every size class and
+ * of non-ASCII text arriving intact at real tabs, alone and shared.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import type { Writable } from 'node:stream';
+import * as ws from 'ws';
+import { sharedTextFrame, textFrame } from '../src/server/gateway/text-frame.js';
+import { startHerald, type TestServer } from './helpers/server.js';
+
+/** ws's frame parser (exported by ws, not described by @types/ws). */
+const { Receiver } = ws as unknown as { Receiver: new (options: { isServer: boolean; maxPayload: number }) => Writable };
+
+/** Parses frames with ws's Receiver (as a client does) and returns the text messages. */
+function parse(bytes: Buffer): string[] {
+  const out: string[] = [];
+  const receiver = new Receiver({ isServer: false, maxPayload: 0 });
+  receiver.on('message', (data: Buffer, isBinary: boolean) => {
+    assert.equal(isBinary, false);
+    out.push(data.toString('utf8'));
+  });
+  let error: unknown;
+  receiver.on('error', (err: Error) => { error = err; });
+  receiver.write(bytes);
+  assert.equal(error, undefined);
+  return out;
+}
+
+describe('text frames built by Herald', () => {
+  test('every payload length class parses back exactly: 7-bit, 16-bit and 64-bit lengths', () => {
+    for (const n of [0, 1, 125, 126, 127, 65535, 65536, 70000]) {
+      const text = 'x'.repeat(n);
+      const frame = textFrame(text);
+      assert.equal(frame.length, n + (n < 126 ? 2 : n < 65536 ? 4 : 10), `frame size for ${n}`);
+      assert.deepEqual(parse(frame), [text], `payload of ${n} bytes`);
+      assert.deepEqual(parse(textFrame(Buffer.from(text))), [text]);
+    }
+  });
+
+  test('the length counts UTF-8 bytes, not characters', () => {
+    const text = `${'Привет, мир! 😀 '.repeat(10)}é`;
+    assert.deepEqual(parse(textFrame(text)), [text]);
+    // Several frames back to back, as a socket sees them.
+    assert.deepEqual(parse(Buffer.concat([textFrame('a'), textFrame(text), textFrame('b'.repeat(300))])), ['a', text, 'b'.repeat(300)]);
+  });
+
+  test('a payload shared by many tabs is framed once; another payload gets its own frame', () => {
+    const a = Buffer.from('{"TYPE":"MESSAGE","TEXT":"a"}');
+    const b = Buffer.from('{"TYPE":"MESSAGE","TEXT":"a"}');
+    assert.equal(sharedTextFrame(a), sharedTextFrame(a));
+    assert.notEqual(sharedTextFrame(b), sharedTextFrame(a));
+    assert.deepEqual(parse(sharedTextFrame(b)), [b.toString()]);
+  });
+});
+
+describe('live notifications of every size reach real tabs intact', () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startHerald({ heartbeatMs: 60000 });
+  });
+  after(() => s.close());
+
+  test('to one tab, to two tabs of one person, and to every admin', async () => {
+    const alone = await s.tab('admin', 61);
+    const twinA = await s.tab('admin', 62);
+    const twinB = await s.tab('admin', 62);
+    for (const t of [alone, twinA, twinB]) await t.nextOfType('WELCOME');
+    const texts = ['', 'short', 'x'.repeat(100), 'y'.repeat(200), 'z'.repeat(70_000), 'Привет, мир! 😀'.repeat(500)];
+    for (const text of texts) {
+      for (const aid of [61, 62]) {
+        const r = await s.api('POST', '/api/v1/send', { to: { aid }, message: { TYPE: 'MESSAGE', TEXT: text } });
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+      }
+    }
+    const b = await s.api('POST', '/api/v1/send', { to: { all: 'admins' }, message: { TYPE: 'MESSAGE', TEXT: 'é'.repeat(40_000) } });
+    assert.equal(b.status, 200);
+    for (const t of [alone, twinA, twinB]) {
+      await t.next((f) => f.STREAM === '*');
+      assert.deepEqual(t.notifications().map((f) => f.TEXT), [...texts, 'é'.repeat(40_000)]);
+      t.send({ TYPE: 'RESPONSE', SEQ: t.notifications().at(-1)!.SEQ, STREAM: '*' });
+      t.close();
+    }
+  });
+});
