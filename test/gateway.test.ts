@@ -137,6 +137,23 @@ describe('browser endpoint', () => {
     }
   });
 
+  test('a tab whose WebSocket stack answers the pings stays open without answering PING frames', async () => {
+    const quick = await startHerald({ heartbeatMs: 150 });
+    try {
+      const tab = await quick.tab('admin', 2, { autoPong: false });
+      let pings = 0;
+      tab.ws.on('ping', () => pings++);
+      await new Promise((r) => setTimeout(r, 1000));
+      // About six heartbeats: each a PING frame for the page and a WebSocket ping, both seen.
+      assert.ok(pings >= 3, `${pings} WebSocket pings`);
+      assert.ok(tab.frames.filter((f) => f.TYPE === 'PING').length >= 3);
+      assert.equal(tab.ws.readyState, tab.ws.OPEN);
+      tab.close();
+    } finally {
+      await quick.close();
+    }
+  });
+
   test('shutdown: every tab gets the close frame with a reason, then 1001', async () => {
     const other = await startHerald();
     const tab = await other.tab('user', 3);

@@ -57,7 +57,12 @@ export interface ResumeCursors {
 
 /** Live frames held for one tab during its replay, at most. */
 const MAX_HELD_FRAMES = 10_000;
-const PING_FRAME = '{"TYPE":"PING"}';
+/**
+ * A heartbeat, in one write: `{"TYPE":"PING"}` for the page (a browser cannot
+ * see WebSocket pings) and a WebSocket ping (RFC 6455 §5.5.2: FIN, opcode 9,
+ * no payload) that any client's stack answers by itself.
+ */
+const HEARTBEAT = Buffer.concat([textFrame('{"TYPE":"PING"}'), Buffer.from([0x89, 0x00])]);
 const PONG_FRAME = '{"TYPE":"PONG","DATA":"RESPONSE"}';
 
 /** What `#replays` starts from: one settled promise for every tab, not one each. */
@@ -332,8 +337,7 @@ export class Connection implements Tab {
       return false;
     }
     this.#alive = false;
-    this.#ws.send(PING_FRAME);
-    this.#ws.ping();
+    this.#socket.write(HEARTBEAT);
     return true;
   }
 
