@@ -25,13 +25,24 @@ export interface KeyUse {
   expiresAt: number;
 }
 
-/** One stream's committed state. */
+/**
+ * One stream's committed state.
+ *
+ * The retained notifications are kept column by column — SEQs, expiries and
+ * JSON strings in three arrays — rather than as an object each: a number
+ * array holds its numbers unboxed, so a notification costs the garbage
+ * collector its string alone instead of a string, an object and a boxed
+ * expiry, copied twice while young and marked on every full collection after.
+ */
 export class StreamState {
   lastSeq = 0;
   acked = 0;
-  /** Retained notifications in SEQ order, from `start` on: dropping the oldest moves `start`, not every element. */
-  messages: Retained[] = [];
+  /** Index of the oldest retained notification in the arrays below: dropping the oldest moves it, not every element. */
   start = 0;
+  /** SEQs of the retained notifications, ascending. */
+  #seqs: number[] = [];
+  #expires: number[] = [];
+  #jsons: string[] = [];
   keys: Map<string, KeyUse> | undefined = undefined;
   /** Nothing retained here (notification or key) expires before this: pruning skips the stream until then. */
   nextExpiry = Infinity;
@@ -43,19 +54,33 @@ export class StreamState {
   constructor(readonly epoch: string) {}
 
   get retained(): number {
-    return this.messages.length - this.start;
+    return this.#seqs.length - this.start;
+  }
+
+  /** SEQ of the oldest retained notification, or lastSeq + 1 when none is. */
+  get firstSeq(): number {
+    return this.start < this.#seqs.length ? this.#seqs[this.start]! : this.lastSeq + 1;
+  }
+
+  /** SEQ of the i-th retained notification, oldest first. */
+  seqAt(i: number): number {
+    return this.#seqs[this.start + i]!;
   }
 
   push(m: Retained): void {
-    this.messages.push(m);
+    this.#seqs.push(m.seq);
+    this.#expires.push(m.expiresAt);
+    this.#jsons.push(m.json);
     if (m.expiresAt < this.nextExpiry) this.nextExpiry = m.expiresAt;
   }
 
   dropOldest(n: number): void {
     this.start += n;
-    // Compact once half the array is dropped ones: amortised O(1) per drop.
-    if (this.start >= 32 && this.start * 2 >= this.messages.length) {
-      this.messages = this.messages.slice(this.start);
+    // Compact once half the entries are dropped ones: amortised O(1) per drop.
+    if (this.start >= 32 && this.start * 2 >= this.#seqs.length) {
+      this.#seqs = this.#seqs.slice(this.start);
+      this.#expires = this.#expires.slice(this.start);
+      this.#jsons = this.#jsons.slice(this.start);
       this.start = 0;
     }
   }
@@ -73,11 +98,12 @@ export class StreamState {
 
   /** Index of the first retained notification with a SEQ above `seq` (binary search: SEQs increase). */
   #firstAbove(seq: number): number {
+    const seqs = this.#seqs;
     let lo = this.start;
-    let hi = this.messages.length;
+    let hi = seqs.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (this.messages[mid]!.seq <= seq) lo = mid + 1;
+      if (seqs[mid]! <= seq) lo = mid + 1;
       else hi = mid;
     }
     return lo;
@@ -86,32 +112,40 @@ export class StreamState {
   /** Unexpired notifications after `afterSeq`, at most `limit`, with their ids. */
   read(stream: string, afterSeq: number, limit: number, now: number): StoredMessage[] {
     const out: StoredMessage[] = [];
-    for (let i = this.#firstAbove(afterSeq); i < this.messages.length && out.length < limit; i++) {
-      const m = this.messages[i]!;
-      if (m.expiresAt > now) out.push({ id: messageId(this.epoch, m.seq, stream), seq: m.seq, json: m.json, expiresAt: m.expiresAt });
+    for (let i = this.#firstAbove(afterSeq); i < this.#seqs.length && out.length < limit; i++) {
+      const seq = this.#seqs[i]!;
+      const expiresAt = this.#expires[i]!;
+      if (expiresAt > now) out.push({ id: messageId(this.epoch, seq, stream), seq, json: this.#jsons[i]!, expiresAt });
     }
     return out;
   }
 
+  /** The retained notification `seq`, or undefined when it is not retained. */
   find(seq: number): Retained | undefined {
-    const m = this.messages[this.#firstAbove(seq - 1)];
-    return m?.seq === seq ? m : undefined;
+    const i = this.#firstAbove(seq - 1);
+    return this.#seqs[i] === seq ? { seq, json: this.#jsons[i]!, expiresAt: this.#expires[i]! } : undefined;
   }
 
   /** Removes expired notifications and keys; returns how many notifications went. */
   prune(now: number): number {
     if (this.nextExpiry > now) return 0;
     let next = Infinity;
-    const kept: Retained[] = [];
-    for (let i = this.start; i < this.messages.length; i++) {
-      const m = this.messages[i]!;
-      if (m.expiresAt > now) {
-        kept.push(m);
-        if (m.expiresAt < next) next = m.expiresAt;
+    const seqs: number[] = [];
+    const expires: number[] = [];
+    const jsons: string[] = [];
+    for (let i = this.start; i < this.#seqs.length; i++) {
+      const expiresAt = this.#expires[i]!;
+      if (expiresAt > now) {
+        seqs.push(this.#seqs[i]!);
+        expires.push(expiresAt);
+        jsons.push(this.#jsons[i]!);
+        if (expiresAt < next) next = expiresAt;
       }
     }
-    const removed = this.retained - kept.length;
-    this.messages = kept;
+    const removed = this.retained - seqs.length;
+    this.#seqs = seqs;
+    this.#expires = expires;
+    this.#jsons = jsons;
     this.start = 0;
     if (this.keys) {
       for (const [k, use] of this.keys) {
@@ -154,7 +188,7 @@ export class StreamIndex {
   head(stream: string): StreamHead {
     const s = this.streams.get(stream);
     if (!s) return { epoch: this.newEpoch(stream), lastSeq: 0, firstSeq: 1, ackedSeq: 0 };
-    return { epoch: s.epoch, lastSeq: s.lastSeq, firstSeq: s.messages[s.start]?.seq ?? s.lastSeq + 1, ackedSeq: s.acked };
+    return { epoch: s.epoch, lastSeq: s.lastSeq, firstSeq: s.firstSeq, ackedSeq: s.acked };
   }
 
   readAfter(stream: string, afterSeq: number, limit: number, now: number): ReadResult {
@@ -284,7 +318,7 @@ export class WriteBatch {
   /** The SEQ at position i of [state's retained…, added…]. */
   #seqAt(p: Pending, i: number): number {
     const committed = p.state?.retained ?? 0;
-    return i < committed ? p.state!.messages[p.state!.start + i]!.seq : p.added[i - committed]!.seq;
+    return i < committed ? p.state!.seqAt(i) : p.added[i - committed]!.seq;
   }
 
   /** Stages a cumulative ack (the maximum is kept, never past the last SEQ); a stream never written is left alone. */
