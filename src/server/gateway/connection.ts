@@ -108,10 +108,11 @@ export class Connection implements Tab {
   #onClosed: (() => void) | undefined;
 
   /**
-   * `socket` is the one `ws` was given: live notifications are written to it
-   * as whole frames (text-frame.ts). Everything `ws` writes itself (WELCOME
-   * aside, control frames, replays) goes to it too, synchronously and in
-   * call order: without compression `ws` never queues a frame of its own.
+   * `socket` is the one `ws` was given: live notifications, WELCOME and
+   * heartbeats are written to it as whole frames (text-frame.ts). What `ws`
+   * writes itself (close frames, replays, error frames) goes to the same
+   * socket, synchronously and in call order: without compression `ws` never
+   * queues a frame of its own.
    */
   constructor(ws: WebSocket, socket: FrameSink, principal: Principal, credential: string, deps: ConnectionDeps) {
     this.id = `${PID}-${(++counter).toString(36)}`;
