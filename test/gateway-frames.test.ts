@@ -86,3 +86,34 @@ describe('live notifications of every size reach real tabs intact', () => {
     }
   });
 });
+
+describe('a tab that stops reading', () => {
+  test('is closed as a slow consumer once its unsent backlog passes maxBufferedBytes, frames written whole included', async () => {
+    const s = await startHerald({ maxBufferedBytes: 1 << 20, heartbeatMs: 60_000 });
+    try {
+      const stalled = await s.tab('admin', 71);
+      const reading = await s.tab('admin', 72);
+      for (const t of [stalled, reading]) await t.nextOfType('WELCOME');
+      // The page froze: nothing more is read from its socket, so the server's writes pile up.
+      const socket = (stalled.ws as unknown as { _socket: { pause(): void; resume(): void } })._socket;
+      socket.pause();
+      const big = 'x'.repeat(60_000);
+      for (let round = 0; round < 10; round++) {
+        const messages = Array.from({ length: 10 }, (_, i) => ({ to: { aids: [71, 72] }, message: { TYPE: 'MESSAGE', TEXT: big, N: round * 10 + i } }));
+        const r = await s.api('POST', '/api/v1/send/batch', { messages, answer: 'summary' });
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+      }
+      await reading.next((f) => f.N === 99);
+      // 6 MB sent to it, well past 1 MB unsent and what the loopback socket holds: once it reads
+      // again it finds what got through, then the close, with the reason.
+      socket.resume();
+      assert.equal((await stalled.closed).code, 4429);
+      assert.ok(stalled.frames.some((f) => f.TYPE === 'close' && f.REASON === 'slow consumer'));
+      assert.ok(stalled.notifications().length < 100, `${stalled.notifications().length} of 100 reached the stalled tab`);
+      assert.equal((await s.api('GET', '/api/v1/online/admin/72')).body.tabs, 1);
+      reading.close();
+    } finally {
+      await s.close();
+    }
+  });
+});
