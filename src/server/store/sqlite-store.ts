@@ -6,6 +6,7 @@ import { PruneTimer } from './prune-timer.js';
 import { decodeBody, detach, encodeEntry } from './journal-codec.js';
 import { openStoreFile } from './sqlite-schema.js';
 import { StreamIndex, WriteBatch, type StreamState } from './stream-index.js';
+import { JsonArena } from './json-arena.js';
 import { WalCheckpointer } from './wal-checkpointer.js';
 
 export interface SqliteStoreOptions extends MessageStoreLimits {
@@ -220,7 +221,8 @@ export class SqliteStore implements MessageStore {
         if (e.expiresAt <= now) return;
         if (e.key !== undefined) s.setKey(detach(e.key), { seq: e.seq, expiresAt: e.expiresAt });
         if (e.json !== undefined) {
-          s.push({ seq: e.seq, json: detach(e.json), expiresAt: e.expiresAt });
+          // The arena copies what it holds; a longer one is kept as a string, which must not be a slice of the body.
+          s.push({ seq: e.seq, json: JsonArena.holds(e.json) ? e.json : detach(e.json), expiresAt: e.expiresAt });
           if (s.retained > max) s.dropOldest(s.retained - max);
         }
       });

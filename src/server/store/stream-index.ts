@@ -11,6 +11,7 @@
  */
 import type { AppendInput, AppendResult, MessageStatus, ReadResult, StoredMessage, StreamHead } from './message-store.js';
 import { derivedEpoch, messageId, parseMessageId } from './message-id.js';
+import { JsonArena } from './json-arena.js';
 
 /** A retained notification. Its id is derived (stream, epoch, SEQ) when it is read. */
 export interface Retained {
@@ -29,10 +30,13 @@ export interface KeyUse {
  * One stream's committed state.
  *
  * The retained notifications are kept column by column — SEQs, expiries and
- * JSON strings in three arrays — rather than as an object each: a number
- * array holds its numbers unboxed, so a notification costs the garbage
- * collector its string alone instead of a string, an object and a boxed
- * expiry, copied twice while young and marked on every full collection after.
+ * where each one's JSON is, in three number arrays — rather than as an object
+ * each: a number array holds its numbers unboxed, and the JSON itself is in
+ * the index's JsonArena, outside the JavaScript heap. A retained notification
+ * thus costs the garbage collector nothing to copy or mark (as a string, an
+ * object and a boxed expiry each, it was copied twice while young and marked
+ * on every full collection after). JSON too long for the arena stays a
+ * string, in `#long`.
  */
 export class StreamState {
   lastSeq = 0;
@@ -42,7 +46,10 @@ export class StreamState {
   /** SEQs of the retained notifications, ascending. */
   #seqs: number[] = [];
   #expires: number[] = [];
-  #jsons: string[] = [];
+  /** Each one's position in the arena, or -1 when its JSON is in #long (by SEQ). */
+  #locs: number[] = [];
+  #long: Map<number, string> | undefined = undefined;
+  readonly #arena: JsonArena;
   keys: Map<string, KeyUse> | undefined = undefined;
   /** Nothing retained here (notification or key) expires before this: pruning skips the stream until then. */
   nextExpiry = Infinity;
@@ -51,7 +58,9 @@ export class StreamState {
   /** What the WriteBatch being built changes here (a field, not a map: found with the stream). */
   staged: Pending | undefined = undefined;
 
-  constructor(readonly epoch: string) {}
+  constructor(readonly epoch: string, arena: JsonArena) {
+    this.#arena = arena;
+  }
 
   get retained(): number {
     return this.#seqs.length - this.start;
@@ -70,19 +79,53 @@ export class StreamState {
   push(m: Retained): void {
     this.#seqs.push(m.seq);
     this.#expires.push(m.expiresAt);
-    this.#jsons.push(m.json);
+    if (JsonArena.holds(m.json)) {
+      this.#locs.push(this.#arena.put(m.json));
+    } else {
+      this.#locs.push(-1);
+      (this.#long ??= new Map()).set(m.seq, m.json);
+    }
     if (m.expiresAt < this.nextExpiry) this.nextExpiry = m.expiresAt;
   }
 
+  /** The JSON of the notification at index i of the arrays. */
+  #json(i: number): string {
+    const loc = this.#locs[i]!;
+    return loc >= 0 ? this.#arena.get(loc) : this.#long!.get(this.#seqs[i]!)!;
+  }
+
+  /** Lets go of the JSON of the notification at index i. */
+  #release(i: number): void {
+    const loc = this.#locs[i]!;
+    if (loc >= 0) this.#arena.free(loc);
+    else this.#long!.delete(this.#seqs[i]!);
+  }
+
   dropOldest(n: number): void {
-    this.start += n;
+    const end = Math.min(this.start + n, this.#seqs.length);
+    for (let i = this.start; i < end; i++) this.#release(i);
+    this.start = end;
     // Compact once half the entries are dropped ones: amortised O(1) per drop.
     if (this.start >= 32 && this.start * 2 >= this.#seqs.length) {
       this.#seqs = this.#seqs.slice(this.start);
       this.#expires = this.#expires.slice(this.start);
-      this.#jsons = this.#jsons.slice(this.start);
+      this.#locs = this.#locs.slice(this.start);
       this.start = 0;
     }
+  }
+
+  /** Moves the JSON of every notification in one of the `sparse` chunks of the arena to its active chunk; returns how many moved. */
+  relocate(sparse: ReadonlySet<number>): number {
+    let moved = 0;
+    const locs = this.#locs;
+    for (let i = this.start; i < locs.length; i++) {
+      const loc = locs[i]!;
+      if (loc >= 0 && sparse.has(JsonArena.chunkOf(loc))) {
+        locs[i] = this.#arena.move(loc);
+        moved++;
+      }
+    }
+    return moved;
   }
 
   /** Drops the retained notifications with a SEQ below `seq`. */
@@ -115,7 +158,7 @@ export class StreamState {
     for (let i = this.#firstAbove(afterSeq); i < this.#seqs.length && out.length < limit; i++) {
       const seq = this.#seqs[i]!;
       const expiresAt = this.#expires[i]!;
-      if (expiresAt > now) out.push({ id: messageId(this.epoch, seq, stream), seq, json: this.#jsons[i]!, expiresAt });
+      if (expiresAt > now) out.push({ id: messageId(this.epoch, seq, stream), seq, json: this.#json(i), expiresAt });
     }
     return out;
   }
@@ -123,7 +166,7 @@ export class StreamState {
   /** The retained notification `seq`, or undefined when it is not retained. */
   find(seq: number): Retained | undefined {
     const i = this.#firstAbove(seq - 1);
-    return this.#seqs[i] === seq ? { seq, json: this.#jsons[i]!, expiresAt: this.#expires[i]! } : undefined;
+    return this.#seqs[i] === seq ? { seq, json: this.#json(i), expiresAt: this.#expires[i]! } : undefined;
   }
 
   /** Removes expired notifications and keys; returns how many notifications went. */
@@ -132,21 +175,24 @@ export class StreamState {
     let next = Infinity;
     const seqs: number[] = [];
     const expires: number[] = [];
-    const jsons: string[] = [];
+    const locs: number[] = [];
     for (let i = this.start; i < this.#seqs.length; i++) {
       const expiresAt = this.#expires[i]!;
       if (expiresAt > now) {
         seqs.push(this.#seqs[i]!);
         expires.push(expiresAt);
-        jsons.push(this.#jsons[i]!);
+        locs.push(this.#locs[i]!);
         if (expiresAt < next) next = expiresAt;
+      } else {
+        this.#release(i);
       }
     }
     const removed = this.retained - seqs.length;
     this.#seqs = seqs;
     this.#expires = expires;
-    this.#jsons = jsons;
+    this.#locs = locs;
     this.start = 0;
+    if (this.#long?.size === 0) this.#long = undefined;
     if (this.keys) {
       for (const [k, use] of this.keys) {
         if (use.expiresAt <= now) this.keys.delete(k);
@@ -162,6 +208,8 @@ export class StreamState {
 /** Every stream's state; see the file comment. */
 export class StreamIndex {
   readonly streams = new Map<string, StreamState>();
+  /** The retained notifications' JSON, of every stream. */
+  readonly arena = new JsonArena();
 
   /**
    * @param maxPerStream notifications kept per stream; beyond it the oldest are dropped.
@@ -176,7 +224,7 @@ export class StreamIndex {
   /** The stream's state, created (with the given epoch) when it has none. */
   create(stream: string, epoch: string): StreamState {
     let s = this.streams.get(stream);
-    if (!s) this.streams.set(stream, (s = new StreamState(epoch)));
+    if (!s) this.streams.set(stream, (s = new StreamState(epoch, this.arena)));
     return s;
   }
 
@@ -231,6 +279,21 @@ export class StreamIndex {
       if (s.nextExpiry <= now) {
         work += s.retained + (s.keys?.size ?? 0);
         removed += s.prune(now);
+      }
+    }
+    // Then, when the arena's chunks hold much more than is live, empty its
+    // sparse chunks: what lives in them moves to the active chunk (new
+    // notifications never go to a sparse one, so the pass may pause between slices).
+    const sparse = this.arena.sparseChunks();
+    if (sparse) {
+      for (const s of this.streams.values()) {
+        if (work >= budget) {
+          yield removed;
+          removed = 0;
+          work = 0;
+        }
+        work += 1 + s.retained;
+        s.relocate(sparse);
       }
     }
     return removed;

@@ -1,0 +1,151 @@
+/**
+ * The text of retained notifications, kept outside the JavaScript heap.
+ *
+ * A store retains every notification until its TTL, usually far longer than
+ * the garbage collector's young generation lives: as JavaScript strings, each
+ * one was copied twice before reaching the old generation and marked by every
+ * full collection after. At 40,000 notifications a second that was a third of
+ * the server's GC time (docs/bench.md). Here each one is copied once into a
+ * large Buffer (a chunk) and named by a number, its position.
+ *
+ * Chunks fill in order; a chunk is released when the last notification in it
+ * goes, and one released chunk is kept for reuse. Notifications of mixed
+ * lifetimes would leave long-lived ones pinning mostly empty chunks, so once
+ * the chunks hold more than twice the live bytes, `sparseChunks()` names
+ * those worth emptying and `move()` copies a notification out of one (the
+ * StreamIndex does that in its pruning passes).
+ *
+ * Text is stored exactly: ASCII as one byte a character, anything else as
+ * UTF-16 (what the string holds, lone surrogates included).
+ */
+
+/** Bytes per chunk. */
+const CHUNK = 1 << 20;
+/** Longer strings are not put here (the caller keeps them as strings): V8 puts those in its large-object space, never copied. */
+export const MAX_ARENA_CHARS = 1 << 14;
+/** A notification's header: its byte length, with this bit set when the bytes are UTF-16. */
+const HEADER = 4;
+const UTF16 = 0x8000_0000;
+/** The chunks may hold this many times the live bytes (plus SLACK_CHUNKS) before sparse ones are emptied. */
+const MAX_OVERHEAD = 2;
+const SLACK_CHUNKS = 2;
+/** A chunk is emptied when less than this share of what was written in it is still live. */
+const SPARSE = 0.25;
+
+interface Chunk {
+  readonly no: number;
+  readonly buf: Buffer;
+  /** Bytes written (the next one goes here). */
+  used: number;
+  /** Notifications still in it, and their bytes (headers included). */
+  live: number;
+  liveBytes: number;
+}
+
+export class JsonArena {
+  readonly #chunks = new Map<number, Chunk>();
+  #active: Chunk | undefined;
+  #nextNo = 0;
+  #spare: Buffer | undefined;
+  #liveBytes = 0;
+
+  /** Whether `json` belongs here (not too long). */
+  static holds(json: string): boolean {
+    return json.length <= MAX_ARENA_CHARS;
+  }
+
+  /** Stores `json` (at most MAX_ARENA_CHARS long); returns its position. */
+  put(json: string): number {
+    const ascii = Buffer.byteLength(json, 'utf8') === json.length;
+    const size = HEADER + (ascii ? json.length : json.length * 2);
+    let c = this.#active;
+    if (!c || c.used + size > CHUNK) c = this.#open();
+    const at = c.used;
+    const n = c.buf.write(json, at + HEADER, ascii ? 'latin1' : 'utf16le');
+    c.buf.writeUInt32LE(ascii ? n : (n | UTF16) >>> 0, at);
+    c.used = at + HEADER + n;
+    c.live++;
+    c.liveBytes += HEADER + n;
+    this.#liveBytes += HEADER + n;
+    return c.no * CHUNK + at;
+  }
+
+  /** The string at `pos`. */
+  get(pos: number): string {
+    const c = this.#chunk(pos);
+    const at = pos % CHUNK;
+    const h = c.buf.readUInt32LE(at);
+    const n = h & ~UTF16;
+    return c.buf.toString(h & UTF16 ? 'utf16le' : 'latin1', at + HEADER, at + HEADER + n);
+  }
+
+  /** Forgets the string at `pos`. */
+  free(pos: number): void {
+    const c = this.#chunk(pos);
+    const bytes = HEADER + (c.buf.readUInt32LE(pos % CHUNK) & ~UTF16);
+    c.liveBytes -= bytes;
+    this.#liveBytes -= bytes;
+    if (--c.live === 0 && c !== this.#active) this.#release(c);
+  }
+
+  /** Copies the string at `pos` to the active chunk; returns its new position. */
+  move(pos: number): number {
+    const from = this.#chunk(pos);
+    const at = pos % CHUNK;
+    const size = HEADER + (from.buf.readUInt32LE(at) & ~UTF16);
+    let c = this.#active;
+    if (!c || c.used + size > CHUNK) c = this.#open();
+    from.buf.copy(c.buf, c.used, at, at + size);
+    const to = c.no * CHUNK + c.used;
+    c.used += size;
+    c.live++;
+    c.liveBytes += size;
+    from.liveBytes -= size;
+    if (--from.live === 0 && from !== this.#active) this.#release(from);
+    return to;
+  }
+
+  /** The chunk a position is in. */
+  static chunkOf(pos: number): number {
+    return Math.floor(pos / CHUNK);
+  }
+
+  /**
+   * The chunks worth emptying (mostly dead), when the chunks hold more than
+   * MAX_OVERHEAD times the live bytes; undefined when there is no need.
+   */
+  sparseChunks(): Set<number> | undefined {
+    if (this.#chunks.size <= SLACK_CHUNKS || this.#chunks.size * CHUNK <= MAX_OVERHEAD * this.#liveBytes + SLACK_CHUNKS * CHUNK) return undefined;
+    const sparse = new Set<number>();
+    for (const c of this.#chunks.values()) if (c !== this.#active && c.liveBytes < c.used * SPARSE) sparse.add(c.no);
+    return sparse.size > 0 ? sparse : undefined;
+  }
+
+  /** What the arena holds, for tests and metrics. */
+  get stats(): { chunks: number; heldBytes: number; liveBytes: number; live: number } {
+    let live = 0;
+    for (const c of this.#chunks.values()) live += c.live;
+    return { chunks: this.#chunks.size, heldBytes: this.#chunks.size * CHUNK, liveBytes: this.#liveBytes, live };
+  }
+
+  #chunk(pos: number): Chunk {
+    const c = this.#chunks.get(Math.floor(pos / CHUNK));
+    if (!c) throw new Error(`json-arena: no chunk holds position ${pos}`);
+    return c;
+  }
+
+  #open(): Chunk {
+    const old = this.#active;
+    const c: Chunk = { no: this.#nextNo++, buf: this.#spare ?? Buffer.allocUnsafeSlow(CHUNK), used: 0, live: 0, liveBytes: 0 };
+    this.#spare = undefined;
+    this.#chunks.set(c.no, c);
+    this.#active = c;
+    if (old && old.live === 0) this.#release(old);
+    return c;
+  }
+
+  #release(c: Chunk): void {
+    this.#chunks.delete(c.no);
+    this.#spare ??= c.buf;
+  }
+}
