@@ -146,10 +146,10 @@ export class JsonArena {
   }
 
   /** What the arena holds, for tests and metrics. */
-  get stats(): { chunks: number; freeChunks: number; heldBytes: number; liveBytes: number; live: number } {
+  get stats(): { chunks: number; heldBytes: number; liveBytes: number; live: number } {
     let live = 0;
     for (const c of this.#chunks.values()) live += c.live;
-    return { chunks: this.#chunks.size, freeChunks: this.#free.length, heldBytes: this.#chunks.size * CHUNK, liveBytes: this.#liveBytes, live };
+    return { chunks: this.#chunks.size, heldBytes: this.#chunks.size * CHUNK, liveBytes: this.#liveBytes, live };
   }
 
   #chunk(pos: number): Chunk {
