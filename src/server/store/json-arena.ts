@@ -9,12 +9,7 @@
  * large Buffer (a chunk) and named by a number, its position.
  *
  * Chunks fill in order; a chunk is released when the last notification in it
- * goes, and released chunks are used again first. Chunks are cut from slabs
- * of SLAB_CHUNKS: V8 counts every ArrayBuffer towards a limit that starts
- * full collections, and one allocation per slab instead of per chunk set off
- * fewer of them (a slab's pages take memory only once written). A slab goes
- * back when all its chunks are free and the free chunks exceed a slab.
- * Notifications of mixed
+ * goes, and one released chunk is kept for reuse. Notifications of mixed
  * lifetimes would leave long-lived ones pinning mostly empty chunks, so once
  * the chunks hold more than twice the live bytes, `sparseChunks()` names
  * those worth emptying and `move()` copies a notification out of one (the
@@ -26,8 +21,6 @@
 
 /** Bytes per chunk. */
 const CHUNK = 1 << 20;
-/** Chunks per slab (one allocation). */
-const SLAB_CHUNKS = 16;
 /** Longer strings are not put here (the caller keeps them as strings): V8 puts those in its large-object space, never copied. */
 export const MAX_ARENA_CHARS = 1 << 14;
 /** A notification's header: its byte length, with this bit set when the bytes are UTF-16. */
@@ -39,24 +32,9 @@ const SLACK_CHUNKS = 2;
 /** A chunk is emptied when less than this share of what was written in it is still live. */
 const SPARSE = 0.25;
 
-interface Slab {
-  /** Its chunks' memory, not yet handed out from `next` on. */
-  readonly buf: Buffer;
-  next: number;
-  /** Of its chunks handed out, those released (in the free list). */
-  free: number;
-}
-
-/** A chunk's memory: a view of its slab. */
-interface Space {
-  readonly buf: Buffer;
-  readonly slab: Slab;
-}
-
 interface Chunk {
   readonly no: number;
   readonly buf: Buffer;
-  readonly space: Space;
   /** Bytes written (the next one goes here). */
   used: number;
   /** Notifications still in it, and their bytes (headers included). */
@@ -68,9 +46,7 @@ export class JsonArena {
   readonly #chunks = new Map<number, Chunk>();
   #active: Chunk | undefined;
   #nextNo = 0;
-  /** Released chunks' memory, used again before new. */
-  #free: Space[] = [];
-  #slab: Slab | undefined;
+  #spare: Buffer | undefined;
   #liveBytes = 0;
 
   /** Whether `json` belongs here (not too long). */
@@ -160,34 +136,16 @@ export class JsonArena {
 
   #open(): Chunk {
     const old = this.#active;
-    const space = this.#space();
-    const c: Chunk = { no: this.#nextNo++, buf: space.buf, space, used: 0, live: 0, liveBytes: 0 };
+    const c: Chunk = { no: this.#nextNo++, buf: this.#spare ?? Buffer.allocUnsafeSlow(CHUNK), used: 0, live: 0, liveBytes: 0 };
+    this.#spare = undefined;
     this.#chunks.set(c.no, c);
     this.#active = c;
     if (old && old.live === 0) this.#release(old);
     return c;
   }
 
-  /** Memory for a new chunk: a free one, else the next of the current slab, else a new slab. */
-  #space(): Space {
-    const reused = this.#free.pop();
-    if (reused) {
-      reused.slab.free--;
-      return reused;
-    }
-    let slab = this.#slab;
-    if (!slab || slab.next === SLAB_CHUNKS) slab = this.#slab = { buf: Buffer.allocUnsafeSlow(SLAB_CHUNKS * CHUNK), next: 0, free: 0 };
-    const at = slab.next++ * CHUNK;
-    return { buf: slab.buf.subarray(at, at + CHUNK), slab };
-  }
-
   #release(c: Chunk): void {
     this.#chunks.delete(c.no);
-    const { slab } = c.space;
-    this.#free.push(c.space);
-    // A slab whose chunks are all free goes back once more than a slab's worth is free.
-    if (++slab.free === SLAB_CHUNKS && slab !== this.#slab && this.#free.length > SLAB_CHUNKS) {
-      this.#free = this.#free.filter((s) => s.slab !== slab);
-    }
+    this.#spare ??= c.buf;
   }
 }
