@@ -4,7 +4,7 @@ import type {
 import { newEpoch } from './message-id.js';
 import { HeraldError } from '../errors.js';
 import { PruneTimer } from './prune-timer.js';
-import { StreamIndex, WriteBatch } from './stream-index.js';
+import { PRUNE_SLICE, StreamIndex, WriteBatch } from './stream-index.js';
 
 export { newEpoch } from './message-id.js';
 
@@ -66,8 +66,9 @@ export class MemoryStore implements MessageStore {
     return this.#index.status(id, now);
   }
 
+  /** In slices, giving the event loop a turn between them (as the SQLite store does). */
   async prune(now: number): Promise<number> {
-    return this.#index.prune(now);
+    return this.#index.pruneYielding(now, PRUNE_SLICE, () => this.#closed);
   }
 
   async close(): Promise<void> {

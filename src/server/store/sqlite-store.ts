@@ -5,7 +5,7 @@ import type { AppendInput, AppendResult, MessageStatus, MessageStore, MessageSto
 import { PruneTimer } from './prune-timer.js';
 import { decodeBody, detach, encodeEntry } from './journal-codec.js';
 import { openStoreFile } from './sqlite-schema.js';
-import { StreamIndex, WriteBatch, type StreamState } from './stream-index.js';
+import { PRUNE_SLICE, StreamIndex, WriteBatch, type StreamState } from './stream-index.js';
 import { JsonArena } from './json-arena.js';
 import { WalCheckpointer } from './wal-checkpointer.js';
 
@@ -63,8 +63,6 @@ export interface SqliteStoreLoad {
   ms: number;
 }
 
-/** In-memory passes of pruning look at about this many streams and notifications between turns of the loop. */
-const PRUNE_SLICE = 5000;
 
 function prepare(db: Database.Database) {
   return {
@@ -414,14 +412,7 @@ export class SqliteStore implements MessageStore {
         return true;
       });
     }
-    const slices = this.#index.pruneSlices(now, PRUNE_SLICE);
-    let removed = 0;
-    for (;;) {
-      const slice = slices.next();
-      removed += slice.value;
-      if (slice.done || this.#closed) return removed;
-      await yieldToLoop();
-    }
+    return this.#index.pruneYielding(now, PRUNE_SLICE, () => this.#closed);
   }
 
   /**

@@ -12,6 +12,7 @@
 import type { AppendInput, AppendResult, MessageStatus, ReadResult, StoredMessage, StreamHead } from './message-store.js';
 import { derivedEpoch, messageId, parseMessageId } from './message-id.js';
 import { JsonArena } from './json-arena.js';
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 
 /** A retained notification. Its id is derived (stream, epoch, SEQ) when it is read. */
 export interface Retained {
@@ -205,6 +206,9 @@ export class StreamState {
   }
 }
 
+/** In-memory passes of pruning look at about this many streams and notifications between turns of the loop. */
+export const PRUNE_SLICE = 5000;
+
 /** Every stream's state; see the file comment. */
 export class StreamIndex {
   readonly streams = new Map<string, StreamState>();
@@ -302,6 +306,22 @@ export class StreamIndex {
   /** Removes every expired notification and key at once; returns how many notifications went. */
   prune(now: number): number {
     return this.pruneSlices(now, Infinity).next().value;
+  }
+
+  /**
+   * pruneSlices run to the end, giving the event loop a turn between slices
+   * (a large backlog is never one long stall); stops early once `stopped()`
+   * says so (the store closed). Returns how many notifications went.
+   */
+  async pruneYielding(now: number, budget: number, stopped: () => boolean): Promise<number> {
+    const slices = this.pruneSlices(now, budget);
+    let removed = 0;
+    for (;;) {
+      const slice = slices.next();
+      removed += slice.value;
+      if (slice.done || stopped()) return removed;
+      await yieldToLoop();
+    }
   }
 }
 
