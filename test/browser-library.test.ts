@@ -73,11 +73,27 @@ describe('browser library in Chromium', { skip: browserSkipReason() }, () => {
     await p.evaluate(() => document.getElementById('herald-toasts')!.style.setProperty('--herald-accent', 'rgb(1, 2, 3)'));
     assert.equal(await first.evaluate((el) => getComputedStyle(el).borderLeftColor), 'rgb(1, 2, 3)', 'themed through a custom property');
 
-    // TIMEOUT (ms) dismisses by itself.
+    // TIMEOUT (ms) dismisses by itself. Watched from inside the page: polling
+    // from the test could miss a 300 ms toast altogether on a loaded machine.
+    await p.evaluate(() => {
+      const w = window as unknown as { brief: string[] };
+      w.brief = [];
+      const isBrief = (n: Node) => n instanceof HTMLElement && n.classList.contains('herald-toast') && n.textContent!.includes('short-lived');
+      new MutationObserver((records) => {
+        for (const r of records) {
+          for (const n of r.addedNodes) if (isBrief(n)) w.brief.push(`added ${performance.now()}`);
+          for (const n of r.removedNodes) if (isBrief(n)) w.brief.push(`removed ${performance.now()}`);
+        }
+      }).observe(document.getElementById('herald-toasts')!.shadowRoot!, { childList: true, subtree: true });
+    });
     await send({ aid: 10 }, { TYPE: 'MESSAGE', TITLE: 'short-lived', TEXT: 'x', TIMEOUT: 300 });
-    const brief = p.locator('.herald-toast', { hasText: 'short-lived' });
-    await brief.waitFor();
-    await brief.waitFor({ state: 'detached', timeout: 5000 });
+    await p.waitForFunction(() => (window as unknown as { brief: string[] }).brief.length >= 2, null, { timeout: 10_000 });
+    const [added, removed] = await p.evaluate(() => (window as unknown as { brief: string[] }).brief);
+    assert.match(added!, /^added /);
+    assert.match(removed!, /^removed /);
+    const shown = Number(removed!.split(' ')[1]) - Number(added!.split(' ')[1]);
+    assert.ok(shown >= 290 && shown < 5000, `shown for ${shown} ms`);
+    assert.equal(await p.locator('.herald-toast', { hasText: 'short-lived' }).count(), 0);
 
     // Stacking: at most five; the oldest goes first.
     for (let i = 1; i <= 6; i++) await send({ aid: 10 }, { TYPE: 'MESSAGE', TITLE: `stack ${i}`, TEXT: 'x', TIMEOUT: 0 });
