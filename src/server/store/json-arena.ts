@@ -57,16 +57,11 @@ export class JsonArena {
   /** Stores `json` (at most MAX_ARENA_CHARS long); returns its position. */
   put(json: string): number {
     const ascii = Buffer.byteLength(json, 'utf8') === json.length;
-    const size = HEADER + (ascii ? json.length : json.length * 2);
-    let c = this.#active;
-    if (!c || c.used + size > CHUNK) c = this.#open();
-    const at = c.used;
-    const n = c.buf.write(json, at + HEADER, ascii ? 'latin1' : 'utf16le');
+    const n = ascii ? json.length : json.length * 2;
+    const c = this.#reserve(HEADER + n);
+    const at = c.used - HEADER - n;
     c.buf.writeUInt32LE(ascii ? n : (n | UTF16) >>> 0, at);
-    c.used = at + HEADER + n;
-    c.live++;
-    c.liveBytes += HEADER + n;
-    this.#liveBytes += HEADER + n;
+    c.buf.write(json, at + HEADER, ascii ? 'latin1' : 'utf16le');
     return c.no * CHUNK + at;
   }
 
@@ -75,17 +70,13 @@ export class JsonArena {
     const c = this.#chunk(pos);
     const at = pos % CHUNK;
     const h = c.buf.readUInt32LE(at);
-    const n = h & ~UTF16;
-    return c.buf.toString(h & UTF16 ? 'utf16le' : 'latin1', at + HEADER, at + HEADER + n);
+    return c.buf.toString(h & UTF16 ? 'utf16le' : 'latin1', at + HEADER, at + HEADER + (h & ~UTF16));
   }
 
   /** Forgets the string at `pos`. */
   free(pos: number): void {
     const c = this.#chunk(pos);
-    const bytes = HEADER + (c.buf.readUInt32LE(pos % CHUNK) & ~UTF16);
-    c.liveBytes -= bytes;
-    this.#liveBytes -= bytes;
-    if (--c.live === 0 && c !== this.#active) this.#release(c);
+    this.#forget(c, HEADER + (c.buf.readUInt32LE(pos % CHUNK) & ~UTF16));
   }
 
   /** Copies the string at `pos` to the active chunk; returns its new position. */
@@ -93,16 +84,10 @@ export class JsonArena {
     const from = this.#chunk(pos);
     const at = pos % CHUNK;
     const size = HEADER + (from.buf.readUInt32LE(at) & ~UTF16);
-    let c = this.#active;
-    if (!c || c.used + size > CHUNK) c = this.#open();
-    from.buf.copy(c.buf, c.used, at, at + size);
-    const to = c.no * CHUNK + c.used;
-    c.used += size;
-    c.live++;
-    c.liveBytes += size;
-    from.liveBytes -= size;
-    if (--from.live === 0 && from !== this.#active) this.#release(from);
-    return to;
+    const c = this.#reserve(size);
+    from.buf.copy(c.buf, c.used - size, at, at + size);
+    this.#forget(from, size);
+    return c.no * CHUNK + c.used - size;
   }
 
   /** The chunk a position is in. */
@@ -129,9 +114,27 @@ export class JsonArena {
   }
 
   #chunk(pos: number): Chunk {
-    const c = this.#chunks.get(Math.floor(pos / CHUNK));
+    const c = this.#chunks.get(JsonArena.chunkOf(pos));
     if (!c) throw new Error(`json-arena: no chunk holds position ${pos}`);
     return c;
+  }
+
+  /** Counts `size` more live bytes at the end of the active chunk (opening one when it is full); the caller writes them. */
+  #reserve(size: number): Chunk {
+    let c = this.#active;
+    if (!c || c.used + size > CHUNK) c = this.#open();
+    c.used += size;
+    c.live++;
+    c.liveBytes += size;
+    this.#liveBytes += size;
+    return c;
+  }
+
+  /** Counts one string of `size` bytes in `c` as gone; releases the chunk when it was the last. */
+  #forget(c: Chunk, size: number): void {
+    c.liveBytes -= size;
+    this.#liveBytes -= size;
+    if (--c.live === 0 && c !== this.#active) this.#release(c);
   }
 
   #open(): Chunk {

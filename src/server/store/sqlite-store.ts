@@ -63,7 +63,6 @@ export interface SqliteStoreLoad {
   ms: number;
 }
 
-
 function prepare(db: Database.Database) {
   return {
     streams: db.prepare<[], { stream: string; epoch: string; last_seq: number; acked: number }>('SELECT stream, epoch, last_seq, acked FROM streams'),

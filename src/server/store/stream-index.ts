@@ -115,18 +115,13 @@ export class StreamState {
     }
   }
 
-  /** Moves the JSON of every notification in one of the `sparse` chunks of the arena to its active chunk; returns how many moved. */
-  relocate(sparse: ReadonlySet<number>): number {
-    let moved = 0;
+  /** Moves the JSON of every notification in one of the `sparse` chunks of the arena to its active chunk. */
+  relocate(sparse: ReadonlySet<number>): void {
     const locs = this.#locs;
     for (let i = this.start; i < locs.length; i++) {
       const loc = locs[i]!;
-      if (loc >= 0 && sparse.has(JsonArena.chunkOf(loc))) {
-        locs[i] = this.#arena.move(loc);
-        moved++;
-      }
+      if (loc >= 0 && sparse.has(JsonArena.chunkOf(loc))) locs[i] = this.#arena.move(loc);
     }
-    return moved;
   }
 
   /** Drops the retained notifications with a SEQ below `seq`. */
