@@ -50,6 +50,31 @@ export function cpuMs(pid) {
   return ((Number(f[11]) + Number(f[12])) * 1000) / TICK;
 }
 
+/**
+ * How long the process's main thread (the event loop) has waited, runnable,
+ * for a CPU (ms): /proc/<pid>/schedstat's second field. On a machine whose
+ * cores the server shares with the load generators, this is the time the
+ * server could have worked but another process had the core.
+ */
+export function runDelayMs(pid) {
+  try {
+    return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[1]) / 1e6;
+  } catch {
+    return NaN; // a kernel without schedstats
+  }
+}
+
+/**
+ * This machine's CPU time so far, all CPUs together (ms), from /proc/stat:
+ * `busy` what every process and the kernel used (user, nice, system, irq,
+ * softirq), `steal` what the hypervisor took from the virtual CPUs.
+ */
+export function machineCpuMs() {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].split(/\s+/).map(Number);
+  // cpu user nice system idle iowait irq softirq steal ...
+  return { busy: ((f[1] + f[2] + f[3] + f[6] + f[7]) * 1000) / TICK, steal: (f[8] * 1000) / TICK };
+}
+
 /** Resident set size in bytes, from /proc/<pid>/status. */
 export function rssBytes(pid) {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));

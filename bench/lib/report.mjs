@@ -48,6 +48,9 @@ const METRICS = {
     ['clientCpuMs', 'clients CPU (all generators)', 'ms', 0],
     ['serverCpuPct', 'server CPU busy', '%', 0],
     ['clientMaxCpuPct', 'busiest load generator CPU', '%', 0],
+    ['serverWaitPct', 'server waiting for a CPU', '%', 1],
+    ['othersCpuPct', 'CPU of other processes and the kernel (all CPUs)', '%', 1],
+    ['stealPct', 'CPU taken by the hypervisor (all CPUs)', '%', 1],
     ['failed', 'failed connections', '', 0],
   ],
   w2: [
@@ -57,6 +60,9 @@ const METRICS = {
     ['p99Ms', 'latency p99', 'ms', 1],
     ['serverCpuPct', 'server CPU busy', '%', 0],
     ['clientMaxCpuPct', 'busiest load generator CPU', '%', 0],
+    ['serverWaitPct', 'server waiting for a CPU', '%', 1],
+    ['othersCpuPct', 'CPU of other processes and the kernel (all CPUs)', '%', 1],
+    ['stealPct', 'CPU taken by the hypervisor (all CPUs)', '%', 1],
     ['senderCpuPct', 'sender CPU', '%', 0],
     ...GC_ROWS,
     ['delivered', 'delivered', '%', 1, (x) => x * 100],
@@ -68,6 +74,9 @@ const METRICS = {
     ['serverCpuUsPerDelivery', 'server CPU per delivery', 'µs', 2],
     ['serverCpuPct', 'server CPU busy', '%', 0],
     ['clientMaxCpuPct', 'busiest load generator CPU', '%', 0],
+    ['serverWaitPct', 'server waiting for a CPU', '%', 1],
+    ['othersCpuPct', 'CPU of other processes and the kernel (all CPUs)', '%', 1],
+    ['stealPct', 'CPU taken by the hypervisor (all CPUs)', '%', 1],
     ['delivered', 'delivered', '%', 1, (x) => x * 100],
   ],
   w4: [
@@ -76,6 +85,9 @@ const METRICS = {
     ['maxMs', 'latency max', 'ms', 1],
     ['serverCpuPct', 'server CPU busy', '%', 0],
     ['clientMaxCpuPct', 'busiest load generator CPU', '%', 0],
+    ['serverWaitPct', 'server waiting for a CPU', '%', 1],
+    ['othersCpuPct', 'CPU of other processes and the kernel (all CPUs)', '%', 1],
+    ['stealPct', 'CPU taken by the hypervisor (all CPUs)', '%', 1],
     ...GC_ROWS,
     ['delivered', 'delivered', '%', 1, (x) => x * 100],
   ],
@@ -196,7 +208,11 @@ export function renderMarkdown({ cfg, rows, info, durationS, failures = [] }) {
   }
   out.push('');
   out.push('CPU percentages are CPU time over the measured wall time (100% = one core); the machine has');
-  out.push(`${info.nproc} cores shared by the server, the generators and the sender.`);
+  out.push(`${info.nproc} cores shared by the server, the generators and the sender. "Server waiting for a CPU" is the`);
+  out.push('time its event loop was ready to run while other processes had the cores (/proc/<pid>/schedstat);');
+  out.push('"CPU of other processes and the kernel" is the machine\'s busy time (/proc/stat) less what the server,');
+  out.push('the generators, the sender and the runner used: work the benchmark did not ask for, and interrupts;');
+  out.push('"CPU taken by the hypervisor" is the steal time of all the virtual CPUs together (/proc/stat).');
   out.push('');
   return out.join('\n');
 }

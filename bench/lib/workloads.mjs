@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startChild, stopChild, cpuMs } from './proc.mjs';
+import { startChild, stopChild, cpuMs, runDelayMs, machineCpuMs } from './proc.mjs';
 import { mergeSorted, quantileSorted } from './stats.mjs';
 
 const BENCH = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -169,7 +169,7 @@ function writeTimeline(srv, label, got, gcEvents) {
 }
 
 function cpuOf(pids) {
-  return { server: cpuMs(pids.server), clients: pids.clients.map(cpuMs), sender: cpuMs(pids.sender) };
+  return { server: cpuMs(pids.server), clients: pids.clients.map(cpuMs), sender: cpuMs(pids.sender), serverWait: runDelayMs(pids.server), machine: machineCpuMs(), runner: process.cpuUsage() };
 }
 
 function cpuDelta(a, b) {
@@ -179,6 +179,12 @@ function cpuDelta(a, b) {
     clients: b.clients.reduce((s, x, i) => s + x - a.clients[i], 0),
     clientsMax: Math.max(...b.clients.map((x, i) => x - a.clients[i])),
     sender: b.sender - a.sender,
+    serverWait: b.serverWait - a.serverWait,
+    steal: b.machine.steal - a.machine.steal,
+    // What the machine did besides the server, the generators, the sender and this runner.
+    others: (b.machine.busy - a.machine.busy)
+      - (b.server - a.server) - b.clients.reduce((s, x, i) => s + x - a.clients[i], 0) - (b.sender - a.sender)
+      - (b.runner.user + b.runner.system - a.runner.user - a.runner.system) / 1000,
   };
 }
 
@@ -188,6 +194,9 @@ function pcts(cpu, wallMs) {
     serverCpuPct: (cpu.server / wallMs) * 100,
     clientMaxCpuPct: (cpu.clientsMax / wallMs) * 100,
     senderCpuPct: (cpu.sender / wallMs) * 100,
+    serverWaitPct: (cpu.serverWait / wallMs) * 100,
+    stealPct: (cpu.steal / wallMs) * 100,
+    othersCpuPct: (Math.max(0, cpu.others) / wallMs) * 100,
   };
 }
 
