@@ -339,7 +339,7 @@ export class CommandRunner implements CommandService {
       TYPE: 'COMMAND_PROGRESS', COMMAND_ID: run.id, PROGRAM: run.request.program, STATE: run.state, OUTPUT: run.output.takePending(PROGRESS_MAX_CHARS),
     };
     if (run.request.taskId !== undefined) frame.ID = run.request.taskId;
-    this.#notify(run, { ...frame }, 0);
+    void this.#notify(run, { ...frame }, 0);
   }
 
   #finish(run: Run): void {
@@ -365,9 +365,10 @@ export class CommandRunner implements CommandService {
     const info = this.#info(run);
     // The live view ends with whatever output it had not seen yet, and the final state.
     this.#progress(run);
-    this.#notify(run, finalNotification(info, { success: run.request.success, error: run.request.error }), undefined);
+    const sent = this.#notify(run, finalNotification(info, { success: run.request.success, error: run.request.error }), undefined);
     this.#record(finishedRecord(info, run.output.bytes));
-    run.resolveDone(info);
+    // Whoever waits for the run (a long poll, shutdown) hears of its end once the final notification is stored.
+    void sent.then(() => run.resolveDone(info));
     this.#drain();
   }
 
@@ -415,10 +416,11 @@ export class CommandRunner implements CommandService {
     return Math.min(requested, this.#o.commandsMaxTimeoutSec);
   }
 
-  #notify(run: Run, payload: NotificationPayload, ttlMs: number | undefined): void {
+  /** Sends one of the run's notifications; the promise settles when it was stored and sent (or failed, logged), never rejects. */
+  #notify(run: Run, payload: NotificationPayload, ttlMs: number | undefined): Promise<void> {
     const to: Principal = { kind: 'admin', id: run.request.aid };
     const options = ttlMs === undefined ? {} : { ttlMs };
-    this.#notifier.send(to, payload, options).catch((e: unknown) => {
+    return this.#notifier.send(to, payload, options).then(() => undefined, (e: unknown) => {
       this.#log.warn({ id: run.id, aid: run.request.aid, err: (e as Error).message }, 'command notification failed');
     });
   }
