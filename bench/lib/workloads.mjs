@@ -173,18 +173,17 @@ function cpuOf(pids) {
 }
 
 function cpuDelta(a, b) {
+  const clientsEach = b.clients.map((x, i) => x - a.clients[i]);
+  const clients = clientsEach.reduce((s, x) => s + x, 0);
+  const server = b.server - a.server;
+  const sender = b.sender - a.sender;
+  const runner = (b.runner.user + b.runner.system - a.runner.user - a.runner.system) / 1000;
   return {
-    server: b.server - a.server,
-    clientsEach: b.clients.map((x, i) => x - a.clients[i]),
-    clients: b.clients.reduce((s, x, i) => s + x - a.clients[i], 0),
-    clientsMax: Math.max(...b.clients.map((x, i) => x - a.clients[i])),
-    sender: b.sender - a.sender,
+    server, clientsEach, clients, clientsMax: Math.max(...clientsEach), sender,
     serverWait: b.serverWait - a.serverWait,
     steal: b.machine.steal - a.machine.steal,
     // What the machine did besides the server, the generators, the sender and this runner.
-    others: (b.machine.busy - a.machine.busy)
-      - (b.server - a.server) - b.clients.reduce((s, x, i) => s + x - a.clients[i], 0) - (b.sender - a.sender)
-      - (b.runner.user + b.runner.system - a.runner.user - a.runner.system) / 1000,
+    others: b.machine.busy - a.machine.busy - server - clients - sender - runner,
   };
 }
 
