@@ -67,14 +67,14 @@ export class MemoryStore implements MessageStore {
     if (queue.length === 0) return;
     let results: AppendResult[][];
     try {
-      results = queue.map((q) => q.inputs.map((input) => this.#writes.append(input, q.now)));
+      results = queue.map((q) => this.#stage(q));
       this.#writes.apply();
     } catch {
       // Nothing was applied. Each call alone, so one bad call fails only itself.
       this.#writes.discard();
       for (const q of queue) {
         try {
-          const one = q.inputs.map((input) => this.#writes.append(input, q.now));
+          const one = this.#stage(q);
           this.#writes.apply();
           q.resolve(one);
         } catch (e) {
@@ -84,7 +84,11 @@ export class MemoryStore implements MessageStore {
       }
       return;
     }
-    for (let i = 0; i < queue.length; i++) queue[i]!.resolve(results[i]!);
+    queue.forEach((q, i) => q.resolve(results[i]!));
+  }
+
+  #stage(q: QueuedAppends): AppendResult[] {
+    return q.inputs.map((input) => this.#writes.append(input, q.now));
   }
 
   /** Synchronous: every tab's connect reads two heads. */
