@@ -6,7 +6,7 @@ import { serveIpc } from './lib/ipc.mjs';
 import { nowMs } from './lib/clock.mjs';
 
 let agent = null;
-let target = null; // { kind, http, apiToken, heraldBatch }
+let target = null; // { kind, http, apiToken, heraldBatch, ttl }
 
 function post(path, body) {
   const u = new URL(path, target.http);
@@ -36,6 +36,11 @@ function message(i, t, b) {
   return m;
 }
 
+/** A Herald send body: `"ttl"` only when the run sets one (--herald-ttl). */
+function heraldSend(to, msg) {
+  return target.ttl === undefined ? { to, message: msg } : { to, message: msg, ttl: target.ttl };
+}
+
 /** Sends the notifications `from`..`to`-1 (recipient ids[i % ids.length]) as one request or more. */
 function sendRange(ids, from, to) {
   const t = nowMs();
@@ -46,21 +51,21 @@ function sendRange(ids, from, to) {
   }
   if (target.heraldBatch) {
     const messages = [];
-    for (let i = from; i < to; i++) messages.push({ to: { aid: ids[i % ids.length] }, message: message(i, t) });
+    for (let i = from; i < to; i++) messages.push(heraldSend({ aid: ids[i % ids.length] }, message(i, t)));
     // Totals only, as the floor answers (a count): the sender keeps no message ids.
     return post('/api/v1/send/batch', JSON.stringify({ messages, answer: 'summary' })).then(() => 1);
   }
   // No batch form: one request per notification, all in flight together.
   const ps = [];
-  for (let i = from; i < to; i++) ps.push(post('/api/v1/send', JSON.stringify({ to: { aid: ids[i % ids.length] }, message: message(i, t) })));
+  for (let i = from; i < to; i++) ps.push(post('/api/v1/send', JSON.stringify(heraldSend({ aid: ids[i % ids.length] }, message(i, t)))));
   return Promise.all(ps).then(() => ps.length);
 }
 
 serveIpc({
-  setup({ kind, http: base, apiToken, heraldBatch = false, sockets = 64 }) {
+  setup({ kind, http: base, apiToken, heraldBatch = false, ttl, sockets = 64 }) {
     if (agent) agent.destroy();
     agent = new http.Agent({ keepAlive: true, maxSockets: sockets });
-    target = { kind, http: base, apiToken, heraldBatch };
+    target = { kind, http: base, apiToken, heraldBatch, ttl };
     return true;
   },
   /** W2: `total` notifications as fast as the server takes them, `batch` per request, `concurrency` requests in flight. */
@@ -110,7 +115,7 @@ serveIpc({
       const t = nowMs();
       sendTimes.push(t);
       const msg = message(-1, t, b);
-      if (target.kind === 'herald') await post('/api/v1/send', JSON.stringify({ to: { all: 'admins' }, message: msg }));
+      if (target.kind === 'herald') await post('/api/v1/send', JSON.stringify(heraldSend({ all: 'admins' }, msg)));
       else await post('/broadcast', JSON.stringify({ msg }));
       answerMs.push(nowMs() - t);
     }

@@ -43,3 +43,28 @@ test('npm run bench runs every workload at toy sizes and writes its results', as
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('--herald-ttl 0 sends live-only notifications, all delivered, and does not judge the targets', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'herald-bench-ttl-'));
+  try {
+    const out = join(dir, 'results.md');
+    const args = [
+      'bench/run.mjs', '--servers', 'floor,herald-memory', '--workloads', 'w2', '--reps', '1', '--loadgens', '1',
+      '--w2-people', '20', '--w2-total', '400', '--w2-warmup', '40', '--w2-batch', '20', '--herald-ttl', '0', '--wait-timeout-ms', '20000', '--out', out,
+    ];
+    const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let log = '';
+    child.stdout.on('data', (c: Buffer) => { log += c.toString(); });
+    child.stderr.on('data', (c: Buffer) => { log += c.toString(); });
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    assert.equal(code, 0, log);
+    const json = JSON.parse(readFileSync(out.replace(/\.md$/, '.json'), 'utf8')) as { rows: Row[] };
+    const row = json.rows.find((r) => r.server === 'herald-memory' && r.workload === 'w2');
+    assert.equal(row?.metrics.delivered, 1, log);
+    const md = readFileSync(out, 'utf8');
+    assert.match(md, /Herald notifications carry `"ttl": 0`/);
+    assert.match(md, /W2 throughput ≥ 1\.0× floor \(memory store\) \|[^\n]*not judged/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -25,6 +25,7 @@ const DEFAULTS = {
   broadcastAckDelayMs: 2_000, // and the broadcast stream
   waitTimeoutMs: 120_000,
   heraldBatch: 'auto', // auto | on | off: POST /api/v1/send/batch
+  heraldTtl: '', // seconds, sent as every Herald notification's "ttl" ('' = the server's default; 0 = live only, nothing stored)
   cpuProf: false, // --cpu-prof on the Herald processes (bench/profiles/)
   timeline: false, // --timeline: W2/W4 send times, latencies and GC pauses (bench/profiles/*.timeline.json)
   out: '',
@@ -71,6 +72,7 @@ export function loadConfig(argv = process.argv.slice(2), env = process.env) {
   c.workloads = c.workloads.split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
   for (const w of c.workloads) if (!WORKLOADS.includes(w)) throw new Error(`unknown workload ${w}`);
   if (!c.out) c.out = quick ? 'bench/results-quick.md' : 'bench/results.md';
+  if (c.heraldTtl !== '' && !(Number(c.heraldTtl) >= 0)) throw new Error(`heraldTtl: expected seconds (a non-negative number), got ${c.heraldTtl}`);
   c.reps = Math.max(1, Math.floor(c.reps));
   c.loadgens = Math.max(1, Math.floor(c.loadgens));
   return c;

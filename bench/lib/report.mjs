@@ -179,6 +179,9 @@ export function renderMarkdown({ cfg, rows, info, durationS, failures = [] }) {
   out.push(`- Herald clients ack as the browser library does: the highest SEQ per stream, about once per ${cfg.ackDelayMs} ms for the own stream (each wait 0.5–1.5× that) and per ${cfg.broadcastAckDelayMs} ms or the longer wait WELCOME asks for the broadcast stream (each wait 0–2× that; Herald asks the tabs of a kind for about 50 broadcast acks a second together)`);
   out.push(`- W4: ${cfg.w4RateUsed ?? '—'} msg/s for ${cfg.w4DurationMs} ms (${cfg.w4Rate > 0 ? 'set' : `${cfg.w4Fraction} × the floor's median W2 rate`})`);
   const batch = rows.find((r) => r.workload === 'w2' && r.server.startsWith('herald'));
+  if (cfg.heraldTtl !== '') {
+    out.push(`- **Herald notifications carry \`"ttl": ${cfg.heraldTtl}\`** (\`--herald-ttl\`), not the server's default${Number(cfg.heraldTtl) === 0 ? ': live only, nothing stored, no SEQ, so the clients have nothing to ack. The targets of issue 7 are for stored notifications; this run measures what storing them costs' : ''}`);
+  }
   if (batch) out.push(`- Herald sends: ${batch.metrics.heraldBatch ? '`POST /api/v1/send/batch` with `"answer":"summary"` (totals, as the floor answers a count) and the same batch size as the floor' : '**one `POST /api/v1/send` per notification** (no batch endpoint), the same number in flight as one floor batch'}`);
   out.push('');
   out.push('## Targets (issue 7)');
@@ -186,7 +189,8 @@ export function renderMarkdown({ cfg, rows, info, durationS, failures = [] }) {
   out.push('| target | floor | Herald | ratio | met |');
   out.push('| --- | --- | --- | --- | --- |');
   for (const v of targetVerdicts(rows)) {
-    out.push(`| ${v.text} | ${fmtNum(v.floor, 2)} | ${fmtNum(v.herald, 2)} | ${fmtNum(v.ratio, 2)}× | ${v.met === null ? 'not measured' : v.met ? 'yes' : '**no**'} |`);
+    const verdict = v.met === null ? 'not measured' : cfg.heraldTtl !== '' ? 'not judged (`--herald-ttl`)' : v.met ? 'yes' : '**no**';
+    out.push(`| ${v.text} | ${fmtNum(v.floor, 2)} | ${fmtNum(v.herald, 2)} | ${fmtNum(v.ratio, 2)}× | ${verdict} |`);
   }
   for (const w of ['w1', 'w2', 'w3', 'w4']) {
     if (!rows.some((r) => r.workload === w)) continue;

@@ -99,7 +99,8 @@ async function session(name, cfg, n, body) {
     srv = await startServer(name, cfg);
     ({ gens, sender } = await pool(cfg));
     const heraldBatch = srv.kind === 'herald' ? await heraldHasBatch(srv, cfg) : false;
-    await sender.call('setup', { kind: srv.kind, http: srv.ready.http, apiToken: srv.ready.apiToken, heraldBatch });
+    const ttl = srv.kind === 'herald' && cfg.heraldTtl !== '' ? Number(cfg.heraldTtl) : undefined;
+    await sender.call('setup', { kind: srv.kind, http: srv.ready.http, apiToken: srv.ready.apiToken, heraldBatch, ttl });
     const shares = split(range(n), gens.length);
     const tokens = srv.kind === 'herald' ? await Promise.all(shares.map((ids) => srv.call('tokens', { ids }, 120_000))) : [];
     const wsUrl = srv.kind === 'herald' ? `${srv.ready.ws.replace(/\/$/, '')}/ws/admin` : srv.ready.ws;
