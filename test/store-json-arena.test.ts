@@ -9,7 +9,12 @@ import { describe, it } from 'node:test';
 import { JsonArena, MAX_ARENA_CHARS } from '../src/server/store/json-arena.js';
 import { StreamIndex, WriteBatch } from '../src/server/store/stream-index.js';
 
-const TEXTS = ['', '{}', 'ascii only', 'café', 'Привет, мир', '😀😀', '\ud800 lone \udfff', 'x'.repeat(MAX_ARENA_CHARS), 'я'.repeat(MAX_ARENA_CHARS)];
+// ASCII and not, a lone surrogate (UTF-8 cannot carry it), characters at
+// the one-byte boundary, and the longest strings the arena holds.
+const TEXTS = [
+  '', '{}', 'ascii only', 'café', 'aéé', 'Привет, мир', '😀😀', '\ud800 lone \udfff', '\x7f\x80\xff',
+  'x'.repeat(MAX_ARENA_CHARS), 'я'.repeat(MAX_ARENA_CHARS), '😀'.repeat(MAX_ARENA_CHARS / 2),
+];
 const MB = 1 << 20;
 
 describe('JsonArena', () => {
@@ -22,6 +27,9 @@ describe('JsonArena', () => {
     arena.free(at[0]!);
     arena.free(at[3]!);
     TEXTS.forEach((t, i) => i !== 0 && i !== 3 && assert.equal(arena.get(at[i]!), t));
+    // ASCII takes a byte a character, anything else two (UTF-16), plus a 4-byte header each.
+    const bytes = TEXTS.reduce((n, t, i) => (i === 0 || i === 3 ? n : n + 4 + (/^[\x00-\x7f]*$/.test(t) ? t.length : 2 * t.length)), 0);
+    assert.equal(arena.stats.liveBytes, bytes);
     assert.equal(arena.stats.live, TEXTS.length - 2);
   });
 
