@@ -12,21 +12,27 @@ const root = new URL('..', import.meta.url).pathname;
 
 interface Row { workload: string; server: string; rep: number; metrics: Record<string, number> }
 
+/** Runs bench/run.mjs with `args`; resolves with its output once it exited 0. */
+async function runBench(args: string[]): Promise<string> {
+  const child = spawn(process.execPath, ['bench/run.mjs', ...args], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  let log = '';
+  child.stdout.on('data', (c: Buffer) => { log += c.toString(); });
+  child.stderr.on('data', (c: Buffer) => { log += c.toString(); });
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  assert.equal(code, 0, log);
+  return log;
+}
+
 test('npm run bench runs every workload at toy sizes and writes its results', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'herald-bench-smoke-'));
   try {
     const out = join(dir, 'results.md');
     const args = [
-      'bench/run.mjs', '--servers', 'floor,herald-memory', '--reps', '1', '--loadgens', '1',
+      '--servers', 'floor,herald-memory', '--reps', '1', '--loadgens', '1',
       '--w1-conns', '40', '--w2-people', '20', '--w2-total', '400', '--w2-warmup', '40', '--w2-batch', '20',
       '--w3-broadcasts', '2', '--w4-duration-ms', '300', '--w4-rate', '500', '--wait-timeout-ms', '20000', '--out', out,
     ];
-    const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-    let log = '';
-    child.stdout.on('data', (c: Buffer) => { log += c.toString(); });
-    child.stderr.on('data', (c: Buffer) => { log += c.toString(); });
-    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
-    assert.equal(code, 0, log);
+    const log = await runBench(args);
     const json = JSON.parse(readFileSync(out.replace(/\.md$/, '.json'), 'utf8')) as { rows: Row[] };
     for (const server of ['floor', 'herald-memory']) {
       for (const w of ['w1', 'w2', 'w3', 'w4']) {
@@ -49,15 +55,10 @@ test('--herald-ttl 0 sends live-only notifications, all delivered, and does not 
   try {
     const out = join(dir, 'results.md');
     const args = [
-      'bench/run.mjs', '--servers', 'floor,herald-memory', '--workloads', 'w2', '--reps', '1', '--loadgens', '1',
+      '--servers', 'floor,herald-memory', '--workloads', 'w2', '--reps', '1', '--loadgens', '1',
       '--w2-people', '20', '--w2-total', '400', '--w2-warmup', '40', '--w2-batch', '20', '--herald-ttl', '0', '--wait-timeout-ms', '20000', '--out', out,
     ];
-    const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
-    let log = '';
-    child.stdout.on('data', (c: Buffer) => { log += c.toString(); });
-    child.stderr.on('data', (c: Buffer) => { log += c.toString(); });
-    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
-    assert.equal(code, 0, log);
+    const log = await runBench(args);
     const json = JSON.parse(readFileSync(out.replace(/\.md$/, '.json'), 'utf8')) as { rows: Row[] };
     const row = json.rows.find((r) => r.server === 'herald-memory' && r.workload === 'w2');
     assert.equal(row?.metrics.delivered, 1, log);
