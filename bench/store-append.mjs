@@ -1,12 +1,13 @@
 // CPU cost of MessageStore.append itself, without HTTP or WebSockets: N
 // appends of ~200-byte notifications spread over S streams, issued P per turn
 // of the event loop (each turn's appends form one write batch, as sends parsed
-// in one turn do), awaited turn by turn. Measures process CPU time (user +
+// in one turn do) in calls of C (`appendMany`, as a /send/batch request of C
+// notifications makes; C = 1 calls `append` for each), awaited turn by turn. Measures process CPU time (user +
 // system, so SQLite's writes count) per append, then the time to reopen the
 // SQLite file and rebuild its state from the retained backlog.
 //
 //   node bench/store-append.mjs [--appends 200000] [--streams 1000] [--per-turn 100]
-//       [--repeat 3] [--stores memory,sqlite] [--baseline DIR]
+//       [--per-call 100] [--repeat 3] [--stores memory,sqlite] [--baseline DIR]
 //
 // Uses the built store (`npm run build`). --baseline DIR adds `sqlite-baseline`,
 // the SqliteStore of another build (DIR is a copy of a dist/ folder), measured
@@ -24,6 +25,7 @@ const { values } = parseArgs({
     appends: { type: 'string', default: '200000' },
     streams: { type: 'string', default: '1000' },
     'per-turn': { type: 'string', default: '100' },
+    'per-call': { type: 'string', default: '100' },
     repeat: { type: 'string', default: '3' },
     stores: { type: 'string', default: 'memory,sqlite' },
     baseline: { type: 'string' },
@@ -32,6 +34,7 @@ const { values } = parseArgs({
 const appends = Number(values.appends);
 const streams = Number(values.streams);
 const perTurn = Number(values['per-turn']);
+const perCall = Math.max(1, Number(values['per-call']));
 const repeat = Number(values.repeat);
 
 const { MemoryStore } = await import(pathToFileURL(join(root, 'dist/server/store/memory-store.js')).href);
@@ -74,7 +77,10 @@ async function run(name, impl) {
   const cpu0 = process.cpuUsage();
   for (let i = 0; i < appends; i += perTurn) {
     const turn = [];
-    for (let j = i; j < Math.min(appends, i + perTurn); j++) turn.push(store.append(inputs[j], now));
+    const end = Math.min(appends, i + perTurn);
+    for (let j = i; j < end; j += perCall) {
+      turn.push(perCall === 1 ? store.append(inputs[j], now) : store.appendMany(inputs.slice(j, Math.min(end, j + perCall)), now));
+    }
     await Promise.all(turn);
   }
   const cpu = cpuMs(cpu0);
@@ -117,10 +123,10 @@ const results = [...runs].map(([store, rs]) => ({
   runs: rs,
 }));
 const machine = { cpus: os.cpus().length, cpu: os.cpus()[0]?.model, node: process.version, loadavg: os.loadavg().map((l) => l.toFixed(2)) };
-console.log(`\n${appends} appends over ${streams} streams, ${perTurn} per turn of the loop, median of ${repeat}; ${machine.cpus} × ${machine.cpu}, node ${machine.node}, load ${machine.loadavg.join(' ')}`);
+console.log(`\n${appends} appends over ${streams} streams, ${perTurn} per turn of the loop in calls of ${perCall}, median of ${repeat}; ${machine.cpus} × ${machine.cpu}, node ${machine.node}, load ${machine.loadavg.join(' ')}`);
 console.log('| store | CPU µs/append | of which system | wall µs/append | reopen: CPU ms | reopen: wall ms |');
 console.log('| --- | --- | --- | --- | --- | --- |');
 const f = (x, d) => (x === undefined ? '—' : x.toFixed(d));
 for (const r of results) console.log(`| ${r.store} | ${f(r.cpuUsPerAppend, 2)} | ${f(r.sysUsPerAppend, 2)} | ${f(r.wallUsPerAppend, 2)} | ${f(r.reopenCpuMs, 0)} | ${f(r.reopenWallMs, 0)} |`);
 mkdirSync(join(root, 'bench/out'), { recursive: true });
-writeFileSync(join(root, 'bench/out/store-append.json'), `${JSON.stringify({ date: new Date().toISOString(), machine, appends, streams, perTurn, results }, null, 2)}\n`);
+writeFileSync(join(root, 'bench/out/store-append.json'), `${JSON.stringify({ date: new Date().toISOString(), machine, appends, streams, perTurn, perCall, results }, null, 2)}\n`);
