@@ -1,10 +1,11 @@
-// CPU cost of MessageStore.append itself, without HTTP or WebSockets: N
+// CPU cost of a store's appends themselves, without HTTP or WebSockets: N
 // appends of ~200-byte notifications spread over S streams, issued P per turn
 // of the event loop (each turn's appends form one write batch, as sends parsed
 // in one turn do) in calls of C (`appendMany`, as a /send/batch request of C
-// notifications makes; C = 1 calls `append` for each), awaited turn by turn. Measures process CPU time (user +
-// system, so SQLite's writes count) per append, then the time to reopen the
-// SQLite file and rebuild its state from the retained backlog.
+// notifications makes; C = 1 calls `append` for each), awaited turn by turn.
+// Measures process CPU time (user + system, so SQLite's writes count) per
+// append, then the time to reopen the SQLite file and rebuild its state from
+// the retained backlog.
 //
 //   node bench/store-append.mjs [--appends 200000] [--streams 1000] [--per-turn 100]
 //       [--per-call 100] [--repeat 3] [--stores memory,sqlite] [--baseline DIR]
