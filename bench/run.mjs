@@ -7,7 +7,8 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import { loadConfig } from './lib/config.mjs';
 import { killAllChildren } from './lib/proc.mjs';
-import { runConnections, runUnicast, runSteady, closePool } from './lib/workloads.mjs';
+import { runConnections, runUnicast, runSteady, closePool, writePerfSummaries } from './lib/workloads.mjs';
+import { perfUnavailable } from './lib/perf.mjs';
 import { median } from './lib/stats.mjs';
 import { renderMarkdown, machineInfo } from './lib/report.mjs';
 
@@ -29,6 +30,11 @@ if (cfg.w1Conns + 512 > limit) {
   const fit = Math.max(100, limit - 512);
   console.warn(`open-file limit is ${limit} (ulimit -n): W1/W3 lowered from ${cfg.w1Conns} to ${fit} connections; raise it (ulimit -n 20000) for the full size`);
   cfg.w1Conns = fit;
+}
+
+if (cfg.perf && perfUnavailable()) {
+  console.error(`--perf: ${perfUnavailable()}`);
+  process.exit(2);
 }
 
 const started = Date.now();
@@ -94,6 +100,7 @@ try {
   await closePool();
   killAllChildren();
 }
+writePerfSummaries();
 
 const info = machineInfo();
 const durationS = (Date.now() - started) / 1000;

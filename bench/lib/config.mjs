@@ -27,6 +27,7 @@ const DEFAULTS = {
   heraldBatch: 'auto', // auto | on | off: POST /api/v1/send/batch
   heraldTtl: '', // seconds, sent as every Herald notification's "ttl" ('' = the server's default; 0 = live only, nothing stored)
   cpuProf: false, // --cpu-prof on the Herald processes (bench/profiles/)
+  perf: false, // --perf: Linux perf on every server over each measured phase, summarised per connection / message (bench/profiles/*.perf.txt)
   timeline: false, // --timeline: W2/W4 send times, latencies and GC pauses (bench/profiles/*.timeline.json)
   out: '',
 };

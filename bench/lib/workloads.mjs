@@ -6,13 +6,15 @@ import { tmpdir, loadavg } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startChild, stopChild, cpuMs, runDelayMs, machineCpuMs } from './proc.mjs';
+import { perfRecord, summarisePerf } from './perf.mjs';
 import { mergeSorted, quantileSorted } from './stats.mjs';
 
 const BENCH = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 /** Starts the server `name` (floor, socketio, herald-memory, herald-sqlite). */
 async function startServer(name, cfg) {
-  const execArgv = ['--expose-gc'];
+  // --perf: V8 writes /tmp/perf-<pid>.map, which names the JIT's code for `perf`.
+  const execArgv = cfg.perf ? ['--expose-gc', '--perf-basic-prof'] : ['--expose-gc'];
   if (name === 'floor') return { ...(await startChild(name, join(BENCH, 'servers/floor.mjs'), { execArgv })), kind: 'floor' };
   if (name === 'socketio') return { ...(await startChild(name, join(BENCH, 'servers/socketio.mjs'), { execArgv })), kind: 'socketio' };
   const dataDir = mkdtempSync(join(tmpdir(), 'herald-bench-'));
@@ -109,7 +111,7 @@ async function session(name, cfg, n, body) {
     const cpu0 = cpuOf(pids);
     const conns = await profiled(srv, cfg, `connect${n}`, () => Promise.all(gens.map((g, k) => g.call('connect', {
       kind: srv.kind, url: wsUrl, ids: shares[k], tokens: tokens[k], concurrency: cfg.connectConcurrency, ackDelay: cfg.ackDelayMs, broadcastAckDelay: cfg.broadcastAckDelayMs,
-    }, 300_000))));
+    }, 300_000))), () => ({ count: n, unit: 'connection' }));
     const cpu1 = cpuOf(pids);
     const mem1 = await srv.call('mem');
     const opened = conns.reduce((a, c) => a + c.opened, 0);
@@ -134,17 +136,46 @@ async function session(name, cfg, n, body) {
   }
 }
 
-/** With --cpu-prof: profiles the server during `fn` only, into bench/profiles/<server>-<label>.cpuprofile. */
-async function profiled(srv, cfg, label, fn) {
-  if (!cfg.cpuProf) return fn();
+/** --perf recordings waiting for their summary. */
+const perfPending = [];
+
+/** Writes the summary of each --perf recording of the run beside it (<...>.perf.txt). */
+export function writePerfSummaries() {
+  for (const { file, count, unit } of perfPending.splice(0)) {
+    const txt = file.replace(/\.data$/, '.txt');
+    writeFileSync(txt, `${summarisePerf(file, { units: count, unit })}\n`);
+    console.log(`  perf: ${file}, summary in ${txt}`);
+  }
+}
+
+/**
+ * With --cpu-prof: profiles the server during `fn` only, into
+ * bench/profiles/<server>-<label>-<time>.cpuprofile. With --perf: `perf`
+ * samples it over the same span, into <...>.perf.data, summarised per unit
+ * of work (`units(result)`: how many connections or messages) in <...>.perf.txt.
+ */
+async function profiled(srv, cfg, label, fn, units = () => ({ count: 1, unit: 'run' })) {
+  if (!cfg.cpuProf && !cfg.perf) return fn();
   const dir = join(BENCH, 'profiles');
   mkdirSync(dir, { recursive: true });
-  await srv.call('profileStart');
+  const base = join(dir, `${srv.name}-${label}-${Date.now()}`);
+  if (cfg.cpuProf) await srv.call('profileStart');
+  const stopPerf = cfg.perf ? await perfRecord(srv.pid, `${base}.perf.data`) : undefined;
+  let result;
   try {
-    return await fn();
+    result = await fn();
+    return result;
   } finally {
-    const file = await srv.call('profileStop', { file: join(dir, `${srv.name}-${label}-${Date.now()}.cpuprofile`) }, 60_000);
-    console.log(`  profile: ${file}`);
+    if (stopPerf) await stopPerf();
+    if (cfg.cpuProf) {
+      const file = await srv.call('profileStop', { file: `${base}.cpuprofile` }, 60_000);
+      console.log(`  profile: ${file}`);
+    }
+    if (stopPerf && result !== undefined) {
+      // Summarised at the end of the run (writePerfSummaries), not here, where its CPU would count against the next phase.
+      const { count, unit } = units(result);
+      perfPending.push({ file: `${base}.perf.data`, count, unit });
+    }
   }
 }
 
@@ -229,7 +260,7 @@ export async function runConnections(name, cfg, { w1, w3 }) {
       const { sendTimes, answerMs, got } = await profiled(ctx.srv, cfg, 'w3', async () => {
         const sent = await sender.call('broadcast', { count }, cfg.waitTimeoutMs);
         return { ...sent, got: await Promise.all(waits) };
-      });
+      }, (r) => ({ count: r.got.reduce((a, g) => a + g.received, 0), unit: 'delivery' }));
       const cpu1 = cpuOf(pids);
       const received = got.reduce((a, g) => a + g.received, 0);
       const last = Math.max(...got.map((g) => g.lastRecv));
@@ -273,7 +304,7 @@ async function measureUnicast(ctx, cfg, send) {
   const { sent, got } = await profiled(ctx.srv, cfg, send.cmd, async () => {
     const sent = await sender.call(send.cmd, { ids, ...send.args }, cfg.waitTimeoutMs);
     return { sent, got: await Promise.all(waits) };
-  });
+  }, (r) => ({ count: r.got.reduce((a, g) => a + g.received, 0), unit: 'message' }));
   const gc = await ctx.srv.call('gcStop');
   const cpu1 = cpuOf(pids);
   if (cfg.timeline) writeTimeline(ctx.srv, send.cmd, got, gc.events);

@@ -1,0 +1,143 @@
+// With --perf: Linux `perf` samples the server's real CPU over one measured
+// phase, every thread of it and the kernel's work on its behalf, and the
+// summary says where that CPU went per unit of work (per connection, per
+// message). V8's own profiler (--cpu-prof) samples the main thread's stack
+// on a clock, so it cannot see GC helper threads or the optimising
+// compiler, and it counts a thread waiting for a core inside a system call
+// as time spent in that call; on two cores shared with the load generators
+// that is a large share of a W1 or W2 profile.
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+
+/** Samples a second: a prime, so the sampling does not beat with a timer of the server. */
+const HZ = 4999;
+
+/** Says why --perf cannot work here, or undefined when it can. */
+export function perfUnavailable() {
+  const r = spawnSync('perf', ['--version'], { encoding: 'utf8' });
+  if (r.error || r.status !== 0) return 'the `perf` command is not installed (Debian: apt-get install linux-perf)';
+  return undefined;
+}
+
+/**
+ * Starts `perf record` on process `pid` (all its threads, with call graphs)
+ * into `file`; resolves with a function that stops it and resolves once the
+ * file is written.
+ */
+export async function perfRecord(pid, file) {
+  const perf = spawn('perf', ['record', '-F', String(HZ), '-g', '-p', String(pid), '-o', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  perf.stderr.on('data', (c) => { err += c; });
+  const exited = new Promise((resolve) => perf.once('exit', (code) => resolve(code)));
+  // perf creates its output file once it is attached and sampling.
+  for (let i = 0; i < 100 && !existsSync(file) && perf.exitCode === null; i++) await new Promise((r) => setTimeout(r, 20));
+  if (perf.exitCode !== null) throw new Error(`perf record failed: ${err.trim().split('\n').pop()}`);
+  return async () => {
+    perf.kill('SIGINT');
+    const code = await exited;
+    if (code !== 0 && !existsSync(file)) throw new Error(`perf record failed: ${err.trim().split('\n').pop()}`);
+  };
+}
+
+// What a sample's stack says it was doing, tried in this order.
+const SYSCALL = /^(?:__x64_sys_|__do_sys_|__se_sys_|ksys_|__sys_|do_)?(\w+)$/;
+const GC = /^v8::internal::(?:Heap::|Scavenger|ScavengerCollector|MarkCompact|MinorMarkSweep|ConcurrentMarking|IncrementalMarking|Sweeper|MarkingVisitor|MainMarkingVisitor|ConcurrentMarkingVisitor|GCTracer|MemoryAllocator|ArrayBufferSweeper)/;
+const COMPILE = /^v8::internal::(?:compiler::|maglev::|baseline::|Compiler::|parsing::|OptimizingCompileDispatcher|BaselineBatchCompiler|interpreter::BytecodeGenerator)/;
+
+/** Where a JS frame's function is: node_modules/<package>/…, or the last two parts of its path. */
+function shortLocation(where) {
+  const path = where.replace(/^file:\/\//, '');
+  const nm = path.lastIndexOf('node_modules/');
+  if (nm >= 0) return path.slice(nm);
+  return path.startsWith('/') ? path.split('/').slice(-2).join('/') : path;
+}
+
+/** One sample's category: a system call, page faults, other kernel work, GC, compiling, the JS function it was in, or a native function. */
+export function categorise(frames) {
+  const leaf = frames[0];
+  if (leaf?.kernel) {
+    // The system call is the frame the kernel's entry called (leaf-first: just before do_syscall_64).
+    const entry = frames.findIndex((f) => f.sym === 'do_syscall_64');
+    const call = entry > 0 ? frames[entry - 1].sym : '';
+    const m = SYSCALL.exec(call);
+    if (m && !call.startsWith('exit_to_user_mode')) return `syscall ${m[1]}`;
+    if (frames.some((f) => f.kernel && /exc_page_fault/.test(f.sym))) return 'kernel: page faults';
+  }
+  if (frames.some((f) => GC.test(f.sym))) return 'V8: garbage collection';
+  if (frames.some((f) => COMPILE.test(f.sym))) return 'V8: compiling';
+  if (leaf?.kernel) return 'kernel: other (interrupts, scheduling)';
+  const js = frames.find((f) => f.sym.startsWith('JS:'));
+  if (js) {
+    // `JS:*name where`, the mark saying which tier ran it.
+    const m = /^JS:[*^~+]?(.*?) ?(\S+)$/.exec(js.sym);
+    return m ? `js ${m[1] || '(anonymous)'} ${shortLocation(m[2])}` : `js ${js.sym.slice(3)}`;
+  }
+  return `native ${leaf ? leaf.sym : '?'}`;
+}
+
+/**
+ * Parses `perf script -F pid,tid,period,ip,sym,dso` output: one block per
+ * sample, a header line then one frame a line, leaf first.
+ */
+export function parsePerfScript(text) {
+  const samples = [];
+  let cur = null;
+  for (const line of text.split('\n')) {
+    if (line.trim() === '') {
+      if (cur) samples.push(cur);
+      cur = null;
+      continue;
+    }
+    if (line[0] !== '\t') {
+      const m = /^\s*(\d+)\/(\d+)\s+(\d+)/.exec(line);
+      cur = m ? { pid: Number(m[1]), tid: Number(m[2]), ns: Number(m[3]), frames: [] } : null;
+      continue;
+    }
+    if (!cur) continue;
+    const m = /^\t\s*[0-9a-f]+ (.*) \(([^)]*)\)$/.exec(line);
+    if (m) cur.frames.push({ sym: m[1].replace(/\+0x[0-9a-f]+$/, ''), kernel: m[2] === '[kernel.kallsyms]' });
+  }
+  if (cur) samples.push(cur);
+  return samples;
+}
+
+/**
+ * Reads a perf.data file: each category's CPU (ns) on the main thread
+ * (tid = pid: the event loop) and on the others (V8's GC helpers and
+ * compiler, libuv's pool).
+ */
+export function readPerf(file) {
+  const r = spawnSync('perf', ['script', '-i', file, '-F', 'pid,tid,period,ip,sym,dso'], { encoding: 'utf8', maxBuffer: 1 << 30 });
+  if (r.status !== 0) throw new Error(`perf script failed: ${r.stderr.trim().split('\n').pop()}`);
+  const main = new Map();
+  const others = new Map();
+  let mainNs = 0;
+  let otherNs = 0;
+  for (const s of parsePerfScript(r.stdout)) {
+    const c = categorise(s.frames);
+    const onMain = s.tid === s.pid;
+    const into = onMain ? main : others;
+    into.set(c, (into.get(c) ?? 0) + s.ns);
+    if (onMain) mainNs += s.ns;
+    else otherNs += s.ns;
+  }
+  return { main, others, mainNs, otherNs };
+}
+
+/** readPerf's figures as text, per unit of work (`units` of them: connections, messages). */
+export function summarisePerf(file, { units = 1, unit = 'run', top = 30 } = {}) {
+  const { main, others, mainNs, otherNs } = readPerf(file);
+  const us = (ns) => (ns / 1000 / units).toFixed(2).padStart(8);
+  const lines = [
+    `${file}`,
+    `CPU sampled by perf: ${((mainNs + otherNs) / 1e6).toFixed(0)} ms; per ${unit} (${units}): ${us(mainNs + otherNs).trim()} µs,`
+      + ` of which the main thread ${us(mainNs).trim()} µs and the other threads ${us(otherNs).trim()} µs`,
+    '',
+    `main thread, µs per ${unit}:`,
+    ...[...main].sort((a, b) => b[1] - a[1]).slice(0, top).map(([k, ns]) => `${us(ns)}  ${k}`),
+    '',
+    `other threads (V8's GC helpers and compiler, libuv's pool), µs per ${unit}:`,
+    ...[...others].sort((a, b) => b[1] - a[1]).slice(0, 8).map(([k, ns]) => `${us(ns)}  ${k}`),
+  ];
+  return lines.join('\n');
+}

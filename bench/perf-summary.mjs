@@ -1,0 +1,23 @@
+#!/usr/bin/env node
+// Summarises a `perf record` of a server (from `npm run bench -- --perf`, or
+// any perf.data of a node process run with --perf-basic-prof): its CPU by
+// thread and by what it was doing — each system call, page faults, GC,
+// compiling, the JS function it was in — per unit of work.
+// usage: node bench/perf-summary.mjs FILE.perf.data [--per N] [--unit connection] [--top 30]
+import { parseArgs } from 'node:util';
+import { perfUnavailable, summarisePerf } from './lib/perf.mjs';
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { per: { type: 'string', default: '1' }, unit: { type: 'string', default: 'run' }, top: { type: 'string', default: '30' } },
+});
+if (positionals.length !== 1) {
+  console.error('usage: node bench/perf-summary.mjs FILE.perf.data [--per N] [--unit connection] [--top 30]');
+  process.exit(2);
+}
+const why = perfUnavailable();
+if (why) {
+  console.error(why);
+  process.exit(2);
+}
+console.log(summarisePerf(positionals[0], { units: Number(values.per), unit: values.unit, top: Number(values.top) }));
