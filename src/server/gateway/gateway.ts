@@ -129,10 +129,12 @@ export class Gateway {
     const { principal, credential } = admission;
     const cursors = parseCursors(admission.url.searchParams);
     // The 101 answer and WELCOME leave in one write (one system call, one
-    // packet) instead of two: WELCOME is sent once the store's heads are
-    // read, within this turn of the event loop for the embedded stores; a
-    // slower store only means the 101 goes out alone at the end of the turn.
-    this.#corkUntilEndOfTurn(socket);
+    // packet) instead of two: the socket is corked until WELCOME is written.
+    // With the embedded stores that is within this call (the heads are at
+    // hand), and both leave at once; a store that answers later only means
+    // the 101 goes out alone at the end of the turn.
+    socket.cork();
+    let welcomed = false;
     this.#wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
       const conn = new Connection(ws, socket, principal, credential, {
         store: this.#o.store, acks: this.#acks, commands: this.#o.commands, logger: this.#o.logger, limits: this.#o.limits, now: this.#now,
@@ -152,19 +154,24 @@ export class Gateway {
         conn.close(CloseCode.TRY_AGAIN, 'replay failed, reconnect');
       };
       try {
-        conn.start(cursors)?.catch(failed);
+        const starting = conn.start(cursors);
+        if (starting) starting.catch(failed);
+        else welcomed = true;
       } catch (err) {
         failed(err);
       }
     });
+    // Sent now rather than at the end of the turn, after every other
+    // handshake read in it: 4–9% more connects a second in W1 (docs/bench.md, eighth round).
+    if (welcomed) socket.uncork();
+    else this.#uncorkAtEndOfTurn(socket);
     return undefined;
   }
 
-  /** Sockets corked in this turn of the event loop; one setImmediate uncorks them all. */
+  /** Corked sockets whose WELCOME was not written yet; one setImmediate uncorks them all. */
   #corked: Duplex[] = [];
 
-  #corkUntilEndOfTurn(socket: Duplex): void {
-    socket.cork();
+  #uncorkAtEndOfTurn(socket: Duplex): void {
     if (this.#corked.push(socket) > 1) return;
     setImmediate(() => {
       const corked = this.#corked;
