@@ -162,7 +162,8 @@ export class Gateway {
       }
     });
     // Sent now rather than at the end of the turn, after every other
-    // handshake read in it: 4–9% more connects a second in W1 (docs/bench.md, eighth round).
+    // handshake read in it: about 5% less server CPU per connect in W1
+    // (docs/bench.md, eighth round).
     if (welcomed) socket.uncork();
     else this.#uncorkAtEndOfTurn(socket);
     return undefined;
