@@ -7,7 +7,9 @@
 // as time spent in that call; on two cores shared with the load generators
 // that is a large share of a W1 or W2 profile.
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 /** Samples a second: a prime, so the sampling does not beat with a timer of the server. */
 const HZ = 4999;
@@ -25,7 +27,9 @@ export function perfUnavailable() {
  * file is written.
  */
 export async function perfRecord(pid, file) {
-  const perf = spawn('perf', ['record', '-F', String(HZ), '-g', '-p', String(pid), '-o', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // -k mono: the clock of V8's jit-<pid>.dump, for `perf inject --jit`; -N:
+  // no copies of every binary it sampled into ~/.debug.
+  const perf = spawn('perf', ['record', '-N', '-k', 'mono', '-F', String(HZ), '-g', '-p', String(pid), '-o', file], { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   perf.stderr.on('data', (c) => { err += c; });
   const exited = new Promise((resolve) => perf.once('exit', (code) => resolve(code)));
@@ -102,12 +106,33 @@ export function parsePerfScript(text) {
 }
 
 /**
+ * The recording with V8's JIT code named (`perf inject --jit`, once: it
+ * writes <file>.jit and a jitted-<pid>-<n>.so per code object beside the
+ * process's jit-<pid>.dump), or `file` itself when the process kept no dump
+ * (run without --perf-prof: JS frames then have no names).
+ */
+function withJitNames(file) {
+  const injected = `${file}.jit`;
+  if (existsSync(injected)) return injected;
+  // perf inject copies every binary and jitted .so into a build-id cache
+  // (~/.debug by default, hundreds of MB): a temporary one, removed after.
+  const cache = mkdtempSync(join(tmpdir(), 'herald-perf-buildid-'));
+  try {
+    const r = spawnSync('perf', ['--buildid-dir', cache, 'inject', '--jit', '-i', file, '-o', injected], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`perf inject failed: ${r.stderr.trim().split('\n').pop()}`);
+  } finally {
+    rmSync(cache, { recursive: true, force: true });
+  }
+  return injected;
+}
+
+/**
  * Reads a perf.data file: each category's CPU (ns) on the main thread
  * (tid = pid: the event loop) and on the others (V8's GC helpers and
  * compiler, libuv's pool).
  */
 export function readPerf(file) {
-  const r = spawnSync('perf', ['script', '-i', file, '-F', 'pid,tid,period,ip,sym,dso'], { encoding: 'utf8', maxBuffer: 1 << 30 });
+  const r = spawnSync('perf', ['script', '-i', withJitNames(file), '-F', 'pid,tid,period,ip,sym,dso'], { encoding: 'utf8', maxBuffer: 1 << 30 });
   if (r.status !== 0) throw new Error(`perf script failed: ${r.stderr.trim().split('\n').pop()}`);
   const main = new Map();
   const others = new Map();

@@ -7,9 +7,10 @@ import { ipcClient } from './ipc.mjs';
 const children = new Set();
 
 /** Forks `script` with node flags `execArgv`; resolves once it reports {event:'ready'}. */
-export async function startChild(name, script, { execArgv = [], env = {}, args = [], readyTimeoutMs = 30_000 } = {}) {
+export async function startChild(name, script, { execArgv = [], env = {}, args = [], cwd = undefined, readyTimeoutMs = 30_000 } = {}) {
   const child = fork(script, args, {
     execArgv,
+    cwd,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
     serialization: 'advanced', // typed arrays of latencies cross as they are

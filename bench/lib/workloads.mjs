@@ -13,10 +13,18 @@ const BENCH = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 /** Starts the server `name` (floor, socketio, herald-memory, herald-sqlite). */
 async function startServer(name, cfg) {
-  // --perf: V8 writes /tmp/perf-<pid>.map, which names the JIT's code for `perf`.
-  const execArgv = cfg.perf ? ['--expose-gc', '--perf-basic-prof'] : ['--expose-gc'];
-  if (name === 'floor') return { ...(await startChild(name, join(BENCH, 'servers/floor.mjs'), { execArgv })), kind: 'floor' };
-  if (name === 'socketio') return { ...(await startChild(name, join(BENCH, 'servers/socketio.mjs'), { execArgv })), kind: 'socketio' };
+  const execArgv = ['--expose-gc'];
+  let cwd;
+  if (cfg.perf) {
+    // --perf: V8 logs where it puts each piece of JIT code (jit-<pid>.dump,
+    // in the working directory), so that `perf inject --jit` names the JS
+    // functions right even where V8 reused an address.
+    execArgv.push('--perf-prof');
+    cwd = join(BENCH, 'profiles', `jit-${name}-${Date.now()}`);
+    mkdirSync(cwd, { recursive: true });
+  }
+  if (name === 'floor') return { ...(await startChild(name, join(BENCH, 'servers/floor.mjs'), { execArgv, cwd })), kind: 'floor' };
+  if (name === 'socketio') return { ...(await startChild(name, join(BENCH, 'servers/socketio.mjs'), { execArgv, cwd })), kind: 'socketio' };
   const dataDir = mkdtempSync(join(tmpdir(), 'herald-bench-'));
   const env = {
     HERALD_STORE: name === 'herald-sqlite' ? 'sqlite' : 'memory',
@@ -24,7 +32,7 @@ async function startServer(name, cfg) {
     HERALD_SECRET: randomBytes(32).toString('hex'),
     HERALD_API_TOKEN: randomBytes(24).toString('hex'),
   };
-  const s = await startChild(name, join(BENCH, 'servers/herald.mjs'), { execArgv, env });
+  const s = await startChild(name, join(BENCH, 'servers/herald.mjs'), { execArgv, env, cwd });
   const srv = { ...s, kind: 'herald', dataDir };
   if (name === 'herald-sqlite' && !/sqlite/i.test(s.ready.storeClass)) {
     await stopServer(srv, cfg);
