@@ -27,28 +27,38 @@ export interface KeyUse {
   expiresAt: number;
 }
 
+/** A retained notification's row: its SEQ, its expiry and where its JSON is, one number each. */
+const SEQ = 0;
+const EXPIRES = 1;
+const LOC = 2;
+const ROW = 3;
+/** Rows of a stream's first table (96 bytes: V8 keeps it outside its heap). */
+const FIRST_ROWS = 4;
+/** A table larger than this many rows shrinks when pruning leaves it a quarter full or less. */
+const SHRINK_ABOVE = 64;
+const NO_ROWS = new Float64Array(0);
+
 /**
  * One stream's committed state.
  *
- * The retained notifications are kept column by column — SEQs, expiries and
- * where each one's JSON is, in three number arrays — rather than as an object
- * each: a number array holds its numbers unboxed, and the JSON itself is in
- * the index's JsonArena, outside the JavaScript heap. A retained notification
- * thus costs the garbage collector nothing to copy or mark (as a string, an
- * object and a boxed expiry each, it was copied twice while young and marked
- * on every full collection after). JSON too long for the arena stays a
- * string, in `#long`.
+ * The retained notifications are rows of three numbers — SEQ, expiry and
+ * where the JSON is — in one Float64Array, oldest first, and the JSON itself
+ * is in the index's JsonArena: both outside the JavaScript heap. As three
+ * number arrays, every growth of an array put a copy of it in the old
+ * generation (most of what a store promoted: 13 MB in a W2 run against
+ * 2.5 MB now), and the full collections that brought were 6% of the CPU per
+ * notification (docs/bench.md, eighth round). The table doubles when full,
+ * after first sliding its rows down over the dropped ones when that frees
+ * half of it. JSON too long for the arena stays a string, in `#long`.
  */
 export class StreamState {
   lastSeq = 0;
   acked = 0;
-  /** Index of the oldest retained notification in the arrays below: dropping the oldest moves it, not every element. */
-  start = 0;
-  /** SEQs of the retained notifications, ascending. */
-  #seqs: number[] = [];
-  #expires: number[] = [];
-  /** Each one's position in the arena, or -1 when its JSON is in #long (by SEQ). */
-  #locs: number[] = [];
+  /** Row of the oldest retained notification: dropping the oldest moves it, not every row. */
+  #start = 0;
+  /** Row after the newest. */
+  #end = 0;
+  #rows: Float64Array = NO_ROWS;
   #long: Map<number, string> | undefined = undefined;
   readonly #arena: JsonArena;
   keys: Map<string, KeyUse> | undefined = undefined;
@@ -64,70 +74,82 @@ export class StreamState {
   }
 
   get retained(): number {
-    return this.#seqs.length - this.start;
+    return this.#end - this.#start;
   }
 
   /** SEQ of the oldest retained notification, or lastSeq + 1 when none is. */
   get firstSeq(): number {
-    return this.start < this.#seqs.length ? this.#seqs[this.start]! : this.lastSeq + 1;
+    return this.#start < this.#end ? this.#rows[this.#start * ROW + SEQ]! : this.lastSeq + 1;
   }
 
   /** SEQ of the i-th retained notification, oldest first. */
   seqAt(i: number): number {
-    return this.#seqs[this.start + i]!;
+    return this.#rows[(this.#start + i) * ROW + SEQ]!;
   }
 
   push(m: Retained): void {
-    this.#seqs.push(m.seq);
-    this.#expires.push(m.expiresAt);
+    if (this.#end * ROW === this.#rows.length) this.#makeRoom();
+    const at = this.#end++ * ROW;
+    const rows = this.#rows;
+    rows[at + SEQ] = m.seq;
+    rows[at + EXPIRES] = m.expiresAt;
     if (JsonArena.holds(m.json)) {
-      this.#locs.push(this.#arena.put(m.json));
+      rows[at + LOC] = this.#arena.put(m.json);
     } else {
-      this.#locs.push(-1);
+      rows[at + LOC] = -1;
       (this.#long ??= new Map()).set(m.seq, m.json);
     }
     if (m.expiresAt < this.nextExpiry) this.nextExpiry = m.expiresAt;
   }
 
-  /** The JSON of the notification at index i of the arrays. */
-  #json(i: number): string {
-    const loc = this.#locs[i]!;
-    return loc >= 0 ? this.#arena.get(loc) : this.#long!.get(this.#seqs[i]!)!;
+  /** The table is full: slides the rows down over dropped ones when that frees half of it, or doubles it. */
+  #makeRoom(): void {
+    const live = this.#end - this.#start;
+    const capacity = this.#rows.length / ROW;
+    if (this.#start > 0 && live * 2 <= capacity) {
+      this.#rows.copyWithin(0, this.#start * ROW, this.#end * ROW);
+    } else {
+      const bigger = new Float64Array(Math.max(FIRST_ROWS, capacity * 2) * ROW);
+      bigger.set(this.#rows.subarray(this.#start * ROW, this.#end * ROW));
+      this.#rows = bigger;
+    }
+    this.#start = 0;
+    this.#end = live;
   }
 
-  /** Lets go of the JSON of the notification at index i. */
+  /** The JSON of the notification in row i. */
+  #json(i: number): string {
+    const loc = this.#rows[i * ROW + LOC]!;
+    return loc >= 0 ? this.#arena.get(loc) : this.#long!.get(this.#rows[i * ROW + SEQ]!)!;
+  }
+
+  /** Lets go of the JSON of the notification in row i. */
   #release(i: number): void {
-    const loc = this.#locs[i]!;
+    const loc = this.#rows[i * ROW + LOC]!;
     if (loc >= 0) this.#arena.free(loc);
-    else this.#long!.delete(this.#seqs[i]!);
+    else this.#long!.delete(this.#rows[i * ROW + SEQ]!);
   }
 
   dropOldest(n: number): void {
-    const end = Math.min(this.start + n, this.#seqs.length);
-    for (let i = this.start; i < end; i++) this.#release(i);
-    this.start = end;
-    // Compact once half the entries are dropped ones: amortised O(1) per drop.
-    if (this.start >= 32 && this.start * 2 >= this.#seqs.length) {
-      this.#seqs = this.#seqs.slice(this.start);
-      this.#expires = this.#expires.slice(this.start);
-      this.#locs = this.#locs.slice(this.start);
-      this.start = 0;
-    }
+    const end = Math.min(this.#start + n, this.#end);
+    for (let i = this.#start; i < end; i++) this.#release(i);
+    this.#start = end;
+    if (this.#start === this.#end) this.#start = this.#end = 0;
   }
 
   /** Moves the JSON of every notification in one of the `sparse` chunks of the arena to its active chunk. */
   relocate(sparse: ReadonlySet<number>): void {
-    const locs = this.#locs;
-    for (let i = this.start; i < locs.length; i++) {
-      const loc = locs[i]!;
-      if (loc >= 0 && sparse.has(JsonArena.chunkOf(loc))) locs[i] = this.#arena.move(loc);
+    const rows = this.#rows;
+    for (let at = this.#start * ROW + LOC; at < this.#end * ROW; at += ROW) {
+      const loc = rows[at]!;
+      if (loc >= 0 && sparse.has(JsonArena.chunkOf(loc))) rows[at] = this.#arena.move(loc);
     }
   }
 
   /** Drops the retained notifications with a SEQ below `seq`. */
   dropBelow(seq: number): void {
     const i = this.#firstAbove(seq - 1);
-    if (i > this.start) this.dropOldest(i - this.start);
+    if (i > this.#start) this.dropOldest(i - this.#start);
   }
 
   setKey(key: string, use: KeyUse): void {
@@ -135,14 +157,14 @@ export class StreamState {
     if (use.expiresAt < this.nextExpiry) this.nextExpiry = use.expiresAt;
   }
 
-  /** Index of the first retained notification with a SEQ above `seq` (binary search: SEQs increase). */
+  /** Row of the first retained notification with a SEQ above `seq` (binary search: SEQs increase). */
   #firstAbove(seq: number): number {
-    const seqs = this.#seqs;
-    let lo = this.start;
-    let hi = seqs.length;
+    const rows = this.#rows;
+    let lo = this.#start;
+    let hi = this.#end;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
-      if (seqs[mid]! <= seq) lo = mid + 1;
+      if (rows[mid * ROW + SEQ]! <= seq) lo = mid + 1;
       else hi = mid;
     }
     return lo;
@@ -151,9 +173,10 @@ export class StreamState {
   /** Unexpired notifications after `afterSeq`, at most `limit`, with their ids. */
   read(stream: string, afterSeq: number, limit: number, now: number): StoredMessage[] {
     const out: StoredMessage[] = [];
-    for (let i = this.#firstAbove(afterSeq); i < this.#seqs.length && out.length < limit; i++) {
-      const seq = this.#seqs[i]!;
-      const expiresAt = this.#expires[i]!;
+    const rows = this.#rows;
+    for (let i = this.#firstAbove(afterSeq); i < this.#end && out.length < limit; i++) {
+      const seq = rows[i * ROW + SEQ]!;
+      const expiresAt = rows[i * ROW + EXPIRES]!;
       if (expiresAt > now) out.push({ id: messageId(this.epoch, seq, stream), seq, json: this.#json(i), expiresAt });
     }
     return out;
@@ -162,32 +185,35 @@ export class StreamState {
   /** The retained notification `seq`, or undefined when it is not retained. */
   find(seq: number): Retained | undefined {
     const i = this.#firstAbove(seq - 1);
-    return this.#seqs[i] === seq ? { seq, json: this.#json(i), expiresAt: this.#expires[i]! } : undefined;
+    return i < this.#end && this.#rows[i * ROW + SEQ] === seq
+      ? { seq, json: this.#json(i), expiresAt: this.#rows[i * ROW + EXPIRES]! }
+      : undefined;
   }
 
   /** Removes expired notifications and keys; returns how many notifications went. */
   prune(now: number): number {
     if (this.nextExpiry > now) return 0;
     let next = Infinity;
-    const seqs: number[] = [];
-    const expires: number[] = [];
-    const locs: number[] = [];
-    for (let i = this.start; i < this.#seqs.length; i++) {
-      const expiresAt = this.#expires[i]!;
+    const rows = this.#rows;
+    // The unexpired rows slide down to the front of the table, in order.
+    let kept = 0;
+    for (let i = this.#start; i < this.#end; i++) {
+      const expiresAt = rows[i * ROW + EXPIRES]!;
       if (expiresAt > now) {
-        seqs.push(this.#seqs[i]!);
-        expires.push(expiresAt);
-        locs.push(this.#locs[i]!);
+        if (kept !== i) rows.copyWithin(kept * ROW, i * ROW, i * ROW + ROW);
+        kept++;
         if (expiresAt < next) next = expiresAt;
       } else {
         this.#release(i);
       }
     }
-    const removed = this.retained - seqs.length;
-    this.#seqs = seqs;
-    this.#expires = expires;
-    this.#locs = locs;
-    this.start = 0;
+    const removed = this.retained - kept;
+    this.#start = 0;
+    this.#end = kept;
+    const capacity = rows.length / ROW;
+    if (capacity > SHRINK_ABOVE && kept * 4 <= capacity) {
+      this.#rows = kept === 0 ? NO_ROWS : rows.slice(0, Math.max(FIRST_ROWS, kept * 2) * ROW);
+    }
     if (this.#long?.size === 0) this.#long = undefined;
     if (this.keys) {
       for (const [k, use] of this.keys) {
