@@ -22,6 +22,7 @@ import type { CommandService } from './commands/command-service.js';
 import { CommandRunner } from './commands/runner.js';
 import { createCommandAudit } from './commands/audit-sqlite.js';
 import { Gateway } from './gateway/gateway.js';
+import { tuneHeap } from './heap-tuning.js';
 import { Hub } from './hub.js';
 import { createLogger } from './logger.js';
 import { Notifier } from './notifier.js';
@@ -94,6 +95,7 @@ export class Herald {
       throw new TypeError('createHerald: options.secret and options.apiToken must be set (call ensureSecrets first)');
     }
     const logger = deps.logger ?? createLogger(options);
+    tuneHeap(options.heapGrowingPercent);
     const store: MessageStore = deps.store ?? createStore(options, logger.child({ part: 'store' }));
     try {
       return await Herald.#build(options, logger, store);
