@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // Summarises a `perf record` of a server (from `npm run bench -- --perf`, or
-// any perf.data of a node process run with --perf-basic-prof): its CPU by
-// thread and by what it was doing — each system call, page faults, GC,
-// compiling, the JS function it was in — per unit of work.
+// any perf.data of a node process: run with --perf-prof and recorded with
+// `-k mono`, its JS frames are named): its CPU by thread and by what it was
+// doing — each system call, page faults, GC, compiling, the JS function it
+// was in — per unit of work.
 // usage: node bench/perf-summary.mjs FILE.perf.data [--per N] [--unit connection] [--top 30]
 import { parseArgs } from 'node:util';
 import { perfUnavailable, summarisePerf } from './lib/perf.mjs';
