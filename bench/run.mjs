@@ -32,8 +32,9 @@ if (cfg.w1Conns + 512 > limit) {
   cfg.w1Conns = fit;
 }
 
-if (cfg.perf && perfUnavailable()) {
-  console.error(`--perf: ${perfUnavailable()}`);
+const noPerf = cfg.perf ? perfUnavailable() : undefined;
+if (noPerf) {
+  console.error(`--perf: ${noPerf}`);
   process.exit(2);
 }
 

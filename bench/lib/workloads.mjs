@@ -144,6 +144,11 @@ async function session(name, cfg, n, body) {
   }
 }
 
+/** Notifications the load generators received in all (their `wait` answers). */
+function receivedBy(got) {
+  return got.reduce((a, g) => a + g.received, 0);
+}
+
 /** --perf recordings waiting for their summary. */
 const perfPending = [];
 
@@ -268,9 +273,9 @@ export async function runConnections(name, cfg, { w1, w3 }) {
       const { sendTimes, answerMs, got } = await profiled(ctx.srv, cfg, 'w3', async () => {
         const sent = await sender.call('broadcast', { count }, cfg.waitTimeoutMs);
         return { ...sent, got: await Promise.all(waits) };
-      }, (r) => ({ count: r.got.reduce((a, g) => a + g.received, 0), unit: 'delivery' }));
+      }, (r) => ({ count: receivedBy(r.got), unit: 'delivery' }));
       const cpu1 = cpuOf(pids);
-      const received = got.reduce((a, g) => a + g.received, 0);
+      const received = receivedBy(got);
       const last = Math.max(...got.map((g) => g.lastRecv));
       const perB = sendTimes.map((t, b) => Math.max(...got.map((g) => g.perBroadcastLast[b] ?? NaN)) - t);
       const cpu = cpuDelta(cpu0, cpu1);
@@ -312,11 +317,11 @@ async function measureUnicast(ctx, cfg, send) {
   const { sent, got } = await profiled(ctx.srv, cfg, send.cmd, async () => {
     const sent = await sender.call(send.cmd, { ids, ...send.args }, cfg.waitTimeoutMs);
     return { sent, got: await Promise.all(waits) };
-  }, (r) => ({ count: r.got.reduce((a, g) => a + g.received, 0), unit: 'message' }));
+  }, (r) => ({ count: receivedBy(r.got), unit: 'message' }));
   const gc = await ctx.srv.call('gcStop');
   const cpu1 = cpuOf(pids);
   if (cfg.timeline) writeTimeline(ctx.srv, send.cmd, got, gc.events);
-  const received = got.reduce((a, g) => a + g.received, 0);
+  const received = receivedBy(got);
   const last = Math.max(...got.map((g) => g.lastRecv));
   const lat = mergeSorted(got.map((g) => g.latencies));
   const cpu = cpuDelta(cpu0, cpu1);
