@@ -69,3 +69,23 @@ test('--herald-ttl 0 sends live-only notifications, all delivered, and does not 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('--server-node-flags starts every server with those node flags and does not judge the targets', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'herald-bench-flags-'));
+  try {
+    const out = join(dir, 'results.md');
+    const args = [
+      '--servers', 'floor,herald-memory', '--workloads', 'w2', '--reps', '1', '--loadgens', '1',
+      '--w2-people', '20', '--w2-total', '400', '--w2-warmup', '40', '--w2-batch', '20', '--wait-timeout-ms', '20000', '--out', out,
+      // --print-flag-values: V8 lists every flag's value as it starts, one `--name=value` a line; once per server process.
+      '--server-node-flags=--max-semi-space-size=4 --print-flag-values',
+    ];
+    const log = await runBench(args);
+    assert.equal(log.match(/^--max-semi-space-size=4$/gm)?.length, 2, log.slice(0, 2000));
+    const md = readFileSync(out, 'utf8');
+    assert.match(md, /Every server ran with the node flags `--max-semi-space-size=4 --print-flag-values`/);
+    assert.match(md, /W2 throughput ≥ 1\.0× floor \(memory store\) \|[^\n]*not judged \(`--server-node-flags`\)/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

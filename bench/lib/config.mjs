@@ -29,6 +29,7 @@ const DEFAULTS = {
   cpuProf: false, // --cpu-prof on the Herald processes (bench/profiles/)
   perf: false, // --perf: Linux perf on every server over each measured phase, summarised per connection / message (bench/profiles/*.perf.txt)
   timeline: false, // --timeline: W2/W4 send times, latencies and GC pauses (bench/profiles/*.timeline.json)
+  serverNodeFlags: '', // node/V8 flags for every server process, space-separated (--server-node-flags=--trace-gc); the targets are then not judged
   out: '',
 };
 
@@ -74,6 +75,8 @@ export function loadConfig(argv = process.argv.slice(2), env = process.env) {
   for (const w of c.workloads) if (!WORKLOADS.includes(w)) throw new Error(`unknown workload ${w}`);
   if (!c.out) c.out = quick ? 'bench/results-quick.md' : 'bench/results.md';
   if (c.heraldTtl !== '' && !(Number(c.heraldTtl) >= 0)) throw new Error(`heraldTtl: expected seconds (a non-negative number), got ${c.heraldTtl}`);
+  c.serverNodeFlags = c.serverNodeFlags.split(/\s+/).filter(Boolean);
+  for (const f of c.serverNodeFlags) if (!f.startsWith('--')) throw new Error(`serverNodeFlags: expected node flags (--name or --name=value), got ${f}`);
   c.reps = Math.max(1, Math.floor(c.reps));
   c.loadgens = Math.max(1, Math.floor(c.loadgens));
   return c;

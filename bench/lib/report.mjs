@@ -182,6 +182,9 @@ export function renderMarkdown({ cfg, rows, info, durationS, failures = [] }) {
   if (cfg.heraldTtl !== '') {
     out.push(`- **Herald notifications carry \`"ttl": ${cfg.heraldTtl}\`** (\`--herald-ttl\`), not the server's default${Number(cfg.heraldTtl) === 0 ? ': live only, nothing stored, no SEQ, so the clients have nothing to ack. The targets of issue 7 are for stored notifications; this run measures what storing them costs' : ''}`);
   }
+  if (cfg.serverNodeFlags.length > 0) {
+    out.push(`- **Every server ran with the node flags \`${cfg.serverNodeFlags.join(' ')}\`** (\`--server-node-flags\`): a run to look into a server, not to judge the targets by`);
+  }
   if (batch) out.push(`- Herald sends: ${batch.metrics.heraldBatch ? '`POST /api/v1/send/batch` with `"answer":"summary"` (totals, as the floor answers a count) and the same batch size as the floor' : '**one `POST /api/v1/send` per notification** (no batch endpoint), the same number in flight as one floor batch'}`);
   out.push('');
   out.push('## Targets (issue 7)');
@@ -189,7 +192,10 @@ export function renderMarkdown({ cfg, rows, info, durationS, failures = [] }) {
   out.push('| target | floor | Herald | ratio | met |');
   out.push('| --- | --- | --- | --- | --- |');
   for (const v of targetVerdicts(rows)) {
-    const verdict = v.met === null ? 'not measured' : cfg.heraldTtl !== '' ? 'not judged (`--herald-ttl`)' : v.met ? 'yes' : '**no**';
+    const verdict = v.met === null ? 'not measured'
+      : cfg.heraldTtl !== '' ? 'not judged (`--herald-ttl`)'
+        : cfg.serverNodeFlags.length > 0 ? 'not judged (`--server-node-flags`)'
+          : v.met ? 'yes' : '**no**';
     out.push(`| ${v.text} | ${fmtNum(v.floor, 2)} | ${fmtNum(v.herald, 2)} | ${fmtNum(v.ratio, 2)}× | ${verdict} |`);
   }
   for (const w of ['w1', 'w2', 'w3', 'w4']) {

@@ -13,7 +13,8 @@ const BENCH = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 /** Starts the server `name` (floor, socketio, herald-memory, herald-sqlite). */
 async function startServer(name, cfg) {
-  const execArgv = ['--expose-gc'];
+  // --server-node-flags: the same node/V8 flags for every server (GC or JIT traces, heap sizes).
+  const execArgv = ['--expose-gc', ...cfg.serverNodeFlags];
   let cwd;
   if (cfg.perf) {
     // --perf: V8 logs where it puts each piece of JIT code (jit-<pid>.dump,
