@@ -57,3 +57,66 @@ test('a --heap-growing-percent on node\'s command line wins, and 0 leaves V8 alo
   assert.ok(overridden.majors >= 3 * Math.max(1, high.majors), `command line 10%: ${overridden.majors}, 300%: ${high.majors}`);
   assert.equal((await fullCollections(0)).applied, false);
 });
+
+// tuneScavenger: a child makes young garbage with some survivors, runs with
+// --trace-gc-nvp, and sums the time V8's helper threads spent in its
+// scavenges (background.scavenge.parallel). The scavenges while tsx loads,
+// before the flag is set, count too: a few ms, against about 150 ms for the
+// workload's own with the helpers on; so each check compares two runs.
+const SCAVENGER_CHILD = `
+const { tuneScavenger } = await import(process.env.HEAP_MODULE);
+const mode = process.env.MODE === 'auto' ? 'auto' : process.env.MODE === 'true';
+const flag = tuneScavenger(mode, Number(process.env.CPUS));
+const keep = [];
+for (let i = 0; i < 3e6; i++) { const o = { a: i, b: 'x' + i, c: [i] }; if (i % 10 === 0) keep.push(o); if (keep.length > 50000) keep.length = 0; }
+console.log('RESULT ' + JSON.stringify({ flag: flag ?? null }));
+`;
+
+/** Runs the workload with tuneScavenger(mode, cpus); returns the flag it set and the scavenges' helper time. */
+async function scavenges(mode: 'auto' | boolean, cpus: number, nodeFlags: string[] = []): Promise<{ flag: string | null; count: number; helperMs: number }> {
+  const child = spawn(process.execPath, [...nodeFlags, '--trace-gc-nvp', '--import', 'tsx', '--input-type=module', '-e', SCAVENGER_CHILD], {
+    env: { ...process.env, HEAP_MODULE: MODULE, MODE: String(mode), CPUS: String(cpus) },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  assert.equal(code, 0, out.slice(-2000));
+  const result = /^RESULT (.*)$/m.exec(out);
+  assert.ok(result, out.slice(-2000));
+  let count = 0;
+  let helperMs = 0;
+  for (const line of out.split('\n')) {
+    if (!/\bgc=s\b/.test(line)) continue;
+    count++;
+    helperMs += Number(/\bbackground\.scavenge\.parallel=([0-9.]+)/.exec(line)?.[1] ?? 0);
+  }
+  return { ...(JSON.parse(result[1]!) as { flag: string | null }), count, helperMs };
+}
+
+/** `many` used V8's helper threads in its scavenges, `few` (nearly) not: five times the time at least. */
+function helpedMore(many: { helperMs: number; count: number }, few: { helperMs: number; count: number }, what: string): void {
+  assert.ok(many.count >= 10 && few.count >= 10, `${what}: too few scavenges (${many.count}, ${few.count})`);
+  assert.ok(many.helperMs > 5 * few.helperMs + 1, `${what}: helpers ${many.helperMs} ms against ${few.helperMs} ms`);
+}
+
+test('parallelScavenge: false scavenges on the main thread alone, true with V8\'s helpers', async () => {
+  const off = await scavenges(false, 2);
+  const on = await scavenges(true, 2);
+  assert.equal(off.flag, '--no-parallel-scavenge');
+  assert.equal(on.flag, '--parallel-scavenge');
+  // Measured: about 45 scavenges each; the helpers' time 5 ms (while tsx loaded) against about 150 ms.
+  helpedMore(on, off, 'true against false');
+});
+
+test('parallelScavenge auto: off at 2 CPUs or fewer, V8\'s default above; node\'s command line wins', async () => {
+  const off = await scavenges(false, 2);
+  const two = await scavenges('auto', 2);
+  assert.equal(two.flag, '--no-parallel-scavenge');
+  const eight = await scavenges('auto', 8);
+  assert.equal(eight.flag, null);
+  helpedMore(eight, two, 'auto at 8 CPUs against auto at 2');
+  const overridden = await scavenges(false, 2, ['--parallel-scavenge']);
+  assert.equal(overridden.flag, null);
+  helpedMore(overridden, off, 'false under node --parallel-scavenge against false');
+});

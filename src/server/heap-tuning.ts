@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { setFlagsFromString } from 'node:v8';
 
 /**
@@ -21,4 +22,34 @@ export function tuneHeap(percent: number, execArgv: readonly string[] = process.
   if (percent <= 0 || execArgv.some((a) => a.startsWith('--heap-growing-percent') || a.startsWith('--heap_growing_percent'))) return false;
   setFlagsFromString(`--heap-growing-percent=${Math.round(percent)}`);
   return true;
+}
+
+/**
+ * Whether V8 scavenges (collects the young generation) on the main thread
+ * alone or splits each scavenge across helper threads, which the main
+ * thread then waits for.
+ *
+ * On a machine with 2 CPUs or fewer the helpers wait for a core that the
+ * event loop, the load and every other process want: the pause lasts until
+ * the slowest of them got one, and the split costs CPU of its own (a
+ * scavenge-heavy loop here: 173 ms of CPU on the main thread alone against
+ * 111 ms there plus 158 ms on the helpers). On the bench's 2 CPUs,
+ * scavenging on the main thread took Herald's server less CPU per connect
+ * in every pair and mostly shortened W4's tail (docs/bench.md, ninth round).
+ * `auto` therefore turns the split off at 2 CPUs or fewer and leaves V8's
+ * default (on) above; `true` and `false` force it.
+ *
+ * V8 reads the flag at each scavenge, so it can be set after start-up. A
+ * `--parallel-scavenge` or `--no-parallel-scavenge` on node's own command
+ * line wins. Returns the flag it set, or undefined.
+ */
+export function tuneScavenger(
+  mode: 'auto' | boolean, cpus: number = availableParallelism(), execArgv: readonly string[] = process.execArgv,
+): '--parallel-scavenge' | '--no-parallel-scavenge' | undefined {
+  if (execArgv.some((a) => /^--(no-)?parallel[-_]scavenge(=|$)/.test(a))) return undefined;
+  const parallel = mode === 'auto' ? cpus > 2 : mode;
+  if (mode === 'auto' && parallel) return undefined;
+  const flag = parallel ? '--parallel-scavenge' : '--no-parallel-scavenge';
+  setFlagsFromString(flag);
+  return flag;
 }
