@@ -33,9 +33,10 @@ export function tuneHeap(percent: number, execArgv: readonly string[] = process.
  * event loop, the load and every other process want: the pause lasts until
  * the slowest of them got one, and the split costs CPU of its own (a
  * scavenge-heavy loop here: 173 ms of CPU on the main thread alone against
- * 111 ms there plus 158 ms on the helpers). On the bench's 2 CPUs,
- * scavenging on the main thread took Herald's server less CPU per connect
- * in every pair and mostly shortened W4's tail (docs/bench.md, ninth round).
+ * 111 ms there plus 158 ms on the helpers). On the bench's 2 CPUs under
+ * load, scavenging on the main thread alone cut the share of time Herald's
+ * event loop stood still for GC in W2 from 1.7–2.2% to 1.2–1.5%, in every
+ * pair (docs/bench.md, ninth round).
  * `auto` therefore turns the split off at 2 CPUs or fewer and leaves V8's
  * default (on) above; `true` and `false` force it.
  *
