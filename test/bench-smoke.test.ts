@@ -23,69 +23,61 @@ async function runBench(args: string[]): Promise<string> {
   return log;
 }
 
-test('npm run bench runs every workload at toy sizes and writes its results', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'herald-bench-smoke-'));
+/** Runs `body` with a results path in a fresh temporary directory, removed after. */
+async function withResultsFile(prefix: string, body: (out: string) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
   try {
-    const out = join(dir, 'results.md');
-    const args = [
-      '--servers', 'floor,herald-memory', '--reps', '1', '--loadgens', '1',
-      '--w1-conns', '40', '--w2-people', '20', '--w2-total', '400', '--w2-warmup', '40', '--w2-batch', '20',
-      '--w3-broadcasts', '2', '--w4-duration-ms', '300', '--w4-rate', '500', '--wait-timeout-ms', '20000', '--out', out,
-    ];
-    const log = await runBench(args);
-    const json = JSON.parse(readFileSync(out.replace(/\.md$/, '.json'), 'utf8')) as { rows: Row[] };
-    for (const server of ['floor', 'herald-memory']) {
-      for (const w of ['w1', 'w2', 'w3', 'w4']) {
-        const row = json.rows.find((r) => r.server === server && r.workload === w);
-        assert.ok(row, `no ${w} result for ${server}\n${log}`);
-        if (w === 'w1') assert.equal(row.metrics.failed, 0, `${server}: failed connections\n${log}`);
-        else assert.equal(row.metrics.delivered, 1, `${server} ${w}: not everything delivered\n${log}`);
-      }
+    await body(join(dir, 'results.md'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+test('npm run bench runs every workload at toy sizes and writes its results', () => withResultsFile('herald-bench-smoke-', async (out) => {
+  const args = [
+    '--servers', 'floor,herald-memory', '--reps', '1', '--loadgens', '1',
+    '--w1-conns', '40', '--w2-people', '20', '--w2-total', '400', '--w2-warmup', '40', '--w2-batch', '20',
+    '--w3-broadcasts', '2', '--w4-duration-ms', '300', '--w4-rate', '500', '--wait-timeout-ms', '20000', '--out', out,
+  ];
+  const log = await runBench(args);
+  const json = JSON.parse(readFileSync(out.replace(/\.md$/, '.json'), 'utf8')) as { rows: Row[] };
+  for (const server of ['floor', 'herald-memory']) {
+    for (const w of ['w1', 'w2', 'w3', 'w4']) {
+      const row = json.rows.find((r) => r.server === server && r.workload === w);
+      assert.ok(row, `no ${w} result for ${server}\n${log}`);
+      if (w === 'w1') assert.equal(row.metrics.failed, 0, `${server}: failed connections\n${log}`);
+      else assert.equal(row.metrics.delivered, 1, `${server} ${w}: not everything delivered\n${log}`);
     }
-    const md = readFileSync(out, 'utf8');
-    assert.match(md, /## Targets \(issue 7\)/);
-    assert.match(md, /Herald \(memory\)/);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
   }
-});
+  const md = readFileSync(out, 'utf8');
+  assert.match(md, /## Targets \(issue 7\)/);
+  assert.match(md, /Herald \(memory\)/);
+}));
 
-test('--herald-ttl 0 sends live-only notifications, all delivered, and does not judge the targets', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'herald-bench-ttl-'));
-  try {
-    const out = join(dir, 'results.md');
-    const args = [
-      '--servers', 'floor,herald-memory', '--workloads', 'w2', '--reps', '1', '--loadgens', '1',
-      '--w2-people', '20', '--w2-total', '400', '--w2-warmup', '40', '--w2-batch', '20', '--herald-ttl', '0', '--wait-timeout-ms', '20000', '--out', out,
-    ];
-    const log = await runBench(args);
-    const json = JSON.parse(readFileSync(out.replace(/\.md$/, '.json'), 'utf8')) as { rows: Row[] };
-    const row = json.rows.find((r) => r.server === 'herald-memory' && r.workload === 'w2');
-    assert.equal(row?.metrics.delivered, 1, log);
-    const md = readFileSync(out, 'utf8');
-    assert.match(md, /Herald notifications carry `"ttl": 0`/);
-    assert.match(md, /W2 throughput ≥ 1\.0× floor \(memory store\) \|[^\n]*not judged/);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+test('--herald-ttl 0 sends live-only notifications, all delivered, and does not judge the targets', () => withResultsFile('herald-bench-ttl-', async (out) => {
+  const args = [
+    '--servers', 'floor,herald-memory', '--workloads', 'w2', '--reps', '1', '--loadgens', '1',
+    '--w2-people', '20', '--w2-total', '400', '--w2-warmup', '40', '--w2-batch', '20', '--herald-ttl', '0', '--wait-timeout-ms', '20000', '--out', out,
+  ];
+  const log = await runBench(args);
+  const json = JSON.parse(readFileSync(out.replace(/\.md$/, '.json'), 'utf8')) as { rows: Row[] };
+  const row = json.rows.find((r) => r.server === 'herald-memory' && r.workload === 'w2');
+  assert.equal(row?.metrics.delivered, 1, log);
+  const md = readFileSync(out, 'utf8');
+  assert.match(md, /Herald notifications carry `"ttl": 0`/);
+  assert.match(md, /W2 throughput ≥ 1\.0× floor \(memory store\) \|[^\n]*not judged/);
+}));
 
-test('--server-node-flags starts every server with those node flags and does not judge the targets', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'herald-bench-flags-'));
-  try {
-    const out = join(dir, 'results.md');
-    const args = [
-      '--servers', 'floor,herald-memory', '--workloads', 'w2', '--reps', '1', '--loadgens', '1',
-      '--w2-people', '20', '--w2-total', '400', '--w2-warmup', '40', '--w2-batch', '20', '--wait-timeout-ms', '20000', '--out', out,
-      // --print-flag-values: V8 lists every flag's value as it starts, one `--name=value` a line; once per server process.
-      '--server-node-flags=--max-semi-space-size=4 --print-flag-values',
-    ];
-    const log = await runBench(args);
-    assert.equal(log.match(/^--max-semi-space-size=4$/gm)?.length, 2, log.slice(0, 2000));
-    const md = readFileSync(out, 'utf8');
-    assert.match(md, /Every server ran with the node flags `--max-semi-space-size=4 --print-flag-values`/);
-    assert.match(md, /W2 throughput ≥ 1\.0× floor \(memory store\) \|[^\n]*not judged \(`--server-node-flags`\)/);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+test('--server-node-flags starts every server with those node flags and does not judge the targets', () => withResultsFile('herald-bench-flags-', async (out) => {
+  const args = [
+    '--servers', 'floor,herald-memory', '--workloads', 'w2', '--reps', '1', '--loadgens', '1',
+    '--w2-people', '20', '--w2-total', '400', '--w2-warmup', '40', '--w2-batch', '20', '--wait-timeout-ms', '20000', '--out', out,
+    // --print-flag-values: V8 lists every flag's value as it starts, one `--name=value` a line; once per server process.
+    '--server-node-flags=--max-semi-space-size=4 --print-flag-values',
+  ];
+  const log = await runBench(args);
+  assert.equal(log.match(/^--max-semi-space-size=4$/gm)?.length, 2, log.slice(0, 2000));
+  const md = readFileSync(out, 'utf8');
+  assert.match(md, /Every server ran with the node flags `--max-semi-space-size=4 --print-flag-values`/);
+  assert.match(md, /W2 throughput ≥ 1\.0× floor \(memory store\) \|[^\n]*not judged \(`--server-node-flags`\)/);
+}));
