@@ -29,17 +29,22 @@ await new Promise((r) => setTimeout(r, 20));
 console.log(JSON.stringify({ applied, majors, live: globalThis.live.length }));
 `;
 
-/** Runs the workload with tuneHeap(percent); returns what the child saw. */
-async function fullCollections(percent: number, nodeFlags: string[] = []): Promise<{ applied: boolean; majors: number }> {
-  const child = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', '--input-type=module', '-e', CHILD], {
-    env: { ...process.env, HEAP_MODULE: MODULE, PERCENT: String(percent) },
+/** Runs `code` (an ES module, with tsx) in a child node with `nodeFlags` and `env`; returns its stdout once it exited 0. */
+async function runChild(code: string, env: Record<string, string>, nodeFlags: string[] = []): Promise<string> {
+  const child = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', '--input-type=module', '-e', code], {
+    env: { ...process.env, HEAP_MODULE: MODULE, ...env },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';
   child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
-  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
-  assert.equal(code, 0, out);
-  return JSON.parse(out) as { applied: boolean; majors: number };
+  const exitCode = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  assert.equal(exitCode, 0, out.slice(-2000));
+  return out;
+}
+
+/** Runs the workload with tuneHeap(percent); returns what the child saw. */
+async function fullCollections(percent: number, nodeFlags: string[] = []): Promise<{ applied: boolean; majors: number }> {
+  return JSON.parse(await runChild(CHILD, { PERCENT: String(percent) }, nodeFlags)) as { applied: boolean; majors: number };
 }
 
 test('the growing percent set after start-up changes how often V8 runs a full collection', async () => {
@@ -74,14 +79,7 @@ console.log('RESULT ' + JSON.stringify({ flag: flag ?? null }));
 
 /** Runs the workload with tuneScavenger(mode, cpus); returns the flag it set and the scavenges' helper time. */
 async function scavenges(mode: 'auto' | boolean, cpus: number, nodeFlags: string[] = []): Promise<{ flag: string | null; count: number; helperMs: number }> {
-  const child = spawn(process.execPath, [...nodeFlags, '--trace-gc-nvp', '--import', 'tsx', '--input-type=module', '-e', SCAVENGER_CHILD], {
-    env: { ...process.env, HEAP_MODULE: MODULE, MODE: String(mode), CPUS: String(cpus) },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
-  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
-  assert.equal(code, 0, out.slice(-2000));
+  const out = await runChild(SCAVENGER_CHILD, { MODE: String(mode), CPUS: String(cpus) }, [...nodeFlags, '--trace-gc-nvp']);
   const result = /^RESULT (.*)$/m.exec(out);
   assert.ok(result, out.slice(-2000));
   let count = 0;
