@@ -19,7 +19,7 @@ import { setFlagsFromString } from 'node:v8';
  * Returns whether it set the flag.
  */
 export function tuneHeap(percent: number, execArgv: readonly string[] = process.execArgv): boolean {
-  if (percent <= 0 || execArgv.some((a) => a.startsWith('--heap-growing-percent') || a.startsWith('--heap_growing_percent'))) return false;
+  if (percent <= 0 || onCommandLine(execArgv, 'heap-growing-percent')) return false;
   setFlagsFromString(`--heap-growing-percent=${Math.round(percent)}`);
   return true;
 }
@@ -47,10 +47,17 @@ export function tuneHeap(percent: number, execArgv: readonly string[] = process.
 export function tuneScavenger(
   mode: 'auto' | boolean, cpus: number = availableParallelism(), execArgv: readonly string[] = process.execArgv,
 ): '--parallel-scavenge' | '--no-parallel-scavenge' | undefined {
-  if (execArgv.some((a) => /^--(no-)?parallel[-_]scavenge(=|$)/.test(a))) return undefined;
+  if (onCommandLine(execArgv, 'parallel-scavenge')) return undefined;
   const parallel = mode === 'auto' ? cpus > 2 : mode;
   if (mode === 'auto' && parallel) return undefined;
   const flag = parallel ? '--parallel-scavenge' : '--no-parallel-scavenge';
   setFlagsFromString(flag);
   return flag;
+}
+
+/** Whether node was started with V8 flag `name` (`--name`, `--name=…`, `--no-name`; `-` or `_` between words). */
+function onCommandLine(execArgv: readonly string[], name: string): boolean {
+  const words = name.split('-').join('[-_]');
+  const flag = new RegExp(`^--(no[-_])?${words}(=|$)`);
+  return execArgv.some((a) => flag.test(a));
 }
