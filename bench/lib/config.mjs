@@ -28,6 +28,7 @@ const DEFAULTS = {
   heraldTtl: '', // seconds, sent as every Herald notification's "ttl" ('' = the server's default; 0 = live only, nothing stored)
   cpuProf: false, // --cpu-prof on the Herald processes (bench/profiles/)
   perf: false, // --perf: Linux perf on every server over each measured phase, summarised per connection / message (bench/profiles/*.perf.txt)
+  heapPromoted: false, // --heap-promoted: what outlived the young collections in each measured phase, by allocation site (bench/profiles/*.heapprofile + .heap.txt)
   timeline: false, // --timeline: W2/W4 send times, latencies and GC pauses (bench/profiles/*.timeline.json)
   serverNodeFlags: '', // node/V8 flags for every server process, space-separated (--server-node-flags=--trace-gc); the targets are then not judged
   out: '',

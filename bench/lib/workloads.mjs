@@ -7,6 +7,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startChild, stopChild, cpuMs, runDelayMs, machineCpuMs } from './proc.mjs';
 import { perfRecord, summarisePerf } from './perf.mjs';
+import { summariseHeapProfile } from './heap.mjs';
 import { mergeSorted, quantileSorted } from './stats.mjs';
 
 const BENCH = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -167,13 +168,16 @@ export function writePerfSummaries() {
  * bench/profiles/<server>-<label>-<time>.cpuprofile. With --perf: `perf`
  * samples it over the same span, into <...>.perf.data, summarised per unit
  * of work (`units(result)`: how many connections or messages) in <...>.perf.txt.
+ * With --heap-promoted: what outlived the young collections over the same
+ * span, into <...>.heapprofile, summarised per unit in <...>.heap.txt.
  */
 async function profiled(srv, cfg, label, fn, units = () => ({ count: 1, unit: 'run' })) {
-  if (!cfg.cpuProf && !cfg.perf) return fn();
+  if (!cfg.cpuProf && !cfg.perf && !cfg.heapPromoted) return fn();
   const dir = join(BENCH, 'profiles');
   mkdirSync(dir, { recursive: true });
   const base = join(dir, `${srv.name}-${label}-${Date.now()}`);
   if (cfg.cpuProf) await srv.call('profileStart');
+  if (cfg.heapPromoted) await srv.call('heapPromotedStart');
   const stopPerf = cfg.perf ? await perfRecord(srv.pid, `${base}.perf.data`) : undefined;
   let result;
   try {
@@ -184,6 +188,15 @@ async function profiled(srv, cfg, label, fn, units = () => ({ count: 1, unit: 'r
     if (cfg.cpuProf) {
       const file = await srv.call('profileStop', { file: `${base}.cpuprofile` }, 60_000);
       console.log(`  profile: ${file}`);
+    }
+    if (cfg.heapPromoted) {
+      const file = await srv.call('heapPromotedStop', { file: `${base}.heapprofile` }, 60_000);
+      if (file && result !== undefined) {
+        const { count, unit } = units(result);
+        const txt = `${base}.heap.txt`;
+        writeFileSync(txt, `${summariseHeapProfile(file, { units: count, unit, title: file })}\n`);
+        console.log(`  heap: ${file}, summary in ${txt}`);
+      }
     }
     if (stopPerf && result !== undefined) {
       // Summarised at the end of the run (writePerfSummaries), not here, where its CPU would count against the next phase.

@@ -5,9 +5,12 @@ import { PerformanceObserver } from 'node:perf_hooks';
 import { writeFileSync } from 'node:fs';
 import { serveIpc } from '../lib/ipc.mjs';
 import { nowMs } from '../lib/clock.mjs';
+import { startPromotedSampling } from '../lib/heap.mjs';
 
 // A CPU profile of one measured phase only (not of start-up or token minting).
 let inspector = null;
+/** With --heap-promoted: ends the phase's sampling and resolves with the profile. */
+let stopPromoted = null;
 
 // Garbage-collection pauses of this process (each one stops the event loop):
 // counted from gcStart to gcStop around a measured phase.
@@ -56,6 +59,17 @@ export function serveServerIpc(extra = {}) {
       const { profile } = await inspector.post('Profiler.stop');
       inspector.disconnect();
       inspector = null;
+      writeFileSync(file, JSON.stringify(profile));
+      return file;
+    },
+    async heapPromotedStart() {
+      stopPromoted = await startPromotedSampling();
+      return true;
+    },
+    async heapPromotedStop({ file }) {
+      if (!stopPromoted) return false;
+      const profile = await stopPromoted();
+      stopPromoted = null;
       writeFileSync(file, JSON.stringify(profile));
       return file;
     },
