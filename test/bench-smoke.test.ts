@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -80,4 +80,22 @@ test('--server-node-flags starts every server with those node flags and does not
   const md = readFileSync(out, 'utf8');
   assert.match(md, /Every server ran with the node flags `--max-semi-space-size=4 --print-flag-values`/);
   assert.match(md, /W2 throughput ≥ 1\.0× floor \(memory store\) \|[^\n]*not judged \(`--server-node-flags`\)/);
+}));
+
+test('--heap-promoted writes each measured phase\'s profile and its summary per unit into --profiles-dir', () => withResultsFile('herald-bench-heap-', async (out) => {
+  const profiles = join(out, '..', 'profiles');
+  const args = [
+    '--servers', 'herald-memory', '--workloads', 'w1', '--reps', '1', '--loadgens', '1',
+    '--w1-conns', '200', '--wait-timeout-ms', '20000', '--heap-promoted', '--profiles-dir', profiles, '--out', out,
+  ];
+  const log = await runBench(args);
+  const files = readdirSync(profiles);
+  const heap = files.find((f) => /^herald-memory-connect200-\d+\.heapprofile$/.test(f));
+  assert.ok(heap, `no W1 heap profile among ${files.join(', ')}\n${log}`);
+  const profile = JSON.parse(readFileSync(join(profiles, heap), 'utf8')) as { head: { children: unknown[] } };
+  assert.ok(profile.head.children.length > 0, 'an empty profile');
+  const summary = readFileSync(join(profiles, heap.replace(/\.heapprofile$/, '.heap.txt')), 'utf8');
+  assert.match(summary, /^outlived the young collections: [\d.]+ B per connection \(200 connections;/m);
+  // Each of the 200 tabs is kept, so the tab object itself outlived the young collections.
+  assert.match(summary, /^\s+[\d.]+\s+Connection dist\/server\/gateway\/connection\.js:\d+$/m);
 }));

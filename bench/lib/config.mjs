@@ -30,6 +30,7 @@ const DEFAULTS = {
   perf: false, // --perf: Linux perf on every server over each measured phase, summarised per connection / message (bench/profiles/*.perf.txt)
   heapPromoted: false, // --heap-promoted: what outlived the young collections in each measured phase, by allocation site (bench/profiles/*.heapprofile + .heap.txt)
   timeline: false, // --timeline: W2/W4 send times, latencies and GC pauses (bench/profiles/*.timeline.json)
+  profilesDir: '', // where --cpu-prof, --perf, --heap-promoted and --timeline write ('' = bench/profiles)
   serverNodeFlags: '', // node/V8 flags for every server process, space-separated (--server-node-flags=--trace-gc); the targets are then not judged
   out: '',
 };

@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
-import { join, dirname } from 'node:path';
+import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { startChild, stopChild, cpuMs, runDelayMs, machineCpuMs } from './proc.mjs';
 import { perfRecord, summarisePerf } from './perf.mjs';
@@ -11,6 +11,11 @@ import { summariseHeapProfile } from './heap.mjs';
 import { mergeSorted, quantileSorted } from './stats.mjs';
 
 const BENCH = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+/** Where --cpu-prof, --perf, --heap-promoted and --timeline write: --profiles-dir, or bench/profiles. */
+function profilesDir(cfg) {
+  return cfg.profilesDir ? resolve(cfg.profilesDir) : join(BENCH, 'profiles');
+}
 
 /** Starts the server `name` (floor, socketio, herald-memory, herald-sqlite). */
 async function startServer(name, cfg) {
@@ -22,7 +27,7 @@ async function startServer(name, cfg) {
     // in the working directory), so that `perf inject --jit` names the JS
     // functions right even where V8 reused an address.
     execArgv.push('--perf-prof');
-    cwd = join(BENCH, 'profiles', `jit-${name}-${Date.now()}`);
+    cwd = join(profilesDir(cfg), `jit-${name}-${Date.now()}`);
     mkdirSync(cwd, { recursive: true });
   }
   if (name === 'floor') return { ...(await startChild(name, join(BENCH, 'servers/floor.mjs'), { execArgv, cwd })), kind: 'floor' };
@@ -173,7 +178,7 @@ export function writePerfSummaries() {
  */
 async function profiled(srv, cfg, label, fn, units = () => ({ count: 1, unit: 'run' })) {
   if (!cfg.cpuProf && !cfg.perf && !cfg.heapPromoted) return fn();
-  const dir = join(BENCH, 'profiles');
+  const dir = profilesDir(cfg);
   mkdirSync(dir, { recursive: true });
   const base = join(dir, `${srv.name}-${label}-${Date.now()}`);
   if (cfg.cpuProf) await srv.call('profileStart');
@@ -211,8 +216,8 @@ async function profiled(srv, cfg, label, fn, units = () => ({ count: 1, unit: 'r
  * pause of the server, on one clock, into bench/profiles/<server>-<phase>-<time>.timeline.json
  * (bench/timeline-summary.mjs reads it: when the slow ones were sent, and what the server was doing).
  */
-function writeTimeline(srv, label, got, gcEvents) {
-  const dir = join(BENCH, 'profiles');
+function writeTimeline(srv, cfg, label, got, gcEvents) {
+  const dir = profilesDir(cfg);
   mkdirSync(dir, { recursive: true });
   const file = join(dir, `${srv.name}-${label}-${Date.now()}.timeline.json`);
   const sentAt = [];
@@ -334,7 +339,7 @@ async function measureUnicast(ctx, cfg, send) {
   }, (r) => ({ count: receivedBy(r.got), unit: 'message' }));
   const gc = await ctx.srv.call('gcStop');
   const cpu1 = cpuOf(pids);
-  if (cfg.timeline) writeTimeline(ctx.srv, send.cmd, got, gc.events);
+  if (cfg.timeline) writeTimeline(ctx.srv, cfg, send.cmd, got, gc.events);
   const received = receivedBy(got);
   const last = Math.max(...got.map((g) => g.lastRecv));
   const lat = mergeSorted(got.map((g) => g.latencies));
