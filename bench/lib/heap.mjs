@@ -4,8 +4,8 @@
 // generation and freed only by a full collection, and a scavenge's pause
 // grows with it. V8's sampling heap profiler, told to keep samples that a
 // full collection frees but to drop those a young one frees, ends the phase
-// holding exactly what survived: promoted (alive or already dead) or still
-// alive. The tenth round found a handshake's whole request promoted this way
+// holding a sample of what survived: promoted (alive or already dead) or
+// still alive. The tenth round found a handshake's whole request promoted this way
 // (docs/bench.md).
 import { Session } from 'node:inspector/promises';
 import { readFileSync } from 'node:fs';
