@@ -2,25 +2,11 @@
 // {id, cmd, args}; the child answers {id, ok, result} or {id, ok:false, error}.
 // Children also emit unsolicited {event, ...} messages (ready, progress).
 
-/**
- * Every child also answers `collect`: a full garbage collection (the child
- * runs with --expose-gc), so that a load generator's garbage from earlier
- * sessions is not collected, or scanned, during a later measurement.
- */
-const BUILT_IN = {
-  collect() {
-    if (!globalThis.gc) return false;
-    globalThis.gc();
-    globalThis.gc();
-    return true;
-  },
-};
-
 /** Child side: serve commands with `handlers[cmd](args)` (sync or async). */
 export function serveIpc(handlers) {
   process.on('message', async (msg) => {
     if (!msg || typeof msg.id !== 'number') return;
-    const h = handlers[msg.cmd] ?? BUILT_IN[msg.cmd];
+    const h = handlers[msg.cmd];
     try {
       if (!h) throw new Error(`unknown command ${msg.cmd}`);
       const result = await h(msg.args ?? {});

@@ -80,23 +80,10 @@ async function pool(cfg) {
   if (thePool && [...thePool.gens, thePool.sender].every((c) => c.child.exitCode === null && c.child.signalCode === null)) return thePool;
   await closePool();
   const gens = [];
-  // --expose-gc: each session starts with a full collection in every one (collectPool).
-  for (let k = 0; k < cfg.loadgens; k++) gens.push(await startChild(`loadgen${k}`, join(BENCH, 'loadgen.mjs'), { execArgv: ['--expose-gc'] }));
-  const sender = await startChild('sender', join(BENCH, 'sender.mjs'), { execArgv: ['--expose-gc'] });
+  for (let k = 0; k < cfg.loadgens; k++) gens.push(await startChild(`loadgen${k}`, join(BENCH, 'loadgen.mjs')));
+  const sender = await startChild('sender', join(BENCH, 'sender.mjs'));
   thePool = { gens, sender };
   return thePool;
-}
-
-/**
- * A full collection in the load generators and the sender. They outlive the
- * sessions, and what a session left (10,000 closed connections after W1/W3)
- * otherwise stays in their old generation until a full collection comes
- * during a later session's measurement: their young collections took 3–6 ms
- * instead of 1–2 meanwhile, and every client-side pause is latency the
- * clients measure (docs/bench.md, tenth round).
- */
-async function collectPool({ gens, sender }) {
-  await Promise.all([...gens, sender].map((c) => c.call('collect')));
 }
 
 /** Stops the load generators and the sender (end of the run). */
@@ -128,7 +115,6 @@ async function session(name, cfg, n, body) {
   try {
     srv = await startServer(name, cfg);
     ({ gens, sender } = await pool(cfg));
-    await collectPool({ gens, sender });
     const heraldBatch = srv.kind === 'herald' ? await heraldHasBatch(srv, cfg) : false;
     const ttl = srv.kind === 'herald' && cfg.heraldTtl !== '' ? Number(cfg.heraldTtl) : undefined;
     await sender.call('setup', { kind: srv.kind, http: srv.ready.http, apiToken: srv.ready.apiToken, heraldBatch, ttl });
