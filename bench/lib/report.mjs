@@ -173,7 +173,7 @@ export function renderMarkdown({ cfg, rows, info, durationS, failures = [] }) {
   out.push('');
   out.push('## Sizes');
   out.push('');
-  out.push(`- ${cfg.reps} repetitions, interleaved; ${cfg.loadgens} load-generator processes + 1 sender process; each server a fresh process per run`);
+  out.push(`- ${cfg.reps} repetitions, interleaved; ${cfg.loadgens} load-generator processes + 1 sender process; each server a fresh process per run; the generators and the sender serve W1–W3 and are started anew for W4, whose latencies they measure`);
   out.push(`- W1/W3: ${cfg.w1Conns} connections (${cfg.connectConcurrency} handshakes in flight per generator); W3: ${cfg.w3Broadcasts} broadcasts one after another`);
   out.push(`- W2: ${cfg.w2People} people, ${cfg.w2Total} notifications of ~200 bytes, ${cfg.w2Batch} per request, ${cfg.w2Concurrency} requests in flight (after ${cfg.w2Warmup} warm-up)`);
   out.push(`- Herald clients ack as the browser library does: the highest SEQ per stream, about once per ${cfg.ackDelayMs} ms for the own stream (each wait 0.5–1.5× that) and per ${cfg.broadcastAckDelayMs} ms or the longer wait WELCOME asks for the broadcast stream (each wait 0–2× that; Herald asks the tabs of a kind for about 50 broadcast acks a second together)`);
