@@ -4,8 +4,8 @@
 // not the second.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { runModule } from './helpers/node-child.js';
 
 const HEAP_LIB = fileURLToPath(new URL('../bench/lib/heap.mjs', import.meta.url));
 
@@ -32,14 +32,7 @@ console.log('kept', kept.length, sink);
 `;
 
 test('--heap-promoted: the summary counts what outlived the young collections, by the function that allocated it', async () => {
-  const child = spawn(process.execPath, ['--expose-gc', '--input-type=module', '-e', CHILD], {
-    env: { ...process.env, HEAP_LIB },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
-  const exitCode = await new Promise<number | null>((resolve) => child.on('exit', resolve));
-  assert.equal(exitCode, 0, out);
+  const out = await runModule(CHILD, { env: { HEAP_LIB }, nodeFlags: ['--expose-gc'] });
   const perKept = (fn: string): number => {
     const row = out.split('\n').find((l) => new RegExp(`^\\s*[\\d.]+\\s+${fn} `).test(l));
     return row ? Number(row.trim().split(/\s+/)[0]) : 0;

@@ -7,8 +7,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { runModule } from './helpers/node-child.js';
 
 const MODULE = fileURLToPath(new URL('../src/server/gateway/admission.ts', import.meta.url));
 
@@ -44,14 +44,7 @@ server.listen(0, '127.0.0.1', () => {
 `;
 
 test('admit hands the resolvers a fast-mode handshake with the request\'s query, cookies, headers and peer address', async () => {
-  const child = spawn(process.execPath, ['--allow-natives-syntax', '--import', 'tsx', '--input-type=module', '-e', CHILD], {
-    env: { ...process.env, ADMISSION_MODULE: MODULE },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
-  const exitCode = await new Promise<number | null>((resolve) => child.on('exit', resolve));
-  assert.equal(exitCode, 0, out);
+  const out = await runModule(CHILD, { env: { ADMISSION_MODULE: MODULE }, nodeFlags: ['--allow-natives-syntax'] });
   const { host, ...seen } = JSON.parse(out) as Record<string, unknown>;
   assert.match(String(host), /^127\.0\.0\.1:\d+$/);
   assert.deepEqual(seen, { admitted: false, fast: true, kind: 'admin', token: 'abc', cookie: 'def', remoteAddress: '127.0.0.1' });

@@ -4,8 +4,8 @@
 // they come; one given on node's own command line must win.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { runModule } from './helpers/node-child.js';
 
 const MODULE = fileURLToPath(new URL('../src/server/heap-tuning.ts', import.meta.url));
 
@@ -29,17 +29,9 @@ await new Promise((r) => setTimeout(r, 20));
 console.log(JSON.stringify({ applied, majors, live: globalThis.live.length }));
 `;
 
-/** Runs `code` (an ES module, with tsx) in a child node with `nodeFlags` and `env`; returns its stdout once it exited 0. */
-async function runChild(code: string, env: Record<string, string>, nodeFlags: string[] = []): Promise<string> {
-  const child = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', '--input-type=module', '-e', code], {
-    env: { ...process.env, HEAP_MODULE: MODULE, ...env },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
-  const exitCode = await new Promise<number | null>((resolve) => child.on('exit', resolve));
-  assert.equal(exitCode, 0, out.slice(-2000));
-  return out;
+/** Runs `code` in a child node with `nodeFlags` and `env` (and the module under test); returns its stdout. */
+function runChild(code: string, env: Record<string, string>, nodeFlags: string[] = []): Promise<string> {
+  return runModule(code, { env: { HEAP_MODULE: MODULE, ...env }, nodeFlags });
 }
 
 /** Runs the workload with tuneHeap(percent); returns what the child saw. */

@@ -1,0 +1,19 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+
+/**
+ * Runs `code`, an ES module (TypeScript too, through tsx), in a child node
+ * started with `nodeFlags` and `env` added to this process's environment;
+ * resolves with its stdout once it exited 0, and fails the test otherwise.
+ */
+export async function runModule(code: string, { env = {}, nodeFlags = [] }: { env?: Record<string, string>; nodeFlags?: string[] } = {}): Promise<string> {
+  const child = spawn(process.execPath, [...nodeFlags, '--import', 'tsx', '--input-type=module', '-e', code], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  child.stdout.on('data', (c: Buffer) => { out += c.toString(); });
+  const exitCode = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+  assert.equal(exitCode, 0, out.slice(-2000));
+  return out;
+}
