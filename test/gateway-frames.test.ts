@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { Writable } from 'node:stream';
 import * as ws from 'ws';
-import { sharedTextFrame, textFrame } from '../src/server/gateway/text-frame.js';
+import { sharedTextFrame, socketTextFrame, textFrame } from '../src/server/gateway/text-frame.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 
 /** ws's frame parser (exported by ws, not described by @types/ws). */
@@ -46,6 +46,27 @@ describe('text frames built by Herald', () => {
     assert.deepEqual(parse(textFrame(text)), [text]);
     // Several frames back to back, as a socket sees them.
     assert.deepEqual(parse(Buffer.concat([textFrame('a'), textFrame(text), textFrame('b'.repeat(300))])), ['a', text, 'b'.repeat(300)]);
+  });
+
+  test("one tab's ASCII frame is a latin1 string of the same bytes; any other payload is the Buffer", () => {
+    for (const n of [0, 1, 125, 126, 127, 65535, 65536]) {
+      const text = `{"TEXT":"${'x'.repeat(n)}"}`;
+      const frame = socketTextFrame(text);
+      if (text.length < 65536) {
+        assert.equal(typeof frame, 'string', `an ASCII payload of ${text.length} bytes`);
+        assert.deepEqual(Buffer.from(frame as string, 'latin1'), textFrame(text));
+      } else {
+        assert.ok(Buffer.isBuffer(frame), 'a payload with a 64-bit length');
+        assert.deepEqual(frame, textFrame(text));
+      }
+      assert.deepEqual(parse(Buffer.from(frame as string, 'latin1')), [text]);
+    }
+    // 'ÿ' (U+00FF) is one byte in a latin1 string but two in UTF-8: it must not go out as latin1.
+    for (const text of ['Привет', 'é', '😀', `${'x'.repeat(200)}ÿ`]) {
+      const frame = socketTextFrame(text);
+      assert.ok(Buffer.isBuffer(frame), `${JSON.stringify(text.slice(-3))} is not ASCII`);
+      assert.deepEqual(parse(frame as Buffer), [text]);
+    }
   });
 
   test('a payload shared by many tabs is framed once; another payload gets its own frame', () => {

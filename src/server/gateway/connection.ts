@@ -11,7 +11,7 @@ import type { AckBuffer } from './ack-buffer.js';
 import type { Frame, FrameOrigin, Tab } from '../hub.js';
 import { broadcastStreamKey, withDelivery } from '../notifier.js';
 import type { MessageStore, StreamHead } from '../store/message-store.js';
-import { sharedTextFrame, textFrame } from './text-frame.js';
+import { sharedTextFrame, socketTextFrame, textFrame } from './text-frame.js';
 
 export interface ConnectionLimits {
   heartbeatMs: number;
@@ -35,7 +35,8 @@ export const MIN_BROADCAST_ACK_MS = 2000;
 
 /** Where a tab's frames are written: the socket under its WebSocket. */
 export interface FrameSink {
-  write(chunk: Buffer): unknown;
+  /** A Buffer, or a string of characters 0–255 written one byte each (`'latin1'`: socketTextFrame's frames). */
+  write(chunk: Buffer | string, encoding: 'latin1'): unknown;
 }
 
 export interface ConnectionDeps {
@@ -320,8 +321,9 @@ export class Connection implements Tab {
       this.close(CloseCode.TOO_MANY, CloseReason.SLOW_CONSUMER);
       return;
     }
-    // One write of the whole frame, built once when many tabs share it.
-    this.#socket.write(typeof frame === 'string' ? textFrame(frame) : sharedTextFrame(frame));
+    // One write of the whole frame, built once when many tabs share it (a
+    // Buffer then; one tab's ASCII frame is a latin1 string, see socketTextFrame).
+    this.#socket.write(typeof frame === 'string' ? socketTextFrame(frame) : sharedTextFrame(frame), 'latin1');
   }
 
   /** Called by the Gateway's heartbeat timer. Returns false when the tab was closed for silence. */
@@ -338,7 +340,7 @@ export class Connection implements Tab {
       return false;
     }
     this.#alive = false;
-    this.#socket.write(HEARTBEAT);
+    this.#socket.write(HEARTBEAT, 'latin1');
     return true;
   }
 

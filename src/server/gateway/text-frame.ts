@@ -28,6 +28,21 @@ export function textFrame(payload: string | Buffer): Buffer {
   return frame;
 }
 
+/**
+ * A text frame for one socket write. For an ASCII payload (nearly every
+ * notification) it is a string — the header as characters 0–255, then the
+ * payload — that the socket writes as latin1, one byte a character: node
+ * encodes it straight into the write, and no Buffer is made for it. Any
+ * other payload gets the Buffer `textFrame` builds.
+ */
+export function socketTextFrame(payload: string): Buffer | string {
+  const length = Buffer.byteLength(payload);
+  if (length !== payload.length) return textFrame(payload);
+  if (length < 126) return String.fromCharCode(0x81, length) + payload;
+  if (length < 65536) return String.fromCharCode(0x81, 126, length >>> 8, length & 0xff) + payload;
+  return textFrame(payload);
+}
+
 let lastPayload: Buffer | undefined;
 let lastFrame: Buffer | undefined;
 
