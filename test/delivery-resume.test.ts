@@ -70,6 +70,7 @@ class SlowStore implements MessageStore {
   head(stream: string) { return this.#later(this.inner.head(stream)); }
   readAfter(stream: string, afterSeq: number, limit: number, now: number) { return this.#later(this.inner.readAfter(stream, afterSeq, limit, now)); }
   ack(stream: string, seq: number) { return this.#later(this.inner.ack(stream, seq)); }
+  ackMany(acks: ReadonlyMap<string, number>) { return this.#later(this.inner.ackMany(acks)); }
   status(id: string, now: number) { return this.#later(this.inner.status(id, now)); }
   prune(now: number) { return this.#later(this.inner.prune(now)); }
   close() { return this.inner.close(); }

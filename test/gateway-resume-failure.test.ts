@@ -27,6 +27,7 @@ class FlakyStore implements MessageStore {
     return this.inner.readAfter(stream, afterSeq, limit, now);
   }
   ack(stream: string, seq: number) { return this.inner.ack(stream, seq); }
+  ackMany(acks: ReadonlyMap<string, number>) { return this.inner.ackMany(acks); }
   status(id: string, now: number) { return this.inner.status(id, now); }
   prune(now: number) { return this.inner.prune(now); }
   close() { return this.inner.close(); }

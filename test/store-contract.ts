@@ -178,6 +178,20 @@ export function storeContract(name: string, factory: StoreFactory, options: { du
       assert.equal((await store.head('admin:never-seen')).ackedSeq, 0);
     }));
 
+    it('ackMany records several streams as acking each alone would', () => withStore(factory, 100, async ({ store }) => {
+      for (let i = 1; i <= 3; i++) {
+        await store.append({ stream: 'admin:1', json: msg(i), expiresAt: T0 + HOUR }, T0);
+        await store.append({ stream: 'admin:2', json: msg(i), expiresAt: T0 + HOUR }, T0);
+      }
+      await store.ack('admin:2', 2);
+      await store.ackMany(new Map([['admin:1', 2], ['admin:2', 1], ['admin:never-seen', 5]]));
+      assert.equal((await store.head('admin:1')).ackedSeq, 2);
+      assert.equal((await store.head('admin:2')).ackedSeq, 2, 'a lower ack does not go back');
+      assert.equal((await store.head('admin:never-seen')).ackedSeq, 0);
+      await store.ackMany(new Map([['admin:1', 99]]));
+      assert.equal((await store.head('admin:1')).ackedSeq, 3, 'clamped to the last SEQ');
+    }));
+
     it('status describes a stored message and forgets it when it is gone', () => withStore(factory, 2, async ({ store }) => {
       const a = await store.append({ stream: 'admin:*', json: msg(1), expiresAt: T0 + 1000 }, T0);
       assert.deepEqual(await store.status(a.id, T0), {

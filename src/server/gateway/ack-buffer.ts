@@ -38,16 +38,38 @@ export class AckBuffer {
     return seq;
   }
 
-  async flush(): Promise<void> {
+  /**
+   * Writes what was acked since the last flush, as one store write. With a
+   * store that applies it at once (the memory store) there is no promise, and
+   * the same map is emptied and reused: most turns carry one ack, and a
+   * promise, a set entry and a map for each cost more than the ack itself.
+   */
+  flush(): Promise<void> | undefined {
     this.#scheduled = false;
-    if (this.#pending.size === 0) return;
     const batch = this.#pending;
+    if (batch.size === 0) return undefined;
+    let written: Promise<void> | undefined;
+    try {
+      written = this.#store.ackMany(batch);
+    } catch (err) {
+      this.#failed(err, batch);
+    }
+    if (written === undefined) {
+      batch.clear();
+      return undefined;
+    }
     this.#pending = new Map();
     this.#inFlight.add(batch);
-    const writes = [...batch].map(([stream, seq]) => this.#store.ack(stream, seq).catch((err: unknown) => {
-      this.#log.warn({ err: (err as Error).message, stream }, 'could not record an acknowledgement');
-    }));
-    await Promise.all(writes);
-    this.#inFlight.delete(batch);
+    return written.then(
+      () => { this.#inFlight.delete(batch); },
+      (err: unknown) => {
+        this.#inFlight.delete(batch);
+        this.#failed(err, batch);
+      },
+    );
+  }
+
+  #failed(err: unknown, batch: ReadonlyMap<string, number>): void {
+    this.#log.warn({ err: (err as Error).message, streams: batch.size, stream: batch.keys().next().value }, 'could not record acknowledgements');
   }
 }

@@ -79,6 +79,14 @@ export interface MessageStore {
   readAfter(stream: string, afterSeq: number, limit: number, now: number): Promise<ReadResult>;
   /** Records a cumulative acknowledgement (keeps the maximum). */
   ack(stream: string, seq: number): Promise<void>;
+  /**
+   * Records several cumulative acknowledgements (stream → SEQ) as one write
+   * (one transaction for a durable store), the same as acking each alone. A
+   * store that applies them at once returns nothing, not a promise, and does
+   * not keep the map: the Gateway's AckBuffer writes whatever the tabs acked
+   * in a turn of the event loop, which is one ack in most turns.
+   */
+  ackMany(acks: ReadonlyMap<string, number>): Promise<void> | undefined;
   status(id: string, now: number): Promise<MessageStatus | undefined>;
   /** Removes expired messages; returns how many. Must not stall the event loop for long. */
   prune(now: number): Promise<number>;

@@ -83,6 +83,7 @@ type PendingWrite = (
   | { kind: 'append'; input: AppendInput; now: number }
   | { kind: 'appendMany'; inputs: readonly AppendInput[]; now: number }
   | { kind: 'ack'; stream: string; seq: number }
+  | { kind: 'ackMany'; acks: ReadonlyMap<string, number> }
 ) & { resolve(value: unknown): void; reject(error: unknown): void };
 
 /**
@@ -301,6 +302,11 @@ export class SqliteStore implements MessageStore {
           results.push(undefined);
           continue;
         }
+        if (w.kind === 'ackMany') {
+          for (const [stream, seq] of w.acks) staged.ack(stream, seq);
+          results.push(undefined);
+          continue;
+        }
         if (w.kind === 'append') {
           results.push(stage(w.input, w.now));
           continue;
@@ -365,6 +371,14 @@ export class SqliteStore implements MessageStore {
     if (this.#closed) return Promise.reject(new HeraldError('HERALD_ERR_SHUTTING_DOWN', 'the store is closed'));
     return new Promise<void>((resolve, reject) => {
       this.#enqueue({ kind: 'ack', stream, seq, resolve: resolve as (v: unknown) => void, reject });
+    });
+  }
+
+  /** Committed with the turn's other writes; keeps `acks` until then. */
+  ackMany(acks: ReadonlyMap<string, number>): Promise<void> {
+    if (this.#closed) return Promise.reject(new HeraldError('HERALD_ERR_SHUTTING_DOWN', 'the store is closed'));
+    return new Promise<void>((resolve, reject) => {
+      this.#enqueue({ kind: 'ackMany', acks, resolve: resolve as (v: unknown) => void, reject });
     });
   }
 
