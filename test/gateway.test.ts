@@ -2,6 +2,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { TestTab, until } from './helpers/ws-client.js';
+import { heartbeatSlices } from '../src/server/gateway/gateway.js';
 
 describe('browser endpoint', () => {
   let s: TestServer;
@@ -149,6 +150,29 @@ describe('browser endpoint', () => {
       assert.ok(tab.frames.filter((f) => f.TYPE === 'PING').length >= 3);
       assert.equal(tab.ws.readyState, tab.ws.OPEN);
       tab.close();
+    } finally {
+      await quick.close();
+    }
+  });
+
+  test('heartbeats go out in slices a tick of 100 ms apart, each tab once per heartbeat', async () => {
+    assert.deepEqual(heartbeatSlices(25_000), { slices: 250, tickMs: 100 });
+    assert.deepEqual(heartbeatSlices(300), { slices: 3, tickMs: 100 });
+    assert.deepEqual(heartbeatSlices(150), { slices: 2, tickMs: 75 });
+    assert.deepEqual(heartbeatSlices(100), { slices: 1, tickMs: 100 });
+    const quick = await startHerald({ heartbeatMs: 600 });
+    try {
+      const tabs = await Promise.all(Array.from({ length: 12 }, (_, i) => quick.tab('admin', 40 + i)));
+      const pingedAt = tabs.map(() => [] as number[]);
+      tabs.forEach((tab, i) => tab.ws.on('ping', () => pingedAt[i]!.push(Date.now())));
+      await new Promise((r) => setTimeout(r, 1500));
+      for (const times of pingedAt) {
+        assert.ok(times.length >= 1 && times.length <= 3, `pinged ${times.length} times in 1.5 s at one heartbeat per 600 ms`);
+        for (let k = 1; k < times.length; k++) assert.ok(times[k]! - times[k - 1]! >= 400, `pings ${times[k]! - times[k - 1]!} ms apart`);
+      }
+      const firsts = pingedAt.map((t) => t[0]!).sort((a, b) => a - b);
+      assert.ok(firsts[firsts.length - 1]! - firsts[0]! >= 300, 'the tabs are pinged over the interval, not all at once');
+      for (const tab of tabs) tab.close();
     } finally {
       await quick.close();
     }

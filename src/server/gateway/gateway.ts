@@ -27,11 +27,20 @@ export interface GatewayOptions {
 }
 
 /**
- * Heartbeats go out in this many slices spread over the interval, not to
- * every tab at once: 10,000 tabs pinged in one go would stall every send
- * for tens of milliseconds once per interval.
+ * Heartbeats go out in slices, one slice every this many milliseconds, not
+ * to every tab at once: each tab pinged costs a write and the two answers
+ * it sends back, and 10,000 tabs pinged in one go would stall every send
+ * for a second on a small machine. Ten slices (one every 2.5 s at the
+ * default interval) still held up the sends around each slice for several
+ * milliseconds: W4's tail (docs/bench.md, eleventh round).
  */
-const HEARTBEAT_SLICES = 10;
+const HEARTBEAT_TICK_MS = 100;
+
+/** How many heartbeat slices a heartbeat interval is cut into, and the tick between two slices (ms). */
+export function heartbeatSlices(heartbeatMs: number): { slices: number; tickMs: number } {
+  const slices = Math.max(1, Math.round(heartbeatMs / HEARTBEAT_TICK_MS));
+  return { slices, tickMs: Math.max(1, Math.round(heartbeatMs / slices)) };
+}
 
 /** The two browser endpoints on the public listener. */
 const PATHS: Record<string, PrincipalKind> = { '/ws/admin': 'admin', '/ws/user': 'user' };
@@ -47,8 +56,8 @@ export class Gateway {
   readonly #o: GatewayOptions;
   readonly #wss: WebSocketServer;
   readonly #connections = new Set<Connection>();
-  /** The same connections, by heartbeat slice. */
-  readonly #slices: Array<Set<Connection>> = Array.from({ length: HEARTBEAT_SLICES }, () => new Set());
+  /** The same connections, by heartbeat slice (one slice a tick). */
+  readonly #slices: Array<Set<Connection>>;
   #nextSlice = 0;
   #added = 0;
   readonly #acks: AckBuffer;
@@ -69,10 +78,12 @@ export class Gateway {
       clientTracking: false,
     });
     // Each tab is still checked once per heartbeatMs: one slice per tick.
+    const { slices, tickMs } = heartbeatSlices(options.limits.heartbeatMs);
+    this.#slices = Array.from({ length: slices }, () => new Set());
     this.#heartbeat = setInterval(() => {
       for (const c of this.#slices[this.#nextSlice]!) c.heartbeat();
-      this.#nextSlice = (this.#nextSlice + 1) % HEARTBEAT_SLICES;
-    }, Math.max(1, Math.round(options.limits.heartbeatMs / HEARTBEAT_SLICES)));
+      this.#nextSlice = (this.#nextSlice + 1) % slices;
+    }, tickMs);
     this.#heartbeat.unref();
   }
 
@@ -141,7 +152,7 @@ export class Gateway {
         tabCount: this.#tabCount,
       });
       this.#connections.add(conn);
-      const slice = this.#slices[this.#added++ % HEARTBEAT_SLICES]!;
+      const slice = this.#slices[this.#added++ % this.#slices.length]!;
       slice.add(conn);
       conn.onClosed(() => {
         this.#connections.delete(conn);
