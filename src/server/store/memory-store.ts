@@ -101,8 +101,7 @@ export class MemoryStore implements MessageStore {
   }
 
   async ack(stream: string, seq: number): Promise<void> {
-    this.#writes.ack(stream, seq);
-    this.#writes.apply();
+    this.ackMany(new Map([[stream, seq]]));
   }
 
   /** Applied at once: no promise. */

@@ -82,7 +82,6 @@ function prepare(db: Database.Database) {
 type PendingWrite = (
   | { kind: 'append'; input: AppendInput; now: number }
   | { kind: 'appendMany'; inputs: readonly AppendInput[]; now: number }
-  | { kind: 'ack'; stream: string; seq: number }
   | { kind: 'ackMany'; acks: ReadonlyMap<string, number> }
 ) & { resolve(value: unknown): void; reject(error: unknown): void };
 
@@ -297,11 +296,6 @@ export class SqliteStore implements MessageStore {
     };
     try {
       for (const w of writes) {
-        if (w.kind === 'ack') {
-          staged.ack(w.stream, w.seq);
-          results.push(undefined);
-          continue;
-        }
         if (w.kind === 'ackMany') {
           for (const [stream, seq] of w.acks) staged.ack(stream, seq);
           results.push(undefined);
@@ -368,10 +362,7 @@ export class SqliteStore implements MessageStore {
   }
 
   ack(stream: string, seq: number): Promise<void> {
-    if (this.#closed) return Promise.reject(new HeraldError('HERALD_ERR_SHUTTING_DOWN', 'the store is closed'));
-    return new Promise<void>((resolve, reject) => {
-      this.#enqueue({ kind: 'ack', stream, seq, resolve: resolve as (v: unknown) => void, reject });
-    });
+    return this.ackMany(new Map([[stream, seq]]));
   }
 
   /** Committed with the turn's other writes; keeps `acks` until then. */
