@@ -160,6 +160,7 @@ describe('browser endpoint', () => {
     assert.deepEqual(heartbeatSlices(300), { slices: 3, tickMs: 100 });
     assert.deepEqual(heartbeatSlices(150), { slices: 2, tickMs: 75 });
     assert.deepEqual(heartbeatSlices(100), { slices: 1, tickMs: 100 });
+    assert.deepEqual(heartbeatSlices(3_600_000), { slices: 1000, tickMs: 3600 }, 'a long heartbeat does not make a set per 100 ms');
     const quick = await startHerald({ heartbeatMs: 600 });
     try {
       const tabs = await Promise.all(Array.from({ length: 12 }, (_, i) => quick.tab('admin', 40 + i)));

@@ -35,10 +35,12 @@ export interface GatewayOptions {
  * milliseconds: W4's tail (docs/bench.md, eleventh round).
  */
 const HEARTBEAT_TICK_MS = 100;
+/** At most this many slices (a set each): a heartbeat of an hour ticks every 3.6 s, not every 100 ms. */
+const MAX_HEARTBEAT_SLICES = 1000;
 
 /** How many heartbeat slices a heartbeat interval is cut into, and the tick between two slices (ms). */
 export function heartbeatSlices(heartbeatMs: number): { slices: number; tickMs: number } {
-  const slices = Math.max(1, Math.round(heartbeatMs / HEARTBEAT_TICK_MS));
+  const slices = Math.min(MAX_HEARTBEAT_SLICES, Math.max(1, Math.round(heartbeatMs / HEARTBEAT_TICK_MS)));
   return { slices, tickMs: Math.max(1, Math.round(heartbeatMs / slices)) };
 }
 
