@@ -23,19 +23,32 @@ export function perfUnavailable() {
 
 /**
  * Starts `perf record` on process `pid` (all its threads, with call graphs)
- * into `file`; resolves with a function that stops it and resolves once the
- * file is written.
+ * into `file`; resolves once it samples, with a function that stops it and
+ * resolves once the file is written.
  */
 export async function perfRecord(pid, file) {
   // -k mono: the clock of V8's jit-<pid>.dump, for `perf inject --jit`; -N:
-  // no copies of every binary it sampled into ~/.debug.
-  const perf = spawn('perf', ['record', '-N', '-k', 'mono', '-F', String(HZ), '-g', '-p', String(pid), '-o', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // no copies of every binary it sampled into ~/.debug. -D -1 with a control
+  // channel (fd 3 in, fd 4 out): perf attaches with its events off, turns
+  // them on when told and answers "ack" once they are on. Its output file
+  // appears before that: on a slow machine sampling began some 300 ms after
+  // it, and the start of the measured phase went unseen.
+  const perf = spawn('perf', ['record', '-N', '-k', 'mono', '-F', String(HZ), '-g', '-D', '-1', '--control', 'fd:3,4', '-p', String(pid), '-o', file], {
+    stdio: ['ignore', 'ignore', 'pipe', 'pipe', 'pipe'],
+  });
   let err = '';
   perf.stderr.on('data', (c) => { err += c; });
+  perf.stdio[3].on('error', () => { /* perf exited: reported below */ });
   const exited = new Promise((resolve) => perf.once('exit', (code) => resolve(code)));
-  // perf creates its output file once it is attached and sampling.
-  for (let i = 0; i < 100 && !existsSync(file) && perf.exitCode === null; i++) await new Promise((r) => setTimeout(r, 20));
-  if (perf.exitCode !== null) throw new Error(`perf record failed: ${err.trim().split('\n').pop()}`);
+  const enabled = new Promise((resolve) => perf.stdio[4].once('data', () => resolve(true)));
+  perf.stdio[3].write('enable\n');
+  let timer;
+  const sampling = await Promise.race([enabled, exited.then(() => false), new Promise((resolve) => { timer = setTimeout(() => resolve(false), 20_000); })]);
+  clearTimeout(timer);
+  if (!sampling) {
+    perf.kill('SIGKILL');
+    throw new Error(`perf record failed: ${err.trim().split('\n').pop() || 'its events were not enabled within 20 s'}`);
+  }
   return async () => {
     perf.kill('SIGINT');
     const code = await exited;
