@@ -55,6 +55,55 @@ describe('SqliteStore', () => {
     }
   });
 
+  it('acks alone wait ackDelayMs for a transaction, and ride with the next append', async () => {
+    const tmp = tempDir();
+    const file = join(tmp.dir, 's.sqlite');
+    const turn = () => new Promise((r) => setImmediate(r));
+    try {
+      let store = new SqliteStore({ file, maxPerStream: 100, ackDelayMs: 300 });
+      await store.appendMany(['admin:1', 'admin:1', 'admin:2', 'admin:3'].map((stream) => ({ stream, json, expiresAt: T0 + 1e6 })), T0);
+      const before = store.stats.batches;
+      // Acks of three turns, then a wait shorter than the delay: nothing committed yet.
+      const acked: string[] = [];
+      const acks = ['admin:1', 'admin:2', 'admin:3'].map(async (stream) => {
+        await turn();
+        await store.ackMany(new Map([[stream, 1]]));
+        acked.push(stream);
+      });
+      await new Promise((r) => setTimeout(r, 100));
+      assert.deepEqual(acked, []);
+      assert.equal(store.stats.batches, before);
+      assert.equal(store.head('admin:1').ackedSeq, 0, 'memory changes only once committed');
+      const first = `${store.head('admin:2').epoch}.1.admin:2`;
+      assert.equal((await store.status(first, T0))?.acknowledged, true, 'a message status counts the acks waiting');
+      assert.equal((await store.status(`${store.head('admin:1').epoch}.2.admin:1`, T0))?.acknowledged, false);
+      const started = performance.now();
+      await Promise.all(acks);
+      assert.ok(performance.now() - started > 100, 'committed when the delay ran out');
+      assert.equal(store.stats.batches, before + 1, 'three turns of acks: one transaction');
+      assert.equal(store.head('admin:3').ackedSeq, 1);
+
+      // An append queued after an ack takes it along, at once.
+      const ack = store.ackMany(new Map([['admin:1', 2]]));
+      await store.append({ stream: 'admin:3', json, expiresAt: T0 + 1e6 }, T0);
+      await ack;
+      assert.equal(store.stats.batches, before + 2);
+      assert.equal(store.head('admin:1').ackedSeq, 2);
+
+      // Closing commits an ack still waiting.
+      await store.append({ stream: 'admin:2', json, expiresAt: T0 + 1e6 }, T0);
+      const last = store.ackMany(new Map([['admin:2', 2], ['admin:3', 2]]));
+      await store.close();
+      store = new SqliteStore({ file, maxPerStream: 100 });
+      assert.equal(store.head('admin:2').ackedSeq, 2, 'committed by close()');
+      assert.equal(store.head('admin:3').ackedSeq, 2);
+      await last;
+      await store.close();
+    } finally {
+      tmp.remove();
+    }
+  });
+
   it('a deleted file starts every stream over with a new epoch', async () => {
     const tmp = tempDir();
     const file = join(tmp.dir, 's.sqlite');

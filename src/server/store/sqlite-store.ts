@@ -21,6 +21,13 @@ export interface SqliteStoreOptions extends MessageStoreLimits {
   /** Largest number of writes grouped into one transaction. Default 1000. */
   maxBatch?: number;
   /**
+   * How long acks wait for a transaction to join when no append is queued
+   * (default 200 ms; 0 = the next turn, like appends). Acks arrive a few a
+   * turn from every tab, and a transaction of their own each cost more than
+   * the acks in it; waiting, they ride with the next send's commit.
+   */
+  ackDelayMs?: number;
+  /**
    * Journal rows (one per committed write batch) deleted per pruning
    * transaction; the loop yields to the event loop between them. Default 100.
    */
@@ -101,7 +108,8 @@ type PendingWrite = (
  *
  * Writes (appends, acks) are queued and committed together once per turn of
  * the event loop, in call order, so a burst of sends costs one transaction
- * (and, with `synchronous: 'full'`, one fsync) instead of one each. Each
+ * (and, with `synchronous: 'full'`, one fsync) instead of one each. Acks
+ * alone wait up to `ackDelayMs` for an append to ride with. Each
  * write's promise settles only after its transaction committed, so the
  * Notifier never publishes a SEQ that a crash could take back, and the
  * memory state changes only then: reads see only committed writes.
@@ -121,8 +129,11 @@ export class SqliteStore implements MessageStore {
   readonly #staged: WriteBatch;
   readonly #maxBatch: number;
   readonly #pruneBatch: number;
+  readonly #ackDelayMs: number;
   #queue: PendingWrite[] = [];
   #scheduled = false;
+  /** Set while only acks are queued: they are committed when it fires, or with the next append's batch. */
+  #ackTimer: NodeJS.Timeout | undefined;
   #closed = false;
   #pruning: Promise<number> | undefined;
   readonly #pruner: PruneTimer;
@@ -160,6 +171,7 @@ export class SqliteStore implements MessageStore {
     const started = performance.now();
     this.#maxBatch = options.maxBatch ?? 1000;
     this.#pruneBatch = options.pruneBatch ?? 100;
+    this.#ackDelayMs = options.ackDelayMs ?? 200;
     const { db, lock, storeEpoch, rotatedEpochs, migrated } = openStoreFile(options.file, options);
     this.rotatedEpochs = rotatedEpochs;
     this.#db = db;
@@ -240,17 +252,23 @@ export class SqliteStore implements MessageStore {
 
   #enqueue(write: PendingWrite): void {
     this.#queue.push(write);
-    if (!this.#scheduled) {
-      this.#scheduled = true;
-      // setImmediate, not a microtask: every send whose HTTP request was
-      // parsed in this turn of the loop joins the same transaction.
-      setImmediate(() => this.#flush());
+    if (this.#scheduled) return;
+    if (write.kind === 'ackMany' && this.#ackDelayMs > 0) {
+      this.#ackTimer ??= setTimeout(() => this.#flush(), this.#ackDelayMs);
+      return;
     }
+    this.#scheduled = true;
+    // setImmediate, not a microtask: every send whose HTTP request was
+    // parsed in this turn of the loop joins the same transaction.
+    setImmediate(() => this.#flush());
   }
 
   /** Commits queued writes, at most maxBatch per transaction. */
   #flush(): void {
     this.#scheduled = false;
+    // The acks waiting for a transaction go with this one.
+    clearTimeout(this.#ackTimer);
+    this.#ackTimer = undefined;
     if (this.#queue.length === 0) return;
     const batch = this.#queue.length <= this.#maxBatch ? this.#queue : this.#queue.slice(0, this.#maxBatch);
     this.#queue = batch === this.#queue ? [] : this.#queue.slice(this.#maxBatch);
@@ -386,7 +404,19 @@ export class SqliteStore implements MessageStore {
 
   async status(id: string, now: number): Promise<MessageStatus | undefined> {
     this.#open();
-    return this.#index.status(id, now);
+    const status = this.#index.status(id, now);
+    // An ack waiting for its transaction (ackDelayMs) counts already.
+    if (status && !status.acknowledged && this.#queuedAck(status.stream) >= status.seq) status.acknowledged = true;
+    return status;
+  }
+
+  /** The highest SEQ of `stream` in the acks queued and not yet committed (0: none). */
+  #queuedAck(stream: string): number {
+    let seq = 0;
+    for (const w of this.#queue) {
+      if (w.kind === 'ackMany') seq = Math.max(seq, w.acks.get(stream) ?? 0);
+    }
+    return seq;
   }
 
   /**
