@@ -2,6 +2,7 @@
 // when each notification arrives (latency from the timestamp `t` the sender
 // put in the payload; process.hrtime is CLOCK_MONOTONIC, shared by all
 // processes on the machine), and acks the way the browser library does.
+import { PerformanceObserver } from 'node:perf_hooks';
 import WebSocket from 'ws';
 import { io as ioClient } from 'socket.io-client';
 import { serveIpc } from './lib/ipc.mjs';
@@ -20,6 +21,17 @@ let waiter = null;
 let ackDelayMs = 1000;
 let broadcastAckDelayMs = 2000;
 const HANDSHAKE_MS = 30_000; // a handshake that takes longer counts as failed
+/**
+ * With --timeline: this process's garbage-collection pauses since reset, as
+ * [start (CLOCK_MONOTONIC ms), duration (ms), kind]: a notification that
+ * arrived during one waited here, not at the server.
+ */
+let gcEvents = null;
+const monotonicOffset = nowMs() - performance.now();
+new PerformanceObserver((list) => {
+  if (!gcEvents) return;
+  for (const e of list.getEntries()) gcEvents.push([e.startTime + monotonicOffset, e.duration, e.detail?.kind ?? 0]);
+}).observe({ entryTypes: ['gc'] });
 
 function record(msg) {
   const t = nowMs();
@@ -160,6 +172,7 @@ serveIpc({
   reset({ timeline = false } = {}) {
     received = 0; firstRecv = 0; lastRecv = 0;
     sentAt = timeline ? new Float64Array(lat.length) : null;
+    gcEvents = timeline ? [] : null;
     perBroadcastLast = []; perBroadcastCount = [];
     return true;
   },
@@ -174,7 +187,7 @@ serveIpc({
     return {
       received, firstRecv, lastRecv,
       latencies: lat.slice(0, received),
-      ...(sentAt ? { sentAt: sentAt.slice(0, received) } : {}),
+      ...(sentAt ? { sentAt: sentAt.slice(0, received), gc: gcEvents } : {}),
       perBroadcastLast, perBroadcastCount,
     };
   },

@@ -1,14 +1,15 @@
 #!/usr/bin/env node
 // Reads a timeline written by `npm run bench -- --timeline` and says where a
 // phase's tail comes from: when the slowest notifications were sent, how
-// many of them were in flight while the server stood still for a garbage
-// collection, and the busiest 20 ms windows with the pauses around them.
+// many of them were in flight while the server, or the load generator that
+// received them, stood still for a garbage collection, and the busiest 20 ms
+// windows with the pauses around them.
 // usage: node bench/timeline-summary.mjs FILE.timeline.json [windows=15]
 import { readFileSync } from 'node:fs';
 
 const [file, windowsArg] = process.argv.slice(2);
 if (!file) { console.error('usage: node bench/timeline-summary.mjs FILE.timeline.json [windows]'); process.exit(2); }
-const { server, phase, sentAt, latency, gc } = JSON.parse(readFileSync(file, 'utf8'));
+const { server, phase, sentAt, latency, gc, client, clientGc } = JSON.parse(readFileSync(file, 'utf8'));
 const n = latency.length;
 if (n === 0) { console.log(`${file}: no notifications`); process.exit(0); }
 const sorted = Float64Array.from(latency).sort();
@@ -21,7 +22,10 @@ const p99 = q(0.99);
 const slow = [];
 for (let i = 0; i < n; i++) if (latency[i] >= p99) slow.push(i);
 // In flight during a pause: sent before it ended and received after it began.
-const duringGc = slow.filter((i) => gc.some(([start, ms]) => start < sentAt[i] + latency[i] && start + ms > sentAt[i])).length;
+const inFlightDuring = (pauses, i) => pauses.some(([start, ms]) => start < sentAt[i] + latency[i] && start + ms > sentAt[i]);
+const duringGc = slow.filter((i) => inFlightDuring(gc, i)).length;
+// Timelines written before the load generators' pauses were recorded have no `clientGc`.
+const duringClientGc = clientGc ? slow.filter((i) => inFlightDuring(clientGc[client[i]], i)).length : undefined;
 const paused = gc.reduce((a, [, ms]) => a + ms, 0);
 const spanMs = Math.max(...sentAt) - t0;
 
@@ -29,6 +33,11 @@ console.log(`${server} ${phase}: ${n} notifications over ${(spanMs / 1000).toFix
 console.log(`GC: ${gc.length} pauses, ${paused.toFixed(0)} ms in all (${((100 * paused) / spanMs).toFixed(2)}% of the time); ` +
   Object.entries(KIND).map(([k, name]) => `${gc.filter((e) => String(e[2]) === k).length} ${name}`).join(', '));
 console.log(`at or above p99: ${slow.length}, of which ${duringGc} (${((100 * duringGc) / slow.length).toFixed(0)}%) were in flight during a pause`);
+if (duringClientGc !== undefined) {
+  const pauses = clientGc.flat();
+  console.log(`load generators' GC: ${pauses.length} pauses, ${pauses.reduce((a, [, ms]) => a + ms, 0).toFixed(0)} ms in all; `
+    + `${duringClientGc} (${((100 * duringClientGc) / slow.length).toFixed(0)}%) of those at or above p99 were in flight during a pause of the generator that received them`);
+}
 
 const windows = new Map();
 for (const i of slow) {

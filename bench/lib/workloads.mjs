@@ -212,8 +212,8 @@ async function profiled(srv, cfg, label, fn, units = () => ({ count: 1, unit: 'r
 }
 
 /**
- * With --timeline: every notification's send time and latency, and every GC
- * pause of the server, on one clock, into bench/profiles/<server>-<phase>-<time>.timeline.json
+ * With --timeline: every notification's send time, latency and receiving
+ * load generator, and every GC pause of the server and of each generator, on one clock, into bench/profiles/<server>-<phase>-<time>.timeline.json
  * (bench/timeline-summary.mjs reads it: when the slow ones were sent, and what the server was doing).
  */
 function writeTimeline(srv, cfg, label, got, gcEvents) {
@@ -222,13 +222,17 @@ function writeTimeline(srv, cfg, label, got, gcEvents) {
   const file = join(dir, `${srv.name}-${label}-${Date.now()}.timeline.json`);
   const sentAt = [];
   const latency = [];
-  for (const g of got) {
+  // Which load generator received each one, and each generator's own GC pauses.
+  const client = [];
+  for (const [k, g] of got.entries()) {
     for (let i = 0; i < g.received; i++) {
       sentAt.push(Math.round(g.sentAt[i] * 1000) / 1000);
       latency.push(Math.round(g.latencies[i] * 1000) / 1000);
+      client.push(k);
     }
   }
-  writeFileSync(file, JSON.stringify({ server: srv.name, phase: label, sentAt, latency, gc: gcEvents ?? [] }));
+  const clientGc = got.map((g) => g.gc ?? []);
+  writeFileSync(file, JSON.stringify({ server: srv.name, phase: label, sentAt, latency, gc: gcEvents ?? [], client, clientGc }));
   console.log(`  timeline: ${file}`);
 }
 
