@@ -213,8 +213,10 @@ async function profiled(srv, cfg, label, fn, units = () => ({ count: 1, unit: 'r
 
 /**
  * With --timeline: every notification's send time, latency and receiving
- * load generator, and every GC pause of the server and of each generator, on one clock, into bench/profiles/<server>-<phase>-<time>.timeline.json
- * (bench/timeline-summary.mjs reads it: when the slow ones were sent, and what the server was doing).
+ * load generator, and every GC pause of the server and of each generator, on
+ * one clock, into bench/profiles/<server>-<phase>-<time>.timeline.json
+ * (bench/timeline-summary.mjs reads it: when the slow ones were sent, and
+ * what the server and the generators were doing).
  */
 function writeTimeline(srv, cfg, label, got, gcEvents) {
   const dir = profilesDir(cfg);

@@ -22,9 +22,9 @@ export interface SqliteStoreOptions extends MessageStoreLimits {
   maxBatch?: number;
   /**
    * How long acks wait for a transaction to join when no append is queued
-   * (default 200 ms; 0 = the next turn, like appends). Acks arrive a few a
-   * turn from every tab, and a transaction of their own each cost more than
-   * the acks in it; waiting, they ride with the next send's commit.
+   * (default 200 ms; 0 = the next turn, like appends). Tabs' acks come a
+   * few in a turn, and a transaction for each such turn cost more than the
+   * acks in it; waiting, they ride with the next send's commit.
    */
   ackDelayMs?: number;
   /**
