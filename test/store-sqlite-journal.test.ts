@@ -1,8 +1,9 @@
 /**
- * The SQLite store as a journal (schema 2): what a reopen rebuilds from it
- * (cap, expiry, idempotency keys, byte-exact notifications), what survives a
- * killed process and the pruning of journal rows (never a SEQ assigned
- * twice), and the migration of a version 1 file.
+ * The SQLite store as a journal (schema 3): what a reopen rebuilds from it
+ * (cap, expiry, idempotency keys, byte-exact notifications, acks), what
+ * survives a killed process and the pruning of journal rows (never a SEQ
+ * assigned twice, never an ack lost), and the migration of version 1 and 2
+ * files.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -12,7 +13,7 @@ import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import fc from 'fast-check';
-import { decodeBody, encodeEntry, type JournalEntry } from '../src/server/store/journal-codec.js';
+import { decodeBody, encodeAck, encodeEntry, type JournalEntry } from '../src/server/store/journal-codec.js';
 import type { AppendResult } from '../src/server/store/message-store.js';
 import { derivedEpoch } from '../src/server/store/message-id.js';
 import { SqliteStore } from '../src/server/store/sqlite-store.js';
@@ -248,7 +249,7 @@ describe('SqliteStore journal', () => {
       await store.close();
     }
     const raw = new Database(file);
-    assert.equal(raw.prepare("SELECT value FROM meta WHERE key = 'schema'").pluck().get(), '2');
+    assert.equal(raw.prepare("SELECT value FROM meta WHERE key = 'schema'").pluck().get(), '3');
     assert.deepEqual(raw.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").pluck().all(), ['journal', 'meta', 'streams']);
     assert.deepEqual(raw.prepare('SELECT name FROM pragma_table_info(?)').pluck().all('streams'), ['stream', 'epoch', 'last_seq', 'acked']);
     raw.close();
@@ -296,11 +297,99 @@ describe('SqliteStore journal', () => {
     }
   }));
 
+  it('acks are journal entries: the stream rows get them at pruning and on close, and a killed process keeps them', () => withFile(async (file) => {
+    const rawAcked = (stream: string): number => {
+      const raw = new Database(file, { readonly: true });
+      try {
+        return raw.prepare<[string], number>('SELECT acked FROM streams WHERE stream = ?').pluck().get(stream)!;
+      } finally {
+        raw.close();
+      }
+    };
+    const ops = [
+      ...[1, 2, 3].map((i) => ({ op: 'append', stream: 'admin:1', json: msg(i), expiresAt: T0 + HOUR, now: T0 })),
+      { op: 'append', stream: 'admin:2', json: msg(1), expiresAt: T0 + HOUR, now: T0 },
+      { op: 'ack', stream: 'admin:1', seq: 2 },
+      { op: 'ack', stream: 'admin:2', seq: 1 },
+    ];
+    await runAndKill(file, ops);
+    assert.equal(rawAcked('admin:1'), 0, 'the ack is in the journal only');
+    let store = new SqliteStore({ file, maxPerStream: 100, bootId: 'boot-test', clock: () => T0 });
+    try {
+      assert.equal(store.head('admin:1').ackedSeq, 2, 'replayed from the journal after a kill');
+      assert.equal(store.head('admin:2').ackedSeq, 1);
+      // A row of acks alone may go at the next pruning, which writes the acks to the stream rows first.
+      assert.equal(store.loaded.journalRows, 4 + 2, 'a row per append, and one per ack (each waited alone)');
+      await store.ack('admin:1', 3);
+      assert.equal(await store.prune(T0), 0);
+      assert.equal(rawAcked('admin:1'), 3, 'saved in the same transaction that deleted the rows of acks');
+      assert.equal(rawAcked('admin:2'), 1);
+    } finally {
+      await store.close();
+    }
+    store = new SqliteStore({ file, maxPerStream: 100, bootId: 'boot-test', clock: () => T0 });
+    try {
+      assert.equal(store.head('admin:1').ackedSeq, 3);
+      assert.equal(store.head('admin:2').ackedSeq, 1);
+      assert.equal(store.loaded.journalRows, 4, 'the rows of acks alone were pruned');
+    } finally {
+      await store.close();
+    }
+    // And a kill right after a pruning loses nothing either.
+    await runAndKill(file, [{ op: 'ack', stream: 'admin:2', seq: 1 }, { op: 'prune', now: T0 }]);
+    store = new SqliteStore({ file, maxPerStream: 100, bootId: 'boot-test', clock: () => T0 });
+    try {
+      assert.deepEqual([store.head('admin:1').ackedSeq, store.head('admin:2').ackedSeq], [3, 1]);
+    } finally {
+      await store.close();
+    }
+  }));
+
+  it('an ack is a few bytes in the batch\'s journal row, not a write of the stream\'s row', () => withFile(async (file) => {
+    const store = new SqliteStore({ file, maxPerStream: 100, clock: () => T0, ackDelayMs: 0 });
+    try {
+      await store.appendMany(['admin:1', 'admin:2'].map((stream) => ({ stream, json: msg(1), expiresAt: T0 + HOUR })), T0);
+      const ack = store.ackMany(new Map([['admin:1', 1], ['admin:2', 1]]));
+      await store.append({ stream: 'admin:1', json: msg(2), expiresAt: T0 + HOUR }, T0);
+      await ack;
+      const raw = new Database(file, { readonly: true });
+      try {
+        const bodies = raw.prepare<[], string>('SELECT body FROM journal ORDER BY id').pluck().all();
+        assert.equal(bodies.length, 2, 'the acks rode with the append');
+        assert.ok(bodies[1]!.endsWith(`${encodeAck('admin:1', 1)}${encodeAck('admin:2', 1)}`), bodies[1]);
+        assert.deepEqual(raw.prepare('SELECT acked FROM streams ORDER BY stream').pluck().all(), [0, 0]);
+      } finally {
+        raw.close();
+      }
+    } finally {
+      await store.close();
+    }
+  }));
+
+  it('opens a version 2 file as version 3, acks and all', () => withFile(async (file) => {
+    let store = new SqliteStore({ file, maxPerStream: 100, clock: () => T0 });
+    await store.append({ stream: 'admin:1', json: msg(1), expiresAt: T0 + HOUR }, T0);
+    await store.close();
+    // What version 2 left: the acked SEQ in the stream's row, no ack entries.
+    const raw = new Database(file);
+    raw.exec("UPDATE meta SET value = '2' WHERE key = 'schema'; UPDATE streams SET acked = 1");
+    raw.close();
+    store = new SqliteStore({ file, maxPerStream: 100, clock: () => T0 });
+    try {
+      assert.deepEqual([store.head('admin:1').lastSeq, store.head('admin:1').ackedSeq], [1, 1]);
+    } finally {
+      await store.close();
+    }
+    const after = new Database(file, { readonly: true });
+    assert.equal(after.prepare("SELECT value FROM meta WHERE key = 'schema'").pluck().get(), '3');
+    after.close();
+  }));
+
   it('refuses a file of a schema version it does not know', () => withFile(async (file) => {
     const raw = new Database(file);
-    raw.exec("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID; INSERT INTO meta VALUES ('schema', '3')");
+    raw.exec("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID; INSERT INTO meta VALUES ('schema', '4')");
     raw.close();
-    assert.throws(() => new SqliteStore({ file, maxPerStream: 10 }), { code: 'HERALD_ERR_INTERNAL', message: /unknown schema version 3/ });
+    assert.throws(() => new SqliteStore({ file, maxPerStream: 10 }), { code: 'HERALD_ERR_INTERNAL', message: /unknown schema version 4/ });
   }));
 
   it('the journal encoding gives back any entry exactly', () => {
@@ -310,10 +399,11 @@ describe('SqliteStore journal', () => {
       stream: text, seq: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }), expiresAt: fc.maxSafeNat(), floor: fc.maxSafeNat(),
       key: fc.option(text, { nil: undefined }), json: fc.option(text, { nil: undefined }),
     });
-    fc.assert(fc.property(fc.array(entry, { maxLength: 20 }), (entries) => {
-      const body = entries.map((e) => encodeEntry(e.stream, e.seq, e.expiresAt, e.floor, e.key, e.json)).join('');
-      const back: JournalEntry[] = [];
-      decodeBody(body, (e) => back.push({ ...e }));
+    const ack = fc.record({ ack: text, acked: fc.maxSafeNat() });
+    fc.assert(fc.property(fc.array(fc.oneof(entry, ack), { maxLength: 20 }), (entries) => {
+      const body = entries.map((e) => ('ack' in e ? encodeAck(e.ack, e.acked) : encodeEntry(e.stream, e.seq, e.expiresAt, e.floor, e.key, e.json))).join('');
+      const back: Array<JournalEntry | { ack: string; acked: number }> = [];
+      decodeBody(body, (e) => back.push({ ...e }), (stream, acked) => back.push({ ack: stream, acked }));
       assert.deepEqual(back, entries.map((e) => ({ ...e })));
     }));
   });

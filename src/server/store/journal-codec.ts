@@ -4,6 +4,10 @@
  *
  *   <stream length>:<stream><seq>,<expiresAt>,<floor>,<key length>:<key><json length>:<json>
  *
+ * then the acknowledged SEQs the batch raised, one entry per stream:
+ *
+ *   a<stream length>:<stream><acked>,
+ *
  * Lengths count UTF-16 code units, so a body is decoded with plain string
  * slices and the notification's JSON comes back exactly as it was given —
  * no escaping on the way in (writing it is a concatenation) and no parsing
@@ -34,15 +38,21 @@ export function encodeEntry(
   return `${stream.length}:${stream}${seq},${expiresAt},${floor},${key === undefined ? '' : key.length}:${key ?? ''}${json === undefined ? '' : json.length}:${json ?? ''}`;
 }
 
+/** An ack entry: `stream`'s acknowledged SEQ is now at least `acked`. */
+export function encodeAck(stream: string, acked: number): string {
+  return `a${stream.length}:${stream}${acked},`;
+}
+
 /** A body that cannot be decoded: the file was changed by something else than Herald. */
 export class CorruptJournalError extends Error {}
 
 /**
- * Calls `visit` with each entry of a body, in order. The entry object is
- * reused between calls. Strings are slices of the body: copy one that is kept
- * long (see detach()) so that it does not keep the whole body alive.
+ * Calls `visit` with each append entry of a body and `visitAck` with each
+ * ack entry, in order. The entry object is reused between calls. Strings are
+ * slices of the body: copy one that is kept long (see detach()) so that it
+ * does not keep the whole body alive.
  */
-export function decodeBody(body: string, visit: (entry: JournalEntry) => void): void {
+export function decodeBody(body: string, visit: (entry: JournalEntry) => void, visitAck: (stream: string, acked: number) => void): void {
   const entry: JournalEntry = { stream: '', seq: 0, expiresAt: 0, floor: 0, key: undefined, json: undefined };
   let i = 0;
   // A decimal number ending at `stop`; -1 when there are no digits (an absent part).
@@ -68,6 +78,15 @@ export function decodeBody(body: string, visit: (entry: JournalEntry) => void): 
     return s;
   };
   while (i < body.length) {
+    if (body.charCodeAt(i) === 97) {
+      // a<stream length>:<stream><acked>,
+      i++;
+      const stream = text(58);
+      const acked = int(44);
+      if (stream === undefined || acked < 0) throw new CorruptJournalError(`corrupt journal body at ${i}`);
+      visitAck(stream, acked);
+      continue;
+    }
     const stream = text(58);
     if (stream === undefined) throw new CorruptJournalError(`corrupt journal body at ${i}`);
     entry.stream = stream;

@@ -1,17 +1,23 @@
 /**
  * The SQLite store's file: opening it, its layout, and the migration from the
- * layout before it. Version 2 (the journal):
+ * layouts before it. Version 3 (the journal, acks in it):
  *
  * - `streams`: one row per stream ever written. `epoch` is written when the
- *   stream is first appended to; `acked` with each batch that raises it;
- *   `last_seq` lazily (before journal rows are pruned, and on close): on
- *   open the true last SEQ is the larger of it and the highest in the journal.
- * - `journal`: one row per committed write batch, holding its appends
- *   (journal-codec.ts). `max_expires_at` is when the whole row may go; the
- *   store keeps it in memory for every row, so it has no index.
+ *   stream is first appended to; `last_seq` and `acked` lazily (before
+ *   journal rows are pruned, and on close): on open the true last SEQ is the
+ *   larger of `last_seq` and the highest in the journal, and the true
+ *   acknowledged SEQ the larger of `acked` and the journal's ack entries.
+ * - `journal`: one row per committed write batch, holding its appends and
+ *   the acknowledged SEQs it raised (journal-codec.ts). `max_expires_at` is
+ *   when the whole row may go (0 for a row of acks alone); the store keeps it
+ *   in memory for every row, so it has no index.
  *
- * Version 1 kept one row per notification (and per idempotency key) with two
- * indexes, and updated the stream's row on every append.
+ * Version 2 wrote `acked` with each batch that raised it: an UPDATE per
+ * acknowledged stream, each dirtying a page of `streams` that the WAL then
+ * wrote whole. Its files open as version 3 unchanged (a version 2 body is a
+ * version 3 body without ack entries). Version 1 kept one row per
+ * notification (and per idempotency key) with two indexes, and updated the
+ * stream's row on every append.
  */
 import { readFileSync } from 'node:fs';
 import Database from 'better-sqlite3';
@@ -19,7 +25,7 @@ import { HeraldError } from '../errors.js';
 import { encodeEntry } from './journal-codec.js';
 import { newEpoch } from './message-id.js';
 
-export const SCHEMA_VERSION = '2';
+export const SCHEMA_VERSION = '3';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS streams (
@@ -137,7 +143,7 @@ const MIGRATION_ROW = 1000;
 
 /**
  * Inside the open transaction: creates the tables of a new file, or migrates
- * a version 1 file; returns how many notifications were migrated (0 when
+ * a version 1 or 2 file; returns how many notifications were migrated (0 when
  * none), and throws on a version it does not know.
  */
 function prepareSchema(db: Database.Database): number {
@@ -145,14 +151,14 @@ function prepareSchema(db: Database.Database): number {
   const version = db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'schema'").get()?.value;
   let migrated = 0;
   if (version === '1') migrated = migrateV1(db);
-  else if (version !== undefined && version !== SCHEMA_VERSION) throw new Error(`unknown schema version ${version}`);
+  else if (version !== undefined && version !== '2' && version !== SCHEMA_VERSION) throw new Error(`unknown schema version ${version}`);
   db.exec(SCHEMA);
   db.prepare("INSERT INTO meta (key, value) VALUES ('schema', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(SCHEMA_VERSION);
   return migrated;
 }
 
 /**
- * Version 1 → 2: every notification (with its idempotency key) becomes a
+ * Version 1 → 3: every notification (with its idempotency key) becomes a
  * journal entry, in stream and SEQ order, 1000 per row; a key whose
  * notification was already dropped for the cap stays, as an entry without
  * JSON; streams keep epoch, last_seq and acked. One transaction (the

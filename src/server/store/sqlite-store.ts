@@ -3,7 +3,7 @@ import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { HeraldError } from '../errors.js';
 import type { AppendInput, AppendResult, MessageStatus, MessageStore, MessageStoreLimits, ReadResult, StreamHead } from './message-store.js';
 import { PruneTimer } from './prune-timer.js';
-import { decodeBody, detach, encodeEntry } from './journal-codec.js';
+import { decodeBody, detach, encodeAck, encodeEntry } from './journal-codec.js';
 import { openStoreFile } from './sqlite-schema.js';
 import { PRUNE_SLICE, StreamIndex, WriteBatch, type StreamState } from './stream-index.js';
 import { JsonArena } from './json-arena.js';
@@ -76,8 +76,7 @@ function prepare(db: Database.Database) {
     journal: db.prepare<[], { id: number; max_expires_at: number; body: string }>('SELECT id, max_expires_at, body FROM journal ORDER BY id'),
     newStream: db.prepare<[string, string]>('INSERT INTO streams (stream, epoch) VALUES (?, ?)'),
     append: db.prepare<[number, string]>('INSERT INTO journal (max_expires_at, body) VALUES (?, ?)'),
-    ack: db.prepare<[number, string]>('UPDATE streams SET acked = ? WHERE stream = ?'),
-    saveSeq: db.prepare<[number, string]>('UPDATE streams SET last_seq = ? WHERE stream = ?'),
+    save: db.prepare<[number, number, string]>('UPDATE streams SET last_seq = ?, acked = ? WHERE stream = ?'),
     deleteRow: db.prepare<[number]>('DELETE FROM journal WHERE id = ?'),
     clean: db.prepare("UPDATE meta SET value = '1' WHERE key = 'clean'"),
     begin: db.prepare('BEGIN IMMEDIATE'),
@@ -151,7 +150,7 @@ export class SqliteStore implements MessageStore {
    * floor a reopen would load them again.
    */
   readonly #floorRows = new Set<number>();
-  /** Streams whose last SEQ is newer than their row's last_seq: only the journal knows it. */
+  /** Streams whose last SEQ or acknowledged SEQ is newer than their row's: only the journal knows it. */
   readonly #unsaved = new Map<string, StreamState>();
   readonly stats: SqliteStoreStats = { batches: 0, writes: 0 };
   /**
@@ -207,7 +206,7 @@ export class SqliteStore implements MessageStore {
     for (const r of this.#q.streams.iterate()) {
       const s = index.create(r.stream, r.epoch);
       s.lastSeq = s.savedSeq = r.last_seq;
-      s.acked = r.acked;
+      s.acked = s.savedAcked = r.acked;
     }
     const orphans: string[] = [];
     let journalRows = 0;
@@ -234,6 +233,10 @@ export class SqliteStore implements MessageStore {
           s.push({ seq: e.seq, json: JsonArena.holds(e.json) ? e.json : detach(e.json), expiresAt: e.expiresAt });
           if (s.retained > max) s.dropOldest(s.retained - max);
         }
+      }, (stream, acked) => {
+        // After the row's appends: the stream exists (an ack of a stream never written is never staged).
+        const s = index.get(stream);
+        if (s && acked > s.acked) s.acked = acked;
       });
     }
     if (orphans.length > 0) {
@@ -244,7 +247,7 @@ export class SqliteStore implements MessageStore {
     let messages = 0;
     for (const [stream, s] of index.streams) {
       if (s.acked > s.lastSeq) s.acked = s.lastSeq;
-      if (s.lastSeq > s.savedSeq) this.#unsaved.set(stream, s);
+      if (s.lastSeq > s.savedSeq || s.acked > s.savedAcked) this.#unsaved.set(stream, s);
       messages += s.retained;
     }
     return { journalRows, messages };
@@ -327,6 +330,9 @@ export class SqliteStore implements MessageStore {
         for (let i = 0; i < w.inputs.length; i++) many[i] = stage(w.inputs[i]!, w.now);
         results.push(many);
       }
+      // The acks ride in the journal row too: a few bytes each, where an
+      // UPDATE of the stream's row made the WAL write a whole page of it.
+      for (const { stream, acked } of staged.acks()) body += encodeAck(stream, acked);
       const row = this.#write(body, maxExpires);
       this.checkpointer?.wrote(body.length);
       if (row !== undefined) {
@@ -345,18 +351,17 @@ export class SqliteStore implements MessageStore {
   }
 
   readonly #touched = (stream: string, s: StreamState): void => {
-    if (s.lastSeq > s.savedSeq) this.#unsaved.set(stream, s);
+    if (s.lastSeq > s.savedSeq || s.acked > s.savedAcked) this.#unsaved.set(stream, s);
   };
 
-  /** The staged batch's transaction: new streams' rows, the journal row (its id is returned), raised acks. */
+  /** The staged batch's transaction: new streams' rows and the journal row (its id is returned). */
   #write(body: string, maxExpires: number): number | undefined {
-    if (body === '' && this.#staged.acks().next().done) return undefined;
+    if (body === '') return undefined;
     let row: number | undefined;
     this.#q.begin.run();
     try {
       for (const { stream, epoch } of this.#staged.created()) this.#q.newStream.run(stream, epoch);
-      if (body !== '') row = Number(this.#q.append.run(maxExpires, body).lastInsertRowid);
-      for (const { stream, acked } of this.#staged.acks()) this.#q.ack.run(acked, stream);
+      row = Number(this.#q.append.run(maxExpires, body).lastInsertRowid);
       this.#q.commit.run();
       return row;
     } catch (e) {
@@ -440,7 +445,7 @@ export class SqliteStore implements MessageStore {
     for (let i = 0; i < doomed.length; i += this.#pruneBatch) {
       if (i > 0) await yieldToLoop();
       if (this.#closed) return 0;
-      // A deleted row may hold a stream's last SEQ: the same transaction writes it to the stream's row.
+      // A deleted row may hold a stream's last or acknowledged SEQ: the same transaction writes them to the stream's row.
       this.#transaction(() => {
         for (const id of doomed.slice(i, i + this.#pruneBatch)) this.#q.deleteRow.run(id);
         return true;
@@ -481,18 +486,21 @@ export class SqliteStore implements MessageStore {
 
   /**
    * Runs `body` in a transaction; when it returns true, the same transaction
-   * writes last_seq of every stream whose last SEQ only the journal knows,
-   * and once it committed they count as saved.
+   * writes last_seq and acked of every stream whose last or acknowledged SEQ
+   * only the journal knows, and once it committed they count as saved.
    */
   #transaction(body: () => boolean): void {
     let saved = false;
     this.#db.transaction(() => {
       if (!body()) return;
-      for (const [stream, s] of this.#unsaved) this.#q.saveSeq.run(s.lastSeq, stream);
+      for (const [stream, s] of this.#unsaved) this.#q.save.run(s.lastSeq, s.acked, stream);
       saved = true;
     }).immediate();
     if (!saved) return;
-    for (const s of this.#unsaved.values()) s.savedSeq = s.lastSeq;
+    for (const s of this.#unsaved.values()) {
+      s.savedSeq = s.lastSeq;
+      s.savedAcked = s.acked;
+    }
     this.#unsaved.clear();
   }
 

@@ -66,6 +66,8 @@ export class StreamState {
   nextExpiry = Infinity;
   /** Durable stores: the last SEQ written outside the journal (the rest is recovered from the journal). */
   savedSeq = 0;
+  /** Durable stores: the acknowledged SEQ written outside the journal, likewise. */
+  savedAcked = 0;
   /** What the WriteBatch being built changes here (a field, not a map: found with the stream). */
   staged: Pending | undefined = undefined;
 
