@@ -42,7 +42,7 @@ export function createStore(options: StoreOptions, logger: Logger): MessageStore
     { store: 'sqlite', file, synchronous: options.sqliteSynchronous, streams, journalRows, messages, loadMs: Math.round(ms) },
     'store: sqlite (queued notifications loaded into memory from the journal)',
   );
-  if (migrated > 0) logger.info({ file, migrated }, 'store: file migrated to the journal layout (schema 2)');
+  if (migrated > 0) logger.info({ file, migrated }, 'store: file migrated to the journal layout (schema 3)');
   if (store.rotatedEpochs) {
     logger.warn({ file }, 'store: not closed cleanly before the machine restarted; the last sends before the crash may be lost, so every stream got a new EPOCH (tabs are told with RESET)');
   }
