@@ -335,11 +335,17 @@ describe('SqliteStore journal', () => {
     } finally {
       await store.close();
     }
-    // And a kill right after a pruning loses nothing either.
-    await runAndKill(file, [{ op: 'ack', stream: 'admin:2', seq: 1 }, { op: 'prune', now: T0 }]);
+    // A kill right after a pruning that deleted a row of acks loses nothing either.
+    await runAndKill(file, [
+      { op: 'append', stream: 'admin:2', json: msg(2), expiresAt: T0 + HOUR, now: T0 },
+      { op: 'ack', stream: 'admin:2', seq: 2 },
+      { op: 'prune', now: T0 },
+    ]);
+    assert.equal(rawAcked('admin:2'), 2, 'written by the pruning\'s transaction');
     store = new SqliteStore({ file, maxPerStream: 100, bootId: 'boot-test', clock: () => T0 });
     try {
-      assert.deepEqual([store.head('admin:1').ackedSeq, store.head('admin:2').ackedSeq], [3, 1]);
+      assert.deepEqual([store.head('admin:1').ackedSeq, store.head('admin:2').ackedSeq], [3, 2]);
+      assert.equal(store.loaded.journalRows, 5, 'the row of the ack alone was pruned');
     } finally {
       await store.close();
     }
