@@ -247,7 +247,7 @@ export class SqliteStore implements MessageStore {
     let messages = 0;
     for (const [stream, s] of index.streams) {
       if (s.acked > s.lastSeq) s.acked = s.lastSeq;
-      if (s.lastSeq > s.savedSeq || s.acked > s.savedAcked) this.#unsaved.set(stream, s);
+      this.#touched(stream, s);
       messages += s.retained;
     }
     return { journalRows, messages };
