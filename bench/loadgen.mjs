@@ -83,7 +83,8 @@ function connectSocketIo(url, id) {
  * A Herald tab: token in ?token=, ready at WELCOME, PONG to PING, and acks
  * `{"TYPE":"RESPONSE","SEQ":n}` for the highest SEQ seen, batched as the
  * browser library does: one ack of the own stream about every `ackDelayMs`
- * (each wait 0.5–1.5× it), one of the broadcast stream (`"STREAM":"*"`)
+ * or WELCOME's ACK_MS, whichever is longer (each wait 0.5–1.5× it), one of
+ * the broadcast stream (`"STREAM":"*"`)
  * about every `broadcastAckDelayMs` or WELCOME's BROADCAST.ACK_MS, whichever
  * is longer (each wait 0–2× it; src/client/delivery.ts).
  */
@@ -96,6 +97,7 @@ function connectHerald(url, token) {
     let ackTimer = null;
     let backTimer = null;
     let welcomed = false;
+    let ownDelay = ackDelayMs;
     let broadcastDelay = broadcastAckDelayMs;
     const flushOwn = () => {
       ackTimer = null;
@@ -112,6 +114,7 @@ function connectHerald(url, token) {
       if (msg.TYPE === 'WELCOME') {
         welcomed = true;
         clearTimeout(welcomeTimer);
+        if (Number.isFinite(msg.ACK_MS)) ownDelay = Math.max(ackDelayMs, Math.min(msg.ACK_MS, 600_000));
         if (Number.isFinite(msg.BROADCAST?.ACK_MS)) broadcastDelay = Math.max(broadcastAckDelayMs, Math.min(msg.BROADCAST.ACK_MS, 600_000));
         resolve({ close: () => ws.terminate() });
         return;
@@ -123,7 +126,7 @@ function connectHerald(url, token) {
           backTimer ??= setTimeout(flushBroadcast, spread(broadcastDelay));
         } else {
           seq = Math.max(seq, msg.SEQ);
-          ackTimer ??= setTimeout(flushOwn, jittered(ackDelayMs));
+          ackTimer ??= setTimeout(flushOwn, jittered(ownDelay));
         }
       }
       if (msg.t !== undefined) record(msg);

@@ -130,7 +130,7 @@ describe('DeliveryTracker', () => {
     return { t, sent };
   }
   const welcome = (id: number): WelcomeFrame => ({
-    TYPE: 'WELCOME', KIND: 'admin', ID: id, SESSION: 's', HEARTBEAT: 1000, SEQ: 0, EPOCH: 'e', BROADCAST: { SEQ: 0, EPOCH: 'b', ACK_MS: 2000 },
+    TYPE: 'WELCOME', KIND: 'admin', ID: id, SESSION: 's', HEARTBEAT: 1000, SEQ: 0, EPOCH: 'e', ACK_MS: 0, BROADCAST: { SEQ: 0, EPOCH: 'b', ACK_MS: 2000 },
   });
 
   it('drops a frame at or below the cursor of the same epoch, per stream', () => {
@@ -213,6 +213,29 @@ describe('DeliveryTracker', () => {
     for (const t of trackers) t.dispose();
     // Waits of 0–800 ms: fifty of them all within 60 ms would mean the 5 ms ask won.
     assert.ok(at.length < 25, `${at.length} of 50 acks within 60 ms`);
+  });
+
+  it('waits the longer of the page\'s own ack delay and the one WELCOME asks for (many tabs open)', async () => {
+    const start = performance.now();
+    const at: Record<string, number[]> = { asked: [], page: [] };
+    const trackers = [
+      // The server asks for 400 ms on average; the page's 20 would ack within 30.
+      ...Array.from({ length: 20 }, () => ({ kind: 'asked', ackDelayMs: 20, ACK_MS: 400 })),
+      // The server asks for 5 ms (few tabs); the page's 200 stands.
+      ...Array.from({ length: 20 }, () => ({ kind: 'page', ackDelayMs: 200, ACK_MS: 5 })),
+    ].map(({ kind, ackDelayMs, ACK_MS }) => {
+      const t = new DeliveryTracker({ storageKey: undefined, send: () => (at[kind]!.push(performance.now() - start), true), ackDelayMs });
+      t.welcome({ ...welcome(1), ACK_MS });
+      t.accept({ TYPE: 'MESSAGE', SEQ: 1, EPOCH: 'e' });
+      return t;
+    });
+    await new Promise((r) => setTimeout(r, 700));
+    for (const t of trackers) t.dispose();
+    // Each wait is drawn from 0.5–1.5× the delay: 200–600 ms, and 100–300 ms.
+    assert.equal(at.asked!.length, 20);
+    assert.ok(Math.min(...at.asked!) >= 199, `earliest ack asked to wait 400 ms came at ${Math.min(...at.asked!)} ms`);
+    assert.equal(at.page!.length, 20);
+    assert.ok(Math.min(...at.page!) >= 99, `earliest ack with the page's 200 ms came at ${Math.min(...at.page!)} ms`);
   });
 
   it('jitters the ack wait, so tabs that got the same frame at once do not all ack at once', async () => {

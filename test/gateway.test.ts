@@ -36,6 +36,34 @@ describe('browser endpoint', () => {
     for (const t of [first, ...more, crowded, user]) t.close();
   });
 
+  test('WELCOME asks every tab for an own-stream ack wait that keeps the node at about acksPerSecond acks (250 by default)', async () => {
+    // A server of its own, so that no other test's closing tabs are counted.
+    const paced = await startHerald({ heartbeatMs: 60000 });
+    try {
+      // One tab: 1/250 s, far below the browser library's own second, so nothing changes.
+      const first = await paced.tab('admin', 7);
+      assert.equal((await first.nextOfType('WELCOME')).ACK_MS, 4);
+      // 300 tabs of both kinds: each is asked to wait 300/250 s, past the library's second.
+      const more = await Promise.all(Array.from({ length: 298 }, (_, i) => paced.tab(i % 2 ? 'admin' : 'user', 100 + i)));
+      await Promise.all(more.map((t) => t.nextOfType('WELCOME')));
+      const crowded = await paced.tab('user', 8);
+      assert.equal((await crowded.nextOfType('WELCOME')).ACK_MS, 1200);
+      for (const t of [first, ...more, crowded]) t.close();
+    } finally {
+      await paced.close();
+    }
+
+    // acksPerSecond 0: no pacing.
+    const unpaced = await startHerald({ acksPerSecond: 0 });
+    try {
+      const tab = await unpaced.tab('admin', 1);
+      assert.equal((await tab.nextOfType('WELCOME')).ACK_MS, 0);
+      tab.close();
+    } finally {
+      await unpaced.close();
+    }
+  });
+
   test('no token, a wrong token, an expired token, or a user token on the admin endpoint: 401 before the upgrade', async () => {
     assert.equal((await TestTab.status(`${s.wsUrl}/ws/admin`)).status, 401);
     assert.equal((await TestTab.status(`${s.wsUrl}/ws/admin`, { query: { token: 'garbage' } })).status, 401);

@@ -63,7 +63,7 @@ export interface HeraldClientOptions {
   heartbeatMs?: number;
   /** Keep delivery cursors in sessionStorage, so a reload resumes. Default true. */
   persistCursors?: boolean;
-  /** Batch acks of the person's own stream: about one per this many ms (each wait 0.5–1.5× it, so tabs do not ack in step). Default 1000. */
+  /** Batch acks of the person's own stream: about one per this many ms at least (each wait 0.5–1.5× it, so tabs do not ack in step), or longer when WELCOME's ACK_MS asks (many tabs open). Default 1000. */
   ackDelayMs?: number;
   /** Batch acks of the broadcast stream: about one per this many ms at least (each wait 0–2× it), or longer when WELCOME's BROADCAST.ACK_MS asks. Default 2000 (one tab's ack serves all). */
   broadcastAckDelayMs?: number;

@@ -33,9 +33,11 @@ export interface DeliveryOptions {
   send: (frame: ClientFrame) => boolean;
   /**
    * Acks of the person's own stream are batched: about one per this many ms
-   * (each wait drawn from 0.5–1.5× it, so tabs do not ack in step). Default
-   * 1000: a busy tab's acks stay a small part of what crosses the socket,
-   * and a closing page still sends what is pending.
+   * at least (each wait drawn from 0.5–1.5× it, so tabs do not ack in step).
+   * Default 1000: a busy tab's acks stay a small part of what crosses the
+   * socket. With many tabs open the server may ask for a longer wait
+   * (WELCOME's ACK_MS); the longer of the two is used. A closing page still
+   * sends what is pending.
    */
   ackDelayMs?: number;
   /**
@@ -89,13 +91,19 @@ function spread(delayMs: number): number {
   return delayMs * 2 * Math.random();
 }
 
-/** The longest broadcast ack wait taken from a server: a tab acks at least every 20 minutes or so. */
+/** The longest ack wait taken from a server: a tab acks at least every 20 minutes or so. */
 const MAX_SERVER_ACK_MS = 600_000;
+
+/** An ack wait WELCOME asks for, bounded; 0 when it asks for none (an older server). */
+function serverAckMs(asked: unknown): number {
+  return typeof asked === 'number' && Number.isFinite(asked) ? Math.min(asked, MAX_SERVER_ACK_MS) : 0;
+}
 
 export class DeliveryTracker {
   readonly #options: DeliveryOptions;
   readonly #ackDelay: Record<StreamName, number>;
-  /** The page's own broadcast ack delay; WELCOME may lengthen #ackDelay.broadcast past it. */
+  /** The page's own ack delays; WELCOME may lengthen #ackDelay past them. */
+  readonly #ownAckDelay: number;
   readonly #broadcastAckDelay: number;
   #state: StoredCursors = {};
   readonly #pending: Partial<Record<StreamName, number>> = {};
@@ -103,8 +111,9 @@ export class DeliveryTracker {
 
   constructor(options: DeliveryOptions) {
     this.#options = options;
+    this.#ownAckDelay = options.ackDelayMs ?? 1000;
     this.#broadcastAckDelay = options.broadcastAckDelayMs ?? 2000;
-    this.#ackDelay = { own: options.ackDelayMs ?? 1000, broadcast: this.#broadcastAckDelay };
+    this.#ackDelay = { own: this.#ownAckDelay, broadcast: this.#broadcastAckDelay };
     this.#load();
   }
 
@@ -139,9 +148,8 @@ export class DeliveryTracker {
     }
     this.#state.id = frame.ID;
     this.#save();
-    const asked = frame.BROADCAST?.ACK_MS;
-    const fromServer = typeof asked === 'number' && Number.isFinite(asked) ? Math.min(asked, MAX_SERVER_ACK_MS) : 0;
-    this.#ackDelay.broadcast = Math.max(this.#broadcastAckDelay, fromServer);
+    this.#ackDelay.own = Math.max(this.#ownAckDelay, serverAckMs(frame.ACK_MS));
+    this.#ackDelay.broadcast = Math.max(this.#broadcastAckDelay, serverAckMs(frame.BROADCAST?.ACK_MS));
   }
 
   /**

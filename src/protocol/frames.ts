@@ -52,6 +52,14 @@ export interface WelcomeFrame {
   /** The last SEQ of this person's stream and its EPOCH (SEQ 0 when empty). */
   SEQ: number;
   EPOCH: string;
+  /**
+   * The least mean wait, in ms, the server asks this tab to leave between
+   * acks of this person's stream: tabs open on the node / `acksPerSecond`,
+   * so that together they ack at most a few hundred times a second however
+   * many there are (0: no pacing). The browser library waits the longer of
+   * this and its own delay.
+   */
+  ACK_MS: number;
   /** The same for the broadcast stream this tab follows, and how often to ack it. */
   BROADCAST: BroadcastCursor;
 }

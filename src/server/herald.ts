@@ -128,6 +128,7 @@ export class Herald {
       limits: {
         heartbeatMs: options.heartbeatMs, maxBufferedBytes: options.maxBufferedBytes, replayBatch: options.replayBatch,
         maxFramesPer10s: 1000, maxErrorsPer10s: 50, broadcastAcksPerSecond: 50,
+        acksPerSecond: options.acksPerSecond,
       },
     });
     await broker.start((envelope) => deliverLocally(hub, envelope));

@@ -88,9 +88,9 @@ export class Hub {
     return kind ? [...this.#byKind[kind]] : [...this.#byKind.admin, ...this.#byKind.user];
   }
 
-  /** How many tabs of `kind` are open here. */
-  tabCount(kind: PrincipalKind): number {
-    return this.#byKind[kind].size;
+  /** How many tabs of `kind`, or of every kind, are open here. */
+  tabCount(kind?: PrincipalKind): number {
+    return kind ? this.#byKind[kind].size : this.size;
   }
 
   get size(): number {

@@ -28,6 +28,13 @@ export interface ConnectionLimits {
    * MIN_BROADCAST_ACK_MS.
    */
   broadcastAcksPerSecond: number;
+  /**
+   * How many acks of people's own streams all tabs here should send a
+   * second together: each new tab is asked (WELCOME's ACK_MS) to wait
+   * at least tabs/this seconds between its acks (the browser library's own
+   * 1 s when that is longer). 0: no pacing.
+   */
+  acksPerSecond: number;
 }
 
 /** The shortest broadcast ack wait the server asks for: the browser library's own default. */
@@ -46,8 +53,8 @@ export interface ConnectionDeps {
   logger: Logger;
   limits: ConnectionLimits;
   now: () => number;
-  /** Open tabs of a kind on this node (the tab itself included once it is in the Hub). */
-  tabCount: (kind: PrincipalKind) => number;
+  /** Open tabs of a kind on this node, or of every kind without one (the tab itself included once it is in the Hub). */
+  tabCount: (kind?: PrincipalKind) => number;
 }
 
 /** Where a tab wants replay to start, per stream: its last seen SEQ and EPOCH, or nothing (a new tab). */
@@ -166,7 +173,7 @@ export class Connection implements Tab {
   #begin(cursors: ResumeCursors, own: StreamHead, broadcast: StreamHead): Promise<void> | undefined {
     const welcome: WelcomeFrame = {
       TYPE: 'WELCOME', KIND: this.principal.kind, ID: this.principal.id, SESSION: this.id,
-      HEARTBEAT: this.#deps.limits.heartbeatMs, SEQ: own.lastSeq, EPOCH: own.epoch,
+      HEARTBEAT: this.#deps.limits.heartbeatMs, SEQ: own.lastSeq, EPOCH: own.epoch, ACK_MS: this.#ackMs(),
       BROADCAST: { SEQ: broadcast.lastSeq, EPOCH: broadcast.epoch, ACK_MS: this.#broadcastAckMs() },
     };
     this.#send(JSON.stringify(welcome));
@@ -184,6 +191,23 @@ export class Connection implements Tab {
   #broadcastAckMs(): number {
     const tabs = this.#deps.tabCount(this.principal.kind);
     return Math.max(MIN_BROADCAST_ACK_MS, Math.round((tabs * 1000) / this.#deps.limits.broadcastAcksPerSecond));
+  }
+
+  /**
+   * The least mean wait between this tab's acks of its person's stream. An
+   * ack costs the server a wake-up and a frame (about 60 µs on the bench's
+   * machine, docs/bench.md), and a tab that receives something every second
+   * acks every second: with thousands of busy tabs the acks would outnumber
+   * the sends. So with N tabs here each is asked to wait N/acksPerSecond
+   * seconds, and the node receives at most about acksPerSecond of them
+   * however many tabs are open. The browser library waits the longer of
+   * this and its own delay (1 s), so below acksPerSecond tabs nothing
+   * changes; above, a person's `acknowledged` status and a new tab's replay
+   * lag by up to 1.5× this. 0 when acks are not paced.
+   */
+  #ackMs(): number {
+    const perSecond = this.#deps.limits.acksPerSecond;
+    return perSecond > 0 ? Math.round((this.#deps.tabCount() * 1000) / perSecond) : 0;
   }
 
   /** Replays both streams, one after the other; a promise only when a store read was needed. */

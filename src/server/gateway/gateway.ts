@@ -66,7 +66,7 @@ export class Gateway {
   readonly #now: () => number;
   #heartbeat: NodeJS.Timeout | undefined;
   #closing = false;
-  readonly #tabCount = (kind: PrincipalKind): number => this.#o.hub.tabCount(kind);
+  readonly #tabCount = (kind?: PrincipalKind): number => this.#o.hub.tabCount(kind);
 
   constructor(options: GatewayOptions) {
     this.#o = options;
