@@ -229,7 +229,7 @@ describe('DeliveryTracker', () => {
       t.accept({ TYPE: 'MESSAGE', SEQ: 1, EPOCH: 'e' });
       return t;
     });
-    await new Promise((r) => setTimeout(r, 700));
+    await new Promise((r) => setTimeout(r, 900));
     for (const t of trackers) t.dispose();
     // Each wait is drawn from 0.5–1.5× the delay: 200–600 ms, and 100–300 ms.
     assert.equal(at.asked!.length, 20);
