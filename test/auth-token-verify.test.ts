@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createSecretKey } from 'node:crypto';
 import fc from 'fast-check';
 import { SignJWT, UnsecuredJWT, jwtVerify } from 'jose';
-import { verifyHs256 } from '../src/server/auth/token-resolver.js';
+import { TokenResolver, mintToken, verifyHs256 } from '../src/server/auth/token-resolver.js';
 
 const SECRET = 's'.repeat(40);
 const OTHER = 'o'.repeat(40);
@@ -66,4 +66,24 @@ test('garbage is refused, never thrown', () => {
     assert.equal(verifyHs256(s, keys).ok, false);
   }), { numRuns: 1000 });
   assert.equal(verifyHs256('eyJhbGciOiJub25lIn0.eyJhdWQiOiJoZXJhbGQifQ.', keys).ok, false);
+});
+
+test('a re-check of an admitted token asks what time can change: expiry, the endpoint, and garbage is refused, never thrown', async () => {
+  const resolver = new TokenResolver({ secret: SECRET });
+  const now = Date.now();
+  const token = await mintToken(SECRET, { kind: 'admin', id: 7 }, 60_000, now);
+  const admitted = await resolver.recheck('admin', token);
+  assert.equal(admitted.outcome, 'admitted');
+  assert.deepEqual(admitted.outcome === 'admitted' && admitted.principal, { kind: 'admin', id: 7 });
+  // The user endpoint never admitted an admin token.
+  assert.equal((await resolver.recheck('user', token)).outcome, 'refused');
+  // Expired since admission: refused, and marked expired (the tab may come back with a fresh one).
+  const lapsed = await mintToken(SECRET, { kind: 'user', id: 3 }, 1_000, now - 60_000);
+  assert.deepEqual(await resolver.recheck('user', lapsed), { outcome: 'refused', reason: 'token expired', expired: true });
+  for (const bad of ['', 'a.b', 'a.!!.c', `${token}.x`, 'eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJhZG1pbjo3In0.x']) {
+    assert.equal((await resolver.recheck('admin', bad)).outcome, 'refused', bad);
+  }
+  await fc.assert(fc.asyncProperty(fc.string(), async (s) => {
+    assert.equal((await resolver.recheck('admin', s)).outcome, 'refused');
+  }), { numRuns: 300 });
 });

@@ -8,7 +8,14 @@
  *
  * An "unavailable" answer leaves the tabs open: a database outage must not
  * log everybody out. The next round asks again.
+ *
+ * A round never holds the event loop for long: a resolver that answers at
+ * once (signed tokens) would otherwise run the whole round in one turn, and
+ * with 10,000 tabs that stood every delivery still for 100–125 ms every
+ * `sessionRecheckMs` (docs/bench.md, fifteenth round). Every SLICE_MS of
+ * work the round lets the event loop have a turn.
  */
+import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { CloseCode, CloseReason } from '../../protocol/close-codes.js';
 import type { PrincipalKind } from '../../protocol/principal.js';
@@ -38,6 +45,36 @@ export interface RecheckRound {
   readonly closedTabs: number;
   /** Look-ups that could not tell (tabs left open). */
   readonly unavailable: number;
+}
+
+/** The longest stretch of a round, in ms, before the event loop gets a turn. */
+export const SLICE_MS = 5;
+
+interface Group {
+  readonly kind: PrincipalKind;
+  readonly credential: string;
+  readonly tabs: CredentialedTab[];
+}
+
+/**
+ * A round's work in slices: once SLICE_MS have gone by since the event loop
+ * last had a turn, `breathe()` gives it one. The workers of a round share
+ * one pause; each waiting for a turn of its own would give every one of
+ * them a slice of its own before the loop's next turn.
+ */
+class Slices {
+  #start = performance.now();
+  #pause: Promise<void> | undefined;
+
+  /** Resolves at once while the slice lasts (no turn of the event loop). */
+  async breathe(): Promise<void> {
+    if (performance.now() - this.#start < SLICE_MS) return;
+    this.#pause ??= yieldToLoop().then(() => {
+      this.#pause = undefined;
+      this.#start = performance.now();
+    });
+    await this.#pause;
+  }
 }
 
 export class SessionWatcher {
@@ -84,22 +121,30 @@ export class SessionWatcher {
   }
 
   async #round(): Promise<RecheckRound> {
-    const groups = new Map<string, { kind: PrincipalKind; credential: string; tabs: CredentialedTab[] }>();
-    for (const tab of this.#options.tabs.all()) {
+    // Keyed by the credential string itself, one map per kind: a tab keeps
+    // the same string object, whose hash V8 computes once, not every round.
+    const slices = new Slices();
+    const byKind = new Map<PrincipalKind, Map<string, Group>>();
+    const tabs = this.#options.tabs.all();
+    for (let i = 0; i < tabs.length; i++) {
+      const tab = tabs[i]!;
+      if ((i & 255) === 255) await slices.breathe();
       if (tab.credential === undefined) continue;
-      const key = `${tab.principal.kind}\n${tab.credential}`;
-      let group = groups.get(key);
-      if (!group) {
-        group = { kind: tab.principal.kind, credential: tab.credential, tabs: [] };
-        groups.set(key, group);
-      }
-      group.tabs.push(tab);
+      const { kind } = tab.principal;
+      let groups = byKind.get(kind);
+      if (!groups) byKind.set(kind, (groups = new Map()));
+      const group = groups.get(tab.credential);
+      if (group) group.tabs.push(tab);
+      else groups.set(tab.credential, { kind, credential: tab.credential, tabs: [tab] });
     }
     let closedTabs = 0;
     let unavailable = 0;
-    const queue = [...groups.values()];
+    const queue: Group[] = [];
+    for (const groups of byKind.values()) for (const group of groups.values()) queue.push(group);
+    let next = 0;
     const worker = async (): Promise<void> => {
-      for (let group = queue.shift(); group; group = queue.shift()) {
+      for (let group = queue[next++]; group; group = queue[next++]) {
+        await slices.breathe();
         let resolution;
         try {
           resolution = await this.#options.resolver.recheck(group.kind, group.credential);
@@ -123,7 +168,7 @@ export class SessionWatcher {
     };
     const workers = Array.from({ length: Math.min(this.#options.concurrency ?? 8, queue.length) }, () => worker());
     await Promise.all(workers);
-    const round = { checked: groups.size, closedTabs, unavailable };
+    const round = { checked: queue.length, closedTabs, unavailable };
     if (closedTabs > 0 || unavailable > 0) this.#options.logger?.info({ recheck: round }, 'sessions re-checked');
     return round;
   }

@@ -32,7 +32,7 @@ export interface TokenResolverOptions {
 /**
  * The embedded default: signed tokens. Nothing to look up, so it is never
  * `unavailable`; a token cannot end before its expiry, so re-checks answer
- * from the signature and `exp` alone.
+ * from its claims alone.
  */
 export class TokenResolver implements SessionResolver {
   readonly name = 'token';
@@ -49,13 +49,22 @@ export class TokenResolver implements SessionResolver {
     return this.check(handshake.kind, token);
   }
 
+  /**
+   * A token this resolver admitted: its signature was checked then, and the
+   * keys cannot change while the process runs, so only what time can change
+   * is checked again (`exp`, `nbf`). No HMAC: a round over 10,000 tabs is
+   * then about a third of the work (docs/bench.md, fifteenth round).
+   */
   async recheck(kind: PrincipalKind, credential: string): Promise<Resolution> {
-    return this.check(kind, credential);
+    return this.#answer(kind, credential, readClaims(credential, Date.now()));
   }
 
   /** The token's signature and claims, checked for the `kind` endpoint at `now`. */
   check(kind: PrincipalKind, token: string, now = Date.now()): Resolution {
-    const checked = verifyHs256(token, this.#keys, now);
+    return this.#answer(kind, token, verifyHs256(token, this.#keys, now));
+  }
+
+  #answer(kind: PrincipalKind, token: string, checked: Verified): Resolution {
     if (!checked.ok) return { outcome: 'refused', reason: checked.reason, ...(checked.reason === 'token expired' ? { expired: true } : {}) };
     const [k, id] = (typeof checked.payload.sub === 'string' ? checked.payload.sub : '').split(':');
     const n = Number(id);
@@ -115,6 +124,18 @@ export function verifyHs256(token: string, keys: readonly KeyObject[], now = Dat
     }
   }
   if (!signed) return { ok: false, reason: 'bad token signature' };
+  return checkClaims(p, now);
+}
+
+/** The claims of a token whose signature was checked before (TokenResolver.recheck). */
+function readClaims(token: string, now: number): Verified {
+  const parts = token.split('.');
+  if (parts.length !== 3 || !B64URL.test(parts[1]!)) return { ok: false, reason: 'invalid token' };
+  return checkClaims(parts[1]!, now);
+}
+
+/** The payload's claims at `now`: `aud` names Herald, `exp` is required and in the future, `nbf` is past. */
+function checkClaims(p: string, now: number): Verified {
   const payload = decodeJson(p);
   if (!payload) return { ok: false, reason: 'invalid token' };
   const aud = payload.aud;
