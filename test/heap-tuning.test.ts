@@ -1,7 +1,8 @@
-// tuneHeap (src/server/heap-tuning.ts) on real V8: a child process keeps a
-// live heap and promotes garbage at a steady pace, and counts its full
-// collections. Set after start-up, the growing percent must change how often
-// they come; one given on node's own command line must win.
+// tuneHeap, tuneScavenger and tunePretenuring (src/server/heap-tuning.ts) on
+// real V8, each in child processes. tuneHeap: a child keeps a live heap and
+// promotes garbage at a steady pace, and counts its full collections. Set
+// after start-up, the growing percent must change how often they come; one
+// given on node's own command line must win.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
@@ -109,4 +110,39 @@ test('parallelScavenge auto: off at 2 CPUs or fewer, V8\'s default above; node\'
   const overridden = await scavenges(false, 2, ['--parallel-scavenge']);
   assert.equal(overridden.flag, null);
   helpedMore(overridden, off, 'false under node --parallel-scavenge against false');
+});
+
+// tunePretenuring: a child makes batches of objects from one allocation site
+// and keeps them alive for a while (what a scavenge inside a batch sees),
+// with --trace-pretenuring-statistics, which prints a line for each site V8
+// weighs for pretenuring. With the tuning off V8 weighs none.
+const PRETENURING_CHILD = `
+const { tunePretenuring } = await import(process.env.HEAP_MODULE);
+const flag = tunePretenuring(process.env.ENABLED === 'true');
+const ring = new Array(400).fill(null);
+function batchOf(n) { const b = new Array(n); for (let k = 0; k < n; k++) b[k] = { k, s: 'x', added: [] }; return b; }
+for (let i = 0; i < 6000; i++) ring[i % ring.length] = batchOf(500);
+console.log('RESULT ' + JSON.stringify({ flag: flag ?? null }));
+`;
+
+/** Runs the batches with tunePretenuring(enabled); returns the flag it set and how many allocation sites V8 weighed. */
+async function pretenuring(enabled: boolean, nodeFlags: string[] = []): Promise<{ flag: string | null; weighed: number }> {
+  const out = await runChild(PRETENURING_CHILD, { ENABLED: String(enabled) }, [...nodeFlags, '--trace-pretenuring-statistics']);
+  const result = /^RESULT (.*)$/m.exec(out);
+  assert.ok(result, out.slice(-2000));
+  const weighed = out.split('\n').filter((l) => l.includes('pretenuring: AllocationSite(')).length;
+  return { ...(JSON.parse(result[1]!) as { flag: string | null }), weighed };
+}
+
+test('allocationSitePretenuring: false stops V8 pretenuring allocation sites, true leaves it on; node\'s command line wins', async () => {
+  const off = await pretenuring(false);
+  const on = await pretenuring(true);
+  assert.equal(off.flag, '--no-allocation-site-pretenuring');
+  assert.equal(on.flag, '--allocation-site-pretenuring');
+  // Measured: 4–6 sites weighed with it on, none off.
+  assert.equal(off.weighed, 0, `${off.weighed} sites weighed with pretenuring off`);
+  assert.ok(on.weighed > 0, 'no site weighed with pretenuring on');
+  const overridden = await pretenuring(false, ['--allocation-site-pretenuring']);
+  assert.equal(overridden.flag, null);
+  assert.ok(overridden.weighed > 0, 'node --allocation-site-pretenuring lost to the tuning');
 });

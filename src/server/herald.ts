@@ -22,7 +22,7 @@ import type { CommandService } from './commands/command-service.js';
 import { CommandRunner } from './commands/runner.js';
 import { createCommandAudit } from './commands/audit-sqlite.js';
 import { Gateway } from './gateway/gateway.js';
-import { tuneHeap, tuneScavenger } from './heap-tuning.js';
+import { tuneHeap, tunePretenuring, tuneScavenger } from './heap-tuning.js';
 import { Hub } from './hub.js';
 import { createLogger } from './logger.js';
 import { Notifier } from './notifier.js';
@@ -97,6 +97,7 @@ export class Herald {
     const logger = deps.logger ?? createLogger(options);
     tuneHeap(options.heapGrowingPercent);
     tuneScavenger(options.parallelScavenge);
+    tunePretenuring(options.allocationSitePretenuring);
     const store: MessageStore = deps.store ?? createStore(options, logger.child({ part: 'store' }));
     try {
       return await Herald.#build(options, logger, store);
