@@ -14,7 +14,8 @@ const n = latency.length;
 if (n === 0) { console.log(`${file}: no notifications`); process.exit(0); }
 const sorted = Float64Array.from(latency).sort();
 const q = (p) => sorted[Math.min(n - 1, Math.floor(n * p))];
-const t0 = Math.min(...sentAt);
+// Not Math.min(...sentAt): a long run's hundreds of thousands of arguments overflow the stack.
+const t0 = sentAt.reduce((a, t) => Math.min(a, t), Infinity);
 const KIND = { 1: 'minor', 2: 'major', 4: 'incremental', 8: 'weak callbacks' };
 
 // "Slow": at or above the p99.
@@ -27,7 +28,7 @@ const duringGc = slow.filter((i) => inFlightDuring(gc, i)).length;
 // Timelines written before the load generators' pauses were recorded have no `clientGc`.
 const duringClientGc = clientGc ? slow.filter((i) => inFlightDuring(clientGc[client[i]], i)).length : undefined;
 const paused = gc.reduce((a, [, ms]) => a + ms, 0);
-const spanMs = Math.max(...sentAt) - t0;
+const spanMs = sentAt.reduce((a, t) => Math.max(a, t), -Infinity) - t0;
 
 console.log(`${server} ${phase}: ${n} notifications over ${(spanMs / 1000).toFixed(1)} s; p50 ${q(0.5).toFixed(2)} ms, p99 ${p99.toFixed(2)} ms, max ${sorted[n - 1].toFixed(1)} ms`);
 console.log(`GC: ${gc.length} pauses, ${paused.toFixed(0)} ms in all (${((100 * paused) / spanMs).toFixed(2)}% of the time); ` +
