@@ -121,9 +121,9 @@ export class SessionWatcher {
   }
 
   async #round(): Promise<RecheckRound> {
+    const slices = new Slices();
     // Keyed by the credential string itself, one map per kind: a tab keeps
     // the same string object, whose hash V8 computes once, not every round.
-    const slices = new Slices();
     const byKind = new Map<PrincipalKind, Map<string, Group>>();
     const tabs = this.#options.tabs.all();
     for (let i = 0; i < tabs.length; i++) {

@@ -51,9 +51,10 @@ export class TokenResolver implements SessionResolver {
 
   /**
    * A token this resolver admitted: its signature was checked then, and the
-   * keys cannot change while the process runs, so only what time can change
-   * is checked again (`exp`, `nbf`). No HMAC: a round over 10,000 tabs is
-   * then about a third of the work (docs/bench.md, fifteenth round).
+   * keys cannot change while the process runs, so only the claims are
+   * checked again: what time changes (`exp`, `nbf`), and the audience and
+   * endpoint as at admission. No HMAC: a round over 10,000 tabs is then
+   * about half the work (docs/bench.md, fifteenth round).
    */
   async recheck(kind: PrincipalKind, credential: string): Promise<Resolution> {
     return this.#answer(kind, credential, readClaims(credential, Date.now()));
