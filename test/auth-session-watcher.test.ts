@@ -13,6 +13,7 @@ import { Hub } from '../src/server/hub.js';
 import { SLICE_MS, SessionWatcher, type CredentialedTab } from '../src/server/auth/session-watcher.js';
 import type { Resolution, SessionResolver } from '../src/server/auth/session-resolver.js';
 import { within } from './helpers/auth-herald.js';
+import { countTurns } from './helpers/turns.js';
 
 let nextId = 0;
 class MemoryTab implements CredentialedTab {
@@ -121,20 +122,14 @@ test('a round over a resolver that answers at once gives the event loop turns, n
     close: async () => {},
   };
   const watcher = new SessionWatcher({ tabs: hub, resolver, intervalMs: 60_000 });
-  let turns = 0;
-  let ticking = true;
-  const tick = (): void => {
-    turns++;
-    if (ticking) setImmediate(tick);
-  };
-  setImmediate(tick);
+  const turns = countTurns();
   await new Promise((resolve) => setImmediate(resolve));
-  const before = turns;
+  const before = turns.turns;
   const round = await watcher.checkNow();
-  ticking = false;
+  const during = turns.stop() - before;
   assert.equal(round.checked, 400, 'one look-up per kind and session');
   assert.equal(asked, 400);
   assert.equal(round.closedTabs, 0);
   // A turn at least every SLICE_MS of work: 100 ms of it is many turns; one long stall would be none.
-  assert.ok(turns - before >= 100 / SLICE_MS / 2, `${turns - before} turns of the event loop during the round`);
+  assert.ok(during >= 100 / SLICE_MS / 2, `${during} turns of the event loop during the round`);
 });

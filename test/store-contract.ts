@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import type { MessageStore } from '../src/server/store/message-store.js';
+import { countTurns } from './helpers/turns.js';
 
 export interface StoreUnderTest {
   store: MessageStore;
@@ -214,18 +215,10 @@ export function storeContract(name: string, factory: StoreFactory, options: { du
       const appends = [];
       for (let i = 0; i < n; i++) appends.push(store.append({ stream: `user:${i % 50}`, json: msg(i), expiresAt: T0 + (i % 2 === 0 ? 10 : HOUR) }, T0));
       await Promise.all(appends);
-      // Turns of the event loop while pruning. A chain of setImmediate, not a
-      // timer: a pass that yields often may still take less than a timer's 1 ms.
-      let turns = 0;
-      let pruning = true;
-      const turn = (): void => {
-        turns++;
-        if (pruning) setImmediate(turn);
-      };
-      setImmediate(turn);
+      // Turns of the event loop while pruning.
+      const turns = countTurns();
       const removed = await store.prune(T0 + 100);
-      pruning = false;
-      const turnsWhilePruning = turns;
+      const turnsWhilePruning = turns.stop();
       assert.equal(removed, n / 2);
       // Stream user:k got i = k, k + 50, …: all even (expired) or all odd (kept).
       assert.equal((await store.readAfter('user:0', 0, 1000, T0 + 100)).messages.length, 0);
