@@ -1,7 +1,8 @@
 // `npm run bench -- --perf` on a real process: `perf record` attached to a
 // node child that spends its time first in a named JS function, then in
-// read(2) calls (from /dev/zero: the kernel's time, filling the buffer), and
-// the summary must put the CPU where it went.
+// read(2) calls (from /dev/zero: the kernel's time, filling the buffer), then
+// in JSON.stringify, and the summary must put the CPU where it went, both by
+// category and by part of a server's work.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -9,9 +10,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 // @ts-expect-error: the bench is plain JavaScript (bench/lib/perf.mjs), without type declarations
-import { perfRecord, perfUnavailable, readPerf } from '../bench/lib/perf.mjs';
+import { OTHER_PARTS, perfRecord, perfUnavailable, readPerf } from '../bench/lib/perf.mjs';
 
-interface PerfFigures { main: Map<string, number>; others: Map<string, number>; mainNs: number; otherNs: number }
+interface PerfFigures { main: Map<string, number>; others: Map<string, number>; mainParts: Map<string, number>; mainNs: number; otherNs: number }
 
 /** Under CI=true a missing perf is an error (.ci/run installs it); elsewhere the test skips, saying why. */
 function perfSkipReason(): string | false {
@@ -24,7 +25,8 @@ function perfSkipReason(): string | false {
 
 // Waits for a line on stdin (perf is attached by then), spins in spinHere()
 // for 600 ms of its own CPU time, reads 1 MiB at a time from /dev/zero for
-// 600 ms more, and exits. CPU time, not wall time: on a busy machine a child
+// 600 ms more, serialises an object with JSON.stringify for 600 ms more, and
+// exits. CPU time, not wall time: on a busy machine a child
 // given 600 ms of the clock may get half of it on a core (seen in CI), and
 // perf counts only the time it ran. The clock only bounds a starved child.
 const CHILD = `
@@ -38,12 +40,16 @@ process.stdin.once('data', () => {
   const buf = Buffer.alloc(1 << 20);
   const until = cpuMs() + 600;
   while (cpuMs() < until && Date.now() < deadline) readSync(fd, buf);
-  process.exit(0);
+  const o = { TYPE: 'MESSAGE', TEXT: 'x'.repeat(200), list: [1, 2, 3], nested: { a: 'b' } };
+  const until2 = cpuMs() + 600;
+  let n = 0;
+  while (cpuMs() < until2 && Date.now() < deadline) n += JSON.stringify(o).length;
+  process.exit(n > 0 ? 0 : 1);
 });
 process.stdout.write('ready\\n');
 `;
 
-test('--perf: the summary puts a process\'s CPU in its JS function and its system calls', { skip: perfSkipReason() }, async () => {
+test('--perf: the summary puts a process\'s CPU in its JS function, its system calls and the parts of the work', { skip: perfSkipReason() }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'herald-perf-'));
   // As the bench runs its servers: V8's log of its JIT code (jit-<pid>.dump) in a directory of its own.
   const child = spawn(process.execPath, ['--perf-prof', '-e', CHILD], { cwd: dir, stdio: ['pipe', 'pipe', 'inherit'] });
@@ -63,7 +69,14 @@ test('--perf: the summary puts a process\'s CPU in its JS function and its syste
     // 600 ms of CPU in each: at least half of it must be found where it was spent.
     assert.ok(ms(spin) >= 300, `spinHere: ${ms(spin)} ms\n${report}`);
     assert.ok(ms('syscall read') >= 300, `read(2): ${ms('syscall read')} ms\n${report}`);
-    assert.ok(perf.mainNs / 1e6 < 2000, `more CPU than the child ran for: ${perf.mainNs / 1e6} ms`);
+    // By part: the spinning is none of a server's parts, the reads are the
+    // kernel's, and the serialising is JSON.stringify's.
+    const partMs = (key: string): number => (perf.mainParts.get(key) ?? 0) / 1e6;
+    const parts = [...perf.mainParts].map(([k, ns]) => `${(ns / 1e6).toFixed(1)} ms ${k}`).join('\n');
+    assert.ok(partMs(OTHER_PARTS.rest) >= 300, `the rest: ${partMs(OTHER_PARTS.rest)} ms\n${parts}`);
+    assert.ok(partMs(OTHER_PARTS.kernel) >= 300, `the kernel: ${partMs(OTHER_PARTS.kernel)} ms\n${parts}`);
+    assert.ok(partMs('JSON.stringify') >= 300, `JSON.stringify: ${partMs('JSON.stringify')} ms\n${parts}`);
+    assert.ok(perf.mainNs / 1e6 < 2600, `more CPU than the child ran for: ${perf.mainNs / 1e6} ms`);
   } finally {
     child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });

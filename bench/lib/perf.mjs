@@ -93,6 +93,46 @@ export function categorise(frames) {
 }
 
 /**
+ * The parts of a notification server's work, tried in this order: a sample
+ * belongs to the first part any frame of its stack matches, so a store write
+ * made inside the Notifier's call counts as storing, and WELCOME written
+ * inside a tab's acceptance as accepting it. Written for Herald and the
+ * bench's floor (bench/servers/), so that the two can be set side by side
+ * per notification or per connection; the rest of a server (Socket.IO's
+ * own code, node's sockets and streams) falls in the last parts by what V8
+ * and the kernel were doing. JSON has parts of its own because the floor
+ * serialises inside its send loop and Herald inside the Notifier.
+ */
+export const PARTS = [
+  ['receiving frames from the tabs (acks, PONGs)', /ws\/lib\/receiver\.js/],
+  ['the token check', /auth\/token-resolver\.js/],
+  ['accepting a tab (the upgrade, admission, WELCOME)', /gateway\/gateway\.js|gateway\/admission\.js|ws\/lib\/websocket-server\.js/],
+  ['JSON.stringify', /^v8::internal::JsonStringif/],
+  ['parsing the request body (JSON.parse, Fastify\'s checks)', /^v8::internal::JsonParser|secure-json-parse/],
+  ['storing', /server\/store\//],
+  ['delivering: framing, writing to the tabs', /gateway\/connection\.js|server\/hub\.js|gateway\/text-frame\.js|ws\/lib\/sender\.js|servers\/floor\.mjs/],
+  ['the Notifier (planning, results)', /server\/notifier\.js/],
+  ['the HTTP request otherwise (node\'s HTTP, Fastify, the answer)', /fastify|find-my-way|_http_|api\/http-api\.js|servers\/common\.mjs/],
+];
+
+/** The parts after PARTS, for a sample that is in none of them. */
+export const OTHER_PARTS = {
+  gc: 'V8: garbage collection',
+  compiling: 'V8: compiling',
+  kernel: 'the kernel otherwise (system calls, interrupts, the event loop\'s waits)',
+  rest: 'the rest (the event loop, timers, streams, natives)',
+};
+
+/** The part of PARTS a sample's stack belongs to, or one of OTHER_PARTS. */
+export function partOf(frames) {
+  for (const [name, pattern] of PARTS) if (frames.some((f) => pattern.test(f.sym))) return name;
+  if (frames.some((f) => GC.test(f.sym))) return OTHER_PARTS.gc;
+  if (frames.some((f) => COMPILE.test(f.sym))) return OTHER_PARTS.compiling;
+  if (frames[0]?.kernel) return OTHER_PARTS.kernel;
+  return OTHER_PARTS.rest;
+}
+
+/**
  * Parses `perf script -F pid,tid,period,ip,sym,dso` output: one block per
  * sample, a header line then one frame a line, leaf first.
  */
@@ -142,13 +182,14 @@ function withJitNames(file) {
 /**
  * Reads a perf.data file: each category's CPU (ns) on the main thread
  * (tid = pid: the event loop) and on the others (V8's GC helpers and
- * compiler, libuv's pool).
+ * compiler, libuv's pool), and the main thread's CPU by part (partOf).
  */
 export function readPerf(file) {
   const r = spawnSync('perf', ['script', '-i', withJitNames(file), '-F', 'pid,tid,period,ip,sym,dso'], { encoding: 'utf8', maxBuffer: 1 << 30 });
   if (r.status !== 0) throw new Error(`perf script failed: ${r.stderr.trim().split('\n').pop()}`);
   const main = new Map();
   const others = new Map();
+  const mainParts = new Map();
   let mainNs = 0;
   let otherNs = 0;
   for (const s of parsePerfScript(r.stdout)) {
@@ -156,20 +197,29 @@ export function readPerf(file) {
     const onMain = s.tid === s.pid;
     const into = onMain ? main : others;
     into.set(c, (into.get(c) ?? 0) + s.ns);
-    if (onMain) mainNs += s.ns;
-    else otherNs += s.ns;
+    if (onMain) {
+      mainNs += s.ns;
+      const part = partOf(s.frames);
+      mainParts.set(part, (mainParts.get(part) ?? 0) + s.ns);
+    } else {
+      otherNs += s.ns;
+    }
   }
-  return { main, others, mainNs, otherNs };
+  return { main, others, mainParts, mainNs, otherNs };
 }
 
 /** readPerf's figures as text, per unit of work (`units` of them: connections, messages). */
 export function summarisePerf(file, { units = 1, unit = 'run', top = 30 } = {}) {
-  const { main, others, mainNs, otherNs } = readPerf(file);
+  const { main, others, mainParts, mainNs, otherNs } = readPerf(file);
+  const partNames = [...PARTS.map(([name]) => name), ...Object.values(OTHER_PARTS)];
   const us = (ns) => (ns / 1000 / units).toFixed(2).padStart(8);
   const lines = [
     `${file}`,
     `CPU sampled by perf: ${((mainNs + otherNs) / 1e6).toFixed(0)} ms; per ${unit} (${units}): ${us(mainNs + otherNs).trim()} µs,`
       + ` of which the main thread ${us(mainNs).trim()} µs and the other threads ${us(otherNs).trim()} µs`,
+    '',
+    `main thread by part of the work (each sample in the first part its stack shows), µs per ${unit}:`,
+    ...partNames.filter((p) => mainParts.has(p)).map((p) => `${us(mainParts.get(p))}  ${p}`),
     '',
     `main thread, µs per ${unit}:`,
     ...[...main].sort((a, b) => b[1] - a[1]).slice(0, top).map(([k, ns]) => `${us(ns)}  ${k}`),
