@@ -86,7 +86,8 @@ function connectSocketIo(url, id) {
  * or WELCOME's ACK_MS, whichever is longer (each wait 0.5–1.5× it), one of
  * the broadcast stream (`"STREAM":"*"`)
  * about every `broadcastAckDelayMs` or WELCOME's BROADCAST.ACK_MS, whichever
- * is longer (each wait 0–2× it; src/client/delivery.ts).
+ * is longer (each wait 0–2× it; src/client/delivery.ts), and the waits a
+ * later PACE frame asks for instead.
  */
 function connectHerald(url, token) {
   return new Promise((resolve, reject) => {
@@ -109,17 +110,22 @@ function connectHerald(url, token) {
       if (bseq > 0 && ws.readyState === WebSocket.OPEN) ws.send(`{"TYPE":"RESPONSE","SEQ":${bseq},"STREAM":"*"}`);
       bseq = 0;
     };
+    // The waits WELCOME or a later PACE asks for (the browser library's Delivery.pace).
+    const pace = (msg) => {
+      if (Number.isFinite(msg.ACK_MS)) ownDelay = Math.max(ackDelayMs, Math.min(msg.ACK_MS, 600_000));
+      if (Number.isFinite(msg.BROADCAST?.ACK_MS)) broadcastDelay = Math.max(broadcastAckDelayMs, Math.min(msg.BROADCAST.ACK_MS, 600_000));
+    };
     ws.on('message', (data) => {
       const msg = JSON.parse(data);
       if (msg.TYPE === 'WELCOME') {
         welcomed = true;
         clearTimeout(welcomeTimer);
-        if (Number.isFinite(msg.ACK_MS)) ownDelay = Math.max(ackDelayMs, Math.min(msg.ACK_MS, 600_000));
-        if (Number.isFinite(msg.BROADCAST?.ACK_MS)) broadcastDelay = Math.max(broadcastAckDelayMs, Math.min(msg.BROADCAST.ACK_MS, 600_000));
+        pace(msg);
         resolve({ close: () => ws.terminate() });
         return;
       }
       if (msg.TYPE === 'PING') { ws.send('{"TYPE":"PONG"}'); return; }
+      if (msg.TYPE === 'PACE') { pace(msg); return; }
       if (typeof msg.SEQ === 'number') {
         if (msg.STREAM === '*') {
           bseq = Math.max(bseq, msg.SEQ);

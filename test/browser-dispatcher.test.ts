@@ -238,6 +238,27 @@ describe('DeliveryTracker', () => {
     assert.ok(Math.min(...at.page!) >= 99, `earliest ack with the page's 200 ms came at ${Math.min(...at.page!)} ms`);
   });
 
+  it('takes the waits a later PACE frame asks for, longer or shorter, from the next wait on', async () => {
+    const start = performance.now();
+    const at: Record<string, number[]> = { longer: [], shorter: [] };
+    const trackers = (['longer', 'shorter'] as const).flatMap((kind) => Array.from({ length: 20 }, () => {
+      const t = new DeliveryTracker({ storageKey: undefined, send: () => (at[kind]!.push(performance.now() - start), true), ackDelayMs: 20 });
+      // WELCOME asked for 5 ms (the page's 20 stands), or for 400.
+      t.welcome({ ...welcome(1), ACK_MS: kind === 'longer' ? 5 : 400 });
+      // Then the node filled up, or emptied.
+      t.pace({ ACK_MS: kind === 'longer' ? 400 : 5, BROADCAST: { ACK_MS: 2000 } });
+      t.accept({ TYPE: 'MESSAGE', SEQ: 1, EPOCH: 'e' });
+      return t;
+    }));
+    await new Promise((r) => setTimeout(r, 900));
+    for (const t of trackers) t.dispose();
+    // 0.5–1.5× 400 ms: 200–600 ms; 0.5–1.5× the page's 20: 10–30 ms.
+    assert.equal(at.longer!.length, 20);
+    assert.ok(Math.min(...at.longer!) >= 199, `earliest ack after PACE asked for 400 ms came at ${Math.min(...at.longer!)} ms`);
+    assert.equal(at.shorter!.length, 20);
+    assert.ok(Math.max(...at.shorter!) < 150, `latest ack after PACE asked for 5 ms came at ${Math.max(...at.shorter!)} ms`);
+  });
+
   it('jitters the ack wait, so tabs that got the same frame at once do not all ack at once', async () => {
     const start = performance.now();
     const at: number[] = [];

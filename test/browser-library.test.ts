@@ -8,6 +8,7 @@ import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Browser, Page } from 'playwright-core';
 import { startHerald, type TestServer } from './helpers/server.js';
+import { TestTab, until } from './helpers/ws-client.js';
 import {
   browserSkipReason, connectPage, launchBrowser, newPage, outputPath, recorder, waitForMessages, waitForState, type W,
 } from './helpers/browser.js';
@@ -281,6 +282,49 @@ describe('browser library in Chromium', { skip: browserSkipReason() }, () => {
     await waitForMessages(p, 2);
     assert.deepEqual(await shown(), [{ title: 'Ticket 42', body: 'Line one\nline two' }]);
     assert.equal(await p.locator('.herald-toast .herald-title').last().innerText(), 'Ticket 42', 'the toast is there as well');
+  });
+
+  it('takes the longer ack wait a PACE frame asks for once the node filled up, and shows nothing for it', async () => {
+    // acksPerSecond 2: the page, first on its node, is asked for 500 ms (its own second stands); eight tabs, 4 s.
+    const paced = await startHerald({ acksPerSecond: 2 });
+    const tabs: TestTab[] = [];
+    try {
+      const p = await page();
+      await connectPage(p, paced.url, await paced.token('admin', 1));
+      await p.evaluate(() => {
+        const w = window as W & { fallback: string[] };
+        w.fallback = [];
+        w.Herald.dispatcher.setFallback((m) => {
+          w.fallback.push(m.TYPE);
+        });
+      });
+      for (let i = 0; i < 7; i++) tabs.push(await paced.tab('user', 100 + i));
+      await Promise.all(tabs.map((t) => t.nextOfType('WELCOME')));
+      const sendOne = async (text: string): Promise<string> => {
+        const res = await paced.api('POST', '/api/v1/send', { to: { aid: 1 }, message: { TYPE: 'MESSAGE', TITLE: text, TEXT: text } });
+        assert.equal(res.status, 200, JSON.stringify(res.body));
+        return encodeURIComponent(res.body.results[0].messageId);
+      };
+      const acked = async (id: string): Promise<boolean> => (await paced.api('GET', `/api/v1/messages/${id}`)).body.acknowledged;
+      // The page acks the first within 0.5–1.5 s, and is told the node's new pace in reply.
+      await sendOne('first');
+      await p.waitForFunction(() => (window as W).rec.frames.some((f) => (f as { TYPE?: string }).TYPE === 'PACE'), null, { timeout: 10_000 });
+      const pace = (await recorder(p)).frames.find((f) => (f as { TYPE?: string }).TYPE === 'PACE');
+      assert.deepEqual(pace, { TYPE: 'PACE', ACK_MS: 4000, BROADCAST: { ACK_MS: 2000 } });
+      // Its next wait is 2–6 s, no longer 0.5–1.5 s.
+      const second = await sendOne('second');
+      await waitForMessages(p, 2);
+      await new Promise((r) => setTimeout(r, 1700));
+      assert.equal(await acked(second), false, 'acked within 1.7 s: the wait PACE asked for was not taken');
+      await until(() => acked(second), 8000, 'the second notification acked');
+      // PACE is the library's own: no handler, no fallback, no toast.
+      assert.deepEqual(await p.evaluate(() => (window as unknown as { fallback: string[] }).fallback), []);
+      assert.equal(await p.locator('.herald-toast[data-type="PACE"]').count(), 0);
+      assert.equal(await p.locator('.herald-toast[data-type="MESSAGE"]').count(), 2);
+    } finally {
+      for (const t of tabs) t.close();
+      await paced.close();
+    }
   });
 
   it('the demo page signs in, sends through the HTTP API and shows the toast (screenshot)', async () => {

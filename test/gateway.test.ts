@@ -64,6 +64,64 @@ describe('browser endpoint', () => {
     }
   });
 
+  test('a tab told a wait half or twice as long as the one asked for now is told the new one (PACE) when it acks, once per doubling', async () => {
+    // acksPerSecond 2: one tab is asked for 500 ms (below the library's own second), eight for 4 s.
+    const paced = await startHerald({ heartbeatMs: 60000, acksPerSecond: 2 });
+    const tabs: TestTab[] = [];
+    try {
+      const early = await paced.tab('admin', 7);
+      tabs.push(early);
+      assert.equal((await early.nextOfType('WELCOME')).ACK_MS, 500);
+      // An old script's tab: it acks without a SEQ.
+      const old = await paced.tab('admin', 8);
+      tabs.push(old);
+      await old.nextOfType('WELCOME');
+      const more = await Promise.all(Array.from({ length: 6 }, (_, i) => paced.tab('user', 100 + i)));
+      tabs.push(...more);
+      await Promise.all(more.map((t) => t.nextOfType('WELCOME')));
+
+      const sent = await paced.api('POST', '/api/v1/send', { to: { aid: 7 }, message: { TYPE: 'MESSAGE', TEXT: 'one' } });
+      const first = await early.next((f) => f?.TEXT === 'one');
+      early.send({ TYPE: 'RESPONSE', SEQ: first.SEQ, EPOCH: first.EPOCH });
+      // Eight tabs: 8/2 s for the own stream; two admin tabs leave the broadcast wait at its 2 s.
+      assert.deepEqual(await early.nextOfType('PACE'), { TYPE: 'PACE', ACK_MS: 4000, BROADCAST: { ACK_MS: 2000 } });
+      // The ack itself counted as any other.
+      const id = encodeURIComponent(sent.body.results[0].messageId);
+      assert.equal((await paced.api('GET', `/api/v1/messages/${id}`)).body.acknowledged, true);
+
+      // Told once: the next ack gets nothing (a PING after it is answered after it).
+      early.send({ TYPE: 'RESPONSE', SEQ: first.SEQ, EPOCH: first.EPOCH });
+      early.send({ TYPE: 'PING' });
+      await early.nextOfType('PONG');
+      // Nine tabs: 4.5 s asked for now, not twice the 4 s it was told: nothing.
+      const ninth = await paced.tab('user', 99);
+      tabs.push(ninth);
+      await ninth.nextOfType('WELCOME');
+      early.send({ TYPE: 'RESPONSE', SEQ: first.SEQ, EPOCH: first.EPOCH });
+      early.send({ TYPE: 'PING' });
+      await early.nextOfType('PONG');
+      ninth.close();
+      // The old script's ack carries no SEQ: it is never told.
+      old.send({ TYPE: 'RESPONCE', RESPONCE: 'RECEIVED' });
+      old.send({ TYPE: 'PING' });
+      await old.nextOfType('PONG');
+
+      // The others leave: 2/2 s asked for now, a quarter of the 4 s the early tab was told.
+      for (const t of more) t.close();
+      await until(() => paced.herald.hub.size === 2, 5000, 'seven tabs gone');
+      const two = await paced.api('POST', '/api/v1/send', { to: { aid: 7 }, message: { TYPE: 'MESSAGE', TEXT: 'two' } });
+      assert.equal(two.status, 200);
+      const second = await early.next((f) => f?.TEXT === 'two');
+      early.send({ TYPE: 'RESPONSE', SEQ: second.SEQ, EPOCH: second.EPOCH });
+      assert.deepEqual(await early.nextOfType('PACE'), { TYPE: 'PACE', ACK_MS: 1000, BROADCAST: { ACK_MS: 2000 } });
+      assert.equal(early.frames.filter((f) => f?.TYPE === 'PACE').length, 2);
+      assert.equal(old.frames.filter((f) => f?.TYPE === 'PACE').length, 0);
+    } finally {
+      for (const t of tabs) t.close();
+      await paced.close();
+    }
+  });
+
   test('no token, a wrong token, an expired token, or a user token on the admin endpoint: 401 before the upgrade', async () => {
     assert.equal((await TestTab.status(`${s.wsUrl}/ws/admin`)).status, 401);
     assert.equal((await TestTab.status(`${s.wsUrl}/ws/admin`, { query: { token: 'garbage' } })).status, 401);

@@ -14,7 +14,7 @@
  * - a RESET frame (the server cannot replay from our cursor) moves the cursor
  *   to what the server says and tells the page it may have missed some.
  */
-import type { ClientFrame, ResetFrame, StreamCursor, WelcomeFrame } from '../protocol/frames.js';
+import type { ClientFrame, PaceFrame, ResetFrame, StreamCursor, WelcomeFrame } from '../protocol/frames.js';
 import { BROADCAST_STREAM } from '../protocol/frames.js';
 
 export type StreamName = 'own' | 'broadcast';
@@ -94,7 +94,7 @@ function spread(delayMs: number): number {
 /** The longest ack wait taken from a server: a tab acks at least every 20 minutes or so. */
 const MAX_SERVER_ACK_MS = 600_000;
 
-/** An ack wait WELCOME asks for, bounded; 0 when it asks for none (an older server). */
+/** An ack wait WELCOME or PACE asks for, bounded; 0 when it asks for none (an older server). */
 function serverAckMs(asked: unknown): number {
   return typeof asked === 'number' && Number.isFinite(asked) ? Math.min(asked, MAX_SERVER_ACK_MS) : 0;
 }
@@ -148,6 +148,11 @@ export class DeliveryTracker {
     }
     this.#state.id = frame.ID;
     this.#save();
+    this.pace(frame);
+  }
+
+  /** The ack waits the server asks for, from WELCOME or a later PACE frame; each wait from now on uses them. */
+  pace(frame: Pick<WelcomeFrame | PaceFrame, 'ACK_MS' | 'BROADCAST'>): void {
     this.#ackDelay.own = Math.max(this.#ownAckDelay, serverAckMs(frame.ACK_MS));
     this.#ackDelay.broadcast = Math.max(this.#broadcastAckDelay, serverAckMs(frame.BROADCAST?.ACK_MS));
   }

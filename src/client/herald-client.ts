@@ -8,7 +8,7 @@
  * the handshake) stops retrying and emits `rejected`; anything else — server
  * down, restart, network gone — retries (STYLE.md §5).
  */
-import type { ClientFrame, NotificationObject, ResetFrame, WelcomeFrame } from '../protocol/frames.js';
+import type { ClientFrame, NotificationObject, PaceFrame, ResetFrame, WelcomeFrame } from '../protocol/frames.js';
 import type { PrincipalKind } from '../protocol/principal.js';
 import { CloseCode, TERMINAL_CLOSE_CODES } from '../protocol/close-codes.js';
 import { Backoff } from './backoff.js';
@@ -378,6 +378,9 @@ export class HeraldClient {
           return;
         case 'RESET':
           this.#onReset(frame as unknown as ResetFrame);
+          return;
+        case 'PACE':
+          this.#delivery.pace(frame as unknown as PaceFrame);
           return;
         case 'close':
           this.#closeNotice = { reason: String(frame.REASON ?? ''), ...(typeof frame.CODE === 'number' ? { code: frame.CODE } : {}) };

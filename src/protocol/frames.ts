@@ -75,6 +75,18 @@ export interface BroadcastCursor extends StreamCursor {
   ACK_MS: number;
 }
 
+/**
+ * The ack waits the server asks for now, sent in reply to an ack from a tab
+ * that was told waits half as long or twice as long (WELCOME's `ACK_MS`
+ * and `BROADCAST.ACK_MS`, set by how many tabs were open when it
+ * connected). Only tabs that ack with a SEQ (the browser library) get it.
+ */
+export interface PaceFrame {
+  TYPE: 'PACE';
+  ACK_MS: number;
+  BROADCAST: { ACK_MS: number };
+}
+
 export interface PingFrame { TYPE: 'PING' }
 export interface PongFrame { TYPE: 'PONG'; DATA?: 'RESPONSE' }
 /** Lower-case `close`, exactly as the old daemon wrote it. */

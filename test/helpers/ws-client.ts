@@ -115,7 +115,7 @@ export class TestTab {
 
   /** Notifications received so far (frames that are neither control nor welcome). */
   notifications(): any[] {
-    return this.frames.filter((f) => typeof f === 'string' || !['WELCOME', 'PING', 'PONG', 'close', 'ERROR', 'RESET'].includes(f?.TYPE));
+    return this.frames.filter((f) => typeof f === 'string' || !['WELCOME', 'PING', 'PONG', 'close', 'ERROR', 'RESET', 'PACE'].includes(f?.TYPE));
   }
 
   close(): void {

@@ -1,7 +1,7 @@
 import type { WebSocket } from 'ws';
 import type { Logger } from 'pino';
 import { CloseCode, CloseReason } from '../../protocol/close-codes.js';
-import type { ClientFrame, ErrorFrame, ResetFrame, WelcomeFrame } from '../../protocol/frames.js';
+import type { ClientFrame, ErrorFrame, PaceFrame, ResetFrame, WelcomeFrame } from '../../protocol/frames.js';
 import { BROADCAST_STREAM, FrameError, parseClientFrame } from '../../protocol/frames.js';
 import type { Principal, PrincipalKind } from '../../protocol/principal.js';
 import { principalKey } from '../../protocol/principal.js';
@@ -39,6 +39,15 @@ export interface ConnectionLimits {
 
 /** The shortest broadcast ack wait the server asks for: the browser library's own default. */
 export const MIN_BROADCAST_ACK_MS = 2000;
+/** The browser library's own least wait between acks of a person's stream: a shorter ACK_MS changes nothing. */
+const LIBRARY_ACK_MS = 1000;
+
+/** Whether a tab told to wait `told` ms should be told `now`: one is at least twice the other, counting the library's own least wait. */
+function stalePace(now: number, told: number, least: number): boolean {
+  const a = Math.max(now, least);
+  const b = Math.max(told, least);
+  return a >= 2 * b || b >= 2 * a;
+}
 
 /** Where a tab's frames are written: the socket under its WebSocket. */
 export interface FrameSink {
@@ -109,6 +118,8 @@ export class Connection implements Tab {
   #replays: Promise<void> = SETTLED;
   #queuedReplays = 1;
   readonly #lastSent = { own: 0, broadcast: 0 };
+  /** The ack waits this tab was last told (WELCOME, or PACE since). */
+  readonly #toldAckMs = { own: 0, broadcast: 0 };
   #epochs = { own: '', broadcast: '' };
   #windowStart = 0;
   #frames = 0;
@@ -171,10 +182,12 @@ export class Connection implements Tab {
   }
 
   #begin(cursors: ResumeCursors, own: StreamHead, broadcast: StreamHead): Promise<void> | undefined {
+    this.#toldAckMs.own = this.#ackMs();
+    this.#toldAckMs.broadcast = this.#broadcastAckMs();
     const welcome: WelcomeFrame = {
       TYPE: 'WELCOME', KIND: this.principal.kind, ID: this.principal.id, SESSION: this.id,
-      HEARTBEAT: this.#deps.limits.heartbeatMs, SEQ: own.lastSeq, EPOCH: own.epoch, ACK_MS: this.#ackMs(),
-      BROADCAST: { SEQ: broadcast.lastSeq, EPOCH: broadcast.epoch, ACK_MS: this.#broadcastAckMs() },
+      HEARTBEAT: this.#deps.limits.heartbeatMs, SEQ: own.lastSeq, EPOCH: own.epoch, ACK_MS: this.#toldAckMs.own,
+      BROADCAST: { SEQ: broadcast.lastSeq, EPOCH: broadcast.epoch, ACK_MS: this.#toldAckMs.broadcast },
     };
     this.#send(JSON.stringify(welcome));
     return this.#replay(cursors, own, broadcast);
@@ -208,6 +221,26 @@ export class Connection implements Tab {
   #ackMs(): number {
     const perSecond = this.#deps.limits.acksPerSecond;
     return perSecond > 0 ? Math.round((this.#deps.tabCount() * 1000) / perSecond) : 0;
+  }
+
+  /**
+   * In reply to an ack: tells the tab the ack waits asked for now (PACE)
+   * when they are half or twice what it was last told. The waits follow the
+   * tabs open when a tab connected, so the first tabs after a restart would
+   * otherwise keep the short waits of an almost empty node until they
+   * reconnect: with 10,000 of them that is up to about 1,200 acks a second
+   * instead of acksPerSecond's 250 (docs/bench.md, sixteenth round). Telling
+   * a tab only when it acks costs no frame to a tab that is quiet, and at
+   * most one frame per doubling to one that is not.
+   */
+  #repace(): void {
+    const own = this.#ackMs();
+    const broadcast = this.#broadcastAckMs();
+    if (!stalePace(own, this.#toldAckMs.own, LIBRARY_ACK_MS) && !stalePace(broadcast, this.#toldAckMs.broadcast, MIN_BROADCAST_ACK_MS)) return;
+    this.#toldAckMs.own = own;
+    this.#toldAckMs.broadcast = broadcast;
+    const pace: PaceFrame = { TYPE: 'PACE', ACK_MS: own, BROADCAST: { ACK_MS: broadcast } };
+    this.#send(JSON.stringify(pace));
   }
 
   /** Replays both streams, one after the other; a promise only when a store read was needed. */
@@ -450,6 +483,7 @@ export class Connection implements Tab {
           if (seq > 0) {
             this.#deps.acks.record(stream === 'own' ? principalKey(this.principal) : broadcastStreamKey(this.principal.kind), seq);
           }
+          this.#repace();
         }
         return undefined;
       case 'CLOSE_REQUEST':
