@@ -64,10 +64,25 @@ describe('browser endpoint', () => {
     }
   });
 
-  test('a tab told a wait half or twice as long as the one asked for now is told the new one (PACE) when it acks, once per doubling', async () => {
+  test('a tab told a wait half or twice as long as the one asked for now is told the new one (PACE) after it acks, with its next frame, once per doubling', async () => {
     // acksPerSecond 2: one tab is asked for 500 ms (below the library's own second), eight for 4 s.
     const paced = await startHerald({ heartbeatMs: 60000, acksPerSecond: 2 });
     const tabs: TestTab[] = [];
+    let n = 0;
+    /** Sends `tab`'s person a notification; resolves with it and the frame the tab got just before it. */
+    const notify = async (tab: TestTab, aid: number): Promise<{ frame: any; before: any; id: string }> => {
+      const text = `n${++n}`;
+      const res = await paced.api('POST', '/api/v1/send', { to: { aid }, message: { TYPE: 'MESSAGE', TEXT: text } });
+      assert.equal(res.status, 200);
+      const frame = await tab.next((f) => f?.TEXT === text);
+      return { frame, before: tab.frames[tab.frames.indexOf(frame) - 1], id: encodeURIComponent(res.body.results[0].messageId) };
+    };
+    /** Acks a notification and waits until the server has recorded the ack. */
+    const ack = async (tab: TestTab, sent: { frame: any; id: string }): Promise<void> => {
+      tab.send({ TYPE: 'RESPONSE', SEQ: sent.frame.SEQ, EPOCH: sent.frame.EPOCH });
+      await until(async () => (await paced.api('GET', `/api/v1/messages/${sent.id}`)).body.acknowledged === true, 5000, 'the ack recorded');
+    };
+    const paceOf = (f: any) => (f?.TYPE === 'PACE' ? f : undefined);
     try {
       const early = await paced.tab('admin', 7);
       tabs.push(early);
@@ -80,42 +95,43 @@ describe('browser endpoint', () => {
       tabs.push(...more);
       await Promise.all(more.map((t) => t.nextOfType('WELCOME')));
 
-      const sent = await paced.api('POST', '/api/v1/send', { to: { aid: 7 }, message: { TYPE: 'MESSAGE', TEXT: 'one' } });
-      const first = await early.next((f) => f?.TEXT === 'one');
-      early.send({ TYPE: 'RESPONSE', SEQ: first.SEQ, EPOCH: first.EPOCH });
+      const one = await notify(early, 7);
+      assert.equal(paceOf(one.before), undefined);
+      await ack(early, one);
+      // Nothing is sent for the ack itself; the next frame (a notification here) brings the new pace, just before it.
+      assert.equal(early.frames.filter(paceOf).length, 0);
+      const two = await notify(early, 7);
       // Eight tabs: 8/2 s for the own stream; two admin tabs leave the broadcast wait at its 2 s.
-      assert.deepEqual(await early.nextOfType('PACE'), { TYPE: 'PACE', ACK_MS: 4000, BROADCAST: { ACK_MS: 2000 } });
-      // The ack itself counted as any other.
-      const id = encodeURIComponent(sent.body.results[0].messageId);
-      assert.equal((await paced.api('GET', `/api/v1/messages/${id}`)).body.acknowledged, true);
+      assert.deepEqual(two.before, { TYPE: 'PACE', ACK_MS: 4000, BROADCAST: { ACK_MS: 2000 } });
 
-      // Told once: the next ack gets nothing (a PING after it is answered after it).
-      early.send({ TYPE: 'RESPONSE', SEQ: first.SEQ, EPOCH: first.EPOCH });
-      early.send({ TYPE: 'PING' });
-      await early.nextOfType('PONG');
+      // Told once: the next ack brings nothing.
+      await ack(early, two);
+      const three = await notify(early, 7);
+      assert.equal(paceOf(three.before), undefined);
       // Nine tabs: 4.5 s asked for now, not twice the 4 s it was told: nothing.
       const ninth = await paced.tab('user', 99);
       tabs.push(ninth);
       await ninth.nextOfType('WELCOME');
-      early.send({ TYPE: 'RESPONSE', SEQ: first.SEQ, EPOCH: first.EPOCH });
-      early.send({ TYPE: 'PING' });
-      await early.nextOfType('PONG');
+      await ack(early, three);
+      const four = await notify(early, 7);
+      assert.equal(paceOf(four.before), undefined);
       ninth.close();
       // The old script's ack carries no SEQ: it is never told.
       old.send({ TYPE: 'RESPONCE', RESPONCE: 'RECEIVED' });
       old.send({ TYPE: 'PING' });
       await old.nextOfType('PONG');
+      assert.equal(paceOf((await notify(old, 8)).before), undefined);
 
       // The others leave: 2/2 s asked for now, a quarter of the 4 s the early tab was told.
       for (const t of more) t.close();
       await until(() => paced.herald.hub.size === 2, 5000, 'seven tabs gone');
-      const two = await paced.api('POST', '/api/v1/send', { to: { aid: 7 }, message: { TYPE: 'MESSAGE', TEXT: 'two' } });
-      assert.equal(two.status, 200);
-      const second = await early.next((f) => f?.TEXT === 'two');
-      early.send({ TYPE: 'RESPONSE', SEQ: second.SEQ, EPOCH: second.EPOCH });
-      assert.deepEqual(await early.nextOfType('PACE'), { TYPE: 'PACE', ACK_MS: 1000, BROADCAST: { ACK_MS: 2000 } });
-      assert.equal(early.frames.filter((f) => f?.TYPE === 'PACE').length, 2);
-      assert.equal(old.frames.filter((f) => f?.TYPE === 'PACE').length, 0);
+      await ack(early, four);
+      // Any frame brings it: here the answer to a PING.
+      early.send({ TYPE: 'PING' });
+      const pong = await early.nextOfType('PONG');
+      assert.deepEqual(early.frames[early.frames.indexOf(pong) - 1], { TYPE: 'PACE', ACK_MS: 1000, BROADCAST: { ACK_MS: 2000 } });
+      assert.equal(early.frames.filter(paceOf).length, 2);
+      assert.equal(old.frames.filter(paceOf).length, 0);
     } finally {
       for (const t of tabs) t.close();
       await paced.close();

@@ -120,6 +120,8 @@ export class Connection implements Tab {
   readonly #lastSent = { own: 0, broadcast: 0 };
   /** The ack waits this tab was last told (WELCOME, or PACE since). */
   readonly #toldAckMs = { own: 0, broadcast: 0 };
+  /** A PACE frame that goes out with the next frame (#repace). */
+  #pace: string | undefined = undefined;
   #epochs = { own: '', broadcast: '' };
   #windowStart = 0;
   #frames = 0;
@@ -224,14 +226,16 @@ export class Connection implements Tab {
   }
 
   /**
-   * In reply to an ack: tells the tab the ack waits asked for now (PACE)
-   * when they are half or twice what it was last told. The waits follow the
+   * On an ack: when the ack waits asked for now are half or twice what the
+   * tab was last told, tells it the new ones (PACE). The waits follow the
    * tabs open when a tab connected, so the first tabs after a restart would
    * otherwise keep the short waits of an almost empty node until they
    * reconnect: with 10,000 of them that is up to about 1,200 acks a second
-   * instead of acksPerSecond's 250 (docs/bench.md, sixteenth round). Telling
-   * a tab only when it acks costs no frame to a tab that is quiet, and at
-   * most one frame per doubling to one that is not.
+   * instead of acksPerSecond's 250 (docs/bench.md, sixteenth round).
+   * The frame goes out in the same write as the next frame to the tab: a
+   * tab's next ack wait starts with its next notification, and a write of
+   * its own cost about as much as the acks it saved in a 5 s W4. A quiet
+   * tab is never told; a busy one once per doubling or halving.
    */
   #repace(): void {
     const own = this.#ackMs();
@@ -240,7 +244,7 @@ export class Connection implements Tab {
     this.#toldAckMs.own = own;
     this.#toldAckMs.broadcast = broadcast;
     const pace: PaceFrame = { TYPE: 'PACE', ACK_MS: own, BROADCAST: { ACK_MS: broadcast } };
-    this.#send(JSON.stringify(pace));
+    this.#pace = JSON.stringify(pace);
   }
 
   /** Replays both streams, one after the other; a promise only when a store read was needed. */
@@ -380,7 +384,20 @@ export class Connection implements Tab {
     }
     // One write of the whole frame, built once when many tabs share it (a
     // Buffer then; one tab's ASCII frame is a latin1 string, see socketTextFrame).
-    this.#socket.write(typeof frame === 'string' ? socketTextFrame(frame) : sharedTextFrame(frame), 'latin1');
+    const bytes = typeof frame === 'string' ? socketTextFrame(frame) : sharedTextFrame(frame);
+    if (this.#pace === undefined) {
+      this.#socket.write(bytes, 'latin1');
+      return;
+    }
+    // A PACE waiting for this frame goes first, in the same write when both are strings.
+    const pace = socketTextFrame(this.#pace);
+    this.#pace = undefined;
+    if (typeof pace === 'string' && typeof bytes === 'string') {
+      this.#socket.write(pace + bytes, 'latin1');
+    } else {
+      this.#socket.write(pace, 'latin1');
+      this.#socket.write(bytes, 'latin1');
+    }
   }
 
   /** Called by the Gateway's heartbeat timer. Returns false when the tab was closed for silence. */
