@@ -76,10 +76,11 @@ export interface BroadcastCursor extends StreamCursor {
 }
 
 /**
- * The ack waits the server asks for now, sent in reply to an ack from a tab
- * that was told waits half as long or twice as long (WELCOME's `ACK_MS`
- * and `BROADCAST.ACK_MS`, set by how many tabs were open when it
- * connected). Only tabs that ack with a SEQ (the browser library) get it.
+ * The ack waits the server asks for now, for a tab that acked while it was
+ * told waits half as long or twice as long (WELCOME's `ACK_MS` and
+ * `BROADCAST.ACK_MS`, set by how many tabs were open when it connected).
+ * It comes just before the next frame to that tab, in the same write. Only
+ * tabs that ack with a SEQ (the browser library) get it.
  */
 export interface PaceFrame {
   TYPE: 'PACE';
