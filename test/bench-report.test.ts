@@ -1,0 +1,61 @@
+// The benchmark's verdicts on issue 7's targets: judged on the medians, with
+// each repetition's ratio to the floor's repetition of the same number beside
+// them. Rows as bench/run.mjs collects them.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+// @ts-expect-error: the bench is plain JavaScript (bench/lib/report.mjs), without type declarations
+import * as report from '../bench/lib/report.mjs';
+
+interface Row { workload: string; server: string; rep: number; metrics: Record<string, number> }
+interface Verdict { text: string; ratio: number; met: boolean | null; perRep: number[]; metReps: number }
+const targetVerdicts = report.targetVerdicts as (rows: Row[]) => Verdict[];
+const renderMarkdown = report.renderMarkdown as (run: { cfg: object; rows: Row[]; info: object; durationS: number }) => string;
+
+const w2 = (server: string, rep: number, msgPerSec: number): Row => ({ workload: 'w2', server, rep, metrics: { msgPerSec } });
+
+// Out of order on purpose: the pairs follow the repetition number, not the rows' order.
+const rows: Row[] = [
+  w2('floor', 2, 50_000), w2('herald-memory', 2, 45_000),
+  w2('floor', 1, 40_000), w2('herald-memory', 1, 42_000),
+  w2('floor', 3, 60_000), w2('herald-memory', 3, 48_000),
+  // Only two SQLite repetitions: the third failed.
+  w2('herald-sqlite', 1, 36_000), w2('herald-sqlite', 3, 51_000),
+];
+
+test('each target pairs every repetition with the floor\'s of the same number, beside the ratio of the medians', () => {
+  const byText = new Map(targetVerdicts(rows).map((v) => [v.text, v]));
+  const memory = byText.get('W2 throughput ≥ 1.0× floor (memory store)')!;
+  assert.equal(memory.ratio, 45_000 / 50_000);
+  assert.equal(memory.met, false);
+  assert.deepEqual(memory.perRep, [42_000 / 40_000, 45_000 / 50_000, 48_000 / 60_000]);
+  assert.equal(memory.metReps, 1);
+
+  const sqlite = byText.get('W2 throughput ≥ 0.8× floor (SQLite store)')!;
+  assert.deepEqual(sqlite.perRep, [36_000 / 40_000, 51_000 / 60_000]);
+  assert.equal(sqlite.metReps, 2);
+
+  const connect = byText.get('W1 connect rate ≥ 0.8× floor')!;
+  assert.equal(connect.met, null);
+  assert.deepEqual(connect.perRep, []);
+});
+
+test('a bound from above counts the repetitions at or under it', () => {
+  const w4 = (server: string, rep: number, p99Ms: number): Row => ({ workload: 'w4', server, rep, metrics: { p99Ms } });
+  const v = targetVerdicts([w4('floor', 1, 10), w4('herald-memory', 1, 12), w4('floor', 2, 10), w4('herald-memory', 2, 13)])
+    .find((t) => t.text === 'W4 p99 ≤ 1.2× floor (memory store)')!;
+  assert.deepEqual(v.perRep, [1.2, 1.3]);
+  assert.equal(v.metReps, 1);
+});
+
+test('the results table prints the ratios of each repetition and how many met', () => {
+  const cfg = {
+    servers: ['floor', 'herald-memory', 'herald-sqlite'], reps: 3, loadgens: 2, w1Conns: 10, connectConcurrency: 5,
+    w2People: 10, w2Total: 100, w2Batch: 10, w2Concurrency: 1, w2Warmup: 10, w3Broadcasts: 1, ackDelayMs: 1000,
+    broadcastAckDelayMs: 2000, w4DurationMs: 1000, w4Rate: 0, w4Fraction: 0.2, heraldTtl: '', serverNodeFlags: [], quick: false,
+  };
+  const info = { date: 'today', nproc: 2, cpu: 'test', memGiB: 1, kernel: 'test', node: 'v20', herald: '0', commit: 'x', packages: {} };
+  const md: string = renderMarkdown({ cfg, rows, info, durationS: 1 });
+  assert.match(md, /\| W2 throughput ≥ 1\.0× floor \(memory store\) \| 50,000\.00 \| 45,000\.00 \| 0\.90× \| \*\*no\*\* \| 1\.05×, 0\.90×, 0\.80× \(1 of 3 met\) \|/);
+  assert.match(md, /\| W2 throughput ≥ 0\.8× floor \(SQLite store\) \|[^\n]*\| 0\.90×, 0\.85× \(2 of 2 met\) \|/);
+  assert.match(md, /\| W1 connect rate ≥ 0\.8× floor \|[^\n]*not measured \| — \|/);
+});
