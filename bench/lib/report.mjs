@@ -221,7 +221,8 @@ export function renderMarkdown({ cfg, rows, info, durationS, failures = [] }) {
   }
   out.push('');
   out.push('"met" judges the ratio of the medians. The last column pairs each repetition with the floor\'s of the same');
-  out.push('number (they ran back to back, interleaved): its spread is how far the verdict stands from this machine\'s noise.');
+  out.push('number (both ran in the same round of the interleaved repetitions): its spread is how far the verdict stands');
+  out.push('from this machine\'s noise.');
   for (const w of ['w1', 'w2', 'w3', 'w4']) {
     if (!rows.some((r) => r.workload === w)) continue;
     out.push('');
