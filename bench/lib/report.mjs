@@ -212,11 +212,13 @@ export function renderMarkdown({ cfg, rows, info, durationS, failures = [] }) {
   out.push('| target | floor | Herald | ratio | met | each repetition against the floor\'s |');
   out.push('| --- | --- | --- | --- | --- | --- |');
   for (const v of targetVerdicts(rows)) {
+    const judged = cfg.heraldTtl === '' && cfg.serverNodeFlags.length === 0;
     const verdict = v.met === null ? 'not measured'
       : cfg.heraldTtl !== '' ? 'not judged (`--herald-ttl`)'
-        : cfg.serverNodeFlags.length > 0 ? 'not judged (`--server-node-flags`)'
+        : !judged ? 'not judged (`--server-node-flags`)'
           : v.met ? 'yes' : '**no**';
-    const reps = v.perRep.length === 0 ? '—' : `${v.perRep.map((r) => `${fmtNum(r, 2)}×`).join(', ')} (${v.metReps} of ${v.perRep.length} met)`;
+    const ratios = v.perRep.map((r) => `${fmtNum(r, 2)}×`).join(', ');
+    const reps = v.perRep.length === 0 ? '—' : judged ? `${ratios} (${v.metReps} of ${v.perRep.length} met)` : ratios;
     out.push(`| ${v.text} | ${fmtNum(v.floor, 2)} | ${fmtNum(v.herald, 2)} | ${fmtNum(v.ratio, 2)}× | ${verdict} | ${reps} |`);
   }
   out.push('');
