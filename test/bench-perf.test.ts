@@ -26,9 +26,12 @@ function perfSkipReason(): string | false {
 // Waits for a line on stdin (perf is attached by then), spins in spinHere()
 // for 600 ms of its own CPU time, reads 1 MiB at a time from /dev/zero for
 // 600 ms more, serialises an object with JSON.stringify for 600 ms more, and
-// exits. CPU time, not wall time: on a busy machine a child
-// given 600 ms of the clock may get half of it on a core (seen in CI), and
-// perf counts only the time it ran. The clock only bounds a starved child.
+// exits. CPU time, not wall time: on a busy machine a child given 600 ms
+// of the clock may get half of it on a core (seen in CI), and perf counts
+// only the time it ran. The clock only bounds a starved child. The CPU
+// clock is read once per 1,000 serialisations: reading it is a system call,
+// on some machines dearer than a JSON.stringify, and its samples land in
+// the kernel (seen in CI on AMD, 166 of 600 ms left in JSON.stringify).
 const CHILD = `
 const { openSync, readSync } = require('node:fs');
 const cpuMs = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1000; };
@@ -43,7 +46,7 @@ process.stdin.once('data', () => {
   const o = { TYPE: 'MESSAGE', TEXT: 'x'.repeat(200), list: [1, 2, 3], nested: { a: 'b' } };
   const until2 = cpuMs() + 600;
   let n = 0;
-  while (cpuMs() < until2 && Date.now() < deadline) n += JSON.stringify(o).length;
+  while (cpuMs() < until2 && Date.now() < deadline) for (let i = 0; i < 1000; i++) n += JSON.stringify(o).length;
   process.exit(n > 0 ? 0 : 1);
 });
 process.stdout.write('ready\\n');
