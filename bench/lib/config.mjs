@@ -20,7 +20,10 @@ const DEFAULTS = {
   w3Broadcasts: 20,
   w4Fraction: 0.2, // of the floor's median W2 rate
   w4Rate: 0, // >0 overrides the fraction (msg/s)
-  w4DurationMs: 5_000,
+  // 15 s: a 5 s W4's p99 moved with one or two of the machine's stalls (each
+  // repetition's ratio spread over 1.0 of it, against 0.5 at 15 s), and its
+  // first seconds are the tabs' ack pace settling (docs/bench.md, eighteenth round)
+  w4DurationMs: 15_000,
   ackDelayMs: 1_000, // as the browser library (src/client/delivery.ts): own stream
   broadcastAckDelayMs: 2_000, // and the broadcast stream
   waitTimeoutMs: 120_000,
