@@ -20,9 +20,9 @@ const DEFAULTS = {
   w3Broadcasts: 20,
   w4Fraction: 0.2, // of the floor's median W2 rate
   w4Rate: 0, // >0 overrides the fraction (msg/s)
-  // 15 s: a 5 s W4's p99 moved with one or two of the machine's stalls (each
-  // repetition's ratio spread over 1.0 of it, against 0.5 at 15 s), and its
-  // first seconds are the tabs' ack pace settling (docs/bench.md, eighteenth round)
+  // 15 s: the steady load W4 is meant to measure, past the tabs' ack pace
+  // settling in its first seconds, with three times the notifications behind
+  // its p99 (docs/bench.md, eighteenth round)
   w4DurationMs: 15_000,
   ackDelayMs: 1_000, // as the browser library (src/client/delivery.ts): own stream
   broadcastAckDelayMs: 2_000, // and the broadcast stream
