@@ -211,8 +211,9 @@ export function renderMarkdown({ cfg, rows, info, durationS, failures = [] }) {
   out.push('');
   out.push('| target | floor | Herald | ratio | met | each repetition against the floor\'s |');
   out.push('| --- | --- | --- | --- | --- | --- |');
+  // A run that changes Herald (--herald-ttl) or every server (--server-node-flags) prints its ratios unjudged.
+  const judged = cfg.heraldTtl === '' && cfg.serverNodeFlags.length === 0;
   for (const v of targetVerdicts(rows)) {
-    const judged = cfg.heraldTtl === '' && cfg.serverNodeFlags.length === 0;
     const verdict = v.met === null ? 'not measured'
       : cfg.heraldTtl !== '' ? 'not judged (`--herald-ttl`)'
         : !judged ? 'not judged (`--server-node-flags`)'
