@@ -88,6 +88,8 @@ try {
     const floorW2 = median(rows.filter((r) => r.workload === 'w2' && r.server === 'floor').map((r) => r.metrics.msgPerSec));
     const rate = cfg.w4Rate > 0 ? cfg.w4Rate : Number.isFinite(floorW2) ? Math.round(floorW2 * cfg.w4Fraction) : 11_000;
     cfg.w4RateUsed = rate;
+    const perTick = (rate * cfg.w4TickMs) / 1000;
+    if (perTick > cfg.w2Batch) console.warn(`W4: ${perTick.toFixed(0)} notifications are due every ${cfg.w4TickMs} ms, more than a request holds (--w2-batch ${cfg.w2Batch}): the sender will fall behind the rate`);
     // W4 measures latency at the clients, so it starts with new load
     // generators and sender: what W1-W3 left in theirs (tens of thousands of
     // closed connections, 210,000 notifications a W2 session) slowed their

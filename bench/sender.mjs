@@ -90,12 +90,13 @@ serveIpc({
     let sent = 0;
     let inFlight = 0;
     let lagged = 0;
+    let requests = 0;
     const inFlightSet = new Set();
     while (sent < total) {
       const due = Math.min(total, Math.floor(((nowMs() - t0) * rate) / 1000)) - sent;
       if (due > 0 && inFlight < maxInFlight) {
         const n = Math.min(due, maxBatch);
-        const p = sendRange(ids, sent, sent + n).finally(() => { inFlight--; inFlightSet.delete(p); });
+        const p = sendRange(ids, sent, sent + n).then((r) => { requests += r; }).finally(() => { inFlight--; inFlightSet.delete(p); });
         inFlight++;
         inFlightSet.add(p);
         sent += n;
@@ -105,7 +106,7 @@ serveIpc({
       await new Promise((r) => setTimeout(r, tickMs));
     }
     await Promise.all(inFlightSet);
-    return { t0, t1: nowMs(), sent, lagged };
+    return { t0, t1: nowMs(), sent, lagged, requests };
   },
   /** W3: `count` broadcasts one after another (each request answered before the next). */
   async broadcast({ count }) {

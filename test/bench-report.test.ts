@@ -51,7 +51,7 @@ test('the results table prints the ratios of each repetition and how many met', 
   const cfg = {
     servers: ['floor', 'herald-memory', 'herald-sqlite'], reps: 3, loadgens: 2, w1Conns: 10, connectConcurrency: 5,
     w2People: 10, w2Total: 100, w2Batch: 10, w2Concurrency: 1, w2Warmup: 10, w3Broadcasts: 1, ackDelayMs: 1000,
-    broadcastAckDelayMs: 2000, w4DurationMs: 1000, w4Rate: 0, w4Fraction: 0.2, heraldTtl: '', serverNodeFlags: [], quick: false,
+    broadcastAckDelayMs: 2000, w4DurationMs: 1000, w4TickMs: 5, w4Rate: 0, w4Fraction: 0.2, heraldTtl: '', serverNodeFlags: [], quick: false,
   };
   const info = { date: 'today', nproc: 2, cpu: 'test', memGiB: 1, kernel: 'test', node: 'v20', herald: '0', commit: 'x', packages: {} };
   const md: string = renderMarkdown({ cfg, rows, info, durationS: 1 });

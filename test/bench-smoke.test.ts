@@ -37,7 +37,7 @@ test('npm run bench runs every workload at toy sizes and writes its results', ()
   const args = [
     '--servers', 'floor,herald-memory', '--reps', '1', '--loadgens', '1',
     '--w1-conns', '40', '--w2-people', '20', '--w2-total', '400', '--w2-warmup', '40', '--w2-batch', '20',
-    '--w3-broadcasts', '2', '--w4-duration-ms', '300', '--w4-rate', '500', '--wait-timeout-ms', '20000', '--out', out,
+    '--w3-broadcasts', '2', '--w4-duration-ms', '300', '--w4-rate', '500', '--w4-tick-ms', '10', '--wait-timeout-ms', '20000', '--out', out,
   ];
   const log = await runBench(args);
   const json = JSON.parse(readFileSync(out.replace(/\.md$/, '.json'), 'utf8')) as { rows: Row[] };
@@ -52,6 +52,12 @@ test('npm run bench runs every workload at toy sizes and writes its results', ()
   const md = readFileSync(out, 'utf8');
   assert.match(md, /## Targets \(issue 7\)/);
   assert.match(md, /Herald \(memory\)/);
+  assert.match(md, /- W4: 500 msg\/s for 300 ms \(set\), one request every 10 ms/);
+  // 300 ms at one request every 10 ms (the sender's default tick, 5 ms, would make about 60).
+  for (const server of ['floor', 'herald-memory']) {
+    const requests = json.rows.find((r) => r.server === server && r.workload === 'w4')?.metrics.requests ?? -1;
+    assert.ok(requests >= 10 && requests <= 32, `${server}: ${requests} W4 requests in 300 ms`);
+  }
 }));
 
 test('--herald-ttl 0 sends live-only notifications, all delivered, and does not judge the targets', () => withResultsFile('herald-bench-ttl-', async (out) => {

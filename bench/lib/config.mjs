@@ -24,6 +24,7 @@ const DEFAULTS = {
   // settling in its first seconds, with three times the notifications behind
   // its p99 (docs/bench.md, eighteenth round)
   w4DurationMs: 15_000,
+  w4TickMs: 5, // W4's sender sends what is due as one request every this many ms (at most w2Batch notifications each)
   ackDelayMs: 1_000, // as the browser library (src/client/delivery.ts): own stream
   broadcastAckDelayMs: 2_000, // and the broadcast stream
   waitTimeoutMs: 120_000,
@@ -82,6 +83,7 @@ export function loadConfig(argv = process.argv.slice(2), env = process.env) {
   if (c.heraldTtl !== '' && !(Number(c.heraldTtl) >= 0)) throw new Error(`heraldTtl: expected seconds (a non-negative number), got ${c.heraldTtl}`);
   c.serverNodeFlags = c.serverNodeFlags.split(/\s+/).filter(Boolean);
   for (const f of c.serverNodeFlags) if (!f.startsWith('--')) throw new Error(`serverNodeFlags: expected node flags (--name or --name=value), got ${f}`);
+  c.w4TickMs = Math.max(1, c.w4TickMs);
   c.reps = Math.max(1, Math.floor(c.reps));
   c.loadgens = Math.max(1, Math.floor(c.loadgens));
   return c;

@@ -197,7 +197,7 @@ export function renderMarkdown({ cfg, rows, info, durationS, failures = [] }) {
   out.push(`- W1/W3: ${cfg.w1Conns} connections (${cfg.connectConcurrency} handshakes in flight per generator); W3: ${cfg.w3Broadcasts} broadcasts one after another`);
   out.push(`- W2: ${cfg.w2People} people, ${cfg.w2Total} notifications of ~200 bytes, ${cfg.w2Batch} per request, ${cfg.w2Concurrency} requests in flight (after ${cfg.w2Warmup} warm-up)`);
   out.push(`- Herald clients ack as the browser library does: the highest SEQ per stream, about once per ${cfg.ackDelayMs} ms or the longer wait WELCOME asks for the own stream (each wait 0.5–1.5× that; Herald asks its tabs for at most about 250 own-stream acks a second together) and per ${cfg.broadcastAckDelayMs} ms or the longer wait WELCOME asks for the broadcast stream (each wait 0–2× that; Herald asks the tabs of a kind for about 50 broadcast acks a second together)`);
-  out.push(`- W4: ${cfg.w4RateUsed ?? '—'} msg/s for ${cfg.w4DurationMs} ms (${cfg.w4Rate > 0 ? 'set' : `${cfg.w4Fraction} × the floor's median W2 rate`})`);
+  out.push(`- W4: ${cfg.w4RateUsed ?? '—'} msg/s for ${cfg.w4DurationMs} ms (${cfg.w4Rate > 0 ? 'set' : `${cfg.w4Fraction} × the floor's median W2 rate`}), one request every ${cfg.w4TickMs} ms`);
   const batch = rows.find((r) => r.workload === 'w2' && r.server.startsWith('herald'));
   if (cfg.heraldTtl !== '') {
     out.push(`- **Herald notifications carry \`"ttl": ${cfg.heraldTtl}\`** (\`--herald-ttl\`), not the server's default${Number(cfg.heraldTtl) === 0 ? ': live only, nothing stored, no SEQ, so the clients have nothing to ack. The targets of issue 7 are for stored notifications; this run measures what storing them costs' : ''}`);

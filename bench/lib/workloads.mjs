@@ -398,11 +398,11 @@ export async function runSteady(name, cfg, rate) {
   return session(name, cfg, cfg.w2People, async (ctx) => {
     await warmUp(ctx, cfg);
     const total = Math.round((rate * cfg.w4DurationMs) / 1000);
-    const m = await measureUnicast(ctx, cfg, { cmd: 'steady', total, args: { rate, durationMs: cfg.w4DurationMs, maxBatch: cfg.w2Batch } });
+    const m = await measureUnicast(ctx, cfg, { cmd: 'steady', total, args: { rate, durationMs: cfg.w4DurationMs, tickMs: cfg.w4TickMs, maxBatch: cfg.w2Batch } });
     return {
       w4: {
         p50Ms: m.p50, p99Ms: m.p99, maxMs: m.max,
-        rate, delivered: m.delivered, lagged: m.sent.lagged,
+        rate, delivered: m.delivered, lagged: m.sent.lagged, requests: m.sent.requests,
         ...gcFigures(m),
         serverCpuMs: m.cpu.server, clientCpuMs: m.cpu.clients, senderCpuMs: m.cpu.sender, wallMs: m.wallMs,
         ...pcts(m.cpu, m.wallMs),
