@@ -212,12 +212,12 @@ export function renderMarkdown({ cfg, rows, info, durationS, failures = [] }) {
   out.push('| target | floor | Herald | ratio | met | each repetition against the floor\'s |');
   out.push('| --- | --- | --- | --- | --- | --- |');
   // A run that changes Herald (--herald-ttl) or every server (--server-node-flags) prints its ratios unjudged.
-  const judged = cfg.heraldTtl === '' && cfg.serverNodeFlags.length === 0;
+  const unjudgedBy = cfg.heraldTtl !== '' ? '--herald-ttl' : cfg.serverNodeFlags.length > 0 ? '--server-node-flags' : undefined;
+  const judged = unjudgedBy === undefined;
   for (const v of targetVerdicts(rows)) {
     const verdict = v.met === null ? 'not measured'
-      : cfg.heraldTtl !== '' ? 'not judged (`--herald-ttl`)'
-        : !judged ? 'not judged (`--server-node-flags`)'
-          : v.met ? 'yes' : '**no**';
+      : !judged ? `not judged (\`${unjudgedBy}\`)`
+        : v.met ? 'yes' : '**no**';
     const ratios = v.perRep.map((r) => `${fmtNum(r, 2)}×`).join(', ');
     const reps = v.perRep.length === 0 ? '—' : judged ? `${ratios} (${v.metReps} of ${v.perRep.length} met)` : ratios;
     out.push(`| ${v.text} | ${fmtNum(v.floor, 2)} | ${fmtNum(v.herald, 2)} | ${fmtNum(v.ratio, 2)}× | ${verdict} | ${reps} |`);
