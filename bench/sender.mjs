@@ -83,8 +83,8 @@ serveIpc({
     await Promise.all(Array.from({ length: concurrency }, worker));
     return { t0, t1: nowMs(), requests };
   },
-  /** W4: a steady `rate` per second for `durationMs`, sent every `tickMs` as one batch. */
-  async steady({ ids, rate, durationMs, tickMs = 5, maxBatch = 1000, maxInFlight = 512 }) {
+  /** W4: a steady `rate` per second for `durationMs`, sent every `tickMs` as one batch of at most `maxBatch` (bench/lib/config.mjs sets both). */
+  async steady({ ids, rate, durationMs, tickMs, maxBatch, maxInFlight = 512 }) {
     const total = Math.round((rate * durationMs) / 1000);
     const t0 = nowMs();
     let sent = 0;
