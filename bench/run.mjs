@@ -94,7 +94,7 @@ try {
     // generators and sender: what W1-W3 left in theirs (tens of thousands of
     // closed connections, 210,000 notifications a W2 session) slowed their
     // own collections (after W1/W3: young collections of 3-6 ms instead of
-    // 1-2), and each of their pauses is latency they measure (docs/bench.md,
+    // 1-2), and each of their pauses is latency they measure (docs/bench-history.md,
     // tenth round). Each W4 session warms them up as it warms the server.
     await closePool();
     log(`W4 at ${rate} msg/s (${cfg.w4Rate > 0 ? 'set' : Number.isFinite(floorW2) ? `${cfg.w4Fraction} × floor W2 ${fmt(floorW2)}` : 'no floor W2 in this run: fallback'})`);

@@ -3,7 +3,7 @@
  * request. It must be an ordinary object in V8's fast mode: an object
  * literal with a getter closing over the request was built in dictionary
  * mode, and each connect's request then outlived young collections and was
- * promoted (docs/bench.md, tenth round).
+ * promoted (docs/bench-history.md, tenth round).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -22,7 +22,7 @@ const DEFAULTS = {
   w4Rate: 0, // >0 overrides the fraction (msg/s)
   // 15 s: the steady load W4 is meant to measure, past the tabs' ack pace
   // settling in its first seconds, with three times the notifications behind
-  // its p99 (docs/bench.md, eighteenth round)
+  // its p99 (docs/bench-history.md, eighteenth round)
   w4DurationMs: 15_000,
   w4TickMs: 5, // W4's sender sends what is due as one request every this many ms (at most w2Batch notifications each)
   ackDelayMs: 1_000, // as the browser library (src/client/delivery.ts): own stream

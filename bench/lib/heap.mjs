@@ -6,7 +6,7 @@
 // full collection frees but to drop those a young one frees, ends the phase
 // holding a sample of what survived: promoted (alive or already dead) or
 // still alive. The tenth round found a handshake's whole request promoted this way
-// (docs/bench.md).
+// (docs/bench-history.md).
 import { Session } from 'node:inspector/promises';
 import { readFileSync } from 'node:fs';
 

@@ -9,7 +9,7 @@ import { setFlagsFromString } from 'node:v8';
  * the StreamIndex's row tables), so its live heap stays small: tens of MB.
  * From so small a heap V8 sets a low limit and, under a steady send rate,
  * started a full collection about every half second (3–4 in a W2 run, none
- * for the bare `ws` floor; docs/bench.md, eighth round). 300% is V8's own
+ * for the bare `ws` floor; docs/bench-history.md, eighth round). 300% is V8's own
  * largest growing factor (4×): a full collection then waits for the old
  * generation to reach four times what the last one kept, bounded as always
  * by --max-old-space-size.
@@ -36,7 +36,7 @@ export function tuneHeap(percent: number, execArgv: readonly string[] = process.
  * 111 ms there plus 158 ms on the helpers). On the bench's 2 CPUs under
  * load, scavenging on the main thread alone cut the share of time Herald's
  * event loop stood still for GC in W2 from 1.7–2.2% to 1.2–1.5%, in every
- * pair (docs/bench.md, ninth round).
+ * pair (docs/bench-history.md, ninth round).
  * `auto` therefore turns the split off at 2 CPUs or fewer and leaves V8's
  * default (on) above; `true` and `false` force it.
  *
@@ -68,7 +68,7 @@ export function tuneScavenger(
  * bench's machine, storing 2,000 notifications a second: 1.4 MB promoted
  * and a 14 ms pause per scavenge with it, 0.5 MB and 8–9 ms without, the
  * event loop paused by GC 1.1–1.4% of the time against 0.7–0.9%, and no
- * difference in W1's connects (docs/bench.md, fifteenth round).
+ * difference in W1's connects (docs/bench-history.md, fifteenth round).
  * V8 reads the flag each time it weighs the sites, so it can be set after
  * start-up. An `--allocation-site-pretenuring` or its `--no-` form on
  * node's own command line wins. Returns the flag it set, or undefined.

@@ -12,7 +12,7 @@
  * A round never holds the event loop for long: a resolver that answers at
  * once (signed tokens) would otherwise run the whole round in one turn, and
  * with 10,000 tabs that stood every delivery still for 100–125 ms every
- * `sessionRecheckMs` (docs/bench.md, fifteenth round). Every SLICE_MS of
+ * `sessionRecheckMs` (docs/bench-history.md, fifteenth round). Every SLICE_MS of
  * work the round lets the event loop have a turn.
  */
 import { setImmediate as yieldToLoop } from 'node:timers/promises';

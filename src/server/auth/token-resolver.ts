@@ -54,7 +54,7 @@ export class TokenResolver implements SessionResolver {
    * keys cannot change while the process runs, so only the claims are
    * checked again: what time changes (`exp`, `nbf`), and the audience and
    * endpoint as at admission. No HMAC: a round over 10,000 tabs is then
-   * about half the work (docs/bench.md, fifteenth round).
+   * about half the work (docs/bench-history.md, fifteenth round).
    */
   async recheck(kind: PrincipalKind, credential: string): Promise<Resolution> {
     return this.#answer(kind, credential, readClaims(credential, Date.now()));
@@ -105,10 +105,11 @@ function acceptableHeader(h: string): boolean {
  * HMAC, synchronously. Tokens are signed with jose (mintToken); verifying
  * them through jose's WebCrypto path cost ~90 µs a handshake here against
  * ~8 µs for this, and the handshake is the connect rate's hot path
- * (docs/bench.md). It accepts exactly what mintToken produces: the header's
- * `alg` must be HS256 and nothing else (no `none`, no `crit`), the signature
- * is compared in constant time, `aud` must name Herald, `exp` is required and
- * `nbf` honoured. test/auth-token-verify.test.ts checks it against jose.
+ * (docs/bench-history.md, second round). It accepts exactly what mintToken
+ * produces: the header's `alg` must be HS256 and nothing else (no `none`, no
+ * `crit`), the signature is compared in constant time, `aud` must name
+ * Herald, `exp` is required and `nbf` honoured.
+ * test/auth-token-verify.test.ts checks it against jose.
  */
 export function verifyHs256(token: string, keys: readonly KeyObject[], now = Date.now()): Verified {
   const parts = token.split('.');

@@ -51,7 +51,7 @@ export function admit(deps: AdmissionDeps, kind: PrincipalKind, req: IncomingMes
  * object around a new closure over the request, and with it each connect's
  * request and all it holds (headers, URL, search params) outlived two young
  * collections and was promoted: 1.9 KB more promoted per connect and about
- * 11% more server CPU per connect in W1 (docs/bench.md, tenth round).
+ * 11% more server CPU per connect in W1 (docs/bench-history.md, tenth round).
  */
 class RequestHandshake implements Handshake {
   readonly headers: IncomingMessage['headers'];

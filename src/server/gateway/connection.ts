@@ -211,14 +211,15 @@ export class Connection implements Tab {
   /**
    * The least mean wait between this tab's acks of its person's stream. An
    * ack costs the server a wake-up and a frame (about 60 µs on the bench's
-   * machine, docs/bench.md), and a tab that receives something every second
-   * acks every second: with thousands of busy tabs the acks would outnumber
-   * the sends. So with N tabs here each is asked to wait N/acksPerSecond
-   * seconds, and the node receives at most about acksPerSecond of them
-   * however many tabs are open. The browser library waits the longer of
-   * this and its own delay (1 s), so below acksPerSecond tabs nothing
-   * changes; above, a person's `acknowledged` status and a new tab's replay
-   * lag by up to 1.5× this. 0 when acks are not paced.
+   * machine, docs/bench-history.md, fourteenth round), and a tab that
+   * receives something every second acks every second: with thousands of
+   * busy tabs the acks would outnumber the sends. So with N tabs here each
+   * is asked to wait N/acksPerSecond seconds, and the node receives at most
+   * about acksPerSecond of them however many tabs are open. The browser
+   * library waits the longer of this and its own delay (1 s), so below
+   * acksPerSecond tabs nothing changes; above, a person's `acknowledged`
+   * status and a new tab's replay lag by up to 1.5× this. 0 when acks are
+   * not paced.
    */
   #ackMs(): number {
     const perSecond = this.#deps.limits.acksPerSecond;
@@ -231,7 +232,7 @@ export class Connection implements Tab {
    * tabs open when a tab connected, so the first tabs after a restart would
    * otherwise keep the short waits of an almost empty node until they
    * reconnect: with 10,000 of them that is up to about 1,200 acks a second
-   * instead of acksPerSecond's 250 (docs/bench.md, sixteenth round).
+   * instead of acksPerSecond's 250 (docs/bench-history.md, sixteenth round).
    * The frame goes out in the same write as the next frame to the tab: a
    * tab's next ack wait starts with its next notification, and a write of
    * its own cost about as much as the acks it saved in a 5 s W4. A quiet

@@ -32,7 +32,7 @@ export interface GatewayOptions {
  * it sends back, and 10,000 tabs pinged in one go would stall every send
  * for a second on a small machine. Ten slices (one every 2.5 s at the
  * default interval) still held up the sends around each slice for several
- * milliseconds: W4's tail (docs/bench.md, eleventh round).
+ * milliseconds: W4's tail (docs/bench-history.md, eleventh round).
  */
 const HEARTBEAT_TICK_MS = 100;
 /** At most this many slices (a set each): a heartbeat of an hour ticks every 3.6 s, not every 100 ms. */
@@ -176,7 +176,7 @@ export class Gateway {
     });
     // Sent now rather than at the end of the turn, after every other
     // handshake read in it: about 5% less server CPU per connect in W1
-    // (docs/bench.md, eighth round).
+    // (docs/bench-history.md, eighth round).
     if (welcomed) socket.uncork();
     else this.#uncorkAtEndOfTurn(socket);
     return undefined;

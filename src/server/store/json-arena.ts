@@ -5,8 +5,9 @@
  * the garbage collector's young generation lives: as JavaScript strings, each
  * one was copied twice before reaching the old generation and marked by every
  * full collection after. At 40,000 notifications a second that was a third of
- * the server's GC time (docs/bench.md). Here each one is copied once into a
- * large Buffer (a chunk) and named by a number, its position.
+ * the server's GC time (docs/bench-history.md, fifth round). Here each one
+ * is copied once into a large Buffer (a chunk) and named by a number, its
+ * position.
  *
  * Chunks fill in order; a chunk is released when the last notification in it
  * goes, and one released chunk is kept for reuse. Notifications of mixed

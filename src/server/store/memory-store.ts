@@ -32,7 +32,7 @@ interface QueuedAppends {
  * in one step: their callers go on (and the Notifier delivers) together, after
  * the turn's I/O, instead of one request at a time between reads. Measured
  * in W2: about 6% less server CPU per notification, 7% more throughput
- * (docs/bench.md, sixth round).
+ * (docs/bench-history.md, sixth round).
  * Acks apply at once, without a promise (the AckBuffer already gathers them per turn).
  */
 export class MemoryStore implements MessageStore {

@@ -47,7 +47,7 @@ const NO_ROWS = new Float64Array(0);
  * number arrays, every growth of an array put a copy of it in the old
  * generation (most of what a store promoted: 13 MB in a W2 run against
  * 2.5 MB now), and the full collections that brought were 6% of the CPU per
- * notification (docs/bench.md, eighth round). The table doubles when full,
+ * notification (docs/bench-history.md, eighth round). The table doubles when full,
  * after first sliding its rows down over the dropped ones when that frees
  * half of it. JSON too long for the arena stays a string, in `#long`.
  */

@@ -5,8 +5,8 @@
  * SQLite checkpoints automatically on the commit that takes the WAL past
  * 1000 pages: that commit then copies about 4 MB into the database file and
  * fsyncs it, 6–8 ms here, during which no tab is sent anything. At 11,000
- * notifications a second that was a stall every half second (docs/bench.md,
- * W4). Under WAL a checkpoint and the writer run side by side, so the
+ * notifications a second that was a stall every half second (docs/bench-history.md,
+ * third round, W4). Under WAL a checkpoint and the writer run side by side, so the
  * worker's checkpoint costs the writer nothing but a core it does not use.
  *
  * The store reports how much it wrote; past `thresholdBytes` since the last
