@@ -6,19 +6,29 @@
 // was in — per unit of work.
 // usage: node bench/perf-summary.mjs FILE.perf.data [--per N] [--unit connection] [--top 30]
 import { parseArgs } from 'node:util';
-import { perfUnavailable, summarisePerf } from './lib/perf.mjs';
+import { partNamed, perfUnavailable, summarisePerf } from './lib/perf.mjs';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { per: { type: 'string', default: '1' }, unit: { type: 'string', default: 'run' }, top: { type: 'string', default: '30' } },
+  options: {
+    per: { type: 'string', default: '1' }, unit: { type: 'string', default: 'run' }, top: { type: 'string', default: '30' }, part: { type: 'string' },
+  },
 });
 if (positionals.length !== 1) {
-  console.error('usage: node bench/perf-summary.mjs FILE.perf.data [--per N] [--unit connection] [--top 30]');
+  console.error('usage: node bench/perf-summary.mjs FILE.perf.data [--per N] [--unit connection] [--top 30] [--part NAME]');
   process.exit(2);
+}
+if (values.part !== undefined) {
+  try {
+    partNamed(values.part);
+  } catch (e) {
+    console.error(e.message);
+    process.exit(2);
+  }
 }
 const why = perfUnavailable();
 if (why) {
   console.error(why);
   process.exit(2);
 }
-console.log(summarisePerf(positionals[0], { units: Number(values.per), unit: values.unit, top: Number(values.top) }));
+console.log(summarisePerf(positionals[0], { units: Number(values.per), unit: values.unit, top: Number(values.top), part: values.part }));

@@ -10,9 +10,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 // @ts-expect-error: the bench is plain JavaScript (bench/lib/perf.mjs), without type declarations
-import { OTHER_PARTS, perfRecord, perfUnavailable, readPerf } from '../bench/lib/perf.mjs';
+import { OTHER_PARTS, partNamed, perfRecord, perfUnavailable, readPerf } from '../bench/lib/perf.mjs';
 
-interface PerfFigures { main: Map<string, number>; others: Map<string, number>; mainParts: Map<string, number>; mainNs: number; otherNs: number }
+interface PerfFigures { main: Map<string, number>; others: Map<string, number>; mainParts: Map<string, number>; mainNs: number; otherNs: number; inPart?: Map<string, number> }
 
 /** Under CI=true a missing perf is an error (.ci/run installs it); elsewhere the test skips, saying why. */
 function perfSkipReason(): string | false {
@@ -64,7 +64,7 @@ test('--perf: the summary puts a process\'s CPU in its JS function, its system c
     child.stdin!.write('go\n');
     await exited;
     await stop();
-    const perf = (readPerf as (f: string) => PerfFigures)(file);
+    const perf = (readPerf as (f: string, o: { part: string }) => PerfFigures)(file, { part: 'JSON.stringify' });
     const ms = (key: string): number => (perf.main.get(key) ?? 0) / 1e6;
     const spin = [...perf.main.keys()].find((k) => k.startsWith('js spinHere '));
     const report = [...perf.main].map(([k, ns]) => `${(ns / 1e6).toFixed(1)} ms ${k}`).join('\n');
@@ -80,8 +80,19 @@ test('--perf: the summary puts a process\'s CPU in its JS function, its system c
     assert.ok(partMs(OTHER_PARTS.kernel) >= 300, `the kernel: ${partMs(OTHER_PARTS.kernel)} ms\n${parts}`);
     assert.ok(partMs('JSON.stringify') >= 300, `JSON.stringify: ${partMs('JSON.stringify')} ms\n${parts}`);
     assert.ok(perf.mainNs / 1e6 < 2600, `more CPU than the child ran for: ${perf.mainNs / 1e6} ms`);
+    // The part broken down: the JS function that called JSON.stringify, with V8's serialiser under it.
+    const inPart = [...perf.inPart!].map(([k, ns]) => `${(ns / 1e6).toFixed(1)} ms ${k}`).join('\n');
+    const serialiser = [...perf.inPart!].filter(([k]) => /^js .* <- v8::internal::JsonStringif/.test(k)).reduce((sum, [, ns]) => sum + ns, 0) / 1e6;
+    assert.ok(serialiser >= 300, `JSON.stringify's part by function: ${serialiser} ms under a JS function\n${inPart}`);
   } finally {
     child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('--part names a part by the beginning of its name, and an unknown one lists the parts', () => {
+  const named = partNamed as (name: string) => string;
+  assert.equal(named('stor'), 'storing');
+  assert.equal(named('the Notifier'), 'the Notifier (planning, results)');
+  assert.throws(() => named('nope'), /no part begins "nope"; the parts: receiving frames/);
 });

@@ -180,16 +180,40 @@ function withJitNames(file) {
 }
 
 /**
+ * A sample's category with, when it is a JS function's and the sample was
+ * in native code under it (node's C++, V8's builtins, a library such as
+ * SQLite: `perf` names them, and `categorise` counts them in the JS function
+ * that called them), that native function: `js #write … <- walChecksumBytes`.
+ */
+export function categoriseWithNative(frames) {
+  const c = categorise(frames);
+  if (!c.startsWith('js ')) return c;
+  const leaf = frames.find((f) => !f.kernel);
+  return leaf && !leaf.sym.startsWith('JS:') ? `${c} <- ${leaf.sym}` : c;
+}
+
+/** The name in PARTS or OTHER_PARTS that `name` begins (`storing`, `the Notifier`); throws naming them when none does. */
+export function partNamed(name) {
+  const names = [...PARTS.map(([n]) => n), ...Object.values(OTHER_PARTS)];
+  const found = names.find((n) => n.startsWith(name));
+  if (!found) throw new Error(`no part begins "${name}"; the parts: ${names.join('; ')}`);
+  return found;
+}
+
+/**
  * Reads a perf.data file: each category's CPU (ns) on the main thread
  * (tid = pid: the event loop) and on the others (V8's GC helpers and
  * compiler, libuv's pool), and the main thread's CPU by part (partOf).
+ * With `part` (a name of PARTS or OTHER_PARTS), also that part's samples
+ * by categoriseWithNative: what the part is made of.
  */
-export function readPerf(file) {
+export function readPerf(file, { part } = {}) {
   const r = spawnSync('perf', ['script', '-i', withJitNames(file), '-F', 'pid,tid,period,ip,sym,dso'], { encoding: 'utf8', maxBuffer: 1 << 30 });
   if (r.status !== 0) throw new Error(`perf script failed: ${r.stderr.trim().split('\n').pop()}`);
   const main = new Map();
   const others = new Map();
   const mainParts = new Map();
+  const inPart = new Map();
   let mainNs = 0;
   let otherNs = 0;
   for (const s of parsePerfScript(r.stdout)) {
@@ -199,18 +223,27 @@ export function readPerf(file) {
     into.set(c, (into.get(c) ?? 0) + s.ns);
     if (onMain) {
       mainNs += s.ns;
-      const part = partOf(s.frames);
-      mainParts.set(part, (mainParts.get(part) ?? 0) + s.ns);
+      const p = partOf(s.frames);
+      mainParts.set(p, (mainParts.get(p) ?? 0) + s.ns);
+      if (p === part) {
+        const k = categoriseWithNative(s.frames);
+        inPart.set(k, (inPart.get(k) ?? 0) + s.ns);
+      }
     } else {
       otherNs += s.ns;
     }
   }
-  return { main, others, mainParts, mainNs, otherNs };
+  return { main, others, mainParts, mainNs, otherNs, ...(part === undefined ? {} : { inPart }) };
 }
 
-/** readPerf's figures as text, per unit of work (`units` of them: connections, messages). */
-export function summarisePerf(file, { units = 1, unit = 'run', top = 30 } = {}) {
-  const { main, others, mainParts, mainNs, otherNs } = readPerf(file);
+/**
+ * readPerf's figures as text, per unit of work (`units` of them:
+ * connections, messages); with `part` (the beginning of a part's name), what
+ * that part of the main thread's work is made of.
+ */
+export function summarisePerf(file, { units = 1, unit = 'run', top = 30, part } = {}) {
+  const partName = part === undefined ? undefined : partNamed(part);
+  const { main, others, mainParts, mainNs, otherNs, inPart } = readPerf(file, { part: partName });
   const partNames = [...PARTS.map(([name]) => name), ...Object.values(OTHER_PARTS)];
   const us = (ns) => (ns / 1000 / units).toFixed(2).padStart(8);
   const lines = [
@@ -227,5 +260,12 @@ export function summarisePerf(file, { units = 1, unit = 'run', top = 30 } = {}) 
     `other threads (V8's GC helpers and compiler, libuv's pool), µs per ${unit}:`,
     ...[...others].sort((a, b) => b[1] - a[1]).slice(0, 8).map(([k, ns]) => `${us(ns)}  ${k}`),
   ];
+  if (inPart) {
+    lines.push(
+      '',
+      `main thread, ${partName}, by JS function and the native function it was in (\`<-\`), µs per ${unit}:`,
+      ...[...inPart].sort((a, b) => b[1] - a[1]).slice(0, top).map(([k, ns]) => `${us(ns)}  ${k}`),
+    );
+  }
   return lines.join('\n');
 }
