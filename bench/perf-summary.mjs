@@ -3,8 +3,11 @@
 // any perf.data of a node process: run with --perf-prof and recorded with
 // `-k mono`, its JS frames are named): its CPU by thread and by what it was
 // doing — each system call, page faults, GC, compiling, the JS function it
-// was in — per unit of work.
-// usage: node bench/perf-summary.mjs FILE.perf.data [--per N] [--unit connection] [--top 30]
+// was in — per unit of work. `--part storing` adds what one part of the main
+// thread's work is made of: its JS functions and the native code under each
+// (node's C++, V8's builtins, SQLite), which the list by category counts in
+// the JS function that called it.
+// usage: node bench/perf-summary.mjs FILE.perf.data [--per N] [--unit connection] [--top 30] [--part NAME]
 import { parseArgs } from 'node:util';
 import { partNamed, perfUnavailable, summarisePerf } from './lib/perf.mjs';
 

@@ -123,6 +123,9 @@ export const OTHER_PARTS = {
   rest: 'the rest (the event loop, timers, streams, natives)',
 };
 
+/** Every part's name, in the order the summary lists them. */
+const PART_NAMES = [...PARTS.map(([name]) => name), ...Object.values(OTHER_PARTS)];
+
 /** The part of PARTS a sample's stack belongs to, or one of OTHER_PARTS. */
 export function partOf(frames) {
   for (const [name, pattern] of PARTS) if (frames.some((f) => pattern.test(f.sym))) return name;
@@ -194,9 +197,8 @@ export function categoriseWithNative(frames) {
 
 /** The name in PARTS or OTHER_PARTS that `name` begins (`storing`, `the Notifier`); throws naming them when none does. */
 export function partNamed(name) {
-  const names = [...PARTS.map(([n]) => n), ...Object.values(OTHER_PARTS)];
-  const found = names.find((n) => n.startsWith(name));
-  if (!found) throw new Error(`no part begins "${name}"; the parts: ${names.join('; ')}`);
+  const found = PART_NAMES.find((n) => n.startsWith(name));
+  if (!found) throw new Error(`no part begins "${name}"; the parts: ${PART_NAMES.join('; ')}`);
   return found;
 }
 
@@ -244,7 +246,6 @@ export function readPerf(file, { part } = {}) {
 export function summarisePerf(file, { units = 1, unit = 'run', top = 30, part } = {}) {
   const partName = part === undefined ? undefined : partNamed(part);
   const { main, others, mainParts, mainNs, otherNs, inPart } = readPerf(file, { part: partName });
-  const partNames = [...PARTS.map(([name]) => name), ...Object.values(OTHER_PARTS)];
   const us = (ns) => (ns / 1000 / units).toFixed(2).padStart(8);
   const lines = [
     `${file}`,
@@ -252,7 +253,7 @@ export function summarisePerf(file, { units = 1, unit = 'run', top = 30, part } 
       + ` of which the main thread ${us(mainNs).trim()} µs and the other threads ${us(otherNs).trim()} µs`,
     '',
     `main thread by part of the work (each sample in the first part its stack shows), µs per ${unit}:`,
-    ...partNames.filter((p) => mainParts.has(p)).map((p) => `${us(mainParts.get(p))}  ${p}`),
+    ...PART_NAMES.filter((p) => mainParts.has(p)).map((p) => `${us(mainParts.get(p))}  ${p}`),
     '',
     `main thread, µs per ${unit}:`,
     ...[...main].sort((a, b) => b[1] - a[1]).slice(0, top).map(([k, ns]) => `${us(ns)}  ${k}`),
