@@ -21,9 +21,10 @@ if (positionals.length !== 1) {
   console.error('usage: node bench/perf-summary.mjs FILE.perf.data [--per N] [--unit connection] [--top 30] [--part NAME]');
   process.exit(2);
 }
+let part;
 if (values.part !== undefined) {
   try {
-    partNamed(values.part);
+    part = partNamed(values.part);
   } catch (e) {
     console.error(e.message);
     process.exit(2);
@@ -34,4 +35,4 @@ if (why) {
   console.error(why);
   process.exit(2);
 }
-console.log(summarisePerf(positionals[0], { units: Number(values.per), unit: values.unit, top: Number(values.top), part: values.part }));
+console.log(summarisePerf(positionals[0], { units: Number(values.per), unit: values.unit, top: Number(values.top), part }));

@@ -240,12 +240,11 @@ export function readPerf(file, { part } = {}) {
 
 /**
  * readPerf's figures as text, per unit of work (`units` of them:
- * connections, messages); with `part` (the beginning of a part's name), what
+ * connections, messages); with `part` (a part's whole name: partNamed), what
  * that part of the main thread's work is made of.
  */
 export function summarisePerf(file, { units = 1, unit = 'run', top = 30, part } = {}) {
-  const partName = part === undefined ? undefined : partNamed(part);
-  const { main, others, mainParts, mainNs, otherNs, inPart } = readPerf(file, { part: partName });
+  const { main, others, mainParts, mainNs, otherNs, inPart } = readPerf(file, { part });
   const us = (ns) => (ns / 1000 / units).toFixed(2).padStart(8);
   const lines = [
     `${file}`,
@@ -264,7 +263,7 @@ export function summarisePerf(file, { units = 1, unit = 'run', top = 30, part } 
   if (inPart) {
     lines.push(
       '',
-      `main thread, ${partName}, by JS function and the native function it was in (\`<-\`), µs per ${unit}:`,
+      `main thread, ${part}, by JS function and the native function it was in (\`<-\`), µs per ${unit}:`,
       ...[...inPart].sort((a, b) => b[1] - a[1]).slice(0, top).map(([k, ns]) => `${us(ns)}  ${k}`),
     );
   }
