@@ -92,8 +92,12 @@ describe('browser library in Chromium', { skip: browserSkipReason() }, () => {
     const [added, removed] = await p.evaluate(() => (window as unknown as { brief: string[] }).brief);
     assert.match(added!, /^added /);
     assert.match(removed!, /^removed /);
+    // The observer hears of the toast at the end of the task that added it,
+    // after the toast's timer started: on a loaded machine the rest of that
+    // task can take tens of milliseconds (287 ms was seen in CI), so the
+    // lower bound says "not at once", not "300 ms to the millisecond".
     const shown = Number(removed!.split(' ')[1]) - Number(added!.split(' ')[1]);
-    assert.ok(shown >= 290 && shown < 5000, `shown for ${shown} ms`);
+    assert.ok(shown >= 200 && shown < 5000, `shown for ${shown} ms`);
     assert.equal(await p.locator('.herald-toast', { hasText: 'short-lived' }).count(), 0);
 
     // Stacking: at most five; the oldest goes first.
