@@ -11,6 +11,7 @@ import { runConnections, runUnicast, runSteady, closePool, writePerfSummaries } 
 import { perfUnavailable } from './lib/perf.mjs';
 import { median } from './lib/stats.mjs';
 import { renderMarkdown, machineInfo } from './lib/report.mjs';
+import { firstTouchUsPerPage } from './lib/page-cost.mjs';
 
 const cfg = loadConfig();
 
@@ -39,6 +40,8 @@ if (noPerf) {
 }
 
 const started = Date.now();
+// The price of a new page before and after the runs: the machine drifts (lib/page-cost.mjs).
+const firstTouch = { before: firstTouchUsPerPage(), after: undefined };
 const rows = []; // { workload, server, rep, metrics }
 const failures = []; // { label, error }
 const want = (w) => cfg.workloads.includes(w);
@@ -111,8 +114,9 @@ try {
   killAllChildren();
 }
 writePerfSummaries();
+firstTouch.after = firstTouchUsPerPage();
 
-const info = machineInfo();
+const info = { ...machineInfo(), firstTouch };
 const durationS = (Date.now() - started) / 1000;
 const md = renderMarkdown({ cfg, rows, info, durationS, failures });
 writeFileSync(cfg.out, md);

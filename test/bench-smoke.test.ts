@@ -53,6 +53,9 @@ test('npm run bench runs every workload at toy sizes and writes its results', ()
   assert.match(md, /## Targets \(issue 7\)/);
   assert.match(md, /Herald \(memory\)/);
   assert.match(md, /- W4: 500 msg\/s for 300 ms \(set\), one request every 10 ms/);
+  // Measured by fresh processes before and after the runs: a price in µs, not a dash.
+  const touch = /- memory touched for the first time: ([\d.]+) µs a page before the runs, ([\d.]+) after/.exec(md);
+  assert.ok(touch && Number(touch[1]) > 0 && Number(touch[2]) > 0, `no first-touch price in the machine section:\n${md.slice(0, 1500)}`);
   // 300 ms at one request every 10 ms (the sender's default tick, 5 ms, would make about 60).
   for (const server of ['floor', 'herald-memory']) {
     const requests = json.rows.find((r) => r.server === server && r.workload === 'w4')?.metrics.requests ?? -1;

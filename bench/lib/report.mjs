@@ -174,6 +174,11 @@ function pairedRatios(rows, w, server, key) {
     .filter((x) => Number.isFinite(x));
 }
 
+/** A first-touch cost, or a dash when the probe failed. */
+function fmtTouch(us) {
+  return Number.isFinite(us) ? us.toFixed(1) : '—';
+}
+
 export function renderMarkdown({ cfg, rows, info, durationS, failures = [] }) {
   const servers = cfg.servers;
   const out = [];
@@ -190,6 +195,10 @@ export function renderMarkdown({ cfg, rows, info, durationS, failures = [] }) {
   out.push(`- node ${info.node}; herald ${info.herald} (commit ${info.commit}); ${Object.entries(info.packages).map(([k, v]) => `${k} ${v}`).join(', ')}`);
   const loads = rows.map((r) => r.metrics.load1).filter(Number.isFinite);
   if (loads.length) out.push(`- 1-minute load average during the runs: ${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)} (the run's own server, load generators and sender keep up to 4 processes busy on ${info.nproc} CPUs; compare ratios, not absolute figures)`);
+  const touch = info.firstTouch;
+  if (Number.isFinite(touch?.before) || Number.isFinite(touch?.after)) {
+    out.push(`- memory touched for the first time: ${fmtTouch(touch.before)} µs a page before the runs, ${fmtTouch(touch.after)} after (a fresh process writing one byte a page into 64 MiB of new 1 MiB Buffers, median of 3). Herald writes what it retains into new pages and the floor keeps nothing, so a dear page costs Herald alone: from about 2 to 35 µs on the bench's virtual machines (docs/bench.md)`);
+  }
   out.push('');
   out.push('## Sizes');
   out.push('');
