@@ -26,16 +26,24 @@ const ns = Number(process.hrtime.bigint() - t0);
 console.log(JSON.stringify({ usPerPage: ns / 1000 / ((mib * 2 ** 20) / page) }));
 `;
 
+/** How the probe measures: `mib` MiB in Buffers of `chunkMib` MiB, the median of `probes` fresh processes. */
+export const FIRST_TOUCH_PROBE = { mib: 64, chunkMib: 1, probes: 3 };
+
 /**
- * The median of `probes` fresh processes' cost of a first touch, µs a page,
- * or undefined when a probe failed (the run goes on without the figure).
+ * What a first touch costs, µs a page (FIRST_TOUCH_PROBE), or undefined when
+ * a probe failed: the run goes on without the figure.
  */
-export function firstTouchUsPerPage({ mib = 64, chunkMib = 1, probes = 3 } = {}) {
+export function firstTouchUsPerPage() {
+  const { mib, chunkMib, probes } = FIRST_TOUCH_PROBE;
   const each = [];
   for (let i = 0; i < probes; i++) {
     const r = spawnSync(process.execPath, ['-e', PROBE, String(mib), String(chunkMib), String(PAGE)], { encoding: 'utf8', timeout: 30_000 });
     if (r.status !== 0) return undefined;
-    each.push(JSON.parse(r.stdout).usPerPage);
+    try {
+      each.push(JSON.parse(r.stdout).usPerPage);
+    } catch {
+      return undefined;
+    }
   }
   return median(each);
 }
