@@ -40,6 +40,14 @@ describe('garbage on every listener: a clear refusal, no crash, no hang, no leak
     assert.match(badUpgrade, /^HTTP\/1\.1 (400|401)/);
     const noKey = await raw(httpPort, `GET /ws/admin?token=${await s.token('admin', 1)} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n`);
     assert.match(noKey, /^HTTP\/1\.1 400/);
+    // A version that only reads as 13 once made a number of ("13.0") is not 13 (ws 8.23.1 compares the text).
+    const token = await s.token('admin', 1);
+    const upgrade = (version: string) => raw(httpPort, `GET /ws/admin?token=${token} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n`
+      + `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: ${version}\r\n\r\n`, 500);
+    for (const version of ['13.0', '0x0d', '12']) {
+      assert.match(await upgrade(version), /^HTTP\/1\.1 400[^]*Sec-WebSocket-Version: 13, 8/, `version ${version}`);
+    }
+    assert.match(await upgrade('13'), /^HTTP\/1\.1 101/);
   });
 
   test('a wrong token is refused before the upgrade with a JSON reason and no stack trace', async () => {
