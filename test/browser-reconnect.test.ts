@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Browser, Page } from 'playwright-core';
 import { CloseCode } from '../src/protocol/close-codes.js';
+import { restartablePort } from './helpers/ports.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, connectPage, launchBrowser, newPage, recorder, waitForMessages, waitForState, type W } from './helpers/browser.js';
 
@@ -100,8 +101,9 @@ describe('browser reconnect and resume in Chromium', { skip: browserSkipReason()
   it('reconnects without a reload after the server restarts (same port, same data dir) and gets the next message once', async () => {
     const dataDir = mkdtempSync(join(tmpdir(), 'herald-browser-'));
     const fixed = { dataDir, secret: randomBytes(32).toString('base64url'), apiToken: randomBytes(24).toString('base64url') };
-    let server = await startHerald({}, fixed);
-    const port = Number(new URL(server.url).port);
+    // Restarted on the same port while the page retries: below the ephemeral range (helpers/ports.ts).
+    const port = await restartablePort();
+    let server = await startHerald({ port }, fixed);
     try {
       const { page } = await newPage(browser);
       await connectPage(page, server.url, await server.token('admin', 1), { reconnect: { baseMs: 100, capMs: 500 } });

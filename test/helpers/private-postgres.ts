@@ -6,11 +6,11 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import pg from 'pg';
+import { restartablePort } from './ports.js';
 
 function pgBinDir(): string | undefined {
   const root = '/usr/lib/postgresql';
@@ -18,16 +18,6 @@ function pgBinDir(): string | undefined {
   const versions = readdirSync(root).sort((a, b) => Number(b) - Number(a));
   for (const v of versions) if (existsSync(join(root, v, 'bin', 'postgres'))) return join(root, v, 'bin');
   return undefined;
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as { port: number }).port;
-  s.close();
-  await once(s, 'close');
-  return port;
 }
 
 function postgresUser(): { uid: number; gid: number } | undefined {
@@ -69,7 +59,8 @@ export class PrivatePostgres {
       rmSync(dir, { recursive: true, force: true });
       throw new Error(`initdb failed: ${init.stderr}`);
     }
-    const server = new PrivatePostgres(dir, bin, await freePort(), user);
+    // Stopped and started again on the same port while clients retry: below the ephemeral range (ports.ts).
+    const server = new PrivatePostgres(dir, bin, await restartablePort(), user);
     await server.start();
     return server;
   }
