@@ -80,7 +80,8 @@ function connectSocketIo(url, id) {
 }
 
 /**
- * A Herald tab: token in ?token=, ready at WELCOME, PONG to PING, and acks
+ * A Herald tab (token in ?token=; the floor-stored server's tabs speak the
+ * same protocol with ?id=): ready at WELCOME, PONG to PING, and acks
  * `{"TYPE":"RESPONSE","SEQ":n}` for the highest SEQ seen, batched as the
  * browser library does: one ack of the own stream about every `ackDelayMs`
  * or WELCOME's ACK_MS, whichever is longer (each wait 0.5–1.5× it), one of
@@ -89,9 +90,9 @@ function connectSocketIo(url, id) {
  * is longer (each wait 0–2× it; src/client/delivery.ts), and the waits a
  * later PACE frame asks for instead.
  */
-function connectHerald(url, token) {
+function connectHerald(url) {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(`${url}?token=${encodeURIComponent(token)}`, { perMessageDeflate: false, handshakeTimeout: HANDSHAKE_MS });
+    const ws = new WebSocket(url, { perMessageDeflate: false, handshakeTimeout: HANDSHAKE_MS });
     const welcomeTimer = setTimeout(() => { if (!welcomed) { ws.terminate(); reject(new Error('no WELCOME in time')); } }, HANDSHAKE_MS);
     let seq = 0;
     let bseq = 0;
@@ -166,7 +167,8 @@ serveIpc({
         try {
           const c = kind === 'floor' ? await connectFloor(url, ids[i])
             : kind === 'socketio' ? await connectSocketIo(url, ids[i])
-            : await connectHerald(url, tokens[i]);
+            : kind === 'floor-stored' ? await connectHerald(`${url}/?id=${ids[i]}`)
+            : await connectHerald(`${url}?token=${encodeURIComponent(tokens[i])}`);
           clients.push(c);
         } catch (e) {
           failed++;

@@ -2,7 +2,10 @@
 // (BENCH_*) or flags (--reps 5, --servers floor,herald-memory, --quick, ...).
 import { parseArgs } from 'node:util';
 
+/** Run by default: the issue's three servers, Herald with each store. */
 const SERVERS = ['floor', 'socketio', 'herald-memory', 'herald-sqlite'];
+/** Run when named in --servers: the floor plus what storing needs (bench/servers/floor-stored.mjs). */
+const EXTRA_SERVERS = ['floor-stored'];
 const WORKLOADS = ['w1', 'w2', 'w3', 'w4'];
 
 const DEFAULTS = {
@@ -76,7 +79,8 @@ export function loadConfig(argv = process.argv.slice(2), env = process.env) {
     if (values[flag] !== undefined) c[k] = coerce(k, values[flag]);
   }
   c.servers = c.servers.split(',').map((s) => s.trim()).filter(Boolean);
-  for (const s of c.servers) if (!SERVERS.includes(s)) throw new Error(`unknown server ${s} (known: ${SERVERS.join(', ')})`);
+  const known = [...SERVERS, ...EXTRA_SERVERS];
+  for (const s of c.servers) if (!known.includes(s)) throw new Error(`unknown server ${s} (known: ${known.join(', ')})`);
   c.workloads = c.workloads.split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
   for (const w of c.workloads) if (!WORKLOADS.includes(w)) throw new Error(`unknown workload ${w}`);
   if (!c.out) c.out = quick ? 'bench/results-quick.md' : 'bench/results.md';

@@ -29,7 +29,11 @@ export function machineInfo() {
   };
 }
 
-const SERVER_LABEL = { floor: 'floor (ws)', socketio: 'Socket.IO', 'herald-memory': 'Herald (memory)', 'herald-sqlite': 'Herald (SQLite)' };
+const SERVER_LABEL = {
+  floor: 'floor (ws)', 'floor-stored': 'floor, storing (ws)', socketio: 'Socket.IO', 'herald-memory': 'Herald (memory)', 'herald-sqlite': 'Herald (SQLite)',
+};
+/** Servers whose figures also carry their ratio to the floor's: Herald's, and the floor that stores. */
+const withRatio = (server) => server.startsWith('herald') || server === 'floor-stored';
 
 // The server's garbage-collection pauses over a measured phase (W2, W4).
 const GC_ROWS = [
@@ -123,7 +127,7 @@ function table(rows, w, servers) {
       const st = stat(rows, w, s, key, scale);
       if (st.n === 0) return '—';
       let cell = `**${fmtNum(st.median, d)}** (${fmtNum(st.min, d)}–${fmtNum(st.max, d)})`;
-      if (s.startsWith('herald') && floor.n > 0 && floor.median !== 0 && !['delivered', 'failed'].includes(key) && !key.endsWith('Pct')) {
+      if (withRatio(s) && floor.n > 0 && floor.median !== 0 && !['delivered', 'failed'].includes(key) && !key.endsWith('Pct')) {
         cell += ` ×${fmtNum(st.median / floor.median, 2)}`;
       }
       return cell;
@@ -208,6 +212,9 @@ export function renderMarkdown({ cfg, rows, info, durationS, failures = [] }) {
   out.push(`- W2: ${cfg.w2People} people, ${cfg.w2Total} notifications of ~200 bytes, ${cfg.w2Batch} per request, ${cfg.w2Concurrency} requests in flight (after ${cfg.w2Warmup} warm-up)`);
   out.push(`- Herald clients ack as the browser library does: the highest SEQ per stream, about once per ${cfg.ackDelayMs} ms or the longer wait WELCOME asks for the own stream (each wait 0.5–1.5× that; Herald asks its tabs for at most about 250 own-stream acks a second together) and per ${cfg.broadcastAckDelayMs} ms or the longer wait WELCOME asks for the broadcast stream (each wait 0–2× that; Herald asks the tabs of a kind for about 50 broadcast acks a second together)`);
   out.push(`- W4: ${cfg.w4RateUsed ?? '—'} msg/s for ${cfg.w4DurationMs} ms (${cfg.w4Rate > 0 ? 'set' : `${cfg.w4Fraction} × the floor's median W2 rate`}), one request every ${cfg.w4TickMs} ms`);
+  if (servers.includes('floor-stored')) {
+    out.push('- floor, storing (`bench/servers/floor-stored.mjs`, run when `--servers` names it): the floor plus the least that storing needs. It keeps every notification in its person\'s stream with a SEQ, sends SEQ and EPOCH in each frame, takes acks and replays after a cursor, with no auth, no heartbeats and no expiry. Its tabs ack as Herald\'s do, at the same paces. Its figures carry their ratio to the floor too: the ceiling of a storing server on `ws`');
+  }
   const batch = rows.find((r) => r.workload === 'w2' && r.server.startsWith('herald'));
   if (cfg.heraldTtl !== '') {
     out.push(`- **Herald notifications carry \`"ttl": ${cfg.heraldTtl}\`** (\`--herald-ttl\`), not the server's default${Number(cfg.heraldTtl) === 0 ? ': live only, nothing stored, no SEQ, so the clients have nothing to ack. The targets of issue 7 are for stored notifications; this run measures what storing them costs' : ''}`);

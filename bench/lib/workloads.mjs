@@ -17,7 +17,7 @@ function profilesDir(cfg) {
   return cfg.profilesDir ? resolve(cfg.profilesDir) : join(BENCH, 'profiles');
 }
 
-/** Starts the server `name` (floor, socketio, herald-memory, herald-sqlite). */
+/** Starts the server `name` (floor, floor-stored, socketio, herald-memory, herald-sqlite). */
 async function startServer(name, cfg) {
   // --server-node-flags: the same node/V8 flags for every server (GC or JIT traces, heap sizes).
   const execArgv = ['--expose-gc', ...cfg.serverNodeFlags];
@@ -31,6 +31,7 @@ async function startServer(name, cfg) {
     mkdirSync(cwd, { recursive: true });
   }
   if (name === 'floor') return { ...(await startChild(name, join(BENCH, 'servers/floor.mjs'), { execArgv, cwd })), kind: 'floor' };
+  if (name === 'floor-stored') return { ...(await startChild(name, join(BENCH, 'servers/floor-stored.mjs'), { execArgv, cwd })), kind: 'floor-stored' };
   if (name === 'socketio') return { ...(await startChild(name, join(BENCH, 'servers/socketio.mjs'), { execArgv, cwd })), kind: 'socketio' };
   const dataDir = mkdtempSync(join(tmpdir(), 'herald-bench-'));
   const env = {
