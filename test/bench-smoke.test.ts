@@ -1,5 +1,5 @@
 // The benchmark harness end to end at toy sizes: every workload against the
-// floor and Herald (memory store), so that a change to Herald's API or
+// floor, the floor that stores and Herald (memory store), so that a change to Herald's API or
 // protocol that would break `npm run bench` shows up in `npm test`.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -35,13 +35,13 @@ async function withResultsFile(prefix: string, body: (out: string) => Promise<vo
 
 test('npm run bench runs every workload at toy sizes and writes its results', () => withResultsFile('herald-bench-smoke-', async (out) => {
   const args = [
-    '--servers', 'floor,herald-memory', '--reps', '1', '--loadgens', '1',
+    '--servers', 'floor,floor-stored,herald-memory', '--reps', '1', '--loadgens', '1',
     '--w1-conns', '40', '--w2-people', '20', '--w2-total', '400', '--w2-warmup', '40', '--w2-batch', '20',
     '--w3-broadcasts', '2', '--w4-duration-ms', '300', '--w4-rate', '500', '--w4-tick-ms', '10', '--wait-timeout-ms', '20000', '--out', out,
   ];
   const log = await runBench(args);
   const json = JSON.parse(readFileSync(out.replace(/\.md$/, '.json'), 'utf8')) as { rows: Row[] };
-  for (const server of ['floor', 'herald-memory']) {
+  for (const server of ['floor', 'floor-stored', 'herald-memory']) {
     for (const w of ['w1', 'w2', 'w3', 'w4']) {
       const row = json.rows.find((r) => r.server === server && r.workload === w);
       assert.ok(row, `no ${w} result for ${server}\n${log}`);
@@ -52,6 +52,9 @@ test('npm run bench runs every workload at toy sizes and writes its results', ()
   const md = readFileSync(out, 'utf8');
   assert.match(md, /## Targets \(issue 7\)/);
   assert.match(md, /Herald \(memory\)/);
+  // The floor that stores is described, and its figures carry a ratio to the floor's.
+  assert.match(md, /- floor, storing \(`bench\/servers\/floor-stored\.mjs`/);
+  assert.match(md, /\| connect rate \(conn\/s\) \| [^|]+ \| \*\*[\d,]+\*\* \([^)]+\) ×[\d.]+ \|/);
   assert.match(md, /- W4: 500 msg\/s for 300 ms \(set\), one request every 10 ms/);
   // Measured by fresh processes before and after the runs: a price in µs, not a dash.
   const touch = /- memory touched for the first time: ([\d.]+) µs a page before the runs, ([\d.]+) after/.exec(md);
