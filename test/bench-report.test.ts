@@ -58,6 +58,31 @@ test('the results table prints the ratios of each repetition and how many met', 
   assert.match(md, /\| W2 throughput ≥ 1\.0× floor \(memory store\) \| 50,000\.00 \| 45,000\.00 \| 0\.90× \| \*\*no\*\* \| 1\.05×, 0\.90×, 0\.80× \(1 of 3 met\) \|/);
   assert.match(md, /\| W2 throughput ≥ 0\.8× floor \(SQLite store\) \|[^\n]*\| 0\.90×, 0\.85× \(2 of 2 met\) \|/);
   assert.match(md, /\| W1 connect rate ≥ 0\.8× floor \|[^\n]*not measured \| — \|/);
+  // No floor that stores in this run: no column for it.
+  assert.doesNotMatch(md, /the floor that stores/);
+});
+
+test('with the floor that stores in the run, each target also gives its ratios to the floor, unjudged', () => {
+  const cfg = {
+    servers: ['floor', 'floor-stored', 'herald-memory'], reps: 3, loadgens: 2, w1Conns: 10, connectConcurrency: 5,
+    w2People: 10, w2Total: 100, w2Batch: 10, w2Concurrency: 1, w2Warmup: 10, w3Broadcasts: 1, ackDelayMs: 1000,
+    broadcastAckDelayMs: 2000, w4DurationMs: 1000, w4TickMs: 5, w4Rate: 0, w4Fraction: 0.2, heraldTtl: '', serverNodeFlags: [], quick: false,
+  };
+  const stored = [w2('floor-stored', 3, 51_000), w2('floor-stored', 1, 34_000), w2('floor-stored', 2, 40_000)];
+  const memory = targetVerdicts([...rows, ...stored]).find((v) => v.text === 'W2 throughput ≥ 1.0× floor (memory store)')! as Verdict & { storing: { ratio: number; perRep: number[] } };
+  assert.equal(memory.storing.ratio, 40_000 / 50_000);
+  assert.deepEqual(memory.storing.perRep, [34_000 / 40_000, 40_000 / 50_000, 51_000 / 60_000]);
+  // Herald's verdict is the same as without it.
+  assert.equal(memory.metReps, 1);
+
+  const info = { date: 'today', nproc: 2, cpu: 'test', memGiB: 1, kernel: 'test', node: 'v20', herald: '0', commit: 'x', packages: {} };
+  const md: string = renderMarkdown({ cfg, rows: [...rows, ...stored], info, durationS: 1 });
+  assert.match(md, /\| target \| floor \| Herald \| ratio \| met \| each repetition against the floor's \| the floor that stores, for reference \|/);
+  assert.match(md, /\| W2 throughput ≥ 1\.0× floor \(memory store\) \|[^\n]*\(1 of 3 met\) \| 0\.80× \(0\.85, 0\.80, 0\.85\) \|/);
+  // Not measured for it (no W1 rows): a dash.
+  assert.match(md, /\| W1 connect rate ≥ 0\.8× floor \|[^\n]*not measured \| — \| — \|/);
+  // Its column in the workload tables carries a ratio, as Herald's do.
+  assert.match(md, /\| delivered \(first send → last receipt\) \(msg\/s\) \| \*\*50,000\*\* [^|]+\| \*\*40,000\*\* \(34,000–51,000\) ×0\.80 \|/);
 });
 
 test('the machine section gives the price of a new page before and after the runs, when it was measured', () => {

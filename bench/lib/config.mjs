@@ -2,10 +2,11 @@
 // (BENCH_*) or flags (--reps 5, --servers floor,herald-memory, --quick, ...).
 import { parseArgs } from 'node:util';
 
-/** Run by default: the issue's three servers, Herald with each store. */
-const SERVERS = ['floor', 'socketio', 'herald-memory', 'herald-sqlite'];
-/** Run when named in --servers: the floor plus what storing needs (bench/servers/floor-stored.mjs). */
-const EXTRA_SERVERS = ['floor-stored'];
+/**
+ * The issue's three servers, Herald with each store, and for reference the
+ * floor plus what storing needs (bench/servers/floor-stored.mjs).
+ */
+const SERVERS = ['floor', 'floor-stored', 'socketio', 'herald-memory', 'herald-sqlite'];
 const WORKLOADS = ['w1', 'w2', 'w3', 'w4'];
 
 const DEFAULTS = {
@@ -79,8 +80,7 @@ export function loadConfig(argv = process.argv.slice(2), env = process.env) {
     if (values[flag] !== undefined) c[k] = coerce(k, values[flag]);
   }
   c.servers = c.servers.split(',').map((s) => s.trim()).filter(Boolean);
-  const known = [...SERVERS, ...EXTRA_SERVERS];
-  for (const s of c.servers) if (!known.includes(s)) throw new Error(`unknown server ${s} (known: ${known.join(', ')})`);
+  for (const s of c.servers) if (!SERVERS.includes(s)) throw new Error(`unknown server ${s} (known: ${SERVERS.join(', ')})`);
   c.workloads = c.workloads.split(',').map((s) => s.trim().toLowerCase()).filter(Boolean);
   for (const w of c.workloads) if (!WORKLOADS.includes(w)) throw new Error(`unknown workload ${w}`);
   if (!c.out) c.out = quick ? 'bench/results-quick.md' : 'bench/results.md';

@@ -165,7 +165,9 @@ export function targetVerdicts(rows) {
     const meets = (r) => (cmp === '>=' ? r >= bound : r <= bound);
     const met = Number.isFinite(ratio) ? meets(ratio) : null;
     const perRep = pairedRatios(rows, w, server, key);
-    return { text, ratio, met, floor: f, herald: h, perRep, metReps: perRep.filter(meets).length };
+    // The same figure for the floor that stores, where it ran: what storing alone does to the floor's.
+    const storing = { ratio: stat(rows, w, 'floor-stored', key).median / f, perRep: pairedRatios(rows, w, 'floor-stored', key) };
+    return { text, ratio, met, floor: f, herald: h, perRep, metReps: perRep.filter(meets).length, storing };
   });
 }
 
@@ -190,8 +192,8 @@ export function renderMarkdown({ cfg, rows, info, durationS, failures = [] }) {
   out.push('# Herald benchmark results');
   out.push('');
   out.push('Written by `npm run bench` (bench/run.mjs; how to read and rerun it: docs/bench.md).');
-  out.push('Every figure is the **median** of the repetitions, with (min–max); Herald figures also carry');
-  out.push('their ratio to the floor measured in this same run (×1.00 = equal to the floor).');
+  out.push('Every figure is the **median** of the repetitions, with (min–max); Herald\'s figures and those of the floor');
+  out.push('that stores also carry their ratio to the floor measured in this same run (×1.00 = equal to the floor).');
   out.push('');
   out.push('## Machine');
   out.push('');
@@ -213,7 +215,7 @@ export function renderMarkdown({ cfg, rows, info, durationS, failures = [] }) {
   out.push(`- Herald clients ack as the browser library does: the highest SEQ per stream, about once per ${cfg.ackDelayMs} ms or the longer wait WELCOME asks for the own stream (each wait 0.5–1.5× that; Herald asks its tabs for at most about 250 own-stream acks a second together) and per ${cfg.broadcastAckDelayMs} ms or the longer wait WELCOME asks for the broadcast stream (each wait 0–2× that; Herald asks the tabs of a kind for about 50 broadcast acks a second together)`);
   out.push(`- W4: ${cfg.w4RateUsed ?? '—'} msg/s for ${cfg.w4DurationMs} ms (${cfg.w4Rate > 0 ? 'set' : `${cfg.w4Fraction} × the floor's median W2 rate`}), one request every ${cfg.w4TickMs} ms`);
   if (servers.includes('floor-stored')) {
-    out.push('- floor, storing (`bench/servers/floor-stored.mjs`, run when `--servers` names it): the floor plus the least that storing needs. It keeps every notification in its person\'s stream with a SEQ, sends SEQ and EPOCH in each frame, takes acks and replays after a cursor, with no auth, no heartbeats and no expiry. Its tabs ack as Herald\'s do, at the same paces. Its figures carry their ratio to the floor too: the ceiling of a storing server on `ws`');
+    out.push('- floor, storing (`bench/servers/floor-stored.mjs`): the floor plus the least that storing needs. It keeps every notification in its person\'s stream with a SEQ, sends SEQ and EPOCH in each frame, takes acks and replays after a cursor, with no auth, no heartbeats and no expiry. Its tabs ack as Herald\'s do, at the same paces. Its figures carry their ratio to the floor too: the ceiling of a storing server on `ws`');
   }
   const batch = rows.find((r) => r.workload === 'w2' && r.server.startsWith('herald'));
   if (cfg.heraldTtl !== '') {
@@ -226,8 +228,10 @@ export function renderMarkdown({ cfg, rows, info, durationS, failures = [] }) {
   out.push('');
   out.push('## Targets (issue 7)');
   out.push('');
-  out.push('| target | floor | Herald | ratio | met | each repetition against the floor\'s |');
-  out.push('| --- | --- | --- | --- | --- | --- |');
+  // With the floor that stores in the run, each target also gives its ratio to the floor, for reference: not judged.
+  const storingColumn = servers.includes('floor-stored');
+  out.push(`| target | floor | Herald | ratio | met | each repetition against the floor's |${storingColumn ? ' the floor that stores, for reference |' : ''}`);
+  out.push(`| --- | --- | --- | --- | --- | --- |${storingColumn ? ' --- |' : ''}`);
   // A run that changes Herald (--herald-ttl) or every server (--server-node-flags) prints its ratios unjudged.
   const unjudgedBy = cfg.heraldTtl !== '' ? '--herald-ttl' : cfg.serverNodeFlags.length > 0 ? '--server-node-flags' : undefined;
   const judged = unjudgedBy === undefined;
@@ -237,12 +241,18 @@ export function renderMarkdown({ cfg, rows, info, durationS, failures = [] }) {
         : v.met ? 'yes' : '**no**';
     const ratios = v.perRep.map((r) => `${fmtNum(r, 2)}×`).join(', ');
     const reps = v.perRep.length === 0 ? '—' : judged ? `${ratios} (${v.metReps} of ${v.perRep.length} met)` : ratios;
-    out.push(`| ${v.text} | ${fmtNum(v.floor, 2)} | ${fmtNum(v.herald, 2)} | ${fmtNum(v.ratio, 2)}× | ${verdict} | ${reps} |`);
+    const storing = !storingColumn ? ''
+      : Number.isFinite(v.storing.ratio) ? ` ${fmtNum(v.storing.ratio, 2)}× (${v.storing.perRep.map((r) => fmtNum(r, 2)).join(', ')}) |` : ' — |';
+    out.push(`| ${v.text} | ${fmtNum(v.floor, 2)} | ${fmtNum(v.herald, 2)} | ${fmtNum(v.ratio, 2)}× | ${verdict} | ${reps} |${storing}`);
   }
   out.push('');
   out.push('"met" judges the ratio of the medians. The last column pairs each repetition with the floor\'s of the same');
   out.push('number (both ran in the same round of the interleaved repetitions): its spread is how far the verdict stands');
   out.push('from this machine\'s noise.');
+  if (storingColumn) {
+    out.push('The last column gives the same ratio for the floor that stores (bench/servers/floor-stored.mjs), median and each');
+    out.push('repetition: where storing alone puts a server written straight on `ws`. It judges nothing.');
+  }
   for (const w of ['w1', 'w2', 'w3', 'w4']) {
     if (!rows.some((r) => r.workload === w)) continue;
     out.push('');
