@@ -8,7 +8,23 @@ import { nowMs } from './lib/clock.mjs';
 let agent = null;
 let target = null; // { kind, http, apiToken, heraldBatch, ttl }
 
-function post(path, body) {
+/**
+ * POSTs `body`. A request sent on a kept-alive socket that the server closed
+ * as it went (its idle timeout, 5 s for node's own servers) fails with
+ * ECONNRESET before the server read it: it is sent once more on a new socket,
+ * as node's documentation advises (`request.reusedSocket`). Any other
+ * failure fails the call.
+ */
+async function post(path, body) {
+  try {
+    return await postOnce(path, body);
+  } catch (e) {
+    if (e?.reusedSocket && e.code === 'ECONNRESET') return postOnce(path, body);
+    throw e;
+  }
+}
+
+function postOnce(path, body) {
   const u = new URL(path, target.http);
   return new Promise((resolve, reject) => {
     const headers = { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) };
@@ -23,7 +39,10 @@ function post(path, body) {
       });
       res.on('error', reject);
     });
-    req.on('error', reject);
+    req.on('error', (e) => {
+      e.reusedSocket = req.reusedSocket;
+      reject(e);
+    });
     req.end(body);
   });
 }

@@ -332,12 +332,24 @@ function expectedPerShare(shares, people, from, total) {
   return shares.map((s) => s.ids.reduce((a, id) => a + per(id - 1), 0));
 }
 
+/**
+ * Calls whose answers are awaited after another call: should that one fail
+ * first, the repetition ends with its error, the generators are stopped, and
+ * these then fail too (the generator exited during the call) with nobody
+ * awaiting them, which would end the whole run. Marked as handled here, they
+ * still fail the Promise.all that awaits them.
+ */
+function awaitedLater(calls) {
+  for (const c of calls) c.catch(() => undefined);
+  return calls;
+}
+
 async function measureUnicast(ctx, cfg, send) {
   const { gens, sender, pids, connect } = ctx;
   const ids = range(cfg.w2People);
   await Promise.all(gens.map((g) => g.call('reset', { timeline: cfg.timeline })));
   const expected = expectedPerShare(connect.shares, cfg.w2People, 0, send.total);
-  const waits = gens.map((g, k) => g.call('wait', { count: expected[k], timeoutMs: cfg.waitTimeoutMs }, cfg.waitTimeoutMs + 10_000));
+  const waits = awaitedLater(gens.map((g, k) => g.call('wait', { count: expected[k], timeoutMs: cfg.waitTimeoutMs }, cfg.waitTimeoutMs + 10_000)));
   const cpu0 = cpuOf(pids);
   await ctx.srv.call('gcStart', { timeline: cfg.timeline });
   const { sent, got } = await profiled(ctx.srv, cfg, send.cmd, async () => {
@@ -363,7 +375,7 @@ async function warmUp(ctx, cfg) {
   const { gens, sender, connect } = ctx;
   await Promise.all(gens.map((g) => g.call('reset')));
   const expected = expectedPerShare(connect.shares, cfg.w2People, 0, cfg.w2Warmup);
-  const waits = gens.map((g, k) => g.call('wait', { count: expected[k], timeoutMs: 60_000 }, 70_000));
+  const waits = awaitedLater(gens.map((g, k) => g.call('wait', { count: expected[k], timeoutMs: 60_000 }, 70_000)));
   await sender.call('unicast', { ids: range(cfg.w2People), total: cfg.w2Warmup, batch: cfg.w2Batch, concurrency: cfg.w2Concurrency }, 60_000);
   await Promise.all(waits);
 }
