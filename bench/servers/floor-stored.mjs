@@ -3,9 +3,9 @@
 // or come back later, number it in its person's stream (SEQ, EPOCH), take the
 // tabs' acks, and replay after a tab's cursor on connect. Everything else is
 // the floor's: no auth, no Origin policy, no limits, no heartbeats, no
-// expiry, no status look-ups. It is the ceiling of a storing server written
-// tight on `ws` (each notification serialised once, SEQ spliced into the
-// text, one array push to keep it), not what anyone would ship.
+// expiry, no status look-ups. It shows where storing alone puts a server
+// written straight on `ws` (each notification serialised once, SEQ spliced
+// into the text, one array push to keep it); it is not what anyone would ship.
 //
 // Tabs speak Herald's browser protocol as far as the bench's clients use it:
 // WELCOME with the heads and the ack waits, frames with SEQ and EPOCH (and
