@@ -136,6 +136,32 @@ describe('legacy TCP protocol, end to end', () => {
     assert.deepEqual(await c.next(), { TYPE: 'PONG' });
   });
 
+  it('answers hostile values with an error and goes on serving: a TOKEN that cannot be a string, nesting past the stack', async () => {
+    const c = await connect();
+    const deep = (n: number) => '['.repeat(n) + ']'.repeat(n);
+    // Each of these once ended the whole process with an unhandled rejection.
+    const hostile = [
+      '{"TYPE":"PING","TOKEN":{"toString":0}}',
+      `{"TYPE":"MESSAGE","ID":1,"DATA":"x","TO":${deep(100_000)}}`,
+      `{"TYPE":"PROXY","PROXY_TO":"Internal","MESSAGE":{"ECHO":${deep(100_000)}}}`,
+      `{"TYPE":"MESSAGE","TO":"ADMIN","ID":1,"TOKEN":"${TOKEN}","DATA":{"TYPE":"MESSAGE","TEXT":${deep(100_000)}}}`,
+    ];
+    const answers = [];
+    for (const h of hostile) answers.push((await c.request(h)).answer as { TYPE: string; ERROR: string; CODE?: string });
+    // An object TOKEN equals no configured token (the old daemon compared its Perl name, HASH(0x…)).
+    assert.deepEqual(answers[0], { TYPE: 'ERROR', ERROR: 'INCORRECT TOKEN: this request must carry the configured legacy token as TOKEN', CODE: 'HERALD_ERR_UNAUTHORIZED' });
+    for (const a of answers.slice(1)) {
+      assert.deepEqual(a, { TYPE: 'ERROR', ERROR: 'INCORRECT REQUEST: nested deeper than 64 levels', CODE: 'HERALD_ERR_BAD_REQUEST' });
+    }
+    // Nesting up to the bound is still a request like any other.
+    let echo: unknown = 1;
+    for (let i = 0; i < 62; i++) echo = [echo];
+    assert.deepEqual((await c.request(JSON.stringify({ TYPE: 'PROXY', PROXY_TO: 'Internal', MESSAGE: { ECHO: echo } }))).answer, echo);
+    assert.deepEqual((await c.request('{"TYPE":"PING"}')).answer, { TYPE: 'PONG' });
+    const other = await connect();
+    assert.deepEqual((await other.request('{"TYPE":"PING"}')).answer, { TYPE: 'PONG' });
+  });
+
   it('answers a request the peer half-closes after', async () => {
     const c = await connect();
     await c.write('{"TYPE":"PING"}');

@@ -47,9 +47,10 @@ export function tokensEqual(given: string, expected: string): boolean {
  *   one (a wrong token is a misconfiguration worth reporting).
  */
 function checkToken(request: LegacyRequest, ctx: LegacyContext): boolean {
-  if (ctx.requireToken) return ctx.token !== '' && request.token !== undefined && tokensEqual(request.token, ctx.token);
+  const given = request.token;
+  if (ctx.requireToken) return ctx.token !== '' && typeof given === 'string' && tokensEqual(given, ctx.token);
   if (ctx.token === '') return true;
-  if (request.token !== undefined) return tokensEqual(request.token, ctx.token);
+  if (given !== undefined) return given !== null && tokensEqual(given, ctx.token);
   return request.body.type !== 'MESSAGE';
 }
 

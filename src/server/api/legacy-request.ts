@@ -40,8 +40,13 @@ export interface LegacyRequest {
   readonly body: LegacyRequestBody;
   /** `SILENT` was set: the sender wants no answer at all. */
   readonly silent: boolean;
-  /** `TOKEN`, when the request carried one (any JSON type; compared as a string). */
-  readonly token?: string;
+  /**
+   * `TOKEN`, when the request carried one: a string, or a number or boolean
+   * as text (the old daemon compared it with Perl's `eq`). `null` for an
+   * object or a list, which the old daemon compared as its Perl name
+   * (`HASH(0x…)`): it equals no configured token.
+   */
+  readonly token?: string | null;
 }
 
 export type ParsedLegacyRequest =
@@ -51,6 +56,13 @@ export type ParsedLegacyRequest =
 
 /** Bound on `DATA.TEXT` unwrapping, so a hostile nesting cannot loop for long. */
 const MAX_UNWRAP_DEPTH = 8;
+
+/**
+ * How deeply a request's JSON may nest. JSON.parse takes any depth, but
+ * serialising a value nested some thousands deep (an echo, a notification)
+ * overflows the stack; no client of the old daemon nests past a handful.
+ */
+export const MAX_REQUEST_DEPTH = 64;
 
 export function legacyError(error: string, code?: ErrorCode): LegacyErrorAnswer {
   return code === undefined ? { TYPE: 'ERROR', ERROR: error } : { TYPE: 'ERROR', ERROR: error, CODE: code };
@@ -94,12 +106,45 @@ export function parseLegacyRequest(value: unknown): ParsedLegacyRequest {
   const raw = unwrapEnvelope(value);
   const silent = perlTrue(raw.SILENT);
   const fail = (error: LegacyErrorAnswer): ParsedLegacyRequest => ({ ok: false, error, silent });
+  if (nestsDeeperThan(value, MAX_REQUEST_DEPTH)) {
+    return fail(legacyError(`${LegacyErrorText.INCORRECT_REQUEST}: nested deeper than ${MAX_REQUEST_DEPTH} levels`, 'HERALD_ERR_BAD_REQUEST'));
+  }
   if (raw.TYPE === undefined || raw.TYPE === null || raw.TYPE === '') return fail(legacyError(LegacyErrorText.INCORRECT_REQUEST));
   if (typeof raw.TYPE !== 'string') return fail(legacyError(LegacyErrorText.INCORRECT_REQUEST));
   const body = parseBody(raw.TYPE, raw);
   if ('error' in body) return fail(body.error);
-  const token = raw.TOKEN === undefined || raw.TOKEN === null ? undefined : String(raw.TOKEN);
+  const token = tokenOf(raw.TOKEN);
   return { ok: true, request: token === undefined ? { body: body.body, silent } : { body: body.body, silent, token } };
+}
+
+/** See LegacyRequest.token. Never String() on an object: a hostile one throws (`{"toString":0}`). */
+function tokenOf(v: unknown): string | null | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  return null;
+}
+
+/** Whether `value` has arrays or objects nested more than `limit` deep. Iterative: the value may be deeper than the stack. */
+export function nestsDeeperThan(value: unknown, limit: number): boolean {
+  const stack: Array<[unknown, number]> = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop()!;
+    if (typeof v !== 'object' || v === null) continue;
+    if (depth >= limit) return true;
+    for (const child of Array.isArray(v) ? v : Object.values(v)) {
+      if (typeof child === 'object' && child !== null) stack.push([child, depth + 1]);
+    }
+  }
+  return false;
+}
+
+/** A field's value in an error message: short, and never throws (JSON.stringify of a hostile value can). */
+function shown(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
+  if (Array.isArray(v)) return 'a list';
+  if (typeof v === 'object' && v !== null) return 'an object';
+  return String(v);
 }
 
 type BodyResult = { body: LegacyRequestBody } | { error: LegacyErrorAnswer };
@@ -142,12 +187,12 @@ function parseMessage(raw: Obj): BodyResult {
   if (missing(raw.ID)) return bad('MESSAGE without ID: say who gets it (an AID or UID, or "*")');
   if (missing(raw.DATA)) return bad('MESSAGE without DATA: nothing to send');
   const to = recipientKind(raw.TO);
-  if (!to) return bad(`MESSAGE with unknown TO ${JSON.stringify(raw.TO).slice(0, 40)}: expected ADMIN or USER`);
+  if (!to) return bad(`MESSAGE with unknown TO ${shown(raw.TO)}: expected ADMIN or USER`);
   let target: number | '*';
   if (raw.ID === '*') target = '*';
   else {
     const id = toPersonId(raw.ID);
-    if (id === undefined) return bad(`MESSAGE with a bad ID ${JSON.stringify(raw.ID).slice(0, 40)}: expected a positive integer or "*"`);
+    if (id === undefined) return bad(`MESSAGE with a bad ID ${shown(raw.ID)}: expected a positive integer or "*"`);
     target = id;
   }
   const data = normaliseData(raw.DATA);
@@ -227,7 +272,7 @@ function notificationOrUndefined(v: unknown): NotificationPayload | undefined | 
 function parseList(raw: Obj): BodyResult {
   if (missing(raw.LIST_TYPE)) return bad('REQUEST_LIST without LIST_TYPE: expected ADMINS or USERS');
   const kind = typeof raw.LIST_TYPE === 'string' ? recipientKind(raw.LIST_TYPE) : undefined;
-  if (!kind) return bad(`REQUEST_LIST with unknown LIST_TYPE ${JSON.stringify(raw.LIST_TYPE).slice(0, 40)}: expected ADMINS or USERS`);
+  if (!kind) return bad(`REQUEST_LIST with unknown LIST_TYPE ${shown(raw.LIST_TYPE)}: expected ADMINS or USERS`);
   return { body: { type: 'REQUEST_LIST', kind } };
 }
 
@@ -235,7 +280,7 @@ function parseCommand(raw: Obj): BodyResult {
   if (missing(raw.AID)) return bad('COMMAND without AID: say which admin is told the result');
   if (missing(raw.PROGRAM)) return bad('COMMAND without PROGRAM: say what to run');
   const aid = toPersonId(raw.AID);
-  if (aid === undefined) return bad(`COMMAND with a bad AID ${JSON.stringify(raw.AID).slice(0, 40)}: expected a positive integer`);
+  if (aid === undefined) return bad(`COMMAND with a bad AID ${shown(raw.AID)}: expected a positive integer`);
   if (typeof raw.PROGRAM !== 'string') return bad('COMMAND with a bad PROGRAM: expected a string');
   const program = raw.PROGRAM;
   let args: string[];

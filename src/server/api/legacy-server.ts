@@ -112,7 +112,7 @@ class LegacyConnection {
     }
     this.#watchPartial(events.length > 0);
     this.#maybePause();
-    void this.#drain();
+    this.#serve();
   }
 
   #toWork(e: FramerEvent): Work {
@@ -140,7 +140,7 @@ class LegacyConnection {
       this.#log.debug('legacy request incomplete for too long: closing');
       this.#ending = true;
       this.#queue.push({ kind: 'fatal', answer: legacyError('request incomplete for too long (legacyRequestTimeoutMs); closing', 'HERALD_ERR_BAD_REQUEST') });
-      void this.#drain();
+      this.#serve();
     }, this.#server.settings.legacyRequestTimeoutMs);
     this.#partialTimer.unref();
   }
@@ -157,7 +157,7 @@ class LegacyConnection {
     }
     this.#ending = true;
     this.#clearPartialTimer();
-    void this.#drain();
+    this.#serve();
   }
 
   /** Stops reading; answers what is already framed, then ends the connection. */
@@ -165,7 +165,7 @@ class LegacyConnection {
     this.#ending = true;
     this.#clearPartialTimer();
     this.#socket.pause();
-    void this.#drain();
+    this.#serve();
   }
 
   /**
@@ -194,6 +194,18 @@ class LegacyConnection {
   #maybeResume(): void {
     if (this.#ending || this.#socket.destroyed) return;
     if (this.#queue.length < MAX_QUEUED_REQUESTS / 2 && !this.#socket.writableNeedDrain) this.#socket.resume();
+  }
+
+  /**
+   * Runs #drain. A failure there is a bug, not the peer's doing (every
+   * request's own failure is an answer), and it must cost this one
+   * connection, never the process: an unhandled rejection would end it.
+   */
+  #serve(): void {
+    this.#drain().catch((err: unknown) => {
+      this.#log.error({ err: (err as Error)?.message }, 'legacy connection failed; closing it');
+      this.#socket.destroy();
+    });
   }
 
   /** Handles the queue one request at a time, so answers (and sends) keep their order. */
@@ -269,8 +281,16 @@ class LegacyConnection {
 
   #write(answer: LegacyAnswer): void {
     if (this.#socket.destroyed || !this.#socket.writable) return;
+    let line: string;
+    try {
+      line = JSON.stringify(answer);
+    } catch (err) {
+      // Requests nested past MAX_REQUEST_DEPTH are refused before this, so only a bug gets here.
+      this.#log.error({ err: (err as Error).message }, 'legacy answer could not be serialised');
+      line = JSON.stringify(legacyError('internal error', 'HERALD_ERR_INTERNAL'));
+    }
     // One write per answer, newline included: the old client reads one chunk as one answer.
-    this.#socket.write(`${JSON.stringify(answer)}\n`);
+    this.#socket.write(`${line}\n`);
   }
 }
 
