@@ -189,6 +189,18 @@ describe('HTTP API', () => {
     tab.close();
   });
 
+  test('a notification nested past the stack is refused with 400, a legacy request past 64 levels too; the server goes on', async () => {
+    const deep = '['.repeat(100_000) + ']'.repeat(100_000);
+    const send = await s.api('POST', '/api/v1/send', `{"to":{"aid":1},"message":{"TYPE":"MESSAGE","TEXT":${deep}}}`);
+    assert.equal(send.status, 400);
+    assert.deepEqual(send.body.error, { code: 'HERALD_ERR_VALIDATION', message: 'the notification is nested too deeply to send' });
+    const echo = await s.api('POST', '/api/v1/legacy', `{"TYPE":"PROXY","PROXY_TO":"Internal","MESSAGE":{"ECHO":${deep}}}`);
+    assert.deepEqual(echo.body, { TYPE: 'ERROR', ERROR: 'INCORRECT REQUEST: nested deeper than 64 levels', CODE: 'HERALD_ERR_BAD_REQUEST' });
+    const token = await s.api('POST', '/api/v1/legacy', '{"TYPE":"PING","TOKEN":{"toString":0}}');
+    assert.deepEqual(token.body, { TYPE: 'PONG' }, 'no legacy token is configured: a TOKEN of any kind is ignored');
+    assert.equal((await s.api('GET', '/api/v1/ping')).status, 200);
+  });
+
   test('/healthz needs no token', async () => {
     const r = await fetch(`${s.url}/healthz`);
     assert.equal(r.status, 200);

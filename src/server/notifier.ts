@@ -248,10 +248,18 @@ function withPeople(result: SendResult, plan: Plan): SendResult {
 
 /** Serialises a notification once, dropping any delivery fields the backend put in it. */
 export function serialise(payload: NotificationObject): string {
-  if ('SEQ' in payload || 'EPOCH' in payload || 'STREAM' in payload) {
-    const copy: Record<string, unknown> = { ...payload };
-    for (const f of DELIVERY_FIELDS) delete copy[f];
-    return JSON.stringify(copy);
+  try {
+    if ('SEQ' in payload || 'EPOCH' in payload || 'STREAM' in payload) {
+      const copy: Record<string, unknown> = { ...payload };
+      for (const f of DELIVERY_FIELDS) delete copy[f];
+      return JSON.stringify(copy);
+    }
+    return JSON.stringify(payload);
+  } catch (e) {
+    // JSON.parse takes any depth; JSON.stringify recurses, and a payload
+    // nested some thousands deep overflows the stack. Caught here rather
+    // than measured before: every send would pay for a walk of its payload.
+    if (e instanceof RangeError) throw new HeraldError('HERALD_ERR_VALIDATION', 'the notification is nested too deeply to send');
+    throw e;
   }
-  return JSON.stringify(payload);
 }

@@ -14,7 +14,7 @@ import type { CommandProgressFrame, CommandState } from '../../protocol/commands
 import type { NotificationPayload } from '../../protocol/frames.js';
 import { isPersonId, type Principal } from '../../protocol/principal.js';
 import { HeraldError } from '../errors.js';
-import type { Notifier } from '../notifier.js';
+import { serialise, type Notifier } from '../notifier.js';
 import type { HeraldOptions } from '../options.js';
 import type { CommandInfo, CommandRequest, CommandService, CommandStats } from './command-service.js';
 import {
@@ -162,6 +162,9 @@ export class CommandRunner implements CommandService {
     if (request.taskId !== undefined && !validTaskId(request.taskId)) {
       throw new HeraldError('HERALD_ERR_VALIDATION', `the task id must be a string of at most ${MAX_TASK_ID_CHARS} characters or a number`);
     }
+    // The final notification is sent when the run ends: one that cannot be
+    // serialised (nested past the stack) is refused now, not lost then.
+    for (const p of [request.success, request.error]) if (typeof p === 'object' && p !== null) serialise(p);
     const program = this.#policy.resolve(request.program);
     this.#policy.checkArgs(program, args);
 
