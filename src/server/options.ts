@@ -16,7 +16,12 @@ const Millis = (description: string, dflt: number, minimum = 0, maximum?: number
 const StringList = (description: string, dflt: string[]) =>
   Type.Array(Type.String(), { default: dflt, description });
 
-/** The option schema. Each entry: type, default, unit, and why you would change it. */
+/**
+ * The option schema. Each entry: type, default, unit, and why you would change it.
+ * `secret: true` keeps a value out of logs and `herald config`; `generated: true`
+ * marks the secrets ensureSecrets (secrets.ts) generates when left empty, the
+ * only ones README's table shows as "(generated)".
+ */
 export const OptionsSchema = Type.Object({
   host: Type.String({ default: '127.0.0.1', description: 'Address of the public listener (HTTP API, WebSocket endpoints, demo page). Use 0.0.0.0 behind a reverse proxy only with an Origin allowlist.' }),
   port: Port('Port of the public listener. 0 picks a free port (tests).', 19443),
@@ -32,9 +37,9 @@ export const OptionsSchema = Type.Object({
   adminPort: Port('Compatibility: a separate WebSocket port for admins where any path is accepted (the old daemon used 19443 on its own). 0 = off.', 0),
   userPort: Port('Compatibility: a separate WebSocket port for users, any path (the old daemon used 19445). 0 = off.', 0),
   dataDir: Type.String({ default: './data', description: 'Where state lives: the SQLite store, generated secrets.' }),
-  secret: Type.String({ default: '', description: 'Secret that signs browser tokens (at least 32 characters). Empty: generated on first start and kept in DATA_DIR/secrets.json (mode 0600).', secret: true }),
+  secret: Type.String({ default: '', description: 'Secret that signs browser tokens (at least 32 characters). Empty: generated on first start and kept in DATA_DIR/secrets.json (mode 0600).', secret: true, generated: true }),
   previousSecret: Type.String({ default: '', description: 'The secret before a rotation: tokens signed with it are still accepted, so tabs are not dropped while the new one spreads.', secret: true }),
-  apiToken: Type.String({ default: '', description: 'Bearer token for the HTTP API (at least 16 characters). Empty: generated on first start and kept in DATA_DIR/secrets.json.', secret: true }),
+  apiToken: Type.String({ default: '', description: 'Bearer token for the HTTP API (at least 16 characters). Empty: generated on first start and kept in DATA_DIR/secrets.json.', secret: true, generated: true }),
   allowedOrigins: StringList('Origins allowed to open a WebSocket: exact (https://panel.example.net) or wildcard subdomains (https://*.example.net). Empty: the public URL\'s origin and http(s)://localhost / 127.0.0.1 on any port. "*" allows any (not recommended).', []),
   allowMissingOrigin: Type.Boolean({ default: true, description: 'Admit handshakes with no Origin header (non-browser clients: browsers always send one). Credentials are still required.' }),
   demo: Type.Boolean({ default: true, description: 'Serve the demo page at /demo and its token-minting endpoint. Turn off in production.' }),
@@ -254,7 +259,8 @@ export function optionsMarkdownTable(): string {
   const rows = ['| option | environment | default | meaning |', '| --- | --- | --- | --- |'];
   for (const [key, schema] of Object.entries(OptionsSchema.properties as Record<string, TSchema>)) {
     const unit = schema.unit ? ` (${schema.unit as string})` : '';
-    const dflt = schema.secret ? '(generated)' : JSON.stringify(schema.default);
+    // Only what ensureSecrets (secrets.ts) fills in is generated; the other secrets default to "" like any string.
+    const dflt = schema.generated ? '(generated)' : JSON.stringify(schema.default);
     rows.push(`| \`${key}\` | \`${envName(key)}\` | \`${dflt}\`${unit} | ${(schema.description as string).replace(/\|/g, '\\|')} |`);
   }
   return rows.join('\n');
