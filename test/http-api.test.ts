@@ -1,8 +1,11 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { connect } from 'node:net';
 import { HeraldError } from '../src/server/errors.js';
 import { MemoryStore } from '../src/server/store/memory-store.js';
 import type { AppendInput } from '../src/server/store/message-store.js';
+import { within } from './helpers/legacy-client.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 
 describe('HTTP API', () => {
@@ -249,6 +252,35 @@ describe('a /send/batch the store refuses', () => {
       // Each once, in the batch's order: the refused batch left nothing behind.
       assert.deepEqual(tab.notifications().map((f) => f.TEXT), ['to everyone', 'to five', 'to everyone again']);
       assert.deepEqual(tab.notifications().map((f) => [f.STREAM ?? 'own', f.SEQ]), [['*', 1], ['own', 1], ['*', 2]]);
+      tab.close();
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+describe('HTTP API, requestTimeoutMs', () => {
+  test('a request whose body trickles is answered 408 and closed; a tab connected longer than the limit stays', async () => {
+    const s = await startHerald({ requestTimeoutMs: 500 });
+    try {
+      const tab = await s.tab('admin', 3);
+      await tab.nextOfType('WELCOME');
+      const socket = connect(Number(new URL(s.url).port), '127.0.0.1');
+      await once(socket, 'connect');
+      const started = performance.now();
+      let answer = '';
+      socket.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+      socket.on('error', () => undefined);
+      // Whole headers, and one byte of the hundred the body promises: a slow or hostile client.
+      socket.write(`POST /api/v1/send HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${s.apiToken}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{`);
+      await within(once(socket, 'close'), 10_000, 'the server to close the trickling request');
+      const ms = performance.now() - started;
+      assert.match(answer, /^HTTP\/1\.1 408 /);
+      assert.ok(ms >= 450, `closed after ${Math.round(ms)} ms, before the limit`);
+      // The tab has now been open longer than the limit: once upgraded it is no HTTP request.
+      const sent = await s.api('POST', '/api/v1/send', { to: { aid: 3 }, message: { TYPE: 'MESSAGE', TEXT: 'still here' } });
+      assert.equal(sent.body.delivered, 1);
+      assert.equal((await tab.nextOfType('MESSAGE')).TEXT, 'still here');
       tab.close();
     } finally {
       await s.close();

@@ -145,6 +145,15 @@ export class Herald {
       childLoggerFactory: (parent) => parent,
       return503OnClosing: true,
       forceCloseConnections: 'idle',
+      // Fastify turns off node's own limit (300 s) unless told one. node
+      // reads it when the server is built (set later, it timed out a
+      // trickled body no more), and checks it on a timer (30 s by default):
+      // often enough here for the limit to mean what it says.
+      requestTimeout: options.requestTimeoutMs,
+      http: {
+        requestTimeout: options.requestTimeoutMs,
+        connectionsCheckingInterval: options.requestTimeoutMs > 0 ? Math.min(5000, Math.max(100, Math.round(options.requestTimeoutMs / 4))) : 30000,
+      },
     });
     installErrorHandling(app);
     await app.register(swagger, {
