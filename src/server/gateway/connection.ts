@@ -85,6 +85,8 @@ const PONG_FRAME = '{"TYPE":"PONG","DATA":"RESPONSE"}';
 /** What `#replays` starts from: one settled promise for every tab, not one each. */
 const SETTLED: Promise<void> = Promise.resolve();
 
+type ResumeFrame = Extract<ClientFrame, { TYPE: 'RESUME' }>;
+
 let counter = 0;
 const PID = process.pid.toString(36);
 
@@ -117,6 +119,14 @@ export class Connection implements Tab {
    */
   #replays: Promise<void> = SETTLED;
   #queuedReplays = 1;
+  /**
+   * The RESUME whose replay is queued behind the running one and has not
+   * started yet. At most one waits: a later RESUME replaces it (see the
+   * RESUME case of #handle), so a tab that sends RESUMEs faster than its
+   * replays end, or stops reading while it sends them, holds at most two
+   * replays (one running, one waiting) however many it sends.
+   */
+  #waitingResume: ResumeFrame | undefined;
   readonly #lastSent = { own: 0, broadcast: 0 };
   /** The ack waits this tab was last told (WELCOME, or PACE since). */
   readonly #toldAckMs = { own: 0, broadcast: 0 };
@@ -508,10 +518,24 @@ export class Connection implements Tab {
         this.close(CloseCode.NORMAL, CloseReason.CLIENT_REQUEST);
         return undefined;
       case 'RESUME': {
+        const waiting = this.#waitingResume;
+        if (waiting) {
+          // A replay is already queued and has not started: this RESUME takes
+          // its place instead of queueing another. The latest cursor wins: it
+          // says what the tab has now, and replaying an older one first would
+          // only send again what this one is about to send. A broadcast cursor
+          // the waiting one gave is kept when this one gives none, as the two
+          // run one after the other would have replayed it.
+          this.#waitingResume = frame.BROADCAST || !waiting.BROADCAST ? frame : { ...frame, BROADCAST: waiting.BROADCAST };
+          return undefined;
+        }
+        this.#waitingResume = frame;
         this.#held ??= [];
         this.#queuedReplays++;
         // Cursors are taken when this replay starts, after the one before it ended.
         const run = async (): Promise<void> => {
+          const resume = this.#waitingResume ?? frame;
+          this.#waitingResume = undefined;
           let own: StreamHead;
           let broadcast: StreamHead;
           try {
@@ -523,8 +547,8 @@ export class Connection implements Tab {
             this.#replayEnded(err);
             throw err;
           }
-          const cursors: ResumeCursors = { own: { seq: frame.SEQ, epoch: frame.EPOCH } };
-          if (frame.BROADCAST) cursors.broadcast = { seq: frame.BROADCAST.SEQ, epoch: frame.BROADCAST.EPOCH };
+          const cursors: ResumeCursors = { own: { seq: resume.SEQ, epoch: resume.EPOCH } };
+          if (resume.BROADCAST) cursors.broadcast = { seq: resume.BROADCAST.SEQ, epoch: resume.BROADCAST.EPOCH };
           else cursors.broadcast = { seq: this.#lastSent.broadcast, epoch: this.#epochs.broadcast };
           await this.#replay(cursors, own, broadcast);
         };
