@@ -1,7 +1,8 @@
 /**
  * What one tab's RESUME frames can make the server do: each asks for a
  * replay of both its streams from the store (up to 2×maxPerStream frames),
- * so a burst of them must not queue a replay each.
+ * so a burst of them must not queue a replay each, and a tab that keeps
+ * sending them must reach the frame limit long before an ordinary one would.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -46,5 +47,25 @@ describe('RESUME frames from one tab', () => {
     assert.equal(tab.frames.filter((f) => f.TYPE === 'close').length, 0);
     tab.close();
     other.close();
+  });
+
+  test('a tab that sends RESUMEs faster than one a second is closed with 4429; as many PINGs are not', async () => {
+    const epoch = await backlog(s, 3, 10);
+    const pinger = await s.tab('admin', 4);
+    const resumer = await s.tab('admin', 3, { query: { seq: '10', epoch } });
+    for (const t of [pinger, resumer]) await t.nextOfType('WELCOME');
+    for (let i = 0; i < 20; i++) {
+      pinger.send({ TYPE: 'PING' });
+      resumer.send({ TYPE: 'RESUME', SEQ: 10, EPOCH: epoch });
+    }
+    const closed = await Promise.race([
+      resumer.closed,
+      new Promise<never>((_, reject) => setTimeout(() => reject(new Error('20 RESUMEs in a moment did not close the tab')), 5000).unref()),
+    ]);
+    assert.equal(closed.code, 4429);
+    assert.ok(resumer.frames.some((f) => f.TYPE === 'close' && f.REASON === 'too many frames'));
+    pinger.send({ TYPE: 'PING' });
+    await pinger.next((f) => f.TYPE === 'PONG' && pinger.frames.filter((g) => g.TYPE === 'PONG').length === 21);
+    pinger.close();
   });
 });

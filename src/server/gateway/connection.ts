@@ -85,6 +85,17 @@ const PONG_FRAME = '{"TYPE":"PONG","DATA":"RESPONSE"}';
 /** What `#replays` starts from: one settled promise for every tab, not one each. */
 const SETTLED: Promise<void> = Promise.resolve();
 
+/**
+ * Frames a RESUME counts as against maxFramesPer10s. A RESUME asks for a
+ * replay of both streams from the store, up to 2×maxPerStream frames, where
+ * an ack or a PING costs one: counted as one, a tab could ask for about 100
+ * full replays a second. Counted as 100, a tab that sends nothing else may
+ * send 10 in 10 s (with the default 1000 frames) and is closed with 4429 at
+ * the 11th. The browser library never sends one (it resumes with the query
+ * at connect), so a tab that comes near this is not a browser's.
+ */
+const RESUME_FRAMES = 100;
+
 type ResumeFrame = Extract<ClientFrame, { TYPE: 'RESUME' }>;
 
 let counter = 0;
@@ -446,15 +457,16 @@ export class Connection implements Tab {
     this.#ws.terminate();
   }
 
-  #overLimit(kind: 'frames' | 'errors'): boolean {
+  /** Counts `weight` more frames (or errors) in this 10 s window; true when that passes the limit. */
+  #overLimit(kind: 'frames' | 'errors', weight = 1): boolean {
     const now = this.#deps.now();
     if (now - this.#windowStart > 10_000) {
       this.#windowStart = now;
       this.#frames = 0;
       this.#errors = 0;
     }
-    if (kind === 'frames') return ++this.#frames > this.#deps.limits.maxFramesPer10s;
-    return ++this.#errors > this.#deps.limits.maxErrorsPer10s;
+    if (kind === 'frames') return (this.#frames += weight) > this.#deps.limits.maxFramesPer10s;
+    return (this.#errors += weight) > this.#deps.limits.maxErrorsPer10s;
   }
 
   #error(code: string, message: string): void {
@@ -480,6 +492,11 @@ export class Connection implements Tab {
     const parsed = parseClientFrame(data.toString('utf8'));
     if (!parsed.ok) {
       this.#error(parsed.error.ERROR, parsed.error.MESSAGE);
+      return;
+    }
+    // One frame was counted above; a RESUME weighs RESUME_FRAMES in all.
+    if (parsed.frame.TYPE === 'RESUME' && this.#overLimit('frames', RESUME_FRAMES - 1)) {
+      this.close(CloseCode.TOO_MANY, CloseReason.TOO_MANY);
       return;
     }
     const failed = (err: unknown): void => {
