@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pino from 'pino';
-import { LEGACY_ANSWER_DEADLINE_MS, LegacyServer } from '../src/server/api/legacy-server.js';
+import { LATE_ANSWER, LEGACY_ANSWER_DEADLINE_MS, LegacyServer } from '../src/server/api/legacy-server.js';
 import type { CommandService } from '../src/server/commands/command-service.js';
 import { loadOptions } from '../src/server/options.js';
 import { createCore } from './helpers/legacy-core.js';
@@ -279,7 +279,8 @@ describe('legacy TCP protocol, limits', () => {
       await c.write('{"TYPE":"COMMAND","AID":1,"PROGRAM":"ping"}{"TYPE":"PING"}');
       const late = (await c.next(2000)) as Record<string, unknown>;
       const ms = performance.now() - t0;
-      assert.equal(late.CODE, 'HERALD_ERR_UNAVAILABLE');
+      assert.deepEqual(late, { TYPE: 'ERROR', ERROR: LATE_ANSWER, CODE: 'HERALD_ERR_UNAVAILABLE' });
+      assert.match(LATE_ANSWER, /may still be carried out/, 'not cancelled: the answer must not invite a blind retry');
       assert.ok(ms >= LEGACY_ANSWER_DEADLINE_MS - 50 && ms < 1900, `answered after ${ms} ms`);
       assert.deepEqual(await c.next(), { TYPE: 'PONG' });
       c.destroy();

@@ -51,6 +51,14 @@ const KEEPALIVE_MS = 60_000;
 type Work = { kind: 'request'; value: unknown } | { kind: 'answer'; answer: LegacyAnswer } | { kind: 'fatal'; answer: LegacyAnswer };
 
 /** Whether a request asked for no answer, read without parsing it fully (for the deadline answer). */
+/**
+ * The answer to a request past its deadline. It is not cancelled (a store
+ * write may be half done), so it may still take effect, and the old protocol
+ * has no idempotency key: "try again" would invite the same notification
+ * twice.
+ */
+export const LATE_ANSWER = 'the server could not finish this request in time (a dependency is slow); it may still be carried out, so sending it again may repeat it';
+
 function wantsSilence(value: unknown): boolean {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
   const o = value as Record<string, unknown>;
@@ -273,7 +281,7 @@ class LegacyConnection {
       const answer = await Promise.race([work, deadline]);
       if (answer !== 'deadline') return answer;
       this.#log.warn({ ms: Math.round(performance.now() - started) }, 'legacy request missed its answer deadline');
-      return wantsSilence(value) ? undefined : legacyError('the server could not finish this request in time; try again', 'HERALD_ERR_UNAVAILABLE');
+      return wantsSilence(value) ? undefined : legacyError(LATE_ANSWER, 'HERALD_ERR_UNAVAILABLE');
     } finally {
       this.#onDeadline = undefined;
     }
