@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import type { PrincipalKind } from '../src/protocol/principal.js';
 import { CachedResolver } from '../src/server/auth/cached-resolver.js';
 import { parseCookies, type CredentialResolver, type Handshake, type Refusal, type Resolution } from '../src/server/auth/session-resolver.js';
+import { until } from './helpers/ws-client.js';
 
 /** Sessions in a Map; every look-up is counted; `gate` holds answers back to make look-ups concurrent. */
 class MemorySessions implements CredentialResolver {
@@ -130,6 +131,48 @@ describe('CachedResolver', () => {
     assert.equal(cache.stats().entries, 3);
     await cache.resolve(hs('a'));
     assert.equal(inner.lookups, 5, '"a" was forgotten');
+  });
+
+  test('admissions and refusals are forgotten in one age order when full', async () => {
+    const { inner, cache } = setup(10_000, 10_000, 3);
+    inner.sessions.set('a', 1);
+    inner.sessions.set('b', 2);
+    for (const s of ['x', 'a', 'y', 'b']) await cache.resolve(hs(s)); // x and y are refused
+    assert.equal(cache.stats().entries, 3);
+    for (const s of ['a', 'y', 'b']) await cache.resolve(hs(s));
+    assert.equal(inner.lookups, 4, 'a, y and b are still cached');
+    await cache.resolve(hs('x'));
+    assert.equal(inner.lookups, 5, 'the refusal of x, the oldest, was forgotten');
+  });
+
+  test('expired answers are dropped though their credentials never come back, refusals after negativeMs even behind a live admission', async () => {
+    const { inner, cache, advance } = setup(1000, 100);
+    inner.sessions.set('good', 1);
+    await cache.resolve(hs('good')); // stored first: a sweep that stopped at it would keep every refusal after it
+    for (let i = 0; i < 500; i++) await cache.resolve(hs(`stranger-${i}`));
+    assert.equal(cache.stats().entries, 501);
+    advance(101);
+    inner.sessions.set('later', 2);
+    await cache.resolve(hs('later')); // any answer stored later sweeps; no stranger looked up again
+    assert.equal(cache.stats().entries, 2, 'the refusals are gone, both admissions stay');
+    advance(1000);
+    await cache.resolve(hs('stranger-again'));
+    assert.equal(cache.stats().entries, 1, 'the admissions are gone too');
+    assert.equal(inner.lookups, 503);
+  });
+
+  test('with no traffic at all, expired answers still go', async () => {
+    const inner = new MemorySessions();
+    const cache = new CachedResolver(inner, { positiveMs: 50, negativeMs: 20, maxEntries: 1000 });
+    try {
+      inner.sessions.set('good', 1);
+      await cache.resolve(hs('good'));
+      for (let i = 0; i < 200; i++) await cache.resolve(hs(`stranger-${i}`));
+      assert.ok(cache.stats().entries > 0);
+      await until(() => cache.stats().entries === 0, 2000, 'the expired entries to be dropped');
+    } finally {
+      await cache.close();
+    }
   });
 
   test('never trusts an admission past its expiresAt (tokens)', async () => {

@@ -8,6 +8,10 @@
  * - concurrent look-ups of the same credential share one query.
  * `recheck` (the periodic re-check of live sessions) skips the cache, but
  * shares a query in flight and refreshes the cache with its answer.
+ *
+ * Expired answers are dropped whether or not their credential comes back:
+ * refusals of credentials nobody sends twice (a stranger trying many) would
+ * otherwise pile up to `maxEntries` and stay there.
  */
 import type { PrincipalKind } from '../../protocol/principal.js';
 import type { CredentialResolver, Handshake, Resolution, SessionResolver } from './session-resolver.js';
@@ -30,21 +34,51 @@ export interface CacheStats {
   readonly shared: number;
   /** Queries actually sent to the inner resolver. */
   readonly lookups: number;
+  /** Answers held now; an expired one is gone within one sweep interval. */
   readonly entries: number;
 }
 
 interface Entry {
   readonly resolution: Resolution;
+  /** Served until then (epoch ms, the clock of `now`). */
   readonly until: number;
+  /** Stores before this one: which of two entries is older, for `maxEntries` (two stores may share a millisecond). */
+  readonly seq: number;
 }
+
+/**
+ * The timer's sweep runs at most this often, however short the TTLs: with a
+ * 10 ms refusal TTL, waking every 10 ms would cost more than the entries.
+ */
+const MIN_SWEEP_INTERVAL_MS = 100;
+/** ...and at least this often, however long they are (timers also take no more than 2^31 - 1 ms). */
+const MAX_SWEEP_INTERVAL_MS = 60_000;
 
 export class CachedResolver implements SessionResolver {
   readonly name: string;
   readonly #inner: CredentialResolver;
   readonly #options: CachedResolverOptions;
   readonly #now: () => number;
-  readonly #cache = new Map<string, Entry>();
+  /**
+   * Admissions and refusals apart, each Map in the order its entries were
+   * stored (a re-stored key is deleted and set again). Within one Map every
+   * entry got the same TTL, so storage order is expiry order (on a clock that
+   * does not step back; if it does, `maxEntries` still holds) and a sweep
+   * from the front can stop at the first live entry: O(expired), not
+   * O(entries). In one Map a refusal stored after an admission would wait
+   * behind it for `positiveMs`, not `negativeMs`. (An admission may expire
+   * sooner, at its `expiresAt`; it is never served past that, and is swept
+   * at the latest when the older ones before it are, within `positiveMs` of
+   * being stored.)
+   */
+  readonly #admitted = new Map<string, Entry>();
+  readonly #refused = new Map<string, Entry>();
   readonly #inFlight = new Map<string, Promise<Resolution>>();
+  /** How often the idle sweep runs, in ms: the shorter TTL in use, within the bounds above. */
+  readonly #sweepIntervalMs: number;
+  #sweeper: NodeJS.Timeout | undefined;
+  #closed = false;
+  #stores = 0;
   #hits = 0;
   #shared = 0;
   #lookups = 0;
@@ -54,19 +88,21 @@ export class CachedResolver implements SessionResolver {
     this.#options = options;
     this.#now = options.now ?? Date.now;
     this.name = inner.name;
+    const shortestTtl = Math.min(...[options.positiveMs, options.negativeMs].filter((ms) => ms > 0), MAX_SWEEP_INTERVAL_MS);
+    this.#sweepIntervalMs = Math.max(MIN_SWEEP_INTERVAL_MS, shortestTtl);
   }
 
   async resolve(handshake: Handshake): Promise<Resolution> {
     const credential = this.#inner.credentialOf(handshake);
     if (typeof credential !== 'string') return credential;
     const key = cacheKey(handshake.kind, credential);
-    const cached = this.#cache.get(key);
+    const cached = this.#admitted.get(key) ?? this.#refused.get(key);
     if (cached) {
       if (cached.until > this.#now()) {
         this.#hits++;
         return cached.resolution;
       }
-      this.#cache.delete(key);
+      this.#forget(key);
     }
     return this.#lookup(handshake.kind, credential, key);
   }
@@ -76,16 +112,19 @@ export class CachedResolver implements SessionResolver {
   }
 
   stats(): CacheStats {
-    return { hits: this.#hits, shared: this.#shared, lookups: this.#lookups, entries: this.#cache.size };
+    return { hits: this.#hits, shared: this.#shared, lookups: this.#lookups, entries: this.#admitted.size + this.#refused.size };
   }
 
   /** Forgets every cached answer (e.g. after the operator changed the panel's sessions by hand). */
   clear(): void {
-    this.#cache.clear();
+    this.#admitted.clear();
+    this.#refused.clear();
+    this.#stopSweeping();
   }
 
   async close(): Promise<void> {
-    this.#cache.clear();
+    this.#closed = true;
+    this.clear();
     await this.#inner.close();
   }
 
@@ -109,28 +148,87 @@ export class CachedResolver implements SessionResolver {
   }
 
   #remember(key: string, resolution: Resolution): void {
+    // A look-up that ends after close() is answered, not kept: nothing would sweep it.
+    if (this.#closed) return;
     const now = this.#now();
+    // Each store pays for the expired entries before it, so under any load
+    // the cache holds no more than the answers of the last TTL.
+    this.#sweep(now);
     let ttl = 0;
     if (resolution.outcome === 'admitted') ttl = this.#options.positiveMs;
     else if (resolution.outcome === 'refused') ttl = this.#options.negativeMs;
     if (ttl <= 0) {
       // An outage must not wipe what we knew, but a definite answer replaces it.
-      if (resolution.outcome !== 'unavailable') this.#cache.delete(key);
+      if (resolution.outcome !== 'unavailable') this.#forget(key);
       return;
     }
     let until = now + ttl;
     // A credential that expires sooner (a token) is not trusted past its expiry.
     if (resolution.outcome === 'admitted' && resolution.expiresAt !== undefined) until = Math.min(until, resolution.expiresAt);
-    this.#cache.delete(key); // re-insert: Map order is age order
-    this.#cache.set(key, { resolution, until });
-    while (this.#cache.size > this.#options.maxEntries) {
-      const oldest = this.#cache.keys().next().value;
-      if (oldest === undefined) break;
-      this.#cache.delete(oldest);
+    this.#forget(key); // re-insert, possibly into the other Map: Map order is age order
+    (resolution.outcome === 'admitted' ? this.#admitted : this.#refused).set(key, { resolution, until, seq: this.#stores++ });
+    this.#evictBeyondMax();
+    this.#startSweeping();
+  }
+
+  #forget(key: string): void {
+    this.#admitted.delete(key);
+    this.#refused.delete(key);
+  }
+
+  /** Drops the expired entries at the front of each Map. */
+  #sweep(now: number): void {
+    dropExpiredFront(this.#admitted, now);
+    dropExpiredFront(this.#refused, now);
+  }
+
+  /** Forgets the oldest live entries, of either kind, until at most `maxEntries` are left. */
+  #evictBeyondMax(): void {
+    while (this.#admitted.size + this.#refused.size > this.#options.maxEntries) {
+      const admitted = firstOf(this.#admitted);
+      const refused = firstOf(this.#refused);
+      const oldest = admitted && (!refused || admitted[1].seq < refused[1].seq) ? admitted : refused;
+      if (!oldest) break;
+      this.#forget(oldest[0]);
     }
+  }
+
+  /**
+   * Without traffic nothing stores, so nothing would sweep: a burst of
+   * refusals would stay on the heap after it ended. A timer sweeps while the
+   * cache holds anything, so an entry outlives its TTL by at most one
+   * interval; it is unref'd (it never keeps the process alive) and stops
+   * once the cache is empty, and on close().
+   */
+  #startSweeping(): void {
+    if (this.#sweeper !== undefined) return;
+    this.#sweeper = setInterval(() => {
+      this.#sweep(this.#now());
+      if (this.#admitted.size + this.#refused.size === 0) this.#stopSweeping();
+    }, this.#sweepIntervalMs);
+    this.#sweeper.unref();
+  }
+
+  #stopSweeping(): void {
+    if (this.#sweeper === undefined) return;
+    clearInterval(this.#sweeper);
+    this.#sweeper = undefined;
   }
 }
 
 function cacheKey(kind: PrincipalKind, credential: string): string {
   return `${kind}\n${credential}`;
+}
+
+/** Deletes entries from the front of a Map in expiry order until the first live one. */
+function dropExpiredFront(entries: Map<string, Entry>, now: number): void {
+  // Deleting the entry being visited is safe while iterating a Map.
+  for (const [key, entry] of entries) {
+    if (entry.until > now) break;
+    entries.delete(key);
+  }
+}
+
+function firstOf(entries: Map<string, Entry>): [string, Entry] | undefined {
+  return entries.entries().next().value;
 }
