@@ -1,12 +1,19 @@
 /**
  * The resolver cache's rules, with an in-memory credential resolver (the
- * seam's own implementation for tests) and a controllable clock. The one
+ * seam's own implementation for tests) and a controllable clock; what an
+ * entry costs on the heap, over the http resolver and a real panel. The one
  * query per burst against real databases is in auth-sql-*.test.ts.
  */
-import { describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { PrincipalKind } from '../src/protocol/principal.js';
 import { CachedResolver } from '../src/server/auth/cached-resolver.js';
+import { HttpResolver } from '../src/server/auth/http-resolver.js';
 import { parseCookies, type CredentialResolver, type Handshake, type Refusal, type Resolution } from '../src/server/auth/session-resolver.js';
 import { until } from './helpers/ws-client.js';
 
@@ -175,6 +182,18 @@ describe('CachedResolver', () => {
     }
   });
 
+  test('a long credential is cached too, and an admission from the cache still carries the credential (the re-check needs it)', async () => {
+    const { inner, cache } = setup();
+    const long = 'L'.repeat(5000);
+    inner.sessions.set(long, 9);
+    await cache.resolve(hs(long));
+    const hit = await cache.resolve(hs(long));
+    assert.equal(inner.lookups, 1);
+    assert.equal(hit.outcome === 'admitted' && hit.credential, long);
+    assert.equal((await cache.resolve(hs(`${long}x`))).outcome, 'refused', 'another long credential is another entry');
+    assert.equal(inner.lookups, 2);
+  });
+
   test('never trusts an admission past its expiresAt (tokens)', async () => {
     let now = 0;
     let lookups = 0;
@@ -196,5 +215,70 @@ describe('CachedResolver', () => {
     now = 51;
     await cache.resolve(hs('t'));
     assert.equal(lookups, 2);
+  });
+});
+
+describe('CachedResolver over the http resolver: what an entry costs', () => {
+  // A full collection before each reading of the heap; node:test starts no child with --expose-gc.
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  let panel: Server;
+  let url: string;
+
+  before(async () => {
+    // The panel admits its session cookie whatever else the Cookie header holds, and refuses anything else.
+    panel = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        if (parseCookies(req.headers.cookie).get('panel_session') === 'good') res.writeHead(200, { 'content-type': 'application/json' }).end('{"kind":"admin","id":7}');
+        else res.writeHead(401).end();
+      });
+    });
+    panel.listen(0, '127.0.0.1');
+    await once(panel, 'listening');
+    url = `http://127.0.0.1:${(panel.address() as AddressInfo).port}/herald/session`;
+  });
+  after(() => {
+    panel.closeAllConnections();
+    panel.close();
+  });
+
+  /**
+   * Heap bytes still held per cached answer after `n` handshakes, each with
+   * its own Cookie header carrying `junk` characters besides the session
+   * cookie (`admitted`) or without one (refused, as a stranger's).
+   */
+  async function retainedPerEntry(junk: number, n: number, admitted: boolean): Promise<number> {
+    const cache = new CachedResolver(new HttpResolver({ url, timeoutMs: 10_000, headers: [] }), {
+      positiveMs: 60_000, negativeMs: 60_000, maxEntries: 100_000, now: () => 0, // nothing expires while measured
+    });
+    const padding = 'j'.repeat(junk);
+    gc();
+    const heapBefore = process.memoryUsage().heapUsed;
+    for (let i = 0; i < n; i += 25) {
+      await Promise.all(Array.from({ length: 25 }, (_, j) => {
+        const cookie = `${admitted ? 'panel_session=good; ' : ''}junk=${i + j}-${padding}`;
+        const handshake: Handshake = { kind: 'admin', headers: { cookie }, cookies: parseCookies(cookie), query: new URLSearchParams(), remoteAddress: undefined };
+        return cache.resolve(handshake).then((r) => assert.equal(r.outcome, admitted ? 'admitted' : 'refused'));
+      }));
+    }
+    gc();
+    const retained = process.memoryUsage().heapUsed - heapBefore;
+    assert.equal(cache.stats().entries, n);
+    await cache.close();
+    return retained / n;
+  }
+
+  test("an entry's size does not grow with the credential's: refusals of strangers' large cookies, and admissions padded with junk cookies", async () => {
+    const LONG = 12 * 1024; // node's headers take 16 KB in all
+    for (const admitted of [false, true]) {
+      // The first rounds warm up the code paths and the sockets; their garbage is not the cache's.
+      await retainedPerEntry(16, 100, admitted);
+      await retainedPerEntry(LONG, 100, admitted);
+      const short = await retainedPerEntry(16, 300, admitted);
+      const long = await retainedPerEntry(LONG, 300, admitted);
+      // Keeping the credential costs 12 KB an entry; the heap's own noise is well under a quarter of that.
+      assert.ok(long - short < LONG / 4, `${admitted ? 'admissions' : 'refusals'}: ${Math.round(short)} B an entry with a short credential, ${Math.round(long)} B with a ${LONG} B one`);
+    }
   });
 });

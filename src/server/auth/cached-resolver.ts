@@ -11,10 +11,16 @@
  *
  * Expired answers are dropped whether or not their credential comes back:
  * refusals of credentials nobody sends twice (a stranger trying many) would
- * otherwise pile up to `maxEntries` and stay there.
+ * otherwise pile up to `maxEntries` and stay there. And an entry's size does
+ * not depend on the credential's: the http resolver's credential is the
+ * whole Cookie header (up to node's 16 KB header limit), and a stranger
+ * with distinct large cookies must not pin `maxEntries` × 16 KB (1.6 GB by
+ * default) for a TTL. So a long credential is keyed by its SHA-256, and an
+ * admission is kept without its credential (see `Kept`).
  */
+import { createHash } from 'node:crypto';
 import type { PrincipalKind } from '../../protocol/principal.js';
-import type { CredentialResolver, Handshake, Resolution, SessionResolver } from './session-resolver.js';
+import type { CredentialResolver, Handshake, Refusal, Resolution, SessionResolver } from './session-resolver.js';
 
 export interface CachedResolverOptions {
   /** How long an admission is reused, in ms. 0 = not at all. */
@@ -38,8 +44,19 @@ export interface CacheStats {
   readonly entries: number;
 }
 
+type Admission = Extract<Resolution, { outcome: 'admitted' }>;
+
+/**
+ * An answer as the cache keeps it: a refusal as the resolver gave it (a
+ * short reason, no credential), an admission without its credential. The
+ * key stands for the credential, and a hit has the handshake's own in hand,
+ * so it is put back on the way out. (An admitted tab keeps its credential
+ * for the re-check while it is open: a cost of open tabs, not of the cache.)
+ */
+type Kept = Omit<Admission, 'credential'> | Refusal;
+
 interface Entry {
-  readonly resolution: Resolution;
+  readonly answer: Kept;
   /** Served until then (epoch ms, the clock of `now`). */
   readonly until: number;
   /** Stores before this one: which of two entries is older, for `maxEntries` (two stores may share a millisecond). */
@@ -100,7 +117,7 @@ export class CachedResolver implements SessionResolver {
     if (cached) {
       if (cached.until > this.#now()) {
         this.#hits++;
-        return cached.resolution;
+        return cached.answer.outcome === 'admitted' ? { ...cached.answer, credential } : cached.answer;
       }
       this.#forget(key);
     }
@@ -166,7 +183,12 @@ export class CachedResolver implements SessionResolver {
     // A credential that expires sooner (a token) is not trusted past its expiry.
     if (resolution.outcome === 'admitted' && resolution.expiresAt !== undefined) until = Math.min(until, resolution.expiresAt);
     this.#forget(key); // re-insert, possibly into the other Map: Map order is age order
-    (resolution.outcome === 'admitted' ? this.#admitted : this.#refused).set(key, { resolution, until, seq: this.#stores++ });
+    if (resolution.outcome === 'admitted') {
+      const { credential: _credential, ...answer } = resolution;
+      this.#admitted.set(key, { answer, until, seq: this.#stores++ });
+    } else if (resolution.outcome === 'refused') {
+      this.#refused.set(key, { answer: resolution, until, seq: this.#stores++ });
+    }
     this.#evictBeyondMax();
     this.#startSweeping();
   }
@@ -216,8 +238,25 @@ export class CachedResolver implements SessionResolver {
   }
 }
 
+/**
+ * Credentials up to this many UTF-16 units are their own key: a session id
+ * for the sql resolver is usually no longer than a digest, and hashing it
+ * would cost 1-2 µs a handshake for nothing. Longer ones (the http
+ * resolver's forwarded headers, as a rule) are keyed by their SHA-256, so a
+ * key is at most ~70 characters whatever the credential, and an entry
+ * about 230-300 bytes of heap (measured with 100,000 entries: 23-30 MB).
+ */
+const MAX_PLAIN_KEY_LENGTH = 64;
+
+/**
+ * The cache key of a credential on one endpoint. The separator tells the two
+ * forms apart, so a short credential can never be taken for a digest. A
+ * collision of SHA-256 (which would give one credential another's cached
+ * answer) is not a practical risk.
+ */
 function cacheKey(kind: PrincipalKind, credential: string): string {
-  return `${kind}\n${credential}`;
+  if (credential.length <= MAX_PLAIN_KEY_LENGTH) return `${kind}\n${credential}`;
+  return `${kind}#${createHash('sha256').update(credential).digest('base64')}`;
 }
 
 /** Deletes entries from the front of a Map in expiry order until the first live one. */
