@@ -97,7 +97,7 @@ export const OptionsSchema = Type.Object({
   httpResolverHeaders: StringList('Handshake headers forwarded to httpResolverUrl besides Cookie (e.g. ADMINSID, Authorization).', []),
   authCacheMs: Millis('How long a positive sql/http answer is reused for the same session id. Bounds how many queries a reconnect storm makes. 0 = no cache.', 5000),
   authNegativeCacheMs: Millis('How long a refusal is reused for the same session id (shorter: a fresh login must work at once). 0 = no cache.', 1000),
-  authCacheMaxEntries: Type.Integer({ minimum: 1, default: 100000, description: 'Session ids the resolver cache holds at most; the oldest are forgotten first.' }),
+  authCacheMaxEntries: Type.Integer({ minimum: 1, default: 100000, description: 'Session ids the resolver cache holds at most; the oldest are forgotten first. An entry takes about 300 bytes whatever the credential (100,000: about 30 MB), and is dropped when its answer expires.' }),
   sessionRecheckMs: Millis('How often live sessions are looked up again. Tabs whose session ended (logout: its row is gone; or it now admits someone else) are closed with 4401 "session ended" and the browser library stops; tabs whose signed token expired are closed with 4419 "credential expired" and the browser library reconnects, calling its token function for a fresh one. 0 = never.', 30000),
   shutdownGraceMs: Millis('On SIGTERM, how long requests in flight may take before the process exits anyway.', 10000),
 });
