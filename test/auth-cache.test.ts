@@ -277,8 +277,9 @@ describe('CachedResolver over the http resolver: what an entry costs', () => {
       await retainedPerEntry(LONG, 100, admitted);
       const short = await retainedPerEntry(16, 300, admitted);
       const long = await retainedPerEntry(LONG, 300, admitted);
-      // Keeping the credential costs 12 KB an entry; the heap's own noise is well under a quarter of that.
-      assert.ok(long - short < LONG / 4, `${admitted ? 'admissions' : 'refusals'}: ${Math.round(short)} B an entry with a short credential, ${Math.round(long)} B with a ${LONG} B one`);
+      // Keeping the credential costs 9-12 KB an entry; the heap's own noise (fetch's garbage, 2-3 KB a
+      // request, mostly the same for both) moved the difference by under 2 KB: half the signal is the line.
+      assert.ok(long - short < LONG / 2, `${admitted ? 'admissions' : 'refusals'}: ${Math.round(short)} B an entry with a short credential, ${Math.round(long)} B with a ${LONG} B one`);
     }
   });
 });
