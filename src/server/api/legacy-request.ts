@@ -126,7 +126,7 @@ function tokenOf(v: unknown): string | null | undefined {
 }
 
 /** Whether `value` has arrays or objects nested more than `limit` deep. Iterative: the value may be deeper than the stack. */
-export function nestsDeeperThan(value: unknown, limit: number): boolean {
+function nestsDeeperThan(value: unknown, limit: number): boolean {
   const stack: Array<[unknown, number]> = [[value, 0]];
   while (stack.length > 0) {
     const [v, depth] = stack.pop()!;

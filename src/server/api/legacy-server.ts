@@ -50,7 +50,6 @@ const KEEPALIVE_MS = 60_000;
 
 type Work = { kind: 'request'; value: unknown } | { kind: 'answer'; answer: LegacyAnswer } | { kind: 'fatal'; answer: LegacyAnswer };
 
-/** Whether a request asked for no answer, read without parsing it fully (for the deadline answer). */
 /**
  * The answer to a request past its deadline. It is not cancelled (a store
  * write may be half done), so it may still take effect, and the old protocol
@@ -59,6 +58,7 @@ type Work = { kind: 'request'; value: unknown } | { kind: 'answer'; answer: Lega
  */
 export const LATE_ANSWER = 'the server could not finish this request in time (a dependency is slow); it may still be carried out, so sending it again may repeat it';
 
+/** Whether a request asked for no answer, read without parsing it fully (for the deadline answer). */
 function wantsSilence(value: unknown): boolean {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
   const o = value as Record<string, unknown>;
