@@ -7,7 +7,8 @@
  *
  * `enabled: false` is the seed's `$conf{WEBSOCKET_ENABLED}` switch turned
  * off: every method returns at once without touching the network — `false`
- * for yes/no questions and actions, `[]` for lists, `null` for lookups.
+ * for yes/no questions and actions, `[]` for lists, `0` for a count of
+ * tabs, `null` for lookups.
  */
 import { isPersonId, type Principal, type PrincipalKind } from '../protocol/principal.js';
 import type { NotificationObject, NotificationPayload } from '../protocol/frames.js';

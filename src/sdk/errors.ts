@@ -2,10 +2,12 @@
  * The SDK's one error type. A failure the server answered carries the
  * server's own `HERALD_ERR_*` code and HTTP status (docs/http-api.md); a
  * failure on the way there carries one of the SDK's client-side codes, with
- * status 0. Callers branch on `code`, never on the message.
+ * status 0, except an answer that is not Herald's (`HERALD_ERR_BAD_RESPONSE`),
+ * which keeps the status it came with. Callers branch on `code`, never on
+ * the message.
  */
 
-/** Codes the SDK produces itself, when no answer from the server came back. */
+/** Codes the SDK produces itself: no answer came back, the answer was not Herald's, or nothing was sent. */
 export const ClientErrorCodes = {
   /** The server could not be reached (connection refused, DNS, reset). Retry later. */
   HERALD_ERR_UNREACHABLE: 'the Herald server could not be reached',

@@ -15,7 +15,7 @@ export type { LegacyAnswer } from '../../protocol/legacy.js';
 
 export interface LegacyContext {
   notifier: Notifier;
-  /** Absent until commands are enabled: COMMAND then answers a clear error. */
+  /** A running server always has one (commandsEnabled false refuses in the runner); absent only where a caller builds the handler without one: COMMAND then answers a clear error. */
   commands: CommandService | undefined;
   /** The configured legacy token (`legacyToken`); empty = none configured. */
   token: string;

@@ -27,7 +27,7 @@ export interface LegacyServerOptions {
   /** 0 picks a free port (tests). */
   port: number;
   notifier: Notifier;
-  /** Absent until commands are enabled (COMMAND answers a clear error); can be set later. */
+  /** A running server always sets it; absent, COMMAND answers a clear error. Can be set later. */
   commands?: CommandService | undefined;
   options: LegacyServerSettings;
   logger: Logger;

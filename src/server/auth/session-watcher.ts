@@ -4,7 +4,9 @@
  * every `intervalMs` each distinct credential among the open tabs is looked
  * up again (one look-up however many tabs share it); the tabs of a session
  * that has ended are closed with 4401 "session ended", which tells the
- * browser library not to retry with the same credential.
+ * browser library not to retry with the same credential, and those whose
+ * signed token has expired with 4419 "credential expired", after which it
+ * reconnects with a fresh one.
  *
  * An "unavailable" answer leaves the tabs open: a database outage must not
  * log everybody out. The next round asks again.
