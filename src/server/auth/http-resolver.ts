@@ -14,6 +14,7 @@ import { toPersonId } from '../../protocol/principal.js';
 import { HeraldError } from '../errors.js';
 import type { CredentialResolver, Handshake, Refusal, Resolution } from './session-resolver.js';
 import { headerValue } from './session-resolver.js';
+import { LookUpGate } from './look-up-gate.js';
 
 export interface HttpResolverOptions {
   /** Where to POST. */
@@ -22,8 +23,16 @@ export interface HttpResolverOptions {
   readonly timeoutMs: number;
   /** Handshake headers forwarded besides Cookie (case-insensitive names). */
   readonly headers: readonly string[];
+  /** Look-ups at the panel at once at most (see LookUpGate). Default 16. */
+  readonly concurrency?: number;
+  /** Look-ups waiting for a turn at most; past it a handshake is "unavailable" at once. Default 100 × concurrency. */
+  readonly maxWaiting?: number;
   readonly logger?: Logger | undefined;
 }
+
+const DEFAULT_CONCURRENCY = 16;
+/** Waiting look-ups per turn at most: the sql resolver's MySQL pool bounds its queue the same way. */
+const WAITING_PER_TURN = 100;
 
 /** Larger answers are not a `{kind, id}`: the panel is misbehaving. */
 const MAX_ANSWER_BYTES = 16 * 1024;
@@ -36,6 +45,7 @@ export class HttpResolver implements CredentialResolver {
   readonly #timeoutMs: number;
   readonly #forward: readonly string[];
   readonly #logger: Logger | undefined;
+  readonly #gate: LookUpGate;
 
   constructor(options: HttpResolverOptions) {
     if (!/^https?:\/\//i.test(options.url)) throw new HeraldError('HERALD_ERR_CONFIG', 'option "httpResolverUrl" must be an http:// or https:// URL');
@@ -47,6 +57,13 @@ export class HttpResolver implements CredentialResolver {
     }
     this.#forward = [...new Set(names)].sort();
     this.#logger = options.logger;
+    const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
+    this.#gate = new LookUpGate(concurrency, options.maxWaiting ?? concurrency * WAITING_PER_TURN);
+  }
+
+  /** Look-ups at the panel now, and waiting for a turn. */
+  get load(): { active: number; waiting: number } {
+    return { active: this.#gate.active, waiting: this.#gate.waiting };
   }
 
   /** The forwarded headers, as a canonical JSON object: the same session always gives the same credential. */
@@ -85,7 +102,11 @@ export class HttpResolver implements CredentialResolver {
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(new DOMException(`no answer within ${this.#timeoutMs} ms`, 'TimeoutError')), this.#timeoutMs);
     const signal = controller.signal;
+    let turn = false;
     try {
+      // The deadline covers the wait for a turn and the panel's answer.
+      turn = await this.#gate.enter(signal);
+      if (!turn) return unavailable(signal.aborted ? `no answer within ${this.#timeoutMs} ms` : 'too many look-ups waiting for the panel');
       response = await fetch(this.#url, {
         method: 'POST',
         headers: { ...headers, 'content-type': 'application/json', accept: 'application/json' },
@@ -105,6 +126,7 @@ export class HttpResolver implements CredentialResolver {
       return unavailable(name === 'TimeoutError' || name === 'AbortError' ? `no answer within ${this.#timeoutMs} ms` : 'request failed');
     } finally {
       clearTimeout(timer);
+      if (turn) this.#gate.leave();
     }
     let answer: unknown;
     try {

@@ -45,7 +45,10 @@ export function createSessionResolver(options: HeraldOptions, logger?: Logger): 
       break;
     }
     case 'http':
-      inner = new HttpResolver({ url: options.httpResolverUrl, timeoutMs: options.httpResolverTimeoutMs, headers: options.httpResolverHeaders, logger: log });
+      inner = new HttpResolver({
+        url: options.httpResolverUrl, timeoutMs: options.httpResolverTimeoutMs, headers: options.httpResolverHeaders,
+        concurrency: options.httpResolverConcurrency, logger: log,
+      });
       break;
   }
   return new CachedResolver(inner, { positiveMs: options.authCacheMs, negativeMs: options.authNegativeCacheMs, maxEntries: options.authCacheMaxEntries });
