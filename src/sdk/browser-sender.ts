@@ -14,7 +14,7 @@ import { isPersonId, type Principal, type PrincipalKind } from '../protocol/prin
 import type { NotificationObject, NotificationPayload } from '../protocol/frames.js';
 import { mintConnectToken } from './connect-token.js';
 import { HeraldSdkError } from './errors.js';
-import { HttpTransport } from './http-transport.js';
+import { HttpTransport, MAX_TIMEOUT_MS } from './http-transport.js';
 import type {
   CommandInfo, CommandStatusOptions, ConnectToken, LegacyAnswer, MessageStatus, Person, PingResult, Recipient,
   RunInBackgroundOptions, SendMessageInput, SendResult, ServerStatus,
@@ -30,7 +30,7 @@ export interface BrowserSenderOptions {
   apiToken?: string;
   /** The seed's WEBSOCKET_ENABLED. `false`: every method is a no-op that touches no network. Default true. */
   enabled?: boolean;
-  /** Deadline of each HTTP request, in milliseconds. Default 5000. */
+  /** Deadline of each HTTP request, in milliseconds (at most 2^31 - 1, what a Node timer holds). Default 5000. */
   timeoutMs?: number;
   /**
    * The server's token-signing secret (`HERALD_SECRET`). With it,
@@ -68,7 +68,9 @@ export class BrowserSender {
     if (options.aid !== undefined && !isPersonId(options.aid)) throw new TypeError(`option "aid" must be a positive integer, got ${String(options.aid)}`);
     this.#aid = options.aid;
     const timeoutMs = options.timeoutMs ?? 5000;
-    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new TypeError(`option "timeoutMs" must be a positive number of milliseconds, got ${String(options.timeoutMs)}`);
+    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0 || timeoutMs > MAX_TIMEOUT_MS) {
+      throw new TypeError(`option "timeoutMs" must be a positive number of milliseconds up to ${MAX_TIMEOUT_MS}, got ${String(options.timeoutMs)}`);
+    }
     if (this.#secret !== undefined && this.#secret.length < 32) throw new TypeError('option "secret" must be at least 32 characters (the server refuses shorter ones)');
     if (!this.enabled) {
       this.#http = undefined;

@@ -1,7 +1,7 @@
 /**
- * The SDK's one way onto the network: global `fetch` with a deadline
- * (AbortSignal.timeout), the bearer token, JSON both ways, and every failure
- * turned into a {@link HeraldSdkError} with a `HERALD_ERR_*` code.
+ * The SDK's one way onto the network: global `fetch` with a deadline (a
+ * timer that ends with the answer), the bearer token, JSON both ways, and
+ * every failure turned into a {@link HeraldSdkError} with a `HERALD_ERR_*` code.
  */
 import { HeraldSdkError, type HeraldErrorCode } from './errors.js';
 
@@ -9,11 +9,18 @@ export interface HttpTransportOptions {
   /** Base URL of the Herald server, e.g. `http://127.0.0.1:19443` (a path prefix is kept). */
   url: string;
   apiToken: string;
-  /** Deadline of each request, in milliseconds. */
+  /** Deadline of each request, in milliseconds (at most {@link MAX_TIMEOUT_MS}). */
   timeoutMs: number;
   /** Sent as User-Agent, so the server's logs tell the SDK from the CLI. */
   userAgent: string;
 }
+
+/**
+ * The longest deadline a Node timer holds (2^31 - 1 ms, about 24.8 days):
+ * past it Node fires the timer after 1 ms instead, so every request would
+ * time out at once.
+ */
+export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 export interface HttpAnswer {
   status: number;
@@ -45,7 +52,14 @@ export class HttpTransport {
       accept: 'application/json',
       'user-agent': this.#userAgent,
     };
-    const init: RequestInit = { method, headers, signal: AbortSignal.timeout(this.#timeoutMs) };
+    // Not AbortSignal.timeout(): its timer (and the signal it holds) lives
+    // for the whole timeoutMs after the answer came, so a backend sending at
+    // rate r keeps r × timeoutMs of them; and it throws a RangeError for a
+    // deadline that is not a whole number of milliseconds (0.1 * 3 * 1000).
+    // A timer of our own is cleared as soon as the answer is in.
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(new DOMException(`no answer within ${this.#timeoutMs} ms`, 'TimeoutError')), this.#timeoutMs);
+    const init: RequestInit = { method, headers, signal: controller.signal };
     if (body !== undefined) {
       headers['content-type'] = 'application/json; charset=utf-8';
       init.body = JSON.stringify(body);
@@ -59,6 +73,8 @@ export class HttpTransport {
       text = await response.text();
     } catch (e) {
       throw networkError(e, method, url, this.#timeoutMs);
+    } finally {
+      clearTimeout(timer);
     }
     let parsed: unknown;
     if (text !== '') {

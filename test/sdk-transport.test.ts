@@ -1,0 +1,71 @@
+/**
+ * The SDK's HTTP transport against a real Herald: the deadline of a request
+ * is a timer that ends with the answer (nothing of it outlives the call), any
+ * positive `timeoutMs` the constructor accepts works, and one that a timer
+ * cannot hold is refused when the sender is built, naming the option.
+ */
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHook } from 'node:async_hooks';
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { BrowserSender, HeraldSdkError } from '../src/sdk/index.js';
+import { startHerald, type TestServer } from './helpers/server.js';
+
+describe('HttpTransport deadlines', () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startHerald({ heartbeatMs: 60000 });
+  });
+  after(() => s.close());
+
+  test('the deadline\'s timer is gone once the answer is in, not kept for the whole timeoutMs', async () => {
+    // An odd deadline, so that only the transport's own timer has it.
+    const timeoutMs = 54_321;
+    const live = new Set<number>();
+    const hook = createHook({
+      init(asyncId, type, _trigger, resource) {
+        if (type === 'Timeout' && (resource as { _idleTimeout?: number })._idleTimeout === timeoutMs) live.add(asyncId);
+      },
+      destroy(asyncId) {
+        live.delete(asyncId);
+      },
+    });
+    const sender = new BrowserSender({ url: s.url, apiToken: s.apiToken, timeoutMs });
+    hook.enable();
+    try {
+      for (let i = 0; i < 5; i++) assert.equal((await sender.ping())?.ok, true);
+      // destroy hooks run from the next turn of the event loop.
+      await new Promise((resolve) => setImmediate(resolve));
+      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      hook.disable();
+    }
+    assert.equal(live.size, 0, `${live.size} deadline timers of ${timeoutMs} ms still pending after the answers`);
+  });
+
+  test('a fractional timeoutMs (0.1 * 3 * 1000) works; one past what a timer holds is a TypeError at construction', async () => {
+    const fractional = new BrowserSender({ url: s.url, apiToken: s.apiToken, timeoutMs: 0.1 * 3 * 1000 });
+    assert.equal((await fractional.ping())?.ok, true);
+    // Node would cut a longer timer to 1 ms (TimeoutOverflowWarning): every request would time out at once.
+    assert.throws(() => new BrowserSender({ url: s.url, apiToken: s.apiToken, timeoutMs: 3e9 }), (e: Error) => e instanceof TypeError && /option "timeoutMs"/.test(e.message));
+    assert.doesNotThrow(() => new BrowserSender({ url: s.url, apiToken: s.apiToken, timeoutMs: 2 ** 31 - 1 }));
+  });
+
+  test('a server that sends its headers and then stalls the body: HERALD_ERR_TIMEOUT after timeoutMs', async () => {
+    const stalled = new Set<ServerResponse>();
+    const server = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.write('{"ok":');
+      stalled.add(res);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const sender = new BrowserSender({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, apiToken: 'whatever-token-123', timeoutMs: 200 });
+      await assert.rejects(sender.ping(), (e: unknown) => e instanceof HeraldSdkError && e.code === 'HERALD_ERR_TIMEOUT' && e.status === 0 && /no answer within 200 ms/.test(e.message));
+    } finally {
+      for (const res of stalled) res.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  });
+});
