@@ -8,6 +8,7 @@
 import { loadOptions, type HeraldOptions, type OptionKey } from '../server/options.js';
 import { readSecrets, secretsFile } from '../server/secrets.js';
 import { BrowserSender } from '../sdk/browser-sender.js';
+import { MAX_TIMEOUT_MS } from '../sdk/http-transport.js';
 
 /** Exit statuses of the `herald` command. */
 export const Exit = {
@@ -70,7 +71,10 @@ export function clientContext(flags: GlobalFlags): ClientContext {
   let timeoutMs = 10000;
   if (flags.timeoutMs !== undefined) {
     timeoutMs = Number(flags.timeoutMs);
-    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) throw new CliError(`--timeout-ms must be a positive number, got ${flags.timeoutMs}`, Exit.USAGE);
+    // The SDK's bound: a longer Node timer fires after 1 ms instead.
+    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0 || timeoutMs > MAX_TIMEOUT_MS) {
+      throw new CliError(`--timeout-ms must be a positive number of milliseconds up to ${MAX_TIMEOUT_MS}, got ${JSON.stringify(flags.timeoutMs)}`, Exit.USAGE);
+    }
   }
   try {
     return { options, url, sender: new BrowserSender({ url, apiToken, timeoutMs }) };

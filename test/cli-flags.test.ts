@@ -1,0 +1,29 @@
+/**
+ * How the `herald` client commands read their flags, as child processes
+ * against a real Herald (test/helpers/server.ts): numbers an operator types
+ * work, and values the SDK cannot use are usage errors (exit 2) naming the
+ * flag, never a stack trace.
+ */
+import { test, describe, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startHerald, type TestServer } from './helpers/server.js';
+import { runCli } from './helpers/cli.js';
+
+describe('herald client command flags', () => {
+  let s: TestServer;
+  let env: Record<string, string>;
+  before(async () => {
+    s = await startHerald({ heartbeatMs: 60000 });
+    env = { HERALD_URL: s.url, HERALD_API_TOKEN: s.apiToken, HERALD_DATA_DIR: s.dataDir };
+  });
+  after(() => s.close());
+
+  test('--timeout-ms takes a fractional number; one past what a timer holds exits 2 naming the flag', async () => {
+    let r = await runCli(['ping', '--timeout-ms', '5000.5'], { env });
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^pong from Herald/);
+    r = await runCli(['ping', '--timeout-ms', '3000000000'], { env });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /^herald: --timeout-ms must be a positive number of milliseconds up to 2147483647, got "3000000000"\n$/);
+  });
+});
