@@ -26,4 +26,13 @@ describe('herald client command flags', () => {
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /^herald: --timeout-ms must be a positive number of milliseconds up to 2147483647, got "3000000000"\n$/);
   });
+
+  test('a --url with user:password@ exits 2 as a usage error and never prints the password', async () => {
+    const withCredentials = s.url.replace('http://', 'http://backend:S3cr3t-pass@');
+    for (const r of [await runCli(['ping', '--url', withCredentials], { env }), await runCli(['ping'], { env: { ...env, HERALD_URL: withCredentials } })]) {
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /^herald: --url \/ HERALD_URL must not carry a user name or password/);
+      assert.ok(!(r.stdout + r.stderr).includes('S3cr3t-pass'), r.stderr);
+    }
+  });
 });

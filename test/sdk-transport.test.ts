@@ -2,7 +2,8 @@
  * The SDK's HTTP transport against a real Herald: the deadline of a request
  * is a timer that ends with the answer (nothing of it outlives the call), any
  * positive `timeoutMs` the constructor accepts works, and one that a timer
- * cannot hold is refused when the sender is built, naming the option.
+ * cannot hold is refused when the sender is built, naming the option; so is
+ * a `url` carrying a password, without repeating it.
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,7 +13,7 @@ import type { AddressInfo } from 'node:net';
 import { BrowserSender, HeraldSdkError } from '../src/sdk/index.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 
-describe('HttpTransport deadlines', () => {
+describe('HttpTransport: deadlines and the url', () => {
   let s: TestServer;
   before(async () => {
     s = await startHerald({ heartbeatMs: 60000 });
@@ -67,5 +68,14 @@ describe('HttpTransport deadlines', () => {
       for (const res of stalled) res.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
+  });
+
+  test('a url with user:password@ is a TypeError at construction that does not repeat the password', () => {
+    const port = new URL(s.url).port;
+    assert.throws(
+      () => new BrowserSender({ url: `http://backend:S3cr3t-pass@127.0.0.1:${port}`, apiToken: s.apiToken }),
+      (e: Error) => e instanceof TypeError && /option "url" must not carry a user name or password/.test(e.message) && !e.message.includes('S3cr3t-pass'),
+    );
+    assert.throws(() => new BrowserSender({ url: `http://backend@127.0.0.1:${port}`, apiToken: s.apiToken }), /option "url"/);
   });
 });

@@ -84,6 +84,11 @@ export class BrowserSender {
       throw new TypeError(`option "url" is not a URL: ${options.url}`);
     }
     if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new TypeError(`option "url" must be http: or https:, got ${parsed.protocol}`);
+    // fetch refuses a URL with credentials on every call, and its error quotes
+    // the URL: the password would reach every error message and log, while
+    // the failure looked like an unreachable server. The API token is the
+    // credential; a proxy in front of Herald must pass Authorization through.
+    if (parsed.username !== '' || parsed.password !== '') throw new TypeError('option "url" must not carry a user name or password (user:pass@): the API token is the credential');
     if (!options.apiToken) throw new TypeError('option "apiToken" is required when "enabled" is true');
     this.#http = new HttpTransport({ url: options.url, apiToken: options.apiToken, timeoutMs, userAgent: `herald-sdk/${SDK_VERSION}` });
   }
