@@ -4,7 +4,8 @@
  * as JSON lines (pretty on a terminal); SIGTERM/SIGINT close every tab with
  * the close frame, let requests in flight finish, and exit 0.
  */
-import type { OptionKey } from '../server/options.js';
+import type { TSchema } from '@sinclair/typebox';
+import { OptionsSchema, type OptionKey } from '../server/options.js';
 import { createLogger } from '../server/logger.js';
 import { resolve } from 'node:path';
 import { ensureSecrets } from '../server/secrets.js';
@@ -31,12 +32,18 @@ function numeric(value: string | undefined): unknown {
   return /^-?\d+$/.test(value.trim()) ? Number(value) : value;
 }
 
-/** `--set heartbeatMs=1000`: the value is JSON when it parses as JSON, else a string. */
+/**
+ * `--set heartbeatMs=1000`: the value is JSON when it parses as JSON and
+ * fits the option; a string option takes the text as typed (a legacy token
+ * `20261203` is not the number 20261203, which the schema would refuse), and
+ * a list option takes `a,b` as its environment variable does.
+ */
 export function parseSetFlags(items: readonly string[]): Partial<Record<OptionKey, unknown>> {
   const out: Record<string, unknown> = {};
   for (const item of items) {
     const eq = item.indexOf('=');
     if (eq <= 0) throw new CliError(`--set takes key=value, got ${JSON.stringify(item)}`, Exit.USAGE);
+    const key = item.slice(0, eq);
     const raw = item.slice(eq + 1);
     let value: unknown = raw;
     try {
@@ -44,7 +51,11 @@ export function parseSetFlags(items: readonly string[]): Partial<Record<OptionKe
     } catch {
       // a bare string
     }
-    out[item.slice(0, eq)] = value;
+    // An unknown key keeps its value: loadOptions names the key.
+    const type = (OptionsSchema.properties as Record<string, TSchema | undefined>)[key]?.type;
+    if (type === 'string' && typeof value !== 'string') value = raw;
+    if (type === 'array' && !Array.isArray(value)) value = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
+    out[key] = value;
   }
   return out as Partial<Record<OptionKey, unknown>>;
 }

@@ -1,0 +1,74 @@
+/**
+ * `herald start --set key=value` as a real child process: a value is read
+ * for the option it sets, so a numeric legacy token stays the string the old
+ * Perl client sends as TOKEN, and a list option takes commas as its
+ * environment variable does.
+ */
+import { test, describe, after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ChildProcessWithoutNullStreams } from 'node:child_process';
+import { TestTab } from './helpers/ws-client.js';
+import { RawLegacyClient } from './helpers/legacy-client.js';
+import { exited, LineReader, runCli, spawnCli } from './helpers/cli.js';
+
+describe('herald start --set', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'herald-cli-set-'));
+  const dataDir = join(dir, 'data');
+  let child: ChildProcessWithoutNullStreams | undefined;
+  let stderr: LineReader;
+  let url = '';
+  let legacyPort = 0;
+
+  before(async () => {
+    child = spawnCli([
+      'start', '--data-dir', dataDir, '--port', '0', '--legacy-port', '0', '--log-level', 'info',
+      '--set', 'legacyToken=20261203',
+      '--set', 'allowedOrigins=https://panel.example.net, https://admin.example.net',
+      '--set', 'heartbeatMs=60000',
+    ]);
+    const stdout = new LineReader(child.stdout);
+    stderr = new LineReader(child.stderr);
+    const exit = exited(child, 15000).then(({ code }) => { throw new Error(`herald start exited ${code}: ${stderr.text()}`); });
+    const line = await Promise.race([stdout.next((l) => l.includes('Herald is listening')), exit]);
+    exit.catch(() => undefined);
+    const listening = JSON.parse(line) as { http: string; legacy: { port: number } };
+    url = listening.http;
+    legacyPort = listening.legacy.port;
+  });
+
+  after(async () => {
+    if (child && child.exitCode === null && child.signalCode === null) {
+      child.kill('SIGTERM');
+      await exited(child);
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('a numeric legacyToken is the string the legacy client sends as TOKEN', async () => {
+    const c = await RawLegacyClient.connect(legacyPort);
+    try {
+      let r = await c.request('{"TYPE":"MESSAGE","TO":"ADMIN","ID":1,"TOKEN":"20261203","DATA":{"TEXT":"x"}}\n');
+      assert.equal(r.answer, 0, JSON.stringify(r.answer));
+      r = await c.request('{"TYPE":"MESSAGE","TO":"ADMIN","ID":1,"TOKEN":"wrong","DATA":{"TEXT":"x"}}\n');
+      assert.equal((r.answer as { TYPE?: string }).TYPE, 'ERROR');
+    } finally {
+      c.destroy();
+    }
+  });
+
+  test('allowedOrigins=a, b is the list of both origins', async () => {
+    const token = await runCli(['token', '--aid', '1', '--data-dir', dataDir]);
+    assert.equal(token.code, 0, token.stderr);
+    const ws = `${url.replace('http', 'ws')}/ws/admin`;
+    for (const origin of ['https://panel.example.net', 'https://admin.example.net']) {
+      const tab = await TestTab.open(ws, { origin, query: { token: token.stdout.trim() } });
+      await tab.nextOfType('WELCOME');
+      tab.close();
+      await tab.closed;
+    }
+    assert.equal((await TestTab.status(ws, { origin: 'https://elsewhere.example.net', query: { token: token.stdout.trim() } })).status, 403);
+  });
+});
