@@ -78,4 +78,33 @@ describe('HttpTransport: deadlines and the url', () => {
     );
     assert.throws(() => new BrowserSender({ url: `http://backend@127.0.0.1:${port}`, apiToken: s.apiToken }), /option "url"/);
   });
+
+  test('a redirect (a proxy sending http to https) is HERALD_ERR_BAD_RESPONSE naming where, not followed as a GET without the API token', async () => {
+    const tab = await s.tab('admin', 91);
+    await tab.nextOfType('WELCOME');
+    let asked = 0;
+    const redirecting = createServer((req, res) => {
+      asked++;
+      res.writeHead(301, { location: `${s.url}${req.url ?? '/'}`, 'content-type': 'text/html' });
+      res.end('<html><body>301 Moved Permanently</body></html>');
+    });
+    await new Promise<void>((resolve) => redirecting.listen(0, '127.0.0.1', resolve));
+    try {
+      const sender = new BrowserSender({ url: `http://127.0.0.1:${(redirecting.address() as AddressInfo).port}`, apiToken: s.apiToken });
+      await assert.rejects(sender.sendMessage({ aid: 91, message: { TYPE: 'MESSAGE', TEXT: 'through a redirect' } }), (e: unknown) => {
+        assert.ok(e instanceof HeraldSdkError, String(e));
+        assert.equal(e.code, 'HERALD_ERR_BAD_RESPONSE', e.message);
+        assert.equal(e.status, 301);
+        assert.ok(e.message.includes(`redirected to ${s.url}/api/v1/send`), e.message);
+        return true;
+      });
+      assert.equal(asked, 1);
+      // Herald itself was never asked: the tab got nothing, and the next send reaches it first.
+      await new BrowserSender({ url: s.url, apiToken: s.apiToken }).sendMessage({ aid: 91, message: { TYPE: 'MESSAGE', TEXT: 'direct' } });
+      assert.equal((await tab.nextOfType('MESSAGE')).TEXT, 'direct');
+    } finally {
+      tab.close();
+      await new Promise<void>((resolve) => redirecting.close(() => resolve()));
+    }
+  });
 });

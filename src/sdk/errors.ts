@@ -13,7 +13,7 @@ export const ClientErrorCodes = {
   HERALD_ERR_UNREACHABLE: 'the Herald server could not be reached',
   /** No answer within the SDK's `timeoutMs`. */
   HERALD_ERR_TIMEOUT: 'the Herald server did not answer in time',
-  /** The server answered something that is not Herald's JSON (a proxy's error page, say). */
+  /** The server answered something that is not Herald's JSON (a proxy's error page, say), or a redirect (never followed). */
   HERALD_ERR_BAD_RESPONSE: 'the server answered something that is not Herald JSON',
   /** The call's arguments are wrong; nothing was sent. */
   HERALD_ERR_BAD_ARGUMENT: 'invalid argument',

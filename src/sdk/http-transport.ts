@@ -59,7 +59,11 @@ export class HttpTransport {
     // A timer of our own is cleared as soon as the answer is in.
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(new DOMException(`no answer within ${this.#timeoutMs} ms`, 'TimeoutError')), this.#timeoutMs);
-    const init: RequestInit = { method, headers, signal: controller.signal };
+    // redirect 'manual': fetch would follow a 301/302 by turning the POST into
+    // a GET without its body, and drop the API token on the way to another
+    // origin (http → https), so the error would say "no route" or "wrong API
+    // token" when the url is what is wrong. A redirect is reported instead.
+    const init: RequestInit = { method, headers, signal: controller.signal, redirect: 'manual' };
     if (body !== undefined) {
       headers['content-type'] = 'application/json; charset=utf-8';
       init.body = JSON.stringify(body);
@@ -76,6 +80,13 @@ export class HttpTransport {
     } finally {
       clearTimeout(timer);
     }
+    if (response.status >= 300 && response.status < 400) {
+      throw new HeraldSdkError(
+        'HERALD_ERR_BAD_RESPONSE',
+        `${method} ${url}: HTTP ${response.status} redirected to ${redirectTarget(response.headers.get('location'), url)}: set the SDK's url to the address Herald answers at`,
+        response.status,
+      );
+    }
     let parsed: unknown;
     if (text !== '') {
       try {
@@ -86,6 +97,16 @@ export class HttpTransport {
     }
     if (response.ok || allow.includes(response.status)) return { status: response.status, body: parsed };
     throw serverError(parsed, response.status, method, url);
+  }
+}
+
+/** Where a redirect points, resolved against the request's URL (a relative Location is allowed, RFC 9110 §10.2.2). */
+function redirectTarget(location: string | null, url: string): string {
+  if (location === null) return '(no Location header)';
+  try {
+    return new URL(location, url).href;
+  } catch {
+    return JSON.stringify(location.slice(0, 200));
   }
 }
 
