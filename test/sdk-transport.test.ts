@@ -107,4 +107,31 @@ describe('HttpTransport: deadlines and the url', () => {
       await new Promise<void>((resolve) => redirecting.close(() => resolve()));
     }
   });
+
+  test('a message JSON cannot carry (a BigInt, a cycle) is HERALD_ERR_BAD_ARGUMENT, with no request and no deadline timer left', async () => {
+    const timeoutMs = 43_210;
+    const live = new Set<number>();
+    const hook = createHook({
+      init(asyncId, type, _trigger, resource) {
+        if (type === 'Timeout' && (resource as { _idleTimeout?: number })._idleTimeout === timeoutMs) live.add(asyncId);
+      },
+      destroy(asyncId) {
+        live.delete(asyncId);
+      },
+    });
+    const sender = new BrowserSender({ url: s.url, apiToken: s.apiToken, timeoutMs });
+    const cyclic: Record<string, unknown> = { TYPE: 'MESSAGE' };
+    cyclic.SELF = cyclic;
+    hook.enable();
+    try {
+      for (const message of [{ TYPE: 'MESSAGE', AMOUNT: 10n }, cyclic]) {
+        await assert.rejects(sender.sendMessage({ aid: 1, message }), (e: unknown) => e instanceof HeraldSdkError && e.code === 'HERALD_ERR_BAD_ARGUMENT' && e.status === 0 && /cannot be sent as JSON/.test(e.message));
+      }
+      await new Promise((resolve) => setImmediate(resolve));
+      await new Promise((resolve) => setImmediate(resolve));
+    } finally {
+      hook.disable();
+    }
+    assert.equal(live.size, 0, `${live.size} deadline timers left behind`);
+  });
 });

@@ -52,23 +52,29 @@ export class HttpTransport {
       accept: 'application/json',
       'user-agent': this.#userAgent,
     };
-    // Not AbortSignal.timeout(): its timer (and the signal it holds) lives
-    // for the whole timeoutMs after the answer came, so a backend sending at
-    // rate r keeps r × timeoutMs of them; and it throws a RangeError for a
-    // deadline that is not a whole number of milliseconds (0.1 * 3 * 1000).
-    // A timer of our own is cleared as soon as the answer is in.
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(new DOMException(`no answer within ${this.#timeoutMs} ms`, 'TimeoutError')), this.#timeoutMs);
     // redirect 'manual': fetch would follow a 301/302 by turning the POST into
     // a GET without its body, and drop the API token on the way to another
     // origin (http → https), so the error would say "no route" or "wrong API
     // token" when the url is what is wrong. A redirect is reported instead.
+    const controller = new AbortController();
     const init: RequestInit = { method, headers, signal: controller.signal, redirect: 'manual' };
+    const url = this.#base + path;
     if (body !== undefined) {
       headers['content-type'] = 'application/json; charset=utf-8';
-      init.body = JSON.stringify(body);
+      try {
+        init.body = JSON.stringify(body);
+      } catch (e) {
+        // A BigInt or a cycle in a notification: the caller's mistake, and nothing was sent.
+        throw new HeraldSdkError('HERALD_ERR_BAD_ARGUMENT', `${method} ${url}: the request cannot be sent as JSON: ${(e as Error).message}`, 0, undefined, { cause: e });
+      }
     }
-    const url = this.#base + path;
+    // Not AbortSignal.timeout(): its timer (and the signal it holds) lives
+    // for the whole timeoutMs after the answer came, so a backend sending at
+    // rate r keeps r × timeoutMs of them; and it throws a RangeError for a
+    // deadline that is not a whole number of milliseconds (0.1 * 3 * 1000).
+    // A timer of our own, started once there is something to send, is
+    // cleared as soon as the answer is in.
+    const timer = setTimeout(() => controller.abort(new DOMException(`no answer within ${this.#timeoutMs} ms`, 'TimeoutError')), this.#timeoutMs);
     let response: Response;
     let text: string;
     try {
