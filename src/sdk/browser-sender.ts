@@ -251,7 +251,8 @@ export class BrowserSender {
    * A command's state, exit code and output so far; `null` when the server
    * knows no such command. `since` asks for the output after that many
    * characters only, `wait` lets the server hold the answer until the
-   * command ends (at most that many seconds). Disabled: null.
+   * command ends (at most that many seconds; the request's deadline is then
+   * `timeoutMs` plus that wait). Disabled: null.
    */
   async commandStatus(id: string, options: CommandStatusOptions = {}): Promise<CommandInfo | null> {
     if (!this.#http) return null;
@@ -259,7 +260,8 @@ export class BrowserSender {
     if (options.since !== undefined) query.set('since', String(options.since));
     if (options.wait !== undefined) query.set('wait', String(options.wait));
     const qs = query.size > 0 ? `?${query.toString()}` : '';
-    const answer = await this.#http.request('GET', `/commands/${encodeURIComponent(id)}${qs}`, undefined, [404]);
+    // The server may hold the answer for `wait` seconds: that is on top of our deadline.
+    const answer = await this.#http.request('GET', `/commands/${encodeURIComponent(id)}${qs}`, undefined, [404], (options.wait ?? 0) * 1000);
     return answer.status === 404 ? null : (answer.body as CommandInfo);
   }
 

@@ -44,9 +44,11 @@ export class HttpTransport {
   /**
    * Sends one request. Resolves with the status and parsed body for 2xx and,
    * when `allow` lists it, for that status too (404 for "no such message");
-   * every other outcome rejects with a HeraldSdkError.
+   * every other outcome rejects with a HeraldSdkError. `holdMs`: how long
+   * the server may hold the answer on purpose (a long poll), added to the
+   * deadline so that the server's wait is not taken for silence.
    */
-  async request(method: 'GET' | 'POST', path: string, body?: unknown, allow: readonly number[] = []): Promise<HttpAnswer> {
+  async request(method: 'GET' | 'POST', path: string, body?: unknown, allow: readonly number[] = [], holdMs = 0): Promise<HttpAnswer> {
     const headers: Record<string, string> = {
       authorization: `Bearer ${this.#apiToken}`,
       accept: 'application/json',
@@ -74,7 +76,8 @@ export class HttpTransport {
     // deadline that is not a whole number of milliseconds (0.1 * 3 * 1000).
     // A timer of our own, started once there is something to send, is
     // cleared as soon as the answer is in.
-    const timer = setTimeout(() => controller.abort(new DOMException(`no answer within ${this.#timeoutMs} ms`, 'TimeoutError')), this.#timeoutMs);
+    const deadlineMs = Math.min(this.#timeoutMs + (Number.isFinite(holdMs) && holdMs > 0 ? holdMs : 0), MAX_TIMEOUT_MS);
+    const timer = setTimeout(() => controller.abort(new DOMException(`no answer within ${deadlineMs} ms`, 'TimeoutError')), deadlineMs);
     let response: Response;
     let text: string;
     try {
@@ -82,7 +85,7 @@ export class HttpTransport {
       // The deadline covers the body too: a server that sends headers and then stalls still times out.
       text = await response.text();
     } catch (e) {
-      throw networkError(e, method, url, this.#timeoutMs);
+      throw networkError(e, method, url, deadlineMs);
     } finally {
       clearTimeout(timer);
     }

@@ -126,7 +126,7 @@ export interface RunInBackgroundOptions {
 export interface CommandStatusOptions {
   /** Return only the output after this many characters (stream by polling); the answer's `outputLength` is the next `since`. */
   since?: number;
-  /** Seconds the server may hold the answer waiting for the command to end (long poll). Keep it below the SDK's `timeoutMs`. */
+  /** Seconds the server may hold the answer waiting for the command to end (long poll, at most 60); the request's deadline is `timeoutMs` plus this. */
   wait?: number;
 }
 
