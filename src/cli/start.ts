@@ -121,7 +121,7 @@ export async function runStart(flags: StartFlags, legacyFromCli: boolean): Promi
 /** First start: where the generated secrets are and how to use them (never the secrets themselves). */
 function printFirstStart(file: string, httpUrl: string, dataDir: string, flagsGaveDataDir: boolean): void {
   // The other commands find the secrets through the same data dir: spell it out unless it is the default one here.
-  const dd = flagsGaveDataDir || dataDir !== './data' ? ` --data-dir ${JSON.stringify(resolve(dataDir))}` : '';
+  const dd = flagsGaveDataDir || dataDir !== './data' ? ` --data-dir ${shellQuote(resolve(dataDir))}` : '';
   process.stderr.write(
     [
       '',
@@ -130,8 +130,16 @@ function printFirstStart(file: string, httpUrl: string, dataDir: string, flagsGa
       `  herald token --aid 1${dd}          # a browser token for ${httpUrl.replace(/^http/, 'ws')}/ws/admin?token=…`,
       `  herald send --aid 1 --title Hello --text "Just<br/>some<br/>text"${dd}`,
       'Your backend needs the API token (Authorization: Bearer …):',
-      `  export HERALD_API_TOKEN="$(node -p 'require(process.argv[1]).apiToken' ${file})"`,
+      `  export HERALD_API_TOKEN="$(node -p 'require(process.argv[1]).apiToken' ${shellQuote(file)})"`,
       '',
     ].join('\n'),
   );
+}
+
+/**
+ * A path as one POSIX shell word: these lines are pasted into a shell, and a
+ * data dir with a space (or a quote, or a `$`) must stay one argument.
+ */
+function shellQuote(text: string): string {
+  return /^[\w@%+=:,./-]+$/.test(text) ? text : `'${text.replace(/'/g, `'\\''`)}'`;
 }

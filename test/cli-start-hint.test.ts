@@ -1,0 +1,37 @@
+/**
+ * The first-start hint of `herald start` as a real child process: the lines
+ * it prints are meant to be pasted into a shell, so they must still work when
+ * the data dir's path has a space (or a quote) in it.
+ */
+import { test, describe, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { exited, LineReader, spawnCli } from './helpers/cli.js';
+
+describe('herald start: the first-start hint', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'herald-cli-hint-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('the export line, pasted into sh, sets HERALD_API_TOKEN even with a space and a quote in the data dir', async () => {
+    const dataDir = join(dir, "panel's data");
+    const child = spawnCli(['start', '--data-dir', dataDir, '--port', '0', '--no-legacy', '--log-level', 'silent']);
+    const stderr = new LineReader(child.stderr);
+    try {
+      const line = (await stderr.next((l) => l.includes('export HERALD_API_TOKEN='))).trim();
+      const r = spawnSync('sh', ['-c', `${line}\nprintf '%s' "$HERALD_API_TOKEN"`], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      const secrets = JSON.parse(readFileSync(join(dataDir, 'secrets.json'), 'utf8')) as { apiToken: string };
+      assert.equal(r.stdout, secrets.apiToken, `${line}\n${r.stderr}`);
+      // The other hint lines name the same data dir, quoted the same way.
+      const tokenLine = await stderr.next((l) => l.includes('herald token --aid 1'));
+      const args = spawnSync('sh', ['-c', `set -- ${tokenLine.replace(/#.*$/, '').trim()}\nprintf '%s\\n' "$@"`], { encoding: 'utf8' });
+      assert.deepEqual(args.stdout.trim().split('\n'), ['herald', 'token', '--aid', '1', '--data-dir', dataDir]);
+    } finally {
+      child.kill('SIGTERM');
+      await exited(child);
+    }
+  });
+});
