@@ -173,7 +173,13 @@ export function loadOptions(input: LoadOptionsInput = {}): HeraldOptions {
     try {
       parsed = JSON.parse(readFileSync(file, 'utf8'));
     } catch (e) {
-      throw new HeraldError('HERALD_ERR_CONFIG', `cannot read config file ${file}: ${(e as Error).message}`);
+      // V8 quotes the text around some syntax errors (`Unexpected token 'h',
+      // ..."piToken": hunter2"... is not valid JSON`), and the file holds
+      // secrets: such a message is not repeated. (Its other messages give a
+      // position and no text.)
+      const message = (e as Error).message;
+      const why = /is not valid JSON$/.test(message) ? 'not valid JSON' : message;
+      throw new HeraldError('HERALD_ERR_CONFIG', `cannot read config file ${file}: ${why}`);
     }
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
       throw new HeraldError('HERALD_ERR_CONFIG', `config file ${file} must hold a JSON object`);
@@ -204,10 +210,10 @@ export function loadOptions(input: LoadOptionsInput = {}): HeraldOptions {
     const key = first.path.split('/')[1] ?? '';
     const schema = schemaOf(key);
     const expected = schema ? describeType(schema) : 'a known option';
-    throw new HeraldError(
-      'HERALD_ERR_CONFIG',
-      `option "${key}" (${source[key] ?? 'default'}): ${first.message}; expected ${expected}, got ${JSON.stringify(first.value)}`,
-    );
+    // A secret's value is never printed, not even a wrong one: this message
+    // reaches stderr and the service manager's journal.
+    const got = schema?.secret === true ? `${kindOf(first.value)} (not shown: the option is a secret)` : JSON.stringify(first.value);
+    throw new HeraldError('HERALD_ERR_CONFIG', `option "${key}" (${source[key] ?? 'default'}): ${first.message}; expected ${expected}, got ${got}`);
   }
   const options = withDefaults as HeraldOptions;
   checkConsistency(options);
@@ -245,6 +251,13 @@ function checkAuthConsistency(o: HeraldOptions): void {
 
 export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+/** What a value is, without the value: `a number`, `a list`, `null`. */
+function kindOf(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  return typeof value === 'object' ? 'an object' : `a ${typeof value}`;
 }
 
 function describeType(schema: TSchema): string {
