@@ -11,7 +11,7 @@ export interface HttpTransportOptions {
   apiToken: string;
   /** Deadline of each request, in milliseconds (at most {@link MAX_TIMEOUT_MS}). */
   timeoutMs: number;
-  /** Sent as User-Agent, so the server's logs tell the SDK from the CLI. */
+  /** Sent as User-Agent, so the server's logs tell the SDK (which the CLI uses too) from other callers. */
   userAgent: string;
 }
 
