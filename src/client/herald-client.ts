@@ -75,6 +75,13 @@ export class HeraldClient {
   #deadTimer: ReturnType<typeof setTimeout> | undefined;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
+  /**
+   * Numbers the attempts. Every attempt and close() take a new number, so an attempt that was abandoned while it awaited
+   * something (the token function, the credential probe) sees that it is
+   * no longer the current one when the await ends, and stops there instead
+   * of opening a second socket or scheduling a retry beside the new attempt.
+   */
+  #attemptId = 0;
   #closeNotice: { reason: string; code?: number } | undefined;
   #closeWaiters: Array<() => void> = [];
   #everConnected = false;
@@ -146,6 +153,10 @@ export class HeraldClient {
     if (this.#state === 'connecting' || this.#state === 'open') return;
     // A close() still in progress is done as far as its caller is concerned.
     this.#resolveClose();
+    // The socket of a close() still in progress is closed now and no longer
+    // listened to: its close event must not be taken for the end of the
+    // attempt starting now.
+    this.#abandonSocket();
     clearTimeout(this.#retryTimer);
     this.#retryTimer = undefined;
     this.#backoff.reset();
@@ -163,6 +174,8 @@ export class HeraldClient {
     this.#stopListening();
     clearTimeout(this.#retryTimer);
     this.#retryTimer = undefined;
+    // An attempt awaiting its token or the probe ends there.
+    this.#attemptId++;
     const ws = this.#ws;
     if (!ws || ws.readyState === WebSocket.CLOSED) {
       this.#ws = undefined;
@@ -209,20 +222,24 @@ export class HeraldClient {
   // ---- connection -----------------------------------------------------------
 
   async #open(): Promise<void> {
+    const id = ++this.#attemptId;
     const attempt = this.#backoff.attempt;
     this.#setState('connecting');
     this.events.emit('connecting', { attempt });
+    if (id !== this.#attemptId) return; // a listener called close() or connect()
     let url: string;
     try {
       url = await this.#url();
     } catch (error) {
+      if (id !== this.#attemptId) return;
       // A token function that fails is a transient problem (e.g. the panel's
       // token endpoint restarting): retry like a failed connection.
       this.events.emit('error', { error });
       if (this.#state === 'connecting') this.#scheduleRetry(CloseCode.INTERNAL_ERROR, 'token unavailable');
       return;
     }
-    if (this.#state !== 'connecting') return; // close() while awaiting the token
+    // close() (and perhaps connect() again) while awaiting the token.
+    if (id !== this.#attemptId || this.#state !== 'connecting') return;
     let ws: WebSocket;
     try {
       ws = new this.#WebSocket(url);
@@ -247,7 +264,7 @@ export class HeraldClient {
     ws.onclose = (ev: CloseEvent) => {
       if (this.#ws !== ws) return; // a socket we already gave up on
       this.#ws = undefined;
-      void this.#onClosed(ev.code, ev.reason || this.#closeNotice?.reason || '', opened, url);
+      void this.#onClosed(ev.code, ev.reason || this.#closeNotice?.reason || '', opened, url, id);
     };
   }
 
@@ -260,7 +277,7 @@ export class HeraldClient {
     return u.toString();
   }
 
-  async #onClosed(code: number, reason: string, opened: boolean, url: string): Promise<void> {
+  async #onClosed(code: number, reason: string, opened: boolean, url: string, id: number): Promise<void> {
     clearTimeout(this.#deadTimer);
     clearTimeout(this.#closeTimer);
     this.#deadTimer = undefined;
@@ -275,7 +292,8 @@ export class HeraldClient {
       // A refused handshake reaches the page only as code 1006, whatever the
       // HTTP status was, so ask the endpoint over plain HTTP why (server/web/admission.ts).
       terminal = await probeRefusal(url);
-      if (this.#state !== 'connecting' && this.#state !== 'open') return; // close() meanwhile
+      // close() or connect() meanwhile: another attempt's business now.
+      if (id !== this.#attemptId || (this.#state !== 'connecting' && this.#state !== 'open')) return;
     }
     if (terminal !== undefined) {
       this.#reject(terminal, reason || (terminal === CloseCode.FORBIDDEN ? 'forbidden' : 'unauthorized'));
@@ -329,16 +347,25 @@ export class HeraldClient {
    * a dead link that can take minutes) and reconnects.
    */
   #drop(reason: string): void {
+    if (!this.#abandonSocket(CloseCode.TIMEOUT, reason)) return;
+    void this.#onClosed(CloseCode.TIMEOUT, reason, true, '', this.#attemptId);
+  }
+
+  /** Stops listening to the current socket and closes it; false when there was none. */
+  #abandonSocket(code: number = CloseCode.NORMAL, reason = 'client closed'): boolean {
+    clearTimeout(this.#deadTimer);
+    this.#deadTimer = undefined;
     const ws = this.#ws;
-    if (!ws) return;
+    if (!ws) return false;
     this.#ws = undefined;
     ws.onopen = ws.onmessage = ws.onclose = null;
+    if (ws.readyState === WebSocket.CLOSING || ws.readyState === WebSocket.CLOSED) return true;
     try {
-      ws.close(CloseCode.TIMEOUT, reason);
+      ws.close(code, reason);
     } catch {
       // already closing
     }
-    void this.#onClosed(CloseCode.TIMEOUT, reason, true, '');
+    return true;
   }
 
   #stopListening(): void {
