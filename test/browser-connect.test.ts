@@ -1,11 +1,14 @@
 /**
  * Connection attempts in a real Chromium against a real Herald: an attempt
  * abandoned by close() while its token was still coming never opens a
- * socket, and connect() right after close() is not undone by the old
- * socket's close.
+ * socket, connect() right after close() is not undone by the old socket's
+ * close, and an attempt that never completes (a handshake nobody answers, a
+ * token function that never settles) is given up and retried.
  */
 import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { Browser, Page } from 'playwright-core';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, launchBrowser, newPage, waitForState, type W } from './helpers/browser.js';
@@ -19,6 +22,74 @@ type Watch = W & {
   /** Connection events of the client, by name. */
   seen: string[];
 };
+
+/**
+ * A TCP endpoint that accepts connections and holds them without a byte in
+ * answer (a server or proxy that hangs) until release(); connections made
+ * after that are forwarded to Herald.
+ */
+class HangingProxy {
+  readonly #server: Server;
+  /** The first connection held. */
+  readonly firstHeld: Promise<Socket>;
+  #onHeld: (s: Socket) => void = () => {};
+  #released = false;
+  /** Every socket either side, so close() does not wait for the page. */
+  readonly #all = new Set<Socket>();
+  port = 0;
+
+  constructor(targetPort: number) {
+    this.firstHeld = new Promise((resolve) => {
+      this.#onHeld = resolve;
+    });
+    this.#server = createServer((client: Socket) => {
+      this.#all.add(client);
+      client.on('close', () => this.#all.delete(client));
+      if (!this.#released) {
+        this.#onHeld(client);
+        client.on('error', () => {});
+        // Read (and drop) what the page sends, so that its FIN is seen and 'close' follows.
+        client.resume();
+        return;
+      }
+      const upstream = connect(targetPort, '127.0.0.1');
+      this.#all.add(upstream);
+      upstream.on('close', () => this.#all.delete(upstream));
+      client.pipe(upstream);
+      upstream.pipe(client);
+      const end = () => {
+        client.destroy();
+        upstream.destroy();
+      };
+      client.on('error', end).on('close', end);
+      upstream.on('error', end).on('close', end);
+    });
+  }
+
+  async listen(): Promise<number> {
+    await new Promise<void>((resolve) => this.#server.listen(0, '127.0.0.1', resolve));
+    this.port = (this.#server.address() as { port: number }).port;
+    return this.port;
+  }
+
+  release(): void {
+    this.#released = true;
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.#all) s.destroy();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+}
+
+/** Rejects after `ms`: an awaited event that does not come fails the test instead of hanging it. */
+function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
 
 describe('browser connection attempts in Chromium', { skip: browserSkipReason() }, () => {
   let server: TestServer;
@@ -38,14 +109,16 @@ describe('browser connection attempts in Chromium', { skip: browserSkipReason() 
 
   /**
    * A page from Herald (for /herald.js) with a client that is not connected
-   * yet, whose WebSockets are recorded and whose token function hands out
-   * promises the test resolves (tokenWaiters).
+   * yet, whose WebSockets are recorded and whose token comes from `token`:
+   * 'queued' hands out promises the test resolves (tokenWaiters);
+   * 'hang-first' never settles the first time and gives `tokenValue` after
+   * that; a string is used as it is.
    */
-  async function pageWithClient(): Promise<Page> {
+  async function pageWithClient(options: { token: 'queued' | 'hang-first' | string; endpoint?: string; connectTimeoutMs?: number; tokenValue?: string }): Promise<Page> {
     const { page } = await newPage(browser);
     pages.push(page);
     await page.goto(`${server.url}/demo`);
-    await page.evaluate(() => {
+    await page.evaluate((o) => {
       const w = window as unknown as Watch;
       w.sockets = [];
       w.tokenWaiters = [];
@@ -56,22 +129,29 @@ describe('browser connection attempts in Chromium', { skip: browserSkipReason() 
           w.sockets.push(this);
         }
       }
-      const token = () => new Promise<string>((resolve) => w.tokenWaiters.push(resolve));
+      let calls = 0;
+      const token = o.token === 'queued'
+        ? () => new Promise<string>((resolve) => w.tokenWaiters.push(resolve))
+        : o.token === 'hang-first'
+          ? () => (calls++ === 0 ? new Promise<string>(() => {}) : Promise.resolve(o.tokenValue!))
+          : o.token;
       const c = w.Herald.connect({
         url: location.origin,
         autoConnect: false,
         WebSocket: Watched,
         token,
-        // Long enough that a retry the test did not ask for shows as a stall.
-        reconnect: { baseMs: 60_000, capMs: 60_000 },
+        // Long enough that a retry the test did not ask for shows as a stall; short where the test wants retries.
+        reconnect: o.endpoint || o.token === 'hang-first' ? { baseMs: 50, capMs: 100 } : { baseMs: 60_000, capMs: 60_000 },
+        ...(o.endpoint ? { endpoint: o.endpoint } : {}),
+        ...(o.connectTimeoutMs ? { connectTimeoutMs: o.connectTimeoutMs } : {}),
       });
       for (const name of ['connecting', 'connected', 'disconnected', 'reconnecting', 'rejected'] as const) c.events.on(name, () => w.seen.push(name));
-    });
+    }, options);
     return page;
   }
 
   it('close() and connect() while the token is still coming open one socket, not one per attempt', async () => {
-    const page = await pageWithClient();
+    const page = await pageWithClient({ token: 'queued' });
     await page.evaluate(() => {
       const c = (window as unknown as Watch).Herald.client!;
       c.connect();
@@ -90,7 +170,7 @@ describe('browser connection attempts in Chromium', { skip: browserSkipReason() 
   });
 
   it('connect() right after close() is not undone when the old socket finishes closing', async () => {
-    const page = await pageWithClient();
+    const page = await pageWithClient({ token: 'queued' });
     const token = await server.token('admin', 32);
     await page.evaluate(() => (window as unknown as Watch).Herald.client!.connect());
     await page.evaluate((t) => (window as unknown as Watch).tokenWaiters[0]!(t), token);
@@ -110,5 +190,35 @@ describe('browser connection attempts in Chromium', { skip: browserSkipReason() 
     const seen = await page.evaluate(() => (window as unknown as Watch).seen);
     assert.deepEqual(seen, ['connecting', 'connected', 'connecting', 'connected'], 'no retry was scheduled');
     assert.equal(await page.evaluate(() => (window as unknown as Watch).sockets.length), 2);
+  });
+
+  it('gives up on a handshake nobody answers, closes its connection, and retries', async () => {
+    const proxy = new HangingProxy(Number(new URL(server.url).port));
+    const port = await proxy.listen();
+    try {
+      const page = await pageWithClient({ token: await server.token('admin', 33), endpoint: `ws://127.0.0.1:${port}/ws/admin`, connectTimeoutMs: 500 });
+      await page.evaluate(() => (window as unknown as Watch).Herald.client!.connect());
+      // Chromium itself would wait 240 s for this handshake.
+      await page.waitForFunction(() => (window as unknown as Watch).seen.includes('reconnecting'), null, { timeout: 10_000 });
+      // The hung connection is closed by the page, not left open beside the next one.
+      await within(10_000, 'the first held connection closing', (async () => {
+        const held = await proxy.firstHeld;
+        if (!held.destroyed) await once(held, 'close');
+      })());
+      proxy.release();
+      await waitForState(page, 'open', 15_000);
+      assert.equal(await page.evaluate(() => (window as unknown as Watch).Herald.client!.welcome?.ID), 33);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  it('gives up on a token function that never settles, and connects with the next token', async () => {
+    const page = await pageWithClient({ token: 'hang-first', tokenValue: await server.token('admin', 34), connectTimeoutMs: 500 });
+    await page.evaluate(() => (window as unknown as Watch).Herald.client!.connect());
+    await waitForState(page, 'open', 10_000);
+    const seen = await page.evaluate(() => (window as unknown as Watch).seen);
+    assert.deepEqual(seen, ['connecting', 'reconnecting', 'connecting', 'connected']);
+    assert.equal(await page.evaluate(() => (window as unknown as Watch).sockets.length), 1, 'the hung attempt never made a socket');
   });
 });

@@ -61,6 +61,14 @@ export interface HeraldClientOptions {
   reconnect?: BackoffOptions;
   /** Heartbeat assumed until WELCOME states the server's, in ms. Default 25000. */
   heartbeatMs?: number;
+  /**
+   * How long one attempt — the token function, the WebSocket handshake and
+   * the server's WELCOME together — may take before it is given up and
+   * retried with backoff, in ms. Default 20000. Shorter finds a server or
+   * proxy that accepts connections but never answers sooner; too short
+   * never lets a slow token endpoint or a slow network through.
+   */
+  connectTimeoutMs?: number;
   /** Keep delivery cursors in sessionStorage, so a reload resumes. Default true. */
   persistCursors?: boolean;
   /** Batch acks of the person's own stream: about one per this many ms at least (each wait 0.5–1.5× it, so tabs do not ack in step), or longer when WELCOME's ACK_MS asks (many tabs open). Default 1000. */

@@ -33,6 +33,13 @@ const DEAD_FACTOR = 2.5;
 const STABLE_MS = 5000;
 /** After close(), how long to wait for the server to close before closing ourselves, in ms. */
 const CLOSE_GRACE_MS = 3000;
+/**
+ * How long one attempt (token, handshake, WELCOME) may take by default, in
+ * ms: socket.io-client's connect timeout. Chromium itself gives up on a
+ * handshake only after 240 s, and a token function or the credential probe
+ * may never settle at all.
+ */
+const CONNECT_TIMEOUT_MS = 20_000;
 
 let scriptBase: string | undefined;
 /** The script build records where it was loaded from, the default base URL. */
@@ -75,8 +82,11 @@ export class HeraldClient {
   #deadTimer: ReturnType<typeof setTimeout> | undefined;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
+  #connectTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #connectTimeoutMs: number;
   /**
-   * Numbers the attempts. Every attempt and close() take a new number, so an attempt that was abandoned while it awaited
+   * Numbers the attempts. Every attempt, close() and a timed-out attempt
+   * take a new number, so an attempt that was abandoned while it awaited
    * something (the token function, the credential probe) sees that it is
    * no longer the current one when the await ends, and stops there instead
    * of opening a second socket or scheduling a retry beside the new attempt.
@@ -100,6 +110,8 @@ export class HeraldClient {
     this.dispatcher = options.dispatcher ?? new Dispatcher();
     this.#backoff = new Backoff(options.reconnect);
     this.#heartbeatMs = options.heartbeatMs ?? 25_000;
+    this.#connectTimeoutMs = options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
+    if (!(this.#connectTimeoutMs > 0)) throw new TypeError(`connectTimeoutMs must be > 0, got ${String(options.connectTimeoutMs)}`);
     this.#WebSocket = options.WebSocket ?? WebSocket;
     this.#delivery = new DeliveryTracker({
       storageKey: options.persistCursors === false ? undefined : `herald:cursors:${this.endpoint}`,
@@ -174,6 +186,8 @@ export class HeraldClient {
     this.#stopListening();
     clearTimeout(this.#retryTimer);
     this.#retryTimer = undefined;
+    clearTimeout(this.#connectTimer);
+    this.#connectTimer = undefined;
     // An attempt awaiting its token or the probe ends there.
     this.#attemptId++;
     const ws = this.#ws;
@@ -227,6 +241,8 @@ export class HeraldClient {
     this.#setState('connecting');
     this.events.emit('connecting', { attempt });
     if (id !== this.#attemptId) return; // a listener called close() or connect()
+    clearTimeout(this.#connectTimer);
+    this.#connectTimer = setTimeout(() => this.#connectTimedOut(id), this.#connectTimeoutMs);
     let url: string;
     try {
       url = await this.#url();
@@ -292,7 +308,7 @@ export class HeraldClient {
       // A refused handshake reaches the page only as code 1006, whatever the
       // HTTP status was, so ask the endpoint over plain HTTP why (server/web/admission.ts).
       terminal = await probeRefusal(url);
-      // close() or connect() meanwhile: another attempt's business now.
+      // close(), connect() or the connect timeout meanwhile: another attempt's business now.
       if (id !== this.#attemptId || (this.#state !== 'connecting' && this.#state !== 'open')) return;
     }
     if (terminal !== undefined) {
@@ -304,6 +320,8 @@ export class HeraldClient {
   }
 
   #reject(code: number, reason: string): void {
+    clearTimeout(this.#connectTimer);
+    this.#connectTimer = undefined;
     this.#stopListening();
     this.#setState('rejected');
     this.events.emit('disconnected', { code, reason, willReconnect: false });
@@ -313,6 +331,8 @@ export class HeraldClient {
   #scheduleRetry(_code: number, _reason: string): void {
     if (this.#welcomeAt !== 0 && Date.now() - this.#welcomeAt >= STABLE_MS) this.#backoff.reset();
     this.#welcomeAt = 0;
+    clearTimeout(this.#connectTimer);
+    this.#connectTimer = undefined;
     const delayMs = this.#backoff.next();
     this.#setState('waiting');
     this.events.emit('reconnecting', { attempt: this.#backoff.attempt, delayMs });
@@ -349,6 +369,22 @@ export class HeraldClient {
   #drop(reason: string): void {
     if (!this.#abandonSocket(CloseCode.TIMEOUT, reason)) return;
     void this.#onClosed(CloseCode.TIMEOUT, reason, true, '', this.#attemptId);
+  }
+
+  /**
+   * An attempt got no WELCOME in time: the handshake hangs (a server or
+   * proxy that accepts the connection and never answers), or the token
+   * function or the credential probe never settled. Give up on it and retry
+   * with backoff, as after a failed connection.
+   */
+  #connectTimedOut(id: number): void {
+    this.#connectTimer = undefined;
+    if (id !== this.#attemptId || this.#state !== 'connecting') return;
+    this.#attemptId++; // whatever the attempt still awaits is ignored when it comes
+    const reason = 'connect timeout';
+    this.#abandonSocket(CloseCode.TIMEOUT, reason);
+    if (this.#everConnected) this.events.emit('disconnected', { code: CloseCode.TIMEOUT, reason, willReconnect: true });
+    this.#scheduleRetry(CloseCode.TIMEOUT, reason);
   }
 
   /** Stops listening to the current socket and closes it; false when there was none. */
@@ -425,6 +461,8 @@ export class HeraldClient {
   }
 
   #onWelcome(frame: WelcomeFrame): void {
+    clearTimeout(this.#connectTimer);
+    this.#connectTimer = undefined;
     if (typeof frame.HEARTBEAT === 'number' && frame.HEARTBEAT > 0) this.#heartbeatMs = frame.HEARTBEAT;
     this.#touch();
     const resumed = this.#delivery.cursor('own') !== undefined || this.#delivery.cursor('broadcast') !== undefined;
