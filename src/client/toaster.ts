@@ -66,6 +66,8 @@ export class Toaster {
   readonly #options: Required<Omit<ToasterOptions, 'parent'>> & { parent: HTMLElement | undefined };
   #host: HTMLElement | undefined;
   #root: ShadowRoot | undefined;
+  /** The host waits for <body> to exist (a notification arrived while the parser was still in <head>). */
+  #awaitingBody = false;
   readonly #commands = new Map<string, CommandToast>();
 
   constructor(options: ToasterOptions = {}) {
@@ -83,7 +85,7 @@ export class Toaster {
 
   /** The shadow root holding the toasts, created on first use. */
   get root(): ShadowRoot {
-    if (this.#root && this.#host?.isConnected) return this.#root;
+    if (this.#root && (this.#host?.isConnected || this.#awaitingBody)) return this.#root;
     const host = document.createElement('div');
     host.id = this.#options.hostId;
     // The region is announced politely by screen readers as toasts arrive.
@@ -98,9 +100,28 @@ export class Toaster {
     list.setAttribute('aria-relevant', 'additions');
     list.style.display = 'contents';
     root.append(style, list);
-    (this.#options.parent ?? document.body).append(host);
     this.#host = host;
     this.#root = root;
+    // No <body> once the document is parsed (a frameset, an SVG document): the root element.
+    const parent = this.#options.parent ?? document.body ?? (document.readyState === 'loading' ? undefined : document.documentElement);
+    if (parent) {
+      parent.append(host);
+    } else {
+      // A script in <head> (where the old daemon's pages load it) can get a
+      // notification before the parser reached <body>: a replay right after
+      // connect, or processData(). The toast is built now and shown once
+      // the body exists; the notification is acked already, so throwing
+      // here would lose it for good.
+      this.#awaitingBody = true;
+      document.addEventListener(
+        'DOMContentLoaded',
+        () => {
+          this.#awaitingBody = false;
+          if (this.#host === host) (document.body ?? document.documentElement).append(host);
+        },
+        { once: true },
+      );
+    }
     return root;
   }
 
@@ -204,6 +225,7 @@ export class Toaster {
   /** Removes every toast and the host element. */
   clear(): void {
     this.#commands.clear();
+    this.#awaitingBody = false;
     this.#host?.remove();
     this.#host = undefined;
     this.#root = undefined;
