@@ -1,8 +1,9 @@
 /**
  * The DOM-free parts of the browser library, in Node: the dispatcher's
- * rules, full-jitter backoff, and the delivery cursors (dedupe, batched
- * cumulative acks, RESET, another person's cursors). The rest runs in
- * Chromium (browser-library, browser-reconnect).
+ * rules, the connection events' emitter, full-jitter backoff, and the
+ * delivery cursors (dedupe, batched cumulative acks, RESET, another
+ * person's cursors). The rest runs in Chromium (browser-library,
+ * browser-reconnect, browser-connect, browser-page-load).
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,6 +11,7 @@ import fc from 'fast-check';
 import { Dispatcher, toNotification } from '../src/client/dispatcher.js';
 import { Backoff } from '../src/client/backoff.js';
 import { DeliveryTracker } from '../src/client/delivery.js';
+import { Emitter } from '../src/client/emitter.js';
 import type { ClientFrame, WelcomeFrame } from '../src/protocol/frames.js';
 
 describe('Dispatcher', () => {
@@ -95,6 +97,33 @@ describe('Dispatcher', () => {
     assert.deepEqual(toNotification({ TITLE: 't' }), { TITLE: 't', TYPE: 'MESSAGE' });
     assert.equal(toNotification([1]), undefined);
     assert.equal(toNotification(null), undefined);
+  });
+});
+
+describe('Emitter', () => {
+  it('off() removes a listener added with once(), as it does one added with on()', () => {
+    const e = new Emitter<{ connected: number }>();
+    const got: string[] = [];
+    const first = (n: number) => got.push(`once ${n}`);
+    const always = (n: number) => got.push(`on ${n}`);
+    e.once('connected', first);
+    e.on('connected', always);
+    e.off('connected', first);
+    e.emit('connected', 1);
+    e.off('connected', always);
+    e.emit('connected', 2);
+    assert.deepEqual(got, ['on 1']);
+  });
+
+  it('a once() listener runs once, and its returned function still removes it', () => {
+    const e = new Emitter<{ state: string }>();
+    const got: string[] = [];
+    e.once('state', (s) => got.push(s));
+    const off = e.once('state', (s) => got.push(`never ${s}`));
+    off();
+    e.emit('state', 'open');
+    e.emit('state', 'closed');
+    assert.deepEqual(got, ['open']);
   });
 });
 

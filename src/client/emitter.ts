@@ -5,6 +5,9 @@
  */
 export type Listener<T> = (payload: T) => void;
 
+/** The wrapper once() registers, which knows the listener it stands for (so off() finds it). */
+type OnceWrapper = Listener<never> & { readonly listener: Listener<never> };
+
 export class Emitter<Events extends object> {
   readonly #listeners = new Map<keyof Events, Set<Listener<never>>>();
 
@@ -21,15 +24,24 @@ export class Emitter<Events extends object> {
 
   /** Like `on`, but the listener runs at most once. */
   once<K extends keyof Events>(event: K, listener: Listener<Events[K]>): () => void {
-    const off = this.on(event, (payload) => {
-      off();
-      listener(payload);
-    });
+    const wrapper = Object.assign(
+      (payload: Events[K]) => {
+        off();
+        listener(payload);
+      },
+      { listener: listener as Listener<never> },
+    );
+    const off = this.on(event, wrapper);
     return off;
   }
 
+  /** Removes a listener added with on() or once(). */
   off<K extends keyof Events>(event: K, listener: Listener<Events[K]>): void {
-    this.#listeners.get(event)?.delete(listener as Listener<never>);
+    const set = this.#listeners.get(event);
+    if (!set) return;
+    set.delete(listener as Listener<never>);
+    // once() registered a wrapper, not the listener the page holds.
+    for (const l of set) if ((l as Partial<OnceWrapper>).listener === listener) set.delete(l);
   }
 
   emit<K extends keyof Events>(event: K, payload: Events[K]): void {
