@@ -111,6 +111,36 @@ describe('browser library in Chromium', { skip: browserSkipReason() }, () => {
     assert.deepEqual(await p.locator('.herald-toast .herald-title').allInnerTexts(), ['stack 2', 'stack 3', 'stack 5', 'stack 6']);
   });
 
+  it('holds a toast while it has the keyboard focus or the pointer, whichever ends last', async () => {
+    const p = await page();
+    await p.goto(`${server.url}/demo`);
+    await p.evaluate(() => {
+      const w = window as unknown as W & { hold: InstanceType<W['Herald']['Toaster']> };
+      w.hold = new w.Herald.Toaster({ hostId: 'hold-test' });
+      w.hold.show({ TYPE: 'MESSAGE', TITLE: 'held', TEXT: 'x', EXTRA: 'https://example.net/', TIMEOUT: 1000 });
+    });
+    const held = p.locator('#hold-test .herald-toast', { hasText: 'held' });
+    /** A toast that lives 2.5× as long as the held one: when it is gone, the held one's time is up too. */
+    const clock = async (title: string) => {
+      await p.evaluate((t) => (window as unknown as { hold: { show(m: object): void } }).hold.show({ TYPE: 'MESSAGE', TITLE: t, TEXT: 'x', TIMEOUT: 2500 }), title);
+      await p.locator('#hold-test .herald-toast', { hasText: title }).waitFor({ state: 'detached', timeout: 10_000 });
+    };
+    // Keyboard focus inside; the pointer passes over it and leaves.
+    await held.locator('.herald-link').focus();
+    await held.hover();
+    await p.mouse.move(10, 650);
+    await clock('clock 1');
+    assert.equal(await held.count(), 1, 'held while focused, though the pointer left');
+    // The pointer comes back, then the focus leaves.
+    await held.hover();
+    await held.locator('.herald-link').evaluate((el) => (el as HTMLElement).blur());
+    await clock('clock 2');
+    assert.equal(await held.count(), 1, 'held while hovered, though the focus left');
+    // Neither: it goes.
+    await p.mouse.move(10, 650);
+    await held.waitFor({ state: 'detached', timeout: 10_000 });
+  });
+
   it('never runs script from TITLE or TEXT, and keeps only the allowed markup', async () => {
     const p = await page();
     const dialogs: string[] = [];

@@ -293,16 +293,34 @@ export class Toaster {
 
   #autoDismiss(toast: HTMLElement, ms: number): void {
     if (ms <= 0) return;
+    // Reading takes time: hovering or focusing a toast holds it, and it is
+    // held while either lasts. The pointer leaving must not start the clock
+    // while the keyboard focus is still inside, and no second timer may run
+    // beside one that a later hover stops.
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const start = () => {
-      timer = setTimeout(() => toast.remove(), ms);
+    let hovered = false;
+    let focused = false;
+    const arm = () => {
+      clearTimeout(timer);
+      timer = hovered || focused ? undefined : setTimeout(() => toast.remove(), ms);
     };
-    const stop = () => clearTimeout(timer);
-    // Reading takes time: hovering or focusing a toast holds it.
-    toast.addEventListener('mouseenter', stop);
-    toast.addEventListener('focusin', stop);
-    toast.addEventListener('mouseleave', start);
-    toast.addEventListener('focusout', start);
-    start();
+    toast.addEventListener('mouseenter', () => {
+      hovered = true;
+      arm();
+    });
+    toast.addEventListener('mouseleave', () => {
+      hovered = false;
+      arm();
+    });
+    toast.addEventListener('focusin', () => {
+      focused = true;
+      arm();
+    });
+    toast.addEventListener('focusout', (ev) => {
+      // Focus moving from the link to the close button stays inside.
+      focused = ev.relatedTarget instanceof Node && toast.contains(ev.relatedTarget);
+      arm();
+    });
+    arm();
   }
 }
