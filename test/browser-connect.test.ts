@@ -1,14 +1,16 @@
 /**
  * Connection attempts in a real Chromium against a real Herald: an attempt
- * abandoned by close() while its token was still coming never opens a
- * socket, connect() right after close() is not undone by the old socket's
- * close, and an attempt that never completes (a handshake nobody answers, a
- * token function that never settles) is given up and retried.
+ * abandoned by close() while its token or its credential probe was still
+ * coming neither opens a socket nor decides the next attempt, connect()
+ * right after close() is not undone by the old socket's close, and an
+ * attempt that never completes (a handshake nobody answers, a token
+ * function that never settles) is given up and retried.
  */
 import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect, createServer, type Server, type Socket } from 'node:net';
+import { createServer as createHttpServer, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { Browser, Page } from 'playwright-core';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, launchBrowser, newPage, waitForState, type W } from './helpers/browser.js';
@@ -82,6 +84,56 @@ class HangingProxy {
   }
 }
 
+/**
+ * An endpoint that refuses every WebSocket handshake (HTTP 503, seen by the
+ * page as close code 1006) and holds each credential probe (the POST the
+ * library sends after such a refusal) until the test answers it.
+ */
+class RefusingEndpoint {
+  readonly #server: HttpServer;
+  readonly #probes: ServerResponse[] = [];
+  #onProbe: () => void = () => {};
+  port = 0;
+
+  constructor() {
+    this.#server = createHttpServer((req, res) => {
+      if (req.method !== 'POST') {
+        res.writeHead(404).end();
+        return;
+      }
+      // The page is on Herald's origin: a credentialed cross-origin POST needs these to be read.
+      res.setHeader('access-control-allow-origin', req.headers.origin ?? '*');
+      res.setHeader('access-control-allow-credentials', 'true');
+      this.#probes.push(res);
+      this.#onProbe();
+    });
+    this.#server.on('upgrade', (_req, socket: Socket) => {
+      socket.end('HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
+    });
+  }
+
+  async listen(): Promise<number> {
+    await new Promise<void>((resolve) => this.#server.listen(0, '127.0.0.1', resolve));
+    this.port = (this.#server.address() as { port: number }).port;
+    return this.port;
+  }
+
+  /** Resolves when `n` probes have arrived in all. */
+  async probes(n: number): Promise<void> {
+    while (this.#probes.length < n) await new Promise<void>((resolve) => (this.#onProbe = resolve));
+  }
+
+  /** Answers the `i`-th probe (0-based) with an HTTP status. */
+  answer(i: number, status: number): void {
+    this.#probes[i]!.writeHead(status).end();
+  }
+
+  async close(): Promise<void> {
+    this.#server.closeAllConnections();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+}
+
 /** Rejects after `ms`: an awaited event that does not come fails the test instead of hanging it. */
 function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
@@ -114,7 +166,7 @@ describe('browser connection attempts in Chromium', { skip: browserSkipReason() 
    * 'hang-first' never settles the first time and gives `tokenValue` after
    * that; a string is used as it is.
    */
-  async function pageWithClient(options: { token: 'queued' | 'hang-first' | string; endpoint?: string; connectTimeoutMs?: number; tokenValue?: string }): Promise<Page> {
+  async function pageWithClient(options: { token: 'queued' | 'hang-first' | string; endpoint?: string; connectTimeoutMs?: number; tokenValue?: string; reconnectMs?: number }): Promise<Page> {
     const { page } = await newPage(browser);
     pages.push(page);
     await page.goto(`${server.url}/demo`);
@@ -141,7 +193,9 @@ describe('browser connection attempts in Chromium', { skip: browserSkipReason() 
         WebSocket: Watched,
         token,
         // Long enough that a retry the test did not ask for shows as a stall; short where the test wants retries.
-        reconnect: o.endpoint || o.token === 'hang-first' ? { baseMs: 50, capMs: 100 } : { baseMs: 60_000, capMs: 60_000 },
+        reconnect: o.reconnectMs
+          ? { baseMs: o.reconnectMs, capMs: o.reconnectMs }
+          : o.endpoint || o.token === 'hang-first' ? { baseMs: 50, capMs: 100 } : { baseMs: 60_000, capMs: 60_000 },
         ...(o.endpoint ? { endpoint: o.endpoint } : {}),
         ...(o.connectTimeoutMs ? { connectTimeoutMs: o.connectTimeoutMs } : {}),
       });
@@ -190,6 +244,45 @@ describe('browser connection attempts in Chromium', { skip: browserSkipReason() 
     const seen = await page.evaluate(() => (window as unknown as Watch).seen);
     assert.deepEqual(seen, ['connecting', 'connected', 'connecting', 'connected'], 'no retry was scheduled');
     assert.equal(await page.evaluate(() => (window as unknown as Watch).sockets.length), 2);
+  });
+
+  it('an answer to the probe of an attempt that close() abandoned does not decide the next attempt', async () => {
+    const endpoint = new RefusingEndpoint();
+    const port = await endpoint.listen();
+    try {
+      const page = await pageWithClient({ token: 'static-token', endpoint: `ws://127.0.0.1:${port}/ws/admin`, reconnectMs: 60_000 });
+      // The page's own record of when each probe's answer reached it (fetch itself is the browser's).
+      await page.evaluate(() => {
+        const w = window as unknown as Watch & { probeAnswers: number[] };
+        w.probeAnswers = [];
+        const fetch0 = window.fetch.bind(window);
+        window.fetch = async (...args: Parameters<typeof fetch>) => {
+          const res = await fetch0(...args);
+          w.probeAnswers.push(res.status);
+          return res;
+        };
+        w.Herald.client!.connect();
+      });
+      await within(10_000, 'the first probe', endpoint.probes(1));
+      // Signed out and in again while the first attempt's probe is out.
+      await page.evaluate(() => {
+        const c = (window as unknown as Watch).Herald.client!;
+        void c.close();
+        c.connect();
+      });
+      await within(10_000, 'the second probe', endpoint.probes(2));
+      // The old attempt's probe says "refused" (say, the token of the signed-out session)...
+      endpoint.answer(0, 401);
+      await page.waitForFunction(() => (window as unknown as { probeAnswers: number[] }).probeAnswers.length === 1, null, { timeout: 10_000 });
+      // ...the current attempt's says "unavailable": it must retry, not stop.
+      endpoint.answer(1, 503);
+      await page.waitForFunction(() => (window as unknown as Watch).seen.some((e) => e === 'reconnecting' || e === 'rejected'), null, { timeout: 10_000 });
+      const seen = await page.evaluate(() => (window as unknown as Watch).seen);
+      assert.deepEqual(seen, ['connecting', 'connecting', 'reconnecting']);
+      assert.equal(await page.evaluate(() => (window as unknown as Watch).Herald.client!.state), 'waiting');
+    } finally {
+      await endpoint.close();
+    }
   });
 
   it('gives up on a handshake nobody answers, closes its connection, and retries', async () => {
