@@ -314,4 +314,26 @@ describe('browser connection attempts in Chromium', { skip: browserSkipReason() 
     assert.deepEqual(seen, ['connecting', 'reconnecting', 'connecting', 'connected']);
     assert.equal(await page.evaluate(() => (window as unknown as Watch).sockets.length), 1, 'the hung attempt never made a socket');
   });
+  it('refuses timings that would make it retry in a loop: a heartbeat, a backoff or a connect timeout of 0 or NaN', async () => {
+    const { page } = await newPage(browser);
+    pages.push(page);
+    await page.goto(`${server.url}/demo`);
+    const refused = await page.evaluate(() => {
+      const w = window as unknown as W;
+      const bad: Array<Record<string, unknown>> = [
+        { heartbeatMs: 0 }, { heartbeatMs: -1 }, { heartbeatMs: Number.NaN },
+        { reconnect: { baseMs: Number.NaN } }, { reconnect: { baseMs: 100, capMs: Number.NaN } }, { reconnect: { baseMs: 100, capMs: Infinity } },
+        { connectTimeoutMs: 0 },
+      ];
+      return bad.map((o) => {
+        try {
+          w.Herald.connect({ url: location.origin, autoConnect: false, token: 'x', ...o }).close();
+          return 'accepted';
+        } catch (e) {
+          return (e as Error).name;
+        }
+      });
+    });
+    assert.deepEqual(refused, Array(7).fill('TypeError'));
+  });
 });

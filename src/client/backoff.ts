@@ -25,7 +25,10 @@ export class Backoff {
     this.#base = options.baseMs ?? 500;
     this.#cap = options.capMs ?? 30_000;
     this.#random = options.random ?? Math.random;
-    if (this.#base <= 0 || this.#cap < this.#base) throw new TypeError('backoff: baseMs must be > 0 and capMs ≥ baseMs');
+    // Written so that NaN fails too: NaN delays are 0, a tight retry loop.
+    if (!(this.#base > 0 && this.#cap >= this.#base && Number.isFinite(this.#cap))) {
+      throw new TypeError(`backoff: baseMs must be > 0 and capMs a finite number ≥ baseMs, got ${String(options.baseMs)} and ${String(options.capMs)}`);
+    }
   }
 
   /** How many delays were handed out since the last reset. */

@@ -110,6 +110,8 @@ export class HeraldClient {
     this.dispatcher = options.dispatcher ?? new Dispatcher();
     this.#backoff = new Backoff(options.reconnect);
     this.#heartbeatMs = options.heartbeatMs ?? 25_000;
+    // Zero, negative or NaN would fire the dead-link timer before WELCOME: a reconnect loop.
+    if (!(this.#heartbeatMs > 0 && Number.isFinite(this.#heartbeatMs))) throw new TypeError(`heartbeatMs must be a positive number of ms, got ${String(options.heartbeatMs)}`);
     this.#connectTimeoutMs = options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
     if (!(this.#connectTimeoutMs > 0)) throw new TypeError(`connectTimeoutMs must be > 0, got ${String(options.connectTimeoutMs)}`);
     this.#WebSocket = options.WebSocket ?? WebSocket;
