@@ -123,9 +123,15 @@ class RefusingEndpoint {
     while (this.#probes.length < n) await new Promise<void>((resolve) => (this.#onProbe = resolve));
   }
 
-  /** Answers the `i`-th probe (0-based) with an HTTP status. */
+  /** Answers the `i`-th probe (0-based) with an HTTP status and, for 401 and 403, Herald's error body. */
   answer(i: number, status: number): void {
-    this.#probes[i]!.writeHead(status).end();
+    const code = status === 401 ? 'HERALD_ERR_UNAUTHORIZED' : status === 403 ? 'HERALD_ERR_ORIGIN' : 'HERALD_ERR_UNAVAILABLE';
+    this.#probes[i]!.writeHead(status, { 'content-type': 'application/json; charset=utf-8' }).end(JSON.stringify({ error: { code, message: 'refused' } }));
+  }
+
+  /** Answers the `i`-th probe as a proxy in front of Herald might: the status with a page of its own. */
+  answerAsProxy(i: number, status: number): void {
+    this.#probes[i]!.writeHead(status, { 'content-type': 'text/html' }).end(`<html><body>${status} from the proxy</body></html>`);
   }
 
   async close(): Promise<void> {
@@ -280,6 +286,26 @@ describe('browser connection attempts in Chromium', { skip: browserSkipReason() 
       const seen = await page.evaluate(() => (window as unknown as Watch).seen);
       assert.deepEqual(seen, ['connecting', 'connecting', 'reconnecting']);
       assert.equal(await page.evaluate(() => (window as unknown as Watch).Herald.client!.state), 'waiting');
+    } finally {
+      await endpoint.close();
+    }
+  });
+
+  it("a 401 or 403 from a proxy in front of Herald is retried; only Herald's own refusal stops the tab", async () => {
+    const endpoint = new RefusingEndpoint();
+    const port = await endpoint.listen();
+    try {
+      const page = await pageWithClient({ token: 'static-token', endpoint: `ws://127.0.0.1:${port}/ws/admin`, reconnectMs: 50 });
+      await page.evaluate(() => (window as unknown as Watch).Herald.client!.connect());
+      await within(10_000, 'the first probe', endpoint.probes(1));
+      endpoint.answerAsProxy(0, 401);
+      await within(10_000, 'a second attempt after the proxy\'s 401', endpoint.probes(2));
+      endpoint.answerAsProxy(1, 403);
+      await within(10_000, 'a third attempt after the proxy\'s 403', endpoint.probes(3));
+      endpoint.answer(2, 401);
+      await waitForState(page, 'rejected');
+      const seen = await page.evaluate(() => (window as unknown as Watch).seen);
+      assert.deepEqual(seen, ['connecting', 'reconnecting', 'connecting', 'reconnecting', 'connecting', 'disconnected', 'rejected']);
     } finally {
       await endpoint.close();
     }
