@@ -35,4 +35,9 @@ describe('herald client command flags', () => {
       assert.ok(!(r.stdout + r.stderr).includes('S3cr3t-pass'), r.stderr);
     }
   });
+  test('an empty --url is a usage error, not a fall back to the configured server', async () => {
+    const r = await runCli(['ping', '--url', ''], { env });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /^herald: --url must not be empty\n$/);
+  });
 });

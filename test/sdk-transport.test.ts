@@ -79,6 +79,24 @@ describe('HttpTransport: deadlines and the url', () => {
     assert.throws(() => new BrowserSender({ url: `http://backend@127.0.0.1:${port}`, apiToken: s.apiToken }), /option "url"/);
   });
 
+  test('a url with a query or a fragment is a TypeError at construction (the API paths would land after it)', async () => {
+    for (const tail of ['?x=1', '#top', '/herald?x=1']) {
+      assert.throws(() => new BrowserSender({ url: `${s.url}${tail}`, apiToken: s.apiToken }), (e: Error) => e instanceof TypeError && /option "url" must not carry a query or fragment/.test(e.message));
+    }
+    // A path prefix (Herald behind a reverse proxy) is still fine.
+    assert.ok(new BrowserSender({ url: `${s.url}/herald/`, apiToken: s.apiToken }));
+  });
+
+  test('a browser token lives at most 31 days, signed locally as through the API', async () => {
+    const viaApi = new BrowserSender({ url: s.url, apiToken: s.apiToken });
+    const local = new BrowserSender({ url: s.url, apiToken: s.apiToken, secret: 'x'.repeat(40) });
+    for (const sender of [viaApi, local]) {
+      await assert.rejects(sender.createConnectToken({ aid: 1, ttl: 31 * 86400 + 1 }), (e: unknown) => e instanceof HeraldSdkError && e.code === 'HERALD_ERR_BAD_ARGUMENT' && /up to 2678400/.test(e.message));
+      const t = await sender.createConnectToken({ aid: 1, ttl: 31 * 86400 });
+      assert.ok(t && t.token.split('.').length === 3);
+    }
+  });
+
   test('a redirect (a proxy sending http to https) is HERALD_ERR_BAD_RESPONSE naming where, not followed as a GET without the API token', async () => {
     const tab = await s.tab('admin', 91);
     await tab.nextOfType('WELCOME');

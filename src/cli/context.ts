@@ -43,6 +43,9 @@ export function loadCliOptions(flags: GlobalFlags, overrides: Partial<Record<Opt
 
 /** The URL a client on this machine uses to reach the server the options describe. */
 export function serverUrl(options: HeraldOptions, flags: GlobalFlags, env: NodeJS.ProcessEnv = process.env): string {
+  // `--url ''` (an unset shell variable, say) is a mistake to report, not a
+  // wish for the configured server; an empty HERALD_URL is unset, as usual.
+  if (flags.url !== undefined && flags.url.trim() === '') throw new CliError('--url must not be empty', Exit.USAGE);
   const explicit = flags.url ?? env.HERALD_URL;
   if (explicit) return explicit;
   if (options.publicUrl) return options.publicUrl;

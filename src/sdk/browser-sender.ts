@@ -47,6 +47,8 @@ export interface BrowserSenderOptions {
 
 /** Default lifetime of a locally minted browser token, seconds (the server's `tokenTtlMs` default, 12 h). */
 export const DEFAULT_CONNECT_TOKEN_TTL_SEC = 43200;
+/** The longest a browser token may live, in seconds: 31 days, as POST /api/v1/tokens allows. */
+export const MAX_CONNECT_TOKEN_TTL_SEC = 31 * 86400;
 
 export class BrowserSender {
   /** False when constructed with `enabled: false`. */
@@ -89,6 +91,8 @@ export class BrowserSender {
     // the failure looked like an unreachable server. The API token is the
     // credential; a proxy in front of Herald must pass Authorization through.
     if (parsed.username !== '' || parsed.password !== '') throw new TypeError('option "url" must not carry a user name or password (user:pass@): the API token is the credential');
+    // Paths are appended to the URL as text: /api/v1/send would land after a ?query or #fragment.
+    if (parsed.search !== '' || parsed.hash !== '') throw new TypeError(`option "url" must not carry a query or fragment (${parsed.search}${parsed.hash}): it is the base the API's paths are appended to`);
     if (!options.apiToken) throw new TypeError('option "apiToken" is required when "enabled" is true');
     this.#http = new HttpTransport({ url: options.url, apiToken: options.apiToken, timeoutMs, userAgent: `herald-sdk/${SDK_VERSION}` });
   }
@@ -289,7 +293,10 @@ export class BrowserSender {
   async createConnectToken(input: Person & { ttl?: number }): Promise<ConnectToken | false> {
     if (!this.enabled) return false;
     const principal = toPrincipal(input);
-    if (input.ttl !== undefined && (!Number.isFinite(input.ttl) || input.ttl <= 0)) throw badArgument(`ttl must be a positive number of seconds, got ${String(input.ttl)}`);
+    // The server's bound (POST /api/v1/tokens), kept when signing locally too.
+    if (input.ttl !== undefined && (!Number.isFinite(input.ttl) || input.ttl <= 0 || input.ttl > MAX_CONNECT_TOKEN_TTL_SEC)) {
+      throw badArgument(`ttl must be a positive number of seconds up to ${MAX_CONNECT_TOKEN_TTL_SEC} (31 days), got ${String(input.ttl)}`);
+    }
     if (this.#secret !== undefined) return mintConnectToken(this.#secret, principal, input.ttl ?? DEFAULT_CONNECT_TOKEN_TTL_SEC);
     if (!this.#http) return false;
     const body: Record<string, unknown> = { kind: principal.kind, id: principal.id };
