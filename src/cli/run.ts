@@ -56,61 +56,102 @@ export async function runRun(argv: string[], flags: RunFlags): Promise<void> {
   const pollMs = flags.pollMs === undefined ? 200 : Number(flags.pollMs);
   if (!Number.isFinite(pollMs) || pollMs < 10) throw new CliError('--poll-ms must be a number ≥ 10', Exit.USAGE);
   const { sender, url } = clientContext(flags);
-  let id: string | false;
+  // With --wait, Ctrl-C or SIGTERM cancels the command on the server, also
+  // when it comes before the server has named the command.
+  const interrupts = flags.wait ? new Interrupts(sender) : undefined;
   try {
-    id = await sender.runInBackground(program, {
-      aid, args, door: 'cli',
-      ...(timeout === undefined ? {} : { timeout }),
-      ...(flags.id === undefined ? {} : { id: flags.id }),
-    });
-  } catch (e) {
-    sdkFailure(e, url);
+    let id: string | false;
+    try {
+      id = await sender.runInBackground(program, {
+        aid, args, door: 'cli',
+        ...(timeout === undefined ? {} : { timeout }),
+        ...(flags.id === undefined ? {} : { id: flags.id }),
+      });
+    } catch (e) {
+      sdkFailure(e, url);
+    }
+    if (id === false) throw new CliError('commands are disabled');
+    if (!interrupts) {
+      process.stdout.write(`${id}\n`);
+      return;
+    }
+    process.stderr.write(`command ${id} started for admin ${aid}\n`);
+    interrupts.started(id);
+    const info = await follow(sender, id, pollMs, url);
+    const summary = `command ${id} ${info.state}${info.EXIT_CODE !== null ? `, exit code ${info.EXIT_CODE}` : ''}${info.SIGNAL ? `, signal ${info.SIGNAL}` : ''}${info.TRUNCATED ? ', output cut' : ''} after ${info.DURATION_MS} ms${info.error ? `: ${info.error}` : ''}`;
+    process.stderr.write(`${summary}\n`);
+    // Cancelled by our SIGTERM: 128 + 15, as a program ended by it would give.
+    process.exitCode = info.state === 'cancelled' && interrupts.signal === 'SIGTERM' ? 143 : exitStatusOf(info);
+  } finally {
+    interrupts?.dispose();
   }
-  if (id === false) throw new CliError('commands are disabled');
-  if (!flags.wait) {
-    process.stdout.write(`${id}\n`);
-    return;
-  }
-  process.stderr.write(`command ${id} started for admin ${aid}\n`);
-  const info = await follow(sender, id, pollMs, url);
-  const summary = `command ${id} ${info.state}${info.EXIT_CODE !== null ? `, exit code ${info.EXIT_CODE}` : ''}${info.SIGNAL ? `, signal ${info.SIGNAL}` : ''}${info.TRUNCATED ? ', output cut' : ''} after ${info.DURATION_MS} ms${info.error ? `: ${info.error}` : ''}`;
-  process.stderr.write(`${summary}\n`);
-  process.exitCode = exitStatusOf(info);
 }
 
-/** Polls until the command ends, writing new output as it appears. Ctrl-C cancels the command. */
+/**
+ * Ctrl-C (SIGINT) or SIGTERM while `run --wait` follows a command: cancel it
+ * on the server, once its id is known, and go on following it to its end; a
+ * second signal ends the CLI at once (130 or 143). Without this a service
+ * manager stopping the CLI would leave the command running on the server.
+ */
+class Interrupts {
+  readonly #sender: BrowserSender;
+  #id: string | undefined;
+  #signal: NodeJS.Signals | undefined;
+  readonly #on = (signal: NodeJS.Signals): void => {
+    if (this.#signal) process.exit(signal === 'SIGTERM' ? 143 : 130);
+    this.#signal = signal;
+    if (this.#id === undefined) process.stderr.write('cancelling once the server has started the command…\n');
+    else this.#cancel(this.#id);
+  };
+
+  constructor(sender: BrowserSender) {
+    this.#sender = sender;
+    process.on('SIGINT', this.#on);
+    process.on('SIGTERM', this.#on);
+  }
+
+  /** The signal that asked for the cancel, if one did. */
+  get signal(): NodeJS.Signals | undefined {
+    return this.#signal;
+  }
+
+  started(id: string): void {
+    this.#id = id;
+    if (this.#signal) this.#cancel(id);
+  }
+
+  #cancel(id: string): void {
+    process.stderr.write(`cancelling ${id}…\n`);
+    this.#sender.cancelCommand(id).catch((e: unknown) => process.stderr.write(`cancel failed: ${(e as Error).message}\n`));
+  }
+
+  dispose(): void {
+    process.off('SIGINT', this.#on);
+    process.off('SIGTERM', this.#on);
+  }
+}
+
+/** Polls until the command ends, writing new output as it appears. */
 async function follow(sender: BrowserSender, id: string, pollMs: number, url: string): Promise<CommandInfo> {
   let printed = 0;
-  let cancelling = false;
-  const onSigint = () => {
-    if (cancelling) process.exit(130);
-    cancelling = true;
-    process.stderr.write(`cancelling ${id}…\n`);
-    sender.cancelCommand(id).catch((e: unknown) => process.stderr.write(`cancel failed: ${(e as Error).message}\n`));
-  };
-  process.on('SIGINT', onSigint);
-  try {
-    for (;;) {
-      let info: CommandInfo | null;
-      try {
-        info = await sender.commandStatus(id, { since: printed });
-      } catch (e) {
-        sdkFailure(e, url);
-      }
-      if (info === null) throw new CliError(`command ${id} is no longer known to the server`);
-      if (typeof info.outputLength === 'number') {
-        // The server sent only what came after `since`.
-        if (info.output !== '') process.stdout.write(info.output);
-        printed = info.outputLength;
-      } else if (info.output.length > printed) {
-        // A server without `since` sends the whole output (kept from the start, up to its cap).
-        process.stdout.write(info.output.slice(printed));
-        printed = info.output.length;
-      }
-      if (!ACTIVE.has(info.state)) return info;
-      await new Promise((resolve) => setTimeout(resolve, pollMs));
+  for (;;) {
+    let info: CommandInfo | null;
+    try {
+      info = await sender.commandStatus(id, { since: printed });
+    } catch (e) {
+      sdkFailure(e, url);
     }
-  } finally {
-    process.off('SIGINT', onSigint);
+    if (info === null) throw new CliError(`command ${id} is no longer known to the server`);
+    if (typeof info.outputLength === 'number') {
+      // The server sent only what came after `since`.
+      if (info.output !== '') process.stdout.write(info.output);
+      printed = info.outputLength;
+    } else if (info.output.length > printed) {
+      // A server without `since` sends the whole output (kept from the start, up to its cap).
+      process.stdout.write(info.output.slice(printed));
+      printed = info.output.length;
+    }
+    if (!ACTIVE.has(info.state)) return info;
+    await new Promise((resolve) => setTimeout(resolve, pollMs));
   }
 }
