@@ -97,6 +97,42 @@ describe('HttpTransport: deadlines and the url', () => {
     }
   });
 
+  test('a 200 that is not Herald\'s answer (an empty body, [], {}, another service) is HERALD_ERR_BAD_RESPONSE, not a TypeError or a quiet 0', async () => {
+    const bodies = ['', '[]', '{}', 'null', '{"status":"ok"}'];
+    let next = 0;
+    const impostor = createServer((req, res) => {
+      req.resume();
+      const body = bodies[next++ % bodies.length]!;
+      res.writeHead(200, body === '' ? {} : { 'content-type': 'application/json' }).end(body);
+    });
+    await new Promise<void>((resolve) => impostor.listen(0, '127.0.0.1', resolve));
+    try {
+      const sender = new BrowserSender({ url: `http://127.0.0.1:${(impostor.address() as AddressInfo).port}`, apiToken: s.apiToken });
+      const calls: Array<[string, () => Promise<unknown>]> = [
+        ['connectedTabs', () => sender.connectedTabs({ aid: 1 })],
+        ['connectedAdmins', () => sender.connectedAdmins()],
+        ['disconnect', () => sender.disconnect({ aid: 1 })],
+        ['runInBackground', () => sender.runInBackground('ping', { aid: 1, args: ['-c', '1', '127.0.0.1'] })],
+        ['listCommands', () => sender.listCommands()],
+        ['createConnectToken', () => sender.createConnectToken({ aid: 1 })],
+        ['ping', () => sender.ping()],
+      ];
+      for (const [name, call] of calls) {
+        for (let i = 0; i < bodies.length; i++) {
+          const given = bodies[next % bodies.length];
+          // Every method reads some field: none of these bodies has it (ping only needs an object).
+          if (name === 'ping' && given !== undefined && given.startsWith('{')) {
+            next++;
+            continue;
+          }
+          await assert.rejects(call(), (e: unknown) => e instanceof HeraldSdkError && e.code === 'HERALD_ERR_BAD_RESPONSE' && e.status === 200 && /not Herald's answer/.test(e.message), `${name} given ${JSON.stringify(given)}`);
+        }
+      }
+    } finally {
+      impostor.close();
+    }
+  });
+
   test('a redirect (a proxy sending http to https) is HERALD_ERR_BAD_RESPONSE naming where, not followed as a GET without the API token', async () => {
     const tab = await s.tab('admin', 91);
     await tab.nextOfType('WELCOME');

@@ -14,7 +14,7 @@ import { isPersonId, type Principal, type PrincipalKind } from '../protocol/prin
 import type { NotificationObject, NotificationPayload } from '../protocol/frames.js';
 import { mintConnectToken } from './connect-token.js';
 import { HeraldSdkError } from './errors.js';
-import { HttpTransport, MAX_TIMEOUT_MS } from './http-transport.js';
+import { HttpTransport, MAX_TIMEOUT_MS, type HttpAnswer } from './http-transport.js';
 import type {
   CommandInfo, CommandStatusOptions, ConnectToken, LegacyAnswer, MessageStatus, Person, PingResult, Recipient,
   RunInBackgroundOptions, SendMessageInput, SendResult, ServerStatus,
@@ -120,13 +120,13 @@ export class BrowserSender {
    */
   async ping(): Promise<PingResult | null> {
     if (!this.#http) return null;
-    return (await this.#http.request('GET', '/ping')).body as PingResult;
+    return heraldAnswer<PingResult>(await this.#http.request('GET', '/ping'), 'GET /ping');
   }
 
   /** `GET /api/v1/status`: version, uptime, connections, store, broker, commands. Disabled: null. */
   async status(): Promise<ServerStatus | null> {
     if (!this.#http) return null;
-    return (await this.#http.request('GET', '/status')).body as ServerStatus;
+    return heraldAnswer<ServerStatus>(await this.#http.request('GET', '/status'), 'GET /status');
   }
 
   /** Has this admin at least one browser tab open (anywhere in the cluster)? The seed's `has_connected_admin($aid)`. Disabled: false. */
@@ -143,8 +143,7 @@ export class BrowserSender {
   async connectedTabs(person: Person): Promise<number> {
     if (!this.#http) return 0;
     const { kind, id } = toPrincipal(person);
-    const body = (await this.#http.request('GET', `/online/${kind}/${id}`)).body as { online?: boolean; tabs?: number };
-    return typeof body.tabs === 'number' ? body.tabs : body.online ? 1 : 0;
+    return heraldAnswer<{ tabs: number }>(await this.#http.request('GET', `/online/${kind}/${id}`), 'GET /online/:kind/:id', 'tabs', 'number').tabs;
   }
 
   /** The AIDs of every admin with a tab open now (the legacy `REQUEST_LIST` of ADMINS). Disabled: []. */
@@ -159,8 +158,7 @@ export class BrowserSender {
 
   async #online(kind: PrincipalKind): Promise<number[]> {
     if (!this.#http) return [];
-    const body = (await this.#http.request('GET', `/online?kind=${kind}`)).body as { ids?: number[] };
-    return Array.isArray(body.ids) ? body.ids : [];
+    return heraldAnswer<{ ids: number[] }>(await this.#http.request('GET', `/online?kind=${kind}`), 'GET /online', 'ids', 'array').ids;
   }
 
   // ---- sending -------------------------------------------------------------
@@ -182,7 +180,7 @@ export class BrowserSender {
       body.ttl = input.ttl;
     }
     if (input.idempotencyKey !== undefined) body.idempotencyKey = input.idempotencyKey;
-    return (await this.#http.request('POST', '/send', body)).body as SendResult;
+    return heraldAnswer<SendResult>(await this.#http.request('POST', '/send', body), 'POST /send');
   }
 
   /**
@@ -210,8 +208,7 @@ export class BrowserSender {
   async disconnect(input: Person & { reason?: string }): Promise<number | false> {
     if (!this.#http) return false;
     const body = { to: personBody(input), reason: input.reason ?? 'disconnected by the server' };
-    const answer = (await this.#http.request('POST', '/disconnect', body)).body as { tabs?: number };
-    return answer.tabs ?? 0;
+    return heraldAnswer<{ tabs: number }>(await this.#http.request('POST', '/disconnect', body), 'POST /disconnect', 'tabs', 'number').tabs;
   }
 
   /**
@@ -222,7 +219,7 @@ export class BrowserSender {
   async messageStatus(id: string): Promise<MessageStatus | null> {
     if (!this.#http) return null;
     const answer = await this.#http.request('GET', `/messages/${encodeURIComponent(id)}`, undefined, [404]);
-    return answer.status === 404 ? null : (answer.body as MessageStatus);
+    return answer.status === 404 ? null : heraldAnswer<MessageStatus>(answer, 'GET /messages/:id');
   }
 
   // ---- background commands -------------------------------------------------
@@ -247,8 +244,7 @@ export class BrowserSender {
     if (options.error !== undefined) body.error = options.error;
     if (options.id !== undefined) body.id = options.id;
     if (options.door !== undefined) body.door = options.door;
-    const info = (await this.#http.request('POST', '/commands', body)).body as CommandInfo;
-    return info.id;
+    return heraldAnswer<CommandInfo>(await this.#http.request('POST', '/commands', body), 'POST /commands', 'id', 'string').id;
   }
 
   /**
@@ -266,20 +262,20 @@ export class BrowserSender {
     const qs = query.size > 0 ? `?${query.toString()}` : '';
     // The server may hold the answer for `wait` seconds: that is on top of our deadline.
     const answer = await this.#http.request('GET', `/commands/${encodeURIComponent(id)}${qs}`, undefined, [404], (options.wait ?? 0) * 1000);
-    return answer.status === 404 ? null : (answer.body as CommandInfo);
+    return answer.status === 404 ? null : heraldAnswer<CommandInfo>(answer, 'GET /commands/:id', 'state', 'string');
   }
 
   /** Recent commands, newest first. Disabled: []. */
   async listCommands(limit?: number): Promise<CommandInfo[]> {
     if (!this.#http) return [];
-    const answer = (await this.#http.request('GET', `/commands${limit === undefined ? '' : `?limit=${limit}`}`)).body as { commands?: CommandInfo[] };
-    return answer.commands ?? [];
+    const answer = await this.#http.request('GET', `/commands${limit === undefined ? '' : `?limit=${limit}`}`);
+    return heraldAnswer<{ commands: CommandInfo[] }>(answer, 'GET /commands', 'commands', 'array').commands;
   }
 
   /** Cancels a queued or running command (its process group is killed). Returns its state after. Disabled: false. */
   async cancelCommand(id: string): Promise<CommandInfo | false> {
     if (!this.#http) return false;
-    return (await this.#http.request('POST', `/commands/${encodeURIComponent(id)}/cancel`)).body as CommandInfo;
+    return heraldAnswer<CommandInfo>(await this.#http.request('POST', `/commands/${encodeURIComponent(id)}/cancel`), 'POST /commands/:id/cancel', 'state', 'string');
   }
 
   // ---- tokens --------------------------------------------------------------
@@ -301,11 +297,33 @@ export class BrowserSender {
     if (!this.#http) return false;
     const body: Record<string, unknown> = { kind: principal.kind, id: principal.id };
     if (input.ttl !== undefined) body.ttl = input.ttl;
-    return (await this.#http.request('POST', '/tokens', body)).body as ConnectToken;
+    return heraldAnswer<ConnectToken>(await this.#http.request('POST', '/tokens', body), 'POST /tokens', 'token', 'string');
   }
 }
 
 // ---- argument shaping ------------------------------------------------------
+
+/**
+ * The body of a 2xx answer, when it is what Herald answers on that route: a
+ * JSON object, whose `field` (the one the caller reads) has the type given.
+ * Anything else came from something that is not Herald (an empty 200 or a
+ * `[]` from a proxy, another service at that URL): HERALD_ERR_BAD_RESPONSE,
+ * not a TypeError later or a quietly wrong answer (`{}` read as 0 tabs).
+ */
+function heraldAnswer<T>(answer: HttpAnswer, route: string, field?: string, type?: 'string' | 'number' | 'array'): T {
+  const body = answer.body;
+  const isObject = typeof body === 'object' && body !== null && !Array.isArray(body);
+  const value = isObject && field !== undefined ? (body as Record<string, unknown>)[field] : undefined;
+  const fits = field === undefined || (type === 'array' ? Array.isArray(value) : typeof value === type);
+  if (isObject && fits) return body as T;
+  const shown = body === undefined ? 'an empty body' : JSON.stringify(body).slice(0, 120);
+  const wanted = field === undefined ? 'a JSON object' : `a JSON object with "${field}" (${type === 'array' ? 'a list' : `a ${type ?? ''}`})`;
+  return badResponse(`${route}: HTTP ${answer.status} with ${shown}, not Herald's answer (${wanted})`, answer.status);
+}
+
+function badResponse(message: string, status: number): never {
+  throw new HeraldSdkError('HERALD_ERR_BAD_RESPONSE', message, status);
+}
 
 function badArgument(message: string): HeraldSdkError {
   return new HeraldSdkError('HERALD_ERR_BAD_ARGUMENT', message);
