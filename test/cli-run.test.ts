@@ -49,35 +49,22 @@ describe('herald run', () => {
     assert.match(slow.stderr, /timed_out/);
   });
 
-  test('Ctrl-C during --wait cancels the command on the server and exits 130', async () => {
-    const child = spawnCli(['run', '--aid', '1', '--wait', '--poll-ms', '50', '--', 'ping', '-i', '0.2', '-c', '100', '127.0.0.1'], { env });
-    const out = new LineReader(child.stdout);
-    const err = new LineReader(child.stderr);
-    try {
-      await out.next((l) => l.startsWith('PING 127.0.0.1'));
-      const id = (await err.next((l) => l.startsWith('command '))).split(' ')[1]!;
-      child.kill('SIGINT');
-      assert.deepEqual(await exited(child), { code: 130, signal: null });
-      assert.equal((await s.api('GET', `/api/v1/commands/${id}`)).body.state, 'cancelled');
-    } finally {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    }
-  });
-
-  test('SIGTERM during --wait (a service manager stopping it) cancels the command on the server too, and exits 143', async () => {
-    const child = spawnCli(['run', '--aid', '1', '--wait', '--poll-ms', '50', '--', 'ping', '-i', '0.2', '-c', '100', '127.0.0.1'], { env });
-    const out = new LineReader(child.stdout);
-    const err = new LineReader(child.stderr);
-    try {
-      await out.next((l) => l.startsWith('PING 127.0.0.1'));
-      const id = (await err.next((l) => l.startsWith('command '))).split(' ')[1]!;
-      child.kill('SIGTERM');
-      assert.deepEqual(await exited(child), { code: 143, signal: null });
-      assert.equal((await s.api('GET', `/api/v1/commands/${id}`)).body.state, 'cancelled');
-    } finally {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-    }
-  });
+  for (const [signal, status, who] of [['SIGINT', 130, 'Ctrl-C'], ['SIGTERM', 143, 'SIGTERM (a service manager stopping it)']] as const) {
+    test(`${who} during --wait cancels the command on the server and exits ${status}`, async () => {
+      const child = spawnCli(['run', '--aid', '1', '--wait', '--poll-ms', '50', '--', 'ping', '-i', '0.2', '-c', '100', '127.0.0.1'], { env });
+      const out = new LineReader(child.stdout);
+      const err = new LineReader(child.stderr);
+      try {
+        await out.next((l) => l.startsWith('PING 127.0.0.1'));
+        const id = (await err.next((l) => l.startsWith('command '))).split(' ')[1]!;
+        child.kill(signal);
+        assert.deepEqual(await exited(child), { code: status, signal: null });
+        assert.equal((await s.api('GET', `/api/v1/commands/${id}`)).body.state, 'cancelled');
+      } finally {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      }
+    });
+  }
 
   test('a forbidden program exits 1 with the server\'s code; a missing --aid or program exits 2', async () => {
     const forbidden = await runCli(['run', '--aid', '1', '--', 'cat', '/dev/null'], { env });

@@ -13,6 +13,32 @@ import type { AddressInfo } from 'node:net';
 import { BrowserSender, HeraldSdkError } from '../src/sdk/index.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 
+/**
+ * How many timers of `timeoutMs` (an odd value, so only the transport's own
+ * deadline has it) that `work` started are still pending once it is done.
+ */
+async function timersLeftBy(timeoutMs: number, work: () => Promise<void>): Promise<number> {
+  const live = new Set<number>();
+  const hook = createHook({
+    init(asyncId, type, _trigger, resource) {
+      if (type === 'Timeout' && (resource as { _idleTimeout?: number })._idleTimeout === timeoutMs) live.add(asyncId);
+    },
+    destroy(asyncId) {
+      live.delete(asyncId);
+    },
+  });
+  hook.enable();
+  try {
+    await work();
+    // destroy hooks run from the next turn of the event loop.
+    await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setImmediate(resolve));
+  } finally {
+    hook.disable();
+  }
+  return live.size;
+}
+
 describe('HttpTransport: deadlines and the url', () => {
   let s: TestServer;
   before(async () => {
@@ -23,26 +49,11 @@ describe('HttpTransport: deadlines and the url', () => {
   test('the deadline\'s timer is gone once the answer is in, not kept for the whole timeoutMs', async () => {
     // An odd deadline, so that only the transport's own timer has it.
     const timeoutMs = 54_321;
-    const live = new Set<number>();
-    const hook = createHook({
-      init(asyncId, type, _trigger, resource) {
-        if (type === 'Timeout' && (resource as { _idleTimeout?: number })._idleTimeout === timeoutMs) live.add(asyncId);
-      },
-      destroy(asyncId) {
-        live.delete(asyncId);
-      },
-    });
     const sender = new BrowserSender({ url: s.url, apiToken: s.apiToken, timeoutMs });
-    hook.enable();
-    try {
+    const live = await timersLeftBy(timeoutMs, async () => {
       for (let i = 0; i < 5; i++) assert.equal((await sender.ping())?.ok, true);
-      // destroy hooks run from the next turn of the event loop.
-      await new Promise((resolve) => setImmediate(resolve));
-      await new Promise((resolve) => setImmediate(resolve));
-    } finally {
-      hook.disable();
-    }
-    assert.equal(live.size, 0, `${live.size} deadline timers of ${timeoutMs} ms still pending after the answers`);
+    });
+    assert.equal(live, 0, `${live} deadline timers of ${timeoutMs} ms still pending after the answers`);
   });
 
   test('a fractional timeoutMs (0.1 * 3 * 1000) works; one past what a timer holds is a TypeError at construction', async () => {
@@ -164,28 +175,14 @@ describe('HttpTransport: deadlines and the url', () => {
 
   test('a message JSON cannot carry (a BigInt, a cycle) is HERALD_ERR_BAD_ARGUMENT, with no request and no deadline timer left', async () => {
     const timeoutMs = 43_210;
-    const live = new Set<number>();
-    const hook = createHook({
-      init(asyncId, type, _trigger, resource) {
-        if (type === 'Timeout' && (resource as { _idleTimeout?: number })._idleTimeout === timeoutMs) live.add(asyncId);
-      },
-      destroy(asyncId) {
-        live.delete(asyncId);
-      },
-    });
     const sender = new BrowserSender({ url: s.url, apiToken: s.apiToken, timeoutMs });
     const cyclic: Record<string, unknown> = { TYPE: 'MESSAGE' };
     cyclic.SELF = cyclic;
-    hook.enable();
-    try {
+    const live = await timersLeftBy(timeoutMs, async () => {
       for (const message of [{ TYPE: 'MESSAGE', AMOUNT: 10n }, cyclic]) {
         await assert.rejects(sender.sendMessage({ aid: 1, message }), (e: unknown) => e instanceof HeraldSdkError && e.code === 'HERALD_ERR_BAD_ARGUMENT' && e.status === 0 && /cannot be sent as JSON/.test(e.message));
       }
-      await new Promise((resolve) => setImmediate(resolve));
-      await new Promise((resolve) => setImmediate(resolve));
-    } finally {
-      hook.disable();
-    }
-    assert.equal(live.size, 0, `${live.size} deadline timers left behind`);
+    });
+    assert.equal(live, 0, `${live} deadline timers left behind`);
   });
 });
