@@ -253,6 +253,35 @@ describe('browser library in Chromium', { skip: browserSkipReason() }, () => {
     assert.equal(rejected.reason, 'logged out elsewhere');
   });
 
+  it('Herald.connect() run twice for one endpoint (a snippet included twice) keeps one client: one tab, one toast a notification', async () => {
+    const p = await page();
+    const token = await server.token('admin', 12);
+    await p.goto(`${server.url}/demo`);
+    await p.evaluate((t) => {
+      const w = window as W & { first?: { state: string } };
+      w.first = w.Herald.connect({ kind: 'admin', token: t, url: location.origin });
+      w.Herald.connect({ kind: 'admin', token: t, url: location.origin });
+    }, token);
+    await waitForState(p, 'open');
+    await p.waitForFunction(() => (window as W & { first?: { state: string } }).first?.state === 'closed', null, { timeout: 10_000 });
+    const online = async () => (await server.api('GET', '/api/v1/online/admin/12')).body.tabs as number;
+    await until(async () => (await online()) === 1, 5000, 'one tab of admin 12 on the server');
+    await server.api('POST', '/api/v1/send', { to: { aid: 12 }, message: { TYPE: 'MESSAGE', TITLE: 'once', TEXT: 'only once' } });
+    const toast = p.locator('.herald-toast[data-type="MESSAGE"]');
+    await toast.first().waitFor({ timeout: 10_000 });
+    // A second client would have shown its copy by the time a ping to the server comes back.
+    await server.api('GET', '/api/v1/ping');
+    assert.equal(await toast.count(), 1);
+    // Both endpoints on one page are still two clients.
+    const userToken = await server.token('user', 12);
+    await p.evaluate((t) => {
+      (window as W).Herald.connect({ kind: 'user', token: t, url: location.origin });
+    }, userToken);
+    await waitForState(p, 'open');
+    await until(async () => (await server.api('GET', '/api/v1/online/user/12')).body.tabs === 1, 5000, 'the user tab on the server');
+    assert.equal(await online(), 1);
+  });
+
   it('close() sends CLOSE_REQUEST and the server closes the tab', async () => {
     const p = await page();
     await connectPage(p, server.url, await server.token('admin', 6));

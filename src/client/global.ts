@@ -19,11 +19,23 @@ if (script?.src) setDefaultBaseUrl(new URL('.', script.src).toString());
 
 const shared = new Dispatcher();
 let current: HeraldClient | undefined;
+/** The clients Herald.connect made, one per endpoint. */
+const byEndpoint = new Map<string, HeraldClient>();
 
-/** A client that uses the shared dispatcher, so AMessageChecker's handlers see its notifications. */
+/**
+ * A client that uses the shared dispatcher, so AMessageChecker's handlers see
+ * its notifications. One per endpoint: a page that runs the snippet twice (a
+ * template included twice) would otherwise keep two sockets for one person,
+ * show every toast twice, and have two clients keep the endpoint's cursors;
+ * the earlier client is closed. A page may still connect both endpoints.
+ */
 function connect(options: HeraldClientOptions = {}): HeraldClient {
-  current = new HeraldClient({ dispatcher: shared, ...options });
-  return current;
+  const client = new HeraldClient({ dispatcher: shared, ...options });
+  const previous = byEndpoint.get(client.endpoint);
+  if (previous) void previous.close();
+  byEndpoint.set(client.endpoint, client);
+  current = client;
+  return client;
 }
 
 const AMessageChecker = {
