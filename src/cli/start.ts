@@ -5,7 +5,7 @@
  * the close frame, let requests in flight finish, and exit 0.
  */
 import type { TSchema } from '@sinclair/typebox';
-import { OptionsSchema, type OptionKey } from '../server/options.js';
+import { fromEnvString, OptionsSchema, type OptionKey } from '../server/options.js';
 import { createLogger } from '../server/logger.js';
 import { resolve } from 'node:path';
 import { ensureSecrets } from '../server/secrets.js';
@@ -51,10 +51,10 @@ export function parseSetFlags(items: readonly string[]): Partial<Record<OptionKe
     } catch {
       // a bare string
     }
-    // An unknown key keeps its value: loadOptions names the key.
+    // A string or list option reads the text as its environment variable
+    // would. An unknown key keeps its value: loadOptions names the key.
     const type = (OptionsSchema.properties as Record<string, TSchema | undefined>)[key]?.type;
-    if (type === 'string' && typeof value !== 'string') value = raw;
-    if (type === 'array' && !Array.isArray(value)) value = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
+    if ((type === 'string' && typeof value !== 'string') || (type === 'array' && !Array.isArray(value))) value = fromEnvString(key, raw);
     out[key] = value;
   }
   return out as Partial<Record<OptionKey, unknown>>;

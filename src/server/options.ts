@@ -115,8 +115,8 @@ function schemaOf(key: string): TSchema | undefined {
   return (OptionsSchema.properties as Record<string, TSchema>)[key];
 }
 
-/** Turns an environment string into the type its option expects (numbers, booleans, lists). */
-function fromEnvString(key: string, raw: string): unknown {
+/** Turns an environment string (or a CLI `--set` value) into the type its option expects (numbers, booleans, lists). */
+export function fromEnvString(key: string, raw: string): unknown {
   const schema = schemaOf(key);
   if (!schema) return raw;
   const type = schema.type as string | undefined;
