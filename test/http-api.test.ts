@@ -204,6 +204,36 @@ describe('HTTP API', () => {
     assert.equal((await s.api('GET', '/api/v1/ping')).status, 200);
   });
 
+  test("a notification whose TYPE is one of Herald's own frames is refused, by every door, and reaches no tab", async () => {
+    const tab = await s.tab('admin', 62);
+    await tab.nextOfType('WELCOME');
+    const expected = (type: string) => ({ code: 'HERALD_ERR_VALIDATION', message: `TYPE ${JSON.stringify(type)} is one of Herald's own frames to the browser; the tab would not show it as a notification` });
+    for (const TYPE of ['RESET', 'WELCOME', 'PACE', 'PONG', 'close', 'ERROR']) {
+      const stored = await s.api('POST', '/api/v1/send', { to: { aid: 62 }, message: { TYPE, TITLE: 'x' } });
+      assert.equal(stored.status, 400, TYPE);
+      assert.deepEqual(stored.body.error, expected(TYPE));
+      const live = await s.api('POST', '/api/v1/send', { to: { aid: 62 }, message: { TYPE, TITLE: 'x' }, ttl: 0 });
+      assert.deepEqual(live.body.error, expected(TYPE), `${TYPE} with ttl 0`);
+    }
+    // All or nothing: the batch's good first item is not sent either.
+    const batch = await s.api('POST', '/api/v1/send/batch', { messages: [
+      { to: { aid: 62 }, message: { TYPE: 'MESSAGE', TITLE: 'first' } },
+      { to: { all: 'admins' }, message: { TYPE: 'RESET', SEQ: 1, EPOCH: 'e' } },
+    ] });
+    assert.equal(batch.status, 400);
+    assert.deepEqual(batch.body.error, expected('RESET'));
+    const legacy = await s.api('POST', '/api/v1/legacy', { TYPE: 'MESSAGE', TO: 'ADMIN', ID: 62, DATA: { TYPE: 'WELCOME', HEARTBEAT: 1 } });
+    assert.equal(legacy.body.TYPE, 'ERROR');
+    assert.match(String(legacy.body.ERROR), /TYPE "WELCOME" is one of Herald's own frames/);
+    // Other TYPEs (and the same words in other cases) are the backend's own and delivered; a PING is the old panel's probe.
+    assert.deepEqual((await s.api('POST', '/api/v1/legacy', { TYPE: 'MESSAGE', TO: 'ADMIN', ID: 62, DATA: { TYPE: 'PING' } })).body, { TYPE: 'RESULT', RESULT: [1] });
+    assert.equal((await s.api('POST', '/api/v1/send', { to: { aid: 62 }, message: { TYPE: 'Reset', TITLE: 'last' } })).status, 200);
+    assert.equal((await tab.nextOfType('Reset')).TITLE, 'last');
+    assert.deepEqual(tab.frames.filter((f) => !(f?.TYPE === 'WELCOME' || f?.TYPE === 'Reset' || f?.TYPE === 'PING')), [], 'nothing refused reached the tab');
+    assert.equal(tab.frames.filter((f) => f?.TYPE === 'WELCOME').length, 1);
+    tab.close();
+  });
+
   test('/healthz needs no token', async () => {
     const r = await fetch(`${s.url}/healthz`);
     assert.equal(r.status, 200);

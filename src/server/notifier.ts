@@ -73,6 +73,15 @@ const NO_OPTIONS: SendOptions = {};
 /** Fields Herald owns on a delivered frame; a backend's own values for them are dropped. */
 const DELIVERY_FIELDS = ['SEQ', 'EPOCH', 'STREAM'] as const;
 
+/**
+ * TYPEs of Herald's own frames to the browser. A notification of one of these
+ * would be taken for the frame itself, not shown: a stored `RESET` (it gets a
+ * SEQ and an EPOCH) would move the tab's place in its stream, a `WELCOME` its
+ * heartbeat, a `close` its close notice. `PING` is not among them: the old
+ * panel sends one to learn whether a tab answers (docs/legacy.md).
+ */
+export const RESERVED_TYPES: ReadonlySet<unknown> = new Set(['WELCOME', 'RESET', 'PACE', 'PONG', 'close', 'ERROR']);
+
 /** Stream key of a kind's broadcast stream. */
 export function broadcastStreamKey(kind: PrincipalKind): string {
   return `${kind}:*`;
@@ -248,6 +257,9 @@ function withPeople(result: SendResult, plan: Plan): SendResult {
 
 /** Serialises a notification once, dropping any delivery fields the backend put in it. */
 export function serialise(payload: NotificationObject): string {
+  if (RESERVED_TYPES.has(payload.TYPE)) {
+    throw new HeraldError('HERALD_ERR_VALIDATION', `TYPE ${JSON.stringify(payload.TYPE)} is one of Herald's own frames to the browser; the tab would not show it as a notification`);
+  }
   try {
     if ('SEQ' in payload || 'EPOCH' in payload || 'STREAM' in payload) {
       const copy: Record<string, unknown> = { ...payload };
