@@ -141,6 +141,34 @@ describe('browser library in Chromium', { skip: browserSkipReason() }, () => {
     await held.waitFor({ state: 'detached', timeout: 10_000 });
   });
 
+  it('puts the toast stack back, live command toasts and all, when the page replaces <body>', async () => {
+    const p = await page();
+    await p.goto(`${server.url}/demo`);
+    const progress = (STATE: string, OUTPUT: string) => p.evaluate(([state, output]) => {
+      const w = window as unknown as W & { swap?: InstanceType<W['Herald']['Toaster']> };
+      w.swap ??= new w.Herald.Toaster({ hostId: 'swap-test' });
+      w.swap.progress({ TYPE: 'COMMAND_PROGRESS', COMMAND_ID: 'c1', PROGRAM: 'ping', STATE: state, OUTPUT: output } as never, () => undefined);
+    }, [STATE, OUTPUT]);
+    const replaceBody = () => p.evaluate(() => document.body.replaceWith(Object.assign(document.createElement('body'), { innerHTML: '<main>next page</main>' })));
+    const visible = () => p.evaluate(() => {
+      const host = document.getElementById('swap-test');
+      const toast = host?.shadowRoot?.querySelector('[data-command-id="c1"]');
+      return { inBody: host?.parentElement === document.body, state: (toast as HTMLElement | null)?.dataset.state, output: toast?.querySelector('.herald-output')?.textContent };
+    });
+    await progress('running', 'line 1\n');
+    assert.deepEqual(await visible(), { inBody: true, state: 'running', output: 'line 1\n' });
+    // Turbo-style navigation: the command goes on, and its next frame shows on the new page.
+    await replaceBody();
+    await progress('running', 'line 2\n');
+    assert.deepEqual(await visible(), { inBody: true, state: 'running', output: 'line 1\nline 2\n' });
+    // A notification after another replacement brings back the same stack, the command's toast with it.
+    await replaceBody();
+    await p.evaluate(() => (window as unknown as { swap: { show(m: object): void } }).swap.show({ TYPE: 'MESSAGE', TITLE: 'after', TEXT: 'x' }));
+    assert.deepEqual(await visible(), { inBody: true, state: 'running', output: 'line 1\nline 2\n' });
+    assert.equal(await p.evaluate(() => document.querySelectorAll('#swap-test').length), 1);
+    assert.equal(await p.locator('#swap-test .herald-toast').count(), 2);
+  });
+
   it('never runs script from TITLE or TEXT, and keeps only the allowed markup', async () => {
     const p = await page();
     const dialogs: string[] = [];

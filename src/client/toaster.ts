@@ -85,7 +85,17 @@ export class Toaster {
 
   /** The shadow root holding the toasts, created on first use. */
   get root(): ShadowRoot {
-    if (this.#root && (this.#host?.isConnected || this.#awaitingBody)) return this.#root;
+    if (this.#root && this.#host) {
+      if (this.#host.isConnected || this.#awaitingBody) return this.#root;
+      // The page replaced <body> (Turbo-style navigation) or removed the
+      // stack: it goes back, with its toasts and live command toasts, which
+      // would otherwise go on updating where nobody sees them.
+      const parent = this.#parent();
+      if (parent) {
+        parent.append(this.#host);
+        return this.#root;
+      }
+    }
     const host = document.createElement('div');
     host.id = this.#options.hostId;
     // The region is announced politely by screen readers as toasts arrive.
@@ -102,8 +112,7 @@ export class Toaster {
     root.append(style, list);
     this.#host = host;
     this.#root = root;
-    // No <body> once the document is parsed (a frameset, an SVG document): the root element.
-    const parent = this.#options.parent ?? document.body ?? (document.readyState === 'loading' ? undefined : document.documentElement);
+    const parent = this.#parent();
     if (parent) {
       parent.append(host);
     } else {
@@ -123,6 +132,11 @@ export class Toaster {
       );
     }
     return root;
+  }
+
+  /** Where the stack goes: the option, else <body>; none while the parser is still in <head>; the root element where there is no <body> once parsed (a frameset, an SVG document). */
+  #parent(): HTMLElement | undefined {
+    return this.#options.parent ?? document.body ?? (document.readyState === 'loading' ? undefined : document.documentElement);
   }
 
   get #list(): HTMLElement {
@@ -198,6 +212,9 @@ export class Toaster {
       entry = { element, output, state, spinner, cancel, text: '' };
       this.#commands.set(frame.COMMAND_ID, entry);
       this.#add(element);
+    } else {
+      // A later frame brings the stack back too, if the page replaced <body>.
+      void this.root;
     }
     entry.element.dataset.state = frame.STATE;
     entry.state.textContent = `— ${STATE_LABEL[frame.STATE] ?? asText(frame.STATE)}`;
