@@ -66,6 +66,22 @@ describe('herald run', () => {
     });
   }
 
+  test('without --: everything from the program on is the program\'s (-c is ping\'s count, not herald\'s --config)', async () => {
+    const waited = await runCli(['run', '--aid', '1', '--wait', '--poll-ms', '50', 'ping', '-c', '1', '-q', '127.0.0.1'], { env });
+    assert.equal(waited.code, 0, waited.stderr);
+    assert.match(waited.stdout, /1 packets transmitted, 1 received/);
+    // Herald's own options before the command and before the program still count.
+    const id = await runCli(['--timeout-ms', '10000', 'run', '--id', 'nosep', '--aid', '1', 'ping', '-c', '1', '--timeout-ms', '127.0.0.1'], { env });
+    assert.equal(id.code, 0, id.stderr);
+    const info = await s.api('GET', `/api/v1/commands/${id.stdout.trim()}`);
+    assert.equal(info.body.taskId, 'nosep');
+    assert.deepEqual(info.body.args, ['-c', '1', '--timeout-ms', '127.0.0.1']);
+    // A `--` later on is the user's own: left where it is.
+    const later = await runCli(['run', '--aid', '1', 'ping', '--', '-c', '1', '127.0.0.1'], { env });
+    assert.equal(later.code, 0, later.stderr);
+    assert.deepEqual((await s.api('GET', `/api/v1/commands/${later.stdout.trim()}`)).body.args, ['-c', '1', '127.0.0.1']);
+  });
+
   test('a forbidden program exits 1 with the server\'s code; a missing --aid or program exits 2', async () => {
     const forbidden = await runCli(['run', '--aid', '1', '--', 'cat', '/dev/null'], { env });
     assert.equal(forbidden.code, 1);

@@ -120,10 +120,41 @@ export function buildProgram(): Command {
   return program;
 }
 
+/**
+ * `herald run --aid 1 ping -c 3 127.0.0.1`: the program's arguments are its
+ * own, as if written after `--`. Without this, commander reads them as
+ * herald's options wherever they match one (`-c 3` as the global --config,
+ * "cannot read config file 3"). Returns `argv` with a `--` put before the
+ * program, or unchanged when the command is not `run` or has a `--` already.
+ */
+export function separateRunArguments(program: Command, argv: readonly string[]): string[] {
+  const takesValue = (options: readonly Option[], token: string): boolean | undefined => {
+    const option = options.find((o) => o.short === token || o.long === token);
+    return option === undefined ? undefined : option.required || option.optional;
+  };
+  const run = program.commands.find((c) => c.name() === 'run');
+  let options: readonly Option[] = program.options;
+  let inRun = false;
+  for (let i = 2; i < argv.length; i++) {
+    const token = argv[i]!;
+    if (token === '--') return [...argv];
+    // A long option with its value after `=`, a short one with its value attached, or an option commander will judge.
+    if (token.startsWith('-') && token !== '-') {
+      if (!token.includes('=') && (token.startsWith('--') || token.length === 2) && takesValue(options, token)) i++;
+      continue;
+    }
+    if (inRun) return argv.slice(i).includes('--') ? [...argv] : [...argv.slice(0, i), '--', ...argv.slice(i)];
+    if (token !== 'run' || run === undefined) return [...argv];
+    inRun = true;
+    options = [...run.options, ...program.options];
+  }
+  return [...argv];
+}
+
 export async function main(argv: string[]): Promise<void> {
   const program = buildProgram();
   try {
-    await program.parseAsync(argv);
+    await program.parseAsync(separateRunArguments(program, argv));
   } catch (e) {
     if (e instanceof CommanderError) {
       // commander has printed the message (or the help) already.
