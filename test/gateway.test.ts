@@ -187,10 +187,23 @@ describe('browser endpoint', () => {
     tab.close();
   });
 
-  test('an oversized frame closes the tab with 1009, and the server goes on', async () => {
-    const tab = await s.tab('admin', 4);
-    tab.send({ TYPE: 'PING', PAD: 'x'.repeat(s.options.maxFrameBytes + 10) });
-    assert.equal((await tab.closed).code, 1009);
+  test('an oversized frame closes the tab with 4413 after a close notice (past twice the limit, ws\'s own 1009); the server goes on', async () => {
+    /** A PING frame of exactly `bytes` bytes. */
+    const ping = (bytes: number) => `{"TYPE":"PING","PAD":"${'x'.repeat(bytes - '{"TYPE":"PING","PAD":""}'.length)}"}`;
+    const atLimit = await s.tab('admin', 4);
+    atLimit.ws.send(ping(s.options.maxFrameBytes));
+    await atLimit.nextOfType('PONG');
+    const over = await s.tab('admin', 4);
+    over.ws.send(ping(s.options.maxFrameBytes + 1));
+    assert.deepEqual(await over.nextOfType('close'), { TYPE: 'close', REASON: 'frame too large' });
+    assert.deepEqual(await over.closed, { code: 4413, reason: 'frame too large' });
+    const farOver = await s.tab('admin', 4);
+    farOver.ws.send(ping(2 * s.options.maxFrameBytes + 1));
+    assert.equal((await farOver.closed).code, 1009);
+    assert.equal(farOver.frames.filter((f) => f?.TYPE === 'close').length, 0);
+    atLimit.send({ TYPE: 'PING' });
+    await atLimit.nextOfType('PONG');
+    atLimit.close();
     const again = await s.tab('admin', 4);
     again.send({ TYPE: 'PING' });
     await again.nextOfType('PONG');

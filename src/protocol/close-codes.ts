@@ -11,7 +11,7 @@ export const CloseCode = {
   GOING_AWAY: 1001,
   /** RFC 6455: a frame type we do not accept (binary). */
   UNSUPPORTED_DATA: 1003,
-  /** RFC 6455: message too big (ws closes with this itself on maxPayload). */
+  /** RFC 6455: message too big: `ws` closes with this itself, past twice maxFrameBytes (gateway.ts's payloadCeiling). */
   MESSAGE_TOO_BIG: 1009,
   /** RFC 6455: unexpected server condition. Clients reconnect. */
   INTERNAL_ERROR: 1011,
@@ -27,7 +27,7 @@ export const CloseCode = {
   FORBIDDEN: 4403,
   /** The tab stopped answering heartbeats. */
   TIMEOUT: 4408,
-  /** A frame exceeded the configured size. */
+  /** A frame exceeded maxFrameBytes (up to twice it; past that `ws` closes with MESSAGE_TOO_BIG). */
   TOO_LARGE: 4413,
   /** Too many frames or too many errors in a short time. */
   TOO_MANY: 4429,

@@ -125,9 +125,9 @@ export class Herald {
       allowMissing: options.allowMissingOrigin,
     });
     const gateway = new Gateway({
-      hub, store, resolver, origins, commands, logger: logger.child({ part: 'gateway' }), maxFrameBytes: options.maxFrameBytes,
+      hub, store, resolver, origins, commands, logger: logger.child({ part: 'gateway' }),
       limits: {
-        heartbeatMs: options.heartbeatMs, maxBufferedBytes: options.maxBufferedBytes, replayBatch: options.replayBatch,
+        maxFrameBytes: options.maxFrameBytes, heartbeatMs: options.heartbeatMs, maxBufferedBytes: options.maxBufferedBytes, replayBatch: options.replayBatch,
         maxFramesPer10s: 1000, maxErrorsPer10s: 50, broadcastAcksPerSecond: 50,
         acksPerSecond: options.acksPerSecond,
       },

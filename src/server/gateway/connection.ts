@@ -14,6 +14,8 @@ import type { MessageStore, StreamHead } from '../store/message-store.js';
 import { sharedTextFrame, socketTextFrame, textFrame } from './text-frame.js';
 
 export interface ConnectionLimits {
+  /** Largest frame a tab may send, bytes: a larger one closes it with 4413 (up to gateway.ts's payloadCeiling; past it `ws` closes with 1009). */
+  maxFrameBytes: number;
   heartbeatMs: number;
   maxBufferedBytes: number;
   replayBatch: number;
@@ -481,6 +483,10 @@ export class Connection implements Tab {
   #onMessage(data: Buffer, isBinary: boolean): void {
     this.#alive = true;
     if (this.#closing) return;
+    if (data.length > this.#deps.limits.maxFrameBytes) {
+      this.close(CloseCode.TOO_LARGE, CloseReason.TOO_LARGE);
+      return;
+    }
     if (this.#overLimit('frames')) {
       this.close(CloseCode.TOO_MANY, CloseReason.TOO_MANY);
       return;

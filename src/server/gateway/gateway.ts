@@ -20,8 +20,6 @@ export interface GatewayOptions {
   origins: OriginPolicy;
   commands: CommandService | undefined;
   logger: Logger;
-  /** Largest frame a browser may send, bytes (ws closes with 1009 beyond it). */
-  maxFrameBytes: number;
   limits: ConnectionLimits;
   now?: () => number;
 }
@@ -42,6 +40,18 @@ const MAX_HEARTBEAT_SLICES = 1000;
 export function heartbeatSlices(heartbeatMs: number): { slices: number; tickMs: number } {
   const slices = Math.min(MAX_HEARTBEAT_SLICES, Math.max(1, Math.round(heartbeatMs / HEARTBEAT_TICK_MS)));
   return { slices, tickMs: Math.max(1, Math.round(heartbeatMs / slices)) };
+}
+
+/**
+ * The most `ws` reads of one frame. Past its maxPayload `ws` closes the tab
+ * itself, with 1009 and no close notice, having read only the frame's
+ * header. A frame up to this size reaches the tab instead, which closes with
+ * 4413 after the notice every deliberate close has (PROTOCOL.md §1): a
+ * client that sends too much can tell why. A larger frame still meets `ws`'s
+ * 1009, so a tab cannot make the server hold more than this for one frame.
+ */
+export function payloadCeiling(maxFrameBytes: number): number {
+  return 2 * maxFrameBytes;
 }
 
 /** The two browser endpoints on the public listener. */
@@ -74,7 +84,7 @@ export class Gateway {
     this.#acks = new AckBuffer(options.store, options.logger);
     this.#wss = new WebSocketServer({
       noServer: true,
-      maxPayload: options.maxFrameBytes,
+      maxPayload: payloadCeiling(options.limits.maxFrameBytes),
       // Notifications are small and many: compression would cost more CPU than it saves.
       perMessageDeflate: false,
       clientTracking: false,
