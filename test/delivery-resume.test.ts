@@ -141,3 +141,43 @@ describe('a large replay to a slow reader', () => {
     }
   });
 });
+
+/** A store whose reads after the first wait until the test lets them go, as a replay paced by a slow socket waits between pages. */
+class GatedStore extends SlowStore {
+  reads = 0;
+  gate: Promise<void> | undefined;
+  override readAfter(stream: string, afterSeq: number, limit: number, now: number) {
+    const gate = ++this.reads > 1 ? this.gate : undefined;
+    return (gate ?? Promise.resolve()).then(() => this.inner.readAfter(stream, afterSeq, limit, now));
+  }
+}
+
+describe('the cap dropping notifications while a replay runs', () => {
+  test('what it dropped between two pages is announced with RESET, never skipped silently', async () => {
+    // A full stream (cap 20); the tab resumes from 0 and is replayed in pages of 10.
+    const store = new GatedStore(new MemoryStore({ maxPerStream: 20 }));
+    const append = (n: number) => store.inner.append({ stream: 'admin:1', json: `{"TYPE":"R","N":${n}}`, expiresAt: Date.now() + 60_000 }, Date.now());
+    let epoch = '';
+    for (let i = 1; i <= 20; i++) epoch = (await append(i)).epoch;
+    let open!: () => void;
+    store.gate = new Promise((resolve) => { open = resolve; });
+    const { conn, tab, close } = await openBareConnection(store, { own: { seq: 0, epoch } });
+    try {
+      await tab.next((f) => f.SEQ === 10);
+      // Between the pages, 15 more sends push 1..15 out (11..15 not yet replayed); they go live (held).
+      for (let i = 21; i <= 35; i++) {
+        const r = await append(i);
+        conn.deliver(withDelivery(`{"TYPE":"R","N":${i}}`, r.seq, r.epoch, false), { stream: 'own', seq: r.seq });
+      }
+      open();
+      await tab.next((f) => f.SEQ === 35);
+      const seen = tab.frames.filter((f) => f.TYPE === 'R' || f.TYPE === 'RESET').map((f) => (f.TYPE === 'RESET' ? `RESET ${f.SEQ} ${f.REASON}` : f.SEQ));
+      const expected: Array<number | string> = Array.from({ length: 10 }, (_, i) => i + 1);
+      expected.push('RESET 15 too far behind');
+      for (let i = 16; i <= 35; i++) expected.push(i);
+      assert.deepEqual(seen, expected);
+    } finally {
+      close();
+    }
+  });
+});

@@ -91,6 +91,28 @@ describe('replay at the seam between stored and live notifications', () => {
     for (const t of [tab, ignored, acked]) t.close();
   });
 
+  test('past the cap: a new tab is replayed what is kept without a RESET, a stale epoch gets one RESET, a cursor behind it one', async () => {
+    const capped = await startHerald({ maxPerStream: 5 });
+    try {
+      const first = (await capped.api('POST', '/api/v1/send', { to: { aid: 46 }, message: msg(1) })).body.results[0];
+      for (let i = 2; i <= 10; i++) await capped.api('POST', '/api/v1/send', { to: { aid: 46 }, message: msg(i) });
+      const resets = async (query: Record<string, string>) => {
+        const tab = await capped.tab('admin', 46, { query });
+        await tab.next((f) => f.SEQ === 10);
+        tab.send({ TYPE: 'PING' });
+        await tab.nextOfType('PONG');
+        assert.deepEqual(tab.notifications().map((f) => f.SEQ), [6, 7, 8, 9, 10]);
+        tab.close();
+        return tab.frames.filter((f) => f.TYPE === 'RESET').map((f) => `${f.REASON} ${f.SEQ}`);
+      };
+      assert.deepEqual(await resets({}), []);
+      assert.deepEqual(await resets({ seq: '3', epoch: 'not-the-epoch' }), ['epoch changed 5']);
+      assert.deepEqual(await resets({ seq: '3', epoch: first.epoch }), ['too far behind 5']);
+    } finally {
+      await capped.close();
+    }
+  });
+
   test('ttl 0 reaches only tabs open now and is not queued', async () => {
     const r = await s.api('POST', '/api/v1/send', { to: { aid: 44 }, message: msg(1), ttl: 0 });
     assert.deepEqual([r.body.delivered, r.body.queued], [0, false]);

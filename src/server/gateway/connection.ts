@@ -336,6 +336,10 @@ export class Connection implements Tab {
         this.#reset(stream, head.epoch, after, 'too far behind');
       }
     }
+    // Nothing before the oldest retained SEQ can be replayed: start after it,
+    // as the RESETs above say, so that #readStream finds a gap only where the
+    // stream moved on during the replay (a new tab is told of none).
+    after = Math.max(after, head.firstSeq - 1);
     // A RESUME on a live tab rewinds: the tab says what it really has.
     this.#lastSent[stream] = after;
     // Most tabs have nothing to catch up on: no store read. Anything appended
@@ -349,6 +353,13 @@ export class Connection implements Tab {
     for (;;) {
       if (!this.isOpen) return;
       const page = await this.#deps.store.readAfter(key, this.#lastSent[stream], this.#deps.limits.replayBatch, now);
+      // The stream moved on while this replay waited (for the socket, between
+      // pages): sends meanwhile pushed out, by the cap, some of what it had yet
+      // to send. Said as at the start of a replay, never skipped silently.
+      if (page.firstSeq - 1 > this.#lastSent[stream]) {
+        this.#lastSent[stream] = page.firstSeq - 1;
+        this.#reset(stream, page.epoch, page.firstSeq - 1, 'too far behind');
+      }
       for (const m of page.messages) {
         if (m.seq <= this.#lastSent[stream]) continue;
         this.#lastSent[stream] = m.seq;
