@@ -84,4 +84,18 @@ describe('restarts on the same data dir', () => {
     // The old message id belongs to the lost history.
     assert.equal((await s.api('GET', `/api/v1/messages/${encodeURIComponent(`${own.EPOCH}.${own.SEQ}.admin:2`)}`)).status, 404);
   });
+
+  test('an idempotency key that is not Unicode text (a lone surrogate) is refused, and cannot keep the store from opening', async () => {
+    await s?.close();
+    s = await startHerald({}, fixed);
+    // JSON can carry "\ud800" alone; SQLite's TEXT cannot (it comes back as three U+FFFD, which broke the journal row's lengths).
+    const sent = await s.api('POST', '/api/v1/send', { to: { aid: 3 }, message: msg(1), idempotencyKey: 'retry-\ud800' });
+    const fine = await s.api('POST', '/api/v1/send', { to: { aid: 3 }, message: msg(2), idempotencyKey: 'retry-😀' });
+    await s.close();
+    s = await startHerald({}, fixed);
+    assert.equal(sent.status, 400);
+    assert.equal(sent.body.error.code, 'HERALD_ERR_VALIDATION');
+    const again = (await s.api('POST', '/api/v1/send', { to: { aid: 3 }, message: msg(2), idempotencyKey: 'retry-😀' })).body.results[0];
+    assert.deepEqual([again.duplicate, again.messageId], [true, fine.body.results[0].messageId]);
+  });
 });

@@ -82,6 +82,16 @@ const DELIVERY_FIELDS = ['SEQ', 'EPOCH', 'STREAM'] as const;
  */
 export const RESERVED_TYPES: ReadonlySet<unknown> = new Set(['WELCOME', 'RESET', 'PACE', 'PONG', 'close', 'ERROR']);
 
+/**
+ * A UTF-16 code unit of a surrogate pair without its other half (with the `u`
+ * flag a whole pair is one code point, outside the class). JSON can carry one
+ * (`"\\ud800"`), but UTF-8 cannot: the SQLite store's journal would get back
+ * three U+FFFD for it, the lengths in its row would no longer match, and the
+ * store would refuse to open after a restart. Only keys can hold one: a
+ * notification is serialised by JSON.stringify, which escapes them.
+ */
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+
 /** Stream key of a kind's broadcast stream. */
 export function broadcastStreamKey(kind: PrincipalKind): string {
   return `${kind}:*`;
@@ -173,7 +183,12 @@ export class Notifier {
       }
       const json = serialise(payload);
       const input: AppendInput = { stream: kind === undefined ? principalKey(to as Principal) : broadcastStreamKey(kind), json, expiresAt: now + ttl };
-      if (options.idempotencyKey !== undefined) input.idempotencyKey = options.idempotencyKey;
+      if (options.idempotencyKey !== undefined) {
+        if (LONE_SURROGATE.test(options.idempotencyKey)) {
+          throw new HeraldError('HERALD_ERR_VALIDATION', 'idempotencyKey must be Unicode text: it holds a lone surrogate (an unpaired \\uD800–\\uDFFF)');
+        }
+        input.idempotencyKey = options.idempotencyKey;
+      }
       plans[i] = { to, kind, tabs: typeof tabs === 'number' ? tabs : 0, input: inputs.length };
       inputs.push(input);
     }
