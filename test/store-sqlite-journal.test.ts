@@ -149,6 +149,29 @@ describe('SqliteStore journal', () => {
     }
   }));
 
+  it('a power cut that takes every commit not yet fsynced still leaves the mark that the store was open, so the next boot rotates epochs', () => withFile(async (file) => {
+    // Closed cleanly once, with SEQ 1 (a close checkpoints the WAL into the file and fsyncs it).
+    let store = new SqliteStore({ file, maxPerStream: 100, bootId: 'boot-before', clock: () => T0 });
+    const first = await store.append({ stream: 'admin:1', json: msg(1), expiresAt: T0 + HOUR }, T0);
+    await store.close();
+    // Opened again and sent SEQ 2 and 3 (tabs saw them), then the machine lost power. Under
+    // synchronous=normal no commit is fsynced until a checkpoint (every 4 MB written, for a
+    // quiet panel days away): whatever the WAL holds was still only in the page cache.
+    const lost = await runAndKill(file, [2, 3].map((i) => ({ op: 'append', stream: 'admin:1', json: msg(i), expiresAt: T0 + HOUR, now: T0 }))) as AppendResult[];
+    assert.deepEqual(lost.map((r) => [r.seq, r.epoch]), [[2, first.epoch], [3, first.epoch]]);
+    rmSync(`${file}-wal`);
+    rmSync(`${file}-shm`, { force: true });
+    store = new SqliteStore({ file, maxPerStream: 100, bootId: 'boot-after-the-power-cut', clock: () => T0 });
+    try {
+      assert.equal(store.rotatedEpochs, true, 'the open was recorded durably before anything was sent');
+      const next = await store.append({ stream: 'admin:1', json: msg('again'), expiresAt: T0 + HOUR }, T0);
+      assert.equal(next.seq, 2);
+      assert.notEqual(next.epoch, first.epoch, 'SEQ 2 is assigned again, so under another EPOCH: a tab that saw the lost SEQ 2 gets a RESET');
+    } finally {
+      await store.close();
+    }
+  }));
+
   it('a stream\'s last SEQ survives the pruning of the journal rows that held it, and a kill after it', () => withFile(async (file) => {
     const ops = [
       ...[1, 2, 3].map((i) => ({ op: 'append', stream: 'admin:1', json: msg(i), expiresAt: T0 + 10, now: T0 })),

@@ -75,7 +75,13 @@ export function openStoreFile(file: string, options: { synchronous?: 'normal' | 
     // The checkpoint worker's connection shares the WAL, so the locking mode
     // stays normal; `<file>-lock` keeps other processes out instead.
     if (lock) db.pragma('wal_autocheckpoint = 0');
-    db.pragma(`synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
+    // The open's own commit is fsynced whatever the setting: it records that
+    // the store is open (`clean` = 0), which is what tells the next start,
+    // after a power cut, that commits may be lost. Under NORMAL nothing would
+    // fsync it before the first checkpoint, 4 MB of sends later (days for a
+    // quiet panel), and a power cut that took the sends took the mark too:
+    // the next start kept every EPOCH and assigned the lost SEQs again.
+    db.pragma('synchronous = FULL');
     db.exec('BEGIN IMMEDIATE');
     const migrated = prepareSchema(db);
     const boot = options.bootId ?? currentBootId();
@@ -95,6 +101,10 @@ export function openStoreFile(file: string, options: { synchronous?: 'normal' | 
     put.run('boot', boot ?? '');
     put.run('clean', '0');
     db.exec('COMMIT');
+    // Into the file itself, with what a killed process left in the WAL: from
+    // here the WAL holds this run's commits only.
+    if (lock) db.pragma('wal_checkpoint(TRUNCATE)');
+    db.pragma(`synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
     return { db, lock, storeEpoch, rotatedEpochs, migrated };
   } catch (e) {
     db.close();
