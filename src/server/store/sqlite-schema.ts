@@ -85,7 +85,7 @@ export function openStoreFile(file: string, options: { synchronous?: 'normal' | 
     db.exec('BEGIN IMMEDIATE');
     const migrated = prepareSchema(db);
     const boot = options.bootId ?? currentBootId();
-    const rotatedEpochs = options.synchronous !== 'full' && lostCommitsPossible(db, boot);
+    const rotatedEpochs = lostCommitsPossible(db, boot);
     if (rotatedEpochs) {
       const rows = db.prepare<[], { stream: string }>('SELECT stream FROM streams').all();
       const rotate = db.prepare<[string, string]>('UPDATE streams SET epoch = ? WHERE stream = ?');
@@ -100,6 +100,7 @@ export function openStoreFile(file: string, options: { synchronous?: 'normal' | 
     put.run('epoch', storeEpoch);
     put.run('boot', boot ?? '');
     put.run('clean', '0');
+    put.run('synchronous', options.synchronous === 'full' ? 'full' : 'normal');
     db.exec('COMMIT');
     // Into the file itself, with what a killed process left in the WAL: from
     // here the WAL holds this run's commits only.
@@ -240,11 +241,16 @@ function currentBootId(): string | undefined {
  * Whether commits may have been lost: the store was not closed cleanly
  * (`clean` = 0) and the machine booted since (a killed process loses
  * nothing under WAL; only an OS crash or power cut can, with synchronous=normal).
+ * The setting that counts is the one of the run that did not close (recorded
+ * when it opened; a file from before that was recorded ran with the default,
+ * normal), not this open's: turning `full` on after a power cut does not
+ * bring back what the run under `normal` lost.
  */
 function lostCommitsPossible(db: Database.Database, boot: string | undefined): boolean {
   if (boot === undefined) return false;
   const get = db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?');
   const clean = get.get('clean')?.value;
   const lastBoot = get.get('boot')?.value;
-  return clean === '0' && lastBoot !== undefined && lastBoot !== '' && lastBoot !== boot;
+  const lastSynchronous = get.get('synchronous')?.value;
+  return clean === '0' && lastSynchronous !== 'full' && lastBoot !== undefined && lastBoot !== '' && lastBoot !== boot;
 }
