@@ -181,3 +181,41 @@ describe('the cap dropping notifications while a replay runs', () => {
     }
   });
 });
+
+describe('notifications that expire while a replay runs', () => {
+  test('are not sent by its later pages, read after the slow socket let it go on', async () => {
+    const s = await startHerald({ maxBufferedBytes: 65536, maxPerStream: 1000, replayBatch: 100 });
+    try {
+      const text = 'x'.repeat(15_000);
+      const send = (n: number, ttl?: number) => s.api('POST', '/api/v1/send', { to: { aid: 9 }, message: { TYPE: 'BIG', N: n, TEXT: text }, ...(ttl === undefined ? {} : { ttl }) });
+      // 15 MB that live a day, far beyond the loopback socket's buffers, then 100 that live a second.
+      for (let i = 1; i <= 900; i += 50) await Promise.all(Array.from({ length: 50 }, (_, k) => send(i + k)));
+      await Promise.all(Array.from({ length: 100 }, (_, k) => send(901 + k, 1)));
+      const token = await s.token('admin', 9);
+      const ws = new (await import('ws')).default(`${s.wsUrl}/ws/admin?token=${token}&seq=0&epoch=${(await s.herald.store.head('admin:9')).epoch}`);
+      const seqs: number[] = [];
+      const done = new Promise<void>((resolve) => ws.on('message', (d) => {
+        const f = JSON.parse(d.toString()) as { TYPE: string; SEQ?: number };
+        if (f.TYPE === 'BIG') seqs.push(f.SEQ!);
+        if (f.SEQ === 1001) resolve();
+      }));
+      // The reader stops reading until the short-lived ones have expired: the replay waits for the socket.
+      await new Promise<void>((resolve) => ws.on('open', () => {
+        const socket = (ws as unknown as { _socket: import('node:net').Socket })._socket;
+        socket.pause();
+        setTimeout(() => {
+          socket.resume();
+          resolve();
+        }, 1500);
+      }));
+      await send(1001);
+      await done;
+      // (Read before the reader stopped, 901..1000 would have been sent in time: the socket held the replay up.)
+      assert.deepEqual(seqs.filter((q) => q > 900), [1001], 'nothing that had expired was sent');
+      assert.equal(seqs.length, 901);
+      ws.close();
+    } finally {
+      await s.close();
+    }
+  });
+});

@@ -349,10 +349,11 @@ export class Connection implements Tab {
   }
 
   async #readStream(stream: 'own' | 'broadcast', key: string): Promise<void> {
-    const now = this.#deps.now();
     for (;;) {
       if (!this.isOpen) return;
-      const page = await this.#deps.store.readAfter(key, this.#lastSent[stream], this.#deps.limits.replayBatch, now);
+      // The clock is read for each page: a replay paced to a slow link may
+      // take minutes, and what expired meanwhile is not sent.
+      const page = await this.#deps.store.readAfter(key, this.#lastSent[stream], this.#deps.limits.replayBatch, this.#deps.now());
       // The stream moved on while this replay waited (for the socket, between
       // pages): sends meanwhile pushed out, by the cap, some of what it had yet
       // to send. Said as at the start of a replay, never skipped silently.
