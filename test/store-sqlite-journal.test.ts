@@ -172,6 +172,44 @@ describe('SqliteStore journal', () => {
     }
   }));
 
+  it('a checkpoint that fails after a commit (the disk full) neither fails the send nor writes it twice', () => withFile(async (file) => {
+    // The files may not grow past 1 MiB: the database file reaches it while the WAL, emptied by each checkpoint, is small.
+    const child = spawn('bash', ['-c', 'ulimit -f 1024 && exec "$@"', 'bash', process.execPath, '--import', 'tsx', join(root, 'test/store-sqlite-disk-writer.ts')], {
+      cwd: root, env: { ...process.env, HERALD_TEST_STORE_FILE: file, HERALD_TEST_STORE_N: '300' }, stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const exited = new Promise<unknown>((resolve) => child.once('exit', resolve));
+    let done: { answers: Array<{ n: number; seq?: number; error?: string }>; checkpointErrors: string[] };
+    try {
+      done = await new Promise((resolve, reject) => {
+        let out = '';
+        const timer = setTimeout(() => reject(new Error(`no DONE from the writer within 60 s: ${out}`)), 60_000);
+        child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+          out += chunk;
+          const line = out.split('\n').find((l) => l.startsWith('DONE '));
+          if (line) {
+            clearTimeout(timer);
+            resolve(JSON.parse(line.slice(5)));
+          }
+        });
+        child.once('exit', (code) => reject(new Error(`the writer exited (${code}) before DONE: ${out}`)));
+      });
+    } finally {
+      child.kill('SIGKILL');
+      await exited;
+    }
+    const stored = done.answers.filter((a) => a.seq !== undefined);
+    assert.ok(done.answers.some((a) => a.error !== undefined), 'the disk filled up before the last send');
+    const store = new SqliteStore({ file, maxPerStream: 100_000, bootId: 'boot-test', clock: () => T0 });
+    try {
+      const back = (await store.readAfter('admin:1', 0, 100_000, T0)).messages.map((m) => [m.seq, (JSON.parse(m.json) as { N: number }).N]);
+      // Exactly what was answered as stored, once each, under the SEQs it was answered with.
+      assert.deepEqual(back, stored.map((a) => [a.seq, a.n]));
+    } finally {
+      await store.close();
+    }
+    assert.ok(done.checkpointErrors.length > 1, `checkpoints failed and were told of: ${done.checkpointErrors.join('; ')}`);
+  }));
+
   it('a stream\'s last SEQ survives the pruning of the journal rows that held it, and a kill after it', () => withFile(async (file) => {
     const ops = [
       ...[1, 2, 3].map((i) => ({ op: 'append', stream: 'admin:1', json: msg(i), expiresAt: T0 + 10, now: T0 })),

@@ -334,7 +334,6 @@ export class SqliteStore implements MessageStore {
       // UPDATE of the stream's row made the WAL write a whole page of it.
       for (const { stream, acked } of staged.acks()) body += encodeAck(stream, acked);
       const row = this.#write(body, maxExpires);
-      this.checkpointer?.wrote(body.length);
       if (row !== undefined) {
         this.#rowIds.push(row);
         this.#rowExpiries.push(maxExpires);
@@ -345,6 +344,10 @@ export class SqliteStore implements MessageStore {
       throw e;
     }
     staged.apply(this.#touched);
+    // After the commit counts: a checkpoint that fails now (on the writer's
+    // thread, should the worker have failed: the disk full) must not fail
+    // the batch, which would be committed again, SEQs and all, by the retry.
+    this.checkpointer?.wrote(body.length);
     this.stats.batches++;
     this.stats.writes += writes.length;
     for (let i = 0; i < writes.length; i++) writes[i]!.resolve(results[i]);

@@ -101,7 +101,12 @@ export class WalCheckpointer {
     if (this.#written < this.#threshold || this.#inFlight) return;
     this.#written = 0;
     if (!this.#worker) {
-      this.#db.pragma('wal_checkpoint(PASSIVE)');
+      // Never thrown to the store: its commit is done, and a checkpoint is retried 4 MB later.
+      try {
+        this.#db.pragma('wal_checkpoint(PASSIVE)');
+      } catch (e) {
+        this.#onError?.(new Error(`WAL checkpoint failed: ${(e as Error).message}`));
+      }
       return;
     }
     this.#inFlight = true;
