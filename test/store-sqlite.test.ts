@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -230,6 +230,36 @@ describe('SqliteStore', () => {
     try {
       assert.equal(again.loaded.messages, sent);
       assert.equal((await again.head('admin:1')).lastSeq, Math.ceil(sent / 7));
+    } finally {
+      await again.close();
+      tmp.remove();
+    }
+  });
+
+  it('under sends that never pause, the WAL still starts over after checkpoints instead of growing for good', async () => {
+    const tmp = tempDir();
+    const file = join(tmp.dir, 's.sqlite');
+    const errors: Error[] = [];
+    const store = new SqliteStore({ file, maxPerStream: 1000, checkpointBytes: 1024 * 1024, onCheckpointError: (e) => errors.push(e) });
+    const body = JSON.stringify({ TYPE: 'MESSAGE', TEXT: 'x'.repeat(200) });
+    let sent = 0;
+    try {
+      // A send batch every millisecond or so, whether or not a checkpoint runs: the worker's
+      // passive checkpoints never find the WAL without frames written during them.
+      while (sent < 60_000) {
+        await store.appendMany(Array.from({ length: 50 }, () => ({ stream: `admin:${sent++ % 1000}`, json: body, expiresAt: Date.now() + 60_000 })), Date.now());
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      }
+      // About 25 MB of WAL frames were written, a checkpoint asked for every 1 MB of sends.
+      const wal = statSync(`${file}-wal`).size;
+      assert.ok(wal < 8 * 1024 * 1024, `WAL ${(wal / 1048576).toFixed(1)} MB after ${store.checkpointer!.checkpoints} checkpoints`);
+      assert.deepEqual(errors, []);
+    } finally {
+      await store.close();
+    }
+    const again = new SqliteStore({ file, maxPerStream: 1000 });
+    try {
+      assert.equal(again.loaded.messages, sent);
     } finally {
       await again.close();
       tmp.remove();

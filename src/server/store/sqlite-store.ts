@@ -266,8 +266,19 @@ export class SqliteStore implements MessageStore {
     setImmediate(() => this.#flush());
   }
 
-  /** Commits queued writes, at most maxBatch per transaction. */
-  #flush(): void {
+  /** Called by the checkpointer when a catch-up checkpoint that held the commits ended. */
+  readonly #resume = (): void => {
+    setImmediate(() => this.#flush());
+  };
+
+  /** Commits queued writes, at most maxBatch per transaction; `force`: even while a catch-up checkpoint runs (close). */
+  #flush(force = false): void {
+    // Held for a catch-up checkpoint (wal-checkpointer.ts, #done): the writes
+    // stay queued (and a flush stays scheduled: #resume) until it ends.
+    if (!force && this.#queue.length > 0 && this.checkpointer?.holding(this.#resume)) {
+      this.#scheduled = true;
+      return;
+    }
     this.#scheduled = false;
     // The acks waiting for a transaction go with this one.
     clearTimeout(this.#ackTimer);
@@ -515,7 +526,7 @@ export class SqliteStore implements MessageStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#pruner.stop();
-    while (this.#queue.length > 0) this.#flush();
+    while (this.#queue.length > 0) this.#flush(true);
     this.#closed = true;
     await this.#pruning?.catch(() => 0);
     try {
