@@ -50,6 +50,20 @@ describe('command audit trail', () => {
     audit.close();
   });
 
+  it('trims at start-up too, so restarts that each write few records do not grow the file past the bound', () => {
+    const file = join(dir, 'restarts.sqlite');
+    // Three lifetimes, each ending well before the periodic trim.
+    for (let life = 0; life < 3; life++) {
+      const audit = new SqliteCommandAudit(file, 5);
+      for (let i = 1; i <= 10; i++) audit.record(record(1, 'echo', life * 10 + i));
+      audit.close();
+    }
+    const reopened = new SqliteCommandAudit(file, 5);
+    const kept = reopened.recent({ limit: 1000 });
+    assert.deepEqual(kept.map((r) => r.id), ['c30', 'c29', 'c28', 'c27', 'c26']);
+    reopened.close();
+  });
+
   it('receives a record for every run and every refusal from the runner', async () => {
     const audit = new SqliteCommandAudit(':memory:', 1000);
     const rig = await makeRig({ commandsAllow: ['echo'] }, { audit });

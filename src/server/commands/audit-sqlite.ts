@@ -45,6 +45,10 @@ export class SqliteCommandAudit implements CommandAuditStore {
     this.#db.exec(SCHEMA);
     this.#keep = keep;
     this.#insert = this.#db.prepare('INSERT INTO command_audit (at, event, aid, json) VALUES (?, ?, ?, ?)');
+    // The insert counter starts again at every start-up: without a trim here, a server that
+    // restarts before TRIM_EVERY records (a daily restart, a deploy) never trims, and a
+    // lowered `keep` would not apply until then either.
+    this.trim();
   }
 
   record(entry: CommandAuditRecord): void {
