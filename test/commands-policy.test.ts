@@ -32,6 +32,14 @@ describe('command policy (allowlist resolved at start-up)', () => {
     assert.equal(policy.resolve('/bin/echo').path, '/usr/bin/echo');
   });
 
+  it('names a multi-call file by the entry the request asked for (its argv[0]), not the first entry pinning it', () => {
+    // xzcat and unxz both pin /usr/bin/xz; each does something else under its own name.
+    const policy = new CommandPolicy({ allow: ['xzcat', 'unxz'], searchPath: '/usr/bin:/bin' });
+    assert.deepEqual(policy.resolve('/usr/bin/unxz'), { entry: 'unxz', path: '/usr/bin/xz' });
+    assert.deepEqual(policy.resolve('/usr/bin/xzcat'), { entry: 'xzcat', path: '/usr/bin/xz' });
+    assert.deepEqual(policy.resolve('/usr/bin/xz'), { entry: 'xzcat', path: '/usr/bin/xz' }, 'another name for the file: the first entry');
+  });
+
   it('refuses programs that are not on the list, naming what is', () => {
     const policy = new CommandPolicy({ allow: ['ping'], searchPath: '/usr/bin:/bin' });
     assert.throws(() => policy.resolve('sh'), refusedWith('HERALD_ERR_COMMAND_FORBIDDEN', /"sh" is not allowed \(allowed: ping\)/));

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -176,6 +177,21 @@ describe('CommandRunner with real child processes', () => {
     assert.ok(refusal);
     assert.match(String(refusal.error), /HERALD_ERR_COMMAND_FORBIDDEN/);
     assert.deepEqual(rig.runner.stats(), { enabled: true, running: 0, queued: 0, allowed: [{ entry: 'ping', path: '/usr/bin/ping' }] });
+  });
+
+  it('runs a multi-call program under its allowed name, whatever path the request used', async () => {
+    // xzcat is a symlink to xz, which decompresses to stdout only when argv[0] says xzcat
+    // (as busybox picks an applet by argv[0], and by its first argument when run as busybox).
+    rig = await makeRig({ commandsAllow: ['xzcat'] });
+    writeFileSync(join(rig.cwd, 'note'), 'hello from xz\n');
+    execFileSync('xz', [join(rig.cwd, 'note')]);
+    for (const program of ['xzcat', '/usr/bin/xz', '/usr/bin/unxz']) {
+      const info = await rig.runner.start({ aid: 1, program, args: ['note.xz'], door: 'http' });
+      const done = await rig.runner.wait(info.id);
+      assert.equal(done?.path, '/usr/bin/xz');
+      assert.deepEqual([done?.state, done?.output], ['succeeded', 'hello from xz\n'], program);
+    }
+    assert.ok(readdirSync(rig.cwd).includes('note.xz'), 'nothing decompressed in place');
   });
 
   it('says clearly when an allowed program is not installed', async () => {

@@ -26,7 +26,13 @@ export interface CommandPolicyOptions {
 
 /** A program a request may run. */
 export interface ResolvedProgram {
-  /** The allowlist entry as configured (`ping`, `/usr/local/bin/report`). */
+  /**
+   * The allowlist entry as configured (`ping`, `/usr/local/bin/report`). It is
+   * also the program's argv[0]: a multi-call binary (busybox, xz) picks what it
+   * does by that name, so it must be the allowed name, never the real path
+   * (busybox run as `/bin/busybox` would take its first argument as the program
+   * to be) nor whatever path the request used.
+   */
   entry: string;
   /** The real path that is executed. */
   path: string;
@@ -116,7 +122,10 @@ export class CommandPolicy {
       }
       return this.#installed(missing, program);
     }
-    const entry = this.#entries.find((e) => e.path === real);
+    // Several entries may pin the same file (a multi-call binary under two names): the one the
+    // request names, else the first. The entry, not the path asked for, names the program to it.
+    const same = this.#entries.filter((e) => e.path === real);
+    const entry = same.find((e) => e.spec === program) ?? same.find((e) => basename(e.spec) === basename(program)) ?? same[0];
     if (!entry) throw this.#forbidden(program, real);
     return { entry: entry.spec, path: real };
   }

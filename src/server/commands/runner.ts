@@ -256,7 +256,9 @@ export class CommandRunner implements CommandService {
     try {
       // No shell, ever: the program and its argument vector go to execve as they are.
       // `detached` makes the program lead its own process group, so the group can be killed whole.
+      // argv[0] is the allowed name, as a shell would have given it (see ResolvedProgram.entry).
       child = spawn(run.program.path, run.args, {
+        argv0: run.program.entry,
         cwd: this.#cwd, env: this.#env, detached: true, shell: false, stdio: ['ignore', 'pipe', 'pipe'], windowsHide: true,
       });
     } catch (e) {
