@@ -37,4 +37,13 @@ describe('command output capture', () => {
     assert.equal(out.takePending(3), 'hij');
     assert.equal(out.takePending(3), '');
   });
+
+  it('never cuts the progress tail inside a character outside the BMP', () => {
+    const out = new OutputBuffer(1024);
+    // 'a' + two emoji + 'b' is 6 UTF-16 units; the last 4 would start with the second half of the first emoji.
+    out.push('stdout', Buffer.from('a😀🙂b'));
+    const tail = out.takePending(4);
+    assert.equal(tail, '🙂b');
+    assert.doesNotMatch(tail, /^[\uDC00-\uDFFF]/, 'no lone surrogate');
+  });
 });

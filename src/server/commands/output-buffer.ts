@@ -64,7 +64,13 @@ export class OutputBuffer {
   takePending(maxChars: number): string {
     const p = this.#pending;
     this.#pending = '';
-    return p.length > maxChars ? p.slice(p.length - maxChars) : p;
+    if (p.length <= maxChars) return p;
+    let from = p.length - maxChars;
+    // Never start inside a surrogate pair (an emoji, a rare CJK character): half of one
+    // is a lone surrogate, which the browser shows as a replacement character.
+    const first = p.charCodeAt(from);
+    if (first >= 0xdc00 && first <= 0xdfff) from++;
+    return p.slice(from);
   }
 
   get hasPending(): boolean {
