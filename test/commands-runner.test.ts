@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
@@ -337,5 +337,77 @@ describe('CommandRunner with real child processes', () => {
     }
     assert.equal(rig.runner.get(ids[0] ?? ''), undefined);
     assert.deepEqual(rig.runner.list().map((c) => c.output), ['2\n', '1\n']);
+  });
+});
+
+/**
+ * Herald runs as an unprivileged user; a command may leave behind, or be, a
+ * process running as another user (a script's `sudo tool`, a set-user-ID
+ * program), which Herald may not signal (EPERM). Reproduced for real: a
+ * set-user-ID copy of perl that makes itself root, under a runner started as
+ * `nobody`. Needs root to set it up (CI runs as root).
+ */
+describe('CommandRunner with processes it may not signal', () => {
+  const canSetUp = process.getuid?.() === 0 && existsSync('/usr/bin/setpriv') && existsSync('/usr/bin/perl');
+
+  it('neither crashes nor hangs: each run ends, its slot is freed, and the refusal is logged', { skip: !canSetUp && 'needs root, setpriv and perl' }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'herald-suid-'));
+    chmodSync(dir, 0o755);
+    const suid = join(dir, 'perl');
+    copyFileSync('/usr/bin/perl', suid);
+    chmodSync(suid, 0o4755);
+    const fixture = new URL('./commands-fixture.ts', import.meta.url).href;
+    // Becomes root for real (real uid 0, so `nobody` may not signal it), says its pid, sleeps.
+    const rootSleep = `${suid} -e '$| = 1; $< = $> = 0; print "root=$$\\n"; sleep 20'`;
+    const code = `
+      import { gone, makeRig } from ${JSON.stringify(fixture)};
+      const rig = await makeRig({ commandsAllow: ['sh', ${JSON.stringify(suid)}], commandsKillGraceMs: 200 });
+      const out = {};
+      // 1. The program exits; what it left holding its output may not be killed.
+      let info = await rig.runner.start({ aid: 1, program: 'sh', args: ['-c', ${JSON.stringify(`${rootSleep} & sleep 0.2`)}], door: 'http' });
+      out.leftBehind = await rig.runner.wait(info.id);
+      // 2. A cancel once the program has gone and only such a process is left.
+      info = await rig.runner.start({ aid: 1, program: 'sh', args: ['-c', ${JSON.stringify(`echo sh=$$; ${rootSleep} & sleep 0.2`)}], door: 'http' });
+      while (!/sh=\\d+/.test(rig.runner.get(info.id).output)) await new Promise((r) => setTimeout(r, 5));
+      await gone(Number(/sh=(\\d+)/.exec(rig.runner.get(info.id).output)[1]));
+      out.cancelled = await rig.runner.cancel(info.id);
+      // 3. The program itself may not be signalled, and times out.
+      info = await rig.runner.start({ aid: 1, program: ${JSON.stringify(suid)}, args: ['-e', '$| = 1; $< = $> = 0; print "root=$$\\n"; sleep 20'], timeoutSec: 0.3, door: 'http' });
+      out.timedOut = await rig.runner.wait(info.id);
+      out.running = rig.runner.stats().running;
+      out.warnings = rig.logs.filter((l) => /cannot be stopped/.test(String(l.msg))).length;
+      await rig.close();
+      console.log(JSON.stringify(out));
+    `;
+    const child = spawn('/usr/bin/setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, '--import', 'tsx', '--input-type=module', '-e', code], {
+      env: { ...process.env, HOME: dir }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    try {
+      const exitCode = await within(new Promise<number | null>((resolve) => child.on('close', resolve)), 30_000, 'runner as nobody');
+      assert.equal(exitCode, 0, `the runner's process failed: ${stderr.slice(-1500)}`);
+      const out = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as Record<string, Record<string, unknown>> & { running: number; warnings: number };
+      assert.equal(out.leftBehind?.state, 'succeeded', 'sh itself exited 0');
+      assert.match(String(out.leftBehind?.output), /root=\d+/);
+      assert.equal(out.cancelled?.state, 'cancelled');
+      assert.equal(out.timedOut?.state, 'timed_out');
+      assert.equal(out.timedOut?.EXIT_CODE, null, 'it was cut loose, still running');
+      assert.equal(out.running, 0, 'every slot is free again');
+      assert.ok(out.warnings >= 3, 'each run logs that something could not be stopped');
+    } finally {
+      child.kill('SIGKILL');
+      // The root processes outlived their runs by design (nobody could not stop them): we can.
+      for (const m of `${stdout}${stderr}`.matchAll(/root=(\d+)/g)) {
+        try {
+          process.kill(Number(m[1]), 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -7,13 +7,26 @@
  * group as long as one of ours is still there.
  */
 
-/** Sends `signal` to the group led by `pid`. Returns false when the group no longer exists. */
-export function signalGroup(pid: number, signal: NodeJS.Signals): boolean {
+/**
+ * What became of a signal sent to a group: `sent` (to at least one member),
+ * `gone` (no member left), `denied` (members remain, but none is ours to
+ * signal: they run as another user, e.g. through sudo or a set-user-ID program).
+ */
+export type GroupSignalResult = 'sent' | 'gone' | 'denied';
+
+/**
+ * Sends `signal` to the group led by `pid`. Never throws for a group that is
+ * gone or out of reach: it is called from timers, where a throw would end
+ * the whole server.
+ */
+export function signalGroup(pid: number, signal: NodeJS.Signals): GroupSignalResult {
   try {
     process.kill(-pid, signal);
-    return true;
+    return 'sent';
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ESRCH') return false;
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ESRCH') return 'gone';
+    if (code === 'EPERM') return 'denied';
     throw e;
   }
 }

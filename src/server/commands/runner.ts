@@ -77,6 +77,8 @@ interface Run {
   child?: ChildProcess;
   pid?: number;
   exited: boolean;
+  /** A signal to its group was refused (EPERM): logged once. */
+  signalDenied?: boolean;
   timers: Set<NodeJS.Timeout>;
   progressTimer?: NodeJS.Timeout;
   lastProgressAt: number;
@@ -285,15 +287,11 @@ export class CommandRunner implements CommandService {
       run.exitCode = code;
       run.signal = signal;
       // Left-over children may hold the pipes open; give them the grace, then the group goes
-      // ('close' follows once they are dead). Something outside the group that still holds the
-      // pipes after another grace is cut loose: we stop reading and end the run.
+      // ('close' follows once they are dead). Something that still holds the pipes after
+      // another grace (outside the group, or not ours to kill) is cut loose.
       this.#timer(run, this.#o.commandsKillGraceMs, () => {
-        if (run.pid !== undefined) signalGroup(run.pid, 'SIGKILL');
-        this.#timer(run, this.#o.commandsKillGraceMs, () => {
-          child.stdout?.destroy();
-          child.stderr?.destroy();
-          this.#finish(run);
-        });
+        this.#signal(run, 'SIGKILL');
+        this.#timer(run, this.#o.commandsKillGraceMs, () => this.#cutLoose(run));
       });
     });
     child.on('close', () => this.#finish(run));
@@ -317,10 +315,32 @@ export class CommandRunner implements CommandService {
       return;
     }
     if (run.pid === undefined) return; // spawning failed; its 'error' finishes it
-    signalGroup(run.pid, 'SIGTERM');
+    this.#signal(run, 'SIGTERM');
     this.#timer(run, this.#o.commandsKillGraceMs, () => {
-      if (run.pid !== undefined) signalGroup(run.pid, 'SIGKILL');
+      this.#signal(run, 'SIGKILL');
+      // A program that even SIGKILL could not end (it runs as another user) must not hold
+      // the run, its slot and whoever waits for it for ever: after one more grace, cut loose.
+      this.#timer(run, this.#o.commandsKillGraceMs, () => this.#cutLoose(run));
     });
+  }
+
+  /** Signals the run's process group; a group we may not signal is logged (once per run), never thrown. */
+  #signal(run: Run, signal: NodeJS.Signals): void {
+    if (run.pid === undefined) return;
+    if (signalGroup(run.pid, signal) === 'denied' && !run.signalDenied) {
+      run.signalDenied = true;
+      this.#log.warn(
+        { id: run.id, aid: run.request.aid, pid: run.pid, program: run.program.path, signal },
+        'command processes run as another user (sudo? a set-user-ID program?) and cannot be stopped: they are left running',
+      );
+    }
+  }
+
+  /** Stops reading output still held open by processes we cannot end, and ends the run. */
+  #cutLoose(run: Run): void {
+    run.child?.stdout?.destroy();
+    run.child?.stderr?.destroy();
+    this.#finish(run);
   }
 
   #output(run: Run, stream: 'stdout' | 'stderr', chunk: Buffer): void {
@@ -357,7 +377,7 @@ export class CommandRunner implements CommandService {
     run.output.end();
     run.state = this.#outcome(run);
     // A stopped run's group must be gone entirely, even members that closed their output early.
-    if (run.pid !== undefined && run.stopping !== undefined && groupAlive(run.pid)) signalGroup(run.pid, 'SIGKILL');
+    if (run.pid !== undefined && run.stopping !== undefined && groupAlive(run.pid)) this.#signal(run, 'SIGKILL');
     // A run that was launched held a slot, even if its spawn failed.
     if (run.startedAt !== undefined) this.#releaseSlot(run.request.aid);
     this.#active.delete(run.id);
