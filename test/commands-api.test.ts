@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import type { CommandInfo, CommandService } from '../src/server/commands/command-service.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 
 describe('background commands over the HTTP API and the browser protocol', () => {
@@ -145,5 +146,42 @@ describe('background commands over the HTTP API and the browser protocol', () =>
     assert.equal(replayed.ID, 5);
     assert.equal(tab.frames.some((f) => f.TYPE === 'COMMAND_PROGRESS'), false, 'progress is live only');
     tab.close();
+  });
+});
+
+describe('background commands when the server shuts down', () => {
+  it('stops running commands at once, even while a long poll waits for one to end', async () => {
+    const server = await startHerald({ commandsAllow: ['sleep'], shutdownGraceMs: 4000 });
+    try {
+      const res = await server.api('POST', '/api/v1/commands', { aid: 1, program: 'sleep', args: ['30'] });
+      const id = res.body.id as string;
+      // Know when the long poll (what `herald run --wait` does) is waiting inside the server.
+      const commands = server.herald.commands as CommandService & { wait: (id: string) => Promise<CommandInfo | undefined> };
+      const wait = commands.wait.bind(commands);
+      let polling!: () => void;
+      const inPoll = new Promise<void>((resolve) => (polling = resolve));
+      commands.wait = (waited) => {
+        polling();
+        return wait(waited);
+      };
+      let answeredAt = 0;
+      const poll = server.api('GET', `/api/v1/commands/${id}?wait=60`).then((r) => {
+        answeredAt = Date.now();
+        return r;
+      });
+      await inPoll;
+      const t0 = Date.now();
+      await server.herald.close();
+      const answered = await poll;
+      assert.equal(answered.body.state, 'cancelled', 'the poll hears how it ended');
+      assert.equal(answered.body.error, 'server shutting down');
+      const endedMs = (answered.body.endedAt as number) - t0;
+      assert.ok(endedMs < 2000, `the command ended ${endedMs} ms into the shutdown: it waited for the HTTP grace period`);
+      assert.ok(answeredAt - t0 < 2000, `the poll was answered ${answeredAt - t0} ms into the shutdown`);
+    } finally {
+      // The poll's keep-alive connection outlives the HTTP grace period; do not wait for it here.
+      server.herald.app.server.closeAllConnections();
+      await server.close();
+    }
   });
 });

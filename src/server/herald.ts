@@ -246,8 +246,10 @@ export class Herald {
       await this.watcher?.stop();
       await this.gateway.close(reason, Math.min(2000, this.options.shutdownGraceMs));
       for (const c of this.#compatServers) c.server.close();
-      await withTimeout(this.app.close(), this.options.shutdownGraceMs);
-      await this.commands?.close();
+      // Commands stop while the HTTP server closes, not after: a request in flight may be a
+      // long poll waiting for a command to end (`herald run --wait`), and the HTTP server waits
+      // for it, so stopping commands afterwards left them running for the whole grace period.
+      await Promise.all([withTimeout(this.app.close(), this.options.shutdownGraceMs), this.commands?.close()]);
       await this.broker.close();
       await this.resolver.close();
       await this.store.close();
