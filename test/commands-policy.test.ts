@@ -112,6 +112,18 @@ describe('command policy (allowlist resolved at start-up)', () => {
     policy.checkArgs(policy.resolve('echo'), ['anything', 'at all']);
   });
 
+  it('applies a rule to the program however it is listed and named', () => {
+    // Listed twice, by path and by name (either order): each way of asking is held to the rule.
+    for (const allow of [['/usr/bin/ping', 'ping'], ['ping', '/usr/bin/ping']]) {
+      const policy = new CommandPolicy({ allow, argRules: ['ping=-c|1|127\\.0\\.0\\.1'], searchPath: '/usr/bin' });
+      for (const program of ['ping', '/usr/bin/ping', '/bin/ping']) {
+        const resolved = policy.resolve(program);
+        policy.checkArgs(resolved, ['-c', '1', '127.0.0.1']);
+        assert.throws(() => policy.checkArgs(resolved, ['-f', '127.0.0.1']), refusedWith('HERALD_ERR_COMMAND_FORBIDDEN', /argument 1/), `${allow.join(',')}: ${program}`);
+      }
+    }
+  });
+
   it('rejects a contradictory configuration at start-up', () => {
     assert.throws(() => new CommandPolicy({ allow: ['bin/ping'], searchPath: '' }), refusedWith('HERALD_ERR_CONFIG', /bare name or an absolute path/));
     assert.throws(() => new CommandPolicy({ allow: ['ping'], argRules: ['sh=.*'], searchPath: '' }), refusedWith('HERALD_ERR_CONFIG', /not in "commandsAllow"/));

@@ -73,15 +73,21 @@ export class CommandPolicy {
       if (eq <= 0) throw new HeraldError('HERALD_ERR_CONFIG', `option "commandsArgRules": "${raw}" is not PROGRAM=REGEX`);
       const program = raw.slice(0, eq);
       const source = raw.slice(eq + 1);
-      const entry = this.#entries.find((e) => e.spec === program || basename(e.spec) === program);
-      if (!entry) throw new HeraldError('HERALD_ERR_CONFIG', `option "commandsArgRules" names "${program}", which is not in "commandsAllow"`);
+      // Every entry of that name: with `ping` and `/usr/bin/ping` both listed, a request reaches
+      // one or the other depending on how it names the program, and the rule must hold for both.
+      const named = this.#entries.filter((e) => e.spec === program || basename(e.spec) === program);
+      if (named.length === 0) throw new HeraldError('HERALD_ERR_CONFIG', `option "commandsArgRules" names "${program}", which is not in "commandsAllow"`);
+      let rule: RegExp;
       try {
         // Anchored here, so a rule without ^…$ still has to match the whole argument.
-        entry.rule = new RegExp(`^(?:${source})$`);
+        rule = new RegExp(`^(?:${source})$`);
       } catch (e) {
         throw new HeraldError('HERALD_ERR_CONFIG', `option "commandsArgRules": bad regular expression for "${program}": ${(e as Error).message}`);
       }
-      entry.ruleSource = source;
+      for (const entry of named) {
+        entry.rule = rule;
+        entry.ruleSource = source;
+      }
     }
   }
 
