@@ -327,6 +327,36 @@ describe('CommandRunner with real child processes', () => {
     await assert.rejects(rig.runner.start({ aid: 1, program: 'echo', args: [], door: 'http' }), refusedWith('HERALD_ERR_SHUTTING_DOWN'));
   });
 
+  it('takes its programs and their children along when the server process exits without closing it', async () => {
+    // A second Ctrl-C or a shutdown past its grace ends the CLI with process.exit().
+    const fixture = new URL('./commands-fixture.ts', import.meta.url).href;
+    const code = `
+      import { makeRig } from ${JSON.stringify(fixture)};
+      const rig = await makeRig({ commandsAllow: ['sh'] });
+      const info = await rig.runner.start({ aid: 1, program: 'sh', args: ['-c', 'sleep 30 & echo child=$!; echo self=$$; wait'], door: 'http' });
+      while (!/self=/.test(rig.runner.get(info.id).output)) await new Promise((r) => setTimeout(r, 5));
+      console.log(rig.runner.get(info.id).output);
+      process.exit(1);
+    `;
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    await within(new Promise((resolve) => child.on('close', resolve)), 20_000, 'server process');
+    const pids = [...out.matchAll(/(?:child|self)=(\d+)/g)].map((m) => Number(m[1]));
+    assert.equal(pids.length, 2, `pids in output: ${out}`);
+    try {
+      for (const pid of pids) assert.ok(await gone(pid), `process ${pid} outlived the server`);
+    } finally {
+      for (const pid of pids) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // gone
+        }
+      }
+    }
+  });
+
   it('keeps a bounded history', async () => {
     rig = await makeRig({ commandsAllow: TEST_PROGRAMS, commandsHistory: 2 });
     const ids: string[] = [];

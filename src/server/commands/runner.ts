@@ -105,6 +105,14 @@ export class CommandRunner implements CommandService {
   readonly #history = new Map<string, Run>();
   #closing = false;
   #arrivals = 0;
+  /**
+   * The server process is ending without close() having finished: a forced exit (a second
+   * Ctrl-C, a shutdown past its grace) or a crash. Programs run detached, in their own
+   * session, so nothing else would stop them: they would run on, unreported and untracked.
+   */
+  readonly #killOnExit = (): void => {
+    for (const run of this.#active.values()) if (run.pid !== undefined) signalGroup(run.pid, 'SIGKILL');
+  };
 
   constructor(deps: CommandRunnerDeps) {
     this.#notifier = deps.notifier;
@@ -130,6 +138,7 @@ export class CommandRunner implements CommandService {
     }
     this.#env = parseEnv(this.#o.commandsEnv);
     if (this.#o.commandsEnabled) {
+      process.on('exit', this.#killOnExit);
       for (const e of this.#policy.entries()) {
         if (e.path === null) this.#log.warn({ program: e.entry }, 'allowed program is not installed: requests for it will be refused until it is');
         else this.#log.info({ program: e.entry, path: e.path }, 'allowed program');
@@ -238,6 +247,7 @@ export class CommandRunner implements CommandService {
     const pending = [...this.#active.values()];
     for (const run of pending) this.#stop(run, 'shutdown', 'server shutting down');
     await Promise.all(pending.map((r) => r.done));
+    process.off('exit', this.#killOnExit);
     // The audit store is closed last, after the final records of the runs stopped above.
     if (this.#audit && 'close' in this.#audit) this.#audit.close();
   }
