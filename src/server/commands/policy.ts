@@ -113,7 +113,7 @@ export class CommandPolicy {
       return this.#installed(entry, program);
     }
     if (!isAbsolute(program)) {
-      throw new HeraldError('HERALD_ERR_COMMAND_FORBIDDEN', `program "${program}" is a relative path: give an allowed name or an absolute path`);
+      throw new HeraldError('HERALD_ERR_COMMAND_FORBIDDEN', `program "${program}" is a relative path: give an allowed name or an absolute path (allowed: ${this.#allowed()})`);
     }
     let real: string;
     try {
@@ -163,8 +163,11 @@ export class CommandPolicy {
 
   #forbidden(program: string, real?: string): HeraldError {
     const resolved = real !== undefined && real !== program ? ` (resolves to ${real})` : '';
-    const allowed = this.#entries.map((e) => e.spec).join(', ') || 'nothing';
-    return new HeraldError('HERALD_ERR_COMMAND_FORBIDDEN', `program "${program}"${resolved} is not allowed (allowed: ${allowed})`);
+    return new HeraldError('HERALD_ERR_COMMAND_FORBIDDEN', `program "${program}"${resolved} is not allowed (allowed: ${this.#allowed()})`);
+  }
+
+  #allowed(): string {
+    return this.#entries.map((e) => e.spec).join(', ') || 'nothing';
   }
 
   /**
