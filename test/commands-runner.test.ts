@@ -1,8 +1,9 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdtempSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterEach, describe, it } from 'node:test';
 import { isHeraldError, type ErrorCode } from '../src/server/errors.js';
 import { gone, makeRig, processAlive, within, type Frame, type Rig } from './commands-fixture.js';
@@ -378,9 +379,24 @@ describe('CommandRunner with real child processes', () => {
  * `nobody`. Needs root to set it up (CI runs as root).
  */
 describe('CommandRunner with processes it may not signal', () => {
-  const canSetUp = process.getuid?.() === 0 && existsSync('/usr/bin/setpriv') && existsSync('/usr/bin/perl');
+  // `nobody` must be able to read this checkout and tsx (not so under a private home directory).
+  const readableByOthers = (file: string): boolean => {
+    try {
+      let p = realpathSync(file);
+      if ((statSync(p).mode & 0o004) === 0) return false;
+      for (p = dirname(p); ; p = dirname(p)) {
+        if ((statSync(p).mode & 0o001) === 0) return false;
+        if (p === dirname(p)) return true;
+      }
+    } catch {
+      return false;
+    }
+  };
+  const canSetUp = process.getuid?.() === 0 && existsSync('/usr/bin/setpriv') && existsSync('/usr/bin/perl')
+    && readableByOthers(fileURLToPath(new URL('./commands-fixture.ts', import.meta.url)))
+    && readableByOthers(fileURLToPath(new URL('../node_modules/tsx/package.json', import.meta.url)));
 
-  it('neither crashes nor hangs: each run ends, its slot is freed, and the refusal is logged', { skip: !canSetUp && 'needs root, setpriv and perl' }, async () => {
+  it('neither crashes nor hangs: each run ends, its slot is freed, and the refusal is logged', { skip: !canSetUp && 'needs root, setpriv, perl and a checkout that nobody may read' }, async () => {
     const dir = mkdtempSync(join(tmpdir(), 'herald-suid-'));
     chmodSync(dir, 0o755);
     const suid = join(dir, 'perl');
