@@ -138,6 +138,18 @@ describe('CommandRunner with real child processes', () => {
     assert.ok(await gone(child), 'the left-over child is gone');
   });
 
+  it('does not call a program that ended in time timed out because its left-over child outlived the timeout', async () => {
+    rig = await makeRig({ commandsAllow: TEST_PROGRAMS, commandsKillGraceMs: 1000 });
+    const tab = rig.tab(1);
+    // sh exits at once; its child holds the output past the 0.3 s timeout, until the grace ends it.
+    const info = await rig.runner.start({ aid: 1, program: 'sh', args: ['-c', 'sleep 30 & echo "child=$!"'], timeoutSec: 0.3, door: 'http' });
+    const done = await within(rig.runner.wait(info.id), 5000, 'run with a straggler');
+    const child = Number(/child=(\d+)/.exec(done?.output ?? '')?.[1]);
+    assert.deepEqual([done?.state, done?.TIMED_OUT, done?.EXIT_CODE], ['succeeded', false, 0]);
+    assert.equal(command(await tab.next(isFinal(info.id))).STATE, 'succeeded');
+    assert.ok(await gone(child), 'the left-over child is gone');
+  });
+
   it('caps a flood of output without blocking the program', async () => {
     rig = await makeRig({ commandsAllow: TEST_PROGRAMS, commandsOutputCap: 65536 });
     const tab = rig.tab(1);

@@ -80,6 +80,8 @@ interface Run {
   /** A signal to its group was refused (EPERM): logged once. */
   signalDenied?: boolean;
   timers: Set<NodeJS.Timeout>;
+  /** The run's timeout (also in `timers`); cleared when the program exits. */
+  timeoutTimer?: NodeJS.Timeout;
   progressTimer?: NodeJS.Timeout;
   lastProgressAt: number;
   finished: boolean;
@@ -296,6 +298,12 @@ export class CommandRunner implements CommandService {
       run.exited = true;
       run.exitCode = code;
       run.signal = signal;
+      // The program ended within its time: left-over children are the grace's business below,
+      // and must not turn the run into a timed-out one if they outlast the timeout.
+      if (run.timeoutTimer !== undefined) {
+        clearTimeout(run.timeoutTimer);
+        run.timers.delete(run.timeoutTimer);
+      }
       // Left-over children may hold the pipes open; give them the grace, then the group goes
       // ('close' follows once they are dead). Something that still holds the pipes after
       // another grace (outside the group, or not ours to kill) is cut loose.
@@ -305,7 +313,7 @@ export class CommandRunner implements CommandService {
       });
     });
     child.on('close', () => this.#finish(run));
-    this.#timer(run, run.timeoutSec * 1000, () => {
+    run.timeoutTimer = this.#timer(run, run.timeoutSec * 1000, () => {
       run.timedOut = true;
       this.#stop(run, 'timeout', `timed out after ${run.timeoutSec} s`);
     });
@@ -435,12 +443,13 @@ export class CommandRunner implements CommandService {
     }
   }
 
-  #timer(run: Run, ms: number, fn: () => void): void {
+  #timer(run: Run, ms: number, fn: () => void): NodeJS.Timeout {
     const t = setTimeout(() => {
       run.timers.delete(t);
       fn();
     }, ms);
     run.timers.add(t);
+    return t;
   }
 
   #timeout(requested: number | undefined): number {
