@@ -150,6 +150,22 @@ describe('CommandRunner with real child processes', () => {
     assert.ok(await gone(child), 'the left-over child is gone');
   });
 
+  it('answers a cancel that crosses the program\'s end with its real outcome, and stops what it left at once', async () => {
+    rig = await makeRig({ commandsAllow: TEST_PROGRAMS, commandsKillGraceMs: 3000 });
+    const tab = rig.tab(1);
+    const info = await rig.runner.start({ aid: 1, program: 'sh', args: ['-c', 'sleep 30 & echo "child=$!"; echo "self=$$"'], door: 'http' });
+    await tab.next((f) => f.COMMAND_ID === info.id && /self=\d+/.test(String(rig?.runner.get(info.id)?.output)));
+    const out = rig.runner.get(info.id)?.output ?? '';
+    assert.ok(await gone(Number(/self=(\d+)/.exec(out)?.[1])), 'sh has ended');
+    const t0 = Date.now();
+    const done = await within(rig.runner.cancel(info.id, { kind: 'admin', id: 1 }), 5000, 'cancel');
+    assert.ok(Date.now() - t0 < 1500, 'the left-over child went at once, not after the grace');
+    assert.deepEqual([done.state, done.EXIT_CODE, done.error], ['succeeded', 0, undefined]);
+    const final = await tab.next(isFinal(info.id));
+    assert.equal(command(final).STATE, 'succeeded');
+    assert.ok(await gone(Number(/child=(\d+)/.exec(out)?.[1])), 'the left-over child is gone');
+  });
+
   it('caps a flood of output without blocking the program', async () => {
     rig = await makeRig({ commandsAllow: TEST_PROGRAMS, commandsOutputCap: 65536 });
     const tab = rig.tab(1);
@@ -418,16 +434,15 @@ describe('CommandRunner with processes it may not signal', () => {
     // Becomes root for real (real uid 0, so `nobody` may not signal it), says its pid, sleeps.
     const rootSleep = `${suid} -e '$| = 1; $< = $> = 0; print "root=$$\\n"; sleep 20'`;
     const code = `
-      import { gone, makeRig } from ${JSON.stringify(fixture)};
+      import { makeRig } from ${JSON.stringify(fixture)};
       const rig = await makeRig({ commandsAllow: ['sh', ${JSON.stringify(suid)}], commandsKillGraceMs: 200 });
       const out = {};
       // 1. The program exits; what it left holding its output may not be killed.
       let info = await rig.runner.start({ aid: 1, program: 'sh', args: ['-c', ${JSON.stringify(`${rootSleep} & sleep 0.2`)}], door: 'http' });
       out.leftBehind = await rig.runner.wait(info.id);
-      // 2. A cancel once the program has gone and only such a process is left.
-      info = await rig.runner.start({ aid: 1, program: 'sh', args: ['-c', ${JSON.stringify(`echo sh=$$; ${rootSleep} & sleep 0.2`)}], door: 'http' });
-      while (!/sh=\\d+/.test(rig.runner.get(info.id).output)) await new Promise((r) => setTimeout(r, 5));
-      await gone(Number(/sh=(\\d+)/.exec(rig.runner.get(info.id).output)[1]));
+      // 2. A cancel while it runs: the program goes, what it started as root stays.
+      info = await rig.runner.start({ aid: 1, program: 'sh', args: ['-c', ${JSON.stringify(`${rootSleep} & sleep 20`)}], door: 'http' });
+      while (!/root=\\d+/.test(rig.runner.get(info.id).output)) await new Promise((r) => setTimeout(r, 5));
       out.cancelled = await rig.runner.cancel(info.id);
       // 3. The program itself may not be signalled, and times out.
       info = await rig.runner.start({ aid: 1, program: ${JSON.stringify(suid)}, args: ['-e', '$| = 1; $< = $> = 0; print "root=$$\\n"; sleep 20'], timeoutSec: 0.3, door: 'http' });
@@ -454,7 +469,8 @@ describe('CommandRunner with processes it may not signal', () => {
       assert.equal(out.timedOut?.state, 'timed_out');
       assert.equal(out.timedOut?.EXIT_CODE, null, 'it was cut loose, still running');
       assert.equal(out.running, 0, 'every slot is free again');
-      assert.ok(out.warnings >= 3, 'each run logs that something could not be stopped');
+      // Runs 1 and 3 for certain; run 2 only where its dead sleep has been reaped (a zombie still takes signals).
+      assert.ok(out.warnings >= 2, `a run that could not be stopped says so: ${stdout}`);
     } finally {
       child.kill('SIGKILL');
       // The root processes outlived their runs by design (nobody could not stop them): we can.

@@ -324,6 +324,12 @@ export class CommandRunner implements CommandService {
   /** Stops a queued or running command: the queue forgets it; a process group gets SIGTERM, then SIGKILL after the grace. */
   #stop(run: Run, why: 'timeout' | 'cancel' | 'shutdown', reason: string): void {
     if (run.finished || run.stopping) return;
+    if (run.exited) {
+      // The program already ended on its own (a cancel that crossed its end): its outcome
+      // stands. Only left-over children still hold its output; they go now, not after the grace.
+      this.#signal(run, 'SIGKILL');
+      return;
+    }
     run.stopping = why;
     if (why !== 'timeout') run.error = reason;
     if (run.state === 'queued') {
