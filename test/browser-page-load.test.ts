@@ -8,7 +8,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server, type ServerResponse } from 'node:http';
-import type { Browser } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, launchBrowser, newPage, type W } from './helpers/browser.js';
 
@@ -71,12 +71,27 @@ describe('browser library on a page still loading, in Chromium', { skip: browser
     await server?.close();
   });
 
+  /** A SlowPage opened in a new context: `use` runs once the page has been asked for (its <head> sent), and both are closed after. */
+  async function onSlowPage(head: string, body: string, use: (page: Page, slow: SlowPage) => Promise<void>): Promise<void> {
+    const slow = new SlowPage(head, body);
+    await slow.listen();
+    const { page, context } = await newPage(browser);
+    try {
+      await page.goto(slow.url, { waitUntil: 'commit' });
+      await slow.requested;
+      await use(page, slow);
+    } finally {
+      await context.close();
+      await slow.close();
+    }
+  }
+
   it('shows a notification replayed before <body> exists, once the body does', async () => {
     // Queued while the admin has no tab open: replayed as soon as the page connects.
     const sent = await server.api('POST', '/api/v1/send', { to: { aid: 41 }, message: { TYPE: 'MESSAGE', TITLE: 'waiting for you', TEXT: 'x' } });
     assert.equal(sent.status, 200);
     const token = await server.token('admin', 41);
-    const slow = new SlowPage(
+    await onSlowPage(
       `<script src="${server.url}/herald.js"></script>
 <script>
   window.early = []; window.errors = []; window.bodyWhenHandled = [];
@@ -85,47 +100,33 @@ describe('browser library on a page still loading, in Chromium', { skip: browser
   c.events.on('error', (e) => errors.push(String(e.error)));
 </script>`,
       '<main>the rest of the page</main>',
+      async (page, slow) => {
+        // The replayed notification reached the page's handler while there was no body yet.
+        // Polled on a timer: animation frames, Playwright's default, do not run before the page renders.
+        await page.waitForFunction(() => (window as unknown as Page0).early?.length === 1, null, { timeout: 10_000, polling: 50 });
+        assert.deepEqual(await page.evaluate(() => (window as unknown as Page0).bodyWhenHandled), ['null']);
+        slow.release();
+        const toast = page.locator('.herald-toast[data-type="MESSAGE"]');
+        await toast.waitFor({ timeout: 10_000 });
+        assert.equal(await toast.locator('.herald-title').innerText(), 'waiting for you');
+        assert.deepEqual(await page.evaluate(() => (window as unknown as Page0).errors), [], 'the built-in handler did not throw');
+        assert.equal(await page.evaluate(() => document.getElementById('herald-toasts')?.parentElement?.tagName), 'BODY');
+      },
     );
-    await slow.listen();
-    const { page, context } = await newPage(browser);
-    try {
-      await page.goto(slow.url, { waitUntil: 'commit' });
-      await slow.requested;
-      // The replayed notification reached the page's handler while there was no body yet.
-      // Polled on a timer: animation frames, Playwright's default, do not run before the page renders.
-      await page.waitForFunction(() => (window as unknown as Page0).early?.length === 1, null, { timeout: 10_000, polling: 50 });
-      assert.deepEqual(await page.evaluate(() => (window as unknown as Page0).bodyWhenHandled), ['null']);
-      slow.release();
-      const toast = page.locator('.herald-toast[data-type="MESSAGE"]');
-      await toast.waitFor({ timeout: 10_000 });
-      assert.equal(await toast.locator('.herald-title').innerText(), 'waiting for you');
-      assert.deepEqual(await page.evaluate(() => (window as unknown as Page0).errors), [], 'the built-in handler did not throw');
-      assert.equal(await page.evaluate(() => document.getElementById('herald-toasts')?.parentElement?.tagName), 'BODY');
-    } finally {
-      await context.close();
-      await slow.close();
-    }
   });
 
   it('shows what AMessageChecker.processData() is given in <head>', async () => {
-    const slow = new SlowPage(
+    await onSlowPage(
       `<script src="${server.url}/herald.js"></script>
 <script>AMessageChecker.processData({ TYPE: 'MESSAGE', TITLE: 'from head', TEXT: 'Just<br/>some<br/>text' });</script>`,
       '<main>the rest of the page</main>',
+      async (page, slow) => {
+        slow.release();
+        const toast = page.locator('.herald-toast[data-type="MESSAGE"]');
+        await toast.waitFor({ timeout: 10_000 });
+        assert.deepEqual((await toast.locator('.herald-text').innerText()).split('\n'), ['Just', 'some', 'text']);
+        assert.equal(await page.locator('#herald-toasts').count(), 1, 'one host');
+      },
     );
-    await slow.listen();
-    const { page, context } = await newPage(browser);
-    try {
-      await page.goto(slow.url, { waitUntil: 'commit' });
-      await slow.requested;
-      slow.release();
-      const toast = page.locator('.herald-toast[data-type="MESSAGE"]');
-      await toast.waitFor({ timeout: 10_000 });
-      assert.deepEqual((await toast.locator('.herald-text').innerText()).split('\n'), ['Just', 'some', 'text']);
-      assert.equal(await page.locator('#herald-toasts').count(), 1, 'one host');
-    } finally {
-      await context.close();
-      await slow.close();
-    }
   });
 });
