@@ -4,12 +4,42 @@ import { describe, test } from 'node:test';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadOptions } from '../src/server/options.js';
+import { loadOptions, OptionsSchema, TIMER_MAX_MS, type OptionKey } from '../src/server/options.js';
+
+/**
+ * Options in ms that never reach a timer: each is compared with the clock (an
+ * expiry, a request's age), so a long one is harmless. Every other ms option
+ * sets a timer, and Node fires a timer past TIMER_MAX_MS after 1 ms.
+ */
+const CLOCK_ONLY: readonly OptionKey[] = ['requestTimeoutMs', 'defaultTtlMs', 'maxTtlMs', 'tokenTtlMs', 'authCacheMs', 'authNegativeCacheMs'];
+/** How a timer option's value becomes a delay: the browser library waits 2.5 heartbeats; `herald start` exits 5 s after the shutdown grace. */
+const DELAY_OF: Partial<Record<OptionKey, (ms: number) => number>> = { heartbeatMs: (ms) => ms * 2.5, shutdownGraceMs: (ms) => ms + 5000 };
 
 describe('options', () => {
   test('maxTtlMs is at most ten years, and the refusal names the key', () => {
     assert.equal(loadOptions({ env: { HERALD_MAX_TTL_MS: String(315_360_000_000) } }).maxTtlMs, 315_360_000_000);
     assert.throws(() => loadOptions({ env: { HERALD_MAX_TTL_MS: '1000000000000000000000' } }), /option "maxTtlMs" \(environment HERALD_MAX_TTL_MS\)/);
+  });
+
+  test('an option that sets a timer is refused at start past what a timer can wait, naming the key', () => {
+    const timers = Object.entries(OptionsSchema.properties)
+      .filter(([key, schema]) => schema.unit === 'ms' && !CLOCK_ONLY.includes(key as OptionKey))
+      .map(([key]) => key as OptionKey);
+    // Those the earlier review found unbounded are among them (and the seconds option is bounded already).
+    for (const key of ['commandsKillGraceMs', 'heartbeatMs', 'shutdownGraceMs', 'sessionRecheckMs', 'legacyIdleTimeoutMs', 'pruneIntervalMs'] as const) assert.ok(timers.includes(key), key);
+    for (const key of timers) {
+      const schema = OptionsSchema.properties[key] as { maximum?: number };
+      assert.ok(schema.maximum !== undefined, `${key} has no maximum`);
+      const max = schema.maximum;
+      // The largest accepted value still makes a delay a timer keeps.
+      assert.equal(loadOptions({ env: {}, overrides: { [key]: max } })[key], max);
+      assert.ok((DELAY_OF[key] ?? ((ms: number) => ms))(max) <= TIMER_MAX_MS, `${key}: ${max}`);
+      assert.throws(() => loadOptions({ env: {}, overrides: { [key]: 3_000_000_000 } }), new RegExp(`option "${key}" \\(command line\\): .*≤ ${max}, got 3000000000`));
+    }
+    assert.throws(() => loadOptions({ env: { HERALD_COMMANDS_KILL_GRACE_MS: '3000000000' } }), /option "commandsKillGraceMs" \(environment HERALD_COMMANDS_KILL_GRACE_MS\)/);
+    // The command timeout (seconds, also a request's own, which is cut to commandsMaxTimeoutSec) is a timer too.
+    assert.ok((OptionsSchema.properties.commandsMaxTimeoutSec.maximum as number) * 1000 <= TIMER_MAX_MS);
+    assert.ok((OptionsSchema.properties.commandsTimeoutSec.maximum as number) * 1000 <= TIMER_MAX_MS);
   });
 
   test('a secret option of the wrong type is refused without its value', () => {

@@ -13,6 +13,18 @@ const Port = (description: string, dflt: number) =>
   Type.Integer({ minimum: 0, maximum: 65535, default: dflt, description });
 const Millis = (description: string, dflt: number, minimum = 0, maximum?: number) =>
   Type.Integer({ minimum, ...(maximum === undefined ? {} : { maximum }), default: dflt, description, unit: 'ms' });
+/**
+ * The longest delay Node's setTimeout/setInterval take (its TIMEOUT_MAX, 2^31 − 1 ms, about
+ * 24.8 days). Past it Node warns (TimeoutOverflowWarning) and fires after 1 ms: a kill grace
+ * of 3,000,000,000 ms would SIGKILL at once, a prune interval would prune every millisecond.
+ * Every option that sets a timer is bounded by it (a smaller bound where the value is
+ * multiplied or added to first), so such a value is refused at start instead.
+ */
+export const TIMER_MAX_MS = 2_147_483_647;
+/** The browser library drops a connection silent for 2.5 heartbeats (DEAD_FACTOR in src/client/herald-client.ts), on a timer of that length. */
+const HEARTBEAT_MAX_MS = Math.floor(TIMER_MAX_MS / 2.5);
+/** `herald start` forces the exit 5 s after the shutdown grace (src/cli/start.ts), on a timer. */
+const SHUTDOWN_GRACE_MAX_MS = TIMER_MAX_MS - 5000;
 const StringList = (description: string, dflt: string[]) =>
   Type.Array(Type.String(), { default: dflt, description });
 
@@ -32,8 +44,8 @@ export const OptionsSchema = Type.Object({
   legacyToken: Type.String({ default: '', description: 'Shared secret of the legacy protocol, sent as TOKEN. On a loopback listener, MESSAGE requests must carry it (the old client sends it only with MESSAGE) and a wrong TOKEN on any request is refused; on any other address every request must carry it, and it is required.', secret: true }),
   legacyMaxRequestBytes: Type.Integer({ minimum: 1024, default: 1048576, description: 'Largest single legacy request, in bytes; a longer value closes the connection with an error.', unit: 'bytes' }),
   legacyMaxConnections: Type.Integer({ minimum: 1, default: 1024, description: 'Most legacy TCP connections open at once; further ones are closed at once. Each backend process holds one.' }),
-  legacyIdleTimeoutMs: Millis('Closes a legacy connection that sent nothing for this long. 0 = never: the old client keeps one connection open for its whole life and does not reconnect, so only set this if every client reconnects.', 0),
-  legacyRequestTimeoutMs: Millis('A legacy request that has started arriving must be complete within this, or the connection is closed (a stalled or hostile peer cannot hold a buffer forever).', 30000, 100),
+  legacyIdleTimeoutMs: Millis('Closes a legacy connection that sent nothing for this long. 0 = never: the old client keeps one connection open for its whole life and does not reconnect, so only set this if every client reconnects.', 0, 0, TIMER_MAX_MS),
+  legacyRequestTimeoutMs: Millis('A legacy request that has started arriving must be complete within this, or the connection is closed (a stalled or hostile peer cannot hold a buffer forever).', 30000, 100, TIMER_MAX_MS),
   adminPort: Port('Compatibility: a separate WebSocket port for admins where any path is accepted (the old daemon used 19443 on its own). 0 = off.', 0),
   userPort: Port('Compatibility: a separate WebSocket port for users, any path (the old daemon used 19445). 0 = off.', 0),
   dataDir: Type.String({ default: './data', description: 'Where state lives: the SQLite store, generated secrets.' }),
@@ -45,7 +57,7 @@ export const OptionsSchema = Type.Object({
   demo: Type.Boolean({ default: true, description: 'Serve the demo page at /demo and its token-minting endpoint. Turn off in production.' }),
   logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')], { default: 'info', description: 'Log level.' }),
   logPretty: Type.Union([Type.Literal('auto'), Type.Boolean()], { default: 'auto', description: 'Pretty logs: auto = when stdout is a terminal, otherwise JSON lines.' }),
-  heartbeatMs: Millis('How often the server PINGs each tab. A tab that has not answered by the next PING is closed (4408).', 25000, 100),
+  heartbeatMs: Millis('How often the server PINGs each tab. A tab that has not answered by the next PING is closed (4408). At most 858993458 (about 9.9 days): the browser library gives up on a silent connection after 2.5 heartbeats, on a timer, and a timer cannot exceed 2147483647 ms.', 25000, 100, HEARTBEAT_MAX_MS),
   acksPerSecond: Type.Integer({ minimum: 0, default: 250, description: 'About how many acks of people\'s own streams this node\'s tabs send a second, all together: each new tab is asked (WELCOME\'s ACK_MS) to wait at least tabs/this seconds between its acks (the browser library waits 1 s when that is longer, so below this many tabs nothing changes), and a tab that acks is told the wait asked for now (a PACE frame, with its next frame) once the tabs doubled or halved since it was told. Each ack costs the server a wake-up and a frame, and with many busy tabs acks outnumber the sends. Lower: less CPU, later `acknowledged` statuses. 0 = no pacing (every tab acks about once a second).' }),
   maxFrameBytes: Type.Integer({ minimum: 256, default: 65536, description: 'Largest frame a browser may send; a larger one closes the tab with 4413 after a close notice (past twice this, `ws` closes it with 1009 unread). Browsers only send small control frames.', unit: 'bytes' }),
   maxBodyBytes: Type.Integer({ minimum: 1024, default: 1048576, description: 'Largest HTTP API request body.', unit: 'bytes' }),
@@ -57,7 +69,7 @@ export const OptionsSchema = Type.Object({
   store: Type.Union([Type.Literal('memory'), Type.Literal('sqlite')], { default: 'sqlite', description: 'Where notifications wait for tabs: sqlite (durable: the file sqliteFile under DATA_DIR) or memory (lost on restart: every stream gets a new EPOCH and tabs are told so).' }),
   sqliteFile: Type.String({ default: 'herald.sqlite', description: 'The SQLite store\'s file, relative to DATA_DIR (or absolute). Deleting it while Herald is stopped starts every stream over with a new EPOCH.' }),
   sqliteSynchronous: Type.Union([Type.Literal('normal'), Type.Literal('full')], { default: 'normal', description: 'SQLite durability under WAL. normal: a killed process loses nothing, a power cut may lose the last fraction of a second of sends. full: one fsync per write batch; survives power cuts, costs send rate on slow disks.' }),
-  pruneIntervalMs: Millis('How often expired notifications are deleted from the store, in the background and in small batches. 0 = never (expired ones are still never delivered).', 60000),
+  pruneIntervalMs: Millis('How often expired notifications are deleted from the store, in the background and in small batches. 0 = never (expired ones are still never delivered).', 60000, 0, TIMER_MAX_MS),
   defaultTtlMs: Millis('How long a notification waits for a tab when the sender gives no TTL. 0 = only tabs open now.', 86400000),
   maxTtlMs: Millis('Upper bound of a sender\'s TTL (at most ten years).', 604800000, 0, 315_360_000_000),
   maxPerStream: Type.Integer({ minimum: 1, default: 1000, description: 'Notifications kept per person (and per broadcast stream); beyond it the oldest are dropped.' }),
@@ -71,12 +83,12 @@ export const OptionsSchema = Type.Object({
   commandsEnv: StringList('The whole environment of every command, as KEY=VALUE entries (nothing is inherited from the server, so its secrets never leak into a program).', ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'LANG=C.UTF-8']),
   commandsTimeoutSec: Type.Number({ minimum: 0.001, maximum: 604800, default: 600, description: 'Timeout of a command that asks for none (the old daemon used 600 s). On timeout the whole process group gets SIGTERM, then SIGKILL after commandsKillGraceMs.', unit: 's' }),
   commandsMaxTimeoutSec: Type.Number({ minimum: 0.001, maximum: 604800, default: 3600, description: 'Upper bound of a requested timeout; a longer one is cut to this.', unit: 's' }),
-  commandsKillGraceMs: Millis('After SIGTERM (timeout, cancel, shutdown), how long the process group has before SIGKILL. Also how long a finished program\'s left-over children may keep its output open.', 2000),
+  commandsKillGraceMs: Millis('After SIGTERM (timeout, cancel, shutdown), how long the process group has before SIGKILL. Also how long a finished program\'s left-over children may keep its output open.', 2000, 0, TIMER_MAX_MS),
   commandsOutputCap: Type.Integer({ minimum: 1024, default: 1048576, description: 'Output (stdout and stderr together) kept per command; beyond it output is read and dropped, and the run is marked TRUNCATED.', unit: 'bytes' }),
   commandsConcurrency: Type.Integer({ minimum: 1, default: 4, description: 'Commands running at once on this node.' }),
   commandsPerAdminConcurrency: Type.Integer({ minimum: 1, default: 2, description: 'Commands running at once for one admin.' }),
   commandsQueueSize: Type.Integer({ minimum: 0, default: 32, description: 'Commands waiting for a free slot; when full, a request is refused with HERALD_ERR_QUEUE_FULL.' }),
-  commandsProgressMs: Millis('Least time between two COMMAND_PROGRESS frames of one command (live output to the admin\'s tabs).', 500, 50),
+  commandsProgressMs: Millis('Least time between two COMMAND_PROGRESS frames of one command (live output to the admin\'s tabs).', 500, 50, TIMER_MAX_MS),
   commandsAuditFile: Type.String({ default: 'commands-audit.sqlite', description: 'SQLite file that keeps the audit trail of commands (who asked, through which door, program, arguments, times, outcome; also every refusal), read with GET /api/v1/commands/audit. Relative to DATA_DIR. Empty: structured log lines only.' }),
   commandsAuditKeep: Type.Integer({ minimum: 1, default: 100000, description: 'Audit records kept in commandsAuditFile; the oldest go first.' }),
   commandsHistory: Type.Integer({ minimum: 1, default: 200, description: 'Finished commands kept in memory for status look-ups and GET /api/v1/commands.' }),
@@ -91,16 +103,16 @@ export const OptionsSchema = Type.Object({
   sqlUserCookie: Type.String({ default: '', description: 'Cookie holding a user\'s session id. abills: none (set it if your portal\'s cookie reaches Herald).' }),
   sqlUserHeader: Type.String({ default: '', description: 'Header holding a user\'s session id (it wins over the cookie). abills: USERSID.' }),
   sqlPoolSize: Type.Integer({ minimum: 1, maximum: 100, default: 5, description: 'Connections the sql resolver keeps open to the panel\'s database at most.' }),
-  sqlTimeoutMs: Millis('Longest the sql resolver waits to connect or for one query; beyond it the look-up is "unavailable" (HTTP 503).', 3000, 100),
+  sqlTimeoutMs: Millis('Longest the sql resolver waits to connect or for one query; beyond it the look-up is "unavailable" (HTTP 503).', 3000, 100, TIMER_MAX_MS),
   httpResolverUrl: Type.String({ default: '', description: 'URL the http resolver POSTs each handshake to (with its Cookie header and httpResolverHeaders). 200 {"kind","id"} admits, 401/403 refuse, anything else is "unavailable".' }),
-  httpResolverTimeoutMs: Millis('Longest an http resolver look-up takes, its wait for a turn (httpResolverConcurrency) and the panel\'s answer together; beyond it the look-up is "unavailable" (HTTP 503).', 3000, 50),
+  httpResolverTimeoutMs: Millis('Longest an http resolver look-up takes, its wait for a turn (httpResolverConcurrency) and the panel\'s answer together; beyond it the look-up is "unavailable" (HTTP 503).', 3000, 50, TIMER_MAX_MS),
   httpResolverConcurrency: Type.Integer({ minimum: 1, maximum: 1000, default: 16, description: 'Look-ups the http resolver has at the panel at once at most (a reconnect storm of many sessions must not become as many requests at once). More wait their turn within httpResolverTimeoutMs; past 100 × this many waiting, a handshake gets HTTP 503 at once and the tab retries later.' }),
   httpResolverHeaders: StringList('Handshake headers forwarded to httpResolverUrl besides Cookie (e.g. ADMINSID, Authorization).', []),
   authCacheMs: Millis('How long a positive sql/http answer is reused for the same session id. Bounds how many queries a reconnect storm makes. 0 = no cache.', 5000),
   authNegativeCacheMs: Millis('How long a refusal is reused for the same session id (shorter: a fresh login must work at once). 0 = no cache.', 1000),
   authCacheMaxEntries: Type.Integer({ minimum: 1, default: 100000, description: 'Session ids the resolver cache holds at most; the oldest are forgotten first. An entry takes about 300 bytes whatever the credential (100,000: about 30 MB), and is dropped when its answer expires.' }),
-  sessionRecheckMs: Millis('How often live sessions are looked up again. Tabs whose session ended (logout: its row is gone; or it now admits someone else) are closed with 4401 "session ended" and the browser library stops; tabs whose signed token expired are closed with 4419 "credential expired" and the browser library reconnects, calling its token function for a fresh one. 0 = never.', 30000),
-  shutdownGraceMs: Millis('On SIGTERM, how long requests in flight may take before the process exits anyway.', 10000),
+  sessionRecheckMs: Millis('How often live sessions are looked up again. Tabs whose session ended (logout: its row is gone; or it now admits someone else) are closed with 4401 "session ended" and the browser library stops; tabs whose signed token expired are closed with 4419 "credential expired" and the browser library reconnects, calling its token function for a fresh one. 0 = never.', 30000, 0, TIMER_MAX_MS),
+  shutdownGraceMs: Millis('On SIGTERM, how long requests in flight may take before the process exits anyway. At most 2147478647 (`herald start` exits 5 s after it, on a timer, and a timer cannot exceed 2147483647 ms).', 10000, 0, SHUTDOWN_GRACE_MAX_MS),
 });
 
 export type HeraldOptions = Readonly<Static<typeof OptionsSchema>>;
