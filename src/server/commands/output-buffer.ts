@@ -6,6 +6,11 @@ import { StringDecoder } from 'node:string_decoder';
  * blocks on a full pipe) but dropped, and `truncated` is set. Each stream has
  * its own UTF-8 decoder, so a multi-byte character split across two reads of
  * one stream is never garbled by a read of the other.
+ *
+ * The cap counts the UTF-8 bytes of the decoded text, which is what is kept,
+ * stored and sent, not the bytes the program wrote: each byte that is not
+ * valid UTF-8 decodes to U+FFFD, three bytes, so a program writing binary
+ * data would otherwise have its output kept at up to three times the cap.
  */
 export class OutputBuffer {
   readonly #cap: number;
@@ -20,7 +25,7 @@ export class OutputBuffer {
     this.#cap = capBytes;
   }
 
-  /** Bytes kept so far (at most the cap). */
+  /** UTF-8 bytes of the text kept so far (at most the cap). */
   get bytes(): number {
     return this.#bytes;
   }
@@ -35,29 +40,40 @@ export class OutputBuffer {
 
   push(stream: 'stdout' | 'stderr', chunk: Buffer): void {
     if (this.#truncated) return;
-    const room = this.#cap - this.#bytes;
-    let kept = chunk;
-    if (chunk.length > room) {
-      kept = chunk.subarray(0, room);
-      this.#truncated = true;
-    }
-    this.#bytes += kept.length;
-    const text = this.#decoders[stream].write(kept);
-    this.#text += text;
-    this.#pending += text;
+    this.#keep(this.#decoders[stream].write(chunk));
   }
 
   /**
-   * Flushes partial characters left in the decoders when the streams end.
+   * Flushes partial characters left in the decoders when the streams end
+   * (each becomes U+FFFD, and counts against the cap like any text).
    * After a cut, the partial character is the cut's own doing, so it is dropped.
    */
   end(): void {
-    if (this.#truncated) return;
     for (const d of Object.values(this.#decoders)) {
       const rest = d.end();
-      this.#text += rest;
-      this.#pending += rest;
+      if (!this.#truncated) this.#keep(rest);
     }
+  }
+
+  /** Appends decoded text, cut at the last whole character that fits the cap. */
+  #keep(text: string): void {
+    if (text === '') return;
+    const size = Buffer.byteLength(text, 'utf8');
+    const room = this.#cap - this.#bytes;
+    if (size > room) {
+      const encoded = Buffer.from(text, 'utf8');
+      // Back off to a character boundary: a UTF-8 continuation byte is 10xxxxxx. The
+      // decoder's text has no lone surrogates, so `encoded` is well-formed UTF-8.
+      let end = room;
+      while (end > 0 && ((encoded[end] as number) & 0xc0) === 0x80) end--;
+      text = encoded.toString('utf8', 0, end);
+      this.#truncated = true;
+      this.#bytes += end;
+    } else {
+      this.#bytes += size;
+    }
+    this.#text += text;
+    this.#pending += text;
   }
 
   /** New text since the last call, at most `maxChars` (the tail: a live view wants the latest lines). */
