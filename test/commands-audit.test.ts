@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { SqliteCommandAudit } from '../src/server/commands/audit-sqlite.js';
-import type { CommandAuditRecord } from '../src/server/commands/outcome.js';
+import { AUDIT_ARG_CHARS, AUDIT_ARGS_CHARS, auditArgs, auditText, type CommandAuditRecord } from '../src/server/commands/outcome.js';
 import { makeRig } from './commands-fixture.js';
 import { startHerald } from './helpers/server.js';
 
@@ -90,6 +90,42 @@ describe('command audit trail', () => {
     } finally {
       await rig.close();
     }
+  });
+
+  it('bounds a record\'s size: long arguments, many arguments and a long refused program are cut with a note of how much', async () => {
+    const audit = new SqliteCommandAudit(':memory:', 1000);
+    const rig = await makeRig({ commandsAllow: ['echo'] }, { audit });
+    try {
+      // Within the runner's own limits (1024 arguments of 4096 characters), about 2 MB of UTF-8.
+      const args = ['-n', ...Array.from({ length: 499 }, (_, i) => `${i}:${'я'.repeat(1000)}`)];
+      const info = await rig.runner.start({ aid: 4, program: 'echo', args, door: 'legacy', requestedBy: '127.0.0.1:5000' });
+      const done = await rig.runner.wait(info.id);
+      assert.equal(done?.args.length, 500, 'the program itself got every argument');
+      await assert.rejects(rig.runner.start({ aid: 4, program: `/${'x'.repeat(1_000_000)}`, args: Array.from({ length: 100_000 }, () => ''), door: 'legacy' }));
+      const [refused, finished] = rig.runner.audit() ?? [];
+      for (const rec of [refused, finished]) {
+        const size = Buffer.byteLength(JSON.stringify(rec));
+        assert.ok(size < 32 * 1024, `${rec?.event} record of ${size} bytes`);
+      }
+      assert.equal(finished?.args[0], '-n');
+      assert.equal(finished?.args[1], `0:${'я'.repeat(AUDIT_ARG_CHARS - 2)}…[${1002 - AUDIT_ARG_CHARS} more characters cut]`);
+      assert.equal(finished?.args.at(-1), `…[${500 - finished!.args.length + 1} more arguments cut]`);
+      assert.match(refused?.program ?? '', /^\/x+…\[998977 more characters cut\]$/);
+      assert.match(refused?.args.at(-1) ?? '', /^…\[\d+ more arguments cut\]$/);
+      assert.ok((refused?.args.length ?? Infinity) <= AUDIT_ARGS_CHARS + 1);
+      assert.match(refused?.error ?? '', /^HERALD_ERR_VALIDATION/);
+      // The log line is the same record.
+      const logged = rig.logs.filter((l) => l.audit === 'command');
+      assert.ok(logged.every((l) => JSON.stringify(l).length < 32 * 1024));
+    } finally {
+      await rig.close();
+    }
+  });
+
+  it('cuts text at a whole character and keeps short arguments as they are', () => {
+    assert.equal(auditText('ab😀cd', 3), 'ab…[4 more characters cut]', 'not half an emoji');
+    assert.equal(auditText('abc', 3), 'abc');
+    assert.deepEqual(auditArgs(['-c', '3', '127.0.0.1']), ['-c', '3', '127.0.0.1']);
   });
 
   it('is persisted under DATA_DIR by default and served at GET /api/v1/commands/audit, across a restart', async () => {

@@ -112,17 +112,56 @@ export interface CommandAuditStore extends CommandAuditSink {
   close(): void;
 }
 
+/** Audit records keep at most this many characters of each argument… */
+export const AUDIT_ARG_CHARS = 256;
+/** …and of all arguments together (each counting at least one, so many empty ones are bounded too). */
+export const AUDIT_ARGS_CHARS = 4096;
+/** The program as asked, the task id, who asked and the error message keep at most this many characters each. */
+export const AUDIT_TEXT_CHARS = 1024;
+
+/**
+ * `text` cut to `max` characters, with a visible note of how much was cut. A request may
+ * carry up to a megabyte of arguments (legacyMaxRequestBytes, maxBodyBytes), and every
+ * record is a log line and a row kept `commandsAuditKeep` times over: the record says what
+ * ran, not every byte of it.
+ */
+export function auditText(text: string, max = AUDIT_TEXT_CHARS): string {
+  if (text.length <= max) return text;
+  let keep = max;
+  // Never end on the first half of a surrogate pair (an emoji): half of one is no character.
+  const last = text.charCodeAt(keep - 1);
+  if (keep > 0 && last >= 0xd800 && last <= 0xdbff) keep--;
+  return `${text.slice(0, keep)}…[${text.length - keep} more characters cut]`;
+}
+
+/** The arguments as the audit keeps them: each cut to AUDIT_ARG_CHARS, and past AUDIT_ARGS_CHARS in all the rest replaced by one note. */
+export function auditArgs(args: readonly unknown[]): string[] {
+  const kept: string[] = [];
+  let used = 0;
+  for (let i = 0; i < args.length; i++) {
+    const room = AUDIT_ARGS_CHARS - used;
+    if (room <= 0) {
+      kept.push(`…[${args.length - i} more arguments cut]`);
+      break;
+    }
+    const arg = String(args[i]);
+    kept.push(auditText(arg, Math.min(AUDIT_ARG_CHARS, room)));
+    used += Math.max(1, Math.min(arg.length, AUDIT_ARG_CHARS, room));
+  }
+  return kept;
+}
+
 export function finishedRecord(info: CommandInfo, outputBytes: number): CommandAuditRecord {
   const rec: CommandAuditRecord = {
-    event: 'finished', id: info.id, aid: info.aid, door: info.door, program: info.program, path: info.path, args: info.args,
+    event: 'finished', id: info.id, aid: info.aid, door: info.door, program: auditText(info.program), path: info.path, args: auditArgs(info.args),
     queuedAt: info.queuedAt, state: info.state, exitCode: info.EXIT_CODE, signal: info.SIGNAL, timedOut: info.TIMED_OUT,
     truncated: info.TRUNCATED, durationMs: info.DURATION_MS, outputBytes,
   };
-  if (info.requestedBy !== undefined) rec.requestedBy = info.requestedBy;
-  if (info.taskId !== undefined) rec.taskId = info.taskId;
+  if (info.requestedBy !== undefined) rec.requestedBy = auditText(info.requestedBy);
+  if (info.taskId !== undefined) rec.taskId = auditTaskId(info.taskId);
   if (info.startedAt !== undefined) rec.startedAt = info.startedAt;
   if (info.endedAt !== undefined) rec.endedAt = info.endedAt;
-  if (info.error !== undefined) rec.error = info.error;
+  if (info.error !== undefined) rec.error = auditText(info.error);
   return rec;
 }
 
@@ -130,10 +169,17 @@ export function finishedRecord(info: CommandInfo, outputBytes: number): CommandA
 export function refusedRecord(request: CommandRequest, at: number, e: unknown): CommandAuditRecord {
   const rec: CommandAuditRecord = {
     event: 'refused', aid: typeof request.aid === 'number' ? request.aid : NaN, door: request.door,
-    program: String(request.program), args: Array.isArray(request.args) ? request.args.map(String) : [], queuedAt: at,
-    error: isHeraldError(e) ? `${e.code}: ${e.message}` : String(e),
+    program: auditText(String(request.program)), args: Array.isArray(request.args) ? auditArgs(request.args) : [], queuedAt: at,
+    error: auditText(isHeraldError(e) ? `${e.code}: ${e.message}` : String(e)),
   };
-  if (request.requestedBy !== undefined) rec.requestedBy = request.requestedBy;
-  if (request.taskId !== undefined) rec.taskId = request.taskId;
+  if (request.requestedBy !== undefined) rec.requestedBy = auditText(String(request.requestedBy));
+  if (request.taskId !== undefined) rec.taskId = auditTaskId(request.taskId as unknown);
   return rec;
+}
+
+/** A task id as the audit keeps it; a refused request may hold anything there (the HTTP body's `id` is any JSON). */
+function auditTaskId(id: unknown): string | number {
+  if (typeof id === 'number') return id;
+  if (typeof id === 'string') return auditText(id);
+  return `[not a string or a number: ${id === null ? 'null' : Array.isArray(id) ? 'a list' : typeof id}]`;
 }
