@@ -74,7 +74,7 @@ export interface Rig {
   close(): Promise<void>;
 }
 
-export async function makeRig(overrides: Partial<Record<OptionKey, unknown>> = {}, deps: { audit?: CommandAuditStore } = {}): Promise<Rig> {
+export async function makeRig(overrides: Partial<Record<OptionKey, unknown>> = {}, deps: { audit?: CommandAuditStore; env?: NodeJS.ProcessEnv } = {}): Promise<Rig> {
   const cwd = mkdtempSync(join(tmpdir(), 'herald-commands-'));
   const options = loadOptions({
     env: {},
@@ -97,7 +97,7 @@ export async function makeRig(overrides: Partial<Record<OptionKey, unknown>> = {
   });
   const store = new MemoryStore({ maxPerStream: 1000 });
   const notifier = new Notifier({ store, broker, logger, defaultTtlMs: options.defaultTtlMs, maxTtlMs: options.maxTtlMs });
-  const runner = new CommandRunner({ notifier, logger, options, audit: deps.audit });
+  const runner = new CommandRunner({ notifier, logger, options, audit: deps.audit, ...(deps.env ? { env: deps.env } : {}) });
   return {
     runner, hub, notifier, store, cwd, logs,
     tab(aid) {

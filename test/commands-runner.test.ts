@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdtempSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -180,6 +180,28 @@ describe('CommandRunner with real child processes', () => {
     assert.match(String(final.TEXT), /\[output cut: too long\]$/);
     const progressed = tab.frames.filter((f) => f.TYPE === 'COMMAND_PROGRESS').reduce((n, f) => n + String(f.OUTPUT).length, 0);
     assert.ok(progressed <= 65536, 'progress frames carry no more than the kept output');
+  });
+
+  it('with commandsPath empty, looks names up in the server\'s PATH but not in the node_modules/.bin that npm start puts first', async () => {
+    // What `npm start` hands the server: every node_modules/.bin from the checkout up, npm's node-gyp-bin, then the PATH it was given.
+    const project = mkdtempSync(join(tmpdir(), 'herald-npm-path-'));
+    try {
+      const bin = join(project, 'node_modules', '.bin');
+      mkdirSync(bin, { recursive: true });
+      writeFileSync(join(bin, 'echo'), '#!/bin/sh\nprintf "a dependency\'s echo\\n"\n');
+      chmodSync(join(bin, 'echo'), 0o755);
+      const gyp = join(project, 'npm', 'node_modules', '@npmcli', 'run-script', 'lib', 'node-gyp-bin');
+      const PATH = [bin, join(dirname(project), 'node_modules', '.bin'), gyp, '/usr/bin', '/bin'].join(':');
+      rig = await makeRig({ commandsAllow: ['echo'], commandsPath: '' }, { env: { PATH } });
+      assert.deepEqual(rig.runner.stats().allowed, [{ entry: 'echo', path: '/usr/bin/echo' }]);
+      const done = await rig.runner.wait((await rig.runner.start({ aid: 1, program: 'echo', args: ['the system\'s'], door: 'http' })).id);
+      assert.equal(done?.output, 'the system\'s\n');
+      const said = rig.logs.find((l) => Array.isArray(l.skipped));
+      assert.deepEqual(said?.skipped, [bin, join(dirname(project), 'node_modules', '.bin'), gyp], 'start-up says which directories it left out');
+      assert.ok(rig.logs.some((l) => l.msg === 'allowed program' && l.program === 'echo' && l.path === '/usr/bin/echo'), 'and what each name resolved to');
+    } finally {
+      rmSync(project, { recursive: true, force: true });
+    }
   });
 
   it('passes shell syntax to the program literally and creates no file', async () => {

@@ -9,11 +9,31 @@
  * symlink to `/bin/sh` do not.
  */
 import { accessSync, constants, realpathSync, statSync } from 'node:fs';
-import { basename, delimiter, isAbsolute, join } from 'node:path';
+import { basename, delimiter, isAbsolute, join, sep } from 'node:path';
 import { HeraldError } from '../errors.js';
 
 /** Longest program name or path, and longest argument, in characters. */
 export const MAX_PROGRAM_CHARS = 4096;
+
+/**
+ * The server's PATH as the search path for allowed names (`commandsPath` empty), without
+ * the directories inside a node_modules. `npm start` puts the node_modules/.bin of the
+ * checkout and of every directory above it, and npm's own node-gyp-bin, in front of the
+ * PATH it was given (@npmcli/run-script, set-path.js): an allowed name would resolve to a
+ * dependency's bin (`semver`, `tsc`, or one named like a system program) before the
+ * system's. Those are the packages' programs, not the machine's; name them in
+ * `commandsPath` or by absolute path to allow them.
+ */
+export function serverSearchPath(envPath: string): { searchPath: string; skipped: string[] } {
+  const kept: string[] = [];
+  const skipped: string[] = [];
+  for (const dir of envPath.split(delimiter)) {
+    if (dir === '') continue;
+    if (dir.split(sep).includes('node_modules')) skipped.push(dir);
+    else kept.push(dir);
+  }
+  return { searchPath: kept.join(delimiter), skipped };
+}
 
 export interface CommandPolicyOptions {
   /** Names or absolute paths (`commandsAllow`). */

@@ -22,7 +22,7 @@ import {
   type AuditQuery, type CommandAuditRecord, type CommandAuditSink, type CommandAuditStore, type StoredAuditRecord,
 } from './outcome.js';
 import { OutputBuffer } from './output-buffer.js';
-import { CommandPolicy, MAX_PROGRAM_CHARS, type ResolvedProgram } from './policy.js';
+import { CommandPolicy, MAX_PROGRAM_CHARS, serverSearchPath, type ResolvedProgram } from './policy.js';
 import { groupAlive, signalGroup } from './process-group.js';
 import { splitLegacyArgs } from './split-args.js';
 
@@ -123,10 +123,11 @@ export class CommandRunner implements CommandService {
     this.#audit = deps.audit;
     this.#now = deps.now ?? Date.now;
     const env = deps.env ?? process.env;
+    const serverPath = this.#o.commandsPath === '' ? serverSearchPath(env.PATH ?? '') : undefined;
     this.#policy = new CommandPolicy({
       allow: this.#o.commandsAllow,
       argRules: this.#o.commandsArgRules,
-      searchPath: this.#o.commandsPath !== '' ? this.#o.commandsPath : (env.PATH ?? ''),
+      searchPath: serverPath?.searchPath ?? this.#o.commandsPath,
     });
     this.#cwd = this.#o.commandsCwd !== '' ? this.#o.commandsCwd : tmpdir();
     if (this.#o.commandsEnabled) {
@@ -141,6 +142,9 @@ export class CommandRunner implements CommandService {
     this.#env = parseEnv(this.#o.commandsEnv);
     if (this.#o.commandsEnabled) {
       process.on('exit', this.#killOnExit);
+      if (serverPath !== undefined && serverPath.skipped.length > 0) {
+        this.#log.info({ skipped: serverPath.skipped }, 'commandsPath is empty: allowed names are looked up in the server\'s PATH without its node_modules directories');
+      }
       for (const e of this.#policy.entries()) {
         if (e.path === null) this.#log.warn({ program: e.entry }, 'allowed program is not installed: requests for it will be refused until it is');
         else this.#log.info({ program: e.entry, path: e.path }, 'allowed program');
