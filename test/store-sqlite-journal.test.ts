@@ -155,8 +155,8 @@ describe('SqliteStore journal', () => {
     const first = await store.append({ stream: 'admin:1', json: msg(1), expiresAt: T0 + HOUR }, T0);
     await store.close();
     // Opened again and sent SEQ 2 and 3 (tabs saw them), then the machine lost power. Under
-    // synchronous=normal no commit is fsynced until a checkpoint (every 4 MB written, for a
-    // quiet panel days away): whatever the WAL holds was still only in the page cache.
+    // synchronous=normal a commit is fsynced up to a second later (walSyncMs) or at a
+    // checkpoint: the power cut came first, and the WAL's frames were still only in the page cache.
     const lost = await runAndKill(file, [2, 3].map((i) => ({ op: 'append', stream: 'admin:1', json: msg(i), expiresAt: T0 + HOUR, now: T0 }))) as AppendResult[];
     assert.deepEqual(lost.map((r) => [r.seq, r.epoch]), [[2, first.epoch], [3, first.epoch]]);
     rmSync(`${file}-wal`);

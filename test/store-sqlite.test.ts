@@ -6,6 +6,7 @@ import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { SqliteStore } from '../src/server/store/sqlite-store.js';
 import { storeContract, T0 as CONTRACT_T0 } from './store-contract.js';
+import { until } from './helpers/ws-client.js';
 
 function tempDir(): { dir: string; remove(): void } {
   const dir = mkdtempSync(join(tmpdir(), 'herald-store-'));
@@ -262,6 +263,52 @@ describe('SqliteStore', () => {
       assert.equal(again.loaded.messages, sent);
     } finally {
       await again.close();
+      tmp.remove();
+    }
+  });
+
+  it('a quiet panel\'s small commits, one send each, still checkpoint the WAL: each commit counts the page it writes, not only its text', async () => {
+    const tmp = tempDir();
+    const file = join(tmp.dir, 's.sqlite');
+    const errors: Error[] = [];
+    const store = new SqliteStore({ file, maxPerStream: 1000, checkpointBytes: 64 * 1024, onCheckpointError: (e) => errors.push(e) });
+    const small = JSON.stringify({ TYPE: 'MESSAGE', TEXT: 'payment received' });
+    try {
+      // One send per commit, as a panel sending now and then makes: ~100 bytes of text, a 4 KB page of WAL each.
+      for (let i = 0; i < 600; i++) {
+        await store.append({ stream: `admin:${(i % 5) + 1}`, json: small, expiresAt: Date.now() + 60_000 }, Date.now());
+        if (i % 50 === 49) await store.checkpointer!.idle();
+      }
+      await store.checkpointer!.idle();
+      // Counting the text alone, the first checkpoint came after ~500 commits, with ~2.5 MB of WAL written.
+      const wal = statSync(`${file}-wal`).size;
+      assert.ok(store.checkpointer!.checkpoints >= 5, `${store.checkpointer!.checkpoints} checkpoints`);
+      assert.ok(wal < 1024 * 1024, `WAL ${(wal / 1024).toFixed(0)} KB after ${store.checkpointer!.checkpoints} checkpoints`);
+      assert.deepEqual(errors, []);
+    } finally {
+      await store.close();
+      tmp.remove();
+    }
+  });
+
+  it('under synchronous=normal the WAL is fsynced in the background soon after a commit, and under full not again', async () => {
+    const tmp = tempDir();
+    const errors: Error[] = [];
+    const normal = new SqliteStore({ file: join(tmp.dir, 'n.sqlite'), maxPerStream: 10, walSyncMs: 20, onCheckpointError: (e) => errors.push(e) });
+    const full = new SqliteStore({ file: join(tmp.dir, 'f.sqlite'), maxPerStream: 10, synchronous: 'full', walSyncMs: 20 });
+    try {
+      assert.equal(normal.checkpointer!.syncs, 0, 'nothing to sync before a commit');
+      await normal.append({ stream: 'admin:1', json, expiresAt: Date.now() + 60_000 }, Date.now());
+      await full.append({ stream: 'admin:1', json, expiresAt: Date.now() + 60_000 }, Date.now());
+      await until(() => normal.checkpointer!.syncs >= 1, 5000, 'the WAL fsynced after the commit');
+      // A second commit asks for a second sync (the first one's frames are on disk already).
+      await normal.append({ stream: 'admin:1', json, expiresAt: Date.now() + 60_000 }, Date.now());
+      await until(() => normal.checkpointer!.syncs >= 2, 5000, 'the WAL fsynced after the second commit');
+      assert.equal(full.checkpointer!.syncs, 0, 'synchronous=full fsyncs each commit itself');
+      assert.deepEqual(errors, []);
+    } finally {
+      await normal.close();
+      await full.close();
       tmp.remove();
     }
   });

@@ -9,13 +9,17 @@ import { PRUNE_SLICE, StreamIndex, WriteBatch, type StreamState } from './stream
 import { JsonArena } from './json-arena.js';
 import { WalCheckpointer } from './wal-checkpointer.js';
 
+/** With synchronous=normal, the longest a commit waits for the WAL's fsync (SqliteStoreOptions.walSyncMs). */
+const WAL_SYNC_MS = 1000;
+
 export interface SqliteStoreOptions extends MessageStoreLimits {
   /** Path of the database file (created when missing). `:memory:` for a throw-away store. */
   file: string;
   /**
-   * `normal` (default): under WAL a commit is not fsynced; a killed process
-   * loses nothing, a power cut may lose the last commits. `full`: one fsync
-   * per batch (see docs/delivery.md for the figures).
+   * `normal` (default): under WAL a commit is not fsynced at once but within
+   * `walSyncMs`; a killed process loses nothing, a power cut may lose the
+   * last second of commits. `full`: one fsync per batch (see
+   * docs/delivery.md for the figures).
    */
   synchronous?: 'normal' | 'full';
   /** Largest number of writes grouped into one transaction. Default 1000. */
@@ -40,6 +44,13 @@ export interface SqliteStoreOptions extends MessageStoreLimits {
   onPrune?: (removed: number, error?: unknown) => void;
   /** WAL bytes written between checkpoints (run off the event loop: wal-checkpointer.ts). Default 4 MiB. */
   checkpointBytes?: number;
+  /**
+   * With `synchronous: 'normal'`, how long after a commit the WAL is fsynced
+   * at the latest (in the background; commits in between share it), so a
+   * power cut loses at most about this much. Default 1000 ms; 0 = only at
+   * checkpoints (the operating system's writeback, about 30 s, decides).
+   */
+  walSyncMs?: number;
   /** Told when a WAL checkpoint failed, or when they could not run off the event loop (they then run on it, as SQLite's own would). */
   onCheckpointError?: (error: Error) => void;
   /**
@@ -190,6 +201,8 @@ export class SqliteStore implements MessageStore {
       this.checkpointer = new WalCheckpointer({
         file: options.file, db, onError: options.onCheckpointError,
         ...(options.checkpointBytes === undefined ? {} : { thresholdBytes: options.checkpointBytes }),
+        // Under FULL every commit is fsynced already.
+        syncMs: options.synchronous === 'full' ? 0 : (options.walSyncMs ?? WAL_SYNC_MS),
       });
     }
     this.#pruner = new PruneTimer((now) => this.prune(now), options.pruneIntervalMs ?? 0, options.onPrune);
@@ -317,6 +330,7 @@ export class SqliteStore implements MessageStore {
     let body = '';
     let maxExpires = 0;
     let floors = false;
+    let row: number | undefined;
     const stage = (input: AppendInput, now: number): AppendResult => {
       const r = staged.append(input, now);
       if (!r.duplicate) {
@@ -344,7 +358,7 @@ export class SqliteStore implements MessageStore {
       // The acks ride in the journal row too: a few bytes each, where an
       // UPDATE of the stream's row made the WAL write a whole page of it.
       for (const { stream, acked } of staged.acks()) body += encodeAck(stream, acked);
-      const row = this.#write(body, maxExpires);
+      row = this.#write(body, maxExpires);
       if (row !== undefined) {
         this.#rowIds.push(row);
         this.#rowExpiries.push(maxExpires);
@@ -358,7 +372,7 @@ export class SqliteStore implements MessageStore {
     // After the commit counts: a checkpoint that fails now (on the writer's
     // thread, should the worker have failed: the disk full) must not fail
     // the batch, which would be committed again, SEQs and all, by the retry.
-    this.checkpointer?.wrote(body.length);
+    if (row !== undefined) this.checkpointer?.committed(body.length);
     this.stats.batches++;
     this.stats.writes += writes.length;
     for (let i = 0; i < writes.length; i++) writes[i]!.resolve(results[i]);
@@ -464,6 +478,7 @@ export class SqliteStore implements MessageStore {
         for (const id of doomed.slice(i, i + this.#pruneBatch)) this.#q.deleteRow.run(id);
         return true;
       });
+      this.checkpointer?.committed(0);
     }
     return this.#index.pruneYielding(now, PRUNE_SLICE, () => this.#closed);
   }
