@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { CloseCode, CloseReason } from '../protocol/close-codes.js';
 import type { Principal, PrincipalKind } from '../protocol/principal.js';
 import { principalKey } from '../protocol/principal.js';
-import { installErrorHandling, registerHttpApi } from './api/http-api.js';
+import { installErrorHandling, installShutdownHandling, registerHttpApi } from './api/http-api.js';
 import { LegacyServer } from './api/legacy-server.js';
 import { OriginPolicy, defaultAllowedOrigins } from './auth/origin-policy.js';
 import type { SessionResolver } from './auth/session-resolver.js';
@@ -68,13 +68,15 @@ export class Herald {
   readonly legacy: LegacyServer | undefined;
   readonly #compatServers: Array<{ kind: PrincipalKind; port: number; server: HttpServer }> = [];
   readonly #startedAt = Date.now();
+  /** Read by the HTTP hooks (installShutdownHandling): true from the start of close(). */
+  readonly #lifecycle: { closing: boolean };
   #urls: HeraldUrls | undefined;
   #closed: Promise<void> | undefined;
 
   private constructor(parts: {
     options: HeraldOptions; logger: Logger; hub: Hub; store: MessageStore; broker: Broker; notifier: Notifier;
     resolver: SessionResolver; watcher: SessionWatcher | undefined; gateway: Gateway; commands: CommandService | undefined; app: FastifyInstance;
-    legacy: LegacyServer | undefined;
+    legacy: LegacyServer | undefined; lifecycle: { closing: boolean };
   }) {
     this.options = parts.options;
     this.logger = parts.logger;
@@ -88,6 +90,7 @@ export class Herald {
     this.commands = parts.commands;
     this.app = parts.app;
     this.legacy = parts.legacy;
+    this.#lifecycle = parts.lifecycle;
   }
 
   static async create(options: HeraldOptions, deps: HeraldDeps = {}): Promise<Herald> {
@@ -143,7 +146,8 @@ export class Herald {
       // otherwise, for lines that are never written): the error handler, the
       // one place that logs a request, names its id itself.
       childLoggerFactory: (parent) => parent,
-      return503OnClosing: true,
+      // Herald refuses requests during shutdown itself, in its own error shape (installShutdownHandling).
+      return503OnClosing: false,
       forceCloseConnections: 'idle',
       // Fastify turns off node's own limit (300 s) unless told one. node
       // reads it when the server is built (set later, it timed out a
@@ -156,6 +160,8 @@ export class Herald {
       },
     });
     installErrorHandling(app);
+    const lifecycle = { closing: false };
+    installShutdownHandling(app, () => lifecycle.closing);
     await app.register(swagger, {
       openapi: {
         info: { title: 'Herald HTTP API', version: VERSION, description: 'Real-time notifications for admin panels (docs/http-api.md).' },
@@ -166,7 +172,7 @@ export class Herald {
     const legacy = options.legacyEnabled
       ? new LegacyServer({ host: options.legacyHost, port: options.legacyPort, notifier, commands, options, logger: logger.child({ part: 'legacy' }) })
       : undefined;
-    const herald = new Herald({ options, logger, hub, store, broker, notifier, resolver, watcher, gateway, commands, app, legacy });
+    const herald = new Herald({ options, logger, hub, store, broker, notifier, resolver, watcher, gateway, commands, app, legacy, lifecycle });
     await registerHttpApi(app, {
       notifier, commands, apiToken: options.apiToken, version: VERSION,
       mintToken: (p, ttl) => herald.mintToken(p, ttl),
@@ -241,6 +247,8 @@ export class Herald {
   close(reason: string = CloseReason.SHUTDOWN): Promise<void> {
     this.#closed ??= (async () => {
       this.logger.info({ reason }, 'Herald is shutting down');
+      // New HTTP requests are refused from now on; answers close their connection.
+      this.#lifecycle.closing = true;
       // A front door first: legacy requests already received are answered, then its connections end.
       await this.legacy?.close();
       await this.watcher?.stop();
@@ -249,12 +257,27 @@ export class Herald {
       // Commands stop while the HTTP server closes, not after: a request in flight may be a
       // long poll waiting for a command to end (`herald run --wait`), and the HTTP server waits
       // for it, so stopping commands afterwards left them running for the whole grace period.
-      await Promise.all([withTimeout(this.app.close(), this.options.shutdownGraceMs), this.commands?.close()]);
+      await Promise.all([this.#closeHttp(), this.commands?.close()]);
       await this.broker.close();
       await this.resolver.close();
       await this.store.close();
     })();
     return this.#closed;
+  }
+
+  /**
+   * Stops the HTTP server: requests in flight have shutdownGraceMs to be
+   * answered (each answer closes its connection). A connection still open
+   * after that (a request not answered in time, a client trickling its
+   * headers) is destroyed, so that close() ends and the stores are not
+   * closed under a server that still takes requests.
+   */
+  async #closeHttp(): Promise<void> {
+    const closed = this.app.close().catch((err: unknown) => this.logger.error({ err }, 'closing the HTTP server failed'));
+    if (await withTimeout(closed, this.options.shutdownGraceMs)) return;
+    this.logger.warn({ graceMs: this.options.shutdownGraceMs }, 'HTTP requests still open after the shutdown grace: closing their connections');
+    this.app.server.closeAllConnections();
+    await withTimeout(closed, 1000);
   }
 }
 
@@ -278,10 +301,16 @@ function deliverLocally(hub: Hub, envelope: Envelope): void {
   }
 }
 
-async function withTimeout(p: Promise<unknown>, ms: number): Promise<void> {
+/** Waits for `p` at most `ms`; true when it resolved in time. */
+async function withTimeout(p: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
-  await Promise.race([p, new Promise<void>((resolve) => { timer = setTimeout(resolve, ms); })]);
-  clearTimeout(timer);
+  const settled = p.then(() => true);
+  const late = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), ms); });
+  try {
+    return await Promise.race([settled, late]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 export { principalKey };

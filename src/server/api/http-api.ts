@@ -49,6 +49,27 @@ export function installErrorHandling(app: FastifyInstance): void {
   });
 }
 
+/**
+ * HTTP during shutdown. Once `closing()` is true a new request is refused
+ * with 503 HERALD_ERR_SHUTTING_DOWN (Fastify's own 503 body is not Herald's
+ * error shape), and every answer, those of requests already in flight too,
+ * carries `Connection: close`: a keep-alive client's connection then ends
+ * with its answer. Without it the connection idled on until the keep-alive
+ * timeout (72 s) and held close() for the whole shutdownGraceMs. Install it
+ * before any route, so that every route (and the 404 handler) has the hooks.
+ */
+export function installShutdownHandling(app: FastifyInstance, closing: () => boolean): void {
+  app.addHook('onRequest', (req, reply, done) => {
+    if (!closing()) return done();
+    done(new HeraldError('HERALD_ERR_SHUTTING_DOWN'));
+  });
+  app.addHook('onSend', (req, reply, payload, done) => {
+    // HTTP/2 has no Connection header (and ends its sessions itself).
+    if (closing() && req.raw.httpVersionMajor < 2) reply.header('connection', 'close');
+    done(null, payload);
+  });
+}
+
 function recipients(to: Recipient): Principal[] | { all: PrincipalKind } {
   if (to.aid !== undefined) return [{ kind: 'admin', id: to.aid }];
   if (to.uid !== undefined) return [{ kind: 'user', id: to.uid }];
