@@ -30,6 +30,7 @@ import type { HeraldOptions } from './options.js';
 import { createStore } from './store/index.js';
 import type { MessageStore } from './store/message-store.js';
 import { VERSION } from './version.js';
+import { HeraldError } from './errors.js';
 import { registerWebRoutes } from './web/routes.js';
 
 export interface HeraldDeps {
@@ -101,17 +102,29 @@ export class Herald {
     tuneHeap(options.heapGrowingPercent);
     tuneScavenger(options.parallelScavenge);
     tunePretenuring(options.allocationSitePretenuring);
+    // The origins first: a bad allowedOrigins is refused before anything is opened.
+    const origins = originPolicy(options);
     const store: MessageStore = deps.store ?? createStore(options, logger.child({ part: 'store' }));
+    // What the build has opened so far, closed again (newest first) if a later step fails:
+    // the store's file lock, the resolver's connections, the command audit file, the
+    // runner's exit hook, the gateway's timer. Else a retry in this process was refused
+    // (the lock) and every failed start leaked open files and listeners.
+    const opened: Array<() => unknown> = [() => store.close()];
     try {
-      return await Herald.#build(options, logger, store);
+      return await Herald.#build(options, logger, store, origins, opened);
     } catch (err) {
-      // The SQLite store holds an exclusive lock beside its file: release it, or a retry in this process would be refused.
-      await store.close().catch(() => {});
+      for (const close of opened.reverse()) {
+        try {
+          await close();
+        } catch {
+          // Closing what a failed start opened: the start's own error is the one to report.
+        }
+      }
       throw err;
     }
   }
 
-  static async #build(options: HeraldOptions, logger: Logger, store: MessageStore): Promise<Herald> {
+  static async #build(options: HeraldOptions, logger: Logger, store: MessageStore, origins: OriginPolicy, opened: Array<() => unknown>): Promise<Herald> {
     const hub = new Hub();
     const broker: Broker = new LocalBroker(hub);
     hub.onPresenceChange((p, n) => broker.setLocalPresence(p, n));
@@ -119,14 +132,14 @@ export class Herald {
       store, broker, logger: logger.child({ part: 'notifier' }), defaultTtlMs: options.defaultTtlMs, maxTtlMs: options.maxTtlMs,
     });
     const resolver: SessionResolver = createSessionResolver(options, logger);
+    opened.push(() => resolver.close());
     const watcher = createSessionWatcher(options, hub, resolver, logger);
     const commandAudit = createCommandAudit(options);
+    // Until the runner exists, the audit file is closed on its own; then the runner's close() closes it.
+    const closeAudit = () => commandAudit?.close();
+    opened.push(closeAudit);
     const commands: CommandService = new CommandRunner({ notifier, logger: logger.child({ part: 'commands' }), options, audit: commandAudit });
-    const publicOrigin = new URL(options.publicUrl || `http://${options.host}:${options.port}`).origin;
-    const origins = new OriginPolicy({
-      allowed: options.allowedOrigins.length > 0 ? options.allowedOrigins : defaultAllowedOrigins(publicOrigin),
-      allowMissing: options.allowMissingOrigin,
-    });
+    opened[opened.indexOf(closeAudit)] = () => commands.close();
     const gateway = new Gateway({
       hub, store, resolver, origins, commands, logger: logger.child({ part: 'gateway' }),
       limits: {
@@ -135,7 +148,9 @@ export class Herald {
         acksPerSecond: options.acksPerSecond,
       },
     });
+    opened.push(() => gateway.close(CloseReason.SHUTDOWN, 0));
     await broker.start((envelope) => deliverLocally(hub, envelope));
+    opened.push(() => broker.close());
 
     const app: FastifyInstance = Fastify({
       loggerInstance: logger.child({ part: 'http' }) as FastifyBaseLogger,
@@ -159,6 +174,7 @@ export class Herald {
         connectionsCheckingInterval: options.requestTimeoutMs > 0 ? Math.min(5000, Math.max(100, Math.round(options.requestTimeoutMs / 4))) : 30000,
       },
     });
+    opened.push(() => app.close());
     installErrorHandling(app);
     const lifecycle = { closing: false };
     installShutdownHandling(app, () => lifecycle.closing);
@@ -278,6 +294,28 @@ export class Herald {
     this.logger.warn({ graceMs: this.options.shutdownGraceMs }, 'HTTP requests still open after the shutdown grace: closing their connections');
     this.app.server.closeAllConnections();
     await withTimeout(closed, 1000);
+  }
+}
+
+/**
+ * The Origin allowlist. A bad entry (or a publicUrl that is no URL) is a
+ * configuration error naming the option, as every other one is, so that
+ * `herald start` says so in one line instead of printing a stack trace.
+ */
+function originPolicy(options: HeraldOptions): OriginPolicy {
+  let publicOrigin: string;
+  try {
+    publicOrigin = new URL(options.publicUrl || `http://${options.host}:${options.port}`).origin;
+  } catch {
+    throw new HeraldError('HERALD_ERR_CONFIG', `option "publicUrl": ${JSON.stringify(options.publicUrl)} is not a URL like https://panel.example.net/herald`);
+  }
+  try {
+    return new OriginPolicy({
+      allowed: options.allowedOrigins.length > 0 ? options.allowedOrigins : defaultAllowedOrigins(publicOrigin),
+      allowMissing: options.allowMissingOrigin,
+    });
+  } catch (e) {
+    throw new HeraldError('HERALD_ERR_CONFIG', `option ${(e as Error).message.replace(/^allowedOrigins:/, '"allowedOrigins":')}`);
   }
 }
 
