@@ -135,6 +135,33 @@ describe('herald start with a bad configuration', () => {
     assert.match(r.stderr, /cannot read config file/);
   });
 
+  test('a bad allowedOrigins entry exits 2 naming the option, without a stack trace', async () => {
+    const r = await runCli(['start', '--data-dir', dir, '--port', '0', '--no-legacy', '--set', 'allowedOrigins=panel.example.net']);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(r.stderr, 'herald: invalid configuration: option "allowedOrigins": "panel.example.net" is not an origin like https://panel.example.net or https://*.example.net\n');
+  });
+
+  test('a store locked by a running Herald: exit 1 with one line saying so, no stack trace', async () => {
+    const own = join(dir, 'locked');
+    const first = spawnCli(['start', '--data-dir', own, '--port', '0', '--no-legacy', '--log-level', 'info']);
+    try {
+      await new LineReader(first.stdout).next((l) => l.includes('Herald is listening'));
+      const r = await runCli(['start', '--data-dir', own, '--port', '0', '--no-legacy']);
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /^herald: cannot start: store .*herald\.sqlite is in use by another process\n$/);
+    } finally {
+      first.kill('SIGKILL');
+      await exited(first);
+    }
+  });
+
+  test('a host this machine does not have: exit 1, "cannot listen", no stack trace', async () => {
+    // 192.0.2.0/24 is TEST-NET-1 (RFC 5737): no interface here has it, so nothing is ever sent to it.
+    const r = await runCli(['start', '--data-dir', dir, '--host', '192.0.2.1', '--port', '0', '--no-legacy']);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /^herald: cannot listen: listen EADDRNOTAVAIL\S* .*\n$/);
+  });
+
   test('a port in use exits 1 with a clear message', async () => {
     const { createServer } = await import('node:net');
     const busy = createServer();

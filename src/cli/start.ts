@@ -9,7 +9,8 @@ import { fromEnvString, OptionsSchema, type OptionKey } from '../server/options.
 import { createLogger } from '../server/logger.js';
 import { resolve } from 'node:path';
 import { ensureSecrets } from '../server/secrets.js';
-import { createHerald } from '../server/herald.js';
+import { createHerald, type Herald } from '../server/herald.js';
+import { isHeraldError } from '../server/errors.js';
 import { CloseReason } from '../protocol/close-codes.js';
 import { CliError, Exit, loadCliOptions, type GlobalFlags } from './context.js';
 
@@ -77,13 +78,23 @@ export async function runStart(flags: StartFlags, legacyFromCli: boolean): Promi
   const loaded = loadCliOptions(flags, startOverrides(flags, legacyFromCli));
   const { options, file, generated } = ensureSecrets(loaded);
   const logger = createLogger(options);
-  const herald = await createHerald(options, { logger });
+  let herald: Herald;
+  try {
+    herald = await createHerald(options, { logger });
+  } catch (e) {
+    // A store in use by another Herald, a file that cannot be opened: one line, not a stack
+    // trace. A configuration error goes on to main, which says so and exits 2.
+    if (isHeraldError(e) && e.code !== 'HERALD_ERR_CONFIG') throw new CliError(`cannot start: ${e.message}`, Exit.FAILURE);
+    throw e;
+  }
   try {
     await herald.listen();
   } catch (e) {
+    // Whatever was already listening, the store and its lock: all released before the exit.
     await herald.close().catch(() => undefined);
     const err = e as NodeJS.ErrnoException;
-    if (err.code === 'EADDRINUSE' || err.code === 'EACCES') throw new CliError(`cannot listen: ${err.message}`, Exit.FAILURE);
+    // EADDRINUSE, EACCES, EADDRNOTAVAIL (a host this machine does not have), …
+    if (err.syscall === 'listen') throw new CliError(`cannot listen: ${err.message}`, Exit.FAILURE);
     throw e;
   }
   if (generated) printFirstStart(file, herald.urls.http, options.dataDir, flags.dataDir !== undefined);
