@@ -71,4 +71,26 @@ describe('herald start --set', () => {
     }
     assert.equal((await TestTab.status(ws, { origin: 'https://elsewhere.example.net', query: { token: token.stdout.trim() } })).status, 403);
   });
+
+  test('--set takes the options that have flags of their own too (port, store, host, …); the flag wins when both are given', async () => {
+    // A value only the option's check refuses: the exit proves that --set reached it.
+    let r = await runCli(['start', '--data-dir', dataDir, '--no-legacy', '--set', 'port=70000']);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /option "port" \(command line\)/);
+    r = await runCli(['start', '--data-dir', dataDir, '--port', '0', '--no-legacy', '--set', 'store=paper']);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /option "store" \(command line\)/);
+    r = await runCli(['start', '--data-dir', dataDir, '--port', '0', '--set', 'legacyEnabled=false', '--set', 'legacyPort=-1']);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /option "legacyPort" \(command line\)/);
+    // Both: the flag's good value stands over --set's bad one.
+    const both = spawnCli(['start', '--data-dir', join(dir, 'both'), '--port', '0', '--no-legacy', '--log-level', 'info', '--set', 'port=70000']);
+    try {
+      const line = await new LineReader(both.stdout).next((l) => l.includes('Herald is listening'));
+      assert.match((JSON.parse(line) as { http: string }).http, /^http:\/\/127\.0\.0\.1:\d+$/);
+    } finally {
+      both.kill('SIGTERM');
+      await exited(both);
+    }
+  });
 });

@@ -61,9 +61,15 @@ export function parseSetFlags(items: readonly string[]): Partial<Record<OptionKe
   return out as Partial<Record<OptionKey, unknown>>;
 }
 
+/**
+ * The options `herald start` was given: `--set` ones, and the dedicated
+ * flags over them when given (`--port 8080 --set port=9090` is 8080). A
+ * dedicated flag that was not given must not be there at all: as `undefined`
+ * it hid the `--set` value, so `--set port=8080` started on the default port.
+ */
 export function startOverrides(flags: StartFlags, legacyFromCli: boolean): Partial<Record<OptionKey, unknown>> {
-  return {
-    ...parseSetFlags(flags.set ?? []),
+  const out: Partial<Record<OptionKey, unknown>> = parseSetFlags(flags.set ?? []);
+  const given: Partial<Record<OptionKey, unknown>> = {
     host: flags.host,
     port: numeric(flags.port),
     publicUrl: flags.publicUrl,
@@ -72,6 +78,8 @@ export function startOverrides(flags: StartFlags, legacyFromCli: boolean): Parti
     store: flags.store,
     logLevel: flags.logLevel,
   };
+  for (const [key, value] of Object.entries(given) as Array<[OptionKey, unknown]>) if (value !== undefined) out[key] = value;
+  return out;
 }
 
 export async function runStart(flags: StartFlags, legacyFromCli: boolean): Promise<void> {
