@@ -8,6 +8,20 @@ import type { AppendInput } from '../src/server/store/message-store.js';
 import { within } from './helpers/legacy-client.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 
+/** Sends raw bytes on a new connection and returns all the server sent before it closed the connection. */
+async function rawExchange(url: string, bytes: string): Promise<{ status: number; head: string; body: any }> {
+  const socket = connect(Number(new URL(url).port), '127.0.0.1');
+  await once(socket, 'connect');
+  let text = '';
+  socket.on('data', (d: Buffer) => (text += d.toString('utf8')));
+  socket.on('error', () => undefined);
+  socket.write(bytes);
+  await within(once(socket, 'close'), 10_000, 'the server to answer and close the connection');
+  const at = text.indexOf('\r\n\r\n');
+  const head = text.slice(0, at);
+  return { status: Number(head.split(' ')[1]), head, body: JSON.parse(text.slice(at + 4)) };
+}
+
 describe('HTTP API', () => {
   let s: TestServer;
   before(async () => {
@@ -161,6 +175,25 @@ describe('HTTP API', () => {
     assert.equal(missing.body.error.code, 'HERALD_ERR_NOT_FOUND');
   });
 
+  test('what is refused before any route (a bad URL, a request node cannot parse) is answered in the same error shape', async () => {
+    const auth = `Authorization: Bearer ${s.apiToken}\r\n`;
+    const cases: Array<[string, string, number, string]> = [
+      ['a URL that is not valid percent-encoding', `GET /api/v1/messages/%E0%A4%A HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${auth}\r\n`, 400, 'HERALD_ERR_BAD_REQUEST'],
+      ['a request line that is not HTTP', 'GARBAGE\r\n\r\n', 400, 'HERALD_ERR_BAD_REQUEST'],
+      ['both Content-Length and Transfer-Encoding (request smuggling)', `POST /api/v1/send HTTP/1.1\r\nHost: x\r\n${auth}Content-Type: application/json\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`, 400, 'HERALD_ERR_BAD_REQUEST'],
+      ['headers past node\'s limit', `GET /api/v1/ping HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'HERALD_ERR_TOO_LARGE'],
+    ];
+    for (const [what, bytes, status, code] of cases) {
+      const r = await rawExchange(s.url, bytes);
+      assert.equal(r.status, status, what);
+      assert.equal(r.body.error.code, code, what);
+      assert.equal(typeof r.body.error.message, 'string', what);
+      assert.deepEqual(Object.keys(r.body), ['error'], what);
+      assert.match(r.head, /\r\ncontent-type: application\/json/i, what);
+    }
+    assert.equal((await s.api('GET', '/api/v1/ping')).status, 200, 'the server goes on');
+  });
+
   test('tokens minted by the API admit a tab', async () => {
     const r = await s.api('POST', '/api/v1/tokens', { kind: 'user', id: 77, ttl: 60 });
     assert.equal(r.status, 200);
@@ -306,6 +339,7 @@ describe('HTTP API, requestTimeoutMs', () => {
       await within(once(socket, 'close'), 10_000, 'the server to close the trickling request');
       const ms = performance.now() - started;
       assert.match(answer, /^HTTP\/1\.1 408 /);
+      assert.deepEqual(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)).error.code, 'HERALD_ERR_BAD_REQUEST', 'the error shape');
       assert.ok(ms >= 450, `closed after ${Math.round(ms)} ms, before the limit`);
       // The tab has now been open longer than the limit: once upgraded it is no HTTP request.
       const sent = await s.api('POST', '/api/v1/send', { to: { aid: 3 }, message: { TYPE: 'MESSAGE', TEXT: 'still here' } });

@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { CloseCode, CloseReason } from '../protocol/close-codes.js';
 import type { Principal, PrincipalKind } from '../protocol/principal.js';
 import { principalKey } from '../protocol/principal.js';
-import { installErrorHandling, installShutdownHandling, registerHttpApi } from './api/http-api.js';
+import { answerClientError, answerFrameworkError, installErrorHandling, installShutdownHandling, registerHttpApi } from './api/http-api.js';
 import { LegacyServer } from './api/legacy-server.js';
 import { OriginPolicy, defaultAllowedOrigins } from './auth/origin-policy.js';
 import type { SessionResolver } from './auth/session-resolver.js';
@@ -164,6 +164,9 @@ export class Herald {
       // Herald refuses requests during shutdown itself, in its own error shape (installShutdownHandling).
       return503OnClosing: false,
       forceCloseConnections: 'idle',
+      // What is refused before a route (a bad URL, a request node cannot parse, one that timed out) is answered in Herald's error shape too.
+      frameworkErrors: answerFrameworkError,
+      clientErrorHandler: answerClientError,
       // Fastify turns off node's own limit (300 s) unless told one. node
       // reads it when the server is built (set later, it timed out a
       // trickled body no more), and checks it on a timer (30 s by default):

@@ -1,4 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
+import { STATUS_CODES } from 'node:http';
+import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import type {} from '@fastify/swagger';
@@ -47,6 +49,44 @@ export function installErrorHandling(app: FastifyInstance): void {
   app.setNotFoundHandler((req, reply) => {
     reply.status(404).send(new HeraldError('HERALD_ERR_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`).toJSON());
   });
+}
+
+/**
+ * Fastify's `frameworkErrors`: a URL that is not valid percent-encoding
+ * (`/api/v1/messages/%E0%A4%A`) is refused before routing, and Fastify's own
+ * answer to it was not Herald's error shape.
+ */
+export function answerFrameworkError(err: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
+  if (err.code === 'FST_ERR_BAD_URL') {
+    reply.status(400).send(new HeraldError('HERALD_ERR_BAD_REQUEST', err.message).toJSON());
+    return;
+  }
+  req.log.error({ err, reqId: req.id }, 'request failed');
+  reply.status(500).send(new HeraldError('HERALD_ERR_INTERNAL').toJSON());
+}
+
+/**
+ * Fastify's `clientErrorHandler`: a request node's HTTP parser refused, or
+ * one that did not arrive whole within requestTimeoutMs, never reaches a
+ * route, and Fastify answered it in its own shape. Herald's shape here too,
+ * keeping the status node chose (408, 431, 400); then the connection ends.
+ */
+export function answerClientError(err: Error & { code?: string }, socket: Socket): void {
+  // A reset connection has nobody to answer.
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  const [status, error]: [number, HeraldError] = err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+    ? [408, new HeraldError('HERALD_ERR_BAD_REQUEST', 'the request did not arrive whole in time (requestTimeoutMs)')]
+    : err.code === 'HPE_HEADER_OVERFLOW'
+      ? [431, new HeraldError('HERALD_ERR_TOO_LARGE', 'the request headers are too large')]
+      : [400, new HeraldError('HERALD_ERR_BAD_REQUEST', `malformed HTTP request${err.code ? ` (${err.code})` : ''}`)];
+  // As node's own socketOnError (lib/_http_server.js): answer only when no answer to an earlier
+  // request on this connection has begun, or the peer would read our bytes inside that one.
+  const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
+  if (socket.writable && !inFlight?.headersSent) {
+    const body = JSON.stringify(error.toJSON());
+    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  }
+  socket.destroy(err);
 }
 
 /**
