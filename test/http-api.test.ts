@@ -167,6 +167,14 @@ describe('HTTP API', () => {
       assert.equal(r.body.error.code, code, JSON.stringify(r.body));
       assert.doesNotMatch(JSON.stringify(r.body), /at .*\.(ts|js):\d+/);
     }
+    // JSON sent with another Content-Type, or none: the answer names the Content-Type, not the JSON.
+    for (const [headers, given] of [[{ 'content-type': 'text/plain' }, 'got "text/plain"'], [{ 'content-type': 'application/x-www-form-urlencoded' }, 'got "application/x-www-form-urlencoded"']] as const) {
+      const r = await s.api('POST', '/api/v1/send', JSON.stringify({ to: { aid: 1 }, message: 'x' }), headers);
+      assert.equal(r.status, 400, given);
+      assert.equal(r.body.error.code, 'HERALD_ERR_BAD_REQUEST');
+      assert.match(r.body.error.message, /^the body must be JSON, sent with Content-Type: application\/json/);
+      assert.ok(r.body.error.message.includes(given), r.body.error.message);
+    }
     const big = await s.api('POST', '/api/v1/send', { to: { aid: 1 }, message: { TYPE: 'MESSAGE', TEXT: 'x'.repeat(s.options.maxBodyBytes) } });
     assert.equal(big.status, 413);
     assert.equal(big.body.error.code, 'HERALD_ERR_TOO_LARGE');

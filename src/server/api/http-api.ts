@@ -31,12 +31,20 @@ function bearerMatches(header: string | undefined, expected: Buffer): boolean {
 
 /** Maps every error to `{"error":{code,message}}` with a stable code: never a stack trace. */
 export function installErrorHandling(app: FastifyInstance): void {
+  // Bodies are JSON (docs/http-api.md). Fastify also reads text/plain, as a
+  // string, which the schema then refused as "body must be object": a backend
+  // that sent JSON with the wrong Content-Type was told its JSON was wrong.
+  app.removeContentTypeParser('text/plain');
   app.setErrorHandler((err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
     if (isHeraldError(err)) return reply.status(err.status).send(err.toJSON());
     if (err.validation) {
       return reply.status(400).send(new HeraldError('HERALD_ERR_VALIDATION', `${err.validationContext ?? 'body'}${err.message.replace(/^(body|querystring|params)/, '')}`).toJSON());
     }
     if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.status(413).send(new HeraldError('HERALD_ERR_TOO_LARGE').toJSON());
+    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      const given = req.headers['content-type'];
+      return reply.status(400).send(new HeraldError('HERALD_ERR_BAD_REQUEST', `the body must be JSON, sent with Content-Type: application/json (${given === undefined ? 'no Content-Type was given' : `got ${JSON.stringify(given.slice(0, 100))}`})`).toJSON());
+    }
     if (err.code?.startsWith('FST_ERR_CTP_') || (err.statusCode === 400)) {
       return reply.status(400).send(new HeraldError('HERALD_ERR_BAD_REQUEST', err.message).toJSON());
     }
