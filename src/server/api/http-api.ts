@@ -1,5 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
-import { STATUS_CODES } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from '@sinclair/typebox';
@@ -95,6 +95,17 @@ export function answerClientError(err: Error & { code?: string }, socket: Socket
     socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
   }
   socket.destroy(err);
+}
+
+/**
+ * The HTTP server's `checkExpectation` listener: a request with an `Expect`
+ * other than 100-continue gets 417 (RFC 9110 §10.1.1), which node wrote with
+ * an empty body; Herald's error shape instead. The request is not run.
+ */
+export function answerUnmetExpectation(req: IncomingMessage, res: ServerResponse): void {
+  const body = JSON.stringify(new HeraldError('HERALD_ERR_BAD_REQUEST', `Expect: ${String(req.headers.expect).slice(0, 100)} is not supported (only 100-continue)`).toJSON());
+  res.writeHead(417, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' });
+  res.end(body);
 }
 
 /**
