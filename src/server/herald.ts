@@ -267,6 +267,10 @@ export class Herald {
   close(reason: string = CloseReason.SHUTDOWN): Promise<void> {
     this.#closed ??= (async () => {
       this.logger.info({ reason }, 'Herald is shutting down');
+      // The grace counts from now, not from when the HTTP server's turn comes (after the legacy
+      // door and the tabs, up to 2 s each): a stuck request must not push the end of close()
+      // past the CLI's own deadline (shutdownGraceMs + 5 s), which exits 1.
+      const graceEnds = Date.now() + this.options.shutdownGraceMs;
       // New HTTP requests are refused from now on; answers close their connection.
       this.#lifecycle.closing = true;
       // A front door first: legacy requests already received are answered, then its connections end.
@@ -277,7 +281,7 @@ export class Herald {
       // Commands stop while the HTTP server closes, not after: a request in flight may be a
       // long poll waiting for a command to end (`herald run --wait`), and the HTTP server waits
       // for it, so stopping commands afterwards left them running for the whole grace period.
-      await Promise.all([this.#closeHttp(), this.commands?.close()]);
+      await Promise.all([this.#closeHttp(graceEnds), this.commands?.close()]);
       await this.broker.close();
       await this.resolver.close();
       await this.store.close();
@@ -286,15 +290,15 @@ export class Herald {
   }
 
   /**
-   * Stops the HTTP server: requests in flight have shutdownGraceMs to be
+   * Stops the HTTP server: requests in flight have until `graceEnds` to be
    * answered (each answer closes its connection). A connection still open
    * after that (a request not answered in time, a client trickling its
    * headers) is destroyed, so that close() ends and the stores are not
    * closed under a server that still takes requests.
    */
-  async #closeHttp(): Promise<void> {
+  async #closeHttp(graceEnds: number): Promise<void> {
     const closed = this.app.close().catch((err: unknown) => this.logger.error({ err }, 'closing the HTTP server failed'));
-    if (await withTimeout(closed, this.options.shutdownGraceMs)) return;
+    if (await withTimeout(closed, Math.max(0, graceEnds - Date.now()))) return;
     this.logger.warn({ graceMs: this.options.shutdownGraceMs }, 'HTTP requests still open after the shutdown grace: closing their connections');
     this.app.server.closeAllConnections();
     await withTimeout(closed, 1000);
