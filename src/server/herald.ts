@@ -233,6 +233,12 @@ export class Herald {
     return this.#urls;
   }
 
+  /**
+   * Opens the listeners: HTTP (API, browser endpoint), then the old daemon's
+   * ports when configured, then the legacy TCP door. When one fails (a port in
+   * use) the ones before it are still open: call close() to release them and
+   * the store.
+   */
   async listen(): Promise<HeraldUrls> {
     const o = this.options;
     await this.app.listen({ host: o.host, port: o.port });
