@@ -68,6 +68,23 @@ describe('a start that fails halfway', () => {
     }
   });
 
+  test('an IPv6 host (::1) starts and answers on http://[::1]:PORT instead of failing with "Invalid URL"', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'herald-start-fail-'));
+    try {
+      const herald = await createHerald(options(dir, { host: '::1', legacyEnabled: false }));
+      try {
+        const urls = await herald.listen();
+        assert.match(urls.http, /^http:\/\/\[::1\]:\d+$/);
+        const ping = await fetch(`${urls.http}/healthz`);
+        assert.equal(ping.status, 200);
+      } finally {
+        await herald.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('the legacy port in use after HTTP listens: close() gives back the HTTP port and the store, and a retry in the same process starts', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'herald-start-fail-'));
     const busy = await listening();

@@ -3,7 +3,7 @@
  * and nowhere else; listen(); close().
  */
 import { createServer, type Server as HttpServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { isIPv6, type AddressInfo } from 'node:net';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import type { Logger } from 'pino';
@@ -319,7 +319,9 @@ export class Herald {
 function originPolicy(options: HeraldOptions): OriginPolicy {
   let publicOrigin: string;
   try {
-    publicOrigin = new URL(options.publicUrl || `http://${options.host}:${options.port}`).origin;
+    // An IPv6 host (`::1`, `::`) goes in brackets in a URL: bare, every start on one failed with "Invalid URL".
+    const host = isIPv6(options.host) ? `[${options.host}]` : options.host;
+    publicOrigin = new URL(options.publicUrl || `http://${host}:${options.port}`).origin;
   } catch {
     throw new HeraldError('HERALD_ERR_CONFIG', `option "publicUrl": ${JSON.stringify(options.publicUrl)} is not a URL like https://panel.example.net/herald`);
   }
