@@ -4,13 +4,33 @@
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { SqliteCommandAudit } from '../src/server/commands/audit-sqlite.js';
-import { AUDIT_ARG_CHARS, AUDIT_ARGS_CHARS, auditArgs, auditText, type CommandAuditRecord } from '../src/server/commands/outcome.js';
+import { AUDIT_ARG_CHARS, AUDIT_ARGS_CHARS, auditArgs, auditText, type CommandAuditRecord, type StoredAuditRecord } from '../src/server/commands/outcome.js';
+import { HeraldError } from '../src/server/errors.js';
 import { makeRig } from './commands-fixture.js';
 import { startHerald } from './helpers/server.js';
+
+/** One request to the legacy TCP door; resolves with its one-line answer. */
+function legacyAsk(host: string, port: number, request: unknown): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const socket = connect({ host, port }, () => socket.write(`${JSON.stringify(request)}\n`));
+    const timer = setTimeout(() => reject(new Error('no legacy answer within 2 s')), 2000);
+    let text = '';
+    socket.on('data', (d: Buffer) => {
+      text += d.toString('utf8');
+      const end = text.indexOf('\n');
+      if (end < 0) return;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(JSON.parse(text.slice(0, end)));
+    });
+    socket.on('error', reject);
+  });
+}
 
 const record = (aid: number, program: string, n: number): CommandAuditRecord => ({
   event: 'finished', id: `c${n}`, aid, door: 'http', program, args: [String(n)], queuedAt: n, endedAt: n + 1, state: 'succeeded',
@@ -117,6 +137,75 @@ describe('command audit trail', () => {
       // The log line is the same record.
       const logged = rig.logs.filter((l) => l.audit === 'command');
       assert.ok(logged.every((l) => JSON.stringify(l).length < 32 * 1024));
+    } finally {
+      await rig.close();
+    }
+  });
+
+  it('records a request the HTTP API\'s schema or the legacy parser refuses, answered as before, bounded', async () => {
+    const server = await startHerald({ commandsAllow: ['echo'] });
+    try {
+      const many = await server.api('POST', '/api/v1/commands', { aid: 9, program: 'rm', args: Array.from({ length: 1025 }, (_, i) => `/${i}`) });
+      assert.equal(many.status, 400);
+      assert.deepEqual(many.body, { error: { code: 'HERALD_ERR_VALIDATION', message: 'body/args must NOT have more than 1024 items' } });
+      const negative = await server.api('POST', '/api/v1/commands', { aid: 9, program: 'rm', args: ['-rf', '/'], timeout: -1, id: 'task-7', door: 'cli' });
+      assert.equal(negative.status, 400);
+      assert.equal(negative.body.error.code, 'HERALD_ERR_VALIDATION');
+      // Any JSON at all: fields of the wrong kind, one whose toString is no function, a megabyte program name.
+      const odd = await server.api('POST', '/api/v1/commands', { aid: 'nine', program: { toString: 0 }, args: 'rm -rf /', id: [1] });
+      assert.equal(odd.status, 400);
+      const huge = await server.api('POST', '/api/v1/commands', { aid: 9, program: 'x'.repeat(500_000) });
+      assert.equal(huge.status, 400);
+      const notObject = await server.api('POST', '/api/v1/commands', [1, 2]);
+      assert.equal(notObject.status, 400);
+      // Not authenticated: nobody's attempt, not recorded.
+      const stranger = await server.api('POST', '/api/v1/commands', { aid: 9, program: 'rm', timeout: -1 }, { authorization: 'Bearer wrong' });
+      assert.equal(stranger.status, 401);
+      const legacy = server.herald.urls.legacy;
+      assert.ok(legacy);
+      const tcp = await legacyAsk(legacy.host, legacy.port, { TYPE: 'COMMAND', PROGRAM: 'rm', PROGRAM_ARGS: ['-rf /'] });
+      assert.deepEqual(tcp, { TYPE: 'ERROR', ERROR: 'COMMAND without AID: say which admin is told the result', CODE: 'HERALD_ERR_BAD_REQUEST' });
+      const overHttp = await server.api('POST', '/api/v1/legacy', { TYPE: 'COMMAND', AID: 9, PROGRAM: 'rm', ARGS: { timeout: 'soon' } });
+      assert.equal(overHttp.body.CODE, 'HERALD_ERR_BAD_REQUEST');
+
+      const { records } = (await server.api('GET', '/api/v1/commands/audit')).body as { records: StoredAuditRecord[] };
+      assert.equal(records.length, 7, JSON.stringify(records).slice(0, 2000));
+      assert.ok(records.every((r) => r.event === 'refused'));
+      for (const r of records) assert.ok(Buffer.byteLength(JSON.stringify(r)) < 32 * 1024, `a record of ${JSON.stringify(r).length} characters`);
+      const [viaHttpLegacy, viaTcp, notObj, hugeRec, oddRec, negRec, manyRec] = records;
+      assert.equal(manyRec?.program, 'rm');
+      assert.equal(manyRec?.aid, 9);
+      assert.equal(manyRec?.door, 'http');
+      assert.equal(manyRec?.requestedBy, 'api 127.0.0.1');
+      assert.equal(manyRec?.error, 'HERALD_ERR_VALIDATION: body/args must NOT have more than 1024 items');
+      assert.deepEqual(manyRec?.args.slice(0, 2), ['/0', '/1']);
+      assert.equal(manyRec?.args.length, 1025);
+      assert.deepEqual([negRec?.program, negRec?.args, negRec?.taskId, negRec?.door], ['rm', ['-rf', '/'], 'task-7', 'cli']);
+      assert.match(negRec?.error ?? '', /^HERALD_ERR_VALIDATION: body\/timeout must be > 0/);
+      assert.deepEqual(
+        [oddRec?.aid, oddRec?.program, oddRec?.args, oddRec?.taskId],
+        [null, '[not a string: an object]', ['[not a list: rm -rf /]'], '[not a string or a number: a list]'],
+      );
+      assert.match(hugeRec?.program ?? '', /^x{1024}…\[498976 more characters cut\]$/);
+      assert.deepEqual([notObj?.program, notObj?.args], ['[not given]', []]);
+      assert.deepEqual([viaTcp?.door, viaTcp?.program, viaTcp?.args, viaTcp?.aid], ['legacy', 'rm', ['-rf /'], null]);
+      assert.match(viaTcp?.requestedBy ?? '', /^127\.0\.0\.1:\d+$/);
+      assert.equal(viaTcp?.error, 'HERALD_ERR_BAD_REQUEST: COMMAND without AID: say which admin is told the result');
+      assert.deepEqual([viaHttpLegacy?.door, viaHttpLegacy?.aid, viaHttpLegacy?.requestedBy], ['legacy', 9, 'http:127.0.0.1']);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('logs a front door\'s refusal as the runner logs its own', async () => {
+    const rig = await makeRig({ commandsAllow: ['echo'] });
+    try {
+      rig.runner.refused({ door: 'http', requestedBy: 'api 127.0.0.1', aid: 3, program: 'rm', args: ['-rf', '/'] }, new HeraldError('HERALD_ERR_VALIDATION', 'body/timeout must be > 0'));
+      const line = rig.logs.find((l) => l.audit === 'command');
+      assert.equal(line?.msg, 'command refused');
+      assert.equal(line?.event, 'refused');
+      assert.equal(line?.program, 'rm');
+      assert.equal(line?.error, 'HERALD_ERR_VALIDATION: body/timeout must be > 0');
     } finally {
       await rig.close();
     }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { handleLegacyRequest, type LegacyContext } from '../src/server/api/legacy-handler.js';
 import { normaliseData } from '../src/server/api/legacy-request.js';
-import type { CommandInfo, CommandRequest, CommandService } from '../src/server/commands/command-service.js';
+import type { CommandInfo, CommandRequest, CommandService, RefusedCommandRequest } from '../src/server/commands/command-service.js';
 import { HeraldError } from '../src/server/errors.js';
 import { createCore, type Core } from './helpers/legacy-core.js';
 
@@ -11,6 +11,10 @@ const SEED_NOTIFICATION = { TYPE: 'MESSAGE', TITLE: 'Test notification', TEXT: '
 /** Records what it was asked; refuses programs outside a tiny allowlist (the real runner lands with issue 4). */
 class RecordingCommands implements CommandService {
   readonly started: CommandRequest[] = [];
+  readonly refusals: Array<{ request: RefusedCommandRequest; error: string }> = [];
+  refused(request: RefusedCommandRequest, error: HeraldError): void {
+    this.refusals.push({ request, error: `${error.code}: ${error.message}` });
+  }
   async start(request: CommandRequest): Promise<CommandInfo> {
     if (request.program !== 'ping' && request.program !== '/usr/bin/ping') throw new HeraldError('HERALD_ERR_COMMAND_FORBIDDEN', 'the program is not allowed');
     this.started.push(request);
@@ -186,6 +190,34 @@ describe('legacy request handler', () => {
     assert.equal(refused.TYPE, 'ERROR');
     assert.equal(refused.CODE, 'HERALD_ERR_COMMAND_FORBIDDEN');
     assert.match(refused.ERROR as string, /\/bin\/rm/);
+  });
+
+  it('hands a COMMAND it refuses for its shape to the command service\'s audit, as it came, once the sender may ask', async () => {
+    const commands = new RecordingCommands();
+    const noAid = { TYPE: 'COMMAND', PROGRAM: 'rm', PROGRAM_ARGS: '-rf /', ID: 'task-1' };
+    const answer = await ask(noAid, { commands, peer: '127.0.0.1:5556' });
+    assert.deepEqual(answer, { TYPE: 'ERROR', ERROR: 'COMMAND without AID: say which admin is told the result', CODE: 'HERALD_ERR_BAD_REQUEST' }, 'the answer is as before');
+    assert.equal(await ask({ TYPE: 'COMMAND', AID: '4', PROGRAM: 'ping', ARGS: { timeout: -1 }, SILENT: 1 }, { commands, peer: '127.0.0.1:5556' }), undefined);
+    assert.deepEqual(commands.refusals, [
+      {
+        request: { aid: undefined, program: 'rm', args: ['-rf /'], taskId: 'task-1', door: 'legacy', requestedBy: '127.0.0.1:5556' },
+        error: 'HERALD_ERR_BAD_REQUEST: COMMAND without AID: say which admin is told the result',
+      },
+      {
+        request: { aid: 4, program: 'ping', args: undefined, taskId: undefined, door: 'legacy', requestedBy: '127.0.0.1:5556' },
+        error: 'HERALD_ERR_BAD_REQUEST: COMMAND with a bad ARGS.timeout: expected seconds, a number > 0',
+      },
+    ]);
+    // Off loopback a request without the right TOKEN is nobody's attempt: refused for that, and not audited.
+    const offLoopback = { commands, token: 's3cret-token-value', requireToken: true };
+    await ask(noAid, offLoopback);
+    await ask({ ...noAid, TOKEN: 'wrong' }, offLoopback);
+    assert.equal(commands.refusals.length, 2);
+    await ask({ ...noAid, TOKEN: 's3cret-token-value' }, offLoopback);
+    assert.equal(commands.refusals.length, 3);
+    assert.equal(commands.refusals[2]?.request.program, 'rm');
+    await ask({ TYPE: 'MESSAGE', ID: 1 }, { commands });
+    assert.equal(commands.refusals.length, 3, 'only COMMAND is an attempt to run a program');
   });
 
   it('PROXY to Internal echoes MESSAGE.ECHO, or answers 1', async () => {

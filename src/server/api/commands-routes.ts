@@ -10,8 +10,9 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { NotificationPayload } from '../../protocol/frames.js';
-import type { CommandInfo, CommandRequest, CommandService } from '../commands/command-service.js';
+import type { CommandInfo, CommandRequest, CommandService, RefusedCommandRequest } from '../commands/command-service.js';
 import { HeraldError } from '../errors.js';
+import { schemaRefusal } from './schemas.js';
 
 const Notification = Type.Union([
   Type.Object({ TYPE: Type.String({ minLength: 1, maxLength: 64 }) }, { additionalProperties: true }),
@@ -83,14 +84,24 @@ export function registerCommandRoutes(api: FastifyInstance, ctx: CommandRoutesCo
   const errors = { 400: Err, 401: Err, 403: Err, 404: Err, 409: Err, 422: Err, 429: Err, 501: Err, 503: Err };
 
   api.post('/commands', {
+    // A body the schema refuses reaches the handler, which records the attempt before refusing it.
+    attachValidation: true,
     schema: {
       summary: 'Run an allowed program for an admin in the background; the admin is notified when it ends',
       tags: ['commands'], body: StartCommandBody, response: { 201: CommandInfoReply, ...errors },
     },
   }, async (req, reply) => {
+    const requestedBy = `api ${req.ip}`;
+    if (req.validationError) {
+      // The same 400 as any schema refusal, but an attempt to run a program is audited
+      // whichever layer refuses it (docs/commands.md): 1025 args, a timeout of -1.
+      const error = schemaRefusal(req.validationError);
+      commands.refused(attempted(req.body, requestedBy), error);
+      throw error;
+    }
     const body = req.body as StartCommandBody;
     const request: CommandRequest = {
-      aid: body.aid, program: body.program, args: body.args ?? [], door: body.door ?? 'http', requestedBy: `api ${req.ip}`,
+      aid: body.aid, program: body.program, args: body.args ?? [], door: body.door ?? 'http', requestedBy,
     };
     if (body.timeout !== undefined) request.timeoutSec = body.timeout;
     if (body.success !== undefined) request.success = body.success as NotificationPayload;
@@ -141,6 +152,14 @@ export function registerCommandRoutes(api: FastifyInstance, ctx: CommandRoutesCo
     const { id } = req.params as Static<typeof IdParams>;
     return commands.cancel(id);
   });
+}
+
+/** What a body the schema refused held, for the audit trail: any JSON value, fields as they came. */
+function attempted(body: unknown, requestedBy: string): RefusedCommandRequest {
+  const b: Record<string, unknown> = typeof body === 'object' && body !== null && !Array.isArray(body) ? body as Record<string, unknown> : {};
+  const request: RefusedCommandRequest = { door: b.door === 'cli' ? 'cli' : 'http', requestedBy, aid: b.aid, program: b.program, args: b.args };
+  if (b.id !== undefined) request.taskId = b.id;
+  return request;
 }
 
 function sliceOutput(info: CommandInfo, since: number): CommandInfo & { outputLength: number } {

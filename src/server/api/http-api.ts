@@ -11,7 +11,7 @@ import type { BatchSend, Notifier, SendOptions, SendResult } from '../notifier.j
 import type { CommandService } from '../commands/command-service.js';
 import { registerCommandRoutes } from './commands-routes.js';
 import { handleLegacyRequest } from './legacy-handler.js';
-import { DisconnectBody, ErrorReply, KindParam, SendBatchBody, SendBody, TokenBody, type Recipient } from './schemas.js';
+import { DisconnectBody, ErrorReply, KindParam, schemaRefusal, SendBatchBody, SendBody, TokenBody, type Recipient } from './schemas.js';
 
 export interface HttpApiContext {
   notifier: Notifier;
@@ -37,9 +37,7 @@ export function installErrorHandling(app: FastifyInstance): void {
   app.removeContentTypeParser('text/plain');
   app.setErrorHandler((err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
     if (isHeraldError(err)) return reply.status(err.status).send(err.toJSON());
-    if (err.validation) {
-      return reply.status(400).send(new HeraldError('HERALD_ERR_VALIDATION', `${err.validationContext ?? 'body'}${err.message.replace(/^(body|querystring|params)/, '')}`).toJSON());
-    }
+    if (err.validation) return reply.status(400).send(schemaRefusal(err).toJSON());
     if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.status(413).send(new HeraldError('HERALD_ERR_TOO_LARGE').toJSON());
     if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
       const given = req.headers['content-type'];

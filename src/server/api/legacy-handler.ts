@@ -7,9 +7,9 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { LegacyAnswer } from '../../protocol/legacy.js';
 import type { CommandService } from '../commands/command-service.js';
-import { isHeraldError, type ErrorCode } from '../errors.js';
+import { HeraldError, isHeraldError, type ErrorCode } from '../errors.js';
 import type { Notifier } from '../notifier.js';
-import { legacyError, parseLegacyRequest, type LegacyRequest, type LegacyRequestBody } from './legacy-request.js';
+import { legacyError, parseLegacyRequest, type LegacyRequestBody } from './legacy-request.js';
 
 export type { LegacyAnswer } from '../../protocol/legacy.js';
 
@@ -46,12 +46,11 @@ export function tokensEqual(given: string, expected: string): boolean {
  *   client does), and any request that carries a TOKEN must carry the right
  *   one (a wrong token is a misconfiguration worth reporting).
  */
-function checkToken(request: LegacyRequest, ctx: LegacyContext): boolean {
-  const given = request.token;
+function checkToken(given: string | null | undefined, type: LegacyRequestBody['type'], ctx: LegacyContext): boolean {
   if (ctx.requireToken) return ctx.token !== '' && typeof given === 'string' && tokensEqual(given, ctx.token);
   if (ctx.token === '') return true;
   if (given !== undefined) return given !== null && tokensEqual(given, ctx.token);
-  return request.body.type !== 'MESSAGE';
+  return type !== 'MESSAGE';
 }
 
 function errorAnswer(e: unknown, fallback: ErrorCode = 'HERALD_ERR_INTERNAL'): LegacyAnswer {
@@ -66,9 +65,16 @@ function errorAnswer(e: unknown, fallback: ErrorCode = 'HERALD_ERR_INTERNAL'): L
  */
 export async function handleLegacyRequest(request: unknown, ctx: LegacyContext): Promise<LegacyAnswer | undefined> {
   const parsed = parseLegacyRequest(request);
-  if (!parsed.ok) return parsed.silent ? undefined : parsed.error;
+  if (!parsed.ok) {
+    // A COMMAND refused for its shape (no AID, a bad ARGS.timeout) is still an attempt to
+    // run a program: audited like the runner's refusals, when its sender may ask for one.
+    if (parsed.command && ctx.commands && checkToken(parsed.token, 'COMMAND', ctx)) {
+      ctx.commands.refused({ ...parsed.command, door: 'legacy', requestedBy: ctx.peer }, new HeraldError('HERALD_ERR_BAD_REQUEST', parsed.error.ERROR));
+    }
+    return parsed.silent ? undefined : parsed.error;
+  }
   const { request: req } = parsed;
-  if (!checkToken(req, ctx)) {
+  if (!checkToken(req.token, req.body.type, ctx)) {
     return req.silent ? undefined : legacyError('INCORRECT TOKEN: this request must carry the configured legacy token as TOKEN', 'HERALD_ERR_UNAUTHORIZED');
   }
   let answer: LegacyAnswer;

@@ -49,10 +49,25 @@ export interface LegacyRequest {
   readonly token?: string | null;
 }
 
+/** The fields of a COMMAND the parser refused, as they came: an attempt to run a program, for the audit trail. */
+export interface RefusedLegacyCommand {
+  readonly aid: unknown;
+  readonly program: unknown;
+  readonly args: unknown;
+  readonly taskId: unknown;
+}
+
 export type ParsedLegacyRequest =
   | { readonly ok: true; readonly request: LegacyRequest }
-  /** Even an invalid request may be SILENT: then the error is not sent either. */
-  | { readonly ok: false; readonly error: LegacyErrorAnswer; readonly silent: boolean };
+  /**
+   * Even an invalid request may be SILENT: then the error is not sent either. A refused
+   * COMMAND also carries what it held and its TOKEN (see LegacyRequest.token), so that the
+   * handler can audit it once the token is checked.
+   */
+  | {
+    readonly ok: false; readonly error: LegacyErrorAnswer; readonly silent: boolean;
+    readonly command?: RefusedLegacyCommand; readonly token?: string | null;
+  };
 
 /** Bound on `DATA.TEXT` unwrapping, so a hostile nesting cannot loop for long. */
 const MAX_UNWRAP_DEPTH = 8;
@@ -105,7 +120,12 @@ export function parseLegacyRequest(value: unknown): ParsedLegacyRequest {
   if (!isObject(value)) return { ok: false, error: legacyError(LegacyErrorText.INCORRECT_REQUEST), silent: false };
   const raw = unwrapEnvelope(value);
   const silent = perlTrue(raw.SILENT);
-  const fail = (error: LegacyErrorAnswer): ParsedLegacyRequest => ({ ok: false, error, silent });
+  const fail = (error: LegacyErrorAnswer): ParsedLegacyRequest => {
+    if (raw.TYPE !== 'COMMAND') return { ok: false, error, silent };
+    const token = tokenOf(raw.TOKEN);
+    const command = refusedCommand(raw);
+    return token === undefined ? { ok: false, error, silent, command } : { ok: false, error, silent, command, token };
+  };
   if (nestsDeeperThan(value, MAX_REQUEST_DEPTH)) {
     return fail(legacyError(`${LegacyErrorText.INCORRECT_REQUEST}: nested deeper than ${MAX_REQUEST_DEPTH} levels`, 'HERALD_ERR_BAD_REQUEST'));
   }
@@ -313,6 +333,17 @@ function parseCommand(raw: Obj): BodyResult {
   if (error !== undefined) body.error = error;
   if (taskId !== undefined && taskId !== '') body.taskId = taskId;
   return { body };
+}
+
+/** A refused COMMAND's fields, read as parseCommand would have read them where it could. */
+function refusedCommand(raw: Obj): RefusedLegacyCommand {
+  const pa = raw.PROGRAM_ARGS;
+  return {
+    aid: toPersonId(raw.AID) ?? raw.AID,
+    program: raw.PROGRAM,
+    args: pa === null ? undefined : typeof pa === 'string' ? [pa] : pa,
+    taskId: raw.ID === '' || raw.ID === null ? undefined : raw.ID,
+  };
 }
 
 function parseProxy(raw: Obj): BodyResult {

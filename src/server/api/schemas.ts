@@ -1,5 +1,6 @@
 /** JSON schemas of the HTTP API (TypeBox: the same object is the type and the validator, and feeds OpenAPI). */
 import { Type, type Static } from '@sinclair/typebox';
+import { HeraldError } from '../errors.js';
 
 const PersonId = Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER });
 const PersonIds = Type.Array(PersonId, { minItems: 1, maxItems: 10000 });
@@ -58,3 +59,12 @@ export const KindParam = Type.Union([Type.Literal('admin'), Type.Literal('user')
 export const ErrorReply = Type.Object({
   error: Type.Object({ code: Type.String(), message: Type.String(), details: Type.Optional(Type.Unknown()) }),
 });
+
+/**
+ * The answer to a request its route's schema refused: 400 HERALD_ERR_VALIDATION, the
+ * message naming the part that was wrong (`body/aid must be >= 1`). The error handler
+ * answers with it, and a route that records its refusals (POST /commands) records it.
+ */
+export function schemaRefusal(err: Error & { validationContext?: string | undefined }): HeraldError {
+  return new HeraldError('HERALD_ERR_VALIDATION', `${err.validationContext ?? 'body'}${err.message.replace(/^(body|querystring|params)/, '')}`);
+}

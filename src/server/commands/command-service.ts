@@ -3,6 +3,7 @@ import type { CommandDoor, CommandInfo } from '../../protocol/commands.js';
 
 export type { CommandDoor, CommandInfo };
 import type { Principal } from '../../protocol/principal.js';
+import type { HeraldError } from '../errors.js';
 import type { AuditQuery, StoredAuditRecord } from './outcome.js';
 
 
@@ -28,6 +29,19 @@ export interface CommandRequest {
   requestedBy?: string;
 }
 
+/**
+ * A request a front door refused for its shape before it reached start() (the HTTP
+ * API's schema, the legacy parser): what it held, as it came, for the audit trail.
+ */
+export interface RefusedCommandRequest {
+  door: CommandDoor;
+  requestedBy?: string;
+  aid?: unknown;
+  program?: unknown;
+  args?: unknown;
+  taskId?: unknown;
+}
+
 /** The seam the front doors use; the CommandRunner implements it. */
 export interface CommandService {
   /**
@@ -37,6 +51,12 @@ export interface CommandService {
    * HERALD_ERR_COMMAND_NOT_FOUND, HERALD_ERR_QUEUE_FULL, HERALD_ERR_SHUTTING_DOWN.
    */
   start(request: CommandRequest): Promise<CommandInfo>;
+  /**
+   * Records a request its front door refused (`error`, the answer the caller got)
+   * as start() records its own refusals: a log line and an audit record. Every
+   * authenticated attempt to run a program is in the trail, whichever layer said no.
+   */
+  refused(request: RefusedCommandRequest, error: HeraldError): void;
   get(id: string): CommandInfo | undefined;
   /**
    * Stops a queued or running command (its process group gets SIGTERM, then

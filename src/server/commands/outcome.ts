@@ -5,7 +5,7 @@
 import type { CommandState, CommandSummary } from '../../protocol/commands.js';
 import type { NotificationObject, NotificationPayload } from '../../protocol/frames.js';
 import { isHeraldError } from '../errors.js';
-import type { CommandDoor, CommandInfo, CommandRequest } from './command-service.js';
+import type { CommandDoor, CommandInfo, RefusedCommandRequest } from './command-service.js';
 
 /**
  * The final notification: the caller's `SUCCESS` when the exit status was 0,
@@ -144,11 +144,23 @@ export function auditArgs(args: readonly unknown[]): string[] {
       kept.push(`…[${args.length - i} more arguments cut]`);
       break;
     }
-    const arg = String(args[i]);
+    const arg = shownValue(args[i]);
     kept.push(auditText(arg, Math.min(AUDIT_ARG_CHARS, room)));
     used += Math.max(1, Math.min(arg.length, AUDIT_ARG_CHARS, room));
   }
   return kept;
+}
+
+/**
+ * A field of a refused request as text. It may hold any JSON (the HTTP body was refused
+ * for its shape): never String() of an object, which a hostile one makes throw
+ * (`{"toString":0}`), and which would say nothing anyway.
+ */
+function shownValue(v: unknown): string {
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  if (v === undefined) return '[not given]';
+  return `[not a string: ${v === null ? 'null' : Array.isArray(v) ? 'a list' : 'an object'}]`;
 }
 
 export function finishedRecord(info: CommandInfo, outputBytes: number): CommandAuditRecord {
@@ -165,15 +177,18 @@ export function finishedRecord(info: CommandInfo, outputBytes: number): CommandA
   return rec;
 }
 
-/** A refused request, recorded from whatever it held (it may be malformed). */
-export function refusedRecord(request: CommandRequest, at: number, e: unknown): CommandAuditRecord {
+/** A refused request, recorded from whatever it held (it may be malformed: see RefusedCommandRequest). */
+export function refusedRecord(request: RefusedCommandRequest, at: number, e: unknown): CommandAuditRecord {
+  const { args } = request;
   const rec: CommandAuditRecord = {
     event: 'refused', aid: typeof request.aid === 'number' ? request.aid : NaN, door: request.door,
-    program: auditText(String(request.program)), args: Array.isArray(request.args) ? auditArgs(request.args) : [], queuedAt: at,
+    program: auditText(shownValue(request.program)),
+    args: Array.isArray(args) ? auditArgs(args) : args === undefined ? [] : [`[not a list: ${auditText(shownValue(args), AUDIT_ARG_CHARS)}]`],
+    queuedAt: at,
     error: auditText(isHeraldError(e) ? `${e.code}: ${e.message}` : String(e)),
   };
   if (request.requestedBy !== undefined) rec.requestedBy = auditText(String(request.requestedBy));
-  if (request.taskId !== undefined) rec.taskId = auditTaskId(request.taskId as unknown);
+  if (request.taskId !== undefined) rec.taskId = auditTaskId(request.taskId);
   return rec;
 }
 

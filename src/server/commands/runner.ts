@@ -16,7 +16,7 @@ import { isPersonId, type Principal } from '../../protocol/principal.js';
 import { HeraldError } from '../errors.js';
 import { serialise, type Notifier } from '../notifier.js';
 import type { HeraldOptions } from '../options.js';
-import type { CommandInfo, CommandRequest, CommandService, CommandStats } from './command-service.js';
+import type { CommandInfo, CommandRequest, CommandService, CommandStats, RefusedCommandRequest } from './command-service.js';
 import {
   finalNotification, finishedRecord, refusedRecord,
   type AuditQuery, type CommandAuditRecord, type CommandAuditSink, type CommandAuditStore, type StoredAuditRecord,
@@ -160,6 +160,10 @@ export class CommandRunner implements CommandService {
       this.#record(refusedRecord(request, queuedAt, e));
       throw e;
     }
+  }
+
+  refused(request: RefusedCommandRequest, error: HeraldError): void {
+    this.#record(refusedRecord(request, this.#now(), error));
   }
 
   #start(request: CommandRequest, queuedAt: number): CommandInfo {
