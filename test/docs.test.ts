@@ -5,6 +5,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadOptions, optionsMarkdownTable, type OptionKey } from '../src/server/options.js';
 import { ensureSecrets } from '../src/server/secrets.js';
+import { ErrorCodes } from '../src/server/errors.js';
+import { ClientErrorCodes } from '../src/sdk/errors.js';
 import { errorsMarkdownTable, replaceBetween } from '../scripts/update-readme.js';
 
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
@@ -28,6 +30,10 @@ test('README says "(generated)" of exactly the options a first start generates (
 
 test('README error table lists every HERALD_ERR_* code (run scripts/update-readme.ts)', () => {
   assert.equal(replaceBetween(readme, 'errors', errorsMarkdownTable()), readme);
+});
+
+test('the SDK\'s own error codes are none of the server\'s: a caller tells "no answer in time" from a 408', () => {
+  for (const code of Object.keys(ClientErrorCodes)) assert.equal(code in ErrorCodes, false, code);
 });
 
 test('README quick start shows the two command lines', () => {

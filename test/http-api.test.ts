@@ -2,7 +2,7 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect } from 'node:net';
-import { HeraldError } from '../src/server/errors.js';
+import { ErrorCodes, HeraldError, type ErrorCode } from '../src/server/errors.js';
 import { MemoryStore } from '../src/server/store/memory-store.js';
 import type { AppendInput } from '../src/server/store/message-store.js';
 import { within } from './helpers/legacy-client.js';
@@ -185,17 +185,18 @@ describe('HTTP API', () => {
 
   test('what is refused before any route (a bad URL, a request node cannot parse) is answered in the same error shape', async () => {
     const auth = `Authorization: Bearer ${s.apiToken}\r\n`;
-    const cases: Array<[string, string, number, string]> = [
+    const cases: Array<[string, string, number, ErrorCode]> = [
       ['a URL that is not valid percent-encoding', `GET /api/v1/messages/%E0%A4%A HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${auth}\r\n`, 400, 'HERALD_ERR_BAD_REQUEST'],
       ['a request line that is not HTTP', 'GARBAGE\r\n\r\n', 400, 'HERALD_ERR_BAD_REQUEST'],
       ['both Content-Length and Transfer-Encoding (request smuggling)', `POST /api/v1/send HTTP/1.1\r\nHost: x\r\n${auth}Content-Type: application/json\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`, 400, 'HERALD_ERR_BAD_REQUEST'],
-      ['an Expect other than 100-continue', `POST /api/v1/send HTTP/1.1\r\nHost: x\r\n${auth}Content-Type: application/json\r\nExpect: 200-ok\r\nContent-Length: 2\r\n\r\n{}`, 417, 'HERALD_ERR_BAD_REQUEST'],
-      ['headers past node\'s limit', `GET /api/v1/ping HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'HERALD_ERR_TOO_LARGE'],
+      ['an Expect other than 100-continue', `POST /api/v1/send HTTP/1.1\r\nHost: x\r\n${auth}Content-Type: application/json\r\nExpect: 200-ok\r\nContent-Length: 2\r\n\r\n{}`, 417, 'HERALD_ERR_EXPECTATION_FAILED'],
+      ['headers past node\'s limit', `GET /api/v1/ping HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'HERALD_ERR_HEADERS_TOO_LARGE'],
     ];
     for (const [what, bytes, status, code] of cases) {
       const r = await rawExchange(s.url, bytes);
       assert.equal(r.status, status, what);
       assert.equal(r.body.error.code, code, what);
+      assert.equal(ErrorCodes[code].status, status, `${what}: the status is its code's (README's error table)`);
       assert.equal(typeof r.body.error.message, 'string', what);
       assert.deepEqual(Object.keys(r.body), ['error'], what);
       assert.match(r.head, /\r\ncontent-type: application\/json/i, what);
@@ -348,7 +349,7 @@ describe('HTTP API, requestTimeoutMs', () => {
       await within(once(socket, 'close'), 10_000, 'the server to close the trickling request');
       const ms = performance.now() - started;
       assert.match(answer, /^HTTP\/1\.1 408 /);
-      assert.deepEqual(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)).error.code, 'HERALD_ERR_BAD_REQUEST', 'the error shape');
+      assert.deepEqual(JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)).error.code, 'HERALD_ERR_REQUEST_TIMEOUT', 'the error shape, with the code of its status');
       assert.ok(ms >= 450, `closed after ${Math.round(ms)} ms, before the limit`);
       // The tab has now been open longer than the limit: once upgraded it is no HTTP request.
       const sent = await s.api('POST', '/api/v1/send', { to: { aid: 3 }, message: { TYPE: 'MESSAGE', TEXT: 'still here' } });

@@ -11,7 +11,10 @@
 export const ClientErrorCodes = {
   /** The server could not be reached (connection refused, DNS, reset). Retry later. */
   HERALD_ERR_UNREACHABLE: 'the Herald server could not be reached',
-  /** No answer within the SDK's `timeoutMs`. */
+  /**
+   * No answer within the SDK's `timeoutMs`. Not the server's `HERALD_ERR_REQUEST_TIMEOUT`
+   * (status 408: the server did not receive the request whole in time).
+   */
   HERALD_ERR_TIMEOUT: 'the Herald server did not answer in time',
   /** The server answered something that is not Herald's JSON (a proxy's error page, say), or a redirect (never followed). */
   HERALD_ERR_BAD_RESPONSE: 'the server answered something that is not Herald JSON',

@@ -72,25 +72,26 @@ export function answerFrameworkError(err: FastifyError, req: FastifyRequest, rep
 }
 
 /**
- * Fastify's `clientErrorHandler`: a request node's HTTP parser refused, or
- * one that did not arrive whole within requestTimeoutMs, never reaches a
- * route, and Fastify answered it in its own shape. Herald's shape here too,
- * keeping the status node chose (408, 431, 400); then the connection ends.
+ * Fastify's `clientErrorHandler` (and the old daemon's ports' `clientError`): a request
+ * node's HTTP parser refused, or one that did not arrive whole within requestTimeoutMs,
+ * never reaches a route, and was answered in another shape. Herald's shape here too, each
+ * with the status node chose and a code of that status (408, 431, 400); then the
+ * connection ends.
  */
 export function answerClientError(err: Error & { code?: string }, socket: Socket): void {
   // A reset connection has nobody to answer.
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
-  const [status, error]: [number, HeraldError] = err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
-    ? [408, new HeraldError('HERALD_ERR_BAD_REQUEST', 'the request did not arrive whole in time (requestTimeoutMs)')]
+  const error = err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+    ? new HeraldError('HERALD_ERR_REQUEST_TIMEOUT', 'the request did not arrive whole in time (requestTimeoutMs)')
     : err.code === 'HPE_HEADER_OVERFLOW'
-      ? [431, new HeraldError('HERALD_ERR_TOO_LARGE', 'the request headers are too large')]
-      : [400, new HeraldError('HERALD_ERR_BAD_REQUEST', `malformed HTTP request${err.code ? ` (${err.code})` : ''}`)];
+      ? new HeraldError('HERALD_ERR_HEADERS_TOO_LARGE')
+      : new HeraldError('HERALD_ERR_BAD_REQUEST', `malformed HTTP request${err.code ? ` (${err.code})` : ''}`);
   // As node's own socketOnError (lib/_http_server.js): answer only when no answer to an earlier
   // request on this connection has begun, or the peer would read our bytes inside that one.
   const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
   if (socket.writable && !inFlight?.headersSent) {
     const body = JSON.stringify(error.toJSON());
-    socket.write(`HTTP/1.1 ${status} ${STATUS_CODES[status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    socket.write(`HTTP/1.1 ${error.status} ${STATUS_CODES[error.status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
   }
   socket.destroy(err);
 }
@@ -101,8 +102,9 @@ export function answerClientError(err: Error & { code?: string }, socket: Socket
  * an empty body; Herald's error shape instead. The request is not run.
  */
 export function answerUnmetExpectation(req: IncomingMessage, res: ServerResponse): void {
-  const body = JSON.stringify(new HeraldError('HERALD_ERR_BAD_REQUEST', `Expect: ${String(req.headers.expect).slice(0, 100)} is not supported (only 100-continue)`).toJSON());
-  res.writeHead(417, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' });
+  const error = new HeraldError('HERALD_ERR_EXPECTATION_FAILED', `Expect: ${String(req.headers.expect).slice(0, 100)} is not supported (only 100-continue)`);
+  const body = JSON.stringify(error.toJSON());
+  res.writeHead(error.status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body), connection: 'close' });
   res.end(body);
 }
 
