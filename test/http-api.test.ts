@@ -6,6 +6,7 @@ import { ErrorCodes, HeraldError, type ErrorCode } from '../src/server/errors.js
 import { MemoryStore } from '../src/server/store/memory-store.js';
 import type { AppendInput } from '../src/server/store/message-store.js';
 import { within } from './helpers/legacy-client.js';
+import { restartablePort } from './helpers/ports.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 
 /** Sends raw bytes on a new connection and returns all the server sent before it closed the connection. */
@@ -326,6 +327,33 @@ describe('a /send/batch the store refuses', () => {
       assert.deepEqual(tab.notifications().map((f) => f.TEXT), ['to everyone', 'to five', 'to everyone again']);
       assert.deepEqual(tab.notifications().map((f) => [f.STREAM ?? 'own', f.SEQ]), [['*', 1], ['own', 1], ['*', 2]]);
       tab.close();
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+describe('HTTP API, the old daemon\'s WebSocket ports', () => {
+  test('answer a request node cannot parse in Herald\'s error shape, as the main port does', async () => {
+    const [adminPort, userPort] = [await restartablePort(), await restartablePort()];
+    const s = await startHerald({ adminPort, userPort });
+    try {
+      for (const port of [adminPort, userPort]) {
+        const url = `http://127.0.0.1:${port}`;
+        const cases: Array<[string, string, number, ErrorCode]> = [
+          ['a request line that is not HTTP', 'GARBAGE\r\n\r\n', 400, 'HERALD_ERR_BAD_REQUEST'],
+          ['headers past node\'s limit', `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'HERALD_ERR_HEADERS_TOO_LARGE'],
+        ];
+        for (const [what, bytes, status, code] of cases) {
+          const r = await rawExchange(url, bytes);
+          assert.equal(r.status, status, `${port}: ${what}`);
+          assert.equal(r.body.error.code, code, `${port}: ${what}`);
+          assert.match(r.head, /\r\ncontent-type: application\/json/i, `${port}: ${what}`);
+        }
+        const plain = await fetch(url);
+        assert.equal(plain.status, 426, 'a request that is not an upgrade is still told to upgrade');
+        await plain.body?.cancel();
+      }
     } finally {
       await s.close();
     }

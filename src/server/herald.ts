@@ -251,6 +251,8 @@ export class Herald {
         res.writeHead(426, { 'Content-Type': 'application/json', Upgrade: 'websocket' });
         res.end('{"error":{"code":"HERALD_ERR_BAD_REQUEST","message":"this port only takes WebSocket upgrades"}}');
       });
+      // A request node cannot parse gets Herald's error shape here too, not node's bare 400.
+      server.on('clientError', answerClientError);
       this.gateway.attach(server, kind);
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
