@@ -189,6 +189,7 @@ describe('HTTP API', () => {
     const cases: Array<[string, string, number, ErrorCode]> = [
       ['a URL that is not valid percent-encoding', `GET /api/v1/messages/%E0%A4%A HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${auth}\r\n`, 400, 'HERALD_ERR_BAD_REQUEST'],
       ['a request line that is not HTTP', 'GARBAGE\r\n\r\n', 400, 'HERALD_ERR_BAD_REQUEST'],
+      ['a path parameter past the router\'s 100 characters', `GET /api/v1/commands/${'a'.repeat(200)} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n${auth}\r\n`, 400, 'HERALD_ERR_BAD_REQUEST'],
       ['both Content-Length and Transfer-Encoding (request smuggling)', `POST /api/v1/send HTTP/1.1\r\nHost: x\r\n${auth}Content-Type: application/json\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n`, 400, 'HERALD_ERR_BAD_REQUEST'],
       ['an Expect other than 100-continue', `POST /api/v1/send HTTP/1.1\r\nHost: x\r\n${auth}Content-Type: application/json\r\nExpect: 200-ok\r\nContent-Length: 2\r\n\r\n{}`, 417, 'HERALD_ERR_EXPECTATION_FAILED'],
       ['headers past node\'s limit', `GET /api/v1/ping HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'HERALD_ERR_HEADERS_TOO_LARGE'],

@@ -60,11 +60,16 @@ export function installErrorHandling(app: FastifyInstance): void {
 /**
  * Fastify's `frameworkErrors`: a URL that is not valid percent-encoding
  * (`/api/v1/messages/%E0%A4%A`) is refused before routing, and Fastify's own
- * answer to it was not Herald's error shape.
+ * answer to it was not Herald's error shape. So is a path parameter longer than
+ * the router's maxParamLength (100 characters; no id Herald hands out comes near).
  */
 export function answerFrameworkError(err: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
   if (err.code === 'FST_ERR_BAD_URL') {
     reply.status(400).send(new HeraldError('HERALD_ERR_BAD_REQUEST', err.message).toJSON());
+    return;
+  }
+  if (err.code === 'FST_ERR_MAX_PARAM_LENGTH') {
+    reply.status(400).send(new HeraldError('HERALD_ERR_BAD_REQUEST', 'a part of the path is longer than 100 characters: no such id').toJSON());
     return;
   }
   req.log.error({ err, reqId: req.id }, 'request failed');
