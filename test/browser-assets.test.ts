@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { gunzipSync } from 'node:zlib';
 import { readFileSync } from 'node:fs';
+import { ErrorCodes, type ErrorCode } from '../src/server/errors.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { ensureClientBuilt } from './helpers/browser.js';
 
@@ -75,16 +76,22 @@ describe('browser assets and probe', () => {
 
   it('answers the credential probe with the status the handshake would get', async () => {
     const good = await server.token('admin', 1);
-    assert.equal((await raw(`${server.url}/ws/admin?token=nonsense`, { method: 'POST' })).status, 401);
+    const refused = await raw(`${server.url}/ws/admin?token=nonsense`, { method: 'POST' });
+    assert.equal(refused.status, 401);
+    assert.equal(JSON.parse(refused.body.toString('utf8')).error.code, 'HERALD_ERR_UNAUTHORIZED', 'what the library\'s probe reads to stop retrying');
     assert.equal((await raw(`${server.url}/ws/user?token=${good}`, { method: 'POST' })).status, 401, 'an admin token does not open the user endpoint');
     const ok = await raw(`${server.url}/ws/admin?token=${good}`, { method: 'POST', headers: { origin: server.url } });
     assert.equal(ok.status, 426);
     assert.equal(ok.headers.upgrade, 'websocket');
     assert.equal(ok.headers['access-control-allow-origin'], server.url);
     assert.equal(ok.headers['cache-control'], 'no-store');
+    const okCode = JSON.parse(ok.body.toString('utf8')).error.code as ErrorCode;
+    assert.equal(okCode, 'HERALD_ERR_UPGRADE_REQUIRED');
+    assert.equal(ErrorCodes[okCode].status, 426, 'the status is its code\'s (README\'s error table)');
     const prodToken = await prod.token('admin', 1);
     const forbidden = await raw(`${prod.url}/ws/admin?token=${prodToken}`, { method: 'POST', headers: { origin: 'https://evil.example.org' } });
     assert.equal(forbidden.status, 403);
+    assert.equal(JSON.parse(forbidden.body.toString('utf8')).error.code, 'HERALD_ERR_ORIGIN', 'what the library\'s probe reads to stop retrying');
     assert.equal(forbidden.headers['access-control-allow-origin'], undefined, 'no CORS for a forbidden origin');
     const allowed = await raw(`${prod.url}/ws/admin?token=${prodToken}`, { method: 'POST', headers: { origin: 'https://panel.example.net' } });
     assert.equal(allowed.status, 426);

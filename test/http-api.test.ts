@@ -336,7 +336,7 @@ describe('a /send/batch the store refuses', () => {
 });
 
 describe('HTTP API, the old daemon\'s WebSocket ports', () => {
-  test('answer a request node cannot parse in Herald\'s error shape, as the main port does', async () => {
+  test('answer what they refuse (a plain request, one node cannot parse) in Herald\'s error shape, with the code of its status', async () => {
     const [adminPort, userPort] = [await restartablePort(), await restartablePort()];
     const s = await startHerald({ adminPort, userPort });
     try {
@@ -345,15 +345,18 @@ describe('HTTP API, the old daemon\'s WebSocket ports', () => {
         const cases: Array<[string, string, number, ErrorCode]> = [
           ['a request line that is not HTTP', 'GARBAGE\r\n\r\n', 400, 'HERALD_ERR_BAD_REQUEST'],
           ['headers past node\'s limit', `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'HERALD_ERR_HEADERS_TOO_LARGE'],
+          ['a request that is not an upgrade', 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 426, 'HERALD_ERR_UPGRADE_REQUIRED'],
         ];
         for (const [what, bytes, status, code] of cases) {
           const r = await rawExchange(url, bytes);
           assert.equal(r.status, status, `${port}: ${what}`);
           assert.equal(r.body.error.code, code, `${port}: ${what}`);
+          assert.equal(ErrorCodes[code].status, status, `${port}: ${what}: the status is its code's (README's error table)`);
           assert.match(r.head, /\r\ncontent-type: application\/json/i, `${port}: ${what}`);
         }
         const plain = await fetch(url);
-        assert.equal(plain.status, 426, 'a request that is not an upgrade is still told to upgrade');
+        assert.equal(plain.status, 426, 'a request that is not an upgrade is told to upgrade');
+        assert.equal(plain.headers.get('upgrade'), 'websocket');
         await plain.body?.cancel();
       }
     } finally {

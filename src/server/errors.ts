@@ -14,6 +14,7 @@ export const ErrorCodes = {
   HERALD_ERR_CONFLICT: { status: 409, message: 'conflicting state' },
   HERALD_ERR_TOO_LARGE: { status: 413, message: 'the body is too large' },
   HERALD_ERR_EXPECTATION_FAILED: { status: 417, message: 'the Expect header cannot be met' },
+  HERALD_ERR_UPGRADE_REQUIRED: { status: 426, message: 'this endpoint takes WebSocket upgrades only' },
   HERALD_ERR_HEADERS_TOO_LARGE: { status: 431, message: 'the request headers are too large' },
   HERALD_ERR_RATE_LIMITED: { status: 429, message: 'too many requests' },
   HERALD_ERR_QUEUE_FULL: { status: 429, message: 'the queue is full' },

@@ -248,8 +248,10 @@ export class Herald {
     for (const [kind, port] of [['admin', o.adminPort], ['user', o.userPort]] as const) {
       if (port === 0) continue;
       const server = createServer((_req, res) => {
-        res.writeHead(426, { 'Content-Type': 'application/json', Upgrade: 'websocket' });
-        res.end('{"error":{"code":"HERALD_ERR_BAD_REQUEST","message":"this port only takes WebSocket upgrades"}}');
+        const error = new HeraldError('HERALD_ERR_UPGRADE_REQUIRED', 'this port only takes WebSocket upgrades');
+        const body = JSON.stringify(error.toJSON());
+        res.writeHead(error.status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(body), Upgrade: 'websocket' });
+        res.end(body);
       });
       // A request node cannot parse gets Herald's error shape here too, not node's bare 400.
       server.on('clientError', answerClientError);

@@ -17,6 +17,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import type { HeraldOptions } from '../options.js';
 import type { PrincipalKind } from '../../protocol/principal.js';
+import { HeraldError } from '../errors.js';
 import { DEMO_HTML } from './demo-page.js';
 import { createAdmissionCheck, originAllowed, type AdmissionDeps } from './admission.js';
 
@@ -149,15 +150,16 @@ export async function registerWebRoutes(app: FastifyInstance, ctx: WebContext): 
       reply.header('vary', 'origin');
       reply.header('cache-control', 'no-store');
       if (status === 426) reply.header('upgrade', 'websocket');
-      const body =
+      // Each with the code of its status (README's error table); the library's probe reads the code of a 401 or 403.
+      const error =
         status === 426
-          ? { error: { code: 'HERALD_ERR_BAD_REQUEST', message: 'this endpoint takes WebSocket upgrades; the credential would be accepted' } }
+          ? new HeraldError('HERALD_ERR_UPGRADE_REQUIRED', 'this endpoint takes WebSocket upgrades; the credential would be accepted')
           : status === 401
-            ? { error: { code: 'HERALD_ERR_UNAUTHORIZED', message: 'the credential admits nobody' } }
+            ? new HeraldError('HERALD_ERR_UNAUTHORIZED', 'the credential admits nobody')
             : status === 403
-              ? { error: { code: 'HERALD_ERR_ORIGIN', message: 'origin not allowed' } }
-              : { error: { code: 'HERALD_ERR_UNAVAILABLE', message: 'cannot check credentials now, try again later' } };
-      return reply.code(status).send(body);
+              ? new HeraldError('HERALD_ERR_ORIGIN')
+              : new HeraldError('HERALD_ERR_UNAVAILABLE', 'cannot check credentials now, try again later');
+      return reply.code(error.status).send(error.toJSON());
     } });
   }
 
