@@ -336,7 +336,7 @@ describe('a /send/batch the store refuses', () => {
 });
 
 describe('HTTP API, the old daemon\'s WebSocket ports', () => {
-  test('answer what they refuse (a plain request, one node cannot parse) in Herald\'s error shape, with the code of its status', async () => {
+  test('answer what they refuse (a plain request, one node cannot parse, an unmet Expect) in Herald\'s error shape, with the code of its status', async () => {
     const [adminPort, userPort] = [await restartablePort(), await restartablePort()];
     const s = await startHerald({ adminPort, userPort });
     try {
@@ -345,6 +345,7 @@ describe('HTTP API, the old daemon\'s WebSocket ports', () => {
         const cases: Array<[string, string, number, ErrorCode]> = [
           ['a request line that is not HTTP', 'GARBAGE\r\n\r\n', 400, 'HERALD_ERR_BAD_REQUEST'],
           ['headers past node\'s limit', `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'HERALD_ERR_HEADERS_TOO_LARGE'],
+          ['an Expect other than 100-continue', 'GET / HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\n\r\n', 417, 'HERALD_ERR_EXPECTATION_FAILED'],
           ['a request that is not an upgrade', 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 426, 'HERALD_ERR_UPGRADE_REQUIRED'],
         ];
         for (const [what, bytes, status, code] of cases) {

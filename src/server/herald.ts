@@ -253,8 +253,10 @@ export class Herald {
         res.writeHead(error.status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(body), Upgrade: 'websocket' });
         res.end(body);
       });
-      // A request node cannot parse gets Herald's error shape here too, not node's bare 400.
+      // A request node cannot parse, or one with an Expect node would answer with an
+      // empty 417, gets Herald's error shape here too, as on the main port.
       server.on('clientError', answerClientError);
+      server.on('checkExpectation', answerUnmetExpectation);
       this.gateway.attach(server, kind);
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
