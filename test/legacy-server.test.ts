@@ -210,8 +210,11 @@ describe('legacy TCP protocol, limits', () => {
       await a.write('{"TYPE":"PING"}{"TYPE":');
       assert.deepEqual(await a.next(), { TYPE: 'PONG' });
       const err = (await a.next(3000)) as Record<string, unknown>;
-      assert.equal(err.TYPE, 'ERROR');
-      assert.match(err.ERROR as string, /incomplete/);
+      assert.deepEqual(err, {
+        TYPE: 'ERROR',
+        ERROR: 'request incomplete for too long (legacyRequestTimeoutMs); closing',
+        CODE: 'HERALD_ERR_REQUEST_TIMEOUT',
+      }, 'the old error shape; the code is the one the HTTP API gives a request that did not arrive in time');
       await within(a.closed, 3000, 'the stalled connection to close');
 
       // Not idle-limited by default (the old client keeps its connection for life).

@@ -147,7 +147,8 @@ class LegacyConnection {
       this.#partialTimer = undefined;
       this.#log.debug('legacy request incomplete for too long: closing');
       this.#ending = true;
-      this.#queue.push({ kind: 'fatal', answer: legacyError('request incomplete for too long (legacyRequestTimeoutMs); closing', 'HERALD_ERR_BAD_REQUEST') });
+      // The old client reads TYPE and ERROR only; CODE is Herald's, the same as the HTTP API's 408.
+      this.#queue.push({ kind: 'fatal', answer: legacyError('request incomplete for too long (legacyRequestTimeoutMs); closing', 'HERALD_ERR_REQUEST_TIMEOUT') });
       this.#serve();
     }, this.#server.settings.legacyRequestTimeoutMs);
     this.#partialTimer.unref();
