@@ -2,6 +2,8 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { connect } from 'node:net';
+import Fastify from 'fastify';
+import { installErrorHandling } from '../src/server/api/http-api.js';
 import { ErrorCodes, HeraldError, type ErrorCode } from '../src/server/errors.js';
 import { MemoryStore } from '../src/server/store/memory-store.js';
 import type { AppendInput } from '../src/server/store/message-store.js';
@@ -392,6 +394,39 @@ describe('HTTP API, requestTimeoutMs', () => {
       tab.close();
     } finally {
       await s.close();
+    }
+  });
+});
+
+describe('HTTP API, a 4xx raised by a plugin or the framework', () => {
+  test('gets the code of its status where Herald has one, else 400 HERALD_ERR_BAD_REQUEST: the status is always its code\'s', async () => {
+    // Fastify's own 4xx are each answered by name (413, 415, a bad URL); this is the rest, as a
+    // plugin or a dependency throws them: an Error with a statusCode.
+    const app = Fastify();
+    installErrorHandling(app);
+    app.get('/raise/:status', async (req) => {
+      throw Object.assign(new Error('raised by a plugin'), { statusCode: Number((req.params as { status: string }).status) });
+    });
+    await app.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      const { port } = app.server.address() as { port: number };
+      const cases: Array<[number, number, ErrorCode]> = [
+        [404, 404, 'HERALD_ERR_NOT_FOUND'],
+        [408, 408, 'HERALD_ERR_REQUEST_TIMEOUT'],
+        [426, 426, 'HERALD_ERR_UPGRADE_REQUIRED'],
+        [429, 429, 'HERALD_ERR_RATE_LIMITED'],
+        [418, 400, 'HERALD_ERR_BAD_REQUEST'],
+        [422, 400, 'HERALD_ERR_BAD_REQUEST'],
+      ];
+      for (const [raised, status, code] of cases) {
+        const r = await fetch(`http://127.0.0.1:${port}/raise/${raised}`);
+        const body = (await r.json()) as { error: { code: string; message: string } };
+        assert.equal(r.status, status, `raised ${raised}`);
+        assert.deepEqual(body, { error: { code, message: 'raised by a plugin' } }, `raised ${raised}`);
+        assert.equal(ErrorCodes[code].status, r.status, `raised ${raised}: the status is its code's (README's error table)`);
+      }
+    } finally {
+      await app.close();
     }
   });
 });

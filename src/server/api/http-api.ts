@@ -6,7 +6,7 @@ import { Type } from '@sinclair/typebox';
 import type {} from '@fastify/swagger';
 import type { NotificationPayload } from '../../protocol/frames.js';
 import type { Principal, PrincipalKind } from '../../protocol/principal.js';
-import { HeraldError, isHeraldError } from '../errors.js';
+import { HeraldError, isHeraldError, type ErrorCode } from '../errors.js';
 import type { BatchSend, Notifier, SendOptions, SendResult } from '../notifier.js';
 import type { CommandService } from '../commands/command-service.js';
 import { registerCommandRoutes } from './commands-routes.js';
@@ -29,6 +29,20 @@ function bearerMatches(header: string | undefined, expected: Buffer): boolean {
   return given.length === expected.length && timingSafeEqual(given, expected);
 }
 
+/** The code of a 4xx that is not Herald's own error; a status not listed is answered 400 HERALD_ERR_BAD_REQUEST. */
+const CODE_OF_CLIENT_STATUS: Partial<Record<number, ErrorCode>> = {
+  401: 'HERALD_ERR_UNAUTHORIZED',
+  403: 'HERALD_ERR_FORBIDDEN',
+  404: 'HERALD_ERR_NOT_FOUND',
+  408: 'HERALD_ERR_REQUEST_TIMEOUT',
+  409: 'HERALD_ERR_CONFLICT',
+  413: 'HERALD_ERR_TOO_LARGE',
+  417: 'HERALD_ERR_EXPECTATION_FAILED',
+  426: 'HERALD_ERR_UPGRADE_REQUIRED',
+  429: 'HERALD_ERR_RATE_LIMITED',
+  431: 'HERALD_ERR_HEADERS_TOO_LARGE',
+};
+
 /** Maps every error to `{"error":{code,message}}` with a stable code: never a stack trace. */
 export function installErrorHandling(app: FastifyInstance): void {
   // Bodies are JSON (docs/http-api.md). Fastify also reads text/plain, as a
@@ -47,7 +61,10 @@ export function installErrorHandling(app: FastifyInstance): void {
       return reply.status(400).send(new HeraldError('HERALD_ERR_BAD_REQUEST', err.message).toJSON());
     }
     if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
-      return reply.status(err.statusCode).send(new HeraldError('HERALD_ERR_BAD_REQUEST', err.message).toJSON());
+      // Another 4xx a plugin or the framework raised: the code of that status where Herald has
+      // one, else 400 HERALD_ERR_BAD_REQUEST. The status is always the code's (README's table).
+      const error = new HeraldError(CODE_OF_CLIENT_STATUS[err.statusCode] ?? 'HERALD_ERR_BAD_REQUEST', err.message);
+      return reply.status(error.status).send(error.toJSON());
     }
     req.log.error({ err, reqId: req.id }, 'request failed');
     return reply.status(500).send(new HeraldError('HERALD_ERR_INTERNAL').toJSON());
