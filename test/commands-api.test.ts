@@ -79,6 +79,10 @@ describe('background commands over the HTTP API and the browser protocol', () =>
     assert.equal(unauth.status, 401);
     const badId = await server.api('POST', '/api/v1/commands', { aid: 1, program: 'ping', id: { nested: true } });
     assert.equal(badId.status, 400);
+    // A misspelt field is refused, naming it: a "tll" must not run the program with the default timeout.
+    const typo = await server.api('POST', '/api/v1/commands', { aid: 1, program: 'echo', tll: 5 });
+    assert.equal(typo.status, 400);
+    assert.deepEqual(typo.body.error, { code: 'HERALD_ERR_VALIDATION', message: 'body has an unknown field "tll"' });
     // A final notification nested past the stack is refused at the start, not lost at the end.
     const deep = '['.repeat(100_000) + ']'.repeat(100_000);
     const tooDeep = await server.api('POST', '/api/v1/commands', `{"aid":1,"program":"ping","args":["-c","1","127.0.0.1"],"success":{"TYPE":"X","A":${deep}}}`);
@@ -87,6 +91,19 @@ describe('background commands over the HTTP API and the browser protocol', () =>
     const missing = await server.api('GET', '/api/v1/commands/no-such-command');
     assert.equal(missing.status, 404);
     assert.equal(missing.body.error.code, 'HERALD_ERR_NOT_FOUND');
+  });
+
+  it('delivers a SUCCESS notification with the panel\'s own fields whole', async () => {
+    const tab = await server.tab('admin', 4);
+    await tab.nextOfType('WELCOME');
+    const success = { TYPE: 'BACKUP_DONE', TITLE: 'done', PANEL: { url: '/backups/1', tags: ['a', 'b'] }, lower_case: 7 };
+    const res = await server.api('POST', '/api/v1/commands', { aid: 4, program: 'echo', args: ['ok'], success, error: { TYPE: 'BACKUP_FAILED', OWN: 1 } });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    const final = await tab.next((f) => f.TYPE === 'BACKUP_DONE' && f.COMMAND_ID === res.body.id);
+    assert.equal(final.TITLE, 'done');
+    assert.deepEqual(final.PANEL, success.PANEL);
+    assert.equal(final.lower_case, 7);
+    tab.close();
   });
 
   it('cancels through the API; a second cancel conflicts', async () => {

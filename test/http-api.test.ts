@@ -186,6 +186,47 @@ describe('HTTP API', () => {
     assert.equal(missing.body.error.code, 'HERALD_ERR_NOT_FOUND');
   });
 
+  test('a field no schema knows is refused, naming it, not dropped: a misspelt ttl must not send a notification that lives for the default TTL', async () => {
+    const cases: Array<[string, unknown, string]> = [
+      ['/api/v1/send', { to: { aid: 1 }, message: { TYPE: 'MESSAGE' }, tll: 5 }, 'body has an unknown field "tll"'],
+      ['/api/v1/send', { to: { aid: 1 }, message: 'x', idempotency_key: 'k' }, 'body has an unknown field "idempotency_key"'],
+      ['/api/v1/send', { to: { aidd: 1 }, message: 'x' }, 'body/to has an unknown field "aidd"'],
+      ['/api/v1/send/batch', { messages: [{ to: { aid: 1 }, message: 'x' }, { to: { aid: 1 }, message: 'x', TTL: 5 }] }, 'body/messages/1 has an unknown field "TTL"'],
+      ['/api/v1/send/batch', { messages: [{ to: { aid: 1 }, message: 'x' }], answers: 'summary' }, 'body has an unknown field "answers"'],
+      ['/api/v1/disconnect', { to: { aid: 1 }, reasn: 'kicked' }, 'body has an unknown field "reasn"'],
+      ['/api/v1/disconnect', { to: { aidd: 1 } }, 'body/to has an unknown field "aidd"'],
+      ['/api/v1/disconnect', { to: { aid: 1, uid: 2 } }, 'body/to must NOT have more than 1 properties'],
+      ['/api/v1/tokens', { kind: 'admin', id: 1, ttlSec: 60 }, 'body has an unknown field "ttlSec"'],
+    ];
+    for (const [path, body, message] of cases) {
+      const r = await s.api('POST', path, body);
+      assert.equal(r.status, 400, `${path} ${JSON.stringify(body)}`);
+      assert.deepEqual(r.body.error, { code: 'HERALD_ERR_VALIDATION', message }, `${path} ${JSON.stringify(body)}`);
+    }
+    const status = await s.api('GET', '/api/v1/online/admin/1');
+    assert.equal(status.status, 200, 'nothing was sent, and the server goes on');
+  });
+
+  test('a notification keeps every field of its own, nested ones too: only the request\'s own fields are closed', async () => {
+    const tab = await s.tab('admin', 63);
+    await tab.nextOfType('WELCOME');
+    const message = { TYPE: 'MESSAGE', TITLE: 'x', PANEL_FIELD: 1, SENDER: { UID: 5, LOGIN: 'l', SOMETHING: [1, { deep: true }] }, extra_lower: null };
+    const one = await s.api('POST', '/api/v1/send', { to: { aid: 63 }, message });
+    assert.equal(one.status, 200, JSON.stringify(one.body));
+    const got = await tab.next((f) => f.TITLE === 'x');
+    assert.deepEqual({ ...got, SEQ: undefined, EPOCH: undefined }, { ...message, SEQ: undefined, EPOCH: undefined });
+    const batch = await s.api('POST', '/api/v1/send/batch', { messages: [{ to: { aid: 63 }, message: { ...message, TITLE: 'y' } }] });
+    assert.equal(batch.status, 200, JSON.stringify(batch.body));
+    const fromBatch = await tab.next((f) => f.TITLE === 'y');
+    assert.deepEqual(fromBatch.SENDER, message.SENDER);
+    assert.equal(fromBatch.PANEL_FIELD, 1);
+    // The legacy request over HTTP takes any field, as the old daemon did (DATA's own and the request's).
+    const legacy = await s.api('POST', '/api/v1/legacy', { TYPE: 'MESSAGE', TO: 'ADMIN', ID: 63, TOKEN: 'x', NOT_A_LEGACY_FIELD: 1, DATA: { TITLE: 'z', OWN: { a: 1 } } });
+    assert.deepEqual(legacy.body, { TYPE: 'RESULT', RESULT: [1] });
+    assert.deepEqual((await tab.next((f) => f.TITLE === 'z')).OWN, { a: 1 });
+    tab.close();
+  });
+
   test('what is refused before any route (a bad URL, a request node cannot parse) is answered in the same error shape', async () => {
     const auth = `Authorization: Bearer ${s.apiToken}\r\n`;
     const cases: Array<[string, string, number, ErrorCode]> = [

@@ -155,6 +155,9 @@ export class Herald {
     const app: FastifyInstance = Fastify({
       loggerInstance: logger.child({ part: 'http' }) as FastifyBaseLogger,
       bodyLimit: options.maxBodyBytes,
+      // A field a body's schema does not know is refused (400 HERALD_ERR_VALIDATION naming it),
+      // not dropped: Fastify's default (removeAdditional) accepted `{"tll":5}` and ignored it.
+      ajv: { customOptions: { removeAdditional: false } },
       // Per-request lines would log every send; errors are still logged by the error handler.
       logController: new LogController({ disableRequestLogging: true }),
       // No child logger per request (a pino child is built for every send

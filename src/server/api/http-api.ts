@@ -290,7 +290,7 @@ export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext)
 
     api.post('/disconnect', { schema: { summary: 'Close every tab of a person, telling them why', body: DisconnectBody } }, async (req) => {
       const body = req.body as DisconnectBody;
-      const p: Principal = 'aid' in body.to ? { kind: 'admin', id: body.to.aid } : { kind: 'user', id: body.to.uid };
+      const p: Principal = body.to.aid !== undefined ? { kind: 'admin', id: body.to.aid } : { kind: 'user', id: body.to.uid! };
       return { tabs: await ctx.notifier.disconnect(p, body.reason ?? 'disconnected by the server') };
     });
 

@@ -39,10 +39,11 @@ export const SendBatchBody = Type.Object({
 export type SendBatchBody = Static<typeof SendBatchBody>;
 
 export const DisconnectBody = Type.Object({
-  to: Type.Union([
-    Type.Object({ aid: PersonId }, { additionalProperties: false }),
-    Type.Object({ uid: PersonId }, { additionalProperties: false }),
-  ]),
+  // One object with exactly one key, as Recipient: a union of two objects answered a
+  // misspelt key with three refusals, one per branch tried.
+  to: Type.Object({ aid: Type.Optional(PersonId), uid: Type.Optional(PersonId) }, {
+    additionalProperties: false, minProperties: 1, maxProperties: 1, description: 'Exactly one of: one admin, one user.',
+  }),
   reason: Type.Optional(Type.String({ maxLength: 200 })),
 }, { additionalProperties: false });
 export type DisconnectBody = Static<typeof DisconnectBody>;
@@ -60,11 +61,30 @@ export const ErrorReply = Type.Object({
   error: Type.Object({ code: Type.String(), message: Type.String(), details: Type.Optional(Type.Unknown()) }),
 });
 
+/** One refusal of Ajv's, as Fastify hands it on (FastifySchemaValidationError). */
+interface SchemaViolation {
+  keyword: string;
+  instancePath: string;
+  params: Record<string, unknown>;
+  message?: string | undefined;
+}
+
 /**
  * The answer to a request its route's schema refused: 400 HERALD_ERR_VALIDATION, the
- * message naming the part that was wrong (`body/aid must be >= 1`). The error handler
- * answers with it, and a route that records its refusals (POST /commands) records it.
+ * message naming the part that was wrong (`body/aid must be >= 1`). A field the schema
+ * does not know is named (`body has an unknown field "tll"`): Ajv says only "must NOT
+ * have additional properties", which leaves a backend to guess which of its fields is
+ * misspelt. The error handler answers with it, and a route that records its refusals
+ * (POST /commands) records it.
  */
-export function schemaRefusal(err: Error & { validationContext?: string | undefined }): HeraldError {
-  return new HeraldError('HERALD_ERR_VALIDATION', `${err.validationContext ?? 'body'}${err.message.replace(/^(body|querystring|params)/, '')}`);
+export function schemaRefusal(err: Error & { validationContext?: string | undefined; validation?: readonly SchemaViolation[] | undefined }): HeraldError {
+  const context = err.validationContext ?? 'body';
+  if (!err.validation?.length) return new HeraldError('HERALD_ERR_VALIDATION', `${context}${err.message.replace(/^(body|querystring|params)/, '')}`);
+  const parts = err.validation.map((v) => {
+    const field = v.keyword === 'additionalProperties' ? v.params.additionalProperty : undefined;
+    return typeof field === 'string'
+      ? `${context}${v.instancePath} has an unknown field ${JSON.stringify(field.slice(0, 100))}`
+      : `${context}${v.instancePath} ${v.message ?? 'is not valid'}`;
+  });
+  return new HeraldError('HERALD_ERR_VALIDATION', parts.join(', '));
 }
