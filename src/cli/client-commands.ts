@@ -21,6 +21,7 @@ function out(line: string): void {
 export function sdkFailure(e: unknown, url: string): never {
   if (e instanceof HeraldSdkError) {
     if (e.code === 'HERALD_ERR_UNREACHABLE') throw new CliError(`cannot reach Herald at ${url}: ${e.message} (is it running? --url / HERALD_URL)`);
+    if (e.code === 'HERALD_ERR_CONNECTION_LOST') throw new CliError(`the connection to Herald at ${url} ended before its answer (is it restarting?): ${e.message}`);
     if (e.code === 'HERALD_ERR_UNAUTHORIZED') throw new CliError(`Herald at ${url} refused the API token (${e.code}): check HERALD_API_TOKEN / the data dir`);
     throw new CliError(`${e.message} (${e.code}${e.status ? `, HTTP ${e.status}` : ''})`);
   }
@@ -113,6 +114,11 @@ export async function runSend(flags: SendFlags): Promise<void> {
     } as SendMessageInput);
   } catch (e) {
     if (e instanceof HeraldSdkError && e.code === 'HERALD_ERR_NOT_DELIVERED') throw new CliError(`not delivered: ${label} has no tab open and the message was not kept (${e.message})`);
+    if (e instanceof HeraldSdkError && e.code === 'HERALD_ERR_CONNECTION_LOST') {
+      // The one failure after which the notification may have gone out: say so, and how to resend safely.
+      const again = flags.idempotencyKey === undefined ? 'sending it again may deliver it twice (give --idempotency-key to make a resend safe)' : 'send it again with the same --idempotency-key: it is delivered once';
+      throw new CliError(`the connection to Herald at ${url} ended before its answer (is it restarting?): the notification to ${label} may or may not have been sent; ${again}`);
+    }
     sdkFailure(e, url);
   }
   if (result === false) throw new CliError('sending is disabled');

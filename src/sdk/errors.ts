@@ -9,8 +9,15 @@
 
 /** Codes the SDK produces itself: no answer came back, the answer was not Herald's, or nothing was sent. */
 export const ClientErrorCodes = {
-  /** The server could not be reached (connection refused, DNS, reset). Retry later. */
+  /** No connection was made (refused, DNS, TLS): nothing was sent, so the request did not run. Retry later. */
   HERALD_ERR_UNREACHABLE: 'the Herald server could not be reached',
+  /**
+   * The connection ended after the request was sent and before the answer
+   * came (reset, closed by a server that is restarting): the server may have
+   * carried it out. Sending it again is safe only for a request that can run
+   * twice (a read, a send with an idempotency key that the server stores).
+   */
+  HERALD_ERR_CONNECTION_LOST: 'the connection to the Herald server ended before its answer',
   /**
    * No answer within the SDK's `timeoutMs`. Not the server's `HERALD_ERR_REQUEST_TIMEOUT`
    * (status 408: the server did not receive the request whole in time).

@@ -119,6 +119,23 @@ function redirectTarget(location: string | null, url: string): string {
   }
 }
 
+/**
+ * Socket errors that come before a request is sent: the connection was never
+ * made, so the server did not see the request. Any other failure (a reset,
+ * "other side closed" on a kept-alive connection the server has just closed)
+ * may come after the server received the request, and is reported as such.
+ */
+const NOT_CONNECTED = new Set([
+  'ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EAI_FAIL', 'EAI_NONAME', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ENETDOWN', 'EADDRNOTAVAIL',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
+
+function notConnected(code: string | undefined): boolean {
+  if (code === undefined) return false;
+  // TLS refused the server (a certificate error): nothing was sent either.
+  return NOT_CONNECTED.has(code) || code.startsWith('ERR_TLS_') || code.includes('CERT') || code.includes('SSL');
+}
+
 function networkError(e: unknown, method: string, url: string, timeoutMs: number): HeraldSdkError {
   const name = (e as { name?: string } | null)?.name;
   if (name === 'TimeoutError' || name === 'AbortError') {
@@ -126,8 +143,15 @@ function networkError(e: unknown, method: string, url: string, timeoutMs: number
   }
   // fetch wraps the socket error (ECONNREFUSED…) in `cause`; name it, it is what an operator needs.
   const cause = (e as { cause?: { code?: string; message?: string } } | null)?.cause;
-  const why = cause?.code ?? cause?.message ?? (e as Error | null)?.message ?? String(e);
-  return new HeraldSdkError('HERALD_ERR_UNREACHABLE', `${method} ${url}: ${why}`, 0, undefined, { cause: e });
+  const code = typeof cause?.code === 'string' ? cause.code : undefined;
+  const text = cause?.message ?? (e as Error | null)?.message ?? String(e);
+  if (notConnected(code)) return new HeraldSdkError('HERALD_ERR_UNREACHABLE', `${method} ${url}: ${code ?? text}`, 0, undefined, { cause: e });
+  const why = code === undefined || text.includes(code) ? text : `${code}: ${text}`;
+  return new HeraldSdkError(
+    'HERALD_ERR_CONNECTION_LOST',
+    `${method} ${url}: the connection ended before the answer (${why}): the server may have carried the request out`,
+    0, undefined, { cause: e },
+  );
 }
 
 function serverError(body: unknown, status: number, method: string, url: string): HeraldSdkError {
