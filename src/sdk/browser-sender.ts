@@ -33,6 +33,17 @@ export interface BrowserSenderOptions {
   /** Deadline of each HTTP request, in milliseconds (at most 2^31 - 1, what a Node timer holds). Default 5000. */
   timeoutMs?: number;
   /**
+   * How long a call keeps trying, in milliseconds from its first attempt,
+   * while the server is restarting: a request that did not run (connection
+   * refused, 503 HERALD_ERR_SHUTTING_DOWN) is sent again, with full-jitter
+   * backoff (waits up to 1 s); one that may have run (the connection ended
+   * after it was sent) only when running it twice is harmless — a read, a
+   * token, a `sendMessage` with an `idempotencyKey` the server keeps. A
+   * timeout is never repeated. `isConnected()`, `ping()` and `status()`
+   * try once. 0: never repeat. Default 3000.
+   */
+  retryForMs?: number;
+  /**
    * The server's token-signing secret (`HERALD_SECRET`). With it,
    * {@link BrowserSender.createConnectToken} signs locally (no round trip);
    * without it, it asks the server (`POST /api/v1/tokens`).
@@ -73,6 +84,10 @@ export class BrowserSender {
     if (!Number.isFinite(timeoutMs) || timeoutMs <= 0 || timeoutMs > MAX_TIMEOUT_MS) {
       throw new TypeError(`option "timeoutMs" must be a positive number of milliseconds up to ${MAX_TIMEOUT_MS}, got ${String(options.timeoutMs)}`);
     }
+    const retryForMs = options.retryForMs ?? 3000;
+    if (!Number.isFinite(retryForMs) || retryForMs < 0 || retryForMs > MAX_TIMEOUT_MS) {
+      throw new TypeError(`option "retryForMs" must be a number of milliseconds from 0 to ${MAX_TIMEOUT_MS}, got ${String(options.retryForMs)}`);
+    }
     if (this.#secret !== undefined && this.#secret.length < 32) throw new TypeError('option "secret" must be at least 32 characters (the server refuses shorter ones)');
     if (!this.enabled) {
       this.#http = undefined;
@@ -94,7 +109,7 @@ export class BrowserSender {
     // Paths are appended to the URL as text: /api/v1/send would land after a ?query or #fragment.
     if (parsed.search !== '' || parsed.hash !== '') throw new TypeError(`option "url" must not carry a query or fragment (${parsed.search}${parsed.hash}): it is the base the API's paths are appended to`);
     if (!options.apiToken) throw new TypeError('option "apiToken" is required when "enabled" is true');
-    this.#http = new HttpTransport({ url: options.url, apiToken: options.apiToken, timeoutMs, userAgent: `herald-sdk/${SDK_VERSION}` });
+    this.#http = new HttpTransport({ url: options.url, apiToken: options.apiToken, timeoutMs, retryForMs, userAgent: `herald-sdk/${SDK_VERSION}` });
   }
 
   // ---- presence ------------------------------------------------------------
@@ -120,13 +135,13 @@ export class BrowserSender {
    */
   async ping(): Promise<PingResult | null> {
     if (!this.#http) return null;
-    return heraldAnswer<PingResult>(await this.#http.request('GET', '/ping'), 'GET /ping');
+    return heraldAnswer<PingResult>(await this.#http.request('GET', '/ping', undefined, { once: true }), 'GET /ping');
   }
 
   /** `GET /api/v1/status`: version, uptime, connections, store, broker, commands. Disabled: null. */
   async status(): Promise<ServerStatus | null> {
     if (!this.#http) return null;
-    return heraldAnswer<ServerStatus>(await this.#http.request('GET', '/status'), 'GET /status');
+    return heraldAnswer<ServerStatus>(await this.#http.request('GET', '/status', undefined, { once: true }), 'GET /status');
   }
 
   /** Has this admin at least one browser tab open (anywhere in the cluster)? The seed's `has_connected_admin($aid)`. Disabled: false. */
@@ -180,7 +195,10 @@ export class BrowserSender {
       body.ttl = input.ttl;
     }
     if (input.idempotencyKey !== undefined) body.idempotencyKey = input.idempotencyKey;
-    return heraldAnswer<SendResult>(await this.#http.request('POST', '/send', body), 'POST /send');
+    // The server keeps the key only of a send it stores (an object with a TTL above 0): a string or
+    // a TTL of 0 goes to the tabs open now only, and a second copy would reach them again.
+    const repeatable = input.idempotencyKey !== undefined && typeof body.message === 'object' && (input.ttl === undefined || Math.round(input.ttl * 1000) > 0);
+    return heraldAnswer<SendResult>(await this.#http.request('POST', '/send', body, { repeatable }), 'POST /send');
   }
 
   /**
@@ -218,7 +236,7 @@ export class BrowserSender {
    */
   async messageStatus(id: string): Promise<MessageStatus | null> {
     if (!this.#http) return null;
-    const answer = await this.#http.request('GET', `/messages/${encodeURIComponent(id)}`, undefined, [404]);
+    const answer = await this.#http.request('GET', `/messages/${encodeURIComponent(id)}`, undefined, { allow: [404] });
     return answer.status === 404 ? null : heraldAnswer<MessageStatus>(answer, 'GET /messages/:id');
   }
 
@@ -261,7 +279,7 @@ export class BrowserSender {
     if (options.wait !== undefined) query.set('wait', String(options.wait));
     const qs = query.size > 0 ? `?${query.toString()}` : '';
     // The server may hold the answer for `wait` seconds: that is on top of our deadline.
-    const answer = await this.#http.request('GET', `/commands/${encodeURIComponent(id)}${qs}`, undefined, [404], (options.wait ?? 0) * 1000);
+    const answer = await this.#http.request('GET', `/commands/${encodeURIComponent(id)}${qs}`, undefined, { allow: [404], holdMs: (options.wait ?? 0) * 1000 });
     return answer.status === 404 ? null : heraldAnswer<CommandInfo>(answer, 'GET /commands/:id', 'state', 'string');
   }
 
@@ -297,7 +315,7 @@ export class BrowserSender {
     if (!this.#http) return false;
     const body: Record<string, unknown> = { kind: principal.kind, id: principal.id };
     if (input.ttl !== undefined) body.ttl = input.ttl;
-    return heraldAnswer<ConnectToken>(await this.#http.request('POST', '/tokens', body), 'POST /tokens', 'token', 'string');
+    return heraldAnswer<ConnectToken>(await this.#http.request('POST', '/tokens', body, { repeatable: true }), 'POST /tokens', 'token', 'string');
   }
 }
 

@@ -13,7 +13,38 @@ export interface HttpTransportOptions {
   timeoutMs: number;
   /** Sent as User-Agent, so the server's logs tell the SDK (which the CLI uses too) from other callers. */
   userAgent: string;
+  /**
+   * How long, in milliseconds from the first attempt, a request that failed
+   * in a way that is safe to repeat (see {@link RequestOptions.repeatable})
+   * is sent again, with full-jitter backoff. 0: never.
+   */
+  retryForMs: number;
 }
+
+/** Per-request options of {@link HttpTransport.request}. */
+export interface RequestOptions {
+  /** Statuses besides 2xx that are an answer, not an error (404 for "no such message"). */
+  allow?: readonly number[];
+  /** How long the server may hold the answer on purpose (a long poll), in ms: added to the deadline. */
+  holdMs?: number;
+  /**
+   * The request may run twice without harm (a read; a send with an
+   * idempotency key the server keeps). Only such a request is sent again
+   * after a connection lost once it was sent, or a gateway's 502/503/504.
+   * Default: true for GET.
+   */
+  repeatable?: boolean;
+  /** One attempt only, whatever failed: a health check answers for now. */
+  once?: boolean;
+}
+
+/**
+ * Full-jitter backoff between attempts (the AWS architecture blog's "Exponential
+ * Backoff And Jitter"): a random wait in [0, min(cap, base × 2^n)), so that
+ * many backends retrying against one restarting server do not come back in step.
+ */
+const RETRY_BASE_MS = 100;
+const RETRY_CAP_MS = 1000;
 
 /**
  * The longest deadline a Node timer holds (2^31 - 1 ms, about 24.8 days):
@@ -33,22 +64,45 @@ export class HttpTransport {
   readonly #apiToken: string;
   readonly #timeoutMs: number;
   readonly #userAgent: string;
+  readonly #retryForMs: number;
 
   constructor(options: HttpTransportOptions) {
     this.#base = `${options.url.replace(/\/+$/, '')}/api/v1`;
     this.#apiToken = options.apiToken;
     this.#timeoutMs = options.timeoutMs;
     this.#userAgent = options.userAgent;
+    this.#retryForMs = options.retryForMs;
   }
 
   /**
-   * Sends one request. Resolves with the status and parsed body for 2xx and,
-   * when `allow` lists it, for that status too (404 for "no such message");
-   * every other outcome rejects with a HeraldSdkError. `holdMs`: how long
-   * the server may hold the answer on purpose (a long poll), added to the
-   * deadline so that the server's wait is not taken for silence.
+   * Sends one request, and sends it again while it failed in a way that is
+   * safe to repeat and `retryForMs` has not run out (a server restarting:
+   * refused, then 503 HERALD_ERR_SHUTTING_DOWN). Resolves with the status and
+   * parsed body for 2xx and, when `allow` lists it, for that status too;
+   * every other outcome rejects with a HeraldSdkError, the last attempt's.
    */
-  async request(method: 'GET' | 'POST', path: string, body?: unknown, allow: readonly number[] = [], holdMs = 0): Promise<HttpAnswer> {
+  async request(method: 'GET' | 'POST', path: string, body?: unknown, options: RequestOptions = {}): Promise<HttpAnswer> {
+    const repeatable = options.repeatable ?? method === 'GET';
+    const started = performance.now();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.#attempt(method, path, body, options.allow ?? [], options.holdMs ?? 0);
+      } catch (e) {
+        if (options.once || !(e instanceof HeraldSdkError) || !mayRepeat(e, repeatable)) throw e;
+        const waitMs = Math.random() * Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** (attempt - 1));
+        const elapsed = performance.now() - started;
+        if (elapsed + waitMs >= this.#retryForMs) throw attempt === 1 ? e : gaveUp(e, attempt, elapsed);
+        await new Promise((resolve) => setTimeout(resolve, waitMs));
+      }
+    }
+  }
+
+  /**
+   * One attempt. `holdMs`: how long the server may hold the answer on
+   * purpose (a long poll), added to the deadline so that the server's wait
+   * is not taken for silence.
+   */
+  async #attempt(method: 'GET' | 'POST', path: string, body: unknown, allow: readonly number[], holdMs: number): Promise<HttpAnswer> {
     const headers: Record<string, string> = {
       authorization: `Bearer ${this.#apiToken}`,
       accept: 'application/json',
@@ -107,6 +161,28 @@ export class HttpTransport {
     if (response.ok || allow.includes(response.status)) return { status: response.status, body: parsed };
     throw serverError(parsed, response.status, method, url);
   }
+}
+
+/**
+ * Whether a failed attempt may be sent again. Always, when the server did not
+ * run it: no connection was made, or Herald refused it at the door because it
+ * is shutting down (503 HERALD_ERR_SHUTTING_DOWN comes before any route runs).
+ * Only for a repeatable request when it may have run: the connection ended
+ * after it was sent, or a gateway in front (502/503/504 without Herald's
+ * body) lost Herald at some point of it. Never after a timeout: the server
+ * may still be at it, and the caller has already waited timeoutMs.
+ */
+function mayRepeat(e: HeraldSdkError, repeatable: boolean): boolean {
+  if (e.code === 'HERALD_ERR_UNREACHABLE') return true;
+  if (e.code === 'HERALD_ERR_SHUTTING_DOWN' && e.status === 503) return true;
+  if (e.code === 'HERALD_ERR_CONNECTION_LOST') return repeatable;
+  if (e.code === 'HERALD_ERR_BAD_RESPONSE') return repeatable && (e.status === 502 || e.status === 503 || e.status === 504);
+  return false;
+}
+
+/** The last attempt's error, saying how long the SDK kept trying. */
+function gaveUp(e: HeraldSdkError, attempts: number, elapsedMs: number): HeraldSdkError {
+  return new HeraldSdkError(e.code, `${e.message} (${attempts} attempts in ${Math.round(elapsedMs)} ms)`, e.status, e.details, { cause: e.cause ?? e });
 }
 
 /** Where a redirect points, resolved against the request's URL (a relative Location is allowed, RFC 9110 §10.2.2). */
