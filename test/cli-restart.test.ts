@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import { gatedStore } from './helpers/gated-store.js';
 import { within } from './helpers/legacy-client.js';
 import { startHerald } from './helpers/server.js';
-import { runCli } from './helpers/cli.js';
+import { randomBytes } from 'node:crypto';
+import { exited, LineReader, runCli, spawnCli } from './helpers/cli.js';
+import { restartablePort } from './helpers/ports.js';
 
 describe('herald CLI: a server that shuts down', () => {
   test('herald send cut off by the shutdown: exit 1, "may or may not have been sent", and how to resend safely', async () => {
@@ -29,4 +31,31 @@ describe('herald CLI: a server that shuts down', () => {
       await s.close();
     }
   });
+
+  for (const restarted of [true, false]) {
+    test(`herald run --wait when the server shuts down${restarted ? ' and a new one starts on its port' : ' for good'}: exit 1, saying the command was stopped with it`, async () => {
+      const port = await restartablePort();
+      const secrets = { secret: randomBytes(32).toString('base64url'), apiToken: randomBytes(24).toString('base64url') };
+      const commands = { commandsEnabled: true, commandsAllow: ['ping'], legacyEnabled: false };
+      const old = await startHerald({ port, ...commands }, secrets);
+      let fresh: Awaited<ReturnType<typeof startHerald>> | undefined;
+      const child = spawnCli(['run', '--aid', '1', '--wait', '--poll-ms', '50', '--', 'ping', '-i', '0.2', '-c', '100', '127.0.0.1'], { env: { HERALD_URL: old.url, HERALD_API_TOKEN: secrets.apiToken } });
+      const out = new LineReader(child.stdout);
+      const err = new LineReader(child.stderr);
+      try {
+        await out.next((l) => l.startsWith('PING 127.0.0.1'));
+        const id = (await err.next((l) => l.startsWith('command '))).split(' ')[1]!;
+        await old.herald.close();
+        if (restarted) fresh = await startHerald({ port, ...commands }, secrets);
+        assert.deepEqual(await exited(child, 20_000), { code: 1, signal: null });
+        const said = err.text();
+        if (restarted) assert.match(said, new RegExp(`command ${id} is no longer known to Herald at .*: the server restarted, which stops every command it ran`));
+        else assert.match(said, new RegExp(`lost Herald at .* while following command ${id} \\(HERALD_ERR_(UNREACHABLE|SHUTTING_DOWN)[^)]*attempts in \\d+ ms\\)\\): a server that shuts down stops its commands`));
+      } finally {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+        await old.close();
+        await fresh?.close();
+      }
+    });
+  }
 });

@@ -11,6 +11,7 @@ import type { CommandInfo } from '../sdk/types.js';
 import type { BrowserSender } from '../sdk/browser-sender.js';
 import { CliError, clientContext, Exit, personId, type GlobalFlags } from './context.js';
 import { sdkFailure } from './client-commands.js';
+import { HeraldSdkError } from '../sdk/errors.js';
 import { parseDurationSec } from './duration.js';
 
 export interface RunFlags extends GlobalFlags {
@@ -139,9 +140,18 @@ async function follow(sender: BrowserSender, id: string, pollMs: number, url: st
     try {
       info = await sender.commandStatus(id, { since: printed });
     } catch (e) {
+      // The SDK has kept trying for its retryForMs already. A server that shuts down stops
+      // every command it runs (docs/commands.md): the command most likely ended with it.
+      if (e instanceof HeraldSdkError && LOST_SERVER.has(e.code)) {
+        throw new CliError(`lost Herald at ${url} while following command ${id} (${e.code}: ${e.message}): a server that shuts down stops its commands, so ${id} was most likely stopped with it`);
+      }
       sdkFailure(e, url);
     }
-    if (info === null) throw new CliError(`command ${id} is no longer known to the server`);
+    if (info === null) {
+      // It was running a moment ago, and a server forgets a finished command only long after: this
+      // is a new server (restarted), which does not run the commands of the old one again.
+      throw new CliError(`command ${id} is no longer known to Herald at ${url}: the server restarted, which stops every command it ran, and the new one does not run it again`);
+    }
     if (typeof info.outputLength === 'number') {
       // The server sent only what came after `since`.
       if (info.output !== '') process.stdout.write(info.output);
@@ -155,3 +165,6 @@ async function follow(sender: BrowserSender, id: string, pollMs: number, url: st
     await new Promise((resolve) => setTimeout(resolve, pollMs));
   }
 }
+
+/** Failures that mean the server went away (shut down, not back yet), not that it refused the poll. */
+const LOST_SERVER = new Set<string>(['HERALD_ERR_SHUTTING_DOWN', 'HERALD_ERR_UNREACHABLE', 'HERALD_ERR_CONNECTION_LOST']);
