@@ -32,6 +32,28 @@ describe('herald CLI: a server that shuts down', () => {
     }
   });
 
+  test('herald run --wait whose command the server\'s shutdown cancelled: exit 1 saying so, not 130 (the Ctrl-C status)', async () => {
+    const s = await startHerald({ commandsEnabled: true, commandsAllow: ['ping'], legacyEnabled: false });
+    const child = spawnCli(['run', '--aid', '1', '--wait', '--poll-ms', '50', '--', 'ping', '-i', '0.2', '-c', '100', '127.0.0.1'], { env: { HERALD_URL: s.url, HERALD_API_TOKEN: s.apiToken } });
+    const out = new LineReader(child.stdout);
+    const err = new LineReader(child.stderr);
+    try {
+      await out.next((l) => l.startsWith('PING 127.0.0.1'));
+      const id = (await err.next((l) => l.startsWith('command '))).split(' ')[1]!;
+      // The runner's part of a shutdown (Herald.close stops commands while its HTTP server
+      // closes): the HTTP API stays up here, so the CLI's next poll sees the final state that
+      // a poll in flight during a real shutdown sees.
+      await s.herald.commands!.close();
+      assert.deepEqual(await exited(child, 20_000), { code: 1, signal: null });
+      const said = err.text();
+      assert.match(said, new RegExp(`command ${id} cancelled.*: server shutting down`));
+      assert.match(said, new RegExp(`command ${id} was stopped by the server's shutdown`));
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      await s.close();
+    }
+  });
+
   for (const restarted of [true, false]) {
     test(`herald run --wait when the server shuts down${restarted ? ' and a new one starts on its port' : ' for good'}: exit 1, saying the command was stopped with it`, async () => {
       const port = await restartablePort();

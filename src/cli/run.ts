@@ -4,7 +4,8 @@
  * its end). Without --wait it prints the command id; with --wait it streams
  * the output by polling the command's status and exits with the program's
  * status: its exit code, 124 on timeout (as timeout(1)), 128+n for a
- * signal, 130 when cancelled (Ctrl-C here cancels it on the server too).
+ * signal, 130 when cancelled (Ctrl-C here cancels it on the server too),
+ * 1 when the server's shutdown stopped it.
  */
 import { constants } from 'node:os';
 import type { CommandInfo } from '../sdk/types.js';
@@ -81,6 +82,10 @@ export async function runRun(argv: string[], flags: RunFlags): Promise<void> {
     const info = await follow(sender, id, pollMs, url);
     const summary = `command ${id} ${info.state}${info.EXIT_CODE !== null ? `, exit code ${info.EXIT_CODE}` : ''}${info.SIGNAL ? `, signal ${info.SIGNAL}` : ''}${info.TRUNCATED ? ', output cut' : ''} after ${info.DURATION_MS} ms${info.error ? `: ${info.error}` : ''}`;
     process.stderr.write(`${summary}\n`);
+    if (stoppedByShutdown(info) && interrupts.signal === undefined) {
+      // Not the user's Ctrl-C (130): the program did not fail either, the server stopped it.
+      throw new CliError(`command ${id} was stopped by the server's shutdown (Herald at ${url} stops every command it runs when it shuts down, and does not run them again)`);
+    }
     // Cancelled by our SIGTERM: 128 + 15, as a program ended by it would give.
     process.exitCode = info.state === 'cancelled' && interrupts.signal === 'SIGTERM' ? 143 : exitStatusOf(info);
   } finally {
@@ -130,6 +135,15 @@ class Interrupts {
     process.off('SIGINT', this.#on);
     process.off('SIGTERM', this.#on);
   }
+}
+
+/**
+ * A command the server cancelled because it shut down: the runner ends every
+ * command it runs with the error "server shutting down" (src/server/commands/runner.ts,
+ * close()); a cancel through the API or from a browser says who asked.
+ */
+export function stoppedByShutdown(info: CommandInfo): boolean {
+  return info.state === 'cancelled' && typeof info.error === 'string' && info.error.startsWith('server shutting down');
 }
 
 /** Polls until the command ends, writing new output as it appears. */
