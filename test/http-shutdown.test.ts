@@ -75,7 +75,39 @@ describe('HTTP during shutdown', () => {
       const [head, body] = c.received().split('\r\n\r\n');
       assert.match(head!, /^HTTP\/1\.1 503 /);
       assert.match(head!, /\r\nconnection: close/i);
+      assert.match(head!, /\r\nretry-after: 1\r\n/i, 'the door\'s refusal says when to come back (RFC 9110 §10.2.3)');
       assert.deepEqual(JSON.parse(body!), { error: { code: 'HERALD_ERR_SHUTTING_DOWN', message: 'the server is shutting down' } });
+      await within(closing, 20_000, 'close() to end');
+    } finally {
+      await s.close();
+    }
+  });
+
+  test('a route already running when the shutdown began answers its own 503 HERALD_ERR_SHUTTING_DOWN without Retry-After, so a client can tell it from the door\'s', async () => {
+    const s = await startHerald({ commandsAllow: ['sleep'], commandsKillGraceMs: 200, shutdownGraceMs: 120_000, legacyEnabled: false });
+    try {
+      const started = await s.api('POST', '/api/v1/commands', { aid: 1, program: 'sleep', args: ['60'] });
+      assert.equal(started.status, 201, JSON.stringify(started.body));
+      // A long poll on that command is answered when the runner stops it: the sign that the runner is closing.
+      let arrived = once(s.herald.app.server, 'request');
+      const poll = s.api('GET', `/api/v1/commands/${started.body.id}?wait=60`);
+      await within(arrived, 10_000, 'the long poll to reach the server');
+      // POST /commands whose headers passed the door before the shutdown, its body not yet whole.
+      const body = JSON.stringify({ aid: 1, program: 'sleep', args: ['1'] });
+      const c = await rawSocket(s.url);
+      arrived = once(s.herald.app.server, 'request');
+      c.socket.write(`POST /api/v1/commands HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer ${s.apiToken}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body.slice(0, 5)}`);
+      await within(arrived, 10_000, 'the POST to reach the server');
+      await new Promise((resolve) => setImmediate(resolve));
+      const closing = s.herald.close();
+      const ended = await within(poll, 20_000, 'the long poll to be answered');
+      assert.equal(ended.body.state, 'cancelled', JSON.stringify(ended.body));
+      c.socket.write(body.slice(5));
+      await within(c.closed, 20_000, 'the connection to end with the answer');
+      const [head, answer] = c.received().split('\r\n\r\n');
+      assert.match(head!, /^HTTP\/1\.1 503 /);
+      assert.equal(JSON.parse(answer!).error.code, 'HERALD_ERR_SHUTTING_DOWN');
+      assert.doesNotMatch(head!, /\r\nretry-after:/i, 'a route ran: this is not the door\'s refusal');
       await within(closing, 20_000, 'close() to end');
     } finally {
       await s.close();

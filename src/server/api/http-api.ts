@@ -133,15 +133,26 @@ export function answerUnmetExpectation(req: IncomingMessage, res: ServerResponse
 /**
  * HTTP during shutdown. Once `closing()` is true a new request is refused
  * with 503 HERALD_ERR_SHUTTING_DOWN (Fastify's own 503 body is not Herald's
- * error shape), and every answer, those of requests already in flight too,
- * carries `Connection: close`: a keep-alive client's connection then ends
- * with its answer. Without it the connection idled on until the keep-alive
- * timeout (72 s) and held close() for the whole shutdownGraceMs. Install it
- * before any route, so that every route (and the 404 handler) has the hooks.
+ * error shape) and `Retry-After: 1`, and every answer, those of requests
+ * already in flight too, carries `Connection: close`: a keep-alive client's
+ * connection then ends with its answer. Without it the connection idled on
+ * until the keep-alive timeout (72 s) and held close() for the whole
+ * shutdownGraceMs. Install it before any route, so that every route (and the
+ * 404 handler) has the hooks.
+ *
+ * `Retry-After` (RFC 9110 §10.2.3: how long to wait before a follow-up
+ * request) is also what marks this refusal as the door's, given before any
+ * route ran: a route that was already running when the shutdown began may
+ * itself answer 503 HERALD_ERR_SHUTTING_DOWN (POST /commands, when the
+ * command runner has stopped under it), without the header. A client that
+ * repeats only what no route saw checks the header, not only the code.
  */
 export function installShutdownHandling(app: FastifyInstance, closing: () => boolean): void {
   app.addHook('onRequest', (req, reply, done) => {
     if (!closing()) return done();
+    // One second: a restart under a service manager takes about that; the SDK waits less
+    // (full-jitter from 100 ms) and gives up after its retryForMs either way.
+    reply.header('retry-after', '1');
     done(new HeraldError('HERALD_ERR_SHUTTING_DOWN'));
   });
   app.addHook('onSend', (req, reply, payload, done) => {
