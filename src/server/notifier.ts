@@ -5,6 +5,7 @@ import type { Principal, PrincipalKind } from '../protocol/principal.js';
 import { principalKey } from '../protocol/principal.js';
 import type { Broker } from './broker/broker.js';
 import { HeraldError } from './errors.js';
+import { LiveKeys, type LiveKeysOptions } from './live-keys.js';
 import type { AppendInput, MessageStore } from './store/message-store.js';
 
 export interface SendOptions {
@@ -13,7 +14,11 @@ export interface SendOptions {
    * only to tabs open now and stores nothing. Default: the configured TTL.
    */
   ttlMs?: number;
-  /** Same key for the same recipient within the retention window → stored and delivered once. */
+  /**
+   * Same key for the same recipient → delivered once: within the message's TTL
+   * for a stored send, within a few minutes on this node for a live-only one
+   * (LiveKeys). A repeat's result says `duplicate`.
+   */
   idempotencyKey?: string;
 }
 
@@ -43,6 +48,8 @@ export interface NotifierOptions {
   /** Upper bound for a caller's TTL, ms. */
   maxTtlMs: number;
   now?: () => number;
+  /** The record of live-only sends' idempotency keys (window, bound). Default: LiveKeys' defaults. */
+  liveKeys?: Omit<LiveKeysOptions, 'onFull'>;
 }
 
 /** Who one send goes to: a person, or every person of a kind (a broadcast, stored once in the kind's broadcast stream). */
@@ -66,6 +73,8 @@ interface Plan {
   input?: number;
   /** The frame of a live-only send. */
   live?: string;
+  /** A live-only send's idempotency key and its stream: claimed when it is published. */
+  liveKey?: { stream: string; key: string };
 }
 
 const NO_OPTIONS: SendOptions = {};
@@ -117,6 +126,7 @@ export class Notifier {
   readonly #defaultTtlMs: number;
   readonly #maxTtlMs: number;
   readonly #now: () => number;
+  readonly #liveKeys: LiveKeys;
 
   constructor(options: NotifierOptions) {
     this.#store = options.store;
@@ -125,6 +135,10 @@ export class Notifier {
     this.#defaultTtlMs = options.defaultTtlMs;
     this.#maxTtlMs = options.maxTtlMs;
     this.#now = options.now ?? Date.now;
+    this.#liveKeys = new LiveKeys({
+      ...options.liveKeys,
+      onFull: (maxKeys) => this.#log.warn({ maxKeys }, 'idempotency keys of live-only sends: record full, the oldest are forgotten before their window ends'),
+    });
   }
 
   get store(): MessageStore {
@@ -176,19 +190,21 @@ export class Notifier {
         tabs.catch(() => undefined);
         (waits ??= [])[i] = tabs;
       }
+      const key = options.idempotencyKey;
+      // The same rule for every key, whether or not the send is stored (only the SQLite file needs it).
+      if (key !== undefined && LONE_SURROGATE.test(key)) {
+        throw new HeraldError('HERALD_ERR_VALIDATION', 'idempotencyKey must be Unicode text: it holds a lone surrogate (an unpaired \\uD800–\\uDFFF)');
+      }
       // A plain string is delivered as that string (PROTOCOL.md §1) and cannot carry SEQ: live only.
       if (typeof payload === 'string' || ttl === 0) {
-        plans[i] = { to, kind, tabs: typeof tabs === 'number' ? tabs : 0, live: typeof payload === 'string' ? JSON.stringify(payload) : serialise(payload) };
+        const plan: Plan = { to, kind, tabs: typeof tabs === 'number' ? tabs : 0, live: typeof payload === 'string' ? JSON.stringify(payload) : serialise(payload) };
+        if (key !== undefined) plan.liveKey = { stream: kind === undefined ? principalKey(to as Principal) : broadcastStreamKey(kind), key };
+        plans[i] = plan;
         continue;
       }
       const json = serialise(payload);
       const input: AppendInput = { stream: kind === undefined ? principalKey(to as Principal) : broadcastStreamKey(kind), json, expiresAt: now + ttl };
-      if (options.idempotencyKey !== undefined) {
-        if (LONE_SURROGATE.test(options.idempotencyKey)) {
-          throw new HeraldError('HERALD_ERR_VALIDATION', 'idempotencyKey must be Unicode text: it holds a lone surrogate (an unpaired \\uD800–\\uDFFF)');
-        }
-        input.idempotencyKey = options.idempotencyKey;
-      }
+      if (key !== undefined) input.idempotencyKey = key;
       plans[i] = { to, kind, tabs: typeof tabs === 'number' ? tabs : 0, input: inputs.length };
       inputs.push(input);
     }
@@ -201,37 +217,57 @@ export class Notifier {
     const stored = inputs.length === 0 ? [] : await this.#store.appendMany(inputs, now);
     const results: SendResult[] = new Array(items.length);
     let publishing: Array<void | Promise<void>> | undefined;
-    for (let i = 0; i < plans.length; i++) {
-      const plan = plans[i]!;
-      const kind = plan.kind;
-      if (plan.input === undefined) {
-        // A live broadcast goes out even when nobody seemed online here: other nodes may have some.
-        if (kind !== undefined || plan.tabs > 0) {
-          const p = this.#broker.publish(kind === undefined
-            ? { type: 'person', to: plan.to as Principal, frame: plan.live! }
-            : { type: 'kind', kind, frame: plan.live! });
-          if (p) (publishing ??= []).push(p);
+    // Live keys claimed by this batch: forgotten again if its publishing fails, so that the
+    // caller's resend is delivered rather than taken for a repeat of what never went out.
+    let claimed: Array<{ stream: string; key: string }> | undefined;
+    // The window counts from the publish (after the store's wait), read once per batch.
+    let claimedAt: number | undefined;
+    try {
+      for (let i = 0; i < plans.length; i++) {
+        const plan = plans[i]!;
+        const kind = plan.kind;
+        if (plan.input === undefined) {
+          // Claimed here, with its publish and no await between (not when planned): two sends of
+          // one key that cross each other cannot both go out, and a batch that failed before
+          // publishing (a bad item, the store refusing) has claimed nothing.
+          if (plan.liveKey !== undefined) {
+            if (!this.#liveKeys.claim(plan.liveKey.stream, plan.liveKey.key, claimedAt ??= this.#now())) {
+              results[i] = withPeople({ delivered: 0, queued: false, duplicate: true, dropped: 0 }, plan);
+              continue;
+            }
+            (claimed ??= []).push(plan.liveKey);
+          }
+          // A live broadcast goes out even when nobody seemed online here: other nodes may have some.
+          if (kind !== undefined || plan.tabs > 0) {
+            const p = this.#broker.publish(kind === undefined
+              ? { type: 'person', to: plan.to as Principal, frame: plan.live! }
+              : { type: 'kind', kind, frame: plan.live! });
+            if (p) (publishing ??= []).push(p);
+          }
+          results[i] = withPeople({ delivered: plan.tabs, queued: false, duplicate: false, dropped: 0 }, plan);
+          continue;
         }
-        results[i] = withPeople({ delivered: plan.tabs, queued: false, duplicate: false, dropped: 0 }, plan);
-        continue;
+        const r = stored[plan.input]!;
+        if (r.duplicate) {
+          results[i] = withPeople({ delivered: 0, queued: true, id: r.id, seq: r.seq, epoch: r.epoch, duplicate: true, dropped: r.dropped }, plan);
+          continue;
+        }
+        // Published even when nobody seemed online: a tab that connected between
+        // the presence check and the append must not miss it (its replay read may
+        // have run before the append; the Gateway drops the copy it already has).
+        const frame = withDelivery(inputs[plan.input]!.json, r.seq, r.epoch, kind !== undefined);
+        const p = this.#broker.publish(kind === undefined
+          ? { type: 'person', to: plan.to as Principal, frame, origin: { stream: 'own', seq: r.seq } }
+          : { type: 'kind', kind, frame, origin: { stream: 'broadcast', seq: r.seq } });
+        if (p) (publishing ??= []).push(p);
+        if (r.dropped > 0) this.#log.warn({ to: inputs[plan.input]!.stream, dropped: r.dropped }, 'stream cap reached: oldest notifications dropped');
+        results[i] = withPeople({ delivered: plan.tabs, queued: true, id: r.id, seq: r.seq, epoch: r.epoch, duplicate: false, dropped: r.dropped }, plan);
       }
-      const r = stored[plan.input]!;
-      if (r.duplicate) {
-        results[i] = withPeople({ delivered: 0, queued: true, id: r.id, seq: r.seq, epoch: r.epoch, duplicate: true, dropped: r.dropped }, plan);
-        continue;
-      }
-      // Published even when nobody seemed online: a tab that connected between
-      // the presence check and the append must not miss it (its replay read may
-      // have run before the append; the Gateway drops the copy it already has).
-      const frame = withDelivery(inputs[plan.input]!.json, r.seq, r.epoch, kind !== undefined);
-      const p = this.#broker.publish(kind === undefined
-        ? { type: 'person', to: plan.to as Principal, frame, origin: { stream: 'own', seq: r.seq } }
-        : { type: 'kind', kind, frame, origin: { stream: 'broadcast', seq: r.seq } });
-      if (p) (publishing ??= []).push(p);
-      if (r.dropped > 0) this.#log.warn({ to: inputs[plan.input]!.stream, dropped: r.dropped }, 'stream cap reached: oldest notifications dropped');
-      results[i] = withPeople({ delivered: plan.tabs, queued: true, id: r.id, seq: r.seq, epoch: r.epoch, duplicate: false, dropped: r.dropped }, plan);
+      if (publishing) await Promise.all(publishing);
+    } catch (e) {
+      if (claimed) for (const { stream, key } of claimed) this.#liveKeys.release(stream, key);
+      throw e;
     }
-    if (publishing) await Promise.all(publishing);
     return results;
   }
 

@@ -26,7 +26,7 @@ export const SendBody = Type.Object({
   to: Recipient,
   message: Notification,
   ttl: Type.Optional(Type.Number({ minimum: 0, description: 'Seconds the notification waits for a tab; 0 = only tabs open now. Default: server configuration.' })),
-  idempotencyKey: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'The same key for the same recipient is stored and delivered once.' })),
+  idempotencyKey: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'The same key for the same recipient is delivered once: within the TTL for a stored send; for a live-only one (ttl 0, a string message), within 5 minutes on the node that took it, while it runs (docs/delivery.md).' })),
 }, { additionalProperties: false });
 export type SendBody = Static<typeof SendBody>;
 

@@ -1,0 +1,81 @@
+/**
+ * The idempotency keys of live-only sends (a plain string message, `ttl: 0`).
+ * Nothing of such a send is stored, so the store, which keeps the keys of
+ * stored sends, cannot recognise a repeat: without this, a backend that sent
+ * one again after a lost answer had it delivered twice although it gave a key.
+ *
+ * A key is kept for `windowMs` after its send, per stream (a person's, or a
+ * kind's broadcast stream), as the store keeps keys per stream. Its limits
+ * (docs/delivery.md, Sending): this process's memory only, so a repeat that
+ * reaches the node after a restart, or another node of a cluster, is delivered
+ * again; and at most `maxKeys` keys, the oldest forgotten first when more are
+ * sent within the window.
+ */
+
+export interface LiveKeysOptions {
+  /** How long a key is remembered after its send, ms. Default 5 minutes. */
+  windowMs?: number;
+  /** At most this many keys (about 0.2–0.6 KB each); when full, the oldest is forgotten early. Default 100 000. */
+  maxKeys?: number;
+  /** Told when a key was forgotten before its window ended (the record was full), at most once a window. */
+  onFull?: (maxKeys: number) => void;
+}
+
+export const LIVE_KEY_WINDOW_MS = 5 * 60_000;
+export const LIVE_KEY_MAX = 100_000;
+
+export class LiveKeys {
+  readonly #windowMs: number;
+  readonly #maxKeys: number;
+  readonly #onFull: ((maxKeys: number) => void) | undefined;
+  /**
+   * `stream \n key` → when it is forgotten. The window is the same for every key, so the
+   * Map's insertion order is the order of expiry: pruning looks only at its first entries.
+   * A stream name holds no newline (`admin:7`, `user:*`), so the pair is unambiguous.
+   */
+  readonly #until = new Map<string, number>();
+  #lastFullAt = -Infinity;
+
+  constructor(options: LiveKeysOptions = {}) {
+    this.#windowMs = options.windowMs ?? LIVE_KEY_WINDOW_MS;
+    this.#maxKeys = options.maxKeys ?? LIVE_KEY_MAX;
+    this.#onFull = options.onFull;
+    if (!(this.#windowMs > 0) || !(this.#maxKeys >= 1)) throw new TypeError('LiveKeys: windowMs and maxKeys must be positive');
+  }
+
+  /** How many keys are remembered now (expired ones may still count until the next claim). */
+  get size(): number {
+    return this.#until.size;
+  }
+
+  /**
+   * Remembers the key for the stream. Returns false if it was already
+   * remembered (within the window): the send is a repeat.
+   */
+  claim(stream: string, key: string, now: number): boolean {
+    this.#prune(now);
+    const id = `${stream}\n${key}`;
+    if (this.#until.has(id)) return false;
+    if (this.#until.size >= this.#maxKeys) {
+      this.#until.delete(this.#until.keys().next().value!);
+      if (now - this.#lastFullAt >= this.#windowMs) {
+        this.#lastFullAt = now;
+        this.#onFull?.(this.#maxKeys);
+      }
+    }
+    this.#until.set(id, now + this.#windowMs);
+    return true;
+  }
+
+  /** Forgets a key claimed by a send that then failed, so that sending it again is not taken for a repeat. */
+  release(stream: string, key: string): void {
+    this.#until.delete(`${stream}\n${key}`);
+  }
+
+  #prune(now: number): void {
+    for (const [id, until] of this.#until) {
+      if (until > now) return;
+      this.#until.delete(id);
+    }
+  }
+}
