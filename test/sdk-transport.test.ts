@@ -144,6 +144,38 @@ describe('HttpTransport: deadlines and the url', () => {
     }
   });
 
+  test('503 HERALD_ERR_SHUTTING_DOWN is sent again only with Retry-After, the mark of Herald\'s door refusing it before any route ran', async () => {
+    // What a stopping Herald answers: the door's refusal (with Retry-After), then, for the
+    // second sender, a route's own SHUTTING_DOWN (no Retry-After: the route ran and audited it).
+    let asked = 0;
+    let withHeader = true;
+    const stopping = createServer((req, res) => {
+      req.resume();
+      asked++;
+      const body = JSON.stringify({ error: { code: 'HERALD_ERR_SHUTTING_DOWN', message: 'Herald is shutting down' } });
+      if (withHeader && asked === 1) res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' }).end(body);
+      else if (withHeader) res.writeHead(201, { 'content-type': 'application/json' }).end(JSON.stringify({ id: 'c1', aid: 1, program: 'ping', args: [], state: 'queued', door: 'http' }));
+      else res.writeHead(503, { 'content-type': 'application/json' }).end(body);
+    });
+    await new Promise<void>((resolve) => stopping.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(stopping.address() as AddressInfo).port}`;
+      const sender = new BrowserSender({ url, apiToken: 'whatever-token-123', retryForMs: 20_000 });
+      const started = await sender.runInBackground('ping', { aid: 1, args: ['-c', '1', '127.0.0.1'] });
+      assert.equal(started, 'c1');
+      assert.equal(asked, 2, 'the door\'s refusal was sent again once');
+      asked = 0;
+      withHeader = false;
+      await assert.rejects(
+        sender.runInBackground('ping', { aid: 1, args: ['-c', '1', '127.0.0.1'] }),
+        (e: unknown) => e instanceof HeraldSdkError && e.code === 'HERALD_ERR_SHUTTING_DOWN' && e.status === 503 && e.retryAfterMs === undefined,
+      );
+      assert.equal(asked, 1, 'a route\'s SHUTTING_DOWN (no Retry-After) is not sent again');
+    } finally {
+      stopping.close();
+    }
+  });
+
   test('a redirect (a proxy sending http to https) is HERALD_ERR_BAD_RESPONSE naming where, not followed as a GET without the API token', async () => {
     const tab = await s.tab('admin', 91);
     await tab.nextOfType('WELCOME');

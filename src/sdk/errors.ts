@@ -45,13 +45,20 @@ export class HeraldSdkError extends Error {
   readonly status: number;
   /** The server's `details`, when it gave any (validation errors, say). */
   readonly details: unknown;
+  /**
+   * When the answer carried `Retry-After` (seconds), that wait in ms. Herald
+   * sends it with the 503 HERALD_ERR_SHUTTING_DOWN by which a stopping server
+   * refuses a request before any route has run (docs/sdk.md, Retries).
+   */
+  readonly retryAfterMs: number | undefined;
 
-  constructor(code: HeraldErrorCode, message: string, status = 0, details?: unknown, options?: { cause?: unknown }) {
+  constructor(code: HeraldErrorCode, message: string, status = 0, details?: unknown, options?: { cause?: unknown; retryAfterMs?: number | undefined }) {
     super(message, options);
     this.name = 'HeraldSdkError';
     this.code = code;
     this.status = status;
     this.details = details;
+    this.retryAfterMs = options?.retryAfterMs;
   }
 }
 

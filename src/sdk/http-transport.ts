@@ -159,14 +159,20 @@ export class HttpTransport {
       }
     }
     if (response.ok || allow.includes(response.status)) return { status: response.status, body: parsed };
-    throw serverError(parsed, response.status, method, url);
+    throw serverError(parsed, response.status, method, url, retryAfter(response.headers.get('retry-after')));
   }
+}
+
+/** `Retry-After` in delay-seconds (RFC 9110 §10.2.3), as ms; an HTTP-date or anything else: undefined. */
+function retryAfter(value: string | null): number | undefined {
+  if (value === null || !/^\d{1,9}$/.test(value.trim())) return undefined;
+  return Number(value.trim()) * 1000;
 }
 
 /**
  * Whether a failed attempt may be sent again. Always, when the server did not
  * run it: no connection was made, or Herald refused it at the door because it
- * is shutting down (503 HERALD_ERR_SHUTTING_DOWN comes before any route runs).
+ * is shutting down (503 HERALD_ERR_SHUTTING_DOWN with Retry-After, before any route runs).
  * Only for a repeatable request when it may have run: the connection ended
  * after it was sent, or a gateway in front (502/503/504 without Herald's
  * body) lost Herald at some point of it. Never after a timeout: the server
@@ -174,7 +180,10 @@ export class HttpTransport {
  */
 function mayRepeat(e: HeraldSdkError, repeatable: boolean): boolean {
   if (e.code === 'HERALD_ERR_UNREACHABLE') return true;
-  if (e.code === 'HERALD_ERR_SHUTTING_DOWN' && e.status === 503) return true;
+  // The door's refusal, not a route's: only it carries Retry-After. A route can answer
+  // SHUTTING_DOWN too (POST /commands whose body was still arriving when the runner
+  // stopped), after it ran and audited the request: that one is not sent again.
+  if (e.code === 'HERALD_ERR_SHUTTING_DOWN' && e.status === 503 && e.retryAfterMs !== undefined) return true;
   if (e.code === 'HERALD_ERR_CONNECTION_LOST') return repeatable;
   if (e.code === 'HERALD_ERR_BAD_RESPONSE') return repeatable && (e.status === 502 || e.status === 503 || e.status === 504);
   return false;
@@ -230,11 +239,11 @@ function networkError(e: unknown, method: string, url: string, timeoutMs: number
   );
 }
 
-function serverError(body: unknown, status: number, method: string, url: string): HeraldSdkError {
+function serverError(body: unknown, status: number, method: string, url: string, retryAfterMs: number | undefined): HeraldSdkError {
   const err = (body as { error?: { code?: unknown; message?: unknown; details?: unknown } } | undefined)?.error;
   if (err && typeof err.code === 'string' && err.code.startsWith('HERALD_ERR_')) {
     const message = typeof err.message === 'string' ? err.message : err.code;
-    return new HeraldSdkError(err.code as HeraldErrorCode, message, status, err.details);
+    return new HeraldSdkError(err.code as HeraldErrorCode, message, status, err.details, { retryAfterMs });
   }
   return new HeraldSdkError('HERALD_ERR_BAD_RESPONSE', `${method} ${url}: HTTP ${status} without a Herald error body`, status, body);
 }
