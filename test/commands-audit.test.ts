@@ -8,6 +8,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import Database from 'better-sqlite3';
 import { SqliteCommandAudit } from '../src/server/commands/audit-sqlite.js';
 import { AUDIT_ARG_CHARS, AUDIT_ARGS_CHARS, auditArgs, auditText, type CommandAuditRecord, type StoredAuditRecord } from '../src/server/commands/outcome.js';
 import { HeraldError } from '../src/server/errors.js';
@@ -57,6 +58,23 @@ describe('command audit trail', () => {
     const first = again.recent({ limit: 1 })[0];
     assert.deepEqual({ ...first, row: 0 }, { ...record(1, 'ping', 5), row: 0 });
     again.close();
+  });
+
+  it('finds a run\'s finished record by its id, in a file written before that lookup existed too', () => {
+    const file = join(dir, 'by-id.sqlite');
+    // A file from before the by-id index: the old schema, rows already in it.
+    const old = new Database(file);
+    old.exec('CREATE TABLE command_audit (row INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL, event TEXT NOT NULL, aid INTEGER, json TEXT NOT NULL)');
+    old.prepare('INSERT INTO command_audit (at, event, aid, json) VALUES (?, ?, ?, ?)').run(2, 'finished', 1, JSON.stringify(record(1, 'ping', 1)));
+    old.close();
+    const audit = new SqliteCommandAudit(file, 1000);
+    for (let i = 2; i <= 4; i++) audit.record(record(1, 'ping', i));
+    audit.record({ event: 'refused', aid: 1, door: 'http', program: 'rm', args: [], queuedAt: 9, error: 'HERALD_ERR_COMMAND_FORBIDDEN: no' });
+    assert.deepEqual({ ...audit.finished('c1'), row: 0 }, { ...record(1, 'ping', 1), row: 0 });
+    assert.equal(audit.finished('c3')?.id, 'c3');
+    assert.equal(audit.finished('c9'), undefined);
+    assert.equal(audit.finished(''), undefined);
+    audit.close();
   });
 
   it('keeps at most the configured number of records, dropping the oldest', () => {

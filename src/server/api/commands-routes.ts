@@ -57,6 +57,8 @@ export const CommandInfoReply = Type.Object({
   TIMED_OUT: Type.Boolean(),
   DURATION_MS: Type.Number(),
   TRUNCATED: Type.Boolean(),
+  source: Type.Optional(Type.Literal('audit', { description: 'Present when the command ran before a restart (or has left commandsHistory): its final state from the audit trail, which does not keep the output (`output` is empty).' })),
+  outputBytes: Type.Optional(Type.Integer({ description: 'With `source: "audit"`: how much output the run produced, in bytes (not kept).' })),
 });
 
 const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 100 }) });
@@ -134,12 +136,18 @@ export function registerCommandRoutes(api: FastifyInstance, ctx: CommandRoutesCo
   });
 
   api.get('/commands/:id', {
-    schema: { summary: 'A command\'s state and output', tags: ['commands'], params: IdParams, querystring: GetQuery, response: { 200: CommandInfoReply, ...errors } },
+    schema: { summary: 'A command\'s state and output (after a restart: its final state from the audit trail, without output)', tags: ['commands'], params: IdParams, querystring: GetQuery, response: { 200: CommandInfoReply, ...errors } },
   }, async (req) => {
     const { id } = req.params as Static<typeof IdParams>;
     const { since, wait } = req.query as Static<typeof GetQuery>;
     let info = commands.get(id);
-    if (!info) throw new HeraldError('HERALD_ERR_NOT_FOUND', `no command ${id} (unknown, or too old to be remembered)`);
+    if (!info) {
+      // Not in memory: it ran before a restart, or has left commandsHistory. The audit trail
+      // has its final record (an ended command: a long poll has nothing to wait for).
+      const recorded = commands.recorded?.(id);
+      if (!recorded) throw new HeraldError('HERALD_ERR_NOT_FOUND', `no command ${id} (unknown, or too old to be remembered)`);
+      return since === undefined ? recorded : sliceOutput(recorded, since);
+    }
     if (wait !== undefined && wait > 0 && !ENDED.has(info.state) && commands.wait) {
       info = (await waitAtMost(commands.wait(id), wait * 1000)) ?? commands.get(id) ?? info;
     }
@@ -162,7 +170,7 @@ function attempted(body: unknown, requestedBy: string): RefusedCommandRequest {
   return request;
 }
 
-function sliceOutput(info: CommandInfo, since: number): CommandInfo & { outputLength: number } {
+function sliceOutput<I extends CommandInfo>(info: I, since: number): I & { outputLength: number } {
   return { ...info, output: info.output.slice(since), outputLength: info.output.length };
 }
 

@@ -21,6 +21,7 @@ CREATE TABLE IF NOT EXISTS command_audit (
   json  TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS command_audit_by_aid ON command_audit (aid, row);
+CREATE INDEX IF NOT EXISTS command_audit_by_id ON command_audit (json_extract(json, '$.id')) WHERE event = 'finished';
 `;
 
 /** How many inserts between two trims of the table to `keep` rows. */
@@ -30,6 +31,7 @@ export class SqliteCommandAudit implements CommandAuditStore {
   readonly #db: Database.Database;
   readonly #keep: number;
   readonly #insert: Database.Statement<[number, string, number | null, string]>;
+  readonly #byId: Database.Statement<[string]>;
   #sinceTrim = 0;
 
   /** `file`: the database path (created when missing); `keep`: rows kept, the oldest go first. */
@@ -45,6 +47,9 @@ export class SqliteCommandAudit implements CommandAuditStore {
     this.#db.exec(SCHEMA);
     this.#keep = keep;
     this.#insert = this.#db.prepare('INSERT INTO command_audit (at, event, aid, json) VALUES (?, ?, ?, ?)');
+    // The same expression and condition as the index command_audit_by_id, so that SQLite uses it:
+    // a lookup by id is one index probe, not a scan of up to commandsAuditKeep rows.
+    this.#byId = this.#db.prepare(`SELECT row, json FROM command_audit WHERE event = 'finished' AND json_extract(json, '$.id') = ? ORDER BY row DESC LIMIT 1`);
     // The insert counter starts again at every start-up: without a trim here, a server that
     // restarts before TRIM_EVERY records (a daily restart, a deploy) never trims, and a
     // lowered `keep` would not apply until then either.
@@ -77,6 +82,11 @@ export class SqliteCommandAudit implements CommandAuditStore {
     const sql = `SELECT row, json FROM command_audit ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY row DESC LIMIT ?`;
     const rows = this.#db.prepare(sql).all(...params, Math.max(0, query.limit ?? 100)) as Array<{ row: number; json: string }>;
     return rows.map((r) => ({ ...(JSON.parse(r.json) as CommandAuditRecord), row: r.row }));
+  }
+
+  finished(id: string): StoredAuditRecord | undefined {
+    const r = this.#byId.get(id) as { row: number; json: string } | undefined;
+    return r && { ...(JSON.parse(r.json) as CommandAuditRecord), row: r.row };
   }
 
   close(): void {

@@ -59,6 +59,13 @@ export interface CommandService {
   refused(request: RefusedCommandRequest, error: HeraldError): void;
   get(id: string): CommandInfo | undefined;
   /**
+   * A command this process no longer remembers (it ran before a restart, or has left
+   * `commandsHistory`), answered from the persisted audit trail: its final state,
+   * without output. Undefined when the trail is not persisted or does not hold it.
+   * Optional, as `wait`.
+   */
+  recorded?(id: string): RecordedCommandInfo | undefined;
+  /**
    * Stops a queued or running command (its process group gets SIGTERM, then
    * SIGKILL) and resolves when it has ended. `by` is the browser principal
    * asking (COMMAND_CANCEL): only the admin who owns the command may cancel it
@@ -81,6 +88,14 @@ export interface CommandService {
   audit?(query?: AuditQuery): StoredAuditRecord[] | undefined;
   /** Refuses new requests, cancels the queue, stops running programs and waits for them. */
   close(): Promise<void>;
+}
+
+/** A finished command as the audit trail remembers it (CommandService.recorded). */
+export interface RecordedCommandInfo extends CommandInfo {
+  /** Where the answer comes from: the audit trail, which does not keep the output (`output` is ""). */
+  source: 'audit';
+  /** How much output the run produced, in bytes (not kept). */
+  outputBytes?: number;
 }
 
 export interface CommandStats {

@@ -5,7 +5,7 @@
 import type { CommandState, CommandSummary } from '../../protocol/commands.js';
 import type { NotificationObject, NotificationPayload } from '../../protocol/frames.js';
 import { isHeraldError } from '../errors.js';
-import type { CommandDoor, CommandInfo, RefusedCommandRequest } from './command-service.js';
+import type { CommandDoor, CommandInfo, RecordedCommandInfo, RefusedCommandRequest } from './command-service.js';
 
 /**
  * The final notification: the caller's `SUCCESS` when the exit status was 0,
@@ -81,6 +81,8 @@ export interface CommandAuditRecord {
   timedOut?: boolean;
   truncated?: boolean;
   durationMs?: number;
+  /** The run's timeout, seconds (records written before it was recorded lack it). */
+  timeoutSec?: number;
   outputBytes?: number;
   /** Refusal code, spawn error, or stop reason. */
   error?: string;
@@ -109,6 +111,8 @@ export type StoredAuditRecord = CommandAuditRecord & { row: number };
 /** A sink that can also be read back, and must be closed (the SQLite audit file). */
 export interface CommandAuditStore extends CommandAuditSink {
   recent(query?: AuditQuery): StoredAuditRecord[];
+  /** The `finished` record of the run with this id, if the trail still holds it. */
+  finished(id: string): StoredAuditRecord | undefined;
   close(): void;
 }
 
@@ -167,7 +171,7 @@ export function finishedRecord(info: CommandInfo, outputBytes: number): CommandA
   const rec: CommandAuditRecord = {
     event: 'finished', id: info.id, aid: info.aid, door: info.door, program: auditText(info.program), path: info.path, args: auditArgs(info.args),
     queuedAt: info.queuedAt, state: info.state, exitCode: info.EXIT_CODE, signal: info.SIGNAL, timedOut: info.TIMED_OUT,
-    truncated: info.TRUNCATED, durationMs: info.DURATION_MS, outputBytes,
+    truncated: info.TRUNCATED, durationMs: info.DURATION_MS, timeoutSec: info.timeoutSec, outputBytes,
   };
   if (info.requestedBy !== undefined) rec.requestedBy = auditText(info.requestedBy);
   if (info.taskId !== undefined) rec.taskId = auditTaskId(info.taskId);
@@ -175,6 +179,28 @@ export function finishedRecord(info: CommandInfo, outputBytes: number): CommandA
   if (info.endedAt !== undefined) rec.endedAt = info.endedAt;
   if (info.error !== undefined) rec.error = auditText(info.error);
   return rec;
+}
+
+/**
+ * A finished run as the audit trail remembers it, in the shape of its command info
+ * (`GET /api/v1/commands/:id` after a restart, or once the run has left `commandsHistory`).
+ * The trail does not keep the output: `output` is empty and `outputBytes` says how much
+ * there was; `args`, `program` and `error` are as the record cut them (AUDIT_*_CHARS).
+ */
+export function recordedInfo(rec: CommandAuditRecord & { id: string; state: CommandState }): RecordedCommandInfo {
+  const info: RecordedCommandInfo = {
+    id: rec.id, aid: rec.aid, program: rec.program, path: rec.path ?? '', args: rec.args, state: rec.state, door: rec.door,
+    queuedAt: rec.queuedAt, timeoutSec: rec.timeoutSec ?? 0, output: '',
+    COMMAND_ID: rec.id, EXIT_CODE: rec.exitCode ?? null, SIGNAL: rec.signal ?? null, TIMED_OUT: rec.timedOut ?? rec.state === 'timed_out',
+    DURATION_MS: rec.durationMs ?? 0, TRUNCATED: rec.truncated ?? false, source: 'audit',
+  };
+  if (rec.taskId !== undefined) info.taskId = rec.taskId;
+  if (rec.requestedBy !== undefined) info.requestedBy = rec.requestedBy;
+  if (rec.startedAt !== undefined) info.startedAt = rec.startedAt;
+  if (rec.endedAt !== undefined) info.endedAt = rec.endedAt;
+  if (rec.error !== undefined) info.error = rec.error;
+  if (rec.outputBytes !== undefined) info.outputBytes = rec.outputBytes;
+  return info;
 }
 
 /** A refused request, recorded from whatever it held (it may be malformed: see RefusedCommandRequest). */

@@ -16,9 +16,9 @@ import { isPersonId, type Principal } from '../../protocol/principal.js';
 import { HeraldError } from '../errors.js';
 import { serialise, type Notifier } from '../notifier.js';
 import type { HeraldOptions } from '../options.js';
-import type { CommandInfo, CommandRequest, CommandService, CommandStats, RefusedCommandRequest } from './command-service.js';
+import type { CommandInfo, CommandRequest, CommandService, CommandStats, RecordedCommandInfo, RefusedCommandRequest } from './command-service.js';
 import {
-  finalNotification, finishedRecord, refusedRecord,
+  finalNotification, finishedRecord, recordedInfo, refusedRecord,
   type AuditQuery, type CommandAuditRecord, type CommandAuditSink, type CommandAuditStore, type StoredAuditRecord,
 } from './outcome.js';
 import { OutputBuffer } from './output-buffer.js';
@@ -220,6 +220,20 @@ export class CommandRunner implements CommandService {
     return run && this.#info(run);
   }
 
+  recorded(id: string): RecordedCommandInfo | undefined {
+    if (!this.#audit || !('finished' in this.#audit)) return undefined;
+    let rec: StoredAuditRecord | undefined;
+    try {
+      rec = this.#audit.finished(id);
+    } catch (err) {
+      // After close() the file is shut; a lookup that fails is "not known", as it was before the trail was asked.
+      this.#log.warn({ id, err: (err as Error).message }, 'command audit lookup failed');
+      return undefined;
+    }
+    if (rec?.id === undefined || rec.state === undefined) return undefined;
+    return recordedInfo({ ...rec, id: rec.id, state: rec.state });
+  }
+
   list(limit = 50): CommandInfo[] {
     const all = [...this.#history.values(), ...this.#active.values()];
     all.sort((a, b) => b.order - a.order);
@@ -241,7 +255,15 @@ export class CommandRunner implements CommandService {
 
   async cancel(id: string, by?: Principal): Promise<CommandInfo> {
     const run = this.#active.get(id) ?? this.#history.get(id);
-    if (!run) throw new HeraldError('HERALD_ERR_NOT_FOUND', `no command ${id}`);
+    if (!run) {
+      // Ran before a restart (or left the history): it has ended, as the trail says.
+      const rec = this.recorded(id);
+      if (!rec) throw new HeraldError('HERALD_ERR_NOT_FOUND', `no command ${id}`);
+      if (by !== undefined && !(by.kind === 'admin' && by.id === rec.aid)) {
+        throw new HeraldError('HERALD_ERR_FORBIDDEN', `only the admin who owns command ${id} may cancel it`);
+      }
+      throw new HeraldError('HERALD_ERR_CONFLICT', `command ${id} has already ended (${rec.state})`);
+    }
     if (by !== undefined && !(by.kind === 'admin' && by.id === run.request.aid)) {
       throw new HeraldError('HERALD_ERR_FORBIDDEN', `only the admin who owns command ${id} may cancel it`);
     }
