@@ -8,6 +8,9 @@ import { gatedStore } from './helpers/gated-store.js';
 import { within } from './helpers/legacy-client.js';
 import { startHerald } from './helpers/server.js';
 import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { exited, LineReader, runCli, spawnCli } from './helpers/cli.js';
 import { restartablePort } from './helpers/ports.js';
 
@@ -54,12 +57,16 @@ describe('herald CLI: a server that shuts down', () => {
     }
   });
 
-  for (const restarted of [true, false]) {
-    test(`herald run --wait when the server shuts down${restarted ? ' and a new one starts on its port' : ' for good'}: exit 1, saying the command was stopped with it`, async () => {
+  // 'same data dir': a restart as in production, whose audit trail holds the command's end;
+  // 'new data dir': a new server with no record of it; 'for good': nothing comes back.
+  for (const restart of ['same data dir', 'new data dir', 'for good'] as const) {
+    const restarted = restart !== 'for good';
+    test(`herald run --wait when the server shuts down${restarted ? ` and a new one starts on its port (${restart})` : ' for good'}: exit 1, saying the command was stopped with it`, async () => {
       const port = await restartablePort();
+      const dataDir = mkdtempSync(join(tmpdir(), 'herald-cli-restart-'));
       const secrets = { secret: randomBytes(32).toString('base64url'), apiToken: randomBytes(24).toString('base64url') };
       const commands = { commandsEnabled: true, commandsAllow: ['ping'], legacyEnabled: false };
-      const old = await startHerald({ port, ...commands }, secrets);
+      const old = await startHerald({ port, ...commands }, { ...secrets, dataDir });
       let fresh: Awaited<ReturnType<typeof startHerald>> | undefined;
       const child = spawnCli(['run', '--aid', '1', '--wait', '--poll-ms', '50', '--', 'ping', '-i', '0.2', '-c', '100', '127.0.0.1'], { env: { HERALD_URL: old.url, HERALD_API_TOKEN: secrets.apiToken } });
       const out = new LineReader(child.stdout);
@@ -68,15 +75,25 @@ describe('herald CLI: a server that shuts down', () => {
         await out.next((l) => l.startsWith('PING 127.0.0.1'));
         const id = (await err.next((l) => l.startsWith('command '))).split(' ')[1]!;
         await old.herald.close();
-        if (restarted) fresh = await startHerald({ port, ...commands }, secrets);
+        if (restarted) fresh = await startHerald({ port, ...commands }, restart === 'same data dir' ? { ...secrets, dataDir } : secrets);
         assert.deepEqual(await exited(child, 20_000), { code: 1, signal: null });
         const said = err.text();
-        if (restarted) assert.match(said, new RegExp(`command ${id} is no longer known to Herald at .*: the server restarted, which stops every command it ran`));
-        else assert.match(said, new RegExp(`lost Herald at .* while following command ${id} \\(HERALD_ERR_(UNREACHABLE|SHUTTING_DOWN)[^)]*attempts in \\d+ ms\\)\\): a server that shuts down stops its commands`));
+        if (restart === 'same data dir') {
+          // The new server answers from the audit trail: the final state, not a guess.
+          assert.match(said, new RegExp(`command ${id} cancelled, signal SIGTERM after \\d+ ms: server shutting down`));
+          assert.match(said, /restarted: this is the command's final record from its audit trail, which does not keep output/);
+          assert.match(said, new RegExp(`command ${id} was stopped by the server's shutdown`));
+          assert.doesNotMatch(said, /no longer known/);
+        } else if (restart === 'new data dir') {
+          assert.match(said, new RegExp(`command ${id} is no longer known to Herald at .*: the server restarted, which stops every command it ran.*nor does its audit trail`));
+        } else {
+          assert.match(said, new RegExp(`lost Herald at .* while following command ${id} \\(HERALD_ERR_(UNREACHABLE|SHUTTING_DOWN)[^)]*attempts in \\d+ ms\\)\\): a server that shuts down stops its commands`));
+        }
       } finally {
         if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
         await old.close();
         await fresh?.close();
+        rmSync(dataDir, { recursive: true, force: true });
       }
     });
   }

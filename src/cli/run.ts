@@ -82,6 +82,10 @@ export async function runRun(argv: string[], flags: RunFlags): Promise<void> {
     const info = await follow(sender, id, pollMs, url);
     const summary = `command ${id} ${info.state}${info.EXIT_CODE !== null ? `, exit code ${info.EXIT_CODE}` : ''}${info.SIGNAL ? `, signal ${info.SIGNAL}` : ''}${info.TRUNCATED ? ', output cut' : ''} after ${info.DURATION_MS} ms${info.error ? `: ${info.error}` : ''}`;
     process.stderr.write(`${summary}\n`);
+    if (fromAudit(info)) {
+      // The server that ran it is gone; the new one knows its end from the audit trail only.
+      process.stderr.write(`(Herald at ${url} restarted: this is the command's final record from its audit trail, which does not keep output; any output after what was printed above is lost)\n`);
+    }
     if (stoppedByShutdown(info) && interrupts.signal === undefined) {
       // Not the user's Ctrl-C (130): the program did not fail either, the server stopped it.
       throw new CliError(`command ${id} was stopped by the server's shutdown (Herald at ${url} stops every command it runs when it shuts down, and does not run them again)`);
@@ -162,9 +166,10 @@ async function follow(sender: BrowserSender, id: string, pollMs: number, url: st
       sdkFailure(e, url);
     }
     if (info === null) {
-      // It was running a moment ago, and a server forgets a finished command only long after: this
-      // is a new server (restarted), which does not run the commands of the old one again.
-      throw new CliError(`command ${id} is no longer known to Herald at ${url}: the server restarted, which stops every command it ran, and the new one does not run it again`);
+      // It was running a moment ago, and a server forgets a finished command only long after, and
+      // then answers from its audit trail: this is a new server (restarted), which does not run the
+      // commands of the old one again, and keeps no audit trail that holds this one.
+      throw new CliError(`command ${id} is no longer known to Herald at ${url}: the server restarted, which stops every command it ran, and the new one does not run it again (nor does its audit trail, commandsAuditFile, hold how it ended)`);
     }
     if (typeof info.outputLength === 'number') {
       // The server sent only what came after `since`.
@@ -178,6 +183,14 @@ async function follow(sender: BrowserSender, id: string, pollMs: number, url: st
     if (!ACTIVE.has(info.state)) return info;
     await new Promise((resolve) => setTimeout(resolve, pollMs));
   }
+}
+
+/**
+ * An answer from the server's audit trail (`source: "audit"`): the command ran in a process
+ * that has since restarted. Its state is final; its output was not kept.
+ */
+function fromAudit(info: CommandInfo): boolean {
+  return (info as { source?: unknown }).source === 'audit';
 }
 
 /** Failures that mean the server went away (shut down, not back yet), not that it refused the poll. */
