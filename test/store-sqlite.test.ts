@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -309,6 +309,29 @@ describe('SqliteStore', () => {
     } finally {
       await normal.close();
       await full.close();
+      tmp.remove();
+    }
+  });
+
+  it('a WAL fsync that keeps failing is reported once, not once a second for as long as sends go on', async () => {
+    const tmp = tempDir();
+    const errors: Error[] = [];
+    const file = join(tmp.dir, 'w.sqlite');
+    const store = new SqliteStore({ file, maxPerStream: 10, walSyncMs: 10, onCheckpointError: (e) => errors.push(e) });
+    try {
+      await store.append({ stream: 'admin:1', json, expiresAt: Date.now() + 60_000 }, Date.now());
+      await until(() => store.checkpointer!.syncs >= 1, 5000, 'the WAL fsynced after the commit');
+      // The WAL removed under the store (a cleanup script): every background fsync now fails.
+      unlinkSync(`${file}-wal`);
+      for (let i = 1; i <= 3; i++) {
+        await store.append({ stream: 'admin:1', json, expiresAt: Date.now() + 60_000 }, Date.now());
+        await until(() => store.checkpointer!.syncFailures >= i, 5000, `fsync failure ${i}`);
+      }
+      const fsync = errors.filter((e) => e.message.includes('WAL fsync failed'));
+      assert.equal(fsync.length, 1, fsync.map((e) => e.message).join('\n'));
+      assert.match(fsync[0]!.message, /ENOENT/);
+    } finally {
+      await store.close();
       tmp.remove();
     }
   });

@@ -102,6 +102,10 @@ export class WalCheckpointer {
   #syncing: Promise<void> | undefined;
   /** fsyncs of the WAL done (tests, status). */
   syncs = 0;
+  /** fsyncs of the WAL that failed (tests, status). */
+  syncFailures = 0;
+  /** The last fsync failed: the next failures are not reported again until one succeeds. */
+  #syncFailing = false;
 
   constructor(options: WalCheckpointerOptions) {
     this.#db = options.db;
@@ -256,11 +260,18 @@ export class WalCheckpointer {
       try {
         await wal.datasync();
         this.syncs++;
+        this.#syncFailing = false;
       } finally {
         await wal.close();
       }
     } catch (e) {
-      this.#onError?.(new Error(`WAL fsync failed: ${(e as Error).message}`));
+      this.syncFailures++;
+      // Once per run of failures, not once per syncMs: a WAL that cannot be synced (a disk
+      // error, a file removed under the store) stays so, and a warning a second for as long
+      // as sends go on hid every other line of the log. Said again after a sync that worked.
+      if (this.#syncFailing) return;
+      this.#syncFailing = true;
+      this.#onError?.(new Error(`WAL fsync failed: ${(e as Error).message} (not reported again until a sync succeeds)`));
     }
   }
 
