@@ -92,7 +92,7 @@ describe('SDK: a server that shuts down', () => {
  * is cut when the answer starts back (a reset on the way, a proxy restarting).
  * Later connections are relayed untouched.
  */
-async function answerDroppingRelay(port: number): Promise<{ url: string; dropped: () => number; close: () => Promise<void> }> {
+async function answerDroppingRelay(port: number, cutAfterMs = 0): Promise<{ url: string; dropped: () => number; close: () => Promise<void> }> {
   let dropped = 0;
   const sockets = new Set<Socket>();
   const relay = createServer((client) => {
@@ -105,8 +105,13 @@ async function answerDroppingRelay(port: number): Promise<{ url: string; dropped
     upstream.on('data', (chunk: Buffer) => {
       if (drop) {
         if (dropped === 0) dropped++;
-        client.destroy();
-        upstream.destroy();
+        // `cutAfterMs`: the answer is held that long before the cut (a proxy giving up on it late).
+        const cut = () => {
+          client.destroy();
+          upstream.destroy();
+        };
+        if (cutAfterMs > 0) setTimeout(cut, cutAfterMs);
+        else cut();
         return;
       }
       client.write(chunk);
@@ -133,11 +138,14 @@ describe('SDK: a connection lost after the request was sent', () => {
     ['a send with a key and ttl 0: not sent again (the server keeps no key for a live-only send)', { aid: 1, message: { TEXT: 'live only' }, ttl: 0, idempotencyKey: 'k-live' }, false],
     ['a string message with a key: not sent again (live only, no key kept)', { aid: 1, message: 'a string', idempotencyKey: 'k-string' }, false],
     ['a stored send with a key: sent again, and delivered once', { aid: 1, message: { TEXT: 'keyed' }, ttl: 60, idempotencyKey: 'k-stored' }, true],
+    // The server keeps a stored send's key only for its TTL: here the answer is lost 100 ms
+    // after the send ran, its key already gone, and a repeat would be delivered again.
+    ['a stored send with a key and a TTL shorter than a repeat may take (20 ms): not sent again (the key would be gone)', { aid: 1, message: { TEXT: 'short-lived' }, ttl: 0.02, idempotencyKey: 'k-short' }, false],
   ];
   for (const [name, input, repeated] of sends) {
     test(name, async () => {
       const s = await startHerald({ legacyEnabled: false });
-      const relay = await answerDroppingRelay(Number(new URL(s.url).port));
+      const relay = await answerDroppingRelay(Number(new URL(s.url).port), input.ttl === 0.02 ? 100 : 0);
       try {
         const tab = await s.tab('admin', 1);
         await tab.nextOfType('WELCOME');

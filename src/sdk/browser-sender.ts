@@ -197,8 +197,11 @@ export class BrowserSender {
     if (input.idempotencyKey !== undefined) body.idempotencyKey = input.idempotencyKey;
     // The server keeps the key only of a send it stores (an object with a TTL above 0): a string or
     // a TTL of 0 goes to the tabs open now only, and a second copy would reach them again.
-    const repeatable = input.idempotencyKey !== undefined && typeof body.message === 'object' && (input.ttl === undefined || Math.round(input.ttl * 1000) > 0);
-    return heraldAnswer<SendResult>(await this.#http.request('POST', '/send', body, { repeatable }), 'POST /send');
+    // And it keeps the key only for the message's TTL: a repeat taken after that would be a second send.
+    const ttlMs = input.ttl === undefined ? undefined : Math.round(input.ttl * 1000);
+    const repeatable = input.idempotencyKey !== undefined && typeof body.message === 'object' && (ttlMs === undefined || ttlMs > 0);
+    const options = ttlMs === undefined ? { repeatable } : { repeatable, repeatableForMs: ttlMs };
+    return heraldAnswer<SendResult>(await this.#http.request('POST', '/send', body, options), 'POST /send');
   }
 
   /**

@@ -34,6 +34,14 @@ export interface RequestOptions {
    * Default: true for GET.
    */
   repeatable?: boolean;
+  /**
+   * How long after the first attempt a repeat of a `repeatable` request is
+   * still harmless, in ms: a stored send's key is kept only as long as its
+   * TTL, and a repeat the server takes after that is a second send. A repeat
+   * that might reach the server later (its backoff plus timeoutMs) is not made.
+   * Default: no limit.
+   */
+  repeatableForMs?: number;
   /** One attempt only, whatever failed: a health check answers for now. */
   once?: boolean;
 }
@@ -88,9 +96,12 @@ export class HttpTransport {
       try {
         return await this.#attempt(method, path, body, options.allow ?? [], options.holdMs ?? 0);
       } catch (e) {
-        if (options.once || !(e instanceof HeraldSdkError) || !mayRepeat(e, repeatable)) throw e;
+        if (options.once || !(e instanceof HeraldSdkError)) throw e;
         const waitMs = Math.random() * Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** (attempt - 1));
         const elapsed = performance.now() - started;
+        // Measured from our first attempt, which the server took no earlier: its key lives at least that long.
+        const harmless = repeatable && (options.repeatableForMs === undefined || elapsed + waitMs + this.#timeoutMs < options.repeatableForMs);
+        if (!mayRepeat(e, harmless)) throw e;
         if (elapsed + waitMs >= this.#retryForMs) throw attempt === 1 ? e : gaveUp(e, attempt, elapsed);
         await new Promise((resolve) => setTimeout(resolve, waitMs));
       }
