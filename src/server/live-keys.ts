@@ -15,7 +15,7 @@
 export interface LiveKeysOptions {
   /** How long a key is remembered after its send, ms. Default 5 minutes. */
   windowMs?: number;
-  /** At most this many keys (about 0.2–0.6 KB each); when full, the oldest is forgotten early. Default 100 000. */
+  /** At most this many keys (about 0.15–0.9 KB each with the key and its stream: 0.3 KB at 200 ASCII characters, 0.9 KB at 200 emoji; docs/delivery.md); when full, the oldest is forgotten early. Default 100 000. */
   maxKeys?: number;
   /** Told when a key was forgotten before its window ended (the record was full), at most once a window. */
   onFull?: (maxKeys: number) => void;
