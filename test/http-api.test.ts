@@ -195,7 +195,12 @@ describe('HTTP API', () => {
       ['/api/v1/send/batch', { messages: [{ to: { aid: 1 }, message: 'x' }], answers: 'summary' }, 'body has an unknown field "answers"'],
       ['/api/v1/disconnect', { to: { aid: 1 }, reasn: 'kicked' }, 'body has an unknown field "reasn"'],
       ['/api/v1/disconnect', { to: { aidd: 1 } }, 'body/to has an unknown field "aidd"'],
-      ['/api/v1/disconnect', { to: { aid: 1, uid: 2 } }, 'body/to must NOT have more than 1 properties'],
+      ['/api/v1/disconnect', { to: { aid: 1, uid: 2 } }, 'body/to must hold exactly one of aid, uid, not aid and uid'],
+      ['/api/v1/disconnect', { to: {} }, 'body/to must hold exactly one of aid, uid'],
+      // The count is checked before the names: a stray field beside a right one is still named.
+      ['/api/v1/send', { to: { aid: 1, foo: 1 }, message: 'x' }, 'body/to has an unknown field "foo"'],
+      ['/api/v1/send', { to: { aid: 1, uid: 2 }, message: 'x' }, 'body/to must hold exactly one of aid, uid, aids, uids, all, not aid and uid'],
+      ['/api/v1/send/batch', { messages: [{ to: { aid: 1 }, message: 'x' }, { to: { uids: [1], bar: 2 }, message: 'x' }] }, 'body/messages/1/to has an unknown field "bar"'],
       ['/api/v1/tokens', { kind: 'admin', id: 1, ttlSec: 60 }, 'body has an unknown field "ttlSec"'],
     ];
     for (const [path, body, message] of cases) {

@@ -157,7 +157,9 @@ export class Herald {
       bodyLimit: options.maxBodyBytes,
       // A field a body's schema does not know is refused (400 HERALD_ERR_VALIDATION naming it),
       // not dropped: Fastify's default (removeAdditional) accepted `{"tll":5}` and ignored it.
-      ajv: { customOptions: { removeAdditional: false } },
+      // `verbose`: a refusal carries the value and its schema, so that "exactly one of" can name
+      // what the object held (schemaRefusal); it costs nothing on a valid request.
+      ajv: { customOptions: { removeAdditional: false, verbose: true } },
       // Per-request lines would log every send; errors are still logged by the error handler.
       logController: new LogController({ disableRequestLogging: true }),
       // No child logger per request (a pino child is built for every send

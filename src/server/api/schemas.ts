@@ -67,6 +67,9 @@ interface SchemaViolation {
   instancePath: string;
   params: Record<string, unknown>;
   message?: string | undefined;
+  /** With Ajv's `verbose` (herald.ts): the value refused, and the schema of the object holding the keyword. */
+  data?: unknown;
+  parentSchema?: { properties?: Record<string, unknown> } | undefined;
 }
 
 /**
@@ -81,10 +84,27 @@ export function schemaRefusal(err: Error & { validationContext?: string | undefi
   const context = err.validationContext ?? 'body';
   if (!err.validation?.length) return new HeraldError('HERALD_ERR_VALIDATION', `${context}${err.message.replace(/^(body|querystring|params)/, '')}`);
   const parts = err.validation.map((v) => {
-    const field = v.keyword === 'additionalProperties' ? v.params.additionalProperty : undefined;
-    return typeof field === 'string'
-      ? `${context}${v.instancePath} has an unknown field ${JSON.stringify(field.slice(0, 100))}`
-      : `${context}${v.instancePath} ${v.message ?? 'is not valid'}`;
+    const refusal = v.keyword === 'additionalProperties' ? v.params.additionalProperty : exactlyOneRefusal(v);
+    if (typeof refusal === 'string') return `${context}${v.instancePath} has an unknown field ${JSON.stringify(refusal.slice(0, 100))}`;
+    const message = typeof refusal === 'object' && refusal !== null && 'message' in refusal ? String(refusal.message) : v.message;
+    return `${context}${v.instancePath} ${message ?? 'is not valid'}`;
   });
   return new HeraldError('HERALD_ERR_VALIDATION', parts.join(', '));
+}
+
+/**
+ * An object that must hold exactly one of its fields (a recipient: `aid`, `uid`, …). Ajv
+ * checks the count before the names, so `{"aid":1,"foo":1}` was refused as "must NOT have
+ * more than 1 properties", which names neither the stray field nor the choice. This names
+ * an unknown field when there is one (a string), else the fields allowed and those given.
+ */
+function exactlyOneRefusal(v: SchemaViolation): string | { message: string } | undefined {
+  if ((v.keyword !== 'maxProperties' && v.keyword !== 'minProperties') || v.params.limit !== 1) return undefined;
+  const allowed = Object.keys(v.parentSchema?.properties ?? {});
+  if (allowed.length === 0 || typeof v.data !== 'object' || v.data === null) return undefined;
+  const given = Object.keys(v.data);
+  const unknown = given.find((k) => !allowed.includes(k));
+  if (unknown !== undefined) return unknown;
+  const choice = `exactly one of ${allowed.join(', ')}`;
+  return { message: given.length === 0 ? `must hold ${choice}` : `must hold ${choice}, not ${given.map((k) => k.slice(0, 100)).join(' and ')}` };
 }
