@@ -70,6 +70,22 @@ export function checkQuery(dialect: SqlDialect, kind: PrincipalKind, query: stri
   }
 }
 
+/**
+ * PostgreSQL refuses a parameter that is not a value of its column's type (a
+ * `uuid` or `bigint` session column, and a cookie that is not one) with a
+ * data exception (SQLSTATE class 22) raised while binding `$1`, where MySQL
+ * converts and finds no row. That is a session id no session can have, so a
+ * refusal, not an outage. Only an error PostgreSQL places at the parameter
+ * (its CONTEXT, `where`, names `$1`: "unnamed portal parameter $1 = '...'",
+ * translated with the server's locale but keeping `$1`) counts: a data
+ * exception of the query itself (a division by zero, a cast of a column) is
+ * the query's fault, and refusing then would log everybody out.
+ */
+function isMalformedParameter(e: unknown): boolean {
+  const { code, where } = e as { code?: unknown; where?: unknown };
+  return typeof code === 'string' && code.startsWith('22') && typeof where === 'string' && /\$1(?!\d)/.test(where);
+}
+
 export interface SqlResolverOptions {
   readonly pool: SqlPool;
   readonly lookups: SqlLookups;
@@ -118,8 +134,13 @@ export class SqlResolver implements CredentialResolver {
     try {
       value = await this.#pool.firstValue(lookup.query, credential);
     } catch (e) {
-      // Log the driver's code only: its message could quote the query's context.
+      // Log the driver's code only: its message could quote the query's context
+      // (PostgreSQL's quotes the session id itself: 'invalid input syntax for type uuid: "…"').
       const code = (e as { code?: unknown }).code;
+      if (isMalformedParameter(e)) {
+        this.#logger?.info({ resolver: 'sql', kind, code }, 'session look-up refused: the session id is not of its column\'s type');
+        return { outcome: 'refused', reason: 'malformed session id' };
+      }
       this.#logger?.warn({ resolver: 'sql', kind, code: typeof code === 'string' ? code : undefined }, 'session look-up failed: database unavailable');
       return { outcome: 'unavailable', reason: 'session database unavailable' };
     }
