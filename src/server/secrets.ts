@@ -25,12 +25,26 @@ export function secretsFile(dataDir: string): string {
 export function readSecrets(dataDir: string): Partial<StoredSecrets> {
   const file = secretsFile(dataDir);
   if (!existsSync(file)) return {};
+  let text: string;
   try {
-    const parsed = JSON.parse(readFileSync(file, 'utf8')) as Partial<StoredSecrets>;
-    return { ...(typeof parsed.secret === 'string' ? { secret: parsed.secret } : {}), ...(typeof parsed.apiToken === 'string' ? { apiToken: parsed.apiToken } : {}) };
+    text = readFileSync(file, 'utf8');
   } catch (e) {
     throw new HeraldError('HERALD_ERR_CONFIG', `cannot read ${file}: ${(e as Error).message}`);
   }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // Not JSON.parse's message: V8's quotes the text around the error ('Unexpected
+    // token 'Z', ...""secret": Zq8vN3kTg5"... is not valid JSON'), ten characters
+    // of the secret on the terminal and in the service's journal.
+    throw new HeraldError('HERALD_ERR_CONFIG', `cannot read ${file}: it is not valid JSON (its contents are not shown: they are secrets)`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new HeraldError('HERALD_ERR_CONFIG', `cannot read ${file}: it is not valid JSON for secrets (an object with "secret" and "apiToken" was expected)`);
+  }
+  const { secret, apiToken } = parsed as Partial<Record<keyof StoredSecrets, unknown>>;
+  return { ...(typeof secret === 'string' ? { secret } : {}), ...(typeof apiToken === 'string' ? { apiToken } : {}) };
 }
 
 /**
