@@ -36,8 +36,31 @@ export function sqlDialectOf(url: string): SqlDialect {
   throw new HeraldError('HERALD_ERR_CONFIG', 'option "sqlUrl" must start with mysql://, mariadb://, postgres:// or postgresql://');
 }
 
+/**
+ * Throws HERALD_ERR_CONFIG when the driver cannot use `url`. Each driver
+ * judges its own URL: mysql2 parses it in createPool, and threw its parser's
+ * TypeError from inside (a stack trace at start; the error's `input` is the
+ * whole URL, password included); pg parses it only when it first connects,
+ * so Herald started and answered every handshake 503. The message never
+ * quotes the URL: it may hold a password.
+ */
 export function createSqlPool(url: string, options: SqlPoolOptions): SqlPool {
-  return sqlDialectOf(url) === 'mysql' ? new MysqlPool(url, options) : new PostgresPool(url, options);
+  const dialect = sqlDialectOf(url);
+  try {
+    if (dialect === 'mysql') return new MysqlPool(url, options);
+    // Parses the URL as the pool will at its first connection; connects nowhere.
+    new pg.Client({ connectionString: postgresUrl(url) });
+    return new PostgresPool(url, options);
+  } catch {
+    throw new HeraldError(
+      'HERALD_ERR_CONFIG',
+      'option "sqlUrl" is not a URL the database driver can use (a port out of range, a malformed host, or an @ : / % in the user or password not written as %40 %3A %2F %25?); its value is not shown: it may hold a password',
+    );
+  }
+}
+
+function postgresUrl(url: string): string {
+  return url.replace(/^postgresql:/i, 'postgres:');
 }
 
 function timeoutError(ms: number): Error {
@@ -135,7 +158,7 @@ class PostgresPool implements SqlPool {
   constructor(url: string, options: SqlPoolOptions) {
     this.#timeoutMs = options.timeoutMs;
     this.#pool = new pg.Pool({
-      connectionString: url.replace(/^postgresql:/i, 'postgres:'),
+      connectionString: postgresUrl(url),
       max: options.size,
       connectionTimeoutMillis: options.timeoutMs,
       // The server cancels a query at the deadline itself, so the connection stays usable.
