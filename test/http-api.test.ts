@@ -258,6 +258,11 @@ describe('HTTP API', () => {
     const r = await s.api('POST', '/api/v1/tokens', { kind: 'user', id: 77, ttl: 60 });
     assert.equal(r.status, 200);
     assert.ok(r.body.expiresAt > Date.now());
+    // expiresAt is when the token ends: its own exp, not the moment of minting plus the TTL
+    // (up to 999 ms later, as the token's seconds count from the current second).
+    const claims = JSON.parse(Buffer.from(r.body.token.split('.')[1], 'base64url').toString('utf8'));
+    assert.equal(r.body.expiresAt, claims.exp * 1000);
+    assert.equal(claims.exp - claims.iat, 60);
     const { TestTab } = await import('./helpers/ws-client.js');
     const tab = await TestTab.open(`${s.wsUrl}/ws/user`, { query: { token: r.body.token } });
     assert.equal((await tab.nextOfType('WELCOME')).ID, 77);

@@ -14,7 +14,7 @@ import { answerClientError, answerFrameworkError, answerUnmetExpectation, instal
 import { LegacyServer } from './api/legacy-server.js';
 import { OriginPolicy, defaultAllowedOrigins } from './auth/origin-policy.js';
 import type { SessionResolver } from './auth/session-resolver.js';
-import { mintToken } from './auth/token-resolver.js';
+import { mintToken, tokenExpiry } from './auth/token-resolver.js';
 import { createSessionResolver, createSessionWatcher, type SessionWatcher } from './auth/index.js';
 import type { Broker, Envelope } from './broker/broker.js';
 import { LocalBroker } from './broker/local-broker.js';
@@ -216,7 +216,7 @@ export class Herald {
 
   async mintToken(principal: Principal, ttlMs: number = this.options.tokenTtlMs): Promise<{ token: string; expiresAt: number }> {
     const now = Date.now();
-    return { token: await mintToken(this.options.secret, principal, ttlMs, now), expiresAt: now + Math.max(1000, Math.round(ttlMs / 1000) * 1000) };
+    return { token: await mintToken(this.options.secret, principal, ttlMs, now), expiresAt: tokenExpiry(ttlMs, now) * 1000 };
   }
 
   status(): Record<string, unknown> {

@@ -11,15 +11,23 @@ export const TOKEN_COOKIE = 'herald_token';
 
 const encoder = new TextEncoder();
 
+/**
+ * The `exp` (epoch seconds) of a token minted at `now` (epoch ms) for `ttlMs`:
+ * whole seconds from the current second, at least one. Told to whoever asked
+ * for the token as `expiresAt` (× 1000), so that it says when the token ends.
+ */
+export function tokenExpiry(ttlMs: number, now: number): number {
+  return Math.floor(now / 1000) + Math.max(1, Math.round(ttlMs / 1000));
+}
+
 /** Signs a browser token (HS256 JWT): `sub` = `admin:7`, `aud` = herald, `exp`. */
 export async function mintToken(secret: string, principal: Principal, ttlMs: number, now = Date.now()): Promise<string> {
-  const iat = Math.floor(now / 1000);
   return new SignJWT({ knd: principal.kind })
     .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
     .setSubject(`${principal.kind}:${principal.id}`)
     .setAudience(TOKEN_AUDIENCE)
-    .setIssuedAt(iat)
-    .setExpirationTime(iat + Math.max(1, Math.round(ttlMs / 1000)))
+    .setIssuedAt(Math.floor(now / 1000))
+    .setExpirationTime(tokenExpiry(ttlMs, now))
     .sign(encoder.encode(secret));
 }
 
