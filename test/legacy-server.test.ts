@@ -11,6 +11,7 @@ import { loadOptions } from '../src/server/options.js';
 import { createCore } from './helpers/legacy-core.js';
 import { RawLegacyClient, within } from './helpers/legacy-client.js';
 import { startHerald, type TestServer } from './helpers/server.js';
+import { until } from './helpers/ws-client.js';
 
 const TOKEN = 'perl-side-token-0123456789';
 /** Far below the old client's 2-second give-up, with room for a loaded CI machine. */
@@ -169,6 +170,26 @@ describe('legacy TCP protocol, end to end', () => {
     assert.deepEqual(await c.next(), { TYPE: 'PONG' });
     await within(c.closed, 2000, 'the server to end the connection');
   });
+
+  for (const how of ['closes', 'resets'] as const) {
+    it(`carries out every request it read when the peer ${how} the connection without reading the answers`, async () => {
+      // The old daemon handled each read whole. A client that writes several MESSAGEs and goes
+      // away makes our first answer meet a closed socket (a reset): the rest were once dropped.
+      const aid = how === 'closes' ? 31 : 32;
+      const tab = await server.tab('admin', aid);
+      await tab.nextOfType('WELCOME');
+      const c = await connect();
+      const n = 20;
+      let batch = '';
+      for (let i = 0; i < n; i++) batch += `{"TYPE":"MESSAGE","TO":"ADMIN","ID":${aid},"TOKEN":"${TOKEN}","DATA":{"TEXT":"gone ${i}"}}\n`;
+      c.socket.write(batch, () => (how === 'closes' ? c.destroy() : c.socket.resetAndDestroy()));
+      await within(c.closed, 2000, 'the client to close');
+      await tab.next((f) => f?.TEXT === `gone ${n - 1}`);
+      const texts = tab.frames.filter((f) => typeof f?.TEXT === 'string' && f.TEXT.startsWith('gone ')).map((f) => f.TEXT);
+      assert.deepEqual(texts, Array.from({ length: n }, (_, i) => `gone ${i}`));
+      tab.close();
+    });
+  }
 });
 
 describe('legacy TCP protocol, limits', () => {
@@ -229,6 +250,46 @@ describe('legacy TCP protocol, limits', () => {
       c.destroy();
     } finally {
       await legacy.close();
+      await core.close();
+    }
+  });
+
+  it('a connection whose peer left counts against legacyMaxConnections until it has carried out what it read', async () => {
+    const core = await createCore();
+    let started: (() => void) | undefined;
+    const hung = new Promise<void>((resolve) => {
+      started = resolve;
+    });
+    // A command service stuck forever stands in for any hung dependency (store, broker).
+    const stuck = {
+      start: () => {
+        started?.();
+        return new Promise<never>(() => {});
+      },
+    } as unknown as CommandService;
+    const options = loadOptions({ env: {}, overrides: { legacyMaxConnections: 1 } });
+    const legacy = new LegacyServer({ host: '127.0.0.1', port: 0, notifier: core.notifier, commands: stuck, options, logger: pino({ level: 'silent' }) });
+    const { port } = await legacy.listen();
+    try {
+      const [tab] = core.open('admin', 5);
+      const a = await RawLegacyClient.connect(port);
+      await a.write('{"TYPE":"COMMAND","AID":5,"PROGRAM":"ping"}{"TYPE":"MESSAGE","ID":5,"DATA":{"TEXT":"after the command"}}');
+      await within(hung, 2000, 'the command to start');
+      // A reset closes the server's socket at once (a FIN would leave it half open until answered).
+      a.socket.resetAndDestroy();
+      await until(() => legacy.connections === 1 && a.socket.destroyed, 2000, 'the reset to arrive');
+      // Its socket is gone, its work is not: a new connection is refused.
+      const b = await RawLegacyClient.connect(port);
+      await within(b.closed, 1000, 'the connection over the limit to be closed');
+      assert.equal(b.answers.length, 0);
+      // The hung request still meets its deadline with no socket to answer on, and the next is carried out.
+      await until(() => legacy.connections === 0, LEGACY_ANSWER_DEADLINE_MS + 2000, 'the connection to finish its work');
+      assert.deepEqual(tab!.received.map((f) => (f as { TEXT?: string }).TEXT), ['after the command']);
+      const c = await RawLegacyClient.connect(port);
+      assert.deepEqual((await c.request('{"TYPE":"PING"}')).answer, { TYPE: 'PONG' });
+      c.destroy();
+    } finally {
+      await within(legacy.close(), 3000, 'close()');
       await core.close();
     }
   });

@@ -81,6 +81,15 @@ class LegacyConnection {
   #lingerTimer: NodeJS.Timeout | undefined;
   #deadlineTimer: NodeJS.Timeout | undefined;
   #onDeadline: (() => void) | undefined;
+  /** Cut by the server (close()'s grace ran out): requests still queued are dropped. */
+  #cut = false;
+  #socketClosed = false;
+  #settle: (() => void) | undefined;
+  /**
+   * Settles once the socket has closed and the requests it had delivered are
+   * carried out: a peer that goes away does not take its received requests
+   * with it (see #drain).
+   */
   readonly closed: Promise<void>;
 
   constructor(socket: net.Socket, server: LegacyServer, log: Logger) {
@@ -89,7 +98,9 @@ class LegacyConnection {
     this.#peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
     this.#log = log.child({ peer: this.#peer });
     this.#framer = new JsonStreamFramer({ maxValueBytes: server.settings.legacyMaxRequestBytes });
-    this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
+    this.closed = new Promise((resolve) => {
+      this.#settle = resolve;
+    });
     socket.setNoDelay(true);
     socket.setKeepAlive(true, KEEPALIVE_MS);
     if (server.settings.legacyIdleTimeoutMs > 0) {
@@ -102,9 +113,13 @@ class LegacyConnection {
     socket.on('end', () => this.#onEnd());
     socket.on('error', (e) => this.#log.debug({ err: e.message }, 'legacy connection error'));
     socket.on('close', () => {
+      this.#socketClosed = true;
+      if (!this.#busy) this.#settle?.();
       this.#clearPartialTimer();
       if (this.#lingerTimer) clearTimeout(this.#lingerTimer);
-      if (this.#deadlineTimer) clearTimeout(this.#deadlineTimer);
+      // The deadline timer is left to fire (it is unref'd, and a no-op when idle): a request
+      // still in flight after the socket closed must get its deadline, or #drain could wait
+      // on a hung dependency for ever and close() with it (a cleared timer cannot be refreshed).
     });
     socket.on('drain', () => this.#maybeResume());
   }
@@ -193,6 +208,7 @@ class LegacyConnection {
   }
 
   destroy(): void {
+    this.#cut = true;
     this.#socket.destroy();
   }
 
@@ -217,13 +233,20 @@ class LegacyConnection {
     });
   }
 
-  /** Handles the queue one request at a time, so answers (and sends) keep their order. */
+  /**
+   * Handles the queue one request at a time, so answers (and sends) keep their order.
+   * A peer that closes or resets its connection before reading its answers
+   * (it wrote five MESSAGEs and closed) still has every request already read
+   * carried out, as the old daemon did, which handled each read whole: only
+   * the answers are lost. Only the server's own cut (close()'s grace) drops
+   * what is queued.
+   */
   async #drain(): Promise<void> {
     if (this.#busy) return;
     this.#busy = true;
     let handled = 0;
     try {
-      while (this.#queue.length > 0 && !this.#socket.destroyed) {
+      while (this.#queue.length > 0 && !this.#cut) {
         // Fairness: a peer with thousands of requests queued must not keep
         // the event loop from everyone else (their answers are due in ms too).
         if (++handled % YIELD_EVERY === 0) await new Promise((resolve) => setImmediate(resolve));
@@ -244,6 +267,7 @@ class LegacyConnection {
       if (this.#ending && !this.#socket.destroyed) this.#finish();
     } finally {
       this.#busy = false;
+      if (this.#socketClosed) this.#settle?.();
     }
   }
 
@@ -361,6 +385,13 @@ export class LegacyServer {
 
   #accept(socket: net.Socket): void {
     if (this.#closing) {
+      socket.destroy();
+      return;
+    }
+    // A connection whose peer left still counts while it carries out what it read (maxConnections
+    // counts open sockets only): connecting, writing and closing in a loop must not pile up work.
+    if (this.#connections.size >= this.settings.legacyMaxConnections) {
+      this.#log.warn({ peer: socket.remoteAddress }, 'legacy connection refused: legacyMaxConnections reached');
       socket.destroy();
       return;
     }
