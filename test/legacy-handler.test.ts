@@ -192,6 +192,16 @@ describe('legacy request handler', () => {
     assert.match(refused.ERROR as string, /\/bin\/rm/);
   });
 
+  it('takes any string as SUCCESS or ERROR, "bad" included, and refuses what is neither a string nor an object', async () => {
+    const commands = new RecordingCommands();
+    // "bad" was the parser's own marker for a refused value, so this COMMAND was refused.
+    assert.equal(await ask({ TYPE: 'COMMAND', AID: 1, PROGRAM: 'ping', SUCCESS: 'bad', ERROR: 'bad' }, { commands }), 1);
+    assert.deepEqual(commands.started.map((r) => [r.success, r.error]), [['bad', 'bad']]);
+    assert.deepEqual(await ask({ TYPE: 'COMMAND', AID: 1, PROGRAM: 'ping', ERROR: 5 }, { commands }), {
+      TYPE: 'ERROR', ERROR: 'COMMAND with bad SUCCESS or ERROR: expected a string or a notification object', CODE: 'HERALD_ERR_BAD_REQUEST',
+    });
+  });
+
   it('hands a COMMAND it refuses for its shape to the command service\'s audit, as it came, once the sender may ask', async () => {
     const commands = new RecordingCommands();
     const noAid = { TYPE: 'COMMAND', PROGRAM: 'rm', PROGRAM_ARGS: '-rf /', ID: 'task-1' };

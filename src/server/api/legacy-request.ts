@@ -281,12 +281,15 @@ function withType(o: Obj): NotificationObject {
   return typeof o.TYPE === 'string' && o.TYPE !== '' ? (o as NotificationObject) : { ...o, TYPE: 'MESSAGE' };
 }
 
+/** What notificationOrUndefined answers for a value that is neither (a symbol: any string is a valid notification). */
+const BAD_NOTIFICATION: unique symbol = Symbol('bad notification');
+
 /** SUCCESS / ERROR of a COMMAND: a string or a notification object. */
-function notificationOrUndefined(v: unknown): NotificationPayload | undefined | 'bad' {
+function notificationOrUndefined(v: unknown): NotificationPayload | undefined | typeof BAD_NOTIFICATION {
   if (missing(v)) return undefined;
   if (typeof v === 'string') return v;
   if (isObject(v)) return withType(v);
-  return 'bad';
+  return BAD_NOTIFICATION;
 }
 
 function parseList(raw: Obj): BodyResult {
@@ -322,7 +325,7 @@ function parseCommand(raw: Obj): BodyResult {
   }
   const success = notificationOrUndefined(raw.SUCCESS);
   const error = notificationOrUndefined(raw.ERROR);
-  if (success === 'bad' || error === 'bad') return bad('COMMAND with bad SUCCESS or ERROR: expected a string or a notification object');
+  if (success === BAD_NOTIFICATION || error === BAD_NOTIFICATION) return bad('COMMAND with bad SUCCESS or ERROR: expected a string or a notification object');
   let taskId: string | number | undefined;
   if (typeof raw.ID === 'string' || typeof raw.ID === 'number') taskId = raw.ID;
   const body: { -readonly [K in keyof Extract<LegacyRequestBody, { type: 'COMMAND' }>]: Extract<LegacyRequestBody, { type: 'COMMAND' }>[K] } = {
