@@ -294,6 +294,39 @@ describe('legacy TCP protocol, limits', () => {
     }
   });
 
+  it('does not count time it spent not reading against legacyRequestTimeoutMs', async () => {
+    const core = await createCore();
+    let first: (() => void) | undefined;
+    const started = new Promise<void>((resolve) => {
+      first = resolve;
+    });
+    // Each command takes 10 ms to be accepted: 70 of them keep the queue full (reading paused) for 700 ms.
+    const slow = {
+      start: () => {
+        first?.();
+        return new Promise((resolve) => setTimeout(resolve, 10));
+      },
+    } as unknown as CommandService;
+    const options = loadOptions({ env: {}, overrides: { legacyRequestTimeoutMs: 200 } });
+    const legacy = new LegacyServer({ host: '127.0.0.1', port: 0, notifier: core.notifier, commands: slow, options, logger: pino({ level: 'silent' }) });
+    const { port } = await legacy.listen();
+    try {
+      const c = await RawLegacyClient.connect(port);
+      const n = 70;
+      await c.write('{"TYPE":"COMMAND","AID":1,"PROGRAM":"ping"}'.repeat(n) + '{"TYPE":"PI');
+      await within(started, 2000, 'the first command');
+      // The server read all that and stopped reading (its queue is full): the rest waits in the socket, in time.
+      await c.write('NG"}');
+      for (let i = 0; i < n; i++) assert.equal(await c.next(3000), 1);
+      assert.deepEqual(await c.next(3000), { TYPE: 'PONG' }, 'not "request incomplete for too long"');
+      assert.equal(c.socket.destroyed, false);
+      c.destroy();
+    } finally {
+      await legacy.close();
+      await core.close();
+    }
+  });
+
   it('with legacyIdleTimeoutMs set, a silent connection is ended', async () => {
     const core = await createCore();
     const options = loadOptions({ env: {}, overrides: { legacyIdleTimeoutMs: 150 } });

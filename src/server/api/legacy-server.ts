@@ -212,13 +212,25 @@ class LegacyConnection {
     this.#socket.destroy();
   }
 
+  /**
+   * legacyRequestTimeoutMs is the peer's to meet, so it does not run while we
+   * are not reading: the rest of a request waiting in the socket behind our own
+   * backpressure is not late, and was once refused as "incomplete for too long"
+   * (a pipelining client that read its answers slowly, or a slow dependency).
+   */
   #maybePause(): void {
-    if (this.#queue.length >= MAX_QUEUED_REQUESTS || this.#socket.writableNeedDrain) this.#socket.pause();
+    if (this.#queue.length >= MAX_QUEUED_REQUESTS || this.#socket.writableNeedDrain) {
+      this.#socket.pause();
+      this.#clearPartialTimer();
+    }
   }
 
   #maybeResume(): void {
     if (this.#ending || this.#socket.destroyed) return;
-    if (this.#queue.length < MAX_QUEUED_REQUESTS / 2 && !this.#socket.writableNeedDrain) this.#socket.resume();
+    if (this.#queue.length < MAX_QUEUED_REQUESTS / 2 && !this.#socket.writableNeedDrain && this.#socket.isPaused()) {
+      this.#socket.resume();
+      this.#watchPartial(true);
+    }
   }
 
   /**
