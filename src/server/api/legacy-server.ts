@@ -375,7 +375,7 @@ export class LegacyServer {
     return this.#address;
   }
 
-  /** Connections open now. */
+  /** Connections open now, counting those whose peer left while what it had sent is still being carried out. */
   get connections(): number {
     return this.#connections.size;
   }
