@@ -494,7 +494,10 @@ export class Connection implements Tab {
 
   #onMessage(data: Buffer, isBinary: boolean): void {
     this.#alive = true;
-    if (this.#closing) return;
+    if (this.#closing) {
+      this.#onMessageWhileClosing(data, isBinary);
+      return;
+    }
     if (data.length > this.#deps.limits.maxFrameBytes) {
       this.close(CloseCode.TOO_LARGE, CloseReason.TOO_LARGE);
       return;
@@ -526,6 +529,22 @@ export class Connection implements Tab {
     } catch (err) {
       failed(err);
     }
+  }
+
+  /**
+   * A frame that arrives after this side began to close: the tab sent it
+   * before it saw the close, and the closing handshake exists so that such
+   * data is not lost (RFC 6455 §1.4). An ack among them is recorded: the
+   * browser library does not send an ack again once it went out, so one
+   * dropped here left the notification unacknowledged for good (its status
+   * said so, and the person's next new tab was sent it again). Nothing else
+   * is answered, as nothing more may be sent (§5.5.1), and the frame limit
+   * still bounds what is parsed.
+   */
+  #onMessageWhileClosing(data: Buffer, isBinary: boolean): void {
+    if (isBinary || data.length > this.#deps.limits.maxFrameBytes || this.#overLimit('frames')) return;
+    const parsed = parseClientFrame(data.toString('utf8'));
+    if (parsed.ok && parsed.frame.TYPE === 'RESPONSE') this.#handle(parsed.frame);
   }
 
   /** Acks, pings and pongs (nearly every frame a tab sends) are handled at once, without a promise. */
