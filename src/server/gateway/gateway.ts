@@ -125,7 +125,14 @@ export class Gateway {
   #onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer, fixedKind: PrincipalKind | undefined): Promise<void> | undefined {
     socket.on('error', destroyOnError);
     if (this.#closing) return reject(socket, 503, 'HERALD_ERR_SHUTTING_DOWN', 'the server is shutting down');
-    const url = requestUrl(req);
+    let url: URL;
+    try {
+      url = requestUrl(req);
+    } catch {
+      // A request target node's parser lets through but that is no URL (`//[`, `http://[`):
+      // the client's mistake, not a server failure to log and answer "try again later".
+      return reject(socket, 400, 'HERALD_ERR_BAD_REQUEST', 'the request target is not a valid URL');
+    }
     const kind = fixedKind ?? PATHS[url.pathname.replace(/\/+$/, '')];
     if (!kind) return reject(socket, 404, 'HERALD_ERR_NOT_FOUND', 'WebSocket endpoints are /ws/admin and /ws/user');
     const admission = admit(this.#o, kind, req, url);

@@ -1,0 +1,59 @@
+/**
+ * A handshake whose request target node's HTTP parser lets through but that
+ * is no URL (`//[`, `http://[`). It is the client's mistake: 400
+ * HERALD_ERR_BAD_REQUEST, on the main port and on the compatibility ports,
+ * where any path is accepted. It was answered 503 HERALD_ERR_INTERNAL "try
+ * again later" (a client that retries on 503 would retry for ever), with an
+ * error line in the log for each such request.
+ */
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { after, before, describe, test } from 'node:test';
+import { restartablePort } from './helpers/ports.js';
+import { startHerald, type TestServer } from './helpers/server.js';
+
+/** Writes one raw upgrade request and resolves with everything the server answered, once it closed the connection. */
+function rawUpgrade(port: number, target: string, token: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    let answer = '';
+    const timer = setTimeout(() => {
+      socket.destroy();
+      reject(new Error(`the server did not close the connection; answered ${JSON.stringify(answer)}`));
+    }, 5000);
+    socket.on('data', (d: Buffer) => { answer += d.toString('latin1'); });
+    socket.on('error', reject);
+    socket.on('close', () => {
+      clearTimeout(timer);
+      resolve(answer);
+    });
+    socket.write(
+      `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+        `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nCookie: herald_token=${token}\r\n\r\n`,
+    );
+  });
+}
+
+describe('a handshake whose request target is no URL', () => {
+  let s: TestServer;
+  let ports: number[];
+  let token: string;
+  before(async () => {
+    const adminPort = await restartablePort();
+    s = await startHerald({ adminPort, heartbeatMs: 60_000 });
+    token = await s.token('admin', 1);
+    ports = [Number(new URL(s.url).port), adminPort];
+  });
+  after(() => s.close());
+
+  for (const target of ['//[/ws/admin', 'http://[/ws/admin', '//[']) {
+    test(`${target}: 400 HERALD_ERR_BAD_REQUEST, and the connection is closed`, async () => {
+      for (const port of ports) {
+        const answer = await rawUpgrade(port, target, token);
+        assert.match(answer, /^HTTP\/1\.1 400 Bad Request\r\n/, answer);
+        const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as { error: { code: string } };
+        assert.equal(body.error.code, 'HERALD_ERR_BAD_REQUEST');
+      }
+    });
+  }
+});
