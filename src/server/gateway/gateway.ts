@@ -146,8 +146,21 @@ export class Gateway {
    * shares, and a listener left on the socket would keep it (1.4 KB a tab).
    */
   async #upgradeWhenAdmitted(req: IncomingMessage, socket: Duplex, head: Buffer, admission: Promise<Admission>): Promise<void> {
-    this.#upgrade(req, socket, head, await admission);
+    this.#admitting.add(socket);
+    const admitted = await admission;
+    // Refused by close() meanwhile: that answer stands.
+    if (!this.#admitting.delete(socket)) return;
+    this.#upgrade(req, socket, head, admitted);
   }
+
+  /**
+   * Handshakes waiting for the resolver (an SQL or HTTP look-up). close()
+   * refuses them at once: left to wait, each kept the HTTP server from
+   * closing (the whole shutdown grace, as node's closeAllConnections does
+   * not see upgrade sockets), and was answered after the shutdown, when its
+   * look-up ended.
+   */
+  readonly #admitting = new Set<Duplex>();
 
   #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, admission: Admission): undefined {
     if (!admission.admitted) {
@@ -215,6 +228,8 @@ export class Gateway {
   async close(reason: string = CloseReason.SHUTDOWN, graceMs = 2000): Promise<void> {
     this.#closing = true;
     clearInterval(this.#heartbeat);
+    for (const socket of this.#admitting) reject(socket, 503, 'HERALD_ERR_SHUTTING_DOWN', 'the server is shutting down');
+    this.#admitting.clear();
     const all = [...this.#connections];
     const closed = all.map((c) => new Promise<void>((resolve) => {
       if (!this.#connections.has(c)) return resolve();
