@@ -150,6 +150,7 @@ export class Connection implements Tab {
   #frames = 0;
   #errors = 0;
   #onClosed: (() => void) | undefined;
+  #onClosing: (() => void) | undefined;
 
   /**
    * `socket` is the one `ws` was given: live notifications, WELCOME and
@@ -171,7 +172,7 @@ export class Connection implements Tab {
     });
     ws.on('error', (err) => this.#log.debug({ err: err.message }, 'socket error'));
     ws.on('close', () => {
-      this.#closing = true;
+      this.#beginClosing();
       this.#onClosed?.();
     });
   }
@@ -184,6 +185,22 @@ export class Connection implements Tab {
 
   onClosed(listener: () => void): void {
     this.#onClosed = listener;
+  }
+
+  /**
+   * Called once, when this tab begins to close (a close of ours, or the
+   * peer's): from then on nothing is sent to it, so it is no longer one of
+   * the person's open tabs, though its close handshake may take up to ws's
+   * 30 s (a peer that does not read).
+   */
+  onClosing(listener: () => void): void {
+    this.#onClosing = listener;
+  }
+
+  #beginClosing(): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    this.#onClosing?.();
   }
 
   get isOpen(): boolean {
@@ -456,7 +473,7 @@ export class Connection implements Tab {
 
   close(code: number, reason: string): void {
     if (this.#closing) return;
-    this.#closing = true;
+    this.#beginClosing();
     if (this.#ws.readyState === this.#ws.OPEN) {
       this.#ws.send(JSON.stringify({ TYPE: 'close', REASON: reason }));
       this.#ws.close(code, closeFrameReason(reason));
@@ -467,7 +484,7 @@ export class Connection implements Tab {
 
   /** Ends the socket now, without the close handshake (shutdown after the grace period). */
   terminate(): void {
-    this.#closing = true;
+    this.#beginClosing();
     this.#ws.terminate();
   }
 

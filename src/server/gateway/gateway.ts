@@ -186,6 +186,11 @@ export class Gateway {
       this.#connections.add(conn);
       const slice = this.#slices[this.#added++ % this.#slices.length]!;
       slice.add(conn);
+      // Out of the Hub as soon as it begins to close: a tab closed as a slow
+      // consumer, for silence or by a kick was otherwise counted online and
+      // sent to (a live-only send reported delivered, and dropped) until its
+      // close handshake ended, up to ws's 30 s for a peer that does not read.
+      conn.onClosing(() => this.#o.hub.remove(conn));
       conn.onClosed(() => {
         this.#connections.delete(conn);
         slice.delete(conn);
