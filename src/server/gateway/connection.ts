@@ -170,7 +170,12 @@ export class Connection implements Tab {
     ws.on('pong', () => {
       this.#alive = true;
     });
-    ws.on('error', (err) => this.#log.debug({ err: err.message }, 'socket error'));
+    ws.on('error', (err) => {
+      this.#log.debug({ err: err.message }, 'socket error');
+      // ws closes the tab itself after an error (a bad frame: 1002, 1007, 1009),
+      // and no longer reads it: its close handshake waits for the peer's FIN.
+      this.#beginClosing();
+    });
     ws.on('close', () => {
       this.#beginClosing();
       this.#onClosed?.();
