@@ -461,9 +461,9 @@ export class Connection implements Tab {
   /** Called by the Gateway's heartbeat timer. Returns false when the tab was closed for silence. */
   heartbeat(): boolean {
     if (!this.isOpen) {
-      // A close we started that the peer has not answered for a whole
-      // heartbeat: it is gone. Without this it would stay in the Hub
-      // (online, sent to) for ws's 30 s close timeout.
+      // A close that the peer has not answered for a whole heartbeat: it is
+      // gone. It left the Hub when the close began (onClosing); this frees
+      // its socket before ws's 30 s close timeout when heartbeats are shorter.
       if (this.#closing && ++this.#closingTicks > 1) this.#ws.terminate();
       return true;
     }
