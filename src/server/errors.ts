@@ -18,6 +18,7 @@ export const ErrorCodes = {
   HERALD_ERR_HEADERS_TOO_LARGE: { status: 431, message: 'the request headers are too large' },
   HERALD_ERR_RATE_LIMITED: { status: 429, message: 'too many requests' },
   HERALD_ERR_QUEUE_FULL: { status: 429, message: 'the queue is full' },
+  HERALD_ERR_TOO_MANY_TABS: { status: 429, message: 'this person has too many tabs open' },
   HERALD_ERR_COMMAND_FORBIDDEN: { status: 403, message: 'the program is not allowed' },
   HERALD_ERR_COMMAND_NOT_FOUND: { status: 422, message: 'the allowed program is not installed' },
   HERALD_ERR_COMMANDS_DISABLED: { status: 501, message: 'commands are not enabled' },

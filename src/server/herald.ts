@@ -147,6 +147,7 @@ export class Herald {
         maxFramesPer10s: 1000, maxErrorsPer10s: 50, broadcastAcksPerSecond: 50,
         acksPerSecond: options.acksPerSecond,
       },
+      maxTabsPerPerson: options.maxTabsPerPerson,
     });
     opened.push(() => gateway.close(CloseReason.SHUTDOWN, 0));
     await broker.start((envelope) => deliverLocally(hub, envelope));

@@ -21,6 +21,8 @@ export interface GatewayOptions {
   commands: CommandService | undefined;
   logger: Logger;
   limits: ConnectionLimits;
+  /** Most tabs one person may have open here; a handshake past it is refused with 429. 0: no limit. Default 0. */
+  maxTabsPerPerson?: number;
   now?: () => number;
 }
 
@@ -57,7 +59,7 @@ export function payloadCeiling(maxFrameBytes: number): number {
 /** The two browser endpoints on the public listener. */
 const PATHS: Record<string, PrincipalKind> = { '/ws/admin': 'admin', '/ws/user': 'user' };
 
-const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 503: 'Service Unavailable' };
+const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 429: 'Too Many Requests', 503: 'Service Unavailable' };
 
 /**
  * The browser-facing WebSocket endpoint. Every check — path, Origin,
@@ -170,6 +172,12 @@ export class Gateway {
     }
     if (this.#closing || socket.destroyed) return reject(socket, 503, 'HERALD_ERR_SHUTTING_DOWN', 'the server is shutting down');
     const { principal, credential } = admission;
+    const maxTabs = this.#o.maxTabsPerPerson ?? 0;
+    if (maxTabs > 0 && this.#o.hub.count(principal) >= maxTabs) {
+      // Refused before the upgrade, so no socket is held: one valid credential cannot open tabs without end.
+      this.#o.logger.info({ kind: principal.kind, id: principal.id, maxTabsPerPerson: maxTabs }, 'handshake refused: too many tabs');
+      return reject(socket, 429, 'HERALD_ERR_TOO_MANY_TABS', `this ${principal.kind} has ${maxTabs} tabs open (maxTabsPerPerson): close one, or try again later`);
+    }
     const cursors = parseCursors(admission.url.searchParams);
     // The 101 answer and WELCOME leave in one write (one system call, one
     // packet) instead of two: the socket is corked until WELCOME is written.
