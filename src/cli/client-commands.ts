@@ -226,8 +226,11 @@ export function runConfig(flags: GlobalFlags & { markdown?: boolean }): void {
     out(optionsMarkdownTable());
     return;
   }
-  // The effective configuration, secrets masked: what `herald start` would run with.
-  const options = loadCliOptions(flags) as Record<string, unknown>;
+  // The effective configuration, secrets masked: what `herald start` would run with,
+  // which includes the secrets a first start wrote to DATA_DIR/secrets.json (read, never generated here).
+  const loaded = loadCliOptions(flags);
+  const stored = readSecrets(loaded.dataDir);
+  const options: Record<string, unknown> = { ...loaded, secret: loaded.secret || stored.secret || '', apiToken: loaded.apiToken || stored.apiToken || '' };
   const shown: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(options)) shown[k] = SECRET_OPTION_KEYS.includes(k) ? (v === '' ? '' : '(set)') : v;
   out(JSON.stringify(shown, null, 2));

@@ -1,0 +1,35 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { loadOptions } from '../src/server/options.js';
+import { ensureSecrets, secretsFile } from '../src/server/secrets.js';
+import { runCli } from './helpers/cli.js';
+
+describe('herald config', () => {
+  test('shows the secrets herald start would take from DATA_DIR/secrets.json as set (masked), and creates none', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'herald-config-'));
+    try {
+      // Nothing configured, nothing generated yet: empty, and config must not generate them.
+      let r = await runCli(['config', '--data-dir', dataDir]);
+      assert.equal(r.code, 0, r.stderr);
+      let shown = JSON.parse(r.stdout) as Record<string, unknown>;
+      assert.equal(shown.secret, '');
+      assert.equal(shown.apiToken, '');
+      assert.equal(existsSync(secretsFile(dataDir)), false);
+
+      // What a first start writes: the server runs with these, so they are set.
+      ensureSecrets(loadOptions({ env: {}, overrides: { dataDir } }));
+      const stored = JSON.parse(readFileSync(secretsFile(dataDir), 'utf8')) as { secret: string; apiToken: string };
+      r = await runCli(['config', '--data-dir', dataDir]);
+      assert.equal(r.code, 0, r.stderr);
+      shown = JSON.parse(r.stdout) as Record<string, unknown>;
+      assert.equal(shown.secret, '(set)');
+      assert.equal(shown.apiToken, '(set)');
+      assert.ok(!r.stdout.includes(stored.secret) && !r.stdout.includes(stored.apiToken), 'a stored secret was printed');
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+});
