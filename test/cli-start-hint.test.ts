@@ -9,7 +9,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
-import { exited, LineReader, spawnCli } from './helpers/cli.js';
+import { exited, LineReader, runCli, spawnCli } from './helpers/cli.js';
 
 describe('herald start: the first-start hint', () => {
   const dir = mkdtempSync(join(tmpdir(), 'herald-cli-hint-'));
@@ -29,6 +29,24 @@ describe('herald start: the first-start hint', () => {
       const tokenLine = await stderr.next((l) => l.includes('herald token --aid 1'));
       const args = spawnSync('sh', ['-c', `set -- ${tokenLine.replace(/#.*$/, '').trim()}\nprintf '%s\\n' "$@"`], { encoding: 'utf8' });
       assert.deepEqual(args.stdout.trim().split('\n'), ['herald', 'token', '--aid', '1', '--data-dir', dataDir]);
+    } finally {
+      child.kill('SIGTERM');
+      await exited(child);
+    }
+  });
+
+  test('the send line, run as printed, reaches a server started on a port of its own (--port), not the default one', async () => {
+    const dataDir = join(dir, 'own-port');
+    const child = spawnCli(['start', '--data-dir', dataDir, '--port', '0', '--no-legacy', '--log-level', 'silent']);
+    const stderr = new LineReader(child.stderr);
+    try {
+      const line = (await stderr.next((l) => l.includes('herald send --aid 1'))).trim();
+      const args = spawnSync('sh', ['-c', `set -- ${line}\nprintf '%s\\n' "$@"`], { encoding: 'utf8' }).stdout.trim().split('\n');
+      assert.equal(args[0], 'herald', line);
+      // As an operator would run it: no HERALD_* variables, from another directory.
+      const sent = await runCli(args.slice(1), { cwd: dir });
+      assert.equal(sent.code, 0, `${line}\n${sent.stderr}`);
+      assert.match(sent.stdout, /^admin 1: delivered to 0 tabs; queued/);
     } finally {
       child.kill('SIGTERM');
       await exited(child);

@@ -12,7 +12,8 @@ import { ensureSecrets } from '../server/secrets.js';
 import { createHerald, type Herald } from '../server/herald.js';
 import { isHeraldError } from '../server/errors.js';
 import { CloseReason } from '../protocol/close-codes.js';
-import { CliError, Exit, loadCliOptions, type GlobalFlags } from './context.js';
+import { CliError, Exit, loadCliOptions, serverUrl, type GlobalFlags } from './context.js';
+import type { HeraldOptions } from '../server/options.js';
 
 export interface StartFlags extends GlobalFlags {
   host?: string;
@@ -105,7 +106,7 @@ export async function runStart(flags: StartFlags, legacyFromCli: boolean): Promi
     if (err.syscall === 'listen') throw new CliError(`cannot listen: ${err.message}`, Exit.FAILURE);
     throw e;
   }
-  if (generated) printFirstStart(file, herald.urls.http, options.dataDir, flags.dataDir !== undefined);
+  if (generated) printFirstStart(file, herald.urls.http, options.dataDir, flags.dataDir !== undefined, hintUrl(options, herald.urls.http));
 
   let closing = false;
   const shutdown = (signal: NodeJS.Signals) => {
@@ -138,7 +139,7 @@ export async function runStart(flags: StartFlags, legacyFromCli: boolean): Promi
 }
 
 /** First start: where the generated secrets are and how to use them (never the secrets themselves). */
-function printFirstStart(file: string, httpUrl: string, dataDir: string, flagsGaveDataDir: boolean): void {
+function printFirstStart(file: string, httpUrl: string, dataDir: string, flagsGaveDataDir: boolean, url: string | undefined): void {
   // The other commands find the secrets through the same data dir: spell it out unless it is the default one here.
   const dd = flagsGaveDataDir || dataDir !== './data' ? ` --data-dir ${shellQuote(resolve(dataDir))}` : '';
   process.stderr.write(
@@ -147,12 +148,30 @@ function printFirstStart(file: string, httpUrl: string, dataDir: string, flagsGa
       `Herald generated its token-signing secret and API token in ${file} (readable by this user only).`,
       'The herald command reads them from there:',
       `  herald token --aid 1${dd}          # a browser token for ${httpUrl.replace(/^http/, 'ws')}/ws/admin?token=…`,
-      `  herald send --aid 1 --title Hello --text "Just<br/>some<br/>text"${dd}`,
+      `  herald send --aid 1 --title Hello --text "Just<br/>some<br/>text"${dd}${url === undefined ? '' : ` --url ${shellQuote(url)}`}`,
       'Your backend needs the API token (Authorization: Bearer …):',
       `  export HERALD_API_TOKEN="$(node -p 'require(process.argv[1]).apiToken' ${shellQuote(file)})"`,
       '',
     ].join('\n'),
   );
+}
+
+/**
+ * The `--url` the hint's `herald send` needs, or undefined when it finds this
+ * server without one. The client commands find the server through the config
+ * file, the environment and the data dir, not through `herald start`'s own
+ * flags: after `herald start --port 8080` a bare `herald send` asked port
+ * 19443 and could not reach Herald.
+ */
+function hintUrl(options: HeraldOptions, httpUrl: string): string | undefined {
+  const wanted = serverUrl({ ...options, port: Number(new URL(httpUrl).port) }, {}, {});
+  let found: string | undefined;
+  try {
+    found = serverUrl(loadCliOptions({ dataDir: options.dataDir }), {}, process.env);
+  } catch {
+    // The environment or config file alone is not a valid configuration (a flag fixed it): name the URL.
+  }
+  return found === wanted ? undefined : wanted;
 }
 
 /**
