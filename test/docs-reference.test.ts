@@ -6,7 +6,8 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { posix } from 'node:path';
 import { runCli } from './helpers/cli.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { BrowserSender } from '../src/sdk/index.js';
@@ -97,6 +98,36 @@ describe('README and docs/sdk.md name every method of BrowserSender', () => {
     for (const m of methods) {
       assert.match(sdkDoc, new RegExp(`^\\| [^|]*\`${m}\\(`, 'm'), `docs/sdk.md's method table misses ${m}`);
       assert.match(sdkSection, new RegExp(`\`${m}\\(`), `README's SDK section misses ${m}`);
+    }
+  });
+});
+
+describe('the docs\' links lead somewhere', () => {
+  test('every relative link in README and docs/*.md names a file that exists, and a heading of it', () => {
+    const root = new URL('../', import.meta.url);
+    const docs = ['README.md', ...readdirSync(new URL('docs/', root)).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
+    const prose = (path: string) => read(path).replace(/```[\s\S]*?```/g, '');
+    // GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens, repeats numbered.
+    const anchors = (path: string) => {
+      const seen = new Map<string, number>();
+      const out = new Set<string>();
+      for (const m of prose(path).matchAll(/^#{1,6} (.+)$/gm)) {
+        const slug = m[1]!.trim().toLowerCase().replace(/[^\p{L}\p{N}\s_-]/gu, '').replace(/\s/g, '-');
+        const n = seen.get(slug) ?? 0;
+        seen.set(slug, n + 1);
+        out.add(n === 0 ? slug : `${slug}-${n}`);
+      }
+      return out;
+    };
+    for (const doc of docs) {
+      for (const m of prose(doc).matchAll(/\]\(([^)\s]+)\)/g)) {
+        const target = m[1]!;
+        if (/^[a-z]+:/i.test(target)) continue;
+        const [path, anchor] = target.split('#') as [string, string | undefined];
+        const file = path === '' ? doc : posix.join(posix.dirname(doc), path);
+        assert.ok(existsSync(new URL(file, root)), `${doc} links to ${target}: no such file`);
+        if (anchor && file.endsWith('.md')) assert.ok(anchors(file).has(anchor), `${doc} links to ${target}: no such heading`);
+      }
     }
   });
 });
