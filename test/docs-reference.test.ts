@@ -11,6 +11,7 @@ import { posix } from 'node:path';
 import { runCli } from './helpers/cli.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { BrowserSender } from '../src/sdk/index.js';
+import { envName, loadOptions, OptionsSchema } from '../src/server/options.js';
 
 const read = (path: string) => readFileSync(new URL(`../${path}`, import.meta.url), 'utf8');
 const readme = read('README.md');
@@ -128,6 +129,32 @@ describe('the docs\' links lead somewhere', () => {
         assert.ok(existsSync(new URL(file, root)), `${doc} links to ${target}: no such file`);
         if (anchor && file.endsWith('.md')) assert.ok(anchors(file).has(anchor), `${doc} links to ${target}: no such heading`);
       }
+    }
+  });
+});
+
+describe('the option tables of docs/commands.md and docs/delivery.md agree with the schema', () => {
+  test('each row names a real option, its environment variable, and its default', () => {
+    const defaults = loadOptions({ env: {} }) as unknown as Record<string, unknown>;
+    const keys = Object.keys(OptionsSchema.properties);
+    for (const doc of ['docs/commands.md', 'docs/delivery.md']) {
+      let rows = 0;
+      for (const line of read(doc).split('\n')) {
+        const m = /^\| `(\w+)` \|(.*)\|$/.exec(line);
+        if (!m || !/^(commands|sqlite|store|prune|maxPerStream)/.test(m[1]!)) continue;
+        const key = m[1]!;
+        assert.ok(keys.includes(key), `${doc}: ${key} is not an option`);
+        const cells = m[2]!.split(' | ').map((c) => c.trim());
+        const env = cells[0]!.startsWith('`HERALD_') ? cells.shift() : undefined;
+        if (env !== undefined) assert.equal(env, `\`${envName(key)}\``, `${doc}: ${key}'s environment variable`);
+        const shown = /^`([^`]*)`/.exec(cells[0]!)?.[1];
+        assert.ok(shown !== undefined, `${doc}: ${key} has no default`);
+        if (shown.includes('…')) continue;
+        const value = defaults[key];
+        assert.ok(shown === JSON.stringify(value) || shown === String(value), `${doc}: ${key}'s default is ${JSON.stringify(value)}, the table says ${shown}`);
+        rows++;
+      }
+      assert.ok(rows >= 5, `${doc}: found only ${rows} option rows`);
     }
   });
 });
