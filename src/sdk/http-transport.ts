@@ -242,6 +242,11 @@ function networkError(e: unknown, method: string, url: string, timeoutMs: number
   const code = typeof cause?.code === 'string' ? cause.code : undefined;
   const text = cause?.message ?? (e as Error | null)?.message ?? String(e);
   if (notConnected(code)) return new HeraldSdkError('HERALD_ERR_UNREACHABLE', `${method} ${url}: ${code ?? text}`, 0, undefined, { cause: e });
+  // fetch never connects to a port on the Fetch standard's list of bad ports (6000, 6666, 10080, …):
+  // nothing was sent, so not CONNECTION_LOST ("the server may have carried it out").
+  if (code === undefined && text === 'bad port') {
+    return new HeraldSdkError('HERALD_ERR_UNREACHABLE', `${method} ${url}: fetch refuses to connect to this port (one of the Fetch standard's "bad ports"): run Herald on another port`, 0, undefined, { cause: e });
+  }
   const why = code === undefined || text.includes(code) ? text : `${code}: ${text}`;
   return new HeraldSdkError(
     'HERALD_ERR_CONNECTION_LOST',
