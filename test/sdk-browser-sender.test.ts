@@ -93,6 +93,10 @@ describe('BrowserSender against a running Herald', () => {
     assert.equal(await nowhere.isConnected(), false);
     const e = await rejectsWith(nowhere.hasConnectedAdmin(1), 'HERALD_ERR_UNREACHABLE', 0);
     assert.match(e.message, /ECONNREFUSED/);
+    // A port fetch never connects to (the Fetch standard's bad ports): nothing was sent, so UNREACHABLE, not CONNECTION_LOST.
+    const badPort = new BrowserSender({ url: 'http://127.0.0.1:6000', apiToken: 'whatever-token-123', retryForMs: 0 });
+    const refused = await rejectsWith(badPort.sendMessage({ aid: 1, message: 'x' }), 'HERALD_ERR_UNREACHABLE', 0);
+    assert.match(refused.message, /bad ports/);
   });
 
   test('presence: connectedAdmins, connectedUsers, hasConnectedUser, connectedTabs', async () => {
@@ -218,6 +222,10 @@ describe('BrowserSender against a running Herald', () => {
     assert.match(e.message, /TYPE|message/);
     // The server's 31-day bound on a token, checked before the network too.
     await rejectsWith(sender.createConnectToken({ aid: 1, ttl: 400 * 86400 }), 'HERALD_ERR_BAD_ARGUMENT', 0);
+    // And its 1 s floor, the same whether the token is signed locally or by the server.
+    const local = new BrowserSender({ url: s.url, apiToken: s.apiToken, secret: s.secret });
+    for (const minter of [sender, local]) await rejectsWith(minter.createConnectToken({ aid: 1, ttl: 0.5 }), 'HERALD_ERR_BAD_ARGUMENT', 0);
+    assert.ok(await local.createConnectToken({ aid: 1, ttl: 1 }));
   });
 
   test('constructor: a TypeError names the bad option', () => {

@@ -310,9 +310,10 @@ export class BrowserSender {
   async createConnectToken(input: Person & { ttl?: number }): Promise<ConnectToken | false> {
     if (!this.enabled) return false;
     const principal = toPrincipal(input);
-    // The server's bound (POST /api/v1/tokens), kept when signing locally too.
-    if (input.ttl !== undefined && (!Number.isFinite(input.ttl) || input.ttl <= 0 || input.ttl > MAX_CONNECT_TOKEN_TTL_SEC)) {
-      throw badArgument(`ttl must be a positive number of seconds up to ${MAX_CONNECT_TOKEN_TTL_SEC} (31 days), got ${String(input.ttl)}`);
+    // The server's bounds (POST /api/v1/tokens: 1 s to 31 days), kept when signing locally too:
+    // a ttl of 0.5 gave a 1 s token signed locally and a refusal from the server.
+    if (input.ttl !== undefined && (!Number.isFinite(input.ttl) || input.ttl < 1 || input.ttl > MAX_CONNECT_TOKEN_TTL_SEC)) {
+      throw badArgument(`ttl must be a number of seconds from 1 up to ${MAX_CONNECT_TOKEN_TTL_SEC} (31 days), got ${String(input.ttl)}`);
     }
     if (this.#secret !== undefined) return mintConnectToken(this.#secret, principal, input.ttl ?? DEFAULT_CONNECT_TOKEN_TTL_SEC);
     if (!this.#http) return false;
