@@ -40,8 +40,42 @@ export function sanitizeHtml(html: string, doc: Document = document): DocumentFr
   return doc === document ? fragment : (doc.importNode(fragment, true) as DocumentFragment);
 }
 
+/**
+ * TEXT beyond this many characters (UTF-16 units) is cut before it is parsed.
+ * Chromium's HTML parser is superlinear on some markup: 300 KB of `<b>` froze
+ * a tab for half a minute, a megabyte (what the HTTP API takes) for minutes,
+ * and TEXT may echo what a subscriber typed. 10 000 characters of the worst
+ * markup cost well under a second; a toast shows far less than that.
+ */
+export const MAX_TEXT_CHARS = 10_000;
+
+/** A tag cut in two is dropped up to this many characters from the cut; beyond, it may be text with a `<` in it. */
+const MAX_CUT_TAG = 200;
+
+/**
+ * `text` itself when it is at most `max` characters; otherwise its head and
+ * its tail (where a command's output says how it ended) around a `…` line.
+ * A cut may fall inside markup: what comes out is sanitised like the rest.
+ */
+export function clipText(text: string, max: number = MAX_TEXT_CHARS): string {
+  if (text.length <= max) return text;
+  const half = Math.max(0, Math.floor((max - 3) / 2));
+  let head = text.slice(0, half);
+  let tail = half > 0 ? text.slice(-half) : '';
+  // Never split a surrogate pair (it would show as U+FFFD).
+  if (/[\uD800-\uDBFF]$/.test(head)) head = head.slice(0, -1);
+  if (/^[\uDC00-\uDFFF]/.test(tail)) tail = tail.slice(1);
+  // Nor, where it is short, a tag: the parser would take the `…` into it.
+  const open = head.lastIndexOf('<');
+  if (open > head.lastIndexOf('>') && head.length - open <= MAX_CUT_TAG) head = head.slice(0, open);
+  const close = tail.indexOf('>');
+  const lt = tail.indexOf('<');
+  if (close >= 0 && close < MAX_CUT_TAG && (lt < 0 || close < lt)) tail = tail.slice(close + 1);
+  return `${head}\n…\n${tail}`;
+}
+
 /** The text a desktop notification shows for TEXT (no markup at all). */
 export function plainText(html: string): string {
-  const fragment = sanitizeHtml(html.replace(/<br\s*\/?>/gi, '\n'));
+  const fragment = sanitizeHtml(clipText(html).replace(/<br\s*\/?>/gi, '\n'));
   return (fragment.textContent ?? '').trim();
 }

@@ -4,7 +4,7 @@
  */
 import type { NotificationObject } from '../protocol/frames.js';
 import type { CommandProgressFrame, CommandState } from '../protocol/commands.js';
-import { isSafeUrl, sanitizeHtml } from './sanitize.js';
+import { clipText, isSafeUrl, MAX_TEXT_CHARS, sanitizeHtml } from './sanitize.js';
 import { TOAST_CSS } from './styles.js';
 
 export interface ToasterOptions {
@@ -24,6 +24,12 @@ export interface ToasterOptions {
   cancelLabel?: string;
   /** Output kept in a command toast, in characters (the tail). Default 4000. */
   outputTail?: number;
+  /**
+   * Longest TEXT parsed, in characters; a longer one shows its head and tail
+   * around `…`. Default 10000: parsing costs the tab's main thread, and some
+   * markup far more than its length suggests (sanitize.ts, MAX_TEXT_CHARS).
+   */
+  maxTextChars?: number;
 }
 
 const TERMINAL: ReadonlySet<CommandState> = new Set<CommandState>(['succeeded', 'failed', 'timed_out', 'cancelled']);
@@ -80,6 +86,7 @@ export class Toaster {
       closeLabel: options.closeLabel ?? 'Close',
       cancelLabel: options.cancelLabel ?? 'Cancel',
       outputTail: options.outputTail ?? 4000,
+      maxTextChars: options.maxTextChars ?? MAX_TEXT_CHARS,
     };
   }
 
@@ -158,7 +165,7 @@ export class Toaster {
     const text = document.createElement('div');
     text.className = 'herald-text';
     text.setAttribute('part', 'text');
-    text.append(sanitizeHtml(asText(message.TEXT)));
+    text.append(sanitizeHtml(clipText(asText(message.TEXT), this.#options.maxTextChars)));
     body.append(text);
     const extra = typeof message.EXTRA === 'string' ? message.EXTRA.trim() : '';
     if (extra !== '' && isSafeUrl(extra)) {
