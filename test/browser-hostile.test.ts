@@ -6,6 +6,8 @@
 import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Browser, Page } from 'playwright-core';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, connectPage, launchBrowser, newPage, waitForMessages } from './helpers/browser.js';
 
@@ -77,5 +79,54 @@ describe('browser library against hostile notifications', { skip: browserSkipRea
     // 28 UTF-16 units; 11 kept each side, less the half of a pair that a cut splits.
     assert.equal(out.astral, `xy${'😀'.repeat(4)}\n…\n${'😀'.repeat(4)}zw`, 'no lone surrogate at either cut');
     assert.equal(out.html, '<b>bold</b>\n…\nx<i>end</i>', 'the head and the tail, each sanitised');
+  });
+
+  it('styles its toasts on a panel page whose CSP allows no inline style', async () => {
+    // A panel on its own origin, as in production: a strict policy, the
+    // library from Herald, and a nonce'd snippet that connects.
+    let panelServer: Server | undefined;
+    let herald: TestServer | undefined;
+    try {
+      let html = '';
+      let csp = '';
+      panelServer = createServer((_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-security-policy': csp });
+        res.end(html);
+      });
+      await new Promise<void>((resolve) => panelServer!.listen(0, '127.0.0.1', resolve));
+      const panel = `http://127.0.0.1:${(panelServer.address() as AddressInfo).port}`;
+      herald = await startHerald({ allowedOrigins: [panel] });
+      csp = `default-src 'none'; script-src 'nonce-panel' ${herald.url}; style-src 'self'; connect-src ${herald.url} ${herald.wsUrl}`;
+      const token = await herald.token('admin', 7);
+      html = `<!doctype html><html><head><script src="${herald.url}/herald.js"></script></head><body><main>panel</main>
+<script nonce="panel">window.client = Herald.connect({ kind: 'admin', token: ${JSON.stringify(token)} });</script></body></html>`;
+      const p = await page();
+      await p.addInitScript(() => {
+        const w = window as unknown as { violations: string[] };
+        w.violations = [];
+        document.addEventListener('securitypolicyviolation', (e) => w.violations.push(`${e.effectiveDirective} ${e.blockedURI}`));
+      });
+      await p.goto(panel);
+      await p.waitForFunction(() => (window as unknown as { client: { state: string } }).client.state === 'open', null, { timeout: 10_000 });
+      const res = await herald.api('POST', '/api/v1/send', { to: { aid: 7 }, message: { TYPE: 'MESSAGE', TITLE: 'styled', TEXT: 'under a strict CSP' } });
+      assert.equal(res.status, 200);
+      const toast = p.locator('#herald-toasts .herald-toast');
+      await toast.waitFor({ timeout: 10_000 });
+      const look = await p.evaluate(() => {
+        const host = document.getElementById('herald-toasts')!;
+        const t = host.shadowRoot!.querySelector('.herald-toast')!;
+        return {
+          position: getComputedStyle(host).position,
+          border: getComputedStyle(t).borderLeftWidth,
+          violations: (window as unknown as { violations: string[] }).violations,
+        };
+      });
+      assert.deepEqual(look.violations, [], 'nothing the policy refused');
+      assert.equal(look.position, 'fixed', 'the stack is in its corner, not at the end of <body>');
+      assert.equal(look.border, '4px');
+    } finally {
+      await herald?.close();
+      await new Promise((resolve) => panelServer?.close(resolve));
+    }
   });
 });

@@ -59,6 +59,32 @@ function timeoutOf(message: NotificationObject, fallback: number): number {
   return typeof n === 'number' && Number.isFinite(n) && n >= 0 ? n : fallback;
 }
 
+/** One constructed sheet shared by every toast stack of the page. */
+let toastSheet: CSSStyleSheet | undefined;
+
+/**
+ * Styles the shadow root with a constructed stylesheet where the browser has
+ * them (Chrome 73, Firefox 101, Safari 16.4). A page whose
+ * Content-Security-Policy has no 'unsafe-inline' in style-src blocks a
+ * <style> element, in a shadow root too: the toasts then lay out unstyled at
+ * the end of <body>, not fixed in the corner. CSP does not apply to a
+ * constructed sheet. Returns false where it must be a <style> element.
+ */
+function adoptToastStyles(root: ShadowRoot): boolean {
+  if (!('adoptedStyleSheets' in root) || typeof CSSStyleSheet !== 'function' || typeof CSSStyleSheet.prototype.replaceSync !== 'function') return false;
+  try {
+    if (!toastSheet) {
+      const sheet = new CSSStyleSheet();
+      sheet.replaceSync(TOAST_CSS);
+      toastSheet = sheet;
+    }
+    root.adoptedStyleSheets = [toastSheet];
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 interface CommandToast {
   element: HTMLElement;
   output: HTMLElement;
@@ -109,14 +135,17 @@ export class Toaster {
     host.setAttribute('role', 'region');
     host.setAttribute('aria-label', 'Notifications');
     const root = host.attachShadow({ mode: 'open' });
-    const style = document.createElement('style');
-    style.textContent = TOAST_CSS;
     const list = document.createElement('div');
     list.className = 'herald-list';
     list.setAttribute('aria-live', 'polite');
     list.setAttribute('aria-relevant', 'additions');
     list.style.display = 'contents';
-    root.append(style, list);
+    if (!adoptToastStyles(root)) {
+      const style = document.createElement('style');
+      style.textContent = TOAST_CSS;
+      root.append(style);
+    }
+    root.append(list);
     this.#host = host;
     this.#root = root;
     const parent = this.#parent();
