@@ -81,14 +81,39 @@ function sendAsset(req: FastifyRequest, reply: FastifyReply, asset: Asset | unde
   reply.header('cross-origin-resource-policy', 'cross-origin');
   reply.type(asset.type);
   const inm = req.headers['if-none-match'];
-  if (typeof inm === 'string' && inm.split(',').some((t) => t.trim().replace(/^W\//, '') === asset.etag)) {
+  // Weak comparison, and `*` matches any current representation (RFC 9110 §13.1.2).
+  if (typeof inm === 'string' && inm.split(',').some((t) => t.trim() === '*' || t.trim().replace(/^W\//, '') === asset.etag)) {
     return reply.code(304).send();
   }
-  if (/\bgzip\b/.test(String(req.headers['accept-encoding'] ?? ''))) {
+  if (acceptsGzip(req.headers['accept-encoding'])) {
     reply.header('content-encoding', 'gzip');
     return reply.send(asset.gzip);
   }
   return reply.send(asset.body);
+}
+
+/**
+ * Whether Accept-Encoding allows gzip (RFC 9110 §12.5.3): `gzip` (or its
+ * alias `x-gzip`), else `*`, with a q-value above 0. `gzip;q=0` refuses it,
+ * as `identity, *;q=0`-style headers of proxies and tools do.
+ */
+export function acceptsGzip(header: string | undefined): boolean {
+  if (header === undefined) return false;
+  let gzip: number | undefined;
+  let star: number | undefined;
+  for (const entry of header.split(',')) {
+    const [name = '', ...params] = entry.split(';');
+    let q = 1;
+    for (const param of params) {
+      const m = /^\s*q\s*=\s*([\d.]+)\s*$/i.exec(param);
+      if (m) q = Number(m[1]);
+    }
+    if (!Number.isFinite(q)) q = 0;
+    const coding = name.trim().toLowerCase();
+    if (coding === 'gzip' || coding === 'x-gzip') gzip = Math.max(gzip ?? 0, q);
+    else if (coding === '*') star = q;
+  }
+  return (gzip ?? star ?? 0) > 0;
 }
 
 const TokenBody = Type.Object(
