@@ -1,7 +1,9 @@
+import { createHash } from 'node:crypto';
+
 /**
  * The demo page's HTML (GET /demo, demo mode only). Its script is /demo.js
  * (src/client/demo/demo-app.ts), loaded after /herald.js exactly as a panel
- * page would load the library. No inline script, so a strict CSP would fit.
+ * page would load the library. No inline script, and DEMO_CSP is served with it.
  */
 export const DEMO_HTML = `<!doctype html>
 <html lang="en">
@@ -90,3 +92,31 @@ export const DEMO_HTML = `<!doctype html>
 </body>
 </html>
 `;
+
+/** The hash of the page's one inline <style>, for style-src. */
+function inlineStyleHash(html: string): string {
+  const css = /<style>([\s\S]*?)<\/style>/.exec(html)?.[1];
+  if (css === undefined) throw new Error('demo page: no <style> to hash');
+  return `'sha256-${createHash('sha256').update(css, 'utf8').digest('base64')}'`;
+}
+
+/**
+ * The demo page's Content-Security-Policy. Anyone who can reach a demo-mode
+ * server can put a notification in front of anyone signed in there (POST
+ * /demo/send), so the page keeps the sanitiser from being the only wall:
+ * scripts from this origin only, no inline script, its own inline style by
+ * hash (the toasts use a constructed stylesheet, which CSP does not govern),
+ * fetches and the WebSocket to this origin only ('self' covers ws: and wss:
+ * to the same host), images from here or https (a notification's ICON), no
+ * <base>, no form submission, and no framing by other sites.
+ */
+export const DEMO_CSP = [
+  "default-src 'none'",
+  "script-src 'self'",
+  `style-src 'self' ${inlineStyleHash(DEMO_HTML)}`,
+  "connect-src 'self'",
+  "img-src 'self' https:",
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join('; ');

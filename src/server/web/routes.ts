@@ -18,7 +18,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import type { HeraldOptions } from '../options.js';
 import type { PrincipalKind } from '../../protocol/principal.js';
 import { HeraldError } from '../errors.js';
-import { DEMO_HTML } from './demo-page.js';
+import { DEMO_CSP, DEMO_HTML } from './demo-page.js';
 import { createAdmissionCheck, originAllowed, type AdmissionDeps } from './admission.js';
 
 export interface WebContext {
@@ -194,6 +194,7 @@ export async function registerWebRoutes(app: FastifyInstance, ctx: WebContext): 
     reply.header('cache-control', 'no-cache');
     reply.header('x-content-type-options', 'nosniff');
     reply.header('referrer-policy', 'no-referrer');
+    reply.header('content-security-policy', DEMO_CSP);
     return reply.type('text/html; charset=utf-8').send(DEMO_HTML);
   });
   app.get('/demo.js', { schema: { hide: true } }, (req, reply) => sendAsset(req, reply, asset('demo.js', JS), 'demo.js'));
