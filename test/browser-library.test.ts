@@ -63,7 +63,12 @@ describe('browser library in Chromium', { skip: browserSkipReason() }, () => {
     const p = await page();
     await connectPage(p, server.url, await server.token('admin', 10));
     // Host-page CSS aimed at our class names must not reach into the shadow root.
-    await p.addStyleTag({ content: '.herald-toast { display: none !important; } .herald-title { color: rgb(255, 0, 0) !important; }' });
+    // A constructed sheet, not a <style> tag: the demo page's CSP (style-src by hash) refuses inline styles.
+    await p.evaluate((css) => {
+      const sheet = new CSSStyleSheet();
+      sheet.replaceSync(css);
+      document.adoptedStyleSheets = [...document.adoptedStyleSheets, sheet];
+    }, '.herald-toast { display: none !important; } .herald-title { color: rgb(255, 0, 0) !important; }');
     await send({ aid: 10 }, { TYPE: 'MESSAGE', TITLE: 'with extras', TEXT: 'see', EXTRA: 'https://example.net/ticket/42', ICON: '🔔', TIMEOUT: 0 });
     const first = p.locator('.herald-toast[data-type="MESSAGE"]').first();
     await first.waitFor();
