@@ -173,7 +173,8 @@ describe('browser connection attempts in Chromium', { skip: browserSkipReason() 
    * that; a string is used as it is.
    */
   async function pageWithClient(options: { token: 'queued' | 'hang-first' | string; endpoint?: string; connectTimeoutMs?: number; tokenValue?: string; reconnectMs?: number }): Promise<Page> {
-    const { page } = await newPage(browser);
+    // The demo page hosts the library here; the endpoints are this test's own servers on other ports.
+    const { page } = await newPage(browser, { bypassCSP: true });
     pages.push(page);
     await page.goto(`${server.url}/demo`);
     await page.evaluate((o) => {

@@ -50,9 +50,13 @@ export async function launchBrowser(): Promise<Browser> {
   return chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS, timeout: 30_000 });
 }
 
-/** A fresh context (own storage) with one page; console errors are echoed when HERALD_TEST_LOG is set. */
-export async function newPage(browser: Browser): Promise<{ context: BrowserContext; page: Page }> {
-  const context = await browser.newContext({ viewport: { width: 1100, height: 700 } });
+/**
+ * A fresh context (own storage) with one page; console errors are echoed when HERALD_TEST_LOG is set.
+ * `bypassCSP`: for a test that uses the demo page only to host the library and points it at
+ * a server of its own on another port, which the demo page's CSP (connect-src 'self') refuses.
+ */
+export async function newPage(browser: Browser, options: { bypassCSP?: boolean } = {}): Promise<{ context: BrowserContext; page: Page }> {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 700 }, bypassCSP: options.bypassCSP ?? false });
   // tsx compiles page.evaluate callbacks with esbuild's keepNames, which
   // calls a `__name` helper that only exists in Node: give the page one.
   await context.addInitScript('globalThis.__name = (target) => target;');
