@@ -84,10 +84,14 @@ describe('CommandRunner with real child processes', () => {
     const s = await rig.runner.start({ aid: 1, program: 'sh', args: ['-c', 'exit 1'], error: 'plain text', door: 'http' });
     const sFinal = await tab.next(isFinal(s.id));
     assert.deepEqual([sFinal.TYPE, sFinal.TITLE, sFinal.TEXT], ['MESSAGE', 'sh', 'plain text']);
+    assert.equal(sFinal.FORMAT, undefined, 'the caller\'s own ERROR is theirs: it may hold HTML');
+    assert.equal(okFinal.FORMAT, undefined);
     // Without ERROR, the default says what happened after the output.
     const d = await rig.runner.start({ aid: 1, program: 'sh', args: ['-c', 'echo oops >&2; exit 3'], door: 'http' });
     const dFinal = await tab.next(isFinal(d.id));
     assert.equal(dFinal.TEXT, 'oops\n[exit status 3]');
+    // The default is the output as printed (as the old daemon sent it), marked as plain text, not HTML.
+    assert.equal(dFinal.FORMAT, 'text');
   });
 
   it('kills the whole process group on timeout: the program and its grandchild', async () => {

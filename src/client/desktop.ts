@@ -5,7 +5,7 @@
  * that are not; the choice is remembered in localStorage.
  */
 import type { NotificationObject } from '../protocol/frames.js';
-import { plainText } from './sanitize.js';
+import { isPlainTextFormat, plainText } from './sanitize.js';
 
 const STORAGE_KEY = 'herald:desktop';
 
@@ -39,7 +39,7 @@ export class DesktopNotifier {
   maybeShow(message: NotificationObject): boolean {
     if (document.visibilityState !== 'hidden' || !this.enabled) return false;
     const title = typeof message.TITLE === 'string' && message.TITLE !== '' ? message.TITLE : 'Notification';
-    const body = typeof message.TEXT === 'string' ? plainText(message.TEXT) : '';
+    const body = typeof message.TEXT === 'string' ? plainText(message.TEXT, isPlainTextFormat(message)) : '';
     const options: NotificationOptions = { body };
     if (typeof message.ICON === 'string' && /^https?:\/\//i.test(message.ICON)) options.icon = message.ICON;
     // The same ID shown in two tabs (or twice) replaces rather than stacks.

@@ -74,8 +74,18 @@ export function clipText(text: string, max: number = MAX_TEXT_CHARS): string {
   return `${head}\n…\n${tail}`;
 }
 
-/** The text a desktop notification shows for TEXT (no markup at all). */
-export function plainText(html: string): string {
-  const fragment = sanitizeHtml(clipText(html).replace(/<br\s*\/?>/gi, '\n'));
+/**
+ * Whether a notification's TEXT is plain text rather than HTML: `FORMAT:
+ * "text"`, which Herald puts on a command's default final notification (its
+ * output) and any sender may use. Shown as written, whitespace kept.
+ */
+export function isPlainTextFormat(message: { FORMAT?: unknown }): boolean {
+  return message.FORMAT === 'text';
+}
+
+/** The text a desktop notification shows for TEXT (no markup at all); `plain`: TEXT is text already. */
+export function plainText(text: string, plain = false): string {
+  if (plain) return clipText(text).trim();
+  const fragment = sanitizeHtml(clipText(text).replace(/<br\s*\/?>/gi, '\n'));
   return (fragment.textContent ?? '').trim();
 }

@@ -4,7 +4,7 @@
  */
 import type { NotificationObject } from '../protocol/frames.js';
 import type { CommandProgressFrame, CommandState } from '../protocol/commands.js';
-import { clipText, isSafeUrl, MAX_TEXT_CHARS, sanitizeHtml } from './sanitize.js';
+import { clipText, isPlainTextFormat, isSafeUrl, MAX_TEXT_CHARS, sanitizeHtml } from './sanitize.js';
 import { TOAST_CSS } from './styles.js';
 
 export interface ToasterOptions {
@@ -191,10 +191,18 @@ export class Toaster {
     this.#icon(toast, message.ICON);
     const title = body.querySelector('.herald-title') as HTMLElement;
     title.textContent = asText(message.TITLE);
-    const text = document.createElement('div');
-    text.className = 'herald-text';
+    let text: HTMLElement;
+    if (isPlainTextFormat(message)) {
+      // Plain text (a command's output): as written, whitespace kept, never parsed as HTML.
+      text = document.createElement('pre');
+      text.className = 'herald-text herald-output';
+      text.textContent = clipText(asText(message.TEXT), this.#options.maxTextChars);
+    } else {
+      text = document.createElement('div');
+      text.className = 'herald-text';
+      text.append(sanitizeHtml(clipText(asText(message.TEXT), this.#options.maxTextChars)));
+    }
     text.setAttribute('part', 'text');
-    text.append(sanitizeHtml(clipText(asText(message.TEXT), this.#options.maxTextChars)));
     body.append(text);
     const extra = typeof message.EXTRA === 'string' ? message.EXTRA.trim() : '';
     if (extra !== '' && isSafeUrl(extra)) {

@@ -10,6 +10,8 @@ export interface NotificationObject {
   TYPE: string;
   TITLE?: unknown;
   TEXT?: unknown;
+  /** `"text"`: TEXT is plain text, shown as written (a command's default final notification has it); otherwise TEXT may hold a little HTML. */
+  FORMAT?: unknown;
   [field: string]: unknown;
 }
 

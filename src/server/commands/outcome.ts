@@ -14,6 +14,7 @@ import type { CommandDoor, CommandInfo, RecordedCommandInfo, RefusedCommandReque
  * Herald adds `COMMAND_ID` and a `COMMAND` summary, which an old browser
  * script ignores; the default text also says, after the output, why a run
  * that did not succeed ended, because an old script shows only TITLE and TEXT.
+ * The default also carries `FORMAT: "text"`: its TEXT is plain text, not HTML.
  */
 export function finalNotification(
   info: CommandInfo,
@@ -28,7 +29,10 @@ export function finalNotification(
     // Like the legacy DATA rule: an object without a TYPE is a MESSAGE.
     base = { ...chosen, TYPE: typeof chosen.TYPE === 'string' ? chosen.TYPE : 'MESSAGE' };
   } else {
-    base = { TYPE: 'MESSAGE', TITLE: info.program, TEXT: defaultText(info) };
+    // TEXT is the program's output as it printed it, as the old daemon sent it; FORMAT says it is
+    // plain text, so the browser library shows `<incomplete>` (arp) as written and an
+    // `<a href>` in the output of a probe a subscriber can influence as text, not as a live link.
+    base = { TYPE: 'MESSAGE', TITLE: info.program, TEXT: defaultText(info), FORMAT: 'text' };
   }
   if (info.taskId !== undefined && base.ID === undefined) base.ID = info.taskId;
   base.COMMAND_ID = info.id;
