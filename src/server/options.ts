@@ -54,7 +54,7 @@ export const OptionsSchema = Type.Object({
   apiToken: Type.String({ default: '', description: 'Bearer token for the HTTP API (at least 16 characters). Empty: generated on first start and kept in DATA_DIR/secrets.json.', secret: true, generated: true }),
   allowedOrigins: StringList('Origins allowed to open a WebSocket: exact (https://panel.example.net) or wildcard subdomains (https://*.example.net). Empty: the public URL\'s origin and http(s)://localhost / 127.0.0.1 on any port. "*" allows any (not recommended).', []),
   allowMissingOrigin: Type.Boolean({ default: true, description: 'Admit handshakes with no Origin header (non-browser clients: browsers always send one). Credentials are still required.' }),
-  demo: Type.Boolean({ default: true, description: 'Serve the demo page at /demo and its token-minting endpoint. Turn off in production.' }),
+  demo: Type.Union([Type.Literal('auto'), Type.Boolean()], { default: 'auto', description: 'Serve the demo page at /demo and its endpoints, which mint a token for any person and send to anyone: a development tool, never for production. auto = on only while the public listener is on loopback (host) and no publicUrl is set, as on a developer\'s machine; true forces it on (a warning is logged where it is reachable from elsewhere); false = off.' }),
   logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')], { default: 'info', description: 'Log level.' }),
   logPretty: Type.Union([Type.Literal('auto'), Type.Boolean()], { default: 'auto', description: 'Pretty logs: auto = when stdout is a terminal, otherwise JSON lines.' }),
   heartbeatMs: Millis('How often the server PINGs each tab. A tab that has not answered by the next PING is closed (4408). At most 858993458 (about 9.9 days): the browser library gives up on a silent connection after 2.5 heartbeats, on a timer, and a timer cannot exceed 2147483647 ms.', 25000, 100, HEARTBEAT_MAX_MS),
@@ -260,6 +260,17 @@ function checkAuthConsistency(o: HeraldOptions): void {
   if (o.authResolver === 'http' && !/^https?:\/\//i.test(o.httpResolverUrl)) {
     throw new HeraldError('HERALD_ERR_CONFIG', 'option "authResolver" is http but "httpResolverUrl" is not an http:// or https:// URL');
   }
+}
+
+/**
+ * Whether the demo page and its endpoints are served. `auto` turns them on
+ * only as the quick start runs Herald (a loopback listener, no publicUrl):
+ * anyone who can reach them can mint a token for any admin and read that
+ * admin's notifications, so a server set up to be reached from elsewhere
+ * must not serve them by default.
+ */
+export function demoEnabled(o: Pick<HeraldOptions, 'demo' | 'host' | 'publicUrl'>): boolean {
+  return o.demo === 'auto' ? isLoopback(o.host) && o.publicUrl === '' : o.demo;
 }
 
 export function isLoopback(host: string): boolean {

@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
-import type { HeraldOptions } from '../options.js';
+import { demoEnabled, isLoopback, type HeraldOptions } from '../options.js';
 import type { PrincipalKind } from '../../protocol/principal.js';
 import { HeraldError } from '../errors.js';
 import { DEMO_CSP, DEMO_HTML } from './demo-page.js';
@@ -188,7 +188,10 @@ export async function registerWebRoutes(app: FastifyInstance, ctx: WebContext): 
     } });
   }
 
-  if (!ctx.options.demo) return;
+  if (!demoEnabled(ctx.options)) return;
+  if (ctx.options.demo === true && (!isLoopback(ctx.options.host) || ctx.options.publicUrl !== '')) {
+    app.log.warn({ host: ctx.options.host, publicUrl: ctx.options.publicUrl }, 'demo is on where others may reach it: anyone who reaches /demo can mint a token for any admin and send to anyone; set demo to false or auto');
+  }
 
   app.get('/demo', { schema: { hide: true } }, (_req, reply) => {
     reply.header('cache-control', 'no-cache');
