@@ -113,7 +113,6 @@ export async function runSend(flags: SendFlags): Promise<void> {
       ...(flags.idempotencyKey === undefined ? {} : { idempotencyKey: flags.idempotencyKey }),
     } as SendMessageInput);
   } catch (e) {
-    if (e instanceof HeraldSdkError && e.code === 'HERALD_ERR_NOT_DELIVERED') throw new CliError(`not delivered: ${label} has no tab open and the message was not kept (${e.message})`);
     if (e instanceof HeraldSdkError && e.code === 'HERALD_ERR_CONNECTION_LOST') {
       // The one failure after which the notification may have gone out: say so, and how to resend safely.
       const again = flags.idempotencyKey === undefined ? 'sending it again may deliver it twice (give --idempotency-key to make a resend safe)' : 'send it again with the same --idempotency-key: it is delivered once';

@@ -22,7 +22,6 @@ export const ErrorCodes = {
   HERALD_ERR_COMMAND_FORBIDDEN: { status: 403, message: 'the program is not allowed' },
   HERALD_ERR_COMMAND_NOT_FOUND: { status: 422, message: 'the allowed program is not installed' },
   HERALD_ERR_COMMANDS_DISABLED: { status: 501, message: 'commands are not enabled' },
-  HERALD_ERR_NOT_DELIVERED: { status: 404, message: 'nobody received it and it was not kept' },
   HERALD_ERR_UNAVAILABLE: { status: 503, message: 'a dependency is unavailable, try again later' },
   HERALD_ERR_SHUTTING_DOWN: { status: 503, message: 'the server is shutting down' },
   HERALD_ERR_INTERNAL: { status: 500, message: 'internal error' },
