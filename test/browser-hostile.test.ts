@@ -129,4 +129,29 @@ describe('browser library against hostile notifications', { skip: browserSkipRea
       await new Promise((resolve) => panelServer?.close(resolve));
     }
   });
+
+  it('loads the module build into a panel on another origin (a module script is fetched in CORS mode)', async () => {
+    let html = '';
+    const panelServer = createServer((_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      res.end(html);
+    });
+    try {
+      await new Promise<void>((resolve) => panelServer.listen(0, '127.0.0.1', resolve));
+      const panel = `http://127.0.0.1:${(panelServer.address() as AddressInfo).port}`;
+      const token = await server.token('admin', 12);
+      html = `<!doctype html><html><body><script type="module">
+import { connect } from '${server.url}/herald.esm.js';
+window.client = connect({ kind: 'admin', url: '${server.url}', token: ${JSON.stringify(token)} });
+</script></body></html>`;
+      const p = await page();
+      await p.goto(panel);
+      // Herald's default Origin allowlist takes 127.0.0.1 on any port, so the tab opens.
+      await p.waitForFunction(() => (window as unknown as { client?: { state: string } }).client?.state === 'open', null, { timeout: 10_000 });
+      await send({ aid: 12 }, { TYPE: 'MESSAGE', TITLE: 'from a module', TEXT: 'cross-origin' });
+      await p.locator('#herald-toasts .herald-toast').waitFor({ timeout: 10_000 });
+    } finally {
+      await new Promise((resolve) => panelServer.close(resolve));
+    }
+  });
 });

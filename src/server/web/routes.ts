@@ -79,6 +79,10 @@ function sendAsset(req: FastifyRequest, reply: FastifyReply, asset: Asset | unde
   reply.header('vary', 'accept-encoding');
   reply.header('x-content-type-options', 'nosniff');
   reply.header('cross-origin-resource-policy', 'cross-origin');
+  // A module script (`import … from 'https://herald…/herald.esm.js'`, `<script type=module>`) is
+  // fetched in CORS mode: without this a panel on another origin could not load the module build,
+  // only the classic script. The files are public code, fetched without credentials.
+  reply.header('access-control-allow-origin', '*');
   reply.type(asset.type);
   const inm = req.headers['if-none-match'];
   // Weak comparison, and `*` matches any current representation (RFC 9110 §13.1.2).
