@@ -41,7 +41,9 @@ function numeric(value: string | undefined): unknown {
  * a list option takes `a,b` as its environment variable does.
  */
 export function parseSetFlags(items: readonly string[]): Partial<Record<OptionKey, unknown>> {
-  const out: Record<string, unknown> = {};
+  // No prototype: `--set __proto__=…` is then a key like any other (which loadOptions refuses as
+  // unknown), not a write to the object's prototype that dropped it without a word.
+  const out = Object.create(null) as Record<string, unknown>;
   for (const item of items) {
     const eq = item.indexOf('=');
     if (eq <= 0) throw new CliError(`--set takes key=value, got ${JSON.stringify(item)}`, Exit.USAGE);

@@ -125,7 +125,9 @@ export function envName(key: string): string {
 }
 
 function schemaOf(key: string): TSchema | undefined {
-  return (OptionsSchema.properties as Record<string, TSchema>)[key];
+  // Own keys only: `constructor`, `toString` or `__proto__` in a config file or a --set are
+  // unknown options, not the schema object's inherited members.
+  return Object.hasOwn(OptionsSchema.properties, key) ? (OptionsSchema.properties as Record<string, TSchema>)[key] : undefined;
 }
 
 /** Turns an environment string (or a CLI `--set` value) into the type its option expects (numbers, booleans, lists). */
