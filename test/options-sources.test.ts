@@ -38,3 +38,16 @@ describe('option sources', () => {
     }
   });
 });
+
+describe('empty values', () => {
+  test('an empty host, legacyHost or dataDir is refused naming the option, not read as every interface or the current directory', () => {
+    for (const [env, key] of [['HERALD_HOST', 'host'], ['HERALD_LEGACY_HOST', 'legacyHost'], ['HERALD_DATA_DIR', 'dataDir']] as const) {
+      // With publicUrl set, HERALD_HOST= listened on [::] (every interface); without it, start failed blaming publicUrl.
+      assert.throws(() => loadOptions({ env: { [env]: '', HERALD_PUBLIC_URL: 'https://panel.example.net/herald', HERALD_LEGACY_TOKEN: 'legacy-token-0123' } }), new RegExp(`option "${key}" is empty`), env);
+      assert.throws(() => loadOptions({ env: {}, overrides: { [key]: ' ' } }), new RegExp(`option "${key}" is empty`), key);
+    }
+    // The addresses and directories an operator means are still accepted.
+    const o = loadOptions({ env: { HERALD_HOST: '0.0.0.0', HERALD_LEGACY_HOST: '::', HERALD_LEGACY_TOKEN: 'legacy-token-0123', HERALD_DATA_DIR: '.' } });
+    assert.deepEqual([o.host, o.legacyHost, o.dataDir], ['0.0.0.0', '::', '.']);
+  });
+});

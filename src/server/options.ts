@@ -237,6 +237,12 @@ export function loadOptions(input: LoadOptionsInput = {}): HeraldOptions {
 
 /** Options that contradict each other throw naming both (as `ws` does). */
 function checkConsistency(o: HeraldOptions): void {
+  // An empty value here is no "default": node listens on every interface for an empty host, and
+  // an empty dataDir put the secrets and the store in whatever directory Herald was started from.
+  // An unset variable in an environment file (HERALD_HOST=) must not do either without a word.
+  for (const [key, what] of [['host', 'every interface: 0.0.0.0 or ::'], ['legacyHost', 'every interface: 0.0.0.0 or ::'], ['dataDir', 'the current directory: .']] as const) {
+    if (o[key].trim() === '') throw new HeraldError('HERALD_ERR_CONFIG', `option "${key}" is empty: leave it unset for the default (${JSON.stringify(OptionsSchema.properties[key].default)}), or name ${what}`);
+  }
   if (o.legacyEnabled && !isLoopback(o.legacyHost) && o.legacyToken === '') {
     throw new HeraldError('HERALD_ERR_CONFIG', `option "legacyHost" is ${o.legacyHost} (not loopback) but "legacyToken" is empty: set a token or bind to 127.0.0.1`);
   }

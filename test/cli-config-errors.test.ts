@@ -1,0 +1,24 @@
+/**
+ * `herald start` with a configuration that cannot work: one line on stderr
+ * naming the option(s) at fault, exit 2 (bad configuration), nothing
+ * listening and nothing written.
+ */
+import { describe, test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { runCli } from './helpers/cli.js';
+
+describe('herald start refuses a configuration that cannot work', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'herald-cli-config-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('HERALD_HOST= (empty) is a configuration error naming host, not a listener on every interface', async () => {
+    const cwd = join(dir, 'empty-host');
+    const r = await runCli(['start', '--port', '0', '--no-legacy', '--data-dir', join(cwd, 'data'), '--public-url', 'https://panel.example.net/herald'], { env: { HERALD_HOST: '' } });
+    assert.equal(r.code, 2, r.stdout + r.stderr);
+    assert.match(r.stderr, /^herald: invalid configuration: option "host" is empty/);
+    assert.ok(!existsSync(join(cwd, 'data')), 'nothing written');
+  });
+});
