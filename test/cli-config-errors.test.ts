@@ -22,3 +22,14 @@ describe('herald start refuses a configuration that cannot work', () => {
     assert.ok(!existsSync(join(cwd, 'data')), 'nothing written');
   });
 });
+
+describe('herald start with two listeners on one port', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'herald-cli-config-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('is a configuration error naming both options (exit 2), not "cannot listen: EADDRINUSE" (exit 1)', async () => {
+    const r = await runCli(['start', '--port', '19443', '--set', 'adminPort=19443', '--no-legacy', '--data-dir', join(dir, 'data')]);
+    assert.equal(r.code, 2, r.stdout + r.stderr);
+    assert.match(r.stderr, /^herald: invalid configuration: options "port" and "adminPort" are both 19443 on 127\.0\.0\.1/);
+  });
+});

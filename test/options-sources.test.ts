@@ -51,3 +51,24 @@ describe('empty values', () => {
     assert.deepEqual([o.host, o.legacyHost, o.dataDir], ['0.0.0.0', '::', '.']);
   });
 });
+
+describe('listeners', () => {
+  test('two listeners on the same port are refused naming both options', () => {
+    const refused = [
+      [{ HERALD_PORT: '19443', HERALD_ADMIN_PORT: '19443' }, /options "port" and "adminPort" are both 19443 on 127\.0\.0\.1/],
+      [{ HERALD_ADMIN_PORT: '20000', HERALD_USER_PORT: '20000' }, /options "adminPort" and "userPort" are both 20000/],
+      [{ HERALD_PORT: '19444' }, /options "port" and "legacyPort" are both 19444 on 127\.0\.0\.1/],
+      // A wildcard address takes the port on every address, loopback included.
+      [{ HERALD_HOST: '0.0.0.0', HERALD_PORT: '8080', HERALD_LEGACY_PORT: '8080', HERALD_ALLOWED_ORIGINS: 'https://panel.example.net' }, /options "port" and "legacyPort" are both 8080 on 0\.0\.0\.0 and 127\.0\.0\.1/],
+    ] as const;
+    for (const [env, message] of refused) assert.throws(() => loadOptions({ env }), message, JSON.stringify(env));
+    // The old daemon's layout, port 0 (any free port, or off), a disabled legacy listener, and distinct addresses are fine.
+    const accepted: Array<Record<string, string>> = [
+      { HERALD_PORT: '19446', HERALD_ADMIN_PORT: '19443', HERALD_USER_PORT: '19445', HERALD_LEGACY_PORT: '19444' },
+      { HERALD_PORT: '0', HERALD_LEGACY_PORT: '0' },
+      { HERALD_PORT: '19444', HERALD_LEGACY_ENABLED: 'false' },
+      { HERALD_HOST: '127.0.0.2', HERALD_PORT: '19444' },
+    ];
+    for (const env of accepted) assert.doesNotThrow(() => loadOptions({ env }), JSON.stringify(env));
+  });
+});

@@ -243,6 +243,7 @@ function checkConsistency(o: HeraldOptions): void {
   for (const [key, what] of [['host', 'every interface: 0.0.0.0 or ::'], ['legacyHost', 'every interface: 0.0.0.0 or ::'], ['dataDir', 'the current directory: .']] as const) {
     if (o[key].trim() === '') throw new HeraldError('HERALD_ERR_CONFIG', `option "${key}" is empty: leave it unset for the default (${JSON.stringify(OptionsSchema.properties[key].default)}), or name ${what}`);
   }
+  checkPortsDistinct(o);
   if (o.legacyEnabled && !isLoopback(o.legacyHost) && o.legacyToken === '') {
     throw new HeraldError('HERALD_ERR_CONFIG', `option "legacyHost" is ${o.legacyHost} (not loopback) but "legacyToken" is empty: set a token or bind to 127.0.0.1`);
   }
@@ -253,6 +254,31 @@ function checkConsistency(o: HeraldOptions): void {
   if (o.commandsPerAdminConcurrency > o.commandsConcurrency) throw new HeraldError('HERALD_ERR_CONFIG', `option "commandsPerAdminConcurrency" (${o.commandsPerAdminConcurrency}) exceeds "commandsConcurrency" (${o.commandsConcurrency})`);
   checkAuthConsistency(o);
   if (o.defaultTtlMs > o.maxTtlMs) throw new HeraldError('HERALD_ERR_CONFIG', `option "defaultTtlMs" (${o.defaultTtlMs}) exceeds "maxTtlMs" (${o.maxTtlMs})`);
+}
+
+/**
+ * Two listeners on one port: the second failed at listen() with EADDRINUSE, which reads as
+ * another program holding the port (exit 1), not as two options that name the same one.
+ * adminPort and userPort listen on `host` like `port`; the legacy listener on `legacyHost`,
+ * which collides when it is the same address or either is a wildcard. Port 0 is "off" for
+ * adminPort and userPort and "any free port" for the others: never a collision.
+ */
+function checkPortsDistinct(o: HeraldOptions): void {
+  const wildcard = (h: string) => h === '0.0.0.0' || h === '::' || h === '[::]';
+  const listeners: Array<{ key: OptionKey; port: number; host: string }> = [
+    { key: 'port', port: o.port, host: o.host },
+    { key: 'adminPort', port: o.adminPort, host: o.host },
+    { key: 'userPort', port: o.userPort, host: o.host },
+    ...(o.legacyEnabled ? [{ key: 'legacyPort' as const, port: o.legacyPort, host: o.legacyHost }] : []),
+  ];
+  for (const [i, a] of listeners.entries()) {
+    for (const b of listeners.slice(i + 1)) {
+      if (a.port === 0 || a.port !== b.port) continue;
+      if (a.host !== b.host && !wildcard(a.host) && !wildcard(b.host)) continue;
+      const where = a.host === b.host ? `on ${a.host}` : `on ${a.host} and ${b.host}`;
+      throw new HeraldError('HERALD_ERR_CONFIG', `options "${a.key}" and "${b.key}" are both ${a.port} ${where}: each listener needs a port of its own`);
+    }
+  }
 }
 
 /** The resolver options that must agree with `authResolver`. */
