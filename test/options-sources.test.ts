@@ -39,6 +39,15 @@ describe('option sources', () => {
   });
 });
 
+describe('config file', () => {
+  test('a config file that starts with a UTF-8 byte order mark is read', () => {
+    withConfigFile('\uFEFF{"port": 8081, "demo": false}\n', (file) => {
+      const o = loadOptions({ env: {}, file });
+      assert.deepEqual([o.port, o.demo], [8081, false]);
+    });
+  });
+});
+
 describe('empty values', () => {
   test('an empty host, legacyHost or dataDir is refused naming the option, not read as every interface or the current directory', () => {
     for (const [env, key] of [['HERALD_HOST', 'host'], ['HERALD_LEGACY_HOST', 'legacyHost'], ['HERALD_DATA_DIR', 'dataDir']] as const) {

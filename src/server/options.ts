@@ -186,7 +186,10 @@ export function loadOptions(input: LoadOptionsInput = {}): HeraldOptions {
   if (file) {
     let parsed: unknown;
     try {
-      parsed = JSON.parse(readFileSync(file, 'utf8'));
+      // A byte order mark (editors on Windows write one) is not JSON, and V8's message for it
+      // quotes the text, so it was refused as "not valid JSON" with nothing to go on. Node's own
+      // require() of a .json file skips it too.
+      parsed = JSON.parse(readFileSync(file, 'utf8').replace(/^\uFEFF/, ''));
     } catch (e) {
       // V8 quotes the text around some syntax errors (`Unexpected token 'h',
       // ..."piToken": hunter2"... is not valid JSON`), and the file holds
