@@ -48,6 +48,14 @@ describe('config file', () => {
   });
 });
 
+describe('numbers', () => {
+  test('Infinity is refused as what was given, not as null', () => {
+    assert.throws(() => loadOptions({ env: { HERALD_PORT: 'Infinity' } }), /option "port" \(environment HERALD_PORT\): .*got Infinity$/);
+    assert.throws(() => loadOptions({ env: { HERALD_COMMANDS_TIMEOUT_SEC: '-Infinity' } }), /option "commandsTimeoutSec" .*got -Infinity$/);
+    assert.throws(() => loadOptions({ env: {}, overrides: startOverrides({ set: ['heartbeatMs=1e999'] }, false) }), /option "heartbeatMs" \(command line\): .*got Infinity$/);
+  });
+});
+
 describe('empty values', () => {
   test('an empty host, legacyHost or dataDir is refused naming the option, not read as every interface or the current directory', () => {
     for (const [env, key] of [['HERALD_HOST', 'host'], ['HERALD_LEGACY_HOST', 'legacyHost'], ['HERALD_DATA_DIR', 'dataDir']] as const) {

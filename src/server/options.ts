@@ -230,7 +230,10 @@ export function loadOptions(input: LoadOptionsInput = {}): HeraldOptions {
     const expected = schema ? describeType(schema) : 'a known option';
     // A secret's value is never printed, not even a wrong one: this message
     // reaches stderr and the service manager's journal.
-    const got = schema?.secret === true ? `${kindOf(first.value)} (not shown: the option is a secret)` : JSON.stringify(first.value);
+    // JSON writes Infinity (HERALD_PORT=Infinity, --set port=1e999) and NaN as null: shown as they are.
+    const got = schema?.secret === true
+      ? `${kindOf(first.value)} (not shown: the option is a secret)`
+      : typeof first.value === 'number' && !Number.isFinite(first.value) ? String(first.value) : JSON.stringify(first.value);
     throw new HeraldError('HERALD_ERR_CONFIG', `option "${key}" (${source[key] ?? 'default'}): ${first.message}; expected ${expected}, got ${got}`);
   }
   const options = withDefaults as HeraldOptions;
