@@ -33,3 +33,14 @@ describe('herald start with two listeners on one port', () => {
     assert.match(r.stderr, /^herald: invalid configuration: options "port" and "adminPort" are both 19443 on 127\.0\.0\.1/);
   });
 });
+
+describe('an empty --config', () => {
+  test('is a usage error, not a start on defaults without the file', async () => {
+    for (const args of [['config', '--config', ''], ['--config', ' ', 'config']]) {
+      const r = await runCli(args);
+      assert.equal(r.code, 2, r.stdout + r.stderr);
+      assert.equal(r.stderr, 'herald: --config must not be empty\n');
+      assert.equal(r.stdout, '');
+    }
+  });
+});

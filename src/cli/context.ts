@@ -38,6 +38,9 @@ export interface GlobalFlags {
 }
 
 export function loadCliOptions(flags: GlobalFlags, overrides: Partial<Record<OptionKey, unknown>> = {}): HeraldOptions {
+  // `--config "$CONF"` with CONF unset: the file was skipped without a word and the server ran
+  // on defaults (demo page on, generated secrets). As for --url, an empty flag is a mistake.
+  if (flags.config !== undefined && flags.config.trim() === '') throw new CliError('--config must not be empty', Exit.USAGE);
   return loadOptions({ file: flags.config, overrides: { ...overrides, ...(flags.dataDir === undefined ? {} : { dataDir: flags.dataDir }) } });
 }
 
