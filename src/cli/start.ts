@@ -5,7 +5,7 @@
  * the close frame, let requests in flight finish, and exit 0.
  */
 import type { TSchema } from '@sinclair/typebox';
-import { fromEnvString, OptionsSchema, type OptionKey } from '../server/options.js';
+import { fromEnvString, OptionsSchema, unknownEnvironmentNames, type OptionKey } from '../server/options.js';
 import { createLogger } from '../server/logger.js';
 import { resolve } from 'node:path';
 import { ensureSecrets } from '../server/secrets.js';
@@ -89,6 +89,10 @@ export async function runStart(flags: StartFlags, legacyFromCli: boolean): Promi
   const loaded = loadCliOptions(flags, startOverrides(flags, legacyFromCli));
   const { options, file, generated } = ensureSecrets(loaded);
   const logger = createLogger(options);
+  // The name only, and the name it may have meant: never the value, which may be a secret.
+  for (const { name, meant } of unknownEnvironmentNames(process.env)) {
+    logger.warn({ variable: name, ...(meant ? { meant } : {}) }, `environment variable ${name} is not an option and is ignored${meant ? ` (did you mean ${meant}?)` : ''}`);
+  }
   let herald: Herald;
   try {
     herald = await createHerald(options, { logger });

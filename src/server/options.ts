@@ -124,6 +124,39 @@ export function envName(key: string): string {
   return `HERALD_${key.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toUpperCase()}`;
 }
 
+/** HERALD_* variables that are not options but are read: the config file's path, the client commands' server URL. */
+const OTHER_ENV_NAMES: readonly string[] = ['HERALD_CONFIG', 'HERALD_URL'];
+
+/**
+ * HERALD_* variables in `env` that Herald does not read, each with the option's variable it
+ * most likely meant, if one is close. A misspelt one (HERALD_APITOKEN, HERALD_DEMO_ENABLED)
+ * is otherwise ignored without a word, and its option keeps its default. Not an error, as an
+ * unknown key in the config file is: the prefix is not Herald's alone.
+ */
+export function unknownEnvironmentNames(env: NodeJS.ProcessEnv): Array<{ name: string; meant?: string }> {
+  const known = Object.keys(OptionsSchema.properties).map(envName);
+  const squash = (name: string) => name.replace(/_/g, '');
+  const out: Array<{ name: string; meant?: string }> = [];
+  for (const name of Object.keys(env).sort()) {
+    if (!name.startsWith('HERALD_') || known.includes(name) || OTHER_ENV_NAMES.includes(name)) continue;
+    // The same letters but for underscores, or one or two letters off.
+    const meant = known.find((k) => squash(k) === squash(name)) ?? known.find((k) => editDistance(k, name) <= 2);
+    out.push(meant === undefined ? { name } : { name, meant });
+  }
+  return out;
+}
+
+/** Levenshtein distance (insertions, deletions, substitutions). */
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    row = next;
+  }
+  return row[b.length]!;
+}
+
 function schemaOf(key: string): TSchema | undefined {
   // Own keys only: `constructor`, `toString` or `__proto__` in a config file or a --set are
   // unknown options, not the schema object's inherited members.
