@@ -389,7 +389,8 @@ export class LegacyServer {
         this.#server.on('error', (e) => this.#log.error({ err: e.message }, 'legacy listener error'));
         const a = this.#server.address() as net.AddressInfo;
         this.#address = { host: a.address, port: a.port };
-        this.#log.info({ host: a.address, port: a.port, token: this.settings.legacyToken !== '' }, 'legacy TCP protocol listening');
+        // Not `token`: the logger redacts that key (logger.ts), and the line said "token":"[redacted]".
+        this.#log.info({ host: a.address, port: a.port, tokenSet: this.settings.legacyToken !== '' }, 'legacy TCP protocol listening');
         resolve(this.#address);
       });
     });
