@@ -44,3 +44,17 @@ describe('an empty --config', () => {
     }
   });
 });
+
+describe('a huge integer', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'herald-cli-config-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('HERALD_REQUEST_TIMEOUT_MS=1e16 and HERALD_MAX_PER_STREAM=1e300 are configuration errors, not stack traces', async () => {
+    for (const [env, key] of [['HERALD_REQUEST_TIMEOUT_MS', 'requestTimeoutMs'], ['HERALD_MAX_PER_STREAM', 'maxPerStream']] as const) {
+      const r = await runCli(['start', '--port', '0', '--no-legacy', '--data-dir', join(dir, 'data')], { env: { [env]: env === 'HERALD_MAX_PER_STREAM' ? '1e300' : '1e16' } });
+      assert.equal(r.code, 2, r.stdout + r.stderr);
+      assert.match(r.stderr, new RegExp(`^herald: invalid configuration: option "${key}" \\(environment ${env}\\)`));
+      assert.ok(!r.stderr.includes('    at '), r.stderr);
+    }
+  });
+});

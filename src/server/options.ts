@@ -116,6 +116,16 @@ export const OptionsSchema = Type.Object({
   shutdownGraceMs: Millis('On SIGTERM, how long requests in flight may take before the process exits anyway. At most 2147478647 (`herald start` exits 5 s after it, on a timer, and a timer cannot exceed 2147483647 ms).', 10000, 0, SHUTDOWN_GRACE_MAX_MS),
 });
 
+/**
+ * Every integer option without a bound of its own is at most 2^53 − 1: past it a number is no
+ * longer an exact integer, and parts refused it at start with a stack trace instead of a
+ * configuration error (node's HTTP server for requestTimeoutMs 1e16, the SQLite store for
+ * maxPerStream 1e300).
+ */
+for (const schema of Object.values(OptionsSchema.properties) as TSchema[]) {
+  if (schema.type === 'integer' && schema.maximum === undefined) schema.maximum = Number.MAX_SAFE_INTEGER;
+}
+
 export type HeraldOptions = Readonly<Static<typeof OptionsSchema>>;
 export type OptionKey = keyof HeraldOptions;
 
