@@ -5,7 +5,7 @@
  */
 import { describe, test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runCli } from './helpers/cli.js';
@@ -55,6 +55,30 @@ describe('a huge integer', () => {
       assert.equal(r.code, 2, r.stdout + r.stderr);
       assert.match(r.stderr, new RegExp(`^herald: invalid configuration: option "${key}" \\(environment ${env}\\)`));
       assert.ok(!r.stderr.includes('    at '), r.stderr);
+    }
+  });
+});
+
+describe('herald start where it cannot start', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'herald-cli-config-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('a dataDir that is a file is one line on stderr and exit 1, not a stack trace', async () => {
+    const file = join(dir, 'not-a-dir');
+    writeFileSync(file, '');
+    const r = await runCli(['start', '--port', '0', '--no-legacy', '--data-dir', file]);
+    assert.equal(r.code, 1, r.stdout + r.stderr);
+    assert.match(r.stderr, /^herald: cannot start: cannot keep the generated secrets in .*not-a-dir\/secrets\.json: EEXIST/);
+    assert.equal(r.stderr.split('\n').length, 2, r.stderr);
+  });
+
+  test('a host or legacyHost no name service knows is one line on stderr and exit 1, not a stack trace', async () => {
+    // A label of 64 characters is refused by the resolver itself: no query leaves the machine.
+    const name = `${'a'.repeat(64)}.invalid`;
+    for (const args of [['--host', name, '--no-legacy'], ['--set', `legacyHost=${name}`, '--set', 'legacyToken=legacy-token-0123', '--legacy-port', '0']]) {
+      const r = await runCli(['start', '--port', '0', '--public-url', 'http://127.0.0.1:1', '--data-dir', join(dir, 'data'), ...args]);
+      assert.equal(r.code, 1, r.stdout + r.stderr);
+      assert.equal(r.stderr, `herald: cannot listen: getaddrinfo ENOTFOUND ${name}\n`);
     }
   });
 });

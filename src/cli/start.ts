@@ -8,7 +8,7 @@ import type { TSchema } from '@sinclair/typebox';
 import { fromEnvString, OptionsSchema, unknownEnvironmentNames, type OptionKey } from '../server/options.js';
 import { createLogger } from '../server/logger.js';
 import { resolve } from 'node:path';
-import { ensureSecrets } from '../server/secrets.js';
+import { ensureSecrets, secretsFile } from '../server/secrets.js';
 import { createHerald, type Herald } from '../server/herald.js';
 import { isHeraldError } from '../server/errors.js';
 import { CloseReason } from '../protocol/close-codes.js';
@@ -87,7 +87,16 @@ export function startOverrides(flags: StartFlags, legacyFromCli: boolean): Parti
 
 export async function runStart(flags: StartFlags, legacyFromCli: boolean): Promise<void> {
   const loaded = loadCliOptions(flags, startOverrides(flags, legacyFromCli));
-  const { options, file, generated } = ensureSecrets(loaded);
+  let secured: ReturnType<typeof ensureSecrets>;
+  try {
+    secured = ensureSecrets(loaded);
+  } catch (e) {
+    // A dataDir that is a file, or that this user may not write: one line, not a stack trace.
+    const err = e as NodeJS.ErrnoException;
+    if (typeof err.syscall === 'string') throw new CliError(`cannot start: cannot keep the generated secrets in ${secretsFile(loaded.dataDir)}: ${err.message}`, Exit.FAILURE);
+    throw e;
+  }
+  const { options, file, generated } = secured;
   const logger = createLogger(options);
   // The name only, and the name it may have meant: never the value, which may be a secret.
   for (const { name, meant } of unknownEnvironmentNames(process.env)) {
@@ -108,8 +117,9 @@ export async function runStart(flags: StartFlags, legacyFromCli: boolean): Promi
     // Whatever was already listening, the store and its lock: all released before the exit.
     await herald.close().catch(() => undefined);
     const err = e as NodeJS.ErrnoException;
-    // EADDRINUSE, EACCES, EADDRNOTAVAIL (a host this machine does not have), …
-    if (err.syscall === 'listen') throw new CliError(`cannot listen: ${err.message}`, Exit.FAILURE);
+    // EADDRINUSE, EACCES, EADDRNOTAVAIL (a host this machine does not have), …; and a host
+    // or legacyHost that is a name nothing resolves (getaddrinfo ENOTFOUND), which printed a stack trace.
+    if (err.syscall === 'listen' || err.syscall === 'getaddrinfo') throw new CliError(`cannot listen: ${err.message}`, Exit.FAILURE);
     throw e;
   }
   if (generated) printFirstStart(file, herald.urls.http, options.dataDir, flags.dataDir !== undefined, hintUrl(options, herald.urls.http));
