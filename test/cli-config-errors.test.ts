@@ -82,3 +82,21 @@ describe('herald start where it cannot start', () => {
     }
   });
 });
+
+describe('the option at fault is the one named', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'herald-cli-config-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('a host that is no address names host (not an empty publicUrl); an ftp:// publicUrl names publicUrl (not allowedOrigins)', async () => {
+    const cases = [
+      [['--host', '256.1.1.1'], /^herald: invalid configuration: option "host": "256\.1\.1\.1" is not an IP address or host name\n$/],
+      [['--public-url', 'ftp://panel.example.net/herald'], /^herald: invalid configuration: option "publicUrl": "ftp:\/\/panel\.example\.net\/herald" is not a URL like https:\/\/panel\.example\.net\/herald\n$/],
+      [['--public-url', 'panel.example.net'], /^herald: invalid configuration: option "publicUrl": "panel\.example\.net" is not a URL/],
+    ] as const;
+    for (const [args, message] of cases) {
+      const r = await runCli(['start', '--port', '0', '--no-legacy', '--data-dir', join(dir, 'data'), ...args]);
+      assert.equal(r.code, 2, r.stdout + r.stderr);
+      assert.match(r.stderr, message);
+    }
+  });
+});

@@ -330,12 +330,26 @@ export class Herald {
  */
 function originPolicy(options: HeraldOptions): OriginPolicy {
   let publicOrigin: string;
-  try {
-    // An IPv6 host (`::1`, `::`) goes in brackets in a URL: bare, every start on one failed with "Invalid URL".
-    const host = isIPv6(options.host) ? `[${options.host}]` : options.host;
-    publicOrigin = new URL(options.publicUrl || `http://${host}:${options.port}`).origin;
-  } catch {
-    throw new HeraldError('HERALD_ERR_CONFIG', `option "publicUrl": ${JSON.stringify(options.publicUrl)} is not a URL like https://panel.example.net/herald`);
+  const publicUrlError = () => new HeraldError('HERALD_ERR_CONFIG', `option "publicUrl": ${JSON.stringify(options.publicUrl)} is not a URL like https://panel.example.net/herald`);
+  if (options.publicUrl !== '') {
+    let url: URL;
+    try {
+      url = new URL(options.publicUrl);
+    } catch {
+      throw publicUrlError();
+    }
+    // Browsers reach Herald over http(s) only; an ftp:// one was refused as a bad "allowedOrigins" entry.
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw publicUrlError();
+    publicOrigin = url.origin;
+  } else {
+    try {
+      // An IPv6 host (`::1`, `::`) goes in brackets in a URL: bare, every start on one failed with "Invalid URL".
+      const host = isIPv6(options.host) ? `[${options.host}]` : options.host;
+      publicOrigin = new URL(`http://${host}:${options.port}`).origin;
+    } catch {
+      // The URL is built from host: a host like 256.1.1.1 was reported as an empty publicUrl.
+      throw new HeraldError('HERALD_ERR_CONFIG', `option "host": ${JSON.stringify(options.host)} is not an IP address or host name`);
+    }
   }
   try {
     return new OriginPolicy({
