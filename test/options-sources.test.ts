@@ -63,6 +63,8 @@ describe('empty values', () => {
       assert.throws(() => loadOptions({ env: { [env]: '', HERALD_PUBLIC_URL: 'https://panel.example.net/herald', HERALD_LEGACY_TOKEN: 'legacy-token-0123' } }), new RegExp(`option "${key}" is empty`), env);
       assert.throws(() => loadOptions({ env: {}, overrides: { [key]: ' ' } }), new RegExp(`option "${key}" is empty`), key);
     }
+    // legacyHost means nothing while the legacy listener is off.
+    assert.equal(loadOptions({ env: { HERALD_LEGACY_HOST: '', HERALD_LEGACY_ENABLED: 'false' } }).legacyHost, '');
     // The addresses and directories an operator means are still accepted.
     const o = loadOptions({ env: { HERALD_HOST: '0.0.0.0', HERALD_LEGACY_HOST: '::', HERALD_LEGACY_TOKEN: 'legacy-token-0123', HERALD_DATA_DIR: '.' } });
     assert.deepEqual([o.host, o.legacyHost, o.dataDir], ['0.0.0.0', '::', '.']);

@@ -290,6 +290,8 @@ function checkConsistency(o: HeraldOptions): void {
   // an empty dataDir put the secrets and the store in whatever directory Herald was started from.
   // An unset variable in an environment file (HERALD_HOST=) must not do either without a word.
   for (const [key, what] of [['host', 'every interface: 0.0.0.0 or ::'], ['legacyHost', 'every interface: 0.0.0.0 or ::'], ['dataDir', 'the current directory: .']] as const) {
+    // legacyHost is read only when the legacy listener runs: a setup that turned it off keeps working.
+    if (key === 'legacyHost' && !o.legacyEnabled) continue;
     if (o[key].trim() === '') throw new HeraldError('HERALD_ERR_CONFIG', `option "${key}" is empty: leave it unset for the default (${JSON.stringify(OptionsSchema.properties[key].default)}), or name ${what}`);
   }
   checkPortsDistinct(o);
