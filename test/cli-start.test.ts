@@ -102,6 +102,24 @@ describe('herald start', () => {
       if (again.exitCode === null && again.signalCode === null) again.kill('SIGKILL');
     }
   });
+
+  test('SIGHUP (the terminal went away) shuts down as gracefully as SIGTERM: the tab gets its close notice', async () => {
+    const again = spawnCli(['start', '--data-dir', dataDir, '--port', '0', '--no-legacy']);
+    const out = new LineReader(again.stdout);
+    try {
+      const line = await out.next((l) => l.includes('Herald is listening'));
+      const http = (JSON.parse(line) as { http: string }).http;
+      const token = await runCli(['token', '--aid', '3', '--data-dir', dataDir]);
+      const tab = await TestTab.open(`${http.replace('http', 'ws')}/ws/admin`, { query: { token: token.stdout.trim() } });
+      await tab.nextOfType('WELCOME');
+      again.kill('SIGHUP');
+      assert.equal((await tab.nextOfType('close')).REASON, 'server shutdown');
+      assert.equal((await tab.closed).code, 1001);
+      assert.deepEqual(await exited(again), { code: 0, signal: null });
+    } finally {
+      if (again.exitCode === null && again.signalCode === null) again.kill('SIGKILL');
+    }
+  });
 });
 
 describe('herald start with a bad configuration', () => {

@@ -152,6 +152,9 @@ export async function runStart(flags: StartFlags, legacyFromCli: boolean): Promi
   };
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);
+  // The terminal it ran in went away (an ssh session closed on `npm start`): node's default
+  // for SIGHUP ends the process at once, and the tabs got no close notice, the lock file stayed.
+  process.on('SIGHUP', shutdown);
 }
 
 /** First start: where the generated secrets are and how to use them (never the secrets themselves). */
