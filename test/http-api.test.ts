@@ -41,6 +41,11 @@ describe('HTTP API', () => {
     const ok = await s.api('GET', '/api/v1/ping');
     assert.equal(ok.status, 200);
     assert.equal(ok.body.ok, true);
+    // The scheme's name is case-insensitive (RFC 9110 §11.1); the token is not.
+    for (const scheme of ['bearer', 'BEARER']) {
+      assert.equal((await s.api('GET', '/api/v1/ping', undefined, { authorization: `${scheme} ${s.apiToken}` })).status, 200, scheme);
+    }
+    assert.equal((await s.api('GET', '/api/v1/ping', undefined, { authorization: `Bearer ${s.apiToken.toUpperCase()}x` })).status, 401);
   });
 
   test('online lists and is-online with tab count', async () => {

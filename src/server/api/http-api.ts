@@ -23,8 +23,9 @@ export interface HttpApiContext {
   status(): Record<string, unknown>;
 }
 
+/** `Authorization: Bearer <token>`; the scheme's name in any case (RFC 9110 §11.1), the token exactly. */
 function bearerMatches(header: string | undefined, expected: Buffer): boolean {
-  if (!header?.startsWith('Bearer ')) return false;
+  if (header === undefined || header.length < 7 || header.slice(0, 7).toLowerCase() !== 'bearer ') return false;
   const given = Buffer.from(header.slice(7).trim());
   return given.length === expected.length && timingSafeEqual(given, expected);
 }
