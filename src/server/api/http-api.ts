@@ -163,6 +163,77 @@ export function installShutdownHandling(app: FastifyInstance, closing: () => boo
   });
 }
 
+/** What a JSON value is, as a refusal names it. */
+function jsonType(v: unknown): string {
+  return v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'boolean' ? String(v) : typeof v;
+}
+
+/**
+ * The schema's validator converts types (Fastify's Ajv option coerceTypes): the
+ * conversions that keep a value's meaning are welcome (`"aid":"7"`, `"ttl":"60"`,
+ * what a Perl backend's JSON often holds), but `null` and booleans became numbers
+ * and strings that mean something else: `"ttl":null` (a backend's "no TTL given")
+ * was `ttl 0`, stored nothing and reached no tab opened later; `"aid":true` was
+ * admin 1, who got the notification (or, on /disconnect, lost every tab); a
+ * `"message":null` or `true` was sent as the text "" or "true". So in a send's or
+ * a disconnect's own fields they are refused, naming the field, before the schema
+ * sees them. Inside a notification they are the backend's data and pass untouched.
+ * Returns the refusal, or undefined.
+ */
+function convertedField(body: unknown, at: string, route: 'send' | 'disconnect'): string | undefined {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return undefined;
+  const b = body as Record<string, unknown>;
+  const to = b.to;
+  if (typeof to === 'object' && to !== null && !Array.isArray(to)) {
+    for (const [k, v] of Object.entries(to)) {
+      if (k === 'all') {
+        if (v === null || typeof v === 'boolean') return `${at}/to/all must be "admins" or "users", not ${jsonType(v)}`;
+      } else if (Array.isArray(v)) {
+        const i = v.findIndex((id) => id === null || typeof id === 'boolean');
+        if (i >= 0) return `${at}/to/${k}/${i} must be integer, not ${jsonType(v[i])}`;
+      } else if (v === null || typeof v === 'boolean') {
+        return `${at}/to/${k} must be integer, not ${jsonType(v)}`;
+      }
+    }
+  }
+  if (route === 'send' && 'message' in b) {
+    const m = b.message;
+    if (m === null || typeof m === 'boolean' || Array.isArray(m)) return `${at}/message must be a notification object (with a TYPE) or a string, not ${jsonType(m)}`;
+  }
+  const scalars = route === 'send' ? [['ttl', 'number'], ['idempotencyKey', 'string']] as const : [['reason', 'string']] as const;
+  for (const [k, type] of scalars) {
+    const v = b[k];
+    if (v === null || typeof v === 'boolean') return `${at}/${k} must be ${type}, not ${jsonType(v)}`;
+  }
+  return undefined;
+}
+
+/** preValidation of POST /send: the body's own fields are not converted (convertedField). */
+async function refuseConvertedSend(req: FastifyRequest): Promise<void> {
+  const refusal = convertedField(req.body, 'body', 'send');
+  if (refusal !== undefined) throw new HeraldError('HERALD_ERR_VALIDATION', refusal);
+}
+
+/** preValidation of POST /disconnect, as for /send. */
+async function refuseConvertedDisconnect(req: FastifyRequest): Promise<void> {
+  const refusal = convertedField(req.body, 'body', 'disconnect');
+  if (refusal !== undefined) throw new HeraldError('HERALD_ERR_VALIDATION', refusal);
+}
+
+/** preValidation of POST /send/batch: every item's fields, as for /send. */
+async function refuseConvertedInBatch(req: FastifyRequest): Promise<void> {
+  const body = req.body as { messages?: unknown; answer?: unknown } | null;
+  if (typeof body !== 'object' || body === null) return;
+  if (body.answer === null || typeof body.answer === 'boolean') {
+    throw new HeraldError('HERALD_ERR_VALIDATION', `body/answer must be "full" or "summary", not ${jsonType(body.answer)}`);
+  }
+  if (!Array.isArray(body.messages)) return;
+  for (let i = 0; i < body.messages.length; i++) {
+    const refusal = convertedField(body.messages[i], `body/messages/${i}`, 'send');
+    if (refusal !== undefined) throw new HeraldError('HERALD_ERR_VALIDATION', refusal);
+  }
+}
+
 function recipients(to: Recipient): Principal[] | { all: PrincipalKind } {
   if (to.aid !== undefined) return [{ kind: 'admin', id: to.aid }];
   if (to.uid !== undefined) return [{ kind: 'user', id: to.uid }];
@@ -265,7 +336,7 @@ export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext)
       return { delivered, queued, results: each };
     }
 
-    api.post('/send', { schema: { summary: 'Send a notification', body: SendBody, response: errors } }, async (req) => {
+    api.post('/send', { schema: { summary: 'Send a notification', body: SendBody, response: errors }, preValidation: refuseConvertedSend }, async (req) => {
       const { to, payload, options } = parseSend(req.body as SendBody);
       if ('all' in to) return broadcastAnswer(await ctx.notifier.broadcast(to.all, payload, options));
       return peopleAnswer(to, await ctx.notifier.sendMany(to, payload, options));
@@ -278,6 +349,7 @@ export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext)
     // Notifications to one person keep their order.
     api.post('/send/batch', {
       schema: { summary: 'Send many notifications in one request; one answer per item, in order', body: SendBatchBody, response: errors },
+      preValidation: refuseConvertedInBatch,
     }, async (req) => {
       const { messages, answer } = req.body as SendBatchBody;
       const sends: BatchSend[] = [];
@@ -300,7 +372,7 @@ export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext)
       };
     });
 
-    api.post('/disconnect', { schema: { summary: 'Close every tab of a person, telling them why', body: DisconnectBody } }, async (req) => {
+    api.post('/disconnect', { schema: { summary: 'Close every tab of a person, telling them why', body: DisconnectBody }, preValidation: refuseConvertedDisconnect }, async (req) => {
       const body = req.body as DisconnectBody;
       const p: Principal = body.to.aid !== undefined ? { kind: 'admin', id: body.to.aid } : { kind: 'user', id: body.to.uid! };
       return { tabs: await ctx.notifier.disconnect(p, body.reason ?? 'disconnected by the server') };
