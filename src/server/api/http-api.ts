@@ -302,7 +302,7 @@ export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext)
     });
 
     api.get('/online/:kind/:id', {
-      schema: { summary: 'Is this person online, with how many tabs', params: Type.Object({ kind: KindParam, id: Type.Integer({ minimum: 1 }) }) },
+      schema: { summary: 'Is this person online, with how many tabs', params: Type.Object({ kind: KindParam, id: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }) }) },
     }, async (req) => {
       const { kind, id } = req.params as { kind: PrincipalKind; id: number };
       const tabs = await ctx.notifier.tabs({ kind, id });
