@@ -253,7 +253,8 @@ export class HeraldClient {
       // A token function that fails is a transient problem (e.g. the panel's
       // token endpoint restarting): retry like a failed connection.
       this.events.emit('error', { error });
-      if (this.#state === 'connecting') this.#scheduleRetry(CloseCode.INTERNAL_ERROR, 'token unavailable');
+      // Unless an error listener called close() (and perhaps connect()): that stands.
+      if (id === this.#attemptId && this.#state === 'connecting') this.#scheduleRetry(CloseCode.INTERNAL_ERROR, 'token unavailable');
       return;
     }
     // close() (and perhaps connect() again) while awaiting the token.
@@ -263,7 +264,7 @@ export class HeraldClient {
       ws = new this.#WebSocket(url);
     } catch (error) {
       this.events.emit('error', { error });
-      this.#scheduleRetry(CloseCode.INTERNAL_ERROR, 'bad endpoint');
+      if (id === this.#attemptId && this.#state === 'connecting') this.#scheduleRetry(CloseCode.INTERNAL_ERROR, 'bad endpoint');
       return;
     }
     this.#ws = ws;
@@ -318,6 +319,9 @@ export class HeraldClient {
       return;
     }
     if (this.#everConnected || opened) this.events.emit('disconnected', { code, reason, willReconnect: true });
+    // A disconnected listener that called close() (or close() and connect())
+    // has decided: no retry behind its back, nor one beside its new attempt.
+    if (id !== this.#attemptId) return;
     this.#scheduleRetry(code, reason);
   }
 
@@ -382,10 +386,11 @@ export class HeraldClient {
   #connectTimedOut(id: number): void {
     this.#connectTimer = undefined;
     if (id !== this.#attemptId || this.#state !== 'connecting') return;
-    this.#attemptId++; // whatever the attempt still awaits is ignored when it comes
+    const current = ++this.#attemptId; // whatever the attempt still awaits is ignored when it comes
     const reason = 'connect timeout';
     this.#abandonSocket(CloseCode.TIMEOUT, reason);
     if (this.#everConnected) this.events.emit('disconnected', { code: CloseCode.TIMEOUT, reason, willReconnect: true });
+    if (current !== this.#attemptId) return; // a listener called close() or connect()
     this.#scheduleRetry(CloseCode.TIMEOUT, reason);
   }
 
