@@ -5,32 +5,15 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { request } from 'node:http';
 import { gunzipSync } from 'node:zlib';
 import { readFileSync } from 'node:fs';
 import { ErrorCodes, type ErrorCode } from '../src/server/errors.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { ensureClientBuilt } from './helpers/browser.js';
-
-interface Answer {
-  status: number;
-  headers: Record<string, string | string[] | undefined>;
-  body: Buffer;
-}
+import { rawRequest } from './helpers/raw-http.js';
 
 /** A raw request (so that Origin and Accept-Encoding are exactly what the test says). */
-function raw(url: string, options: { method?: string; headers?: Record<string, string> } = {}): Promise<Answer> {
-  return new Promise((resolve, reject) => {
-    const req = request(url, { method: options.method ?? 'GET', headers: options.headers ?? {} }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }));
-      res.on('error', reject);
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+const raw = rawRequest;
 
 describe('browser assets and probe', () => {
   let server: TestServer;
