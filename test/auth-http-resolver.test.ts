@@ -144,3 +144,35 @@ describe('http resolver end to end', () => {
     assert.ok(!log.includes('panel-admin-6'));
   });
 });
+
+describe('http resolver: a URL fetch cannot use', () => {
+  const PASSWORD = 'S3cretPassw0rd';
+
+  test('a user name or password in httpResolverUrl, or a URL that does not parse, stops the start with a configuration error that does not quote it', async () => {
+    // fetch refuses both for every request: each handshake was answered 503, for ever.
+    for (const url of [`http://herald:${PASSWORD}@127.0.0.1:1/session`, `https://${PASSWORD}@127.0.0.1/session`, `http://127.0.0.1:99999/${PASSWORD}`, `http://[zz${PASSWORD}/`]) {
+      await assert.rejects(startAuthHerald({ authResolver: 'http', httpResolverUrl: url }), (e: Error & { code?: string }) => {
+        assert.equal(e.code, 'HERALD_ERR_CONFIG', `${url}: ${e.message}`);
+        assert.match(e.message, /option "httpResolverUrl"/);
+        assert.ok(!e.message.includes(PASSWORD), `${url}: the error quotes the URL`);
+        return true;
+      }, url);
+    }
+  });
+
+  test('a panel that refuses the connection: 503, and the log says why (ECONNREFUSED)', async () => {
+    const closed = createServer();
+    closed.listen(0, '127.0.0.1');
+    await once(closed, 'listening');
+    const port = (closed.address() as AddressInfo).port;
+    closed.close();
+    await once(closed, 'close');
+    const h = await startAuthHerald({ authResolver: 'http', httpResolverUrl: `http://127.0.0.1:${port}/session`, authCacheMs: 0, authNegativeCacheMs: 0 });
+    try {
+      assert.equal(await h.status('admin', { headers: { cookie: 'panel_session=x' } }), 503);
+      assert.match(h.log(), /session look-up failed: request failed \(ECONNREFUSED\)/);
+    } finally {
+      await h.close();
+    }
+  });
+});

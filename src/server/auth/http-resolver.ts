@@ -48,8 +48,7 @@ export class HttpResolver implements CredentialResolver {
   readonly #gate: LookUpGate;
 
   constructor(options: HttpResolverOptions) {
-    if (!/^https?:\/\//i.test(options.url)) throw new HeraldError('HERALD_ERR_CONFIG', 'option "httpResolverUrl" must be an http:// or https:// URL');
-    this.#url = options.url;
+    this.#url = usableUrl(options.url);
     this.#timeoutMs = options.timeoutMs;
     const names = ['cookie', ...options.headers.map((h) => h.trim().toLowerCase()).filter((h) => h !== '')];
     for (const h of names) {
@@ -123,7 +122,7 @@ export class HttpResolver implements CredentialResolver {
       text = await readBounded(response, MAX_ANSWER_BYTES);
     } catch (e) {
       const name = (e as Error).name;
-      return unavailable(name === 'TimeoutError' || name === 'AbortError' ? `no answer within ${this.#timeoutMs} ms` : 'request failed');
+      return unavailable(name === 'TimeoutError' || name === 'AbortError' ? `no answer within ${this.#timeoutMs} ms` : `request failed${failureCode(e)}`);
     } finally {
       clearTimeout(timer);
       if (turn) this.#gate.leave();
@@ -165,4 +164,31 @@ async function readBounded(response: Response, max: number): Promise<string> {
     chunks.push(value);
   }
   return Buffer.concat(chunks).toString('utf8');
+}
+
+/**
+ * The panel's URL as fetch will take it, or a configuration error at start.
+ * fetch refuses a URL with a user name or password in it ("Request cannot be
+ * constructed from a URL that includes credentials"), and one it cannot
+ * parse: each handshake was then answered 503, for ever, and the log said
+ * only "request failed". Neither message quotes the URL: it may hold a password.
+ */
+function usableUrl(url: string): string {
+  if (!/^https?:\/\//i.test(url)) throw new HeraldError('HERALD_ERR_CONFIG', 'option "httpResolverUrl" must be an http:// or https:// URL');
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new HeraldError('HERALD_ERR_CONFIG', 'option "httpResolverUrl" is not a valid URL');
+  }
+  if (parsed.username !== '' || parsed.password !== '') {
+    throw new HeraldError('HERALD_ERR_CONFIG', 'option "httpResolverUrl" must not hold a user name or password (fetch refuses such a URL): let the panel\'s endpoint trust Herald by its address, e.g. on loopback, instead');
+  }
+  return url;
+}
+
+/** The system error under a failed fetch (ECONNREFUSED, ENOTFOUND, …), for the log: " (ECONNREFUSED)", or "". */
+function failureCode(e: unknown): string {
+  const cause = (e as { cause?: { code?: unknown } }).cause;
+  return typeof cause?.code === 'string' && /^[A-Z_]+$/.test(cause.code) ? ` (${cause.code})` : '';
 }
