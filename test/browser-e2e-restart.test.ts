@@ -1,0 +1,261 @@
+/**
+ * "Nothing lost, nothing twice" end to end across real failures: a real
+ * `node dist/cli/main.js start` child on the SQLite store, killed with
+ * SIGKILL and started again on the same port, while two Chromium tabs of one
+ * admin stay open and a backend keeps sending; and a restart on a wiped data
+ * dir (a new EPOCH for every stream).
+ *
+ * Every notification the HTTP API accepted must be shown exactly once in
+ * each tab — counted both as the library's MESSAGE handler calls and as
+ * toasts in the page — and a reconnecting tab resumes from its cursor, so
+ * the server never sends an old one again.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Browser, Page } from 'playwright-core';
+import { mintToken } from '../src/server/auth/token-resolver.js';
+import { restartablePort } from './helpers/ports.js';
+import { browserSkipReason, launchBrowser, newPage, type Recorder, type W } from './helpers/browser.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const MAIN = join(ROOT, 'dist/cli/main.js');
+const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** `herald start` as a child process on a fixed port and data dir, with fixed secrets. */
+class HeraldProcess {
+  child: ChildProcess | undefined;
+  stderr = '';
+  readonly secret = randomBytes(32).toString('base64url');
+  readonly apiToken = randomBytes(24).toString('base64url');
+  constructor(readonly port: number, readonly dataDir: string) {}
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    const env: NodeJS.ProcessEnv = {};
+    for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('HERALD_')) env[k] = v;
+    Object.assign(env, { HERALD_SECRET: this.secret, HERALD_API_TOKEN: this.apiToken });
+    const child = spawn(process.execPath, [MAIN, 'start', '--port', String(this.port), '--data-dir', this.dataDir, '--no-legacy', '--store', 'sqlite', '--log-level', 'warn', '--set', 'commandsEnabled=false'], {
+      cwd: ROOT, env, stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    this.child = child;
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => { this.stderr += d; });
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      if (child.exitCode !== null) throw new Error(`herald start exited ${child.exitCode}: ${this.stderr}`);
+      try {
+        if ((await fetch(`${this.url}/healthz`)).ok) return;
+      } catch {
+        // not listening yet
+      }
+      if (Date.now() > deadline) throw new Error(`herald start not ready within 15 s: ${this.stderr}`);
+      await delay(50);
+    }
+  }
+
+  /** SIGKILL: no close frames, no flush, the socket just dies. */
+  async kill(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    const gone = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL');
+    await gone;
+  }
+
+  token(id: number): Promise<string> {
+    return mintToken(this.secret, { kind: 'admin', id }, 3_600_000);
+  }
+
+  /** One send, retried with the same idempotency key until the server answers (a restart in between). */
+  async send(aid: number, title: string, key: string): Promise<{ seq: number; epoch: string }> {
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      try {
+        const res = await fetch(`${this.url}/api/v1/send`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${this.apiToken}`, 'content-type': 'application/json' },
+          body: JSON.stringify({ to: { aid }, message: { TYPE: 'MESSAGE', TITLE: title, TEXT: title }, idempotencyKey: key }),
+        });
+        const body = (await res.json()) as { results: Array<{ seq: number; epoch: string }> };
+        if (res.status === 200) return body.results[0]!;
+        if (res.status !== 503) throw new Error(`send ${title}: ${res.status} ${JSON.stringify(body)}`);
+      } catch (error) {
+        if (error instanceof Error && error.message.startsWith('send ')) throw error;
+      }
+      if (Date.now() > deadline) throw new Error(`send ${title}: no answer within 20 s; server stderr: ${this.stderr}`);
+      await delay(50);
+    }
+  }
+}
+
+/**
+ * Opens /demo as a host page and connects a client of its own with a toast
+ * stack that keeps every toast (so toasts can be counted), recording frames,
+ * MESSAGEs and connection events in `window.rec`.
+ */
+async function openTab(page: Page, base: string, token: string): Promise<void> {
+  await page.goto(`${base}/demo`);
+  await page.evaluate((token) => {
+    const w = window as W;
+    const rec: Recorder = { frames: [], messages: [], states: [], events: [] };
+    w.rec = rec;
+    const c = w.Herald.connect({ kind: 'admin', token, url: location.origin, autoConnect: false, reconnect: { baseMs: 100, capMs: 400 }, toasts: { maxToasts: 1000, timeoutMs: 0 } });
+    c.events.on('frame', (f) => rec.frames.push(f));
+    c.events.on('state', (s) => rec.states.push(s));
+    for (const name of ['connected', 'disconnected', 'reconnecting', 'rejected', 'reset', 'error'] as const) {
+      c.events.on(name, (payload: unknown) => rec.events.push({ name, payload: JSON.parse(JSON.stringify(payload ?? null)) as unknown }));
+    }
+    c.on('MESSAGE', (m) => {
+      rec.messages.push(m);
+    });
+    c.connect();
+  }, token);
+  await page.waitForFunction(() => (window as W).Herald.client?.state === 'open', null, { timeout: 10_000 });
+}
+
+interface Seen {
+  titles: string[];
+  toasts: string[];
+  frameSeqs: Array<{ seq: number; epoch: string }>;
+  connected: Array<{ resumed: boolean }>;
+  resets: Array<{ stream: string; seq: number; epoch: string }>;
+  urls: string[];
+}
+
+async function seen(page: Page): Promise<Seen> {
+  return page.evaluate(() => {
+    const rec = (window as W).rec;
+    const root = document.getElementById('herald-toasts')?.shadowRoot;
+    const toasts = [...(root?.querySelectorAll('.herald-toast[data-type="MESSAGE"] .herald-title') ?? [])].map((t) => t.textContent ?? '');
+    const frames = rec.frames as Array<{ TYPE?: string; SEQ?: number; EPOCH?: string; STREAM?: string }>;
+    return {
+      titles: rec.messages.map((m) => String(m.TITLE)),
+      toasts,
+      frameSeqs: frames.filter((f) => f.TYPE === 'MESSAGE' && typeof f.SEQ === 'number' && f.STREAM === undefined).map((f) => ({ seq: f.SEQ!, epoch: f.EPOCH! })),
+      connected: rec.events.filter((e) => e.name === 'connected').map((e) => ({ resumed: (e.payload as { resumed: boolean }).resumed })),
+      resets: rec.events.filter((e) => e.name === 'reset').map((e) => e.payload as { stream: string; seq: number; epoch: string }),
+      urls: [],
+    };
+  });
+}
+
+async function waitTitles(page: Page, n: number, timeout = 15_000): Promise<void> {
+  await page.waitForFunction((k) => (window as W).rec.messages.length >= k, n, { timeout });
+}
+
+/** Every accepted title exactly once, in the order sent, both as handler calls and as toasts. */
+function assertExactlyOnce(s: Seen, expected: string[], tab: string): void {
+  assert.deepEqual(s.titles, expected, `${tab}: the MESSAGE handler saw each accepted notification once, in order`);
+  assert.deepEqual(s.toasts, expected, `${tab}: one toast for each, in order`);
+}
+
+describe('browser end to end: a killed server and a wiped store (herald start, SQLite)', { skip: browserSkipReason() }, () => {
+  let browser: Browser;
+  let dataDir: string;
+  let server: HeraldProcess;
+
+  before(async () => {
+    dataDir = mkdtempSync(join(tmpdir(), 'herald-e2e-'));
+    server = new HeraldProcess(await restartablePort(), dataDir);
+    [browser] = await Promise.all([launchBrowser(), server.start()]);
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.kill();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('SIGKILL and restart while two tabs are open and sends go on: every accepted one shown once in each tab, resumed from the cursor', async () => {
+    const { context, page: a } = await newPage(browser);
+    const b = await context.newPage();
+    await openTab(a, server.url, await server.token(1));
+    await openTab(b, server.url, await server.token(1));
+
+    const expected: string[] = [];
+    const sends: Array<{ seq: number; epoch: string }> = [];
+    const N = 30;
+    const KILL_AT = 12;
+    const sending = (async () => {
+      for (let i = 1; i <= N; i++) {
+        const title = `n${i}`;
+        sends.push(await server.send(1, title, `e2e-kill-${i}`));
+        expected.push(title);
+        await delay(20);
+      }
+    })();
+    // Kill while sends go on, with the first ones already shown (and some of them acked).
+    await waitTitles(a, KILL_AT);
+    await server.kill();
+    await delay(300); // the tabs notice and back off; sends fail and are retried meanwhile
+    await server.start();
+    await sending;
+
+    assert.equal(new Set(sends.map((s) => s.epoch)).size, 1, 'the SQLite store keeps its EPOCH across a SIGKILL');
+    assert.deepEqual(sends.map((s) => s.seq), Array.from({ length: N }, (_, i) => i + 1), 'each accepted once (idempotency keys)');
+    for (const [name, page] of [['tab A', a], ['tab B', b]] as const) {
+      await waitTitles(page, N);
+      await delay(300); // a duplicate would come right behind
+      const s = await seen(page);
+      assertExactlyOnce(s, expected, name);
+      // Resumed from the cursor: the server sent no SEQ twice, not even to be dropped as a duplicate.
+      assert.deepEqual(s.frameSeqs.map((f) => f.seq), Array.from({ length: N }, (_, i) => i + 1), `${name}: every SEQ arrived once`);
+      assert.ok(s.connected.length >= 2, `${name} reconnected`);
+      assert.ok(s.connected.slice(1).every((c) => c.resumed), `${name} resumed with its cursors`);
+      assert.deepEqual(s.resets, [], `${name}: nothing was lost, so no RESET`);
+    }
+
+    // A reload after all that: the cursor comes back from sessionStorage, nothing is shown again.
+    await openTab(a, server.url, await server.token(1));
+    await server.send(1, 'after reload', 'e2e-kill-reload');
+    await waitTitles(a, 1);
+    await delay(300);
+    assertExactlyOnce(await seen(a), ['after reload'], 'tab A reloaded');
+    await context.close();
+  });
+
+  it('a restart on a wiped data dir (new EPOCH): the stale cursor hides nothing new and no old one is shown again', async () => {
+    const { context, page } = await newPage(browser);
+    await openTab(page, server.url, await server.token(2));
+    const before = ['old 1', 'old 2', 'old 3'];
+    for (const [i, t] of before.entries()) await server.send(2, t, `e2e-wipe-old-${i}`);
+    await waitTitles(page, 3);
+    const oldCursor = await page.evaluate(() => (window as W).Herald.client!.cursors().own);
+    assert.equal(oldCursor?.SEQ, 3);
+
+    await server.kill();
+    rmSync(dataDir, { recursive: true, force: true });
+    await server.start();
+    // Sent before the tab is back: its SEQs (1, 2) are below the stale cursor's 3.
+    const fresh1 = await server.send(2, 'new 1', 'e2e-wipe-new-1');
+    const fresh2 = await server.send(2, 'new 2', 'e2e-wipe-new-2');
+    assert.notEqual(fresh1.epoch, oldCursor.EPOCH, 'a wiped store starts a new EPOCH');
+    assert.equal(fresh2.seq, 2);
+    await waitTitles(page, 5);
+    const afterReconnect = await server.send(2, 'new 3', 'e2e-wipe-new-3');
+    assert.equal(afterReconnect.seq, 3, 'the SEQ the stale cursor stood at');
+    await waitTitles(page, 6);
+    await delay(300);
+    const s = await seen(page);
+    assertExactlyOnce(s, [...before, 'new 1', 'new 2', 'new 3'], 'the tab');
+    assert.equal(s.resets.length, 1, 'the tab was told its history is gone');
+    assert.equal(s.resets[0]!.epoch, fresh1.epoch);
+    const cursor = await page.evaluate(() => (window as W).Herald.client!.cursors().own);
+    assert.deepEqual(cursor, { SEQ: 3, EPOCH: fresh1.epoch });
+
+    // And a reload on the new EPOCH: nothing again, the next one shown.
+    await openTab(page, server.url, await server.token(2));
+    await server.send(2, 'new 4', 'e2e-wipe-new-4');
+    await waitTitles(page, 1);
+    await delay(300);
+    assertExactlyOnce(await seen(page), ['new 4'], 'the reloaded tab');
+    await context.close();
+  });
+});
