@@ -31,6 +31,12 @@ const DEAD_FACTOR = 2.5;
  * (overloaded, a failing replay) must not be hit in a tight reconnect loop.
  */
 const STABLE_MS = 5000;
+/**
+ * After the page came back online or visible, how long (ms) an open socket
+ * has to show it is alive (the server answers our PING at once) before it is
+ * taken for dead and replaced.
+ */
+const LINK_CHECK_MS = 5000;
 /** After close(), how long to wait for the server to close before closing ourselves, in ms. */
 const CLOSE_GRACE_MS = 3000;
 /**
@@ -349,15 +355,29 @@ export class HeraldClient {
     }, delayMs);
   }
 
-  /** Back online or visible again: a waiting client tries now; a silent one is checked. */
+  /**
+   * Back online or visible again: a waiting client tries now; an open one
+   * checks its link. A network that went away (Wi-Fi lost, another network
+   * joined) leaves the socket open and dead, and the heartbeat would take
+   * 2.5 heartbeats (a minute by default) to find it, all that time showing
+   * nothing: so ask the server for a PONG, and drop the socket when nothing
+   * at all arrives within LINK_CHECK_MS.
+   */
   #wakeUp(): void {
     if (this.#state === 'waiting') {
       clearTimeout(this.#retryTimer);
       this.#retryTimer = undefined;
       this.#backoff.reset();
       void this.#open();
-    } else if (this.#state === 'open' && Date.now() - this.#lastFrameAt > this.#heartbeatMs * DEAD_FACTOR) {
-      this.#drop('no heartbeat');
+    } else if (this.#state === 'open') {
+      if (Date.now() - this.#lastFrameAt > this.#heartbeatMs * DEAD_FACTOR) {
+        this.#drop('no heartbeat');
+        return;
+      }
+      if (!this.send({ TYPE: 'PING' })) return;
+      // Any frame that arrives (the PONG, or anything else) re-arms the usual timer in #touch.
+      clearTimeout(this.#deadTimer);
+      this.#deadTimer = setTimeout(() => this.#drop('no answer after the network came back'), Math.min(LINK_CHECK_MS, this.#heartbeatMs * DEAD_FACTOR));
     }
   }
 
