@@ -75,17 +75,17 @@ class HeraldProcess {
   }
 
   /** One send, retried with the same idempotency key until the server answers (a restart in between). */
-  async send(aid: number, title: string, key: string): Promise<{ seq: number; epoch: string }> {
+  async send(aid: number | 'all', title: string, key: string): Promise<{ seq: number; epoch: string }> {
     const deadline = Date.now() + 20_000;
     for (;;) {
       try {
         const res = await fetch(`${this.url}/api/v1/send`, {
           method: 'POST',
           headers: { authorization: `Bearer ${this.apiToken}`, 'content-type': 'application/json' },
-          body: JSON.stringify({ to: { aid }, message: { TYPE: 'MESSAGE', TITLE: title, TEXT: title }, idempotencyKey: key }),
+          body: JSON.stringify({ to: aid === 'all' ? { all: 'admins' } : { aid }, message: { TYPE: 'MESSAGE', TITLE: title, TEXT: title }, idempotencyKey: key }),
         });
-        const body = (await res.json()) as { results: Array<{ seq: number; epoch: string }> };
-        if (res.status === 200) return body.results[0]!;
+        const body = (await res.json()) as { results: Array<{ seq: number; epoch: string }>; seq: number; epoch: string };
+        if (res.status === 200) return aid === 'all' ? { seq: body.seq, epoch: body.epoch } : body.results[0]!;
         if (res.status !== 503) throw new Error(`send ${title}: ${res.status} ${JSON.stringify(body)}`);
       } catch (error) {
         if (error instanceof Error && error.message.startsWith('send ')) throw error;
@@ -125,6 +125,7 @@ interface Seen {
   titles: string[];
   toasts: string[];
   frameSeqs: Array<{ seq: number; epoch: string }>;
+  broadcastSeqs: number[];
   connected: Array<{ resumed: boolean }>;
   resets: Array<{ stream: string; seq: number; epoch: string }>;
   urls: string[];
@@ -140,6 +141,7 @@ async function seen(page: Page): Promise<Seen> {
       titles: rec.messages.map((m) => String(m.TITLE)),
       toasts,
       frameSeqs: frames.filter((f) => f.TYPE === 'MESSAGE' && typeof f.SEQ === 'number' && f.STREAM === undefined).map((f) => ({ seq: f.SEQ!, epoch: f.EPOCH! })),
+      broadcastSeqs: frames.filter((f) => f.TYPE === 'MESSAGE' && typeof f.SEQ === 'number' && f.STREAM === '*').map((f) => f.SEQ!),
       connected: rec.events.filter((e) => e.name === 'connected').map((e) => ({ resumed: (e.payload as { resumed: boolean }).resumed })),
       resets: rec.events.filter((e) => e.name === 'reset').map((e) => e.payload as { stream: string; seq: number; epoch: string }),
       urls: [],
@@ -218,6 +220,46 @@ describe('browser end to end: a killed server and a wiped store (herald start, S
     await waitTitles(a, 1);
     await delay(300);
     assertExactlyOnce(await seen(a), ['after reload'], 'tab A reloaded');
+    await context.close();
+  });
+
+  it('SIGKILL and restart with broadcasts among the sends: each stream shown once and in order in each tab', async () => {
+    const { context, page: a } = await newPage(browser);
+    const b = await context.newPage();
+    await openTab(a, server.url, await server.token(3));
+    await openTab(b, server.url, await server.token(3));
+    const own: string[] = [];
+    const all: string[] = [];
+    const broadcastSeqs: number[] = [];
+    const N = 24;
+    const sending = (async () => {
+      for (let i = 1; i <= N; i++) {
+        if (i % 3 === 0) {
+          broadcastSeqs.push((await server.send('all', `b${i}`, `e2e-bkill-b${i}`)).seq);
+          all.push(`b${i}`);
+        } else {
+          await server.send(3, `p${i}`, `e2e-bkill-p${i}`);
+          own.push(`p${i}`);
+        }
+        await delay(20);
+      }
+    })();
+    await waitTitles(a, 9);
+    await server.kill();
+    await delay(300);
+    await server.start();
+    await sending;
+    for (const [name, page] of [['tab A', a], ['tab B', b]] as const) {
+      await waitTitles(page, N);
+      await delay(300);
+      const s = await seen(page);
+      assert.equal(s.titles.length, N, `${name}: ${s.titles.join(' ')}`);
+      assert.deepEqual(s.titles.filter((t) => t.startsWith('p')), own, `${name}: its own notifications once, in order`);
+      assert.deepEqual(s.titles.filter((t) => t.startsWith('b')), all, `${name}: the broadcasts once, in order`);
+      assert.deepEqual([...s.toasts].sort(), [...s.titles].sort(), `${name}: a toast for each`);
+      assert.deepEqual(s.broadcastSeqs, broadcastSeqs, `${name}: every broadcast SEQ arrived once`);
+      assert.deepEqual(s.resets, []);
+    }
     await context.close();
   });
 
