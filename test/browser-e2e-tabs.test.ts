@@ -8,59 +8,12 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { Browser, Page } from 'playwright-core';
+import { FreezableProxy } from './helpers/freezable-proxy.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, connectPage, launchBrowser, newPage, recorder, waitForMessages, type W } from './helpers/browser.js';
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** A TCP proxy whose open connections can be frozen: no byte flows either way, both sockets stay open (a dead link). */
-class FreezableProxy {
-  readonly #server: Server;
-  readonly #pairs = new Set<[Socket, Socket]>();
-
-  constructor(targetPort: number) {
-    this.#server = createServer((client) => {
-      const upstream = connect(targetPort, '127.0.0.1');
-      const pair: [Socket, Socket] = [client, upstream];
-      this.#pairs.add(pair);
-      client.pipe(upstream);
-      upstream.pipe(client);
-      const end = () => {
-        this.#pairs.delete(pair);
-        client.destroy();
-        upstream.destroy();
-      };
-      client.on('error', end).on('close', end);
-      upstream.on('error', end).on('close', end);
-    });
-  }
-
-  async listen(): Promise<number> {
-    await new Promise<void>((resolve) => this.#server.listen(0, '127.0.0.1', resolve));
-    return (this.#server.address() as { port: number }).port;
-  }
-
-  /** Stops forwarding on every open connection (new ones still work); how many were frozen. */
-  freeze(): number {
-    for (const [client, upstream] of this.#pairs) {
-      client.unpipe(upstream);
-      upstream.unpipe(client);
-      client.pause();
-      upstream.pause();
-    }
-    return this.#pairs.size;
-  }
-
-  async close(): Promise<void> {
-    for (const [a, b] of this.#pairs) {
-      a.destroy();
-      b.destroy();
-    }
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
-  }
-}
 
 async function titles(page: Page): Promise<string[]> {
   return (await recorder(page)).messages.map((m) => String(m.TITLE));

@@ -8,13 +8,13 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import type { Browser, Page } from 'playwright-core';
 import { CloseCode } from '../src/protocol/close-codes.js';
 import { restartablePort } from './helpers/ports.js';
+import { FreezableProxy } from './helpers/freezable-proxy.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, connectPage, launchBrowser, newPage, recorder, waitForMessages, waitForState, type W } from './helpers/browser.js';
 
@@ -36,55 +36,6 @@ async function waitAcked(server: TestServer, messageId: string, timeoutMs = 5000
     if (res.body.acknowledged === true) return;
     if (Date.now() > deadline) assert.fail(`message ${messageId} was not acknowledged within ${timeoutMs} ms`);
     await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/** A TCP proxy whose current connections can be frozen: bytes stop flowing both ways, sockets stay open (a dead link). */
-class FreezableProxy {
-  readonly #server: Server;
-  readonly #pairs = new Set<[Socket, Socket]>();
-  port = 0;
-
-  constructor(targetPort: number) {
-    this.#server = createServer((client: Socket) => {
-      const upstream = connect(targetPort, '127.0.0.1');
-      const pair: [Socket, Socket] = [client, upstream];
-      this.#pairs.add(pair);
-      client.pipe(upstream);
-      upstream.pipe(client);
-      const end = () => {
-        this.#pairs.delete(pair);
-        client.destroy();
-        upstream.destroy();
-      };
-      client.on('error', end).on('close', end);
-      upstream.on('error', end).on('close', end);
-    });
-  }
-
-  async listen(): Promise<number> {
-    await new Promise<void>((resolve) => this.#server.listen(0, '127.0.0.1', resolve));
-    this.port = (this.#server.address() as { port: number }).port;
-    return this.port;
-  }
-
-  /** Stops forwarding on every open connection (new ones still work). Returns how many were frozen. */
-  freeze(): number {
-    for (const [client, upstream] of this.#pairs) {
-      client.unpipe(upstream);
-      upstream.unpipe(client);
-      client.pause();
-      upstream.pause();
-    }
-    return this.#pairs.size;
-  }
-
-  async close(): Promise<void> {
-    for (const [a, b] of this.#pairs) {
-      a.destroy();
-      b.destroy();
-    }
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
 }
 
