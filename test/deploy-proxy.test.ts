@@ -6,8 +6,9 @@
  * one made with openssl for 127.0.0.1. Through it: the library and nothing
  * else of Herald is public, a wss:// tab gets WELCOME and what the API sends,
  * the Origin policy and the library's credential probe still answer, an idle
- * tab outlives nginx's read timeout thanks to Herald's heartbeats, and a real
- * Chromium page on the panel's origin loads /herald/herald.js and shows a toast.
+ * tab outlives nginx's read timeout thanks to Herald's heartbeats, a real
+ * Chromium page on the panel's origin loads /herald/herald.js and shows a toast,
+ * and the browser's address reaches the panel only through X-Forwarded-For.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -182,8 +183,8 @@ class ProxiedTab {
   }
 
   /** Resolves when open; rejects with the HTTP status and body of a refused handshake. */
-  static open(url: string, ca: string, origin?: string): Promise<ProxiedTab> {
-    const ws = new WebSocket(url, { ca, ...(origin ? { origin } : {}) });
+  static open(url: string, ca: string, origin?: string, extra: { headers?: Record<string, string>; localAddress?: string } = {}): Promise<ProxiedTab> {
+    const ws = new WebSocket(url, { ca, ...(origin ? { origin } : {}), ...extra });
     const tab = new ProxiedTab(ws);
     return new Promise((resolve, reject) => {
       ws.once('open', () => resolve(tab));
@@ -387,5 +388,69 @@ describe("Herald's heartbeats and nginx's proxy_read_timeout", { skip }, () => {
     const outcome = await Promise.race([tab.closed.then((c) => `closed ${c.code}`), delay(8000).then(() => 'open')]);
     assert.equal(outcome, 'closed 1006', 'nginx drops the connection without a close frame');
     assert.ok(Date.now() - t0 >= 1500, 'not before the timeout');
+  });
+});
+
+describe('client addresses behind nginx', { skip }, () => {
+  let dir: string;
+  let ca: string;
+  let herald: TestServer;
+  let nginx: Nginx;
+  let panel: Server;
+  /** The headers of every look-up the panel was asked. */
+  const lookUps: Array<Record<string, string | string[] | undefined>> = [];
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'herald-deploy-addr-'));
+    const tls = makeCertificate(dir);
+    ca = readFileSync(tls.cert, 'utf8');
+    // The panel's session endpoint for the http resolver: sid=good is admin 9.
+    panel = createServer((req, res) => {
+      lookUps.push(req.headers);
+      req.resume();
+      req.on('end', () => {
+        if (String(req.headers.cookie ?? '').includes('sid=good')) res.writeHead(200, { 'content-type': 'application/json' }).end('{"kind":"admin","id":9}');
+        else res.writeHead(401).end();
+      });
+    });
+    panel.listen(0, '127.0.0.1');
+    await once(panel, 'listening');
+    const panelPort = (panel.address() as { port: number }).port;
+    const port = await restartablePort();
+    herald = await startHerald({
+      ...deployOptions(`https://127.0.0.1:${port}`),
+      authResolver: 'http', httpResolverUrl: `http://127.0.0.1:${panelPort}/session`, httpResolverHeaders: ['X-Forwarded-For'],
+      authCacheMs: 0, authNegativeCacheMs: 0,
+    });
+    nginx = await startNginx({ port, heraldPort: Number(new URL(herald.url).port), panelPort, ...tls });
+  });
+
+  after(async () => {
+    await nginx?.stop();
+    await herald?.close();
+    panel?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('Herald sees nginx\'s address, so the http resolver forwards the browser\'s from X-Forwarded-For when told to', async () => {
+    // The browser at 127.0.0.2, nginx and Herald on 127.0.0.1.
+    const tab = await ProxiedTab.open(`wss://127.0.0.1:${nginx.port}/herald/ws/admin`, ca, nginx.origin, { headers: { cookie: 'sid=good' }, localAddress: '127.0.0.2' });
+    await tab.next((f) => f.TYPE === 'WELCOME');
+    const asked = lookUps.at(-1)!;
+    assert.equal(asked['x-forwarded-for'], '127.0.0.2');
+    assert.equal(asked.cookie, 'sid=good');
+    tab.ws.close();
+    await tab.closed;
+  });
+
+  it('forwarding it makes it part of the credential: a handshake with no cookie is asked about at the panel instead of refused at once', async () => {
+    const before = lookUps.length;
+    const refused = await ProxiedTab.open(`wss://127.0.0.1:${nginx.port}/herald/ws/admin`, ca, nginx.origin, { localAddress: '127.0.0.2' }).then(
+      () => assert.fail('opened without a session'),
+      (e: { status?: number }) => e,
+    );
+    assert.equal(refused.status, 401);
+    assert.equal(lookUps.length, before + 1);
+    assert.equal(lookUps.at(-1)!.cookie, undefined);
   });
 });
