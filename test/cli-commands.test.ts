@@ -145,6 +145,21 @@ describe('herald client commands', () => {
     }
   });
 
+  test('a publicUrl (the proxy browsers go through) does not lead the client commands away from the server\'s own listener', async () => {
+    // Behind a reverse proxy the public URL serves the library and the tabs, not the API
+    // (deploy/nginx.conf answers 404 there): the CLI on the server's machine asks the listener.
+    const dir = mkdtempSync(join(tmpdir(), 'herald-cli-conf-'));
+    try {
+      const file = join(dir, 'herald.json');
+      writeFileSync(file, JSON.stringify({ host: '127.0.0.1', port: Number(new URL(s.url).port), publicUrl: 'https://127.0.0.1:1/herald', apiToken: s.apiToken, dataDir: dir }));
+      const r = await runCli(['ping', '--config', file]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, new RegExp(`at ${s.url.replace(/\./g, '\\.')} in`));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   test('--help and unknown commands', async () => {
     const help = await runCli(['--help']);
     assert.equal(help.code, 0);

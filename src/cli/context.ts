@@ -2,7 +2,7 @@
  * What every `herald` command needs from the configuration: the same
  * options the server loads (defaults < config file < environment < flags),
  * plus, for the client commands, the server's URL and API token — from
- * `--url`/HERALD_URL or the server's own host/port/publicUrl, and from
+ * `--url`/HERALD_URL or the server's own host/port (never publicUrl), and from
  * HERALD_API_TOKEN / the config file / DATA_DIR/secrets.json.
  */
 import { loadOptions, type HeraldOptions, type OptionKey } from '../server/options.js';
@@ -51,7 +51,9 @@ export function serverUrl(options: HeraldOptions, flags: GlobalFlags, env: NodeJ
   if (flags.url !== undefined && flags.url.trim() === '') throw new CliError('--url must not be empty', Exit.USAGE);
   const explicit = flags.url ?? env.HERALD_URL;
   if (explicit) return explicit;
-  if (options.publicUrl) return options.publicUrl;
+  // The server's own listener, not publicUrl: that is where browsers reach Herald,
+  // usually through the panel's proxy, which need not serve the API (deploy/nginx.conf
+  // answers 404 there), so `herald ping --config …` on the server's machine failed.
   // A wildcard bind address is reachable through loopback.
   const host = options.host === '0.0.0.0' || options.host === '' ? '127.0.0.1' : options.host === '::' ? '::1' : options.host;
   return `http://${host.includes(':') && !host.startsWith('[') ? `[${host}]` : host}:${options.port}`;

@@ -32,7 +32,7 @@ export function buildProgram(): Command {
     .version(packageVersion())
     .option('-c, --config <file>', 'JSON config file (or HERALD_CONFIG)')
     .option('--data-dir <dir>', 'data directory: SQLite store, generated secrets.json (or HERALD_DATA_DIR)')
-    .option('--url <url>', 'client commands: the server\'s URL (or HERALD_URL; default from host/port/publicUrl)')
+    .option('--url <url>', 'client commands: the server\'s URL (or HERALD_URL; default http://HOST:PORT from the configuration)')
     .option('--timeout-ms <ms>', 'client commands: deadline of each request', undefined)
     .configureHelp({ showGlobalOptions: true })
     .showHelpAfterError('(herald --help lists the commands; herald <command> --help their options)')
