@@ -1,0 +1,166 @@
+/**
+ * The HTTP API from an attacker's side: random JSON bodies, random
+ * Content-Types and headers, random path parameters, on every route. Whatever
+ * arrives, the answer is never a 500, never a stack trace or an internal
+ * message, and every refusal carries a HERALD_ERR_* code. And a batch cannot
+ * name more recipients than one request may cost.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import fc from 'fast-check';
+/** The most people one batch may name (docs/http-api.md). */
+const MAX_BATCH_RECIPIENTS = 10_000;
+import { startHerald, type TestServer } from './helpers/server.js';
+
+let s: TestServer;
+
+before(async () => {
+  s = await startHerald({ store: 'memory', commandsAllow: ['true'] });
+});
+
+after(async () => {
+  await s.close();
+});
+
+/** What must never appear in an answer: a stack frame, a source path, a JavaScript error's own words. */
+const LEAK = /\n\s+at |node_modules|\/src\/server|\.ts:\d|TypeError|ReferenceError|RangeError|SyntaxError: |Cannot read prop|is not a function|undefined is not/;
+
+async function call(method: string, path: string, body: string | undefined, headers: Record<string, string>): Promise<{ status: number; text: string }> {
+  const res = await fetch(`${s.url}${path}`, { method, headers, ...(body === undefined ? {} : { body }) });
+  return { status: res.status, text: await res.text() };
+}
+
+/** An answer is a success, or a refusal in Herald's shape with a HERALD_ERR_* code; never a 500 or a leak. */
+function checkAnswer(what: string, a: { status: number; text: string }): void {
+  assert.notEqual(a.status, 500, `${what}: 500 ${a.text}`);
+  assert.ok(a.status < 500 || a.status === 503, `${what}: ${a.status} ${a.text}`);
+  assert.doesNotMatch(a.text, LEAK, `${what}: the answer leaks internals: ${a.text}`);
+  if (a.status >= 400) {
+    let parsed: { error?: { code?: unknown; message?: unknown } };
+    try {
+      parsed = JSON.parse(a.text) as typeof parsed;
+    } catch {
+      assert.fail(`${what}: ${a.status} answered with a body that is not JSON: ${a.text.slice(0, 200)}`);
+    }
+    assert.match(String(parsed.error?.code), /^HERALD_ERR_[A-Z_]+$/, `${what}: ${a.text}`);
+    assert.equal(typeof parsed.error?.message, 'string', `${what}: ${a.text}`);
+  }
+}
+
+/** Field names the routes know, so random bodies often reach past the first check. */
+const KNOWN = ['to', 'message', 'ttl', 'idempotencyKey', 'messages', 'answer', 'reason', 'kind', 'id', 'aid', 'uid', 'aids', 'uids', 'all',
+  'program', 'args', 'timeout', 'TYPE', 'TO', 'ID', 'DATA', 'TEXT', 'LIST_TYPE', 'PROXY_TO', 'MESSAGE', 'SILENT', '__proto__', 'constructor'];
+
+const scalar = fc.oneof(
+  fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.string({ maxLength: 20 }),
+  fc.constantFrom('admins', 'users', 'admin', 'user', 'full', 'summary', '*', 'ADMIN', 'USER', 'PING', 'MESSAGE', 'REQUEST_LIST', 'COMMAND', 'PROXY', '-1', '1e309', '0x10', ''),
+  fc.constantFrom(0, -1, 1, 2 ** 53, 2 ** 53 + 2, 1e308, -0, 0.5),
+);
+const key = fc.oneof({ weight: 4, arbitrary: fc.constantFrom(...KNOWN) }, { weight: 1, arbitrary: fc.string({ maxLength: 10 }) });
+const value: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
+  node: fc.oneof({ depthSize: 'small', withCrossShrink: true }, scalar, fc.array(tie('node'), { maxLength: 4 }), fc.dictionary(key, tie('node'), { maxKeys: 4 })),
+})).node;
+/** A body: usually JSON of a random shape made of the routes' own words; sometimes not JSON at all. */
+const body = fc.oneof(
+  { weight: 6, arbitrary: fc.dictionary(key, value, { maxKeys: 5 }).map((v) => JSON.stringify(v)) },
+  { weight: 2, arbitrary: fc.jsonValue().map((v) => JSON.stringify(v)) },
+  { weight: 1, arbitrary: fc.string({ maxLength: 40 }) },
+  { weight: 1, arbitrary: fc.constantFrom('', '{', '[', '{"to":', 'null', '"x"', '{"__proto__":{"to":1}}', '{"a":1}{"b":2}', '\u0000', '{"to":{"aid":1}}'.repeat(3)) },
+);
+const contentType = fc.option(fc.constantFrom(
+  'application/json', 'application/json; charset=utf-8', 'application/JSON', 'application/json; charset=latin1', 'text/plain',
+  'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x', 'application/octet-stream', '*/*', 'json', ';;', 'application/json; a="',
+), { nil: undefined });
+const authorization = fc.constantFrom('valid', 'none', 'Bearer', 'Bearer ', 'Basic eDp5', 'bearer wrong', 'valid-lower');
+const extraHeaders = fc.dictionary(
+  fc.stringMatching(/^x-[a-z0-9-]{1,12}$/),
+  fc.stringMatching(/^[\x20-\x7e]{0,40}$/).map((v) => v.trim()),
+  { maxKeys: 3 },
+);
+
+function headersOf(auth: string, type: string | undefined, extra: Record<string, string>): Record<string, string> {
+  const h: Record<string, string> = { ...extra };
+  if (auth === 'valid') h.authorization = `Bearer ${s.apiToken}`;
+  else if (auth === 'valid-lower') h.authorization = `bearer ${s.apiToken}`;
+  else if (auth !== 'none') h.authorization = auth;
+  if (type !== undefined) h['content-type'] = type;
+  return h;
+}
+
+const POSTS = ['/api/v1/send', '/api/v1/send/batch', '/api/v1/disconnect', '/api/v1/tokens', '/api/v1/legacy', '/api/v1/commands', '/api/v1/commands/x/cancel'];
+
+describe('HTTP API fuzzing', () => {
+  test('random bodies and headers on every POST route: never a 500, a leak, or a refusal without a HERALD_ERR_* code', async () => {
+    await fc.assert(fc.asyncProperty(fc.constantFrom(...POSTS), body, contentType, authorization, extraHeaders, async (path, b, type, auth, extra) => {
+      checkAnswer(`POST ${path} ${type} ${b.slice(0, 200)}`, await call('POST', path, b, headersOf(auth, type, extra)));
+    }), { numRuns: 700 });
+  });
+
+  test('random bodies in the fields that matter, with a valid token and JSON: the validator and the routes hold', async () => {
+    const sendLike = fc.record({ to: value, message: value, ttl: value, idempotencyKey: value }, { requiredKeys: ['to', 'message'] });
+    const bodies = fc.oneof(
+      sendLike.map((v) => ['/api/v1/send', v] as const),
+      fc.record({ messages: fc.oneof(fc.array(sendLike, { maxLength: 4 }), value), answer: value }, { requiredKeys: ['messages'] }).map((v) => ['/api/v1/send/batch', v] as const),
+      fc.record({ to: value, reason: value }).map((v) => ['/api/v1/disconnect', v] as const),
+      fc.record({ kind: value, id: value, ttl: value }).map((v) => ['/api/v1/tokens', v] as const),
+      fc.record({ TYPE: value, TO: value, ID: value, DATA: value, LIST_TYPE: value, MESSAGE: value, SILENT: value, TOKEN: value }).map((v) => ['/api/v1/legacy', v] as const),
+      fc.record({ aid: value, program: value, args: value, timeout: value }).map((v) => ['/api/v1/commands', v] as const),
+    );
+    await fc.assert(fc.asyncProperty(bodies, async ([path, v]) => {
+      const text = JSON.stringify(v);
+      checkAnswer(`POST ${path} ${text.slice(0, 300)}`, await call('POST', path, text, headersOf('valid', 'application/json', {})));
+    }), { numRuns: 700 });
+  });
+
+  test('random path parameters and queries on the GET routes', async () => {
+    const segment = fc.oneof(fc.string({ maxLength: 30 }), fc.constantFrom('admin', 'user', '1', '0', '-1', '1e3', '9007199254740993', '%', '%E0%A4%A', '..', '%2e%2e', 'x'.repeat(120)));
+    const target = fc.oneof(
+      segment.map((k) => `/api/v1/online?kind=${encodeURIComponent(k)}`),
+      fc.tuple(segment, segment).map(([k, id]) => `/api/v1/online/${encodeURIComponent(k)}/${encodeURIComponent(id)}`),
+      segment.map((id) => `/api/v1/messages/${encodeURIComponent(id)}`),
+      segment.map((id) => `/api/v1/commands/${encodeURIComponent(id)}`),
+      segment.map((q) => `/api/v1/commands?${encodeURIComponent(q)}=${encodeURIComponent(q)}`),
+      segment.map((q) => `/api/v1/commands/audit?limit=${encodeURIComponent(q)}&before=${encodeURIComponent(q)}`),
+      segment.map((p) => `/api/v1/${p.replace(/[?#]/g, '')}`),
+    );
+    await fc.assert(fc.asyncProperty(target, authorization, async (path, auth) => {
+      checkAnswer(`GET ${path}`, await call('GET', path, undefined, headersOf(auth, undefined, {})));
+    }), { numRuns: 500 });
+  });
+});
+
+describe('POST /api/v1/send/batch: recipients per request', () => {
+  const ids = (n: number, from = 1) => Array.from({ length: n }, (_, i) => from + i);
+
+  test(`a batch naming more than ${MAX_BATCH_RECIPIENTS} people in all is refused, naming the limit, and nothing is stored`, async () => {
+    // 16 lists of 10,000: under 1 MB of body, 160,000 people. Storing a
+    // notification for each held the event loop for about a second.
+    const messages = Array.from({ length: 16 }, (_, i) => ({ to: { aids: ids(10_000, 1 + i * 10_000) }, message: { TYPE: 'MESSAGE', TEXT: `batch ${i}` } }));
+    const big = await s.api('POST', '/api/v1/send/batch', { messages, answer: 'summary' });
+    assert.equal(big.status, 400, JSON.stringify(big.body).slice(0, 300));
+    assert.equal(big.body.error.code, 'HERALD_ERR_VALIDATION');
+    assert.match(big.body.error.message, /160000 recipients.*at most 10000/);
+    // One over, counting single recipients and a broadcast as one each.
+    const over = await s.api('POST', '/api/v1/send/batch', {
+      messages: [{ to: { uids: ids(MAX_BATCH_RECIPIENTS - 1) }, message: { TYPE: 'MESSAGE' } }, { to: { all: 'users' }, message: 'x' }, { to: { uid: 5 }, message: 'y' }],
+    });
+    assert.equal(over.status, 400);
+    assert.match(over.body.error.message, /10001 recipients/);
+    // Nothing of a refused batch was stored.
+    const tab = await s.tab('admin', 150_001);
+    assert.equal((await tab.nextOfType('WELCOME')).SEQ, 0);
+    tab.close();
+  });
+
+  test('a batch naming exactly the limit is sent', async () => {
+    const messages = [
+      { to: { aids: ids(MAX_BATCH_RECIPIENTS - 2) }, message: { TYPE: 'MESSAGE', TEXT: 'many' } },
+      { to: { aid: 1 }, message: { TYPE: 'MESSAGE', TEXT: 'one' } },
+      { to: { all: 'admins' }, message: { TYPE: 'MESSAGE', TEXT: 'all' } },
+    ];
+    const ok = await s.api('POST', '/api/v1/send/batch', { messages, answer: 'summary' });
+    assert.equal(ok.status, 200, JSON.stringify(ok.body).slice(0, 300));
+    assert.equal(ok.body.items, 3);
+    assert.equal(ok.body.queued, 3);
+  });
+});
