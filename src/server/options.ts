@@ -43,6 +43,7 @@ export const OptionsSchema = Type.Object({
   legacyPort: Port('Port of the legacy TCP listener (the old daemon used 19444).', 19444),
   legacyToken: Type.String({ default: '', description: 'Shared secret of the legacy protocol, sent as TOKEN. On a loopback listener, MESSAGE requests must carry it (the old client sends it only with MESSAGE) and a wrong TOKEN on any request is refused; on any other address every request must carry it, and it is required.', secret: true }),
   legacyMaxRequestBytes: Type.Integer({ minimum: 1024, default: 1048576, description: 'Largest single legacy request, in bytes; a longer value closes the connection with an error.', unit: 'bytes' }),
+  legacyMaxBufferedBytes: Type.Integer({ minimum: 1024, default: 67108864, description: 'Bytes of unfinished legacy requests held at once, over all connections (each up to legacyMaxRequestBytes). A connection whose request would pass it is answered with an error and closed: 1024 connections each holding a 1 MiB request unfinished would otherwise hold 1 GiB. Requests that arrive whole in one read are never held. At least legacyMaxRequestBytes.', unit: 'bytes' }),
   legacyMaxConnections: Type.Integer({ minimum: 1, default: 1024, description: 'Most legacy TCP connections open at once; further ones are closed at once. Each backend process holds one.' }),
   legacyIdleTimeoutMs: Millis('Closes a legacy connection that sent nothing for this long. 0 = never: the old client keeps one connection open for its whole life and does not reconnect, so only set this if every client reconnects.', 0, 0, TIMER_MAX_MS),
   legacyRequestTimeoutMs: Millis('A legacy request that has started arriving must be complete within this, or the connection is closed (a stalled or hostile peer cannot hold a buffer forever).', 30000, 100, TIMER_MAX_MS),
@@ -303,6 +304,7 @@ function checkConsistency(o: HeraldOptions): void {
   if (o.apiToken !== '' && o.apiToken.length < 16) throw new HeraldError('HERALD_ERR_CONFIG', 'option "apiToken" must be at least 16 characters');
   if (o.commandsTimeoutSec > o.commandsMaxTimeoutSec) throw new HeraldError('HERALD_ERR_CONFIG', `option "commandsTimeoutSec" (${o.commandsTimeoutSec}) exceeds "commandsMaxTimeoutSec" (${o.commandsMaxTimeoutSec})`);
   if (o.commandsPerAdminConcurrency > o.commandsConcurrency) throw new HeraldError('HERALD_ERR_CONFIG', `option "commandsPerAdminConcurrency" (${o.commandsPerAdminConcurrency}) exceeds "commandsConcurrency" (${o.commandsConcurrency})`);
+  if (o.legacyMaxBufferedBytes < o.legacyMaxRequestBytes) throw new HeraldError('HERALD_ERR_CONFIG', `option "legacyMaxBufferedBytes" (${o.legacyMaxBufferedBytes}) is less than "legacyMaxRequestBytes" (${o.legacyMaxRequestBytes})`);
   checkAuthConsistency(o);
   if (o.defaultTtlMs > o.maxTtlMs) throw new HeraldError('HERALD_ERR_CONFIG', `option "defaultTtlMs" (${o.defaultTtlMs}) exceeds "maxTtlMs" (${o.maxTtlMs})`);
 }

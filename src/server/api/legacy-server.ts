@@ -19,7 +19,7 @@ import { legacyError, perlTrue } from './legacy-request.js';
 /** The options the listener reads. */
 export type LegacyServerSettings = Pick<
   HeraldOptions,
-  'legacyToken' | 'legacyMaxRequestBytes' | 'legacyMaxConnections' | 'legacyIdleTimeoutMs' | 'legacyRequestTimeoutMs'
+  'legacyToken' | 'legacyMaxRequestBytes' | 'legacyMaxBufferedBytes' | 'legacyMaxConnections' | 'legacyIdleTimeoutMs' | 'legacyRequestTimeoutMs'
 >;
 
 export interface LegacyServerOptions {
@@ -85,6 +85,8 @@ class LegacyConnection {
   #cut = false;
   #socketClosed = false;
   #settle: (() => void) | undefined;
+  /** Bytes of an unfinished request this connection holds, as counted in the server's total. */
+  #held = 0;
   /**
    * Settles once the socket has closed and the requests it had delivered are
    * carried out: a peer that goes away does not take its received requests
@@ -114,6 +116,7 @@ class LegacyConnection {
     socket.on('error', (e) => this.#log.debug({ err: e.message }, 'legacy connection error'));
     socket.on('close', () => {
       this.#socketClosed = true;
+      this.#hold(0);
       if (!this.#busy) this.#settle?.();
       this.#clearPartialTimer();
       if (this.#lingerTimer) clearTimeout(this.#lingerTimer);
@@ -128,7 +131,17 @@ class LegacyConnection {
     if (this.#ending) return;
     const events = this.#framer.push(chunk);
     for (const e of events) this.#queue.push(this.#toWork(e));
-    if (this.#framer.finished) {
+    this.#hold(this.#framer.buffered);
+    if (this.#held > 0 && this.#server.held > this.#server.settings.legacyMaxBufferedBytes) {
+      // What every connection holds of its unfinished request, together, is bounded: this one
+      // would pass the bound. Its request is dropped (released now) and the connection closed.
+      this.#log.warn({ held: this.#server.held, legacyMaxBufferedBytes: this.#server.settings.legacyMaxBufferedBytes }, 'legacy request refused: legacyMaxBufferedBytes reached');
+      this.#framer.end();
+      this.#hold(0);
+      this.#queue.push({ kind: 'fatal', answer: legacyError('the server holds too many unfinished requests (legacyMaxBufferedBytes); closing, try again later', 'HERALD_ERR_UNAVAILABLE') });
+      this.#ending = true;
+      this.#socket.pause();
+    } else if (this.#framer.finished) {
       // Nothing after an overrun can be trusted: stop reading; the queue ends with the error.
       this.#ending = true;
       this.#socket.pause();
@@ -136,6 +149,12 @@ class LegacyConnection {
     this.#watchPartial(events.length > 0);
     this.#maybePause();
     this.#serve();
+  }
+
+  /** Records that this connection now holds `bytes` of an unfinished request (the server's total follows). */
+  #hold(bytes: number): void {
+    this.#server.held += bytes - this.#held;
+    this.#held = bytes;
   }
 
   #toWork(e: FramerEvent): Work {
@@ -178,6 +197,7 @@ class LegacyConnection {
     // The peer half-closed: answer what it sent (a trailing number completes now), then end.
     if (!this.#ending) {
       for (const e of this.#framer.end()) this.#queue.push(this.#toWork(e));
+      this.#hold(0);
     }
     this.#ending = true;
     this.#clearPartialTimer();
@@ -345,6 +365,8 @@ export class LegacyServer {
   readonly settings: LegacyServerSettings;
   /** The listener is not loopback: every request must carry the token. */
   readonly requireToken: boolean;
+  /** Bytes of unfinished requests held by all connections together (bounded by legacyMaxBufferedBytes). */
+  held = 0;
   readonly #host: string;
   readonly #port: number;
   readonly #log: Logger;
