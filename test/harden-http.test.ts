@@ -7,9 +7,11 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import net from 'node:net';
 import fc from 'fast-check';
 /** The most people one batch may name (docs/http-api.md). */
 const MAX_BATCH_RECIPIENTS = 10_000;
+import { within } from './helpers/legacy-client.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 
 let s: TestServer;
@@ -162,5 +164,33 @@ describe('POST /api/v1/send/batch: recipients per request', () => {
     assert.equal(ok.status, 200, JSON.stringify(ok.body).slice(0, 300));
     assert.equal(ok.body.items, 3);
     assert.equal(ok.body.queued, 3);
+  });
+});
+
+describe('a request no route takes', () => {
+  test('is answered 404 before its body is read: a POST to any path cannot make the server hold its body', async () => {
+    const { port } = new URL(s.url);
+    for (const path of ['/nonexistent', '/', '/api/v1/nope']) {
+      const socket = net.connect(Number(port), '127.0.0.1');
+      socket.on('error', () => undefined);
+      let answer = '';
+      const answered = new Promise<void>((resolve) => socket.on('data', (b: Buffer) => {
+        answer += b.toString();
+        if (answer.includes('\r\n\r\n')) resolve();
+      }));
+      // Headers announcing 1 MB, and a tenth of it: the rest never comes (as a slow client's).
+      socket.write(`POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{"a":"${'x'.repeat(100_000)}`);
+      try {
+        await within(answered, 2000, `an answer to POST ${path} before its body arrived`);
+      } finally {
+        socket.destroy();
+      }
+      assert.match(answer, /^HTTP\/1\.1 404 /);
+      assert.match(answer, /"code":"HERALD_ERR_NOT_FOUND"/);
+    }
+    // Without a body, and on a keep-alive connection, the same answer as before.
+    const r = await s.api('GET', '/nope');
+    assert.equal(r.status, 404);
+    assert.deepEqual(r.body, { error: { code: 'HERALD_ERR_NOT_FOUND', message: 'no route GET /nope' } });
   });
 });
