@@ -213,3 +213,35 @@ describe('a request no route takes', () => {
     assert.deepEqual(r.body, { error: { code: 'HERALD_ERR_NOT_FOUND', message: 'no route GET /nope' } });
   });
 });
+
+describe('routes anyone may call', () => {
+  test('the library\'s probe (POST /ws/KIND) and the demo\'s endpoints are answered before a large body is read', async () => {
+    // They take no body (the probe) or a small one (the demo's): each held up to
+    // maxBodyBytes (1 MB) of an unauthenticated request for up to requestTimeoutMs.
+    assert.equal((await s.api('GET', '/demo')).status, 200, 'the demo is on in this test server');
+    const { port } = new URL(s.url);
+    for (const path of ['/ws/admin', '/ws/user', '/demo/token', '/demo/send']) {
+      const socket = net.connect(Number(port), '127.0.0.1');
+      socket.on('error', () => undefined);
+      let answer = '';
+      const answered = new Promise<void>((resolve) => socket.on('data', (b: Buffer) => {
+        answer += b.toString();
+        if (answer.includes('\r\n\r\n')) resolve();
+      }));
+      socket.write(`POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{"a":"${'x'.repeat(100_000)}`);
+      try {
+        await within(answered, 2000, `an answer to POST ${path} before its body arrived`);
+      } finally {
+        socket.destroy();
+      }
+      assert.match(answer, /^HTTP\/1\.1 413 /, `${path}: ${answer.slice(0, 200)}`);
+      assert.match(answer, /"code":"HERALD_ERR_TOO_LARGE"/);
+    }
+    // The probe and the demo still work.
+    const probe = await fetch(`${s.url}/ws/admin`, { method: 'POST' });
+    assert.equal(probe.status, 401);
+    const token = await s.api('POST', '/demo/token', { kind: 'admin', id: 3 });
+    assert.equal(token.status, 200);
+  });
+});
+

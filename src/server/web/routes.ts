@@ -52,6 +52,17 @@ interface Asset {
 /** Short browser cache for the unversioned URL; revalidation is cheap with the ETag. */
 const CACHE_SHORT = 'public, max-age=300, must-revalidate';
 const CACHE_IMMUTABLE = 'public, max-age=31536000, immutable';
+/**
+ * Bodies of the routes anyone who reaches the listener may call, before any
+ * credential is checked: the library's probe (POST /ws/KIND) sends none and
+ * /demo/token a few bytes; /demo/send's fields hold at most about 23,000
+ * characters (up to 4 bytes each in UTF-8, escaped in JSON). With the API's
+ * limit (maxBodyBytes, 1 MB) each held a megabyte of an unauthenticated request
+ * for up to requestTimeoutMs; a larger body is now refused with 413 as soon as
+ * its Content-Length says so.
+ */
+const PROBE_BODY_LIMIT = 1024;
+const DEMO_SEND_BODY_LIMIT = 128 * 1024;
 
 function clientDir(distDir: string): string {
   const nested = join(distDir, 'client');
@@ -169,7 +180,7 @@ export async function registerWebRoutes(app: FastifyInstance, ctx: WebContext): 
     // POST as well as GET: browsers send Origin on every POST, even a
     // same-origin one, but not on a same-origin GET, and the Origin is half
     // of what the handshake is checked on. The library probes with POST.
-    app.route({ method: ['GET', 'POST'], url: `/ws/${kind}`, schema: { hide: true }, handler: async (req, reply) => {
+    app.route({ method: ['GET', 'POST'], url: `/ws/${kind}`, schema: { hide: true }, bodyLimit: PROBE_BODY_LIMIT, handler: async (req, reply) => {
       const status = check ? await check(kind, req.raw) : 426;
       const origin = req.headers.origin;
       if (admission && originAllowed(admission, origin)) {
@@ -208,14 +219,14 @@ export async function registerWebRoutes(app: FastifyInstance, ctx: WebContext): 
 
   // Demo mode lets anyone who can reach the server act as any admin: that is
   // the point of a demo, and why `demo` must be off in production.
-  app.post<{ Body: Static<typeof TokenBody> }>('/demo/token', { schema: { body: TokenBody, hide: true } }, async (req) => {
+  app.post<{ Body: Static<typeof TokenBody> }>('/demo/token', { schema: { body: TokenBody, hide: true }, bodyLimit: PROBE_BODY_LIMIT }, async (req) => {
     const token = await ctx.mintToken(req.body.kind, req.body.id, ctx.options.tokenTtlMs);
     return { token, expiresAt: Date.now() + ctx.options.tokenTtlMs };
   });
 
   // Goes through the real HTTP API (in-process), so the demo shows exactly
   // what a backend gets; the API token never leaves the server.
-  app.post<{ Body: Static<typeof SendBody> }>('/demo/send', { schema: { body: SendBody, hide: true } }, async (req, reply) => {
+  app.post<{ Body: Static<typeof SendBody> }>('/demo/send', { schema: { body: SendBody, hide: true }, bodyLimit: DEMO_SEND_BODY_LIMIT }, async (req, reply) => {
     const { kind, id, title, text, extra } = req.body;
     const message: Record<string, unknown> = { TYPE: 'MESSAGE', TITLE: title, TEXT: text };
     if (extra) message.EXTRA = extra;
