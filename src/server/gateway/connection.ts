@@ -55,6 +55,8 @@ function stalePace(now: number, told: number, least: number): boolean {
 export interface FrameSink {
   /** A Buffer, or a string of characters 0–255 written one byte each (`'latin1'`: socketTextFrame's frames). */
   write(chunk: Buffer | string, encoding: 'latin1'): unknown;
+  /** 'finish': ws ended our side of the connection (it has sent its close frame). */
+  once(event: 'finish', listener: () => void): unknown;
 }
 
 export interface ConnectionDeps {
@@ -180,6 +182,11 @@ export class Connection implements Tab {
       this.#beginClosing();
       this.#onClosed?.();
     });
+    // A close the peer began: ws answers its close frame and ends our side, and emits
+    // nothing until the peer closes TCP too, or its 30 s close timer ends the socket.
+    // A peer that never does (a browser whose network died just after) counted as one
+    // of the person's open tabs all that time, and a live send to it as delivered.
+    socket.once('finish', () => this.#beginClosing());
   }
 
   /** Made on first use: a child logger per tab would cost every connection memory and time. */
