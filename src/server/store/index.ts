@@ -36,6 +36,7 @@ export function createStore(options: StoreOptions, logger: Logger): MessageStore
     file, maxPerStream: options.maxPerStream, synchronous: options.sqliteSynchronous,
     pruneIntervalMs: options.pruneIntervalMs, onPrune,
     onCheckpointError: (err) => logger.warn({ err: err.message }, 'store: WAL checkpoint'),
+    onFileLost: (err) => logger.error({ file, err: err.message }, 'store: file lost, every stored send is refused until Herald restarts'),
   });
   const { streams, journalRows, messages, migrated, ms } = store.loaded;
   logger.info(

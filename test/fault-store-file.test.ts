@@ -1,0 +1,77 @@
+/**
+ * The SQLite store's file under a running Herald (`herald start` as a child
+ * process): deleted or replaced by hand or by a cleaner of old files. SQLite
+ * goes on writing to the open, unlinked file without an error, and the next
+ * start finds none of it; so Herald refuses every stored send from then on
+ * (503 HERALD_ERR_UNAVAILABLE naming the file) instead of answering "stored"
+ * for notifications the next restart would lose. Live delivery goes on.
+ */
+import assert from 'node:assert/strict';
+import { copyFileSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { FaultServer, type SendItem } from './fault-server.js';
+
+const batch = (aid: number, from: number, n: number, ttl = 3600): SendItem[] =>
+  Array.from({ length: n }, (_, i) => ({ to: { aid }, message: { TYPE: 'MESSAGE', TEXT: `m${from + i}` }, ttl, idempotencyKey: `k${from + i}` }));
+
+describe('the store file under a running Herald', () => {
+  const servers: FaultServer[] = [];
+  after(async () => {
+    for (const s of servers) await s.dispose();
+  });
+
+  for (const how of ['deleted', 'its WAL deleted', 'replaced by a copy'] as const) {
+    test(`${how}: stored sends are refused with 503 HERALD_ERR_UNAVAILABLE naming the file, logged once; live ones still reach the tab`, async () => {
+      const s = await FaultServer.create();
+      servers.push(s);
+      await s.start();
+      const file = join(s.dataDir, 'herald.sqlite');
+      const first = await s.sendBatch(batch(1, 0, 20));
+      assert.equal(first.status, 200, JSON.stringify(first.body));
+      const tab = await s.tab(2);
+
+      if (how === 'deleted') rmSync(file);
+      else if (how === 'its WAL deleted') rmSync(`${file}-wal`);
+      else {
+        copyFileSync(file, `${file}.copy`);
+        renameSync(`${file}.copy`, file);
+      }
+
+      for (let i = 0; i < 3; i++) {
+        const r = await s.sendBatch(batch(1, 100 + 20 * i, 20));
+        assert.equal(r.status, 503, `a stored send after the file was ${how} must not be answered as stored: ${JSON.stringify(r.body)}`);
+        assert.equal(r.body.error?.code, 'HERALD_ERR_UNAVAILABLE');
+        assert.match(r.body.error?.message ?? '', new RegExp(`${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}.*deleted or replaced.*restart Herald`));
+      }
+      // ttl 0: nothing to store, so the tab open now still gets it.
+      const live = await s.sendBatch([{ to: { aid: 2 }, message: { TYPE: 'MESSAGE', TEXT: 'live' }, ttl: 0 }]);
+      assert.equal(live.status, 200, JSON.stringify(live.body));
+      await tab.until(() => tab.live.length > 0, 5000, 'the live send');
+      assert.equal(tab.live[0]!.TEXT, 'live');
+      tab.close();
+
+      assert.equal(s.output.split('store: file lost').length - 1, 1, s.output.slice(-3000));
+      assert.equal(s.child?.exitCode, null, 'the server keeps running');
+      assert.doesNotMatch(s.output, /\n\s+at /, 'no stack trace');
+    });
+  }
+
+  test('a file left alone: no false alarm, sends go on being stored across a graceful restart (whose close removes the WAL and the next open makes a new one)', async () => {
+    const s = await FaultServer.create();
+    servers.push(s);
+    await s.start();
+    for (let i = 0; i < 3; i++) {
+      const r = await s.sendBatch(batch(1, 20 * i, 20));
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+    }
+    assert.equal(await s.stop(), 0);
+    await s.start();
+    const r = await s.sendBatch(batch(1, 60, 20));
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const tab = await s.tab(1, { seq: 0, epoch: r.body.results![0]!.epoch! });
+    await tab.until(() => tab.messages.length >= 80, 5000, '80 notifications');
+    assert.deepEqual(tab.messages.map((m) => m.TEXT), Array.from({ length: 80 }, (_, i) => `m${i}`));
+    tab.close();
+  });
+});
