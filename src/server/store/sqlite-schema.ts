@@ -19,7 +19,8 @@
  * notification (and per idempotency key) with two indexes, and updated the
  * stream's row on every append.
  */
-import { readFileSync } from 'node:fs';
+import { accessSync, constants, readFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { HeraldError } from '../errors.js';
 import { encodeEntry } from './journal-codec.js';
@@ -114,12 +115,25 @@ export function openStoreFile(file: string, options: { synchronous?: 'normal' | 
   }
 }
 
-function openError(file: string, e: unknown): HeraldError {
+function openError(file: string, e: unknown, lockFile?: string): HeraldError {
   const busy = (e as { code?: string }).code === 'SQLITE_BUSY';
-  return new HeraldError(
-    busy ? 'HERALD_ERR_UNAVAILABLE' : 'HERALD_ERR_INTERNAL',
-    busy ? `store ${file} is in use by another process` : `cannot open store ${file}: ${(e as Error).message}`,
-  );
+  if (busy) return new HeraldError('HERALD_ERR_UNAVAILABLE', `store ${file} is in use by another process`);
+  // SQLite's own words ("unable to open database file") name no file: say
+  // which one, and why when the directory cannot be written (a read-only
+  // mount), where the store file itself may be there and readable.
+  const what = lockFile ? `cannot take its lock file ${lockFile}: ${(e as Error).message}` : (e as Error).message;
+  return new HeraldError('HERALD_ERR_INTERNAL', `cannot open store ${file}: ${what}${unwritableDir(file)}`);
+}
+
+/** ' (its directory … is not writable: …)' when it is not, else ''. */
+function unwritableDir(file: string): string {
+  const dir = dirname(file);
+  try {
+    accessSync(dir, constants.W_OK);
+    return '';
+  } catch (e) {
+    return ` (its directory ${dir} is not writable: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`;
+  }
 }
 
 /**
@@ -134,7 +148,7 @@ function takeLock(file: string): Database.Database {
     // A second process waits up to a second for the lock (a restart whose old process is still closing), then is refused.
     lock = new Database(`${file}-lock`, { timeout: 1000 });
   } catch (e) {
-    throw openError(file, e);
+    throw openError(file, e, `${file}-lock`);
   }
   try {
     lock.pragma('locking_mode = EXCLUSIVE');
@@ -145,7 +159,7 @@ function takeLock(file: string): Database.Database {
     return lock;
   } catch (e) {
     lock.close();
-    throw openError(file, e);
+    throw openError(file, e, `${file}-lock`);
   }
 }
 
