@@ -24,10 +24,18 @@ export interface SendItem {
   idempotencyKey?: string;
 }
 
-export interface SendResult {
+/** One recipient's part of a /send answer. */
+export interface RecipientResult {
   seq?: number;
   epoch?: string;
   duplicate: boolean;
+  queued: boolean;
+}
+
+/** A /send answer (one item of a batch's). */
+export interface SendResult {
+  queued: boolean;
+  results: RecipientResult[];
 }
 
 /** One Herald data dir and port, and the process currently running on it. */

@@ -69,7 +69,7 @@ describe('the store file under a running Herald', () => {
     await s.start();
     const r = await s.sendBatch(batch(1, 60, 20));
     assert.equal(r.status, 200, JSON.stringify(r.body));
-    const tab = await s.tab(1, { seq: 0, epoch: r.body.results![0]!.epoch! });
+    const tab = await s.tab(1, { seq: 0, epoch: r.body.results![0]!.results[0]!.epoch! });
     await tab.until(() => tab.messages.length >= 80, 5000, '80 notifications');
     assert.deepEqual(tab.messages.map((m) => m.TEXT), Array.from({ length: 80 }, (_, i) => `m${i}`));
     tab.close();
