@@ -5,6 +5,8 @@
  * start finds none of it; so Herald refuses every stored send from then on
  * (503 HERALD_ERR_UNAVAILABLE naming the file) instead of answering "stored"
  * for notifications the next restart would lose. Live delivery goes on.
+ * When the WAL alone went, its frames are first copied into the file, so
+ * that what was answered as stored survives even a kill.
  */
 import assert from 'node:assert/strict';
 import { copyFileSync, renameSync, rmSync } from 'node:fs';
@@ -22,7 +24,7 @@ describe('the store file under a running Herald', () => {
   });
 
   for (const how of ['deleted', 'its WAL deleted', 'replaced by a copy'] as const) {
-    test(`${how}: stored sends are refused with 503 HERALD_ERR_UNAVAILABLE naming the file, logged once; live ones still reach the tab`, async () => {
+    test(`${how}: stored sends are refused with 503 HERALD_ERR_UNAVAILABLE naming the file, logged once; live ones still reach the tab${how === 'its WAL deleted' ? '; what was answered as stored survives a kill -9' : ''}`, async () => {
       const s = await FaultServer.create();
       servers.push(s);
       await s.start();
@@ -38,6 +40,11 @@ describe('the store file under a running Herald', () => {
         renameSync(`${file}.copy`, file);
       }
 
+      if (how === 'its WAL deleted') {
+        // The file is still Herald's: the commit that found the WAL gone is copied into it.
+        const r = await s.sendBatch(batch(1, 20, 20));
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+      }
       for (let i = 0; i < 3; i++) {
         const r = await s.sendBatch(batch(1, 100 + 20 * i, 20));
         assert.equal(r.status, 503, `a stored send after the file was ${how} must not be answered as stored: ${JSON.stringify(r.body)}`);
@@ -54,6 +61,17 @@ describe('the store file under a running Herald', () => {
       assert.equal(s.output.split('store: file lost').length - 1, 1, s.output.slice(-3000));
       assert.equal(s.child?.exitCode, null, 'the server keeps running');
       assert.doesNotMatch(s.output, /\n\s+at /, 'no stack trace');
+
+      if (how === 'its WAL deleted') {
+        // kill -9 and a start: what was answered as stored is there, in its EPOCH, no RESET.
+        const epoch = first.body.results![0]!.results[0]!.epoch!;
+        await s.kill();
+        await s.start();
+        const back = await s.tab(1, { seq: 0, epoch });
+        await back.until(() => back.frames.length >= 40, 5000, '40 notifications');
+        back.close();
+        assert.deepEqual(back.frames.map((f) => [f.TYPE, f.SEQ, f.TEXT]), Array.from({ length: 40 }, (_, i) => ['MESSAGE', i + 1, `m${i}`]));
+      }
     });
   }
 

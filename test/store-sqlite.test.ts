@@ -322,9 +322,11 @@ describe('SqliteStore', () => {
       await store.append({ stream: 'admin:1', json, expiresAt: Date.now() + 60_000 }, Date.now());
       await until(() => store.checkpointer!.syncs >= 1, 5000, 'the WAL fsynced after the commit');
       // The WAL removed under the store (a cleanup script): every background fsync now fails.
-      // The store refuses appends from then on (test/fault-store-file.test.ts), so the
-      // commits that schedule each fsync are reported to the checkpointer directly.
+      // The store copies the WAL into the file at the next commit and refuses appends from
+      // then on (test/fault-store-file.test.ts), so the commits that schedule each fsync
+      // are reported to the checkpointer directly.
       unlinkSync(`${file}-wal`);
+      await store.append({ stream: 'admin:1', json, expiresAt: Date.now() + 60_000 }, Date.now());
       await assert.rejects(store.append({ stream: 'admin:1', json, expiresAt: Date.now() + 60_000 }, Date.now()), /deleted or replaced/);
       for (let i = 1; i <= 3; i++) {
         store.checkpointer!.committed(0);

@@ -435,12 +435,31 @@ export class SqliteStore implements MessageStore {
     const identity = this.#identity;
     if (!identity) return;
     const [file, wal] = identity.ids;
-    if (fileId(identity.file) === file && fileId(`${identity.file}-wal`) === wal) return;
+    const fileKept = fileId(identity.file) === file;
+    if (fileKept && fileId(`${identity.file}-wal`) === wal) return;
     this.#lost = new Error(
-      `the store file ${identity.file} (or its -wal) was deleted or replaced while Herald ran; nothing more can be stored in it: restart Herald (it starts the streams over with new EPOCHs)`,
+      `the store file ${identity.file} (or its -wal) was deleted or replaced while Herald ran; nothing more can be stored in it: restart Herald`,
     );
     this.#onFileLost?.(this.#lost);
+    // The WAL alone is gone and the file is still ours: copying the WAL's
+    // frames (the unlinked file is still open) into it keeps every commit,
+    // this one included, through a kill as well as a stop. Without it a
+    // kill lost them, and with them the rows that record the streams'
+    // EPOCHs: the next start gave those streams the EPOCH derived from the
+    // file's (the same as before) and assigned their SEQs again, which a
+    // tab resuming with a cursor past them would silently skip.
+    if (fileKept && this.#rescueWal()) return;
     throw this.#lost;
+  }
+
+  /** Checkpoints the whole WAL into the file; true when every frame got there. */
+  #rescueWal(): boolean {
+    try {
+      const [r] = this.#db.pragma('wal_checkpoint(FULL)') as Array<{ busy: number; log: number; checkpointed: number }>;
+      return r !== undefined && r.busy === 0 && r.checkpointed === r.log;
+    } catch {
+      return false;
+    }
   }
 
   append(input: AppendInput, now: number): Promise<AppendResult> {
