@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { runCli } from './helpers/cli.js';
 import { FaultServer, type SendItem } from './fault-server.js';
 
 const batch = (aid: number, from: number, n: number, ttl = 3600): SendItem[] =>
@@ -74,6 +75,46 @@ describe('the store file under a running Herald', () => {
       }
     });
   }
+
+  test('its lock file deleted alone (a cleaner of old files): the next write takes it again, so a second Herald on the data dir is still refused', async () => {
+    const s = await FaultServer.create();
+    servers.push(s);
+    await s.start();
+    const first = await s.sendBatch(batch(1, 0, 20));
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    rmSync(join(s.dataDir, 'herald.sqlite-lock'));
+    const next = await s.sendBatch(batch(1, 20, 20));
+    assert.equal(next.status, 200, JSON.stringify(next.body));
+    assert.match(s.output, /the lock file was deleted under the running Herald; taken again/);
+
+    const second = await runCli(['start', '--config', s.config, '--port', '0'], { timeoutMs: 15_000 });
+    assert.equal(second.code, 1, second.stdout + second.stderr);
+    assert.match(second.stderr, /is in use by another process/);
+    const last = await s.sendBatch(batch(1, 40, 20));
+    assert.equal(last.status, 200, JSON.stringify(last.body));
+  });
+
+  test('its lock file deleted and taken by a second Herald before the first wrote again: the first refuses to write, so no SEQ is assigned twice', async () => {
+    const s = await FaultServer.create({ logLevel: 'warn' });
+    servers.push(s);
+    await s.start();
+    const first = await s.sendBatch(batch(1, 0, 20));
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    rmSync(join(s.dataDir, 'herald.sqlite-lock'));
+    const other = await FaultServer.create({ logLevel: 'warn' }, s.dataDir);
+    await other.start();
+    try {
+      const r = await s.sendBatch(batch(1, 20, 20));
+      assert.equal(r.status, 503, `the first Herald must not write beside the second: ${JSON.stringify(r.body)}`);
+      assert.match(r.body.error?.message ?? '', /lock file .* was deleted while Herald ran, and another process holds the new one/);
+      const o = await other.sendBatch(batch(1, 20, 20));
+      assert.equal(o.status, 200, JSON.stringify(o.body));
+      assert.equal(o.body.results![0]!.results[0]!.seq, 21, 'the second goes on after the first\'s SEQs');
+    } finally {
+      await other.kill();
+      rmSync(other.config, { force: true });
+    }
+  });
 
   test('a file left alone: no false alarm, sends go on being stored across a graceful restart (whose close removes the WAL and the next open makes a new one)', async () => {
     const s = await FaultServer.create();

@@ -37,6 +37,7 @@ export function createStore(options: StoreOptions, logger: Logger): MessageStore
     pruneIntervalMs: options.pruneIntervalMs, onPrune,
     onCheckpointError: (err) => logger.warn({ err: err.message }, 'store: WAL checkpoint'),
     onFileLost: (err) => logger.error({ file, err: err.message }, 'store: file lost, every stored send is refused until Herald restarts'),
+    onLockRetaken: (lockFile) => logger.warn({ lockFile }, 'store: the lock file was deleted under the running Herald; taken again'),
   });
   const { streams, journalRows, messages, migrated, ms } = store.loaded;
   logger.info(

@@ -142,11 +142,11 @@ function unwritableDir(file: string): string {
  * operating system drops it when the process dies, so a killed Herald never
  * leaves a stale lock behind.
  */
-function takeLock(file: string): Database.Database {
+export function takeLock(file: string, timeoutMs = 1000): Database.Database {
   let lock: Database.Database;
   try {
     // A second process waits up to a second for the lock (a restart whose old process is still closing), then is refused.
-    lock = new Database(`${file}-lock`, { timeout: 1000 });
+    lock = new Database(`${file}-lock`, { timeout: timeoutMs });
   } catch (e) {
     throw openError(file, e, `${file}-lock`);
   }

@@ -5,7 +5,7 @@ import { HeraldError } from '../errors.js';
 import type { AppendInput, AppendResult, MessageStatus, MessageStore, MessageStoreLimits, ReadResult, StreamHead } from './message-store.js';
 import { PruneTimer } from './prune-timer.js';
 import { decodeBody, detach, encodeAck, encodeEntry } from './journal-codec.js';
-import { openStoreFile } from './sqlite-schema.js';
+import { openStoreFile, takeLock } from './sqlite-schema.js';
 import { PRUNE_SLICE, StreamIndex, WriteBatch, type StreamState } from './stream-index.js';
 import { JsonArena } from './json-arena.js';
 import { WalCheckpointer } from './wal-checkpointer.js';
@@ -59,6 +59,8 @@ export interface SqliteStoreOptions extends MessageStoreLimits {
    * store was open: from then on every write is refused (see #checkFile).
    */
   onFileLost?: (error: Error) => void;
+  /** Told when the lock file was found deleted and this store took a new one (see #checkLock). */
+  onLockRetaken?: (lockFile: string) => void;
   /**
    * Read once, on open: notifications and idempotency keys that expired
    * before it are not loaded into memory. Epoch ms; default Date.now (tests
@@ -143,7 +145,7 @@ type PendingWrite = (
  */
 export class SqliteStore implements MessageStore {
   readonly #db: Database.Database;
-  readonly #lock: Database.Database | undefined;
+  #lock: Database.Database | undefined;
   /** Absent for `:memory:`, which has no WAL. */
   readonly checkpointer: WalCheckpointer | undefined;
   readonly #q: ReturnType<typeof prepare>;
@@ -158,10 +160,11 @@ export class SqliteStore implements MessageStore {
   #ackTimer: NodeJS.Timeout | undefined;
   #closed = false;
   /** The file and its WAL as opened (device and inode); absent for `:memory:`. */
-  readonly #identity: { file: string; ids: [string, string] } | undefined;
+  readonly #identity: { file: string; ids: [string, string]; lock: string } | undefined;
   /** Set once the file or its WAL was found deleted or replaced: every write is refused with it. */
   #lost: Error | undefined;
   readonly #onFileLost: ((error: Error) => void) | undefined;
+  readonly #onLockRetaken: ((lockFile: string) => void) | undefined;
   #pruning: Promise<number> | undefined;
   readonly #pruner: PruneTimer;
   /**
@@ -223,7 +226,10 @@ export class SqliteStore implements MessageStore {
       });
     }
     this.#onFileLost = options.onFileLost;
-    if (lock) this.#identity = { file: options.file, ids: [fileId(options.file), fileId(`${options.file}-wal`)] };
+    this.#onLockRetaken = options.onLockRetaken;
+    if (lock) {
+      this.#identity = { file: options.file, ids: [fileId(options.file), fileId(`${options.file}-wal`)], lock: fileId(`${options.file}-lock`) };
+    }
     this.#pruner = new PruneTimer((now) => this.prune(now), options.pruneIntervalMs ?? 0, options.onPrune);
   }
 
@@ -405,6 +411,7 @@ export class SqliteStore implements MessageStore {
   #write(body: string, maxExpires: number): number | undefined {
     if (body === '') return undefined;
     if (this.#lost) throw this.#lost;
+    this.#checkLock();
     let row: number | undefined;
     this.#q.begin.run();
     try {
@@ -450,6 +457,33 @@ export class SqliteStore implements MessageStore {
     // tab resuming with a cursor past them would silently skip.
     if (fileKept && this.#rescueWal()) return;
     throw this.#lost;
+  }
+
+  /**
+   * Before each write: the lock file is still the one this store holds. It
+   * is written once, when the store opens, so a cleaner of old files (a
+   * data dir under /tmp: systemd-tmpfiles, after 10 days) may delete it
+   * alone, and a second Herald would then open the same file and assign the
+   * same SEQs as this one. Found deleted, it is taken again at once (no
+   * wait); when another process took it first, every write is refused.
+   */
+  #checkLock(): void {
+    const identity = this.#identity;
+    if (!identity || fileId(`${identity.file}-lock`) === identity.lock) return;
+    let lock: Database.Database;
+    try {
+      lock = takeLock(identity.file, 0);
+    } catch (e) {
+      this.#lost = new Error(
+        `the lock file ${identity.file}-lock was deleted while Herald ran, and another process holds the new one (${(e as Error).message}): this Herald stores nothing more, so as not to assign the same SEQs as that one; stop one of them`,
+      );
+      this.#onFileLost?.(this.#lost);
+      throw this.#lost;
+    }
+    this.#lock?.close();
+    this.#lock = lock;
+    identity.lock = fileId(`${identity.file}-lock`);
+    this.#onLockRetaken?.(`${identity.file}-lock`);
   }
 
   /** Checkpoints the whole WAL into the file; true when every frame got there. */
@@ -537,6 +571,8 @@ export class SqliteStore implements MessageStore {
     for (let i = 0; i < doomed.length; i += this.#pruneBatch) {
       if (i > 0) await yieldToLoop();
       if (this.#closed) return 0;
+      // A lost file (#checkFile, #checkLock) is not this store's to change any more: memory only.
+      if (this.#lost) break;
       // A deleted row may hold a stream's last or acknowledged SEQ: the same transaction writes them to the stream's row.
       this.#transaction(() => {
         for (const id of doomed.slice(i, i + this.#pruneBatch)) this.#q.deleteRow.run(id);
@@ -584,6 +620,8 @@ export class SqliteStore implements MessageStore {
    */
   #transaction(body: () => boolean): void {
     let saved = false;
+    if (this.#lost) throw this.#lost;
+    this.#checkLock();
     this.#db.transaction(() => {
       if (!body()) return;
       for (const [stream, s] of this.#unsaved) this.#q.save.run(s.lastSeq, s.acked, stream);
@@ -610,10 +648,12 @@ export class SqliteStore implements MessageStore {
     await this.#pruning?.catch(() => 0);
     try {
       await this.checkpointer?.close();
-      this.#transaction(() => {
-        this.#q.clean.run();
-        return true;
-      });
+      if (!this.#lost) {
+        this.#transaction(() => {
+          this.#q.clean.run();
+          return true;
+        });
+      }
     } finally {
       this.#db.close();
       this.#lock?.close();
