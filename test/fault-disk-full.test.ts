@@ -13,7 +13,7 @@ import { mkdirSync, mkdtempSync, rmSync, statfsSync, writeFileSync } from 'node:
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { FaultServer, type SendItem, type SendResult } from './fault-server.js';
+import { FaultServer, type SendItem, type SendResult } from './helpers/fault-server.js';
 
 describe('the disk fills up under a running Herald', () => {
   const mountPoint = mkdtempSync(join(tmpdir(), 'herald-full-'));

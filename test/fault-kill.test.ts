@@ -9,7 +9,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
-import { FaultServer, type SendItem, type SendResult, type Tab } from './fault-server.js';
+import { FaultServer, type SendItem, type SendResult, type Tab } from './helpers/fault-server.js';
 
 const ADMINS = [1, 2, 3];
 

@@ -13,7 +13,7 @@ import { copyFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { runCli } from './helpers/cli.js';
-import { FaultServer, type SendItem } from './fault-server.js';
+import { FaultServer, type SendItem } from './helpers/fault-server.js';
 
 const batch = (aid: number, from: number, n: number, ttl = 3600): SendItem[] =>
   Array.from({ length: n }, (_, i) => ({ to: { aid }, message: { TYPE: 'MESSAGE', TEXT: `m${from + i}` }, ttl, idempotencyKey: `k${from + i}` }));

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
 import { runCli } from './helpers/cli.js';
-import { FaultServer } from './fault-server.js';
+import { FaultServer } from './helpers/fault-server.js';
 
 describe('herald start on a store it cannot use', () => {
   let good: FaultServer;

@@ -13,9 +13,9 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import WebSocket from 'ws';
-import { mintToken } from '../src/server/auth/token-resolver.js';
-import { spawnCli } from './helpers/cli.js';
-import { restartablePort } from './helpers/ports.js';
+import { mintToken } from '../../src/server/auth/token-resolver.js';
+import { spawnCli } from './cli.js';
+import { restartablePort } from './ports.js';
 
 export interface SendItem {
   to: { aid: number };
