@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
 import { mintToken } from '../src/server/auth/token-resolver.js';
 import { restartablePort } from './helpers/ports.js';
-import { browserSkipReason, launchBrowser, newPage, type Recorder, type W } from './helpers/browser.js';
+import { browserSkipReason, connectPage, launchBrowser, newPage, type Recorder, type W } from './helpers/browser.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const MAIN = join(ROOT, 'dist/cli/main.js');
@@ -102,23 +102,7 @@ class HeraldProcess {
  * MESSAGEs and connection events in `window.rec`.
  */
 async function openTab(page: Page, base: string, token: string): Promise<void> {
-  await page.goto(`${base}/demo`);
-  await page.evaluate((token) => {
-    const w = window as W;
-    const rec: Recorder = { frames: [], messages: [], states: [], events: [] };
-    w.rec = rec;
-    const c = w.Herald.connect({ kind: 'admin', token, url: location.origin, autoConnect: false, reconnect: { baseMs: 100, capMs: 400 }, toasts: { maxToasts: 1000, timeoutMs: 0 } });
-    c.events.on('frame', (f) => rec.frames.push(f));
-    c.events.on('state', (s) => rec.states.push(s));
-    for (const name of ['connected', 'disconnected', 'reconnecting', 'rejected', 'reset', 'error'] as const) {
-      c.events.on(name, (payload: unknown) => rec.events.push({ name, payload: JSON.parse(JSON.stringify(payload ?? null)) as unknown }));
-    }
-    c.on('MESSAGE', (m) => {
-      rec.messages.push(m);
-    });
-    c.connect();
-  }, token);
-  await page.waitForFunction(() => (window as W).Herald.client?.state === 'open', null, { timeout: 10_000 });
+  await connectPage(page, base, token, { reconnect: { baseMs: 100, capMs: 400 }, toasts: { maxToasts: 1000, timeoutMs: 0 } });
 }
 
 interface Seen {

@@ -186,24 +186,32 @@ describe('POST /api/v1/send/batch: recipients per request', () => {
   });
 });
 
+/**
+ * POSTs headers announcing a 1 MB body and a tenth of it (the rest never
+ * comes, as from a slow client) and resolves with the answer's head and
+ * start, which must come within 2 s: before the body was read.
+ */
+async function answerBeforeBody(path: string): Promise<string> {
+  const socket = net.connect(Number(new URL(s.url).port), '127.0.0.1');
+  socket.on('error', () => undefined);
+  let answer = '';
+  const answered = new Promise<void>((resolve) => socket.on('data', (b: Buffer) => {
+    answer += b.toString();
+    if (answer.includes('\r\n\r\n')) resolve();
+  }));
+  socket.write(`POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{"a":"${'x'.repeat(100_000)}`);
+  try {
+    await within(answered, 2000, `an answer to POST ${path} before its body arrived`);
+  } finally {
+    socket.destroy();
+  }
+  return answer;
+}
+
 describe('a request no route takes', () => {
   test('is answered 404 before its body is read: a POST to any path cannot make the server hold its body', async () => {
-    const { port } = new URL(s.url);
     for (const path of ['/nonexistent', '/', '/api/v1/nope']) {
-      const socket = net.connect(Number(port), '127.0.0.1');
-      socket.on('error', () => undefined);
-      let answer = '';
-      const answered = new Promise<void>((resolve) => socket.on('data', (b: Buffer) => {
-        answer += b.toString();
-        if (answer.includes('\r\n\r\n')) resolve();
-      }));
-      // Headers announcing 1 MB, and a tenth of it: the rest never comes (as a slow client's).
-      socket.write(`POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{"a":"${'x'.repeat(100_000)}`);
-      try {
-        await within(answered, 2000, `an answer to POST ${path} before its body arrived`);
-      } finally {
-        socket.destroy();
-      }
+      const answer = await answerBeforeBody(path);
       assert.match(answer, /^HTTP\/1\.1 404 /);
       assert.match(answer, /"code":"HERALD_ERR_NOT_FOUND"/);
     }
@@ -219,21 +227,8 @@ describe('routes anyone may call', () => {
     // They take no body (the probe) or a small one (the demo's): each held up to
     // maxBodyBytes (1 MB) of an unauthenticated request for up to requestTimeoutMs.
     assert.equal((await s.api('GET', '/demo')).status, 200, 'the demo is on in this test server');
-    const { port } = new URL(s.url);
     for (const path of ['/ws/admin', '/ws/user', '/demo/token', '/demo/send']) {
-      const socket = net.connect(Number(port), '127.0.0.1');
-      socket.on('error', () => undefined);
-      let answer = '';
-      const answered = new Promise<void>((resolve) => socket.on('data', (b: Buffer) => {
-        answer += b.toString();
-        if (answer.includes('\r\n\r\n')) resolve();
-      }));
-      socket.write(`POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n{"a":"${'x'.repeat(100_000)}`);
-      try {
-        await within(answered, 2000, `an answer to POST ${path} before its body arrived`);
-      } finally {
-        socket.destroy();
-      }
+      const answer = await answerBeforeBody(path);
       assert.match(answer, /^HTTP\/1\.1 413 /, `${path}: ${answer.slice(0, 200)}`);
       assert.match(answer, /"code":"HERALD_ERR_TOO_LARGE"/);
     }
