@@ -53,6 +53,7 @@ type Command =
   | { c: 'close'; pick: number; how: 'close' | 'terminate' | 'ack-and-close' }
   | { c: 'send'; spec: SendSpec }
   | { c: 'batch'; specs: SendSpec[] }
+  | { c: 'burst'; to: Target; n: number; ttl: TtlChoice; sameKey: boolean }
   | { c: 'ack'; pick: number; which: 'own' | 'broadcast' | 'both' | 'cursor' }
   | { c: 'disconnect'; person: number }
   | { c: 'restart'; graceful: boolean };
@@ -78,6 +79,19 @@ function commandArb(store: StoreKind): fc.Arbitrary<Command> {
     { weight: 2, arbitrary: fc.record({ c: fc.constant('close' as const), pick: fc.nat(9), how: fc.constantFrom('close' as const, 'terminate' as const, 'ack-and-close' as const) }) },
     { weight: 5, arbitrary: fc.record({ c: fc.constant('send' as const), spec: sendSpec }) },
     { weight: 1, arbitrary: fc.record({ c: fc.constant('batch' as const), specs: fc.array(sendSpec, { minLength: 1, maxLength: 4 }) }) },
+    {
+      weight: 1,
+      arbitrary: fc.record({
+        c: fc.constant('burst' as const),
+        to: fc.oneof(
+          fc.record({ t: fc.constant('one' as const), person: fc.nat(PEOPLE.length - 1) }),
+          fc.record({ t: fc.constant('all' as const), kind: fc.constantFrom<PrincipalKind>('admin', 'user') }),
+        ),
+        n: fc.integer({ min: 2, max: 5 }),
+        ttl: fc.constantFrom<TtlChoice>('default', 'live'),
+        sameKey: fc.boolean(),
+      }),
+    },
     { weight: 2, arbitrary: fc.record({ c: fc.constant('ack' as const), pick: fc.nat(9), which: fc.constantFrom('own' as const, 'broadcast' as const, 'both' as const, 'cursor' as const) }) },
     { weight: 1, arbitrary: fc.record({ c: fc.constant('disconnect' as const), person: fc.nat(PEOPLE.length - 1) }) },
   ];
@@ -213,7 +227,7 @@ function checkTab(m: Model, t: ModelTab, step: string): void {
     assert.equal(n, 1, `${who} got live-only ${title} ${n} times`);
   }
   for (const title of t.live) assert.ok(counts.has(title), `${who} did not get live-only ${title}`);
-  const liveOrder = t.tab.notifications().map((f) => Number(String(f.TITLE).slice(1))).filter((n) => n > t.openedAt);
+  const liveOrder = t.tab.notifications().filter((f) => String(f.TITLE).startsWith('m')).map((f) => Number(String(f.TITLE).slice(1))).filter((n) => n > t.openedAt);
   liveOrder.forEach((n, i) => assert.ok(i === 0 || n > liveOrder[i - 1]!, `${who}: what was sent while it was open came out of order: ${liveOrder.map((x) => `m${x}`).join(' ')}`));
 }
 
@@ -397,6 +411,33 @@ async function sendBatch(w: World, specs: SendSpec[], step: string): Promise<voi
   items.forEach((it, i) => applySend(m, it.spec, it.body, it.title, res.body.results[i], tabsNow, `${step} item ${i}`));
 }
 
+/**
+ * Sends that cross each other: fired together, on connections of their own.
+ * Their order is the one the stored ones got SEQs in (the answers say); with
+ * one key, exactly one of them goes out.
+ */
+async function burst(w: World, cmd: Extract<Command, { c: 'burst' }>, step: string): Promise<void> {
+  const m = w.m;
+  const spec: SendSpec = { to: cmd.to, ttl: cmd.ttl, key: cmd.sameKey ? { t: 'new' } : { t: 'none' } };
+  const first = sendBody(m, spec, 'x');
+  const items = Array.from({ length: cmd.n }, () => {
+    // Titles of their own ('b'): what is sent together has no order of its own.
+    const title = `b${m.serial++}`;
+    return { title, body: { ...first, message: { TYPE: 'MESSAGE', TITLE: title, TEXT: 'x' } } };
+  });
+  const tabsNow = new Map(PEOPLE.map((p) => [personKey(p), m.tabsOf(p)]));
+  const answers = await Promise.all(items.map((it) => api(w.s, 'POST', '/api/v1/send', it.body)));
+  const done = items.map((it, i) => {
+    assert.equal(answers[i]!.status, 200, `${step}: answered ${answers[i]!.status} ${JSON.stringify(answers[i]!.body)}`);
+    const a = answers[i]!.body;
+    const r = 'results' in a ? a.results[0] : a;
+    return { ...it, a, dup: r.duplicate as boolean, seq: (r.seq as number | undefined) ?? 0 };
+  });
+  if (cmd.sameKey) assert.equal(done.filter((d) => !d.dup).length, 1, `${step}: one key, sent ${cmd.n} times at once, goes out once: ${JSON.stringify(done.map((d) => d.a))}`);
+  done.sort((x, y) => Number(x.dup) - Number(y.dup) || x.seq - y.seq);
+  for (const d of done) applySend(m, spec, d.body, d.title, d.a, tabsNow, `${step} (${d.title})`);
+}
+
 /** Checks one send's answer against the model and records what it sent. */
 function applySend(m: Model, spec: SendSpec, body: Record<string, unknown>, title: string, a: any, tabsNow: Map<string, ModelTab[]>, step: string, racing?: Person): Array<(racer: ModelTab) => void> {
   const key = body.idempotencyKey as string | undefined;
@@ -540,6 +581,10 @@ async function execute(w: World, cmd: Command, step: string): Promise<void> {
     }
     case 'batch': {
       await sendBatch(w, cmd.specs, step);
+      return;
+    }
+    case 'burst': {
+      await burst(w, cmd, step);
       return;
     }
     case 'ack': {
