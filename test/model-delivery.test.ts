@@ -603,6 +603,9 @@ async function execute(w: World, cmd: Command, step: string): Promise<void> {
       const tabs = m.tabsOf(p);
       const res = await api(w.s, 'POST', '/api/v1/disconnect', { to: p.kind === 'admin' ? { aid: p.id } : { uid: p.id }, reason: 'model says so' });
       assert.deepEqual([res.status, res.body], [200, { tabs: tabs.length }], `${step}: disconnect ${personKey(p)}`);
+      // A tab the server has begun to close is no longer the person's: at once, not after its close handshake.
+      const now = await api(w.s, 'GET', `/api/v1/online/${p.kind}/${p.id}`);
+      assert.deepEqual([now.body.tabs, now.body.online], [0, false], `${step}: presence right after the disconnect answered`);
       for (const t of tabs) {
         const closed = await t.tab.closed;
         assert.ok(t.tab.frames.some((f) => f?.TYPE === 'close' && f.REASON === 'model says so'), `${step}: tab #${t.n} was told why (closed ${JSON.stringify(closed)})`);
