@@ -47,13 +47,15 @@ type TtlChoice = 'default' | 'hour' | 'live';
 type KeyChoice = { t: 'none' } | { t: 'new' } | { t: 'repeat'; pick: number };
 type Target = { t: 'one'; person: number } | { t: 'admins' } | { t: 'all'; kind: PrincipalKind };
 interface SendSpec { to: Target; ttl: TtlChoice; key: KeyChoice }
+/** Sends fired together (1–5), with one key or none. */
+interface BurstSpec { to: Target; n: number; ttl: TtlChoice; sameKey: boolean }
 
 type Command =
-  | { c: 'open'; person: number; resume: boolean; pick: number; racing?: SendSpec }
+  | { c: 'open'; person: number; resume: boolean; pick: number; racing?: BurstSpec }
   | { c: 'close'; pick: number; how: 'close' | 'terminate' | 'ack-and-close' }
   | { c: 'send'; spec: SendSpec }
   | { c: 'batch'; specs: SendSpec[] }
-  | { c: 'burst'; to: Target; n: number; ttl: TtlChoice; sameKey: boolean }
+  | ({ c: 'burst' } & BurstSpec)
   | { c: 'ack'; pick: number; which: 'own' | 'broadcast' | 'both' | 'cursor' }
   | { c: 'disconnect'; person: number }
   | { c: 'restart'; graceful: boolean };
@@ -72,26 +74,24 @@ const sendSpec: fc.Arbitrary<SendSpec> = fc.record({
   ),
 });
 
+const burstSpec: fc.Arbitrary<BurstSpec> = fc.record({
+  to: fc.oneof(
+    fc.record({ t: fc.constant('one' as const), person: fc.nat(PEOPLE.length - 1) }),
+    fc.record({ t: fc.constant('all' as const), kind: fc.constantFrom<PrincipalKind>('admin', 'user') }),
+  ),
+  n: fc.integer({ min: 1, max: 5 }),
+  ttl: fc.constantFrom<TtlChoice>('default', 'live'),
+  sameKey: fc.boolean(),
+});
+
 function commandArb(store: StoreKind): fc.Arbitrary<Command> {
   const arbs: Array<fc.WeightedArbitrary<Command>> = [
     { weight: 4, arbitrary: fc.record({ c: fc.constant('open' as const), person: fc.nat(PEOPLE.length - 1), resume: fc.boolean(), pick: fc.nat(9) }) },
-    { weight: 1, arbitrary: fc.record({ c: fc.constant('open' as const), person: fc.nat(PEOPLE.length - 1), resume: fc.boolean(), pick: fc.nat(9), racing: sendSpec }) },
+    { weight: 2, arbitrary: fc.record({ c: fc.constant('open' as const), person: fc.nat(PEOPLE.length - 1), resume: fc.boolean(), pick: fc.nat(9), racing: burstSpec }) },
     { weight: 2, arbitrary: fc.record({ c: fc.constant('close' as const), pick: fc.nat(9), how: fc.constantFrom('close' as const, 'terminate' as const, 'ack-and-close' as const) }) },
     { weight: 5, arbitrary: fc.record({ c: fc.constant('send' as const), spec: sendSpec }) },
     { weight: 1, arbitrary: fc.record({ c: fc.constant('batch' as const), specs: fc.array(sendSpec, { minLength: 1, maxLength: 4 }) }) },
-    {
-      weight: 1,
-      arbitrary: fc.record({
-        c: fc.constant('burst' as const),
-        to: fc.oneof(
-          fc.record({ t: fc.constant('one' as const), person: fc.nat(PEOPLE.length - 1) }),
-          fc.record({ t: fc.constant('all' as const), kind: fc.constantFrom<PrincipalKind>('admin', 'user') }),
-        ),
-        n: fc.integer({ min: 2, max: 5 }),
-        ttl: fc.constantFrom<TtlChoice>('default', 'live'),
-        sameKey: fc.boolean(),
-      }),
-    },
+    { weight: 1, arbitrary: burstSpec.map((b) => ({ c: 'burst' as const, ...b })) },
     { weight: 2, arbitrary: fc.record({ c: fc.constant('ack' as const), pick: fc.nat(9), which: fc.constantFrom('own' as const, 'broadcast' as const, 'both' as const, 'cursor' as const) }) },
     { weight: 1, arbitrary: fc.record({ c: fc.constant('disconnect' as const), person: fc.nat(PEOPLE.length - 1) }) },
   ];
@@ -416,7 +416,7 @@ async function sendBatch(w: World, specs: SendSpec[], step: string): Promise<voi
  * Their order is the one the stored ones got SEQs in (the answers say); with
  * one key, exactly one of them goes out.
  */
-async function burst(w: World, cmd: Extract<Command, { c: 'burst' }>, step: string): Promise<void> {
+async function burst(w: World, cmd: BurstSpec, step: string, racing?: Person): Promise<Array<(racer: ModelTab) => void>> {
   const m = w.m;
   const spec: SendSpec = { to: cmd.to, ttl: cmd.ttl, key: cmd.sameKey ? { t: 'new' } : { t: 'none' } };
   const first = sendBody(m, spec, 'x');
@@ -435,7 +435,7 @@ async function burst(w: World, cmd: Extract<Command, { c: 'burst' }>, step: stri
   });
   if (cmd.sameKey) assert.equal(done.filter((d) => !d.dup).length, 1, `${step}: one key, sent ${cmd.n} times at once, goes out once: ${JSON.stringify(done.map((d) => d.a))}`);
   done.sort((x, y) => Number(x.dup) - Number(y.dup) || x.seq - y.seq);
-  for (const d of done) applySend(m, spec, d.body, d.title, d.a, tabsNow, `${step} (${d.title})`);
+  return done.flatMap((d) => applySend(m, spec, d.body, d.title, d.a, tabsNow, `${step} (${d.title})`, racing));
 }
 
 /** Checks one send's answer against the model and records what it sent. */
@@ -532,7 +532,7 @@ async function execute(w: World, cmd: Command, step: string): Promise<void> {
       if (cmd.racing) {
         // The send and the connect cross each other: the seam between replay and live delivery.
         const [sent, opened] = await Promise.allSettled([
-          send(w, cmd.racing, `${step} (racing the open)`, p),
+          burst(w, cmd.racing, `${step} (racing the open)`, p),
           opening,
         ]);
         if (opened.status === 'rejected') throw opened.reason;
