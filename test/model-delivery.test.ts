@@ -2,23 +2,33 @@
  * "Nothing lost, nothing twice" (PROTOCOL.md §1, docs/delivery.md), checked
  * against a model: fast-check draws a short sequence of what people and a
  * backend do — tabs opening (fresh, or with the cursors a closed tab saved,
- * as the browser library does after a reload), closing cleanly or dropping,
- * acking, sends to a person, a list or everyone through the real HTTP API
- * (stored or live-only, with idempotency keys, some repeated), the API
- * disconnecting a person, Herald restarting on its data dir (SQLite) — and
- * after every step each open tab must hold exactly what the model says:
+ * as the browser library does after a reload; some while sends cross the
+ * connect), closing cleanly (with the pending ack, or not) or dropping,
+ * acking (also the ack a reconnected tab still had pending), sends to a
+ * person, a list or everyone through the real HTTP API (/send and
+ * /send/batch, stored or live-only, with idempotency keys, some repeated,
+ * some fired together), the API disconnecting a person, Herald restarting
+ * (the SQLite store on its data dir; the memory store, which loses it all) —
+ * over a real Herald with real `ws` tabs, some runs with maxPerStream 3. After
+ * every step each open tab must hold exactly what the model says:
  *
  * - per stream, the SEQs after its starting point (its cursor, or the
- *   highest acknowledged SEQ for a tab without one) up to the stream's last,
- *   each once, in increasing order, with the stream's EPOCH: nothing lost,
- *   nothing twice, nothing of another person's;
+ *   highest acknowledged SEQ for a tab without one, never before what the
+ *   cap kept) up to the stream's last, each once, in increasing order, with
+ *   the stream's EPOCH: nothing lost, nothing twice, nothing of another
+ *   person's;
  * - each live-only send to its person (or kind) while it was open, once;
- * - no RESET (no history is lost in these runs);
- * - the API's answers (delivered, queued, seq, epoch, duplicate) are what the
- *   model predicts from the tabs open, and the presence API agrees with them.
+ *   what was sent while it was open, in the order it was sent;
+ * - a RESET only where its cursor is of a lost history ("epoch changed") or
+ *   before what the cap kept ("too far behind");
+ * - the API's answers (delivered, queued, seq, epoch, duplicate, dropped)
+ *   are what the model predicts from the tabs open, an acked message's
+ *   status says so, and the presence API agrees with the tabs.
  *
- * Replay a failure with HERALD_MODEL_SEED=<seed> (and HERALD_MODEL_PATH=<path>
- * to go straight to the shrunk case); fast-check prints both.
+ * HERALD_MODEL_RUNS, HERALD_MODEL_LENGTH (commands per run) and
+ * HERALD_MODEL_STORE (memory,sqlite) make it longer or narrower. Replay a
+ * failure with HERALD_MODEL_SEED=<seed> (and HERALD_MODEL_PATH=<path> to go
+ * straight to the shrunk case); fast-check prints both, with the error.
  */
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
@@ -56,6 +66,7 @@ type Command =
   | { c: 'send'; spec: SendSpec }
   | { c: 'batch'; specs: SendSpec[] }
   | ({ c: 'burst' } & BurstSpec)
+  | { c: 'legacy'; to: Target; live: boolean }
   | { c: 'ack'; pick: number; which: 'own' | 'broadcast' | 'both' | 'cursor' }
   | { c: 'disconnect'; person: number }
   | { c: 'restart'; graceful: boolean };
@@ -92,6 +103,17 @@ function commandArb(store: StoreKind): fc.Arbitrary<Command> {
     { weight: 5, arbitrary: fc.record({ c: fc.constant('send' as const), spec: sendSpec }) },
     { weight: 1, arbitrary: fc.record({ c: fc.constant('batch' as const), specs: fc.array(sendSpec, { minLength: 1, maxLength: 4 }) }) },
     { weight: 1, arbitrary: burstSpec.map((b) => ({ c: 'burst' as const, ...b })) },
+    {
+      weight: 2,
+      arbitrary: fc.record({
+        c: fc.constant('legacy' as const),
+        to: fc.oneof(
+          fc.record({ t: fc.constant('one' as const), person: fc.nat(PEOPLE.length - 1) }),
+          fc.record({ t: fc.constant('all' as const), kind: fc.constantFrom<PrincipalKind>('admin', 'user') }),
+        ),
+        live: fc.boolean(),
+      }),
+    },
     { weight: 2, arbitrary: fc.record({ c: fc.constant('ack' as const), pick: fc.nat(9), which: fc.constantFrom('own' as const, 'broadcast' as const, 'both' as const, 'cursor' as const) }) },
     { weight: 1, arbitrary: fc.record({ c: fc.constant('disconnect' as const), person: fc.nat(PEOPLE.length - 1) }) },
   ];
@@ -262,7 +284,9 @@ async function checkPresence(s: TestServer, m: Model, step: string): Promise<voi
       const seen: string[] = [];
       for (const kind of ['admin', 'user'] as const) {
         const r = await api(s, 'GET', `/api/v1/online?kind=${kind}`);
-        seen.push(`${kind}:${JSON.stringify(r.body.ids)}`);
+        // The old daemon's REQUEST_LIST must say the same (a flat list).
+        const old = await api(s, 'POST', '/api/v1/legacy', { TYPE: 'REQUEST_LIST', LIST_TYPE: kind === 'admin' ? 'ADMINS' : 'USERS' });
+        seen.push(`${kind}:${JSON.stringify(r.body.ids)}`, `legacy ${kind}:${JSON.stringify(old.body)}`);
       }
       for (const p of PEOPLE) {
         const r = await api(s, 'GET', `/api/v1/online/${p.kind}/${p.id}`);
@@ -278,7 +302,9 @@ async function checkPresence(s: TestServer, m: Model, step: string): Promise<voi
 
 function expectedPresence(m: Model): string {
   const seen: string[] = [];
-  for (const kind of ['admin', 'user'] as const) seen.push(`${kind}:${JSON.stringify(m.peopleOnline(kind))}`);
+  for (const kind of ['admin', 'user'] as const) {
+    seen.push(`${kind}:${JSON.stringify(m.peopleOnline(kind))}`, `legacy ${kind}:${JSON.stringify({ TYPE: 'RESULT', LIST: m.peopleOnline(kind) })}`);
+  }
   for (const p of PEOPLE) {
     const n = m.tabsOf(p).length;
     seen.push(`${personKey(p)}=${n}/${n > 0}`);
@@ -453,6 +479,48 @@ async function burst(w: World, cmd: BurstSpec, step: string, racing?: Person): P
   return done.flatMap((d) => applySend(m, spec, d.body, d.title, d.a, tabsNow, `${step} (${d.title})`, racing));
 }
 
+/**
+ * The old daemon's MESSAGE through POST /api/v1/legacy: its answers (one 1
+ * per open tab or 0; 1 or 0 for "*"), and like any send it is kept for the
+ * default TTL (docs/legacy.md) unless `"TTL":0`.
+ */
+async function legacySend(w: World, to: Target, live: boolean, step: string): Promise<void> {
+  const m = w.m;
+  const title = `m${m.serial++}`;
+  const request: Record<string, unknown> = { TYPE: 'MESSAGE', DATA: { TITLE: title, TEXT: 'x' } };
+  let online: number;
+  let stream: string;
+  let tabs: ModelTab[];
+  if (to.t === 'one') {
+    const p = PEOPLE[to.person]!;
+    Object.assign(request, { TO: p.kind === 'admin' ? 'ADMIN' : 'USER', ID: p.id });
+    tabs = m.tabsOf(p);
+    stream = personKey(p);
+    online = tabs.length;
+  } else {
+    const kind = to.t === 'all' ? to.kind : 'admin';
+    Object.assign(request, { TO: kind === 'admin' ? 'ADMIN' : 'USER', ID: '*' });
+    tabs = m.tabs.filter((t) => t.person.kind === kind);
+    stream = broadcastKey(kind);
+    online = m.peopleOnline(kind).length;
+  }
+  if (live) request.TTL = 0;
+  const res = await api(w.s, 'POST', '/api/v1/legacy', request);
+  const expected = to.t === 'one'
+    ? (online > 0 ? { TYPE: 'RESULT', RESULT: tabs.map(() => 1) } : 0)
+    : (online > 0 ? 1 : 0);
+  assert.deepEqual([res.status, res.body], [200, expected], `${step}: the legacy answer to ${JSON.stringify(request)}`);
+  const meant = new Set([stream]);
+  m.meantFor.set(title, meant);
+  if (live) {
+    for (const t of tabs) t.live.add(title);
+    return;
+  }
+  const titles = m.stored.get(stream) ?? [];
+  titles.push(title);
+  m.stored.set(stream, titles);
+}
+
 /** Checks one send's answer against the model and records what it sent. */
 function applySend(m: Model, spec: SendSpec, body: Record<string, unknown>, title: string, a: any, tabsNow: Map<string, ModelTab[]>, step: string, racing?: Person): Array<(racer: ModelTab) => void> {
   const key = body.idempotencyKey as string | undefined;
@@ -606,6 +674,10 @@ async function execute(w: World, cmd: Command, step: string): Promise<void> {
       await burst(w, cmd, step);
       return;
     }
+    case 'legacy': {
+      await legacySend(w, cmd.to, cmd.live, step);
+      return;
+    }
     case 'ack': {
       if (m.tabs.length === 0) return;
       const t = m.tabs[cmd.pick % m.tabs.length]!;
@@ -752,8 +824,8 @@ for (const store of STORES) {
           examples: EXAMPLES[store].map((e) => [1000, e] as [number, Command[]]),
           ...(SEED === undefined ? {} : { seed: SEED }),
           ...(PATH === undefined ? {} : { path: PATH }),
-          // Shrinking restarts Herald for every try: bounded.
-          interruptAfterTimeLimit: 90_000,
+          // Shrinking starts a Herald for every try: bounded, within the runner's 120 s a file (a failure found is still reported, shrunk as far as it got).
+          interruptAfterTimeLimit: 45_000,
           markInterruptAsFailure: false,
           verbose: 1,
           includeErrorInReport: true,
