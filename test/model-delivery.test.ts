@@ -779,10 +779,10 @@ async function runCommands(store: StoreKind, cap: number, commands: Command[]): 
   }
 }
 
-const RUNS = Number(process.env.HERALD_MODEL_RUNS ?? 15);
+const RUNS = Number(process.env.HERALD_MODEL_RUNS ?? 25);
 const SEED = process.env.HERALD_MODEL_SEED === undefined ? undefined : Number(process.env.HERALD_MODEL_SEED);
 const PATH = process.env.HERALD_MODEL_PATH;
-const LENGTH = Number(process.env.HERALD_MODEL_LENGTH ?? 14);
+const LENGTH = Number(process.env.HERALD_MODEL_LENGTH ?? 16);
 
 const one = (person: number, ttl: TtlChoice = 'default'): Command => ({ c: 'send', spec: { to: { t: 'one', person }, ttl, key: { t: 'none' } } });
 
