@@ -818,7 +818,7 @@ for (const store of STORES) {
     test('every tab gets each of its notifications once, in order; the API and presence agree', async () => {
       await fc.assert(
         // A cap of 3 notifications a stream for some runs: RESET "too far behind", `dropped`.
-        fc.asyncProperty(fc.constantFrom(1000, 3), fc.array(commandArb(store), { minLength: 1, maxLength: LENGTH }), (cap, commands) => runCommands(store, cap, commands)),
+        fc.asyncProperty(fc.constantFrom(1000, 3), fc.array(commandArb(store), { minLength: 1, maxLength: LENGTH, size: 'max' }), (cap, commands) => runCommands(store, cap, commands)),
         {
           numRuns: RUNS,
           examples: EXAMPLES[store].map((e) => [1000, e] as [number, Command[]]),
