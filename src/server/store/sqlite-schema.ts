@@ -176,7 +176,7 @@ function prepareSchema(db: Database.Database): number {
   const version = db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'schema'").get()?.value;
   let migrated = 0;
   if (version === '1') migrated = migrateV1(db);
-  else if (version !== undefined && version !== '2' && version !== SCHEMA_VERSION) throw new Error(`unknown schema version ${version}`);
+  else if (version !== undefined && version !== '2' && version !== SCHEMA_VERSION) throw new Error(`unknown schema version ${version} (this Herald reads versions 1 to ${SCHEMA_VERSION}: the file was written by a newer Herald, or is not Herald's)`);
   db.exec(SCHEMA);
   db.prepare("INSERT INTO meta (key, value) VALUES ('schema', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(SCHEMA_VERSION);
   return migrated;
