@@ -60,6 +60,10 @@ describe('the store file under a running Herald', () => {
       tab.close();
 
       assert.equal(s.output.split('store: file lost').length - 1, 1, s.output.slice(-3000));
+      // A monitor sees it: /healthz is 503 (the path and cause are only in the log).
+      const health = await fetch(`http://127.0.0.1:${s.port}/healthz`);
+      assert.equal(health.status, 503);
+      assert.deepEqual(await health.json(), { ok: false, error: { code: 'HERALD_ERR_UNAVAILABLE', message: 'the store can store nothing more: see the server log' } });
       assert.equal(s.child?.exitCode, null, 'the server keeps running');
       assert.doesNotMatch(s.output, /\n\s+at /, 'no stack trace');
 
@@ -128,6 +132,7 @@ describe('the store file under a running Herald', () => {
     await s.start();
     const r = await s.sendBatch(batch(1, 60, 20));
     assert.equal(r.status, 200, JSON.stringify(r.body));
+    assert.equal((await fetch(`http://127.0.0.1:${s.port}/healthz`)).status, 200);
     const tab = await s.tab(1, { seq: 0, epoch: r.body.results![0]!.results[0]!.epoch! });
     await tab.until(() => tab.messages.length >= 80, 5000, '80 notifications');
     assert.deepEqual(tab.messages.map((m) => m.TEXT), Array.from({ length: 80 }, (_, i) => `m${i}`));

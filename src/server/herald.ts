@@ -205,7 +205,13 @@ export class Herald {
       status: () => herald.status(),
     });
     app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
-    app.get('/healthz', { schema: { hide: true } }, async () => ({ ok: true }));
+    // A monitor's question: can this Herald do its work? Not while its store can store
+    // nothing more (every stored send is refused with 503): the file's path and the cause
+    // are in the log, not in this unauthenticated answer.
+    app.get('/healthz', { schema: { hide: true } }, async (_req, reply) => {
+      if (store.failure === undefined) return { ok: true };
+      return reply.code(503).send({ ok: false, ...new HeraldError('HERALD_ERR_UNAVAILABLE', 'the store can store nothing more: see the server log').toJSON() });
+    });
     await registerWebRoutes(app, {
       options,
       mintToken: async (kind, id, ttlMs) => (await herald.mintToken({ kind, id }, ttlMs)).token,

@@ -91,6 +91,12 @@ export interface MessageStore {
   /** Removes expired messages; returns how many. Must not stall the event loop for long. */
   prune(now: number): Promise<number>;
   close(): Promise<void>;
+  /**
+   * Why the store can store nothing more, once that is so (the SQLite file
+   * deleted or replaced under it, its lock taken by another process);
+   * undefined while it is well. `/healthz` answers 503 while it is set.
+   */
+  readonly failure?: string | undefined;
 }
 
 export interface MessageStoreLimits {

@@ -496,6 +496,10 @@ export class SqliteStore implements MessageStore {
     }
   }
 
+  get failure(): string | undefined {
+    return this.#lost?.message;
+  }
+
   append(input: AppendInput, now: number): Promise<AppendResult> {
     if (this.#closed) return Promise.reject(new HeraldError('HERALD_ERR_SHUTTING_DOWN', 'the store is closed'));
     return new Promise<AppendResult>((resolve, reject) => {
