@@ -37,6 +37,14 @@ const STABLE_MS = 5000;
  * taken for dead and replaced.
  */
 const LINK_CHECK_MS = 5000;
+/**
+ * After the page came back online or visible, an attempt still connecting
+ * that began at least this long ago (ms) is taken for one started on the
+ * dead network (its SYN or handshake lost, which Chromium would wait on for
+ * up to connectTimeoutMs) and replaced by a new one at once. A younger one
+ * may just be a slow handshake on the working network: it is left alone.
+ */
+const WAKE_GRACE_MS = 2500;
 /** After close(), how long to wait for the server to close before closing ourselves, in ms. */
 const CLOSE_GRACE_MS = 3000;
 /**
@@ -98,6 +106,8 @@ export class HeraldClient {
    * of opening a second socket or scheduling a retry beside the new attempt.
    */
   #attemptId = 0;
+  /** When the current attempt began (Date.now()). */
+  #attemptStartedAt = 0;
   #closeNotice: { reason: string; code?: number } | undefined;
   #closeWaiters: Array<() => void> = [];
   #everConnected = false;
@@ -245,6 +255,7 @@ export class HeraldClient {
 
   async #open(): Promise<void> {
     const id = ++this.#attemptId;
+    this.#attemptStartedAt = Date.now();
     const attempt = this.#backoff.attempt;
     this.#setState('connecting');
     this.events.emit('connecting', { attempt });
@@ -356,8 +367,10 @@ export class HeraldClient {
   }
 
   /**
-   * Back online or visible again: a waiting client tries now; an open one
-   * checks its link. A network that went away (Wi-Fi lost, another network
+   * Back online or visible again: a waiting client tries now; one still
+   * connecting since before WAKE_GRACE_MS starts a new attempt now (the old
+   * one was most likely made on the dead network and would hang until
+   * connectTimeoutMs); an open one checks its link. A network that went away (Wi-Fi lost, another network
    * joined) leaves the socket open and dead, and the heartbeat would take
    * 2.5 heartbeats (a minute by default) to find it, all that time showing
    * nothing: so ask the server for a PONG, and drop the socket when nothing
@@ -368,6 +381,14 @@ export class HeraldClient {
       clearTimeout(this.#retryTimer);
       this.#retryTimer = undefined;
       this.#backoff.reset();
+      void this.#open();
+    } else if (this.#state === 'connecting') {
+      if (Date.now() - this.#attemptStartedAt < WAKE_GRACE_MS) return;
+      // Nothing else is reset: the backoff and the cursors stay as they are.
+      this.#attemptId++; // whatever the old attempt still awaits (token, probe) is ignored when it comes
+      clearTimeout(this.#connectTimer);
+      this.#connectTimer = undefined;
+      this.#abandonSocket(CloseCode.TIMEOUT, 'network came back');
       void this.#open();
     } else if (this.#state === 'open') {
       if (Date.now() - this.#lastFrameAt > this.#heartbeatMs * DEAD_FACTOR) {

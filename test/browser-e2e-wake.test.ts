@@ -1,0 +1,232 @@
+/**
+ * The page comes back online or visible while a connection attempt is still
+ * in progress, in a real Chromium against a real Herald. An attempt made
+ * while the network was dead (its SYN or handshake lost) would hang until
+ * connectTimeoutMs (20 s by default) although the network is back: the
+ * library replaces an attempt older than a short grace at once, keeping its
+ * cursors (what was sent meanwhile is replayed, once), and leaves a young
+ * attempt (a slow handshake on a working network) alone.
+ *
+ * The dead network is a TCP proxy on 127.0.0.1 that, while "dead", accepts
+ * connections and never answers them (as a lost handshake looks to the page);
+ * once "back", new connections are forwarded to Herald.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import type { Browser, Page } from 'playwright-core';
+import { startHerald, type TestServer } from './helpers/server.js';
+import { browserSkipReason, connectPage, launchBrowser, newPage, recorder, waitForMessages, waitForState, type Recorder, type W } from './helpers/browser.js';
+
+const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Longer than the library's grace (2.5 s) for an attempt in progress at wake-up. */
+const PAST_GRACE_MS = 3000;
+
+/** A proxy whose network can die (connections held, unanswered) and come back (new connections forwarded). */
+class SwitchProxy {
+  readonly #server: Server;
+  readonly #all = new Set<Socket>();
+  #dead = false;
+  /** Connections accepted while dead, with what the page sent on them. */
+  readonly held: Array<{ socket: Socket; chunks: Buffer[]; closed: boolean }> = [];
+  accepted = 0;
+  port = 0;
+
+  constructor(readonly targetPort: number) {
+    this.#server = createServer((client: Socket) => {
+      this.accepted++;
+      this.#track(client);
+      client.on('error', () => {});
+      if (this.#dead) {
+        const entry = { socket: client, chunks: [] as Buffer[], closed: false };
+        this.held.push(entry);
+        client.on('data', (c: Buffer) => entry.chunks.push(c));
+        client.on('close', () => (entry.closed = true));
+        return;
+      }
+      this.#pipe(client, []);
+    });
+  }
+
+  #track(s: Socket): void {
+    this.#all.add(s);
+    s.on('close', () => this.#all.delete(s));
+  }
+
+  #pipe(client: Socket, buffered: Buffer[]): void {
+    const upstream = connect(this.targetPort, '127.0.0.1');
+    this.#track(upstream);
+    for (const c of buffered) upstream.write(c);
+    client.removeAllListeners('data');
+    client.pipe(upstream);
+    upstream.pipe(client);
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('error', end).on('close', end);
+    upstream.on('error', end).on('close', end);
+  }
+
+  async listen(): Promise<string> {
+    await new Promise<void>((resolve) => this.#server.listen(0, '127.0.0.1', resolve));
+    this.port = (this.#server.address() as { port: number }).port;
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  /** The network dies: every open connection is cut, new ones are held unanswered. */
+  die(): void {
+    this.#dead = true;
+    for (const s of this.#all) s.destroy();
+  }
+
+  /** The network is back for new connections; held ones stay as they are (lost). */
+  revive(): void {
+    this.#dead = false;
+  }
+
+  /** The held connections that carry a WebSocket handshake (not a favicon or the like). */
+  heldHandshakes(): Array<{ socket: Socket; chunks: Buffer[]; closed: boolean }> {
+    return this.held.filter((h) => Buffer.concat(h.chunks).toString('latin1').includes('/ws/admin'));
+  }
+
+  /** Lets a held connection through after all (a slow handshake, not a lost one). */
+  release(entry: { socket: Socket; chunks: Buffer[] }): void {
+    this.#pipe(entry.socket, entry.chunks);
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.#all) s.destroy();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+}
+
+async function waitFor(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await delay(20);
+  }
+}
+
+function connectedEvents(rec: Recorder): Array<{ resumed: boolean }> {
+  return rec.events.filter((e) => e.name === 'connected').map((e) => e.payload as { resumed: boolean });
+}
+
+describe('browser wake-up while an attempt is in progress', { skip: browserSkipReason() }, () => {
+  let browser: Browser;
+  let server: TestServer;
+
+  before(async () => {
+    browser = await launchBrowser();
+    server = await startHerald();
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  it('back online: an attempt made on the dead network is replaced at once, and what was sent meanwhile arrives once', async () => {
+    const proxy = new SwitchProxy(Number(new URL(server.url).port));
+    const base = await proxy.listen();
+    const { page, context } = await newPage(browser);
+    try {
+      // Default connectTimeoutMs (20 s): what a real page has.
+      await connectPage(page, base, await server.token('admin', 51), { reconnect: { baseMs: 100, capMs: 100 } });
+      await server.api('POST', '/api/v1/send', { to: { aid: 51 }, message: { TYPE: 'MESSAGE', TITLE: 'before', TEXT: 'x' } });
+      await waitForMessages(page, 1);
+
+      proxy.die();
+      // The library notices the drop and dials again, into the dead network.
+      await waitFor('an attempt held by the dead network', () => proxy.heldHandshakes().length === 1);
+      await waitForState(page, 'connecting');
+      await server.api('POST', '/api/v1/send', { to: { aid: 51 }, message: { TYPE: 'MESSAGE', TITLE: 'while away', TEXT: 'x' } });
+      await delay(PAST_GRACE_MS);
+
+      proxy.revive();
+      const t0 = Date.now();
+      await page.evaluate(() => dispatchEvent(new Event('online')));
+      // Without the replacement, the tab stays 'connecting' until the 20 s connect timeout.
+      await waitForState(page, 'open', 5000);
+      const tookMs = Date.now() - t0;
+      assert.ok(tookMs < 4000, `open ${tookMs} ms after the network came back`);
+
+      const messages = await waitForMessages(page, 2);
+      await delay(200);
+      assert.deepEqual((await recorder(page)).messages.map((m) => m.TITLE), ['before', 'while away'], 'replayed from the cursor, nothing twice');
+      assert.deepEqual(messages.length, 2);
+      assert.deepEqual(connectedEvents(await recorder(page)).map((e) => e.resumed), [false, true]);
+      // The abandoned attempt's connection is closed by the page, not left beside the new one.
+      await waitFor('the abandoned connection closing', () => proxy.heldHandshakes()[0]!.closed, 5000);
+      assert.equal((await server.api('GET', '/api/v1/online/admin/51')).body.tabs, 1);
+    } finally {
+      await context.close();
+      await proxy.close();
+    }
+  });
+
+  it('visible again: a first attempt started while offline is replaced at once', async () => {
+    const proxy = new SwitchProxy(Number(new URL(server.url).port));
+    const base = await proxy.listen();
+    const { page, context } = await newPage(browser);
+    try {
+      await page.goto(`${base}/demo`);
+      proxy.die();
+      const token = await server.token('admin', 52);
+      await page.evaluate((t) => {
+        const w = window as W;
+        w.rec = { frames: [], messages: [], states: [], events: [] };
+        const c = w.Herald.connect({ kind: 'admin', token: t, url: location.origin, autoConnect: false });
+        c.events.on('connected', (p) => w.rec.events.push({ name: 'connected', payload: { resumed: p.resumed } }));
+        c.connect();
+      }, token);
+      await waitFor('the first attempt held by the dead network', () => proxy.heldHandshakes().length === 1);
+      await delay(PAST_GRACE_MS);
+      const acceptedBefore = proxy.accepted;
+      assert.equal(await page.evaluate(() => (window as W).Herald.client!.state), 'connecting');
+
+      proxy.revive();
+      const t0 = Date.now();
+      // Headless pages are always visible: the event is what a tab brought back to the front sees.
+      await page.evaluate(() => document.dispatchEvent(new Event('visibilitychange')));
+      await waitForState(page, 'open', 5000);
+      assert.ok(Date.now() - t0 < 4000);
+      assert.equal(await page.evaluate(() => (window as W).Herald.client!.welcome?.ID), 52);
+      assert.equal(proxy.accepted, acceptedBefore + 1, 'one new attempt');
+      await waitFor('the abandoned connection closing', () => proxy.heldHandshakes()[0]!.closed, 5000);
+    } finally {
+      await context.close();
+      await proxy.close();
+    }
+  });
+
+  it('a young attempt (a slow handshake on a working network) is not cut by a wake-up', async () => {
+    const proxy = new SwitchProxy(Number(new URL(server.url).port));
+    const base = await proxy.listen();
+    const { page, context } = await newPage(browser);
+    try {
+      await page.goto(`${base}/demo`);
+      proxy.die();
+      const token = await server.token('admin', 53);
+      await page.evaluate((t) => {
+        const w = window as W;
+        w.Herald.connect({ kind: 'admin', token: t, url: location.origin });
+      }, token);
+      await waitFor('the attempt held', () => proxy.heldHandshakes().length === 1);
+      const slow = proxy.heldHandshakes()[0]!;
+      const acceptedBefore = proxy.accepted;
+      proxy.revive();
+      await page.evaluate(() => dispatchEvent(new Event('online')));
+      await page.evaluate(() => document.dispatchEvent(new Event('visibilitychange')));
+      await delay(500);
+      // The slow handshake completes.
+      proxy.release(slow);
+      await waitForState(page, 'open', 5000);
+      assert.equal(proxy.accepted, acceptedBefore, 'no second attempt beside the slow one');
+      assert.equal(slow.closed, false);
+    } finally {
+      await context.close();
+      await proxy.close();
+    }
+  });
+});
