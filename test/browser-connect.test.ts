@@ -9,9 +9,10 @@
 import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createHttpServer, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { Browser, Page } from 'playwright-core';
+import { pipeTo } from './helpers/freezable-proxy.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, launchBrowser, newPage, waitForState, type W } from './helpers/browser.js';
 
@@ -54,17 +55,9 @@ class HangingProxy {
         client.resume();
         return;
       }
-      const upstream = connect(targetPort, '127.0.0.1');
+      const upstream = pipeTo(client, targetPort);
       this.#all.add(upstream);
       upstream.on('close', () => this.#all.delete(upstream));
-      client.pipe(upstream);
-      upstream.pipe(client);
-      const end = () => {
-        client.destroy();
-        upstream.destroy();
-      };
-      client.on('error', end).on('close', end);
-      upstream.on('error', end).on('close', end);
     });
   }
 

@@ -13,8 +13,9 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Server, type Socket } from 'node:net';
 import type { Browser, Page } from 'playwright-core';
+import { pipeTo } from './helpers/freezable-proxy.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, connectPage, launchBrowser, newPage, recorder, waitForMessages, waitForState, type Recorder, type W } from './helpers/browser.js';
 
@@ -54,18 +55,8 @@ class SwitchProxy {
   }
 
   #pipe(client: Socket, buffered: Buffer[]): void {
-    const upstream = connect(this.targetPort, '127.0.0.1');
-    this.#track(upstream);
-    for (const c of buffered) upstream.write(c);
     client.removeAllListeners('data');
-    client.pipe(upstream);
-    upstream.pipe(client);
-    const end = () => {
-      client.destroy();
-      upstream.destroy();
-    };
-    client.on('error', end).on('close', end);
-    upstream.on('error', end).on('close', end);
+    this.#track(pipeTo(client, this.targetPort, buffered));
   }
 
   async listen(): Promise<string> {

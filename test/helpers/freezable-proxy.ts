@@ -1,9 +1,30 @@
 /**
- * A TCP proxy on 127.0.0.1 whose open connections can be frozen: no byte
- * flows either way and both sockets stay open, as on a network that went
- * away without closing anything (a dead link). New connections still work.
+ * TCP proxies on 127.0.0.1 for browser tests of broken networks: pipeTo
+ * joins a client to the server, and FreezableProxy's open connections can
+ * be frozen: no byte flows either way and both sockets stay open, as on a
+ * network that went away without closing anything (a dead link). New
+ * connections still work.
  */
 import { connect, createServer, type Server, type Socket } from 'node:net';
+
+/**
+ * Joins `client` to 127.0.0.1:`targetPort` both ways, after writing `first`
+ * (bytes already read from the client) upstream; the end or an error of
+ * either side ends both. Returns the upstream socket.
+ */
+export function pipeTo(client: Socket, targetPort: number, first: readonly Buffer[] = []): Socket {
+  const upstream = connect(targetPort, '127.0.0.1');
+  for (const chunk of first) upstream.write(chunk);
+  client.pipe(upstream);
+  upstream.pipe(client);
+  const end = () => {
+    client.destroy();
+    upstream.destroy();
+  };
+  client.on('error', end).on('close', end);
+  upstream.on('error', end).on('close', end);
+  return upstream;
+}
 
 export class FreezableProxy {
   readonly #server: Server;
@@ -12,18 +33,9 @@ export class FreezableProxy {
 
   constructor(targetPort: number) {
     this.#server = createServer((client: Socket) => {
-      const upstream = connect(targetPort, '127.0.0.1');
-      const pair: [Socket, Socket] = [client, upstream];
+      const pair: [Socket, Socket] = [client, pipeTo(client, targetPort)];
       this.#pairs.add(pair);
-      client.pipe(upstream);
-      upstream.pipe(client);
-      const end = () => {
-        this.#pairs.delete(pair);
-        client.destroy();
-        upstream.destroy();
-      };
-      client.on('error', end).on('close', end);
-      upstream.on('error', end).on('close', end);
+      client.on('close', () => this.#pairs.delete(pair));
     });
   }
 
