@@ -67,6 +67,18 @@ function wantsSilence(value: unknown): boolean {
   return o.TYPE === undefined && typeof inner === 'object' && inner !== null && perlTrue((inner as Record<string, unknown>).SILENT);
 }
 
+/**
+ * Whether a connection's first bytes are an HTTP request line (`POST / HTTP/1.1`), which
+ * starts with a method name in capitals. The old clients' requests are JSON objects, which
+ * start with `{` (or white space), so nothing they send is taken for it. Such a connection
+ * is refused whole, as Redis refuses one that sends `POST` or `Host:`: a browser's fetch()
+ * is how a web page would speak to this port.
+ */
+function beginsLikeHttp(chunk: Buffer): boolean {
+  const b = chunk[0];
+  return b !== undefined && b >= 0x41 && b <= 0x5a; // A-Z
+}
+
 class LegacyConnection {
   readonly #socket: net.Socket;
   readonly #server: LegacyServer;
@@ -77,6 +89,8 @@ class LegacyConnection {
   #busy = false;
   /** No more requests are read: the peer ended, the stream broke, or the server is closing. */
   #ending = false;
+  /** No byte has arrived yet: the first one says whether this is the legacy protocol at all (#onData). */
+  #first = true;
   #partialTimer: NodeJS.Timeout | undefined;
   #lingerTimer: NodeJS.Timeout | undefined;
   #deadlineTimer: NodeJS.Timeout | undefined;
@@ -129,6 +143,19 @@ class LegacyConnection {
 
   #onData(chunk: Buffer): void {
     if (this.#ending) return;
+    if (this.#first) {
+      this.#first = false;
+      if (beginsLikeHttp(chunk)) {
+        // A web page on this machine can reach the port with fetch(): its request line and
+        // headers were skipped as garbage and its body run as requests (a broadcast, a command).
+        this.#log.warn('legacy connection refused: it began like an HTTP request (a web page\'s cross-protocol request?)');
+        this.#queue.push({ kind: 'fatal', answer: legacyError(`${LegacyErrorText.INCORRECT_REQUEST}: this port speaks the legacy JSON protocol, not HTTP; closing`, 'HERALD_ERR_BAD_REQUEST') });
+        this.#ending = true;
+        this.#socket.pause();
+        this.#serve();
+        return;
+      }
+    }
     const events = this.#framer.push(chunk);
     for (const e of events) this.#queue.push(this.#toWork(e));
     this.#hold(this.#framer.buffered);
