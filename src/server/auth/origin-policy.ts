@@ -41,6 +41,9 @@ function parseRule(text: string): Rule | undefined {
   return { scheme, wildcard, host, port };
 }
 
+/** `scheme://host[:port]`: no user info, path, query or fragment, not even a trailing `/`. */
+const SERIALISED_ORIGIN = /^[a-z][a-z0-9+.-]*:\/\/[^/?#@\\]+$/i;
+
 export class OriginPolicy {
   readonly #any: boolean;
   readonly #rules: Rule[];
@@ -61,6 +64,10 @@ export class OriginPolicy {
   check(origin: string | undefined): OriginVerdict {
     if (origin === undefined || origin === '') return this.#allowMissing ? 'allowed' : 'forbidden';
     if (this.#any) return 'allowed';
+    // A serialised origin is scheme://host[:port] and nothing else (RFC 6454 §6.2), which is
+    // all a browser sends. The URL parser would read `https://panel@evil`'s host as evil and
+    // `https://evil@panel/x`'s as panel: such a header comes from no page, so it admits nobody.
+    if (!SERIALISED_ORIGIN.test(origin)) return 'forbidden';
     let url: URL;
     try {
       url = new URL(origin);
