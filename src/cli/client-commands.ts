@@ -5,7 +5,7 @@
  * reports failure as a CliError (one line on stderr, a non-zero status).
  */
 import { mintToken } from '../server/auth/token-resolver.js';
-import { optionsMarkdownTable, SECRET_OPTION_KEYS } from '../server/options.js';
+import { maskEnvEntries, optionsMarkdownTable, SECRET_OPTION_KEYS, SECRET_VALUES_OPTION_KEYS } from '../server/options.js';
 import { readSecrets, secretsFile } from '../server/secrets.js';
 import { HeraldSdkError } from '../sdk/errors.js';
 import type { Recipient, SendMessageInput, SendResult } from '../sdk/types.js';
@@ -231,6 +231,8 @@ export function runConfig(flags: GlobalFlags & { markdown?: boolean }): void {
   const stored = readSecrets(loaded.dataDir);
   const options: Record<string, unknown> = { ...loaded, secret: loaded.secret || stored.secret || '', apiToken: loaded.apiToken || stored.apiToken || '' };
   const shown: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(options)) shown[k] = SECRET_OPTION_KEYS.includes(k) ? (v === '' ? '' : '(set)') : v;
+  for (const [k, v] of Object.entries(options)) {
+    shown[k] = SECRET_OPTION_KEYS.includes(k) ? (v === '' ? '' : '(set)') : SECRET_VALUES_OPTION_KEYS.includes(k) ? maskEnvEntries(v as string[]) : v;
+  }
   out(JSON.stringify(shown, null, 2));
 }

@@ -25,12 +25,13 @@ export const TIMER_MAX_MS = 2_147_483_647;
 const HEARTBEAT_MAX_MS = Math.floor(TIMER_MAX_MS / 2.5);
 /** `herald start` forces the exit 5 s after the shutdown grace (src/cli/start.ts), on a timer. */
 const SHUTDOWN_GRACE_MAX_MS = TIMER_MAX_MS - 5000;
-const StringList = (description: string, dflt: string[]) =>
-  Type.Array(Type.String(), { default: dflt, description });
+const StringList = (description: string, dflt: string[], extra: Record<string, unknown> = {}) =>
+  Type.Array(Type.String(), { default: dflt, description, ...extra });
 
 /**
  * The option schema. Each entry: type, default, unit, and why you would change it.
- * `secret: true` keeps a value out of logs and `herald config`; `generated: true`
+ * `secret: true` keeps a value out of logs and `herald config`; `secretValues: true`
+ * marks a KEY=VALUE list whose values may be secrets (shown as KEY=(set)); `generated: true`
  * marks the secrets ensureSecrets (secrets.ts) generates when left empty, the
  * only ones README's table shows as "(generated)".
  */
@@ -82,7 +83,7 @@ export const OptionsSchema = Type.Object({
   commandsArgRules: StringList('Optional per-program argument rules, each "PROGRAM=REGEX": every argument of that program must match REGEX entirely (e.g. "ping=^(-[cqnW]|[0-9]{1,3}|127\\.0\\.0\\.1)$"). Programs without a rule accept any arguments (they are never interpreted by a shell). In the environment or --set give the list as JSON (\'["ping=…"]\'): a comma splits the list there, and a regular expression may hold one.', []),
   commandsPath: Type.String({ default: '', description: 'Colon-separated directories searched (once, at start-up) for allowed program names. Empty: the server\'s own PATH, without directories inside a node_modules (npm start puts node_modules/.bin first, where a dependency\'s bin would shadow the system\'s program).' }),
   commandsCwd: Type.String({ default: '', description: 'Working directory of every command. Empty: the system temporary directory. Must exist at start-up.' }),
-  commandsEnv: StringList('The whole environment of every command, as KEY=VALUE entries (nothing is inherited from the server, so its secrets never leak into a program).', ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'LANG=C.UTF-8']),
+  commandsEnv: StringList('The whole environment of every command, as KEY=VALUE entries (nothing is inherited from the server, so its secrets never leak into a program). Its values are never logged; herald config shows them as KEY=(set), except PATH, LANG, LC_* and TZ.', ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'LANG=C.UTF-8'], { secretValues: true }),
   commandsTimeoutSec: Type.Number({ minimum: 0.001, maximum: 604800, default: 600, description: 'Timeout of a command that asks for none (the old daemon used 600 s). On timeout the whole process group gets SIGTERM, then SIGKILL after commandsKillGraceMs.', unit: 's' }),
   commandsMaxTimeoutSec: Type.Number({ minimum: 0.001, maximum: 604800, default: 3600, description: 'Upper bound of a requested timeout; a longer one is cut to this.', unit: 's' }),
   commandsKillGraceMs: Millis('After SIGTERM (timeout, cancel, shutdown), how long the process group has before SIGKILL. Also how long a finished program\'s left-over children may keep its output open.', 2000, 0, TIMER_MAX_MS),
@@ -277,6 +278,8 @@ export function loadOptions(input: LoadOptionsInput = {}): HeraldOptions {
     // JSON writes Infinity (HERALD_PORT=Infinity, --set port=1e999) and NaN as null: shown as they are.
     const got = schema?.secret === true
       ? `${kindOf(first.value)} (not shown: the option is a secret)`
+      : schema?.secretValues === true
+        ? `${kindOf(first.value)} (not shown: it may hold secrets)`
       : typeof first.value === 'number' && !Number.isFinite(first.value) ? String(first.value) : JSON.stringify(first.value);
     throw new HeraldError('HERALD_ERR_CONFIG', `option "${key}" (${source[key] ?? 'default'}): ${first.message}; expected ${expected}, got ${got}`);
   }
@@ -396,3 +399,25 @@ export function optionsMarkdownTable(): string {
 export const SECRET_OPTION_KEYS: readonly string[] = Object.entries(OptionsSchema.properties as Record<string, TSchema>)
   .filter(([, s]) => s.secret === true)
   .map(([k]) => k);
+
+/** Keys whose KEY=VALUE entries may hold secrets in their values (commandsEnv). */
+export const SECRET_VALUES_OPTION_KEYS: readonly string[] = Object.entries(OptionsSchema.properties as Record<string, TSchema>)
+  .filter(([, s]) => s.secretValues === true)
+  .map(([k]) => k);
+
+/** Variables whose values are never secrets, shown as they are by `herald config`. */
+const PLAIN_VARIABLES = /^(PATH|LANG|LANGUAGE|LC_[A-Z]+|TZ)$/;
+
+/**
+ * KEY=VALUE entries as `herald config` shows them: the names, and the value
+ * only of PATH, LANG, LC_* and TZ; any other value is `(set)` (it may be a
+ * password), an entry that is not KEY=VALUE is `(not KEY=VALUE)`.
+ */
+export function maskEnvEntries(entries: readonly string[]): string[] {
+  return entries.map((e) => {
+    const eq = e.indexOf('=');
+    if (eq <= 0) return '(not KEY=VALUE)';
+    const key = e.slice(0, eq);
+    return PLAIN_VARIABLES.test(key) ? e : `${key}=(set)`;
+  });
+}

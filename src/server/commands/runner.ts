@@ -542,9 +542,10 @@ function validTaskId(id: unknown): boolean {
 /** `commandsEnv` entries (KEY=VALUE) → the child's whole environment. */
 function parseEnv(entries: readonly string[]): Record<string, string> {
   const env: Record<string, string> = {};
-  for (const e of entries) {
+  for (const [i, e] of entries.entries()) {
     const eq = e.indexOf('=');
-    if (eq <= 0) throw new HeraldError('HERALD_ERR_CONFIG', `option "commandsEnv": "${e}" is not KEY=VALUE`);
+    // Not quoted: an entry is often a password (a KEY= forgotten before it would be the whole of it).
+    if (eq <= 0) throw new HeraldError('HERALD_ERR_CONFIG', `option "commandsEnv": entry ${i + 1} is not KEY=VALUE (${eq === 0 ? 'no name before its =' : 'no ='}; its text is not shown: it may hold a secret)`);
     env[e.slice(0, eq)] = e.slice(eq + 1);
   }
   return env;
