@@ -435,8 +435,10 @@ export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext)
       return status;
     });
 
-    api.post('/tokens', { schema: { summary: 'Mint a browser token', body: TokenBody } }, async (req) => {
+    api.post('/tokens', { schema: { summary: 'Mint a browser token', body: TokenBody } }, async (req, reply) => {
       const body = req.body as TokenBody;
+      // A credential: no cache keeps it (as RFC 6749 §5.1 asks of token answers).
+      reply.header('cache-control', 'no-store');
       return ctx.mintToken({ kind: body.kind, id: body.id }, body.ttl === undefined ? undefined : body.ttl * 1000);
     });
 

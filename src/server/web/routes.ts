@@ -219,7 +219,8 @@ export async function registerWebRoutes(app: FastifyInstance, ctx: WebContext): 
 
   // Demo mode lets anyone who can reach the server act as any admin: that is
   // the point of a demo, and why `demo` must be off in production.
-  app.post<{ Body: Static<typeof TokenBody> }>('/demo/token', { schema: { body: TokenBody, hide: true }, bodyLimit: PROBE_BODY_LIMIT }, async (req) => {
+  app.post<{ Body: Static<typeof TokenBody> }>('/demo/token', { schema: { body: TokenBody, hide: true }, bodyLimit: PROBE_BODY_LIMIT }, async (req, reply) => {
+    reply.header('cache-control', 'no-store');
     const token = await ctx.mintToken(req.body.kind, req.body.id, ctx.options.tokenTtlMs);
     return { token, expiresAt: Date.now() + ctx.options.tokenTtlMs };
   });
