@@ -149,6 +149,11 @@ export class CommandRunner implements CommandService {
         if (e.path === null) this.#log.warn({ program: e.entry }, 'allowed program is not installed: requests for it will be refused until it is');
         else this.#log.info({ program: e.entry, path: e.path }, 'allowed program');
       }
+      // Commands run as the server's user: as root, `ping -f` floods and a script's `sudo` asks
+      // nobody. docs/commands.md says to run Herald unprivileged; a careless start is told so.
+      if (process.getuid?.() === 0) {
+        this.#log.warn('Herald runs as root, and so does every command it runs (ping -f floods as root): run it as an unprivileged user (docs/deploy.md), or set commandsArgRules');
+      }
     }
   }
 
