@@ -131,6 +131,18 @@ export function acceptsGzip(header: string | undefined): boolean {
   return (gzip ?? star ?? 0) > 0;
 }
 
+/** The host name of a Host header (`localhost:8080` → `localhost`, `[::1]:80` → `::1`), lower case; '' when absent. */
+function hostName(header: string | undefined): string {
+  if (header === undefined) return '';
+  const h = header.trim().toLowerCase();
+  if (h.startsWith('[')) {
+    const end = h.indexOf(']');
+    return end < 0 ? '' : h.slice(1, end);
+  }
+  const colon = h.indexOf(':');
+  return colon < 0 ? h : h.slice(0, colon);
+}
+
 const TokenBody = Type.Object(
   {
     kind: Type.Union([Type.Literal('admin'), Type.Literal('user')]),
@@ -208,18 +220,30 @@ export async function registerWebRoutes(app: FastifyInstance, ctx: WebContext): 
     app.log.warn({ host: ctx.options.host, publicUrl: ctx.options.publicUrl }, 'demo is on where others may reach it: anyone who reaches /demo can mint a token for any admin and send to anyone; set demo to false or auto');
   }
 
-  app.get('/demo', { schema: { hide: true } }, (_req, reply) => {
+  // On a loopback listener "only this machine" is the demo's whole safeguard, and DNS
+  // rebinding undoes it: a site whose name now points at 127.0.0.1 is, to the browser, the
+  // same origin as its page, which could then mint tokens and send. Its Host header still
+  // names that site, so the demo answers only to a loopback Host there. A demo forced on
+  // elsewhere (demo: true, warned above) is reached by whatever name its network uses.
+  const loopbackOnly = isLoopback(ctx.options.host);
+  const onRequest = async (req: FastifyRequest): Promise<void> => {
+    if (loopbackOnly && !isLoopback(hostName(req.headers.host))) {
+      throw new HeraldError('HERALD_ERR_FORBIDDEN', 'the demo answers only to a loopback host name (localhost, 127.0.0.1, [::1]) on a loopback listener');
+    }
+  };
+
+  app.get('/demo', { schema: { hide: true }, onRequest }, (_req, reply) => {
     reply.header('cache-control', 'no-cache');
     reply.header('x-content-type-options', 'nosniff');
     reply.header('referrer-policy', 'no-referrer');
     reply.header('content-security-policy', DEMO_CSP);
     return reply.type('text/html; charset=utf-8').send(DEMO_HTML);
   });
-  app.get('/demo.js', { schema: { hide: true } }, (req, reply) => sendAsset(req, reply, asset('demo.js', JS), 'demo.js'));
+  app.get('/demo.js', { schema: { hide: true }, onRequest }, (req, reply) => sendAsset(req, reply, asset('demo.js', JS), 'demo.js'));
 
   // Demo mode lets anyone who can reach the server act as any admin: that is
   // the point of a demo, and why `demo` must be off in production.
-  app.post<{ Body: Static<typeof TokenBody> }>('/demo/token', { schema: { body: TokenBody, hide: true }, bodyLimit: PROBE_BODY_LIMIT }, async (req, reply) => {
+  app.post<{ Body: Static<typeof TokenBody> }>('/demo/token', { schema: { body: TokenBody, hide: true }, bodyLimit: PROBE_BODY_LIMIT, onRequest }, async (req, reply) => {
     reply.header('cache-control', 'no-store');
     const token = await ctx.mintToken(req.body.kind, req.body.id, ctx.options.tokenTtlMs);
     return { token, expiresAt: Date.now() + ctx.options.tokenTtlMs };
@@ -227,7 +251,7 @@ export async function registerWebRoutes(app: FastifyInstance, ctx: WebContext): 
 
   // Goes through the real HTTP API (in-process), so the demo shows exactly
   // what a backend gets; the API token never leaves the server.
-  app.post<{ Body: Static<typeof SendBody> }>('/demo/send', { schema: { body: SendBody, hide: true }, bodyLimit: DEMO_SEND_BODY_LIMIT }, async (req, reply) => {
+  app.post<{ Body: Static<typeof SendBody> }>('/demo/send', { schema: { body: SendBody, hide: true }, bodyLimit: DEMO_SEND_BODY_LIMIT, onRequest }, async (req, reply) => {
     const { kind, id, title, text, extra } = req.body;
     const message: Record<string, unknown> = { TYPE: 'MESSAGE', TITLE: title, TEXT: text };
     if (extra) message.EXTRA = extra;
