@@ -67,6 +67,27 @@ function timeoutError(ms: number): Error {
   return Object.assign(new Error(`no answer within ${ms} ms`), { code: 'HERALD_SQL_TIMEOUT' });
 }
 
+/**
+ * Runs `attempt` once more, within the same deadline, when its connection
+ * turned out to be dead: the server had ended it while it sat idle in the
+ * pool (a `KILL` on MariaDB, `pg_terminate_backend` on PostgreSQL, a
+ * database restart, a firewall's idle timeout) and the driver had not yet
+ * noticed. The pool drops such a connection, so the second attempt gets a
+ * fresh one: without it, each look-up that drew a dead connection answered
+ * its tab 503 although the database was up. A look-up is a SELECT, so
+ * asking twice changes nothing; an error of the query itself, or the
+ * deadline, is not retried.
+ */
+async function retryOnDeadConnection<T>(attempt: (deadline: number) => Promise<T>, timeoutMs: number, dead: (e: unknown) => boolean): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  try {
+    return await attempt(deadline);
+  } catch (e) {
+    if (!dead(e) || Date.now() >= deadline) throw e;
+    return attempt(deadline);
+  }
+}
+
 /** Rejects when `promise` has not settled within `ms`; `onLate` receives the promise to clean up what it yields later. */
 function withTimeout<T>(promise: Promise<T>, ms: number, onLate?: (late: Promise<T>) => void): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -97,13 +118,30 @@ class MysqlPool implements SqlPool {
       queueLimit: options.size * 100,
       enableKeepAlive: true,
     });
-    // An idle connection whose server went away emits 'error'; unhandled, that would end the process.
+    const seconds = options.timeoutMs / 1000;
     this.#pool.on('connection', (conn) => {
+      // An idle connection whose server went away emits 'error'; unhandled, that would end the process.
       conn.on('error', (e: Error) => options.onError?.(e));
+      // The server stops a query at the deadline itself, as PostgreSQL's
+      // statement_timeout does. A timed-out connection is destroyed below, but
+      // closing the socket does not stop its query: a stuck one (a lock wait,
+      // a SLEEP) ran on for as long as it liked, and each deadline that passed
+      // left one more server thread behind, until the panel's own database
+      // ran out of connections. MariaDB spells it max_statement_time (s),
+      // MySQL max_execution_time (ms, SELECT only); each refuses the other's
+      // name, harmlessly, and both are queued before the connection's first query.
+      conn.query(`SET SESSION max_statement_time = ${seconds}`, () => undefined);
+      conn.query(`SET SESSION max_execution_time = ${Math.ceil(options.timeoutMs)}`, () => undefined);
     });
   }
 
   firstValue(sql: string, param: string): Promise<unknown> {
+    // A fatal error is one of the connection (lost, reset, killed), not of the query.
+    return retryOnDeadConnection((deadline) => this.#attempt(sql, param, deadline), this.#timeoutMs, (e) => (e as { fatal?: unknown }).fatal === true);
+  }
+
+  #attempt(sql: string, param: string, deadline: number): Promise<unknown> {
+    const ms = Math.max(1, deadline - Date.now());
     return new Promise((resolve, reject) => {
       let settled = false;
       let conn: mysql.PoolConnection | undefined;
@@ -114,7 +152,7 @@ class MysqlPool implements SqlPool {
         settled = true;
         conn?.destroy();
         reject(timeoutError(this.#timeoutMs));
-      }, this.#timeoutMs);
+      }, ms);
       this.#pool.getConnection((err, c) => {
         if (settled) {
           c?.release();
@@ -170,9 +208,12 @@ class PostgresPool implements SqlPool {
     this.#pool.on('error', (e: Error) => options.onError?.(e));
   }
 
-  async firstValue(sql: string, param: string): Promise<unknown> {
-    const deadline = Date.now() + this.#timeoutMs;
-    const client = await withTimeout(this.#pool.connect(), this.#timeoutMs, (late) => late.then((c) => c.release(), () => undefined));
+  firstValue(sql: string, param: string): Promise<unknown> {
+    return retryOnDeadConnection((deadline) => this.#attempt(sql, param, deadline), this.#timeoutMs, connectionEnded);
+  }
+
+  async #attempt(sql: string, param: string, deadline: number): Promise<unknown> {
+    const client = await withTimeout(this.#pool.connect(), Math.max(1, deadline - Date.now()), (late) => late.then((c) => c.release(), () => undefined));
     try {
       const result = await withTimeout(
         client.query<unknown[]>({ text: sql, values: [param], rowMode: 'array' }),
@@ -191,4 +232,18 @@ class PostgresPool implements SqlPool {
   async close(): Promise<void> {
     await this.#pool.end().catch(() => undefined);
   }
+}
+
+/**
+ * A PostgreSQL error that says the connection is gone, not that the query
+ * failed: the server ended the session (severity FATAL or PANIC, e.g.
+ * 57P01 after pg_terminate_backend), or the driver lost its socket (an
+ * error without the server's severity: "Connection terminated
+ * unexpectedly"). Errors of the query itself have severity ERROR; our own
+ * deadline is never one.
+ */
+function connectionEnded(e: unknown): boolean {
+  const { severity, code } = e as { severity?: unknown; code?: unknown };
+  if (code === 'HERALD_SQL_TIMEOUT') return false;
+  return severity === undefined || severity === 'FATAL' || severity === 'PANIC';
 }
