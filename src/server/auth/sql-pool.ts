@@ -63,6 +63,12 @@ function postgresUrl(url: string): string {
   return url.replace(/^postgresql:/i, 'postgres:');
 }
 
+/**
+ * How long past its own limit the server may take to stop a query before
+ * its connection is given up as dead, in ms.
+ */
+const SERVER_STOP_GRACE_MS = 1000;
+
 function timeoutError(ms: number): Error {
   return Object.assign(new Error(`no answer within ${ms} ms`), { code: 'HERALD_SQL_TIMEOUT' });
 }
@@ -123,13 +129,13 @@ class MysqlPool implements SqlPool {
       // An idle connection whose server went away emits 'error'; unhandled, that would end the process.
       conn.on('error', (e: Error) => options.onError?.(e));
       // The server stops a query at the deadline itself, as PostgreSQL's
-      // statement_timeout does. A timed-out connection is destroyed below, but
-      // closing the socket does not stop its query: a stuck one (a lock wait,
-      // a SLEEP) ran on for as long as it liked, and each deadline that passed
-      // left one more server thread behind, until the panel's own database
-      // ran out of connections. MariaDB spells it max_statement_time (s),
-      // MySQL max_execution_time (ms, SELECT only); each refuses the other's
-      // name, harmlessly, and both are queued before the connection's first query.
+      // statement_timeout does: a stuck query (a lock wait, a SLEEP) ran on for
+      // as long as it liked, and as its connection was destroyed at the
+      // deadline, each deadline that passed left one more server thread
+      // behind, until the panel's own database ran out of connections.
+      // MariaDB spells it max_statement_time (s), MySQL max_execution_time
+      // (ms, SELECT only); each refuses the other's name, harmlessly, and both
+      // are queued before the connection's first query.
       conn.query(`SET SESSION max_statement_time = ${seconds}`, () => undefined);
       conn.query(`SET SESSION max_execution_time = ${Math.ceil(options.timeoutMs)}`, () => undefined);
     });
@@ -144,13 +150,16 @@ class MysqlPool implements SqlPool {
     const ms = Math.max(1, deadline - Date.now());
     return new Promise((resolve, reject) => {
       let settled = false;
-      let conn: mysql.PoolConnection | undefined;
-      // The deadline covers waiting for a free connection and the query. A query
-      // still running at the deadline keeps its connection busy on the server, so
-      // that connection is destroyed, not returned: the pool slot frees at once.
+      // The deadline covers waiting for a free connection and the query. A
+      // query still running at the deadline is answered "timed out" at once,
+      // but keeps its connection until the server has stopped it (within
+      // timeoutMs of its start, see above) and only then goes back to the
+      // pool. Destroying it instead freed the pool slot while the query ran on
+      // in the server: under a storm of handshakes against a slow query, a
+      // pool of 5 had 17 sessions on the server. Should the server never
+      // answer (a dead link), the connection is destroyed after a grace period.
       const timer = setTimeout(() => {
         settled = true;
-        conn?.destroy();
         reject(timeoutError(this.#timeoutMs));
       }, ms);
       this.#pool.getConnection((err, c) => {
@@ -164,18 +173,18 @@ class MysqlPool implements SqlPool {
           reject(err);
           return;
         }
-        conn = c;
+        const backstop = setTimeout(() => c.destroy(), this.#timeoutMs + SERVER_STOP_GRACE_MS);
         c.execute<mysql.RowDataPacket[]>({ sql, rowsAsArray: true }, [param], (qerr, rows) => {
+          clearTimeout(backstop);
+          if (qerr && (qerr as { fatal?: boolean }).fatal) c.destroy();
+          else c.release();
           if (settled) return;
           settled = true;
           clearTimeout(timer);
           if (qerr) {
-            if ((qerr as { fatal?: boolean }).fatal) c.destroy();
-            else c.release();
             reject(qerr);
             return;
           }
-          c.release();
           const first = (rows as unknown[])[0];
           resolve(Array.isArray(first) ? (first[0] as unknown) : undefined);
         });
@@ -201,6 +210,8 @@ class PostgresPool implements SqlPool {
       connectionTimeoutMillis: options.timeoutMs,
       // The server cancels a query at the deadline itself, so the connection stays usable.
       statement_timeout: options.timeoutMs,
+      // ...and should it never answer (a dead link), the driver gives the query up a little later.
+      query_timeout: options.timeoutMs + SERVER_STOP_GRACE_MS,
       idleTimeoutMillis: 60_000,
       keepAlive: true,
     });
@@ -214,19 +225,20 @@ class PostgresPool implements SqlPool {
 
   async #attempt(sql: string, param: string, deadline: number): Promise<unknown> {
     const client = await withTimeout(this.#pool.connect(), Math.max(1, deadline - Date.now()), (late) => late.then((c) => c.release(), () => undefined));
-    try {
-      const result = await withTimeout(
-        client.query<unknown[]>({ text: sql, values: [param], rowMode: 'array' }),
-        Math.max(1, deadline - Date.now()),
-      );
-      client.release();
-      const first = result.rows[0];
-      return first ? first[0] : undefined;
-    } catch (e) {
-      // A timed-out or broken connection is dropped rather than reused.
-      client.release(e instanceof Error ? e : true);
-      throw e;
-    }
+    // A query still running at the deadline is answered "timed out" at once,
+    // but keeps its connection until the server has stopped it
+    // (statement_timeout) and only then goes back to the pool; destroying it
+    // freed the pool slot while the query ran on in the server (a pool of 5
+    // had 24 sessions on the server under a storm of handshakes).
+    const query = client.query<unknown[]>({ text: sql, values: [param], rowMode: 'array' });
+    query.then(
+      () => client.release(),
+      // A broken connection is dropped; after an error of the query (its statement_timeout too) it is reused.
+      (e: unknown) => client.release(connectionEnded(e) ? (e instanceof Error ? e : true) : undefined),
+    );
+    const result = await withTimeout(query, Math.max(1, deadline - Date.now()));
+    const first = result.rows[0];
+    return first ? first[0] : undefined;
   }
 
   async close(): Promise<void> {
