@@ -14,6 +14,7 @@ import { CloseCode, CloseReason } from '../src/protocol/close-codes.js';
 import { createMariadbSessions, createPostgresSessions, requireService, uniqueName } from './helpers/sql-services.js';
 import { startAuthHerald, within } from './helpers/auth-herald.js';
 import { DbProxy } from './helpers/db-proxy.js';
+import { FreezableProxy } from './helpers/freezable-proxy.js';
 import { restartablePort } from './helpers/ports.js';
 
 /** One database of a test: its URL for Herald, a way to run SQL, and Herald's sessions on the server. */
@@ -210,6 +211,43 @@ for (const d of dialects) {
         polling = false;
         await poller;
         await h.close();
+      }
+    });
+
+    test('a link that goes dead mid-query (no byte flows, nothing closes): 503 at the deadline, and the pool gives the connection up and recovers', async (t) => {
+      if (skipReason) return t.skip(skipReason);
+      const sid = `frozen-${d.service}-sid-55`;
+      await db.run(d.insert, [sid, 55]);
+      const proxy = new FreezableProxy(db.port);
+      const port = await proxy.listen();
+      const TIMEOUT = 500;
+      const h = await startAuthHerald({
+        authResolver: 'sql', sqlUrl: db.url.replace(`127.0.0.1:${db.port}`, `127.0.0.1:${port}`), sqlPoolSize: 1, sqlTimeoutMs: TIMEOUT,
+        authCacheMs: 0, authNegativeCacheMs: 0, sessionRecheckMs: 0,
+      });
+      try {
+        const cookie = `sid=${sid}`;
+        assert.equal(await h.status('admin', { headers: { cookie } }), 101);
+        assert.equal(proxy.freeze(), 1, 'the one pooled connection is frozen');
+        const t0 = Date.now();
+        assert.equal(await h.status('admin', { headers: { cookie } }), 503);
+        assert.ok(Date.now() - t0 < TIMEOUT + 1000, `answered after ${Date.now() - t0} ms`);
+        // The frozen connection holds the only pool slot until it is given up
+        // (sqlTimeoutMs + 1 s after its query started); then a new one, through the
+        // proxy (new connections still flow), admits again.
+        const tookMs = await (async () => {
+          for (;;) {
+            const status = await h.status('admin', { headers: { cookie } });
+            if (status === 101) return Date.now() - t0;
+            assert.equal(status, 503);
+            if (Date.now() - t0 > 3 * TIMEOUT + 4000) assert.fail('the pool never gave the frozen connection up');
+            await new Promise((r) => setTimeout(r, 100));
+          }
+        })();
+        assert.ok(tookMs >= TIMEOUT, `admitted after ${tookMs} ms`);
+      } finally {
+        await h.close();
+        await proxy.close();
       }
     });
 
