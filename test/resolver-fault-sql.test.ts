@@ -187,8 +187,10 @@ for (const d of dialects) {
       })();
       // Herald and the 200 clients share this process: the clients' own handshakes
       // take the loop at the start, so the loop is measured while every look-up
-      // waits for the database (from 0.5 s to 1.9 s, before the first answers).
-      const window = [setTimeout(() => delay.enable(), 500), setTimeout(() => delay.disable(), 1900)];
+      // waits for the database (from 0.8 s to 1.9 s, before the first answers).
+      // A look-up that held the loop would hold it for the query's 2 s; the bound
+      // leaves room for a machine busy with other test files.
+      const window = [setTimeout(() => delay.enable(), 800), setTimeout(() => delay.disable(), 1900)];
       try {
         const t0 = Date.now();
         const statuses = await Promise.all(Array.from({ length: 200 }, (_, i) => h.status('admin', { headers: { cookie: `sid=storm-${d.service}-${i}` } })));
@@ -197,11 +199,14 @@ for (const d of dialects) {
         for (const s of statuses) tally[s] = (tally[s] ?? 0) + 1;
         console.log(`# ${d.name}: 200 handshakes, pool ${POOL}, 2 s query, timeout ${TIMEOUT} ms: ${JSON.stringify(tally)} in ${elapsed} ms; ` +
           `event loop delay max ${(delay.max / 1e6).toFixed(0)} ms; Herald's sessions on the server at most ${peak}`);
-        // The first POOL look-ups are answered at 2 s (one admits, the rest find no row); the others could not finish by the deadline.
-        assert.equal((tally[101] ?? 0) + (tally[401] ?? 0), POOL);
-        assert.equal(tally[503], 200 - POOL);
-        assert.ok(elapsed < TIMEOUT + 2000, `the last answer came after ${elapsed} ms`);
-        assert.ok(delay.max / 1e6 < 100, `the event loop stood still for ${delay.max / 1e6} ms while the look-ups waited`);
+        // The first POOL look-ups are answered at 2 s (one admits, the rest find no row); the others
+        // could not finish by their deadline. (On a busy machine the handshakes arrive over a while, and a
+        // late one may still fit a second query in its own deadline: never a third.)
+        const answered = (tally[101] ?? 0) + (tally[401] ?? 0);
+        assert.ok(answered >= POOL && answered <= 2 * POOL, `${answered} look-ups answered`);
+        assert.equal(tally[503], 200 - answered);
+        assert.ok(elapsed < TIMEOUT + 3000, `the last answer came after ${elapsed} ms`);
+        assert.ok(delay.max / 1e6 < 400, `the event loop stood still for ${delay.max / 1e6} ms while the look-ups waited`);
         // A connection whose query outlived the deadline goes back to the pool only once the server has stopped
         // the query, so Herald never has more than sqlPoolSize sessions on the server.
         assert.ok(peak <= POOL, `${peak} sessions on the server, more than sqlPoolSize (${POOL})`);
