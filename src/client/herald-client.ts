@@ -110,7 +110,6 @@ export class HeraldClient {
   #attemptStartedAt = 0;
   #closeNotice: { reason: string; code?: number } | undefined;
   #closeWaiters: Array<() => void> = [];
-  #everConnected = false;
   readonly #onOnline = () => this.#wakeUp();
   readonly #onVisible = () => {
     if (document.visibilityState === 'visible') this.#wakeUp();
@@ -211,7 +210,12 @@ export class HeraldClient {
     const ws = this.#ws;
     if (!ws || ws.readyState === WebSocket.CLOSED) {
       this.#ws = undefined;
+      const wasRunning = this.#state === 'connecting' || this.#state === 'waiting' || this.#state === 'open';
       this.#setState('closed');
+      // Stopped between attempts (a reconnecting listener, a logout during an
+      // outage): said once, as when close() ends a socket.
+      if (wasRunning) this.events.emit('disconnected', { code: CloseCode.NORMAL, reason: 'client closed', willReconnect: false });
+      this.#resolveClose();
       return Promise.resolve();
     }
     const done = new Promise<void>((resolve) => this.#closeWaiters.push(resolve));
@@ -314,6 +318,10 @@ export class HeraldClient {
   }
 
   async #onClosed(code: number, reason: string, opened: boolean, url: string, id: number): Promise<void> {
+    // Only a connection that was open (its `connected` emitted) ends with
+    // `disconnected`; a failed attempt is followed by `reconnecting` alone, so
+    // a page sees one `disconnected` per outage, not one per attempt.
+    const wasOpen = this.#state === 'open';
     clearTimeout(this.#deadTimer);
     clearTimeout(this.#closeTimer);
     this.#deadTimer = undefined;
@@ -335,10 +343,15 @@ export class HeraldClient {
       this.#reject(terminal, reason || (terminal === CloseCode.FORBIDDEN ? 'forbidden' : 'unauthorized'));
       return;
     }
-    if (this.#everConnected || opened) this.events.emit('disconnected', { code, reason, willReconnect: true });
-    // A disconnected listener that called close() (or close() and connect())
-    // has decided: no retry behind its back, nor one beside its new attempt.
-    if (id !== this.#attemptId) return;
+    if (wasOpen) {
+      // The state first, so that a listener reading `state` sees the client waiting, not open.
+      this.#setState('waiting');
+      if (id !== this.#attemptId) return; // a state listener called close() or connect()
+      this.events.emit('disconnected', { code, reason, willReconnect: true });
+      // A disconnected listener that called close() (or close() and connect())
+      // has decided: no retry behind its back, nor one beside its new attempt.
+      if (id !== this.#attemptId) return;
+    }
     this.#scheduleRetry(code, reason);
   }
 
@@ -358,12 +371,15 @@ export class HeraldClient {
     this.#connectTimer = undefined;
     const delayMs = this.#backoff.next();
     this.#setState('waiting');
-    this.events.emit('reconnecting', { attempt: this.#backoff.attempt, delayMs });
+    if (this.#state !== 'waiting') return; // a state listener called close() or connect()
+    // The timer before the event: a reconnecting listener that calls close()
+    // (how a page stops retrying during an outage) clears it.
     clearTimeout(this.#retryTimer);
     this.#retryTimer = setTimeout(() => {
       this.#retryTimer = undefined;
       if (this.#state === 'waiting') void this.#open();
     }, delayMs);
+    this.events.emit('reconnecting', { attempt: this.#backoff.attempt, delayMs });
   }
 
   /**
@@ -430,8 +446,8 @@ export class HeraldClient {
     const current = ++this.#attemptId; // whatever the attempt still awaits is ignored when it comes
     const reason = 'connect timeout';
     this.#abandonSocket(CloseCode.TIMEOUT, reason);
-    if (this.#everConnected) this.events.emit('disconnected', { code: CloseCode.TIMEOUT, reason, willReconnect: true });
-    if (current !== this.#attemptId) return; // a listener called close() or connect()
+    // An attempt, not an open connection: `reconnecting` only (see #onClosed).
+    if (current !== this.#attemptId) return;
     this.#scheduleRetry(CloseCode.TIMEOUT, reason);
   }
 
@@ -516,7 +532,6 @@ export class HeraldClient {
     const resumed = this.#delivery.cursor('own') !== undefined || this.#delivery.cursor('broadcast') !== undefined;
     this.#delivery.welcome(frame);
     this.#welcome = frame;
-    this.#everConnected = true;
     this.#welcomeAt = Date.now();
     this.#setState('open');
     this.events.emit('connected', { welcome: frame, resumed });

@@ -1,0 +1,142 @@
+/**
+ * The connection events as an application sees them during an outage, in a
+ * real Chromium against a real Herald. A page that shows "offline" on
+ * `disconnected` and "online" on `connected` must see one `disconnected`
+ * per outage — not one per failed attempt, whether the attempts fail fast
+ * (nothing listens: 1006) or hang until `connectTimeoutMs` — then
+ * `reconnecting` per attempt, then `connected`. A page stops retrying
+ * during an outage by calling close() from a `reconnecting` listener.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { createServer, type Socket } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Browser, Page } from 'playwright-core';
+import { restartablePort } from './helpers/ports.js';
+import { startHerald, type TestServer } from './helpers/server.js';
+import { browserSkipReason, launchBrowser, newPage, waitForState, type Recorder, type W } from './helpers/browser.js';
+
+type Seen = Window & { seen: Array<{ name: string; payload: unknown; state: string }> };
+
+/** Connects a client that records its connection events, with the client's state as each listener saw it. */
+async function openTab(page: Page, base: string, token: string, connectTimeoutMs = 20_000): Promise<void> {
+  await page.goto(`${base}/demo`);
+  await page.evaluate(({ token, connectTimeoutMs }) => {
+    const w = window as unknown as W & Seen;
+    w.seen = [];
+    w.rec = { frames: [], messages: [], states: [], events: [] } satisfies Recorder;
+    const c = w.Herald.connect({ kind: 'admin', token, url: location.origin, connectTimeoutMs, reconnect: { baseMs: 30, capMs: 60 }, toasts: false });
+    c.events.on('state', (s) => w.rec.states.push(s));
+    for (const name of ['connected', 'disconnected', 'reconnecting', 'rejected'] as const) {
+      c.events.on(name, (payload: unknown) => w.seen.push({ name, payload: JSON.parse(JSON.stringify(payload)) as unknown, state: c.state }));
+    }
+  }, { token, connectTimeoutMs });
+  await waitForState(page, 'open');
+}
+
+function seen(page: Page): Promise<Seen['seen']> {
+  return page.evaluate(() => (window as unknown as Seen).seen);
+}
+
+async function waitReconnecting(page: Page, n: number): Promise<void> {
+  await page.waitForFunction((k) => (window as unknown as Seen).seen.filter((e) => e.name === 'reconnecting').length >= k, n, { timeout: 15_000 });
+}
+
+/** Names of the events, runs of `reconnecting` folded into one. */
+function shape(events: Seen['seen']): string[] {
+  const out: string[] = [];
+  for (const e of events) if (!(e.name === 'reconnecting' && out.at(-1) === 'reconnecting…')) out.push(e.name === 'reconnecting' ? 'reconnecting…' : e.name);
+  return out;
+}
+
+describe('connection events during an outage, in Chromium', { skip: browserSkipReason() }, () => {
+  let browser: Browser;
+  let dataDir: string;
+  const fixed = { secret: randomBytes(32).toString('base64url'), apiToken: randomBytes(24).toString('base64url') };
+  before(async () => {
+    browser = await launchBrowser();
+    dataDir = mkdtempSync(join(tmpdir(), 'herald-events-'));
+  });
+  after(async () => {
+    await browser?.close();
+    rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it('server down for several attempts, then back: connected, one disconnected, reconnecting per attempt, connected', async () => {
+    const port = await restartablePort();
+    let server: TestServer = await startHerald({ port }, { ...fixed, dataDir });
+    const { page, context } = await newPage(browser);
+    try {
+      await openTab(page, server.url, await server.token('admin', 51));
+      await server.close();
+      await waitReconnecting(page, 5);
+      server = await startHerald({ port }, { ...fixed, dataDir });
+      await page.waitForFunction(() => (window as unknown as Seen).seen.filter((e) => e.name === 'connected').length === 2, undefined, { timeout: 15_000 });
+      const events = await seen(page);
+      assert.deepEqual(shape(events), ['connected', 'disconnected', 'reconnecting…', 'connected'], JSON.stringify(events));
+      const disconnected = events.find((e) => e.name === 'disconnected')!;
+      assert.deepEqual(disconnected.payload, { code: 1001, reason: 'server shutdown', willReconnect: true });
+      assert.equal(disconnected.state, 'waiting', 'a disconnected listener sees the client waiting, not open');
+    } finally {
+      await context.close();
+      await server.close();
+    }
+  });
+
+  it('attempts that hang until connectTimeoutMs: still one disconnected, then reconnecting per attempt', async () => {
+    const port = await restartablePort();
+    const server = await startHerald({ port }, { ...fixed, dataDir });
+    // After Herald: something on its port that accepts connections and never answers.
+    const held = new Set<Socket>();
+    const hang = createServer((s) => { held.add(s); s.on('error', () => {}); });
+    const { page, context } = await newPage(browser);
+    try {
+      await openTab(page, server.url, await server.token('admin', 52), 300);
+      await server.close();
+      await new Promise<void>((resolve) => hang.listen(port, '127.0.0.1', resolve));
+      await page.waitForFunction(() => (window as unknown as Seen).seen.filter((e) => e.name === 'reconnecting').length >= 3, undefined, { timeout: 15_000 });
+      // Chromium keeps one handshake per host pending at a time (RFC 6455 §4.1), so the later
+      // attempts queue behind the first held connection: they hang too, and time out.
+      assert.ok(held.size >= 1, 'the attempts reached the hanging server');
+      const events = await seen(page);
+      assert.deepEqual(shape(events), ['connected', 'disconnected', 'reconnecting…'], JSON.stringify(events));
+    } finally {
+      await context.close();
+      for (const s of held) s.destroy();
+      await new Promise((r) => hang.close(r));
+    }
+  });
+
+  it('a reconnecting listener that calls close() stops retrying during an outage, and close() says disconnected once', async () => {
+    const port = await restartablePort();
+    const server = await startHerald({ port }, { ...fixed, dataDir });
+    const { page, context } = await newPage(browser);
+    try {
+      await openTab(page, server.url, await server.token('admin', 53));
+      await page.evaluate(() => {
+        const c = (window as unknown as W).Herald.client!;
+        const off = c.events.on('reconnecting', ({ attempt }) => {
+          if (attempt < 2) return;
+          off();
+          void c.close();
+        });
+      });
+      await server.close();
+      await waitForState(page, 'closed');
+      const connectingAtClose = await page.evaluate(() => (window as unknown as W).rec.states.filter((s) => s === 'connecting').length);
+      // A retry would come within 60 ms; give it ten times that.
+      await page.evaluate(() => new Promise((r) => setTimeout(r, 600)));
+      const states = await page.evaluate(() => (window as unknown as W).rec.states);
+      assert.equal(states.filter((s) => s === 'connecting').length, connectingAtClose, `no attempt after close(): ${states.join(',')}`);
+      assert.equal(states.at(-1), 'closed');
+      const events = await seen(page);
+      assert.deepEqual(shape(events), ['connected', 'disconnected', 'reconnecting…', 'disconnected'], JSON.stringify(events));
+      assert.deepEqual(events.filter((e) => e.name === 'disconnected').map((e) => (e.payload as { willReconnect: boolean }).willReconnect), [true, false]);
+    } finally {
+      await context.close();
+    }
+  });
+});
