@@ -29,6 +29,18 @@ interface StoredCursors {
 export interface DeliveryOptions {
   /** sessionStorage key; undefined keeps cursors in memory only. */
   storageKey: string | undefined;
+  /**
+   * What the tabs of one browser profile showed, in localStorage (shared by its
+   * tabs, kept after they close): the highest SEQ of each stream seen by any
+   * tab of this endpoint, and whose streams they are. Acks are batched (up to
+   * seconds), so a tab closed while the server was unreachable takes its last
+   * acks with it, and the server replays those notifications to the person's
+   * next new tab. That tab drops (and acknowledges) what this record says was
+   * already shown here, instead of showing it again.
+   *
+   * This is its localStorage key; undefined: not kept.
+   */
+  shownKey?: string | undefined;
   /** Sends an ack frame; returns false when the socket is not open (the ack stays pending). */
   send: (frame: ClientFrame) => boolean;
   /**
@@ -52,7 +64,13 @@ export interface DeliveryOptions {
   broadcastAckDelayMs?: number;
 }
 
-export type Verdict = { kind: 'untracked' } | { kind: 'duplicate'; stream: StreamName } | { kind: 'new'; stream: StreamName; seq: number };
+
+export type Verdict =
+  | { kind: 'untracked' }
+  | { kind: 'duplicate'; stream: StreamName }
+  /** Shown by another tab of this browser before this one connected: acknowledged, not shown again. */
+  | { kind: 'seen'; stream: StreamName; seq: number }
+  | { kind: 'new'; stream: StreamName; seq: number };
 
 function isCursor(v: unknown): v is StreamCursor {
   if (typeof v !== 'object' || v === null) return false;
@@ -63,6 +81,14 @@ function isCursor(v: unknown): v is StreamCursor {
 function sessionStore(): Storage | undefined {
   try {
     return globalThis.sessionStorage;
+  } catch {
+    return undefined;
+  }
+}
+
+function localStore(): Storage | undefined {
+  try {
+    return globalThis.localStorage;
   } catch {
     return undefined;
   }
@@ -108,6 +134,12 @@ export class DeliveryTracker {
   #state: StoredCursors = {};
   readonly #pending: Partial<Record<StreamName, number>> = {};
   readonly #timers: Partial<Record<StreamName, ReturnType<typeof setTimeout>>> = {};
+  /**
+   * For a stream this tab connected to without a cursor (the server then
+   * replays what nobody acknowledged): the highest SEQ other tabs of this
+   * browser had shown by then. What the replay brings up to it is not shown again.
+   */
+  readonly #floor: Partial<Record<StreamName, StreamCursor>> = {};
 
   constructor(options: DeliveryOptions) {
     this.#options = options;
@@ -149,6 +181,13 @@ export class DeliveryTracker {
     this.#state.id = frame.ID;
     this.#save();
     this.pace(frame);
+    const shown = this.#readShown();
+    for (const stream of ['own', 'broadcast'] as const) {
+      // With a cursor the server replays from it, and duplicates are dropped by it alone.
+      const floor = shown?.id === frame.ID && this.#state[stream] === undefined ? shown[stream] : undefined;
+      if (floor) this.#floor[stream] = floor;
+      else delete this.#floor[stream];
+    }
   }
 
   /** The ack waits the server asks for, from WELCOME or a later PACE frame; each wait from now on uses them. */
@@ -168,12 +207,17 @@ export class DeliveryTracker {
     const stream: StreamName = frame.STREAM === BROADCAST_STREAM ? 'broadcast' : 'own';
     const current = this.#state[stream];
     if (current && current.EPOCH === epoch && seq <= current.SEQ) return { kind: 'duplicate', stream };
+    const floor = this.#floor[stream];
+    const seen = floor !== undefined && floor.EPOCH === epoch && seq <= floor.SEQ;
+    if (!seen) delete this.#floor[stream];
     // A new EPOCH without a RESET first should not happen; adopting it is the
     // only way forward (the old history is gone on the server anyway).
     this.#state[stream] = { SEQ: seq, EPOCH: epoch };
     this.#save();
     this.#pending[stream] = seq;
     this.#schedule(stream);
+    if (seen) return { kind: 'seen', stream, seq };
+    this.#saveShown(stream, seq, epoch);
     return { kind: 'new', stream, seq };
   }
 
@@ -182,6 +226,7 @@ export class DeliveryTracker {
     const stream: StreamName = frame.STREAM === BROADCAST_STREAM ? 'broadcast' : 'own';
     this.#state[stream] = { SEQ: frame.SEQ, EPOCH: frame.EPOCH };
     this.#pending[stream] = undefined;
+    delete this.#floor[stream];
     this.#save();
     return stream;
   }
@@ -229,29 +274,57 @@ export class DeliveryTracker {
   }
 
   #load(): void {
-    const key = this.#options.storageKey;
-    if (!key) return;
-    try {
-      const raw = sessionStore()?.getItem(key);
-      if (!raw) return;
-      const parsed = JSON.parse(raw) as Record<string, unknown>;
-      const state: StoredCursors = {};
-      if (typeof parsed.id === 'number') state.id = parsed.id;
-      if (isCursor(parsed.own)) state.own = { SEQ: parsed.own.SEQ, EPOCH: parsed.own.EPOCH };
-      if (isCursor(parsed.broadcast)) state.broadcast = { SEQ: parsed.broadcast.SEQ, EPOCH: parsed.broadcast.EPOCH };
-      this.#state = state;
-    } catch {
-      // A corrupt entry is as good as none: the server replays by its own rules.
-    }
+    this.#state = readCursors(sessionStore, this.#options.storageKey) ?? {};
+  }
+
+  #readShown(): StoredCursors | undefined {
+    return readCursors(localStore, this.#options.shownKey);
+  }
+
+  /** Raises the shared record of what this browser showed (never lowers it: other tabs may be ahead). */
+  #saveShown(stream: StreamName, seq: number, epoch: string): void {
+    const id = this.#state.id;
+    if (id === undefined) return;
+    const old = this.#readShown();
+    // Another person's record (the browser signed in as someone else) is replaced.
+    const record: StoredCursors = old?.id === id ? old : { id };
+    const prev = record[stream];
+    if (prev && prev.EPOCH === epoch && prev.SEQ >= seq) return;
+    record[stream] = { SEQ: seq, EPOCH: epoch };
+    // Quota or privacy mode: this tab still works; a later tab may show these again.
+    writeCursors(localStore, this.#options.shownKey, record);
   }
 
   #save(): void {
-    const key = this.#options.storageKey;
-    if (!key) return;
-    try {
-      sessionStore()?.setItem(key, JSON.stringify(this.#state));
-    } catch {
-      // Quota or privacy mode: memory still works for this page's life.
+    // Quota or privacy mode: memory still works for this page's life.
+    writeCursors(sessionStore, this.#options.storageKey, this.#state);
+  }
+}
+
+/** Cursors stored under `key`; undefined when there are none, or they are corrupt (as good as none). */
+function readCursors(store: () => Storage | undefined, key: string | undefined): StoredCursors | undefined {
+  if (!key) return undefined;
+  try {
+    const raw = store()?.getItem(key);
+    if (!raw) return undefined;
+    const parsed = JSON.parse(raw) as Record<string, unknown>;
+    const state: StoredCursors = {};
+    if (typeof parsed.id === 'number') state.id = parsed.id;
+    for (const stream of ['own', 'broadcast'] as const) {
+      const c = parsed[stream];
+      if (isCursor(c)) state[stream] = { SEQ: c.SEQ, EPOCH: c.EPOCH };
     }
+    return state;
+  } catch {
+    return undefined;
+  }
+}
+
+function writeCursors(store: () => Storage | undefined, key: string | undefined, value: StoredCursors): void {
+  if (!key) return;
+  try {
+    store()?.setItem(key, JSON.stringify(value));
+  } catch {
+    // Quota exceeded or storage denied: see the callers.
   }
 }

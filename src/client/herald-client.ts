@@ -132,6 +132,7 @@ export class HeraldClient {
     this.#WebSocket = options.WebSocket ?? WebSocket;
     this.#delivery = new DeliveryTracker({
       storageKey: options.persistCursors === false ? undefined : `herald:cursors:${this.endpoint}`,
+      shownKey: options.persistCursors === false ? undefined : `herald:shown:${this.endpoint}`,
       send: (frame) => this.send(frame),
       ...(options.ackDelayMs === undefined ? {} : { ackDelayMs: options.ackDelayMs }),
       ...(options.broadcastAckDelayMs === undefined ? {} : { broadcastAckDelayMs: options.broadcastAckDelayMs }),
@@ -520,7 +521,8 @@ export class HeraldClient {
     const message = toNotification(value);
     if (!message) return;
     const verdict = this.#delivery.accept(message);
-    if (verdict.kind === 'duplicate') return;
+    // 'seen': shown by another tab of this browser before this one connected (delivery.ts).
+    if (verdict.kind === 'duplicate' || verdict.kind === 'seen') return;
     this.#dispatch(message, verdict.kind === 'new' ? verdict.stream : undefined);
   }
 
