@@ -140,3 +140,45 @@ describe('connection events during an outage, in Chromium', { skip: browserSkipR
     }
   });
 });
+
+describe('connected and reset when the tab signs in as somebody else, in Chromium', { skip: browserSkipReason() }, () => {
+  let browser: Browser;
+  let server: TestServer;
+  before(async () => {
+    [browser, server] = await Promise.all([launchBrowser(), startHerald({})]);
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  it("the previous person's cursors: connected says not resumed, and no reset (nothing was missed)", async () => {
+    const { page, context } = await newPage(browser);
+    try {
+      await openTab(page, server.url, await server.token('admin', 54));
+      await server.api('POST', '/api/v1/send', { to: { aid: 54 }, message: { TYPE: 'MESSAGE', TITLE: 'for 54', TEXT: 'x' } });
+      await page.waitForFunction(() => (window as unknown as W).Herald.client?.cursors().own !== undefined, undefined, { timeout: 10_000 });
+      // Admin 55 has one waiting (unacknowledged) before signing in here.
+      await server.api('POST', '/api/v1/send', { to: { aid: 55 }, message: { TYPE: 'MESSAGE', TITLE: 'for 55', TEXT: 'x' } });
+      await page.evaluate(() => (window as unknown as W).Herald.client!.close());
+      // The same tab (its sessionStorage holds admin 54's cursors) signs in as admin 55.
+      const token55 = await server.token('admin', 55);
+      await page.evaluate((token) => {
+        const w = window as unknown as W & Seen;
+        w.seen = [];
+        w.rec.messages = [];
+        const c = w.Herald.connect({ kind: 'admin', token, url: location.origin, toasts: false });
+        for (const name of ['connected', 'reset'] as const) c.events.on(name, (payload: unknown) => w.seen.push({ name, payload: JSON.parse(JSON.stringify(payload)) as unknown, state: c.state }));
+        c.on('MESSAGE', (m) => { w.rec.messages.push(m); });
+      }, token55);
+      await page.waitForFunction(() => (window as unknown as W).rec.messages.length >= 1, undefined, { timeout: 10_000 });
+      await server.api('GET', '/api/v1/ping');
+      const events = await seen(page);
+      assert.deepEqual(events.map((e) => e.name), ['connected'], JSON.stringify(events));
+      assert.equal((events[0]!.payload as { resumed: boolean }).resumed, false);
+      assert.deepEqual(await page.evaluate(() => (window as unknown as W).rec.messages.map((m) => m.TITLE)), ['for 55']);
+    } finally {
+      await context.close();
+    }
+  });
+});

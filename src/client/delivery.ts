@@ -171,9 +171,14 @@ export class DeliveryTracker {
     return out;
   }
 
-  /** Called with every WELCOME: cursors that belong to somebody else are dropped. */
-  welcome(frame: WelcomeFrame): void {
-    if (this.#state.id !== undefined && this.#state.id !== frame.ID) {
+  /**
+   * Called with every WELCOME: cursors that belong to somebody else are
+   * dropped. Returns true when it dropped some (they were sent at connect:
+   * the server answers them with a RESET that means nothing for this person).
+   */
+  welcome(frame: WelcomeFrame): boolean {
+    const foreign = this.#state.id !== undefined && this.#state.id !== frame.ID;
+    if (foreign) {
       this.#state = {};
       this.#pending.own = undefined;
       this.#pending.broadcast = undefined;
@@ -188,6 +193,7 @@ export class DeliveryTracker {
       if (floor) this.#floor[stream] = floor;
       else delete this.#floor[stream];
     }
+    return foreign;
   }
 
   /** The ack waits the server asks for, from WELCOME or a later PACE frame; each wait from now on uses them. */

@@ -110,6 +110,8 @@ export class HeraldClient {
   #attemptStartedAt = 0;
   #closeNotice: { reason: string; code?: number } | undefined;
   #closeWaiters: Array<() => void> = [];
+  /** This connection resumed with another person's cursors (see #onWelcome). */
+  #foreignCursors = false;
   readonly #onOnline = () => this.#wakeUp();
   readonly #onVisible = () => {
     if (document.visibilityState === 'visible') this.#wakeUp();
@@ -531,8 +533,11 @@ export class HeraldClient {
     this.#connectTimer = undefined;
     if (typeof frame.HEARTBEAT === 'number' && frame.HEARTBEAT > 0) this.#heartbeatMs = frame.HEARTBEAT;
     this.#touch();
-    const resumed = this.#delivery.cursor('own') !== undefined || this.#delivery.cursor('broadcast') !== undefined;
-    this.#delivery.welcome(frame);
+    const sent = this.#delivery.cursor('own') !== undefined || this.#delivery.cursor('broadcast') !== undefined;
+    // The previous person's cursors (the tab signed in as somebody else) were
+    // sent: the server treats this tab as new, and its RESET for them says nothing was missed.
+    this.#foreignCursors = this.#delivery.welcome(frame);
+    const resumed = sent && !this.#foreignCursors;
     this.#welcome = frame;
     this.#welcomeAt = Date.now();
     this.#setState('open');
@@ -543,6 +548,7 @@ export class HeraldClient {
   #onReset(frame: ResetFrame): void {
     if (typeof frame.SEQ !== 'number' || typeof frame.EPOCH !== 'string') return;
     const stream = this.#delivery.reset(frame);
+    if (this.#foreignCursors && frame.REASON === 'epoch changed') return;
     this.events.emit('reset', { stream, epoch: frame.EPOCH, seq: frame.SEQ, reason: String(frame.REASON ?? '') });
   }
 }
