@@ -278,7 +278,8 @@ describe('browser connection attempts in Chromium', { skip: browserSkipReason() 
       endpoint.answer(1, 503);
       await page.waitForFunction(() => (window as unknown as Watch).seen.some((e) => e === 'reconnecting' || e === 'rejected'), null, { timeout: 10_000 });
       const seen = await page.evaluate(() => (window as unknown as Watch).seen);
-      assert.deepEqual(seen, ['connecting', 'connecting', 'reconnecting']);
+      // close() stopped a client that was connecting: `disconnected` says so once (willReconnect false).
+      assert.deepEqual(seen, ['connecting', 'disconnected', 'connecting', 'reconnecting']);
       assert.equal(await page.evaluate(() => (window as unknown as Watch).Herald.client!.state), 'waiting');
     } finally {
       await endpoint.close();

@@ -64,7 +64,6 @@ export interface DeliveryOptions {
   broadcastAckDelayMs?: number;
 }
 
-
 export type Verdict =
   | { kind: 'untracked' }
   | { kind: 'duplicate'; stream: StreamName }
