@@ -14,6 +14,7 @@ import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { runCli } from './helpers/cli.js';
 import { FaultServer, type SendItem } from './helpers/fault-server.js';
+import { until } from './helpers/ws-client.js';
 
 const batch = (aid: number, from: number, n: number, ttl = 3600): SendItem[] =>
   Array.from({ length: n }, (_, i) => ({ to: { aid }, message: { TYPE: 'MESSAGE', TEXT: `m${from + i}` }, ttl, idempotencyKey: `k${from + i}` }));
@@ -59,6 +60,7 @@ describe('the store file under a running Herald', () => {
       assert.equal(tab.live[0]!.TEXT, 'live');
       tab.close();
 
+      await until(() => s.output.includes('store: file lost'), 10_000, 'store: file lost in the log');
       assert.equal(s.output.split('store: file lost').length - 1, 1, s.output.slice(-3000));
       // A monitor sees it: /healthz is 503 (the path and cause are only in the log).
       const health = await fetch(`http://127.0.0.1:${s.port}/healthz`);
@@ -89,7 +91,8 @@ describe('the store file under a running Herald', () => {
     rmSync(join(s.dataDir, 'herald.sqlite-lock'));
     const next = await s.sendBatch(batch(1, 20, 20));
     assert.equal(next.status, 200, JSON.stringify(next.body));
-    assert.match(s.output, /the lock file was deleted under the running Herald; taken again/);
+    // The warning comes down the child's stdout pipe, which may deliver it after the HTTP answer.
+    await until(() => /the lock file was deleted under the running Herald; taken again/.test(s.output), 10_000, 'the lock warning in the log');
 
     const second = await runCli(['start', '--config', s.config, '--port', '0'], { timeoutMs: 15_000 });
     assert.equal(second.code, 1, second.stdout + second.stderr);
