@@ -12,6 +12,7 @@ import type { Browser, Page } from 'playwright-core';
 import { FreezableProxy } from './helpers/freezable-proxy.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, connectPage, launchBrowser, newPage, recorder, waitForMessages, type W } from './helpers/browser.js';
+import { until } from './helpers/ws-client.js';
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -109,7 +110,9 @@ describe('browser end to end: background, offline, closed and reopened tabs', { 
     await waitForMessages(page, 2);
     // Closed well before the batched ack (about 1 s) is due: pagehide must send it.
     await page.close({ runBeforeUnload: true });
-    await server.api('GET', '/api/v1/ping');
+    // close() with runBeforeUnload does not wait for the page to go: c3 is sent once the server
+    // has seen the tab leave, or the closing page may still get it (and then c3 is not "meanwhile").
+    await until(async () => (await server.api('GET', '/api/v1/online/admin/23')).body.tabs === 0, 10_000, 'the closed tab to leave');
     await send(23, 'c3');
     const reopened = await context.newPage();
     await connectPage(reopened, server.url, await server.token('admin', 23));
@@ -118,6 +121,24 @@ describe('browser end to end: background, offline, closed and reopened tabs', { 
     await delay(300);
     assert.deepEqual(await titles(reopened), ['c3', 'c4'], 'what the closed tab showed is not shown again');
     assert.deepEqual(await toastTitles(reopened), ['c3', 'c4']);
+    await context.close();
+  });
+
+  it('a notification that reaches a page after its pagehide is shown by the next tab (the leaving page did not show it)', async () => {
+    const { context, page } = await newPage(browser);
+    // No ack of its own before the test is done with it: only pagehide sends one.
+    await connectPage(page, server.url, await server.token('admin', 24), { ackDelayMs: 60_000 });
+    await send(24, 'p1');
+    await waitForMessages(page, 1);
+    // The page is being left: pagehide fires (its acks go out), then frames may still arrive until the socket ends.
+    await page.evaluate(() => window.dispatchEvent(new PageTransitionEvent('pagehide', { persisted: false })));
+    await send(24, 'p2');
+    await waitForMessages(page, 2);
+    const next = await context.newPage();
+    await connectPage(next, server.url, await server.token('admin', 24));
+    await waitForMessages(next, 1);
+    await delay(300);
+    assert.deepEqual(await titles(next), ['p2'], 'p2 reached only a page being left: the next tab shows it; p1 was acked at pagehide');
     await context.close();
   });
 });

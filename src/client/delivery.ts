@@ -139,6 +139,8 @@ export class DeliveryTracker {
    * browser had shown by then. What the replay brings up to it is not shown again.
    */
   readonly #floor: Partial<Record<StreamName, StreamCursor>> = {};
+  /** The page is being left (pagehide): what arrives now is not recorded as shown (see leaving()). */
+  #leaving = false;
 
   constructor(options: DeliveryOptions) {
     this.#options = options;
@@ -222,7 +224,7 @@ export class DeliveryTracker {
     this.#pending[stream] = seq;
     this.#schedule(stream);
     if (seen) return { kind: 'seen', stream, seq };
-    this.#saveShown(stream, seq, epoch);
+    if (!this.#leaving) this.#saveShown(stream, seq, epoch);
     return { kind: 'new', stream, seq };
   }
 
@@ -234,6 +236,16 @@ export class DeliveryTracker {
     delete this.#floor[stream];
     this.#save();
     return stream;
+  }
+
+  /**
+   * The page is being left (pagehide; false again on pageshow, back from the
+   * back/forward cache). Its acks were sent at pagehide; a notification that
+   * arrives between then and the socket's end is on a page nobody looks at,
+   * so it is not recorded as shown here, and the next tab shows it.
+   */
+  leaving(on: boolean): void {
+    this.#leaving = on;
   }
 
   /** Sends the pending acks now (before a close, or after a reconnect). */

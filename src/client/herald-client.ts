@@ -116,7 +116,11 @@ export class HeraldClient {
   readonly #onVisible = () => {
     if (document.visibilityState === 'visible') this.#wakeUp();
   };
-  readonly #onPageHide = () => this.#delivery.flush();
+  readonly #onPageHide = () => {
+    this.#delivery.flush();
+    this.#delivery.leaving(true);
+  };
+  readonly #onPageShow = () => this.#delivery.leaving(false);
 
   constructor(options: HeraldClientOptions = {}) {
     this.#options = options;
@@ -195,6 +199,7 @@ export class HeraldClient {
     addEventListener('online', this.#onOnline);
     document.addEventListener('visibilitychange', this.#onVisible);
     addEventListener('pagehide', this.#onPageHide);
+    addEventListener('pageshow', this.#onPageShow);
     void this.#open();
   }
 
@@ -475,6 +480,7 @@ export class HeraldClient {
     removeEventListener('online', this.#onOnline);
     document.removeEventListener('visibilitychange', this.#onVisible);
     removeEventListener('pagehide', this.#onPageHide);
+    removeEventListener('pageshow', this.#onPageShow);
   }
 
   #resolveClose(): void {

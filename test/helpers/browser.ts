@@ -127,15 +127,15 @@ export async function connectPage(
   page: Page,
   baseUrl: string,
   token: string,
-  options: { kind?: 'admin' | 'user'; reconnect?: { baseMs: number; capMs: number }; toasts?: { maxToasts: number; timeoutMs: number }; waitOpen?: boolean; path?: string } = {},
+  options: { kind?: 'admin' | 'user'; reconnect?: { baseMs: number; capMs: number }; toasts?: { maxToasts: number; timeoutMs: number }; ackDelayMs?: number; waitOpen?: boolean; path?: string } = {},
 ): Promise<void> {
   await page.goto(`${baseUrl}${options.path ?? '/demo'}`);
   await page.evaluate(
-    ({ token, kind, reconnect, toasts }) => {
+    ({ token, kind, reconnect, toasts, ackDelayMs }) => {
       const w = window as W;
       const rec: Recorder = { frames: [], messages: [], states: [], events: [] };
       w.rec = rec;
-      const c = w.Herald.connect({ kind, token, url: location.origin, autoConnect: false, ...(reconnect ? { reconnect } : {}), ...(toasts ? { toasts } : {}) });
+      const c = w.Herald.connect({ kind, token, url: location.origin, autoConnect: false, ...(reconnect ? { reconnect } : {}), ...(toasts ? { toasts } : {}), ...(ackDelayMs ? { ackDelayMs } : {}) });
       c.events.on('frame', (f) => rec.frames.push(f));
       c.events.on('state', (s) => rec.states.push(s));
       for (const name of ['connected', 'disconnected', 'reconnecting', 'rejected', 'reset', 'error'] as const) {
@@ -146,7 +146,7 @@ export async function connectPage(
       });
       c.connect();
     },
-    { token, kind: options.kind ?? 'admin', reconnect: options.reconnect, toasts: options.toasts },
+    { token, kind: options.kind ?? 'admin', reconnect: options.reconnect, toasts: options.toasts, ackDelayMs: options.ackDelayMs },
   );
   if (options.waitOpen !== false) await waitForState(page, 'open');
 }
