@@ -12,70 +12,20 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
-import { mintToken } from '../src/server/auth/token-resolver.js';
+import { HeraldProcess } from './helpers/herald-process.js';
 import { restartablePort } from './helpers/ports.js';
 import { browserSkipReason, connectPage, launchBrowser, newPage, type Recorder, type W } from './helpers/browser.js';
 
-const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const MAIN = join(ROOT, 'dist/cli/main.js');
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** `herald start` as a child process on a fixed port and data dir, with fixed secrets. */
-class HeraldProcess {
-  child: ChildProcess | undefined;
-  stderr = '';
-  readonly secret = randomBytes(32).toString('base64url');
-  readonly apiToken = randomBytes(24).toString('base64url');
-  constructor(readonly port: number, readonly dataDir: string) {}
-
-  get url(): string {
-    return `http://127.0.0.1:${this.port}`;
-  }
-
-  async start(): Promise<void> {
-    const env: NodeJS.ProcessEnv = {};
-    for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('HERALD_')) env[k] = v;
-    Object.assign(env, { HERALD_SECRET: this.secret, HERALD_API_TOKEN: this.apiToken });
-    const child = spawn(process.execPath, [MAIN, 'start', '--port', String(this.port), '--data-dir', this.dataDir, '--no-legacy', '--store', 'sqlite', '--log-level', 'warn', '--set', 'commandsEnabled=false'], {
-      cwd: ROOT, env, stdio: ['ignore', 'ignore', 'pipe'],
-    });
-    this.child = child;
-    child.stderr!.setEncoding('utf8').on('data', (d: string) => { this.stderr += d; });
-    const deadline = Date.now() + 15_000;
-    for (;;) {
-      if (child.exitCode !== null) throw new Error(`herald start exited ${child.exitCode}: ${this.stderr}`);
-      try {
-        if ((await fetch(`${this.url}/healthz`)).ok) return;
-      } catch {
-        // not listening yet
-      }
-      if (Date.now() > deadline) throw new Error(`herald start not ready within 15 s: ${this.stderr}`);
-      await delay(50);
-    }
-  }
-
-  /** SIGKILL: no close frames, no flush, the socket just dies. */
-  async kill(): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    const gone = new Promise((r) => child.once('exit', r));
-    child.kill('SIGKILL');
-    await gone;
-  }
-
-  token(id: number): Promise<string> {
-    return mintToken(this.secret, { kind: 'admin', id }, 3_600_000);
-  }
-
+/** The shared `herald start` child, with a send that rides out the restarts. */
+class RestartingHerald extends HeraldProcess {
   /** One send, retried with the same idempotency key until the server answers (a restart in between). */
-  async send(aid: number | 'all', title: string, key: string): Promise<{ seq: number; epoch: string }> {
+  async sendUntilAnswered(aid: number | 'all', title: string, key: string): Promise<{ seq: number; epoch: string }> {
     const deadline = Date.now() + 20_000;
     for (;;) {
       try {
@@ -146,16 +96,16 @@ function assertExactlyOnce(s: Seen, expected: string[], tab: string): void {
 describe('browser end to end: a killed server and a wiped store (herald start, SQLite)', { skip: browserSkipReason() }, () => {
   let browser: Browser;
   let dataDir: string;
-  let server: HeraldProcess;
+  let server: RestartingHerald;
 
   before(async () => {
     dataDir = mkdtempSync(join(tmpdir(), 'herald-e2e-'));
-    server = new HeraldProcess(await restartablePort(), dataDir);
+    server = new RestartingHerald(await restartablePort(), dataDir);
     [browser] = await Promise.all([launchBrowser(), server.start()]);
   });
   after(async () => {
     await browser?.close();
-    await server?.kill();
+    await server?.stop('SIGKILL');
     rmSync(dataDir, { recursive: true, force: true });
   });
 
@@ -172,14 +122,14 @@ describe('browser end to end: a killed server and a wiped store (herald start, S
     const sending = (async () => {
       for (let i = 1; i <= N; i++) {
         const title = `n${i}`;
-        sends.push(await server.send(1, title, `e2e-kill-${i}`));
+        sends.push(await server.sendUntilAnswered(1, title, `e2e-kill-${i}`));
         expected.push(title);
         await delay(20);
       }
     })();
     // Kill while sends go on, with the first ones already shown (and some of them acked).
     await waitTitles(a, KILL_AT);
-    await server.kill();
+    await server.stop('SIGKILL');
     await delay(300); // the tabs notice and back off; sends fail and are retried meanwhile
     await server.start();
     await sending;
@@ -200,7 +150,7 @@ describe('browser end to end: a killed server and a wiped store (herald start, S
 
     // A reload after all that: the cursor comes back from sessionStorage, nothing is shown again.
     await openTab(a, server.url, await server.token(1));
-    await server.send(1, 'after reload', 'e2e-kill-reload');
+    await server.sendUntilAnswered(1, 'after reload', 'e2e-kill-reload');
     await waitTitles(a, 1);
     await delay(300);
     assertExactlyOnce(await seen(a), ['after reload'], 'tab A reloaded');
@@ -219,17 +169,17 @@ describe('browser end to end: a killed server and a wiped store (herald start, S
     const sending = (async () => {
       for (let i = 1; i <= N; i++) {
         if (i % 3 === 0) {
-          broadcastSeqs.push((await server.send('all', `b${i}`, `e2e-bkill-b${i}`)).seq);
+          broadcastSeqs.push((await server.sendUntilAnswered('all', `b${i}`, `e2e-bkill-b${i}`)).seq);
           all.push(`b${i}`);
         } else {
-          await server.send(3, `p${i}`, `e2e-bkill-p${i}`);
+          await server.sendUntilAnswered(3, `p${i}`, `e2e-bkill-p${i}`);
           own.push(`p${i}`);
         }
         await delay(20);
       }
     })();
     await waitTitles(a, 9);
-    await server.kill();
+    await server.stop('SIGKILL');
     await delay(300);
     await server.start();
     await sending;
@@ -251,21 +201,21 @@ describe('browser end to end: a killed server and a wiped store (herald start, S
     const { context, page } = await newPage(browser);
     await openTab(page, server.url, await server.token(2));
     const before = ['old 1', 'old 2', 'old 3'];
-    for (const [i, t] of before.entries()) await server.send(2, t, `e2e-wipe-old-${i}`);
+    for (const [i, t] of before.entries()) await server.sendUntilAnswered(2, t, `e2e-wipe-old-${i}`);
     await waitTitles(page, 3);
     const oldCursor = await page.evaluate(() => (window as W).Herald.client!.cursors().own);
     assert.equal(oldCursor?.SEQ, 3);
 
-    await server.kill();
+    await server.stop('SIGKILL');
     rmSync(dataDir, { recursive: true, force: true });
     await server.start();
     // Sent before the tab is back: its SEQs (1, 2) are below the stale cursor's 3.
-    const fresh1 = await server.send(2, 'new 1', 'e2e-wipe-new-1');
-    const fresh2 = await server.send(2, 'new 2', 'e2e-wipe-new-2');
+    const fresh1 = await server.sendUntilAnswered(2, 'new 1', 'e2e-wipe-new-1');
+    const fresh2 = await server.sendUntilAnswered(2, 'new 2', 'e2e-wipe-new-2');
     assert.notEqual(fresh1.epoch, oldCursor.EPOCH, 'a wiped store starts a new EPOCH');
     assert.equal(fresh2.seq, 2);
     await waitTitles(page, 5);
-    const afterReconnect = await server.send(2, 'new 3', 'e2e-wipe-new-3');
+    const afterReconnect = await server.sendUntilAnswered(2, 'new 3', 'e2e-wipe-new-3');
     assert.equal(afterReconnect.seq, 3, 'the SEQ the stale cursor stood at');
     await waitTitles(page, 6);
     await delay(300);
@@ -278,7 +228,7 @@ describe('browser end to end: a killed server and a wiped store (herald start, S
 
     // And a reload on the new EPOCH: nothing again, the next one shown.
     await openTab(page, server.url, await server.token(2));
-    await server.send(2, 'new 4', 'e2e-wipe-new-4');
+    await server.sendUntilAnswered(2, 'new 4', 'e2e-wipe-new-4');
     await waitTitles(page, 1);
     await delay(300);
     assertExactlyOnce(await seen(page), ['new 4'], 'the reloaded tab');
