@@ -32,4 +32,20 @@ describe('herald config', () => {
       rmSync(dataDir, { recursive: true, force: true });
     }
   });
+
+  test('shows httpResolverUrl with its query\'s values masked: a key for the panel may be there', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'herald-config-'));
+    try {
+      const key = 'panel-callback-key-5f1d9c';
+      const r = await runCli(['config', '--data-dir', dataDir], {
+        env: { HERALD_AUTH_RESOLVER: 'http', HERALD_HTTP_RESOLVER_URL: `http://127.0.0.1:9/herald/auth?key=${key}&v=2&${key}#${key}` },
+      });
+      assert.equal(r.code, 0, r.stderr);
+      const shown = JSON.parse(r.stdout) as Record<string, unknown>;
+      assert.equal(shown.httpResolverUrl, 'http://127.0.0.1:9/herald/auth?key=(set)&v=(set)&(set)');
+      assert.ok(!(r.stdout + r.stderr).includes(key), 'the key was printed');
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
 });

@@ -5,7 +5,7 @@
  * reports failure as a CliError (one line on stderr, a non-zero status).
  */
 import { mintToken } from '../server/auth/token-resolver.js';
-import { maskEnvEntries, optionsMarkdownTable, SECRET_OPTION_KEYS, SECRET_VALUES_OPTION_KEYS } from '../server/options.js';
+import { maskEnvEntries, maskUrlQuery, optionsMarkdownTable, SECRET_OPTION_KEYS, SECRET_QUERY_OPTION_KEYS, SECRET_VALUES_OPTION_KEYS } from '../server/options.js';
 import { readSecrets, secretsFile } from '../server/secrets.js';
 import { HeraldSdkError } from '../sdk/errors.js';
 import type { Recipient, SendMessageInput, SendResult } from '../sdk/types.js';
@@ -232,7 +232,10 @@ export function runConfig(flags: GlobalFlags & { markdown?: boolean }): void {
   const options: Record<string, unknown> = { ...loaded, secret: loaded.secret || stored.secret || '', apiToken: loaded.apiToken || stored.apiToken || '' };
   const shown: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(options)) {
-    shown[k] = SECRET_OPTION_KEYS.includes(k) ? (v === '' ? '' : '(set)') : SECRET_VALUES_OPTION_KEYS.includes(k) ? maskEnvEntries(v as string[]) : v;
+    shown[k] = SECRET_OPTION_KEYS.includes(k) ? (v === '' ? '' : '(set)')
+      : SECRET_VALUES_OPTION_KEYS.includes(k) ? maskEnvEntries(v as string[])
+      : SECRET_QUERY_OPTION_KEYS.includes(k) ? maskUrlQuery(v as string)
+      : v;
   }
   out(JSON.stringify(shown, null, 2));
 }

@@ -31,7 +31,8 @@ const StringList = (description: string, dflt: string[], extra: Record<string, u
 /**
  * The option schema. Each entry: type, default, unit, and why you would change it.
  * `secret: true` keeps a value out of logs and `herald config`; `secretValues: true`
- * marks a KEY=VALUE list whose values may be secrets (shown as KEY=(set)); `generated: true`
+ * marks a KEY=VALUE list whose values may be secrets (shown as KEY=(set)); `secretQuery: true`
+ * a URL whose query's values may be (shown as NAME=(set)); `generated: true`
  * marks the secrets ensureSecrets (secrets.ts) generates when left empty, the
  * only ones README's table shows as "(generated)".
  */
@@ -107,7 +108,7 @@ export const OptionsSchema = Type.Object({
   sqlUserHeader: Type.String({ default: '', description: 'Header holding a user\'s session id (it wins over the cookie). abills: USERSID.' }),
   sqlPoolSize: Type.Integer({ minimum: 1, maximum: 100, default: 5, description: 'Connections the sql resolver keeps open to the panel\'s database at most.' }),
   sqlTimeoutMs: Millis('Longest a sql resolver look-up takes: the wait for a pooled connection, connecting and the query together; beyond it the look-up is "unavailable" (HTTP 503). The database also stops a query after this long (statement_timeout, max_statement_time or max_execution_time).', 3000, 100, TIMER_MAX_MS),
-  httpResolverUrl: Type.String({ default: '', description: 'URL the http resolver POSTs each handshake to (with its Cookie header and httpResolverHeaders). 200 {"kind","id"} admits, 401/403 refuse, anything else is "unavailable".' }),
+  httpResolverUrl: Type.String({ default: '', description: 'URL the http resolver POSTs each handshake to (with its Cookie header and httpResolverHeaders). 200 {"kind","id"} admits, 401/403 refuse, anything else is "unavailable". herald config shows its query\'s values as (set): a key for the panel may be there.', secretQuery: true }),
   httpResolverTimeoutMs: Millis('Longest an http resolver look-up takes, its wait for a turn (httpResolverConcurrency) and the panel\'s answer together; beyond it the look-up is "unavailable" (HTTP 503).', 3000, 50, TIMER_MAX_MS),
   httpResolverConcurrency: Type.Integer({ minimum: 1, maximum: 1000, default: 16, description: 'Look-ups the http resolver has at the panel at once at most (a reconnect storm of many sessions must not become as many requests at once). More wait their turn within httpResolverTimeoutMs; past 100 × this many waiting, a handshake gets HTTP 503 at once and the tab retries later.' }),
   httpResolverHeaders: StringList('Handshake headers forwarded to httpResolverUrl besides Cookie (e.g. ADMINSID, Authorization).', []),
@@ -404,6 +405,29 @@ export const SECRET_OPTION_KEYS: readonly string[] = Object.entries(OptionsSchem
 export const SECRET_VALUES_OPTION_KEYS: readonly string[] = Object.entries(OptionsSchema.properties as Record<string, TSchema>)
   .filter(([, s]) => s.secretValues === true)
   .map(([k]) => k);
+
+/** Keys whose URL may carry a secret in its query string (httpResolverUrl). */
+export const SECRET_QUERY_OPTION_KEYS: readonly string[] = Object.entries(OptionsSchema.properties as Record<string, TSchema>)
+  .filter(([, s]) => s.secretQuery === true)
+  .map(([k]) => k);
+
+/**
+ * A URL as `herald config` shows it: each query parameter's value is
+ * `(set)` (a bare parameter, which may be a key itself, is `(set)` whole),
+ * and a fragment is dropped. Without a query it is shown as it is.
+ */
+export function maskUrlQuery(url: string): string {
+  const q = url.indexOf('?');
+  if (q < 0) return url;
+  const hash = url.indexOf('#', q);
+  const query = url.slice(q + 1, hash < 0 ? undefined : hash);
+  if (query === '') return url.slice(0, q);
+  const masked = query.split('&').map((p) => {
+    const eq = p.indexOf('=');
+    return eq < 0 ? '(set)' : `${p.slice(0, eq)}=(set)`;
+  });
+  return `${url.slice(0, q)}?${masked.join('&')}`;
+}
 
 /** Variables whose values are never secrets, shown as they are by `herald config`. */
 const PLAIN_VARIABLES = /^(PATH|LANG|LANGUAGE|LC_[A-Z]+|TZ)$/;
