@@ -12,6 +12,8 @@ import { WalCheckpointer } from './wal-checkpointer.js';
 
 /** With synchronous=normal, the longest a commit waits for the WAL's fsync (SqliteStoreOptions.walSyncMs). */
 const WAL_SYNC_MS = 1000;
+/** SqliteStoreOptions.pruneBytes's default. */
+const PRUNE_BYTES = 1 << 20;
 
 export interface SqliteStoreOptions extends MessageStoreLimits {
   /** Path of the database file (created when missing). `:memory:` for a throw-away store. */
@@ -37,6 +39,13 @@ export interface SqliteStoreOptions extends MessageStoreLimits {
    * transaction; the loop yields to the event loop between them. Default 100.
    */
   pruneBatch?: number;
+  /**
+   * Journal text (UTF-16 code units) deleted per pruning transaction at most
+   * (a row larger than this goes alone). Default 1 MiB: 100 rows of a
+   * 1,000-send batch each are 24 MB, and deleting them in one transaction
+   * held the event loop 58 ms.
+   */
+  pruneBytes?: number;
   /** Background pruning every this many ms; 0 or absent = only when prune() is called. */
   pruneIntervalMs?: number;
   /** This boot of the machine (tests); default: Linux's /proc/sys/kernel/random/boot_id. */
@@ -153,6 +162,7 @@ export class SqliteStore implements MessageStore {
   readonly #staged: WriteBatch;
   readonly #maxBatch: number;
   readonly #pruneBatch: number;
+  readonly #pruneBytes: number;
   readonly #ackDelayMs: number;
   #queue: PendingWrite[] = [];
   #scheduled = false;
@@ -174,6 +184,8 @@ export class SqliteStore implements MessageStore {
    */
   #rowIds: number[] = [];
   #rowExpiries: number[] = [];
+  /** Each journal row's body length (what deleting it costs: a pruning transaction is bounded by it too). */
+  #rowSizes: number[] = [];
   /**
    * Journal rows holding an append that dropped older notifications for the
    * cap (a floor). Such a row outlives its own expiry while an older row is
@@ -201,6 +213,7 @@ export class SqliteStore implements MessageStore {
     const started = performance.now();
     this.#maxBatch = options.maxBatch ?? 1000;
     this.#pruneBatch = options.pruneBatch ?? 100;
+    this.#pruneBytes = options.pruneBytes ?? PRUNE_BYTES;
     this.#ackDelayMs = options.ackDelayMs ?? 200;
     const { db, lock, storeEpoch, rotatedEpochs, migrated } = openStoreFile(options.file, options);
     this.rotatedEpochs = rotatedEpochs;
@@ -252,6 +265,7 @@ export class SqliteStore implements MessageStore {
       journalRows++;
       this.#rowIds.push(id);
       this.#rowExpiries.push(expires);
+      this.#rowSizes.push(body.length);
       decodeBody(body, (e) => {
         let s = index.get(e.stream);
         if (!s) {
@@ -387,6 +401,7 @@ export class SqliteStore implements MessageStore {
       if (row !== undefined) {
         this.#rowIds.push(row);
         this.#rowExpiries.push(maxExpires);
+        this.#rowSizes.push(body.length);
         if (floors) this.#floorRows.add(row);
       }
     } catch (e) {
@@ -556,7 +571,7 @@ export class SqliteStore implements MessageStore {
 
   /**
    * Deletes the journal rows whose every notification expired, `pruneBatch`
-   * rows per transaction, then drops expired notifications and keys from
+   * rows and `pruneBytes` of their text per transaction at most, then drops expired notifications and keys from
    * memory, a slice at a time; yields to the event loop between steps so
    * that sends and replays keep flowing while a large backlog is removed.
    * Returns how many notifications were dropped from memory.
@@ -571,15 +586,23 @@ export class SqliteStore implements MessageStore {
   }
 
   async #pruneLoop(now: number): Promise<number> {
-    const doomed = this.#expiredRows(now);
-    for (let i = 0; i < doomed.length; i += this.#pruneBatch) {
+    const { ids: doomed, sizes } = this.#expiredRows(now);
+    for (let i = 0; i < doomed.length;) {
       if (i > 0) await yieldToLoop();
       if (this.#closed) return 0;
       // A lost file (#checkFile, #checkLock) is not this store's to change any more: memory only.
       if (this.#lost) break;
+      // Bounded by rows and by text: a row of a large batch (a /send/batch
+      // of 1,000) frees hundreds of pages, and SQLite's time to delete a row
+      // grows with them.
+      let end = i + 1;
+      let bytes = sizes[i]!;
+      while (end < doomed.length && end - i < this.#pruneBatch && bytes + sizes[end]! <= this.#pruneBytes) bytes += sizes[end++]!;
+      const from = i;
+      i = end;
       // A deleted row may hold a stream's last or acknowledged SEQ: the same transaction writes them to the stream's row.
       this.#transaction(() => {
-        for (const id of doomed.slice(i, i + this.#pruneBatch)) this.#q.deleteRow.run(id);
+        for (let j = from; j < end; j++) this.#q.deleteRow.run(doomed[j]!);
         return true;
       });
       this.checkpointer?.committed(0);
@@ -592,10 +615,12 @@ export class SqliteStore implements MessageStore {
    * (should deleting them fail, they are deleted after the next open). A row
    * with a floor stays while an older row does (see #floorRows).
    */
-  #expiredRows(now: number): number[] {
+  #expiredRows(now: number): { ids: number[]; sizes: number[] } {
     const doomed: number[] = [];
+    const doomedSizes: number[] = [];
     const ids: number[] = [];
     const expiries: number[] = [];
+    const sizes: number[] = [];
     // Whether a row before this one stays with something unexpired in it.
     let olderLive = false;
     for (let i = 0; i < this.#rowIds.length; i++) {
@@ -603,18 +628,21 @@ export class SqliteStore implements MessageStore {
       const expires = this.#rowExpiries[i]!;
       if (expires <= now && !(olderLive && this.#floorRows.has(id))) {
         doomed.push(id);
+        doomedSizes.push(this.#rowSizes[i]!);
         this.#floorRows.delete(id);
       } else {
         ids.push(id);
         expiries.push(expires);
+        sizes.push(this.#rowSizes[i]!);
         if (expires > now) olderLive = true;
       }
     }
     if (doomed.length > 0) {
       this.#rowIds = ids;
       this.#rowExpiries = expiries;
+      this.#rowSizes = sizes;
     }
-    return doomed;
+    return { ids: doomed, sizes: doomedSizes };
   }
 
   /**
