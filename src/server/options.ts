@@ -5,6 +5,7 @@
  * (`node dist/cli/main.js config --markdown`), and a test keeps the two in step.
  */
 import { readFileSync } from 'node:fs';
+import { BlockList, isIP } from 'node:net';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { HeraldError } from './errors.js';
@@ -364,8 +365,22 @@ export function demoEnabled(o: Pick<HeraldOptions, 'demo' | 'host' | 'publicUrl'
   return o.demo === 'auto' ? isLoopback(o.host) && o.publicUrl === '' : o.demo;
 }
 
+// 127.0.0.0/8 (RFC 1122 §3.2.1.3) and ::1 (RFC 4291 §2.5.3). BlockList also matches an IPv4
+// rule against the IPv4-mapped form (`::ffff:127.0.0.1`, which the URL parser writes `::ffff:7f00:1`),
+// and compares addresses, not spellings: `0:0:0:0:0:0:0:1` is ::1.
+const LOOPBACK = new BlockList();
+LOOPBACK.addSubnet('127.0.0.0', 8, 'ipv4');
+LOOPBACK.addAddress('::1', 'ipv6');
+
+/**
+ * Whether a listener address or a Host header's host name stays on this machine:
+ * `localhost`, 127.x.x.x, ::1 and their IPv4-mapped forms, with or without brackets.
+ */
 export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || host === '[::1]' || /^127\.\d+\.\d+\.\d+$/.test(host);
+  const h = host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+  if (h.toLowerCase() === 'localhost') return true;
+  const family = isIP(h);
+  return family !== 0 && LOOPBACK.check(h, family === 6 ? 'ipv6' : 'ipv4');
 }
 
 /** What a value is, without the value: `a number`, `a list`, `null`. */

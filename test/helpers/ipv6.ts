@@ -1,0 +1,17 @@
+/**
+ * Whether this machine has the IPv6 loopback (a container may run without
+ * IPv6): the ipv6-* tests listen and connect on ::1 only, and skip with this
+ * reason where it is missing.
+ */
+import { createServer } from 'node:net';
+
+async function hasIPv6Loopback(): Promise<boolean> {
+  const s = createServer();
+  return new Promise((resolve) => {
+    s.once('error', () => resolve(false));
+    s.listen(0, '::1', () => s.close(() => resolve(true)));
+  });
+}
+
+/** false where ::1 works, else the reason to skip (for node:test's `skip`). */
+export const noIPv6: false | string = (await hasIPv6Loopback()) ? false : 'this machine has no ::1 (IPv6 loopback): skipped';
