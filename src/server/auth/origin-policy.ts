@@ -87,5 +87,6 @@ export class OriginPolicy {
 
 /** The embedded default: the public URL's own origin, and localhost / loopback on any port. */
 export function defaultAllowedOrigins(publicOrigin: string): string[] {
-  return [publicOrigin, 'http://localhost:*', 'https://localhost:*', 'http://127.0.0.1:*', 'https://127.0.0.1:*', 'http://[::1]:*'];
+  // https on [::1] as on 127.0.0.1: a page served over TLS on the IPv6 loopback was refused.
+  return [publicOrigin, 'http://localhost:*', 'https://localhost:*', 'http://127.0.0.1:*', 'https://127.0.0.1:*', 'http://[::1]:*', 'https://[::1]:*'];
 }
