@@ -111,7 +111,9 @@ class LegacyConnection {
   constructor(socket: net.Socket, server: LegacyServer, log: Logger) {
     this.#socket = socket;
     this.#server = server;
-    this.#peer = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? '?'}`;
+    // An IPv6 address in brackets (RFC 3986 §3.2.2): `::1:40992` reads as an address, not ::1 port 40992.
+    const address = socket.remoteAddress ?? '?';
+    this.#peer = `${address.includes(':') ? `[${address}]` : address}:${socket.remotePort ?? '?'}`;
     this.#log = log.child({ peer: this.#peer });
     this.#framer = new JsonStreamFramer({ maxValueBytes: server.settings.legacyMaxRequestBytes });
     this.closed = new Promise((resolve) => {
