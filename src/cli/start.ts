@@ -122,7 +122,12 @@ export async function runStart(flags: StartFlags, legacyFromCli: boolean): Promi
     if (err.syscall === 'listen' || err.syscall === 'getaddrinfo') throw new CliError(`cannot listen: ${err.message}`, Exit.FAILURE);
     throw e;
   }
-  if (generated) printFirstStart(file, herald.urls.http, options.dataDir, flags.dataDir !== undefined, hintUrl(options, herald.urls.http));
+  if (generated) {
+    // Where a browser on this machine reaches the listener: on a wildcard host the listener's own
+    // address (http://0.0.0.0:PORT, http://[::]:PORT) is where nothing connects, so loopback instead.
+    const reachable = serverUrl({ ...options, port: Number(new URL(herald.urls.http).port) }, {}, {});
+    printFirstStart(file, reachable, options.dataDir, flags.dataDir !== undefined, hintUrl(options, reachable));
+  }
 
   let closing = false;
   const shutdown = (signal: NodeJS.Signals) => {
@@ -182,8 +187,7 @@ function printFirstStart(file: string, httpUrl: string, dataDir: string, flagsGa
  * flags: after `herald start --port 8080` a bare `herald send` asked port
  * 19443 and could not reach Herald.
  */
-function hintUrl(options: HeraldOptions, httpUrl: string): string | undefined {
-  const wanted = serverUrl({ ...options, port: Number(new URL(httpUrl).port) }, {}, {});
+function hintUrl(options: HeraldOptions, wanted: string): string | undefined {
   let found: string | undefined;
   try {
     found = serverUrl(loadCliOptions({ dataDir: options.dataDir }), {}, process.env);
