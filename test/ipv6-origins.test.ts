@@ -20,6 +20,21 @@ describe('origins with [::1]', () => {
     assert.equal(policy.check('https://[::2]:8443'), 'forbidden');
   });
 
+  test('an entry may spell an IPv6 literal any way: it matches the Origin a browser sends', () => {
+    for (const [entry, origin] of [
+      ['http://[::ffff:127.0.0.1]:8080', 'http://[::ffff:7f00:1]:8080'],
+      ['http://[::FFFF:7F00:1]:8080', 'http://[::ffff:7f00:1]:8080'],
+      ['http://[0:0:0:0:0:0:0:1]:8080', 'http://[::1]:8080'],
+      ['https://[::1]:443', 'https://[::1]'],
+      ['http://[::1]:*', 'http://[::1]:3000'],
+    ] as const) {
+      const policy = new OriginPolicy({ allowed: [entry], allowMissing: false });
+      assert.equal(policy.check(origin), 'allowed', `${entry} admits ${origin}`);
+      assert.equal(policy.check('http://[::2]:8080'), 'forbidden', entry);
+    }
+    assert.throws(() => new OriginPolicy({ allowed: ['http://[::1:8080'], allowMissing: false }), /not an origin/);
+  });
+
   test('a tab on a ::1 listener from https://[::1]:8443 is admitted by the default list', { skip: noIPv6 }, async () => {
     const s = await startHerald({ host: '::1', legacyEnabled: false });
     try {

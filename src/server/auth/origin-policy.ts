@@ -23,7 +23,9 @@ interface Rule {
 }
 
 function parseRule(text: string): Rule | undefined {
-  const m = /^(https?|wss?):\/\/(\*\.)?(\[[0-9a-f:]+\]|[^/:[\]]+)(?::(\d+|\*))?\/?$/i.exec(text.trim());
+  // An IPv6 literal may end in dotted IPv4 (`[::ffff:127.0.0.1]`, RFC 4291 §2.2): the URL parser
+  // below writes it as browsers send it (`[::ffff:7f00:1]`); it was refused as no origin.
+  const m = /^(https?|wss?):\/\/(\*\.)?(\[[0-9a-f:.]+\]|[^/:[\]]+)(?::(\d+|\*))?\/?$/i.exec(text.trim());
   if (!m) return undefined;
   const scheme = m[1]!.toLowerCase();
   const wildcard = !!m[2];
