@@ -6,6 +6,9 @@
  * door now writes `[::1]:40992` (RFC 3986 §3.2.2).
  */
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
 import { pino } from 'pino';
@@ -15,13 +18,16 @@ import { loadOptions } from '../src/server/options.js';
 import { noIPv6 } from './helpers/ipv6.js';
 import { RawLegacyClient } from './helpers/legacy-client.js';
 import { startHerald, type TestServer } from './helpers/server.js';
-import { until } from './helpers/ws-client.js';
+import { restartablePort } from './helpers/ports.js';
+import { TestTab, until } from './helpers/ws-client.js';
 
 describe('every door on ::1', { skip: noIPv6 }, () => {
   let server: TestServer;
   let port: string;
+  let adminPort: number;
   before(async () => {
-    server = await startHerald({ host: '::1', legacyHost: '::1', heartbeatMs: 60000 });
+    adminPort = await restartablePort();
+    server = await startHerald({ host: '::1', legacyHost: '::1', adminPort, heartbeatMs: 60000 });
     port = new URL(server.url).port;
   });
   after(() => server?.close());
@@ -41,6 +47,14 @@ describe('every door on ::1', { skip: noIPv6 }, () => {
     assert.ok(result);
     assert.equal(result.delivered, 1);
     assert.equal((await tab.nextOfType('MESSAGE')).TITLE, 'over ::1');
+    tab.close();
+  });
+
+  test("the old daemon's admin port on ::1 takes a tab at ws://[::1]:PORT", async () => {
+    assert.equal(server.herald.urls.adminPort, adminPort);
+    const token = await server.token('admin', 6);
+    const tab = await TestTab.open(`ws://[::1]:${adminPort}/`, { origin: `http://[::1]:${port}`, query: { token } });
+    assert.equal((await tab.nextOfType('WELCOME')).ID, 6);
     tab.close();
   });
 
@@ -81,6 +95,37 @@ describe('log lines name an IPv6 peer in brackets', { skip: noIPv6 }, () => {
     } finally {
       await herald.close();
       await base.close();
+    }
+  });
+});
+
+describe('the http resolver at http://[::1]', { skip: noIPv6 }, () => {
+  let panel: Server;
+  before(async () => {
+    // The panel's session endpoint, on ::1: session id in the cookie -> who.
+    panel = createServer((req, res) => {
+      req.resume();
+      const admitted = req.headers.cookie === 'panel_session=admin-9';
+      res.writeHead(admitted ? 200 : 401, { 'content-type': 'application/json' }).end(admitted ? JSON.stringify({ kind: 'admin', id: 9 }) : '');
+    });
+    panel.listen(0, '::1');
+    await once(panel, 'listening');
+  });
+  after(() => {
+    panel.closeAllConnections();
+    panel.close();
+  });
+
+  test('admits a tab by the panel session it vouches for, and refuses an unknown one', async () => {
+    const panelPort = (panel.address() as AddressInfo).port;
+    const s = await startHerald({ host: '::1', legacyEnabled: false, authResolver: 'http', httpResolverUrl: `http://[::1]:${panelPort}/herald/session`, authCacheMs: 0, authNegativeCacheMs: 0 });
+    try {
+      const tab = await TestTab.open(`${s.wsUrl}/ws/admin`, { headers: { cookie: 'panel_session=admin-9' } });
+      assert.equal((await tab.nextOfType('WELCOME')).ID, 9);
+      tab.close();
+      assert.equal((await TestTab.status(`${s.wsUrl}/ws/admin`, { headers: { cookie: 'panel_session=nobody' } })).status, 401);
+    } finally {
+      await s.close();
     }
   });
 });
