@@ -99,6 +99,30 @@ describe('log lines name an IPv6 peer in brackets', { skip: noIPv6 }, () => {
   });
 });
 
+describe('the command audit names an IPv6 caller in brackets', { skip: noIPv6 }, () => {
+  test('requestedBy of a refused COMMAND: [::1]:PORT over TCP, http:[::1] over POST /api/v1/legacy, api ::1 over the commands API', async () => {
+    const s = await startHerald({ host: '::1', legacyHost: '::1', commandsAllow: ['echo'] });
+    try {
+      const c = await RawLegacyClient.connect(s.herald.urls.legacy!.port, '::1');
+      const local = c.socket.localPort;
+      try {
+        const r = await c.request('{"TYPE":"COMMAND","PROGRAM":"rm","PROGRAM_ARGS":["-rf /"]}');
+        assert.equal((r.answer as { CODE: string }).CODE, 'HERALD_ERR_BAD_REQUEST');
+      } finally {
+        c.destroy();
+      }
+      const overHttp = await s.api('POST', '/api/v1/legacy', { TYPE: 'COMMAND', AID: 9, PROGRAM: 'rm', ARGS: { timeout: 'soon' } });
+      assert.equal(overHttp.body.CODE, 'HERALD_ERR_BAD_REQUEST');
+      const viaApi = await s.api('POST', '/api/v1/commands', { aid: 9, program: 'rm', timeout: -1 });
+      assert.equal(viaApi.status, 400);
+      const { records } = (await s.api('GET', '/api/v1/commands/audit')).body as { records: Array<{ requestedBy?: string }> };
+      assert.deepEqual(records.map((r) => r.requestedBy), ['api ::1', 'http:[::1]', `[::1]:${local}`]);
+    } finally {
+      await s.close();
+    }
+  });
+});
+
 describe('the http resolver at http://[::1]', { skip: noIPv6 }, () => {
   let panel: Server;
   before(async () => {

@@ -447,11 +447,12 @@ export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext)
     // The old daemon's requests over HTTP (what the SDK's jsonRequest uses): the
     // same handler as the TCP door, so the two cannot drift. The bearer token
     // already authenticated the caller, so no legacy TOKEN is required.
+    // The audit's peer: `http:127.0.0.1`, and an IPv6 caller in brackets (`http:[::1]`, not `http:::1`).
     api.post('/legacy', {
       schema: { summary: 'A legacy-protocol request (PROTOCOL.md §2), answered as the old daemon would; 204 for SILENT', body: Type.Unknown() },
     }, async (req, reply) => {
       const answer = await handleLegacyRequest(req.body, {
-        notifier: ctx.notifier, commands: ctx.commands, token: '', requireToken: false, peer: `http:${req.ip}`,
+        notifier: ctx.notifier, commands: ctx.commands, token: '', requireToken: false, peer: `http:${req.ip.includes(':') ? `[${req.ip}]` : req.ip}`,
       });
       if (answer === undefined) return reply.status(204).send();
       return reply.type('application/json; charset=utf-8').send(JSON.stringify(answer));
