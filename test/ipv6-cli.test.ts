@@ -70,4 +70,13 @@ describe('herald start on IPv6 and wildcard addresses', () => {
       await exited(child);
     }
   });
+
+  test('--url with a bare IPv6 address is a usage error that says to put it in brackets', async () => {
+    for (const [url, hint] of [['http://::1:19443', true], ['http://[::1:19443', false]] as const) {
+      const r = await runCli(['ping', '--url', url], { cwd: dir, env: { HERALD_API_TOKEN: 'a-token-of-twenty-chars' } });
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /--url \/ HERALD_URL is not a URL/);
+      assert.equal(/goes in brackets: http:\/\/\[::1\]:19443/.test(r.stderr), hint, r.stderr);
+    }
+  });
 });
