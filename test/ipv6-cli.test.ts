@@ -79,4 +79,13 @@ describe('herald start on IPv6 and wildcard addresses', () => {
       assert.equal(/goes in brackets: http:\/\/\[::1\]:19443/.test(r.stderr), hint, r.stderr);
     }
   });
+
+  test('host or legacyHost in brackets ([::1]) is a configuration error that names the fix, not getaddrinfo ENOTFOUND', async () => {
+    for (const args of [['--host', '[::1]', '--no-legacy'], ['--set', 'legacyHost=[::1]']]) {
+      const r = await runCli(['start', '--data-dir', join(dir, 'brackets'), '--port', '0', '--legacy-port', '0', '--log-level', 'silent', ...args], { cwd: dir });
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /write an IPv6 address without brackets \("::1"\)/);
+      assert.doesNotMatch(r.stderr, /ENOTFOUND|\n\s+at /);
+    }
+  });
 });

@@ -38,11 +38,11 @@ const StringList = (description: string, dflt: string[], extra: Record<string, u
  * only ones README's table shows as "(generated)".
  */
 export const OptionsSchema = Type.Object({
-  host: Type.String({ default: '127.0.0.1', description: 'Address of the public listener (HTTP API, WebSocket endpoints, demo page). Use 0.0.0.0 behind a reverse proxy only with an Origin allowlist.' }),
+  host: Type.String({ default: '127.0.0.1', description: 'Address of the public listener (HTTP API, WebSocket endpoints, demo page); an IPv6 address without brackets (::1). Use 0.0.0.0 behind a reverse proxy only with an Origin allowlist.' }),
   port: Port('Port of the public listener. 0 picks a free port (tests).', 19443),
   publicUrl: Type.String({ default: '', description: 'The URL browsers use to reach Herald (e.g. https://panel.example.net/herald). Used for the default Origin allowlist and printed hints. Empty: http://HOST:PORT.' }),
   legacyEnabled: Type.Boolean({ default: true, description: 'Run the old daemon\'s TCP control protocol ("Internal" plugin).' }),
-  legacyHost: Type.String({ default: '127.0.0.1', description: 'Address of the legacy TCP listener. Anything but loopback requires legacyToken: the protocol trusts its peers by address.' }),
+  legacyHost: Type.String({ default: '127.0.0.1', description: 'Address of the legacy TCP listener (an IPv6 address without brackets). Anything but loopback requires legacyToken: the protocol trusts its peers by address.' }),
   legacyPort: Port('Port of the legacy TCP listener (the old daemon used 19444).', 19444),
   legacyToken: Type.String({ default: '', description: 'Shared secret of the legacy protocol, sent as TOKEN. On a loopback listener, MESSAGE requests must carry it (the old client sends it only with MESSAGE) and a wrong TOKEN on any request is refused; on any other address every request must carry it, and it is required.', secret: true }),
   legacyMaxRequestBytes: Type.Integer({ minimum: 1024, default: 1048576, description: 'Largest single legacy request, in bytes; a longer value closes the connection with an error.', unit: 'bytes' }),
@@ -299,6 +299,13 @@ function checkConsistency(o: HeraldOptions): void {
     // legacyHost is read only when the legacy listener runs: a setup that turned it off keeps working.
     if (key === 'legacyHost' && !o.legacyEnabled) continue;
     if (o[key].trim() === '') throw new HeraldError('HERALD_ERR_CONFIG', `option "${key}" is empty: leave it unset for the default (${JSON.stringify(OptionsSchema.properties[key].default)}), or name ${what}`);
+  }
+  for (const key of ['host', 'legacyHost'] as const) {
+    if (key === 'legacyHost' && !o.legacyEnabled) continue;
+    // `[::1]` is how a URL writes the address, not an address: listen() looked it up as a
+    // host name and the start failed with "getaddrinfo ENOTFOUND [::1]".
+    const bare = /^\[(.*)\]$/.exec(o[key].trim())?.[1];
+    if (bare !== undefined) throw new HeraldError('HERALD_ERR_CONFIG', `option "${key}" is ${JSON.stringify(o[key])}: write an IPv6 address without brackets (${JSON.stringify(bare)}); brackets belong in URLs only`);
   }
   checkPortsDistinct(o);
   if (o.legacyEnabled && !isLoopback(o.legacyHost) && o.legacyToken === '') {
