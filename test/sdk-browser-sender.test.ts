@@ -231,6 +231,9 @@ describe('BrowserSender against a running Herald', () => {
   test('constructor: a TypeError names the bad option', () => {
     assert.throws(() => new BrowserSender({ apiToken: 'x' }), /option "url"/);
     assert.throws(() => new BrowserSender({ url: 'ftp://x', apiToken: 'x' }), /option "url"/);
+    // A bare IPv6 address reads as a host with several ports: the error names the fix.
+    assert.throws(() => new BrowserSender({ url: 'http://::1:19443', apiToken: 'x' }), /option "url" is not a URL: http:\/\/::1:19443 \(an IPv6 address goes in brackets: http:\/\/\[::1\]:19443\)$/);
+    assert.throws(() => new BrowserSender({ url: 'http://[::1:19443', apiToken: 'x' }), /^TypeError: option "url" is not a URL: http:\/\/\[::1:19443$/);
     assert.throws(() => new BrowserSender({ url: s.url }), /option "apiToken"/);
     assert.throws(() => new BrowserSender({ url: s.url, apiToken: 'x', timeoutMs: 0 }), /option "timeoutMs"/);
     assert.throws(() => new BrowserSender({ url: s.url, apiToken: 'x', secret: 'short' }), /option "secret"/);

@@ -87,9 +87,8 @@ export function clientContext(flags: GlobalFlags): ClientContext {
   try {
     return { options, url, sender: new BrowserSender({ url, apiToken, timeoutMs }) };
   } catch (e) {
-    // `http://::1:19443`: a bare IPv6 address reads as a host with several ports (RFC 3986 §3.2.2).
-    const hint = /^[a-z][a-z0-9+.-]*:\/\/[0-9a-f]*:[0-9a-f]*:/i.test(url) ? ' (an IPv6 address goes in brackets: http://[::1]:19443)' : '';
-    throw new CliError((e as Error).message.replace('option "url"', '--url / HERALD_URL') + hint, Exit.USAGE);
+    // The SDK's message names the fix for a bare IPv6 address (http://::1:19443) too.
+    throw new CliError((e as Error).message.replace('option "url"', '--url / HERALD_URL'), Exit.USAGE);
   }
 }
 

@@ -98,7 +98,9 @@ export class BrowserSender {
     try {
       parsed = new URL(options.url);
     } catch {
-      throw new TypeError(`option "url" is not a URL: ${options.url}`);
+      // `http://::1:19443`: a bare IPv6 address reads as a host with several ports (RFC 3986 §3.2.2).
+      const hint = /^[a-z][a-z0-9+.-]*:\/\/[0-9a-f]*:[0-9a-f]*:/i.test(options.url) ? ' (an IPv6 address goes in brackets: http://[::1]:19443)' : '';
+      throw new TypeError(`option "url" is not a URL: ${options.url}${hint}`);
     }
     if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new TypeError(`option "url" must be http: or https:, got ${parsed.protocol}`);
     // fetch refuses a URL with credentials on every call, and its error quotes
