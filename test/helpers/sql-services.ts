@@ -73,6 +73,7 @@ export function uniqueName(prefix: string): string {
 export async function createMariadbSessions(): Promise<{ url: string; admin: mysql.Connection; drop(): Promise<void> }> {
   const name = uniqueName('herald_auth');
   const root = await mysql.createConnection(MARIADB_URL);
+  root.on('error', (e) => console.log(`# the test's own MariaDB connection failed: ${e.message}`));
   await root.query(`CREATE DATABASE \`${name}\``);
   await root.query(`USE \`${name}\``);
   await root.query('CREATE TABLE web_online (sid VARCHAR(64) PRIMARY KEY, aid INT UNSIGNED NOT NULL)');
@@ -95,6 +96,9 @@ export async function createMariadbSessions(): Promise<{ url: string; admin: mys
 export async function createPostgresSessions(base = POSTGRES_URL): Promise<{ url: string; schema: string; admin: pg.Client; lookups(): Promise<number>; drop(): Promise<void> }> {
   const schema = uniqueName('herald_auth');
   const admin = new pg.Client({ connectionString: base });
+  // An error of this connection while it sits idle (the server ended it) would otherwise be an
+  // uncaught exception, charged to whichever suite created it, with no test named: say what it was.
+  admin.on('error', (e) => console.log(`# the test's own PostgreSQL connection failed: ${e.message}`));
   await admin.connect();
   await admin.query(`CREATE SCHEMA ${schema}`);
   await admin.query(`SET search_path TO ${schema}`);
