@@ -520,6 +520,11 @@ export class HeraldClient {
           return;
         case 'close':
           this.#closeNotice = { reason: String(frame.REASON ?? ''), ...(typeof frame.CODE === 'number' ? { code: frame.CODE } : {}) };
+          // The acks still batched go now, while the socket is open: a
+          // shutdown waits for them before it sends its close frame
+          // (docs/delivery.md), and a new tab elsewhere is not replayed
+          // what this one showed.
+          this.#delivery.flush();
           return;
         case 'ERROR':
           this.events.emit('error', { error: frame });

@@ -11,8 +11,8 @@ export class AckBuffer {
   readonly #store: MessageStore;
   readonly #log: Logger;
   #pending = new Map<string, number>();
-  /** Batches taken by a flush whose store writes have not finished: still counted by pending(). */
-  readonly #inFlight = new Set<Map<string, number>>();
+  /** Batches taken by a flush whose store writes have not finished (still counted by pending()), with those writes. */
+  readonly #inFlight = new Map<Map<string, number>, Promise<void>>();
   #scheduled = false;
 
   constructor(store: MessageStore, logger: Logger) {
@@ -34,7 +34,7 @@ export class AckBuffer {
   pending(stream: string): number {
     let seq = this.#pending.get(stream) ?? 0;
     // An asynchronous store (SQLite queues writes to the next turn) has not applied these yet.
-    for (const batch of this.#inFlight) seq = Math.max(seq, batch.get(stream) ?? 0);
+    for (const batch of this.#inFlight.keys()) seq = Math.max(seq, batch.get(stream) ?? 0);
     return seq;
   }
 
@@ -59,14 +59,25 @@ export class AckBuffer {
       return undefined;
     }
     this.#pending = new Map();
-    this.#inFlight.add(batch);
-    return written.then(
+    const done = written.then(
       () => { this.#inFlight.delete(batch); },
       (err: unknown) => {
         this.#inFlight.delete(batch);
         this.#failed(err, batch);
       },
     );
+    this.#inFlight.set(batch, done);
+    return done;
+  }
+
+  /**
+   * Writes what is pending and waits for every write begun before, the
+   * ones a scheduled flush began included (shutdown: the store is closed
+   * next). Never rejects: a failed write is logged.
+   */
+  async settle(): Promise<void> {
+    await this.flush();
+    await Promise.all(this.#inFlight.values());
   }
 
   #failed(err: unknown, batch: ReadonlyMap<string, number>): void {

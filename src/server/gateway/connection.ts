@@ -143,6 +143,10 @@ export class Connection implements Tab {
    */
   #waitingResume: ResumeFrame | undefined;
   readonly #lastSent = { own: 0, broadcast: 0 };
+  /** The highest SEQ this tab acknowledged (or had when it connected or resumed), per stream: below #lastSent, it owes an ack. */
+  readonly #acked = { own: 0, broadcast: 0 };
+  /** While a shutdown waits for this tab's acks (closeWhenAcked): sends the close frame now. */
+  #ackWait: (() => void) | undefined;
   /** The ack waits this tab was last told (WELCOME, or PACE since). */
   readonly #toldAckMs = { own: 0, broadcast: 0 };
   /** A PACE frame that goes out with the next frame (#repace). */
@@ -180,6 +184,7 @@ export class Connection implements Tab {
     });
     ws.on('close', () => {
       this.#beginClosing();
+      this.#ackWait?.();
       this.#onClosed?.();
     });
     // A close the peer began: ws answers its close frame and ends our side, and emits
@@ -371,6 +376,9 @@ export class Connection implements Tab {
     after = Math.max(after, head.firstSeq - 1);
     // A RESUME on a live tab rewinds: the tab says what it really has.
     this.#lastSent[stream] = after;
+    // What the tab had before this replay is not waited for at shutdown: a
+    // tab flushes its pending acks when it (re)connects.
+    this.#acked[stream] = after;
     // Most tabs have nothing to catch up on: no store read. Anything appended
     // after `head` was read is published, and is held for this tab meanwhile.
     if (head.lastSeq <= after) return undefined;
@@ -494,6 +502,43 @@ export class Connection implements Tab {
     }
   }
 
+  /**
+   * Shutdown's close: the close notice now, the close frame once this tab
+   * has acknowledged everything it was sent, or after `waitMs`, whichever
+   * comes first; at once when it owes no ack. A page's code runs only after
+   * its browser has read the frames that follow the notice, and Chromium
+   * answers a close frame by itself, before that: the acks the browser
+   * library sends from the notice's handler (its pending batch) were then
+   * sent on a closing socket and lost, and the person's next new tab was
+   * replayed what they had already been shown. Acks that arrive meanwhile
+   * are recorded as any other (#onMessageWhileClosing). A client that
+   * ignores the notice (the old browser script never acks) gets its close
+   * frame when `waitMs` ends. Nothing is sent to the tab meanwhile: it left
+   * the Hub when the notice went out (onClosing).
+   */
+  closeWhenAcked(code: number, reason: string, waitMs: number): void {
+    if (this.#closing) return;
+    if (waitMs <= 0 || this.#ws.readyState !== this.#ws.OPEN || this.#owesNoAck()) {
+      this.close(code, reason);
+      return;
+    }
+    this.#beginClosing();
+    this.#ws.send(JSON.stringify({ TYPE: 'close', REASON: reason }));
+    const timer = setTimeout(() => this.#ackWait?.(), waitMs);
+    timer.unref();
+    this.#ackWait = () => {
+      this.#ackWait = undefined;
+      clearTimeout(timer);
+      // The peer may have closed meanwhile (ws answered its close frame).
+      if (this.#ws.readyState === this.#ws.OPEN) this.#ws.close(code, closeFrameReason(reason));
+    };
+  }
+
+  /** Whether this tab has acknowledged everything of its streams it was sent. */
+  #owesNoAck(): boolean {
+    return this.#acked.own >= this.#lastSent.own && this.#acked.broadcast >= this.#lastSent.broadcast;
+  }
+
   /** Ends the socket now, without the close handshake (shutdown after the grace period). */
   terminate(): void {
     this.#beginClosing();
@@ -593,7 +638,9 @@ export class Connection implements Tab {
           const seq = Math.min(frame.SEQ, this.#lastSent[stream]);
           if (seq > 0) {
             this.#deps.acks.record(stream === 'own' ? principalKey(this.principal) : broadcastStreamKey(this.principal.kind), seq);
+            if (seq > this.#acked[stream]) this.#acked[stream] = seq;
           }
+          if (this.#ackWait && this.#owesNoAck()) this.#ackWait();
           this.#repace();
         }
         return undefined;

@@ -56,6 +56,18 @@ export function payloadCeiling(maxFrameBytes: number): number {
   return 2 * maxFrameBytes;
 }
 
+/**
+ * At shutdown, the longest a tab that owes acks is given to send them
+ * between its close notice and its close frame (Connection.closeWhenAcked),
+ * and never more than half the shutdown's grace, so that the close
+ * handshake keeps the other half. A browser library tab answers the notice
+ * with its pending acks within a round trip, and its close frame goes out
+ * as soon as they are in; only a tab that does not answer (the old browser
+ * script, a page whose code is stuck) waits this long. Not an option: it
+ * only has to cover a round trip and the page's handler.
+ */
+export const SHUTDOWN_ACK_WAIT_MS = 500;
+
 /** The two browser endpoints on the public listener. */
 const PATHS: Record<string, PrincipalKind> = { '/ws/admin': 'admin', '/ws/user': 'user' };
 
@@ -237,7 +249,12 @@ export class Gateway {
     });
   }
 
-  /** Refuses new tabs, tells every open tab why, and waits (up to `graceMs`) for them to close. */
+  /**
+   * Refuses new tabs, tells every open tab why, gives the tabs that owe
+   * acks a moment to send them (SHUTDOWN_ACK_WAIT_MS, at most half of
+   * `graceMs`), and waits (up to `graceMs` in all) for them to close; then
+   * writes the acks they sent to the store.
+   */
   async close(reason: string = CloseReason.SHUTDOWN, graceMs = 2000): Promise<void> {
     this.#closing = true;
     clearInterval(this.#heartbeat);
@@ -253,7 +270,8 @@ export class Gateway {
         resolve();
       });
     }));
-    for (const c of all) c.close(CloseCode.GOING_AWAY, reason);
+    const ackWaitMs = Math.min(SHUTDOWN_ACK_WAIT_MS, Math.floor(graceMs / 2));
+    for (const c of all) c.closeWhenAcked(CloseCode.GOING_AWAY, reason, ackWaitMs);
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       Promise.all(closed),
@@ -264,7 +282,9 @@ export class Gateway {
     clearTimeout(timer);
     for (const c of this.#connections) c.terminate();
     this.#wss.close();
-    await this.#acks.flush();
+    // What the tabs acked up to their close, all of it in the store's hands
+    // before Herald closes the store.
+    await this.#acks.settle();
   }
 }
 
