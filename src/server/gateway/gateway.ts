@@ -59,14 +59,16 @@ export function payloadCeiling(maxFrameBytes: number): number {
 /**
  * At shutdown, the longest a tab that owes acks is given to send them
  * between its close notice and its close frame (Connection.closeWhenAcked),
- * and never more than half the shutdown's grace, so that the close
- * handshake keeps the other half. A browser library tab answers the notice
- * with its pending acks within a round trip, and its close frame goes out
- * as soon as they are in; only a tab that does not answer (the old browser
- * script, a page whose code is stuck) waits this long. Not an option: it
- * only has to cover a round trip and the page's handler.
+ * and never more than half the tabs' grace, so that the close handshake
+ * keeps the other half. A browser library tab answers the notice with its
+ * pending acks within a round trip, and its close frame goes out as soon as
+ * they are in; only a tab that does not answer (the old browser script, a
+ * page whose code is stuck) waits this long. A second covers a slow link's
+ * round trip (a mobile one, a satellite's 600 ms) and a busy page, and
+ * costs a shutdown at most that second. Not an option: nothing about a
+ * deployment calls for another value, and the grace bounds it anyway.
  */
-export const SHUTDOWN_ACK_WAIT_MS = 500;
+export const SHUTDOWN_ACK_WAIT_MS = 1000;
 
 /** The two browser endpoints on the public listener. */
 const PATHS: Record<string, PrincipalKind> = { '/ws/admin': 'admin', '/ws/user': 'user' };
