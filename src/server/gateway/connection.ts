@@ -86,6 +86,13 @@ const MAX_HELD_FRAMES = 10_000;
 const HEARTBEAT = Buffer.concat([textFrame('{"TYPE":"PING"}'), Buffer.from([0x89, 0x00])]);
 const PONG_FRAME = '{"TYPE":"PONG","DATA":"RESPONSE"}';
 
+/**
+ * Replayed bytes (of frame text) sent in one turn of the event loop at most,
+ * besides replayBatch frames: large notifications cost by their size, and
+ * 500 of 64 KB would be 32 MB in one turn.
+ */
+const REPLAY_TURN_BYTES = 256 * 1024;
+
 /** What `#replays` starts from: one settled promise for every tab, not one each. */
 const SETTLED: Promise<void> = Promise.resolve();
 
@@ -142,6 +149,8 @@ export class Connection implements Tab {
    * replays (one running, one waiting) however many it sends.
    */
   #waitingResume: ResumeFrame | undefined;
+  /** Replayed frames and bytes sent since the replay last let the event loop turn (#yieldTurn). */
+  readonly #replayTurn = { frames: 0, bytes: 0 };
   readonly #lastSent = { own: 0, broadcast: 0 };
   /** The highest SEQ this tab acknowledged (or had when it connected or resumed), per stream: below #lastSent, it owes an ack. */
   readonly #acked = { own: 0, broadcast: 0 };
@@ -400,11 +409,32 @@ export class Connection implements Tab {
       }
       for (const m of page.messages) {
         if (m.seq <= this.#lastSent[stream]) continue;
+        // Before the frame, not after: a replay's last frame is followed by the held live ones at once.
+        if (this.#replayTurn.frames >= this.#deps.limits.replayBatch || this.#replayTurn.bytes >= REPLAY_TURN_BYTES) await this.#yieldTurn();
+        if (!this.isOpen) return;
         this.#lastSent[stream] = m.seq;
-        await this.#sendReplayed(withDelivery(m.json, m.seq, page.epoch, stream === 'broadcast'));
+        const frame = withDelivery(m.json, m.seq, page.epoch, stream === 'broadcast');
+        this.#replayTurn.frames++;
+        this.#replayTurn.bytes += frame.length;
+        await this.#sendReplayed(frame);
       }
       if (page.messages.length < this.#deps.limits.replayBatch) return;
     }
+  }
+
+  /**
+   * Lets the rest of the event loop run (other tabs' sends, HTTP requests,
+   * heartbeats, I/O) before the replay goes on. Both stores answer a page at
+   * once and a fast link takes every frame, so without it a replay of 50,000
+   * ran in one turn and held the loop for 100–240 ms (docs/delivery.md, At
+   * size). setImmediate, not a microtask: only a new turn lets I/O in. Live
+   * frames for this tab meanwhile are held (#held) as for any replay, so
+   * nothing is reordered.
+   */
+  async #yieldTurn(): Promise<void> {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    this.#replayTurn.frames = 0;
+    this.#replayTurn.bytes = 0;
   }
 
   /**
