@@ -57,7 +57,7 @@ for (const store of ['memory', 'sqlite'] as const) {
       s.herald.app.server.once('upgrade', (_req: unknown, socket: net.Socket) => {
         const write = socket.write;
         socket.write = function (this: net.Socket, chunk: unknown, ...rest: unknown[]): boolean {
-          if ((Buffer.isBuffer(chunk) || typeof chunk === 'string') && chunk.includes(typeof chunk === 'string' ? marker.toString() : marker)) {
+          if (typeof chunk === 'string' ? chunk.includes(marker.toString('latin1')) : Buffer.isBuffer(chunk) && chunk.includes(marker)) {
             written++;
             perTurn.set(turn, (perTurn.get(turn) ?? 0) + 1);
           }
