@@ -102,7 +102,10 @@ const rawTabs: RawTab[] = [];
 
 before(async () => {
   // maxPerStream above TOTAL: the dropped tab's whole backlog is still there to replay.
-  s = await startHerald({ store: 'memory', maxBufferedBytes: MAX_BUFFERED, maxPerStream: TOTAL + 100, heartbeatMs: 60_000 });
+  // closeTimeoutMs as long as ws's own: the slow tabs read their close only after all
+  // the sends, and a loaded machine may take longer than the default 3 s for those
+  // (gateway-close-bound.test.ts checks that a peer that does not read is cut then).
+  s = await startHerald({ store: 'memory', maxBufferedBytes: MAX_BUFFERED, maxPerStream: TOTAL + 100, heartbeatMs: 60_000, closeTimeoutMs: 30_000 });
 });
 
 after(async () => {
@@ -147,7 +150,7 @@ describe('slow consumers', () => {
     // the close notice, where without the limit it was all 12 MB.
     assert.ok(heldPeak > MAX_BUFFERED / 2 && heldPeak < MAX_BUFFERED + 4096, `the server held up to ${heldPeak} bytes for a tab`);
 
-    // Both read on now (within ws's 30 s close timeout, after which the server cuts a peer that does not answer its close).
+    // Both read on now (within closeTimeoutMs, after which the server cuts a peer that does not answer its close).
     await Promise.all([deaf.drain(), trickling.drain()]);
     for (const tab of [deaf, trickling]) {
       const notes = tab.messages.filter((m) => m.TYPE === 'MESSAGE');

@@ -144,6 +144,7 @@ export class Herald {
       hub, store, resolver, origins, commands, logger: logger.child({ part: 'gateway' }),
       limits: {
         maxFrameBytes: options.maxFrameBytes, heartbeatMs: options.heartbeatMs, maxBufferedBytes: options.maxBufferedBytes, replayBatch: options.replayBatch,
+        closeTimeoutMs: options.closeTimeoutMs,
         maxFramesPer10s: 1000, maxErrorsPer10s: 50, broadcastAcksPerSecond: 50,
         acksPerSecond: options.acksPerSecond,
       },

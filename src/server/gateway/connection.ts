@@ -19,6 +19,13 @@ export interface ConnectionLimits {
   heartbeatMs: number;
   maxBufferedBytes: number;
   replayBatch: number;
+  /**
+   * How long a closing tab's socket is kept for the close handshake before it
+   * is destroyed, with whatever was still unsent on it (ms). The Gateway gives
+   * it to ws for the closes ws makes; the tab itself applies it to a peer that
+   * half-closed TCP without a close frame, where ws sets no timer.
+   */
+  closeTimeoutMs: number;
   /** Frames a tab may send per 10 s before it is closed with 4429. */
   maxFramesPer10s: number;
   /** Bad frames a tab may send per 10 s before it is closed with 4429. */
@@ -55,8 +62,11 @@ function stalePace(now: number, told: number, least: number): boolean {
 export interface FrameSink {
   /** A Buffer, or a string of characters 0–255 written one byte each (`'latin1'`: socketTextFrame's frames). */
   write(chunk: Buffer | string, encoding: 'latin1'): unknown;
-  /** 'finish': ws ended our side of the connection (it has sent its close frame). */
-  once(event: 'finish', listener: () => void): unknown;
+  /**
+   * 'finish': ws ended our side of the connection (it has sent its close frame).
+   * 'end': the peer ended its side (TCP FIN), with or without a close frame.
+   */
+  once(event: 'finish' | 'end', listener: () => void): unknown;
 }
 
 export interface ConnectionDeps {
@@ -166,6 +176,8 @@ export class Connection implements Tab {
   #errors = 0;
   #onClosed: (() => void) | undefined;
   #onClosing: (() => void) | undefined;
+  /** Destroys the socket of a peer that half-closed TCP and does not read (see 'end' in the constructor). */
+  #endTimer: NodeJS.Timeout | undefined;
 
   /**
    * `socket` is the one `ws` was given: live notifications, WELCOME and
@@ -192,15 +204,25 @@ export class Connection implements Tab {
       this.#beginClosing();
     });
     ws.on('close', () => {
+      clearTimeout(this.#endTimer);
       this.#beginClosing();
       this.#ackWait?.();
       this.#onClosed?.();
     });
     // A close the peer began: ws answers its close frame and ends our side, and emits
-    // nothing until the peer closes TCP too, or its 30 s close timer ends the socket.
+    // nothing until the peer closes TCP too, or its close timer (closeTimeoutMs) ends the socket.
     // A peer that never does (a browser whose network died just after) counted as one
     // of the person's open tabs all that time, and a live send to it as delivered.
     socket.once('finish', () => this.#beginClosing());
+    // A peer that half-closed TCP without a close frame: ws ends our side too,
+    // and sets no timer, but our side never finishes while the peer does not
+    // read what is queued: the socket and that backlog were held for good,
+    // and the tab stayed in the Hub, counted among the person's tabs.
+    socket.once('end', () => {
+      this.#beginClosing();
+      this.#endTimer = setTimeout(() => this.#ws.terminate(), deps.limits.closeTimeoutMs);
+      this.#endTimer.unref();
+    });
   }
 
   /** Made on first use: a child logger per tab would cost every connection memory and time. */
@@ -216,8 +238,8 @@ export class Connection implements Tab {
   /**
    * Called once, when this tab begins to close (a close of ours, or the
    * peer's): from then on nothing is sent to it, so it is no longer one of
-   * the person's open tabs, though its close handshake may take up to ws's
-   * 30 s (a peer that does not read).
+   * the person's open tabs, though its close handshake may take up to
+   * closeTimeoutMs (a peer that does not read).
    */
   onClosing(listener: () => void): void {
     this.#onClosing = listener;
@@ -508,7 +530,7 @@ export class Connection implements Tab {
     if (!this.isOpen) {
       // A close that the peer has not answered for a whole heartbeat: it is
       // gone. It left the Hub when the close began (onClosing); this frees
-      // its socket before ws's 30 s close timeout when heartbeats are shorter.
+      // its socket before closeTimeoutMs when heartbeats are shorter.
       if (this.#closing && ++this.#closingTicks > 1) this.#ws.terminate();
       return true;
     }

@@ -1,7 +1,7 @@
 import type { IncomingMessage, Server as HttpServer } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
-import { WebSocketServer, type WebSocket } from 'ws';
+import { WebSocketServer, type ServerOptions, type WebSocket } from 'ws';
 import { CloseCode, CloseReason } from '../../protocol/close-codes.js';
 import type { PrincipalKind } from '../../protocol/principal.js';
 import type { OriginPolicy } from '../auth/origin-policy.js';
@@ -98,13 +98,19 @@ export class Gateway {
     this.#o = options;
     this.#now = options.now ?? Date.now;
     this.#acks = new AckBuffer(options.store, options.logger);
-    this.#wss = new WebSocketServer({
+    // closeTimeout is ws's own (8.23), not yet in its type definitions.
+    const wsOptions: ServerOptions & { closeTimeout: number } = {
       noServer: true,
       maxPayload: payloadCeiling(options.limits.maxFrameBytes),
       // Notifications are small and many: compression would cost more CPU than it saves.
       perMessageDeflate: false,
       clientTracking: false,
-    });
+      // ws's wait for the peer's close frame after its own (30 s by default): a
+      // peer that stops reading never sends one, and its unsent backlog (up to
+      // maxBufferedBytes) was held all that time. The socket is destroyed then.
+      closeTimeout: options.limits.closeTimeoutMs,
+    };
+    this.#wss = new WebSocketServer(wsOptions);
     // Each tab is still checked once per heartbeatMs: one slice per tick.
     const { slices, tickMs } = heartbeatSlices(options.limits.heartbeatMs);
     this.#slices = Array.from({ length: slices }, () => new Set());
@@ -211,7 +217,7 @@ export class Gateway {
       // Out of the Hub as soon as it begins to close: a tab closed as a slow
       // consumer, for silence or by a kick was otherwise counted online and
       // sent to (a live-only send reported delivered, and dropped) until its
-      // close handshake ended, up to ws's 30 s for a peer that does not read.
+      // close handshake ended, up to closeTimeoutMs for a peer that does not read.
       conn.onClosing(() => this.#o.hub.remove(conn));
       conn.onClosed(() => {
         this.#connections.delete(conn);
