@@ -21,7 +21,7 @@ import { HeraldProcess } from './helpers/herald-process.js';
 import { restartablePort } from './helpers/ports.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, launchBrowser, newPage, waitForState, type Recorder, type W } from './helpers/browser.js';
-import { TestTab } from './helpers/ws-client.js';
+import { TestTab, until } from './helpers/ws-client.js';
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -70,6 +70,31 @@ describe('acks sent on a shutdown\'s close notice, from a ws client', () => {
     } finally {
       await again.close();
       await first.close();
+    }
+  });
+
+  test('a kick (POST /api/v1/disconnect) waits for the ack sent on its notice too, and records it', async () => {
+    const s = await startHerald({ heartbeatMs: 60_000 });
+    try {
+      const tab = await s.tab('admin', 54);
+      await tab.nextOfType('WELCOME');
+      const sent = await notify(s, tab, 54);
+      let sentAck = false;
+      tab.ws.on('message', (data) => {
+        if ((JSON.parse(data.toString()) as { TYPE?: string }).TYPE !== 'close') return;
+        setImmediate(() => {
+          if (tab.ws.readyState !== tab.ws.OPEN) return;
+          tab.send({ TYPE: 'RESPONSE', SEQ: sent.SEQ, EPOCH: sent.EPOCH });
+          sentAck = true;
+        });
+      });
+      const kicked = await s.api('POST', '/api/v1/disconnect', { to: { aid: 54 }, reason: 'password changed' });
+      assert.deepEqual(kicked.body, { tabs: 1 });
+      assert.deepEqual(await tab.closed, { code: 4403, reason: 'password changed' });
+      assert.equal(sentAck, true, 'the socket was still open when the client answered the notice');
+      await until(async () => (await s.api('GET', `/api/v1/messages/${sent.id}`)).body.acknowledged === true, 5000, 'the ack to be recorded');
+    } finally {
+      await s.close();
     }
   });
 

@@ -16,7 +16,11 @@ export interface Tab {
   readonly principal: Principal;
   /** Queues a ready-made text frame (UTF-8 bytes or a string); `origin` is set for tracked notifications. */
   deliver(frame: Frame, origin?: FrameOrigin): void;
-  /** Sends `{"TYPE":"close",...}`, then closes with `code`. */
+  /**
+   * Sends `{"TYPE":"close",...}`, then closes with `code`: an orderly close
+   * (a kick, a session that ended), so the tab may first acknowledge what
+   * it was shown (the Gateway's tabs wait up to a second for that).
+   */
   close(code: number, reason: string): void;
 }
 

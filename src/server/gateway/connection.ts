@@ -103,6 +103,20 @@ const PONG_FRAME = '{"TYPE":"PONG","DATA":"RESPONSE"}';
  */
 const REPLAY_TURN_BYTES = 256 * 1024;
 
+/**
+ * The longest a tab that owes acks is given to send them between its close
+ * notice and its close frame, when the server ends it in an orderly way (a
+ * shutdown, a kick, a session that ended: close(), closeWhenAcked()). A
+ * browser library tab answers the notice with its pending acks within a
+ * round trip, and its close frame goes out as soon as they are in; only a
+ * tab that does not answer (the old browser script, a page whose code is
+ * stuck) waits this long. A second covers a slow link's round trip (a
+ * mobile one, a satellite's 600 ms) and a busy page. Not an option: nothing
+ * about a deployment calls for another value; a shutdown's grace bounds it
+ * further (Gateway.close).
+ */
+export const ACK_WAIT_MS = 1000;
+
 /** What `#replays` starts from: one settled promise for every tab, not one each. */
 const SETTLED: Promise<void> = Promise.resolve();
 
@@ -369,7 +383,7 @@ export class Connection implements Tab {
    * reconnects with its cursor and the gap is replayed then.
    */
   #replayFailed(): void {
-    this.close(CloseCode.TRY_AGAIN, 'replay failed, reconnect');
+    this.closeNow(CloseCode.TRY_AGAIN, 'replay failed, reconnect');
   }
 
   /** Goes live: sends what arrived during the replays, minus what they already sent. */
@@ -487,7 +501,7 @@ export class Connection implements Tab {
       // Live frames pile up while a long replay is paced to a slow reader:
       // past a bound, the tab reconnects and resumes from what it has.
       if (this.#held.length >= MAX_HELD_FRAMES) {
-        this.close(CloseCode.TRY_AGAIN, 'too far behind, reconnect');
+        this.closeNow(CloseCode.TRY_AGAIN, 'too far behind, reconnect');
         return;
       }
       this.#held.push({ frame, origin });
@@ -504,7 +518,7 @@ export class Connection implements Tab {
     if (!this.isOpen) return;
     if (this.#ws.bufferedAmount > this.#deps.limits.maxBufferedBytes) {
       // It will resume where it left off when it reconnects.
-      this.close(CloseCode.TOO_MANY, CloseReason.SLOW_CONSUMER);
+      this.closeNow(CloseCode.TOO_MANY, CloseReason.SLOW_CONSUMER);
       return;
     }
     // One write of the whole frame, built once when many tabs share it (a
@@ -535,7 +549,7 @@ export class Connection implements Tab {
       return true;
     }
     if (!this.#alive) {
-      this.close(CloseCode.TIMEOUT, CloseReason.HEARTBEAT_TIMEOUT);
+      this.closeNow(CloseCode.TIMEOUT, CloseReason.HEARTBEAT_TIMEOUT);
       return false;
     }
     this.#alive = false;
@@ -543,7 +557,18 @@ export class Connection implements Tab {
     return true;
   }
 
+  /**
+   * An orderly close decided by the server (a kick, a session that ended):
+   * the close notice now, the close frame once the tab has acknowledged what
+   * it was sent, within ACK_WAIT_MS (closeWhenAcked). A tab that breaks the
+   * protocol, falls behind or goes silent is closed at once (closeNow).
+   */
   close(code: number, reason: string): void {
+    this.closeWhenAcked(code, reason, ACK_WAIT_MS);
+  }
+
+  /** The close notice and the close frame together (or the socket ended, when it is not open). */
+  closeNow(code: number, reason: string): void {
     if (this.#closing) return;
     this.#beginClosing();
     if (this.#ws.readyState === this.#ws.OPEN) {
@@ -555,7 +580,7 @@ export class Connection implements Tab {
   }
 
   /**
-   * Shutdown's close: the close notice now, the close frame once this tab
+   * An orderly close: the close notice now, the close frame once this tab
    * has acknowledged everything it was sent, or after `waitMs`, whichever
    * comes first; at once when it owes no ack. A page's code runs only after
    * its browser has read the frames that follow the notice, and Chromium
@@ -571,7 +596,7 @@ export class Connection implements Tab {
   closeWhenAcked(code: number, reason: string, waitMs: number): void {
     if (this.#closing) return;
     if (waitMs <= 0 || this.#ws.readyState !== this.#ws.OPEN || this.#owesNoAck()) {
-      this.close(code, reason);
+      this.closeNow(code, reason);
       return;
     }
     this.#beginClosing();
@@ -611,7 +636,7 @@ export class Connection implements Tab {
 
   #error(code: string, message: string): void {
     if (this.#overLimit('errors')) {
-      this.close(CloseCode.TOO_MANY, CloseReason.TOO_MANY);
+      this.closeNow(CloseCode.TOO_MANY, CloseReason.TOO_MANY);
       return;
     }
     const frame: ErrorFrame = { TYPE: 'ERROR', ERROR: code, MESSAGE: message };
@@ -625,11 +650,11 @@ export class Connection implements Tab {
       return;
     }
     if (data.length > this.#deps.limits.maxFrameBytes) {
-      this.close(CloseCode.TOO_LARGE, CloseReason.TOO_LARGE);
+      this.closeNow(CloseCode.TOO_LARGE, CloseReason.TOO_LARGE);
       return;
     }
     if (this.#overLimit('frames')) {
-      this.close(CloseCode.TOO_MANY, CloseReason.TOO_MANY);
+      this.closeNow(CloseCode.TOO_MANY, CloseReason.TOO_MANY);
       return;
     }
     if (isBinary) {
@@ -643,7 +668,7 @@ export class Connection implements Tab {
     }
     // One frame was counted above; a RESUME weighs RESUME_FRAMES in all.
     if (parsed.frame.TYPE === 'RESUME' && this.#overLimit('frames', RESUME_FRAMES - 1)) {
-      this.close(CloseCode.TOO_MANY, CloseReason.TOO_MANY);
+      this.closeNow(CloseCode.TOO_MANY, CloseReason.TOO_MANY);
       return;
     }
     const failed = (err: unknown): void => {
@@ -697,7 +722,7 @@ export class Connection implements Tab {
         }
         return undefined;
       case 'CLOSE_REQUEST':
-        this.close(CloseCode.NORMAL, CloseReason.CLIENT_REQUEST);
+        this.closeNow(CloseCode.NORMAL, CloseReason.CLIENT_REQUEST);
         return undefined;
       case 'RESUME': {
         const waiting = this.#waitingResume;

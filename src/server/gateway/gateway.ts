@@ -11,7 +11,7 @@ import type { CommandService } from '../commands/command-service.js';
 import type { Hub } from '../hub.js';
 import type { MessageStore } from '../store/message-store.js';
 import { AckBuffer } from './ack-buffer.js';
-import { Connection, type ConnectionLimits, type ResumeCursors } from './connection.js';
+import { ACK_WAIT_MS, Connection, type ConnectionLimits, type ResumeCursors } from './connection.js';
 
 export interface GatewayOptions {
   hub: Hub;
@@ -55,20 +55,6 @@ export function heartbeatSlices(heartbeatMs: number): { slices: number; tickMs: 
 export function payloadCeiling(maxFrameBytes: number): number {
   return 2 * maxFrameBytes;
 }
-
-/**
- * At shutdown, the longest a tab that owes acks is given to send them
- * between its close notice and its close frame (Connection.closeWhenAcked),
- * and never more than half the tabs' grace, so that the close handshake
- * keeps the other half. A browser library tab answers the notice with its
- * pending acks within a round trip, and its close frame goes out as soon as
- * they are in; only a tab that does not answer (the old browser script, a
- * page whose code is stuck) waits this long. A second covers a slow link's
- * round trip (a mobile one, a satellite's 600 ms) and a busy page, and
- * costs a shutdown at most that second. Not an option: nothing about a
- * deployment calls for another value, and the grace bounds it anyway.
- */
-export const SHUTDOWN_ACK_WAIT_MS = 1000;
 
 /** The two browser endpoints on the public listener. */
 const PATHS: Record<string, PrincipalKind> = { '/ws/admin': 'admin', '/ws/user': 'user' };
@@ -227,7 +213,7 @@ export class Gateway {
       this.#o.hub.add(conn);
       const failed = (err: unknown): void => {
         this.#o.logger.error({ err: (err as Error).message, tab: conn.id }, 'replay failed');
-        conn.close(CloseCode.TRY_AGAIN, 'replay failed, reconnect');
+        conn.closeNow(CloseCode.TRY_AGAIN, 'replay failed, reconnect');
       };
       try {
         const starting = conn.start(cursors);
@@ -259,7 +245,7 @@ export class Gateway {
 
   /**
    * Refuses new tabs, tells every open tab why, gives the tabs that owe
-   * acks a moment to send them (SHUTDOWN_ACK_WAIT_MS, at most half of
+   * acks a moment to send them (ACK_WAIT_MS, at most half of
    * `graceMs`), and waits (up to `graceMs` in all) for them to close; then
    * writes the acks they sent to the store.
    */
@@ -278,7 +264,7 @@ export class Gateway {
         resolve();
       });
     }));
-    const ackWaitMs = Math.min(SHUTDOWN_ACK_WAIT_MS, Math.floor(graceMs / 2));
+    const ackWaitMs = Math.min(ACK_WAIT_MS, Math.floor(graceMs / 2));
     for (const c of all) c.closeWhenAcked(CloseCode.GOING_AWAY, reason, ackWaitMs);
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
