@@ -33,28 +33,36 @@ async function notify(s: TestServer, tab: TestTab, aid: number): Promise<{ id: s
   return { id: r.body.results[0].messageId, SEQ: n.SEQ, EPOCH: n.EPOCH };
 }
 
+/**
+ * Acks `sent` when the close notice comes: not from within the notice's
+ * handler but a turn later, when the client has read whatever came with the
+ * notice. A page's handler runs so, and by then a close frame sent with the
+ * notice had been answered. `sent` says whether the socket was still open.
+ */
+function ackOnNotice(tab: TestTab, sent: { SEQ: number; EPOCH: string }): { sent: boolean } {
+  const acked = { sent: false };
+  tab.ws.on('message', (data) => {
+    if ((JSON.parse(data.toString()) as { TYPE?: string }).TYPE !== 'close') return;
+    setImmediate(() => {
+      if (tab.ws.readyState !== tab.ws.OPEN) return;
+      tab.send({ TYPE: 'RESPONSE', SEQ: sent.SEQ, EPOCH: sent.EPOCH });
+      acked.sent = true;
+    });
+  });
+  return acked;
+}
+
 describe('acks sent on a shutdown\'s close notice, from a ws client', () => {
   test('an ack sent after the notice was handled, as a page sends it, is recorded and kept across the restart', async () => {
     const first = await startHerald({ heartbeatMs: 60_000, store: 'sqlite' });
     const tab = await first.tab('admin', 51);
     await tab.nextOfType('WELCOME');
     const sent = await notify(first, tab, 51);
-    // Not from within the notice's handler but a turn later, when the
-    // client has read whatever came with the notice: a page's handler runs
-    // so, and by then a close frame sent with the notice had been answered.
-    let sentAck = false;
-    tab.ws.on('message', (data) => {
-      if ((JSON.parse(data.toString()) as { TYPE?: string }).TYPE !== 'close') return;
-      setImmediate(() => {
-        if (tab.ws.readyState !== tab.ws.OPEN) return;
-        tab.send({ TYPE: 'RESPONSE', SEQ: sent.SEQ, EPOCH: sent.EPOCH });
-        sentAck = true;
-      });
-    });
+    const acked = ackOnNotice(tab, sent);
     await first.herald.close();
     const closed = await tab.closed;
     assert.equal(closed.code, 1001);
-    assert.equal(sentAck, true, 'the socket was still open when the client answered the notice');
+    assert.equal(acked.sent, true, 'the socket was still open when the client answered the notice');
     const again = await startHerald({ heartbeatMs: 60_000, store: 'sqlite' }, { dataDir: first.dataDir, secret: first.secret, apiToken: first.apiToken });
     try {
       const status = await again.api('GET', `/api/v1/messages/${sent.id}`);
@@ -79,19 +87,11 @@ describe('acks sent on a shutdown\'s close notice, from a ws client', () => {
       const tab = await s.tab('admin', 54);
       await tab.nextOfType('WELCOME');
       const sent = await notify(s, tab, 54);
-      let sentAck = false;
-      tab.ws.on('message', (data) => {
-        if ((JSON.parse(data.toString()) as { TYPE?: string }).TYPE !== 'close') return;
-        setImmediate(() => {
-          if (tab.ws.readyState !== tab.ws.OPEN) return;
-          tab.send({ TYPE: 'RESPONSE', SEQ: sent.SEQ, EPOCH: sent.EPOCH });
-          sentAck = true;
-        });
-      });
+      const acked = ackOnNotice(tab, sent);
       const kicked = await s.api('POST', '/api/v1/disconnect', { to: { aid: 54 }, reason: 'password changed' });
       assert.deepEqual(kicked.body, { tabs: 1 });
       assert.deepEqual(await tab.closed, { code: 4403, reason: 'password changed' });
-      assert.equal(sentAck, true, 'the socket was still open when the client answered the notice');
+      assert.equal(acked.sent, true, 'the socket was still open when the client answered the notice');
       await until(async () => (await s.api('GET', `/api/v1/messages/${sent.id}`)).body.acknowledged === true, 5000, 'the ack to be recorded');
     } finally {
       await s.close();
