@@ -153,7 +153,7 @@ export class Connection implements Tab {
   #logger: Logger | undefined;
   #alive = true;
   #closing = false;
-  /** Heartbeats seen since this tab began closing. */
+  /** Heartbeats seen since this tab began closing, not counting those during an ack wait (#ackWait). */
   #closingTicks = 0;
   /** Live frames held back while replaying; undefined when live. */
   #held: Array<{ frame: Frame; origin: FrameOrigin | undefined }> | undefined = [];
@@ -545,7 +545,10 @@ export class Connection implements Tab {
       // A close that the peer has not answered for a whole heartbeat: it is
       // gone. It left the Hub when the close began (onClosing); this frees
       // its socket before closeTimeoutMs when heartbeats are shorter.
-      if (this.#closing && ++this.#closingTicks > 1) this.#ws.terminate();
+      // Not while an orderly close still waits for the tab's acks: its close
+      // frame has not gone out, and a heartbeat shorter than ACK_WAIT_MS
+      // ended the socket first (1006, and the acks on their way lost).
+      if (this.#closing && !this.#ackWait && ++this.#closingTicks > 1) this.#ws.terminate();
       return true;
     }
     if (!this.#alive) {
