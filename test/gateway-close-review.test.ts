@@ -58,4 +58,21 @@ describe('the ack wait of an orderly close', () => {
       await s.close();
     }
   });
+
+  test('a shutdown during a kick\'s wait keeps the kick\'s code and reason, and sends the close frame before the socket ends, however short the grace', async () => {
+    const s = await startHerald({ heartbeatMs: 60_000, shutdownGraceMs: 0 });
+    try {
+      const tab = await s.tab('admin', 63);
+      await tab.nextOfType('WELCOME');
+      await notify(s, tab, 63);
+      const kicked = await s.api('POST', '/api/v1/disconnect', { to: { aid: 63 }, reason: 'password changed' });
+      assert.deepEqual(kicked.body, { tabs: 1 });
+      await tab.nextOfType('close');
+      // The kick waits up to 1 s for an ack that never comes; the shutdown's grace is 0.
+      await s.herald.close();
+      assert.deepEqual(await tab.closed, { code: 4403, reason: 'password changed' });
+    } finally {
+      await s.close();
+    }
+  });
 });

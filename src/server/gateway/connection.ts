@@ -178,8 +178,11 @@ export class Connection implements Tab {
   readonly #lastSent = { own: 0, broadcast: 0 };
   /** The highest SEQ this tab acknowledged (or had when it connected or resumed), per stream: below #lastSent, it owes an ack. */
   readonly #acked = { own: 0, broadcast: 0 };
-  /** While a shutdown waits for this tab's acks (closeWhenAcked): sends the close frame now. */
+  /** While an orderly close waits for this tab's acks (closeWhenAcked): sends the close frame now. */
   #ackWait: (() => void) | undefined;
+  /** When #ackWait is called by its timer (#deps.now's clock), and that timer. */
+  #ackWaitEnds = 0;
+  #ackTimer: NodeJS.Timeout | undefined;
   /** The ack waits this tab was last told (WELCOME, or PACE since). */
   readonly #toldAckMs = { own: 0, broadcast: 0 };
   /** A PACE frame that goes out with the next frame (#repace). */
@@ -594,24 +597,45 @@ export class Connection implements Tab {
    * are recorded as any other (#onMessageWhileClosing). A client that
    * ignores the notice (the old browser script never acks) gets its close
    * frame when `waitMs` ends. Nothing is sent to the tab meanwhile: it left
-   * the Hub when the notice went out (onClosing).
+   * the Hub when the notice went out (onClosing). Called again during the
+   * wait, the first call's code and reason stand, and the wait ends by the
+   * sooner of the two bounds.
    */
   closeWhenAcked(code: number, reason: string, waitMs: number): void {
-    if (this.#closing) return;
+    if (this.#closing) {
+      // Already closing: the first close's code and reason stand. A shutdown
+      // during a kick's wait bounds that wait by its own, shorter one: the
+      // shutdown ends the socket when its grace is over, and a close frame
+      // still waited for then never went out (1006, and the browser library
+      // reconnects as after a network failure instead of being told why).
+      if (this.#ackWait && this.#ackWaitEnds > this.#deps.now() + waitMs) this.#waitForAcks(waitMs);
+      return;
+    }
     if (waitMs <= 0 || this.#ws.readyState !== this.#ws.OPEN || this.#owesNoAck()) {
       this.closeNow(code, reason);
       return;
     }
     this.#beginClosing();
     this.#ws.send(JSON.stringify({ TYPE: 'close', REASON: reason }));
-    const timer = setTimeout(() => this.#ackWait?.(), waitMs);
-    timer.unref();
     this.#ackWait = () => {
       this.#ackWait = undefined;
-      clearTimeout(timer);
+      clearTimeout(this.#ackTimer);
       // The peer may have closed meanwhile (ws answered its close frame).
       if (this.#ws.readyState === this.#ws.OPEN) this.#ws.close(code, closeFrameReason(reason));
     };
+    this.#waitForAcks(waitMs);
+  }
+
+  /** (Re)sets the end of the ack wait: the close frame goes out `waitMs` from now, or now. */
+  #waitForAcks(waitMs: number): void {
+    clearTimeout(this.#ackTimer);
+    if (waitMs <= 0) {
+      this.#ackWait?.();
+      return;
+    }
+    this.#ackWaitEnds = this.#deps.now() + waitMs;
+    this.#ackTimer = setTimeout(() => this.#ackWait?.(), waitMs);
+    this.#ackTimer.unref();
   }
 
   /** Whether this tab has acknowledged everything of its streams it was sent. */
