@@ -1,6 +1,7 @@
 /**
  * Soak: 2,000 authenticated tabs connect and leave (closing politely, asking
- * the server to close, or cut), 20 at a time, in a child node with
+ * the server to close, cut, half-closing TCP, or kicked by the server, with
+ * or without acking on the kick's notice), 20 at a time, in a child node with
  * --expose-gc, after a thousand to warm up. Afterwards the Hub and the gateway hold nothing, no handle,
  * timer or listener was left behind, and the heap after a full collection is
  * where it was after the warm-up.
@@ -18,7 +19,13 @@ const { default: WebSocket } = await import('ws');
 const s = await startHerald({ store: 'memory', heartbeatMs: 1000 });
 const server = s.herald.app.server;
 
-/** One tab's life: connect, receive WELCOME, ping, get a notification, ack it, leave one of three ways. */
+/**
+ * One tab's life: connect, receive WELCOME, ping, maybe get a notification,
+ * leave one of six ways: it closes, asks the server to close, is cut, or
+ * half-closes TCP without a close frame (the gateway's 'end' timer); or the
+ * server kicks it (an orderly close: the notice, then the close frame once
+ * it acks, or when the ack wait's timer ends, for one in four kicked tabs).
+ */
 async function cycle(i) {
   const id = 1 + (i % 50);
   const token = await s.token('admin', id);
@@ -33,17 +40,29 @@ async function cycle(i) {
     const check = () => { const f = frames.find((x) => x.TYPE === type); if (f) { clearTimeout(t); resolve(f); } else wake = check; };
     check();
   });
-  await frame('WELCOME');
+  const welcome = await frame('WELCOME');
   ws.send('{"TYPE":"PING"}');
   await frame('PONG');
-  if (i % 5 === 0) {
+  let how = i % 6;
+  // A kicked tab that never acks waits the whole ACK_WAIT_MS: one in four of them, to keep the soak short.
+  if (how === 5 && i % 24 !== 5) how = 4;
+  let message;
+  if (i % 5 === 0 || how >= 4) {
     await s.herald.notifier.sendMany([{ kind: 'admin', id }], { TYPE: 'MESSAGE', TEXT: 'soak ' + i }, { ttlMs: 0 });
-    await frame('MESSAGE');
+    message = await frame('MESSAGE');
   }
-  const how = i % 3;
   if (how === 0) ws.close();
   else if (how === 1) ws.send('{"TYPE":"CLOSE_REQUEST"}');
-  else ws.terminate();
+  else if (how === 2) ws.terminate();
+  else if (how === 3) ws._socket.end();
+  else {
+    // Kicked as POST /api/v1/disconnect kicks (Hub.disconnect), this one tab only: others of the person are in other cycles.
+    if (how === 4) ws.on('message', (d) => {
+      if (JSON.parse(d.toString()).TYPE === 'close') ws.send(JSON.stringify({ TYPE: 'RESPONSE', SEQ: message.SEQ, EPOCH: message.EPOCH }));
+    });
+    const conn = [...s.herald.gateway.connections].find((c) => c.id === welcome.SESSION);
+    conn.close(4403, 'kicked');
+  }
   await closed;
 }
 
@@ -86,7 +105,7 @@ console.log(JSON.stringify({ warm, end, ms: Date.now() - t }));
 await s.close();
 `;
 
-test('2,000 tabs connect and leave: no growth of the Hub, the gateway, handles, timers, listeners or the heap', async () => {
+test('2,000 tabs connect and leave (six ways, kicks with their ack wait among them): no growth of the Hub, the gateway, handles, timers, listeners or the heap', async () => {
   const out = await runModule(CHILD, { env: { SERVER_HELPER: HELPER }, nodeFlags: ['--expose-gc'] });
   const { warm, end, ms } = JSON.parse(out.trim().split('\n').at(-1)!) as {
     warm: Record<string, any>; end: Record<string, any>; ms: number;
