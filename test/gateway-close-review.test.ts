@@ -6,9 +6,10 @@
  * and real sockets.
  */
 import assert from 'node:assert/strict';
-import { describe, test } from 'node:test';
+import type net from 'node:net';
+import { after, before, describe, test } from 'node:test';
 import { startHerald, type TestServer } from './helpers/server.js';
-import type { TestTab } from './helpers/ws-client.js';
+import { until, type TestTab } from './helpers/ws-client.js';
 
 /** Sends one MESSAGE to admin `aid`; resolves once `tab` has it (it then owes an ack). */
 async function notify(s: TestServer, tab: TestTab, aid: number): Promise<{ id: string; SEQ: number; EPOCH: string }> {
@@ -74,5 +75,105 @@ describe('the ack wait of an orderly close', () => {
     } finally {
       await s.close();
     }
+  });
+});
+
+const BACKLOG = 20_000;
+const REPLAY_BATCH = 200;
+
+/** Calls `fn` once, from its own turn of the event loop, when the server has written `after` notifications to the next tab that connects: between two of its replay's batches. */
+function atReplayYield(s: TestServer, after: number, fn: () => void): { written: () => number } {
+  let written = 0;
+  let fired = false;
+  s.herald.app.server.once('upgrade', (_req: unknown, socket: net.Socket) => {
+    const write = socket.write;
+    socket.write = function (this: net.Socket, chunk: unknown, ...rest: unknown[]): boolean {
+      const text = typeof chunk === 'string' ? chunk : Buffer.isBuffer(chunk) ? chunk.toString('latin1') : '';
+      if (text.includes('"TYPE":"MESSAGE"')) written++;
+      // setImmediate: the callback runs in a turn of its own, where the replay has yielded.
+      if (!fired && written >= after) {
+        fired = true;
+        setImmediate(fn);
+      }
+      return (write as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
+    } as typeof socket.write;
+  });
+  return { written: () => written };
+}
+
+describe('a replay that yields to the event loop, meeting a close', () => {
+  let s: TestServer;
+  let epoch = '';
+  /** Person 71's message ids, by SEQ - 1. */
+  const ids71: string[] = [];
+  const rejections: unknown[] = [];
+  const onRejection = (err: unknown): void => {
+    rejections.push(err);
+  };
+  before(async () => {
+    process.on('unhandledRejection', onRejection);
+    s = await startHerald({ store: 'memory', maxPerStream: BACKLOG + 100, replayBatch: REPLAY_BATCH, heartbeatMs: 60_000, maxBufferedBytes: 1 << 30 });
+    for (let i = 0; i < BACKLOG; i += 1000) {
+      const messages = Array.from({ length: 1000 }, (_, k) => ({ to: { aid: 70 }, message: { TYPE: 'MESSAGE', N: i + k + 1 } }));
+      const r = await s.api('POST', '/api/v1/send/batch', { messages });
+      assert.equal(r.status, 200);
+      epoch = r.body.results[0].epoch;
+    }
+    for (let i = 0; i < BACKLOG; i += 1000) {
+      const messages = Array.from({ length: 1000 }, (_, k) => ({ to: { aid: 71 }, message: { TYPE: 'MESSAGE', N: i + k + 1 } }));
+      const r = await s.api('POST', '/api/v1/send/batch', { messages });
+      assert.equal(r.status, 200);
+      for (const m of r.body.results) ids71.push(m.results[0].messageId);
+    }
+  });
+  after(async () => {
+    process.off('unhandledRejection', onRejection);
+    await s.close();
+  });
+
+  test('kicked at a yield: the replay stops, the close notice is the last frame, the close frame has the kick\'s code', async () => {
+    const probe = atReplayYield(s, 1000, () => s.herald.hub.disconnect({ kind: 'admin', id: 70 }, 4403, 'logged out'));
+    const tab = await s.tab('admin', 70, { query: { seq: '0', epoch } });
+    assert.deepEqual(await tab.closed, { code: 4403, reason: 'logged out' });
+    const got = tab.notifications().length;
+    assert.ok(got >= 1000 && got < BACKLOG, `the kick came part-way through the replay (${got} of ${BACKLOG})`);
+    assert.equal(probe.written(), got, 'a notification was written after the close notice');
+    assert.deepEqual(tab.frames.at(-1), { TYPE: 'close', REASON: 'logged out' });
+    await until(() => s.herald.gateway.connections.size === 0, 5000, 'the gateway to forget the tab');
+    assert.deepEqual(rejections, []);
+  });
+
+  test('a RESUME queued behind the replay when the tab is kicked does not rewind it: the ack the tab sends on the notice is recorded', async () => {
+    let resumeRead = false;
+    let kicked = false;
+    let serverSocket: net.Socket | undefined;
+    s.herald.app.server.once('upgrade', (_req: unknown, socket: net.Socket) => {
+      serverSocket = socket;
+    });
+    const tab = await s.tab('admin', 71, { query: { seq: '0', epoch: '' } });
+    const head = (await tab.nextOfType('WELCOME')) as { EPOCH: string };
+    // The first frame the server reads after the handshake is the RESUME: once ws has read it (a turn later), it is queued behind the running replay.
+    serverSocket!.once('data', () => setImmediate(() => {
+      resumeRead = true;
+    }));
+    let last: { SEQ: number; EPOCH: string } | undefined;
+    tab.ws.on('message', (data) => {
+      const f = JSON.parse(data.toString()) as { TYPE?: string; SEQ: number; EPOCH: string };
+      if (f.TYPE === 'MESSAGE') {
+        last = f;
+        if (f.SEQ === 1000) tab.send({ TYPE: 'RESUME', SEQ: 0, EPOCH: head.EPOCH });
+        // Kicked part-way through the first replay, once the RESUME waits behind it.
+        if (resumeRead && !kicked) {
+          kicked = true;
+          s.herald.hub.disconnect({ kind: 'admin', id: 71 }, 4403, 'logged out');
+        }
+      }
+      if (f.TYPE === 'close') tab.send({ TYPE: 'RESPONSE', SEQ: last!.SEQ, EPOCH: last!.EPOCH });
+    });
+    assert.deepEqual(await tab.closed, { code: 4403, reason: 'logged out' });
+    assert.ok(last!.SEQ < BACKLOG, `the kick came part-way through the first replay (at ${last!.SEQ})`);
+    const status = await s.api('GET', `/api/v1/messages/${ids71[last!.SEQ - 1]}`);
+    assert.equal(status.body.acknowledged, true, JSON.stringify(status.body));
+    assert.deepEqual(rejections, []);
   });
 });

@@ -770,6 +770,14 @@ export class Connection implements Tab {
         const run = async (): Promise<void> => {
           const resume = this.#waitingResume ?? frame;
           this.#waitingResume = undefined;
+          // The tab began to close while this replay waited: nothing will be
+          // sent, and its cursors must stay what the tab was sent. Rewound to
+          // the RESUME's, an ack the tab sends during a kick's ack wait (of
+          // what it was sent before) was cut to them, and lost.
+          if (!this.isOpen) {
+            this.#replayEnded();
+            return;
+          }
           let own: StreamHead;
           let broadcast: StreamHead;
           try {
