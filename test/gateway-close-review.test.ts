@@ -60,6 +60,33 @@ describe('the ack wait of an orderly close', () => {
     }
   });
 
+  test('a tab in its ack wait no longer counts: not online, not one of maxTabsPerPerson, a send meanwhile is stored for the next tab, not reported delivered', async () => {
+    // closeTimeoutMs long: the kicked tab, which stops reading, is still closing throughout (in its wait, then its close handshake).
+    const s = await startHerald({ heartbeatMs: 60_000, maxTabsPerPerson: 1, closeTimeoutMs: 60_000 });
+    try {
+      const tab = await s.tab('admin', 64);
+      await tab.nextOfType('WELCOME');
+      const first = await notify(s, tab, 64);
+      await s.api('POST', '/api/v1/disconnect', { to: { aid: 64 }, reason: 'logged out' });
+      await tab.nextOfType('close');
+      (tab.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+      assert.equal(s.herald.gateway.connections.size, 1, 'the kicked tab is still closing');
+      assert.deepEqual((await s.api('GET', '/api/v1/online/admin/64')).body, { kind: 'admin', id: 64, online: false, tabs: 0 });
+      const live = await s.api('POST', '/api/v1/send', { to: { aid: 64 }, message: { TYPE: 'MESSAGE', TEXT: 'live only' }, ttl: 0 });
+      assert.equal(live.body.delivered, 0, JSON.stringify(live.body));
+      const stored = await s.api('POST', '/api/v1/send', { to: { aid: 64 }, message: { TYPE: 'MESSAGE', TEXT: 'while closing' } });
+      assert.equal(stored.body.delivered, 0, JSON.stringify(stored.body));
+      assert.equal(stored.body.queued, true, JSON.stringify(stored.body));
+      // A new tab is admitted (one tab at most), and is replayed both: the unacked one and the one sent meanwhile.
+      const next = await s.tab('admin', 64);
+      assert.equal((await next.nextOfType('MESSAGE')).SEQ, first.SEQ);
+      assert.equal((await next.nextOfType('MESSAGE')).TEXT, 'while closing');
+      assert.equal(tab.ws.readyState, tab.ws.OPEN, 'the kicked tab saw no close frame yet');
+    } finally {
+      await s.close();
+    }
+  });
+
   test('a shutdown during a kick\'s wait keeps the kick\'s code and reason, and sends the close frame before the socket ends, however short the grace', async () => {
     const s = await startHerald({ heartbeatMs: 60_000, shutdownGraceMs: 0 });
     try {
