@@ -60,6 +60,30 @@ describe('the ack wait of an orderly close', () => {
     }
   });
 
+  test('frames other than acks during the wait are not answered and reopen nothing: a PING gets no PONG, a RESUME no replay', async () => {
+    const s = await startHerald({ heartbeatMs: 60_000 });
+    try {
+      const tab = await s.tab('admin', 65);
+      await tab.nextOfType('WELCOME');
+      const sent = await notify(s, tab, 65);
+      tab.ws.on('message', (data) => {
+        if ((JSON.parse(data.toString()) as { TYPE?: string }).TYPE !== 'close') return;
+        tab.send({ TYPE: 'PING' });
+        tab.send({ TYPE: 'RESUME', SEQ: 0, EPOCH: sent.EPOCH });
+        // Then the ack, which ends the wait: whatever the two above caused would be on the wire before the close frame.
+        tab.send({ TYPE: 'RESPONSE', SEQ: sent.SEQ, EPOCH: sent.EPOCH });
+      });
+      await s.api('POST', '/api/v1/disconnect', { to: { aid: 65 }, reason: 'logged out' });
+      assert.deepEqual(await tab.closed, { code: 4403, reason: 'logged out' });
+      assert.deepEqual(tab.frames.at(-1), { TYPE: 'close', REASON: 'logged out' }, 'a frame came after the close notice');
+      assert.equal(tab.notifications().length, 1);
+      assert.equal((await s.api('GET', `/api/v1/messages/${sent.id}`)).body.acknowledged, true);
+      assert.equal(s.herald.hub.count({ kind: 'admin', id: 65 }), 0);
+    } finally {
+      await s.close();
+    }
+  });
+
   test('a tab in its ack wait no longer counts: not online, not one of maxTabsPerPerson, a send meanwhile is stored for the next tab, not reported delivered', async () => {
     // closeTimeoutMs long: the kicked tab, which stops reading, is still closing throughout (in its wait, then its close handshake).
     const s = await startHerald({ heartbeatMs: 60_000, maxTabsPerPerson: 1, closeTimeoutMs: 60_000 });
