@@ -78,6 +78,8 @@ export class Gateway {
   readonly #now: () => number;
   #heartbeat: NodeJS.Timeout | undefined;
   #closing = false;
+  /** Set by close(): called when the last open tab has closed. */
+  #whenNoTabs: (() => void) | undefined;
   readonly #tabCount = (kind?: PrincipalKind): number => this.#o.hub.tabCount(kind);
 
   constructor(options: GatewayOptions) {
@@ -209,6 +211,7 @@ export class Gateway {
         this.#connections.delete(conn);
         slice.delete(conn);
         this.#o.hub.remove(conn);
+        if (this.#connections.size === 0) this.#whenNoTabs?.();
       });
       this.#o.hub.add(conn);
       const failed = (err: unknown): void => {
@@ -255,20 +258,15 @@ export class Gateway {
     for (const socket of this.#admitting) reject(socket, 503, 'HERALD_ERR_SHUTTING_DOWN', 'the server is shutting down');
     this.#admitting.clear();
     const all = [...this.#connections];
-    const closed = all.map((c) => new Promise<void>((resolve) => {
-      if (!this.#connections.has(c)) return resolve();
-      const prev = c;
-      prev.onClosed(() => {
-        this.#connections.delete(c);
-        this.#o.hub.remove(c);
-        resolve();
-      });
-    }));
+    // Every tab's own onClosed (set at its handshake) forgets it, and says so here once the last has gone.
+    const closed = all.length === 0 ? Promise.resolve() : new Promise<void>((resolve) => {
+      this.#whenNoTabs = resolve;
+    });
     const ackWaitMs = Math.min(ACK_WAIT_MS, Math.floor(graceMs / 2));
     for (const c of all) c.closeWhenAcked(CloseCode.GOING_AWAY, reason, ackWaitMs);
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
-      Promise.all(closed),
+      closed,
       new Promise<void>((resolve) => {
         timer = setTimeout(resolve, graceMs);
       }),
