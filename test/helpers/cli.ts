@@ -6,7 +6,8 @@
  * The CLI's TypeScript is bundled once per test process with esbuild (the
  * same compiler tsx uses; packages stay external) into test-output/, two
  * levels below the package root like dist/cli/main.js: a child then starts
- * in ~0.3 s instead of ~1.5 s through the tsx loader, which keeps the suite fast.
+ * in ~0.3 s instead of ~1.5 s through the tsx loader, which keeps the suite fast;
+ * split at the dynamic import of `start`, so a client command loads only what it needs.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
@@ -25,7 +26,13 @@ export function cliBundle(): string {
   const dir = join(REPO_ROOT, 'test-output', `cli-${process.pid}`);
   mkdirSync(dir, { recursive: true });
   const out = join(dir, 'main.mjs');
-  buildSync({ entryPoints: [CLI_MAIN], bundle: true, platform: 'node', format: 'esm', packages: 'external', outfile: out, logLevel: 'warning', target: 'node20' });
+  // Split at the CLI's dynamic import of `start`, as node loads dist/cli: one file
+  // hoisted the server's packages (fastify, the database drivers…) into every
+  // client command, which then took twice as long to start (0.6 s against 0.3).
+  buildSync({
+    entryPoints: [CLI_MAIN], bundle: true, splitting: true, platform: 'node', format: 'esm', packages: 'external',
+    outdir: dir, outExtension: { '.js': '.mjs' }, logLevel: 'warning', target: 'node20',
+  });
   process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
   bundled = out;
   return out;
