@@ -8,16 +8,9 @@
 import assert from 'node:assert/strict';
 import type net from 'node:net';
 import { after, before, describe, test } from 'node:test';
+import { notify, onCloseNotice } from './helpers/close-notice.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { until, type TestTab } from './helpers/ws-client.js';
-
-/** Sends one MESSAGE to admin `aid`; resolves once `tab` has it (it then owes an ack). */
-async function notify(s: TestServer, tab: TestTab, aid: number): Promise<{ id: string; SEQ: number; EPOCH: string }> {
-  const r = await s.api('POST', '/api/v1/send', { to: { aid }, message: { TYPE: 'MESSAGE', TEXT: 'payment received' } });
-  assert.equal(r.status, 200, JSON.stringify(r.body));
-  const n = await tab.nextOfType('MESSAGE');
-  return { id: r.body.results[0].messageId, SEQ: n.SEQ, EPOCH: n.EPOCH };
-}
 
 describe('the ack wait of an orderly close', () => {
   test('is not cut short by heartbeats shorter than it: a kicked tab that owes an ack still gets its close frame, with the kick\'s code', async () => {
@@ -45,8 +38,7 @@ describe('the ack wait of an orderly close', () => {
       await tab.nextOfType('WELCOME');
       const sent = await notify(s, tab, 62);
       // A busy page: its ack on the notice comes a few heartbeats later, well within ACK_WAIT_MS.
-      tab.ws.on('message', (data) => {
-        if ((JSON.parse(data.toString()) as { TYPE?: string }).TYPE !== 'close') return;
+      onCloseNotice(tab, () => {
         setTimeout(() => {
           if (tab.ws.readyState === tab.ws.OPEN) tab.send({ TYPE: 'RESPONSE', SEQ: sent.SEQ, EPOCH: sent.EPOCH });
         }, 400);
@@ -66,8 +58,7 @@ describe('the ack wait of an orderly close', () => {
       const tab = await s.tab('admin', 65);
       await tab.nextOfType('WELCOME');
       const sent = await notify(s, tab, 65);
-      tab.ws.on('message', (data) => {
-        if ((JSON.parse(data.toString()) as { TYPE?: string }).TYPE !== 'close') return;
+      onCloseNotice(tab, () => {
         tab.send({ TYPE: 'PING' });
         tab.send({ TYPE: 'RESUME', SEQ: 0, EPOCH: sent.EPOCH });
         // Then the ack, which ends the wait: whatever the two above caused would be on the wire before the close frame.

@@ -19,19 +19,12 @@ import type { Browser, Page } from 'playwright-core';
 import { FreezableProxy } from './helpers/freezable-proxy.js';
 import { HeraldProcess } from './helpers/herald-process.js';
 import { restartablePort } from './helpers/ports.js';
+import { notify, onCloseNotice } from './helpers/close-notice.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, launchBrowser, newPage, waitForState, type Recorder, type W } from './helpers/browser.js';
 import { TestTab, until } from './helpers/ws-client.js';
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Sends one MESSAGE to admin `aid`; its message id once `tab` has it, with its SEQ and EPOCH. */
-async function notify(s: TestServer, tab: TestTab, aid: number): Promise<{ id: string; SEQ: number; EPOCH: string }> {
-  const r = await s.api('POST', '/api/v1/send', { to: { aid }, message: { TYPE: 'MESSAGE', TEXT: 'payment received' } });
-  assert.equal(r.status, 200, JSON.stringify(r.body));
-  const n = await tab.nextOfType('MESSAGE');
-  return { id: r.body.results[0].messageId, SEQ: n.SEQ, EPOCH: n.EPOCH };
-}
 
 /**
  * Acks `sent` when the close notice comes: not from within the notice's
@@ -41,8 +34,7 @@ async function notify(s: TestServer, tab: TestTab, aid: number): Promise<{ id: s
  */
 function ackOnNotice(tab: TestTab, sent: { SEQ: number; EPOCH: string }): { sent: boolean } {
   const acked = { sent: false };
-  tab.ws.on('message', (data) => {
-    if ((JSON.parse(data.toString()) as { TYPE?: string }).TYPE !== 'close') return;
+  onCloseNotice(tab, () => {
     setImmediate(() => {
       if (tab.ws.readyState !== tab.ws.OPEN) return;
       tab.send({ TYPE: 'RESPONSE', SEQ: sent.SEQ, EPOCH: sent.EPOCH });
