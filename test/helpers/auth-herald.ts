@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { Writable } from 'node:stream';
 import pino from 'pino';
-import { createHerald, type Herald } from '../../src/server/herald.js';
+import { createHerald, type Herald, type HeraldUrls } from '../../src/server/herald.js';
 import { REDACT_PATHS } from '../../src/server/logger.js';
 import { loadOptions, type OptionKey } from '../../src/server/options.js';
 import { TestTab, type TestTabOptions } from './ws-client.js';
@@ -37,16 +37,29 @@ export async function startAuthHerald(overrides: Partial<Record<OptionKey, unkno
   });
   // The production logger's redaction, at the most verbose level: whatever could leak, would.
   const logger = pino({ level: 'trace', redact: { paths: REDACT_PATHS, censor: '[redacted]' } }, stream);
-  const options = loadOptions({
-    env: {},
-    overrides: {
-      host: '127.0.0.1', port: 0, legacyPort: 0, dataDir,
-      secret: randomBytes(32).toString('base64url'), apiToken: randomBytes(24).toString('base64url'),
-      ...overrides,
-    },
-  });
-  const herald = await createHerald(options, { logger });
-  const urls = await herald.listen();
+  // A start that is refused (a configuration error the test expects) leaves no directory behind.
+  let herald: Herald;
+  let urls: HeraldUrls;
+  try {
+    const options = loadOptions({
+      env: {},
+      overrides: {
+        host: '127.0.0.1', port: 0, legacyPort: 0, dataDir,
+        secret: randomBytes(32).toString('base64url'), apiToken: randomBytes(24).toString('base64url'),
+        ...overrides,
+      },
+    });
+    herald = await createHerald(options, { logger });
+    try {
+      urls = await herald.listen();
+    } catch (err) {
+      await herald.close();
+      throw err;
+    }
+  } catch (err) {
+    rmSync(dataDir, { recursive: true, force: true });
+    throw err;
+  }
   const opened = new Set<TestTab>();
   const open = async (kind: 'admin' | 'user', o: TestTabOptions = {}) => {
     const tab = await TestTab.open(`${urls.ws}/ws/${kind}`, { origin: urls.http, ...o });
