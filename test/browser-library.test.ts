@@ -119,19 +119,26 @@ describe('browser library in Chromium', { skip: browserSkipReason() }, () => {
   it('holds a toast while it has the keyboard focus or the pointer, whichever ends last', async () => {
     const p = await page();
     await p.goto(`${server.url}/demo`);
+    // Shown and focused in one go: no time passes with the toast unheld, so a
+    // short TIMEOUT cannot run out before the test gets to hold it.
     await p.evaluate(() => {
       const w = window as unknown as W & { hold: InstanceType<W['Herald']['Toaster']> };
       w.hold = new w.Herald.Toaster({ hostId: 'hold-test' });
-      w.hold.show({ TYPE: 'MESSAGE', TITLE: 'held', TEXT: 'x', EXTRA: 'https://example.net/', TIMEOUT: 1000 });
+      const toast = w.hold.show({ TYPE: 'MESSAGE', TITLE: 'held', TEXT: 'x', EXTRA: 'https://example.net/', TIMEOUT: 400 });
+      toast.querySelector<HTMLElement>('.herald-link')!.focus();
     });
     const held = p.locator('#hold-test .herald-toast', { hasText: 'held' });
-    /** A toast that lives 2.5× as long as the held one: when it is gone, the held one's time is up too. */
+    assert.equal(await held.locator('.herald-link').evaluate((el) => (el.getRootNode() as ShadowRoot).activeElement === el), true, 'the link has the focus');
+    /**
+     * A toast that lives 2.5× as long as the held one, shown after the hold
+     * changed: its timer starts later and runs longer than any timer the held
+     * one could have started, so when it is gone the held one's time is up too.
+     */
     const clock = async (title: string) => {
-      await p.evaluate((t) => (window as unknown as { hold: { show(m: object): void } }).hold.show({ TYPE: 'MESSAGE', TITLE: t, TEXT: 'x', TIMEOUT: 2500 }), title);
+      await p.evaluate((t) => (window as unknown as { hold: { show(m: object): void } }).hold.show({ TYPE: 'MESSAGE', TITLE: t, TEXT: 'x', TIMEOUT: 1000 }), title);
       await p.locator('#hold-test .herald-toast', { hasText: title }).waitFor({ state: 'detached', timeout: 10_000 });
     };
     // Keyboard focus inside; the pointer passes over it and leaves.
-    await held.locator('.herald-link').focus();
     await held.hover();
     await p.mouse.move(10, 650);
     await clock('clock 1');
@@ -381,12 +388,14 @@ describe('browser library in Chromium', { skip: browserSkipReason() }, () => {
   });
 
   it('takes the longer ack wait a PACE frame asks for once the node filled up, from its next notification on, and shows nothing for it', async () => {
-    // acksPerSecond 2: the page, first on its node, is asked for 500 ms (its own second stands); eight tabs, 4 s.
-    const paced = await startHerald({ acksPerSecond: 2 });
+    // acksPerSecond 4: the page, first on its node, is asked for 250 ms (its own wait stands); eight tabs, 2 s,
+    // the least the server tells a tab that started below the library's 1 s (twice that). The page's own
+    // wait is 200 ms, so its acks of the first come within 0.1–0.3 s, of the second within 1–3 s.
+    const paced = await startHerald({ acksPerSecond: 4 });
     const tabs: TestTab[] = [];
     try {
       const p = await page();
-      await connectPage(p, paced.url, await paced.token('admin', 1));
+      await connectPage(p, paced.url, await paced.token('admin', 1), { ackDelayMs: 200 });
       await p.evaluate(() => {
         const w = window as W & { fallback: string[] };
         w.fallback = [];
@@ -402,17 +411,17 @@ describe('browser library in Chromium', { skip: browserSkipReason() }, () => {
         return encodeURIComponent(res.body.results[0].messageId);
       };
       const acked = async (id: string): Promise<boolean> => (await paced.api('GET', `/api/v1/messages/${id}`)).body.acknowledged;
-      // The page acks the first within 0.5–1.5 s; the node's new pace comes with the next frame.
+      // The page acks the first within 0.1–0.3 s; the node's new pace comes with the next frame.
       const first = await sendOne('first');
       await until(() => acked(first), 5000, 'the first notification acked');
       const second = await sendOne('second');
       await waitForMessages(p, 2);
       const frames = (await recorder(p)).frames as Array<{ TYPE?: string; TITLE?: string }>;
       const at = frames.findIndex((f) => f.TITLE === 'second');
-      assert.deepEqual(frames[at - 1], { TYPE: 'PACE', ACK_MS: 4000, BROADCAST: { ACK_MS: 2000 } });
-      // So the second's ack waits 2–6 s, no longer 0.5–1.5 s.
-      await new Promise((r) => setTimeout(r, 1700));
-      assert.equal(await acked(second), false, 'acked within 1.7 s: the wait PACE asked for was not taken');
+      assert.deepEqual(frames[at - 1], { TYPE: 'PACE', ACK_MS: 2000, BROADCAST: { ACK_MS: 2000 } });
+      // So the second's ack waits 1–3 s, no longer 0.1–0.3 s.
+      await new Promise((r) => setTimeout(r, 700));
+      assert.equal(await acked(second), false, 'acked within 0.7 s: the wait PACE asked for was not taken');
       await until(() => acked(second), 8000, 'the second notification acked');
       // PACE is the library's own: no handler, no fallback, no toast.
       assert.deepEqual(await p.evaluate(() => (window as unknown as { fallback: string[] }).fallback), []);
