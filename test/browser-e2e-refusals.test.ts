@@ -85,14 +85,14 @@ describe('browser end to end: a server that refuses the tab', { skip: browserSki
     // The panel's session cookie, for the http resolver (the token resolver ignores it).
     await context.addCookies([{ name: 'sid', value: '0123456789abcdef', url: base }]);
     // The page is served through the proxy too, so that the probe is same-origin, as for a panel that hosts Herald behind its own origin.
-    await connectPage(page, base, token ?? '', { waitOpen: false, reconnect: { baseMs: 50, capMs: 400 } });
+    await connectPage(page, base, token ?? '', { waitOpen: false, reconnect: { baseMs: 50, capMs: 200 } });
     return { page, proxy, close: async () => { await context.close(); await proxy.close(); } };
   }
 
   /** The tab stopped for good: one handshake and one probe, then nothing for a while that a retrying tab would have used. */
   async function assertStopped(page: Page, proxy: CountingProxy, code: number): Promise<void> {
     await waitForState(page, 'rejected');
-    await delay(1500); // with a 50–400 ms backoff, a retrying tab would have tried several times by now
+    await delay(500); // with a 50–200 ms backoff (the first retry within 50 ms), a retrying tab would have tried several times by now
     const rec = await recorder(page);
     assert.deepEqual(named(rec, 'rejected').map((r) => r.code), [code]);
     assert.deepEqual(named(rec, 'disconnected').map((d) => d.willReconnect), [false]);
@@ -106,10 +106,10 @@ describe('browser end to end: a server that refuses the tab', { skip: browserSki
   async function assertRetrying(page: Page, proxy: CountingProxy): Promise<void> {
     await page.waitForFunction(() => (window as W).rec.events.filter((e) => e.name === 'reconnecting').length >= 4, null, { timeout: 10_000 });
     const before = proxy.count('GET /ws/admin');
-    await delay(2000);
+    await delay(1000);
     const inWindow = proxy.count('GET /ws/admin') - before;
-    // Past the 4th attempt each delay is uniform in [0, 400 ms]: about 10 in 2 s; a tight loop makes hundreds.
-    assert.ok(inWindow >= 1 && inWindow <= 30, `${inWindow} handshakes in 2 s`);
+    // Past the 3rd attempt each delay is uniform in [0, 200 ms]: about 10 in 1 s; a tight loop makes hundreds.
+    assert.ok(inWindow >= 1 && inWindow <= 30, `${inWindow} handshakes in 1 s`);
     const rec = await recorder(page);
     assert.equal(named(rec, 'rejected').length, 0);
     assert.ok(!rec.states.includes('rejected'));
