@@ -59,9 +59,9 @@ describe('browser end to end: background, offline, closed and reopened tabs', { 
     await cdp.send('Page.setWebLifecycleState', { state: 'active' });
     await waitForMessages(back, sent.length);
     await send(21, 'f5');
+    await Promise.all([front, back].map((p) => waitForMessages(p, 5)));
+    await delay(200); // a duplicate would come right behind
     for (const p of [front, back]) {
-      await waitForMessages(p, 5);
-      await delay(200);
       assert.deepEqual(await titles(p), [...sent, 'f5']);
       assert.deepEqual(await toastTitles(p), [...sent, 'f5'].slice(-5));
     }
@@ -85,7 +85,7 @@ describe('browser end to end: background, offline, closed and reopened tabs', { 
       assert.ok(proxy.freeze() >= 1);
       await send(22, 'o2');
       await send(22, 'o3');
-      await delay(1000);
+      await delay(300); // offline for a while: the page has heard `offline` and its socket carries nothing
       await context.setOffline(false);
       await send(22, 'o4');
       // The heartbeat (25 s: silence is a dead link after 62.5 s) must not be what brings the tab back.
