@@ -112,8 +112,7 @@ describe('browser end to end: a killed server and a wiped store (herald start, S
   it('SIGKILL and restart while two tabs are open and sends go on: every accepted one shown once in each tab, resumed from the cursor', async () => {
     const { context, page: a } = await newPage(browser);
     const b = await context.newPage();
-    await openTab(a, server.url, await server.token(1));
-    await openTab(b, server.url, await server.token(1));
+    await Promise.all([openTab(a, server.url, await server.token(1)), openTab(b, server.url, await server.token(1))]);
 
     const expected: string[] = [];
     const sends: Array<{ seq: number; epoch: string }> = [];
@@ -136,9 +135,9 @@ describe('browser end to end: a killed server and a wiped store (herald start, S
 
     assert.equal(new Set(sends.map((s) => s.epoch)).size, 1, 'the SQLite store keeps its EPOCH across a SIGKILL');
     assert.deepEqual(sends.map((s) => s.seq), Array.from({ length: N }, (_, i) => i + 1), 'each accepted once (idempotency keys)');
+    await Promise.all([a, b].map((page) => waitTitles(page, N)));
+    await delay(300); // a duplicate would come right behind
     for (const [name, page] of [['tab A', a], ['tab B', b]] as const) {
-      await waitTitles(page, N);
-      await delay(300); // a duplicate would come right behind
       const s = await seen(page);
       assertExactlyOnce(s, expected, name);
       // Resumed from the cursor: the server sent no SEQ twice, not even to be dropped as a duplicate.
@@ -160,8 +159,7 @@ describe('browser end to end: a killed server and a wiped store (herald start, S
   it('SIGKILL and restart with broadcasts among the sends: each stream shown once and in order in each tab', async () => {
     const { context, page: a } = await newPage(browser);
     const b = await context.newPage();
-    await openTab(a, server.url, await server.token(3));
-    await openTab(b, server.url, await server.token(3));
+    await Promise.all([openTab(a, server.url, await server.token(3)), openTab(b, server.url, await server.token(3))]);
     const own: string[] = [];
     const all: string[] = [];
     const broadcastSeqs: number[] = [];
@@ -183,9 +181,9 @@ describe('browser end to end: a killed server and a wiped store (herald start, S
     await delay(300);
     await server.start();
     await sending;
+    await Promise.all([a, b].map((page) => waitTitles(page, N)));
+    await delay(300);
     for (const [name, page] of [['tab A', a], ['tab B', b]] as const) {
-      await waitTitles(page, N);
-      await delay(300);
       const s = await seen(page);
       assert.equal(s.titles.length, N, `${name}: ${s.titles.join(' ')}`);
       assert.deepEqual(s.titles.filter((t) => t.startsWith('p')), own, `${name}: its own notifications once, in order`);
