@@ -6,26 +6,30 @@
  */
 import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { TestTab, until } from './helpers/ws-client.js';
 import {
   browserSkipReason, connectPage, launchBrowser, newPage, outputPath, recorder, waitForMessages, waitForState, type W,
 } from './helpers/browser.js';
+import { newTab, sharedContext } from './helpers/trimbrowsera-context.js';
 
 const SEED_MESSAGE = { TYPE: 'MESSAGE', TITLE: 'Test notification', TEXT: 'Just<br/>some<br/>text' };
 
 describe('browser library in Chromium', { skip: browserSkipReason() }, () => {
   let server: TestServer;
   let browser: Browser;
+  /** The tests' pages share one context (each test its own admin); the desktop notification test takes its own. */
+  let context: BrowserContext;
   const pages: Page[] = [];
 
   before(async () => {
     [server, browser] = await Promise.all([startHerald(), launchBrowser()]);
+    context = await sharedContext(browser);
   });
   afterEach(async () => {
-    // Each test's pages live in their own contexts; close them so tabs do not pile up.
-    await Promise.all(pages.splice(0).map((p) => p.context().close()));
+    // Close each test's pages (and a context of its own) so tabs do not pile up.
+    await Promise.all(pages.splice(0).map((p) => (p.context() === context ? p.close() : p.context().close())));
   });
   after(async () => {
     await browser?.close();
@@ -33,7 +37,7 @@ describe('browser library in Chromium', { skip: browserSkipReason() }, () => {
   });
 
   async function page(): Promise<Page> {
-    const { page } = await newPage(browser);
+    const page = await newTab(context);
     pages.push(page);
     return page;
   }
