@@ -12,10 +12,11 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { mintToken } from '../src/server/auth/token-resolver.js';
 import { startHerald, type TestServer } from './helpers/server.js';
-import { browserSkipReason, connectPage, launchBrowser, newPage, recorder, waitForMessages, waitForState, type W } from './helpers/browser.js';
+import { browserSkipReason, connectPage, launchBrowser, recorder, waitForMessages, waitForState, type W } from './helpers/browser.js';
+import { newTab, sharedContext } from './helpers/trimbrowsera-context.js';
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -70,8 +71,11 @@ const named = (rec: Rec, name: string) => rec.events.filter((e) => e.name === na
 
 describe('browser end to end: a server that refuses the tab', { skip: browserSkipReason() }, () => {
   let browser: Browser;
+  /** Shared by the tests, each on an origin of its own (a proxy, or a server, on a port of its own). */
+  let context: BrowserContext;
   before(async () => {
     browser = await launchBrowser();
+    context = await sharedContext(browser);
   });
   after(async () => {
     await browser?.close();
@@ -81,12 +85,12 @@ describe('browser end to end: a server that refuses the tab', { skip: browserSki
   async function tabThroughProxy(server: TestServer, token: string | undefined): Promise<{ page: Page; proxy: CountingProxy; close: () => Promise<void> }> {
     const proxy = new CountingProxy(Number(new URL(server.url).port));
     const base = await proxy.listen();
-    const { page, context } = await newPage(browser);
+    const page = await newTab(context);
     // The panel's session cookie, for the http resolver (the token resolver ignores it).
     await context.addCookies([{ name: 'sid', value: '0123456789abcdef', url: base }]);
     // The page is served through the proxy too, so that the probe is same-origin, as for a panel that hosts Herald behind its own origin.
     await connectPage(page, base, token ?? '', { waitOpen: false, reconnect: { baseMs: 50, capMs: 200 } });
-    return { page, proxy, close: async () => { await context.close(); await proxy.close(); } };
+    return { page, proxy, close: async () => { await page.close(); await proxy.close(); } };
   }
 
   /** The tab stopped for good: one handshake and one probe, then nothing for a while that a retrying tab would have used. */
@@ -193,7 +197,7 @@ describe('browser end to end: a server that refuses the tab', { skip: browserSki
 
   it('a token that expires under a live tab (4419): reconnects with a fresh one from the token function, nothing lost', async () => {
     const server = await startHerald({ sessionRecheckMs: 300 });
-    const { page, context } = await newPage(browser);
+    const page = await newTab(context);
     try {
       await page.goto(`${server.url}/demo`);
       // Tokens of 2 s (whole seconds in `exp`), minted by the test's "panel" on each call.
@@ -216,7 +220,7 @@ describe('browser end to end: a server that refuses the tab', { skip: browserSki
       const rec = await recorder(page);
       assert.equal(named(rec, 'rejected').length, 0);
     } finally {
-      await context.close();
+      await page.close();
       await server.close();
     }
   });
