@@ -14,10 +14,11 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server, type Socket } from 'node:net';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { pipeTo } from './helpers/freezable-proxy.js';
 import { startHerald, type TestServer } from './helpers/server.js';
-import { browserSkipReason, connectPage, launchBrowser, newPage, recorder, waitForMessages, waitForState, type Recorder, type W } from './helpers/browser.js';
+import { browserSkipReason, connectPage, launchBrowser, recorder, waitForMessages, waitForState, type Recorder, type W } from './helpers/browser.js';
+import { newTab, sharedContext } from './helpers/trimbrowsera-context.js';
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Longer than the library's grace (2.5 s) for an attempt in progress at wake-up. */
@@ -107,10 +108,12 @@ function connectedEvents(rec: Recorder): Array<{ resumed: boolean }> {
 describe('browser wake-up while an attempt is in progress', { skip: browserSkipReason() }, () => {
   let browser: Browser;
   let server: TestServer;
+  /** Shared by the tests, each on an origin of its own (a proxy on a port of its own). */
+  let context: BrowserContext;
 
   before(async () => {
-    browser = await launchBrowser();
-    server = await startHerald();
+    [browser, server] = await Promise.all([launchBrowser(), startHerald()]);
+    context = await sharedContext(browser);
   });
   after(async () => {
     await browser?.close();
@@ -120,7 +123,7 @@ describe('browser wake-up while an attempt is in progress', { skip: browserSkipR
   it('back online: an attempt made on the dead network is replaced at once, and what was sent meanwhile arrives once', async () => {
     const proxy = new SwitchProxy(Number(new URL(server.url).port));
     const base = await proxy.listen();
-    const { page, context } = await newPage(browser);
+    const page = await newTab(context);
     try {
       // Default connectTimeoutMs (20 s): what a real page has.
       await connectPage(page, base, await server.token('admin', 51), { reconnect: { baseMs: 100, capMs: 100 } });
@@ -151,7 +154,7 @@ describe('browser wake-up while an attempt is in progress', { skip: browserSkipR
       await waitFor('the abandoned connection closing', () => proxy.heldHandshakes()[0]!.closed, 5000);
       assert.equal((await server.api('GET', '/api/v1/online/admin/51')).body.tabs, 1);
     } finally {
-      await context.close();
+      await page.close();
       await proxy.close();
     }
   });
@@ -159,7 +162,7 @@ describe('browser wake-up while an attempt is in progress', { skip: browserSkipR
   it('visible again: a first attempt started while offline is replaced at once', async () => {
     const proxy = new SwitchProxy(Number(new URL(server.url).port));
     const base = await proxy.listen();
-    const { page, context } = await newPage(browser);
+    const page = await newTab(context);
     try {
       await page.goto(`${base}/demo`);
       proxy.die();
@@ -186,7 +189,7 @@ describe('browser wake-up while an attempt is in progress', { skip: browserSkipR
       assert.equal(proxy.accepted, acceptedBefore + 1, 'one new attempt');
       await waitFor('the abandoned connection closing', () => proxy.heldHandshakes()[0]!.closed, 5000);
     } finally {
-      await context.close();
+      await page.close();
       await proxy.close();
     }
   });
@@ -194,7 +197,7 @@ describe('browser wake-up while an attempt is in progress', { skip: browserSkipR
   it('a young attempt (a slow handshake on a working network) is not cut by a wake-up', async () => {
     const proxy = new SwitchProxy(Number(new URL(server.url).port));
     const base = await proxy.listen();
-    const { page, context } = await newPage(browser);
+    const page = await newTab(context);
     try {
       await page.goto(`${base}/demo`);
       proxy.die();
@@ -216,7 +219,7 @@ describe('browser wake-up while an attempt is in progress', { skip: browserSkipR
       assert.equal(proxy.accepted, acceptedBefore, 'no second attempt beside the slow one');
       assert.equal(slow.closed, false);
     } finally {
-      await context.close();
+      await page.close();
       await proxy.close();
     }
   });
