@@ -8,11 +8,12 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { FreezableProxy } from './helpers/freezable-proxy.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, connectPage, launchBrowser, newPage, recorder, waitForMessages, type W } from './helpers/browser.js';
 import { until } from './helpers/ws-client.js';
+import { newTab, sharedContext } from './helpers/trimbrowsera-context.js';
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -30,8 +31,11 @@ async function toastTitles(page: Page): Promise<string[]> {
 describe('browser end to end: background, offline, closed and reopened tabs', { skip: browserSkipReason() }, () => {
   let server: TestServer;
   let browser: Browser;
+  /** Shared by the tests that leave the context as it is, each with an admin of its own; the offline test takes its own. */
+  let context: BrowserContext;
   before(async () => {
     [server, browser] = await Promise.all([startHerald({}), launchBrowser()]);
+    context = await sharedContext(browser);
   });
   after(async () => {
     await browser?.close();
@@ -45,8 +49,8 @@ describe('browser end to end: background, offline, closed and reopened tabs', { 
   }
 
   it('two tabs of one admin, one a frozen background page: both show every notification once, the frozen one when it wakes', async () => {
-    const { context, page: front } = await newPage(browser);
-    const back = await context.newPage();
+    const front = await newTab(context);
+    const back = await newTab(context);
     await connectPage(front, server.url, await server.token('admin', 21));
     await connectPage(back, server.url, await server.token('admin', 21));
     await front.bringToFront();
@@ -66,7 +70,8 @@ describe('browser end to end: background, offline, closed and reopened tabs', { 
       assert.deepEqual(await toastTitles(p), [...sent, 'f5'].slice(-5));
     }
     assert.equal((await server.api('GET', '/api/v1/online/admin/21')).body.tabs, 2);
-    await context.close();
+    await cdp.detach();
+    await Promise.all([front.close(), back.close()]);
   });
 
   it('a tab that goes offline for a while catches up when it comes back: everything once, in order, without a reload or a minute of silence', async () => {
@@ -103,7 +108,7 @@ describe('browser end to end: background, offline, closed and reopened tabs', { 
   });
 
   it('a tab closed right after its toasts, then a new tab: the new one shows only what came meanwhile', async () => {
-    const { context, page } = await newPage(browser);
+    const page = await newTab(context);
     await connectPage(page, server.url, await server.token('admin', 23));
     await send(23, 'c1');
     await send(23, 'c2');
@@ -114,18 +119,18 @@ describe('browser end to end: background, offline, closed and reopened tabs', { 
     // has seen the tab leave, or the closing page may still get it (and then c3 is not "meanwhile").
     await until(async () => (await server.api('GET', '/api/v1/online/admin/23')).body.tabs === 0, 10_000, 'the closed tab to leave');
     await send(23, 'c3');
-    const reopened = await context.newPage();
+    const reopened = await newTab(context);
     await connectPage(reopened, server.url, await server.token('admin', 23));
     await send(23, 'c4');
     await waitForMessages(reopened, 2);
     await delay(300);
     assert.deepEqual(await titles(reopened), ['c3', 'c4'], 'what the closed tab showed is not shown again');
     assert.deepEqual(await toastTitles(reopened), ['c3', 'c4']);
-    await context.close();
+    await reopened.close();
   });
 
   it('a notification that reaches a page after its pagehide is shown by the next tab (the leaving page did not show it)', async () => {
-    const { context, page } = await newPage(browser);
+    const page = await newTab(context);
     // No ack of its own before the test is done with it: only pagehide sends one.
     await connectPage(page, server.url, await server.token('admin', 24), { ackDelayMs: 60_000 });
     await send(24, 'p1');
@@ -134,11 +139,11 @@ describe('browser end to end: background, offline, closed and reopened tabs', { 
     await page.evaluate(() => window.dispatchEvent(new PageTransitionEvent('pagehide', { persisted: false })));
     await send(24, 'p2');
     await waitForMessages(page, 2);
-    const next = await context.newPage();
+    const next = await newTab(context);
     await connectPage(next, server.url, await server.token('admin', 24));
     await waitForMessages(next, 1);
     await delay(300);
     assert.deepEqual(await titles(next), ['p2'], 'p2 reached only a page being left: the next tab shows it; p1 was acked at pagehide');
-    await context.close();
+    await Promise.all([page.close(), next.close()]);
   });
 });
