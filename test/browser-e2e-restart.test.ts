@@ -15,10 +15,11 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { HeraldProcess } from './helpers/herald-process.js';
 import { restartablePort } from './helpers/ports.js';
-import { browserSkipReason, connectPage, launchBrowser, newPage, type Recorder, type W } from './helpers/browser.js';
+import { browserSkipReason, connectPage, launchBrowser, type Recorder, type W } from './helpers/browser.js';
+import { newTab, sharedContext } from './helpers/trimbrowsera-context.js';
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -97,11 +98,14 @@ describe('browser end to end: a killed server and a wiped store (herald start, S
   let browser: Browser;
   let dataDir: string;
   let server: RestartingHerald;
+  /** Shared by the tests, each with an admin of its own (the library's "shown" record is per person). */
+  let context: BrowserContext;
 
   before(async () => {
     dataDir = mkdtempSync(join(tmpdir(), 'herald-e2e-'));
     server = new RestartingHerald(await restartablePort(), dataDir);
     [browser] = await Promise.all([launchBrowser(), server.start()]);
+    context = await sharedContext(browser);
   });
   after(async () => {
     await browser?.close();
@@ -110,8 +114,7 @@ describe('browser end to end: a killed server and a wiped store (herald start, S
   });
 
   it('SIGKILL and restart while two tabs are open and sends go on: every accepted one shown once in each tab, resumed from the cursor', async () => {
-    const { context, page: a } = await newPage(browser);
-    const b = await context.newPage();
+    const [a, b] = await Promise.all([newTab(context), newTab(context)]);
     await Promise.all([openTab(a, server.url, await server.token(1)), openTab(b, server.url, await server.token(1))]);
 
     const expected: string[] = [];
@@ -153,12 +156,11 @@ describe('browser end to end: a killed server and a wiped store (herald start, S
     await waitTitles(a, 1);
     await delay(300);
     assertExactlyOnce(await seen(a), ['after reload'], 'tab A reloaded');
-    await context.close();
+    await Promise.all([a.close(), b.close()]);
   });
 
   it('SIGKILL and restart with broadcasts among the sends: each stream shown once and in order in each tab', async () => {
-    const { context, page: a } = await newPage(browser);
-    const b = await context.newPage();
+    const [a, b] = await Promise.all([newTab(context), newTab(context)]);
     await Promise.all([openTab(a, server.url, await server.token(3)), openTab(b, server.url, await server.token(3))]);
     const own: string[] = [];
     const all: string[] = [];
@@ -192,11 +194,11 @@ describe('browser end to end: a killed server and a wiped store (herald start, S
       assert.deepEqual(s.broadcastSeqs, broadcastSeqs, `${name}: every broadcast SEQ arrived once`);
       assert.deepEqual(s.resets, []);
     }
-    await context.close();
+    await Promise.all([a.close(), b.close()]);
   });
 
   it('a restart on a wiped data dir (new EPOCH): the stale cursor hides nothing new and no old one is shown again', async () => {
-    const { context, page } = await newPage(browser);
+    const page = await newTab(context);
     await openTab(page, server.url, await server.token(2));
     const before = ['old 1', 'old 2', 'old 3'];
     for (const [i, t] of before.entries()) await server.sendUntilAnswered(2, t, `e2e-wipe-old-${i}`);
@@ -230,6 +232,6 @@ describe('browser end to end: a killed server and a wiped store (herald start, S
     await waitTitles(page, 1);
     await delay(300);
     assertExactlyOnce(await seen(page), ['new 4'], 'the reloaded tab');
-    await context.close();
+    await page.close();
   });
 });
