@@ -41,12 +41,17 @@ async function waitAcked(server: TestServer, messageId: string, timeoutMs = 5000
 
 describe('browser reconnect and resume in Chromium', { skip: browserSkipReason() }, () => {
   let browser: Browser;
+  // The servers of the last two describes start beside the browser: each is used by one test only.
+  // The default heartbeat for resume: a CI machine that stalls the page for 750 ms
+  // (2.5 heartbeats of 300 ms) must not drop that tab, whose backoff is a minute.
+  let resumeServer: TestServer;
+  let deadLinkServer: TestServer;
 
   before(async () => {
-    browser = await launchBrowser();
+    [browser, resumeServer, deadLinkServer] = await Promise.all([launchBrowser(), startHerald({}), startHerald({ heartbeatMs: 300 })]);
   });
   after(async () => {
-    await browser?.close();
+    await Promise.all([browser?.close(), resumeServer?.close(), deadLinkServer?.close()]);
   });
 
   it('reconnects without a reload after the server restarts (same port, same data dir) and gets the next message once', async () => {
@@ -94,17 +99,8 @@ describe('browser reconnect and resume in Chromium', { skip: browserSkipReason()
   });
 
   describe('resume over one server', () => {
-    let server: TestServer;
-    before(async () => {
-      // The default heartbeat: a CI machine that stalls the page for 750 ms
-      // (2.5 heartbeats of 300 ms) must not drop this tab, whose backoff is a minute.
-      server = await startHerald({});
-    });
-    after(async () => {
-      await server?.close();
-    });
-
     it('resumes after a dropped connection: what was sent meanwhile is replayed in order, nothing twice; a reload resumes too', async () => {
+      const server = resumeServer;
       const { page, context } = await newPage(browser);
       // A long backoff, so the test decides when the tab comes back (the `online` event).
       await connectPage(page, server.url, await server.token('admin', 11), { reconnect: { baseMs: 60_000, capMs: 60_000 } });
@@ -123,8 +119,7 @@ describe('browser reconnect and resume in Chromium', { skip: browserSkipReason()
       const m3 = await send('m3');
       const b1 = await broadcast('b1');
       await waitForMessages(page, 4);
-      await waitAcked(server, m3.messageId);
-      await waitAcked(server, b1.messageId);
+      await Promise.all([waitAcked(server, m3.messageId), waitAcked(server, b1.messageId)]);
 
       // The server drops the tab with a code that means "try again".
       for (const c of server.herald.gateway.connections) if (c.principal.id === 11) c.close(CloseCode.TRY_AGAIN, 'test drop');
@@ -141,8 +136,7 @@ describe('browser reconnect and resume in Chromium', { skip: browserSkipReason()
       const cursors = await page.evaluate(() => (window as W).Herald.client!.cursors());
       assert.equal(cursors.own?.SEQ, 6);
       assert.equal(cursors.broadcast?.SEQ, b2.seq);
-      await waitAcked(server, queued[2]!.messageId);
-      await waitAcked(server, b2.messageId);
+      await Promise.all([waitAcked(server, queued[2]!.messageId), waitAcked(server, b2.messageId)]);
 
       // A reload: the cursors come back from sessionStorage.
       await connectPage(page, server.url, await server.token('admin', 11));
@@ -159,15 +153,8 @@ describe('browser reconnect and resume in Chromium', { skip: browserSkipReason()
   });
 
   describe('dead link over one server', () => {
-    let server: TestServer;
-    before(async () => {
-      server = await startHerald({ heartbeatMs: 300 });
-    });
-    after(async () => {
-      await server?.close();
-    });
-
     it('notices a dead link when heartbeats stop, and reconnects by itself', async () => {
+      const server = deadLinkServer;
       const proxy = new FreezableProxy(Number(new URL(server.url).port));
       const base = `http://127.0.0.1:${await proxy.listen()}`;
       const { page, context } = await newPage(browser);
