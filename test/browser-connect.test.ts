@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, type Server, type Socket } from 'node:net';
 import { createServer as createHttpServer, type Server as HttpServer, type ServerResponse } from 'node:http';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { pipeTo } from './helpers/freezable-proxy.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, launchBrowser, newPage, waitForState, type W } from './helpers/browser.js';
@@ -145,13 +145,23 @@ function within<T>(ms: number, what: string, promise: Promise<T>): Promise<T> {
 describe('browser connection attempts in Chromium', { skip: browserSkipReason() }, () => {
   let server: TestServer;
   let browser: Browser;
+  /**
+   * One context for the file, a new page per test: a context costs about as much again as
+   * its page. Storage a test could see from another is localStorage's record of what this
+   * browser showed, kept per person, and each test here has a person of its own.
+   */
+  let context: BrowserContext;
   const pages: Page[] = [];
 
   before(async () => {
     [server, browser] = await Promise.all([startHerald(), launchBrowser()]);
+    // The demo page hosts the library here; the endpoints are the tests' own servers on other ports.
+    const first = await newPage(browser, { bypassCSP: true });
+    context = first.context;
+    await first.page.close();
   });
   afterEach(async () => {
-    await Promise.all(pages.splice(0).map((p) => p.context().close()));
+    await Promise.all(pages.splice(0).map((p) => p.close()));
   });
   after(async () => {
     await browser?.close();
@@ -166,8 +176,7 @@ describe('browser connection attempts in Chromium', { skip: browserSkipReason() 
    * that; a string is used as it is.
    */
   async function pageWithClient(options: { token: 'queued' | 'hang-first' | string; endpoint?: string; connectTimeoutMs?: number; tokenValue?: string; reconnectMs?: number }): Promise<Page> {
-    // The demo page hosts the library here; the endpoints are this test's own servers on other ports.
-    const { page } = await newPage(browser, { bypassCSP: true });
+    const page = await context.newPage();
     pages.push(page);
     await page.goto(`${server.url}/demo`);
     await page.evaluate((o) => {
@@ -336,7 +345,7 @@ describe('browser connection attempts in Chromium', { skip: browserSkipReason() 
     assert.equal(await page.evaluate(() => (window as unknown as Watch).sockets.length), 1, 'the hung attempt never made a socket');
   });
   it('refuses timings that would make it retry in a loop: a heartbeat, a backoff or a connect timeout of 0 or NaN', async () => {
-    const { page } = await newPage(browser);
+    const page = await context.newPage();
     pages.push(page);
     await page.goto(`${server.url}/demo`);
     const refused = await page.evaluate(() => {
