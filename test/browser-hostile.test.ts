@@ -5,7 +5,7 @@
  */
 import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { startHerald, type TestServer } from './helpers/server.js';
@@ -14,13 +14,21 @@ import { browserSkipReason, connectPage, launchBrowser, newPage, waitForMessages
 describe('browser library against hostile notifications', { skip: browserSkipReason() }, () => {
   let server: TestServer;
   let browser: Browser;
+  /**
+   * One context for the file, a new page per test: a context costs about as much again as
+   * its page. The tests connect as different people, or to another Herald.
+   */
+  let context: BrowserContext;
   const pages: Page[] = [];
 
   before(async () => {
     [server, browser] = await Promise.all([startHerald(), launchBrowser()]);
+    const first = await newPage(browser);
+    context = first.context;
+    await first.page.close();
   });
   afterEach(async () => {
-    await Promise.all(pages.splice(0).map((p) => p.context().close()));
+    await Promise.all(pages.splice(0).map((p) => p.close()));
   });
   after(async () => {
     await browser?.close();
@@ -28,7 +36,7 @@ describe('browser library against hostile notifications', { skip: browserSkipRea
   });
 
   async function page(): Promise<Page> {
-    const { page } = await newPage(browser);
+    const page = await context.newPage();
     pages.push(page);
     return page;
   }
