@@ -14,7 +14,7 @@ import { createServer, type Socket } from 'node:net';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { restartablePort } from './helpers/ports.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, launchBrowser, newPage, waitForState, type Recorder, type W } from './helpers/browser.js';
@@ -53,10 +53,16 @@ function shape(events: Seen['seen']): string[] {
 }
 
 describe('connection events in Chromium', { skip: browserSkipReason() }, () => {
-  // One browser for the whole file (each test has its own context): a launch costs more than most tests here.
+  // One browser and one context for the whole file, a page per test: a launch costs more than
+  // most tests here, and a context about as much again as its page. Each test's server has a
+  // port (an origin, and so a localStorage) of its own, or a person of its own.
   let browser: Browser;
+  let context: BrowserContext;
   before(async () => {
     browser = await launchBrowser();
+    const first = await newPage(browser);
+    context = first.context;
+    await first.page.close();
   });
   after(async () => {
     await browser?.close();
@@ -75,7 +81,7 @@ describe('connection events in Chromium', { skip: browserSkipReason() }, () => {
     it('server down for several attempts, then back: connected, one disconnected, reconnecting per attempt, connected', async () => {
       const port = await restartablePort();
       let server: TestServer = await startHerald({ port }, { ...fixed, dataDir });
-      const { page, context } = await newPage(browser);
+      const page = await context.newPage();
       try {
         await openTab(page, server.url, await server.token('admin', 51));
         await server.close();
@@ -88,7 +94,7 @@ describe('connection events in Chromium', { skip: browserSkipReason() }, () => {
         assert.deepEqual(disconnected.payload, { code: 1001, reason: 'server shutdown', willReconnect: true });
         assert.equal(disconnected.state, 'waiting', 'a disconnected listener sees the client waiting, not open');
       } finally {
-        await context.close();
+        await page.close();
         await server.close();
       }
     });
@@ -99,7 +105,7 @@ describe('connection events in Chromium', { skip: browserSkipReason() }, () => {
       // After Herald: something on its port that accepts connections and never answers.
       const held = new Set<Socket>();
       const hang = createServer((s) => { held.add(s); s.on('error', () => {}); });
-      const { page, context } = await newPage(browser);
+      const page = await context.newPage();
       try {
         await openTab(page, server.url, await server.token('admin', 52), 300);
         await server.close();
@@ -118,7 +124,7 @@ describe('connection events in Chromium', { skip: browserSkipReason() }, () => {
         const events = await seen(page);
         assert.deepEqual(shape(events), ['connected', 'disconnected', 'reconnecting…'], JSON.stringify(events));
       } finally {
-        await context.close();
+        await page.close();
         for (const s of held) s.destroy();
         await new Promise((r) => hang.close(r));
       }
@@ -127,7 +133,7 @@ describe('connection events in Chromium', { skip: browserSkipReason() }, () => {
     it('a reconnecting listener that calls close() stops retrying during an outage, and close() says disconnected once', async () => {
       const port = await restartablePort();
       const server = await startHerald({ port }, { ...fixed, dataDir });
-      const { page, context } = await newPage(browser);
+      const page = await context.newPage();
       try {
         await openTab(page, server.url, await server.token('admin', 53));
         await page.evaluate(() => {
@@ -150,7 +156,7 @@ describe('connection events in Chromium', { skip: browserSkipReason() }, () => {
         assert.deepEqual(shape(events), ['connected', 'disconnected', 'reconnecting…', 'disconnected'], JSON.stringify(events));
         assert.deepEqual(events.filter((e) => e.name === 'disconnected').map((e) => (e.payload as { willReconnect: boolean }).willReconnect), [true, false]);
       } finally {
-        await context.close();
+        await page.close();
       }
     });
   });
@@ -165,7 +171,7 @@ describe('connection events in Chromium', { skip: browserSkipReason() }, () => {
     });
 
     it("the previous person's cursors: connected says not resumed, and no reset (nothing was missed)", async () => {
-      const { page, context } = await newPage(browser);
+      const page = await context.newPage();
       try {
         await openTab(page, server.url, await server.token('admin', 54));
         await server.api('POST', '/api/v1/send', { to: { aid: 54 }, message: { TYPE: 'MESSAGE', TITLE: 'for 54', TEXT: 'x' } });
@@ -190,7 +196,7 @@ describe('connection events in Chromium', { skip: browserSkipReason() }, () => {
         assert.equal((events[0]!.payload as { resumed: boolean }).resumed, false);
         assert.deepEqual(await page.evaluate(() => (window as unknown as W).rec.messages.map((m) => m.TITLE)), ['for 55']);
       } finally {
-        await context.close();
+        await page.close();
       }
     });
   });
