@@ -53,18 +53,20 @@ describe('herald client commands', () => {
   });
 
   test('send to nobody with --ttl 0 exits 1 saying it was not delivered; with a ttl it is queued and exits 0', async () => {
-    let r = await runCli(['send', '--aid', '404', '--title', 'x', '--text', 'y', '--ttl', '0'], { env });
-    assert.equal(r.code, 1);
-    assert.match(r.stderr, /not delivered: admin 404 has no tab open and the message was not kept \(--ttl 0\)/);
-    assert.equal(r.stdout, '');
-    r = await runCli(['send', '--aid', '404', '--text', 'later', '--ttl', '1h'], { env });
-    assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /admin 404: delivered to 0 tabs; queued for tabs that connect later \(message \S+\)/);
+    const [dropped, queued] = await Promise.all([
+      runCli(['send', '--aid', '404', '--title', 'x', '--text', 'y', '--ttl', '0'], { env }),
+      runCli(['send', '--aid', '404', '--text', 'later', '--ttl', '1h'], { env }),
+    ]);
+    assert.equal(dropped.code, 1);
+    assert.match(dropped.stderr, /not delivered: admin 404 has no tab open and the message was not kept \(--ttl 0\)/);
+    assert.equal(dropped.stdout, '');
+    assert.equal(queued.code, 0, queued.stderr);
+    assert.match(queued.stdout, /admin 404: delivered to 0 tabs; queued for tabs that connect later \(message \S+\)/);
   });
 
   test('send usage errors exit 2 before the network', async () => {
     const bad = { ...env, HERALD_URL: `http://127.0.0.1:${await closedPort()}` };
-    for (const [args, pattern] of [
+    const cases = [
       [['send', '--text', 'x'], /exactly one of --aid/],
       [['send', '--aid', '1', '--uid', '2', '--text', 'x'], /exactly one of --aid/],
       [['send', '--aid', '1'], /--title and\/or --text, or --json/],
@@ -72,36 +74,39 @@ describe('herald client commands', () => {
       [['send', '--aid', '1', '--json', '[1]'], /--json must be a JSON object/],
       [['send', '--aid', 'one', '--text', 'x'], /--aid must be a positive integer/],
       [['send', '--aid', '1', '--text', 'x', '--ttl', 'soon'], /--ttl must be a duration/],
-    ] as const) {
-      const r = await runCli(args, { env: bad });
+    ] as const;
+    const results = await Promise.all(cases.map(([args]) => runCli(args, { env: bad })));
+    cases.forEach(([args, pattern], i) => {
+      const r = results[i]!;
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, pattern);
-    }
+    });
   });
 
   test('online lists ids one a line, or JSON; --users for users', async () => {
     const tabs = [await s.tab('admin', 11), await s.tab('admin', 12), await s.tab('user', 13)];
     await Promise.all(tabs.map((t) => t.nextOfType('WELCOME')));
-    let r = await runCli(['online'], { env });
-    assert.equal(r.code, 0, r.stderr);
-    assert.deepEqual(r.stdout.trim().split('\n').map(Number).sort((x, y) => x - y), [11, 12]);
-    r = await runCli(['online', '--users', '--json'], { env });
-    assert.deepEqual(JSON.parse(r.stdout), { kind: 'user', ids: [13] });
+    const [admins, users] = await Promise.all([runCli(['online'], { env }), runCli(['online', '--users', '--json'], { env })]);
+    assert.equal(admins.code, 0, admins.stderr);
+    assert.deepEqual(admins.stdout.trim().split('\n').map(Number).sort((x, y) => x - y), [11, 12]);
+    assert.deepEqual(JSON.parse(users.stdout), { kind: 'user', ids: [13] });
     for (const t of tabs) t.close();
   });
 
   test('token --uid prints only a token the server admits; without a secret it exits 2', async () => {
-    const r = await runCli(['token', '--uid', '77', '--ttl', '10m'], { env: { ...env, HERALD_SECRET: s.secret } });
-    assert.equal(r.code, 0, r.stderr);
-    const tab = await TestTab.open(`${s.wsUrl}/ws/user`, { query: { token: r.stdout.trim() } });
-    assert.equal((await tab.nextOfType('WELCOME')).ID, 77);
-    tab.close();
     const empty = mkdtempSync(join(tmpdir(), 'herald-cli-nosecret-'));
     try {
-      const none = await runCli(['token', '--aid', '1', '--data-dir', empty]);
+      const [r, none, both] = await Promise.all([
+        runCli(['token', '--uid', '77', '--ttl', '10m'], { env: { ...env, HERALD_SECRET: s.secret } }),
+        runCli(['token', '--aid', '1', '--data-dir', empty]),
+        runCli(['token', '--data-dir', empty]),
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      const tab = await TestTab.open(`${s.wsUrl}/ws/user`, { query: { token: r.stdout.trim() } });
+      assert.equal((await tab.nextOfType('WELCOME')).ID, 77);
+      tab.close();
       assert.equal(none.code, 2);
       assert.match(none.stderr, /no token-signing secret/);
-      const both = await runCli(['token', '--data-dir', empty]);
       assert.equal(both.code, 2);
     } finally {
       rmSync(empty, { recursive: true, force: true });
@@ -109,23 +114,27 @@ describe('herald client commands', () => {
   });
 
   test('ping and status; an unreachable server or a wrong API token exit 1 with a clear message', async () => {
-    let r = await runCli(['status'], { env });
-    assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /^Herald \S+ at http:\/\/127\.0\.0\.1:\d+\n {2}uptime/);
-    r = await runCli(['ping'], { env: { ...env, HERALD_API_TOKEN: 'a-wrong-api-token-of-length' } });
-    assert.equal(r.code, 1);
-    assert.match(r.stderr, /refused the API token \(HERALD_ERR_UNAUTHORIZED\)/);
     const port = await closedPort();
-    r = await runCli(['ping', '--url', `http://127.0.0.1:${port}`], { env });
-    assert.equal(r.code, 1);
-    assert.match(r.stderr, new RegExp(`cannot reach Herald at http://127\\.0\\.0\\.1:${port}: .*ECONNREFUSED`));
+    const [status, refused, unreachable] = await Promise.all([
+      runCli(['status'], { env }),
+      runCli(['ping'], { env: { ...env, HERALD_API_TOKEN: 'a-wrong-api-token-of-length' } }),
+      runCli(['ping', '--url', `http://127.0.0.1:${port}`], { env }),
+    ]);
+    assert.equal(status.code, 0, status.stderr);
+    assert.match(status.stdout, /^Herald \S+ at http:\/\/127\.0\.0\.1:\d+\n {2}uptime/);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /refused the API token \(HERALD_ERR_UNAUTHORIZED\)/);
+    assert.equal(unreachable.code, 1);
+    assert.match(unreachable.stderr, new RegExp(`cannot reach Herald at http://127\\.0\\.0\\.1:${port}: .*ECONNREFUSED`));
   });
 
   test('config --markdown prints the option table; config prints the effective options with secrets masked', async () => {
-    let r = await runCli(['config', '--markdown']);
-    assert.equal(r.code, 0, r.stderr);
-    assert.equal(r.stdout, `${optionsMarkdownTable()}\n`);
-    r = await runCli(['config'], { env: { HERALD_SECRET: s.secret, HERALD_PORT: '20001' } });
+    const [markdown, r] = await Promise.all([
+      runCli(['config', '--markdown']),
+      runCli(['config'], { env: { HERALD_SECRET: s.secret, HERALD_PORT: '20001' } }),
+    ]);
+    assert.equal(markdown.code, 0, markdown.stderr);
+    assert.equal(markdown.stdout, `${optionsMarkdownTable()}\n`);
     const shown = JSON.parse(r.stdout) as Record<string, unknown>;
     assert.equal(shown.port, 20001);
     assert.equal(shown.secret, '(set)');
@@ -161,10 +170,9 @@ describe('herald client commands', () => {
   });
 
   test('--help and unknown commands', async () => {
-    const help = await runCli(['--help']);
+    const [help, unknown] = await Promise.all([runCli(['--help']), runCli(['frobnicate'])]);
     assert.equal(help.code, 0);
     for (const c of ['start', 'token', 'send', 'online', 'ping', 'status', 'run', 'config']) assert.match(help.stdout, new RegExp(`\\n  ${c}\\b`));
-    const unknown = await runCli(['frobnicate']);
     assert.equal(unknown.code, 2);
     assert.match(unknown.stderr, /unknown command 'frobnicate'/);
   });
