@@ -63,13 +63,13 @@ describe('herald start', () => {
     const got = await tab.nextOfType('MESSAGE');
     assert.deepEqual([got.TITLE, got.TEXT], ['Тест', 'Just<br/>some<br/>text']);
 
-    const online = await runCli(['online', ...common]);
+    const [online, ping, status] = await Promise.all([
+      runCli(['online', ...common]), runCli(['ping', ...common]), runCli(['status', '--json', ...common]),
+    ]);
     assert.equal(online.code, 0, online.stderr);
     assert.equal(online.stdout, '1\n');
-    const ping = await runCli(['ping', ...common]);
     assert.equal(ping.code, 0, ping.stderr);
     assert.match(ping.stdout, /^pong from Herald \S+ at http/);
-    const status = await runCli(['status', '--json', ...common]);
     assert.equal(status.code, 0, status.stderr);
     assert.equal((JSON.parse(status.stdout) as { connections: { admin: number } }).connections.admin, 1);
     tab.close();
@@ -139,18 +139,21 @@ describe('herald start with a bad configuration', () => {
   });
 
   test('a bad config file value, an unknown key, a missing file: exit 2 naming them', async () => {
-    const file = join(dir, 'herald.json');
-    writeFileSync(file, JSON.stringify({ heartbeatMs: 'soon' }));
-    let r = await runCli(['start', '--config', file, '--data-dir', dir]);
-    assert.equal(r.code, 2);
-    assert.match(r.stderr, /option "heartbeatMs" \(config file .*herald\.json\)/);
-    writeFileSync(file, JSON.stringify({ prot: 1 }));
-    r = await runCli(['start', '--data-dir', dir], { env: { HERALD_CONFIG: file } });
-    assert.equal(r.code, 2);
-    assert.match(r.stderr, /unknown option "prot"/);
-    r = await runCli(['start', '--config', join(dir, 'missing.json')]);
-    assert.equal(r.code, 2);
-    assert.match(r.stderr, /cannot read config file/);
+    const badValue = join(dir, 'herald.json');
+    writeFileSync(badValue, JSON.stringify({ heartbeatMs: 'soon' }));
+    const unknownKey = join(dir, 'herald-unknown.json');
+    writeFileSync(unknownKey, JSON.stringify({ prot: 1 }));
+    const [value, unknown, missing] = await Promise.all([
+      runCli(['start', '--config', badValue, '--data-dir', dir]),
+      runCli(['start', '--data-dir', dir], { env: { HERALD_CONFIG: unknownKey } }),
+      runCli(['start', '--config', join(dir, 'missing.json')]),
+    ]);
+    assert.equal(value.code, 2);
+    assert.match(value.stderr, /option "heartbeatMs" \(config file .*herald\.json\)/);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.stderr, /unknown option "prot"/);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /cannot read config file/);
   });
 
   test('a bad allowedOrigins entry exits 2 naming the option, without a stack trace', async () => {
