@@ -58,12 +58,14 @@ describe('herald start on IPv6 and wildcard addresses', () => {
     try {
       const tokenLine = await stderr.next((l) => l.includes('herald token --aid 1'));
       assert.match(tokenLine, new RegExp(`ws://\\[::1\\]:${port}/ws/admin`));
-      const ping = await runCli(['ping', '--config', config], { cwd: dir });
+      const [ping, sent, status] = await Promise.all([
+        runCli(['ping', '--config', config], { cwd: dir }),
+        runCli(['send', '--config', config, '--aid', '1', '--title', 'v6', '--text', 'x'], { cwd: dir }),
+        runCli(['status', '--config', config], { cwd: dir }),
+      ]);
       assert.equal(ping.code, 0, ping.stderr);
       assert.match(ping.stdout, new RegExp(`at http://\\[::1\\]:${port} `));
-      const sent = await runCli(['send', '--config', config, '--aid', '1', '--title', 'v6', '--text', 'x'], { cwd: dir });
       assert.equal(sent.code, 0, sent.stderr);
-      const status = await runCli(['status', '--config', config], { cwd: dir });
       assert.equal(status.code, 0, status.stderr);
     } finally {
       child.kill('SIGTERM');
@@ -72,8 +74,10 @@ describe('herald start on IPv6 and wildcard addresses', () => {
   });
 
   test('--url with a bare IPv6 address is a usage error that says to put it in brackets', async () => {
-    for (const [url, hint] of [['http://::1:19443', true], ['http://[::1:19443', false]] as const) {
-      const r = await runCli(['ping', '--url', url], { cwd: dir, env: { HERALD_API_TOKEN: 'a-token-of-twenty-chars' } });
+    const cases = [['http://::1:19443', true], ['http://[::1:19443', false]] as const;
+    const results = await Promise.all(cases.map(([url]) => runCli(['ping', '--url', url], { cwd: dir, env: { HERALD_API_TOKEN: 'a-token-of-twenty-chars' } })));
+    for (const [i, [, hint]] of cases.entries()) {
+      const r = results[i]!;
       assert.equal(r.code, 2, r.stderr);
       assert.match(r.stderr, /--url \/ HERALD_URL is not a URL/);
       assert.equal(/goes in brackets: http:\/\/\[::1\]:19443/.test(r.stderr), hint, r.stderr);
