@@ -36,8 +36,7 @@ describe('herald start with two listeners on one port', () => {
 
 describe('an empty --config', () => {
   test('is a usage error, not a start on defaults without the file', async () => {
-    for (const args of [['config', '--config', ''], ['--config', ' ', 'config']]) {
-      const r = await runCli(args);
+    for (const r of await Promise.all([runCli(['config', '--config', '']), runCli(['--config', ' ', 'config'])])) {
       assert.equal(r.code, 2, r.stdout + r.stderr);
       assert.equal(r.stderr, 'herald: --config must not be empty\n');
       assert.equal(r.stdout, '');
@@ -50,8 +49,10 @@ describe('a huge integer', () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   test('HERALD_REQUEST_TIMEOUT_MS=1e16 and HERALD_MAX_PER_STREAM=1e300 are configuration errors, not stack traces', async () => {
-    for (const [env, key] of [['HERALD_REQUEST_TIMEOUT_MS', 'requestTimeoutMs'], ['HERALD_MAX_PER_STREAM', 'maxPerStream']] as const) {
-      const r = await runCli(['start', '--port', '0', '--no-legacy', '--data-dir', join(dir, 'data')], { env: { [env]: env === 'HERALD_MAX_PER_STREAM' ? '1e300' : '1e16' } });
+    const cases = [['HERALD_REQUEST_TIMEOUT_MS', 'requestTimeoutMs'], ['HERALD_MAX_PER_STREAM', 'maxPerStream']] as const;
+    const results = await Promise.all(cases.map(([env]) => runCli(['start', '--port', '0', '--no-legacy', '--data-dir', join(dir, 'data')], { env: { [env]: env === 'HERALD_MAX_PER_STREAM' ? '1e300' : '1e16' } })));
+    for (const [i, [env, key]] of cases.entries()) {
+      const r = results[i]!;
       assert.equal(r.code, 2, r.stdout + r.stderr);
       assert.match(r.stderr, new RegExp(`^herald: invalid configuration: option "${key}" \\(environment ${env}\\)`));
       assert.ok(!r.stderr.includes('    at '), r.stderr);
@@ -93,8 +94,9 @@ describe('the option at fault is the one named', () => {
       [['--public-url', 'ftp://panel.example.net/herald'], /^herald: invalid configuration: option "publicUrl": "ftp:\/\/panel\.example\.net\/herald" is not a URL like https:\/\/panel\.example\.net\/herald\n$/],
       [['--public-url', 'panel.example.net'], /^herald: invalid configuration: option "publicUrl": "panel\.example\.net" is not a URL/],
     ] as const;
-    for (const [args, message] of cases) {
-      const r = await runCli(['start', '--port', '0', '--no-legacy', '--data-dir', join(dir, 'data'), ...args]);
+    const results = await Promise.all(cases.map(([args]) => runCli(['start', '--port', '0', '--no-legacy', '--data-dir', join(dir, 'data'), ...args])));
+    for (const [i, [, message]] of cases.entries()) {
+      const r = results[i]!;
       assert.equal(r.code, 2, r.stdout + r.stderr);
       assert.match(r.stderr, message);
     }
