@@ -58,17 +58,18 @@ function exampleLines(command: string): string[] {
 
 describe('docs/cli.md and README name every flag of the herald command, and only real ones', () => {
   test('each command\'s table row lists its flags; the global ones are listed once', async () => {
-    const top = await helpFlags();
+    // The nine children at once: each waits on its own process start, none on another's.
+    const [top, ...perCommand] = await Promise.all([helpFlags(), ...COMMANDS.map((command) => helpFlags(command))]);
     const globalSentence = /Options every command takes:([\s\S]*?)\n\n/.exec(cliDoc)?.[1] ?? '';
-    for (const flag of top.global) assert.ok(flagsIn(globalSentence).has(flag), `docs/cli.md's "Options every command takes" misses ${flag}`);
-    for (const command of COMMANDS) {
-      const { own, global } = await helpFlags(command);
-      assert.deepEqual([...global].sort(), [...top.global].sort(), `herald ${command} --help: global options`);
+    for (const flag of top!.global) assert.ok(flagsIn(globalSentence).has(flag), `docs/cli.md's "Options every command takes" misses ${flag}`);
+    for (const [i, command] of COMMANDS.entries()) {
+      const { own, global } = perCommand[i]!;
+      assert.deepEqual([...global].sort(), [...top!.global].sort(), `herald ${command} --help: global options`);
       const documented = flagsIn(tableRow(command));
       for (const flag of own) assert.ok(documented.has(flag), `docs/cli.md's row for herald ${command} misses ${flag}`);
       for (const flag of documented) assert.ok(own.has(flag) || global.has(flag), `docs/cli.md's row for herald ${command} names ${flag}, which it does not take`);
       for (const line of exampleLines(command)) {
-        for (const flag of flagsIn(line)) assert.ok(own.has(flag) || top.global.has(flag), `example "herald ${command}${line}" uses ${flag}, which it does not take`);
+        for (const flag of flagsIn(line)) assert.ok(own.has(flag) || top!.global.has(flag), `example "herald ${command}${line}" uses ${flag}, which it does not take`);
       }
     }
   });
