@@ -281,17 +281,20 @@ async function checkPresence(s: TestServer, m: Model, step: string): Promise<voi
   let last = '';
   try {
     await until(async () => {
-      const seen: string[] = [];
-      for (const kind of ['admin', 'user'] as const) {
-        const r = await api(s, 'GET', `/api/v1/online?kind=${kind}`);
-        // The old daemon's REQUEST_LIST must say the same (a flat list).
-        const old = await api(s, 'POST', '/api/v1/legacy', { TYPE: 'REQUEST_LIST', LIST_TYPE: kind === 'admin' ? 'ADMINS' : 'USERS' });
-        seen.push(`${kind}:${JSON.stringify(r.body.ids)}`, `legacy ${kind}:${JSON.stringify(old.body)}`);
-      }
-      for (const p of PEOPLE) {
+      // Read-only look-ups, all at once; `seen` keeps their fixed order.
+      const lists = await Promise.all((['admin', 'user'] as const).map(async (kind) => {
+        const [r, old] = await Promise.all([
+          api(s, 'GET', `/api/v1/online?kind=${kind}`),
+          // The old daemon's REQUEST_LIST must say the same (a flat list).
+          api(s, 'POST', '/api/v1/legacy', { TYPE: 'REQUEST_LIST', LIST_TYPE: kind === 'admin' ? 'ADMINS' : 'USERS' }),
+        ]);
+        return [`${kind}:${JSON.stringify(r.body.ids)}`, `legacy ${kind}:${JSON.stringify(old.body)}`];
+      }));
+      const people = await Promise.all(PEOPLE.map(async (p) => {
         const r = await api(s, 'GET', `/api/v1/online/${p.kind}/${p.id}`);
-        seen.push(`${personKey(p)}=${r.body.tabs}/${r.body.online}`);
-      }
+        return `${personKey(p)}=${r.body.tabs}/${r.body.online}`;
+      }));
+      const seen = [...lists.flat(), ...people];
       last = seen.join(' ');
       return last === expectedPresence(m);
     }, 2000, 'presence');
