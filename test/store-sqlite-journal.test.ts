@@ -17,6 +17,7 @@ import { decodeBody, encodeAck, encodeEntry, type JournalEntry } from '../src/se
 import type { AppendResult } from '../src/server/store/message-store.js';
 import { derivedEpoch } from '../src/server/store/message-id.js';
 import { SqliteStore } from '../src/server/store/sqlite-store.js';
+import { bundled } from './helpers/trimstore-bundle.js';
 
 const T0 = 1_700_000_000_000;
 const HOUR = 3_600_000;
@@ -37,7 +38,7 @@ function msg(n: number | string): string {
 
 /** Runs the operations in a SqliteStore of another process, then kills that process with SIGKILL (the store never closes). */
 async function runAndKill(file: string, ops: unknown[]): Promise<unknown[]> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'test/store-sqlite-writer.ts')], {
+  const child = spawn(process.execPath, [bundled('test/store-sqlite-writer.ts')], {
     cwd: root, env: { ...process.env, HERALD_TEST_STORE_FILE: file, HERALD_TEST_STORE_OPS: JSON.stringify(ops) },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
@@ -174,7 +175,7 @@ describe('SqliteStore journal', () => {
 
   it('a checkpoint that fails after a commit (the disk full) neither fails the send nor writes it twice', () => withFile(async (file) => {
     // The files may not grow past 1 MiB: the database file reaches it while the WAL, emptied by each checkpoint, is small.
-    const child = spawn('bash', ['-c', 'ulimit -f 1024 && exec "$@"', 'bash', process.execPath, '--import', 'tsx', join(root, 'test/store-sqlite-disk-writer.ts')], {
+    const child = spawn('bash', ['-c', 'ulimit -f 1024 && exec "$@"', 'bash', process.execPath, bundled('test/store-sqlite-disk-writer.ts')], {
       cwd: root, env: { ...process.env, HERALD_TEST_STORE_FILE: file, HERALD_TEST_STORE_N: '300' }, stdio: ['ignore', 'pipe', 'inherit'],
     });
     const exited = new Promise<unknown>((resolve) => child.once('exit', resolve));
