@@ -23,6 +23,7 @@ import { test } from 'node:test';
 import WebSocket from 'ws';
 import { mintToken } from '../src/server/auth/token-resolver.js';
 import { restartablePort } from './helpers/ports.js';
+import { bundled } from './helpers/trimstore-bundle.js';
 
 const N = Number(process.env.HERALD_SOAK_N ?? 20_000);
 const SEED = Number(process.env.HERALD_SOAK_SEED ?? Date.now() % 1_000_000);
@@ -56,7 +57,7 @@ class ServerProcess {
   constructor(readonly env: NodeJS.ProcessEnv) {}
 
   async start(): Promise<void> {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(root, 'test/delivery-soak-server.ts')], {
+    const child = spawn(process.execPath, [bundled('test/delivery-soak-server.ts')], {
       cwd: root, env: this.env, stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.child = child;
