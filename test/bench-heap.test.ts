@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
-import { runPlainModule } from './helpers/trimbench-node-child.js';
+import { runModule } from './helpers/node-child.js';
 
 const HEAP_LIB = fileURLToPath(new URL('../bench/lib/heap.mjs', import.meta.url));
 
@@ -32,7 +32,7 @@ console.log('kept', kept.length, sink);
 `;
 
 test('--heap-promoted: the summary counts what outlived the young collections, by the function that allocated it', async () => {
-  const out = await runPlainModule(CHILD, { env: { HEAP_LIB }, nodeFlags: ['--expose-gc'] });
+  const out = await runModule(CHILD, { env: { HEAP_LIB }, nodeFlags: ['--expose-gc'], tsx: false });
   const perKept = (fn: string): number => {
     const row = out.split('\n').find((l) => new RegExp(`^\\s*[\\d.]+\\s+${fn} `).test(l));
     return row ? Number(row.trim().split(/\s+/)[0]) : 0;

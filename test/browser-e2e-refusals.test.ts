@@ -16,7 +16,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { mintToken } from '../src/server/auth/token-resolver.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, connectPage, launchBrowser, recorder, waitForMessages, waitForState, type W } from './helpers/browser.js';
-import { newTab, sharedContext } from './helpers/trimbrowsera-context.js';
+import { newTab, sharedContext } from './helpers/browser-context.js';
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

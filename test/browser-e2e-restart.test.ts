@@ -19,7 +19,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { HeraldProcess } from './helpers/herald-process.js';
 import { restartablePort } from './helpers/ports.js';
 import { browserSkipReason, connectPage, launchBrowser, type Recorder, type W } from './helpers/browser.js';
-import { newTab, sharedContext } from './helpers/trimbrowsera-context.js';
+import { newTab, sharedContext } from './helpers/browser-context.js';
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -13,7 +13,7 @@ import { FreezableProxy } from './helpers/freezable-proxy.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, connectPage, launchBrowser, newPage, recorder, waitForMessages, type W } from './helpers/browser.js';
 import { until } from './helpers/ws-client.js';
-import { newTab, sharedContext } from './helpers/trimbrowsera-context.js';
+import { newTab, sharedContext } from './helpers/browser-context.js';
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

@@ -18,7 +18,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { pipeTo } from './helpers/freezable-proxy.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, connectPage, launchBrowser, recorder, waitForMessages, waitForState, type Recorder, type W } from './helpers/browser.js';
-import { newTab, sharedContext } from './helpers/trimbrowsera-context.js';
+import { newTab, sharedContext } from './helpers/browser-context.js';
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Longer than the library's grace (2.5 s) for an attempt in progress at wake-up. */

@@ -12,7 +12,7 @@ import { TestTab, until } from './helpers/ws-client.js';
 import {
   browserSkipReason, connectPage, launchBrowser, newPage, outputPath, recorder, waitForMessages, waitForState, type W,
 } from './helpers/browser.js';
-import { newTab, sharedContext } from './helpers/trimbrowsera-context.js';
+import { newTab, sharedContext } from './helpers/browser-context.js';
 
 const SEED_MESSAGE = { TYPE: 'MESSAGE', TITLE: 'Test notification', TEXT: 'Just<br/>some<br/>text' };
 

@@ -23,7 +23,7 @@ import { test } from 'node:test';
 import WebSocket from 'ws';
 import { mintToken } from '../src/server/auth/token-resolver.js';
 import { restartablePort } from './helpers/ports.js';
-import { bundled } from './helpers/trimstore-bundle.js';
+import { bundled } from './helpers/bundle.js';
 
 const N = Number(process.env.HERALD_SOAK_N ?? 20_000);
 const SEED = Number(process.env.HERALD_SOAK_SEED ?? Date.now() % 1_000_000);

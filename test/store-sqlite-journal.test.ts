@@ -17,7 +17,7 @@ import { decodeBody, encodeAck, encodeEntry, type JournalEntry } from '../src/se
 import type { AppendResult } from '../src/server/store/message-store.js';
 import { derivedEpoch } from '../src/server/store/message-id.js';
 import { SqliteStore } from '../src/server/store/sqlite-store.js';
-import { bundled } from './helpers/trimstore-bundle.js';
+import { bundled } from './helpers/bundle.js';
 
 const T0 = 1_700_000_000_000;
 const HOUR = 3_600_000;

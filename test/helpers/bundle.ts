@@ -21,7 +21,7 @@ export function bundled(entry: string): string {
   const done = bundles.get(entry);
   if (done) return done;
   if (dir === undefined) {
-    const d = join(REPO_ROOT, 'test-output', `trimstore-${process.pid}`);
+    const d = join(REPO_ROOT, 'test-output', `bundle-${process.pid}`);
     mkdirSync(d, { recursive: true });
     process.once('exit', () => rmSync(d, { recursive: true, force: true }));
     dir = d;
