@@ -395,10 +395,15 @@ export class CommandRunner implements CommandService {
     }
   }
 
-  /** Stops reading output still held open by processes we cannot end, and ends the run. */
+  /**
+   * Stops reading output still held open by processes we cannot end, and ends the run.
+   * A program that is itself still running no longer keeps Node's event loop alive:
+   * an application that embeds Herald exits after close() instead of waiting for it.
+   */
   #cutLoose(run: Run): void {
     run.child?.stdout?.destroy();
     run.child?.stderr?.destroy();
+    run.child?.unref();
     this.#finish(run);
   }
 
