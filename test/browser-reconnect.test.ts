@@ -102,6 +102,13 @@ describe('browser reconnect and resume in Chromium', { skip: browserSkipReason()
     it('resumes after a dropped connection: what was sent meanwhile is replayed in order, nothing twice; a reload resumes too', async () => {
       const server = resumeServer;
       const { page, context } = await newPage(browser);
+      // What the tab says when it connects: its cursors are query parameters of the handshake (docs/delivery.md).
+      const handshakes: URLSearchParams[] = [];
+      page.on('websocket', (ws) => handshakes.push(new URL(ws.url()).searchParams));
+      const cursorsSent = () => {
+        const q = handshakes.at(-1)!;
+        return { seq: q.get('seq'), epoch: q.get('epoch'), bseq: q.get('bseq'), bepoch: q.get('bepoch') };
+      };
       // A long backoff, so the test decides when the tab comes back (the `online` event).
       await connectPage(page, server.url, await server.token('admin', 11), { reconnect: { baseMs: 60_000, capMs: 60_000 } });
       const send = async (title: string) => {
@@ -129,6 +136,10 @@ describe('browser reconnect and resume in Chromium', { skip: browserSkipReason()
       const b2 = await broadcast('b2');
       await page.evaluate(() => dispatchEvent(new Event('online')));
       const messages = await waitForMessages(page, 8);
+      // The replay came from the tab's cursors, not from the server's record of what was acknowledged.
+      const epochOf = (id: string) => id.split('.')[0]!;
+      assert.equal(handshakes.length, 2);
+      assert.deepEqual(cursorsSent(), { seq: '3', epoch: epochOf(m3.messageId), bseq: String(b1.seq), bepoch: epochOf(b1.messageId) });
       // Replay: the own stream, then the broadcast stream, each in order.
       assert.deepEqual(messages.map((m) => m.TITLE), ['m1', 'm2', 'm3', 'b1', 'm4', 'm5', 'm6', 'b2']);
       assert.deepEqual(await seqsSeen(page), [1, 2, 3, 4, 5, 6], 'the server replayed only what came after the cursor');
@@ -140,6 +151,7 @@ describe('browser reconnect and resume in Chromium', { skip: browserSkipReason()
 
       // A reload: the cursors come back from sessionStorage.
       await connectPage(page, server.url, await server.token('admin', 11));
+      assert.deepEqual(cursorsSent(), { seq: '6', epoch: epochOf(m3.messageId), bseq: String(b2.seq), bepoch: epochOf(b2.messageId) });
       const rec = await recorder(page);
       assert.equal((rec.events.find((e) => e.name === 'connected')?.payload as { resumed: boolean }).resumed, true);
       await send('m7');
