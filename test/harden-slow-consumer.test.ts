@@ -7,15 +7,11 @@
  * tracking the dropped tab gets the rest when it reconnects from its cursor.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import net from 'node:net';
-import type { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import * as ws from 'ws';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { until } from './helpers/ws-client.js';
-
-const { Receiver } = ws as unknown as { Receiver: new (options: { isServer: boolean; maxPayload: number }) => Writable };
+import { openRawSocket, RawTab } from './helpers/raw-tab.js';
 
 const MAX_BUFFERED = 65_536;
 const TEXT = 'й'.repeat(1000); // 2 KB a notification
@@ -23,35 +19,12 @@ const TOTAL = 6000; // 12 MB: past the loopback socket's own buffers as well
 const PER_REQUEST = 300;
 
 /** A tab on a raw socket: does the handshake, then reads only when told to. */
-class RawTab {
-  readonly socket: net.Socket;
+class SlowTab extends RawTab {
   #bytes = 0;
   #trickle: NodeJS.Timeout | undefined;
-  readonly #head: Buffer[] = [];
-  readonly #receiver = new Receiver({ isServer: false, maxPayload: 0 });
-  readonly messages: any[] = [];
-  close: { code: number; reason: string } | undefined;
 
-  private constructor(socket: net.Socket) {
-    this.socket = socket;
-    this.#receiver.on('message', (data: Buffer) => this.messages.push(JSON.parse(data.toString('utf8'))));
-    this.#receiver.on('conclude', (code: number, reason: Buffer) => {
-      this.close = { code, reason: reason.toString() };
-      // As a browser does: the close handshake ends the connection.
-      this.socket.end();
-    });
-    this.#receiver.on('error', (err: Error) => assert.fail(`bad frame from the server: ${err.message}`));
-  }
-
-  static async open(s: TestServer, id: number): Promise<RawTab> {
-    const token = await s.token('admin', id);
-    const { port } = new URL(s.url);
-    const socket = net.connect(Number(port), '127.0.0.1');
-    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-    socket.write(`GET /ws/admin?token=${token} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-      `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
-    socket.pause();
-    const tab = new RawTab(socket);
+  static async open(s: TestServer, id: number): Promise<SlowTab> {
+    const tab = new SlowTab(await openRawSocket(s, id));
     rawTabs.push(tab);
     return tab;
   }
@@ -61,35 +34,23 @@ class RawTab {
     return this.#bytes;
   }
 
-  #take(b: Buffer): void {
+  protected override take(b: Buffer): void {
     this.#bytes += b.length;
-    if (!this.#upgraded) {
-      this.#head.push(b);
-      const all = Buffer.concat(this.#head);
-      const end = all.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      assert.match(all.subarray(0, end).toString('latin1'), /^HTTP\/1\.1 101/);
-      this.#upgraded = true;
-      this.#receiver.write(all.subarray(end + 4));
-      return;
-    }
-    this.#receiver.write(b);
+    super.take(b);
   }
-
-  #upgraded = false;
 
   /** Reads one byte a second (the stream below still pulls the kernel's data in chunks, as a browser's network stack does). */
   trickle(): void {
     this.#trickle = setInterval(() => {
       const b = this.socket.read(1) as Buffer | null;
-      if (b) this.#take(b);
+      if (b) this.take(b);
     }, 1000);
   }
 
   /** Reads everything from now on, until the server's close frame; resolves when the socket has closed. */
   async drain(): Promise<void> {
     clearInterval(this.#trickle);
-    this.socket.on('data', (b: Buffer) => this.#take(b));
+    this.socket.on('data', (b: Buffer) => this.take(b));
     this.socket.resume();
     await new Promise<void>((resolve) => this.socket.once('close', () => resolve()));
     // The Receiver may hand on the last frames in a later turn.
@@ -98,7 +59,7 @@ class RawTab {
 }
 
 let s: TestServer;
-const rawTabs: RawTab[] = [];
+const rawTabs: SlowTab[] = [];
 
 before(async () => {
   // maxPerStream above TOTAL: the dropped tab's whole backlog is still there to replay.
@@ -120,8 +81,8 @@ describe('slow consumers', () => {
     s.herald.app.server.on('upgrade', (_req: unknown, socket: net.Socket) => serverSockets.push(socket));
     const healthy = await s.tab('admin', 1);
     await healthy.nextOfType('WELCOME');
-    const deaf = await RawTab.open(s, 1);
-    const trickling = await RawTab.open(s, 1);
+    const deaf = await SlowTab.open(s, 1);
+    const trickling = await SlowTab.open(s, 1);
     trickling.trickle();
     await until(async () => (await s.api('GET', '/api/v1/online/admin/1')).body.tabs === 3, 5000, 'three tabs of admin 1');
 

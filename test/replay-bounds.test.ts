@@ -12,16 +12,12 @@
  *   after its replay, in order.
  */
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
 import net from 'node:net';
-import type { Writable } from 'node:stream';
 import { after, before, describe, test } from 'node:test';
-import * as ws from 'ws';
 import { CloseCode } from '../src/protocol/close-codes.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { until } from './helpers/ws-client.js';
-
-const { Receiver } = ws as unknown as { Receiver: new (options: { isServer: boolean; maxPayload: number }) => Writable };
+import { openRawSocket, RawTab } from './helpers/raw-tab.js';
 
 /** REPLAY_TURN_BYTES in connection.ts. */
 const TURN_BYTES = 256 * 1024;
@@ -124,40 +120,15 @@ describe('a replay of large notifications', () => {
  * A tab on a raw socket that reads only what it is told to: a slow reader
  * (a browser on a slow link), which the server paces its replay to.
  */
-class SlowTab {
-  readonly socket: net.Socket;
-  readonly messages: any[] = [];
-  close: { code: number; reason: string } | undefined;
-  readonly #receiver = new Receiver({ isServer: false, maxPayload: 0 });
-  readonly #head: Buffer[] = [];
-  #upgraded = false;
+class SlowTab extends RawTab {
   #waiters: Array<() => void> = [];
 
-  private constructor(socket: net.Socket) {
-    this.socket = socket;
-    this.#receiver.on('message', (data: Buffer) => {
-      this.messages.push(JSON.parse(data.toString('utf8')));
-      for (const w of this.#waiters) w();
-    });
-    this.#receiver.on('conclude', (code: number, reason: Buffer) => {
-      this.close = { code, reason: reason.toString() };
-      // As a browser does: the close handshake ends the connection.
-      this.socket.end();
-      for (const w of this.#waiters) w();
-    });
-    this.#receiver.on('error', (err: Error) => assert.fail(`bad frame from the server: ${err.message}`));
+  static async open(s: TestServer, id: number, query: Record<string, string>): Promise<SlowTab> {
+    return new SlowTab(await openRawSocket(s, id, query));
   }
 
-  static async open(s: TestServer, id: number, query: Record<string, string>): Promise<SlowTab> {
-    const token = await s.token('admin', id);
-    const { port } = new URL(s.url);
-    const socket = net.connect(Number(port), '127.0.0.1');
-    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
-    const q = new URLSearchParams({ token, ...query });
-    socket.write(`GET /ws/admin?${q} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-      `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
-    socket.pause();
-    return new SlowTab(socket);
+  protected override onFrame(): void {
+    for (const w of this.#waiters) w();
   }
 
   notifications(): any[] {
@@ -167,12 +138,12 @@ class SlowTab {
   /** Reads up to `bytes` of what has arrived (the stream below pulls more from the kernel as it is read). */
   read(bytes: number): void {
     const b = this.socket.read(Math.min(bytes, this.socket.readableLength)) as Buffer | null;
-    if (b) this.#take(b);
+    if (b) this.take(b);
   }
 
   /** Reads everything from now on. */
   drain(): void {
-    this.socket.on('data', (b: Buffer) => this.#take(b));
+    this.socket.on('data', (b: Buffer) => this.take(b));
     this.socket.resume();
   }
 
@@ -194,19 +165,6 @@ class SlowTab {
     });
   }
 
-  #take(b: Buffer): void {
-    if (!this.#upgraded) {
-      this.#head.push(b);
-      const all = Buffer.concat(this.#head);
-      const end = all.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      assert.match(all.subarray(0, end).toString('latin1'), /^HTTP\/1\.1 101/);
-      this.#upgraded = true;
-      this.#receiver.write(all.subarray(end + 4));
-      return;
-    }
-    this.#receiver.write(b);
-  }
 }
 
 describe('live frames held during a replay to a slow reader', () => {
