@@ -391,6 +391,7 @@ describe('CommandRunner with real child processes', () => {
       const info = await rig.runner.start({ aid: 1, program: 'sh', args: ['-c', 'sleep 30 & echo child=$!; echo self=$$; wait'], door: 'http' });
       while (!/self=/.test(rig.runner.get(info.id).output)) await new Promise((r) => setTimeout(r, 5));
       console.log(rig.runner.get(info.id).output);
+      console.log('cwd=' + rig.cwd);
       process.exit(1);
     `;
     const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
@@ -398,6 +399,9 @@ describe('CommandRunner with real child processes', () => {
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
     await within(new Promise((resolve) => child.on('close', resolve)), 20_000, 'server process');
     const pids = [...out.matchAll(/(?:child|self)=(\d+)/g)].map((m) => Number(m[1]));
+    // The rig's working directory, which the exit left behind.
+    const cwd = /^cwd=(.+)$/m.exec(out)?.[1];
+    if (cwd?.startsWith(tmpdir())) rmSync(cwd, { recursive: true, force: true });
     assert.equal(pids.length, 2, `pids in output: ${out}`);
     try {
       for (const pid of pids) assert.ok(await gone(pid), `process ${pid} outlived the server`);

@@ -46,15 +46,25 @@ export async function startHerald(overrides: Partial<Record<OptionKey, unknown>>
   const dataDir = start.dataDir ?? mkdtempSync(join(tmpdir(), 'herald-test-'));
   const secret = start.secret ?? randomBytes(32).toString('base64url');
   const apiToken = start.apiToken ?? randomBytes(24).toString('base64url');
-  const options = loadOptions({
-    env: {},
-    overrides: {
-      host: '127.0.0.1', port: 0, legacyPort: 0, dataDir, secret, apiToken,
-      logLevel: process.env.HERALD_TEST_LOG ?? 'silent', logPretty: false, demo: true, ...overrides,
-    },
-  });
-  const herald = await createHerald(options, start.store ? { store: start.store } : {});
-  const urls = await herald.listen();
+  let options: HeraldOptions;
+  let herald: Herald | undefined;
+  let urls: Awaited<ReturnType<Herald['listen']>>;
+  try {
+    options = loadOptions({
+      env: {},
+      overrides: {
+        host: '127.0.0.1', port: 0, legacyPort: 0, dataDir, secret, apiToken,
+        logLevel: process.env.HERALD_TEST_LOG ?? 'silent', logPretty: false, demo: true, ...overrides,
+      },
+    });
+    herald = await createHerald(options, start.store ? { store: start.store } : {});
+    urls = await herald.listen();
+  } catch (err) {
+    // A start the test expects to be refused leaves no data dir behind.
+    await herald?.close().catch(() => undefined);
+    if (ownDir) rmSync(dataDir, { recursive: true, force: true });
+    throw err;
+  }
   const opened = new Set<TestTab>();
   const server: TestServer = {
     herald, options, url: urls.http, wsUrl: urls.ws, apiToken, secret, dataDir,
