@@ -22,6 +22,7 @@ import type { CommandService } from './commands/command-service.js';
 import { CommandRunner } from './commands/runner.js';
 import { createCommandAudit } from './commands/audit-sqlite.js';
 import { Gateway } from './gateway/gateway.js';
+import { openFileLimit, tabsWithin } from './file-limit.js';
 import { tuneHeap, tunePretenuring, tuneScavenger } from './heap-tuning.js';
 import { Hub } from './hub.js';
 import { createLogger } from './logger.js';
@@ -149,6 +150,7 @@ export class Herald {
         acksPerSecond: options.acksPerSecond,
       },
       maxTabsPerPerson: options.maxTabsPerPerson,
+      maxTabs: tabLimit(options, logger),
     });
     opened.push(() => gateway.close(CloseReason.SHUTDOWN, 0));
     await broker.start((envelope) => deliverLocally(hub, envelope));
@@ -281,7 +283,7 @@ export class Herald {
     if (this.legacy) urls.legacy = await this.legacy.listen();
     this.#urls = urls;
     this.watcher?.start();
-    this.logger.info({ http: urls.http, legacy: urls.legacy, store: o.store, resolver: this.resolver.name }, 'Herald is listening');
+    this.logger.info({ http: urls.http, legacy: urls.legacy, store: o.store, resolver: this.resolver.name, maxTabs: this.gateway.maxTabs }, 'Herald is listening');
     return urls;
   }
 
@@ -329,6 +331,26 @@ export class Herald {
     await withTimeout(closed, 1000);
   }
 }
+
+/**
+ * maxTabs, or (0) what the open-file limit allows. Said at start where the
+ * limit holds fewer tabs than a small deployment may want, or fewer than an
+ * explicit maxTabs: past it connections would be dropped unanswered.
+ */
+function tabLimit(options: HeraldOptions, logger: Logger): number {
+  const fileLimit = openFileLimit();
+  if (fileLimit === undefined) return options.maxTabs;
+  const fit = tabsWithin(fileLimit);
+  if (options.maxTabs > fit) {
+    logger.warn({ maxTabs: options.maxTabs, openFileLimit: fileLimit }, `maxTabs is more than the open-file limit allows (about ${fit} tabs): raise the limit (LimitNOFILE= in a systemd unit, ulimit -n), or connections past it are dropped unanswered`);
+  } else if (options.maxTabs === 0 && fit < FEW_TABS) {
+    logger.warn({ maxTabs: fit, openFileLimit: fileLimit }, `the open-file limit (${fileLimit}) lets this server hold ${fit} tabs at most: raise it (LimitNOFILE= in a systemd unit, ulimit -n) for more, or set maxTabs`);
+  }
+  return options.maxTabs > 0 ? options.maxTabs : fit;
+}
+
+/** Below this many tabs allowed by the open-file limit, the start says so. */
+const FEW_TABS = 4096;
 
 /**
  * The Origin allowlist. A bad entry (or a publicUrl that is no URL) is a

@@ -23,6 +23,8 @@ export interface GatewayOptions {
   limits: ConnectionLimits;
   /** Most tabs one person may have open here; a handshake past it is refused with 429. 0: no limit. Default 0. */
   maxTabsPerPerson?: number;
+  /** Most tabs open here at once, over all people; a handshake past it is refused with 503. 0: no limit. Default 0. */
+  maxTabs?: number;
   now?: () => number;
 }
 
@@ -55,6 +57,9 @@ export function heartbeatSlices(heartbeatMs: number): { slices: number; tickMs: 
 export function payloadCeiling(maxFrameBytes: number): number {
   return 2 * maxFrameBytes;
 }
+
+/** A node that holds its most tabs says so at most this often (with how many it refused meanwhile). */
+const FULL_WARNING_EVERY_MS = 10_000;
 
 /** The two browser endpoints on the public listener. */
 const PATHS: Record<string, PrincipalKind> = { '/ws/admin': 'admin', '/ws/user': 'user' };
@@ -180,6 +185,9 @@ export class Gateway {
     }
     if (this.#closing || socket.destroyed) return reject(socket, 503, 'HERALD_ERR_SHUTTING_DOWN', 'the server is shutting down');
     const { principal, credential } = admission;
+    const allTabs = this.#o.maxTabs ?? 0;
+    // Tabs still closing count: each holds its socket until it has closed.
+    if (allTabs > 0 && this.#connections.size >= allTabs) return this.#refuseFull(socket, allTabs);
     const maxTabs = this.#o.maxTabsPerPerson ?? 0;
     if (maxTabs > 0 && this.#o.hub.count(principal) >= maxTabs) {
       // Refused before the upgrade, so no socket is held: one valid credential cannot open tabs without end.
@@ -232,6 +240,26 @@ export class Gateway {
     if (welcomed) socket.uncork();
     else this.#uncorkAtEndOfTurn(socket);
     return undefined;
+  }
+
+  /** Most tabs open here at once (0: no limit). */
+  get maxTabs(): number {
+    return this.#o.maxTabs ?? 0;
+  }
+
+  /** Handshakes refused by maxTabs since the last warning, and when that was. */
+  #refusedFull = 0;
+  #warnedFullAt = -Infinity;
+
+  #refuseFull(socket: Duplex, maxTabs: number): undefined {
+    this.#refusedFull++;
+    const now = this.#now();
+    if (now - this.#warnedFullAt >= FULL_WARNING_EVERY_MS) {
+      this.#o.logger.warn({ maxTabs, refused: this.#refusedFull }, 'handshakes refused: this node holds its most tabs (maxTabs)');
+      this.#warnedFullAt = now;
+      this.#refusedFull = 0;
+    }
+    return reject(socket, 503, 'HERALD_ERR_UNAVAILABLE', `this server holds its most tabs (maxTabs ${maxTabs}): try again later`);
   }
 
   /** Corked sockets whose WELCOME was not written yet; one setImmediate uncorks them all. */
