@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { mintToken } from '../src/server/auth/token-resolver.js';
 import { openFileLimit, tabsWithin } from '../src/server/file-limit.js';
+import { cleanEnv } from './helpers/cli.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { TestTab, until } from './helpers/ws-client.js';
 
@@ -117,9 +118,7 @@ describe('maxTabs 0 under a low open-file limit (herald start under prlimit --no
     dataDir = mkdtempSync(join(tmpdir(), 'herald-fd-'));
     const secret = randomBytes(32).toString('base64url');
     const apiToken = randomBytes(24).toString('base64url');
-    const env: NodeJS.ProcessEnv = {};
-    for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('HERALD_')) env[k] = v;
-    Object.assign(env, { HERALD_SECRET: secret, HERALD_API_TOKEN: apiToken });
+    const env = cleanEnv({ HERALD_SECRET: secret, HERALD_API_TOKEN: apiToken });
     child = spawn(PRLIMIT, [`--nofile=${LIMIT}:${LIMIT}`, process.execPath, DIST_MAIN, 'start', '--port', '0', '--no-legacy', '--data-dir', dataDir, '--store', 'memory', '--set', 'commandsEnabled=false'], { env, stdio: 'pipe' });
     const lines: Array<Record<string, unknown>> = [];
     let listening: (url: string) => void;

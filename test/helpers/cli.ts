@@ -56,7 +56,8 @@ export interface CliResult {
   stderr: string;
 }
 
-function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+/** This process's environment without its HERALD_* variables (a developer's own would reach the child), plus `extra`. */
+export function cleanEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('HERALD_')) env[k] = v;
   return { ...env, ...extra };

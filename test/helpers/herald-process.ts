@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { mintToken } from '../../src/server/auth/token-resolver.js';
+import { cleanEnv } from './cli.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const MAIN = join(ROOT, 'dist/cli/main.js');
@@ -27,9 +28,7 @@ export class HeraldProcess {
 
   /** Starts the child and resolves once /healthz answers (15 s at most). */
   async start(): Promise<void> {
-    const env: NodeJS.ProcessEnv = {};
-    for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('HERALD_')) env[k] = v;
-    Object.assign(env, { HERALD_SECRET: this.secret, HERALD_API_TOKEN: this.apiToken });
+    const env = cleanEnv({ HERALD_SECRET: this.secret, HERALD_API_TOKEN: this.apiToken });
     const child = spawn(process.execPath, [MAIN, 'start', '--port', String(this.port), '--data-dir', this.dataDir, '--no-legacy', '--store', 'sqlite', '--log-level', 'warn', '--set', 'commandsEnabled=false'], {
       cwd: ROOT, env, stdio: ['ignore', 'ignore', 'pipe'],
     });
