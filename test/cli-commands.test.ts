@@ -122,6 +122,7 @@ describe('herald client commands', () => {
     ]);
     assert.equal(status.code, 0, status.stderr);
     assert.match(status.stdout, /^Herald \S+ at http:\/\/127\.0\.0\.1:\d+\n {2}uptime/);
+    assert.match(status.stdout, /\n {2}connections {2}\d+ admin tabs, \d+ user tabs \(at most \d+ in all\)\n/);
     assert.equal(refused.code, 1);
     assert.match(refused.stderr, /refused the API token \(HERALD_ERR_UNAUTHORIZED\)/);
     assert.equal(unreachable.code, 1);

@@ -90,6 +90,8 @@ describe('maxTabs', () => {
     assert.equal(refused.status, 503);
     assert.equal(JSON.parse(refused.body).error.code, 'HERALD_ERR_UNAVAILABLE');
     assert.match(JSON.parse(refused.body).error.message, /most tabs \(maxTabs 3\)/);
+    const status = await s.api('GET', '/api/v1/status');
+    assert.deepEqual([status.body.connections, status.body.maxTabs], [{ admin: 2, user: 1 }, 3]);
     const sent = await s.api('POST', '/api/v1/send', { to: { aid: 1 }, message: { TYPE: 'MESSAGE', TITLE: 't', TEXT: 'x' } });
     assert.equal(sent.status, 200);
     assert.equal(sent.body.results[0].delivered, 1);

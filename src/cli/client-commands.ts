@@ -179,9 +179,10 @@ export async function runStatus(flags: GlobalFlags & { json?: boolean }): Promis
   }
   out(`Herald ${status.version} at ${url}`);
   out(`  uptime       ${formatDuration(status.uptimeMs)}`);
-  out(`  connections  ${status.connections.admin} admin tabs, ${status.connections.user} user tabs`);
+  const most = typeof status.maxTabs === 'number' && status.maxTabs > 0 ? ` (at most ${status.maxTabs} in all)` : '';
+  out(`  connections  ${status.connections.admin} admin tabs, ${status.connections.user} user tabs${most}`);
   for (const key of Object.keys(status)) {
-    if (['version', 'uptimeMs', 'connections'].includes(key)) continue;
+    if (['version', 'uptimeMs', 'connections', 'maxTabs'].includes(key)) continue;
     out(`  ${key.padEnd(12)} ${typeof status[key] === 'string' ? status[key] : JSON.stringify(status[key])}`);
   }
 }

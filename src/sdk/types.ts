@@ -91,6 +91,8 @@ export interface ServerStatus {
   version: string;
   uptimeMs: number;
   connections: { admin: number; user: number };
+  /** Most tabs this server holds at once (maxTabs, or what its open-file limit allows); 0: no limit. */
+  maxTabs: number;
   store: unknown;
   broker: unknown;
   commands: unknown;

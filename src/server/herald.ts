@@ -234,6 +234,7 @@ export class Herald {
       version: VERSION,
       uptimeMs: Date.now() - this.#startedAt,
       connections: { admin: this.hub.all('admin').length, user: this.hub.all('user').length },
+      maxTabs: this.gateway.maxTabs,
       online: { admin: this.hub.online('admin').length, user: this.hub.online('user').length },
       store: this.options.store,
       broker: this.broker.name,
