@@ -5,7 +5,7 @@
  * person's cursors). The rest runs in Chromium (browser-library,
  * browser-reconnect, browser-connect, browser-page-load).
  */
-import { describe, it } from 'node:test';
+import { describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { Dispatcher, toNotification } from '../src/client/dispatcher.js';
@@ -13,6 +13,27 @@ import { Backoff } from '../src/client/backoff.js';
 import { DeliveryTracker } from '../src/client/delivery.js';
 import { Emitter } from '../src/client/emitter.js';
 import type { ClientFrame, WelcomeFrame } from '../src/protocol/frames.js';
+
+/**
+ * A clock of its own for the tests of ack timing: setTimeout is node:test's
+ * mock, and run(ms) advances it a millisecond at a time, so `now()` in a
+ * send callback is when the tracker's wait ended, in virtual ms. Real timers
+ * on a loaded machine fire late and together (a blocked event loop once
+ * showed twenty jittered acks "spread over 0.1 ms").
+ */
+function virtualClock(tc: TestContext): { now: () => number; run: (ms: number) => void } {
+  tc.mock.timers.enable({ apis: ['setTimeout'] });
+  let now = 0;
+  return {
+    now: () => now,
+    run(ms) {
+      for (let i = 0; i < ms; i++) {
+        now++;
+        tc.mock.timers.tick(1);
+      }
+    },
+  };
+}
 
 describe('Dispatcher', () => {
   it('runs handlers of a TYPE in registration order, then the built-in', () => {
@@ -207,20 +228,20 @@ describe('DeliveryTracker', () => {
     t.dispose();
   });
 
-  it('spreads broadcast acks over 0–2× the delay, and takes a longer delay from WELCOME', async () => {
-    const start = performance.now();
+  it('spreads broadcast acks over 0–2× the delay, and takes a longer delay from WELCOME', (tc) => {
+    const clock = virtualClock(tc);
     const at: number[] = [];
     const trackers = Array.from({ length: 200 }, () => {
-      const t = new DeliveryTracker({ storageKey: undefined, send: () => (at.push(performance.now() - start), true), broadcastAckDelayMs: 20 });
+      const t = new DeliveryTracker({ storageKey: undefined, send: () => (at.push(clock.now()), true), broadcastAckDelayMs: 20 });
       // The server asks for 500 ms (many tabs open); a shorter ask would leave the page's 20.
       t.welcome({ ...welcome(1), BROADCAST: { SEQ: 0, EPOCH: 'b', ACK_MS: 500 } });
       t.accept({ TYPE: 'MESSAGE', SEQ: 1, EPOCH: 'b', STREAM: '*' });
       return t;
     });
-    await new Promise((r) => setTimeout(r, 350));
+    clock.run(350);
     // With the page's 20 ms every ack would be out by 40; with 500, most are still waiting.
     const early = at.length;
-    await new Promise((r) => setTimeout(r, 800));
+    clock.run(800);
     for (const t of trackers) t.dispose();
     assert.equal(at.length, 200);
     assert.ok(early > 0 && early < 150, `${early} of 200 acks in the first 350 ms (waits 0–1000 ms)`);
@@ -229,23 +250,23 @@ describe('DeliveryTracker', () => {
     assert.ok(Math.max(...at) > 750, `latest ack at ${Math.max(...at)} ms`);
   });
 
-  it('keeps the page\'s broadcast delay when WELCOME asks for less', async () => {
+  it('keeps the page\'s broadcast delay when WELCOME asks for less', (tc) => {
+    const clock = virtualClock(tc);
     const at: number[] = [];
-    const start = performance.now();
     const trackers = Array.from({ length: 50 }, () => {
-      const t = new DeliveryTracker({ storageKey: undefined, send: () => (at.push(performance.now() - start), true), broadcastAckDelayMs: 400 });
+      const t = new DeliveryTracker({ storageKey: undefined, send: () => (at.push(clock.now()), true), broadcastAckDelayMs: 400 });
       t.welcome({ ...welcome(1), BROADCAST: { SEQ: 0, EPOCH: 'b', ACK_MS: 5 } });
       t.accept({ TYPE: 'MESSAGE', SEQ: 1, EPOCH: 'b', STREAM: '*' });
       return t;
     });
-    await new Promise((r) => setTimeout(r, 60));
+    clock.run(60);
     for (const t of trackers) t.dispose();
     // Waits of 0–800 ms: fifty of them all within 60 ms would mean the 5 ms ask won.
     assert.ok(at.length < 25, `${at.length} of 50 acks within 60 ms`);
   });
 
-  it('waits the longer of the page\'s own ack delay and the one WELCOME asks for (many tabs open)', async () => {
-    const start = performance.now();
+  it('waits the longer of the page\'s own ack delay and the one WELCOME asks for (many tabs open)', (tc) => {
+    const clock = virtualClock(tc);
     const at: Record<string, number[]> = { asked: [], page: [] };
     const trackers = [
       // The server asks for 400 ms on average; the page's 20 would ack within 30.
@@ -253,12 +274,12 @@ describe('DeliveryTracker', () => {
       // The server asks for 5 ms (few tabs); the page's 200 stands.
       ...Array.from({ length: 20 }, () => ({ kind: 'page', ackDelayMs: 200, ACK_MS: 5 })),
     ].map(({ kind, ackDelayMs, ACK_MS }) => {
-      const t = new DeliveryTracker({ storageKey: undefined, send: () => (at[kind]!.push(performance.now() - start), true), ackDelayMs });
+      const t = new DeliveryTracker({ storageKey: undefined, send: () => (at[kind]!.push(clock.now()), true), ackDelayMs });
       t.welcome({ ...welcome(1), ACK_MS });
       t.accept({ TYPE: 'MESSAGE', SEQ: 1, EPOCH: 'e' });
       return t;
     });
-    await new Promise((r) => setTimeout(r, 900));
+    clock.run(900);
     for (const t of trackers) t.dispose();
     // Each wait is drawn from 0.5–1.5× the delay: 200–600 ms, and 100–300 ms.
     assert.equal(at.asked!.length, 20);
@@ -267,11 +288,11 @@ describe('DeliveryTracker', () => {
     assert.ok(Math.min(...at.page!) >= 99, `earliest ack with the page's 200 ms came at ${Math.min(...at.page!)} ms`);
   });
 
-  it('takes the waits a later PACE frame asks for, longer or shorter, from the next wait on', async () => {
-    const start = performance.now();
+  it('takes the waits a later PACE frame asks for, longer or shorter, from the next wait on', (tc) => {
+    const clock = virtualClock(tc);
     const at: Record<string, number[]> = { longer: [], shorter: [] };
     const trackers = (['longer', 'shorter'] as const).flatMap((kind) => Array.from({ length: 20 }, () => {
-      const t = new DeliveryTracker({ storageKey: undefined, send: () => (at[kind]!.push(performance.now() - start), true), ackDelayMs: 20 });
+      const t = new DeliveryTracker({ storageKey: undefined, send: () => (at[kind]!.push(clock.now()), true), ackDelayMs: 20 });
       // WELCOME asked for 5 ms (the page's 20 stands), or for 400.
       t.welcome({ ...welcome(1), ACK_MS: kind === 'longer' ? 5 : 400 });
       // Then the node filled up, or emptied.
@@ -279,7 +300,7 @@ describe('DeliveryTracker', () => {
       t.accept({ TYPE: 'MESSAGE', SEQ: 1, EPOCH: 'e' });
       return t;
     }));
-    await new Promise((r) => setTimeout(r, 900));
+    clock.run(900);
     for (const t of trackers) t.dispose();
     // 0.5–1.5× 400 ms: 200–600 ms; 0.5–1.5× the page's 20: 10–30 ms.
     assert.equal(at.longer!.length, 20);
@@ -288,15 +309,15 @@ describe('DeliveryTracker', () => {
     assert.ok(Math.max(...at.shorter!) < 150, `latest ack after PACE asked for 5 ms came at ${Math.max(...at.shorter!)} ms`);
   });
 
-  it('jitters the ack wait, so tabs that got the same frame at once do not all ack at once', async () => {
-    const start = performance.now();
+  it('jitters the ack wait, so tabs that got the same frame at once do not all ack at once', (tc) => {
+    const clock = virtualClock(tc);
     const at: number[] = [];
     const trackers = Array.from({ length: 20 }, () => {
-      const t = new DeliveryTracker({ storageKey: undefined, send: () => (at.push(performance.now() - start), true), ackDelayMs: 100 });
+      const t = new DeliveryTracker({ storageKey: undefined, send: () => (at.push(clock.now()), true), ackDelayMs: 100 });
       t.accept({ TYPE: 'MESSAGE', SEQ: 1, EPOCH: 'e' });
       return t;
     });
-    await new Promise((r) => setTimeout(r, 250));
+    clock.run(250);
     for (const t of trackers) t.dispose();
     assert.equal(at.length, 20);
     // Each wait is 50–150 ms; twenty all within 10 ms of each other would mean no jitter.
