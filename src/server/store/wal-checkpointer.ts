@@ -84,13 +84,18 @@ export class WalCheckpointer {
   #written = 0;
   /** The store committed while the worker's checkpoint ran: the WAL cannot start over after it. */
   #wroteDuring = false;
-  /** A catch-up checkpoint runs, and the store holds its commits until it ends (see #done). */
+  /** A catch-up checkpoint runs (see #done). */
   #catchingUp = false;
+  /** The last catch-up saw commits land during it, so the WAL did not start over: the next one holds the commits. */
+  #holdNext = false;
   /** Set while the store holds its commits for the catch-up: ends it after MAX_HOLD_MS whatever happens. */
   #holdTimer: NodeJS.Timeout | undefined;
   #onCaughtUp: (() => void) | undefined;
   /** Checkpoints the worker completed (tests, status). */
   checkpoints = 0;
+  /** Catch-up checkpoints asked for, and how many of them held the store's commits (tests, status). */
+  catchUps = 0;
+  holds = 0;
   /** The last one's answer: WAL frames in the log, and how many of them are now in the file. */
   last: { log: number; checkpointed: number } | undefined;
   readonly #waiters: Array<() => void> = [];
@@ -159,7 +164,8 @@ export class WalCheckpointer {
 
   /**
    * Whether the store should hold its commits now: a catch-up checkpoint
-   * runs. `resume` is called once it ended (or the worker failed or closed).
+   * that holds them runs (see #done). `resume` is called once it ended (or
+   * the worker failed or closed).
    */
   holding(resume: () => void): boolean {
     if (this.#holdTimer === undefined) return false;
@@ -215,20 +221,34 @@ export class WalCheckpointer {
    * always committed more meanwhile, so the WAL never started over and grew
    * for good (25 MB after 60,000 sends of 250 bytes, a checkpoint every
    * 1 MB; 9 MB a second at 20,000 sends a second). So when the store
-   * committed during one, a second one follows at once while the store
-   * holds its commits (the event loop goes on): it copies only what came
-   * during the first, a few pages, and finds nothing new, so the next
-   * commit starts the WAL over.
+   * committed during one, a second one (the catch-up) follows at once: it
+   * copies only what came during the first, a few pages, and when no commit
+   * lands while it runs, the next commit starts the WAL over.
+   *
+   * The catch-up holds the store's commits (the event loop goes on) only when
+   * the last one did not make it: commits landed during it. Holding every
+   * time stopped every send for the catch-up's length, mostly its fsync of
+   * the database file, 3–5 ms once a second at W4's rate
+   * (docs/bench-history.md, thirty-third round); between sends a few
+   * milliseconds apart the catch-up mostly ends unheld and unhurt. Under
+   * sends that never pause, every other catch-up holds, so the WAL still
+   * starts over at least every second checkpoint.
    */
   #done(reply: CheckpointReply): void {
     if (reply.ok) {
       this.checkpoints++;
       this.last = { log: reply.log, checkpointed: reply.checkpointed };
-      if (this.#wroteDuring && !this.#catchingUp && this.#worker) {
+      if (this.#catchingUp) this.#holdNext = this.#wroteDuring;
+      else if (!this.#wroteDuring) this.#holdNext = false;
+      else if (this.#worker) {
         this.#wroteDuring = false;
         this.#catchingUp = true;
-        // A disk that takes this long to sync must not stop the sends: they go on, and this WAL starts over next time.
-        this.#holdTimer = setTimeout(() => this.#endHold(), MAX_HOLD_MS);
+        this.catchUps++;
+        if (this.#holdNext) {
+          this.holds++;
+          // A disk that takes this long to sync must not stop the sends: they go on, and this WAL starts over next time.
+          this.#holdTimer = setTimeout(() => this.#endHold(), MAX_HOLD_MS);
+        }
         this.#worker.postMessage('checkpoint');
         return;
       }
