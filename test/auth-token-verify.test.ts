@@ -10,9 +10,9 @@ const OTHER = 'o'.repeat(40);
 const enc = new TextEncoder();
 const keys = [createSecretKey(Buffer.from(SECRET))];
 
-async function joseAccepts(token: string, now: number): Promise<boolean> {
+async function joseAccepts(token: string, now: number, skewSec = 0): Promise<boolean> {
   try {
-    await jwtVerify(token, enc.encode(SECRET), { audience: 'herald', algorithms: ['HS256'], requiredClaims: ['exp'], currentDate: new Date(now) });
+    await jwtVerify(token, enc.encode(SECRET), { audience: 'herald', algorithms: ['HS256'], requiredClaims: ['exp'], currentDate: new Date(now), clockTolerance: skewSec });
     return true;
   } catch {
     return false;
@@ -29,8 +29,8 @@ function tamper(token: string, part: number, at: number): string {
   return parts.join('.');
 }
 
-test('the HS256 verifier accepts exactly what jose accepts (differential, on valid, tampered, foreign and odd tokens)', async () => {
-  const now = Date.UTC(2026, 10, 30, 12);
+test('the HS256 verifier accepts exactly what jose accepts (differential, on valid, tampered, foreign and odd tokens, with and without clock skew)', async () => {
+  const now = Date.UTC(2026, 10, 30, 12) + 250;
   const nowSec = Math.floor(now / 1000);
   await fc.assert(fc.asyncProperty(
     fc.record({
@@ -41,6 +41,7 @@ test('the HS256 verifier accepts exactly what jose accepts (differential, on val
       tamperPart: fc.option(fc.integer({ min: 0, max: 2 }), { nil: undefined }),
       tamperAt: fc.nat(),
       unsecured: fc.boolean(),
+      skewSec: fc.constantFrom(0, 0, 30),
     }),
     async (c) => {
       let token: string;
@@ -55,8 +56,8 @@ test('the HS256 verifier accepts exactly what jose accepts (differential, on val
         token = await jwt.sign(enc.encode(c.secret));
       }
       if (c.tamperPart !== undefined) token = tamper(token, c.tamperPart, c.tamperAt);
-      const ours = verifyHs256(token, keys, now).ok;
-      assert.equal(ours, await joseAccepts(token, now), `token ${token}`);
+      const ours = verifyHs256(token, keys, now, c.skewSec * 1000).ok;
+      assert.equal(ours, await joseAccepts(token, now, c.skewSec), `token ${token}, skew ${c.skewSec} s`);
     },
   ), { numRuns: 400 });
 });
@@ -86,4 +87,27 @@ test('a re-check of an admitted token asks what time can change: expiry, the end
   await fc.assert(fc.asyncProperty(fc.string(), async (s) => {
     assert.equal((await resolver.recheck('admin', s)).outcome, 'refused');
   }), { numRuns: 300 });
+});
+
+test('with clockSkewMs, a token is admitted that long past its exp (and before its nbf), and its admission ends that much later', async () => {
+  const now = Date.now();
+  // Expired 10 s ago by this clock: a backend whose clock is 10 s behind minted it a moment ago.
+  const lapsed = await mintToken(SECRET, { kind: 'admin', id: 7 }, 1_000, now - 11_000);
+  const exact = new TokenResolver({ secret: SECRET });
+  const lenient = new TokenResolver({ secret: SECRET, clockSkewMs: 30_000 });
+  assert.deepEqual(exact.check('admin', lapsed, now), { outcome: 'refused', reason: 'token expired', expired: true });
+  const admitted = lenient.check('admin', lapsed, now);
+  assert.equal(admitted.outcome, 'admitted');
+  const exp = JSON.parse(Buffer.from(lapsed.split('.')[1]!, 'base64url').toString()).exp as number;
+  assert.equal(admitted.outcome === 'admitted' && admitted.expiresAt, exp * 1000 + 30_000);
+  assert.equal((await lenient.recheck('admin', lapsed)).outcome, 'admitted');
+  // Past the slack too: refused, by the check and by the re-check.
+  const older = await mintToken(SECRET, { kind: 'admin', id: 7 }, 1_000, now - 45_000);
+  assert.equal(lenient.check('admin', older, now).outcome, 'refused');
+  assert.deepEqual(await lenient.recheck('admin', older), { outcome: 'refused', reason: 'token expired', expired: true });
+  // A token not valid for another 20 s (a backend whose clock is ahead): admitted only with the slack.
+  const early = await new SignJWT({ sub: 'admin:7' }).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).setAudience('herald')
+    .setNotBefore(Math.floor(now / 1000) + 20).setExpirationTime(Math.floor(now / 1000) + 600).sign(enc.encode(SECRET));
+  assert.equal(exact.check('admin', early, now).outcome, 'refused');
+  assert.equal(lenient.check('admin', early, now).outcome, 'admitted');
 });

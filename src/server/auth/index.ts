@@ -32,7 +32,11 @@ export function createSessionResolver(options: HeraldOptions, logger?: Logger): 
   let inner: CredentialResolver;
   switch (options.authResolver) {
     case 'token':
-      return new TokenResolver({ secret: options.secret, ...(options.previousSecret ? { previousSecret: options.previousSecret } : {}) });
+      return new TokenResolver({
+        secret: options.secret,
+        clockSkewMs: options.tokenClockSkewMs,
+        ...(options.previousSecret ? { previousSecret: options.previousSecret } : {}),
+      });
     case 'sql': {
       const dialect = sqlDialectOf(options.sqlUrl);
       const pool = createSqlPool(options.sqlUrl, {

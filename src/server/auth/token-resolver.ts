@@ -35,6 +35,8 @@ export interface TokenResolverOptions {
   secret: string;
   /** Accepted too, so that rotating the secret does not drop tabs. */
   previousSecret?: string;
+  /** How far the minting backend's clock may be from this one (ms): `exp` and `nbf` are checked with this much slack. Default 0. */
+  clockSkewMs?: number;
 }
 
 /**
@@ -45,9 +47,11 @@ export interface TokenResolverOptions {
 export class TokenResolver implements SessionResolver {
   readonly name = 'token';
   readonly #keys: KeyObject[];
+  readonly #skewMs: number;
 
   constructor(options: TokenResolverOptions) {
     this.#keys = [options.secret, options.previousSecret].filter((s): s is string => !!s).map((s) => createSecretKey(Buffer.from(s, 'utf8')));
+    this.#skewMs = options.clockSkewMs ?? 0;
   }
 
   /** Synchronous: the signature and the claims are all there is to check. */
@@ -65,12 +69,12 @@ export class TokenResolver implements SessionResolver {
    * about half the work (docs/bench-history.md, fifteenth round).
    */
   async recheck(kind: PrincipalKind, credential: string): Promise<Resolution> {
-    return this.#answer(kind, credential, readClaims(credential, Date.now()));
+    return this.#answer(kind, credential, readClaims(credential, Date.now(), this.#skewMs));
   }
 
   /** The token's signature and claims, checked for the `kind` endpoint at `now`. */
   check(kind: PrincipalKind, token: string, now = Date.now()): Resolution {
-    return this.#answer(kind, token, verifyHs256(token, this.#keys, now));
+    return this.#answer(kind, token, verifyHs256(token, this.#keys, now, this.#skewMs));
   }
 
   #answer(kind: PrincipalKind, token: string, checked: Verified): Resolution {
@@ -78,7 +82,8 @@ export class TokenResolver implements SessionResolver {
     const [k, id] = (typeof checked.payload.sub === 'string' ? checked.payload.sub : '').split(':');
     const n = Number(id);
     if (k !== kind || !isPersonId(n)) return { outcome: 'refused', reason: `token is not for the ${kind} endpoint` };
-    return { outcome: 'admitted', principal: { kind, id: n }, credential: token, expiresAt: checked.payload.exp * 1000 };
+    // Re-checked (and its tab closed) when the slack after `exp` is over too, not before.
+    return { outcome: 'admitted', principal: { kind, id: n }, credential: token, expiresAt: checked.payload.exp * 1000 + this.#skewMs };
   }
 
   async close(): Promise<void> {}
@@ -116,10 +121,11 @@ function acceptableHeader(h: string): boolean {
  * (docs/bench-history.md, second round). It accepts exactly what mintToken
  * produces: the header's `alg` must be HS256 and nothing else (no `none`, no
  * `crit`), the signature is compared in constant time, `aud` must name
- * Herald, `exp` is required and `nbf` honoured.
+ * Herald, `exp` is required and `nbf` honoured, each with `skewMs` of slack
+ * for a minting backend whose clock is off (jose's `clockTolerance`).
  * test/auth-token-verify.test.ts checks it against jose.
  */
-export function verifyHs256(token: string, keys: readonly KeyObject[], now = Date.now()): Verified {
+export function verifyHs256(token: string, keys: readonly KeyObject[], now = Date.now(), skewMs = 0): Verified {
   const parts = token.split('.');
   if (parts.length !== 3 || !parts.every((p) => B64URL.test(p))) return { ok: false, reason: 'invalid token' };
   const [h, p, sig] = parts as [string, string, string];
@@ -134,26 +140,28 @@ export function verifyHs256(token: string, keys: readonly KeyObject[], now = Dat
     }
   }
   if (!signed) return { ok: false, reason: 'bad token signature' };
-  return checkClaims(p, now);
+  return checkClaims(p, now, skewMs);
 }
 
 /** The claims of a token whose signature was checked before (TokenResolver.recheck). */
-function readClaims(token: string, now: number): Verified {
+function readClaims(token: string, now: number, skewMs: number): Verified {
   const parts = token.split('.');
   if (parts.length !== 3 || !B64URL.test(parts[1]!)) return { ok: false, reason: 'invalid token' };
-  return checkClaims(parts[1]!, now);
+  return checkClaims(parts[1]!, now, skewMs);
 }
 
-/** The payload's claims at `now`: `aud` names Herald, `exp` is required and in the future, `nbf` is past. */
-function checkClaims(p: string, now: number): Verified {
+/**
+ * The payload's claims at `now`: `aud` names Herald, `exp` is required and
+ * in the future, `nbf` is past; `exp` and `nbf` each `skewMs` more lenient.
+ */
+function checkClaims(p: string, now: number, skewMs: number): Verified {
   const payload = decodeJson(p);
   if (!payload) return { ok: false, reason: 'invalid token' };
   const aud = payload.aud;
   if (!(aud === TOKEN_AUDIENCE || (Array.isArray(aud) && aud.includes(TOKEN_AUDIENCE)))) return { ok: false, reason: 'invalid token' };
-  const nowSec = Math.floor(now / 1000);
   const exp = payload.exp;
   if (typeof exp !== 'number' || !Number.isFinite(exp)) return { ok: false, reason: 'invalid token' };
-  if (exp <= nowSec) return { ok: false, reason: 'token expired' };
-  if (payload.nbf !== undefined && (typeof payload.nbf !== 'number' || payload.nbf > nowSec)) return { ok: false, reason: 'invalid token' };
+  if (exp <= Math.floor((now - skewMs) / 1000)) return { ok: false, reason: 'token expired' };
+  if (payload.nbf !== undefined && (typeof payload.nbf !== 'number' || payload.nbf > Math.floor((now + skewMs) / 1000))) return { ok: false, reason: 'invalid token' };
   return { ok: true, payload: payload as Record<string, unknown> & { exp: number } };
 }
