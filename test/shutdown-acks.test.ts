@@ -45,6 +45,31 @@ function ackOnNotice(tab: TestTab, sent: { SEQ: number; EPOCH: string }): { sent
 }
 
 describe('acks sent on a shutdown\'s close notice, from a ws client', () => {
+  test('a shutdown step that fails (the session resolver\'s close throws) does not stop the ones after it: the store still commits the ack, and close() rejects with the failure', async () => {
+    const first = await startHerald({ heartbeatMs: 60_000, store: 'sqlite' });
+    let again: TestServer | undefined;
+    try {
+      const tab = await first.tab('admin', 52);
+      await tab.nextOfType('WELCOME');
+      const sent = await notify(first, tab, 52);
+      const acked = ackOnNotice(tab, sent);
+      // Fault injection into a real resolver: as a database pool that fails to end would.
+      (first.herald.resolver as { close(): Promise<void> }).close = async () => {
+        throw new Error('pool end failed');
+      };
+      await assert.rejects(first.herald.close(), /pool end failed/);
+      assert.equal((await tab.closed).code, 1001);
+      assert.equal(acked.sent, true);
+      again = await startHerald({ heartbeatMs: 60_000, store: 'sqlite' }, { dataDir: first.dataDir, secret: first.secret, apiToken: first.apiToken });
+      const status = await again.api('GET', `/api/v1/messages/${sent.id}`);
+      assert.equal(status.status, 200, JSON.stringify(status.body));
+      assert.equal(status.body.acknowledged, true, 'the store was closed after the failed step, and committed the ack');
+    } finally {
+      await again?.close();
+      rmSync(first.dataDir, { recursive: true, force: true });
+    }
+  });
+
   test('an ack sent after the notice was handled, as a page sends it, is recorded and kept across the restart', async () => {
     const first = await startHerald({ heartbeatMs: 60_000, store: 'sqlite' });
     const tab = await first.tab('admin', 51);

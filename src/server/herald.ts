@@ -291,10 +291,22 @@ export class Herald {
   /**
    * Graceful shutdown: refuse new work, tell every tab why and close it,
    * let requests in flight finish (up to shutdownGraceMs), release stores.
+   * A step that fails is logged and the steps after it still run (the store
+   * last: it commits the acks still waiting); close() then rejects with the
+   * first failure.
    */
   close(reason: string = CloseReason.SHUTDOWN): Promise<void> {
     this.#closed ??= (async () => {
       this.logger.info({ reason }, 'Herald is shutting down');
+      let failure: { error: unknown } | undefined;
+      const step = async (name: string, run: () => unknown): Promise<void> => {
+        try {
+          await run();
+        } catch (err) {
+          this.logger.error({ err, step: name }, 'a shutdown step failed; the others go on');
+          failure ??= { error: err };
+        }
+      };
       // The grace counts from now, not from when the HTTP server's turn comes (after the legacy
       // door and the tabs, up to 2 s each): a stuck request must not push the end of close()
       // past the CLI's own deadline (shutdownGraceMs + 5 s), which exits 1.
@@ -302,17 +314,18 @@ export class Herald {
       // New HTTP requests are refused from now on; answers close their connection.
       this.#lifecycle.closing = true;
       // A front door first: legacy requests already received are answered, then its connections end.
-      await this.legacy?.close();
-      await this.watcher?.stop();
-      await this.gateway.close(reason, Math.min(2000, this.options.shutdownGraceMs));
+      await step('legacy door', () => this.legacy?.close());
+      await step('session watcher', () => this.watcher?.stop());
+      await step('tabs', () => this.gateway.close(reason, Math.min(2000, this.options.shutdownGraceMs)));
       for (const c of this.#compatServers) c.server.close();
       // Commands stop while the HTTP server closes, not after: a request in flight may be a
       // long poll waiting for a command to end (`herald run --wait`), and the HTTP server waits
       // for it, so stopping commands afterwards left them running for the whole grace period.
-      await Promise.all([this.#closeHttp(graceEnds), this.commands?.close()]);
-      await this.broker.close();
-      await this.resolver.close();
-      await this.store.close();
+      await Promise.all([step('HTTP server', () => this.#closeHttp(graceEnds)), step('commands', () => this.commands?.close())]);
+      await step('broker', () => this.broker.close());
+      await step('session resolver', () => this.resolver.close());
+      await step('store', () => this.store.close());
+      if (failure) throw failure.error;
     })();
     return this.#closed;
   }
