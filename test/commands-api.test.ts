@@ -83,11 +83,11 @@ describe('background commands over the HTTP API and the browser protocol', () =>
     const typo = await server.api('POST', '/api/v1/commands', { aid: 1, program: 'echo', tll: 5 });
     assert.equal(typo.status, 400);
     assert.deepEqual(typo.body.error, { code: 'HERALD_ERR_VALIDATION', message: 'body has an unknown field "tll"' });
-    // A final notification nested past the stack is refused at the start, not lost at the end.
+    // A final notification nested past the bound is refused at the start, not lost at the end.
     const deep = '['.repeat(100_000) + ']'.repeat(100_000);
     const tooDeep = await server.api('POST', '/api/v1/commands', `{"aid":1,"program":"ping","args":["-c","1","127.0.0.1"],"success":{"TYPE":"X","A":${deep}}}`);
     assert.equal(tooDeep.status, 400);
-    assert.deepEqual(tooDeep.body.error, { code: 'HERALD_ERR_VALIDATION', message: 'the notification is nested too deeply to send' });
+    assert.deepEqual(tooDeep.body.error, { code: 'HERALD_ERR_BAD_REQUEST', message: 'the body is nested deeper than 64 levels (arrays and objects)' });
     const missing = await server.api('GET', '/api/v1/commands/no-such-command');
     assert.equal(missing.status, 404);
     assert.equal(missing.body.error.code, 'HERALD_ERR_NOT_FOUND');

@@ -187,6 +187,27 @@ describe('browser endpoint', () => {
     tab.close();
   });
 
+  test('a frame nested deeper than 64 levels is refused unparsed (an error frame), the tab stays open; 64 levels is a frame like any other', async () => {
+    const tab = await s.tab('admin', 3);
+    await tab.nextOfType('WELCOME');
+    /** A PING whose X holds arrays nested so that the frame is `levels` deep (the frame itself is one). */
+    const ping = (levels: number) => `{"TYPE":"PING","X":${'['.repeat(levels - 1)}${']'.repeat(levels - 1)}}`;
+    tab.ws.send(ping(64));
+    await tab.nextOfType('PONG');
+    tab.ws.send(ping(65));
+    assert.deepEqual(await tab.nextOfType('ERROR'), { TYPE: 'ERROR', ERROR: 'BAD_JSON', MESSAGE: 'frame is nested deeper than 64 levels' });
+    // Brackets inside strings (and escaped quotes before them) are text, not nesting.
+    tab.ws.send(`{"TYPE":"PING","X":"\\\"${'['.repeat(100)}"}`);
+    await tab.nextOfType('PONG');
+    // The most a frame may hold (maxFrameBytes, 64 KB) of `[`, which JSON.parse took 25 ms to read.
+    const most = s.options.maxFrameBytes;
+    tab.ws.send(`{"TYPE":"PING","X":${'['.repeat((most - 22) / 2)}${']'.repeat((most - 22) / 2)}}`);
+    assert.equal((await tab.nextOfType('ERROR')).MESSAGE, 'frame is nested deeper than 64 levels');
+    tab.send({ TYPE: 'PING' });
+    await tab.nextOfType('PONG');
+    tab.close();
+  });
+
   test('an oversized frame closes the tab with 4413 after a close notice (past twice the limit, ws\'s own 1009); the server goes on', async () => {
     /** A PING frame of exactly `bytes` bytes. */
     const ping = (bytes: number) => `{"TYPE":"PING","PAD":"${'x'.repeat(bytes - '{"TYPE":"PING","PAD":""}'.length)}"}`;

@@ -101,6 +101,15 @@ describe('legacy request handler', () => {
     assert.equal(normaliseData(42), undefined);
   });
 
+  it('unwraps JSON in a string up to 64 levels deep; deeper, the string is delivered as it is, never parsed', () => {
+    const holding = (levels: number) => `{"TYPE":"EVENT","A":${'['.repeat(levels - 1)}${']'.repeat(levels - 1)}}`;
+    assert.deepEqual(normaliseData(holding(64)), JSON.parse(holding(64)));
+    assert.equal(normaliseData(holding(65)), holding(65));
+    // 1 MB of it: JSON.parse alone took 400 ms.
+    assert.equal(normaliseData(holding(500_000)), holding(500_000));
+    assert.deepEqual(normaliseData({ TYPE: 'MESSAGE', TITLE: 'Outer', TEXT: holding(65) }), { TYPE: 'MESSAGE', TITLE: 'Outer', TEXT: holding(65) });
+  });
+
   it('keeps Cyrillic intact', async () => {
     const [tab] = core.open('user', 16);
     await ask({ TYPE: 'MESSAGE', TO: 'USER', ID: 16, DATA: { TITLE: 'Платіж отримано', TEXT: 'Спасибо, ёж' } });

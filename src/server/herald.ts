@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { CloseCode, CloseReason } from '../protocol/close-codes.js';
 import type { Principal, PrincipalKind } from '../protocol/principal.js';
 import { principalKey } from '../protocol/principal.js';
-import { answerClientError, answerFrameworkError, answerUnmetExpectation, installErrorHandling, installShutdownHandling, registerHttpApi } from './api/http-api.js';
+import { answerClientError, answerFrameworkError, answerUnmetExpectation, installErrorHandling, installJsonBodyParser, installShutdownHandling, registerHttpApi } from './api/http-api.js';
 import { LegacyServer } from './api/legacy-server.js';
 import { OriginPolicy, defaultAllowedOrigins } from './auth/origin-policy.js';
 import type { SessionResolver } from './auth/session-resolver.js';
@@ -189,6 +189,7 @@ export class Herald {
     opened.push(() => app.close());
     app.server.on('checkExpectation', answerUnmetExpectation);
     installErrorHandling(app);
+    installJsonBodyParser(app);
     const lifecycle = { closing: false };
     installShutdownHandling(app, () => lifecycle.closing);
     await app.register(swagger, {

@@ -8,6 +8,7 @@ import type { NotificationObject, NotificationPayload } from '../../protocol/fra
 import { LegacyErrorText, type LegacyErrorAnswer } from '../../protocol/legacy.js';
 import type { PrincipalKind } from '../../protocol/principal.js';
 import { toPersonId } from '../../protocol/principal.js';
+import { jsonNestsDeeperThan, MAX_JSON_DEPTH } from '../../protocol/json-depth.js';
 import type { ErrorCode } from '../errors.js';
 
 /** The body of a request, by `TYPE`. */
@@ -72,12 +73,6 @@ export type ParsedLegacyRequest =
 /** Bound on `DATA.TEXT` unwrapping, so a hostile nesting cannot loop for long. */
 const MAX_UNWRAP_DEPTH = 8;
 
-/**
- * How deeply a request's JSON may nest. JSON.parse takes any depth, but
- * serialising a value nested some thousands deep (an echo, a notification)
- * overflows the stack; no client of the old daemon nests past a handful.
- */
-export const MAX_REQUEST_DEPTH = 64;
 
 export function legacyError(error: string, code?: ErrorCode): LegacyErrorAnswer {
   return code === undefined ? { TYPE: 'ERROR', ERROR: error } : { TYPE: 'ERROR', ERROR: error, CODE: code };
@@ -126,8 +121,8 @@ export function parseLegacyRequest(value: unknown): ParsedLegacyRequest {
     const command = refusedCommand(raw);
     return token === undefined ? { ok: false, error, silent, command } : { ok: false, error, silent, command, token };
   };
-  if (nestsDeeperThan(value, MAX_REQUEST_DEPTH)) {
-    return fail(legacyError(`${LegacyErrorText.INCORRECT_REQUEST}: nested deeper than ${MAX_REQUEST_DEPTH} levels`, 'HERALD_ERR_BAD_REQUEST'));
+  if (nestsDeeperThan(value, MAX_JSON_DEPTH)) {
+    return fail(legacyError(`${LegacyErrorText.INCORRECT_REQUEST}: nested deeper than ${MAX_JSON_DEPTH} levels`, 'HERALD_ERR_BAD_REQUEST'));
   }
   if (raw.TYPE === undefined || raw.TYPE === null || raw.TYPE === '') return fail(legacyError(LegacyErrorText.INCORRECT_REQUEST));
   if (typeof raw.TYPE !== 'string') return fail(legacyError(LegacyErrorText.INCORRECT_REQUEST));
@@ -227,10 +222,14 @@ function parseMessage(raw: Obj): BodyResult {
   return { body };
 }
 
-/** A string that holds a JSON object with a TYPE, else undefined. */
+/**
+ * A string that holds a JSON object with a TYPE, else undefined. One nested
+ * deeper than MAX_JSON_DEPTH is left a string (as text that is not JSON is):
+ * a request's own depth was checked, but a string in it may hold 1 MB of `[`.
+ */
 function jsonObjectIn(s: string): Obj | undefined {
   const t = s.trim();
-  if (!t.startsWith('{')) return undefined;
+  if (!t.startsWith('{') || jsonNestsDeeperThan(t, MAX_JSON_DEPTH)) return undefined;
   try {
     const v: unknown = JSON.parse(t);
     return isObject(v) && typeof v.TYPE === 'string' ? v : undefined;

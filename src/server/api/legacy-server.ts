@@ -12,6 +12,7 @@ import { LegacyErrorText, type LegacyAnswer } from '../../protocol/legacy.js';
 import type { CommandService } from '../commands/command-service.js';
 import type { Notifier } from '../notifier.js';
 import { isLoopback, type HeraldOptions } from '../options.js';
+import { MAX_JSON_DEPTH } from '../../protocol/json-depth.js';
 import { JsonStreamFramer, type FramerEvent } from './json-stream.js';
 import { handleLegacyRequest } from './legacy-handler.js';
 import { legacyError, perlTrue } from './legacy-request.js';
@@ -115,7 +116,7 @@ class LegacyConnection {
     const address = socket.remoteAddress ?? '?';
     this.#peer = `${address.includes(':') ? `[${address}]` : address}:${socket.remotePort ?? '?'}`;
     this.#log = log.child({ peer: this.#peer });
-    this.#framer = new JsonStreamFramer({ maxValueBytes: server.settings.legacyMaxRequestBytes });
+    this.#framer = new JsonStreamFramer({ maxValueBytes: server.settings.legacyMaxRequestBytes, maxDepth: MAX_JSON_DEPTH });
     this.closed = new Promise((resolve) => {
       this.#settle = resolve;
     });
@@ -193,6 +194,8 @@ class LegacyConnection {
       case 'invalid':
       case 'garbage':
         return { kind: 'answer', answer: legacyError(LegacyErrorText.INCORRECT_REQUEST) };
+      case 'too-deep':
+        return { kind: 'answer', answer: legacyError(`${LegacyErrorText.INCORRECT_REQUEST}: nested deeper than ${e.limit} levels`, 'HERALD_ERR_BAD_REQUEST') };
       case 'too-large':
         return { kind: 'fatal', answer: legacyError(`request too large: over ${e.limit} bytes (legacyMaxRequestBytes); closing`, 'HERALD_ERR_TOO_LARGE') };
     }
@@ -379,7 +382,7 @@ class LegacyConnection {
     try {
       line = JSON.stringify(answer);
     } catch (err) {
-      // Requests nested past MAX_REQUEST_DEPTH are refused before this, so only a bug gets here.
+      // Requests nested past MAX_JSON_DEPTH are refused before this, so only a bug gets here.
       this.#log.error({ err: (err as Error).message }, 'legacy answer could not be serialised');
       line = JSON.stringify(legacyError('internal error', 'HERALD_ERR_INTERNAL'));
     }
