@@ -81,6 +81,7 @@ class SlowStore implements MessageStore {
   ackMany(acks: ReadonlyMap<string, number>) { return this.#later(this.inner.ackMany(acks)); }
   status(id: string, now: number) { return this.#later(this.inner.status(id, now)); }
   prune(now: number) { return this.#later(this.inner.prune(now)); }
+  counts() { return this.inner.counts(); }
   close() { return this.inner.close(); }
 }
 

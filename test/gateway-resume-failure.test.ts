@@ -30,6 +30,7 @@ class FlakyStore implements MessageStore {
   ackMany(acks: ReadonlyMap<string, number>) { return this.inner.ackMany(acks); }
   status(id: string, now: number) { return this.inner.status(id, now); }
   prune(now: number) { return this.inner.prune(now); }
+  counts() { return this.inner.counts(); }
   close() { return this.inner.close(); }
 }
 

@@ -261,6 +261,12 @@ describe('SqliteStore', () => {
       // Catch-ups between sends a millisecond apart mostly see commits land, so the next one holds them.
       assert.ok(c.holds >= 1 && c.holds <= c.catchUps, `${c.holds} of ${c.catchUps} catch-ups held the commits`);
       assert.deepEqual(errors, []);
+      // What /api/v1/status shows of it: every stream and notification, and the checkpointer's own counts.
+      const counts = store.counts();
+      assert.deepEqual([counts.streams, counts.retained, counts.transactions], [1000, sent, store.stats.batches]);
+      assert.ok(counts.retainedBytes >= sent * body.length, `${counts.retainedBytes} bytes for ${sent} notifications of ${body.length}`);
+      assert.deepEqual(counts.wal, { checkpoints: c.checkpoints, catchUps: c.catchUps, holds: c.holds, syncs: c.syncs, syncFailures: 0 });
+      assert.ok(c.checkpoints >= 1);
     } finally {
       await store.close();
     }

@@ -140,7 +140,7 @@ export class BrowserSender {
     return heraldAnswer<PingResult>(await this.#http.request('GET', '/ping', undefined, { once: true }), 'GET /ping');
   }
 
-  /** `GET /api/v1/status`: version, uptime, connections, store, broker, commands. Disabled: null. */
+  /** `GET /api/v1/status`: version, uptime, connections, store and its counts, broker, commands. Disabled: null. */
   async status(): Promise<ServerStatus | null> {
     if (!this.#http) return null;
     return heraldAnswer<ServerStatus>(await this.#http.request('GET', '/status', undefined, { once: true }), 'GET /status');

@@ -94,6 +94,8 @@ export interface ServerStatus {
   /** Most tabs this server holds at once (maxTabs, or what its open-file limit allows); 0: no limit. */
   maxTabs: number;
   store: unknown;
+  /** What the store holds: streams, notifications retained for tabs and their bytes; with SQLite its transactions and WAL work (docs/http-api.md). */
+  storeCounts?: { streams: number; retained: number; retainedBytes: number; transactions?: number; wal?: Record<string, number> };
   broker: unknown;
   commands: unknown;
   [field: string]: unknown;

@@ -238,6 +238,7 @@ export class Herald {
       maxTabs: this.gateway.maxTabs,
       online: { admin: this.hub.online('admin').length, user: this.hub.online('user').length },
       store: this.options.store,
+      storeCounts: this.store.counts(),
       broker: this.broker.name,
       resolver: this.resolver.name,
       commands: this.commands?.stats?.() ?? { enabled: this.commands !== undefined },

@@ -1,5 +1,5 @@
 import type {
-  AppendInput, AppendResult, MessageStatus, MessageStore, MessageStoreLimits, ReadResult, StreamHead,
+  AppendInput, AppendResult, MessageStatus, MessageStore, MessageStoreLimits, ReadResult, StoreCounts, StreamHead,
 } from './message-store.js';
 import { newEpoch } from './message-id.js';
 import { HeraldError } from '../errors.js';
@@ -118,6 +118,10 @@ export class MemoryStore implements MessageStore {
   /** In slices, giving the event loop a turn between them (as the SQLite store does). */
   async prune(now: number): Promise<number> {
     return this.#index.pruneYielding(now, PRUNE_SLICE, () => this.#closed);
+  }
+
+  counts(): StoreCounts {
+    return this.#index.counts();
   }
 
   async close(): Promise<void> {

@@ -97,6 +97,27 @@ export interface MessageStore {
    * undefined while it is well. `/healthz` answers 503 while it is set.
    */
   readonly failure?: string | undefined;
+  /** What `/api/v1/status` shows of the store: counts, read from memory without touching the file. */
+  counts(): StoreCounts;
+}
+
+/** A store's counts for an operator (`/api/v1/status`'s `store`). */
+export interface StoreCounts {
+  /** Streams with state: a person's own (written or acked once) and the broadcast streams. */
+  streams: number;
+  /** Notifications held for tabs, acknowledged or not, until dropped past maxPerStream or expired. */
+  retained: number;
+  /** Memory their JSON takes: the arena's chunks outside the JavaScript heap (1 MiB each), and the strings too long for them. */
+  retainedBytes: number;
+  /** The SQLite store's write transactions (each a batch of appends and acks); absent for the memory store. */
+  transactions?: number;
+  /** The SQLite store's background work on its write-ahead log; absent for the memory store (and an in-memory SQLite file). */
+  wal?: {
+    /** Checkpoints the worker thread completed, and catch-ups asked for after a WAL grew past its bound (`holds`: those that held the commits). */
+    checkpoints: number; catchUps: number; holds: number;
+    /** Background fsyncs of the WAL (sqliteSynchronous normal), and how many failed. */
+    syncs: number; syncFailures: number;
+  };
 }
 
 export interface MessageStoreLimits {

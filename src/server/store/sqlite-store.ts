@@ -2,7 +2,7 @@ import type Database from 'better-sqlite3';
 import { statSync } from 'node:fs';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { HeraldError } from '../errors.js';
-import type { AppendInput, AppendResult, MessageStatus, MessageStore, MessageStoreLimits, ReadResult, StreamHead } from './message-store.js';
+import type { AppendInput, AppendResult, MessageStatus, MessageStore, MessageStoreLimits, ReadResult, StoreCounts, StreamHead } from './message-store.js';
 import { PruneTimer } from './prune-timer.js';
 import { decodeBody, detach, encodeAck, encodeEntry } from './journal-codec.js';
 import { openStoreFile, takeLock } from './sqlite-schema.js';
@@ -79,7 +79,7 @@ export interface SqliteStoreOptions extends MessageStoreLimits {
 }
 
 /** Counters for tests and the status route. */
-export interface SqliteStoreStats {
+export interface SqliteStoreCounts {
   /** Write batches committed (a batch of duplicates only, or of acks that change nothing, needs no transaction). */
   batches: number;
   /** Writes (appends and acks) committed through them. */
@@ -195,7 +195,7 @@ export class SqliteStore implements MessageStore {
   readonly #floorRows = new Set<number>();
   /** Streams whose last SEQ or acknowledged SEQ is newer than their row's: only the journal knows it. */
   readonly #unsaved = new Map<string, StreamState>();
-  readonly stats: SqliteStoreStats = { batches: 0, writes: 0 };
+  readonly stats: SqliteStoreCounts = { batches: 0, writes: 0 };
   /**
    * True when this open found that the machine restarted since the store was
    * last open and it was not closed cleanly: under synchronous=normal the
@@ -672,6 +672,13 @@ export class SqliteStore implements MessageStore {
   }
 
   /** Commits what is queued, saves every stream's last SEQ, then closes the file (checkpointing the WAL into it). */
+  counts(): StoreCounts {
+    const counts = this.#index.counts();
+    const c = this.checkpointer;
+    if (!c) return { ...counts, transactions: this.stats.batches };
+    return { ...counts, transactions: this.stats.batches, wal: { checkpoints: c.checkpoints, catchUps: c.catchUps, holds: c.holds, syncs: c.syncs, syncFailures: c.syncFailures } };
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#pruner.stop();

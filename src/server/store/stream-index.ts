@@ -79,6 +79,13 @@ export class StreamState {
     return this.#end - this.#start;
   }
 
+  /** Characters of the JSON too long for the arena (kept as strings: one byte a character when they are ASCII). */
+  get longBytes(): number {
+    let n = 0;
+    if (this.#long) for (const json of this.#long.values()) n += json.length;
+    return n;
+  }
+
   /** SEQ of the oldest retained notification, or lastSeq + 1 when none is. */
   get firstSeq(): number {
     return this.#start < this.#end ? this.#rows[this.#start * ROW + SEQ]! : this.lastSeq + 1;
@@ -246,6 +253,17 @@ export class StreamIndex {
 
   get(stream: string): StreamState | undefined {
     return this.streams.get(stream);
+  }
+
+  /** Streams, notifications retained, and the memory their JSON takes (the arena's chunks and the strings too long for it): one pass over the streams. */
+  counts(): { streams: number; retained: number; retainedBytes: number } {
+    let retained = 0;
+    let longBytes = 0;
+    for (const s of this.streams.values()) {
+      retained += s.retained;
+      longBytes += s.longBytes;
+    }
+    return { streams: this.streams.size, retained, retainedBytes: this.arena.stats.heldBytes + longBytes };
   }
 
   /** The stream's state, created (with the given epoch) when it has none. */
