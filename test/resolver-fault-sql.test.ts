@@ -256,6 +256,28 @@ for (const d of dialects) {
       }
     });
 
+    test('every idle connection dead at once, the driver not told yet: a look-up draws each in turn and is still admitted', async (t) => {
+      if (skipReason) return t.skip(skipReason);
+      const sids = Array.from({ length: 4 }, (_, i) => `restart-${d.service}-${i}-d4e5f6`);
+      for (const [i, sid] of sids.entries()) await db.run(d.insert, [sid, 200 + i]);
+      const proxy = new DbProxy(db.port);
+      await proxy.start();
+      const url = db.url.replace(`127.0.0.1:${db.port}`, `127.0.0.1:${proxy.port}`);
+      const h = await startAuthHerald({ authResolver: 'sql', sqlUrl: url, sqlPoolSize: 3, authCacheMs: 0, authNegativeCacheMs: 0, sessionRecheckMs: 60_000 });
+      try {
+        // Three look-ups at once fill the pool with three connections, idle once answered.
+        const tabs = await Promise.all(sids.slice(0, 3).map((sid) => h.open('admin', { headers: { cookie: `sid=${sid}` } })));
+        for (const tab of tabs) await tab.nextOfType('WELCOME');
+        proxy.breakOpenConnections();
+        // One retry drew a second dead connection and answered 503; the pool's size in retries reaches a fresh one.
+        assert.equal(await h.status('admin', { headers: { cookie: `sid=${sids[3]}` } }), 101);
+        assert.equal(await h.status('admin', { headers: { cookie: `sid=${sids[0]}` } }), 101);
+      } finally {
+        await h.close();
+        await proxy.stop();
+      }
+    });
+
     test('down at start: Herald starts and answers 503; the database comes back: admitted without a restart; down again: open tabs stay, 503 again', async (t) => {
       if (skipReason) return t.skip(skipReason);
       const sid = `proxy-${d.service}-sid-77`;

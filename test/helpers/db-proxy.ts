@@ -16,6 +16,8 @@ import { restartablePort } from './ports.js';
 export class DbProxy {
   readonly #target: number;
   readonly #sockets = new Set<Socket>();
+  /** Each client connection with its connection upstream. */
+  readonly #pairs = new Map<Socket, Socket>();
   #server: Server | undefined;
   port = 0;
 
@@ -27,6 +29,8 @@ export class DbProxy {
     this.port ||= await restartablePort();
     const server = createServer((client) => {
       const upstream = pipeTo(client, this.#target);
+      this.#pairs.set(client, upstream);
+      client.on('close', () => this.#pairs.delete(client));
       for (const s of [client, upstream]) {
         this.#sockets.add(s);
         s.on('close', () => this.#sockets.delete(s));
@@ -35,6 +39,24 @@ export class DbProxy {
     server.listen(this.port, '127.0.0.1');
     await once(server, 'listening');
     this.#server = server;
+  }
+
+  /**
+   * Every connection open now is dead from here on, and its client is not
+   * told until it next writes: then it is closed, unanswered. As a database
+   * restart looks to a pool whose idle connections have not heard of it yet.
+   */
+  breakOpenConnections(): void {
+    for (const [client, upstream] of this.#pairs) {
+      client.unpipe(upstream);
+      upstream.unpipe(client);
+      client.once('data', () => {
+        client.destroy();
+        upstream.destroy();
+      });
+      // unpipe paused it: flowing again, or the 'data' above never comes.
+      client.resume();
+    }
   }
 
   async stop(): Promise<void> {

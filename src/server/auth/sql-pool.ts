@@ -89,23 +89,27 @@ function timeoutError(ms: number): Error {
 }
 
 /**
- * Runs `attempt` once more, within the same deadline, when its connection
+ * Runs `attempt` again, within the same deadline, when its connection
  * turned out to be dead: the server had ended it while it sat idle in the
  * pool (a `KILL` on MariaDB, `pg_terminate_backend` on PostgreSQL, a
  * database restart, a firewall's idle timeout) and the driver had not yet
- * noticed. The pool drops such a connection, so the second attempt gets a
- * fresh one: without it, each look-up that drew a dead connection answered
- * its tab 503 although the database was up. A look-up is a SELECT, so
- * asking twice changes nothing; an error of the query itself, or the
- * deadline, is not retried.
+ * noticed. The pool drops such a connection, so a later attempt draws
+ * another; without it, each look-up that drew a dead connection answered
+ * its tab 503 although the database was up. When every idle connection was
+ * ended at once (a restart), one look-up may draw each of them in turn
+ * before the driver hears of their end: so up to `retries` more attempts,
+ * the pool's size, after which a fresh connection has been drawn. A look-up
+ * is a SELECT, so asking again changes nothing; an error of the query
+ * itself, or the deadline, is not retried.
  */
-async function retryOnDeadConnection<T>(attempt: (deadline: number) => Promise<T>, timeoutMs: number, dead: (e: unknown) => boolean): Promise<T> {
+async function retryOnDeadConnection<T>(attempt: (deadline: number) => Promise<T>, timeoutMs: number, retries: number, dead: (e: unknown) => boolean): Promise<T> {
   const deadline = Date.now() + timeoutMs;
-  try {
-    return await attempt(deadline);
-  } catch (e) {
-    if (!dead(e) || Date.now() >= deadline) throw e;
-    return attempt(deadline);
+  for (let retry = 0; ; retry++) {
+    try {
+      return await attempt(deadline);
+    } catch (e) {
+      if (retry >= retries || !dead(e) || Date.now() >= deadline) throw e;
+    }
   }
 }
 
@@ -125,9 +129,11 @@ class MysqlPool implements SqlPool {
   readonly dialect = 'mysql' as const;
   readonly #pool: MysqlDriverPool;
   readonly #timeoutMs: number;
+  readonly #size: number;
 
   constructor(url: string, options: SqlPoolOptions) {
     this.#timeoutMs = options.timeoutMs;
+    this.#size = options.size;
     this.#pool = mysql().createPool({
       uri: url.replace(/^mariadb:/i, 'mysql:'),
       connectionLimit: options.size,
@@ -158,7 +164,7 @@ class MysqlPool implements SqlPool {
 
   firstValue(sql: string, param: string): Promise<unknown> {
     // A fatal error is one of the connection (lost, reset, killed), not of the query.
-    return retryOnDeadConnection((deadline) => this.#attempt(sql, param, deadline), this.#timeoutMs, (e) => (e as { fatal?: unknown }).fatal === true);
+    return retryOnDeadConnection((deadline) => this.#attempt(sql, param, deadline), this.#timeoutMs, this.#size, (e) => (e as { fatal?: unknown }).fatal === true);
   }
 
   #attempt(sql: string, param: string, deadline: number): Promise<unknown> {
@@ -216,9 +222,14 @@ class PostgresPool implements SqlPool {
   readonly dialect = 'postgres' as const;
   readonly #pool: PgDriverPool;
   readonly #timeoutMs: number;
+  readonly #size: number;
+  /** The error of a connection that ended under its query (see #attempt). */
+  readonly #onClientError: (error: Error) => void;
 
   constructor(url: string, options: SqlPoolOptions) {
     this.#timeoutMs = options.timeoutMs;
+    this.#size = options.size;
+    this.#onClientError = (e) => options.onError?.(e);
     const { Pool } = pg();
     this.#pool = new Pool({
       connectionString: postgresUrl(url),
@@ -236,7 +247,7 @@ class PostgresPool implements SqlPool {
   }
 
   firstValue(sql: string, param: string): Promise<unknown> {
-    return retryOnDeadConnection((deadline) => this.#attempt(sql, param, deadline), this.#timeoutMs, connectionEnded);
+    return retryOnDeadConnection((deadline) => this.#attempt(sql, param, deadline), this.#timeoutMs, this.#size, connectionEnded);
   }
 
   async #attempt(sql: string, param: string, deadline: number): Promise<unknown> {
@@ -246,11 +257,21 @@ class PostgresPool implements SqlPool {
     // (statement_timeout) and only then goes back to the pool; destroying it
     // freed the pool slot while the query ran on in the server (a pool of 5
     // had 24 sessions on the server under a storm of handshakes).
+    // While a client is checked out the pool does not listen for its errors, and pg, after
+    // failing the query, emits 'error' on a client whose connection ended under it (the
+    // database restarted mid-query): unheard, that error ended the whole process.
+    client.on('error', this.#onClientError);
     const query = client.query<unknown[]>({ text: sql, values: [param], rowMode: 'array' });
     query.then(
-      () => client.release(),
+      () => {
+        client.off('error', this.#onClientError);
+        client.release();
+      },
       // A broken connection is dropped; after an error of the query (its statement_timeout too) it is reused.
-      (e: unknown) => client.release(connectionEnded(e) ? (e instanceof Error ? e : true) : undefined),
+      (e: unknown) => {
+        client.off('error', this.#onClientError);
+        client.release(connectionEnded(e) ? (e instanceof Error ? e : true) : undefined);
+      },
     );
     const result = await withTimeout(query, Math.max(1, deadline - Date.now()));
     const first = result.rows[0];
