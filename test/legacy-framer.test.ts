@@ -94,6 +94,19 @@ describe('legacy JSON stream framer', () => {
     assert.deepEqual(values(f.push(enc(v))), [JSON.parse(v)]);
   });
 
+  it('holds a top-level string to the limit too, though its bytes are skipped over in one step, escaped quotes and all', () => {
+    const atLimit = `"${'x\\"'.repeat(340)}xx"`;
+    assert.equal(atLimit.length, 1024);
+    for (const [text, expected] of [[atLimit, [JSON.parse(atLimit)]], [`${atLimit.slice(0, -1)}x"`, [{ event: 'too-large' }]]] as const) {
+      for (const split of [1024, 100, 1]) {
+        const f = new JsonStreamFramer({ maxValueBytes: 1024 });
+        const bytes = enc(text);
+        const chunks = Array.from({ length: Math.ceil(bytes.length / split) }, (_, i) => bytes.subarray(i * split, (i + 1) * split));
+        assert.deepEqual(values(feed(f, chunks)), expected, `${text.length} bytes in chunks of ${split}`);
+      }
+    }
+  });
+
   it('reports an unfinished value at the end of the stream as invalid', () => {
     const f = new JsonStreamFramer({ maxValueBytes: 1024 });
     f.push(enc('{"TYPE":"PI'));
