@@ -73,7 +73,6 @@ export type ParsedLegacyRequest =
 /** Bound on `DATA.TEXT` unwrapping, so a hostile nesting cannot loop for long. */
 const MAX_UNWRAP_DEPTH = 8;
 
-
 export function legacyError(error: string, code?: ErrorCode): LegacyErrorAnswer {
   return code === undefined ? { TYPE: 'ERROR', ERROR: error } : { TYPE: 'ERROR', ERROR: error, CODE: code };
 }
