@@ -6,7 +6,7 @@
 // Results: bench/results.md (bench/results-quick.md with --quick) and a .json beside it.
 import { readFileSync, writeFileSync } from 'node:fs';
 import { loadConfig } from './lib/config.mjs';
-import { killAllChildren } from './lib/proc.mjs';
+import { killAllChildren, pinToCpus } from './lib/proc.mjs';
 import { runConnections, runUnicast, runSteady, closePool, writePerfSummaries } from './lib/workloads.mjs';
 import { perfUnavailable } from './lib/perf.mjs';
 import { median } from './lib/stats.mjs';
@@ -38,6 +38,9 @@ if (noPerf) {
   console.error(`--perf: ${noPerf}`);
   process.exit(2);
 }
+
+// --pin: the runner (it reads /proc and relays results between runs) keeps off the servers' CPUs too.
+if (cfg.pin) pinToCpus(process.pid, cfg.pin.clients);
 
 const started = Date.now();
 // The price of a new page before and after the runs: the machine drifts (lib/page-cost.mjs).

@@ -101,6 +101,34 @@ describe('the benchmark harness end to end', { concurrency: 2 }, () => {
     assert.match(md, /W2 throughput ≥ 1\.0× floor \(memory store\) \|[^\n]*not judged \(`--server-node-flags`\)/);
   }));
 
+  test('--pin 0:1 runs every server thread on CPU 0 and the clients on CPU 1, and does not judge the targets', () => withResultsFile('herald-bench-pin-', async (out) => {
+    const args = [
+      '--servers', 'floor,herald-memory', '--workloads', 'w2', '--reps', '1', '--loadgens', '1',
+      '--w2-people', '20', '--w2-total', '400', '--w2-warmup', '40', '--w2-batch', '20', '--wait-timeout-ms', '20000', '--out', out,
+      '--pin', '0:1',
+    ];
+    const log = await runBench(args);
+    const json = JSON.parse(readFileSync(out.replace(/\.md$/, '.json'), 'utf8')) as { rows: Array<Row & { metrics: { pinnedTo?: { server: string; clients: string } } }> };
+    for (const server of ['floor', 'herald-memory']) {
+      const row = json.rows.find((r) => r.server === server && r.workload === 'w2');
+      assert.equal(row?.metrics.delivered, 1, log);
+      // Read back from /proc at the end of the session: every thread of the server (V8's helpers too) on CPU 0 only.
+      assert.deepEqual(row?.metrics.pinnedTo, { server: '0', clients: '1 / 1' }, `${server}\n${log}`);
+    }
+    const md = readFileSync(out, 'utf8');
+    assert.match(md, /\*\*Pinned\*\* \(`--pin 0:1`\)/);
+    assert.match(md, /W2 throughput ≥ 1\.0× floor \(memory store\) \|[^\n]*not judged \(`--pin`\)/);
+  }));
+
+  test('--pin refuses what is not two CPU lists', async () => {
+    const child = spawn(process.execPath, ['bench/run.mjs', '--pin', '0', '--out', '/dev/null'], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    child.stderr.on('data', (c: Buffer) => { err += c.toString(); });
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    assert.notEqual(code, 0);
+    assert.match(err, /pin: expected SERVER_CPUS:CLIENT_CPUS as taskset lists \(0:1, 0:1-3\), got 0/);
+  });
+
   test('--heap-promoted writes each measured phase\'s profile and its summary per unit into --profiles-dir', () => withResultsFile('herald-bench-heap-', async (out) => {
     const profiles = join(out, '..', 'profiles');
     const args = [

@@ -40,6 +40,7 @@ const DEFAULTS = {
   timeline: false, // --timeline: W2/W4 send times, latencies and GC pauses (bench/profiles/*.timeline.json)
   profilesDir: '', // where --cpu-prof, --perf, --heap-promoted and --timeline write ('' = bench/profiles)
   serverNodeFlags: '', // node/V8 flags for every server process, space-separated (--server-node-flags=--trace-gc); the targets are then not judged
+  pin: '', // SERVER_CPUS:CLIENT_CPUS (taskset lists, e.g. 0:1): every server on the first CPUs, the load generators, the sender and the runner on the others; the targets are then not judged
   out: '',
 };
 
@@ -58,6 +59,18 @@ function coerce(k, raw) {
   }
   if (typeof d === 'boolean') return raw === true || ['1', 'true', 'yes', 'on'].includes(String(raw).toLowerCase());
   return String(raw);
+}
+
+const CPU_LIST = /^\d+(-\d+)?(,\d+(-\d+)?)*$/;
+
+/** `--pin 0:1` → { server: '0', clients: '1' }; '' → undefined (nothing pinned). */
+export function parsePin(raw) {
+  if (raw === '' || raw === undefined) return undefined;
+  const [server, clients, ...rest] = String(raw).split(':');
+  if (rest.length > 0 || !CPU_LIST.test(server ?? '') || !CPU_LIST.test(clients ?? '')) {
+    throw new Error(`pin: expected SERVER_CPUS:CLIENT_CPUS as taskset lists (0:1, 0:1-3), got ${raw}`);
+  }
+  return { server, clients };
 }
 
 export function loadConfig(argv = process.argv.slice(2), env = process.env) {
@@ -87,6 +100,7 @@ export function loadConfig(argv = process.argv.slice(2), env = process.env) {
   if (c.heraldTtl !== '' && !(Number(c.heraldTtl) >= 0)) throw new Error(`heraldTtl: expected seconds (a non-negative number), got ${c.heraldTtl}`);
   c.serverNodeFlags = c.serverNodeFlags.split(/\s+/).filter(Boolean);
   for (const f of c.serverNodeFlags) if (!f.startsWith('--')) throw new Error(`serverNodeFlags: expected node flags (--name or --name=value), got ${f}`);
+  c.pin = parsePin(c.pin);
   c.w4TickMs = Math.max(1, c.w4TickMs);
   c.reps = Math.max(1, Math.floor(c.reps));
   c.loadgens = Math.max(1, Math.floor(c.loadgens));

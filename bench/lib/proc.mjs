@@ -1,13 +1,16 @@
 // Child processes of the benchmark: forked with an IPC channel, tracked by
 // PID so that every one of them is killed at the end, also on error.
-import { fork } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { fork, spawnSync } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
 import { ipcClient } from './ipc.mjs';
 
 const children = new Set();
 
-/** Forks `script` with node flags `execArgv`; resolves once it reports {event:'ready'}. */
-export async function startChild(name, script, { execArgv = [], env = {}, args = [], cwd = undefined, readyTimeoutMs = 30_000 } = {}) {
+/**
+ * Forks `script` with node flags `execArgv`; resolves once it reports
+ * {event:'ready'}, bound to the CPUs of `cpus` (a taskset list) when given.
+ */
+export async function startChild(name, script, { execArgv = [], env = {}, args = [], cwd = undefined, readyTimeoutMs = 30_000, cpus = undefined } = {}) {
   const child = fork(script, args, {
     execArgv,
     cwd,
@@ -19,6 +22,7 @@ export async function startChild(name, script, { execArgv = [], env = {}, args =
   child.once('exit', () => children.delete(child));
   const client = ipcClient(child, name);
   const ready = await client.waitEvent((m) => m && m.event === 'ready', readyTimeoutMs);
+  if (cpus !== undefined) pinToCpus(child.pid, cpus);
   return { ...client, pid: child.pid, ready };
 }
 
@@ -39,6 +43,31 @@ export function killAllChildren() {
     try { process.kill(child.pid, 'SIGKILL'); } catch { /* gone */ }
   }
   children.clear();
+}
+
+/**
+ * Binds every thread of process `pid` (V8's helpers too) to the CPUs of the
+ * taskset list `cpus`; threads it starts later inherit the binding (--pin).
+ */
+export function pinToCpus(pid, cpus) {
+  const r = spawnSync('taskset', ['--all-tasks', '--cpu-list', '--pid', cpus, String(pid)], { encoding: 'utf8' });
+  if (r.error || r.status !== 0) throw new Error(`taskset could not pin process ${pid} to CPUs ${cpus}: ${r.error?.message ?? r.stderr.trim()}`);
+}
+
+/**
+ * The CPUs each thread of process `pid` may run on (Cpus_allowed_list of
+ * /proc/<pid>/task/<tid>/status), the distinct lists joined by a space: what
+ * --pin did, read back.
+ */
+export function allowedCpus(pid) {
+  const lists = new Set();
+  for (const tid of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const m = /^Cpus_allowed_list:\s*(\S+)$/m.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'));
+      if (m) lists.add(m[1]);
+    } catch { /* the thread ended */ }
+  }
+  return [...lists].sort().join(' ');
 }
 
 const TICK = 100; // CLK_TCK on Linux (getconf CLK_TCK); /proc times are in ticks

@@ -224,6 +224,9 @@ export function renderMarkdown({ cfg, rows, info, durationS, failures = [] }) {
   if (cfg.serverNodeFlags.length > 0) {
     out.push(`- **Every server ran with the node flags \`${cfg.serverNodeFlags.join(' ')}\`** (\`--server-node-flags\`): a run to look into a server, not to judge the targets by`);
   }
+  if (cfg.pin) {
+    out.push(`- **Pinned** (\`--pin ${cfg.pin.server}:${cfg.pin.clients}\`): every server and all its threads on CPU ${cfg.pin.server}, the load generators, the sender and the runner on CPU ${cfg.pin.clients} (taskset). Each server has its CPUs to itself, so its figures follow its own CPU per message and connection, not how the scheduler shares two cores; the issue's targets are for the machine as it is shared, and are not judged here`);
+  }
   if (batch) out.push(`- Herald sends: ${batch.metrics.heraldBatch ? '`POST /api/v1/send/batch` with `"answer":"summary"` (totals, as the floor answers a count) and the same batch size as the floor' : '**one `POST /api/v1/send` per notification** (no batch endpoint), the same number in flight as one floor batch'}`);
   out.push('');
   out.push('## Targets (issue 7)');
@@ -232,8 +235,8 @@ export function renderMarkdown({ cfg, rows, info, durationS, failures = [] }) {
   const storingColumn = servers.includes('floor-stored');
   out.push(`| target | floor | Herald | ratio | met | each repetition against the floor's |${storingColumn ? ' the floor that stores, for reference |' : ''}`);
   out.push(`| --- | --- | --- | --- | --- | --- |${storingColumn ? ' --- |' : ''}`);
-  // A run that changes Herald (--herald-ttl) or every server (--server-node-flags) prints its ratios unjudged.
-  const unjudgedBy = cfg.heraldTtl !== '' ? '--herald-ttl' : cfg.serverNodeFlags.length > 0 ? '--server-node-flags' : undefined;
+  // A run that changes Herald (--herald-ttl), every server (--server-node-flags) or where they run (--pin) prints its ratios unjudged.
+  const unjudgedBy = cfg.heraldTtl !== '' ? '--herald-ttl' : cfg.serverNodeFlags.length > 0 ? '--server-node-flags' : cfg.pin ? '--pin' : undefined;
   const judged = unjudgedBy === undefined;
   for (const v of targetVerdicts(rows)) {
     const verdict = v.met === null ? 'not measured'

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
 import { join, dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startChild, stopChild, cpuMs, runDelayMs, machineCpuMs } from './proc.mjs';
+import { startChild, stopChild, cpuMs, runDelayMs, machineCpuMs, allowedCpus } from './proc.mjs';
 import { perfRecord, summarisePerf } from './perf.mjs';
 import { summariseHeapProfile } from './heap.mjs';
 import { mergeSorted, quantileSorted } from './stats.mjs';
@@ -22,6 +22,7 @@ async function startServer(name, cfg) {
   // --server-node-flags: the same node/V8 flags for every server (GC or JIT traces, heap sizes).
   const execArgv = ['--expose-gc', ...cfg.serverNodeFlags];
   let cwd;
+  const cpus = cfg.pin?.server;
   if (cfg.perf) {
     // --perf: V8 logs where it puts each piece of JIT code (jit-<pid>.dump,
     // in the working directory), so that `perf inject --jit` names the JS
@@ -30,9 +31,9 @@ async function startServer(name, cfg) {
     cwd = join(profilesDir(cfg), `jit-${name}-${Date.now()}`);
     mkdirSync(cwd, { recursive: true });
   }
-  if (name === 'floor') return { ...(await startChild(name, join(BENCH, 'servers/floor.mjs'), { execArgv, cwd })), kind: 'floor' };
-  if (name === 'floor-stored') return { ...(await startChild(name, join(BENCH, 'servers/floor-stored.mjs'), { execArgv, cwd })), kind: 'floor-stored' };
-  if (name === 'socketio') return { ...(await startChild(name, join(BENCH, 'servers/socketio.mjs'), { execArgv, cwd })), kind: 'socketio' };
+  if (name === 'floor') return { ...(await startChild(name, join(BENCH, 'servers/floor.mjs'), { execArgv, cwd, cpus })), kind: 'floor' };
+  if (name === 'floor-stored') return { ...(await startChild(name, join(BENCH, 'servers/floor-stored.mjs'), { execArgv, cwd, cpus })), kind: 'floor-stored' };
+  if (name === 'socketio') return { ...(await startChild(name, join(BENCH, 'servers/socketio.mjs'), { execArgv, cwd, cpus })), kind: 'socketio' };
   const dataDir = mkdtempSync(join(tmpdir(), 'herald-bench-'));
   const env = {
     HERALD_STORE: name === 'herald-sqlite' ? 'sqlite' : 'memory',
@@ -40,7 +41,7 @@ async function startServer(name, cfg) {
     HERALD_SECRET: randomBytes(32).toString('hex'),
     HERALD_API_TOKEN: randomBytes(24).toString('hex'),
   };
-  const s = await startChild(name, join(BENCH, 'servers/herald.mjs'), { execArgv, env, cwd });
+  const s = await startChild(name, join(BENCH, 'servers/herald.mjs'), { execArgv, env, cwd, cpus });
   const srv = { ...s, kind: 'herald', dataDir };
   if (name === 'herald-sqlite' && !/sqlite/i.test(s.ready.storeClass)) {
     await stopServer(srv, cfg);
@@ -81,8 +82,8 @@ async function pool(cfg) {
   if (thePool && [...thePool.gens, thePool.sender].every((c) => c.child.exitCode === null && c.child.signalCode === null)) return thePool;
   await closePool();
   const gens = [];
-  for (let k = 0; k < cfg.loadgens; k++) gens.push(await startChild(`loadgen${k}`, join(BENCH, 'loadgen.mjs')));
-  const sender = await startChild('sender', join(BENCH, 'sender.mjs'));
+  for (let k = 0; k < cfg.loadgens; k++) gens.push(await startChild(`loadgen${k}`, join(BENCH, 'loadgen.mjs'), { cpus: cfg.pin?.clients }));
+  const sender = await startChild('sender', join(BENCH, 'sender.mjs'), { cpus: cfg.pin?.clients });
   thePool = { gens, sender };
   return thePool;
 }
@@ -141,7 +142,12 @@ async function session(name, cfg, n, body) {
     const load1 = loadavg()[0];
     const result = await body({ srv, gens, sender, pids, connect, heraldBatch });
     // The box may be shared: keep the 1-minute load average next to each figure.
-    for (const m of Object.values(result)) m.load1 = Math.max(load1, loadavg()[0]);
+    const pinnedTo = cfg.pin ? { server: allowedCpus(srv.pid), clients: [...gens, sender].map((c) => allowedCpus(c.pid)).join(' / ') } : undefined;
+    for (const m of Object.values(result)) {
+      m.load1 = Math.max(load1, loadavg()[0]);
+      // --pin: the CPUs every thread was allowed at the end of the session, read back from /proc.
+      if (pinnedTo) m.pinnedTo = pinnedTo;
+    }
     return result;
   } finally {
     // The generators and the sender outlive the session (closing their clients
