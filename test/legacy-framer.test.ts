@@ -94,6 +94,23 @@ describe('legacy JSON stream framer', () => {
     assert.deepEqual(values(f.push(enc(v))), [JSON.parse(v)]);
   });
 
+  it('refuses an object or array one byte past the limit, whether its last byte comes alone or not', () => {
+    // The closing brace ended the value before the limit was checked: 1025 bytes went through.
+    for (const [open, close] of [['{"A":"', '"}'], ['["', '"]']] as const) {
+      const atLimit = `${open}${'x'.repeat(1024 - open.length - close.length)}${close}`;
+      const past = `${open}${'x'.repeat(1025 - open.length - close.length)}${close}`;
+      assert.equal(Buffer.byteLength(past), 1025);
+      for (const split of [2000, 1024, 1]) {
+        for (const [text, expected] of [[atLimit, [JSON.parse(atLimit)]], [past, [{ event: 'too-large' }]]] as const) {
+          const f = new JsonStreamFramer({ maxValueBytes: 1024 });
+          const bytes = enc(text);
+          const chunks = Array.from({ length: Math.ceil(bytes.length / split) }, (_, i) => bytes.subarray(i * split, (i + 1) * split));
+          assert.deepEqual(values(feed(f, chunks)), expected, `${bytes.length} bytes in chunks of ${split}`);
+        }
+      }
+    }
+  });
+
   it('holds a top-level string to the limit too, though its bytes are skipped over in one step, escaped quotes and all', () => {
     const atLimit = `"${'x\\"'.repeat(340)}xx"`;
     assert.equal(atLimit.length, 1024);

@@ -177,6 +177,8 @@ export class JsonStreamFramer {
             if (++this.#depth > this.#maxDepth) this.#tooDeep = true;
           } else if (b === CLOSE_OBJECT || b === CLOSE_ARRAY) {
             if (--this.#depth === 0) {
+              // Checked before completing, as the string's end is: the check below comes after.
+              if (this.#partsBytes + (i + 1 - start) > this.#max) return this.#overrun(events);
               events.push(this.#complete(chunk, start, i + 1));
               this.#mode = Mode.Between;
             }
