@@ -12,6 +12,7 @@ import type { Principal, PrincipalKind } from '../protocol/principal.js';
 import { principalKey } from '../protocol/principal.js';
 import { answerClientError, answerFrameworkError, answerUnmetExpectation, installErrorHandling, installJsonBodyParser, installShutdownHandling, registerHttpApi } from './api/http-api.js';
 import { LegacyServer } from './api/legacy-server.js';
+import { finiteNumbers } from './api/schemas.js';
 import { OriginPolicy, defaultAllowedOrigins } from './auth/origin-policy.js';
 import type { SessionResolver } from './auth/session-resolver.js';
 import { mintToken, tokenExpiry } from './auth/token-resolver.js';
@@ -163,7 +164,8 @@ export class Herald {
       // not dropped: Fastify's default (removeAdditional) accepted `{"tll":5}` and ignored it.
       // `verbose`: a refusal carries the value and its schema, so that "exactly one of" can name
       // what the object held (schemaRefusal); it costs nothing on a valid request.
-      ajv: { customOptions: { removeAdditional: false, verbose: true } },
+      // `x-finite`: every number a request carries is finite (schemas.ts, finiteNumbers).
+      ajv: { customOptions: { removeAdditional: false, verbose: true }, plugins: [finiteNumbers] },
       // Per-request lines would log every send; errors are still logged by the error handler.
       logController: new LogController({ disableRequestLogging: true }),
       // No child logger per request (a pino child is built for every send
@@ -182,6 +184,8 @@ export class Herald {
       // often enough here for the limit to mean what it says.
       requestTimeout: options.requestTimeoutMs,
       http: {
+        // An HTTP/1.1 request without a Host header is refused in Herald's error shape (http-api.ts), not node's bare 400.
+        requireHostHeader: false,
         requestTimeout: options.requestTimeoutMs,
         connectionsCheckingInterval: options.requestTimeoutMs > 0 ? Math.min(5000, Math.max(100, Math.round(options.requestTimeoutMs / 4))) : 30000,
       },

@@ -12,7 +12,7 @@ import type { FastifyInstance } from 'fastify';
 import type { NotificationPayload } from '../../protocol/frames.js';
 import type { CommandInfo, CommandRequest, CommandService, RefusedCommandRequest } from '../commands/command-service.js';
 import { HeraldError } from '../errors.js';
-import { schemaRefusal } from './schemas.js';
+import { FiniteInteger, FiniteNumber, schemaRefusal } from './schemas.js';
 
 const Notification = Type.Union([
   Type.Object({ TYPE: Type.String({ minLength: 1, maxLength: 64 }) }, { additionalProperties: true }),
@@ -21,10 +21,10 @@ const Notification = Type.Union([
 const State = Type.Union(['queued', 'running', 'succeeded', 'failed', 'timed_out', 'cancelled'].map((s) => Type.Literal(s)));
 
 export const StartCommandBody = Type.Object({
-  aid: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER, description: 'The admin who is told about the run and may cancel it from a browser.' }),
+  aid: FiniteInteger({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER, description: 'The admin who is told about the run and may cancel it from a browser.' }),
   program: Type.String({ minLength: 1, maxLength: 4096, description: 'An allowed program: its name or an absolute path to the same file.' }),
   args: Type.Optional(Type.Array(Type.String({ maxLength: 4096 }), { maxItems: 1024, description: 'The argument vector, passed as is: no shell, no word splitting.' })),
-  timeout: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: 'Seconds. Default and maximum: commandsTimeoutSec, commandsMaxTimeoutSec.' })),
+  timeout: Type.Optional(FiniteNumber({ exclusiveMinimum: 0, description: 'Seconds. Default and maximum: commandsTimeoutSec, commandsMaxTimeoutSec.' })),
   success: Type.Optional(Notification),
   error: Type.Optional(Notification),
   // Checked by the runner (a string of at most 256 characters, or a number): a schema union
@@ -63,15 +63,15 @@ export const CommandInfoReply = Type.Object({
 
 const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 100 }) });
 const GetQuery = Type.Object({
-  since: Type.Optional(Type.Integer({ minimum: 0, description: 'Return only the output after this many characters (for streaming by polling).' })),
-  wait: Type.Optional(Type.Number({ minimum: 0, maximum: 60, description: 'Seconds to wait for the command to end before answering (long poll).' })),
+  since: Type.Optional(FiniteInteger({ minimum: 0, description: 'Return only the output after this many characters (for streaming by polling).' })),
+  wait: Type.Optional(FiniteNumber({ minimum: 0, maximum: 60, description: 'Seconds to wait for the command to end before answering (long poll).' })),
 });
 const AuditQuery = Type.Object({
-  limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 100 })),
-  aid: Type.Optional(Type.Integer({ minimum: 1, description: 'Only this admin\'s commands.' })),
-  before: Type.Optional(Type.Integer({ minimum: 1, description: 'Paging: only records older than this row.' })),
+  limit: Type.Optional(FiniteInteger({ minimum: 1, maximum: 1000, default: 100 })),
+  aid: Type.Optional(FiniteInteger({ minimum: 1, description: 'Only this admin\'s commands.' })),
+  before: Type.Optional(FiniteInteger({ minimum: 1, description: 'Paging: only records older than this row.' })),
 });
-const ListQuery = Type.Object({ limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 50 })) });
+const ListQuery = Type.Object({ limit: Type.Optional(FiniteInteger({ minimum: 1, maximum: 1000, default: 50 })) });
 const Err = Type.Object({ error: Type.Object({ code: Type.String(), message: Type.String(), details: Type.Optional(Type.Unknown()) }) });
 
 export interface CommandRoutesContext {

@@ -12,7 +12,7 @@ import type { BatchSend, Notifier, SendOptions, SendResult } from '../notifier.j
 import type { CommandService } from '../commands/command-service.js';
 import { registerCommandRoutes } from './commands-routes.js';
 import { handleLegacyRequest } from './legacy-handler.js';
-import { DisconnectBody, ErrorReply, KindParam, schemaRefusal, SendBatchBody, SendBody, TokenBody, type Recipient } from './schemas.js';
+import { DisconnectBody, ErrorReply, KindParam, PersonId, schemaRefusal, SendBatchBody, SendBody, TokenBody, type Recipient } from './schemas.js';
 
 export interface HttpApiContext {
   notifier: Notifier;
@@ -76,6 +76,9 @@ export function installErrorHandling(app: FastifyInstance): void {
   // rest), so unauthenticated POSTs to any path held 1 MB each, 200 connections 192 MB.
   app.addHook('onRequest', (req, reply, done) => {
     if (req.is404) return done(notFound(req));
+    // RFC 9112 §3.2: a server must answer 400 to an HTTP/1.1 request without a Host header.
+    // Node does so itself with a bare 400 unless told not to (requireHostHeader, herald.ts).
+    if (req.headers.host === undefined && req.raw.httpVersion === '1.1') return done(new HeraldError('HERALD_ERR_BAD_REQUEST', 'an HTTP/1.1 request must carry a Host header'));
     done();
   });
   app.setNotFoundHandler((req, reply) => {
@@ -100,8 +103,22 @@ export function installJsonBodyParser(app: FastifyInstance): void {
       done(new HeraldError('HERALD_ERR_BAD_REQUEST', `the body is nested deeper than ${MAX_JSON_DEPTH} levels (arrays and objects)`), undefined);
       return;
     }
-    parse(req, body as string, done);
+    parse(req, body as string, (err, value) => {
+      if (err === null || !isValidJson(body as string)) return done(err, value);
+      // Valid JSON that secure-json-parse refused: a `__proto__` or `constructor.prototype` key.
+      done(new HeraldError('HERALD_ERR_BAD_REQUEST', 'the body holds a "__proto__" key or a "constructor" key with a "prototype", which Herald refuses (prototype poisoning)'), undefined);
+    });
   });
+}
+
+/** Whether JSON.parse takes `text`: asked only of a body the parser already refused. */
+function isValidJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function notFound(req: FastifyRequest): HeraldError {
@@ -239,6 +256,8 @@ function convertedField(body: unknown, at: string, route: 'send' | 'disconnect')
   for (const [k, type] of route === 'send' ? SEND_SCALARS : DISCONNECT_SCALARS) {
     const v = b[k];
     if (v === null || typeof v === 'boolean') return `${at}/${k} must be ${type}, not ${jsonType(v)}`;
+    // The validator also takes a one-item array for its item (coerceTypes 'array'): `[null]` was ttl 0.
+    if (Array.isArray(v) && v.length === 1 && (v[0] === null || typeof v[0] === 'boolean')) return `${at}/${k}/0 must be ${type}, not ${jsonType(v[0])}`;
   }
   return undefined;
 }
@@ -374,7 +393,7 @@ export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext)
     });
 
     api.get('/online/:kind/:id', {
-      schema: { summary: 'Is this person online, with how many tabs', params: Type.Object({ kind: KindParam, id: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }) }) },
+      schema: { summary: 'Is this person online, with how many tabs', params: Type.Object({ kind: KindParam, id: PersonId }) },
     }, async (req) => {
       const { kind, id } = req.params as { kind: PrincipalKind; id: number };
       const tabs = await ctx.notifier.tabs({ kind, id });

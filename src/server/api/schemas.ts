@@ -1,8 +1,42 @@
 /** JSON schemas of the HTTP API (TypeBox: the same object is the type and the validator, and feeds OpenAPI). */
-import { Type, type Static } from '@sinclair/typebox';
+import { Type, type IntegerOptions, type NumberOptions, type Static, type TInteger, type TNumber } from '@sinclair/typebox';
+import type { FastifyServerOptions } from 'fastify';
 import { HeraldError } from '../errors.js';
 
-const PersonId = Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER });
+/**
+ * The schema keyword `x-finite` (finiteNumbers): the value, if a number, must be finite.
+ * Fastify's validator converts types (Ajv's coerceTypes: a path's and a
+ * query's values are strings), and Ajv turns the strings "Infinity",
+ * "-Infinity" and "1e400" into ±Infinity without checking the type again,
+ * and skips minimum and maximum for a number that is not finite: `"aid":
+ * "Infinity"` was stored for admin Infinity, whom no tab can be, and a token's
+ * `"ttl":"Infinity"` failed with 500. Every number a request carries is
+ * declared with it (FiniteInteger, FiniteNumber; test/http-api-numbers.test.ts
+ * walks the routes' schemas for one without). `x-`: OpenAPI's prefix for a
+ * keyword of one's own, so openapi.json stays valid.
+ */
+const finite: ((enabled: boolean, data: unknown) => boolean) & { errors?: Array<{ keyword: string; message: string; params: object }> } = (enabled, data) => {
+  if (!enabled || typeof data !== 'number' || Number.isFinite(data)) return true;
+  finite.errors = [{ keyword: 'x-finite', message: 'must be a finite number', params: {} }];
+  return false;
+};
+
+type AjvPlugin = Extract<NonNullable<NonNullable<FastifyServerOptions['ajv']>['plugins']>[number], (...args: never[]) => unknown>;
+
+/** Fastify's `ajv.plugins` entry that teaches the validator `x-finite`. */
+export const finiteNumbers: AjvPlugin = (ajv) => ajv.addKeyword({ keyword: 'x-finite', schemaType: 'boolean', validate: finite });
+
+/** An integer a request carries (a path's, a query's or a body's): see finiteNumbers. */
+export function FiniteInteger(options: IntegerOptions = {}): TInteger {
+  return Type.Integer({ ...options, 'x-finite': true });
+}
+
+/** A number a request carries: see finiteNumbers. */
+export function FiniteNumber(options: NumberOptions = {}): TNumber {
+  return Type.Number({ ...options, 'x-finite': true });
+}
+
+const PersonId = FiniteInteger({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER });
 const PersonIds = Type.Array(PersonId, { minItems: 1, maxItems: 10000 });
 
 // One object with exactly one of these keys, rather than a union of five
@@ -25,7 +59,7 @@ export const Notification = Type.Union([
 export const SendBody = Type.Object({
   to: Recipient,
   message: Notification,
-  ttl: Type.Optional(Type.Number({ minimum: 0, description: 'Seconds the notification waits for a tab; 0 = only tabs open now. Default: server configuration.' })),
+  ttl: Type.Optional(FiniteNumber({ minimum: 0, description: 'Seconds the notification waits for a tab; 0 = only tabs open now. Default: server configuration.' })),
   idempotencyKey: Type.Optional(Type.String({ minLength: 1, maxLength: 200, description: 'The same key for the same recipient is delivered once: within the TTL for a stored send; for a live-only one (ttl 0, a string message), within 5 minutes on the node that took it, while it runs (docs/delivery.md).' })),
 }, { additionalProperties: false });
 export type SendBody = Static<typeof SendBody>;
@@ -51,9 +85,11 @@ export type DisconnectBody = Static<typeof DisconnectBody>;
 export const TokenBody = Type.Object({
   kind: Type.Union([Type.Literal('admin'), Type.Literal('user')]),
   id: PersonId,
-  ttl: Type.Optional(Type.Number({ minimum: 1, maximum: 31 * 86400, description: 'Seconds.' })),
+  ttl: Type.Optional(FiniteNumber({ minimum: 1, maximum: 31 * 86400, description: 'Seconds.' })),
 }, { additionalProperties: false });
 export type TokenBody = Static<typeof TokenBody>;
+
+export { PersonId };
 
 export const KindParam = Type.Union([Type.Literal('admin'), Type.Literal('user')]);
 

@@ -18,6 +18,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { demoEnabled, isLoopback, type HeraldOptions } from '../options.js';
 import type { PrincipalKind } from '../../protocol/principal.js';
 import { HeraldError } from '../errors.js';
+import { PersonId } from '../api/schemas.js';
 import { DEMO_CSP, DEMO_HTML } from './demo-page.js';
 import { createAdmissionCheck, originAllowed, type AdmissionDeps } from './admission.js';
 
@@ -146,7 +147,7 @@ function hostName(header: string | undefined): string {
 const TokenBody = Type.Object(
   {
     kind: Type.Union([Type.Literal('admin'), Type.Literal('user')]),
-    id: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
+    id: PersonId,
   },
   { additionalProperties: false },
 );
@@ -154,7 +155,7 @@ const TokenBody = Type.Object(
 const SendBody = Type.Object(
   {
     kind: Type.Union([Type.Literal('admin'), Type.Literal('user')]),
-    id: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
+    id: PersonId,
     title: Type.String({ maxLength: 1000 }),
     text: Type.String({ maxLength: 20000 }),
     extra: Type.Optional(Type.String({ maxLength: 2000 })),
