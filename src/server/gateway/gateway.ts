@@ -12,6 +12,7 @@ import type { Hub } from '../hub.js';
 import type { MessageStore } from '../store/message-store.js';
 import { AckBuffer } from './ack-buffer.js';
 import { ACK_WAIT_MS, Connection, type ConnectionLimits, type ResumeCursors } from './connection.js';
+import { answerWithoutUpgrade, offersWebSocket } from './other-upgrade.js';
 
 export interface GatewayOptions {
   hub: Hub;
@@ -124,6 +125,8 @@ export class Gateway {
    */
   attach(server: HttpServer, fixedKind?: PrincipalKind): void {
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      // `Upgrade: h2c` and the like: an ordinary request, answered as one.
+      if (!offersWebSocket(req)) return answerWithoutUpgrade(server, req, socket, head);
       const failed = (err: unknown): void => {
         this.#o.logger.error({ err: (err as Error).message }, 'upgrade failed');
         reject(socket, 503, 'HERALD_ERR_INTERNAL', 'try again later');
@@ -323,15 +326,27 @@ function parseCursors(q: URLSearchParams): ResumeCursors {
   return cursors;
 }
 
+/** A shared function, as destroyOnError: the socket of a refused handshake, once its answer is written. */
+function destroyAfterAnswer(this: Duplex): void {
+  this.destroy();
+}
+
 /** The socket's error listener until ws takes it over: a shared function, so it keeps nothing of the request alive. */
 function destroyOnError(this: Duplex): void {
   this.destroy();
 }
 
-/** Answers a refused handshake with a plain HTTP response and closes the socket. */
+/**
+ * Answers a refused handshake with a plain HTTP response and closes the
+ * socket. Closed whole once the answer is written, as `ws` closes its own
+ * refusals: ending only Herald's half left the socket open for as long as
+ * the client kept its half, and anyone, with no credential, could hold every
+ * file descriptor the process has that way.
+ */
 function reject(socket: Duplex, status: number, code: string, message: string): undefined {
   if (socket.destroyed) return undefined;
   const body = JSON.stringify({ error: { code, message } });
+  socket.once('finish', destroyAfterAnswer);
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\n` +
       'Connection: close\r\nContent-Type: application/json; charset=utf-8\r\n' +
