@@ -12,7 +12,7 @@ import type { FastifyInstance } from 'fastify';
 import type { NotificationPayload } from '../../protocol/frames.js';
 import type { CommandInfo, CommandRequest, CommandService, RefusedCommandRequest } from '../commands/command-service.js';
 import { HeraldError } from '../errors.js';
-import { FiniteInteger, FiniteNumber, schemaRefusal } from './schemas.js';
+import { FiniteInteger, FiniteNumber, jsonType, schemaRefusal } from './schemas.js';
 
 const Notification = Type.Union([
   Type.Object({ TYPE: Type.String({ minLength: 1, maxLength: 64 }) }, { additionalProperties: true }),
@@ -88,6 +88,14 @@ export function registerCommandRoutes(api: FastifyInstance, ctx: CommandRoutesCo
   api.post('/commands', {
     // A body the schema refuses reaches the handler, which records the attempt before refusing it.
     attachValidation: true,
+    // Before the validator converts `null` and booleans (convertedCommandField); audited as any refusal.
+    preValidation: async (req) => {
+      const refusal = convertedCommandField(req.body);
+      if (refusal === undefined) return;
+      const error = new HeraldError('HERALD_ERR_VALIDATION', refusal);
+      commands.refused(attempted(req.body, `api ${req.ip}`), error);
+      throw error;
+    },
     schema: {
       summary: 'Run an allowed program for an admin in the background; the admin is notified when it ends',
       tags: ['commands'], body: StartCommandBody, response: { 201: CommandInfoReply, ...errors },
@@ -163,6 +171,34 @@ export function registerCommandRoutes(api: FastifyInstance, ctx: CommandRoutesCo
 }
 
 /** What a body the schema refused held, for the audit trail: any JSON value, fields as they came. */
+/**
+ * As a send's own fields (http-api.ts, convertedField): the validator would turn `null` and
+ * booleans into values that mean something else, and run the program so. `"aid":true` ran it
+ * for admin 1, `"timeout":true` gave it one second, `"args":null` one empty argument and
+ * `[null,true]` the arguments "" and "true", and `"success":null` (a Perl backend's undef)
+ * told the admin an empty text instead of the output. Refused, naming the field; a one-item
+ * array of them too (the validator takes it for its item). Returns the refusal, or undefined.
+ */
+function convertedCommandField(body: unknown): string | undefined {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) return undefined;
+  const b = body as Record<string, unknown>;
+  const converted = (v: unknown): boolean => v === null || typeof v === 'boolean';
+  for (const [k, type] of [['aid', 'integer'], ['timeout', 'number']] as const) {
+    const v = b[k];
+    if (converted(v)) return `body/${k} must be ${type}, not ${jsonType(v)}`;
+    if (Array.isArray(v) && v.length === 1 && converted(v[0])) return `body/${k}/0 must be ${type}, not ${jsonType(v[0])}`;
+  }
+  if (converted(b.args)) return `body/args must be an array of strings, not ${jsonType(b.args)}`;
+  if (Array.isArray(b.args)) {
+    const i = b.args.findIndex(converted);
+    if (i >= 0) return `body/args/${i} must be string, not ${jsonType(b.args[i])}`;
+  }
+  for (const k of ['success', 'error'] as const) {
+    if (converted(b[k])) return `body/${k} must be a notification object (with a TYPE) or a string, not ${jsonType(b[k])}`;
+  }
+  return undefined;
+}
+
 function attempted(body: unknown, requestedBy: string): RefusedCommandRequest {
   const b: Record<string, unknown> = typeof body === 'object' && body !== null && !Array.isArray(body) ? body as Record<string, unknown> : {};
   const request: RefusedCommandRequest = { door: b.door === 'cli' ? 'cli' : 'http', requestedBy, aid: b.aid, program: b.program, args: b.args };

@@ -12,7 +12,7 @@ import type { BatchSend, Notifier, SendOptions, SendResult } from '../notifier.j
 import type { CommandService } from '../commands/command-service.js';
 import { registerCommandRoutes } from './commands-routes.js';
 import { handleLegacyRequest } from './legacy-handler.js';
-import { DisconnectBody, ErrorReply, KindParam, PersonId, schemaRefusal, SendBatchBody, SendBody, TokenBody, type Recipient } from './schemas.js';
+import { DisconnectBody, ErrorReply, jsonType, KindParam, PersonId, schemaRefusal, SendBatchBody, SendBody, TokenBody, type Recipient } from './schemas.js';
 
 export interface HttpApiContext {
   notifier: Notifier;
@@ -213,10 +213,6 @@ export function installShutdownHandling(app: FastifyInstance, closing: () => boo
   });
 }
 
-/** What a JSON value is, as a refusal names it. */
-function jsonType(v: unknown): string {
-  return v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'boolean' ? String(v) : typeof v;
-}
 
 /**
  * The schema's validator converts types (Fastify's Ajv option coerceTypes): the

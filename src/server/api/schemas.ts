@@ -97,6 +97,11 @@ export const ErrorReply = Type.Object({
   error: Type.Object({ code: Type.String(), message: Type.String(), details: Type.Optional(Type.Unknown()) }),
 });
 
+/** What a JSON value is, as a refusal names it. */
+export function jsonType(v: unknown): string {
+  return v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'boolean' ? String(v) : typeof v;
+}
+
 /** One refusal of Ajv's, as Fastify hands it on (FastifySchemaValidationError). */
 interface SchemaViolation {
   keyword: string;
