@@ -76,10 +76,12 @@ describe('herald run', () => {
     const info = await s.api('GET', `/api/v1/commands/${id.stdout.trim()}`);
     assert.equal(info.body.taskId, 'nosep');
     assert.deepEqual(info.body.args, ['-c', '1', '--timeout-ms', '127.0.0.1']);
-    // A `--` later on is the user's own: left where it is.
-    const later = await runCli(['run', '--aid', '1', 'ping', '--', '-c', '1', '127.0.0.1'], { env });
+    // A `--` later on is the program's own, and so is every option before it: it ran for admin 2 with ['127.0.0.1'].
+    const later = await runCli(['run', '--aid', '1', 'ping', '-c', '1', '--aid', '2', '--', '127.0.0.1'], { env });
     assert.equal(later.code, 0, later.stderr);
-    assert.deepEqual((await s.api('GET', `/api/v1/commands/${later.stdout.trim()}`)).body.args, ['-c', '1', '127.0.0.1']);
+    const laterInfo = (await s.api('GET', `/api/v1/commands/${later.stdout.trim()}`)).body;
+    assert.equal(laterInfo.aid, 1);
+    assert.deepEqual(laterInfo.args, ['-c', '1', '--aid', '2', '--', '127.0.0.1']);
   });
 
   test('a forbidden program exits 1 with the server\'s code; a missing --aid or program exits 2', async () => {

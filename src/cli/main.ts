@@ -124,8 +124,10 @@ export function buildProgram(): Command {
  * `herald run --aid 1 ping -c 3 127.0.0.1`: the program's arguments are its
  * own, as if written after `--`. Without this, commander reads them as
  * herald's options wherever they match one (`-c 3` as the global --config,
- * "cannot read config file 3"). Returns `argv` with a `--` put before the
- * program, or unchanged when the command is not `run` or has a `--` already.
+ * "cannot read config file 3"), and a `--` later among them made every
+ * option before it herald's (`herald run --aid 1 prog --aid 2 -- x` ran for
+ * admin 2). Returns `argv` with a `--` put before the program, or unchanged
+ * when the command is not `run` or has a `--` before the program already.
  */
 export function separateRunArguments(program: Command, argv: readonly string[]): string[] {
   const takesValue = (options: readonly Option[], token: string): boolean | undefined => {
@@ -143,7 +145,8 @@ export function separateRunArguments(program: Command, argv: readonly string[]):
       if (!token.includes('=') && (token.startsWith('--') || token.length === 2) && takesValue(options, token)) i++;
       continue;
     }
-    if (inRun) return argv.slice(i).includes('--') ? [...argv] : [...argv.slice(0, i), '--', ...argv.slice(i)];
+    // Everything from the program on is its own, a `--` among it too: `grep -e x -- file`.
+    if (inRun) return [...argv.slice(0, i), '--', ...argv.slice(i)];
     if (token !== 'run' || run === undefined) return [...argv];
     inRun = true;
     options = [...run.options, ...program.options];
