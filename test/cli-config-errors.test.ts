@@ -73,6 +73,20 @@ describe('herald start where it cannot start', () => {
     assert.equal(r.stderr.split('\n').length, 2, r.stderr);
   });
 
+  test('a commandsAuditFile that cannot be opened is one line naming the option and exit 2, not a stack trace', async () => {
+    const notDir = join(dir, 'audit-parent-is-a-file');
+    writeFileSync(notDir, '');
+    const notDb = join(dir, 'not-a-database.sqlite');
+    writeFileSync(notDb, 'this is not an SQLite database, only text long enough to fill its header: '.repeat(2));
+    for (const [file, why] of [[join(notDir, 'audit.sqlite'), /EEXIST|ENOTDIR/], [notDb, /file is not a database/]] as const) {
+      const r = await runCli(['start', '--port', '0', '--no-legacy', '--data-dir', join(dir, 'data'), '--set', `commandsAuditFile=${file}`]);
+      assert.equal(r.code, 2, r.stdout + r.stderr);
+      assert.match(r.stderr, /^herald: invalid configuration: cannot open the command audit file .* \(commandsAuditFile\): /);
+      assert.match(r.stderr, why);
+      assert.equal(r.stderr.split('\n').length, 2, r.stderr);
+    }
+  });
+
   test('a host or legacyHost no name service knows is one line on stderr and exit 1, not a stack trace', async () => {
     // A label of 64 characters is refused by the resolver itself: no query leaves the machine.
     const name = `${'a'.repeat(64)}.invalid`;

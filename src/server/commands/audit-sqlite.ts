@@ -36,15 +36,21 @@ export class SqliteCommandAudit implements CommandAuditStore {
 
   /** `file`: the database path (created when missing); `keep`: rows kept, the oldest go first. */
   constructor(file: string, keep: number) {
-    if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+    // Everything that touches the file first (its directory, opening it, reading its header
+    // with the first pragma) is one refusal naming it, not a stack trace at start-up: a
+    // parent that is a file or not writable, a file that is not a database.
+    let db: Database.Database | undefined;
     try {
-      this.#db = new Database(file);
+      if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+      db = new Database(file);
+      db.pragma('journal_mode = WAL');
+      db.pragma('synchronous = NORMAL');
+      db.exec(SCHEMA);
     } catch (e) {
-      throw new HeraldError('HERALD_ERR_CONFIG', `cannot open the command audit file ${file}: ${(e as Error).message}`);
+      db?.close();
+      throw new HeraldError('HERALD_ERR_CONFIG', `cannot open the command audit file ${file} (commandsAuditFile): ${(e as Error).message}`);
     }
-    this.#db.pragma('journal_mode = WAL');
-    this.#db.pragma('synchronous = NORMAL');
-    this.#db.exec(SCHEMA);
+    this.#db = db;
     this.#keep = keep;
     this.#insert = this.#db.prepare('INSERT INTO command_audit (at, event, aid, json) VALUES (?, ?, ?, ?)');
     // The same expression and condition as the index command_audit_by_id, so that SQLite uses it:
