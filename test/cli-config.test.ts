@@ -48,4 +48,20 @@ describe('herald config', () => {
       rmSync(dataDir, { recursive: true, force: true });
     }
   });
+
+  test('shows a password in httpResolverUrl\'s user information as (set), the user name and the rest as they are', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'herald-config-'));
+    try {
+      const password = 'S3cret-p@ss:word';
+      const r = await runCli(['config', '--data-dir', dataDir], {
+        env: { HERALD_AUTH_RESOLVER: 'http', HERALD_HTTP_RESOLVER_URL: `http://panel:${password}@127.0.0.1:9/herald/auth@x?key=1` },
+      });
+      assert.equal(r.code, 0, r.stderr);
+      const shown = JSON.parse(r.stdout) as Record<string, unknown>;
+      assert.equal(shown.httpResolverUrl, 'http://panel:(set)@127.0.0.1:9/herald/auth@x?key=(set)');
+      assert.ok(!(r.stdout + r.stderr).includes('S3cret'), 'the password was printed');
+    } finally {
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
 });

@@ -439,9 +439,12 @@ export const SECRET_QUERY_OPTION_KEYS: readonly string[] = Object.entries(Option
 /**
  * A URL as `herald config` shows it: each query parameter's value is
  * `(set)` (a bare parameter, which may be a key itself, is `(set)` whole),
- * and a fragment is dropped. Without a query it is shown as it is.
+ * a password in its user information is `(set)` (`herald start` refuses
+ * such a URL, but `herald config` is what people paste into a ticket), and
+ * a fragment is dropped. Without either it is shown as it is.
  */
-export function maskUrlQuery(url: string): string {
+export function maskUrlQuery(text: string): string {
+  const url = maskUrlPassword(text);
   const q = url.indexOf('?');
   if (q < 0) return url;
   const hash = url.indexOf('#', q);
@@ -452,6 +455,23 @@ export function maskUrlQuery(url: string): string {
     return eq < 0 ? '(set)' : `${p.slice(0, eq)}=(set)`;
   });
   return `${url.slice(0, q)}?${masked.join('&')}`;
+}
+
+/** `scheme://user:password@host…` with the password as `(set)`. */
+function maskUrlPassword(url: string): string {
+  const start = url.indexOf('://');
+  if (start < 0) return url;
+  const from = start + 3;
+  let end = url.length;
+  for (const c of ['/', '?', '#']) {
+    const at = url.indexOf(c, from);
+    if (at >= 0 && at < end) end = at;
+  }
+  const atSign = url.lastIndexOf('@', end - 1);
+  if (atSign < from) return url;
+  const colon = url.indexOf(':', from);
+  if (colon < 0 || colon > atSign) return url;
+  return `${url.slice(0, colon + 1)}(set)${url.slice(atSign)}`;
 }
 
 /** Variables whose values are never secrets, shown as they are by `herald config`. */
