@@ -109,7 +109,8 @@ describe('HttpTransport: deadlines and the url', () => {
   });
 
   test('a 200 that is not Herald\'s answer (an empty body, [], {}, another service) is HERALD_ERR_BAD_RESPONSE, not a TypeError or a quiet 0', async () => {
-    const bodies = ['', '[]', '{}', 'null', '{"status":"ok"}'];
+    // The last: a command's state without its output (the CLI's `run --wait` wrote the output out and failed with a TypeError).
+    const bodies = ['', '[]', '{}', 'null', '{"status":"ok"}', '{"state":"running"}'];
     let next = 0;
     const impostor = createServer((req, res) => {
       req.resume();
@@ -125,6 +126,7 @@ describe('HttpTransport: deadlines and the url', () => {
         ['disconnect', () => sender.disconnect({ aid: 1 })],
         ['runInBackground', () => sender.runInBackground('ping', { aid: 1, args: ['-c', '1', '127.0.0.1'] })],
         ['listCommands', () => sender.listCommands()],
+        ['commandStatus', () => sender.commandStatus('c1')],
         ['createConnectToken', () => sender.createConnectToken({ aid: 1 })],
         ['ping', () => sender.ping()],
       ];

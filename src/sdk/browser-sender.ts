@@ -285,7 +285,10 @@ export class BrowserSender {
     const qs = query.size > 0 ? `?${query.toString()}` : '';
     // The server may hold the answer for `wait` seconds: that is on top of our deadline.
     const answer = await this.#http.request('GET', `/commands/${encodeURIComponent(id)}${qs}`, undefined, { allow: [404], holdMs: (options.wait ?? 0) * 1000 });
-    return answer.status === 404 ? null : heraldAnswer<CommandInfo>(answer, 'GET /commands/:id', 'state', 'string');
+    if (answer.status === 404) return null;
+    // Its state and its output (a string, '' when the server kept none) are what a caller reads.
+    heraldAnswer(answer, 'GET /commands/:id', 'output', 'string');
+    return heraldAnswer<CommandInfo>(answer, 'GET /commands/:id', 'state', 'string');
   }
 
   /** Recent commands, newest first. Disabled: []. */
