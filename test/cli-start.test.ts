@@ -103,6 +103,26 @@ describe('herald start', () => {
     }
   });
 
+  test('an API token from the environment: the hint names only the generated secret, and no export of the file\'s empty token', async () => {
+    const ownDir = join(dir, 'data-env-token');
+    const again = spawnCli(['start', '--data-dir', ownDir, '--port', '0', '--no-legacy'], { env: { HERALD_API_TOKEN: 'api-token-from-the-environment-0123' } });
+    const out = new LineReader(again.stdout);
+    const err = new LineReader(again.stderr);
+    try {
+      await out.next((l) => l.includes('Herald is listening'));
+      await err.next((l) => l.includes('herald send'));
+      await err.next((l) => l.includes('API token'));
+      assert.match(err.text(), /Herald generated its token-signing secret in /);
+      assert.doesNotMatch(err.text(), /secret and API token|export HERALD_API_TOKEN/);
+      assert.match(err.text(), /Your backend uses the API token you configured/);
+      assert.equal((JSON.parse(readFileSync(join(ownDir, 'secrets.json'), 'utf8')) as { apiToken: string }).apiToken, '');
+      again.kill('SIGINT');
+      assert.deepEqual(await exited(again), { code: 0, signal: null });
+    } finally {
+      if (again.exitCode === null && again.signalCode === null) again.kill('SIGKILL');
+    }
+  });
+
   test('SIGHUP (the terminal went away) shuts down as gracefully as SIGTERM: the tab gets its close notice', async () => {
     const again = spawnCli(['start', '--data-dir', dataDir, '--port', '0', '--no-legacy']);
     const out = new LineReader(again.stdout);

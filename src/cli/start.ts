@@ -96,7 +96,7 @@ export async function runStart(flags: StartFlags, legacyFromCli: boolean): Promi
     if (typeof err.syscall === 'string') throw new CliError(`cannot start: cannot keep the generated secrets in ${secretsFile(loaded.dataDir)}: ${err.message}`, Exit.FAILURE);
     throw e;
   }
-  const { options, file, generated } = secured;
+  const { options, file, generated, generatedKeys } = secured;
   const logger = createLogger(options);
   // The name only, and the name it may have meant: never the value, which may be a secret.
   for (const { name, meant } of unknownEnvironmentNames(process.env)) {
@@ -126,7 +126,7 @@ export async function runStart(flags: StartFlags, legacyFromCli: boolean): Promi
     // Where a browser on this machine reaches the listener: on a wildcard host the listener's own
     // address (http://0.0.0.0:PORT, http://[::]:PORT) is where nothing connects, so loopback instead.
     const reachable = serverUrl({ ...options, port: Number(new URL(herald.urls.http).port) }, {}, {});
-    printFirstStart(file, reachable, options.dataDir, flags.dataDir !== undefined, hintUrl(options, reachable));
+    printFirstStart(file, generatedKeys, reachable, options.dataDir, flags.dataDir !== undefined, hintUrl(options, reachable));
   }
 
   let closing = false;
@@ -163,18 +163,23 @@ export async function runStart(flags: StartFlags, legacyFromCli: boolean): Promi
 }
 
 /** First start: where the generated secrets are and how to use them (never the secrets themselves). */
-function printFirstStart(file: string, httpUrl: string, dataDir: string, flagsGaveDataDir: boolean, url: string | undefined): void {
+function printFirstStart(file: string, generatedKeys: ReadonlyArray<'secret' | 'apiToken'>, httpUrl: string, dataDir: string, flagsGaveDataDir: boolean, url: string | undefined): void {
   // The other commands find the secrets through the same data dir: spell it out unless it is the default one here.
   const dd = flagsGaveDataDir || dataDir !== './data' ? ` --data-dir ${shellQuote(resolve(dataDir))}` : '';
+  const apiToken = generatedKeys.includes('apiToken');
+  // Only what was generated: an API token from the environment is not in the file, and the
+  // hint's `export` would have set HERALD_API_TOKEN to the file's empty one.
+  const what = generatedKeys.includes('secret') ? (apiToken ? 'token-signing secret and API token' : 'token-signing secret') : 'API token';
   process.stderr.write(
     [
       '',
-      `Herald generated its token-signing secret and API token in ${file} (readable by this user only).`,
-      'The herald command reads them from there:',
+      `Herald generated its ${what} in ${file} (readable by this user only).`,
+      `The herald command reads ${generatedKeys.length > 1 ? 'them' : 'it'} from there:`,
       `  herald token --aid 1${dd}          # a browser token for ${httpUrl.replace(/^http/, 'ws')}/ws/admin?token=…`,
       `  herald send --aid 1 --title Hello --text "Just<br/>some<br/>text"${dd}${url === undefined ? '' : ` --url ${shellQuote(url)}`}`,
-      'Your backend needs the API token (Authorization: Bearer …):',
-      `  export HERALD_API_TOKEN="$(node -p 'require(process.argv[1]).apiToken' ${shellQuote(file)})"`,
+      ...(apiToken
+        ? ['Your backend needs the API token (Authorization: Bearer …):', `  export HERALD_API_TOKEN="$(node -p 'require(process.argv[1]).apiToken' ${shellQuote(file)})"`]
+        : ['Your backend uses the API token you configured (Authorization: Bearer …).']),
       '',
     ].join('\n'),
   );

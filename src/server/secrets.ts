@@ -15,6 +15,8 @@ export interface SecretsResult {
   file: string;
   /** True when this call generated and wrote at least one of them. */
   generated: boolean;
+  /** Which of them this call generated (the others came from the configuration or the file). */
+  generatedKeys: ReadonlyArray<keyof StoredSecrets>;
 }
 
 export function secretsFile(dataDir: string): string {
@@ -55,21 +57,22 @@ export function readSecrets(dataDir: string): Partial<StoredSecrets> {
  */
 export function ensureSecrets(options: HeraldOptions): SecretsResult {
   const file = secretsFile(options.dataDir);
-  if (options.secret !== '' && options.apiToken !== '') return { options, file, generated: false };
+  if (options.secret !== '' && options.apiToken !== '') return { options, file, generated: false, generatedKeys: [] };
   const stored = readSecrets(options.dataDir);
-  let generated = false;
+  const generatedKeys: Array<keyof StoredSecrets> = [];
   const next: StoredSecrets = {
     secret: stored.secret ?? '',
     apiToken: stored.apiToken ?? '',
   };
   if (options.secret === '' && next.secret === '') {
     next.secret = randomBytes(32).toString('base64url');
-    generated = true;
+    generatedKeys.push('secret');
   }
   if (options.apiToken === '' && next.apiToken === '') {
     next.apiToken = randomBytes(24).toString('base64url');
-    generated = true;
+    generatedKeys.push('apiToken');
   }
+  const generated = generatedKeys.length > 0;
   if (generated) {
     mkdirSync(resolve(options.dataDir), { recursive: true, mode: 0o700 });
     writeFileSync(file, `${JSON.stringify(next, null, 2)}\n`, { mode: 0o600 });
@@ -83,5 +86,6 @@ export function ensureSecrets(options: HeraldOptions): SecretsResult {
     }),
     file,
     generated,
+    generatedKeys,
   };
 }
