@@ -89,6 +89,28 @@ describe('command policy (allowlist resolved at start-up)', () => {
     assert.equal(policy.resolve('herald-test-tool').path, join(bin, 'herald-test-tool'));
   });
 
+  it('an allowed program removed after start-up is "gone" by its name as by its path, not a run that fails to spawn', () => {
+    const bin = join(dir, 'removed');
+    mkdirSync(bin);
+    writeFileSync(join(bin, 'herald-gone-tool'), '#!/bin/sh\n');
+    chmodSync(join(bin, 'herald-gone-tool'), 0o755);
+    const policy = new CommandPolicy({ allow: ['herald-gone-tool'], searchPath: bin });
+    assert.equal(policy.resolve('herald-gone-tool').path, join(bin, 'herald-gone-tool'));
+    rmSync(join(bin, 'herald-gone-tool'));
+    for (const requested of ['herald-gone-tool', join(bin, 'herald-gone-tool')]) {
+      assert.throws(() => policy.resolve(requested), refusedWith('HERALD_ERR_COMMAND_NOT_FOUND', /is allowed but its file .*herald-gone-tool is gone/), requested);
+    }
+  });
+
+  it('an allowed absolute entry that is a directory is "not installed" when asked by its path, not "not allowed (allowed: it)"', () => {
+    const adir = join(dir, 'adir');
+    mkdirSync(adir);
+    const policy = new CommandPolicy({ allow: [adir], searchPath: '' });
+    assert.deepEqual(policy.entries(), [{ entry: adir, path: null }]);
+    assert.throws(() => policy.resolve(adir), refusedWith('HERALD_ERR_COMMAND_NOT_FOUND', /allowed but not installed/));
+    assert.throws(() => policy.resolve('adir'), refusedWith('HERALD_ERR_COMMAND_NOT_FOUND', /allowed but not installed/));
+  });
+
   it('skips files that are not executable when searching', () => {
     const a = join(dir, 'noexec-a');
     const b = join(dir, 'noexec-b');

@@ -257,23 +257,34 @@ describe('CommandRunner with real child processes', () => {
     );
   });
 
-  it('reports a program that vanished after start-up as a failed run, not a crash', async () => {
+  it('refuses a program that vanished after start-up, and reports one that cannot be run any more as a failed run, not a crash', async () => {
     const bin = mkdtempSync(join(tmpdir(), 'herald-vanishing-'));
     const script = join(bin, 'vanishing');
-    writeFileSync(script, '#!/bin/sh\necho hi\n');
-    chmodSync(script, 0o755);
-    rig = await makeRig({ commandsAllow: [script] });
-    rmSync(bin, { recursive: true });
-    const tab = rig.tab(1);
-    // The request names it by its allowlist name; the pinned path is gone.
-    await assert.rejects(rig.runner.start({ aid: 1, program: script, args: [], door: 'http' }), refusedWith('HERALD_ERR_COMMAND_NOT_FOUND'));
-    const info = await rig.runner.start({ aid: 1, program: 'vanishing', args: [], door: 'http' });
-    const done = await rig.runner.wait(info.id);
-    assert.equal(done?.state, 'failed');
-    assert.match(done?.error ?? '', /ENOENT/);
-    const final = await tab.next(isFinal(info.id));
-    assert.match(String(final.TEXT), /\[could not run: .*ENOENT/);
-    assert.equal(rig.runner.stats().running, 0, 'the slot is released');
+    const spoilt = join(bin, 'spoilt');
+    for (const file of [script, spoilt]) {
+      writeFileSync(file, '#!/bin/sh\necho hi\n');
+      chmodSync(file, 0o755);
+    }
+    rig = await makeRig({ commandsAllow: [script, spoilt] });
+    try {
+      rmSync(script);
+      chmodSync(spoilt, 0o644);
+      const tab = rig.tab(1);
+      // Gone: refused by its path and by its allowlist name alike.
+      for (const program of [script, 'vanishing']) {
+        await assert.rejects(rig.runner.start({ aid: 1, program, args: [], door: 'http' }), refusedWith('HERALD_ERR_COMMAND_NOT_FOUND'), program);
+      }
+      // Still there but no longer executable (as a file replaced between the check and the spawn): the spawn fails.
+      const info = await rig.runner.start({ aid: 1, program: 'spoilt', args: [], door: 'http' });
+      const done = await rig.runner.wait(info.id);
+      assert.equal(done?.state, 'failed');
+      assert.match(done?.error ?? '', /EACCES/);
+      const final = await tab.next(isFinal(info.id));
+      assert.match(String(final.TEXT), /\[could not run: .*EACCES/);
+      assert.equal(rig.runner.stats().running, 0, 'the slot is released');
+    } finally {
+      rmSync(bin, { recursive: true, force: true });
+    }
   });
 
   it('gives programs only the configured environment', async () => {

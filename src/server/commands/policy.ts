@@ -8,7 +8,7 @@
  * `ping` and `/usr/bin/ping` both work while `/usr/bin/../../tmp/x` or a
  * symlink to `/bin/sh` do not.
  */
-import { accessSync, constants, realpathSync, statSync } from 'node:fs';
+import { accessSync, constants, existsSync, realpathSync, statSync } from 'node:fs';
 import { basename, delimiter, isAbsolute, join, sep } from 'node:path';
 import { HeraldError } from '../errors.js';
 
@@ -152,7 +152,12 @@ export class CommandPolicy {
     // request names, else the first. The entry, not the path asked for, names the program to it.
     const same = this.#entries.filter((e) => e.path === real);
     const entry = same.find((e) => e.spec === program) ?? same.find((e) => basename(e.spec) === basename(program)) ?? same[0];
-    if (!entry) throw this.#forbidden(program, real);
+    if (!entry) {
+      // The entry itself, but no program there (a directory, a file not executable): allowed, not installed.
+      const named = this.#entries.find((e) => e.path === undefined && (e.spec === program || e.spec === real));
+      if (named) return this.#installed(named, program);
+      throw this.#forbidden(program, real);
+    }
     return { entry: entry.spec, path: real };
   }
 
@@ -177,6 +182,11 @@ export class CommandPolicy {
         'HERALD_ERR_COMMAND_NOT_FOUND',
         `program "${requested}" is allowed but not installed (looked for "${entry.spec}" in ${where})`,
       );
+    }
+    // Removed since it was found (an upgrade of the package, say): the same answer as when
+    // the request names its path, not a run that fails to spawn.
+    if (!existsSync(entry.path)) {
+      throw new HeraldError('HERALD_ERR_COMMAND_NOT_FOUND', `program "${requested}" is allowed but its file ${entry.path} is gone`);
     }
     return { entry: entry.spec, path: entry.path };
   }
