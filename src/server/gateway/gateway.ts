@@ -13,6 +13,7 @@ import type { MessageStore } from '../store/message-store.js';
 import { AckBuffer } from './ack-buffer.js';
 import { ACK_WAIT_MS, Connection, type ConnectionLimits, type ResumeCursors } from './connection.js';
 import { answerWithoutUpgrade, offersWebSocket } from './other-upgrade.js';
+import { RefusalLog } from './refusal-log.js';
 
 export interface GatewayOptions {
   hub: Hub;
@@ -83,6 +84,7 @@ export class Gateway {
   readonly #acks: AckBuffer;
   readonly #now: () => number;
   #heartbeat: NodeJS.Timeout | undefined;
+  readonly #refusals: RefusalLog;
   #closing = false;
   /** Set by close(): called when the last open tab has closed. */
   #whenNoTabs: (() => void) | undefined;
@@ -91,6 +93,7 @@ export class Gateway {
   constructor(options: GatewayOptions) {
     this.#o = options;
     this.#now = options.now ?? Date.now;
+    this.#refusals = new RefusalLog(options.logger, this.#now);
     this.#acks = new AckBuffer(options.store, options.logger);
     // closeTimeout is ws's own (8.23), not yet in its type definitions.
     const wsOptions: ServerOptions & { closeTimeout: number } = {
@@ -182,8 +185,8 @@ export class Gateway {
 
   #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, admission: Admission): undefined {
     if (!admission.admitted) {
-      if (admission.status === 503) this.#o.logger.warn(admission.log, 'handshake deferred: resolver unavailable');
-      else this.#o.logger.info(admission.log, `handshake refused: ${admission.message}`);
+      if (admission.status === 503) this.#refusals.refused('warn', admission.code, admission.log, 'handshake deferred: resolver unavailable');
+      else this.#refusals.refused('info', admission.code, admission.log, `handshake refused: ${admission.message}`);
       return reject(socket, admission.status, admission.code, admission.message);
     }
     if (this.#closing || socket.destroyed) return reject(socket, 503, 'HERALD_ERR_SHUTTING_DOWN', 'the server is shutting down');
@@ -194,7 +197,7 @@ export class Gateway {
     const maxTabs = this.#o.maxTabsPerPerson ?? 0;
     if (maxTabs > 0 && this.#o.hub.count(principal) >= maxTabs) {
       // Refused before the upgrade, so no socket is held: one valid credential cannot open tabs without end.
-      this.#o.logger.info({ kind: principal.kind, id: principal.id, maxTabsPerPerson: maxTabs }, 'handshake refused: too many tabs');
+      this.#refusals.refused('info', 'HERALD_ERR_TOO_MANY_TABS', { kind: principal.kind, id: principal.id, maxTabsPerPerson: maxTabs }, 'handshake refused: too many tabs');
       return reject(socket, 429, 'HERALD_ERR_TOO_MANY_TABS', `this ${principal.kind} has ${maxTabs} tabs open (maxTabsPerPerson): close one, or try again later`);
     }
     const cursors = parseCursors(admission.url.searchParams);
@@ -286,6 +289,7 @@ export class Gateway {
   async close(reason: string = CloseReason.SHUTDOWN, graceMs = 2000): Promise<void> {
     this.#closing = true;
     clearInterval(this.#heartbeat);
+    this.#refusals.flush();
     for (const socket of this.#admitting) reject(socket, 503, 'HERALD_ERR_SHUTTING_DOWN', 'the server is shutting down');
     this.#admitting.clear();
     const all = [...this.#connections];
