@@ -1,7 +1,10 @@
 /** JSON schemas of the HTTP API (TypeBox: the same object is the type and the validator, and feeds OpenAPI). */
 import { Type, type IntegerOptions, type NumberOptions, type Static, type TInteger, type TNumber } from '@sinclair/typebox';
 import type { FastifyServerOptions } from 'fastify';
+import { _, type KeywordCxt } from 'ajv';
 import { HeraldError } from '../errors.js';
+
+type AjvPlugin = Extract<NonNullable<NonNullable<FastifyServerOptions['ajv']>['plugins']>[number], (...args: never[]) => unknown>;
 
 /**
  * The schema keyword `x-finite` (finiteNumbers): the value, if a number, must be finite.
@@ -11,20 +14,22 @@ import { HeraldError } from '../errors.js';
  * and skips minimum and maximum for a number that is not finite: `"aid":
  * "Infinity"` was stored for admin Infinity, whom no tab can be, and a token's
  * `"ttl":"Infinity"` failed with 500. Every number a request carries is
- * declared with it (FiniteInteger, FiniteNumber; test/http-api-numbers.test.ts
+ * declared with it (FiniteInteger, FiniteNumber; test/http-api-coercion.test.ts
  * walks the routes' schemas for one without). `x-`: OpenAPI's prefix for a
  * keyword of one's own, so openapi.json stays valid.
+ *
+ * A keyword Ajv writes into each validator as code (one `isFinite` inline):
+ * as a function, called once per number, it cost 0.05 µs a notification of
+ * a W2 batch, a quarter of what validating the whole item took.
  */
-const finite: ((enabled: boolean, data: unknown) => boolean) & { errors?: Array<{ keyword: string; message: string; params: object }> } = (enabled, data) => {
-  if (!enabled || typeof data !== 'number' || Number.isFinite(data)) return true;
-  finite.errors = [{ keyword: 'x-finite', message: 'must be a finite number', params: {} }];
-  return false;
-};
-
-type AjvPlugin = Extract<NonNullable<NonNullable<FastifyServerOptions['ajv']>['plugins']>[number], (...args: never[]) => unknown>;
-
-/** Fastify's `ajv.plugins` entry that teaches the validator `x-finite`. */
-export const finiteNumbers: AjvPlugin = (ajv) => ajv.addKeyword({ keyword: 'x-finite', schemaType: 'boolean', validate: finite });
+export const finiteNumbers: AjvPlugin = (ajv) => ajv.addKeyword({
+  keyword: 'x-finite',
+  schemaType: 'boolean',
+  error: { message: 'must be a finite number' },
+  code(cxt: KeywordCxt) {
+    if (cxt.schema === true) cxt.fail(_`typeof ${cxt.data} == "number" && !isFinite(${cxt.data})`);
+  },
+});
 
 /** An integer a request carries (a path's, a query's or a body's): see finiteNumbers. */
 export function FiniteInteger(options: IntegerOptions = {}): TInteger {
