@@ -321,8 +321,12 @@ export class Herald {
       this.#lifecycle.closing = true;
       // A front door first: legacy requests already received are answered, then its connections end.
       await step('legacy door', () => this.legacy?.close());
-      await step('session watcher', () => this.watcher?.stop());
-      await step('tabs', () => this.gateway.close(reason, Math.min(2000, this.options.shutdownGraceMs)));
+      // The tabs are told at once, not after the re-check round's look-ups in flight (up to
+      // sqlTimeoutMs or httpResolverTimeoutMs at a database or panel that stopped answering).
+      await Promise.all([
+        step('session watcher', () => this.watcher?.stop()),
+        step('tabs', () => this.gateway.close(reason, Math.min(2000, this.options.shutdownGraceMs))),
+      ]);
       for (const c of this.#compatServers) c.server.close();
       // Commands stop while the HTTP server closes, not after: a request in flight may be a
       // long poll waiting for a command to end (`herald run --wait`), and the HTTP server waits

@@ -84,6 +84,8 @@ export class SessionWatcher {
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<RecheckRound> | undefined;
   #stopped = true;
+  /** The round in progress asks nothing more once stop() set this. */
+  #halt: { stopped: boolean } | undefined;
 
   constructor(options: SessionWatcherOptions) {
     if (!(options.intervalMs > 0)) throw new TypeError('SessionWatcher: intervalMs must be positive');
@@ -96,9 +98,14 @@ export class SessionWatcher {
     this.#schedule();
   }
 
-  /** Stops the rounds and waits for one in progress. */
+  /**
+   * Stops the rounds and waits for the look-ups of one in progress: those
+   * already asked, not the rest of its sessions (a round of N sessions at a
+   * database that stopped answering took N/8 × sqlTimeoutMs).
+   */
   async stop(): Promise<void> {
     this.#stopped = true;
+    if (this.#halt) this.#halt.stopped = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
     await this.#running?.catch(() => undefined);
@@ -123,6 +130,8 @@ export class SessionWatcher {
   }
 
   async #round(): Promise<RecheckRound> {
+    const halt = { stopped: false };
+    this.#halt = halt;
     const slices = new Slices();
     // Keyed by the credential string itself, one map per kind: a tab keeps
     // the same string object, whose hash V8 computes once, not every round.
@@ -145,7 +154,8 @@ export class SessionWatcher {
     for (const groups of byKind.values()) for (const group of groups.values()) queue.push(group);
     let next = 0;
     const worker = async (): Promise<void> => {
-      for (let group = queue[next++]; group; group = queue[next++]) {
+      // Stopped (a shutdown): no new look-ups; those in flight end within the resolver's timeout.
+      for (let group = queue[next++]; group && !halt.stopped; group = queue[next++]) {
         await slices.breathe();
         let resolution;
         try {
