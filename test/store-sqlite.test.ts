@@ -107,6 +107,30 @@ describe('SqliteStore', () => {
     }
   });
 
+  it('notifications a lowered cap dropped at an open stay dropped when the cap is raised again', async () => {
+    const tmp = tempDir();
+    const file = join(tmp.dir, 's.sqlite');
+    const seqs = async (store: SqliteStore) => (await store.readAfter('admin:1', 0, 100, T0)).messages.map((m) => m.seq);
+    try {
+      let store = new SqliteStore({ file, maxPerStream: 100, clock: () => T0 });
+      for (let i = 0; i < 10; i++) await store.append({ stream: 'admin:1', json, expiresAt: T0 + 1e6 }, T0);
+      await store.append({ stream: 'admin:2', json, expiresAt: T0 + 1e6 }, T0);
+      await store.close();
+      store = new SqliteStore({ file, maxPerStream: 5, clock: () => T0 });
+      assert.deepEqual(await seqs(store), [6, 7, 8, 9, 10]);
+      await store.close();
+      for (const cap of [100, 100]) {
+        store = new SqliteStore({ file, maxPerStream: cap, clock: () => T0 });
+        // They came back before: a tab told RESET past 1–5 was then replayed them.
+        assert.deepEqual(await seqs(store), [6, 7, 8, 9, 10], `reopened with the cap at ${cap}`);
+        assert.equal((await store.readAfter('admin:2', 0, 100, T0)).messages.length, 1, 'a stream the cap did not cut keeps its own');
+        await store.close();
+      }
+    } finally {
+      tmp.remove();
+    }
+  });
+
   it('a deleted file starts every stream over with a new epoch', async () => {
     const tmp = tempDir();
     const file = join(tmp.dir, 's.sqlite');

@@ -260,6 +260,8 @@ export class SqliteStore implements MessageStore {
       s.acked = s.savedAcked = r.acked;
     }
     const orphans: string[] = [];
+    /** Streams the cap cut here: a cap lowered since the last open. */
+    const capped = new Set<string>();
     let journalRows = 0;
     for (const { id, max_expires_at: expires, body } of this.#q.journal.iterate()) {
       journalRows++;
@@ -283,7 +285,10 @@ export class SqliteStore implements MessageStore {
         if (e.json !== undefined) {
           // The arena copies what it holds; a longer one is kept as a string, which must not be a slice of the body.
           s.push({ seq: e.seq, json: JsonArena.holds(e.json) ? e.json : detach(e.json), expiresAt: e.expiresAt });
-          if (s.retained > max) s.dropOldest(s.retained - max);
+          if (s.retained > max) {
+            s.dropOldest(s.retained - max);
+            capped.add(e.stream);
+          }
         }
       }, (stream, acked) => {
         // After the row's appends: the stream exists (an ack of a stream never written is never staged).
@@ -296,6 +301,7 @@ export class SqliteStore implements MessageStore {
         for (const stream of orphans) this.#q.newStream.run(stream, index.get(stream)!.epoch);
       }).immediate();
     }
+    if (capped.size > 0) this.#keepCapped(capped, now);
     let messages = 0;
     for (const [stream, s] of index.streams) {
       if (s.acked > s.lastSeq) s.acked = s.lastSeq;
@@ -303,6 +309,26 @@ export class SqliteStore implements MessageStore {
       messages += s.retained;
     }
     return { journalRows, messages };
+  }
+
+  /**
+   * Writes the floor of each stream a lowered cap cut at this open, in one
+   * journal row of entries that carry nothing but it: without it, the next
+   * open with a higher cap loaded the cut notifications again, and a tab told
+   * RESET past them was then replayed them. Expired from the start, the row
+   * stays while an older one does (#floorRows), as an append's floor does.
+   */
+  #keepCapped(capped: ReadonlySet<string>, now: number): void {
+    let body = '';
+    for (const stream of capped) {
+      const s = this.#index.get(stream)!;
+      body += encodeEntry(stream, s.lastSeq, now, s.firstSeq, undefined, undefined);
+    }
+    const row = Number(this.#db.transaction(() => this.#q.append.run(now, body)).immediate().lastInsertRowid);
+    this.#rowIds.push(row);
+    this.#rowExpiries.push(now);
+    this.#rowSizes.push(body.length);
+    this.#floorRows.add(row);
   }
 
   #enqueue(write: PendingWrite): void {
