@@ -190,7 +190,8 @@ export class DeliveryTracker {
     const shown = this.#readShown();
     for (const stream of ['own', 'broadcast'] as const) {
       // With a cursor the server replays from it, and duplicates are dropped by it alone.
-      const floor = shown?.id === frame.ID && this.#state[stream] === undefined ? shown[stream] : undefined;
+      // `shown` is undefined when nothing was recorded, and so is a WELCOME's missing ID: no match then.
+      const floor = shown !== undefined && shown.id === frame.ID && this.#state[stream] === undefined ? shown[stream] : undefined;
       if (floor) this.#floor[stream] = floor;
       else delete this.#floor[stream];
     }

@@ -25,6 +25,8 @@ export type { ConnectionState, HeraldClientOptions, HeraldEvents, TokenSource } 
 
 /** Silence on a healthy link never lasts longer than ~2.5 heartbeats (one lost PING tolerated, plus latency). */
 const DEAD_FACTOR = 2.5;
+/** The longest heartbeat whose DEAD_FACTOR a timer can wait (2147483647 ms; the server's heartbeatMs is held to it too). */
+const MAX_HEARTBEAT_MS = Math.floor(2_147_483_647 / DEAD_FACTOR);
 /**
  * A connection must stay up this long (ms) before the backoff starts again
  * from its base delay: a server that closes every tab right after WELCOME
@@ -542,7 +544,8 @@ export class HeraldClient {
   #onWelcome(frame: WelcomeFrame): void {
     clearTimeout(this.#connectTimer);
     this.#connectTimer = undefined;
-    if (typeof frame.HEARTBEAT === 'number' && frame.HEARTBEAT > 0) this.#heartbeatMs = frame.HEARTBEAT;
+    // At most what a timer can wait for 2.5 heartbeats (the dead-link check): a longer one fired at once.
+    if (typeof frame.HEARTBEAT === 'number' && frame.HEARTBEAT > 0) this.#heartbeatMs = Math.min(frame.HEARTBEAT, MAX_HEARTBEAT_MS);
     this.#touch();
     const sent = this.#delivery.cursor('own') !== undefined || this.#delivery.cursor('broadcast') !== undefined;
     // The previous person's cursors (the tab signed in as somebody else) were
@@ -557,7 +560,8 @@ export class HeraldClient {
   }
 
   #onReset(frame: ResetFrame): void {
-    if (typeof frame.SEQ !== 'number' || typeof frame.EPOCH !== 'string') return;
+    // A SEQ that is no cursor (negative, a fraction, past 2^53) would be sent back as one.
+    if (!Number.isSafeInteger(frame.SEQ) || frame.SEQ < 0 || typeof frame.EPOCH !== 'string') return;
     const stream = this.#delivery.reset(frame);
     if (this.#foreignCursors && frame.REASON === 'epoch changed') return;
     this.events.emit('reset', { stream, epoch: frame.EPOCH, seq: frame.SEQ, reason: String(frame.REASON ?? '') });

@@ -261,7 +261,8 @@ export class Toaster {
       void this.root;
     }
     entry.element.dataset.state = frame.STATE;
-    entry.state.textContent = `— ${STATE_LABEL[frame.STATE] ?? asText(frame.STATE)}`;
+    // Own keys only: a STATE of "toString" read a function's source through the prototype.
+    entry.state.textContent = `— ${Object.hasOwn(STATE_LABEL, frame.STATE) ? STATE_LABEL[frame.STATE] : asText(frame.STATE)}`;
     if (typeof frame.OUTPUT === 'string' && frame.OUTPUT !== '') {
       entry.text = (entry.text + frame.OUTPUT).slice(-this.#options.outputTail);
       entry.output.textContent = entry.text;

@@ -1,0 +1,132 @@
+/**
+ * The browser library, in a real Chromium, against a server that is not
+ * Herald (a `ws` server of the test's own that sends what Herald never
+ * would), and its link check against URLs a browser reads as another host:
+ * - a WELCOME without ID threw an uncaught TypeError (delivery.ts);
+ * - a WELCOME HEARTBEAT past what a timer can wait made the dead-link timer
+ *   fire at once, a connect and drop loop;
+ * - a RESET SEQ that is no cursor (1e300, -5.5) was sent back as one;
+ * - links starting `/\`, `\\` or `\/` went to another host, as `//host` does.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Browser, Page } from 'playwright-core';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { startHerald, type TestServer } from './helpers/server.js';
+import { browserSkipReason, launchBrowser, newPage, type W } from './helpers/browser.js';
+
+describe('browser library against a server that is not Herald', { skip: browserSkipReason() }, () => {
+  let herald: TestServer;
+  let browser: Browser;
+  let fake: Server;
+  let wss: WebSocketServer;
+  /** Each connection the fake server took: its request URL, and what it does with the socket. */
+  const connections: Array<{ url: string }> = [];
+  let onConnection: (ws: WebSocket, req: IncomingMessage) => void = () => undefined;
+
+  before(async () => {
+    [herald, browser] = await Promise.all([startHerald(), launchBrowser()]);
+    fake = createServer();
+    wss = new WebSocketServer({ server: fake });
+    wss.on('connection', (ws, req) => {
+      connections.push({ url: req.url ?? '' });
+      onConnection(ws, req);
+    });
+    await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
+  });
+  after(async () => {
+    for (const ws of wss?.clients ?? []) ws.terminate();
+    wss?.close();
+    fake?.close();
+    await browser?.close();
+    await herald?.close();
+  });
+
+  /** The demo page hosts the library (from the real Herald); its client connects to the fake server. */
+  async function pageOnFake(): Promise<{ page: Page; errors: string[] }> {
+    const { page } = await newPage(browser, { bypassCSP: true });
+    const errors: string[] = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    await page.goto(`${herald.url}/demo`);
+    await page.evaluate((port) => {
+      const w = window as W;
+      w.Herald.connect({ kind: 'admin', token: 't', url: `http://127.0.0.1:${port}`, reconnect: { baseMs: 50, capMs: 100 } });
+    }, (fake.address() as AddressInfo).port);
+    return { page, errors };
+  }
+
+  it('a WELCOME without ID: no uncaught error, the client is open', async () => {
+    connections.length = 0;
+    onConnection = (ws) => ws.send(JSON.stringify({ TYPE: 'WELCOME', HEARTBEAT: 25000 }));
+    const { page, errors } = await pageOnFake();
+    try {
+      await page.waitForFunction(() => (window as W).Herald.client?.state === 'open', undefined, { timeout: 10_000 });
+      await page.waitForTimeout(200);
+      assert.deepEqual(errors, []);
+    } finally {
+      await page.context().close();
+    }
+  });
+
+  it('a WELCOME HEARTBEAT past what a timer can wait: the client stays connected, no drop loop', async () => {
+    connections.length = 0;
+    onConnection = (ws) => ws.send(JSON.stringify({ TYPE: 'WELCOME', ID: 1, HEARTBEAT: 1e10 }));
+    const { page, errors } = await pageOnFake();
+    try {
+      await page.waitForFunction(() => (window as W).Herald.client?.state === 'open', undefined, { timeout: 10_000 });
+      // Dropped at once before (the timer's delay overflowed to 1 ms), and again on every reconnect 50–100 ms later.
+      await page.waitForTimeout(1000);
+      assert.equal(connections.length, 1, `${connections.length} connections in a second`);
+      assert.equal(await page.evaluate(() => (window as W).Herald.client?.state), 'open');
+      assert.deepEqual(errors, []);
+    } finally {
+      await page.context().close();
+    }
+  });
+
+  it('a RESET whose SEQ is no cursor is ignored, not sent back in the next connection\'s query', async () => {
+    connections.length = 0;
+    onConnection = (ws) => {
+      ws.send(JSON.stringify({ TYPE: 'WELCOME', ID: 1, HEARTBEAT: 25000 }));
+      if (connections.length === 1) {
+        ws.send(JSON.stringify({ TYPE: 'RESET', EPOCH: 'e1', SEQ: 1e300, REASON: 'epoch changed' }));
+        ws.send(JSON.stringify({ TYPE: 'RESET', STREAM: '*', EPOCH: 'e2', SEQ: -5.5, REASON: 'epoch changed' }));
+        setTimeout(() => ws.close(1001, 'server shutdown'), 100);
+      }
+    };
+    const { page, errors } = await pageOnFake();
+    try {
+      await page.waitForFunction(() => (window as W).Herald.client?.state === 'open', undefined, { timeout: 10_000 });
+      const deadline = Date.now() + 10_000;
+      while (connections.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      assert.ok(connections.length >= 2, 'the client reconnected');
+      const query = new URL(connections[1]!.url, 'http://x').searchParams;
+      assert.equal(query.get('seq'), null, connections[1]!.url);
+      assert.equal(query.get('bseq'), null, connections[1]!.url);
+      assert.deepEqual(errors, []);
+    } finally {
+      await page.context().close();
+    }
+  });
+
+  it('links and URLs that start with a backslash are dropped as //host is; same-host ones are kept', async () => {
+    const { page } = await newPage(browser);
+    try {
+      await page.goto(`${herald.url}/demo`);
+      const out = await page.evaluate(() => {
+        const H = (window as W).Herald;
+        const hrefs = (html: string) => [...H.sanitizeHtml(html).querySelectorAll('a')].map((a) => a.getAttribute('href'));
+        return {
+          links: hrefs('<a href="/\\evil.example/b">1</a><a href="\\\\evil.example/a">2</a><a href="\\/evil.example/c">3</a><a href="//evil.example/d">4</a><a href="/ok/path?q=a\\b">5</a><a href="https://example.net/x">6</a>'),
+          urls: ['/\\evil.example/extra', '/\t/evil.example', '\\\\evil.example', '/ok', 'https://example.net/y'].map((u) => H.isSafeUrl(u)),
+        };
+      });
+      assert.deepEqual(out.links, [null, null, null, null, '/ok/path?q=a\\b', 'https://example.net/x']);
+      assert.deepEqual(out.urls, [false, false, false, true, true]);
+    } finally {
+      await page.context().close();
+    }
+  });
+});
