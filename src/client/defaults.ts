@@ -7,7 +7,7 @@
  */
 import type { ClientFrame, NotificationObject } from '../protocol/frames.js';
 import type { CommandProgressFrame } from '../protocol/commands.js';
-import type { Dispatcher } from './dispatcher.js';
+import type { Dispatcher, HandlerContext } from './dispatcher.js';
 import type { DesktopNotifier } from './desktop.js';
 import type { Toaster } from './toaster.js';
 
@@ -22,16 +22,25 @@ function isProgress(m: NotificationObject): m is NotificationObject & CommandPro
   return m.TYPE === 'COMMAND_PROGRESS' && typeof m.COMMAND_ID === 'string' && typeof m.STATE === 'string';
 }
 
+/**
+ * Installs the built-ins. Each acts with the dependencies of the client the
+ * notification came through (`ctx.via.builtins`, DispatchVia), and with
+ * `deps` only for one dispatched by no client (AMessageChecker.processData
+ * before any connect).
+ */
 export function installDefaultHandlers(dispatcher: Dispatcher, deps: DefaultHandlerDeps): void {
-  const { toaster, desktop } = deps;
-  dispatcher.setBuiltin('EVENT', (m) => deps.emitEvent(m));
-  if (!toaster) return;
-  dispatcher.setBuiltin('MESSAGE', (m) => {
+  const of = (ctx: HandlerContext): DefaultHandlerDeps => (ctx.via?.builtins as DefaultHandlerDeps | undefined) ?? deps;
+  dispatcher.setBuiltin('EVENT', (m, ctx) => of(ctx).emitEvent(m));
+  if (!deps.toaster && !dispatcher.hasBuiltin('MESSAGE')) return;
+  dispatcher.setBuiltin('MESSAGE', (m, ctx) => {
+    const { toaster, desktop } = of(ctx);
+    if (!toaster) return;
     desktop.maybeShow(m);
     toaster.show(m);
   });
-  dispatcher.setBuiltin('COMMAND_PROGRESS', (m) => {
-    if (!isProgress(m)) return;
-    toaster.progress(m, (commandId) => deps.send({ TYPE: 'COMMAND_CANCEL', COMMAND_ID: commandId }));
+  dispatcher.setBuiltin('COMMAND_PROGRESS', (m, ctx) => {
+    const { toaster, send } = of(ctx);
+    if (!toaster || !isProgress(m)) return;
+    toaster.progress(m, (commandId) => send({ TYPE: 'COMMAND_CANCEL', COMMAND_ID: commandId }));
   });
 }

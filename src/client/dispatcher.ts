@@ -20,6 +20,23 @@ export interface HandlerContext {
   readonly defaultPrevented: boolean;
   /** `own` or `broadcast` when the notification came with a SEQ; undefined otherwise. */
   readonly stream: 'own' | 'broadcast' | undefined;
+  /** The client it came through, when a client dispatched it (see DispatchVia). */
+  readonly via: DispatchVia | undefined;
+}
+
+/**
+ * The client a notification came through. A page may connect both
+ * endpoints, and the script build gives both clients one dispatcher (so
+ * AMessageChecker's handlers see both): the built-in handlers and the error
+ * report must act for the client that received the notification, not for
+ * whichever was made last (an admin's Cancel went out on the user's socket,
+ * and its `event` and `error` listeners heard nothing).
+ */
+export interface DispatchVia {
+  /** Where a handler that throws is reported, before the dispatcher's own reporter. */
+  reportError: DispatchErrorReporter;
+  /** What that client's built-in handlers need (defaults.ts). */
+  builtins: unknown;
 }
 
 export type Handler<T extends NotificationObject = NotificationObject> = (message: T, ctx: HandlerContext) => void;
@@ -108,7 +125,7 @@ export class Dispatcher {
   }
 
   /** Runs the handlers for one notification. Never throws. */
-  dispatch(message: NotificationObject, stream?: 'own' | 'broadcast'): DispatchResult {
+  dispatch(message: NotificationObject, stream?: 'own' | 'broadcast', via?: DispatchVia): DispatchResult {
     const type = message.TYPE;
     let prevented = false;
     const ctx: HandlerContext = {
@@ -119,6 +136,7 @@ export class Dispatcher {
         return prevented;
       },
       stream,
+      via,
     };
     // Copy first: a handler that unsubscribes itself (or adds another) must
     // not change who runs for this notification.
@@ -141,7 +159,7 @@ export class Dispatcher {
       handler(message, ctx);
     } catch (error) {
       try {
-        this.#onError(error, message, type);
+        (ctx.via?.reportError ?? this.#onError)(error, message, type);
       } catch {
         // A broken reporter must not break dispatch either.
       }

@@ -13,10 +13,10 @@ import type { PrincipalKind } from '../protocol/principal.js';
 import { CloseCode, TERMINAL_CLOSE_CODES } from '../protocol/close-codes.js';
 import { Backoff } from './backoff.js';
 import type { ConnectionState, HeraldClientOptions, HeraldEvents } from './client-types.js';
-import { installDefaultHandlers } from './defaults.js';
+import { installDefaultHandlers, type DefaultHandlerDeps } from './defaults.js';
 import { DeliveryTracker, type StreamName } from './delivery.js';
 import { DesktopNotifier } from './desktop.js';
-import { Dispatcher, toNotification, type Handler, type LegacyExtension } from './dispatcher.js';
+import { Dispatcher, toNotification, type DispatchErrorReporter, type DispatchVia, type Handler, type LegacyExtension } from './dispatcher.js';
 import { Emitter } from './emitter.js';
 import { Toaster } from './toaster.js';
 import { probeRefusal } from './probe.js';
@@ -89,6 +89,7 @@ export class HeraldClient {
   /** When the last WELCOME arrived (0: not since the last drop). */
   #welcomeAt = 0;
   readonly #delivery: DeliveryTracker;
+  readonly #via: DispatchVia;
   readonly #WebSocket: typeof WebSocket;
   #state: ConnectionState = 'idle';
   #ws: WebSocket | undefined;
@@ -146,18 +147,20 @@ export class HeraldClient {
       ...(options.broadcastAckDelayMs === undefined ? {} : { broadcastAckDelayMs: options.broadcastAckDelayMs }),
     });
     this.toaster = options.toasts === false ? undefined : options.toasts ? new Toaster(options.toasts) : defaultToaster();
-    this.dispatcher.setErrorReporter((error, message, type) => {
+    const reportError: DispatchErrorReporter = (error, message, type) => {
       console.error(`[herald] a handler of ${type} threw`, error);
       this.events.emit('error', { error, message, type });
-    });
-    if (options.defaultHandlers !== false) {
-      installDefaultHandlers(this.dispatcher, {
-        toaster: this.toaster,
-        desktop: this.desktop,
-        send: (frame) => this.send(frame),
-        emitEvent: (m) => this.events.emit('event', m),
-      });
-    }
+    };
+    const builtins: DefaultHandlerDeps = {
+      toaster: this.toaster,
+      desktop: this.desktop,
+      send: (frame) => this.send(frame),
+      emitEvent: (m) => this.events.emit('event', m),
+    };
+    // What this client's notifications are handled with, on a dispatcher another client may share.
+    this.#via = { reportError, builtins };
+    this.dispatcher.setErrorReporter(reportError);
+    if (options.defaultHandlers !== false) installDefaultHandlers(this.dispatcher, builtins);
     if (options.autoConnect !== false) this.connect();
   }
 
@@ -262,7 +265,7 @@ export class HeraldClient {
   #dispatch(message: NotificationObject, stream: StreamName | undefined): void {
     // The final notification of a background command replaces its live toast.
     if (typeof message.COMMAND_ID === 'string' && message.TYPE !== 'COMMAND_PROGRESS') this.toaster?.endCommand(message.COMMAND_ID);
-    this.dispatcher.dispatch(message, stream);
+    this.dispatcher.dispatch(message, stream, this.#via);
   }
 
   // ---- connection -----------------------------------------------------------

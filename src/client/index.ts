@@ -5,7 +5,7 @@
  * old `AMessageChecker` (see global.ts).
  */
 export { HeraldClient, type HeraldClientOptions, type HeraldEvents, type ConnectionState, type TokenSource } from './herald-client.js';
-export { Dispatcher, toNotification, type Handler, type HandlerContext, type LegacyExtension, type DispatchResult } from './dispatcher.js';
+export { Dispatcher, toNotification, type Handler, type HandlerContext, type LegacyExtension, type DispatchResult, type DispatchVia } from './dispatcher.js';
 export { Emitter, type Listener } from './emitter.js';
 export { Backoff, type BackoffOptions } from './backoff.js';
 export { Toaster, type ToasterOptions } from './toaster.js';
