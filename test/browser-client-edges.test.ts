@@ -1,7 +1,11 @@
 /**
- * The browser library, in a real Chromium, against a server that is not
- * Herald (a `ws` server of the test's own that sends what Herald never
- * would), and its link check against URLs a browser reads as another host:
+ * Edges of the browser library, in a real Chromium: one page connected to
+ * both endpoints of a real Herald, a server that is not Herald (a `ws` server
+ * of the test's own that sends what Herald never would), and its link check
+ * against URLs a browser reads as another host:
+ * - with both endpoints on one page (one shared dispatcher), an admin's
+ *   EVENT, its handlers' errors and its Cancel went through the client made
+ *   last, the user's;
  * - a WELCOME without ID threw an uncaught TypeError (delivery.ts);
  * - a WELCOME HEARTBEAT past what a timer can wait made the dead-link timer
  *   fire at once, a connect and drop loop;
@@ -17,7 +21,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, launchBrowser, newPage, type W } from './helpers/browser.js';
 
-describe('browser library against a server that is not Herald', { skip: browserSkipReason() }, () => {
+describe('browser library edges: both endpoints on a page, a server that is not Herald, links to other hosts', { skip: browserSkipReason() }, () => {
   let herald: TestServer;
   let browser: Browser;
   let fake: Server;
@@ -127,6 +131,41 @@ describe('browser library against a server that is not Herald', { skip: browserS
       assert.deepEqual(out.urls, [false, false, false, true, true]);
     } finally {
       await page.context().close();
+    }
+  });
+
+  it('each client hears its own EVENTs and its own handlers\' errors', async () => {
+    const { page, context } = await newPage(browser);
+    try {
+      await page.goto(`${herald.url}/demo`);
+      const [admin, user] = [await herald.token('admin', 7), await herald.token('user', 8)];
+      await page.evaluate(({ admin, user }) => {
+        const w = window as W & { heard: Record<string, string[]> };
+        w.heard = { adminEvent: [], userEvent: [], adminError: [], userError: [] };
+        const a = w.Herald.connect({ kind: 'admin', token: admin, url: location.origin });
+        const u = w.Herald.connect({ kind: 'user', token: user, url: location.origin });
+        a.events.on('event', (m) => w.heard.adminEvent!.push(String(m.TEXT)));
+        u.events.on('event', (m) => w.heard.userEvent!.push(String(m.TEXT)));
+        a.events.on('error', (e) => w.heard.adminError!.push(String(e.message?.TEXT)));
+        u.events.on('error', (e) => w.heard.userError!.push(String(e.message?.TEXT)));
+        w.AMessageChecker.on('BOOM', () => {
+          throw new Error('a page handler that throws');
+        });
+        (w as unknown as { clients: unknown[] }).clients = [a, u];
+      }, { admin, user });
+      await page.waitForFunction(() => ((window as unknown as { clients: Array<{ state: string }> }).clients).every((c) => c.state === 'open'), undefined, { timeout: 10_000 });
+      for (const [to, text] of [[{ aid: 7 }, 'for-admin'], [{ uid: 8 }, 'for-user']] as const) {
+        for (const TYPE of ['EVENT', 'BOOM']) {
+          const r = await herald.api('POST', '/api/v1/send', { to, message: { TYPE, TEXT: text } });
+          assert.equal(r.status, 200, JSON.stringify(r.body));
+        }
+      }
+      await page.waitForFunction(() => Object.values((window as unknown as { heard: Record<string, string[]> }).heard).flat().length >= 4, undefined, { timeout: 10_000 });
+      await page.waitForTimeout(200);
+      const heard = await page.evaluate(() => (window as unknown as { heard: Record<string, string[]> }).heard);
+      assert.deepEqual(heard, { adminEvent: ['for-admin'], userEvent: ['for-user'], adminError: ['for-admin'], userError: ['for-user'] });
+    } finally {
+      await context.close();
     }
   });
 });
