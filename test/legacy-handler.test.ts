@@ -97,8 +97,17 @@ describe('legacy request handler', () => {
     assert.deepEqual(normaliseData({ TYPE: 'MESSAGE', TITLE: 'Outer', TEXT: { TYPE: 'EVENT', MODULE: 'X' } }), { TYPE: 'EVENT', MODULE: 'X', TITLE: 'Outer' });
     assert.deepEqual(normaliseData({ TITLE: 'a', TEXT: { no: 'type' } }), { TITLE: 'a', TEXT: { no: 'type' }, TYPE: 'MESSAGE' });
     assert.deepEqual(normaliseData({ TYPE: 'MESSAGE', TEXT: '{not json' }), { TYPE: 'MESSAGE', TEXT: '{not json' });
-    assert.equal(normaliseData('{"no":"type"}'), '{"no":"type"}');
     assert.equal(normaliseData(42), undefined);
+  });
+
+  it('a string DATA holding a JSON object without TYPE is that object: send_message JSON-encodes its MESSAGE hash, TYPE or not', async () => {
+    assert.deepEqual(normaliseData('{"TITLE":"no type","TEXT":"x"}'), { TITLE: 'no type', TEXT: 'x', TYPE: 'MESSAGE' });
+    assert.equal(normaliseData('{not json'), '{not json');
+    assert.equal(normaliseData('[1,2]'), '[1,2]', 'only an object');
+    const [tab] = core.open('admin', 25);
+    assert.deepEqual(await ask({ TYPE: 'MESSAGE', TO: 'ADMIN', ID: 25, DATA: '{"TITLE":"no type","TEXT":"x"}' }), { TYPE: 'RESULT', RESULT: [1] });
+    const got = tab!.received[0] as Record<string, unknown>;
+    assert.deepEqual({ TYPE: got.TYPE, TITLE: got.TITLE, TEXT: got.TEXT }, { TYPE: 'MESSAGE', TITLE: 'no type', TEXT: 'x' });
   });
 
   it('unwraps JSON in a string up to 64 levels deep; deeper, the string is delivered as it is, never parsed', () => {
@@ -254,6 +263,21 @@ describe('legacy request handler', () => {
     // Abills::Backend::API's NON_SAFE requests come wrapped: {"MESSAGE":{...},"SILENT":1}.
     assert.equal(await ask({ MESSAGE: { TYPE: 'MESSAGE', TO: 'ADMIN', ID: 18, DATA: { TEXT: 'wrapped' } }, SILENT: 1 }), undefined);
     assert.deepEqual(tab!.received.map((f) => (f as Record<string, unknown>).TEXT), ['s', 'wrapped']);
+  });
+
+  it("send_message's NON_SAFE (SILENT inside the DATA it JSON-encodes) gets no answer, and the tabs never see SILENT", async () => {
+    const [tab] = core.open('admin', 26);
+    // What Abills::Sender::Browser writes for send_message({AID => 26, MESSAGE => {...}, NON_SAFE => 1}): it never reads an answer.
+    assert.equal(await ask({ TYPE: 'MESSAGE', TO: 'ADMIN', ID: 26, DATA: JSON.stringify({ TYPE: 'MESSAGE', TITLE: 't', TEXT: 'non-safe', SILENT: 1 }) }), undefined);
+    assert.equal(await ask({ TYPE: 'MESSAGE', TO: 'ADMIN', ID: 26, DATA: { TITLE: 't', TEXT: 'object', SILENT: '1' } }), undefined);
+    assert.equal(await ask({ TYPE: 'MESSAGE', TO: 'ADMIN', ID: 'x', DATA: { TEXT: 'bad id', SILENT: 1 } }), undefined, 'not even an error');
+    // Perl-false SILENT answers, as at the top.
+    assert.deepEqual(await ask({ TYPE: 'MESSAGE', TO: 'ADMIN', ID: 26, DATA: { TEXT: 'answered', SILENT: 0 } }), { TYPE: 'RESULT', RESULT: [1] });
+    // Abills::Backend::API documents json_request's MESSAGE as a JSON string: its NON_SAFE envelope may carry one.
+    assert.equal(await ask({ MESSAGE: JSON.stringify({ TYPE: 'MESSAGE', TO: 'ADMIN', ID: 26, DATA: { TEXT: 'string envelope' } }), SILENT: 1 }), undefined);
+    const got = tab!.received as Array<Record<string, unknown>>;
+    assert.deepEqual(got.map((f) => f.TEXT), ['non-safe', 'object', 'answered', 'string envelope']);
+    assert.deepEqual(got.map((f) => 'SILENT' in f), [false, false, true, false], 'a Perl-true SILENT is the flag, not part of the notification');
   });
 
   describe('TOKEN', () => {

@@ -100,8 +100,11 @@ function missing(v: unknown): boolean {
  * inside. Unwrapped so that such requests are carried out (and stay silent).
  */
 function unwrapEnvelope(raw: Obj): Obj {
-  if (raw.TYPE === undefined && isObject(raw.MESSAGE) && typeof raw.MESSAGE.TYPE === 'string') {
-    const inner: Obj = { ...raw.MESSAGE };
+  if (raw.TYPE !== undefined) return raw;
+  // MESSAGE is an object, or (json_request documents it so) a JSON string of one.
+  const message = typeof raw.MESSAGE === 'string' ? jsonObjectIn(raw.MESSAGE) : raw.MESSAGE;
+  if (isObject(message) && typeof message.TYPE === 'string') {
+    const inner: Obj = { ...message };
     if (raw.SILENT !== undefined && inner.SILENT === undefined) inner.SILENT = raw.SILENT;
     if (raw.TOKEN !== undefined && inner.TOKEN === undefined) inner.TOKEN = raw.TOKEN;
     return inner;
@@ -113,7 +116,7 @@ function unwrapEnvelope(raw: Obj): Obj {
 export function parseLegacyRequest(value: unknown): ParsedLegacyRequest {
   if (!isObject(value)) return { ok: false, error: legacyError(LegacyErrorText.INCORRECT_REQUEST), silent: false };
   const raw = unwrapEnvelope(value);
-  const silent = perlTrue(raw.SILENT);
+  const silent = perlTrue(raw.SILENT) || (raw.TYPE === 'MESSAGE' && silentInData(raw.DATA));
   const fail = (error: LegacyErrorAnswer): ParsedLegacyRequest => {
     if (raw.TYPE !== 'COMMAND') return { ok: false, error, silent };
     const token = tokenOf(raw.TOKEN);
@@ -222,27 +225,47 @@ function parseMessage(raw: Obj): BodyResult {
 }
 
 /**
- * A string that holds a JSON object with a TYPE, else undefined. One nested
- * deeper than MAX_JSON_DEPTH is left a string (as text that is not JSON is):
- * a request's own depth was checked, but a string in it may hold 1 MB of `[`.
+ * A string that holds a JSON object with a TYPE (any JSON object when
+ * `anyObject`), else undefined. One nested deeper than MAX_JSON_DEPTH is
+ * left a string (as text that is not JSON is): a request's own depth was
+ * checked, but a string in it may hold 1 MB of `[`.
  */
-function jsonObjectIn(s: string): Obj | undefined {
+function jsonObjectIn(s: string, anyObject = false): Obj | undefined {
   const t = s.trim();
   if (!t.startsWith('{') || jsonNestsDeeperThan(t, MAX_JSON_DEPTH)) return undefined;
   try {
     const v: unknown = JSON.parse(t);
-    return isObject(v) && typeof v.TYPE === 'string' ? v : undefined;
+    return isObject(v) && (anyObject || typeof v.TYPE === 'string') ? v : undefined;
   } catch {
     return undefined;
   }
 }
 
 /**
+ * Whether a MESSAGE's DATA asks for no answer: Abills::Sender::Browser's
+ * send_message with NON_SAFE puts `SILENT => 1` in the MESSAGE hash it
+ * JSON-encodes into DATA, then writes without reading. Answered all the
+ * same, the answer would wait in the socket and be read as the answer to
+ * the client's next request (has_connected_admin then reads a RESULT
+ * where it expects a LIST). normaliseData leaves SILENT out of what the
+ * tabs get.
+ */
+function silentInData(data: unknown): boolean {
+  if (isObject(data)) return perlTrue(data.SILENT);
+  if (typeof data !== 'string' || !data.includes('"SILENT"')) return false;
+  const inner = jsonObjectIn(data, true);
+  return inner !== undefined && perlTrue(inner.SILENT);
+}
+
+/**
  * Turns `DATA` into what the tabs get:
  * - Abills::Sender::Browser JSON-encodes a hash MESSAGE before putting it in
- *   DATA, so a string that holds a JSON object with a TYPE is that object;
- *   any other string is delivered as that string (PROTOCOL.md §1).
+ *   DATA, so a string that holds a JSON object is that object, with or
+ *   without a TYPE (`send_message({AID, MESSAGE => {TITLE, TEXT}})`); any
+ *   other string is delivered as that string (PROTOCOL.md §1).
  * - An object without TYPE gets `TYPE: "MESSAGE"`.
+ * - A Perl-true `SILENT` is the client's NON_SAFE flag (silentInData), not
+ *   part of the notification: left out.
  * - The seed's example passes a whole notification as send_message's
  *   MESSAGE, which the client wraps as `TEXT` of another notification
  *   (`{"TYPE":"MESSAGE","TITLE":null,"TEXT":{"TYPE":"MESSAGE",...}}`): the
@@ -253,7 +276,7 @@ function jsonObjectIn(s: string): Obj | undefined {
 export function normaliseData(data: unknown): NotificationPayload | undefined {
   let current: Obj;
   if (typeof data === 'string') {
-    const inner = jsonObjectIn(data);
+    const inner = jsonObjectIn(data, true);
     if (!inner) return data;
     current = inner;
   } else if (isObject(data)) {
@@ -271,6 +294,10 @@ export function normaliseData(data: unknown): NotificationPayload | undefined {
       if (!(k in merged)) merged[k] = v;
     }
     current = merged;
+  }
+  if (perlTrue(current.SILENT)) {
+    const { SILENT: _flag, ...notification } = current;
+    current = notification;
   }
   return withType(current);
 }
