@@ -10,7 +10,12 @@
  * - a WELCOME HEARTBEAT past what a timer can wait made the dead-link timer
  *   fire at once, a connect and drop loop;
  * - a RESET SEQ that is no cursor (1e300, -5.5) was sent back as one;
- * - links starting `/\`, `\\` or `\/` went to another host, as `//host` does.
+ * - links starting `/\`, `\\` or `\/` went to another host, as `//host` does;
+ * - a page's own HTML (`<img name="currentScript">`, no script at all) sent
+ *   the library's socket, and its token, to the address the img named, and
+ *   `<img name="body">` hid the toasts inside that img;
+ * - a long TEXT made a toast taller than the screen, and every later toast
+ *   appeared below it, out of sight.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -131,6 +136,87 @@ describe('browser library edges: both endpoints on a page, a server that is not 
       assert.deepEqual(out.urls, [false, false, false, true, true]);
     } finally {
       await page.context().close();
+    }
+  });
+
+  it("a page's HTML naming an element currentScript or body neither sends the socket elsewhere nor hides the toasts", async () => {
+    const fakePort = (fake.address() as AddressInfo).port;
+    const panel = `http://127.0.0.1:${fakePort}/panel/index.html`;
+    const { page, context } = await newPage(browser);
+    try {
+      // The panel's page, served by the fake server (another origin than Herald's; Chromium refuses a routed
+      // page's requests to loopback), the library from Herald, as docs/browser.md shows.
+      const html = `<!doctype html><html><body><img name="currentScript" src="http://127.0.0.1:${fakePort}/x/y.png"><img name="body" alt="">`
+        + `<script src="${herald.url}/herald.js"></script></body></html>`;
+      fake.on('request', (req, res) => {
+        res.writeHead(req.url === '/panel/index.html' ? 200 : 404, { 'content-type': 'text/html' });
+        res.end(req.url === '/panel/index.html' ? html : '');
+      });
+      connections.length = 0;
+      await page.goto(panel);
+      const token = await herald.token('admin', 31);
+      const endpoint = await page.evaluate((token) => {
+        const w = window as W;
+        // The clobbering works: the page's own `document.currentScript` and `document.body` are its imgs.
+        if ((document as unknown as Record<string, Element>).body!.tagName !== 'IMG') throw new Error('document.body is not the img');
+        return w.Herald.connect({ kind: 'admin', token }).endpoint;
+      }, token);
+      assert.equal(endpoint, `${herald.url.replace(/^http/, 'ws')}/ws/admin`, 'the base is the real <script>, Herald');
+      await page.waitForFunction(() => (window as W).Herald.client?.state === 'open', undefined, { timeout: 10_000 });
+      assert.equal(connections.length, 0, 'nothing reached the address the img named');
+      const r = await herald.api('POST', '/api/v1/send', { to: { aid: 31 }, message: { TYPE: 'MESSAGE', TITLE: 'seen', TEXT: 'x' } });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      await page.locator('.herald-toast .herald-title').first().waitFor({ timeout: 10_000 });
+      const host = await page.evaluate(() => {
+        const el = document.getElementById('herald-toasts')!;
+        const rect = el.getBoundingClientRect();
+        return { parent: el.parentElement?.tagName, height: rect.height };
+      });
+      assert.equal(host.parent, 'BODY', 'the stack is in the real <body>, not inside the img');
+      assert.ok(host.height > 0, 'and shows');
+    } finally {
+      await context.close();
+    }
+  });
+
+  it('no toast grows past the screen: a long TEXT or TITLE scrolls in its toast, and the newest toast stays in view', async () => {
+    const { page, context } = await newPage(browser);
+    try {
+      await page.setViewportSize({ width: 1000, height: 800 });
+      await page.goto(`${herald.url}/demo`);
+      const token = await herald.token('admin', 32);
+      await page.evaluate((token) => (window as W).Herald.connect({ kind: 'admin', token, url: location.origin }), token);
+      await page.waitForFunction(() => (window as W).Herald.client?.state === 'open', undefined, { timeout: 10_000 });
+      const messages = [
+        { TYPE: 'MESSAGE', TITLE: 'lines', TEXT: 'line<br>'.repeat(1200), TIMEOUT: 0 },
+        { TYPE: 'MESSAGE', TITLE: 'T'.repeat(20_000), TEXT: 'long title', TIMEOUT: 0 },
+        { TYPE: 'MESSAGE', TITLE: 'paragraphs', TEXT: '<p>para</p>'.repeat(400), TIMEOUT: 0 },
+        { TYPE: 'MESSAGE', TITLE: 'newest', TEXT: 'must be seen', TIMEOUT: 0 },
+      ];
+      for (const message of messages) {
+        const r = await herald.api('POST', '/api/v1/send', { to: { aid: 32 }, message });
+        assert.equal(r.status, 200, JSON.stringify(r.body));
+      }
+      await page.waitForFunction(() => document.getElementById('herald-toasts')?.shadowRoot?.querySelectorAll('.herald-toast').length === 4, undefined, { timeout: 10_000 });
+      const layout = await page.evaluate(() => {
+        const root = document.getElementById('herald-toasts')!.shadowRoot!;
+        const toasts = [...root.querySelectorAll<HTMLElement>('.herald-toast')];
+        const newest = toasts.at(-1)!.getBoundingClientRect();
+        const first = toasts[0]!.querySelector<HTMLElement>('.herald-text')!;
+        const title = toasts[1]!.querySelector<HTMLElement>('.herald-title')!;
+        return {
+          viewport: innerHeight,
+          newest: { top: newest.top, bottom: newest.bottom },
+          tallest: Math.max(...toasts.map((t) => t.getBoundingClientRect().height)),
+          textScrolls: first.scrollHeight > first.clientHeight,
+          titleScrolls: title.scrollHeight > title.clientHeight,
+        };
+      });
+      assert.ok(layout.newest.top >= 0 && layout.newest.bottom <= layout.viewport, `the newest toast is in view: ${JSON.stringify(layout)}`);
+      assert.ok(layout.tallest < layout.viewport / 2 + 120, `no toast much taller than its text's bound: ${JSON.stringify(layout)}`);
+      assert.ok(layout.textScrolls && layout.titleScrolls, `the long TEXT and TITLE scroll within their toasts: ${JSON.stringify(layout)}`);
+    } finally {
+      await context.close();
     }
   });
 

@@ -369,13 +369,13 @@ describe('browser library in Chromium', { skip: browserSkipReason() }, () => {
     await connectPage(p, server.url, await server.token('admin', 8));
     await p.evaluate(() => {
       // Record what the library creates (the real Notification still runs), and pretend the tab is hidden.
-      const w = window as W & { shown: Array<{ title: string; body: string | undefined }> };
+      const w = window as W & { shown: Array<{ title: string; body: string | undefined; tag?: string }> };
       w.shown = [];
       const Real = Notification;
       w.Notification = class extends Real {
         constructor(title: string, options?: NotificationOptions) {
           super(title, options);
-          w.shown.push({ title, body: options?.body });
+          w.shown.push(options?.tag === undefined ? { title, body: options?.body } : { title, body: options.body, tag: options.tag });
         }
       };
       Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => 'hidden' });
@@ -386,9 +386,17 @@ describe('browser library in Chromium', { skip: browserSkipReason() }, () => {
     assert.deepEqual(await shown(), [], 'no desktop notification before the page opted in');
     assert.equal(await p.evaluate(() => (window as W).Herald.client!.desktop.enable()), 'granted');
     await send({ aid: 8 }, { TYPE: 'MESSAGE', TITLE: 'Ticket 42', TEXT: 'Line one<br/>line <b>two</b>' });
-    await waitForMessages(p, 2);
-    assert.deepEqual(await shown(), [{ title: 'Ticket 42', body: 'Line one\nline two' }]);
+    const second = (await waitForMessages(p, 2))[1]!;
+    // Without an ID the tag is the notification's place in the stream, the same in every tab of admin 8: one popup, not one a tab.
+    assert.deepEqual(await shown(), [{ title: 'Ticket 42', body: 'Line one\nline two', tag: `herald:own:${second.EPOCH}:${second.SEQ}` }]);
     assert.equal(await p.locator('.herald-toast .herald-title').last().innerText(), 'Ticket 42', 'the toast is there as well');
+    // Paragraphs and list items end lines; a long title is cut; an object shows as on the toast; an ID is the tag.
+    await send({ aid: 8 }, { TYPE: 'MESSAGE', TITLE: 'T'.repeat(300), TEXT: '<ul><li>Ticket 1</li><li>Ticket 2</li></ul><p>Line A</p><p>Line B</p>', ID: 'n-9' });
+    await send({ aid: 8 }, { TYPE: 'MESSAGE', TITLE: { n: 1 }, TEXT: { a: 'b' }, ID: 'n-10' });
+    await waitForMessages(p, 4);
+    const [, third, fourth] = (await shown()) as Array<{ title: string; body: string; tag: string }>;
+    assert.deepEqual(third, { title: `${'T'.repeat(199)}…`, body: 'Ticket 1\nTicket 2\nLine A\nLine B', tag: 'herald:n-9' });
+    assert.deepEqual(fourth, { title: '{"n":1}', body: '{"a":"b"}', tag: 'herald:n-10' });
   });
 
   it('takes the longer ack wait a PACE frame asks for once the node filled up, from its next notification on, and shows nothing for it', async () => {

@@ -5,7 +5,7 @@
  * that are not; the choice is remembered in localStorage.
  */
 import type { NotificationObject } from '../protocol/frames.js';
-import { isPlainTextFormat, plainText } from './sanitize.js';
+import { asText, clipTitle, isPlainTextFormat, plainText } from './sanitize.js';
 
 const STORAGE_KEY = 'herald:desktop';
 
@@ -15,6 +15,19 @@ function storage(): Storage | undefined {
   } catch {
     return undefined; // Storage can throw when cookies are blocked.
   }
+}
+
+/**
+ * What tells two desktop notifications apart: the sender's ID when it gave
+ * one, else the notification's place in its stream (SEQ of the person's own
+ * stream or of the broadcast stream, in that history's EPOCH), the same in
+ * every tab of the person. A live-only notification has neither: no tag.
+ */
+export function desktopTag(message: NotificationObject): string | undefined {
+  if (message.ID !== undefined && message.ID !== null) return `herald:${asText(message.ID)}`;
+  const m = message as NotificationObject & { SEQ?: unknown; EPOCH?: unknown; STREAM?: unknown };
+  if (typeof m.SEQ === 'number' && typeof m.EPOCH === 'string') return `herald:${m.STREAM === '*' ? '*' : 'own'}:${m.EPOCH}:${m.SEQ}`;
+  return undefined;
 }
 
 export class DesktopNotifier {
@@ -38,12 +51,15 @@ export class DesktopNotifier {
   /** Shows a MESSAGE on the desktop when the tab is hidden and the page opted in. Returns whether it did. */
   maybeShow(message: NotificationObject): boolean {
     if (document.visibilityState !== 'hidden' || !this.enabled) return false;
-    const title = typeof message.TITLE === 'string' && message.TITLE !== '' ? message.TITLE : 'Notification';
-    const body = typeof message.TEXT === 'string' ? plainText(message.TEXT, isPlainTextFormat(message)) : '';
+    const title = clipTitle(asText(message.TITLE)) || 'Notification';
+    const body = plainText(asText(message.TEXT), isPlainTextFormat(message));
     const options: NotificationOptions = { body };
     if (typeof message.ICON === 'string' && /^https?:\/\//i.test(message.ICON)) options.icon = message.ICON;
-    // The same ID shown in two tabs (or twice) replaces rather than stacks.
-    if (message.ID !== undefined) options.tag = `herald:${String(message.ID)}`;
+    // The same notification shown in two tabs of the person (every hidden
+    // tab gets it), or twice (a replay), replaces rather than stacks: it is
+    // the same SEQ of the same stream, or the sender's same ID.
+    const tag = desktopTag(message);
+    if (tag !== undefined) options.tag = tag;
     try {
       const n = new Notification(title, options);
       n.onclick = () => {

@@ -12,9 +12,12 @@
 import * as api from './index.js';
 import { Dispatcher, type LegacyExtension } from './dispatcher.js';
 import { HeraldClient, setDefaultBaseUrl, type HeraldClientOptions } from './herald-client.js';
+import { currentScript } from './dom.js';
 
-// Where this script came from is where Herald is (unless the page says otherwise).
-const script = document.currentScript as HTMLScriptElement | null;
+// Where this script came from is where Herald is (unless the page says
+// otherwise): the real <script> element, never an element the page's HTML
+// named "currentScript" (dom.ts), which would send the token elsewhere.
+const script = currentScript();
 if (script?.src) setDefaultBaseUrl(new URL('.', script.src).toString());
 
 const shared = new Dispatcher();

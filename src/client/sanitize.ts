@@ -94,9 +94,31 @@ export function isPlainTextFormat(message: { FORMAT?: unknown }): boolean {
   return message.FORMAT === 'text';
 }
 
-/** The text a desktop notification shows for TEXT (no markup at all); `plain`: TEXT is text already. */
+/** A TITLE or TEXT that is not a string, as the toast shows it: a number as written, anything else as JSON. */
+export function asText(value: unknown): string {
+  if (value === undefined || value === null) return '';
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  return JSON.stringify(value);
+}
+
+/**
+ * The text a desktop notification shows for TEXT (no markup at all); `plain`:
+ * TEXT is text already. A line break, a paragraph and a list item each end a
+ * line, as on the toast (`<li>a</li><li>b</li>` is "a\nb", not "ab").
+ */
 export function plainText(text: string, plain = false): string {
   if (plain) return clipText(text).trim();
   const fragment = sanitizeHtml(clipText(text).replace(/<br\s*\/?>/gi, '\n'));
-  return (fragment.textContent ?? '').trim();
+  for (const block of fragment.querySelectorAll('p, li')) block.after('\n');
+  return (fragment.textContent ?? '').replace(/[ \t]*\n[ \t\n]*\n/g, '\n\n').trim();
+}
+
+/** Longest TITLE a desktop notification gets, in characters; the system shows a line or two of it. */
+export const MAX_DESKTOP_TITLE_CHARS = 200;
+
+/** `title` cut to `max` characters (whole code points), with `…` where it was cut. */
+export function clipTitle(title: string, max = MAX_DESKTOP_TITLE_CHARS): string {
+  if (title.length <= max) return title;
+  return `${[...title.slice(0, max)].slice(0, max - 1).join('')}…`;
 }

@@ -18,6 +18,14 @@ export const TOAST_CSS: string = `
   gap: 8px;
   width: var(--herald-width, 360px);
   max-width: calc(100vw - 32px);
+  /* Never past the viewport's bottom, where nothing could be read or closed:
+     the newest toast (the last) stays in view, and whatever does not fit is
+     cut off the oldest, at the top. Clipped only vertically, so the toasts'
+     shadows are not. */
+  max-height: calc(100vh - var(--herald-top, 16px) - 16px);
+  justify-content: flex-end;
+  overflow-x: visible;
+  overflow-y: clip;
   font: var(--herald-font, 14px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif);
   color: var(--herald-fg, #1d2430);
   pointer-events: none;
@@ -40,7 +48,9 @@ export const TOAST_CSS: string = `
 .herald-icon { width: 24px; height: 24px; flex: none; object-fit: contain; }
 .herald-icon-text { flex: none; font-size: 20px; line-height: 24px; }
 .herald-body { flex: 1; min-width: 0; }
-.herald-title { font-weight: 600; margin: 0 0 2px; }
+/* A long TITLE or TEXT scrolls inside its toast rather than growing it past the screen. */
+.herald-title { font-weight: 600; margin: 0 0 2px; max-height: 4.2em; overflow-y: auto; }
+.herald-text { max-height: var(--herald-text-height, min(40vh, 20em)); overflow-y: auto; }
 .herald-title:empty { display: none; }
 .herald-text p { margin: 0 0 4px; }
 .herald-text ul, .herald-text ol { margin: 2px 0; padding-left: 20px; }

@@ -4,8 +4,9 @@
  */
 import type { NotificationObject } from '../protocol/frames.js';
 import type { CommandProgressFrame, CommandState } from '../protocol/commands.js';
-import { clipText, isPlainTextFormat, isSafeUrl, MAX_TEXT_CHARS, sanitizeHtml } from './sanitize.js';
+import { asText, clipText, isPlainTextFormat, isSafeUrl, MAX_TEXT_CHARS, sanitizeHtml } from './sanitize.js';
 import { TOAST_CSS } from './styles.js';
+import { pageBody, rootElement, stillLoading } from './dom.js';
 
 export interface ToasterOptions {
   /** Where the toast stack is attached. Default: document.body. */
@@ -41,13 +42,6 @@ const STATE_LABEL: Record<CommandState, string> = {
   timed_out: 'timed out',
   cancelled: 'cancelled',
 };
-
-function asText(value: unknown): string {
-  if (value === undefined || value === null) return '';
-  if (typeof value === 'string') return value;
-  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
-  return JSON.stringify(value);
-}
 
 /**
  * TIMEOUT of a MESSAGE, in milliseconds; 0 keeps the toast until closed.
@@ -162,7 +156,7 @@ export class Toaster {
         'DOMContentLoaded',
         () => {
           this.#awaitingBody = false;
-          if (this.#host === host) (document.body ?? document.documentElement).append(host);
+          if (this.#host === host) (pageBody() ?? rootElement())?.append(host);
         },
         { once: true },
       );
@@ -171,8 +165,8 @@ export class Toaster {
   }
 
   /** Where the stack goes: the option, else <body>; none while the parser is still in <head>; the root element where there is no <body> once parsed (a frameset, an SVG document). */
-  #parent(): HTMLElement | undefined {
-    return this.#options.parent ?? document.body ?? (document.readyState === 'loading' ? undefined : document.documentElement);
+  #parent(): Element | undefined {
+    return this.#options.parent ?? pageBody() ?? (stillLoading() ? undefined : rootElement() ?? undefined);
   }
 
   get #list(): HTMLElement {
