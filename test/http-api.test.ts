@@ -464,6 +464,42 @@ describe('HTTP API, requestTimeoutMs', () => {
       await s.close();
     }
   });
+
+  test('an answer given before the body arrived (401, 404) closes the connection: no 408 follows it, read as the next answer', async () => {
+    const s = await startHerald({ requestTimeoutMs: 500 });
+    try {
+      const port = Number(new URL(s.url).port);
+      for (const [head, status] of [
+        ['POST /api/v1/send HTTP/1.1', 401],
+        ['POST /api/v1/nowhere HTTP/1.1', 404],
+      ] as const) {
+        const socket = connect(port, '127.0.0.1');
+        await once(socket, 'connect');
+        let answer = '';
+        socket.on('data', (d: Buffer) => (answer += d.toString('latin1')));
+        socket.on('error', () => undefined);
+        // No credential (or no route): answered at once, while 99 of the body's 100 bytes never come.
+        socket.write(`${head}\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{`);
+        await within(once(socket, 'close'), 10_000, 'the server to close the connection');
+        const answers = answer.match(/HTTP\/1\.1 \d{3}/g) ?? [];
+        assert.deepEqual(answers, [`HTTP/1.1 ${status}`], `one answer, then the close: ${JSON.stringify(answer)}`);
+        assert.match(answer, /\r\nconnection: close\r\n/i);
+      }
+      // A request whose body was read, and one without a body, keep their connection.
+      const auth = { authorization: `Bearer ${s.apiToken}` };
+      for (const init of [
+        { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ to: { aid: 5 }, message: 'hi' }) },
+        { method: 'GET', headers: auth },
+      ]) {
+        const kept = await fetch(`${s.url}/api/v1/${init.method === 'GET' ? 'ping' : 'send'}`, init);
+        assert.equal(kept.status, 200);
+        assert.equal(kept.headers.get('connection'), 'keep-alive', init.method);
+        await kept.body?.cancel();
+      }
+    } finally {
+      await s.close();
+    }
+  });
 });
 
 describe('HTTP API, a 4xx raised by a plugin or the framework', () => {

@@ -207,8 +207,13 @@ export function installShutdownHandling(app: FastifyInstance, closing: () => boo
     done(new HeraldError('HERALD_ERR_SHUTTING_DOWN'));
   });
   app.addHook('onSend', (req, reply, payload, done) => {
-    // HTTP/2 has no Connection header (and ends its sessions itself).
-    if (closing() && req.raw.httpVersionMajor < 2) reply.header('connection', 'close');
+    // HTTP/2 has no Connection header (and ends its sessions itself). An answer
+    // given before the request's body arrived whole (401, 404 or 413, which
+    // never read it) ends the connection too: kept alive, node would go on
+    // waiting for the rest of that body, and a client that never sends it got
+    // a 408 after the answer, which it would read as the answer to its next
+    // request on the connection.
+    if (req.raw.httpVersionMajor < 2 && (closing() || !req.raw.complete)) reply.header('connection', 'close');
     done(null, payload);
   });
 }
