@@ -335,6 +335,7 @@ export class Herald {
       await step('broker', () => this.broker.close());
       await step('session resolver', () => this.resolver.close());
       await step('store', () => this.store.close());
+      this.notifier.flushLogs();
       if (failure) throw failure.error;
     })();
     return this.#closed;

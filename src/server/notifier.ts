@@ -1,4 +1,5 @@
 import type { Logger } from 'pino';
+import { ThrottledLog } from './throttled-log.js';
 import { CloseCode } from '../protocol/close-codes.js';
 import type { NotificationObject, NotificationPayload } from '../protocol/frames.js';
 import type { Principal, PrincipalKind } from '../protocol/principal.js';
@@ -127,6 +128,12 @@ export class Notifier {
   readonly #maxTtlMs: number;
   readonly #now: () => number;
   readonly #liveKeys: LiveKeys;
+  /**
+   * Notifications dropped from full streams: a sender past a person's
+   * maxPerStream drops one with each send, and each wrote a line (18,000 in
+   * a burst of 20,000 sends to two people).
+   */
+  readonly #capLog: ThrottledLog;
 
   constructor(options: NotifierOptions) {
     this.#store = options.store;
@@ -139,6 +146,17 @@ export class Notifier {
       ...options.liveKeys,
       onFull: (maxKeys) => this.#log.warn({ maxKeys }, 'idempotency keys of live-only sends: record full, the oldest are forgotten before their window ends'),
     });
+    this.#capLog = new ThrottledLog(this.#log, this.#now, {
+      summary: (byKey, windowMs, perWindow) => ({
+        fields: { dropped: byKey.dropped ?? 0, windowMs },
+        message: `stream cap reached: oldest notifications dropped, more than ${perWindow} times in ${windowMs / 1000} s (the count is of notifications not logged one by one)`,
+      }),
+    });
+  }
+
+  /** Says what the bounded log lines counted and have not said yet (Herald's close). */
+  flushLogs(): void {
+    this.#capLog.flush();
   }
 
   get store(): MessageStore {
@@ -260,7 +278,7 @@ export class Notifier {
           ? { type: 'person', to: plan.to as Principal, frame, origin: { stream: 'own', seq: r.seq } }
           : { type: 'kind', kind, frame, origin: { stream: 'broadcast', seq: r.seq } });
         if (p) (publishing ??= []).push(p);
-        if (r.dropped > 0) this.#log.warn({ to: inputs[plan.input]!.stream, dropped: r.dropped }, 'stream cap reached: oldest notifications dropped');
+        if (r.dropped > 0) this.#capLog.log('warn', 'dropped', { to: inputs[plan.input]!.stream, dropped: r.dropped }, 'stream cap reached: oldest notifications dropped', r.dropped);
         results[i] = withPeople({ delivered: plan.tabs, queued: true, id: r.id, seq: r.seq, epoch: r.epoch, duplicate: false, dropped: r.dropped }, plan);
       }
       if (publishing) await Promise.all(publishing);

@@ -4,6 +4,7 @@
  * (slow, failing). Owns its server: call `close()`.
  */
 import pino from 'pino';
+import { ThrottledLog } from '../../src/server/throttled-log.js';
 import { WebSocketServer } from 'ws';
 import { AckBuffer } from '../../src/server/gateway/ack-buffer.js';
 import { Connection, type ResumeCursors } from '../../src/server/gateway/connection.js';
@@ -24,6 +25,7 @@ export async function openBareConnection(store: MessageStore, cursors: ResumeCur
   const connected = new Promise<Connection>((resolve) => wss.once('connection', (ws, req) => {
     const conn = new Connection(ws, req.socket, { kind: 'admin', id: 1 }, 'credential', {
       store, acks: new AckBuffer(store, log), commands: undefined, logger: log, now: Date.now, tabCount: () => 1,
+      behind: new ThrottledLog(log, Date.now, { summary: () => ({ fields: {}, message: '' }) }),
       limits: { maxFrameBytes: 65_536, heartbeatMs: 60_000, maxBufferedBytes: 4 << 20, replayBatch: 10, closeTimeoutMs: 3000, maxFramesPer10s: 1000, maxErrorsPer10s: 50, broadcastAcksPerSecond: 50, acksPerSecond: 250 },
     });
     conn.start(cursors)?.catch(() => undefined);

@@ -12,6 +12,7 @@ import type { Frame, FrameOrigin, Tab } from '../hub.js';
 import { broadcastStreamKey, withDelivery } from '../notifier.js';
 import type { MessageStore, StreamHead } from '../store/message-store.js';
 import { sharedTextFrame, socketTextFrame, textFrame } from './text-frame.js';
+import type { ThrottledLog } from '../throttled-log.js';
 
 export interface ConnectionLimits {
   /** Largest frame a tab may send, bytes: a larger one closes it with 4413 (up to gateway.ts's payloadCeiling; past it `ws` closes with 1009). */
@@ -78,6 +79,8 @@ export interface ConnectionDeps {
   now: () => number;
   /** Open tabs of a kind on this node, or of every kind without one (the tab itself included once it is in the Hub). */
   tabCount: (kind?: PrincipalKind) => number;
+  /** Where a tab closed for falling behind (a slow consumer) says so, bounded: a mass of them at once is one summary. */
+  behind: ThrottledLog;
 }
 
 /** Where a tab wants replay to start, per stream: its last seen SEQ and EPOCH, or nothing (a new tab). */
@@ -246,6 +249,19 @@ export class Connection implements Tab {
   get #log(): Logger {
     this.#logger ??= this.#deps.logger.child({ tab: this.id, who: principalKey(this.principal) });
     return this.#logger;
+  }
+
+  /**
+   * Says in the log that this tab is closed for falling behind: an operator
+   * whose tabs keep dropping (a slow link, a page that stopped reading, a
+   * send rate past what the tabs take) has nothing else to go by.
+   */
+  #fellBehind(reason: 'slow consumer' | 'replay', fields: object): void {
+    if (this.#closing) return;
+    const message = reason === 'replay'
+      ? 'tab closed: it fell too far behind during its replay (it resumes when it reconnects)'
+      : 'tab closed: slow consumer, it did not read what it was sent (it resumes when it reconnects)';
+    this.#deps.behind.log('info', reason, { tab: this.id, who: principalKey(this.principal), ...fields }, message);
   }
 
   onClosed(listener: () => void): void {
@@ -504,6 +520,7 @@ export class Connection implements Tab {
       // Live frames pile up while a long replay is paced to a slow reader:
       // past a bound, the tab reconnects and resumes from what it has.
       if (this.#held.length >= MAX_HELD_FRAMES) {
+        this.#fellBehind('replay', { held: this.#held.length });
         this.closeNow(CloseCode.TRY_AGAIN, 'too far behind, reconnect');
         return;
       }
@@ -521,6 +538,7 @@ export class Connection implements Tab {
     if (!this.isOpen) return;
     if (this.#ws.bufferedAmount > this.#deps.limits.maxBufferedBytes) {
       // It will resume where it left off when it reconnects.
+      this.#fellBehind('slow consumer', { bufferedBytes: this.#ws.bufferedAmount, maxBufferedBytes: this.#deps.limits.maxBufferedBytes });
       this.closeNow(CloseCode.TOO_MANY, CloseReason.SLOW_CONSUMER);
       return;
     }

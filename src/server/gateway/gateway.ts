@@ -11,9 +11,10 @@ import type { CommandService } from '../commands/command-service.js';
 import type { Hub } from '../hub.js';
 import type { MessageStore } from '../store/message-store.js';
 import { AckBuffer } from './ack-buffer.js';
-import { ACK_WAIT_MS, Connection, type ConnectionLimits, type ResumeCursors } from './connection.js';
+import { ACK_WAIT_MS, Connection, type ConnectionDeps, type ConnectionLimits, type ResumeCursors } from './connection.js';
 import { answerWithoutUpgrade, offersWebSocket } from './other-upgrade.js';
 import { RefusalLog } from './refusal-log.js';
+import { ThrottledLog } from '../throttled-log.js';
 
 export interface GatewayOptions {
   hub: Hub;
@@ -85,6 +86,8 @@ export class Gateway {
   readonly #now: () => number;
   #heartbeat: NodeJS.Timeout | undefined;
   readonly #refusals: RefusalLog;
+  /** What every tab is handed: one object for all, not one each. */
+  readonly #deps: ConnectionDeps;
   #closing = false;
   /** Set by close(): called when the last open tab has closed. */
   #whenNoTabs: (() => void) | undefined;
@@ -95,6 +98,16 @@ export class Gateway {
     this.#now = options.now ?? Date.now;
     this.#refusals = new RefusalLog(options.logger, this.#now);
     this.#acks = new AckBuffer(options.store, options.logger);
+    this.#deps = {
+      store: options.store, acks: this.#acks, commands: options.commands, logger: options.logger, limits: options.limits, now: this.#now,
+      tabCount: this.#tabCount,
+      behind: new ThrottledLog(options.logger, this.#now, {
+        summary: (byReason, windowMs, perWindow) => ({
+          fields: { closed: Object.values(byReason).reduce((a, b) => a + b, 0), byReason, windowMs },
+          message: `tabs closed for falling behind and not logged one by one: more than ${perWindow} in ${windowMs / 1000} s`,
+        }),
+      }),
+    };
     // closeTimeout is ws's own (8.23), not yet in its type definitions.
     const wsOptions: ServerOptions & { closeTimeout: number } = {
       noServer: true,
@@ -209,10 +222,7 @@ export class Gateway {
     socket.cork();
     let welcomed = false;
     this.#wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
-      const conn = new Connection(ws, socket, principal, credential, {
-        store: this.#o.store, acks: this.#acks, commands: this.#o.commands, logger: this.#o.logger, limits: this.#o.limits, now: this.#now,
-        tabCount: this.#tabCount,
-      });
+      const conn = new Connection(ws, socket, principal, credential, this.#deps);
       this.#connections.add(conn);
       const slice = this.#slices[this.#added++ % this.#slices.length]!;
       slice.add(conn);
@@ -290,6 +300,7 @@ export class Gateway {
     this.#closing = true;
     clearInterval(this.#heartbeat);
     this.#refusals.flush();
+    this.#deps.behind.flush();
     for (const socket of this.#admitting) reject(socket, 503, 'HERALD_ERR_SHUTTING_DOWN', 'the server is shutting down');
     this.#admitting.clear();
     const all = [...this.#connections];
