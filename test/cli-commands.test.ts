@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createServer, type AddressInfo } from 'node:net';
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { optionsMarkdownTable } from '../src/server/options.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { TestTab } from './helpers/ws-client.js';
@@ -74,6 +75,7 @@ describe('herald client commands', () => {
       [['send', '--aid', '1', '--json', '[1]'], /--json must be a JSON object/],
       [['send', '--aid', 'one', '--text', 'x'], /--aid must be a positive integer/],
       [['send', '--aid', '1', '--text', 'x', '--ttl', 'soon'], /--ttl must be a duration/],
+      [['send', '--aid', '1', '--text', 'x', '--idempotency-key', ''], /--idempotency-key must be 1 to 200 characters, got 0/],
     ] as const;
     const results = await Promise.all(cases.map(([args]) => runCli(args, { env: bad })));
     cases.forEach(([args, pattern], i) => {
@@ -111,6 +113,19 @@ describe('herald client commands', () => {
     } finally {
       rmSync(empty, { recursive: true, force: true });
     }
+  });
+
+  test('token --ttl above 31 days exits 2, as the SDK and POST /api/v1/tokens refuse it; 31d is taken', async () => {
+    const withSecret = { ...env, HERALD_SECRET: s.secret };
+    const [long, longest] = await Promise.all([
+      runCli(['token', '--aid', '1', '--ttl', '400d'], { env: withSecret }),
+      runCli(['token', '--aid', '1', '--ttl', '31d'], { env: withSecret }),
+    ]);
+    assert.equal(long.code, 2, long.stderr);
+    assert.match(long.stderr, /--ttl must be at most 31d \(2678400s\), got "400d"/);
+    assert.equal(long.stdout, '');
+    assert.equal(longest.code, 0, longest.stderr);
+    assert.equal(longest.stdout.trim().split('.').length, 3);
   });
 
   test('ping and status; an unreachable server or a wrong API token exit 1 with a clear message', async () => {
@@ -176,5 +191,66 @@ describe('herald client commands', () => {
     for (const c of ['start', 'token', 'send', 'online', 'ping', 'status', 'run', 'config']) assert.match(help.stdout, new RegExp(`\\n  ${c}\\b`));
     assert.equal(unknown.code, 2);
     assert.match(unknown.stderr, /unknown command 'frobnicate'/);
+  });
+});
+
+/** A node:http server on 127.0.0.1 (port 0) that is not Herald, answering every request with `answer`. */
+async function impostor(answer: (req: IncomingMessage, res: ServerResponse) => void): Promise<{ url: string; close: () => Promise<void> }> {
+  const server = createHttpServer((req, res) => {
+    req.resume();
+    answer(req, res);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+describe('herald client commands against something that is not Herald', () => {
+  test('send and status given {} exit 1 naming the bad answer: no "delivered to undefined tabs", no TypeError', async () => {
+    const server = await impostor((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end('{}'));
+    try {
+      const env = { HERALD_URL: server.url, HERALD_API_TOKEN: 'whatever-token-123' };
+      const [send, status, ping] = await Promise.all([
+        runCli(['send', '--aid', '1', '--text', 'x'], { env }),
+        runCli(['status'], { env }),
+        runCli(['ping'], { env }),
+      ]);
+      for (const [name, r] of [['send', send], ['status', status], ['ping', ping]] as const) {
+        assert.equal(r.code, 1, `${name}: ${r.stderr}`);
+        assert.match(r.stderr, /not Herald's answer .*\(HERALD_ERR_BAD_RESPONSE, HTTP 200\)/, name);
+        assert.equal(r.stdout, '', name);
+        assert.doesNotMatch(r.stderr, /undefined|TypeError|\n\s+at /, name);
+      }
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('a server\'s message reaches the terminal without its control characters, and cut', async () => {
+    // Retitles the window, clears the screen and overwrites the line: then 5 MB of text.
+    const hostile = '\x1b]0;pwned\x07\x1b[2J\rherald: all good\u009b31m\x7f';
+    let nonJson = false;
+    const server = await impostor((_req, res) => {
+      if (nonJson) res.writeHead(502, { 'content-type': 'text/html' }).end(`<h1>${hostile}</h1>`);
+      else res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: 'HERALD_ERR_VALIDATION', message: hostile + 'x'.repeat(5_000_000) } }));
+    });
+    try {
+      const env = { HERALD_URL: server.url, HERALD_API_TOKEN: 'whatever-token-123' };
+      const long = await runCli(['send', '--aid', '1', '--text', 'x'], { env });
+      nonJson = true;
+      const html = await runCli(['ping'], { env });
+      for (const [name, r] of [['error message', long], ['a body that is not JSON', html]] as const) {
+        assert.equal(r.code, 1, `${name}: ${r.stderr.slice(0, 300)}`);
+        // One line, ending in a newline, and nothing in it a terminal acts on.
+        assert.doesNotMatch(r.stderr.slice(0, -1), /[\u0000-\u0008\u000a-\u001f\u007f-\u009f]/, name);
+        assert.ok(r.stderr.includes('\\x1b]0;pwned\\x07\\x1b[2J\\x0dherald: all good\\x9b31m\\x7f'), `${name}: ${r.stderr.slice(0, 300)}`);
+      }
+      assert.ok(long.stderr.length < 2000, `${long.stderr.length} characters printed`);
+      assert.match(long.stderr, /… \(\d+ more characters\) \(HERALD_ERR_VALIDATION, HTTP 400\)\n$/);
+    } finally {
+      await server.close();
+    }
   });
 });

@@ -5,6 +5,8 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { exited, LineReader, runCli, spawnCli } from './helpers/cli.js';
 
@@ -93,5 +95,35 @@ describe('herald run', () => {
     assert.match(noAid.stderr, /--aid/);
     const noProgram = await runCli(['run', '--aid', '1'], { env });
     assert.equal(noProgram.code, 2);
+  });
+});
+
+describe('herald run against something that is not Herald', () => {
+  test('the id and the error a server gives are printed without their control characters', async () => {
+    // Clears the screen in the id, retitles the window in the error.
+    const id = 'c\x1b[2J1';
+    const server = createServer((req, res) => {
+      req.resume();
+      const info = req.method === 'POST'
+        ? { id, aid: 1, program: 'ping', args: [], state: 'queued', door: 'cli' }
+        : { id, aid: 1, program: 'ping', args: [], state: 'failed', door: 'cli', output: '', outputLength: 0, EXIT_CODE: 3, SIGNAL: null, DURATION_MS: 5, TRUNCATED: false, error: '\x1b]0;pwned\x07boom' };
+      res.writeHead(req.method === 'POST' ? 201 : 200, { 'content-type': 'application/json' }).end(JSON.stringify(info));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const env = { HERALD_URL: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, HERALD_API_TOKEN: 'whatever-token-123' };
+      const [started, waited] = await Promise.all([
+        runCli(['run', '--aid', '1', '--', 'ping'], { env }),
+        runCli(['run', '--aid', '1', '--wait', '--', 'ping'], { env }),
+      ]);
+      assert.equal(started.code, 0, started.stderr);
+      assert.equal(started.stdout, 'c\\x1b[2J1\n');
+      assert.equal(waited.code, 3, waited.stderr);
+      assert.doesNotMatch(waited.stderr.replace(/\n/g, ''), /[\u0000-\u001f\u007f-\u009f]/);
+      assert.match(waited.stderr, /command c\\x1b\[2J1 started for admin 1\n/);
+      assert.match(waited.stderr, /command c\\x1b\[2J1 failed, exit code 3 after 5 ms: \\x1b\]0;pwned\\x07boom\n/);
+    } finally {
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
   });
 });

@@ -133,11 +133,7 @@ describe('HttpTransport: deadlines and the url', () => {
       for (const [name, call] of calls) {
         for (let i = 0; i < bodies.length; i++) {
           const given = bodies[next % bodies.length];
-          // Every method reads some field: none of these bodies has it (ping only needs an object).
-          if (name === 'ping' && given !== undefined && given.startsWith('{')) {
-            next++;
-            continue;
-          }
+          // Every method reads some field: none of these bodies has it (ping its `ok` and `version`).
           await assert.rejects(call(), (e: unknown) => e instanceof HeraldSdkError && e.code === 'HERALD_ERR_BAD_RESPONSE' && e.status === 200 && /not Herald's answer/.test(e.message), `${name} given ${JSON.stringify(given)}`);
         }
       }

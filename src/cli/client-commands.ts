@@ -9,21 +9,27 @@ import { maskEnvEntries, maskUrlQuery, optionsMarkdownTable, SECRET_OPTION_KEYS,
 import { readSecrets, secretsFile } from '../server/secrets.js';
 import { HeraldSdkError } from '../sdk/errors.js';
 import type { Recipient, SendMessageInput, SendResult } from '../sdk/types.js';
-import { toPayload } from '../sdk/browser-sender.js';
-import { CliError, clientContext, Exit, loadCliOptions, personId, type GlobalFlags } from './context.js';
+import { MAX_CONNECT_TOKEN_TTL_SEC, toPayload } from '../sdk/browser-sender.js';
+import { CliError, clientContext, Exit, loadCliOptions, personId, printable, type GlobalFlags } from './context.js';
 import { parseDurationSec } from './duration.js';
 
 function out(line: string): void {
   process.stdout.write(`${line}\n`);
 }
 
-/** Turns an SDK failure into the one line an operator needs. */
+/**
+ * Turns an SDK failure into the one line an operator needs. The message and
+ * code may be a server's (whatever answers at the URL): printed only through
+ * {@link printable}, so that no escape sequence of theirs reaches the terminal
+ * and a 5 MB message is not printed whole.
+ */
 export function sdkFailure(e: unknown, url: string): never {
   if (e instanceof HeraldSdkError) {
-    if (e.code === 'HERALD_ERR_UNREACHABLE') throw new CliError(`cannot reach Herald at ${url}: ${e.message} (is it running? --url / HERALD_URL)`);
-    if (e.code === 'HERALD_ERR_CONNECTION_LOST') throw new CliError(`the connection to Herald at ${url} ended before its answer (is it restarting?): ${e.message}`);
+    const said = printable(e.message);
+    if (e.code === 'HERALD_ERR_UNREACHABLE') throw new CliError(`cannot reach Herald at ${url}: ${said} (is it running? --url / HERALD_URL)`);
+    if (e.code === 'HERALD_ERR_CONNECTION_LOST') throw new CliError(`the connection to Herald at ${url} ended before its answer (is it restarting?): ${said}`);
     if (e.code === 'HERALD_ERR_UNAUTHORIZED') throw new CliError(`Herald at ${url} refused the API token (${e.code}): check HERALD_API_TOKEN / the data dir`);
-    throw new CliError(`${e.message} (${e.code}${e.status ? `, HTTP ${e.status}` : ''})`);
+    throw new CliError(`${said} (${printable(e.code, 100)}${e.status ? `, HTTP ${e.status}` : ''})`);
   }
   throw e;
 }
@@ -95,7 +101,7 @@ function describeSend(result: SendResult, label: string, broadcast: boolean): st
   const parts: string[] = [];
   parts.push(broadcast ? `delivered to ${result.delivered} ${result.delivered === 1 ? 'person' : 'people'} online` : `delivered to ${result.delivered} ${result.delivered === 1 ? 'tab' : 'tabs'}`);
   const id = result.messageId ?? result.results?.find((r) => r.messageId)?.messageId;
-  if (result.queued) parts.push(`queued for tabs that connect later${id ? ` (message ${id})` : ''}`);
+  if (result.queued) parts.push(`queued for tabs that connect later${typeof id === 'string' && id !== '' ? ` (message ${printable(id, 300)})` : ''}`);
   if (result.duplicate || result.results?.some((r) => r.duplicate)) parts.push('duplicate idempotency key: not sent again');
   return `${label}: ${parts.join('; ')}`;
 }
@@ -104,6 +110,10 @@ export async function runSend(flags: SendFlags): Promise<void> {
   const { to, label } = recipientFromFlags(flags);
   const message = messageFromFlags(flags);
   const ttl = flags.ttl === undefined ? undefined : durationFlag('--ttl', flags.ttl);
+  // The server's bounds: refused here, with the flag's name, rather than as a 400 after the round trip.
+  if (flags.idempotencyKey !== undefined && (flags.idempotencyKey === '' || flags.idempotencyKey.length > 200)) {
+    throw new CliError(`--idempotency-key must be 1 to 200 characters, got ${flags.idempotencyKey.length}`, Exit.USAGE);
+  }
   const { sender, url } = clientContext(flags);
   let result: SendResult | false;
   try {
@@ -159,7 +169,7 @@ export async function runPing(flags: GlobalFlags): Promise<void> {
   const started = performance.now();
   try {
     const pong = await sender.ping();
-    out(`pong from Herald ${pong?.version ?? '?'} at ${url} in ${Math.round(performance.now() - started)} ms`);
+    out(`pong from Herald ${printable(pong?.version ?? '?', 100)} at ${url} in ${Math.round(performance.now() - started)} ms`);
   } catch (e) {
     sdkFailure(e, url);
   }
@@ -174,16 +184,18 @@ export async function runStatus(flags: GlobalFlags & { json?: boolean }): Promis
     sdkFailure(e, url);
   }
   if (flags.json || status === null) {
-    out(JSON.stringify(status));
+    // JSON escapes C0 but leaves DEL and C1 (0x9b is a terminal's CSI) as they are.
+    out(JSON.stringify(status).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
     return;
   }
-  out(`Herald ${status.version} at ${url}`);
+  out(`Herald ${printable(status.version, 100)} at ${url}`);
   out(`  uptime       ${formatDuration(status.uptimeMs)}`);
   const most = typeof status.maxTabs === 'number' && status.maxTabs > 0 ? ` (at most ${status.maxTabs} in all)` : '';
   out(`  connections  ${status.connections.admin} admin tabs, ${status.connections.user} user tabs${most}`);
   for (const key of Object.keys(status)) {
     if (['version', 'uptimeMs', 'connections', 'maxTabs'].includes(key)) continue;
-    out(`  ${key.padEnd(12)} ${typeof status[key] === 'string' ? status[key] : JSON.stringify(status[key])}`);
+    const value = status[key];
+    out(`  ${printable(key, 100).padEnd(12)} ${printable(typeof value === 'string' ? value : JSON.stringify(value) ?? String(value), 2000)}`);
   }
 }
 
@@ -210,6 +222,8 @@ export async function runToken(flags: TokenFlags): Promise<void> {
   const options = loadCliOptions(flags);
   const ttlMs = flags.ttl === undefined ? options.tokenTtlMs : durationFlag('--ttl', flags.ttl) * 1000;
   if (ttlMs < 1000) throw new CliError('--ttl must be at least 1s', Exit.USAGE);
+  // The bound of the SDK and of POST /api/v1/tokens: a token made here is no different.
+  if (flags.ttl !== undefined && ttlMs > MAX_CONNECT_TOKEN_TTL_SEC * 1000) throw new CliError(`--ttl must be at most 31d (${MAX_CONNECT_TOKEN_TTL_SEC}s), got ${JSON.stringify(flags.ttl)}`, Exit.USAGE);
   const secret = options.secret || readSecrets(options.dataDir).secret;
   if (!secret) {
     throw new CliError(`no token-signing secret: set HERALD_SECRET or "secret" in the config file, or start the server once so that it generates ${secretsFile(options.dataDir)}`, Exit.USAGE);

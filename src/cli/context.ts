@@ -29,6 +29,19 @@ export class CliError extends Error {
   }
 }
 
+/**
+ * Text from elsewhere (a server's error message, a field of its answer) made
+ * safe to print on a terminal: every control character — C0 but for tab,
+ * DEL, C1 — is shown as `\xNN` instead of acted on (ESC starts sequences that
+ * retitle the window, rewrite earlier lines, or hide what follows; CR
+ * overwrites the line), and it is cut to `max` characters, saying how much
+ * was left out. Newlines are kept only with `keepNewlines` (our own messages).
+ */
+export function printable(text: string, max = 500, keepNewlines = false): string {
+  const cut = text.length > max ? `${text.slice(0, max)}… (${text.length - max} more characters)` : text;
+  return cut.replace(/[\u0000-\u0008\u000a-\u001f\u007f-\u009f]/g, (c) => (keepNewlines && c === '\n' ? c : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
+}
+
 /** Options every command accepts (commander global options). */
 export interface GlobalFlags {
   config?: string;

@@ -11,7 +11,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { HeraldError } from '../server/errors.js';
-import { CliError, Exit, type GlobalFlags } from './context.js';
+import { CliError, Exit, printable, type GlobalFlags } from './context.js';
 import { runConfig, runOnline, runPing, runSend, runStatus, runToken } from './client-commands.js';
 import { runRun } from './run.js';
 
@@ -165,7 +165,9 @@ export async function main(argv: string[]): Promise<void> {
       return;
     }
     if (e instanceof CliError) {
-      process.stderr.write(`herald: ${e.message}\n`);
+      // Most messages quote something from elsewhere (a flag, a file, a server's words): no
+      // escape sequence of it reaches the terminal. Its own length is cut where it is quoted.
+      process.stderr.write(`herald: ${printable(e.message, Number.POSITIVE_INFINITY, true)}\n`);
       process.exitCode = e.exitCode;
       return;
     }

@@ -10,7 +10,7 @@
 import { constants } from 'node:os';
 import type { CommandInfo } from '../sdk/types.js';
 import type { BrowserSender } from '../sdk/browser-sender.js';
-import { CliError, clientContext, Exit, personId, type GlobalFlags } from './context.js';
+import { CliError, clientContext, Exit, personId, printable, type GlobalFlags } from './context.js';
 import { sdkFailure } from './client-commands.js';
 import { HeraldSdkError } from '../sdk/errors.js';
 import { parseDurationSec } from './duration.js';
@@ -73,22 +73,25 @@ export async function runRun(argv: string[], flags: RunFlags): Promise<void> {
       sdkFailure(e, url);
     }
     if (id === false) throw new CliError('commands are disabled');
+    // The server's id, as printed: nothing of it acts on the terminal.
+    const shown = printable(id, 200);
     if (!interrupts) {
-      process.stdout.write(`${id}\n`);
+      process.stdout.write(`${shown}\n`);
       return;
     }
-    process.stderr.write(`command ${id} started for admin ${aid}\n`);
+    process.stderr.write(`command ${shown} started for admin ${aid}\n`);
     interrupts.started(id);
     const info = await follow(sender, id, pollMs, url);
-    const summary = `command ${id} ${info.state}${info.EXIT_CODE !== null ? `, exit code ${info.EXIT_CODE}` : ''}${info.SIGNAL ? `, signal ${info.SIGNAL}` : ''}${info.TRUNCATED ? ', output cut' : ''} after ${info.DURATION_MS} ms${info.error ? `: ${info.error}` : ''}`;
-    process.stderr.write(`${summary}\n`);
+    const summary = `command ${shown} ${info.state}${info.EXIT_CODE !== null ? `, exit code ${info.EXIT_CODE}` : ''}${info.SIGNAL ? `, signal ${info.SIGNAL}` : ''}${info.TRUNCATED ? ', output cut' : ''} after ${info.DURATION_MS} ms${info.error ? `: ${String(info.error).slice(0, 500)}` : ''}`;
+    // Every part of it but the URL is the server's to say.
+    process.stderr.write(`${printable(summary, 1000)}\n`);
     if (fromAudit(info)) {
       // The server that ran it is gone; the new one knows its end from the audit trail only.
       process.stderr.write(`(Herald at ${url} restarted: this is the command's final record from its audit trail, which does not keep output; any output after what was printed above is lost)\n`);
     }
     if (stoppedByShutdown(info) && interrupts.signal === undefined) {
       // Not the user's Ctrl-C (130): the program did not fail either, the server stopped it.
-      throw new CliError(`command ${id} was stopped by the server's shutdown (Herald at ${url} stops every command it runs when it shuts down, and does not run them again)`);
+      throw new CliError(`command ${shown} was stopped by the server's shutdown (Herald at ${url} stops every command it runs when it shuts down, and does not run them again)`);
     }
     // Cancelled by our SIGTERM: 128 + 15, as a program ended by it would give.
     process.exitCode = info.state === 'cancelled' && interrupts.signal === 'SIGTERM' ? 143 : exitStatusOf(info);
@@ -131,8 +134,8 @@ class Interrupts {
   }
 
   #cancel(id: string): void {
-    process.stderr.write(`cancelling ${id}…\n`);
-    this.#sender.cancelCommand(id).catch((e: unknown) => process.stderr.write(`cancel failed: ${(e as Error).message}\n`));
+    process.stderr.write(`cancelling ${printable(id, 200)}…\n`);
+    this.#sender.cancelCommand(id).catch((e: unknown) => process.stderr.write(`cancel failed: ${printable(String((e as Error)?.message ?? e))}\n`));
   }
 
   dispose(): void {
@@ -152,6 +155,7 @@ export function stoppedByShutdown(info: CommandInfo): boolean {
 
 /** Polls until the command ends, writing new output as it appears. */
 async function follow(sender: BrowserSender, id: string, pollMs: number, url: string): Promise<CommandInfo> {
+  const shown = printable(id, 200);
   let printed = 0;
   for (;;) {
     let info: CommandInfo | null;
@@ -161,7 +165,7 @@ async function follow(sender: BrowserSender, id: string, pollMs: number, url: st
       // The SDK has kept trying for its retryForMs already. A server that shuts down stops
       // every command it runs (docs/commands.md): the command most likely ended with it.
       if (e instanceof HeraldSdkError && LOST_SERVER.has(e.code)) {
-        throw new CliError(`lost Herald at ${url} while following command ${id} (${e.code}: ${e.message}): a server that shuts down stops its commands, so ${id} was most likely stopped with it`);
+        throw new CliError(`lost Herald at ${url} while following command ${shown} (${e.code}: ${printable(e.message)}): a server that shuts down stops its commands, so ${shown} was most likely stopped with it`);
       }
       sdkFailure(e, url);
     }
@@ -169,7 +173,7 @@ async function follow(sender: BrowserSender, id: string, pollMs: number, url: st
       // It was running a moment ago, and a server forgets a finished command only long after, and
       // then answers from its audit trail: this is a new server (restarted), which does not run the
       // commands of the old one again, and keeps no audit trail that holds this one.
-      throw new CliError(`command ${id} is no longer known to Herald at ${url}: the server restarted, which stops every command it ran, and the new one does not run it again (nor does its audit trail, commandsAuditFile, hold how it ended)`);
+      throw new CliError(`command ${shown} is no longer known to Herald at ${url}: the server restarted, which stops every command it ran, and the new one does not run it again (nor does its audit trail, commandsAuditFile, hold how it ended)`);
     }
     if (typeof info.outputLength === 'number') {
       // The server sent only what came after `since`.

@@ -14,7 +14,7 @@ import { isPersonId, type Principal, type PrincipalKind } from '../protocol/prin
 import type { NotificationObject, NotificationPayload } from '../protocol/frames.js';
 import { mintConnectToken } from './connect-token.js';
 import { HeraldSdkError } from './errors.js';
-import { HttpTransport, MAX_TIMEOUT_MS, type HttpAnswer } from './http-transport.js';
+import { DEFAULT_MAX_ANSWER_BYTES, HttpTransport, MAX_ANSWER_BYTES_LIMIT, MAX_TIMEOUT_MS, type HttpAnswer } from './http-transport.js';
 import type {
   CommandInfo, CommandStatusOptions, ConnectToken, LegacyAnswer, MessageStatus, Person, PingResult, Recipient,
   RunInBackgroundOptions, SendMessageInput, SendResult, ServerStatus,
@@ -43,6 +43,13 @@ export interface BrowserSenderOptions {
    * try once. 0: never repeat. Default 3000.
    */
   retryForMs?: number;
+  /**
+   * The most an answer's body may hold, in bytes (at most 256 MiB): a longer
+   * one is refused as it arrives, with HERALD_ERR_BAD_RESPONSE, and not asked
+   * for again. Raise it only for `commandStatus`/`listCommands` on a server
+   * whose `commandsOutputCap` is far above its 1 MiB default. Default 64 MiB.
+   */
+  maxAnswerBytes?: number;
   /**
    * The server's token-signing secret (`HERALD_SECRET`). With it,
    * {@link BrowserSender.createConnectToken} signs locally (no round trip);
@@ -88,6 +95,10 @@ export class BrowserSender {
     if (!Number.isFinite(retryForMs) || retryForMs < 0 || retryForMs > MAX_TIMEOUT_MS) {
       throw new TypeError(`option "retryForMs" must be a number of milliseconds from 0 to ${MAX_TIMEOUT_MS}, got ${String(options.retryForMs)}`);
     }
+    const maxAnswerBytes = options.maxAnswerBytes ?? DEFAULT_MAX_ANSWER_BYTES;
+    if (!Number.isInteger(maxAnswerBytes) || maxAnswerBytes < 1 || maxAnswerBytes > MAX_ANSWER_BYTES_LIMIT) {
+      throw new TypeError(`option "maxAnswerBytes" must be a whole number of bytes from 1 to ${MAX_ANSWER_BYTES_LIMIT}, got ${String(options.maxAnswerBytes)}`);
+    }
     if (this.#secret !== undefined && this.#secret.length < 32) throw new TypeError('option "secret" must be at least 32 characters (the server refuses shorter ones)');
     if (!this.enabled) {
       this.#http = undefined;
@@ -111,7 +122,7 @@ export class BrowserSender {
     // Paths are appended to the URL as text: /api/v1/send would land after a ?query or #fragment.
     if (parsed.search !== '' || parsed.hash !== '') throw new TypeError(`option "url" must not carry a query or fragment (${parsed.search}${parsed.hash}): it is the base the API's paths are appended to`);
     if (!options.apiToken) throw new TypeError('option "apiToken" is required when "enabled" is true');
-    this.#http = new HttpTransport({ url: options.url, apiToken: options.apiToken, timeoutMs, retryForMs, userAgent: `herald-sdk/${SDK_VERSION}` });
+    this.#http = new HttpTransport({ url: options.url, apiToken: options.apiToken, timeoutMs, retryForMs, maxAnswerBytes, userAgent: `herald-sdk/${SDK_VERSION}` });
   }
 
   // ---- presence ------------------------------------------------------------
@@ -137,13 +148,15 @@ export class BrowserSender {
    */
   async ping(): Promise<PingResult | null> {
     if (!this.#http) return null;
-    return heraldAnswer<PingResult>(await this.#http.request('GET', '/ping', undefined, { once: true }), 'GET /ping');
+    return heraldAnswer<PingResult>(await this.#http.request('GET', '/ping', undefined, { once: true }), 'GET /ping', { ok: 'boolean', version: 'string' });
   }
 
   /** `GET /api/v1/status`: version, uptime, connections, store and its counts, broker, commands. Disabled: null. */
   async status(): Promise<ServerStatus | null> {
     if (!this.#http) return null;
-    return heraldAnswer<ServerStatus>(await this.#http.request('GET', '/status', undefined, { once: true }), 'GET /status');
+    const answer = await this.#http.request('GET', '/status', undefined, { once: true });
+    // What `herald status` prints of it (a `{}` from another service made it print a TypeError).
+    return heraldAnswer<ServerStatus>(answer, 'GET /status', { version: 'string', uptimeMs: 'number', 'connections.admin': 'number', 'connections.user': 'number' });
   }
 
   /** Has this admin at least one browser tab open (anywhere in the cluster)? The seed's `has_connected_admin($aid)`. Disabled: false. */
@@ -160,7 +173,7 @@ export class BrowserSender {
   async connectedTabs(person: Person): Promise<number> {
     if (!this.#http) return 0;
     const { kind, id } = toPrincipal(person);
-    return heraldAnswer<{ tabs: number }>(await this.#http.request('GET', `/online/${kind}/${id}`), 'GET /online/:kind/:id', 'tabs', 'number').tabs;
+    return heraldAnswer<{ tabs: number }>(await this.#http.request('GET', `/online/${kind}/${id}`), 'GET /online/:kind/:id', { tabs: 'number' }).tabs;
   }
 
   /** The AIDs of every admin with a tab open now (the legacy `REQUEST_LIST` of ADMINS). Disabled: []. */
@@ -175,7 +188,7 @@ export class BrowserSender {
 
   async #online(kind: PrincipalKind): Promise<number[]> {
     if (!this.#http) return [];
-    return heraldAnswer<{ ids: number[] }>(await this.#http.request('GET', `/online?kind=${kind}`), 'GET /online', 'ids', 'array').ids;
+    return heraldAnswer<{ ids: number[] }>(await this.#http.request('GET', `/online?kind=${kind}`), 'GET /online', { ids: 'array' }).ids;
   }
 
   // ---- sending -------------------------------------------------------------
@@ -191,19 +204,32 @@ export class BrowserSender {
    */
   async sendMessage(input: SendMessageInput): Promise<SendResult | false> {
     if (!this.#http) return false;
+    if (typeof input !== 'object' || input === null) throw badArgument('sendMessage takes { aid | uid | aids | uids | all, message }');
     const body: Record<string, unknown> = { to: toRecipient(input), message: toPayload(input.message, input.title) };
     if (input.ttl !== undefined) {
       if (!Number.isFinite(input.ttl) || input.ttl < 0) throw badArgument(`ttl must be a non-negative number of seconds, got ${String(input.ttl)}`);
       body.ttl = input.ttl;
     }
-    if (input.idempotencyKey !== undefined) body.idempotencyKey = input.idempotencyKey;
+    if (input.idempotencyKey !== undefined) {
+      // The server's bounds (1 to 200 characters): an empty key was a 400 after the round trip.
+      if (typeof input.idempotencyKey !== 'string' || input.idempotencyKey === '' || input.idempotencyKey.length > 200) {
+        throw badArgument(`idempotencyKey must be a string of 1 to 200 characters, got ${typeof input.idempotencyKey === 'string' ? `${input.idempotencyKey.length} characters` : String(input.idempotencyKey)}`);
+      }
+      body.idempotencyKey = input.idempotencyKey;
+    }
     // The server keeps the key only of a send it stores (an object with a TTL above 0): a string or
     // a TTL of 0 goes to the tabs open now only, and a second copy would reach them again.
     // And it keeps the key only for the message's TTL: a repeat taken after that would be a second send.
     const ttlMs = input.ttl === undefined ? undefined : Math.round(input.ttl * 1000);
     const repeatable = input.idempotencyKey !== undefined && typeof body.message === 'object' && (ttlMs === undefined || ttlMs > 0);
     const options = ttlMs === undefined ? { repeatable } : { repeatable, repeatableForMs: ttlMs };
-    return heraldAnswer<SendResult>(await this.#http.request('POST', '/send', body, options), 'POST /send');
+    const answer = await this.#http.request('POST', '/send', body, options);
+    // What a caller (and `herald send`) reads: `{}` from another service read as "delivered to undefined tabs".
+    const result = heraldAnswer<SendResult>(answer, 'POST /send', { delivered: 'number', queued: 'boolean' });
+    if (result.results !== undefined && !(Array.isArray(result.results) && result.results.every(isPersonResult))) {
+      badResponse(`POST /send: HTTP ${answer.status} with "results" that is not a list of per-person results: not Herald's answer`, answer.status);
+    }
+    return result;
   }
 
   /**
@@ -231,7 +257,7 @@ export class BrowserSender {
   async disconnect(input: Person & { reason?: string }): Promise<number | false> {
     if (!this.#http) return false;
     const body = { to: personBody(input), reason: input.reason ?? 'disconnected by the server' };
-    return heraldAnswer<{ tabs: number }>(await this.#http.request('POST', '/disconnect', body), 'POST /disconnect', 'tabs', 'number').tabs;
+    return heraldAnswer<{ tabs: number }>(await this.#http.request('POST', '/disconnect', body), 'POST /disconnect', { tabs: 'number' }).tabs;
   }
 
   /**
@@ -241,8 +267,8 @@ export class BrowserSender {
    */
   async messageStatus(id: string): Promise<MessageStatus | null> {
     if (!this.#http) return null;
-    const answer = await this.#http.request('GET', `/messages/${encodeURIComponent(id)}`, undefined, { allow: [404] });
-    return answer.status === 404 ? null : heraldAnswer<MessageStatus>(answer, 'GET /messages/:id');
+    const answer = await this.#http.request('GET', `/messages/${pathId(id)}`, undefined, { allow: [404] });
+    return answer.status === 404 ? null : heraldAnswer<MessageStatus>(answer, 'GET /messages/:id', { acknowledged: 'boolean', expired: 'boolean' });
   }
 
   // ---- background commands -------------------------------------------------
@@ -267,7 +293,7 @@ export class BrowserSender {
     if (options.error !== undefined) body.error = options.error;
     if (options.id !== undefined) body.id = options.id;
     if (options.door !== undefined) body.door = options.door;
-    return heraldAnswer<CommandInfo>(await this.#http.request('POST', '/commands', body), 'POST /commands', 'id', 'string').id;
+    return heraldAnswer<CommandInfo>(await this.#http.request('POST', '/commands', body), 'POST /commands', { id: 'string' }).id;
   }
 
   /**
@@ -279,29 +305,29 @@ export class BrowserSender {
    */
   async commandStatus(id: string, options: CommandStatusOptions = {}): Promise<CommandInfo | null> {
     if (!this.#http) return null;
+    const path = `/commands/${pathId(id)}`;
     const query = new URLSearchParams();
     if (options.since !== undefined) query.set('since', String(options.since));
     if (options.wait !== undefined) query.set('wait', String(options.wait));
     const qs = query.size > 0 ? `?${query.toString()}` : '';
     // The server may hold the answer for `wait` seconds: that is on top of our deadline.
-    const answer = await this.#http.request('GET', `/commands/${encodeURIComponent(id)}${qs}`, undefined, { allow: [404], holdMs: (options.wait ?? 0) * 1000 });
+    const answer = await this.#http.request('GET', `${path}${qs}`, undefined, { allow: [404], holdMs: (options.wait ?? 0) * 1000 });
     if (answer.status === 404) return null;
     // Its state and its output (a string, '' when the server kept none) are what a caller reads.
-    heraldAnswer(answer, 'GET /commands/:id', 'output', 'string');
-    return heraldAnswer<CommandInfo>(answer, 'GET /commands/:id', 'state', 'string');
+    return heraldAnswer<CommandInfo>(answer, 'GET /commands/:id', { output: 'string', state: 'string' });
   }
 
   /** Recent commands, newest first. Disabled: []. */
   async listCommands(limit?: number): Promise<CommandInfo[]> {
     if (!this.#http) return [];
     const answer = await this.#http.request('GET', `/commands${limit === undefined ? '' : `?limit=${limit}`}`);
-    return heraldAnswer<{ commands: CommandInfo[] }>(answer, 'GET /commands', 'commands', 'array').commands;
+    return heraldAnswer<{ commands: CommandInfo[] }>(answer, 'GET /commands', { commands: 'array' }).commands;
   }
 
   /** Cancels a queued or running command (its process group is killed). Returns its state after. Disabled: false. */
   async cancelCommand(id: string): Promise<CommandInfo | false> {
     if (!this.#http) return false;
-    return heraldAnswer<CommandInfo>(await this.#http.request('POST', `/commands/${encodeURIComponent(id)}/cancel`), 'POST /commands/:id/cancel', 'state', 'string');
+    return heraldAnswer<CommandInfo>(await this.#http.request('POST', `/commands/${pathId(id)}/cancel`), 'POST /commands/:id/cancel', { state: 'string' });
   }
 
   // ---- tokens --------------------------------------------------------------
@@ -324,28 +350,61 @@ export class BrowserSender {
     if (!this.#http) return false;
     const body: Record<string, unknown> = { kind: principal.kind, id: principal.id };
     if (input.ttl !== undefined) body.ttl = input.ttl;
-    return heraldAnswer<ConnectToken>(await this.#http.request('POST', '/tokens', body, { repeatable: true }), 'POST /tokens', 'token', 'string');
+    return heraldAnswer<ConnectToken>(await this.#http.request('POST', '/tokens', body, { repeatable: true }), 'POST /tokens', { token: 'string' });
   }
 }
 
 // ---- argument shaping ------------------------------------------------------
 
+type FieldType = 'string' | 'number' | 'boolean' | 'array';
+
 /**
  * The body of a 2xx answer, when it is what Herald answers on that route: a
- * JSON object, whose `field` (the one the caller reads) has the type given.
- * Anything else came from something that is not Herald (an empty 200 or a
- * `[]` from a proxy, another service at that URL): HERALD_ERR_BAD_RESPONSE,
- * not a TypeError later or a quietly wrong answer (`{}` read as 0 tabs).
+ * JSON object whose `fields` (the ones the caller reads; `a.b` for one inside
+ * an object) have the types given. Anything else came from something that is
+ * not Herald (an empty 200 or a `[]` from a proxy, another service at that
+ * URL): HERALD_ERR_BAD_RESPONSE, not a TypeError later or a quietly wrong
+ * answer (`{}` read as 0 tabs).
  */
-function heraldAnswer<T>(answer: HttpAnswer, route: string, field?: string, type?: 'string' | 'number' | 'array'): T {
+function heraldAnswer<T>(answer: HttpAnswer, route: string, fields: Readonly<Record<string, FieldType>> = {}): T {
   const body = answer.body;
-  const isObject = typeof body === 'object' && body !== null && !Array.isArray(body);
-  const value = isObject && field !== undefined ? (body as Record<string, unknown>)[field] : undefined;
-  const fits = field === undefined || (type === 'array' ? Array.isArray(value) : typeof value === type);
-  if (isObject && fits) return body as T;
+  const isObject = isPlainObject(body);
+  const misfit = isObject ? Object.entries(fields).find(([path, type]) => !fits(valueAt(body, path), type)) : undefined;
+  if (isObject && misfit === undefined) return body as T;
   const shown = body === undefined ? 'an empty body' : JSON.stringify(body).slice(0, 120);
-  const wanted = field === undefined ? 'a JSON object' : `a JSON object with "${field}" (${type === 'array' ? 'a list' : `a ${type ?? ''}`})`;
+  const wanted = misfit === undefined ? 'a JSON object' : `a JSON object with "${misfit[0]}" (${misfit[1] === 'array' ? 'a list' : `a ${misfit[1]}`})`;
   return badResponse(`${route}: HTTP ${answer.status} with ${shown}, not Herald's answer (${wanted})`, answer.status);
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function valueAt(body: Record<string, unknown>, path: string): unknown {
+  let value: unknown = body;
+  for (const key of path.split('.')) value = isPlainObject(value) ? value[key] : undefined;
+  return value;
+}
+
+function fits(value: unknown, type: FieldType): boolean {
+  return type === 'array' ? Array.isArray(value) : typeof value === type;
+}
+
+/** One person's outcome in a send's `results`, as much of it as callers read. */
+function isPersonResult(r: unknown): boolean {
+  return isPlainObject(r) && typeof r.delivered === 'number' && typeof r.queued === 'boolean';
+}
+
+/**
+ * An id as one segment of the path. `.` and `..` are path steps, not
+ * segments (the URL parser resolves `/commands/..` to `/api/v1`, another
+ * route), and an empty one names the collection: refused before the network.
+ */
+function pathId(id: unknown): string {
+  if (typeof id !== 'string' || id === '' || id === '.' || id === '..') {
+    throw badArgument(`id must be a non-empty string other than "." and "..", got ${typeof id === 'string' ? JSON.stringify(id) : String(id)}`);
+  }
+  return encodeURIComponent(id);
 }
 
 function badResponse(message: string, status: number): never {
@@ -359,6 +418,7 @@ function badArgument(message: string): HeraldSdkError {
 const RECIPIENT_KEYS = ['aid', 'uid', 'aids', 'uids', 'all'] as const;
 
 function toPrincipal(person: Person): Principal {
+  if (typeof person !== 'object' || person === null) throw badArgument('give { aid } or { uid }');
   const p = person as { aid?: unknown; uid?: unknown };
   if (p.aid !== undefined && p.uid !== undefined) throw badArgument('give aid or uid, not both');
   if (p.aid !== undefined) {

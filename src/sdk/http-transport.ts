@@ -3,7 +3,7 @@
  * timer that ends with the answer), the bearer token, JSON both ways, and
  * every failure turned into a {@link HeraldSdkError} with a `HERALD_ERR_*` code.
  */
-import { HeraldSdkError, type HeraldErrorCode } from './errors.js';
+import { ClientErrorCodes, HeraldSdkError, type HeraldErrorCode } from './errors.js';
 
 export interface HttpTransportOptions {
   /** Base URL of the Herald server, e.g. `http://127.0.0.1:19443` (a path prefix is kept). */
@@ -19,6 +19,8 @@ export interface HttpTransportOptions {
    * is sent again, with full-jitter backoff. 0: never.
    */
   retryForMs: number;
+  /** The most an answer's body may hold, in bytes (see {@link DEFAULT_MAX_ANSWER_BYTES}). */
+  maxAnswerBytes: number;
 }
 
 /** Per-request options of {@link HttpTransport.request}. */
@@ -61,6 +63,32 @@ const RETRY_CAP_MS = 1000;
  */
 export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
+/**
+ * The most an answer's body may hold by default, in bytes once fetch has
+ * undone any gzip: 64 MiB. Herald's answers are small but for commands: a
+ * command's status carries its output, up to the server's `commandsOutputCap`
+ * (1 MiB by default; as JSON up to six times that, when it is control
+ * characters written as \u0000), and `listCommands` one output per command it
+ * lists (50 by default). Without a bound an endless body (another service at
+ * that port, a broken proxy) was buffered whole until the deadline, hundreds
+ * of MB a second on a local network.
+ */
+export const DEFAULT_MAX_ANSWER_BYTES = 64 * 1024 * 1024;
+
+/**
+ * The highest `maxAnswerBytes` taken: 256 MiB. A longer body could not be
+ * made into one string (V8 stops at 2^29 - 24 characters, and a
+ * RangeError then looked like a lost connection).
+ */
+export const MAX_ANSWER_BYTES_LIMIT = 256 * 1024 * 1024;
+
+/**
+ * Errors that are never sent again, whatever their code and status: an
+ * answer too large to read (a gateway's endless 503 would be downloaded
+ * again on each attempt otherwise), an answer claiming one of the SDK's own codes.
+ */
+const NEVER_REPEATED = new WeakSet<HeraldSdkError>();
+
 export interface HttpAnswer {
   status: number;
   /** The parsed JSON body, or undefined for an empty one (204). */
@@ -73,6 +101,7 @@ export class HttpTransport {
   readonly #timeoutMs: number;
   readonly #userAgent: string;
   readonly #retryForMs: number;
+  readonly #maxAnswerBytes: number;
 
   constructor(options: HttpTransportOptions) {
     this.#base = `${options.url.replace(/\/+$/, '')}/api/v1`;
@@ -80,6 +109,7 @@ export class HttpTransport {
     this.#timeoutMs = options.timeoutMs;
     this.#userAgent = options.userAgent;
     this.#retryForMs = options.retryForMs;
+    this.#maxAnswerBytes = options.maxAnswerBytes;
   }
 
   /**
@@ -148,8 +178,10 @@ export class HttpTransport {
     try {
       response = await fetch(url, init);
       // The deadline covers the body too: a server that sends headers and then stalls still times out.
-      text = await response.text();
+      text = await readCapped(response, this.#maxAnswerBytes, controller, method, url);
     } catch (e) {
+      // Our own refusal of a body too large; anything else is the network's.
+      if (e instanceof HeraldSdkError) throw e;
       throw networkError(e, method, url, deadlineMs);
     } finally {
       clearTimeout(timer);
@@ -174,6 +206,40 @@ export class HttpTransport {
   }
 }
 
+/**
+ * The body as text, read as it arrives and counted: past `maxBytes` (or when
+ * Content-Length says it will be) the request is aborted at once and
+ * HERALD_ERR_BAD_RESPONSE thrown, with the answer's status. Decoded as
+ * `response.text()` does (UTF-8, a bad sequence as U+FFFD, a leading BOM dropped).
+ */
+async function readCapped(response: Response, maxBytes: number, controller: AbortController, method: string, url: string): Promise<string> {
+  const tooLarge = (what: string): never => {
+    // Stops the download (the socket is closed), so that nothing more of it is read.
+    controller.abort(new DOMException('answer too large', 'AbortError'));
+    const e = new HeraldSdkError(
+      'HERALD_ERR_BAD_RESPONSE',
+      `${method} ${url}: HTTP ${response.status} with ${what}, more than the ${maxBytes} bytes an answer may hold (option maxAnswerBytes): not Herald's answer`,
+      response.status,
+    );
+    NEVER_REPEATED.add(e);
+    throw e;
+  };
+  const declared = response.headers.get('content-length');
+  if (declared !== null && /^\s*\d+\s*$/.test(declared) && Number(declared) > maxBytes) tooLarge(`a body of ${declared.trim()} bytes (Content-Length)`);
+  if (response.body === null) return '';
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let bytes = 0;
+  let text = '';
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return text + decoder.decode();
+    bytes += value.byteLength;
+    if (bytes > maxBytes) tooLarge('a longer body');
+    text += decoder.decode(value, { stream: true });
+  }
+}
+
 /** `Retry-After` in delay-seconds (RFC 9110 §10.2.3), as ms; an HTTP-date or anything else: undefined. */
 function retryAfter(value: string | null): number | undefined {
   if (value === null || !/^\d{1,9}$/.test(value.trim())) return undefined;
@@ -190,12 +256,14 @@ function retryAfter(value: string | null): number | undefined {
  * may still be at it, and the caller has already waited timeoutMs.
  */
 function mayRepeat(e: HeraldSdkError, repeatable: boolean): boolean {
-  if (e.code === 'HERALD_ERR_UNREACHABLE') return true;
+  if (NEVER_REPEATED.has(e)) return false;
+  // Only the SDK's own (status 0): a server's answer never carries these codes (serverError).
+  if (e.code === 'HERALD_ERR_UNREACHABLE') return e.status === 0;
   // The door's refusal, not a route's: only it carries Retry-After. A route can answer
   // SHUTTING_DOWN too (POST /commands whose body was still arriving when the runner
   // stopped), after it ran and audited the request: that one is not sent again.
   if (e.code === 'HERALD_ERR_SHUTTING_DOWN' && e.status === 503 && e.retryAfterMs !== undefined) return true;
-  if (e.code === 'HERALD_ERR_CONNECTION_LOST') return repeatable;
+  if (e.code === 'HERALD_ERR_CONNECTION_LOST') return repeatable && e.status === 0;
   if (e.code === 'HERALD_ERR_BAD_RESPONSE') return repeatable && (e.status === 502 || e.status === 503 || e.status === 504);
   return false;
 }
@@ -258,6 +326,15 @@ function networkError(e: unknown, method: string, url: string, timeoutMs: number
 function serverError(body: unknown, status: number, method: string, url: string, retryAfterMs: number | undefined): HeraldSdkError {
   const err = (body as { error?: { code?: unknown; message?: unknown; details?: unknown } } | undefined)?.error;
   if (err && typeof err.code === 'string' && err.code.startsWith('HERALD_ERR_')) {
+    // The SDK's own codes say what happened on the way (nothing was sent, the connection
+    // ended…), and the retry rules trust them: an answer claiming one (a 500 that says
+    // HERALD_ERR_UNREACHABLE, which Herald never answers) was sent again, a POST 7 times.
+    // Not sent again either, whatever its status: such an answer is not a gateway's 503 but nonsense.
+    if (Object.hasOwn(ClientErrorCodes, err.code)) {
+      const e = new HeraldSdkError('HERALD_ERR_BAD_RESPONSE', `${method} ${url}: HTTP ${status} answered ${err.code}, a code only the SDK gives: not Herald's answer`, status, body);
+      NEVER_REPEATED.add(e);
+      return e;
+    }
     const message = typeof err.message === 'string' ? err.message : err.code;
     return new HeraldSdkError(err.code as HeraldErrorCode, message, status, err.details, { retryAfterMs });
   }
