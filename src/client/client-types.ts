@@ -8,6 +8,7 @@ import type { BackoffOptions } from './backoff.js';
 import type { StreamName } from './delivery.js';
 import type { Dispatcher } from './dispatcher.js';
 import type { ToasterOptions } from './toaster.js';
+import type { DesktopOptions } from './desktop.js';
 
 export type ConnectionState = 'idle' | 'connecting' | 'open' | 'waiting' | 'closing' | 'closed' | 'rejected';
 
@@ -57,6 +58,8 @@ export interface HeraldClientOptions {
   defaultHandlers?: boolean;
   /** Toast options, or false for no toasts. */
   toasts?: ToasterOptions | false;
+  /** How many desktop notifications a burst shows one by one before one summary (once the page opted in: `desktop.enable()`). */
+  desktop?: DesktopOptions;
   /** Reconnect delays (full jitter, default 500 ms base, 30 s cap). */
   reconnect?: BackoffOptions;
   /** Heartbeat assumed until WELCOME states the server's, in ms. Default 25000. */

@@ -81,7 +81,7 @@ export class HeraldClient {
   readonly endpoint: string;
   readonly dispatcher: Dispatcher;
   readonly events = new Emitter<HeraldEvents>();
-  readonly desktop = new DesktopNotifier();
+  readonly desktop: DesktopNotifier;
   readonly toaster: Toaster | undefined;
 
   readonly #options: HeraldClientOptions;
@@ -146,6 +146,7 @@ export class HeraldClient {
       ...(options.ackDelayMs === undefined ? {} : { ackDelayMs: options.ackDelayMs }),
       ...(options.broadcastAckDelayMs === undefined ? {} : { broadcastAckDelayMs: options.broadcastAckDelayMs }),
     });
+    this.desktop = new DesktopNotifier(options.desktop);
     this.toaster = options.toasts === false ? undefined : options.toasts ? new Toaster(options.toasts) : defaultToaster();
     const reportError: DispatchErrorReporter = (error, message, type) => {
       console.error(`[herald] a handler of ${type} threw`, error);

@@ -9,7 +9,7 @@ export { Dispatcher, toNotification, type Handler, type HandlerContext, type Leg
 export { Emitter, type Listener } from './emitter.js';
 export { Backoff, type BackoffOptions } from './backoff.js';
 export { Toaster, type ToasterOptions } from './toaster.js';
-export { DesktopNotifier } from './desktop.js';
+export { DesktopNotifier, type DesktopOptions } from './desktop.js';
 export { sanitizeHtml, isSafeUrl, ALLOWED_TAGS, ALLOWED_ATTR } from './sanitize.js';
 export type { StreamName } from './delivery.js';
 export type { NotificationObject, WelcomeFrame, ResetFrame, StreamCursor, ClientFrame } from '../protocol/frames.js';
