@@ -9,6 +9,8 @@ import { randomBytes } from 'node:crypto';
 import { CloseCode, CloseReason } from '../src/protocol/close-codes.js';
 import { mintToken } from '../src/server/auth/token-resolver.js';
 import { OriginPolicy } from '../src/server/auth/origin-policy.js';
+import { request } from 'node:http';
+import { loadOptions } from '../src/server/options.js';
 import { startAuthHerald, within } from './helpers/auth-herald.js';
 
 describe('Origin policy', () => {
@@ -51,15 +53,69 @@ describe('Origin policy', () => {
     }
   });
 
+  test('a hybi-08 handshake (Sec-WebSocket-Version 8) is held to the allowlist by its Sec-WebSocket-Origin', async () => {
+    const h = await startAuthHerald({ allowedOrigins: ['https://panel.example.net'] });
+    try {
+      const token = (await h.herald.mintToken({ kind: 'admin', id: 3 })).token;
+      // ws accepts version 8 beside 13; its browsers sent the origin in Sec-WebSocket-Origin, with no Origin.
+      const status = (version: string, origin: string) => new Promise<number>((resolve, reject) => {
+        const req = request(`${h.herald.urls.http}/ws/admin?token=${token}`, {
+          headers: {
+            Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': version,
+            'Sec-WebSocket-Key': randomBytes(16).toString('base64'), [version === '8' ? 'Sec-WebSocket-Origin' : 'Origin']: origin,
+          },
+        });
+        req.on('upgrade', (res, socket) => {
+          socket.destroy();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('response', (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        req.on('error', reject);
+        req.end();
+      });
+      assert.equal(await status('8', 'https://evil.example'), 403, 'admitted as a client without Origin before');
+      assert.equal(await status('8', 'https://panel.example.net'), 101);
+      assert.equal(await status('13', 'https://evil.example'), 403);
+    } finally {
+      await h.close();
+    }
+  });
+
   test('rules are normalised as browsers serialise origins', () => {
     const p = new OriginPolicy({ allowed: ['https://Panel.Example.net:443', 'https://bücher.example'], allowMissing: true });
     assert.equal(p.check('https://panel.example.net'), 'allowed');
     assert.equal(p.check('https://xn--bcher-kva.example'), 'allowed');
     assert.throws(() => new OriginPolicy({ allowed: ['panel.example.net'], allowMissing: true }), /allowedOrigins/);
+    // A `*` but a leading `*.` label matches no Origin a browser sends: refused at start, not every tab after.
+    for (const rule of ['https://*', 'https://*.*.example.net', 'https://a.*.example.net', 'https://*example.net']) {
+      assert.throws(() => new OriginPolicy({ allowed: [rule], allowMissing: true }), /allowedOrigins/, rule);
+    }
+    assert.doesNotThrow(() => new OriginPolicy({ allowed: ['https://*.example.net:*', '*'], allowMissing: true }));
   });
 });
 
 describe('token resolver', () => {
+  test('an empty ?token= does not hide the herald_token cookie', async () => {
+    const h = await startAuthHerald({});
+    try {
+      const token = (await h.herald.mintToken({ kind: 'admin', id: 4 })).token;
+      assert.equal(await h.status('admin', { query: { token: '' }, headers: { cookie: `herald_token=${token}` } }), 101);
+      assert.equal(await h.status('admin', { query: { token: '' } }), 401);
+    } finally {
+      await h.close();
+    }
+  });
+
+  test('an apiToken that is not printable ASCII is refused at start: it travels in a header, and matched no request', () => {
+    const load = (apiToken: string) => () => loadOptions({ env: {}, overrides: { apiToken, dataDir: '/tmp/unused', secret: 's'.repeat(32) } });
+    assert.throws(load('пароль-пароль-пароль'), /option "apiToken" must be printable ASCII/);
+    assert.throws(load('a-token-with a-space-in-it'), /option "apiToken" must be printable ASCII/);
+    assert.doesNotThrow(load('a-token-of-ascii-0123456789'));
+  });
+
   test('tokens signed with the previous secret still admit (rotation), others are refused with 401', async () => {
     const previousSecret = randomBytes(32).toString('base64url');
     const h = await startAuthHerald({ previousSecret });

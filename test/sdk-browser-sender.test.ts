@@ -235,6 +235,10 @@ describe('BrowserSender against a running Herald', () => {
     assert.throws(() => new BrowserSender({ url: 'http://::1:19443', apiToken: 'x' }), /option "url" is not a URL: http:\/\/::1:19443 \(an IPv6 address goes in brackets: http:\/\/\[::1\]:19443\)$/);
     assert.throws(() => new BrowserSender({ url: 'http://[::1:19443', apiToken: 'x' }), /^TypeError: option "url" is not a URL: http:\/\/\[::1:19443$/);
     assert.throws(() => new BrowserSender({ url: s.url }), /option "apiToken"/);
+    // fetch refused a non-ASCII header on every call, and the error read as a lost connection.
+    assert.throws(() => new BrowserSender({ url: s.url, apiToken: 'пароль-пароль-пароль' }), /option "apiToken" must be printable ASCII/);
+    // A URL that does not parse is quoted without its user information.
+    assert.throws(() => new BrowserSender({ url: 'http://bob:Passw0rd@127.0.0.1:99999', apiToken: 'x' }), (e: Error) => /not a URL: http:\/\/\(user info\)@127\.0\.0\.1:99999$/.test(e.message) && !e.message.includes('Passw0rd'));
     assert.throws(() => new BrowserSender({ url: s.url, apiToken: 'x', timeoutMs: 0 }), /option "timeoutMs"/);
     assert.throws(() => new BrowserSender({ url: s.url, apiToken: 'x', secret: 'short' }), /option "secret"/);
     assert.doesNotThrow(() => new BrowserSender({ enabled: false }));

@@ -111,7 +111,8 @@ export class BrowserSender {
     } catch {
       // `http://::1:19443`: a bare IPv6 address reads as a host with several ports (RFC 3986 §3.2.2).
       const hint = /^[a-z][a-z0-9+.-]*:\/\/[0-9a-f]*:[0-9a-f]*:/i.test(options.url) ? ' (an IPv6 address goes in brackets: http://[::1]:19443)' : '';
-      throw new TypeError(`option "url" is not a URL: ${options.url}${hint}`);
+      // Without what may be a password (`http://bob:pw@host:99999` does not parse either).
+      throw new TypeError(`option "url" is not a URL: ${options.url.replace(/\/\/[^/@]*@/, '//(user info)@')}${hint}`);
     }
     if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new TypeError(`option "url" must be http: or https:, got ${parsed.protocol}`);
     // fetch refuses a URL with credentials on every call, and its error quotes
@@ -122,6 +123,8 @@ export class BrowserSender {
     // Paths are appended to the URL as text: /api/v1/send would land after a ?query or #fragment.
     if (parsed.search !== '' || parsed.hash !== '') throw new TypeError(`option "url" must not carry a query or fragment (${parsed.search}${parsed.hash}): it is the base the API's paths are appended to`);
     if (!options.apiToken) throw new TypeError('option "apiToken" is required when "enabled" is true');
+    // A header holds bytes: fetch refused every call, and the error read as a lost connection.
+    if (!/^[\x21-\x7e]+$/.test(options.apiToken)) throw new TypeError('option "apiToken" must be printable ASCII without spaces, as Herald requires of it (it is sent in the Authorization header)');
     this.#http = new HttpTransport({ url: options.url, apiToken: options.apiToken, timeoutMs, retryForMs, maxAnswerBytes, userAgent: `herald-sdk/${SDK_VERSION}` });
   }
 

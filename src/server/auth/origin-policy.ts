@@ -26,7 +26,9 @@ function parseRule(text: string): Rule | undefined {
   // An IPv6 literal may end in dotted IPv4 (`[::ffff:127.0.0.1]`, RFC 4291 §2.2): the URL parser
   // below writes it as browsers send it (`[::ffff:7f00:1]`); it was refused as no origin.
   const m = /^(https?|wss?):\/\/(\*\.)?(\[[0-9a-f:.]+\]|[^/:[\]]+)(?::(\d+|\*))?\/?$/i.exec(text.trim());
-  if (!m) return undefined;
+  // A `*` other than a leading `*.` label matches no browser's Origin: `https://*` (meant as
+  // "any https page") or `https://*.*.example.net` started and then refused every tab.
+  if (!m || m[3]!.includes('*')) return undefined;
   const scheme = m[1]!.toLowerCase();
   const wildcard = !!m[2];
   // Normalise the host as browsers serialise an Origin (lower case, IDN as punycode),

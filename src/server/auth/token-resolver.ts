@@ -56,7 +56,8 @@ export class TokenResolver implements SessionResolver {
 
   /** Synchronous: the signature and the claims are all there is to check. */
   resolve(handshake: Handshake): Resolution {
-    const token = handshake.query.get('token') ?? handshake.cookies.get(TOKEN_COOKIE);
+    // An empty `?token=` is no token: the cookie's, if any, is used.
+    const token = handshake.query.get('token') || handshake.cookies.get(TOKEN_COOKIE);
     if (!token) return { outcome: 'refused', reason: 'no token' };
     return this.check(handshake.kind, token);
   }

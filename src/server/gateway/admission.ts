@@ -24,13 +24,21 @@ export interface AdmissionDeps {
   origins: OriginPolicy;
 }
 
+/** The origin of a hybi-08 handshake (2011's browsers), else undefined. */
+function secWebSocketOrigin(req: IncomingMessage): string | undefined {
+  const origin = req.headers['sec-websocket-origin'];
+  return typeof origin === 'string' ? origin : undefined;
+}
+
 /**
  * `url`: the request's URL when the caller has parsed it already (the
  * handshake is a hot path). Answers at once, without a promise, when the
  * resolver does (signed tokens).
  */
 export function admit(deps: AdmissionDeps, kind: PrincipalKind, req: IncomingMessage, url = requestUrl(req)): Admission | Promise<Admission> {
-  const origin = req.headers.origin;
+  // A hybi-08 handshake (Sec-WebSocket-Version: 8, which ws accepts beside 13) carries the
+  // browser's origin in Sec-WebSocket-Origin: read as "no Origin", a foreign page was admitted.
+  const origin = req.headers.origin ?? secWebSocketOrigin(req);
   if (deps.origins.check(origin) === 'forbidden') {
     return { admitted: false, status: 403, code: 'HERALD_ERR_ORIGIN', message: 'origin not allowed', log: { origin, kind } };
   }
