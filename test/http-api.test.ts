@@ -416,7 +416,7 @@ describe('HTTP API, the old daemon\'s WebSocket ports', () => {
           ['a request line that is not HTTP', 'GARBAGE\r\n\r\n', 400, 'HERALD_ERR_BAD_REQUEST'],
           ['headers past node\'s limit', `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`, 431, 'HERALD_ERR_HEADERS_TOO_LARGE'],
           ['an Expect other than 100-continue', 'GET / HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\n\r\n', 417, 'HERALD_ERR_EXPECTATION_FAILED'],
-          ['a request that is not an upgrade', 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 426, 'HERALD_ERR_UPGRADE_REQUIRED'],
+          ['a request that is not an upgrade, without a credential', 'GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n', 401, 'HERALD_ERR_UNAUTHORIZED'],
         ];
         for (const [what, bytes, status, code] of cases) {
           const r = await rawExchange(url, bytes);
@@ -425,10 +425,27 @@ describe('HTTP API, the old daemon\'s WebSocket ports', () => {
           assert.equal(ErrorCodes[code].status, status, `${port}: ${what}: the status is its code's (README's error table)`);
           assert.match(r.head, /\r\ncontent-type: application\/json/i, `${port}: ${what}`);
         }
-        const plain = await fetch(url);
-        assert.equal(plain.status, 426, 'a request that is not an upgrade is told to upgrade');
-        assert.equal(plain.headers.get('upgrade'), 'websocket');
-        await plain.body?.cancel();
+        // The browser library's probe (a plain POST to the endpoint it failed to open, here any path): the status
+        // its handshake got. Always 426 before, which the library reads as "retry": a refused tab retried for ever.
+        const kind = port === adminPort ? 'admin' : 'user';
+        const token = await s.token(kind, 5);
+        const probe = async (query: string, origin?: string) => {
+          const r = await fetch(`${url}/old/path${query}`, { method: 'POST', headers: origin ? { origin } : {} });
+          await r.body?.cancel();
+          return r;
+        };
+        const admitted = await probe(`?token=${token}`, s.url);
+        assert.equal(admitted.status, 426, 'a credential that would be admitted is told to upgrade');
+        assert.equal(admitted.headers.get('upgrade'), 'websocket');
+        assert.equal(admitted.headers.get('access-control-allow-origin'), s.url, 'an allowed page may read the answer');
+        assert.equal((await probe('?token=forged', s.url)).status, 401);
+        assert.equal((await probe(`?token=${await s.token(kind === 'admin' ? 'user' : 'admin', 5)}`)).status, 401, 'the other endpoint\'s token');
+        const foreign = await probe(`?token=${token}`, 'https://evil.example');
+        assert.equal(foreign.status, 403);
+        assert.equal(foreign.headers.get('access-control-allow-origin'), null);
+        const put = await fetch(url, { method: 'PUT' });
+        assert.equal(put.status, 426, 'no other method is a probe');
+        await put.body?.cancel();
       }
     } finally {
       await s.close();

@@ -34,6 +34,7 @@ import type { MessageStore } from './store/message-store.js';
 import { VERSION } from './version.js';
 import { HeraldError } from './errors.js';
 import { registerWebRoutes } from './web/routes.js';
+import { probeAnswer, type AdmissionDeps } from './web/admission.js';
 
 export interface HeraldDeps {
   logger?: Logger;
@@ -70,6 +71,8 @@ export class Herald {
   /** The old daemon's TCP control protocol (absent when legacyEnabled is false). */
   readonly legacy: LegacyServer | undefined;
   readonly #compatServers: Array<{ kind: PrincipalKind; port: number; server: HttpServer }> = [];
+  /** What the browser endpoints check a handshake on: the probe on the old daemon's ports asks it too. */
+  readonly #admission: AdmissionDeps;
   readonly #startedAt = Date.now();
   /** Read by the HTTP hooks (installShutdownHandling): true from the start of close(). */
   readonly #lifecycle: { closing: boolean };
@@ -79,7 +82,7 @@ export class Herald {
   private constructor(parts: {
     options: HeraldOptions; logger: Logger; hub: Hub; store: MessageStore; broker: Broker; notifier: Notifier;
     resolver: SessionResolver; watcher: SessionWatcher | undefined; gateway: Gateway; commands: CommandService | undefined; app: FastifyInstance;
-    legacy: LegacyServer | undefined; lifecycle: { closing: boolean };
+    legacy: LegacyServer | undefined; lifecycle: { closing: boolean }; admission: AdmissionDeps;
   }) {
     this.options = parts.options;
     this.logger = parts.logger;
@@ -94,6 +97,7 @@ export class Herald {
     this.app = parts.app;
     this.legacy = parts.legacy;
     this.#lifecycle = parts.lifecycle;
+    this.#admission = parts.admission;
   }
 
   static async create(options: HeraldOptions, deps: HeraldDeps = {}): Promise<Herald> {
@@ -206,7 +210,7 @@ export class Herald {
     const legacy = options.legacyEnabled
       ? new LegacyServer({ host: options.legacyHost, port: options.legacyPort, notifier, commands, options, logger: logger.child({ part: 'legacy' }) })
       : undefined;
-    const herald = new Herald({ options, logger, hub, store, broker, notifier, resolver, watcher, gateway, commands, app, legacy, lifecycle });
+    const herald = new Herald({ options, logger, hub, store, broker, notifier, resolver, watcher, gateway, commands, app, legacy, lifecycle, admission: { resolver, origins } });
     await registerHttpApi(app, {
       notifier, commands, apiToken: options.apiToken, version: VERSION,
       mintToken: (p, ttl) => herald.mintToken(p, ttl),
@@ -269,11 +273,23 @@ export class Herald {
     const urls: HeraldUrls = { http: `http://${host}:${addr.port}`, ws: `ws://${host}:${addr.port}` };
     for (const [kind, port] of [['admin', o.adminPort], ['user', o.userPort]] as const) {
       if (port === 0) continue;
-      const server = createServer((_req, res) => {
-        const error = new HeraldError('HERALD_ERR_UPGRADE_REQUIRED', 'this port only takes WebSocket upgrades');
-        const body = JSON.stringify(error.toJSON());
-        res.writeHead(error.status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(body), Upgrade: 'websocket' });
-        res.end(body);
+      // A plain GET or POST is the browser library's probe (web/admission.ts), on any path as
+      // the upgrade is: answered 426 always, a refused credential read as "retry", and the
+      // tab tried again for ever. Nothing else is served here.
+      const server = createServer((req, res) => {
+        const answer = (error: HeraldError, headers: Record<string, string>): void => {
+          const body = JSON.stringify(error.toJSON());
+          // The probe's body is never read: the connection ends with the answer (http-api.ts, onSend).
+          res.writeHead(error.status, { ...headers, 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': String(Buffer.byteLength(body)), ...(req.complete ? {} : { Connection: 'close' }) });
+          res.end(body);
+        };
+        if (req.method !== 'GET' && req.method !== 'POST') {
+          answer(new HeraldError('HERALD_ERR_UPGRADE_REQUIRED', 'this port only takes WebSocket upgrades'), { Upgrade: 'websocket' });
+          return;
+        }
+        probeAnswer(this.#admission, kind, req).then(({ error, headers }) => answer(error, headers), () => {
+          answer(new HeraldError('HERALD_ERR_UNAVAILABLE', 'cannot check credentials now, try again later'), {});
+        });
       });
       // A request node cannot parse, or one with an Expect node would answer with an
       // empty 417, gets Herald's error shape here too, as on the main port.

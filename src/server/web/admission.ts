@@ -11,22 +11,46 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { PrincipalKind } from '../../protocol/principal.js';
+import { HeraldError } from '../errors.js';
 import { admit, type AdmissionDeps } from '../gateway/admission.js';
 
 export type { AdmissionDeps };
 
-/** Returns the HTTP status the WebSocket handshake would get: 401, 403, 503, or 426 when it would be admitted. */
-export type AdmissionCheck = (kind: PrincipalKind, req: IncomingMessage) => Promise<number>;
-
-/** The Gateway's own checks (gateway/admission.ts), answered as a status. */
-export function createAdmissionCheck(deps: AdmissionDeps): AdmissionCheck {
-  return async (kind, req) => {
-    const a = await admit(deps, kind, req);
-    return a.admitted ? 426 : a.status;
-  };
-}
-
 /** Whether a cross-origin page may read the answer (the same Origin policy as the WebSocket). */
 export function originAllowed(deps: AdmissionDeps, origin: string | undefined): boolean {
   return origin !== undefined && origin !== '' && deps.origins.check(origin) === 'allowed';
+}
+
+/** The answer to the library's probe: the error in Herald's shape, and the headers that go with it. */
+export interface ProbeAnswer {
+  error: HeraldError;
+  headers: Record<string, string>;
+}
+
+/**
+ * What the library's probe of `kind`'s endpoint gets, on the main port
+ * (POST /ws/KIND) and on the old daemon's ports (any path): the status the
+ * handshake would get, each with the code of its status (README's error
+ * table: the probe reads the code of a 401 or 403), and CORS headers for an
+ * allowed Origin, so that a page on the panel's origin can read it.
+ */
+export async function probeAnswer(deps: AdmissionDeps, kind: PrincipalKind, req: IncomingMessage): Promise<ProbeAnswer> {
+  const a = await admit(deps, kind, req);
+  const status = a.admitted ? 426 : a.status;
+  const headers: Record<string, string> = { vary: 'origin', 'cache-control': 'no-store' };
+  const origin = req.headers.origin;
+  if (originAllowed(deps, origin)) {
+    headers['access-control-allow-origin'] = origin!;
+    headers['access-control-allow-credentials'] = 'true';
+  }
+  if (status === 426) headers.upgrade = 'websocket';
+  const error =
+    status === 426
+      ? new HeraldError('HERALD_ERR_UPGRADE_REQUIRED', 'this endpoint takes WebSocket upgrades; the credential would be accepted')
+      : status === 401
+        ? new HeraldError('HERALD_ERR_UNAUTHORIZED', 'the credential admits nobody')
+        : status === 403
+          ? new HeraldError('HERALD_ERR_ORIGIN')
+          : new HeraldError('HERALD_ERR_UNAVAILABLE', 'cannot check credentials now, try again later');
+  return { error, headers };
 }

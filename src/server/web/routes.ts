@@ -20,7 +20,7 @@ import type { PrincipalKind } from '../../protocol/principal.js';
 import { HeraldError } from '../errors.js';
 import { PersonId } from '../api/schemas.js';
 import { DEMO_CSP, DEMO_HTML } from './demo-page.js';
-import { createAdmissionCheck, originAllowed, type AdmissionDeps } from './admission.js';
+import { probeAnswer, type AdmissionDeps } from './admission.js';
 
 export interface WebContext {
   options: HeraldOptions;
@@ -186,7 +186,6 @@ export async function registerWebRoutes(app: FastifyInstance, ctx: WebContext): 
   app.get('/herald.esm.js.map', { schema: { hide: true } }, (req, reply) => sendAsset(req, reply, asset('herald.esm.js.map', MAP), 'herald.esm.js.map'));
 
   const admission = ctx.admission;
-  const check = admission ? createAdmissionCheck(admission) : undefined;
   for (const kind of ['admin', 'user'] as const) {
     // Upgrade requests never reach these routes (the Gateway takes the
     // server's 'upgrade' event); only the library's plain-GET probe does.
@@ -194,25 +193,12 @@ export async function registerWebRoutes(app: FastifyInstance, ctx: WebContext): 
     // same-origin one, but not on a same-origin GET, and the Origin is half
     // of what the handshake is checked on. The library probes with POST.
     app.route({ method: ['GET', 'POST'], url: `/ws/${kind}`, schema: { hide: true }, bodyLimit: PROBE_BODY_LIMIT, handler: async (req, reply) => {
-      const status = check ? await check(kind, req.raw) : 426;
-      const origin = req.headers.origin;
-      if (admission && originAllowed(admission, origin)) {
-        reply.header('access-control-allow-origin', origin);
-        reply.header('access-control-allow-credentials', 'true');
+      if (!admission) {
+        reply.header('upgrade', 'websocket');
+        return reply.code(426).send(new HeraldError('HERALD_ERR_UPGRADE_REQUIRED', 'this endpoint takes WebSocket upgrades').toJSON());
       }
-      reply.header('vary', 'origin');
-      reply.header('cache-control', 'no-store');
-      if (status === 426) reply.header('upgrade', 'websocket');
-      // Each with the code of its status (README's error table); the library's probe reads the code of a 401 or 403.
-      const error =
-        status === 426
-          ? new HeraldError('HERALD_ERR_UPGRADE_REQUIRED', 'this endpoint takes WebSocket upgrades; the credential would be accepted')
-          : status === 401
-            ? new HeraldError('HERALD_ERR_UNAUTHORIZED', 'the credential admits nobody')
-            : status === 403
-              ? new HeraldError('HERALD_ERR_ORIGIN')
-              : new HeraldError('HERALD_ERR_UNAVAILABLE', 'cannot check credentials now, try again later');
-      return reply.code(error.status).send(error.toJSON());
+      const { error, headers } = await probeAnswer(admission, kind, req.raw);
+      return reply.code(error.status).headers(headers).send(error.toJSON());
     } });
   }
 
