@@ -26,7 +26,7 @@ const sessions = new Map<string, { kind: 'admin' | 'user'; id: number }>([
   ['panel-broken', { kind: 'admin', id: 0 }],
 ]);
 
-let mode: 'normal' | 'slow' | 'error' = 'normal';
+let mode: 'normal' | 'slow' | 'error' | 'huge' = 'normal';
 const requests: PanelRequest[] = [];
 
 async function readBody(req: IncomingMessage): Promise<unknown> {
@@ -42,6 +42,10 @@ function startPanel(): Promise<Server> {
     if (mode === 'slow') return; // never answers: Herald's timeout must decide
     if (mode === 'error') {
       res.writeHead(500).end('database is down');
+      return;
+    }
+    if (mode === 'huge') {
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ kind: 'admin', id: 3, pad: 'x'.repeat(20_000) }));
       return;
     }
     const sid = (req.headers.adminsid as string | undefined) ?? parseCookies(req.headers.cookie).get('panel_session');
@@ -107,6 +111,14 @@ describe('http resolver end to end', () => {
       mode = 'normal';
     }
     assert.equal(await h.status('admin', { headers: { cookie: 'panel_session=panel-broken' } }), 503);
+    // Past 16 KiB the answer is not read on; the log says so, where it said "request failed" as for a network error.
+    mode = 'huge';
+    try {
+      assert.equal(await h.status('admin', { headers: { cookie: 'panel_session=panel-admin-3' } }), 503);
+      assert.match(h.log(), /session look-up failed: the answer is longer than 16384 bytes/);
+    } finally {
+      mode = 'normal';
+    }
   });
 
   test('a panel slower than the timeout: 503 after about the timeout, and the tabs it admitted earlier stay', async () => {

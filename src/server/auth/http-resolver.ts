@@ -119,7 +119,10 @@ export class HttpResolver implements CredentialResolver {
         if (response.status === 401 || response.status === 403) return { outcome: 'refused', reason: 'session refused by the panel' };
         return unavailable('unexpected status', response.status);
       }
-      text = await readBounded(response, MAX_ANSWER_BYTES);
+      const body = await readBounded(response, MAX_ANSWER_BYTES);
+      // Said as such: it read "request failed", as a network error does.
+      if (body === undefined) return unavailable(`the answer is longer than ${MAX_ANSWER_BYTES} bytes`, 200);
+      text = body;
     } catch (e) {
       const name = (e as Error).name;
       return unavailable(name === 'TimeoutError' || name === 'AbortError' ? `no answer within ${this.#timeoutMs} ms` : `request failed${failureCode(e)}`);
@@ -148,7 +151,8 @@ export class HttpResolver implements CredentialResolver {
   }
 }
 
-async function readBounded(response: Response, max: number): Promise<string> {
+/** The body as text, or undefined when it passes `max` bytes (the rest is not read). */
+async function readBounded(response: Response, max: number): Promise<string | undefined> {
   const reader = response.body?.getReader();
   if (!reader) return '';
   const chunks: Uint8Array[] = [];
@@ -159,7 +163,7 @@ async function readBounded(response: Response, max: number): Promise<string> {
     size += value.byteLength;
     if (size > max) {
       await reader.cancel().catch(() => undefined);
-      throw new Error('answer too large');
+      return undefined;
     }
     chunks.push(value);
   }
