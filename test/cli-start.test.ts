@@ -123,6 +123,26 @@ describe('herald start', () => {
     }
   });
 
+  test('a signal while Herald is starting is held, not fatal: the start ends as it would, then Herald stops', async () => {
+    // A second Herald on a running one's data dir: its start waits for the store and then fails
+    // ("in use"). The unknown variable's warning is logged just before the store is opened.
+    const shared = join(dir, 'shared');
+    const first = spawnCli(['start', '--data-dir', shared, '--port', '0', '--no-legacy']);
+    await new LineReader(first.stdout).next((l) => l.includes('Herald is listening'));
+    const again = spawnCli(['start', '--data-dir', shared, '--port', '0', '--no-legacy'], { env: { HERALD_NOT_AN_OPTION: '1' } });
+    const out = new LineReader(again.stdout);
+    try {
+      await out.next((l) => l.includes('is not an option'));
+      again.kill('SIGTERM');
+      // Ended by the signal itself before (code null, signal SIGTERM): no close, the store's lock left behind.
+      assert.deepEqual(await exited(again), { code: 1, signal: null });
+      assert.match(out.text(), /signal while starting: shutting down once started/);
+    } finally {
+      for (const c of [again, first]) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+      await exited(first);
+    }
+  });
+
   test('SIGHUP (the terminal went away) shuts down as gracefully as SIGTERM: the tab gets its close notice', async () => {
     const again = spawnCli(['start', '--data-dir', dataDir, '--port', '0', '--no-legacy']);
     const out = new LineReader(again.stdout);

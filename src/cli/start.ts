@@ -98,6 +98,22 @@ export async function runStart(flags: StartFlags, legacyFromCli: boolean): Promi
   }
   const { options, file, generated, generatedKeys } = secured;
   const logger = createLogger(options);
+  // A signal while Herald starts (opening a large store takes seconds) ended the process
+  // by the signal itself: no close, the store left unclean, the lock file behind. It is
+  // held until Herald is up, then shuts it down as any other; a second one exits now.
+  let early: NodeJS.Signals | undefined;
+  // One listener for the whole life, never removed: removing a signal's last listener closes
+  // node's watcher of it, and a signal it had caught but not yet handed over was lost (a
+  // SIGTERM during listen() left Herald running).
+  let onSignal = (signal: NodeJS.Signals): void => {
+    if (early) {
+      logger.warn({ signal }, 'second signal: exiting now');
+      process.exit(Exit.FAILURE);
+    }
+    early = signal;
+    logger.info({ signal }, 'signal while starting: shutting down once started');
+  };
+  for (const signal of STOP_SIGNALS) process.on(signal, (s: NodeJS.Signals) => onSignal(s));
   // The name only, and the name it may have meant: never the value, which may be a secret.
   for (const { name, meant } of unknownEnvironmentNames(process.env)) {
     logger.warn({ variable: name, ...(meant ? { meant } : {}) }, `environment variable ${name} is not an option and is ignored${meant ? ` (did you mean ${meant}?)` : ''}`);
@@ -110,6 +126,12 @@ export async function runStart(flags: StartFlags, legacyFromCli: boolean): Promi
     // trace. A configuration error goes on to main, which says so and exits 2.
     if (isHeraldError(e) && e.code !== 'HERALD_ERR_CONFIG') throw new CliError(`cannot start: ${e.message}`, Exit.FAILURE);
     throw e;
+  }
+  if (early) {
+    // Not opened to anyone: closed again at once.
+    await herald.close(CloseReason.SHUTDOWN);
+    logger.info('stopped');
+    process.exit(Exit.OK);
   }
   try {
     await herald.listen();
@@ -155,12 +177,15 @@ export async function runStart(flags: StartFlags, legacyFromCli: boolean): Promi
       },
     );
   };
-  process.on('SIGTERM', shutdown);
-  process.on('SIGINT', shutdown);
-  // The terminal it ran in went away (an ssh session closed on `npm start`): node's default
-  // for SIGHUP ends the process at once, and the tabs got no close notice, the lock file stayed.
-  process.on('SIGHUP', shutdown);
+  // SIGTERM, SIGINT, and SIGHUP: the terminal it ran in went away (an ssh session closed on
+  // `npm start`): node's default ends the process at once, and the tabs got no close notice,
+  // the lock file stayed.
+  onSignal = shutdown;
+  if (early) shutdown(early);
 }
+
+/** The signals that stop Herald gracefully. */
+const STOP_SIGNALS: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP'];
 
 /** First start: where the generated secrets are and how to use them (never the secrets themselves). */
 function printFirstStart(file: string, generatedKeys: ReadonlyArray<'secret' | 'apiToken'>, httpUrl: string, dataDir: string, flagsGaveDataDir: boolean, url: string | undefined): void {
