@@ -7,7 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
@@ -168,6 +169,60 @@ describe('SqliteStore journal', () => {
       const next = await store.append({ stream: 'admin:1', json: msg('again'), expiresAt: T0 + HOUR }, T0);
       assert.equal(next.seq, 2);
       assert.notEqual(next.epoch, first.epoch, 'SEQ 2 is assigned again, so under another EPOCH: a tab that saw the lost SEQ 2 gets a RESET');
+    } finally {
+      await store.close();
+    }
+  }));
+
+  for (const how of ['deleted', 'overwritten with random bytes'] as const) {
+    it(`a killed process's WAL ${how} while it is stopped: the sends it held are lost, so every stream gets a new EPOCH (same boot)`, () => withFile(async (file) => {
+      let store = new SqliteStore({ file, maxPerStream: 100, bootId: 'boot-test', clock: () => T0 });
+      const first = await store.append({ stream: 'admin:1', json: msg(1), expiresAt: T0 + HOUR }, T0);
+      await store.close();
+      // SEQ 2 and 3 answered as stored (tabs saw them), only in the WAL when the process was killed.
+      const lost = await runAndKill(file, [2, 3].map((i) => ({ op: 'append', stream: 'admin:1', json: msg(i), expiresAt: T0 + HOUR, now: T0 }))) as AppendResult[];
+      assert.deepEqual(lost.map((r) => [r.seq, r.epoch]), [[2, first.epoch], [3, first.epoch]]);
+      assert.ok(statSync(`${file}-wal`).size > 0, 'a killed process leaves its WAL');
+      if (how === 'deleted') {
+        rmSync(`${file}-wal`);
+        rmSync(`${file}-shm`, { force: true });
+      } else {
+        writeFileSync(`${file}-wal`, randomBytes(statSync(`${file}-wal`).size));
+      }
+      store = new SqliteStore({ file, maxPerStream: 100, bootId: 'boot-test', clock: () => T0 });
+      try {
+        assert.equal(store.rotatedEpochs, true, 'the WAL is gone or unusable: its sends may be lost');
+        assert.match(store.rotation ?? '', how === 'deleted' ? /-wal file is gone/ : /-wal file is not a WAL SQLite can read/);
+        const next = await store.append({ stream: 'admin:1', json: msg('again'), expiresAt: T0 + HOUR }, T0);
+        assert.equal(next.seq, 2);
+        assert.notEqual(next.epoch, first.epoch, 'SEQ 2 is assigned again, so under another EPOCH: a tab that saw the lost SEQ 2 gets a RESET');
+        assert.notEqual(next.id, lost[0]!.id, 'a message id never names two notifications');
+      } finally {
+        await store.close();
+      }
+      // Closed cleanly now: the next start keeps the new EPOCH.
+      store = new SqliteStore({ file, maxPerStream: 100, bootId: 'boot-test', clock: () => T0 });
+      try {
+        assert.equal(store.rotatedEpochs, false);
+      } finally {
+        await store.close();
+      }
+    }));
+  }
+
+  it('a WAL deleted under the running store and rescued into the file keeps every EPOCH at the next start', () => withFile(async (file) => {
+    let store = new SqliteStore({ file, maxPerStream: 100, bootId: 'boot-test', clock: () => T0 });
+    const first = await store.append({ stream: 'admin:1', json: msg(1), expiresAt: T0 + HOUR }, T0);
+    rmSync(`${file}-wal`);
+    // The commit that finds the WAL gone is copied into the file with the rest, and counts.
+    const second = await store.append({ stream: 'admin:1', json: msg(2), expiresAt: T0 + HOUR }, T0);
+    await assert.rejects(store.append({ stream: 'admin:1', json: msg(3), expiresAt: T0 + HOUR }, T0), /deleted or replaced/);
+    await store.close();
+    assert.equal(existsSync(`${file}-wal`), false);
+    store = new SqliteStore({ file, maxPerStream: 100, bootId: 'boot-test', clock: () => T0 });
+    try {
+      assert.equal(store.rotatedEpochs, false, 'nothing was lost: the file holds every commit');
+      assert.deepEqual((await store.readAfter('admin:1', 0, 10, T0)).messages.map((m) => m.id), [first.id, second.id]);
     } finally {
       await store.close();
     }

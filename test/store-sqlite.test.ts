@@ -165,10 +165,17 @@ describe('SqliteStore', () => {
       assert.equal(store.rotatedEpochs, false);
       assert.equal((await store.head('admin:1')).epoch, first.epoch);
       await store.close();
+      // As a killed process leaves it: `clean` = 0, and the WAL still there (a connection
+      // left open keeps the raw one's close from checkpointing and deleting it; a
+      // read-only one never does either).
       const markUnclean = () => {
         const raw = new Database(file);
         raw.prepare("UPDATE meta SET value = '0' WHERE key = 'clean'").run();
+        const reader = new Database(file, { readonly: true });
+        reader.pragma('schema_version');
         raw.close();
+        reader.close();
+        assert.ok(existsSync(`${file}-wal`));
       };
       // Not closed (a killed process), same boot: WAL kept every commit.
       markUnclean();

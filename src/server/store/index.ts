@@ -46,7 +46,7 @@ export function createStore(options: StoreOptions, logger: Logger): MessageStore
   );
   if (migrated > 0) logger.info({ file, migrated }, 'store: file migrated to the journal layout (schema 3)');
   if (store.rotatedEpochs) {
-    logger.warn({ file }, 'store: not closed cleanly before the machine restarted; the last sends before the crash may be lost, so every stream got a new EPOCH (tabs are told with RESET)');
+    logger.warn({ file }, `store: ${store.rotation ?? 'not closed cleanly'}; so every stream got a new EPOCH (tabs are told with RESET)`);
   }
   return store;
 }

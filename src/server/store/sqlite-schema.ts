@@ -19,7 +19,7 @@
  * notification (and per idempotency key) with two indexes, and updated the
  * stream's row on every append.
  */
-import { accessSync, constants, readFileSync } from 'node:fs';
+import { accessSync, closeSync, constants, fstatSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { HeraldError } from '../errors.js';
@@ -50,8 +50,48 @@ export interface OpenedStoreFile {
   storeEpoch: string;
   /** See SqliteStore.rotatedEpochs. */
   rotatedEpochs: boolean;
+  /** Why the epochs were rotated (undefined when they were not): see SqliteStore.rotation. */
+  rotation: string | undefined;
   /** Notifications migrated from a version 1 file (0 when it was not one). */
   migrated: number;
+}
+
+/**
+ * What the `-wal` beside the file held before this open: `missing`, `empty`
+ * (0 bytes), `valid` (a header SQLite reads), or `unusable` (too short, or a
+ * header whose magic, version or checksum is wrong: SQLite then ignores the
+ * whole WAL, commits and all, without an error).
+ */
+type WalState = 'missing' | 'empty' | 'valid' | 'unusable';
+
+/** Reads the WAL header's 32 bytes (https://www.sqlite.org/fileformat2.html#walformat). */
+function inspectWal(file: string): WalState {
+  let fd: number;
+  try {
+    fd = openSync(`${file}-wal`, 'r');
+  } catch (e) {
+    // Not readable is not "missing": SQLite's open then fails and says why.
+    return (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : 'valid';
+  }
+  try {
+    if (fstatSync(fd).size === 0) return 'empty';
+    const header = Buffer.alloc(32);
+    if (readSync(fd, header, 0, 32, 0) < 32) return 'unusable';
+    const magic = header.readUInt32BE(0);
+    if (magic !== 0x377f0682 && magic !== 0x377f0683) return 'unusable';
+    if (header.readUInt32BE(4) !== 3007000) return 'unusable';
+    // The checksum's words are big-endian when the magic's low bit is set, else little-endian.
+    const word = (i: number): number => (magic & 1 ? header.readUInt32BE(i) : header.readUInt32LE(i));
+    let s0 = 0;
+    let s1 = 0;
+    for (let i = 0; i < 24; i += 8) {
+      s0 = (s0 + word(i) + s1) >>> 0;
+      s1 = (s1 + word(i + 4) + s0) >>> 0;
+    }
+    return s0 === header.readUInt32BE(24) && s1 === header.readUInt32BE(28) ? 'valid' : 'unusable';
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /**
@@ -60,9 +100,22 @@ export interface OpenedStoreFile {
  * checkpoints (a WalCheckpointer runs them off the event loop), the schema
  * brought to the current version, epochs rotated when commits may have been
  * lost, and the file marked as open (`clean` = 0 until the store's close).
+ * What a killed process left in the WAL is not copied into the file yet: the
+ * caller loads the store first, then calls settleStoreFile (or, when the
+ * load failed, abandonStoreFile), so that a WAL that is not the file's (a
+ * backup restored beside a killed Herald's WAL) never overwrites it.
  */
 export function openStoreFile(file: string, options: { synchronous?: 'normal' | 'full'; bootId?: string }): OpenedStoreFile {
   const lock = file === ':memory:' ? undefined : takeLock(file);
+  if (lock) {
+    try {
+      refuseUnwritable(file);
+    } catch (e) {
+      lock.close();
+      throw e;
+    }
+  }
+  const wal: WalState = lock ? inspectWal(file) : 'valid';
   let db: Database.Database;
   try {
     db = new Database(file);
@@ -71,6 +124,9 @@ export function openStoreFile(file: string, options: { synchronous?: 'normal' | 
     throw openError(file, e);
   }
   try {
+    // Before anything is written (journal_mode = WAL writes the header):
+    // another program's database is left as it is.
+    refuseForeign(db, file);
     db.pragma('busy_timeout = 1000');
     db.pragma('journal_mode = WAL');
     // The checkpoint worker's connection shares the WAL, so the locking mode
@@ -86,7 +142,8 @@ export function openStoreFile(file: string, options: { synchronous?: 'normal' | 
     db.exec('BEGIN IMMEDIATE');
     const migrated = prepareSchema(db);
     const boot = options.bootId ?? currentBootId();
-    const rotatedEpochs = lostCommitsPossible(db, boot);
+    const rotation = lostCommitsPossible(db, boot, wal);
+    const rotatedEpochs = rotation !== undefined;
     if (rotatedEpochs) {
       const rows = db.prepare<[], { stream: string }>('SELECT stream FROM streams').all();
       const rotate = db.prepare<[string, string]>('UPDATE streams SET epoch = ? WHERE stream = ?');
@@ -103,19 +160,82 @@ export function openStoreFile(file: string, options: { synchronous?: 'normal' | 
     put.run('clean', '0');
     put.run('synchronous', options.synchronous === 'full' ? 'full' : 'normal');
     db.exec('COMMIT');
-    // Into the file itself, with what a killed process left in the WAL: from
-    // here the WAL holds this run's commits only.
-    if (lock) db.pragma('wal_checkpoint(TRUNCATE)');
-    db.pragma(`synchronous = ${options.synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
-    return { db, lock, storeEpoch, rotatedEpochs, migrated };
+    return { db, lock, storeEpoch, rotatedEpochs, rotation, migrated };
   } catch (e) {
-    db.close();
-    lock?.close();
+    abandonStoreFile(file, db, lock);
     throw openError(file, e);
   }
 }
 
+/**
+ * Once the store loaded: copies into the file what a killed process left
+ * in the WAL (from here the WAL holds this run's commits only), and sets
+ * the run's `synchronous`.
+ */
+export function settleStoreFile(opened: OpenedStoreFile, synchronous: 'normal' | 'full' | undefined): void {
+  if (opened.lock) opened.db.pragma('wal_checkpoint(TRUNCATE)');
+  opened.db.pragma(`synchronous = ${synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
+}
+
+/**
+ * Closes a store whose open failed without copying its WAL into the file.
+ * SQLite's last connection to close checkpoints the WAL and deletes it: a
+ * WAL that is not the file's (another store's, left beside a restored
+ * backup) overwrote the intact file that way, and a start that failed after
+ * the open's commit left `clean` = 0 without a WAL, which the next start
+ * takes for a lost WAL. A read-only connection opened first keeps the
+ * close from checkpointing (it is not the last), and never checkpoints
+ * itself.
+ */
+export function abandonStoreFile(file: string, db: Database.Database, lock: Database.Database | undefined): void {
+  let guard: Database.Database | undefined;
+  if (lock) {
+    try {
+      guard = new Database(file, { readonly: true, fileMustExist: true });
+      // Its first read takes the shared lock the close of `db` then cannot get past.
+      guard.pragma('schema_version');
+    } catch {
+      // A file SQLite cannot read at all: there is no WAL of it to apply either.
+    }
+  }
+  db.close();
+  guard?.close();
+  lock?.close();
+}
+
+/**
+ * Refuses a store file (or a `-wal`, `-shm` beside it) that this process
+ * cannot write, naming it and its mode. SQLite opens such a file read-only,
+ * creates the `-wal` and `-shm` with the file's mode (0444: they then
+ * blocked the start after the file was made writable again), and fails with
+ * "attempt to write a readonly database", which names neither.
+ */
+function refuseUnwritable(file: string): void {
+  for (const path of [file, `${file}-wal`, `${file}-shm`]) {
+    const st = statSync(path, { throwIfNoEntry: false });
+    if (!st) continue;
+    try {
+      accessSync(path, constants.W_OK);
+    } catch {
+      const mode = `mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}, owner uid ${st.uid}`;
+      const fix = path === file ? `make it writable for this user (uid ${process.getuid?.() ?? '?'})` : `remove it (Herald stopped): SQLite makes it again`;
+      throw new HeraldError('HERALD_ERR_INTERNAL', `cannot open store ${file}: ${path} is read-only (${mode}): ${fix}`);
+    }
+  }
+}
+
+/**
+ * Refuses a database that is not Herald's: one that holds tables but no
+ * `meta` table. Herald added its tables to it and switched it to WAL.
+ */
+function refuseForeign(db: Database.Database, file: string): void {
+  const names = db.prepare<[], { name: string }>("SELECT name FROM sqlite_schema WHERE substr(name, 1, 7) <> 'sqlite_' LIMIT 50").all().map((r) => r.name);
+  if (names.length === 0 || names.includes('meta')) return;
+  throw new Error(`${file} is not Herald's store (it holds other tables: ${names.slice(0, 5).join(', ')}${names.length > 5 ? ', …' : ''}, and no meta table); it was left as it is: point sqliteFile at another file`);
+}
+
 function openError(file: string, e: unknown, lockFile?: string): HeraldError {
+  if (e instanceof HeraldError) return e;
   const busy = (e as { code?: string }).code === 'SQLITE_BUSY';
   if (busy) return new HeraldError('HERALD_ERR_UNAVAILABLE', `store ${file} is in use by another process`);
   // SQLite's own words ("unable to open database file") name no file: say
@@ -252,19 +372,32 @@ function currentBootId(): string | undefined {
 }
 
 /**
- * Whether commits may have been lost: the store was not closed cleanly
- * (`clean` = 0) and the machine booted since (a killed process loses
- * nothing under WAL; only an OS crash or power cut can, with synchronous=normal).
- * The setting that counts is the one of the run that did not close (recorded
- * when it opened; a file from before that was recorded ran with the default,
- * normal), not this open's: turning `full` on after a power cut does not
- * bring back what the run under `normal` lost.
+ * Why commits may have been lost, or undefined when none can have been. The
+ * store was not closed cleanly (`clean` = 0) and
+ * - its WAL is gone, or SQLite cannot use it (a header that does not check
+ *   out: SQLite then ignores every frame in it). A killed process always
+ *   leaves its WAL (0 bytes when nothing was committed since the open's
+ *   checkpoint), and the open's commit that set `clean` = 0 was written to
+ *   a WAL, so `clean` = 0 in a file without one means a WAL was deleted
+ *   (by hand, a cleaner, a restore of a backup taken from a running
+ *   Herald), whatever the machine and the setting did; or
+ * - the machine booted since (a killed process loses nothing under WAL;
+ *   only an OS crash or power cut can, with synchronous=normal). The
+ *   setting that counts is the one of the run that did not close (recorded
+ *   when it opened; a file from before that was recorded ran with the
+ *   default, normal), not this open's: turning `full` on after a power cut
+ *   does not bring back what the run under `normal` lost.
  */
-function lostCommitsPossible(db: Database.Database, boot: string | undefined): boolean {
-  if (boot === undefined) return false;
+function lostCommitsPossible(db: Database.Database, boot: string | undefined, wal: WalState): string | undefined {
   const get = db.prepare<[string], { value: string }>('SELECT value FROM meta WHERE key = ?');
-  const clean = get.get('clean')?.value;
+  if (get.get('clean')?.value !== '0') return undefined;
+  if (wal === 'missing') return 'not closed cleanly, and its -wal file is gone: the last sends before it stopped may be lost';
+  if (wal === 'unusable') return 'not closed cleanly, and its -wal file is not a WAL SQLite can read (overwritten?): the last sends before it stopped may be lost';
+  if (boot === undefined) return undefined;
   const lastBoot = get.get('boot')?.value;
   const lastSynchronous = get.get('synchronous')?.value;
-  return clean === '0' && lastSynchronous !== 'full' && lastBoot !== undefined && lastBoot !== '' && lastBoot !== boot;
+  if (lastSynchronous !== 'full' && lastBoot !== undefined && lastBoot !== '' && lastBoot !== boot) {
+    return 'not closed cleanly before the machine restarted: the last sends before the crash may be lost';
+  }
+  return undefined;
 }

@@ -5,7 +5,7 @@ import { HeraldError } from '../errors.js';
 import type { AppendInput, AppendResult, MessageStatus, MessageStore, MessageStoreLimits, ReadResult, StoreCounts, StreamHead } from './message-store.js';
 import { PruneTimer } from './prune-timer.js';
 import { decodeBody, detach, encodeAck, encodeEntry } from './journal-codec.js';
-import { openStoreFile, takeLock } from './sqlite-schema.js';
+import { abandonStoreFile, openStoreFile, settleStoreFile, takeLock } from './sqlite-schema.js';
 import { PRUNE_SLICE, StreamIndex, WriteBatch, type StreamState } from './stream-index.js';
 import { JsonArena } from './json-arena.js';
 import { WalCheckpointer } from './wal-checkpointer.js';
@@ -204,6 +204,12 @@ export class SqliteStore implements MessageStore {
    * instead of silently dropping a reused SEQ as a duplicate.
    */
   readonly rotatedEpochs: boolean = false;
+  /**
+   * Why the epochs were rotated, for the log: the machine restarted since an
+   * unclean stop, or the WAL of an unclean stop is gone or unreadable (deleted
+   * or overwritten while Herald was stopped). Undefined when they were not.
+   */
+  readonly rotation: string | undefined;
   readonly loaded: SqliteStoreLoad;
 
   constructor(options: SqliteStoreOptions) {
@@ -215,8 +221,10 @@ export class SqliteStore implements MessageStore {
     this.#pruneBatch = options.pruneBatch ?? 100;
     this.#pruneBytes = options.pruneBytes ?? PRUNE_BYTES;
     this.#ackDelayMs = options.ackDelayMs ?? 200;
-    const { db, lock, storeEpoch, rotatedEpochs, migrated } = openStoreFile(options.file, options);
+    const opened = openStoreFile(options.file, options);
+    const { db, lock, storeEpoch, rotatedEpochs, rotation, migrated } = opened;
     this.rotatedEpochs = rotatedEpochs;
+    this.rotation = rotation;
     this.#db = db;
     this.#lock = lock;
     this.#q = prepare(db);
@@ -224,10 +232,11 @@ export class SqliteStore implements MessageStore {
     this.#staged = new WriteBatch(this.#index);
     try {
       const { journalRows, messages } = this.#load((options.clock ?? Date.now)());
+      // Only now that every row read back: a WAL that is not the file's fails the load, and must not be copied into the file.
+      settleStoreFile(opened, options.synchronous);
       this.loaded = { streams: this.#index.streams.size, journalRows, messages, migrated, ms: performance.now() - started };
     } catch (e) {
-      db.close();
-      lock?.close();
+      abandonStoreFile(options.file, db, lock);
       throw new HeraldError('HERALD_ERR_INTERNAL', `cannot open store ${options.file}: ${(e as Error).message}`);
     }
     if (lock) {
@@ -527,14 +536,30 @@ export class SqliteStore implements MessageStore {
     this.#onLockRetaken?.(`${identity.file}-lock`);
   }
 
-  /** Checkpoints the whole WAL into the file; true when every frame got there. */
+  /**
+   * Checkpoints the whole WAL into the file; true when every frame got there.
+   * The file then holds every commit and this store writes nothing more, so
+   * it is marked closed cleanly too: without a WAL, a `clean` = 0 tells the
+   * next start that a WAL was lost (sqlite-schema.ts), and every stream
+   * would get a new EPOCH after a stop or a kill that lost nothing.
+   */
   #rescueWal(): boolean {
-    try {
+    const all = (): boolean => {
       const [r] = this.#db.pragma('wal_checkpoint(FULL)') as Array<{ busy: number; log: number; checkpointed: number }>;
       return r !== undefined && r.busy === 0 && r.checkpointed === r.log;
+    };
+    try {
+      if (!all()) return false;
     } catch {
       return false;
     }
+    try {
+      this.#q.clean.run();
+      all();
+    } catch {
+      // The commits are in the file; only the mark is not: the next start gives new EPOCHs.
+    }
+    return true;
   }
 
   get failure(): string | undefined {
