@@ -4,10 +4,17 @@
  * message store's schema and its cluster replacements stay unaware of it).
  * better-sqlite3 is synchronous; one short INSERT per run is well under a
  * millisecond, far below the cost of the run itself.
+ *
+ * The file belongs to operators too: they rotate it (mv, logrotate), delete it
+ * and open it in a `sqlite3` shell while Herald runs. Hence a rollback journal
+ * (not WAL), a check before each write that the path still names the open
+ * file, and a short busy timeout with the records that find the file locked
+ * kept in memory until it is free (docs/commands.md, Audit).
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import Database from 'better-sqlite3';
+import type { Logger } from 'pino';
 import { HeraldError } from '../errors.js';
 import type { HeraldOptions } from '../options.js';
 import type { AuditQuery, CommandAuditRecord, CommandAuditStore, StoredAuditRecord } from './outcome.js';
@@ -26,55 +33,239 @@ CREATE INDEX IF NOT EXISTS command_audit_by_id ON command_audit (json_extract(js
 
 /** How many inserts between two trims of the table to `keep` rows. */
 const TRIM_EVERY = 500;
+/**
+ * How long a write waits for another process's lock, ms. better-sqlite3 waits synchronously,
+ * on the event loop: its default 5000 ms froze the whole server for 5 s per finished command
+ * while an operator's `sqlite3` shell held BEGIN IMMEDIATE. Our own INSERT takes well under
+ * 1 ms, and a reader's lock lasts about as long, so 10 ms rides those out; a lock held for
+ * longer is a person's, and the records wait in memory instead (PENDING_MAX, RETRY_MS).
+ */
+export const AUDIT_BUSY_MS = 10;
+/** How long opening the file (and close()'s last write) may wait for a lock, ms: once, not per command; as the main store (sqlite-schema.ts). */
+const OPEN_BUSY_MS = 1000;
+/** Records kept in memory while the file is locked; past it the oldest go (counted in a warning). About 1 KB each: a couple of MB. */
+export const AUDIT_PENDING_MAX = 2000;
+/** How often records kept in memory try the locked file again, ms. Each try costs at most AUDIT_BUSY_MS of the event loop: 2 %. */
+export const AUDIT_RETRY_MS = 500;
+
+/** An open audit file, and which file it was when opened (a rotation replaces or removes what the path names). */
+interface Open {
+  readonly db: Database.Database;
+  readonly insert: Database.Statement<[number, string, number | null, string]>;
+  readonly byId: Database.Statement<[string]>;
+  readonly dev: number;
+  readonly ino: number;
+}
 
 export class SqliteCommandAudit implements CommandAuditStore {
-  readonly #db: Database.Database;
+  readonly #file: string;
   readonly #keep: number;
-  readonly #insert: Database.Statement<[number, string, number | null, string]>;
-  readonly #byId: Database.Statement<[string]>;
+  #open: Open | undefined;
   #sinceTrim = 0;
+  #trimDue = false;
+  /** Records not yet written, oldest first: the file was locked by another process. */
+  readonly #pending: CommandAuditRecord[] = [];
+  /** Oldest pending records dropped for PENDING_MAX since the last warning about it. */
+  #dropped = 0;
+  #retry: NodeJS.Timeout | undefined;
+  /** A lock has held records back since the last write (warned once per such spell). */
+  #locked = false;
+  #log: Pick<Logger, 'warn' | 'info'> | undefined;
 
   /** `file`: the database path (created when missing); `keep`: rows kept, the oldest go first. */
   constructor(file: string, keep: number) {
-    // Everything that touches the file first (its directory, opening it, reading its header
-    // with the first pragma) is one refusal naming it, not a stack trace at start-up: a
-    // parent that is a file or not writable, a file that is not a database.
+    this.#file = file;
+    this.#keep = keep;
+    this.#open = this.#openFile(OPEN_BUSY_MS);
+  }
+
+  /** Where warnings go (a rotated or locked file); the runner hands over its logger. */
+  useLogger(log: Pick<Logger, 'warn' | 'info'>): void {
+    this.#log = log;
+  }
+
+  /**
+   * Opens (or creates) the file with its schema, trimmed. Everything that touches the file first
+   * (its directory, opening it, reading its header, the first write) is one refusal naming it,
+   * not a stack trace at start-up: a parent that is a file or not writable, a file that is not a
+   * database, a file that may be read but not written.
+   */
+  #openFile(busyMs: number): Open {
+    const file = this.#file;
     let db: Database.Database | undefined;
     try {
       if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
-      db = new Database(file);
-      db.pragma('journal_mode = WAL');
+      db = new Database(file, { timeout: busyMs });
+      // A rollback journal, not WAL: SQLite does not checkpoint a WAL into a file that was moved
+      // (SQLITE_READONLY_DBMOVED), so a rotation left its records in a `-wal` under the old name,
+      // which the next file at that name then took over or overwrote. Herald writes one row per
+      // run; WAL's concurrency buys nothing here. A file that is WAL from an older Herald is
+      // checkpointed and turned back by this pragma.
+      const mode = db.pragma('journal_mode = DELETE', { simple: true });
+      if (mode !== 'delete' && mode !== 'memory') throw new Error(`its journal mode stays ${String(mode)}: is it open in another program?`);
       db.pragma('synchronous = NORMAL');
       db.exec(SCHEMA);
+      const { dev, ino } = file === ':memory:' ? { dev: 0, ino: 0 } : statSync(file);
+      const open: Open = {
+        db, dev, ino,
+        insert: db.prepare('INSERT INTO command_audit (at, event, aid, json) VALUES (?, ?, ?, ?)'),
+        // The same expression and condition as the index command_audit_by_id, so that SQLite uses it:
+        // a lookup by id is one index probe, not a scan of up to commandsAuditKeep rows.
+        byId: db.prepare(`SELECT row, json FROM command_audit WHERE event = 'finished' AND json_extract(json, '$.id') = ? ORDER BY row DESC LIMIT 1`),
+      };
+      // The insert counter starts again at every open: without a trim here, a server that
+      // restarts before TRIM_EVERY records (a daily restart, a deploy) never trims, and a
+      // lowered `keep` would not apply until then either. It is the first write: a file that
+      // can be read but not written fails here, inside the refusal. A lock held by someone
+      // else only puts it off to the next write.
+      try {
+        this.#trimIn(db);
+      } catch (e) {
+        if (!isBusy(e)) throw e;
+        this.#trimDue = true;
+      }
+      db.pragma(`busy_timeout = ${AUDIT_BUSY_MS}`);
+      return open;
     } catch (e) {
       db?.close();
       throw new HeraldError('HERALD_ERR_CONFIG', `cannot open the command audit file ${file} (commandsAuditFile): ${(e as Error).message}`);
     }
-    this.#db = db;
-    this.#keep = keep;
-    this.#insert = this.#db.prepare('INSERT INTO command_audit (at, event, aid, json) VALUES (?, ?, ?, ?)');
-    // The same expression and condition as the index command_audit_by_id, so that SQLite uses it:
-    // a lookup by id is one index probe, not a scan of up to commandsAuditKeep rows.
-    this.#byId = this.#db.prepare(`SELECT row, json FROM command_audit WHERE event = 'finished' AND json_extract(json, '$.id') = ? ORDER BY row DESC LIMIT 1`);
-    // The insert counter starts again at every start-up: without a trim here, a server that
-    // restarts before TRIM_EVERY records (a daily restart, a deploy) never trims, and a
-    // lowered `keep` would not apply until then either.
-    this.trim();
+  }
+
+  /**
+   * The open file, reopened when the path no longer names it: an operator moved (rotated) or
+   * deleted it. What was written stays in the moved file; what comes now goes to a new file at
+   * the path. One stat per call, microseconds, against a run of a program.
+   */
+  #current(): Open {
+    const open = this.#open;
+    if (open !== undefined && open.db.open && (this.#file === ':memory:' || this.#samePath(open))) return open;
+    if (open?.db.open) {
+      // A file that was moved cannot be written to (SQLITE_READONLY_DBMOVED): nothing is lost by closing it.
+      open.db.close();
+      this.#log?.warn({ file: this.#file }, 'command audit file was moved or deleted: records from now on go to a new file at its path');
+    }
+    this.#open = undefined;
+    this.#open = this.#openFile(AUDIT_BUSY_MS);
+    return this.#open;
+  }
+
+  #samePath(open: Open): boolean {
+    try {
+      const now = statSync(this.#file);
+      return now.dev === open.dev && now.ino === open.ino;
+    } catch {
+      return false;
+    }
   }
 
   record(entry: CommandAuditRecord): void {
-    const at = entry.endedAt ?? entry.queuedAt;
-    this.#insert.run(at, entry.event, Number.isSafeInteger(entry.aid) ? entry.aid : null, JSON.stringify(entry));
-    if (++this.#sinceTrim >= TRIM_EVERY) this.trim();
+    this.#pending.push(entry);
+    if (this.#pending.length > AUDIT_PENDING_MAX) {
+      this.#pending.shift();
+      this.#dropped++;
+    }
+    // Records wait for the retry in order behind those already waiting: trying the locked file
+    // again for each would cost AUDIT_BUSY_MS of the event loop per record.
+    if (this.#retry === undefined) this.#flush();
+  }
+
+  /** Writes the pending records, oldest first, in one transaction; a lock leaves them pending and tries again later. */
+  #flush(): void {
+    if (this.#pending.length === 0) return;
+    let open: Open;
+    try {
+      open = this.#current();
+      for (let attempt = 0; ; attempt++) {
+        try {
+          open.db.transaction(() => {
+            for (const entry of this.#pending) {
+              const at = entry.endedAt ?? entry.queuedAt;
+              open.insert.run(at, entry.event, Number.isSafeInteger(entry.aid) ? entry.aid : null, JSON.stringify(entry));
+            }
+          }).immediate();
+          break;
+        } catch (e) {
+          // Moved between the stat and the write: once more, at the new file.
+          if (attempt > 0 || (e as { code?: string }).code !== 'SQLITE_READONLY_DBMOVED') throw e;
+          open = this.#current();
+        }
+      }
+    } catch (e) {
+      if (isBusy(e)) {
+        this.#scheduleRetry();
+        return;
+      }
+      // Not a lock (a full disk, a file that became read-only): the records are in the log lines;
+      // they are not held for a file that may never take them.
+      const lost = this.#pending.length;
+      this.#pending.length = 0;
+      throw new Error(`${(e as Error).message} (${lost} audit record${lost === 1 ? '' : 's'} not written)`);
+    }
+    const written = this.#pending.length;
+    this.#pending.length = 0;
+    if (this.#locked || this.#dropped > 0) {
+      this.#locked = false;
+      this.#log?.info({ file: this.#file, written, dropped: this.#dropped }, 'command audit file is free again: the records kept in memory are written');
+      if (this.#dropped > 0) this.#log?.warn({ file: this.#file, dropped: this.#dropped }, `command audit: ${this.#dropped} records were dropped while the file was locked (more than ${AUDIT_PENDING_MAX} waiting)`);
+      this.#dropped = 0;
+    }
+    this.#sinceTrim += written;
+    if (this.#trimDue || this.#sinceTrim >= TRIM_EVERY) {
+      try {
+        this.trim();
+      } catch (e) {
+        // The records are written; a trim that meets a lock waits for the next write.
+        if (!isBusy(e)) throw e;
+        this.#trimDue = true;
+      }
+    }
+  }
+
+  #scheduleRetry(): void {
+    if (this.#retry !== undefined) return;
+    if (!this.#locked) this.#log?.warn(
+      { file: this.#file, pending: this.#pending.length },
+      `command audit file is locked by another process (a sqlite3 shell in a transaction?): records are kept in memory (at most ${AUDIT_PENDING_MAX}) and written when it is free`,
+    );
+    this.#locked = true;
+    this.#retry = setTimeout(() => {
+      this.#retry = undefined;
+      try {
+        this.#flush();
+      } catch (e) {
+        this.#log?.warn({ file: this.#file, err: (e as Error).message }, 'command audit sink failed');
+      }
+      // A lock still held re-arms the timer above.
+    }, AUDIT_RETRY_MS);
+    // Records waiting for a lock must not keep a process that is otherwise done alive; close() writes them.
+    this.#retry.unref();
   }
 
   /** Drops the oldest rows beyond `keep`. */
   trim(): void {
-    this.#sinceTrim = 0;
-    this.#db.prepare('DELETE FROM command_audit WHERE row <= (SELECT MAX(row) FROM command_audit) - ?').run(this.#keep);
+    this.#trimIn(this.#current().db);
   }
 
+  #trimIn(db: Database.Database): void {
+    db.prepare('DELETE FROM command_audit WHERE row <= (SELECT MAX(row) FROM command_audit) - ?').run(this.#keep);
+    this.#sinceTrim = 0;
+    this.#trimDue = false;
+  }
+
+  /**
+   * Newest first. Records still waiting for a locked file come first, with the row numbers they
+   * will most likely get (the next of the table's AUTOINCREMENT sequence): a caller that reads
+   * the trail right after a run sees that run.
+   */
   recent(query: AuditQuery = {}): StoredAuditRecord[] {
+    const { db } = this.#current();
+    const limit = Math.max(0, query.limit ?? 100);
+    const seq = (db.prepare(`SELECT seq FROM sqlite_sequence WHERE name = 'command_audit'`).get() as { seq: number } | undefined)?.seq ?? 0;
+    const waiting = this.#pending
+      .map((rec, i) => ({ ...rec, row: seq + i + 1 }))
+      .filter((r) => (query.aid === undefined || r.aid === query.aid) && (query.before === undefined || r.row < query.before))
+      .reverse();
     const where: string[] = [];
     const params: number[] = [];
     if (query.aid !== undefined) {
@@ -86,18 +277,46 @@ export class SqliteCommandAudit implements CommandAuditStore {
       params.push(query.before);
     }
     const sql = `SELECT row, json FROM command_audit ${where.length > 0 ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY row DESC LIMIT ?`;
-    const rows = this.#db.prepare(sql).all(...params, Math.max(0, query.limit ?? 100)) as Array<{ row: number; json: string }>;
-    return rows.map((r) => ({ ...(JSON.parse(r.json) as CommandAuditRecord), row: r.row }));
+    const rows = db.prepare(sql).all(...params, limit) as Array<{ row: number; json: string }>;
+    const stored = rows.map((r) => ({ ...(JSON.parse(r.json) as CommandAuditRecord), row: r.row }));
+    return [...waiting, ...stored].slice(0, limit);
   }
 
   finished(id: string): StoredAuditRecord | undefined {
-    const r = this.#byId.get(id) as { row: number; json: string } | undefined;
+    for (let i = this.#pending.length - 1; i >= 0; i--) {
+      const rec = this.#pending[i] as CommandAuditRecord;
+      // Its row is not known yet; nobody reads it from a single record (recordedInfo ignores it).
+      if (rec.event === 'finished' && rec.id === id) return { ...rec, row: 0 };
+    }
+    const r = this.#current().byId.get(id) as { row: number; json: string } | undefined;
     return r && { ...(JSON.parse(r.json) as CommandAuditRecord), row: r.row };
   }
 
+  /** Writes what is still pending if the file lets it within OPEN_BUSY_MS (once, at shutdown), then closes. */
   close(): void {
-    if (this.#db.open) this.#db.close();
+    if (this.#retry !== undefined) clearTimeout(this.#retry);
+    this.#retry = undefined;
+    if (this.#pending.length > 0) {
+      try {
+        if (this.#open?.db.open) this.#open.db.pragma(`busy_timeout = ${OPEN_BUSY_MS}`);
+        this.#flush();
+      } catch (e) {
+        this.#log?.warn({ file: this.#file, err: (e as Error).message }, 'command audit sink failed');
+      }
+      if (this.#pending.length > 0) {
+        this.#log?.warn({ file: this.#file, lost: this.#pending.length, dropped: this.#dropped }, 'command audit file still locked at shutdown: records kept in memory are lost (they are in the log lines)');
+        this.#pending.length = 0;
+      }
+      if (this.#retry !== undefined) clearTimeout(this.#retry);
+      this.#retry = undefined;
+    }
+    if (this.#open?.db.open) this.#open.db.close();
   }
+}
+
+function isBusy(e: unknown): boolean {
+  const code = (e as { code?: unknown }).code;
+  return typeof code === 'string' && (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED'));
 }
 
 /**

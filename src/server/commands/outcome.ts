@@ -2,6 +2,7 @@
  * What the admin is told when a command ends (PROTOCOL.md §4), and the audit
  * record every run leaves.
  */
+import type { Logger } from 'pino';
 import type { CommandState, CommandSummary } from '../../protocol/commands.js';
 import type { NotificationObject, NotificationPayload } from '../../protocol/frames.js';
 import { isHeraldError } from '../errors.js';
@@ -19,6 +20,7 @@ import type { CommandDoor, CommandInfo, RecordedCommandInfo, RefusedCommandReque
 export function finalNotification(
   info: CommandInfo,
   given: { success?: NotificationPayload | undefined; error?: NotificationPayload | undefined },
+  notes: readonly string[] = [],
 ): NotificationObject {
   const summary = summaryOf(info);
   const chosen = info.state === 'succeeded' ? given.success : given.error;
@@ -32,7 +34,7 @@ export function finalNotification(
     // TEXT is the program's output as it printed it, as the old daemon sent it; FORMAT says it is
     // plain text, so the browser library shows `<incomplete>` (arp) as written and an
     // `<a href>` in the output of a probe a subscriber can influence as text, not as a live link.
-    base = { TYPE: 'MESSAGE', TITLE: info.program, TEXT: defaultText(info), FORMAT: 'text' };
+    base = { TYPE: 'MESSAGE', TITLE: info.program, TEXT: defaultText(info, notes), FORMAT: 'text' };
   }
   if (info.taskId !== undefined && base.ID === undefined) base.ID = info.taskId;
   base.COMMAND_ID = info.id;
@@ -52,14 +54,18 @@ export function summaryOf(info: CommandInfo): CommandSummary {
   };
 }
 
-/** The output, then one bracketed line per thing worth saying. A clean success is the output alone, as before. */
-function defaultText(info: CommandInfo): string {
+/**
+ * The output, then one bracketed line per thing worth saying. A clean success is the output alone, as before.
+ * `more`: the runner's own notes, which the command info has no field for (a process left running).
+ */
+function defaultText(info: CommandInfo, more: readonly string[]): string {
   const notes: string[] = [];
   if (info.state === 'timed_out') notes.push(`[timed out after ${info.timeoutSec} s: stopped]`);
   else if (info.state === 'cancelled') notes.push(info.error ? `[cancelled: ${info.error}]` : '[cancelled]');
   else if (info.error) notes.push(`[could not run: ${info.error}]`);
   else if (info.state === 'failed') notes.push(info.EXIT_CODE !== null ? `[exit status ${info.EXIT_CODE}]` : `[killed by ${info.SIGNAL ?? 'a signal'}]`);
   if (info.TRUNCATED) notes.push('[output cut: too long]');
+  notes.push(...more);
   if (notes.length === 0) return info.output;
   const sep = info.output === '' || info.output.endsWith('\n') ? '' : '\n';
   return `${info.output}${sep}${notes.join('\n')}`;
@@ -118,6 +124,8 @@ export interface CommandAuditStore extends CommandAuditSink {
   /** The `finished` record of the run with this id, if the trail still holds it. */
   finished(id: string): StoredAuditRecord | undefined;
   close(): void;
+  /** Where the store logs what it cannot say by throwing (a rotated or locked file); the runner hands over its logger. */
+  useLogger?(log: Pick<Logger, 'warn' | 'info'>): void;
 }
 
 /** Audit records keep at most this many characters of each argument… */
