@@ -13,7 +13,7 @@ import { restartablePort } from './helpers/ports.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 
 /** Writes one raw upgrade request and resolves with everything the server answered, once it closed the connection. */
-function rawUpgrade(port: number, target: string, token: string): Promise<string> {
+function rawUpgrade(port: number, target: string, token: string, start = 'GET', key = 'dGhlIHNhbXBsZSBub25jZQ=='): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = net.connect(port, '127.0.0.1');
     let answer = '';
@@ -28,8 +28,8 @@ function rawUpgrade(port: number, target: string, token: string): Promise<string
       resolve(answer);
     });
     socket.write(
-      `GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
-        `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nCookie: herald_token=${token}\r\n\r\n`,
+      `${start} ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+        `Sec-WebSocket-Version: 13\r\n${key ? `Sec-WebSocket-Key: ${key}\r\n` : ''}Cookie: herald_token=${token}\r\n\r\n`,
     );
   });
 }
@@ -53,6 +53,22 @@ describe('a handshake whose request target is no URL', () => {
         assert.match(answer, /^HTTP\/1\.1 400 Bad Request\r\n/, answer);
         const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as { error: { code: string } };
         assert.equal(body.error.code, 'HERALD_ERR_BAD_REQUEST');
+      }
+    });
+  }
+
+  // ws checks these only after the upgrade event: each was first admitted (a look-up at the
+  // panel's database or panel with the sql or http resolver), then answered in ws's plain text.
+  for (const [what, start, key] of [['a POST', 'POST', undefined], ['no Sec-WebSocket-Key', 'GET', ''], ['a Sec-WebSocket-Key that is no 16-byte nonce', 'GET', 'c2hvcnQ=']] as const) {
+    test(`${what}: 400 HERALD_ERR_BAD_REQUEST before the credential is looked at`, async () => {
+      for (const port of ports) {
+        for (const credential of [token, 'not-a-token']) {
+          const answer = await rawUpgrade(port, '/ws/admin', credential, start, key);
+          assert.match(answer, /^HTTP\/1\.1 400 Bad Request\r\n/, answer);
+          assert.match(answer, /\r\ncontent-type: application\/json/i, answer);
+          const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as { error: { code: string } };
+          assert.equal(body.error.code, 'HERALD_ERR_BAD_REQUEST');
+        }
       }
     });
   }

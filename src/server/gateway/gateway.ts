@@ -169,6 +169,12 @@ export class Gateway {
     }
     const kind = fixedKind ?? PATHS[url.pathname.replace(/\/+$/, '')];
     if (!kind) return reject(socket, 404, 'HERALD_ERR_NOT_FOUND', 'WebSocket endpoints are /ws/admin and /ws/user');
+    // What ws checks only once admitted: a handshake that could never be upgraded cost a
+    // look-up (a query, a request to the panel) and got ws's plain-text answer.
+    const key = req.headers['sec-websocket-key'];
+    if (req.method !== 'GET' || key === undefined || !WEBSOCKET_KEY.test(key)) {
+      return reject(socket, 400, 'HERALD_ERR_BAD_REQUEST', 'not a WebSocket handshake: a GET with a Sec-WebSocket-Key of 16 bytes in base64 (RFC 6455 §4.1)');
+    }
     const admission = admit(this.#o, kind, req, url);
     if (admission instanceof Promise) return this.#upgradeWhenAdmitted(req, socket, head, admission);
     return this.#upgrade(req, socket, head, admission);
@@ -350,6 +356,9 @@ function destroyAfterAnswer(this: Duplex): void {
 function destroyOnError(this: Duplex): void {
   this.destroy();
 }
+
+/** A Sec-WebSocket-Key: 16 random bytes in base64 (RFC 6455 §4.1), as ws checks it. */
+const WEBSOCKET_KEY = /^[+/0-9A-Za-z]{22}==$/;
 
 /**
  * Answers a refused handshake with a plain HTTP response and closes the
