@@ -9,7 +9,6 @@ import { randomBytes } from 'node:crypto';
 import { CloseCode, CloseReason } from '../src/protocol/close-codes.js';
 import { mintToken } from '../src/server/auth/token-resolver.js';
 import { OriginPolicy } from '../src/server/auth/origin-policy.js';
-import { request } from 'node:http';
 import { loadOptions } from '../src/server/options.js';
 import { startAuthHerald, within } from './helpers/auth-herald.js';
 
@@ -48,37 +47,6 @@ describe('Origin policy', () => {
       assert.equal(await status('https://panel.example.net:8443'), 403, 'the port must match');
       assert.equal(await status(h.herald.urls.http), 403, 'an explicit list replaces the defaults');
       assert.equal(await status(undefined), 403);
-    } finally {
-      await h.close();
-    }
-  });
-
-  test('a hybi-08 handshake (Sec-WebSocket-Version 8) is held to the allowlist by its Sec-WebSocket-Origin', async () => {
-    const h = await startAuthHerald({ allowedOrigins: ['https://panel.example.net'] });
-    try {
-      const token = (await h.herald.mintToken({ kind: 'admin', id: 3 })).token;
-      // ws accepts version 8 beside 13; its browsers sent the origin in Sec-WebSocket-Origin, with no Origin.
-      const status = (version: string, origin: string) => new Promise<number>((resolve, reject) => {
-        const req = request(`${h.herald.urls.http}/ws/admin?token=${token}`, {
-          headers: {
-            Connection: 'Upgrade', Upgrade: 'websocket', 'Sec-WebSocket-Version': version,
-            'Sec-WebSocket-Key': randomBytes(16).toString('base64'), [version === '8' ? 'Sec-WebSocket-Origin' : 'Origin']: origin,
-          },
-        });
-        req.on('upgrade', (res, socket) => {
-          socket.destroy();
-          resolve(res.statusCode ?? 0);
-        });
-        req.on('response', (res) => {
-          res.resume();
-          resolve(res.statusCode ?? 0);
-        });
-        req.on('error', reject);
-        req.end();
-      });
-      assert.equal(await status('8', 'https://evil.example'), 403, 'admitted as a client without Origin before');
-      assert.equal(await status('8', 'https://panel.example.net'), 101);
-      assert.equal(await status('13', 'https://evil.example'), 403);
     } finally {
       await h.close();
     }

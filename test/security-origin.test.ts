@@ -14,10 +14,10 @@ import { mintToken } from '../src/server/auth/token-resolver.js';
 const SECRET = randomBytes(32).toString('base64url');
 
 /** The handshake's status with raw header lines (several Origin lines are possible here, not with `ws`). */
-function rawHandshake(wsUrl: string, path: string, headerLines: Array<[string, string]>): Promise<number> {
+function rawHandshake(wsUrl: string, path: string, headerLines: Array<[string, string]>, version = '13'): Promise<number> {
   const u = new URL(wsUrl);
   return new Promise((resolve, reject) => {
-    const headers: string[] = ['Connection', 'Upgrade', 'Upgrade', 'websocket', 'Sec-WebSocket-Version', '13', 'Sec-WebSocket-Key', randomBytes(16).toString('base64')];
+    const headers: string[] = ['Connection', 'Upgrade', 'Upgrade', 'websocket', 'Sec-WebSocket-Version', version, 'Sec-WebSocket-Key', randomBytes(16).toString('base64')];
     for (const [k, v] of headerLines) headers.push(k, v);
     const req = request({ host: u.hostname, port: u.port, path, headers });
     req.on('upgrade', (res, socket) => {
@@ -89,6 +89,14 @@ describe('Origin look-alikes', () => {
     assert.equal(await rawHandshake(h.wsUrl, path, [['Origin', 'https://panel.example.net']]), 101);
     assert.equal(await rawHandshake(h.wsUrl, path, [['Origin', 'https://evil.test'], ['Origin', 'https://panel.example.net']]), 403);
     assert.equal(await rawHandshake(h.wsUrl, path, [['Origin', 'https://panel.example.net'], ['Origin', 'https://evil.test']]), 403);
+  });
+
+  test('a hybi-08 handshake (Sec-WebSocket-Version 8) is held to the list by its Sec-WebSocket-Origin', async () => {
+    // ws accepts version 8 beside 13; its browsers (2011's) sent the origin there, with no Origin:
+    // read as a client without Origin, a foreign page was admitted (allowMissingOrigin is true).
+    const path = `/ws/admin?token=${query.token}`;
+    assert.equal(await rawHandshake(h.wsUrl, path, [['Sec-WebSocket-Origin', 'https://evil.test']], '8'), 403);
+    assert.equal(await rawHandshake(h.wsUrl, path, [['Sec-WebSocket-Origin', 'https://panel.example.net']], '8'), 101);
   });
 
   test('the credential probe (a plain request) follows the same policy and reflects only an allowed origin', async () => {
