@@ -253,6 +253,10 @@ describe('legacy request handler', () => {
     assert.equal(await ask({ TYPE: 'PROXY', PROXY_TO: 'Internal', MESSAGE: {} }), 1);
     assert.equal(await ask({ TYPE: 'PROXY', PROXY_TO: 'Internal' }), 1);
     assert.equal(((await ask({ TYPE: 'PROXY', PROXY_TO: 'Telegram', MESSAGE: {} })) as { TYPE: string }).TYPE, 'ERROR');
+    // The unknown plugin's name is quoted cut at a character: cut as JSON text, it ended in half an emoji, on which Perl's JSON parser dies.
+    const emoji = (await ask({ TYPE: 'PROXY', PROXY_TO: `zz${'😀'.repeat(30)}`, MESSAGE: {} })) as { ERROR: string };
+    assert.doesNotMatch(emoji.ERROR, /[\uD800-\uDBFF](?![\uDC00-\uDFFF])/, emoji.ERROR);
+    assert.ok(emoji.ERROR.includes(`"zz${'😀'.repeat(19)}…"`), emoji.ERROR);
   });
 
   it('SILENT:1 gets no answer at all, yet is carried out', async () => {

@@ -7,6 +7,7 @@
  * dropped. TITLE is never HTML: it is set as text.
  */
 import DOMPurify from 'dompurify';
+import { headOf } from '../protocol/text-cut.js';
 
 export const ALLOWED_TAGS: readonly string[] = ['b', 'i', 'u', 'em', 'strong', 'br', 'p', 'ul', 'ol', 'li', 'a'];
 export const ALLOWED_ATTR: readonly string[] = ['href'];
@@ -117,8 +118,8 @@ export function plainText(text: string, plain = false): string {
 /** Longest TITLE a desktop notification gets, in characters; the system shows a line or two of it. */
 export const MAX_DESKTOP_TITLE_CHARS = 200;
 
-/** `title` cut to `max` characters (whole code points), with `…` where it was cut. */
+/** `title` cut to `max` UTF-16 units (never half an emoji), with `…` where it was cut. */
 export function clipTitle(title: string, max = MAX_DESKTOP_TITLE_CHARS): string {
   if (title.length <= max) return title;
-  return `${[...title.slice(0, max)].slice(0, max - 1).join('')}…`;
+  return `${headOf(title, max - 1)}…`;
 }

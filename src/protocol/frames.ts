@@ -5,6 +5,7 @@
  */
 import type { PrincipalKind } from './principal.js';
 import { jsonNestsDeeperThan, MAX_JSON_DEPTH } from './json-depth.js';
+import { quoted } from './text-cut.js';
 
 /** A notification object as the backend sent it. Unknown fields pass through untouched. */
 export interface NotificationObject {
@@ -200,6 +201,6 @@ export function parseClientFrame(text: string): ParsedClientFrame {
       return { ok: true, frame: { TYPE: 'COMMAND_CANCEL', COMMAND_ID: obj.COMMAND_ID } };
     }
     default:
-      return fail(FrameError.UNKNOWN_TYPE, typeof obj.TYPE === 'string' ? `unknown TYPE ${JSON.stringify(obj.TYPE).slice(0, 64)}` : 'frame has no TYPE');
+      return fail(FrameError.UNKNOWN_TYPE, typeof obj.TYPE === 'string' ? `unknown TYPE ${quoted(obj.TYPE, 64)}` : 'frame has no TYPE');
   }
 }

@@ -6,6 +6,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { LegacyAnswer } from '../../protocol/legacy.js';
+import { quoted } from '../../protocol/text-cut.js';
 import type { CommandService } from '../commands/command-service.js';
 import { HeraldError, isHeraldError, type ErrorCode } from '../errors.js';
 import type { Notifier } from '../notifier.js';
@@ -110,7 +111,7 @@ async function perform(body: LegacyRequestBody, ctx: LegacyContext): Promise<Leg
       return runCommand(body, ctx);
     case 'PROXY':
       if (body.plugin.toLowerCase() !== 'internal') {
-        return legacyError(`PROXY to unknown plugin ${JSON.stringify(body.plugin).slice(0, 40)}: only Internal is available`, 'HERALD_ERR_NOT_FOUND');
+        return legacyError(`PROXY to unknown plugin ${quoted(body.plugin, 40)}: only Internal is available`, 'HERALD_ERR_NOT_FOUND');
       }
       return body.echo === undefined ? 1 : (body.echo as LegacyAnswer);
   }

@@ -9,6 +9,7 @@ import { LegacyErrorText, type LegacyErrorAnswer } from '../../protocol/legacy.j
 import type { PrincipalKind } from '../../protocol/principal.js';
 import { toPersonId } from '../../protocol/principal.js';
 import { jsonNestsDeeperThan, MAX_JSON_DEPTH } from '../../protocol/json-depth.js';
+import { quoted } from '../../protocol/text-cut.js';
 import type { ErrorCode } from '../errors.js';
 
 /** The body of a request, by `TYPE`. */
@@ -158,7 +159,7 @@ function nestsDeeperThan(value: unknown, limit: number): boolean {
 
 /** A field's value in an error message: short, and never throws (JSON.stringify of a hostile value can). */
 function shown(v: unknown): string {
-  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
+  if (typeof v === 'string') return quoted(v, 40);
   if (Array.isArray(v)) return 'a list';
   if (typeof v === 'object' && v !== null) return 'an object';
   return String(v);

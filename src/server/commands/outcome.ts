@@ -5,6 +5,7 @@
 import type { Logger } from 'pino';
 import type { CommandState, CommandSummary } from '../../protocol/commands.js';
 import type { NotificationObject, NotificationPayload } from '../../protocol/frames.js';
+import { headOf } from '../../protocol/text-cut.js';
 import { isHeraldError } from '../errors.js';
 import type { CommandDoor, CommandInfo, RecordedCommandInfo, RefusedCommandRequest } from './command-service.js';
 
@@ -143,11 +144,8 @@ export const AUDIT_TEXT_CHARS = 1024;
  */
 export function auditText(text: string, max = AUDIT_TEXT_CHARS): string {
   if (text.length <= max) return text;
-  let keep = max;
-  // Never end on the first half of a surrogate pair (an emoji): half of one is no character.
-  const last = text.charCodeAt(keep - 1);
-  if (keep > 0 && last >= 0xd800 && last <= 0xdbff) keep--;
-  return `${text.slice(0, keep)}…[${text.length - keep} more characters cut]`;
+  const head = headOf(text, max);
+  return `${head}…[${text.length - head.length} more characters cut]`;
 }
 
 /** The arguments as the audit keeps them: each cut to AUDIT_ARG_CHARS, and past AUDIT_ARGS_CHARS in all the rest replaced by one note. */

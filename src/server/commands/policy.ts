@@ -10,6 +10,7 @@
  */
 import { accessSync, constants, existsSync, realpathSync, statSync } from 'node:fs';
 import { basename, delimiter, isAbsolute, join, sep } from 'node:path';
+import { quoted } from '../../protocol/text-cut.js';
 import { HeraldError } from '../errors.js';
 
 /** Longest program name or path, and longest argument, in characters. */
@@ -169,7 +170,7 @@ export class CommandPolicy {
       if (!entry.rule.test(arg)) {
         throw new HeraldError(
           'HERALD_ERR_COMMAND_FORBIDDEN',
-          `argument ${i + 1} of "${entry.spec}" (${JSON.stringify(arg.length > 80 ? `${arg.slice(0, 80)}…` : arg)}) is not allowed by its rule /${entry.ruleSource ?? ''}/`,
+          `argument ${i + 1} of "${entry.spec}" (${quoted(arg, 80)}) is not allowed by its rule /${entry.ruleSource ?? ''}/`,
         );
       }
     }
