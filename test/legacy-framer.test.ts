@@ -27,6 +27,17 @@ describe('legacy JSON stream framer', () => {
     assert.equal(f.buffered, 0);
   });
 
+  it('takes a UTF-8 byte order mark between values as white space, also split across reads; part of one is garbage', () => {
+    const bom = Buffer.from([0xef, 0xbb, 0xbf]);
+    const ping = enc('{"TYPE":"PING"}');
+    let f = new JsonStreamFramer({ maxValueBytes: 1024 });
+    assert.deepEqual(values(f.push(Buffer.concat([bom, ping, bom, ping]))), [{ TYPE: 'PING' }, { TYPE: 'PING' }]);
+    f = new JsonStreamFramer({ maxValueBytes: 1024 });
+    assert.deepEqual(values(feed(f, bytewise(Buffer.concat([bom, ping])))), [{ TYPE: 'PING' }]);
+    f = new JsonStreamFramer({ maxValueBytes: 1024 });
+    assert.deepEqual(values(f.push(Buffer.concat([bom.subarray(0, 2), ping]))), [{ event: 'garbage' }, { TYPE: 'PING' }]);
+  });
+
   it('frames a value split byte by byte, inside Cyrillic characters and escaped quotes and braces', () => {
     const text = '{"TYPE":"MESSAGE","DATA":{"TITLE":"Привет, мир","TEXT":"a \\"quoted\\" {brace} [x] \\\\"}}';
     const f = new JsonStreamFramer({ maxValueBytes: 1024 });

@@ -104,6 +104,16 @@ describe('legacy TCP protocol, end to end', () => {
     tab.close();
   });
 
+  it('answers a request saved with a byte order mark once: the old client reads one answer per request', async () => {
+    const c = await connect();
+    const bom = Buffer.from([0xef, 0xbb, 0xbf]);
+    // `nc … < request.json` from an editor that writes a BOM; then the next request on the same connection.
+    assert.deepEqual((await c.request(Buffer.concat([bom, Buffer.from('{"TYPE":"PING"}')]))).answer, { TYPE: 'PONG' });
+    const list = (await c.request('{"TYPE":"REQUEST_LIST","LIST_TYPE":"ADMINS"}')).answer as { TYPE: string };
+    assert.equal(list.TYPE, 'RESULT', JSON.stringify(list));
+    assert.equal(c.raw.toString().split('\n').length - 1, 2, `two requests, two answers: ${c.raw.toString()}`);
+  });
+
   it('answers several requests in one write, in order; SILENT gets nothing', async () => {
     const c = await connect();
     await c.write('{"TYPE":"PING"}{"TYPE":"REQUEST_LIST","LIST_TYPE":"USERS"} {"TYPE":"WHAT"}\n{TYPE:PING}{"TYPE":"PING","SILENT":1}{"NO":"TYPE"}{"TYPE":"MESSAGE","TO":"ADMIN","ID":99,"TOKEN":"' + TOKEN + '","DATA":"hi"}{"TYPE":"PING"}');

@@ -72,6 +72,8 @@ const CLOSE_ARRAY = 0x5d; // ]
 const QUOTE = 0x22; // "
 const BACKSLASH = 0x5c; // \
 
+const BOM = [0xef, 0xbb, 0xbf] as const;
+
 function isSpace(b: number): boolean {
   return b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09;
 }
@@ -112,6 +114,8 @@ export class JsonStreamFramer {
   /** Bytes of the current value (or garbage run) received in earlier chunks. */
   readonly #parts: Buffer[] = [];
   #partsBytes = 0;
+  /** Bytes of a UTF-8 byte order mark (EF BB BF) seen so far between values. */
+  #bom = 0;
 
   constructor(options: JsonStreamFramerOptions) {
     if (!Number.isSafeInteger(options.maxValueBytes) || options.maxValueBytes < 1) {
@@ -154,7 +158,22 @@ export class JsonStreamFramer {
       switch (this.#mode) {
         case Mode.Between:
           if (isSpace(b)) continue;
+          // A byte order mark is white space here (a request saved by an editor
+          // that writes one, piped with `nc`): taken for garbage, it got an answer
+          // of its own, and an old client read every later answer one late.
+          if (b === BOM[this.#bom]) {
+            if (++this.#bom === BOM.length) this.#bom = 0;
+            continue;
+          }
           start = i;
+          if (this.#bom !== 0) {
+            // Part of one only: garbage, and this byte is looked at again in it.
+            this.#bom = 0;
+            events.push({ kind: 'garbage' });
+            this.#mode = Mode.Garbage;
+            i--;
+            break;
+          }
           if (b === OPEN_OBJECT || b === OPEN_ARRAY) {
             this.#mode = Mode.Container;
             this.#depth = 1;
@@ -270,6 +289,7 @@ export class JsonStreamFramer {
 
   #reset(): void {
     this.#dropParts();
+    this.#bom = 0;
     this.#mode = Mode.Between;
     this.#depth = 0;
     this.#tooDeep = false;
