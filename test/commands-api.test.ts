@@ -64,6 +64,20 @@ describe('background commands over the HTTP API and the browser protocol', () =>
     assert.equal(rest.body.output, 'two\n');
   });
 
+  it('never starts ?since inside an emoji: a client counting characters (Perl, Python) gets the whole one', async () => {
+    const res = await server.api('POST', '/api/v1/commands', { aid: 3, program: 'sh', args: ['-c', 'printf "x\\360\\237\\230\\200y"'], door: 'cli' });
+    assert.equal(res.status, 201);
+    const id = res.body.id as string;
+    const all = await server.api('GET', `/api/v1/commands/${id}?since=0&wait=10`);
+    assert.equal(all.body.output, 'x😀y');
+    assert.equal(all.body.outputLength, 4, 'UTF-16 units, as documented');
+    // 2 falls between the emoji's two halves: half of one is a lone surrogate, which UTF-8 (and Perl's JSON) cannot carry.
+    const raw = await fetch(`${server.url}/api/v1/commands/${id}?since=2`, { headers: { authorization: `Bearer ${server.apiToken}` } });
+    const text = await raw.text();
+    assert.doesNotMatch(text, /\\ud[c-f]/i, text);
+    assert.equal(JSON.parse(text).output, '😀y');
+  });
+
   it('answers refusals with stable codes and statuses', async () => {
     const forbidden = await server.api('POST', '/api/v1/commands', { aid: 1, program: '/bin/bash', args: ['-c', 'id'] });
     assert.equal(forbidden.status, 403);

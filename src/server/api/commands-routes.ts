@@ -10,6 +10,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import type { FastifyInstance } from 'fastify';
 import type { NotificationPayload } from '../../protocol/frames.js';
+import { pairStart } from '../../protocol/text-cut.js';
 import type { CommandInfo, CommandRequest, CommandService, RefusedCommandRequest } from '../commands/command-service.js';
 import { HeraldError } from '../errors.js';
 import { FiniteInteger, FiniteNumber, jsonType, schemaRefusal } from './schemas.js';
@@ -207,7 +208,8 @@ function attempted(body: unknown, requestedBy: string): RefusedCommandRequest {
 }
 
 function sliceOutput<I extends CommandInfo>(info: I, since: number): I & { outputLength: number } {
-  return { ...info, output: info.output.slice(since), outputLength: info.output.length };
+  // `since` counts UTF-16 units (outputLength's); one inside a pair starts at the pair, not at half an emoji.
+  return { ...info, output: info.output.slice(pairStart(info.output, since)), outputLength: info.output.length };
 }
 
 async function waitAtMost<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
