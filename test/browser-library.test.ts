@@ -157,6 +157,21 @@ describe('browser library in Chromium', { skip: browserSkipReason() }, () => {
     await held.waitFor({ state: 'detached', timeout: 10_000 });
   });
 
+  it('never cuts a character in two: an emoji ICON keeps its whole grapheme, a command output tail starts on a whole emoji', async () => {
+    const p = await page();
+    await p.goto(`${server.url}/demo`);
+    const got = await p.evaluate(() => {
+      const w = window as unknown as W;
+      const toaster = new w.Herald.Toaster({ hostId: 'cut-test', outputTail: 3 });
+      const icon = toaster.show({ TYPE: 'MESSAGE', TITLE: 't', TEXT: 'x', ICON: '👩\u200d💻', TIMEOUT: 0 } as never).querySelector('.herald-icon-text')?.textContent;
+      // 'x😀😀' is five UTF-16 units: its last three begin with the second half of the first emoji.
+      const output = toaster.progress({ TYPE: 'COMMAND_PROGRESS', COMMAND_ID: 'c9', PROGRAM: 'sh', STATE: 'running', OUTPUT: 'x😀😀' } as never, () => undefined)
+        .querySelector('.herald-output')?.textContent;
+      return { icon, output };
+    });
+    assert.deepEqual(got, { icon: '👩\u200d💻', output: '😀' });
+  });
+
   it('puts the toast stack back, live command toasts and all, when the page replaces <body>', async () => {
     const p = await page();
     await p.goto(`${server.url}/demo`);

@@ -6,6 +6,7 @@ import type { NotificationObject } from '../protocol/frames.js';
 import type { CommandProgressFrame, CommandState } from '../protocol/commands.js';
 import { asText, clipText, isPlainTextFormat, isSafeUrl, MAX_TEXT_CHARS, sanitizeHtml } from './sanitize.js';
 import { TOAST_CSS } from './styles.js';
+import { tailOf } from '../protocol/text-cut.js';
 import { pageBody, rootElement, stillLoading } from './dom.js';
 
 export interface ToasterOptions {
@@ -258,7 +259,7 @@ export class Toaster {
     // Own keys only: a STATE of "toString" read a function's source through the prototype.
     entry.state.textContent = `— ${Object.hasOwn(STATE_LABEL, frame.STATE) ? STATE_LABEL[frame.STATE] : asText(frame.STATE)}`;
     if (typeof frame.OUTPUT === 'string' && frame.OUTPUT !== '') {
-      entry.text = (entry.text + frame.OUTPUT).slice(-this.#options.outputTail);
+      entry.text = tailOf(entry.text + frame.OUTPUT, this.#options.outputTail);
       entry.output.textContent = entry.text;
       entry.output.scrollTop = entry.output.scrollHeight;
     }
@@ -331,7 +332,7 @@ export class Toaster {
       el = document.createElement('span');
       el.className = 'herald-icon-text';
       el.setAttribute('aria-hidden', 'true');
-      el.textContent = [...value].slice(0, 2).join('');
+      el.textContent = firstSymbol(value);
     }
     el.setAttribute('part', 'icon');
     toast.prepend(el);
@@ -379,4 +380,17 @@ export class Toaster {
     });
     arm();
   }
+}
+
+/**
+ * The first symbol of an ICON as the reader sees it: a whole grapheme, so
+ * that 👩‍💻 (three code points joined) or a flag is not cut in two; two code
+ * points where Intl.Segmenter is missing.
+ */
+function firstSymbol(value: string): string {
+  if (typeof Intl.Segmenter === 'function') {
+    for (const { segment } of new Intl.Segmenter(undefined, { granularity: 'grapheme' }).segment(value)) return segment;
+    return '';
+  }
+  return [...value].slice(0, 2).join('');
 }
