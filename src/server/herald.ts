@@ -226,7 +226,7 @@ export class Herald {
     });
     await registerWebRoutes(app, {
       options,
-      mintToken: async (kind, id, ttlMs) => (await herald.mintToken({ kind, id }, ttlMs)).token,
+      mintToken: (kind, id, ttlMs) => herald.mintToken({ kind, id }, ttlMs),
       admission: { resolver, origins },
     });
     gateway.attach(app.server);
@@ -337,8 +337,9 @@ export class Herald {
       this.#lifecycle.closing = true;
       // A front door first: legacy requests already received are answered, then its connections end.
       await step('legacy door', () => this.legacy?.close());
-      // The tabs are told at once, not after the re-check round's look-ups in flight (up to
-      // sqlTimeoutMs or httpResolverTimeoutMs at a database or panel that stopped answering).
+      // The tabs are told at once, and the re-check round's look-ups in flight are not waited
+      // for (each up to sqlTimeoutMs or httpResolverTimeoutMs at a database or panel that
+      // stopped answering): the watcher drops their answers, the resolver's close ends them.
       await Promise.all([
         step('session watcher', () => this.watcher?.stop()),
         step('tabs', () => this.gateway.close(reason, Math.min(2000, this.options.shutdownGraceMs))),
@@ -347,9 +348,22 @@ export class Herald {
       // Commands stop while the HTTP server closes, not after: a request in flight may be a
       // long poll waiting for a command to end (`herald run --wait`), and the HTTP server waits
       // for it, so stopping commands afterwards left them running for the whole grace period.
-      await Promise.all([step('HTTP server', () => this.#closeHttp(graceEnds)), step('commands', () => this.commands?.close())]);
+      // A program that ignores SIGTERM is killed when the grace ends, not after commandsKillGraceMs:
+      // a longer kill grace ran past the CLI's deadline, and the run's record and its admin's
+      // notification were never written.
+      await Promise.all([
+        step('HTTP server', () => this.#closeHttp(graceEnds)),
+        step('commands', () => this.commands?.close(Math.max(0, graceEnds - Date.now()))),
+      ]);
       await step('broker', () => this.broker.close());
-      await step('session resolver', () => this.resolver.close());
+      // A database pool's close waits for its queries in flight (a re-check's, a handshake's),
+      // each up to sqlTimeoutMs and more at one that stopped answering: waited for while the
+      // grace lasts (or 1 s, for idle connections to say goodbye), not past it, so that the
+      // store (last: it commits the acks) still closes before the CLI's deadline.
+      const resolverClosed = step('session resolver', () => this.resolver.close());
+      if (!(await withTimeout(resolverClosed, Math.max(RESOLVER_CLOSE_MIN_MS, graceEnds - Date.now())))) {
+        this.logger.warn({ graceMs: this.options.shutdownGraceMs }, 'session look-ups still running after the shutdown grace: not waited for');
+      }
       await step('store', () => this.store.close());
       this.notifier.flushLogs();
       if (failure) throw failure.error;
@@ -389,6 +403,9 @@ function tabLimit(options: HeraldOptions, logger: Logger): number {
   }
   return options.maxTabs > 0 ? options.maxTabs : fit;
 }
+
+/** At shutdown, the least wait for the session resolver to close, in ms, even when the grace is spent. */
+const RESOLVER_CLOSE_MIN_MS = 1000;
 
 /** Below this many tabs allowed by the open-file limit, the start says so. */
 const FEW_TABS = 4096;

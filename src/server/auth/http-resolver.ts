@@ -14,6 +14,7 @@ import { toPersonId } from '../../protocol/principal.js';
 import { HeraldError } from '../errors.js';
 import type { CredentialResolver, Handshake, Refusal, Resolution } from './session-resolver.js';
 import { headerValue } from './session-resolver.js';
+import { LookUpFailureLog } from './look-up-failure-log.js';
 import { LookUpGate } from './look-up-gate.js';
 
 export interface HttpResolverOptions {
@@ -44,8 +45,11 @@ export class HttpResolver implements CredentialResolver {
   readonly #url: string;
   readonly #timeoutMs: number;
   readonly #forward: readonly string[];
-  readonly #logger: Logger | undefined;
+  readonly #failures: LookUpFailureLog | undefined;
   readonly #gate: LookUpGate;
+  /** The look-ups at the panel now: close() aborts them. */
+  readonly #inFlight = new Set<AbortController>();
+  #closed = false;
 
   constructor(options: HttpResolverOptions) {
     this.#url = usableUrl(options.url);
@@ -55,7 +59,7 @@ export class HttpResolver implements CredentialResolver {
       if (NEVER_FORWARD.has(h)) throw new HeraldError('HERALD_ERR_CONFIG', `option "httpResolverHeaders" must not forward the ${h} header`);
     }
     this.#forward = [...new Set(names)].sort();
-    this.#logger = options.logger;
+    this.#failures = options.logger && new LookUpFailureLog(options.logger, 'http');
     const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
     this.#gate = new LookUpGate(concurrency, options.maxWaiting ?? concurrency * WAITING_PER_TURN);
   }
@@ -89,9 +93,11 @@ export class HttpResolver implements CredentialResolver {
       return { outcome: 'refused', reason: 'malformed credential' };
     }
     const unavailable = (why: string, status?: number): Resolution => {
-      this.#logger?.warn({ resolver: 'http', kind, status }, `session look-up failed: ${why}`);
+      // Aborted by close(): the shutdown is no failure of the panel's.
+      if (!this.#closed) this.#failures?.failed(why + (status === undefined ? '' : ` (${status})`), { resolver: 'http', kind, status }, `session look-up failed: ${why}`);
       return { outcome: 'unavailable', reason: 'session service unavailable' };
     };
+    if (this.#closed) return unavailable('closed');
     let response: Response;
     let text: string;
     // Not AbortSignal.timeout(): its timer, and with it 200-300 bytes a
@@ -101,6 +107,7 @@ export class HttpResolver implements CredentialResolver {
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(new DOMException(`no answer within ${this.#timeoutMs} ms`, 'TimeoutError')), this.#timeoutMs);
     const signal = controller.signal;
+    this.#inFlight.add(controller);
     let turn = false;
     try {
       // The deadline covers the wait for a turn and the panel's answer.
@@ -128,6 +135,7 @@ export class HttpResolver implements CredentialResolver {
       return unavailable(name === 'TimeoutError' || name === 'AbortError' ? `no answer within ${this.#timeoutMs} ms` : `request failed${failureCode(e)}`);
     } finally {
       clearTimeout(timer);
+      this.#inFlight.delete(controller);
       if (turn) this.#gate.leave();
     }
     let answer: unknown;
@@ -146,10 +154,19 @@ export class HttpResolver implements CredentialResolver {
     return { outcome: 'admitted', principal: { kind, id }, credential };
   }
 
+  /**
+   * Ends the look-ups in flight (each answered "unavailable" at once) instead
+   * of letting them run their timeout: at a panel that stopped answering that
+   * is httpResolverTimeoutMs, and its timer kept an embedding process alive
+   * that long after Herald's close().
+   */
   async close(): Promise<void> {
-    // fetch keeps no state of ours.
+    this.#closed = true;
+    for (const controller of this.#inFlight) controller.abort(new DOMException('the resolver is closed', 'AbortError'));
+    this.#failures?.flush();
   }
 }
+
 
 /** The body as text, or undefined when it passes `max` bytes (the rest is not read). */
 async function readBounded(response: Response, max: number): Promise<string | undefined> {

@@ -99,16 +99,19 @@ export class SessionWatcher {
   }
 
   /**
-   * Stops the rounds and waits for the look-ups of one in progress: those
-   * already asked, not the rest of its sessions (a round of N sessions at a
-   * database that stopped answering took N/8 × sqlTimeoutMs).
+   * Stops the rounds. A round in progress asks nothing more, and the answers
+   * of its look-ups still in flight are dropped when they come: no tab is
+   * closed by a round after stop(). Those look-ups are not waited for: each
+   * may take httpResolverTimeoutMs or sqlTimeoutMs at a panel or database
+   * that stopped answering, and waiting held the whole shutdown (its HTTP
+   * server, commands and store) until the CLI's deadline exited 1. The
+   * resolver's close() ends them (the http resolver aborts its requests).
    */
   async stop(): Promise<void> {
     this.#stopped = true;
     if (this.#halt) this.#halt.stopped = true;
     clearTimeout(this.#timer);
     this.#timer = undefined;
-    await this.#running?.catch(() => undefined);
   }
 
   /** Runs one round now (shares the round in progress, if any). */
@@ -154,15 +157,17 @@ export class SessionWatcher {
     for (const groups of byKind.values()) for (const group of groups.values()) queue.push(group);
     let next = 0;
     const worker = async (): Promise<void> => {
-      // Stopped (a shutdown): no new look-ups; those in flight end within the resolver's timeout.
+      // Stopped (a shutdown): no new look-ups, and the answer of one in flight is dropped.
       for (let group = queue[next++]; group && !halt.stopped; group = queue[next++]) {
         await slices.breathe();
+        if (halt.stopped) return;
         let resolution;
         try {
           resolution = await this.#options.resolver.recheck(group.kind, group.credential);
         } catch {
           resolution = { outcome: 'unavailable' as const, reason: 'look-up failed' };
         }
+        if (halt.stopped) return;
         if (resolution.outcome === 'unavailable') {
           unavailable++;
           continue;

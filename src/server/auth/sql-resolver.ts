@@ -11,6 +11,7 @@ import { HeraldError } from '../errors.js';
 import type { HeraldOptions } from '../options.js';
 import type { CredentialResolver, Handshake, Refusal, Resolution } from './session-resolver.js';
 import { headerValue } from './session-resolver.js';
+import { LookUpFailureLog } from './look-up-failure-log.js';
 import type { SqlDialect, SqlPool } from './sql-pool.js';
 
 /** How one kind of person is looked up. */
@@ -97,11 +98,14 @@ export class SqlResolver implements CredentialResolver {
   readonly #pool: SqlPool;
   readonly #lookups: SqlLookups;
   readonly #logger: Logger | undefined;
+  /** Failed look-ups, bounded: during an outage every one fails (LookUpFailureLog). */
+  readonly #failures: LookUpFailureLog | undefined;
 
   constructor(options: SqlResolverOptions) {
     this.#pool = options.pool;
     this.#lookups = options.lookups;
     this.#logger = options.logger;
+    this.#failures = options.logger && new LookUpFailureLog(options.logger, 'sql');
     for (const kind of ['admin', 'user'] as const) {
       const lookup = this.#lookups[kind];
       if (!lookup) continue;
@@ -141,7 +145,8 @@ export class SqlResolver implements CredentialResolver {
         this.#logger?.info({ resolver: 'sql', kind, code }, 'session look-up refused: the session id is not of its column\'s type');
         return { outcome: 'refused', reason: 'malformed session id' };
       }
-      this.#logger?.warn({ resolver: 'sql', kind, code: typeof code === 'string' ? code : undefined }, 'session look-up failed: database unavailable');
+      const known = typeof code === 'string' ? code : undefined;
+      this.#failures?.failed(known ?? 'no code', { resolver: 'sql', kind, code: known }, 'session look-up failed: database unavailable');
       return { outcome: 'unavailable', reason: 'session database unavailable' };
     }
     if (value === undefined || value === null) return { outcome: 'refused', reason: 'session not found' };
@@ -154,6 +159,7 @@ export class SqlResolver implements CredentialResolver {
   }
 
   async close(): Promise<void> {
+    this.#failures?.flush();
     await this.#pool.close();
   }
 }

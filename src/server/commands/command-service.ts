@@ -86,8 +86,13 @@ export interface CommandService {
   stats?(): CommandStats;
   /** The persisted audit trail, newest first; undefined when it is not persisted (log lines only). */
   audit?(query?: AuditQuery): StoredAuditRecord[] | undefined;
-  /** Refuses new requests, cancels the queue, stops running programs and waits for them. */
-  close(): Promise<void>;
+  /**
+   * Refuses new requests, cancels the queue, stops running programs and waits
+   * for them (each run's record and final notification written). `graceMs`:
+   * the longest wait, in ms, between a program's SIGTERM and its SIGKILL, when
+   * shorter than commandsKillGraceMs (the shutdown's grace, what is left of it).
+   */
+  close(graceMs?: number): Promise<void>;
 }
 
 /** A finished command as the audit trail remembers it (CommandService.recorded). */

@@ -32,6 +32,8 @@ export const MAX_ARGS = 1024;
 export const PROGRESS_MAX_CHARS = 65536;
 /** Longest caller task id, in characters. */
 const MAX_TASK_ID_CHARS = 256;
+/** At shutdown, how long a program has to end after its SIGKILL before Herald stops waiting for it, in ms. */
+const CUT_LOOSE_AT_SHUTDOWN_MS = 1000;
 
 type RunnerOptions = Pick<
   HeraldOptions,
@@ -281,12 +283,26 @@ export class CommandRunner implements CommandService {
     return run.done;
   }
 
-  async close(): Promise<void> {
+  async close(graceMs = this.#o.commandsKillGraceMs): Promise<void> {
     if (this.#closing) return;
     this.#closing = true;
     const pending = [...this.#active.values()];
     for (const run of pending) this.#stop(run, 'shutdown', 'server shutting down');
-    await Promise.all(pending.map((r) => r.done));
+    const ended = Promise.all(pending.map((r) => r.done));
+    // The shutdown's grace is shorter than the kill grace: a program that ignores SIGTERM is
+    // killed when it ends (so is one whose cancel began before, with its own long grace).
+    // Waiting the whole kill grace ran past `herald start`'s deadline (shutdownGraceMs + 5 s),
+    // which exited 1 with the run unrecorded and its admin never told.
+    if (graceMs < this.#o.commandsKillGraceMs && !(await settlesWithin(ended, graceMs))) {
+      const late = pending.filter((run) => !run.finished);
+      for (const run of late) this.#signal(run, 'SIGKILL');
+      // A process SIGKILL cannot end (another user's) is cut loose after a short wait, as the
+      // HTTP server's connections are (herald.ts, #closeHttp), not after another kill grace.
+      if (!(await settlesWithin(ended, Math.min(this.#o.commandsKillGraceMs, CUT_LOOSE_AT_SHUTDOWN_MS)))) {
+        for (const run of late) if (!run.finished) this.#cutLoose(run);
+      }
+    }
+    await ended;
     process.off('exit', this.#killOnExit);
     // The audit store is closed last, after the final records of the runs stopped above.
     if (this.#audit && 'close' in this.#audit) this.#audit.close();
@@ -564,6 +580,17 @@ export class CommandRunner implements CommandService {
     } catch (err) {
       this.#log.warn({ err: (err as Error).message }, 'command audit sink failed');
     }
+  }
+}
+
+/** Waits for `p` at most `ms`; true when it settled in time. */
+async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), ms); });
+  try {
+    return await Promise.race([p.then(() => true), late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

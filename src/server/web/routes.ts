@@ -24,8 +24,11 @@ import { probeAnswer, type AdmissionDeps } from './admission.js';
 
 export interface WebContext {
   options: HeraldOptions;
-  /** Signs a browser token for a person (the token resolver's mintToken with the secret bound). */
-  mintToken(kind: PrincipalKind, id: number, ttlMs: number): Promise<string>;
+  /**
+   * Signs a browser token for a person (Herald.mintToken): the token and when
+   * it ends (epoch ms, its `exp`: whole seconds, so not simply now + ttlMs).
+   */
+  mintToken(kind: PrincipalKind, id: number, ttlMs: number): Promise<{ token: string; expiresAt: number }>;
   /** The build output: `dist` (or `dist/client` itself). Default: see defaultDistDir(). */
   distDir?: string;
   /**
@@ -232,8 +235,9 @@ export async function registerWebRoutes(app: FastifyInstance, ctx: WebContext): 
   // the point of a demo, and why `demo` must be off in production.
   app.post<{ Body: Static<typeof TokenBody> }>('/demo/token', { schema: { body: TokenBody, hide: true }, bodyLimit: PROBE_BODY_LIMIT, onRequest }, async (req, reply) => {
     reply.header('cache-control', 'no-store');
-    const token = await ctx.mintToken(req.body.kind, req.body.id, ctx.options.tokenTtlMs);
-    return { token, expiresAt: Date.now() + ctx.options.tokenTtlMs };
+    // The token's own expiry: now + tokenTtlMs said up to a second more or less than its `exp`.
+    const { token, expiresAt } = await ctx.mintToken(req.body.kind, req.body.id, ctx.options.tokenTtlMs);
+    return { token, expiresAt };
   });
 
   // Goes through the real HTTP API (in-process), so the demo shows exactly
