@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createSecretKey } from 'node:crypto';
+import { createHmac, createSecretKey } from 'node:crypto';
 import fc from 'fast-check';
 import { SignJWT, UnsecuredJWT, jwtVerify } from 'jose';
 import { TokenResolver, mintToken, verifyHs256 } from '../src/server/auth/token-resolver.js';
@@ -110,4 +110,36 @@ test('with clockSkewMs, a token is admitted that long past its exp (and before i
     .setNotBefore(Math.floor(now / 1000) + 20).setExpirationTime(Math.floor(now / 1000) + 600).sign(enc.encode(SECRET));
   assert.equal(exact.check('admin', early, now).outcome, 'refused');
   assert.equal(lenient.check('admin', early, now).outcome, 'admitted');
+});
+
+test('an iat that is present must be a number, as jose requires; a future one is no reason to refuse', async () => {
+  const now = Date.UTC(2026, 10, 30, 12) + 250;
+  const nowSec = Math.floor(now / 1000);
+  // Signed by hand: jose's SignJWT would not put a string in iat.
+  const sign = (payload: Record<string, unknown>): string => {
+    const h = Buffer.from(JSON.stringify({ alg: 'HS256', typ: 'JWT' })).toString('base64url');
+    const p = Buffer.from(JSON.stringify(payload)).toString('base64url');
+    return `${h}.${p}.${createHmac('sha256', SECRET).update(`${h}.${p}`).digest('base64url')}`;
+  };
+  const base = { sub: 'admin:1', aud: 'herald', exp: nowSec + 60 };
+  const cases: Array<[string, unknown, boolean]> = [
+    ['a number', nowSec, true],
+    ['in the future', nowSec + 100_000, true],
+    ['a fraction', nowSec - 0.5, true],
+    ['a string', 'yesterday', false],
+    ['a numeric string', String(nowSec), false],
+    ['null', null, false],
+    ['true', true, false],
+    ['an object', { at: nowSec }, false],
+  ];
+  for (const [what, iat, accepted] of cases) {
+    const token = sign({ ...base, iat });
+    assert.equal(verifyHs256(token, keys, now).ok, accepted, `iat ${what}`);
+    assert.equal(await joseAccepts(token, now), accepted, `jose, iat ${what}`);
+  }
+  // Not representable in JSON but readable from it (1e999 parses as Infinity): no date either.
+  const h = Buffer.from(JSON.stringify({ alg: 'HS256', typ: 'JWT' })).toString('base64url');
+  const p = Buffer.from(`{"sub":"admin:1","aud":"herald","exp":${nowSec + 60},"iat":1e999}`).toString('base64url');
+  const infinite = `${h}.${p}.${createHmac('sha256', SECRET).update(`${h}.${p}`).digest('base64url')}`;
+  assert.equal(verifyHs256(infinite, keys, now).ok, false);
 });

@@ -8,19 +8,30 @@
  */
 import { SignJWT } from 'jose';
 import type { Principal } from '../protocol/principal.js';
+import { HeraldSdkError } from './errors.js';
 
 /** The audience the server's TokenResolver requires. */
 export const CONNECT_TOKEN_AUDIENCE = 'herald';
+
+/** The longest a browser token may live, in seconds: 31 days, as POST /api/v1/tokens allows. */
+export const CONNECT_TOKEN_MAX_TTL_SEC = 31 * 86400;
 
 const encoder = new TextEncoder();
 
 /**
  * Signs a token that admits `principal` to `/ws/admin` or `/ws/user` until
- * `ttlSec` seconds from `now` (epoch ms).
+ * `ttlSec` seconds from `now` (epoch ms). `ttlSec` is from 1 to 31 days'
+ * worth of seconds, as the server's POST /api/v1/tokens takes it; anything
+ * else throws HeraldSdkError HERALD_ERR_BAD_ARGUMENT. (Unchecked, 0, -100 or
+ * 0.4 gave a 1 s token and 1e20 one that never expired, with an `expiresAt`
+ * that is no date.)
  */
 export async function mintConnectToken(secret: string, principal: Principal, ttlSec: number, now = Date.now()): Promise<{ token: string; expiresAt: number }> {
+  if (typeof ttlSec !== 'number' || !Number.isFinite(ttlSec) || ttlSec < 1 || ttlSec > CONNECT_TOKEN_MAX_TTL_SEC) {
+    throw new HeraldSdkError('HERALD_ERR_BAD_ARGUMENT', `ttl must be a number of seconds from 1 up to ${CONNECT_TOKEN_MAX_TTL_SEC} (31 days), got ${String(ttlSec)}`);
+  }
   const iat = Math.floor(now / 1000);
-  const exp = iat + Math.max(1, Math.round(ttlSec));
+  const exp = iat + Math.round(ttlSec);
   const token = await new SignJWT({ knd: principal.kind })
     .setProtectedHeader({ alg: 'HS256', typ: 'JWT' })
     .setSubject(`${principal.kind}:${principal.id}`)

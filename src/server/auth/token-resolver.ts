@@ -122,7 +122,8 @@ function acceptableHeader(h: string): boolean {
  * (docs/bench-history.md, second round). It accepts exactly what mintToken
  * produces: the header's `alg` must be HS256 and nothing else (no `none`, no
  * `crit`), the signature is compared in constant time, `aud` must name
- * Herald, `exp` is required and `nbf` honoured, each with `skewMs` of slack
+ * Herald, `exp` is required and `nbf` honoured, each with `skewMs` of slack,
+ * `iat` must be a number when present
  * for a minting backend whose clock is off (jose's `clockTolerance`).
  * test/auth-token-verify.test.ts checks it against jose.
  */
@@ -153,7 +154,8 @@ function readClaims(token: string, now: number, skewMs: number): Verified {
 
 /**
  * The payload's claims at `now`: `aud` names Herald, `exp` is required and
- * in the future, `nbf` is past; `exp` and `nbf` each `skewMs` more lenient.
+ * in the future, `nbf` is past; `exp` and `nbf` each `skewMs` more lenient;
+ * `iat`, when present, is a number.
  */
 function checkClaims(p: string, now: number, skewMs: number): Verified {
   const payload = decodeJson(p);
@@ -164,5 +166,8 @@ function checkClaims(p: string, now: number, skewMs: number): Verified {
   if (typeof exp !== 'number' || !Number.isFinite(exp)) return { ok: false, reason: 'invalid token' };
   if (exp <= Math.floor((now - skewMs) / 1000)) return { ok: false, reason: 'token expired' };
   if (payload.nbf !== undefined && (typeof payload.nbf !== 'number' || payload.nbf > Math.floor((now + skewMs) / 1000))) return { ok: false, reason: 'invalid token' };
+  // Not compared with anything (a future `iat` is no reason to refuse, for jose either), but one
+  // that is there must be a date: jose refuses `"iat": "yesterday"` ("iat" claim must be a number).
+  if (payload.iat !== undefined && (typeof payload.iat !== 'number' || !Number.isFinite(payload.iat))) return { ok: false, reason: 'invalid token' };
   return { ok: true, payload: payload as Record<string, unknown> & { exp: number } };
 }
