@@ -72,12 +72,13 @@ describe('herald start on a store it cannot use', () => {
     assert.ok(readFileSync(r.file).equals(before), 'the newer file is not changed by the refused start');
   });
 
-  test('a directory where the file should be', async () => {
+  test('a directory where the file should be: a configuration error naming sqliteFile (exit 2)', async () => {
     const r = await startOn((file) => {
       rmSync(file);
       mkdirSync(file);
     });
-    assertRefused(r, /unable to open database file/);
+    assert.equal(r.code, 2, r.stdout + r.stderr);
+    assert.equal(r.stderr, `herald: invalid configuration: option "sqliteFile" names a directory, ${r.file}: name a file (in it or elsewhere)\n`);
   });
 
   for (const lock of [false, true]) test(`a read-only data dir (a read-only mount)${lock ? ', its lock file there from the last run' : ''}: the message says the lock file and the dir are why`, async (t) => {

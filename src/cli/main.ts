@@ -154,10 +154,33 @@ export function separateRunArguments(program: Command, argv: readonly string[]):
   return [...argv];
 }
 
+/**
+ * `herald help nope`: commander printed the whole help and exited 2 without a word about `nope`.
+ * Returns `argv` with that `help` left out, so that commander answers as for `herald nope`
+ * ("unknown command 'nope'", with a suggestion when one is close); unchanged otherwise.
+ */
+export function helpTopicAsCommand(program: Command, argv: readonly string[]): string[] {
+  const known = new Set(['help', ...program.commands.flatMap((c) => [c.name(), ...c.aliases()])]);
+  for (let i = 2; i < argv.length; i++) {
+    const token = argv[i]!;
+    if (token === '--') return [...argv];
+    if (token.startsWith('-') && token !== '-') {
+      // A global option, with its value when it takes one and it is not attached.
+      const option = program.options.find((o) => o.short === token || o.long === token);
+      if (option !== undefined && (option.required || option.optional)) i++;
+      continue;
+    }
+    if (token !== 'help') return [...argv];
+    const topic = argv[i + 1];
+    return topic === undefined || topic.startsWith('-') || known.has(topic) ? [...argv] : [...argv.slice(0, i), ...argv.slice(i + 1)];
+  }
+  return [...argv];
+}
+
 export async function main(argv: string[]): Promise<void> {
   const program = buildProgram();
   try {
-    await program.parseAsync(separateRunArguments(program, argv));
+    await program.parseAsync(separateRunArguments(program, helpTopicAsCommand(program, argv)));
   } catch (e) {
     if (e instanceof CommanderError) {
       // commander has printed the message (or the help) already.
@@ -172,7 +195,8 @@ export async function main(argv: string[]): Promise<void> {
       return;
     }
     if (e instanceof HeraldError && e.code === 'HERALD_ERR_CONFIG') {
-      process.stderr.write(`herald: invalid configuration: ${e.message}\n`);
+      // It quotes what was configured (a key of the config file, a --set, a path): as above.
+      process.stderr.write(`herald: invalid configuration: ${printable(e.message, Number.POSITIVE_INFINITY, true)}\n`);
       process.exitCode = Exit.USAGE;
       return;
     }

@@ -26,6 +26,13 @@ export const TIMER_MAX_MS = 2_147_483_647;
 const HEARTBEAT_MAX_MS = Math.floor(TIMER_MAX_MS / 2.5);
 /** `herald start` forces the exit 5 s after the shutdown grace (src/cli/start.ts), on a timer. */
 const SHUTDOWN_GRACE_MAX_MS = TIMER_MAX_MS - 5000;
+/**
+ * The longest lifetime of a browser token, 31 days: what `herald token --ttl`, POST
+ * /api/v1/tokens and the SDK (MAX_CONNECT_TOKEN_TTL_SEC) allow when one is asked for. The
+ * default lifetime is bounded by it too: without a bound, HERALD_TOKEN_TTL_MS=9007199254740991
+ * minted tokens valid for 287,000 years, with an expiry past what a JavaScript Date holds.
+ */
+const TOKEN_TTL_MAX_MS = 31 * 86_400_000;
 const StringList = (description: string, dflt: string[], extra: Record<string, unknown> = {}) =>
   Type.Array(Type.String(), { default: dflt, description, ...extra });
 
@@ -81,7 +88,7 @@ export const OptionsSchema = Type.Object({
   maxTtlMs: Millis('Upper bound of a sender\'s TTL (at most ten years).', 604800000, 0, 315_360_000_000),
   maxPerStream: Type.Integer({ minimum: 1, default: 1000, description: 'Notifications kept per person (and per broadcast stream); beyond it the oldest are dropped.' }),
   replayBatch: Type.Integer({ minimum: 1, default: 500, description: 'Notifications replayed per store read when a tab resumes, and at most per turn of the event loop: a long replay lets other tabs, requests and heartbeats be served between its batches.' }),
-  tokenTtlMs: Millis('Default lifetime of a browser token minted by `herald token` or the API.', 43200000, 1000),
+  tokenTtlMs: Millis('Default lifetime of a browser token minted by `herald token` or the API. At most 31 days (2678400000), as a lifetime asked for explicitly (`herald token --ttl`, POST /api/v1/tokens).', 43200000, 1000, TOKEN_TTL_MAX_MS),
   tokenClockSkewMs: Millis('How far the clock of a backend that mints browser tokens itself (the SDK\'s mintConnectToken, on another host) may be from Herald\'s: a token is admitted until this long after its `exp` (and this long before its `nbf`), and a tab is closed for an expired token (4419) only then. Without it, a backend whose clock is a minute behind mints tokens that live a minute less, and short-lived ones not at all. 0 = exact. At most an hour.', 0, 0, 3_600_000),
   commandsEnabled: Type.Boolean({ default: true, description: 'Run background commands for admins (legacy COMMAND, POST /api/v1/commands, `herald run`). Off: every request is refused with HERALD_ERR_COMMANDS_DISABLED.' }),
   commandsAllow: StringList('Programs that may run: names (resolved once at start-up against commandsPath) or absolute paths. A request may name a program by its name or by any path that resolves to the same file; symlinks and `..` are resolved first. Never a shell.', ['ping']),
@@ -91,7 +98,7 @@ export const OptionsSchema = Type.Object({
   commandsEnv: StringList('The whole environment of every command, as KEY=VALUE entries (nothing is inherited from the server, so its secrets never leak into a program). Its values are never logged; herald config shows them as KEY=(set), except PATH, LANG, LC_* and TZ.', ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'LANG=C.UTF-8'], { secretValues: true }),
   commandsTimeoutSec: Type.Number({ minimum: 0.001, maximum: 604800, default: 600, description: 'Timeout of a command that asks for none (the old daemon used 600 s). On timeout the whole process group gets SIGTERM, then SIGKILL after commandsKillGraceMs.', unit: 's' }),
   commandsMaxTimeoutSec: Type.Number({ minimum: 0.001, maximum: 604800, default: 3600, description: 'Upper bound of a requested timeout; a longer one is cut to this.', unit: 's' }),
-  commandsKillGraceMs: Millis('After SIGTERM (timeout, cancel, shutdown), how long the process group has before SIGKILL. Also how long a finished program\'s left-over children may keep its output open.', 2000, 0, TIMER_MAX_MS),
+  commandsKillGraceMs: Millis('After SIGTERM (timeout, cancel, shutdown), how long the process group has before SIGKILL. Also how long a finished program\'s left-over children may keep its output open. At shutdown, at most what is left of shutdownGraceMs.', 2000, 0, TIMER_MAX_MS),
   commandsOutputCap: Type.Integer({ minimum: 1024, default: 1048576, description: 'Output (stdout and stderr together) kept per command; beyond it output is read and dropped, and the run is marked TRUNCATED.', unit: 'bytes' }),
   commandsConcurrency: Type.Integer({ minimum: 1, default: 4, description: 'Commands running at once on this node.' }),
   commandsPerAdminConcurrency: Type.Integer({ minimum: 1, default: 2, description: 'Commands running at once for one admin.' }),
@@ -186,9 +193,12 @@ export function fromEnvString(key: string, raw: string): unknown {
   if (!schema) return raw;
   const type = schema.type as string | undefined;
   if (type === 'integer' || type === 'number') {
-    // Keep text that is not a number as it is, so the error shows what was typed ("abc"), not null.
-    const n = Number(raw);
-    return raw.trim() === '' || Number.isNaN(n) ? raw : n;
+    // Plain decimal only, as the flags take it (a fraction where the option is not an integer
+    // option): Number() also read 0xA4D2, 0b1, 0o17 and 1e3, so HERALD_PORT=0xA4D2 listened on
+    // 42194 while --port 0xA4D2 was refused. Infinity is read as the number it names, so that its
+    // refusal shows it as such. Any other text is kept as it is, and the error shows what was typed.
+    const t = raw.trim();
+    return (type === 'integer' ? /^-?(\d+|Infinity)$/ : /^-?(\d+(\.\d+)?|Infinity)$/).test(t) ? Number(t) : raw;
   }
   if (type === 'boolean') return parseBool(raw);
   if (type === 'array') {
@@ -233,7 +243,12 @@ export function loadOptions(input: LoadOptionsInput = {}): HeraldOptions {
   const merged: Record<string, unknown> = {};
   const source: Record<string, string> = {};
   const file = input.file ?? env.HERALD_CONFIG;
-  if (file) {
+  // HERALD_CONFIG= (a variable left empty in an environment file) was skipped without a word, and
+  // Herald ran on its defaults without the file; `--config ''` is refused (src/cli/context.ts).
+  if (file !== undefined && file.trim() === '') {
+    throw new HeraldError('HERALD_ERR_CONFIG', `${input.file === undefined ? 'HERALD_CONFIG' : 'the config file\'s path'} is empty: unset it, or name the config file`);
+  }
+  if (file !== undefined) {
     let parsed: unknown;
     try {
       // A byte order mark (editors on Windows write one) is not JSON, and V8's message for it
@@ -254,7 +269,8 @@ export function loadOptions(input: LoadOptionsInput = {}): HeraldOptions {
     }
     for (const [k, v] of Object.entries(parsed)) {
       if (k === '$schema' || k.startsWith('//')) continue;
-      if (!schemaOf(k)) throw new HeraldError('HERALD_ERR_CONFIG', `config file ${file}: unknown option "${k}"`);
+      // Quoted as JSON: a key is anyone's text, and a control character in it must not reach the terminal as it is.
+      if (!schemaOf(k)) throw new HeraldError('HERALD_ERR_CONFIG', `config file ${file}: unknown option ${JSON.stringify(k)}`);
       merged[k] = v;
       source[k] = `config file ${file}`;
     }
@@ -268,7 +284,7 @@ export function loadOptions(input: LoadOptionsInput = {}): HeraldOptions {
   }
   for (const [k, v] of Object.entries(input.overrides ?? {})) {
     if (v === undefined) continue;
-    if (!schemaOf(k)) throw new HeraldError('HERALD_ERR_CONFIG', `unknown option "${k}"`);
+    if (!schemaOf(k)) throw new HeraldError('HERALD_ERR_CONFIG', `unknown option ${JSON.stringify(k)}`);
     merged[k] = v;
     source[k] = 'command line';
   }
@@ -285,6 +301,9 @@ export function loadOptions(input: LoadOptionsInput = {}): HeraldOptions {
       ? `${kindOf(first.value)} (not shown: the option is a secret)`
       : schema?.secretValues === true
         ? `${kindOf(first.value)} (not shown: it may hold secrets)`
+      // A URL whose query may hold a key for the panel: `herald config` masks it, and so does this.
+      : schema?.secretQuery === true
+        ? `${kindOf(first.value)} (not shown: it may hold a secret)`
       : typeof first.value === 'number' && !Number.isFinite(first.value) ? String(first.value) : JSON.stringify(first.value);
     throw new HeraldError('HERALD_ERR_CONFIG', `option "${key}" (${source[key] ?? 'default'}): ${first.message}; expected ${expected}, got ${got}`);
   }
@@ -311,19 +330,37 @@ function checkConsistency(o: HeraldOptions): void {
     if (bare !== undefined) throw new HeraldError('HERALD_ERR_CONFIG', `option "${key}" is ${JSON.stringify(o[key])}: write an IPv6 address without brackets (${JSON.stringify(bare)}); brackets belong in URLs only`);
   }
   checkPortsDistinct(o);
-  if (o.legacyEnabled && !isLoopback(o.legacyHost) && o.legacyToken === '') {
-    throw new HeraldError('HERALD_ERR_CONFIG', `option "legacyHost" is ${o.legacyHost} (not loopback) but "legacyToken" is empty: set a token or bind to 127.0.0.1`);
+  // A token of spaces is no token: anyone who can reach the listener sends one.
+  if (o.legacyEnabled && !isLoopback(o.legacyHost) && o.legacyToken.trim() === '') {
+    throw new HeraldError('HERALD_ERR_CONFIG', `option "legacyHost" is ${o.legacyHost} (not loopback) but "legacyToken" is ${o.legacyToken === '' ? 'empty' : 'blank'}: set a token or bind to 127.0.0.1`);
   }
-  if (o.secret !== '' && o.secret.length < 32) throw new HeraldError('HERALD_ERR_CONFIG', 'option "secret" must be at least 32 characters');
-  if (o.previousSecret !== '' && o.previousSecret.length < 32) throw new HeraldError('HERALD_ERR_CONFIG', 'option "previousSecret" must be at least 32 characters');
-  if (o.apiToken !== '' && o.apiToken.length < 16) throw new HeraldError('HERALD_ERR_CONFIG', 'option "apiToken" must be at least 16 characters');
-  // It travels in an HTTP header, which holds bytes: a non-ASCII token started and then matched no request.
-  if (!/^[\x21-\x7e]*$/.test(o.apiToken)) throw new HeraldError('HERALD_ERR_CONFIG', 'option "apiToken" must be printable ASCII without spaces (it is sent in the Authorization header)');
+  // Only where the store is read: a memory store never opens the file.
+  if (o.store === 'sqlite' && o.sqliteFile.trim() === '') {
+    throw new HeraldError('HERALD_ERR_CONFIG', `option "sqliteFile" is empty: leave it unset for the default (${JSON.stringify(OptionsSchema.properties.sqliteFile.default)}), or name a file`);
+  }
+  for (const key of ['secret', 'previousSecret', 'apiToken'] as const) {
+    const problem = credentialProblem(key, o[key]);
+    if (problem !== undefined) throw new HeraldError('HERALD_ERR_CONFIG', `option "${key}" ${problem}`);
+  }
   if (o.commandsTimeoutSec > o.commandsMaxTimeoutSec) throw new HeraldError('HERALD_ERR_CONFIG', `option "commandsTimeoutSec" (${o.commandsTimeoutSec}) exceeds "commandsMaxTimeoutSec" (${o.commandsMaxTimeoutSec})`);
   if (o.commandsPerAdminConcurrency > o.commandsConcurrency) throw new HeraldError('HERALD_ERR_CONFIG', `option "commandsPerAdminConcurrency" (${o.commandsPerAdminConcurrency}) exceeds "commandsConcurrency" (${o.commandsConcurrency})`);
   if (o.legacyMaxBufferedBytes < o.legacyMaxRequestBytes) throw new HeraldError('HERALD_ERR_CONFIG', `option "legacyMaxBufferedBytes" (${o.legacyMaxBufferedBytes}) is less than "legacyMaxRequestBytes" (${o.legacyMaxRequestBytes})`);
   checkAuthConsistency(o);
   if (o.defaultTtlMs > o.maxTtlMs) throw new HeraldError('HERALD_ERR_CONFIG', `option "defaultTtlMs" (${o.defaultTtlMs}) exceeds "maxTtlMs" (${o.maxTtlMs})`);
+}
+
+/**
+ * What is wrong with a value of `secret`, `previousSecret` or `apiToken` (an empty one is unset:
+ * nothing), or undefined. The same rules hold wherever the value comes from, the configuration or
+ * DATA_DIR/secrets.json (secrets.ts), which an operator may edit by hand as well.
+ */
+export function credentialProblem(key: 'secret' | 'previousSecret' | 'apiToken', value: string): string | undefined {
+  if (value === '') return undefined;
+  if (key !== 'apiToken') return value.length < 32 ? 'must be at least 32 characters' : undefined;
+  if (value.length < 16) return 'must be at least 16 characters';
+  // It travels in an HTTP header, which holds bytes: a non-ASCII token started and then matched no request.
+  if (!/^[\x21-\x7e]*$/.test(value)) return 'must be printable ASCII without spaces (it is sent in the Authorization header)';
+  return undefined;
 }
 
 /**

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { HeraldError } from './errors.js';
-import type { HeraldOptions } from './options.js';
+import { credentialProblem, type HeraldOptions } from './options.js';
 
 export interface StoredSecrets {
   secret: string;
@@ -17,6 +17,18 @@ export interface SecretsResult {
   generated: boolean;
   /** Which of them this call generated (the others came from the configuration or the file). */
   generatedKeys: ReadonlyArray<keyof StoredSecrets>;
+  /**
+   * What other users of this machine may read, one line each, to be logged as warnings: the data
+   * dir or secrets.json, when they existed already with group or other permissions (Herald
+   * creates both for this user alone, but does not change the mode of what an operator made).
+   */
+  warnings: readonly string[];
+  /**
+   * Puts secrets.json back as it was before this call (removes it when this call created it):
+   * a start that fails after generating secrets keeps none of them, so that the next start
+   * generates them again and says where they are (the notice is printed once Herald listens).
+   */
+  discard(): void;
 }
 
 export function secretsFile(dataDir: string): string {
@@ -25,8 +37,12 @@ export function secretsFile(dataDir: string): string {
 
 /** Reads DATA_DIR/secrets.json if present. */
 export function readSecrets(dataDir: string): Partial<StoredSecrets> {
-  const file = secretsFile(dataDir);
-  if (!existsSync(file)) return {};
+  return readSecretsFile(secretsFile(dataDir)).stored;
+}
+
+/** secrets.json's values and its text as read (undefined: there is no such file). */
+function readSecretsFile(file: string): { stored: Partial<StoredSecrets>; text: string | undefined } {
+  if (!existsSync(file)) return { stored: {}, text: undefined };
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -46,7 +62,27 @@ export function readSecrets(dataDir: string): Partial<StoredSecrets> {
     throw new HeraldError('HERALD_ERR_CONFIG', `cannot read ${file}: it is not valid JSON for secrets (an object with "secret" and "apiToken" was expected)`);
   }
   const { secret, apiToken } = parsed as Partial<Record<keyof StoredSecrets, unknown>>;
-  return { ...(typeof secret === 'string' ? { secret } : {}), ...(typeof apiToken === 'string' ? { apiToken } : {}) };
+  const stored: Partial<StoredSecrets> = { ...(typeof secret === 'string' ? { secret } : {}), ...(typeof apiToken === 'string' ? { apiToken } : {}) };
+  // The rules a configured value must meet (options.ts), for a file edited by hand: {"secret": "x",
+  // "apiToken": "y"} started, and the API took `Bearer y`. What Herald generates meets them.
+  for (const key of ['secret', 'apiToken'] as const) {
+    const problem = credentialProblem(key, stored[key] ?? '');
+    if (problem !== undefined) {
+      throw new HeraldError('HERALD_ERR_CONFIG', `${file}: "${key}" ${problem} (remove it from the file to have a new one generated)`);
+    }
+  }
+  return { stored, text };
+}
+
+/** `path`'s permission bits when it exists and gives group or others any access to it, else undefined. */
+function openToOthers(path: string): number | undefined {
+  let mode: number | undefined;
+  try {
+    mode = statSync(path, { throwIfNoEntry: false })?.mode;
+  } catch {
+    // A path through a file (ENOTDIR), a parent this user may not search: what uses it says so.
+  }
+  return mode !== undefined && (mode & 0o077) !== 0 ? mode & 0o777 : undefined;
 }
 
 /**
@@ -57,8 +93,16 @@ export function readSecrets(dataDir: string): Partial<StoredSecrets> {
  */
 export function ensureSecrets(options: HeraldOptions): SecretsResult {
   const file = secretsFile(options.dataDir);
-  if (options.secret !== '' && options.apiToken !== '') return { options, file, generated: false, generatedKeys: [] };
-  const stored = readSecrets(options.dataDir);
+  const dir = resolve(options.dataDir);
+  // Checked whatever the secrets' source: the data dir holds the store and the command audit too.
+  const warnings: string[] = [];
+  const dirMode = openToOthers(dir);
+  if (dirMode !== undefined) warnings.push(`the data dir ${dir} is open to other users (mode ${dirMode.toString(8).padStart(4, '0')}); its store, audit trail and secrets should be this user's alone: chmod 700 it`);
+  const nothing = (): void => undefined;
+  if (options.secret !== '' && options.apiToken !== '') return { options, file, generated: false, generatedKeys: [], warnings, discard: nothing };
+  const { stored, text } = readSecretsFile(file);
+  const fileMode = text === undefined ? undefined : openToOthers(file);
+  if (fileMode !== undefined) warnings.push(`${file} is readable by other users (mode ${fileMode.toString(8).padStart(4, '0')}): chmod 600 it`);
   const generatedKeys: Array<keyof StoredSecrets> = [];
   const next: StoredSecrets = {
     secret: stored.secret ?? '',
@@ -74,10 +118,18 @@ export function ensureSecrets(options: HeraldOptions): SecretsResult {
   }
   const generated = generatedKeys.length > 0;
   if (generated) {
-    mkdirSync(resolve(options.dataDir), { recursive: true, mode: 0o700 });
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
     writeFileSync(file, `${JSON.stringify(next, null, 2)}\n`, { mode: 0o600 });
     chmodSync(file, 0o600);
   }
+  const discard = !generated ? nothing : (): void => {
+    try {
+      if (text === undefined) rmSync(file, { force: true });
+      else writeFileSync(file, text, { mode: 0o600 });
+    } catch {
+      // Best effort: the failure that called this is the one to report, not this one.
+    }
+  };
   return {
     options: Object.freeze({
       ...options,
@@ -87,5 +139,7 @@ export function ensureSecrets(options: HeraldOptions): SecretsResult {
     file,
     generated,
     generatedKeys,
+    warnings,
+    discard,
   };
 }

@@ -11,7 +11,7 @@
  * file, and a short busy timeout with the records that find the file locked
  * kept in memory until it is free (docs/commands.md, Audit).
  */
-import { mkdirSync, statSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
@@ -94,7 +94,17 @@ export class SqliteCommandAudit implements CommandAuditStore {
     const file = this.#file;
     let db: Database.Database | undefined;
     try {
-      if (file !== ':memory:') mkdirSync(dirname(file), { recursive: true });
+      // This user's alone (directory 0700, file 0600; the journal SQLite creates beside it takes
+      // the file's mode): who ran what, with which arguments. With the umask's default SQLite
+      // made it 0644 in a 0755 directory. A file or directory that exists keeps its mode.
+      if (file !== ':memory:') {
+        mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+        try {
+          closeSync(openSync(file, 'wx', 0o600));
+        } catch {
+          // It exists ('wx' leaves it alone), or cannot be created: SQLite's open just below says why.
+        }
+      }
       db = new Database(file, { timeout: busyMs });
       // A rollback journal, not WAL: SQLite does not checkpoint a WAL into a file that was moved
       // (SQLITE_READONLY_DBMOVED), so a rotation left its records in a `-wal` under the old name,

@@ -1,6 +1,7 @@
-import { mkdirSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import type { Logger } from 'pino';
+import { HeraldError } from '../errors.js';
 import type { HeraldOptions } from '../options.js';
 import { MemoryStore } from './memory-store.js';
 import type { MessageStore } from './message-store.js';
@@ -31,7 +32,11 @@ export function createStore(options: StoreOptions, logger: Logger): MessageStore
     return new MemoryStore({ maxPerStream: options.maxPerStream, pruneIntervalMs: options.pruneIntervalMs, onPrune });
   }
   const file = sqlitePath(options);
-  mkdirSync(resolve(file, '..'), { recursive: true });
+  // SQLite's own message for a directory is "unable to open database file", naming neither.
+  if (statSync(file, { throwIfNoEntry: false })?.isDirectory()) {
+    throw new HeraldError('HERALD_ERR_CONFIG', `option "sqliteFile" names a directory, ${file}: name a file (in it or elsewhere)`);
+  }
+  createPrivateFiles(file);
   const store = new SqliteStore({
     file, maxPerStream: options.maxPerStream, synchronous: options.sqliteSynchronous,
     pruneIntervalMs: options.pruneIntervalMs, onPrune,
@@ -49,4 +54,23 @@ export function createStore(options: StoreOptions, logger: Logger): MessageStore
     logger.warn({ file }, `store: ${store.rotation ?? 'not closed cleanly'}; so every stream got a new EPOCH (tabs are told with RESET)`);
   }
   return store;
+}
+
+/**
+ * The store's directories (mode 0700) and its file and lock file (0600), where they are missing:
+ * the notifications and who they are for are this user's alone. With the umask's default (022)
+ * SQLite made them 0644 in a 0755 directory, readable by every user of the machine. SQLite
+ * creates the -wal and -shm with the mode of the file they belong to. What exists already is the
+ * operator's and keeps its mode (the data dir's is checked at start: see ensureSecrets).
+ */
+function createPrivateFiles(file: string): void {
+  mkdirSync(resolve(file, '..'), { recursive: true, mode: 0o700 });
+  for (const path of [file, `${file}-lock`]) {
+    try {
+      // 'wx': created here, or left alone when it exists.
+      closeSync(openSync(path, 'wx', 0o600));
+    } catch {
+      // It exists, or cannot be created: SQLite's open then says why, naming the file.
+    }
+  }
 }
