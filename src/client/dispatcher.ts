@@ -4,7 +4,8 @@
  * (`extend({TYPE, CALLBACK})`, the seed's extension point).
  *
  * - Handlers of one TYPE run in registration order.
- * - A handler that throws is reported (onError) and the others still run.
+ * - A handler that throws, or returns a promise that rejects (an async
+ *   handler), is reported (onError) and the others still run.
  * - A built-in handler (the MESSAGE toast, live command progress, EVENT to
  *   listeners) runs after the page's handlers unless one of them called
  *   `ctx.preventDefault()`.
@@ -39,6 +40,7 @@ export interface DispatchVia {
   builtins: unknown;
 }
 
+/** A page handler. It may be async: a promise it returns that rejects is reported as a throw is. */
 export type Handler<T extends NotificationObject = NotificationObject> = (message: T, ctx: HandlerContext) => void;
 
 /** The old `AMessageChecker.extend` argument. */
@@ -155,16 +157,27 @@ export class Dispatcher {
   }
 
   #run(handler: Handler, message: NotificationObject, ctx: HandlerContext, type: string): void {
-    try {
-      handler(message, ctx);
-    } catch (error) {
+    const report = (error: unknown) => {
       try {
         (ctx.via?.reportError ?? this.#onError)(error, message, type);
       } catch {
         // A broken reporter must not break dispatch either.
       }
+    };
+    try {
+      const result: unknown = handler(message, ctx);
+      // An async handler (`async (m) => { ... }`) does not throw, it rejects:
+      // unwatched, that is an unhandled rejection the client never reports.
+      // Not awaited: the next handler does not wait for it.
+      if (isThenable(result)) result.then(undefined, report);
+    } catch (error) {
+      report(error);
     }
   }
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (typeof value === 'object' || typeof value === 'function') && value !== null && typeof (value as { then?: unknown }).then === 'function';
 }
 
 /**

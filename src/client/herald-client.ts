@@ -47,6 +47,8 @@ const LINK_CHECK_MS = 5000;
  * may just be a slow handshake on the working network: it is left alone.
  */
 const WAKE_GRACE_MS = 2500;
+/** The reason of the close when the page goes into the back/forward cache. */
+const PAGE_HIDDEN = 'page hidden';
 /** After close(), how long to wait for the server to close before closing ourselves, in ms. */
 const CLOSE_GRACE_MS = 3000;
 /**
@@ -74,6 +76,18 @@ function toWsUrl(base: string): string {
   if (u.protocol === 'http:') u.protocol = 'ws:';
   else if (u.protocol === 'https:') u.protocol = 'wss:';
   return u.toString();
+}
+
+/**
+ * The WebSocket URL a client with these options connects to (its `endpoint`,
+ * which also keys its saved cursors). Throws a TypeError for a bad `kind`.
+ */
+export function endpointOf(options: Pick<HeraldClientOptions, 'kind' | 'url' | 'endpoint'>): string {
+  const kind = options.kind ?? 'admin';
+  if (kind !== 'admin' && kind !== 'user') throw new TypeError(`kind must be "admin" or "user", got ${String(kind)}`);
+  if (options.endpoint) return toWsUrl(options.endpoint);
+  const base = options.url ?? scriptBase ?? location.origin;
+  return `${toWsUrl(base).replace(/\/+$/, '')}/ws/${kind}`;
 }
 
 export class HeraldClient {
@@ -119,18 +133,22 @@ export class HeraldClient {
   readonly #onVisible = () => {
     if (document.visibilityState === 'visible') this.#wakeUp();
   };
-  readonly #onPageHide = () => {
+  /** The page went into the back/forward cache while this client ran: it connects again when the page comes back. */
+  #suspended = false;
+  readonly #onPageHide = (event: PageTransitionEvent) => {
     this.#delivery.flush();
     this.#delivery.leaving(true);
+    if (event.persisted) this.#suspend();
   };
-  readonly #onPageShow = () => this.#delivery.leaving(false);
+  readonly #onPageShow = (event: PageTransitionEvent) => {
+    this.#delivery.leaving(false);
+    if (event.persisted) this.#resume();
+  };
 
   constructor(options: HeraldClientOptions = {}) {
     this.#options = options;
+    this.endpoint = endpointOf(options);
     this.kind = options.kind ?? 'admin';
-    if (this.kind !== 'admin' && this.kind !== 'user') throw new TypeError(`kind must be "admin" or "user", got ${String(this.kind)}`);
-    const base = options.url ?? scriptBase ?? location.origin;
-    this.endpoint = options.endpoint ? toWsUrl(options.endpoint) : `${toWsUrl(base).replace(/\/+$/, '')}/ws/${this.kind}`;
     this.dispatcher = options.dispatcher ?? new Dispatcher();
     this.#backoff = new Backoff(options.reconnect);
     this.#heartbeatMs = options.heartbeatMs ?? 25_000;
@@ -193,6 +211,7 @@ export class HeraldClient {
   /** Starts connecting (again, after `close()` or a rejection). */
   connect(): void {
     if (this.#state === 'connecting' || this.#state === 'open') return;
+    this.#suspended = false;
     // A close() still in progress is done as far as its caller is concerned.
     this.#resolveClose();
     // The socket of a close() still in progress is closed now and no longer
@@ -215,6 +234,7 @@ export class HeraldClient {
    */
   close(): Promise<void> {
     this.#stopListening();
+    this.#suspended = false;
     clearTimeout(this.#retryTimer);
     this.#retryTimer = undefined;
     clearTimeout(this.#connectTimer);
@@ -244,6 +264,41 @@ export class HeraldClient {
       ws.close(CloseCode.NORMAL, 'client closed');
     }
     return done;
+  }
+
+  /**
+   * The page goes into the back/forward cache (pagehide, persisted). Its
+   * socket would stay open there: the server would go on counting the
+   * person online and report sends to this tab as delivered, while nobody
+   * can see it. So close it (normally; the acks went just before) and make
+   * no attempt while the page is hidden; #resume connects again with the
+   * cursors if the page comes back.
+   */
+  #suspend(): void {
+    if (this.#state !== 'connecting' && this.#state !== 'open' && this.#state !== 'waiting') return;
+    const wasOpen = this.#state === 'open';
+    this.#suspended = true;
+    // A token or a probe answer that comes later is ignored.
+    const id = ++this.#attemptId;
+    clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
+    clearTimeout(this.#connectTimer);
+    this.#connectTimer = undefined;
+    this.#welcomeAt = 0;
+    this.#abandonSocket(CloseCode.NORMAL, PAGE_HIDDEN);
+    this.#setState('waiting');
+    if (id !== this.#attemptId) return; // a state listener called close() or connect()
+    if (wasOpen) this.events.emit('disconnected', { code: CloseCode.NORMAL, reason: PAGE_HIDDEN, willReconnect: true });
+  }
+
+  /** The page came back from the back/forward cache (pageshow, persisted): connect again at once. */
+  #resume(): void {
+    if (!this.#suspended) return;
+    this.#suspended = false;
+    // Already on its way (a visibilitychange came first), or a listener chose otherwise.
+    if (this.#state !== 'waiting' || this.#retryTimer !== undefined) return;
+    this.#backoff.reset();
+    void this.#open();
   }
 
   /** Sends a frame to the server; false when not connected. */
@@ -507,6 +562,12 @@ export class HeraldClient {
     // The old daemon could deliver a plain string that is not JSON at all.
     const value = parseOr(text);
     this.events.emit('frame', value);
+    // After close() (Herald.connect run again: a new client takes over this
+    // endpoint and its saved cursors), nothing more is handed on, recorded or
+    // acknowledged: the server replays it to the next client from the saved
+    // cursor, which this one no longer advances. Showing it here too showed
+    // it twice in the tab.
+    const stopped = this.#state === 'closing' || this.#state === 'closed';
     if (typeof value === 'object' && value !== null && !Array.isArray(value)) {
       const frame = value as Record<string, unknown>;
       switch (frame.TYPE) {
@@ -516,10 +577,10 @@ export class HeraldClient {
         case 'PONG':
           return;
         case 'WELCOME':
-          this.#onWelcome(frame as unknown as WelcomeFrame);
+          if (!stopped) this.#onWelcome(frame as unknown as WelcomeFrame);
           return;
         case 'RESET':
-          this.#onReset(frame as unknown as ResetFrame);
+          if (!stopped) this.#onReset(frame as unknown as ResetFrame);
           return;
         case 'PACE':
           this.#delivery.pace(frame as unknown as PaceFrame);
@@ -537,6 +598,7 @@ export class HeraldClient {
           return;
       }
     }
+    if (stopped) return;
     const message = toNotification(value);
     if (!message) return;
     const verdict = this.#delivery.accept(message);

@@ -96,6 +96,13 @@ export class Toaster {
   /** The host waits for <body> to exist (a notification arrived while the parser was still in <head>). */
   #awaitingBody = false;
   readonly #commands = new Map<string, CommandToast>();
+  /**
+   * The auto-dismiss timer of each MESSAGE toast that has one. A toast that
+   * leaves early (pushed out past maxToasts, closed, cleared) stops its timer:
+   * a pending timer holds the toast, its subtree and its listeners until it
+   * fires, and a sender's TIMEOUT may be an hour.
+   */
+  readonly #timers = new WeakMap<HTMLElement, ReturnType<typeof setTimeout>>();
 
   constructor(options: ToasterOptions = {}) {
     this.#options = {
@@ -281,6 +288,8 @@ export class Toaster {
 
   /** Removes every toast and the host element. */
   clear(): void {
+    // From the root as it is: the `root` getter would first put a removed stack back.
+    for (const toast of this.#root?.querySelectorAll<HTMLElement>('.herald-toast') ?? []) this.#stopTimer(toast);
     this.#commands.clear();
     this.#awaitingBody = false;
     this.#host?.remove();
@@ -306,7 +315,7 @@ export class Toaster {
     close.setAttribute('aria-label', this.#options.closeLabel);
     close.textContent = '×';
     close.addEventListener('click', () => {
-      toast.remove();
+      this.#remove(toast);
       onRemove?.();
     });
     toast.append(body, close);
@@ -344,8 +353,18 @@ export class Toaster {
     while (list.children.length > this.#options.maxToasts) {
       const oldest = list.firstElementChild as HTMLElement;
       if (oldest.dataset.commandId) this.#commands.delete(oldest.dataset.commandId);
-      oldest.remove();
+      this.#remove(oldest);
     }
+  }
+
+  #remove(toast: HTMLElement): void {
+    this.#stopTimer(toast);
+    toast.remove();
+  }
+
+  #stopTimer(toast: HTMLElement): void {
+    clearTimeout(this.#timers.get(toast));
+    this.#timers.delete(toast);
   }
 
   #autoDismiss(toast: HTMLElement, ms: number): void {
@@ -354,12 +373,13 @@ export class Toaster {
     // held while either lasts. The pointer leaving must not start the clock
     // while the keyboard focus is still inside, and no second timer may run
     // beside one that a later hover stops.
-    let timer: ReturnType<typeof setTimeout> | undefined;
     let hovered = false;
     let focused = false;
     const arm = () => {
-      clearTimeout(timer);
-      timer = hovered || focused ? undefined : setTimeout(() => toast.remove(), ms);
+      this.#stopTimer(toast);
+      // A toast already taken out (pushed out, closed) gets no new timer from a late mouseleave.
+      if (hovered || focused || toast.parentNode === null) return;
+      this.#timers.set(toast, setTimeout(() => this.#remove(toast), ms));
     };
     toast.addEventListener('mouseenter', () => {
       hovered = true;
