@@ -10,6 +10,11 @@
  * reaches the node after a restart, or another node of a cluster, is delivered
  * again; and at most `maxKeys` keys, the oldest forgotten first when more are
  * sent within the window.
+ *
+ * Keys are forgotten when their window ends, whether or not another keyed send
+ * comes: a timer (unref'd: it never keeps the process alive) is armed for the
+ * oldest key. Before it, pruning ran only on the next claim, and a burst of
+ * 50,000 keys followed by silence held ~9 MB until the next keyed send.
  */
 
 export interface LiveKeysOptions {
@@ -23,6 +28,8 @@ export interface LiveKeysOptions {
 
 export const LIVE_KEY_WINDOW_MS = 5 * 60_000;
 export const LIVE_KEY_MAX = 100_000;
+/** Longest delay setTimeout takes (a longer one fires at once). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export class LiveKeys {
   readonly #windowMs: number;
@@ -35,6 +42,9 @@ export class LiveKeys {
    */
   readonly #until = new Map<string, number>();
   #lastFullAt = -Infinity;
+  /** Armed for the oldest key's end while any key is remembered. */
+  #timer: NodeJS.Timeout | undefined;
+  #closed = false;
 
   constructor(options: LiveKeysOptions = {}) {
     this.#windowMs = options.windowMs ?? LIVE_KEY_WINDOW_MS;
@@ -43,7 +53,7 @@ export class LiveKeys {
     if (!(this.#windowMs > 0) || !(this.#maxKeys >= 1)) throw new TypeError('LiveKeys: windowMs and maxKeys must be positive');
   }
 
-  /** How many keys are remembered now (expired ones may still count until the next claim). */
+  /** How many keys are remembered now (one whose window just ended may count until the timer runs). */
   get size(): number {
     return this.#until.size;
   }
@@ -64,6 +74,7 @@ export class LiveKeys {
       }
     }
     this.#until.set(id, now + this.#windowMs);
+    this.#arm(now);
     return true;
   }
 
@@ -72,10 +83,39 @@ export class LiveKeys {
     this.#until.delete(`${stream}\n${key}`);
   }
 
+  /** Stops the timer and forgets every key (Herald's close): nothing is left to run after it. */
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    this.#until.clear();
+  }
+
   #prune(now: number): void {
     for (const [id, until] of this.#until) {
       if (until > now) return;
       this.#until.delete(id);
     }
+  }
+
+  /**
+   * Arms the timer for the oldest key's end, unless it is armed already (for that key or an
+   * older one, since released or forgotten: it then finds nothing to prune, and re-arms).
+   * `now` is the claim's clock, not necessarily Date.now (a test's): the timer counts the
+   * delay from it, and when it fires that much time has passed, so the claim's clock has
+   * reached the key's end; it prunes up to there.
+   */
+  #arm(now: number): void {
+    if (this.#timer !== undefined || this.#closed) return;
+    const first = this.#until.values().next();
+    if (first.done) return;
+    const delay = Math.min(Math.max(0, first.value - now), MAX_TIMER_MS);
+    const at = now + delay;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#prune(at);
+      this.#arm(at);
+    }, delay);
+    this.#timer.unref();
   }
 }

@@ -154,9 +154,18 @@ export class Notifier {
     });
   }
 
-  /** Says what the bounded log lines counted and have not said yet (Herald's close). */
-  flushLogs(): void {
+  /**
+   * Herald's close: says what the bounded log lines counted and have not said yet, and
+   * stops the timer that forgets the keys of live-only sends (LiveKeys).
+   */
+  close(): void {
     this.#capLog.flush();
+    this.#liveKeys.close();
+  }
+
+  /** What Herald's close calls (herald.ts): the same as close(). */
+  flushLogs(): void {
+    this.close();
   }
 
   get store(): MessageStore {

@@ -146,7 +146,7 @@ export function registerCommandRoutes(api: FastifyInstance, ctx: CommandRoutesCo
 
   api.get('/commands/:id', {
     schema: { summary: 'A command\'s state and output (after a restart: its final state from the audit trail, without output)', tags: ['commands'], params: IdParams, querystring: GetQuery, response: { 200: CommandInfoReply, ...errors } },
-  }, async (req) => {
+  }, async (req, reply) => {
     const { id } = req.params as Static<typeof IdParams>;
     const { since, wait } = req.query as Static<typeof GetQuery>;
     let info = commands.get(id);
@@ -158,7 +158,17 @@ export function registerCommandRoutes(api: FastifyInstance, ctx: CommandRoutesCo
       return since === undefined ? recorded : sliceOutput(recorded, since);
     }
     if (wait !== undefined && wait > 0 && !ENDED.has(info.state) && commands.wait) {
-      info = (await waitAtMost(commands.wait(id), wait * 1000)) ?? commands.get(id) ?? info;
+      // A client that goes away stops its wait: nobody would read the answer, and a command
+      // may run for days (commandsMaxTimeoutSec) while a client that gave up polls again.
+      const gone = new AbortController();
+      const abort = (): void => gone.abort();
+      reply.raw.once('close', abort);
+      if (req.raw.socket?.destroyed) gone.abort();
+      try {
+        info = (await commands.wait(id, { timeoutMs: wait * 1000, signal: gone.signal })) ?? info;
+      } finally {
+        reply.raw.off('close', abort);
+      }
     }
     return since === undefined ? info : sliceOutput(info, since);
   });
@@ -210,16 +220,4 @@ function attempted(body: unknown, requestedBy: string): RefusedCommandRequest {
 function sliceOutput<I extends CommandInfo>(info: I, since: number): I & { outputLength: number } {
   // `since` counts UTF-16 units (outputLength's); one inside a pair starts at the pair, not at half an emoji.
   return { ...info, output: info.output.slice(pairStart(info.output, since)), outputLength: info.output.length };
-}
-
-async function waitAtMost<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<undefined>((resolve) => {
-    timer = setTimeout(() => resolve(undefined), ms);
-  });
-  try {
-    return await Promise.race([p, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }

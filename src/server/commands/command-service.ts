@@ -78,10 +78,12 @@ export interface CommandService {
   list(limit?: number): CommandInfo[];
   /**
    * Resolves with the final info once the command has ended (undefined for an
-   * unknown id). Optional only so that test doubles need not implement it;
-   * the CommandRunner does.
+   * unknown id); with `timeoutMs` or `signal`, with its info as it is then if
+   * that comes first (a long poll that times out, a client gone). A wait that
+   * stops early leaves nothing behind on the command. Optional only so that
+   * test doubles need not implement it; the CommandRunner does.
    */
-  wait?(id: string): Promise<CommandInfo | undefined>;
+  wait?(id: string, options?: CommandWaitOptions): Promise<CommandInfo | undefined>;
   /** Counts for `/api/v1/status` (optional, as `wait`). */
   stats?(): CommandStats;
   /** The persisted audit trail, newest first; undefined when it is not persisted (log lines only). */
@@ -93,6 +95,14 @@ export interface CommandService {
    * shorter than commandsKillGraceMs (the shutdown's grace, what is left of it).
    */
   close(graceMs?: number): Promise<void>;
+}
+
+/** How long CommandService.wait waits for a command's end. */
+export interface CommandWaitOptions {
+  /** Stop waiting after this many ms (at most 2^31 - 1). Default: until the command ends. */
+  timeoutMs?: number;
+  /** Stop waiting when it aborts (the HTTP client that polls went away). */
+  signal?: AbortSignal;
 }
 
 /** A finished command as the audit trail remembers it (CommandService.recorded). */

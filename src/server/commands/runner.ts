@@ -16,7 +16,9 @@ import { isPersonId, type Principal } from '../../protocol/principal.js';
 import { HeraldError } from '../errors.js';
 import { serialise, type Notifier } from '../notifier.js';
 import type { HeraldOptions } from '../options.js';
-import type { CommandInfo, CommandRequest, CommandService, CommandStats, RecordedCommandInfo, RefusedCommandRequest } from './command-service.js';
+import type {
+  CommandInfo, CommandRequest, CommandService, CommandStats, CommandWaitOptions, RecordedCommandInfo, RefusedCommandRequest,
+} from './command-service.js';
 import {
   finalNotification, finishedRecord, recordedInfo, refusedRecord,
   type AuditQuery, type CommandAuditRecord, type CommandAuditSink, type CommandAuditStore, type StoredAuditRecord,
@@ -89,8 +91,14 @@ interface Run {
   progressTimer?: NodeJS.Timeout;
   lastProgressAt: number;
   finished: boolean;
-  readonly done: Promise<CommandInfo>;
-  resolveDone: (info: CommandInfo) => void;
+  /** Its final info, set once its final notification is stored: from then on a wait answers at once. */
+  final?: CommandInfo;
+  /**
+   * Whoever waits for its end (long polls, cancels, close), each until it ends or stops
+   * waiting. Not reactions on one long-lived promise: a timed-out long poll could not take
+   * its own back, and every poll of a long run stayed on it until the run ended (~480 B each).
+   */
+  readonly waiters: Set<(info: CommandInfo) => void>;
 }
 
 export class CommandRunner implements CommandService {
@@ -206,13 +214,11 @@ export class CommandRunner implements CommandService {
         `too many commands: ${this.#running} running and ${this.#queue.length} waiting (commandsQueueSize ${this.#o.commandsQueueSize}); try again later`,
       );
     }
-    let resolveDone!: (info: CommandInfo) => void;
-    const done = new Promise<CommandInfo>((r) => (resolveDone = r));
     const run: Run = {
       id: randomUUID(), request: { ...request, args: [...request.args] }, program, args, timeoutSec,
       output: new OutputBuffer(this.#o.commandsOutputCap), state: 'queued', queuedAt, order: ++this.#arrivals,
       exitCode: null, signal: null, timedOut: false, exited: false, timers: new Set(),
-      lastProgressAt: 0, finished: false, done, resolveDone,
+      lastProgressAt: 0, finished: false, waiters: new Set(),
     };
     this.#active.set(run.id, run);
     if (startNow) {
@@ -250,9 +256,36 @@ export class CommandRunner implements CommandService {
     return all.slice(0, Math.max(0, limit)).map((r) => this.#info(r));
   }
 
-  async wait(id: string): Promise<CommandInfo | undefined> {
+  wait(id: string, options: CommandWaitOptions = {}): Promise<CommandInfo | undefined> {
     const run = this.#active.get(id) ?? this.#history.get(id);
-    return run?.done;
+    return run ? this.#waitFor(run, options) : Promise.resolve(undefined);
+  }
+
+  /** How many callers wait for the command's end now (long polls, cancels): 0 for an unknown or ended one. For tests. */
+  waiters(id: string): number {
+    return (this.#active.get(id) ?? this.#history.get(id))?.waiters.size ?? 0;
+  }
+
+  /**
+   * The run's final info once it has ended, or its info as it is when `timeoutMs` passes or
+   * `signal` aborts first. A wait that stops early leaves nothing on the run.
+   */
+  #waitFor(run: Run, { timeoutMs, signal }: CommandWaitOptions = {}): Promise<CommandInfo> {
+    if (run.final) return Promise.resolve(run.final);
+    if (signal?.aborted || (timeoutMs !== undefined && !(timeoutMs > 0))) return Promise.resolve(this.#info(run));
+    return new Promise<CommandInfo>((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      const settle = (info: CommandInfo): void => {
+        run.waiters.delete(settle);
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', early);
+        resolve(info);
+      };
+      const early = (): void => settle(this.#info(run));
+      run.waiters.add(settle);
+      if (timeoutMs !== undefined) timer = setTimeout(early, timeoutMs);
+      signal?.addEventListener('abort', early, { once: true });
+    });
   }
 
   stats(): CommandStats {
@@ -280,7 +313,7 @@ export class CommandRunner implements CommandService {
     if (run.finished) throw new HeraldError('HERALD_ERR_CONFLICT', `command ${id} has already ended (${run.state})`);
     this.#log.info({ id, by: by ? `${by.kind}:${by.id}` : 'api' }, 'command cancel requested');
     this.#stop(run, 'cancel', by ? `by ${by.kind} ${by.id}` : 'through the API');
-    return run.done;
+    return this.#waitFor(run);
   }
 
   async close(graceMs = this.#o.commandsKillGraceMs): Promise<void> {
@@ -288,7 +321,7 @@ export class CommandRunner implements CommandService {
     this.#closing = true;
     const pending = [...this.#active.values()];
     for (const run of pending) this.#stop(run, 'shutdown', 'server shutting down');
-    const ended = Promise.all(pending.map((r) => r.done));
+    const ended = Promise.all(pending.map((r) => this.#waitFor(r)));
     // The shutdown's grace is shorter than the kill grace: a program that ignores SIGTERM is
     // killed when it ends (so is one whose cancel began before, with its own long grace).
     // Waiting the whole kill grace ran past `herald start`'s deadline (shutdownGraceMs + 5 s),
@@ -495,7 +528,11 @@ export class CommandRunner implements CommandService {
     const sent = this.#notify(run, finalNotification(info, { success: run.request.success, error: run.request.error }, run.cutLoose ? ['[a process it started still held its output at the end: left running]'] : []), undefined);
     this.#record(finishedRecord(info, run.output.bytes));
     // Whoever waits for the run (a long poll, shutdown) hears of its end once the final notification is stored.
-    void sent.then(() => run.resolveDone(info));
+    void sent.then(() => {
+      run.final = info;
+      for (const settle of run.waiters) settle(info);
+      run.waiters.clear();
+    });
     this.#drain();
   }
 

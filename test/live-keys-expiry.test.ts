@@ -1,0 +1,67 @@
+/**
+ * The keys of live-only sends are forgotten when their window ends, whether
+ * or not another keyed send comes. Pruning used to run only inside the next
+ * claim: a burst of 50,000 keys followed by silence held ~9 MB past the
+ * 5-minute window, until one more keyed send arrived.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { LiveKeys } from '../src/server/live-keys.js';
+import { runModule } from './helpers/node-child.js';
+
+/** Resolves once `check()` holds; fails after `ms`, saying what it waited for. */
+async function until(check: () => boolean, what: string, ms = 3000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+describe('LiveKeys: keys expire without another claim', () => {
+  test('a burst of keys is forgotten when its window ends, with no claim after it', async () => {
+    const keys = new LiveKeys({ windowMs: 50 });
+    const now = Date.now();
+    for (let i = 0; i < 50_000; i++) keys.claim(`user:${1 + (i % 50)}`, `burst-${i}`, now);
+    assert.equal(keys.size, 50_000);
+    await until(() => keys.size === 0, 'the burst is forgotten');
+  });
+
+  test('each key goes at the end of its own window, oldest first, on the claims\' clock', async () => {
+    const keys = new LiveKeys({ windowMs: 40 });
+    // Claimed "200 ms apart" on the clock the claims give (a test's, or the Notifier's).
+    const t0 = Date.now();
+    keys.claim('admin:1', 'early', t0);
+    keys.claim('admin:1', 'late', t0 + 200);
+    await until(() => keys.size === 1, 'the early key is forgotten');
+    assert.equal(keys.claim('admin:1', 'late', t0 + 200), false, 'the late key is still remembered, its window still open');
+    await until(() => keys.size === 0, 'the late key is forgotten in turn');
+  });
+
+  test('a released key does not stop the others from expiring', async () => {
+    const keys = new LiveKeys({ windowMs: 30 });
+    const now = Date.now();
+    keys.claim('s', 'a', now);
+    keys.claim('s', 'b', now + 20);
+    keys.release('s', 'a');
+    await until(() => keys.size === 0, 'b is forgotten after a was released');
+  });
+
+  test('close forgets the keys', () => {
+    const keys = new LiveKeys();
+    keys.claim('s', 'a', Date.now());
+    keys.close();
+    assert.equal(keys.size, 0);
+  });
+
+  test('the timer never keeps the process alive: a process with a key remembered for 5 minutes exits at once', { timeout: 20_000 }, async () => {
+    const module = new URL('../src/server/live-keys.ts', import.meta.url).href;
+    const out = await runModule(`
+      import { LiveKeys } from ${JSON.stringify(module)};
+      const keys = new LiveKeys();
+      keys.claim('admin:1', 'k', Date.now());
+      console.log(keys.size);
+    `);
+    assert.equal(out.trim(), '1');
+  });
+});
