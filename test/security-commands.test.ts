@@ -103,6 +103,15 @@ describe('a server that runs as root', () => {
     } finally {
       await h.close();
     }
+    // With argument rules set, the warning no longer advises setting them.
+    const ruled = await startAuthHerald({ commandsAllow: ['ping'], commandsArgRules: ['ping=^[\\w.:-]+$'] });
+    try {
+      const line = ruled.log().split('\n').find((l) => /runs as root/.test(l));
+      assert.equal(line !== undefined, process.getuid?.() === 0, ruled.log());
+      if (line) assert.doesNotMatch(line, /set commandsArgRules/, line);
+    } finally {
+      await ruled.close();
+    }
     const off = await startAuthHerald({ commandsEnabled: false });
     try {
       assert.doesNotMatch(off.log(), /runs as root/, 'the warning is about commands: none run with commandsEnabled false');

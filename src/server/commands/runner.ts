@@ -165,7 +165,9 @@ export class CommandRunner implements CommandService {
       // Commands run as the server's user: as root, `ping -f` floods and a script's `sudo` asks
       // nobody. docs/commands.md says to run Herald unprivileged; a careless start is told so.
       if (process.getuid?.() === 0) {
-        this.#log.warn('Herald runs as root, and so does every command it runs (ping -f floods as root): run it as an unprivileged user (docs/deploy.md), or set commandsArgRules');
+        // The argument rules are the other remedy: once set, advising them read as unheeded advice.
+        const remedy = this.#o.commandsArgRules.length > 0 ? '' : ', or set commandsArgRules';
+        this.#log.warn(`Herald runs as root, and so does every command it runs (ping -f floods as root): run it as an unprivileged user (docs/deploy.md)${remedy}`);
       }
     }
   }
