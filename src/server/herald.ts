@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { CloseCode, CloseReason } from '../protocol/close-codes.js';
 import type { Principal, PrincipalKind } from '../protocol/principal.js';
 import { principalKey } from '../protocol/principal.js';
-import { answerClientError, answerFrameworkError, answerUnmetExpectation, installErrorHandling, installJsonBodyParser, installShutdownHandling, registerHttpApi } from './api/http-api.js';
+import { answerClientError, answerFrameworkError, answerUnmetExpectation, continueAfterChecks, declaresBody, installErrorHandling, installJsonBodyParser, installShutdownHandling, registerHttpApi } from './api/http-api.js';
 import { LegacyServer } from './api/legacy-server.js';
 import { finiteNumbers } from './api/schemas.js';
 import { OriginPolicy, defaultAllowedOrigins } from './auth/origin-policy.js';
@@ -191,11 +191,12 @@ export class Herald {
         // An HTTP/1.1 request without a Host header is refused in Herald's error shape (http-api.ts), not node's bare 400.
         requireHostHeader: false,
         requestTimeout: options.requestTimeoutMs,
-        connectionsCheckingInterval: options.requestTimeoutMs > 0 ? Math.min(5000, Math.max(100, Math.round(options.requestTimeoutMs / 4))) : 30000,
+        connectionsCheckingInterval: connectionsCheckingInterval(options.requestTimeoutMs),
       },
     });
     opened.push(() => app.close());
     app.server.on('checkExpectation', answerUnmetExpectation);
+    continueAfterChecks(app.server);
     installErrorHandling(app);
     installJsonBodyParser(app);
     const lifecycle = { closing: false };
@@ -273,18 +274,32 @@ export class Herald {
     const urls: HeraldUrls = { http: `http://${host}:${addr.port}`, ws: `ws://${host}:${addr.port}` };
     for (const [kind, port] of [['admin', o.adminPort], ['user', o.userPort]] as const) {
       if (port === 0) continue;
+      // The main server's limits: node's own defaults here let a client trickle its headers for
+      // 60 s (checked every 30 s) whatever requestTimeoutMs said, and idle for 5 s, not 72.
+      const main = this.app.server;
+      const limits = {
+        requestTimeout: main.requestTimeout, headersTimeout: main.headersTimeout, keepAliveTimeout: main.keepAliveTimeout,
+        connectionsCheckingInterval: connectionsCheckingInterval(o.requestTimeoutMs),
+      };
       // A plain GET or POST is the browser library's probe (web/admission.ts), on any path as
       // the upgrade is: answered 426 always, a refused credential read as "retry", and the
       // tab tried again for ever. Nothing else is served here.
-      const server = createServer((req, res) => {
+      const server = createServer(limits, (req, res) => {
         const answer = (error: HeraldError, headers: Record<string, string>): void => {
           const body = JSON.stringify(error.toJSON());
-          // The probe's body is never read: the connection ends with the answer (http-api.ts, onSend).
-          res.writeHead(error.status, { ...headers, 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': String(Buffer.byteLength(body)), ...(req.complete ? {} : { Connection: 'close' }) });
+          // The probe's body is never read: the connection ends with the answer (http-api.ts, onSend),
+          // as it does when the client asked for that. A 426's `Connection: upgrade` says `close` too
+          // then: node takes a Connection header without it as keep-alive.
+          const { connection, ...rest } = headers;
+          const ends = !res.shouldKeepAlive || (!req.complete && declaresBody(req));
+          const says = ends ? (connection === undefined ? 'close' : `${connection}, close`) : connection;
+          res.writeHead(error.status, {
+            ...rest, 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': String(Buffer.byteLength(body)), ...(says === undefined ? {} : { Connection: says }),
+          });
           res.end(body);
         };
         if (req.method !== 'GET' && req.method !== 'POST') {
-          answer(new HeraldError('HERALD_ERR_UPGRADE_REQUIRED', 'this port only takes WebSocket upgrades'), { Upgrade: 'websocket' });
+          answer(new HeraldError('HERALD_ERR_UPGRADE_REQUIRED', 'this port only takes WebSocket upgrades'), { upgrade: 'websocket', connection: 'upgrade' });
           return;
         }
         probeAnswer(this.#admission, kind, req).then(({ error, headers }) => answer(error, headers), () => {
@@ -295,6 +310,8 @@ export class Herald {
       // empty 417, gets Herald's error shape here too, as on the main port.
       server.on('clientError', answerClientError);
       server.on('checkExpectation', answerUnmetExpectation);
+      // No body is read here, so no `100 Continue` is ever written: a client waiting for one gets the answer alone.
+      continueAfterChecks(server);
       this.gateway.attach(server, kind);
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
@@ -365,7 +382,7 @@ export class Herald {
         this.logger.warn({ graceMs: this.options.shutdownGraceMs }, 'session look-ups still running after the shutdown grace: not waited for');
       }
       await step('store', () => this.store.close());
-      this.notifier.flushLogs();
+      this.notifier.close();
       if (failure) throw failure.error;
     })();
     return this.#closed;
@@ -402,6 +419,15 @@ function tabLimit(options: HeraldOptions, logger: Logger): number {
     logger.warn({ maxTabs: fit, openFileLimit: fileLimit }, `the open-file limit (${fileLimit}) lets this server hold ${fit} tabs at most: raise it (LimitNOFILE= in a systemd unit, ulimit -n) for more, or set maxTabs`);
   }
   return options.maxTabs > 0 ? options.maxTabs : fit;
+}
+
+/**
+ * How often node checks its HTTP connections against requestTimeoutMs (ms): a
+ * quarter of it, between 100 ms and 5 s, so that the limit means what it says
+ * (node's default, 30 s, let a 1-second limit run for 30).
+ */
+function connectionsCheckingInterval(requestTimeoutMs: number): number {
+  return requestTimeoutMs > 0 ? Math.min(5000, Math.max(100, Math.round(requestTimeoutMs / 4))) : 30000;
 }
 
 /** At shutdown, the least wait for the session resolver to close, in ms, even when the grace is spent. */

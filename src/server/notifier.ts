@@ -163,11 +163,6 @@ export class Notifier {
     this.#liveKeys.close();
   }
 
-  /** What Herald's close calls (herald.ts): the same as close(). */
-  flushLogs(): void {
-    this.close();
-  }
-
   get store(): MessageStore {
     return this.#store;
   }

@@ -1,5 +1,5 @@
 import { timingSafeEqual } from 'node:crypto';
-import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from '@sinclair/typebox';
@@ -55,10 +55,7 @@ export function installErrorHandling(app: FastifyInstance): void {
     if (isHeraldError(err)) return reply.status(err.status).send(err.toJSON());
     if (err.validation) return reply.status(400).send(schemaRefusal(err).toJSON());
     if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.status(413).send(new HeraldError('HERALD_ERR_TOO_LARGE').toJSON());
-    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
-      const given = req.headers['content-type'];
-      return reply.status(400).send(new HeraldError('HERALD_ERR_BAD_REQUEST', `the body must be JSON, sent with Content-Type: application/json (${given === undefined ? 'no Content-Type was given' : `got ${JSON.stringify(given.slice(0, 100))}`})`).toJSON());
-    }
+    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return reply.status(400).send(notJson(req.headers['content-type']).toJSON());
     if (err.code?.startsWith('FST_ERR_CTP_') || (err.statusCode === 400)) {
       return reply.status(400).send(new HeraldError('HERALD_ERR_BAD_REQUEST', err.message).toJSON());
     }
@@ -79,6 +76,8 @@ export function installErrorHandling(app: FastifyInstance): void {
     // RFC 9112 §3.2: a server must answer 400 to an HTTP/1.1 request without a Host header.
     // Node does so itself with a bare 400 unless told not to (requireHostHeader, herald.ts).
     if (req.headers.host === undefined && req.raw.httpVersion === '1.1') return done(new HeraldError('HERALD_ERR_BAD_REQUEST', 'an HTTP/1.1 request must carry a Host header'));
+    const badHost = hostRefusal(req.raw.rawHeaders);
+    if (badHost !== undefined) return done(new HeraldError('HERALD_ERR_BAD_REQUEST', badHost));
     done();
   });
   app.setNotFoundHandler((req, reply) => {
@@ -87,8 +86,10 @@ export function installErrorHandling(app: FastifyInstance): void {
 }
 
 /**
- * JSON bodies: Fastify's own parser (secure-json-parse, a `__proto__` or
- * `constructor.prototype` key refused), after a scan that refuses a body
+ * JSON bodies. Checked from their headers before they are read (bodyRefusal:
+ * charset, codings), and `100 Continue` written once they pass
+ * (continueAfterChecks). Then Fastify's own parser (secure-json-parse, a
+ * `__proto__` or `constructor.prototype` key refused), after a scan that refuses a body
  * nested deeper than MAX_JSON_DEPTH with 400 HERALD_ERR_BAD_REQUEST. JSON.parse
  * takes about 0.75 µs a level, so a 1 MB body of `[` held the event loop for
  * 400 ms before anything could refuse it; the scan finds it in about a
@@ -96,6 +97,17 @@ export function installErrorHandling(app: FastifyInstance): void {
  * are skipped with indexOf).
  */
 export function installJsonBodyParser(app: FastifyInstance): void {
+  app.addHook('preParsing', (req, reply, payload, done) => {
+    const raw = req.raw;
+    const awaiting = awaitingContinue.has(raw);
+    const refusal = declaresBody(raw) ? bodyRefusal(req, awaiting) : undefined;
+    if (refusal !== undefined) return done(refusal);
+    if (awaiting) {
+      awaitingContinue.delete(raw);
+      reply.raw.writeContinue();
+    }
+    done(null, payload);
+  });
   const parse = app.getDefaultJsonParser('error', 'error');
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
@@ -111,6 +123,83 @@ export function installJsonBodyParser(app: FastifyInstance): void {
   });
 }
 
+/**
+ * Why a request's body is refused from its headers alone, or undefined. Herald
+ * reads a body as it came, in UTF-8, and decodes no coding but chunked:
+ * - a Transfer-Encoding other than `chunked` (RFC 9112 §6.1; node passes
+ *   `gzip, chunked` and takes off only the chunks);
+ * - a Content-Encoding other than `identity` (RFC 9110 §8.4): a gzip body
+ *   was refused as "not valid JSON", a plain one labelled `br` was taken;
+ * - a JSON body in a charset other than UTF-8 (RFC 8259 §8.1): read as UTF-8,
+ *   a latin1 or windows-1251 body's letters became U+FFFD, stored and sent.
+ * With `all` (a request waiting for 100 Continue) also what Fastify checks
+ * only once it has begun to read: a Content-Length past the route's limit,
+ * and a body that is not JSON. All 400 HERALD_ERR_BAD_REQUEST, as a wrong
+ * Content-Type is (and 413 HERALD_ERR_TOO_LARGE).
+ */
+function bodyRefusal(req: FastifyRequest, all: boolean): HeraldError | undefined {
+  const headers = req.raw.headers;
+  const te = headers['transfer-encoding'];
+  if (te !== undefined && te.trim().toLowerCase() !== 'chunked') {
+    return new HeraldError('HERALD_ERR_BAD_REQUEST', `Transfer-Encoding: ${te.slice(0, 100)} is not supported: a body may only be chunked`);
+  }
+  const ce = headers['content-encoding'];
+  if (ce !== undefined && !ce.split(',').every((c) => c.trim() === '' || c.trim().toLowerCase() === 'identity')) {
+    return new HeraldError('HERALD_ERR_BAD_REQUEST', `Content-Encoding: ${ce.slice(0, 100)} is not supported: send the body uncompressed (no Content-Encoding)`);
+  }
+  const type = headers['content-type'];
+  const semicolon = type === undefined ? -1 : type.indexOf(';');
+  if (semicolon >= 0 && mediaType(type!) === 'application/json') {
+    const charset = charsetOf(type!.slice(semicolon + 1));
+    if (charset !== undefined && charset !== 'utf-8' && charset !== 'utf8') {
+      return new HeraldError('HERALD_ERR_BAD_REQUEST', `charset=${charset.slice(0, 40)} is not supported: a body must be JSON in UTF-8 (charset=utf-8, or none)`);
+    }
+  }
+  if (!all) return undefined;
+  if (Number(headers['content-length']) > req.routeOptions.bodyLimit) return new HeraldError('HERALD_ERR_TOO_LARGE');
+  if (req.method !== 'GET' && req.method !== 'HEAD' && (type === undefined || mediaType(type) !== 'application/json')) return notJson(type);
+  return undefined;
+}
+
+/** A Content-Type's type/subtype, in lower case. */
+function mediaType(contentType: string): string {
+  const semicolon = contentType.indexOf(';');
+  return (semicolon < 0 ? contentType : contentType.slice(0, semicolon)).trim().toLowerCase();
+}
+
+/** The charset among a Content-Type's parameters (`; charset="UTF-8"`), unquoted and in lower case (RFC 9110 §8.3.2); undefined when none. */
+function charsetOf(parameters: string): string | undefined {
+  for (const parameter of parameters.split(';')) {
+    const eq = parameter.indexOf('=');
+    if (eq < 0 || parameter.slice(0, eq).trim().toLowerCase() !== 'charset') continue;
+    const value = parameter.slice(eq + 1).trim();
+    return (value.length >= 2 && value.startsWith('"') && value.endsWith('"') ? value.slice(1, -1) : value).toLowerCase();
+  }
+  return undefined;
+}
+
+/** Requests with `Expect: 100-continue` whose 100 is not written yet (continueAfterChecks). */
+const awaitingContinue = new WeakSet<IncomingMessage>();
+
+/**
+ * Makes an HTTP server answer `Expect: 100-continue` with 100 only once the
+ * request's headers have passed every check, instead of at once as node
+ * does: a wrong token, an unknown path, a body too large or not JSON got
+ * `100 Continue` and then the refusal, and a client sent its body for
+ * nothing (RFC 9110 §10.1.1: a server that will refuse should not send 100).
+ * The request runs as any other; the 100 is written in the preParsing hook
+ * (installJsonBodyParser), after the routes' onRequest checks, and a refusal
+ * before it goes out alone. Node then ends the connection, as the client may
+ * send its body anyway. On the old daemon's ports, which never read a body,
+ * no 100 is ever written.
+ */
+export function continueAfterChecks(server: HttpServer): void {
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    awaitingContinue.add(req);
+    server.emit('request', req, res);
+  });
+}
+
 /** Whether JSON.parse takes `text`: asked only of a body the parser already refused. */
 function isValidJson(text: string): boolean {
   try {
@@ -119,6 +208,45 @@ function isValidJson(text: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** What a host[:port] may hold (RFC 3986 §3.2.2, §3.2.3): an IP literal in brackets, or a name or IPv4 address (empty too: RFC 9112 §3.2). */
+const HOST_AND_PORT = /^(?:\[[\w.~!$&'()*+,;=:%-]+\]|[\w.~!$&'()*+,;=%-]*)(?::\d*)?$/;
+
+/**
+ * Why a request's Host header is refused, or undefined. RFC 9112 §3.2: a
+ * server must answer 400 to a request with more than one Host line, or with
+ * a Host that is not a valid host[:port]. Node keeps the first of two (and
+ * the demo's DNS-rebinding guard read that one, web/routes.ts), and takes
+ * any value. A loop over the raw headers: this runs for every request.
+ */
+export function hostRefusal(rawHeaders: readonly string[]): string | undefined {
+  let host: string | undefined;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!;
+    if (name.length !== 4 || name.toLowerCase() !== 'host') continue;
+    if (host !== undefined) return 'a request must carry one Host header, not several (RFC 9112 §3.2)';
+    host = rawHeaders[i + 1]!;
+  }
+  if (host === undefined || HOST_AND_PORT.test(host)) return undefined;
+  return `the Host header ${JSON.stringify(host.slice(0, 100))} is not a host name or address with an optional port (RFC 9112 §3.2)`;
+}
+
+/** The refusal of a body that is not JSON: its Content-Type named (FST_ERR_CTP_INVALID_MEDIA_TYPE, and the 100-continue check). */
+function notJson(given: string | undefined): HeraldError {
+  return new HeraldError('HERALD_ERR_BAD_REQUEST', `the body must be JSON, sent with Content-Type: application/json (${given === undefined ? 'no Content-Type was given' : `got ${JSON.stringify(given.slice(0, 100))}`})`);
+}
+
+/**
+ * Whether a request says it has a body: a Content-Length above 0, or a
+ * Transfer-Encoding. Until its body has been read a request is not
+ * `complete`; nor is one without a body, whose answer is given before node
+ * has marked it so (a synchronous route: the library's files, a 304, a 404).
+ */
+export function declaresBody(req: IncomingMessage): boolean {
+  if (req.headers['transfer-encoding'] !== undefined) return true;
+  const length = req.headers['content-length'];
+  return length !== undefined && Number(length) > 0;
 }
 
 function notFound(req: FastifyRequest): HeraldError {
@@ -133,7 +261,9 @@ function notFound(req: FastifyRequest): HeraldError {
  */
 export function answerFrameworkError(err: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
   if (err.code === 'FST_ERR_BAD_URL') {
-    reply.status(400).send(new HeraldError('HERALD_ERR_BAD_REQUEST', err.message).toJSON());
+    // Fastify's message quotes the whole URL, query and all: a browser token in `?token=` too.
+    const path = req.url.split('?')[0]!;
+    reply.status(400).send(new HeraldError('HERALD_ERR_BAD_REQUEST', `the URL's path ${JSON.stringify(path.slice(0, 200))} is not valid percent-encoding`).toJSON());
     return;
   }
   if (err.code === 'FST_ERR_MAX_PARAM_LENGTH') {
@@ -213,7 +343,16 @@ export function installShutdownHandling(app: FastifyInstance, closing: () => boo
     // waiting for the rest of that body, and a client that never sends it got
     // a 408 after the answer, which it would read as the answer to its next
     // request on the connection.
-    if (req.raw.httpVersionMajor < 2 && (closing() || !req.raw.complete)) reply.header('connection', 'close');
+    // A request without a body is not yet `complete` either while a synchronous route answers
+    // it (declaresBody): its connection goes on. And a Connection header a route set (the 426's
+    // `upgrade`) must not keep alive a connection node would have ended (HTTP/1.0, `close` asked
+    // for): node takes a Connection header without `close` as keep-alive.
+    const raw = req.raw;
+    if (raw.httpVersionMajor < 2 && (closing() || !reply.raw.shouldKeepAlive || (!raw.complete && declaresBody(raw)))) {
+      const given = reply.getHeader('connection');
+      if (given === undefined) reply.header('connection', 'close');
+      else if (!/\bclose\b/i.test(String(given))) reply.header('connection', `${String(given)}, close`);
+    }
     done(null, payload);
   });
 }

@@ -111,11 +111,12 @@ export function jsonType(v: unknown): string {
 interface SchemaViolation {
   keyword: string;
   instancePath: string;
+  schemaPath?: string | undefined;
   params: Record<string, unknown>;
   message?: string | undefined;
   /** With Ajv's `verbose` (herald.ts): the value refused, and the schema of the object holding the keyword. */
   data?: unknown;
-  parentSchema?: { properties?: Record<string, unknown> } | undefined;
+  parentSchema?: { properties?: Record<string, unknown>; anyOf?: readonly unknown[] } | undefined;
 }
 
 /**
@@ -129,13 +130,34 @@ interface SchemaViolation {
 export function schemaRefusal(err: Error & { validationContext?: string | undefined; validation?: readonly SchemaViolation[] | undefined }): HeraldError {
   const context = err.validationContext ?? 'body';
   if (!err.validation?.length) return new HeraldError('HERALD_ERR_VALIDATION', `${context}${err.message.replace(/^(body|querystring|params)/, '')}`);
-  const parts = err.validation.map((v) => {
+  // A choice of words (`kind`: "admin" or "user", a union of literals) is refused by each
+  // literal and then by the union: "must be equal to constant" twice, then "must match a
+  // schema in anyOf". One refusal naming the words instead; the literals' are dropped.
+  const choices = err.validation.filter((v) => literalChoice(v) !== undefined);
+  const violations = choices.length === 0
+    ? err.validation
+    : err.validation.filter((v) => v.keyword !== 'const' || !choices.some((c) => c.instancePath === v.instancePath && v.schemaPath?.startsWith(`${c.schemaPath}/`)));
+  const parts = violations.map((v) => {
+    const words = literalChoice(v);
+    if (words !== undefined) return `${context}${v.instancePath} must be ${words}`;
     const refusal = v.keyword === 'additionalProperties' ? v.params.additionalProperty : exactlyOneRefusal(v);
     if (typeof refusal === 'string') return `${context}${v.instancePath} has an unknown field ${JSON.stringify(refusal.slice(0, 100))}`;
     const message = typeof refusal === 'object' && refusal !== null && 'message' in refusal ? String(refusal.message) : v.message;
     return `${context}${v.instancePath} ${message ?? 'is not valid'}`;
   });
   return new HeraldError('HERALD_ERR_VALIDATION', parts.join(', '));
+}
+
+/** The words an `anyOf` of literals allows, as a refusal says them (`"admin" or "user"`); undefined for any other violation. */
+function literalChoice(v: SchemaViolation): string | undefined {
+  const branches = v.keyword === 'anyOf' ? v.parentSchema?.anyOf : undefined;
+  if (branches === undefined || branches.length === 0) return undefined;
+  const words: string[] = [];
+  for (const b of branches) {
+    if (typeof b !== 'object' || b === null || !('const' in b)) return undefined;
+    words.push(JSON.stringify((b as { const: unknown }).const));
+  }
+  return words.length === 1 ? words[0] : `${words.slice(0, -1).join(', ')} or ${words.at(-1)}`;
 }
 
 /**

@@ -12,7 +12,7 @@ import type { Hub } from '../hub.js';
 import type { MessageStore } from '../store/message-store.js';
 import { AckBuffer } from './ack-buffer.js';
 import { ACK_WAIT_MS, Connection, type ConnectionDeps, type ConnectionLimits, type ResumeCursors } from './connection.js';
-import { answerWithoutUpgrade, offersWebSocket } from './other-upgrade.js';
+import { afterEarlierAnswers, answerInProgress, answerWithoutUpgrade, offersWebSocket } from './other-upgrade.js';
 import { RefusalLog } from './refusal-log.js';
 import { ThrottledLog } from '../throttled-log.js';
 
@@ -141,18 +141,26 @@ export class Gateway {
    */
   attach(server: HttpServer, fixedKind?: PrincipalKind): void {
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-      // `Upgrade: h2c` and the like: an ordinary request, answered as one.
-      if (!offersWebSocket(req)) return answerWithoutUpgrade(server, req, socket, head);
-      const failed = (err: unknown): void => {
-        this.#o.logger.error({ err: (err as Error).message }, 'upgrade failed');
-        reject(socket, 503, 'HERALD_ERR_INTERNAL', 'try again later');
-      };
-      try {
-        this.#onUpgrade(req, socket, head, fixedKind)?.catch(failed);
-      } catch (err) {
-        failed(err);
-      }
+      // Pipelined behind a request still being answered: taken once that answer is written
+      // (other-upgrade.ts). One property read on an ordinary handshake.
+      if (answerInProgress(socket) !== undefined) return afterEarlierAnswers(socket, () => this.#takeUpgrade(server, req, socket, head, fixedKind));
+      this.#takeUpgrade(server, req, socket, head, fixedKind);
     });
+  }
+
+  /** A request with an Upgrade header, once nothing is being answered before it on its connection. */
+  #takeUpgrade(server: HttpServer, req: IncomingMessage, socket: Duplex, head: Buffer, fixedKind: PrincipalKind | undefined): void {
+    // `Upgrade: h2c` and the like: an ordinary request, answered as one.
+    if (!offersWebSocket(req)) return answerWithoutUpgrade(server, req, socket, head);
+    const failed = (err: unknown): void => {
+      this.#o.logger.error({ err: (err as Error).message }, 'upgrade failed');
+      reject(socket, 503, 'HERALD_ERR_INTERNAL', 'try again later');
+    };
+    try {
+      this.#onUpgrade(req, socket, head, fixedKind)?.catch(failed);
+    } catch (err) {
+      failed(err);
+    }
   }
 
   /** Synchronous when the resolver answers at once (signed tokens): no promise on the connect path. */

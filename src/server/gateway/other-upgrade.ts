@@ -1,4 +1,5 @@
-import type { IncomingMessage, Server as HttpServer } from 'node:http';
+import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 
 /** Whether the Upgrade header offers WebSocket (a comma-separated list of protocols, any case). */
@@ -39,4 +40,60 @@ export function answerWithoutUpgrade(server: HttpServer, req: IncomingMessage, s
   }
   socket.unshift(Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n\r\n`, 'latin1'), head]));
   server.emit('connection', socket);
+}
+
+/**
+ * The answer node is writing on a connection, if any: node's own
+ * `socket._httpMessage` (lib/_http_server.js), set when an answer starts and
+ * cleared when it has finished, the next one queued then taking its place.
+ */
+export function answerInProgress(socket: Duplex): ServerResponse | undefined {
+  return (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage ?? undefined;
+}
+
+/**
+ * Runs `then` once the answers to the requests before an upgrade request on
+ * the same connection have been written. Node hands the upgrade request over
+ * as soon as it has parsed it, pipelined behind a request still in its route:
+ * taken at once, an h2c offer's connection went to a new parser whose answers
+ * queued behind one it never saw finish (the connection went silent, the
+ * requests' routes having run), and a WebSocket's 101 and WELCOME went out in
+ * front of the earlier answer. Waiting is what a client that pipelines
+ * expects (answers in the order of the requests, RFC 9112 §9.3.2); it is the
+ * rare path: a browser never pipelines a handshake.
+ */
+export function afterEarlierAnswers(socket: Duplex, then: () => void): void {
+  // Node took its listeners off the socket with the upgrade: without one, a reset while waiting would throw.
+  socket.on('error', destroyOnError);
+  const wait = (): void => {
+    if (socket.destroyed) return;
+    const answering = answerInProgress(socket);
+    if (answering !== undefined) {
+      // 'close' as well: an answer cut short by the connection's end never finishes.
+      let waited = false;
+      const next = (): void => {
+        if (waited) return;
+        waited = true;
+        wait();
+      };
+      answering.once('finish', next);
+      answering.once('close', next);
+      return;
+    }
+    socket.off('error', destroyOnError);
+    // The last answer may have ended the connection (Connection: close): the rest is never answered.
+    if (!socket.writable) {
+      socket.destroy();
+      return;
+    }
+    // Node armed its keep-alive wait (keepAliveTimeout) when that answer finished, for an idle
+    // connection: this one is busy again, and the new parser would let the wait end a long request.
+    (socket as Socket).setTimeout?.(0);
+    then();
+  };
+  wait();
+}
+
+function destroyOnError(this: Duplex): void {
+  this.destroy();
 }

@@ -43,7 +43,11 @@ export async function probeAnswer(deps: AdmissionDeps, kind: PrincipalKind, req:
     headers['access-control-allow-origin'] = origin!;
     headers['access-control-allow-credentials'] = 'true';
   }
-  if (status === 426) headers.upgrade = 'websocket';
+  if (status === 426) {
+    // RFC 9110 §7.8: an Upgrade header goes with a Connection header naming it.
+    headers.upgrade = 'websocket';
+    headers.connection = 'upgrade';
+  }
   const error =
     status === 426
       ? new HeraldError('HERALD_ERR_UPGRADE_REQUIRED', 'this endpoint takes WebSocket upgrades; the credential would be accepted')

@@ -50,6 +50,12 @@ interface Asset {
   body: Buffer;
   gzip: Buffer;
   etag: string;
+  /**
+   * The gzip body's: a strong ETag names one sequence of bytes (RFC 9110
+   * §8.8.3), and the two bodies are two. With one ETag for both, a cache
+   * holding one body could be told by a 304 that it is the other.
+   */
+  gzipEtag: string;
   type: string;
 }
 
@@ -77,8 +83,8 @@ function loadAsset(dir: string, file: string, type: string): Asset | undefined {
   const path = join(dir, file);
   if (!existsSync(path)) return undefined;
   const body = readFileSync(path);
-  const etag = `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"`;
-  return { body, gzip: gzipSync(body, { level: 9 }), etag, type };
+  const hash = createHash('sha256').update(body).digest('base64url').slice(0, 22);
+  return { body, gzip: gzipSync(body, { level: 9 }), etag: `"${hash}"`, gzipEtag: `"${hash}-gz"`, type };
 }
 
 function sendAsset(req: FastifyRequest, reply: FastifyReply, asset: Asset | undefined, name: string): FastifyReply {
@@ -89,8 +95,11 @@ function sendAsset(req: FastifyRequest, reply: FastifyReply, asset: Asset | unde
       .send({ error: { code: 'HERALD_ERR_UNAVAILABLE', message: `${name} is not built: run npm run build` } });
   }
   const versioned = typeof (req.query as Record<string, unknown> | undefined)?.v === 'string';
+  // The body is chosen first: the ETag, and what If-None-Match is compared with, are that body's.
+  const gzip = acceptsGzip(req.headers['accept-encoding']);
+  const etag = gzip ? asset.gzipEtag : asset.etag;
   reply.header('cache-control', versioned ? CACHE_IMMUTABLE : CACHE_SHORT);
-  reply.header('etag', asset.etag);
+  reply.header('etag', etag);
   reply.header('vary', 'accept-encoding');
   reply.header('x-content-type-options', 'nosniff');
   reply.header('cross-origin-resource-policy', 'cross-origin');
@@ -101,10 +110,10 @@ function sendAsset(req: FastifyRequest, reply: FastifyReply, asset: Asset | unde
   reply.type(asset.type);
   const inm = req.headers['if-none-match'];
   // Weak comparison, and `*` matches any current representation (RFC 9110 §13.1.2).
-  if (typeof inm === 'string' && inm.split(',').some((t) => t.trim() === '*' || t.trim().replace(/^W\//, '') === asset.etag)) {
+  if (typeof inm === 'string' && inm.split(',').some((t) => t.trim() === '*' || t.trim().replace(/^W\//, '') === etag)) {
     return reply.code(304).send();
   }
-  if (acceptsGzip(req.headers['accept-encoding'])) {
+  if (gzip) {
     reply.header('content-encoding', 'gzip');
     return reply.send(asset.gzip);
   }
@@ -198,6 +207,7 @@ export async function registerWebRoutes(app: FastifyInstance, ctx: WebContext): 
     app.route({ method: ['GET', 'POST'], url: `/ws/${kind}`, schema: { hide: true }, bodyLimit: PROBE_BODY_LIMIT, handler: async (req, reply) => {
       if (!admission) {
         reply.header('upgrade', 'websocket');
+        reply.header('connection', 'upgrade');
         return reply.code(426).send(new HeraldError('HERALD_ERR_UPGRADE_REQUIRED', 'this endpoint takes WebSocket upgrades').toJSON());
       }
       const { error, headers } = await probeAnswer(admission, kind, req.raw);
