@@ -247,10 +247,16 @@ export function storeContract(name: string, factory: StoreFactory, options: { du
       await fc.assert(fc.asyncProperty(fc.array(op, { maxLength: 60 }), async (ops) => {
         // Fresh stream names per run, so runs do not see each other.
         const run = `r${prefix++}`;
-        const model = new Map<string, { last: number; kept: { seq: number; exp: number; json: string }[]; acked: number; keys: Map<string, { seq: number; exp: number }> }>();
-        const m = (s: string) => {
+        // A stream the store has no state for (never written, or evicted by
+        // pruning: idle at two passes in a row) starts above the store's SEQ
+        // floor, which other runs' evictions raise too: its head says where.
+        const model = new Map<string, { last: number; kept: { seq: number; exp: number; json: string }[]; acked: number; keys: Map<string, { seq: number; exp: number }>; idleSeq: number }>();
+        const m = async (s: string) => {
           let v = model.get(s);
-          if (!v) model.set(s, (v = { last: 0, kept: [], acked: 0, keys: new Map() }));
+          if (!v) {
+            const head = await store.head(`${run}${s}`);
+            model.set(s, (v = { last: head.lastSeq, kept: [], acked: head.ackedSeq, keys: new Map(), idleSeq: -1 }));
+          }
           return v;
         };
         let now = T0;
@@ -258,16 +264,21 @@ export function storeContract(name: string, factory: StoreFactory, options: { du
           if (o.t === 'tick') now += o.ms;
           else if (o.t === 'prune') {
             await store.prune(now);
-            for (const v of model.values()) {
+            for (const [s, v] of model) {
               v.kept = v.kept.filter((k) => k.exp > now);
+              for (const [k, use] of v.keys) if (use.exp <= now) v.keys.delete(k);
+              if (v.kept.length > 0 || v.keys.size > 0) v.idleSeq = -1;
+              else if (v.idleSeq === v.last) model.delete(s);
+              else v.idleSeq = v.last;
             }
           } else if (o.t === 'ack') {
             await store.ack(`${run}${o.s}`, o.seq);
-            const v = m(o.s);
-            if (o.seq > v.acked) v.acked = Math.min(o.seq, v.last);
+            // An ack of a stream the store has no state for changes nothing.
+            const v = model.get(o.s);
+            if (v && o.seq > v.acked) v.acked = Math.min(o.seq, v.last);
           } else {
             const s = `${run}${o.s}`;
-            const v = m(o.s);
+            const v = await m(o.s);
             const json = `{"TYPE":"MESSAGE","TITLE":"${o.text}${v.last + 1}"}`;
             const res = await store.append(o.key === undefined ? { stream: s, json, expiresAt: now + o.ttl } : { stream: s, json, expiresAt: now + o.ttl, idempotencyKey: o.key }, now);
             const seen = o.key === undefined ? undefined : v.keys.get(o.key);

@@ -366,7 +366,7 @@ describe('SqliteStore journal', () => {
       await store.close();
     }
     const raw = new Database(file);
-    assert.equal(raw.prepare("SELECT value FROM meta WHERE key = 'schema'").pluck().get(), '3');
+    assert.equal(raw.prepare("SELECT value FROM meta WHERE key = 'schema'").pluck().get(), '4');
     assert.deepEqual(raw.prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY name").pluck().all(), ['journal', 'meta', 'streams']);
     assert.deepEqual(raw.prepare('SELECT name FROM pragma_table_info(?)').pluck().all('streams'), ['stream', 'epoch', 'last_seq', 'acked']);
     raw.close();
@@ -504,15 +504,15 @@ describe('SqliteStore journal', () => {
       await store.close();
     }
     const after = new Database(file, { readonly: true });
-    assert.equal(after.prepare("SELECT value FROM meta WHERE key = 'schema'").pluck().get(), '3');
+    assert.equal(after.prepare("SELECT value FROM meta WHERE key = 'schema'").pluck().get(), '4');
     after.close();
   }));
 
   it('refuses a file of a schema version it does not know', () => withFile(async (file) => {
     const raw = new Database(file);
-    raw.exec("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID; INSERT INTO meta VALUES ('schema', '4')");
+    raw.exec("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID; INSERT INTO meta VALUES ('schema', '5')");
     raw.close();
-    assert.throws(() => new SqliteStore({ file, maxPerStream: 10 }), { code: 'HERALD_ERR_INTERNAL', message: /unknown schema version 4/ });
+    assert.throws(() => new SqliteStore({ file, maxPerStream: 10 }), { code: 'HERALD_ERR_INTERNAL', message: /unknown schema version 5/ });
   }));
 
   it('the journal encoding gives back any entry exactly', () => {

@@ -7,6 +7,14 @@
  *   journal rows are pruned, and on close): on open the true last SEQ is the
  *   larger of `last_seq` and the highest in the journal, and the true
  *   acknowledged SEQ the larger of `acked` and the journal's ack entries.
+ *   A stream idle at two pruning passes in a row (nothing retained, no
+ *   idempotency key) is evicted: its row is deleted, and `meta`'s
+ *   `seq_floor` raised to its last SEQ in the same transaction; a stream
+ *   without a row starts its SEQs above the floor (stream-index.ts). A key
+ *   of `meta`, not a new table or column, but the version is 4 all the same:
+ *   a Herald of version 3 does not know the floor and would give an evicted
+ *   stream SEQ 1 again in its old EPOCH, so it must refuse the file
+ *   ("written by a newer Herald") rather than open it.
  * - `journal`: one row per committed write batch, holding its appends and
  *   the acknowledged SEQs it raised (journal-codec.ts). `max_expires_at` is
  *   when the whole row may go (0 for a row of acks alone); the store keeps it
@@ -15,7 +23,8 @@
  * Version 2 wrote `acked` with each batch that raised it: an UPDATE per
  * acknowledged stream, each dirtying a page of `streams` that the WAL then
  * wrote whole. Its files open as version 3 unchanged (a version 2 body is a
- * version 3 body without ack entries). Version 1 kept one row per
+ * version 3 body without ack entries), and version 3 files as version 4
+ * (a version 3 file has no floor: nothing was evicted). Version 1 kept one row per
  * notification (and per idempotency key) with two indexes, and updated the
  * stream's row on every append.
  */
@@ -24,9 +33,12 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { HeraldError } from '../errors.js';
 import { encodeEntry } from './journal-codec.js';
-import { newEpoch } from './message-id.js';
+import { derivedEpoch, newEpoch } from './message-id.js';
 
-export const SCHEMA_VERSION = '3';
+export const SCHEMA_VERSION = '4';
+
+/** `meta`'s key for the highest last SEQ of any evicted stream (absent: 0). */
+export const SEQ_FLOOR_KEY = 'seq_floor';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS streams (
@@ -144,17 +156,19 @@ export function openStoreFile(file: string, options: { synchronous?: 'normal' | 
     const boot = options.bootId ?? currentBootId();
     const rotation = lostCommitsPossible(db, boot, wal);
     const rotatedEpochs = rotation !== undefined;
-    if (rotatedEpochs) {
-      const rows = db.prepare<[], { stream: string }>('SELECT stream FROM streams').all();
-      const rotate = db.prepare<[string, string]>('UPDATE streams SET epoch = ? WHERE stream = ?');
-      for (const r of rows) rotate.run(newEpoch(), r.stream);
-    }
-    const put = db.prepare<[string, string]>('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
     // The epoch of streams that have no row yet: a head() need not write a
     // row (a connect must not cost an INSERT), and the epoch it reports
     // stays the one the stream's first append records.
     const stored = db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'epoch'").get()?.value;
     const storeEpoch = stored === undefined || rotatedEpochs ? newEpoch() : stored;
+    if (rotatedEpochs) {
+      // Derived from the new store epoch (as new as a random one): a stream
+      // evicted later and written again (stream-index.ts) keeps its EPOCH.
+      const rows = db.prepare<[], { stream: string }>('SELECT stream FROM streams').all();
+      const rotate = db.prepare<[string, string]>('UPDATE streams SET epoch = ? WHERE stream = ?');
+      for (const r of rows) rotate.run(derivedEpoch(storeEpoch, r.stream), r.stream);
+    }
+    const put = db.prepare<[string, string]>('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
     put.run('epoch', storeEpoch);
     put.run('boot', boot ?? '');
     put.run('clean', '0');
@@ -296,7 +310,7 @@ function prepareSchema(db: Database.Database): number {
   const version = db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'schema'").get()?.value;
   let migrated = 0;
   if (version === '1') migrated = migrateV1(db);
-  else if (version !== undefined && version !== '2' && version !== SCHEMA_VERSION) throw new Error(`unknown schema version ${version} (this Herald reads versions 1 to ${SCHEMA_VERSION}: the file was written by a newer Herald, or is not Herald's)`);
+  else if (version !== undefined && version !== '2' && version !== '3' && version !== SCHEMA_VERSION) throw new Error(`unknown schema version ${version} (this Herald reads versions 1 to ${SCHEMA_VERSION}: the file was written by a newer Herald, or is not Herald's)`);
   db.exec(SCHEMA);
   db.prepare("INSERT INTO meta (key, value) VALUES ('schema', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(SCHEMA_VERSION);
   return migrated;

@@ -5,8 +5,8 @@ import { HeraldError } from '../errors.js';
 import type { AppendInput, AppendResult, MessageStatus, MessageStore, MessageStoreLimits, ReadResult, StoreCounts, StreamHead } from './message-store.js';
 import { PruneTimer } from './prune-timer.js';
 import { decodeBody, detach, encodeAck, encodeEntry } from './journal-codec.js';
-import { abandonStoreFile, openStoreFile, settleStoreFile, takeLock } from './sqlite-schema.js';
-import { PRUNE_SLICE, StreamIndex, WriteBatch, type StreamState } from './stream-index.js';
+import { abandonStoreFile, openStoreFile, SEQ_FLOOR_KEY, settleStoreFile, takeLock } from './sqlite-schema.js';
+import { PRUNE_SLICE, StreamIndex, WriteBatch, type EvictHook, type StreamState } from './stream-index.js';
 import { JsonArena } from './json-arena.js';
 import { WalCheckpointer } from './wal-checkpointer.js';
 
@@ -112,6 +112,10 @@ function prepare(db: Database.Database) {
     append: db.prepare<[number, string]>('INSERT INTO journal (max_expires_at, body) VALUES (?, ?)'),
     save: db.prepare<[number, number, string]>('UPDATE streams SET last_seq = ?, acked = ? WHERE stream = ?'),
     deleteRow: db.prepare<[number]>('DELETE FROM journal WHERE id = ?'),
+    evict: db.prepare<[string]>('DELETE FROM streams WHERE stream = ?'),
+    // A key of `meta` (sqlite-schema.ts), not a column: the file's schema stays version 3.
+    floor: db.prepare<[], { value: string }>(`SELECT value FROM meta WHERE key = '${SEQ_FLOOR_KEY}'`),
+    saveFloor: db.prepare<[string]>(`INSERT INTO meta (key, value) VALUES ('${SEQ_FLOOR_KEY}', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`),
     clean: db.prepare("UPDATE meta SET value = '1' WHERE key = 'clean'"),
     begin: db.prepare('BEGIN IMMEDIATE'),
     commit: db.prepare('COMMIT'),
@@ -256,13 +260,19 @@ export class SqliteStore implements MessageStore {
   }
 
   /**
-   * Rebuilds the memory state: the streams' rows, then the journal in order.
-   * A stream's last SEQ is the larger of its row's and the journal's highest
-   * (expired entries count: a SEQ is never assigned twice in an epoch).
+   * Rebuilds the memory state: the SEQ floor, the streams' rows, then the
+   * journal in order. A stream's last SEQ is the larger of its row's and the
+   * journal's highest (expired entries count: a SEQ is never assigned twice
+   * in an epoch); one without a row (evicted, its entries still in a journal
+   * row that something unexpired keeps) starts from the floor, which is at
+   * least its last SEQ.
    */
   #load(now: number): { journalRows: number; messages: number } {
     const index = this.#index;
     const max = index.maxPerStream;
+    const floor = Number(this.#q.floor.get()?.value ?? 0);
+    if (!Number.isSafeInteger(floor) || floor < 0) throw new Error(`meta ${SEQ_FLOOR_KEY} is not a SEQ: ${this.#q.floor.get()?.value}`);
+    index.seqFloor = floor;
     for (const r of this.#q.streams.iterate()) {
       const s = index.create(r.stream, r.epoch);
       s.lastSeq = s.savedSeq = r.last_seq;
@@ -658,8 +668,34 @@ export class SqliteStore implements MessageStore {
       });
       this.checkpointer?.committed(0);
     }
-    return this.#index.pruneYielding(now, PRUNE_SLICE, () => this.#closed);
+    return this.#index.pruneYielding(now, PRUNE_SLICE, () => this.#closed, this.#evict);
   }
+
+  /**
+   * Deletes the rows of the streams a pruning pass evicts, and saves the SEQ
+   * floor that covers them, in one transaction: after a restart such a
+   * stream, written again, still starts above its old SEQs. Their journal
+   * entries need nothing: the deleted journal rows saved their last SEQs in
+   * the same transaction (#transaction), and a row still kept is read
+   * against the floor (#load). False (they stay, and are tried again at the
+   * next pass) when the transaction failed.
+   */
+  readonly #evict: EvictHook = (idle, floor) => {
+    if (this.#lost) return false;
+    try {
+      this.#checkLock();
+      this.#db.transaction(() => {
+        for (const [stream] of idle) this.#q.evict.run(stream);
+        this.#q.saveFloor.run(String(floor));
+      }).immediate();
+    } catch {
+      return false;
+    }
+    // Their last SEQs are the floor's now: nothing to save for them.
+    for (const [stream] of idle) this.#unsaved.delete(stream);
+    this.checkpointer?.committed(0);
+    return true;
+  };
 
   /**
    * Takes the journal rows whose every entry expired by `now` off the list

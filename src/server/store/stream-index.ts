@@ -70,6 +70,14 @@ export class StreamState {
   savedAcked = 0;
   /** What the WriteBatch being built changes here (a field, not a map: found with the stream). */
   staged: Pending | undefined = undefined;
+  /**
+   * lastSeq when the last pruning pass found the stream idle (nothing
+   * retained, no key, nothing staged), -1 when it did not: the next pass
+   * evicts it only if it is still idle and nothing was appended since, so a
+   * busy stream whose notifications outlive a pass by little is not evicted
+   * and created again at every pass.
+   */
+  idleSeq = -1;
 
   constructor(readonly epoch: string, arena: JsonArena) {
     this.#arena = arena;
@@ -77,6 +85,11 @@ export class StreamState {
 
   get retained(): number {
     return this.#end - this.#start;
+  }
+
+  /** Nothing retained, no idempotency key, nothing staged: only its last and acknowledged SEQs are left, which the index's floor can stand for. */
+  get idle(): boolean {
+    return this.#end === this.#start && this.keys === undefined && this.staged === undefined;
   }
 
   /** Characters of the JSON too long for the arena (kept as strings: one byte a character when they are ASCII). */
@@ -239,11 +252,28 @@ export class StreamState {
 /** In-memory passes of pruning look at about this many streams and notifications between turns of the loop. */
 export const PRUNE_SLICE = 5000;
 
+/**
+ * Told which idle streams a pruning pass evicts and the SEQ floor that will
+ * cover them, before they leave the index; a durable store records both
+ * (deletes their rows, saves the floor) and returns false when it could not,
+ * and they then stay.
+ */
+export type EvictHook = (idle: ReadonlyArray<readonly [string, StreamState]>, floor: number) => boolean;
+
 /** Every stream's state; see the file comment. */
 export class StreamIndex {
   readonly streams = new Map<string, StreamState>();
   /** The retained notifications' JSON, of every stream. */
   readonly arena = new JsonArena();
+  /**
+   * The highest last SEQ of any stream ever evicted (0 while none was). A
+   * pruning pass evicts idle streams (else every person ever sent to kept
+   * their state for good: 443 bytes each), and a stream that has no state
+   * starts its SEQs above this floor, under the same derived EPOCH: a SEQ is
+   * never assigned twice in an EPOCH, and a tab holding a cursor from before
+   * the eviction never skips what is appended after it (docs/delivery.md).
+   */
+  seqFloor = 0;
 
   /**
    * @param maxPerStream notifications kept per stream; beyond it the oldest are dropped.
@@ -266,10 +296,13 @@ export class StreamIndex {
     return { streams: this.streams.size, retained, retainedBytes: this.arena.stats.heldBytes + longBytes };
   }
 
-  /** The stream's state, created (with the given epoch) when it has none. */
+  /** The stream's state, created (with the given epoch, its SEQs starting above the floor) when it has none. */
   create(stream: string, epoch: string): StreamState {
     let s = this.streams.get(stream);
-    if (!s) this.streams.set(stream, (s = new StreamState(epoch, this.arena)));
+    if (!s) {
+      this.streams.set(stream, (s = new StreamState(epoch, this.arena)));
+      s.lastSeq = s.acked = this.seqFloor;
+    }
     return s;
   }
 
@@ -280,7 +313,8 @@ export class StreamIndex {
 
   head(stream: string): StreamHead {
     const s = this.streams.get(stream);
-    if (!s) return { epoch: this.newEpoch(stream), lastSeq: 0, firstSeq: 1, ackedSeq: 0 };
+    // What the stream would be created with: a cursor from before an eviction is at or below the floor.
+    if (!s) return { epoch: this.newEpoch(stream), lastSeq: this.seqFloor, firstSeq: this.seqFloor + 1, ackedSeq: this.seqFloor };
     return { epoch: s.epoch, lastSeq: s.lastSeq, firstSeq: s.firstSeq, ackedSeq: s.acked };
   }
 
@@ -309,23 +343,35 @@ export class StreamIndex {
    * Removes expired notifications and keys, a slice at a time: yields the
    * number removed after about `budget` streams and notifications looked at,
    * so that a caller can give the event loop a turn between slices, and
-   * returns the number removed by the last slice.
+   * returns the number removed by the last slice. A stream found idle at two
+   * passes in a row, with nothing appended between them, is evicted at the
+   * end of the slice that found it (`evict` told first): each slice's
+   * evictions happen in the same turn of the loop as its checks, so no write
+   * can come between.
    */
-  *pruneSlices(now: number, budget: number): Generator<number, number, void> {
+  *pruneSlices(now: number, budget: number, evict?: EvictHook): Generator<number, number, void> {
     let removed = 0;
     let work = 0;
-    for (const s of this.streams.values()) {
+    let idle: Array<readonly [string, StreamState]> = [];
+    for (const entry of this.streams) {
       if (work >= budget) {
+        if (idle.length > 0) this.#evict(idle, evict);
+        idle = [];
         yield removed;
         removed = 0;
         work = 0;
       }
       work++;
+      const s = entry[1];
       if (s.nextExpiry <= now) {
         work += s.retained + (s.keys?.size ?? 0);
         removed += s.prune(now);
       }
+      if (!s.idle) s.idleSeq = -1;
+      else if (s.idleSeq === s.lastSeq) idle.push(entry);
+      else s.idleSeq = s.lastSeq;
     }
+    if (idle.length > 0) this.#evict(idle, evict);
     // Then, when the arena's chunks hold much more than is live, empty its
     // sparse chunks: what lives in them moves to the active chunk (new
     // notifications never go to a sparse one, so the pass may pause between slices).
@@ -344,6 +390,15 @@ export class StreamIndex {
     return removed;
   }
 
+  /** Removes idle streams (once `evict` agrees), raising the floor to the highest last SEQ among them. */
+  #evict(idle: ReadonlyArray<readonly [string, StreamState]>, evict: EvictHook | undefined): void {
+    let floor = this.seqFloor;
+    for (const [, s] of idle) if (s.lastSeq > floor) floor = s.lastSeq;
+    if (evict && !evict(idle, floor)) return;
+    this.seqFloor = floor;
+    for (const [stream] of idle) this.streams.delete(stream);
+  }
+
   /** Removes every expired notification and key at once; returns how many notifications went. */
   prune(now: number): number {
     return this.pruneSlices(now, Infinity).next().value;
@@ -354,8 +409,8 @@ export class StreamIndex {
    * (a large backlog is never one long stall); stops early once `stopped()`
    * says so (the store closed). Returns how many notifications went.
    */
-  async pruneYielding(now: number, budget: number, stopped: () => boolean): Promise<number> {
-    const slices = this.pruneSlices(now, budget);
+  async pruneYielding(now: number, budget: number, stopped: () => boolean, evict?: EvictHook): Promise<number> {
+    const slices = this.pruneSlices(now, budget, evict);
     let removed = 0;
     for (;;) {
       const slice = slices.next();
@@ -406,7 +461,7 @@ export class WriteBatch {
     if (p) return p;
     p = {
       stream, state, epoch: state?.epoch ?? this.#index.newEpoch(stream),
-      lastSeq: state?.lastSeq ?? 0, acked: state?.acked ?? 0, ackChanged: false,
+      lastSeq: state?.lastSeq ?? this.#index.seqFloor, acked: state?.acked ?? this.#index.seqFloor, ackChanged: false,
       retained: state?.retained ?? 0, dropped: 0, added: [], keys: undefined,
     };
     if (state) state.staged = p;
