@@ -52,4 +52,36 @@ describe('herald start: the first-start hint', () => {
       await exited(child);
     }
   });
+
+  test('with publicUrl set, the token line names the endpoint browsers use there, not the listener', async () => {
+    const dataDir = join(dir, 'public-url');
+    const child = spawnCli(['start', '--data-dir', dataDir, '--port', '0', '--no-legacy', '--log-level', 'silent', '--public-url', 'https://panel.example.net/herald/']);
+    const stderr = new LineReader(child.stderr);
+    try {
+      const tokenLine = await stderr.next((l) => l.includes('herald token --aid 1'));
+      assert.match(tokenLine, /# a browser token for wss:\/\/panel\.example\.net\/herald\/ws\/admin\?token=…$/);
+      // The send line still goes to the listener: the API is not served on the public side.
+      const sendLine = await stderr.next((l) => l.includes('herald send --aid 1'));
+      assert.doesNotMatch(sendLine, /panel\.example\.net/);
+    } finally {
+      child.kill('SIGTERM');
+      await exited(child);
+    }
+  });
+
+  test('with a resolver other than token (http: the panel\'s session cookie is the credential), there is no token line', async () => {
+    const dataDir = join(dir, 'http-resolver');
+    const child = spawnCli(['start', '--data-dir', dataDir, '--port', '0', '--no-legacy', '--log-level', 'silent',
+      '--set', 'authResolver=http', '--set', 'httpResolverUrl=http://127.0.0.1:9/session']);
+    const stderr = new LineReader(child.stderr);
+    try {
+      // The export line is the hint's last: everything before it has been printed.
+      await stderr.next((l) => l.includes('export HERALD_API_TOKEN='));
+      assert.ok(stderr.lines.some((l) => l.includes('herald send --aid 1')), stderr.text());
+      assert.ok(!stderr.lines.some((l) => l.includes('herald token') || l.includes('browser token')), stderr.text());
+    } finally {
+      child.kill('SIGTERM');
+      await exited(child);
+    }
+  });
 });

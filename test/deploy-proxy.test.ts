@@ -285,6 +285,20 @@ describe('behind nginx with deploy/nginx.conf and deploy/herald.json', { skip },
     assert.equal(send.status, 404);
   });
 
+  it('passes the query string on to the library, so a ?v= URL is cached for a year through nginx as it is directly', async () => {
+    const direct = await fetch(`${herald.url}/herald.js?v=1.2.3`);
+    await direct.arrayBuffer();
+    assert.match(String(direct.headers.get('cache-control')), /immutable/, 'Herald itself caches a ?v= URL for good');
+    for (const file of ['herald.js', 'herald.min.js', 'herald.esm.js']) {
+      const versioned = await httpsCall(ca, `${nginx.origin}/herald/${file}?v=1.2.3`);
+      assert.equal(versioned.status, 200, file);
+      assert.equal(versioned.headers['cache-control'], direct.headers.get('cache-control'), `${file}?v= through nginx`);
+      // Without ?v= it is still the short lifetime: the page that names no version sees a new one soon.
+      const plain = await httpsCall(ca, `${nginx.origin}/herald/${file}`);
+      assert.doesNotMatch(String(plain.headers['cache-control']), /immutable/, file);
+    }
+  });
+
   it('a wss:// tab through nginx gets WELCOME, then what the API sends', async () => {
     const token = await herald.token('admin', 3);
     const tab = await ProxiedTab.open(`wss://127.0.0.1:${nginx.port}/herald/ws/admin?token=${token}`, ca, nginx.origin);
@@ -448,6 +462,26 @@ describe('client addresses behind nginx', { skip }, () => {
     assert.equal(asked.cookie, 'sid=good');
     tab.ws.close();
     await tab.closed;
+  });
+
+  it('a forged X-Forwarded-For from the browser does not reach the panel: it is told the real address alone', async () => {
+    // nginx is the edge: what a client says in X-Forwarded-For is not an address anyone saw.
+    const headers = { cookie: 'sid=good', 'x-forwarded-for': '203.0.113.66' };
+    const tab = await ProxiedTab.open(`wss://127.0.0.1:${nginx.port}/herald/ws/admin`, ca, nginx.origin, { headers, localAddress: '127.0.0.2' });
+    await tab.next((f) => f.TYPE === 'WELCOME');
+    assert.equal(lookUps.at(-1)!['x-forwarded-for'], '127.0.0.2', 'the look-up Herald made for the handshake');
+    tab.ws.close();
+    await tab.closed;
+    // The panel's own pages, proxied by the same server block, are told the same.
+    const page = await new Promise<Record<string, string | string[] | undefined>>((resolve, reject) => {
+      const req = httpsRequest(`${nginx.origin}/`, { ca, headers, localAddress: '127.0.0.2' }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(lookUps.at(-1)!));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    assert.equal(page['x-forwarded-for'], '127.0.0.2', "the panel's page request");
   });
 
   it('forwarding it makes it part of the credential: a handshake with no cookie is asked about at the panel instead of refused at once', async () => {

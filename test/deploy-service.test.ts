@@ -54,6 +54,19 @@ describe('deploy/herald.service', () => {
     }
   });
 
+  it("allows io_uring, as the unit's comment says: @system-service holds @aio, which holds the io_uring calls", { skip: existsSync(SYSTEMD_ANALYZE) ? false : `${SYSTEMD_ANALYZE} is missing (Debian's systemd package)` }, () => {
+    // The comment once said io_uring was outside the filter (and that was why EPERM): it is inside.
+    assert.equal(unitDirectives().get('SystemCallFilter'), '@system-service');
+    const list = (set: string) => {
+      const r = spawnSync(SYSTEMD_ANALYZE, ['syscall-filter', set], { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+      return r.stdout.split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+    };
+    assert.ok(list('@system-service').includes('@aio'), '@system-service includes @aio');
+    const aio = list('@aio');
+    for (const call of ['io_uring_setup', 'io_uring_enter', 'io_uring_register']) assert.ok(aio.includes(call), `@aio lists ${call}`);
+  });
+
   const root = process.getuid?.() === 0;
   const cannot = !root ? 'needs root (setpriv switches to an unprivileged user)' : !existsSync(SETPRIV) ? `${SETPRIV} is missing (util-linux)` : !existsSync(join(ROOT, 'dist/cli/main.js')) ? 'dist/cli/main.js is missing: npm run build' : false;
   if (cannot) console.log(`# skipping the service run: ${cannot}`);

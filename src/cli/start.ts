@@ -163,7 +163,10 @@ async function serve(options: HeraldOptions, flags: StartFlags, secured: Secrets
     // Where a browser on this machine reaches the listener: on a wildcard host the listener's own
     // address (http://0.0.0.0:PORT, http://[::]:PORT) is where nothing connects, so loopback instead.
     const reachable = serverUrl({ ...options, port: Number(new URL(herald.urls.http).port) }, {}, {});
-    printFirstStart(file, generatedKeys, reachable, options.dataDir, flags.dataDir !== undefined, hintUrl(options, reachable));
+    // A browser token is a credential only for the token resolver: with sql or http the
+    // panel's session cookie is, and the token line only sent operators after a useless token.
+    const tokenEndpoint = options.authResolver === 'token' ? adminEndpoint(options.publicUrl, reachable) : undefined;
+    printFirstStart(file, generatedKeys, tokenEndpoint, options.dataDir, flags.dataDir !== undefined, hintUrl(options, reachable));
   }
 
   let closing = false;
@@ -202,8 +205,24 @@ async function serve(options: HeraldOptions, flags: StartFlags, secured: Secrets
 /** The signals that stop Herald gracefully. */
 const STOP_SIGNALS: readonly NodeJS.Signals[] = ['SIGTERM', 'SIGINT', 'SIGHUP'];
 
-/** First start: where the generated secrets are and how to use them (never the secrets themselves). */
-function printFirstStart(file: string, generatedKeys: ReadonlyArray<'secret' | 'apiToken'>, httpUrl: string, dataDir: string, flagsGaveDataDir: boolean, url: string | undefined): void {
+/**
+ * The admin WebSocket endpoint a browser uses: under publicUrl when it is set
+ * (README: publicUrl is used for printed hints), as the proxy in front serves
+ * it (`https://panel.example.net/herald` → `wss://panel.example.net/herald/ws/admin`);
+ * else on the listener itself.
+ */
+function adminEndpoint(publicUrl: string, reachable: string): string {
+  // publicUrl was checked when Herald was built (an http or https URL), before this runs.
+  const base = publicUrl !== '' ? new URL(publicUrl) : new URL(reachable);
+  return `${base.protocol === 'https:' ? 'wss:' : 'ws:'}//${base.host}${base.pathname.replace(/\/+$/, '')}/ws/admin`;
+}
+
+/**
+ * First start: where the generated secrets are and how to use them (never the secrets
+ * themselves). tokenEndpoint: where a minted browser token is used, or undefined to leave
+ * the `herald token` line out (a resolver other than token).
+ */
+function printFirstStart(file: string, generatedKeys: ReadonlyArray<'secret' | 'apiToken'>, tokenEndpoint: string | undefined, dataDir: string, flagsGaveDataDir: boolean, url: string | undefined): void {
   // The other commands find the secrets through the same data dir: spell it out unless it is the default one here.
   const dd = flagsGaveDataDir || dataDir !== './data' ? ` --data-dir ${shellQuote(resolve(dataDir))}` : '';
   const apiToken = generatedKeys.includes('apiToken');
@@ -215,7 +234,7 @@ function printFirstStart(file: string, generatedKeys: ReadonlyArray<'secret' | '
       '',
       `Herald generated its ${what} in ${file} (readable by this user only).`,
       `The herald command reads ${generatedKeys.length > 1 ? 'them' : 'it'} from there:`,
-      `  herald token --aid 1${dd}          # a browser token for ${httpUrl.replace(/^http/, 'ws')}/ws/admin?token=…`,
+      ...(tokenEndpoint === undefined ? [] : [`  herald token --aid 1${dd}          # a browser token for ${tokenEndpoint}?token=…`]),
       `  herald send --aid 1 --title Hello --text "Just<br/>some<br/>text"${dd}${url === undefined ? '' : ` --url ${shellQuote(url)}`}`,
       ...(apiToken
         ? ['Your backend needs the API token (Authorization: Bearer …):', `  export HERALD_API_TOKEN="$(node -p 'require(process.argv[1]).apiToken' ${shellQuote(file)})"`]
