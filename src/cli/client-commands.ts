@@ -13,8 +13,25 @@ import { MAX_CONNECT_TOKEN_TTL_SEC, toPayload } from '../sdk/browser-sender.js';
 import { CliError, clientContext, Exit, loadCliOptions, personId, printable, type GlobalFlags } from './context.js';
 import { parseDurationSec } from './duration.js';
 
+let stdoutWatched = false;
+
 function out(line: string): void {
+  if (!stdoutWatched) {
+    stdoutWatched = true;
+    process.stdout.on('error', stdoutFailed);
+  }
   process.stdout.write(`${line}\n`);
+}
+
+/**
+ * `herald status | head -1`: the reader has gone, so what is left to print
+ * has nobody to read it. Not a failure of the command (it did its work):
+ * exit 0 without a word, as other command-line tools do on SIGPIPE, rather
+ * than an unhandled EPIPE's stack trace and status 1.
+ */
+function stdoutFailed(e: NodeJS.ErrnoException): void {
+  if (e.code === 'EPIPE') process.exit(Exit.OK);
+  throw e;
 }
 
 /**
@@ -99,6 +116,16 @@ export function messageFromFlags(flags: SendFlags): SendMessageInput['message'] 
 
 function describeSend(result: SendResult, label: string, broadcast: boolean): string {
   const parts: string[] = [];
+  const duplicates = result.results?.filter((r) => r.duplicate).length ?? 0;
+  const allDuplicate = broadcast ? result.duplicate === true : result.results !== undefined && duplicates > 0 && duplicates === result.results.length;
+  if (result.retried && allDuplicate) {
+    // The SDK sent it again after its first attempt's answer was lost: the answer is the repeat's,
+    // whose "0 tabs, duplicate" alone read as "not sent" when the first attempt had sent it.
+    parts.push('sent by the first attempt, whose answer was lost (the automatic repeat was recognised by its --idempotency-key and not delivered again)');
+    const id = result.messageId ?? result.results?.find((r) => r.messageId)?.messageId;
+    if (result.queued) parts.push(`queued for tabs that connect later${typeof id === 'string' && id !== '' ? ` (message ${printable(id, 300)})` : ''}`);
+    return `${label}: ${parts.join('; ')}`;
+  }
   parts.push(broadcast ? `delivered to ${result.delivered} ${result.delivered === 1 ? 'person' : 'people'} online` : `delivered to ${result.delivered} ${result.delivered === 1 ? 'tab' : 'tabs'}`);
   const id = result.messageId ?? result.results?.find((r) => r.messageId)?.messageId;
   if (result.queued) parts.push(`queued for tabs that connect later${typeof id === 'string' && id !== '' ? ` (message ${printable(id, 300)})` : ''}`);
@@ -125,7 +152,7 @@ export async function runSend(flags: SendFlags): Promise<void> {
   } catch (e) {
     if (e instanceof HeraldSdkError && e.code === 'HERALD_ERR_CONNECTION_LOST') {
       // The one failure after which the notification may have gone out: say so, and how to resend safely.
-      const again = flags.idempotencyKey === undefined ? 'sending it again may deliver it twice (give --idempotency-key to make a resend safe)' : 'send it again with the same --idempotency-key: it is delivered once';
+      const again = resendAdvice(flags.idempotencyKey !== undefined, ttl, typeof message === 'string');
       throw new CliError(`the connection to Herald at ${url} ended before its answer (is it restarting?): the notification to ${label} may or may not have been sent; ${again}`);
     }
     sdkFailure(e, url);
@@ -137,6 +164,22 @@ export async function runSend(flags: SendFlags): Promise<void> {
     throw new CliError(`not delivered: ${who} and the message was not kept${ttl === 0 ? ' (--ttl 0)' : ''}`);
   }
   out(describeSend(result, label, 'all' in to));
+}
+
+/**
+ * What a resend does after a lost answer. A key makes it safe only while the
+ * server still keeps it: a stored send's for its TTL, in the store (the
+ * memory store forgets it when the server restarts, and a lost answer is
+ * most often a restart); a live-only send's (--ttl 0, a plain-string
+ * message) only in the memory of the node that took it, for 5 minutes.
+ */
+function resendAdvice(keyed: boolean, ttl: number | undefined, plainString: boolean): string {
+  if (!keyed) return 'sending it again may deliver it twice (give --idempotency-key to make a resend safe)';
+  if (ttl === 0 || plainString) {
+    return `its --idempotency-key does not survive a restart for a send that is not stored (${plainString ? 'a plain-string message' : '--ttl 0'}): the server keeps it only in memory, for 5 minutes; sent again with the same key it is delivered once only if the server has not restarted since`;
+  }
+  const kept = ttl === undefined ? 'for the server\'s defaultTtlMs (not at all if that is 0)' : 'for its --ttl';
+  return `send it again with the same --idempotency-key: it is delivered once while the server keeps the key (${kept}; with the memory store, not across a restart)`;
 }
 
 // ---- online / ping / status ------------------------------------------------

@@ -38,9 +38,12 @@ export interface BrowserSenderOptions {
    * refused, 503 HERALD_ERR_SHUTTING_DOWN) is sent again, with full-jitter
    * backoff (waits up to 1 s); one that may have run (the connection ended
    * after it was sent) only when running it twice is harmless — a read, a
-   * token, a `sendMessage` with an `idempotencyKey` the server keeps. A
-   * timeout is never repeated. `isConnected()`, `ping()` and `status()`
-   * try once. 0: never repeat. Default 3000.
+   * token, a `sendMessage` with an `idempotencyKey` and an explicit `ttl`
+   * above 0, whose key the server keeps in its store. A request the server
+   * closed on before taking it whole (HERALD_ERR_REQUEST_CUT) and a timeout
+   * are never repeated. Never sooner than an answer's Retry-After asks.
+   * `isConnected()`, `ping()` and `status()` try once. 0: never repeat.
+   * Default 3000.
    */
   retryForMs?: number;
   /**
@@ -220,11 +223,14 @@ export class BrowserSender {
       }
       body.idempotencyKey = input.idempotencyKey;
     }
-    // The server keeps the key only of a send it stores (an object with a TTL above 0): a string or
-    // a TTL of 0 goes to the tabs open now only, and a second copy would reach them again.
-    // And it keeps the key only for the message's TTL: a repeat taken after that would be a second send.
+    // Sent again after a lost answer only when the server keeps the key in its store: for a send
+    // it stores (an object with a TTL above 0), and only for that TTL, so a repeat that may reach
+    // it later is not made (the transport's repeatableForMs). A string or a TTL of 0 goes to the
+    // tabs open now only, and its key lives in one node's memory: a restart, the usual reason
+    // for a lost answer, forgets it and a repeat would reach the tabs again. So does a send
+    // without `ttl`: the server's defaultTtlMs may be 0, which the SDK cannot see.
     const ttlMs = input.ttl === undefined ? undefined : Math.round(input.ttl * 1000);
-    const repeatable = input.idempotencyKey !== undefined && typeof body.message === 'object' && (ttlMs === undefined || ttlMs > 0);
+    const repeatable = input.idempotencyKey !== undefined && typeof body.message === 'object' && ttlMs !== undefined && ttlMs > 0;
     const options = ttlMs === undefined ? { repeatable } : { repeatable, repeatableForMs: ttlMs };
     const answer = await this.#http.request('POST', '/send', body, options);
     // What a caller (and `herald send`) reads: `{}` from another service read as "delivered to undefined tabs".
@@ -232,6 +238,9 @@ export class BrowserSender {
     if (result.results !== undefined && !(Array.isArray(result.results) && result.results.every(isPersonResult))) {
       badResponse(`POST /send: HTTP ${answer.status} with "results" that is not a list of per-person results: not Herald's answer`, answer.status);
     }
+    // The answer is the last attempt's: after a repeat whose first copy went through (its answer
+    // lost), it says `duplicate` and 0 tabs, which alone read as "not sent".
+    if (answer.attempts > 1) result.retried = true;
     return result;
   }
 
@@ -374,7 +383,8 @@ function heraldAnswer<T>(answer: HttpAnswer, route: string, fields: Readonly<Rec
   const isObject = isPlainObject(body);
   const misfit = isObject ? Object.entries(fields).find(([path, type]) => !fits(valueAt(body, path), type)) : undefined;
   if (isObject && misfit === undefined) return body as T;
-  const shown = body === undefined ? 'an empty body' : JSON.stringify(body).slice(0, 120);
+  // Without the API token, which something echoing the request back would show; taken out before the cut.
+  const shown = body === undefined ? 'an empty body' : answer.redact(JSON.stringify(body)).slice(0, 120);
   const wanted = misfit === undefined ? 'a JSON object' : `a JSON object with "${misfit[0]}" (${misfit[1] === 'array' ? 'a list' : `a ${misfit[1]}`})`;
   return badResponse(`${route}: HTTP ${answer.status} with ${shown}, not Herald's answer (${wanted})`, answer.status);
 }

@@ -19,6 +19,14 @@ export const ClientErrorCodes = {
    */
   HERALD_ERR_CONNECTION_LOST: 'the connection to the Herald server ended before its answer',
   /**
+   * The server closed the connection while the request's body was still
+   * being written (EPIPE): it never had the whole request, so it did not
+   * carry it out. Most likely the body is over the server's `maxBodyBytes`
+   * (Herald answers 413 and closes, and fetch may report only the failed
+   * write). Not sent again by the SDK: the same body would meet the same end.
+   */
+  HERALD_ERR_REQUEST_CUT: 'the Herald server closed the connection before it had taken the whole request',
+  /**
    * No answer within the SDK's `timeoutMs`. Not the server's `HERALD_ERR_REQUEST_TIMEOUT`
    * (status 408: the server did not receive the request whole in time).
    */
@@ -48,7 +56,9 @@ export class HeraldSdkError extends Error {
   /**
    * When the answer carried `Retry-After` (seconds), that wait in ms. Herald
    * sends it with the 503 HERALD_ERR_SHUTTING_DOWN by which a stopping server
-   * refuses a request before any route has run (docs/sdk.md, Retries).
+   * refuses a request before any route has run (docs/sdk.md, Retries). The
+   * SDK waits at least that long before it asks again, and the error it
+   * throws when it gives up still carries it.
    */
   readonly retryAfterMs: number | undefined;
 

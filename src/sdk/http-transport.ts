@@ -93,6 +93,14 @@ export interface HttpAnswer {
   status: number;
   /** The parsed JSON body, or undefined for an empty one (204). */
   body: unknown;
+  /** How many times the request was sent: more than 1 when the SDK sent it again (see {@link HttpTransport.request}). */
+  attempts: number;
+  /**
+   * The text with the API token replaced by `…`: for quoting this answer in
+   * an error, since what answers may not be Herald and may echo the
+   * request's headers back (an echo service, a debugging proxy).
+   */
+  redact(text: string): string;
 }
 
 export class HttpTransport {
@@ -102,6 +110,7 @@ export class HttpTransport {
   readonly #userAgent: string;
   readonly #retryForMs: number;
   readonly #maxAnswerBytes: number;
+  readonly #redact: (text: string) => string;
 
   constructor(options: HttpTransportOptions) {
     this.#base = `${options.url.replace(/\/+$/, '')}/api/v1`;
@@ -110,24 +119,32 @@ export class HttpTransport {
     this.#userAgent = options.userAgent;
     this.#retryForMs = options.retryForMs;
     this.#maxAnswerBytes = options.maxAnswerBytes;
+    this.#redact = tokenRedactor(options.apiToken);
   }
 
   /**
    * Sends one request, and sends it again while it failed in a way that is
    * safe to repeat and `retryForMs` has not run out (a server restarting:
    * refused, then 503 HERALD_ERR_SHUTTING_DOWN). Resolves with the status and
-   * parsed body for 2xx and, when `allow` lists it, for that status too;
-   * every other outcome rejects with a HeraldSdkError, the last attempt's.
+   * parsed body for 2xx and, when `allow` lists it, for that status too, and
+   * how many attempts it took; every other outcome rejects with a
+   * HeraldSdkError, the last attempt's.
    */
   async request(method: 'GET' | 'POST', path: string, body?: unknown, options: RequestOptions = {}): Promise<HttpAnswer> {
     const repeatable = options.repeatable ?? method === 'GET';
     const started = performance.now();
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.#attempt(method, path, body, options.allow ?? [], options.holdMs ?? 0);
+        const answer = await this.#attempt(method, path, body, options.allow ?? [], options.holdMs ?? 0);
+        answer.attempts = attempt;
+        return answer;
       } catch (e) {
         if (options.once || !(e instanceof HeraldSdkError)) throw e;
-        const waitMs = Math.random() * Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** (attempt - 1));
+        // At least what the server asked for (Retry-After: 1 from a Herald shutting down):
+        // asked sooner, it would only refuse again. A wait that would end past retryForMs is
+        // not made: the call gives up with this error instead.
+        const jitterMs = Math.random() * Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** (attempt - 1));
+        const waitMs = Math.max(jitterMs, e.retryAfterMs ?? 0);
         const elapsed = performance.now() - started;
         // Measured from our first attempt, which the server took no earlier: its key lives at least that long.
         const harmless = repeatable && (options.repeatableForMs === undefined || elapsed + waitMs + this.#timeoutMs < options.repeatableForMs);
@@ -156,10 +173,13 @@ export class HttpTransport {
     const controller = new AbortController();
     const init: RequestInit = { method, headers, signal: controller.signal, redirect: 'manual' };
     const url = this.#base + path;
+    let bodyBytes = 0;
     if (body !== undefined) {
       headers['content-type'] = 'application/json; charset=utf-8';
       try {
-        init.body = JSON.stringify(body);
+        const json = JSON.stringify(body);
+        bodyBytes = Buffer.byteLength(json);
+        init.body = json;
       } catch (e) {
         // A BigInt or a cycle in a notification: the caller's mistake, and nothing was sent.
         throw new HeraldSdkError('HERALD_ERR_BAD_ARGUMENT', `${method} ${url}: the request cannot be sent as JSON: ${(e as Error).message}`, 0, undefined, { cause: e });
@@ -182,14 +202,14 @@ export class HttpTransport {
     } catch (e) {
       // Our own refusal of a body too large; anything else is the network's.
       if (e instanceof HeraldSdkError) throw e;
-      throw networkError(e, method, url, deadlineMs);
+      throw networkError(e, method, url, deadlineMs, bodyBytes);
     } finally {
       clearTimeout(timer);
     }
     if (response.status >= 300 && response.status < 400) {
       throw new HeraldSdkError(
         'HERALD_ERR_BAD_RESPONSE',
-        `${method} ${url}: HTTP ${response.status} redirected to ${redirectTarget(response.headers.get('location'), url)}: set the SDK's url to the address Herald answers at`,
+        `${method} ${url}: HTTP ${response.status} redirected to ${this.#redact(redirectTarget(response.headers.get('location'), url))}: set the SDK's url to the address Herald answers at`,
         response.status,
       );
     }
@@ -198,11 +218,12 @@ export class HttpTransport {
       try {
         parsed = JSON.parse(text);
       } catch {
-        throw new HeraldSdkError('HERALD_ERR_BAD_RESPONSE', `${method} ${url}: HTTP ${response.status} with a body that is not JSON: ${text.slice(0, 120)}`, response.status);
+        // Cut after the token is taken out: a cut through it would leave part of it.
+        throw new HeraldSdkError('HERALD_ERR_BAD_RESPONSE', `${method} ${url}: HTTP ${response.status} with a body that is not JSON: ${this.#redact(text).slice(0, 120)}`, response.status);
       }
     }
-    if (response.ok || allow.includes(response.status)) return { status: response.status, body: parsed };
-    throw serverError(parsed, response.status, method, url, retryAfter(response.headers.get('retry-after')));
+    if (response.ok || allow.includes(response.status)) return { status: response.status, body: parsed, attempts: 1, redact: this.#redact };
+    throw serverError(parsed, response.status, method, url, retryAfter(response.headers.get('retry-after')), this.#redact);
   }
 }
 
@@ -268,9 +289,39 @@ function mayRepeat(e: HeraldSdkError, repeatable: boolean): boolean {
   return false;
 }
 
-/** The last attempt's error, saying how long the SDK kept trying. */
+/** The last attempt's error, saying how long the SDK kept trying (and still saying when the server asked to be asked again). */
 function gaveUp(e: HeraldSdkError, attempts: number, elapsedMs: number): HeraldSdkError {
-  return new HeraldSdkError(e.code, `${e.message} (${attempts} attempts in ${Math.round(elapsedMs)} ms)`, e.status, e.details, { cause: e.cause ?? e });
+  return new HeraldSdkError(e.code, `${e.message} (${attempts} attempts in ${Math.round(elapsedMs)} ms)`, e.status, e.details, { cause: e.cause ?? e, retryAfterMs: e.retryAfterMs });
+}
+
+/**
+ * Replaces the API token with `…` in text taken from an answer. Whatever
+ * answers at the URL may echo the request back, Authorization header
+ * included (an echo service, a debugging proxy), and an error's message and
+ * details end up in logs. The token as sent, as JSON writes it inside a
+ * string, and as a URL carries it.
+ */
+function tokenRedactor(token: string): (text: string) => string {
+  const forms = [...new Set([token, JSON.stringify(token).slice(1, -1), encodeURIComponent(token)])];
+  return (text) => (forms.some((f) => text.includes(f)) ? forms.reduce((t, f) => t.split(f).join('…'), text) : text);
+}
+
+/** A parsed answer with the token taken out of every string in it (see {@link tokenRedactor}). */
+function redactValue(value: unknown, redact: (text: string) => string): unknown {
+  if (value === undefined) return value;
+  let json: string;
+  try {
+    json = JSON.stringify(value);
+  } catch {
+    return undefined;
+  }
+  const cleaned = redact(json);
+  if (cleaned === json) return value;
+  try {
+    return JSON.parse(cleaned);
+  } catch {
+    return cleaned;
+  }
 }
 
 /** Where a redirect points, resolved against the request's URL (a relative Location is allowed, RFC 9110 §10.2.2). */
@@ -300,16 +351,38 @@ function notConnected(code: string | undefined): boolean {
   return NOT_CONNECTED.has(code) || code.startsWith('ERR_TLS_') || code.includes('CERT') || code.includes('SSL');
 }
 
-function networkError(e: unknown, method: string, url: string, timeoutMs: number): HeraldSdkError {
+/**
+ * The least `maxBodyBytes` a Herald server takes (its option's minimum): a
+ * smaller body is never refused for its size.
+ */
+const LEAST_MAX_BODY_BYTES = 1024;
+
+function networkError(e: unknown, method: string, url: string, timeoutMs: number, bodyBytes: number): HeraldSdkError {
   const name = (e as { name?: string } | null)?.name;
   if (name === 'TimeoutError' || name === 'AbortError') {
     return new HeraldSdkError('HERALD_ERR_TIMEOUT', `${method} ${url}: no answer within ${timeoutMs} ms`, 0, undefined, { cause: e });
   }
   // fetch wraps the socket error (ECONNREFUSED…) in `cause`; name it, it is what an operator needs.
-  const cause = (e as { cause?: { code?: string; message?: string } } | null)?.cause;
+  const cause = (e as { cause?: { code?: string; message?: string; syscall?: string } } | null)?.cause;
   const code = typeof cause?.code === 'string' ? cause.code : undefined;
   const text = cause?.message ?? (e as Error | null)?.message ?? String(e);
   if (notConnected(code)) return new HeraldSdkError('HERALD_ERR_UNREACHABLE', `${method} ${url}: ${code ?? text}`, 0, undefined, { cause: e });
+  // A write that failed (EPIPE, or a reset met while writing): bytes of the request were
+  // still to be handed to the socket when the server closed it, so the server never had the
+  // whole request and ran nothing. Herald does that to a body over its maxBodyBytes: it answers
+  // 413 as soon as it reads Content-Length and closes, and fetch, still writing the body, often
+  // reports the failed write without the answer (node gives no way to read it then). Not sent
+  // again: the same body would be refused the same way. A body under the least maxBodyBytes
+  // cannot be that, and stays a lost connection (a server closing a kept-alive connection).
+  if (bodyBytes >= LEAST_MAX_BODY_BYTES && cause?.syscall === 'write' && (code === 'EPIPE' || code === 'ECONNRESET')) {
+    const cut = new HeraldSdkError(
+      'HERALD_ERR_REQUEST_CUT',
+      `${method} ${url}: the server closed the connection before it had taken the whole request (${text}), so it did not carry it out: most likely its body, ${bodyBytes} bytes, is over the server's maxBodyBytes (Herald answers such a request 413 HERALD_ERR_TOO_LARGE and closes at once), or the server was closing the connection`,
+      0, undefined, { cause: e },
+    );
+    NEVER_REPEATED.add(cut);
+    return cut;
+  }
   // fetch never connects to a port on the Fetch standard's list of bad ports (6000, 6666, 10080, …):
   // nothing was sent, so not CONNECTION_LOST ("the server may have carried it out").
   if (code === undefined && text === 'bad port') {
@@ -323,7 +396,12 @@ function networkError(e: unknown, method: string, url: string, timeoutMs: number
   );
 }
 
-function serverError(body: unknown, status: number, method: string, url: string, retryAfterMs: number | undefined): HeraldSdkError {
+/**
+ * The error a non-2xx answer stands for. Its message and details are the
+ * answer's, with the API token taken out (`redact`): whatever answered may
+ * not be Herald, and may echo the request's headers.
+ */
+function serverError(body: unknown, status: number, method: string, url: string, retryAfterMs: number | undefined, redact: (text: string) => string): HeraldSdkError {
   const err = (body as { error?: { code?: unknown; message?: unknown; details?: unknown } } | undefined)?.error;
   if (err && typeof err.code === 'string' && err.code.startsWith('HERALD_ERR_')) {
     // The SDK's own codes say what happened on the way (nothing was sent, the connection
@@ -331,12 +409,12 @@ function serverError(body: unknown, status: number, method: string, url: string,
     // HERALD_ERR_UNREACHABLE, which Herald never answers) was sent again, a POST 7 times.
     // Not sent again either, whatever its status: such an answer is not a gateway's 503 but nonsense.
     if (Object.hasOwn(ClientErrorCodes, err.code)) {
-      const e = new HeraldSdkError('HERALD_ERR_BAD_RESPONSE', `${method} ${url}: HTTP ${status} answered ${err.code}, a code only the SDK gives: not Herald's answer`, status, body);
+      const e = new HeraldSdkError('HERALD_ERR_BAD_RESPONSE', `${method} ${url}: HTTP ${status} answered ${err.code}, a code only the SDK gives: not Herald's answer`, status, redactValue(body, redact));
       NEVER_REPEATED.add(e);
       return e;
     }
-    const message = typeof err.message === 'string' ? err.message : err.code;
-    return new HeraldSdkError(err.code as HeraldErrorCode, message, status, err.details, { retryAfterMs });
+    const message = typeof err.message === 'string' ? redact(err.message) : err.code;
+    return new HeraldSdkError(err.code as HeraldErrorCode, message, status, redactValue(err.details, redact), { retryAfterMs });
   }
-  return new HeraldSdkError('HERALD_ERR_BAD_RESPONSE', `${method} ${url}: HTTP ${status} without a Herald error body`, status, body);
+  return new HeraldSdkError('HERALD_ERR_BAD_RESPONSE', `${method} ${url}: HTTP ${status} without a Herald error body`, status, redactValue(body, redact));
 }

@@ -43,7 +43,13 @@ export type SendMessageInput = Recipient & {
    * seconds. 0: only tabs open now. Default: the server's `defaultTtlMs`.
    */
   ttl?: number;
-  /** The same key for the same recipient is delivered once (retries are safe). */
+  /**
+   * The same key for the same recipient is delivered once, while the server
+   * keeps the key: for the TTL of a stored send (in the memory store, not
+   * across a restart), 5 minutes on the node that took it for a live-only
+   * one (not across a restart). The SDK repeats a send whose answer was lost
+   * only with a key and an explicit `ttl` above 0 (docs/sdk.md, Retries).
+   */
   idempotencyKey?: string;
 };
 
@@ -71,13 +77,29 @@ export interface SendResult {
   delivered: number;
   /** Stored for later tabs (true when at least one recipient's copy was stored). */
   queued: boolean;
-  /** Per person, in order (absent for `all`). */
+  /**
+   * Per person, in the order of the request's first mention of each (absent
+   * for `all`): the server sends once to each person, so `aids: [7, 7, 8]`
+   * has two results.
+   */
   results?: PersonSendResult[];
   /** For `all`: the broadcast's stored id. */
   messageId?: string;
   seq?: number;
   epoch?: string;
+  /** For `all`: the idempotency key was seen before, nothing new was sent. */
   duplicate?: boolean;
+  /** For `all`: older notifications dropped from the broadcast's stream by its cap. */
+  dropped?: number;
+  /**
+   * True when the SDK sent the request more than once (an earlier attempt
+   * was refused by a server restarting, or its answer was lost: docs/sdk.md,
+   * Retries); absent otherwise. This is the last attempt's answer: with
+   * `duplicate`, the earlier attempt went through and the repeat was
+   * recognised by its idempotency key, so `delivered` (0) counts only the
+   * repeat's tabs, not the first attempt's.
+   */
+  retried?: boolean;
 }
 
 /** The answer of `GET /api/v1/ping`. */

@@ -331,8 +331,8 @@ export function answerUnmetExpectation(req: IncomingMessage, res: ServerResponse
 export function installShutdownHandling(app: FastifyInstance, closing: () => boolean): void {
   app.addHook('onRequest', (req, reply, done) => {
     if (!closing()) return done();
-    // One second: a restart under a service manager takes about that; the SDK waits less
-    // (full-jitter from 100 ms) and gives up after its retryForMs either way.
+    // One second: a restart under a service manager takes about that; the SDK waits at least
+    // this long before asking again, and gives up once its retryForMs would be passed.
     reply.header('retry-after', '1');
     done(new HeraldError('HERALD_ERR_SHUTTING_DOWN'));
   });
