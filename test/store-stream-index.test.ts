@@ -112,3 +112,18 @@ describe('StreamIndex retained notifications', () => {
     assert.deepEqual([r.messages.length, r.firstSeq, r.lastSeq, r.messages[299]?.json], [300, 5001, 5300, '{"M":299}']);
   });
 });
+
+describe('StreamIndex eviction of idle streams', () => {
+  it('evicts an idle stream only when it would come back under the same EPOCH (not one an older Herald gave a random EPOCH)', () => {
+    const index = new StreamIndex(10, 'storeEpoch');
+    // As a schema 3 file loads a stream its older Herald rotated to a random EPOCH.
+    index.create('admin:1', 'randomEp');
+    const batch = new WriteBatch(index);
+    for (const stream of ['admin:1', 'admin:2']) batch.append({ stream, json: '{"N":1}', expiresAt: T0 + 10 }, T0);
+    batch.apply();
+    for (const now of [T0 + 20, T0 + 30]) index.prune(now);
+    assert.equal(index.get('admin:2'), undefined, 'the derived-EPOCH stream, idle at two passes, is evicted');
+    assert.equal(index.get('admin:1')?.epoch, 'randomEp', 'the random-EPOCH one stays, with its EPOCH: its tabs ack in it');
+    assert.equal(index.head('admin:1').epoch, 'randomEp');
+  });
+});

@@ -368,8 +368,12 @@ export class StreamIndex {
         removed += s.prune(now);
       }
       if (!s.idle) s.idleSeq = -1;
-      else if (s.idleSeq === s.lastSeq) idle.push(entry);
-      else s.idleSeq = s.lastSeq;
+      else if (s.idleSeq === s.lastSeq) {
+        // Only a stream that would come back under the same EPOCH: one an older Herald
+        // rotated to a random EPOCH (schema 3) came back under the derived one, unannounced,
+        // and its tabs' acks, sent with the EPOCH they were told at connect, were dropped.
+        if (s.epoch === this.newEpoch(entry[0])) idle.push(entry);
+      } else s.idleSeq = s.lastSeq;
     }
     if (idle.length > 0) this.#evict(idle, evict);
     // Then, when the arena's chunks hold much more than is live, empty its
