@@ -86,5 +86,41 @@ for (const store of ['memory', 'sqlite'] as const) {
         tab.close();
       }
     });
+
+    test('a batch sent during the replay, a live-only item then a stored one, reaches the resuming tab in that order', async () => {
+      const backlog = 3 * REPLAY_BATCH;
+      let epoch = '';
+      const r = await s.api('POST', '/api/v1/send/batch', { messages: Array.from({ length: backlog }, (_, k) => ({ to: { aid: 2 }, message: { TYPE: 'MESSAGE', N: k + 1 } })) });
+      assert.equal(r.status, 200);
+      epoch = r.body.results[0].results[0].epoch;
+      // Sent once the replay is under way: its stored item is committed after the heads
+      // were read, and was read by the replay, ahead of the live item held until its end.
+      let written = 0;
+      let sent: Promise<unknown> | undefined;
+      const marker = '"TYPE":"MESSAGE"';
+      s.herald.app.server.once('upgrade', (_req: unknown, socket: net.Socket) => {
+        const write = socket.write;
+        socket.write = function (this: net.Socket, chunk: unknown, ...rest: unknown[]): boolean {
+          if ((typeof chunk === 'string' ? chunk : Buffer.isBuffer(chunk) ? chunk.toString('latin1') : '').includes(marker)) written++;
+          if (sent === undefined && written >= REPLAY_BATCH / 2) {
+            sent = s.herald.notifier.sendBatch([
+              { to: { kind: 'admin', id: 2 }, payload: { TYPE: 'MESSAGE', N: 'live' }, options: { ttlMs: 0 } },
+              { to: { kind: 'admin', id: 2 }, payload: { TYPE: 'MESSAGE', N: 'stored' } },
+            ]);
+          }
+          return (write as (...a: unknown[]) => boolean).call(this, chunk, ...rest);
+        } as typeof socket.write;
+      });
+      const tab = await s.tab('admin', 2, { query: { seq: '0', epoch } });
+      try {
+        await tab.next((f) => f.N === 'stored', 30_000);
+        await sent;
+        const got = tab.notifications().map((f) => f.N);
+        assert.deepEqual(got.slice(0, backlog), Array.from({ length: backlog }, (_, i) => i + 1), 'the backlog, once, in order');
+        assert.deepEqual(got.slice(backlog), ['live', 'stored'], 'then the batch, in the order it was sent');
+      } finally {
+        tab.close();
+      }
+    });
   });
 }

@@ -384,10 +384,38 @@ export class Connection implements Tab {
       this.#replayEnded();
       return undefined;
     }
-    return reading.then(() => this.#replayEnded(), (err: unknown) => {
+    return reading.then(() => this.#drainHeld()).then(() => this.#replayEnded(), (err: unknown) => {
       this.#replayEnded(err);
       throw err;
     });
+  }
+
+  /**
+   * After a replay read from the store, sends the frames held meanwhile (what
+   * was published since the tab was registered: the replay stopped at the
+   * heads read then) in the order they were published, as the replay sends:
+   * at most replayBatch or 256 KiB in a turn of the event loop. Frames
+   * published while it drains are held behind them, and taken too. Only the
+   * last replay queued drains: one queued behind it holds them for its own end.
+   */
+  async #drainHeld(): Promise<void> {
+    const held = this.#held;
+    if (!held) return;
+    let i = 0;
+    while (i < held.length && this.#queuedReplays === 1 && this.isOpen) {
+      if (this.#replayTurn.frames >= this.#deps.limits.replayBatch || this.#replayTurn.bytes >= REPLAY_TURN_BYTES) {
+        // What went out is no longer held (it counts against MAX_HELD_FRAMES).
+        held.splice(0, i);
+        i = 0;
+        await this.#yieldTurn();
+        continue;
+      }
+      const { frame, origin } = held[i++]!;
+      this.#replayTurn.frames++;
+      this.#replayTurn.bytes += frame.length;
+      this.#deliverNow(frame, origin);
+    }
+    held.splice(0, i);
   }
 
   /** One replay ended (with `err` when it failed part-way); the last one queued releases the held live frames. */
@@ -446,12 +474,20 @@ export class Connection implements Tab {
     // Most tabs have nothing to catch up on: no store read. Anything appended
     // after `head` was read is published, and is held for this tab meanwhile.
     if (head.lastSeq <= after) return undefined;
-    return this.#readStream(stream, key);
+    return this.#readStream(stream, key, head.lastSeq);
   }
 
-  async #readStream(stream: 'own' | 'broadcast', key: string): Promise<void> {
+  /**
+   * Replays the stream after #lastSent up to `upTo`, the head read once this
+   * tab was registered: what was appended after it is published to the tab
+   * and held (#held), in the order it was sent, live-only sends between.
+   * Read from the store too, it went out inside the replay, ahead of a
+   * live-only send made before it (held until the replay ended): a batch's
+   * live item then reached a reconnecting tab after the stored item behind it.
+   */
+  async #readStream(stream: 'own' | 'broadcast', key: string, upTo: number): Promise<void> {
     for (;;) {
-      if (!this.isOpen) return;
+      if (!this.isOpen || this.#lastSent[stream] >= upTo) return;
       // The clock is read for each page: a replay paced to a slow link may
       // take minutes, and what expired meanwhile is not sent.
       const page = await this.#deps.store.readAfter(key, this.#lastSent[stream], this.#deps.limits.replayBatch, this.#deps.now());
@@ -464,6 +500,7 @@ export class Connection implements Tab {
       }
       for (const m of page.messages) {
         if (m.seq <= this.#lastSent[stream]) continue;
+        if (m.seq > upTo) return;
         // Before the frame, not after: a replay's last frame is followed by the held live ones at once.
         if (this.#replayTurn.frames >= this.#deps.limits.replayBatch || this.#replayTurn.bytes >= REPLAY_TURN_BYTES) await this.#yieldTurn();
         if (!this.isOpen) return;
@@ -527,6 +564,11 @@ export class Connection implements Tab {
       this.#held.push({ frame, origin });
       return;
     }
+    this.#deliverNow(frame, origin);
+  }
+
+  /** Sends a live frame now, unless the replay already sent its SEQ. */
+  #deliverNow(frame: Frame, origin?: FrameOrigin): void {
     if (origin) {
       if (origin.seq <= this.#lastSent[origin.stream]) return;
       this.#lastSent[origin.stream] = origin.seq;
