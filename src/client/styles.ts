@@ -20,12 +20,15 @@ export const TOAST_CSS: string = `
   max-width: calc(100vw - 32px);
   /* Never past the viewport's bottom, where nothing could be read or closed:
      the newest toast (the last) stays in view, and whatever does not fit is
-     cut off the oldest, at the top. Clipped only vertically, so the toasts'
-     shadows are not. */
+     cut off the oldest, at the top. The toasts' shadows are not: the clip
+     margin leaves room for them (the default --herald-shadow reaches 20px
+     down and 16px sideways). Clipped on both axes, since Chromium honours
+     overflow-clip-margin only then (with overflow-y alone, the bottom
+     shadow was cut). */
   max-height: calc(100vh - var(--herald-top, 16px) - 16px);
   justify-content: flex-end;
-  overflow-x: visible;
-  overflow-y: clip;
+  overflow: clip;
+  overflow-clip-margin: 24px;
   font: var(--herald-font, 14px/1.4 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif);
   color: var(--herald-fg, #1d2430);
   pointer-events: none;
@@ -35,16 +38,19 @@ export const TOAST_CSS: string = `
   display: flex;
   gap: 10px;
   align-items: flex-start;
-  padding: 12px 12px 12px 14px;
+  /* Logical sides: on a dir="rtl" page the accent bar and the wider
+     padding go to the right, where the text starts. */
+  padding-block: 12px;
+  padding-inline: 14px 12px;
   background: var(--herald-bg, #fff);
-  border-left: 4px solid var(--herald-accent, #2f6fde);
+  border-inline-start: 4px solid var(--herald-accent, #2f6fde);
   border-radius: var(--herald-radius, 6px);
   box-shadow: var(--herald-shadow, 0 4px 16px rgba(0, 0, 0, .18));
   animation: herald-in .18s ease-out;
   overflow-wrap: anywhere;
 }
-.herald-toast[data-state="failed"], .herald-toast[data-state="timed_out"] { border-left-color: var(--herald-danger, #c62828); }
-.herald-toast[data-state="succeeded"] { border-left-color: var(--herald-success, #2e7d32); }
+.herald-toast[data-state="failed"], .herald-toast[data-state="timed_out"] { border-inline-start-color: var(--herald-danger, #c62828); }
+.herald-toast[data-state="succeeded"] { border-inline-start-color: var(--herald-success, #2e7d32); }
 .herald-icon { width: 24px; height: 24px; flex: none; object-fit: contain; }
 .herald-icon-text { flex: none; font-size: 20px; line-height: 24px; }
 .herald-body { flex: 1; min-width: 0; }
@@ -53,7 +59,7 @@ export const TOAST_CSS: string = `
 .herald-text { max-height: var(--herald-text-height, min(40vh, 20em)); overflow-y: auto; }
 .herald-title:empty { display: none; }
 .herald-text p { margin: 0 0 4px; }
-.herald-text ul, .herald-text ol { margin: 2px 0; padding-left: 20px; }
+.herald-text ul, .herald-text ol { margin: 2px 0; padding-inline-start: 20px; }
 .herald-text a, .herald-link { color: var(--herald-link, #1f5bc6); }
 .herald-link { display: inline-block; margin-top: 4px; }
 .herald-close, .herald-cancel {
@@ -64,13 +70,16 @@ export const TOAST_CSS: string = `
   color: var(--herald-muted, #5b6472);
 }
 .herald-close { flex: none; font-size: 18px; line-height: 18px; padding: 0 2px; }
-.herald-close:hover, .herald-close:focus-visible { color: var(--herald-fg, #1d2430); }
+/* The toast's own text colour, whatever the scheme or theme: a fixed light
+   fallback here left the × at about 1.1:1 on the dark toast (WCAG 1.4.11). */
+.herald-close:hover, .herald-close:focus-visible { color: inherit; }
 .herald-cancel {
   margin-top: 6px;
   padding: 2px 10px;
   border: 1px solid currentColor;
   border-radius: 4px;
 }
+.herald-cancel[aria-disabled="true"] { cursor: default; opacity: .6; }
 .herald-output {
   margin: 6px 0 0;
   max-height: 9.5em;
@@ -80,6 +89,13 @@ export const TOAST_CSS: string = `
   border-radius: 4px;
   font: 12px/1.35 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace;
   white-space: pre-wrap;
+  /* Program output reads left to right even on a dir="rtl" page, where the
+     inherited direction reordered "64 bytes from 127.0.0.1: icmp_seq=1";
+     each line still finds its own direction (an Arabic line reads right to
+     left). */
+  direction: ltr;
+  unicode-bidi: plaintext;
+  text-align: left;
 }
 .herald-output:empty { display: none; }
 .herald-state { color: var(--herald-muted, #5b6472); font-weight: 400; }
@@ -87,10 +103,10 @@ export const TOAST_CSS: string = `
   display: inline-block;
   width: 12px;
   height: 12px;
-  margin-right: 6px;
+  margin-inline-end: 6px;
   vertical-align: -1px;
   border: 2px solid var(--herald-accent, #2f6fde);
-  border-right-color: transparent;
+  border-inline-end-color: transparent;
   border-radius: 50%;
   animation: herald-spin .8s linear infinite;
 }
@@ -99,6 +115,11 @@ export const TOAST_CSS: string = `
 @media (prefers-reduced-motion: reduce) {
   .herald-toast { animation: none; }
   .herald-spinner { animation-duration: 3s; }
+}
+/* A phone, or a short landscape window: the stack may take half the
+   screen, never all of it (the oldest toasts are cut off at the top). */
+@media (max-width: 480px), (max-height: 480px) {
+  :host { max-height: 50vh; }
 }
 @media (prefers-color-scheme: dark) {
   :host { color: var(--herald-fg, #e6e9ef); }

@@ -86,6 +86,7 @@ interface CommandToast {
   state: HTMLElement;
   spinner: HTMLElement;
   cancel: HTMLButtonElement;
+  close: HTMLElement;
   text: string;
 }
 
@@ -103,6 +104,13 @@ export class Toaster {
    * fires, and a sender's TIMEOUT may be an hour.
    */
   readonly #timers = new WeakMap<HTMLElement, ReturnType<typeof setTimeout>>();
+  /**
+   * The page element that had the keyboard focus before it entered the
+   * stack: focus goes back there when the last toast holding it leaves,
+   * rather than falling to <body> and the start of the page (WCAG 2.4.3).
+   */
+  #focusBefore: HTMLElement | undefined;
+  #titleIds = 0;
 
   constructor(options: ToasterOptions = {}) {
     this.#options = {
@@ -136,6 +144,11 @@ export class Toaster {
     // The region is announced politely by screen readers as toasts arrive.
     host.setAttribute('role', 'region');
     host.setAttribute('aria-label', 'Notifications');
+    host.addEventListener('focusin', (ev) => {
+      // From inside the stack the relatedTarget is retargeted to the host itself.
+      const from = ev.relatedTarget;
+      if (from instanceof HTMLElement && from !== host && !host.contains(from)) this.#focusBefore = from;
+    });
     const root = host.attachShadow({ mode: 'open' });
     const list = document.createElement('div');
     list.className = 'herald-list';
@@ -188,20 +201,27 @@ export class Toaster {
 
   /** Shows a MESSAGE: TITLE as text, TEXT sanitised, EXTRA as a link, ICON, TIMEOUT. Returns the toast element. */
   show(message: NotificationObject): HTMLElement {
-    const toast = this.#frame(message.TYPE);
+    const titleText = asText(message.TITLE);
+    const toast = this.#frame(message.TYPE, titleText);
     const body = toast.querySelector('.herald-body') as HTMLElement;
     this.#icon(toast, message.ICON);
     const title = body.querySelector('.herald-title') as HTMLElement;
-    title.textContent = asText(message.TITLE);
+    // The sender's words only: Arabic or Hebrew reads right to left on a
+    // left-to-right page, and the other way round.
+    title.dir = 'auto';
+    title.textContent = titleText;
     let text: HTMLElement;
     if (isPlainTextFormat(message)) {
-      // Plain text (a command's output): as written, whitespace kept, never parsed as HTML.
+      // Plain text (a command's output): as written, whitespace kept, never
+      // parsed as HTML. No dir="auto": the styles keep it left to right and
+      // give each line its own direction (unicode-bidi: plaintext).
       text = document.createElement('pre');
       text.className = 'herald-text herald-output';
       text.textContent = clipText(asText(message.TEXT), this.#options.maxTextChars);
     } else {
       text = document.createElement('div');
       text.className = 'herald-text';
+      text.dir = 'auto';
       text.append(sanitizeHtml(clipText(asText(message.TEXT), this.#options.maxTextChars)));
     }
     text.setAttribute('part', 'text');
@@ -230,7 +250,8 @@ export class Toaster {
   progress(frame: CommandProgressFrame, onCancel: (commandId: string) => void): HTMLElement {
     let entry = this.#commands.get(frame.COMMAND_ID);
     if (!entry) {
-      const element = this.#frame('COMMAND_PROGRESS', () => this.#commands.delete(frame.COMMAND_ID));
+      const program = asText(frame.PROGRAM);
+      const element = this.#frame('COMMAND_PROGRESS', program, () => this.#commands.delete(frame.COMMAND_ID));
       element.dataset.commandId = frame.COMMAND_ID;
       const body = element.querySelector('.herald-body') as HTMLElement;
       const title = body.querySelector('.herald-title') as HTMLElement;
@@ -238,24 +259,34 @@ export class Toaster {
       spinner.className = 'herald-spinner';
       spinner.setAttribute('aria-hidden', 'true');
       const name = document.createElement('span');
-      name.textContent = asText(frame.PROGRAM);
+      // The title itself follows the page (its state label is in the page's
+      // language); the program's name, data, finds its own direction.
+      name.dir = 'auto';
+      name.textContent = program;
       const state = document.createElement('span');
       state.className = 'herald-state';
       title.append(spinner, name, ' ', state);
       const output = document.createElement('pre');
       output.className = 'herald-output';
       output.setAttribute('part', 'progress');
+      // The stack is a polite live region: without this, every frame made a
+      // screen reader read the whole output again (WCAG 4.1.3). The state in
+      // the title is what gets announced; the output is there to be read.
+      output.setAttribute('aria-live', 'off');
       const cancel = document.createElement('button');
       cancel.type = 'button';
       cancel.className = 'herald-cancel';
       cancel.setAttribute('part', 'cancel');
       cancel.textContent = this.#options.cancelLabel;
       cancel.addEventListener('click', () => {
-        cancel.disabled = true;
+        // aria-disabled, not disabled: a disabled button drops the keyboard
+        // focus to <body>.
+        if (cancel.getAttribute('aria-disabled') === 'true') return;
+        cancel.setAttribute('aria-disabled', 'true');
         onCancel(frame.COMMAND_ID);
       });
       body.append(output, cancel);
-      entry = { element, output, state, spinner, cancel, text: '' };
+      entry = { element, output, state, spinner, cancel, close: element.querySelector('.herald-close') as HTMLElement, text: '' };
       this.#commands.set(frame.COMMAND_ID, entry);
       this.#add(element);
     } else {
@@ -264,7 +295,9 @@ export class Toaster {
     }
     entry.element.dataset.state = frame.STATE;
     // Own keys only: a STATE of "toString" read a function's source through the prototype.
-    entry.state.textContent = `— ${Object.hasOwn(STATE_LABEL, frame.STATE) ? STATE_LABEL[frame.STATE] : asText(frame.STATE)}`;
+    const stateText = `— ${Object.hasOwn(STATE_LABEL, frame.STATE) ? STATE_LABEL[frame.STATE] : asText(frame.STATE)}`;
+    // Written only when it changes: each write is a change in the live region.
+    if (entry.state.textContent !== stateText) entry.state.textContent = stateText;
     if (typeof frame.OUTPUT === 'string' && frame.OUTPUT !== '') {
       entry.text = tailOf(entry.text + frame.OUTPUT, this.#options.outputTail);
       entry.output.textContent = entry.text;
@@ -272,6 +305,7 @@ export class Toaster {
     }
     if (TERMINAL.has(frame.STATE)) {
       entry.spinner.remove();
+      if (this.#root?.activeElement === entry.cancel) entry.close.focus();
       entry.cancel.remove();
     }
     return entry.element;
@@ -282,7 +316,7 @@ export class Toaster {
     const entry = this.#commands.get(commandId);
     if (!entry) return false;
     this.#commands.delete(commandId);
-    entry.element.remove();
+    this.#remove(entry.element);
     return true;
   }
 
@@ -290,6 +324,7 @@ export class Toaster {
   clear(): void {
     // From the root as it is: the `root` getter would first put a removed stack back.
     for (const toast of this.#root?.querySelectorAll<HTMLElement>('.herald-toast') ?? []) this.#stopTimer(toast);
+    if (this.#root?.activeElement) this.#focusBack();
     this.#commands.clear();
     this.#awaitingBody = false;
     this.#host?.remove();
@@ -297,7 +332,8 @@ export class Toaster {
     this.#root = undefined;
   }
 
-  #frame(type: string, onRemove?: () => void): HTMLElement {
+  /** An empty toast: body, title, close button. `label` (the TITLE) names the toast and its close button. */
+  #frame(type: string, label: string, onRemove?: () => void): HTMLElement {
     const toast = document.createElement('div');
     toast.className = 'herald-toast';
     toast.setAttribute('part', 'toast');
@@ -307,16 +343,29 @@ export class Toaster {
     const title = document.createElement('div');
     title.className = 'herald-title';
     title.setAttribute('part', 'title');
+    // Ids are per shadow root, so a counter of this stack's own is enough.
+    title.id = `herald-title-${++this.#titleIds}`;
+    // Each toast a named group, so that five "Close" buttons in a row can be told apart.
+    toast.setAttribute('role', 'group');
+    toast.setAttribute('aria-labelledby', title.id);
     body.append(title);
     const close = document.createElement('button');
     close.type = 'button';
     close.className = 'herald-close';
     close.setAttribute('part', 'close');
-    close.setAttribute('aria-label', this.#options.closeLabel);
+    const name = shortLabel(label);
+    close.setAttribute('aria-label', name === '' ? this.#options.closeLabel : `${this.#options.closeLabel}: ${name}`);
     close.textContent = '×';
-    close.addEventListener('click', () => {
+    const dismiss = () => {
       this.#remove(toast);
       onRemove?.();
+    };
+    close.addEventListener('click', dismiss);
+    toast.addEventListener('keydown', (ev) => {
+      // Escape anywhere in a toast closes it, as it would a dialog.
+      if (ev.key !== 'Escape' || ev.defaultPrevented) return;
+      ev.preventDefault();
+      dismiss();
     });
     toast.append(body, close);
     return toast;
@@ -351,15 +400,33 @@ export class Toaster {
     const list = this.#list;
     list.append(toast);
     while (list.children.length > this.#options.maxToasts) {
-      const oldest = list.firstElementChild as HTMLElement;
-      if (oldest.dataset.commandId) this.#commands.delete(oldest.dataset.commandId);
-      this.#remove(oldest);
+      // The oldest that nobody is reading: a toast under the pointer or
+      // holding the keyboard focus stays. If every older one is held, the
+      // oldest goes anyway, so that the cap holds.
+      const older = [...list.children].filter((t) => t !== toast) as HTMLElement[];
+      const victim = older.find((t) => !t.matches(':hover, :focus-within')) ?? older[0] ?? toast;
+      if (victim.dataset.commandId) this.#commands.delete(victim.dataset.commandId);
+      this.#remove(victim);
     }
   }
 
   #remove(toast: HTMLElement): void {
+    // Focus moves on before the toast goes, else it falls to <body>. Before
+    // the timer stops, too: the toast's focusout would arm it again.
+    if (toast.contains(this.#root?.activeElement ?? null)) {
+      const neighbour = (toast.nextElementSibling ?? toast.previousElementSibling)?.querySelector<HTMLElement>('.herald-close');
+      if (neighbour) neighbour.focus();
+      else this.#focusBack();
+    }
     this.#stopTimer(toast);
     toast.remove();
+  }
+
+  /** Focus back to where it was before it entered the stack, if that is still on the page. */
+  #focusBack(): void {
+    const before = this.#focusBefore;
+    this.#focusBefore = undefined;
+    if (before?.isConnected) before.focus();
   }
 
   #stopTimer(toast: HTMLElement): void {
@@ -400,6 +467,16 @@ export class Toaster {
     });
     arm();
   }
+}
+
+/** Longest TITLE quoted in a close button's label, in characters. */
+const LABEL_CHARS = 60;
+
+/** A TITLE as part of an accessible name: one line, cut to LABEL_CHARS. */
+function shortLabel(title: string): string {
+  // By code point, so that an emoji is not cut in half.
+  const line = [...title.replace(/\s+/g, ' ').trim()];
+  return line.length <= LABEL_CHARS ? line.join('') : `${line.slice(0, LABEL_CHARS - 1).join('').trimEnd()}…`;
 }
 
 /**

@@ -26,9 +26,15 @@ export const DEMO_HTML = `<!doctype html>
   textarea { min-height: 64px; }
   button { margin-top: 10px; padding: 5px 14px; cursor: pointer; }
   #state { font-weight: 600; padding: 2px 8px; border-radius: 10px; background: #8883; }
-  #state[data-state="open"] { background: #2e7d3233; color: #2e7d32; }
-  #state[data-state="waiting"], #state[data-state="connecting"] { background: #ef6c0033; color: #ef6c00; }
-  #state[data-state="rejected"] { background: #c6282833; color: #c62828; }
+  /* Text colours per scheme, at least 4.5:1 on their tinted badge (WCAG 1.4.3). */
+  #state[data-state="open"] { background: #2e7d3233; color: #1b5e20; }
+  #state[data-state="waiting"], #state[data-state="connecting"] { background: #ef6c0033; color: #8a3a00; }
+  #state[data-state="rejected"] { background: #c6282833; color: #a31515; }
+  @media (prefers-color-scheme: dark) {
+    #state[data-state="open"] { color: #81c784; }
+    #state[data-state="waiting"], #state[data-state="connecting"] { color: #ffb74d; }
+    #state[data-state="rejected"] { color: #ef9a9a; }
+  }
   #log { list-style: none; margin: 0; padding: 0; font: 12px/1.4 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; max-height: 70vh; overflow: auto; }
   #log li { padding: 3px 0; border-bottom: 1px solid #8882; overflow-wrap: anywhere; }
   #log time { opacity: .6; }
@@ -40,7 +46,7 @@ export const DEMO_HTML = `<!doctype html>
 <body>
 <header>
   <h1>Herald demo</h1>
-  <span>connection: <span id="state" data-state="idle">idle</span></span>
+  <span>connection: <span id="state" role="status" data-state="idle">idle</span></span>
   <span>signed in as: <b id="who">nobody</b></span>
 </header>
 <main>
@@ -66,7 +72,7 @@ export const DEMO_HTML = `<!doctype html>
           <label for="extra">EXTRA (a link, optional)</label>
           <input id="extra" placeholder="https://example.net/ticket/42">
           <button type="submit">Send through the HTTP API</button>
-          <p id="send-result"></p>
+          <p id="send-result" role="status"></p>
         </section>
       </form>
       <section>
