@@ -219,11 +219,13 @@ export class Herald {
     });
     app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
     // A monitor's question: can this Herald do its work? Not while its store can store
-    // nothing more (every stored send is refused with 503): the file's path and the cause
-    // are in the log, not in this unauthenticated answer.
+    // nothing more, nor while its writes fail (the disk full): every stored send is refused
+    // with 503 then, and a SILENT legacy send is dropped with only a log line. The file's
+    // path and the cause are in the log, not in this unauthenticated answer.
     app.get('/healthz', { schema: { hide: true } }, async (_req, reply) => {
-      if (store.failure === undefined) return { ok: true };
-      return reply.code(503).send({ ok: false, ...new HeraldError('HERALD_ERR_UNAVAILABLE', 'the store can store nothing more: see the server log').toJSON() });
+      if (store.failure === undefined && store.writeFailure === undefined) return { ok: true };
+      const why = store.failure !== undefined ? 'the store can store nothing more' : 'the store\'s writes are failing (the disk full?)';
+      return reply.code(503).send({ ok: false, ...new HeraldError('HERALD_ERR_UNAVAILABLE', `${why}: see the server log`).toJSON() });
     });
     await registerWebRoutes(app, {
       options,

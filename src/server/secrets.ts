@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { HeraldError } from './errors.js';
 import { credentialProblem, type HeraldOptions } from './options.js';
 
@@ -86,6 +86,31 @@ function openToOthers(path: string): number | undefined {
 }
 
 /**
+ * Writes `text` to `file` whole or not at all: into a new file beside it
+ * (0600), fsynced, then renamed over it. Written in place, a first start on
+ * a full disk left secrets.json empty (created, then the write failed), and
+ * every later start refused it as not valid JSON until it was deleted by
+ * hand. The temporary file is removed when a step fails.
+ */
+function writeWhole(file: string, text: string): void {
+  const temp = join(dirname(file), `.${basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  let fd: number | undefined;
+  try {
+    fd = openSync(temp, 'wx', 0o600);
+    const data = Buffer.from(text, 'utf8');
+    for (let at = 0; at < data.length;) at += writeSync(fd, data, at, data.length - at, at);
+    fsyncSync(fd);
+    closeSync(fd);
+    fd = undefined;
+    renameSync(temp, file);
+  } catch (e) {
+    if (fd !== undefined) closeSync(fd);
+    rmSync(temp, { force: true });
+    throw e;
+  }
+}
+
+/**
  * Fills `secret` and `apiToken` when the configuration left them empty: from
  * DATA_DIR/secrets.json, or generated on first start and written there with
  * owner-only permissions (0600, directory 0700). Configured values always win
@@ -119,13 +144,13 @@ export function ensureSecrets(options: HeraldOptions): SecretsResult {
   const generated = generatedKeys.length > 0;
   if (generated) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    writeFileSync(file, `${JSON.stringify(next, null, 2)}\n`, { mode: 0o600 });
+    writeWhole(file, `${JSON.stringify(next, null, 2)}\n`);
     chmodSync(file, 0o600);
   }
   const discard = !generated ? nothing : (): void => {
     try {
       if (text === undefined) rmSync(file, { force: true });
-      else writeFileSync(file, text, { mode: 0o600 });
+      else writeWhole(file, text);
     } catch {
       // Best effort: the failure that called this is the one to report, not this one.
     }

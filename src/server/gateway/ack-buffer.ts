@@ -1,11 +1,24 @@
 import type { Logger } from 'pino';
+import { isHeraldError } from '../errors.js';
 import type { MessageStore } from '../store/message-store.js';
+import { ThrottledLog } from '../throttled-log.js';
+
+export interface AckBufferOptions {
+  /** How long after a failed write its acks are tried again (when no new ack flushes them first), in ms. Default 1000. */
+  retryMs?: number;
+}
 
 /**
  * Coalesces acknowledgements. Acks are cumulative (the highest SEQ wins), and
  * every tab of a kind acks the same broadcast stream: after a broadcast to
  * 10,000 tabs, 10,000 acks of one stream become one store write per turn of
  * the event loop instead of 10,000.
+ *
+ * A write that fails (the disk full) is kept: its acks go back to the
+ * pending ones (the highest SEQ per stream) and are written with the next
+ * flush, or after `retryMs`. Forgotten, they were lost for good: the
+ * notifications read then counted as unacknowledged after the disk had room
+ * again, and a new tab was replayed them.
  */
 export class AckBuffer {
   readonly #store: MessageStore;
@@ -14,10 +27,21 @@ export class AckBuffer {
   /** Batches taken by a flush whose store writes have not finished (still counted by pending()), with those writes. */
   readonly #inFlight = new Map<Map<string, number>, Promise<void>>();
   #scheduled = false;
+  readonly #retryMs: number;
+  #retry: NodeJS.Timeout | undefined;
+  /** While the store fails, every flush fails: 20 lines in 10 s at most, the rest counted. */
+  readonly #failures: ThrottledLog;
 
-  constructor(store: MessageStore, logger: Logger) {
+  constructor(store: MessageStore, logger: Logger, options: AckBufferOptions = {}) {
     this.#store = store;
     this.#log = logger;
+    this.#retryMs = options.retryMs ?? 1000;
+    this.#failures = new ThrottledLog(logger, Date.now, {
+      summary: (byCode, windowMs, perWindow) => ({
+        fields: { failed: Object.values(byCode).reduce((a, b) => a + b, 0), byCode },
+        message: `could not record acknowledgements, more times (past ${perWindow} lines in ${windowMs / 1000} s, counted here); they are kept and tried again`,
+      }),
+    });
   }
 
   record(stream: string, seq: number): void {
@@ -52,7 +76,9 @@ export class AckBuffer {
     try {
       written = this.#store.ackMany(batch);
     } catch (err) {
+      // `batch` is the pending map: its acks stay in it.
       this.#failed(err, batch);
+      return undefined;
     }
     if (written === undefined) {
       batch.clear();
@@ -63,6 +89,10 @@ export class AckBuffer {
       () => { this.#inFlight.delete(batch); },
       (err: unknown) => {
         this.#inFlight.delete(batch);
+        // Cumulative: an ack of the same stream recorded since supersedes one of these only when higher.
+        for (const [stream, seq] of batch) {
+          if ((this.#pending.get(stream) ?? 0) < seq) this.#pending.set(stream, seq);
+        }
         this.#failed(err, batch);
       },
     );
@@ -80,7 +110,22 @@ export class AckBuffer {
     await Promise.all(this.#inFlight.values());
   }
 
+  /** Logs a failed write, its acks pending again, and tries them again after retryMs. */
   #failed(err: unknown, batch: ReadonlyMap<string, number>): void {
-    this.#log.warn({ err: (err as Error).message, streams: batch.size, stream: batch.keys().next().value }, 'could not record acknowledgements');
+    // The store closed (shutdown): nothing can write them any more.
+    const closed = isHeraldError(err) && err.code === 'HERALD_ERR_SHUTTING_DOWN';
+    const code = isHeraldError(err) ? err.code : 'error';
+    this.#failures.log('warn', code, { err: (err as Error).message, streams: batch.size, stream: batch.keys().next().value }, closed ? 'could not record acknowledgements' : 'could not record acknowledgements; they are kept and tried again');
+    if (closed) {
+      this.#pending.clear();
+      return;
+    }
+    if (this.#retry !== undefined) return;
+    this.#retry = setTimeout(() => {
+      this.#retry = undefined;
+      void this.flush();
+    }, this.#retryMs);
+    // Not a reason to stay up: at shutdown settle() writes what is pending.
+    this.#retry.unref();
   }
 }

@@ -39,7 +39,7 @@ export function createStore(options: StoreOptions, logger: Logger): MessageStore
   createPrivateFiles(file);
   const store = new SqliteStore({
     file, maxPerStream: options.maxPerStream, synchronous: options.sqliteSynchronous,
-    pruneIntervalMs: options.pruneIntervalMs, onPrune,
+    pruneIntervalMs: options.pruneIntervalMs, onPrune, logger,
     onCheckpointError: (err) => logger.warn({ err: err.message }, 'store: WAL checkpoint'),
     onFileLost: (err) => logger.error({ file, err: err.message }, 'store: file lost, every stored send is refused until Herald restarts'),
     onLockRetaken: (lockFile) => logger.warn({ lockFile }, 'store: the lock file was deleted under the running Herald; taken again'),

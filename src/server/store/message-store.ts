@@ -97,6 +97,13 @@ export interface MessageStore {
    * undefined while it is well. `/healthz` answers 503 while it is set.
    */
   readonly failure?: string | undefined;
+  /**
+   * Why the last write failed (the disk full, a write error), while writes
+   * fail and the store is otherwise well: every stored send is refused with
+   * 503 until one commits again, which clears it. `/healthz` answers 503
+   * while it is set too.
+   */
+  readonly writeFailure?: string | undefined;
   /** What `/api/v1/status` shows of the store: counts, read from memory without touching the file. */
   counts(): StoreCounts;
 }
@@ -111,6 +118,14 @@ export interface StoreCounts {
   retainedBytes: number;
   /** The SQLite store's write transactions (each a batch of appends and acks); absent for the memory store. */
   transactions?: number;
+  /**
+   * The SQLite store's writes refused because their transaction failed (the
+   * disk full), since the start: a send counts its notifications, an ack
+   * batch its streams. Absent for the memory store.
+   */
+  writeFailures?: number;
+  /** True while the SQLite store's writes fail (see MessageStore.writeFailure); absent for the memory store. */
+  writesFailing?: boolean;
   /** The SQLite store's background work on its write-ahead log; absent for the memory store (and an in-memory SQLite file). */
   wal?: {
     /** Checkpoints the worker thread completed, and catch-ups asked for after a WAL grew past its bound (`holds`: those that held the commits). */

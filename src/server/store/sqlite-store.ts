@@ -1,7 +1,9 @@
 import type Database from 'better-sqlite3';
-import { statSync } from 'node:fs';
+import { closeSync, openSync, statSync } from 'node:fs';
+import type { Logger } from 'pino';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { HeraldError } from '../errors.js';
+import { ThrottledLog } from '../throttled-log.js';
 import type { AppendInput, AppendResult, MessageStatus, MessageStore, MessageStoreLimits, ReadResult, StoreCounts, StreamHead } from './message-store.js';
 import { PruneTimer } from './prune-timer.js';
 import { decodeBody, detach, encodeAck, encodeEntry } from './journal-codec.js';
@@ -70,6 +72,14 @@ export interface SqliteStoreOptions extends MessageStoreLimits {
   onFileLost?: (error: Error) => void;
   /** Told when the lock file was found deleted and this store took a new one (see #checkLock). */
   onLockRetaken?: (lockFile: string) => void;
+  /**
+   * Told when writes start failing (warn: the file, SQLite's error), of each
+   * write refused while they fail (warn, 20 lines in 10 s at most, the rest
+   * counted in one line: ThrottledLog), and when one commits again (info).
+   * Without it a refused write left no trace but its caller's error, and a
+   * SILENT legacy send has no caller to tell.
+   */
+  logger?: Logger;
   /**
    * Read once, on open: notifications and idempotency keys that expired
    * before it are not loaded into memory. Epoch ms; default Date.now (tests
@@ -200,6 +210,13 @@ export class SqliteStore implements MessageStore {
   /** Streams whose last SEQ or acknowledged SEQ is newer than their row's: only the journal knows it. */
   readonly #unsaved = new Map<string, StreamState>();
   readonly stats: SqliteStoreCounts = { batches: 0, writes: 0 };
+  /** Writes refused because their transaction failed (StoreCounts.writeFailures). */
+  #writeFailures = 0;
+  /** Set while writes fail: since when, why, and how many were refused since (cleared by the next commit). */
+  #failing: { since: number; error: string; refused: number } | undefined;
+  readonly #file: string;
+  readonly #logger: Logger | undefined;
+  readonly #refusals: ThrottledLog | undefined;
   /**
    * True when this open found that the machine restarted since the store was
    * last open and it was not closed cleanly: under synchronous=normal the
@@ -253,6 +270,14 @@ export class SqliteStore implements MessageStore {
     }
     this.#onFileLost = options.onFileLost;
     this.#onLockRetaken = options.onLockRetaken;
+    this.#file = options.file;
+    this.#logger = options.logger;
+    this.#refusals = options.logger && new ThrottledLog(options.logger, Date.now, {
+      summary: (byCode, windowMs, perWindow) => ({
+        fields: { file: this.#file, refused: Object.values(byCode).reduce((a, b) => a + b, 0), byCode },
+        message: `store: more writes refused (past ${perWindow} lines in ${windowMs / 1000} s, counted here)`,
+      }),
+    });
     if (lock) {
       this.#identity = { file: options.file, ids: [fileId(options.file), fileId(`${options.file}-wal`)], lock: fileId(`${options.file}-lock`) };
     }
@@ -396,6 +421,7 @@ export class SqliteStore implements MessageStore {
         try {
           this.#commit([w]);
         } catch (e) {
+          this.#refused(w, e);
           w.reject(new HeraldError('HERALD_ERR_UNAVAILABLE', `store write failed: ${(e as Error).message}`));
         }
       }
@@ -457,10 +483,48 @@ export class SqliteStore implements MessageStore {
     // After the commit counts: a checkpoint that fails now (on the writer's
     // thread, should the worker have failed: the disk full) must not fail
     // the batch, which would be committed again, SEQs and all, by the retry.
-    if (row !== undefined) this.checkpointer?.committed(body.length);
+    if (row !== undefined) {
+      this.checkpointer?.committed(body.length);
+      if (this.#failing) this.#recovered();
+    }
     this.stats.batches++;
     this.stats.writes += writes.length;
     for (let i = 0; i < writes.length; i++) writes[i]!.resolve(results[i]);
+  }
+
+  /**
+   * A write refused: its transaction failed alone (the disk full, EFBIG past
+   * a file size limit, an I/O error). The first one starts the failing state
+   * (/healthz 503, `writesFailing`), said in one warning; each is logged
+   * after it, bounded, with what it was for: a SILENT legacy send has no
+   * other trace.
+   */
+  #refused(w: PendingWrite, e: unknown): void {
+    const items = w.kind === 'append' ? 1 : w.kind === 'appendMany' ? w.inputs.length : w.acks.size;
+    const stream = w.kind === 'append' ? w.input.stream : w.kind === 'appendMany' ? w.inputs[0]?.stream : w.acks.keys().next().value;
+    const error = (e as Error).message;
+    const code = (e as { code?: unknown }).code;
+    const key = typeof code === 'string' ? code : 'error';
+    this.#writeFailures += items;
+    // A lost file was said once (onFileLost) and lasts until a restart: no failing state to start or end.
+    if (!this.#lost && !this.#failing) {
+      this.#failing = { since: Date.now(), error, refused: 0 };
+      this.#logger?.warn({ file: this.#file, err: error, code: key }, 'store: writes are failing; every stored send is refused (503) and /healthz answers 503 until one commits again');
+    }
+    if (this.#failing) {
+      this.#failing.refused += items;
+      this.#failing.error = error;
+    }
+    const what = w.kind === 'ackMany' ? 'acknowledgements' : 'notifications';
+    this.#refusals?.log('warn', key, { file: this.#file, err: error, [what]: items, stream }, `store: write refused (${what})`, items);
+  }
+
+  /** A write committed after writes failed: says so, with what was refused meanwhile. */
+  #recovered(): void {
+    const failing = this.#failing!;
+    this.#failing = undefined;
+    this.#refusals?.flush();
+    this.#logger?.info({ file: this.#file, refused: failing.refused, failedMs: Date.now() - failing.since }, 'store: writes work again');
   }
 
   readonly #touched = (stream: string, s: StreamState): void => {
@@ -574,6 +638,10 @@ export class SqliteStore implements MessageStore {
 
   get failure(): string | undefined {
     return this.#lost?.message;
+  }
+
+  get writeFailure(): string | undefined {
+    return this.#lost ? undefined : this.#failing?.error;
   }
 
   append(input: AppendInput, now: number): Promise<AppendResult> {
@@ -762,8 +830,9 @@ export class SqliteStore implements MessageStore {
   counts(): StoreCounts {
     const counts = this.#index.counts();
     const c = this.checkpointer;
-    if (!c) return { ...counts, transactions: this.stats.batches };
-    return { ...counts, transactions: this.stats.batches, wal: { checkpoints: c.checkpoints, catchUps: c.catchUps, holds: c.holds, syncs: c.syncs, syncFailures: c.syncFailures } };
+    const writes = { transactions: this.stats.batches, writeFailures: this.#writeFailures, writesFailing: this.writeFailure !== undefined };
+    if (!c) return { ...counts, ...writes };
+    return { ...counts, ...writes, wal: { checkpoints: c.checkpoints, catchUps: c.catchUps, holds: c.holds, syncs: c.syncs, syncFailures: c.syncFailures } };
   }
 
   async close(): Promise<void> {
@@ -772,6 +841,9 @@ export class SqliteStore implements MessageStore {
     while (this.#queue.length > 0) this.#flush(true);
     this.#closed = true;
     await this.#pruning?.catch(() => 0);
+    this.#refusals?.flush();
+    // A lost file is not marked: it is not this store's any more.
+    let marked = this.#lost !== undefined;
     try {
       await this.checkpointer?.close();
       if (!this.#lost) {
@@ -779,10 +851,32 @@ export class SqliteStore implements MessageStore {
           this.#q.clean.run();
           return true;
         });
+        marked = true;
       }
     } finally {
       this.#db.close();
+      if (!marked) this.#keepWal();
       this.#lock?.close();
+    }
+  }
+
+  /**
+   * The clean mark could not be written (the disk full: its commit cannot
+   * grow the WAL), yet closing checkpointed every commit into the file,
+   * which has room for them, and deleted the WAL. The next start then read
+   * `clean` = 0 without a WAL as a lost WAL (sqlite-schema.ts) and gave every
+   * stream a new EPOCH: a RESET and a full replay for every tab, though
+   * nothing was lost. An empty WAL is what a killed process leaves when it
+   * committed nothing since its open: the next start takes it as the
+   * harmless unclean stop this is. Created only when missing (a checkpoint
+   * that failed left the WAL, frames and all), before the lock is let go.
+   */
+  #keepWal(): void {
+    if (!this.#identity) return;
+    try {
+      closeSync(openSync(`${this.#file}-wal`, 'wx', 0o600));
+    } catch {
+      // It is there (the commits still in it), or cannot be made: then the next start gives new EPOCHs, as before.
     }
   }
 }
