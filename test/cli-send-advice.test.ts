@@ -5,48 +5,10 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { exited, runCli, spawnCli } from './helpers/cli.js';
+import { answerLosingRelay } from './helpers/answer-losing-relay.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 
-/**
- * A TCP relay to 127.0.0.1:`port` that loses the answer on its first
- * connection (the client's connection is reset when the answer starts back):
- * the request reached the server and ran. Later connections are relayed untouched.
- */
-async function answerLosingRelay(port: number): Promise<{ url: string; close: () => Promise<void> }> {
-  let connections = 0;
-  const sockets = new Set<Socket>();
-  const relay = createServer((client) => {
-    const lose = ++connections === 1;
-    const upstream = connect(port, '127.0.0.1');
-    sockets.add(client).add(upstream);
-    client.on('error', () => undefined);
-    upstream.on('error', () => undefined);
-    client.pipe(upstream);
-    upstream.on('data', (chunk: Buffer) => {
-      if (!lose) {
-        client.write(chunk);
-        return;
-      }
-      client.resetAndDestroy();
-      upstream.destroy();
-    });
-    upstream.on('close', () => client.destroy());
-    client.on('close', () => upstream.destroy());
-  });
-  relay.listen(0, '127.0.0.1');
-  await once(relay, 'listening');
-  return {
-    url: `http://127.0.0.1:${(relay.address() as AddressInfo).port}`,
-    close: async () => {
-      for (const so of sockets) so.destroy();
-      relay.close();
-      await once(relay, 'close');
-    },
-  };
-}
 
 describe('herald send after a lost answer', () => {
   let s: TestServer;

@@ -12,64 +12,16 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer as createHttpServer } from 'node:http';
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { BrowserSender, HeraldSdkError } from '../src/sdk/index.js';
 import { exited, LineReader, spawnCli } from './helpers/cli.js';
 import { gatedStore } from './helpers/gated-store.js';
 import { RawLegacyClient, within } from './helpers/legacy-client.js';
+import type { AddressInfo } from 'node:net';
+import { answerLosingRelay } from './helpers/answer-losing-relay.js';
 import { startHerald } from './helpers/server.js';
 
-interface Relay {
-  url: string;
-  /** Connections whose answer was lost. */
-  cut: () => number;
-  close: () => Promise<void>;
-}
-
-/**
- * A TCP relay to 127.0.0.1:`port` that loses the answer on its first
- * connection: when the server's answer starts back, the client's connection
- * is closed with a reset and the answer thrown away. The request reached the
- * server (whole, or as much as the server read before answering). Later
- * connections are relayed untouched.
- */
-async function answerLosingRelay(port: number): Promise<Relay> {
-  let connections = 0;
-  let cut = 0;
-  const sockets = new Set<Socket>();
-  const relay = createServer((client) => {
-    const lose = ++connections === 1;
-    const upstream = connect(port, '127.0.0.1');
-    sockets.add(client).add(upstream);
-    client.on('error', () => undefined);
-    upstream.on('error', () => undefined);
-    client.pipe(upstream);
-    upstream.on('data', (chunk: Buffer) => {
-      if (!lose) {
-        client.write(chunk);
-        return;
-      }
-      if (!client.destroyed) cut++;
-      client.resetAndDestroy();
-      upstream.destroy();
-    });
-    upstream.on('close', () => client.destroy());
-    client.on('close', () => upstream.destroy());
-  });
-  relay.listen(0, '127.0.0.1');
-  await once(relay, 'listening');
-  return {
-    url: `http://127.0.0.1:${(relay.address() as AddressInfo).port}`,
-    cut: () => cut,
-    close: async () => {
-      for (const so of sockets) so.destroy();
-      relay.close();
-      await once(relay, 'close');
-    },
-  };
-}
 
 function sdkError(code: string, status = 0) {
   return (e: unknown): boolean => {
