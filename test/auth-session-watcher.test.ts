@@ -10,8 +10,6 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Writable } from 'node:stream';
-import pino from 'pino';
 import { HttpResolver } from '../src/server/auth/http-resolver.js';
 import { createSqlPool } from '../src/server/auth/sql-pool.js';
 import { SqlResolver, abillsLookups } from '../src/server/auth/sql-resolver.js';
@@ -22,6 +20,7 @@ import { SLICE_MS, SessionWatcher, type CredentialedTab } from '../src/server/au
 import type { Resolution, SessionResolver } from '../src/server/auth/session-resolver.js';
 import { within } from './helpers/auth-herald.js';
 import { countTurns } from './helpers/turns.js';
+import { capturedLog } from './helpers/captured-log.js';
 
 let nextId = 0;
 class MemoryTab implements CredentialedTab {
@@ -169,20 +168,6 @@ test('stop() does not wait for a look-up in flight, and its answer, when it come
   assert.equal(t.closed, undefined, 'a stopped round closed a tab');
 });
 
-/** A pino logger whose lines the test reads (JSON objects). */
-function capturedLog(): { logger: pino.Logger; lines(): Array<{ msg: string; [k: string]: unknown }> } {
-  const chunks: string[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      chunks.push(chunk.toString());
-      cb();
-    },
-  });
-  return {
-    logger: pino({ level: 'trace' }, stream),
-    lines: () => chunks.join('').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as { msg: string }),
-  };
-}
 
 /** What a throttled failure log said: lines one by one, and the failures counted in its summaries. */
 function failureLines(lines: Array<{ msg: string; [k: string]: unknown }>): { oneByOne: number; counted: number } {
@@ -213,8 +198,8 @@ test('during an outage, failed re-checks are logged at most 20 a 10 s and then c
   const dbPort = (gone.address() as AddressInfo).port;
   await new Promise((r) => gone.close(r));
 
-  const http = capturedLog();
-  const sql = capturedLog();
+  const http = capturedLog('trace');
+  const sql = capturedLog('trace');
   const resolvers = [
     {
       log: http,

@@ -5,29 +5,15 @@
  * could connect.
  */
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
 import { describe, test } from 'node:test';
-import pino from 'pino';
 import { RefusalLog } from '../src/server/gateway/refusal-log.js';
 import { startAuthHerald } from './helpers/auth-herald.js';
+import { capturedLog } from './helpers/captured-log.js';
 
-function capture(): { logger: pino.Logger; lines: () => Array<Record<string, any>> } {
-  const chunks: string[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      chunks.push(chunk.toString());
-      cb();
-    },
-  });
-  return {
-    logger: pino({ level: 'info' }, stream),
-    lines: () => chunks.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, any>),
-  };
-}
 
 describe('the log of refused handshakes', () => {
   test('20 a window one by one, the rest counted by code and said once when flushed; a new window logs again', () => {
-    const { logger, lines } = capture();
+    const { logger, lines } = capturedLog();
     let now = 1_000_000;
     const log = new RefusalLog(logger, () => now);
     for (let i = 0; i < 50; i++) log.refused('info', 'HERALD_ERR_UNAUTHORIZED', { reason: 'no token' }, 'handshake refused: no token');

@@ -16,14 +16,13 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
 import { after, describe, test } from 'node:test';
-import pino from 'pino';
 import { AckBuffer } from '../src/server/gateway/ack-buffer.js';
 import { loadOptions } from '../src/server/options.js';
 import { ensureSecrets, secretsFile } from '../src/server/secrets.js';
 import { SqliteStore } from '../src/server/store/sqlite-store.js';
 import { startHerald } from './helpers/server.js';
+import { capturedLog } from './helpers/captured-log.js';
 
 const probe = spawnSync('prlimit', ['--pid', String(process.pid), '--fsize']);
 const noPrlimit = probe.status === 0 ? undefined : `prlimit cannot set this process's file size limit here: ${probe.error?.message ?? probe.stderr.toString().trim()}`;
@@ -45,19 +44,6 @@ async function whileWritesFail<T>(body: () => Promise<T>): Promise<T> {
   }
 }
 
-function capture(): { logger: pino.Logger; lines: () => Array<Record<string, any>> } {
-  const chunks: string[] = [];
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      chunks.push(chunk.toString());
-      cb();
-    },
-  });
-  return {
-    logger: pino({ level: 'info' }, stream),
-    lines: () => chunks.join('').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, any>),
-  };
-}
 
 /** Resolves once `check` holds, polling each turn of the event loop; fails after `ms`. */
 async function until(check: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
@@ -82,7 +68,7 @@ const HOUR = 3_600_000;
 
 describe('the SQLite store while its writes fail', { skip: noPrlimit }, () => {
   test('says so in the log, bounded, and when they work again; /healthz 503 and the status counts them; a SILENT legacy send refused is logged', async () => {
-    const { logger, lines } = capture();
+    const { logger, lines } = capturedLog();
     const dir = tempDir();
     const file = join(dir, 'herald.sqlite');
     const store = new SqliteStore({ file, maxPerStream: 1000, logger });
@@ -140,7 +126,7 @@ describe('the SQLite store while its writes fail', { skip: noPrlimit }, () => {
   });
 
   test('a SILENT legacy send refused alone is logged with its stream', async () => {
-    const { logger, lines } = capture();
+    const { logger, lines } = capturedLog();
     const dir = tempDir();
     const store = new SqliteStore({ file: join(dir, 'herald.sqlite'), maxPerStream: 1000, logger });
     const server = await startHerald({}, { store, dataDir: dir });
@@ -186,7 +172,7 @@ describe('the SQLite store while its writes fail', { skip: noPrlimit }, () => {
   });
 
   test('acks made while writes fail are written once they work again', async () => {
-    const { logger } = capture();
+    const { logger } = capturedLog();
     const file = join(tempDir(), 'herald.sqlite');
     let store = new SqliteStore({ file, maxPerStream: 1000, ackDelayMs: 0 });
     const sent = await store.append({ stream: 'admin:1', json: '{"TEXT":"read"}', expiresAt: Date.now() + HOUR }, Date.now());
