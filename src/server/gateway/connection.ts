@@ -68,6 +68,9 @@ export interface FrameSink {
    * 'end': the peer ended its side (TCP FIN), with or without a close frame.
    */
   once(event: 'finish' | 'end', listener: () => void): unknown;
+  /** 'drain': the backlog was written out (a drain of held frames waits for it); 'close': it never will be. */
+  on(event: 'drain' | 'close', listener: () => void): unknown;
+  off(event: 'drain' | 'close', listener: () => void): unknown;
 }
 
 export interface ConnectionDeps {
@@ -403,11 +406,15 @@ export class Connection implements Tab {
     if (!held) return;
     let i = 0;
     while (i < held.length && this.#queuedReplays === 1 && this.isOpen) {
-      if (this.#replayTurn.frames >= this.#deps.limits.replayBatch || this.#replayTurn.bytes >= REPLAY_TURN_BYTES) {
+      const turnFull = this.#replayTurn.frames >= this.#deps.limits.replayBatch || this.#replayTurn.bytes >= REPLAY_TURN_BYTES;
+      // Paced by the socket as the replay is (#sendReplayed): sent at once, what piled up
+      // during a long replay to a slow link tripped the slow-consumer limit as it ended.
+      const linkFull = this.#ws.bufferedAmount >= this.#deps.limits.maxBufferedBytes / 2;
+      if (turnFull || linkFull) {
         // What went out is no longer held (it counts against MAX_HELD_FRAMES).
         held.splice(0, i);
         i = 0;
-        await this.#yieldTurn();
+        await (linkFull ? this.#socketDrained() : this.#yieldTurn());
         continue;
       }
       const { frame, origin } = held[i++]!;
@@ -416,6 +423,19 @@ export class Connection implements Tab {
       this.#deliverNow(frame, origin);
     }
     held.splice(0, i);
+  }
+
+  /** Resolves when the socket has written out its backlog, or closed. */
+  #socketDrained(): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const done = (): void => {
+        this.#socket.off('drain', done);
+        this.#socket.off('close', done);
+        resolve();
+      };
+      this.#socket.on('drain', done);
+      this.#socket.on('close', done);
+    });
   }
 
   /** One replay ended (with `err` when it failed part-way); the last one queued releases the held live frames. */
@@ -473,8 +493,21 @@ export class Connection implements Tab {
     this.#acked[stream] = after;
     // Most tabs have nothing to catch up on: no store read. Anything appended
     // after `head` was read is published, and is held for this tab meanwhile.
-    if (head.lastSeq <= after) return undefined;
-    return this.#readStream(stream, key, head.lastSeq);
+    // The replay stops below what is held, too: published since this tab (or
+    // a RESUME's replay) began holding, it goes out from #held after the
+    // replay, in publish order with the live-only frames among it. A RESUME
+    // reads its heads long after such frames were held, and sent them from
+    // the store ahead of the live-only ones published before them.
+    const upTo = Math.min(head.lastSeq, this.#firstHeld(stream) - 1);
+    if (upTo <= after) return undefined;
+    return this.#readStream(stream, key, upTo);
+  }
+
+  /** The lowest SEQ of `stream` among the held frames (Infinity: none). */
+  #firstHeld(stream: 'own' | 'broadcast'): number {
+    let first = Infinity;
+    for (const { origin } of this.#held ?? []) if (origin?.stream === stream && origin.seq < first) first = origin.seq;
+    return first;
   }
 
   /**
