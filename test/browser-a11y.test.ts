@@ -277,6 +277,38 @@ describe('accessibility of the toasts and the demo page', { skip: browserSkipRea
     assert.equal(await host.evaluate((h) => getComputedStyle(h).maxHeight), '200px');
   });
 
+  it('on a short screen the newest toast fits in its half whole: a long TEXT\'s or a command output\'s close button is in view and takes a click', async () => {
+    const p = await open();
+    // No entry animation: its 6 px slide would move the button under the test.
+    await p.emulateMedia({ reducedMotion: 'reduce' });
+    const cut: string[] = [];
+    for (const [width, height] of [[667, 375], [640, 320]] as const) {
+      await p.setViewportSize({ width, height });
+      for (const kind of ['message', 'command'] as const) {
+        const at = await p.evaluate((kind) => {
+          const w = window as unknown as Page$;
+          document.getElementById('a11y-fit')?.remove();
+          const t = new w.Herald.Toaster({ hostId: 'a11y-fit' });
+          if (kind === 'message') {
+            const text = Array.from({ length: 30 }, (_, i) => `<p>line ${i} of a long notification text</p>`).join('');
+            t.show({ TYPE: 'MESSAGE', TITLE: 'Important title', TEXT: text, EXTRA: 'https://example.net/x', TIMEOUT: 0 });
+          } else {
+            const output = Array.from({ length: 40 }, (_, i) => `64 bytes from 127.0.0.1: icmp_seq=${i}`).join('\n');
+            t.progress({ TYPE: 'COMMAND_PROGRESS', COMMAND_ID: 'fit', PROGRAM: 'ping', STATE: 'running', OUTPUT: output }, () => {});
+          }
+          const root = document.getElementById('a11y-fit')!.shadowRoot!;
+          const close = [...root.querySelectorAll('.herald-close')].at(-1) as HTMLElement;
+          const r = close.getBoundingClientRect();
+          const x = r.left + r.width / 2;
+          const y = r.top + r.height / 2;
+          return { top: r.top, bottom: r.bottom, hit: root.elementFromPoint(x, y) === close, viewport: innerHeight };
+        }, kind);
+        if (!(at.top >= 0 && at.bottom <= at.viewport && at.hit)) cut.push(`${width}x${height} ${kind}: ${JSON.stringify(at)}`);
+      }
+    }
+    assert.deepEqual(cut, []);
+  });
+
   it('the demo page: the connection badge is legible in every state and scheme, and announces itself', async () => {
     const p = await open();
     assert.equal(await p.locator('#state').getAttribute('role'), 'status');

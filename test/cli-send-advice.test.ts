@@ -77,4 +77,21 @@ describe('a client command whose output nobody reads any more', () => {
       await s.close();
     }
   });
+
+  test('herald run with its stdout closed exits 0 without a word: the id, and with --wait the output as it comes', async () => {
+    const s = await startHerald({ legacyEnabled: false, commandsEnabled: true, commandsAllow: ['ping'] });
+    try {
+      for (const wait of [[], ['--wait', '--poll-ms', '50']]) {
+        const child = spawnCli(['run', '--aid', '1', ...wait, '--', 'ping', '-c', '3', '-i', '0.2', '127.0.0.1'], { env: { HERALD_URL: s.url, HERALD_API_TOKEN: s.apiToken } });
+        let stderr = '';
+        child.stderr.setEncoding('utf8').on('data', (c: string) => { stderr += c; });
+        child.stdout.destroy();
+        assert.deepEqual(await exited(child), { code: 0, signal: null }, stderr);
+        // --wait says on stderr that the command started (not output, so still written).
+        assert.doesNotMatch(stderr, /EPIPE|Error/, stderr);
+      }
+    } finally {
+      await s.close();
+    }
+  });
 });

@@ -113,9 +113,56 @@ describe('SDK: a body the server closed the connection on before taking it whole
         }
         sdkError('HERALD_ERR_REQUEST_CUT')(e);
         assert.match(e.message, /closed the connection before it had taken the whole request \(write (EPIPE|ECONNRESET)\), so it did not carry it out/);
-        assert.match(e.message, /over the server's maxBodyBytes/);
+        assert.match(e.message, /over its maxBodyBytes/);
+        // Cut, it was sent again once, and cut again.
+        assert.match(e.message, /\(2 attempts in \d+ ms\)$/);
       }
       if (!seen.includes('HERALD_ERR_REQUEST_CUT')) t.diagnostic(`every one of ${seen.length} sends read the 413: the cut was not met`);
+    } finally {
+      child.kill('SIGKILL');
+      await exited(child);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a wrong API token or URL with a body the server would take is its 401/404 (or a cut that names every cause alike), never "over maxBodyBytes"; a right one is never cut', async (t) => {
+    // Herald answers a wrong token 401 and a wrong path 404 before it reads the body, and
+    // closes: an 8 MiB body under maxBodyBytes (16 MiB) met EPIPE in about a third of the
+    // sends, reported as a body over maxBodyBytes. The SDK now sends a cut request again once.
+    const dir = mkdtempSync(join(tmpdir(), 'herald-sdk-cut-'));
+    const apiToken = randomBytes(24).toString('base64url');
+    const child = spawnCli(['start', '--port', '0', '--no-legacy', '--data-dir', dir, '--set', `maxBodyBytes=${16 * 1024 * 1024}`, '--set', 'demo=false'], {
+      env: { HERALD_API_TOKEN: apiToken, HERALD_SECRET: randomBytes(32).toString('base64url') },
+    });
+    try {
+      const listening = JSON.parse(await new LineReader(child.stdout).next((l) => l.includes('Herald is listening'))) as { http: string };
+      const big = 'x'.repeat(8 * 1024 * 1024);
+      const cases = [
+        { sender: new BrowserSender({ url: listening.http, apiToken: randomBytes(24).toString('base64url'), retryForMs: 20_000 }), code: 'HERALD_ERR_UNAUTHORIZED', status: 401 },
+        { sender: new BrowserSender({ url: `${listening.http}/x`, apiToken, retryForMs: 20_000 }), code: 'HERALD_ERR_NOT_FOUND', status: 404 },
+      ];
+      for (const { sender, code, status } of cases) {
+        const seen: string[] = [];
+        for (let i = 0; i < 25; i++) {
+          const e = await sender.sendMessage({ aid: 1, message: { TEXT: big }, ttl: 60 }).then(() => assert.fail('a refused send was taken'), (err: unknown) => err);
+          assert.ok(e instanceof HeraldSdkError, String(e));
+          seen.push(e.code);
+          assert.doesNotMatch(e.message, /most likely/);
+          if (e.code === 'HERALD_ERR_REQUEST_CUT') {
+            assert.match(e.message, /the API token refused \(401\), no such route at this URL \(404\), or the body, \d+ bytes, over its maxBodyBytes \(413\)/);
+            assert.match(e.message, /\(2 attempts in \d+ ms\)$/);
+          } else {
+            assert.equal(e.code, code, e.message);
+            assert.equal(e.status, status, e.message);
+          }
+        }
+        t.diagnostic(`${code}: ${seen.filter((c) => c === code).length} of ${seen.length} answered, the rest cut twice`);
+      }
+      const sender = new BrowserSender({ url: listening.http, apiToken, retryForMs: 20_000 });
+      for (let i = 0; i < 10; i++) {
+        const r = await sender.sendMessage({ aid: 1, message: { TEXT: big }, ttl: 60 });
+        assert.ok(r);
+      }
     } finally {
       child.kill('SIGKILL');
       await exited(child);

@@ -13,25 +13,9 @@ import { MAX_CONNECT_TOKEN_TTL_SEC, toPayload } from '../sdk/browser-sender.js';
 import { CliError, clientContext, Exit, loadCliOptions, personId, printable, type GlobalFlags } from './context.js';
 import { parseDurationSec } from './duration.js';
 
-let stdoutWatched = false;
-
+/** One line of the answer on stdout (a reader gone away ends the command quietly: see main.ts). */
 function out(line: string): void {
-  if (!stdoutWatched) {
-    stdoutWatched = true;
-    process.stdout.on('error', stdoutFailed);
-  }
   process.stdout.write(`${line}\n`);
-}
-
-/**
- * `herald status | head -1`: the reader has gone, so what is left to print
- * has nobody to read it. Not a failure of the command (it did its work):
- * exit 0 without a word, as other command-line tools do on SIGPIPE, rather
- * than an unhandled EPIPE's stack trace and status 1.
- */
-function stdoutFailed(e: NodeJS.ErrnoException): void {
-  if (e.code === 'EPIPE') process.exit(Exit.OK);
-  throw e;
 }
 
 /**

@@ -177,7 +177,21 @@ export function helpTopicAsCommand(program: Command, argv: readonly string[]): s
   return [...argv];
 }
 
+/**
+ * `herald status | head -1`, `herald run --wait … | head -1`: the reader has
+ * gone, so what is left to print has nobody to read it. Not a failure of the
+ * command (it did its work, or its program runs on): exit 0 without a word, as
+ * other command-line tools do on SIGPIPE, rather than an unhandled EPIPE's
+ * stack trace and status 1. Watched once here, for every command, since each
+ * writes to stdout its own way.
+ */
+function stdoutFailed(e: NodeJS.ErrnoException): void {
+  if (e.code === 'EPIPE') process.exit(Exit.OK);
+  throw e;
+}
+
 export async function main(argv: string[]): Promise<void> {
+  process.stdout.on('error', stdoutFailed);
   const program = buildProgram();
   try {
     await program.parseAsync(separateRunArguments(program, helpTopicAsCommand(program, argv)));

@@ -117,9 +117,20 @@ export const TOAST_CSS: string = `
   .herald-spinner { animation-duration: 3s; }
 }
 /* A phone, or a short landscape window: the stack may take half the
-   screen, never all of it (the oldest toasts are cut off at the top). */
+   screen, never all of it (the oldest toasts are cut off at the top). One
+   toast must fit in that half whole, or its title and close button, at its
+   top, were cut off with the oldest (a long TEXT at min(40vh, 20em) made a
+   toast of 219 px in a stack of 187 px at 667x375): its text, output and
+   title take less here, about 140 px in all at a height of 320 px. Should a
+   toast still be taller (a larger --herald-font or --herald-text-height), it
+   scrolls within that half, its top and close button first in view; toasts
+   keep their height (flex: none), so it is still the oldest that is cut. */
 @media (max-width: 480px), (max-height: 480px) {
   :host { max-height: 50vh; }
+  .herald-toast { flex: none; max-height: 50vh; overflow-y: auto; }
+  .herald-title { max-height: 2.8em; }
+  .herald-text { max-height: var(--herald-text-height, min(20vh, 10em)); }
+  .herald-output { max-height: min(15vh, 9.5em); }
 }
 @media (prefers-color-scheme: dark) {
   :host { color: var(--herald-fg, #e6e9ef); }

@@ -40,8 +40,8 @@ export interface BrowserSenderOptions {
    * after it was sent) only when running it twice is harmless — a read, a
    * token, a `sendMessage` with an `idempotencyKey` and an explicit `ttl`
    * above 0, whose key the server keeps in its store. A request the server
-   * closed on before taking it whole (HERALD_ERR_REQUEST_CUT) and a timeout
-   * are never repeated. Never sooner than an answer's Retry-After asks.
+   * closed on before taking it whole (HERALD_ERR_REQUEST_CUT: it did not run)
+   * is sent again once, whatever its key; a timeout is never repeated. Never sooner than an answer's Retry-After asks.
    * `isConnected()`, `ping()` and `status()` try once. 0: never repeat.
    * Default 3000.
    */

@@ -21,9 +21,12 @@ export const ClientErrorCodes = {
   /**
    * The server closed the connection while the request's body was still
    * being written (EPIPE): it never had the whole request, so it did not
-   * carry it out. Most likely the body is over the server's `maxBodyBytes`
-   * (Herald answers 413 and closes, and fetch may report only the failed
-   * write). Not sent again by the SDK: the same body would meet the same end.
+   * carry it out. Herald does so when it refuses a request before reading
+   * its body (a wrong API token, 401; a wrong URL, 404; a body over its
+   * `maxBodyBytes`, 413), and fetch may report only the failed write; a
+   * kept-alive connection the server was closing ends so too. The SDK sends
+   * such a request again once (within `retryForMs`); this is the repeat's
+   * failure too.
    */
   HERALD_ERR_REQUEST_CUT: 'the Herald server closed the connection before it had taken the whole request',
   /**

@@ -133,6 +133,7 @@ export class HttpTransport {
   async request(method: 'GET' | 'POST', path: string, body?: unknown, options: RequestOptions = {}): Promise<HttpAnswer> {
     const repeatable = options.repeatable ?? method === 'GET';
     const started = performance.now();
+    let cutRepeated = false;
     for (let attempt = 1; ; attempt++) {
       try {
         const answer = await this.#attempt(method, path, body, options.allow ?? [], options.holdMs ?? 0);
@@ -148,8 +149,14 @@ export class HttpTransport {
         const elapsed = performance.now() - started;
         // Measured from our first attempt, which the server took no earlier: its key lives at least that long.
         const harmless = repeatable && (options.repeatableForMs === undefined || elapsed + waitMs + this.#timeoutMs < options.repeatableForMs);
-        if (!mayRepeat(e, harmless)) throw e;
+        // A cut request did not run, whatever its key: sent again once, since a wrong token or
+        // URL (Herald answers 401/404 before it reads the body, and closes) and a kept-alive
+        // connection the server was closing meet the same failed write as a body over maxBodyBytes.
+        // The failed connection is gone, so the repeat goes on another. Cut twice: given up.
+        const cut = e.code === 'HERALD_ERR_REQUEST_CUT' && e.status === 0 && !NEVER_REPEATED.has(e);
+        if (cut ? cutRepeated : !mayRepeat(e, harmless)) throw cut ? gaveUp(e, attempt, elapsed) : e;
         if (elapsed + waitMs >= this.#retryForMs) throw attempt === 1 ? e : gaveUp(e, attempt, elapsed);
+        if (cut) cutRepeated = true;
         await new Promise((resolve) => setTimeout(resolve, waitMs));
       }
     }
@@ -369,19 +376,19 @@ function networkError(e: unknown, method: string, url: string, timeoutMs: number
   if (notConnected(code)) return new HeraldSdkError('HERALD_ERR_UNREACHABLE', `${method} ${url}: ${code ?? text}`, 0, undefined, { cause: e });
   // A write that failed (EPIPE, or a reset met while writing): bytes of the request were
   // still to be handed to the socket when the server closed it, so the server never had the
-  // whole request and ran nothing. Herald does that to a body over its maxBodyBytes: it answers
-  // 413 as soon as it reads Content-Length and closes, and fetch, still writing the body, often
-  // reports the failed write without the answer (node gives no way to read it then). Not sent
-  // again: the same body would be refused the same way. A body under the least maxBodyBytes
-  // cannot be that, and stays a lost connection (a server closing a kept-alive connection).
+  // whole request and ran nothing. Herald closes so on a request it answers before reading the
+  // body: 413 for a body over its maxBodyBytes (as soon as it reads Content-Length), and 401 for
+  // a wrong API token or 404 for a wrong URL just the same; fetch, still writing the body, often
+  // reports the failed write without the answer (node gives no way to read it then). A kept-alive
+  // connection the server was closing ends the same way. Which one it was cannot be told, so the
+  // message ranks none first; request() sends it again once. A body under the least maxBodyBytes
+  // (which the socket takes at once) stays a lost connection.
   if (bodyBytes >= LEAST_MAX_BODY_BYTES && cause?.syscall === 'write' && (code === 'EPIPE' || code === 'ECONNRESET')) {
-    const cut = new HeraldSdkError(
+    return new HeraldSdkError(
       'HERALD_ERR_REQUEST_CUT',
-      `${method} ${url}: the server closed the connection before it had taken the whole request (${text}), so it did not carry it out: most likely its body, ${bodyBytes} bytes, is over the server's maxBodyBytes (Herald answers such a request 413 HERALD_ERR_TOO_LARGE and closes at once), or the server was closing the connection`,
+      `${method} ${url}: the server closed the connection before it had taken the whole request (${text}), so it did not carry it out. Herald does so, without an answer fetch could read, when it refuses a request before reading its body: the API token refused (401), no such route at this URL (404), or the body, ${bodyBytes} bytes, over its maxBodyBytes (413); a kept-alive connection the server was closing ends so too`,
       0, undefined, { cause: e },
     );
-    NEVER_REPEATED.add(cut);
-    return cut;
   }
   // fetch never connects to a port on the Fetch standard's list of bad ports (6000, 6666, 10080, …):
   // nothing was sent, so not CONNECTION_LOST ("the server may have carried it out").
