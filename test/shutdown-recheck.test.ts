@@ -7,36 +7,17 @@
  * stopped, and the tabs are told while its look-ups in flight end.
  */
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { createServer, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
-import { parseCookies } from '../src/server/auth/session-resolver.js';
+import { hangingPanel } from './helpers/hanging-panel.js';
 import { startAuthHerald } from './helpers/auth-herald.js';
 import type { TestTab } from './helpers/ws-client.js';
 
 const SESSIONS = 40;
 
 test('a shutdown while a re-check round waits on a panel that stopped answering tells every tab at once and asks the panel nothing more', async () => {
-  let hanging = false;
-  let askedWhileHanging = 0;
-  const held: ServerResponse[] = [];
-  const panel = createServer((req, res) => {
-    req.resume();
-    req.on('end', () => {
-      if (hanging) {
-        askedWhileHanging++;
-        held.push(res);
-        return;
-      }
-      const sid = parseCookies(req.headers.cookie).get('panel_session') ?? '';
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ kind: 'admin', id: Number(sid.slice('s'.length)) }));
-    });
-  });
-  panel.listen(0, '127.0.0.1');
-  await once(panel, 'listening');
+  const panel = await hangingPanel();
   const h = await startAuthHerald({
-    authResolver: 'http', httpResolverUrl: `http://127.0.0.1:${(panel.address() as AddressInfo).port}/session`,
+    authResolver: 'http', httpResolverUrl: panel.url,
     httpResolverTimeoutMs: 3000, authCacheMs: 0, authNegativeCacheMs: 0, sessionRecheckMs: 300, maxTabsPerPerson: 0,
   });
   const tabs: TestTab[] = [];
@@ -46,21 +27,19 @@ test('a shutdown while a re-check round waits on a panel that stopped answering 
       await tab.nextOfType('WELCOME');
       tabs.push(tab);
     }
-    hanging = true;
+    panel.hang();
     // A round has started and holds its look-ups at the panel.
-    while (askedWhileHanging === 0) await new Promise((r) => setTimeout(r, 20));
+    while (panel.askedWhileHanging() === 0) await new Promise((r) => setTimeout(r, 20));
     const closing = h.herald.close();
     const closes = await Promise.all(tabs.map((t) => t.closed));
     // Told before the round went on: at most the look-ups in flight when it stopped (8 at a time), not all 40.
-    const askedWhenTold = askedWhileHanging;
+    const askedWhenTold = panel.askedWhileHanging();
     assert.deepEqual(new Set(closes.map((c) => c.code)), new Set([1001]));
     assert.ok(askedWhenTold <= 8, `${askedWhenTold} of ${SESSIONS} sessions asked before the tabs were told`);
     await closing;
-    assert.ok(askedWhileHanging <= 8, `${askedWhileHanging} of ${SESSIONS} sessions asked in all after the stop`);
+    assert.ok(panel.askedWhileHanging() <= 8, `${panel.askedWhileHanging()} of ${SESSIONS} sessions asked in all after the stop`);
   } finally {
-    for (const res of held) res.destroy();
     await h.close().catch(() => undefined);
-    panel.closeAllConnections();
     panel.close();
   }
 });

@@ -12,33 +12,15 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { createServer, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
-import { parseCookies } from '../src/server/auth/session-resolver.js';
+import { hangingPanel } from './helpers/hanging-panel.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { TestTab, until } from './helpers/ws-client.js';
 
 test('a shutdown while a session re-check waits on a panel that stopped answering ends at once, aborts the look-up, and the store commits the acks', async () => {
-  let hanging = false;
-  let askedWhileHanging = 0;
-  const held: ServerResponse[] = [];
-  const panel = createServer((req, res) => {
-    req.resume();
-    req.on('end', () => {
-      if (hanging) {
-        askedWhileHanging++;
-        held.push(res);
-        return;
-      }
-      const sid = parseCookies(req.headers.cookie).get('panel_session') ?? '';
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ kind: 'admin', id: Number(sid.slice(1)) }));
-    });
-  });
-  panel.listen(0, '127.0.0.1');
-  await once(panel, 'listening');
+  const panel = await hangingPanel();
   const options = {
-    authResolver: 'http', httpResolverUrl: `http://127.0.0.1:${(panel.address() as AddressInfo).port}/session`,
+    authResolver: 'http', httpResolverUrl: panel.url,
     // Far longer than this test may take: a close() that waits for the look-up cannot pass.
     httpResolverTimeoutMs: 30_000, shutdownGraceMs: 10_000,
     authCacheMs: 0, authNegativeCacheMs: 0, sessionRecheckMs: 200, heartbeatMs: 60_000, store: 'sqlite',
@@ -55,8 +37,8 @@ test('a shutdown while a session re-check waits on a panel that stopped answerin
     // Frames are handled in order: once the PING is answered, the ack has been taken.
     tab.send({ TYPE: 'PING' });
     await tab.nextOfType('PONG');
-    hanging = true;
-    await until(() => askedWhileHanging > 0, 5000, 'a re-check look-up waiting at the panel');
+    panel.hang();
+    await until(() => panel.askedWhileHanging() > 0, 5000, 'a re-check look-up waiting at the panel');
 
     const started = performance.now();
     await first.herald.close();
@@ -64,20 +46,18 @@ test('a shutdown while a session re-check waits on a panel that stopped answerin
     assert.equal((await tab.closed).code, 1001);
     assert.ok(took < 5000, `close() took ${Math.round(took)} ms with a re-check look-up waiting (resolver timeout 30 s, grace 10 s)`);
     // The look-up itself was ended, not left to run its 30 s (its timer kept an embedding process alive).
-    const lookUp = held[0]!;
+    const lookUp = panel.held[0]!;
     if (!lookUp.socket?.destroyed) await once(lookUp, 'close');
 
     // The store was closed (its file lock released) and had committed the ack: no replay after a restart.
-    hanging = false;
+    panel.answerAgain();
     again = await startHerald(options, { dataDir: first.dataDir, secret: first.secret, apiToken: first.apiToken });
     const status = await again.api('GET', `/api/v1/messages/${sent.body.results[0].messageId}`);
     assert.equal(status.status, 200, JSON.stringify(status.body));
     assert.equal(status.body.acknowledged, true, JSON.stringify(status.body));
   } finally {
-    for (const res of held) res.destroy();
     await again?.close();
     await first.close();
-    panel.closeAllConnections();
     panel.close();
   }
 });
