@@ -9,14 +9,12 @@
  */
 import { after, afterEach, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { until } from './helpers/ws-client.js';
-import { browserSkipReason, CHROMIUM, ensureClientBuilt, waitForState, type W } from './helpers/browser.js';
+import { browserSkipReason, launchBrowser, waitForState, type W } from './helpers/browser.js';
 import { newTab, sharedContext } from './helpers/browser-context.js';
 
-/** helpers/browser.ts's flags; the back/forward cache stays on (see ignoreDefaultArgs). */
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 
 /** What the tests keep in the page, beside the library's globals. */
 type Page$ = W & Record<string, any>;
@@ -28,11 +26,7 @@ describe('browser library over a page\'s life', { skip: browserSkipReason() }, (
   const pages: Page[] = [];
 
   before(async () => {
-    ensureClientBuilt();
-    [server, browser] = await Promise.all([
-      startHerald(),
-      chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS, ignoreDefaultArgs: ['--disable-back-forward-cache'], timeout: 30_000 }),
-    ]);
+    [server, browser] = await Promise.all([startHerald(), launchBrowser({ backForwardCache: true })]);
     context = await sharedContext(browser);
   });
   afterEach(async () => {

@@ -44,10 +44,12 @@ export function browserSkipReason(): string | false {
 /**
  * Launches Chromium. Playwright gives every launch a new temporary profile
  * (its own --user-data-dir, removed on close); it refuses the flag in `args`.
+ * `backForwardCache`: keep Chromium's back/forward cache on (Playwright turns it off).
  */
-export async function launchBrowser(): Promise<Browser> {
+export async function launchBrowser(options: { backForwardCache?: boolean } = {}): Promise<Browser> {
   ensureClientBuilt();
-  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS, timeout: 30_000 });
+  const ignoreDefaultArgs = options.backForwardCache ? ['--disable-back-forward-cache'] : undefined;
+  return chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS, ...(ignoreDefaultArgs ? { ignoreDefaultArgs } : {}), timeout: 30_000 });
 }
 
 /**
