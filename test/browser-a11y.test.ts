@@ -309,6 +309,36 @@ describe('accessibility of the toasts and the demo page', { skip: browserSkipRea
     assert.deepEqual(cut, []);
   });
 
+  it('the live region is on the page once the client starts connecting, before the first toast', async () => {
+    const p = await newTab(context);
+    pages.push(p);
+    await p.goto(`${server.url}/demo`);
+    const token = await server.token('admin', 71);
+    const before = await p.evaluate(
+      ({ token }) => {
+        const w = window as unknown as W;
+        const c = w.Herald.connect({ kind: 'admin', token, url: location.origin, toasts: { hostId: 'a11y-live' } });
+        (w as unknown as { c: typeof c }).c = c;
+        const list = document.getElementById('a11y-live')?.shadowRoot?.querySelector('.herald-list');
+        return { live: list?.getAttribute('aria-live') ?? null, toasts: list?.children.length ?? null, state: c.state };
+      },
+      { token },
+    );
+    assert.deepEqual(before, { live: 'polite', toasts: 0, state: 'connecting' });
+    // Without the built-in handlers the client shows no toasts and puts no region on the page.
+    const bare = await p.evaluate(
+      ({ token }) => {
+        const w = window as unknown as W;
+        const c = w.Herald.connect({ kind: 'admin', token, url: location.origin, toasts: { hostId: 'a11y-bare' }, defaultHandlers: false });
+        const there = document.getElementById('a11y-bare') !== null;
+        c.close();
+        return there;
+      },
+      { token },
+    );
+    assert.equal(bare, false);
+  });
+
   it('the demo page: the connection badge is legible in every state and scheme, and announces itself', async () => {
     const p = await open();
     assert.equal(await p.locator('#state').getAttribute('role'), 'status');

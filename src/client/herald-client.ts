@@ -97,6 +97,8 @@ export class HeraldClient {
   readonly events = new Emitter<HeraldEvents>();
   readonly desktop: DesktopNotifier;
   readonly toaster: Toaster | undefined;
+  /** The built-in handlers show MESSAGEs as toasts (`defaultHandlers` is not false). */
+  readonly #toastsShown: boolean;
 
   readonly #options: HeraldClientOptions;
   readonly #backoff: Backoff;
@@ -179,7 +181,8 @@ export class HeraldClient {
     // What this client's notifications are handled with, on a dispatcher another client may share.
     this.#via = { reportError, builtins };
     this.dispatcher.setErrorReporter(reportError);
-    if (options.defaultHandlers !== false) installDefaultHandlers(this.dispatcher, builtins);
+    this.#toastsShown = options.defaultHandlers !== false;
+    if (this.#toastsShown) installDefaultHandlers(this.dispatcher, builtins);
     if (options.autoConnect !== false) this.connect();
   }
 
@@ -225,6 +228,8 @@ export class HeraldClient {
     document.addEventListener('visibilitychange', this.#onVisible);
     addEventListener('pagehide', this.#onPageHide);
     addEventListener('pageshow', this.#onPageShow);
+    // The toasts' live region, before the first notification can arrive (Toaster.prepare).
+    if (this.#toastsShown) this.toaster?.prepare();
     void this.#open();
   }
 

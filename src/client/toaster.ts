@@ -185,6 +185,17 @@ export class Toaster {
     return root;
   }
 
+  /**
+   * Puts the (empty) stack on the page now. The stack is a live region, and
+   * a screen reader announces only what changes in a region it already
+   * knows: one made together with its first toast stays silent about that
+   * toast. A client calls this as it starts connecting, a network round
+   * trip before anything can arrive.
+   */
+  prepare(): void {
+    void this.root;
+  }
+
   /** Where the stack goes: the option, else <body>; none while the parser is still in <head>; the root element where there is no <body> once parsed (a frameset, an SVG document). */
   #parent(): Element | undefined {
     return this.#options.parent ?? pageBody() ?? (stillLoading() ? undefined : rootElement() ?? undefined);
