@@ -63,6 +63,10 @@ describe('forged and misused tokens', () => {
     ['another audience', () => forge({ alg: 'HS256' }, { ...claims(), aud: 'billing' })],
     ['a subject that is not a person id', () => forge({ alg: 'HS256' }, { ...claims(), sub: 'admin:0' })],
     ['a subject of another kind', () => forge({ alg: 'HS256' }, { ...claims(), sub: 'root:7' })],
+    // Signed with the real secret, so only the reading of `sub` refuses them: each admitted admin 7.
+    ...['admin:07', 'admin:7.0', 'admin:0x7', 'admin: 7', 'admin:7e0', 'admin:7:user', 'admin:7 ', 'admin:+7'].map(
+      (sub): [string, () => string] => [`a subject written otherwise than minted (${JSON.stringify(sub)})`, () => forge({ alg: 'HS256' }, { ...claims(), sub })],
+    ),
     ['the payload swapped, the signature kept', () => {
       const [h0, , s] = good.split('.');
       return `${h0}.${b64({ ...claims(), sub: 'admin:1' })}.${s}`;

@@ -33,6 +33,19 @@ test('mintConnectToken takes a ttl from 1 s to 31 days, as the server does, and 
   }
 });
 
+test('mintConnectToken signs only a person as the server reads one: a kind of admin or user and a positive integer id', async () => {
+  // Before: {kind: 'admin:7 ', id: 1} was signed as `admin:7 :1` and {kind: 'user', id: '0x10'} as `user:0x10`.
+  const odd: unknown[] = [{ kind: 'admin:7 ', id: 1 }, { kind: 'user', id: '0x10' }, { kind: 'user', id: '16' }, { kind: 'root', id: 1 }, { kind: 'admin', id: 0 }, { kind: 'admin', id: 1.5 }, { kind: 'admin', id: 10n }, null];
+  for (const principal of odd) {
+    await assert.rejects(mintConnectToken(SECRET, principal as { kind: 'admin'; id: number }, 60), (e: unknown) => {
+      assert.ok(isHeraldSdkError(e), String(e));
+      assert.equal(e.code, 'HERALD_ERR_BAD_ARGUMENT');
+      assert.match(e.message, /principal must be \{kind: 'admin' \| 'user', id: a positive integer\}/);
+      return true;
+    }, String((principal as { kind?: unknown } | null)?.kind));
+  }
+});
+
 test('the demo page is told when its token really ends: the token\'s exp, not now + tokenTtlMs', async () => {
   // 1.5 s rounds to a 2 s token from the current whole second: now + 1500 was off by up to a second.
   const s = await startHerald({ tokenTtlMs: 1500 });

@@ -17,11 +17,17 @@ export function principalKey(p: Principal): string {
   return `${p.kind}:${p.id}`;
 }
 
+/**
+ * The person a key names, only in the form principalKey writes: `admin:07`,
+ * `admin:7.0`, `admin:0x7`, `admin: 7` or `admin:7:user` name nobody (a
+ * token's `sub` read loosely admitted admin 7 for each).
+ */
 export function parsePrincipalKey(key: string): Principal | undefined {
-  const [kind, id] = key.split(':');
-  const n = Number(id);
-  if ((kind === 'admin' || kind === 'user') && isPersonId(n)) return { kind, id: n };
-  return undefined;
+  const colon = key.indexOf(':');
+  const kind = key.slice(0, colon);
+  if (colon < 0 || (kind !== 'admin' && kind !== 'user')) return undefined;
+  const id = toPersonId(key.slice(colon + 1));
+  return id === undefined ? undefined : { kind, id };
 }
 
 /** Ids are positive safe integers; the legacy protocol may send them as numeric strings. */

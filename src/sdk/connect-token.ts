@@ -7,7 +7,7 @@
  * the SDK must not pull in server code.
  */
 import { SignJWT } from 'jose';
-import type { Principal } from '../protocol/principal.js';
+import { isPersonId, type Principal } from '../protocol/principal.js';
 import { HeraldSdkError } from './errors.js';
 
 /** The audience the server's TokenResolver requires. */
@@ -29,6 +29,11 @@ const encoder = new TextEncoder();
 export async function mintConnectToken(secret: string, principal: Principal, ttlSec: number, now = Date.now()): Promise<{ token: string; expiresAt: number }> {
   if (typeof ttlSec !== 'number' || !Number.isFinite(ttlSec) || ttlSec < 1 || ttlSec > CONNECT_TOKEN_MAX_TTL_SEC) {
     throw new HeraldSdkError('HERALD_ERR_BAD_ARGUMENT', `ttl must be a number of seconds from 1 up to ${CONNECT_TOKEN_MAX_TTL_SEC} (31 days), got ${String(ttlSec)}`);
+  }
+  // Unchecked, a kind or id from an untrusted source named someone else: `{kind:'admin:7 ', id:1}`
+  // signed `admin:7 :1`, and `{kind:'user', id:'0x10'}` `user:0x10`.
+  if ((principal?.kind !== 'admin' && principal?.kind !== 'user') || !isPersonId(principal.id)) {
+    throw new HeraldSdkError('HERALD_ERR_BAD_ARGUMENT', `principal must be {kind: 'admin' | 'user', id: a positive integer}, got kind ${String(principal?.kind)} and id ${String(principal?.id)}`);
   }
   const iat = Math.floor(now / 1000);
   const exp = iat + Math.round(ttlSec);

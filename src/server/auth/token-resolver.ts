@@ -1,7 +1,7 @@
 import { createHmac, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { SignJWT } from 'jose';
 import type { Principal, PrincipalKind } from '../../protocol/principal.js';
-import { isPersonId } from '../../protocol/principal.js';
+import { parsePrincipalKey } from '../../protocol/principal.js';
 import type { Handshake, Resolution, SessionResolver } from './session-resolver.js';
 
 /** The audience every Herald browser token carries, so tokens minted for other systems with the same secret do not admit. */
@@ -80,11 +80,11 @@ export class TokenResolver implements SessionResolver {
 
   #answer(kind: PrincipalKind, token: string, checked: Verified): Resolution {
     if (!checked.ok) return { outcome: 'refused', reason: checked.reason, ...(checked.reason === 'token expired' ? { expired: true } : {}) };
-    const [k, id] = (typeof checked.payload.sub === 'string' ? checked.payload.sub : '').split(':');
-    const n = Number(id);
-    if (k !== kind || !isPersonId(n)) return { outcome: 'refused', reason: `token is not for the ${kind} endpoint` };
+    // Only `admin:7` as minted: read loosely, `admin:07`, `admin:0x7` or `admin:7:user` admitted admin 7.
+    const principal = typeof checked.payload.sub === 'string' ? parsePrincipalKey(checked.payload.sub) : undefined;
+    if (principal?.kind !== kind) return { outcome: 'refused', reason: `token is not for the ${kind} endpoint` };
     // Re-checked (and its tab closed) when the slack after `exp` is over too, not before.
-    return { outcome: 'admitted', principal: { kind, id: n }, credential: token, expiresAt: checked.payload.exp * 1000 + this.#skewMs };
+    return { outcome: 'admitted', principal, credential: token, expiresAt: checked.payload.exp * 1000 + this.#skewMs };
   }
 
   async close(): Promise<void> {}
