@@ -36,3 +36,16 @@ test('a backend cannot forge delivery fields', () => {
   const out = JSON.parse(withDelivery(serialise({ TYPE: 'MESSAGE', SEQ: 999, EPOCH: 'x', STREAM: '*' }), 3, 'e', false));
   assert.deepEqual(out, { TYPE: 'MESSAGE', SEQ: 3, EPOCH: 'e' });
 });
+
+test('the old script\'s lower-case close request is a CLOSE_REQUEST, only when the frame has no TYPE', () => {
+  const close = { ok: true, frame: { TYPE: 'CLOSE_REQUEST' } };
+  assert.deepEqual(parseClientFrame('{ "type" :  "close_request"}'), close);
+  assert.deepEqual(parseClientFrame('{"type":"CLOSE_REQUEST"}'), close);
+  assert.deepEqual(parseClientFrame('{"type":"Close_Request"}'), close);
+  // A frame with a TYPE is read by its TYPE; other lower-case types stay unknown.
+  assert.deepEqual(parseClientFrame('{"TYPE":"PING","type":"close_request"}'), { ok: true, frame: { TYPE: 'PING' } });
+  assert.equal(parseClientFrame('{"TYPE":"NOPE","type":"close_request"}').ok, false);
+  assert.equal(parseClientFrame('{"type":"ping"}').ok, false);
+  assert.equal(parseClientFrame('{"type":"close_request_now"}').ok, false);
+  assert.equal(parseClientFrame('{"type":["close_request"]}').ok, false);
+});

@@ -7,14 +7,18 @@
  * - `AMessageChecker`: the old daemon's dispatcher, for pages written
  *   against it (the seed's extension point): `AMessageChecker.extend({TYPE,
  *   CALLBACK})` and `AMessageChecker.processData(message)`. Handlers added
- *   before `Herald.connect` are kept.
+ *   before `Herald.connect` are kept. It also has the rest of the panel's own
+ *   messageChecker.js object (`start`, `stop`, `unsubscribe`, `seenMessage`,
+ *   `showMessage`), since the panel's page footer calls `start` before its
+ *   `extend`: an unchanged footer runs. When the page loads its own
+ *   messageChecker.js too, before or after this script, see adopt().
  *
  * A page that loads the script twice (a layout includes it for
  * AMessageChecker, a widget's template includes the snippet again) keeps the
  * first copy's globals: see install().
  */
 import * as api from './index.js';
-import { Dispatcher, type LegacyExtension } from './dispatcher.js';
+import { Dispatcher, toNotification, type LegacyExtension } from './dispatcher.js';
 import { endpointOf, HeraldClient, setDefaultBaseUrl, type HeraldClientOptions } from './herald-client.js';
 import { currentScript } from './dom.js';
 
@@ -25,6 +29,35 @@ import { currentScript } from './dom.js';
  */
 const MARK = Symbol.for('herald');
 const g = globalThis as unknown as Record<string, unknown>;
+
+/** The global `AMessageChecker`: Herald's dispatcher, with the rest of the old object's members. */
+interface MessageChecker {
+  /** `extend({TYPE, CALLBACK})`, or a list of them; returns the unsubscribe function(s). */
+  extend(ext: LegacyExtension | LegacyExtension[]): (() => void) | Array<() => void>;
+  /** `on(TYPE, handler)`, the modern form. */
+  on: Dispatcher['on'];
+  /** Hands a notification (object or JSON string) to the handlers, as if it had arrived. */
+  processData(data: unknown): void;
+  dispatcher: Dispatcher;
+  /** Nothing to start: `Herald.connect` connects. The footer's `start(EVENT_PARAMS)` must not throw. */
+  start(parameters?: unknown): void;
+  /** Nothing to stop (`Herald.client.close()` closes). */
+  stop(): void;
+  unsubscribe(): void;
+  seenMessage(id?: unknown): void;
+  /** Shows a MESSAGE (object, or a string as its TEXT) as a toast, without running the page's handlers. */
+  showMessage(message: unknown): void;
+  /** What a page's own messageChecker.js brought besides (adopt()). */
+  [member: string]: unknown;
+}
+
+/**
+ * The members that stay Herald's when the page's own messageChecker.js is
+ * met: through them the page's handlers see Herald's notifications. The
+ * others (`start`, `showMessage`, ...) become the page's own, which keep
+ * doing what they did beside the old script (the panel's own polling).
+ */
+const HERALD_MEMBERS: ReadonlySet<string> = new Set(['extend', 'on', 'processData', 'dispatcher']);
 
 function install(): void {
   // Where this script came from is where Herald is (unless the page says
@@ -58,30 +91,81 @@ function install(): void {
     return client;
   }
 
-  const AMessageChecker = {
-    /** `extend({TYPE, CALLBACK})`, or a list of them; returns the unsubscribe function(s). */
+  /** The last client connected, or (none yet) one made without connecting, so the built-in handlers and the toaster exist. */
+  function client(): HeraldClient {
+    current ??= new HeraldClient({ dispatcher: shared, autoConnect: false });
+    return current;
+  }
+
+  /** The page's own AMessageChecker (its messageChecker.js), once met. */
+  let pageChecker: Record<string, unknown> | undefined;
+
+  const AMessageChecker: MessageChecker = {
     extend(ext: LegacyExtension | LegacyExtension[]) {
-      return Array.isArray(ext) ? shared.extend(ext) : shared.extend(ext);
-    },
-    /** `on(TYPE, handler)`, the modern form. */
-    on: shared.on.bind(shared),
-    /** Hands a notification (object or JSON string) to the handlers, as if it had arrived. */
-    processData(data: unknown): void {
-      if (current) {
-        current.process(data);
-        return;
+      const off = Array.isArray(ext) ? shared.extend(ext) : shared.extend(ext);
+      // Also with the page's own object, so that what its own polling hands
+      // to its own processData still reaches the handler, as before Herald.
+      const pageExtend = pageChecker?.extend;
+      if (typeof pageExtend === 'function') {
+        for (const one of Array.isArray(ext) ? ext : [ext]) {
+          try {
+            pageExtend.call(pageChecker, one);
+          } catch (error) {
+            console.error("[herald] the page's own AMessageChecker.extend threw", error);
+          }
+        }
       }
-      // No connection yet: make one without connecting so the built-in handlers exist.
-      current = new HeraldClient({ dispatcher: shared, autoConnect: false });
-      current.process(data);
+      return off;
+    },
+    on: shared.on.bind(shared),
+    processData(data: unknown): void {
+      client().process(data);
     },
     dispatcher: shared,
+    start(): void {},
+    stop(): void {},
+    unsubscribe(): void {},
+    seenMessage(): void {},
+    showMessage(message: unknown): void {
+      const m = toNotification(message);
+      if (m) client().toaster?.show(m);
+    },
   };
+
+  /**
+   * Takes in the page's own AMessageChecker (the panel's messageChecker.js):
+   * its members other than HERALD_MEMBERS replace Herald's stand-ins, so its
+   * `start` still starts what it started, while `extend` and `processData`
+   * stay Herald's (handlers added through them see Herald's notifications).
+   * Met two ways: already the global when this script runs (loaded before
+   * it), or assigned to the global later (loaded after it: `var
+   * AMessageChecker = ...` calls the setter below instead of replacing
+   * Herald's object, whose handlers would then never run).
+   */
+  function adopt(value: unknown): void {
+    if ((typeof value !== 'object' && typeof value !== 'function') || value === null || value === AMessageChecker) return;
+    pageChecker = value as Record<string, unknown>;
+    for (const [key, member] of Object.entries(pageChecker)) if (!HERALD_MEMBERS.has(key)) AMessageChecker[key] = member;
+  }
 
   const herald = { ...api, connect, dispatcher: shared, get client() { return current; } };
   Object.defineProperty(herald, MARK, { value: true });
   g.Herald = herald;
-  g.AMessageChecker = AMessageChecker;
+  adopt(g.AMessageChecker);
+  const own = Object.getOwnPropertyDescriptor(globalThis, 'AMessageChecker');
+  if (own && !own.configurable) {
+    // The page's `var AMessageChecker` made a property that cannot be
+    // redefined; it ran already (adopted above), so plain assignment will do.
+    g.AMessageChecker = AMessageChecker;
+  } else {
+    // Configurable, so a page's `function AMessageChecker` still declares.
+    Object.defineProperty(globalThis, 'AMessageChecker', {
+      get: () => AMessageChecker,
+      set: adopt,
+      enumerable: true,
+      configurable: true,
+    });
+  }
 }
 
 const existing = g.Herald;

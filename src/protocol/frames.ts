@@ -121,6 +121,7 @@ export type ClientFrame =
   /** RESPONSE, or the old script's misspelling RESPONCE; with SEQ it acknowledges up to SEQ. */
   /** EPOCH, when given, names the stream history SEQ belongs to: an ack from an older epoch is ignored. */
   | { TYPE: 'RESPONSE'; SEQ?: number; STREAM?: typeof BROADCAST_STREAM; EPOCH?: string }
+  /** Also the old script's `{"type":"close_request"}` (lower-case key, any case of value). */
   | { TYPE: 'CLOSE_REQUEST' }
   /** Resume after a reconnect: replay what came after these cursors. */
   | { TYPE: 'RESUME'; SEQ: number; EPOCH?: string; BROADCAST?: { SEQ: number; EPOCH?: string } }
@@ -147,6 +148,16 @@ function fail(code: string, message: string): ParsedClientFrame {
 
 function isSeq(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+/**
+ * The old browser script (the panel's websocket_client.js) asks to close with
+ * `{ "type" :  "close_request"}`, key and value in lower case: an unchanged
+ * page's close must close the tab, not get an ERROR and keep it open. Only a
+ * frame with no `TYPE` at all: one that has a TYPE is read by its TYPE.
+ */
+function isOldCloseRequest(obj: Record<string, unknown>): boolean {
+  return obj.TYPE === undefined && typeof obj.type === 'string' && obj.type.toUpperCase() === 'CLOSE_REQUEST';
 }
 
 /** Parses and validates one text frame from a browser. Never throws. */
@@ -201,6 +212,7 @@ export function parseClientFrame(text: string): ParsedClientFrame {
       return { ok: true, frame: { TYPE: 'COMMAND_CANCEL', COMMAND_ID: obj.COMMAND_ID } };
     }
     default:
+      if (isOldCloseRequest(obj)) return { ok: true, frame: { TYPE: 'CLOSE_REQUEST' } };
       return fail(FrameError.UNKNOWN_TYPE, typeof obj.TYPE === 'string' ? `unknown TYPE ${quoted(obj.TYPE, 64)}` : 'frame has no TYPE');
   }
 }
