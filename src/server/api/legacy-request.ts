@@ -225,17 +225,48 @@ function parseMessage(raw: Obj): BodyResult {
   return { body };
 }
 
+/** Bound on undoing UTF-8 read as Latin-1 (perlBytesDecoded): twice is the most a seed client does. */
+const MAX_BYTE_DECODES = 3;
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/**
+ * `s` with UTF-8 taken for Latin-1 undone, as often as it was done (at most
+ * MAX_BYTE_DECODES times). Abills::Sender::Browser's send_message JSON-encodes
+ * a hash MESSAGE with `JSON->new->utf8`, which yields UTF-8 bytes in a Perl
+ * string, and then encodes the whole request with utf8 again: the DATA string
+ * Herald reads holds each of those bytes as a character of its own
+ * ("Ð\x9DÐ¾" for "Но"), and twice over when the hash held Perl byte strings
+ * (no `use utf8`). The old daemon wrote that string to the browser as bytes,
+ * so the panel showed the text right. A string is taken for such bytes only
+ * when it has no character past U+00FF (text that has one is text already),
+ * has one past U+007F, and those characters are valid UTF-8 as bytes, which
+ * Latin-1 text all but never is ("Café": an é alone is not).
+ */
+function perlBytesDecoded(s: string): string {
+  let t = s;
+  for (let i = 0; i < MAX_BYTE_DECODES && /[\x80-\xff]/.test(t) && !/[^\x00-\xff]/.test(t); i++) {
+    try {
+      t = strictUtf8.decode(Buffer.from(t, 'latin1'));
+    } catch {
+      break;
+    }
+  }
+  return t;
+}
+
 /**
  * A string that holds a JSON object with a TYPE (any JSON object when
  * `anyObject`), else undefined. One nested deeper than MAX_JSON_DEPTH is
  * left a string (as text that is not JSON is): a request's own depth was
- * checked, but a string in it may hold 1 MB of `[`.
+ * checked, but a string in it may hold 1 MB of `[`. UTF-8 bytes read as
+ * Latin-1 in it are decoded first (perlBytesDecoded).
  */
 function jsonObjectIn(s: string, anyObject = false): Obj | undefined {
   const t = s.trim();
   if (!t.startsWith('{') || jsonNestsDeeperThan(t, MAX_JSON_DEPTH)) return undefined;
   try {
-    const v: unknown = JSON.parse(t);
+    const v: unknown = JSON.parse(perlBytesDecoded(t));
     return isObject(v) && (anyObject || typeof v.TYPE === 'string') ? v : undefined;
   } catch {
     return undefined;

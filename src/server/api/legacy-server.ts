@@ -69,15 +69,57 @@ function wantsSilence(value: unknown): boolean {
 }
 
 /**
- * Whether a connection's first bytes are an HTTP request line (`POST / HTTP/1.1`), which
- * starts with a method name in capitals. The old clients' requests are JSON objects, which
- * start with `{` (or white space), so nothing they send is taken for it. Such a connection
- * is refused whole, as Redis refuses one that sends `POST` or `Host:`: a browser's fetch()
- * is how a web page would speak to this port.
+ * The most of a connection's first bytes held while they may still be an
+ * HTTP request line (httpRequestLine). First bytes this long that could
+ * still be one are refused as one: a page can send a URL of many KiB, and
+ * read as junk its request's body would be carried out; nothing an old
+ * client sends begins with a method, a space and a target that long. Held
+ * bytes count in the server's held total (legacyMaxBufferedBytes).
  */
-function beginsLikeHttp(chunk: Buffer): boolean {
-  const b = chunk[0];
-  return b !== undefined && b >= 0x41 && b <= 0x5a; // A-Z
+const MAX_REQUEST_LINE_BYTES = 8192;
+
+const SP = 0x20;
+const HTTP_VERSION = Buffer.from('HTTP/');
+
+/** A byte of an HTTP method (`tchar`, RFC 9110 §5.6.2). */
+function isMethodByte(b: number): boolean {
+  return (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5a) || (b >= 0x61 && b <= 0x7a) || '!#$%&\'*+-.^_`|~'.includes(String.fromCharCode(b));
+}
+
+/**
+ * What a connection's first bytes are: the start of an HTTP request line,
+ * `METHOD SP target SP HTTP/` (RFC 9112 §3), not one, or too few to tell
+ * yet. Such a connection is refused whole, as Redis refuses one that sends
+ * `POST` or `Host:`: a web page's fetch() can reach this port, and its
+ * request line and headers were skipped as junk and its body (a broadcast, a
+ * command) carried out. A browser's method begins with a capital letter
+ * (fetch() sends GET, HEAD or POST, upper-cased, without a CORS preflight,
+ * and the preflight is OPTIONS); the old clients' requests are JSON objects, which begin with `{` (or white
+ * space), and anything else, such as the `HASH(0x55d…)` a Perl client writes
+ * when it forgets to encode its hash, is junk like any other (INCORRECT
+ * REQUEST, and the connection goes on), not a reason to close.
+ */
+function httpRequestLine(bytes: Buffer): 'http' | 'not-http' | 'undecided' {
+  const first = bytes[0];
+  if (first === undefined) return 'undecided';
+  if (first < 0x41 || first > 0x5a) return 'not-http'; // A-Z
+  let i = 1;
+  while (i < bytes.length && isMethodByte(bytes[i]!)) i++;
+  if (i < bytes.length) {
+    if (bytes[i] !== SP) return 'not-http';
+    const target = ++i;
+    // A target is visible ASCII (RFC 9112 §3.2): browsers percent-encode the rest.
+    while (i < bytes.length && bytes[i]! > SP && bytes[i]! < 0x7f) i++;
+    if (i < bytes.length) {
+      if (bytes[i] !== SP || i === target) return 'not-http';
+      i++;
+      for (let k = 0; k < HTTP_VERSION.length && i < bytes.length; k++, i++) {
+        if (bytes[i] !== HTTP_VERSION[k]) return 'not-http';
+        if (k === HTTP_VERSION.length - 1) return 'http';
+      }
+    }
+  }
+  return bytes.length >= MAX_REQUEST_LINE_BYTES ? 'http' : 'undecided';
 }
 
 class LegacyConnection {
@@ -90,8 +132,11 @@ class LegacyConnection {
   #busy = false;
   /** No more requests are read: the peer ended, the stream broke, or the server is closing. */
   #ending = false;
-  /** No byte has arrived yet: the first one says whether this is the legacy protocol at all (#onData). */
-  #first = true;
+  /**
+   * The connection's first bytes, held until they tell whether this is an HTTP request
+   * (httpRequestLine); undefined once they have.
+   */
+  #opening: Buffer | undefined = Buffer.alloc(0);
   #partialTimer: NodeJS.Timeout | undefined;
   #lingerTimer: NodeJS.Timeout | undefined;
   #deadlineTimer: NodeJS.Timeout | undefined;
@@ -144,20 +189,27 @@ class LegacyConnection {
     socket.on('drain', () => this.#maybeResume());
   }
 
-  #onData(chunk: Buffer): void {
+  #onData(data: Buffer): void {
     if (this.#ending) return;
-    if (this.#first) {
-      this.#first = false;
-      if (beginsLikeHttp(chunk)) {
-        // A web page on this machine can reach the port with fetch(): its request line and
-        // headers were skipped as garbage and its body run as requests (a broadcast, a command).
-        this.#log.warn('legacy connection refused: it began like an HTTP request (a web page\'s cross-protocol request?)');
-        this.#queue.push({ kind: 'fatal', answer: legacyError(`${LegacyErrorText.INCORRECT_REQUEST}: this port speaks the legacy JSON protocol, not HTTP; closing`, 'HERALD_ERR_BAD_REQUEST') });
-        this.#ending = true;
-        this.#socket.pause();
-        this.#serve();
+    let chunk = data;
+    if (this.#opening !== undefined) {
+      // Nothing is framed (so nothing carried out) before the first bytes are known not to be HTTP.
+      const opening = this.#opening.length === 0 ? data : Buffer.concat([this.#opening, data]);
+      const verdict = httpRequestLine(opening);
+      if (verdict === 'undecided') {
+        // Copied: the socket's chunk may be a pooled buffer that is reused.
+        this.#opening = this.#opening.length === 0 ? Buffer.from(opening) : opening;
+        this.#hold(opening.length);
+        this.#watchPartial(false);
         return;
       }
+      this.#opening = undefined;
+      this.#hold(0);
+      if (verdict === 'http') {
+        this.#refuseHttp();
+        return;
+      }
+      chunk = opening;
     }
     const events = this.#framer.push(chunk);
     for (const e of events) this.#queue.push(this.#toWork(e));
@@ -178,6 +230,19 @@ class LegacyConnection {
     }
     this.#watchPartial(events.length > 0);
     this.#maybePause();
+    this.#serve();
+  }
+
+  /**
+   * Refuses an HTTP request (httpRequestLine) before anything it sent is read as a request: a web
+   * page on this machine can reach the port with fetch(), and its body was run as requests.
+   */
+  #refuseHttp(): void {
+    this.#log.warn('legacy connection refused: it began like an HTTP request (a web page\'s cross-protocol request?)');
+    this.#queue.push({ kind: 'fatal', answer: legacyError(`${LegacyErrorText.INCORRECT_REQUEST}: this port speaks the legacy JSON protocol, not HTTP; closing`, 'HERALD_ERR_BAD_REQUEST') });
+    this.#ending = true;
+    this.#clearPartialTimer();
+    this.#socket.pause();
     this.#serve();
   }
 
@@ -203,7 +268,7 @@ class LegacyConnection {
 
   /** A request that started arriving must finish within legacyRequestTimeoutMs. */
   #watchPartial(progressed: boolean): void {
-    if (!this.#framer.inValue || this.#ending) {
+    if (!(this.#framer.inValue || (this.#opening?.length ?? 0) > 0) || this.#ending) {
       this.#clearPartialTimer();
       return;
     }
@@ -228,7 +293,11 @@ class LegacyConnection {
   #onEnd(): void {
     // The peer half-closed: answer what it sent (a trailing number completes now), then end.
     if (!this.#ending) {
-      for (const e of this.#framer.end()) this.#queue.push(this.#toWork(e));
+      // First bytes not yet known for HTTP or not can no longer bring a body: they are read as requests.
+      const opening = this.#opening;
+      this.#opening = undefined;
+      const events = opening !== undefined && opening.length > 0 ? this.#framer.push(opening) : [];
+      for (const e of [...events, ...this.#framer.end()]) this.#queue.push(this.#toWork(e));
       this.#hold(0);
     }
     this.#ending = true;
