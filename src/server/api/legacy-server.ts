@@ -16,6 +16,7 @@ import { MAX_JSON_DEPTH } from '../../protocol/json-depth.js';
 import { JsonStreamFramer, type FramerEvent } from './json-stream.js';
 import { handleLegacyRequest } from './legacy-handler.js';
 import { legacyError, perlTrue } from './legacy-request.js';
+import { ThrottledLog } from '../throttled-log.js';
 
 /** The options the listener reads. */
 export type LegacyServerSettings = Pick<
@@ -217,7 +218,7 @@ class LegacyConnection {
     if (this.#held > 0 && this.#server.held > this.#server.settings.legacyMaxBufferedBytes) {
       // What every connection holds of its unfinished request, together, is bounded: this one
       // would pass the bound. Its request is dropped (released now) and the connection closed.
-      this.#log.warn({ held: this.#server.held, legacyMaxBufferedBytes: this.#server.settings.legacyMaxBufferedBytes }, 'legacy request refused: legacyMaxBufferedBytes reached');
+      this.#server.refusals.log('warn', 'legacyMaxBufferedBytes', { peer: this.#peer, held: this.#server.held, legacyMaxBufferedBytes: this.#server.settings.legacyMaxBufferedBytes }, 'legacy request refused: legacyMaxBufferedBytes reached');
       this.#framer.end();
       this.#hold(0);
       this.#queue.push({ kind: 'fatal', answer: legacyError('the server holds too many unfinished requests (legacyMaxBufferedBytes); closing, try again later', 'HERALD_ERR_UNAVAILABLE') });
@@ -238,7 +239,7 @@ class LegacyConnection {
    * page on this machine can reach the port with fetch(), and its body was run as requests.
    */
   #refuseHttp(): void {
-    this.#log.warn('legacy connection refused: it began like an HTTP request (a web page\'s cross-protocol request?)');
+    this.#server.refusals.log('warn', 'http', { peer: this.#peer }, 'legacy connection refused: it began like an HTTP request (a web page\'s cross-protocol request?)');
     this.#queue.push({ kind: 'fatal', answer: legacyError(`${LegacyErrorText.INCORRECT_REQUEST}: this port speaks the legacy JSON protocol, not HTTP; closing`, 'HERALD_ERR_BAD_REQUEST') });
     this.#ending = true;
     this.#clearPartialTimer();
@@ -468,6 +469,12 @@ export class LegacyServer {
   readonly requireToken: boolean;
   /** Bytes of unfinished requests held by all connections together (bounded by legacyMaxBufferedBytes). */
   held = 0;
+  /**
+   * The lines of refused connections and requests, bounded: any web page in
+   * a browser on the machine can reach this port with fetch(), and each
+   * refusal wrote a warning (3,000 connections, 3,000 lines).
+   */
+  readonly refusals: ThrottledLog;
   readonly #host: string;
   readonly #port: number;
   readonly #log: Logger;
@@ -490,7 +497,13 @@ export class LegacyServer {
     // allowHalfOpen: a peer that writes its request and shuts down its side still gets the answer.
     this.#server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.#accept(socket));
     this.#server.maxConnections = options.legacyMaxConnections;
-    this.#server.on('drop', (d) => this.#log.warn({ peer: d?.remoteAddress }, 'legacy connection refused: legacyMaxConnections reached'));
+    this.refusals = new ThrottledLog(this.#log, () => performance.now(), {
+      summary: (byReason, windowMs, perWindow) => ({
+        fields: { refused: Object.values(byReason).reduce((a, b) => a + b, 0), byReason, windowMs },
+        message: `legacy connections and requests refused and not logged one by one: more than ${perWindow} in ${windowMs / 1000} s`,
+      }),
+    });
+    this.#server.on('drop', (d) => this.refusals.log('warn', 'legacyMaxConnections', { peer: d?.remoteAddress }, 'legacy connection refused: legacyMaxConnections reached'));
   }
 
   /** Where it listens, once listening. */
@@ -527,7 +540,7 @@ export class LegacyServer {
     // A connection whose peer left still counts while it carries out what it read (maxConnections
     // counts open sockets only): connecting, writing and closing in a loop must not pile up work.
     if (this.#connections.size >= this.settings.legacyMaxConnections) {
-      this.#log.warn({ peer: socket.remoteAddress }, 'legacy connection refused: legacyMaxConnections reached');
+      this.refusals.log('warn', 'legacyMaxConnections', { peer: socket.remoteAddress }, 'legacy connection refused: legacyMaxConnections reached');
       socket.destroy();
       return;
     }
@@ -555,6 +568,7 @@ export class LegacyServer {
       await Promise.all(conns.map((c) => c.closed));
       clearTimeout(grace);
       await stopped;
+      this.refusals.flush();
     })();
     return this.#closing;
   }
