@@ -118,7 +118,7 @@ export interface ResetFrame {
 export type ClientFrame =
   | { TYPE: 'PING' }
   | { TYPE: 'PONG' }
-  /** RESPONSE, or the old script's misspelling RESPONCE; with SEQ it acknowledges up to SEQ. */
+  /** RESPONSE, or the old script's misspelling RESPONCE; with SEQ it acknowledges up to SEQ; without, the oldest frame the old script acks (Connection's #sentOrder). */
   /** EPOCH, when given, names the stream history SEQ belongs to: an ack from an older epoch is ignored. */
   | { TYPE: 'RESPONSE'; SEQ?: number; STREAM?: typeof BROADCAST_STREAM; EPOCH?: string }
   /** Also the old script's `{"type":"close_request"}` (lower-case key, any case of value). */

@@ -103,6 +103,16 @@ const HEARTBEAT = Buffer.concat([textFrame('{"TYPE":"PING"}'), Buffer.from([0x89
 const PONG_FRAME = '{"TYPE":"PONG","DATA":"RESPONSE"}';
 
 /**
+ * Runs of frames (SentOrder) a tab may leave unacknowledged while Herald
+ * keeps the order of what it was written for the old browser script's acks.
+ * That script acks every frame within a round trip, and a replay is a run
+ * or two per stream, so it stays far below; a tab that does not ack that
+ * way (a client of its own that never acks) stops being followed past it,
+ * and holds at most this many runs (16 bytes each) until then.
+ */
+const MAX_SENT_RUNS = 1024;
+
+/**
  * Replayed bytes (of frame text) sent in one turn of the event loop at most,
  * besides replayBatch frames: large notifications cost by their size, and
  * 500 of 64 KB would be 32 MB in one turn.
@@ -114,9 +124,10 @@ const REPLAY_TURN_BYTES = 256 * 1024;
  * notice and its close frame, when the server ends it in an orderly way (a
  * shutdown, a kick, a session that ended: close(), closeWhenAcked()). A
  * browser library tab answers the notice with its pending acks within a
- * round trip, and its close frame goes out as soon as they are in; only a
- * tab that does not answer (the old browser script, a page whose code is
- * stuck) waits this long. A second covers a slow link's round trip (a
+ * round trip, and its close frame goes out as soon as they are in (the old
+ * browser script's acks, sent as it read each frame, are in by then, and it
+ * closes on the notice); only a tab that does not answer (a page whose code
+ * is stuck) waits this long. A second covers a slow link's round trip (a
  * mobile one, a satellite's 600 ms) and a busy page. Not an option: nothing
  * about a deployment calls for another value; a shutdown's grace bounds it
  * further (Gateway.close).
@@ -184,6 +195,16 @@ export class Connection implements Tab {
   readonly #lastSent = { own: 0, broadcast: 0 };
   /** The highest SEQ this tab acknowledged (or had when it connected or resumed), per stream: below #lastSent, it owes an ack. */
   readonly #acked = { own: 0, broadcast: 0 };
+  /**
+   * What this tab was written that the old browser script acknowledges, in
+   * order, for that script's acks, which carry no SEQ (#ackUnnumbered).
+   * Kept from WELCOME for a tab that connects without a cursor on one of
+   * the old daemon's separate ports (the old script's URL is theirs, and it
+   * never gives a cursor), until it acks with a SEQ or sends a RESUME
+   * (it is a client that numbers its acks), or leaves more than
+   * MAX_SENT_RUNS runs unacknowledged; undefined from then on.
+   */
+  #sentOrder: SentOrder | undefined;
   /** While an orderly close waits for this tab's acks (closeWhenAcked): sends the close frame now. */
   #ackWait: (() => void) | undefined;
   /** When #ackWait is called by its timer (#deps.now's clock), and that timer. */
@@ -295,8 +316,13 @@ export class Connection implements Tab {
    * Sends WELCOME, replays from the cursors, then goes live. The tab is
    * already in the Hub. Synchronous (no promise) when the store has the heads
    * at hand and there is nothing to catch up on: most connects.
+   * `oldPort`: the tab came in on one of the old daemon's separate ports,
+   * where the old browser script connects (#sentOrder).
    */
-  start(cursors: ResumeCursors): Promise<void> | undefined {
+  start(cursors: ResumeCursors, oldPort = false): Promise<void> | undefined {
+    // Before anything is written to the tab: WELCOME is the first frame the old script acks.
+    // Only on the old ports: following the order costs each frame a search for "PING".
+    if (oldPort && !cursors.own && !cursors.broadcast) this.#sentOrder = new SentOrder();
     const own = this.#deps.store.head(principalKey(this.principal));
     const broadcast = this.#deps.store.head(broadcastStreamKey(this.principal.kind));
     const begun = own instanceof Promise || broadcast instanceof Promise
@@ -541,7 +567,7 @@ export class Connection implements Tab {
         const frame = withDelivery(m.json, m.seq, page.epoch, stream === 'broadcast');
         this.#replayTurn.frames++;
         this.#replayTurn.bytes += frame.length;
-        await this.#sendReplayed(frame);
+        await this.#sendReplayed(frame, { stream, seq: m.seq });
       }
       if (page.messages.length < this.#deps.limits.replayBatch) return;
     }
@@ -569,8 +595,9 @@ export class Connection implements Tab {
    * link would otherwise trip the slow-consumer limit, and the tab would be
    * closed on every reconnect, never catching up.
    */
-  async #sendReplayed(frame: string): Promise<void> {
+  async #sendReplayed(frame: string, origin: FrameOrigin): Promise<void> {
     if (!this.isOpen) return;
+    if (this.#sentOrder) this.#noteSent(frame, origin);
     if (this.#ws.bufferedAmount < this.#deps.limits.maxBufferedBytes / 2) {
       this.#ws.send(frame);
       return;
@@ -606,10 +633,11 @@ export class Connection implements Tab {
       if (origin.seq <= this.#lastSent[origin.stream]) return;
       this.#lastSent[origin.stream] = origin.seq;
     }
-    this.#send(frame);
+    this.#send(frame, origin);
   }
 
-  #send(frame: Frame): void {
+  /** Writes a frame (a stored notification's with its `origin`), unless the tab is closing or fell behind. */
+  #send(frame: Frame, origin?: FrameOrigin): void {
     if (!this.isOpen) return;
     if (this.#ws.bufferedAmount > this.#deps.limits.maxBufferedBytes) {
       // It will resume where it left off when it reconnects.
@@ -621,10 +649,15 @@ export class Connection implements Tab {
     // Buffer then; one tab's ASCII frame is a latin1 string, see socketTextFrame).
     const bytes = typeof frame === 'string' ? socketTextFrame(frame) : sharedTextFrame(frame);
     if (this.#pace === undefined) {
+      if (this.#sentOrder) this.#noteSent(frame, origin);
       this.#socket.write(bytes, 'latin1');
       return;
     }
     // A PACE waiting for this frame goes first, in the same write when both are strings.
+    if (this.#sentOrder) {
+      this.#noteSent(this.#pace, undefined);
+      this.#noteSent(frame, origin);
+    }
     const pace = socketTextFrame(this.#pace);
     this.#pace = undefined;
     if (typeof pace === 'string' && typeof bytes === 'string') {
@@ -688,8 +721,8 @@ export class Connection implements Tab {
    * sent on a closing socket and lost, and the person's next new tab was
    * replayed what they had already been shown. Acks that arrive meanwhile
    * are recorded as any other (#onMessageWhileClosing). A client that
-   * ignores the notice (the old browser script never acks) gets its close
-   * frame when `waitMs` ends. Nothing is sent to the tab meanwhile: it left
+   * ignores the notice (a page whose code is stuck) gets its close frame
+   * when `waitMs` ends. Nothing is sent to the tab meanwhile: it left
    * the Hub when the notice went out (onClosing). Called again during the
    * wait, the first call's code and reason stand, and the wait ends by the
    * sooner of the two bounds.
@@ -826,25 +859,26 @@ export class Connection implements Tab {
         return undefined;
       case 'PONG':
         return undefined;
-      case 'RESPONSE':
-        if (frame.SEQ !== undefined) {
-          const stream = frame.STREAM === BROADCAST_STREAM ? 'broadcast' : 'own';
-          // An ack numbered in a history this tab no longer follows (sent just before a RESET) means nothing now.
-          if (frame.EPOCH !== undefined && frame.EPOCH !== this.#epochs[stream]) return undefined;
-          // Acknowledging beyond what this tab was sent would mark others' messages read.
-          const seq = Math.min(frame.SEQ, this.#lastSent[stream]);
-          if (seq > 0) {
-            this.#deps.acks.record(stream === 'own' ? principalKey(this.principal) : broadcastStreamKey(this.principal.kind), seq);
-            if (seq > this.#acked[stream]) this.#acked[stream] = seq;
-          }
-          if (this.#ackWait && this.#owesNoAck()) this.#ackWait();
-          this.#repace();
+      case 'RESPONSE': {
+        if (frame.SEQ === undefined) {
+          this.#ackUnnumbered();
+          return undefined;
         }
+        // A client that numbers its acks: the order of what it was sent is not needed.
+        this.#sentOrder = undefined;
+        const stream = frame.STREAM === BROADCAST_STREAM ? 'broadcast' : 'own';
+        // An ack numbered in a history this tab no longer follows (sent just before a RESET) means nothing now.
+        if (frame.EPOCH !== undefined && frame.EPOCH !== this.#epochs[stream]) return undefined;
+        this.#acknowledge(stream, frame.SEQ);
+        this.#repace();
         return undefined;
+      }
       case 'CLOSE_REQUEST':
         this.closeNow(CloseCode.NORMAL, CloseReason.CLIENT_REQUEST);
         return undefined;
       case 'RESUME': {
+        // The old script never resumes, and a rewind would leave SEQs in #sentOrder that this tab is sent again.
+        this.#sentOrder = undefined;
         const waiting = this.#waitingResume;
         if (waiting) {
           // A replay is already queued and has not started: this RESUME takes
@@ -895,6 +929,48 @@ export class Connection implements Tab {
     }
   }
 
+  /** Records that this tab acknowledged `stream` up to `seq`, as far as it was sent it. */
+  #acknowledge(stream: 'own' | 'broadcast', seq: number): void {
+    // Acknowledging beyond what this tab was sent would mark others' messages read.
+    const upTo = Math.min(seq, this.#lastSent[stream]);
+    if (upTo > 0) {
+      this.#deps.acks.record(stream === 'own' ? principalKey(this.principal) : broadcastStreamKey(this.principal.kind), upTo);
+      if (upTo > this.#acked[stream]) this.#acked[stream] = upTo;
+    }
+    if (this.#ackWait && this.#owesNoAck()) this.#ackWait();
+  }
+
+  /**
+   * An ack without a SEQ: the old browser script's
+   * `{"TYPE":"RESPONCE","RESPONCE":"RECEIVED"}`, which it sends for every
+   * frame it reads except `PING` (it answers PONG), `PONG` and `close`
+   * (websocket_client.js, kept during a migration: README, step 4), one
+   * each, in the order read. So it acknowledges the oldest frame in
+   * #sentOrder: a stored one as a RESPONSE with that SEQ (and `STREAM:"*"`
+   * for a broadcast) would. While these were ignored, an old script's page
+   * was replayed the whole day's notifications at every page load. Should
+   * Herald count a frame the script does not ack, its acks only lag (the
+   * frame taken was written before the one acked): they never mark read
+   * what the tab was not sent.
+   */
+  #ackUnnumbered(): void {
+    const entry = this.#sentOrder?.shift();
+    if (entry === undefined) return;
+    // Not counted against maxFramesPer10s (the caller counted it): it answers a frame Herald
+    // wrote, so a tab gets no more of these than it was sent, and an old script's page that was
+    // replayed 1,000 notifications was closed with 4429 by its own acks at every load.
+    this.#frames--;
+    if (entry !== 0) this.#acknowledge(entry > 0 ? 'own' : 'broadcast', Math.abs(entry));
+  }
+
+  /** Adds a frame just written to #sentOrder when the old script acks it; past MAX_SENT_RUNS, stops following the order. */
+  #noteSent(frame: Frame, origin: FrameOrigin | undefined): void {
+    // The script ignores PONG (a heartbeat's PING and a close notice are never written through here).
+    if (!this.#sentOrder || frame === PONG_FRAME || !oldScriptAcks(frame)) return;
+    const entry = origin === undefined ? 0 : origin.stream === 'own' ? origin.seq : -origin.seq;
+    if (!this.#sentOrder.push(entry)) this.#sentOrder = undefined;
+  }
+
   async #cancelCommand(commandId: string): Promise<void> {
     if (!this.#deps.commands) {
       this.#error(FrameError.NOT_FOUND, 'commands are not enabled');
@@ -932,4 +1008,99 @@ function closeFrameReason(reason: string): string {
     out += ch;
   }
   return out;
+}
+
+/**
+ * Whether the old browser script acknowledges this frame: it acks every
+ * frame it can parse but a `PING`, a `PONG` and a `close`, and of these a
+ * notification can only be a `PING` (the panel's is_admin_connected probe,
+ * docs/legacy.md; the others are RESERVED_TYPES). Parsed only when the
+ * text holds `"PING"`. A frame Herald cannot parse counts as acked: should
+ * the script not ack it, its acks only lag.
+ */
+function oldScriptAcks(frame: Frame): boolean {
+  if (typeof frame !== 'string') return sharedOldScriptAcks(frame);
+  if (!frame.includes('"PING"')) return true;
+  try {
+    return (JSON.parse(frame) as { TYPE?: unknown } | null)?.TYPE !== 'PING';
+  } catch {
+    return true;
+  }
+}
+
+let lastShared: Buffer | undefined;
+let lastSharedAcked = true;
+
+/** oldScriptAcks of a frame many tabs share (a broadcast): the Hub hands them the same Buffer one after another, so it is looked at once. */
+function sharedOldScriptAcks(frame: Buffer): boolean {
+  if (frame !== lastShared) {
+    lastSharedAcked = !frame.includes('"PING"') || oldScriptAcks(frame.toString('utf8'));
+    lastShared = frame;
+  }
+  return lastSharedAcked;
+}
+
+/**
+ * The order of the frames written to a tab that the old browser script
+ * acknowledges (Connection's #sentOrder), oldest first: an entry per frame,
+ * the SEQ of a stored notification of the person's own stream, minus the
+ * SEQ of a broadcast, 0 for any other (WELCOME, a live-only notification,
+ * RESET, ERROR, COMMAND_PROGRESS...). Kept as runs, [first entry, count],
+ * each entry of a run one SEQ after the one before it (0 stays 0): a
+ * stream's frames mostly go out in consecutive SEQs (a replay, a tab that
+ * only receives broadcasts), so such a tab holds one run however many it
+ * is sent. Unnumbered frames before the first stored one are only counted:
+ * a tab sent nothing but WELCOME holds no array.
+ */
+class SentOrder {
+  /** Entries of 0 ahead of #runs. */
+  #lead = 0;
+  /** Runs, flat; undefined while there are none. */
+  #runs: number[] | undefined;
+  /** Where the oldest run not yet taken starts in #runs. */
+  #head = 0;
+
+  /** Adds the newest entry; false when more than MAX_SENT_RUNS runs are then not taken. */
+  push(entry: number): boolean {
+    const runs = this.#runs;
+    if (runs === undefined) {
+      if (entry === 0) this.#lead++;
+      else this.#runs = [entry, 1];
+      return true;
+    }
+    // #runs holds a run not yet taken (shift drops it when the last one is taken): does the entry extend the newest?
+    const last = runs.length - 2;
+    const first = runs[last]!;
+    const count = runs[last + 1]!;
+    if (entry === (first === 0 ? 0 : first > 0 ? first + count : first - count)) {
+      runs[last + 1] = count + 1;
+      return true;
+    }
+    runs.push(entry, 1);
+    return runs.length - this.#head <= 2 * MAX_SENT_RUNS;
+  }
+
+  /** Takes the oldest entry; undefined when every entry was taken. */
+  shift(): number | undefined {
+    if (this.#lead > 0) {
+      this.#lead--;
+      return 0;
+    }
+    const runs = this.#runs;
+    if (runs === undefined) return undefined;
+    const first = runs[this.#head]!;
+    const count = runs[this.#head + 1]!;
+    if (count > 1) {
+      runs[this.#head] = first === 0 ? 0 : first > 0 ? first + 1 : first - 1;
+      runs[this.#head + 1] = count - 1;
+    } else if ((this.#head += 2) === runs.length) {
+      this.#runs = undefined;
+      this.#head = 0;
+    } else if (this.#head >= 64 && this.#head * 2 >= runs.length) {
+      // Taken runs are dropped once they are half the array: what is moved is no more than what was taken.
+      runs.splice(0, this.#head);
+      this.#head = 0;
+    }
+    return first;
+  }
 }

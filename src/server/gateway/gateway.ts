@@ -184,8 +184,10 @@ export class Gateway {
       return reject(socket, 400, 'HERALD_ERR_BAD_REQUEST', 'not a WebSocket handshake: a GET with a Sec-WebSocket-Key of 16 bytes in base64 (RFC 6455 §4.1)');
     }
     const admission = admit(this.#o, kind, req, url);
-    if (admission instanceof Promise) return this.#upgradeWhenAdmitted(req, socket, head, admission);
-    return this.#upgrade(req, socket, head, admission);
+    // The old daemon's separate ports are where the old browser script connects (its URL is theirs).
+    const oldPort = fixedKind !== undefined;
+    if (admission instanceof Promise) return this.#upgradeWhenAdmitted(req, socket, head, admission, oldPort);
+    return this.#upgrade(req, socket, head, admission, oldPort);
   }
 
   /**
@@ -193,12 +195,12 @@ export class Gateway {
    * put the request in the context that every closure of that function
    * shares, and a listener left on the socket would keep it (1.4 KB a tab).
    */
-  async #upgradeWhenAdmitted(req: IncomingMessage, socket: Duplex, head: Buffer, admission: Promise<Admission>): Promise<void> {
+  async #upgradeWhenAdmitted(req: IncomingMessage, socket: Duplex, head: Buffer, admission: Promise<Admission>, oldPort: boolean): Promise<void> {
     this.#admitting.add(socket);
     const admitted = await admission;
     // Refused by close() meanwhile: that answer stands.
     if (!this.#admitting.delete(socket)) return;
-    this.#upgrade(req, socket, head, admitted);
+    this.#upgrade(req, socket, head, admitted, oldPort);
   }
 
   /**
@@ -210,7 +212,7 @@ export class Gateway {
    */
   readonly #admitting = new Set<Duplex>();
 
-  #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, admission: Admission): undefined {
+  #upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, admission: Admission, oldPort: boolean): undefined {
     if (!admission.admitted) {
       if (admission.status === 503) this.#refusals.refused('warn', admission.code, admission.log, 'handshake deferred: resolver unavailable');
       else this.#refusals.refused('info', admission.code, admission.log, `handshake refused: ${admission.message}`);
@@ -257,7 +259,7 @@ export class Gateway {
         conn.closeNow(CloseCode.TRY_AGAIN, 'replay failed, reconnect');
       };
       try {
-        const starting = conn.start(cursors);
+        const starting = conn.start(cursors, oldPort);
         if (starting) starting.catch(failed);
         else welcomed = true;
       } catch (err) {
