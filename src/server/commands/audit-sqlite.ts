@@ -10,6 +10,11 @@
  * (not WAL), a check before each write that the path still names the open
  * file, and a short busy timeout with the records that find the file locked
  * kept in memory until it is free (docs/commands.md, Audit).
+ *
+ * Besides the trail, the file keeps the runs in progress (`command_runs`, one
+ * row from a program's start to its `finished` record, written in the same
+ * transaction as that record): a Herald killed or crashed in the middle of a
+ * run leaves its row, and the next start closes it (CommandRunJournal).
  */
 import { closeSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
@@ -17,6 +22,7 @@ import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import { HeraldError } from '../errors.js';
 import type { HeraldOptions } from '../options.js';
+import type { CommandRunJournal, RunningCommandRecord } from './command-service.js';
 import type { AuditQuery, CommandAuditRecord, CommandAuditStore, StoredAuditRecord } from './outcome.js';
 
 const SCHEMA = `
@@ -29,7 +35,18 @@ CREATE TABLE IF NOT EXISTS command_audit (
 );
 CREATE INDEX IF NOT EXISTS command_audit_by_aid ON command_audit (aid, row);
 CREATE INDEX IF NOT EXISTS command_audit_by_id ON command_audit (json_extract(json, '$.id')) WHERE event = 'finished';
+CREATE TABLE IF NOT EXISTS command_runs (
+  id   TEXT PRIMARY KEY,
+  json TEXT NOT NULL
+) WITHOUT ROWID;
 `;
+
+/**
+ * The file's layout, in SQLite's user_version. 1 (user_version 0: files from before it was
+ * set): `command_audit` alone. 2: `command_runs` too, added to a version 1 file as it opens
+ * (an older Herald ignores it). A higher version is a newer Herald's: refused.
+ */
+const AUDIT_SCHEMA_VERSION = 2;
 
 /** How many inserts between two trims of the table to `keep` rows. */
 const TRIM_EVERY = 500;
@@ -53,11 +70,13 @@ interface Open {
   readonly db: Database.Database;
   readonly insert: Database.Statement<[number, string, number | null, string]>;
   readonly byId: Database.Statement<[string]>;
+  readonly putRun: Database.Statement<[string, string]>;
+  readonly dropRun: Database.Statement<[string]>;
   readonly dev: number;
   readonly ino: number;
 }
 
-export class SqliteCommandAudit implements CommandAuditStore {
+export class SqliteCommandAudit implements CommandAuditStore, CommandRunJournal {
   readonly #file: string;
   readonly #keep: number;
   #open: Open | undefined;
@@ -71,6 +90,10 @@ export class SqliteCommandAudit implements CommandAuditStore {
   /** A lock has held records back since the last write (warned once per such spell). */
   #locked = false;
   #log: Pick<Logger, 'warn' | 'info'> | undefined;
+  /** This process's runs in progress (id → row JSON), until their `finished` record. */
+  readonly #runs = new Map<string, string>();
+  /** Runs whose row is not yet written (or removed) in the file: a lock held them back, or the file is new. */
+  readonly #runsDue = new Set<string>();
 
   /** `file`: the database path (created when missing); `keep`: rows kept, the oldest go first. */
   constructor(file: string, keep: number) {
@@ -114,7 +137,12 @@ export class SqliteCommandAudit implements CommandAuditStore {
       const mode = db.pragma('journal_mode = DELETE', { simple: true });
       if (mode !== 'delete' && mode !== 'memory') throw new Error(`its journal mode stays ${String(mode)}: is it open in another program?`);
       db.pragma('synchronous = NORMAL');
+      const version = Number(db.pragma('user_version', { simple: true }));
+      if (version > AUDIT_SCHEMA_VERSION) {
+        throw new Error(`its schema version is ${version}, this Herald knows up to ${AUDIT_SCHEMA_VERSION}: it was written by a newer Herald`);
+      }
       db.exec(SCHEMA);
+      if (version !== AUDIT_SCHEMA_VERSION) db.pragma(`user_version = ${AUDIT_SCHEMA_VERSION}`);
       const { dev, ino } = file === ':memory:' ? { dev: 0, ino: 0 } : statSync(file);
       const open: Open = {
         db, dev, ino,
@@ -122,6 +150,8 @@ export class SqliteCommandAudit implements CommandAuditStore {
         // The same expression and condition as the index command_audit_by_id, so that SQLite uses it:
         // a lookup by id is one index probe, not a scan of up to commandsAuditKeep rows.
         byId: db.prepare(`SELECT row, json FROM command_audit WHERE event = 'finished' AND json_extract(json, '$.id') = ? ORDER BY row DESC LIMIT 1`),
+        putRun: db.prepare('INSERT OR REPLACE INTO command_runs (id, json) VALUES (?, ?)'),
+        dropRun: db.prepare('DELETE FROM command_runs WHERE id = ?'),
       };
       // The insert counter starts again at every open: without a trim here, a server that
       // restarts before TRIM_EVERY records (a daily restart, a deploy) never trims, and a
@@ -157,6 +187,9 @@ export class SqliteCommandAudit implements CommandAuditStore {
     }
     this.#open = undefined;
     this.#open = this.#openFile(AUDIT_BUSY_MS);
+    // A new file at the path (rotated, deleted): the runs still in progress belong in it, or a
+    // crash now would leave no trace of them where the next start looks.
+    for (const id of this.#runs.keys()) this.#runsDue.add(id);
     return this.#open;
   }
 
@@ -170,6 +203,13 @@ export class SqliteCommandAudit implements CommandAuditStore {
   }
 
   record(entry: CommandAuditRecord): void {
+    // The run's end: its row goes in the same transaction as this record, so that a crash
+    // leaves either the row (closed at the next start) or the record, never both or neither.
+    // Also a row another process left (a lost run the runner closes at start-up).
+    if (entry.event === 'finished' && entry.id !== undefined) {
+      this.#runs.delete(entry.id);
+      this.#runsDue.add(entry.id);
+    }
     this.#pending.push(entry);
     if (this.#pending.length > AUDIT_PENDING_MAX) {
       this.#pending.shift();
@@ -180,9 +220,25 @@ export class SqliteCommandAudit implements CommandAuditStore {
     if (this.#retry === undefined) this.#flush();
   }
 
-  /** Writes the pending records, oldest first, in one transaction; a lock leaves them pending and tries again later. */
+  running(run: RunningCommandRecord): void {
+    const id = run.record.id;
+    if (id === undefined) return;
+    this.#runs.set(id, JSON.stringify(run));
+    this.#runsDue.add(id);
+    if (this.#retry === undefined) this.#flush();
+  }
+
+  unfinished(): RunningCommandRecord[] {
+    const rows = this.#current().db.prepare('SELECT id, json FROM command_runs').all() as Array<{ id: string; json: string }>;
+    return rows.filter((r) => !this.#runs.has(r.id)).map((r) => JSON.parse(r.json) as RunningCommandRecord);
+  }
+
+  /**
+   * Writes the pending records, oldest first, and the runs' rows that are due, in one
+   * transaction; a lock leaves them pending and tries again later.
+   */
   #flush(): void {
-    if (this.#pending.length === 0) return;
+    if (this.#pending.length === 0 && this.#runsDue.size === 0) return;
     let open: Open;
     try {
       open = this.#current();
@@ -192,6 +248,11 @@ export class SqliteCommandAudit implements CommandAuditStore {
             for (const entry of this.#pending) {
               const at = entry.endedAt ?? entry.queuedAt;
               open.insert.run(at, entry.event, Number.isSafeInteger(entry.aid) ? entry.aid : null, JSON.stringify(entry));
+            }
+            for (const id of this.#runsDue) {
+              const json = this.#runs.get(id);
+              if (json === undefined) open.dropRun.run(id);
+              else open.putRun.run(id, json);
             }
           }).immediate();
           break;
@@ -210,10 +271,12 @@ export class SqliteCommandAudit implements CommandAuditStore {
       // they are not held for a file that may never take them.
       const lost = this.#pending.length;
       this.#pending.length = 0;
+      this.#runsDue.clear();
       throw new Error(`${(e as Error).message} (${lost} audit record${lost === 1 ? '' : 's'} not written)`);
     }
     const written = this.#pending.length;
     this.#pending.length = 0;
+    this.#runsDue.clear();
     if (this.#locked || this.#dropped > 0) {
       this.#locked = false;
       this.#log?.info({ file: this.#file, written, dropped: this.#dropped }, 'command audit file is free again: the records kept in memory are written');
@@ -306,7 +369,7 @@ export class SqliteCommandAudit implements CommandAuditStore {
   close(): void {
     if (this.#retry !== undefined) clearTimeout(this.#retry);
     this.#retry = undefined;
-    if (this.#pending.length > 0) {
+    if (this.#pending.length > 0 || this.#runsDue.size > 0) {
       try {
         if (this.#open?.db.open) this.#open.db.pragma(`busy_timeout = ${OPEN_BUSY_MS}`);
         this.#flush();
@@ -317,6 +380,7 @@ export class SqliteCommandAudit implements CommandAuditStore {
         this.#log?.warn({ file: this.#file, lost: this.#pending.length, dropped: this.#dropped }, 'command audit file still locked at shutdown: records kept in memory are lost (they are in the log lines)');
         this.#pending.length = 0;
       }
+      this.#runsDue.clear();
       if (this.#retry !== undefined) clearTimeout(this.#retry);
       this.#retry = undefined;
     }

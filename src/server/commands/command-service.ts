@@ -4,7 +4,7 @@ import type { CommandDoor, CommandInfo } from '../../protocol/commands.js';
 export type { CommandDoor, CommandInfo };
 import type { Principal } from '../../protocol/principal.js';
 import type { HeraldError } from '../errors.js';
-import type { AuditQuery, StoredAuditRecord } from './outcome.js';
+import type { AuditQuery, CommandAuditRecord, StoredAuditRecord } from './outcome.js';
 
 
 export interface CommandRequest {
@@ -119,4 +119,33 @@ export interface CommandStats {
   queued: number;
   /** The allowlist and what each entry resolved to at start-up (null: not installed). */
   allowed: { entry: string; path: string | null }[];
+}
+
+/**
+ * A run in progress as the audit file keeps it until its `finished` record is written
+ * (CommandRunJournal): enough for a restart to close it and to stop what is left of it.
+ */
+export interface RunningCommandRecord {
+  /** The run as it started: a `finished` record with state `running`, no end. */
+  record: CommandAuditRecord;
+  /** Its program's pid, which is also its process group's id. */
+  pid: number;
+  /** The program's processIdentity at launch (absent where /proc could not say): its pid may be another's by now. */
+  identity?: string;
+  /** The Herald that runs it: a restart closes only its own host's runs, and never those of a Herald still alive. */
+  host: string;
+  heraldPid: number;
+  heraldIdentity?: string;
+}
+
+/**
+ * An audit store that also keeps the runs in progress, so that a Herald killed or crashed
+ * in the middle of one leaves a trace: the next start closes each with a `finished`
+ * record (a `finished` record for a run also takes its entry out of the journal).
+ */
+export interface CommandRunJournal {
+  /** Keeps the run until its `finished` record. */
+  running(run: RunningCommandRecord): void;
+  /** Runs kept by an earlier process (not this one) whose `finished` record was never written. */
+  unfinished(): RunningCommandRecord[];
 }

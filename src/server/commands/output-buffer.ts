@@ -2,8 +2,9 @@ import { StringDecoder } from 'node:string_decoder';
 
 /**
  * Captures a program's stdout and stderr, interleaved in arrival order, up to
- * a byte cap. Beyond the cap the bytes are still read (so the program never
- * blocks on a full pipe) but dropped, and `truncated` is set. Each stream has
+ * a byte cap. Beyond the cap the bytes are dropped and `truncated` is set;
+ * the runner then reads them only at a trickle (DROPPED_OUTPUT_READ_MS), so
+ * a program that keeps writing waits on its full pipe. Each stream has
  * its own UTF-8 decoder, so a multi-byte character split across two reads of
  * one stream is never garbled by a read of the other.
  *

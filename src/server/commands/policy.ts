@@ -7,6 +7,10 @@
  * path that resolves (symlinks and `..` followed) to an allowed file, so
  * `ping` and `/usr/bin/ping` both work while `/usr/bin/../../tmp/x` or a
  * symlink to `/bin/sh` do not.
+ *
+ * An argument rule belongs to the file, not to the way it is named: it holds
+ * for every entry that runs the same file (another name, a symlink, a hard
+ * link), or a request would choose the unruled way of asking for it.
  */
 import { accessSync, constants, existsSync, realpathSync, statSync } from 'node:fs';
 import { basename, delimiter, isAbsolute, join, sep } from 'node:path';
@@ -94,8 +98,7 @@ export class CommandPolicy {
       if (eq <= 0) throw new HeraldError('HERALD_ERR_CONFIG', `option "commandsArgRules": "${raw}" is not PROGRAM=REGEX`);
       const program = raw.slice(0, eq);
       const source = raw.slice(eq + 1);
-      // Every entry of that name: with `ping` and `/usr/bin/ping` both listed, a request reaches
-      // one or the other depending on how it names the program, and the rule must hold for both.
+      // Every entry of that name; checkArgs adds every entry that runs the same file, whatever it is called.
       const named = this.#entries.filter((e) => e.spec === program || basename(e.spec) === program);
       if (named.length === 0) throw new HeraldError('HERALD_ERR_CONFIG', `option "commandsArgRules" names "${program}", which is not in "commandsAllow"`);
       let rule: RegExp;
@@ -154,26 +157,48 @@ export class CommandPolicy {
     const same = this.#entries.filter((e) => e.path === real);
     const entry = same.find((e) => e.spec === program) ?? same.find((e) => basename(e.spec) === basename(program)) ?? same[0];
     if (!entry) {
-      // The entry itself, but no program there (a directory, a file not executable): allowed, not installed.
-      const named = this.#entries.find((e) => e.path === undefined && (e.spec === program || e.spec === real));
+      // The entry itself, but no program there (a directory, a file not executable): allowed, not
+      // installed; or its pinned file is gone and nothing runnable took its place: gone.
+      const named = this.#entries.find((e) => (e.path === undefined || !existsSync(e.path)) && (e.spec === program || e.spec === real));
       if (named) return this.#installed(named, program);
       throw this.#forbidden(program, real);
     }
     return { entry: entry.spec, path: real };
   }
 
-  /** Applies the entry's argument rule, if any (HERALD_ERR_COMMAND_FORBIDDEN naming the first argument refused). */
+  /**
+   * Applies the argument rules of the file that runs (HERALD_ERR_COMMAND_FORBIDDEN naming the
+   * first argument refused): the rule of every entry that runs the same file, each of which
+   * every argument must match. With `cat` and `/usr/bin/cat` listed and a rule for
+   * `/usr/bin/cat` only, a request for `cat` or `/bin/cat` ran /usr/bin/cat with any argument.
+   */
   checkArgs(program: ResolvedProgram, args: readonly string[]): void {
-    const entry = this.#entries.find((e) => e.spec === program.entry);
-    if (!entry?.rule) return;
-    for (const [i, arg] of args.entries()) {
-      if (!entry.rule.test(arg)) {
-        throw new HeraldError(
-          'HERALD_ERR_COMMAND_FORBIDDEN',
-          `argument ${i + 1} of "${entry.spec}" (${quoted(arg, 80)}) is not allowed by its rule /${entry.ruleSource ?? ''}/`,
-        );
+    for (const entry of this.#rulesFor(program)) {
+      const rule = entry.rule as RegExp;
+      const whose = entry.spec === program.entry ? 'its rule' : `the rule of "${entry.spec}" (the same file)`;
+      for (const [i, arg] of args.entries()) {
+        if (!rule.test(arg)) {
+          throw new HeraldError(
+            'HERALD_ERR_COMMAND_FORBIDDEN',
+            `argument ${i + 1} of "${program.entry}" (${quoted(arg, 80)}) is not allowed by ${whose} /${entry.ruleSource ?? ''}/`,
+          );
+        }
       }
     }
+  }
+
+  /**
+   * The entries with a rule that run `program`'s file: its own entry, and any entry pinned to the
+   * same path or to the same file under another path (a hard link: Debian's `perl` and
+   * `perl5.36.0`). Compared by device and inode now, not at start-up: an upgrade replaces a file
+   * under the same path, and an entry found after start-up was pinned later.
+   */
+  #rulesFor(program: ResolvedProgram): Entry[] {
+    const ruled = this.#entries.filter((e) => e.rule !== undefined);
+    if (ruled.length === 0) return [];
+    const file = fileId(program.path);
+    return ruled.filter((e) => e.spec === program.entry
+      || (e.path !== undefined && (e.path === program.path || (file !== undefined && fileId(e.path) === file))));
   }
 
   #installed(entry: Entry, requested: string): ResolvedProgram {
@@ -203,10 +228,20 @@ export class CommandPolicy {
 
   /**
    * An allowed program that was missing at start-up may have been installed
-   * since: look again, in the same configured places (never a new PATH).
+   * since: look again, in the same configured places (never a new PATH). So is
+   * one whose pinned file is gone: an upgrade that points the entry's symlink
+   * at a new version and removes the old one (update-alternatives,
+   * `/opt/tool-1.2`), where a restart would find the new file. The entry means
+   * what it names; it is looked up again as at start-up. Found nowhere, it
+   * stays pinned to the file that is gone, which is what a request is told.
+   * A pinned file that is still there keeps running even if the entry's
+   * symlink now points elsewhere.
    */
   #retryMissing(): void {
-    for (const e of this.#entries) if (e.path === undefined) e.path = this.#find(e.spec);
+    for (const e of this.#entries) {
+      if (e.path === undefined) e.path = this.#find(e.spec);
+      else if (!existsSync(e.path)) e.path = this.#find(e.spec) ?? e.path;
+    }
   }
 
   #find(spec: string): string | undefined {
@@ -221,6 +256,16 @@ export class CommandPolicy {
         // Not here (or not executable): keep looking.
       }
     }
+    return undefined;
+  }
+}
+
+/** The file's device and inode (`dev:ino`), or undefined when it cannot be read: two paths with one id are one file. */
+function fileId(path: string): string | undefined {
+  try {
+    const st = statSync(path, { bigint: true });
+    return `${st.dev}:${st.ino}`;
+  } catch {
     return undefined;
   }
 }

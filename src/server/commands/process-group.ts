@@ -72,3 +72,35 @@ export function groupAlive(pid: number): boolean {
     return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
+
+/**
+ * What names one process for good, where a pid alone does not (the kernel hands a pid out
+ * again once its process is reaped): the boot's id and the process's start time, in clock
+ * ticks since boot (/proc/<pid>/stat field 22, proc(5)). Undefined when /proc cannot say
+ * (no such process, not Linux). Recorded at launch, it tells at a restart whether a pid
+ * from the audit trail is still the program Herald started or a stranger that got its pid.
+ */
+export function processIdentity(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Counted from the last ')': the state is the third field, the start time the 22nd.
+    const startTime = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    if (startTime === undefined) return undefined;
+    return `${bootId()}/${startTime}`;
+  } catch {
+    return undefined;
+  }
+}
+
+/** True when `pid` is the very process `identity` was read from (processIdentity), still there. */
+export function sameProcess(pid: number, identity: string | undefined): boolean {
+  return identity !== undefined && processIdentity(pid) === identity;
+}
+
+let boot: string | undefined;
+
+/** The kernel's id of this boot: a start time is counted from the boot, so it names a process only within one. */
+function bootId(): string {
+  boot ??= readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  return boot;
+}

@@ -8,7 +8,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { hostname, tmpdir } from 'node:os';
 import type { Logger } from 'pino';
 import type { CommandProgressFrame, CommandState } from '../../protocol/commands.js';
 import type { NotificationPayload } from '../../protocol/frames.js';
@@ -17,7 +17,8 @@ import { HeraldError } from '../errors.js';
 import { serialise, type Notifier } from '../notifier.js';
 import type { HeraldOptions } from '../options.js';
 import type {
-  CommandInfo, CommandRequest, CommandService, CommandStats, CommandWaitOptions, RecordedCommandInfo, RefusedCommandRequest,
+  CommandInfo, CommandRequest, CommandRunJournal, CommandService, CommandStats, CommandWaitOptions, RecordedCommandInfo,
+  RefusedCommandRequest, RunningCommandRecord,
 } from './command-service.js';
 import {
   finalNotification, finishedRecord, recordedInfo, refusedRecord,
@@ -25,7 +26,7 @@ import {
 } from './outcome.js';
 import { OutputBuffer } from './output-buffer.js';
 import { CommandPolicy, MAX_PROGRAM_CHARS, serverSearchPath, type ResolvedProgram } from './policy.js';
-import { childExited, groupAlive, signalGroup } from './process-group.js';
+import { childExited, groupAlive, processIdentity, sameProcess, signalGroup } from './process-group.js';
 import { splitLegacyArgs } from './split-args.js';
 
 /** Most arguments a command may have after splitting. */
@@ -36,6 +37,13 @@ export const PROGRESS_MAX_CHARS = 65536;
 const MAX_TASK_ID_CHARS = 256;
 /** At shutdown, how long a program has to end after its SIGKILL before Herald stops waiting for it, in ms. */
 const CUT_LOOSE_AT_SHUTDOWN_MS = 1000;
+/**
+ * Past the output cap, how often a stream of a run is read again, in ms: one read (at most
+ * 64 KiB) each time, ~6 MiB/s. Read as fast as it came, `yes` cost Herald 42 % of a core for
+ * as long as it ran, all of it dropped; read at this pace, 3 %, the full pipe blocking `yes`
+ * instead. 100 ms cost 1 %, but a program writing 21 MB past the cap took 39 s (10 ms: 4.4 s).
+ */
+export const DROPPED_OUTPUT_READ_MS = 10;
 
 type RunnerOptions = Pick<
   HeraldOptions,
@@ -51,9 +59,11 @@ export interface CommandRunnerDeps {
   options: RunnerOptions;
   /**
    * Persists audit records besides the log line (optional); one with `recent` also answers
-   * `audit()`, and the runner closes it when it closes (after the last record).
+   * `audit()`, and the runner closes it when it closes (after the last record). One that is
+   * also a CommandRunJournal keeps the runs in progress, and the runner closes at start-up
+   * those an earlier Herald left unfinished (killed, crashed).
    */
-  audit?: CommandAuditSink | CommandAuditStore | undefined;
+  audit?: CommandAuditSink | CommandAuditStore | (CommandAuditStore & CommandRunJournal) | undefined;
   /** The server's environment, for an empty `commandsPath` (default: process.env). */
   env?: NodeJS.ProcessEnv;
   now?: () => number;
@@ -81,6 +91,22 @@ interface Run {
   child?: ChildProcess;
   pid?: number;
   exited: boolean;
+  /**
+   * Whether any process of its group was left when Node reported the program's exit (set then).
+   * The group id is the program's pid, which the kernel keeps allocated while a member of the
+   * group lives: with none left at the exit, the pid may go to another process, which may lead
+   * a group of that id, so nothing is signalled to the group from then on.
+   */
+  groupLeftAtExit?: boolean;
+  /**
+   * Its output reached its end ('close') while processes it started stayed in its group with
+   * their output closed or redirected (`sleep 300 >/dev/null 2>&1 &`): the run ends when the
+   * grace after the program's exit kills them (or a cancel does), as it would for children
+   * that held its output.
+   */
+  outputClosed?: boolean;
+  /** Herald sent its group SIGKILL: what is left of it is dying, not left behind. */
+  killed?: boolean;
   /** A signal to its group was refused (EPERM): logged once. */
   signalDenied?: boolean;
   /** Its output was still held open when Herald stopped reading it (#cutLoose): something it started runs on. */
@@ -105,7 +131,7 @@ export class CommandRunner implements CommandService {
   readonly #notifier: Pick<Notifier, 'send'>;
   readonly #log: Logger;
   readonly #o: RunnerOptions;
-  readonly #audit: CommandAuditSink | CommandAuditStore | undefined;
+  readonly #audit: CommandRunnerDeps['audit'];
   readonly #now: () => number;
   readonly #policy: CommandPolicy;
   readonly #cwd: string;
@@ -125,7 +151,26 @@ export class CommandRunner implements CommandService {
    * session, so nothing else would stop them: they would run on, unreported and untracked.
    */
   readonly #killOnExit = (): void => {
-    for (const run of this.#active.values()) if (run.pid !== undefined) signalGroup(run.pid, 'SIGKILL');
+    for (const run of this.#active.values()) {
+      if (run.pid === undefined) continue;
+      this.#signal(run, 'SIGKILL');
+      if (run.finished) continue;
+      // Its end, as far as this process will ever know it, while the audit file can still take it
+      // (better-sqlite3 writes synchronously, as an 'exit' listener must); without it, the next
+      // start would find the run open and call it lost.
+      // A program that had ended (only what it left in its group was still there) keeps its outcome.
+      if (!run.exited) {
+        run.stopping = 'shutdown';
+        run.error = 'Herald exited without stopping it (a crash, or a forced exit): killed';
+      }
+      run.endedAt = this.#now();
+      run.state = this.#outcome(run);
+      try {
+        this.#record(finishedRecord(this.#info(run), run.output.bytes));
+      } catch {
+        // Exiting: nothing more can be done about it, and an 'exit' listener must not throw.
+      }
+    }
   };
 
   constructor(deps: CommandRunnerDeps) {
@@ -158,6 +203,7 @@ export class CommandRunner implements CommandService {
       if (serverPath !== undefined && serverPath.skipped.length > 0) {
         this.#log.info({ skipped: serverPath.skipped }, 'commandsPath is empty: allowed names are looked up in the server\'s PATH without its node_modules directories');
       }
+      this.#closeLostRuns();
       for (const e of this.#policy.entries()) {
         if (e.path === null) this.#log.warn({ program: e.entry }, 'allowed program is not installed: requests for it will be refused until it is');
         else this.#log.info({ program: e.entry, path: e.path }, 'allowed program');
@@ -381,27 +427,44 @@ export class CommandRunner implements CommandService {
     });
     if (child.pid === undefined) return; // the 'error' event follows
     run.pid = child.pid;
+    this.#journalRun(run, child.pid);
     child.stdout?.on('data', (chunk: Buffer) => this.#output(run, 'stdout', chunk));
     child.stderr?.on('data', (chunk: Buffer) => this.#output(run, 'stderr', chunk));
     child.on('exit', (code, signal) => {
       run.exited = true;
       run.exitCode = code;
       run.signal = signal;
+      // Node emits 'exit' right after libuv reaped the program, on the same turn: a group
+      // alive now has kept its id allocated since, and keeps it while a member lives.
+      run.groupLeftAtExit = groupAlive(child.pid as number);
       // The program ended within its time: left-over children are the grace's business below,
       // and must not turn the run into a timed-out one if they outlast the timeout.
       if (run.timeoutTimer !== undefined) {
         clearTimeout(run.timeoutTimer);
         run.timers.delete(run.timeoutTimer);
       }
-      // Left-over children may hold the pipes open; give them the grace, then the group goes
-      // ('close' follows once they are dead). Something that still holds the pipes after
-      // another grace (outside the group, or not ours to kill) is cut loose.
+      // Left-over children may hold the pipes open, or stay in the group with their output
+      // closed; give them the grace, then the group goes ('close' follows once they are dead,
+      // or came already). Something that still holds the pipes after another grace (outside
+      // the group, or not ours to kill) is cut loose.
       this.#timer(run, this.#o.commandsKillGraceMs, () => {
         this.#signal(run, 'SIGKILL');
-        this.#timer(run, this.#o.commandsKillGraceMs, () => this.#cutLoose(run));
+        if (run.outputClosed) this.#finish(run);
+        else this.#timer(run, this.#o.commandsKillGraceMs, () => this.#cutLoose(run));
       });
     });
-    child.on('close', () => this.#finish(run));
+    child.on('close', () => {
+      // Nothing holds the output, but the group lives on: a child the program left behind
+      // without detaching (setsid). It must not outlive the run; the grace above ends both.
+      // A daemon that detaches within the grace is left alone.
+      // Not once Herald killed the group: its members are dying then (exiting, or zombies their new
+      // parent has yet to reap, which still count as members), not left behind.
+      if (run.exited && run.stopping === undefined && !run.killed && run.groupLeftAtExit !== false && groupAlive(child.pid as number)) {
+        run.outputClosed = true;
+        return;
+      }
+      this.#finish(run);
+    });
     run.timeoutTimer = this.#timer(run, run.timeoutSec * 1000, () => {
       this.#stop(run, 'timeout', `timed out after ${run.timeoutSec} s`);
     });
@@ -422,8 +485,10 @@ export class CommandRunner implements CommandService {
     // it (once in ~180 such cancels with six test processes at once; none in 240 alone).
     if (run.exited || (run.pid !== undefined && run.state === 'running' && childExited(run.pid))) {
       // The program already ended on its own (a cancel that crossed its end): its outcome
-      // stands. Only left-over children still hold its output; they go now, not after the grace.
+      // stands. Only left-over children still hold its output or its group; they go now, not
+      // after the grace.
       this.#signal(run, 'SIGKILL');
+      if (run.outputClosed) this.#finish(run);
       return;
     }
     run.stopping = why;
@@ -449,7 +514,11 @@ export class CommandRunner implements CommandService {
   /** Signals the run's process group; a group we may not signal is logged (once per run), never thrown. */
   #signal(run: Run, signal: NodeJS.Signals): void {
     if (run.pid === undefined) return;
-    if (signalGroup(run.pid, signal) === 'denied' && !run.signalDenied) {
+    // Reaped with nothing left in its group: the id is free for the kernel to give out again.
+    if (run.groupLeftAtExit === false) return;
+    const result = signalGroup(run.pid, signal);
+    if (result === 'sent' && signal === 'SIGKILL') run.killed = true;
+    if (result === 'denied' && !run.signalDenied) {
       run.signalDenied = true;
       this.#log.warn(
         { id: run.id, aid: run.request.aid, pid: run.pid, program: run.program.path, signal },
@@ -483,6 +552,16 @@ export class CommandRunner implements CommandService {
   #output(run: Run, stream: 'stdout' | 'stderr', chunk: Buffer): void {
     run.output.push(stream, chunk);
     if (run.output.hasPending) this.#scheduleProgress(run);
+    if (run.output.truncated) {
+      // Past the cap what comes is dropped: read it at a trickle. The stream stops reading its pipe
+      // while paused, the pipe fills, and the program waits in write() until the next read; its
+      // end (or its timeout) still comes through, at most one pause later.
+      const pipe = run.child?.[stream];
+      if (pipe && !pipe.isPaused()) {
+        pipe.pause();
+        this.#timer(run, DROPPED_OUTPUT_READ_MS, () => pipe.resume());
+      }
+    }
   }
 
   #scheduleProgress(run: Run): void {
@@ -513,8 +592,10 @@ export class CommandRunner implements CommandService {
     if (run.progressTimer !== undefined) clearTimeout(run.progressTimer);
     run.output.end();
     run.state = this.#outcome(run);
-    // A stopped run's group must be gone entirely, even members that closed their output early.
-    if (run.pid !== undefined && run.stopping !== undefined && groupAlive(run.pid)) this.#signal(run, 'SIGKILL');
+    // Nothing the run started may outlive it in its group (a stopped run's members that closed
+    // their output early; children left behind, see outputClosed). Only a process that left
+    // the group (setsid) is beyond this, as docs/commands.md says.
+    if (run.pid !== undefined && groupAlive(run.pid)) this.#signal(run, 'SIGKILL');
     // A run that was launched held a slot, even if its spawn failed.
     if (run.startedAt !== undefined) this.#releaseSlot(run.request.aid);
     this.#active.delete(run.id);
@@ -609,6 +690,72 @@ export class CommandRunner implements CommandService {
   }
 
   // ---- audit -----------------------------------------------------------------
+
+  /** The audit store, when it also keeps the runs in progress. */
+  get #journal(): (CommandAuditSink & CommandRunJournal) | undefined {
+    const a = this.#audit;
+    return a !== undefined && 'running' in a && 'unfinished' in a ? a : undefined;
+  }
+
+  /** Keeps the run in the audit file until its `finished` record, with what a restart needs to tell its processes. */
+  #journalRun(run: Run, pid: number): void {
+    const journal = this.#journal;
+    if (!journal) return;
+    const entry: RunningCommandRecord = {
+      record: finishedRecord(this.#info(run), 0), pid, host: hostname(), heraldPid: process.pid,
+    };
+    const identity = processIdentity(pid);
+    if (identity !== undefined) entry.identity = identity;
+    const herald = processIdentity(process.pid);
+    if (herald !== undefined) entry.heraldIdentity = herald;
+    try {
+      journal.running(entry);
+    } catch (err) {
+      this.#log.warn({ id: run.id, err: (err as Error).message }, 'command audit sink failed');
+    }
+  }
+
+  /**
+   * Closes the runs an earlier Herald left open in the audit file: it was killed (SIGKILL, the
+   * OOM killer), or died in a way that ran no 'exit' listener (a fatal V8 error, a signal it does
+   * not handle), while they ran. Each gets its `finished` record, so its id answers from the
+   * trail: `cancelled` when its program was still running and is killed now (with its group),
+   * `failed` when it had ended unseen; `error` says it was lost. A program is killed only while
+   * its pid is provably the same process (processIdentity): a pid is reused. Runs of another
+   * host, or of a Herald that is still running (two sharing the file), are not this start's.
+   */
+  #closeLostRuns(): void {
+    const journal = this.#journal;
+    if (!journal) return;
+    let lost: RunningCommandRecord[];
+    try {
+      lost = journal.unfinished();
+    } catch (err) {
+      this.#log.warn({ err: (err as Error).message }, 'command audit: runs left unfinished by an earlier Herald could not be read');
+      return;
+    }
+    const host = hostname();
+    for (const run of lost) {
+      if (run.host !== host || sameProcess(run.heraldPid, run.heraldIdentity)) continue;
+      const now = this.#now();
+      const rec: CommandAuditRecord = { ...run.record, endedAt: now, exitCode: null, signal: null, timedOut: false };
+      delete rec.outputBytes;
+      if (rec.startedAt !== undefined) rec.durationMs = now - rec.startedAt;
+      const before = 'lost: Herald stopped (killed or crashed) without seeing its end';
+      // Alive and provably the program Herald started: it leads its group (a session leader cannot
+      // leave it), so the group id is still ours. A group whose leader is gone may be a stranger's.
+      if (sameProcess(run.pid, run.identity)) {
+        signalGroup(run.pid, 'SIGKILL');
+        rec.state = 'cancelled';
+        rec.error = `${before}; it was still running and was killed when Herald started again`;
+      } else {
+        rec.state = 'failed';
+        rec.error = `${before}; it had ended when Herald started again, its outcome unknown`;
+      }
+      this.#log.warn({ id: rec.id, aid: rec.aid, pid: run.pid, program: rec.path, state: rec.state }, 'command run lost by an earlier Herald (killed or crashed while it ran): closed in the audit trail');
+      this.#record(rec);
+    }
+  }
 
   #record(rec: CommandAuditRecord): void {
     const level = rec.event === 'refused' ? 'warn' : 'info';
