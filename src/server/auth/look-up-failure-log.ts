@@ -24,3 +24,26 @@ export class LookUpFailureLog extends ThrottledLog {
     this.log('warn', cause, fields, message);
   }
 }
+
+/**
+ * The log lines of look-ups the database answered with a refusal worth a
+ * line (a session id PostgreSQL cannot read as its column's type, a first
+ * column that is not a person's id), bounded the same way. A stranger
+ * sending distinct garbage session ids wrote one line each: 300 handshakes,
+ * 300 lines, past the bounded log of refused handshakes.
+ */
+export class LookUpRefusalLog extends ThrottledLog {
+  constructor(logger: Logger, resolver: 'sql', now: () => number = Date.now) {
+    super(logger, now, {
+      summary: (byCause, windowMs, perWindow) => ({
+        fields: { resolver, refused: Object.values(byCause).reduce((a, b) => a + b, 0), byCause, windowMs },
+        message: `session look-ups refused and not logged one by one: more than ${perWindow} in ${windowMs / 1000} s`,
+      }),
+    });
+  }
+
+  /** Logs a refused look-up, or counts it under `cause` (a fixed phrase, never what the client sent). */
+  refused(level: 'info' | 'warn', cause: string, fields: object, message: string): void {
+    this.log(level, cause, fields, message);
+  }
+}

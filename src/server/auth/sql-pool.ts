@@ -7,7 +7,9 @@
  * never appears in a driver's error message either.
  */
 import { createRequire } from 'node:module';
-import type { Pool as MysqlDriverPool, RowDataPacket } from 'mysql2';
+import { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { FieldPacket, Pool as MysqlDriverPool, RowDataPacket } from 'mysql2';
 import type { Pool as PgDriverPool } from 'pg';
 import { HeraldError } from '../errors.js';
 
@@ -26,10 +28,24 @@ const pg = (): PgDriver => (pgDriver ??= requireDriver('pg') as PgDriver);
 
 export type SqlDialect = 'mysql' | 'postgres';
 
+/**
+ * The first column of a look-up's first row held neither a number nor text:
+ * a boolean, binary data, an array, JSON. Whatever the driver made of it
+ * (true, a Buffer, [7], the string inside a JSON '"7"') is no person's id,
+ * and reading it as text made one (a BOOLEAN TRUE admitted admin 1).
+ */
+export interface OtherColumnType {
+  /** The column's type as the driver names it (TINY, BLOB, JSONB, BYTEA), or its code when the driver has no name for it (an array's type in pg). */
+  readonly columnType: string;
+}
+
+/** The first column of the first row: a number or text (null for NULL), OtherColumnType, or `undefined` when there is no row. */
+export type FirstValue = number | bigint | string | null | undefined | OtherColumnType;
+
 export interface SqlPool {
   readonly dialect: SqlDialect;
-  /** First column of the first row, or `undefined` when there is no row. Rejects on any failure. */
-  firstValue(sql: string, param: string): Promise<unknown>;
+  /** First column of the first row (FirstValue). Rejects on any failure. */
+  firstValue(sql: string, param: string): Promise<FirstValue>;
   close(): Promise<void>;
 }
 
@@ -84,8 +100,53 @@ function postgresUrl(url: string): string {
  */
 const SERVER_STOP_GRACE_MS = 1000;
 
+/**
+ * The share of sqlTimeoutMs a query is always left: a look-up that has not
+ * got a connection by the time only this much of its deadline is left
+ * answers "unavailable" at once instead of starting its query. Under
+ * sustained overload (more handshakes a second than the pool answers) both
+ * drivers serve their waiters oldest first, so each connection went to a
+ * look-up with a few ms left, whose answer came after its deadline and was
+ * thrown away: 40 handshakes a second at a pool that answers 20 admitted
+ * nobody after the first second. With the query's share kept, a connection
+ * goes to a look-up that can still use its answer, and the pool answers as
+ * many as it can.
+ */
+const QUERY_SHARE = 0.5;
+
+/**
+ * How long close() lets each connection's socket close after its goodbye
+ * (the server closes it), in ms; then it is destroyed.
+ */
+const GOODBYE_MS = 500;
+
 function timeoutError(ms: number): Error {
   return Object.assign(new Error(`no answer within ${ms} ms`), { code: 'HERALD_SQL_TIMEOUT' });
+}
+
+function noConnectionError(ms: number): Error {
+  return Object.assign(new Error(`no connection within ${ms} ms (every one busy, or connecting took that long)`), { code: 'HERALD_SQL_NO_CONNECTION' });
+}
+
+/** When a look-up must give up and when it may start a query at the latest, in ms since the epoch. */
+interface LookUpDeadlines {
+  readonly answerBy: number;
+  readonly startBy: number;
+}
+
+/**
+ * Errors of getting a connection, as opposed to errors on one: a refused
+ * login (28000, ER_ACCESS_DENIED_ERROR), a missing database, too many
+ * connections (53300), a refused or reset connect. Never retried: a fresh
+ * connection fails the same way, and each look-up tried sqlPoolSize + 1
+ * logins (the FATAL of a refused PostgreSQL login was taken for a dead
+ * connection).
+ */
+const connectFailures = new WeakSet<object>();
+
+function connectFailed(e: unknown): unknown {
+  if (typeof e === 'object' && e !== null) connectFailures.add(e);
+  return e;
 }
 
 /**
@@ -100,29 +161,117 @@ function timeoutError(ms: number): Error {
  * before the driver hears of their end: so up to `retries` more attempts,
  * the pool's size, after which a fresh connection has been drawn. A look-up
  * is a SELECT, so asking again changes nothing; an error of the query
- * itself, or the deadline, is not retried.
+ * itself, a failure to get a connection at all (connectFailures), or the
+ * deadline, is not retried, nor is any once a query may no longer start
+ * (QUERY_SHARE).
  */
-async function retryOnDeadConnection<T>(attempt: (deadline: number) => Promise<T>, timeoutMs: number, retries: number, dead: (e: unknown) => boolean): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
+async function retryOnDeadConnection<T>(attempt: (deadlines: LookUpDeadlines) => Promise<T>, timeoutMs: number, retries: number, dead: (e: unknown) => boolean): Promise<T> {
+  const now = Date.now();
+  const deadlines = { answerBy: now + timeoutMs, startBy: now + timeoutMs * (1 - QUERY_SHARE) };
   for (let retry = 0; ; retry++) {
     try {
-      return await attempt(deadline);
+      return await attempt(deadlines);
     } catch (e) {
-      if (retry >= retries || !dead(e) || Date.now() >= deadline) throw e;
+      const connectFailure = typeof e === 'object' && e !== null && connectFailures.has(e);
+      if (retry >= retries || connectFailure || !dead(e) || Date.now() >= deadlines.startBy) throw e;
     }
   }
 }
 
-/** Rejects when `promise` has not settled within `ms`; `onLate` receives the promise to clean up what it yields later. */
-function withTimeout<T>(promise: Promise<T>, ms: number, onLate?: (late: Promise<T>) => void): Promise<T> {
+/** Rejects with `error(ms)` when `promise` has not settled within `ms`; `onLate` receives the promise to clean up what it yields later. */
+function withTimeout<T>(promise: Promise<T>, ms: number, onLate: ((late: Promise<T>) => void) | undefined, error: (ms: number) => Error): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
       onLate?.(promise);
-      reject(timeoutError(ms));
+      reject(error(ms));
     }, ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Waits for a pool's end(), which waits for its queries in flight, at most
+ * `ms`: each of them is given up within sqlTimeoutMs + SERVER_STOP_GRACE_MS
+ * of its start, and should the driver's end() hang on one all the same,
+ * the sockets are still closed.
+ */
+async function settledWithin(ended: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([ended.catch(() => undefined), new Promise((resolve) => (timer = setTimeout(resolve, ms)))]);
+  clearTimeout(timer);
+}
+
+/**
+ * The sockets of a pool's connections. A pool's end() says goodbye on each
+ * connection and leaves its socket for the server to close; on a link that
+ * went dead (no byte flows, nothing closes) the server never does, and the
+ * open socket kept an embedding process alive after herald.close().
+ */
+class PoolSockets {
+  readonly #open = new Set<Duplex>();
+
+  add<S extends Duplex>(socket: S): S {
+    this.#open.add(socket);
+    socket.once('close', () => this.#open.delete(socket));
+    return socket;
+  }
+
+  /** Waits up to `ms` for every socket to close, then destroys those still open. */
+  async closeWithin(ms: number): Promise<void> {
+    const open = [...this.#open];
+    if (open.length === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      Promise.all(open.map((s) => (s.destroyed ? undefined : new Promise((resolve) => s.once('close', resolve))))),
+      new Promise((resolve) => (timer = setTimeout(resolve, ms))),
+    ]);
+    clearTimeout(timer);
+    for (const s of this.#open) s.destroy();
+  }
+}
+
+/** A driver's name for a type code, for the log: pg does not name arrays' types, so the code then. */
+function typeName(names: object, code: number | undefined): string {
+  if (code === undefined) return 'unknown';
+  return Object.entries(names).find(([name, c]) => c === code && !/^\d/.test(name))?.[0] ?? String(code);
+}
+
+/** mysql2's codes for JSON (which it parses) and TINYINT (BOOLEAN when its length is 1). */
+const MYSQL_JSON = 245;
+const MYSQL_TINY = 1;
+
+/**
+ * A MySQL value as the resolver may read it. BOOLEAN is TINYINT(1), and
+ * mysql2 hands it over as the number 1: refused by its column, as are JSON
+ * (parsed by mysql2) and anything mysql2 does not give as a number or text
+ * (binary strings and BIT as a Buffer, dates as a Date).
+ */
+function mysqlFirstValue(value: unknown, field: FieldPacket | undefined): FirstValue {
+  if (value === null) return null;
+  const type = field?.columnType;
+  const bool = type === MYSQL_TINY && field?.columnLength === 1;
+  if (bool || type === MYSQL_JSON || !(typeof value === 'number' || typeof value === 'bigint' || typeof value === 'string')) {
+    return { columnType: bool ? 'TINYINT(1), a BOOLEAN' : typeName(mysql().Types, type) };
+  }
+  return value;
+}
+
+/** PostgreSQL's json and jsonb: pg parses them, so a JSON '"7"' came as the string "7". */
+const PG_JSON_TYPES: ReadonlySet<number> = new Set([114, 3802]);
+
+/**
+ * A PostgreSQL value as the resolver may read it: pg hands over numbers and
+ * text as a number, bigint or string, and everything else as something else
+ * (a boolean, a Buffer for bytea, an array, a Date, an object), except JSON,
+ * which it parses.
+ */
+function pgFirstValue(value: unknown, typeId: number | undefined): FirstValue {
+  if (value === null) return null;
+  if ((typeId !== undefined && PG_JSON_TYPES.has(typeId)) || !(typeof value === 'number' || typeof value === 'bigint' || typeof value === 'string')) {
+    return { columnType: typeName(pg().types.builtins, typeId) };
+  }
+  return value;
 }
 
 class MysqlPool implements SqlPool {
@@ -130,6 +279,7 @@ class MysqlPool implements SqlPool {
   readonly #pool: MysqlDriverPool;
   readonly #timeoutMs: number;
   readonly #size: number;
+  readonly #sockets = new PoolSockets();
 
   constructor(url: string, options: SqlPoolOptions) {
     this.#timeoutMs = options.timeoutMs;
@@ -147,6 +297,8 @@ class MysqlPool implements SqlPool {
     });
     const seconds = options.timeoutMs / 1000;
     this.#pool.on('connection', (conn) => {
+      const socket = mysqlSocket(conn);
+      if (socket) this.#sockets.add(socket);
       // An idle connection whose server went away emits 'error'; unhandled, that would end the process.
       conn.on('error', (e: Error) => options.onError?.(e));
       // The server stops a query at the deadline itself, as PostgreSQL's
@@ -162,40 +314,48 @@ class MysqlPool implements SqlPool {
     });
   }
 
-  firstValue(sql: string, param: string): Promise<unknown> {
+  firstValue(sql: string, param: string): Promise<FirstValue> {
     // A fatal error is one of the connection (lost, reset, killed), not of the query.
-    return retryOnDeadConnection((deadline) => this.#attempt(sql, param, deadline), this.#timeoutMs, this.#size, (e) => (e as { fatal?: unknown }).fatal === true);
+    return retryOnDeadConnection((deadlines) => this.#attempt(sql, param, deadlines), this.#timeoutMs, this.#size, (e) => (e as { fatal?: unknown }).fatal === true);
   }
 
-  #attempt(sql: string, param: string, deadline: number): Promise<unknown> {
-    const ms = Math.max(1, deadline - Date.now());
+  #attempt(sql: string, param: string, { answerBy, startBy }: LookUpDeadlines): Promise<FirstValue> {
     return new Promise((resolve, reject) => {
       let settled = false;
-      // The deadline covers waiting for a free connection and the query. A
-      // query still running at the deadline is answered "timed out" at once,
+      // The wait for a connection ends when the query's share of the deadline
+      // is all that is left (QUERY_SHARE); the query has until the deadline.
+      // A query still running at the deadline is answered "timed out" at once,
       // but keeps its connection until the server has stopped it (within
       // timeoutMs of its start, see above) and only then goes back to the
       // pool. Destroying it instead freed the pool slot while the query ran on
       // in the server: under a storm of handshakes against a slow query, a
       // pool of 5 had 17 sessions on the server. Should the server never
       // answer (a dead link), the connection is destroyed after a grace period.
-      const timer = setTimeout(() => {
+      let timer = setTimeout(() => {
         settled = true;
-        reject(timeoutError(this.#timeoutMs));
-      }, ms);
+        reject(noConnectionError(this.#timeoutMs * (1 - QUERY_SHARE)));
+      }, Math.max(1, startBy - Date.now()));
+      // (A look-up that gave up stays in mysql2's queue; its turn hands the connection straight on.)
       this.#pool.getConnection((err, c) => {
         if (settled) {
           c?.release();
           return;
         }
+        clearTimeout(timer);
         if (err) {
           settled = true;
-          clearTimeout(timer);
-          reject(err);
+          reject(connectFailed(err));
           return;
         }
-        const backstop = setTimeout(() => c.destroy(), this.#timeoutMs + SERVER_STOP_GRACE_MS);
-        c.execute<RowDataPacket[]>({ sql, rowsAsArray: true }, [param], (qerr, rows) => {
+        timer = setTimeout(() => {
+          settled = true;
+          reject(timeoutError(this.#timeoutMs));
+        }, Math.max(1, answerBy - Date.now()));
+        // mysql2's destroy() only half-closes the socket, which on a dead link stays open, and
+        // leaves the query and a close()'s goodbye queued behind it unanswered for ever; ended
+        // under it, the socket fails the query (fatal) and the connection leaves the pool.
+        const backstop = setTimeout(() => (mysqlSocket(c) ?? c).destroy(), this.#timeoutMs + SERVER_STOP_GRACE_MS);
+        c.execute<RowDataPacket[]>({ sql, rowsAsArray: true }, [param], (qerr, rows, fields) => {
           clearTimeout(backstop);
           if (qerr && (qerr as { fatal?: boolean }).fatal) c.destroy();
           else c.release();
@@ -207,15 +367,22 @@ class MysqlPool implements SqlPool {
             return;
           }
           const first = (rows as unknown[])[0];
-          resolve(Array.isArray(first) ? (first[0] as unknown) : undefined);
+          resolve(Array.isArray(first) ? mysqlFirstValue(first[0], fields[0]) : undefined);
         });
       });
     });
   }
 
   async close(): Promise<void> {
-    await this.#pool.promise().end().catch(() => undefined);
+    await settledWithin(this.#pool.promise().end(), this.#timeoutMs + SERVER_STOP_GRACE_MS);
+    await this.#sockets.closeWithin(GOODBYE_MS);
   }
+}
+
+/** mysql2 keeps a connection's socket (a TLS one once upgraded) as `stream`; its typings do not say so. */
+function mysqlSocket(conn: object): Socket | undefined {
+  const stream = (conn as { stream?: unknown }).stream;
+  return stream instanceof Socket ? stream : undefined;
 }
 
 class PostgresPool implements SqlPool {
@@ -223,6 +390,7 @@ class PostgresPool implements SqlPool {
   readonly #pool: PgDriverPool;
   readonly #timeoutMs: number;
   readonly #size: number;
+  readonly #sockets = new PoolSockets();
   /** The error of a connection that ended under its query (see #attempt). */
   readonly #onClientError: (error: Error) => void;
 
@@ -234,6 +402,7 @@ class PostgresPool implements SqlPool {
     this.#pool = new Pool({
       connectionString: postgresUrl(url),
       max: options.size,
+      // (#attempt waits less: QUERY_SHARE. pg's own limit takes a look-up that gave up out of its queue.)
       connectionTimeoutMillis: options.timeoutMs,
       // The server cancels a query at the deadline itself, so the connection stays usable.
       statement_timeout: options.timeoutMs,
@@ -241,17 +410,23 @@ class PostgresPool implements SqlPool {
       query_timeout: options.timeoutMs + SERVER_STOP_GRACE_MS,
       idleTimeoutMillis: 60_000,
       keepAlive: true,
+      // The socket pg would make itself (a TLS one wraps it), kept to be closed by close().
+      stream: () => this.#sockets.add(new Socket()),
     });
     // pg emits 'error' on the pool for idle clients that lose their server; unhandled, that would end the process.
     this.#pool.on('error', (e: Error) => options.onError?.(e));
   }
 
-  firstValue(sql: string, param: string): Promise<unknown> {
-    return retryOnDeadConnection((deadline) => this.#attempt(sql, param, deadline), this.#timeoutMs, this.#size, connectionEnded);
+  firstValue(sql: string, param: string): Promise<FirstValue> {
+    return retryOnDeadConnection((deadlines) => this.#attempt(sql, param, deadlines), this.#timeoutMs, this.#size, connectionEnded);
   }
 
-  async #attempt(sql: string, param: string, deadline: number): Promise<unknown> {
-    const client = await withTimeout(this.#pool.connect(), Math.max(1, deadline - Date.now()), (late) => late.then((c) => c.release(), () => undefined));
+  async #attempt(sql: string, param: string, { answerBy, startBy }: LookUpDeadlines): Promise<FirstValue> {
+    // The wait for a connection ends when the query's share of the deadline is all that is left (QUERY_SHARE).
+    const waitMs = Math.max(1, startBy - Date.now());
+    const client = await withTimeout(this.#pool.connect(), waitMs, (late) => late.then((c) => c.release(), () => undefined), () => noConnectionError(this.#timeoutMs * (1 - QUERY_SHARE))).catch((e: unknown) => {
+      throw connectFailed(e);
+    });
     // A query still running at the deadline is answered "timed out" at once,
     // but keeps its connection until the server has stopped it
     // (statement_timeout) and only then goes back to the pool; destroying it
@@ -273,13 +448,14 @@ class PostgresPool implements SqlPool {
         client.release(connectionEnded(e) ? (e instanceof Error ? e : true) : undefined);
       },
     );
-    const result = await withTimeout(query, Math.max(1, deadline - Date.now()));
+    const result = await withTimeout(query, Math.max(1, answerBy - Date.now()), undefined, () => timeoutError(this.#timeoutMs));
     const first = result.rows[0];
-    return first ? first[0] : undefined;
+    return first ? pgFirstValue(first[0], result.fields[0]?.dataTypeID) : undefined;
   }
 
   async close(): Promise<void> {
-    await this.#pool.end().catch(() => undefined);
+    await settledWithin(this.#pool.end(), this.#timeoutMs + SERVER_STOP_GRACE_MS);
+    await this.#sockets.closeWithin(GOODBYE_MS);
   }
 }
 

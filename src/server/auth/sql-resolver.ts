@@ -11,8 +11,8 @@ import { HeraldError } from '../errors.js';
 import type { HeraldOptions } from '../options.js';
 import type { CredentialResolver, Handshake, Refusal, Resolution } from './session-resolver.js';
 import { headerValue } from './session-resolver.js';
-import { LookUpFailureLog } from './look-up-failure-log.js';
-import type { SqlDialect, SqlPool } from './sql-pool.js';
+import { LookUpFailureLog, LookUpRefusalLog } from './look-up-failure-log.js';
+import type { FirstValue, SqlDialect, SqlPool } from './sql-pool.js';
 
 /** How one kind of person is looked up. */
 export interface SqlLookup {
@@ -77,14 +77,17 @@ export function checkQuery(dialect: SqlDialect, kind: PrincipalKind, query: stri
  * data exception (SQLSTATE class 22) raised while binding `$1`, where MySQL
  * converts and finds no row. That is a session id no session can have, so a
  * refusal, not an outage. Only an error PostgreSQL places at the parameter
- * (its CONTEXT, `where`, names `$1`: "unnamed portal parameter $1 = '...'",
- * translated with the server's locale but keeping `$1`) counts: a data
- * exception of the query itself (a division by zero, a cast of a column) is
- * the query's fault, and refusing then would log everybody out.
+ * counts: its CONTEXT (`where`) is then the one line "unnamed portal
+ * parameter $1 = '...'", translated with the server's locale but keeping
+ * `$1`. A data exception of the query itself (a division by zero, a cast of
+ * a column) is the query's fault, and refusing then would log everybody
+ * out; so is one inside a function the query calls, whose CONTEXT quotes the
+ * function's statement, `$1` and all, on a line of its own above the
+ * function's ("SQL statement "…$1…"" then "PL/pgSQL function …").
  */
 function isMalformedParameter(e: unknown): boolean {
   const { code, where } = e as { code?: unknown; where?: unknown };
-  return typeof code === 'string' && code.startsWith('22') && typeof where === 'string' && /\$1(?!\d)/.test(where);
+  return typeof code === 'string' && code.startsWith('22') && typeof where === 'string' && !where.includes('\n') && /\$1(?!\d)/.test(where);
 }
 
 export interface SqlResolverOptions {
@@ -97,15 +100,16 @@ export class SqlResolver implements CredentialResolver {
   readonly name = 'sql';
   readonly #pool: SqlPool;
   readonly #lookups: SqlLookups;
-  readonly #logger: Logger | undefined;
   /** Failed look-ups, bounded: during an outage every one fails (LookUpFailureLog). */
   readonly #failures: LookUpFailureLog | undefined;
+  /** Refusals worth a line, bounded: a stranger chooses how many (LookUpRefusalLog). */
+  readonly #refusals: LookUpRefusalLog | undefined;
 
   constructor(options: SqlResolverOptions) {
     this.#pool = options.pool;
     this.#lookups = options.lookups;
-    this.#logger = options.logger;
     this.#failures = options.logger && new LookUpFailureLog(options.logger, 'sql');
+    this.#refusals = options.logger && new LookUpRefusalLog(options.logger, 'sql');
     for (const kind of ['admin', 'user'] as const) {
       const lookup = this.#lookups[kind];
       if (!lookup) continue;
@@ -134,7 +138,7 @@ export class SqlResolver implements CredentialResolver {
   async recheck(kind: PrincipalKind, credential: string): Promise<Resolution> {
     const lookup = this.#lookups[kind];
     if (!lookup) return { outcome: 'refused', reason: `${kind}s are not admitted` };
-    let value: unknown;
+    let value: FirstValue;
     try {
       value = await this.#pool.firstValue(lookup.query, credential);
     } catch (e) {
@@ -142,7 +146,7 @@ export class SqlResolver implements CredentialResolver {
       // (PostgreSQL's quotes the session id itself: 'invalid input syntax for type uuid: "…"').
       const code = (e as { code?: unknown }).code;
       if (isMalformedParameter(e)) {
-        this.#logger?.info({ resolver: 'sql', kind, code }, 'session look-up refused: the session id is not of its column\'s type');
+        this.#refusals?.refused('info', 'not of its column\'s type', { resolver: 'sql', kind, code }, 'session look-up refused: the session id is not of its column\'s type');
         return { outcome: 'refused', reason: 'malformed session id' };
       }
       const known = typeof code === 'string' ? code : undefined;
@@ -150,9 +154,11 @@ export class SqlResolver implements CredentialResolver {
       return { outcome: 'unavailable', reason: 'session database unavailable' };
     }
     if (value === undefined || value === null) return { outcome: 'refused', reason: 'session not found' };
-    const id = toPersonId(typeof value === 'bigint' ? Number(value) : typeof value === 'number' ? value : String(value));
+    // Only a number or text is an id (sql-pool.ts: OtherColumnType); a bigint is read as its digits.
+    const columnType = typeof value === 'object' ? value.columnType : undefined;
+    const id = typeof value === 'object' ? undefined : toPersonId(typeof value === 'bigint' ? String(value) : value);
     if (id === undefined) {
-      this.#logger?.warn({ resolver: 'sql', kind }, 'session look-up returned something that is not a positive integer id');
+      this.#refusals?.refused('warn', 'not an id', { resolver: 'sql', kind, columnType }, 'session look-up returned something that is not a positive integer id');
       return { outcome: 'refused', reason: 'session has no valid id' };
     }
     return { outcome: 'admitted', principal: { kind, id }, credential };
@@ -160,6 +166,7 @@ export class SqlResolver implements CredentialResolver {
 
   async close(): Promise<void> {
     this.#failures?.flush();
+    this.#refusals?.flush();
     await this.#pool.close();
   }
 }
