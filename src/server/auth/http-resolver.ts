@@ -24,7 +24,7 @@ export interface HttpResolverOptions {
   readonly timeoutMs: number;
   /** Handshake headers forwarded besides Cookie (case-insensitive names). */
   readonly headers: readonly string[];
-  /** Look-ups at the panel at once at most (see LookUpGate). Default 16. */
+  /** Look-ups at the panel at once at most (see LookUpGate); the others wait for a turn at most half of timeoutMs. Default 16. */
   readonly concurrency?: number;
   /** Look-ups waiting for a turn at most; past it a handshake is "unavailable" at once. Default 100 × concurrency. */
   readonly maxWaiting?: number;
@@ -34,6 +34,18 @@ export interface HttpResolverOptions {
 const DEFAULT_CONCURRENCY = 16;
 /** Waiting look-ups per turn at most: the sql resolver's MySQL pool bounds its queue the same way. */
 const WAITING_PER_TURN = 100;
+
+/**
+ * The share of httpResolverTimeoutMs the panel is always left: a look-up
+ * that has not had its turn (LookUpGate) by the time only this much of its
+ * deadline is left answers "unavailable" at once instead of asking. Turns go
+ * oldest first, and under sustained overload each went to a look-up with a
+ * few ms left, whose answer came after its deadline: 40 handshakes a second
+ * at a panel that answers 20 (concurrency 2, 100 ms an answer, a 1 s
+ * timeout) admitted nobody after the first second. The sql resolver keeps
+ * its query the same share (sql-pool.ts).
+ */
+const PANEL_SHARE = 0.5;
 
 /** Larger answers are not a `{kind, id}`: the panel is misbehaving. */
 const MAX_ANSWER_BYTES = 16 * 1024;
@@ -47,6 +59,8 @@ export class HttpResolver implements CredentialResolver {
   readonly #forward: readonly string[];
   readonly #failures: LookUpFailureLog | undefined;
   readonly #gate: LookUpGate;
+  /** Longest wait for a turn at the panel, in ms (PANEL_SHARE). */
+  readonly #maxWaitMs: number;
   /** The look-ups at the panel now: close() aborts them. */
   readonly #inFlight = new Set<AbortController>();
   #closed = false;
@@ -61,7 +75,8 @@ export class HttpResolver implements CredentialResolver {
     this.#forward = [...new Set(names)].sort();
     this.#failures = options.logger && new LookUpFailureLog(options.logger, 'http');
     const concurrency = options.concurrency ?? DEFAULT_CONCURRENCY;
-    this.#gate = new LookUpGate(concurrency, options.maxWaiting ?? concurrency * WAITING_PER_TURN);
+    this.#maxWaitMs = options.timeoutMs * (1 - PANEL_SHARE);
+    this.#gate = new LookUpGate(concurrency, options.maxWaiting ?? concurrency * WAITING_PER_TURN, this.#maxWaitMs);
   }
 
   /** Look-ups at the panel now, and waiting for a turn. */
@@ -110,9 +125,14 @@ export class HttpResolver implements CredentialResolver {
     this.#inFlight.add(controller);
     let turn = false;
     try {
-      // The deadline covers the wait for a turn and the panel's answer.
-      turn = await this.#gate.enter(signal);
-      if (!turn) return unavailable(signal.aborted ? `no answer within ${this.#timeoutMs} ms` : 'too many look-ups waiting for the panel');
+      // The deadline covers the wait for a turn and the panel's answer; the
+      // wait ends when the panel's share of it is all that is left (PANEL_SHARE).
+      const entered = this.#gate.enter(signal);
+      turn = await entered;
+      if (!turn) {
+        if (signal.aborted) return unavailable(`no answer within ${this.#timeoutMs} ms`);
+        return unavailable(entered === false ? 'too many look-ups waiting for the panel' : `no turn at the panel within ${this.#maxWaitMs} ms`);
+      }
       response = await fetch(this.#url, {
         method: 'POST',
         headers: { ...headers, 'content-type': 'application/json', accept: 'application/json' },
