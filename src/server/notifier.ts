@@ -24,7 +24,13 @@ export interface SendOptions {
 }
 
 export interface SendResult {
-  /** Tabs that had it pushed now (cluster-wide presence at send time). */
+  /**
+   * Tabs that had it pushed now. With one process (the local broker): the
+   * tabs it was written to, open when it was published, after the store
+   * answered (a tab that began to close meanwhile is not counted). With a
+   * broker that publishes over a network: cluster-wide presence when the
+   * send was planned.
+   */
   delivered: number;
   /** Stored for tabs that connect or resume later. */
   queued: boolean;
@@ -34,7 +40,7 @@ export interface SendResult {
   epoch?: string;
   /** The idempotency key was seen before; nothing new was sent. */
   duplicate: boolean;
-  /** Broadcasts: how many people of the kind were online (delivered is 0 for a duplicate). */
+  /** Broadcasts: how many people of the kind were online, counted as `delivered` is (delivered is 0 for a duplicate). */
   people?: number;
   /** Older messages dropped from the recipient's stream by its cap. */
   dropped: number;
@@ -68,7 +74,11 @@ interface Plan {
   to: Target;
   /** Set for a broadcast: the kind it goes to. */
   kind: PrincipalKind | undefined;
-  /** Tabs of the person, or people of the kind online (a broadcast's reach). */
+  /**
+   * Tabs of the person, or people of the kind online (a broadcast's reach):
+   * read when planned, then replaced by what the publish reached when the
+   * broker answers that at once (a local one).
+   */
   tabs: number;
   /** Index of its append (stored sends). */
   input?: number;
@@ -264,7 +274,8 @@ export class Notifier {
             const p = this.#broker.publish(kind === undefined
               ? { type: 'person', to: plan.to as Principal, frame: plan.live! }
               : { type: 'kind', kind, frame: plan.live! });
-            if (p) (publishing ??= []).push(p);
+            if (typeof p === 'number') plan.tabs = p;
+            else (publishing ??= []).push(p);
           }
           results[i] = withPeople({ delivered: plan.tabs, queued: false, duplicate: false, dropped: 0 }, plan);
           continue;
@@ -281,7 +292,10 @@ export class Notifier {
         const p = this.#broker.publish(kind === undefined
           ? { type: 'person', to: plan.to as Principal, frame, origin: { stream: 'own', seq: r.seq } }
           : { type: 'kind', kind, frame, origin: { stream: 'broadcast', seq: r.seq } });
-        if (p) (publishing ??= []).push(p);
+        // What the publish reached, not what was counted before the store's wait: a tab
+        // that began to close meanwhile (a kick, its own close) was counted, and never got it.
+        if (typeof p === 'number') plan.tabs = p;
+        else (publishing ??= []).push(p);
         if (r.dropped > 0) this.#capLog.log('warn', 'dropped', { to: inputs[plan.input]!.stream, dropped: r.dropped }, 'stream cap reached: oldest notifications dropped', r.dropped);
         results[i] = withPeople({ delivered: plan.tabs, queued: true, id: r.id, seq: r.seq, epoch: r.epoch, duplicate: false, dropped: r.dropped }, plan);
       }

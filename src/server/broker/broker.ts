@@ -22,8 +22,17 @@ export interface Broker {
   readonly name: string;
   /** Starts receiving envelopes for this node. */
   start(handler: EnvelopeHandler): Promise<void>;
-  /** Sends an envelope to every node, this one included. A local broker may finish at once (no promise). */
-  publish(envelope: Envelope): void | Promise<void>;
+  /**
+   * Sends an envelope to every node, this one included. A broker that hands
+   * it to the Hub at once (a local one) answers how many it reached, read
+   * once it was written: a person's tabs, or a kind's people, still open
+   * then. A tab that began to close before (while the store wrote the send)
+   * is not among them, nor one closed by this very write (a slow consumer).
+   * A broker that publishes over a network answers a promise of the
+   * publish; the sender then reports the presence it read when it planned
+   * the send.
+   */
+  publish(envelope: Envelope): number | Promise<void>;
   /** This node's tab count for a person changed. */
   setLocalPresence(principal: Principal, tabs: number): void;
   /** Tabs of a person across the cluster; a number when known at once (a local broker). */

@@ -16,8 +16,10 @@ export class LocalBroker implements Broker {
     this.#handler = handler;
   }
 
-  publish(envelope: Envelope): void {
+  /** Delivers here, now; the person's tabs (the kind's people) still open once it was written to them. */
+  publish(envelope: Envelope): number {
     this.#handler?.(envelope);
+    return envelope.type === 'kind' ? this.#hub.onlineCount(envelope.kind) : this.#hub.count(envelope.to);
   }
 
   setLocalPresence(): void {

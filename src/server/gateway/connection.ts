@@ -70,6 +70,8 @@ export interface FrameSink {
   once(event: 'finish' | 'end', listener: () => void): unknown;
   /** 'drain': the backlog was written out (a drain of held frames waits for it); 'close': it never will be. */
   on(event: 'drain' | 'close', listener: () => void): unknown;
+  /** 'data': bytes from the peer, after `ws` (whose listener was added first) has read them. */
+  on(event: 'data', listener: () => void): unknown;
   off(event: 'drain' | 'close', listener: () => void): unknown;
 }
 
@@ -253,11 +255,19 @@ export class Connection implements Tab {
       this.#ackWait?.();
       this.#onClosed?.();
     });
-    // A close the peer began: ws answers its close frame and ends our side, and emits
-    // nothing until the peer closes TCP too, or its close timer (closeTimeoutMs) ends the socket.
-    // A peer that never does (a browser whose network died just after) counted as one
-    // of the person's open tabs all that time, and a live send to it as delivered.
-    socket.once('finish', () => this.#beginClosing());
+    // A close the peer began: ws reads its close frame in the socket's 'data' event (its
+    // listener runs before ours), answers it and leaves OPEN there, and emits nothing until
+    // the peer closes TCP too, or its close timer (closeTimeoutMs) ends the socket. Its
+    // answer goes out behind whatever is unsent, so our side 'finish'es only once the peer
+    // has read that backlog: a tab that stopped reading and then closed (a page closed on a
+    // slow link) stayed in the Hub until closeTimeoutMs, counted online and as delivered
+    // while every send to it was dropped. No event of ws's says when a close frame was read
+    // (8.x): its readyState after the bytes that brought it does. One closure for both.
+    const peerClosing = (): void => {
+      if (this.#ws.readyState !== this.#ws.OPEN) this.#beginClosing();
+    };
+    socket.on('data', peerClosing);
+    socket.once('finish', peerClosing);
     // A peer that half-closed TCP without a close frame: ws ends our side too,
     // and sets no timer, but our side never finishes while the peer does not
     // read what is queued: the socket and that backlog were held for good,
@@ -638,7 +648,12 @@ export class Connection implements Tab {
 
   /** Writes a frame (a stored notification's with its `origin`), unless the tab is closing or fell behind. */
   #send(frame: Frame, origin?: FrameOrigin): void {
-    if (!this.isOpen) return;
+    if (!this.isOpen) {
+      // ws left OPEN without our hearing of it (see peerClosing): the close began, and this
+      // frame is not sent, so the tab leaves the Hub before the send counts it.
+      this.#beginClosing();
+      return;
+    }
     if (this.#ws.bufferedAmount > this.#deps.limits.maxBufferedBytes) {
       // It will resume where it left off when it reconnects.
       this.#fellBehind('slow consumer', { bufferedBytes: this.#ws.bufferedAmount, maxBufferedBytes: this.#deps.limits.maxBufferedBytes });
@@ -671,13 +686,15 @@ export class Connection implements Tab {
   /** Called by the Gateway's heartbeat timer. Returns false when the tab was closed for silence. */
   heartbeat(): boolean {
     if (!this.isOpen) {
+      // ws left OPEN without our hearing of it (see peerClosing): the close began.
+      this.#beginClosing();
       // A close that the peer has not answered for a whole heartbeat: it is
       // gone. It left the Hub when the close began (onClosing); this frees
       // its socket before closeTimeoutMs when heartbeats are shorter.
       // Not while an orderly close still waits for the tab's acks: its close
       // frame has not gone out, and a heartbeat shorter than ACK_WAIT_MS
       // ended the socket first (1006, and the acks on their way lost).
-      if (this.#closing && !this.#ackWait && ++this.#closingTicks > 1) this.#ws.terminate();
+      if (!this.#ackWait && ++this.#closingTicks > 1) this.#ws.terminate();
       return true;
     }
     if (!this.#alive) {
