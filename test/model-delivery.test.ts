@@ -551,7 +551,8 @@ function applySend(m: Model, spec: SendSpec, body: Record<string, unknown>, titl
     }
     const keys = m.storedKeys.get(stream) ?? new Map<string, number>();
     m.storedKeys.set(stream, keys);
-    if (key !== undefined && keys.has(key)) {
+    // A key is kept while its notification is: one the cap dropped is forgotten with it (docs/delivery.md, Sending).
+    if (key !== undefined && keys.has(key) && keys.get(key)! >= m.first(stream)) {
       const seq = keys.get(key)!;
       assert.deepEqual([r.duplicate, r.delivered, r.queued, r.seq, r.epoch], [true, 0, true, seq, m.epoch.get(stream)], `${what}: a repeated stored key`);
       return false;

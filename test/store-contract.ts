@@ -290,6 +290,8 @@ export function storeContract(name: string, factory: StoreFactory, options: { du
               if (o.key !== undefined) v.keys.set(o.key, { seq: v.last, exp: now + o.ttl });
               const drop = Math.max(0, v.kept.length - 5);
               v.kept.splice(0, drop);
+              // The cap drops the keys of the notifications it drops (docs/delivery.md, Sending).
+              for (const [k, use] of v.keys) if (use.seq < (v.kept[0]?.seq ?? v.last + 1)) v.keys.delete(k);
               assert.deepEqual([res.seq, res.duplicate, res.dropped], [v.last, false, drop]);
             }
           }

@@ -117,7 +117,7 @@ export interface ServerStatus {
   maxTabs: number;
   store: unknown;
   /** What the store holds: streams, notifications retained for tabs and their bytes; with SQLite its transactions and WAL work (docs/http-api.md). */
-  storeCounts?: { streams: number; retained: number; retainedBytes: number; transactions?: number; wal?: Record<string, number> };
+  storeCounts?: { streams: number; retained: number; retainedBytes: number; keys?: number; transactions?: number; wal?: Record<string, number> };
   broker: unknown;
   commands: unknown;
   [field: string]: unknown;

@@ -27,7 +27,11 @@ export interface JournalEntry {
   floor: number;
   /** Absent for an append without an idempotency key. */
   key: string | undefined;
-  /** Absent for a key kept without its notification (migrated from a version 1 file). */
+  /**
+   * Absent for a key written without its notification: a version 1 file's
+   * key of a notification the cap had dropped, migrated. Loading keeps no
+   * such key (a key stands for a retained notification: stream-index.ts).
+   */
   json: string | undefined;
 }
 

@@ -17,7 +17,11 @@ export interface AppendInput {
   json: string;
   /** Absolute expiry, epoch milliseconds. */
   expiresAt: number;
-  /** Same key in the same stream within the retention window → stored once. */
+  /**
+   * Same key in the same stream → stored once, while the notification it
+   * first stored is retained: until that expires or the cap drops it (then
+   * the key is forgotten with it, and the same key stores anew).
+   */
   idempotencyKey?: string;
 }
 
@@ -116,6 +120,8 @@ export interface StoreCounts {
   retained: number;
   /** Memory their JSON takes: the arena's chunks outside the JavaScript heap (1 MiB each), and the strings too long for them. */
   retainedBytes: number;
+  /** Idempotency keys of stored sends held: at most one per retained notification (docs/delivery.md, Sending). */
+  keys: number;
   /** The SQLite store's write transactions (each a batch of appends and acks); absent for the memory store. */
   transactions?: number;
   /**
