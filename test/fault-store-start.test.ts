@@ -78,7 +78,7 @@ describe('herald start on a store it cannot use', () => {
       mkdirSync(file);
     });
     assert.equal(r.code, 2, r.stdout + r.stderr);
-    assert.equal(r.stderr, `herald: invalid configuration: option "sqliteFile" names a directory, ${r.file}: name a file (in it or elsewhere)\n`);
+    assert.equal(r.stderr, `herald: invalid configuration: option "sqliteFile" names a directory, ${r.file}: name a file (in it or elsewhere) (its default)\n`);
   });
 
   for (const lock of [false, true]) test(`a read-only data dir (a read-only mount)${lock ? ', its lock file there from the last run' : ''}: the message says the lock file and the dir are why`, async (t) => {

@@ -191,15 +191,42 @@ export async function runOnline(flags: OnlineFlags): Promise<void> {
   if (ids.length === 0) process.stderr.write(`no ${kind}s online\n`);
 }
 
+/**
+ * The exit status of `ping` and `status` when Herald answers but is not
+ * healthy (its `/healthz` answers 503: the store can store nothing more, or
+ * its writes fail): apart from 1, so that a monitor tells "down" from "up but
+ * refusing every stored send".
+ */
+export const UNHEALTHY_EXIT = 3;
+
+/** The answer's health verdict: a problem, or undefined while healthy (a server too old to say counts as healthy). */
+function unhealthy(answer: object | null): string | undefined {
+  const verdict = answer as { healthy?: unknown; problem?: unknown } | null;
+  if (verdict?.healthy !== false) return undefined;
+  return typeof verdict.problem === 'string' ? verdict.problem : 'no reason given';
+}
+
 export async function runPing(flags: GlobalFlags): Promise<void> {
   const { sender, url } = clientContext(flags);
   const started = performance.now();
+  let pong;
   try {
-    const pong = await sender.ping();
-    out(`pong from Herald ${printable(pong?.version ?? '?', 100)} at ${url} in ${Math.round(performance.now() - started)} ms`);
+    pong = await sender.ping();
   } catch (e) {
     sdkFailure(e, url);
   }
+  out(`pong from Herald ${printable(pong?.version ?? '?', 100)} at ${url} in ${Math.round(performance.now() - started)} ms`);
+  // The ping's answer says only that Herald answers; whether it can do its work (the verdict of
+  // /healthz) is in the status, asked once more: a pong read as "all is well" while every stored
+  // send was refused. A status that cannot be had now leaves the pong as it is.
+  let status;
+  try {
+    status = await sender.status();
+  } catch {
+    return;
+  }
+  const problem = unhealthy(status);
+  if (problem !== undefined) throw new CliError(`Herald at ${url} answers but is not healthy: ${printable(problem, 2000)} (herald status says more)`, UNHEALTHY_EXIT);
 }
 
 export async function runStatus(flags: GlobalFlags & { json?: boolean }): Promise<void> {
@@ -210,20 +237,43 @@ export async function runStatus(flags: GlobalFlags & { json?: boolean }): Promis
   } catch (e) {
     sdkFailure(e, url);
   }
+  const problem = unhealthy(status);
   if (flags.json || status === null) {
     // JSON escapes C0 but leaves DEL and C1 (0x9b is a terminal's CSI) as they are.
     out(JSON.stringify(status).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
-    return;
+  } else {
+    out(`Herald ${printable(status.version, 100)} at ${url}`);
+    out(`  uptime       ${formatDuration(status.uptimeMs)}`);
+    const most = typeof status.maxTabs === 'number' && status.maxTabs > 0 ? ` (at most ${status.maxTabs} in all)` : '';
+    out(`  connections  ${status.connections.admin} admin tabs, ${status.connections.user} user tabs${most}`);
+    if (status.healthy !== undefined) out(`  health       ${problem === undefined ? 'healthy' : `NOT HEALTHY: ${printable(problem, 2000)}`}`);
+    const failures = resolverFailures(status.resolverFailures);
+    for (const key of Object.keys(status)) {
+      if (['version', 'healthy', 'problem', 'uptimeMs', 'connections', 'maxTabs'].includes(key)) continue;
+      // Said on the resolver's line: `resolver     sql; FAILING since …`.
+      if (key === 'resolverFailures' && failures !== undefined) continue;
+      const value = status[key];
+      const also = key === 'resolver' && failures !== undefined ? `; ${failures}` : '';
+      out(`  ${printable(key, 100).padEnd(12)} ${printable(typeof value === 'string' ? value : JSON.stringify(value) ?? String(value), 2000)}${also}`);
+    }
   }
-  out(`Herald ${printable(status.version, 100)} at ${url}`);
-  out(`  uptime       ${formatDuration(status.uptimeMs)}`);
-  const most = typeof status.maxTabs === 'number' && status.maxTabs > 0 ? ` (at most ${status.maxTabs} in all)` : '';
-  out(`  connections  ${status.connections.admin} admin tabs, ${status.connections.user} user tabs${most}`);
-  for (const key of Object.keys(status)) {
-    if (['version', 'uptimeMs', 'connections', 'maxTabs'].includes(key)) continue;
-    const value = status[key];
-    out(`  ${printable(key, 100).padEnd(12)} ${printable(typeof value === 'string' ? value : JSON.stringify(value) ?? String(value), 2000)}`);
-  }
+  // After the answer, which says more: the status on stdout, the verdict on stderr and in the exit status.
+  if (problem !== undefined) throw new CliError(`Herald at ${url} is not healthy: ${printable(problem, 2000)}`, UNHEALTHY_EXIT);
+}
+
+/**
+ * The status's resolverFailures, said on the resolver's line (`look-ups
+ * FAILING since 2026-…Z: 42 failed (session database unavailable); …`), or
+ * undefined to print it as the server gave it (a shape this version does not know).
+ */
+function resolverFailures(value: unknown): string | undefined {
+  if (value === null) return 'no look-up failed';
+  const v = value as { failing?: unknown; reason?: unknown; since?: unknown; lastAt?: unknown; count?: unknown; total?: unknown } | undefined;
+  if (typeof v !== 'object' || typeof v.reason !== 'string' || typeof v.since !== 'number' || typeof v.lastAt !== 'number' || typeof v.count !== 'number' || typeof v.total !== 'number') return undefined;
+  const when = (ms: number) => (Number.isFinite(new Date(ms).getTime()) ? new Date(ms).toISOString() : String(ms));
+  const reason = printable(v.reason, 500);
+  if (v.failing === true) return `look-ups FAILING since ${when(v.since)}: ${v.count} failed (${reason}); tabs are refused with 503 until one answers`;
+  return `look-ups answer; the last failures, ${v.count}, from ${when(v.since)} to ${when(v.lastAt)} (${reason}); ${v.total} since the start`;
 }
 
 function formatDuration(ms: number): string {

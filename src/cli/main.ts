@@ -5,7 +5,8 @@
  * configuration (config file < environment < flags) the server reads.
  *
  * Exit statuses: 0 done; 1 the operation failed (unreachable, refused, not
- * delivered); 2 bad usage or configuration (nothing was attempted);
+ * delivered); 2 bad usage or configuration (nothing was attempted); 3 `ping`
+ * and `status`: the server answered but is not healthy (UNHEALTHY_EXIT);
  * `run --wait` exits with the program's own status.
  */
 import { readFileSync } from 'node:fs';
@@ -90,12 +91,12 @@ export function buildProgram(): Command {
 
   program
     .command('ping')
-    .description('check that the server answers and accepts the API token')
+    .description('check that the server answers and accepts the API token (exit 3: it answers but is not healthy)')
     .action((_opts, cmd: Command) => runPing(globals(cmd)));
 
   program
     .command('status')
-    .description('version, uptime, connections, store, broker, commands')
+    .description('health (exit 3 when not healthy), version, uptime, connections, store, broker, resolver, commands')
     .option('--json', 'print the raw answer')
     .action((_opts, cmd: Command) => runStatus(cmd.optsWithGlobals()));
 

@@ -111,6 +111,9 @@ export interface PingResult {
 /** The answer of `GET /api/v1/status`. */
 export interface ServerStatus {
   version: string;
+  /** /healthz's verdict: false while the server cannot do its work (its store cannot write); `problem` says why. */
+  healthy?: boolean;
+  problem?: string;
   uptimeMs: number;
   connections: { admin: number; user: number };
   /** Most tabs this server holds at once (maxTabs, or what its open-file limit allows); 0: no limit. */
@@ -119,6 +122,8 @@ export interface ServerStatus {
   /** What the store holds: streams, notifications retained for tabs and their bytes; with SQLite its transactions and WAL work (docs/http-api.md). */
   storeCounts?: { streams: number; retained: number; retainedBytes: number; keys?: number; transactions?: number; wal?: Record<string, number> };
   broker: unknown;
+  /** null until a session look-up fails; then the last failure and whether look-ups fail still. */
+  resolverFailures?: { failing: boolean; reason: string; since: number; lastAt: number; count: number; total: number } | null;
   commands: unknown;
   [field: string]: unknown;
 }

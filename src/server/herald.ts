@@ -14,7 +14,7 @@ import { answerClientError, answerFrameworkError, answerUnmetExpectation, contin
 import { LegacyServer } from './api/legacy-server.js';
 import { finiteNumbers } from './api/schemas.js';
 import { OriginPolicy, defaultAllowedOrigins } from './auth/origin-policy.js';
-import type { SessionResolver } from './auth/session-resolver.js';
+import type { Resolution, SessionResolver } from './auth/session-resolver.js';
 import { mintToken, tokenExpiry } from './auth/token-resolver.js';
 import { createSessionResolver, createSessionWatcher, type SessionWatcher } from './auth/index.js';
 import type { Broker, Envelope } from './broker/broker.js';
@@ -28,7 +28,7 @@ import { tuneHeap, tunePretenuring, tuneScavenger } from './heap-tuning.js';
 import { Hub } from './hub.js';
 import { createLogger } from './logger.js';
 import { Notifier } from './notifier.js';
-import type { HeraldOptions } from './options.js';
+import { withOptionSource, type HeraldOptions } from './options.js';
 import { createStore } from './store/index.js';
 import type { MessageStore } from './store/message-store.js';
 import { VERSION } from './version.js';
@@ -74,6 +74,8 @@ export class Herald {
   /** What the browser endpoints check a handshake on: the probe on the old daemon's ports asks it too. */
   readonly #admission: AdmissionDeps;
   readonly #startedAt = Date.now();
+  /** The session resolver's failed look-ups, for the status. */
+  readonly #resolverFailures: ResolverFailures;
   /** Read by the HTTP hooks (installShutdownHandling): true from the start of close(). */
   readonly #lifecycle: { closing: boolean };
   #urls: HeraldUrls | undefined;
@@ -82,7 +84,7 @@ export class Herald {
   private constructor(parts: {
     options: HeraldOptions; logger: Logger; hub: Hub; store: MessageStore; broker: Broker; notifier: Notifier;
     resolver: SessionResolver; watcher: SessionWatcher | undefined; gateway: Gateway; commands: CommandService | undefined; app: FastifyInstance;
-    legacy: LegacyServer | undefined; lifecycle: { closing: boolean }; admission: AdmissionDeps;
+    legacy: LegacyServer | undefined; lifecycle: { closing: boolean }; admission: AdmissionDeps; resolverFailures: ResolverFailures;
   }) {
     this.options = parts.options;
     this.logger = parts.logger;
@@ -98,9 +100,19 @@ export class Herald {
     this.legacy = parts.legacy;
     this.#lifecycle = parts.lifecycle;
     this.#admission = parts.admission;
+    this.#resolverFailures = parts.resolverFailures;
   }
 
   static async create(options: HeraldOptions, deps: HeraldDeps = {}): Promise<Herald> {
+    try {
+      return await Herald.#create(options, deps);
+    } catch (err) {
+      // A part that refuses a value names its option; where the value came from is known here.
+      throw withOptionSource(err, options);
+    }
+  }
+
+  static async #create(options: HeraldOptions, deps: HeraldDeps): Promise<Herald> {
     if (options.secret === '' || options.apiToken === '') {
       throw new TypeError('createHerald: options.secret and options.apiToken must be set (call ensureSecrets first)');
     }
@@ -137,7 +149,9 @@ export class Herald {
     const notifier = new Notifier({
       store, broker, logger: logger.child({ part: 'notifier' }), defaultTtlMs: options.defaultTtlMs, maxTtlMs: options.maxTtlMs,
     });
-    const resolver: SessionResolver = createSessionResolver(options, logger);
+    const resolverFailures = new ResolverFailures();
+    // Every look-up (the tabs' handshakes, the old ports' probes, the re-checks) goes through the watch.
+    const resolver: SessionResolver = resolverFailures.watch(createSessionResolver(options, logger));
     opened.push(() => resolver.close());
     const watcher = createSessionWatcher(options, hub, resolver, logger);
     const commandAudit = createCommandAudit(options);
@@ -211,7 +225,7 @@ export class Herald {
     const legacy = options.legacyEnabled
       ? new LegacyServer({ host: options.legacyHost, port: options.legacyPort, notifier, commands, options, logger: logger.child({ part: 'legacy' }) })
       : undefined;
-    const herald = new Herald({ options, logger, hub, store, broker, notifier, resolver, watcher, gateway, commands, app, legacy, lifecycle, admission: { resolver, origins } });
+    const herald = new Herald({ options, logger, hub, store, broker, notifier, resolver, watcher, gateway, commands, app, legacy, lifecycle, admission: { resolver, origins }, resolverFailures });
     await registerHttpApi(app, {
       notifier, commands, apiToken: options.apiToken, version: VERSION,
       mintToken: (p, ttl) => herald.mintToken(p, ttl),
@@ -222,10 +236,11 @@ export class Herald {
     // nothing more, nor while its writes fail (the disk full): every stored send is refused
     // with 503 then, and a SILENT legacy send is dropped with only a log line. The file's
     // path and the cause are in the log, not in this unauthenticated answer.
+    // `herald status` gives the same verdict (Herald.health), with the cause.
     app.get('/healthz', { schema: { hide: true } }, async (_req, reply) => {
-      if (store.failure === undefined && store.writeFailure === undefined) return { ok: true };
-      const why = store.failure !== undefined ? 'the store can store nothing more' : 'the store\'s writes are failing (the disk full?)';
-      return reply.code(503).send({ ok: false, ...new HeraldError('HERALD_ERR_UNAVAILABLE', `${why}: see the server log`).toJSON() });
+      const problem = storeProblem(store);
+      if (problem === undefined) return { ok: true };
+      return reply.code(503).send({ ok: false, ...new HeraldError('HERALD_ERR_UNAVAILABLE', `${problem.why}: see the server log`).toJSON() });
     });
     await registerWebRoutes(app, {
       options,
@@ -241,9 +256,21 @@ export class Herald {
     return { token: await mintToken(this.options.secret, principal, ttlMs, now), expiresAt: tokenExpiry(ttlMs, now) * 1000 };
   }
 
+  /**
+   * Can this Herald do its work? The verdict of `/healthz` (its store only: a
+   * resolver that fails is in the status, not here), with the cause, which
+   * `/healthz` leaves to the log: `problem` is absent while it is healthy.
+   */
+  health(): { healthy: boolean; problem?: string } {
+    const problem = storeProblem(this.store);
+    return problem === undefined ? { healthy: true } : { healthy: false, problem: `${problem.why}: ${problem.cause}` };
+  }
+
   status(): Record<string, unknown> {
     return {
       version: VERSION,
+      // First: what an operator (and `herald status`, which exits non-zero then) reads before the counts.
+      ...this.health(),
       uptimeMs: Date.now() - this.#startedAt,
       connections: { admin: this.hub.all('admin').length, user: this.hub.all('user').length },
       maxTabs: this.gateway.maxTabs,
@@ -252,6 +279,8 @@ export class Herald {
       storeCounts: this.store.counts(),
       broker: this.broker.name,
       resolver: this.resolver.name,
+      // null until a look-up fails: then the last failure, and whether look-ups fail still.
+      resolverFailures: this.#resolverFailures.report(),
       commands: this.commands?.stats?.() ?? { enabled: this.commands !== undefined },
       memory: { rss: process.memoryUsage.rss() },
     };
@@ -403,6 +432,90 @@ export class Herald {
     this.logger.warn({ graceMs: this.options.shutdownGraceMs }, 'HTTP requests still open after the shutdown grace: closing their connections');
     this.app.server.closeAllConnections();
     await withTimeout(closed, 1000);
+  }
+}
+
+/**
+ * Why the store cannot do its work, or undefined while it can: `why` for
+ * anyone (`/healthz` answers it unauthenticated), `cause` for the operator
+ * (the file's path, the error: the status, behind the API token, and the log).
+ */
+function storeProblem(store: MessageStore): { why: string; cause: string } | undefined {
+  if (store.failure !== undefined) return { why: 'the store can store nothing more', cause: store.failure };
+  if (store.writeFailure !== undefined) return { why: 'the store\'s writes are failing (the disk full?)', cause: store.writeFailure };
+  return undefined;
+}
+
+/** The status's `resolverFailures`: null until a look-up fails. Times are epoch ms. */
+export interface ResolverFailureReport {
+  /** The latest look-up failed: tabs are refused with 503 (and retry) until one answers again. */
+  failing: boolean;
+  /** The latest failure's reason, as the resolver gave it (the log has the details: a database's error code, a panel's status). */
+  reason: string;
+  /** The first failure of the latest run of failures (the outage going on, or the one that ended last). */
+  since: number;
+  /** The latest failure. */
+  lastAt: number;
+  /** Look-ups failed in that run. */
+  count: number;
+  /** Look-ups failed since the start. */
+  total: number;
+}
+
+/**
+ * The session resolver's failed look-ups ("unavailable": the database or the
+ * panel down, a wrong database password), kept for the status. The resolver
+ * logs them, bounded; but `herald status` showed a healthy server while every
+ * tab was refused 503, and `/healthz` is about the store only (docs/deploy.md).
+ */
+class ResolverFailures {
+  #total = 0;
+  #last: { reason: string; at: number } | undefined;
+  /** The latest run of failures; `ended` once a look-up answered after it. */
+  #run: { since: number; count: number; ended: boolean } | undefined;
+
+  /** `resolver`, each answer it gives seen here first. A look-up answered at once stays so (the token resolver's hot path). */
+  watch(resolver: SessionResolver): SessionResolver {
+    const seen = (r: Resolution): Resolution => {
+      if (r.outcome === 'unavailable') this.#failed(r.reason);
+      else if (this.#run) this.#run.ended = true;
+      return r;
+    };
+    const threw = (err: unknown): never => {
+      // Not the error's message: a database driver's may name the host and user of sqlUrl.
+      const code = (err as { code?: unknown } | undefined)?.code;
+      this.#failed(`the look-up threw${typeof code === 'string' ? ` (${code})` : ''}`);
+      throw err;
+    };
+    return {
+      name: resolver.name,
+      resolve: (handshake) => {
+        let answer: Resolution | Promise<Resolution>;
+        try {
+          answer = resolver.resolve(handshake);
+        } catch (err) {
+          return threw(err);
+        }
+        return answer instanceof Promise ? answer.then(seen, threw) : seen(answer);
+      },
+      recheck: (kind, credential) => resolver.recheck(kind, credential).then(seen, threw),
+      close: () => resolver.close(),
+    };
+  }
+
+  #failed(reason: string): void {
+    const now = Date.now();
+    this.#total++;
+    this.#last = { reason, at: now };
+    if (!this.#run || this.#run.ended) this.#run = { since: now, count: 0, ended: false };
+    this.#run.count++;
+  }
+
+  report(): ResolverFailureReport | null {
+    const run = this.#run;
+    const last = this.#last;
+    if (!run || !last) return null;
+    return { failing: !run.ended, reason: last.reason, since: run.since, lastAt: last.at, count: run.count, total: this.#total };
   }
 }
 

@@ -308,45 +308,116 @@ export function loadOptions(input: LoadOptionsInput = {}): HeraldOptions {
     throw new HeraldError('HERALD_ERR_CONFIG', `option "${key}" (${source[key] ?? 'default'}): ${first.message}; expected ${expected}, got ${got}`);
   }
   const options = withDefaults as HeraldOptions;
-  checkConsistency(options);
-  return Object.freeze(options);
+  checkConsistency(options, sourceNote(source));
+  Object.freeze(options);
+  SOURCES.set(options, Object.freeze(source));
+  return options;
 }
 
-/** Options that contradict each other throw naming both (as `ws` does). */
-function checkConsistency(o: HeraldOptions): void {
+/** Where each option's value came from (`config file PATH`, `environment HERALD_…`, `command line`), by the options it was loaded into. */
+const SOURCES = new WeakMap<HeraldOptions, Readonly<Record<string, string>>>();
+
+/**
+ * Where an option's value came from, as errors say it: `set in config file
+ * PATH`, `set in environment HERALD_…`, `set on the command line`, or `its
+ * default`. Known for options loadOptions built (and those given
+ * carryOptionSources); `its default` for others.
+ */
+export function whereSet(options: HeraldOptions, key: OptionKey): string {
+  return saidSource(SOURCES.get(options) ?? {}, key);
+}
+
+function saidSource(source: Readonly<Record<string, string>>, key: OptionKey): string {
+  const from = source[key];
+  if (from === undefined) return 'its default';
+  return from === 'command line' ? 'set on the command line' : `set in ${from}`;
+}
+
+/**
+ * Options made from loaded ones (ensureSecrets fills in the secrets: a new
+ * object) keep their values' sources, for the errors found later (see
+ * withOptionSource). Returns `to`.
+ */
+export function carryOptionSources(from: HeraldOptions, to: HeraldOptions): HeraldOptions {
+  const source = SOURCES.get(from);
+  if (source !== undefined && !SOURCES.has(to)) SOURCES.set(to, source);
+  return to;
+}
+
+type SourceNote = (...keys: OptionKey[]) => string;
+
+/**
+ * How a message says where the values of `keys` came from, appended to it:
+ * ` (set in environment HERALD_SECRET)`; for two, each named. Appended, not
+ * after the key as a schema error has it (`option "port" (environment
+ * HERALD_PORT): …`): these messages go on after the key with its value.
+ */
+function sourceNote(source: Readonly<Record<string, string>>): SourceNote {
+  const said = (key: OptionKey): string => saidSource(source, key);
+  return (...keys) => (keys.length === 1 ? ` (${said(keys[0]!)})` : ` (${keys.map((k) => `"${k}" ${said(k)}`).join(', ')})`);
+}
+
+/**
+ * A configuration error found once the options are loaded, by the part that
+ * reads the option (the Origin allowlist, the command policy, the store, a
+ * resolver), names it first: `option "KEY"…`. This adds where its value came
+ * from, as loadOptions's own errors do; any other error is returned as it is,
+ * and so is one about options loadOptions did not build (their sources are
+ * not known: a program's own object).
+ */
+export function withOptionSource(err: unknown, options: HeraldOptions): unknown {
+  const source = SOURCES.get(options);
+  if (!(err instanceof HeraldError) || err.code !== 'HERALD_ERR_CONFIG' || source === undefined) return err;
+  const key = /^option "(\w+)"/.exec(err.message)?.[1];
+  if (key === undefined || !schemaOf(key)) return err;
+  const note = sourceNote(source)(key as OptionKey);
+  if (err.message.endsWith(note)) return err;
+  const sourced = new HeraldError('HERALD_ERR_CONFIG', `${err.message}${note}`, err.details);
+  sourced.stack = err.stack;
+  return sourced;
+}
+
+/** Options that contradict each other throw naming both (as `ws` does); each error says where the values came from. */
+function checkConsistency(o: HeraldOptions, from: SourceNote): void {
   // An empty value here is no "default": node listens on every interface for an empty host, and
   // an empty dataDir put the secrets and the store in whatever directory Herald was started from.
   // An unset variable in an environment file (HERALD_HOST=) must not do either without a word.
   for (const [key, what] of [['host', 'every interface: 0.0.0.0 or ::'], ['legacyHost', 'every interface: 0.0.0.0 or ::'], ['dataDir', 'the current directory: .']] as const) {
     // legacyHost is read only when the legacy listener runs: a setup that turned it off keeps working.
     if (key === 'legacyHost' && !o.legacyEnabled) continue;
-    if (o[key].trim() === '') throw new HeraldError('HERALD_ERR_CONFIG', `option "${key}" is empty: leave it unset for the default (${JSON.stringify(OptionsSchema.properties[key].default)}), or name ${what}`);
+    if (o[key].trim() === '') throw new HeraldError('HERALD_ERR_CONFIG', `option "${key}" is empty: leave it unset for the default (${JSON.stringify(OptionsSchema.properties[key].default)}), or name ${what}${from(key)}`);
   }
   for (const key of ['host', 'legacyHost'] as const) {
     if (key === 'legacyHost' && !o.legacyEnabled) continue;
     // `[::1]` is how a URL writes the address, not an address: listen() looked it up as a
     // host name and the start failed with "getaddrinfo ENOTFOUND [::1]".
     const bare = /^\[(.*)\]$/.exec(o[key].trim())?.[1];
-    if (bare !== undefined) throw new HeraldError('HERALD_ERR_CONFIG', `option "${key}" is ${JSON.stringify(o[key])}: write an IPv6 address without brackets (${JSON.stringify(bare)}); brackets belong in URLs only`);
+    if (bare !== undefined) throw new HeraldError('HERALD_ERR_CONFIG', `option "${key}" is ${JSON.stringify(o[key])}: write an IPv6 address without brackets (${JSON.stringify(bare)}); brackets belong in URLs only${from(key)}`);
   }
-  checkPortsDistinct(o);
+  checkPortsDistinct(o, from);
   // A token of spaces is no token: anyone who can reach the listener sends one.
   if (o.legacyEnabled && !isLoopback(o.legacyHost) && o.legacyToken.trim() === '') {
-    throw new HeraldError('HERALD_ERR_CONFIG', `option "legacyHost" is ${o.legacyHost} (not loopback) but "legacyToken" is ${o.legacyToken === '' ? 'empty' : 'blank'}: set a token or bind to 127.0.0.1`);
+    throw new HeraldError('HERALD_ERR_CONFIG', `option "legacyHost" is ${o.legacyHost} (not loopback) but "legacyToken" is ${o.legacyToken === '' ? 'empty' : 'blank'}: set a token or bind to 127.0.0.1${from('legacyHost', 'legacyToken')}`);
   }
   // Only where the store is read: a memory store never opens the file.
   if (o.store === 'sqlite' && o.sqliteFile.trim() === '') {
-    throw new HeraldError('HERALD_ERR_CONFIG', `option "sqliteFile" is empty: leave it unset for the default (${JSON.stringify(OptionsSchema.properties.sqliteFile.default)}), or name a file`);
+    throw new HeraldError('HERALD_ERR_CONFIG', `option "sqliteFile" is empty: leave it unset for the default (${JSON.stringify(OptionsSchema.properties.sqliteFile.default)}), or name a file${from('sqliteFile')}`);
   }
   for (const key of ['secret', 'previousSecret', 'apiToken'] as const) {
     const problem = credentialProblem(key, o[key]);
-    if (problem !== undefined) throw new HeraldError('HERALD_ERR_CONFIG', `option "${key}" ${problem}`);
+    if (problem !== undefined) throw new HeraldError('HERALD_ERR_CONFIG', `option "${key}" ${problem}${from(key)}`);
   }
-  if (o.commandsTimeoutSec > o.commandsMaxTimeoutSec) throw new HeraldError('HERALD_ERR_CONFIG', `option "commandsTimeoutSec" (${o.commandsTimeoutSec}) exceeds "commandsMaxTimeoutSec" (${o.commandsMaxTimeoutSec})`);
-  if (o.commandsPerAdminConcurrency > o.commandsConcurrency) throw new HeraldError('HERALD_ERR_CONFIG', `option "commandsPerAdminConcurrency" (${o.commandsPerAdminConcurrency}) exceeds "commandsConcurrency" (${o.commandsConcurrency})`);
-  if (o.legacyMaxBufferedBytes < o.legacyMaxRequestBytes) throw new HeraldError('HERALD_ERR_CONFIG', `option "legacyMaxBufferedBytes" (${o.legacyMaxBufferedBytes}) is less than "legacyMaxRequestBytes" (${o.legacyMaxRequestBytes})`);
-  checkAuthConsistency(o);
-  if (o.defaultTtlMs > o.maxTtlMs) throw new HeraldError('HERALD_ERR_CONFIG', `option "defaultTtlMs" (${o.defaultTtlMs}) exceeds "maxTtlMs" (${o.maxTtlMs})`);
+  if (o.commandsTimeoutSec > o.commandsMaxTimeoutSec) {
+    throw new HeraldError('HERALD_ERR_CONFIG', `option "commandsTimeoutSec" (${o.commandsTimeoutSec}) exceeds "commandsMaxTimeoutSec" (${o.commandsMaxTimeoutSec})${from('commandsTimeoutSec', 'commandsMaxTimeoutSec')}`);
+  }
+  if (o.commandsPerAdminConcurrency > o.commandsConcurrency) {
+    throw new HeraldError('HERALD_ERR_CONFIG', `option "commandsPerAdminConcurrency" (${o.commandsPerAdminConcurrency}) exceeds "commandsConcurrency" (${o.commandsConcurrency})${from('commandsPerAdminConcurrency', 'commandsConcurrency')}`);
+  }
+  if (o.legacyMaxBufferedBytes < o.legacyMaxRequestBytes) {
+    throw new HeraldError('HERALD_ERR_CONFIG', `option "legacyMaxBufferedBytes" (${o.legacyMaxBufferedBytes}) is less than "legacyMaxRequestBytes" (${o.legacyMaxRequestBytes})${from('legacyMaxBufferedBytes', 'legacyMaxRequestBytes')}`);
+  }
+  checkAuthConsistency(o, from);
+  if (o.defaultTtlMs > o.maxTtlMs) throw new HeraldError('HERALD_ERR_CONFIG', `option "defaultTtlMs" (${o.defaultTtlMs}) exceeds "maxTtlMs" (${o.maxTtlMs})${from('defaultTtlMs', 'maxTtlMs')}`);
 }
 
 /**
@@ -370,7 +441,7 @@ export function credentialProblem(key: 'secret' | 'previousSecret' | 'apiToken',
  * which collides when it is the same address or either is a wildcard. Port 0 is "off" for
  * adminPort and userPort and "any free port" for the others: never a collision.
  */
-function checkPortsDistinct(o: HeraldOptions): void {
+function checkPortsDistinct(o: HeraldOptions, from: SourceNote): void {
   const wildcard = (h: string) => h === '0.0.0.0' || h === '::' || h === '[::]';
   const listeners: Array<{ key: OptionKey; port: number; host: string }> = [
     { key: 'port', port: o.port, host: o.host },
@@ -383,23 +454,23 @@ function checkPortsDistinct(o: HeraldOptions): void {
       if (a.port === 0 || a.port !== b.port) continue;
       if (a.host !== b.host && !wildcard(a.host) && !wildcard(b.host)) continue;
       const where = a.host === b.host ? `on ${a.host}` : `on ${a.host} and ${b.host}`;
-      throw new HeraldError('HERALD_ERR_CONFIG', `options "${a.key}" and "${b.key}" are both ${a.port} ${where}: each listener needs a port of its own`);
+      throw new HeraldError('HERALD_ERR_CONFIG', `options "${a.key}" and "${b.key}" are both ${a.port} ${where}: each listener needs a port of its own${from(a.key, b.key)}`);
     }
   }
 }
 
 /** The resolver options that must agree with `authResolver`. */
-function checkAuthConsistency(o: HeraldOptions): void {
+function checkAuthConsistency(o: HeraldOptions, from: SourceNote): void {
   if (o.authResolver === 'sql') {
     if (!/^(mysql|mariadb|postgres|postgresql):\/\//i.test(o.sqlUrl)) {
-      throw new HeraldError('HERALD_ERR_CONFIG', 'option "authResolver" is sql but "sqlUrl" is not a mysql://, mariadb://, postgres:// or postgresql:// URL');
+      throw new HeraldError('HERALD_ERR_CONFIG', `option "authResolver" is sql but "sqlUrl" is not a mysql://, mariadb://, postgres:// or postgresql:// URL${from('authResolver', 'sqlUrl')}`);
     }
     if (o.sqlPreset === 'custom' && o.sqlAdminQuery === '' && o.sqlUserQuery === '') {
-      throw new HeraldError('HERALD_ERR_CONFIG', 'option "sqlPreset" is custom but neither "sqlAdminQuery" nor "sqlUserQuery" is set');
+      throw new HeraldError('HERALD_ERR_CONFIG', `option "sqlPreset" is custom but neither "sqlAdminQuery" nor "sqlUserQuery" is set${from('sqlPreset')}`);
     }
   }
   if (o.authResolver === 'http' && !/^https?:\/\//i.test(o.httpResolverUrl)) {
-    throw new HeraldError('HERALD_ERR_CONFIG', 'option "authResolver" is http but "httpResolverUrl" is not an http:// or https:// URL');
+    throw new HeraldError('HERALD_ERR_CONFIG', `option "authResolver" is http but "httpResolverUrl" is not an http:// or https:// URL${from('authResolver', 'httpResolverUrl')}`);
   }
 }
 

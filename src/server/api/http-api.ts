@@ -52,21 +52,13 @@ export function installErrorHandling(app: FastifyInstance): void {
   // that sent JSON with the wrong Content-Type was told its JSON was wrong.
   app.removeContentTypeParser('text/plain');
   app.setErrorHandler((err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
-    if (isHeraldError(err)) return reply.status(err.status).send(err.toJSON());
-    if (err.validation) return reply.status(400).send(schemaRefusal(err).toJSON());
-    if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return reply.status(413).send(new HeraldError('HERALD_ERR_TOO_LARGE').toJSON());
-    if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return reply.status(400).send(notJson(req.headers['content-type']).toJSON());
-    if (err.code?.startsWith('FST_ERR_CTP_') || (err.statusCode === 400)) {
-      return reply.status(400).send(new HeraldError('HERALD_ERR_BAD_REQUEST', err.message).toJSON());
+    const refusal = refusalOf(err, req);
+    if (refusal === undefined) {
+      req.log.error({ err, reqId: req.id }, 'request failed');
+      return reply.status(500).send(new HeraldError('HERALD_ERR_INTERNAL').toJSON());
     }
-    if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
-      // Another 4xx a plugin or the framework raised: the code of that status where Herald has
-      // one, else 400 HERALD_ERR_BAD_REQUEST. The status is always the code's (README's table).
-      const error = new HeraldError(CODE_OF_CLIENT_STATUS[err.statusCode] ?? 'HERALD_ERR_BAD_REQUEST', err.message);
-      return reply.status(error.status).send(error.toJSON());
-    }
-    req.log.error({ err, reqId: req.id }, 'request failed');
-    return reply.status(500).send(new HeraldError('HERALD_ERR_INTERNAL').toJSON());
+    logRefusal(req, refusal);
+    return reply.status(refusal.status).send(refusal.toJSON());
   });
   // Answered in onRequest, before the body is read: Fastify reads the body of a request no
   // route takes as of any other (up to maxBodyBytes, waiting up to requestTimeoutMs for the
@@ -81,8 +73,37 @@ export function installErrorHandling(app: FastifyInstance): void {
     done();
   });
   app.setNotFoundHandler((req, reply) => {
-    reply.status(404).send(notFound(req).toJSON());
+    const refusal = notFound(req);
+    logRefusal(req, refusal);
+    reply.status(404).send(refusal.toJSON());
   });
+}
+
+/** What a request's error is answered with, a Herald error with its status; undefined for a failure of Herald's own (500). */
+function refusalOf(err: FastifyError, req: FastifyRequest): HeraldError | undefined {
+  if (isHeraldError(err)) return err;
+  if (err.validation) return schemaRefusal(err);
+  if (err.code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new HeraldError('HERALD_ERR_TOO_LARGE');
+  if (err.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') return notJson(req.headers['content-type']);
+  if (err.code?.startsWith('FST_ERR_CTP_') || (err.statusCode === 400)) return new HeraldError('HERALD_ERR_BAD_REQUEST', err.message);
+  if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
+    // Another 4xx a plugin or the framework raised: the code of that status where Herald has
+    // one, else 400 HERALD_ERR_BAD_REQUEST. The status is always the code's (README's table).
+    return new HeraldError(CODE_OF_CLIENT_STATUS[err.statusCode] ?? 'HERALD_ERR_BAD_REQUEST', err.message);
+  }
+  return undefined;
+}
+
+/**
+ * A refused request, at level debug: per-request lines are off (herald.ts),
+ * so a backend's 401s (a wrong API token) and 400s (a body that is not JSON)
+ * left no trace at any level. The status, the code, the method and the route
+ * (its pattern; the path, without its query, when no route took it): never
+ * the message, which may quote the body, nor a header.
+ */
+function logRefusal(req: FastifyRequest, refusal: HeraldError): void {
+  const route = req.routeOptions.url ?? req.url.split('?')[0]!.slice(0, 200);
+  req.log.debug({ reqId: req.id, method: req.method, route, status: refusal.status, code: refusal.code }, 'request refused');
 }
 
 /**
@@ -263,11 +284,15 @@ export function answerFrameworkError(err: FastifyError, req: FastifyRequest, rep
   if (err.code === 'FST_ERR_BAD_URL') {
     // Fastify's message quotes the whole URL, query and all: a browser token in `?token=` too.
     const path = req.url.split('?')[0]!;
-    reply.status(400).send(new HeraldError('HERALD_ERR_BAD_REQUEST', `the URL's path ${JSON.stringify(path.slice(0, 200))} is not valid percent-encoding`).toJSON());
+    const refusal = new HeraldError('HERALD_ERR_BAD_REQUEST', `the URL's path ${JSON.stringify(path.slice(0, 200))} is not valid percent-encoding`);
+    logRefusal(req, refusal);
+    reply.status(400).send(refusal.toJSON());
     return;
   }
   if (err.code === 'FST_ERR_MAX_PARAM_LENGTH') {
-    reply.status(400).send(new HeraldError('HERALD_ERR_BAD_REQUEST', 'a part of the path is longer than 100 characters: no such id').toJSON());
+    const refusal = new HeraldError('HERALD_ERR_BAD_REQUEST', 'a part of the path is longer than 100 characters: no such id');
+    logRefusal(req, refusal);
+    reply.status(400).send(refusal.toJSON());
     return;
   }
   req.log.error({ err, reqId: req.id }, 'request failed');

@@ -1,5 +1,5 @@
 import { closeSync, mkdirSync, openSync, statSync } from 'node:fs';
-import { isAbsolute, resolve } from 'node:path';
+import { dirname, isAbsolute, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { HeraldError } from '../errors.js';
 import type { HeraldOptions } from '../options.js';
@@ -32,6 +32,16 @@ export function createStore(options: StoreOptions, logger: Logger): MessageStore
     return new MemoryStore({ maxPerStream: options.maxPerStream, pruneIntervalMs: options.pruneIntervalMs, onPrune });
   }
   const file = sqlitePath(options);
+  // A file where a directory of the path should be (a dataDir that names a file): statSync
+  // threw ENOTDIR, throwIfNoEntry or not, and the start ended in a stack trace.
+  const notDir = fileInPath(dirname(file));
+  if (notDir !== undefined) {
+    const dataDir = resolve(options.dataDir);
+    // The data dir or a directory above it, when the store is in it; else sqliteFile's own path.
+    const key = !isAbsolute(options.sqliteFile) && (dataDir === notDir || dataDir.startsWith(`${notDir}/`)) ? 'dataDir' : 'sqliteFile';
+    const why = key === 'dataDir' ? `${notDir} is a file, not a directory: name a directory (Herald creates it when it is missing)` : `${file} cannot be made: ${notDir} is a file, not a directory`;
+    throw new HeraldError('HERALD_ERR_CONFIG', `option "${key}": ${why}`);
+  }
   // SQLite's own message for a directory is "unable to open database file", naming neither.
   if (statSync(file, { throwIfNoEntry: false })?.isDirectory()) {
     throw new HeraldError('HERALD_ERR_CONFIG', `option "sqliteFile" names a directory, ${file}: name a file (in it or elsewhere)`);
@@ -54,6 +64,26 @@ export function createStore(options: StoreOptions, logger: Logger): MessageStore
     logger.warn({ file }, `store: ${store.rotation ?? 'not closed cleanly'}; so every stream got a new EPOCH (tabs are told with RESET)`);
   }
   return store;
+}
+
+/**
+ * The part of `dir`'s path, `dir` itself or a directory above it, that is
+ * there and is not a directory (a regular file), or undefined when there is
+ * none (`dir` is a directory or can be made one) or it cannot be told (a
+ * directory this user may not search: the open that follows says so).
+ */
+export function fileInPath(dir: string): string | undefined {
+  for (let at = resolve(dir); ; at = dirname(at)) {
+    let found;
+    try {
+      found = statSync(at, { throwIfNoEntry: false });
+    } catch (e) {
+      // ENOTDIR: a part above is a file; it is found further up.
+      if ((e as NodeJS.ErrnoException).code !== 'ENOTDIR') return undefined;
+    }
+    if (found !== undefined) return found.isDirectory() ? undefined : at;
+    if (at === dirname(at)) return undefined;
+  }
 }
 
 /**

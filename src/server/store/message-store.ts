@@ -130,7 +130,7 @@ export interface StoreCounts {
    * batch its streams. Absent for the memory store.
    */
   writeFailures?: number;
-  /** True while the SQLite store's writes fail (see MessageStore.writeFailure); absent for the memory store. */
+  /** True while the SQLite store's writes fail (see MessageStore.writeFailure), or for good once its file is lost; absent for the memory store. */
   writesFailing?: boolean;
   /** The SQLite store's background work on its write-ahead log; absent for the memory store (and an in-memory SQLite file). */
   wal?: {

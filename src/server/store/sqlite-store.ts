@@ -830,7 +830,9 @@ export class SqliteStore implements MessageStore {
   counts(): StoreCounts {
     const counts = this.#index.counts();
     const c = this.checkpointer;
-    const writes = { transactions: this.stats.batches, writeFailures: this.#writeFailures, writesFailing: this.writeFailure !== undefined };
+    // A lost file fails every write as surely as a full disk does, and for good: `writesFailing` says
+    // so too (it read false while every stored send was refused, and /healthz answered 503).
+    const writes = { transactions: this.stats.batches, writeFailures: this.#writeFailures, writesFailing: this.#lost !== undefined || this.#failing !== undefined };
     if (!c) return { ...counts, ...writes };
     return { ...counts, ...writes, wal: { checkpoints: c.checkpoints, catchUps: c.catchUps, holds: c.holds, syncs: c.syncs, syncFailures: c.syncFailures } };
   }
