@@ -1,9 +1,10 @@
 /**
  * The built-in handlers a client installs on its dispatcher: MESSAGE shows a
- * toast (and a desktop notification when the tab is hidden and the page opted
- * in), COMMAND_PROGRESS keeps a live toast per command with a Cancel button,
- * EVENT is emitted to the client's `event` listeners. Page handlers run first
- * and may call `ctx.preventDefault()` to skip these.
+ * toast (unless `toasts: false`) and a desktop notification when the tab is
+ * hidden and the page opted in, COMMAND_PROGRESS keeps a live toast per
+ * command with a Cancel button, EVENT is emitted to the client's `event`
+ * listeners. Page handlers run first and may call `ctx.preventDefault()` to
+ * skip these.
  */
 import type { ClientFrame, NotificationObject } from '../protocol/frames.js';
 import type { CommandProgressFrame } from '../protocol/commands.js';
@@ -31,13 +32,14 @@ function isProgress(m: NotificationObject): m is NotificationObject & CommandPro
 export function installDefaultHandlers(dispatcher: Dispatcher, deps: DefaultHandlerDeps): void {
   const of = (ctx: HandlerContext): DefaultHandlerDeps => (ctx.via?.builtins as DefaultHandlerDeps | undefined) ?? deps;
   dispatcher.setBuiltin('EVENT', (m, ctx) => of(ctx).emitEvent(m));
-  if (!deps.toaster && !dispatcher.hasBuiltin('MESSAGE')) return;
+  // Without toasts (`toasts: false`, a page with its own UI), a MESSAGE still
+  // reaches the desktop when the tab is hidden and the page opted in.
   dispatcher.setBuiltin('MESSAGE', (m, ctx) => {
     const { toaster, desktop } = of(ctx);
-    if (!toaster) return;
     desktop.maybeShow(m);
-    toaster.show(m);
+    toaster?.show(m);
   });
+  if (!deps.toaster && !dispatcher.hasBuiltin('COMMAND_PROGRESS')) return;
   dispatcher.setBuiltin('COMMAND_PROGRESS', (m, ctx) => {
     const { toaster, send } = of(ctx);
     if (!toaster || !isProgress(m)) return;

@@ -20,6 +20,7 @@ import { Dispatcher, toNotification, type DispatchErrorReporter, type DispatchVi
 import { Emitter } from './emitter.js';
 import { Toaster } from './toaster.js';
 import { probeRefusal } from './probe.js';
+import { listenToDocument, stopListeningToDocument, visibility } from './dom.js';
 
 export type { ConnectionState, HeraldClientOptions, HeraldEvents, TokenSource } from './client-types.js';
 
@@ -133,7 +134,8 @@ export class HeraldClient {
   #foreignCursors = false;
   readonly #onOnline = () => this.#wakeUp();
   readonly #onVisible = () => {
-    if (document.visibilityState === 'visible') this.#wakeUp();
+    this.desktop.sync(true);
+    if (visibility() === 'visible') this.#wakeUp();
   };
   /** The page went into the back/forward cache while this client ran: it connects again when the page comes back. */
   #suspended = false;
@@ -166,7 +168,8 @@ export class HeraldClient {
       ...(options.ackDelayMs === undefined ? {} : { ackDelayMs: options.ackDelayMs }),
       ...(options.broadcastAckDelayMs === undefined ? {} : { broadcastAckDelayMs: options.broadcastAckDelayMs }),
     });
-    this.desktop = new DesktopNotifier(options.desktop);
+    // The person's tabs in this browser agree on what reaches the desktop (desktop.ts): known by endpoint and ID.
+    this.desktop = new DesktopNotifier(options.desktop, () => (this.#welcome ? `${this.endpoint}#${this.#welcome.ID}` : undefined));
     this.toaster = options.toasts === false ? undefined : options.toasts ? new Toaster(options.toasts) : defaultToaster();
     const reportError: DispatchErrorReporter = (error, message, type) => {
       console.error(`[herald] a handler of ${type} threw`, error);
@@ -225,7 +228,8 @@ export class HeraldClient {
     this.#retryTimer = undefined;
     this.#backoff.reset();
     addEventListener('online', this.#onOnline);
-    document.addEventListener('visibilitychange', this.#onVisible);
+    // Through EventTarget.prototype: the page's markup can shadow document's methods (dom.ts).
+    listenToDocument('visibilitychange', this.#onVisible);
     addEventListener('pagehide', this.#onPageHide);
     addEventListener('pageshow', this.#onPageShow);
     // The toasts' live region, before the first notification can arrive (Toaster.prepare).
@@ -544,7 +548,8 @@ export class HeraldClient {
 
   #stopListening(): void {
     removeEventListener('online', this.#onOnline);
-    document.removeEventListener('visibilitychange', this.#onVisible);
+    stopListeningToDocument('visibilitychange', this.#onVisible);
+    this.desktop.sync(false);
     removeEventListener('pagehide', this.#onPageHide);
     removeEventListener('pageshow', this.#onPageShow);
   }
@@ -626,6 +631,7 @@ export class HeraldClient {
     this.#welcome = frame;
     this.#welcomeAt = Date.now();
     this.#setState('open');
+    if (this.#state === 'open') this.desktop.sync(true); // unless a state listener closed it
     this.events.emit('connected', { welcome: frame, resumed });
     this.#delivery.flush();
   }

@@ -6,8 +6,31 @@
  * Everything else (script, img, event handlers, style, javascript: URLs) is
  * dropped. TITLE is never HTML: it is set as text.
  */
-import DOMPurify from 'dompurify';
+import type { DOMPurify } from 'dompurify';
 import { headOf } from '../protocol/text-cut.js';
+import { createElement } from './dom.js';
+
+/** The bundler's require (esbuild): the module is run where it is called, not when the library loads. */
+declare const require: (id: 'dompurify') => DOMPurify;
+
+/**
+ * DOMPurify, or undefined where it could not start. Its module makes its
+ * instance as it loads, with `document.createElement('template')` (the
+ * template's inert document is what it parses in afterwards), and throws
+ * when the page's markup named an element `createElement` (dom.ts): an
+ * `import` of it would fail the library's whole module. So it is required
+ * here, inside a try, once, as the library loads (before a panel's content
+ * usually is on the page). Where it failed, TEXT is shown as plain text.
+ */
+const purifier: DOMPurify | undefined = (() => {
+  try {
+    const purify = require('dompurify');
+    // Not supported (no template element, or markup shadows document.nodeType): an instance without sanitize().
+    return purify.isSupported && typeof purify.sanitize === 'function' ? purify : undefined;
+  } catch {
+    return undefined;
+  }
+})();
 
 export const ALLOWED_TAGS: readonly string[] = ['b', 'i', 'u', 'em', 'strong', 'br', 'p', 'ul', 'ol', 'li', 'a'];
 export const ALLOWED_ATTR: readonly string[] = ['href'];
@@ -34,9 +57,87 @@ export function isSafeUrl(url: string): boolean {
   return SAFE_URL.test(url.replace(URL_IGNORED, ''));
 }
 
-/** Sanitises TEXT into a fragment ready to insert; links open in a new tab without an opener. */
+/**
+ * Bidi embedding, override and isolate controls (U+202A–U+202E,
+ * U+2066–U+2069). From a sender they turn what follows around: "Invoice
+ * from \u202Egnp.exe" reads "Invoice from exe.png". Left-to-right and
+ * right-to-left marks (U+200E, U+200F) stay: they change no order, and
+ * Arabic or Hebrew text may need them.
+ */
+const BIDI_CONTROLS = /[\u202A-\u202E\u2066-\u2069]/g;
+
+/** `text` without bidi embedding, override and isolate controls. */
+export function withoutBidiControls(text: string): string {
+  return text.replace(BIDI_CONTROLS, '');
+}
+
+/** Takes the bidi controls out of every text node under `root` (written as `&#x202E;` they come out of the parser). */
+function stripBidiControls(root: Node): void {
+  for (let node = root.firstChild; node; node = node.nextSibling) {
+    if (node.nodeType === Node.TEXT_NODE) {
+      const text = node.nodeValue ?? '';
+      const clean = withoutBidiControls(text);
+      if (clean !== text) node.nodeValue = clean;
+    } else {
+      stripBidiControls(node);
+    }
+  }
+}
+
+/**
+ * Sanitises TEXT into a fragment ready to insert; links open in a new tab
+ * without an opener. TEXT with more than MAX_TAGS tags, or nested deeper
+ * than MAX_NESTING, comes out as its text alone (see there).
+ */
 export function sanitizeHtml(html: string, doc: Document = document): DocumentFragment {
-  const fragment = DOMPurify.sanitize(html, {
+  const fragment = purifier && !tooIntricate(html) ? purify(purifier, html) : asPlainText(html);
+  stripBidiControls(fragment);
+  // Through the prototype: `doc` may be the page's document, whose markup can shadow its methods (dom.ts).
+  return doc === document ? fragment : (Document.prototype.importNode.call(doc, fragment, true) as DocumentFragment);
+}
+
+/**
+ * Markup past these is shown as text: parsing, sanitising, laying out and
+ * removing it costs the tab's main thread by its depth, some 100 ms for
+ * MAX_TEXT_CHARS of nested `<b>`, and a tab that connects after a day away
+ * is replayed every notification nobody acknowledged, each built as a toast
+ * although only `maxToasts` stay: 600 such were 88 s of a blocked tab. A
+ * notification's formatting nests a few elements deep and has some dozens
+ * of tags.
+ */
+const MAX_NESTING = 32;
+const MAX_TAGS = 1000;
+
+/** A start or end tag, as the parser would take it: `<` and a letter (or `/` and a letter), up to `>`. */
+const TAG = /<(\/?)([a-z][^\s/>]*)[^>]*>/gi;
+/** Elements (the usual ones) that have no end tag, or whose end is implied by the next of their kind: they do not nest. */
+const FLAT = new Set(['br', 'hr', 'img', 'input', 'wbr', 'p', 'li', 'dt', 'dd', 'option', 'tr', 'td', 'th']);
+
+/**
+ * Whether `html` has more than MAX_TAGS tags or nests deeper than
+ * MAX_NESTING elements, read from its tags without parsing it: an end tag
+ * closes its element and those opened inside it, one with nothing open of
+ * its name is ignored, as the parser does.
+ */
+function tooIntricate(html: string): boolean {
+  const open: string[] = [];
+  let tags = 0;
+  for (const [, end, tag] of html.matchAll(TAG)) {
+    if (++tags > MAX_TAGS) return true;
+    const name = tag!.toLowerCase();
+    if (FLAT.has(name)) continue;
+    if (end) {
+      const at = open.lastIndexOf(name);
+      if (at >= 0) open.length = at;
+    } else if (open.push(name) > MAX_NESTING) {
+      return true;
+    }
+  }
+  return false;
+}
+
+function purify(purifier: DOMPurify, html: string): DocumentFragment {
+  const fragment = purifier.sanitize(html, {
     ALLOWED_TAGS: [...ALLOWED_TAGS],
     ALLOWED_ATTR: [...ALLOWED_ATTR],
     ALLOWED_URI_REGEXP: SAFE_URL,
@@ -49,7 +150,31 @@ export function sanitizeHtml(html: string, doc: Document = document): DocumentFr
     a.setAttribute('target', '_blank');
     a.setAttribute('rel', 'noopener noreferrer');
   }
-  return doc === document ? fragment : (doc.importNode(fragment, true) as DocumentFragment);
+  return fragment;
+}
+
+/**
+ * TEXT as plain text, where DOMPurify could not start or the markup is too
+ * intricate to parse: its tags taken out (a line break, a paragraph or a list
+ * item ending a line; a script or style with what it holds), then what is
+ * left read as HTML in a document of its
+ * own (DOMParser's: no script runs, nothing loads) for its character
+ * references, with no elements left to nest.
+ */
+function asPlainText(html: string): DocumentFragment {
+  const flat = html
+    .replace(/<(script|style)\b[^>]*>[^]*?<\/\1\s*>/gi, '')
+    .replace(/<br\s*\/?>|<\/(p|li)\s*>/gi, '\n')
+    .replace(TAG, '');
+  // No tag is left, so no element of the sender's can stand in for <body> (dom.ts).
+  const lines = (new DOMParser().parseFromString(flat, 'text/html').body.textContent ?? '').trim().split('\n');
+  // Made in the page's document, through the prototype (dom.ts): the parsed one holds the sender's markup.
+  const fragment = new DocumentFragment();
+  lines.forEach((line, i) => {
+    if (i > 0) fragment.append(createElement('br'));
+    fragment.append(line);
+  });
+  return fragment;
 }
 
 /**
@@ -109,7 +234,7 @@ export function asText(value: unknown): string {
  * line, as on the toast (`<li>a</li><li>b</li>` is "a\nb", not "ab").
  */
 export function plainText(text: string, plain = false): string {
-  if (plain) return clipText(text).trim();
+  if (plain) return withoutBidiControls(clipText(text)).trim();
   const fragment = sanitizeHtml(clipText(text).replace(/<br\s*\/?>/gi, '\n'));
   for (const block of fragment.querySelectorAll('p, li')) block.after('\n');
   return (fragment.textContent ?? '').replace(/[ \t]*\n[ \t\n]*\n/g, '\n\n').trim();

@@ -4,10 +4,10 @@
  */
 import type { NotificationObject } from '../protocol/frames.js';
 import type { CommandProgressFrame, CommandState } from '../protocol/commands.js';
-import { asText, clipText, isPlainTextFormat, isSafeUrl, MAX_TEXT_CHARS, sanitizeHtml } from './sanitize.js';
+import { asText, clipText, isPlainTextFormat, isSafeUrl, MAX_TEXT_CHARS, sanitizeHtml, withoutBidiControls } from './sanitize.js';
 import { TOAST_CSS } from './styles.js';
 import { tailOf } from '../protocol/text-cut.js';
-import { pageBody, rootElement, stillLoading } from './dom.js';
+import { createElement, listenToDocument, pageBody, rootElement, stillLoading } from './dom.js';
 
 export interface ToasterOptions {
   /** Where the toast stack is attached. Default: document.body. */
@@ -139,7 +139,7 @@ export class Toaster {
         return this.#root;
       }
     }
-    const host = document.createElement('div');
+    const host = createElement('div');
     host.id = this.#options.hostId;
     // The region is announced politely by screen readers as toasts arrive.
     host.setAttribute('role', 'region');
@@ -150,13 +150,13 @@ export class Toaster {
       if (from instanceof HTMLElement && from !== host && !host.contains(from)) this.#focusBefore = from;
     });
     const root = host.attachShadow({ mode: 'open' });
-    const list = document.createElement('div');
+    const list = createElement('div');
     list.className = 'herald-list';
     list.setAttribute('aria-live', 'polite');
     list.setAttribute('aria-relevant', 'additions');
     list.style.display = 'contents';
     if (!adoptToastStyles(root)) {
-      const style = document.createElement('style');
+      const style = createElement('style');
       style.textContent = TOAST_CSS;
       root.append(style);
     }
@@ -173,7 +173,7 @@ export class Toaster {
       // the body exists; the notification is acked already, so throwing
       // here would lose it for good.
       this.#awaitingBody = true;
-      document.addEventListener(
+      listenToDocument(
         'DOMContentLoaded',
         () => {
           this.#awaitingBody = false;
@@ -212,7 +212,7 @@ export class Toaster {
 
   /** Shows a MESSAGE: TITLE as text, TEXT sanitised, EXTRA as a link, ICON, TIMEOUT. Returns the toast element. */
   show(message: NotificationObject): HTMLElement {
-    const titleText = asText(message.TITLE);
+    const titleText = withoutBidiControls(asText(message.TITLE));
     const toast = this.#frame(message.TYPE, titleText);
     const body = toast.querySelector('.herald-body') as HTMLElement;
     this.#icon(toast, message.ICON);
@@ -226,11 +226,11 @@ export class Toaster {
       // Plain text (a command's output): as written, whitespace kept, never
       // parsed as HTML. No dir="auto": the styles keep it left to right and
       // give each line its own direction (unicode-bidi: plaintext).
-      text = document.createElement('pre');
+      text = createElement('pre');
       text.className = 'herald-text herald-output';
-      text.textContent = clipText(asText(message.TEXT), this.#options.maxTextChars);
+      text.textContent = clipText(withoutBidiControls(asText(message.TEXT)), this.#options.maxTextChars);
     } else {
-      text = document.createElement('div');
+      text = createElement('div');
       text.className = 'herald-text';
       text.dir = 'auto';
       text.append(sanitizeHtml(clipText(asText(message.TEXT), this.#options.maxTextChars)));
@@ -239,7 +239,7 @@ export class Toaster {
     body.append(text);
     const extra = typeof message.EXTRA === 'string' ? message.EXTRA.trim() : '';
     if (extra !== '' && isSafeUrl(extra)) {
-      const a = document.createElement('a');
+      const a = createElement('a');
       a.className = 'herald-link';
       a.setAttribute('part', 'link');
       a.href = extra;
@@ -261,30 +261,30 @@ export class Toaster {
   progress(frame: CommandProgressFrame, onCancel: (commandId: string) => void): HTMLElement {
     let entry = this.#commands.get(frame.COMMAND_ID);
     if (!entry) {
-      const program = asText(frame.PROGRAM);
+      const program = withoutBidiControls(asText(frame.PROGRAM));
       const element = this.#frame('COMMAND_PROGRESS', program, () => this.#commands.delete(frame.COMMAND_ID));
       element.dataset.commandId = frame.COMMAND_ID;
       const body = element.querySelector('.herald-body') as HTMLElement;
       const title = body.querySelector('.herald-title') as HTMLElement;
-      const spinner = document.createElement('span');
+      const spinner = createElement('span');
       spinner.className = 'herald-spinner';
       spinner.setAttribute('aria-hidden', 'true');
-      const name = document.createElement('span');
+      const name = createElement('span');
       // The title itself follows the page (its state label is in the page's
       // language); the program's name, data, finds its own direction.
       name.dir = 'auto';
       name.textContent = program;
-      const state = document.createElement('span');
+      const state = createElement('span');
       state.className = 'herald-state';
       title.append(spinner, name, ' ', state);
-      const output = document.createElement('pre');
+      const output = createElement('pre');
       output.className = 'herald-output';
       output.setAttribute('part', 'progress');
       // The stack is a polite live region: without this, every frame made a
       // screen reader read the whole output again (WCAG 4.1.3). The state in
       // the title is what gets announced; the output is there to be read.
       output.setAttribute('aria-live', 'off');
-      const cancel = document.createElement('button');
+      const cancel = createElement('button');
       cancel.type = 'button';
       cancel.className = 'herald-cancel';
       cancel.setAttribute('part', 'cancel');
@@ -306,11 +306,11 @@ export class Toaster {
     }
     entry.element.dataset.state = frame.STATE;
     // Own keys only: a STATE of "toString" read a function's source through the prototype.
-    const stateText = `— ${Object.hasOwn(STATE_LABEL, frame.STATE) ? STATE_LABEL[frame.STATE] : asText(frame.STATE)}`;
+    const stateText = `— ${Object.hasOwn(STATE_LABEL, frame.STATE) ? STATE_LABEL[frame.STATE] : withoutBidiControls(asText(frame.STATE))}`;
     // Written only when it changes: each write is a change in the live region.
     if (entry.state.textContent !== stateText) entry.state.textContent = stateText;
     if (typeof frame.OUTPUT === 'string' && frame.OUTPUT !== '') {
-      entry.text = tailOf(entry.text + frame.OUTPUT, this.#options.outputTail);
+      entry.text = tailOf(entry.text + withoutBidiControls(frame.OUTPUT), this.#options.outputTail);
       entry.output.textContent = entry.text;
       entry.output.scrollTop = entry.output.scrollHeight;
     }
@@ -345,13 +345,13 @@ export class Toaster {
 
   /** An empty toast: body, title, close button. `label` (the TITLE) names the toast and its close button. */
   #frame(type: string, label: string, onRemove?: () => void): HTMLElement {
-    const toast = document.createElement('div');
+    const toast = createElement('div');
     toast.className = 'herald-toast';
     toast.setAttribute('part', 'toast');
     toast.dataset.type = type;
-    const body = document.createElement('div');
+    const body = createElement('div');
     body.className = 'herald-body';
-    const title = document.createElement('div');
+    const title = createElement('div');
     title.className = 'herald-title';
     title.setAttribute('part', 'title');
     // Ids are per shadow root, so a counter of this stack's own is enough.
@@ -360,7 +360,7 @@ export class Toaster {
     toast.setAttribute('role', 'group');
     toast.setAttribute('aria-labelledby', title.id);
     body.append(title);
-    const close = document.createElement('button');
+    const close = createElement('button');
     close.type = 'button';
     close.className = 'herald-close';
     close.setAttribute('part', 'close');
@@ -387,7 +387,7 @@ export class Toaster {
     const value = icon.trim();
     let el: HTMLElement;
     if (isSafeUrl(value) && /[/.]/.test(value)) {
-      const img = document.createElement('img');
+      const img = createElement('img');
       img.alt = '';
       img.src = value;
       el = img;
@@ -398,7 +398,7 @@ export class Toaster {
       return;
     } else {
       // An emoji or a symbol.
-      el = document.createElement('span');
+      el = createElement('span');
       el.className = 'herald-icon-text';
       el.setAttribute('aria-hidden', 'true');
       el.textContent = firstSymbol(value);
@@ -485,9 +485,23 @@ const LABEL_CHARS = 60;
 
 /** A TITLE as part of an accessible name: one line, cut to LABEL_CHARS. */
 function shortLabel(title: string): string {
-  // By code point, so that an emoji is not cut in half.
-  const line = [...title.replace(/\s+/g, ' ').trim()];
-  return line.length <= LABEL_CHARS ? line.join('') : `${line.slice(0, LABEL_CHARS - 1).join('').trimEnd()}…`;
+  const line = title.replace(/\s+/g, ' ').trim();
+  // By grapheme, so that an emoji (👩‍💻 is three code points joined) is not cut in two.
+  const head: string[] = [];
+  for (const symbol of graphemes(line)) {
+    if (head.length === LABEL_CHARS) return `${head.slice(0, -1).join('').trimEnd()}…`;
+    head.push(symbol);
+  }
+  return line;
+}
+
+/** The graphemes of `value` as the reader sees them; code points where Intl.Segmenter is missing. */
+function* graphemes(value: string): Generator<string> {
+  if (typeof Intl.Segmenter !== 'function') {
+    yield* value;
+    return;
+  }
+  for (const { segment } of new Intl.Segmenter(undefined, { granularity: 'grapheme' }).segment(value)) yield segment;
 }
 
 /**
@@ -497,7 +511,7 @@ function shortLabel(title: string): string {
  */
 function firstSymbol(value: string): string {
   if (typeof Intl.Segmenter === 'function') {
-    for (const { segment } of new Intl.Segmenter(undefined, { granularity: 'grapheme' }).segment(value)) return segment;
+    for (const symbol of graphemes(value)) return symbol;
     return '';
   }
   return [...value].slice(0, 2).join('');
