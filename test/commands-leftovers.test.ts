@@ -56,6 +56,16 @@ describe('what a run leaves behind', () => {
     assert.ok(await gone(child), `the left-over sleep ${child} is gone`);
   });
 
+  it('ends the run when what the program left in its group ends by itself, without waiting for the grace or signalling the free group id', async () => {
+    // A grace far longer than the left-over child lives: waiting it out, the run stayed `running`
+    // after everything had ended, and its SIGKILL went to whatever group had the id by then.
+    rig = await makeRig({ commandsAllow: ['sh'], commandsKillGraceMs: 30_000 });
+    const info = await rig.runner.start({ aid: 1, program: 'sh', args: ['-c', 'sleep 0.3 </dev/null >/dev/null 2>&1 & exit 0'], door: 'http' });
+    const done = await within(rig.runner.wait(info.id).then((i) => i!), 15_000, 'the run to end once its group is empty');
+    assert.equal(done.state, 'succeeded', JSON.stringify(done));
+    assert.equal(done.EXIT_CODE, 0);
+  });
+
   it('leaves a process detached properly (setsid, output closed) running', async () => {
     rig = await makeRig({ commandsAllow: ['sh'] });
     // Not the leader of sh's group, setsid does not fork: $! is the sleep itself.

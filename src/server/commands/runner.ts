@@ -44,6 +44,8 @@ const CUT_LOOSE_AT_SHUTDOWN_MS = 1000;
  * instead. 100 ms cost 1 %, but a program writing 21 MB past the cap took 39 s (10 ms: 4.4 s).
  */
 export const DROPPED_OUTPUT_READ_MS = 10;
+/** How often a run whose program left processes in its group, output closed, looks whether they are still there (#watchGroup). */
+const GROUP_POLL_MS = 50;
 
 type RunnerOptions = Pick<
   HeraldOptions,
@@ -461,6 +463,7 @@ export class CommandRunner implements CommandService {
       // parent has yet to reap, which still count as members), not left behind.
       if (run.exited && run.stopping === undefined && !run.killed && run.groupLeftAtExit !== false && groupAlive(child.pid as number)) {
         run.outputClosed = true;
+        this.#watchGroup(run);
         return;
       }
       this.#finish(run);
@@ -508,6 +511,28 @@ export class CommandRunner implements CommandService {
       // A program that even SIGKILL could not end (it runs as another user) must not hold
       // the run, its slot and whoever waits for it for ever: after one more grace, cut loose.
       this.#timer(run, this.#o.commandsKillGraceMs, () => this.#cutLoose(run));
+    });
+  }
+
+  /**
+   * While a run waits out the grace for what its program left in its group
+   * with the output closed (`outputClosed`): looks every GROUP_POLL_MS
+   * whether that group still has a member. Such members end without an
+   * event (they hold no pipe of ours), and once the last has gone the id is
+   * free for the kernel to give to another process, which may lead a group
+   * of that id: the grace's SIGKILL to it killed a stranger's group. So the
+   * run ends as soon as its group is empty, and nothing is signalled to that
+   * id from then on.
+   */
+  #watchGroup(run: Run): void {
+    this.#timer(run, GROUP_POLL_MS, () => {
+      if (run.finished || run.pid === undefined) return;
+      if (groupAlive(run.pid)) {
+        this.#watchGroup(run);
+        return;
+      }
+      run.groupLeftAtExit = false;
+      this.#finish(run);
     });
   }
 
