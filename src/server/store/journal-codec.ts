@@ -112,3 +112,49 @@ export function decodeBody(body: string, visit: (entry: JournalEntry) => void, v
 export function detach(s: string): string {
   return (` ${s}`).slice(1);
 }
+
+/**
+ * The text of a journal body read as bytes, where a surrogate code point
+ * (U+D800–U+DFFF) encoded alone in three bytes (WTF-8: what binding a JS
+ * string with a lone surrogate wrote) comes back as that UTF-16 unit. An
+ * idempotency key with a lone surrogate was taken until the API refused
+ * them, and SQLite hands such TEXT back with each of the three bytes
+ * replaced (U+FFFD): the lengths, which count UTF-16 units, no longer
+ * matched, and the whole store was refused as corrupt. Well-formed UTF-8
+ * decodes as SQLite decodes it; any other malformed byte becomes U+FFFD.
+ */
+export function decodeWtf8(bytes: Uint8Array): string {
+  const units = new Uint16Array(bytes.length);
+  let n = 0;
+  const cont = (i: number): boolean => i < bytes.length && (bytes[i]! & 0xc0) === 0x80;
+  for (let i = 0; i < bytes.length;) {
+    const b = bytes[i]!;
+    if (b < 0x80) {
+      units[n++] = b;
+      i++;
+    } else if (b >= 0xc2 && b < 0xe0 && cont(i + 1)) {
+      units[n++] = ((b & 0x1f) << 6) | (bytes[i + 1]! & 0x3f);
+      i += 2;
+    } else if (b >= 0xe0 && b < 0xf0 && cont(i + 1) && cont(i + 2) && (b > 0xe0 || bytes[i + 1]! >= 0xa0)) {
+      // Surrogates included: U+D800–U+DFFF (0xED 0xA0–0xBF …) is what plain UTF-8 refuses.
+      units[n++] = ((b & 0x0f) << 12) | ((bytes[i + 1]! & 0x3f) << 6) | (bytes[i + 2]! & 0x3f);
+      i += 3;
+    } else if (b >= 0xf0 && b < 0xf5 && cont(i + 1) && cont(i + 2) && cont(i + 3)) {
+      const cp = ((b & 0x07) << 18) | ((bytes[i + 1]! & 0x3f) << 12) | ((bytes[i + 2]! & 0x3f) << 6) | (bytes[i + 3]! & 0x3f);
+      if (cp < 0x10000 || cp > 0x10ffff) {
+        units[n++] = 0xfffd;
+        i++;
+        continue;
+      }
+      units[n++] = 0xd800 + ((cp - 0x10000) >> 10);
+      units[n++] = 0xdc00 + ((cp - 0x10000) & 0x3ff);
+      i += 4;
+    } else {
+      units[n++] = 0xfffd;
+      i++;
+    }
+  }
+  let out = '';
+  for (let i = 0; i < n; i += 8192) out += String.fromCharCode(...units.subarray(i, Math.min(i + 8192, n)));
+  return out;
+}

@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 
 /**
  * Epochs and message ids shared by every store, so an id handed out by one
@@ -11,12 +11,28 @@ export function newEpoch(): string {
 }
 
 /**
+ * How a never-written stream's epoch is derived from the store's: `mix48`
+ * (derivedEpoch, since commit ea609f1), or `sha256`, the first 8 base64url
+ * characters of SHA-256("storeEpoch \0 stream"), which Heralds used before
+ * it (every schema 1 file, and schema 2 files written then). A file keeps the
+ * derivation its streams were written with until its store epoch changes
+ * (sqlite-schema.ts): derived again the other way, every stream's EPOCH
+ * changed at the upgrade (a RESET for tabs that had lost nothing), and a
+ * stream whose stored EPOCH was no longer the derived one was never evicted.
+ */
+export type EpochDerivation = 'mix48' | 'sha256';
+
+/** The derivation of a new store epoch. */
+export const EPOCH_DERIVATION: EpochDerivation = 'mix48';
+
+/**
  * The epoch of a stream that was never written: derived from the store's own
  * epoch, so reading a head needs no write (a connect costs no INSERT), yet
  * every stream's epoch differs (a cursor of one person's stream never passes
  * for another's). The stream's first append records it.
  */
-export function derivedEpoch(storeEpoch: string, stream: string): string {
+export function derivedEpoch(storeEpoch: string, stream: string, derivation: EpochDerivation = EPOCH_DERIVATION): string {
+  if (derivation === 'sha256') return createHash('sha256').update(storeEpoch).update('\0').update(stream).digest('base64url').slice(0, 8);
   // Two 32-bit multiplicative hashes (FNV-1a and a Murmur-style mix) of
   // "storeEpoch \0 stream", 48 bits of them as 8 base64url characters. Not a
   // secret, only a name: a SHA-256 here cost two digests per connect.

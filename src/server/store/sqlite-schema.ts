@@ -22,9 +22,12 @@
  *
  * Version 2 wrote `acked` with each batch that raised it: an UPDATE per
  * acknowledged stream, each dirtying a page of `streams` that the WAL then
- * wrote whole. Its files open as version 3 unchanged (a version 2 body is a
- * version 3 body without ack entries), and version 3 files as version 4
- * (a version 3 file has no floor: nothing was evicted). Version 1 kept one row per
+ * wrote whole. Its files open unchanged (a version 2 body is a version 3
+ * body without ack entries), and so do version 3 files (they have no floor:
+ * nothing was evicted). The version on the file is the oldest whose Herald
+ * reads it right: it is raised only by the first write that needs it, in
+ * the same transaction (prepareSchema), so that the previous Herald still
+ * opens a file the current one only read. Version 1 kept one row per
  * notification (and per idempotency key) with two indexes, and updated the
  * stream's row on every append.
  */
@@ -33,12 +36,21 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { HeraldError } from '../errors.js';
 import { encodeEntry } from './journal-codec.js';
-import { derivedEpoch, newEpoch } from './message-id.js';
+import { derivedEpoch, EPOCH_DERIVATION, newEpoch, type EpochDerivation } from './message-id.js';
 
 export const SCHEMA_VERSION = '4';
 
 /** `meta`'s key for the highest last SEQ of any evicted stream (absent: 0). */
 export const SEQ_FLOOR_KEY = 'seq_floor';
+
+/**
+ * `meta`'s key for how never-written streams derive their EPOCH from the
+ * store epoch (message-id.ts): `<derivation> <store epoch>`, e.g.
+ * `sha256 kq3Xw1Zp`. It holds only while the store epoch is the one named:
+ * a new store epoch (a rotation, by this Herald or an older one) derives
+ * the current way.
+ */
+const DERIVATION_KEY = 'epoch_derivation';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS streams (
@@ -60,6 +72,10 @@ export interface OpenedStoreFile {
   lock: Database.Database | undefined;
   /** The epoch never-written streams derive theirs from. */
   storeEpoch: string;
+  /** How they derive it: the way this file's streams were written with (see DERIVATION_KEY). */
+  derivation: EpochDerivation;
+  /** The schema version on the file (SqliteStore raises it when a write needs a newer one). */
+  schema: number;
   /** See SqliteStore.rotatedEpochs. */
   rotatedEpochs: boolean;
   /** Why the epochs were rotated (undefined when they were not): see SqliteStore.rotation. */
@@ -110,12 +126,16 @@ function inspectWal(file: string): WalState {
  * Opens (or creates) the file for one store: its lock taken (a second
  * process is refused with HERALD_ERR_UNAVAILABLE), WAL without automatic
  * checkpoints (a WalCheckpointer runs them off the event loop), the schema
- * brought to the current version, epochs rotated when commits may have been
+ * read (a version 1 file migrated), epochs rotated when commits may have been
  * lost, and the file marked as open (`clean` = 0 until the store's close).
- * What a killed process left in the WAL is not copied into the file yet: the
- * caller loads the store first, then calls settleStoreFile (or, when the
- * load failed, abandonStoreFile), so that a WAL that is not the file's (a
- * backup restored beside a killed Herald's WAL) never overwrites it.
+ * All of it in one transaction that is left open: the caller loads the
+ * store first, then calls settleStoreFile, which commits it and copies into
+ * the file what a killed process left in the WAL, or, when the load failed,
+ * abandonStoreFile, which rolls it back. A failed start thus leaves the file
+ * as it was, its `clean` mark and a version 1 file's layout included (a
+ * start refused for a body it could not read had committed both), and a
+ * WAL that is not the file's (a backup restored beside a killed Herald's
+ * WAL) never overwrites it.
  */
 export function openStoreFile(file: string, options: { synchronous?: 'normal' | 'full'; bootId?: string }): OpenedStoreFile {
   const lock = file === ':memory:' ? undefined : takeLock(file);
@@ -152,7 +172,7 @@ export function openStoreFile(file: string, options: { synchronous?: 'normal' | 
     // the next start kept every EPOCH and assigned the lost SEQs again.
     db.pragma('synchronous = FULL');
     db.exec('BEGIN IMMEDIATE');
-    const migrated = prepareSchema(db);
+    const { found, schema, migrated } = prepareSchema(db);
     const boot = options.bootId ?? currentBootId();
     const rotation = lostCommitsPossible(db, boot, wal);
     const rotatedEpochs = rotation !== undefined;
@@ -168,13 +188,15 @@ export function openStoreFile(file: string, options: { synchronous?: 'normal' | 
       const rotate = db.prepare<[string, string]>('UPDATE streams SET epoch = ? WHERE stream = ?');
       for (const r of rows) rotate.run(derivedEpoch(storeEpoch, r.stream), r.stream);
     }
+    const derivation = storeEpoch === stored ? fileDerivation(db, storeEpoch, found) : EPOCH_DERIVATION;
     const put = db.prepare<[string, string]>('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
     put.run('epoch', storeEpoch);
+    put.run(DERIVATION_KEY, `${derivation} ${storeEpoch}`);
     put.run('boot', boot ?? '');
     put.run('clean', '0');
     put.run('synchronous', options.synchronous === 'full' ? 'full' : 'normal');
-    db.exec('COMMIT');
-    return { db, lock, storeEpoch, rotatedEpochs, rotation, migrated };
+    // Committed by settleStoreFile once the store loaded (see above).
+    return { db, lock, storeEpoch, derivation, schema, rotatedEpochs, rotation, migrated };
   } catch (e) {
     abandonStoreFile(file, db, lock);
     throw openError(file, e);
@@ -182,17 +204,21 @@ export function openStoreFile(file: string, options: { synchronous?: 'normal' | 
 }
 
 /**
- * Once the store loaded: copies into the file what a killed process left
- * in the WAL (from here the WAL holds this run's commits only), and sets
- * the run's `synchronous`.
+ * Once the store loaded: commits the open's transaction (fsynced: see
+ * openStoreFile), copies into the file what a killed process left in the
+ * WAL (from here the WAL holds this run's commits only), and sets the run's
+ * `synchronous`.
  */
 export function settleStoreFile(opened: OpenedStoreFile, synchronous: 'normal' | 'full' | undefined): void {
+  opened.db.exec('COMMIT');
   if (opened.lock) opened.db.pragma('wal_checkpoint(TRUNCATE)');
   opened.db.pragma(`synchronous = ${synchronous === 'full' ? 'FULL' : 'NORMAL'}`);
 }
 
 /**
- * Closes a store whose open failed without copying its WAL into the file.
+ * Closes a store whose open failed: rolls back the open's transaction (the
+ * file stays as it was: its schema version, its `clean` mark), and closes
+ * without copying the WAL into the file.
  * SQLite's last connection to close checkpoints the WAL and deletes it: a
  * WAL that is not the file's (another store's, left beside a restored
  * backup) overwrote the intact file that way, and a start that failed after
@@ -202,6 +228,11 @@ export function settleStoreFile(opened: OpenedStoreFile, synchronous: 'normal' |
  * itself.
  */
 export function abandonStoreFile(file: string, db: Database.Database, lock: Database.Database | undefined): void {
+  try {
+    if (db.inTransaction) db.exec('ROLLBACK');
+  } catch {
+    // Closing rolls it back all the same.
+  }
   let guard: Database.Database | undefined;
   if (lock) {
     try {
@@ -301,19 +332,59 @@ export function takeLock(file: string, timeoutMs = 1000): Database.Database {
 const MIGRATION_ROW = 1000;
 
 /**
- * Inside the open transaction: creates the tables of a new file, or migrates
- * a version 1 or 2 file; returns how many notifications were migrated (0 when
- * none), and throws on a version it does not know.
+ * Inside the open transaction: creates the tables of a new file (version
+ * 4), or migrates a version 1 file (to version 3, the journal it is then);
+ * a file of version 2 to 4 keeps its version, which SqliteStore raises in
+ * the transaction of the first write an older Herald would misread (a
+ * journal row, which may hold ack entries: 3; the SEQ floor: 4), so a
+ * Herald that read the file and wrote nothing newer (its listen failed,
+ * say) leaves it to the previous Herald. Returns the version found
+ * (undefined for a new file), the version on the file now and how many
+ * notifications were migrated (0 when none), and throws on a version it
+ * does not know.
  */
-function prepareSchema(db: Database.Database): number {
+function prepareSchema(db: Database.Database): { found: number | undefined; schema: number; migrated: number } {
   db.exec('CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID');
   const version = db.prepare<[], { value: string }>("SELECT value FROM meta WHERE key = 'schema'").get()?.value;
-  let migrated = 0;
-  if (version === '1') migrated = migrateV1(db);
-  else if (version !== undefined && version !== '2' && version !== '3' && version !== SCHEMA_VERSION) throw new Error(`unknown schema version ${version} (this Herald reads versions 1 to ${SCHEMA_VERSION}: the file was written by a newer Herald, or is not Herald's)`);
+  const set = db.prepare<[string]>("INSERT INTO meta (key, value) VALUES ('schema', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value");
+  if (version === undefined) {
+    db.exec(SCHEMA);
+    set.run(SCHEMA_VERSION);
+    return { found: undefined, schema: Number(SCHEMA_VERSION), migrated: 0 };
+  }
+  if (version === '1') {
+    const migrated = migrateV1(db);
+    set.run('3');
+    return { found: 1, schema: 3, migrated };
+  }
+  if (version !== '2' && version !== '3' && version !== SCHEMA_VERSION) throw new Error(`unknown schema version ${version} (this Herald reads versions 1 to ${SCHEMA_VERSION}: the file was written by a newer Herald, or is not Herald's)`);
   db.exec(SCHEMA);
-  db.prepare("INSERT INTO meta (key, value) VALUES ('schema', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(SCHEMA_VERSION);
-  return migrated;
+  return { found: Number(version), schema: Number(version), migrated: 0 };
+}
+
+/**
+ * How this file's streams derived their EPOCHs from `storeEpoch`: as
+ * recorded for it (DERIVATION_KEY), or else (a file of a Herald before the
+ * record, or one whose store epoch an older Herald rotated since) as a
+ * stream's stored EPOCH shows: a stream's row records the EPOCH derived
+ * when it was first written. The current way wins when any stream was
+ * written so (tabs connected since hold cursors derived that way); with no
+ * stream to tell (none, or all rotated to random EPOCHs by an older
+ * Herald), a version 1 file derived with SHA-256, any other the current way.
+ * Run once per store epoch: the answer is recorded.
+ */
+function fileDerivation(db: Database.Database, storeEpoch: string, found: number | undefined): EpochDerivation {
+  const recorded = db.prepare<[], { value: string }>(`SELECT value FROM meta WHERE key = '${DERIVATION_KEY}'`).get()?.value;
+  if (recorded !== undefined) {
+    const [name, epoch] = recorded.split(' ');
+    if (epoch === storeEpoch && (name === 'mix48' || name === 'sha256')) return name;
+  }
+  let sha256 = false;
+  for (const r of db.prepare<[], { stream: string; epoch: string }>('SELECT stream, epoch FROM streams').iterate()) {
+    if (r.epoch === derivedEpoch(storeEpoch, r.stream, 'mix48')) return 'mix48';
+    if (!sha256 && r.epoch === derivedEpoch(storeEpoch, r.stream, 'sha256')) sha256 = true;
+  }
+  return sha256 || found === 1 ? 'sha256' : EPOCH_DERIVATION;
 }
 
 /**

@@ -10,7 +10,7 @@
  * commit fails — reads never see a write that is not durable.
  */
 import type { AppendInput, AppendResult, MessageStatus, ReadResult, StoredMessage, StreamHead } from './message-store.js';
-import { derivedEpoch, messageId, parseMessageId } from './message-id.js';
+import { derivedEpoch, EPOCH_DERIVATION, messageId, parseMessageId, type EpochDerivation } from './message-id.js';
 import { JsonArena } from './json-arena.js';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
 
@@ -389,8 +389,9 @@ export class StreamIndex {
   /**
    * @param maxPerStream notifications kept per stream; beyond it the oldest are dropped.
    * @param storeEpoch the store's own epoch, from which never-written streams derive theirs.
+   * @param derivation how they derive it: the file's (message-id.ts), the current one by default.
    */
-  constructor(readonly maxPerStream: number, public storeEpoch: string) {}
+  constructor(readonly maxPerStream: number, public storeEpoch: string, readonly derivation: EpochDerivation = EPOCH_DERIVATION) {}
 
   get(stream: string): StreamState | undefined {
     return this.streams.get(stream);
@@ -421,7 +422,7 @@ export class StreamIndex {
 
   /** A stream that was never written has an epoch derived from the store's, so reading a head allocates nothing. */
   newEpoch(stream: string): string {
-    return derivedEpoch(this.storeEpoch, stream);
+    return derivedEpoch(this.storeEpoch, stream, this.derivation);
   }
 
   head(stream: string): StreamHead {
