@@ -137,6 +137,10 @@ describe('what toasts and desktop notifications show of a sender\'s text', { ski
         // An end tag with nothing of its name open closes nothing, as in the parser.
         misclosed: render(`${'<i></b>'.repeat(40)}misclosed`),
         many: render('<i>x</i>'.repeat(600)),
+        // A formatting element's end tag leaves the block opened inside it open: 40 levels, not 1.
+        adopted: render(`${'<b><ul></b>'.repeat(40)}adopted`),
+        // Misnested as people write it, within the limits: kept.
+        misnested: render('<b><i>both</b> italic</i> plain'),
         script: render(`${'<b>'.repeat(40)}<script>window.ran = 1</script>after`),
         usual: render('<b>bold</b> and <i>it</i><ul><li>one<li>two</ul><p>para'),
         ran: (window as unknown as { ran?: number }).ran,
@@ -146,6 +150,8 @@ describe('what toasts and desktop notifications show of a sender\'s text', { ski
       deep: { elements: [], text: 'deep & bold' },
       misclosed: { elements: [], text: 'misclosed' },
       many: { elements: [], text: 'x'.repeat(600) },
+      adopted: { elements: [], text: 'adopted' },
+      misnested: { elements: ['b', 'i'], text: 'both italic plain' },
       script: { elements: [], text: 'after' },
       usual: { elements: ['b', 'i', 'ul', 'li', 'p'], text: 'bold and itonetwopara' },
       ran: undefined,

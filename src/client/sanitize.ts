@@ -114,10 +114,20 @@ const TAG = /<(\/?)([a-z][^\s/>]*)[^>]*>/gi;
 const FLAT = new Set(['br', 'hr', 'img', 'input', 'wbr', 'p', 'li', 'dt', 'dd', 'option', 'tr', 'td', 'th']);
 
 /**
+ * The formatting elements (HTML's "adoption agency" list): the end tag of
+ * one does not close the elements opened inside it (`<b><ul></b>` leaves the
+ * `ul` open, and the parser re-opens the `b` in it), so `<b><ul></b>` over
+ * and over nests one level deeper each time.
+ */
+const FORMATTING = new Set(['a', 'b', 'big', 'code', 'em', 'font', 'i', 'nobr', 's', 'small', 'strike', 'strong', 'tt', 'u']);
+
+/**
  * Whether `html` has more than MAX_TAGS tags or nests deeper than
  * MAX_NESTING elements, read from its tags without parsing it: an end tag
- * closes its element and those opened inside it, one with nothing open of
- * its name is ignored, as the parser does.
+ * closes its element and those opened inside it, but a formatting
+ * element's only itself (FORMATTING); one with nothing open of its name is
+ * ignored, as the parser does. Where it differs from the parser it counts
+ * deeper, never shallower.
  */
 function tooIntricate(html: string): boolean {
   const open: string[] = [];
@@ -128,7 +138,9 @@ function tooIntricate(html: string): boolean {
     if (FLAT.has(name)) continue;
     if (end) {
       const at = open.lastIndexOf(name);
-      if (at >= 0) open.length = at;
+      if (at < 0) continue;
+      if (FORMATTING.has(name)) open.splice(at, 1);
+      else open.length = at;
     } else if (open.push(name) > MAX_NESTING) {
       return true;
     }
