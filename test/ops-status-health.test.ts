@@ -122,6 +122,9 @@ describe('the status while the session resolver fails', () => {
     assert.equal(f.total, 2);
     assert.equal(f.reason, 'session service unavailable');
     assert.ok(f.since >= t0 && f.since <= f.lastAt && f.lastAt <= Date.now(), JSON.stringify(f));
+    // A handshake refused for want of a cookie asked the panel nothing: the outage goes on.
+    assert.equal(await h.status('admin'), 401);
+    assert.equal((await status()).body.resolverFailures.failing, true, 'a refusal without a look-up does not end the outage');
     const text = await runCli(['status'], { env });
     assert.equal(text.code, 0, text.stderr);
     assert.match(text.stdout, /^ {2}resolver {5}http; look-ups FAILING since \d{4}-\d\d-\d\dT[\d:.]+Z: 2 failed \(session service unavailable\)/m);

@@ -14,7 +14,7 @@ import { answerClientError, answerFrameworkError, answerUnmetExpectation, contin
 import { LegacyServer } from './api/legacy-server.js';
 import { finiteNumbers } from './api/schemas.js';
 import { OriginPolicy, defaultAllowedOrigins } from './auth/origin-policy.js';
-import type { Resolution, SessionResolver } from './auth/session-resolver.js';
+import type { CredentialResolver, Resolution, SessionResolver } from './auth/session-resolver.js';
 import { mintToken, tokenExpiry } from './auth/token-resolver.js';
 import { createSessionResolver, createSessionWatcher, type SessionWatcher } from './auth/index.js';
 import type { Broker, Envelope } from './broker/broker.js';
@@ -150,8 +150,9 @@ export class Herald {
       store, broker, logger: logger.child({ part: 'notifier' }), defaultTtlMs: options.defaultTtlMs, maxTtlMs: options.maxTtlMs,
     });
     const resolverFailures = new ResolverFailures();
-    // Every look-up (the tabs' handshakes, the old ports' probes, the re-checks) goes through the watch.
-    const resolver: SessionResolver = resolverFailures.watch(createSessionResolver(options, logger));
+    // Every look-up of the database or the panel (the tabs' handshakes, the old ports' probes, the
+    // re-checks) goes through the watch; cached answers and handshakes without a credential do not.
+    const resolver: SessionResolver = createSessionResolver(options, logger, (backend) => resolverFailures.watch(backend));
     opened.push(() => resolver.close());
     const watcher = createSessionWatcher(options, hub, resolver, logger);
     const commandAudit = createCommandAudit(options);
@@ -474,8 +475,13 @@ class ResolverFailures {
   /** The latest run of failures; `ended` once a look-up answered after it. */
   #run: { since: number; count: number; ended: boolean } | undefined;
 
-  /** `resolver`, each answer it gives seen here first. A look-up answered at once stays so (the token resolver's hot path). */
-  watch(resolver: SessionResolver): SessionResolver {
+  /**
+   * `resolver` (the backend under the cache: createSessionResolver), each
+   * answer it gives seen here first. Only its answers say whether look-ups
+   * work: a cached one, or a handshake refused for want of a credential,
+   * said the outage was over while the database was still down.
+   */
+  watch(resolver: CredentialResolver): CredentialResolver {
     const seen = (r: Resolution): Resolution => {
       if (r.outcome === 'unavailable') this.#failed(r.reason);
       else if (this.#run) this.#run.ended = true;
@@ -489,6 +495,7 @@ class ResolverFailures {
     };
     return {
       name: resolver.name,
+      credentialOf: (handshake) => resolver.credentialOf(handshake),
       resolve: (handshake) => {
         let answer: Resolution | Promise<Resolution>;
         try {

@@ -27,7 +27,13 @@ export { TokenResolver, mintToken, TOKEN_AUDIENCE, TOKEN_COOKIE } from './token-
  * checking a signature asks nobody. `options.secret` must be filled
  * (ensureSecrets) for the token resolver.
  */
-export function createSessionResolver(options: HeraldOptions, logger?: Logger): SessionResolver {
+/**
+ * The resolver `authResolver` names. `watch`, when given, wraps the look-up
+ * itself (the database's or the panel's answer), under the cache: what it
+ * sees is what the backend answered, never a cached answer or a handshake
+ * refused for want of a credential.
+ */
+export function createSessionResolver(options: HeraldOptions, logger?: Logger, watch?: (backend: CredentialResolver) => CredentialResolver): SessionResolver {
   const log = logger?.child({ part: 'auth' });
   let inner: CredentialResolver;
   switch (options.authResolver) {
@@ -55,7 +61,7 @@ export function createSessionResolver(options: HeraldOptions, logger?: Logger): 
       });
       break;
   }
-  return new CachedResolver(inner, { positiveMs: options.authCacheMs, negativeMs: options.authNegativeCacheMs, maxEntries: options.authCacheMaxEntries });
+  return new CachedResolver(watch ? watch(inner) : inner, { positiveMs: options.authCacheMs, negativeMs: options.authNegativeCacheMs, maxEntries: options.authCacheMaxEntries });
 }
 
 /**
