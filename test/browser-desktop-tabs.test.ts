@@ -109,6 +109,17 @@ describe('desktop notifications across the tabs of one person', { skip: browserS
     assert.equal(await p.evaluate(() => document.getElementById('herald-toasts')), null, 'and no toast');
   });
 
+  it('shows the same words twice in one hidden tab: two live-only notifications, not one taken for the other', async () => {
+    const p = await tab(64);
+    assert.equal(await enable(p), 'granted');
+    await p.evaluate(() => (window as unknown as Page$).setHidden(true));
+    await send(64, { TYPE: 'MESSAGE', TITLE: 'New chat message', TEXT: 'open the chat' }, { ttl: 0 });
+    await handled([p], 1);
+    await send(64, { TYPE: 'MESSAGE', TITLE: 'New chat message', TEXT: 'open the chat' }, { ttl: 0 });
+    await handled([p], 2);
+    assert.deepEqual((await notes(p)).map((n) => n.title), ['New chat message', 'New chat message']);
+  });
+
   it('shows nothing on the desktop while a tab of the person is visible, then each notification once, live-only and plain-string ones too', async () => {
     const tabs = [await tab(62), await tab(62), await tab(62)];
     assert.equal(await enable(tabs[0]!), 'granted');

@@ -191,9 +191,12 @@ export class DesktopNotifier {
     const key = tag ?? contentKey(message);
     const windowKey = this.#key('window');
     const w = current(load(windowKey), now, this.#windowMs) ?? current(this.#window, now, this.#windowMs) ?? { start: now, shown: 0, more: 0, tags: [] };
-    // Another hidden tab of the person showed it (or summed it up) already.
-    if (w.tags.includes(key)) return false;
-    w.tags = [...w.tags, key].slice(-MAX_WINDOW_TAGS);
+    // Another hidden tab of the person showed it (or summed it up) already. One known only by
+    // its words is the same notification only in another tab: the same words twice in one tab
+    // are two notifications (a second "New chat message" was not shown).
+    const entry = tag ?? `${key}@${this.#tabId}`;
+    if (tag !== undefined ? w.tags.includes(tag) : w.tags.some((t) => t !== entry && t.startsWith(`${key}@`))) return false;
+    w.tags = [...w.tags.filter((t) => t !== entry), entry].slice(-MAX_WINDOW_TAGS);
     const title = withoutBidiControls(asText(message.TITLE));
     const options: NotificationOptions = {};
     let heading: string;
