@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
+import { createV1File } from './helpers/v1-store.js';
 import fc from 'fast-check';
 import type { AppendInput, MessageStore } from '../src/server/store/message-store.js';
 import { MemoryStore } from '../src/server/store/memory-store.js';
@@ -177,22 +178,8 @@ describe('idempotency keys of a version 1 file', () => {
     const dir = mkdtempSync(join(tmpdir(), 'herald-keys-'));
     const file = join(dir, 'herald.sqlite');
     try {
-      const v1 = new Database(file);
-      v1.pragma('journal_mode = WAL');
-      // The layout of schema version 1, as test/store-sqlite-journal.test.ts writes it.
+      const v1 = createV1File(file);
       v1.exec(`
-        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-        CREATE TABLE streams (
-          stream TEXT PRIMARY KEY, epoch TEXT NOT NULL, last_seq INTEGER NOT NULL DEFAULT 0,
-          acked INTEGER NOT NULL DEFAULT 0, retained INTEGER NOT NULL DEFAULT 0
-        ) WITHOUT ROWID;
-        CREATE TABLE messages (stream TEXT NOT NULL, seq INTEGER NOT NULL, json TEXT NOT NULL, expires_at INTEGER NOT NULL);
-        CREATE UNIQUE INDEX messages_by_stream ON messages (stream, seq);
-        CREATE INDEX messages_by_expiry ON messages (expires_at);
-        CREATE TABLE idempotency (
-          stream TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (stream, key)
-        ) WITHOUT ROWID;
-        CREATE INDEX idempotency_by_expiry ON idempotency (expires_at);
         INSERT INTO meta VALUES ('schema', '1'), ('epoch', 'storeEp1'), ('boot', 'boot-v1'), ('clean', '1');
         INSERT INTO streams VALUES ('admin:1', 'epochA1', 5, 0, 3);
       `);

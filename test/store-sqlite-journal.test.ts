@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
+import { createV1File } from './helpers/v1-store.js';
 import fc from 'fast-check';
 import { decodeBody, encodeAck, encodeEntry, type JournalEntry } from '../src/server/store/journal-codec.js';
 import type { AppendResult } from '../src/server/store/message-store.js';
@@ -319,22 +320,8 @@ describe('SqliteStore journal', () => {
 
   it('migrates a version 1 file on open, in one transaction', () => withFile(async (file) => {
     const cyrillic = JSON.stringify({ TYPE: 'MESSAGE', TITLE: 'Платіж отримано', TEXT: 'Just<br/>some<br/>text 🎉' });
-    const v1 = new Database(file);
-    v1.pragma('journal_mode = WAL');
-    // The layout of schema version 1, as the SQLite store wrote it until the journal.
+    const v1 = createV1File(file);
     v1.exec(`
-      CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-      CREATE TABLE streams (
-        stream TEXT PRIMARY KEY, epoch TEXT NOT NULL, last_seq INTEGER NOT NULL DEFAULT 0,
-        acked INTEGER NOT NULL DEFAULT 0, retained INTEGER NOT NULL DEFAULT 0
-      ) WITHOUT ROWID;
-      CREATE TABLE messages (stream TEXT NOT NULL, seq INTEGER NOT NULL, json TEXT NOT NULL, expires_at INTEGER NOT NULL);
-      CREATE UNIQUE INDEX messages_by_stream ON messages (stream, seq);
-      CREATE INDEX messages_by_expiry ON messages (expires_at);
-      CREATE TABLE idempotency (
-        stream TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (stream, key)
-      ) WITHOUT ROWID;
-      CREATE INDEX idempotency_by_expiry ON idempotency (expires_at);
       INSERT INTO meta VALUES ('schema', '1'), ('epoch', 'storeEp1'), ('boot', 'boot-v1'), ('clean', '1');
       INSERT INTO streams VALUES ('admin:1', 'epochA1', 5, 2, 3), ('admin:2', 'epochA2', 2, 2, 0);
     `);

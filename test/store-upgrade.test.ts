@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
+import { createV1File } from './helpers/v1-store.js';
 import { encodeEntry } from '../src/server/store/journal-codec.js';
 import { derivedEpoch } from '../src/server/store/message-id.js';
 import { SqliteStore } from '../src/server/store/sqlite-store.js';
@@ -45,22 +46,7 @@ function sha256Epoch(storeEpoch: string, stream: string): string {
 
 /** The layout of schema version 1 (one row per notification), closed cleanly, as the SQLite store wrote it until the journal. */
 function writeV1(file: string, storeEpoch: string, streams: Array<[stream: string, epoch: string, lastSeq: number]>): void {
-  const v1 = new Database(file);
-  v1.pragma('journal_mode = WAL');
-  v1.exec(`
-    CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-    CREATE TABLE streams (
-      stream TEXT PRIMARY KEY, epoch TEXT NOT NULL, last_seq INTEGER NOT NULL DEFAULT 0,
-      acked INTEGER NOT NULL DEFAULT 0, retained INTEGER NOT NULL DEFAULT 0
-    ) WITHOUT ROWID;
-    CREATE TABLE messages (stream TEXT NOT NULL, seq INTEGER NOT NULL, json TEXT NOT NULL, expires_at INTEGER NOT NULL);
-    CREATE UNIQUE INDEX messages_by_stream ON messages (stream, seq);
-    CREATE INDEX messages_by_expiry ON messages (expires_at);
-    CREATE TABLE idempotency (
-      stream TEXT NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL, expires_at INTEGER NOT NULL, PRIMARY KEY (stream, key)
-    ) WITHOUT ROWID;
-    CREATE INDEX idempotency_by_expiry ON idempotency (expires_at);
-  `);
+  const v1 = createV1File(file);
   v1.prepare("INSERT INTO meta VALUES ('schema', '1'), ('epoch', ?), ('boot', 'boot-1'), ('clean', '1')").run(storeEpoch);
   const put = v1.prepare('INSERT INTO streams VALUES (?, ?, ?, ?, 0)');
   for (const [stream, epoch, lastSeq] of streams) put.run(stream, epoch, lastSeq, lastSeq);
