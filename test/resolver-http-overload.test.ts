@@ -15,6 +15,7 @@ import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { LookUpGate } from '../src/server/auth/look-up-gate.js';
 import { startAuthHerald } from './helpers/auth-herald.js';
+import { assertGoodput, offerHandshakes } from './helpers/overload.js';
 
 /** An answer of the panel takes 100 ms: 2 at once answer at most 20 a second. */
 const ANSWER_MS = 100;
@@ -60,36 +61,11 @@ describe('http resolver under sustained overload', () => {
       authCacheMs: 0, authNegativeCacheMs: 0, sessionRecheckMs: 0,
     });
     try {
-      const answers: Promise<{ second: number; status: number }>[] = [];
-      const t0 = Date.now();
-      await new Promise<void>((resolve) => {
-        let i = 1;
-        const timer = setInterval(() => {
-          const second = Math.floor((Date.now() - t0) / 1000);
-          if (second >= OFFER_S) {
-            clearInterval(timer);
-            resolve();
-            return;
-          }
-          const cookie = `panel_session=admin-${i++}`;
-          answers.push(h.status('admin', { headers: { cookie } }).then((status) => ({ second, status })));
-        }, 1000 / OFFERED_PER_S);
-      });
-      const results = await Promise.all(answers);
-      const perSecond = Array.from({ length: OFFER_S }, (_, s) => results.filter((r) => r.second === s));
-      const table = perSecond.map((rs) => `${rs.filter((r) => r.status === 101).length}/${rs.length}`).join(' ');
+      // Sessions admin-1, admin-2, ...: each one the panel knows.
+      const offered = await offerHandshakes(h, OFFERED_PER_S, OFFER_S, (i) => `panel_session=admin-${i + 1}`);
+      const { table } = offered;
       console.log(`# admitted/sent by the second they were sent in: ${table}; answers the panel wrote too late: ${wasted}`);
-      // Every session exists: an answer is "admitted" or "unavailable", never "refused".
-      assert.deepEqual([...new Set(results.map((r) => r.status))].filter((s) => s !== 101 && s !== 503), []);
-      // A ratio of what the panel can do, generous for a busy machine: before, these seconds admitted none.
-      const judged = perSecond.slice(JUDGED_FROM_S).flat();
-      const admitted = judged.filter((r) => r.status === 101).length;
-      const floor = 0.3 * CAPACITY_PER_S * (OFFER_S - JUDGED_FROM_S);
-      assert.ok(admitted >= floor, `${admitted} admitted in seconds ${JUDGED_FROM_S + 1} to ${OFFER_S}, fewer than 30% of what the panel answers (${floor}): ${table}`);
-      for (const [s, rs] of perSecond.entries()) {
-        if (s < JUDGED_FROM_S) continue;
-        assert.ok(rs.some((r) => r.status === 101), `nobody admitted in second ${s + 1}: ${table}`);
-      }
+      assertGoodput(offered, JUDGED_FROM_S, CAPACITY_PER_S, 'the panel answers');
       // Those turned away are said to be so: they waited half the timeout for a turn.
       assert.match(h.log(), new RegExp(`session look-up failed: no turn at the panel within ${TIMEOUT_MS / 2} ms`));
     } finally {

@@ -12,6 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createMariadbSessions, createPostgresSessions, requireService } from './helpers/sql-services.js';
 import { startAuthHerald } from './helpers/auth-herald.js';
+import { assertGoodput, offerHandshakes } from './helpers/overload.js';
 
 /** A look-up of 100 ms: a pool of 2 answers at most 20 a second. */
 const QUERY_S = 0.1;
@@ -65,36 +66,10 @@ for (const d of dialects) {
         sqlPoolSize: POOL, sqlTimeoutMs: 1000, authCacheMs: 0, authNegativeCacheMs: 0, sessionRecheckMs: 0,
       });
       try {
-        const answers: Promise<{ second: number; status: number }>[] = [];
-        const t0 = Date.now();
-        await new Promise<void>((resolve) => {
-          let i = 0;
-          const timer = setInterval(() => {
-            const second = Math.floor((Date.now() - t0) / 1000);
-            if (second >= OFFER_S) {
-              clearInterval(timer);
-              resolve();
-              return;
-            }
-            const sid = `overload-${i++}`;
-            answers.push(h.status('admin', { headers: { cookie: `sid=${sid}` } }).then((status) => ({ second, status })));
-          }, 1000 / OFFERED_PER_S);
-        });
-        const results = await Promise.all(answers);
-        const perSecond = Array.from({ length: OFFER_S }, (_, s) => results.filter((r) => r.second === s));
-        const table = perSecond.map((rs) => `${rs.filter((r) => r.status === 101).length}/${rs.length}`).join(' ');
+        const offered = await offerHandshakes(h, OFFERED_PER_S, OFFER_S, (i) => `sid=overload-${i}`);
+        const { table } = offered;
         console.log(`# ${d.name}: admitted/sent by the second they were sent in: ${table}`);
-        // Every session exists: an answer is "admitted" or "unavailable", never "refused".
-        assert.deepEqual([...new Set(results.map((r) => r.status))].filter((s) => s !== 101 && s !== 503), []);
-        // A ratio of what the pool can do, generous for a busy machine: before, these seconds admitted none.
-        const judged = perSecond.slice(JUDGED_FROM_S).flat();
-        const admitted = judged.filter((r) => r.status === 101).length;
-        const floor = 0.3 * CAPACITY_PER_S * (OFFER_S - JUDGED_FROM_S);
-        assert.ok(admitted >= floor, `${admitted} admitted in seconds ${JUDGED_FROM_S + 1} to ${OFFER_S}, fewer than 30% of what the pool can look up (${floor}): ${table}`);
-        for (const [s, rs] of perSecond.entries()) {
-          if (s < JUDGED_FROM_S) continue;
-          assert.ok(rs.some((r) => r.status === 101), `nobody admitted in second ${s + 1}: ${table}`);
-        }
+        assertGoodput(offered, JUDGED_FROM_S, CAPACITY_PER_S, 'the pool can look up');
       } finally {
         await h.close();
       }
