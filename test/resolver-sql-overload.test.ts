@@ -9,7 +9,6 @@
  * as it can look up.
  */
 import { after, before, describe, test } from 'node:test';
-import assert from 'node:assert/strict';
 import { createMariadbSessions, createPostgresSessions, requireService } from './helpers/sql-services.js';
 import { startAuthHerald } from './helpers/auth-herald.js';
 import { assertGoodput, offerHandshakes } from './helpers/overload.js';
