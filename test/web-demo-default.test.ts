@@ -1,8 +1,9 @@
 /**
  * The demo page's endpoints mint a token for any person and send to anyone,
  * so by default (`demo: auto`) they are served only as the quick start runs
- * Herald: a loopback listener and no publicUrl. A server set up to be
- * reached from elsewhere (a publicUrl, or a listener that is not loopback)
+ * Herald: a loopback listener, no publicUrl, no allowedOrigins, signed
+ * tokens. A server set up to be reached from elsewhere (a publicUrl, an
+ * Origin allowlist, a panel's resolver, or a listener that is not loopback)
  * does not serve them unless told to, and when told to, it says so in the
  * log. They used to be on by default wherever Herald listened.
  */
@@ -52,11 +53,31 @@ describe('demo: auto', () => {
 
   test('off for a listener that is not loopback', () => {
     // Decided from the options alone: a test must not listen on a public address.
-    assert.equal(demoEnabled({ demo: 'auto', host: '0.0.0.0', publicUrl: '' }), false);
-    assert.equal(demoEnabled({ demo: 'auto', host: '192.0.2.10', publicUrl: '' }), false);
-    assert.equal(demoEnabled({ demo: 'auto', host: '::1', publicUrl: '' }), true);
-    assert.equal(demoEnabled({ demo: false, host: '127.0.0.1', publicUrl: '' }), false);
-    assert.equal(demoEnabled({ demo: true, host: '0.0.0.0', publicUrl: '' }), true);
+    const quickStart = { host: '127.0.0.1', publicUrl: '', allowedOrigins: [], authResolver: 'token' } as const;
+    assert.equal(demoEnabled({ ...quickStart, demo: 'auto', host: '0.0.0.0' }), false);
+    assert.equal(demoEnabled({ ...quickStart, demo: 'auto', host: '192.0.2.10' }), false);
+    assert.equal(demoEnabled({ ...quickStart, demo: 'auto', host: '::1' }), true);
+    assert.equal(demoEnabled({ ...quickStart, demo: false }), false);
+    assert.equal(demoEnabled({ ...quickStart, demo: true, host: '0.0.0.0' }), true);
+  });
+
+  // Behind a reverse proxy that passes its upstream's address as Host (nginx's proxy_pass
+  // without proxy_set_header Host, Apache's ProxyPass), a loopback listener is reached from
+  // anywhere with a loopback Host: the demo minted admin tokens for the internet. Such a
+  // server names its panel's origin (its browsers could not connect otherwise), or asks a panel.
+  test('off once allowedOrigins names the panel, or a panel decides who a tab is', async () => {
+    const named = await demoAnswers({ allowedOrigins: ['https://panel.example.net'] });
+    assert.deepEqual([named.page, named.token], [404, 404]);
+    const quickStart = { demo: 'auto', host: '127.0.0.1', publicUrl: '', allowedOrigins: [] } as const;
+    assert.equal(demoEnabled({ ...quickStart, authResolver: 'sql' }), false);
+    assert.equal(demoEnabled({ ...quickStart, authResolver: 'http' }), false);
+  });
+
+  test('said in the log whenever it is on', async () => {
+    const r = await demoAnswers({});
+    assert.match(r.log, /demo is on at \/demo/);
+    const off = await demoAnswers({ publicUrl: 'https://panel.example.net/herald' });
+    assert.doesNotMatch(off.log, /demo is on/);
   });
 
   test('true forces it on, with a warning where others may reach it; false turns it off', async () => {

@@ -65,7 +65,7 @@ export const OptionsSchema = Type.Object({
   apiToken: Type.String({ default: '', description: 'Bearer token for the HTTP API (at least 16 characters, printable ASCII). Empty: generated on first start and kept in DATA_DIR/secrets.json.', secret: true, generated: true }),
   allowedOrigins: StringList('Origins allowed to open a WebSocket: exact (https://panel.example.net) or wildcard subdomains (https://*.example.net). Empty: the public URL\'s origin and http(s)://localhost / 127.0.0.1 / [::1] on any port. "*" allows any (not recommended).', []),
   allowMissingOrigin: Type.Boolean({ default: true, description: 'Admit handshakes with no Origin header (non-browser clients: browsers always send one). Credentials are still required.' }),
-  demo: Type.Union([Type.Literal('auto'), Type.Boolean()], { default: 'auto', description: 'Serve the demo page at /demo and its endpoints, which mint a token for any person and send to anyone: a development tool, never for production. auto = on only while the public listener is on loopback (host) and no publicUrl is set, as on a developer\'s machine; true forces it on (a warning is logged where it is reachable from elsewhere); false = off. On a loopback listener it answers only to a loopback Host (localhost, 127.x, [::1]), so a web site re-pointed at 127.0.0.1 (DNS rebinding) gets 403.' }),
+  demo: Type.Union([Type.Literal('auto'), Type.Boolean()], { default: 'auto', description: 'Serve the demo page at /demo and its endpoints, which mint a token for any person and send to anyone: a development tool, never for production. auto = on only while the public listener is on loopback (host), no publicUrl and no allowedOrigins are set and authResolver is token, as on a developer\'s machine (it is logged when on); true forces it on (a warning is logged where it is reachable from elsewhere); false = off. On a loopback listener it answers only to a loopback Host (localhost, 127.x, [::1]), so a web site re-pointed at 127.0.0.1 (DNS rebinding) gets 403.' }),
   logLevel: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')], { default: 'info', description: 'Log level.' }),
   logPretty: Type.Union([Type.Literal('auto'), Type.Boolean()], { default: 'auto', description: 'Pretty logs: auto = when stdout is a terminal, otherwise JSON lines.' }),
   heartbeatMs: Millis('How often the server PINGs each tab. A tab that has not answered by the next PING is closed (4408). At most 858993458 (about 9.9 days): the browser library gives up on a silent connection after 2.5 heartbeats, on a timer, and a timer cannot exceed 2147483647 ms.', 25000, 100, HEARTBEAT_MAX_MS),
@@ -476,13 +476,19 @@ function checkAuthConsistency(o: HeraldOptions, from: SourceNote): void {
 
 /**
  * Whether the demo page and its endpoints are served. `auto` turns them on
- * only as the quick start runs Herald (a loopback listener, no publicUrl):
- * anyone who can reach them can mint a token for any admin and read that
- * admin's notifications, so a server set up to be reached from elsewhere
- * must not serve them by default.
+ * only as the quick start runs Herald (a loopback listener, no publicUrl, no
+ * allowedOrigins, the token resolver): anyone who can reach them can mint a
+ * token for any admin and read that admin's notifications, so a server set
+ * up to be reached from elsewhere must not serve them by default. A loopback
+ * listener alone does not say that: a reverse proxy that passes its
+ * upstream's address as Host (nginx's proxy_pass without proxy_set_header
+ * Host, Apache's ProxyPass) reaches it with a loopback Host, but such a
+ * server names its panel's origin, or browsers on the panel could not
+ * connect.
  */
-export function demoEnabled(o: Pick<HeraldOptions, 'demo' | 'host' | 'publicUrl'>): boolean {
-  return o.demo === 'auto' ? isLoopback(o.host) && o.publicUrl === '' : o.demo;
+export function demoEnabled(o: Pick<HeraldOptions, 'demo' | 'host' | 'publicUrl' | 'allowedOrigins' | 'authResolver'>): boolean {
+  if (o.demo !== 'auto') return o.demo;
+  return isLoopback(o.host) && o.publicUrl === '' && o.allowedOrigins.length === 0 && o.authResolver === 'token';
 }
 
 // 127.0.0.0/8 (RFC 1122 §3.2.1.3) and ::1 (RFC 4291 §2.5.3). BlockList also matches an IPv4

@@ -218,6 +218,10 @@ export async function registerWebRoutes(app: FastifyInstance, ctx: WebContext): 
   if (!demoEnabled(ctx.options)) return;
   if (ctx.options.demo === true && (!isLoopback(ctx.options.host) || ctx.options.publicUrl !== '')) {
     app.log.warn({ host: ctx.options.host, publicUrl: ctx.options.publicUrl }, 'demo is on where others may reach it: anyone who reaches /demo can mint a token for any admin and send to anyone; set demo to false or auto');
+  } else {
+    // Said at every start it is on, so that an operator who put a proxy in front of
+    // the quick start's defaults reads it: such a proxy may pass a loopback Host.
+    app.log.info('demo is on at /demo (demo: auto, the quick start\'s defaults): anyone who reaches this port, also through a reverse proxy, can mint a token for any admin; it turns off once publicUrl or allowedOrigins is set, or with demo: false');
   }
 
   // On a loopback listener "only this machine" is the demo's whole safeguard, and DNS
