@@ -120,3 +120,42 @@ describe('a request that offers another protocol than WebSocket', () => {
     assert.match(text, /^HTTP\/1\.1 401 /);
   });
 });
+
+// A handshake has no body (RFC 6455 §4.1). One that carried a body was upgraded, WELCOME
+// was sent, and then the body's bytes were read as frames and the tab closed 1002.
+describe('a handshake that carries a body', () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startHerald({ store: 'memory' });
+  });
+  after(() => s.close());
+
+  /** What Herald answers first to `request` on a raw socket: its status line. */
+  function statusLine(request: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const c = net.connect({ port: Number(new URL(s.url).port), host: '127.0.0.1' });
+      let text = '';
+      c.on('data', (d: Buffer) => {
+        text += d.toString('latin1');
+        const end = text.indexOf('\r\n');
+        if (end >= 0) { c.destroy(); resolve(text.slice(0, end)); }
+      });
+      c.on('error', reject);
+      c.on('close', () => resolve(text));
+      c.write(request);
+    });
+  }
+
+  test('is refused with 400 before the upgrade, with a length or chunked', async () => {
+    const token = await s.token('admin', 7);
+    const head = `GET /ws/admin?token=${token} HTTP/1.1\r\nHost: 127.0.0.1\r\n${HANDSHAKE}`;
+    assert.match(await statusLine(`${head}Content-Length: 4\r\n\r\nabcd`), /^HTTP\/1\.1 400 /);
+    assert.match(await statusLine(`${head}Transfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n`), /^HTTP\/1\.1 400 /);
+  });
+
+  test('a length of 0 is no body: upgraded', async () => {
+    const token = await s.token('admin', 7);
+    const head = `GET /ws/admin?token=${token} HTTP/1.1\r\nHost: 127.0.0.1\r\n${HANDSHAKE}`;
+    assert.match(await statusLine(`${head}Content-Length: 0\r\n\r\n`), /^HTTP\/1\.1 101 /);
+  });
+});

@@ -195,6 +195,10 @@ export class Gateway {
     if (req.method !== 'GET' || key === undefined || !WEBSOCKET_KEY.test(key)) {
       return reject(socket, 400, 'HERALD_ERR_BAD_REQUEST', 'not a WebSocket handshake: a GET with a Sec-WebSocket-Key of 16 bytes in base64 (RFC 6455 §4.1)');
     }
+    // A handshake has no body: one sent was upgraded, then read as frames and closed 1002.
+    if (req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0')) {
+      return reject(socket, 400, 'HERALD_ERR_BAD_REQUEST', 'a WebSocket handshake carries no body (RFC 6455 §4.1)');
+    }
     const admission = admit(this.#o, kind, req, url);
     // The old daemon's separate ports are where the old browser script connects (its URL is theirs).
     const oldPort = fixedKind !== undefined;
