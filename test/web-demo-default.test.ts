@@ -53,7 +53,7 @@ describe('demo: auto', () => {
 
   test('off for a listener that is not loopback', () => {
     // Decided from the options alone: a test must not listen on a public address.
-    const quickStart = { host: '127.0.0.1', publicUrl: '', allowedOrigins: [], authResolver: 'token' } as const;
+    const quickStart = { host: '127.0.0.1', publicUrl: '', allowedOrigins: [] as string[], authResolver: 'token' as const };
     assert.equal(demoEnabled({ ...quickStart, demo: 'auto', host: '0.0.0.0' }), false);
     assert.equal(demoEnabled({ ...quickStart, demo: 'auto', host: '192.0.2.10' }), false);
     assert.equal(demoEnabled({ ...quickStart, demo: 'auto', host: '::1' }), true);
@@ -68,7 +68,7 @@ describe('demo: auto', () => {
   test('off once allowedOrigins names the panel, or a panel decides who a tab is', async () => {
     const named = await demoAnswers({ allowedOrigins: ['https://panel.example.net'] });
     assert.deepEqual([named.page, named.token], [404, 404]);
-    const quickStart = { demo: 'auto', host: '127.0.0.1', publicUrl: '', allowedOrigins: [] } as const;
+    const quickStart = { demo: 'auto' as const, host: '127.0.0.1', publicUrl: '', allowedOrigins: [] as string[] };
     assert.equal(demoEnabled({ ...quickStart, authResolver: 'sql' }), false);
     assert.equal(demoEnabled({ ...quickStart, authResolver: 'http' }), false);
   });
