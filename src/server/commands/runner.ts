@@ -258,11 +258,24 @@ export class CommandRunner implements CommandService {
     this.#policy.checkArgs(program, args);
 
     const startNow = this.#hasSlot(request.aid);
-    if (!startNow && this.#queue.length >= this.#o.commandsQueueSize) {
-      throw new HeraldError(
-        'HERALD_ERR_QUEUE_FULL',
-        `too many commands: ${this.#running} running and ${this.#queue.length} waiting (commandsQueueSize ${this.#o.commandsQueueSize}); try again later`,
-      );
+    if (!startNow) {
+      const o = this.#o;
+      const mine = this.#queuedFor(request.aid);
+      const share = this.#queueShare();
+      // The admin's own share first: when it is what refuses them, waiting for others would not help.
+      // No queue at all (commandsQueueSize 0) is no one's share: the message below says so.
+      if (o.commandsQueueSize > 0 && mine >= share) {
+        throw new HeraldError(
+          'HERALD_ERR_QUEUE_FULL',
+          `admin ${request.aid} already has ${mine} commands waiting, their share of the queue (${share}: commandsQueueSize ${o.commandsQueueSize} × commandsPerAdminConcurrency ${o.commandsPerAdminConcurrency} / commandsConcurrency ${o.commandsConcurrency}); try again when one of theirs has started`,
+        );
+      }
+      if (this.#queue.length >= o.commandsQueueSize) {
+        throw new HeraldError(
+          'HERALD_ERR_QUEUE_FULL',
+          `too many commands: ${this.#running} running and ${this.#queue.length} waiting (commandsQueueSize ${o.commandsQueueSize}); try again later`,
+        );
+      }
     }
     const run: Run = {
       id: randomUUID(), request: { ...request, args: [...request.args] }, program, args, timeoutSec,
@@ -392,6 +405,24 @@ export class CommandRunner implements CommandService {
   }
 
   // ---- running ---------------------------------------------------------------
+
+  /**
+   * How many runs one admin may have waiting: the share of the queue they have of the slots,
+   * commandsQueueSize × commandsPerAdminConcurrency / commandsConcurrency, rounded up (16 of 32
+   * by default). An admin's queued runs start only in that admin's own slots, so without it one
+   * admin's flood of long runs (40 × `sleep 3600`) filled the queue, and every other admin was
+   * refused for as long as they ran, slots free or not. Counted by `aid`, the admin the run is
+   * for: every request names one, and the API token (requestedBy) is one for the whole backend.
+   */
+  #queueShare(): number {
+    return Math.ceil((this.#o.commandsQueueSize * this.#o.commandsPerAdminConcurrency) / this.#o.commandsConcurrency);
+  }
+
+  #queuedFor(aid: number): number {
+    let n = 0;
+    for (const run of this.#queue) if (run.request.aid === aid) n++;
+    return n;
+  }
 
   #hasSlot(aid: number): boolean {
     return this.#running < this.#o.commandsConcurrency && (this.#runningByAdmin.get(aid) ?? 0) < this.#o.commandsPerAdminConcurrency;
