@@ -6,8 +6,13 @@
  *   `negativeMs` (a fresh login must work at once);
  * - "unavailable" is never cached: the next look-up asks again;
  * - concurrent look-ups of the same credential share one query.
- * `recheck` (the periodic re-check of live sessions) skips the cache, but
- * shares a query in flight and refreshes the cache with its answer.
+ * `recheck` (the periodic re-check of live sessions) skips the cache and
+ * asks afresh even while a handshake's query of the same credential is in
+ * flight: that query may have reached the panel before the admin logged
+ * out, and a round that shared it kept the tabs open one more interval.
+ * Handshakes that come later share the re-check's query (the newest), and
+ * only the newest query of a credential writes its answer to the cache: an
+ * older, slower "admitted" must not replace the refusal that came after it.
  *
  * Expired answers are dropped whether or not their credential comes back:
  * refusals of credentials nobody sends twice (a stranger trying many) would
@@ -90,6 +95,7 @@ export class CachedResolver implements SessionResolver {
    */
   readonly #admitted = new Map<string, Entry>();
   readonly #refused = new Map<string, Entry>();
+  /** The newest query of each credential still unanswered: the one new handshakes share. */
   readonly #inFlight = new Map<string, Promise<Resolution>>();
   /** How often the idle sweep runs, in ms: the shorter TTL in use, within the bounds above. */
   readonly #sweepIntervalMs: number;
@@ -121,11 +127,21 @@ export class CachedResolver implements SessionResolver {
       }
       this.#forget(key);
     }
-    return this.#lookup(handshake.kind, credential, key);
+    const pending = this.#inFlight.get(key);
+    if (pending) {
+      this.#shared++;
+      return pending;
+    }
+    return this.#ask(handshake.kind, credential, key);
   }
 
+  /**
+   * Always asks the inner resolver: any query in flight began before this
+   * call, perhaps before the session ended, and the watcher must learn of a
+   * logout in the first round that starts after it.
+   */
   recheck(kind: PrincipalKind, credential: string): Promise<Resolution> {
-    return this.#lookup(kind, credential, cacheKey(kind, credential));
+    return this.#ask(kind, credential, cacheKey(kind, credential));
   }
 
   stats(): CacheStats {
@@ -145,21 +161,21 @@ export class CachedResolver implements SessionResolver {
     await this.#inner.close();
   }
 
-  #lookup(kind: PrincipalKind, credential: string, key: string): Promise<Resolution> {
-    const pending = this.#inFlight.get(key);
-    if (pending) {
-      this.#shared++;
-      return pending;
-    }
+  /** Sends a query; from now on it is the one new handshakes of this credential share. */
+  #ask(kind: PrincipalKind, credential: string, key: string): Promise<Resolution> {
     this.#lookups++;
-    const query = this.#inner
+    const query: Promise<Resolution> = this.#inner
       .recheck(kind, credential)
       .catch((): Resolution => ({ outcome: 'unavailable', reason: 'session look-up failed' }))
       .then((resolution) => {
+        // A newer query of this credential began while this one was out
+        // (a re-check): its answer is the one to keep, whether it came
+        // first or is still to come. This one's callers still get its answer.
+        if (this.#inFlight.get(key) !== query) return resolution;
+        this.#inFlight.delete(key);
         this.#remember(key, resolution);
         return resolution;
-      })
-      .finally(() => this.#inFlight.delete(key));
+      });
     this.#inFlight.set(key, query);
     return query;
   }
