@@ -579,11 +579,13 @@ function originPolicy(options: HeraldOptions): OriginPolicy {
   } else {
     try {
       // An IPv6 host (`::1`, `::`) goes in brackets in a URL: bare, every start on one failed with "Invalid URL".
-      const host = isIPv6(options.host) ? `[${options.host}]` : options.host;
+      // A URL has no zone (`fe80::1%lo` binds, but no browser names a page's origin with it).
+      const host = isIPv6(options.host) ? `[${options.host.replace(/%.*/s, '')}]` : options.host;
       publicOrigin = new URL(`http://${host}:${options.port}`).origin;
     } catch {
       // The URL is built from host: a host like 256.1.1.1 was reported as an empty publicUrl.
-      throw new HeraldError('HERALD_ERR_CONFIG', `option "host": ${JSON.stringify(options.host)} is not an IP address or host name`);
+      const spaced = options.host.trim() !== options.host ? ' (it has white space around it)' : '';
+      throw new HeraldError('HERALD_ERR_CONFIG', `option "host": ${JSON.stringify(options.host)} is not an IP address or host name${spaced}`);
     }
   }
   try {
