@@ -117,6 +117,75 @@ describe('one-item arrays of null or a boolean in a send\'s own fields', () => {
   });
 });
 
+describe('a token\'s own fields: null, booleans and one-item arrays of them are refused, not converted', () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startHerald({ store: 'memory' });
+  });
+  after(() => s.close());
+
+  // `"id":true` was a token for admin 1, `"ttl":true` a token of one second.
+  for (const [body, message] of [
+    [{ kind: 'admin', id: true }, 'body/id must be integer, not true'],
+    [{ kind: 'admin', id: false }, 'body/id must be integer, not false'],
+    [{ kind: 'admin', id: null }, 'body/id must be integer, not null'],
+    [{ kind: 'admin', id: [true] }, 'body/id/0 must be integer, not true'],
+    [{ kind: 'user', id: 1, ttl: true }, 'body/ttl must be number, not true'],
+    [{ kind: 'user', id: 1, ttl: null }, 'body/ttl must be number, not null'],
+    [{ kind: 'user', id: 1, ttl: [false] }, 'body/ttl/0 must be number, not false'],
+  ] as const) {
+    test(`POST /api/v1/tokens ${JSON.stringify(body)}: 400 "${message}"`, async () => {
+      const r = await s.api('POST', '/api/v1/tokens', body);
+      assert.equal(r.status, 400, JSON.stringify(r.body));
+      assert.deepEqual(r.body.error, { code: 'HERALD_ERR_VALIDATION', message });
+    });
+  }
+
+  test('the demo\'s /demo/token refuses "id":true and [null] too', async () => {
+    for (const [id, message] of [[true, 'body/id must be integer, not true'], [[null], 'body/id/0 must be integer, not null']] as const) {
+      const r = await fetch(`${s.url}/demo/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ kind: 'admin', id }) });
+      assert.equal(r.status, 400);
+      assert.deepEqual(((await r.json()) as { error: unknown }).error, { code: 'HERALD_ERR_VALIDATION', message });
+    }
+  });
+
+  test('what keeps its meaning still converts: "id":"7" and "ttl":"60" give a token for admin 7 of a minute', async () => {
+    const r = await s.api('POST', '/api/v1/tokens', { kind: 'admin', id: '7', ttl: '60' });
+    assert.equal(r.status, 200, JSON.stringify(r.body));
+    const claims = JSON.parse(Buffer.from(String(r.body.token).split('.')[1]!, 'base64url').toString()) as { sub: string; exp: number; iat: number };
+    assert.equal(claims.sub, 'admin:7');
+    assert.equal(claims.exp - claims.iat, 60);
+  });
+});
+
+describe('a number as a message is refused, not sent as its text', () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startHerald({ store: 'memory', commandsAllow: ['echo'] });
+  });
+  after(() => s.close());
+
+  test('POST /send {"message":5}: 400, and the tab gets nothing', async () => {
+    const tab = await s.tab('admin', 5);
+    await tab.nextOfType('WELCOME');
+    const r = await s.api('POST', '/api/v1/send', { to: { aid: 5 }, message: 5 });
+    assert.equal(r.status, 400, JSON.stringify(r.body));
+    assert.deepEqual(r.body.error, { code: 'HERALD_ERR_VALIDATION', message: 'body/message must be a notification object (with a TYPE) or a string, not number' });
+    const batch = await s.api('POST', '/api/v1/send/batch', { messages: [{ to: { aid: 5 }, message: 'ok' }, { to: { aid: 5 }, message: 6 }] });
+    assert.equal(batch.status, 400, JSON.stringify(batch.body));
+    assert.equal(batch.body.error.message, 'body/messages/1/message must be a notification object (with a TYPE) or a string, not number');
+    // What reaches the tab next is the string sent after: neither "5" nor the batch's.
+    assert.equal((await s.api('POST', '/api/v1/send', { to: { aid: 5 }, message: 'after' })).status, 200);
+    assert.equal(await tab.next((f) => typeof f === 'string'), 'after');
+  });
+
+  test('POST /commands {"success":5}: 400, as on /send', async () => {
+    const r = await s.api('POST', '/api/v1/commands', { aid: 1, program: 'echo', args: ['x'], success: 5 });
+    assert.equal(r.status, 400, JSON.stringify(r.body));
+    assert.equal(r.body.error.message, 'body/success must be a notification object (with a TYPE) or a string, not number');
+  });
+});
+
 describe('answers in Herald\'s error shape', () => {
   let s: TestServer;
   before(async () => {

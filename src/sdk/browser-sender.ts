@@ -275,12 +275,16 @@ export class BrowserSender {
   /**
    * Delivery status of a stored notification (its id is `messageId` in the
    * send result): acknowledged by a tab, expired, or still waiting. `null`
-   * when the server knows no such message. Disabled: null.
+   * when the server knows no such message (an id over 100 characters, which
+   * it never hands out, without asking). Any other 404, a wrong path prefix
+   * in `url`, throws. Disabled: null.
    */
   async messageStatus(id: string): Promise<MessageStatus | null> {
     if (!this.#http) return null;
-    const answer = await this.#http.request('GET', `/messages/${pathId(id)}`, undefined, { allow: [404] });
-    return answer.status === 404 ? null : heraldAnswer<MessageStatus>(answer, 'GET /messages/:id', { acknowledged: 'boolean', expired: 'boolean' });
+    const path = `/messages/${pathId(id)}`;
+    if (id.length > MAX_ID_LENGTH) return null;
+    const answer = await missingAsNull(this.#http.request('GET', path), 'message');
+    return answer === null ? null : heraldAnswer<MessageStatus>(answer, 'GET /messages/:id', { acknowledged: 'boolean', expired: 'boolean' });
   }
 
   // ---- background commands -------------------------------------------------
@@ -310,7 +314,8 @@ export class BrowserSender {
 
   /**
    * A command's state, exit code and output so far; `null` when the server
-   * knows no such command. `since` asks for the output after that many
+   * knows no such command (an id over 100 characters without asking; any other
+   * 404, a wrong path prefix in `url`, throws). `since` asks for the output after that many
    * characters only, `wait` lets the server hold the answer until the
    * command ends (at most that many seconds; the request's deadline is then
    * `timeoutMs` plus that wait). Disabled: null.
@@ -318,13 +323,14 @@ export class BrowserSender {
   async commandStatus(id: string, options: CommandStatusOptions = {}): Promise<CommandInfo | null> {
     if (!this.#http) return null;
     const path = `/commands/${pathId(id)}`;
+    if (id.length > MAX_ID_LENGTH) return null;
     const query = new URLSearchParams();
     if (options.since !== undefined) query.set('since', String(options.since));
     if (options.wait !== undefined) query.set('wait', String(options.wait));
     const qs = query.size > 0 ? `?${query.toString()}` : '';
     // The server may hold the answer for `wait` seconds: that is on top of our deadline.
-    const answer = await this.#http.request('GET', `${path}${qs}`, undefined, { allow: [404], holdMs: (options.wait ?? 0) * 1000 });
-    if (answer.status === 404) return null;
+    const answer = await missingAsNull(this.#http.request('GET', `${path}${qs}`, undefined, { holdMs: (options.wait ?? 0) * 1000 }), 'command');
+    if (answer === null) return null;
     // Its state and its output (a string, '' when the server kept none) are what a caller reads.
     return heraldAnswer<CommandInfo>(answer, 'GET /commands/:id', { output: 'string', state: 'string' });
   }
@@ -367,6 +373,28 @@ export class BrowserSender {
 }
 
 // ---- argument shaping ------------------------------------------------------
+
+/**
+ * The longest id a lookup asks about, in characters: the server's router
+ * refuses a path part over 100 characters with 400 before any route, and no
+ * id it hands out (a message's, a command's UUID) comes near.
+ */
+const MAX_ID_LENGTH = 100;
+
+/**
+ * A lookup's answer, or null when the server answered that it has no such
+ * `resource`: 404 HERALD_ERR_NOT_FOUND with `details.resource` naming it.
+ * Any other 404 (no such route: a wrong path prefix in the SDK's url, a
+ * proxy's page) still throws: read as "no such message" it hid the mistake.
+ */
+async function missingAsNull(request: Promise<HttpAnswer>, resource: 'message' | 'command'): Promise<HttpAnswer | null> {
+  try {
+    return await request;
+  } catch (e) {
+    if (e instanceof HeraldSdkError && e.status === 404 && e.code === 'HERALD_ERR_NOT_FOUND' && isPlainObject(e.details) && e.details.resource === resource) return null;
+    throw e;
+  }
+}
 
 type FieldType = 'string' | 'number' | 'boolean' | 'array';
 

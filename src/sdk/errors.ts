@@ -54,7 +54,7 @@ export class HeraldSdkError extends Error {
   readonly code: HeraldErrorCode;
   /** The HTTP status of the server's answer; 0 when no answer came. */
   readonly status: number;
-  /** The server's `details`, when it gave any (validation errors, say). */
+  /** The server's `details`, when it gave any: on a 404 of a lookup, `{ resource: 'message' }` (or `'command'`), which a route that does not exist never gives. */
   readonly details: unknown;
   /**
    * When the answer carried `Retry-After` (seconds), that wait in ms. Herald

@@ -112,19 +112,36 @@ export interface PingResult {
 export interface ServerStatus {
   version: string;
   /** /healthz's verdict: false while the server cannot do its work (its store cannot write); `problem` says why. */
-  healthy?: boolean;
+  healthy: boolean;
+  /** Why it is not healthy; absent while it is. */
   problem?: string;
   uptimeMs: number;
+  /** Tabs connected to this server. */
   connections: { admin: number; user: number };
+  /** People with a tab open. */
+  online: { admin: number; user: number };
   /** Most tabs this server holds at once (maxTabs, or what its open-file limit allows); 0: no limit. */
   maxTabs: number;
-  store: unknown;
-  /** What the store holds: streams, notifications retained for tabs and their bytes; with SQLite its transactions and WAL work (docs/http-api.md). */
-  storeCounts?: { streams: number; retained: number; retainedBytes: number; keys?: number; transactions?: number; wal?: Record<string, number> };
-  broker: unknown;
+  /** `sqlite` or `memory`. */
+  store: string;
+  /**
+   * What the store holds: streams, notifications retained for tabs, their
+   * bytes and the idempotency keys held; with SQLite also its transactions,
+   * the writes refused because they failed (the disk full) and whether they
+   * fail now, and its WAL work (docs/http-api.md).
+   */
+  storeCounts: {
+    streams: number; retained: number; retainedBytes: number; keys: number;
+    transactions?: number; writeFailures?: number; writesFailing?: boolean;
+    wal?: { checkpoints: number; catchUps: number; holds: number; syncs: number; syncFailures: number };
+  };
+  broker: string;
+  resolver: string;
   /** null until a session look-up fails; then the last failure and whether look-ups fail still. */
-  resolverFailures?: { failing: boolean; reason: string; since: number; lastAt: number; count: number; total: number } | null;
+  resolverFailures: { failing: boolean; reason: string; since: number; lastAt: number; count: number; total: number } | null;
   commands: unknown;
+  /** The server process's resident set size, bytes. */
+  memory: { rss: number };
   [field: string]: unknown;
 }
 
@@ -165,6 +182,14 @@ export interface CommandStatusOptions {
 export type CommandInfo = WireCommandInfo & {
   /** With `since`: the length of the whole output so far (the next `since`). */
   outputLength?: number;
+  /**
+   * Present when the command ran before the server restarted (or has left its
+   * `commandsHistory`): its final state from the audit trail, which keeps no
+   * output (`output` is empty).
+   */
+  source?: 'audit';
+  /** With `source: 'audit'`: how much output the run produced, in bytes (not kept). */
+  outputBytes?: number;
 };
 
 /** The answer of the legacy endpoint: what the old daemon answered (`0`, `1`, `{TYPE:"PONG"}`, `{TYPE:"RESULT",…}`, `{TYPE:"ERROR",…}`). */

@@ -13,6 +13,7 @@ import { principalKey } from '../protocol/principal.js';
 import { answerClientError, answerFrameworkError, answerUnmetExpectation, continueAfterChecks, declaresBody, installErrorHandling, installJsonBodyParser, installShutdownHandling, registerHttpApi } from './api/http-api.js';
 import { LegacyServer } from './api/legacy-server.js';
 import { finiteNumbers } from './api/schemas.js';
+import { asOpenApi30, documentAnswers } from './api/openapi.js';
 import { OriginPolicy, defaultAllowedOrigins } from './auth/origin-policy.js';
 import type { CredentialResolver, Resolution, SessionResolver } from './auth/session-resolver.js';
 import { mintToken, tokenExpiry } from './auth/token-resolver.js';
@@ -222,6 +223,10 @@ export class Herald {
         components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
         security: [{ bearer: [] }],
       },
+      // Each route's answers (its config.answers) go into the document only, never into the
+      // serialiser; the schemas are written as OpenAPI 3.0 has them (openapi.ts).
+      transform: documentAnswers,
+      transformObject: (document) => asOpenApi30('openapiObject' in document ? document.openapiObject : document.swaggerObject),
     });
     const legacy = options.legacyEnabled
       ? new LegacyServer({ host: options.legacyHost, port: options.legacyPort, notifier, commands, options, logger: logger.child({ part: 'legacy' }) })

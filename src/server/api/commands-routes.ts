@@ -12,8 +12,9 @@ import type { FastifyInstance } from 'fastify';
 import type { NotificationPayload } from '../../protocol/frames.js';
 import { pairStart } from '../../protocol/text-cut.js';
 import type { CommandInfo, CommandRequest, CommandService, RefusedCommandRequest } from '../commands/command-service.js';
-import { HeraldError } from '../errors.js';
-import { FiniteInteger, FiniteNumber, jsonType, schemaRefusal } from './schemas.js';
+import { HeraldError, isHeraldError } from '../errors.js';
+import { convertedScalar, FiniteInteger, FiniteNumber, jsonType, schemaRefusal } from './schemas.js';
+import { errorAnswer, missingAnswer, routeAnswers } from './openapi.js';
 
 const Notification = Type.Union([
   Type.Object({ TYPE: Type.String({ minLength: 1, maxLength: 64 }) }, { additionalProperties: true }),
@@ -60,7 +61,7 @@ export const CommandInfoReply = Type.Object({
   TRUNCATED: Type.Boolean(),
   source: Type.Optional(Type.Literal('audit', { description: 'Present when the command ran before a restart (or has left commandsHistory): its final state from the audit trail, which does not keep the output (`output` is empty).' })),
   outputBytes: Type.Optional(Type.Integer({ description: 'With `source: "audit"`: how much output the run produced, in bytes (not kept).' })),
-});
+}, { description: 'The command: its state, exit code and output.' });
 
 const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 100 }) });
 const GetQuery = Type.Object({
@@ -73,7 +74,23 @@ const AuditQuery = Type.Object({
   before: Type.Optional(FiniteInteger({ minimum: 1, description: 'Paging: only records older than this row.' })),
 });
 const ListQuery = Type.Object({ limit: Type.Optional(FiniteInteger({ minimum: 1, maximum: 1000, default: 50 })) });
-const Err = Type.Object({ error: Type.Object({ code: Type.String(), message: Type.String(), details: Type.Optional(Type.Unknown()) }) });
+
+/**
+ * The errors each route answers besides those of any route (schemas.ts,
+ * routeAnswers), for openapi.json: POST /commands those of CommandService.start,
+ * a lookup its 404, a cancel its 404 and 409 (the API cancels as no admin: no 403).
+ */
+const MISSING_COMMAND = missingAnswer('command', 'HERALD_ERR_NOT_FOUND with details {"resource":"command"}: no such command (unknown, or too old to be remembered).');
+const START_ERRORS = {
+  403: errorAnswer('HERALD_ERR_COMMAND_FORBIDDEN: the program, or its arguments, are not allowed.'),
+  422: errorAnswer('HERALD_ERR_COMMAND_NOT_FOUND: the allowed program is not installed.'),
+  429: errorAnswer('HERALD_ERR_QUEUE_FULL: as many commands wait as commandsQueueSize allows.'),
+  501: errorAnswer('HERALD_ERR_COMMANDS_DISABLED: commandsEnabled is false.'),
+};
+const CANCEL_ERRORS = {
+  404: MISSING_COMMAND,
+  409: errorAnswer('HERALD_ERR_CONFLICT: the command has already ended.'),
+};
 
 export interface CommandRoutesContext {
   commands: CommandService;
@@ -84,7 +101,6 @@ const ENDED = new Set(['succeeded', 'failed', 'timed_out', 'cancelled']);
 /** Registers the command routes on `api` (already prefixed with `/api/v1` and authenticated). */
 export function registerCommandRoutes(api: FastifyInstance, ctx: CommandRoutesContext): void {
   const { commands } = ctx;
-  const errors = { 400: Err, 401: Err, 403: Err, 404: Err, 409: Err, 422: Err, 429: Err, 501: Err, 503: Err };
 
   api.post('/commands', {
     // A body the schema refuses reaches the handler, which records the attempt before refusing it.
@@ -99,8 +115,9 @@ export function registerCommandRoutes(api: FastifyInstance, ctx: CommandRoutesCo
     },
     schema: {
       summary: 'Run an allowed program for an admin in the background; the admin is notified when it ends',
-      tags: ['commands'], body: StartCommandBody, response: { 201: CommandInfoReply, ...errors },
+      tags: ['commands'], body: StartCommandBody, response: { 201: CommandInfoReply },
     },
+    config: { answers: routeAnswers({}, { body: true, errors: START_ERRORS }) },
   }, async (req, reply) => {
     const requestedBy = `api ${req.ip}`;
     if (req.validationError) {
@@ -123,7 +140,8 @@ export function registerCommandRoutes(api: FastifyInstance, ctx: CommandRoutesCo
   });
 
   api.get('/commands', {
-    schema: { summary: 'Queued, running and recent commands, newest first', tags: ['commands'], querystring: ListQuery, response: { 200: Type.Object({ commands: Type.Array(CommandInfoReply) }) } },
+    schema: { summary: 'Queued, running and recent commands, newest first', tags: ['commands'], querystring: ListQuery, response: { 200: Type.Object({ commands: Type.Array(CommandInfoReply) }, { description: 'The commands, newest first.' }) } },
+    config: { answers: routeAnswers({}) },
   }, async (req) => {
     const { limit } = req.query as Static<typeof ListQuery>;
     return { commands: commands.list(limit ?? 50) };
@@ -133,8 +151,9 @@ export function registerCommandRoutes(api: FastifyInstance, ctx: CommandRoutesCo
     schema: {
       summary: 'The persisted audit trail of commands, newest first: every run and every refused request',
       tags: ['commands'], querystring: AuditQuery,
-      response: { 200: Type.Object({ persisted: Type.Boolean(), records: Type.Array(Type.Object({ row: Type.Integer() }, { additionalProperties: true })) }) },
+      response: { 200: Type.Object({ persisted: Type.Boolean(), records: Type.Array(Type.Object({ row: Type.Integer() }, { additionalProperties: true })) }, { description: 'The audit records, newest first (persisted: false without an audit trail).' }) },
     },
+    config: { answers: routeAnswers({}) },
   }, async (req) => {
     const q = req.query as Static<typeof AuditQuery>;
     const query: { limit: number; aid?: number; before?: number } = { limit: q.limit ?? 100 };
@@ -145,7 +164,8 @@ export function registerCommandRoutes(api: FastifyInstance, ctx: CommandRoutesCo
   });
 
   api.get('/commands/:id', {
-    schema: { summary: 'A command\'s state and output (after a restart: its final state from the audit trail, without output)', tags: ['commands'], params: IdParams, querystring: GetQuery, response: { 200: CommandInfoReply, ...errors } },
+    schema: { summary: 'A command\'s state and output (after a restart: its final state from the audit trail, without output)', tags: ['commands'], params: IdParams, querystring: GetQuery, response: { 200: CommandInfoReply } },
+    config: { answers: routeAnswers({}, { errors: { 404: MISSING_COMMAND } }) },
   }, async (req, reply) => {
     const { id } = req.params as Static<typeof IdParams>;
     const { since, wait } = req.query as Static<typeof GetQuery>;
@@ -154,7 +174,8 @@ export function registerCommandRoutes(api: FastifyInstance, ctx: CommandRoutesCo
       // Not in memory: it ran before a restart, or has left commandsHistory. The audit trail
       // has its final record (an ended command: a long poll has nothing to wait for).
       const recorded = commands.recorded?.(id);
-      if (!recorded) throw new HeraldError('HERALD_ERR_NOT_FOUND', `no command ${id} (unknown, or too old to be remembered)`);
+      // `details` tells this 404 from a route's that does not exist (the SDK's commandStatus reads it).
+      if (!recorded) throw new HeraldError('HERALD_ERR_NOT_FOUND', `no command ${id} (unknown, or too old to be remembered)`, { resource: 'command' });
       return since === undefined ? recorded : sliceOutput(recorded, since);
     }
     if (wait !== undefined && wait > 0 && !ENDED.has(info.state) && commands.wait) {
@@ -174,10 +195,17 @@ export function registerCommandRoutes(api: FastifyInstance, ctx: CommandRoutesCo
   });
 
   api.post('/commands/:id/cancel', {
-    schema: { summary: 'Stop a queued or running command (SIGTERM to its process group, then SIGKILL)', tags: ['commands'], params: IdParams, response: { 200: CommandInfoReply, ...errors } },
+    schema: { summary: 'Stop a queued or running command (SIGTERM to its process group, then SIGKILL)', tags: ['commands'], params: IdParams, response: { 200: CommandInfoReply } },
+    config: { answers: routeAnswers({}, { body: true, errors: CANCEL_ERRORS }) },
   }, async (req) => {
     const { id } = req.params as Static<typeof IdParams>;
-    return commands.cancel(id);
+    try {
+      return await commands.cancel(id);
+    } catch (e) {
+      // The same 404 as a lookup's, naming what is missing.
+      if (isHeraldError(e) && e.code === 'HERALD_ERR_NOT_FOUND') throw new HeraldError(e.code, e.message, { resource: 'command' });
+      throw e;
+    }
   });
 }
 
@@ -194,18 +222,16 @@ function convertedCommandField(body: unknown): string | undefined {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) return undefined;
   const b = body as Record<string, unknown>;
   const converted = (v: unknown): boolean => v === null || typeof v === 'boolean';
-  for (const [k, type] of [['aid', 'integer'], ['timeout', 'number']] as const) {
-    const v = b[k];
-    if (converted(v)) return `body/${k} must be ${type}, not ${jsonType(v)}`;
-    if (Array.isArray(v) && v.length === 1 && converted(v[0])) return `body/${k}/0 must be ${type}, not ${jsonType(v[0])}`;
-  }
+  const scalar = convertedScalar(b, 'body', [['aid', 'integer'], ['timeout', 'number']]);
+  if (scalar !== undefined) return scalar;
   if (converted(b.args)) return `body/args must be an array of strings, not ${jsonType(b.args)}`;
   if (Array.isArray(b.args)) {
     const i = b.args.findIndex(converted);
     if (i >= 0) return `body/args/${i} must be string, not ${jsonType(b.args[i])}`;
   }
   for (const k of ['success', 'error'] as const) {
-    if (converted(b[k])) return `body/${k} must be a notification object (with a TYPE) or a string, not ${jsonType(b[k])}`;
+    // A number too: it would become a text ("5"), as on /send.
+    if (converted(b[k]) || typeof b[k] === 'number') return `body/${k} must be a notification object (with a TYPE) or a string, not ${jsonType(b[k])}`;
   }
   return undefined;
 }

@@ -12,7 +12,11 @@ import type { BatchSend, Notifier, SendOptions, SendResult } from '../notifier.j
 import type { CommandService } from '../commands/command-service.js';
 import { registerCommandRoutes } from './commands-routes.js';
 import { handleLegacyRequest } from './legacy-handler.js';
-import { DisconnectBody, ErrorReply, jsonType, KindParam, PersonId, schemaRefusal, SendBatchBody, SendBody, TokenBody, type Recipient } from './schemas.js';
+import {
+  convertedScalar, DisconnectBody, jsonType, KindParam, PersonId, refuseConverted, schemaRefusal,
+  SendBatchBody, SendBody, TokenBody, type Recipient, type ScalarField,
+} from './schemas.js';
+import { MessageStatusReply, missingAnswer, routeAnswers, SendBatchReply, SendReply, StatusReply } from './openapi.js';
 
 export interface HttpApiContext {
   notifier: Notifier;
@@ -415,20 +419,16 @@ function convertedField(body: unknown, at: string, route: 'send' | 'disconnect')
     }
   }
   if (route === 'send' && 'message' in b) {
+    // A number too: the validator made `"message":5` the text "5", where the API takes an object or a string.
     const m = b.message;
-    if (m === null || typeof m === 'boolean' || Array.isArray(m)) return `${at}/message must be a notification object (with a TYPE) or a string, not ${jsonType(m)}`;
+    if (m === null || typeof m === 'boolean' || typeof m === 'number' || Array.isArray(m)) return `${at}/message must be a notification object (with a TYPE) or a string, not ${jsonType(m)}`;
   }
-  for (const [k, type] of route === 'send' ? SEND_SCALARS : DISCONNECT_SCALARS) {
-    const v = b[k];
-    if (v === null || typeof v === 'boolean') return `${at}/${k} must be ${type}, not ${jsonType(v)}`;
-    // The validator also takes a one-item array for its item (coerceTypes 'array'): `[null]` was ttl 0.
-    if (Array.isArray(v) && v.length === 1 && (v[0] === null || typeof v[0] === 'boolean')) return `${at}/${k}/0 must be ${type}, not ${jsonType(v[0])}`;
-  }
-  return undefined;
+  // The validator also takes a one-item array for its item (coerceTypes 'array'): `[null]` was ttl 0.
+  return convertedScalar(b, at, route === 'send' ? SEND_SCALARS : DISCONNECT_SCALARS);
 }
 
-const SEND_SCALARS = [['ttl', 'number'], ['idempotencyKey', 'string']] as const;
-const DISCONNECT_SCALARS = [['reason', 'string']] as const;
+const SEND_SCALARS: readonly ScalarField[] = [['ttl', 'number'], ['idempotencyKey', 'string']];
+const DISCONNECT_SCALARS: readonly ScalarField[] = [['reason', 'string']];
 
 /** preValidation of POST /send: the body's own fields are not converted (convertedField). */
 async function refuseConvertedSend(req: FastifyRequest): Promise<void> {
@@ -531,10 +531,21 @@ function summarise(items: readonly BatchItem[], sent: readonly Outcome[]) {
   return totals;
 }
 
+/** POST /tokens' own numbers: refused as null, booleans or a one-item array of them (`"id":true` was admin 1). */
+const TOKEN_SCALARS: readonly ScalarField[] = [['id', 'integer'], ['ttl', 'number']];
+
+const TokenReply = Type.Object({ token: Type.String(), expiresAt: Type.Integer({ description: 'Epoch ms: when the token stops being accepted.' }) }, { description: 'A browser token, for /ws/admin or /ws/user?token=…' });
+
+const MISSING_MESSAGE = missingAnswer('message', 'HERALD_ERR_NOT_FOUND with details {"resource":"message"}: no such message (or it expired and was pruned).');
+
+const LEGACY_ANSWERS = {
+  200: Type.Unknown({ description: 'The old daemon\'s answer: {"TYPE":"PONG"}, {"TYPE":"RESULT",…}, 0, 1, or {"TYPE":"ERROR","ERROR":…} (a refusal of the request itself is one of these, not an HTTP error).' }),
+  204: Type.Null({ description: 'A request marked "SILENT":1: no answer.' }),
+};
+
 /** The `/api/v1` routes (docs/http-api.md). Every one needs the bearer API token. */
 export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext): Promise<void> {
   const expected = Buffer.from(ctx.apiToken);
-  const errors = { 400: ErrorReply, 401: ErrorReply };
 
   await app.register(async (api) => {
     // Every route in here. GET /api/v1/openapi.json is registered outside this plugin (on the
@@ -545,13 +556,17 @@ export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext)
       }
     });
 
-    api.get('/ping', { schema: { summary: 'Is Herald up', response: { 200: Type.Object({ ok: Type.Boolean(), version: Type.String() }) } } },
-      async () => ({ ok: true, version: ctx.version }));
+    // What each route answers is in its config.answers, for openapi.json only (schemas.ts, RouteAnswers).
+    api.get('/ping', {
+      schema: { summary: 'Is Herald up', response: { 200: Type.Object({ ok: Type.Boolean(), version: Type.String() }, { description: 'Herald is up, and its version.' }) } },
+      config: { answers: routeAnswers({}) },
+    }, async () => ({ ok: true, version: ctx.version }));
 
-    api.get('/status', { schema: { summary: 'Server status' } }, async () => ctx.status());
+    api.get('/status', { schema: { summary: 'Server status' }, config: { answers: routeAnswers({ 200: StatusReply }) } }, async () => ctx.status());
 
     api.get('/online', {
       schema: { summary: 'Ids of people online', querystring: Type.Object({ kind: Type.Optional(KindParam) }) },
+      config: { answers: routeAnswers({ 200: Type.Object({ kind: KindParam, ids: Type.Array(Type.Integer()) }, { description: 'The ids of the people of that kind with a tab open.' }) }) },
     }, async (req) => {
       const kind = (req.query as { kind?: PrincipalKind }).kind ?? 'admin';
       return { kind, ids: await ctx.notifier.online(kind) };
@@ -559,6 +574,7 @@ export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext)
 
     api.get('/online/:kind/:id', {
       schema: { summary: 'Is this person online, with how many tabs', params: Type.Object({ kind: KindParam, id: PersonId }) },
+      config: { answers: routeAnswers({ 200: Type.Object({ kind: KindParam, id: Type.Integer(), online: Type.Boolean(), tabs: Type.Integer({ minimum: 0 }) }, { description: 'Whether the person has a tab open, and how many.' }) }) },
     }, async (req) => {
       const { kind, id } = req.params as { kind: PrincipalKind; id: number };
       const tabs = await ctx.notifier.tabs({ kind, id });
@@ -592,7 +608,11 @@ export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext)
       return { delivered, queued, results: each };
     }
 
-    api.post('/send', { schema: { summary: 'Send a notification', body: SendBody, response: errors }, preValidation: refuseConvertedSend }, async (req) => {
+    api.post('/send', {
+      schema: { summary: 'Send a notification', body: SendBody },
+      config: { answers: routeAnswers({ 200: SendReply }, { body: true }) },
+      preValidation: refuseConvertedSend,
+    }, async (req) => {
       const { to, payload, options } = parseSend(req.body as SendBody);
       if ('all' in to) return broadcastAnswer(await ctx.notifier.broadcast(to.all, payload, options));
       return peopleAnswer(to, await ctx.notifier.sendMany(to, payload, options));
@@ -604,7 +624,8 @@ export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext)
     // or none of it is, so a batch that failed can be sent again as it was.
     // Notifications to one person keep their order.
     api.post('/send/batch', {
-      schema: { summary: 'Send many notifications in one request; one answer per item, in order', body: SendBatchBody, response: errors },
+      schema: { summary: 'Send many notifications in one request; one answer per item, in order', body: SendBatchBody },
+      config: { answers: routeAnswers({ 200: SendBatchReply }, { body: true }) },
       preValidation: refuseConvertedInBatch,
     }, async (req) => {
       const { messages, answer } = req.body as SendBatchBody;
@@ -629,19 +650,33 @@ export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext)
       };
     });
 
-    api.post('/disconnect', { schema: { summary: 'Close every tab of a person, telling them why', body: DisconnectBody }, preValidation: refuseConvertedDisconnect }, async (req) => {
+    api.post('/disconnect', {
+      schema: { summary: 'Close every tab of a person, telling them why', body: DisconnectBody },
+      config: { answers: routeAnswers({ 200: Type.Object({ tabs: Type.Integer({ minimum: 0 }) }, { description: 'The tabs that were open, now closed.' }) }, { body: true }) },
+      preValidation: refuseConvertedDisconnect,
+    }, async (req) => {
       const body = req.body as DisconnectBody;
       const p: Principal = body.to.aid !== undefined ? { kind: 'admin', id: body.to.aid } : { kind: 'user', id: body.to.uid! };
       return { tabs: await ctx.notifier.disconnect(p, body.reason ?? 'disconnected by the server') };
     });
 
-    api.get('/messages/:id', { schema: { summary: 'Delivery status of a stored notification', params: Type.Object({ id: Type.String({ maxLength: 300 }) }) } }, async (req) => {
+    // maxLength: what the router takes of a path's part (maxParamLength, 100 characters); a longer one
+    // is refused before any route with 400 (answerFrameworkError), and no id Herald hands out comes near.
+    api.get('/messages/:id', {
+      schema: { summary: 'Delivery status of a stored notification', params: Type.Object({ id: Type.String({ maxLength: 100 }) }) },
+      config: { answers: routeAnswers({ 200: MessageStatusReply }, { errors: { 404: MISSING_MESSAGE } }) },
+    }, async (req) => {
       const status = await ctx.notifier.status((req.params as { id: string }).id);
-      if (!status) throw new HeraldError('HERALD_ERR_NOT_FOUND', 'no such message (or it expired and was pruned)');
+      // `details` tells this 404 from a route's that does not exist (the SDK's messageStatus reads it).
+      if (!status) throw new HeraldError('HERALD_ERR_NOT_FOUND', 'no such message (or it expired and was pruned)', { resource: 'message' });
       return status;
     });
 
-    api.post('/tokens', { schema: { summary: 'Mint a browser token', body: TokenBody } }, async (req, reply) => {
+    api.post('/tokens', {
+      schema: { summary: 'Mint a browser token', body: TokenBody },
+      config: { answers: routeAnswers({ 200: TokenReply }, { body: true }) },
+      preValidation: refuseConverted(TOKEN_SCALARS),
+    }, async (req, reply) => {
       const body = req.body as TokenBody;
       // A credential: no cache keeps it (as RFC 6749 §5.1 asks of token answers).
       reply.header('cache-control', 'no-store');
@@ -656,6 +691,7 @@ export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext)
     // The audit's peer: `http:127.0.0.1`, and an IPv6 caller in brackets (`http:[::1]`, not `http:::1`).
     api.post('/legacy', {
       schema: { summary: 'A legacy-protocol request (PROTOCOL.md §2), answered as the old daemon would; 204 for SILENT', body: Type.Unknown() },
+      config: { answers: routeAnswers(LEGACY_ANSWERS, { body: true }) },
     }, async (req, reply) => {
       const answer = await handleLegacyRequest(req.body, {
         notifier: ctx.notifier, commands: ctx.commands, token: '', requireToken: false, peer: `http:${req.ip.includes(':') ? `[${req.ip}]` : req.ip}`,

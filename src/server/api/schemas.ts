@@ -1,6 +1,6 @@
 /** JSON schemas of the HTTP API (TypeBox: the same object is the type and the validator, and feeds OpenAPI). */
 import { Type, type IntegerOptions, type NumberOptions, type Static, type TInteger, type TNumber } from '@sinclair/typebox';
-import type { FastifyServerOptions } from 'fastify';
+import type { FastifyRequest, FastifyServerOptions } from 'fastify';
 import { _, type KeywordCxt } from 'ajv';
 import { HeraldError } from '../errors.js';
 
@@ -105,6 +105,37 @@ export const ErrorReply = Type.Object({
 /** What a JSON value is, as a refusal names it. */
 export function jsonType(v: unknown): string {
   return v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'boolean' ? String(v) : typeof v;
+}
+
+/** A body's own scalar field and the type a refusal says it must be: `['ttl', 'number']`. */
+export type ScalarField = readonly [name: string, type: string];
+
+/**
+ * The refusal of the first of `fields` in body `b` that holds `null`, a
+ * boolean, or a one-item array of either (`body/ttl must be number, not
+ * null`, `body/ttl/0 …`); undefined when none does. The validator converts
+ * them (Fastify's coerceTypes 'array') into values that mean something else:
+ * `null` into 0 or "", `true` into 1 (`"id":true` was a token for admin 1),
+ * and takes a one-item array for its item. What keeps its meaning (`"7"`,
+ * `[60]`) still converts. http-api.ts, convertedField, says more.
+ */
+export function convertedScalar(b: Record<string, unknown>, at: string, fields: readonly ScalarField[]): string | undefined {
+  for (const [k, type] of fields) {
+    const v = b[k];
+    if (v === null || typeof v === 'boolean') return `${at}/${k} must be ${type}, not ${jsonType(v)}`;
+    if (Array.isArray(v) && v.length === 1 && (v[0] === null || typeof v[0] === 'boolean')) return `${at}/${k}/0 must be ${type}, not ${jsonType(v[0])}`;
+  }
+  return undefined;
+}
+
+/** A preValidation hook that refuses a body whose `fields` hold a value the validator would convert (convertedScalar): 400 HERALD_ERR_VALIDATION. */
+export function refuseConverted(fields: readonly ScalarField[]): (req: FastifyRequest) => Promise<void> {
+  return async (req) => {
+    const body = req.body;
+    if (typeof body !== 'object' || body === null || Array.isArray(body)) return;
+    const refusal = convertedScalar(body as Record<string, unknown>, 'body', fields);
+    if (refusal !== undefined) throw new HeraldError('HERALD_ERR_VALIDATION', refusal);
+  };
 }
 
 /** One refusal of Ajv's, as Fastify hands it on (FastifySchemaValidationError). */

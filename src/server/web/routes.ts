@@ -18,7 +18,7 @@ import { Type, type Static } from '@sinclair/typebox';
 import { demoEnabled, isLoopback, type HeraldOptions } from '../options.js';
 import type { PrincipalKind } from '../../protocol/principal.js';
 import { HeraldError } from '../errors.js';
-import { PersonId } from '../api/schemas.js';
+import { PersonId, refuseConverted } from '../api/schemas.js';
 import { DEMO_CSP, DEMO_HTML } from './demo-page.js';
 import { probeAnswer, type AdmissionDeps } from './admission.js';
 
@@ -247,7 +247,10 @@ export async function registerWebRoutes(app: FastifyInstance, ctx: WebContext): 
 
   // Demo mode lets anyone who can reach the server act as any admin: that is
   // the point of a demo, and why `demo` must be off in production.
-  app.post<{ Body: Static<typeof TokenBody> }>('/demo/token', { schema: { body: TokenBody, hide: true }, bodyLimit: PROBE_BODY_LIMIT, onRequest }, async (req, reply) => {
+  // `"id":true` would be a token for admin 1, as on POST /api/v1/tokens (schemas.ts, convertedScalar).
+  app.post<{ Body: Static<typeof TokenBody> }>('/demo/token', {
+    schema: { body: TokenBody, hide: true }, bodyLimit: PROBE_BODY_LIMIT, onRequest, preValidation: refuseConverted([['id', 'integer']]),
+  }, async (req, reply) => {
     reply.header('cache-control', 'no-store');
     // The token's own expiry: now + tokenTtlMs said up to a second more or less than its `exp`.
     const { token, expiresAt } = await ctx.mintToken(req.body.kind, req.body.id, ctx.options.tokenTtlMs);
