@@ -84,7 +84,7 @@ const MISSING_COMMAND = missingAnswer('command', 'HERALD_ERR_NOT_FOUND with deta
 const START_ERRORS = {
   403: errorAnswer('HERALD_ERR_COMMAND_FORBIDDEN: the program, or its arguments, are not allowed.'),
   422: errorAnswer('HERALD_ERR_COMMAND_NOT_FOUND: the allowed program is not installed.'),
-  429: errorAnswer('HERALD_ERR_QUEUE_FULL: as many commands wait as commandsQueueSize allows.'),
+  429: errorAnswer('HERALD_ERR_QUEUE_FULL: as many commands wait as commandsQueueSize allows, or as many of this admin\'s as their share of it allows (docs/commands.md).'),
   501: errorAnswer('HERALD_ERR_COMMANDS_DISABLED: commandsEnabled is false.'),
 };
 const CANCEL_ERRORS = {
