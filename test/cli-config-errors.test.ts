@@ -90,8 +90,9 @@ describe('herald start where it cannot start', () => {
   test('a host or legacyHost no name service knows is one line on stderr and exit 1, not a stack trace', async () => {
     // A label of 64 characters is refused by the resolver itself: no query leaves the machine.
     const name = `${'a'.repeat(64)}.invalid`;
-    for (const args of [['--host', name, '--no-legacy'], ['--set', `legacyHost=${name}`, '--set', 'legacyToken=legacy-token-0123', '--legacy-port', '0']]) {
-      const r = await runCli(['start', '--port', '0', '--public-url', 'http://127.0.0.1:1', '--data-dir', join(dir, 'data'), ...args]);
+    // The legacy token in the environment: `--set` refuses a secret (a command line is every user's to read).
+    for (const [args, env] of [[['--host', name, '--no-legacy'], {}], [['--set', `legacyHost=${name}`, '--legacy-port', '0'], { HERALD_LEGACY_TOKEN: 'legacy-token-0123' }]] as const) {
+      const r = await runCli(['start', '--port', '0', '--public-url', 'http://127.0.0.1:1', '--data-dir', join(dir, 'data'), ...args], { env });
       assert.equal(r.code, 1, r.stdout + r.stderr);
       assert.equal(r.stderr, `herald: cannot listen: getaddrinfo ENOTFOUND ${name}\n`);
     }

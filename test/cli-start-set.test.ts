@@ -1,12 +1,12 @@
 /**
  * `herald start --set key=value` as a real child process: a value is read
- * for the option it sets, so a numeric legacy token stays the string the old
- * Perl client sends as TOKEN, and a list option takes commas as its
- * environment variable does.
+ * for the option it sets, so a numeric file name stays a string, and a list
+ * option takes commas as its environment variable does. An option that
+ * carries a secret is refused: a command line is every user's to read (ps).
  */
 import { test, describe, after, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ChildProcessWithoutNullStreams } from 'node:child_process';
@@ -25,10 +25,10 @@ describe('herald start --set', () => {
   before(async () => {
     child = spawnCli([
       'start', '--data-dir', dataDir, '--port', '0', '--legacy-port', '0', '--log-level', 'info',
-      '--set', 'legacyToken=20261203',
+      '--set', 'sqliteFile=20261203',
       '--set', 'allowedOrigins=https://panel.example.net, https://admin.example.net',
       '--set', 'heartbeatMs=60000',
-    ]);
+    ], { env: { HERALD_LEGACY_TOKEN: '20261203' } });
     const stdout = new LineReader(child.stdout);
     stderr = new LineReader(child.stderr);
     const exit = exited(child, 15000).then(({ code }) => { throw new Error(`herald start exited ${code}: ${stderr.text()}`); });
@@ -47,7 +47,11 @@ describe('herald start --set', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  test('a numeric legacyToken is the string the legacy client sends as TOKEN', async () => {
+  test('a numeric sqliteFile is the file of that name, not the number the schema would refuse', () => {
+    assert.ok(existsSync(join(dataDir, '20261203')), 'the store is DATA_DIR/20261203');
+  });
+
+  test('a numeric legacyToken (from the environment) is the string the legacy client sends as TOKEN', async () => {
     const c = await RawLegacyClient.connect(legacyPort);
     try {
       let r = await c.request('{"TYPE":"MESSAGE","TO":"ADMIN","ID":1,"TOKEN":"20261203","DATA":{"TEXT":"x"}}\n');
@@ -91,6 +95,39 @@ describe('herald start --set', () => {
     } finally {
       both.kill('SIGTERM');
       await exited(both);
+    }
+  });
+
+  test('an option that carries a secret is refused (exit 2), naming its environment variable and the config file, never echoing the value', async () => {
+    const cases = [
+      ['previousSecret=PREVSECRETBBBB0123456789abcdefghijklmn', 'previousSecret', 'HERALD_PREVIOUS_SECRET'],
+      ['secret=SECRETAAAAsignsecret0123456789abcdefXYZ', 'secret', 'HERALD_SECRET'],
+      ['apiToken=APITOKENCCCC0123456789zz', 'apiToken', 'HERALD_API_TOKEN'],
+      ['legacyToken=20261203', 'legacyToken', 'HERALD_LEGACY_TOKEN'],
+      ['sqlUrl=mysql://herald:PASSWORD@127.0.0.1/abills', 'sqlUrl', 'HERALD_SQL_URL'],
+      ['httpResolverUrl=https://panel.example.net/herald-session?key=PANELKEY', 'httpResolverUrl', 'HERALD_HTTP_RESOLVER_URL'],
+      ['commandsEnv=PATH=/usr/bin,PGPASSWORD=DBPASS', 'commandsEnv', 'HERALD_COMMANDS_ENV'],
+    ] as const;
+    for (const [item, key, variable] of cases) {
+      const r = await runCli(['start', '--data-dir', join(dir, 'secret-set'), '--port', '0', '--no-legacy', '--set', item]);
+      assert.equal(r.code, 2, `${item}: ${r.stderr}`);
+      assert.equal(r.stderr, `herald: --set ${key}=… would put a secret on the command line, where every user of this machine can read it (ps): set ${variable} in Herald's environment, or "${key}" in the config file (mode 0600), instead\n`);
+    }
+    assert.equal(existsSync(join(dir, 'secret-set')), false, 'refused before anything was made');
+  });
+
+  test('what carries no secret still goes: a sqlUrl without a password, an httpResolverUrl without a query, commandsEnv of PATH, LANG, LC_* and TZ', async () => {
+    const child = spawnCli([
+      'start', '--data-dir', join(dir, 'plain-set'), '--port', '0', '--no-legacy', '--log-level', 'info', '--store', 'memory',
+      '--set', 'sqlUrl=postgres://herald@127.0.0.1/panel',
+      '--set', 'httpResolverUrl=https://panel.example.net/herald-session',
+      '--set', 'commandsEnv=PATH=/usr/bin,LANG=C.UTF-8,LC_ALL=C,TZ=UTC',
+    ]);
+    try {
+      await new LineReader(child.stdout).next((l) => l.includes('Herald is listening'));
+    } finally {
+      child.kill('SIGTERM');
+      await exited(child);
     }
   });
 });

@@ -4,7 +4,7 @@
  * README's configuration table is generated from this schema
  * (`node dist/cli/main.js config --markdown`), and a test keeps the two in step.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync, type Stats } from 'node:fs';
 import { BlockList, isIP } from 'node:net';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
@@ -226,6 +226,53 @@ function parseBool(raw: string): unknown {
   return raw;
 }
 
+/**
+ * Whether `value`, given for option `key`, carries a secret: a secret option's value, except
+ * sqlUrl's without a password or query (a URL that names only a user, host and database, for
+ * a socket's or .pgpass's credentials); httpResolverUrl's with a password or a query (a key for
+ * the panel may be there); a commandsEnv entry other than PATH, LANG, LC_* or TZ (herald config
+ * shows its value as (set)). A value of the wrong type counts as a secret: loadOptions refuses it.
+ */
+export function carriesSecret(key: string, value: unknown): boolean {
+  if (value === undefined || value === null || value === '') return false;
+  if (key === 'sqlUrl' || SECRET_QUERY_OPTION_KEYS.includes(key)) return typeof value !== 'string' || urlCarriesSecret(value);
+  if (SECRET_OPTION_KEYS.includes(key)) return true;
+  if (SECRET_VALUES_OPTION_KEYS.includes(key)) {
+    return !Array.isArray(value) || value.some((e) => typeof e !== 'string' || !PLAIN_VARIABLES.test(e.slice(0, Math.max(0, e.indexOf('=')))));
+  }
+  return false;
+}
+
+/** A password in the URL's user information, or a query with anything in it. */
+function urlCarriesSecret(url: string): boolean {
+  const q = url.indexOf('?');
+  const query = q < 0 ? '' : url.slice(q + 1).split('#')[0]!;
+  return maskUrlPassword(url) !== url || query !== '';
+}
+
+/**
+ * What the config file's mode tells other users, for the secrets it sets: a warning when
+ * users other than Herald's may read it (docs/deploy.md: `root:herald` mode 0640). Readable by
+ * its group is fine when that group is this process's own (the deploy recipe's); by others never.
+ */
+function configFileExposure(file: string, st: Stats | undefined, keys: readonly string[]): string | undefined {
+  if (st === undefined || keys.length === 0) return undefined;
+  const group = st.gid === process.getegid?.() ? undefined : st.gid;
+  const readable = (st.mode & 0o004) !== 0 || ((st.mode & 0o040) !== 0 && group !== undefined);
+  if (!readable) return undefined;
+  const mode = (st.mode & 0o777).toString(8).padStart(4, '0');
+  const names = keys.map((k) => `"${k}"`).join(', ');
+  return `config file ${file} sets secrets (${names}) and is readable by other users (mode ${mode}${group === undefined ? '' : `, group ${group}`}): chmod 600 it, or 640 with the group Herald runs as (gid ${process.getegid?.() ?? '?'})`;
+}
+
+/** The warnings about the config file (see configFileExposure) of the options loadOptions built, by those options. */
+const FILE_WARNINGS = new WeakMap<HeraldOptions, readonly string[]>();
+
+/** Warnings to log at start about the configuration itself: a config file that sets secrets and other users may read. */
+export function configFileWarnings(options: HeraldOptions): readonly string[] {
+  return FILE_WARNINGS.get(options) ?? [];
+}
+
 export interface LoadOptionsInput {
   /** Path of a JSON config file (`--config` or HERALD_CONFIG). */
   file?: string | undefined;
@@ -248,13 +295,17 @@ export function loadOptions(input: LoadOptionsInput = {}): HeraldOptions {
   if (file !== undefined && file.trim() === '') {
     throw new HeraldError('HERALD_ERR_CONFIG', `${input.file === undefined ? 'HERALD_CONFIG' : 'the config file\'s path'} is empty: unset it, or name the config file`);
   }
+  const warnings: string[] = [];
   if (file !== undefined) {
     let parsed: unknown;
+    let st: Stats | undefined;
     try {
       // A byte order mark (editors on Windows write one) is not JSON, and V8's message for it
       // quotes the text, so it was refused as "not valid JSON" with nothing to go on. Node's own
       // require() of a .json file skips it too.
       parsed = JSON.parse(readFileSync(file, 'utf8').replace(/^\uFEFF/, ''));
+      // Its mode, for the warning below: a file it just read is there (but for a race, which only costs a warning).
+      st = statSync(file, { throwIfNoEntry: false });
     } catch (e) {
       // V8 quotes the text around some syntax errors (`Unexpected token 'h',
       // ..."piToken": hunter2"... is not valid JSON`), and the file holds
@@ -274,6 +325,8 @@ export function loadOptions(input: LoadOptionsInput = {}): HeraldOptions {
       merged[k] = v;
       source[k] = `config file ${file}`;
     }
+    const exposure = configFileExposure(file, st, Object.keys(merged).filter((k) => carriesSecret(k, merged[k])));
+    if (exposure !== undefined) warnings.push(exposure);
   }
   for (const k of Object.keys(OptionsSchema.properties)) {
     const raw = env[envName(k)];
@@ -311,6 +364,7 @@ export function loadOptions(input: LoadOptionsInput = {}): HeraldOptions {
   checkConsistency(options, sourceNote(source));
   Object.freeze(options);
   SOURCES.set(options, Object.freeze(source));
+  if (warnings.length > 0) FILE_WARNINGS.set(options, Object.freeze(warnings));
   return options;
 }
 

@@ -3,6 +3,7 @@ import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readF
 import { basename, dirname, join, resolve } from 'node:path';
 import { HeraldError } from './errors.js';
 import { credentialProblem, type HeraldOptions } from './options.js';
+import { checkDirectory, fileProblem } from './path-trust.js';
 
 export interface StoredSecrets {
   secret: string;
@@ -86,6 +87,18 @@ function openToOthers(path: string): number | undefined {
 }
 
 /**
+ * Refuses a data dir that another user controls (path-trust.ts): a symbolic link, another user's,
+ * writable by others. One that another user made beforehand (under /tmp) held their secrets.json,
+ * and Herald took their API token. Returns the warning for a directory writable by this process's
+ * own group, if it is one.
+ */
+function trustedDir(dir: string): string | undefined {
+  const verdict = checkDirectory(dir, 'the data dir');
+  if (verdict.refusal !== undefined) throw new HeraldError('HERALD_ERR_CONFIG', `option "dataDir": ${verdict.refusal}`);
+  return verdict.warning;
+}
+
+/**
  * Writes `text` to `file` whole or not at all: into a new file beside it
  * (0600), fsynced, then renamed over it. Written in place, a first start on
  * a full disk left secrets.json empty (created, then the write failed), and
@@ -121,10 +134,16 @@ export function ensureSecrets(options: HeraldOptions): SecretsResult {
   const dir = resolve(options.dataDir);
   // Checked whatever the secrets' source: the data dir holds the store and the command audit too.
   const warnings: string[] = [];
-  const dirMode = openToOthers(dir);
+  const trusted = trustedDir(dir);
+  if (trusted !== undefined) warnings.push(trusted);
+  // One warning for one directory: the group's write says chmod 700 already.
+  const dirMode = trusted === undefined ? openToOthers(dir) : undefined;
   if (dirMode !== undefined) warnings.push(`the data dir ${dir} is open to other users (mode ${dirMode.toString(8).padStart(4, '0')}); its store, audit trail and secrets should be this user's alone: chmod 700 it`);
   const nothing = (): void => undefined;
   if (options.secret !== '' && options.apiToken !== '') return { options, file, generated: false, generatedKeys: [], warnings, discard: nothing };
+  // Another user's secrets.json (or a link to one) held their API token and signing secret, and Herald took them.
+  const foreign = fileProblem(file, 'the secrets file');
+  if (foreign !== undefined) throw new HeraldError('HERALD_ERR_CONFIG', `option "dataDir": ${foreign}`);
   const { stored, text } = readSecretsFile(file);
   const fileMode = text === undefined ? undefined : openToOthers(file);
   if (fileMode !== undefined) warnings.push(`${file} is readable by other users (mode ${fileMode.toString(8).padStart(4, '0')}): chmod 600 it`);
@@ -144,6 +163,8 @@ export function ensureSecrets(options: HeraldOptions): SecretsResult {
   const generated = generatedKeys.length > 0;
   if (generated) {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
+    // Checked again once it is there: another user may have made it since the check above.
+    trustedDir(dir);
     writeWhole(file, `${JSON.stringify(next, null, 2)}\n`);
     chmodSync(file, 0o600);
   }

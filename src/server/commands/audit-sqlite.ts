@@ -22,6 +22,7 @@ import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import { HeraldError } from '../errors.js';
 import type { HeraldOptions } from '../options.js';
+import { checkDirectory, fileProblem } from '../path-trust.js';
 import type { CommandRunJournal, RunningCommandRecord } from './command-service.js';
 import type { AuditQuery, CommandAuditRecord, CommandAuditStore, StoredAuditRecord } from './outcome.js';
 
@@ -122,6 +123,14 @@ export class SqliteCommandAudit implements CommandAuditStore, CommandRunJournal 
       // made it 0644 in a 0755 directory. A file or directory that exists keeps its mode.
       if (file !== ':memory:') {
         mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+        // Nothing another user controls (path-trust.ts): SQLite follows a link, and wrote who ran
+        // what into a file, or through a dangling link into a new one, of another user's choosing;
+        // it also plays back a hot journal it finds beside the file. At every open: a rotation
+        // puts a new file at the path. (A group-writable directory of this process's own group is
+        // warned about at start for the data dir, and let through here.)
+        const refusal = checkDirectory(dirname(file), 'its directory').refusal
+          ?? [file, `${file}-journal`, `${file}-wal`, `${file}-shm`].map((path) => fileProblem(path, path === file ? 'the file' : 'its companion')).find((p) => p !== undefined);
+        if (refusal !== undefined) throw new Error(refusal);
         try {
           closeSync(openSync(file, 'wx', 0o600));
         } catch {

@@ -1,8 +1,9 @@
-import { closeSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fstatSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { HeraldError } from '../errors.js';
 import type { HeraldOptions } from '../options.js';
+import { checkDirectory, fileProblem } from '../path-trust.js';
 import { MemoryStore } from './memory-store.js';
 import type { MessageStore } from './message-store.js';
 import { SqliteStore } from './sqlite-store.js';
@@ -46,7 +47,7 @@ export function createStore(options: StoreOptions, logger: Logger): MessageStore
   if (statSync(file, { throwIfNoEntry: false })?.isDirectory()) {
     throw new HeraldError('HERALD_ERR_CONFIG', `option "sqliteFile" names a directory, ${file}: name a file (in it or elsewhere)`);
   }
-  createPrivateFiles(file);
+  createPrivateFiles(file, options, logger);
   const store = new SqliteStore({
     file, maxPerStream: options.maxPerStream, synchronous: options.sqliteSynchronous,
     pruneIntervalMs: options.pruneIntervalMs, onPrune, logger,
@@ -54,6 +55,8 @@ export function createStore(options: StoreOptions, logger: Logger): MessageStore
     onFileLost: (err) => logger.error({ file, err: err.message }, 'store: file lost, every stored send is refused until Herald restarts'),
     onLockRetaken: (lockFile) => logger.warn({ lockFile }, 'store: the lock file was deleted under the running Herald; taken again'),
   });
+  // SQLite gives its -wal and -shm the store file's mode: an operator's file of 0644 made them 0644 too.
+  for (const path of [`${file}-wal`, `${file}-shm`]) ownerOnly(path);
   const { streams, journalRows, messages, migrated, ms } = store.loaded;
   logger.info(
     { store: 'sqlite', file, synchronous: options.sqliteSynchronous, streams, journalRows, messages, loadMs: Math.round(ms) },
@@ -86,15 +89,34 @@ export function fileInPath(dir: string): string | undefined {
   }
 }
 
+/** The files SQLite and the store keep beside the store file (the WAL, its index, a rollback journal, the lock). */
+const COMPANIONS = ['-wal', '-shm', '-journal', '-lock'] as const;
+
 /**
  * The store's directories (mode 0700) and its file and lock file (0600), where they are missing:
  * the notifications and who they are for are this user's alone. With the umask's default (022)
  * SQLite made them 0644 in a 0755 directory, readable by every user of the machine. SQLite
  * creates the -wal and -shm with the mode of the file they belong to. What exists already is the
  * operator's and keeps its mode (the data dir's is checked at start: see ensureSecrets).
+ *
+ * Then the store's directory, file and companions are refused when another user controls them
+ * (path-trust.ts): SQLite follows a link, and opened a store file, a -wal or a hot journal that
+ * another user made, and wrote every notification into it. Checked after the directory is made:
+ * one another user made in the meantime is then seen too.
  */
-function createPrivateFiles(file: string): void {
-  mkdirSync(resolve(file, '..'), { recursive: true, mode: 0o700 });
+function createPrivateFiles(file: string, options: Pick<HeraldOptions, 'dataDir' | 'sqliteFile'>, logger: Logger): void {
+  const dir = resolve(file, '..');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // The option that names the path: the data dir's, or sqliteFile's when the store is elsewhere.
+  const key = dir === resolve(options.dataDir) ? 'dataDir' : 'sqliteFile';
+  const verdict = checkDirectory(dir, key === 'dataDir' ? 'the data dir' : 'the store\'s directory');
+  if (verdict.refusal !== undefined) throw new HeraldError('HERALD_ERR_CONFIG', `option "${key}": ${verdict.refusal}`);
+  // The data dir's warning is ensureSecrets's (logged once, at start).
+  if (verdict.warning !== undefined && key === 'sqliteFile') logger.warn(verdict.warning);
+  for (const path of [file, ...COMPANIONS.map((c) => `${file}${c}`)]) {
+    const problem = fileProblem(path, path === file ? 'the store file' : 'the store\'s file');
+    if (problem !== undefined) throw new HeraldError('HERALD_ERR_CONFIG', `option "sqliteFile": ${problem}`);
+  }
   for (const path of [file, `${file}-lock`]) {
     try {
       // 'wx': created here, or left alone when it exists.
@@ -102,5 +124,19 @@ function createPrivateFiles(file: string): void {
     } catch {
       // It exists, or cannot be created: SQLite's open then says why, naming the file.
     }
+  }
+}
+
+/** Takes group's and others' permissions off `path` when it is there (not through a link: O_NOFOLLOW). */
+function ownerOnly(path: string): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    const { mode } = fstatSync(fd);
+    if ((mode & 0o077) !== 0) fchmodSync(fd, mode & 0o700);
+  } catch {
+    // Not there (checkpointed away, or never made by a read-only start): nothing to do.
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
 }

@@ -1,0 +1,83 @@
+/**
+ * Whether Herald may trust a directory or file it keeps its state in (the data dir, secrets.json,
+ * the SQLite store, the command audit file): only when no other user controls it. A data dir that
+ * another user made (under /tmp, say) held their secrets.json, and Herald took their API token; a
+ * store file or a link another user planted received every notification. Checked with lstat, so a
+ * symbolic link is seen as the link, not as what it points to.
+ *
+ * Who is trusted: this process's user, and root. Root can read and replace any file of this user
+ * already, so a file of root's (secrets.json provisioned `root:herald` 0640) gives no one more
+ * than they had. Herald run as root trusts root's files alone.
+ */
+import { lstatSync, type Stats } from 'node:fs';
+
+/** A directory's verdict: a refusal (start must not go on), a warning (it may), or neither. */
+export interface DirectoryVerdict {
+  refusal?: string;
+  warning?: string;
+}
+
+/** The entry at `path` as lstat sees it, or undefined when there is none or it cannot be told (what opens it says why). */
+function entry(path: string): Stats | undefined {
+  try {
+    return lstatSync(path, { throwIfNoEntry: false });
+  } catch {
+    // ENOTDIR, EACCES: the open that follows reports it, naming the path.
+    return undefined;
+  }
+}
+
+function octal(mode: number): string {
+  return (mode & 0o7777).toString(8).padStart(4, '0');
+}
+
+/** Why `st`, named `what path`, is not trusted for being a link or another user's, or undefined. */
+function foreign(st: Stats, what: string, path: string): string | undefined {
+  if (st.isSymbolicLink()) {
+    return `${what} ${path} is a symbolic link: Herald follows no link to its state (another user could point one at a file of theirs); name the real path, or remove the link`;
+  }
+  const me = process.geteuid?.();
+  // No user ids to compare (Windows): nothing to tell.
+  if (me === undefined || st.uid === me || st.uid === 0) return undefined;
+  const asRoot = me === 0 ? '; as root, Herald trusts root\'s files alone' : '';
+  return `${what} ${path} is owned by uid ${st.uid}, not by this user (uid ${me})${asRoot}: that user could read or replace what Herald keeps there; remove it to have Herald make it again, or chown it to this user`;
+}
+
+/** The remedy for a directory others may write: not `chmod 700` alone, which said of /tmp (an absolute sqliteFile there) breaks the machine. */
+const ONLY_MINE = 'use a directory only this user may write (chmod 700 it, if it is Herald\'s alone)';
+
+/**
+ * A directory Herald keeps files in: refused when it is a symbolic link, another user's, or
+ * writable by others (any of them could plant a file or a link, a `-wal` or a hot journal that
+ * SQLite reads as its own, between two starts or while Herald runs). Group-writable is refused
+ * for a group that is not this process's own (its members are other users), and only warned
+ * about for its own: with a per-user group (umask 002 makes `mkdir` 0775) that group is this
+ * user alone, and refusing it would stop a set-up with nobody else in it. A missing directory
+ * is neither: Herald creates it (0700).
+ */
+export function checkDirectory(dir: string, what: string): DirectoryVerdict {
+  const st = entry(dir);
+  if (st === undefined) return {};
+  const refusal = foreign(st, what, dir);
+  if (refusal !== undefined) return { refusal };
+  if (!st.isDirectory()) return {};
+  if ((st.mode & 0o002) !== 0) {
+    return { refusal: `${what} ${dir} is writable by other users (mode ${octal(st.mode)}): any of them could plant a file or a link Herald would open; ${ONLY_MINE}` };
+  }
+  if ((st.mode & 0o020) !== 0) {
+    const own = st.gid === process.getegid?.();
+    const said = `${what} ${dir} is writable by its group (gid ${st.gid}${own ? ', this process\'s own' : ''}; mode ${octal(st.mode)})`;
+    if (!own) return { refusal: `${said}: the group's members could plant a file or a link Herald would open; ${ONLY_MINE}` };
+    return { warning: `${said}: anyone else in that group could plant a file Herald would open; chmod 700 it` };
+  }
+  return {};
+}
+
+/**
+ * Why a file Herald would open at `file` is not to be trusted (a symbolic link, another user's),
+ * or undefined: trusted, or not there (Herald creates it, 0600).
+ */
+export function fileProblem(file: string, what: string): string | undefined {
+  const st = entry(file);
+  return st === undefined ? undefined : foreign(st, what, file);
+}
