@@ -123,6 +123,11 @@ describe('values refused without repeating a secret', () => {
     }
   });
 
+  // ' 127.0.0.1' read as "legacyHost is  127.0.0.1 (not loopback) …: bind to 127.0.0.1".
+  test('a legacyHost with white space around it is quoted and said to have it', () => {
+    assert.match(refusal({ env: { HERALD_LEGACY_HOST: ' 127.0.0.1' } }), /option "legacyHost" is " 127\.0\.0\.1" \(not loopback: it has white space around it\)/);
+  });
+
   test('an httpResolverUrl of the wrong type is refused showing the kind of value, not its query', () => {
     const fromOverride = refusal({ env: {}, overrides: { httpResolverUrl: ['http://h/?key=hunter2'] } });
     assert.match(fromOverride, /option "httpResolverUrl" \(command line\): .*got a list \(not shown: it may hold a secret\)$/);
