@@ -22,7 +22,8 @@ export async function buildClient(root) {
     platform: 'browser',
     // Class private methods natively (Safari 15.4+, Chrome 94+, Firefox 93+); older browsers are out of support.
     target: ['es2022', 'chrome94', 'firefox93', 'safari15.4'],
-    legalComments: 'none',
+    // DOMPurify's `/*! @license … */` stays, at the end of each file: its licence asks that a copy carry its notice (THIRD_PARTY_LICENSES).
+    legalComments: 'eof',
     logLevel: 'warning',
     define: { __HERALD_VERSION__: JSON.stringify(version) },
     banner: { js: `/* Herald browser library ${version} (MIT). Bundles DOMPurify (Apache-2.0 OR MPL-2.0). */` },
