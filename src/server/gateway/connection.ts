@@ -11,6 +11,7 @@ import type { AckBuffer } from './ack-buffer.js';
 import type { Frame, FrameOrigin, Tab } from '../hub.js';
 import { broadcastStreamKey, withDelivery } from '../notifier.js';
 import type { MessageStore, StreamHead } from '../store/message-store.js';
+import { replayTurns } from './replay-turns.js';
 import { sharedTextFrame, socketTextFrame, textFrame } from './text-frame.js';
 import type { ThrottledLog } from '../throttled-log.js';
 
@@ -115,11 +116,11 @@ const PONG_FRAME = '{"TYPE":"PONG","DATA":"RESPONSE"}';
 const MAX_SENT_RUNS = 1024;
 
 /**
- * Replayed bytes (of frame text) sent in one turn of the event loop at most,
- * besides replayBatch frames: large notifications cost by their size, and
- * 500 of 64 KB would be 32 MB in one turn.
+ * What a replayed frame is taken to weigh before a tab has replayed any: a
+ * page is read for what the turn (or the link) has room for, and a first
+ * page of replayBatch frames of 16 KB each was 8 MB decoded to send 256 KiB.
  */
-const REPLAY_TURN_BYTES = 256 * 1024;
+const GUESSED_FRAME_BYTES = 4096;
 
 /**
  * The longest a tab that owes acks is given to send them between its close
@@ -192,8 +193,16 @@ export class Connection implements Tab {
    * replays (one running, one waiting) however many it sends.
    */
   #waitingResume: ResumeFrame | undefined;
-  /** Replayed frames and bytes sent since the replay last let the event loop turn (#yieldTurn). */
-  readonly #replayTurn = { frames: 0, bytes: 0 };
+  /** What this tab's replayed frames weighed on average, in the last page that sent any: the next page is read for what the turn has room for. */
+  #frameBytes = GUESSED_FRAME_BYTES;
+  /** Whether a replay waits for the link to take the tab's backlog (#linkRoom). */
+  #waitingForLink = false;
+  /**
+   * While it does, the unsent bytes at the last heartbeat since (undefined
+   * before the first): a tab that took none of them by the next heartbeat is
+   * closed as a slow consumer (#replayStalled).
+   */
+  #unsentAtBeat: number | undefined;
   readonly #lastSent = { own: 0, broadcast: 0 };
   /** The highest SEQ this tab acknowledged (or had when it connected or resumed), per stream: below #lastSent, it owes an ack. */
   readonly #acked = { own: 0, broadcast: 0 };
@@ -433,40 +442,59 @@ export class Connection implements Tab {
    * After a replay read from the store, sends the frames held meanwhile (what
    * was published since the tab was registered: the replay stopped at the
    * heads read then) in the order they were published, as the replay sends:
-   * at most replayBatch or 256 KiB in a turn of the event loop. Frames
-   * published while it drains are held behind them, and taken too. Only the
-   * last replay queued drains: one queued behind it holds them for its own end.
+   * in the turns of the event loop replays share (ReplayTurns), and paced by
+   * the link (#linkFull). Sent at once, what piled up during a long replay to
+   * a slow link tripped the slow-consumer limit as it ended. Frames published
+   * while it drains are held behind them, and taken too. Only the last replay
+   * queued drains: one queued behind it holds them for its own end.
    */
   async #drainHeld(): Promise<void> {
     const held = this.#held;
     if (!held) return;
-    let i = 0;
-    while (i < held.length && this.#queuedReplays === 1 && this.isOpen) {
-      const turnFull = this.#replayTurn.frames >= this.#deps.limits.replayBatch || this.#replayTurn.bytes >= REPLAY_TURN_BYTES;
-      // Paced by the socket as the replay is (#sendReplayed): sent at once, what piled up
-      // during a long replay to a slow link tripped the slow-consumer limit as it ended.
-      const linkFull = this.#ws.bufferedAmount >= this.#deps.limits.maxBufferedBytes / 2;
-      if (turnFull || linkFull) {
-        // What went out is no longer held (it counts against MAX_HELD_FRAMES).
-        held.splice(0, i);
-        i = 0;
-        await (linkFull ? this.#socketDrained() : this.#yieldTurn());
+    const batch = this.#deps.limits.replayBatch;
+    while (held.length > 0 && this.#queuedReplays === 1 && this.isOpen) {
+      if (this.#linkFull()) {
+        await this.#linkRoom();
         continue;
       }
-      const { frame, origin } = held[i++]!;
-      this.#replayTurn.frames++;
-      this.#replayTurn.bytes += frame.length;
-      this.#deliverNow(frame, origin);
+      const grant = await replayTurns.enter(principalKey(this.principal), batch);
+      let i = 0;
+      while (i < held.length && this.#queuedReplays === 1 && this.isOpen && !replayTurns.full(batch) && !this.#linkFull()) {
+        const { frame, origin } = held[i++]!;
+        replayTurns.spend(frame.length);
+        this.#deliverNow(frame, origin);
+      }
+      replayTurns.leave(grant);
+      // What went out is no longer held (it counts against MAX_HELD_FRAMES).
+      held.splice(0, i);
     }
-    held.splice(0, i);
   }
 
-  /** Resolves when the socket has written out its backlog, or closed. */
-  #socketDrained(): Promise<void> {
+  /**
+   * Whether the tab's unsent backlog is past half of maxBufferedBytes: a
+   * replay then waits for the link (#linkRoom) before it sends more. A large
+   * backlog (up to maxPerStream per stream) to a slow link would otherwise
+   * trip the slow-consumer limit, and the tab would be closed on every
+   * reconnect, never catching up.
+   */
+  #linkFull(): boolean {
+    return this.#ws.bufferedAmount >= this.#deps.limits.maxBufferedBytes / 2;
+  }
+
+  /**
+   * Resolves when the socket has written out its backlog, or closed. The
+   * replay holds no page meanwhile (#replayPage read only what it sent), so
+   * a tab that stops reading holds its backlog and nothing more; one that
+   * takes none of it for a whole heartbeat is closed (heartbeat()).
+   */
+  #linkRoom(): Promise<void> {
+    this.#waitingForLink = true;
+    this.#unsentAtBeat = undefined;
     return new Promise<void>((resolve) => {
       const done = (): void => {
         this.#socket.off('drain', done);
         this.#socket.off('close', done);
+        this.#waitingForLink = false;
         resolve();
       };
       this.#socket.on('drain', done);
@@ -553,66 +581,75 @@ export class Connection implements Tab {
    * Read from the store too, it went out inside the replay, ahead of a
    * live-only send made before it (held until the replay ended): a batch's
    * live item then reached a reconnecting tab after the stored item behind it.
+   * A page at a time, in the turns of the event loop that replays share
+   * (ReplayTurns), and paced by the link: it waits while the tab's backlog is
+   * past half of maxBufferedBytes (#linkFull).
    */
   async #readStream(stream: 'own' | 'broadcast', key: string, upTo: number): Promise<void> {
+    const person = principalKey(this.principal);
     for (;;) {
       if (!this.isOpen || this.#lastSent[stream] >= upTo) return;
-      // The clock is read for each page: a replay paced to a slow link may
-      // take minutes, and what expired meanwhile is not sent.
-      const page = await this.#deps.store.readAfter(key, this.#lastSent[stream], this.#deps.limits.replayBatch, this.#deps.now());
-      // The stream moved on while this replay waited (for the socket, between
-      // pages): sends meanwhile pushed out, by the cap, some of what it had yet
-      // to send. Said as at the start of a replay, never skipped silently.
-      if (page.firstSeq - 1 > this.#lastSent[stream]) {
-        this.#lastSent[stream] = page.firstSeq - 1;
-        this.#reset(stream, page.epoch, page.firstSeq - 1, 'too far behind');
+      if (this.#linkFull()) {
+        await this.#linkRoom();
+        continue;
       }
+      const grant = await replayTurns.enter(person, this.#deps.limits.replayBatch);
+      let more: boolean;
+      try {
+        more = await this.#replayPage(stream, key, upTo);
+      } finally {
+        replayTurns.leave(grant);
+      }
+      if (!more) return;
+    }
+  }
+
+  /**
+   * Reads a page after #lastSent, of what this turn and the link have room
+   * for (by what this tab's frames weighed so far: #frameBytes), and sends
+   * it. What the turn or the link had no room for after all is dropped, and
+   * read again from #lastSent when there is: a tab that stops reading is
+   * never left holding a page (500 notifications of up to 16 KB decoded, for
+   * as long as it answers heartbeats). False when the stream is replayed up
+   * to `upTo` or its end.
+   */
+  async #replayPage(stream: 'own' | 'broadcast', key: string, upTo: number): Promise<boolean> {
+    // It may have closed while it waited for its turn.
+    if (!this.isOpen) return false;
+    const batch = this.#deps.limits.replayBatch;
+    const room = Math.min(replayTurns.bytesLeft(), this.#deps.limits.maxBufferedBytes / 2 - this.#ws.bufferedAmount);
+    const limit = Math.max(1, Math.min(replayTurns.framesLeft(batch), Math.ceil(room / this.#frameBytes)));
+    // The clock is read for each page: a replay paced to a slow link may
+    // take minutes, and what expired meanwhile is not sent.
+    const page = await this.#deps.store.readAfter(key, this.#lastSent[stream], limit, this.#deps.now());
+    // The stream moved on while this replay waited (for the socket, between
+    // pages): sends meanwhile pushed out, by the cap, some of what it had yet
+    // to send. Said as at the start of a replay, never skipped silently.
+    if (page.firstSeq - 1 > this.#lastSent[stream]) {
+      this.#lastSent[stream] = page.firstSeq - 1;
+      this.#reset(stream, page.epoch, page.firstSeq - 1, 'too far behind');
+    }
+    let sent = 0;
+    let bytes = 0;
+    try {
       for (const m of page.messages) {
         if (m.seq <= this.#lastSent[stream]) continue;
-        if (m.seq > upTo) return;
-        // Before the frame, not after: a replay's last frame is followed by the held live ones at once.
-        if (this.#replayTurn.frames >= this.#deps.limits.replayBatch || this.#replayTurn.bytes >= REPLAY_TURN_BYTES) await this.#yieldTurn();
-        if (!this.isOpen) return;
+        if (m.seq > upTo || !this.isOpen) return false;
+        // Before the frame, not after: a replay's last frame is followed by the held live ones at
+        // once. The rest of the page is dropped here, and read again when there is room.
+        if (replayTurns.full(batch) || this.#linkFull()) return true;
         this.#lastSent[stream] = m.seq;
         const frame = withDelivery(m.json, m.seq, page.epoch, stream === 'broadcast');
-        this.#replayTurn.frames++;
-        this.#replayTurn.bytes += frame.length;
-        await this.#sendReplayed(frame, { stream, seq: m.seq });
+        replayTurns.spend(frame.length);
+        sent++;
+        bytes += frame.length;
+        if (this.#sentOrder) this.#noteSent(frame, { stream, seq: m.seq });
+        this.#ws.send(frame);
       }
-      if (page.messages.length < this.#deps.limits.replayBatch) return;
+    } finally {
+      if (sent > 0) this.#frameBytes = Math.ceil(bytes / sent);
     }
-  }
-
-  /**
-   * Lets the rest of the event loop run (other tabs' sends, HTTP requests,
-   * heartbeats, I/O) before the replay goes on. Both stores answer a page at
-   * once and a fast link takes every frame, so without it a replay of 50,000
-   * ran in one turn and held the loop for 100–240 ms (docs/delivery.md, At
-   * size). setImmediate, not a microtask: only a new turn lets I/O in. Live
-   * frames for this tab meanwhile are held (#held) as for any replay, so
-   * nothing is reordered.
-   */
-  async #yieldTurn(): Promise<void> {
-    await new Promise<void>((resolve) => setImmediate(resolve));
-    this.#replayTurn.frames = 0;
-    this.#replayTurn.bytes = 0;
-  }
-
-  /**
-   * Sends one replayed frame, paced by the socket: once the tab's unsent
-   * backlog passes half of maxBufferedBytes, waits until this frame has been
-   * written out. A large backlog (up to maxPerStream per stream) to a slow
-   * link would otherwise trip the slow-consumer limit, and the tab would be
-   * closed on every reconnect, never catching up.
-   */
-  async #sendReplayed(frame: string, origin: FrameOrigin): Promise<void> {
-    if (!this.isOpen) return;
-    if (this.#sentOrder) this.#noteSent(frame, origin);
-    if (this.#ws.bufferedAmount < this.#deps.limits.maxBufferedBytes / 2) {
-      this.#ws.send(frame);
-      return;
-    }
-    await new Promise<void>((resolve) => this.#ws.send(frame, () => resolve()));
+    return page.messages.length >= limit;
   }
 
   #reset(stream: 'own' | 'broadcast', epoch: string, seq: number, reason: ResetFrame['REASON']): void {
@@ -683,7 +720,7 @@ export class Connection implements Tab {
     }
   }
 
-  /** Called by the Gateway's heartbeat timer. Returns false when the tab was closed for silence. */
+  /** Called by the Gateway's heartbeat timer. Returns false when the tab was closed for silence, or for a replay its tab stopped taking. */
   heartbeat(): boolean {
     if (!this.isOpen) {
       // ws left OPEN without our hearing of it (see peerClosing): the close began.
@@ -701,8 +738,27 @@ export class Connection implements Tab {
       this.closeNow(CloseCode.TIMEOUT, CloseReason.HEARTBEAT_TIMEOUT);
       return false;
     }
+    if (this.#waitingForLink && this.#replayStalled()) return false;
     this.#alive = false;
     this.#socket.write(HEARTBEAT, 'latin1');
+    if (this.#waitingForLink) this.#unsentAtBeat = this.#ws.bufferedAmount;
+    return true;
+  }
+
+  /**
+   * At a heartbeat while a replay waits for the link (#linkRoom): closes the
+   * tab as a slow consumer when its backlog has not shrunk since the last
+   * heartbeat. Any frame answers a heartbeat, and a client can send them
+   * without reading (unasked pongs): it held its backlog for as long as it
+   * did. The live path closes such a tab once its backlog passes
+   * maxBufferedBytes, which a paced replay never lets it reach. A slow link
+   * takes some in a heartbeat, and is waited for.
+   */
+  #replayStalled(): boolean {
+    const unsent = this.#ws.bufferedAmount;
+    if (this.#unsentAtBeat === undefined || unsent < this.#unsentAtBeat) return false;
+    this.#fellBehind('slow consumer', { bufferedBytes: unsent, maxBufferedBytes: this.#deps.limits.maxBufferedBytes, replaying: true });
+    this.closeNow(CloseCode.TOO_MANY, CloseReason.SLOW_CONSUMER);
     return true;
   }
 
