@@ -29,11 +29,35 @@ function tamper(token: string, part: number, at: number): string {
   return parts.join('.');
 }
 
+/** One case of the differential test: the token's claims as offsets from the current second, and the slack. */
+interface TokenCase {
+  secret: string;
+  aud: string | string[] | undefined;
+  expDelta: number | undefined;
+  nbfDelta: number | undefined;
+  tamperPart: number | undefined;
+  tamperAt: number;
+  unsecured: boolean;
+  skewSec: number;
+}
+
+/**
+ * The edges of `exp` and `nbf`, run first every time: a token whose exp is
+ * the current second is expired (RFC 7519 §4.1.4: "on or after"), one a
+ * second later is not; an nbf of the current second is valid, one a second
+ * later is not; each moved by the slack when there is one. Drawn at random
+ * they came up in some runs only (an exp check of `<` for `<=` survived).
+ */
+const EDGE_CASES: TokenCase[] = [0, 30].flatMap((skewSec) => [-skewSec - 1, -skewSec, -skewSec + 1, 0, 1].flatMap((d) => [
+  { secret: SECRET, aud: 'herald', expDelta: d, nbfDelta: undefined, tamperPart: undefined, tamperAt: 0, unsecured: false, skewSec },
+  { secret: SECRET, aud: 'herald', expDelta: 600, nbfDelta: d + 2 * skewSec, tamperPart: undefined, tamperAt: 0, unsecured: false, skewSec },
+]));
+
 test('the HS256 verifier accepts exactly what jose accepts (differential, on valid, tampered, foreign and odd tokens, with and without clock skew)', async () => {
   const now = Date.UTC(2026, 10, 30, 12) + 250;
   const nowSec = Math.floor(now / 1000);
   await fc.assert(fc.asyncProperty(
-    fc.record({
+    fc.record<TokenCase>({
       secret: fc.constantFrom(SECRET, OTHER),
       aud: fc.constantFrom<string | string[] | undefined>('herald', 'other', ['x', 'herald'], undefined),
       expDelta: fc.option(fc.integer({ min: -100, max: 100 }), { nil: undefined }),
@@ -59,7 +83,42 @@ test('the HS256 verifier accepts exactly what jose accepts (differential, on val
       const ours = verifyHs256(token, keys, now, c.skewSec * 1000).ok;
       assert.equal(ours, await joseAccepts(token, now, c.skewSec), `token ${token}, skew ${c.skewSec} s`);
     },
-  ), { numRuns: 400 });
+  ), { numRuns: 400, examples: EDGE_CASES.map((c) => [c]) });
+});
+
+test('exp is refused from its own second on, nbf admitted from its own second on, each moved by the slack (fixed edges, any millisecond of the second)', async () => {
+  const second = Math.floor(Date.UTC(2026, 10, 30, 12) / 1000);
+  const sign = (claims: { exp: number; nbf?: number }): Promise<string> => {
+    const jwt = new SignJWT({ sub: 'admin:1' }).setProtectedHeader({ alg: 'HS256', typ: 'JWT' }).setAudience('herald').setExpirationTime(claims.exp);
+    if (claims.nbf !== undefined) jwt.setNotBefore(claims.nbf);
+    return jwt.sign(enc.encode(SECRET));
+  };
+  const resolver = new TokenResolver({ secret: SECRET });
+  const lenient = new TokenResolver({ secret: SECRET, clockSkewMs: 30_000 });
+  // `now` at the first and the last millisecond of `second`: both read as that second.
+  for (const now of [second * 1000, second * 1000 + 999]) {
+    const cases: Array<[string, { exp: number; nbf?: number }, number, boolean]> = [
+      ['exp one second ago', { exp: second - 1 }, 0, false],
+      ['exp this second', { exp: second }, 0, false],
+      ['exp next second', { exp: second + 1 }, 0, true],
+      ['exp 31 s ago, 30 s of slack', { exp: second - 31 }, 30, false],
+      ['exp 30 s ago, 30 s of slack', { exp: second - 30 }, 30, false],
+      ['exp 29 s ago, 30 s of slack', { exp: second - 29 }, 30, true],
+      ['nbf this second', { exp: second + 600, nbf: second }, 0, true],
+      ['nbf next second', { exp: second + 600, nbf: second + 1 }, 0, false],
+      ['nbf in 30 s, 30 s of slack', { exp: second + 600, nbf: second + 30 }, 30, true],
+      ['nbf in 31 s, 30 s of slack', { exp: second + 600, nbf: second + 31 }, 30, false],
+    ];
+    for (const [what, claims, skewSec, admitted] of cases) {
+      const token = await sign(claims);
+      const at = `${what}, now = the second + ${now % 1000} ms`;
+      assert.equal(verifyHs256(token, keys, now, skewSec * 1000).ok, admitted, at);
+      assert.equal(await joseAccepts(token, now, skewSec), admitted, `jose agrees: ${at}`);
+      const answer = (skewSec === 0 ? resolver : lenient).check('admin', token, now);
+      assert.equal(answer.outcome, admitted ? 'admitted' : 'refused', `the resolver: ${at}`);
+      if (!admitted && claims.nbf === undefined) assert.deepEqual(answer, { outcome: 'refused', reason: 'token expired', expired: true }, at);
+    }
+  }
 });
 
 test('garbage is refused, never thrown', () => {

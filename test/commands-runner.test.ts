@@ -6,6 +6,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, describe, it } from 'node:test';
 import { isHeraldError, type ErrorCode } from '../src/server/errors.js';
+import { skipUnlessCI } from './helpers/capability.js';
 import { gone, makeRig, processAlive, within, type Frame, type Rig } from './commands-fixture.js';
 
 const TEST_PROGRAMS = ['ping', 'echo', 'sh', 'sleep', 'seq', 'env'];
@@ -445,7 +446,7 @@ describe('CommandRunner with real child processes', () => {
  * process running as another user (a script's `sudo tool`, a set-user-ID
  * program), which Herald may not signal (EPERM). Reproduced for real: a
  * set-user-ID copy of perl that makes itself root, under a runner started as
- * `nobody`. Needs root to set it up (CI runs as root).
+ * `nobody`. Needs root to set it up (CI runs as root: there, not being able to is a failure).
  */
 describe('CommandRunner with processes it may not signal', () => {
   // `nobody` must be able to read this checkout and tsx (not so under a private home directory).
@@ -465,7 +466,7 @@ describe('CommandRunner with processes it may not signal', () => {
     && readableByOthers(fileURLToPath(new URL('./commands-fixture.ts', import.meta.url)))
     && readableByOthers(fileURLToPath(new URL('../node_modules/tsx/package.json', import.meta.url)));
 
-  it('neither crashes nor hangs: each run ends, its slot is freed, and the refusal is logged', { skip: !canSetUp && 'needs root, setpriv, perl and a checkout that nobody may read' }, async () => {
+  it('neither crashes nor hangs: each run ends, its slot is freed, and the refusal is logged', { skip: skipUnlessCI(!canSetUp && 'needs root, setpriv, perl and a checkout that nobody may read') }, async () => {
     const dir = mkdtempSync(join(tmpdir(), 'herald-suid-'));
     chmodSync(dir, 0o755);
     const suid = join(dir, 'perl');

@@ -18,6 +18,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
+import { skipUnlessCI } from './helpers/capability.js';
 import { restartablePort } from './helpers/ports.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -38,7 +39,9 @@ function unitDirectives(): Map<string, string> {
 }
 
 describe('deploy/herald.service', () => {
-  it('passes systemd-analyze verify (no unknown directive, a node that exists)', { skip: existsSync(SYSTEMD_ANALYZE) ? false : `${SYSTEMD_ANALYZE} is missing (Debian's systemd package)` }, () => {
+  const noSystemdAnalyze = skipUnlessCI(!existsSync(SYSTEMD_ANALYZE) && `${SYSTEMD_ANALYZE} is missing (Debian's systemd package)`);
+
+  it('passes systemd-analyze verify (no unknown directive, a node that exists)', { skip: noSystemdAnalyze }, () => {
     // The unit names /usr/bin/node (Debian's nodejs); where node lives elsewhere, verify this node instead.
     const dir = mkdtempSync(join(tmpdir(), 'herald-unit-'));
     try {
@@ -54,7 +57,7 @@ describe('deploy/herald.service', () => {
     }
   });
 
-  it("allows io_uring, as the unit's comment says: @system-service holds @aio, which holds the io_uring calls", { skip: existsSync(SYSTEMD_ANALYZE) ? false : `${SYSTEMD_ANALYZE} is missing (Debian's systemd package)` }, () => {
+  it("allows io_uring, as the unit's comment says: @system-service holds @aio, which holds the io_uring calls", { skip: noSystemdAnalyze }, () => {
     // The comment once said io_uring was outside the filter (and that was why EPERM): it is inside.
     assert.equal(unitDirectives().get('SystemCallFilter'), '@system-service');
     const list = (set: string) => {
@@ -68,8 +71,7 @@ describe('deploy/herald.service', () => {
   });
 
   const root = process.getuid?.() === 0;
-  const cannot = !root ? 'needs root (setpriv switches to an unprivileged user)' : !existsSync(SETPRIV) ? `${SETPRIV} is missing (util-linux)` : !existsSync(join(ROOT, 'dist/cli/main.js')) ? 'dist/cli/main.js is missing: npm run build' : false;
-  if (cannot) console.log(`# skipping the service run: ${cannot}`);
+  const cannot = skipUnlessCI(!root ? 'the service run needs root (setpriv switches to an unprivileged user)' : !existsSync(SETPRIV) ? `the service run needs ${SETPRIV} (util-linux)` : !existsSync(join(ROOT, 'dist/cli/main.js')) ? 'the service run needs dist/cli/main.js: npm run build' : false);
 
   describe("Herald run as the unit runs it (its user, NoNewPrivileges, its capabilities)", { skip: cannot }, () => {
     const running = new Set<ChildProcess>();

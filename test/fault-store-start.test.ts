@@ -8,6 +8,7 @@ import { mkdirSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'no
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import Database from 'better-sqlite3';
+import { skipUnlessCI } from './helpers/capability.js';
 import { runCli } from './helpers/cli.js';
 import { FaultServer } from './helpers/fault-server.js';
 
@@ -89,13 +90,13 @@ describe('herald start on a store it cannot use', () => {
     // Root ignores file modes, so a read-only bind mount of the dir is the only true read-only dir here.
     const bind = spawnSync('mount', ['--bind', s.dataDir, s.dataDir]);
     if (bind.status !== 0) {
-      t.skip(`mount refused in this sandbox: ${bind.stderr.toString().trim()}`);
+      t.skip(skipUnlessCI(`mount refused in this sandbox: ${bind.error?.message ?? (bind.stderr.toString().trim() || `exit ${bind.status}`)}`));
       return;
     }
     try {
       const ro = spawnSync('mount', ['-o', 'remount,bind,ro', s.dataDir]);
       if (ro.status !== 0) {
-        t.skip(`read-only remount refused in this sandbox: ${ro.stderr.toString().trim()}`);
+        t.skip(skipUnlessCI(`read-only remount refused in this sandbox: ${ro.error?.message ?? (ro.stderr.toString().trim() || `exit ${ro.status}`)}`));
         return;
       }
       const r = await runCli(['start', '--config', s.config], { timeoutMs: 15_000 });
