@@ -6,6 +6,10 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import pino from 'pino';
+import { LegacyServer } from '../src/server/api/legacy-server.js';
+import { loadOptions } from '../src/server/options.js';
+import { createCore } from './helpers/legacy-core.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { RawLegacyClient } from './helpers/legacy-client.js';
 import { until } from './helpers/ws-client.js';
@@ -85,5 +89,61 @@ describe('legacy: unfinished requests held over all connections', () => {
 
   test('legacyMaxBufferedBytes below legacyMaxRequestBytes is a configuration error', async () => {
     await assert.rejects(startHerald({ legacyMaxRequestBytes: 100_000, legacyMaxBufferedBytes: 50_000 }), /legacyMaxBufferedBytes.*legacyMaxRequestBytes/);
+  });
+});
+
+/**
+ * A connection's first bytes are held, unread, while they could still be an
+ * HTTP request line (`POST /… HTTP/1.1`, a web page's fetch()): held bytes
+ * like any others, so refused against legacyMaxBufferedBytes, and never more
+ * of them than legacyMaxRequestBytes.
+ */
+describe('legacy: first bytes held while they may be an HTTP request line', () => {
+  async function listener(overrides: Record<string, unknown>) {
+    const core = await createCore();
+    const legacy = new LegacyServer({ host: '127.0.0.1', port: 0, notifier: core.notifier, options: loadOptions({ env: {}, overrides }), logger: pino({ level: 'silent' }) });
+    const { port } = await legacy.listen();
+    return { legacy, port, async close() { await legacy.close(); await core.close(); } };
+  }
+
+  test('they count against legacyMaxBufferedBytes, and a connection whose first bytes would pass it is refused and closed', async () => {
+    const l = await listener({ legacyMaxRequestBytes: 1024, legacyMaxBufferedBytes: 1024 });
+    const opened: RawLegacyClient[] = [];
+    try {
+      const a = await RawLegacyClient.connect(l.port);
+      opened.push(a);
+      await a.write(unfinishedPing(600).head);
+      await until(() => l.legacy.held >= 590, 5000, 'the unfinished request held');
+      // 506 bytes that may still be a request line, beside 598 held: over 1024 together.
+      const b = await RawLegacyClient.connect(l.port);
+      opened.push(b);
+      await b.write(`POST /${'x'.repeat(500)}`);
+      const refusal = await b.next(5000) as { TYPE: string; ERROR: string; CODE: string };
+      assert.deepEqual({ TYPE: refusal.TYPE, CODE: refusal.CODE }, { TYPE: 'ERROR', CODE: 'HERALD_ERR_UNAVAILABLE' });
+      assert.match(refusal.ERROR, /legacyMaxBufferedBytes/);
+      await b.ended;
+      assert.ok(l.legacy.held <= 1024, `held ${l.legacy.held}`);
+      // The held request is untouched, and completes.
+      await a.write(unfinishedPing(600).rest);
+      assert.deepEqual(await a.next(5000), { TYPE: 'PONG' });
+    } finally {
+      for (const c of opened) c.destroy();
+      await l.close();
+    }
+  });
+
+  test('no more of them are held than legacyMaxRequestBytes: past it, first bytes that could still be a request line are refused as one', async () => {
+    const l = await listener({ legacyMaxRequestBytes: 1024 });
+    const c = await RawLegacyClient.connect(l.port);
+    try {
+      await c.write(`POST /${'x'.repeat(1100)}`);
+      const refusal = await c.next(5000) as { TYPE: string; ERROR: string; CODE: string };
+      assert.deepEqual(refusal, { TYPE: 'ERROR', ERROR: 'INCORRECT REQUEST: this port speaks the legacy JSON protocol, not HTTP; closing', CODE: 'HERALD_ERR_BAD_REQUEST' });
+      await c.ended;
+      assert.equal(l.legacy.held, 0);
+    } finally {
+      c.destroy();
+      await l.close();
+    }
   });
 });

@@ -93,9 +93,10 @@ describe('legacy request handler', () => {
     assert.deepEqual({ TYPE: got.TYPE, TITLE: got.TITLE, TEXT: got.TEXT }, SEED_NOTIFICATION);
   });
 
-  it('unwraps any TYPE in TEXT, keeps fields only the wrapper has, and leaves ordinary TEXT alone', () => {
+  it('unwraps any TYPE in TEXT, and a MESSAGE\'s hash TEXT without one; keeps fields only the wrapper has, and leaves ordinary TEXT alone', () => {
     assert.deepEqual(normaliseData({ TYPE: 'MESSAGE', TITLE: 'Outer', TEXT: { TYPE: 'EVENT', MODULE: 'X' } }), { TYPE: 'EVENT', MODULE: 'X', TITLE: 'Outer' });
-    assert.deepEqual(normaliseData({ TITLE: 'a', TEXT: { no: 'type' } }), { TITLE: 'a', TEXT: { no: 'type' }, TYPE: 'MESSAGE' });
+    // send_message({AID, MESSAGE => {...}}): the hash is the notification, never a TEXT that is an object.
+    assert.deepEqual(normaliseData({ TITLE: 'a', TEXT: { no: 'type' } }), { TITLE: 'a', no: 'type', TYPE: 'MESSAGE' });
     assert.deepEqual(normaliseData({ TYPE: 'MESSAGE', TEXT: '{not json' }), { TYPE: 'MESSAGE', TEXT: '{not json' });
     assert.equal(normaliseData(42), undefined);
   });

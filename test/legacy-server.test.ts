@@ -282,7 +282,8 @@ describe('legacy TCP protocol, limits', () => {
       },
     } as unknown as CommandService;
     const options = loadOptions({ env: {}, overrides: { legacyMaxConnections: 1 } });
-    const legacy = new LegacyServer({ host: '127.0.0.1', port: 0, notifier: core.notifier, commands: stuck, options, logger: pino({ level: 'silent' }) });
+    // The MESSAGE after the hung COMMAND waits for it (so that sends keep their order), for lateWaitMs at most.
+    const legacy = new LegacyServer({ host: '127.0.0.1', port: 0, notifier: core.notifier, commands: stuck, options, logger: pino({ level: 'silent' }), lateWaitMs: 500 });
     const { port } = await legacy.listen();
     try {
       const [tab] = core.open('admin', 5);
@@ -296,8 +297,9 @@ describe('legacy TCP protocol, limits', () => {
       const b = await RawLegacyClient.connect(port);
       await within(b.closed, 1000, 'the connection over the limit to be closed');
       assert.equal(b.answers.length, 0);
-      // The hung request still meets its deadline with no socket to answer on, and the next is carried out.
-      await until(() => legacy.connections === 0, LEGACY_ANSWER_DEADLINE_MS + 2000, 'the connection to finish its work');
+      // The hung request still meets its deadline with no socket to answer on; the next is carried out once
+      // the hung one has been waited for lateWaitMs, and only then is the connection's work done.
+      await until(() => legacy.connections === 0, LEGACY_ANSWER_DEADLINE_MS + 500 + 2000, 'the connection to finish its work');
       assert.deepEqual(tab!.received.map((f) => (f as { TEXT?: string }).TEXT), ['after the command']);
       const c = await RawLegacyClient.connect(port);
       assert.deepEqual((await c.request('{"TYPE":"PING"}')).answer, { TYPE: 'PONG' });

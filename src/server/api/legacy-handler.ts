@@ -1,8 +1,10 @@
 /**
  * The legacy control protocol (PROTOCOL.md §2) as a pure adapter over the
  * Notifier: one parsed JSON value in, one answer out (or none, for SILENT).
- * Both the TCP listener (legacy-server.ts) and the HTTP API's
- * `POST /api/v1/legacy` call this one function, so the two cannot drift.
+ * Both the TCP listener (legacy-server.ts, which parses the request itself
+ * and calls handleParsedLegacyRequest) and the HTTP API's
+ * `POST /api/v1/legacy` (handleLegacyRequest) go through the one parser and
+ * the one handler, so the two cannot drift.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { LegacyAnswer } from '../../protocol/legacy.js';
@@ -10,7 +12,7 @@ import { quoted } from '../../protocol/text-cut.js';
 import type { CommandService } from '../commands/command-service.js';
 import { HeraldError, isHeraldError, type ErrorCode } from '../errors.js';
 import type { Notifier } from '../notifier.js';
-import { legacyError, parseLegacyRequest, type LegacyRequestBody } from './legacy-request.js';
+import { legacyError, parseLegacyRequest, type LegacyRequestBody, type ParsedLegacyRequest } from './legacy-request.js';
 
 export type { LegacyAnswer } from '../../protocol/legacy.js';
 
@@ -64,8 +66,16 @@ function errorAnswer(e: unknown, fallback: ErrorCode = 'HERALD_ERR_INTERNAL'): L
  * answer, or `undefined` when the request was SILENT (no answer at all).
  * Never rejects: every failure becomes an error answer.
  */
-export async function handleLegacyRequest(request: unknown, ctx: LegacyContext): Promise<LegacyAnswer | undefined> {
-  const parsed = parseLegacyRequest(request);
+export function handleLegacyRequest(request: unknown, ctx: LegacyContext): Promise<LegacyAnswer | undefined> {
+  return handleParsedLegacyRequest(parseLegacyRequest(request), ctx);
+}
+
+/**
+ * Handles one request parseLegacyRequest has parsed: for a caller that reads
+ * the parse itself (the TCP listener needs `silent` to know what a request
+ * past its deadline is answered, and how to order it). Never rejects.
+ */
+export async function handleParsedLegacyRequest(parsed: ParsedLegacyRequest, ctx: LegacyContext): Promise<LegacyAnswer | undefined> {
   if (!parsed.ok) {
     // A COMMAND refused for its shape (no AID, a bad ARGS.timeout) is still an attempt to
     // run a program: audited like the runner's refusals, when its sender may ask for one.

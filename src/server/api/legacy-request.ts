@@ -113,8 +113,19 @@ function unwrapEnvelope(raw: Obj): Obj {
   return raw;
 }
 
+export interface ParseLegacyOptions {
+  /**
+   * The value was read by a reader that already refused anything nested
+   * deeper than MAX_JSON_DEPTH (the TCP listener's framer counts the depth as
+   * the bytes arrive): the parser's own walk over the whole value, a second
+   * pass over every object in it, is skipped. Default false: a caller that
+   * hands over any value gets the walk.
+   */
+  readonly depthChecked?: boolean;
+}
+
 /** Parses and validates one request. Never throws. */
-export function parseLegacyRequest(value: unknown): ParsedLegacyRequest {
+export function parseLegacyRequest(value: unknown, options: ParseLegacyOptions = {}): ParsedLegacyRequest {
   if (!isObject(value)) return { ok: false, error: legacyError(LegacyErrorText.INCORRECT_REQUEST), silent: false };
   const raw = unwrapEnvelope(value);
   const silent = perlTrue(raw.SILENT) || (raw.TYPE === 'MESSAGE' && silentInData(raw.DATA));
@@ -124,7 +135,7 @@ export function parseLegacyRequest(value: unknown): ParsedLegacyRequest {
     const command = refusedCommand(raw);
     return token === undefined ? { ok: false, error, silent, command } : { ok: false, error, silent, command, token };
   };
-  if (nestsDeeperThan(value, MAX_JSON_DEPTH)) {
+  if (options.depthChecked !== true && nestsDeeperThan(value, MAX_JSON_DEPTH)) {
     return fail(legacyError(`${LegacyErrorText.INCORRECT_REQUEST}: nested deeper than ${MAX_JSON_DEPTH} levels`, 'HERALD_ERR_BAD_REQUEST'));
   }
   if (raw.TYPE === undefined || raw.TYPE === null || raw.TYPE === '') return fail(legacyError(LegacyErrorText.INCORRECT_REQUEST));
@@ -298,12 +309,18 @@ function silentInData(data: unknown): boolean {
  * - An object without TYPE gets `TYPE: "MESSAGE"`.
  * - A Perl-true `SILENT` is the client's NON_SAFE flag (silentInData), not
  *   part of the notification: left out.
- * - The seed's example passes a whole notification as send_message's
- *   MESSAGE, which the client wraps as `TEXT` of another notification
+ * - send_message({AID, MESSAGE, TITLE}) writes DATA
+ *   `{"TYPE":"MESSAGE","TITLE":<TITLE>,"TEXT":<MESSAGE>}` (PROTOCOL.md §2),
+ *   and the seed's example passes a whole notification as MESSAGE
  *   (`{"TYPE":"MESSAGE","TITLE":null,"TEXT":{"TYPE":"MESSAGE",...}}`): the
- *   seed promises the inner notification, so an object (or JSON string of
- *   one) with a TYPE in `TEXT` replaces its wrapper. Fields the wrapper has
- *   and the inner lacks (a TITLE given beside the MESSAGE object) are kept.
+ *   seed promises the inner notification, never one whose text is an
+ *   object, so an object (or JSON string of one) with a TYPE in `TEXT`
+ *   replaces its wrapper, and so does an object without a TYPE
+ *   (`MESSAGE => {TITLE, TEXT}`) in a MESSAGE's `TEXT`: it is the
+ *   notification, and gets TYPE MESSAGE. Fields the wrapper has and the inner
+ *   lacks (a TITLE given beside the MESSAGE object) are kept. A string
+ *   without a TYPE in `TEXT` may be text that looks like JSON, and another
+ *   TYPE's object `TEXT` may be that type's own data: both stay as they are.
  */
 export function normaliseData(data: unknown): NotificationPayload | undefined {
   let current: Obj;
@@ -318,7 +335,7 @@ export function normaliseData(data: unknown): NotificationPayload | undefined {
   }
   for (let depth = 0; depth < MAX_UNWRAP_DEPTH; depth++) {
     const text = current.TEXT;
-    const inner = isObject(text) && typeof text.TYPE === 'string' ? text : typeof text === 'string' ? jsonObjectIn(text) : undefined;
+    const inner = isObject(text) ? (typeof text.TYPE === 'string' || isMessage(current) ? text : undefined) : typeof text === 'string' ? jsonObjectIn(text) : undefined;
     if (!inner) break;
     const merged: Obj = { ...inner };
     for (const [k, v] of Object.entries(current)) {
@@ -332,6 +349,11 @@ export function normaliseData(data: unknown): NotificationPayload | undefined {
     current = notification;
   }
   return withType(current);
+}
+
+/** A notification that is (or will be, by withType) a MESSAGE. */
+function isMessage(o: Obj): boolean {
+  return typeof o.TYPE !== 'string' || o.TYPE === '' || o.TYPE === 'MESSAGE';
 }
 
 function withType(o: Obj): NotificationObject {

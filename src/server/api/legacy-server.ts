@@ -1,10 +1,11 @@
 /**
  * The legacy TCP listener (PROTOCOL.md §2): the old daemon's "Internal"
  * plugin on port 19444. Each connection is framed into JSON values
- * (json-stream.ts), each value handled by handleLegacyRequest (the same
- * function the HTTP API's /api/v1/legacy calls), and answered in order, one
- * JSON value plus "\n" per request, written in one piece (the old Perl client
- * takes whatever the first read returns as the whole answer).
+ * (json-stream.ts), each value parsed (parseLegacyRequest) and handled
+ * (handleParsedLegacyRequest: what the HTTP API's /api/v1/legacy calls too),
+ * and answered in order, one JSON value plus "\n" per request, written in
+ * one piece (the old Perl client takes whatever the first read returns as the
+ * whole answer).
  */
 import net from 'node:net';
 import type { Logger } from 'pino';
@@ -14,8 +15,8 @@ import type { Notifier } from '../notifier.js';
 import { isLoopback, type HeraldOptions } from '../options.js';
 import { MAX_JSON_DEPTH } from '../../protocol/json-depth.js';
 import { JsonStreamFramer, type FramerEvent } from './json-stream.js';
-import { handleLegacyRequest } from './legacy-handler.js';
-import { legacyError, perlTrue } from './legacy-request.js';
+import { handleParsedLegacyRequest } from './legacy-handler.js';
+import { legacyError, parseLegacyRequest, type ParsedLegacyRequest } from './legacy-request.js';
 import { ThrottledLog } from '../throttled-log.js';
 
 /** The options the listener reads. */
@@ -33,6 +34,13 @@ export interface LegacyServerOptions {
   commands?: CommandService | undefined;
   options: LegacyServerSettings;
   logger: Logger;
+  /**
+   * How long (ms) a MESSAGE or COMMAND answered late, and still running, is
+   * waited for by the next one on its connection before that one runs
+   * anyway; default LATE_REQUEST_WAIT_MS (30 s). Not a user option: tests
+   * shorten it.
+   */
+  lateWaitMs?: number;
 }
 
 /**
@@ -41,6 +49,16 @@ export interface LegacyServerOptions {
  * instead, well inside that window, and the connection moves on.
  */
 export const LEGACY_ANSWER_DEADLINE_MS = 1500;
+/**
+ * How long a MESSAGE or COMMAND answered late is waited for by the next one
+ * on its connection (see LegacyConnection.#waitFor). Nothing of Herald's own
+ * takes this long (the SQLite store's commits are synchronous, a checkpoint
+ * holds them 200 ms at most, the local broker publishes at once), so a
+ * request still running by then is hung: the connection carries on without
+ * it, rather than answer every later request late for ever (the old client
+ * keeps its one connection for life).
+ */
+export const LATE_REQUEST_WAIT_MS = 30_000;
 /** Requests framed but not yet handled, per connection, before reading pauses. */
 const MAX_QUEUED_REQUESTS = 64;
 /** Requests handled in a row on one connection before yielding to the event loop. */
@@ -60,13 +78,14 @@ type Work = { kind: 'request'; value: unknown } | { kind: 'answer'; answer: Lega
  */
 export const LATE_ANSWER = 'the server could not finish this request in time (a dependency is slow); it may still be carried out, so sending it again may repeat it';
 
-/** Whether a request asked for no answer, read without parsing it fully (for the deadline answer). */
-function wantsSilence(value: unknown): boolean {
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
-  const o = value as Record<string, unknown>;
-  if (perlTrue(o.SILENT)) return true;
-  const inner = o.MESSAGE;
-  return o.TYPE === undefined && typeof inner === 'object' && inner !== null && perlTrue((inner as Record<string, unknown>).SILENT);
+/**
+ * Whether a request does something beyond its answer (a send, a command
+ * started): such requests on one connection are carried out in the order
+ * they came, even past a late answer. The others (PING, REQUEST_LIST, PROXY,
+ * a refused request) only read, and are answered without waiting for them.
+ */
+function hasEffects(parsed: ParsedLegacyRequest): boolean {
+  return parsed.ok && (parsed.request.body.type === 'MESSAGE' || parsed.request.body.type === 'COMMAND');
 }
 
 /**
@@ -75,7 +94,9 @@ function wantsSilence(value: unknown): boolean {
  * still be one are refused as one: a page can send a URL of many KiB, and
  * read as junk its request's body would be carried out; nothing an old
  * client sends begins with a method, a space and a target that long. Held
- * bytes count in the server's held total (legacyMaxBufferedBytes).
+ * bytes count in the server's held total (legacyMaxBufferedBytes), and are
+ * refused against it as a framed request's are; with a legacyMaxRequestBytes
+ * below this, that is the most held (LegacyServer.openingLimit).
  */
 const MAX_REQUEST_LINE_BYTES = 8192;
 
@@ -100,7 +121,7 @@ function isMethodByte(b: number): boolean {
  * when it forgets to encode its hash, is junk like any other (INCORRECT
  * REQUEST, and the connection goes on), not a reason to close.
  */
-function httpRequestLine(bytes: Buffer): 'http' | 'not-http' | 'undecided' {
+function httpRequestLine(bytes: Buffer, limit: number): 'http' | 'not-http' | 'undecided' {
   const first = bytes[0];
   if (first === undefined) return 'undecided';
   if (first < 0x41 || first > 0x5a) return 'not-http'; // A-Z
@@ -120,7 +141,7 @@ function httpRequestLine(bytes: Buffer): 'http' | 'not-http' | 'undecided' {
       }
     }
   }
-  return bytes.length >= MAX_REQUEST_LINE_BYTES ? 'http' : 'undecided';
+  return bytes.length >= limit ? 'http' : 'undecided';
 }
 
 class LegacyConnection {
@@ -142,6 +163,12 @@ class LegacyConnection {
   #lingerTimer: NodeJS.Timeout | undefined;
   #deadlineTimer: NodeJS.Timeout | undefined;
   #onDeadline: (() => void) | undefined;
+  /**
+   * Settles once the MESSAGEs and COMMANDs answered late on this connection
+   * have finished (or been waited for lateWaitMs): the next one starts after
+   * it (#waitFor). Undefined when none is running.
+   */
+  #unfinished: Promise<void> | undefined;
   /** Cut by the server (close()'s grace ran out): requests still queued are dropped. */
   #cut = false;
   #socketClosed = false;
@@ -150,8 +177,8 @@ class LegacyConnection {
   #held = 0;
   /**
    * Settles once the socket has closed and the requests it had delivered are
-   * carried out: a peer that goes away does not take its received requests
-   * with it (see #drain).
+   * carried out, those answered late included (#waitFor): a peer that goes
+   * away does not take its received requests with it (see #drain).
    */
   readonly closed: Promise<void>;
 
@@ -180,7 +207,7 @@ class LegacyConnection {
     socket.on('close', () => {
       this.#socketClosed = true;
       this.#hold(0);
-      if (!this.#busy) this.#settle?.();
+      this.#maybeSettle();
       this.#clearPartialTimer();
       if (this.#lingerTimer) clearTimeout(this.#lingerTimer);
       // The deadline timer is left to fire (it is unref'd, and a no-op when idle): a request
@@ -196,12 +223,18 @@ class LegacyConnection {
     if (this.#opening !== undefined) {
       // Nothing is framed (so nothing carried out) before the first bytes are known not to be HTTP.
       const opening = this.#opening.length === 0 ? data : Buffer.concat([this.#opening, data]);
-      const verdict = httpRequestLine(opening);
+      const verdict = httpRequestLine(opening, this.#server.openingLimit);
       if (verdict === 'undecided') {
         // Copied: the socket's chunk may be a pooled buffer that is reused.
         this.#opening = this.#opening.length === 0 ? Buffer.from(opening) : opening;
         this.#hold(opening.length);
-        this.#watchPartial(false);
+        if (this.#overHeld()) {
+          this.#refuseOverHeld();
+          this.#clearPartialTimer();
+          this.#serve();
+        } else {
+          this.#watchPartial(false);
+        }
         return;
       }
       this.#opening = undefined;
@@ -215,15 +248,8 @@ class LegacyConnection {
     const events = this.#framer.push(chunk);
     for (const e of events) this.#queue.push(this.#toWork(e));
     this.#hold(this.#framer.buffered);
-    if (this.#held > 0 && this.#server.held > this.#server.settings.legacyMaxBufferedBytes) {
-      // What every connection holds of its unfinished request, together, is bounded: this one
-      // would pass the bound. Its request is dropped (released now) and the connection closed.
-      this.#server.refusals.log('warn', 'legacyMaxBufferedBytes', { peer: this.#peer, held: this.#server.held, legacyMaxBufferedBytes: this.#server.settings.legacyMaxBufferedBytes }, 'legacy request refused: legacyMaxBufferedBytes reached');
-      this.#framer.end();
-      this.#hold(0);
-      this.#queue.push({ kind: 'fatal', answer: legacyError('the server holds too many unfinished requests (legacyMaxBufferedBytes); closing, try again later', 'HERALD_ERR_UNAVAILABLE') });
-      this.#ending = true;
-      this.#socket.pause();
+    if (this.#overHeld()) {
+      this.#refuseOverHeld();
     } else if (this.#framer.finished) {
       // Nothing after an overrun can be trusted: stop reading; the queue ends with the error.
       this.#ending = true;
@@ -245,6 +271,27 @@ class LegacyConnection {
     this.#clearPartialTimer();
     this.#socket.pause();
     this.#serve();
+  }
+
+  /** Whether what this connection holds takes what all of them hold past legacyMaxBufferedBytes. */
+  #overHeld(): boolean {
+    return this.#held > 0 && this.#server.held > this.#server.settings.legacyMaxBufferedBytes;
+  }
+
+  /**
+   * What every connection holds of its unfinished request (or of its first
+   * bytes, not yet known for HTTP or not), together, is bounded: this one
+   * would pass the bound. What it holds is dropped (released now), and the
+   * connection answered and closed; requests it sent whole are answered first.
+   */
+  #refuseOverHeld(): void {
+    this.#server.refusals.log('warn', 'legacyMaxBufferedBytes', { peer: this.#peer, held: this.#server.held, legacyMaxBufferedBytes: this.#server.settings.legacyMaxBufferedBytes }, 'legacy request refused: legacyMaxBufferedBytes reached');
+    this.#framer.end();
+    this.#opening = undefined;
+    this.#hold(0);
+    this.#queue.push({ kind: 'fatal', answer: legacyError('the server holds too many unfinished requests (legacyMaxBufferedBytes); closing, try again later', 'HERALD_ERR_UNAVAILABLE') });
+    this.#ending = true;
+    this.#socket.pause();
   }
 
   /** Records that this connection now holds `bytes` of an unfinished request (the server's total follows). */
@@ -332,6 +379,8 @@ class LegacyConnection {
   destroy(): void {
     this.#cut = true;
     this.#socket.destroy();
+    // A socket closed already emits no second 'close': what waited for late requests settles here.
+    this.#maybeSettle();
   }
 
   /**
@@ -401,8 +450,13 @@ class LegacyConnection {
       if (this.#ending && !this.#socket.destroyed) this.#finish();
     } finally {
       this.#busy = false;
-      if (this.#socketClosed) this.#settle?.();
+      this.#maybeSettle();
     }
+  }
+
+  /** Settles `closed` once the socket is closed and nothing it delivered is still being carried out (or the server cut it). */
+  #maybeSettle(): void {
+    if (this.#socketClosed && !this.#busy && (this.#unfinished === undefined || this.#cut)) this.#settle?.();
   }
 
   #drained(): Promise<void> {
@@ -420,6 +474,13 @@ class LegacyConnection {
   async #handle(value: unknown): Promise<LegacyAnswer | undefined> {
     const s = this.#server;
     const started = performance.now();
+    // Parsed here, once: what the parse says of SILENT (in DATA, in a JSON string, in an
+    // envelope) decides the deadline's answer too, so no answer reaches a client that reads
+    // none (it would read it as the answer to its next request, and every later one a request
+    // late). The framer refused anything nested past MAX_JSON_DEPTH as it arrived.
+    const parsed = parseLegacyRequest(value, { depthChecked: true });
+    const ordered = hasEffects(parsed);
+    const silent = parsed.ok ? parsed.request.silent : parsed.silent;
     // One timer per connection, re-armed per request: cheaper than a new one each time.
     const deadline = new Promise<'deadline'>((resolve) => {
       this.#onDeadline = () => resolve('deadline');
@@ -429,21 +490,50 @@ class LegacyConnection {
       this.#deadlineTimer = setTimeout(() => this.#onDeadline?.(), LEGACY_ANSWER_DEADLINE_MS);
       this.#deadlineTimer.unref();
     }
-    const work = handleLegacyRequest(value, {
-      notifier: s.notifier,
-      commands: s.commands,
-      token: s.settings.legacyToken,
-      requireToken: s.requireToken,
-      peer: this.#peer,
-    });
+    const ctx = { notifier: s.notifier, commands: s.commands, token: s.settings.legacyToken, requireToken: s.requireToken, peer: this.#peer };
+    // A MESSAGE or COMMAND after one answered late, and still running, starts once that one
+    // has finished: two sends to one person arrive in the order they came. Its deadline runs
+    // meanwhile, and, past it, it is answered late in turn. The server's cut drops it unstarted.
+    const before = ordered ? this.#unfinished : undefined;
+    const work = before === undefined
+      ? handleParsedLegacyRequest(parsed, ctx)
+      : before.then(() => (this.#cut ? undefined : handleParsedLegacyRequest(parsed, ctx)));
     try {
       const answer = await Promise.race([work, deadline]);
       if (answer !== 'deadline') return answer;
-      this.#log.warn({ ms: Math.round(performance.now() - started) }, 'legacy request missed its answer deadline');
-      return wantsSilence(value) ? undefined : legacyError(LATE_ANSWER, 'HERALD_ERR_UNAVAILABLE');
+      this.#log.warn({ ms: Math.round(performance.now() - started), waited: before !== undefined }, 'legacy request missed its answer deadline');
+      if (ordered) this.#waitFor(work);
+      return silent ? undefined : legacyError(LATE_ANSWER, 'HERALD_ERR_UNAVAILABLE');
     } finally {
       this.#onDeadline = undefined;
     }
+  }
+
+  /**
+   * Keeps a MESSAGE or COMMAND answered late, and still running, for the next
+   * one on this connection to wait for (#handle), and for `closed`. Not for
+   * ever: one still running lateWaitMs after its late answer is taken for
+   * hung (LATE_REQUEST_WAIT_MS), and the connection carries on without it.
+   */
+  #waitFor(work: Promise<unknown>): void {
+    const waitMs = this.#server.lateWaitMs;
+    const finished = new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.#log.error({ waitMs }, 'legacy request still unfinished long after its late answer: later requests on its connection no longer wait for it');
+        resolve();
+      }, waitMs);
+      timer.unref();
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      work.then(done, done);
+    });
+    const unfinished: Promise<void> = finished.then(() => {
+      if (this.#unfinished === unfinished) this.#unfinished = undefined;
+      this.#maybeSettle();
+    });
+    this.#unfinished = unfinished;
   }
 
   #write(answer: LegacyAnswer): void {
@@ -469,6 +559,10 @@ export class LegacyServer {
   readonly requireToken: boolean;
   /** Bytes of unfinished requests held by all connections together (bounded by legacyMaxBufferedBytes). */
   held = 0;
+  /** The most of a connection's first bytes held while they may be an HTTP request line (MAX_REQUEST_LINE_BYTES). */
+  readonly openingLimit: number;
+  /** See LegacyServerOptions.lateWaitMs. */
+  readonly lateWaitMs: number;
   /**
    * The lines of refused connections and requests, bounded: any web page in
    * a browser on the machine can reach this port with fetch(), and each
@@ -483,13 +577,19 @@ export class LegacyServer {
   #address: { host: string; port: number } | undefined;
   #closing: Promise<void> | undefined;
 
-  constructor({ host, port, notifier, commands, options, logger }: LegacyServerOptions) {
+  constructor({ host, port, notifier, commands, options, logger, lateWaitMs = LATE_REQUEST_WAIT_MS }: LegacyServerOptions) {
     this.#host = host;
     this.#port = port;
     this.notifier = notifier;
     this.commands = commands;
     this.settings = options;
     this.requireToken = !isLoopback(host);
+    if (!Number.isSafeInteger(lateWaitMs) || lateWaitMs < 1 || lateWaitMs > 2 ** 31 - 1) {
+      throw new TypeError(`lateWaitMs must be an integer from 1 to 2147483647 (ms), got ${lateWaitMs}`);
+    }
+    this.lateWaitMs = lateWaitMs;
+    // A connection never holds more of its first bytes than of any request.
+    this.openingLimit = Math.min(MAX_REQUEST_LINE_BYTES, options.legacyMaxRequestBytes);
     if (this.requireToken && options.legacyToken === '') {
       throw new TypeError(`legacyHost ${host} is not loopback but legacyToken is empty: set a token or bind to 127.0.0.1`);
     }
@@ -561,10 +661,11 @@ export class LegacyServer {
       });
       const conns = [...this.#connections];
       for (const c of conns) c.shutdown();
+      // Not unref'd: close() is awaited, and must resolve by the grace even when nothing else
+      // keeps the process running (a request answered late may be what it waits for).
       const grace = setTimeout(() => {
         for (const c of conns) c.destroy();
       }, CLOSE_GRACE_MS);
-      grace.unref();
       await Promise.all(conns.map((c) => c.closed));
       clearTimeout(grace);
       await stopped;
