@@ -5,6 +5,7 @@ import { normaliseData } from '../src/server/api/legacy-request.js';
 import type { CommandInfo, CommandRequest, CommandService, RefusedCommandRequest } from '../src/server/commands/command-service.js';
 import { HeraldError } from '../src/server/errors.js';
 import { createCore, type Core } from './helpers/legacy-core.js';
+import { capturedLog } from './helpers/captured-log.js';
 
 const SEED_NOTIFICATION = { TYPE: 'MESSAGE', TITLE: 'Test notification', TEXT: 'Just<br/>some<br/>text' };
 
@@ -36,6 +37,24 @@ describe('legacy request handler', () => {
     ctx = { notifier: core.notifier, commands: undefined, token: '', requireToken: false, peer: 'test' };
   });
   after(() => core.close());
+
+  // The client is told only "internal error"; nothing was logged, so the operator never learnt
+  // of a failure of Herald's own on either legacy door.
+  it('logs a failure of its own, and answers only "internal error"', async () => {
+    const { logger, lines } = capturedLog();
+    const broken = new RecordingCommands();
+    broken.start = async () => { throw new TypeError('cannot read properties of undefined'); };
+    const answer = await ask({ TYPE: 'COMMAND', AID: 1, PROGRAM: 'ping' }, { commands: broken, logger, peer: '127.0.0.1:4000' });
+    assert.deepEqual(answer, { TYPE: 'ERROR', ERROR: 'internal error', CODE: 'HERALD_ERR_INTERNAL' });
+    const failed = lines().filter((l) => l.msg === 'legacy request failed');
+    assert.equal(failed.length, 1);
+    assert.equal(failed[0]!.peer, '127.0.0.1:4000');
+    assert.equal(failed[0]!.type, 'COMMAND');
+    assert.match(failed[0]!.err.message, /cannot read properties/);
+    // A refusal of the request's own (a HeraldError) is the client's business: not logged here.
+    await ask({ TYPE: 'COMMAND', AID: 1, PROGRAM: 'rm' }, { commands: new RecordingCommands(), logger });
+    assert.equal(lines().filter((l) => l.msg === 'legacy request failed').length, 1);
+  });
 
   it('answers PING with exactly {"TYPE":"PONG"}', async () => {
     assert.deepEqual(await ask({ TYPE: 'PING' }), { TYPE: 'PONG' });

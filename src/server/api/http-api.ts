@@ -694,7 +694,7 @@ export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext)
       config: { answers: routeAnswers(LEGACY_ANSWERS, { body: true }) },
     }, async (req, reply) => {
       const answer = await handleLegacyRequest(req.body, {
-        notifier: ctx.notifier, commands: ctx.commands, token: '', requireToken: false, peer: `http:${req.ip.includes(':') ? `[${req.ip}]` : req.ip}`,
+        notifier: ctx.notifier, commands: ctx.commands, token: '', requireToken: false, peer: `http:${req.ip.includes(':') ? `[${req.ip}]` : req.ip}`, logger: req.log,
       });
       if (answer === undefined) return reply.status(204).send();
       return reply.type('application/json; charset=utf-8').send(JSON.stringify(answer));

@@ -7,6 +7,7 @@
  * the one handler, so the two cannot drift.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
+import type { Logger } from 'pino';
 import type { LegacyAnswer } from '../../protocol/legacy.js';
 import { quoted } from '../../protocol/text-cut.js';
 import type { CommandService } from '../commands/command-service.js';
@@ -29,6 +30,8 @@ export interface LegacyContext {
   requireToken: boolean;
   /** Who asked (`127.0.0.1:53422`, or `http:<token name>`), for the command audit trail. */
   peer: string;
+  /** Where a failure of Herald's own (not the request's) is logged; the answer says only "internal error". */
+  logger?: Pick<Logger, 'error'>;
 }
 
 /** Constant-time comparison of two secrets of any length (hashing first hides the length too). */
@@ -56,8 +59,11 @@ function checkToken(given: string | null | undefined, type: LegacyRequestBody['t
   return type !== 'MESSAGE';
 }
 
-function errorAnswer(e: unknown, fallback: ErrorCode = 'HERALD_ERR_INTERNAL'): LegacyAnswer {
+function errorAnswer(e: unknown, ctx: LegacyContext, type: string, fallback: ErrorCode = 'HERALD_ERR_INTERNAL'): LegacyAnswer {
   if (isHeraldError(e)) return legacyError(e.message, e.code);
+  // Herald's own failure: the client is told "internal error" and nothing more, so the log
+  // is where an operator learns what it was (the HTTP routes log theirs as "request failed").
+  ctx.logger?.error({ err: e, peer: ctx.peer, type }, 'legacy request failed');
   return legacyError(fallback === 'HERALD_ERR_INTERNAL' ? 'internal error' : String(e), fallback);
 }
 
@@ -92,7 +98,7 @@ export async function handleParsedLegacyRequest(parsed: ParsedLegacyRequest, ctx
   try {
     answer = await perform(req.body, ctx);
   } catch (e) {
-    answer = errorAnswer(e);
+    answer = errorAnswer(e, ctx, req.body.type);
   }
   return req.silent ? undefined : answer;
 }
@@ -150,6 +156,6 @@ async function runCommand(body: Extract<LegacyRequestBody, { type: 'COMMAND' }>,
       const message = e.message.includes(body.program) ? e.message : `${e.message}: ${body.program}`;
       return legacyError(message, e.code);
     }
-    return errorAnswer(e);
+    return errorAnswer(e, ctx, 'COMMAND');
   }
 }

@@ -490,7 +490,7 @@ class LegacyConnection {
       this.#deadlineTimer = setTimeout(() => this.#onDeadline?.(), LEGACY_ANSWER_DEADLINE_MS);
       this.#deadlineTimer.unref();
     }
-    const ctx = { notifier: s.notifier, commands: s.commands, token: s.settings.legacyToken, requireToken: s.requireToken, peer: this.#peer };
+    const ctx = { notifier: s.notifier, commands: s.commands, token: s.settings.legacyToken, requireToken: s.requireToken, peer: this.#peer, logger: this.#log };
     // A MESSAGE or COMMAND after one answered late, and still running, starts once that one
     // has finished: two sends to one person arrive in the order they came. Its deadline runs
     // meanwhile, and, past it, it is answered late in turn. The server's cut drops it unstarted.
