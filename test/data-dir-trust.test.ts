@@ -199,6 +199,11 @@ describe('herald start trusts nothing of its state that another user controls', 
     chmodSync(file, 0o644);
     await startOnce(d, [], CONFIGURED, () => {
       for (const name of ['herald.sqlite-wal', 'herald.sqlite-shm']) assert.equal(mode(join(d, name)), 0o600, name);
+      // SQLite's read lock on the -shm (byte 128) says the store is in use. The first version of
+      // this opened and closed the -shm, which drops every POSIX lock of the process on it: the
+      // next `sqlite3 -readonly` rebuilt the -shm under Herald's mapping, and Herald died of SIGBUS.
+      const ino = statSync(join(d, 'herald.sqlite-shm')).ino;
+      assert.match(readFileSync('/proc/locks', 'utf8'), new RegExp(`POSIX +ADVISORY +READ +\\d+ +[0-9a-f]+:[0-9a-f]+:${ino} 128 128`), 'SQLite\'s lock on the -shm is still held');
     });
     assert.equal(mode(file), 0o644, 'the operator\'s file keeps its mode');
   });

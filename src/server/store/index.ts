@@ -1,4 +1,4 @@
-import { closeSync, constants, fchmodSync, fstatSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { chmodSync, closeSync, lstatSync, mkdirSync, openSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { HeraldError } from '../errors.js';
@@ -127,16 +127,19 @@ function createPrivateFiles(file: string, options: Pick<HeraldOptions, 'dataDir'
   }
 }
 
-/** Takes group's and others' permissions off `path` when it is there (not through a link: O_NOFOLLOW). */
+/**
+ * Takes group's and others' permissions off `path` when it is there and no link, by its path:
+ * SQLite holds it open, and closing any descriptor of a file drops every POSIX lock the process
+ * holds on it (fcntl(2)). An open and close of the -shm here dropped SQLite's read lock on it,
+ * so the next reader (`sqlite3 -readonly`, a backup) took itself for the first, rebuilt the
+ * -shm under Herald's mapping of it, and Herald died of SIGBUS. The directory was checked to
+ * be this user's alone, so no one can swap the file between the lstat and the chmod.
+ */
 function ownerOnly(path: string): void {
-  let fd: number | undefined;
   try {
-    fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW);
-    const { mode } = fstatSync(fd);
-    if ((mode & 0o077) !== 0) fchmodSync(fd, mode & 0o700);
+    const st = lstatSync(path, { throwIfNoEntry: false });
+    if (st !== undefined && st.isFile() && (st.mode & 0o077) !== 0) chmodSync(path, st.mode & 0o700);
   } catch {
-    // Not there (checkpointed away, or never made by a read-only start): nothing to do.
-  } finally {
-    if (fd !== undefined) closeSync(fd);
+    // Gone meanwhile (checkpointed away): nothing to do.
   }
 }
