@@ -8,7 +8,7 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lchownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cleanEnv, cliBundle, exited, LineReader, REPO_ROOT, runCli, spawnCli } from './helpers/cli.js';
@@ -89,13 +89,29 @@ describe('herald start trusts nothing of its state that another user controls', 
     assert.match(r.stderr, new RegExp(`option "dataDir": the secrets file ${join(d, 'secrets.json')} is a symbolic link: Herald follows no link to its state`));
   });
 
-  test('a data dir that is a symbolic link: refused, telling to name the real path', async () => {
+  // A link of Herald's own user (or root's) is the operator's doing, as systemd's DynamicUser=
+  // makes /var/lib/NAME a link to private/NAME: the directory it leads to is judged. Another
+  // user's link is refused, whatever it leads to.
+  test('a data dir that is a link: followed when it is this user\'s, refused when another user\'s', async () => {
     const real = dataDir();
     const link = join(dir, `link-${n}`);
     symlinkSync(real, link);
-    const r = await start(link, [], CONFIGURED);
+    await startOnce(link, [], CONFIGURED);
+
+    const theirs = join(dir, `their-link-${n}`);
+    symlinkSync(dataDir(), theirs);
+    lchownSync(theirs, NOBODY, NOBODY);
+    const r = await start(theirs, [], CONFIGURED);
     assert.equal(r.code, 2, r.stderr);
-    assert.match(r.stderr, new RegExp(`the data dir ${link} is a symbolic link: .*name the real path`));
+    assert.match(r.stderr, new RegExp(`the data dir ${theirs} is a symbolic link: .*name the real path`));
+
+    const toTheirs = join(dir, `link-to-theirs-${n}`);
+    const foreignDir = dataDir();
+    chownSync(foreignDir, NOBODY, NOBODY);
+    symlinkSync(foreignDir, toTheirs);
+    const r2 = await start(toTheirs, [], CONFIGURED);
+    assert.equal(r2.code, 2, r2.stderr);
+    assert.match(r2.stderr, new RegExp(`the data dir ${toTheirs} is owned by uid ${NOBODY}`));
   });
 
   test('a data dir others may write (0777, or 1777 as /tmp): refused before anything is written in it', async () => {
@@ -104,7 +120,7 @@ describe('herald start trusts nothing of its state that another user controls', 
       chmodSync(d, bits);
       const r = await start(d);
       assert.equal(r.code, 2, r.stderr);
-      assert.match(r.stderr, new RegExp(`the data dir ${d} is writable by other users \\(mode ${bits.toString(8).padStart(4, '0')}\\): any of them could plant a file or a link Herald would open; use a directory only this user may write \\(chmod 700 it, if it is Herald's alone\\)`));
+      assert.match(r.stderr, new RegExp(`the data dir ${d} is writable by other users \\(mode ${bits.toString(8).padStart(4, '0')}\\): any of them could plant a file or a link Herald would open; use a directory only this user may write \\(chmod 700 it, if it is Herald's alone, or name one in it for Herald to make, 0700\\)`));
       assert.equal(existsSync(join(d, 'secrets.json')), false, 'no secrets generated there');
     }
   });
@@ -123,7 +139,7 @@ describe('herald start trusts nothing of its state that another user controls', 
     const logs = await startOnce(own);
     const warnings = logs.split('\n').filter((l) => l.includes(own) && l.includes('"level":40'));
     assert.equal(warnings.length, 1, logs);
-    assert.match(warnings[0]!, /"level":40.*this process's own; mode 0770\): anyone else in that group could plant a file Herald would open; chmod 700 it/);
+    assert.match(warnings[0]!, /"level":40.*one of this process's; mode 0770\): anyone else in that group could plant a file Herald would open; chmod 700 it/);
   });
 
   test('a store file planted as a link (to another user\'s file): refused, and nothing written where it points', async () => {
@@ -247,5 +263,34 @@ describe('herald start trusts nothing of its state that another user controls', 
     const { code } = await exited(third, 20_000);
     assert.equal(code, 2, stderr.text());
     assert.match(stderr.text(), new RegExp(`the secrets file ${file} is owned by uid 1, not by this user \\(uid ${NOBODY}\\): `));
+  });
+
+  // A Kubernetes volume with securityContext.fsGroup: root:<fsGroup> 2775, the pod's user in
+  // that group as a supplementary one only. Refused as another group's, it stopped pods that
+  // had started before (with a warning).
+  test('run as nobody with a supplementary group that may write the data dir (an fsGroup volume): started, with one warning', { skip: noSetpriv }, async (t) => {
+    const parent = mkdtempSync(join(tmpdir(), 'herald-trust-fsgroup-'));
+    t.after(() => rmSync(parent, { recursive: true, force: true }));
+    chmodSync(parent, 0o755);
+    const FS_GROUP = 2000;
+    const d = join(parent, 'volume');
+    mkdirSync(d);
+    chownSync(d, 0, FS_GROUP);
+    chmodSync(d, 0o2775);
+    const args = ['--reuid', String(NOBODY), '--regid', String(NOBODY), '--groups', String(FS_GROUP), process.execPath, cliBundle(), 'start', '--data-dir', d, '--port', '0', '--no-legacy', '--log-level', 'info'];
+    const child = spawn(SETPRIV, args, { cwd: REPO_ROOT, env: { ...cleanEnv(), HERALD_SECRET: SECRET, HERALD_API_TOKEN: API_TOKEN }, stdio: 'pipe' });
+    const out = new LineReader(child.stdout);
+    const err = new LineReader(child.stderr);
+    try {
+      const gone = exited(child, 20_000).then(({ code }) => { throw new Error(`herald start exited ${code}: ${err.text()}`); });
+      await Promise.race([out.next((l) => l.includes('Herald is listening')), gone]);
+      gone.catch(() => undefined);
+      const warnings = out.text().split('\n').filter((l) => l.includes(d) && l.includes('"level":40') && l.includes('writable by its group'));
+      assert.equal(warnings.length, 1, out.text());
+      assert.match(warnings[0]!, new RegExp(`gid ${FS_GROUP}, one of this process's; mode 2775`));
+    } finally {
+      child.kill('SIGTERM');
+      await exited(child).catch(() => undefined);
+    }
   });
 });

@@ -9,7 +9,7 @@
  * already, so a file of root's (secrets.json provisioned `root:herald` 0640) gives no one more
  * than they had. Herald run as root trusts root's files alone.
  */
-import { lstatSync, type Stats } from 'node:fs';
+import { lstatSync, statSync, type Stats } from 'node:fs';
 
 /** A directory's verdict: a refusal (start must not go on), a warning (it may), or neither. */
 export interface DirectoryVerdict {
@@ -31,33 +31,54 @@ function octal(mode: number): string {
   return (mode & 0o7777).toString(8).padStart(4, '0');
 }
 
+/** Whether `st` is this user's or root's (or there are no user ids to compare: Windows). */
+function trustedOwner(st: Stats): boolean {
+  const me = process.geteuid?.();
+  return me === undefined || st.uid === me || st.uid === 0;
+}
+
 /** Why `st`, named `what path`, is not trusted for being a link or another user's, or undefined. */
 function foreign(st: Stats, what: string, path: string): string | undefined {
   if (st.isSymbolicLink()) {
     return `${what} ${path} is a symbolic link: Herald follows no link to its state (another user could point one at a file of theirs); name the real path, or remove the link`;
   }
+  if (trustedOwner(st)) return undefined;
   const me = process.geteuid?.();
-  // No user ids to compare (Windows): nothing to tell.
-  if (me === undefined || st.uid === me || st.uid === 0) return undefined;
   const asRoot = me === 0 ? '; as root, Herald trusts root\'s files alone' : '';
   return `${what} ${path} is owned by uid ${st.uid}, not by this user (uid ${me})${asRoot}: that user could read or replace what Herald keeps there; remove it to have Herald make it again, or chown it to this user`;
 }
 
 /** The remedy for a directory others may write: not `chmod 700` alone, which said of /tmp (an absolute sqliteFile there) breaks the machine. */
-const ONLY_MINE = 'use a directory only this user may write (chmod 700 it, if it is Herald\'s alone)';
+const ONLY_MINE = 'use a directory only this user may write (chmod 700 it, if it is Herald\'s alone, or name one in it for Herald to make, 0700)';
+
+/** Whether `gid` is a group of this process: its own or a supplementary one (a Kubernetes fsGroup). */
+function ownGroup(gid: number): boolean {
+  return gid === process.getegid?.() || (process.getgroups?.().includes(gid) ?? false);
+}
 
 /**
- * A directory Herald keeps files in: refused when it is a symbolic link, another user's, or
- * writable by others (any of them could plant a file or a link, a `-wal` or a hot journal that
- * SQLite reads as its own, between two starts or while Herald runs). Group-writable is refused
- * for a group that is not this process's own (its members are other users), and only warned
- * about for its own: with a per-user group (umask 002 makes `mkdir` 0775) that group is this
- * user alone, and refusing it would stop a set-up with nobody else in it. A missing directory
- * is neither: Herald creates it (0700).
+ * A directory Herald keeps files in: refused when it is another user's (or another user's
+ * link), or writable by others (any of them could plant a file or a link, a `-wal` or a hot
+ * journal that SQLite reads as its own, between two starts or while Herald runs).
+ * Group-writable is refused for a group that is not one of this process's (its members are
+ * other users), and only warned about for one of its own: with a per-user group (umask 002
+ * makes `mkdir` 0775) that group is this user alone, and a Kubernetes fsGroup volume
+ * (root:<fsGroup> 2775) is the pod's; refusing them would stop set-ups with nobody else in
+ * them. A missing directory is neither: Herald creates it (0700).
  */
 export function checkDirectory(dir: string, what: string): DirectoryVerdict {
-  const st = entry(dir);
+  let st = entry(dir);
   if (st === undefined) return {};
+  // A link of this user's or root's to a directory is the operator's own doing (systemd's
+  // DynamicUser= makes /var/lib/NAME a link to private/NAME): the directory it leads to is
+  // judged instead. A link of another user's is refused below, as a file's always is.
+  if (st.isSymbolicLink() && trustedOwner(st)) {
+    try {
+      st = statSync(dir);
+    } catch {
+      return {};
+    }
+  }
   const refusal = foreign(st, what, dir);
   if (refusal !== undefined) return { refusal };
   if (!st.isDirectory()) return {};
@@ -65,8 +86,8 @@ export function checkDirectory(dir: string, what: string): DirectoryVerdict {
     return { refusal: `${what} ${dir} is writable by other users (mode ${octal(st.mode)}): any of them could plant a file or a link Herald would open; ${ONLY_MINE}` };
   }
   if ((st.mode & 0o020) !== 0) {
-    const own = st.gid === process.getegid?.();
-    const said = `${what} ${dir} is writable by its group (gid ${st.gid}${own ? ', this process\'s own' : ''}; mode ${octal(st.mode)})`;
+    const own = ownGroup(st.gid);
+    const said = `${what} ${dir} is writable by its group (gid ${st.gid}${own ? ', one of this process\'s' : ''}; mode ${octal(st.mode)})`;
     if (!own) return { refusal: `${said}: the group's members could plant a file or a link Herald would open; ${ONLY_MINE}` };
     return { warning: `${said}: anyone else in that group could plant a file Herald would open; chmod 700 it` };
   }
