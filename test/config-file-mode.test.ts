@@ -5,10 +5,11 @@
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, chownSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, lchownSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { exited, LineReader, spawnCli } from './helpers/cli.js';
+import { exited, LineReader, runCli, spawnCli } from './helpers/cli.js';
+import { skipUnlessCI } from './helpers/capability.js';
 import { configFileWarnings, loadOptions } from '../src/server/options.js';
 
 const SECRET = 'abcdefghijklmnopqrstuvwxyz0123456789';
@@ -50,14 +51,48 @@ describe('a config file that sets secrets and others may read', () => {
     assert.deepEqual(warningsFor({ apiToken: API_TOKEN }, 0o640), []);
   });
 
-  const root = process.getuid?.() === 0;
-  if (!root) console.log('# skipping the case of another group: chown to a group of another user needs root');
-  test('0640 with a group that is not Herald\'s: a warning naming the group', { skip: root ? false : 'needs root (chown)' }, () => {
+  const notRoot = process.getuid?.() === 0 ? false : skipUnlessCI('chown to another user or group needs root');
+  test('0640 with a group that is not Herald\'s: a warning naming the group', { skip: notRoot }, () => {
     const file = configFile({ legacyToken: 'legacy-token-1' }, 0o640);
     chownSync(file, 0, 65534);
     const [warning, ...rest] = configFileWarnings(loadOptions({ file, env: {} }));
     assert.deepEqual(rest, []);
     assert.match(warning ?? '', /sets secrets \("legacyToken"\) and is readable by other users \(mode 0640, group 65534\): chmod 600 it/);
+  });
+
+  // The config file decides what Herald runs and who it lets in (commandsAllow, apiToken,
+  // dataDir): a root Herald took one that `nobody` owned and anyone could write, and ran a shell
+  // it allowed for the API token it set.
+  test('a config file another user owns or may write, or links to, is refused (exit 2), with or without secrets', { skip: notRoot }, async () => {
+    const theirs = configFile({ commandsAllow: ['sh'], apiToken: API_TOKEN }, 0o600);
+    chownSync(theirs, 65534, 65534);
+    const writable = configFile({ commandsAllow: ['sh'] }, 0o666);
+    const groupWritable = configFile({ port: 0 }, 0o660);
+    chownSync(groupWritable, 0, 65534);
+    const link = join(dir, `their-link-${++n}.json`);
+    symlinkSync(configFile({ port: 0 }, 0o600), link);
+    lchownSync(link, 65534, 65534);
+    const openDir = join(dir, `open-${++n}`);
+    mkdirSync(openDir);
+    chmodSync(openDir, 0o777);
+    const inOpenDir = join(openDir, 'herald.json');
+    writeFileSync(inOpenDir, '{}', { mode: 0o600 });
+    const cases: Array<[string, RegExp]> = [
+      [theirs, /is owned by uid 65534, not by this user/],
+      [writable, /is writable by other users \(mode 0666/],
+      [groupWritable, /is writable by other users \(mode 0660, group 65534\)/],
+      [link, /is a symbolic link of uid 65534/],
+      [inOpenDir, /which other users may write \(mode 0777\)/],
+    ];
+    for (const [file, why] of cases) {
+      const r = await runCli(['start', '--config', file, '--port', '0', '--no-legacy', '--data-dir', join(dir, 'data-refused')]);
+      assert.equal(r.code, 2, `${file}: ${r.stderr}`);
+      assert.match(r.stderr, why);
+    }
+    // A link of this user's to a file of this user's: judged by the file, taken.
+    const mine = join(dir, `my-link-${++n}.json`);
+    symlinkSync(configFile({ port: 0 }, 0o600), mine);
+    assert.equal(loadOptions({ file: mine, env: {} }).port, 0);
   });
 
   test('each kind of secret counts; what herald config shows as it is does not', () => {

@@ -12,6 +12,7 @@ import { chmodSync, chownSync, existsSync, lchownSync, mkdirSync, mkdtempSync, r
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cleanEnv, cliBundle, exited, LineReader, REPO_ROOT, runCli, spawnCli } from './helpers/cli.js';
+import { skipUnlessCI } from './helpers/capability.js';
 
 const SECRET = 'abcdefghijklmnopqrstuvwxyz0123456789';
 const API_TOKEN = 'api-token-0123456789';
@@ -22,8 +23,7 @@ const SETPRIV = '/usr/bin/setpriv';
 const mode = (path: string) => statSync(path).mode & 0o7777;
 
 const root = process.getuid?.() === 0;
-const cannot = root ? false : 'needs root (the files are given to another user with chown)';
-if (cannot) console.log(`# skipping data-dir-trust: ${cannot}`);
+const cannot = skipUnlessCI(root ? false : 'data-dir-trust needs root (the files are given to another user with chown)');
 
 /** `herald start` in `dataDir` on port 0, to its end: these starts are refused. */
 function start(dataDir: string, args: readonly string[] = [], env: Record<string, string> = {}) {
@@ -226,8 +226,7 @@ describe('herald start trusts nothing of its state that another user controls', 
 
   // Herald as the unit runs it: a user of its own, its state directory its own. Root's files are
   // trusted (root can replace any of this user's anyway): secrets.json provisioned root:group 0640.
-  const noSetpriv = !existsSync(SETPRIV) ? `${SETPRIV} is missing (util-linux)` : false;
-  if (noSetpriv) console.log(`# skipping the unprivileged start: ${noSetpriv}`);
+  const noSetpriv = cannot ? false : skipUnlessCI(!existsSync(SETPRIV) ? `the unprivileged start needs ${SETPRIV} (util-linux)` : false);
   test('run as another user (nobody), Herald takes a secrets.json of root\'s and refuses one of a third user\'s', { skip: noSetpriv }, async (t) => {
     // Beside the test's own directory, which is root's alone (0700): nobody must reach this one.
     const parent = mkdtempSync(join(tmpdir(), 'herald-trust-state-'));

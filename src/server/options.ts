@@ -8,6 +8,7 @@ import { readFileSync, statSync, type Stats } from 'node:fs';
 import { BlockList, isIP } from 'node:net';
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
+import { configFileProblem } from './path-trust.js';
 import { HeraldError } from './errors.js';
 
 const Port = (description: string, dflt: number) =>
@@ -95,7 +96,7 @@ export const OptionsSchema = Type.Object({
   commandsArgRules: StringList('Optional per-program argument rules, each "PROGRAM=REGEX": every argument of that program must match REGEX entirely (e.g. "ping=^(-[cqnW]|[0-9]{1,3}|127\\.0\\.0\\.1)$"). A rule holds for every allowed entry that runs the same file (cat and /bin/cat under a rule for /usr/bin/cat). Programs without a rule accept any arguments (they are never interpreted by a shell). In the environment or --set give the list as JSON (\'["ping=…"]\'): a comma splits the list there, and a regular expression may hold one.', []),
   commandsPath: Type.String({ default: '', description: 'Colon-separated directories searched (once, at start-up) for allowed program names. Empty: the server\'s own PATH, without directories inside a node_modules (npm start puts node_modules/.bin first, where a dependency\'s bin would shadow the system\'s program).' }),
   commandsCwd: Type.String({ default: '', description: 'Working directory of every command. Empty: the system temporary directory. Must exist at start-up.' }),
-  commandsEnv: StringList('The whole environment of every command, as KEY=VALUE entries (nothing is inherited from the server: its secrets are not in a program\'s environment; a program runs as Herald\'s user, so one that reads /proc/PID/environ of its parent or DATA_DIR/secrets.json can still see them: allow only programs that do not). Its values are never logged; herald config shows them as KEY=(set), except PATH, LANG, LC_* and TZ.', ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'LANG=C.UTF-8'], { secretValues: true }),
+  commandsEnv: StringList('The whole environment of every command, as KEY=VALUE entries (nothing is inherited from the server: its secrets are not in a program\'s environment; a program runs as Herald\'s user, so one that reads /proc/PID/environ of its parent or DATA_DIR/secrets.json can still see them: allow only programs that do not). Its values are never logged; herald config shows them as KEY=(set), except PATH, LANG, LANGUAGE, LC_* and TZ.', ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin', 'LANG=C.UTF-8'], { secretValues: true }),
   commandsTimeoutSec: Type.Number({ minimum: 0.001, maximum: 604800, default: 600, description: 'Timeout of a command that asks for none (the old daemon used 600 s). On timeout the whole process group gets SIGTERM, then SIGKILL after commandsKillGraceMs.', unit: 's' }),
   commandsMaxTimeoutSec: Type.Number({ minimum: 0.001, maximum: 604800, default: 3600, description: 'Upper bound of a requested timeout; a longer one is cut to this.', unit: 's' }),
   commandsKillGraceMs: Millis('After SIGTERM (timeout, cancel, shutdown), how long the process group has before SIGKILL. Also how long a finished program\'s left-over children may keep its output open. At shutdown, at most what is left of shutdownGraceMs.', 2000, 0, TIMER_MAX_MS),
@@ -297,6 +298,8 @@ export function loadOptions(input: LoadOptionsInput = {}): HeraldOptions {
   }
   const warnings: string[] = [];
   if (file !== undefined) {
+    const distrusted = configFileProblem(file);
+    if (distrusted !== undefined) throw new HeraldError('HERALD_ERR_CONFIG', distrusted);
     let parsed: unknown;
     let st: Stats | undefined;
     try {

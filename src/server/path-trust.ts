@@ -10,6 +10,7 @@
  * than they had. Herald run as root trusts root's files alone.
  */
 import { lstatSync, statSync, type Stats } from 'node:fs';
+import { dirname } from 'node:path';
 
 /** A directory's verdict: a refusal (start must not go on), a warning (it may), or neither. */
 export interface DirectoryVerdict {
@@ -101,4 +102,37 @@ export function checkDirectory(dir: string, what: string): DirectoryVerdict {
 export function fileProblem(file: string, what: string): string | undefined {
   const st = entry(file);
   return st === undefined ? undefined : foreign(st, what, file);
+}
+
+/**
+ * Why the config file at `file` is not to be trusted, or undefined: trusted, or not there (its
+ * read says so). It decides more than any file of the data dir (commandsAllow, commandsEnv,
+ * apiToken, dataDir itself), so it is held to the same rule: a file another user owns or may
+ * write, or one in a directory where another user may replace it, was taken as it was, and a
+ * root Herald ran the programs it allowed with the API token it set. A link of this user's or
+ * root's (configuration management's) is judged by the file it leads to.
+ */
+export function configFileProblem(file: string): string | undefined {
+  let st = entry(file);
+  if (st === undefined) return undefined;
+  if (st.isSymbolicLink()) {
+    if (!trustedOwner(st)) return `config file ${file} is a symbolic link of uid ${st.uid}, not of this user or root: that user could point it at a file of theirs; name the real file`;
+    try {
+      st = statSync(file);
+    } catch {
+      return undefined;
+    }
+  }
+  if (!trustedOwner(st)) {
+    return `config file ${file} is owned by uid ${st.uid}, not by this user (uid ${process.geteuid?.()}) or root: that user could change what Herald runs and who it lets in; chown it`;
+  }
+  if ((st.mode & 0o002) !== 0 || ((st.mode & 0o020) !== 0 && !ownGroup(st.gid))) {
+    return `config file ${file} is writable by other users (mode ${octal(st.mode)}, group ${st.gid}): any of them could change what Herald runs and who it lets in; chmod 600 it (or 640 with Herald's group)`;
+  }
+  const parent = entry(dirname(file));
+  // Sticky (/tmp): others may not replace a file of ours there.
+  if (parent !== undefined && (parent.mode & 0o002) !== 0 && (parent.mode & 0o1000) === 0) {
+    return `config file ${file} is in ${dirname(file)}, which other users may write (mode ${octal(parent.mode)}): any of them could replace it; keep it in a directory only this user or root may write`;
+  }
+  return undefined;
 }
