@@ -18,10 +18,13 @@ describe('herald client command flags', () => {
   });
   after(() => s.close());
 
-  test('--timeout-ms takes a fractional number; one past what a timer holds exits 2 naming the flag', async () => {
-    let r = await runCli(['ping', '--timeout-ms', '5000.5'], { env });
+  test('--timeout-ms takes decimal digits; a fraction, or one past what a timer holds, exits 2 naming the flag', async () => {
+    let r = await runCli(['ping', '--timeout-ms', '5000'], { env });
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^pong from Herald/);
+    r = await runCli(['ping', '--timeout-ms', '5000.5'], { env });
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, /^herald: --timeout-ms must be a positive number of milliseconds up to 2147483647, written in decimal digits/);
     r = await runCli(['ping', '--timeout-ms', '3000000000'], { env });
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /^herald: --timeout-ms must be a positive number of milliseconds up to 2147483647, got "3000000000"\n$/);

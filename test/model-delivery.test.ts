@@ -475,10 +475,17 @@ async function burst(w: World, cmd: BurstSpec, step: string, racing?: Person): P
     assert.equal(answers[i]!.status, 200, `${step}: answered ${answers[i]!.status} ${JSON.stringify(answers[i]!.body)}`);
     const a = answers[i]!.body;
     const r = 'results' in a ? a.results[0] : a;
-    return { ...it, a, dup: r.duplicate as boolean, seq: (r.seq as number | undefined) ?? 0 };
+    return { ...it, a, dup: r.duplicate as boolean, seq: (r.seq as number | undefined) ?? 0, reached: r.delivered as number };
   });
-  if (cmd.sameKey) assert.equal(done.filter((d) => !d.dup).length, 1, `${step}: one key, sent ${cmd.n} times at once, goes out once: ${JSON.stringify(done.map((d) => d.a))}`);
-  done.sort((x, y) => Number(x.dup) - Number(y.dup) || x.seq - y.seq);
+  if (cmd.sameKey && cmd.ttl !== 'live') assert.equal(done.filter((d) => !d.dup).length, 1, `${step}: one key, sent ${cmd.n} times at once, goes out once: ${JSON.stringify(done.map((d) => d.a))}`);
+  // A live one keeps its key only when it reached a tab: at most one reaches any, and the others
+  // are repeats only if one did (while nobody is online, none is).
+  if (cmd.sameKey && cmd.ttl === 'live') {
+    const reached = done.filter((d) => !d.dup && d.reached > 0).length;
+    assert.ok(reached <= 1 && done.every((d) => !d.dup || reached === 1), `${step}: one live key, sent ${cmd.n} times at once, reaches tabs once: ${JSON.stringify(done.map((d) => d.a))}`);
+  }
+  // Those that reached nobody first: the model keeps the key of the one that reached a tab.
+  done.sort((x, y) => Number(x.dup) - Number(y.dup) || Number(x.reached > 0) - Number(y.reached > 0) || x.seq - y.seq);
   return done.flatMap((d) => applySend(m, spec, d.body, d.title, d.a, tabsNow, `${step} (${d.title})`, racing));
 }
 
@@ -544,7 +551,8 @@ function applySend(m: Model, spec: SendSpec, body: Record<string, unknown>, titl
         assert.deepEqual([r.duplicate, r.delivered, r.queued], [true, 0, false], `${what}: a repeated live key`);
         return false;
       }
-      if (key !== undefined) seen.add(key);
+      // Kept only when the send reached a tab (docs/delivery.md, Keys of live-only sends).
+      if (key !== undefined && r.delivered > 0) seen.add(key);
       assert.deepEqual([r.duplicate, r.queued], [false, false], what);
       assert.ok(deliveredOk(r.delivered), `${what}: delivered ${r.delivered}, but ${online} online`);
       return true;

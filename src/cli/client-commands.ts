@@ -35,10 +35,32 @@ export function sdkFailure(e: unknown, url: string): never {
   throw e;
 }
 
-function durationFlag(flag: string, value: string): number {
+function durationFlag(flag: string, value: string, examples = '0, 30s, 15m, 1h or 2d'): number {
   const sec = parseDurationSec(value);
-  if (sec === undefined) throw new CliError(`${flag} must be a duration such as 0, 30s, 15m, 1h or 2d; got ${JSON.stringify(value)}`, Exit.USAGE);
+  if (sec === undefined) throw new CliError(`${flag} must be a duration such as ${examples}; got ${JSON.stringify(value)}`, Exit.USAGE);
   return sec;
+}
+
+/**
+ * A failure after which a request that is not safe to repeat may have been
+ * carried out all the same: the connection ended before the answer, or no
+ * answer came within --timeout-ms (the server may still be at it). The SDK
+ * sends such a request again by itself only when it is safe to (docs/sdk.md, Retries).
+ */
+export function mayHaveRun(e: unknown): e is HeraldSdkError {
+  return e instanceof HeraldSdkError && (e.code === 'HERALD_ERR_CONNECTION_LOST' || e.code === 'HERALD_ERR_TIMEOUT');
+}
+
+/** What happened, for a failure {@link mayHaveRun}: the start of the message that says what to do. */
+export function lostAnswer(e: HeraldSdkError, url: string, timeoutMs: number): string {
+  return e.code === 'HERALD_ERR_TIMEOUT'
+    ? `Herald at ${url} did not answer within ${timeoutMs} ms (--timeout-ms)`
+    : `the connection to Herald at ${url} ended before its answer (is it restarting?)`;
+}
+
+/** A value as one line of JSON: JSON escapes C0 but leaves DEL and C1 (0x9b is a terminal's CSI) as they are. */
+function jsonLine(value: unknown): string {
+  return JSON.stringify(value).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 // ---- send ------------------------------------------------------------------
@@ -56,7 +78,21 @@ export interface SendFlags extends GlobalFlags {
   json?: string;
   ttl?: string;
   idempotencyKey?: string;
+  printJson?: boolean;
 }
+
+/**
+ * The exit status of a `send` that sent nothing because every recipient's
+ * copy was a repeat of a live-only send (its idempotency key seen within the
+ * last 5 minutes): apart from 1 ("reached nobody: try again"), so that a
+ * script that resends on 1 does not resend a repeat until the key is
+ * forgotten and the notification arrives twice; and not 0, since the answer
+ * cannot say whether the first send reached anyone.
+ */
+export const REPEATED_EXIT = 4;
+
+/** The longest idempotency key the server takes, in characters (code points). */
+const MAX_KEY_CHARS = 200;
 
 function idList(flag: string, value: string): number[] {
   return value.split(',').map((s) => personId(flag, s.trim()));
@@ -117,15 +153,45 @@ function describeSend(result: SendResult, label: string, broadcast: boolean): st
   return `${label}: ${parts.join('; ')}`;
 }
 
+/**
+ * What became of one recipient's copy: `reached` (pushed to a tab now, or
+ * kept for later tabs: this send's copy or, for a repeat of a stored send,
+ * the first one's), `missed` (no tab open, nothing kept), or `repeat` (a
+ * live-only send's key seen before: nothing sent, and nothing kept to say
+ * whether the first send reached anyone).
+ */
+type Fate = 'reached' | 'missed' | 'repeat';
+
+function fateOf(r: { delivered: number; queued: boolean; duplicate?: boolean | undefined }): Fate {
+  if (r.delivered > 0 || r.queued) return 'reached';
+  return r.duplicate ? 'repeat' : 'missed';
+}
+
+/** Each recipient of the answer, by its label: one for a person or a broadcast, one per person of a list. */
+function recipientFates(result: SendResult, label: string): Array<{ label: string; fate: Fate }> {
+  if (result.results === undefined || result.results.length === 0) return [{ label, fate: fateOf(result) }];
+  return result.results.map((r) => ({ label: `${r.kind} ${r.id}`, fate: fateOf(r) }));
+}
+
+const REPEAT_WHY = 'a live-only send with this --idempotency-key was taken within the last 5 minutes, and the answer cannot tell whether that send reached anyone (Herald keeps the key of a live-only send only when it reached a tab; a Herald older than this rule kept it for every send); a new key sends it again';
+
 export async function runSend(flags: SendFlags): Promise<void> {
   const { to, label } = recipientFromFlags(flags);
   const message = messageFromFlags(flags);
   const ttl = flags.ttl === undefined ? undefined : durationFlag('--ttl', flags.ttl);
-  // The server's bounds: refused here, with the flag's name, rather than as a 400 after the round trip.
-  if (flags.idempotencyKey !== undefined && (flags.idempotencyKey === '' || flags.idempotencyKey.length > 200)) {
-    throw new CliError(`--idempotency-key must be 1 to 200 characters, got ${flags.idempotencyKey.length}`, Exit.USAGE);
+  const plainString = typeof message === 'string';
+  if (plainString && ttl !== undefined && ttl > 0) {
+    // The server would take it and ignore the TTL: the operator would think it waits for tabs.
+    throw new CliError(`--ttl ${flags.ttl} does not apply to a plain-string message (--json '"…"'): Herald delivers a string to the tabs open now only and never keeps it (PROTOCOL.md §1: it cannot carry SEQ); send a JSON object to have it wait for tabs, or leave --ttl out`, Exit.USAGE);
   }
-  const { sender, url } = clientContext(flags);
+  // The server's bounds: refused here, with the flag's name, rather than as a 400 after the round trip.
+  // Counted in characters (code points), as the server's schema counts a string's length:
+  // 200 emoji are 400 UTF-16 units, and the server takes them.
+  if (flags.idempotencyKey !== undefined) {
+    const chars = [...flags.idempotencyKey].length;
+    if (chars === 0 || chars > MAX_KEY_CHARS) throw new CliError(`--idempotency-key must be 1 to ${MAX_KEY_CHARS} characters, got ${chars}`, Exit.USAGE);
+  }
+  const { sender, url, timeoutMs } = clientContext(flags);
   let result: SendResult | false;
   try {
     result = await sender.sendMessage({
@@ -134,20 +200,30 @@ export async function runSend(flags: SendFlags): Promise<void> {
       ...(flags.idempotencyKey === undefined ? {} : { idempotencyKey: flags.idempotencyKey }),
     } as SendMessageInput);
   } catch (e) {
-    if (e instanceof HeraldSdkError && e.code === 'HERALD_ERR_CONNECTION_LOST') {
-      // The one failure after which the notification may have gone out: say so, and how to resend safely.
-      const again = resendAdvice(flags.idempotencyKey !== undefined, ttl, typeof message === 'string');
-      throw new CliError(`the connection to Herald at ${url} ended before its answer (is it restarting?): the notification to ${label} may or may not have been sent; ${again}`);
+    if (mayHaveRun(e)) {
+      // The failures after which the notification may have gone out: say so, and how to resend safely.
+      const again = resendAdvice(flags.idempotencyKey !== undefined, ttl, plainString);
+      throw new CliError(`${lostAnswer(e, url, timeoutMs)}: the notification to ${label} may or may not have been sent; ${again}`);
     }
     sdkFailure(e, url);
   }
   if (result === false) throw new CliError('sending is disabled');
-  const nobody = result.delivered === 0 && !result.queued && !result.duplicate && !result.results?.some((r) => r.duplicate);
-  if (nobody) {
-    const who = 'all' in to ? `no ${to.all === 'admins' ? 'admin' : 'user'} is online` : `${label} has no tab open`;
-    throw new CliError(`not delivered: ${who} and the message was not kept${ttl === 0 ? ' (--ttl 0)' : ''}`);
+  if (flags.printJson) out(jsonLine(result));
+  const fates = recipientFates(result, label);
+  const notKept = ttl === 0 ? ' (--ttl 0)' : plainString ? ' (a plain-string message)' : '';
+  if (fates.length > 1) {
+    // The summary adds the tabs up: say who of the list it did not reach, one line each.
+    for (const f of fates) {
+      if (f.fate === 'missed') process.stderr.write(`herald: ${f.label}: not delivered: no tab open, and the message was not kept${notKept}\n`);
+      else if (f.fate === 'repeat') process.stderr.write(`herald: ${f.label}: not sent again: ${REPEAT_WHY}\n`);
+    }
   }
-  out(describeSend(result, label, 'all' in to));
+  if (!fates.some((f) => f.fate === 'reached')) {
+    if (fates.every((f) => f.fate === 'repeat')) throw new CliError(`${label}: not sent again: ${REPEAT_WHY}`, REPEATED_EXIT);
+    const who = 'all' in to ? `no ${to.all === 'admins' ? 'admin' : 'user'} is online` : fates.length > 1 ? `nobody of ${label} was reached` : `${label} has no tab open`;
+    throw new CliError(`not delivered: ${who} and the message was not kept${notKept}`);
+  }
+  if (!flags.printJson) out(describeSend(result, label, 'all' in to));
 }
 
 /**
@@ -239,8 +315,7 @@ export async function runStatus(flags: GlobalFlags & { json?: boolean }): Promis
   }
   const problem = unhealthy(status);
   if (flags.json || status === null) {
-    // JSON escapes C0 but leaves DEL and C1 (0x9b is a terminal's CSI) as they are.
-    out(JSON.stringify(status).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`));
+    out(jsonLine(status));
   } else {
     out(`Herald ${printable(status.version, 100)} at ${url}`);
     out(`  uptime       ${formatDuration(status.uptimeMs)}`);
@@ -297,7 +372,7 @@ export async function runToken(flags: TokenFlags): Promise<void> {
   if ((flags.aid === undefined) === (flags.uid === undefined)) throw new CliError('give exactly one of --aid N or --uid N', Exit.USAGE);
   const principal = flags.aid !== undefined ? { kind: 'admin' as const, id: personId('--aid', flags.aid) } : { kind: 'user' as const, id: personId('--uid', flags.uid!) };
   const options = loadCliOptions(flags);
-  const ttlMs = flags.ttl === undefined ? options.tokenTtlMs : durationFlag('--ttl', flags.ttl) * 1000;
+  const ttlMs = flags.ttl === undefined ? options.tokenTtlMs : durationFlag('--ttl', flags.ttl, '90s, 15m, 1h or 2d') * 1000;
   if (ttlMs < 1000) throw new CliError('--ttl must be at least 1s', Exit.USAGE);
   // The bound of the SDK and of POST /api/v1/tokens: a token made here is no different.
   if (flags.ttl !== undefined && ttlMs > MAX_CONNECT_TOKEN_TTL_SEC * 1000) throw new CliError(`--ttl must be at most 31d (${MAX_CONNECT_TOKEN_TTL_SEC}s), got ${JSON.stringify(flags.ttl)}`, Exit.USAGE);

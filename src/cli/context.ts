@@ -76,6 +76,8 @@ export interface ClientContext {
   options: HeraldOptions;
   url: string;
   sender: BrowserSender;
+  /** The deadline of each request, ms (--timeout-ms). */
+  timeoutMs: number;
 }
 
 /** Builds a BrowserSender for the server the configuration describes. */
@@ -89,16 +91,10 @@ export function clientContext(flags: GlobalFlags): ClientContext {
       Exit.USAGE,
     );
   }
-  let timeoutMs = 10000;
-  if (flags.timeoutMs !== undefined) {
-    timeoutMs = Number(flags.timeoutMs);
-    // The SDK's bound: a longer Node timer fires after 1 ms instead.
-    if (!Number.isFinite(timeoutMs) || timeoutMs <= 0 || timeoutMs > MAX_TIMEOUT_MS) {
-      throw new CliError(`--timeout-ms must be a positive number of milliseconds up to ${MAX_TIMEOUT_MS}, got ${JSON.stringify(flags.timeoutMs)}`, Exit.USAGE);
-    }
-  }
+  // The SDK's bound: a longer Node timer fires after 1 ms instead.
+  const timeoutMs = flags.timeoutMs === undefined ? 10000 : decimalFlag('--timeout-ms', flags.timeoutMs, 'a positive number of milliseconds', 1, MAX_TIMEOUT_MS);
   try {
-    return { options, url, sender: new BrowserSender({ url, apiToken, timeoutMs }) };
+    return { options, url, timeoutMs, sender: new BrowserSender({ url, apiToken, timeoutMs }) };
   } catch (e) {
     // The SDK's message names the fix for a bare IPv6 address (http://::1:19443) too.
     throw new CliError((e as Error).message.replace('option "url"', '--url / HERALD_URL'), Exit.USAGE);
@@ -109,4 +105,76 @@ export function clientContext(flags: GlobalFlags): ClientContext {
 export function personId(flag: string, value: string): number {
   if (!/^[1-9][0-9]{0,15}$/.test(value) || !Number.isSafeInteger(Number(value))) throw new CliError(`${flag} must be a positive integer, got ${JSON.stringify(value)}`, Exit.USAGE);
   return Number(value);
+}
+
+/**
+ * A whole number from a flag (--timeout-ms, --poll-ms, --port): decimal
+ * digits only, as an id is read. Number() also took `0x10`, `1e3`, `1.5`
+ * and ` 5000 `, and `070` as 70 where a shell user may mean octal; each is
+ * refused with the flag's name (exit 2), as is a value under `min` or past
+ * `max` (for a delay, a timer's 2147483647 ms: a longer one fires after
+ * 1 ms). Without `max`, the bound is the option's to check and name
+ * (--port: the port option). `what` says what the flag takes: "a positive
+ * number of milliseconds".
+ */
+export function decimalFlag(flag: string, value: string, what: string, min: number, max?: number): number {
+  const range = max === undefined ? '' : ` up to ${max}`;
+  if (!/^(0|[1-9][0-9]*)$/.test(value)) {
+    throw new CliError(`${flag} must be ${what}${range}, written in decimal digits (no sign, fraction, exponent, leading zero or spaces), got ${JSON.stringify(value)}`, Exit.USAGE);
+  }
+  const n = Number(value);
+  if (n < min || (max !== undefined && n > max)) throw new CliError(`${flag} must be ${what}${min > 1 ? ` from ${min}` : ''}${range}, got ${JSON.stringify(value)}`, Exit.USAGE);
+  return n;
+}
+
+/**
+ * A commander parser for a flag that may be given once only (a recipient:
+ * `--aid 1 --aid 2` sent to admin 2 alone, the last one winning without a word).
+ */
+export function onlyOnce(flag: string): (value: string, previous: string | undefined) => string {
+  return (value, previous) => {
+    if (previous !== undefined) throw new CliError(`${flag} is given twice (${JSON.stringify(previous)} and ${JSON.stringify(value)}): give it once (a list is --aids/--uids 1,2)`, Exit.USAGE);
+    return value;
+  };
+}
+
+// ---- output that cannot be written --------------------------------------------
+
+/** What a command does before the CLI exits because its stdout failed (run --wait cancels its command). */
+let outputLostHook: (() => Promise<void>) | undefined;
+let outputLost = false;
+
+/** Sets (or clears, with undefined) what to do before exiting when stdout cannot be written. */
+export function onOutputLost(hook: (() => Promise<void>) | undefined): void {
+  outputLostHook = hook;
+}
+
+/**
+ * stdout failed. EPIPE: `herald status | head -1`, the reader has gone, so
+ * what is left to print has nobody to read it. Not a failure of the command:
+ * exit 0 without a word, as other command-line tools do on SIGPIPE, rather
+ * than an unhandled EPIPE's stack trace and status 1. Any other error
+ * (ENOSPC: `herald status > /dev/full`, EIO: the terminal gone) is one line
+ * and status 1. Either way the command's hook runs first: `run --wait`
+ * cancels the command it follows, as a program in a local pipeline would be
+ * stopped by SIGPIPE or by its failed write.
+ */
+export function outputFailed(e: NodeJS.ErrnoException): void {
+  if (outputLost) return;
+  outputLost = true;
+  const reader = e.code === 'EPIPE';
+  if (!reader) process.stderr.write(`herald: cannot write output: ${printable(e.code ?? e.message, 100)}\n`);
+  const hook = outputLostHook;
+  const status = reader ? Exit.OK : Exit.FAILURE;
+  if (hook === undefined) process.exit(status);
+  hook().catch(() => undefined).finally(() => process.exit(status));
+}
+
+/**
+ * stderr failed (its reader gone, `2>&1 | head -1`): nothing can be said
+ * there any more, and the command's outcome stands as it is. Unhandled, the
+ * error ended a command that had done its work with status 1.
+ */
+export function stderrFailed(): void {
+  // Nowhere left to say anything; the exit status still tells.
 }

@@ -6,13 +6,14 @@
  *
  * Exit statuses: 0 done; 1 the operation failed (unreachable, refused, not
  * delivered); 2 bad usage or configuration (nothing was attempted); 3 `ping`
- * and `status`: the server answered but is not healthy (UNHEALTHY_EXIT);
+ * and `status`: the server answered but is not healthy (UNHEALTHY_EXIT); 4
+ * `send`: not sent again, a repeat of a live-only send's key (REPEATED_EXIT);
  * `run --wait` exits with the program's own status.
  */
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { HeraldError } from '../server/errors.js';
-import { CliError, Exit, printable, type GlobalFlags } from './context.js';
+import { CliError, decimalFlag, Exit, onlyOnce, outputFailed, printable, stderrFailed, type GlobalFlags } from './context.js';
 import { runConfig, runOnline, runPing, runSend, runStatus, runToken } from './client-commands.js';
 import { runRun } from './run.js';
 
@@ -26,6 +27,8 @@ function packageVersion(): string {
 }
 
 const collect = (value: string, previous: string[] = []) => [...previous, value];
+/** A port flag in decimal digits only (0: any free port); its range is the option's to check, and name (start.ts). */
+const portFlag = (flag: string) => (value: string) => String(decimalFlag(flag, value, 'a port number', 0));
 
 export function buildProgram(): Command {
   const program = new Command('herald')
@@ -45,9 +48,9 @@ export function buildProgram(): Command {
     .command('start')
     .description('run the server in the foreground (logs: JSON lines, pretty on a terminal)')
     .option('--host <address>', 'address of the public listener (HERALD_HOST)')
-    .option('-p, --port <port>', 'port of the public listener (HERALD_PORT)')
+    .option('-p, --port <port>', 'port of the public listener (HERALD_PORT)', portFlag('--port'))
     .option('--public-url <url>', 'the URL browsers use to reach Herald (HERALD_PUBLIC_URL)')
-    .option('--legacy-port <port>', 'port of the legacy TCP protocol (HERALD_LEGACY_PORT)')
+    .option('--legacy-port <port>', 'port of the legacy TCP protocol (HERALD_LEGACY_PORT)', portFlag('--legacy-port'))
     .option('--no-legacy', 'do not run the legacy TCP listener (HERALD_LEGACY_ENABLED=false)')
     .option('--store <kind>', 'memory or sqlite (HERALD_STORE)')
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (HERALD_LOG_LEVEL)')
@@ -60,18 +63,18 @@ export function buildProgram(): Command {
   program
     .command('token')
     .description('print a browser token (and nothing else), signed with the configured secret')
-    .addOption(new Option('--aid <n>', 'for admin N').conflicts('uid'))
-    .addOption(new Option('--uid <n>', 'for user N'))
+    .addOption(new Option('--aid <n>', 'for admin N').conflicts('uid').argParser(onlyOnce('--aid')))
+    .addOption(new Option('--uid <n>', 'for user N').argParser(onlyOnce('--uid')))
     .option('--ttl <duration>', 'lifetime: 90s, 15m, 1h, 2d (default: tokenTtlMs)')
     .action((_opts, cmd: Command) => runToken(cmd.optsWithGlobals()));
 
   program
     .command('send')
     .description('send a notification to every tab of an admin, a user, or everyone')
-    .option('--aid <n>', 'to admin N')
-    .option('--uid <n>', 'to user N')
-    .option('--aids <list>', 'to admins 1,2,3')
-    .option('--uids <list>', 'to users 1,2,3')
+    .option('--aid <n>', 'to admin N', onlyOnce('--aid'))
+    .option('--uid <n>', 'to user N', onlyOnce('--uid'))
+    .option('--aids <list>', 'to admins 1,2,3', onlyOnce('--aids'))
+    .option('--uids <list>', 'to users 1,2,3', onlyOnce('--uids'))
     .option('--all-admins', 'to every admin')
     .option('--all-users', 'to every user')
     .option('--title <text>', 'TITLE')
@@ -80,6 +83,7 @@ export function buildProgram(): Command {
     .option('--json <object>', 'the whole notification as JSON instead of --title/--text')
     .option('--ttl <duration>', 'how long it waits for tabs that are not open now: 0, 30s, 1h (default: defaultTtlMs)')
     .option('--idempotency-key <key>', 'the same key is delivered once')
+    .option('--print-json', 'print the server\'s answer (per recipient, for a list) as one line of JSON instead of the summary')
     .action((_opts, cmd: Command) => runSend(cmd.optsWithGlobals()));
 
   program
@@ -105,7 +109,7 @@ export function buildProgram(): Command {
     .description('run a program for an admin in the background: herald run --aid 1 -- ping -c 3 -q 127.0.0.1')
     .argument('<program>', 'the program (it must be allowed by the server\'s command policy)')
     .argument('[args...]', 'its arguments, after --')
-    .option('--aid <n>', 'the admin whose tabs are told about the run')
+    .option('--aid <n>', 'the admin whose tabs are told about the run', onlyOnce('--aid'))
     .option('--timeout <duration>', 'kill it after this long: 5, 30s, 2m (default: the server\'s)')
     .option('--id <task>', 'your own id for the task, returned in the notifications')
     .option('--wait', 'stream the output here and exit with the program\'s status')
@@ -178,21 +182,10 @@ export function helpTopicAsCommand(program: Command, argv: readonly string[]): s
   return [...argv];
 }
 
-/**
- * `herald status | head -1`, `herald run --wait … | head -1`: the reader has
- * gone, so what is left to print has nobody to read it. Not a failure of the
- * command (it did its work, or its program runs on): exit 0 without a word, as
- * other command-line tools do on SIGPIPE, rather than an unhandled EPIPE's
- * stack trace and status 1. Watched once here, for every command, since each
- * writes to stdout its own way.
- */
-function stdoutFailed(e: NodeJS.ErrnoException): void {
-  if (e.code === 'EPIPE') process.exit(Exit.OK);
-  throw e;
-}
-
 export async function main(argv: string[]): Promise<void> {
-  process.stdout.on('error', stdoutFailed);
+  // Watched once here, for every command, since each writes its own way (context.ts).
+  process.stdout.on('error', outputFailed);
+  process.stderr.on('error', stderrFailed);
   const program = buildProgram();
   try {
     await program.parseAsync(separateRunArguments(program, helpTopicAsCommand(program, argv)));

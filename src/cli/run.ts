@@ -10,8 +10,8 @@
 import { constants } from 'node:os';
 import type { CommandInfo } from '../sdk/types.js';
 import type { BrowserSender } from '../sdk/browser-sender.js';
-import { CliError, clientContext, Exit, personId, printable, type GlobalFlags } from './context.js';
-import { sdkFailure } from './client-commands.js';
+import { CliError, clientContext, decimalFlag, Exit, onOutputLost, personId, printable, type GlobalFlags } from './context.js';
+import { lostAnswer, mayHaveRun, sdkFailure } from './client-commands.js';
 import { HeraldSdkError } from '../sdk/errors.js';
 import { parseDurationSec } from './duration.js';
 
@@ -55,11 +55,11 @@ export async function runRun(argv: string[], flags: RunFlags): Promise<void> {
     timeout = parseDurationSec(flags.timeout);
     if (timeout === undefined || timeout <= 0) throw new CliError(`--timeout must be a positive duration (5, 30s, 2m), got ${JSON.stringify(flags.timeout)}`, Exit.USAGE);
   }
-  const pollMs = flags.pollMs === undefined ? 200 : Number(flags.pollMs);
-  if (!Number.isFinite(pollMs) || pollMs < 10) throw new CliError('--poll-ms must be a number ≥ 10', Exit.USAGE);
-  const { sender, url } = clientContext(flags);
-  // With --wait, Ctrl-C or SIGTERM cancels the command on the server, also
-  // when it comes before the server has named the command.
+  // A timer's bound: a longer delay fires after 1 ms instead (with a TimeoutOverflowWarning each time).
+  const pollMs = flags.pollMs === undefined ? 200 : decimalFlag('--poll-ms', flags.pollMs, 'a number of milliseconds', 10, MAX_TIMER_MS);
+  const { sender, url, timeoutMs } = clientContext(flags);
+  // With --wait, Ctrl-C, SIGTERM or SIGHUP cancels the command on the server, also
+  // when it comes before the server has named the command; so does stdout failing.
   const interrupts = flags.wait ? new Interrupts(sender) : undefined;
   try {
     let id: string | false;
@@ -70,6 +70,10 @@ export async function runRun(argv: string[], flags: RunFlags): Promise<void> {
         ...(flags.id === undefined ? {} : { id: flags.id }),
       });
     } catch (e) {
+      if (mayHaveRun(e)) {
+        // The server may have started it: running it again may run it twice.
+        throw new CliError(`${lostAnswer(e, url, timeoutMs)}: the command may or may not have been started, and may be running now; running it again may run it twice. Look for it in GET /api/v1/commands (newest first: its program, args${flags.id === undefined ? '' : `, taskId ${JSON.stringify(flags.id)}`} and door "cli"; herald has no command that lists them), and stop it with POST /api/v1/commands/ID/cancel`);
+      }
       sdkFailure(e, url);
     }
     if (id === false) throw new CliError('commands are disabled');
@@ -93,34 +97,47 @@ export async function runRun(argv: string[], flags: RunFlags): Promise<void> {
       // Not the user's Ctrl-C (130): the program did not fail either, the server stopped it.
       throw new CliError(`command ${shown} was stopped by the server's shutdown (Herald at ${url} stops every command it runs when it shuts down, and does not run them again)`);
     }
-    // Cancelled by our SIGTERM: 128 + 15, as a program ended by it would give.
-    process.exitCode = info.state === 'cancelled' && interrupts.signal === 'SIGTERM' ? 143 : exitStatusOf(info);
+    // Cancelled by our SIGTERM or SIGHUP: 128 + its number, as a program ended by it would give.
+    const signal = interrupts.signal;
+    process.exitCode = info.state === 'cancelled' && signal !== undefined && signal !== 'SIGINT' ? 128 + constants.signals[signal] : exitStatusOf(info);
   } finally {
     interrupts?.dispose();
   }
 }
 
+/** The signals that cancel the command `run --wait` follows. */
+const CANCELLING_SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
+/** Longest delay setTimeout takes (a longer one fires after 1 ms). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /**
- * Ctrl-C (SIGINT) or SIGTERM while `run --wait` follows a command: cancel it
- * on the server, once its id is known, and go on following it to its end; a
- * second signal ends the CLI at once (130 or 143). Without this a service
- * manager stopping the CLI would leave the command running on the server.
+ * Ctrl-C (SIGINT), SIGTERM or SIGHUP (the terminal closed, an SSH session
+ * dropped) while `run --wait` follows a command: cancel it on the server,
+ * once its id is known, and go on following it to its end; a second signal
+ * ends the CLI at once (128 + its number: 130, 143, 129). Without this a
+ * service manager stopping the CLI, or a closed terminal, would leave the
+ * command running on the server. stdout failing (its reader gone: EPIPE; a
+ * full disk) cancels it too, as a program in a local pipeline is stopped by
+ * SIGPIPE or by its failed write; the CLI then exits (context.ts, outputFailed).
  */
 class Interrupts {
   readonly #sender: BrowserSender;
   #id: string | undefined;
   #signal: NodeJS.Signals | undefined;
+  #cancelling: Promise<void> | undefined;
   readonly #on = (signal: NodeJS.Signals): void => {
-    if (this.#signal) process.exit(signal === 'SIGTERM' ? 143 : 130);
+    if (this.#signal) process.exit(128 + constants.signals[signal]);
     this.#signal = signal;
     if (this.#id === undefined) process.stderr.write('cancelling once the server has started the command…\n');
-    else this.#cancel(this.#id);
+    else void this.#cancel(this.#id);
   };
 
   constructor(sender: BrowserSender) {
     this.#sender = sender;
-    process.on('SIGINT', this.#on);
-    process.on('SIGTERM', this.#on);
+    for (const signal of CANCELLING_SIGNALS) process.on(signal, this.#on);
+    // Nothing is written to stdout before the id is known (the start is said on stderr).
+    onOutputLost(() => (this.#id === undefined ? Promise.resolve() : this.#cancel(this.#id)));
   }
 
   /** The signal that asked for the cancel, if one did. */
@@ -130,17 +147,25 @@ class Interrupts {
 
   started(id: string): void {
     this.#id = id;
-    if (this.#signal) this.#cancel(id);
+    if (this.#signal) void this.#cancel(id);
   }
 
-  #cancel(id: string): void {
-    process.stderr.write(`cancelling ${printable(id, 200)}…\n`);
-    this.#sender.cancelCommand(id).catch((e: unknown) => process.stderr.write(`cancel failed: ${printable(String((e as Error)?.message ?? e))}\n`));
+  /** Asks the server once to cancel the command; resolves when it has answered (or failed to). */
+  #cancel(id: string): Promise<void> {
+    this.#cancelling ??= (async () => {
+      process.stderr.write(`cancelling ${printable(id, 200)}…\n`);
+      try {
+        await this.#sender.cancelCommand(id);
+      } catch (e) {
+        process.stderr.write(`cancel failed: ${printable(String((e as Error)?.message ?? e))}\n`);
+      }
+    })();
+    return this.#cancelling;
   }
 
   dispose(): void {
-    process.off('SIGINT', this.#on);
-    process.off('SIGTERM', this.#on);
+    for (const signal of CANCELLING_SIGNALS) process.off(signal, this.#on);
+    onOutputLost(undefined);
   }
 }
 

@@ -217,9 +217,11 @@ export class BrowserSender {
       body.ttl = input.ttl;
     }
     if (input.idempotencyKey !== undefined) {
-      // The server's bounds (1 to 200 characters): an empty key was a 400 after the round trip.
-      if (typeof input.idempotencyKey !== 'string' || input.idempotencyKey === '' || input.idempotencyKey.length > 200) {
-        throw badArgument(`idempotencyKey must be a string of 1 to 200 characters, got ${typeof input.idempotencyKey === 'string' ? `${input.idempotencyKey.length} characters` : String(input.idempotencyKey)}`);
+      // The server's bounds (1 to 200 characters, counted as code points, as its validator
+      // counts them): an empty key was a 400 after the round trip, and 150 emoji were refused here.
+      const chars = typeof input.idempotencyKey === 'string' ? [...input.idempotencyKey].length : 0;
+      if (typeof input.idempotencyKey !== 'string' || chars === 0 || chars > 200) {
+        throw badArgument(`idempotencyKey must be a string of 1 to 200 characters, got ${typeof input.idempotencyKey === 'string' ? `${chars} characters` : String(input.idempotencyKey)}`);
       }
       body.idempotencyKey = input.idempotencyKey;
     }

@@ -5,7 +5,9 @@
  * one again after a lost answer had it delivered twice although it gave a key.
  *
  * A key is kept for `windowMs` after its send, per stream (a person's, or a
- * kind's broadcast stream), as the store keeps keys per stream. Its limits
+ * kind's broadcast stream), as the store keeps keys per stream, and only when
+ * the send reached a tab: one that reached nobody keeps nothing, so that
+ * sending it again once the person is online delivers it (Notifier.sendBatch). Its limits
  * (docs/delivery.md, Sending): this process's memory only, so a repeat that
  * reaches the node after a restart, or another node of a cluster, is delivered
  * again; and at most `maxKeys` keys, the oldest forgotten first when more are
@@ -56,6 +58,16 @@ export class LiveKeys {
   /** How many keys are remembered now (one whose window just ended may count until the timer runs). */
   get size(): number {
     return this.#until.size;
+  }
+
+  /**
+   * Whether the key is remembered for the stream (within the window): a send
+   * with it now is a repeat. Asked before a send that may reach nobody, which
+   * then claims the key only if it reached a tab (Notifier.sendBatch).
+   */
+  has(stream: string, key: string, now: number): boolean {
+    this.#prune(now);
+    return this.#until.has(`${stream}\n${key}`);
   }
 
   /**

@@ -18,7 +18,8 @@ export interface SendOptions {
   /**
    * Same key for the same recipient → delivered once: within the message's TTL
    * for a stored send, within a few minutes on this node for a live-only one
-   * (LiveKeys). A repeat's result says `duplicate`.
+   * that reached a tab (LiveKeys; one that reached nobody keeps no key). A
+   * repeat's result says `duplicate`.
    */
   idempotencyKey?: string;
 }
@@ -259,15 +260,14 @@ export class Notifier {
         const plan = plans[i]!;
         const kind = plan.kind;
         if (plan.input === undefined) {
-          // Claimed here, with its publish and no await between (not when planned): two sends of
-          // one key that cross each other cannot both go out, and a batch that failed before
-          // publishing (a bad item, the store refusing) has claimed nothing.
-          if (plan.liveKey !== undefined) {
-            if (!this.#liveKeys.claim(plan.liveKey.stream, plan.liveKey.key, claimedAt ??= this.#now())) {
-              results[i] = withPeople({ delivered: 0, queued: false, duplicate: true, dropped: 0 }, plan);
-              continue;
-            }
-            (claimed ??= []).push(plan.liveKey);
+          // Looked up and claimed here, with its publish and no await between (not when planned):
+          // two sends of one key that cross each other cannot both go out, and a batch that failed
+          // before publishing (a bad item, the store refusing) has claimed nothing.
+          const liveKey = plan.liveKey;
+          const keyedAt = liveKey === undefined ? 0 : (claimedAt ??= this.#now());
+          if (liveKey !== undefined && this.#liveKeys.has(liveKey.stream, liveKey.key, keyedAt)) {
+            results[i] = withPeople({ delivered: 0, queued: false, duplicate: true, dropped: 0 }, plan);
+            continue;
           }
           // A live broadcast goes out even when nobody seemed online here: other nodes may have some.
           if (kind !== undefined || plan.tabs > 0) {
@@ -276,6 +276,15 @@ export class Notifier {
               : { type: 'kind', kind, frame: plan.live! });
             if (typeof p === 'number') plan.tabs = p;
             else (publishing ??= []).push(p);
+          }
+          // The key is kept only when the send reached a tab (what its answer says: `delivered`).
+          // One that reached nobody, with nothing stored, is not a send to be repeated once: kept,
+          // its key answered the resend after the person came online "duplicate", and the
+          // notification never arrived. Decided in the same turn as the look-up above, so no
+          // other send of the key sees it claimed in between.
+          if (liveKey !== undefined && plan.tabs > 0) {
+            this.#liveKeys.claim(liveKey.stream, liveKey.key, keyedAt);
+            (claimed ??= []).push(liveKey);
           }
           results[i] = withPeople({ delivered: plan.tabs, queued: false, duplicate: false, dropped: 0 }, plan);
           continue;
