@@ -6,14 +6,18 @@
  *   500, of up to 16 KB: 20 such tabs held 200 MB for as long as they
  *   answered heartbeats);
  * - answering heartbeats without reading (a WebSocket pong needs none) does
- *   not keep it open: a replay whose tab took none of its backlog for a
- *   whole heartbeat is closed as a slow consumer (4429), and the tab resumes
- *   from what it read, losing nothing;
+ *   not keep it open: a replay whose tab neither took any of its backlog nor
+ *   acked anything further for a couple of heartbeats is closed as a slow
+ *   consumer (4429), and the tab resumes from what it read, losing nothing;
+ *   nor does acking what it was written without reading it;
  * - a slow link that takes some of its backlog in every heartbeat is waited
- *   for, and gets the whole replay.
+ *   for, and gets the whole replay; so is one that reads steadily, too
+ *   slowly for any of its backlog to leave Herald for many heartbeats, and
+ *   acks what it reads as the browser library does.
  */
 import assert from 'node:assert/strict';
-import type net from 'node:net';
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { after, before, describe, test } from 'node:test';
@@ -31,11 +35,12 @@ const TTL_S = 600;
 /** 16 KB notifications: what a page of them weighs is what is at stake. */
 const TEXT = 'x'.repeat(16 * 1024);
 
-/** `count` notifications of TEXT to admin `aid`, N from 1; returns the stream's EPOCH. */
-async function backlog(s: TestServer, aid: number, count: number): Promise<string> {
+/** `count` notifications of `text` (TEXT) to admin `aid`, N from 1; returns the stream's EPOCH. */
+async function backlog(s: TestServer, aid: number, count: number, text = TEXT): Promise<string> {
   let epoch = '';
-  for (let i = 0; i < count; i += 50) {
-    const messages = Array.from({ length: Math.min(50, count - i) }, (_, k) => ({ to: { aid }, ttl: TTL_S, message: { TYPE: 'MESSAGE', N: i + k + 1, TEXT } }));
+  const per = Math.floor((800 * 1024) / text.length);
+  for (let i = 0; i < count; i += per) {
+    const messages = Array.from({ length: Math.min(per, count - i) }, (_, k) => ({ to: { aid }, ttl: TTL_S, message: { TYPE: 'MESSAGE', N: i + k + 1, TEXT: text } }));
     const r = await s.api('POST', '/api/v1/send/batch', { messages });
     assert.equal(r.status, 200, JSON.stringify(r.body));
     epoch = r.body.results[0].results[0].epoch;
@@ -63,6 +68,26 @@ class StalledTab extends RawTab {
     if (pongMs !== undefined) tab.#pongs = setInterval(() => tab.socket.write(Buffer.from([0x8a, 0x80, 0, 0, 0, 0])), pongMs);
     return tab;
   }
+
+  /** Sends a text frame, masked as a client's must be (RFC 6455 §5.3). */
+  sendText(text: string): void {
+    const payload = Buffer.from(text);
+    const mask = randomBytes(4);
+    for (let i = 0; i < payload.length; i++) payload[i] = payload[i]! ^ mask[i & 3]!;
+    const head = payload.length < 126 ? Buffer.from([0x81, 0x80 | payload.length]) : Buffer.from([0x81, 0xfe, payload.length >> 8, payload.length & 0xff]);
+    this.socket.write(Buffer.concat([head, mask, payload]));
+  }
+
+  /** Every `everyMs`, sends the frame `frame()` gives, if any, until stop(). */
+  every(everyMs: number, frame: () => object | undefined): void {
+    const timer = setInterval(() => {
+      const f = frame();
+      if (f !== undefined && !this.socket.destroyed) this.sendText(JSON.stringify(f));
+    }, everyMs);
+    this.#timers.push(timer);
+  }
+
+  #timers: NodeJS.Timeout[] = [];
 
   protected override onFrame(): void {
     for (const w of this.#waiters) w();
@@ -113,7 +138,63 @@ class StalledTab extends RawTab {
   stop(): void {
     clearInterval(this.#pongs);
     clearInterval(this.#reading);
+    for (const t of this.#timers) clearInterval(t);
     this.socket.destroy();
+  }
+}
+
+/**
+ * A raw tab on a link that reads `bytesPerS` a second, steadily: its socket
+ * reads into a buffer of READ_BYTES (no read takes more), a tenth of a
+ * second's worth each tenth of a second, until told to read everything.
+ */
+class SlowLinkTab extends StalledTab {
+  static readonly READ_BYTES = 256;
+  #allowed = 0;
+  #fast = false;
+  #ticks: NodeJS.Timeout | undefined;
+
+  static async connect(s: TestServer, aid: number, query: Record<string, string>, bytesPerS: number): Promise<SlowLinkTab> {
+    let tab: SlowLinkTab | undefined;
+    const buffer = Buffer.alloc(SlowLinkTab.READ_BYTES);
+    const socket = net.connect({
+      port: Number(new URL(s.url).port), host: '127.0.0.1',
+      onread: {
+        buffer,
+        // Copied: the buffer is read into again, and ws's Receiver keeps what a frame has so far.
+        callback: (n: number) => tab!.#read(Buffer.from(buffer.subarray(0, n))),
+      },
+    });
+    tab = new SlowLinkTab(socket);
+    await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+    const q = new URLSearchParams({ token: await s.token('admin', aid), ...query });
+    socket.write(`GET /ws/admin?${q} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+      `Sec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+    tab.#ticks = setInterval(() => {
+      // What a read took past its allowance is owed from the next: the rate holds on average.
+      tab!.#allowed = Math.min(tab!.#allowed + bytesPerS / 10, bytesPerS / 10);
+      if (tab!.#allowed > 0) socket.resume();
+    }, 100);
+    return tab;
+  }
+
+  /** false pauses the socket (onread). */
+  #read(b: Buffer): boolean {
+    this.take(b);
+    if (this.#fast) return true;
+    this.#allowed -= b.length;
+    return this.#allowed > 0;
+  }
+
+  /** From now on reads everything, as fast as it comes. */
+  readAll(): void {
+    this.#fast = true;
+    this.socket.resume();
+  }
+
+  override stop(): void {
+    clearInterval(this.#ticks);
+    super.stop();
   }
 }
 
@@ -243,5 +324,88 @@ describe('a tab on a slow link', () => {
     await tab.until(() => tab.notifications().at(-1)?.N === BACKLOG || tab.close !== undefined, 60_000, `notification ${BACKLOG}`);
     assert.equal(tab.close, undefined);
     assert.deepEqual(tab.notifications().map((f) => f.SEQ), range(1, BACKLOG));
+  });
+});
+
+describe('a tab on a slow link that acks what it reads', () => {
+  const HEARTBEAT_MS = 200;
+  // 2 KB notifications, 8 MB: past the loopback sockets' buffers (about 3.3 MB) and half of maxBufferedBytes.
+  const TEXT_2K = 'x'.repeat(2048);
+  const BACKLOG = 4000;
+  // 8 KiB a second: Linux lets Herald write more only once a third of the socket's send buffer
+  // (up to 4 MB) is free, so none of the backlog Herald holds leaves it for minutes.
+  const BYTES_PER_S = 8 * 1024;
+  let s: TestServer;
+  let slow: SlowLinkTab | undefined;
+  before(async () => {
+    s = await startHerald({ store: 'memory', heartbeatMs: HEARTBEAT_MS, maxPerStream: BACKLOG });
+  });
+  after(async () => {
+    slow?.stop();
+    await s.close();
+  });
+
+  test('is waited for while its backlog does not move for many heartbeats, and gets its whole replay', async () => {
+    const epoch = await backlog(s, 1, BACKLOG, TEXT_2K);
+    const sockets = serverSockets(s);
+    const tab = slow = await SlowLinkTab.connect(s, 1, { seq: '0', epoch }, BYTES_PER_S);
+    // As the browser library: an ack of what it read (its own wait shortened to the heartbeat's
+    // scale); before it read any, it keeps the tab alive with a pong.
+    tab.every(HEARTBEAT_MS / 2, () => {
+      const seq = tab.notifications().at(-1)?.SEQ as number | undefined;
+      return seq === undefined ? { TYPE: 'PONG' } : { TYPE: 'RESPONSE', SEQ: seq, EPOCH: epoch };
+    });
+    await until(() => sockets.length === 1 && sockets[0]!.writableLength >= s.options.maxBufferedBytes / 2, 20_000, 'the replay to wait for the link');
+    // Reading on at that rate for longer than a tab may go without showing that it reads (a
+    // heartbeat, two of its ack waits of 2 s, and a notification at 4 KiB/s), all of it by its acks.
+    const unsent = sockets[0]!.writableLength;
+    const seen = tab.notifications().length;
+    await new Promise((r) => setTimeout(r, HEARTBEAT_MS + 2 * 2000 + 1000 + 1000));
+    // Closed, it would not know yet: the close waits behind its backlog. Herald would have let it go.
+    assert.equal((await s.api('GET', '/api/v1/online/admin/1')).body.tabs, 1, 'still open after reading slowly');
+    assert.ok(sockets[0]!.writableLength >= unsent, `none of the backlog Herald held left it meanwhile (${sockets[0]!.writableLength} bytes of ${unsent})`);
+    assert.ok(tab.notifications().length > seen, 'it read notifications meanwhile');
+    tab.readAll();
+    await tab.until(() => tab.notifications().at(-1)?.N === BACKLOG || tab.close !== undefined, 60_000, `notification ${BACKLOG}`);
+    assert.equal(tab.close, undefined);
+    assert.deepEqual(tab.notifications().map((f) => f.SEQ), range(1, BACKLOG));
+  });
+});
+
+describe('a tab that acks what it has not read', () => {
+  const HEARTBEAT_MS = 200;
+  const BACKLOG = 1000;
+  // Small, so that what the slowest link waited for (4 KiB/s) takes a short test to send.
+  const MAX_BUFFERED_BYTES = 65536;
+  let s: TestServer;
+  let tab: StalledTab | undefined;
+  before(async () => {
+    s = await startHerald({ store: 'memory', heartbeatMs: HEARTBEAT_MS, maxPerStream: BACKLOG, maxBufferedBytes: MAX_BUFFERED_BYTES, closeTimeoutMs: 30_000 });
+  });
+  after(async () => {
+    tab?.stop();
+    await s.close();
+  });
+
+  test(`is closed as a slow consumer (${CloseCode.TOO_MANY}) all the same, once its backlog has not moved for as long as the slowest link takes to send it`, async () => {
+    const epoch = await backlog(s, 1, BACKLOG);
+    const sockets = serverSockets(s);
+    const stalled = tab = await StalledTab.open(s, 1, { seq: '0', epoch }, HEARTBEAT_MS / 4);
+    // It reads nothing, and acks one notification more every half heartbeat: 1, 2, 3, …
+    let acked = 0;
+    let closing = false;
+    stalled.every(HEARTBEAT_MS / 2, () => (closing ? undefined : { TYPE: 'RESPONSE', SEQ: ++acked, EPOCH: epoch }));
+    await until(() => sockets.length === 1 && sockets[0]!.writableLength >= MAX_BUFFERED_BYTES / 2, 20_000, 'the replay to wait for the tab');
+    await until(async () => (await s.api('GET', '/api/v1/online/admin/1')).body.tabs === 0, 30_000, 'the tab to be closed');
+    closing = true;
+    const ackedThen = acked;
+
+    stalled.drain();
+    await stalled.until(() => stalled.close !== undefined, 20_000, 'the close frame');
+    assert.deepEqual(stalled.close, { code: CloseCode.TOO_MANY, reason: CloseReason.SLOW_CONSUMER });
+    const seen = stalled.notifications();
+    assert.deepEqual(seen.map((f) => f.SEQ), range(1, seen.length), 'what it was sent, once and in order');
+    // Its acks still went further than before at every heartbeat: they had not run out.
+    assert.ok(ackedThen < seen.length, `closed while it acked notification ${ackedThen} of the ${seen.length} it was written`);
   });
 });

@@ -137,6 +137,37 @@ const GUESSED_FRAME_BYTES = 4096;
  */
 export const ACK_WAIT_MS = 1000;
 
+/**
+ * The slowest link a replay waits for, in bytes a second: a tab whose
+ * backlog has not shrunk while its replay waited for the link for as long
+ * as this rate takes to send it (about 8.5 minutes for half of the default
+ * maxBufferedBytes) is closed as a slow consumer, whatever it acks
+ * (#replayStalled). Half of the 8 KB/s that a link should be waited for
+ * at: Linux takes more of a backlog only once a third of the socket's send
+ * buffer (up to 4 MB) is free, which delays the backlog's shrinking by up
+ * to that much, and a slow link's bursts and pauses are waited for too. A
+ * much slower one is closed after that long, and resumes from what it read
+ * (it took that much). Not an option: the rule only bounds how long a tab
+ * that stopped reading holds its backlog.
+ */
+const SLOWEST_LINK_BYTES_PER_S = 4096;
+
+/**
+ * What the heartbeats saw of a tab while its replay waits for the link
+ * (Connection's #linkRoom, #replayStalled), from when the wait began.
+ */
+interface LinkWait {
+  /** The tab's unsent bytes at the last heartbeat, after it was written. */
+  unsent: number;
+  /** Its acknowledged SEQs of both streams, added up, then. */
+  acked: number;
+  /** When its backlog last shrank, and what was unsent then. */
+  movedAt: number;
+  movedFrom: number;
+  /** When it last showed it reads: its backlog shrank, or it acknowledged more. */
+  readAt: number;
+}
+
 /** What `#replays` starts from: one settled promise for every tab, not one each. */
 const SETTLED: Promise<void> = Promise.resolve();
 
@@ -195,14 +226,10 @@ export class Connection implements Tab {
   #waitingResume: ResumeFrame | undefined;
   /** What this tab's replayed frames weighed on average, in the last page that sent any: the next page is read for what the turn has room for. */
   #frameBytes = GUESSED_FRAME_BYTES;
-  /** Whether a replay waits for the link to take the tab's backlog (#linkRoom). */
-  #waitingForLink = false;
-  /**
-   * While it does, the unsent bytes at the last heartbeat since (undefined
-   * before the first): a tab that took none of them by the next heartbeat is
-   * closed as a slow consumer (#replayStalled).
-   */
-  #unsentAtBeat: number | undefined;
+  /** The largest frame this tab was replayed (characters): how long the tab may read one before it can ack it (#idleMs). */
+  #largestFrame = 0;
+  /** While a replay waits for the link to take the tab's backlog (#linkRoom): what the heartbeats saw of the tab meanwhile (#replayStalled). */
+  #linkWait: LinkWait | undefined;
   readonly #lastSent = { own: 0, broadcast: 0 };
   /** The highest SEQ this tab acknowledged (or had when it connected or resumed), per stream: below #lastSent, it owes an ack. */
   readonly #acked = { own: 0, broadcast: 0 };
@@ -484,17 +511,18 @@ export class Connection implements Tab {
   /**
    * Resolves when the socket has written out its backlog, or closed. The
    * replay holds no page meanwhile (#replayPage read only what it sent), so
-   * a tab that stops reading holds its backlog and nothing more; one that
-   * takes none of it for a whole heartbeat is closed (heartbeat()).
+   * a tab that stops reading holds its backlog and nothing more, and is
+   * closed once it shows it no longer reads (heartbeat(), #replayStalled).
    */
   #linkRoom(): Promise<void> {
-    this.#waitingForLink = true;
-    this.#unsentAtBeat = undefined;
+    const now = this.#deps.now();
+    const unsent = this.#ws.bufferedAmount;
+    this.#linkWait = { unsent, acked: this.#acked.own + this.#acked.broadcast, movedAt: now, movedFrom: unsent, readAt: now };
     return new Promise<void>((resolve) => {
       const done = (): void => {
         this.#socket.off('drain', done);
         this.#socket.off('close', done);
-        this.#waitingForLink = false;
+        this.#linkWait = undefined;
         resolve();
       };
       this.#socket.on('drain', done);
@@ -631,6 +659,7 @@ export class Connection implements Tab {
     }
     let sent = 0;
     let bytes = 0;
+    let largest = 0;
     try {
       for (const m of page.messages) {
         if (m.seq <= this.#lastSent[stream]) continue;
@@ -643,11 +672,13 @@ export class Connection implements Tab {
         replayTurns.spend(frame.length);
         sent++;
         bytes += frame.length;
+        if (frame.length > largest) largest = frame.length;
         if (this.#sentOrder) this.#noteSent(frame, { stream, seq: m.seq });
         this.#ws.send(frame);
       }
     } finally {
       if (sent > 0) this.#frameBytes = Math.ceil(bytes / sent);
+      if (largest > this.#largestFrame) this.#largestFrame = largest;
     }
     return page.messages.length >= limit;
   }
@@ -738,28 +769,73 @@ export class Connection implements Tab {
       this.closeNow(CloseCode.TIMEOUT, CloseReason.HEARTBEAT_TIMEOUT);
       return false;
     }
-    if (this.#waitingForLink && this.#replayStalled()) return false;
+    const wait = this.#linkWait;
+    if (wait && this.#replayStalled(wait)) return false;
     this.#alive = false;
     this.#socket.write(HEARTBEAT, 'latin1');
-    if (this.#waitingForLink) this.#unsentAtBeat = this.#ws.bufferedAmount;
+    // The heartbeat is not part of what the tab has to take by the next one.
+    if (wait) wait.unsent = this.#ws.bufferedAmount;
     return true;
   }
 
   /**
    * At a heartbeat while a replay waits for the link (#linkRoom): closes the
-   * tab as a slow consumer when its backlog has not shrunk since the last
-   * heartbeat. Any frame answers a heartbeat, and a client can send them
-   * without reading (unasked pongs): it held its backlog for as long as it
-   * did. The live path closes such a tab once its backlog passes
-   * maxBufferedBytes, which a paced replay never lets it reach. A slow link
-   * takes some in a heartbeat, and is waited for.
+   * tab as a slow consumer when it no longer shows that it reads. Any frame
+   * answers a heartbeat, and a client can send them without reading
+   * (unasked pongs): it held its backlog for as long as it did. The live
+   * path closes such a tab once its backlog passes maxBufferedBytes, which
+   * a paced replay never lets it reach.
+   *
+   * Its unsent bytes alone do not tell: node hands the socket everything
+   * queued behind a pending write as one batch (up to about half of
+   * maxBufferedBytes), and counts all of it unsent until its last byte is
+   * written, so on a link that reads steadily they drop once a batch, which
+   * may take many heartbeats (2 MB is a default heartbeat at 80 KB/s): such
+   * links were closed. So a tab shows that it reads when, since the last
+   * heartbeat, its backlog shrank (a batch went out) or it acknowledged a
+   * notification further (acks count only as far as it was written,
+   * #acknowledge). It is closed when it showed neither for a heartbeat and
+   * #idleMs (by default, the second or third heartbeat after it stopped
+   * reading): a tab that stopped reading is closed about as soon as before,
+   * one that reads and acks as the browser library does is not. And
+   * whatever it acks, when its backlog has not shrunk for as long as
+   * SLOWEST_LINK_BYTES_PER_S takes to send it: a client that acks what it
+   * was written without reading it cannot keep its replay waiting one
+   * notification at a time.
    */
-  #replayStalled(): boolean {
+  #replayStalled(wait: LinkWait): boolean {
+    const now = this.#deps.now();
     const unsent = this.#ws.bufferedAmount;
-    if (this.#unsentAtBeat === undefined || unsent < this.#unsentAtBeat) return false;
+    const acked = this.#acked.own + this.#acked.broadcast;
+    if (unsent < wait.unsent) {
+      wait.movedAt = wait.readAt = now;
+      wait.movedFrom = unsent;
+    } else if (acked > wait.acked) {
+      wait.readAt = now;
+    }
+    wait.unsent = unsent;
+    wait.acked = acked;
+    const heartbeatMs = this.#deps.limits.heartbeatMs;
+    const idle = now - wait.readAt >= heartbeatMs + this.#idleMs();
+    const slow = now - wait.movedAt >= Math.max(heartbeatMs, (wait.movedFrom * 1000) / SLOWEST_LINK_BYTES_PER_S);
+    if (!idle && !slow) return false;
     this.#fellBehind('slow consumer', { bufferedBytes: unsent, maxBufferedBytes: this.#deps.limits.maxBufferedBytes, replaying: true });
     this.closeNow(CloseCode.TOO_MANY, CloseReason.SLOW_CONSUMER);
     return true;
+  }
+
+  /**
+   * How long a tab that reads its replay may go without acking more, past a
+   * heartbeat: the browser library acks after a wait drawn from up to 1.5×
+   * the one it was asked for on its person's stream (or its own second,
+   * when longer) and up to 2× the broadcast one (src/client/delivery.ts),
+   * counted from the first notification it reads after an ack; so within
+   * two of the longest, and the time the largest notification it was
+   * replayed takes at SLOWEST_LINK_BYTES_PER_S.
+   */
+  #idleMs(): number {
+    const ackWait = Math.max(LIBRARY_ACK_MS, this.#toldAckMs.own, this.#toldAckMs.broadcast);
+    return 2 * ackWait + (this.#largestFrame * 1000) / SLOWEST_LINK_BYTES_PER_S;
   }
 
   /**
