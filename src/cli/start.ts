@@ -169,6 +169,13 @@ async function serve(options: HeraldOptions, flags: StartFlags, secured: Secrets
   try {
     herald = await createHerald(options, { logger });
   } catch (e) {
+    // A signal that came while the store was opening (synchronously, waiting for its lock) waits
+    // in the event loop: it is handled before this start ends, and said in the log ('signal
+    // while starting'). The first immediate runs in this turn's check phase, the second in the
+    // next turn's, after that turn's poll has read the signal. The log's writes are synchronous
+    // (logger.ts): no write in flight keeps the loop alive for a turn, and the process ended with
+    // the signal unread.
+    for (let turn = 0; turn < 2; turn++) await new Promise((resolve) => setImmediate(resolve));
     // A store in use by another Herald, a file that cannot be opened: one line, not a stack
     // trace. A configuration error goes on to main, which says so and exits 2.
     if (isHeraldError(e) && e.code !== 'HERALD_ERR_CONFIG') throw new CliError(`cannot start: ${e.message}`, Exit.FAILURE);

@@ -106,7 +106,7 @@ export const OptionsSchema = Type.Object({
   commandsQueueSize: Type.Integer({ minimum: 0, default: 32, description: 'Commands waiting for a free slot; when full, a request is refused with HERALD_ERR_QUEUE_FULL. One admin may have at most commandsQueueSize × commandsPerAdminConcurrency / commandsConcurrency of them (rounded up), so one admin cannot fill it.' }),
   commandsProgressMs: Millis('Least time between two COMMAND_PROGRESS frames of one command (live output to the admin\'s tabs).', 500, 50, TIMER_MAX_MS),
   commandsAuditFile: Type.String({ default: 'commands-audit.sqlite', description: 'SQLite file that keeps the audit trail of commands (who asked, through which door, program, arguments, times, outcome; also every refusal), read with GET /api/v1/commands/audit. Relative to DATA_DIR. Empty: structured log lines only.' }),
-  commandsAuditKeep: Type.Integer({ minimum: 1, default: 100000, description: 'Audit records kept in commandsAuditFile; the oldest go first.' }),
+  commandsAuditKeep: Type.Integer({ minimum: 1, default: 100000, description: 'Audit records of runs kept in commandsAuditFile; the oldest go first. Refused requests are kept apart, a tenth as many, so they cannot push a run out.' }),
   commandsHistory: Type.Integer({ minimum: 1, default: 200, description: 'Finished commands kept in memory for status look-ups and GET /api/v1/commands.' }),
   // --- Session resolvers (docs/auth.md) ---
   authResolver: Type.Union([Type.Literal('token'), Type.Literal('sql'), Type.Literal('http')], { default: 'token', description: 'Who decides which admin or user a WebSocket belongs to: token (signed tokens, the embedded default), sql (look the panel\'s session id up in its own database), http (ask the panel over HTTP).' }),

@@ -8,6 +8,7 @@ import type { NotificationPayload } from '../../protocol/frames.js';
 import { jsonNestsDeeperThan, MAX_JSON_DEPTH } from '../../protocol/json-depth.js';
 import type { Principal, PrincipalKind } from '../../protocol/principal.js';
 import { HeraldError, isHeraldError, type ErrorCode } from '../errors.js';
+import { ThrottledLog } from '../throttled-log.js';
 import type { BatchSend, Notifier, SendOptions, SendResult } from '../notifier.js';
 import type { CommandService } from '../commands/command-service.js';
 import { registerCommandRoutes } from './commands-routes.js';
@@ -55,13 +56,25 @@ export function installErrorHandling(app: FastifyInstance): void {
   // string, which the schema then refused as "body must be object": a backend
   // that sent JSON with the wrong Content-Type was told its JSON was wrong.
   app.removeContentTypeParser('text/plain');
+  // Every answer names its request's id, as the log lines of that request do (`reqId`): a
+  // backend given a 500 can point to the line that says why. Fastify's own ids (`req-1`,
+  // `req-2`… in base 36, counted from each start); a request's own X-Request-Id is not taken.
+  app.addHook('onRequest', (req, reply, done) => {
+    reply.header('x-request-id', req.id);
+    done();
+  });
+  const unauthorized = unauthorizedLog(app);
+  app.addHook('onClose', (_app, done) => {
+    unauthorized.flush();
+    done();
+  });
   app.setErrorHandler((err: FastifyError, req: FastifyRequest, reply: FastifyReply) => {
     const refusal = refusalOf(err, req);
     if (refusal === undefined) {
       req.log.error({ err, reqId: req.id }, 'request failed');
       return reply.status(500).send(new HeraldError('HERALD_ERR_INTERNAL').toJSON());
     }
-    logRefusal(req, refusal);
+    logRefusal(req, refusal, unauthorized);
     return reply.status(refusal.status).send(refusal.toJSON());
   });
   // Answered in onRequest, before the body is read: Fastify reads the body of a request no
@@ -100,14 +113,39 @@ function refusalOf(err: FastifyError, req: FastifyRequest): HeraldError | undefi
 
 /**
  * A refused request, at level debug: per-request lines are off (herald.ts),
- * so a backend's 401s (a wrong API token) and 400s (a body that is not JSON)
- * left no trace at any level. The status, the code, the method and the route
- * (its pattern; the path, without its query, when no route took it): never
- * the message, which may quote the body, nor a header.
+ * so a backend's 400s (a body that is not JSON) left no trace at any level.
+ * The status, the code, the method and the route (its pattern; the path,
+ * without its query, when no route took it): never the message, which may
+ * quote the body, nor a header. A 401 (no API token, or a wrong one) is also
+ * a warning, bounded (`unauthorized`, unauthorizedLog): at level info a
+ * backend with a wrong token failed without a word in the log.
  */
-function logRefusal(req: FastifyRequest, refusal: HeraldError): void {
+function logRefusal(req: FastifyRequest, refusal: HeraldError, unauthorized?: ThrottledLog): void {
   const route = req.routeOptions.url ?? req.url.split('?')[0]!.slice(0, 200);
-  req.log.debug({ reqId: req.id, method: req.method, route, status: refusal.status, code: refusal.code }, 'request refused');
+  const fields = { reqId: req.id, method: req.method, route, status: refusal.status, code: refusal.code };
+  req.log.debug(fields, 'request refused');
+  if (refusal.status === 401 && unauthorized !== undefined) {
+    const why = req.headers.authorization === undefined ? 'no API token' : 'wrong API token';
+    unauthorized.log('warn', why, { ...fields, ip: req.ip }, `API request refused: ${why} (Authorization: Bearer …)`, 1, req.ip);
+  }
+}
+
+/**
+ * The warnings of API requests refused 401: five a window of each cause (no
+ * token, a wrong one) one by one, then counted, with the addresses refused
+ * most often, in one line each 10 s. A misconfigured backend is told once in
+ * a while; anyone who can reach the port cannot write the log as fast as
+ * they can ask.
+ */
+function unauthorizedLog(app: FastifyInstance): ThrottledLog {
+  return new ThrottledLog(app.log, Date.now, {
+    budget: 'per key',
+    perWindow: 5,
+    summary: (byCause, windowMs, perWindow, samples) => ({
+      fields: { refused: Object.values(byCause).reduce((a, b) => a + b, 0), byCause, addresses: samples, windowMs },
+      message: `API requests refused for a missing or wrong API token, not logged one by one: more than ${perWindow} of a cause in ${windowMs / 1000} s`,
+    }),
+  });
 }
 
 /**
@@ -285,6 +323,8 @@ function notFound(req: FastifyRequest): HeraldError {
  * the router's maxParamLength (100 characters; no id Herald hands out comes near).
  */
 export function answerFrameworkError(err: FastifyError, req: FastifyRequest, reply: FastifyReply): void {
+  // Refused before the onRequest hooks run: the id is set here (installErrorHandling).
+  reply.header('x-request-id', req.id);
   if (err.code === 'FST_ERR_BAD_URL') {
     // Fastify's message quotes the whole URL, query and all: a browser token in `?token=` too.
     const path = req.url.split('?')[0]!;

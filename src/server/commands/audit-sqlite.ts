@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS command_audit (
 );
 CREATE INDEX IF NOT EXISTS command_audit_by_aid ON command_audit (aid, row);
 CREATE INDEX IF NOT EXISTS command_audit_by_id ON command_audit (json_extract(json, '$.id')) WHERE event = 'finished';
+CREATE INDEX IF NOT EXISTS command_audit_by_event ON command_audit (event, row);
 CREATE TABLE IF NOT EXISTS command_runs (
   id   TEXT PRIMARY KEY,
   json TEXT NOT NULL
@@ -48,6 +49,14 @@ CREATE TABLE IF NOT EXISTS command_runs (
  * (an older Herald ignores it). A higher version is a newer Herald's: refused.
  */
 const AUDIT_SCHEMA_VERSION = 2;
+
+/**
+ * Of `keep` (commandsAuditKeep), the share refused requests have, kept apart from the runs:
+ * the newest `keep` runs' records stay whatever is refused, and so do the newest tenth of
+ * that many refusals. A refusal costs its caller nothing (on loopback the legacy door asks no
+ * token for COMMAND); sharing one bound, 100,000 of them pushed every run out of the trail.
+ */
+export const AUDIT_REFUSALS_SHARE = 10;
 
 /** How many inserts between two trims of the table to `keep` rows. */
 const TRIM_EVERY = 500;
@@ -80,6 +89,7 @@ interface Open {
 export class SqliteCommandAudit implements CommandAuditStore, CommandRunJournal {
   readonly #file: string;
   readonly #keep: number;
+  readonly #keepRefused: number;
   #open: Open | undefined;
   #sinceTrim = 0;
   #trimDue = false;
@@ -96,10 +106,14 @@ export class SqliteCommandAudit implements CommandAuditStore, CommandRunJournal 
   /** Runs whose row is not yet written (or removed) in the file: a lock held them back, or the file is new. */
   readonly #runsDue = new Set<string>();
 
-  /** `file`: the database path (created when missing); `keep`: rows kept, the oldest go first. */
-  constructor(file: string, keep: number) {
+  /**
+   * `file`: the database path (created when missing); `keep`: the runs' records kept, the oldest
+   * go first; `keepRefused`: the refusals' records kept, apart (default: a tenth of `keep`).
+   */
+  constructor(file: string, keep: number, keepRefused = Math.ceil(keep / AUDIT_REFUSALS_SHARE)) {
     this.#file = file;
     this.#keep = keep;
+    this.#keepRefused = keepRefused;
     this.#open = this.#openFile(OPEN_BUSY_MS);
   }
 
@@ -324,13 +338,20 @@ export class SqliteCommandAudit implements CommandAuditStore, CommandRunJournal 
     this.#retry.unref();
   }
 
-  /** Drops the oldest rows beyond `keep`. */
+  /** Drops the oldest runs' records beyond `keep`, and the oldest refusals' beyond their own bound. */
   trim(): void {
     this.#trimIn(this.#current().db);
   }
 
   #trimIn(db: Database.Database): void {
-    db.prepare('DELETE FROM command_audit WHERE row <= (SELECT MAX(row) FROM command_audit) - ?').run(this.#keep);
+    // Each kind by its own bound (AUDIT_REFUSALS_SHARE), through the index on (event, row): the
+    // newest `keep` of a kind are walked once, the older ones deleted.
+    const trim = db.prepare(`DELETE FROM command_audit WHERE event = @event AND row <= (
+      SELECT row FROM command_audit WHERE event = @event ORDER BY row DESC LIMIT 1 OFFSET @keep)`);
+    db.transaction(() => {
+      trim.run({ event: 'finished', keep: this.#keep });
+      trim.run({ event: 'refused', keep: this.#keepRefused });
+    }).immediate();
     this.#sinceTrim = 0;
     this.#trimDue = false;
   }

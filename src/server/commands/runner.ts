@@ -13,11 +13,12 @@ import type { Logger } from 'pino';
 import type { CommandProgressFrame, CommandState } from '../../protocol/commands.js';
 import type { NotificationPayload } from '../../protocol/frames.js';
 import { isPersonId, type Principal } from '../../protocol/principal.js';
-import { HeraldError } from '../errors.js';
+import { HeraldError, isHeraldError } from '../errors.js';
 import { serialise, type Notifier } from '../notifier.js';
 import type { HeraldOptions } from '../options.js';
+import { ThrottledLog } from '../throttled-log.js';
 import type {
-  CommandInfo, CommandRequest, CommandRunJournal, CommandService, CommandStats, CommandWaitOptions, RecordedCommandInfo,
+  CommandDoor, CommandInfo, CommandRequest, CommandRunJournal, CommandService, CommandStats, CommandWaitOptions, RecordedCommandInfo,
   RefusedCommandRequest, RunningCommandRecord,
 } from './command-service.js';
 import {
@@ -46,6 +47,16 @@ const CUT_LOOSE_AT_SHUTDOWN_MS = 1000;
 export const DROPPED_OUTPUT_READ_MS = 10;
 /** How often a run whose program left processes in its group, output closed, looks whether they are still there (#watchGroup). */
 const GROUP_POLL_MS = 50;
+/**
+ * Refused requests recorded one by one (a log line and an audit record each) in every
+ * REFUSALS_WINDOW_MS, for each door and error code; the rest are counted, and each door and
+ * code's count is one log line and one audit record when the window ends (#refusals).
+ */
+export const REFUSALS_RECORDED_PER_WINDOW = 20;
+/** The window of REFUSALS_RECORDED_PER_WINDOW, in ms. */
+export const REFUSALS_WINDOW_MS = 10_000;
+/** The `program` of the audit record that counts the refusals of a window not recorded one by one. */
+export const REFUSALS_COUNTED_PROGRAM = '[refused requests not recorded one by one]';
 
 type RunnerOptions = Pick<
   HeraldOptions,
@@ -146,7 +157,18 @@ export class CommandRunner implements CommandService {
   /** Finished runs, oldest first, at most `commandsHistory`. */
   readonly #history = new Map<string, Run>();
   #closing = false;
+  /** close() has closed the audit store: a refusal after it is logged, not written to a file that is shut. */
+  #auditClosed = false;
   #arrivals = 0;
+  /**
+   * Refused requests, bounded. A refusal costs a caller nothing (on loopback the legacy door
+   * asks no token for COMMAND), and each was a warning of ~330 bytes and an audit record,
+   * written synchronously: hundreds a second of them filled the log, and 100,000 pushed every
+   * run out of the trail (commandsAuditKeep). Keyed by door and error code, each with a
+   * budget of its own, so that a flood through the legacy door hides neither the API's
+   * refusals nor another code's; the most frequent programs asked are named in the count.
+   */
+  readonly #refusals: ThrottledLog;
   /**
    * The server process is ending without close() having finished: a forced exit (a second
    * Ctrl-C, a shutdown past its grace) or a crash. Programs run detached, in their own
@@ -182,6 +204,18 @@ export class CommandRunner implements CommandService {
     this.#audit = deps.audit;
     if (this.#audit && 'useLogger' in this.#audit) this.#audit.useLogger?.(this.#log);
     this.#now = deps.now ?? Date.now;
+    this.#refusals = new ThrottledLog(this.#log, this.#now, {
+      budget: 'per key',
+      perWindow: REFUSALS_RECORDED_PER_WINDOW,
+      windowMs: REFUSALS_WINDOW_MS,
+      summary: (byKey, windowMs, perWindow, samples) => {
+        for (const [key, count] of Object.entries(byKey)) this.#storeCounted(key, count, samples[key] ?? {}, windowMs, perWindow);
+        return {
+          fields: { audit: 'command', refused: Object.values(byKey).reduce((a, b) => a + b, 0), byDoorAndCode: byKey, programs: samples, windowMs },
+          message: `command requests refused and not recorded one by one: more than ${perWindow} of a door and error code in ${windowMs / 1000} s (each door and code counted in one audit record)`,
+        };
+      },
+    });
     const env = deps.env ?? process.env;
     const serverPath = this.#o.commandsPath === '' ? serverSearchPath(env.PATH ?? '') : undefined;
     this.#policy = new CommandPolicy({
@@ -225,13 +259,13 @@ export class CommandRunner implements CommandService {
     try {
       return this.#start(request, queuedAt);
     } catch (e) {
-      this.#record(refusedRecord(request, queuedAt, e));
+      this.#refused(refusedRecord(request, queuedAt, e), e);
       throw e;
     }
   }
 
   refused(request: RefusedCommandRequest, error: HeraldError): void {
-    this.#record(refusedRecord(request, this.#now(), error));
+    this.#refused(refusedRecord(request, this.#now(), error), error);
   }
 
   #start(request: CommandRequest, queuedAt: number): CommandInfo {
@@ -400,6 +434,9 @@ export class CommandRunner implements CommandService {
     }
     await ended;
     process.off('exit', this.#killOnExit);
+    // The refusals counted and not yet said, before the store closes under their record.
+    this.#refusals.flush();
+    this.#auditClosed = true;
     // The audit store is closed last, after the final records of the runs stopped above.
     if (this.#audit && 'close' in this.#audit) this.#audit.close();
   }
@@ -814,8 +851,40 @@ export class CommandRunner implements CommandService {
   }
 
   #record(rec: CommandAuditRecord): void {
-    const level = rec.event === 'refused' ? 'warn' : 'info';
-    this.#log[level]({ audit: 'command', ...rec }, rec.event === 'refused' ? 'command refused' : 'command finished');
+    this.#log.info({ audit: 'command', ...rec }, 'command finished');
+    this.#store(rec);
+  }
+
+  /**
+   * A refused request: its log line (warn) and audit record, the first REFUSALS_RECORDED_PER_WINDOW
+   * of its door and error code in each window; past those it is counted (#storeCounted).
+   */
+  #refused(rec: CommandAuditRecord, error: unknown): void {
+    const code = isHeraldError(error) ? error.code : 'HERALD_ERR_INTERNAL';
+    const logged = this.#refusals.log('warn', `${rec.door} ${code}`, { audit: 'command', ...rec }, 'command refused', 1, rec.program);
+    if (logged && !this.#auditClosed) this.#store(rec);
+  }
+
+  /**
+   * The audit record of the refusals of one door and error code that a window did not record
+   * one by one: how many (`count`, also in `error`), and the programs asked most often (at
+   * most five, each with its count: TopValues). Its `aid` is null: they may be anyone's.
+   */
+  #storeCounted(key: string, count: number, programs: Record<string, number>, windowMs: number, perWindow: number): void {
+    if (this.#auditClosed) return;
+    const space = key.indexOf(' ');
+    const door = key.slice(0, space) as CommandDoor;
+    const code = key.slice(space + 1);
+    const rec: CommandAuditRecord & { count: number; programs: Record<string, number> } = {
+      event: 'refused', aid: NaN, door, program: REFUSALS_COUNTED_PROGRAM, args: [], queuedAt: this.#now(),
+      error: `${code}: ${count} more request${count === 1 ? '' : 's'} through the ${door} door refused with this code, not recorded one by one (at most ${perWindow} in ${windowMs / 1000} s are)`,
+      count, programs,
+    };
+    this.#store(rec);
+  }
+
+  /** Hands the record to the audit store, if there is one; a store that fails is logged, never thrown. */
+  #store(rec: CommandAuditRecord): void {
     if (!this.#audit) return;
     try {
       Promise.resolve(this.#audit.record(rec)).catch((err: unknown) => this.#log.warn({ err: (err as Error).message }, 'command audit sink failed'));
