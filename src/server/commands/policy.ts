@@ -12,8 +12,8 @@
  * for every entry that runs the same file (another name, a symlink, a hard
  * link), or a request would choose the unruled way of asking for it.
  */
-import { accessSync, constants, existsSync, realpathSync, statSync } from 'node:fs';
-import { basename, delimiter, isAbsolute, join, sep } from 'node:path';
+import { accessSync, constants, existsSync, lstatSync, readlinkSync, realpathSync, statSync } from 'node:fs';
+import { basename, delimiter, dirname, isAbsolute, join, resolve as resolvePath, sep } from 'node:path';
 import { quoted } from '../../protocol/text-cut.js';
 import { HeraldError } from '../errors.js';
 
@@ -132,7 +132,7 @@ export class CommandPolicy {
     this.#retryMissing();
     if (!program.includes('/')) {
       // A name: an entry of that name, or an absolute entry with that file name.
-      const entry = this.#entries.find((e) => e.spec === program) ?? this.#entries.find((e) => basename(e.spec) === program);
+      const entry = this.#named(program);
       if (!entry) throw this.#forbidden(program);
       return this.#installed(entry, program);
     }
@@ -147,8 +147,15 @@ export class CommandPolicy {
       // otherwise it is simply not allowed.
       const missing = this.#entries.find((e) => e.spec === program || e.path === program || (e.path === undefined && basename(e.spec) === basename(program)));
       if (!missing) throw this.#forbidden(program);
-      if (missing.path !== undefined) {
-        throw new HeraldError('HERALD_ERR_COMMAND_NOT_FOUND', `program "${program}" is allowed but its file ${missing.path} is gone`);
+      if (missing.path !== undefined && existsSync(missing.path)) {
+        // The entry's link was pointed at nothing while its pinned file stayed: by name the entry
+        // runs that file (docs/commands.md, "wherever its symlink points now"), but this path
+        // leads to no file. Said so: "its file is gone" named a file that is there, and runs.
+        const target = danglingTarget(program);
+        const why = target === undefined ? `${program} leads to no file` : `the link ${program} is dangling: its target ${target} is missing`;
+        const name = basename(missing.spec);
+        const still = this.#named(name) === missing ? `asked by its name "${name}", it still runs its pinned file ${missing.path}` : `its pinned file ${missing.path} is still there`;
+        throw new HeraldError('HERALD_ERR_COMMAND_NOT_FOUND', `program "${program}" is allowed but ${why}; ${still}`);
       }
       return this.#installed(missing, program);
     }
@@ -201,18 +208,30 @@ export class CommandPolicy {
       || (e.path !== undefined && (e.path === program.path || (file !== undefined && fileId(e.path) === file))));
   }
 
+  /** The entry a bare name asks for: the entry of that name, else the first absolute entry with that file name. */
+  #named(name: string): Entry | undefined {
+    return this.#entries.find((e) => e.spec === name) ?? this.#entries.find((e) => basename(e.spec) === name);
+  }
+
   #installed(entry: Entry, requested: string): ResolvedProgram {
+    // An absolute entry that is a symlink to nothing: said so, with the target it names, which is
+    // what an admin who retargeted the link (or removed what it points at) looks for.
+    const dangling = (): string | undefined => (isAbsolute(entry.spec) ? danglingTarget(entry.spec) : undefined);
     if (entry.path === undefined) {
-      const where = isAbsolute(entry.spec) ? entry.spec : `any of ${this.#searchPath || '(empty search path)'}`;
-      throw new HeraldError(
-        'HERALD_ERR_COMMAND_NOT_FOUND',
-        `program "${requested}" is allowed but not installed (looked for "${entry.spec}" in ${where})`,
-      );
+      const target = dangling();
+      const where = target !== undefined
+        ? `the link ${entry.spec} is dangling: its target ${target} is missing`
+        : `looked for "${entry.spec}" in ${isAbsolute(entry.spec) ? entry.spec : `any of ${this.#searchPath || '(empty search path)'}`}`;
+      throw new HeraldError('HERALD_ERR_COMMAND_NOT_FOUND', `program "${requested}" is allowed but not installed (${where})`);
     }
     // Removed since it was found (an upgrade of the package, say): the same answer as when
     // the request names its path, not a run that fails to spawn.
     if (!existsSync(entry.path)) {
-      throw new HeraldError('HERALD_ERR_COMMAND_NOT_FOUND', `program "${requested}" is allowed but its file ${entry.path} is gone`);
+      const target = dangling();
+      const link = target === undefined ? ''
+        : target === entry.path ? `: the link ${entry.spec} to it is dangling`
+          : `, and the link ${entry.spec} is dangling: its target ${target} is missing`;
+      throw new HeraldError('HERALD_ERR_COMMAND_NOT_FOUND', `program "${requested}" is allowed but its file ${entry.path} is gone${link}`);
     }
     return { entry: entry.spec, path: entry.path };
   }
@@ -258,6 +277,30 @@ export class CommandPolicy {
     }
     return undefined;
   }
+}
+
+/** The links followed before giving up, as Linux does (MAXSYMLINKS, path_resolution(7)). */
+const MAX_LINK_HOPS = 40;
+
+/**
+ * Where the symlink at `path` leads to nothing: the first path along its chain of links that is
+ * not there (its own target, or one further on). Undefined when `path` is not a symlink, or its
+ * chain ends at something that exists or goes round (ELOOP).
+ */
+function danglingTarget(path: string): string | undefined {
+  let at = path;
+  for (let hops = 0; hops < MAX_LINK_HOPS; hops++) {
+    let link: string;
+    try {
+      if (!lstatSync(at).isSymbolicLink()) return undefined;
+      link = readlinkSync(at);
+    } catch {
+      // The link itself is not there: nothing dangles. A target along the chain that is not there: that one.
+      return hops === 0 ? undefined : at;
+    }
+    at = resolvePath(dirname(at), link);
+  }
+  return undefined;
 }
 
 /** The file's device and inode (`dev:ino`), or undefined when it cannot be read: two paths with one id are one file. */
