@@ -28,6 +28,10 @@ describe('a command request with null or a boolean where a value is converted', 
     [{ ...RUN, args: ['-c', true, '127.0.0.1'] }, 'body/args/1 must be string, not true'],
     [{ ...RUN, success: null }, 'body/success must be a notification object (with a TYPE) or a string, not null'],
     [{ ...RUN, error: false }, 'body/error must be a notification object (with a TYPE) or a string, not false'],
+    // The validator takes a one-item array for its item: `[true]` became the text "true", `[null]` one empty argument.
+    [{ ...RUN, args: ['-c', [null], '127.0.0.1'] }, 'body/args/1 must be string, not an array'],
+    [{ ...RUN, success: [true] }, 'body/success must be a notification object (with a TYPE) or a string, not an array'],
+    [{ ...RUN, error: ['done'] }, 'body/error must be a notification object (with a TYPE) or a string, not an array'],
   ];
   for (const [body, message] of cases) {
     test(`${JSON.stringify(body)}: 400 "${message}", nothing runs, the refusal audited`, async () => {

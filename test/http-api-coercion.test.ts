@@ -104,6 +104,19 @@ describe('one-item arrays of null or a boolean in a send\'s own fields', () => {
     });
   }
 
+  test('an id list holding a one-item array ("aids":[[true]], admin 1 once) is refused, on /send and in a batch', async () => {
+    for (const to of [{ aids: [3, [true]] }, { uids: [[null]] }, { aids: [[7]] }]) {
+      const key = Object.keys(to)[0]!;
+      const i = key === 'aids' && (to as { aids: unknown[] }).aids.length === 2 ? 1 : 0;
+      const r = await s.api('POST', '/api/v1/send', { to, message: { TYPE: 'M' } });
+      assert.equal(r.status, 400, JSON.stringify(r.body));
+      assert.equal(r.body.error.message, `body/to/${key}/${i} must be integer, not an array`);
+      const batch = await s.api('POST', '/api/v1/send/batch', { messages: [{ to, message: { TYPE: 'M' } }] });
+      assert.equal(batch.status, 400, JSON.stringify(batch.body));
+      assert.equal(batch.body.error.message, `body/messages/0/to/${key}/${i} must be integer, not an array`);
+    }
+  });
+
   test('{"reason":[null]} on /disconnect is refused', async () => {
     const r = await s.api('POST', '/api/v1/disconnect', { to: { aid: 3 }, reason: [null] });
     assert.equal(r.status, 400, JSON.stringify(r.body));

@@ -226,12 +226,14 @@ function convertedCommandField(body: unknown): string | undefined {
   if (scalar !== undefined) return scalar;
   if (converted(b.args)) return `body/args must be an array of strings, not ${jsonType(b.args)}`;
   if (Array.isArray(b.args)) {
-    const i = b.args.findIndex(converted);
+    // An argument that is an array: the validator takes `[null]` for its item, one empty argument.
+    const i = b.args.findIndex((a) => converted(a) || Array.isArray(a));
     if (i >= 0) return `body/args/${i} must be string, not ${jsonType(b.args[i])}`;
   }
   for (const k of ['success', 'error'] as const) {
     // A number too: it would become a text ("5"), as on /send.
-    if (converted(b[k]) || typeof b[k] === 'number') return `body/${k} must be a notification object (with a TYPE) or a string, not ${jsonType(b[k])}`;
+    // An array too: `[true]` told the admin the text "true", `[null]` an empty one.
+    if (converted(b[k]) || typeof b[k] === 'number' || Array.isArray(b[k])) return `body/${k} must be a notification object (with a TYPE) or a string, not ${jsonType(b[k])}`;
   }
   return undefined;
 }

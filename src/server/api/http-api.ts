@@ -451,7 +451,8 @@ function convertedField(body: unknown, at: string, route: 'send' | 'disconnect')
       if (k === 'all') {
         if (v === null || typeof v === 'boolean') return `${at}/to/all must be "admins" or "users", not ${jsonType(v)}`;
       } else if (Array.isArray(v)) {
-        const i = v.findIndex((id) => id === null || typeof id === 'boolean');
+        // An array too: the validator takes `[true]` for its item, so `"aids":[[true]]` was admin 1.
+        const i = v.findIndex((id) => id === null || typeof id === 'boolean' || Array.isArray(id));
         if (i >= 0) return `${at}/to/${k}/${i} must be integer, not ${jsonType(v[i])}`;
       } else if (v === null || typeof v === 'boolean') {
         return `${at}/to/${k} must be integer, not ${jsonType(v)}`;
