@@ -6,10 +6,18 @@
  * waves. There is no attempt limit: the old script gave up after 10 tries and
  * left the admin without notifications until a reload.
  */
+/**
+ * The longest delay a browser timer can wait, in ms (2^31-1, as the
+ * server's TIMER_MAX_MS). setTimeout's timeout is a WebIDL `long` (HTML
+ * Standard, timers): a longer one wraps around, mostly to a negative number
+ * taken as 0, and the timer fires at once.
+ */
+export const TIMER_MAX_MS = 2_147_483_647;
+
 export interface BackoffOptions {
   /** Base delay of the first retry, in ms. Default 500. */
   baseMs?: number;
-  /** Upper bound of any delay, in ms. Default 30000. */
+  /** Upper bound of any delay, in ms. Default 30000; at most 2147483647 (a longer cap counts as that). */
   capMs?: number;
   /** Source of randomness in [0, 1); tests may pass their own. */
   random?: () => number;
@@ -23,12 +31,14 @@ export class Backoff {
 
   constructor(options: BackoffOptions = {}) {
     this.#base = options.baseMs ?? 500;
-    this.#cap = options.capMs ?? 30_000;
+    const cap = options.capMs ?? 30_000;
     this.#random = options.random ?? Math.random;
     // Written so that NaN fails too: NaN delays are 0, a tight retry loop.
-    if (!(this.#base > 0 && this.#cap >= this.#base && Number.isFinite(this.#cap))) {
+    if (!(this.#base > 0 && cap >= this.#base && Number.isFinite(cap))) {
       throw new TypeError(`backoff: baseMs must be > 0 and capMs a finite number ≥ baseMs, got ${String(options.baseMs)} and ${String(options.capMs)}`);
     }
+    // A longer delay would fire at once: late retries in a tight loop.
+    this.#cap = Math.min(cap, TIMER_MAX_MS);
   }
 
   /** How many delays were handed out since the last reset. */

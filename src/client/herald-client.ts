@@ -11,7 +11,7 @@
 import type { ClientFrame, NotificationObject, PaceFrame, ResetFrame, WelcomeFrame } from '../protocol/frames.js';
 import type { PrincipalKind } from '../protocol/principal.js';
 import { CloseCode, TERMINAL_CLOSE_CODES } from '../protocol/close-codes.js';
-import { Backoff } from './backoff.js';
+import { Backoff, TIMER_MAX_MS } from './backoff.js';
 import type { ConnectionState, HeraldClientOptions, HeraldEvents } from './client-types.js';
 import { installDefaultHandlers, type DefaultHandlerDeps } from './defaults.js';
 import { DeliveryTracker, type StreamName } from './delivery.js';
@@ -26,8 +26,8 @@ export type { ConnectionState, HeraldClientOptions, HeraldEvents, TokenSource } 
 
 /** Silence on a healthy link never lasts longer than ~2.5 heartbeats (one lost PING tolerated, plus latency). */
 const DEAD_FACTOR = 2.5;
-/** The longest heartbeat whose DEAD_FACTOR a timer can wait (2147483647 ms; the server's heartbeatMs is held to it too). */
-const MAX_HEARTBEAT_MS = Math.floor(2_147_483_647 / DEAD_FACTOR);
+/** The longest heartbeat whose DEAD_FACTOR a timer can wait (TIMER_MAX_MS; the server's heartbeatMs is held to it too). */
+const MAX_HEARTBEAT_MS = Math.floor(TIMER_MAX_MS / DEAD_FACTOR);
 /**
  * A connection must stay up this long (ms) before the backoff starts again
  * from its base delay: a server that closes every tab right after WELCOME
@@ -103,7 +103,11 @@ export class HeraldClient {
 
   readonly #options: HeraldClientOptions;
   readonly #backoff: Backoff;
-  /** When the last WELCOME arrived (0: not since the last drop). */
+  /**
+   * When the last WELCOME arrived (performance.now(); 0: not since the last
+   * drop). Not Date.now(): a wall clock stepped back would keep the backoff
+   * from ever starting again from its base delay.
+   */
   #welcomeAt = 0;
   readonly #delivery: DeliveryTracker;
   readonly #via: DispatchVia;
@@ -112,11 +116,11 @@ export class HeraldClient {
   #ws: WebSocket | undefined;
   #welcome: WelcomeFrame | undefined;
   #heartbeatMs: number;
-  #lastFrameAt = 0;
   #deadTimer: ReturnType<typeof setTimeout> | undefined;
   #retryTimer: ReturnType<typeof setTimeout> | undefined;
   #closeTimer: ReturnType<typeof setTimeout> | undefined;
   #connectTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Infinity: no connect timeout. */
   readonly #connectTimeoutMs: number;
   /**
    * Numbers the attempts. Every attempt, close() and a timed-out attempt
@@ -156,10 +160,14 @@ export class HeraldClient {
     this.dispatcher = options.dispatcher ?? new Dispatcher();
     this.#backoff = new Backoff(options.reconnect);
     this.#heartbeatMs = options.heartbeatMs ?? 25_000;
-    // Zero, negative or NaN would fire the dead-link timer before WELCOME: a reconnect loop.
-    if (!(this.#heartbeatMs > 0 && Number.isFinite(this.#heartbeatMs))) throw new TypeError(`heartbeatMs must be a positive number of ms, got ${String(options.heartbeatMs)}`);
+    // Zero, negative or NaN would fire the dead-link timer before WELCOME: a
+    // reconnect loop; and so would one whose DEAD_FACTOR a timer cannot wait (TIMER_MAX_MS).
+    if (!(this.#heartbeatMs > 0 && this.#heartbeatMs <= MAX_HEARTBEAT_MS)) throw new TypeError(`heartbeatMs must be a number of ms in 1..${MAX_HEARTBEAT_MS}, got ${String(options.heartbeatMs)}`);
     this.#connectTimeoutMs = options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS;
-    if (!(this.#connectTimeoutMs > 0)) throw new TypeError(`connectTimeoutMs must be > 0, got ${String(options.connectTimeoutMs)}`);
+    // Infinity: no connect timeout. A finite one past TIMER_MAX_MS would fire at once: every attempt dropped.
+    if (!(this.#connectTimeoutMs > 0 && (this.#connectTimeoutMs <= TIMER_MAX_MS || this.#connectTimeoutMs === Infinity))) {
+      throw new TypeError(`connectTimeoutMs must be a number of ms in 1..${TIMER_MAX_MS}, or Infinity for none, got ${String(options.connectTimeoutMs)}`);
+    }
     this.#WebSocket = options.WebSocket ?? WebSocket;
     this.#delivery = new DeliveryTracker({
       storageKey: options.persistCursors === false ? undefined : `herald:cursors:${this.endpoint}`,
@@ -343,7 +351,7 @@ export class HeraldClient {
     this.events.emit('connecting', { attempt });
     if (id !== this.#attemptId) return; // a listener called close() or connect()
     clearTimeout(this.#connectTimer);
-    this.#connectTimer = setTimeout(() => this.#connectTimedOut(id), this.#connectTimeoutMs);
+    this.#connectTimer = this.#connectTimeoutMs === Infinity ? undefined : setTimeout(() => this.#connectTimedOut(id), this.#connectTimeoutMs);
     let url: string;
     try {
       url = await this.#url();
@@ -443,7 +451,7 @@ export class HeraldClient {
   }
 
   #scheduleRetry(_code: number, _reason: string): void {
-    if (this.#welcomeAt !== 0 && Date.now() - this.#welcomeAt >= STABLE_MS) this.#backoff.reset();
+    if (this.#welcomeAt !== 0 && performance.now() - this.#welcomeAt >= STABLE_MS) this.#backoff.reset();
     this.#welcomeAt = 0;
     clearTimeout(this.#connectTimer);
     this.#connectTimer = undefined;
@@ -485,10 +493,10 @@ export class HeraldClient {
       this.#abandonSocket(CloseCode.TIMEOUT, 'network came back');
       void this.#open();
     } else if (this.#state === 'open') {
-      if (Date.now() - this.#lastFrameAt > this.#heartbeatMs * DEAD_FACTOR) {
-        this.#drop('no heartbeat');
-        return;
-      }
+      // Even after a long sleep (the timers stood still, the server has long
+      // closed this tab) the check decides, not the wall clock: a clock
+      // stepped forward (NTP, a manual change) looked the same and dropped
+      // a healthy link. A dead one answers nothing, or its close comes first.
       if (!this.send({ TYPE: 'PING' })) return;
       // Any frame that arrives (the PONG, or anything else) re-arms the usual timer in #touch.
       clearTimeout(this.#deadTimer);
@@ -498,7 +506,6 @@ export class HeraldClient {
 
   /** Something arrived: the link is alive; re-arm the dead-link timer. */
   #touch(): void {
-    this.#lastFrameAt = Date.now();
     clearTimeout(this.#deadTimer);
     this.#deadTimer = setTimeout(() => this.#drop('no heartbeat'), this.#heartbeatMs * DEAD_FACTOR);
   }
@@ -629,7 +636,7 @@ export class HeraldClient {
     this.#foreignCursors = this.#delivery.welcome(frame);
     const resumed = sent && !this.#foreignCursors;
     this.#welcome = frame;
-    this.#welcomeAt = Date.now();
+    this.#welcomeAt = performance.now();
     this.#setState('open');
     if (this.#state === 'open') this.desktop.sync(true); // unless a state listener closed it
     this.events.emit('connected', { welcome: frame, resumed });

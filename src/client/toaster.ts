@@ -8,6 +8,7 @@ import { asText, clipText, isPlainTextFormat, isSafeUrl, MAX_TEXT_CHARS, sanitiz
 import { TOAST_CSS } from './styles.js';
 import { tailOf } from '../protocol/text-cut.js';
 import { createElement, listenToDocument, pageBody, rootElement, stillLoading } from './dom.js';
+import { TIMER_MAX_MS } from './backoff.js';
 
 export interface ToasterOptions {
   /** Where the toast stack is attached. Default: document.body. */
@@ -16,7 +17,7 @@ export interface ToasterOptions {
   hostId?: string;
   /** At most this many toasts at once; the oldest goes first. Default 5. */
   maxToasts?: number;
-  /** Auto-dismiss after this many ms when a MESSAGE has no TIMEOUT. 0 = stay until closed. Default 15000. */
+  /** Auto-dismiss after this many ms when a MESSAGE has no TIMEOUT. 0 (or more than 2147483647) = stay until closed. Default 15000. */
   timeoutMs?: number;
   /** Text of the EXTRA link. Default "Open". */
   linkLabel?: string;
@@ -45,13 +46,16 @@ const STATE_LABEL: Record<CommandState, string> = {
 };
 
 /**
- * TIMEOUT of a MESSAGE, in milliseconds; 0 keeps the toast until closed.
- * Anything that is not a non-negative number falls back to the default.
+ * TIMEOUT of a MESSAGE, in milliseconds; 0, or more than a timer can wait
+ * (Infinity too: "1e999" or JSON's 1e999), keeps the toast until closed
+ * (#autoDismiss). Anything that is not a non-negative number falls back to
+ * the default.
  */
 function timeoutOf(message: NotificationObject, fallback: number): number {
   const t = message.TIMEOUT;
   const n = typeof t === 'string' && t.trim() !== '' ? Number(t) : t;
-  return typeof n === 'number' && Number.isFinite(n) && n >= 0 ? n : fallback;
+  // Written so that NaN fails.
+  return typeof n === 'number' && n >= 0 ? n : fallback;
 }
 
 /** One constructed sheet shared by every toast stack of the page. */
@@ -446,7 +450,8 @@ export class Toaster {
   }
 
   #autoDismiss(toast: HTMLElement, ms: number): void {
-    if (ms <= 0) return;
+    // Past TIMER_MAX_MS (a sender's "30 days") a timer would fire at once: the toast stays instead.
+    if (ms <= 0 || ms > TIMER_MAX_MS) return;
     // Reading takes time: hovering or focusing a toast holds it, and it is
     // held while either lasts. The pointer leaving must not start the clock
     // while the keyboard focus is still inside, and no second timer may run
