@@ -60,16 +60,17 @@ export interface HeraldClientOptions {
   toasts?: ToasterOptions | false;
   /** How many desktop notifications a burst shows one by one before one summary (once the page opted in: `desktop.enable()`). */
   desktop?: DesktopOptions;
-  /** Reconnect delays (full jitter, default 500 ms base, 30 s cap). */
+  /** Reconnect delays (full jitter, default 500 ms base, 30 s cap; a cap past 2147483647 ms is lowered to it). */
   reconnect?: BackoffOptions;
-  /** Heartbeat assumed until WELCOME states the server's, in ms. Default 25000. */
+  /** Heartbeat assumed until WELCOME states the server's, in ms. Default 25000; at most 858993458 (2.5 heartbeats must fit one browser timer), as the server's. */
   heartbeatMs?: number;
   /**
    * How long one attempt — the token function, the WebSocket handshake and
    * the server's WELCOME together — may take before it is given up and
    * retried with backoff, in ms. Default 20000. Shorter finds a server or
    * proxy that accepts connections but never answers sooner; too short
-   * never lets a slow token endpoint or a slow network through.
+   * never lets a slow token endpoint or a slow network through. `Infinity`:
+   * no limit; a finite value past 2147483647 (a browser timer's most) is refused.
    */
   connectTimeoutMs?: number;
   /** Keep delivery cursors in sessionStorage, so a reload resumes. Default true. */
