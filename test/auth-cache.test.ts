@@ -194,6 +194,19 @@ describe('CachedResolver', () => {
     assert.equal(inner.lookups, 2);
   });
 
+  test('an answer expires on the monotonic clock, whatever the wall clock does (a step back stretched it by the step)', async () => {
+    let mono = 0;
+    let wall = 1_000_000;
+    const inner = new MemorySessions();
+    inner.sessions.set('s1', 1);
+    const cache = new CachedResolver(inner, { positiveMs: 1000, negativeMs: 0, maxEntries: 10, now: () => mono, wallNow: () => wall });
+    assert.equal((await cache.resolve(hs('s1'))).outcome, 'admitted');
+    inner.sessions.delete('s1');
+    wall -= 3_600_000; // the wall clock steps an hour back
+    mono += 1000;
+    assert.equal((await cache.resolve(hs('s1'))).outcome, 'refused', 'the admission expired after positiveMs');
+  });
+
   test('never trusts an admission past its expiresAt (tokens)', async () => {
     let now = 0;
     let lookups = 0;
@@ -207,7 +220,7 @@ describe('CachedResolver', () => {
       },
       close: async () => {},
     };
-    const cache = new CachedResolver(expiring, { positiveMs: 10_000, negativeMs: 0, maxEntries: 10, now: () => now });
+    const cache = new CachedResolver(expiring, { positiveMs: 10_000, negativeMs: 0, maxEntries: 10, now: () => now, wallNow: () => now });
     await cache.resolve(hs('t'));
     now = 49;
     await cache.resolve(hs('t'));

@@ -116,32 +116,52 @@ test('with defaultTtlMs 0 a send without ttl is live only, and its key is honour
 
 describe('LiveKeys: the window and the bound', () => {
   test('a key is a repeat within the window and new after it', () => {
-    const keys = new LiveKeys({ windowMs: 1000 });
-    assert.equal(keys.claim('admin:1', 'k', 0), true);
-    assert.equal(keys.claim('admin:1', 'k', 999), false);
-    assert.equal(keys.claim('admin:2', 'k', 999), true, 'per stream');
-    assert.equal(keys.claim('admin:1', 'k', 1000), true, 'forgotten when the window ends');
+    let now = 0;
+    const keys = new LiveKeys({ windowMs: 1000, now: () => now });
+    assert.equal(keys.claim('admin:1', 'k'), true);
+    now = 999;
+    assert.equal(keys.claim('admin:1', 'k'), false);
+    assert.equal(keys.claim('admin:2', 'k'), true, 'per stream');
+    now = 1000;
+    assert.equal(keys.claim('admin:1', 'k'), true, 'forgotten when the window ends');
     assert.equal(keys.size, 2, 'expired keys are pruned as new ones come');
+    keys.close();
+  });
+
+  test('the window is measured on its own clock, not on the time a caller passes (the wall clock may step)', () => {
+    let now = 0;
+    const keys = new LiveKeys({ windowMs: 1000, now: () => now });
+    const wall = Date.now();
+    assert.equal(keys.claim('admin:1', 'k', wall), true);
+    // The wall clock stepped an hour forward; the monotonic one moved 10 ms.
+    now = 10;
+    assert.equal(keys.has('admin:1', 'k', wall + 3_600_000), true);
+    assert.equal(keys.claim('admin:1', 'k', wall + 3_600_000), false, 'still a repeat');
+    keys.close();
   });
 
   test('a released key (its send failed) is new again', () => {
     const keys = new LiveKeys();
-    assert.equal(keys.claim('admin:1', 'k', 0), true);
+    assert.equal(keys.claim('admin:1', 'k'), true);
     keys.release('admin:1', 'k');
-    assert.equal(keys.claim('admin:1', 'k', 1), true);
+    assert.equal(keys.claim('admin:1', 'k'), true);
+    keys.close();
   });
 
   test('full: the oldest key is forgotten first, and the record says so once a window', () => {
     const full: number[] = [];
-    const keys = new LiveKeys({ windowMs: 1000, maxKeys: 2, onFull: (n) => full.push(n) });
-    keys.claim('s', 'a', 0);
-    keys.claim('s', 'b', 1);
-    keys.claim('s', 'c', 2);
-    keys.claim('s', 'd', 3);
+    let now = 0;
+    const keys = new LiveKeys({ windowMs: 1000, maxKeys: 2, onFull: (n) => full.push(n), now: () => now });
+    for (const k of ['a', 'b', 'c', 'd']) {
+      keys.claim('s', k);
+      now++;
+    }
     assert.equal(keys.size, 2);
-    assert.equal(keys.claim('s', 'd', 4), false);
-    assert.equal(keys.claim('s', 'a', 5), true, 'a was forgotten early');
+    assert.equal(keys.claim('s', 'd'), false);
+    now++;
+    assert.equal(keys.claim('s', 'a'), true, 'a was forgotten early');
     assert.deepEqual(full, [2]);
     assert.throws(() => new LiveKeys({ maxKeys: 0 }), TypeError);
+    keys.close();
   });
 });

@@ -26,6 +26,12 @@ export interface LiveKeysOptions {
   maxKeys?: number;
   /** Told when a key was forgotten before its window ended (the record was full), at most once a window. */
   onFull?: (maxKeys: number) => void;
+  /**
+   * The clock the window is measured on, in ms: a monotonic one (default performance.now),
+   * injectable for tests. Not the wall clock: a step forward of it (NTP, a VM resumed) ended
+   * every key's window at once, and a backend's retry after a lost answer was delivered twice.
+   */
+  now?: () => number;
 }
 
 export const LIVE_KEY_WINDOW_MS = 5 * 60_000;
@@ -37,6 +43,7 @@ export class LiveKeys {
   readonly #windowMs: number;
   readonly #maxKeys: number;
   readonly #onFull: ((maxKeys: number) => void) | undefined;
+  readonly #now: () => number;
   /**
    * `stream \n key` → when it is forgotten. The window is the same for every key, so the
    * Map's insertion order is the order of expiry: pruning looks only at its first entries.
@@ -52,6 +59,7 @@ export class LiveKeys {
     this.#windowMs = options.windowMs ?? LIVE_KEY_WINDOW_MS;
     this.#maxKeys = options.maxKeys ?? LIVE_KEY_MAX;
     this.#onFull = options.onFull;
+    this.#now = options.now ?? (() => performance.now());
     if (!(this.#windowMs > 0) || !(this.#maxKeys >= 1)) throw new TypeError('LiveKeys: windowMs and maxKeys must be positive');
   }
 
@@ -64,17 +72,19 @@ export class LiveKeys {
    * Whether the key is remembered for the stream (within the window): a send
    * with it now is a repeat. Asked before a send that may reach nobody, which
    * then claims the key only if it reached a tab (Notifier.sendBatch).
+   * `_wallNow` is not used (the window is on the `now` option's clock): the Notifier still passes its own.
    */
-  has(stream: string, key: string, now: number): boolean {
-    this.#prune(now);
+  has(stream: string, key: string, _wallNow?: number): boolean {
+    this.#prune(this.#now());
     return this.#until.has(`${stream}\n${key}`);
   }
 
   /**
    * Remembers the key for the stream. Returns false if it was already
-   * remembered (within the window): the send is a repeat.
+   * remembered (within the window): the send is a repeat. `_wallNow`: as for has().
    */
-  claim(stream: string, key: string, now: number): boolean {
+  claim(stream: string, key: string, _wallNow?: number): boolean {
+    const now = this.#now();
     this.#prune(now);
     const id = `${stream}\n${key}`;
     if (this.#until.has(id)) return false;
@@ -113,18 +123,17 @@ export class LiveKeys {
   /**
    * Arms the timer for the oldest key's end, unless it is armed already (for that key or an
    * older one, since released or forgotten: it then finds nothing to prune, and re-arms).
-   * `now` is the claim's clock, not necessarily Date.now (a test's): the timer counts the
-   * delay from it, and when it fires that much time has passed, so the claim's clock has
-   * reached the key's end; it prunes up to there.
+   * The timer counts the delay from `now` and prunes on the `now` option's clock when it
+   * fires (a test's clock may not have moved as far: it then re-arms for what is left).
    */
   #arm(now: number): void {
     if (this.#timer !== undefined || this.#closed) return;
     const first = this.#until.values().next();
     if (first.done) return;
     const delay = Math.min(Math.max(0, first.value - now), MAX_TIMER_MS);
-    const at = now + delay;
     this.#timer = setTimeout(() => {
       this.#timer = undefined;
+      const at = this.#now();
       this.#prune(at);
       this.#arm(at);
     }, delay);

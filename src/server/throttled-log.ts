@@ -13,6 +13,12 @@ export interface ThrottledLogOptions {
   /** The window, in ms. Default 10 s. */
   windowMs?: number;
   /**
+   * The clock the window is measured on, in ms: a monotonic one (default performance.now),
+   * injectable for tests. Not the wall clock: a step back of it (NTP, a VM resumed) froze the
+   * window for the length of the step, 20 lines and then silence, not even a summary.
+   */
+  now?: () => number;
+  /**
    * The line that says what was counted and not logged one by one: by key, each key's weights
    * added up; `samples`, for the keys whose events carried one, the most frequent values
    * (at most SAMPLES_KEPT a key, each with its count: see TopValues).
@@ -96,9 +102,13 @@ export class ThrottledLog {
   #samples = new Map<string, TopValues>();
   #timer: NodeJS.Timeout | undefined;
 
-  constructor(logger: Pick<Logger, 'info' | 'warn'>, now: () => number, options: ThrottledLogOptions) {
+  /**
+   * @param clock the window's clock (a test's), unless `options.now` is given; Date.now itself,
+   *   which most callers pass, is taken as performance.now: the window must not follow the wall clock.
+   */
+  constructor(logger: Pick<Logger, 'info' | 'warn'>, clock: (() => number) | undefined, options: ThrottledLogOptions) {
     this.#logger = logger;
-    this.#now = now;
+    this.#now = options.now ?? (clock === undefined || clock === Date.now ? () => performance.now() : clock);
     this.#perWindow = options.perWindow ?? 20;
     this.#perKey = options.budget === 'per key';
     this.#windowMs = options.windowMs ?? 10_000;

@@ -34,8 +34,14 @@ export interface CachedResolverOptions {
   readonly negativeMs: number;
   /** Credentials remembered at most; the oldest are forgotten first. */
   readonly maxEntries: number;
-  /** The clock, for tests. */
+  /**
+   * The clock the TTLs are measured on, in ms: a monotonic one (default performance.now), for
+   * tests. Not the wall clock: a step back of it (NTP, a VM resumed) stretched every entry's
+   * TTL by the step, and a session logged out at the panel stayed admitted for it.
+   */
   readonly now?: () => number;
+  /** The wall clock, in ms since the epoch, that an admission's `expiresAt` (a token's) is compared with. Default Date.now; for tests. */
+  readonly wallNow?: () => number;
 }
 
 export interface CacheStats {
@@ -62,8 +68,10 @@ type Kept = Omit<Admission, 'credential'> | Refusal;
 
 interface Entry {
   readonly answer: Kept;
-  /** Served until then (epoch ms, the clock of `now`). */
+  /** Served until then (ms on the monotonic clock of `now`). */
   readonly until: number;
+  /** An admission's own expiry (a token's), ms since the epoch on the wall clock: not served from then. */
+  readonly expiresAt: number | undefined;
   /** Stores before this one: which of two entries is older, for `maxEntries` (two stores may share a millisecond). */
   readonly seq: number;
 }
@@ -81,11 +89,12 @@ export class CachedResolver implements SessionResolver {
   readonly #inner: CredentialResolver;
   readonly #options: CachedResolverOptions;
   readonly #now: () => number;
+  readonly #wallNow: () => number;
   /**
    * Admissions and refusals apart, each Map in the order its entries were
    * stored (a re-stored key is deleted and set again). Within one Map every
-   * entry got the same TTL, so storage order is expiry order (on a clock that
-   * does not step back; if it does, `maxEntries` still holds) and a sweep
+   * entry got the same TTL, so storage order is expiry order (the clock is
+   * monotonic) and a sweep
    * from the front can stop at the first live entry: O(expired), not
    * O(entries). In one Map a refusal stored after an admission would wait
    * behind it for `positiveMs`, not `negativeMs`. (An admission may expire
@@ -109,7 +118,8 @@ export class CachedResolver implements SessionResolver {
   constructor(inner: CredentialResolver, options: CachedResolverOptions) {
     this.#inner = inner;
     this.#options = options;
-    this.#now = options.now ?? Date.now;
+    this.#now = options.now ?? (() => performance.now());
+    this.#wallNow = options.wallNow ?? Date.now;
     this.name = inner.name;
     const shortestTtl = Math.min(...[options.positiveMs, options.negativeMs].filter((ms) => ms > 0), MAX_SWEEP_INTERVAL_MS);
     this.#sweepIntervalMs = Math.max(MIN_SWEEP_INTERVAL_MS, shortestTtl);
@@ -121,7 +131,7 @@ export class CachedResolver implements SessionResolver {
     const key = cacheKey(handshake.kind, credential);
     const cached = this.#admitted.get(key) ?? this.#refused.get(key);
     if (cached) {
-      if (cached.until > this.#now()) {
+      if (cached.until > this.#now() && (cached.expiresAt === undefined || cached.expiresAt > this.#wallNow())) {
         this.#hits++;
         return cached.answer.outcome === 'admitted' ? { ...cached.answer, credential } : cached.answer;
       }
@@ -195,15 +205,20 @@ export class CachedResolver implements SessionResolver {
       if (resolution.outcome !== 'unavailable') this.#forget(key);
       return;
     }
-    let until = now + ttl;
-    // A credential that expires sooner (a token) is not trusted past its expiry.
-    if (resolution.outcome === 'admitted' && resolution.expiresAt !== undefined) until = Math.min(until, resolution.expiresAt);
+    const until = now + ttl;
+    // A credential that expires sooner (a token) is not trusted past its expiry: on the wall
+    // clock, which is what its expiry is told in.
+    const expiresAt = resolution.outcome === 'admitted' ? resolution.expiresAt : undefined;
+    if (expiresAt !== undefined && expiresAt <= this.#wallNow()) {
+      this.#forget(key);
+      return;
+    }
     this.#forget(key); // re-insert, possibly into the other Map: Map order is age order
     if (resolution.outcome === 'admitted') {
       const { credential: _credential, ...answer } = resolution;
-      this.#admitted.set(key, { answer, until, seq: this.#stores++ });
+      this.#admitted.set(key, { answer, until, expiresAt, seq: this.#stores++ });
     } else if (resolution.outcome === 'refused') {
-      this.#refused.set(key, { answer: resolution, until, seq: this.#stores++ });
+      this.#refused.set(key, { answer: resolution, until, expiresAt: undefined, seq: this.#stores++ });
     }
     this.#evictBeyondMax();
     this.#startSweeping();

@@ -63,7 +63,7 @@ export class LookUpGate {
         resolve(turn);
       };
       const gaveUp = (): void => settle(false);
-      const waiter: Waiter = { startBy: Date.now() + this.#maxWaitMs, settle };
+      const waiter: Waiter = { startBy: performance.now() + this.#maxWaitMs, settle };
       this.#waiting.add(waiter);
       signal.addEventListener('abort', gaveUp, { once: true });
       if (Number.isFinite(this.#maxWaitMs)) timer = setTimeout(gaveUp, this.#maxWaitMs);
@@ -72,7 +72,7 @@ export class LookUpGate {
 
   /** Ends a turn; the oldest waiting look-up still within `maxWaitMs` takes it. */
   leave(): void {
-    const now = Date.now();
+    const now = performance.now();
     for (const next of this.#waiting) {
       // Its timer is due but has not run yet (a busy event loop): too late all the same.
       if (next.startBy <= now) {
@@ -87,7 +87,7 @@ export class LookUpGate {
 }
 
 interface Waiter {
-  /** When it gives up waiting, in ms since the epoch. */
+  /** When it gives up waiting, in ms on the monotonic clock (performance.now: a wall clock step must not move it). */
   readonly startBy: number;
   /** Leaves the queue, with a turn or without. */
   readonly settle: (turn: boolean) => void;

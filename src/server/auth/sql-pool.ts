@@ -128,7 +128,7 @@ function noConnectionError(ms: number): Error {
   return Object.assign(new Error(`no connection within ${ms} ms (every one busy, or connecting took that long)`), { code: 'HERALD_SQL_NO_CONNECTION' });
 }
 
-/** When a look-up must give up and when it may start a query at the latest, in ms since the epoch. */
+/** When a look-up must give up and when it may start a query at the latest, in ms on the monotonic clock (performance.now: a step of the wall clock must not stretch or cut a timeout). */
 interface LookUpDeadlines {
   readonly answerBy: number;
   readonly startBy: number;
@@ -166,14 +166,14 @@ function connectFailed(e: unknown): unknown {
  * (QUERY_SHARE).
  */
 async function retryOnDeadConnection<T>(attempt: (deadlines: LookUpDeadlines) => Promise<T>, timeoutMs: number, retries: number, dead: (e: unknown) => boolean): Promise<T> {
-  const now = Date.now();
+  const now = performance.now();
   const deadlines = { answerBy: now + timeoutMs, startBy: now + timeoutMs * (1 - QUERY_SHARE) };
   for (let retry = 0; ; retry++) {
     try {
       return await attempt(deadlines);
     } catch (e) {
       const connectFailure = typeof e === 'object' && e !== null && connectFailures.has(e);
-      if (retry >= retries || connectFailure || !dead(e) || Date.now() >= deadlines.startBy) throw e;
+      if (retry >= retries || connectFailure || !dead(e) || performance.now() >= deadlines.startBy) throw e;
     }
   }
 }
@@ -334,7 +334,7 @@ class MysqlPool implements SqlPool {
       let timer = setTimeout(() => {
         settled = true;
         reject(noConnectionError(this.#timeoutMs * (1 - QUERY_SHARE)));
-      }, Math.max(1, startBy - Date.now()));
+      }, Math.max(1, startBy - performance.now()));
       // (A look-up that gave up stays in mysql2's queue; its turn hands the connection straight on.)
       this.#pool.getConnection((err, c) => {
         if (settled) {
@@ -350,7 +350,7 @@ class MysqlPool implements SqlPool {
         timer = setTimeout(() => {
           settled = true;
           reject(timeoutError(this.#timeoutMs));
-        }, Math.max(1, answerBy - Date.now()));
+        }, Math.max(1, answerBy - performance.now()));
         // mysql2's destroy() only half-closes the socket, which on a dead link stays open, and
         // leaves the query and a close()'s goodbye queued behind it unanswered for ever; ended
         // under it, the socket fails the query (fatal) and the connection leaves the pool.
@@ -423,7 +423,7 @@ class PostgresPool implements SqlPool {
 
   async #attempt(sql: string, param: string, { answerBy, startBy }: LookUpDeadlines): Promise<FirstValue> {
     // The wait for a connection ends when the query's share of the deadline is all that is left (QUERY_SHARE).
-    const waitMs = Math.max(1, startBy - Date.now());
+    const waitMs = Math.max(1, startBy - performance.now());
     const client = await withTimeout(this.#pool.connect(), waitMs, (late) => late.then((c) => c.release(), () => undefined), () => noConnectionError(this.#timeoutMs * (1 - QUERY_SHARE))).catch((e: unknown) => {
       throw connectFailed(e);
     });
@@ -448,7 +448,7 @@ class PostgresPool implements SqlPool {
         client.release(connectionEnded(e) ? (e instanceof Error ? e : true) : undefined);
       },
     );
-    const result = await withTimeout(query, Math.max(1, answerBy - Date.now()), undefined, () => timeoutError(this.#timeoutMs));
+    const result = await withTimeout(query, Math.max(1, answerBy - performance.now()), undefined, () => timeoutError(this.#timeoutMs));
     const first = result.rows[0];
     return first ? pgFirstValue(first[0], result.fields[0]?.dataTypeID) : undefined;
   }

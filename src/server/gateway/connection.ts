@@ -82,7 +82,15 @@ export interface ConnectionDeps {
   commands: CommandService | undefined;
   logger: Logger;
   limits: ConnectionLimits;
+  /** The wall clock, ms since the epoch: what the store's expiry is told in (readAfter). */
   now: () => number;
+  /**
+   * The clock of this tab's windows, waits and stalls (frames and errors per 10 s, the replay's
+   * link wait, the close's ack wait), in ms: monotonic, default performance.now; for tests. Not
+   * the wall clock: a step back of it froze the frame window, and a tab at 5% of its frame
+   * limit was closed 4429.
+   */
+  monotonicNow?: () => number;
   /** Open tabs of a kind on this node, or of every kind without one (the tab itself included once it is in the Hub). */
   tabCount: (kind?: PrincipalKind) => number;
   /** Where a tab closed for falling behind (a slow consumer) says so, bounded: a mass of them at once is one summary. */
@@ -94,6 +102,9 @@ export interface ResumeCursors {
   own?: { seq: number; epoch?: string | undefined };
   broadcast?: { seq: number; epoch?: string | undefined };
 }
+
+/** performance.now, the default monotonic clock of a tab's windows and waits (ConnectionDeps.monotonicNow). */
+const monotonicNow = (): number => performance.now();
 
 /** Live frames held for one tab during its replay, at most. */
 const MAX_HELD_FRAMES = 10_000;
@@ -245,7 +256,7 @@ export class Connection implements Tab {
   #sentOrder: SentOrder | undefined;
   /** While an orderly close waits for this tab's acks (closeWhenAcked): sends the close frame now. */
   #ackWait: (() => void) | undefined;
-  /** When #ackWait is called by its timer (#deps.now's clock), and that timer. */
+  /** When #ackWait is called by its timer (#tick's clock), and that timer. */
   #ackWaitEnds = 0;
   #ackTimer: NodeJS.Timeout | undefined;
   /** The ack waits this tab was last told (WELCOME, or PACE since). */
@@ -253,7 +264,9 @@ export class Connection implements Tab {
   /** A PACE frame that goes out with the next frame (#repace). */
   #pace: string | undefined = undefined;
   #epochs = { own: '', broadcast: '' };
-  #windowStart = 0;
+  /** The monotonic clock (ConnectionDeps.monotonicNow). */
+  readonly #tick: () => number;
+  #windowStart = -Infinity;
   #frames = 0;
   #errors = 0;
   #onClosed: (() => void) | undefined;
@@ -275,6 +288,7 @@ export class Connection implements Tab {
     this.principal = principal;
     this.credential = credential;
     this.#deps = deps;
+    this.#tick = deps.monotonicNow ?? monotonicNow;
     ws.on('message', (data, isBinary) => this.#onMessage(data as Buffer, isBinary));
     ws.on('pong', () => {
       this.#alive = true;
@@ -515,7 +529,7 @@ export class Connection implements Tab {
    * closed once it shows it no longer reads (heartbeat(), #replayStalled).
    */
   #linkRoom(): Promise<void> {
-    const now = this.#deps.now();
+    const now = this.#tick();
     const unsent = this.#ws.bufferedAmount;
     this.#linkWait = { unsent, acked: this.#acked.own + this.#acked.broadcast, movedAt: now, movedFrom: unsent, readAt: now };
     return new Promise<void>((resolve) => {
@@ -804,7 +818,7 @@ export class Connection implements Tab {
    * notification at a time.
    */
   #replayStalled(wait: LinkWait): boolean {
-    const now = this.#deps.now();
+    const now = this.#tick();
     const unsent = this.#ws.bufferedAmount;
     const acked = this.#acked.own + this.#acked.broadcast;
     if (unsent < wait.unsent) {
@@ -883,7 +897,7 @@ export class Connection implements Tab {
       // shutdown ends the socket when its grace is over, and a close frame
       // still waited for then never went out (1006, and the browser library
       // reconnects as after a network failure instead of being told why).
-      if (this.#ackWait && this.#ackWaitEnds > this.#deps.now() + waitMs) this.#waitForAcks(waitMs);
+      if (this.#ackWait && this.#ackWaitEnds > this.#tick() + waitMs) this.#waitForAcks(waitMs);
       return;
     }
     if (waitMs <= 0 || this.#ws.readyState !== this.#ws.OPEN || this.#owesNoAck()) {
@@ -908,7 +922,7 @@ export class Connection implements Tab {
       this.#ackWait?.();
       return;
     }
-    this.#ackWaitEnds = this.#deps.now() + waitMs;
+    this.#ackWaitEnds = this.#tick() + waitMs;
     this.#ackTimer = setTimeout(() => this.#ackWait?.(), waitMs);
     this.#ackTimer.unref();
   }
@@ -926,7 +940,7 @@ export class Connection implements Tab {
 
   /** Counts `weight` more frames (or errors) in this 10 s window; true when that passes the limit. */
   #overLimit(kind: 'frames' | 'errors', weight = 1): boolean {
-    const now = this.#deps.now();
+    const now = this.#tick();
     if (now - this.#windowStart > 10_000) {
       this.#windowStart = now;
       this.#frames = 0;
