@@ -72,6 +72,13 @@ export const AUDIT_BUSY_MS = 10;
 const OPEN_BUSY_MS = 1000;
 /** Records kept in memory while the file is locked; past it the oldest go (counted in a warning). About 1 KB each: a couple of MB. */
 export const AUDIT_PENDING_MAX = 2000;
+/**
+ * Ended runs whose `command_runs` row is kept in memory to be removed, while the file cannot be
+ * written; past it the oldest are forgotten (counted with the dropped records). An id each: 0.5 MB.
+ * More than the records (PENDING_MAX): a run's row matters more than its record, whose absence
+ * is only a gap, while a row left over is reported as a run lost to a crash.
+ */
+export const AUDIT_ENDED_RUNS_MAX = 10 * AUDIT_PENDING_MAX;
 /** How often records kept in memory try the locked file again, ms. Each try costs at most AUDIT_BUSY_MS of the event loop: 2 %. */
 export const AUDIT_RETRY_MS = 500;
 
@@ -100,6 +107,11 @@ export class SqliteCommandAudit implements CommandAuditStore, CommandRunJournal 
   #retry: NodeJS.Timeout | undefined;
   /** A lock has held records back since the last write (warned once per such spell). */
   #locked = false;
+  /**
+   * A write failed for another reason (a full disk, EMFILE: every write opens the `-journal`)
+   * since the last one that went through: its message, warned once per such spell.
+   */
+  #failing: string | undefined;
   #log: Pick<Logger, 'warn' | 'info'> | undefined;
   /** This process's runs in progress (id → row JSON), until their `finished` record. */
   readonly #runs = new Map<string, string>();
@@ -232,6 +244,7 @@ export class SqliteCommandAudit implements CommandAuditStore, CommandRunJournal 
     if (entry.event === 'finished' && entry.id !== undefined) {
       this.#runs.delete(entry.id);
       this.#runsDue.add(entry.id);
+      if (this.#runsDue.size > AUDIT_ENDED_RUNS_MAX) this.#forgetOldestEnded();
     }
     this.#pending.push(entry);
     if (this.#pending.length > AUDIT_PENDING_MAX) {
@@ -241,6 +254,15 @@ export class SqliteCommandAudit implements CommandAuditStore, CommandRunJournal 
     // Records wait for the retry in order behind those already waiting: trying the locked file
     // again for each would cost AUDIT_BUSY_MS of the event loop per record.
     if (this.#retry === undefined) this.#flush();
+  }
+
+  #forgetOldestEnded(): void {
+    for (const id of this.#runsDue) {
+      if (this.#runs.has(id)) continue;
+      this.#runsDue.delete(id);
+      this.#dropped++;
+      return;
+    }
   }
 
   running(run: RunningCommandRecord): void {
@@ -290,20 +312,22 @@ export class SqliteCommandAudit implements CommandAuditStore, CommandRunJournal 
         this.#scheduleRetry();
         return;
       }
-      // Not a lock (a full disk, a file that became read-only): the records are in the log lines;
-      // they are not held for a file that may never take them.
-      const lost = this.#pending.length;
-      this.#pending.length = 0;
-      this.#runsDue.clear();
-      throw new Error(`${(e as Error).message} (${lost} audit record${lost === 1 ? '' : 's'} not written)`);
+      // Not a lock (a full disk, EMFILE, a file that became read-only): kept in memory as for a
+      // lock (at most PENDING_MAX records) and tried again. Dropped, a run's end took with it the
+      // removal of its `command_runs` row, and the next start, however clean, called the run
+      // lost: "Herald stopped (killed or crashed)", which it had not.
+      this.#failed(e as Error);
+      return;
     }
     const written = this.#pending.length;
     this.#pending.length = 0;
     this.#runsDue.clear();
-    if (this.#locked || this.#dropped > 0) {
+    if (this.#locked || this.#failing !== undefined || this.#dropped > 0) {
+      const what = this.#failing !== undefined ? 'writable' : 'free';
       this.#locked = false;
-      this.#log?.info({ file: this.#file, written, dropped: this.#dropped }, 'command audit file is free again: the records kept in memory are written');
-      if (this.#dropped > 0) this.#log?.warn({ file: this.#file, dropped: this.#dropped }, `command audit: ${this.#dropped} records were dropped while the file was locked (more than ${AUDIT_PENDING_MAX} waiting)`);
+      this.#failing = undefined;
+      this.#log?.info({ file: this.#file, written, dropped: this.#dropped }, `command audit file is ${what} again: the records kept in memory are written`);
+      if (this.#dropped > 0) this.#log?.warn({ file: this.#file, dropped: this.#dropped }, `command audit: ${this.#dropped} records were dropped while they could not be written (more than ${AUDIT_PENDING_MAX} waiting)`);
       this.#dropped = 0;
     }
     this.#sinceTrim += written;
@@ -318,6 +342,18 @@ export class SqliteCommandAudit implements CommandAuditStore, CommandRunJournal 
     }
   }
 
+  /** A write that failed for another reason than a lock: said once per spell, tried again. */
+  #failed(e: Error): void {
+    if (this.#failing === undefined) {
+      this.#log?.warn(
+        { file: this.#file, err: e.message, pending: this.#pending.length },
+        `command audit file cannot be written (${e.message}): records are kept in memory (at most ${AUDIT_PENDING_MAX}) and written when it can be`,
+      );
+    }
+    this.#failing = e.message;
+    this.#arm();
+  }
+
   #scheduleRetry(): void {
     if (this.#retry !== undefined) return;
     if (!this.#locked) this.#log?.warn(
@@ -325,6 +361,11 @@ export class SqliteCommandAudit implements CommandAuditStore, CommandRunJournal 
       `command audit file is locked by another process (a sqlite3 shell in a transaction?): records are kept in memory (at most ${AUDIT_PENDING_MAX}) and written when it is free`,
     );
     this.#locked = true;
+    this.#arm();
+  }
+
+  #arm(): void {
+    if (this.#retry !== undefined) return;
     this.#retry = setTimeout(() => {
       this.#retry = undefined;
       try {
@@ -332,9 +373,9 @@ export class SqliteCommandAudit implements CommandAuditStore, CommandRunJournal 
       } catch (e) {
         this.#log?.warn({ file: this.#file, err: (e as Error).message }, 'command audit sink failed');
       }
-      // A lock still held re-arms the timer above.
+      // A lock still held, or a write that fails still, re-arms the timer.
     }, AUDIT_RETRY_MS);
-    // Records waiting for a lock must not keep a process that is otherwise done alive; close() writes them.
+    // Records waiting for the file must not keep a process that is otherwise done alive; close() writes them.
     this.#retry.unref();
   }
 
@@ -395,7 +436,11 @@ export class SqliteCommandAudit implements CommandAuditStore, CommandRunJournal 
     return r && { ...(JSON.parse(r.json) as CommandAuditRecord), row: r.row };
   }
 
-  /** Writes what is still pending if the file lets it within OPEN_BUSY_MS (once, at shutdown), then closes. */
+  /**
+   * Writes what is still pending if the file lets it within OPEN_BUSY_MS (once, at shutdown), then
+   * closes. When that fails, the runs this Herald saw end still lose their `command_runs` row if
+   * the file takes that much: left, the next start would call them lost to a kill or a crash.
+   */
   close(): void {
     if (this.#retry !== undefined) clearTimeout(this.#retry);
     this.#retry = undefined;
@@ -406,15 +451,36 @@ export class SqliteCommandAudit implements CommandAuditStore, CommandRunJournal 
       } catch (e) {
         this.#log?.warn({ file: this.#file, err: (e as Error).message }, 'command audit sink failed');
       }
-      if (this.#pending.length > 0) {
-        this.#log?.warn({ file: this.#file, lost: this.#pending.length, dropped: this.#dropped }, 'command audit file still locked at shutdown: records kept in memory are lost (they are in the log lines)');
-        this.#pending.length = 0;
-      }
-      this.#runsDue.clear();
+      if (this.#pending.length > 0 || this.#runsDue.size > 0) this.#lastResort();
       if (this.#retry !== undefined) clearTimeout(this.#retry);
       this.#retry = undefined;
     }
     if (this.#open?.db.open) this.#open.db.close();
+  }
+
+  /** close()'s write failed: the ended runs' rows alone, then a warning naming what is lost. */
+  #lastResort(): void {
+    const ended = [...this.#runsDue].filter((id) => !this.#runs.has(id));
+    let rowsLeft = ended;
+    if (ended.length > 0) {
+      try {
+        const open = this.#current();
+        open.db.transaction(() => {
+          for (const id of ended) open.dropRun.run(id);
+        }).immediate();
+        rowsLeft = [];
+      } catch {
+        // Said below.
+      }
+    }
+    const why = this.#failing ?? (this.#locked ? 'locked by another process' : 'not written');
+    this.#log?.warn(
+      { file: this.#file, err: why, lost: this.#pending.length, dropped: this.#dropped, runsLeftOpen: rowsLeft.length > 0 ? rowsLeft : undefined },
+      `command audit file cannot be written at shutdown (${why}): ${this.#pending.length} records kept in memory are lost (they are in the log lines)`
+        + (rowsLeft.length > 0 ? `; ${rowsLeft.length} ended runs stay open in it, and the next start will report them lost although this Herald saw them end` : ''),
+    );
+    this.#pending.length = 0;
+    this.#runsDue.clear();
   }
 }
 
