@@ -131,7 +131,8 @@ export interface ServerStatus {
    * fail now, and its WAL work (docs/http-api.md).
    */
   storeCounts: {
-    streams: number; retained: number; retainedBytes: number; keys: number;
+    /** retainedBytes: their JSON's length, against maxRetainedBytes (0: no cap); retainedMemoryBytes: the memory it takes. */
+    streams: number; retained: number; retainedBytes: number; maxRetainedBytes: number; retainedMemoryBytes: number; keys: number;
     transactions?: number; writeFailures?: number; writesFailing?: boolean;
     wal?: { checkpoints: number; catchUps: number; holds: number; syncs: number; syncFailures: number };
   };
@@ -140,8 +141,8 @@ export interface ServerStatus {
   /** null until a session look-up fails; then the last failure and whether look-ups fail still. */
   resolverFailures: { failing: boolean; reason: string; since: number; lastAt: number; count: number; total: number } | null;
   commands: unknown;
-  /** The server process's resident set size, bytes. */
-  memory: { rss: number };
+  /** The server process's resident set size, bytes; null when it could not be read (the process out of file descriptors). */
+  memory: { rss: number | null };
   [field: string]: unknown;
 }
 

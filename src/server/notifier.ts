@@ -58,6 +58,12 @@ export interface NotifierOptions {
   now?: () => number;
   /** The record of live-only sends' idempotency keys (window, bound). Default: LiveKeys' defaults. */
   liveKeys?: Omit<LiveKeysOptions, 'onFull'>;
+  /**
+   * Most one sendBatch may store and deliver (the option maxSendBytes): the
+   * length of each item's JSON, a recipient's item each; past it the batch is
+   * refused with 413 before anything is stored. Default: no bound.
+   */
+  maxSendBytes?: number;
 }
 
 /** Who one send goes to: a person, or every person of a kind (a broadcast, stored once in the kind's broadcast stream). */
@@ -139,6 +145,7 @@ export class Notifier {
   readonly #maxTtlMs: number;
   readonly #now: () => number;
   readonly #liveKeys: LiveKeys;
+  readonly #maxSendBytes: number;
   /**
    * Notifications dropped from full streams: a sender past a person's
    * maxPerStream drops one with each send, and each wrote a line (18,000 in
@@ -153,6 +160,7 @@ export class Notifier {
     this.#defaultTtlMs = options.defaultTtlMs;
     this.#maxTtlMs = options.maxTtlMs;
     this.#now = options.now ?? Date.now;
+    this.#maxSendBytes = options.maxSendBytes ?? Infinity;
     this.#liveKeys = new LiveKeys({
       ...options.liveKeys,
       onFull: (maxKeys) => this.#log.warn({ maxKeys }, 'idempotency keys of live-only sends: record full, the oldest are forgotten before their window ends'),
@@ -212,6 +220,12 @@ export class Notifier {
     const plans: Plan[] = new Array(items.length);
     const inputs: AppendInput[] = [];
     let waits: Array<Promise<number>> | undefined;
+    // A payload object several items share (a send to a list of people) is serialised once,
+    // not once per recipient: the last one serialised is kept with its JSON.
+    let lastPayload: NotificationPayload | undefined;
+    let lastJson = '';
+    // What the batch stores and delivers, bounded by maxSendBytes (refused before anything is stored).
+    let bytes = 0;
     for (let i = 0; i < items.length; i++) {
       const { to, payload, options = NO_OPTIONS } = items[i]!;
       const ttl = this.#ttl(options);
@@ -228,14 +242,22 @@ export class Notifier {
       if (key !== undefined && LONE_SURROGATE.test(key)) {
         throw new HeraldError('HERALD_ERR_VALIDATION', 'idempotencyKey must be Unicode text: it holds a lone surrogate (an unpaired \\uD800–\\uDFFF)');
       }
+      let json: string;
+      if (payload === lastPayload) {
+        json = lastJson;
+      } else {
+        json = typeof payload === 'string' ? JSON.stringify(payload) : serialise(payload);
+        lastPayload = payload;
+        lastJson = json;
+      }
+      if ((bytes += json.length) > this.#maxSendBytes) throw this.#tooLarge(items, i, bytes, lastPayload, lastJson);
       // A plain string is delivered as that string (PROTOCOL.md §1) and cannot carry SEQ: live only.
       if (typeof payload === 'string' || ttl === 0) {
-        const plan: Plan = { to, kind, tabs: typeof tabs === 'number' ? tabs : 0, live: typeof payload === 'string' ? JSON.stringify(payload) : serialise(payload) };
+        const plan: Plan = { to, kind, tabs: typeof tabs === 'number' ? tabs : 0, live: json };
         if (key !== undefined) plan.liveKey = { stream: kind === undefined ? principalKey(to as Principal) : broadcastStreamKey(kind), key };
         plans[i] = plan;
         continue;
       }
-      const json = serialise(payload);
       const input: AppendInput = { stream: kind === undefined ? principalKey(to as Principal) : broadcastStreamKey(kind), json, expiresAt: now + ttl };
       if (key !== undefined) input.idempotencyKey = key;
       plans[i] = { to, kind, tabs: typeof tabs === 'number' ? tabs : 0, input: inputs.length };
@@ -314,6 +336,35 @@ export class Notifier {
       throw e;
     }
     return results;
+  }
+
+  /**
+   * The refusal of a batch past maxSendBytes, found at item `at` with `bytes`
+   * counted so far: the rest is counted too (serialised: the distinct payloads
+   * of a request are no larger than its body), so that the answer says what
+   * the whole request comes to.
+   */
+  #tooLarge(items: readonly BatchSend[], at: number, bytes: number, lastPayload: NotificationPayload, lastJson: string): HeraldError {
+    let total = bytes;
+    for (let i = at + 1; i < items.length; i++) {
+      const { payload } = items[i]!;
+      if (payload !== lastPayload) {
+        try {
+          lastJson = typeof payload === 'string' ? JSON.stringify(payload) : serialise(payload);
+        } catch {
+          // Refused for what it is, not counted: the answer is about the size.
+          lastJson = '';
+        }
+        lastPayload = payload;
+      }
+      total += lastJson.length;
+    }
+    return new HeraldError(
+      'HERALD_ERR_TOO_LARGE',
+      `the notifications of this request come to ${total} bytes (each one's JSON once per recipient), past maxSendBytes (${this.#maxSendBytes}): `
+      + 'send it to fewer people per request, or make it smaller (a link to the text rather than the text)',
+      { option: 'maxSendBytes', bytes: total, maxSendBytes: this.#maxSendBytes },
+    );
   }
 
   /**

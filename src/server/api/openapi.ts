@@ -50,11 +50,11 @@ const ANY_ROUTE_ERRORS: RouteAnswers = {
   400: errorAnswer('HERALD_ERR_VALIDATION: a path, query or body its schema refuses, naming the part. HERALD_ERR_BAD_REQUEST: a URL that is not valid percent-encoding or has a path part over 100 characters, a Host header missing (HTTP/1.1), doubled or malformed; with a body, one that is not JSON in UTF-8 (docs/http-api.md).'),
   401: errorAnswer('HERALD_ERR_UNAUTHORIZED: the API token is missing or wrong.'),
   500: errorAnswer('HERALD_ERR_INTERNAL: a failure inside Herald, logged with the request id.'),
-  503: errorAnswer('HERALD_ERR_SHUTTING_DOWN: the server is stopping (with Retry-After when no route ran: send it again). HERALD_ERR_UNAVAILABLE: the store cannot write now (the disk full).'),
+  503: errorAnswer('HERALD_ERR_SHUTTING_DOWN: the server is stopping (with Retry-After when no route ran: send it again). HERALD_ERR_UNAVAILABLE: the store cannot write now (the disk full), or it is full (details.reason "store full": past maxRetainedBytes; a live-only send, ttl 0, still goes).'),
 };
 
 const BODY_ERRORS: RouteAnswers = {
-  413: errorAnswer('HERALD_ERR_TOO_LARGE: the body is over maxBodyBytes.'),
+  413: errorAnswer('HERALD_ERR_TOO_LARGE: the body is over maxBodyBytes, or (a send) its notifications, counted once per recipient, are over maxSendBytes (details: option, bytes, maxSendBytes).'),
 };
 
 const Count = (description?: string) => Type.Integer({ minimum: 0, ...(description === undefined ? {} : { description }) });
@@ -127,7 +127,9 @@ export const StatusReply = Type.Object({
   storeCounts: Type.Object({
     streams: Count('Streams with state.'),
     retained: Count('Notifications held for tabs.'),
-    retainedBytes: Count('The memory their JSON takes.'),
+    retainedBytes: Count('What their JSON comes to (its length: a byte a character for ASCII), as maxRetainedBytes counts it.'),
+    maxRetainedBytes: Count('The cap on retainedBytes (the option maxRetainedBytes): a stored send past it is refused with 503; 0: no cap.'),
+    retainedMemoryBytes: Count('The memory their JSON takes (the arena\'s 1 MiB chunks, and the texts too long for it).'),
     keys: Count('Idempotency keys held.'),
     transactions: Type.Optional(Count('SQLite: write transactions.')),
     writeFailures: Type.Optional(Count('SQLite: writes refused because their transaction failed, since the start.')),
@@ -143,7 +145,7 @@ export const StatusReply = Type.Object({
     queued: Type.Optional(Count()),
     allowed: Type.Optional(Type.Array(Type.Object({ entry: Type.String(), path: Type.Union([Type.String(), Type.Null()]) }), { description: 'The allowlist and what each entry resolved to at start (null: not installed).' })),
   }),
-  memory: Type.Object({ rss: Count('Resident set size, bytes.') }),
+  memory: Type.Object({ rss: Type.Union([Count('Resident set size, bytes.'), Type.Null()], { description: 'Resident set size, bytes; null when it could not be read (the process out of file descriptors).' }) }),
 }, { description: 'The server\'s health, counts and parts.' });
 
 /** GET /messages/{id}'s answer: what every MessageStore reports (protocol/delivery.ts). */

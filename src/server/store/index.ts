@@ -12,7 +12,7 @@ export type { MessageStore } from './message-store.js';
 export { MemoryStore } from './memory-store.js';
 export { SqliteStore } from './sqlite-store.js';
 
-type StoreOptions = Pick<HeraldOptions, 'store' | 'dataDir' | 'sqliteFile' | 'sqliteSynchronous' | 'pruneIntervalMs' | 'maxPerStream'>;
+type StoreOptions = Pick<HeraldOptions, 'store' | 'dataDir' | 'sqliteFile' | 'sqliteSynchronous' | 'pruneIntervalMs' | 'maxPerStream' | 'maxRetainedBytes'>;
 
 /** Where the SQLite store lives for these options. */
 export function sqlitePath(options: Pick<HeraldOptions, 'dataDir' | 'sqliteFile'>): string {
@@ -30,7 +30,7 @@ export function createStore(options: StoreOptions, logger: Logger): MessageStore
   };
   if (options.store === 'memory') {
     logger.info({ store: 'memory' }, 'store: memory (queued notifications are lost on restart)');
-    return new MemoryStore({ maxPerStream: options.maxPerStream, pruneIntervalMs: options.pruneIntervalMs, onPrune });
+    return new MemoryStore({ maxPerStream: options.maxPerStream, maxRetainedBytes: options.maxRetainedBytes, pruneIntervalMs: options.pruneIntervalMs, onPrune });
   }
   const file = sqlitePath(options);
   // A file where a directory of the path should be (a dataDir that names a file): statSync
@@ -49,7 +49,7 @@ export function createStore(options: StoreOptions, logger: Logger): MessageStore
   }
   createPrivateFiles(file, options, logger);
   const store = new SqliteStore({
-    file, maxPerStream: options.maxPerStream, synchronous: options.sqliteSynchronous,
+    file, maxPerStream: options.maxPerStream, maxRetainedBytes: options.maxRetainedBytes, synchronous: options.sqliteSynchronous,
     pruneIntervalMs: options.pruneIntervalMs, onPrune, logger,
     onCheckpointError: (err) => logger.warn({ err: err.message }, 'store: WAL checkpoint'),
     onFileLost: (err) => logger.error({ file, err: err.message }, 'store: file lost, every stored send is refused until Herald restarts'),
@@ -63,6 +63,10 @@ export function createStore(options: StoreOptions, logger: Logger): MessageStore
     'store: sqlite (queued notifications loaded into memory from the journal)',
   );
   if (migrated > 0) logger.info({ file, migrated }, 'store: file migrated to the journal layout (schema 3)');
+  const { retainedBytes, maxRetainedBytes } = store.counts();
+  if (maxRetainedBytes > 0 && retainedBytes >= maxRetainedBytes) {
+    logger.warn({ file, retainedBytes, maxRetainedBytes }, 'store: the notifications loaded reach maxRetainedBytes: stored sends are refused (503) until older ones expire or are dropped');
+  }
   if (store.rotatedEpochs) {
     logger.warn({ file }, `store: ${store.rotation ?? 'not closed cleanly'}; so every stream got a new EPOCH (tabs are told with RESET)`);
   }

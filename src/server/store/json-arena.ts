@@ -74,10 +74,19 @@ export class JsonArena {
     return c.buf.toString(h & UTF16 ? 'utf16le' : 'latin1', at + HEADER, at + HEADER + (h & ~UTF16));
   }
 
-  /** Forgets the string at `pos`. */
-  free(pos: number): void {
+  /** Forgets the string at `pos`; returns its length (in UTF-16 code units, as `string.length` counts). */
+  free(pos: number): number {
     const c = this.#chunk(pos);
-    this.#forget(c, HEADER + (c.buf.readUInt32LE(pos % CHUNK) & ~UTF16));
+    const h = c.buf.readUInt32LE(pos % CHUNK);
+    const n = h & ~UTF16;
+    this.#forget(c, HEADER + n);
+    return h & UTF16 ? n / 2 : n;
+  }
+
+  /** The length of the string at `pos` (UTF-16 code units), without reading it. */
+  lengthAt(pos: number): number {
+    const h = this.#chunk(pos).buf.readUInt32LE(pos % CHUNK);
+    return h & UTF16 ? (h & ~UTF16) / 2 : h;
   }
 
   /** Copies the string at `pos` to the active chunk; returns its new position. */

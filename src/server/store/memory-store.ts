@@ -45,6 +45,7 @@ export class MemoryStore implements MessageStore {
 
   constructor(options: MemoryStoreOptions) {
     this.#index = new StreamIndex(options.maxPerStream, newEpoch());
+    this.#index.maxRetainedBytes = options.maxRetainedBytes ?? 0;
     this.#writes = new WriteBatch(this.#index);
     this.#pruner = new PruneTimer((now) => this.prune(now), options.pruneIntervalMs ?? 0, options.onPrune);
   }

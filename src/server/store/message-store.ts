@@ -118,8 +118,15 @@ export interface StoreCounts {
   streams: number;
   /** Notifications held for tabs, acknowledged or not, until dropped past maxPerStream or expired. */
   retained: number;
-  /** Memory their JSON takes: the arena's chunks outside the JavaScript heap (1 MiB each), and the strings too long for them. */
+  /**
+   * What their JSON comes to: the sum of its lengths (a byte a character for
+   * ASCII), as the store counts them against maxRetainedBytes.
+   */
   retainedBytes: number;
+  /** The store's cap on retainedBytes (the option maxRetainedBytes); 0 = none. */
+  maxRetainedBytes: number;
+  /** Memory their JSON takes: the arena's chunks outside the JavaScript heap (1 MiB each), and the strings too long for them. */
+  retainedMemoryBytes: number;
   /** Idempotency keys of stored sends held: at most one per retained notification (docs/delivery.md, Sending). */
   keys: number;
   /** The SQLite store's write transactions (each a batch of appends and acks); absent for the memory store. */
@@ -144,4 +151,10 @@ export interface StoreCounts {
 export interface MessageStoreLimits {
   /** Messages kept per stream; beyond it the oldest are dropped. */
   maxPerStream: number;
+  /**
+   * The most the retained notifications' JSON may come to (StoreCounts.retainedBytes);
+   * an append past it is refused with 503 HERALD_ERR_UNAVAILABLE, the whole call
+   * (appendMany) with it. 0 or absent = no cap.
+   */
+  maxRetainedBytes?: number;
 }

@@ -8,7 +8,7 @@ import type { AppendInput, AppendResult, MessageStatus, MessageStore, MessageSto
 import { PruneTimer } from './prune-timer.js';
 import { CorruptJournalError, decodeBody, decodeWtf8, detach, encodeAck, encodeEntry, type JournalEntry } from './journal-codec.js';
 import { abandonStoreFile, openStoreFile, SCHEMA_VERSION, SEQ_FLOOR_KEY, settleStoreFile, takeLock } from './sqlite-schema.js';
-import { PRUNE_SLICE, StreamIndex, WriteBatch, type EvictHook, type StreamState } from './stream-index.js';
+import { isStoreFull, PRUNE_SLICE, StreamIndex, WriteBatch, type EvictHook, type StreamState } from './stream-index.js';
 import { JsonArena } from './json-arena.js';
 import { WalCheckpointer } from './wal-checkpointer.js';
 
@@ -257,6 +257,7 @@ export class SqliteStore implements MessageStore {
     this.#lock = lock;
     this.#q = prepare(db);
     this.#index = new StreamIndex(options.maxPerStream, storeEpoch, derivation);
+    this.#index.maxRetainedBytes = options.maxRetainedBytes ?? 0;
     this.#staged = new WriteBatch(this.#index);
     try {
       const { journalRows, messages } = this.#load((options.clock ?? Date.now)(), options.file);
@@ -459,6 +460,11 @@ export class SqliteStore implements MessageStore {
         try {
           this.#commit([w]);
         } catch (e) {
+          // Past maxRetainedBytes: refused before its transaction, which did not fail.
+          if (isStoreFull(e)) {
+            w.reject(e);
+            continue;
+          }
           this.#refused(w, e);
           w.reject(new HeraldError('HERALD_ERR_UNAVAILABLE', `store write failed: ${(e as Error).message}`));
         }

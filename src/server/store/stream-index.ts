@@ -13,6 +13,7 @@ import type { AppendInput, AppendResult, MessageStatus, ReadResult, StoredMessag
 import { derivedEpoch, EPOCH_DERIVATION, messageId, parseMessageId, type EpochDerivation } from './message-id.js';
 import { JsonArena } from './json-arena.js';
 import { setImmediate as yieldToLoop } from 'node:timers/promises';
+import { HeraldError } from '../errors.js';
 
 /** A retained notification. Its id is derived (stream, epoch, SEQ) when it is read. */
 export interface Retained {
@@ -130,6 +131,16 @@ const SEQ = 0;
 const EXPIRES = 1;
 const LOC = 2;
 const ROW = 3;
+/**
+ * What the retained notifications of every stream of an index come to: the
+ * sum of their JSON's lengths (UTF-16 code units: a byte each for ASCII
+ * text, which JSON mostly is), kept as they are stored and let go. What the
+ * store's cap (maxRetainedBytes) bounds and `/api/v1/status` shows.
+ */
+export interface RetainedTally {
+  bytes: number;
+}
+
 /** Rows of a stream's first table (96 bytes: V8 keeps it outside its heap). */
 const FIRST_ROWS = 4;
 /** A table larger than this many rows shrinks when pruning leaves it a quarter full or less. */
@@ -159,6 +170,7 @@ export class StreamState {
   #rows: Float64Array = NO_ROWS;
   #long: Map<number, string> | undefined = undefined;
   readonly #arena: JsonArena;
+  readonly #tally: RetainedTally;
   /** The idempotency keys of the retained notifications, while there is one. */
   keys: StreamKeys | undefined = undefined;
   /** Nothing retained here (notification or key) expires before this: pruning skips the stream until then. */
@@ -178,8 +190,9 @@ export class StreamState {
    */
   idleSeq = -1;
 
-  constructor(readonly epoch: string, arena: JsonArena) {
+  constructor(readonly epoch: string, arena: JsonArena, tally: RetainedTally = { bytes: 0 }) {
     this.#arena = arena;
+    this.#tally = tally;
   }
 
   get retained(): number {
@@ -214,6 +227,7 @@ export class StreamState {
     const rows = this.#rows;
     rows[at + SEQ] = m.seq;
     rows[at + EXPIRES] = m.expiresAt;
+    this.#tally.bytes += m.json.length;
     if (JsonArena.holds(m.json)) {
       rows[at + LOC] = this.#arena.put(m.json);
     } else {
@@ -247,8 +261,20 @@ export class StreamState {
   /** Lets go of the JSON of the notification in row i. */
   #release(i: number): void {
     const loc = this.#rows[i * ROW + LOC]!;
-    if (loc >= 0) this.#arena.free(loc);
-    else this.#long!.delete(this.#rows[i * ROW + SEQ]!);
+    if (loc >= 0) {
+      this.#tally.bytes -= this.#arena.free(loc);
+    } else {
+      const seq = this.#rows[i * ROW + SEQ]!;
+      this.#tally.bytes -= this.#long!.get(seq)!.length;
+      this.#long!.delete(seq);
+    }
+  }
+
+  /** The length of the JSON of the i-th retained notification, oldest first (what it counts in the tally). */
+  lengthAt(i: number): number {
+    const row = this.#start + i;
+    const loc = this.#rows[row * ROW + LOC]!;
+    return loc >= 0 ? this.#arena.lengthAt(loc) : this.#long!.get(this.#rows[row * ROW + SEQ]!)!.length;
   }
 
   /** Drops the `n` oldest retained notifications, and their idempotency keys. */
@@ -376,6 +402,15 @@ export class StreamIndex {
   readonly streams = new Map<string, StreamState>();
   /** The retained notifications' JSON, of every stream. */
   readonly arena = new JsonArena();
+  /** What the retained notifications' JSON comes to (RetainedTally), kept up to date by every stream. */
+  readonly tally: RetainedTally = { bytes: 0 };
+  /**
+   * The most the tally may reach (maxRetainedBytes): an append that would
+   * take it past this is refused (WriteBatch.append); 0 = no cap. A store
+   * that loads more than this (the cap lowered since) keeps it, and refuses
+   * appends until enough has gone.
+   */
+  maxRetainedBytes = 0;
   /**
    * The highest last SEQ of any stream ever evicted (0 while none was). A
    * pruning pass evicts idle streams (else every person ever sent to kept
@@ -397,8 +432,8 @@ export class StreamIndex {
     return this.streams.get(stream);
   }
 
-  /** Streams, notifications retained, the memory their JSON takes (the arena's chunks and the strings too long for it), and idempotency keys: one pass over the streams. */
-  counts(): { streams: number; retained: number; retainedBytes: number; keys: number } {
+  /** Streams, notifications retained, what their JSON comes to (the tally) and its cap, the memory it takes (the arena's chunks and the strings too long for it), and idempotency keys: one pass over the streams. */
+  counts(): { streams: number; retained: number; retainedBytes: number; maxRetainedBytes: number; retainedMemoryBytes: number; keys: number } {
     let retained = 0;
     let longBytes = 0;
     let keys = 0;
@@ -407,14 +442,17 @@ export class StreamIndex {
       longBytes += s.longBytes;
       keys += s.keys?.size ?? 0;
     }
-    return { streams: this.streams.size, retained, retainedBytes: this.arena.stats.heldBytes + longBytes, keys };
+    return {
+      streams: this.streams.size, retained, retainedBytes: this.tally.bytes, maxRetainedBytes: this.maxRetainedBytes,
+      retainedMemoryBytes: this.arena.stats.heldBytes + longBytes, keys,
+    };
   }
 
   /** The stream's state, created (with the given epoch, its SEQs starting above the floor) when it has none. */
   create(stream: string, epoch: string): StreamState {
     let s = this.streams.get(stream);
     if (!s) {
-      this.streams.set(stream, (s = new StreamState(epoch, this.arena)));
+      this.streams.set(stream, (s = new StreamState(epoch, this.arena, this.tally)));
       s.lastSeq = s.acked = this.seqFloor;
     }
     return s;
@@ -569,6 +607,8 @@ export class WriteBatch {
    * stream still retains (every lower one is gone); 0 after any other append.
    */
   lastFloor = 0;
+  /** What the staged appends add to the index's tally, less what the cap drops for them. */
+  #bytes = 0;
 
   constructor(index: StreamIndex) {
     this.#index = index;
@@ -617,7 +657,24 @@ export class WriteBatch {
       p.dropped += dropped;
       this.lastFloor = this.#seqAt(p, p.dropped);
     }
+    const cap = this.#index.maxRetainedBytes;
+    if (cap > 0) {
+      // What the store would retain with this append: what it does, what the batch staged
+      // before it, and this one, less what the stream's cap drops for it. A throw discards
+      // the batch (both stores' flushes), so nothing staged above needs undoing.
+      let change = input.json.length;
+      for (let i = p.dropped - dropped; i < p.dropped; i++) change -= this.#lengthAt(p, i);
+      const before = this.#index.tally.bytes + this.#bytes;
+      if (before + change > cap) throw storeFull(before, input.json.length, cap);
+      this.#bytes += change;
+    }
     return { id: messageId(p.epoch, seq, p.stream), seq, epoch: p.epoch, duplicate: false, dropped };
+  }
+
+  /** The JSON length of the notification at position i of [state's retained…, added…]. */
+  #lengthAt(p: Pending, i: number): number {
+    const committed = p.state?.retained ?? 0;
+    return i < committed ? p.state!.lengthAt(i) : p.added[i - committed]!.json.length;
   }
 
   /** The oldest SEQ the stream keeps after the appends staged so far (lastSeq + 1 when it keeps none). */
@@ -673,8 +730,31 @@ export class WriteBatch {
   }
 
   discard(): void {
+    this.#bytes = 0;
     for (const p of this.#pending) if (p.state) p.state.staged = undefined;
     this.#pending.length = 0;
     if (this.#fresh.size > 0) this.#fresh.clear();
   }
+}
+
+/** What a refusal for the store's cap (maxRetainedBytes) carries in its `details`. */
+export const STORE_FULL = 'store full';
+
+/**
+ * The refusal of an append past maxRetainedBytes: 503, as for a store that
+ * cannot write (a client may try again once older notifications have gone),
+ * naming the option and the figures. Live-only sends store nothing and still go.
+ */
+function storeFull(retained: number, adding: number, cap: number): HeraldError {
+  return new HeraldError(
+    'HERALD_ERR_UNAVAILABLE',
+    `the store is full: it retains ${retained} bytes of notifications and this one's ${adding} would take it past maxRetainedBytes (${cap}); `
+    + 'stored sends are refused until older notifications expire or are dropped (maxPerStream), live-only sends (ttl 0) still go',
+    { reason: STORE_FULL, option: 'maxRetainedBytes', retainedBytes: retained, maxRetainedBytes: cap },
+  );
+}
+
+/** Whether `e` is the refusal of an append past maxRetainedBytes (not a failed write). */
+export function isStoreFull(e: unknown): boolean {
+  return e instanceof HeraldError && (e.details as { reason?: unknown } | undefined)?.reason === STORE_FULL;
 }
