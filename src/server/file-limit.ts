@@ -7,6 +7,10 @@
  * that, keeping descriptors for everything else.
  */
 import { readFileSync } from 'node:fs';
+import type { Server, Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { Logger } from 'pino';
+import { ThrottledLog } from './throttled-log.js';
 
 /**
  * The soft limit on open files (Node raises it to the hard limit as it
@@ -31,4 +35,141 @@ export function openFileLimit(read: () => string = () => readFileSync('/proc/sel
  */
 export function tabsWithin(fileLimit: number): number {
   return Math.max(Math.floor(fileLimit / 2), fileLimit - Math.max(256, Math.ceil(fileLimit / 10)));
+}
+
+/**
+ * Descriptors kept for what is not a connection, whatever the load: node's own (the event loop
+ * and its threads, the standard streams), the listeners, the store's files (the database, its
+ * WAL and shared memory, the lock), the audit file and its journal, the logs. About 40 at rest
+ * (measured with every listener open); the rest is room.
+ */
+export const FILES_RESERVE = 64;
+/** Per command running at once: its /dev/null, its stdout and stderr pipes, and a /proc read. */
+export const FILES_PER_COMMAND = 4;
+/** The fewest connections the legacy door and the HTTP listeners each keep, however tight the limit (the start warns then). */
+export const CONNECTIONS_MIN = 8;
+
+/** The HTTP API connections (besides the tabs) the legacy door leaves when the limit leaves room for both. */
+export const API_CONNECTIONS = 64;
+
+/** What an open-file limit leaves for each kind of connection, besides the tabs. */
+export interface ConnectionCaps {
+  /** Legacy TCP connections at once: legacyMaxConnections, or less when the limit leaves less. */
+  legacy: number;
+  /** HTTP connections at once over all the HTTP listeners, tabs (upgraded connections) included. */
+  http: number;
+  /** What was kept for the rest: FILES_RESERVE, the commands' pipes, the sql resolver's pool. */
+  reserve: number;
+}
+
+/**
+ * Shares out `fileLimit` (see tabsWithin): `tabs` for the tabs, `reserve` for files, pipes and
+ * the resolver's connections, and what is left between the legacy door (half, or
+ * `legacyMaxConnections` when that is less) and the API's HTTP connections (the rest, on top of
+ * the tabs, which are HTTP connections too until they close). Past these, connections are
+ * closed as they come, so that the descriptors of the store, the audit and the commands stay
+ * theirs: without caps, 128 tabs and 93 idle legacy connections took all 256 descriptors, and
+ * handshakes were dropped unanswered, commands failed with "spawn EMFILE", the store's writes
+ * failed and audit records were lost.
+ */
+export function connectionCaps(fileLimit: number, tabs: number, legacyMaxConnections: number, reserve: number): ConnectionCaps {
+  const spare = Math.max(0, fileLimit - tabs - reserve);
+  // Half, or all but API_CONNECTIONS where that is more: a backend's API clients are few, and
+  // halving would lower the default legacyMaxConnections (and warn) at every common limit.
+  const legacy = Math.min(legacyMaxConnections, Math.max(CONNECTIONS_MIN, Math.floor(spare / 2), spare - API_CONNECTIONS));
+  return { legacy, http: tabs + Math.max(CONNECTIONS_MIN, spare - legacy), reserve };
+}
+
+/** The descriptors `connectionCaps` keeps for everything but connections, for these options. */
+export function filesReserve(options: { commandsEnabled: boolean; commandsConcurrency: number; authResolver: string; sqlPoolSize: number }): number {
+  return FILES_RESERVE
+    + (options.commandsEnabled ? FILES_PER_COMMAND * options.commandsConcurrency : 0)
+    + (options.authResolver === 'sql' ? options.sqlPoolSize : 0);
+}
+
+/**
+ * The caps for a server holding `tabs` tabs at most, from the open-file limit read now;
+ * undefined where it cannot be read (no caps then, as for the tabs). Said at start when the
+ * limit leaves the legacy door fewer connections than legacyMaxConnections.
+ */
+export function connectionLimits(
+  options: { legacyEnabled: boolean; legacyMaxConnections: number; commandsEnabled: boolean; commandsConcurrency: number; authResolver: string; sqlPoolSize: number },
+  tabs: number,
+  logger: Pick<Logger, 'warn'>,
+  fileLimit: number | undefined = openFileLimit(),
+): ConnectionCaps | undefined {
+  if (fileLimit === undefined) return undefined;
+  const caps = connectionCaps(fileLimit, tabs, options.legacyEnabled ? options.legacyMaxConnections : 0, filesReserve(options));
+  if (options.legacyEnabled && caps.legacy < options.legacyMaxConnections) {
+    logger.warn(
+      { legacyMaxConnections: options.legacyMaxConnections, maxConnections: caps.legacy, openFileLimit: fileLimit, maxTabs: tabs, httpConnections: caps.http },
+      `legacyMaxConnections (${options.legacyMaxConnections}) is more than the open-file limit (${fileLimit}) leaves for the legacy door: it takes ${caps.legacy} connections at most, the HTTP listeners ${caps.http} (tabs included), ${caps.reserve} descriptors are kept for the store, the audit file and commands; raise the limit (LimitNOFILE= in a systemd unit, ulimit -n) for more`,
+    );
+  }
+  return caps;
+}
+
+const OUT_OF_DESCRIPTORS = new Set(['EMFILE', 'ENFILE']);
+
+/** Whether `err` says the process (EMFILE) or the system (ENFILE) has no descriptor left. */
+export function outOfDescriptors(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && OUT_OF_DESCRIPTORS.has(code);
+}
+
+/**
+ * At most `most` connections open at once over the servers it watches (the public HTTP
+ * listener and the old daemon's ports share one count, as they share the descriptors): one
+ * past it is closed as it is accepted, unanswered, and said in a throttled log line. An accept
+ * that fails for want of a descriptor is said there too: libuv otherwise closes such
+ * connections without a word.
+ */
+export class ConnectionCap {
+  readonly most: number;
+  readonly #log: ThrottledLog;
+  readonly #logger: Pick<Logger, 'warn' | 'info' | 'error'>;
+  #open = 0;
+  /** One function for every connection's close, not a closure each (the connect path is measured). */
+  readonly #closed = (): void => {
+    this.#open--;
+  };
+
+  constructor(most: number, logger: Pick<Logger, 'warn' | 'info' | 'error'>, now: () => number = () => performance.now()) {
+    this.most = most;
+    this.#logger = logger;
+    this.#log = new ThrottledLog(logger, now, {
+      summary: (byReason, windowMs, perWindow) => ({
+        fields: { refused: Object.values(byReason).reduce((a, b) => a + b, 0), byReason, windowMs, most },
+        message: `HTTP connections refused and not logged one by one: more than ${perWindow} in ${windowMs / 1000} s`,
+      }),
+    });
+  }
+
+  /** Connections open now over the watched servers. */
+  get open(): number {
+    return this.#open;
+  }
+
+  watch(server: Server): void {
+    // Before node's own listener: a connection past the cap is closed before a parser is made for it.
+    server.prependListener('connection', (socket: Socket) => {
+      if (this.#open >= this.most) {
+        socket.destroy();
+        this.#log.log('warn', 'cap', { peer: socket.remoteAddress, most: this.most }, `HTTP connection closed unanswered: ${this.most} are open, what the open-file limit allows (tabs included); raise the limit (LimitNOFILE=, ulimit -n)`);
+        return;
+      }
+      this.#open++;
+      socket.once('close', this.#closed);
+    });
+    server.on('error', (err: Error) => {
+      if (outOfDescriptors(err)) this.#log.log('warn', 'descriptors', { err: err.message }, 'HTTP connection not accepted: the process has no file descriptor left (EMFILE); raise the limit (LimitNOFILE=, ulimit -n)');
+      // A listen that fails (a port in use) is its caller's to report; once listening, only an accept fails.
+      else if (server.listening) this.#logger.error({ err: err.message }, 'HTTP listener error');
+    });
+  }
+
+  /** Says what the window counted and did not log one by one (at shutdown). */
+  flush(): void {
+    this.#log.flush();
+  }
 }

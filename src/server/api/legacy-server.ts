@@ -18,6 +18,7 @@ import { JsonStreamFramer, type FramerEvent } from './json-stream.js';
 import { handleParsedLegacyRequest } from './legacy-handler.js';
 import { legacyError, parseLegacyRequest, type ParsedLegacyRequest } from './legacy-request.js';
 import { ThrottledLog } from '../throttled-log.js';
+import { outOfDescriptors } from '../file-limit.js';
 
 /** The options the listener reads. */
 export type LegacyServerSettings = Pick<
@@ -41,6 +42,11 @@ export interface LegacyServerOptions {
    * shorten it.
    */
   lateWaitMs?: number;
+  /**
+   * Connections open at once, at most: `options.legacyMaxConnections`, or fewer where the
+   * open-file limit leaves fewer descriptors for the door (file-limit.ts, connectionCaps).
+   */
+  maxConnections?: number;
 }
 
 /**
@@ -574,10 +580,12 @@ export class LegacyServer {
   readonly #log: Logger;
   readonly #server: net.Server;
   readonly #connections = new Set<LegacyConnection>();
+  /** Connections open at once, at most (LegacyServerOptions.maxConnections). */
+  readonly maxConnections: number;
   #address: { host: string; port: number } | undefined;
   #closing: Promise<void> | undefined;
 
-  constructor({ host, port, notifier, commands, options, logger, lateWaitMs = LATE_REQUEST_WAIT_MS }: LegacyServerOptions) {
+  constructor({ host, port, notifier, commands, options, logger, lateWaitMs = LATE_REQUEST_WAIT_MS, maxConnections = options.legacyMaxConnections }: LegacyServerOptions) {
     this.#host = host;
     this.#port = port;
     this.notifier = notifier;
@@ -596,14 +604,15 @@ export class LegacyServer {
     this.#log = logger.child({ component: 'legacy' });
     // allowHalfOpen: a peer that writes its request and shuts down its side still gets the answer.
     this.#server = net.createServer({ allowHalfOpen: true, noDelay: true }, (socket) => this.#accept(socket));
-    this.#server.maxConnections = options.legacyMaxConnections;
+    this.maxConnections = Math.min(maxConnections, options.legacyMaxConnections);
+    this.#server.maxConnections = this.maxConnections;
     this.refusals = new ThrottledLog(this.#log, () => performance.now(), {
       summary: (byReason, windowMs, perWindow) => ({
         fields: { refused: Object.values(byReason).reduce((a, b) => a + b, 0), byReason, windowMs },
         message: `legacy connections and requests refused and not logged one by one: more than ${perWindow} in ${windowMs / 1000} s`,
       }),
     });
-    this.#server.on('drop', (d) => this.refusals.log('warn', 'legacyMaxConnections', { peer: d?.remoteAddress }, 'legacy connection refused: legacyMaxConnections reached'));
+    this.#server.on('drop', (d) => this.#refuseConnection(d?.remoteAddress));
   }
 
   /** Where it listens, once listening. */
@@ -622,7 +631,11 @@ export class LegacyServer {
       this.#server.once('error', onError);
       this.#server.listen({ host: this.#host, port: this.#port }, () => {
         this.#server.off('error', onError);
-        this.#server.on('error', (e) => this.#log.error({ err: e.message }, 'legacy listener error'));
+        this.#server.on('error', (e) => {
+          // An accept that found no descriptor: one line a window, not one a connection.
+          if (outOfDescriptors(e)) this.refusals.log('warn', 'EMFILE', { err: e.message }, 'legacy connection not accepted: the process has no file descriptor left (EMFILE); raise the limit (LimitNOFILE=, ulimit -n)');
+          else this.#log.error({ err: e.message }, 'legacy listener error');
+        });
         const a = this.#server.address() as net.AddressInfo;
         this.#address = { host: a.address, port: a.port };
         // Not `token`: the logger redacts that key (logger.ts), and the line said "token":"[redacted]".
@@ -639,14 +652,19 @@ export class LegacyServer {
     }
     // A connection whose peer left still counts while it carries out what it read (maxConnections
     // counts open sockets only): connecting, writing and closing in a loop must not pile up work.
-    if (this.#connections.size >= this.settings.legacyMaxConnections) {
-      this.refusals.log('warn', 'legacyMaxConnections', { peer: socket.remoteAddress }, 'legacy connection refused: legacyMaxConnections reached');
+    if (this.#connections.size >= this.maxConnections) {
+      this.#refuseConnection(socket.remoteAddress);
       socket.destroy();
       return;
     }
     const conn = new LegacyConnection(socket, this, this.#log);
     this.#connections.add(conn);
     void conn.closed.then(() => this.#connections.delete(conn));
+  }
+
+  #refuseConnection(peer: string | undefined): void {
+    const why = this.maxConnections < this.settings.legacyMaxConnections ? ', what the open-file limit leaves for the legacy door' : '';
+    this.refusals.log('warn', 'legacyMaxConnections', { peer, maxConnections: this.maxConnections }, `legacy connection refused: legacyMaxConnections reached (${this.maxConnections} open${why})`);
   }
 
   /**
