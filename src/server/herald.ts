@@ -3,7 +3,7 @@
  * and nowhere else; listen(); close().
  */
 import { createServer, type Server as HttpServer } from 'node:http';
-import { isIPv6, type AddressInfo } from 'node:net';
+import { isIPv6, type AddressInfo, type Socket } from 'node:net';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import type { Logger } from 'pino';
@@ -24,7 +24,7 @@ import type { CommandService } from './commands/command-service.js';
 import { CommandRunner } from './commands/runner.js';
 import { createCommandAudit } from './commands/audit-sqlite.js';
 import { Gateway } from './gateway/gateway.js';
-import { openFileLimit, tabsWithin } from './file-limit.js';
+import { ConnectionCap, connectionLimits, openFileLimit, tabsWithin } from './file-limit.js';
 import { tuneHeap, tunePretenuring, tuneScavenger } from './heap-tuning.js';
 import { Hub } from './hub.js';
 import { createLogger } from './logger.js';
@@ -74,7 +74,12 @@ export class Herald {
   readonly #compatServers: Array<{ kind: PrincipalKind; port: number; server: HttpServer }> = [];
   /** What the browser endpoints check a handshake on: the probe on the old daemon's ports asks it too. */
   readonly #admission: AdmissionDeps;
-  readonly #startedAt = Date.now();
+  /** The HTTP listeners' connections, tabs included, at most what the open-file limit leaves them (file-limit.ts); none where it cannot be read. */
+  #httpCap: ConnectionCap | undefined;
+  /** The HTTP listeners' open connections (the main port's and the old daemon's ports'), tabs included: see #closeHttp. */
+  readonly #httpConnections = new Set<Socket>();
+  /** When it started, on the monotonic clock: the uptime (the wall clock may step back, and it went negative). */
+  readonly #startedAt = performance.now();
   /** The session resolver's failed look-ups, for the status. */
   readonly #resolverFailures: ResolverFailures;
   /** Read by the HTTP hooks (installShutdownHandling): true from the start of close(). */
@@ -149,6 +154,7 @@ export class Herald {
     hub.onPresenceChange((p, n) => broker.setLocalPresence(p, n));
     const notifier = new Notifier({
       store, broker, logger: logger.child({ part: 'notifier' }), defaultTtlMs: options.defaultTtlMs, maxTtlMs: options.maxTtlMs,
+      maxSendBytes: options.maxSendBytes,
     });
     const resolverFailures = new ResolverFailures();
     // Every look-up of the database or the panel (the tabs' handshakes, the old ports' probes, the
@@ -228,10 +234,16 @@ export class Herald {
       transform: documentAnswers,
       transformObject: (document) => asOpenApi30('openapiObject' in document ? document.openapiObject : document.swaggerObject),
     });
+    // The descriptors the tabs leave, shared out between the legacy door and the HTTP listeners,
+    // with a reserve kept for the store, the audit file and the commands (file-limit.ts).
+    const caps = connectionLimits(options, gateway.maxTabs, logger);
     const legacy = options.legacyEnabled
-      ? new LegacyServer({ host: options.legacyHost, port: options.legacyPort, notifier, commands, options, logger: logger.child({ part: 'legacy' }) })
+      ? new LegacyServer({ host: options.legacyHost, port: options.legacyPort, notifier, commands, options, logger: logger.child({ part: 'legacy' }), maxConnections: caps?.legacy })
       : undefined;
-    const herald = new Herald({ options, logger, hub, store, broker, notifier, resolver, watcher, gateway, commands, app, legacy, lifecycle, admission: { resolver, origins }, resolverFailures });
+    // The browser library's probe after a refused handshake asks no new look-up while they fail (web/admission.ts).
+    const admission: AdmissionDeps = { resolver, origins, spareLookUps: (run) => resolverFailures.spare(run) };
+    const herald = new Herald({ options, logger, hub, store, broker, notifier, resolver, watcher, gateway, commands, app, legacy, lifecycle, admission, resolverFailures });
+    herald.#httpCap = caps && new ConnectionCap(caps.http, logger.child({ part: 'http' }));
     await registerHttpApi(app, {
       notifier, commands, apiToken: options.apiToken, version: VERSION,
       mintToken: (p, ttl) => herald.mintToken(p, ttl),
@@ -251,9 +263,11 @@ export class Herald {
     await registerWebRoutes(app, {
       options,
       mintToken: (kind, id, ttlMs) => herald.mintToken({ kind, id }, ttlMs),
-      admission: { resolver, origins },
+      admission,
     });
     gateway.attach(app.server);
+    herald.#httpCap?.watch(app.server);
+    herald.#trackConnections(app.server);
     return herald;
   }
 
@@ -277,7 +291,7 @@ export class Herald {
       version: VERSION,
       // First: what an operator (and `herald status`, which exits non-zero then) reads before the counts.
       ...this.health(),
-      uptimeMs: Date.now() - this.#startedAt,
+      uptimeMs: Math.round(performance.now() - this.#startedAt),
       connections: { admin: this.hub.all('admin').length, user: this.hub.all('user').length },
       maxTabs: this.gateway.maxTabs,
       online: { admin: this.hub.online('admin').length, user: this.hub.online('user').length },
@@ -288,7 +302,7 @@ export class Herald {
       // null until a look-up fails: then the last failure, and whether look-ups fail still.
       resolverFailures: this.#resolverFailures.report(),
       commands: this.commands?.stats?.() ?? { enabled: this.commands !== undefined },
-      memory: { rss: process.memoryUsage.rss() },
+      memory: { rss: residentBytes() },
     };
   }
 
@@ -305,7 +319,7 @@ export class Herald {
    */
   async listen(): Promise<HeraldUrls> {
     const o = this.options;
-    await this.app.listen({ host: o.host, port: o.port });
+    await this.app.listen({ host: o.host, port: o.port, backlog: LISTEN_BACKLOG });
     const addr = this.app.server.address() as AddressInfo;
     const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
     const urls: HeraldUrls = { http: `http://${host}:${addr.port}`, ws: `ws://${host}:${addr.port}` };
@@ -350,9 +364,11 @@ export class Herald {
       // No body is read here, so no `100 Continue` is ever written: a client waiting for one gets the answer alone.
       continueAfterChecks(server);
       this.gateway.attach(server, kind);
+      this.#httpCap?.watch(server);
+      this.#trackConnections(server);
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
-        server.listen(port, o.host, () => resolve());
+        server.listen({ port, host: o.host, backlog: LISTEN_BACKLOG }, () => resolve());
       });
       this.#compatServers.push({ kind, port: (server.address() as AddressInfo).port, server });
       urls[kind === 'admin' ? 'adminPort' : 'userPort'] = (server.address() as AddressInfo).port;
@@ -385,8 +401,9 @@ export class Herald {
       };
       // The grace counts from now, not from when the HTTP server's turn comes (after the legacy
       // door and the tabs, up to 2 s each): a stuck request must not push the end of close()
-      // past the CLI's own deadline (shutdownGraceMs + 5 s), which exits 1.
-      const graceEnds = Date.now() + this.options.shutdownGraceMs;
+      // past the CLI's own deadline (shutdownGraceMs + 5 s), which exits 1. On the monotonic
+      // clock: a step back of the wall clock during the shutdown stretched the grace past it.
+      const graceEnds = performance.now() + this.options.shutdownGraceMs;
       // New HTTP requests are refused from now on; answers close their connection.
       this.#lifecycle.closing = true;
       // A front door first: legacy requests already received are answered, then its connections end.
@@ -407,7 +424,7 @@ export class Herald {
       // notification were never written.
       await Promise.all([
         step('HTTP server', () => this.#closeHttp(graceEnds)),
-        step('commands', () => this.commands?.close(Math.max(0, graceEnds - Date.now()))),
+        step('commands', () => this.commands?.close(Math.max(0, graceEnds - performance.now()))),
       ]);
       await step('broker', () => this.broker.close());
       // A database pool's close waits for its queries in flight (a re-check's, a handshake's),
@@ -415,7 +432,7 @@ export class Herald {
       // grace lasts (or 1 s, for idle connections to say goodbye), not past it, so that the
       // store (last: it commits the acks) still closes before the CLI's deadline.
       const resolverClosed = step('session resolver', () => this.resolver.close());
-      if (!(await withTimeout(resolverClosed, Math.max(RESOLVER_CLOSE_MIN_MS, graceEnds - Date.now())))) {
+      if (!(await withTimeout(resolverClosed, Math.max(RESOLVER_CLOSE_MIN_MS, graceEnds - performance.now())))) {
         this.logger.warn({ graceMs: this.options.shutdownGraceMs }, 'session look-ups still running after the shutdown grace: not waited for');
       }
       await step('store', () => this.store.close());
@@ -423,6 +440,19 @@ export class Herald {
       if (failure) throw failure.error;
     })();
     return this.#closed;
+  }
+
+  /** Keeps `server`'s connections in #httpConnections while they are open. */
+  #trackConnections(server: HttpServer): void {
+    const connections = this.#httpConnections;
+    // One listener for all: no closure made per connection.
+    const forget = function (this: Socket): void {
+      connections.delete(this);
+    };
+    server.on('connection', (socket: Socket) => {
+      connections.add(socket);
+      socket.once('close', forget);
+    });
   }
 
   /**
@@ -434,7 +464,13 @@ export class Herald {
    */
   async #closeHttp(graceEnds: number): Promise<void> {
     const closed = this.app.close().catch((err: unknown) => this.logger.error({ err }, 'closing the HTTP server failed'));
-    if (await withTimeout(closed, Math.max(0, graceEnds - Date.now()))) return;
+    // A connection that has sent nothing yet (a browser's preconnect, a port check, a client
+    // stalled before its first byte) is not idle to node: closeIdleConnections() leaves it, and
+    // close() waited the whole grace for it. It has no request to answer: it ends now. One that
+    // sent part of a request, or is waiting for its answer, still has the grace; a tab (an
+    // upgraded connection, which sent its handshake) is the Gateway's, closed before this.
+    for (const socket of this.#httpConnections) if (socket.bytesRead === 0) socket.destroy();
+    if (await withTimeout(closed, Math.max(0, graceEnds - performance.now()))) return;
     this.logger.warn({ graceMs: this.options.shutdownGraceMs }, 'HTTP requests still open after the shutdown grace: closing their connections');
     this.app.server.closeAllConnections();
     await withTimeout(closed, 1000);
@@ -479,6 +515,8 @@ class ResolverFailures {
   #last: { reason: string; at: number } | undefined;
   /** The latest run of failures; `ended` once a look-up answered after it. */
   #run: { since: number; count: number; ended: boolean } | undefined;
+  /** True while spare() runs a probe's admission. */
+  #sparing = false;
 
   /**
    * `resolver` (the backend under the cache: createSessionResolver), each
@@ -502,6 +540,7 @@ class ResolverFailures {
       name: resolver.name,
       credentialOf: (handshake) => resolver.credentialOf(handshake),
       resolve: (handshake) => {
+        if (this.#spared()) return SPARED;
         let answer: Resolution | Promise<Resolution>;
         try {
           answer = resolver.resolve(handshake);
@@ -510,9 +549,30 @@ class ResolverFailures {
         }
         return answer instanceof Promise ? answer.then(seen, threw) : seen(answer);
       },
-      recheck: (kind, credential) => resolver.recheck(kind, credential).then(seen, threw),
+      // The cache asks with recheck() for a handshake's look-up too.
+      recheck: (kind, credential) => (this.#spared() ? Promise.resolve(SPARED) : resolver.recheck(kind, credential).then(seen, threw)),
       close: () => resolver.close(),
     };
+  }
+
+  /**
+   * Runs `admission` (the probe's: web/admission.ts) so that a look-up it
+   * starts, synchronously, while look-ups are failing is not asked: it is
+   * answered "unavailable" at once, and not counted as a failure. The cache
+   * asks its backend synchronously, so a cached answer, or a handshake with no
+   * credential, is answered as before.
+   */
+  spare<T>(admission: () => T): T {
+    this.#sparing = true;
+    try {
+      return admission();
+    } finally {
+      this.#sparing = false;
+    }
+  }
+
+  #spared(): boolean {
+    return this.#sparing && this.#run !== undefined && !this.#run.ended;
   }
 
   #failed(reason: string): void {
@@ -559,6 +619,18 @@ function connectionsCheckingInterval(requestTimeoutMs: number): number {
 
 /** At shutdown, the least wait for the session resolver to close, in ms, even when the grace is spent. */
 const RESOLVER_CLOSE_MIN_MS = 1000;
+
+/** A probe's look-up not asked while look-ups are failing (ResolverFailures.spare). */
+const SPARED: Resolution = { outcome: 'unavailable', reason: 'look-ups are failing: not asked again for the probe' };
+
+/**
+ * The HTTP listeners' accept queue (listen(2)'s backlog). node's default, 511,
+ * overflowed when some 3,000 tabs came back at once after a restart: the
+ * kernel dropped their SYNs (ListenOverflows in /proc/net/netstat), they came
+ * back in twice the time and API calls timed out meanwhile. The kernel caps it
+ * at net.core.somaxconn (4096 by default since Linux 5.4, 128 before: raise it there too).
+ */
+const LISTEN_BACKLOG = 4096;
 
 /** Below this many tabs allowed by the open-file limit, the start says so. */
 const FEW_TABS = 4096;
@@ -620,6 +692,19 @@ function deliverLocally(hub: Hub, envelope: Envelope): void {
     case 'disconnect':
       hub.disconnect(envelope.to, envelope.code ?? CloseCode.FORBIDDEN, envelope.reason);
       return;
+  }
+}
+
+/**
+ * The process's resident set size in bytes, or null when it cannot be read: node reads it from
+ * /proc/self/stat, which fails (EMFILE) while the process is out of file descriptors, and the
+ * status must still answer then: it is when an operator needs it most.
+ */
+function residentBytes(): number | null {
+  try {
+    return process.memoryUsage.rss();
+  } catch {
+    return null;
   }
 }
 

@@ -55,7 +55,7 @@ export const OptionsSchema = Type.Object({
   legacyToken: Type.String({ default: '', description: 'Shared secret of the legacy protocol, sent as TOKEN. On a loopback listener, MESSAGE requests must carry it (the old client sends it only with MESSAGE) and a wrong TOKEN on any request is refused; on any other address every request must carry it, and it is required.', secret: true }),
   legacyMaxRequestBytes: Type.Integer({ minimum: 1024, default: 1048576, description: 'Largest single legacy request, in bytes; a longer value closes the connection with an error.', unit: 'bytes' }),
   legacyMaxBufferedBytes: Type.Integer({ minimum: 1024, default: 67108864, description: 'Bytes of unfinished legacy requests held at once, over all connections (each up to legacyMaxRequestBytes). A connection whose request would pass it is answered with an error and closed: 1024 connections each holding a 1 MiB request unfinished would otherwise hold 1 GiB. Requests that arrive whole in one read are never held. At least legacyMaxRequestBytes.', unit: 'bytes' }),
-  legacyMaxConnections: Type.Integer({ minimum: 1, default: 1024, description: 'Most legacy TCP connections open at once; further ones are closed at once. Each backend process holds one.' }),
+  legacyMaxConnections: Type.Integer({ minimum: 1, default: 1024, description: 'Most legacy TCP connections open at once; further ones are closed at once. Each backend process holds one. Fewer where the open-file limit leaves fewer beside the tabs (logged at start; docs/deploy.md).' }),
   legacyIdleTimeoutMs: Millis('Closes a legacy connection that sent nothing for this long. 0 = never: the old client keeps one connection open for its whole life and does not reconnect, so only set this if every client reconnects.', 0, 0, TIMER_MAX_MS),
   legacyRequestTimeoutMs: Millis('A legacy request that has started arriving must be complete within this, or the connection is closed (a stalled or hostile peer cannot hold a buffer forever).', 30000, 100, TIMER_MAX_MS),
   adminPort: Port('Compatibility: a separate WebSocket port for admins where any path is accepted (the old daemon used 19443 on its own). 0 = off.', 0),
@@ -88,6 +88,8 @@ export const OptionsSchema = Type.Object({
   defaultTtlMs: Millis('How long a notification waits for a tab when the sender gives no TTL. 0 = only tabs open now.', 86400000),
   maxTtlMs: Millis('Upper bound of a sender\'s TTL (at most ten years).', 604800000, 0, 315_360_000_000),
   maxPerStream: Type.Integer({ minimum: 1, default: 1000, description: 'Notifications kept per person (and per broadcast stream); beyond it the oldest are dropped.' }),
+  maxSendBytes: Type.Integer({ minimum: 1024, default: 16777216, description: 'Most a send or a batch (one request: POST /api/v1/send, /send/batch, a legacy MESSAGE) may make Herald store and deliver: the size of each notification\'s JSON, counted once per recipient (a broadcast once). Past it the whole request is refused with 413 HERALD_ERR_TOO_LARGE before anything is stored. A body of maxBodyBytes can name 10,000 people, and one large text sent to each was copied, framed and stored for each: 100 × 800 KB held the event loop 8.7 s, 10,000 × 820 KB crashed the process. The default is 80,000 panel notifications of 200 bytes, or one of 160 KB to 100 people.', unit: 'bytes' }),
+  maxRetainedBytes: Type.Integer({ minimum: 0, default: 268435456, description: 'Most the notifications the store retains for tabs (acknowledged or not, until they expire or maxPerStream drops them) may come to, counted as their JSON\'s length (a byte a character for ASCII; text in other scripts takes two in memory); a stored send that would pass it is refused with 503 HERALD_ERR_UNAVAILABLE (details.reason "store full") until older ones go, while live-only sends (ttl 0) still go. The store holds them all in memory (the SQLite store loads them at start), those over 16,384 characters on the JavaScript heap: without a bound, about 4,000 retained sends of 1 MiB ended the process out of heap, and again at every restart. The default, 1.3 million notifications of 200 bytes, is a small share of node\'s default heap (2–4 GB on 64-bit machines with 8 GB or more); with a smaller heap (--max-old-space-size) keep it under a quarter of that. 0 = no cap. `/api/v1/status` shows storeCounts.retainedBytes against it.', unit: 'bytes' }),
   replayBatch: Type.Integer({ minimum: 1, default: 500, description: 'Notifications replayed at most per store read, and at most per turn of the event loop by all the tabs replaying on the node together: a long replay lets other tabs, requests and heartbeats be served between its batches.' }),
   tokenTtlMs: Millis('Default lifetime of a browser token minted by `herald token` or the API. At most 31 days (2678400000), as a lifetime asked for explicitly (`herald token --ttl`, POST /api/v1/tokens).', 43200000, 1000, TOKEN_TTL_MAX_MS),
   tokenClockSkewMs: Millis('How far the clock of a backend that mints browser tokens itself (the SDK\'s mintConnectToken, on another host) may be from Herald\'s: a token is admitted until this long after its `exp` (and this long before its `nbf`), and a tab is closed for an expired token (4419) only then. Without it, a backend whose clock is a minute behind mints tokens that live a minute less, and short-lived ones not at all. 0 = exact. At most an hour.', 0, 0, 3_600_000),
@@ -582,6 +584,17 @@ function describeType(schema: TSchema): string {
   return `${type === 'integer' ? 'an integer' : `a ${type}`}${range}`;
 }
 
+/** The bounds a number option is checked against at start, as the table gives them: `; 1024 or more`, `; 0 to 1000`. */
+function range(schema: TSchema): string {
+  const min = schema.minimum as number | undefined;
+  // MAX_SAFE_INTEGER is every integer's own bound (a larger one is not exact), not a limit of the option.
+  const max = schema.maximum === Number.MAX_SAFE_INTEGER ? undefined : schema.maximum as number | undefined;
+  if (min === undefined && max === undefined) return '';
+  if (max === undefined) return `; ${min} or more`;
+  if (min === undefined) return `; at most ${max}`;
+  return `; ${min} to ${max}`;
+}
+
 /** The README's configuration table, generated from the schema. */
 export function optionsMarkdownTable(): string {
   const rows = ['| option | environment | default | meaning |', '| --- | --- | --- | --- |'];
@@ -589,7 +602,7 @@ export function optionsMarkdownTable(): string {
     const unit = schema.unit ? ` (${schema.unit as string})` : '';
     // Only what ensureSecrets (secrets.ts) fills in is generated; the other secrets default to "" like any string.
     const dflt = schema.generated ? '(generated)' : JSON.stringify(schema.default);
-    rows.push(`| \`${key}\` | \`${envName(key)}\` | \`${dflt}\`${unit} | ${(schema.description as string).replace(/\|/g, '\\|')} |`);
+    rows.push(`| \`${key}\` | \`${envName(key)}\` | \`${dflt}\`${unit}${range(schema)} | ${(schema.description as string).replace(/\|/g, '\\|')} |`);
   }
   return rows.join('\n');
 }

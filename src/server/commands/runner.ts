@@ -79,7 +79,14 @@ export interface CommandRunnerDeps {
   audit?: CommandAuditSink | CommandAuditStore | (CommandAuditStore & CommandRunJournal) | undefined;
   /** The server's environment, for an empty `commandsPath` (default: process.env). */
   env?: NodeJS.ProcessEnv;
+  /** The wall clock, ms since the epoch: the audit's and the API's queuedAt, startedAt, endedAt. Default Date.now; for tests. */
   now?: () => number;
+  /**
+   * The clock of durations and of the progress frames' pace, in ms: monotonic, default
+   * performance.now; for tests. Not the wall clock: a step back of it stopped COMMAND_PROGRESS
+   * for the length of the step and made DURATION_MS negative.
+   */
+  monotonicNow?: () => number;
 }
 
 interface Run {
@@ -95,6 +102,9 @@ interface Run {
   readonly order: number;
   startedAt?: number;
   endedAt?: number;
+  /** When it started and ended on the monotonic clock (#tick): its DURATION_MS. */
+  startedTick?: number;
+  endedTick?: number;
   exitCode: number | null;
   signal: string | null;
   timedOut: boolean;
@@ -128,6 +138,7 @@ interface Run {
   /** The run's timeout (also in `timers`); cleared when the program exits. */
   timeoutTimer?: NodeJS.Timeout;
   progressTimer?: NodeJS.Timeout;
+  /** When the last progress frame went out, on the monotonic clock (#tick). */
   lastProgressAt: number;
   finished: boolean;
   /** Its final info, set once its final notification is stored: from then on a wait answers at once. */
@@ -146,6 +157,7 @@ export class CommandRunner implements CommandService {
   readonly #o: RunnerOptions;
   readonly #audit: CommandRunnerDeps['audit'];
   readonly #now: () => number;
+  readonly #tick: () => number;
   readonly #policy: CommandPolicy;
   readonly #cwd: string;
   readonly #env: Record<string, string>;
@@ -188,6 +200,7 @@ export class CommandRunner implements CommandService {
         run.error = 'Herald exited without stopping it (a crash, or a forced exit): killed';
       }
       run.endedAt = this.#now();
+      run.endedTick = this.#tick();
       run.state = this.#outcome(run);
       try {
         this.#record(finishedRecord(this.#info(run), run.output.bytes));
@@ -204,6 +217,7 @@ export class CommandRunner implements CommandService {
     this.#audit = deps.audit;
     if (this.#audit && 'useLogger' in this.#audit) this.#audit.useLogger?.(this.#log);
     this.#now = deps.now ?? Date.now;
+    this.#tick = deps.monotonicNow ?? (() => performance.now());
     this.#refusals = new ThrottledLog(this.#log, this.#now, {
       budget: 'per key',
       perWindow: REFUSALS_RECORDED_PER_WINDOW,
@@ -315,7 +329,7 @@ export class CommandRunner implements CommandService {
       id: randomUUID(), request: { ...request, args: [...request.args] }, program, args, timeoutSec,
       output: new OutputBuffer(this.#o.commandsOutputCap), state: 'queued', queuedAt, order: ++this.#arrivals,
       exitCode: null, signal: null, timedOut: false, exited: false, timers: new Set(),
-      lastProgressAt: 0, finished: false, waiters: new Set(),
+      lastProgressAt: -Infinity, finished: false, waiters: new Set(),
     };
     this.#active.set(run.id, run);
     if (startNow) {
@@ -471,6 +485,7 @@ export class CommandRunner implements CommandService {
     this.#runningByAdmin.set(aid, (this.#runningByAdmin.get(aid) ?? 0) + 1);
     run.state = 'running';
     run.startedAt = this.#now();
+    run.startedTick = this.#tick();
     let child: ChildProcess;
     try {
       // No shell, ever: the program and its argument vector go to execve as they are.
@@ -659,7 +674,7 @@ export class CommandRunner implements CommandService {
 
   #scheduleProgress(run: Run): void {
     if (run.progressTimer !== undefined || run.finished) return;
-    const wait = Math.max(0, run.lastProgressAt + this.#o.commandsProgressMs - this.#now());
+    const wait = Math.max(0, run.lastProgressAt + this.#o.commandsProgressMs - this.#tick());
     run.progressTimer = setTimeout(() => {
       run.progressTimer = undefined;
       this.#progress(run);
@@ -668,7 +683,7 @@ export class CommandRunner implements CommandService {
 
   /** A live-only progress frame (TTL 0: never stored) with the output since the previous one. */
   #progress(run: Run): void {
-    run.lastProgressAt = this.#now();
+    run.lastProgressAt = this.#tick();
     const frame: CommandProgressFrame = {
       TYPE: 'COMMAND_PROGRESS', COMMAND_ID: run.id, PROGRAM: run.request.program, STATE: run.state, OUTPUT: run.output.takePending(PROGRESS_MAX_CHARS),
     };
@@ -680,6 +695,7 @@ export class CommandRunner implements CommandService {
     if (run.finished) return;
     run.finished = true;
     run.endedAt = this.#now();
+    run.endedTick = this.#tick();
     for (const t of run.timers) clearTimeout(t);
     run.timers.clear();
     if (run.progressTimer !== undefined) clearTimeout(run.progressTimer);
@@ -689,6 +705,10 @@ export class CommandRunner implements CommandService {
     // their output early; children left behind, see outputClosed). Only a process that left
     // the group (setsid) is beyond this, as docs/commands.md says.
     if (run.pid !== undefined && groupAlive(run.pid)) this.#signal(run, 'SIGKILL');
+    // The run stays in the history (commandsHistory of them) for its status: its ChildProcess,
+    // about 4.8 KB with its pipes and handles, must not stay with it. Nothing reads it after
+    // this: signals go to the group by pid, and output arriving late is dropped (output.end()).
+    run.child = undefined;
     // A run that was launched held a slot, even if its spawn failed.
     if (run.startedAt !== undefined) this.#releaseSlot(run.request.aid);
     this.#active.delete(run.id);
@@ -767,12 +787,13 @@ export class CommandRunner implements CommandService {
   }
 
   #info(run: Run): CommandInfo {
-    const end = run.endedAt ?? this.#now();
+    // On the monotonic clock: the wall clock's startedAt and endedAt may be a step apart.
+    const durationMs = run.startedTick === undefined ? 0 : Math.round((run.endedTick ?? this.#tick()) - run.startedTick);
     const info: CommandInfo = {
       id: run.id, aid: run.request.aid, program: run.request.program, path: run.program.path, args: run.args,
       state: run.state, door: run.request.door, queuedAt: run.queuedAt, timeoutSec: run.timeoutSec,
       output: run.output.text, COMMAND_ID: run.id, EXIT_CODE: run.exitCode, SIGNAL: run.signal, TIMED_OUT: run.timedOut,
-      DURATION_MS: run.startedAt === undefined ? 0 : end - run.startedAt, TRUNCATED: run.output.truncated,
+      DURATION_MS: durationMs, TRUNCATED: run.output.truncated,
     };
     if (run.request.taskId !== undefined) info.taskId = run.request.taskId;
     if (run.startedAt !== undefined) info.startedAt = run.startedAt;
@@ -833,7 +854,8 @@ export class CommandRunner implements CommandService {
       const now = this.#now();
       const rec: CommandAuditRecord = { ...run.record, endedAt: now, exitCode: null, signal: null, timedOut: false };
       delete rec.outputBytes;
-      if (rec.startedAt !== undefined) rec.durationMs = now - rec.startedAt;
+      // An earlier process's start: only the wall clock spans both, and it may have stepped back.
+      if (rec.startedAt !== undefined) rec.durationMs = Math.max(0, now - rec.startedAt);
       const before = 'lost: Herald stopped (killed or crashed) without seeing its end';
       // Alive and provably the program Herald started: it leads its group (a session leader cannot
       // leave it), so the group id is still ours. A group whose leader is gone may be a stranger's.

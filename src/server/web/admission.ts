@@ -12,9 +12,20 @@
 import type { IncomingMessage } from 'node:http';
 import type { PrincipalKind } from '../../protocol/principal.js';
 import { HeraldError } from '../errors.js';
-import { admit, type AdmissionDeps } from '../gateway/admission.js';
+import { admit, type AdmissionDeps as HandshakeDeps } from '../gateway/admission.js';
 
-export type { AdmissionDeps };
+/** What the probe is answered from: the handshake's checks, and how to spare the resolver. */
+export interface AdmissionDeps extends HandshakeDeps {
+  /**
+   * Runs the probe's admission (synchronously up to its look-up) so that,
+   * while the resolver's look-ups are failing, a credential that needs a new
+   * look-up is answered "unavailable" (503) without one. The handshake the
+   * probe follows has just asked and failed: asking again doubled the look-ups
+   * of every refused tab against a database or panel that was down. Without
+   * it every probe asks.
+   */
+  spareLookUps?<T>(admission: () => T): T;
+}
 
 /** Whether a cross-origin page may read the answer (the same Origin policy as the WebSocket). */
 export function originAllowed(deps: AdmissionDeps, origin: string | undefined): boolean {
@@ -35,7 +46,8 @@ export interface ProbeAnswer {
  * allowed Origin, so that a page on the panel's origin can read it.
  */
 export async function probeAnswer(deps: AdmissionDeps, kind: PrincipalKind, req: IncomingMessage): Promise<ProbeAnswer> {
-  const a = await admit(deps, kind, req);
+  // The Origin check, a missing credential (401) and the cache answer as for the handshake.
+  const a = await (deps.spareLookUps ? deps.spareLookUps(() => admit(deps, kind, req)) : admit(deps, kind, req));
   const status = a.admitted ? 426 : a.status;
   const headers: Record<string, string> = { vary: 'origin', 'cache-control': 'no-store' };
   const origin = req.headers.origin;
