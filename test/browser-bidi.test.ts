@@ -112,6 +112,14 @@ describe('what toasts and desktop notifications show of a sender\'s text', { ski
     const [note] = await p.evaluate(() => (window as unknown as Page$).notes);
     assert.deepEqual(note, { title: 'Invoice from gnp.exe paid', body: '00.001$ x' });
     assert.doesNotMatch(JSON.stringify(note), CONTROLS);
+
+    // FORMAT:'text': the body is the TEXT as written, markup and all, but without the controls.
+    const plain = await server.api('POST', '/api/v1/send', { to: { aid: 71 }, message: { TYPE: 'MESSAGE', TITLE: 'Plain \u202Et', TEXT: 'Paid \u202E00.001$ <b>\u2066x\u2069</b> \u202Aa\u202C\u202Bb\u202C\u202Dc\u2067d\u2068e\u200F', FORMAT: 'text' } });
+    assert.equal(plain.status, 200, JSON.stringify(plain.body));
+    await p.waitForFunction(() => (window as unknown as Page$).notes.length === 2, null, { timeout: 10_000 });
+    const [, plainNote] = await p.evaluate(() => (window as unknown as Page$).notes);
+    assert.doesNotMatch(plainNote?.body ?? '', CONTROLS, `a FORMAT:'text' desktop body keeps a bidi control: ${JSON.stringify(plainNote)}`);
+    assert.deepEqual(plainNote, { title: 'Plain t', body: 'Paid 00.001$ <b>x</b> abcde\u200F' });
   });
 
   it('quotes a long title in the close button by whole graphemes', async () => {
