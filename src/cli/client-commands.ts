@@ -182,7 +182,7 @@ export async function runSend(flags: SendFlags): Promise<void> {
   const plainString = typeof message === 'string';
   if (plainString && ttl !== undefined && ttl > 0) {
     // The server would take it and ignore the TTL: the operator would think it waits for tabs.
-    throw new CliError(`--ttl ${flags.ttl} does not apply to a plain-string message (--json '"…"'): Herald delivers a string to the tabs open now only and never keeps it (PROTOCOL.md §1: it cannot carry SEQ); send a JSON object to have it wait for tabs, or leave --ttl out`, Exit.USAGE);
+    throw new CliError(`--ttl ${flags.ttl} does not apply to a plain-string message (--json '"…"'): Herald delivers a string to the tabs open now only and never keeps it (it cannot carry SEQ: docs/delivery.md, "Sending"); send a JSON object to have it wait for tabs, or leave --ttl out`, Exit.USAGE);
   }
   // The server's bounds: refused here, with the flag's name, rather than as a 400 after the round trip.
   // Counted in characters (code points), as the server's schema counts a string's length:

@@ -247,8 +247,9 @@ export class BrowserSender {
   }
 
   /**
-   * Sends a raw legacy-protocol request (PROTOCOL.md §2) and returns what the
-   * old daemon would have answered: `{TYPE:"PONG"}`, `{TYPE:"RESULT",…}`,
+   * Sends a raw legacy-protocol request (docs/legacy.md, "Requests and
+   * answers") and returns what the old daemon would have answered:
+   * `{TYPE:"PONG"}`, `{TYPE:"RESULT",…}`,
    * `0`, `1`, or `{TYPE:"ERROR",ERROR:…}` — and `null` for a `SILENT` one.
    * The seed's `json_request`: like the Perl client, it also accepts the
    * request wrapped as `{ MESSAGE: { TYPE: 'COMMAND', … } }`. Disabled: false.

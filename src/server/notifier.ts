@@ -119,6 +119,40 @@ export const RESERVED_TYPES: ReadonlySet<unknown> = new Set(['WELCOME', 'RESET',
  */
 const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
 
+/**
+ * The limits of what a notification may be, for every door (docs/http-api.md):
+ * a TYPE of 1–64 characters, a plain string of at most 65,536. The HTTP API's
+ * schemas say the same; kept here too so that the legacy door (TCP and
+ * `POST /api/v1/legacy`), whose requests no schema checks, cannot take what the
+ * API refuses. Characters are code points, as the schemas' validator counts
+ * them (an emoji is one).
+ */
+export const MAX_TYPE_CHARS = 64;
+export const MAX_STRING_MESSAGE_CHARS = 65536;
+
+/** How many code points `s` holds: a surrogate pair is one, a lone surrogate one too. */
+function codePoints(s: string): number {
+  let n = 0;
+  for (let i = 0; i < s.length; i++, n++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0xd800 && c <= 0xdbff) {
+      const d = s.charCodeAt(i + 1);
+      if (d >= 0xdc00 && d <= 0xdfff) i++;
+    }
+  }
+  return n;
+}
+
+/**
+ * Whether `s` holds more than `max` code points. One compare for any string
+ * of at most `max` UTF-16 units (every ordinary one); only a longer one, which
+ * may still be within `max` if it holds surrogate pairs, is counted.
+ */
+function longerThan(s: string, max: number): boolean {
+  if (s.length <= max) return false;
+  return s.length > 2 * max || codePoints(s) > max;
+}
+
 /** Stream key of a kind's broadcast stream. */
 export function broadcastStreamKey(kind: PrincipalKind): string {
   return `${kind}:*`;
@@ -246,7 +280,13 @@ export class Notifier {
       if (payload === lastPayload) {
         json = lastJson;
       } else {
-        json = typeof payload === 'string' ? JSON.stringify(payload) : serialise(payload);
+        // Checked once per distinct payload, as it is serialised (a send to a list of people: once).
+        if (typeof payload === 'string') {
+          if (longerThan(payload, MAX_STRING_MESSAGE_CHARS)) throw stringTooLong(payload);
+          json = JSON.stringify(payload);
+        } else {
+          json = serialise(payload);
+        }
         lastPayload = payload;
         lastJson = json;
       }
@@ -402,10 +442,32 @@ function withPeople(result: SendResult, plan: Plan): SendResult {
   return result;
 }
 
-/** Serialises a notification once, dropping any delivery fields the backend put in it. */
+/** The refusal of a plain-string notification past MAX_STRING_MESSAGE_CHARS. */
+function stringTooLong(payload: string): HeraldError {
+  return new HeraldError(
+    'HERALD_ERR_VALIDATION',
+    `a plain-string notification may be at most ${MAX_STRING_MESSAGE_CHARS} characters; this one has ${codePoints(payload)}: send an object (TITLE, TEXT) or a link to the text`,
+  );
+}
+
+/**
+ * Serialises a notification once, dropping any delivery fields the backend put
+ * in it. Refuses a TYPE that is empty, longer than MAX_TYPE_CHARS or one of
+ * Herald's own frames (RESERVED_TYPES). The legacy door gives a DATA with an
+ * empty or no TYPE the TYPE `MESSAGE` before it gets here (docs/legacy.md).
+ */
 export function serialise(payload: NotificationObject): string {
-  if (RESERVED_TYPES.has(payload.TYPE)) {
-    throw new HeraldError('HERALD_ERR_VALIDATION', `TYPE ${JSON.stringify(payload.TYPE)} is one of Herald's own frames to the browser; the tab would not show it as a notification`);
+  const type = payload.TYPE;
+  if (typeof type === 'string' && (type.length === 0 || longerThan(type, MAX_TYPE_CHARS))) {
+    throw new HeraldError(
+      'HERALD_ERR_VALIDATION',
+      type.length === 0
+        ? 'a notification\'s TYPE may not be empty: 1–64 characters'
+        : `a notification's TYPE may be at most ${MAX_TYPE_CHARS} characters; this one has ${codePoints(type)} (${JSON.stringify(type.slice(0, 20))}…)`,
+    );
+  }
+  if (RESERVED_TYPES.has(type)) {
+    throw new HeraldError('HERALD_ERR_VALIDATION', `TYPE ${JSON.stringify(type)} is one of Herald's own frames to the browser; the tab would not show it as a notification`);
   }
   try {
     if ('SEQ' in payload || 'EPOCH' in payload || 'STREAM' in payload) {
