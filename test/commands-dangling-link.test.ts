@@ -107,3 +107,32 @@ describe('an allowed symlink that dangles', () => {
     h = undefined;
   });
 });
+
+describe('a dangling link under a symlinked directory', () => {
+  it('names the target as the kernel follows it (`..` from the real directory), not as the path reads', async () => {
+    const { CommandPolicy } = await import('../src/server/commands/policy.js');
+    const { realpathSync, unlinkSync } = await import('node:fs');
+    const d = realpathSync(mkdtempSync(join(tmpdir(), 'herald-dangling-dir-')));
+    try {
+      mkdirSync(join(d, 'real', 'bin'), { recursive: true });
+      mkdirSync(join(d, 'real', 'lib'));
+      symlinkSync(join(d, 'real', 'bin'), join(d, 'bin'));
+      writeFileSync(join(d, 'real', 'lib', 'tool'), '#!/bin/sh\necho hi\n');
+      chmodSync(join(d, 'real', 'lib', 'tool'), 0o755);
+      // bin/tool → ../lib/tool: the kernel reads it in real/bin, so it is real/lib/tool, not d/lib/tool.
+      symlinkSync('../lib/tool', join(d, 'real', 'bin', 'tool'));
+      const entry = join(d, 'bin', 'tool');
+      const policy = new CommandPolicy({ allow: [entry], searchPath: '' });
+      assert.equal(policy.resolve(entry).path, join(d, 'real', 'lib', 'tool'));
+      unlinkSync(join(d, 'real', 'lib', 'tool'));
+      for (const asked of ['tool', entry]) {
+        assert.throws(() => policy.resolve(asked), (err: Error) => {
+          assert.equal(err.message, `program "${asked}" is allowed but its file ${join(d, 'real', 'lib', 'tool')} is gone: the link ${entry} to it is dangling`);
+          return true;
+        });
+      }
+    } finally {
+      rmSync(d, { recursive: true, force: true });
+    }
+  });
+});

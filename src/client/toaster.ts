@@ -47,7 +47,8 @@ const STATE_LABEL: Record<CommandState, string> = {
 
 /**
  * TIMEOUT of a MESSAGE, in milliseconds; 0, or more than a timer can wait
- * (Infinity too: "1e999" or JSON's 1e999), keeps the toast until closed
+ * (Infinity too: the string "Infinity" or "1e999"; a JSON number 1e999 reaches a tab through
+ * Herald as null, the default), keeps the toast until closed
  * (#autoDismiss). Anything that is not a non-negative number falls back to
  * the default.
  */

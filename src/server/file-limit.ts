@@ -128,15 +128,18 @@ export class ConnectionCap {
   readonly most: number;
   readonly #log: ThrottledLog;
   readonly #logger: Pick<Logger, 'warn' | 'info' | 'error'>;
-  #open = 0;
+  /** The connections open now: a Set, not a count, as node emits `connection` again for one handed back from an `Upgrade: h2c` (other-upgrade.ts), and each such request counted it once more until new connections were all refused. */
+  readonly #sockets = new Set<Socket>();
   /** One function for every connection's close, not a closure each (the connect path is measured). */
-  readonly #closed = (): void => {
-    this.#open--;
-  };
+  readonly #closed: (this: Socket) => void;
 
   constructor(most: number, logger: Pick<Logger, 'warn' | 'info' | 'error'>, now: () => number = () => performance.now()) {
     this.most = most;
     this.#logger = logger;
+    const sockets = this.#sockets;
+    this.#closed = function (this: Socket): void {
+      sockets.delete(this);
+    };
     this.#log = new ThrottledLog(logger, now, {
       summary: (byReason, windowMs, perWindow) => ({
         fields: { refused: Object.values(byReason).reduce((a, b) => a + b, 0), byReason, windowMs, most },
@@ -147,18 +150,19 @@ export class ConnectionCap {
 
   /** Connections open now over the watched servers. */
   get open(): number {
-    return this.#open;
+    return this.#sockets.size;
   }
 
   watch(server: Server): void {
     // Before node's own listener: a connection past the cap is closed before a parser is made for it.
     server.prependListener('connection', (socket: Socket) => {
-      if (this.#open >= this.most) {
+      if (this.#sockets.has(socket)) return;
+      if (this.#sockets.size >= this.most) {
         socket.destroy();
         this.#log.log('warn', 'cap', { peer: socket.remoteAddress, most: this.most }, `HTTP connection closed unanswered: ${this.most} are open, what the open-file limit allows (tabs included); raise the limit (LimitNOFILE=, ulimit -n)`);
         return;
       }
-      this.#open++;
+      this.#sockets.add(socket);
       socket.once('close', this.#closed);
     });
     server.on('error', (err: Error) => {

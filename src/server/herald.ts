@@ -450,6 +450,8 @@ export class Herald {
       connections.delete(this);
     };
     server.on('connection', (socket: Socket) => {
+      // Emitted again for a connection handed back from an `Upgrade: h2c` (other-upgrade.ts).
+      if (connections.has(socket)) return;
       connections.add(socket);
       socket.once('close', forget);
     });
@@ -469,6 +471,9 @@ export class Herald {
     // close() waited the whole grace for it. It has no request to answer: it ends now. One that
     // sent part of a request, or is waiting for its answer, still has the grace; a tab (an
     // upgraded connection, which sent its handshake) is the Gateway's, closed before this.
+    // After a moment, not at once: a request already in the kernel's buffer, not yet read, was
+    // reset (a POST then cannot tell whether it was done); read now, it is answered 503.
+    await new Promise((resolve) => setTimeout(resolve, SILENT_CONNECTION_WAIT_MS));
     for (const socket of this.#httpConnections) if (socket.bytesRead === 0) socket.destroy();
     if (await withTimeout(closed, Math.max(0, graceEnds - performance.now()))) return;
     this.logger.warn({ graceMs: this.options.shutdownGraceMs }, 'HTTP requests still open after the shutdown grace: closing their connections');
@@ -631,6 +636,9 @@ const SPARED: Resolution = { outcome: 'unavailable', reason: 'look-ups are faili
  * at net.core.somaxconn (4096 by default since Linux 5.4, 128 before: raise it there too).
  */
 const LISTEN_BACKLOG = 4096;
+
+/** How long a shutdown gives a connection that has sent nothing yet before it ends it (#closeHttp): what is already in its buffer is read meanwhile. */
+const SILENT_CONNECTION_WAIT_MS = 50;
 
 /** Below this many tabs allowed by the open-file limit, the start says so. */
 const FEW_TABS = 4096;

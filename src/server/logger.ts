@@ -246,9 +246,10 @@ class StdoutLog {
   #flushAtExit(): void {
     if (this.#retry !== undefined) clearTimeout(this.#retry);
     this.#retry = undefined;
-    const deadline = Date.now() + LOG_EXIT_FLUSH_MS;
+    // The monotonic clock: a step back of the wall clock would hold the exit for its length.
+    const deadline = performance.now() + LOG_EXIT_FLUSH_MS;
     const pause = new Int32Array(new SharedArrayBuffer(4));
-    while (!this.#drain() && Date.now() < deadline) Atomics.wait(pause, 0, 0, 10);
+    while (!this.#drain() && performance.now() < deadline) Atomics.wait(pause, 0, 0, 10);
     if (this.#waiting.length === 0) this.#reportDropped();
     // Given up. A line logged after this (another 'exit' listener's) is still written if stdout takes it at once.
     if (this.#retry !== undefined) clearTimeout(this.#retry);

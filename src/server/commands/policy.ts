@@ -298,7 +298,15 @@ function danglingTarget(path: string): string | undefined {
       // The link itself is not there: nothing dangles. A target along the chain that is not there: that one.
       return hops === 0 ? undefined : at;
     }
-    at = resolvePath(dirname(at), link);
+    // From the directory the link really is in, as the kernel follows it: `../lib/tool` in a
+    // directory reached through a symlink is not where the path's text alone points.
+    let dir = dirname(at);
+    try {
+      dir = realpathSync(dir);
+    } catch {
+      // Its directory cannot be resolved: the text is all there is.
+    }
+    at = resolvePath(dir, link);
   }
   return undefined;
 }
