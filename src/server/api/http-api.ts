@@ -731,7 +731,7 @@ export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext)
     // already authenticated the caller, so no legacy TOKEN is required.
     // The audit's peer: `http:127.0.0.1`, and an IPv6 caller in brackets (`http:[::1]`, not `http:::1`).
     api.post('/legacy', {
-      schema: { summary: 'A legacy-protocol request (PROTOCOL.md §2), answered as the old daemon would; 204 for SILENT', body: Type.Unknown() },
+      schema: { summary: 'A legacy-protocol request (docs/legacy.md), answered as the old daemon would; 204 for SILENT', body: Type.Unknown() },
       config: { answers: routeAnswers(LEGACY_ANSWERS, { body: true }) },
     }, async (req, reply) => {
       const answer = await handleLegacyRequest(req.body, {
