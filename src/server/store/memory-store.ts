@@ -4,7 +4,7 @@ import type {
 import { newEpoch } from './message-id.js';
 import { HeraldError } from '../errors.js';
 import { PruneTimer } from './prune-timer.js';
-import { PRUNE_SLICE, StreamIndex, WriteBatch } from './stream-index.js';
+import { isStoreFull, PRUNE_SLICE, StreamIndex, WriteBatch } from './stream-index.js';
 
 export { newEpoch } from './message-id.js';
 
@@ -73,19 +73,27 @@ export class MemoryStore implements MessageStore {
     } catch {
       // Nothing was applied. Each call alone, so one bad call fails only itself.
       this.#writes.discard();
-      for (const q of queue) {
-        try {
-          const one = this.#stage(q);
-          this.#writes.apply();
-          q.resolve(one);
-        } catch (e) {
-          this.#writes.discard();
-          q.reject(e);
-        }
-      }
+      for (const q of queue) this.#applyAlone(q, true);
       return;
     }
     queue.forEach((q, i) => q.resolve(results[i]!));
+  }
+
+  /**
+   * Applies one call's appends alone. Refused for the cap (maxRetainedBytes)
+   * with no batch staged, it lets go of what has expired (StreamIndex.dropExpired)
+   * and, when that freed anything, tries once more.
+   */
+  #applyAlone(q: QueuedAppends, retry: boolean): void {
+    try {
+      const one = this.#stage(q);
+      this.#writes.apply();
+      q.resolve(one);
+    } catch (e) {
+      this.#writes.discard();
+      if (retry && isStoreFull(e) && this.#index.dropExpired(q.now) > 0) this.#applyAlone(q, false);
+      else q.reject(e);
+    }
   }
 
   #stage(q: QueuedAppends): AppendResult[] {

@@ -456,19 +456,27 @@ export class SqliteStore implements MessageStore {
     } catch {
       // Nothing of the batch was committed. Retry each write alone, so one
       // bad write fails only its own caller.
-      for (const w of batch) {
-        try {
-          this.#commit([w]);
-        } catch (e) {
-          // Past maxRetainedBytes: refused before its transaction, which did not fail.
-          if (isStoreFull(e)) {
-            w.reject(e);
-            continue;
-          }
-          this.#refused(w, e);
-          w.reject(new HeraldError('HERALD_ERR_UNAVAILABLE', `store write failed: ${(e as Error).message}`));
-        }
+      for (const w of batch) this.#commitAlone(w, true);
+    }
+  }
+
+  /** Commits one write alone (#flush's retry), settling its promise either way. */
+  #commitAlone(w: PendingWrite, retry: boolean): void {
+    try {
+      this.#commit([w]);
+    } catch (e) {
+      // Past maxRetainedBytes: refused before its transaction, which did not fail.
+      if (isStoreFull(e)) {
+        // With no batch staged (#commit discarded it), what has expired is let go from
+        // memory at once (StreamIndex.dropExpired), not at the next pruning pass: it is
+        // never read again, and its journal rows are the pass's to delete, as they are
+        // after the pass's own memory pruning. Freed anything: one more try.
+        if (retry && w.kind !== 'ackMany' && this.#index.dropExpired(w.now) > 0) this.#commitAlone(w, false);
+        else w.reject(e);
+        return;
       }
+      this.#refused(w, e);
+      w.reject(new HeraldError('HERALD_ERR_UNAVAILABLE', `store write failed: ${(e as Error).message}`));
     }
   }
 

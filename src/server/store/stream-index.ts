@@ -421,6 +421,9 @@ export class StreamIndex {
    */
   seqFloor = 0;
 
+  /** Where dropExpired goes on from: a Map's iterator sees the streams added and removed since. */
+  #sweep: Iterator<StreamState> | undefined = undefined;
+
   /**
    * @param maxPerStream notifications kept per stream; beyond it the oldest are dropped.
    * @param storeEpoch the store's own epoch, from which never-written streams derive theirs.
@@ -553,6 +556,36 @@ export class StreamIndex {
     if (evict && !evict(idle, floor)) return;
     this.seqFloor = floor;
     for (const [stream] of idle) this.streams.delete(stream);
+  }
+
+  /**
+   * For an append the cap refused (maxRetainedBytes): removes expired
+   * notifications and keys, about `budget` streams and notifications looked
+   * at, going on from where the last call stopped (round the streams, each
+   * at most once a call). Otherwise what expired still counted until a
+   * pruning pass (every pruneIntervalMs, never at 0) and a store that had
+   * filled refused stored sends that long. Only in the refusal's path, so an
+   * append under the cap costs nothing more; bounded, so a refusal with
+   * nothing expired costs one slice, not a walk of every stream. Evicts no
+   * stream and moves nothing in the arena: the pruning pass does that. Call
+   * it with no batch staged: a staged stream is skipped (its batch counts
+   * positions in its rows). Returns the bytes it freed.
+   */
+  dropExpired(now: number, budget: number = PRUNE_SLICE): number {
+    const before = this.tally.bytes;
+    let work = 0;
+    for (let seen = 0; seen < this.streams.size && work < budget; seen++) {
+      let next = (this.#sweep ??= this.streams.values()).next();
+      if (next.done) next = (this.#sweep = this.streams.values()).next();
+      if (next.done) break;
+      const s = next.value;
+      work++;
+      if (s.nextExpiry <= now && s.staged === undefined) {
+        work += s.retained + (s.keys?.size ?? 0);
+        s.prune(now);
+      }
+    }
+    return before - this.tally.bytes;
   }
 
   /** Removes every expired notification and key at once; returns how many notifications went. */
@@ -742,14 +775,15 @@ export const STORE_FULL = 'store full';
 
 /**
  * The refusal of an append past maxRetainedBytes: 503, as for a store that
- * cannot write (a client may try again once older notifications have gone),
+ * cannot write (a client may try again once older notifications have gone;
+ * the stores refuse only once they let go of what had expired: dropExpired),
  * naming the option and the figures. Live-only sends store nothing and still go.
  */
 function storeFull(retained: number, adding: number, cap: number): HeraldError {
   return new HeraldError(
     'HERALD_ERR_UNAVAILABLE',
     `the store is full: it retains ${retained} bytes of notifications and this one's ${adding} would take it past maxRetainedBytes (${cap}); `
-    + 'stored sends are refused until older notifications expire or are dropped (maxPerStream), live-only sends (ttl 0) still go',
+    + 'stored sends are refused until enough of those retained expire or are dropped (maxPerStream), live-only sends (ttl 0) still go',
     { reason: STORE_FULL, option: 'maxRetainedBytes', retainedBytes: retained, maxRetainedBytes: cap },
   );
 }
