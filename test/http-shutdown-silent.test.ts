@@ -7,7 +7,8 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { connect, createServer, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
+import { restartablePort } from './helpers/ports.js';
 import { startHerald } from './helpers/server.js';
 
 /** A connection to 127.0.0.1:`port` that sends nothing. */
@@ -19,26 +20,10 @@ async function silentConnection(port: number): Promise<{ socket: Socket; closed:
   return { socket, closed };
 }
 
-/** A free port in this file's range (the old daemon's ports cannot be 0: 0 turns them off). */
-async function freePort(): Promise<number> {
-  for (let attempt = 0; attempt < 50; attempt++) {
-    const port = 26500 + Math.floor(Math.random() * 500);
-    const s = createServer().listen(port, '127.0.0.1');
-    try {
-      await once(s, 'listening');
-    } catch {
-      continue;
-    }
-    s.close();
-    await once(s, 'close');
-    return port;
-  }
-  throw new Error('no free port in 26500-26999');
-}
 
 describe('shutdown with connections that sent nothing', () => {
   test('silent connections to the main port and the old daemon\'s ports end at close(), which does not wait out the grace', async () => {
-    const s = await startHerald({ shutdownGraceMs: 10_000, legacyEnabled: false, adminPort: await freePort(), userPort: await freePort() });
+    const s = await startHerald({ shutdownGraceMs: 10_000, legacyEnabled: false, adminPort: await restartablePort(), userPort: await restartablePort() });
     const ports = [Number(new URL(s.url).port), s.options.adminPort, s.options.userPort];
     const silent = await Promise.all(ports.map((port) => silentConnection(port)));
     // Accepted by the server before close() begins.
