@@ -153,6 +153,11 @@ export class ConnectionCap {
     return this.#sockets.size;
   }
 
+  /** The connections open now over the watched servers, tabs included (a shutdown ends those that sent nothing). */
+  get sockets(): ReadonlySet<Socket> {
+    return this.#sockets;
+  }
+
   watch(server: Server): void {
     // Before node's own listener: a connection past the cap is closed before a parser is made for it.
     server.prependListener('connection', (socket: Socket) => {
@@ -163,7 +168,8 @@ export class ConnectionCap {
         return;
       }
       this.#sockets.add(socket);
-      socket.once('close', this.#closed);
+      // `on`, not `once`: 'close' comes once, and `once` wraps the listener in a new closure each time.
+      socket.on('close', this.#closed);
     });
     server.on('error', (err: Error) => {
       if (outOfDescriptors(err)) this.#log.log('warn', 'descriptors', { err: err.message }, 'HTTP connection not accepted: the process has no file descriptor left (EMFILE); raise the limit (LimitNOFILE=, ulimit -n)');

@@ -3,7 +3,7 @@
  * and nowhere else; listen(); close().
  */
 import { createServer, type Server as HttpServer } from 'node:http';
-import { isIPv6, type AddressInfo, type Socket } from 'node:net';
+import { isIPv6, type AddressInfo } from 'node:net';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import type { Logger } from 'pino';
@@ -74,10 +74,13 @@ export class Herald {
   readonly #compatServers: Array<{ kind: PrincipalKind; port: number; server: HttpServer }> = [];
   /** What the browser endpoints check a handshake on: the probe on the old daemon's ports asks it too. */
   readonly #admission: AdmissionDeps;
-  /** The HTTP listeners' connections, tabs included, at most what the open-file limit leaves them (file-limit.ts); none where it cannot be read. */
-  #httpCap: ConnectionCap | undefined;
-  /** The HTTP listeners' open connections (the main port's and the old daemon's ports'), tabs included: see #closeHttp. */
-  readonly #httpConnections = new Set<Socket>();
+  /**
+   * The HTTP listeners' open connections (the main port's and the old daemon's ports'), tabs
+   * included, at most what the open-file limit leaves them (file-limit.ts; no limit where it
+   * cannot be read); #closeHttp ends those that sent nothing. One tracker for both: each
+   * 'connection' listener and Set costs every connect.
+   */
+  #httpCap!: ConnectionCap;
   /** When it started, on the monotonic clock: the uptime (the wall clock may step back, and it went negative). */
   readonly #startedAt = performance.now();
   /** The session resolver's failed look-ups, for the status. */
@@ -243,7 +246,7 @@ export class Herald {
     // The browser library's probe after a refused handshake asks no new look-up while they fail (web/admission.ts).
     const admission: AdmissionDeps = { resolver, origins, spareLookUps: (run) => resolverFailures.spare(run) };
     const herald = new Herald({ options, logger, hub, store, broker, notifier, resolver, watcher, gateway, commands, app, legacy, lifecycle, admission, resolverFailures });
-    herald.#httpCap = caps && new ConnectionCap(caps.http, logger.child({ part: 'http' }));
+    herald.#httpCap = new ConnectionCap(caps?.http ?? Infinity, logger.child({ part: 'http' }));
     await registerHttpApi(app, {
       notifier, commands, apiToken: options.apiToken, version: VERSION,
       mintToken: (p, ttl) => herald.mintToken(p, ttl),
@@ -266,8 +269,7 @@ export class Herald {
       admission,
     });
     gateway.attach(app.server);
-    herald.#httpCap?.watch(app.server);
-    herald.#trackConnections(app.server);
+    herald.#httpCap.watch(app.server);
     return herald;
   }
 
@@ -364,8 +366,7 @@ export class Herald {
       // No body is read here, so no `100 Continue` is ever written: a client waiting for one gets the answer alone.
       continueAfterChecks(server);
       this.gateway.attach(server, kind);
-      this.#httpCap?.watch(server);
-      this.#trackConnections(server);
+      this.#httpCap.watch(server);
       await new Promise<void>((resolve, reject) => {
         server.once('error', reject);
         server.listen({ port, host: o.host, backlog: LISTEN_BACKLOG }, () => resolve());
@@ -442,21 +443,6 @@ export class Herald {
     return this.#closed;
   }
 
-  /** Keeps `server`'s connections in #httpConnections while they are open. */
-  #trackConnections(server: HttpServer): void {
-    const connections = this.#httpConnections;
-    // One listener for all: no closure made per connection.
-    const forget = function (this: Socket): void {
-      connections.delete(this);
-    };
-    server.on('connection', (socket: Socket) => {
-      // Emitted again for a connection handed back from an `Upgrade: h2c` (other-upgrade.ts).
-      if (connections.has(socket)) return;
-      connections.add(socket);
-      socket.once('close', forget);
-    });
-  }
-
   /**
    * Stops the HTTP server: requests in flight have until `graceEnds` to be
    * answered (each answer closes its connection). A connection still open
@@ -474,7 +460,7 @@ export class Herald {
     // After a moment, not at once: a request already in the kernel's buffer, not yet read, was
     // reset (a POST then cannot tell whether it was done); read now, it is answered 503.
     await new Promise((resolve) => setTimeout(resolve, SILENT_CONNECTION_WAIT_MS));
-    for (const socket of this.#httpConnections) if (socket.bytesRead === 0) socket.destroy();
+    for (const socket of this.#httpCap.sockets) if (socket.bytesRead === 0) socket.destroy();
     if (await withTimeout(closed, Math.max(0, graceEnds - performance.now()))) return;
     this.logger.warn({ graceMs: this.options.shutdownGraceMs }, 'HTTP requests still open after the shutdown grace: closing their connections');
     this.app.server.closeAllConnections();
