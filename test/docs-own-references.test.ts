@@ -68,3 +68,16 @@ test('the SDK\'s jsonRequest doc comment (shipped in its .d.ts) points to docs/l
   assert.doesNotMatch(comment, /PROTOCOL\.md/);
   assert.equal(assertPointersResolve(comment.replace(/\n\s*\*/g, '\n'), 'jsonRequest\'s doc comment'), 1);
 });
+
+test('no source file cites PROTOCOL.md (the doc comments ship in the .d.ts), and each of their pointers names a section its doc has', () => {
+  const sources = (dir: string): string[] => readdirSync(join(root, dir), { withFileTypes: true })
+    .flatMap((e) => e.isDirectory() ? sources(`${dir}/${e.name}`) : e.name.endsWith('.ts') ? [`${dir}/${e.name}`] : []);
+  let pointers = 0;
+  for (const file of sources('src')) {
+    const text = readFileSync(join(root, file), 'utf8');
+    assert.doesNotMatch(text, /PROTOCOL\.md/, `${file} cites PROTOCOL.md`);
+    // A comment's continuation lines start with ` * ` or `// `: a pointer may wrap across them.
+    pointers += assertPointersResolve(text.replace(/\n\s*(?:\*|\/\/)(?!\/)\s?/g, '\n'), file);
+  }
+  assert.ok(pointers >= 25, `found ${pointers} pointers`);
+});

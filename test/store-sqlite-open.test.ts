@@ -13,6 +13,7 @@ import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { SqliteStore } from '../src/server/store/sqlite-store.js';
 import { bundled } from './helpers/bundle.js';
+import { skipUnlessCI } from './helpers/capability.js';
 
 const T0 = 1_700_000_000_000;
 const HOUR = 3_600_000;
@@ -107,7 +108,7 @@ describe('SqliteStore open', () => {
     await store.close();
   }));
 
-  describe('a store file this user cannot write', { skip: !existsSync(SETPRIV) || process.getuid?.() !== 0 ? 'needs root and setpriv to run the store as another user' : false }, () => {
+  describe('a store file this user cannot write', { skip: skipUnlessCI(!existsSync(SETPRIV) || process.getuid?.() !== 0 ? 'needs root and setpriv to run the store as another user' : false) }, () => {
     /** A data dir owned by nobody, with a store in it made by nobody (and closed). */
     const prepare = async (dir: string): Promise<string> => {
       chownSync(dir, NOBODY, NOBODY);

@@ -1,6 +1,6 @@
 /**
- * Delivery tracking on the browser side (issue 6, PROTOCOL.md §1 "Herald's
- * additions"). A tab follows two streams: its person's own stream and the
+ * Delivery tracking on the browser side (docs/delivery.md, "Streams, SEQ and
+ * EPOCH"). A tab follows two streams: its person's own stream and the
  * broadcast stream of its kind (frames with `STREAM:"*"`). For each it keeps
  * a cursor — the last SEQ seen and its EPOCH — in memory and in
  * sessionStorage, so that a reconnect or a reload resumes where it left off:

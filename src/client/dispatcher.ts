@@ -182,7 +182,7 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
 
 /**
  * Turns whatever arrived into a notification object: the old daemon could
- * deliver a plain string (PROTOCOL.md §1), which the page sees as a MESSAGE
+ * deliver a plain string (docs/browser.md, "The dispatcher's rules"), which the page sees as a MESSAGE
  * whose TEXT is that string.
  */
 export function toNotification(value: unknown): NotificationObject | undefined {

@@ -1,5 +1,5 @@
 /**
- * Background-command frames (PROTOCOL.md §4). Progress frames are live only
+ * Background-command frames (docs/commands.md, "Telling the admin"). Progress frames are live only
  * (not stored, not sequenced): they show life while a program runs. The end
  * of a run is an ordinary tracked notification (SUCCESS, ERROR, or the
  * default MESSAGE) that carries `COMMAND_ID` and a `COMMAND` summary, so a

@@ -1,5 +1,5 @@
 /**
- * The browser protocol (PROTOCOL.md §1): JSON text frames, one object with a
+ * The browser protocol (docs/browser.md, "Connection"): JSON text frames, one object with a
  * `TYPE` each. Shared by the server and the browser library, so it imports
  * neither Node nor the DOM.
  */
@@ -20,7 +20,7 @@ export interface NotificationObject {
 /** What a backend may send: an object with a TYPE, or (as the old daemon allowed) a plain string. */
 export type NotificationPayload = NotificationObject | string;
 
-/** Fields Herald adds to a tracked notification (PROTOCOL.md §1, "Herald's additions"). */
+/** Fields Herald adds to a tracked notification (docs/delivery.md, "Streams, SEQ and EPOCH"). */
 export interface DeliveryFields {
   /** Strictly increasing per stream. */
   SEQ: number;

@@ -1,5 +1,5 @@
 /**
- * The old daemon's TCP control protocol ("Internal" plugin, PROTOCOL.md §2):
+ * The old daemon's TCP control protocol ("Internal" plugin, docs/legacy.md, "Requests and answers"):
  * the answers a backend gets back. Shared with the SDK (whose `jsonRequest`
  * answers as the old daemon would), so it imports neither Node nor the DOM.
  */

@@ -291,7 +291,7 @@ export class Notifier {
         lastJson = json;
       }
       if ((bytes += json.length) > this.#maxSendBytes) throw this.#tooLarge(items, i, bytes, lastPayload, lastJson);
-      // A plain string is delivered as that string (PROTOCOL.md §1) and cannot carry SEQ: live only.
+      // A plain string is delivered as that string (docs/browser.md, "The dispatcher's rules") and cannot carry SEQ: live only.
       if (typeof payload === 'string' || ttl === 0) {
         const plan: Plan = { to, kind, tabs: typeof tabs === 'number' ? tabs : 0, live: json };
         if (key !== undefined) plan.liveKey = { stream: kind === undefined ? principalKey(to as Principal) : broadcastStreamKey(kind), key };

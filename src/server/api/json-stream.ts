@@ -1,6 +1,6 @@
 /**
  * Frames a byte stream into complete JSON values. The legacy protocol has no
- * length prefix or delimiter (PROTOCOL.md §2): one read may hold several
+ * length prefix or delimiter (docs/legacy.md, "Framing and bad input"): one read may hold several
  * requests and one request may arrive split across reads, anywhere — inside
  * a string, after a backslash, inside a multi-byte UTF-8 character. So the
  * framer scans bytes with a small state machine (JSON's structural
@@ -99,7 +99,7 @@ function indexOr(chunk: Buffer, byte: number, from: number, n: number): number {
 
 // Invalid UTF-8 becomes U+FFFD instead of failing the request: the old
 // clients may send text in another encoding, and delivering it damaged is
-// better than refusing it (PROTOCOL.md: text is UTF-8 on every protocol).
+// better than refusing it (text is UTF-8 on every protocol: docs/legacy.md, "Requests and answers").
 const decoder = new TextDecoder('utf-8', { fatal: false, ignoreBOM: true });
 
 export class JsonStreamFramer {

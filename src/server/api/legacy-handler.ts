@@ -1,5 +1,5 @@
 /**
- * The legacy control protocol (PROTOCOL.md §2) as a pure adapter over the
+ * The legacy control protocol (docs/legacy.md, "Requests and answers") as a pure adapter over the
  * Notifier: one parsed JSON value in, one answer out (or none, for SILENT).
  * Both the TCP listener (legacy-server.ts, which parses the request itself
  * and calls handleParsedLegacyRequest) and the HTTP API's
@@ -44,7 +44,7 @@ export function tokensEqual(given: string, expected: string): boolean {
 /**
  * The TOKEN rule. The old client sends the token only with MESSAGE requests
  * (not with PING, REQUEST_LIST or COMMAND), so the trust boundary of this
- * protocol is its listening address (PROTOCOL.md §2):
+ * protocol is its listening address (docs/legacy.md, "Requests and answers"):
  * - `requireToken` (a non-loopback listener): every request must carry the
  *   configured token.
  * - loopback, no token configured: a TOKEN is accepted and ignored.
@@ -140,7 +140,7 @@ async function runCommand(body: Extract<LegacyRequestBody, { type: 'COMMAND' }>,
       aid: body.aid,
       program: body.program,
       args: body.args,
-      // PROTOCOL.md §4: "-c 3" becomes -c 3, quotes honoured, no shell.
+      // docs/commands.md, "Running, safely": "-c 3" becomes -c 3, quotes honoured, no shell.
       splitArgs: true,
       door: 'legacy',
       requestedBy: ctx.peer,

@@ -1,5 +1,5 @@
 /**
- * Parses one legacy-protocol request (PROTOCOL.md §2) into a discriminated
+ * Parses one legacy-protocol request (docs/legacy.md, "Requests and answers") into a discriminated
  * union, once, at the edge (STYLE.md §6): the handler then deals in typed
  * values only. Every compatibility quirk of the old Perl clients is resolved
  * here, with the reason next to it.
@@ -305,12 +305,12 @@ function silentInData(data: unknown): boolean {
  * - Abills::Sender::Browser JSON-encodes a hash MESSAGE before putting it in
  *   DATA, so a string that holds a JSON object is that object, with or
  *   without a TYPE (`send_message({AID, MESSAGE => {TITLE, TEXT}})`); any
- *   other string is delivered as that string (PROTOCOL.md §1).
+ *   other string is delivered as that string (docs/browser.md, "The dispatcher's rules").
  * - An object without TYPE gets `TYPE: "MESSAGE"`.
  * - A Perl-true `SILENT` is the client's NON_SAFE flag (silentInData), not
  *   part of the notification: left out.
  * - send_message({AID, MESSAGE, TITLE}) writes DATA
- *   `{"TYPE":"MESSAGE","TITLE":<TITLE>,"TEXT":<MESSAGE>}` (PROTOCOL.md §2),
+ *   `{"TYPE":"MESSAGE","TITLE":<TITLE>,"TEXT":<MESSAGE>}` (docs/legacy.md, "Requests and answers"),
  *   and the seed's example passes a whole notification as MESSAGE
  *   (`{"TYPE":"MESSAGE","TITLE":null,"TEXT":{"TYPE":"MESSAGE",...}}`): the
  *   seed promises the inner notification, never one whose text is an

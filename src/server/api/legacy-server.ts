@@ -1,5 +1,5 @@
 /**
- * The legacy TCP listener (PROTOCOL.md §2): the old daemon's "Internal"
+ * The legacy TCP listener (docs/legacy.md, "Requests and answers"): the old daemon's "Internal"
  * plugin on port 19444. Each connection is framed into JSON values
  * (json-stream.ts), each value parsed (parseLegacyRequest) and handled
  * (handleParsedLegacyRequest: what the HTTP API's /api/v1/legacy calls too),
@@ -50,7 +50,7 @@ export interface LegacyServerOptions {
 }
 
 /**
- * The old client gives up after 2 s (PROTOCOL.md §2). A request that takes
+ * The old client gives up after 2 s (docs/legacy.md, "Timeliness, fairness, limits"). A request that takes
  * longer than this (a stuck broker or store) is answered with an error
  * instead, well inside that window, and the connection moves on.
  */

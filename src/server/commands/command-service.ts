@@ -15,7 +15,7 @@ export interface CommandRequest {
   args: string[];
   /**
    * Legacy `PROGRAM_ARGS` compatibility: split each element into words on
-   * white space, quotes honoured, nothing else interpreted (PROTOCOL.md §4).
+   * white space, quotes honoured, nothing else interpreted (docs/commands.md, "Running, safely").
    */
   splitArgs?: boolean;
   /** Seconds; default and maximum come from the configuration. */

@@ -1,5 +1,5 @@
 /**
- * What the admin is told when a command ends (PROTOCOL.md §4), and the audit
+ * What the admin is told when a command ends (docs/commands.md, "Telling the admin"), and the audit
  * record every run leaves.
  */
 import type { Logger } from 'pino';

@@ -149,7 +149,7 @@ export class CommandPolicy {
       if (!missing) throw this.#forbidden(program);
       if (missing.path !== undefined && existsSync(missing.path)) {
         // The entry's link was pointed at nothing while its pinned file stayed: by name the entry
-        // runs that file (docs/commands.md, "wherever its symlink points now"), but this path
+        // runs that file (docs/commands.md: "wherever its symlink points now"), but this path
         // leads to no file. Said so: "its file is gone" named a file that is there, and runs.
         const target = danglingTarget(program);
         const why = target === undefined ? `${program} leads to no file` : `the link ${program} is dangling: its target ${target} is missing`;

@@ -1,5 +1,5 @@
 /**
- * Legacy `PROGRAM_ARGS` word splitting (PROTOCOL.md §4).
+ * Legacy `PROGRAM_ARGS` word splitting (docs/commands.md, "Running, safely").
  *
  * The old daemon joined PROGRAM, PROGRAM_ARGS and a redirection into one
  * shell command line, so a panel that sends `["-c 3", "-q", "192.168.1.1"]`

@@ -572,7 +572,7 @@ export class Connection implements Tab {
     const acked = Math.max(head.ackedSeq, this.#deps.acks.pending(key));
     let after: number;
     if (!cursor) {
-      // A new tab: what nobody has acknowledged yet (PROTOCOL.md: Herald's additions).
+      // A new tab: what nobody has acknowledged yet (docs/delivery.md, "Streams, SEQ and EPOCH").
       after = acked;
     } else if (cursor.epoch !== undefined && cursor.epoch !== head.epoch) {
       after = acked;

@@ -56,7 +56,7 @@ export function heartbeatSlices(heartbeatMs: number): { slices: number; tickMs: 
  * The most `ws` reads of one frame. Past its maxPayload `ws` closes the tab
  * itself, with 1009 and no close notice, having read only the frame's
  * header. A frame up to this size reaches the tab instead, which closes with
- * 4413 after the notice every deliberate close has (PROTOCOL.md §1): a
+ * 4413 after the notice every deliberate close has (docs/browser.md, "Connection"): a
  * client that sends too much can tell why. A larger frame still meets `ws`'s
  * 1009, so a tab cannot make the server hold more than this for one frame.
  */
@@ -87,7 +87,7 @@ const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthor
 /**
  * The browser-facing WebSocket endpoint. Every check — path, Origin,
  * credentials — happens before the upgrade completes, so no socket ever
- * exists for someone Herald does not know (PROTOCOL.md §1).
+ * exists for someone Herald does not know (docs/browser.md, "Connection").
  */
 export class Gateway {
   readonly #o: GatewayOptions;

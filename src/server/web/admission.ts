@@ -2,7 +2,7 @@
  * Why a handshake would be refused, answered over plain HTTP.
  *
  * Herald refuses a bad credential before the WebSocket upgrade (HTTP 401,
- * PROTOCOL.md §1), but a browser shows a page nothing of a failed handshake:
+ * docs/browser.md, "Connection"), but a browser shows a page nothing of a failed handshake:
  * the WebSocket just closes with 1006, exactly as when the server is down.
  * To tell "stop, your credential is refused" from "retry, the server is
  * away", the browser library asks the same URL with a plain POST, and this
