@@ -218,7 +218,7 @@ export class SqliteStore implements MessageStore {
   readonly stats: SqliteStoreCounts = { batches: 0, writes: 0 };
   /** Writes refused because their transaction failed (StoreCounts.writeFailures). */
   #writeFailures = 0;
-  /** Set while writes fail: since when, why, and how many were refused since (cleared by the next commit). */
+  /** Set while writes fail: since when (monotonic ms), why, and how many were refused since (cleared by the next commit). */
   #failing: { since: number; error: string; refused: number } | undefined;
   readonly #file: string;
   readonly #logger: Logger | undefined;
@@ -560,7 +560,7 @@ export class SqliteStore implements MessageStore {
     this.#writeFailures += items;
     // A lost file was said once (onFileLost) and lasts until a restart: no failing state to start or end.
     if (!this.#lost && !this.#failing) {
-      this.#failing = { since: Date.now(), error, refused: 0 };
+      this.#failing = { since: performance.now(), error, refused: 0 };
       this.#logger?.warn({ file: this.#file, err: error, code: key }, 'store: writes are failing; every stored send is refused (503) and /healthz answers 503 until one commits again');
     }
     if (this.#failing) {
@@ -576,7 +576,7 @@ export class SqliteStore implements MessageStore {
     const failing = this.#failing!;
     this.#failing = undefined;
     this.#refusals?.flush();
-    this.#logger?.info({ file: this.#file, refused: failing.refused, failedMs: Date.now() - failing.since }, 'store: writes work again');
+    this.#logger?.info({ file: this.#file, refused: failing.refused, failedMs: Math.round(performance.now() - failing.since) }, 'store: writes work again');
   }
 
   readonly #touched = (stream: string, s: StreamState): void => {
