@@ -137,11 +137,23 @@ describe('legacy and HTTP connections under a low open-file limit (herald start 
     assert.ok(lines.some((l) => typeof l.msg === 'string' && l.msg.startsWith('legacy connection refused: legacyMaxConnections reached')));
     assert.ok(lines.some((l) => typeof l.msg === 'string' && l.msg.startsWith('HTTP connection closed unanswered')));
 
+    const refused = { legacy: legacy.closed(), http: http.closed() };
+
     // Released, new connections are taken again.
     for (const s of sockets.splice(0)) s.destroy();
     agent.destroy();
     await until('the flood\'s descriptors to be freed', () => fds() < LIMIT / 2);
     assert.equal((await api('GET', '/api/v1/ping')).status, 200, 'a new connection is answered');
     agent.destroy();
+
+    // Every refusal is in the log by the time Herald has stopped: those past a window's lines
+    // in the summary its shutdown writes (the floods took under the 10 s window).
+    const exited = new Promise((resolve) => child!.once('exit', resolve));
+    child.kill('SIGTERM');
+    assert.equal(await exited, 0, `herald start exits 0 (stderr: ${stderr})`);
+    const logged = (one: string, summary: string): number => lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith(one)).length
+      + lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith(summary)).reduce((n, l) => n + (l.refused as number), 0);
+    assert.equal(logged('legacy connection refused: legacyMaxConnections reached', 'legacy connections and requests refused and not logged one by one'), refused.legacy, 'legacy refusals logged');
+    assert.equal(logged('HTTP connection closed unanswered', 'HTTP connections refused and not logged one by one'), refused.http, 'HTTP refusals logged');
   });
 });

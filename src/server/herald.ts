@@ -427,6 +427,9 @@ export class Herald {
         step('HTTP server', () => this.#closeHttp(graceEnds)),
         step('commands', () => this.commands?.close(Math.max(0, graceEnds - performance.now()))),
       ]);
+      // The connections the cap closed and the window did not log one by one: said before the
+      // process ends, as the legacy door's and the handshakes' refusals are.
+      this.#httpCap.flush();
       await step('broker', () => this.broker.close());
       // A database pool's close waits for its queries in flight (a re-check's, a handshake's),
       // each up to sqlTimeoutMs and more at one that stopped answering: waited for while the
