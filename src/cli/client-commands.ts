@@ -134,6 +134,25 @@ export function messageFromFlags(flags: SendFlags): SendMessageInput['message'] 
   return message as SendMessageInput['message'];
 }
 
+/**
+ * The stored message's id, to look it up by (GET /api/v1/messages/:id, the
+ * SDK's messageStatus): ` (message ID)` for a broadcast or one person. For a
+ * list each person's copy is a message of its own, with its own id:
+ * ` (message ID for admin 7, message ID for admin 8)` (the first one alone
+ * left the others unknown). Empty when nothing was stored.
+ */
+function storedIds(result: SendResult): string {
+  const isId = (id: unknown): id is string => typeof id === 'string' && id !== '';
+  const people = result.results ?? [];
+  if (isId(result.messageId) || people.length <= 1) {
+    const id = result.messageId ?? people[0]?.messageId;
+    return isId(id) ? ` (message ${printable(id, 300)})` : '';
+  }
+  // Kind and id are the server's answer too: printed only through printable.
+  const stored = people.flatMap((r) => (isId(r.messageId) ? [`message ${printable(r.messageId, 300)} for ${printable(`${r.kind} ${r.id}`, 100)}`] : []));
+  return stored.length === 0 ? '' : ` (${stored.join(', ')})`;
+}
+
 function describeSend(result: SendResult, label: string, broadcast: boolean): string {
   const parts: string[] = [];
   const duplicates = result.results?.filter((r) => r.duplicate).length ?? 0;
@@ -142,13 +161,11 @@ function describeSend(result: SendResult, label: string, broadcast: boolean): st
     // The SDK sent it again after its first attempt's answer was lost: the answer is the repeat's,
     // whose "0 tabs, duplicate" alone read as "not sent" when the first attempt had sent it.
     parts.push('sent by the first attempt, whose answer was lost (the automatic repeat was recognised by its --idempotency-key and not delivered again)');
-    const id = result.messageId ?? result.results?.find((r) => r.messageId)?.messageId;
-    if (result.queued) parts.push(`queued for tabs that connect later${typeof id === 'string' && id !== '' ? ` (message ${printable(id, 300)})` : ''}`);
+    if (result.queued) parts.push(`queued for tabs that connect later${storedIds(result)}`);
     return `${label}: ${parts.join('; ')}`;
   }
   parts.push(broadcast ? `delivered to ${result.delivered} ${result.delivered === 1 ? 'person' : 'people'} online` : `delivered to ${result.delivered} ${result.delivered === 1 ? 'tab' : 'tabs'}`);
-  const id = result.messageId ?? result.results?.find((r) => r.messageId)?.messageId;
-  if (result.queued) parts.push(`queued for tabs that connect later${typeof id === 'string' && id !== '' ? ` (message ${printable(id, 300)})` : ''}`);
+  if (result.queued) parts.push(`queued for tabs that connect later${storedIds(result)}`);
   if (result.duplicate || result.results?.some((r) => r.duplicate)) parts.push('duplicate idempotency key: not sent again');
   return `${label}: ${parts.join('; ')}`;
 }

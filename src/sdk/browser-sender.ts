@@ -12,8 +12,8 @@
  */
 import { isPersonId, type Principal, type PrincipalKind } from '../protocol/principal.js';
 import type { NotificationObject, NotificationPayload } from '../protocol/frames.js';
-import { mintConnectToken } from './connect-token.js';
-import { HeraldSdkError } from './errors.js';
+import { mintConnectToken, secretFault } from './connect-token.js';
+import { HeraldSdkError, shownValue } from './errors.js';
 import { DEFAULT_MAX_ANSWER_BYTES, HttpTransport, MAX_ANSWER_BYTES_LIMIT, MAX_TIMEOUT_MS, type HttpAnswer } from './http-transport.js';
 import type {
   CommandInfo, CommandStatusOptions, ConnectToken, LegacyAnswer, MessageStatus, Person, PingResult, Recipient,
@@ -88,21 +88,22 @@ export class BrowserSender {
     this.enabled = options.enabled ?? true;
     this.url = options.url ?? '';
     this.#secret = options.secret === '' ? undefined : options.secret;
-    if (options.aid !== undefined && !isPersonId(options.aid)) throw new TypeError(`option "aid" must be a positive integer, got ${String(options.aid)}`);
+    if (options.aid !== undefined && !isPersonId(options.aid)) throw new TypeError(`option "aid" must be a positive integer, got ${shownValue(options.aid)}`);
     this.#aid = options.aid;
     const timeoutMs = options.timeoutMs ?? 5000;
     if (!Number.isFinite(timeoutMs) || timeoutMs <= 0 || timeoutMs > MAX_TIMEOUT_MS) {
-      throw new TypeError(`option "timeoutMs" must be a positive number of milliseconds up to ${MAX_TIMEOUT_MS}, got ${String(options.timeoutMs)}`);
+      throw new TypeError(`option "timeoutMs" must be a positive number of milliseconds up to ${MAX_TIMEOUT_MS}, got ${shownValue(options.timeoutMs)}`);
     }
     const retryForMs = options.retryForMs ?? 3000;
     if (!Number.isFinite(retryForMs) || retryForMs < 0 || retryForMs > MAX_TIMEOUT_MS) {
-      throw new TypeError(`option "retryForMs" must be a number of milliseconds from 0 to ${MAX_TIMEOUT_MS}, got ${String(options.retryForMs)}`);
+      throw new TypeError(`option "retryForMs" must be a number of milliseconds from 0 to ${MAX_TIMEOUT_MS}, got ${shownValue(options.retryForMs)}`);
     }
     const maxAnswerBytes = options.maxAnswerBytes ?? DEFAULT_MAX_ANSWER_BYTES;
     if (!Number.isInteger(maxAnswerBytes) || maxAnswerBytes < 1 || maxAnswerBytes > MAX_ANSWER_BYTES_LIMIT) {
-      throw new TypeError(`option "maxAnswerBytes" must be a whole number of bytes from 1 to ${MAX_ANSWER_BYTES_LIMIT}, got ${String(options.maxAnswerBytes)}`);
+      throw new TypeError(`option "maxAnswerBytes" must be a whole number of bytes from 1 to ${MAX_ANSWER_BYTES_LIMIT}, got ${shownValue(options.maxAnswerBytes)}`);
     }
-    if (this.#secret !== undefined && this.#secret.length < 32) throw new TypeError('option "secret" must be at least 32 characters (the server refuses shorter ones)');
+    const secretProblem = this.#secret === undefined ? undefined : secretFault(this.#secret);
+    if (secretProblem !== undefined) throw new TypeError(`option "secret" ${secretProblem}`);
     if (!this.enabled) {
       this.#http = undefined;
       return;
@@ -213,7 +214,7 @@ export class BrowserSender {
     if (typeof input !== 'object' || input === null) throw badArgument('sendMessage takes { aid | uid | aids | uids | all, message }');
     const body: Record<string, unknown> = { to: toRecipient(input), message: toPayload(input.message, input.title) };
     if (input.ttl !== undefined) {
-      if (!Number.isFinite(input.ttl) || input.ttl < 0) throw badArgument(`ttl must be a non-negative number of seconds, got ${String(input.ttl)}`);
+      if (!Number.isFinite(input.ttl) || input.ttl < 0) throw badArgument(`ttl must be a non-negative number of seconds, got ${shownValue(input.ttl)}`);
       body.ttl = input.ttl;
     }
     if (input.idempotencyKey !== undefined) {
@@ -221,7 +222,7 @@ export class BrowserSender {
       // counts them): an empty key was a 400 after the round trip, and 150 emoji were refused here.
       const chars = typeof input.idempotencyKey === 'string' ? [...input.idempotencyKey].length : 0;
       if (typeof input.idempotencyKey !== 'string' || chars === 0 || chars > 200) {
-        throw badArgument(`idempotencyKey must be a string of 1 to 200 characters, got ${typeof input.idempotencyKey === 'string' ? `${chars} characters` : String(input.idempotencyKey)}`);
+        throw badArgument(`idempotencyKey must be a string of 1 to 200 characters, got ${typeof input.idempotencyKey === 'string' ? `${chars} characters` : shownValue(input.idempotencyKey)}`);
       }
       body.idempotencyKey = input.idempotencyKey;
     }
@@ -304,7 +305,7 @@ export class BrowserSender {
     if (!this.#http) return false;
     const aid = options.aid ?? this.#aid;
     if (aid === undefined) throw badArgument('runInBackground needs an admin: pass { aid } or the constructor\'s "aid"');
-    if (!isPersonId(aid)) throw badArgument(`aid must be a positive integer, got ${String(aid)}`);
+    if (!isPersonId(aid)) throw badArgument(`aid must be a positive integer, got ${shownValue(aid)}`);
     if (typeof program !== 'string' || program === '') throw badArgument('program must be a non-empty string');
     const body: Record<string, unknown> = { aid, program, args: [...(options.args ?? [])] };
     if (options.timeout !== undefined) body.timeout = options.timeout;
@@ -365,7 +366,7 @@ export class BrowserSender {
     // The server's bounds (POST /api/v1/tokens: 1 s to 31 days), kept when signing locally too:
     // a ttl of 0.5 gave a 1 s token signed locally and a refusal from the server.
     if (input.ttl !== undefined && (!Number.isFinite(input.ttl) || input.ttl < 1 || input.ttl > MAX_CONNECT_TOKEN_TTL_SEC)) {
-      throw badArgument(`ttl must be a number of seconds from 1 up to ${MAX_CONNECT_TOKEN_TTL_SEC} (31 days), got ${String(input.ttl)}`);
+      throw badArgument(`ttl must be a number of seconds from 1 up to ${MAX_CONNECT_TOKEN_TTL_SEC} (31 days), got ${shownValue(input.ttl)}`);
     }
     if (this.#secret !== undefined) return mintConnectToken(this.#secret, principal, input.ttl ?? DEFAULT_CONNECT_TOKEN_TTL_SEC);
     if (!this.#http) return false;
@@ -446,7 +447,7 @@ function isPersonResult(r: unknown): boolean {
  */
 function pathId(id: unknown): string {
   if (typeof id !== 'string' || id === '' || id === '.' || id === '..') {
-    throw badArgument(`id must be a non-empty string other than "." and "..", got ${typeof id === 'string' ? JSON.stringify(id) : String(id)}`);
+    throw badArgument(`id must be a non-empty string other than "." and "..", got ${shownValue(id)}`);
   }
   return encodeURIComponent(id);
 }
@@ -466,11 +467,11 @@ function toPrincipal(person: Person): Principal {
   const p = person as { aid?: unknown; uid?: unknown };
   if (p.aid !== undefined && p.uid !== undefined) throw badArgument('give aid or uid, not both');
   if (p.aid !== undefined) {
-    if (!isPersonId(p.aid)) throw badArgument(`aid must be a positive integer, got ${String(p.aid)}`);
+    if (!isPersonId(p.aid)) throw badArgument(`aid must be a positive integer, got ${shownValue(p.aid)}`);
     return { kind: 'admin', id: p.aid };
   }
   if (p.uid !== undefined) {
-    if (!isPersonId(p.uid)) throw badArgument(`uid must be a positive integer, got ${String(p.uid)}`);
+    if (!isPersonId(p.uid)) throw badArgument(`uid must be a positive integer, got ${shownValue(p.uid)}`);
     return { kind: 'user', id: p.uid };
   }
   throw badArgument('give aid or uid');

@@ -78,3 +78,25 @@ export class HeraldSdkError extends Error {
 export function isHeraldSdkError(e: unknown): e is HeraldSdkError {
   return e instanceof HeraldSdkError;
 }
+
+/** The most of a caller's value an error message echoes, in characters. */
+const SHOWN_VALUE_CHARS = 120;
+
+/**
+ * A value a caller gave, as an error message shows it: as JSON, so that the
+ * string `"1"` given for the number 1 reads as what it is (`String` showed
+ * both as `1`), and cut to {@link SHOWN_VALUE_CHARS} characters, so that a
+ * megabyte given by mistake does not end up whole in a log.
+ */
+export function shownValue(value: unknown): string {
+  // JSON has no NaN or Infinity: it shows them as null.
+  if (typeof value === 'number') return String(value);
+  let text: string;
+  try {
+    text = JSON.stringify(value) ?? String(value);
+  } catch {
+    // A BigInt, or an object that holds itself: JSON has no form for them.
+    return typeof value === 'bigint' ? `${value}n` : 'a value JSON cannot show';
+  }
+  return text.length > SHOWN_VALUE_CHARS ? `${text.slice(0, SHOWN_VALUE_CHARS)}…` : text;
+}
