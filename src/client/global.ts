@@ -17,7 +17,8 @@
  * AMessageChecker, a widget's template includes the snippet again) keeps the
  * first copy's globals: see install().
  */
-import * as api from './index.js';
+import type * as api from './index.js';
+import { Backoff, CloseCode, DesktopNotifier, Emitter, isSafeUrl, sanitizeHtml, TERMINAL_CLOSE_CODES, Toaster, VERSION, ALLOWED_ATTR, ALLOWED_TAGS } from './index.js';
 import { Dispatcher, toNotification, type LegacyExtension } from './dispatcher.js';
 import { endpointOf, HeraldClient, setDefaultBaseUrl, type HeraldClientOptions } from './herald-client.js';
 import { currentScript } from './dom.js';
@@ -148,7 +149,31 @@ function install(): void {
     for (const [key, member] of Object.entries(pageChecker)) if (!HERALD_MEMBERS.has(key)) AMessageChecker[key] = member;
   }
 
-  const herald = { ...api, connect, dispatcher: shared, get client() { return current; } };
+  // Named one by one, not spread from `import * as`: the bundler's namespace
+  // object is built with a for-in loop that also walks Object.prototype, and a
+  // page's enumerable non-function there (`Object.prototype.x = 1`) made it
+  // throw as the script loaded. `satisfies`: every name index.ts exports is here.
+  const herald = {
+    HeraldClient,
+    Dispatcher,
+    toNotification,
+    Emitter,
+    Backoff,
+    Toaster,
+    DesktopNotifier,
+    sanitizeHtml,
+    isSafeUrl,
+    ALLOWED_TAGS,
+    ALLOWED_ATTR,
+    CloseCode,
+    TERMINAL_CLOSE_CODES,
+    VERSION,
+    connect,
+    dispatcher: shared,
+    get client() {
+      return current;
+    },
+  } satisfies Record<keyof typeof api, unknown> & Record<string, unknown>;
   Object.defineProperty(herald, MARK, { value: true });
   g.Herald = herald;
   adopt(g.AMessageChecker);

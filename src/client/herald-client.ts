@@ -50,6 +50,8 @@ const LINK_CHECK_MS = 5000;
 const WAKE_GRACE_MS = 2500;
 /** The reason of the close when the page goes into the back/forward cache. */
 const PAGE_HIDDEN = 'page hidden';
+/** RFC 6455's code for a connection that ended without a close frame, as a browser reports a failed one. */
+const ABNORMAL_CLOSURE = 1006;
 /** After close(), how long to wait for the server to close before closing ourselves, in ms. */
 const CLOSE_GRACE_MS = 3000;
 /**
@@ -84,12 +86,28 @@ function toWsUrl(base: string): string {
  * which also keys its saved cursors). Throws a TypeError for a bad `kind`.
  */
 export function endpointOf(options: Pick<HeraldClientOptions, 'kind' | 'url' | 'endpoint'>): string {
-  const kind = options.kind ?? 'admin';
+  const kind = ownOption(options, 'kind') ?? 'admin';
   if (kind !== 'admin' && kind !== 'user') throw new TypeError(`kind must be "admin" or "user", got ${String(kind)}`);
-  if (options.endpoint) return toWsUrl(options.endpoint);
-  const base = options.url ?? scriptBase ?? location.origin;
+  const endpoint = ownOption(options, 'endpoint');
+  if (endpoint) return toWsUrl(endpoint);
+  const base = ownOption(options, 'url') ?? scriptBase ?? location.origin;
   return `${toWsUrl(base).replace(/\/+$/, '')}/ws/${kind}`;
 }
+
+/**
+ * `options[key]` when the options object itself has it: never one found
+ * on Object.prototype, which a prototype-pollution bug elsewhere in the page
+ * may have set (`Object.prototype.url = ...` sent the token to that host).
+ */
+function ownOption<K extends 'kind' | 'url' | 'endpoint'>(options: Pick<HeraldClientOptions, K>, key: K): HeraldClientOptions[K] | undefined {
+  return Object.prototype.hasOwnProperty.call(options, key) ? options[key] : undefined;
+}
+
+/**
+ * What the client's `error` event says when the page's
+ * Content-Security-Policy refused the connection to the endpoint.
+ */
+const BLOCKED_BY_CSP = "the connection to Herald was blocked by the page's Content-Security-Policy (connect-src): allow the endpoint there";
 
 export class HeraldClient {
   readonly kind: PrincipalKind;
@@ -151,6 +169,27 @@ export class HeraldClient {
   readonly #onPageShow = (event: PageTransitionEvent) => {
     this.#delivery.leaving(false);
     if (event.persisted) this.#resume();
+  };
+  /** The attempt (#attemptId) whose connection the page's CSP refused, once that was said; 0: none. */
+  #blockedAttempt = 0;
+  /**
+   * The page's CSP (connect-src) refused a connection to this client's host:
+   * its socket fails at once and says nothing of why, so tell the page,
+   * once an attempt (the credential probe's request may be refused too).
+   */
+  readonly #onPolicyViolation = (event: Event) => {
+    const violation = event as SecurityPolicyViolationEvent;
+    // 'report': a Content-Security-Policy-Report-Only header's, which refuses nothing.
+    if (violation.effectiveDirective !== 'connect-src' || violation.disposition !== 'enforce' || this.#blockedAttempt === this.#attemptId) return;
+    let host: string;
+    try {
+      host = new URL(violation.blockedURI).host;
+    } catch {
+      return; // not a URL ("inline", "eval")
+    }
+    if (host !== new URL(this.endpoint).host) return;
+    this.#blockedAttempt = this.#attemptId;
+    this.events.emit('error', { error: new Error(BLOCKED_BY_CSP) });
   };
 
   constructor(options: HeraldClientOptions = {}) {
@@ -238,6 +277,7 @@ export class HeraldClient {
     addEventListener('online', this.#onOnline);
     // Through EventTarget.prototype: the page's markup can shadow document's methods (dom.ts).
     listenToDocument('visibilitychange', this.#onVisible);
+    listenToDocument('securitypolicyviolation', this.#onPolicyViolation);
     addEventListener('pagehide', this.#onPageHide);
     addEventListener('pageshow', this.#onPageShow);
     // The toasts' live region, before the first notification can arrive (Toaster.prepare).
@@ -392,6 +432,16 @@ export class HeraldClient {
       this.#ws = undefined;
       void this.#onClosed(ev.code, ev.reason || this.#closeNotice?.reason || '', opened, url, id);
     };
+    // A socket that never opened and is closed has failed: that is the end
+    // of the attempt. Usually its close event follows (and is then ignored,
+    // the socket being given up on); but Chromium's socket that the page's
+    // CSP refused (connect-src) fires `error` alone, and the attempt would
+    // wait for connectTimeoutMs, the page never told.
+    ws.onerror = () => {
+      if (this.#ws !== ws || opened || ws.readyState !== WebSocket.CLOSED) return;
+      this.#ws = undefined;
+      void this.#onClosed(ABNORMAL_CLOSURE, '', false, url, id);
+    };
   }
 
   async #url(): Promise<string> {
@@ -418,7 +468,8 @@ export class HeraldClient {
       return;
     }
     let terminal = TERMINAL_CLOSE_CODES.has(code) ? code : undefined;
-    if (terminal === undefined && !opened) {
+    // Not when the page's CSP refused the connection: the probe would be refused too, its report carrying the token.
+    if (terminal === undefined && !opened && this.#blockedAttempt !== id) {
       // A refused handshake reaches the page only as code 1006, whatever the
       // HTTP status was, so ask the endpoint over plain HTTP why (server/web/admission.ts).
       terminal = await probeRefusal(url);
@@ -543,7 +594,7 @@ export class HeraldClient {
     const ws = this.#ws;
     if (!ws) return false;
     this.#ws = undefined;
-    ws.onopen = ws.onmessage = ws.onclose = null;
+    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
     if (ws.readyState === WebSocket.CLOSING || ws.readyState === WebSocket.CLOSED) return true;
     try {
       ws.close(code, reason);
@@ -556,6 +607,7 @@ export class HeraldClient {
   #stopListening(): void {
     removeEventListener('online', this.#onOnline);
     stopListeningToDocument('visibilitychange', this.#onVisible);
+    stopListeningToDocument('securitypolicyviolation', this.#onPolicyViolation);
     this.desktop.sync(false);
     removeEventListener('pagehide', this.#onPageHide);
     removeEventListener('pageshow', this.#onPageShow);

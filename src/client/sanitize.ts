@@ -6,7 +6,7 @@
  * Everything else (script, img, event handlers, style, javascript: URLs) is
  * dropped. TITLE is never HTML: it is set as text.
  */
-import type { DOMPurify } from 'dompurify';
+import type { Config, DOMPurify } from 'dompurify';
 import { headOf } from '../protocol/text-cut.js';
 import { createElement } from './dom.js';
 
@@ -85,12 +85,86 @@ function stripBidiControls(root: Node): void {
 }
 
 /**
+ * The name of Herald's Trusted Types policy. A page that enforces Trusted
+ * Types (`require-trusted-types-for 'script'`) and names its policies
+ * (`trusted-types ...`) lists it there for TEXT to show its formatting
+ * (docs/browser.md).
+ */
+export const TRUSTED_TYPES_POLICY_NAME = 'herald';
+
+type HtmlPolicy = NonNullable<Config['TRUSTED_TYPES_POLICY']>;
+
+/** The page's Trusted Types factory, where the browser has one. */
+interface TrustedTypesFactory {
+  createPolicy(name: string, rules: { createHTML(html: string): string }): HtmlPolicy;
+}
+
+/** Herald's policy; null: none to be had; undefined: not asked for yet. */
+let policy: HtmlPolicy | null | undefined;
+
+/**
+ * Herald's own Trusted Types policy, made the first time TEXT is parsed
+ * (not as the library loads: a page that never shows HTML does not see its
+ * name refused). It hands markup only to DOMPurify and to asPlainText's
+ * parser, both parsing in a document of their own where nothing runs, so it
+ * lets the markup through as it is; it makes no script URLs. DOMPurify is
+ * given it (TRUSTED_TYPES_POLICY) so that it never makes its own policy,
+ * `dompurify`: that name may be refused by the page, or be the page's own
+ * DOMPurify's, which Herald's taking it first would break. Null where the
+ * browser has no Trusted Types, or the page's `trusted-types` directive
+ * does not allow the name (or it is taken).
+ */
+function heraldPolicy(): HtmlPolicy | null {
+  if (policy === undefined) {
+    policy = null;
+    const factory = (globalThis as { trustedTypes?: TrustedTypesFactory }).trustedTypes;
+    try {
+      if (factory && typeof factory.createPolicy === 'function') policy = factory.createPolicy(TRUSTED_TYPES_POLICY_NAME, { createHTML: (html) => html });
+    } catch {
+      // refused by the page's trusted-types directive: see htmlSinksOpen()
+    }
+  }
+  return policy;
+}
+
+/** Whether a string may be handed to an HTML parser; undefined: not found out yet. */
+let stringsParse: boolean | undefined;
+
+/**
+ * Whether markup can be parsed here at all: through Herald's policy, or
+ * (none to be had) as a plain string, which a page enforcing Trusted Types
+ * refuses unless its own default policy takes it. Found out once, with an
+ * empty string: a page that refuses them then gets one violation report
+ * (which may carry a sample) with no notification's text in it.
+ */
+function htmlSinksOpen(): boolean {
+  if (heraldPolicy()) return true;
+  if (stringsParse === undefined) {
+    try {
+      new DOMParser().parseFromString('', 'text/html');
+      stringsParse = true;
+    } catch {
+      stringsParse = false;
+    }
+  }
+  return stringsParse;
+}
+
+/** `html` as the HTML parser takes it on this page: through Herald's policy where there is one. */
+function parseable(html: string): string {
+  // A TrustedHTML where there is a policy; the parser takes either.
+  return (heraldPolicy()?.createHTML(html) as unknown as string | undefined) ?? html;
+}
+
+/**
  * Sanitises TEXT into a fragment ready to insert; links open in a new tab
  * without an opener. TEXT with more than MAX_TAGS tags, or nested deeper
- * than MAX_NESTING, comes out as its text alone (see there).
+ * than MAX_NESTING, comes out as its text alone (see there), and so does
+ * TEXT on a page whose Trusted Types refuse to parse it (htmlSinksOpen) or
+ * where DOMPurify gave nothing: nothing is lost.
  */
 export function sanitizeHtml(html: string, doc: Document = document): DocumentFragment {
-  const fragment = purifier && !tooIntricate(html) ? purify(purifier, html) : asPlainText(html);
+  const fragment = (purifier && !tooIntricate(html) && htmlSinksOpen() && purify(purifier, html)) || asPlainText(html);
   stripBidiControls(fragment);
   // Through the prototype: `doc` may be the page's document, whose markup can shadow its methods (dom.ts).
   return doc === document ? fragment : (Document.prototype.importNode.call(doc, fragment, true) as DocumentFragment);
@@ -148,14 +222,23 @@ function tooIntricate(html: string): boolean {
   return false;
 }
 
-function purify(purifier: DOMPurify, html: string): DocumentFragment {
-  const fragment = purifier.sanitize(html, {
-    ALLOWED_TAGS: [...ALLOWED_TAGS],
-    ALLOWED_ATTR: [...ALLOWED_ATTR],
-    ALLOWED_URI_REGEXP: SAFE_URL,
-    ALLOW_DATA_ATTR: false,
-    RETURN_DOM_FRAGMENT: true,
-  });
+/** TEXT sanitised by DOMPurify; undefined where it could not parse it (it returns null, or throws, when the page's Trusted Types refuse). */
+function purify(purifier: DOMPurify, html: string): DocumentFragment | undefined {
+  let fragment: DocumentFragment | null;
+  try {
+    fragment = purifier.sanitize(html, {
+      ALLOWED_TAGS: [...ALLOWED_TAGS],
+      ALLOWED_ATTR: [...ALLOWED_ATTR],
+      ALLOWED_URI_REGEXP: SAFE_URL,
+      ALLOW_DATA_ATTR: false,
+      RETURN_DOM_FRAGMENT: true,
+      // Null (no policy): DOMPurify parses plain strings and makes no `dompurify` policy of its own either.
+      TRUSTED_TYPES_POLICY: heraldPolicy(),
+    }) as DocumentFragment | null;
+  } catch {
+    return undefined;
+  }
+  if (!fragment) return undefined;
   // Set link targets here rather than with a DOMPurify hook: hooks are global
   // to the DOMPurify instance, which an ES-module host page may share.
   for (const a of fragment.querySelectorAll('a')) {
@@ -166,20 +249,18 @@ function purify(purifier: DOMPurify, html: string): DocumentFragment {
 }
 
 /**
- * TEXT as plain text, where DOMPurify could not start or the markup is too
- * intricate to parse: its tags taken out (a line break, a paragraph or a list
- * item ending a line; a script or style with what it holds), then what is
- * left read as HTML in a document of its
- * own (DOMParser's: no script runs, nothing loads) for its character
- * references, with no elements left to nest.
+ * TEXT as plain text, where DOMPurify could not start or parse it, or the
+ * markup is too intricate to parse: its tags taken out (a line break, a
+ * paragraph or a list item ending a line; a script or style with what it
+ * holds), then its character references decoded (decodeReferences), with no
+ * elements left to nest.
  */
 function asPlainText(html: string): DocumentFragment {
   const flat = html
     .replace(/<(script|style)\b[^>]*>[^]*?<\/\1\s*>/gi, '')
     .replace(/<br\s*\/?>|<\/(p|li)\s*>/gi, '\n')
     .replace(TAG, '');
-  // No tag is left, so no element of the sender's can stand in for <body> (dom.ts).
-  const lines = (new DOMParser().parseFromString(flat, 'text/html').body.textContent ?? '').trim().split('\n');
+  const lines = decodeReferences(flat).trim().split('\n');
   // Made in the page's document, through the prototype (dom.ts): the parsed one holds the sender's markup.
   const fragment = new DocumentFragment();
   lines.forEach((line, i) => {
@@ -187,6 +268,33 @@ function asPlainText(html: string): DocumentFragment {
     fragment.append(line);
   });
   return fragment;
+}
+
+/** The character references a page's text most often has, decoded where HTML cannot be parsed. */
+const COMMON_REFERENCES: Readonly<Record<string, string>> = { amp: '&', AMP: '&', lt: '<', LT: '<', gt: '>', GT: '>', quot: '"', QUOT: '"', apos: "'", nbsp: '\u00A0' };
+/** Names are case-sensitive (`&Lt;` is another character): only those listed. */
+const REFERENCE = /&(?:#(\d{1,7})|#[xX]([\da-fA-F]{1,6})|(amp|AMP|lt|LT|gt|GT|quot|QUOT|apos|nbsp));?/g;
+
+/**
+ * `text` (no tags left in it) with its character references decoded: read as
+ * HTML in a document of its own (DOMParser's: no script runs, nothing loads;
+ * no element of the sender's can stand in for <body>, dom.ts), or, where the
+ * page's Trusted Types refuse that, with the numeric ones and the common named
+ * ones decoded here, any other left as written.
+ */
+function decodeReferences(text: string): string {
+  if (htmlSinksOpen()) {
+    try {
+      return new DOMParser().parseFromString(parseable(text), 'text/html').body.textContent ?? '';
+    } catch {
+      // refused after all (the page's default policy turned it down): decoded below
+    }
+  }
+  return text.replace(REFERENCE, (_reference, decimal: string | undefined, hex: string | undefined, name: string | undefined) => {
+    if (name) return COMMON_REFERENCES[name]!;
+    const code = decimal ? Number(decimal) : Number.parseInt(hex!, 16);
+    return code > 0 && code <= 0x10ffff && (code < 0xd800 || code > 0xdfff) ? String.fromCodePoint(code) : '\uFFFD';
+  });
 }
 
 /**
