@@ -21,7 +21,7 @@ const TRUSTED_TYPES = "require-trusted-types-for 'script'; trusted-types";
 
 /** What the panel's inline script keeps in the page. */
 type Panel = Window & {
-  client: { state: string; endpoint: string };
+  client: { state: string; endpoint: string; kind: string };
   seen: Array<{ name: string; error?: string }>;
   Herald?: unknown;
 };
@@ -105,9 +105,11 @@ for (const name of ['connected', 'reconnecting', 'error']) client.events.on(name
   it('decodes the character references of too intricate TEXT without an HTML parser where Trusted Types refuse one', async () => {
     const page = await openPanel(302, `${TRUSTED_TYPES} 'none'`);
     // Past the 1000-tag limit: shown as text, which used DOMParser (a Trusted Types sink) for its references.
-    await send(302, { TITLE: 'intricate', TEXT: `caf&#233; &lt;ok&gt; &#x1F600;${'<i></i>'.repeat(600)} end` });
+    // As a browser's parser reads them: leading zeros, windows-1252 for 0x80–0x9F, U+FFFD past U+10FFFF, no &apos without ;.
+    const references = '&#x0000041;&#00000065;&#128;&#150;&#99999999; &apos';
+    await send(302, { TITLE: 'intricate', TEXT: `caf&#233; &lt;ok&gt; &#x1F600; ${references}${'<i></i>'.repeat(600)} end` });
     const [shown] = await toasts(page, 1);
-    assert.equal(shown!.text, 'café <ok> 😀 end');
+    assert.equal(shown!.text, 'café <ok> 😀 AA€–\uFFFD &apos end');
   });
 
   it("formats TEXT through Herald's own policy, leaving the name dompurify to the page's DOMPurify", async () => {
@@ -157,14 +159,21 @@ for (const name of ['connected', 'reconnecting', 'error']) client.events.on(name
   it('connects to Herald, not to a url or endpoint found on a polluted Object.prototype', async () => {
     served = {
       csp: '',
-      before: "Object.prototype.url = 'http://127.0.0.1:9/elsewhere'; Object.prototype.endpoint = 'ws://127.0.0.1:9/x';",
+      before: "Object.prototype.url = 'http://127.0.0.1:9/elsewhere'; Object.prototype.endpoint = 'ws://127.0.0.1:9/x'; Object.prototype.kind = 'user';",
       connect: connectSnippet('not-sent', ', autoConnect: false'),
     };
     const page = await newTab(context);
     pages.push(page);
     await page.goto(panel);
-    const endpoint = await page.evaluate(() => (window as unknown as Panel).client.endpoint);
-    assert.equal(endpoint, `${server.wsUrl}/ws/admin`);
+    const client = await page.evaluate(() => [(window as unknown as Panel).client.kind, (window as unknown as Panel).client.endpoint]);
+    assert.deepEqual(client, ['admin', `${server.wsUrl}/ws/admin`], 'the kind it says is the one it connects as');
+    // Options a page inherits from its own defaults are read: only what Object.prototype alone has is not.
+    const inherited = await page.evaluate((url) => {
+      const { HeraldClient } = (window as unknown as { Herald: { HeraldClient: new (o: object) => { kind: string; endpoint: string } } }).Herald;
+      const fromDefaults = new HeraldClient(Object.create({ kind: 'user', url, autoConnect: false }));
+      return [fromDefaults.kind, fromDefaults.endpoint];
+    }, server.url);
+    assert.deepEqual(inherited, ['user', `${server.wsUrl}/ws/user`]);
   });
 
   it('loads on a page whose Object.prototype has an enumerable value that is not a function', async () => {

@@ -64,6 +64,13 @@ describe('the SDK and the CLI at an integrator\'s edges', () => {
     const long = await badArgument(sender.sendMessage({ aid: '9'.repeat(100_000) as unknown as number, message: 'x' }));
     assert.ok(long.message.length < 200, `${long.message.length} characters`);
     assert.match(long.message, /got "9{119}…$/);
+
+    // An object in the wrong place is often a config or a session: its secrets are not echoed, only what it is.
+    const config = { url: s.url, apiToken: s.apiToken, secret: s.secret };
+    assert.throws(() => new BrowserSender({ ...config, timeoutMs: config as unknown as number }), (e: Error) => /got an object$/.test(e.message) && !e.message.includes(s.apiToken));
+    const session = await badArgument(sender.sendMessage({ aid: { sessionId: 'SESSION-COOKIE-abc', aid: 7 } as unknown as number, message: 'x' }));
+    assert.equal(session.message, 'aid must be a positive integer, got an object');
+    assert.match((await badArgument(sender.sendMessage({ aid: [7, 8] as unknown as number, message: 'x' }))).message, /got an array of 2$/);
   });
 
   test('herald send to a list prints the stored message id of each recipient, saying whose; one recipient prints its id as before', async () => {

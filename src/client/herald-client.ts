@@ -95,12 +95,16 @@ export function endpointOf(options: Pick<HeraldClientOptions, 'kind' | 'url' | '
 }
 
 /**
- * `options[key]` when the options object itself has it: never one found
- * on Object.prototype, which a prototype-pollution bug elsewhere in the page
- * may have set (`Object.prototype.url = ...` sent the token to that host).
+ * `options[key]` where the options object or a prototype of its own has it
+ * (`Object.create(defaults)`, a class's getter), never where only
+ * Object.prototype does: a prototype-pollution bug elsewhere in the page may
+ * have set that (`Object.prototype.url = ...` sent the token to that host).
  */
 function ownOption<K extends 'kind' | 'url' | 'endpoint'>(options: Pick<HeraldClientOptions, K>, key: K): HeraldClientOptions[K] | undefined {
-  return Object.prototype.hasOwnProperty.call(options, key) ? options[key] : undefined;
+  for (let o: object | null = options; o !== null && o !== Object.prototype; o = Object.getPrototypeOf(o)) {
+    if (Object.prototype.hasOwnProperty.call(o, key)) return options[key];
+  }
+  return undefined;
 }
 
 /**
@@ -195,7 +199,8 @@ export class HeraldClient {
   constructor(options: HeraldClientOptions = {}) {
     this.#options = options;
     this.endpoint = endpointOf(options);
-    this.kind = options.kind ?? 'admin';
+    // As endpointOf reads it: a kind only Object.prototype has is no kind.
+    this.kind = ownOption(options, 'kind') ?? 'admin';
     this.dispatcher = options.dispatcher ?? new Dispatcher();
     this.#backoff = new Backoff(options.reconnect);
     this.#heartbeatMs = options.heartbeatMs ?? 25_000;

@@ -272,8 +272,18 @@ function asPlainText(html: string): DocumentFragment {
 
 /** The character references a page's text most often has, decoded where HTML cannot be parsed. */
 const COMMON_REFERENCES: Readonly<Record<string, string>> = { amp: '&', AMP: '&', lt: '<', LT: '<', gt: '>', GT: '>', quot: '"', QUOT: '"', apos: "'", nbsp: '\u00A0' };
-/** Names are case-sensitive (`&Lt;` is another character): only those listed. */
-const REFERENCE = /&(?:#(\d{1,7})|#[xX]([\da-fA-F]{1,6})|(amp|AMP|lt|LT|gt|GT|quot|QUOT|apos|nbsp));?/g;
+/**
+ * Names are case-sensitive (`&Lt;` is another character): only those listed.
+ * Those HTML knows from before HTML5 may end without `;`; `&apos;` may not.
+ * Digits are not bounded: `&#x0000041;` is `A`, as a browser reads it.
+ */
+const REFERENCE = /&(?:#(\d+);?|#[xX]([\da-fA-F]+);?|(amp|AMP|lt|LT|gt|GT|quot|QUOT|nbsp);?|(apos);)/g;
+/**
+ * What HTML makes of the numeric references 0x80–0x9F: the windows-1252
+ * characters at those bytes (`&#128;` is `€`), where it has one; the C1
+ * control itself where it has none.
+ */
+const WINDOWS_1252 = '\u20AC\x81\u201A\u0192\u201E\u2026\u2020\u2021\u02C6\u2030\u0160\u2039\u0152\x8D\u017D\x8F\x90\u2018\u2019\u201C\u201D\u2022\u2013\u2014\u02DC\u2122\u0161\u203A\u0153\x9D\u017E\u0178';
 
 /**
  * `text` (no tags left in it) with its character references decoded: read as
@@ -290,9 +300,11 @@ function decodeReferences(text: string): string {
       // refused after all (the page's default policy turned it down): decoded below
     }
   }
-  return text.replace(REFERENCE, (_reference, decimal: string | undefined, hex: string | undefined, name: string | undefined) => {
-    if (name) return COMMON_REFERENCES[name]!;
-    const code = decimal ? Number(decimal) : Number.parseInt(hex!, 16);
+  return text.replace(REFERENCE, (_reference, decimal: string | undefined, hex: string | undefined, name: string | undefined, apos: string | undefined) => {
+    if (name || apos) return COMMON_REFERENCES[name ?? apos!]!;
+    // Past 0x10FFFF however many digits (Number gives Infinity at worst): U+FFFD, as HTML has it.
+    const code = decimal !== undefined ? Number(decimal) : Number.parseInt(hex!, 16);
+    if (code >= 0x80 && code <= 0x9f) return WINDOWS_1252[code - 0x80]!;
     return code > 0 && code <= 0x10ffff && (code < 0xd800 || code > 0xdfff) ? String.fromCodePoint(code) : '\uFFFD';
   });
 }

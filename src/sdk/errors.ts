@@ -83,20 +83,31 @@ export function isHeraldSdkError(e: unknown): e is HeraldSdkError {
 const SHOWN_VALUE_CHARS = 120;
 
 /**
- * A value a caller gave, as an error message shows it: as JSON, so that the
- * string `"1"` given for the number 1 reads as what it is (`String` showed
- * both as `1`), and cut to {@link SHOWN_VALUE_CHARS} characters, so that a
- * megabyte given by mistake does not end up whole in a log.
+ * A value a caller gave, as an error message shows it. A string as JSON, so
+ * that `"1"` given for the number 1 reads as what it is (`String` showed both
+ * as `1`), cut to {@link SHOWN_VALUE_CHARS} characters, so that a megabyte
+ * given by mistake does not end up whole in a log; other primitives as
+ * themselves. Of an object, array or function only what it is: one given in
+ * the wrong place is often a config or a session, whose secrets the message
+ * (and the caller's log) must not carry.
  */
 export function shownValue(value: unknown): string {
-  // JSON has no NaN or Infinity: it shows them as null.
-  if (typeof value === 'number') return String(value);
-  let text: string;
-  try {
-    text = JSON.stringify(value) ?? String(value);
-  } catch {
-    // A BigInt, or an object that holds itself: JSON has no form for them.
-    return typeof value === 'bigint' ? `${value}n` : 'a value JSON cannot show';
+  switch (typeof value) {
+    case 'string': {
+      const text = JSON.stringify(value);
+      return text.length > SHOWN_VALUE_CHARS ? `${text.slice(0, SHOWN_VALUE_CHARS)}…` : text;
+    }
+    case 'bigint':
+      return `${value}n`;
+    case 'symbol':
+      return 'a symbol';
+    case 'function':
+      return 'a function';
+    case 'object':
+      if (value === null) return 'null';
+      return Array.isArray(value) ? `an array of ${value.length}` : 'an object';
+    default:
+      // number (NaN and Infinity as such: JSON has them as null), boolean, undefined
+      return String(value);
   }
-  return text.length > SHOWN_VALUE_CHARS ? `${text.slice(0, SHOWN_VALUE_CHARS)}…` : text;
 }
