@@ -13,7 +13,7 @@ import { MAX_CONNECT_TOKEN_TTL_SEC, toPayload } from '../sdk/browser-sender.js';
 import { CliError, clientContext, Exit, loadCliOptions, personId, printable, type GlobalFlags } from './context.js';
 import { parseDurationSec } from './duration.js';
 
-/** One line of the answer on stdout (a reader gone away ends the command quietly: see main.ts). */
+/** One line of the answer on stdout (a reader gone away ends the command quietly: see program.ts). */
 function out(line: string): void {
   process.stdout.write(`${line}\n`);
 }
