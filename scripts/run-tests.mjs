@@ -1,9 +1,14 @@
-// Runs every test file under test/ with node's own test runner, TypeScript
-// through tsx. Each file runs in its own process; two at a time on this
-// two-core machine class. Pass file paths to run just those.
+// Runs every test file under test/ with node's own test runner. The
+// TypeScript is compiled first to test-output/compiled/ (scripts/test-tree.mjs
+// says why), and the runner runs the compiled files, with source maps so that
+// a failure points at the TypeScript. Each file runs in its own process; two
+// at a time on this two-core machine class. Pass file paths (test/x.test.ts)
+// to run just those. One file also runs as is through tsx:
+// node --import tsx --test test/x.test.ts
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { join, relative, resolve } from 'node:path';
+import { compileTestTree } from './test-tree.mjs';
 
 const root = new URL('..', import.meta.url).pathname;
 function find(dir) {
@@ -15,15 +20,17 @@ function find(dir) {
   }
   return out;
 }
-const files = process.argv.length > 2 ? process.argv.slice(2) : find(join(root, 'test')).sort();
+const files = process.argv.length > 2 ? process.argv.slice(2).map((f) => relative(root, resolve(f))) : find(join(root, 'test')).sort();
 if (files.length === 0) {
   console.error('no test files found');
   process.exit(1);
 }
+const tree = await compileTestTree(root);
+const compiled = files.map((f) => relative(root, join(tree, f.replace(/\.ts$/, '.js'))));
 const concurrency = process.env.HERALD_TEST_CONCURRENCY ?? '2';
 const r = spawnSync(
   process.execPath,
-  ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-timeout=120000', ...files],
+  ['--enable-source-maps', '--test', `--test-concurrency=${concurrency}`, '--test-timeout=120000', ...compiled],
   { stdio: 'inherit', cwd: root },
 );
 process.exit(r.status ?? 1);
