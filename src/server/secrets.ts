@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { HeraldError } from './errors.js';
 import { credentialProblem, type HeraldOptions } from './options.js';
@@ -43,11 +43,14 @@ export function readSecrets(dataDir: string): Partial<StoredSecrets> {
 
 /** secrets.json's values and its text as read (undefined: there is no such file). */
 function readSecretsFile(file: string): { stored: Partial<StoredSecrets>; text: string | undefined } {
-  if (!existsSync(file)) return { stored: {}, text: undefined };
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
+    // Read, not looked for first: a first start beside this one that failed
+    // removes the file it made (discard), and between the look and the read
+    // this start said "cannot read ... ENOENT" and refused to start.
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { stored: {}, text: undefined };
     throw new HeraldError('HERALD_ERR_CONFIG', `cannot read ${file}: ${(e as Error).message}`);
   }
   let parsed: unknown;
@@ -104,8 +107,14 @@ function trustedDir(dir: string): string | undefined {
  * a full disk left secrets.json empty (created, then the write failed), and
  * every later start refused it as not valid JSON until it was deleted by
  * hand. The temporary file is removed when a step fails.
+ *
+ * `create`: only if `file` is not there, by a hard link instead of the
+ * rename; false when another process made it first. Two first starts at once
+ * in one data dir each renamed its own secrets over the other's, and one ran
+ * with keys the file no longer held. A file system without hard links gets
+ * the rename.
  */
-function writeWhole(file: string, text: string): void {
+function writeWhole(file: string, text: string, { create = false } = {}): boolean {
   const temp = join(dirname(file), `.${basename(file)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
   let fd: number | undefined;
   try {
@@ -115,10 +124,31 @@ function writeWhole(file: string, text: string): void {
     fsyncSync(fd);
     closeSync(fd);
     fd = undefined;
+    if (create) {
+      const link = linkNew(temp, file);
+      if (link !== 'unsupported') {
+        rmSync(temp, { force: true });
+        return link === 'made';
+      }
+    }
     renameSync(temp, file);
+    return true;
   } catch (e) {
     if (fd !== undefined) closeSync(fd);
     rmSync(temp, { force: true });
+    throw e;
+  }
+}
+
+/** Links `target` to `existing` unless `target` is there already ('taken'). */
+function linkNew(existing: string, target: string): 'made' | 'taken' | 'unsupported' {
+  try {
+    linkSync(existing, target);
+    return 'made';
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return 'taken';
+    if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'ENOSYS') return 'unsupported';
     throw e;
   }
 }
@@ -141,51 +171,61 @@ export function ensureSecrets(options: HeraldOptions): SecretsResult {
   if (dirMode !== undefined) warnings.push(`the data dir ${dir} is open to other users (mode ${dirMode.toString(8).padStart(4, '0')}); its store, audit trail and secrets should be this user's alone: chmod 700 it`);
   const nothing = (): void => undefined;
   if (options.secret !== '' && options.apiToken !== '') return { options, file, generated: false, generatedKeys: [], warnings, discard: nothing };
-  // Another user's secrets.json (or a link to one) held their API token and signing secret, and Herald took them.
-  const foreign = fileProblem(file, 'the secrets file');
-  if (foreign !== undefined) throw new HeraldError('HERALD_ERR_CONFIG', `option "dataDir": ${foreign}`);
-  const { stored, text } = readSecretsFile(file);
-  const fileMode = text === undefined ? undefined : openToOthers(file);
-  if (fileMode !== undefined) warnings.push(`${file} is readable by other users (mode ${fileMode.toString(8).padStart(4, '0')}): chmod 600 it`);
-  const generatedKeys: Array<keyof StoredSecrets> = [];
-  const next: StoredSecrets = {
-    secret: stored.secret ?? '',
-    apiToken: stored.apiToken ?? '',
-  };
-  if (options.secret === '' && next.secret === '') {
-    next.secret = randomBytes(32).toString('base64url');
-    generatedKeys.push('secret');
-  }
-  if (options.apiToken === '' && next.apiToken === '') {
-    next.apiToken = randomBytes(24).toString('base64url');
-    generatedKeys.push('apiToken');
-  }
-  const generated = generatedKeys.length > 0;
-  if (generated) {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    // Checked again once it is there: another user may have made it since the check above.
-    trustedDir(dir);
-    writeWhole(file, `${JSON.stringify(next, null, 2)}\n`);
-    chmodSync(file, 0o600);
-  }
-  const discard = !generated ? nothing : (): void => {
-    try {
-      if (text === undefined) rmSync(file, { force: true });
-      else writeWhole(file, text);
-    } catch {
-      // Best effort: the failure that called this is the one to report, not this one.
+  // Read again when another first start made the file while this one generated its keys:
+  // the first to make it wins, and every start then runs with the keys the file holds.
+  for (let attempt = 1; ; attempt++) {
+    // Another user's secrets.json (or a link to one) held their API token and signing secret, and Herald took them.
+    const foreign = fileProblem(file, 'the secrets file');
+    if (foreign !== undefined) throw new HeraldError('HERALD_ERR_CONFIG', `option "dataDir": ${foreign}`);
+    const { stored, text } = readSecretsFile(file);
+    const fileMode = text === undefined ? undefined : openToOthers(file);
+    const generatedKeys: Array<keyof StoredSecrets> = [];
+    const next: StoredSecrets = {
+      secret: stored.secret ?? '',
+      apiToken: stored.apiToken ?? '',
+    };
+    if (options.secret === '' && next.secret === '') {
+      next.secret = randomBytes(32).toString('base64url');
+      generatedKeys.push('secret');
     }
-  };
-  return {
-    options: Object.freeze({
-      ...options,
-      secret: options.secret !== '' ? options.secret : next.secret,
-      apiToken: options.apiToken !== '' ? options.apiToken : next.apiToken,
-    }),
-    file,
-    generated,
-    generatedKeys,
-    warnings,
-    discard,
-  };
+    if (options.apiToken === '' && next.apiToken === '') {
+      next.apiToken = randomBytes(24).toString('base64url');
+      generatedKeys.push('apiToken');
+    }
+    const generated = generatedKeys.length > 0;
+    const written = `${JSON.stringify(next, null, 2)}\n`;
+    if (generated) {
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      // Checked again once it is there: another user may have made it since the check above.
+      trustedDir(dir);
+      if (!writeWhole(file, written, { create: text === undefined })) {
+        if (attempt < 3) continue;
+        throw new HeraldError('HERALD_ERR_CONFIG', `cannot write ${file}: other processes keep making and removing it`);
+      }
+      chmodSync(file, 0o600);
+    }
+    if (fileMode !== undefined) warnings.push(`${file} is readable by other users (mode ${fileMode.toString(8).padStart(4, '0')}): chmod 600 it`);
+    const discard = !generated ? nothing : (): void => {
+      try {
+        // Only while it holds what this start wrote: another start may have taken it up since.
+        if (text === undefined) {
+          if (readFileSync(file, 'utf8') === written) rmSync(file, { force: true });
+        } else writeWhole(file, text);
+      } catch {
+        // Best effort: the failure that called this is the one to report, not this one.
+      }
+    };
+    return {
+      options: Object.freeze({
+        ...options,
+        secret: options.secret !== '' ? options.secret : next.secret,
+        apiToken: options.apiToken !== '' ? options.apiToken : next.apiToken,
+      }),
+      file,
+      generated,
+      generatedKeys,
+      warnings,
+      discard,
+    };
+  }
 }
