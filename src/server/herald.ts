@@ -13,6 +13,7 @@ import { principalKey } from '../protocol/principal.js';
 import { answerClientError, answerFrameworkError, answerUnmetExpectation, continueAfterChecks, declaresBody, installErrorHandling, installJsonBodyParser, installShutdownHandling, registerHttpApi } from './api/http-api.js';
 import { LegacyServer } from './api/legacy-server.js';
 import { finiteNumbers } from './api/schemas.js';
+import { sharedCompilers } from './api/compilers.js';
 import { asOpenApi30, documentAnswers } from './api/openapi.js';
 import { OriginPolicy, defaultAllowedOrigins } from './auth/origin-policy.js';
 import type { CredentialResolver, Resolution, SessionResolver } from './auth/session-resolver.js';
@@ -195,6 +196,8 @@ export class Herald {
       // what the object held (schemaRefusal); it costs nothing on a valid request.
       // `x-finite`: every number a request carries is finite (schemas.ts, finiteNumbers).
       ajv: { customOptions: { removeAdditional: false, verbose: true }, plugins: [finiteNumbers] },
+      // The routes' schemas compiled once for every Herald in the process (compilers.ts).
+      schemaController: { compilersFactory: sharedCompilers },
       // Per-request lines would log every send; errors are still logged by the error handler.
       logController: new LogController({ disableRequestLogging: true }),
       // No child logger per request (a pino child is built for every send
