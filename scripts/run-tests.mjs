@@ -1,14 +1,15 @@
 // Runs every test file under test/ with node's own test runner. The
-// TypeScript is compiled first to test-output/compiled/ (scripts/test-tree.mjs
-// says why), and the runner runs the compiled files, with source maps so that
-// a failure points at the TypeScript. Each file runs in its own process; two
+// TypeScript is compiled first to test-output/compiled/, each test file is
+// bundled from there into test-output/bundled/ (scripts/test-tree.mjs says
+// why), and the runner runs the bundles, with source maps so that a failure
+// points at the TypeScript. Each file runs in its own process; two
 // at a time on this two-core machine class. Pass file paths (test/x.test.ts)
 // to run just those. One file also runs as is through tsx:
 // node --import tsx --test test/x.test.ts
 import { spawnSync } from 'node:child_process';
 import { readdirSync, statSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
-import { compileTestTree } from './test-tree.mjs';
+import { bundleTests, compileTestTree } from './test-tree.mjs';
 
 const root = new URL('..', import.meta.url).pathname;
 function find(dir) {
@@ -26,7 +27,8 @@ if (files.length === 0) {
   process.exit(1);
 }
 const tree = await compileTestTree(root);
-const compiled = files.map((f) => relative(root, join(tree, f.replace(/\.ts$/, '.js'))));
+const bundled = await bundleTests(root, tree, files.map((f) => join(tree, f.replace(/\.ts$/, '.js'))));
+const compiled = bundled.map((f) => relative(root, f));
 const concurrency = process.env.HERALD_TEST_CONCURRENCY ?? '2';
 const r = spawnSync(
   process.execPath,

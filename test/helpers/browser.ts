@@ -59,8 +59,8 @@ export async function launchBrowser(options: { backForwardCache?: boolean } = {}
  */
 export async function newPage(browser: Browser, options: { bypassCSP?: boolean } = {}): Promise<{ context: BrowserContext; page: Page }> {
   const context = await browser.newContext({ viewport: { width: 1100, height: 700 }, bypassCSP: options.bypassCSP ?? false });
-  // tsx compiles page.evaluate callbacks with esbuild's keepNames, which
-  // calls a `__name` helper that only exists in Node: give the page one.
+  // tsx, and the suite's bundle (scripts/test-tree.mjs), compile page.evaluate callbacks with
+  // esbuild's keepNames, which calls a `__name` helper that only exists in Node: give the page one.
   await context.addInitScript('globalThis.__name = (target) => target;');
   const page = await context.newPage();
   if (process.env.HERALD_TEST_LOG) page.on('console', (m) => console.log(`[page ${m.type()}] ${m.text()}`));
