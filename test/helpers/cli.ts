@@ -3,14 +3,14 @@
  * of the caller's HERALD_* variables so that tests never read the
  * developer's configuration.
  *
- * The CLI's TypeScript is bundled once per test process with esbuild (the
+ * The CLI's TypeScript is bundled once per suite (or per test process) with esbuild (the
  * same compiler tsx uses; native and driver packages stay external) into test-output/, two
  * levels below the package root like dist/cli/main.js: a child then starts
  * in ~0.3 s instead of ~1.5 s through the tsx loader, which keeps the suite fast;
  * split at the dynamic import of `start`, so a client command loads only what it needs.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { mkdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildSync } from 'esbuild';
@@ -23,12 +23,25 @@ let bundled: string | undefined;
 /** Packages the bundle leaves to node_modules (see cliBundle). */
 const EXTERNAL_PACKAGES = ['better-sqlite3', 'pg', 'mysql2', 'pino', 'pino-pretty', 'thread-stream'] as const;
 
-/** The bundled CLI (built on first use, removed when this process exits). */
+/**
+ * The bundled CLI: the one the suite's runner built once for every test file
+ * (scripts/run-tests.mjs passes its path in HERALD_TEST_CLI_BUNDLE), or else one
+ * built on first use in this process and removed when it exits.
+ */
 export function cliBundle(): string {
   if (bundled) return bundled;
+  const shared = process.env.HERALD_TEST_CLI_BUNDLE;
+  if (shared && existsSync(shared)) return (bundled = shared);
   const dir = join(REPO_ROOT, 'test-output', `cli-${process.pid}`);
+  const out = buildCliBundle(dir);
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  bundled = out;
+  return out;
+}
+
+/** Bundles the CLI into `dir` (two levels below the package root); returns the path of its main.mjs. */
+export function buildCliBundle(dir: string): string {
   mkdirSync(dir, { recursive: true });
-  const out = join(dir, 'main.mjs');
   // Split at the CLI's dynamic import of `start`, as node loads dist/cli: one file
   // hoisted the server's packages (fastify, the database drivers…) into every
   // client command, which then took twice as long to start (0.6 s against 0.3).
@@ -44,9 +57,7 @@ export function cliBundle(): string {
     banner: { js: "import { createRequire as __cliBundleRequire } from 'node:module'; const require = __cliBundleRequire(import.meta.url);" },
     outdir: dir, outExtension: { '.js': '.mjs' }, logLevel: 'warning', target: 'node20',
   });
-  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-  bundled = out;
-  return out;
+  return join(dir, 'main.mjs');
 }
 
 export interface CliResult {
