@@ -6,8 +6,8 @@
 // at a time on this two-core machine class. Pass file paths (test/x.test.ts)
 // to run just those. One file also runs as is through tsx:
 // node --import tsx --test test/x.test.ts
-import { spawnSync } from 'node:child_process';
-import { readdirSync, rmSync, statSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { bundleTests, compileTestTree } from './test-tree.mjs';
@@ -36,10 +36,21 @@ const { buildCliBundle } = await import(pathToFileURL(join(tree, 'test', 'helper
 const cliDir = join(root, 'test-output', 'cli-suite');
 rmSync(cliDir, { recursive: true, force: true });
 const cli = buildCliBundle(cliDir);
+const env = { ...process.env, HERALD_TEST_CLI_BUNDLE: cli };
+// One Chromium for every test file that drives one, which connects to it
+// instead of launching its own (test/helpers/browser.ts, launchBrowser). Where
+// there is no Chromium the files say so themselves (browserSkipReason).
+const browserHelper = await import(pathToFileURL(join(tree, 'test', 'helpers', 'browser.js')).href);
+const drivesBrowser = files.some((f) => readFileSync(join(root, f), 'utf8').includes('launchBrowser('));
+const browser = drivesBrowser && existsSync(browserHelper.CHROMIUM) ? await browserHelper.launchBrowserServer() : undefined;
+if (browser) env.HERALD_TEST_BROWSER_WS = browser.wsEndpoint();
 const concurrency = process.env.HERALD_TEST_CONCURRENCY ?? '2';
-const r = spawnSync(
+// Not spawnSync: the browser's endpoint is served from this process's event loop.
+const runner = spawn(
   process.execPath,
   ['--enable-source-maps', '--test', `--test-concurrency=${concurrency}`, '--test-timeout=120000', ...compiled],
-  { stdio: 'inherit', cwd: root, env: { ...process.env, HERALD_TEST_CLI_BUNDLE: cli } },
+  { stdio: 'inherit', cwd: root, env },
 );
-process.exit(r.status ?? 1);
+const status = await new Promise((done) => runner.on('exit', (code) => done(code ?? 1)));
+await browser?.close();
+process.exit(status);
