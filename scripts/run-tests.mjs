@@ -48,7 +48,18 @@ const concurrency = process.env.HERALD_TEST_CONCURRENCY ?? '2';
 // Not spawnSync: the browser's endpoint is served from this process's event loop.
 const runner = spawn(
   process.execPath,
-  ['--enable-source-maps', '--test', `--test-concurrency=${concurrency}`, '--test-timeout=120000', ...compiled],
+  [
+    '--enable-source-maps',
+    '--test',
+    `--test-concurrency=${concurrency}`,
+    '--test-timeout=120000',
+    // The usual report, then a list of what failed at the very end (scripts/failure-summary.mjs).
+    `--test-reporter=${process.stdout.isTTY ? 'spec' : 'tap'}`,
+    '--test-reporter-destination=stdout',
+    `--test-reporter=${pathToFileURL(join(root, 'scripts', 'failure-summary.mjs')).href}`,
+    '--test-reporter-destination=stdout',
+    ...compiled,
+  ],
   { stdio: 'inherit', cwd: root, env },
 );
 const status = await new Promise((done) => runner.on('exit', (code) => done(code ?? 1)));
