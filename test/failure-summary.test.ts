@@ -1,0 +1,78 @@
+/**
+ * scripts/failure-summary.mjs, the reporter the suite's runner ends its output
+ * with: after a real `node --test` run of a fixture file, it names each failed
+ * test by file, line and name with the start of its error, leaves out the
+ * suites that failed only through their tests and the runner's own stack
+ * frames, and prints nothing when everything passed.
+ */
+import { after, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const root = fileURLToPath(new URL('../', import.meta.url));
+const reporter = pathToFileURL(join(root, 'scripts', 'failure-summary.mjs')).href;
+const dir = join(root, 'test-output', `failure-summary-${process.pid}`);
+
+/** Runs `source` as a test file under node's runner with the reporter alone; its output and exit status. */
+function run(name: string, source: string): { out: string; status: number | null; file: string } {
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, name);
+  writeFileSync(file, source);
+  // A runner started by a test file's process takes itself for a file's child unless told otherwise.
+  const env = { ...process.env };
+  delete env.NODE_TEST_CONTEXT;
+  const r = spawnSync(process.execPath, ['--test', `--test-reporter=${reporter}`, '--test-reporter-destination=stdout', file], { cwd: root, env, encoding: 'utf8', timeout: 60_000 });
+  return { out: r.stdout, status: r.status, file: relative(root, file) };
+}
+
+describe('the failure summary at the end of the test output', () => {
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  test('lists each failed test with its file:line, its name and its error, and not the suite that holds it', () => {
+    const { out, status, file } = run('fixture.test.mjs', [
+      "import { describe, test } from 'node:test';",
+      "import assert from 'node:assert/strict';",
+      "describe('a suite', () => {",
+      "  test('adds wrong', () => { assert.equal(1 + 1, 3); });",
+      "  test('passes', () => {});",
+      '});',
+      "test('throws', () => { throw new Error('boom'); });",
+      "test('also passes', () => {});",
+      '',
+    ].join('\n'));
+    assert.equal(status, 1);
+    const lines = out.trimEnd().split('\n');
+    assert.equal(lines[0], '', 'a blank line before the summary');
+    assert.equal(lines[1], '# 2 failed:');
+    assert.ok(lines.includes(`#   ${file}:4  adds wrong`), out);
+    assert.ok(lines.includes(`#   ${file}:7  throws`), out);
+    assert.ok(out.includes('#       AssertionError'), out);
+    assert.ok(out.includes('2 !== 3'), out);
+    assert.ok(out.includes('#       Error: boom'), out);
+    assert.ok(lines.some((l) => l.includes(`${file}:7:`)), 'the test\'s own frame stays');
+    assert.ok(!out.includes('node:internal'), 'no frame of the runner itself');
+    assert.ok(!out.includes('a suite'), 'the suite failed only through its test');
+    assert.ok(lines.every((l) => l === '' || l.startsWith('#')), 'every line a TAP comment');
+  });
+
+  test('cuts a long error to its first lines and says how many it left out', () => {
+    const { out } = run('long.test.mjs', [
+      "import { test } from 'node:test';",
+      "test('long', () => { throw new Error(Array.from({ length: 30 }, (_, i) => `line ${i}`).join('\\n')); });",
+      '',
+    ].join('\n'));
+    assert.ok(out.includes('#       Error: line 0'), out);
+    assert.ok(out.includes('#       line 11'), out);
+    assert.ok(!out.includes('line 12\n'), out);
+    assert.match(out, /#       \.\.\. \(\d+ more lines\)/);
+  });
+
+  test('prints nothing when every test passed', () => {
+    const { out, status } = run('green.test.mjs', "import { test } from 'node:test';\ntest('fine', () => {});\n");
+    assert.equal(status, 0);
+    assert.equal(out, '');
+  });
+});
