@@ -53,10 +53,11 @@ const runner = spawn(
     '--test',
     `--test-concurrency=${concurrency}`,
     '--test-timeout=120000',
-    // The usual report, then a list of what failed at the very end (scripts/failure-summary.mjs).
-    `--test-reporter=${process.stdout.isTTY ? 'spec' : 'tap'}`,
-    '--test-reporter-destination=stdout',
-    `--test-reporter=${pathToFileURL(join(root, 'scripts', 'failure-summary.mjs')).href}`,
+    // On a terminal node's own spec report, which ends with what failed; elsewhere (CI) TAP,
+    // then a list of what failed at the very end (scripts/failure-summary.mjs).
+    ...(process.stdout.isTTY
+      ? ['--test-reporter=spec']
+      : ['--test-reporter=tap', '--test-reporter-destination=stdout', `--test-reporter=${pathToFileURL(join(root, 'scripts', 'failure-summary.mjs')).href}`]),
     '--test-reporter-destination=stdout',
     ...compiled,
   ],
