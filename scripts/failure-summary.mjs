@@ -15,8 +15,9 @@ function where(data) {
 
 function errorText(error) {
   if (!error) return [];
-  // The runner wraps a test's own error in one that says where it failed.
-  const cause = error.cause ?? error;
+  // The runner wraps a test's own error in one of its own (ERR_TEST_FAILURE); a test's error
+  // may have a cause of its own, which stays in its stack.
+  const cause = error.code === 'ERR_TEST_FAILURE' && error.cause !== undefined ? error.cause : error;
   const text = cause instanceof Error ? (cause.stack ?? cause.message) : String(cause);
   // The runner's own frames say nothing about the test.
   const lines = text.split('\n').filter((line) => !/^\s+at .*(\bnode:|\(<anonymous>\))/.test(line));
