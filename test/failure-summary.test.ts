@@ -11,6 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { buildSync } from 'esbuild';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const reporter = pathToFileURL(join(root, 'scripts', 'failure-summary.mjs')).href;
@@ -21,6 +22,11 @@ function run(name: string, source: string): { out: string; status: number | null
   mkdirSync(dir, { recursive: true });
   const file = join(dir, name);
   writeFileSync(file, source);
+  return runFile(file);
+}
+
+/** Runs a test file (without --enable-source-maps, as the suite's runner does off a terminal). */
+function runFile(file: string): { out: string; status: number | null; file: string } {
   // A runner started by a test file's process takes itself for a file's child unless told otherwise.
   const env = { ...process.env };
   delete env.NODE_TEST_CONTEXT;
@@ -68,6 +74,47 @@ describe('the failure summary at the end of the test output', () => {
     assert.ok(out.includes('#       line 11'), out);
     assert.ok(!out.includes('line 12\n'), out);
     assert.match(out, /#       \.\.\. \(\d+ more lines\)/);
+  });
+
+  test('names the TypeScript a bundled file was made from, through its inline source map: the test\'s line and its stack\'s frames', () => {
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'helper.ts'), [
+      '/** Types and comments that the bundle leaves out, so its lines are not the source\'s. */',
+      'export interface Three {',
+      '  value: 3;',
+      '}',
+      '',
+      'export function mustBeThree(v: number): void {',
+      "  if (v !== 3) throw new Error(`not three: ${v}`);",
+      '}',
+      '',
+    ].join('\n'));
+    writeFileSync(join(dir, 'bundled-src.ts'), [
+      "import { test } from 'node:test';",
+      "import { mustBeThree, type Three } from './helper.ts';",
+      '',
+      'interface Unused {',
+      '  a: number;',
+      '  b: string;',
+      '}',
+      '',
+      "test('two is not three', () => {",
+      '  const two: number = 2;',
+      '  mustBeThree(two);',
+      '});',
+      '',
+    ].join('\n'));
+    const bundle = join(dir, 'bundled.test.mjs');
+    buildSync({ entryPoints: [join(dir, 'bundled-src.ts')], outfile: bundle, bundle: true, format: 'esm', platform: 'node', sourcemap: 'inline', sourcesContent: false, logLevel: 'silent' });
+    const { out, status } = runFile(bundle);
+    assert.equal(status, 1);
+    const src = relative(root, join(dir, 'bundled-src.ts'));
+    const helper = relative(root, join(dir, 'helper.ts'));
+    assert.ok(out.split('\n').includes(`#   ${src}:9  two is not three`), out);
+    assert.ok(out.includes('#       Error: not three: 2'), out);
+    assert.ok(out.includes(`(${helper}:7:`), `the throwing frame names helper.ts's line 7: ${out}`);
+    assert.ok(out.includes(`(${src}:11:`), `the test's frame names its line 11: ${out}`);
+    assert.ok(!out.includes('bundled.test.mjs:'), `no frame left in the bundle: ${out}`);
   });
 
   test('prints nothing when every test passed', () => {
