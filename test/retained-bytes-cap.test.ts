@@ -16,7 +16,7 @@ import { randomBytes } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { startHerald, type TestServer } from './helpers/server.js';
-import { cleanEnv } from './helpers/cli.js';
+import { cleanEnv, cliBundle } from './helpers/cli.js';
 import { mintToken } from '../src/server/auth/token-resolver.js';
 import { TestTab, until } from './helpers/ws-client.js';
 
@@ -132,7 +132,7 @@ describe('maxRetainedBytes across a restart of the SQLite store', () => {
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 
-/** `herald start` (from src, through tsx) as a child with a 64 MB heap: the reviewer's crash loop. */
+/** `herald start` (the tests' bundled CLI, helpers/cli.ts) as a child with a 64 MB heap: the reviewer's crash loop. */
 class SmallHeapHerald {
   child: ChildProcess | undefined;
   stderr = '';
@@ -146,7 +146,7 @@ class SmallHeapHerald {
   async start(): Promise<void> {
     const env = cleanEnv({ HERALD_SECRET: this.secret, HERALD_API_TOKEN: this.apiToken });
     const child = spawn(process.execPath, [
-      '--max-old-space-size=64', '--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'start', '--port', String(this.port), '--data-dir', this.dataDir,
+      '--max-old-space-size=64', cliBundle(), 'start', '--port', String(this.port), '--data-dir', this.dataDir,
       '--no-legacy', '--store', 'sqlite', '--log-level', 'warn', '--set', 'commandsEnabled=false', '--set', `maxRetainedBytes=${this.cap}`,
     ], { cwd: ROOT, env, stdio: ['ignore', 'ignore', 'pipe'] });
     this.child = child;
