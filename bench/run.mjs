@@ -44,7 +44,7 @@ if (cfg.pin) pinToCpus(process.pid, cfg.pin.clients);
 
 const started = Date.now();
 // The price of a new page before and after the runs: the machine drifts (lib/page-cost.mjs).
-const firstTouch = { before: firstTouchUsPerPage(), after: undefined };
+const firstTouch = { before: firstTouchUsPerPage(cfg.firstTouchProbes), after: undefined };
 const rows = []; // { workload, server, rep, metrics }
 const failures = []; // { label, error }
 const want = (w) => cfg.workloads.includes(w);
@@ -117,7 +117,7 @@ try {
   killAllChildren();
 }
 writePerfSummaries();
-firstTouch.after = firstTouchUsPerPage();
+firstTouch.after = firstTouchUsPerPage(cfg.firstTouchProbes);
 
 const info = { ...machineInfo(), firstTouch };
 const durationS = (Date.now() - started) / 1000;

@@ -89,12 +89,13 @@ test('the machine section gives the price of a new page before and after the run
   const cfg = {
     servers: ['floor'], reps: 1, loadgens: 1, w1Conns: 10, connectConcurrency: 5, w2People: 10, w2Total: 100, w2Batch: 10,
     w2Concurrency: 1, w2Warmup: 10, w3Broadcasts: 1, ackDelayMs: 1000, broadcastAckDelayMs: 2000, w4DurationMs: 1000, w4TickMs: 5,
-    w4Rate: 0, w4Fraction: 0.2, heraldTtl: '', serverNodeFlags: [], quick: false,
+    w4Rate: 0, w4Fraction: 0.2, heraldTtl: '', serverNodeFlags: [], quick: false, firstTouchProbes: 5,
   };
   const info = { date: 'today', nproc: 2, cpu: 'test', memGiB: 1, kernel: 'test', node: 'v20', herald: '0', commit: 'x', packages: {} };
   const line = /- memory touched for the first time: ([^ ]+) µs a page before the runs, ([^ ]+) after/;
   const both = renderMarkdown({ cfg, rows: [], info: { ...info, firstTouch: { before: 1.84, after: 12.5 } }, durationS: 1 });
   assert.deepEqual(line.exec(both)?.slice(1), ['1.8', '12.5']);
+  assert.match(both, /MiB Buffers, median of 5\)/, 'the probes the run was told to make (--first-touch-probes)');
   const failedAfter = renderMarkdown({ cfg, rows: [], info: { ...info, firstTouch: { before: 2.04, after: undefined } }, durationS: 1 });
   assert.deepEqual(line.exec(failedAfter)?.slice(1), ['2.0', '—']);
   assert.doesNotMatch(renderMarkdown({ cfg, rows: [], info, durationS: 1 }), /memory touched for the first time/);

@@ -43,6 +43,8 @@ describe('the benchmark harness end to end', { concurrency: 2 }, () => {
       '--servers', 'floor,floor-stored,herald-memory', '--reps', '1', '--loadgens', '1',
       '--w1-conns', '40', '--w2-people', '20', '--w2-total', '400', '--w2-warmup', '40', '--w2-batch', '20',
       '--w3-broadcasts', '2', '--w4-duration-ms', '300', '--w4-rate', '500', '--w4-tick-ms', '10', '--wait-timeout-ms', '20000', '--out', out,
+      // One process prices a first touch before the runs and one after, not three each.
+      '--first-touch-probes', '1',
     ];
     const log = await runBench(args);
     const json = JSON.parse(readFileSync(out.replace(/\.md$/, '.json'), 'utf8')) as { rows: Row[] };
@@ -64,6 +66,7 @@ describe('the benchmark harness end to end', { concurrency: 2 }, () => {
     // Measured by fresh processes before and after the runs: a price in µs, not a dash.
     const touch = /- memory touched for the first time: ([\d.]+) µs a page before the runs, ([\d.]+) after/.exec(md);
     assert.ok(touch && Number(touch[1]) > 0 && Number(touch[2]) > 0, `no first-touch price in the machine section:\n${md.slice(0, 1500)}`);
+    assert.match(md, /MiB Buffers, median of 1\)/);
     // 300 ms at one request every 10 ms (the sender's default tick, 5 ms, would make about 60).
     for (const server of ['floor', 'herald-memory']) {
       const requests = json.rows.find((r) => r.server === server && r.workload === 'w4')?.metrics.requests ?? -1;
@@ -74,7 +77,7 @@ describe('the benchmark harness end to end', { concurrency: 2 }, () => {
   test('--herald-ttl 0 sends live-only notifications, all delivered, and does not judge the targets', () => withResultsFile('herald-bench-ttl-', async (out) => {
     const args = [
       '--servers', 'floor,herald-memory', '--workloads', 'w2', '--reps', '1', '--loadgens', '1',
-      '--w2-people', '20', '--w2-total', '400', '--w2-warmup', '40', '--w2-batch', '20', '--herald-ttl', '0', '--wait-timeout-ms', '20000', '--out', out,
+      '--w2-people', '20', '--w2-total', '400', '--w2-warmup', '40', '--w2-batch', '20', '--herald-ttl', '0', '--wait-timeout-ms', '20000', '--out', out, '--first-touch-probes', '0',
     ];
     const log = await runBench(args);
     const json = JSON.parse(readFileSync(out.replace(/\.md$/, '.json'), 'utf8')) as { rows: Row[] };
@@ -82,6 +85,7 @@ describe('the benchmark harness end to end', { concurrency: 2 }, () => {
     assert.equal(row?.metrics.delivered, 1, log);
     const md = readFileSync(out, 'utf8');
     assert.match(md, /Herald notifications carry `"ttl": 0`/);
+    assert.doesNotMatch(md, /memory touched for the first time/, '--first-touch-probes 0 prices nothing');
     assert.match(md, /W2 throughput ≥ 1\.0× floor \(memory store\) \|[^\n]*not judged/);
     // The repetition's ratio is printed, but not counted as met or not.
     assert.match(md, /W2 throughput ≥ 1\.0× floor \(memory store\) \|[^\n]*not judged \(`--herald-ttl`\) \| [\d.]+× \|/);
@@ -90,7 +94,7 @@ describe('the benchmark harness end to end', { concurrency: 2 }, () => {
   test('--server-node-flags starts every server with those node flags and does not judge the targets', () => withResultsFile('herald-bench-flags-', async (out) => {
     const args = [
       '--servers', 'floor,herald-memory', '--workloads', 'w2', '--reps', '1', '--loadgens', '1',
-      '--w2-people', '20', '--w2-total', '400', '--w2-warmup', '40', '--w2-batch', '20', '--wait-timeout-ms', '20000', '--out', out,
+      '--w2-people', '20', '--w2-total', '400', '--w2-warmup', '40', '--w2-batch', '20', '--wait-timeout-ms', '20000', '--out', out, '--first-touch-probes', '0',
       // --print-flag-values: V8 lists every flag's value as it starts, one `--name=value` a line; once per server process.
       '--server-node-flags=--max-semi-space-size=4 --print-flag-values',
     ];
@@ -104,7 +108,7 @@ describe('the benchmark harness end to end', { concurrency: 2 }, () => {
   test('--pin 0:1 runs every server thread on CPU 0 and the clients on CPU 1, and does not judge the targets', () => withResultsFile('herald-bench-pin-', async (out) => {
     const args = [
       '--servers', 'floor,herald-memory', '--workloads', 'w2', '--reps', '1', '--loadgens', '1',
-      '--w2-people', '20', '--w2-total', '400', '--w2-warmup', '40', '--w2-batch', '20', '--wait-timeout-ms', '20000', '--out', out,
+      '--w2-people', '20', '--w2-total', '400', '--w2-warmup', '40', '--w2-batch', '20', '--wait-timeout-ms', '20000', '--out', out, '--first-touch-probes', '0',
       '--pin', '0:1',
     ];
     const log = await runBench(args);
@@ -133,7 +137,7 @@ describe('the benchmark harness end to end', { concurrency: 2 }, () => {
     const profiles = join(out, '..', 'profiles');
     const args = [
       '--servers', 'herald-memory', '--workloads', 'w1', '--reps', '1', '--loadgens', '1',
-      '--w1-conns', '200', '--wait-timeout-ms', '20000', '--heap-promoted', '--profiles-dir', profiles, '--out', out,
+      '--w1-conns', '200', '--wait-timeout-ms', '20000', '--heap-promoted', '--profiles-dir', profiles, '--out', out, '--first-touch-probes', '0',
     ];
     const log = await runBench(args);
     const files = readdirSync(profiles);

@@ -40,6 +40,7 @@ const DEFAULTS = {
   timeline: false, // --timeline: W2/W4 send times, latencies and GC pauses (bench/profiles/*.timeline.json)
   profilesDir: '', // where --cpu-prof, --perf, --heap-promoted and --timeline write ('' = bench/profiles)
   serverNodeFlags: '', // node/V8 flags for every server process, space-separated (--server-node-flags=--trace-gc); the targets are then not judged
+  firstTouchProbes: 3, // fresh processes that price a first touch of memory before the runs, and as many after (lib/page-cost.mjs); the median is printed; 0: not measured
   pin: '', // SERVER_CPUS:CLIENT_CPUS (taskset lists, e.g. 0:1): every server on the first CPUs, the load generators, the sender and the runner on the others; the targets are then not judged
   out: '',
 };

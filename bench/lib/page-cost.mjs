@@ -26,15 +26,17 @@ const ns = Number(process.hrtime.bigint() - t0);
 console.log(JSON.stringify({ usPerPage: ns / 1000 / ((mib * 2 ** 20) / page) }));
 `;
 
-/** How the probe measures: `mib` MiB in Buffers of `chunkMib` MiB, the median of `probes` fresh processes. */
+/** How the probe measures: `mib` MiB in Buffers of `chunkMib` MiB, the median of `probes` fresh processes (the bench's --first-touch-probes). */
 export const FIRST_TOUCH_PROBE = { mib: 64, chunkMib: 1, probes: 3 };
 
 /**
- * What a first touch costs, µs a page (FIRST_TOUCH_PROBE), or undefined when
- * a probe failed: the run goes on without the figure.
+ * What a first touch costs, µs a page (FIRST_TOUCH_PROBE, the median of
+ * `probes` processes), or undefined when a probe failed or `probes` is 0:
+ * the run goes on without the figure.
  */
-export function firstTouchUsPerPage() {
-  const { mib, chunkMib, probes } = FIRST_TOUCH_PROBE;
+export function firstTouchUsPerPage(probes = FIRST_TOUCH_PROBE.probes) {
+  const { mib, chunkMib } = FIRST_TOUCH_PROBE;
+  if (probes <= 0) return undefined;
   const each = [];
   for (let i = 0; i < probes; i++) {
     const r = spawnSync(process.execPath, ['-e', PROBE, String(mib), String(chunkMib), String(PAGE)], { encoding: 'utf8', timeout: 30_000 });

@@ -204,7 +204,7 @@ export function renderMarkdown({ cfg, rows, info, durationS, failures = [] }) {
   if (loads.length) out.push(`- 1-minute load average during the runs: ${Math.min(...loads).toFixed(1)}–${Math.max(...loads).toFixed(1)} (the run's own server, load generators and sender keep up to 4 processes busy on ${info.nproc} CPUs; compare ratios, not absolute figures)`);
   const touch = info.firstTouch;
   if (Number.isFinite(touch?.before) || Number.isFinite(touch?.after)) {
-    out.push(`- memory touched for the first time: ${fmtTouch(touch.before)} µs a page before the runs, ${fmtTouch(touch.after)} after (a fresh process writing one byte a page into ${FIRST_TOUCH_PROBE.mib} MiB of new ${FIRST_TOUCH_PROBE.chunkMib} MiB Buffers, median of ${FIRST_TOUCH_PROBE.probes}). Herald (and the floor that stores) writes what it retains into new pages and the floor keeps nothing, so a dear page costs the floor nothing: from about 2 to 35 µs on the bench's virtual machines (docs/bench.md)`);
+    out.push(`- memory touched for the first time: ${fmtTouch(touch.before)} µs a page before the runs, ${fmtTouch(touch.after)} after (a fresh process writing one byte a page into ${FIRST_TOUCH_PROBE.mib} MiB of new ${FIRST_TOUCH_PROBE.chunkMib} MiB Buffers, median of ${cfg.firstTouchProbes}). Herald (and the floor that stores) writes what it retains into new pages and the floor keeps nothing, so a dear page costs the floor nothing: from about 2 to 35 µs on the bench's virtual machines (docs/bench.md)`);
   }
   out.push('');
   out.push('## Sizes');
