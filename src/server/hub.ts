@@ -32,8 +32,14 @@ type PresenceListener = (principal: Principal, localTabs: number) => void;
  * the Broker turns that into cluster-wide presence.
  */
 export class Hub {
-  /** Per kind, by person id: a number key, so a send builds no `admin:7` string to find the tabs. */
-  readonly #byPerson: Record<PrincipalKind, Map<number, Set<Tab>>> = { admin: new Map(), user: new Map() };
+  /**
+   * Per kind, by person id (a number key, so a send builds no `admin:7`
+   * string to find the tabs): the person's one tab, or a Set of them when
+   * there are more. Most people have one tab, and a Set each was about
+   * 300 bytes more to allocate and keep per connect (docs/bench-history.md,
+   * forty-fifth round).
+   */
+  readonly #byPerson: Record<PrincipalKind, Map<number, Tab | Set<Tab>>> = { admin: new Map(), user: new Map() };
   readonly #byKind: Record<PrincipalKind, Set<Tab>> = { admin: new Set(), user: new Set() };
   /** People (not tabs) of each kind with a tab here. */
   readonly #people: Record<PrincipalKind, number> = { admin: 0, user: 0 };
@@ -46,35 +52,57 @@ export class Hub {
 
   add(tab: Tab): void {
     const { kind, id } = tab.principal;
-    let tabs = this.#byPerson[kind].get(id);
-    if (!tabs) {
-      tabs = new Set();
-      this.#byPerson[kind].set(id, tabs);
+    const people = this.#byPerson[kind];
+    const held = people.get(id);
+    let tabs: number;
+    if (held === undefined) {
+      people.set(id, tab);
       this.#people[kind]++;
+      tabs = 1;
+    } else if (held instanceof Set) {
+      held.add(tab);
+      tabs = held.size;
+    } else if (held === tab) {
+      tabs = 1;
+    } else {
+      people.set(id, new Set([held, tab]));
+      tabs = 2;
     }
-    tabs.add(tab);
-    this.#byKind[tab.principal.kind].add(tab);
-    this.#onPresence?.(tab.principal, tabs.size);
+    this.#byKind[kind].add(tab);
+    this.#onPresence?.(tab.principal, tabs);
   }
 
   remove(tab: Tab): void {
     const { kind, id } = tab.principal;
-    const tabs = this.#byPerson[kind].get(id);
-    if (!tabs?.delete(tab)) return;
-    this.#byKind[kind].delete(tab);
-    if (tabs.size === 0) {
-      this.#byPerson[kind].delete(id);
+    const people = this.#byPerson[kind];
+    const held = people.get(id);
+    let tabs: number;
+    if (held instanceof Set) {
+      if (!held.delete(tab)) return;
+      tabs = held.size;
+      // Back to the one tab itself: the Set is not kept for a person who had two tabs once.
+      if (tabs === 1) people.set(id, held.values().next().value as Tab);
+    } else if (held === tab) {
+      people.delete(id);
       this.#people[kind]--;
+      tabs = 0;
+    } else {
+      return;
     }
-    this.#onPresence?.(tab.principal, tabs.size);
+    this.#byKind[kind].delete(tab);
+    this.#onPresence?.(tab.principal, tabs);
   }
 
   tabsOf(principal: Principal): ReadonlySet<Tab> {
-    return this.#byPerson[principal.kind].get(principal.id) ?? new Set();
+    const held = this.#byPerson[principal.kind].get(principal.id);
+    if (held === undefined) return new Set();
+    return held instanceof Set ? held : new Set([held]);
   }
 
   count(principal: Principal): number {
-    return this.#byPerson[principal.kind].get(principal.id)?.size ?? 0;
+    const held = this.#byPerson[principal.kind].get(principal.id);
+    if (held === undefined) return 0;
+    return held instanceof Set ? held.size : 1;
   }
 
   /** How many people of `kind` have at least one tab here. */
@@ -103,11 +131,16 @@ export class Hub {
 
   /** Delivers to every tab of one person; returns how many tabs. */
   deliverTo(principal: Principal, frame: string, origin?: FrameOrigin): number {
-    const tabs = this.#byPerson[principal.kind].get(principal.id);
-    if (!tabs) return 0;
-    const data = tabs.size > 1 ? Buffer.from(frame) : frame;
-    for (const tab of tabs) tab.deliver(data, origin);
-    return tabs.size;
+    const held = this.#byPerson[principal.kind].get(principal.id);
+    if (held === undefined) return 0;
+    if (!(held instanceof Set)) {
+      held.deliver(frame, origin);
+      return 1;
+    }
+    // Encoded once for all of them (a Set holds two tabs or more).
+    const data = Buffer.from(frame);
+    for (const tab of held) tab.deliver(data, origin);
+    return held.size;
   }
 
   /** Delivers one frame, serialised once, to every tab of a kind. */

@@ -35,12 +35,16 @@ export function derivedEpoch(storeEpoch: string, stream: string, derivation: Epo
   if (derivation === 'sha256') return createHash('sha256').update(storeEpoch).update('\0').update(stream).digest('base64url').slice(0, 8);
   // Two 32-bit multiplicative hashes (FNV-1a and a Murmur-style mix) of
   // "storeEpoch \0 stream", 48 bits of them as 8 base64url characters. Not a
-  // secret, only a name: a SHA-256 here cost two digests per connect.
+  // secret, only a name: a SHA-256 here cost two digests per connect. The
+  // text is read in its parts and the name made in one string: joining the
+  // parts and prepending a character at a time made about 300 bytes of
+  // strings per connect (docs/bench-history.md, forty-fifth round).
   let a = 0x811c9dc5;
   let b = 0x9747b28c;
-  const text = `${storeEpoch}\0${stream}`;
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
+  const sep = storeEpoch.length;
+  const length = sep + 1 + stream.length;
+  for (let i = 0; i < length; i++) {
+    const c = i < sep ? storeEpoch.charCodeAt(i) : i === sep ? 0 : stream.charCodeAt(i - sep - 1);
     a = Math.imul(a ^ c, 0x01000193);
     b = Math.imul(b ^ c, 0x5bd1e995);
     b ^= b >>> 15;
@@ -51,13 +55,14 @@ export function derivedEpoch(storeEpoch: string, stream: string, derivation: Epo
   b ^= b >>> 13;
   b = Math.imul(b, 0xc2b2ae35);
   b ^= b >>> 16;
-  let v = (a >>> 0) * 65536 + (b & 0xffff);
-  let out = '';
-  for (let i = 0; i < 8; i++) {
-    out = BASE64URL[v % 64]! + out;
-    v = Math.floor(v / 64);
-  }
-  return out;
+  // 48 bits, most significant first: the top 32 of `a`, then 16 of `b`, as two halves of 24.
+  const v = (a >>> 0) * 65536 + (b & 0xffff);
+  const hi = Math.floor(v / 0x1000000);
+  const lo = v % 0x1000000;
+  return String.fromCharCode(
+    BASE64URL.charCodeAt(hi >>> 18), BASE64URL.charCodeAt((hi >>> 12) & 63), BASE64URL.charCodeAt((hi >>> 6) & 63), BASE64URL.charCodeAt(hi & 63),
+    BASE64URL.charCodeAt(lo >>> 18), BASE64URL.charCodeAt((lo >>> 12) & 63), BASE64URL.charCodeAt((lo >>> 6) & 63), BASE64URL.charCodeAt(lo & 63),
+  );
 }
 
 const BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
