@@ -2,14 +2,20 @@
 // TypeScript is compiled first to test-output/compiled/, each test file is
 // bundled from there into test-output/bundled/ (scripts/test-tree.mjs says
 // why), and the runner runs the bundles; a failure points at the TypeScript
-// through their source maps. Each file runs in its own process; two
-// at a time on this two-core machine class. Pass file paths (test/x.test.ts)
-// to run just those. One file also runs as is through tsx:
-// node --import tsx --test test/x.test.ts
+// through their source maps. Two processes at a time on this two-core
+// machine class, longest first; short files that change nothing process-wide
+// share a process, a few at a time (scripts/test-groups.mjs). Pass file
+// paths (test/x.test.ts) to run just those. One file also runs as is through
+// tsx: node --import tsx --test test/x.test.ts
+//
+// `--durations` runs every file (or those named) alone instead, one at a
+// time, and writes how long each took to test/durations.json, which the
+// grouping reads.
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { groupEntry, planProcesses } from './test-groups.mjs';
 import { bundleTests, compileTestTree } from './test-tree.mjs';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -22,7 +28,10 @@ function find(dir) {
   }
   return out;
 }
-const files = process.argv.length > 2 ? process.argv.slice(2).map((f) => relative(root, resolve(f))) : find(join(root, 'test')).sort();
+const args = process.argv.slice(2);
+const measuring = args.includes('--durations');
+const named = args.filter((a) => a !== '--durations');
+const files = named.length > 0 ? named.map((f) => relative(root, resolve(f))) : find(join(root, 'test')).sort();
 if (files.length === 0) {
   console.error('no test files found');
   process.exit(1);
@@ -44,10 +53,42 @@ const browserHelper = await import(pathToFileURL(join(tree, 'test', 'helpers', '
 const drivesBrowser = files.some((f) => readFileSync(join(root, f), 'utf8').includes('launchBrowser('));
 const browser = drivesBrowser && existsSync(browserHelper.CHROMIUM) ? await browserHelper.launchBrowserServer() : undefined;
 if (browser) env.HERALD_TEST_BROWSER_WS = browser.wsEndpoint();
+const durationsFile = join(root, 'test', 'durations.json');
+const durations = existsSync(durationsFile) ? JSON.parse(readFileSync(durationsFile, 'utf8')) : {};
+
+/** Runs `args` with node, from this process's event loop (which serves the browser's endpoint), to its exit status. */
+function run(args, stdio) {
+  return new Promise((done) => spawn(process.execPath, args, { stdio, cwd: root, env }).on('exit', (code) => done(code ?? 1)));
+}
+
+if (measuring) {
+  // Each file alone, as nothing else runs: what test-groups.mjs packs by. Files not named keep their times.
+  let failed = 0;
+  for (const [i, file] of files.entries()) {
+    const started = performance.now();
+    const status = await run(['--test', '--test-timeout=120000', '--test-reporter=dot', '--test-reporter-destination=stdout', compiled[i]], ['ignore', 'ignore', 'inherit']);
+    const seconds = Math.round((performance.now() - started) / 100) / 10;
+    if (status === 0) durations[file] = seconds;
+    else failed++;
+    console.log(`${file}\t${seconds} s${status === 0 ? '' : `\tfailed (exit ${status}), its time not kept`}`);
+  }
+  const sorted = Object.fromEntries(Object.entries(durations).filter(([file]) => existsSync(join(root, file))).sort(([a], [b]) => a.localeCompare(b)));
+  writeFileSync(durationsFile, `${JSON.stringify(sorted, null, 1)}\n`);
+  await browser?.close();
+  process.exit(failed === 0 ? 0 : 1);
+}
+
+const bundleOf = new Map(files.map((f, i) => [f, compiled[i]]));
+const groupsDir = join(root, 'test-output', 'bundled', 'groups');
+mkdirSync(groupsDir, { recursive: true });
+const processes = planProcesses(files, (f) => readFileSync(join(root, f), 'utf8'), durations).map(({ files: shared }, i) => {
+  if (shared.length === 1) return bundleOf.get(shared[0]);
+  const entry = join(groupsDir, `group-${i + 1}.mjs`);
+  writeFileSync(entry, groupEntry(shared.map((f) => ({ name: f, url: pathToFileURL(join(root, bundleOf.get(f))).href }))));
+  return relative(root, entry);
+});
 const concurrency = process.env.HERALD_TEST_CONCURRENCY ?? '2';
-// Not spawnSync: the browser's endpoint is served from this process's event loop.
-const runner = spawn(
-  process.execPath,
+const status = await run(
   [
     // On a terminal node maps every stack to the TypeScript itself. Elsewhere (CI) the
     // closing failure list maps what failed, reading a bundle's source map only then:
@@ -63,10 +104,9 @@ const runner = spawn(
       ? ['--test-reporter=spec']
       : ['--test-reporter=tap', '--test-reporter-destination=stdout', `--test-reporter=${pathToFileURL(join(root, 'scripts', 'failure-summary.mjs')).href}`]),
     '--test-reporter-destination=stdout',
-    ...compiled,
+    ...processes,
   ],
-  { stdio: 'inherit', cwd: root, env },
+  'inherit',
 );
-const status = await new Promise((done) => runner.on('exit', (code) => done(code ?? 1)));
 await browser?.close();
 process.exit(status);
