@@ -285,10 +285,12 @@ describe('SqliteStore', () => {
         await new Promise((resolve) => setTimeout(resolve, 1));
       }
       // About 12 MB of WAL frames were written, a checkpoint asked for every 512 KB of sends
-      // (the same proportions as 25 MB and 1 MB, at half the cost).
+      // (the same proportions as 25 MB and 1 MB, at half the cost). Less than half of that means
+      // the WAL started over: a WAL that grows for good holds it all. (It usually ends under
+      // 2 MB; once, with the suite's longest files beside it, the worker fell behind to 4.1 MB.)
       const wal = statSync(`${file}-wal`).size;
       const c = store.checkpointer!;
-      assert.ok(wal < 4 * 1024 * 1024, `WAL ${(wal / 1048576).toFixed(1)} MB after ${c.checkpoints} checkpoints`);
+      assert.ok(wal < 6 * 1024 * 1024, `WAL ${(wal / 1048576).toFixed(1)} MB after ${c.checkpoints} checkpoints`);
       // Catch-ups between sends a millisecond apart mostly see commits land, so the next one holds them.
       assert.ok(c.holds >= 1 && c.holds <= c.catchUps, `${c.holds} of ${c.catchUps} catch-ups held the commits`);
       assert.deepEqual(errors, []);
