@@ -4,17 +4,19 @@
 // why), and the runner runs the bundles; a failure points at the TypeScript
 // through their source maps. Two processes at a time on this two-core
 // machine class, longest first; short files that change nothing process-wide
-// share a process, a few at a time (scripts/test-groups.mjs). Pass file
+// share a process, a few at a time, one after the other, and files that
+// mostly wait share one at the same time (scripts/test-groups.mjs). Pass file
 // paths (test/x.test.ts) to run just those. One file also runs as is through
 // tsx: node --import tsx --test test/x.test.ts
 //
 // `--durations` runs every file (or those named) alone instead, one at a
-// time, and writes how long each took to test/durations.json, which the
-// grouping reads.
+// time, and writes how long each took, and how much CPU time it used, to
+// test/durations.json, which the grouping reads.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { reapedChildrenSeconds, treeSeconds } from './cpu-seconds.mjs';
 import { groupEntry, planProcesses } from './test-groups.mjs';
 import { bundleTests, compileTestTree } from './test-tree.mjs';
 
@@ -62,18 +64,32 @@ function run(args, stdio) {
 }
 
 if (measuring) {
-  // Each file alone, as nothing else runs: what test-groups.mjs packs by. Files not named keep their times.
+  // Each file alone, as nothing else runs: what test-groups.mjs plans by. Its CPU time is its
+  // process's and all it started, with the shared Chromium's. Files not named keep their figures.
+  const chromium = browser?.process().pid;
+  const cpuSeconds = () => {
+    const reaped = reapedChildrenSeconds();
+    const browserTime = chromium === undefined ? 0 : treeSeconds(chromium);
+    return reaped === undefined || browserTime === undefined ? undefined : reaped + browserTime;
+  };
   let failed = 0;
   for (const [i, file] of files.entries()) {
     const started = performance.now();
+    const cpuBefore = cpuSeconds();
     const status = await run(['--test', '--test-timeout=120000', '--test-reporter=dot', '--test-reporter-destination=stdout', compiled[i]], ['ignore', 'ignore', 'inherit']);
-    const seconds = Math.round((performance.now() - started) / 100) / 10;
-    if (status === 0) durations[file] = seconds;
+    const wall = Math.round((performance.now() - started) / 100) / 10;
+    const cpuAfter = cpuSeconds();
+    const cpu = cpuBefore === undefined || cpuAfter === undefined ? undefined : Math.round((cpuAfter - cpuBefore) * 10) / 10;
+    if (status === 0) durations[file] = cpu === undefined ? { wall } : { wall, cpu };
     else failed++;
-    console.log(`${file}\t${seconds} s${status === 0 ? '' : `\tfailed (exit ${status}), its time not kept`}`);
+    console.log(`${file}\t${wall} s${cpu === undefined ? '' : `, ${cpu} s of CPU`}${status === 0 ? '' : `\tfailed (exit ${status}), its figures not kept`}`);
   }
-  const sorted = Object.fromEntries(Object.entries(durations).filter(([file]) => existsSync(join(root, file))).sort(([a], [b]) => a.localeCompare(b)));
-  writeFileSync(durationsFile, `${JSON.stringify(sorted, null, 1)}\n`);
+  // One file to a line: { "test/x.test.ts": { "wall": 1.2, "cpu": 0.9 }, ... }
+  const lines = Object.entries(durations)
+    .filter(([file]) => existsSync(join(root, file)))
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([file, figures]) => ` ${JSON.stringify(file)}: ${JSON.stringify(figures).replaceAll(':', ': ').replaceAll(',', ', ')}`);
+  writeFileSync(durationsFile, `{\n${lines.join(',\n')}\n}\n`);
   await browser?.close();
   process.exit(failed === 0 ? 0 : 1);
 }
@@ -81,10 +97,10 @@ if (measuring) {
 const bundleOf = new Map(files.map((f, i) => [f, compiled[i]]));
 const groupsDir = join(root, 'test-output', 'bundled', 'groups');
 mkdirSync(groupsDir, { recursive: true });
-const processes = planProcesses(files, (f) => readFileSync(join(root, f), 'utf8'), durations).map(({ files: shared }, i) => {
+const processes = planProcesses(files, (f) => readFileSync(join(root, f), 'utf8'), durations).map(({ files: shared, together }, i) => {
   if (shared.length === 1) return bundleOf.get(shared[0]);
   const entry = join(groupsDir, `group-${i + 1}.mjs`);
-  writeFileSync(entry, groupEntry(shared.map((f) => ({ name: f, url: pathToFileURL(join(root, bundleOf.get(f))).href }))));
+  writeFileSync(entry, groupEntry(shared.map((f) => ({ name: f, url: pathToFileURL(join(root, bundleOf.get(f))).href })), { together }));
   return relative(root, entry);
 });
 const concurrency = process.env.HERALD_TEST_CONCURRENCY ?? '2';

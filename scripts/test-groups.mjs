@@ -2,30 +2,47 @@
 // (scripts/run-tests.mjs). Each process node's runner starts costs a test file
 // about 0.8 s of CPU and 25,000 page faults before its first test: node
 // itself, then the bundled server and its packages, loaded and compiled again
-// in every process. Files that are known to be short and that change nothing
-// process-wide run a few to a process instead, one after the other, each in
-// a suite of its own named after it (groupEntry): what the second file loads
-// is already loaded.
+// in every process. And many files spend most of their time waiting: for a
+// heartbeat, a timeout, a backoff, a clock step. So:
+// - files that are known to be short run a few to a process, one after the
+//   other, each in a suite of its own named after it (groupEntry): what the
+//   second file loads is already loaded;
+// - files that mostly wait (their CPU time alone at most WAITING_SHARE of
+//   their wall time) run a few to a process at the same time, each file's
+//   own tests still one after the other: their waits overlap instead of
+//   holding one of the runner's two places each. Together they use at most
+//   half a core (WAITING_GROUP_CPU).
+// test/durations.json holds each file's wall and CPU time alone
+// (`node scripts/run-tests.mjs --durations` measures them again).
 //
 // A file keeps a process of its own when any of these holds:
 // - it is not in test/durations.json (a new file, until the table is measured
-//   again with `node scripts/run-tests.mjs --durations`);
-// - it took longer alone than SHARE_SECONDS: its load is little of its cost;
+//   again);
+// - it is busy (it does not mostly wait) and took longer alone than
+//   SHARE_SECONDS: its load is little of its cost;
 // - its source measures or changes the process (OWN_PROCESS below: its heap,
 //   CPU or GC, process listeners or the environment, the clock, the global
 //   HTTP dispatcher), or awaits at the top level (what it starts would run
 //   during another file's tests);
-// - it says so, with a line `// test-runner: own process` and why.
+// - it says so, with a line `// test-runner: own process` and why: a file
+//   that counts what happens second by second, say, which another file's
+//   synchronous work in the same event loop (a SQLite write) would stall.
 //
 // All processes then run longest first, so that the run does not end on one
 // long file while the other core has nothing left to do.
 
-/** A file that took longer than this alone runs in its own process. */
+/** A busy file that took longer than this alone runs in its own process. */
 export const SHARE_SECONDS = 8;
-/** The most a shared process is expected to take, by the files' times alone. */
+/** The most a shared process of busy files is expected to take, by the files' times alone. */
 export const GROUP_SECONDS = 24;
 /** What a file not in the table is expected to take, for the order. */
 export const UNKNOWN_SECONDS = 10;
+/** A file whose CPU time alone is at most this share of its wall time mostly waits. */
+export const WAITING_SHARE = 0.3;
+/** The most CPU time the files of a waiting process may take together, as a share of its longest file's wall time. */
+export const WAITING_GROUP_CPU = 0.5;
+/** The most files a waiting process runs at the same time. */
+export const WAITING_GROUP_FILES = 6;
 
 /** What in a test file's source keeps it in a process of its own. */
 export const OWN_PROCESS = [
@@ -45,35 +62,54 @@ export function ownProcessReason(source) {
 
 /**
  * The processes for `files` (paths as the runner names them), longest first:
- * each `{ files, seconds }`, where `files` has one file or several that share.
- * `sourceOf(file)` gives a file's source; `durations` the seconds each took
- * alone, from test/durations.json.
+ * each `{ files, seconds, together }`, where `files` has one file or several
+ * that share, `seconds` is how long it is expected to take, and `together`
+ * says its files run at the same time. `sourceOf(file)` gives a file's
+ * source; `durations` each file's `{ wall, cpu }` seconds alone, from
+ * test/durations.json.
  */
 export function planProcesses(files, sourceOf, durations) {
   const own = [];
-  const sharing = [];
+  const busy = [];
+  const waiting = [];
   for (const file of files) {
-    const seconds = durations[file];
-    if (typeof seconds !== 'number' || seconds > SHARE_SECONDS || ownProcessReason(sourceOf(file)) !== undefined) {
-      own.push({ files: [file], seconds: typeof seconds === 'number' ? seconds : UNKNOWN_SECONDS });
+    const { wall, cpu } = durations[file] ?? {};
+    if (typeof wall !== 'number' || ownProcessReason(sourceOf(file)) !== undefined) {
+      own.push({ files: [file], seconds: typeof wall === 'number' ? wall : UNKNOWN_SECONDS, together: false });
+    } else if (typeof cpu === 'number' && cpu <= WAITING_SHARE * wall) {
+      waiting.push({ file, wall, cpu });
+    } else if (wall > SHARE_SECONDS) {
+      own.push({ files: [file], seconds: wall, together: false });
     } else {
-      sharing.push({ file, seconds });
+      busy.push({ file, wall });
     }
   }
+  const longestFirst = (a, b) => b.wall - a.wall || a.file.localeCompare(b.file);
   // First fit, longest first: few processes, each near GROUP_SECONDS.
-  sharing.sort((a, b) => b.seconds - a.seconds || a.file.localeCompare(b.file));
   const groups = [];
-  for (const { file, seconds } of sharing) {
-    const group = groups.find((g) => g.seconds + seconds <= GROUP_SECONDS);
+  for (const { file, wall } of busy.sort(longestFirst)) {
+    const group = groups.find((g) => g.seconds + wall <= GROUP_SECONDS);
     if (group) {
       group.files.push(file);
-      group.seconds += seconds;
+      group.seconds += wall;
     } else {
-      groups.push({ files: [file], seconds });
+      groups.push({ files: [file], seconds: wall, together: false });
     }
   }
-  for (const group of groups) group.files.sort();
-  return [...own, ...groups].sort((a, b) => b.seconds - a.seconds || a.files[0].localeCompare(b.files[0]));
+  // The same for files that wait, where a process takes as long as its longest file.
+  const together = [];
+  for (const { file, wall, cpu } of waiting.sort(longestFirst)) {
+    const group = together.find((g) => g.files.length < WAITING_GROUP_FILES && g.cpu + cpu <= WAITING_GROUP_CPU * g.seconds);
+    if (group) {
+      group.files.push(file);
+      group.cpu += cpu;
+    } else {
+      together.push({ files: [file], seconds: wall, cpu, together: true });
+    }
+  }
+  const shared = [...groups, ...together.map(({ files: f, seconds, together: t }) => ({ files: f, seconds, together: t && f.length > 1 }))];
+  for (const group of shared) group.files.sort();
+  return [...own, ...shared].sort((a, b) => b.seconds - a.seconds || a.files[0].localeCompare(b.files[0]));
 }
 
 /**
@@ -83,17 +119,25 @@ export function planProcesses(files, sourceOf, durations) {
  * own function, synchronously: that is what puts the file's tests and
  * top-level hooks inside that suite (node's runner finds a test's parent from
  * where it is created), so a file's `after` runs when its own tests are done.
- * The suites run one after the other, as a file's top-level tests do; every
- * file is loaded (its top-level code run) as the process starts, in whatever
- * order its import completes, alongside
- * the first file's hooks, which is why a file that awaits at the top level
- * keeps a process of its own. A file
- * that fails to load fails its own suite, with its error, and no other.
+ * Every file is loaded (its top-level code run) as the process starts, in
+ * whatever order its import completes, alongside the first file's hooks,
+ * which is why a file that awaits at the top level keeps a process of its
+ * own. A file that fails to load fails its own suite, with its error, and no
+ * other.
+ *
+ * The suites run one after the other, as a file's top-level tests do; with
+ * `together`, at the same time, inside one suite that says so, each file's
+ * own tests still one after the other (a suite's concurrency is its
+ * children's, unless they say otherwise).
  */
-export function groupEntry(entries) {
+export function groupEntry(entries, { together = false } = {}) {
+  const suites = entries.map(({ name, url }) => `describe(${JSON.stringify(name)}, { concurrency: 1 }, () => import(${JSON.stringify(url)}));`);
   return [
     "import { describe } from 'node:test';",
-    ...entries.map(({ name, url }) => `describe(${JSON.stringify(name)}, () => import(${JSON.stringify(url)}));`),
+    ...(together ? [`describe(${JSON.stringify(TOGETHER)}, { concurrency: true }, () => {`, ...suites.map((line) => `  ${line}`), '});'] : suites),
     '',
   ].join('\n');
 }
+
+/** The suite a process whose files run at the same time holds them in. */
+export const TOGETHER = 'files that mostly wait, at the same time';

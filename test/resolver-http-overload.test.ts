@@ -8,6 +8,7 @@
  * after the first second nobody was admitted at all. Herald must go on
  * admitting about as many as the panel answers.
  */
+// test-runner: own process: it counts admissions second by second, which another file's work in the same event loop (a synchronous SQLite write) would stall
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';

@@ -8,6 +8,7 @@
  * nobody was admitted at all. The pool must go on admitting about as many
  * as it can look up.
  */
+// test-runner: own process: it counts admissions second by second, which another file's work in the same event loop (a synchronous SQLite write) would stall
 import { after, before, describe, test } from 'node:test';
 import { createMariadbSessions, createPostgresSessions, requireService } from './helpers/sql-services.js';
 import { startAuthHerald } from './helpers/auth-herald.js';

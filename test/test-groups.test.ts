@@ -13,12 +13,15 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 // @ts-expect-error: the runner's scripts are plain JavaScript (scripts/test-groups.mjs), without type declarations
-import { GROUP_SECONDS, SHARE_SECONDS, groupEntry, ownProcessReason, planProcesses } from '../scripts/test-groups.mjs';
+import { GROUP_SECONDS, SHARE_SECONDS, TOGETHER, WAITING_GROUP_CPU, WAITING_GROUP_FILES, WAITING_SHARE, groupEntry, ownProcessReason, planProcesses } from '../scripts/test-groups.mjs';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const dir = join(root, 'test-output', `test-groups-${process.pid}`);
 
-type Plan = { files: string[]; seconds: number }[];
+type Plan = { files: string[]; seconds: number; together: boolean }[];
+type Durations = Record<string, { wall: number; cpu?: number }>;
+/** Figures of a file that is busy all the time it runs. */
+const busy = (wall: number) => ({ wall, cpu: wall });
 
 describe('which test files keep a process of their own', () => {
   test('a file that measures, listens on or changes the process, mocks, changes a global or awaits at the top level', () => {
@@ -71,61 +74,83 @@ describe('how the runner plans its processes', () => {
       'test/b.test.ts': plain,
     };
     const plan: Plan = planProcesses(Object.keys(sources), (f: string) => sources[f], {
-      'test/long.test.ts': SHARE_SECONDS + 1,
-      'test/heap.test.ts': 1,
-      'test/a.test.ts': 1,
-      'test/b.test.ts': 2,
+      'test/long.test.ts': busy(SHARE_SECONDS + 1),
+      'test/heap.test.ts': { wall: 1, cpu: 0.1 },
+      'test/a.test.ts': busy(1),
+      'test/b.test.ts': { wall: 2 },
     });
     const alone = plan.filter((p) => p.files.length === 1).map((p) => p.files[0]).sort();
     assert.deepEqual(alone, ['test/heap.test.ts', 'test/long.test.ts', 'test/new.test.ts']);
-    assert.deepEqual(plan.find((p) => p.files.length > 1), { files: ['test/a.test.ts', 'test/b.test.ts'], seconds: 3 });
+    assert.deepEqual(plan.find((p) => p.files.length > 1), { files: ['test/a.test.ts', 'test/b.test.ts'], seconds: 3, together: false });
   });
 
   test('packs every short file exactly once into processes of at most GROUP_SECONDS, and runs the longest first', () => {
-    const durations: Record<string, number> = {};
-    for (let i = 0; i < 60; i++) durations[`test/f${String(i).padStart(2, '0')}.test.ts`] = 0.5 + ((i * 7) % 15) / 2;
-    durations['test/slow.test.ts'] = 40;
+    const durations: Durations = {};
+    for (let i = 0; i < 60; i++) durations[`test/f${String(i).padStart(2, '0')}.test.ts`] = busy(0.5 + ((i * 7) % 15) / 2);
+    durations['test/slow.test.ts'] = busy(40);
     const files = Object.keys(durations);
+    const wall = (f: string) => durations[f]?.wall ?? NaN;
     const plan: Plan = planProcesses(files, () => plain, durations);
     assert.deepEqual(plan.flatMap((p) => p.files).sort(), [...files].sort());
     for (const p of plan) {
       if (p.files.length > 1) assert.ok(p.seconds <= GROUP_SECONDS, `${p.files.join(', ')}: ${p.seconds} s`);
-      assert.equal(p.seconds, p.files.reduce((sum, f) => sum + (durations[f] ?? NaN), 0));
+      assert.equal(p.seconds, p.files.reduce((sum, f) => sum + wall(f), 0));
+      assert.equal(p.together, false);
     }
     for (let i = 1; i < plan.length; i++) assert.ok(plan[i - 1]!.seconds >= plan[i]!.seconds, 'longest first');
     assert.deepEqual(plan[0]?.files, ['test/slow.test.ts']);
-    const total = files.filter((f) => f !== 'test/slow.test.ts').reduce((sum, f) => sum + (durations[f] ?? NaN), 0);
+    const total = files.filter((f) => f !== 'test/slow.test.ts').reduce((sum, f) => sum + wall(f), 0);
     assert.ok(plan.length - 1 <= Math.ceil(total / GROUP_SECONDS) + 1, `${plan.length - 1} shared processes for ${total} s`);
+  });
+});
+
+describe('how the runner plans files that mostly wait', () => {
+  const plain = "import { test } from 'node:test';\ntest('x', () => {});\n";
+
+  test('they run a few to a process at the same time, within the CPU share and the file count, however long each is', () => {
+    const durations: Durations = {};
+    // Twenty files that wait, of 2 to 40 s, using a tenth to WAITING_SHARE of that as CPU time.
+    for (let i = 0; i < 20; i++) {
+      const wall = 2 + ((i * 11) % 39);
+      durations[`test/w${String(i).padStart(2, '0')}.test.ts`] = { wall, cpu: wall * (0.1 + ((i % 3) * (WAITING_SHARE - 0.1)) / 2) };
+    }
+    durations['test/busy-long.test.ts'] = busy(30);
+    durations['test/busy-short.test.ts'] = busy(2);
+    durations['test/just-busy.test.ts'] = { wall: 4, cpu: 4 * WAITING_SHARE + 0.1 };
+    durations['test/gc.test.ts'] = { wall: 20, cpu: 1 };
+    const files = Object.keys(durations);
+    const plan: Plan = planProcesses(files, (f: string) => (f === 'test/gc.test.ts' ? 'gc();\n' : '') + plain, durations);
+    assert.deepEqual(plan.flatMap((p) => p.files).sort(), [...files].sort());
+    const waiting = files.filter((f) => f.startsWith('test/w'));
+    const processOf = (f: string) => plan.find((p) => p.files.includes(f))!;
+    for (const f of waiting) assert.ok(processOf(f).files.every((g) => waiting.includes(g)), `${f} shares only with files that wait`);
+    for (const p of plan.filter((q) => q.files.some((f) => waiting.includes(f)))) {
+      const longest = Math.max(...p.files.map((f) => durations[f]!.wall));
+      assert.equal(p.seconds, longest, `${p.files.join(', ')} takes as long as its longest file`);
+      assert.equal(p.together, p.files.length > 1);
+      assert.ok(p.files.length <= WAITING_GROUP_FILES);
+      const cpu = p.files.reduce((sum, f) => sum + durations[f]!.cpu!, 0);
+      assert.ok(p.files.length === 1 || cpu <= WAITING_GROUP_CPU * longest, `${p.files.join(', ')}: ${cpu} s of CPU in ${longest} s`);
+    }
+    assert.ok(plan.filter((p) => p.together).length >= 3, 'twenty files that wait share a few processes');
+    assert.ok(plan.some((p) => p.together && p.files.some((f) => durations[f]!.wall > SHARE_SECONDS)), 'a long file that waits shares');
+    // A busy file, and one that measures the process however little CPU it uses, are not among them.
+    assert.deepEqual(processOf('test/busy-long.test.ts'), { files: ['test/busy-long.test.ts'], seconds: 30, together: false });
+    assert.deepEqual(processOf('test/gc.test.ts'), { files: ['test/gc.test.ts'], seconds: 20, together: false });
+    assert.equal(processOf('test/just-busy.test.ts').together, false);
+    assert.equal(processOf('test/busy-short.test.ts').together, false);
+    for (let i = 1; i < plan.length; i++) assert.ok(plan[i - 1]!.seconds >= plan[i]!.seconds, 'longest first');
   });
 });
 
 describe('a shared process, run by node --test', () => {
   after(() => rmSync(dir, { recursive: true, force: true }));
+  type Result = { type: string; name: string; nesting: number; error: string | null };
 
-  test("keeps each file's tests and hooks in its own suite, one file after the other, and a failure to its own file", () => {
-    mkdirSync(dir, { recursive: true });
-    const log = join(dir, 'order.log');
-    writeFileSync(log, '');
-    const file = (name: string, body: string): { name: string; url: string } => {
-      const path = join(dir, `${name}.mjs`);
-      writeFileSync(path, [
-        "import { after, before, describe, test } from 'node:test';",
-        "import { appendFileSync } from 'node:fs';",
-        `const note = (what) => appendFileSync(${JSON.stringify(log)}, ${JSON.stringify(name)} + ' ' + what + '\\n');`,
-        "note('loaded');",
-        body,
-        '',
-      ].join('\n'));
-      return { name: `test/${name}.test.ts`, url: pathToFileURL(path).href };
-    };
-    const entries = [
-      file('first', "before(() => note('before'));\nafter(() => note('after'));\ntest('first test', async () => { await new Promise((r) => setTimeout(r, 50)); note('test'); });"),
-      file('second', "describe('second suite', () => {\n  after(() => note('after'));\n  test('passes', () => note('test passes'));\n  test('fails', () => { note('test fails'); throw new Error('second fails on purpose'); });\n});"),
-      file('broken', "throw new Error('broken cannot load');"),
-      file('third', "test('third test', () => note('test'));"),
-    ];
-    const group = join(dir, 'group.mjs');
-    writeFileSync(group, groupEntry(entries));
+  /** Runs `entries` as groupEntry puts them in one process, with `options`: what passed and failed, in order, and the files' notes. */
+  function runGroup(name: string, entries: { name: string; url: string }[], options: { together?: boolean }, log: string): { results: Result[]; lines: string[] } {
+    const group = join(dir, `${name}.mjs`);
+    writeFileSync(group, groupEntry(entries, options));
     const events = join(dir, 'events.mjs');
     writeFileSync(events, [
       'export default async function* (source) {',
@@ -139,7 +164,37 @@ describe('a shared process, run by node --test', () => {
     delete env.NODE_TEST_CONTEXT;
     const r = spawnSync(process.execPath, ['--test', `--test-reporter=${pathToFileURL(events).href}`, '--test-reporter-destination=stdout', group], { cwd: root, env, encoding: 'utf8', timeout: 60_000 });
     assert.equal(r.status, 1, r.stderr);
-    const results = r.stdout.trim().split('\n').map((line) => JSON.parse(line) as { type: string; name: string; nesting: number; error: string | null });
+    const results = r.stdout.trim().split('\n').map((line) => JSON.parse(line) as Result);
+    return { results, lines: readFileSync(log, 'utf8').trim().split('\n') };
+  }
+
+  /** A test file `name` whose `note(what)` appends "name what" to `log`. */
+  function fixture(log: string, name: string, body: string): { name: string; url: string } {
+    mkdirSync(dir, { recursive: true });
+    const path = join(dir, `${name}.mjs`);
+    writeFileSync(path, [
+      "import { after, before, describe, test } from 'node:test';",
+      "import { appendFileSync } from 'node:fs';",
+      `const note = (what) => appendFileSync(${JSON.stringify(log)}, ${JSON.stringify(name)} + ' ' + what + '\\n');`,
+      'const wait = (ms) => new Promise((r) => setTimeout(r, ms));',
+      "note('loaded');",
+      body,
+      '',
+    ].join('\n'));
+    return { name: `test/${name}.test.ts`, url: pathToFileURL(path).href };
+  }
+
+  test("keeps each file's tests and hooks in its own suite, one file after the other, and a failure to its own file", () => {
+    const log = join(dir, 'order.log');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(log, '');
+    const entries = [
+      fixture(log, 'first', "before(() => note('before'));\nafter(() => note('after'));\ntest('first test', async () => { await wait(50); note('test'); });"),
+      fixture(log, 'second', "describe('second suite', () => {\n  after(() => note('after'));\n  test('passes', () => note('test passes'));\n  test('fails', () => { note('test fails'); throw new Error('second fails on purpose'); });\n});"),
+      fixture(log, 'broken', "throw new Error('broken cannot load');"),
+      fixture(log, 'third', "test('third test', () => note('test'));"),
+    ];
+    const { results, lines } = runGroup('group', entries, {}, log);
     const of = (name: string) => results.find((e) => e.name === name);
 
     // Each file is a suite at the top, with its own tests inside it.
@@ -156,7 +211,6 @@ describe('a shared process, run by node --test', () => {
 
     // Every file loads as the process starts (in whatever order its import completes); then each
     // file's hooks and tests run in the files' order, its `after` before the next file's tests.
-    const lines = readFileSync(log, 'utf8').trim().split('\n');
     assert.deepEqual(lines.filter((line) => line.endsWith(' loaded')).sort(), ['broken loaded', 'first loaded', 'second loaded', 'third loaded']);
     assert.deepEqual(lines.filter((line) => !line.endsWith(' loaded')), [
       'first before',
@@ -168,5 +222,46 @@ describe('a shared process, run by node --test', () => {
       'third test',
     ]);
     for (const name of ['second', 'third']) assert.ok(lines.indexOf(`${name} loaded`) < lines.findIndex((line) => line.startsWith(`${name} `) && !line.endsWith(' loaded')));
+  });
+
+  test("runs files that mostly wait at the same time, each file's own tests one after the other, its hooks and failures its own", () => {
+    const log = join(dir, 'together.log');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(log, '');
+    // Each test notes its start and end around a wait: what overlaps shows in the notes' order.
+    const waits = (tests: string[], ms: number) => tests.map((t) => `test('${t}', async () => { note('${t} starts'); await wait(${ms}); note('${t} ends'); });`).join('\n');
+    const entries = [
+      fixture(log, 'one', `after(() => note('after'));\n${waits(['one-a', 'one-b', 'one-c'], 300)}`),
+      fixture(log, 'two', `before(() => note('before'));\nafter(() => note('after'));\n${waits(['two-a', 'two-b'], 300)}\ntest('two fails', async () => { await wait(100); throw new Error('two fails on purpose'); });`),
+      fixture(log, 'broken', "throw new Error('broken cannot load');"),
+      fixture(log, 'three', `describe('three suite', () => {\n${waits(['three-a'], 300)}\n});`),
+    ];
+    const { results, lines } = runGroup('together', entries, { together: true }, log);
+    const of = (name: string) => results.find((e) => e.name === name);
+
+    // The files sit in one suite at the top, each in its own, its tests inside it.
+    assert.equal(of(TOGETHER)?.type, 'test:fail');
+    assert.equal(of(TOGETHER)?.nesting, 0);
+    assert.deepEqual(of('test/one.test.ts'), { type: 'test:pass', name: 'test/one.test.ts', nesting: 1, error: null });
+    assert.deepEqual(of('one-c'), { type: 'test:pass', name: 'one-c', nesting: 2, error: null });
+    assert.equal(of('test/two.test.ts')?.type, 'test:fail');
+    assert.deepEqual(of('two fails'), { type: 'test:fail', name: 'two fails', nesting: 2, error: 'two fails on purpose' });
+    assert.deepEqual(of('test/broken.test.ts'), { type: 'test:fail', name: 'test/broken.test.ts', nesting: 1, error: 'broken cannot load' });
+    assert.deepEqual(of('test/three.test.ts'), { type: 'test:pass', name: 'test/three.test.ts', nesting: 1, error: null });
+    assert.deepEqual(of('three-a'), { type: 'test:pass', name: 'three-a', nesting: 3, error: null });
+
+    // The files overlap: each one's first test starts before any test ends.
+    const at = (line: string) => {
+      const i = lines.findIndex((l) => l === line || l.endsWith(` ${line}`));
+      assert.ok(i >= 0, `${line} in ${lines.join(' | ')}`);
+      return i;
+    };
+    const firstEnd = lines.findIndex((line) => line.endsWith(' ends'));
+    for (const t of ['one-a', 'two-a', 'three-a']) assert.ok(at(`${t} starts`) < firstEnd, `${t} starts before any test ends: ${lines.join(' | ')}`);
+    // Within a file, one test after the other, and the file's hooks around its own tests.
+    for (const [a, b] of [['one-a', 'one-b'], ['one-b', 'one-c'], ['two-a', 'two-b']]) assert.ok(at(`${a} ends`) < at(`${b} starts`), `${a} ends before ${b} starts`);
+    assert.ok(at('two before') < at('two-a starts'));
+    assert.ok(at('one-c ends') < at('one after'));
+    assert.ok(at('two-b ends') < at('two after'));
   });
 });
