@@ -10,7 +10,7 @@
 // - files that mostly wait (their CPU time alone at most WAITING_SHARE of
 //   their wall time) run a few to a process at the same time, each file's
 //   own tests still one after the other: their waits overlap instead of
-//   holding one of the runner's two places each. Together they use at most
+//   holding one of the runner's places each. Together they use at most
 //   half a core (WAITING_GROUP_CPU).
 // test/durations.json holds each file's wall and CPU time alone
 // (`node scripts/run-tests.mjs --durations` measures them again).
