@@ -104,10 +104,10 @@ export function planProcesses(files, sourceOf, durations) {
       group.files.push(file);
       group.cpu += cpu;
     } else {
-      together.push({ files: [file], seconds: wall, cpu, together: true });
+      together.push({ files: [file], seconds: wall, cpu });
     }
   }
-  const shared = [...groups, ...together.map(({ files: f, seconds, together: t }) => ({ files: f, seconds, together: t && f.length > 1 }))];
+  const shared = [...groups, ...together.map(({ files: f, seconds }) => ({ files: f, seconds, together: f.length > 1 }))];
   for (const group of shared) group.files.sort();
   return [...own, ...shared].sort((a, b) => b.seconds - a.seconds || a.files[0].localeCompare(b.files[0]));
 }
