@@ -11,7 +11,8 @@
 //   their wall time) run a few to a process at the same time, each file's
 //   own tests still one after the other: their waits overlap instead of
 //   holding one of the runner's places each. Together they use at most
-//   half a core (WAITING_GROUP_CPU).
+//   half a core (WAITING_GROUP_CPU). One that finds no other to wait with
+//   is planned as a busy file.
 // test/durations.json holds each file's wall and CPU time alone
 // (`node scripts/run-tests.mjs --durations` measures them again).
 //
@@ -85,18 +86,7 @@ export function planProcesses(files, sourceOf, durations) {
     }
   }
   const longestFirst = (a, b) => b.wall - a.wall || a.file.localeCompare(b.file);
-  // First fit, longest first: few processes, each near GROUP_SECONDS.
-  const groups = [];
-  for (const { file, wall } of busy.sort(longestFirst)) {
-    const group = groups.find((g) => g.seconds + wall <= GROUP_SECONDS);
-    if (group) {
-      group.files.push(file);
-      group.seconds += wall;
-    } else {
-      groups.push({ files: [file], seconds: wall, together: false });
-    }
-  }
-  // The same for files that wait, where a process takes as long as its longest file.
+  // Files that wait, first fit, longest first: a process takes as long as its longest file.
   const together = [];
   for (const { file, wall, cpu } of waiting.sort(longestFirst)) {
     const group = together.find((g) => g.files.length < WAITING_GROUP_FILES && g.cpu + cpu <= WAITING_GROUP_CPU * g.seconds);
@@ -107,7 +97,23 @@ export function planProcesses(files, sourceOf, durations) {
       together.push({ files: [file], seconds: wall, cpu });
     }
   }
-  const shared = [...groups, ...together.map(({ files: f, seconds }) => ({ files: f, seconds, together: f.length > 1 }))];
+  // One that found no file to wait with is a file like any other.
+  for (const { files: [file], seconds } of together.filter((g) => g.files.length === 1)) {
+    if (seconds > SHARE_SECONDS) own.push({ files: [file], seconds, together: false });
+    else busy.push({ file, wall: seconds });
+  }
+  // Busy files, first fit, longest first: few processes, each near GROUP_SECONDS.
+  const groups = [];
+  for (const { file, wall } of busy.sort(longestFirst)) {
+    const group = groups.find((g) => g.seconds + wall <= GROUP_SECONDS);
+    if (group) {
+      group.files.push(file);
+      group.seconds += wall;
+    } else {
+      groups.push({ files: [file], seconds: wall, together: false });
+    }
+  }
+  const shared = [...groups, ...together.filter((g) => g.files.length > 1).map(({ files: f, seconds }) => ({ files: f, seconds, together: true }))];
   for (const group of shared) group.files.sort();
   return [...own, ...shared].sort((a, b) => b.seconds - a.seconds || a.files[0].localeCompare(b.files[0]));
 }

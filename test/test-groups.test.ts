@@ -141,6 +141,22 @@ describe('how the runner plans files that mostly wait', () => {
     assert.equal(processOf('test/busy-short.test.ts').together, false);
     for (let i = 1; i < plan.length; i++) assert.ok(plan[i - 1]!.seconds >= plan[i]!.seconds, 'longest first');
   });
+
+  test('one that finds no other file to wait with is planned as a busy file: it shares one after the other when short, alone when long', () => {
+    const durations: Durations = {
+      'test/wait-short.test.ts': { wall: 3, cpu: 0.5 },
+      'test/busy-a.test.ts': busy(1),
+      'test/busy-b.test.ts': busy(1),
+    };
+    assert.deepEqual(planProcesses(Object.keys(durations), () => plain, durations), [
+      { files: ['test/busy-a.test.ts', 'test/busy-b.test.ts', 'test/wait-short.test.ts'], seconds: 5, together: false },
+    ]);
+    const long: Durations = { 'test/wait-long.test.ts': { wall: SHARE_SECONDS + 10, cpu: 1 }, 'test/busy-a.test.ts': busy(1) };
+    assert.deepEqual(planProcesses(Object.keys(long), () => plain, long), [
+      { files: ['test/wait-long.test.ts'], seconds: SHARE_SECONDS + 10, together: false },
+      { files: ['test/busy-a.test.ts'], seconds: 1, together: false },
+    ]);
+  });
 });
 
 describe('a shared process, run by node --test', () => {
