@@ -265,6 +265,48 @@ describe('accessibility of the toasts and the demo page', { skip: browserSkipRea
     assert.equal(long, `Close: ${'x'.repeat(59)}…`);
   });
 
+  it('says everything it shows or announces in the page\'s words when given them, and in English when not', async () => {
+    const STATES = ['queued', 'running', 'succeeded', 'failed', 'timed_out', 'cancelled', 'paused'];
+    const p = await open({
+      maxToasts: 10, regionLabel: 'Уведомления', closeLabel: 'Закрыть', cancelLabel: 'Отменить', linkLabel: 'Открыть',
+      stateLabels: { queued: 'в очереди', running: 'выполняется', succeeded: 'готово', failed: 'ошибка', timed_out: 'время вышло', cancelled: 'отменено' },
+    });
+    const shown = (hostId: string) => p.evaluate(({ hostId, STATES }) => {
+      const w = window as unknown as Page$;
+      const t = hostId === 'other' ? new w.Herald.Toaster({
+        hostId, maxToasts: 10,
+        // Not strings, or not the Toaster's own states: the defaults stay.
+        stateLabels: JSON.parse('{"__proto__": {"running": "hijacked"}, "failed": 7, "paused": "на паузе"}'),
+      }) : w.t;
+      t.show({ TYPE: 'MESSAGE', TITLE: 'Платёж', TEXT: 'получен', EXTRA: 'https://example.net/p', TIMEOUT: 0 });
+      STATES.forEach((STATE, i) => t.progress({ TYPE: 'COMMAND_PROGRESS', COMMAND_ID: `c${i}`, PROGRAM: 'ping', STATE, OUTPUT: '' } as never, () => undefined));
+      const host = document.getElementById(hostId)!;
+      const root = host.shadowRoot!;
+      return {
+        region: host.getAttribute('aria-label'),
+        states: [...root.querySelectorAll<HTMLElement>('[data-command-id]')]
+          .map((e) => `${e.dataset.commandId} ${e.querySelector('.herald-state')!.textContent}`).sort(),
+        cancel: root.querySelector('.herald-cancel')!.textContent,
+        link: root.querySelector('.herald-link')!.textContent,
+        close: root.querySelector('.herald-close')!.getAttribute('aria-label'),
+      };
+    }, { hostId, STATES });
+    assert.deepEqual(await shown(HOST), {
+      region: 'Уведомления',
+      states: ['c0 — в очереди', 'c1 — выполняется', 'c2 — готово', 'c3 — ошибка', 'c4 — время вышло', 'c5 — отменено', 'c6 — paused'],
+      cancel: 'Отменить',
+      link: 'Открыть',
+      close: 'Закрыть: Платёж',
+    });
+    assert.deepEqual(await shown('other'), {
+      region: 'Notifications',
+      states: ['c0 — queued', 'c1 — running', 'c2 — done', 'c3 — failed', 'c4 — timed out', 'c5 — cancelled', 'c6 — paused'],
+      cancel: 'Cancel',
+      link: 'Open',
+      close: 'Close: Платёж',
+    });
+  });
+
   it('on a narrow or short screen the stack takes at most half the height, and the last shadow is not clipped', async () => {
     const p = await open();
     await show(p, 'one');

@@ -109,6 +109,33 @@ describe('desktop notifications across the tabs of one person', { skip: browserS
     assert.equal(await p.evaluate(() => document.getElementById('herald-toasts')), null, 'and no toast');
   });
 
+  it('names what has no title, and sums up the rest, in the page\'s own words (untitledText, moreText)', async () => {
+    const p = await newTab(context);
+    pages.push(p);
+    await p.goto(`${server.url}/demo`);
+    await p.evaluate((token) => {
+      const w = window as unknown as Page$;
+      w.setHidden(true);
+      w.rec = { frames: [], messages: [], states: [], events: [] };
+      w.client = w.Herald.connect({
+        kind: 'admin', token, url: location.origin, toasts: false,
+        desktop: { burst: 1, untitledText: 'Уведомление', moreText: (n: number) => `Ещё ${n}` },
+      });
+      w.client.on('MESSAGE', (m) => {
+        w.rec.messages.push(m);
+      });
+    }, await server.token('admin', 65));
+    await p.waitForFunction(() => (window as unknown as Page$).client.state === 'open', null, { timeout: 10_000 });
+    assert.equal(await enable(p), 'granted');
+    await send(65, 'Плановые работы в 02:00');
+    await send(65, { TYPE: 'MESSAGE', TEXT: 'без заголовка' });
+    await handled([p], 2);
+    assert.deepEqual((await notes(p)).map(({ title, body }) => ({ title, body })), [
+      { title: 'Уведомление', body: 'Плановые работы в 02:00' },
+      { title: 'Ещё 1', body: 'Уведомление' },
+    ]);
+  });
+
   it('shows the same words twice in one hidden tab: two live-only notifications, not one taken for the other', async () => {
     const p = await tab(64);
     assert.equal(await enable(p), 'granted');
@@ -134,7 +161,14 @@ describe('desktop notifications across the tabs of one person', { skip: browserS
     // The person leaves the first tab too: now the desktop hears of what comes.
     await tabs[0]!.evaluate(() => (window as unknown as Page$).setHidden(true));
     // Wait for the other tabs to see the first one's word withdrawn (localStorage reaches other tabs a moment later).
-    for (const p of tabs) await p.waitForFunction(() => !Object.keys(localStorage).some((k) => k.startsWith('herald:desktop-visible:')), null, { timeout: 10_000 });
+    // Two tabs that rewrite the word at the same moment (a beat of one, the withdrawal of another) may leave an
+    // entry that nobody withdraws; the library then believes it for VISIBLE_FRESH_MS (10 s) from when it was
+    // written, no longer. Under the suite's load that happened once: the word is also gone when all it holds is stale.
+    for (const p of tabs) {
+      await p.waitForFunction(() => Object.entries(localStorage)
+        .filter(([key]) => key.startsWith('herald:desktop-visible:'))
+        .every(([, word]) => Object.values(JSON.parse(word) as Record<string, number>).every((at) => Date.now() - at >= 10_000)), null, { timeout: 20_000 });
+    }
     await send(62, { TYPE: 'MESSAGE', TITLE: 'stored 2', TEXT: 'has a SEQ' });
     await send(62, { TYPE: 'MESSAGE', TITLE: 'live 2', TEXT: 'ttl 0: no SEQ' }, { ttl: 0 });
     await send(62, 'another plain string');

@@ -93,12 +93,15 @@ export interface DesktopOptions {
   burstWindowMs?: number;
   /** The summary's title for `count` more notifications in the window. Default `"<count> more notifications"`. */
   moreText?: (count: number) => string;
+  /** The title of a notification that has none (no TITLE, or an empty one), and the summary's line for it. Default "Notification". */
+  untitledText?: string;
 }
 
 export class DesktopNotifier {
   readonly #burst: number;
   readonly #windowMs: number;
   readonly #moreText: (count: number) => string;
+  readonly #untitled: string;
   /** The burst window where the tabs share none (no scope, no storage). */
   #window: BurstWindow = { start: -Infinity, shown: 0, more: 0, tags: [] };
   /** Whose tabs this one agrees with (endpoint and person); undefined: none. */
@@ -121,6 +124,7 @@ export class DesktopNotifier {
     this.#burst = options.burst ?? 3;
     this.#windowMs = options.burstWindowMs ?? 10_000;
     this.#moreText = options.moreText ?? ((n) => `${n} more notification${n === 1 ? '' : 's'}`);
+    this.#untitled = typeof options.untitledText === 'string' && options.untitledText.trim() !== '' ? clipTitle(options.untitledText) : 'Notification';
     this.#scope = scope;
   }
 
@@ -202,7 +206,7 @@ export class DesktopNotifier {
     let heading: string;
     if (w.shown < this.#burst) {
       w.shown++;
-      heading = clipTitle(title) || 'Notification';
+      heading = clipTitle(title) || this.#untitled;
       options.body = plainText(asText(message.TEXT), isPlainTextFormat(message));
       if (typeof message.ICON === 'string' && /^https?:\/\//i.test(message.ICON)) options.icon = message.ICON;
       // The same notification shown in two tabs of the person (every hidden
@@ -216,7 +220,7 @@ export class DesktopNotifier {
       // One summary for the rest of the window, replaced in place as more come.
       w.more++;
       heading = clipTitle(this.#moreText(w.more));
-      options.body = clipTitle(title) || 'Notification';
+      options.body = clipTitle(title) || this.#untitled;
       options.tag = 'herald:more';
     }
     this.#window = w;

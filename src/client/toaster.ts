@@ -25,6 +25,15 @@ export interface ToasterOptions {
   closeLabel?: string;
   /** Text of a command toast's cancel button. Default "Cancel". */
   cancelLabel?: string;
+  /** Accessible name of the toasts' region, which screen readers say as a toast arrives. Default "Notifications". */
+  regionLabel?: string;
+  /**
+   * What a command toast says of each state after the program's name, by
+   * STATE; those not given keep their default (queued, running, done,
+   * failed, timed out, cancelled). The page's language, like the labels
+   * above: the state is what the live region announces.
+   */
+  stateLabels?: Partial<Record<CommandState, string>>;
   /** Output kept in a command toast, in characters (the tail). Default 4000. */
   outputTail?: number;
   /**
@@ -44,6 +53,21 @@ const STATE_LABEL: Record<CommandState, string> = {
   timed_out: 'timed out',
   cancelled: 'cancelled',
 };
+
+/**
+ * The state labels: the defaults, each replaced by the page's own where it
+ * gave a string for a known state (a page's `{__proto__: …}` or a number
+ * changes nothing).
+ */
+function stateLabels(given: Partial<Record<CommandState, string>> | undefined): Record<CommandState, string> {
+  const labels = { ...STATE_LABEL };
+  if (given === undefined || given === null) return labels;
+  for (const state of Object.keys(STATE_LABEL) as CommandState[]) {
+    const label = Object.hasOwn(given, state) ? given[state] : undefined;
+    if (typeof label === 'string') labels[state] = label;
+  }
+  return labels;
+}
 
 /**
  * TIMEOUT of a MESSAGE, in milliseconds; 0, or more than a timer can wait
@@ -96,7 +120,7 @@ interface CommandToast {
 }
 
 export class Toaster {
-  readonly #options: Required<Omit<ToasterOptions, 'parent'>> & { parent: HTMLElement | undefined };
+  readonly #options: Required<Omit<ToasterOptions, 'parent' | 'stateLabels'>> & { parent: HTMLElement | undefined; stateLabels: Record<CommandState, string> };
   #host: HTMLElement | undefined;
   #root: ShadowRoot | undefined;
   /** The host waits for <body> to exist (a notification arrived while the parser was still in <head>). */
@@ -126,6 +150,8 @@ export class Toaster {
       linkLabel: options.linkLabel ?? 'Open',
       closeLabel: options.closeLabel ?? 'Close',
       cancelLabel: options.cancelLabel ?? 'Cancel',
+      regionLabel: options.regionLabel ?? 'Notifications',
+      stateLabels: stateLabels(options.stateLabels),
       outputTail: options.outputTail ?? 4000,
       maxTextChars: options.maxTextChars ?? MAX_TEXT_CHARS,
     };
@@ -148,7 +174,7 @@ export class Toaster {
     host.id = this.#options.hostId;
     // The region is announced politely by screen readers as toasts arrive.
     host.setAttribute('role', 'region');
-    host.setAttribute('aria-label', 'Notifications');
+    host.setAttribute('aria-label', this.#options.regionLabel);
     host.addEventListener('focusin', (ev) => {
       // From inside the stack the relatedTarget is retargeted to the host itself.
       const from = ev.relatedTarget;
@@ -311,7 +337,8 @@ export class Toaster {
     }
     entry.element.dataset.state = frame.STATE;
     // Own keys only: a STATE of "toString" read a function's source through the prototype.
-    const stateText = `— ${Object.hasOwn(STATE_LABEL, frame.STATE) ? STATE_LABEL[frame.STATE] : withoutBidiControls(asText(frame.STATE))}`;
+    const labels = this.#options.stateLabels;
+    const stateText = `— ${Object.hasOwn(labels, frame.STATE) ? labels[frame.STATE] : withoutBidiControls(asText(frame.STATE))}`;
     // Written only when it changes: each write is a change in the live region.
     if (entry.state.textContent !== stateText) entry.state.textContent = stateText;
     if (typeof frame.OUTPUT === 'string' && frame.OUTPUT !== '') {
