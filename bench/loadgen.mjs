@@ -2,7 +2,7 @@
 // when each notification arrives (latency from the timestamp `t` the sender
 // put in the payload; process.hrtime is CLOCK_MONOTONIC, shared by all
 // processes on the machine), and acks the way the browser library does.
-import { PerformanceObserver } from 'node:perf_hooks';
+import { constants, PerformanceObserver } from 'node:perf_hooks';
 import WebSocket from 'ws';
 import { io as ioClient } from 'socket.io-client';
 import { serveIpc } from './lib/ipc.mjs';
@@ -28,9 +28,15 @@ const HANDSHAKE_MS = 30_000; // a handshake that takes longer counts as failed
  */
 let gcEvents = null;
 const monotonicOffset = nowMs() - performance.now();
+/** performance.now() at the last reset: the observer hears of a pause after it ended, and one before this is not the phase's. */
+let gcSince = 0;
+/** Major (mark-compact) collections of this process since it started. */
+let majorGcs = 0;
 new PerformanceObserver((list) => {
-  if (!gcEvents) return;
-  for (const e of list.getEntries()) gcEvents.push([e.startTime + monotonicOffset, e.duration, e.detail?.kind ?? 0]);
+  for (const e of list.getEntries()) {
+    if (e.detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) majorGcs++;
+    if (gcEvents && e.startTime >= gcSince) gcEvents.push([e.startTime + monotonicOffset, e.duration, e.detail?.kind ?? 0]);
+  }
 }).observe({ entryTypes: ['gc'] });
 
 function record(msg) {
@@ -179,13 +185,29 @@ serveIpc({
     await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker));
     return { opened: n - failed, failed, errors, t0, t1: nowMs() };
   },
-  /** Forgets what was received so far (before a measured phase); `timeline` also keeps each one's send time. */
-  reset({ timeline = false } = {}) {
+  /**
+   * Forgets what was received so far (before a measured phase); `timeline`
+   * also keeps each one's send time. `expected`: how many notifications the
+   * phase brings here, so that the arrays for them are made now, not grown
+   * (a copy of the whole array) in the middle of it.
+   *
+   * Then collects all garbage: what connecting and the warm-up left (a
+   * thousand tabs' handshakes, ten thousand notifications, their ack timers)
+   * was otherwise collected during the measured phase, a major collection
+   * of this process pausing it for 3–6 ms while notifications arrived, and
+   * every latency it measured then included that pause (docs/bench-history.md,
+   * forty-eighth round). Every server's clients get the same.
+   */
+  reset({ timeline = false, expected = 0 } = {}) {
     received = 0; firstRecv = 0; lastRecv = 0;
+    if (expected > lat.length) lat = new Float64Array(expected);
     sentAt = timeline ? new Float64Array(lat.length) : null;
-    gcEvents = timeline ? [] : null;
     perBroadcastLast = []; perBroadcastCount = [];
-    return true;
+    globalThis.gc?.();
+    // After that collection: it paused no notification, and is not one of the phase's pauses.
+    gcSince = performance.now();
+    gcEvents = timeline ? [] : null;
+    return { collected: typeof globalThis.gc === 'function' };
   },
   /** Answers once `count` notifications have arrived since reset, or at `timeoutMs`. */
   async wait({ count, timeoutMs = 120_000 }) {
@@ -196,7 +218,7 @@ serveIpc({
       });
     }
     return {
-      received, firstRecv, lastRecv,
+      received, firstRecv, lastRecv, majorGcs,
       latencies: lat.slice(0, received),
       ...(sentAt ? { sentAt: sentAt.slice(0, received), gc: gcEvents } : {}),
       perBroadcastLast, perBroadcastCount,

@@ -6,6 +6,7 @@
 // windows with the pauses around them.
 // usage: node bench/timeline-summary.mjs FILE.timeline.json [windows=15]
 import { readFileSync } from 'node:fs';
+import { constants } from 'node:perf_hooks';
 
 const [file, windowsArg] = process.argv.slice(2);
 if (!file) { console.error('usage: node bench/timeline-summary.mjs FILE.timeline.json [windows]'); process.exit(2); }
@@ -16,7 +17,13 @@ const sorted = Float64Array.from(latency).sort();
 const q = (p) => sorted[Math.min(n - 1, Math.floor(n * p))];
 // Not Math.min(...sentAt): a long run's hundreds of thousands of arguments overflow the stack.
 const t0 = sentAt.reduce((a, t) => Math.min(a, t), Infinity);
-const KIND = { 1: 'minor', 2: 'major', 4: 'incremental', 8: 'weak callbacks' };
+// The `kind` of node's gc performance entries (its constants: 1, 4, 8 and 16; 2 is none).
+const KIND = {
+  [constants.NODE_PERFORMANCE_GC_MINOR]: 'minor',
+  [constants.NODE_PERFORMANCE_GC_MAJOR]: 'major',
+  [constants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incremental',
+  [constants.NODE_PERFORMANCE_GC_WEAKCB]: 'weak callbacks',
+};
 
 // "Slow": at or above the p99.
 const p99 = q(0.99);

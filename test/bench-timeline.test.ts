@@ -20,13 +20,15 @@ test('the timeline summary tells the server\'s and each load generator\'s GC pau
     const client = sentAt.map((_, i) => (i === 20 ? 1 : i % 2 === 0 ? 0 : 1));
     const timeline = {
       server: 'herald-memory', phase: 'steady', sentAt, latency, client,
-      gc: [[1032, 2, 1]],
+      gc: [[1032, 2, 1], [1070, 1, 4]],
       clientGc: [[[1012, 3, 1], [1022, 3, 1]], [[1090, 1, 1]]],
     };
     const file = join(dir, 't.timeline.json');
     writeFileSync(file, JSON.stringify(timeline));
     const out = execFileSync(process.execPath, ['bench/timeline-summary.mjs', file, '0'], { encoding: 'utf8' });
     assert.match(out, /at or above p99: 3, of which 1 \(33%\) were in flight during a pause/);
+    // Named by node's kinds (perf_hooks constants): 1 minor, 4 major.
+    assert.match(out, /GC: 2 pauses, 3 ms in all \([\d.]+% of the time\); 1 minor, 1 major, 0 incremental, 0 weak callbacks/);
     assert.match(out, /load generators' GC: 3 pauses, 7 ms in all; 1 \(33%\) of those at or above p99 were in flight during a pause of the generator that received them/);
 
     // A timeline from before the generators' pauses were recorded still reads.

@@ -82,7 +82,8 @@ async function pool(cfg) {
   if (thePool && [...thePool.gens, thePool.sender].every((c) => c.child.exitCode === null && c.child.signalCode === null)) return thePool;
   await closePool();
   const gens = [];
-  for (let k = 0; k < cfg.loadgens; k++) gens.push(await startChild(`loadgen${k}`, join(BENCH, 'loadgen.mjs'), { cpus: cfg.pin?.clients }));
+  // --expose-gc: each generator collects its garbage before a measured phase (loadgen.mjs, reset).
+  for (let k = 0; k < cfg.loadgens; k++) gens.push(await startChild(`loadgen${k}`, join(BENCH, 'loadgen.mjs'), { cpus: cfg.pin?.clients, execArgv: ['--expose-gc'] }));
   const sender = await startChild('sender', join(BENCH, 'sender.mjs'), { cpus: cfg.pin?.clients });
   thePool = { gens, sender };
   return thePool;
@@ -299,7 +300,7 @@ export async function runConnections(name, cfg, { w1, w3 }) {
     }
     if (w3) {
       const count = cfg.w3Broadcasts;
-      await Promise.all(gens.map((g) => g.call('reset')));
+      await Promise.all(gens.map((g, k) => g.call('reset', { expected: count * connect.shares[k].opened })));
       const waits = gens.map((g, k) => g.call('wait', { count: count * connect.shares[k].opened, timeoutMs: cfg.waitTimeoutMs }, cfg.waitTimeoutMs + 10_000));
       const cpu0 = cpuOf(pids);
       const { sendTimes, answerMs, got } = await profiled(ctx.srv, cfg, 'w3', async () => {
@@ -353,8 +354,8 @@ function awaitedLater(calls) {
 async function measureUnicast(ctx, cfg, send) {
   const { gens, sender, pids, connect } = ctx;
   const ids = range(cfg.w2People);
-  await Promise.all(gens.map((g) => g.call('reset', { timeline: cfg.timeline })));
   const expected = expectedPerShare(connect.shares, cfg.w2People, 0, send.total);
+  await Promise.all(gens.map((g, k) => g.call('reset', { timeline: cfg.timeline, expected: expected[k] })));
   const waits = awaitedLater(gens.map((g, k) => g.call('wait', { count: expected[k], timeoutMs: cfg.waitTimeoutMs }, cfg.waitTimeoutMs + 10_000)));
   const cpu0 = cpuOf(pids);
   await ctx.srv.call('gcStart', { timeline: cfg.timeline });

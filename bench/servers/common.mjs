@@ -15,7 +15,7 @@ let stopPromoted = null;
 // Garbage-collection pauses of this process (each one stops the event loop):
 // counted from gcStart to gcStop around a measured phase.
 const gc = { count: 0, totalMs: 0, maxMs: 0 };
-/** With --timeline: every pause, as [start on the clients' clock (ms), duration (ms), kind (1 minor, 2 major, 4 incremental, 8 weak callbacks)]. */
+/** With --timeline: every pause, as [start on the clients' clock (ms), duration (ms), kind (node's: 1 minor, 4 major, 8 incremental, 16 weak callbacks)]. */
 let gcEvents = null;
 // performance.now() counts from this process's start; the clients' timestamps are CLOCK_MONOTONIC.
 const monotonicOffset = nowMs() - performance.now();
