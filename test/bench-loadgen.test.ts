@@ -4,30 +4,11 @@
 // collection is not listed among the phase's pauses in a timeline.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { fork } from 'node:child_process';
-import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { forkBenchChild } from './helpers/bench-child.js';
 
-const root = new URL('..', import.meta.url).pathname;
-
-/** Forks a load generator, as the bench's pool does, and gives a way to call it over IPC. */
-async function startLoadgen(execArgv: string[]) {
-  const child = fork(`${root}bench/loadgen.mjs`, [], { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'advanced' });
-  await once(child, 'message');
-  let next = 1;
-  const call = (cmd: string, args: object): Promise<unknown> => new Promise((resolve, reject) => {
-    const id = next++;
-    const onMessage = (m: { id?: number; ok?: boolean; result?: unknown; error?: string }): void => {
-      if (m.id !== id) return;
-      child.off('message', onMessage);
-      if (m.ok) resolve(m.result);
-      else reject(new Error(m.error));
-    };
-    child.on('message', onMessage);
-    child.send({ id, cmd, args });
-  });
-  return { child, call };
-}
+/** Forks a load generator, as the bench's pool does (typed arrays cross its channel as they are). */
+const startLoadgen = (execArgv: string[]) => forkBenchChild('bench/loadgen.mjs', { execArgv, serialization: 'advanced' });
 
 test('a load generator collects its garbage at reset, and a timeline does not count that collection as the phase\'s', async () => {
   const gen = await startLoadgen(['--expose-gc']);

@@ -4,31 +4,13 @@
 // idle timeout cannot end a run; any other failure still fails the call.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { fork } from 'node:child_process';
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { forkBenchChild } from './helpers/bench-child.js';
 
-const root = new URL('..', import.meta.url).pathname;
-
-/** Forks the sender and gives a way to call it over IPC. */
-async function startSender() {
-  const child = fork(`${root}bench/sender.mjs`, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  await once(child, 'message');
-  let next = 1;
-  const call = (cmd: string, args: object): Promise<unknown> => new Promise((resolve, reject) => {
-    const id = next++;
-    const onMessage = (m: { id?: number; ok?: boolean; result?: unknown; error?: string }): void => {
-      if (m.id !== id) return;
-      child.off('message', onMessage);
-      if (m.ok) resolve(m.result);
-      else reject(new Error(m.error));
-    };
-    child.on('message', onMessage);
-    child.send({ id, cmd, args });
-  });
-  return { child, call };
-}
+/** Forks the sender, as the bench does. */
+const startSender = () => forkBenchChild('bench/sender.mjs');
 
 /** A floor-like /send that drops the connection of the n-th request (counting from 1) on a socket it already answered on. */
 async function server(dropNth: (n: number, reused: boolean) => boolean) {
