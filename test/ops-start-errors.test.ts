@@ -85,15 +85,16 @@ describe('where a refused value came from', () => {
     }
   });
 
-  test('herald start: a value a part of Herald refuses once loaded (publicUrl, allowedOrigins, commandsArgRules) names its source too', async () => {
+  test('herald start: a value a part of Herald refuses once loaded (publicUrl, allowedOrigins, commandsArgRules, commandsNotes) names its source too', async () => {
     const config = join(dir, 'rules.json');
     writeFileSync(config, JSON.stringify({ commandsAllow: ['ping'], commandsArgRules: ['ping=('] }));
     const run = (args: string[], env: Record<string, string> = {}) =>
       runCli(['start', '--port', '0', '--no-legacy', '--data-dir', join(dir, 'data'), ...args], { env: { ...SECRETS, ...env } });
-    const [publicUrl, origins, rules] = await Promise.all([
+    const [publicUrl, origins, rules, notes] = await Promise.all([
       run(['--public-url', 'ftp://panel.example.net/herald']),
       run([], { HERALD_ALLOWED_ORIGINS: 'panel.example.net' }),
       run(['--config', config]),
+      run([], { HERALD_COMMANDS_NOTES: '["exitStatus=[код {cdoe}]"]' }),
     ]);
     assert.equal(publicUrl.code, 2, publicUrl.stderr);
     assert.match(publicUrl.stderr, /^herald: invalid configuration: option "publicUrl": "ftp:\/\/panel\.example\.net\/herald" is not a URL like .* \(set on the command line\)\n$/);
@@ -101,5 +102,7 @@ describe('where a refused value came from', () => {
     assert.match(origins.stderr, /^herald: invalid configuration: option "allowedOrigins": "panel\.example\.net" is not an origin .* \(set in environment HERALD_ALLOWED_ORIGINS\)\n$/);
     assert.equal(rules.code, 2, rules.stderr);
     assert.match(rules.stderr, new RegExp(`^herald: invalid configuration: option "commandsArgRules": bad regular expression for "ping": .* \\(set in config file ${escaped(config)}\\)\\n$`));
+    assert.equal(notes.code, 2, notes.stderr);
+    assert.match(notes.stderr, /^herald: invalid configuration: option "commandsNotes": entry 1 \("exitStatus"\) has the placeholder \{cdoe\}, which it does not fill: it has \{code\} \(set in environment HERALD_COMMANDS_NOTES\)\n$/);
   });
 });

@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import type { CommandState, CommandSummary } from '../../protocol/commands.js';
 import type { NotificationObject, NotificationPayload } from '../../protocol/frames.js';
 import { headOf } from '../../protocol/text-cut.js';
-import { isHeraldError } from '../errors.js';
+import { HeraldError, isHeraldError } from '../errors.js';
 import type { CommandDoor, CommandInfo, RecordedCommandInfo, RefusedCommandRequest } from './command-service.js';
 
 /**
@@ -21,7 +21,8 @@ import type { CommandDoor, CommandInfo, RecordedCommandInfo, RefusedCommandReque
 export function finalNotification(
   info: CommandInfo,
   given: { success?: NotificationPayload | undefined; error?: NotificationPayload | undefined },
-  notes: readonly string[] = [],
+  end: RunEnd = {},
+  notes: CommandNotes = DEFAULT_NOTES,
 ): NotificationObject {
   const summary = summaryOf(info);
   const chosen = info.state === 'succeeded' ? given.success : given.error;
@@ -35,7 +36,7 @@ export function finalNotification(
     // TEXT is the program's output as it printed it, as the old daemon sent it; FORMAT says it is
     // plain text, so the browser library shows `<incomplete>` (arp) as written and an
     // `<a href>` in the output of a probe a subscriber can influence as text, not as a live link.
-    base = { TYPE: 'MESSAGE', TITLE: info.program, TEXT: defaultText(info, notes), FORMAT: 'text' };
+    base = { TYPE: 'MESSAGE', TITLE: info.program, TEXT: defaultText(info, end, notes), FORMAT: 'text' };
   }
   if (info.taskId !== undefined && base.ID === undefined) base.ID = info.taskId;
   base.COMMAND_ID = info.id;
@@ -55,21 +56,108 @@ export function summaryOf(info: CommandInfo): CommandSummary {
   };
 }
 
+/** How a run ended, beyond what its command info says (the runner knows it). */
+export interface RunEnd {
+  /** Who stopped it, when it was cancelled: an admin (by id), the API, or the server's shutdown. */
+  cancelledBy?: number | 'api' | 'shutdown';
+  /** A process it started still held its output when it ended, and was left running. */
+  leftRunning?: boolean;
+}
+
+/**
+ * The bracketed lines the default final text adds after the output (docs/commands.md,
+ * "Telling the admin"), by name, each with the placeholders it may use. An old browser
+ * script shows only TITLE and TEXT, so these are what its admin reads of how a run ended:
+ * `commandsNotes` gives them in the panel's language.
+ */
+export const DEFAULT_NOTES = {
+  exitStatus: '[exit status {code}]',
+  killedBy: '[killed by {signal}]',
+  timedOut: '[timed out after {seconds} s: stopped]',
+  cancelledByAdmin: '[cancelled: by admin {admin}]',
+  cancelledByApi: '[cancelled: through the API]',
+  cancelledAtShutdown: '[cancelled: server shutting down]',
+  couldNotRun: '[could not run: {error}]',
+  outputCut: '[output cut: too long]',
+  leftRunning: '[a process it started still held its output at the end: left running]',
+} as const;
+
+export type NoteName = keyof typeof DEFAULT_NOTES;
+export type CommandNotes = Readonly<Record<NoteName, string>>;
+
+/** The placeholders each note may use; any other `{name}` in a given note is refused at start-up. */
+const NOTE_PLACEHOLDERS: Readonly<Record<NoteName, readonly string[]>> = {
+  exitStatus: ['code'],
+  killedBy: ['signal'],
+  timedOut: ['seconds'],
+  cancelledByAdmin: ['admin'],
+  cancelledByApi: [],
+  cancelledAtShutdown: [],
+  couldNotRun: ['error'],
+  outputCut: [],
+  leftRunning: [],
+};
+
+const PLACEHOLDER = /\{([A-Za-z]*)\}/g;
+
+/**
+ * `commandsNotes` (NAME=TEXT entries) over the defaults. Refused, with the entry's number:
+ * an entry without `=`, a name that is not a note, a name given twice, and a placeholder
+ * the note does not have (a typo would otherwise reach every admin as `{cdoe}`).
+ */
+export function parseCommandNotes(entries: readonly string[]): CommandNotes {
+  const notes: Record<NoteName, string> = { ...DEFAULT_NOTES };
+  const given = new Set<string>();
+  const bad = (i: number, why: string) => new HeraldError('HERALD_ERR_CONFIG', `option "commandsNotes": entry ${i + 1} ${why}`);
+  entries.forEach((raw, i) => {
+    const eq = raw.indexOf('=');
+    if (eq <= 0) throw bad(i, `is not NAME=TEXT (${JSON.stringify(raw.slice(0, 100))})`);
+    const name = raw.slice(0, eq);
+    if (!Object.hasOwn(DEFAULT_NOTES, name)) throw bad(i, `names ${JSON.stringify(name.slice(0, 100))}, which is not a note: the notes are ${Object.keys(DEFAULT_NOTES).join(', ')}`);
+    if (given.has(name)) throw bad(i, `gives "${name}" a second time`);
+    given.add(name);
+    const text = raw.slice(eq + 1);
+    const allowed = NOTE_PLACEHOLDERS[name as NoteName];
+    for (const m of text.matchAll(PLACEHOLDER)) {
+      if (!allowed.includes(m[1]!)) {
+        throw bad(i, `("${name}") has the placeholder ${m[0]}, which it does not fill: ${allowed.length > 0 ? `it has ${allowed.map((p) => `{${p}}`).join(', ')}` : 'it has none'}`);
+      }
+    }
+    notes[name as NoteName] = text;
+  });
+  return notes;
+}
+
+/** A note with its placeholders filled; a value is inserted as it is (it is never read as a template). */
+function note(notes: CommandNotes, name: NoteName, values: Readonly<Record<string, string | number>> = {}): string {
+  return notes[name].replace(PLACEHOLDER, (whole, key: string) => (Object.hasOwn(values, key) ? String(values[key]) : whole));
+}
+
 /**
  * The output, then one bracketed line per thing worth saying. A clean success is the output alone, as before.
- * `more`: the runner's own notes, which the command info has no field for (a process left running).
+ * An empty note says nothing (a panel may leave one out).
  */
-function defaultText(info: CommandInfo, more: readonly string[]): string {
-  const notes: string[] = [];
-  if (info.state === 'timed_out') notes.push(`[timed out after ${info.timeoutSec} s: stopped]`);
-  else if (info.state === 'cancelled') notes.push(info.error ? `[cancelled: ${info.error}]` : '[cancelled]');
-  else if (info.error) notes.push(`[could not run: ${info.error}]`);
-  else if (info.state === 'failed') notes.push(info.EXIT_CODE !== null ? `[exit status ${info.EXIT_CODE}]` : `[killed by ${info.SIGNAL ?? 'a signal'}]`);
-  if (info.TRUNCATED) notes.push('[output cut: too long]');
-  notes.push(...more);
-  if (notes.length === 0) return info.output;
+function defaultText(info: CommandInfo, end: RunEnd, notes: CommandNotes): string {
+  const lines: string[] = [];
+  if (info.state === 'timed_out') lines.push(note(notes, 'timedOut', { seconds: info.timeoutSec }));
+  else if (info.state === 'cancelled') lines.push(cancelNote(info, end, notes));
+  else if (info.error) lines.push(note(notes, 'couldNotRun', { error: info.error }));
+  else if (info.state === 'failed') lines.push(info.EXIT_CODE !== null ? note(notes, 'exitStatus', { code: info.EXIT_CODE }) : note(notes, 'killedBy', { signal: info.SIGNAL ?? '?' }));
+  if (info.TRUNCATED) lines.push(note(notes, 'outputCut'));
+  if (end.leftRunning) lines.push(note(notes, 'leftRunning'));
+  const said = lines.filter((l) => l !== '');
+  if (said.length === 0) return info.output;
   const sep = info.output === '' || info.output.endsWith('\n') ? '' : '\n';
-  return `${info.output}${sep}${notes.join('\n')}`;
+  return `${info.output}${sep}${said.join('\n')}`;
+}
+
+function cancelNote(info: CommandInfo, end: RunEnd, notes: CommandNotes): string {
+  const by = end.cancelledBy;
+  if (typeof by === 'number') return note(notes, 'cancelledByAdmin', { admin: by });
+  if (by === 'api') return note(notes, 'cancelledByApi');
+  if (by === 'shutdown') return note(notes, 'cancelledAtShutdown');
+  // Not known to have been stopped (a run the runner did not stop itself): what it recorded.
+  return info.error ? `[cancelled: ${info.error}]` : '[cancelled]';
 }
 
 /** One structured log line per run (and per refusal): who asked, through which door, what ran, how it ended. */

@@ -22,8 +22,8 @@ import type {
   RefusedCommandRequest, RunningCommandRecord,
 } from './command-service.js';
 import {
-  finalNotification, finishedRecord, recordedInfo, refusedRecord,
-  type AuditQuery, type CommandAuditRecord, type CommandAuditSink, type CommandAuditStore, type StoredAuditRecord,
+  finalNotification, finishedRecord, parseCommandNotes, recordedInfo, refusedRecord,
+  type AuditQuery, type CommandNotes, type RunEnd, type CommandAuditRecord, type CommandAuditSink, type CommandAuditStore, type StoredAuditRecord,
 } from './outcome.js';
 import { OutputBuffer } from './output-buffer.js';
 import { CommandPolicy, MAX_PROGRAM_CHARS, serverSearchPath, type ResolvedProgram } from './policy.js';
@@ -60,7 +60,7 @@ export const REFUSALS_COUNTED_PROGRAM = '[refused requests not recorded one by o
 
 type RunnerOptions = Pick<
   HeraldOptions,
-  | 'commandsEnabled' | 'commandsAllow' | 'commandsArgRules' | 'commandsPath' | 'commandsCwd' | 'commandsEnv'
+  | 'commandsEnabled' | 'commandsAllow' | 'commandsArgRules' | 'commandsPath' | 'commandsCwd' | 'commandsEnv' | 'commandsNotes'
   | 'commandsTimeoutSec' | 'commandsMaxTimeoutSec' | 'commandsKillGraceMs' | 'commandsOutputCap'
   | 'commandsConcurrency' | 'commandsPerAdminConcurrency' | 'commandsQueueSize' | 'commandsProgressMs' | 'commandsHistory'
 >;
@@ -111,6 +111,8 @@ interface Run {
   /** Why it was stopped (cancel, shutdown) or could not start. */
   error?: string;
   stopping?: 'timeout' | 'cancel' | 'shutdown';
+  /** Who cancelled it (its final text says so in the panel's words: commandsNotes). */
+  cancelledBy?: RunEnd['cancelledBy'];
   child?: ChildProcess;
   pid?: number;
   exited: boolean;
@@ -161,6 +163,7 @@ export class CommandRunner implements CommandService {
   readonly #policy: CommandPolicy;
   readonly #cwd: string;
   readonly #env: Record<string, string>;
+  readonly #notes: CommandNotes;
   /** Every run not yet in history: queued and running. */
   readonly #active = new Map<string, Run>();
   readonly #queue: Run[] = [];
@@ -248,6 +251,7 @@ export class CommandRunner implements CommandService {
       if (!isDir) throw new HeraldError('HERALD_ERR_CONFIG', `option "commandsCwd": ${this.#cwd} is not an existing directory`);
     }
     this.#env = parseEnv(this.#o.commandsEnv);
+    this.#notes = parseCommandNotes(this.#o.commandsNotes);
     if (this.#o.commandsEnabled) {
       process.on('exit', this.#killOnExit);
       if (serverPath !== undefined && serverPath.skipped.length > 0) {
@@ -423,7 +427,7 @@ export class CommandRunner implements CommandService {
     }
     if (run.finished) throw new HeraldError('HERALD_ERR_CONFLICT', `command ${id} has already ended (${run.state})`);
     this.#log.info({ id, by: by ? `${by.kind}:${by.id}` : 'api' }, 'command cancel requested');
-    this.#stop(run, 'cancel', by ? `by ${by.kind} ${by.id}` : 'through the API');
+    this.#stop(run, 'cancel', by ? `by ${by.kind} ${by.id}` : 'through the API', by ? by.id : 'api');
     return this.#waitFor(run);
   }
 
@@ -559,7 +563,7 @@ export class CommandRunner implements CommandService {
   }
 
   /** Stops a queued or running command: the queue forgets it; a process group gets SIGTERM, then SIGKILL after the grace. */
-  #stop(run: Run, why: 'timeout' | 'cancel' | 'shutdown', reason: string): void {
+  #stop(run: Run, why: 'timeout' | 'cancel' | 'shutdown', reason: string, by?: RunEnd['cancelledBy']): void {
     if (run.finished || run.stopping) return;
     // Node reports a program's exit a turn of the event loop after it happened: a cancel in
     // between found `exited` false and counted, and the SIGTERM reached a group whose leader
@@ -579,8 +583,12 @@ export class CommandRunner implements CommandService {
     }
     run.stopping = why;
     // Set here, past the check above: a program that ended just as its time ran out ended in time.
-    if (why === 'timeout') run.timedOut = true;
-    else run.error = reason;
+    if (why === 'timeout') {
+      run.timedOut = true;
+    } else {
+      run.error = reason;
+      run.cancelledBy = by ?? 'shutdown';
+    }
     if (run.state === 'queued') {
       const i = this.#queue.indexOf(run);
       if (i >= 0) this.#queue.splice(i, 1);
@@ -721,7 +729,7 @@ export class CommandRunner implements CommandService {
     const info = this.#info(run);
     // The live view ends with whatever output it had not seen yet, and the final state.
     this.#progress(run);
-    const sent = this.#notify(run, finalNotification(info, { success: run.request.success, error: run.request.error }, run.cutLoose ? ['[a process it started still held its output at the end: left running]'] : []), undefined);
+    const sent = this.#notify(run, finalNotification(info, { success: run.request.success, error: run.request.error }, { cancelledBy: run.cancelledBy, leftRunning: run.cutLoose === true }, this.#notes), undefined);
     this.#record(finishedRecord(info, run.output.bytes));
     // Whoever waits for the run (a long poll, shutdown) hears of its end once the final notification is stored.
     void sent.then(() => {
