@@ -27,8 +27,8 @@ describe('JsonArena', () => {
     arena.free(at[0]!);
     arena.free(at[3]!);
     TEXTS.forEach((t, i) => i !== 0 && i !== 3 && assert.equal(arena.get(at[i]!), t));
-    // ASCII takes a byte a character, anything else two (UTF-16), plus a 4-byte header each.
-    const bytes = TEXTS.reduce((n, t, i) => (i === 0 || i === 3 ? n : n + 4 + (/^[\x00-\x7f]*$/.test(t) ? t.length : 2 * t.length)), 0);
+    // ASCII takes a byte a character, anything else two (UTF-16), plus an 8-byte header each.
+    const bytes = TEXTS.reduce((n, t, i) => (i === 0 || i === 3 ? n : n + 8 + (/^[\x00-\x7f]*$/.test(t) ? t.length : 2 * t.length)), 0);
     assert.equal(arena.stats.liveBytes, bytes);
     assert.equal(arena.stats.live, TEXTS.length - 2);
   });
@@ -40,10 +40,10 @@ describe('JsonArena', () => {
 
   it('releases a chunk once everything in it is freed, keeping only the active one', () => {
     const arena = new JsonArena();
-    const text = 'n'.repeat(1000);
-    const at = Array.from({ length: 10_000 }, () => arena.put(text));
+    const text = (i: number) => `${i}`.padEnd(1000, 'n');
+    const at = Array.from({ length: 10_000 }, (_, i) => arena.put(text(i)));
     assert.ok(arena.stats.chunks >= 9, `${arena.stats.chunks} chunks for 10 MB`);
-    assert.equal(arena.stats.liveBytes, 10_000 * 1004);
+    assert.equal(arena.stats.liveBytes, 10_000 * 1008);
     for (const p of at) arena.free(p);
     assert.equal(arena.stats.chunks, 1);
     assert.equal(arena.stats.liveBytes, 0);
@@ -55,7 +55,7 @@ describe('JsonArena', () => {
   it('moves a string out of a chunk, and the emptied chunk is released', () => {
     const arena = new JsonArena();
     const first = arena.put('keep me é');
-    const fillers = Array.from({ length: 2000 }, () => arena.put('z'.repeat(1000))); // fills the first chunk and opens more
+    const fillers = Array.from({ length: 2000 }, (_, i) => arena.put(`${i}`.padEnd(1000, 'z'))); // fills the first chunk and opens more
     for (const p of fillers) if (JsonArena.chunkOf(p) === JsonArena.chunkOf(first)) arena.free(p);
     const chunks = arena.stats.chunks;
     const to = arena.move(first);
@@ -63,6 +63,74 @@ describe('JsonArena', () => {
     assert.equal(arena.get(to), 'keep me é');
     assert.throws(() => arena.get(first), /no chunk holds position/);
     assert.equal(arena.stats.chunks, chunks - 1);
+  });
+
+  it('keeps one copy of the same string put in a row (a list send), until its last reference is freed', () => {
+    const arena = new JsonArena();
+    const json = JSON.stringify({ TYPE: 'MESSAGE', TEXT: 'Плановые работы '.padEnd(1600, '.') });
+    const at = Array.from({ length: 10_000 }, () => arena.put(json));
+    assert.equal(new Set(at).size, 1);
+    assert.deepEqual([arena.stats.live, arena.stats.chunks, arena.refsAt(at[0]!)], [1, 1, 10_000]);
+    assert.equal(arena.stats.liveBytes, 8 + 2 * json.length);
+    // Equal text from another string object is the same string.
+    const other = arena.put(JSON.stringify(JSON.parse(json)));
+    assert.equal(other, at[0]);
+    // Something else in between: the next copy is a copy of its own.
+    const between = arena.put('{"N":1}');
+    const again = arena.put(json);
+    assert.notEqual(again, at[0]);
+    assert.equal(arena.stats.live, 3);
+    for (const p of at) assert.equal(arena.free(p), json.length, 'each reference counts its length');
+    assert.equal(arena.get(other), json, 'the last reference still reads');
+    arena.free(other);
+    assert.equal(arena.stats.live, 2);
+    for (const p of [between, again]) arena.free(p);
+    assert.deepEqual([arena.stats.live, arena.stats.liveBytes], [0, 0]);
+  });
+
+  it('does not share a copy freed meanwhile, nor one in a chunk that is no longer the active one', () => {
+    const arena = new JsonArena();
+    const json = '{"TEXT":"same"}';
+    const first = arena.put(json);
+    arena.free(first);
+    const second = arena.put(json);
+    assert.notEqual(second, first);
+    assert.equal(arena.refsAt(second), 1);
+    // Fill the chunk with the same string put in a row but once: the next put of it after the chunk changed copies it.
+    const big = 'b'.repeat(MAX_ARENA_CHARS);
+    while (JsonArena.chunkOf(arena.put(`${Math.random()}${big}`.slice(0, MAX_ARENA_CHARS))) === JsonArena.chunkOf(second));
+    const lastInOld = arena.put(json);
+    assert.notEqual(JsonArena.chunkOf(lastInOld), JsonArena.chunkOf(second), 'a new copy in the active chunk');
+  });
+
+  it('moves every reference of a shared copy to one new copy, each move one reference', () => {
+    const arena = new JsonArena();
+    const json = '{"TEXT":"для всех"}';
+    const shared = Array.from({ length: 5 }, () => arena.put(json));
+    const fillers = Array.from({ length: 2000 }, (_, i) => arena.put(`${i}`.padEnd(1000, 'z')));
+    for (const p of fillers) if (JsonArena.chunkOf(p) === JsonArena.chunkOf(shared[0]!)) arena.free(p);
+    arena.sparseChunks(); // a pruning pass starts
+    const moved = shared.map((p) => arena.move(p));
+    assert.equal(new Set(moved).size, 1, 'one new copy');
+    assert.notEqual(JsonArena.chunkOf(moved[0]!), JsonArena.chunkOf(shared[0]!));
+    assert.equal(arena.refsAt(moved[0]!), 5);
+    assert.equal(arena.get(moved[0]!), json);
+    assert.throws(() => arena.get(shared[0]!), /no chunk holds position/, 'the old chunk, emptied, is released');
+  });
+
+  it('makes a new copy for a reference that moves after the first moved copy was freed', () => {
+    const arena = new JsonArena();
+    const json = '{"TEXT":"для всех"}';
+    const [a, b] = [arena.put(json), arena.put(json)];
+    const fillers = Array.from({ length: 2000 }, (_, i) => arena.put(`${i}`.padEnd(1000, 'z')));
+    for (const p of fillers) if (JsonArena.chunkOf(p) === JsonArena.chunkOf(a)) arena.free(p);
+    arena.sparseChunks();
+    const movedA = arena.move(a);
+    arena.free(movedA); // dropped (acknowledged and expired, or the cap) while the pass paused
+    const movedB = arena.move(b);
+    assert.notEqual(movedB, movedA);
+    assert.equal(arena.get(movedB), json);
+    assert.equal(arena.refsAt(movedB), 1);
   });
 });
 
@@ -100,6 +168,32 @@ describe('StreamIndex with its arena', () => {
       const r = index.readAfter(stream, 0, 1000, now + 2000);
       assert.deepEqual(r.messages.map((m) => m.json), jsons);
     }
+  });
+
+  it('keeps one copy of a list send\'s JSON for all its recipients, through pruning passes that empty the chunks around it', () => {
+    const index = new StreamIndex(100_000, 'storeEpoch');
+    const now = 1_000_000;
+    const batch = new WriteBatch(index);
+    const listed = JSON.stringify({ TYPE: 'MESSAGE', TEXT: 'Плановые работы в ночь на субботу '.padEnd(1600, '.') });
+    const people = Array.from({ length: 2000 }, (_, i) => `user:${i + 1}`);
+    // Short-lived fillers first and after, so that the list send's copy sits in a chunk a pass finds sparse.
+    const filler = (i: number) => ({ stream: `admin:${1 + (i % 7)}`, json: `{"N":${i},"T":"${'.'.repeat(900)}"}`, expiresAt: now + 1000 });
+    for (let i = 0; i < 1500; i++) batch.append(filler(i), now);
+    for (const stream of people) batch.append({ stream, json: listed, expiresAt: now + 3_600_000 }, now);
+    for (let i = 1500; i < 3000; i++) batch.append(filler(i), now);
+    batch.apply();
+    assert.equal(index.arena.stats.live, 3001, 'the fillers and one copy of the list send');
+    const fillerBytes = Array.from({ length: 3000 }, (_, i) => filler(i).json.length).reduce((a, b) => a + b, 0);
+    assert.equal(index.counts().retainedBytes, fillerBytes + 2000 * listed.length, 'the tally counts each person\'s copy');
+    assert.equal(index.prune(now + 2000), 3000);
+    const after = index.arena.stats;
+    assert.equal(after.live, 1);
+    assert.equal(after.chunks, 1, 'the chunks the fillers held are gone, the copy moved once');
+    assert.equal(after.liveBytes, 8 + 2 * listed.length);
+    for (const stream of people) assert.equal(index.readAfter(stream, 0, 10, now + 2000).messages[0]?.json, listed, stream);
+    // Each person's acknowledgement and expiry lets go of their reference; the copy goes with the last.
+    assert.equal(index.prune(now + 3_600_001), 2000);
+    assert.deepEqual([index.arena.stats.live, index.counts().retainedBytes], [0, 0]);
   });
 
   it('frees the JSON of notifications dropped by the cap and keeps JSON too long for the arena as strings', () => {

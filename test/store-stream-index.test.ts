@@ -58,7 +58,8 @@ describe('StreamIndex retained notifications', () => {
           let v = model.get(o.s);
           if (!v) model.set(o.s, (v = { last: floor, kept: [] }));
           o.ttls.forEach((ttl, i) => {
-            const json = o.long && i === 0 ? `{"T":"${LONG}","N":${v.last + 1}}` : `{"N":${v.last + 1},"T":"Привет"}`;
+            // Each stream's own text: the arena shares one copy of the same JSON put in a row (a list send), tested below.
+            const json = o.long && i === 0 ? `{"T":"${LONG}","N":${v.last + 1}}` : `{"N":${v.last + 1},"S":"${o.s}","T":"Привет"}`;
             batch.append({ stream: o.s, json, expiresAt: now + ttl }, now);
             v.kept.push({ seq: ++v.last, exp: now + ttl, json });
           });
