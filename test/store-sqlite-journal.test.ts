@@ -15,7 +15,7 @@ import { describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { createV1File } from './helpers/v1-store.js';
 import fc from 'fast-check';
-import { decodeBody, encodeAck, encodeEntry, type JournalEntry } from '../src/server/store/journal-codec.js';
+import { CorruptJournalError, decodeBody, encodeAck, encodeEntry, type JournalEntry } from '../src/server/store/journal-codec.js';
 import type { AppendResult } from '../src/server/store/message-store.js';
 import { derivedEpoch } from '../src/server/store/message-id.js';
 import { SqliteStore } from '../src/server/store/sqlite-store.js';
@@ -498,9 +498,9 @@ describe('SqliteStore journal', () => {
 
   it('refuses a file of a schema version it does not know', () => withFile(async (file) => {
     const raw = new Database(file);
-    raw.exec("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID; INSERT INTO meta VALUES ('schema', '5')");
+    raw.exec("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID; INSERT INTO meta VALUES ('schema', '6')");
     raw.close();
-    assert.throws(() => new SqliteStore({ file, maxPerStream: 10 }), { code: 'HERALD_ERR_INTERNAL', message: /unknown schema version 5/ });
+    assert.throws(() => new SqliteStore({ file, maxPerStream: 10 }), { code: 'HERALD_ERR_INTERNAL', message: /unknown schema version 6 \(this Herald reads versions 1 to 5: the file was written by a newer Herald/ });
   }));
 
   it('the journal encoding gives back any entry exactly', () => {
@@ -517,5 +517,40 @@ describe('SqliteStore journal', () => {
       decodeBody(body, (e) => back.push({ ...e }), (stream, acked) => back.push({ ack: stream, acked }));
       assert.deepEqual(back, entries.map((e) => ({ ...e })));
     }));
+  });
+
+  it('the journal encoding gives back an entry that repeats the previous entry\'s JSON (a list send) as that JSON', () => {
+    const text = fc.string({ unit: fc.integer({ min: 0, max: 0xffff }).map((c) => String.fromCharCode(c)) });
+    const entry = fc.record({
+      stream: text, seq: fc.integer({ min: 1, max: Number.MAX_SAFE_INTEGER }), expiresAt: fc.maxSafeNat(), floor: fc.maxSafeNat(),
+      key: fc.option(text, { nil: undefined }), json: fc.option(text, { nil: undefined }), repeat: fc.boolean(),
+    });
+    const ack = fc.record({ ack: text, acked: fc.maxSafeNat() });
+    fc.assert(fc.property(fc.array(fc.oneof(entry, ack), { maxLength: 20 }), (entries) => {
+      // What each entry's JSON is: a repeating one has its previous entry's (acks in between do not count).
+      let previous: string | undefined;
+      const want: Array<JournalEntry | { ack: string; acked: number }> = [];
+      let body = '';
+      for (const e of entries) {
+        if ('ack' in e) {
+          body += encodeAck(e.ack, e.acked);
+          want.push({ ...e });
+          continue;
+        }
+        const repeat = e.repeat && previous !== undefined;
+        const json = repeat ? previous : e.json;
+        body += encodeEntry(e.stream, e.seq, e.expiresAt, e.floor, e.key, json, repeat);
+        want.push({ stream: e.stream, seq: e.seq, expiresAt: e.expiresAt, floor: e.floor, key: e.key, json });
+        previous = json;
+      }
+      const back: Array<JournalEntry | { ack: string; acked: number }> = [];
+      decodeBody(body, (e) => back.push({ ...e }), (stream, acked) => back.push({ ack: stream, acked }));
+      assert.deepEqual(back, want);
+    }));
+  });
+
+  it('calls a body corrupt whose first JSON is a repeat', () => {
+    const body = encodeEntry('admin:1', 1, 5, 0, undefined, '{"A":1}', true);
+    assert.throws(() => decodeBody(body, () => undefined, () => undefined), (e: unknown) => e instanceof CorruptJournalError && /no JSON before it to repeat/.test(e.message));
   });
 });

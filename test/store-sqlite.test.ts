@@ -239,11 +239,12 @@ describe('SqliteStore', () => {
     const file = join(tmp.dir, 's.sqlite');
     const errors: Error[] = [];
     const store = new SqliteStore({ file, maxPerStream: 100_000, checkpointBytes: 64 * 1024, onCheckpointError: (e) => errors.push(e) });
-    const body = JSON.stringify({ TYPE: 'MESSAGE', TEXT: 'x'.repeat(500) });
+    // Each its own JSON: the journal writes a JSON repeated in a row once (a list send).
+    const body = (n: number) => JSON.stringify({ TYPE: 'MESSAGE', N: n, TEXT: 'x'.repeat(500) });
     let sent = 0;
     const batches = async (n: number): Promise<void> => {
       for (let b = 0; b < n; b++) {
-        await store.appendMany(Array.from({ length: 50 }, () => ({ stream: `admin:${(sent++ % 7) + 1}`, json: body, expiresAt: Date.now() + 60_000 })), Date.now());
+        await store.appendMany(Array.from({ length: 50 }, () => ({ stream: `admin:${(sent % 7) + 1}`, json: body(sent++), expiresAt: Date.now() + 60_000 })), Date.now());
       }
     };
     try {
@@ -275,13 +276,15 @@ describe('SqliteStore', () => {
     const file = join(tmp.dir, 's.sqlite');
     const errors: Error[] = [];
     const store = new SqliteStore({ file, maxPerStream: 1000, checkpointBytes: 512 * 1024, onCheckpointError: (e) => errors.push(e) });
-    const body = JSON.stringify({ TYPE: 'MESSAGE', TEXT: 'x'.repeat(200) });
+    // Each its own JSON: the journal writes a JSON repeated in a row once (a list send).
+    const json = (n: number) => JSON.stringify({ TYPE: 'MESSAGE', N: n, TEXT: 'x'.repeat(200) });
+    const body = json(0);
     let sent = 0;
     try {
       // A send batch every millisecond or so, whether or not a checkpoint runs: the worker's
       // passive checkpoints never find the WAL without frames written during them.
       while (sent < 30_000) {
-        await store.appendMany(Array.from({ length: 50 }, () => ({ stream: `admin:${sent++ % 1000}`, json: body, expiresAt: Date.now() + 60_000 })), Date.now());
+        await store.appendMany(Array.from({ length: 50 }, () => ({ stream: `admin:${sent % 1000}`, json: json(sent++), expiresAt: Date.now() + 60_000 })), Date.now());
         await new Promise((resolve) => setTimeout(resolve, 1));
       }
       // About 12 MB of WAL frames were written, a checkpoint asked for every 512 KB of sends
@@ -317,10 +320,11 @@ describe('SqliteStore', () => {
     const file = join(tmp.dir, 's.sqlite');
     const errors: Error[] = [];
     const store = new SqliteStore({ file, maxPerStream: 100_000, checkpointBytes: 1024 * 1024, onCheckpointError: (e) => errors.push(e) });
-    const body = JSON.stringify({ TYPE: 'MESSAGE', TEXT: 'x'.repeat(1000) });
     const c = store.checkpointer!;
     let sent = 0;
-    const batch = (n: number) => store.appendMany(Array.from({ length: n }, () => ({ stream: `admin:${sent++ % 100}`, json: body, expiresAt: Date.now() + 60_000 })), Date.now());
+    // Each its own JSON: the journal writes a JSON repeated in a row once (a list send).
+    const one = (n: number) => ({ stream: `admin:${n % 100}`, json: JSON.stringify({ TYPE: 'MESSAGE', N: n, TEXT: 'x'.repeat(1000) }), expiresAt: Date.now() + 60_000 });
+    const batch = (n: number) => store.appendMany(Array.from({ length: n }, () => one(sent++)), Date.now());
     try {
       for (let cycle = 0; cycle < 5; cycle++) {
         // About 1.1 MB: the commit asks the worker for a checkpoint, which copies it and fsyncs

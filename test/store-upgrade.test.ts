@@ -193,6 +193,40 @@ describe('the schema version is raised by the first write that needs it', () => 
     assert.match(upgrades[0]!.msg, /^store: file upgraded from schema 3 to 4 \(/);
   }));
 
+  it('a schema 4 file goes to 5 with the first list send, whose JSON the journal writes once; other sends leave it at 4', () => withFile(async (file) => {
+    writeJournal(file, '4', 'storeEp4', [['admin:1', derivedEpoch('storeEp4', 'admin:1'), 0]], [[T0 + HOUR, encodeEntry('admin:1', 1, T0 + HOUR, 0, undefined, msg(1))]]);
+    const log = capturedLog();
+    const listed = JSON.stringify({ TYPE: 'MESSAGE', TEXT: 'Плановые работы'.padEnd(1600, '.') });
+    const people = Array.from({ length: 500 }, (_, i) => `user:${i + 1}`);
+    let store = new SqliteStore({ file, maxPerStream: 10, bootId: 'boot-1', clock: () => T0, logger: log.logger });
+    try {
+      await store.appendMany([{ stream: 'admin:1', json: msg(2), expiresAt: T0 + HOUR }, { stream: 'admin:2', json: msg(3), expiresAt: T0 + HOUR }], T0);
+      assert.equal(meta(file).schema, '4', 'a batch of different notifications is what schema 4 reads');
+      await store.appendMany(people.map((stream) => ({ stream, json: listed, expiresAt: T0 + HOUR })), T0);
+      assert.equal(meta(file).schema, '5');
+    } finally {
+      await store.close();
+    }
+    assert.deepEqual(log.lines().filter((l) => /upgraded/.test(l.msg)).map((l) => [l.from, l.to]), [[4, 5]]);
+    // The row of the list send holds its JSON once; every person's notification comes back.
+    const db = new Database(file, { readonly: true });
+    const rows = db.prepare<[], string>('SELECT body FROM journal ORDER BY id').pluck().all();
+    db.close();
+    const last = rows.at(-1)!;
+    assert.equal(last.split(listed).length, 2, 'the JSON once in the row');
+    assert.ok(last.length < listed.length + people.length * 40, `${last.length} characters for ${people.length} people`);
+    store = new SqliteStore({ file, maxPerStream: 10, bootId: 'boot-1', clock: () => T0 });
+    try {
+      assert.equal(store.loaded.messages, 3 + people.length);
+      for (const stream of people) assert.deepEqual((await store.readAfter(stream, 0, 10, T0)).messages.map((m) => [m.seq, m.json]), [[1, listed]], stream);
+      assert.deepEqual((await store.readAfter('admin:1', 0, 10, T0)).messages.map((m) => m.json), [msg(1), msg(2)]);
+      // One copy in memory after loading too: the arena holds one 1 MiB chunk for it all.
+      assert.equal(store.counts().retainedMemoryBytes, 1 << 20);
+    } finally {
+      await store.close();
+    }
+  }));
+
   it('a schema 2 file goes to 3 with the first journal row, not before', () => withFile(async (file) => {
     writeJournal(file, '2', 'storeEp2', [['admin:1', derivedEpoch('storeEp2', 'admin:1'), 0]], [[T0 + HOUR, encodeEntry('admin:1', 1, T0 + HOUR, 0, undefined, msg(1))]]);
     const log = capturedLog();

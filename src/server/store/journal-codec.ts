@@ -8,6 +8,11 @@
  *
  *   a<stream length>:<stream><acked>,
  *
+ * An entry whose JSON is the same as the previous entry's in the body (a
+ * send to a list of people: one entry per person, one JSON) has `=` where
+ * its `<json length>:<json>` would be (schema 5, sqlite-schema.ts): a send of
+ * 1.6 KB to 10,000 people writes about 400 KB, not 16 MB.
+ *
  * Lengths count UTF-16 code units, so a body is decoded with plain string
  * slices and the notification's JSON comes back exactly as it was given —
  * no escaping on the way in (writing it is a concatenation) and no parsing
@@ -35,11 +40,12 @@ export interface JournalEntry {
   json: string | undefined;
 }
 
-/** One entry of a journal body. */
+/** One entry of a journal body. `sameJson`: its JSON is the previous entry's in the body (written as `=`). */
 export function encodeEntry(
-  stream: string, seq: number, expiresAt: number, floor: number, key: string | undefined, json: string | undefined,
+  stream: string, seq: number, expiresAt: number, floor: number, key: string | undefined, json: string | undefined, sameJson = false,
 ): string {
-  return `${stream.length}:${stream}${seq},${expiresAt},${floor},${key === undefined ? '' : key.length}:${key ?? ''}${json === undefined ? '' : json.length}:${json ?? ''}`;
+  const head = `${stream.length}:${stream}${seq},${expiresAt},${floor},${key === undefined ? '' : key.length}:${key ?? ''}`;
+  return sameJson ? `${head}=` : `${head}${json === undefined ? '' : json.length}:${json ?? ''}`;
 }
 
 /** An ack entry: `stream`'s acknowledged SEQ is now at least `acked`. */
@@ -59,6 +65,7 @@ export class CorruptJournalError extends Error {}
 export function decodeBody(body: string, visit: (entry: JournalEntry) => void, visitAck: (stream: string, acked: number) => void): void {
   const entry: JournalEntry = { stream: '', seq: 0, expiresAt: 0, floor: 0, key: undefined, json: undefined };
   let i = 0;
+  let previousJson: string | undefined;
   // A decimal number ending at `stop`; -1 when there are no digits (an absent part).
   const int = (stop: number): number => {
     let n = 0;
@@ -98,7 +105,15 @@ export function decodeBody(body: string, visit: (entry: JournalEntry) => void, v
     entry.expiresAt = int(44);
     entry.floor = int(44);
     entry.key = text(58);
-    entry.json = text(58);
+    if (body.charCodeAt(i) === 61) {
+      // `=`: the previous entry's JSON (a list send).
+      if (previousJson === undefined) throw new CorruptJournalError(`corrupt journal body at ${i}: no JSON before it to repeat`);
+      i++;
+      entry.json = previousJson;
+    } else {
+      entry.json = text(58);
+      previousJson = entry.json;
+    }
     if (entry.seq < 1 || entry.expiresAt < 0 || entry.floor < 0) throw new CorruptJournalError(`corrupt journal body at ${i}`);
     visit(entry);
   }

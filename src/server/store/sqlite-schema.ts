@@ -16,7 +16,10 @@
  *   stream SEQ 1 again in its old EPOCH, so it must refuse the file
  *   ("written by a newer Herald") rather than open it.
  * - `journal`: one row per committed write batch, holding its appends and
- *   the acknowledged SEQs it raised (journal-codec.ts). `max_expires_at` is
+ *   the acknowledged SEQs it raised (journal-codec.ts). Version 5: an entry
+ *   may repeat the previous entry's JSON by `=` (a send to a list of people
+ *   writes its JSON once); a Herald of version 4 would call such a row
+ *   corrupt, so the first row that does raises the file to 5. `max_expires_at` is
  *   when the whole row may go (0 for a row of acks alone); the store keeps it
  *   in memory for every row, so it has no index.
  *
@@ -38,7 +41,7 @@ import { HeraldError } from '../errors.js';
 import { encodeEntry } from './journal-codec.js';
 import { derivedEpoch, EPOCH_DERIVATION, newEpoch, type EpochDerivation } from './message-id.js';
 
-export const SCHEMA_VERSION = '4';
+export const SCHEMA_VERSION = '5';
 
 /** `meta`'s key for the highest last SEQ of any evicted stream (absent: 0). */
 export const SEQ_FLOOR_KEY = 'seq_floor';
@@ -333,10 +336,11 @@ const MIGRATION_ROW = 1000;
 
 /**
  * Inside the open transaction: creates the tables of a new file (version
- * 4), or migrates a version 1 file (to version 3, the journal it is then);
- * a file of version 2 to 4 keeps its version, which SqliteStore raises in
+ * 5), or migrates a version 1 file (to version 3, the journal it is then);
+ * a file of version 2 to 5 keeps its version, which SqliteStore raises in
  * the transaction of the first write an older Herald would misread (a
- * journal row, which may hold ack entries: 3; the SEQ floor: 4), so a
+ * journal row, which may hold ack entries: 3; the SEQ floor: 4; a row that
+ * repeats a JSON: 5), so a
  * Herald that read the file and wrote nothing newer (its listen failed,
  * say) leaves it to the previous Herald. Returns the version found
  * (undefined for a new file), the version on the file now and how many
@@ -357,7 +361,7 @@ function prepareSchema(db: Database.Database): { found: number | undefined; sche
     set.run('3');
     return { found: 1, schema: 3, migrated };
   }
-  if (version !== '2' && version !== '3' && version !== SCHEMA_VERSION) throw new Error(`unknown schema version ${version} (this Herald reads versions 1 to ${SCHEMA_VERSION}: the file was written by a newer Herald, or is not Herald's)`);
+  if (version !== '2' && version !== '3' && version !== '4' && version !== SCHEMA_VERSION) throw new Error(`unknown schema version ${version} (this Herald reads versions 1 to ${SCHEMA_VERSION}: the file was written by a newer Herald, or is not Herald's)`);
   db.exec(SCHEMA);
   return { found: Number(version), schema: Number(version), migrated: 0 };
 }

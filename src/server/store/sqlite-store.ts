@@ -317,6 +317,8 @@ export class SqliteStore implements MessageStore {
     let journalRows = 0;
     /** The journal row being read. */
     let id = Number.MIN_SAFE_INTEGER;
+    let longSlice: string | undefined;
+    let longKept: string | undefined;
     const visit = (e: JournalEntry): void => {
       let s = index.get(e.stream);
       if (!s) {
@@ -332,8 +334,18 @@ export class SqliteStore implements MessageStore {
       if (e.expiresAt <= now) return;
       if (e.key !== undefined) s.setKey(detach(e.key), { seq: e.seq, expiresAt: e.expiresAt });
       if (e.json !== undefined) {
-        // The arena copies what it holds; a longer one is kept as a string, which must not be a slice of the body.
-        s.push({ seq: e.seq, json: JsonArena.holds(e.json) ? e.json : detach(e.json), expiresAt: e.expiresAt });
+        // The arena copies what it holds (one copy for the entries of a list send, whose JSON is the same
+        // string here); a longer one is kept as a string, which must not be a slice of the body: detached
+        // once for all the entries that repeat it.
+        let json = e.json;
+        if (!JsonArena.holds(json)) {
+          if (json !== longSlice) {
+            longSlice = json;
+            longKept = detach(json);
+          }
+          json = longKept!;
+        }
+        s.push({ seq: e.seq, json, expiresAt: e.expiresAt });
         if (s.retained > max) {
           s.dropOldest(s.retained - max);
           capped.add(e.stream);
@@ -493,11 +505,18 @@ export class SqliteStore implements MessageStore {
     let maxExpires = 0;
     let floors = false;
     let row: number | undefined;
+    // The JSON of the body's last entry: the next entry with the same (a list send's) repeats it by `=`.
+    let lastJson: string | undefined;
+    let repeats = false;
     const stage = (input: AppendInput, now: number): AppendResult => {
       const r = staged.append(input, now);
       if (!r.duplicate) {
         if (staged.lastFloor > 0) floors = true;
-        body += encodeEntry(input.stream, r.seq, input.expiresAt, staged.lastFloor, input.idempotencyKey, input.json);
+        // The same string object (the Notifier's, shared by a list's recipients) is found at once.
+        const same = input.json === lastJson;
+        if (same) repeats = true;
+        body += encodeEntry(input.stream, r.seq, input.expiresAt, staged.lastFloor, input.idempotencyKey, input.json, same);
+        lastJson = input.json;
         if (input.expiresAt > maxExpires) maxExpires = input.expiresAt;
       }
       return r;
@@ -520,7 +539,7 @@ export class SqliteStore implements MessageStore {
       // The acks ride in the journal row too: a few bytes each, where an
       // UPDATE of the stream's row made the WAL write a whole page of it.
       for (const { stream, acked } of staged.acks()) body += encodeAck(stream, acked);
-      row = this.#write(body, maxExpires);
+      row = this.#write(body, maxExpires, repeats);
       if (row !== undefined) {
         this.#rowIds.push(row);
         this.#rowExpiries.push(maxExpires);
@@ -583,8 +602,8 @@ export class SqliteStore implements MessageStore {
     if (s.lastSeq > s.savedSeq || s.acked > s.savedAcked) this.#unsaved.set(stream, s);
   };
 
-  /** The staged batch's transaction: new streams' rows and the journal row (its id is returned). */
-  #write(body: string, maxExpires: number): number | undefined {
+  /** The staged batch's transaction: new streams' rows and the journal row (its id is returned). `repeats`: the body repeats a JSON by `=`. */
+  #write(body: string, maxExpires: number, repeats: boolean): number | undefined {
     if (body === '') return undefined;
     if (this.#lost) throw this.#lost;
     this.#checkLock();
@@ -594,14 +613,19 @@ export class SqliteStore implements MessageStore {
     try {
       for (const { stream, epoch } of this.#staged.created()) this.#q.newStream.run(stream, epoch);
       row = Number(this.#q.append.run(maxExpires, body).lastInsertRowid);
-      // A row may hold ack entries, which a Herald of schema 2 cannot read.
-      raised = this.#raiseSchema(3);
+      // A row may hold ack entries, which a Herald of schema 2 cannot read; one that repeats a
+      // JSON by `=`, which a Herald of schema 4 or older cannot.
+      raised = this.#raiseSchema(repeats ? 5 : 3);
       this.#q.commit.run();
     } catch (e) {
       if (this.#db.inTransaction) this.#q.rollback.run();
       throw e;
     }
-    if (raised !== undefined) this.#upgraded(raised, 'its journal rows may hold acks: a Herald of schema 2 refuses the file from now on');
+    if (raised !== undefined) {
+      this.#upgraded(raised, raised === 5
+        ? 'a list send\'s notifications written with one copy of their JSON: a Herald of schema 4 or older refuses the file from now on'
+        : 'its journal rows may hold acks: a Herald of schema 2 refuses the file from now on');
+    }
     // After the commit, so that a file deleted before it answered is seen:
     // the batch then fails as though it had not committed (its memory state
     // is not applied, its callers get an error), as it is indeed lost.
@@ -847,7 +871,7 @@ export class SqliteStore implements MessageStore {
         for (const [stream] of idle) this.#q.evict.run(stream);
         this.#q.saveFloor.run(String(floor));
         // A Herald of schema 3 does not know the floor (sqlite-schema.ts).
-        raised = this.#raiseSchema(Number(SCHEMA_VERSION));
+        raised = this.#raiseSchema(4);
       }).immediate();
     } catch {
       return false;
