@@ -69,7 +69,7 @@ describe('herald start on a store it cannot use', () => {
       db.close();
       before = readFileSync(file);
     });
-    assertRefused(r, /unknown schema version 99 \(this Herald reads versions 1 to 4: the file was written by a newer Herald, or is not Herald's\)/);
+    assertRefused(r, /unknown schema version 99 \(this Herald reads versions 1 to 5: the file was written by a newer Herald, or is not Herald's\)/);
     assert.ok(readFileSync(r.file).equals(before), 'the newer file is not changed by the refused start');
   });
 

@@ -31,16 +31,20 @@ for (const store of ['memory', 'sqlite'] as const) {
         s.api('POST', '/api/v1/send', { to: { aid }, message: message(title), ...(ttl === undefined ? {} : { ttl }) });
 
       test('two sends that fill the cap expire; the next stored send is stored, before any pruning pass', async () => {
-        assert.equal((await send(1, 'a', 1)).status, 200);
-        assert.equal((await send(2, 'b', 1)).status, 200);
+        // A TTL of 3 s: the send refused below must come while they live. With 1 s, once, on a slow
+        // machine with the whole suite beside it, it came after they had expired and was stored.
+        const started = Date.now();
+        assert.equal((await send(1, 'a', 3)).status, 200);
+        assert.equal((await send(2, 'b', 3)).status, 200);
         const sent = Date.now();
         // Full while they live: refused, naming what it waits for.
         const full = await send(3, 'c');
+        assert.ok(Date.now() - started < 3_000, 'the refused send came while the first two lived');
         assert.equal(full.status, 503, JSON.stringify(full.body));
         assert.equal(full.body.error.details.reason, 'store full');
         assert.match(full.body.error.message, /until enough of those retained expire or are dropped/);
-        // Past their expiry (1 s after the server stamped them, before `sent`).
-        await delay(sent + 1_100 - Date.now());
+        // Past their expiry (3 s after the server stamped them, before `sent`).
+        await delay(sent + 3_100 - Date.now());
         const before = await counts();
         assert.equal(before.retained, 2, 'not pruned yet: no pass has run');
         // To admin 1's stream, whose one notification is among the expired.
