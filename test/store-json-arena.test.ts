@@ -196,6 +196,19 @@ describe('StreamIndex with its arena', () => {
     assert.deepEqual([index.arena.stats.live, index.counts().retainedBytes], [0, 0]);
   });
 
+  it('counts a list send\'s text too long for the arena once in the memory it takes, and once per person in the tally', () => {
+    const index = new StreamIndex(10, 'storeEpoch');
+    const batch = new WriteBatch(index);
+    const long = JSON.stringify({ TEXT: 'Д'.repeat(MAX_ARENA_CHARS + 10) });
+    for (let i = 1; i <= 100; i++) batch.append({ stream: `user:${i}`, json: long, expiresAt: 10_000 }, 0);
+    batch.append({ stream: 'user:1', json: JSON.stringify({ TEXT: 'Ж'.repeat(MAX_ARENA_CHARS + 10) }), expiresAt: 10_000 }, 0);
+    batch.apply();
+    const counts = index.counts();
+    assert.equal(counts.retained, 101);
+    assert.equal(counts.retainedBytes, 101 * long.length);
+    assert.equal(counts.retainedMemoryBytes, index.arena.stats.heldBytes + 2 * long.length, 'two texts, each once');
+  });
+
   it('frees the JSON of notifications dropped by the cap and keeps JSON too long for the arena as strings', () => {
     const index = new StreamIndex(3, 'storeEpoch');
     const batch = new WriteBatch(index);

@@ -129,7 +129,7 @@ export const StatusReply = Type.Object({
     retained: Count('Notifications held for tabs.'),
     retainedBytes: Count('What their JSON comes to (its length: a byte a character for ASCII), as maxRetainedBytes counts it.'),
     maxRetainedBytes: Count('The cap on retainedBytes (the option maxRetainedBytes): a stored send past it is refused with 503; 0: no cap.'),
-    retainedMemoryBytes: Count('The memory their JSON takes (the arena\'s 1 MiB chunks, and the texts too long for it).'),
+    retainedMemoryBytes: Count('The memory their JSON takes (the arena\'s 1 MiB chunks, and the texts too long for it); a send to a list of people holds its JSON once, and it counts once here (retainedBytes counts each person\'s).'),
     keys: Count('Idempotency keys held.'),
     transactions: Type.Optional(Count('SQLite: write transactions.')),
     writeFailures: Type.Optional(Count('SQLite: writes refused because their transaction failed, since the start.')),

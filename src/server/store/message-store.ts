@@ -125,7 +125,7 @@ export interface StoreCounts {
   retainedBytes: number;
   /** The store's cap on retainedBytes (the option maxRetainedBytes); 0 = none. */
   maxRetainedBytes: number;
-  /** Memory their JSON takes: the arena's chunks outside the JavaScript heap (1 MiB each), and the strings too long for them. */
+  /** Memory their JSON takes: the arena's chunks outside the JavaScript heap (1 MiB each), and the strings too long for them, each text once (a list send's people share one). */
   retainedMemoryBytes: number;
   /** Idempotency keys of stored sends held: at most one per retained notification (docs/delivery.md, Sending). */
   keys: number;

@@ -204,10 +204,20 @@ export class StreamState {
     return this.#end === this.#start && this.keys === undefined && this.staged === undefined;
   }
 
-  /** Characters of the JSON too long for the arena (kept as strings: one byte a character when they are ASCII). */
-  get longBytes(): number {
+  /**
+   * Characters of the JSON too long for the arena (kept as strings: one byte a character when
+   * they are ASCII), but not of a text in `seen`, which it adds its own to: a list send's people
+   * hold one string between them, counted once.
+   */
+  longBytes(seen: Set<string>): number {
     let n = 0;
-    if (this.#long) for (const json of this.#long.values()) n += json.length;
+    if (this.#long) {
+      for (const json of this.#long.values()) {
+        if (seen.has(json)) continue;
+        seen.add(json);
+        n += json.length;
+      }
+    }
     return n;
   }
 
@@ -440,9 +450,10 @@ export class StreamIndex {
     let retained = 0;
     let longBytes = 0;
     let keys = 0;
+    const long = new Set<string>();
     for (const s of this.streams.values()) {
       retained += s.retained;
-      longBytes += s.longBytes;
+      longBytes += s.longBytes(long);
       keys += s.keys?.size ?? 0;
     }
     return {
