@@ -67,12 +67,15 @@ for (const store of ['memory', 'sqlite'] as const) {
     test('what expires makes room again', async () => {
       const start = await counts();
       const room = CAP - start.retainedBytes;
-      // A short-lived one that takes most of what is left, then a second one does not fit.
-      const short = await s.api('POST', '/api/v1/send', { to: { aid: 7 }, message: message('short', 'x'.repeat(room - 200)), ttl: 0.3 });
+      // A short-lived one that takes most of what is left, then a second one does not fit. (Lives 1.5 s: the
+      // second send must come while it lives, and a loaded machine may take more than a few hundred ms.)
+      const sent = Date.now();
+      const short = await s.api('POST', '/api/v1/send', { to: { aid: 7 }, message: message('short', 'x'.repeat(room - 200)), ttl: 1.5 });
       assert.equal(short.status, 200, JSON.stringify(short.body));
       assert.equal((await s.api('POST', '/api/v1/send', { to: { aid: 8 }, message: message('next', 'x'.repeat(room - 200)) })).status, 503);
+      assert.ok(Date.now() - sent < 1500, 'the refused send came while the first lived');
       // Pruned (every 50 ms) once expired: the room is back.
-      await until(async () => (await counts()).retainedBytes === start.retainedBytes, 5000);
+      await until(async () => (await counts()).retainedBytes === start.retainedBytes, 10_000);
       assert.equal((await s.api('POST', '/api/v1/send', { to: { aid: 8 }, message: message('next', 'x'.repeat(room - 200)) })).status, 200);
     });
     test('what maxPerStream drops for a send makes room for it', async () => {
