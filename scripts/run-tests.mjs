@@ -18,7 +18,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, wri
 import { join, relative, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { reapedChildrenSeconds, treeSeconds } from './cpu-seconds.mjs';
-import { groupEntry, planProcesses } from './test-groups.mjs';
+import { FILE_TIMEOUT_MS, PROCESS_TIMEOUT_MS, groupEntry, planProcesses } from './test-groups.mjs';
 import { bundleTests, compileTestTree } from './test-tree.mjs';
 
 const root = new URL('..', import.meta.url).pathname;
@@ -77,7 +77,7 @@ if (measuring) {
   for (const [i, file] of files.entries()) {
     const started = performance.now();
     const cpuBefore = cpuSeconds();
-    const status = await run(['--test', '--test-timeout=120000', '--test-reporter=dot', '--test-reporter-destination=stdout', compiled[i]], ['ignore', 'ignore', 'inherit']);
+    const status = await run(['--test', `--test-timeout=${FILE_TIMEOUT_MS}`, '--test-reporter=dot', '--test-reporter-destination=stdout', compiled[i]], ['ignore', 'ignore', 'inherit']);
     const wall = Math.round((performance.now() - started) / 100) / 10;
     const cpuAfter = cpuSeconds();
     const cpu = cpuBefore === undefined || cpuAfter === undefined ? undefined : Math.round((cpuAfter - cpuBefore) * 10) / 10;
@@ -116,7 +116,8 @@ const status = await run(
     ...(process.stdout.isTTY ? ['--enable-source-maps'] : []),
     '--test',
     `--test-concurrency=${concurrency}`,
-    '--test-timeout=120000',
+    // A single file's timeout and a backstop for a shared process, whose files each have FILE_TIMEOUT_MS.
+    `--test-timeout=${PROCESS_TIMEOUT_MS}`,
     // On a terminal node's own spec report, which ends with what failed; elsewhere (CI) TAP,
     // then a list of what failed at the very end (scripts/failure-summary.mjs).
     ...(process.stdout.isTTY

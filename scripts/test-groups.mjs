@@ -44,6 +44,23 @@ export const WAITING_SHARE = 0.3;
 export const WAITING_GROUP_CPU = 0.5;
 /** The most files a waiting process runs at the same time. */
 export const WAITING_GROUP_FILES = 6;
+/**
+ * How long one test file in a shared process may take (its suite's timeout
+ * there), and one measured alone (--durations): a file that hangs fails at
+ * this, by its name, and the process's next file runs.
+ */
+export const FILE_TIMEOUT_MS = 120_000;
+/**
+ * How long one process may take, whatever it runs (node's --test-timeout,
+ * which cannot differ between processes): a file with a process of its own
+ * has this long, and it is the backstop for a shared process that does not
+ * end after its files have (something a hung test left running). It was
+ * 120 s, which a shared process's files then shared: on a slow machine (CI
+ * on dear memory) one planned at GROUP_SECONDS took 95 s, its files 2 to 6
+ * times as long as alone, 25 s short of failing five files each well within
+ * its time.
+ */
+export const PROCESS_TIMEOUT_MS = 300_000;
 
 /** What in a test file's source keeps it in a process of its own. */
 export const OWN_PROCESS = [
@@ -134,10 +151,13 @@ export function planProcesses(files, sourceOf, durations) {
  * The suites run one after the other, as a file's top-level tests do; with
  * `together`, at the same time, inside one suite that says so, each file's
  * own tests still one after the other (a suite's concurrency is its
- * children's, unless they say otherwise).
+ * children's, unless they say otherwise). Each file's suite times out on its
+ * own at `fileTimeoutMs`, its tests still running cancelled, and the next
+ * file runs: the time is each file's, as when it has a process of its own,
+ * not shared with the files before it.
  */
-export function groupEntry(entries, { together = false } = {}) {
-  const suites = entries.map(({ name, url }) => `describe(${JSON.stringify(name)}, { concurrency: 1 }, () => import(${JSON.stringify(url)}));`);
+export function groupEntry(entries, { together = false, fileTimeoutMs = FILE_TIMEOUT_MS } = {}) {
+  const suites = entries.map(({ name, url }) => `describe(${JSON.stringify(name)}, { concurrency: 1, timeout: ${fileTimeoutMs} }, () => import(${JSON.stringify(url)}));`);
   return [
     "import { describe } from 'node:test';",
     ...(together ? [`describe(${JSON.stringify(TOGETHER)}, { concurrency: true }, () => {`, ...suites.map((line) => `  ${line}`), '});'] : suites),

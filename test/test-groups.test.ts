@@ -3,8 +3,8 @@
  * shared process: which files keep a process of their own, how the rest are
  * packed and ordered, and, run for real under `node --test`, that a shared
  * process keeps each file's tests and top-level hooks inside that file's
- * suite, runs the files one after the other, and lets a file that fails, or
- * fails to load, fail alone.
+ * suite, runs the files one after the other, and lets a file that fails,
+ * fails to load, or hangs past its own time, fail alone.
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +13,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 // @ts-expect-error: the runner's scripts are plain JavaScript (scripts/test-groups.mjs), without type declarations
-import { GROUP_SECONDS, SHARE_SECONDS, TOGETHER, WAITING_GROUP_CPU, WAITING_GROUP_FILES, WAITING_SHARE, groupEntry, ownProcessReason, planProcesses } from '../scripts/test-groups.mjs';
+import { FILE_TIMEOUT_MS, GROUP_SECONDS, PROCESS_TIMEOUT_MS, SHARE_SECONDS, TOGETHER, WAITING_GROUP_CPU, WAITING_GROUP_FILES, WAITING_SHARE, groupEntry, ownProcessReason, planProcesses } from '../scripts/test-groups.mjs';
 
 const root = fileURLToPath(new URL('../', import.meta.url));
 const dir = join(root, 'test-output', `test-groups-${process.pid}`);
@@ -164,7 +164,7 @@ describe('a shared process, run by node --test', () => {
   type Result = { type: string; name: string; nesting: number; error: string | null };
 
   /** Runs `entries` as groupEntry puts them in one process, with `options`: what passed and failed, in order, and the files' notes. */
-  function runGroup(name: string, entries: { name: string; url: string }[], options: { together?: boolean }, log: string): { results: Result[]; lines: string[] } {
+  function runGroup(name: string, entries: { name: string; url: string }[], options: { together?: boolean; fileTimeoutMs?: number }, log: string): { results: Result[]; lines: string[] } {
     const group = join(dir, `${name}.mjs`);
     writeFileSync(group, groupEntry(entries, options));
     const events = join(dir, 'events.mjs');
@@ -238,6 +238,32 @@ describe('a shared process, run by node --test', () => {
       'third test',
     ]);
     for (const name of ['second', 'third']) assert.ok(lines.indexOf(`${name} loaded`) < lines.findIndex((line) => line.startsWith(`${name} `) && !line.endsWith(' loaded')));
+  });
+
+  test('gives each file its own time: files that take most of it each pass, one that hangs past it fails alone, by its name, and the next file runs', () => {
+    const log = join(dir, 'timeouts.log');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(log, '');
+    // Each slow file takes 600 ms of its 1,000; the three take 1.8 s in all. The hung one holds the
+    // event loop 2 s more, as a test's server left open would, and the process still ends.
+    const slow = "test('takes most of its time', async () => { await wait(600); note('done'); });";
+    const entries = [
+      fixture(log, 'slow-1', slow),
+      fixture(log, 'hangs', "after(() => note('after'));\ntest('never ends', () => new Promise(() => { setTimeout(() => {}, 2000); }));"),
+      fixture(log, 'slow-2', slow),
+      fixture(log, 'slow-3', slow),
+    ];
+    const { results, lines } = runGroup('timeouts', entries, { fileTimeoutMs: 1000 }, log);
+    const of = (name: string) => results.find((e) => e.name === name);
+    for (const name of ['slow-1', 'slow-2', 'slow-3']) assert.deepEqual(of(`test/${name}.test.ts`), { type: 'test:pass', name: `test/${name}.test.ts`, nesting: 0, error: null });
+    assert.deepEqual(of('test/hangs.test.ts'), { type: 'test:fail', name: 'test/hangs.test.ts', nesting: 0, error: 'test timed out after 1000ms' });
+    assert.equal(of('never ends')?.type, 'test:fail');
+    // The hung file's `after` still runs (what it started is closed), before the next file.
+    assert.deepEqual(lines.filter((line) => !line.endsWith(' loaded')), ['slow-1 done', 'hangs after', 'slow-2 done', 'slow-3 done']);
+    // What the runner gives: each file its 120 s, a process (a file alone, or the backstop) more.
+    assert.equal(FILE_TIMEOUT_MS, 120_000);
+    assert.ok(PROCESS_TIMEOUT_MS > FILE_TIMEOUT_MS);
+    assert.match(groupEntry([{ name: 'test/x.test.ts', url: 'file:///x.js' }]), /timeout: 120000 \}/);
   });
 
   test("runs files that mostly wait at the same time, each file's own tests one after the other, its hooks and failures its own", () => {
