@@ -81,10 +81,15 @@ test('--perf: the summary puts a process\'s CPU in its JS function, its system c
     assert.ok(partMs(OTHER_PARTS.kernel) >= 200, `the kernel: ${partMs(OTHER_PARTS.kernel)} ms\n${parts}`);
     assert.ok(partMs('JSON.stringify') >= 200, `JSON.stringify: ${partMs('JSON.stringify')} ms\n${parts}`);
     assert.ok(perf.mainNs / 1e6 < 2000, `more CPU than the child ran for: ${perf.mainNs / 1e6} ms`);
-    // The part broken down: the JS function that called JSON.stringify, with V8's serialiser under it.
+    // The part broken down: the JS function that called JSON.stringify, with what V8 ran under it.
+    // Under it, not only the serialiser's own code: on a loaded machine, or one whose memory is
+    // dear, more of the samples land in what it calls (allocating, looking up properties), once
+    // 195 of 600 ms left in JsonStringifier itself. So the function's whole, and the serialiser in it.
     const inPart = [...perf.inPart!].map(([k, ns]) => `${(ns / 1e6).toFixed(1)} ms ${k}`).join('\n');
-    const serialiser = [...perf.inPart!].filter(([k]) => /^js .* <- v8::internal::JsonStringif/.test(k)).reduce((sum, [, ns]) => sum + ns, 0) / 1e6;
-    assert.ok(serialiser >= 200, `JSON.stringify's part by function: ${serialiser} ms under a JS function\n${inPart}`);
+    const sumOf = (match: RegExp): number => [...perf.inPart!].filter(([k]) => match.test(k)).reduce((sum, [, ns]) => sum + ns, 0) / 1e6;
+    const caller = sumOf(/^js \(anonymous\) \[eval\]:\d+:\d+ <- /);
+    assert.ok(caller >= 200, `JSON.stringify's part by function: ${caller} ms under the function that called it\n${inPart}`);
+    assert.ok(sumOf(/^js \(anonymous\) \[eval\]:\d+:\d+ <- v8::internal::JsonStringif/) > 0, `V8's serialiser under that function\n${inPart}`);
   } finally {
     child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });
