@@ -584,7 +584,7 @@ const LEGACY_ANSWERS = {
   204: Type.Null({ description: 'A request marked "SILENT":1: no answer.' }),
 };
 
-/** The `/api/v1` routes (docs/http-api.md). Every one needs the bearer API token. */
+/** The `/api/v1` routes (docs/http-api.md). Every one needs the bearer API token but openapi.json, registered beside them. */
 export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext): Promise<void> {
   const expected = Buffer.from(ctx.apiToken);
 
