@@ -22,6 +22,15 @@ describe('browser endpoint', () => {
     tab.close();
   });
 
+  test('WELCOME\'s SESSION is a random id: it tells the page neither the process nor how many tabs came before', async () => {
+    const tabs = await Promise.all([s.tab('user', 1), s.tab('user', 1), s.tab('user', 2)]);
+    const sessions = await Promise.all(tabs.map(async (t) => (await t.nextOfType('WELCOME')).SESSION as string));
+    // A version 4 UUID: 122 random bits (it was the process id and a count, `1a2b-3f`).
+    for (const session of sessions) assert.match(session, /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+    assert.equal(new Set(sessions).size, 3);
+    for (const t of tabs) t.close();
+  });
+
   test('WELCOME asks for broadcast acks about 50 times a second from all tabs of a kind together', async () => {
     const first = await s.tab('admin', 7);
     // One tab: the browser library's own 2 s.

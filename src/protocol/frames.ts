@@ -49,7 +49,7 @@ export interface WelcomeFrame {
   TYPE: 'WELCOME';
   KIND: PrincipalKind;
   ID: number;
-  /** This tab's session id on the server (for logs and support). */
+  /** This tab's session id on the server, a random UUID: the `tab` of its log lines (for support). */
   SESSION: string;
   /** How often the server PINGs, in milliseconds. A tab that hears nothing for ~2.5× this may assume the link is dead. */
   HEARTBEAT: number;

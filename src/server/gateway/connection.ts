@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { WebSocket } from 'ws';
 import type { Logger } from 'pino';
 import { CloseCode, CloseReason } from '../../protocol/close-codes.js';
@@ -195,8 +196,6 @@ const RESUME_FRAMES = 100;
 
 type ResumeFrame = Extract<ClientFrame, { TYPE: 'RESUME' }>;
 
-let counter = 0;
-const PID = process.pid.toString(36);
 
 /**
  * One browser tab over one WebSocket: the Hub's Tab. It owns the replay
@@ -205,6 +204,12 @@ const PID = process.pid.toString(36);
  * notification of its streams once and in order.
  */
 export class Connection implements Tab {
+  /**
+   * This tab's session id: WELCOME's SESSION and the `tab` of its log lines.
+   * Random, so that it tells the page nothing of the server: the process id
+   * and a count of the connections it had taken, which it was, told any
+   * signed-in page how busy the node was between two of its visits.
+   */
   readonly id: string;
   readonly principal: Principal;
   /** The credential that admitted this tab, for session re-checks. Never logged. */
@@ -282,7 +287,7 @@ export class Connection implements Tab {
    * queues a frame of its own.
    */
   constructor(ws: WebSocket, socket: FrameSink, principal: Principal, credential: string, deps: ConnectionDeps) {
-    this.id = `${PID}-${(++counter).toString(36)}`;
+    this.id = randomUUID();
     this.#ws = ws;
     this.#socket = socket;
     this.principal = principal;
