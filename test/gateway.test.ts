@@ -31,32 +31,38 @@ describe('browser endpoint', () => {
     for (const t of tabs) t.close();
   });
 
-  test('WELCOME asks for broadcast acks about 50 times a second from all tabs of a kind together', async () => {
+  test('WELCOME asks for broadcast acks 25–50 times a second from all tabs of a kind together, for a count that does not give the tabs away', async () => {
     const first = await s.tab('admin', 7);
     // One tab: the browser library's own 2 s.
     assert.equal((await first.nextOfType('WELCOME')).BROADCAST.ACK_MS, 2000);
-    // 150 admin tabs: each is asked to wait 150/50 s on average, users stay at 2 s.
+    // 151 admin tabs: each is asked to wait 256/50 s on average (the count rounded up to a
+    // power of two, so that the wait does not give it away), users stay at 2 s.
     const more = await Promise.all(Array.from({ length: 149 }, (_, i) => s.tab('admin', 100 + i)));
-    await Promise.all(more.map((t) => t.nextOfType('WELCOME')));
+    const waits = await Promise.all(more.map(async (t) => (await t.nextOfType('WELCOME')).BROADCAST.ACK_MS as number));
     const crowded = await s.tab('admin', 8);
-    assert.equal((await crowded.nextOfType('WELCOME')).BROADCAST.ACK_MS, 3020);
+    assert.equal((await crowded.nextOfType('WELCOME')).BROADCAST.ACK_MS, 5120);
+    // Every wait told is 2 s or a power of two's: 20 ms a tab for 128 or 256 of them, never an exact count's.
+    for (const w of waits) assert.ok([2000, 2560, 5120].includes(w), `${w}`);
     const user = await s.tab('user', 8);
     assert.equal((await user.nextOfType('WELCOME')).BROADCAST.ACK_MS, 2000);
     for (const t of [first, ...more, crowded, user]) t.close();
   });
 
-  test('WELCOME asks every tab for an own-stream ack wait that keeps the node at about acksPerSecond acks (250 by default)', async () => {
+  test('WELCOME asks every tab for an own-stream ack wait that keeps the node at most at about acksPerSecond acks (250 by default), for a count that does not give the tabs away', async () => {
     // A server of its own, so that no other test's closing tabs are counted.
     const paced = await startHerald({ heartbeatMs: 60000 });
     try {
       // One tab: 1/250 s, far below the browser library's own second, so nothing changes.
       const first = await paced.tab('admin', 7);
       assert.equal((await first.nextOfType('WELCOME')).ACK_MS, 4);
-      // 300 tabs of both kinds: each is asked to wait 300/250 s, past the library's second.
+      // 300 tabs of both kinds: each is asked to wait 512/250 s, past the library's second:
+      // the count is rounded up to a power of two, so that the wait does not give it away.
       const more = await Promise.all(Array.from({ length: 298 }, (_, i) => paced.tab(i % 2 ? 'admin' : 'user', 100 + i)));
-      await Promise.all(more.map((t) => t.nextOfType('WELCOME')));
+      const waits = await Promise.all(more.map(async (t) => (await t.nextOfType('WELCOME')).ACK_MS as number));
       const crowded = await paced.tab('user', 8);
-      assert.equal((await crowded.nextOfType('WELCOME')).ACK_MS, 1200);
+      assert.equal((await crowded.nextOfType('WELCOME')).ACK_MS, 2048);
+      // 4 ms a tab for 2, 4, … or 512 of them: one of nine waits, never an exact count's.
+      for (const w of waits) assert.ok([8, 16, 32, 64, 128, 256, 512, 1024, 2048].includes(w), `${w}`);
       for (const t of [first, ...more, crowded]) t.close();
     } finally {
       await paced.close();
@@ -117,7 +123,8 @@ describe('browser endpoint', () => {
       await ack(early, two);
       const three = await notify(early, 7);
       assert.equal(paceOf(three.before), undefined);
-      // Nine tabs: 4.5 s asked for now, not twice the 4 s it was told: nothing.
+      // Nine tabs: 4.5 s from the exact count, not twice the 4 s of eight: nothing, though nine
+      // rounded up to a power of two (the count a wait is told for) is sixteen, twice eight.
       const ninth = await paced.tab('user', 99);
       tabs.push(ninth);
       await ninth.nextOfType('WELCOME');

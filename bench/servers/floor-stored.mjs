@@ -10,10 +10,11 @@
 // Tabs speak Herald's browser protocol as far as the bench's clients use it:
 // WELCOME with the heads and the ack waits, frames with SEQ and EPOCH (and
 // "STREAM":"*" for broadcasts), `{"TYPE":"RESPONSE","SEQ":n}` acks, PACE when
-// the waits a tab was told are off by 2× or more. The ack waits follow
-// Herald's defaults (src/server/gateway/connection.ts: 250 own-stream and 50
-// broadcast acks a second from all tabs together), so the clients ack as
-// often as they do against Herald.
+// the waits asked for now are off by 2× or more from those when a tab was last
+// told. The ack waits follow Herald's defaults (src/server/gateway/connection.ts:
+// 250 own-stream and 50 broadcast acks a second from all tabs together, each
+// tab told them for the count of tabs rounded up to a power of two), so the
+// clients ack as often as they do against Herald.
 import { createServer } from 'node:http';
 import { WebSocketServer } from 'ws';
 import { serveServerIpc, controlHandler } from './common.mjs';
@@ -31,8 +32,16 @@ const broadcastStream = newStream();
 const people = new Map(); // person id → Set<Tab>
 const all = new Set();
 
-const ackMs = () => Math.max(LIBRARY_ACK_MS, Math.round((all.size * 1000) / ACKS_PER_SECOND));
-const broadcastAckMs = () => Math.max(MIN_BROADCAST_ACK_MS, Math.round((all.size * 1000) / BROADCAST_ACKS_PER_SECOND));
+/** `tabs` as Herald's waits tell it: rounded up to a power of two (coarseTabs, src/server/gateway/connection.ts). */
+const coarse = (tabs) => (tabs <= 1 ? tabs : 2 ** Math.ceil(Math.log2(tabs)));
+const ackMs = (tabs) => Math.max(LIBRARY_ACK_MS, Math.round((tabs * 1000) / ACKS_PER_SECOND));
+const broadcastAckMs = (tabs) => Math.max(MIN_BROADCAST_ACK_MS, Math.round((tabs * 1000) / BROADCAST_ACKS_PER_SECOND));
+/** The waits a tab is told (`told`, from the count rounded) and those of the exact count (`paced`), which staleness is judged on, as Herald does. */
+const pace = (tab) => {
+  const n = all.size;
+  tab.paced = { own: ackMs(n), broadcast: broadcastAckMs(n) };
+  tab.told = { own: ackMs(coarse(n)), broadcast: broadcastAckMs(coarse(n)) };
+};
 const stale = (now, told, least) => {
   const a = Math.max(now, least);
   const b = Math.max(told, least);
@@ -50,11 +59,10 @@ function append(stream, text, broadcast) {
 
 /** Sends a frame to a tab, with a PACE before it when the tab's ack waits are stale. */
 function deliver(tab, frame) {
-  const own = ackMs();
-  const broadcast = broadcastAckMs();
-  if (stale(own, tab.told.own, LIBRARY_ACK_MS) || stale(broadcast, tab.told.broadcast, MIN_BROADCAST_ACK_MS)) {
-    tab.told = { own, broadcast };
-    tab.ws.send(`{"TYPE":"PACE","ACK_MS":${own},"BROADCAST":{"ACK_MS":${broadcast}}}`);
+  const n = all.size;
+  if (stale(ackMs(n), tab.paced.own, LIBRARY_ACK_MS) || stale(broadcastAckMs(n), tab.paced.broadcast, MIN_BROADCAST_ACK_MS)) {
+    pace(tab);
+    tab.ws.send(`{"TYPE":"PACE","ACK_MS":${tab.told.own},"BROADCAST":{"ACK_MS":${tab.told.broadcast}}}`);
   }
   tab.ws.send(frame);
 }
@@ -91,12 +99,12 @@ wss.on('connection', (ws, req) => {
   const id = Number(params.get('id'));
   let stream = streams.get(id);
   if (!stream) streams.set(id, (stream = newStream()));
-  const tab = { ws, told: { own: 0, broadcast: 0 } };
+  const tab = { ws, told: { own: 0, broadcast: 0 }, paced: { own: 0, broadcast: 0 } };
   let tabs = people.get(id);
   if (!tabs) people.set(id, (tabs = new Set()));
   tabs.add(tab);
   all.add(tab);
-  tab.told = { own: ackMs(), broadcast: broadcastAckMs() };
+  pace(tab);
   ws.send(`{"TYPE":"WELCOME","ID":${id},"SEQ":${stream.frames.length},"EPOCH":"${EPOCH}","ACK_MS":${tab.told.own},`
     + `"BROADCAST":{"SEQ":${broadcastStream.frames.length},"EPOCH":"${EPOCH}","ACK_MS":${tab.told.broadcast}}}`);
   const seq = cursor(params, 'seq');

@@ -58,7 +58,8 @@ export interface WelcomeFrame {
   EPOCH: string;
   /**
    * The least mean wait, in ms, the server asks this tab to leave between
-   * acks of this person's stream: tabs open on the node / `acksPerSecond`,
+   * acks of this person's stream: tabs open on the node (rounded up to a
+   * power of two, so that it does not give their number away) / `acksPerSecond`,
    * so that together they ack at most a few hundred times a second however
    * many there are (0: no pacing). The browser library waits the longer of
    * this and its own delay.
@@ -73,8 +74,9 @@ export interface BroadcastCursor extends StreamCursor {
   /**
    * The mean wait, in ms, the server asks this tab to leave before acking
    * the broadcast stream. One tab's ack marks a broadcast read for every tab
-   * of its kind, so the server scales this with how many are open: together
-   * they ack a few dozen times a second, not once per tab per broadcast.
+   * of its kind, so the server scales this with how many are open (rounded
+   * up to a power of two): together they ack a few dozen times a second, not
+   * once per tab per broadcast.
    */
   ACK_MS: number;
 }

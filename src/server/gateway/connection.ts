@@ -54,6 +54,17 @@ export const MIN_BROADCAST_ACK_MS = 2000;
 /** The browser library's own least wait between acks of a person's stream: a shorter ACK_MS changes nothing. */
 const LIBRARY_ACK_MS = 1000;
 
+/**
+ * A count of tabs as the waits a tab is told (WELCOME's and PACE's ACK_MS)
+ * reveal it: rounded up to a power of two. Worked out from the exact count,
+ * those waits told every signed-in page how many tabs this node held, and a
+ * user's page how many users were online; rounded, they tell it within a
+ * factor of two, and the node's acks stay at most about what the rates ask.
+ */
+export function coarseTabs(tabs: number): number {
+  return tabs <= 1 ? tabs : 2 ** Math.ceil(Math.log2(tabs));
+}
+
 /** Whether a tab told to wait `told` ms should be told `now`: one is at least twice the other, counting the library's own least wait. */
 function stalePace(now: number, told: number, least: number): boolean {
   const a = Math.max(now, least);
@@ -264,8 +275,10 @@ export class Connection implements Tab {
   /** When #ackWait is called by its timer (#tick's clock), and that timer. */
   #ackWaitEnds = 0;
   #ackTimer: NodeJS.Timeout | undefined;
-  /** The ack waits this tab was last told (WELCOME, or PACE since). */
+  /** The ack waits this tab was last told (WELCOME, or PACE since), worked out from coarseTabs. */
   readonly #toldAckMs = { own: 0, broadcast: 0 };
+  /** The same waits worked out from the exact counts of tabs: what #repace compares the waits of now with. */
+  readonly #pacedFor = { own: 0, broadcast: 0 };
   /** A PACE frame that goes out with the next frame (#repace). */
   #pace: string | undefined = undefined;
   #epochs = { own: '', broadcast: '' };
@@ -399,8 +412,7 @@ export class Connection implements Tab {
   }
 
   #begin(cursors: ResumeCursors, own: StreamHead, broadcast: StreamHead): Promise<void> | undefined {
-    this.#toldAckMs.own = this.#ackMs();
-    this.#toldAckMs.broadcast = this.#broadcastAckMs();
+    this.#paceFor(this.#deps.tabCount(), this.#deps.tabCount(this.principal.kind));
     const welcome: WelcomeFrame = {
       TYPE: 'WELCOME', KIND: this.principal.kind, ID: this.principal.id, SESSION: this.id,
       HEARTBEAT: this.#deps.limits.heartbeatMs, SEQ: own.lastSeq, EPOCH: own.epoch, ACK_MS: this.#toldAckMs.own,
@@ -414,12 +426,13 @@ export class Connection implements Tab {
    * The mean wait between this tab's broadcast acks. Each tab draws its
    * waits from 0–2× this (src/client/delivery.ts), so with N tabs of the
    * kind open the first ack of a broadcast still comes within about
-   * 2/broadcastAcksPerSecond seconds, while the kind as a whole sends about
-   * broadcastAcksPerSecond of them instead of one per tab per broadcast
+   * 2–4/broadcastAcksPerSecond seconds, while the kind as a whole sends
+   * half to all of broadcastAcksPerSecond of them (N as told: coarseTabs)
+   * instead of one per tab per broadcast
    * (10,000 tabs acking every broadcast cost W3 12–18% of its throughput).
+   * `tabs`: those of this tab's kind.
    */
-  #broadcastAckMs(): number {
-    const tabs = this.#deps.tabCount(this.principal.kind);
+  #broadcastAckMs(tabs: number): number {
     return Math.max(MIN_BROADCAST_ACK_MS, Math.round((tabs * 1000) / this.#deps.limits.broadcastAcksPerSecond));
   }
 
@@ -434,16 +447,32 @@ export class Connection implements Tab {
    * library waits the longer of this and its own delay (1 s), so below
    * acksPerSecond tabs nothing changes; above, a person's `acknowledged`
    * status and a new tab's replay lag by up to 1.5× this. 0 when acks are
-   * not paced.
+   * not paced. `tabs`: all the node's.
    */
-  #ackMs(): number {
+  #ackMs(tabs: number): number {
     const perSecond = this.#deps.limits.acksPerSecond;
-    return perSecond > 0 ? Math.round((this.#deps.tabCount() * 1000) / perSecond) : 0;
+    return perSecond > 0 ? Math.round((tabs * 1000) / perSecond) : 0;
   }
 
   /**
-   * On an ack: when the ack waits asked for now are half or twice what the
-   * tab was last told, tells it the new ones (PACE). The waits follow the
+   * Sets the waits this tab is told from the tabs open now: `tabs` on the
+   * node, `ofKind` of its kind. It is told them for counts rounded up to a
+   * power of two (coarseTabs), so that they do not give the counts away;
+   * whether they are stale is judged on the exact counts, so a tab is told
+   * again once per doubling or halving as before, and a node whose count
+   * goes back and forth across a power of two does not tell its tabs each time.
+   */
+  #paceFor(tabs: number, ofKind: number): void {
+    this.#pacedFor.own = this.#ackMs(tabs);
+    this.#pacedFor.broadcast = this.#broadcastAckMs(ofKind);
+    this.#toldAckMs.own = this.#ackMs(coarseTabs(tabs));
+    this.#toldAckMs.broadcast = this.#broadcastAckMs(coarseTabs(ofKind));
+  }
+
+  /**
+   * On an ack: when the ack waits asked for now are half or twice what they
+   * were when the tab was last told (both from the exact counts), tells it
+   * the new ones (PACE). The waits follow the
    * tabs open when a tab connected, so the first tabs after a restart would
    * otherwise keep the short waits of an almost empty node until they
    * reconnect: with 10,000 of them that is up to about 1,200 acks a second
@@ -454,12 +483,11 @@ export class Connection implements Tab {
    * tab is never told; a busy one once per doubling or halving.
    */
   #repace(): void {
-    const own = this.#ackMs();
-    const broadcast = this.#broadcastAckMs();
-    if (!stalePace(own, this.#toldAckMs.own, LIBRARY_ACK_MS) && !stalePace(broadcast, this.#toldAckMs.broadcast, MIN_BROADCAST_ACK_MS)) return;
-    this.#toldAckMs.own = own;
-    this.#toldAckMs.broadcast = broadcast;
-    const pace: PaceFrame = { TYPE: 'PACE', ACK_MS: own, BROADCAST: { ACK_MS: broadcast } };
+    const tabs = this.#deps.tabCount();
+    const ofKind = this.#deps.tabCount(this.principal.kind);
+    if (!stalePace(this.#ackMs(tabs), this.#pacedFor.own, LIBRARY_ACK_MS) && !stalePace(this.#broadcastAckMs(ofKind), this.#pacedFor.broadcast, MIN_BROADCAST_ACK_MS)) return;
+    this.#paceFor(tabs, ofKind);
+    const pace: PaceFrame = { TYPE: 'PACE', ACK_MS: this.#toldAckMs.own, BROADCAST: { ACK_MS: this.#toldAckMs.broadcast } };
     this.#pace = JSON.stringify(pace);
   }
 
