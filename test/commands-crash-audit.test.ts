@@ -23,7 +23,9 @@ const commands = { commandsEnabled: true, commandsAllow: ['sleep'], commandsPath
 
 /**
  * A Herald in a child node (TypeScript through tsx) on `dataDir` that starts `sleep <seconds>`,
- * prints the command's id, and then waits, or throws from a timer (`crash`: an uncaught exception).
+ * prints the command's id, and then waits; with `crash`, it throws from a timer (an uncaught
+ * exception) once a line comes on its stdin (crashNow): not on a timer of its own, which could
+ * fire, and the exiting Herald kill the program, before a loaded machine let the test see it run.
  */
 async function heraldRunningSleep(dataDir: string, seconds: string, crash: boolean): Promise<{ child: ChildProcess; id: string }> {
   const code = `
@@ -34,9 +36,9 @@ async function heraldRunningSleep(dataDir: string, seconds: string, crash: boole
     const herald = await createHerald(options);
     const info = await herald.commands.start({ aid: 7, program: 'sleep', args: [${JSON.stringify(seconds)}], door: 'http', requestedBy: 'test' });
     console.log(JSON.stringify({ id: info.id }));
-    ${crash ? "setTimeout(() => { throw new Error('boom: an application bug'); }, 100);" : 'setInterval(() => {}, 1000);'}
+    ${crash ? "process.stdin.once('data', () => setTimeout(() => { throw new Error('boom: an application bug'); }, 0));" : 'setInterval(() => {}, 1000);'}
   `;
-  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { stdio: [crash ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stderr!.on('data', (c: Buffer) => { err += c.toString(); });
@@ -49,6 +51,20 @@ async function heraldRunningSleep(dataDir: string, seconds: string, crash: boole
     child.on('exit', (code) => reject(new Error(`the Herald child exited ${code} before starting the command: ${err}`)));
   }), 30_000, 'the Herald child to start its command');
   return { child, id: (JSON.parse(line) as { id: string }).id };
+}
+
+/**
+ * The pid of the one process whose command line is exactly `argv`, once it has one: a
+ * command's id is answered when it is started, and its process may take a moment to
+ * exec (a test found node's command line there, or nothing, on a loaded machine).
+ */
+async function processRunning(argv: string[], ms = 10_000): Promise<number | undefined> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const [pid] = processesRunning(argv);
+    if (pid !== undefined || Date.now() >= end) return pid;
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 /** Pids of the processes whose command line is exactly `argv`. */
@@ -85,7 +101,7 @@ describe('a run in progress when Herald dies without its shutdown', () => {
   it('SIGKILL: the next start records the run as lost and kills its program, still running', async () => {
     const seconds = uniqueSeconds();
     const { child, id } = await heraldRunningSleep(dataDir, seconds, false);
-    const [sleep] = processesRunning(['sleep', seconds]);
+    const sleep = await processRunning(['sleep', seconds]);
     assert.ok(sleep !== undefined, 'the command runs');
     strays.push(sleep);
     const dead = new Promise((r) => child.once('exit', r));
@@ -111,10 +127,12 @@ describe('a run in progress when Herald dies without its shutdown', () => {
   it('a crash (an uncaught exception): the exiting Herald kills the program and records the run itself', async () => {
     const seconds = uniqueSeconds();
     const { child, id } = await heraldRunningSleep(dataDir, seconds, true);
-    const [sleep] = processesRunning(['sleep', seconds]);
+    const sleep = await processRunning(['sleep', seconds]);
     assert.ok(sleep !== undefined, 'the command runs');
     strays.push(sleep);
-    const code = await new Promise((r) => child.once('exit', r));
+    const exited = new Promise((r) => child.once('exit', r));
+    child.stdin!.end('crash\n');
+    const code = await exited;
     assert.notEqual(code, 0, 'the Herald child crashed');
     assert.ok(await gone(sleep), 'the exit listener killed the program');
 
