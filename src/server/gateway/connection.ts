@@ -207,7 +207,6 @@ const RESUME_FRAMES = 100;
 
 type ResumeFrame = Extract<ClientFrame, { TYPE: 'RESUME' }>;
 
-
 /**
  * One browser tab over one WebSocket: the Hub's Tab. It owns the replay
  * seam: while it replays from the store, live frames are held back, then
@@ -217,9 +216,9 @@ type ResumeFrame = Extract<ClientFrame, { TYPE: 'RESUME' }>;
 export class Connection implements Tab {
   /**
    * This tab's session id: WELCOME's SESSION and the `tab` of its log lines.
-   * Random, so that it tells the page nothing of the server: the process id
-   * and a count of the connections it had taken, which it was, told any
-   * signed-in page how busy the node was between two of its visits.
+   * Random, so that it tells the page nothing of the server. It was the
+   * process id and a count of the connections the process had taken, which
+   * told any signed-in page how busy the node was between two of its visits.
    */
   readonly id: string;
   readonly principal: Principal;
