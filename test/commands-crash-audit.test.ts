@@ -8,14 +8,14 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
 import { SqliteCommandAudit } from '../src/server/commands/audit-sqlite.js';
 import { processIdentity } from '../src/server/commands/process-group.js';
-import { gone, processAlive, within } from './commands-fixture.js';
+import { gone, processAlive, processesShown, within } from './commands-fixture.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 
 const SRC = new URL('../src/server/', import.meta.url).href;
@@ -53,34 +53,6 @@ async function heraldRunningSleep(dataDir: string, seconds: string, crash: boole
   return { child, id: (JSON.parse(line) as { id: string }).id };
 }
 
-/**
- * The pid of the one process whose command line is exactly `argv`, once it has one: a
- * command's id is answered when it is started, and its process may take a moment to
- * exec (a test found node's command line there, or nothing, on a loaded machine).
- */
-async function processRunning(argv: string[], ms = 10_000): Promise<number | undefined> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const [pid] = processesRunning(argv);
-    if (pid !== undefined || Date.now() >= end) return pid;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
-
-/** Pids of the processes whose command line is exactly `argv`. */
-function processesRunning(argv: string[]): number[] {
-  const pids: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      if (readFileSync(`/proc/${name}/cmdline`, 'utf8') === `${argv.join('\0')}\0`) pids.push(Number(name));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return pids;
-}
-
 /** A sleep of its own length, so that the test finds its process and no other. */
 const uniqueSeconds = (): string => `300.${process.pid}${Math.floor(Math.random() * 1e6)}`;
 
@@ -101,7 +73,7 @@ describe('a run in progress when Herald dies without its shutdown', () => {
   it('SIGKILL: the next start records the run as lost and kills its program, still running', async () => {
     const seconds = uniqueSeconds();
     const { child, id } = await heraldRunningSleep(dataDir, seconds, false);
-    const sleep = await processRunning(['sleep', seconds]);
+    const sleep = (await processesShown(['sleep', seconds]))[0];
     assert.ok(sleep !== undefined, 'the command runs');
     strays.push(sleep);
     const dead = new Promise((r) => child.once('exit', r));
@@ -127,7 +99,7 @@ describe('a run in progress when Herald dies without its shutdown', () => {
   it('a crash (an uncaught exception): the exiting Herald kills the program and records the run itself', async () => {
     const seconds = uniqueSeconds();
     const { child, id } = await heraldRunningSleep(dataDir, seconds, true);
-    const sleep = await processRunning(['sleep', seconds]);
+    const sleep = (await processesShown(['sleep', seconds]))[0];
     assert.ok(sleep !== undefined, 'the command runs');
     strays.push(sleep);
     const exited = new Promise((r) => child.once('exit', r));

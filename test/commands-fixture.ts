@@ -3,7 +3,7 @@
  * Hub, Notifier) with recording tabs, a temporary working directory and
  * captured log lines. Not a test file itself (no `.test.ts`).
  */
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -112,6 +112,35 @@ export async function makeRig(overrides: Partial<Record<OptionKey, unknown>> = {
       rmSync(cwd, { recursive: true, force: true });
     },
   };
+}
+
+/** Pids of the processes whose command line is exactly `argv`. */
+export function processesRunning(argv: string[]): number[] {
+  const pids: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      if (readFileSync(`/proc/${name}/cmdline`, 'utf8') === `${argv.join('\0')}\0`) pids.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
+}
+
+/**
+ * processesRunning, looked at every 20 ms until one shows or `ms` pass: a
+ * command is reported started (or holding its output) before its process has
+ * surely exec'd, and on a loaded machine /proc may still show node's command
+ * line there, or nothing.
+ */
+export async function processesShown(argv: string[], ms = 10_000): Promise<number[]> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const pids = processesRunning(argv);
+    if (pids.length > 0 || Date.now() >= end) return pids;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 /** True while the process exists and is not a zombie (a zombie is dead: it only waits to be reaped). */

@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { afterEach, describe, it } from 'node:test';
-import { gone, makeRig, within, type Frame, type Rig } from './commands-fixture.js';
+import { gone, makeRig, processesRunning, processesShown, within, type Frame, type Rig } from './commands-fixture.js';
 
 const isFinal = (id: string) => (f: Frame) => f.COMMAND_ID === id && f.TYPE !== 'COMMAND_PROGRESS';
 
@@ -26,20 +26,6 @@ function ourChildren(): Array<{ pid: number; comm: string; state: string }> {
     if (Number(ppid) === process.pid) found.push({ pid: Number(name), comm: stat.slice(stat.indexOf('(') + 1, close), state: state ?? '' });
   }
   return found;
-}
-
-/** Processes whose command line is exactly `argv`. */
-function processesRunning(argv: string[]): number[] {
-  const pids: number[] = [];
-  for (const name of readdirSync('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    try {
-      if (readFileSync(`/proc/${name}/cmdline`, 'utf8') === `${argv.join('\0')}\0`) pids.push(Number(name));
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return pids;
 }
 
 describe('CommandRunner at the end of a program', () => {
@@ -90,9 +76,12 @@ describe('CommandRunner at the end of a program', () => {
       assert.equal(warned[0]?.program, '/usr/bin/setsid');
       const final = await tab.next(isFinal(info.id));
       assert.match(String(final.TEXT), /\[a process it started still held its output at the end: left running\]/);
-      assert.equal(processesRunning(argv).length, 1, 'the process is left running, as the warning says');
+      // The forked child holds the output from the fork on, so on a loaded machine it may not have
+      // exec'd sleep yet: look until it shows, rather than once.
+      assert.equal((await processesShown(argv)).length, 1, 'the process is left running, as the warning says');
     } finally {
-      for (const pid of processesRunning(argv)) process.kill(pid, 'SIGKILL');
+      // The same wait, so that a failure above leaves no sleep behind that exec'd after one scan.
+      for (const pid of await processesShown(argv)) process.kill(pid, 'SIGKILL');
     }
     for (const pid of processesRunning(argv)) assert.ok(await gone(pid));
   });
