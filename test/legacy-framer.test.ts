@@ -168,4 +168,39 @@ describe('legacy JSON stream framer', () => {
       { numRuns: 300 },
     );
   });
+
+  it('stops between values at maxEvents and says how much it read; the rest, pushed again, gives the same values in order', () => {
+    const f = new JsonStreamFramer({ maxValueBytes: 1024 });
+    const chunk = enc('{}'.repeat(100));
+    const first = f.push(chunk, 64);
+    assert.equal(first.length, 64);
+    assert.equal(f.read, 128);
+    assert.equal(f.inValue, false);
+    assert.equal(f.push(chunk.subarray(f.read)).length, 36);
+    assert.equal(f.read, 72);
+    // Garbage and BOMs between values count as events and white space as before.
+    const g = new JsonStreamFramer({ maxValueBytes: 1024 });
+    assert.deepEqual(values(g.push(enc(' x {"A":1} 7 '), 2)), [{ event: 'garbage' }, { A: 1 }]);
+    assert.deepEqual(values([...g.push(enc(' x {"A":1} 7 ').subarray(g.read)), ...g.end()]), [7]);
+  });
+
+  it('property: values pushed with any maxEvents, the rest pushed again, are those pushed without', () => {
+    fc.assert(
+      fc.property(fc.array(fc.jsonValue(), { minLength: 1, maxLength: 20 }), fc.integer({ min: 1, max: 5 }), (items, max) => {
+        const bytes = enc(items.map((v) => `${JSON.stringify(v)} `).join(''));
+        const f = new JsonStreamFramer({ maxValueBytes: 1 << 20 });
+        const got: FramerEvent[] = [];
+        let rest: Uint8Array = bytes;
+        for (;;) {
+          const events = f.push(rest, max);
+          assert.ok(events.length <= max);
+          got.push(...events);
+          if (f.read === rest.length) break;
+          rest = rest.subarray(f.read);
+        }
+        assert.deepEqual(values([...got, ...f.end()]), items.map((v) => JSON.parse(JSON.stringify(v)) as unknown));
+      }),
+      { numRuns: 200 },
+    );
+  });
 });

@@ -116,6 +116,8 @@ export class JsonStreamFramer {
   #partsBytes = 0;
   /** Bytes of a UTF-8 byte order mark (EF BB BF) seen so far between values. */
   #bom = 0;
+  /** Bytes of the last chunk pushed that were looked at (see `read`). */
+  #read = 0;
 
   constructor(options: JsonStreamFramerOptions) {
     if (!Number.isSafeInteger(options.maxValueBytes) || options.maxValueBytes < 1) {
@@ -143,13 +145,27 @@ export class JsonStreamFramer {
     return this.#mode !== Mode.Between && this.#mode !== Mode.Finished;
   }
 
-  /** Feeds one chunk; returns the events it completed, in order. */
-  push(bytes: Uint8Array): FramerEvent[] {
+  /**
+   * How much of the last chunk pushed was looked at: all of it, unless that
+   * push stopped at `maxEvents`. The rest is the caller's to push later.
+   */
+  get read(): number {
+    return this.#read;
+  }
+
+  /**
+   * Feeds one chunk; returns the events it completed, in order. With
+   * `maxEvents`, it stops between values once it has that many, and `read`
+   * says where: one read of 64 KB of `{}` is 32,768 requests, and a caller
+   * that queued them all held megabytes for a peer that sent 64 KB.
+   */
+  push(bytes: Uint8Array, maxEvents = Infinity): FramerEvent[] {
     const chunk = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const events: FramerEvent[] = [];
+    const n = chunk.length;
+    this.#read = n;
     if (this.#mode === Mode.Finished) return events;
     let start = 0; // where the current value (or garbage run) starts in this chunk
-    const n = chunk.length;
     // Where the next quote and backslash are at or after the last place looked (n: none), found once each.
     let nextQuote = -1;
     let nextBackslash = -1;
@@ -157,6 +173,10 @@ export class JsonStreamFramer {
       const b = chunk[i] as number;
       switch (this.#mode) {
         case Mode.Between:
+          if (events.length >= maxEvents) {
+            this.#read = i;
+            return events;
+          }
           if (isSpace(b)) continue;
           // A byte order mark is white space here (a request saved by an editor
           // that writes one, piped with `nc`): taken for garbage, it got an answer

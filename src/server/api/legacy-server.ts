@@ -182,6 +182,16 @@ class LegacyConnection {
   /** Bytes of an unfinished request this connection holds, as counted in the server's total. */
   #held = 0;
   /**
+   * The rest of a read the framer stopped in once the queue was full
+   * (MAX_QUEUED_REQUESTS): framed as the queue drains, before the socket is
+   * read again, and counted in #held. Queued whole, one read of 64 KB of `{}`
+   * was 32,768 requests, about 3 MB held for a peer that does not read its
+   * answers, and 1024 such connections ran the heap out.
+   */
+  #unread: Buffer | undefined;
+  /** The peer half-closed while #unread was still to be framed: the end of input follows it. */
+  #endAfterUnread = false;
+  /**
    * Settles once the socket has closed and the requests it had delivered are
    * carried out, those answered late included (#waitFor): a peer that goes
    * away does not take its received requests with it (see #drain).
@@ -251,9 +261,31 @@ class LegacyConnection {
       }
       chunk = opening;
     }
-    const events = this.#framer.push(chunk);
+    if (this.#unread !== undefined) {
+      // Not expected (the socket is paused while a read is left to frame), but order is kept.
+      this.#unread = Buffer.concat([this.#unread, chunk]);
+      this.#hold(this.#framer.buffered + this.#unread.length);
+      this.#socket.pause();
+      return;
+    }
+    this.#frame(chunk);
+  }
+
+  /**
+   * Frames `chunk` into the queue, up to MAX_QUEUED_REQUESTS; keeps the rest as #unread and
+   * stops reading. `owned`: the chunk is #unread's own copy, and its rest is kept without another.
+   */
+  #frame(chunk: Buffer, owned = false): void {
+    const events = this.#framer.push(chunk, Math.max(1, MAX_QUEUED_REQUESTS - this.#queue.length));
     for (const e of events) this.#queue.push(this.#toWork(e));
-    this.#hold(this.#framer.buffered);
+    const read = this.#framer.read;
+    if (read < chunk.length && !this.#framer.finished) {
+      // Copied: the socket's chunk may be a pooled buffer that is reused.
+      this.#unread = owned ? chunk.subarray(read) : Buffer.from(chunk.subarray(read));
+      this.#socket.pause();
+    }
+    // A socket closed already holds nothing: its partial request can never complete.
+    this.#hold(this.#socketClosed ? 0 : this.#framer.buffered + (this.#unread?.length ?? 0));
     if (this.#overHeld()) {
       this.#refuseOverHeld();
     } else if (this.#framer.finished) {
@@ -294,6 +326,7 @@ class LegacyConnection {
     this.#server.refusals.log('warn', 'legacyMaxBufferedBytes', { peer: this.#peer, held: this.#server.held, legacyMaxBufferedBytes: this.#server.settings.legacyMaxBufferedBytes }, 'legacy request refused: legacyMaxBufferedBytes reached');
     this.#framer.end();
     this.#opening = undefined;
+    this.#unread = undefined;
     this.#hold(0);
     this.#queue.push({ kind: 'fatal', answer: legacyError('the server holds too many unfinished requests (legacyMaxBufferedBytes); closing, try again later', 'HERALD_ERR_UNAVAILABLE') });
     this.#ending = true;
@@ -322,7 +355,7 @@ class LegacyConnection {
 
   /** A request that started arriving must finish within legacyRequestTimeoutMs. */
   #watchPartial(progressed: boolean): void {
-    if (!(this.#framer.inValue || (this.#opening?.length ?? 0) > 0) || this.#ending) {
+    if (!(this.#framer.inValue || (this.#opening?.length ?? 0) > 0) || this.#ending || this.#socketClosed) {
       this.#clearPartialTimer();
       return;
     }
@@ -345,7 +378,16 @@ class LegacyConnection {
   }
 
   #onEnd(): void {
-    // The peer half-closed: answer what it sent (a trailing number completes now), then end.
+    if (this.#unread !== undefined && !this.#ending) {
+      // Its last read is still being framed (#maybeResume): the end follows that.
+      this.#endAfterUnread = true;
+      return;
+    }
+    this.#endOfInput();
+  }
+
+  /** The peer half-closed: answer what it sent (a trailing number completes now), then end. */
+  #endOfInput(): void {
     if (!this.#ending) {
       // First bytes not yet known for HTTP or not can no longer bring a body: they are read as requests.
       const opening = this.#opening;
@@ -403,8 +445,19 @@ class LegacyConnection {
   }
 
   #maybeResume(): void {
+    if (this.#queue.length >= MAX_QUEUED_REQUESTS / 2 || this.#socket.writableNeedDrain) return;
+    // What was read is carried out though the peer has gone (see #drain), or the server is
+    // shutting down (a shutdown answers what was read); not after the server's cut, or a
+    // fatal answer, which dropped #unread.
+    const unread = this.#unread;
+    if (unread !== undefined && !this.#cut) {
+      this.#unread = undefined;
+      this.#frame(unread, true);
+      if (this.#unread !== undefined) return;
+      if (this.#endAfterUnread) this.#endOfInput();
+    }
     if (this.#ending || this.#socket.destroyed) return;
-    if (this.#queue.length < MAX_QUEUED_REQUESTS / 2 && !this.#socket.writableNeedDrain && this.#socket.isPaused()) {
+    if (this.#socket.isPaused()) {
       this.#socket.resume();
       this.#watchPartial(true);
     }
@@ -442,6 +495,7 @@ class LegacyConnection {
         const work = this.#queue.shift() as Work;
         if (work.kind === 'fatal') {
           this.#queue.length = 0;
+          this.#unread = undefined;
           this.#write(work.answer);
           this.#finish();
           return;

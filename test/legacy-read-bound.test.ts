@@ -1,0 +1,107 @@
+/**
+ * One read of a legacy connection can hold thousands of requests: 64 KB of
+ * `{}` is 32,768. The server frames at most MAX_QUEUED_REQUESTS of them at a
+ * time and keeps the rest of the read as bytes, counted in the held total
+ * that legacyMaxBufferedBytes bounds. Queued whole, they took about 3 MB of
+ * heap for each peer that sent 64 KB and did not read its answers, and the
+ * default 1024 connections could run the heap out. Nothing read is lost:
+ * the rest is framed as the queue drains, even once the peer has gone.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import pino from 'pino';
+import { LegacyServer } from '../src/server/api/legacy-server.js';
+import { loadOptions } from '../src/server/options.js';
+import { createCore } from './helpers/legacy-core.js';
+import { RawLegacyClient, within } from './helpers/legacy-client.js';
+import { until } from './helpers/ws-client.js';
+
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
+
+function heapUsed(): number {
+  gc();
+  gc();
+  return process.memoryUsage().heapUsed;
+}
+
+describe('legacy TCP: a read of many requests', () => {
+  it('a peer that does not read its answers holds about the bytes it sent, counted in the held total, not its requests parsed', async () => {
+    const core = await createCore();
+    const legacy = new LegacyServer({ host: '127.0.0.1', port: 0, notifier: core.notifier, options: loadOptions({ env: {} }), logger: pino({ level: 'silent' }) });
+    const { port } = await legacy.listen();
+    const peers: RawLegacyClient[] = [];
+    try {
+      const before = heapUsed();
+      const n = 5;
+      for (let i = 0; i < n; i++) {
+        const c = await RawLegacyClient.connect(port);
+        c.socket.pause();
+        c.socket.write('{}'.repeat(1 << 20)); // 2 MiB of requests, each answered with an error
+        peers.push(c);
+      }
+      // Settled: each peer's reading has stopped, with the rest of a read held.
+      let last = -1;
+      await until(async () => {
+        const held = legacy.held;
+        const settled = held === last && held > 0;
+        last = held;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        return settled;
+      }, 30_000, 'the peers\' reading to stop');
+      const grown = heapUsed() - before;
+      assert.ok(legacy.held <= n * 65_536, `each peer holds at most the rest of one read: ${legacy.held} bytes for ${n}`);
+      // Each held about 3.4 MB when its reads were queued whole (64 KB of {} at a time), 0.16 now.
+      assert.ok(grown < n * 1_000_000, `the heap grew ${grown} bytes for ${n} peers that sent 2 MiB of {} each`);
+    } finally {
+      for (const c of peers) c.destroy();
+      await legacy.close();
+      await core.close();
+    }
+  });
+
+  it('answers every request of a read far longer than the queue, in order', async () => {
+    const core = await createCore();
+    const legacy = new LegacyServer({ host: '127.0.0.1', port: 0, notifier: core.notifier, options: loadOptions({ env: {} }), logger: pino({ level: 'silent' }) });
+    const { port } = await legacy.listen();
+    try {
+      const c = await RawLegacyClient.connect(port);
+      const n = 5000;
+      let batch = '';
+      for (let i = 0; i < n; i++) batch += `{"TYPE":"PROXY","PROXY_TO":"Internal","MESSAGE":{"ECHO":${i}}}`;
+      await c.write(batch);
+      for (let i = 0; i < n; i++) assert.equal(await c.next(), i);
+      c.end();
+      await within(c.closed, 2000, 'the server to end the connection');
+      assert.equal(legacy.held, 0);
+    } finally {
+      await legacy.close();
+      await core.close();
+    }
+  });
+
+  for (const how of ['half-closes', 'resets'] as const) {
+    it(`carries out every request of such a read when the peer ${how} the connection at once`, async () => {
+      const core = await createCore();
+      const legacy = new LegacyServer({ host: '127.0.0.1', port: 0, notifier: core.notifier, options: loadOptions({ env: {} }), logger: pino({ level: 'silent' }) });
+      const { port } = await legacy.listen();
+      try {
+        const [tab] = core.open('admin', 41);
+        const texts = () => (tab!.received as Array<{ TEXT?: unknown }>).map((f) => f.TEXT);
+        const c = await RawLegacyClient.connect(port);
+        const n = 1000;
+        let batch = '';
+        for (let i = 0; i < n; i++) batch += `{"TYPE":"MESSAGE","TO":"ADMIN","ID":41,"DATA":{"TEXT":"m ${i}"}}`;
+        c.socket.write(batch, () => (how === 'half-closes' ? c.end() : c.socket.resetAndDestroy()));
+        await until(() => texts().length === n, 10_000, `all ${n} notifications`);
+        assert.deepEqual(texts(), Array.from({ length: n }, (_, i) => `m ${i}`));
+        await until(() => legacy.held === 0, 2000, 'nothing held');
+      } finally {
+        await legacy.close();
+        await core.close();
+      }
+    });
+  }
+});
