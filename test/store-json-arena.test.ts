@@ -209,6 +209,31 @@ describe('StreamIndex with its arena', () => {
     assert.equal(counts.retainedMemoryBytes, index.arena.stats.heldBytes + 2 * long.length, 'two texts, each once');
   });
 
+  it('holds and counts a text too long for the arena once however its holders come: in a list send, sent again, among other texts of its length', () => {
+    const index = new StreamIndex(1000, 'storeEpoch');
+    // Texts of one length that differ at their end: V8 hashes strings this long by their length
+    // alone, and the Set that once counted them compared each with all the others (28 s for 4,000).
+    const text = (i: number) => JSON.stringify({ TEXT: 'r'.repeat(MAX_ARENA_CHARS + 10), ID: String(i).padStart(6, '0') });
+    const one = text(0);
+    let batch = new WriteBatch(index);
+    for (let i = 1; i <= 2000; i++) batch.append({ stream: `user:${i}`, json: text(i), expiresAt: 10_000 }, 0);
+    for (let i = 1; i <= 50; i++) batch.append({ stream: `user:${i}`, json: one, expiresAt: 20_000 }, 0);
+    batch.apply();
+    // The same text again, in another string, in a later batch: held (and counted) once.
+    batch = new WriteBatch(index);
+    batch.append({ stream: 'user:7', json: text(0).slice(0), expiresAt: 20_000 }, 0);
+    batch.apply();
+    const counts = index.counts();
+    assert.equal(counts.retained, 2051);
+    assert.equal(counts.retainedBytes, 2051 * one.length);
+    assert.equal(counts.retainedMemoryBytes, index.arena.stats.heldBytes + 2001 * one.length);
+    assert.equal(index.get('user:7')!.read('user:7', 0, 10, 0).at(-1)?.json, one);
+    assert.equal(index.prune(15_000), 2000);
+    assert.equal(index.counts().retainedMemoryBytes, index.arena.stats.heldBytes + one.length);
+    assert.equal(index.prune(25_000), 51);
+    assert.equal(index.counts().retainedMemoryBytes, index.arena.stats.heldBytes);
+  });
+
   it('frees the JSON of notifications dropped by the cap and keeps JSON too long for the arena as strings', () => {
     const index = new StreamIndex(3, 'storeEpoch');
     const batch = new WriteBatch(index);

@@ -9,6 +9,7 @@
  * apply(), so a durable store can commit the batch first and drop it if the
  * commit fails — reads never see a write that is not durable.
  */
+import { hash } from 'node:crypto';
 import type { AppendInput, AppendResult, MessageStatus, ReadResult, StoredMessage, StreamHead } from './message-store.js';
 import { derivedEpoch, EPOCH_DERIVATION, messageId, parseMessageId, type EpochDerivation } from './message-id.js';
 import { JsonArena } from './json-arena.js';
@@ -141,6 +142,58 @@ export interface RetainedTally {
   bytes: number;
 }
 
+/** A JSON text too long for the arena, and how many retained notifications hold it. */
+interface LongText {
+  readonly json: string;
+  readonly digest: string;
+  refs: number;
+}
+
+/**
+ * The JSON texts too long for the arena (kept as strings) of every stream of
+ * an index, and the memory they take: each text held once, however many
+ * notifications hold it (the people of a list send, one after another; the
+ * same text sent again), and counted once. A running total, not a count at
+ * `counts()`: that count de-duplicated the strings in a Set, and V8 hashes a
+ * string over 16,383 characters by its length alone, so 4,000 texts of
+ * 20,000 characters took 28 s of one event-loop turn (at every
+ * `/api/v1/status`, and every SQLite start). Here they are found by a digest
+ * (SHA-1, about 20 µs for 20 KB), which only a text that is not the last one
+ * put needs.
+ */
+export class LongTexts {
+  /** Characters of the texts held (a byte each when ASCII). */
+  heldBytes = 0;
+  #last: LongText | undefined;
+  readonly #byDigest = new Map<string, LongText>();
+
+  put(json: string): LongText {
+    const last = this.#last;
+    if (last !== undefined && last.refs > 0 && last.json === json) {
+      last.refs++;
+      return last;
+    }
+    const digest = hash('sha1', json, 'base64');
+    let text = this.#byDigest.get(digest);
+    if (text !== undefined && text.json === json) {
+      text.refs++;
+    } else {
+      text = { json, digest, refs: 1 };
+      this.#byDigest.set(digest, text);
+      this.heldBytes += json.length;
+    }
+    this.#last = text;
+    return text;
+  }
+
+  release(text: LongText): void {
+    if (--text.refs > 0) return;
+    this.heldBytes -= text.json.length;
+    if (this.#byDigest.get(text.digest) === text) this.#byDigest.delete(text.digest);
+    if (this.#last === text) this.#last = undefined;
+  }
+}
+
 /** Rows of a stream's first table (96 bytes: V8 keeps it outside its heap). */
 const FIRST_ROWS = 4;
 /** A table larger than this many rows shrinks when pruning leaves it a quarter full or less. */
@@ -168,9 +221,10 @@ export class StreamState {
   /** Row after the newest. */
   #end = 0;
   #rows: Float64Array = NO_ROWS;
-  #long: Map<number, string> | undefined = undefined;
+  #long: Map<number, LongText> | undefined = undefined;
   readonly #arena: JsonArena;
   readonly #tally: RetainedTally;
+  readonly #longTexts: LongTexts;
   /** The idempotency keys of the retained notifications, while there is one. */
   keys: StreamKeys | undefined = undefined;
   /** Nothing retained here (notification or key) expires before this: pruning skips the stream until then. */
@@ -190,9 +244,10 @@ export class StreamState {
    */
   idleSeq = -1;
 
-  constructor(readonly epoch: string, arena: JsonArena, tally: RetainedTally = { bytes: 0 }) {
+  constructor(readonly epoch: string, arena: JsonArena, tally: RetainedTally = { bytes: 0 }, longTexts = new LongTexts()) {
     this.#arena = arena;
     this.#tally = tally;
+    this.#longTexts = longTexts;
   }
 
   get retained(): number {
@@ -202,23 +257,6 @@ export class StreamState {
   /** Nothing retained, no idempotency key, nothing staged: only its last and acknowledged SEQs are left, which the index's floor can stand for. */
   get idle(): boolean {
     return this.#end === this.#start && this.keys === undefined && this.staged === undefined;
-  }
-
-  /**
-   * Characters of the JSON too long for the arena (kept as strings: one byte a character when
-   * they are ASCII), but not of a text in `seen`, which it adds its own to: a list send's people
-   * hold one string between them, counted once.
-   */
-  longBytes(seen: Set<string>): number {
-    let n = 0;
-    if (this.#long) {
-      for (const json of this.#long.values()) {
-        if (seen.has(json)) continue;
-        seen.add(json);
-        n += json.length;
-      }
-    }
-    return n;
   }
 
   /** SEQ of the oldest retained notification, or lastSeq + 1 when none is. */
@@ -242,7 +280,7 @@ export class StreamState {
       rows[at + LOC] = this.#arena.put(m.json);
     } else {
       rows[at + LOC] = -1;
-      (this.#long ??= new Map()).set(m.seq, m.json);
+      (this.#long ??= new Map()).set(m.seq, this.#longTexts.put(m.json));
     }
     if (m.expiresAt < this.nextExpiry) this.nextExpiry = m.expiresAt;
   }
@@ -265,7 +303,7 @@ export class StreamState {
   /** The JSON of the notification in row i. */
   #json(i: number): string {
     const loc = this.#rows[i * ROW + LOC]!;
-    return loc >= 0 ? this.#arena.get(loc) : this.#long!.get(this.#rows[i * ROW + SEQ]!)!;
+    return loc >= 0 ? this.#arena.get(loc) : this.#long!.get(this.#rows[i * ROW + SEQ]!)!.json;
   }
 
   /** Lets go of the JSON of the notification in row i. */
@@ -275,7 +313,9 @@ export class StreamState {
       this.#tally.bytes -= this.#arena.free(loc);
     } else {
       const seq = this.#rows[i * ROW + SEQ]!;
-      this.#tally.bytes -= this.#long!.get(seq)!.length;
+      const text = this.#long!.get(seq)!;
+      this.#tally.bytes -= text.json.length;
+      this.#longTexts.release(text);
       this.#long!.delete(seq);
     }
   }
@@ -284,7 +324,7 @@ export class StreamState {
   lengthAt(i: number): number {
     const row = this.#start + i;
     const loc = this.#rows[row * ROW + LOC]!;
-    return loc >= 0 ? this.#arena.lengthAt(loc) : this.#long!.get(this.#rows[row * ROW + SEQ]!)!.length;
+    return loc >= 0 ? this.#arena.lengthAt(loc) : this.#long!.get(this.#rows[row * ROW + SEQ]!)!.json.length;
   }
 
   /** Drops the `n` oldest retained notifications, and their idempotency keys. */
@@ -412,6 +452,8 @@ export class StreamIndex {
   readonly streams = new Map<string, StreamState>();
   /** The retained notifications' JSON, of every stream. */
   readonly arena = new JsonArena();
+  /** The JSON too long for the arena, shared by every stream as the arena is. */
+  readonly longTexts = new LongTexts();
   /** What the retained notifications' JSON comes to (RetainedTally), kept up to date by every stream. */
   readonly tally: RetainedTally = { bytes: 0 };
   /**
@@ -448,17 +490,14 @@ export class StreamIndex {
   /** Streams, notifications retained, what their JSON comes to (the tally) and its cap, the memory it takes (the arena's chunks and the strings too long for it), and idempotency keys: one pass over the streams. */
   counts(): { streams: number; retained: number; retainedBytes: number; maxRetainedBytes: number; retainedMemoryBytes: number; keys: number } {
     let retained = 0;
-    let longBytes = 0;
     let keys = 0;
-    const long = new Set<string>();
     for (const s of this.streams.values()) {
       retained += s.retained;
-      longBytes += s.longBytes(long);
       keys += s.keys?.size ?? 0;
     }
     return {
       streams: this.streams.size, retained, retainedBytes: this.tally.bytes, maxRetainedBytes: this.maxRetainedBytes,
-      retainedMemoryBytes: this.arena.stats.heldBytes + longBytes, keys,
+      retainedMemoryBytes: this.arena.stats.heldBytes + this.longTexts.heldBytes, keys,
     };
   }
 
@@ -466,7 +505,7 @@ export class StreamIndex {
   create(stream: string, epoch: string): StreamState {
     let s = this.streams.get(stream);
     if (!s) {
-      this.streams.set(stream, (s = new StreamState(epoch, this.arena, this.tally)));
+      this.streams.set(stream, (s = new StreamState(epoch, this.arena, this.tally, this.longTexts)));
       s.lastSeq = s.acked = this.seqFloor;
     }
     return s;
