@@ -155,31 +155,68 @@ describe('a first start that fails', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  test('keeps no generated secrets, so the next start generates them and says where they are', async () => {
+  /** Starts Herald on a free port until it listens, stops it; its stderr. */
+  async function startStop(dataDir: string): Promise<string> {
+    const child = spawnCli(['start', '--data-dir', dataDir, '--port', '0', '--no-legacy']);
+    const stderr = new LineReader(child.stderr);
+    try {
+      await new LineReader(child.stdout).next((l) => l.includes('Herald is listening'));
+    } finally {
+      child.kill('SIGTERM');
+      await exited(child);
+    }
+    return stderr.text();
+  }
+
+  const keys = (dataDir: string) => JSON.parse(readFileSync(join(dataDir, 'secrets.json'), 'utf8')) as { secret: string; apiToken: string };
+
+  test('keeps the secrets it generated, and the next start says where they are; the one after does not', async () => {
+    // It once removed them, so that the next start would generate new ones and say so; but a
+    // start beside it may have read them by then, and ran on with keys that no file held.
     const dataDir = join(dir, 'data');
     const port = (taken.address() as AddressInfo).port;
     const failed = await runCli(['start', '--data-dir', dataDir, '--port', String(port), '--no-legacy']);
     assert.equal(failed.code, 1, failed.stdout + failed.stderr);
     assert.match(failed.stderr, /^herald: cannot listen: .*EADDRINUSE/);
-    assert.ok(!existsSync(join(dataDir, 'secrets.json')), 'secrets of a start that failed were kept');
-    const child = spawnCli(['start', '--data-dir', dataDir, '--port', '0', '--no-legacy']);
+    assert.doesNotMatch(failed.stderr, /Herald generated/, 'the notice is printed once Herald listens');
+    const kept = keys(dataDir);
+    assert.equal(kept.secret.length, 43);
+    assert.equal(readFileSync(join(dataDir, 'secrets.json.notice'), 'utf8'), 'secret\napiToken\n');
+    assert.match(await startStop(dataDir), /Herald generated its token-signing secret and API token in /);
+    assert.deepEqual(keys(dataDir), kept, 'the same keys');
+    assert.ok(!existsSync(join(dataDir, 'secrets.json.notice')));
+    assert.doesNotMatch(await startStop(dataDir), /Herald generated/);
+  });
+
+  test('a secrets.json it completed keeps what it completed, and the next start says so', async () => {
+    const dataDir = join(dir, 'half');
+    mkdirSync(dataDir, { mode: 0o700 });
+    writeFileSync(join(dataDir, 'secrets.json'), `${JSON.stringify({ secret: SECRET })}\n`, { mode: 0o600 });
+    const port = (taken.address() as AddressInfo).port;
+    const failed = await runCli(['start', '--data-dir', dataDir, '--port', String(port), '--no-legacy']);
+    assert.equal(failed.code, 1, failed.stdout + failed.stderr);
+    const kept = keys(dataDir);
+    assert.equal(kept.secret, SECRET);
+    assert.equal(kept.apiToken.length, 32);
+    const notice = await startStop(dataDir);
+    assert.match(notice, /Herald generated its API token in /);
+    assert.deepEqual(keys(dataDir), kept);
+  });
+
+  test('a notice owed of a key that is now configured is not printed: the file does not hold the key in use', async () => {
+    const dataDir = join(dir, 'configured');
+    const port = (taken.address() as AddressInfo).port;
+    assert.equal((await runCli(['start', '--data-dir', dataDir, '--port', String(port), '--no-legacy'])).code, 1);
+    const child = spawnCli(['start', '--data-dir', dataDir, '--port', '0', '--no-legacy'], { env: { HERALD_API_TOKEN: 'a-configured-api-token-0123' } });
+    const stderr = new LineReader(child.stderr);
     try {
-      await new LineReader(child.stderr).next((l) => l.includes('Herald generated its token-signing secret and API token in'));
+      await new LineReader(child.stdout).next((l) => l.includes('Herald is listening'));
+      await stderr.next((l) => l.includes('Herald generated its token-signing secret in '));
     } finally {
       child.kill('SIGTERM');
       await exited(child);
     }
-  });
-
-  test('puts a secrets.json it completed back as it was', async () => {
-    const dataDir = join(dir, 'half');
-    mkdirSync(dataDir, { mode: 0o700 });
-    const text = `${JSON.stringify({ secret: SECRET })}\n`;
-    writeFileSync(join(dataDir, 'secrets.json'), text, { mode: 0o600 });
-    const port = (taken.address() as AddressInfo).port;
-    const failed = await runCli(['start', '--data-dir', dataDir, '--port', String(port), '--no-legacy']);
-    assert.equal(failed.code, 1, failed.stdout + failed.stderr);
-    assert.equal(readFileSync(join(dataDir, 'secrets.json'), 'utf8'), text);
+    assert.doesNotMatch(stderr.text(), /API token in|HERALD_API_TOKEN=/);
   });
 });
 

@@ -4,7 +4,9 @@
  * generated its own secrets and renamed them over the other's, so a Herald
  * ran with keys that secrets.json no longer held, and the backend's tokens
  * signed with the file's secret were refused. Real processes, each calling
- * the built ensureSecrets at the same moment.
+ * the built ensureSecrets at the same moment. (A start that failed then
+ * removed what it had generated, though the others ran with it: it keeps
+ * it now, and each of them owes the notice of where it is.)
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -25,7 +27,7 @@ const start = (dataDir: string, go: number): Promise<string> => runModule(`
   const options = loadOptions({ env: {}, overrides: { dataDir: ${JSON.stringify(dataDir)} } });
   while (Date.now() < ${go});
   const r = ensureSecrets(options);
-  console.log(JSON.stringify({ secret: r.options.secret, apiToken: r.options.apiToken, generated: r.generated }));
+  console.log(JSON.stringify({ secret: r.options.secret, apiToken: r.options.apiToken, generated: r.generated, noticeKeys: r.noticeKeys }));
 `, { tsx: false });
 
 test('first starts at once in one data dir all run with the secrets the file holds; one of them made it', async () => {
@@ -35,10 +37,13 @@ test('first starts at once in one data dir all run with the secrets the file hol
       const dataDir = join(dir, 'data');
       const go = Date.now() + 1500;
       const results = (await Promise.all(Array.from({ length: STARTS }, () => start(dataDir, go))))
-        .map((out) => JSON.parse(out) as { secret: string; apiToken: string; generated: boolean });
+        .map((out) => JSON.parse(out) as { secret: string; apiToken: string; generated: boolean; noticeKeys: string[] });
       const file = JSON.parse(readFileSync(join(dataDir, 'secrets.json'), 'utf8')) as { secret: string; apiToken: string };
       for (const r of results) assert.deepEqual({ secret: r.secret, apiToken: r.apiToken }, file, `round ${round}`);
       assert.equal(results.filter((r) => r.generated).length, 1, `round ${round}`);
+      // Each owes the notice of where they are: the one that made them may fail before it listens,
+      // and keeps them (a start beside it runs with them), so whichever listens says so.
+      for (const r of results) assert.deepEqual(r.noticeKeys, ['secret', 'apiToken'], `round ${round}`);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -19,21 +19,48 @@ export interface SecretsResult {
   /** Which of them this call generated (the others came from the configuration or the file). */
   generatedKeys: ReadonlyArray<keyof StoredSecrets>;
   /**
+   * The generated ones whose notice (where they are, how to use them) is still to be printed:
+   * those this call generated, and those a start before it generated but stopped before
+   * printing (see `noticeFile`). Printed once Herald listens, then `announced()`.
+   */
+  noticeKeys: ReadonlyArray<keyof StoredSecrets>;
+  /**
    * What other users of this machine may read, one line each, to be logged as warnings: the data
    * dir or secrets.json, when they existed already with group or other permissions (Herald
    * creates both for this user alone, but does not change the mode of what an operator made).
    */
   warnings: readonly string[];
-  /**
-   * Puts secrets.json back as it was before this call (removes it when this call created it):
-   * a start that fails after generating secrets keeps none of them, so that the next start
-   * generates them again and says where they are (the notice is printed once Herald listens).
-   */
-  discard(): void;
+  /** The notice of `noticeKeys` is printed: no later start prints it again. */
+  announced(): void;
 }
 
 export function secretsFile(dataDir: string): string {
   return join(resolve(dataDir), 'secrets.json');
+}
+
+/**
+ * DATA_DIR/secrets.json.notice: the keys Herald generated whose notice no
+ * start has printed yet, one a line. A start that fails after generating
+ * them (a port in use, a store locked) keeps them, and the next start prints
+ * the notice. It once removed them instead, so that the next start would
+ * generate and announce new ones; but a start beside it may have read them
+ * meanwhile and be running with them, and it went on with keys no file held
+ * (the next restart generated others, and every token signed with the old
+ * secret was refused).
+ */
+export function noticeFile(dataDir: string): string {
+  return `${secretsFile(dataDir)}.notice`;
+}
+
+/** The keys noticeFile owes a notice of; none when it is absent or unreadable. */
+function owedNotice(file: string): Array<keyof StoredSecrets> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return [];
+  }
+  return (['secret', 'apiToken'] as const).filter((key) => text.split('\n').includes(key));
 }
 
 /** Reads DATA_DIR/secrets.json if present. */
@@ -169,8 +196,15 @@ export function ensureSecrets(options: HeraldOptions): SecretsResult {
   // One warning for one directory: the group's write says chmod 700 already.
   const dirMode = trusted === undefined ? openToOthers(dir) : undefined;
   if (dirMode !== undefined) warnings.push(`the data dir ${dir} is open to other users (mode ${dirMode.toString(8).padStart(4, '0')}); its store, audit trail and secrets should be this user's alone: chmod 700 it`);
-  const nothing = (): void => undefined;
-  if (options.secret !== '' && options.apiToken !== '') return { options, file, generated: false, generatedKeys: [], warnings, discard: nothing };
+  const notice = noticeFile(options.dataDir);
+  const announced = (): void => {
+    try {
+      rmSync(notice, { force: true });
+    } catch {
+      // Best effort: the notice is printed again at the next start, nothing worse.
+    }
+  };
+  if (options.secret !== '' && options.apiToken !== '') return { options, file, generated: false, generatedKeys: [], noticeKeys: [], warnings, announced };
   // Read again when another first start made the file while this one generated its keys:
   // the first to make it wins, and every start then runs with the keys the file holds.
   for (let attempt = 1; ; attempt++) {
@@ -193,28 +227,31 @@ export function ensureSecrets(options: HeraldOptions): SecretsResult {
       generatedKeys.push('apiToken');
     }
     const generated = generatedKeys.length > 0;
-    const written = `${JSON.stringify(next, null, 2)}\n`;
+    const owed = owedNotice(notice);
     if (generated) {
       mkdirSync(dir, { recursive: true, mode: 0o700 });
       // Checked again once it is there: another user may have made it since the check above.
       trustedDir(dir);
-      if (!writeWhole(file, written, { create: text === undefined })) {
+      // Owed before the keys are there: a start beside this one that reads them owes it too.
+      const noticeText = [...new Set([...owed, ...generatedKeys])].map((key) => `${key}\n`).join('');
+      let madeIt: boolean;
+      try {
+        writeWhole(notice, noticeText);
+        madeIt = writeWhole(file, `${JSON.stringify(next, null, 2)}\n`, { create: text === undefined });
+      } catch (e) {
+        // Nothing generated is kept: no notice of it either (the next start generates anew).
+        if (owed.length === 0) rmSync(notice, { force: true });
+        throw e;
+      }
+      if (!madeIt) {
         if (attempt < 3) continue;
         throw new HeraldError('HERALD_ERR_CONFIG', `cannot write ${file}: other processes keep making and removing it`);
       }
       chmodSync(file, 0o600);
     }
     if (fileMode !== undefined) warnings.push(`${file} is readable by other users (mode ${fileMode.toString(8).padStart(4, '0')}): chmod 600 it`);
-    const discard = !generated ? nothing : (): void => {
-      try {
-        // Only while it holds what this start wrote: another start may have taken it up since.
-        if (text === undefined) {
-          if (readFileSync(file, 'utf8') === written) rmSync(file, { force: true });
-        } else writeWhole(file, text);
-      } catch {
-        // Best effort: the failure that called this is the one to report, not this one.
-      }
-    };
+    // A key now configured is not the file's: its notice (an `export` from the file) would mislead.
+    const noticeKeys = (['secret', 'apiToken'] as const).filter((key) => options[key] === '' && (generatedKeys.includes(key) || owed.includes(key)));
     return {
       options: Object.freeze({
         ...options,
@@ -224,8 +261,9 @@ export function ensureSecrets(options: HeraldOptions): SecretsResult {
       file,
       generated,
       generatedKeys,
+      noticeKeys,
       warnings,
-      discard,
+      announced,
     };
   }
 }
