@@ -7,7 +7,7 @@ import { ThrottledLog } from '../throttled-log.js';
 import type { AppendInput, AppendResult, MessageStatus, MessageStore, MessageStoreLimits, ReadResult, StoreCounts, StreamHead } from './message-store.js';
 import { PruneTimer } from './prune-timer.js';
 import { CorruptJournalError, decodeBody, decodeWtf8, detach, encodeAck, encodeEntry, type JournalEntry } from './journal-codec.js';
-import { abandonStoreFile, openStoreFile, SCHEMA_VERSION, SEQ_FLOOR_KEY, settleStoreFile, takeLock } from './sqlite-schema.js';
+import { abandonStoreFile, openStoreFile, SEQ_FLOOR_KEY, settleStoreFile, takeLock } from './sqlite-schema.js';
 import { isStoreFull, PRUNE_SLICE, StreamIndex, WriteBatch, type EvictHook, type StreamState } from './stream-index.js';
 import { JsonArena } from './json-arena.js';
 import { WalCheckpointer } from './wal-checkpointer.js';
