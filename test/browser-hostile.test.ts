@@ -70,6 +70,22 @@ describe('browser library against hostile notifications', { skip: browserSkipRea
     assert.equal(shown.texts[1], 'still here');
   });
 
+  it('shows a TEXT of `<a` over and over with no `>` at once: the tag scan does not backtrack', async () => {
+    const p = await page();
+    await connectPage(p, server.url, await server.token('admin', 2));
+    // 10,000 characters (maxTextChars): the scan before sanitising split each `<a…` run between
+    // two overlapping patterns every way, cubic in the length (4,000 characters blocked the tab
+    // 3.3 s, 10,000 about 50). A hostile sender's words, echoed by a backend, are enough.
+    const started = Date.now();
+    await send({ aid: 2 }, { TYPE: 'MESSAGE', TITLE: 'tags', TEXT: '<a'.repeat(5000) });
+    await send({ aid: 2 }, { TYPE: 'MESSAGE', TITLE: 'next', TEXT: 'still here' });
+    await waitForMessages(p, 2, 10_000);
+    const elapsed = Date.now() - started;
+    assert.ok(elapsed < 10_000, `both toasts shown in ${elapsed} ms`);
+    const texts = await p.evaluate(() => [...(document.getElementById('herald-toasts')?.shadowRoot?.querySelectorAll('.herald-text') ?? [])].map((t) => t.textContent ?? ''));
+    assert.equal(texts.at(-1), 'still here');
+  });
+
   it('cuts TEXT at maxTextChars without splitting a character, and leaves shorter TEXT whole', async () => {
     const p = await page();
     await p.goto(`${server.url}/demo`);
