@@ -31,6 +31,29 @@ describe('browser endpoint', () => {
     for (const t of tabs) t.close();
   });
 
+  test('WELCOME\'s ACKED says where a tab without a cursor is replayed from, on each stream', async () => {
+    const reader = await s.tab('user', 31);
+    await reader.nextOfType('WELCOME');
+    for (const n of [1, 2, 3]) assert.equal((await s.api('POST', '/api/v1/send', { to: { uid: 31 }, message: { TYPE: 'M', N: n } })).status, 200);
+    assert.equal((await s.api('POST', '/api/v1/send', { to: { all: 'users' }, message: { TYPE: 'B' } })).status, 200);
+    const second = await reader.next((f) => f?.N === 2);
+    const broadcast = await reader.next((f) => f?.TYPE === 'B');
+    reader.send({ TYPE: 'RESPONSE', SEQ: second.SEQ, EPOCH: second.EPOCH });
+    reader.send({ TYPE: 'RESPONSE', SEQ: broadcast.SEQ, EPOCH: broadcast.EPOCH, STREAM: '*' });
+    // Frames of one tab are handled in order: once the PONG is here, so are the acks.
+    reader.send({ TYPE: 'PING' });
+    await reader.nextOfType('PONG');
+    const fresh = await s.tab('user', 31);
+    const welcome = await fresh.nextOfType('WELCOME');
+    assert.deepEqual([welcome.SEQ, welcome.ACKED], [second.SEQ + 1, second.SEQ]);
+    assert.deepEqual([welcome.BROADCAST.SEQ, welcome.BROADCAST.ACKED], [broadcast.SEQ, broadcast.SEQ]);
+    // And it is replayed exactly what follows ACKED.
+    const replayed = await fresh.next((f) => f?.TYPE === 'M');
+    assert.equal(replayed.SEQ, welcome.ACKED + 1);
+    reader.close();
+    fresh.close();
+  });
+
   test('WELCOME asks for broadcast acks 25–50 times a second from all tabs of a kind together, for a count that does not give the tabs away', async () => {
     const first = await s.tab('admin', 7);
     // One tab: the browser library's own 2 s.

@@ -185,7 +185,6 @@ export class DeliveryTracker {
       this.#pending.broadcast = undefined;
     }
     this.#state.id = frame.ID;
-    this.#save();
     this.pace(frame);
     const shown = this.#readShown();
     for (const stream of ['own', 'broadcast'] as const) {
@@ -194,7 +193,14 @@ export class DeliveryTracker {
       const floor = shown !== undefined && shown.id === frame.ID && this.#state[stream] === undefined ? shown[stream] : undefined;
       if (floor) this.#floor[stream] = floor;
       else delete this.#floor[stream];
+      // A new tab is replayed what follows ACKED: that is its cursor until a notification
+      // moves it. Without one, a reconnect before its first notification came back as a new
+      // tab again, and missed what another tab acknowledged meanwhile (a broadcast, most often).
+      const head = stream === 'own' ? frame : frame.BROADCAST;
+      const start = { SEQ: head?.ACKED, EPOCH: head?.EPOCH };
+      if (this.#state[stream] === undefined && isCursor(start) && start.SEQ <= (head?.SEQ ?? -1)) this.#state[stream] = start;
     }
+    this.#save();
     return foreign;
   }
 

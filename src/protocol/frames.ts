@@ -57,6 +57,15 @@ export interface WelcomeFrame {
   SEQ: number;
   EPOCH: string;
   /**
+   * Where this tab is replayed from when it gave no cursor (a new tab): what
+   * follows this SEQ, the highest one acknowledged (or the last one dropped,
+   * when that is higher). A tab without a cursor takes it as its cursor, so
+   * that a reconnect before its first notification resumes from here and
+   * misses nothing another tab acknowledged meanwhile. Absent from servers
+   * before it.
+   */
+  ACKED?: number;
+  /**
    * The least mean wait, in ms, the server asks this tab to leave between
    * acks of this person's stream: tabs open on the node (rounded up to a
    * power of two, so that it does not give their number away) / `acksPerSecond`,
@@ -71,6 +80,8 @@ export interface WelcomeFrame {
 
 /** WELCOME's position of the broadcast stream, with the ack pace the server asks for. */
 export interface BroadcastCursor extends StreamCursor {
+  /** The same as WELCOME's own `ACKED`, for the broadcast stream (whose acknowledged SEQ all tabs of the kind share). */
+  ACKED?: number;
   /**
    * The mean wait, in ms, the server asks this tab to leave before acking
    * the broadcast stream. One tab's ack marks a broadcast read for every tab

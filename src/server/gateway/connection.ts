@@ -412,10 +412,12 @@ export class Connection implements Tab {
 
   #begin(cursors: ResumeCursors, own: StreamHead, broadcast: StreamHead): Promise<void> | undefined {
     this.#paceFor(this.#deps.tabCount(), this.#deps.tabCount(this.principal.kind));
+    const ownKey = principalKey(this.principal);
+    const broadcastKey = broadcastStreamKey(this.principal.kind);
     const welcome: WelcomeFrame = {
       TYPE: 'WELCOME', KIND: this.principal.kind, ID: this.principal.id, SESSION: this.id,
-      HEARTBEAT: this.#deps.limits.heartbeatMs, SEQ: own.lastSeq, EPOCH: own.epoch, ACK_MS: this.#toldAckMs.own,
-      BROADCAST: { SEQ: broadcast.lastSeq, EPOCH: broadcast.epoch, ACK_MS: this.#toldAckMs.broadcast },
+      HEARTBEAT: this.#deps.limits.heartbeatMs, SEQ: own.lastSeq, EPOCH: own.epoch, ACKED: this.#newTabAfter(ownKey, own), ACK_MS: this.#toldAckMs.own,
+      BROADCAST: { SEQ: broadcast.lastSeq, EPOCH: broadcast.epoch, ACKED: this.#newTabAfter(broadcastKey, broadcast), ACK_MS: this.#toldAckMs.broadcast },
     };
     this.#send(JSON.stringify(welcome));
     return this.#replay(cursors, own, broadcast);
@@ -596,6 +598,14 @@ export class Connection implements Tab {
     const held = this.#held ?? [];
     this.#held = undefined;
     for (const h of held) this.deliver(h.frame, h.origin);
+  }
+
+  /**
+   * The SEQ a tab that gives no cursor is replayed after: the highest acknowledged (docs/delivery.md,
+   * "Streams, SEQ and EPOCH"), or the last one the stream no longer retains when that is higher.
+   */
+  #newTabAfter(key: string, head: StreamHead): number {
+    return Math.max(head.ackedSeq, this.#deps.acks.pending(key), head.firstSeq - 1);
   }
 
   /** Sets the stream's position from the cursor; returns a promise only when it has to read the store. */
