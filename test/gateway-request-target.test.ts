@@ -2,9 +2,10 @@
  * A handshake whose request target node's HTTP parser lets through but that
  * is no URL (`//[`, `http://[`). It is the client's mistake: 400
  * HERALD_ERR_BAD_REQUEST, on the main port and on the compatibility ports,
- * where any path is accepted. It was answered 503 HERALD_ERR_INTERNAL "try
- * again later" (a client that retries on 503 would retry for ever), with an
- * error line in the log for each such request.
+ * where any path is accepted, and by the probe there (a plain request). It
+ * was answered 503 HERALD_ERR_INTERNAL "try again later" (a client that
+ * retries on 503 would retry for ever), with an error line in the log for
+ * each such request.
  */
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -56,6 +57,24 @@ describe('a handshake whose request target is no URL', () => {
       }
     });
   }
+
+  test('the probe on a compatibility port (a plain request, no upgrade) answers such a target 400 as well, not 503', async () => {
+    // There it is answered as the handshake would be (web/admission.ts): "try again later" told a
+    // client that checks before it connects to retry a request that can never succeed.
+    for (const target of ['//[', 'http://[/ws/admin']) {
+      const answer = await new Promise<string>((resolve, reject) => {
+        const socket = net.connect(ports[1]!, '127.0.0.1');
+        let text = '';
+        socket.on('data', (d: Buffer) => { text += d.toString('latin1'); });
+        socket.on('error', reject);
+        socket.on('close', () => resolve(text));
+        socket.write(`GET ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nCookie: herald_token=${token}\r\n\r\n`);
+      });
+      assert.match(answer, /^HTTP\/1\.1 400 Bad Request\r\n/, answer);
+      const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as { error: { code: string; message: string } };
+      assert.deepEqual(body.error, { code: 'HERALD_ERR_BAD_REQUEST', message: 'the request target is not a valid URL' });
+    }
+  });
 
   // ws checks these only after the upgrade event: each was first admitted (a look-up at the
   // panel's database or panel with the sql or http resolver), then answered in ws's plain text.

@@ -12,7 +12,7 @@
 import type { IncomingMessage } from 'node:http';
 import type { PrincipalKind } from '../../protocol/principal.js';
 import { HeraldError } from '../errors.js';
-import { admit, type AdmissionDeps as HandshakeDeps } from '../gateway/admission.js';
+import { admit, requestUrl, type AdmissionDeps as HandshakeDeps } from '../gateway/admission.js';
 
 /** What the probe is answered from: the handshake's checks, and how to spare the resolver. */
 export interface AdmissionDeps extends HandshakeDeps {
@@ -46,8 +46,15 @@ export interface ProbeAnswer {
  * allowed Origin, so that a page on the panel's origin can read it.
  */
 export async function probeAnswer(deps: AdmissionDeps, kind: PrincipalKind, req: IncomingMessage): Promise<ProbeAnswer> {
+  let url: URL;
+  try {
+    url = requestUrl(req);
+  } catch {
+    // As the handshake answers it (gateway.ts): the client's mistake, not "try again later".
+    return { error: new HeraldError('HERALD_ERR_BAD_REQUEST', 'the request target is not a valid URL'), headers: { 'cache-control': 'no-store' } };
+  }
   // The Origin check, a missing credential (401) and the cache answer as for the handshake.
-  const a = await (deps.spareLookUps ? deps.spareLookUps(() => admit(deps, kind, req)) : admit(deps, kind, req));
+  const a = await (deps.spareLookUps ? deps.spareLookUps(() => admit(deps, kind, req, url)) : admit(deps, kind, req, url));
   const status = a.admitted ? 426 : a.status;
   const headers: Record<string, string> = { vary: 'origin', 'cache-control': 'no-store' };
   const origin = req.headers.origin;
