@@ -109,6 +109,16 @@ describe('desktop notifications across the tabs of one person', { skip: browserS
     assert.equal(await p.evaluate(() => document.getElementById('herald-toasts')), null, 'and no toast');
   });
 
+  it('brings a TEXT\'s blank lines to the desktop as one, whatever spaces and tabs they hold, and lines without trailing ones', async () => {
+    const p = await tab(66, { toasts: false });
+    assert.equal(await enable(p), 'granted');
+    await p.evaluate(() => (window as unknown as Page$).setHidden(true));
+    const spaces = ' '.repeat(3000);
+    await send(66, { TYPE: 'MESSAGE', TITLE: 'Lines', TEXT: `one \t<br> \t <br><br>  two<br>three${spaces}<br>${spaces}x<p>four</p>` });
+    await handled([p], 1);
+    assert.deepEqual((await notes(p)).map((n) => n.body), [`one\n\n  two\nthree\n${spaces}xfour`]);
+  });
+
   it('names what has no title, and sums up the rest, in the page\'s own words (untitledText, moreText)', async () => {
     const p = await newTab(context);
     pages.push(p);
