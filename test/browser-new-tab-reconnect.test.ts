@@ -8,55 +8,19 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type Server, type Socket } from 'node:net';
 import type { Browser, Page } from 'playwright-core';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, connectPage, launchBrowser, newPage, waitForMessages, waitForState, type W } from './helpers/browser.js';
-import { pipeTo } from './helpers/freezable-proxy.js';
-
-/** A proxy to Herald that cuts every connection it carries and refuses new ones while down. */
-class CuttableProxy {
-  readonly #server: Server;
-  readonly #pairs = new Set<[Socket, Socket]>();
-  down = false;
-  port = 0;
-
-  constructor(target: number) {
-    this.#server = createServer((client) => {
-      if (this.down) return void client.destroy();
-      const pair: [Socket, Socket] = [client, pipeTo(client, target)];
-      this.#pairs.add(pair);
-      client.on('close', () => this.#pairs.delete(pair));
-    });
-  }
-
-  async listen(): Promise<void> {
-    await new Promise<void>((resolve) => this.#server.listen(0, '127.0.0.1', resolve));
-    this.port = (this.#server.address() as { port: number }).port;
-  }
-
-  cut(): void {
-    this.down = true;
-    for (const [a, b] of this.#pairs) {
-      a.destroy();
-      b.destroy();
-    }
-  }
-
-  async close(): Promise<void> {
-    this.cut();
-    await new Promise((resolve) => this.#server.close(resolve));
-  }
-}
+import { FreezableProxy } from './helpers/freezable-proxy.js';
 
 describe('a tab reconnecting before its first notification', { skip: browserSkipReason() }, () => {
   let server: TestServer;
   let browser: Browser;
-  let proxy: CuttableProxy;
+  let proxy: FreezableProxy;
 
   before(async () => {
     [server, browser] = await Promise.all([startHerald(), launchBrowser()]);
-    proxy = new CuttableProxy(Number(new URL(server.url).port));
+    proxy = new FreezableProxy(Number(new URL(server.url).port));
     await proxy.listen();
   });
   after(async () => {

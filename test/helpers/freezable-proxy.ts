@@ -3,7 +3,8 @@
  * joins a client to the server, and FreezableProxy's open connections can
  * be frozen: no byte flows either way and both sockets stay open, as on a
  * network that went away without closing anything (a dead link). New
- * connections still work.
+ * connections still work. Or cut: every connection closed, and new ones
+ * refused while `down`, as while a network is away.
  */
 import { connect, createServer, type Server, type Socket } from 'node:net';
 
@@ -30,9 +31,12 @@ export class FreezableProxy {
   readonly #server: Server;
   readonly #pairs = new Set<[Socket, Socket]>();
   port = 0;
+  /** New connections are closed at once (cut() sets it; set it false to let them through again). */
+  down = false;
 
   constructor(targetPort: number) {
     this.#server = createServer((client: Socket) => {
+      if (this.down) return void client.destroy();
       const pair: [Socket, Socket] = [client, pipeTo(client, targetPort)];
       this.#pairs.add(pair);
       client.on('close', () => this.#pairs.delete(pair));
@@ -56,11 +60,17 @@ export class FreezableProxy {
     return this.#pairs.size;
   }
 
-  async close(): Promise<void> {
+  /** Closes every open connection, and refuses new ones until `down` is set false. */
+  cut(): void {
+    this.down = true;
     for (const [a, b] of this.#pairs) {
       a.destroy();
       b.destroy();
     }
+  }
+
+  async close(): Promise<void> {
+    this.cut();
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
 }
