@@ -75,6 +75,18 @@ describe('BrowserSender: background commands and legacy requests', () => {
     await assert.rejects(noAid.runInBackground('ping', { args: ['-c', '1', '127.0.0.1'] }), (e: unknown) => e instanceof HeraldSdkError && e.code === 'HERALD_ERR_BAD_ARGUMENT');
   });
 
+  test('args that are not an array of strings are refused before anything runs: a command line was spread into its characters', async () => {
+    const before = (await sender.listCommands()).length;
+    for (const args of ['-c 1 127.0.0.1', ['-c', 1], { 0: '-c' }] as unknown[]) {
+      await assert.rejects(
+        sender.runInBackground('ping', { args: args as string[] }),
+        (e: unknown) => e instanceof HeraldSdkError && e.code === 'HERALD_ERR_BAD_ARGUMENT' && /args must be an array of strings/.test(e.message),
+        JSON.stringify(args),
+      );
+    }
+    assert.equal((await sender.listCommands()).length, before, 'nothing was run');
+  });
+
   test('jsonRequest: the seed\'s COMMAND, wrapped in MESSAGE as the Perl client sent it, is accepted with 1', async () => {
     const tab = await s.tab('admin', 3);
     await tab.nextOfType('WELCOME');

@@ -142,6 +142,33 @@ describe('HttpTransport: deadlines and the url', () => {
     }
   });
 
+  test('a proxy\'s answer that is not Herald\'s (HTML, other JSON) still has its Retry-After waited for and told', async () => {
+    // A gateway in maintenance: 503 with an HTML page, then Herald's answer. Before, only Herald's
+    // own error bodies carried the wait, and a GET was sent again within the jitter (about 50 ms).
+    const bodies: Array<[number, Record<string, string>, string]> = [];
+    const times: number[] = [];
+    const proxy = createServer((req, res) => {
+      req.resume();
+      times.push(performance.now());
+      const [status, headers, body] = bodies.shift() ?? [200, { 'content-type': 'application/json' }, JSON.stringify({ ids: [1] })];
+      res.writeHead(status, headers).end(body);
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    try {
+      const sender = new BrowserSender({ url: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, apiToken: 'whatever-token-123', retryForMs: 20_000 });
+      bodies.push([503, { 'content-type': 'text/html', 'retry-after': '1' }, '<html>maintenance</html>']);
+      assert.deepEqual(await sender.connectedAdmins(), [1]);
+      assert.equal(times.length, 2);
+      assert.ok(times[1]! - times[0]! >= 990, `sent again after ${Math.round(times[1]! - times[0]!)} ms, Retry-After asked 1000`);
+      for (const [type, body] of [['text/html', '<html>slow down</html>'], ['application/json', '{"message":"rate limited"}']] as const) {
+        bodies.push([429, { 'content-type': type, 'retry-after': '7' }, body]);
+        await assert.rejects(sender.connectedAdmins(), (e: unknown) => e instanceof HeraldSdkError && e.code === 'HERALD_ERR_BAD_RESPONSE' && e.status === 429 && e.retryAfterMs === 7000, type);
+      }
+    } finally {
+      proxy.close();
+    }
+  });
+
   test('503 HERALD_ERR_SHUTTING_DOWN is sent again only with Retry-After, the mark of Herald\'s door refusing it before any route ran', async () => {
     // What a stopping Herald answers: the door's refusal (with Retry-After), then, for the
     // second sender, a route's own SHUTTING_DOWN (no Retry-After: the route ran and audited it).

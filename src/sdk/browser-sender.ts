@@ -307,7 +307,13 @@ export class BrowserSender {
     if (aid === undefined) throw badArgument('runInBackground needs an admin: pass { aid } or the constructor\'s "aid"');
     if (!isPersonId(aid)) throw badArgument(`aid must be a positive integer, got ${shownValue(aid)}`);
     if (typeof program !== 'string' || program === '') throw badArgument('program must be a non-empty string');
-    const body: Record<string, unknown> = { aid, program, args: [...(options.args ?? [])] };
+    // A string was spread into its characters ('-c 1' ran the program with - c ' ' 1), a valid
+    // vector the server could not tell from one meant: the Perl habit refused here instead.
+    const args = options.args ?? [];
+    if (!Array.isArray(args) || !args.every((a) => typeof a === 'string')) {
+      throw badArgument(`args must be an array of strings (an argument vector such as ['-c', '3'], not a command line), got ${shownValue(args)}`);
+    }
+    const body: Record<string, unknown> = { aid, program, args: [...args] };
     if (options.timeout !== undefined) body.timeout = options.timeout;
     if (options.success !== undefined) body.success = options.success;
     if (options.error !== undefined) body.error = options.error;

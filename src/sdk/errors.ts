@@ -57,9 +57,10 @@ export class HeraldSdkError extends Error {
   /** The server's `details`, when it gave any: on a 404 of a lookup, `{ resource: 'message' }` (or `'command'`), which a route that does not exist never gives. */
   readonly details: unknown;
   /**
-   * When the answer carried `Retry-After` (seconds), that wait in ms. Herald
-   * sends it with the 503 HERALD_ERR_SHUTTING_DOWN by which a stopping server
-   * refuses a request before any route has run (docs/sdk.md, Retries). The
+   * When the answer carried `Retry-After` (seconds), that wait in ms, whoever
+   * answered (a proxy's 503 or 429 page too). Herald sends it with the 503
+   * HERALD_ERR_SHUTTING_DOWN by which a stopping server refuses a request
+   * before any route has run (docs/sdk.md, Retries). The
    * SDK waits at least that long before it asks again, and the error it
    * throws when it gives up still carries it.
    */

@@ -220,17 +220,20 @@ export class HttpTransport {
         response.status,
       );
     }
+    // Whoever answered: a proxy's 503 or 429 page asks for its wait too, and a repeat sooner
+    // would only meet it again (request() waits at least this long).
+    const retryAfterMs = response.ok ? undefined : retryAfter(response.headers.get('retry-after'));
     let parsed: unknown;
     if (text !== '') {
       try {
         parsed = JSON.parse(text);
       } catch {
         // Cut after the token is taken out: a cut through it would leave part of it.
-        throw new HeraldSdkError('HERALD_ERR_BAD_RESPONSE', `${method} ${url}: HTTP ${response.status} with a body that is not JSON: ${this.#redact(text).slice(0, 120)}`, response.status);
+        throw new HeraldSdkError('HERALD_ERR_BAD_RESPONSE', `${method} ${url}: HTTP ${response.status} with a body that is not JSON: ${this.#redact(text).slice(0, 120)}`, response.status, undefined, { retryAfterMs });
       }
     }
     if (response.ok || allow.includes(response.status)) return { status: response.status, body: parsed, attempts: 1, redact: this.#redact };
-    throw serverError(parsed, response.status, method, url, retryAfter(response.headers.get('retry-after')), this.#redact);
+    throw serverError(parsed, response.status, method, url, retryAfterMs, this.#redact);
   }
 }
 
@@ -423,5 +426,5 @@ function serverError(body: unknown, status: number, method: string, url: string,
     const message = typeof err.message === 'string' ? redact(err.message) : err.code;
     return new HeraldSdkError(err.code as HeraldErrorCode, message, status, redactValue(err.details, redact), { retryAfterMs });
   }
-  return new HeraldSdkError('HERALD_ERR_BAD_RESPONSE', `${method} ${url}: HTTP ${status} without a Herald error body`, status, redactValue(body, redact));
+  return new HeraldSdkError('HERALD_ERR_BAD_RESPONSE', `${method} ${url}: HTTP ${status} without a Herald error body`, status, redactValue(body, redact), { retryAfterMs });
 }
