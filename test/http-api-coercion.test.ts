@@ -192,6 +192,35 @@ describe('a number as a message is refused, not sent as its text', () => {
     assert.equal(await tab.next((f) => typeof f === 'string'), 'after');
   });
 
+  test('a notification\'s TYPE that is not a string is refused, on /send, in a batch and in a command\'s notes: the tab got "true", "5" or "X"', async () => {
+    const tab = await s.tab('admin', 6);
+    await tab.nextOfType('WELCOME');
+    for (const type of [true, 5, ['X'], null]) {
+      const r = await s.api('POST', '/api/v1/send', { to: { aid: 6 }, message: { TYPE: type, FLAG: true } });
+      assert.equal(r.status, 400, JSON.stringify(r.body));
+      const shown = type === null ? 'null' : Array.isArray(type) ? 'an array' : typeof type === 'boolean' ? 'true' : 'number';
+      assert.deepEqual(r.body.error, { code: 'HERALD_ERR_VALIDATION', message: `body/message/TYPE must be string, not ${shown}` });
+    }
+    const batch = await s.api('POST', '/api/v1/send/batch', { messages: [{ to: { aid: 6 }, message: { TYPE: 'OK' } }, { to: { aid: 6 }, message: { TYPE: false } }] });
+    assert.equal(batch.status, 400, JSON.stringify(batch.body));
+    assert.equal(batch.body.error.message, 'body/messages/1/message/TYPE must be string, not false');
+    const command = await s.api('POST', '/api/v1/commands', { aid: 1, program: 'echo', args: ['x'], success: { TYPE: 7, TEXT: 'done' } });
+    assert.equal(command.status, 400, JSON.stringify(command.body));
+    assert.equal(command.body.error.message, 'body/success/TYPE must be string, not number');
+    // Nothing reached the tab: the next thing it gets is the send after, with its other fields as sent.
+    assert.equal((await s.api('POST', '/api/v1/send', { to: { aid: 6 }, message: { TYPE: 'AFTER', FLAG: true, N: null } })).status, 200);
+    const next = await tab.next((f) => typeof f === 'object' && f !== null && f.TYPE !== 'PING' && f.TYPE !== 'PACE');
+    assert.deepEqual([next.TYPE, next.FLAG, next.N], ['AFTER', true, null]);
+  });
+
+  test('POST /commands with a program that is not a string: 400, and nothing runs ("program":true ran /usr/bin/true)', async () => {
+    for (const [program, shown] of [[true, 'true'], [['echo'], 'an array'], [null, 'null'], [5, 'number']] as const) {
+      const r = await s.api('POST', '/api/v1/commands', { aid: 1, program, args: ['x'] });
+      assert.equal(r.status, 400, JSON.stringify(r.body));
+      assert.equal(r.body.error.message, `body/program must be string, not ${shown}`);
+    }
+  });
+
   test('POST /commands {"success":5}: 400, as on /send', async () => {
     const r = await s.api('POST', '/api/v1/commands', { aid: 1, program: 'echo', args: ['x'], success: 5 });
     assert.equal(r.status, 400, JSON.stringify(r.body));

@@ -13,7 +13,7 @@ import type { NotificationPayload } from '../../protocol/frames.js';
 import { pairStart } from '../../protocol/text-cut.js';
 import type { CommandInfo, CommandRequest, CommandService, RefusedCommandRequest } from '../commands/command-service.js';
 import { HeraldError, isHeraldError } from '../errors.js';
-import { convertedScalar, FiniteInteger, FiniteNumber, jsonType, schemaRefusal } from './schemas.js';
+import { convertedScalar, FiniteInteger, FiniteNumber, jsonType, notificationTypeRefusal, schemaRefusal } from './schemas.js';
 import { errorAnswer, missingAnswer, routeAnswers } from './openapi.js';
 
 const Notification = Type.Union([
@@ -224,6 +224,8 @@ function convertedCommandField(body: unknown): string | undefined {
   const converted = (v: unknown): boolean => v === null || typeof v === 'boolean';
   const scalar = convertedScalar(b, 'body', [['aid', 'integer'], ['timeout', 'number']]);
   if (scalar !== undefined) return scalar;
+  // `"program":true` ran /usr/bin/true (where commandsAllow has it), `["true"]` too.
+  if ('program' in b && typeof b.program !== 'string') return `body/program must be string, not ${jsonType(b.program)}`;
   if (converted(b.args)) return `body/args must be an array of strings, not ${jsonType(b.args)}`;
   if (Array.isArray(b.args)) {
     // An argument that is an array: the validator takes `[null]` for its item, one empty argument.
@@ -234,6 +236,8 @@ function convertedCommandField(body: unknown): string | undefined {
     // A number too: it would become a text ("5"), as on /send.
     // An array too: `[true]` told the admin the text "true", `[null]` an empty one.
     if (converted(b[k]) || typeof b[k] === 'number' || Array.isArray(b[k])) return `body/${k} must be a notification object (with a TYPE) or a string, not ${jsonType(b[k])}`;
+    const type = notificationTypeRefusal(b[k], `body/${k}`);
+    if (type !== undefined) return type;
   }
   return undefined;
 }

@@ -14,7 +14,7 @@ import type { CommandService } from '../commands/command-service.js';
 import { registerCommandRoutes } from './commands-routes.js';
 import { handleLegacyRequest } from './legacy-handler.js';
 import {
-  convertedScalar, DisconnectBody, jsonType, KindParam, PersonId, refuseConverted, schemaRefusal,
+  convertedScalar, DisconnectBody, jsonType, KindParam, notificationTypeRefusal, PersonId, refuseConverted, schemaRefusal,
   SendBatchBody, SendBody, TokenBody, type Recipient, type ScalarField,
 } from './schemas.js';
 import { MessageStatusReply, missingAnswer, routeAnswers, SendBatchReply, SendReply, StatusReply } from './openapi.js';
@@ -463,6 +463,8 @@ function convertedField(body: unknown, at: string, route: 'send' | 'disconnect')
     // A number too: the validator made `"message":5` the text "5", where the API takes an object or a string.
     const m = b.message;
     if (m === null || typeof m === 'boolean' || typeof m === 'number' || Array.isArray(m)) return `${at}/message must be a notification object (with a TYPE) or a string, not ${jsonType(m)}`;
+    const type = notificationTypeRefusal(m, `${at}/message`);
+    if (type !== undefined) return type;
   }
   // The validator also takes a one-item array for its item (coerceTypes 'array'): `[null]` was ttl 0.
   return convertedScalar(b, at, route === 'send' ? SEND_SCALARS : DISCONNECT_SCALARS);

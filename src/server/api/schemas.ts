@@ -107,6 +107,17 @@ export function jsonType(v: unknown): string {
   return v === null ? 'null' : Array.isArray(v) ? 'an array' : typeof v === 'boolean' ? String(v) : typeof v;
 }
 
+/**
+ * The refusal of a notification object's TYPE that is not a string, else undefined. The
+ * validator made `true` the TYPE "true", `5` "5" and `["X"]` "X", and the tab got a TYPE
+ * the panel never sent, where the rest of a notification reaches it as sent.
+ */
+export function notificationTypeRefusal(m: unknown, at: string): string | undefined {
+  if (typeof m !== 'object' || m === null || !('TYPE' in m)) return undefined;
+  const type = (m as { TYPE: unknown }).TYPE;
+  return typeof type === 'string' ? undefined : `${at}/TYPE must be string, not ${jsonType(type)}`;
+}
+
 /** A body's own scalar field and the type a refusal says it must be: `['ttl', 'number']`. */
 export type ScalarField = readonly [name: string, type: string];
 
