@@ -19,24 +19,32 @@ import { gone, processAlive, processesShown, within } from './commands-fixture.j
 import { startHerald, type TestServer } from './helpers/server.js';
 
 const SRC = new URL('../src/server/', import.meta.url).href;
-const commands = { commandsEnabled: true, commandsAllow: ['sleep'], commandsPath: '/usr/bin:/bin', legacyEnabled: false, store: 'memory' };
+const commands = { commandsEnabled: true, commandsAllow: ['sleep', 'sh'], commandsPath: '/usr/bin:/bin', legacyEnabled: false, store: 'memory' };
 
 /**
  * A Herald in a child node (TypeScript through tsx) on `dataDir` that starts `sleep <seconds>`,
  * prints the command's id, and then waits; with `crash`, it throws from a timer (an uncaught
  * exception) once a line comes on its stdin (crashNow): not on a timer of its own, which could
  * fire, and the exiting Herald kill the program, before a loaded machine let the test see it run.
+ * 'after-cancel': the sleep ignores SIGTERM (sh traps it, then execs sleep), and the line on stdin
+ * cancels the run through the API first, so that the crash comes during the cancel's grace.
  */
-async function heraldRunningSleep(dataDir: string, seconds: string, crash: boolean): Promise<{ child: ChildProcess; id: string }> {
+async function heraldRunningSleep(dataDir: string, seconds: string, crash: boolean | 'after-cancel'): Promise<{ child: ChildProcess; id: string }> {
+  const run = crash === 'after-cancel'
+    ? `program: 'sh', args: ['-c', ${JSON.stringify(`trap "" TERM; exec sleep ${seconds}`)}]`
+    : `program: 'sleep', args: [${JSON.stringify(seconds)}]`;
+  const onLine = crash === 'after-cancel'
+    ? "process.stdin.once('data', () => { herald.commands.cancel(info.id).catch(() => {}); setTimeout(() => { throw new Error('boom: an application bug'); }, 100); });"
+    : "process.stdin.once('data', () => setTimeout(() => { throw new Error('boom: an application bug'); }, 0));";
   const code = `
     import { createHerald } from ${JSON.stringify(`${SRC}herald.ts`)};
     import { loadOptions } from ${JSON.stringify(`${SRC}options.ts`)};
     const options = loadOptions({ env: {}, overrides: { ...${JSON.stringify(commands)}, host: '127.0.0.1', port: 0,
       dataDir: ${JSON.stringify(dataDir)}, logLevel: 'silent', secret: 'crash-audit-secret-0123456789abcdef0123', apiToken: 'crash-audit-token-0123456789' } });
     const herald = await createHerald(options);
-    const info = await herald.commands.start({ aid: 7, program: 'sleep', args: [${JSON.stringify(seconds)}], door: 'http', requestedBy: 'test' });
+    const info = await herald.commands.start({ aid: 7, ${run}, door: 'http', requestedBy: 'test' });
     console.log(JSON.stringify({ id: info.id }));
-    ${crash ? "process.stdin.once('data', () => setTimeout(() => { throw new Error('boom: an application bug'); }, 0));" : 'setInterval(() => {}, 1000);'}
+    ${crash ? onLine : 'setInterval(() => {}, 1000);'}
   `;
   const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { stdio: [crash ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -112,6 +120,23 @@ describe('a run in progress when Herald dies without its shutdown', () => {
     const got = await fresh.api('GET', `/api/v1/commands/${id}`);
     assert.equal(got.status, 200, JSON.stringify(got.body));
     assert.deepEqual([got.body.state, got.body.source, got.body.error], ['cancelled', 'audit', 'Herald exited without stopping it (a crash, or a forced exit): killed']);
+  });
+
+  it('a crash during a cancel\'s grace: the run is recorded as cancelled through the API, not as one Herald never stopped', async () => {
+    const seconds = uniqueSeconds();
+    const { child, id } = await heraldRunningSleep(dataDir, seconds, 'after-cancel');
+    const sleep = (await processesShown(['sleep', seconds]))[0];
+    assert.ok(sleep !== undefined, 'the command runs');
+    strays.push(sleep);
+    const exited = new Promise((r) => child.once('exit', r));
+    child.stdin!.end('cancel, then crash\n');
+    assert.notEqual(await exited, 0, 'the Herald child crashed');
+    assert.ok(await gone(sleep), 'the exit listener killed the program, which ignored the SIGTERM');
+
+    fresh = await startHerald(commands, { dataDir });
+    const got = await fresh.api('GET', `/api/v1/commands/${id}`);
+    assert.equal(got.status, 200, JSON.stringify(got.body));
+    assert.deepEqual([got.body.state, got.body.source, got.body.error], ['cancelled', 'audit', 'through the API']);
   });
 
   it('kills only a program that is provably the one Herald started, and leaves the runs of a Herald still alive alone', async () => {

@@ -197,8 +197,10 @@ export class CommandRunner implements CommandService {
       // Its end, as far as this process will ever know it, while the audit file can still take it
       // (better-sqlite3 writes synchronously, as an 'exit' listener must); without it, the next
       // start would find the run open and call it lost.
-      // A program that had ended (only what it left in its group was still there) keeps its outcome.
-      if (!run.exited) {
+      // A program that had ended (only what it left in its group was still there) keeps its outcome,
+      // and so does one being stopped already (a cancel, a timeout, the shutdown, in their grace):
+      // this SIGKILL only ends that stop early, and the audit keeps who cancelled it.
+      if (!run.exited && run.stopping === undefined) {
         run.stopping = 'shutdown';
         run.error = 'Herald exited without stopping it (a crash, or a forced exit): killed';
       }
