@@ -611,18 +611,18 @@ export class Connection implements Tab {
   /** Sets the stream's position from the cursor; returns a promise only when it has to read the store. */
   #replayStream(stream: 'own' | 'broadcast', key: string, cursor: ResumeCursors['own'], head: StreamHead): Promise<void> | undefined {
     this.#epochs[stream] = head.epoch;
-    const acked = Math.max(head.ackedSeq, this.#deps.acks.pending(key));
     let after: number;
     if (!cursor) {
-      // A new tab: what nobody has acknowledged yet (docs/delivery.md, "Streams, SEQ and EPOCH").
-      after = acked;
+      // A new tab: what nobody has acknowledged yet (docs/delivery.md, "Streams, SEQ and EPOCH"),
+      // where WELCOME's ACKED said, worked out the same way in the same turn.
+      after = this.#newTabAfter(key, head);
     } else if (cursor.epoch !== undefined && cursor.epoch !== head.epoch) {
-      after = acked;
-      this.#reset(stream, head.epoch, Math.max(after, head.firstSeq - 1), 'epoch changed');
+      after = this.#newTabAfter(key, head);
+      this.#reset(stream, head.epoch, after, 'epoch changed');
     } else if (cursor.seq > head.lastSeq) {
       // Ahead of the stream: its history was lost without our knowing. Start over, loudly.
-      after = acked;
-      this.#reset(stream, head.epoch, Math.max(after, head.firstSeq - 1), 'epoch changed');
+      after = this.#newTabAfter(key, head);
+      this.#reset(stream, head.epoch, after, 'epoch changed');
     } else {
       after = cursor.seq;
       if (after < head.firstSeq - 1) {
