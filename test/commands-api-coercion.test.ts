@@ -26,6 +26,10 @@ describe('a command request with null or a boolean where a value is converted', 
     [{ ...RUN, timeout: null }, 'body/timeout must be number, not null'],
     [{ ...RUN, args: null }, 'body/args must be an array of strings, not null'],
     [{ ...RUN, args: ['-c', true, '127.0.0.1'] }, 'body/args/1 must be string, not true'],
+    // The seed's command line as one string: it ran as one argument, `ping '-c 1 127.0.0.1'`.
+    [{ ...RUN, args: '-c 1 127.0.0.1' }, 'body/args must be an array of strings, not string'],
+    [{ ...RUN, args: 5 }, 'body/args must be an array of strings, not number'],
+    [{ ...RUN, args: { 0: '-c' } }, 'body/args must be an array of strings, not object'],
     [{ ...RUN, success: null }, 'body/success must be a notification object (with a TYPE) or a string, not null'],
     [{ ...RUN, error: false }, 'body/error must be a notification object (with a TYPE) or a string, not false'],
     // The validator takes a one-item array for its item: `[true]` became the text "true", `[null]` one empty argument.
