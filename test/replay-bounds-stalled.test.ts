@@ -69,15 +69,6 @@ class StalledTab extends RawTab {
     return tab;
   }
 
-  /** Sends a text frame, masked as a client's must be (RFC 6455 §5.3). */
-  sendText(text: string): void {
-    const payload = Buffer.from(text);
-    const mask = randomBytes(4);
-    for (let i = 0; i < payload.length; i++) payload[i] = payload[i]! ^ mask[i & 3]!;
-    const head = payload.length < 126 ? Buffer.from([0x81, 0x80 | payload.length]) : Buffer.from([0x81, 0xfe, payload.length >> 8, payload.length & 0xff]);
-    this.socket.write(Buffer.concat([head, mask, payload]));
-  }
-
   /** Every `everyMs`, sends the frame `frame()` gives, if any, until stop(). */
   every(everyMs: number, frame: () => object | undefined): void {
     const timer = setInterval(() => {

@@ -496,8 +496,16 @@ export class Connection implements Tab {
   #replay(cursors: ResumeCursors, own: StreamHead, broadcast: StreamHead): Promise<void> | undefined {
     let reading: Promise<void> | undefined;
     try {
-      const ownRead = this.#replayStream('own', principalKey(this.principal), cursors.own, own);
-      const broadcastRead = () => this.#replayStream('broadcast', broadcastStreamKey(this.principal.kind), cursors.broadcast, broadcast);
+      // Both streams are placed now, in the turn WELCOME was sent in; only their reads wait for
+      // each other. Placed after the own stream's read, a new tab's broadcast start took in acks
+      // other tabs gave meanwhile, past broadcasts held for it (dropped as sent), and its
+      // broadcast acks were dropped until then (no EPOCH to take them in).
+      const ownKey = principalKey(this.principal);
+      const broadcastKey = broadcastStreamKey(this.principal.kind);
+      const ownUpTo = this.#placeStream('own', ownKey, cursors.own, own);
+      const broadcastUpTo = this.#placeStream('broadcast', broadcastKey, cursors.broadcast, broadcast);
+      const ownRead = ownUpTo === undefined ? undefined : this.#readStream('own', ownKey, ownUpTo);
+      const broadcastRead = () => broadcastUpTo === undefined ? undefined : this.#readStream('broadcast', broadcastKey, broadcastUpTo);
       reading = ownRead ? ownRead.then(broadcastRead) : broadcastRead();
     } catch (err) {
       this.#replayEnded(err);
@@ -608,8 +616,8 @@ export class Connection implements Tab {
     return Math.max(head.ackedSeq, this.#deps.acks.pending(key), head.firstSeq - 1);
   }
 
-  /** Sets the stream's position from the cursor; returns a promise only when it has to read the store. */
-  #replayStream(stream: 'own' | 'broadcast', key: string, cursor: ResumeCursors['own'], head: StreamHead): Promise<void> | undefined {
+  /** Sets the stream's position from the cursor; returns the SEQ to read the store up to, undefined when there is nothing to read. */
+  #placeStream(stream: 'own' | 'broadcast', key: string, cursor: ResumeCursors['own'], head: StreamHead): number | undefined {
     this.#epochs[stream] = head.epoch;
     let after: number;
     if (!cursor) {
@@ -647,8 +655,7 @@ export class Connection implements Tab {
     // reads its heads long after such frames were held, and sent them from
     // the store ahead of the live-only ones published before them.
     const upTo = Math.min(head.lastSeq, this.#firstHeld(stream) - 1);
-    if (upTo <= after) return undefined;
-    return this.#readStream(stream, key, upTo);
+    return upTo <= after ? undefined : upTo;
   }
 
   /** The lowest SEQ of `stream` among the held frames (Infinity: none). */
