@@ -6,7 +6,8 @@
  * sessionStorage, so that a reconnect or a reload resumes where it left off:
  *
  * - at connect, the cursors go into the query (`seq`, `epoch`, `bseq`,
- *   `bepoch`) and the server replays what came after them;
+ *   `bepoch`; `after`/`bafter` for one WELCOME's ACKED placed, before any
+ *   notification of its stream) and the server replays what came after them;
  * - a frame with SEQ ≤ cursor and the same EPOCH is a duplicate (the seam
  *   between replay and live delivery) and is dropped;
  * - accepted frames are acknowledged cumulatively with
@@ -19,11 +20,21 @@ import { BROADCAST_STREAM } from '../protocol/frames.js';
 
 export type StreamName = 'own' | 'broadcast';
 
+/**
+ * A stream's cursor as this tab keeps it. `START`: the tab was shown nothing
+ * of the stream since WELCOME's ACKED placed it there; it resumes with
+ * `after` instead of `seq`, and the server does not take it for a tab that
+ * missed what the cap or expiry removed.
+ */
+interface TabCursor extends StreamCursor {
+  START?: true;
+}
+
 interface StoredCursors {
   /** Whose streams these are (from WELCOME); cursors of another person are discarded. */
   id?: number;
-  own?: StreamCursor;
-  broadcast?: StreamCursor;
+  own?: TabCursor;
+  broadcast?: TabCursor;
 }
 
 export interface DeliveryOptions {
@@ -153,7 +164,7 @@ export class DeliveryTracker {
   /** The cursor of a stream, if any frame of it was seen (or restored). */
   cursor(stream: StreamName): StreamCursor | undefined {
     const c = this.#state[stream];
-    return c ? { ...c } : undefined;
+    return c ? { SEQ: c.SEQ, EPOCH: c.EPOCH } : undefined;
   }
 
   /** Query parameters that ask the server to resume after our cursors. */
@@ -162,11 +173,11 @@ export class DeliveryTracker {
     const own = this.#state.own;
     const b = this.#state.broadcast;
     if (own) {
-      out.seq = String(own.SEQ);
+      out[own.START ? 'after' : 'seq'] = String(own.SEQ);
       out.epoch = own.EPOCH;
     }
     if (b) {
-      out.bseq = String(b.SEQ);
+      out[b.START ? 'bafter' : 'bseq'] = String(b.SEQ);
       out.bepoch = b.EPOCH;
     }
     return out;
@@ -198,7 +209,7 @@ export class DeliveryTracker {
       // tab again, and missed what another tab acknowledged meanwhile (a broadcast, most often).
       const head = stream === 'own' ? frame : frame.BROADCAST;
       const start = { SEQ: head?.ACKED, EPOCH: head?.EPOCH };
-      if (this.#state[stream] === undefined && isCursor(start) && start.SEQ <= (head?.SEQ ?? -1)) this.#state[stream] = start;
+      if (this.#state[stream] === undefined && isCursor(start) && start.SEQ <= (head?.SEQ ?? -1)) this.#state[stream] = { ...start, START: true };
     }
     this.#save();
     return foreign;
@@ -238,7 +249,8 @@ export class DeliveryTracker {
   /** A RESET frame: continue after the server's position on that stream. */
   reset(frame: ResetFrame): StreamName {
     const stream: StreamName = frame.STREAM === BROADCAST_STREAM ? 'broadcast' : 'own';
-    this.#state[stream] = { SEQ: frame.SEQ, EPOCH: frame.EPOCH };
+    // Still nothing shown of the stream, if nothing was before.
+    this.#state[stream] = this.#state[stream]?.START ? { SEQ: frame.SEQ, EPOCH: frame.EPOCH, START: true } : { SEQ: frame.SEQ, EPOCH: frame.EPOCH };
     this.#pending[stream] = undefined;
     delete this.#floor[stream];
     this.#save();
@@ -336,7 +348,7 @@ function readCursors(store: () => Storage | undefined, key: string | undefined):
     if (typeof parsed.id === 'number') state.id = parsed.id;
     for (const stream of ['own', 'broadcast'] as const) {
       const c = parsed[stream];
-      if (isCursor(c)) state[stream] = { SEQ: c.SEQ, EPOCH: c.EPOCH };
+      if (isCursor(c)) state[stream] = (c as TabCursor).START === true ? { SEQ: c.SEQ, EPOCH: c.EPOCH, START: true } : { SEQ: c.SEQ, EPOCH: c.EPOCH };
     }
     return state;
   } catch {

@@ -109,10 +109,22 @@ export interface ConnectionDeps {
   behind: ThrottledLog;
 }
 
-/** Where a tab wants replay to start, per stream: its last seen SEQ and EPOCH, or nothing (a new tab). */
+/**
+ * Where a tab wants a stream's replay to start: its last seen SEQ and EPOCH.
+ * `start`: the tab was shown nothing of the stream, and the SEQ is where
+ * WELCOME's ACKED placed it (`?after=`): what the cap or expiry removed
+ * after it is not reported as missed (it has no view to be behind on).
+ */
+export interface ResumeCursor {
+  seq: number;
+  epoch?: string | undefined;
+  start?: boolean;
+}
+
+/** Where a tab wants replay to start, per stream, or nothing (a new tab). */
 export interface ResumeCursors {
-  own?: { seq: number; epoch?: string | undefined };
-  broadcast?: { seq: number; epoch?: string | undefined };
+  own?: ResumeCursor;
+  broadcast?: ResumeCursor;
 }
 
 /** performance.now, the default monotonic clock of a tab's windows and waits (ConnectionDeps.monotonicNow). */
@@ -617,7 +629,7 @@ export class Connection implements Tab {
   }
 
   /** Sets the stream's position from the cursor; returns the SEQ to read the store up to, undefined when there is nothing to read. */
-  #placeStream(stream: 'own' | 'broadcast', key: string, cursor: ResumeCursors['own'], head: StreamHead): number | undefined {
+  #placeStream(stream: 'own' | 'broadcast', key: string, cursor: ResumeCursor | undefined, head: StreamHead): number | undefined {
     this.#epochs[stream] = head.epoch;
     let after: number;
     if (!cursor) {
@@ -635,7 +647,9 @@ export class Connection implements Tab {
       after = cursor.seq;
       if (after < head.firstSeq - 1) {
         after = head.firstSeq - 1;
-        this.#reset(stream, head.epoch, after, 'too far behind');
+        // Not to a tab placed by WELCOME's ACKED: the SEQ floor rises with every stream pruning
+        // evicts, anyone's, and took a tab that was shown nothing for one that missed something.
+        if (!cursor.start) this.#reset(stream, head.epoch, after, 'too far behind');
       }
     }
     // Nothing before the oldest retained SEQ can be replayed: start after it,

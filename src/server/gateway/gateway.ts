@@ -11,7 +11,7 @@ import type { CommandService } from '../commands/command-service.js';
 import type { Hub } from '../hub.js';
 import type { MessageStore } from '../store/message-store.js';
 import { AckBuffer } from './ack-buffer.js';
-import { ACK_WAIT_MS, Connection, type ConnectionDeps, type ConnectionLimits, type ResumeCursors } from './connection.js';
+import { ACK_WAIT_MS, Connection, type ConnectionDeps, type ConnectionLimits, type ResumeCursor, type ResumeCursors } from './connection.js';
 import { afterEarlierAnswers, answerInProgress, answerWithoutUpgrade, offersWebSocket } from './other-upgrade.js';
 import { RefusalLog } from './refusal-log.js';
 import { ThrottledLog } from '../throttled-log.js';
@@ -369,14 +369,25 @@ function parseSeq(v: string | null): number | undefined {
   return Number(v);
 }
 
-/** Resume cursors given at connect: `?seq=&epoch=&bseq=&bepoch=`. */
+/**
+ * Resume cursors given at connect: `?seq=&epoch=&bseq=&bepoch=`, or, for a
+ * stream the tab was shown nothing of, where WELCOME's ACKED placed it:
+ * `after` (`bafter`) instead of `seq` (`bseq`), which wins when both are given.
+ */
 function parseCursors(q: URLSearchParams): ResumeCursors {
   const cursors: ResumeCursors = {};
-  const seq = parseSeq(q.get('seq'));
-  if (seq !== undefined) cursors.own = { seq, epoch: q.get('epoch') ?? undefined };
-  const bseq = parseSeq(q.get('bseq'));
-  if (bseq !== undefined) cursors.broadcast = { seq: bseq, epoch: q.get('bepoch') ?? undefined };
+  const own = parseCursor(q.get('seq'), q.get('after'), q.get('epoch'));
+  if (own) cursors.own = own;
+  const broadcast = parseCursor(q.get('bseq'), q.get('bafter'), q.get('bepoch'));
+  if (broadcast) cursors.broadcast = broadcast;
   return cursors;
+}
+
+function parseCursor(seqParam: string | null, afterParam: string | null, epoch: string | null): ResumeCursor | undefined {
+  const seq = parseSeq(seqParam);
+  if (seq !== undefined) return { seq, epoch: epoch ?? undefined };
+  const after = parseSeq(afterParam);
+  return after === undefined ? undefined : { seq: after, epoch: epoch ?? undefined, start: true };
 }
 
 /** A shared function, as destroyOnError: the socket of a refused handshake, once its answer is written. */
