@@ -173,6 +173,31 @@ describe('a tab connects while a send to its person is held in the store (the ap
     }
   });
 
+  test('1. a batch of stored, live-only and stored items: the tab that connected while it was held gets all three, in order', async () => {
+    const g = gatedStore();
+    const s = await startHerald({}, { store: g.store });
+    try {
+      const sending = s.api('POST', '/api/v1/send/batch', { messages: [
+        { to: { aid: 7 }, message: { TYPE: 'MESSAGE', TITLE: 'first, stored' } },
+        { to: { aid: 7 }, message: { TYPE: 'MESSAGE', TITLE: 'second, live only' }, ttl: 0 },
+        { to: { aid: 7 }, message: { TYPE: 'MESSAGE', TITLE: 'third, stored' } },
+      ] });
+      await g.written(1);
+      const tab = await s.tab('admin', 7);
+      await tab.nextOfType('WELCOME');
+      g.open();
+      const r = await sending;
+      assert.equal(r.status, 200);
+      assert.deepEqual(r.body.results.map((x: { delivered: number }) => x.delivered), [1, 1, 1]);
+      await tab.next((f) => f.TITLE === 'third, stored');
+      await settle(tab);
+      assert.deepEqual(tab.notifications().map((f) => f.TITLE), ['first, stored', 'second, live only', 'third, stored']);
+      assertSameConnection(tab);
+    } finally {
+      await s.close();
+    }
+  });
+
   test('1. a tab that resumes with a cursor while the append is held', async () => {
     const g = gatedStore();
     const s = await startHerald({}, { store: g.store });

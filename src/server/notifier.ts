@@ -331,6 +331,12 @@ export class Notifier {
             results[i] = withPeople({ delivered: 0, queued: false, duplicate: true, dropped: 0 }, plan);
             continue;
           }
+          // Counted before the store's wait for the batch's stored items: a tab that connected
+          // meanwhile was sent the stored items around this one, and is sent this one too.
+          if (kind === undefined && plan.tabs === 0 && inputs.length > 0) {
+            const now = this.#broker.tabs(plan.to as Principal);
+            if (typeof now === 'number') plan.tabs = now;
+          }
           // A live broadcast goes out even when nobody seemed online here: other nodes may have some.
           if (kind !== undefined || plan.tabs > 0) {
             const p = this.#broker.publish(kind === undefined
