@@ -242,6 +242,12 @@ describe('BrowserSender against a running Herald', () => {
     assert.throws(() => new BrowserSender({ url: s.url, apiToken: 'x', timeoutMs: 0 }), /option "timeoutMs"/);
     assert.throws(() => new BrowserSender({ url: s.url, apiToken: 'x', secret: 'short' }), /option "secret"/);
     assert.doesNotThrow(() => new BrowserSender({ enabled: false }));
+    // A switch read from a configuration file or the environment: "false" and "off" were taken for on.
+    for (const v of ['false', 'off', 'true', '', 'no', 2, null]) {
+      assert.throws(() => new BrowserSender({ url: s.url, apiToken: 'x', enabled: v as never }), /^TypeError: option "enabled" must be true or false \(or 1 or 0\), got /, String(v));
+    }
+    for (const v of [0, '0'] as const) assert.equal(new BrowserSender({ enabled: v }).enabled, false);
+    for (const v of [1, '1', true, undefined] as const) assert.equal(new BrowserSender({ url: s.url, apiToken: 'x', enabled: v }).enabled, true);
   });
 });
 

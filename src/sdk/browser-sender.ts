@@ -28,8 +28,14 @@ export interface BrowserSenderOptions {
   url?: string;
   /** The server's API token (`HERALD_API_TOKEN`, or `apiToken` in DATA_DIR/secrets.json). Required when enabled. */
   apiToken?: string;
-  /** The seed's WEBSOCKET_ENABLED. `false`: every method is a no-op that touches no network. Default true. */
-  enabled?: boolean;
+  /**
+   * The seed's WEBSOCKET_ENABLED. `false`: every method is a no-op that
+   * touches no network. Default true. The Perl switch's `1` and `0`, as
+   * numbers or as the strings a configuration file or the environment
+   * gives, are taken too; anything else is refused (`"false"` or `"off"`
+   * would otherwise read as on).
+   */
+  enabled?: boolean | 0 | 1 | '0' | '1';
   /** Deadline of each HTTP request, in milliseconds (at most 2^31 - 1, what a Node timer holds). Default 5000. */
   timeoutMs?: number;
   /**
@@ -66,6 +72,13 @@ export interface BrowserSenderOptions {
   aid?: number;
 }
 
+/** The `enabled` option as a boolean: true, false, or the Perl switch's 1 and 0 (as numbers or strings). */
+function switchValue(v: unknown): boolean {
+  if (v === undefined || v === true || v === 1 || v === '1') return true;
+  if (v === false || v === 0 || v === '0') return false;
+  throw new TypeError(`option "enabled" must be true or false (or 1 or 0), got ${shownValue(v)}`);
+}
+
 /** Default lifetime of a locally minted browser token, seconds (the server's `tokenTtlMs` default, 12 h). */
 export const DEFAULT_CONNECT_TOKEN_TTL_SEC = 43200;
 /** The longest a browser token may live, in seconds: 31 days, as POST /api/v1/tokens allows. */
@@ -85,7 +98,7 @@ export class BrowserSender {
    * call is one HTTP request). Throws a TypeError naming the bad option.
    */
   constructor(options: BrowserSenderOptions) {
-    this.enabled = options.enabled ?? true;
+    this.enabled = switchValue(options.enabled);
     this.url = options.url ?? '';
     this.#secret = options.secret === '' ? undefined : options.secret;
     if (options.aid !== undefined && !isPersonId(options.aid)) throw new TypeError(`option "aid" must be a positive integer, got ${shownValue(options.aid)}`);
