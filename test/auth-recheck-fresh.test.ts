@@ -5,7 +5,11 @@
  * "admitted", the logged-out tabs stayed open one more sessionRecheckMs, and
  * that late "admitted" went into the cache, so new handshakes with the
  * ended session got in for authCacheMs. Now a re-check always asks, and only
- * the newest look-up of a session writes the cache.
+ * the newest look-up of a session counts: it alone writes the cache, and the
+ * handshake whose older look-up comes back "admitted" after the round's
+ * refusal is refused too (it got in, and stayed until the next round). A
+ * refusing round closes every tab of the session open when the refusal
+ * comes, also one admitted from the cache while the round was asking.
  *
  * End to end: a real panel (node:http on 127.0.0.1) that reads its session
  * table when a request arrives and can hold a look-up unanswered (a slow
@@ -118,17 +122,15 @@ test('the first re-check round after a logout closes its tabs though a handshake
     assert.equal((await tab.nextOfType('close')).REASON, CloseReason.SESSION_ENDED);
     assert.deepEqual(await tab.closed, { code: CloseCode.UNAUTHORIZED, reason: CloseReason.SESSION_ENDED });
 
-    // The slow "admitted" comes now. Its handshake began before the logout and gets in...
+    // The slow "admitted" comes now. Its handshake began before the logout, but Herald has
+    // learnt since that the session ended: the newer look-up's refusal is its answer too.
     panel.release();
-    const lateTab = await late;
-    await lateTab.nextOfType('WELCOME');
-    // ...but the cache keeps the refusal of the newer look-up: a new handshake is refused, from the cache.
+    await assert.rejects(late, /handshake refused: 401/, 'a stale "admitted" let the tab in after the round\'s refusal');
+    // And the cache keeps the refusal of the newer look-up: a new handshake is refused, from the cache.
     const asked = panel.log.length;
     assert.equal(await h.status('admin', { headers: cookie }), 401);
     assert.equal(panel.log.length, asked, 'refused from the cache');
-    // And the next round closes the tab that got in on the old answer.
-    assert.deepEqual(await watcher.checkNow(), { checked: 1, closedTabs: 1, unavailable: 0 });
-    assert.equal((await lateTab.closed).code, CloseCode.UNAUTHORIZED);
+    assert.equal(h.herald.hub.all('admin').length, 0);
   } finally {
     panel.release();
     await h.close();
@@ -166,12 +168,90 @@ test('the cache: a re-check does not share a look-up begun before it, later hand
     assert.equal((await recheck).outcome, 'refused');
     assert.equal((await after).outcome, 'refused', 'shared the re-check\'s look-up');
     pending[0]!(); // then the older one
-    assert.equal((await first).outcome, 'admitted', 'its own caller gets its answer');
+    assert.equal((await first).outcome, 'refused', 'its caller gets the newer refusal, not its own stale "admitted"');
     const again = cache.resolve(hs);
     assert.equal(pending.length, 3, 'the old admission was not cached: the next handshake asks');
     pending[2]!();
     assert.equal((await again).outcome, 'refused');
     assert.deepEqual(cache.stats(), { hits: 0, shared: 1, lookups: 3, entries: 0 });
+  } finally {
+    await cache.close();
+  }
+});
+
+test('a refusing round closes the session\'s tabs open when the refusal comes, also one admitted from the cache while the round was asking', async () => {
+  const panel = await startPanel();
+  const h = await startAuthHerald({
+    authResolver: 'http', httpResolverUrl: panel.url, httpResolverTimeoutMs: 120_000,
+    authCacheMs: 60_000, authNegativeCacheMs: 60_000, sessionRecheckMs: 3_600_000,
+  });
+  const cookie = { cookie: 'panel_session=s7' };
+  try {
+    const watcher = h.herald.watcher;
+    assert.ok(watcher);
+    panel.sessions.set('s7', 7);
+    const first = await h.open('admin', { headers: cookie });
+    await first.nextOfType('WELCOME');
+    // The admin logs out; the round's look-up reaches the panel and is held there.
+    panel.sessions.delete('s7');
+    const held = panel.hold('s7');
+    const round = watcher.checkNow();
+    await held;
+    // Meanwhile a tab of the session is admitted from the cache's older "admitted".
+    const asked = panel.log.length;
+    const second = await h.open('admin', { headers: cookie });
+    await second.nextOfType('WELCOME');
+    assert.equal(panel.log.length, asked, 'admitted from the cache');
+    // The refusal comes: both tabs are closed by this round, not the second one a whole interval later.
+    panel.release();
+    assert.deepEqual(await within(round, 10_000, 'the round'), { checked: 1, closedTabs: 2, unavailable: 0 });
+    for (const tab of [first, second]) assert.deepEqual(await tab.closed, { code: CloseCode.UNAUTHORIZED, reason: CloseReason.SESSION_ENDED });
+    assert.equal(h.herald.hub.all('admin').length, 0);
+  } finally {
+    panel.release();
+    await h.close();
+    panel.close();
+  }
+});
+
+test('the cache: an older look-up that answers first waits for the newer one, whose definite answer counts; when the newer cannot tell, its own stands', async () => {
+  /** The answer each look-up will give, in the order they are asked; calling pending[i] sends the i-th. */
+  const answers: Resolution[] = [];
+  const pending: Array<() => void> = [];
+  const inner: CredentialResolver = {
+    name: 'held',
+    credentialOf: (hs) => hs.cookies.get('sid') ?? { outcome: 'refused', reason: 'none' },
+    resolve: () => Promise.resolve({ outcome: 'refused', reason: 'unused' }),
+    recheck: () => {
+      const answer = answers[pending.length]!;
+      return new Promise((resolve) => pending.push(() => resolve(answer)));
+    },
+    close: async () => {},
+  };
+  const cache = new CachedResolver(inner, { positiveMs: 60_000, negativeMs: 60_000, maxEntries: 10 });
+  const hs: Handshake = { kind: 'admin', headers: {}, cookies: parseCookies('sid=s'), query: new URLSearchParams(), remoteAddress: undefined };
+  const admitted: Resolution = { outcome: 'admitted', principal: { kind: 'admin', id: 1 }, credential: 's' };
+  try {
+    answers.push(admitted, { outcome: 'refused', reason: 'session not found' });
+    let settled = false;
+    const first = cache.resolve(hs).finally(() => (settled = true));
+    const recheck = cache.recheck('admin', 's');
+    pending[0]!(); // the older "admitted" first
+    await new Promise((resolve) => setImmediate(resolve));
+    assert.equal(settled, false, 'the older look-up\'s caller waits for the newer one');
+    pending[1]!();
+    assert.equal((await recheck).outcome, 'refused');
+    assert.equal((await first).outcome, 'refused');
+
+    // A new session: the newer look-up meets an outage, so the older answer stands (and is not cached).
+    const hs2: Handshake = { ...hs, cookies: parseCookies('sid=t') };
+    answers.push({ ...admitted, credential: 't' }, { outcome: 'unavailable', reason: 'down' });
+    const older = cache.resolve(hs2);
+    const newer = cache.recheck('admin', 't');
+    pending[3]!();
+    pending[2]!();
+    assert.equal((await newer).outcome, 'unavailable');
+    assert.deepEqual(await older, { ...admitted, credential: 't' });
   } finally {
     await cache.close();
   }

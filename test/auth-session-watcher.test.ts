@@ -141,6 +141,40 @@ test('a round over a resolver that answers at once gives the event loop turns, n
   assert.ok(during >= 100 / SLICE_MS / 2, `${during} turns of the event loop during the round`);
 });
 
+test('a refusal closes every tab holding the credential when it comes, also one opened while the round was asking', async () => {
+  const hub = new Hub();
+  const listed = new MemoryTab({ kind: 'admin', id: 1 }, 's1', hub);
+  const other = new MemoryTab({ kind: 'admin', id: 2 }, 's2', hub);
+  const asUser = new MemoryTab({ kind: 'user', id: 1 }, 's1', hub);
+  for (const t of [listed, other, asUser]) hub.add(t);
+  const answers = new Map<string, (r: Resolution) => void>();
+  let askedAll!: () => void;
+  const asked = new Promise<void>((r) => (askedAll = r));
+  const resolver: SessionResolver = {
+    name: 'memory',
+    resolve: async () => ({ outcome: 'refused', reason: 'unused' }),
+    recheck: (kind, credential) =>
+      new Promise<Resolution>((r) => {
+        answers.set(`${kind}:${credential}`, r);
+        if (answers.size === 3) askedAll();
+      }),
+    close: async () => {},
+  };
+  const watcher = new SessionWatcher({ tabs: hub, resolver, intervalMs: 60_000 });
+  const round = watcher.checkNow();
+  await asked;
+  // Admitted while the round asks (from a cached answer): not in the round's list.
+  const late = new MemoryTab({ kind: 'admin', id: 1 }, 's1', hub);
+  hub.add(late);
+  answers.get('admin:s1')!({ outcome: 'refused', reason: 'session ended' });
+  answers.get('admin:s2')!({ outcome: 'admitted', principal: { kind: 'admin', id: 2 }, credential: 's2' });
+  answers.get('user:s1')!({ outcome: 'admitted', principal: { kind: 'user', id: 1 }, credential: 's1' });
+  assert.deepEqual(await round, { checked: 3, closedTabs: 2, unavailable: 0 });
+  for (const t of [listed, late]) assert.deepEqual(t.closed, { code: CloseCode.UNAUTHORIZED, reason: CloseReason.SESSION_ENDED });
+  assert.equal(other.closed, undefined);
+  assert.equal(asUser.closed, undefined, 'the same credential on the other endpoint is another session');
+});
+
 test('stop() does not wait for a look-up in flight, and its answer, when it comes, closes no tab', async () => {
   const hub = new Hub();
   const t = new MemoryTab({ kind: 'admin', id: 8 }, 's8', hub);

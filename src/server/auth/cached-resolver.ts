@@ -11,8 +11,10 @@
  * flight: that query may have reached the panel before the admin logged
  * out, and a round that shared it kept the tabs open one more interval.
  * Handshakes that come later share the re-check's query (the newest), and
- * only the newest query of a credential writes its answer to the cache: an
- * older, slower "admitted" must not replace the refusal that came after it.
+ * only the newest query of a credential counts: it alone writes the cache,
+ * and the callers of an older one get its definite answer, not their own.
+ * An older, slower "admitted" neither replaces the refusal that came after
+ * it nor admits a tab after Herald has learnt that its session ended.
  *
  * Expired answers are dropped whether or not their credential comes back:
  * refusals of credentials nobody sends twice (a stranger trying many) would
@@ -66,6 +68,14 @@ type Admission = Extract<Resolution, { outcome: 'admitted' }>;
  */
 type Kept = Omit<Admission, 'credential'> | Refusal;
 
+/** A look-up of one credential sent to the inner resolver and not yet settled. */
+interface Query {
+  /** What its callers get: its own answer, or a newer query's (see #settle). */
+  readonly answer: Promise<Resolution>;
+  /** The query of the same credential sent after this one while it was out (a re-check's), if any. */
+  newer: Query | undefined;
+}
+
 interface Entry {
   readonly answer: Kept;
   /** Served until then (ms on the monotonic clock of `now`). */
@@ -105,7 +115,7 @@ export class CachedResolver implements SessionResolver {
   readonly #admitted = new Map<string, Entry>();
   readonly #refused = new Map<string, Entry>();
   /** The newest query of each credential still unanswered: the one new handshakes share. */
-  readonly #inFlight = new Map<string, Promise<Resolution>>();
+  readonly #inFlight = new Map<string, Query>();
   /** How often the idle sweep runs, in ms: the shorter TTL in use, within the bounds above. */
   readonly #sweepIntervalMs: number;
   #sweeper: NodeJS.Timeout | undefined;
@@ -140,7 +150,7 @@ export class CachedResolver implements SessionResolver {
     const pending = this.#inFlight.get(key);
     if (pending) {
       this.#shared++;
-      return pending;
+      return pending.answer;
     }
     return this.#ask(handshake.kind, credential, key);
   }
@@ -174,20 +184,38 @@ export class CachedResolver implements SessionResolver {
   /** Sends a query; from now on it is the one new handshakes of this credential share. */
   #ask(kind: PrincipalKind, credential: string, key: string): Promise<Resolution> {
     this.#lookups++;
-    const query: Promise<Resolution> = this.#inner
-      .recheck(kind, credential)
-      .catch((): Resolution => ({ outcome: 'unavailable', reason: 'session look-up failed' }))
-      .then((resolution) => {
-        // A newer query of this credential began while this one was out
-        // (a re-check): its answer is the one to keep, whether it came
-        // first or is still to come. This one's callers still get its answer.
-        if (this.#inFlight.get(key) !== query) return resolution;
-        this.#inFlight.delete(key);
-        this.#remember(key, resolution);
-        return resolution;
-      });
+    const query: Query = {
+      answer: this.#inner
+        .recheck(kind, credential)
+        .catch((): Resolution => ({ outcome: 'unavailable', reason: 'session look-up failed' }))
+        .then((resolution) => this.#settle(key, query, resolution)),
+      newer: undefined,
+    };
+    const older = this.#inFlight.get(key);
+    if (older) older.newer = query;
     this.#inFlight.set(key, query);
-    return query;
+    return query.answer;
+  }
+
+  /**
+   * What the callers of `query` get once its own answer is in. A newer query
+   * of this credential began while it was out (a re-check): that one may
+   * have reached the backend after a logout this one did not see, so its
+   * answer is the one that counts, whether it came first or is still to
+   * come. This query's callers get it too: they were handed a stale
+   * "admitted" after the newer query had stored a refusal, and a tab got
+   * in after Herald had learnt that its session ended. Only when the newer
+   * one cannot tell ("unavailable") does this one's own answer stand.
+   */
+  async #settle(key: string, query: Query, resolution: Resolution): Promise<Resolution> {
+    if (this.#inFlight.get(key) === query) {
+      this.#inFlight.delete(key);
+      this.#remember(key, resolution);
+      return resolution;
+    }
+    if (query.newer === undefined) return resolution;
+    const newest = await query.newer.answer;
+    return newest.outcome === 'unavailable' ? resolution : newest;
   }
 
   #remember(key: string, resolution: Resolution): void {

@@ -43,15 +43,21 @@ export interface SessionResolver {
   close(): Promise<void>;
 }
 
-/** Parses a Cookie header (RFC 6265 §4.2.1). The first occurrence of a name wins. */
+/**
+ * Parses a Cookie header (RFC 6265 §4.2.1). The first occurrence of a name
+ * wins. Only spaces and tabs around a name or value are dropped (§5.2's
+ * WSP): String#trim() also dropped U+00A0 (a header byte 0xA0 read as
+ * Latin-1), U+FEFF and the like, and a session id sent with one of them
+ * passed for printable ASCII.
+ */
 export function parseCookies(header: string | undefined): Map<string, string> {
   const out = new Map<string, string>();
   if (!header) return out;
   for (const part of header.split(';')) {
     const eq = part.indexOf('=');
     if (eq <= 0) continue;
-    const name = part.slice(0, eq).trim();
-    let value = part.slice(eq + 1).trim();
+    const name = withoutWsp(part.slice(0, eq));
+    let value = withoutWsp(part.slice(eq + 1));
     if (value.startsWith('"') && value.endsWith('"') && value.length >= 2) value = value.slice(1, -1);
     if (!out.has(name)) {
       try {
@@ -62,6 +68,19 @@ export function parseCookies(header: string | undefined): Map<string, string> {
     }
   }
   return out;
+}
+
+/** `text` without the spaces and tabs at either end (HTTP's white space, RFC 6265 §5.2, RFC 9110 §5.6.3). */
+function withoutWsp(text: string): string {
+  let start = 0;
+  let end = text.length;
+  while (start < end && isWsp(text.charCodeAt(start))) start++;
+  while (end > start && isWsp(text.charCodeAt(end - 1))) end--;
+  return start === 0 && end === text.length ? text : text.slice(start, end);
+}
+
+function isWsp(code: number): boolean {
+  return code === 0x20 || code === 0x09;
 }
 
 /** A refusal, as a resolver answers before it asks anyone (no or malformed credential). */

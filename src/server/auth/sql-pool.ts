@@ -257,18 +257,30 @@ function mysqlFirstValue(value: unknown, field: FieldPacket | undefined): FirstV
   return value;
 }
 
-/** PostgreSQL's json and jsonb: pg parses them, so a JSON '"7"' came as the string "7". */
-const PG_JSON_TYPES: ReadonlySet<number> = new Set([114, 3802]);
+/**
+ * The PostgreSQL types whose values may be ids (docs/auth.md): the integers,
+ * oid, numeric and the floats, which pg hands over as a number or as digits,
+ * and text (text, varchar, char(n), name). Named by their type OIDs, which
+ * are fixed in PostgreSQL's catalog; a domain's column is sent as its base
+ * type. An allowlist, not a list of what to refuse: pg hands many other types
+ * over as plain text, and a BIT or VARBIT B'111' came as "111" and admitted
+ * admin 111, as xml '7' and "char" '7' admitted admin 7.
+ */
+const PG_ID_TYPES: ReadonlySet<number> = new Set([
+  21, 23, 20, 26, // int2, int4, int8, oid
+  1700, 700, 701, // numeric, float4, float8
+  25, 1043, 1042, 19, // text, varchar, bpchar (char(n)), name
+]);
 
 /**
- * A PostgreSQL value as the resolver may read it: pg hands over numbers and
- * text as a number, bigint or string, and everything else as something else
- * (a boolean, a Buffer for bytea, an array, a Date, an object), except JSON,
- * which it parses.
+ * A PostgreSQL value as the resolver may read it: a number, bigint or
+ * string of one of PG_ID_TYPES. Any other type is refused whatever pg made
+ * of it: a boolean, a Buffer for bytea, an array, a Date, JSON (which pg
+ * parses: a jsonb '"7"' came as the string "7"), bit strings, xml.
  */
 function pgFirstValue(value: unknown, typeId: number | undefined): FirstValue {
   if (value === null) return null;
-  if ((typeId !== undefined && PG_JSON_TYPES.has(typeId)) || !(typeof value === 'number' || typeof value === 'bigint' || typeof value === 'string')) {
+  if (typeId === undefined || !PG_ID_TYPES.has(typeId) || !(typeof value === 'number' || typeof value === 'bigint' || typeof value === 'string')) {
     return { columnType: typeName(pg().types.builtins, typeId) };
   }
   return value;

@@ -123,8 +123,12 @@ export class SqlResolver implements CredentialResolver {
   credentialOf(handshake: Handshake): string | Refusal {
     const lookup = this.#lookups[handshake.kind];
     if (!lookup) return { outcome: 'refused', reason: `${handshake.kind}s are not admitted` };
-    const fromHeader = lookup.header ? headerValue(handshake.headers, lookup.header)?.trim() : undefined;
-    const sid = fromHeader || (lookup.cookie ? handshake.cookies.get(lookup.cookie)?.trim() : undefined);
+    // Checked as they come, untrimmed: node has already dropped the spaces and tabs around a
+    // header's value (RFC 9110 §5.5), and parseCookies those around a cookie's before decoding
+    // it. A trim() here also dropped what decoding gave (`sid=%20abc%0A`) and U+00A0, U+FEFF,
+    // U+3000, and such an id was looked up as printable ASCII.
+    const fromHeader = lookup.header ? headerValue(handshake.headers, lookup.header) : undefined;
+    const sid = fromHeader || (lookup.cookie ? handshake.cookies.get(lookup.cookie) : undefined);
     if (!sid) return { outcome: 'refused', reason: 'no session id' };
     if (sid.length > MAX_SESSION_ID_LENGTH || !SESSION_ID.test(sid)) return { outcome: 'refused', reason: 'malformed session id' };
     return sid;
