@@ -268,8 +268,10 @@ describe('sql resolver: a first column that holds neither a number nor text is n
       columns: {
         // refused: what mysql2 gives as a Buffer, and BOOLEAN (TINYINT(1)), which it gives as the number 1
         vbin: ['VARBINARY(10)', "'7'", false], bool: ['BOOLEAN', 'TRUE', false], bit: ['BIT(8)', '7', false], bin: ['BLOB', "'7'", false],
-        // admitted: numbers and text of digits
-        i4: ['INT', '7', true], i8: ['BIGINT UNSIGNED', '7', true], txt: ['VARCHAR(10)', "'7'", true], tiny3: ['TINYINT(3)', '7', true],
+        // refused: a YEAR, which mysql2 gives as a number (2007 admitted admin 2007)
+        yr: ['YEAR', '2007', false],
+        // admitted: numbers and text of digits (TEXT is a BLOB type with a character set)
+        i4: ['INT', '7', true], i8: ['BIGINT UNSIGNED', '7', true], txt: ['VARCHAR(10)', "'7'", true], tiny3: ['TINYINT(3)', '7', true], text: ['TEXT', "'7'", true],
       },
     },
     {

@@ -237,21 +237,23 @@ function typeName(names: object, code: number | undefined): string {
   return Object.entries(names).find(([name, c]) => c === code && !/^\d/.test(name))?.[0] ?? String(code);
 }
 
-/** mysql2's codes for JSON (which it parses) and TINYINT (BOOLEAN when its length is 1). */
+/** mysql2's codes for JSON (which it parses), TINYINT (BOOLEAN when its length is 1) and YEAR. */
 const MYSQL_JSON = 245;
 const MYSQL_TINY = 1;
+const MYSQL_YEAR = 13;
 
 /**
  * A MySQL value as the resolver may read it. BOOLEAN is TINYINT(1), and
  * mysql2 hands it over as the number 1: refused by its column, as are JSON
- * (parsed by mysql2) and anything mysql2 does not give as a number or text
- * (binary strings and BIT as a Buffer, dates as a Date).
+ * (parsed by mysql2), YEAR (a number: 2007 admitted admin 2007) and anything
+ * mysql2 does not give as a number or text (binary strings and BIT as a
+ * Buffer, dates as a Date).
  */
 function mysqlFirstValue(value: unknown, field: FieldPacket | undefined): FirstValue {
   if (value === null) return null;
   const type = field?.columnType;
   const bool = type === MYSQL_TINY && field?.columnLength === 1;
-  if (bool || type === MYSQL_JSON || !(typeof value === 'number' || typeof value === 'bigint' || typeof value === 'string')) {
+  if (bool || type === MYSQL_JSON || type === MYSQL_YEAR || !(typeof value === 'number' || typeof value === 'bigint' || typeof value === 'string')) {
     return { columnType: bool ? 'TINYINT(1), a BOOLEAN' : typeName(mysql().Types, type) };
   }
   return value;
