@@ -103,6 +103,39 @@ describe('notification limits: the legacy door refuses what the HTTP API refuses
     assert.equal((await server.api('POST', '/api/v1/send', { to: { aid: 5 }, message: { TYPE: '' } })).status, 400);
   });
 
+  it('a TYPE that is not a string (5, true, a list, an object) is refused over TCP and POST /api/v1/legacy, as /send refuses it, not made a MESSAGE; a null TYPE is a missing one', async () => {
+    for (const type of [5, true, ['Payment'], { x: 1 }]) {
+      const what = JSON.stringify(type);
+      for (const data of [{ TYPE: type, TEXT: 't' }, JSON.stringify({ TYPE: type, TEXT: 't' }), { TYPE: 'MESSAGE', TEXT: { TYPE: type, TITLE: 'inner' } }]) {
+        const tcpAnswer = await tcp({ TYPE: 'MESSAGE', ID: 5, DATA: data });
+        assert.equal(tcpAnswer?.TYPE, 'ERROR', `TYPE ${what} in ${JSON.stringify(data)}`);
+        assert.equal(tcpAnswer?.CODE, 'HERALD_ERR_VALIDATION');
+        assert.match(tcpAnswer.ERROR, /TYPE must be a string/);
+      }
+      const viaHttp = await server.api('POST', '/api/v1/legacy', { TYPE: 'MESSAGE', ID: 5, DATA: { TYPE: type, TEXT: 't' } });
+      assert.equal(viaHttp.body?.CODE, 'HERALD_ERR_VALIDATION', `TYPE ${what} on POST /api/v1/legacy`);
+      assert.equal((await server.api('POST', '/api/v1/send', { to: { aid: 5 }, message: { TYPE: type, TEXT: 't' } })).status, 400);
+      // A SILENT one is refused without an answer: the PING's is the next.
+      await c.write(JSON.stringify({ TYPE: 'MESSAGE', ID: 5, DATA: { TYPE: type, SILENT: 1 } }));
+      assert.deepEqual(await tcp({ TYPE: 'PING' }), { TYPE: 'PONG' });
+      await nothingBut(`after TYPE ${what}`);
+    }
+    assert.deepEqual(await tcp({ TYPE: 'MESSAGE', ID: 5, TTL: 0, DATA: { TYPE: null, TITLE: 'null type' } }), { TYPE: 'RESULT', RESULT: [1] });
+    assert.equal((await tab.next((f) => f?.TITLE === 'null type')).TYPE, 'MESSAGE');
+  });
+
+  it('a legacy COMMAND whose SUCCESS or ERROR has a TYPE that is not a string is refused before it runs, as POST /api/v1/commands refuses it', async () => {
+    for (const field of ['SUCCESS', 'ERROR'] as const) {
+      const answer = await tcp({ TYPE: 'COMMAND', AID: 5, PROGRAM: 'ping', PROGRAM_ARGS: ['-c', '1', '127.0.0.1'], [field]: { TYPE: 5, TEXT: 'x' } });
+      assert.equal(answer?.TYPE, 'ERROR');
+      assert.equal(answer?.CODE, 'HERALD_ERR_VALIDATION');
+      assert.match(answer.ERROR, new RegExp(`COMMAND with bad ${field}: a notification's TYPE must be a string, not 5`));
+      const api = await server.api('POST', '/api/v1/commands', { aid: 5, program: 'ping', args: ['-c', '1', '127.0.0.1'], [field.toLowerCase()]: { TYPE: 5 } });
+      assert.equal(api.status, 400);
+    }
+    assert.deepEqual((await server.api('GET', '/api/v1/commands')).body, { commands: [] }, 'none ran');
+  });
+
   it('a legacy COMMAND whose SUCCESS has a TYPE of 65 characters is refused before it runs, as POST /api/v1/commands refuses it', async () => {
     const answer = await tcp({ TYPE: 'COMMAND', AID: 5, PROGRAM: 'ping', PROGRAM_ARGS: ['-c', '1', '127.0.0.1'], SUCCESS: { TYPE: TYPE_65 } });
     assert.equal(answer?.TYPE, 'ERROR');

@@ -74,6 +74,9 @@ const BACKSLASH = 0x5c; // \
 
 const BOM = [0xef, 0xbb, 0xbf] as const;
 
+/** The least room #keep allocates for an unfinished value: requests split across reads are mostly larger. */
+const MIN_PARTS_ROOM = 256;
+
 function isSpace(b: number): boolean {
   return b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09;
 }
@@ -111,8 +114,12 @@ export class JsonStreamFramer {
   #depth = 0;
   /** The current value went deeper than #maxDepth. */
   #tooDeep = false;
-  /** Bytes of the current value (or garbage run) received in earlier chunks. */
-  readonly #parts: Buffer[] = [];
+  /**
+   * Bytes of the current value received in earlier chunks: the first #partsBytes of
+   * #parts, whose room doubles as they grow, up to maxValueBytes (#keep). Undefined
+   * when none are held. A garbage run's are counted in #partsBytes, not kept.
+   */
+  #parts: Buffer | undefined;
   #partsBytes = 0;
   /** Bytes of a UTF-8 byte order mark (EF BB BF) seen so far between values. */
   #bom = 0;
@@ -295,15 +302,31 @@ export class JsonStreamFramer {
     return [event];
   }
 
+  /**
+   * Appends `bytes` to what is held of the current value. Into one buffer, not one per
+   * chunk: a Buffer costs about 100 bytes of heap besides its bytes, so a request sent a
+   * byte a read held 100 times what legacyMaxBufferedBytes counted (1 MB counted, 106 MB of
+   * heap). The room doubles (up to maxValueBytes), so what is held stays under twice what
+   * is counted and each byte is copied about twice. Copied, too, because the caller's chunk
+   * may be a pooled buffer that is reused; and the room is allocated unpooled, since a
+   * slice of the shared pool would keep its whole 8 KiB slab alive.
+   */
   #keep(bytes: Uint8Array): void {
     if (bytes.length === 0) return;
-    // Copy: the caller's chunk may be a pooled buffer that is reused.
-    this.#parts.push(Buffer.from(bytes));
-    this.#partsBytes += bytes.length;
+    const used = this.#partsBytes;
+    const needed = used + bytes.length;
+    if (this.#parts === undefined || needed > this.#parts.length) {
+      const room = Math.max(needed, Math.min(this.#max, Math.max(MIN_PARTS_ROOM, (this.#parts?.length ?? 0) * 2)));
+      const grown = Buffer.allocUnsafeSlow(room);
+      if (this.#parts !== undefined) this.#parts.copy(grown, 0, 0, used);
+      this.#parts = grown;
+    }
+    this.#parts.set(bytes, used);
+    this.#partsBytes = needed;
   }
 
   #dropParts(): void {
-    this.#parts.length = 0;
+    this.#parts = undefined;
     this.#partsBytes = 0;
   }
 
@@ -330,7 +353,7 @@ export class JsonStreamFramer {
       return { kind: 'too-deep', limit: this.#maxDepth, bytes };
     }
     const tail = chunk.subarray(from, to);
-    const bytes = this.#parts.length === 0 ? tail : Buffer.concat([...this.#parts, tail]);
+    const bytes = this.#parts === undefined ? tail : Buffer.concat([this.#parts.subarray(0, this.#partsBytes), tail]);
     this.#dropParts();
     const text = decoder.decode(bytes);
     try {

@@ -179,6 +179,16 @@ function shown(v: unknown): string {
 type BodyResult = { body: LegacyRequestBody } | { error: LegacyErrorAnswer };
 
 const bad = (message: string): BodyResult => ({ error: legacyError(message, 'HERALD_ERR_BAD_REQUEST') });
+/** A notification the HTTP API refuses too: the Notifier's code for its own refusals (a too long TYPE). */
+const invalid = (message: string): BodyResult => ({ error: legacyError(message, 'HERALD_ERR_VALIDATION') });
+
+/**
+ * A notification object the legacy door refuses, and why: one whose TYPE is
+ * there, and not empty, but not a string.
+ */
+export class RefusedNotification {
+  constructor(readonly reason: string) {}
+}
 
 function parseBody(type: string, raw: Obj): BodyResult {
   switch (type) {
@@ -226,6 +236,7 @@ function parseMessage(raw: Obj): BodyResult {
   }
   const data = normaliseData(raw.DATA);
   if (data === undefined) return bad('MESSAGE with bad DATA: expected an object or a string');
+  if (data instanceof RefusedNotification) return invalid(`MESSAGE with bad DATA: ${data.reason}`);
   let ttlMs: number | undefined;
   if (raw.TTL !== undefined && raw.TTL !== null) {
     const ttl = typeof raw.TTL === 'string' && raw.TTL.trim() !== '' ? Number(raw.TTL) : raw.TTL;
@@ -322,7 +333,7 @@ function silentInData(data: unknown): boolean {
  *   without a TYPE in `TEXT` may be text that looks like JSON, and another
  *   TYPE's object `TEXT` may be that type's own data: both stay as they are.
  */
-export function normaliseData(data: unknown): NotificationPayload | undefined {
+export function normaliseData(data: unknown): NotificationPayload | RefusedNotification | undefined {
   let current: Obj;
   if (typeof data === 'string') {
     const inner = jsonObjectIn(data, true);
@@ -333,6 +344,9 @@ export function normaliseData(data: unknown): NotificationPayload | undefined {
   } else {
     return undefined;
   }
+  // Before unwrapping, too: a wrapper's TYPE 5 is not the MESSAGE that lets a TEXT object replace it.
+  const refused = typeRefusal(current);
+  if (refused) return refused;
   for (let depth = 0; depth < MAX_UNWRAP_DEPTH; depth++) {
     const text = current.TEXT;
     const inner = isObject(text) ? (typeof text.TYPE === 'string' || isMessage(current) ? text : undefined) : typeof text === 'string' ? jsonObjectIn(text) : undefined;
@@ -353,18 +367,31 @@ export function normaliseData(data: unknown): NotificationPayload | undefined {
 
 /** A notification that is (or will be, by withType) a MESSAGE. */
 function isMessage(o: Obj): boolean {
-  return typeof o.TYPE !== 'string' || o.TYPE === '' || o.TYPE === 'MESSAGE';
+  return missing(o.TYPE) || o.TYPE === 'MESSAGE';
 }
 
-function withType(o: Obj): NotificationObject {
+/**
+ * Refuses a TYPE that is there but not a string (5, true, ["Payment"], {"x":1}), as the
+ * HTTP API does (400 HERALD_ERR_VALIDATION): made a MESSAGE, the tab got a notification of
+ * a kind the panel never sent. Only a missing TYPE (or null, Perl's undef, or "") is a
+ * MESSAGE (docs/legacy.md, "Requests and answers").
+ */
+function typeRefusal(o: Obj): RefusedNotification | undefined {
+  return missing(o.TYPE) || typeof o.TYPE === 'string' ? undefined : new RefusedNotification(`a notification's TYPE must be a string, not ${shown(o.TYPE)}`);
+}
+
+/** `o` as a notification: a missing TYPE becomes MESSAGE; one that is not a string is refused. */
+function withType(o: Obj): NotificationObject | RefusedNotification {
+  const refused = typeRefusal(o);
+  if (refused) return refused;
   return typeof o.TYPE === 'string' && o.TYPE !== '' ? (o as NotificationObject) : { ...o, TYPE: 'MESSAGE' };
 }
 
 /** What notificationOrUndefined answers for a value that is neither (a symbol: any string is a valid notification). */
 const BAD_NOTIFICATION: unique symbol = Symbol('bad notification');
 
-/** SUCCESS / ERROR of a COMMAND: a string or a notification object. */
-function notificationOrUndefined(v: unknown): NotificationPayload | undefined | typeof BAD_NOTIFICATION {
+/** SUCCESS / ERROR of a COMMAND: a string or a notification object (or its TYPE refused). */
+function notificationOrUndefined(v: unknown): NotificationPayload | RefusedNotification | undefined | typeof BAD_NOTIFICATION {
   if (missing(v)) return undefined;
   if (typeof v === 'string') return v;
   if (isObject(v)) return withType(v);
@@ -405,6 +432,8 @@ function parseCommand(raw: Obj): BodyResult {
   const success = notificationOrUndefined(raw.SUCCESS);
   const error = notificationOrUndefined(raw.ERROR);
   if (success === BAD_NOTIFICATION || error === BAD_NOTIFICATION) return bad('COMMAND with bad SUCCESS or ERROR: expected a string or a notification object');
+  if (success instanceof RefusedNotification) return invalid(`COMMAND with bad SUCCESS: ${success.reason}`);
+  if (error instanceof RefusedNotification) return invalid(`COMMAND with bad ERROR: ${error.reason}`);
   let taskId: string | number | undefined;
   if (typeof raw.ID === 'string' || typeof raw.ID === 'number') taskId = raw.ID;
   const body: { -readonly [K in keyof Extract<LegacyRequestBody, { type: 'COMMAND' }>]: Extract<LegacyRequestBody, { type: 'COMMAND' }>[K] } = {

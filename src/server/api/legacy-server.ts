@@ -15,7 +15,7 @@ import type { Notifier } from '../notifier.js';
 import { isLoopback, type HeraldOptions } from '../options.js';
 import { MAX_JSON_DEPTH } from '../../protocol/json-depth.js';
 import { JsonStreamFramer, type FramerEvent } from './json-stream.js';
-import { handleParsedLegacyRequest } from './legacy-handler.js';
+import { handleParsedLegacyRequest, type LegacyContext } from './legacy-handler.js';
 import { legacyError, parseLegacyRequest, type ParsedLegacyRequest } from './legacy-request.js';
 import { ThrottledLog } from '../throttled-log.js';
 import { outOfDescriptors } from '../file-limit.js';
@@ -36,10 +36,9 @@ export interface LegacyServerOptions {
   options: LegacyServerSettings;
   logger: Logger;
   /**
-   * How long (ms) a MESSAGE or COMMAND answered late, and still running, is
-   * waited for by the next one on its connection before that one runs
-   * anyway; default LATE_REQUEST_WAIT_MS (30 s). Not a user option: tests
-   * shorten it.
+   * How long (ms) a MESSAGE or COMMAND answered late (a SILENT one: from its turn, not waited for),
+   * and still running, is waited for by the next one on its connection before that one runs
+   * anyway; default LATE_REQUEST_WAIT_MS (30 s). Not a user option: tests shorten it.
    */
   lateWaitMs?: number;
   /**
@@ -56,8 +55,8 @@ export interface LegacyServerOptions {
  */
 export const LEGACY_ANSWER_DEADLINE_MS = 1500;
 /**
- * How long a MESSAGE or COMMAND answered late is waited for by the next one
- * on its connection (see LegacyConnection.#waitFor). Nothing of Herald's own
+ * How long a MESSAGE or COMMAND answered late (a SILENT one: from its turn) is
+ * waited for by the next one on its connection (see LegacyConnection.#waitFor). Nothing of Herald's own
  * takes this long (the SQLite store's commits are synchronous, a checkpoint
  * holds them 200 ms at most, the local broker publishes at once), so a
  * request still running by then is hung: the connection carries on without
@@ -65,7 +64,11 @@ export const LEGACY_ANSWER_DEADLINE_MS = 1500;
  * keeps its one connection for life).
  */
 export const LATE_REQUEST_WAIT_MS = 30_000;
-/** Requests framed but not yet handled, per connection, before reading pauses. */
+/**
+ * Requests framed but not yet handled, per connection, before reading pauses. SILENT sends
+ * started but not finished (or not yet given up on, LATE_REQUEST_WAIT_MS) count too: the
+ * connection does not wait for them, so without that a peer could start sends without end.
+ */
 const MAX_QUEUED_REQUESTS = 64;
 /** Requests handled in a row on one connection before yielding to the event loop. */
 const YIELD_EVERY = 32;
@@ -170,11 +173,14 @@ class LegacyConnection {
   #deadlineTimer: NodeJS.Timeout | undefined;
   #onDeadline: (() => void) | undefined;
   /**
-   * Settles once the MESSAGEs and COMMANDs answered late on this connection
-   * have finished (or been waited for lateWaitMs): the next one starts after
-   * it (#waitFor). Undefined when none is running.
+   * Settles once the MESSAGEs and COMMANDs still running on this connection
+   * (answered late, or SILENT: nothing waited for them) have finished, or
+   * been waited for lateWaitMs: the next one starts after it (#waitFor).
+   * Undefined when none is running.
    */
   #unfinished: Promise<void> | undefined;
+  /** How many sends #unfinished is made of: counted against MAX_QUEUED_REQUESTS (#queued). */
+  #running = 0;
   /** Cut by the server (close()'s grace ran out): requests still queued are dropped. */
   #cut = false;
   #socketClosed = false;
@@ -276,7 +282,7 @@ class LegacyConnection {
    * stops reading. `owned`: the chunk is #unread's own copy, and its rest is kept without another.
    */
   #frame(chunk: Buffer, owned = false): void {
-    const events = this.#framer.push(chunk, Math.max(1, MAX_QUEUED_REQUESTS - this.#queue.length));
+    const events = this.#framer.push(chunk, Math.max(1, MAX_QUEUED_REQUESTS - this.#queued));
     for (const e of events) this.#queue.push(this.#toWork(e));
     const read = this.#framer.read;
     if (read < chunk.length && !this.#framer.finished) {
@@ -388,12 +394,21 @@ class LegacyConnection {
 
   /** The peer half-closed: answer what it sent (a trailing number completes now), then end. */
   #endOfInput(): void {
-    if (!this.#ending) {
-      // First bytes not yet known for HTTP or not can no longer bring a body: they are read as requests.
-      const opening = this.#opening;
+    const opening = this.#opening;
+    if (!this.#ending && opening !== undefined) {
+      // First bytes not yet known for HTTP or not can no longer bring a body: they are read as
+      // requests, framed as any read is (#frame), MAX_QUEUED_REQUESTS at a time. Pushed whole,
+      // 8 KiB of `A {}{}…` was 4,095 requests queued at once. The end follows what is left over.
       this.#opening = undefined;
-      const events = opening !== undefined && opening.length > 0 ? this.#framer.push(opening) : [];
-      for (const e of [...events, ...this.#framer.end()]) this.#queue.push(this.#toWork(e));
+      this.#hold(0);
+      if (opening.length > 0) this.#frame(opening, true);
+      if (this.#unread !== undefined && !this.#ending) {
+        this.#endAfterUnread = true;
+        return;
+      }
+    }
+    if (!this.#ending) {
+      for (const e of this.#framer.end()) this.#queue.push(this.#toWork(e));
       this.#hold(0);
     }
     this.#ending = true;
@@ -438,14 +453,19 @@ class LegacyConnection {
    * (a pipelining client that read its answers slowly, or a slow dependency).
    */
   #maybePause(): void {
-    if (this.#queue.length >= MAX_QUEUED_REQUESTS || this.#socket.writableNeedDrain) {
+    if (this.#queued >= MAX_QUEUED_REQUESTS || this.#socket.writableNeedDrain) {
       this.#socket.pause();
       this.#clearPartialTimer();
     }
   }
 
+  /** Requests read and not done: queued, or SILENT sends still running (MAX_QUEUED_REQUESTS). */
+  get #queued(): number {
+    return this.#queue.length + this.#running;
+  }
+
   #maybeResume(): void {
-    if (this.#queue.length >= MAX_QUEUED_REQUESTS / 2 || this.#socket.writableNeedDrain) return;
+    if (this.#queued >= MAX_QUEUED_REQUESTS / 2 || this.#socket.writableNeedDrain) return;
     // What was read is carried out though the peer has gone (see #drain), or the server is
     // shutting down (a shutdown answers what was read); not after the server's cut, or a
     // fatal answer, which dropped #unread.
@@ -476,7 +496,8 @@ class LegacyConnection {
   }
 
   /**
-   * Handles the queue one request at a time, so answers (and sends) keep their order.
+   * Handles the queue one request at a time, so answers (and sends) keep their order; a SILENT
+   * send is started in its turn and not waited for (#handle).
    * A peer that closes or resets its connection before reading its answers
    * (it wrote five MESSAGEs and closed) still has every request already read
    * carried out, as the old daemon did, which handled each read whole: only
@@ -541,6 +562,17 @@ class LegacyConnection {
     const parsed = parseLegacyRequest(value, { depthChecked: true });
     const ordered = hasEffects(parsed);
     const silent = parsed.ok ? parsed.request.silent : parsed.silent;
+    const ctx = { notifier: s.notifier, commands: s.commands, token: s.settings.legacyToken, requireToken: s.requireToken, peer: this.#peer, logger: this.#log };
+    if (ordered && silent) {
+      // Fire-and-forget (NON_SAFE, Abills::Backend::API's SILENT envelope): there is no answer to
+      // wait for, so the connection does not wait. Held for each send's deadline, two or three of
+      // them behind a slow store kept is_connected()'s PING past the client's 2 s, and the client
+      // then read every later answer one request late. The send still starts after the one before
+      // it (sends to one person keep their order), and is kept as unfinished for the next one,
+      // `closed` and close() (#waitFor), counted against MAX_QUEUED_REQUESTS meanwhile.
+      this.#waitFor(this.#inTurn(parsed, ctx), started);
+      return undefined;
+    }
     // One timer per connection, re-armed per request: cheaper than a new one each time.
     const deadline = new Promise<'deadline'>((resolve) => {
       this.#onDeadline = () => resolve('deadline');
@@ -550,19 +582,16 @@ class LegacyConnection {
       this.#deadlineTimer = setTimeout(() => this.#onDeadline?.(), LEGACY_ANSWER_DEADLINE_MS);
       this.#deadlineTimer.unref();
     }
-    const ctx = { notifier: s.notifier, commands: s.commands, token: s.settings.legacyToken, requireToken: s.requireToken, peer: this.#peer, logger: this.#log };
-    // A MESSAGE or COMMAND after one answered late, and still running, starts once that one
-    // has finished: two sends to one person arrive in the order they came. Its deadline runs
-    // meanwhile, and, past it, it is answered late in turn. The server's cut drops it unstarted.
-    const before = ordered ? this.#unfinished : undefined;
-    const work = before === undefined
-      ? handleParsedLegacyRequest(parsed, ctx)
-      : before.then(() => (this.#cut ? undefined : handleParsedLegacyRequest(parsed, ctx)));
+    // A MESSAGE or COMMAND after one still running (answered late, or SILENT) starts once that
+    // one has finished: two sends to one person arrive in the order they came. Its deadline runs
+    // meanwhile, and, past it, it is answered late in turn.
+    const waited = ordered && this.#unfinished !== undefined;
+    const work = ordered ? this.#inTurn(parsed, ctx) : handleParsedLegacyRequest(parsed, ctx);
     try {
       const answer = await Promise.race([work, deadline]);
       if (answer !== 'deadline') return answer;
-      this.#log.warn({ ms: Math.round(performance.now() - started), waited: before !== undefined }, 'legacy request missed its answer deadline');
-      if (ordered) this.#waitFor(work);
+      this.#log.warn({ ms: Math.round(performance.now() - started), waited }, 'legacy request missed its answer deadline');
+      if (ordered) this.#waitFor(work, started);
       return silent ? undefined : legacyError(LATE_ANSWER, 'HERALD_ERR_UNAVAILABLE');
     } finally {
       this.#onDeadline = undefined;
@@ -570,16 +599,33 @@ class LegacyConnection {
   }
 
   /**
-   * Keeps a MESSAGE or COMMAND answered late, and still running, for the next
-   * one on this connection to wait for (#handle), and for `closed`. Not for
-   * ever: one still running lateWaitMs after its late answer is taken for
-   * hung (LATE_REQUEST_WAIT_MS), and the connection carries on without it.
+   * Carries out a MESSAGE or COMMAND once the ones still running before it on this connection
+   * (#unfinished) have finished. The server's cut (close()'s grace) drops it unstarted.
    */
-  #waitFor(work: Promise<unknown>): void {
+  #inTurn(parsed: ParsedLegacyRequest, ctx: LegacyContext): Promise<LegacyAnswer | undefined> {
+    const before = this.#unfinished;
+    return before === undefined
+      ? handleParsedLegacyRequest(parsed, ctx)
+      : before.then(() => (this.#cut ? undefined : handleParsedLegacyRequest(parsed, ctx)));
+  }
+
+  /**
+   * Keeps a MESSAGE or COMMAND still running (answered late, or SILENT and
+   * not waited for) for the next one on this connection to wait for
+   * (#handle), and for `closed`; until then it counts as a queued request
+   * (#queued). Not for ever: one still running lateWaitMs after its late
+   * answer (a SILENT one: after its turn came, so that a connection whose
+   * peer left is done lateWaitMs after its last request, however many it
+   * sent) is taken for hung (LATE_REQUEST_WAIT_MS), and the connection
+   * carries on without it.
+   */
+  #waitFor(work: Promise<unknown>, started: number): void {
     const waitMs = this.#server.lateWaitMs;
+    this.#running++;
+    this.#maybePause();
     const finished = new Promise<void>((resolve) => {
       const timer = setTimeout(() => {
-        this.#log.error({ waitMs }, 'legacy request still unfinished long after its late answer: later requests on its connection no longer wait for it');
+        this.#log.error({ waitMs, ms: Math.round(performance.now() - started) }, 'legacy request still unfinished long after it was due: later requests on its connection no longer wait for it');
         resolve();
       }, waitMs);
       timer.unref();
@@ -591,6 +637,8 @@ class LegacyConnection {
     });
     const unfinished: Promise<void> = finished.then(() => {
       if (this.#unfinished === unfinished) this.#unfinished = undefined;
+      this.#running--;
+      this.#maybeResume();
       this.#maybeSettle();
     });
     this.#unfinished = unfinished;
