@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
+import { CommandInfoReply } from '../src/server/api/commands-routes.js';
 import { SqliteCommandAudit } from '../src/server/commands/audit-sqlite.js';
 import { AUDIT_ARG_CHARS, AUDIT_ARGS_CHARS, auditArgs, auditText, type CommandAuditRecord, type StoredAuditRecord } from '../src/server/commands/outcome.js';
 import { HeraldError } from '../src/server/errors.js';
@@ -128,6 +129,26 @@ describe('command audit trail', () => {
     } finally {
       await rig.close();
     }
+  });
+
+  it('records as outputBytes the UTF-8 size of the output kept, as the API describes it: at most the cap, not what the program wrote', async () => {
+    const audit = new SqliteCommandAudit(':memory:', 1000);
+    const rig = await makeRig({ commandsAllow: ['sh'], commandsOutputCap: 1024 }, { audit });
+    try {
+      // 200,004 bytes written, 1024 kept; 1000 bytes that are not UTF-8, each kept as U+FFFD (3 bytes): 341 of them.
+      for (const [script, kept] of [["head -c 200000 /dev/zero | tr '\\0' x; echo END", 1024], ["head -c 1000 /dev/zero | tr '\\0' '\\377'", 1023]] as const) {
+        const info = await rig.runner.start({ aid: 4, program: 'sh', args: ['-c', script], door: 'http' });
+        const done = await rig.runner.wait(info.id);
+        assert.equal(Buffer.byteLength(done?.output ?? ''), kept);
+        assert.equal(rig.runner.audit()?.find((r) => r.id === info.id)?.outputBytes, kept, script);
+      }
+    } finally {
+      await rig.close();
+    }
+    const described = String((CommandInfoReply.properties.outputBytes as { description?: string }).description);
+    assert.match(described, /output Herald kept/);
+    assert.match(described, /commandsOutputCap/);
+    assert.doesNotMatch(described, /produced/);
   });
 
   it('bounds a record\'s size: long arguments, many arguments and a long refused program are cut with a note of how much', async () => {

@@ -151,6 +151,8 @@ export const FrameError = {
   FORBIDDEN: 'FORBIDDEN',
   NOT_FOUND: 'NOT_FOUND',
   CONFLICT: 'CONFLICT',
+  /** Herald cannot answer now (a command only the audit trail knows, while another process locks the file): try again. */
+  UNAVAILABLE: 'UNAVAILABLE',
 } as const;
 
 export type ParsedClientFrame = { ok: true; frame: ClientFrame } | { ok: false; error: ErrorFrame };

@@ -189,7 +189,7 @@ export type CommandInfo = WireCommandInfo & {
    * output (`output` is empty).
    */
   source?: 'audit';
-  /** With `source: 'audit'`: how much output the run produced, in bytes (not kept). */
+  /** With `source: 'audit'`: the UTF-8 size of the output Herald kept (at most `commandsOutputCap`), in bytes; the trail keeps no output. */
   outputBytes?: number;
 };
 

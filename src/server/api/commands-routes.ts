@@ -8,7 +8,7 @@
  * `registerCommandRoutes(api, { commands })`.
  */
 import { Type, type Static } from '@sinclair/typebox';
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { NotificationPayload } from '../../protocol/frames.js';
 import { pairStart } from '../../protocol/text-cut.js';
 import type { CommandInfo, CommandRequest, CommandService, RefusedCommandRequest } from '../commands/command-service.js';
@@ -60,7 +60,7 @@ export const CommandInfoReply = Type.Object({
   DURATION_MS: Type.Number(),
   TRUNCATED: Type.Boolean(),
   source: Type.Optional(Type.Literal('audit', { description: 'Present when the command ran before a restart (or has left commandsHistory): its final state from the audit trail, which does not keep the output (`output` is empty).' })),
-  outputBytes: Type.Optional(Type.Integer({ description: 'With `source: "audit"`: how much output the run produced, in bytes (not kept).' })),
+  outputBytes: Type.Optional(Type.Integer({ description: 'With `source: "audit"`: the size in bytes of the output Herald kept for the run (as UTF-8, at most commandsOutputCap: not how much the program wrote), which the trail does not keep.' })),
 }, { description: 'The command: its state, exit code and output.' });
 
 const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 100 }) });
@@ -87,10 +87,15 @@ const START_ERRORS = {
   429: errorAnswer('HERALD_ERR_QUEUE_FULL: as many commands wait as commandsQueueSize allows, or as many of this admin\'s as their share of it allows (docs/commands.md).'),
   501: errorAnswer('HERALD_ERR_COMMANDS_DISABLED: commandsEnabled is false.'),
 };
+/** The 503 of a route that reads the audit trail: any route's, and a trail that cannot be read now. */
+const TRAIL_UNAVAILABLE = errorAnswer('HERALD_ERR_SHUTTING_DOWN: the server is stopping (with Retry-After when no route ran: send it again). HERALD_ERR_UNAVAILABLE with Retry-After: the audit trail cannot be read now (another process, a sqlite3 shell, holds a lock on its file): ask again; it does not mean the command is unknown.');
 const CANCEL_ERRORS = {
   404: MISSING_COMMAND,
   409: errorAnswer('HERALD_ERR_CONFLICT: the command has already ended.'),
+  503: TRAIL_UNAVAILABLE,
 };
+/** Seconds a caller is asked to wait (Retry-After) when the audit trail cannot be read: a reader's lock lasts milliseconds, a shell's as long as its person wants. */
+const TRAIL_RETRY_AFTER_SEC = 1;
 
 export interface CommandRoutesContext {
   commands: CommandService;
@@ -153,19 +158,19 @@ export function registerCommandRoutes(api: FastifyInstance, ctx: CommandRoutesCo
       tags: ['commands'], querystring: AuditQuery,
       response: { 200: Type.Object({ persisted: Type.Boolean(), records: Type.Array(Type.Object({ row: Type.Integer() }, { additionalProperties: true })) }, { description: 'The audit records, newest first (persisted: false without an audit trail).' }) },
     },
-    config: { answers: routeAnswers({}) },
-  }, async (req) => {
+    config: { answers: routeAnswers({}, { errors: { 503: TRAIL_UNAVAILABLE } }) },
+  }, async (req, reply) => {
     const q = req.query as Static<typeof AuditQuery>;
     const query: { limit: number; aid?: number; before?: number } = { limit: q.limit ?? 100 };
     if (q.aid !== undefined) query.aid = q.aid;
     if (q.before !== undefined) query.before = q.before;
-    const records = commands.audit?.(query);
+    const records = await fromTrail(reply, () => commands.audit?.(query));
     return { persisted: records !== undefined, records: records ?? [] };
   });
 
   api.get('/commands/:id', {
     schema: { summary: 'A command\'s state and output (after a restart: its final state from the audit trail, without output)', tags: ['commands'], params: IdParams, querystring: GetQuery, response: { 200: CommandInfoReply } },
-    config: { answers: routeAnswers({}, { errors: { 404: MISSING_COMMAND } }) },
+    config: { answers: routeAnswers({}, { errors: { 404: MISSING_COMMAND, 503: TRAIL_UNAVAILABLE } }) },
   }, async (req, reply) => {
     const { id } = req.params as Static<typeof IdParams>;
     const { since, wait } = req.query as Static<typeof GetQuery>;
@@ -173,7 +178,7 @@ export function registerCommandRoutes(api: FastifyInstance, ctx: CommandRoutesCo
     if (!info) {
       // Not in memory: it ran before a restart, or has left commandsHistory. The audit trail
       // has its final record (an ended command: a long poll has nothing to wait for).
-      const recorded = commands.recorded?.(id);
+      const recorded = await fromTrail(reply, () => commands.recorded?.(id));
       // `details` tells this 404 from a route's that does not exist (the SDK's commandStatus reads it).
       if (!recorded) throw new HeraldError('HERALD_ERR_NOT_FOUND', `no command ${id} (unknown, or too old to be remembered)`, { resource: 'command' });
       return since === undefined ? recorded : sliceOutput(recorded, since);
@@ -197,16 +202,30 @@ export function registerCommandRoutes(api: FastifyInstance, ctx: CommandRoutesCo
   api.post('/commands/:id/cancel', {
     schema: { summary: 'Stop a queued or running command (SIGTERM to its process group, then SIGKILL)', tags: ['commands'], params: IdParams, response: { 200: CommandInfoReply } },
     config: { answers: routeAnswers({}, { body: true, errors: CANCEL_ERRORS }) },
-  }, async (req) => {
+  }, async (req, reply) => {
     const { id } = req.params as Static<typeof IdParams>;
     try {
-      return await commands.cancel(id);
+      return await fromTrail(reply, () => commands.cancel(id));
     } catch (e) {
       // The same 404 as a lookup's, naming what is missing.
       if (isHeraldError(e) && e.code === 'HERALD_ERR_NOT_FOUND') throw new HeraldError(e.code, e.message, { resource: 'command' });
       throw e;
     }
   });
+}
+
+/**
+ * What `ask` answers, from the audit trail: a trail that cannot be read now (HERALD_ERR_UNAVAILABLE,
+ * its file locked by another process) is answered 503 with Retry-After, "ask again", as the
+ * shutdown's refusal is (http-api.ts); not 404, which says the command is unknown.
+ */
+async function fromTrail<T>(reply: FastifyReply, ask: () => T | Promise<T>): Promise<T> {
+  try {
+    return await ask();
+  } catch (e) {
+    if (isHeraldError(e) && e.code === 'HERALD_ERR_UNAVAILABLE') reply.header('retry-after', String(TRAIL_RETRY_AFTER_SEC));
+    throw e;
+  }
 }
 
 /** What a body the schema refused held, for the audit trail: any JSON value, fields as they came. */

@@ -403,6 +403,10 @@ export class SqliteCommandAudit implements CommandAuditStore, CommandRunJournal 
    * the trail right after a run sees that run.
    */
   recent(query: AuditQuery = {}): StoredAuditRecord[] {
+    return readable(() => this.#recent(query));
+  }
+
+  #recent(query: AuditQuery): StoredAuditRecord[] {
     const { db } = this.#current();
     const limit = Math.max(0, query.limit ?? 100);
     const seq = (db.prepare(`SELECT seq FROM sqlite_sequence WHERE name = 'command_audit'`).get() as { seq: number } | undefined)?.seq ?? 0;
@@ -432,7 +436,7 @@ export class SqliteCommandAudit implements CommandAuditStore, CommandRunJournal 
       // Its row is not known yet; nobody reads it from a single record (recordedInfo ignores it).
       if (rec.event === 'finished' && rec.id === id) return { ...rec, row: 0 };
     }
-    const r = this.#current().byId.get(id) as { row: number; json: string } | undefined;
+    const r = readable(() => this.#current().byId.get(id) as { row: number; json: string } | undefined);
     return r && { ...(JSON.parse(r.json) as CommandAuditRecord), row: r.row };
   }
 
@@ -481,6 +485,20 @@ export class SqliteCommandAudit implements CommandAuditStore, CommandRunJournal 
     );
     this.#pending.length = 0;
     this.#runsDue.clear();
+  }
+}
+
+/**
+ * A read of the file: one that meets another process's lock (a `sqlite3` shell's BEGIN EXCLUSIVE,
+ * or a write of its own while it commits) after AUDIT_BUSY_MS is HERALD_ERR_UNAVAILABLE, "ask
+ * again" (503), not a failure of Herald's (500), nor "no such command" (404).
+ */
+function readable<T>(read: () => T): T {
+  try {
+    return read();
+  } catch (e) {
+    if (isBusy(e)) throw new HeraldError('HERALD_ERR_UNAVAILABLE', 'the command audit file is locked by another process (a sqlite3 shell holding a lock?): try again');
+    throw e;
   }
 }
 

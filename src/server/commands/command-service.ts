@@ -61,8 +61,9 @@ export interface CommandService {
   /**
    * A command this process no longer remembers (it ran before a restart, or has left
    * `commandsHistory`), answered from the persisted audit trail: its final state,
-   * without output. Undefined when the trail is not persisted or does not hold it.
-   * Optional, as `wait`.
+   * without output. Undefined when the trail is not persisted or does not hold it;
+   * HERALD_ERR_UNAVAILABLE when it cannot be read now (its file locked by another
+   * process): not a miss. Optional, as `wait`.
    */
   recorded?(id: string): RecordedCommandInfo | undefined;
   /**
@@ -71,7 +72,8 @@ export interface CommandService {
    * asking (COMMAND_CANCEL): only the admin who owns the command may cancel it
    * (HERALD_ERR_FORBIDDEN otherwise); without `by` (HTTP API, CLI) any command
    * may be cancelled. HERALD_ERR_NOT_FOUND for an unknown id, HERALD_ERR_CONFLICT
-   * when it has already ended.
+   * when it has already ended, HERALD_ERR_UNAVAILABLE when only the audit trail
+   * could tell and it cannot be read now.
    */
   cancel(id: string, by?: Principal): Promise<CommandInfo>;
   /** Queued, running and recently finished commands, newest first (default 50). */
@@ -86,7 +88,7 @@ export interface CommandService {
   wait?(id: string, options?: CommandWaitOptions): Promise<CommandInfo | undefined>;
   /** Counts for `/api/v1/status` (optional, as `wait`). */
   stats?(): CommandStats;
-  /** The persisted audit trail, newest first; undefined when it is not persisted (log lines only). */
+  /** The persisted audit trail, newest first; undefined when it is not persisted (log lines only); HERALD_ERR_UNAVAILABLE when its file is locked by another process. */
   audit?(query?: AuditQuery): StoredAuditRecord[] | undefined;
   /**
    * Refuses new requests, cancels the queue, stops running programs and waits
@@ -109,7 +111,7 @@ export interface CommandWaitOptions {
 export interface RecordedCommandInfo extends CommandInfo {
   /** Where the answer comes from: the audit trail, which does not keep the output (`output` is ""). */
   source: 'audit';
-  /** How much output the run produced, in bytes (not kept). */
+  /** The size of the output kept for the run, in bytes as UTF-8 (at most commandsOutputCap; not what the program wrote); the output itself is not. */
   outputBytes?: number;
 }
 

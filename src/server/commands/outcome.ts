@@ -283,7 +283,7 @@ export function finishedRecord(info: CommandInfo, outputBytes: number): CommandA
  * A finished run as the audit trail remembers it, in the shape of its command info
  * (`GET /api/v1/commands/:id` after a restart, or once the run has left `commandsHistory`).
  * The trail does not keep the output: `output` is empty and `outputBytes` says how much
- * there was; `args`, `program` and `error` are as the record cut them (AUDIT_*_CHARS).
+ * was kept (its UTF-8 bytes, at most commandsOutputCap); `args`, `program` and `error` are as the record cut them (AUDIT_*_CHARS).
  */
 export function recordedInfo(rec: CommandAuditRecord & { id: string; state: CommandState }): RecordedCommandInfo {
   const info: RecordedCommandInfo = {

@@ -36,8 +36,16 @@ export const MAX_ARGS = 1024;
 export const PROGRESS_MAX_CHARS = 65536;
 /** Longest caller task id, in characters. */
 const MAX_TASK_ID_CHARS = 256;
-/** At shutdown, how long a program has to end after its SIGKILL before Herald stops waiting for it, in ms. */
-const CUT_LOOSE_AT_SHUTDOWN_MS = 1000;
+/**
+ * How long a run's output has to reach its end after its group's SIGKILL before Herald stops
+ * reading it and calls what holds it left running (#cutLoose), in ms: at least this, whatever
+ * commandsKillGraceMs, and at shutdown this alone. A killed group's pipes end only once what
+ * they hold has been read, and past the output cap that is one read every DROPPED_OUTPUT_READ_MS:
+ * with commandsKillGraceMs 0 (or a few ms) as this wait, 6 runs in 10 of a program that simply
+ * wrote past the cap and exited were cut loose, reported as leaving a process running, and a
+ * timed-out run lost its SIGNAL.
+ */
+const CUT_LOOSE_AFTER_KILL_MS = 1000;
 /**
  * Past the output cap, how often a stream of a run is read again, in ms: one read (at most
  * 64 KiB) each time, ~6 MiB/s. Read as fast as it came, `yes` cost Herald 42 % of a core for
@@ -359,9 +367,12 @@ export class CommandRunner implements CommandService {
     try {
       rec = this.#audit.finished(id);
     } catch (err) {
-      // After close() the file is shut; a lookup that fails is "not known", as it was before the trail was asked.
+      // A lookup that failed does not know: answered "unknown" (404), a caller gave up on a
+      // command that ran (the SDK's commandStatus turned it into null) while an operator's
+      // sqlite3 shell held the file locked. Unavailable (503) is "ask again".
+      if (isHeraldError(err) && err.code === 'HERALD_ERR_UNAVAILABLE') throw err;
       this.#log.warn({ id, err: (err as Error).message }, 'command audit lookup failed');
-      return undefined;
+      throw new HeraldError('HERALD_ERR_UNAVAILABLE', `the command audit trail cannot be read now (${(err as Error).message}): try again`);
     }
     if (rec?.id === undefined || rec.state === undefined) return undefined;
     return recordedInfo({ ...rec, id: rec.id, state: rec.state });
@@ -439,17 +450,20 @@ export class CommandRunner implements CommandService {
     const pending = [...this.#active.values()];
     for (const run of pending) this.#stop(run, 'shutdown', 'server shutting down');
     const ended = Promise.all(pending.map((r) => this.#waitFor(r)));
-    // The shutdown's grace is shorter than the kill grace: a program that ignores SIGTERM is
-    // killed when it ends (so is one whose cancel began before, with its own long grace).
-    // Waiting the whole kill grace ran past `herald start`'s deadline (shutdownGraceMs + 5 s),
-    // which exited 1 with the run unrecorded and its admin never told.
-    if (graceMs < this.#o.commandsKillGraceMs && !(await settlesWithin(ended, graceMs))) {
+    // At most graceMs, then SIGKILL, then CUT_LOOSE_AFTER_KILL_MS, whatever commandsKillGraceMs:
+    // a program that ignores SIGTERM is killed when the shutdown's grace ends (so is one whose
+    // cancel began before, with its own grace). Waiting for the runs' own chains (SIGTERM, the
+    // kill grace, SIGKILL, another wait, cut loose) took up to twice the kill grace (close(5000)
+    // with a kill grace of 5 s: 10 s, not 6): past `herald start`'s deadline (shutdownGraceMs +
+    // 5 s) it exited 1 with the run unrecorded and its admin never told.
+    if (!(await settlesWithin(ended, graceMs))) {
       const late = pending.filter((run) => !run.finished);
       for (const run of late) this.#signal(run, 'SIGKILL');
-      // A process SIGKILL cannot end (another user's) is cut loose after a short wait, as the
-      // HTTP server's connections are (herald.ts, #closeHttp), not after another kill grace.
-      if (!(await settlesWithin(ended, Math.min(this.#o.commandsKillGraceMs, CUT_LOOSE_AT_SHUTDOWN_MS)))) {
-        for (const run of late) if (!run.finished) this.#cutLoose(run);
+      // A process SIGKILL cannot reach (another user's, one that left the group holding the
+      // output) is cut loose after a short wait, as the HTTP server's connections are (herald.ts,
+      // #closeHttp), not after another kill grace: its run still gets its record and notification.
+      if (!(await settlesWithin(ended, CUT_LOOSE_AFTER_KILL_MS))) {
+        for (const run of late) this.#cutLoose(run);
       }
     }
     await ended;
@@ -522,6 +536,10 @@ export class CommandRunner implements CommandService {
     child.stdout?.on('data', (chunk: Buffer) => this.#output(run, 'stdout', chunk));
     child.stderr?.on('data', (chunk: Buffer) => this.#output(run, 'stderr', chunk));
     child.on('exit', (code, signal) => {
+      // A run already ended (cut loose at shutdown before Node reported the exit) keeps the
+      // outcome it was reported with, and gets no timer: one added now would outlive its
+      // #finish, and cut it loose, and warn, once more.
+      if (run.finished) return;
       run.exited = true;
       run.exitCode = code;
       run.signal = signal;
@@ -536,12 +554,13 @@ export class CommandRunner implements CommandService {
       }
       // Left-over children may hold the pipes open, or stay in the group with their output
       // closed; give them the grace, then the group goes ('close' follows once they are dead,
-      // or came already). Something that still holds the pipes after another grace (outside
-      // the group, or not ours to kill) is cut loose.
+      // or came already). Something that still holds the pipes after another grace, and at least
+      // CUT_LOOSE_AFTER_KILL_MS (outside the group, or not ours to kill), is cut loose.
       this.#timer(run, this.#o.commandsKillGraceMs, () => {
+        if (run.finished) return;
         this.#signal(run, 'SIGKILL');
         if (run.outputClosed) this.#finish(run);
-        else this.#timer(run, this.#o.commandsKillGraceMs, () => this.#cutLoose(run));
+        else this.#timer(run, this.#cutLooseMs(), () => this.#cutLoose(run));
       });
     });
     child.on('close', () => {
@@ -600,11 +619,21 @@ export class CommandRunner implements CommandService {
     if (run.pid === undefined) return; // spawning failed; its 'error' finishes it
     this.#signal(run, 'SIGTERM');
     this.#timer(run, this.#o.commandsKillGraceMs, () => {
+      if (run.finished) return;
       this.#signal(run, 'SIGKILL');
       // A program that even SIGKILL could not end (it runs as another user) must not hold
       // the run, its slot and whoever waits for it for ever: after one more grace, cut loose.
-      this.#timer(run, this.#o.commandsKillGraceMs, () => this.#cutLoose(run));
+      this.#timer(run, this.#cutLooseMs(), () => this.#cutLoose(run));
     });
+  }
+
+  /**
+   * How long after its group's SIGKILL a run's output has to end before it is cut loose: another
+   * grace, and at least CUT_LOOSE_AFTER_KILL_MS, which a killed group's pipes need to reach
+   * their end (with a grace of 0 they were cut loose in the same turn, their SIGNAL lost).
+   */
+  #cutLooseMs(): number {
+    return Math.max(this.#o.commandsKillGraceMs, CUT_LOOSE_AFTER_KILL_MS);
   }
 
   /**
@@ -651,6 +680,8 @@ export class CommandRunner implements CommandService {
    * an application that embeds Herald exits after close() instead of waiting for it.
    */
   #cutLoose(run: Run): void {
+    // Ended meanwhile (its output closed in the same turn as the timer that calls this): nothing is left running.
+    if (run.finished) return;
     run.cutLoose = true;
     // A process we could not signal is already logged (#signal); one that left the group
     // (`setsid prog &`) while holding the output got every signal sent to nobody and is

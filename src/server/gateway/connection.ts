@@ -1210,7 +1210,7 @@ export class Connection implements Tab {
       await this.#deps.commands.cancel(commandId, this.principal);
     } catch (e) {
       if (!isHeraldError(e)) throw e;
-      this.#error(e.status === 404 ? FrameError.NOT_FOUND : e.status === 409 ? FrameError.CONFLICT : FrameError.FORBIDDEN, e.message);
+      this.#error(e.status === 404 ? FrameError.NOT_FOUND : e.status === 409 ? FrameError.CONFLICT : e.status === 503 ? FrameError.UNAVAILABLE : FrameError.FORBIDDEN, e.message);
     }
   }
 }
