@@ -69,6 +69,21 @@ describe('herald flags that take a number', () => {
     }
   });
 
+  // The server keeps a TTL in whole milliseconds, rounded: 0.4ms became 0, a live-only send, while
+  // the CLI said and advised as for a stored one.
+  test('send --ttl: a non-zero duration under a millisecond exits 2 naming the flag; 0 and 1ms are sent', async () => {
+    for (const value of ['0.4ms', '0.0004', '0.9ms']) {
+      const r = await runCli(['send', '--aid', '1', '--text', 'hi', '--ttl', value], { env });
+      assert.equal(r.code, 2, `${value}: ${r.stderr}`);
+      assert.equal(r.stderr, `herald: --ttl ${value} is under a millisecond, the unit Herald keeps a TTL in: it would be taken as 0, a send to the tabs open now only; give --ttl 0 for that, or at least 1ms\n`);
+    }
+    for (const value of ['0', '1ms', '0.001', '1.5ms']) {
+      const r = await runCli(['send', '--aid', '1', '--text', 'hi', '--ttl', value], { env });
+      assert.equal(r.code, 1, `${value}: ${r.stderr}`);
+      assert.match(r.stderr, /cannot reach Herald/);
+    }
+  });
+
   test('token --ttl: its message does not offer 0, which it refuses', async () => {
     const r = await runCli(['token', '--aid', '1', '--ttl', 'soon'], { env: { ...env, HERALD_SECRET: 'a'.repeat(32) } });
     assert.equal(r.code, 2, r.stderr);

@@ -5,7 +5,7 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
+import { createServer, request } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { exited, LineReader, runCli, spawnCli } from './helpers/cli.js';
@@ -96,6 +96,54 @@ describe('herald run', () => {
     const noProgram = await runCli(['run', '--aid', '1'], { env });
     assert.equal(noProgram.code, 2);
   });
+});
+
+// A proxy or a network between the CLI and a Herald that goes on running the command: the CLI
+// said it "was most likely stopped" (or gave the bare timeout) and exited 1, and a script that
+// ran it again on exit 1 ran the program twice.
+describe('herald run --wait that loses its polls while Herald goes on', () => {
+  let s: TestServer;
+  before(async () => {
+    s = await startHerald({ heartbeatMs: 60000, commandsEnabled: true, commandsAllow: ['ping'] });
+  });
+  after(() => s.close());
+
+  for (const loss of ['cut', 'unanswered'] as const) {
+    test(`polls ${loss}: exit 1, saying the command may still be running and how to see and cancel it`, async () => {
+      const target = new URL(s.url);
+      let polls = 0;
+      // Passes everything to Herald but the polls after the first: their connection is cut, or never answered.
+      const proxy = createServer((req, res) => {
+        if (req.method === 'GET' && /^\/api\/v1\/commands\/[^/?]+/.test(req.url ?? '') && ++polls > 1) {
+          if (loss === 'cut') req.socket.destroy();
+          return;
+        }
+        const up = request({ host: target.hostname, port: target.port, path: req.url, method: req.method, headers: req.headers }, (answer) => {
+          res.writeHead(answer.statusCode ?? 502, answer.headers);
+          answer.pipe(res);
+        });
+        up.on('error', () => res.destroy());
+        req.pipe(up);
+      });
+      await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+      const env = { HERALD_URL: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, HERALD_API_TOKEN: s.apiToken };
+      try {
+        const r = await runCli(['--timeout-ms', '1000', 'run', '--aid', '1', '--wait', '--poll-ms', '50', '--', 'ping', '-i', '0.2', '-c', '100', '-q', '127.0.0.1'], { env, timeoutMs: 30000 });
+        assert.equal(r.code, 1, r.stderr);
+        const id = /^command (\S+) started/m.exec(r.stderr)?.[1];
+        assert.ok(id !== undefined, r.stderr);
+        assert.match(r.stderr, new RegExp(`lost Herald at .* while following command ${id} \\(HERALD_ERR_${loss === 'cut' ? 'CONNECTION_LOST' : 'TIMEOUT'}[^\n]*: the command may still be running there`));
+        assert.ok(r.stderr.includes(`see how it stands with GET /api/v1/commands/${id} and stop it with POST /api/v1/commands/${id}/cancel`), r.stderr);
+        assert.doesNotMatch(r.stderr, /stopped with it/);
+        // And so it is.
+        assert.equal((await s.api('GET', `/api/v1/commands/${id}`)).body.state, 'running');
+        await s.api('POST', `/api/v1/commands/${id}/cancel`);
+      } finally {
+        proxy.closeAllConnections();
+        await new Promise<void>((resolve) => proxy.close(() => resolve()));
+      }
+    });
+  }
 });
 
 describe('herald run against something that is not Herald', () => {

@@ -5,11 +5,12 @@
  */
 import { test, describe, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { exited, LineReader, runCli, spawnCli } from './helpers/cli.js';
+import { restartablePort } from './helpers/ports.js';
 
 describe('herald start: the first-start hint', () => {
   const dir = mkdtempSync(join(tmpdir(), 'herald-cli-hint-'));
@@ -52,6 +53,39 @@ describe('herald start: the first-start hint', () => {
       await exited(child);
     }
   });
+
+  // Herald started with --config FILE, which sets one credential (the other is generated): the
+  // lines lacked --config, so `herald send` found no API token (the one the file sets) and
+  // `herald token` no signing secret, run anywhere but with HERALD_CONFIG set.
+  for (const configured of ['apiToken', 'secret'] as const) {
+    test(`started with --config FILE that sets ${configured}: every line, run as printed from another directory, works`, async () => {
+      const confDir = join(dir, `config-${configured}`);
+      mkdirSync(confDir, { mode: 0o700 });
+      // A port of its own, which only the config file names: the send line finds it there, without --url.
+      const port = await restartablePort();
+      const credential = configured === 'apiToken' ? { apiToken: 'backend-token-0123456789abcdef' } : { secret: '0123456789abcdef0123456789abcdef-signing' };
+      writeFileSync(join(confDir, 'herald.json'), JSON.stringify({ ...credential, port, legacyEnabled: false, store: 'memory', dataDir: 'data' }), { mode: 0o600 });
+      // A relative --config, from the config's directory: the lines name it by its absolute path.
+      const child = spawnCli(['start', '--config', 'herald.json', '--log-level', 'silent'], { cwd: confDir });
+      const stderr = new LineReader(child.stderr);
+      try {
+        await stderr.next((l) => l.startsWith('Your backend'));
+        const lines = stderr.lines.filter((l) => /^ {2}herald (token|send) /.test(l)).map((l) => l.replace(/#.*$/, '').trim());
+        assert.equal(lines.length, 2, stderr.text());
+        for (const line of lines) {
+          const args = spawnSync('sh', ['-c', `set -- ${line}\nprintf '%s\\n' "$@"`], { encoding: 'utf8' }).stdout.trim().split('\n');
+          const r = await runCli(args.slice(1), { cwd: tmpdir() });
+          assert.equal(r.code, 0, `${line}\n${r.stderr}`);
+          assert.match(r.stdout, line.startsWith('herald send') ? /^admin 1: delivered to 0 tabs; queued/ : /^[\w-]+\.[\w-]+\.[\w-]+\n$/);
+          assert.ok(line.includes(` --config ${join(confDir, 'herald.json')} `), line);
+          assert.doesNotMatch(line, /--url/);
+        }
+      } finally {
+        child.kill('SIGTERM');
+        await exited(child);
+      }
+    });
+  }
 
   test('with publicUrl set, the token line names the endpoint browsers use there, not the listener', async () => {
     const dataDir = join(dir, 'public-url');

@@ -6,11 +6,13 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { chmodSync, existsSync, lchownSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { exited, LineReader, runCli, spawnCli } from './helpers/cli.js';
+import { cleanEnv, cliBundle, exited, LineReader, runCli, spawnCli } from './helpers/cli.js';
+import { skipUnlessCI } from './helpers/capability.js';
 import { loadOptions } from '../src/server/options.js';
 
 const SECRET = 'abcdefghijklmnopqrstuvwxyz0123456789';
@@ -291,5 +293,54 @@ describe('options left empty, or written to mean something else', () => {
     const known = await runCli(['help', 'send']);
     assert.equal(known.code, 0, known.stderr);
     assert.match(known.stdout, /^Usage: herald send/);
+  });
+});
+
+// A link's own mode is always 0777: lstat of the config file's directory refused every config
+// file reached through a linked directory (/etc/herald leading to a release directory, made by
+// configuration management) and every `--config <(…)`, whose /dev/fd is root's link to
+// /proc/self/fd, as "in a directory other users may write". docs/cli.md: such a link is judged
+// by what it leads to.
+describe('a config file in a directory reached through a symbolic link', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'herald-hardening-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  /** A directory `name` (mode `bits`) holding herald.json, and a link `name-link` to it; returns the file's path through the link. */
+  const linkedConfig = (name: string, bits: number, options: Record<string, unknown>): string => {
+    const real = join(dir, name);
+    mkdirSync(real);
+    chmodSync(real, bits);
+    writeFileSync(join(real, 'herald.json'), JSON.stringify(options), { mode: 0o600 });
+    symlinkSync(name, join(dir, `${name}-link`));
+    return join(dir, `${name}-link`, 'herald.json');
+  };
+
+  test('a link of this user\'s is judged by the directory it leads to: taken when that is this user\'s alone, refused when others may write it', async () => {
+    const taken = await runCli(['config', '--config', linkedConfig('mine', 0o700, { port: 29529 })]);
+    assert.equal(taken.code, 0, taken.stderr);
+    assert.match(taken.stdout, /"port": 29529/);
+    const open = linkedConfig('open', 0o777, { port: 0 });
+    const refused = await runCli(['config', '--config', open]);
+    assert.equal(refused.code, 2, refused.stdout + refused.stderr);
+    assert.match(refused.stderr, /which other users may write \(mode 0777\)/);
+  });
+
+  test('--config <(…) (process substitution: /dev/fd/N) is taken', async () => {
+    const script = `exec "$0" "$1" config --config <(echo '{"port":29530}')`;
+    const { stdout, stderr, code } = await new Promise<{ stdout: string; stderr: string; code: number | null }>((resolve) => {
+      const child = execFile('bash', ['-c', script, process.execPath, cliBundle()], { env: cleanEnv(), timeout: 20000 }, (error, out, err) => {
+        resolve({ stdout: out, stderr: err, code: error === null ? 0 : (child.exitCode ?? -1) });
+      });
+    });
+    assert.equal(code, 0, stderr);
+    assert.match(stdout, /"port": 29530/);
+  });
+
+  const notRoot = process.getuid?.() === 0 ? false : skipUnlessCI('lchown to another user needs root');
+  test('a link of another user\'s is refused (exit 2): that user could point it at a directory of theirs', { skip: notRoot }, async () => {
+    const file = linkedConfig('theirs', 0o700, { port: 0 });
+    lchownSync(join(dir, 'theirs-link'), 65534, 65534);
+    const r = await runCli(['start', '--config', file, '--port', '0', '--no-legacy', '--store', 'memory', '--data-dir', join(dir, 'data')]);
+    assert.equal(r.code, 2, r.stdout + r.stderr);
+    assert.match(r.stderr, /is in .*theirs-link, a symbolic link of uid 65534, not of this user or root/);
   });
 });

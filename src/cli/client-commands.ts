@@ -196,6 +196,12 @@ export async function runSend(flags: SendFlags): Promise<void> {
   const { to, label } = recipientFromFlags(flags);
   const message = messageFromFlags(flags);
   const ttl = flags.ttl === undefined ? undefined : durationFlag('--ttl', flags.ttl);
+  // The server keeps a TTL in whole milliseconds, rounded (POST /api/v1/send): under half of one
+  // it is 0, a live-only send, and the CLI's summary and resend advice spoke of a stored one.
+  // Refused below 1 ms, as `token --ttl` is below 1 s, its own unit.
+  if (ttl !== undefined && ttl > 0 && ttl < 0.001) {
+    throw new CliError(`--ttl ${flags.ttl} is under a millisecond, the unit Herald keeps a TTL in: it would be taken as 0, a send to the tabs open now only; give --ttl 0 for that, or at least 1ms`, Exit.USAGE);
+  }
   const plainString = typeof message === 'string';
   if (plainString && ttl !== undefined && ttl > 0) {
     // The server would take it and ignore the TTL: the operator would think it waits for tabs.

@@ -5,7 +5,8 @@
  * the output by polling the command's status and exits with the program's
  * status: its exit code, 124 on timeout (as timeout(1)), 128+n for a
  * signal, 130 when cancelled (Ctrl-C here cancels it on the server too),
- * 1 when the server's shutdown stopped it.
+ * 1 when the server's shutdown stopped it, or when the CLI lost the server
+ * while following it (the command may then still be running there).
  */
 import { constants } from 'node:os';
 import type { CommandInfo } from '../sdk/types.js';
@@ -187,12 +188,9 @@ async function follow(sender: BrowserSender, id: string, pollMs: number, url: st
     try {
       info = await sender.commandStatus(id, { since: printed });
     } catch (e) {
-      // The SDK has kept trying for its retryForMs already. A server that shuts down stops
-      // every command it runs (docs/commands.md): the command most likely ended with it.
-      if (e instanceof HeraldSdkError && LOST_SERVER.has(e.code)) {
-        throw new CliError(`lost Herald at ${url} while following command ${shown} (${e.code}: ${printable(e.message)}): a server that shuts down stops its commands, so ${shown} was most likely stopped with it`);
-      }
-      sdkFailure(e, url);
+      // The SDK has kept trying for its retryForMs already.
+      if (!(e instanceof HeraldSdkError)) throw e;
+      throw new CliError(pollFailure(e, url, shown));
     }
     if (info === null) {
       // It was running a moment ago, and a server forgets a finished command only long after, and
@@ -222,5 +220,18 @@ function fromAudit(info: CommandInfo): boolean {
   return (info as { source?: unknown }).source === 'audit';
 }
 
-/** Failures that mean the server went away (shut down, not back yet), not that it refused the poll. */
-const LOST_SERVER = new Set<string>(['HERALD_ERR_SHUTTING_DOWN', 'HERALD_ERR_UNREACHABLE', 'HERALD_ERR_CONNECTION_LOST']);
+/**
+ * What `run --wait` says when it can no longer ask how command `shown` stands. Only a server
+ * that answered it is shutting down has stopped it (a server that shuts down stops every command
+ * it runs, docs/commands.md). A connection cut or refused, or no answer within --timeout-ms, is
+ * as likely a proxy or a network between the two, or a busy server, and the command goes on
+ * there: a script that took exit 1 for "it did not run" and ran it again ran it twice.
+ */
+function pollFailure(e: HeraldSdkError, url: string, shown: string): string {
+  const said = `${printable(e.code, 100)}${e.status ? `, HTTP ${e.status}` : ''}: ${printable(e.message)}`;
+  if (e.code === 'HERALD_ERR_SHUTTING_DOWN') {
+    return `Herald at ${url} is shutting down (${said}), which stops every command it runs: command ${shown} was stopped with it, and is not run again`;
+  }
+  const what = e.status === 0 ? `lost Herald at ${url} while following command ${shown}` : `Herald at ${url} answered the poll of command ${shown} with an error`;
+  return `${what} (${said}): the command may still be running there (unless that server shut down, which stops every command it runs), and running it again may run it twice; see how it stands with GET /api/v1/commands/${shown} and stop it with POST /api/v1/commands/${shown}/cancel (docs/commands.md; herald has no command for either)`;
+}

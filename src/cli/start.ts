@@ -199,7 +199,11 @@ async function serve(options: HeraldOptions, flags: StartFlags, secured: Secrets
     // A browser token is a credential only for the token resolver: with sql or http the
     // panel's session cookie is, and the token line only sent operators after a useless token.
     const tokenEndpoint = options.authResolver === 'token' ? adminEndpoint(options.publicUrl, reachable) : undefined;
-    printFirstStart(file, noticeKeys, tokenEndpoint, options.dataDir, flags.dataDir !== undefined, hintUrl(options, reachable));
+    // The config file these options came from (--config, or HERALD_CONFIG): the hint's commands
+    // read the secrets and the server's address from it too, run from any directory or shell.
+    const configFile = flags.config ?? (process.env.HERALD_CONFIG || undefined);
+    const config = configFile === undefined ? undefined : resolve(configFile);
+    printFirstStart(file, noticeKeys, tokenEndpoint, options.dataDir, flags.dataDir !== undefined, config, hintUrl(options, config, reachable));
     secured.announced();
   }
 
@@ -267,9 +271,13 @@ function adminEndpoint(publicUrl: string, reachable: string): string {
  * themselves). tokenEndpoint: where a minted browser token is used, or undefined to leave
  * the `herald token` line out (a resolver other than token).
  */
-function printFirstStart(file: string, generatedKeys: ReadonlyArray<'secret' | 'apiToken'>, tokenEndpoint: string | undefined, dataDir: string, flagsGaveDataDir: boolean, url: string | undefined): void {
-  // The other commands find the secrets through the same data dir: spell it out unless it is the default one here.
-  const dd = flagsGaveDataDir || dataDir !== './data' ? ` --data-dir ${shellQuote(resolve(dataDir))}` : '';
+function printFirstStart(file: string, generatedKeys: ReadonlyArray<'secret' | 'apiToken'>, tokenEndpoint: string | undefined, dataDir: string, flagsGaveDataDir: boolean, config: string | undefined, url: string | undefined): void {
+  // The other commands find the secrets through the same data dir: spell it out unless it is the
+  // default one here. A config file Herald was started with holds what the data dir does not (a
+  // configured apiToken or secret, the port): without it `herald send` found no API token. Given
+  // with its absolute path, the lines work from any directory, so the data dir is spelt out too.
+  const spellDataDir = config !== undefined || flagsGaveDataDir || dataDir !== './data';
+  const dd = `${config === undefined ? '' : ` --config ${shellQuote(config)}`}${spellDataDir ? ` --data-dir ${shellQuote(resolve(dataDir))}` : ''}`;
   const apiToken = generatedKeys.includes('apiToken');
   // Only what was generated: an API token from the environment is not in the file, and the
   // hint's `export` would have set HERALD_API_TOKEN to the file's empty one.
@@ -292,14 +300,14 @@ function printFirstStart(file: string, generatedKeys: ReadonlyArray<'secret' | '
 /**
  * The `--url` the hint's `herald send` needs, or undefined when it finds this
  * server without one. The client commands find the server through the config
- * file, the environment and the data dir, not through `herald start`'s own
- * flags: after `herald start --port 8080` a bare `herald send` asked port
- * 19443 and could not reach Herald.
+ * file (`config`, which the hint passes them), the environment and the data dir,
+ * not through `herald start`'s own flags: after `herald start --port 8080` a
+ * bare `herald send` asked port 19443 and could not reach Herald.
  */
-function hintUrl(options: HeraldOptions, wanted: string): string | undefined {
+function hintUrl(options: HeraldOptions, config: string | undefined, wanted: string): string | undefined {
   let found: string | undefined;
   try {
-    found = serverUrl(loadCliOptions({ dataDir: options.dataDir }), {}, process.env);
+    found = serverUrl(loadCliOptions({ dataDir: options.dataDir, ...(config === undefined ? {} : { config }) }), {}, process.env);
   } catch {
     // The environment or config file alone is not a valid configuration (a flag fixed it): name the URL.
   }

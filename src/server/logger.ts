@@ -96,7 +96,8 @@ function escapeStrings(value: unknown): unknown {
  * made non-blocking, a file, or a terminal, which node makes blocking as for console.log);
  * what stdout does not take waits, tried again every LOG_RETRY_MS, up to LOG_BUFFER_BYTES;
  * past that, lines are dropped and counted, and once all that waited is written, one warning
- * says how many were lost. At exit what waits gets LOG_EXIT_FLUSH_MS, then is given up. A
+ * says how many were lost. A line lost to a full disk (ENOSPC, EDQUOT, EFBIG) is counted too,
+ * and the warning is tried every LOG_RETRY_MS until the disk takes it. At exit what waits gets LOG_EXIT_FLUSH_MS, then is given up. A
  * stdout whose reader has gone (EPIPE) or that is closed ends the log quietly.
  */
 class StdoutLog {
@@ -143,7 +144,13 @@ class StdoutLog {
         written = writeSync(this.#fd, text);
       } catch (e) {
         const failure = this.#failure(e);
-        if (failure === 'lost') this.#drop(Buffer.byteLength(text));
+        if (failure === 'lost') {
+          this.#drop(Buffer.byteLength(text));
+          // Nothing waits to be tried again, and the next line may not come for a long time:
+          // the retry tries the warning itself, which comes once the disk takes lines again
+          // (before, it came only at exit).
+          this.#retryLater();
+        }
         if (failure !== 'again') return;
       }
       const bytes = Buffer.byteLength(text);
@@ -224,6 +231,12 @@ class StdoutLog {
       { dropped, droppedBytes: bytes, logBufferBytes: LOG_BUFFER_BYTES },
       `${dropped} log line${dropped === 1 ? ' was' : 's were'} dropped: stdout did not take them (more than ${LOG_BUFFER_BYTES / 1024 / 1024} MiB waited for a reader that did not read, or a disk was full)`,
     );
+    // The warning itself lost (the disk is still full; its write armed the next try): the count
+    // stands for that try, as it was, not as the one line of the lost warning.
+    if (this.#dropped > 0) {
+      this.#dropped = dropped;
+      this.#droppedBytes = bytes;
+    }
   }
 
   /**

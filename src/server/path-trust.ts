@@ -110,7 +110,8 @@ export function fileProblem(file: string, what: string): string | undefined {
  * apiToken, dataDir itself), so it is held to the same rule: a file another user owns or may
  * write, or one in a directory where another user may replace it, was taken as it was, and a
  * root Herald ran the programs it allowed with the API token it set. A link of this user's or
- * root's (configuration management's) is judged by the file it leads to.
+ * root's (configuration management's) is judged by the file it leads to, and a directory that is
+ * such a link by the directory it leads to.
  */
 export function configFileProblem(file: string): string | undefined {
   let st = entry(file);
@@ -129,10 +130,22 @@ export function configFileProblem(file: string): string | undefined {
   if ((st.mode & 0o002) !== 0 || ((st.mode & 0o020) !== 0 && !ownGroup(st.gid))) {
     return `config file ${file} is writable by other users (mode ${octal(st.mode)}, group ${st.gid}): any of them could change what Herald runs and who it lets in; chmod 600 it (or 640 with Herald's group)`;
   }
-  const parent = entry(dirname(file));
+  const dir = dirname(file);
+  let parent = entry(dir);
+  // A directory reached through a link of this user's or root's (/etc/herald leading to a
+  // release directory; /dev/fd, root's link to /proc/self/fd, for `--config <(…)`) is judged as
+  // the directory it leads to, as checkDirectory judges one: lstat saw the link, always 0777.
+  if (parent?.isSymbolicLink() === true) {
+    if (!trustedOwner(parent)) return `config file ${file} is in ${dir}, a symbolic link of uid ${parent.uid}, not of this user or root: that user could point it at a directory of theirs; name the real path`;
+    try {
+      parent = statSync(dir);
+    } catch {
+      return undefined;
+    }
+  }
   // Sticky (/tmp): others may not replace a file of ours there.
   if (parent !== undefined && (parent.mode & 0o002) !== 0 && (parent.mode & 0o1000) === 0) {
-    return `config file ${file} is in ${dirname(file)}, which other users may write (mode ${octal(parent.mode)}): any of them could replace it; keep it in a directory only this user or root may write`;
+    return `config file ${file} is in ${dir}, which other users may write (mode ${octal(parent.mode)}): any of them could replace it; keep it in a directory only this user or root may write`;
   }
   return undefined;
 }
