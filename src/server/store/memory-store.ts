@@ -61,43 +61,56 @@ export class MemoryStore implements MessageStore {
     });
   }
 
-  /** Applies every queued append in one step, then answers their callers in order. */
+  /**
+   * Applies every queued append in one step, then answers their callers in
+   * order. A call refused (the cap, maxRetainedBytes) is taken back
+   * (WriteBatch.rollback) and the others apply without it, as if it had never
+   * come. The first refusal of a flush lets go of what has expired
+   * (StreamIndex.dropExpired, with nothing staged, once a flush: a turn of
+   * refused sends walks one slice of streams, not one each) and stages the
+   * calls again, as the room it made may take them.
+   */
   #flush(): void {
     const queue = this.#queue;
     this.#queue = [];
     if (queue.length === 0) return;
-    let results: AppendResult[][];
+    const results: Array<AppendResult[] | undefined> = [];
+    const refusals: unknown[] = [];
+    /** False, having discarded the batch and let go of what expired, at the first refusal when `sweep`. */
+    const stageAll = (sweep: boolean): boolean => {
+      for (const q of queue) {
+        this.#writes.mark();
+        try {
+          results.push(q.inputs.map((input) => this.#writes.append(input, q.now)));
+        } catch (e) {
+          if (sweep && isStoreFull(e)) {
+            this.#writes.discard();
+            this.#index.dropExpired(q.now);
+            results.length = refusals.length = 0;
+            return false;
+          }
+          // Whatever it was, it fails only its own call.
+          this.#writes.rollback();
+          refusals[results.length] = e;
+          results.push(undefined);
+        }
+      }
+      return true;
+    };
+    if (!stageAll(true)) stageAll(false);
     try {
-      results = queue.map((q) => this.#stage(q));
       this.#writes.apply();
-    } catch {
-      // Nothing was applied. Each call alone, so one bad call fails only itself.
+    } catch (e) {
+      // Not expected of memory; but its callers are answered, never left waiting.
       this.#writes.discard();
-      for (const q of queue) this.#applyAlone(q, true);
+      for (const q of queue) q.reject(e);
       return;
     }
-    queue.forEach((q, i) => q.resolve(results[i]!));
-  }
-
-  /**
-   * Applies one call's appends alone. Refused for the cap (maxRetainedBytes)
-   * with no batch staged, it lets go of what has expired (StreamIndex.dropExpired)
-   * and, when that freed anything, tries once more.
-   */
-  #applyAlone(q: QueuedAppends, retry: boolean): void {
-    try {
-      const one = this.#stage(q);
-      this.#writes.apply();
-      q.resolve(one);
-    } catch (e) {
-      this.#writes.discard();
-      if (retry && isStoreFull(e) && this.#index.dropExpired(q.now) > 0) this.#applyAlone(q, false);
-      else q.reject(e);
-    }
-  }
-
-  #stage(q: QueuedAppends): AppendResult[] {
-    return q.inputs.map((input) => this.#writes.append(input, q.now));
+    queue.forEach((q, i) => {
+      const r = results[i];
+      if (r) q.resolve(r);
+      else q.reject(refusals[i]);
+    });
   }
 
   /** Synchronous: every tab's connect reads two heads. */

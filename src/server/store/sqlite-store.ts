@@ -466,27 +466,18 @@ export class SqliteStore implements MessageStore {
     try {
       this.#commit(batch);
     } catch {
-      // Nothing of the batch was committed. Retry each write alone, so one
-      // bad write fails only its own caller.
-      for (const w of batch) this.#commitAlone(w, true);
+      // Nothing of the batch was committed: its transaction failed (a send the
+      // cap refuses is left out before it: #commit). Retry each write alone, so
+      // one bad write fails only its own caller.
+      for (const w of batch) this.#commitAlone(w);
     }
   }
 
   /** Commits one write alone (#flush's retry), settling its promise either way. */
-  #commitAlone(w: PendingWrite, retry: boolean): void {
+  #commitAlone(w: PendingWrite): void {
     try {
       this.#commit([w]);
     } catch (e) {
-      // Past maxRetainedBytes: refused before its transaction, which did not fail.
-      if (isStoreFull(e)) {
-        // With no batch staged (#commit discarded it), what has expired is let go from
-        // memory at once (StreamIndex.dropExpired), not at the next pruning pass: it is
-        // never read again, and its journal rows are the pass's to delete, as they are
-        // after the pass's own memory pruning. Freed anything: one more try.
-        if (retry && w.kind !== 'ackMany' && this.#index.dropExpired(w.now) > 0) this.#commitAlone(w, false);
-        else w.reject(e);
-        return;
-      }
       this.#refused(w, e);
       w.reject(new HeraldError('HERALD_ERR_UNAVAILABLE', `store write failed: ${(e as Error).message}`));
     }
@@ -496,11 +487,20 @@ export class SqliteStore implements MessageStore {
    * Stages the writes against the memory state, commits them in one
    * transaction (one journal row for the appends), and only then applies them
    * to memory and settles their promises. Throws, having changed nothing,
-   * when the transaction fails.
+   * when the transaction fails. A write the cap refuses (maxRetainedBytes) is
+   * decided in memory, before the transaction: it is taken back
+   * (WriteBatch.rollback), the rest go on without it, and it is refused
+   * ("store full") once they committed. The batch's first such refusal lets go
+   * of what has expired (StreamIndex.dropExpired, with nothing staged, once a
+   * batch: a turn of refused sends walks one slice of streams, not one each)
+   * and stages the batch again, as the room it made may take them.
    */
   #commit(writes: PendingWrite[]): void {
     const staged = this.#staged;
-    const results: unknown[] = [];
+    let results: unknown[] = [];
+    /** The cap's refusals, by the index of their write, and how many. */
+    let refusals: unknown[] = [];
+    let refused = 0;
     let body = '';
     let maxExpires = 0;
     let floors = false;
@@ -521,21 +521,58 @@ export class SqliteStore implements MessageStore {
       }
       return r;
     };
-    try {
+    /** Stages every write; false, having discarded the batch and let go of what expired, at the first refusal when `sweep`. */
+    const stageAll = (sweep: boolean): boolean => {
       for (const w of writes) {
         if (w.kind === 'ackMany') {
           for (const [stream, seq] of w.acks) staged.ack(stream, seq);
           results.push(undefined);
           continue;
         }
-        if (w.kind === 'append') {
-          results.push(stage(w.input, w.now));
-          continue;
+        // What the write's appends change here besides the batch, for a refusal to take back.
+        const bodyAt = body.length;
+        const maxExpiresAt = maxExpires;
+        const floorsAt = floors;
+        const repeatsAt = repeats;
+        const lastJsonAt = lastJson;
+        staged.mark();
+        try {
+          if (w.kind === 'append') results.push(stage(w.input, w.now));
+          else {
+            const many: AppendResult[] = new Array(w.inputs.length);
+            for (let i = 0; i < w.inputs.length; i++) many[i] = stage(w.inputs[i]!, w.now);
+            results.push(many);
+          }
+        } catch (e) {
+          if (!isStoreFull(e)) throw e;
+          if (sweep) {
+            // With no batch staged, what has expired is let go from memory at once, not at
+            // the next pruning pass: it is never read again, and its journal rows are the
+            // pass's to delete, as they are after the pass's own memory pruning.
+            staged.discard();
+            this.#index.dropExpired(w.now);
+            results = [];
+            body = '';
+            maxExpires = 0;
+            floors = repeats = false;
+            lastJson = undefined;
+            return false;
+          }
+          staged.rollback();
+          body = body.slice(0, bodyAt);
+          maxExpires = maxExpiresAt;
+          floors = floorsAt;
+          repeats = repeatsAt;
+          lastJson = lastJsonAt;
+          refusals[results.length] = e;
+          refused++;
+          results.push(undefined);
         }
-        const many: AppendResult[] = new Array(w.inputs.length);
-        for (let i = 0; i < w.inputs.length; i++) many[i] = stage(w.inputs[i]!, w.now);
-        results.push(many);
       }
+      return true;
+    };
+    try {
+      if (!stageAll(true)) stageAll(false);
       // The acks ride in the journal row too: a few bytes each, where an
       // UPDATE of the stream's row made the WAL write a whole page of it.
       for (const { stream, acked } of staged.acks()) body += encodeAck(stream, acked);
@@ -558,9 +595,14 @@ export class SqliteStore implements MessageStore {
       this.checkpointer?.committed(body.length);
       if (this.#failing) this.#recovered();
     }
-    this.stats.batches++;
-    this.stats.writes += writes.length;
-    for (let i = 0; i < writes.length; i++) writes[i]!.resolve(results[i]);
+    if (refused < writes.length) {
+      this.stats.batches++;
+      this.stats.writes += writes.length - refused;
+    }
+    for (let i = 0; i < writes.length; i++) {
+      if (refusals[i] === undefined) writes[i]!.resolve(results[i]);
+      else writes[i]!.reject(refusals[i]);
+    }
   }
 
   /**

@@ -674,6 +674,21 @@ export interface Pending {
   dropped: number;
   added: Retained[];
   keys: Map<string, KeyUse> | undefined;
+  /** The WriteBatch mark it was created or saved at: one saved at an older mark is saved again when the write after it changes it. */
+  mark: number;
+  /** What it was at that mark, for rollback(). */
+  atMark: PendingAtMark | undefined;
+}
+
+/** What a Pending was at a WriteBatch's mark: what rollback() restores. */
+interface PendingAtMark {
+  lastSeq: number;
+  retained: number;
+  dropped: number;
+  added: number;
+  hadKeys: boolean;
+  /** Keys staged before the mark that an append since staged again (their earlier one had expired or was dropped), as they were. */
+  replaced: Array<readonly [string, KeyUse]> | undefined;
 }
 
 /**
@@ -692,6 +707,13 @@ export class WriteBatch {
   lastFloor = 0;
   /** What the staged appends add to the index's tally, less what the cap drops for them. */
   #bytes = 0;
+  /** Counts the marks: a Pending carries the one it was created or saved at. */
+  #mark = 0;
+  /** #pending's length at the last mark(); -1 when there is none to roll back to. */
+  #pendingAtMark = -1;
+  #bytesAtMark = 0;
+  /** The Pendings of before the mark that appends changed since: each holds what it was (atMark). */
+  readonly #saved: Pending[] = [];
 
   constructor(index: StreamIndex) {
     this.#index = index;
@@ -703,7 +725,7 @@ export class WriteBatch {
     p = {
       stream, state, epoch: state?.epoch ?? this.#index.newEpoch(stream),
       lastSeq: state?.lastSeq ?? this.#index.seqFloor, acked: state?.acked ?? this.#index.seqFloor, ackChanged: false,
-      retained: state?.retained ?? 0, dropped: 0, added: [], keys: undefined,
+      retained: state?.retained ?? 0, dropped: 0, added: [], keys: undefined, mark: this.#mark, atMark: undefined,
     };
     if (state) state.staged = p;
     else this.#fresh.set(stream, p);
@@ -721,6 +743,7 @@ export class WriteBatch {
     const p = this.#pendingFor(input.stream);
     const key = input.idempotencyKey;
     this.lastFloor = 0;
+    if (this.#pendingAtMark >= 0 && p.mark !== this.#mark) this.#save(p);
     if (key !== undefined) {
       const staged = p.keys?.get(key);
       const seen = staged ?? p.state?.keys?.get(key);
@@ -728,7 +751,11 @@ export class WriteBatch {
         return { id: messageId(p.epoch, seen.seq, p.stream), seq: seen.seq, epoch: p.epoch, duplicate: true, dropped: 0 };
       }
       // Set again below, after the keys staged since: p.keys stays in SEQ order, as StreamKeys wants them.
-      if (staged) p.keys!.delete(key);
+      if (staged) {
+        p.keys!.delete(key);
+        // One staged before the mark (a Pending the write was first to touch has no atMark) is put back by rollback().
+        if (this.#pendingAtMark >= 0 && p.atMark && staged.seq <= p.atMark.lastSeq) (p.atMark.replaced ??= []).push([key, staged]);
+      }
     }
     const seq = ++p.lastSeq;
     p.added.push({ seq, json: input.json, expiresAt: input.expiresAt });
@@ -743,8 +770,8 @@ export class WriteBatch {
     const cap = this.#index.maxRetainedBytes;
     if (cap > 0) {
       // What the store would retain with this append: what it does, what the batch staged
-      // before it, and this one, less what the stream's cap drops for it. A throw discards
-      // the batch (both stores' flushes), so nothing staged above needs undoing.
+      // before it, and this one, less what the stream's cap drops for it. After a throw the
+      // caller takes back its write (rollback: both stores' flushes), this append with it.
       let change = input.json.length;
       for (let i = p.dropped - dropped; i < p.dropped; i++) change -= this.#lengthAt(p, i);
       const before = this.#index.tally.bytes + this.#bytes;
@@ -752,6 +779,71 @@ export class WriteBatch {
       this.#bytes += change;
     }
     return { id: messageId(p.epoch, seq, p.stream), seq, epoch: p.epoch, duplicate: false, dropped };
+  }
+
+  /**
+   * Marks where the next write (one caller's appends: all of them or none)
+   * starts, so that rollback() can take it back when the cap refuses one of
+   * its appends (maxRetainedBytes): the stores then commit the rest of the
+   * batch without it instead of dropping the batch (docs/delivery.md,
+   * *Batched writes*). Acks are not taken back: stage them with no mark set.
+   */
+  mark(): void {
+    this.#mark++;
+    this.#pendingAtMark = this.#pending.length;
+    this.#bytesAtMark = this.#bytes;
+    this.#saved.length = 0;
+  }
+
+  /**
+   * Takes back every append staged since mark(), before anything else is
+   * staged: the writes staged after see the batch exactly as if that write
+   * had never been (SEQs, keys, the tally, what the streams' cap drops).
+   */
+  rollback(): void {
+    if (this.#pendingAtMark < 0) throw new Error('WriteBatch.rollback without a mark');
+    for (const p of this.#saved) {
+      const at = p.atMark!;
+      p.lastSeq = at.lastSeq;
+      p.retained = at.retained;
+      p.dropped = at.dropped;
+      p.added.length = at.added;
+      if (!at.hadKeys) p.keys = undefined;
+      else if (p.keys) {
+        // A key staged since the mark has a SEQ past the mark's last.
+        for (const [key, use] of p.keys) if (use.seq > at.lastSeq) p.keys.delete(key);
+        if (at.replaced) {
+          for (const [key, use] of at.replaced) p.keys.set(key, use);
+          p.keys = new Map([...p.keys].sort((a, b) => a[1].seq - b[1].seq));
+        }
+      }
+    }
+    // Those the write was the first to touch.
+    while (this.#pending.length > this.#pendingAtMark) {
+      const p = this.#pending.pop()!;
+      if (p.state) p.state.staged = undefined;
+      else this.#fresh.delete(p.stream);
+    }
+    this.#bytes = this.#bytesAtMark;
+    this.lastFloor = 0;
+    this.#unmark();
+  }
+
+  #save(p: Pending): void {
+    p.mark = this.#mark;
+    const at = (p.atMark ??= { lastSeq: 0, retained: 0, dropped: 0, added: 0, hadKeys: false, replaced: undefined });
+    at.lastSeq = p.lastSeq;
+    at.retained = p.retained;
+    at.dropped = p.dropped;
+    at.added = p.added.length;
+    at.hadKeys = p.keys !== undefined;
+    at.replaced = undefined;
+    this.#saved.push(p);
+  }
+
+  #unmark(): void {
+    this.#pendingAtMark = -1;
+    this.#saved.length = 0;
   }
 
   /** The JSON length of the notification at position i of [state's retained…, added…]. */
@@ -814,6 +906,7 @@ export class WriteBatch {
 
   discard(): void {
     this.#bytes = 0;
+    this.#unmark();
     for (const p of this.#pending) if (p.state) p.state.staged = undefined;
     this.#pending.length = 0;
     if (this.#fresh.size > 0) this.#fresh.clear();
