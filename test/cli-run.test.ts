@@ -128,7 +128,9 @@ describe('herald run --wait that loses its polls while Herald goes on', () => {
       await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
       const env = { HERALD_URL: `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`, HERALD_API_TOKEN: s.apiToken };
       try {
-        const r = await runCli(['--timeout-ms', '1000', 'run', '--aid', '1', '--wait', '--poll-ms', '50', '--', 'ping', '-i', '0.2', '-c', '100', '-q', '127.0.0.1'], { env, timeoutMs: 30000 });
+        // The start goes through too, so the deadline is not the least a loaded machine needs: a cut
+        // poll fails at once whatever it is, and one never answered takes it.
+        const r = await runCli(['--timeout-ms', loss === 'cut' ? '15000' : '3000', 'run', '--aid', '1', '--wait', '--poll-ms', '50', '--', 'ping', '-i', '0.2', '-c', '100', '-q', '127.0.0.1'], { env, timeoutMs: 30000 });
         assert.equal(r.code, 1, r.stderr);
         const id = /^command (\S+) started/m.exec(r.stderr)?.[1];
         assert.ok(id !== undefined, r.stderr);
