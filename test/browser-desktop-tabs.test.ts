@@ -157,6 +157,21 @@ describe('desktop notifications across the tabs of one person', { skip: browserS
     assert.deepEqual((await notes(p)).map((n) => n.title), ['New chat message', 'New chat message']);
   });
 
+  it('brings a later notification with the same ID to the desktop, where it replaces the earlier (its tag), stored and live-only alike', async () => {
+    for (const [aid, extra] of [[67, {}], [68, { ttl: 0 }]] as const) {
+      const tabs = [await tab(aid, { hidden: true }), await tab(aid, { hidden: true })];
+      assert.equal(await enable(tabs[0]!), 'granted');
+      await send(aid, { TYPE: 'MESSAGE', ID: 42, TITLE: 'Ticket 42: new', TEXT: 'x' }, extra);
+      await handled(tabs, 1);
+      await send(aid, { TYPE: 'MESSAGE', ID: 42, TITLE: 'Ticket 42: closed', TEXT: 'x' }, extra);
+      await handled(tabs, 2);
+      // Two tabs may decide at the same instant (see below); under one tag, the desktop shows one.
+      const shown = (await Promise.all(tabs.map(notes))).flat();
+      assert.deepEqual([...new Set(shown.map((n) => `${n.title} (${n.tag})`))].sort(), ['Ticket 42: closed (herald:42)', 'Ticket 42: new (herald:42)'], `${JSON.stringify(extra)}: ${JSON.stringify(shown)}`);
+      await Promise.all(pages.splice(0).map((p) => p.close()));
+    }
+  });
+
   it('shows nothing on the desktop while a tab of the person is visible, then each notification once, live-only and plain-string ones too', async () => {
     const tabs = [await tab(62), await tab(62), await tab(62)];
     assert.equal(await enable(tabs[0]!), 'granted');

@@ -86,6 +86,36 @@ describe('browser library against hostile notifications', { skip: browserSkipRea
     assert.equal(texts.at(-1), 'still here');
   });
 
+  it('puts at most 1,000 characters of a TITLE, a PROGRAM or a STATE on a toast, and 16 of an ICON, however long one grapheme runs', async () => {
+    const p = await page();
+    await connectPage(p, server.url, await server.token('admin', 3));
+    // One letter and 20,000 combining marks: one grapheme, which Chromium lays out in time
+    // growing with the square of its length (100,000 in a TITLE blocked the tab 27 s, in an
+    // ICON 31 s). Uncut, these take seconds; what must hold is what reaches the toast.
+    const run = `a${'\u0301'.repeat(20_000)}`;
+    await send({ aid: 3 }, { TYPE: 'MESSAGE', TITLE: run, TEXT: 'x', ICON: run });
+    await send({ aid: 3 }, { TYPE: 'COMMAND_PROGRESS', COMMAND_ID: 'c-long', PROGRAM: run, STATE: run, OUTPUT: 'x' });
+    await waitForMessages(p, 1, 60_000);
+    await p.locator('.herald-toast[data-command-id="c-long"]').waitFor({ timeout: 60_000 });
+    const shown = await p.evaluate(() => {
+      const root = document.getElementById('herald-toasts')!.shadowRoot!;
+      const message = root.querySelector('.herald-toast[data-type="MESSAGE"]')!;
+      const command = root.querySelector('.herald-toast[data-command-id="c-long"]')!;
+      return {
+        title: message.querySelector('.herald-title')!.textContent!,
+        icon: message.querySelector('.herald-icon-text')!.textContent!,
+        program: command.querySelector('.herald-title > span[dir="auto"]')!.textContent!,
+        state: command.querySelector('.herald-state')!.textContent!,
+      };
+    });
+    // Lengths, not the strings: an uncut one is 20,001 characters to print.
+    const cut = (s: string, start: string) => ({ length: s.length, cut: s.startsWith(start) && s.endsWith('…') && s.slice(start.length, -1) === '\u0301'.repeat(s.length - start.length - 1) });
+    assert.deepEqual(cut(shown.title, 'a'), { length: 1000, cut: true }, 'the TITLE cut to 1,000 characters, … last');
+    assert.deepEqual(cut(shown.program, 'a'), { length: 1000, cut: true }, 'the PROGRAM cut like a TITLE');
+    assert.deepEqual(cut(shown.state, '— a'), { length: 1002, cut: true }, 'a STATE of its own cut like a TITLE');
+    assert.ok(shown.icon === `a${'\u0301'.repeat(15)}`, `the ICON: its first 16 UTF-16 units, not ${shown.icon.length}`);
+  });
+
   it('cuts TEXT at maxTextChars without splitting a character, and leaves shorter TEXT whole', async () => {
     const p = await page();
     await p.goto(`${server.url}/demo`);

@@ -146,6 +146,40 @@ describe('browser library over a page\'s life', { skip: browserSkipReason() }, (
     assert.equal(after.state, 'closing');
   });
 
+  it('the snippet run twice with toast options: one stack, and a command toast of the first client cancels through the second and ends in place', async () => {
+    const p = await hostPage();
+    const token = await server.token('admin', 33);
+    const snippet = (token: string) => {
+      const w = window as Page$;
+      const name = w.a ? 'b' : 'a';
+      const frames: unknown[] = (w[`${name}Frames`] = []);
+      w[name] = w.Herald.connect({ kind: 'admin', token, url: location.origin, toasts: { maxToasts: 5, timeoutMs: 0 } });
+      w[name].events.on('frame', (f: unknown) => frames.push(f));
+    };
+    await p.evaluate(snippet, token);
+    await waitForState(p, 'open');
+    await send(33, { TYPE: 'COMMAND_PROGRESS', COMMAND_ID: 'c1', PROGRAM: 'backup', STATE: 'running', OUTPUT: 'step 1\n' });
+    const live = p.locator('.herald-toast[data-command-id="c1"]');
+    await live.waitFor({ timeout: 10_000 });
+    // The page includes the snippet again: the first client is closed.
+    await p.evaluate(snippet, token);
+    await p.waitForFunction(() => {
+      const w = window as Page$;
+      return w.b.state === 'open' && w.a.state === 'closed';
+    }, null, { timeout: 10_000 });
+    assert.equal(await p.evaluate(() => document.querySelectorAll('#herald-toasts').length), 1, 'one toast stack on the page');
+    // No frame of the command came through the second client yet: Cancel still goes out, through it.
+    await live.locator('.herald-cancel').click();
+    // Commands are not enabled on this server: its ERROR answer proves the COMMAND_CANCEL arrived.
+    await p.waitForFunction(() => (window as Page$).bFrames.some((f: { TYPE?: string }) => f.TYPE === 'ERROR'), null, { timeout: 10_000 });
+    await send(33, { TYPE: 'COMMAND_PROGRESS', COMMAND_ID: 'c1', PROGRAM: 'backup', STATE: 'succeeded', OUTPUT: 'done\n' });
+    await send(33, { TYPE: 'MESSAGE', TITLE: 'after', TEXT: 'x' });
+    await p.locator('.herald-toast', { hasText: 'after' }).waitFor({ timeout: 10_000 });
+    const stacks = await p.evaluate(() => [...document.querySelectorAll('#herald-toasts')].map((h) => [...h.shadowRoot!.querySelectorAll<HTMLElement>('.herald-toast')]
+      .map((t) => `${t.dataset.state ?? ''}${t.querySelector('.herald-spinner') ? ' spinning' : ''}: ${t.querySelector('.herald-title')!.textContent}`)));
+    assert.deepEqual(stacks, [['succeeded: backup — done', ': after']], 'the command toast ended in place, in the one stack');
+  });
+
   it('a toast pushed out of the stack, closed or cleared stops its timer', async () => {
     const p = await hostPage();
     const counts = await p.evaluate(() => {

@@ -51,22 +51,32 @@ function save(key: string | undefined, value: unknown): void {
 }
 
 /**
- * What tells two desktop notifications apart: the sender's ID when it gave
- * one, else the notification's place in its stream (SEQ of the person's own
- * stream or of the broadcast stream, in that history's EPOCH), the same in
- * every tab of the person. A live-only notification (or the old daemon's
- * plain string) has neither: no tag (see contentKey).
+ * A notification's place in its stream (SEQ of the person's own stream or
+ * of the broadcast stream, in that history's EPOCH): the same in every tab
+ * of the person, and no other notification's. A live-only notification (or
+ * the old daemon's plain string) has none.
  */
-export function desktopTag(message: NotificationObject): string | undefined {
-  if (message.ID !== undefined && message.ID !== null) return `herald:${asText(message.ID)}`;
+function positionOf(message: NotificationObject): string | undefined {
   const m = message as NotificationObject & { SEQ?: unknown; EPOCH?: unknown; STREAM?: unknown };
   if (typeof m.SEQ === 'number' && typeof m.EPOCH === 'string') return `herald:${m.STREAM === '*' ? '*' : 'own'}:${m.EPOCH}:${m.SEQ}`;
   return undefined;
 }
 
-/** A notification without a tag, known by what it says (FNV-1a of TITLE and TEXT): every tab got the same words. */
+/**
+ * The desktop's tag of a notification, under which a later one replaces it:
+ * the sender's ID when it gave one ("Ticket 42: closed" replaces "Ticket
+ * 42: new"), else its place in its stream (positionOf). A live-only
+ * notification without an ID has neither: no tag (see contentKey).
+ */
+export function desktopTag(message: NotificationObject): string | undefined {
+  if (message.ID !== undefined && message.ID !== null) return `herald:${asText(message.ID)}`;
+  return positionOf(message);
+}
+
+/** A notification without a place in a stream, known by what it says (FNV-1a of ID, TITLE and TEXT): every tab got the same words. */
 function contentKey(message: NotificationObject): string {
-  const text = `${asText(message.TITLE)}\n${asText(message.TEXT)}`;
+  const id = message.ID !== undefined && message.ID !== null ? `${asText(message.ID)}\n` : '';
+  const text = `${id}${asText(message.TITLE)}\n${asText(message.TEXT)}`;
   let hash = 0x811c9dc5;
   for (let i = 0; i < text.length; i++) hash = Math.imul(hash ^ text.charCodeAt(i), 0x01000193);
   return `herald:live:${(hash >>> 0).toString(36)}`;
@@ -192,14 +202,17 @@ export class DesktopNotifier {
     // The person is looking at another of their tabs: it shows the toast.
     if (Object.keys(this.#visibleTabs(now)).some((tab) => tab !== this.#tabId)) return false;
     const tag = desktopTag(message);
-    const key = tag ?? contentKey(message);
+    const position = positionOf(message);
+    const key = position ?? contentKey(message);
     const windowKey = this.#key('window');
     const w = current(load(windowKey), now, this.#windowMs) ?? current(this.#window, now, this.#windowMs) ?? { start: now, shown: 0, more: 0, tags: [] };
-    // Another hidden tab of the person showed it (or summed it up) already. One known only by
-    // its words is the same notification only in another tab: the same words twice in one tab
-    // are two notifications (a second "New chat message" was not shown).
-    const entry = tag ?? `${key}@${this.#tabId}`;
-    if (tag !== undefined ? w.tags.includes(tag) : w.tags.some((t) => t !== entry && t.startsWith(`${key}@`))) return false;
+    // Another hidden tab of the person showed it (or summed it up) already: by its place in its
+    // stream, not by its ID, which a later notification shares to replace it ("Ticket 42: closed"
+    // after "Ticket 42: new" never came). One known only by its words is the same notification
+    // only in another tab: the same words twice in one tab are two notifications (a second "New
+    // chat message" was not shown).
+    const entry = position ?? `${key}@${this.#tabId}`;
+    if (position !== undefined ? w.tags.includes(position) : w.tags.some((t) => t !== entry && t.startsWith(`${key}@`))) return false;
     w.tags = [...w.tags.filter((t) => t !== entry), entry].slice(-MAX_WINDOW_TAGS);
     const title = withoutBidiControls(asText(message.TITLE));
     const options: NotificationOptions = {};

@@ -18,7 +18,7 @@ import { DeliveryTracker, type StreamName } from './delivery.js';
 import { DesktopNotifier } from './desktop.js';
 import { Dispatcher, toNotification, type DispatchErrorReporter, type DispatchVia, type Handler, type LegacyExtension } from './dispatcher.js';
 import { Emitter } from './emitter.js';
-import { Toaster } from './toaster.js';
+import { Toaster, type ToasterOptions } from './toaster.js';
 import { probeRefusal } from './probe.js';
 import { listenToDocument, stopListeningToDocument, visibility } from './dom.js';
 
@@ -68,11 +68,35 @@ export function setDefaultBaseUrl(url: string | undefined): void {
   scriptBase = url;
 }
 
-let sharedToaster: Toaster | undefined;
-function defaultToaster(): Toaster {
-  sharedToaster ??= new Toaster();
-  return sharedToaster;
+/**
+ * The clients' toast stacks, one per host id. A page has one element of an
+ * id: a second stack of the same id sat on the first in the same corner, and
+ * a page that runs the snippet twice with toast options (a template included
+ * twice; Herald.connect closes the first client) kept the first client's
+ * stack there, its command toasts spinning for ever. A client with toast
+ * options gives them to the stack of its host id; one without shares
+ * "herald-toasts" as it is.
+ */
+const stacks = new Map<string, Toaster>();
+
+function toasterFor(options: ToasterOptions | undefined): Toaster {
+  const made = new Toaster(options);
+  const existing = stacks.get(made.hostId);
+  if (!existing) {
+    stacks.set(made.hostId, made);
+    return made;
+  }
+  if (options) existing.configure(options);
+  return existing;
 }
+
+/**
+ * The latest client made for each endpoint. A command toast's Cancel goes
+ * through the client of the command's latest frame; once that client is
+ * closed (Herald.connect run again: a new client took over the endpoint),
+ * through the latest client of its endpoint, as no further frame may come.
+ */
+const latestByEndpoint = new Map<string, HeraldClient>();
 
 function toWsUrl(base: string): string {
   const u = new URL(base, location.href);
@@ -222,7 +246,7 @@ export class HeraldClient {
     });
     // The person's tabs in this browser agree on what reaches the desktop (desktop.ts): known by endpoint and ID.
     this.desktop = new DesktopNotifier(options.desktop, () => (this.#welcome ? `${this.endpoint}#${this.#welcome.ID}` : undefined));
-    this.toaster = options.toasts === false ? undefined : options.toasts ? new Toaster(options.toasts) : defaultToaster();
+    this.toaster = options.toasts === false ? undefined : toasterFor(options.toasts || undefined);
     const reportError: DispatchErrorReporter = (error, message, type) => {
       console.error(`[herald] a handler of ${type} threw`, error);
       this.events.emit('error', { error, message, type });
@@ -230,7 +254,7 @@ export class HeraldClient {
     const builtins: DefaultHandlerDeps = {
       toaster: this.toaster,
       desktop: this.desktop,
-      send: (frame) => this.send(frame),
+      send: (frame) => this.#sender().send(frame),
       emitEvent: (m) => this.events.emit('event', m),
     };
     // What this client's notifications are handled with, on a dispatcher another client may share.
@@ -238,6 +262,7 @@ export class HeraldClient {
     this.dispatcher.setErrorReporter(reportError);
     this.#toastsShown = options.defaultHandlers !== false;
     if (this.#toastsShown) installDefaultHandlers(this.dispatcher, builtins);
+    latestByEndpoint.set(this.endpoint, this);
     if (options.autoConnect !== false) this.connect();
   }
 
@@ -378,6 +403,12 @@ export class HeraldClient {
   process(data: unknown): void {
     const message = toNotification(typeof data === 'string' ? parseOr(data) : data);
     if (message) this.#dispatch(message, undefined);
+  }
+
+  /** Who sends what this client's toasts ask (a command's Cancel): itself, or once it is closed, the latest client of its endpoint. */
+  #sender(): HeraldClient {
+    if (this.#state !== 'closing' && this.#state !== 'closed') return this;
+    return latestByEndpoint.get(this.endpoint) ?? this;
   }
 
   #dispatch(message: NotificationObject, stream: StreamName | undefined): void {

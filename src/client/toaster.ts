@@ -4,9 +4,9 @@
  */
 import type { NotificationObject } from '../protocol/frames.js';
 import type { CommandProgressFrame, CommandState } from '../protocol/commands.js';
-import { asText, clipText, isPlainTextFormat, isSafeUrl, MAX_TEXT_CHARS, sanitizeHtml, withoutBidiControls } from './sanitize.js';
+import { asText, clipText, clipTitle, isPlainTextFormat, isSafeUrl, MAX_TEXT_CHARS, sanitizeHtml, withoutBidiControls } from './sanitize.js';
 import { TOAST_CSS } from './styles.js';
-import { tailOf } from '../protocol/text-cut.js';
+import { headOf, tailOf } from '../protocol/text-cut.js';
 import { createElement, listenToDocument, pageBody, rootElement, stillLoading } from './dom.js';
 import { TIMER_MAX_MS } from './backoff.js';
 
@@ -43,6 +43,23 @@ export interface ToasterOptions {
    */
   maxTextChars?: number;
 }
+
+/**
+ * Longest TITLE (and a command's PROGRAM, or a STATE of its own) put on a
+ * toast, in characters; a longer one ends in `…`. Far more than a toast
+ * shows, and a bound on what the tab lays out: Chromium lays out one
+ * grapheme cluster in time growing with the square of its length, and a
+ * letter followed by 100,000 combining marks blocked the tab for 27 s.
+ */
+const MAX_TITLE_CHARS = 1000;
+
+/**
+ * Longest ICON symbol put on a toast, in UTF-16 units: the longest emoji
+ * sequences (a kiss of two people with skin tones, a Scottish flag) are 14
+ * or 15. A grapheme has no bound of its own: a letter with 100,000
+ * combining marks is one, and laying it out blocked the tab for 31 s.
+ */
+const MAX_ICON_CHARS = 16;
 
 const TERMINAL: ReadonlySet<CommandState> = new Set<CommandState>(['succeeded', 'failed', 'timed_out', 'cancelled']);
 const STATE_LABEL: Record<CommandState, string> = {
@@ -109,8 +126,29 @@ function adoptToastStyles(root: ShadowRoot): boolean {
   }
 }
 
+type ResolvedOptions = Required<Omit<ToasterOptions, 'parent' | 'stateLabels'>> & { parent: HTMLElement | undefined; stateLabels: Record<CommandState, string> };
+
+/** The options with their defaults. */
+function resolveOptions(options: ToasterOptions): ResolvedOptions {
+  return {
+    parent: options.parent,
+    hostId: options.hostId ?? 'herald-toasts',
+    maxToasts: options.maxToasts ?? 5,
+    timeoutMs: options.timeoutMs ?? 15_000,
+    linkLabel: options.linkLabel ?? 'Open',
+    closeLabel: options.closeLabel ?? 'Close',
+    cancelLabel: options.cancelLabel ?? 'Cancel',
+    regionLabel: options.regionLabel ?? 'Notifications',
+    stateLabels: stateLabels(options.stateLabels),
+    outputTail: options.outputTail ?? 4000,
+    maxTextChars: options.maxTextChars ?? MAX_TEXT_CHARS,
+  };
+}
+
 interface CommandToast {
   element: HTMLElement;
+  /** Where Cancel goes: the client of the command's latest frame (a client that was closed and replaced no longer sends). */
+  onCancel: (commandId: string) => void;
   output: HTMLElement;
   state: HTMLElement;
   spinner: HTMLElement;
@@ -120,7 +158,7 @@ interface CommandToast {
 }
 
 export class Toaster {
-  readonly #options: Required<Omit<ToasterOptions, 'parent' | 'stateLabels'>> & { parent: HTMLElement | undefined; stateLabels: Record<CommandState, string> };
+  #options: ResolvedOptions;
   #host: HTMLElement | undefined;
   #root: ShadowRoot | undefined;
   /** The host waits for <body> to exist (a notification arrived while the parser was still in <head>). */
@@ -142,19 +180,28 @@ export class Toaster {
   #titleIds = 0;
 
   constructor(options: ToasterOptions = {}) {
-    this.#options = {
-      parent: options.parent,
-      hostId: options.hostId ?? 'herald-toasts',
-      maxToasts: options.maxToasts ?? 5,
-      timeoutMs: options.timeoutMs ?? 15_000,
-      linkLabel: options.linkLabel ?? 'Open',
-      closeLabel: options.closeLabel ?? 'Close',
-      cancelLabel: options.cancelLabel ?? 'Cancel',
-      regionLabel: options.regionLabel ?? 'Notifications',
-      stateLabels: stateLabels(options.stateLabels),
-      outputTail: options.outputTail ?? 4000,
-      maxTextChars: options.maxTextChars ?? MAX_TEXT_CHARS,
-    };
+    this.#options = resolveOptions(options);
+  }
+
+  /** Id of the host element (the `hostId` option). */
+  get hostId(): string {
+    return this.#options.hostId;
+  }
+
+  /**
+   * Takes new options, for the toasts that come from now on (those on
+   * screen stay as they are): a client of the page that gives toast options
+   * for a stack another client made (one stack per host id, herald-client.ts).
+   * The stack moves to the new `parent` and takes the new `regionLabel`;
+   * `hostId` stays.
+   */
+  configure(options: ToasterOptions): void {
+    this.#options = { ...resolveOptions(options), hostId: this.#options.hostId };
+    const host = this.#host;
+    if (!host) return;
+    host.setAttribute('aria-label', this.#options.regionLabel);
+    const parent = this.#parent();
+    if (host.isConnected && parent && host.parentNode !== parent) parent.append(host);
   }
 
   /** The shadow root holding the toasts, created on first use. */
@@ -243,7 +290,7 @@ export class Toaster {
 
   /** Shows a MESSAGE: TITLE as text, TEXT sanitised, EXTRA as a link, ICON, TIMEOUT. Returns the toast element. */
   show(message: NotificationObject): HTMLElement {
-    const titleText = withoutBidiControls(asText(message.TITLE));
+    const titleText = withoutBidiControls(clipTitle(asText(message.TITLE), MAX_TITLE_CHARS));
     const toast = this.#frame(message.TYPE, titleText);
     const body = toast.querySelector('.herald-body') as HTMLElement;
     this.#icon(toast, message.ICON);
@@ -286,13 +333,13 @@ export class Toaster {
   }
 
   /**
-   * Creates or updates the live toast of a background command. `onCancel`
-   * runs when the admin presses Cancel.
+   * Creates or updates the live toast of a background command. When the
+   * admin presses Cancel, the `onCancel` of the command's latest frame runs.
    */
   progress(frame: CommandProgressFrame, onCancel: (commandId: string) => void): HTMLElement {
     let entry = this.#commands.get(frame.COMMAND_ID);
     if (!entry) {
-      const program = withoutBidiControls(asText(frame.PROGRAM));
+      const program = withoutBidiControls(clipTitle(asText(frame.PROGRAM), MAX_TITLE_CHARS));
       const element = this.#frame('COMMAND_PROGRESS', program, () => this.#commands.delete(frame.COMMAND_ID));
       element.dataset.commandId = frame.COMMAND_ID;
       const body = element.querySelector('.herald-body') as HTMLElement;
@@ -325,20 +372,21 @@ export class Toaster {
         // focus to <body>.
         if (cancel.getAttribute('aria-disabled') === 'true') return;
         cancel.setAttribute('aria-disabled', 'true');
-        onCancel(frame.COMMAND_ID);
+        this.#commands.get(frame.COMMAND_ID)?.onCancel(frame.COMMAND_ID);
       });
       body.append(output, cancel);
-      entry = { element, output, state, spinner, cancel, close: element.querySelector('.herald-close') as HTMLElement, text: '' };
+      entry = { element, onCancel, output, state, spinner, cancel, close: element.querySelector('.herald-close') as HTMLElement, text: '' };
       this.#commands.set(frame.COMMAND_ID, entry);
       this.#add(element);
     } else {
       // A later frame brings the stack back too, if the page replaced <body>.
       void this.root;
+      entry.onCancel = onCancel;
     }
     entry.element.dataset.state = frame.STATE;
     // Own keys only: a STATE of "toString" read a function's source through the prototype.
     const labels = this.#options.stateLabels;
-    const stateText = `— ${Object.hasOwn(labels, frame.STATE) ? labels[frame.STATE] : withoutBidiControls(asText(frame.STATE))}`;
+    const stateText = `— ${Object.hasOwn(labels, frame.STATE) ? labels[frame.STATE] : withoutBidiControls(clipTitle(asText(frame.STATE), MAX_TITLE_CHARS))}`;
     // Written only when it changes: each write is a change in the live region.
     if (entry.state.textContent !== stateText) entry.state.textContent = stateText;
     if (typeof frame.OUTPUT === 'string' && frame.OUTPUT !== '') {
@@ -433,7 +481,7 @@ export class Toaster {
       el = createElement('span');
       el.className = 'herald-icon-text';
       el.setAttribute('aria-hidden', 'true');
-      el.textContent = firstSymbol(value);
+      el.textContent = firstSymbol(headOf(value, MAX_ICON_CHARS));
     }
     el.setAttribute('part', 'icon');
     toast.prepend(el);
@@ -540,7 +588,8 @@ function* graphemes(value: string): Generator<string> {
 /**
  * The first symbol of an ICON as the reader sees it: a whole grapheme, so
  * that 👩‍💻 (three code points joined) or a flag is not cut in two; two code
- * points where Intl.Segmenter is missing.
+ * points where Intl.Segmenter is missing. The caller bounds `value`
+ * (MAX_ICON_CHARS): a grapheme's own length has none.
  */
 function firstSymbol(value: string): string {
   if (typeof Intl.Segmenter === 'function') {
