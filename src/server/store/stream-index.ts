@@ -786,7 +786,7 @@ export class WriteBatch {
    * starts, so that rollback() can take it back when the cap refuses one of
    * its appends (maxRetainedBytes): the stores then commit the rest of the
    * batch without it instead of dropping the batch (docs/delivery.md,
-   * *Batched writes*). Acks are not taken back: stage them with no mark set.
+   * *Stores*, its Batched writes). Acks are not taken back: stage them with no mark set.
    */
   mark(): void {
     this.#mark++;
