@@ -13,12 +13,8 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import pino from 'pino';
 import { LegacyServer } from '../src/server/api/legacy-server.js';
-import { LocalBroker } from '../src/server/broker/local-broker.js';
-import { Hub } from '../src/server/hub.js';
-import { Notifier } from '../src/server/notifier.js';
 import { loadOptions } from '../src/server/options.js';
-import { gatedStore } from './helpers/gated-store.js';
-import { createCore, FakeTab } from './helpers/legacy-core.js';
+import { createCore, legacyOverGate } from './helpers/legacy-core.js';
 import { RawLegacyClient, within } from './helpers/legacy-client.js';
 import { until } from './helpers/ws-client.js';
 
@@ -89,18 +85,7 @@ describe('legacy TCP: a read of many requests', () => {
   it('first bytes held as a possible HTTP request line, read as requests at the end of input, are framed 64 at a time too', async () => {
     // Sends that wait for the store, SILENT (not waited for, so counted as queued while they
     // run): the queue fills and stays full until the test lets the store write.
-    const gate = gatedStore();
-    const logger = pino({ level: 'silent' });
-    const hub = new Hub();
-    const broker = new LocalBroker(hub);
-    await broker.start((e) => {
-      if (e.type === 'person') hub.deliverTo(e.to, e.frame, e.origin);
-    });
-    const notifier = new Notifier({ store: gate.store, broker, logger, defaultTtlMs: 60_000, maxTtlMs: 600_000 });
-    const legacy = new LegacyServer({ host: '127.0.0.1', port: 0, notifier, options: loadOptions({ env: {} }), logger });
-    const tab = new FakeTab({ kind: 'admin', id: 1 });
-    hub.add(tab);
-    const { port } = await legacy.listen();
+    const { legacy, port, gate, tab, close } = await legacyOverGate();
     try {
       // `A ` and no space after it: under 8 KiB, these could still be an HTTP request line, so
       // they are held, and read as requests (junk, then the sends) only once the peer half-closes.
@@ -119,10 +104,7 @@ describe('legacy TCP: a read of many requests', () => {
       await within(c.closed, 3000, 'the server to end the connection');
       assert.equal(legacy.held, 0);
     } finally {
-      gate.open();
-      await legacy.close();
-      await broker.close();
-      await gate.store.close();
+      await close();
     }
   });
 

@@ -13,14 +13,8 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import pino from 'pino';
-import { LocalBroker } from '../src/server/broker/local-broker.js';
-import { Hub } from '../src/server/hub.js';
-import { Notifier } from '../src/server/notifier.js';
-import { LegacyServer } from '../src/server/api/legacy-server.js';
-import { loadOptions } from '../src/server/options.js';
-import { FakeTab } from './helpers/legacy-core.js';
-import { gatedStore, type GatedStore } from './helpers/gated-store.js';
+import { legacyOverGate } from './helpers/legacy-core.js';
+import { gatedStore } from './helpers/gated-store.js';
 import { RawLegacyClient, within } from './helpers/legacy-client.js';
 import { startHerald } from './helpers/server.js';
 import { until } from './helpers/ws-client.js';
@@ -33,31 +27,6 @@ const silentSend = (title: string) => `{"TYPE":"MESSAGE","TO":"ADMIN","ID":1,"DA
 const titles = (frames: unknown[]) => frames
   .filter((f): f is { TYPE: string; TITLE: string } => (f as { TYPE?: unknown })?.TYPE === 'MESSAGE')
   .map((f) => f.TITLE);
-
-/** A LegacyServer over a gated store and one fake admin tab (id 1), without the rest of Herald. */
-async function legacyOverGate(lateWaitMs?: number): Promise<{ legacy: LegacyServer; port: number; gate: GatedStore; tab: FakeTab; close(): Promise<void> }> {
-  const gate = gatedStore();
-  const logger = pino({ level: 'silent' });
-  const hub = new Hub();
-  const broker = new LocalBroker(hub);
-  await broker.start((e) => {
-    if (e.type === 'person') hub.deliverTo(e.to, e.frame, e.origin);
-  });
-  const notifier = new Notifier({ store: gate.store, broker, logger, defaultTtlMs: 60_000, maxTtlMs: 600_000 });
-  const legacy = new LegacyServer({ host: '127.0.0.1', port: 0, notifier, options: loadOptions({ env: {} }), logger, ...(lateWaitMs === undefined ? {} : { lateWaitMs }) });
-  const tab = new FakeTab({ kind: 'admin', id: 1 });
-  hub.add(tab);
-  const { port } = await legacy.listen();
-  return {
-    legacy, port, gate, tab,
-    async close() {
-      gate.open();
-      await within(legacy.close(), 5000, 'close()');
-      await broker.close();
-      await gate.store.close();
-    },
-  };
-}
 
 describe('legacy: fire-and-forget (SILENT) sends', () => {
   for (const sends of [1, 3]) {

@@ -8,7 +8,11 @@ import type { Principal } from '../../src/protocol/principal.js';
 import { LocalBroker } from '../../src/server/broker/local-broker.js';
 import { Hub, type Tab } from '../../src/server/hub.js';
 import { Notifier } from '../../src/server/notifier.js';
+import { LegacyServer } from '../../src/server/api/legacy-server.js';
+import { loadOptions } from '../../src/server/options.js';
 import { MemoryStore } from '../../src/server/store/memory-store.js';
+import { gatedStore, type GatedStore } from './gated-store.js';
+import { within } from './legacy-client.js';
 
 export class FakeTab implements Tab {
   static #next = 0;
@@ -72,6 +76,31 @@ export async function createCore(): Promise<Core> {
     async close() {
       await broker.close();
       await store.close();
+    },
+  };
+}
+
+/** A LegacyServer over a gated store and one fake admin tab (id 1), without the rest of Herald. */
+export async function legacyOverGate(lateWaitMs?: number): Promise<{ legacy: LegacyServer; port: number; gate: GatedStore; tab: FakeTab; close(): Promise<void> }> {
+  const gate = gatedStore();
+  const logger = pino({ level: 'silent' });
+  const hub = new Hub();
+  const broker = new LocalBroker(hub);
+  await broker.start((e) => {
+    if (e.type === 'person') hub.deliverTo(e.to, e.frame, e.origin);
+  });
+  const notifier = new Notifier({ store: gate.store, broker, logger, defaultTtlMs: 60_000, maxTtlMs: 600_000 });
+  const legacy = new LegacyServer({ host: '127.0.0.1', port: 0, notifier, options: loadOptions({ env: {} }), logger, ...(lateWaitMs === undefined ? {} : { lateWaitMs }) });
+  const tab = new FakeTab({ kind: 'admin', id: 1 });
+  hub.add(tab);
+  const { port } = await legacy.listen();
+  return {
+    legacy, port, gate, tab,
+    async close() {
+      gate.open();
+      await within(legacy.close(), 5000, 'close()');
+      await broker.close();
+      await gate.store.close();
     },
   };
 }
