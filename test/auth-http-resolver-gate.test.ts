@@ -136,9 +136,10 @@ describe('http resolver: look-ups at the panel at once', () => {
     const admitted = Promise.all([1, 2, 3].map((id) => resolver.resolve(handshake(id))));
     await panel.held(1);
     const t0 = Date.now();
-    const turnedAway = await within(resolver.resolve(handshake(4)), 1000, 'the fourth look-up to be answered');
+    // "At once": long before the 10 s deadline it would otherwise wait out (with room for a loaded machine).
+    const turnedAway = await within(resolver.resolve(handshake(4)), 5000, 'the fourth look-up to be answered');
     assert.deepEqual(turnedAway, { outcome: 'unavailable', reason: 'session service unavailable' });
-    assert.ok(Date.now() - t0 < 1000);
+    assert.ok(Date.now() - t0 < 5000);
     const answers = await panel.drain(admitted);
     assert.deepEqual(answers.map((r) => r.outcome), ['admitted', 'admitted', 'admitted']);
     assert.equal(panel.received - before, 3);
