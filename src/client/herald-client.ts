@@ -18,7 +18,7 @@ import { DeliveryTracker, type StreamName } from './delivery.js';
 import { DesktopNotifier } from './desktop.js';
 import { Dispatcher, toNotification, type DispatchErrorReporter, type DispatchVia, type Handler, type LegacyExtension } from './dispatcher.js';
 import { Emitter } from './emitter.js';
-import { Toaster, type ToasterOptions } from './toaster.js';
+import { DEFAULT_HOST_ID, Toaster, type ToasterOptions } from './toaster.js';
 import { probeRefusal } from './probe.js';
 import { listenToDocument, stopListeningToDocument, visibility } from './dom.js';
 
@@ -80,10 +80,11 @@ export function setDefaultBaseUrl(url: string | undefined): void {
 const stacks = new Map<string, Toaster>();
 
 function toasterFor(options: ToasterOptions | undefined): Toaster {
-  const made = new Toaster(options);
-  const existing = stacks.get(made.hostId);
+  const hostId = options?.hostId ?? DEFAULT_HOST_ID;
+  const existing = stacks.get(hostId);
   if (!existing) {
-    stacks.set(made.hostId, made);
+    const made = new Toaster(options);
+    stacks.set(hostId, made);
     return made;
   }
   if (options) existing.configure(options);

@@ -126,13 +126,16 @@ function adoptToastStyles(root: ShadowRoot): boolean {
   }
 }
 
+/** The host element's id when the options name none. */
+export const DEFAULT_HOST_ID = 'herald-toasts';
+
 type ResolvedOptions = Required<Omit<ToasterOptions, 'parent' | 'stateLabels'>> & { parent: HTMLElement | undefined; stateLabels: Record<CommandState, string> };
 
 /** The options with their defaults. */
 function resolveOptions(options: ToasterOptions): ResolvedOptions {
   return {
     parent: options.parent,
-    hostId: options.hostId ?? 'herald-toasts',
+    hostId: options.hostId ?? DEFAULT_HOST_ID,
     maxToasts: options.maxToasts ?? 5,
     timeoutMs: options.timeoutMs ?? 15_000,
     linkLabel: options.linkLabel ?? 'Open',
