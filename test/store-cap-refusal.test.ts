@@ -20,6 +20,7 @@ import { MemoryStore } from '../src/server/store/memory-store.js';
 import { newEpoch } from '../src/server/store/message-id.js';
 import { SqliteStore } from '../src/server/store/sqlite-store.js';
 import { isStoreFull, StreamIndex, WriteBatch } from '../src/server/store/stream-index.js';
+import { reopenable } from './helpers/reopenable-store.js';
 
 const T0 = 1_700_000_000_000;
 const HOUR = 3_600_000;
@@ -46,23 +47,11 @@ const stores: Record<'memory' | 'sqlite', (maxRetainedBytes: number) => Opened> 
   },
   sqlite: (maxRetainedBytes) => {
     const dir = mkdtempSync(join(tmpdir(), 'herald-cap-refusal-'));
-    const open = () => new SqliteStore({ file: join(dir, 'herald.sqlite'), maxPerStream: 1000, maxRetainedBytes, clock: () => T0 });
-    let store = open();
-    return {
-      get store() {
-        return store;
-      },
-      transactions: () => store.stats.batches,
-      async reopen() {
-        await store.close();
-        store = open();
-        return store;
-      },
-      async destroy() {
-        await store.close();
-        rmSync(dir, { recursive: true, force: true });
-      },
-    };
+    const opened = reopenable(
+      () => new SqliteStore({ file: join(dir, 'herald.sqlite'), maxPerStream: 1000, maxRetainedBytes, clock: () => T0 }),
+      () => rmSync(dir, { recursive: true, force: true }),
+    );
+    return Object.assign(opened, { transactions: () => opened.store.stats.batches });
   },
 };
 

@@ -18,6 +18,7 @@ import { MemoryStore } from '../src/server/store/memory-store.js';
 import { SqliteStore } from '../src/server/store/sqlite-store.js';
 import { StreamIndex, WriteBatch } from '../src/server/store/stream-index.js';
 import { startHerald, type TestServer } from './helpers/server.js';
+import { reopenable } from './helpers/reopenable-store.js';
 
 const T0 = 1_700_000_000_000;
 const HOUR = 3_600_000;
@@ -42,19 +43,7 @@ const stores: Record<'memory' | 'sqlite', (maxPerStream: number) => Opened> = {
   },
   sqlite: (maxPerStream) => {
     const dir = mkdtempSync(join(tmpdir(), 'herald-keys-'));
-    const open = () => new SqliteStore({ file: join(dir, 'herald.sqlite'), maxPerStream, clock: () => T0 });
-    const opened: Opened = {
-      store: open(),
-      async reopen() {
-        await opened.store.close();
-        return (opened.store = open());
-      },
-      async destroy() {
-        await opened.store.close();
-        rmSync(dir, { recursive: true, force: true });
-      },
-    };
-    return opened;
+    return reopenable(() => new SqliteStore({ file: join(dir, 'herald.sqlite'), maxPerStream, clock: () => T0 }), () => rmSync(dir, { recursive: true, force: true }));
   },
 };
 

@@ -7,6 +7,7 @@ import Database from 'better-sqlite3';
 import { SqliteStore } from '../src/server/store/sqlite-store.js';
 import { storeContract, T0 as CONTRACT_T0 } from './store-contract.js';
 import { until } from './helpers/ws-client.js';
+import { reopenable } from './helpers/reopenable-store.js';
 
 function tempDir(): { dir: string; remove(): void } {
   const dir = mkdtempSync(join(tmpdir(), 'herald-store-'));
@@ -19,22 +20,7 @@ storeContract('sqlite', async (limits) => {
   // The contract writes with made-up times; on reopen, what expired before "now" is not loaded.
   // An ack alone still waits for a transaction on a timer, but 10 ms instead of 200: the contract
   // awaits each ack in turn (the model test some hundreds of them); the delay itself is tested below.
-  const open = () => new SqliteStore({ file, ...limits, clock: () => CONTRACT_T0, ackDelayMs: 10 });
-  let store = open();
-  return {
-    get store() {
-      return store;
-    },
-    async reopen() {
-      await store.close();
-      store = open();
-      return store;
-    },
-    async destroy() {
-      await store.close();
-      tmp.remove();
-    },
-  };
+  return reopenable(() => new SqliteStore({ file, ...limits, clock: () => CONTRACT_T0, ackDelayMs: 10 }), tmp.remove);
 }, { durable: true });
 
 describe('SqliteStore', () => {

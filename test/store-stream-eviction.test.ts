@@ -16,6 +16,7 @@ import { MemoryStore } from '../src/server/store/memory-store.js';
 import { SqliteStore } from '../src/server/store/sqlite-store.js';
 import type { MessageStore } from '../src/server/store/message-store.js';
 import { startHerald, type TestServer } from './helpers/server.js';
+import { reopenable } from './helpers/reopenable-store.js';
 import { until, type TestTab } from './helpers/ws-client.js';
 
 const T0 = 1_700_000_000_000;
@@ -42,13 +43,7 @@ function sqlite(): Subject {
   const file = join(dir, 'herald.sqlite');
   // Reopened "later": what expired before the clock is not loaded.
   const open = () => new SqliteStore({ file, maxPerStream: 100, ackDelayMs: 0, clock: () => T0 + 10_000 });
-  const subject: Subject = {
-    store: open(),
-    async reopen() {
-      await subject.store.close();
-      subject.store = open();
-      return subject.store;
-    },
+  return Object.assign(reopenable(open, () => rmSync(dir, { recursive: true, force: true })), {
     rows() {
       const db = new Database(file, { readonly: true });
       try {
@@ -60,12 +55,7 @@ function sqlite(): Subject {
         db.close();
       }
     },
-    async destroy() {
-      await subject.store.close();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
-  return subject;
+  });
 }
 
 for (const [kind, make] of [['memory', memory], ['sqlite', sqlite]] as const) describe(`stream eviction (${kind} store)`, () => {
