@@ -210,9 +210,29 @@ export class DeliveryTracker {
       const head = stream === 'own' ? frame : frame.BROADCAST;
       const start = { SEQ: head?.ACKED, EPOCH: head?.EPOCH };
       if (this.#state[stream] === undefined && isCursor(start) && start.SEQ <= (head?.SEQ ?? -1)) this.#state[stream] = { ...start, START: true };
+      else this.#ackAgain(stream, head);
     }
     this.#save();
     return foreign;
+  }
+
+  /**
+   * A resumed stream's cursor is acknowledged again, unless WELCOME's ACKED
+   * shows the server has it. Its ack may have been lost: written onto a
+   * socket that turned out dead (the write "worked", so it was not kept), or
+   * still waiting when the page was reloaded during an outage. Resumed after
+   * it, the tab is replayed nothing that would ack it, and the server kept
+   * it unacknowledged for good: the person's next new tab elsewhere showed
+   * it again. Only the cursor of a notification this tab took in (not
+   * START's; one a RESET placed is at most ACKED), of the history WELCOME
+   * names and within it: an ack of another would mark read what the tab
+   * never had.
+   */
+  #ackAgain(stream: StreamName, head: StreamCursor & { ACKED?: number } | undefined): void {
+    const c = this.#state[stream];
+    if (!c || c.START || !head || c.EPOCH !== head.EPOCH || c.SEQ > head.SEQ) return;
+    if (typeof head.ACKED === 'number' && c.SEQ <= head.ACKED) return;
+    this.#pending[stream] ??= c.SEQ;
   }
 
   /** The ack waits the server asks for, from WELCOME or a later PACE frame; each wait from now on uses them. */
@@ -238,7 +258,9 @@ export class DeliveryTracker {
     // A new EPOCH without a RESET first should not happen; adopting it is the
     // only way forward (the old history is gone on the server anyway).
     this.#state[stream] = { SEQ: seq, EPOCH: epoch };
-    this.#save();
+    // Not while the page is being left: the page reloaded resumes before
+    // this notification and shows it, instead of acknowledging it unseen (#ackAgain).
+    if (!this.#leaving) this.#save();
     this.#pending[stream] = seq;
     this.#schedule(stream);
     if (seen) return { kind: 'seen', stream, seq };
@@ -249,8 +271,12 @@ export class DeliveryTracker {
   /** A RESET frame: continue after the server's position on that stream. */
   reset(frame: ResetFrame): StreamName {
     const stream: StreamName = frame.STREAM === BROADCAST_STREAM ? 'broadcast' : 'own';
-    // Still nothing shown of the stream, if nothing was before.
-    this.#state[stream] = this.#state[stream]?.START ? { SEQ: frame.SEQ, EPOCH: frame.EPOCH, START: true } : { SEQ: frame.SEQ, EPOCH: frame.EPOCH };
+    // Placed where the server says, with nothing shown past it: a START
+    // cursor, sent as `after` (`bafter`). Sent as `seq`, it was told "too far
+    // behind" again at every reconnect once its stream went idle and was
+    // evicted (the SEQ floor rises with anyone's eviction), though nothing
+    // was sent past it.
+    this.#state[stream] = { SEQ: frame.SEQ, EPOCH: frame.EPOCH, START: true };
     this.#pending[stream] = undefined;
     delete this.#floor[stream];
     this.#save();

@@ -161,6 +161,12 @@ export class HeraldClient {
   readonly #WebSocket: typeof WebSocket;
   #state: ConnectionState = 'idle';
   #ws: WebSocket | undefined;
+  /**
+   * The last WELCOME, kept until the next one arrives (not cleared when the
+   * link drops): the desktop notifier's scope is made from it, and a tab
+   * that lost it during an outage could not tell the person's other tabs
+   * that it went hidden or closed.
+   */
   #welcome: WelcomeFrame | undefined;
   #heartbeatMs: number;
   #deadTimer: ReturnType<typeof setTimeout> | undefined;
@@ -327,6 +333,9 @@ export class HeraldClient {
     this.#retryTimer = undefined;
     clearTimeout(this.#connectTimer);
     this.#connectTimer = undefined;
+    // The close ends as the page asked (1000, 'client closed'), not as a dead link found meanwhile.
+    clearTimeout(this.#deadTimer);
+    this.#deadTimer = undefined;
     // An attempt awaiting its token or the probe ends there.
     this.#attemptId++;
     const ws = this.#ws;
@@ -346,8 +355,13 @@ export class HeraldClient {
     if (ws.readyState === WebSocket.OPEN) {
       this.#delivery.flush();
       ws.send(JSON.stringify({ TYPE: 'CLOSE_REQUEST' } satisfies ClientFrame));
-      // The server answers by closing; if it does not, close from this side.
-      this.#closeTimer = setTimeout(() => ws.close(CloseCode.NORMAL, 'client closed'), CLOSE_GRACE_MS);
+      // The server answers by closing; if it does not (a dead link, where
+      // Chromium's own close handshake waits a minute or more), give up on
+      // the socket, as #drop does, and the client is closed now.
+      this.#closeTimer = setTimeout(() => {
+        if (this.#ws !== ws || !this.#abandonSocket()) return;
+        void this.#onClosed(CloseCode.NORMAL, 'client closed', true, '', this.#attemptId);
+      }, CLOSE_GRACE_MS);
     } else {
       ws.close(CloseCode.NORMAL, 'client closed');
     }
@@ -452,7 +466,6 @@ export class HeraldClient {
       return;
     }
     this.#ws = ws;
-    this.#welcome = undefined;
     this.#closeNotice = undefined;
     let opened = false;
     ws.onopen = () => {
@@ -594,6 +607,8 @@ export class HeraldClient {
 
   /** Something arrived: the link is alive; re-arm the dead-link timer. */
   #touch(): void {
+    // A closing client waits for the server's close only as long as close() grants: a dead link found meanwhile is no news.
+    if (this.#state === 'closing') return;
     clearTimeout(this.#deadTimer);
     this.#deadTimer = setTimeout(() => this.#drop('no heartbeat'), this.#heartbeatMs * DEAD_FACTOR);
   }
@@ -724,10 +739,14 @@ export class HeraldClient {
     // sent: the server treats this tab as new, and its RESET for them says nothing was missed.
     this.#foreignCursors = this.#delivery.welcome(frame);
     const resumed = sent && !this.#foreignCursors;
+    // Signed in as somebody else: this tab is no longer the previous person's visible one.
+    if (this.#welcome !== undefined && this.#welcome.ID !== frame.ID) this.desktop.sync(false);
     this.#welcome = frame;
     this.#welcomeAt = performance.now();
     this.#setState('open');
-    if (this.#state === 'open') this.desktop.sync(true); // unless a state listener closed it
+    // A state listener closed it (close() sent the acks): it is not told it connected.
+    if (this.#state !== 'open') return;
+    this.desktop.sync(true);
     this.events.emit('connected', { welcome: frame, resumed });
     this.#delivery.flush();
   }
