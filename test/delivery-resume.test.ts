@@ -104,7 +104,7 @@ describe('the replay seam over a store that answers asynchronously', () => {
     for (let i = backlog + 1; i <= backlog + 5; i++) {
       await new Promise((r) => setTimeout(r, 3));
       const r = await store.append({ stream: 'admin:1', json: `{"TYPE":"R","N":${i}}`, expiresAt: Date.now() + 60_000 }, Date.now());
-      conn.deliver(withDelivery(`{"TYPE":"R","N":${i}}`, r.seq, r.epoch, false), { stream: 'own', seq: r.seq });
+      conn.deliver(withDelivery(`{"TYPE":"R","N":${i}}`, r.seq, r.epoch, false), { stream: 'own', seq: r.seq, expiresAt: Date.now() + 60_000 });
     }
     await tab.next((f) => f.SEQ === backlog + 5, 10_000);
     tab.send({ TYPE: 'PING' });
@@ -176,7 +176,7 @@ describe('the cap dropping notifications while a replay runs', () => {
       // Between the pages, 15 more sends push 1..15 out (11..15 not yet replayed); they go live (held).
       for (let i = 21; i <= 35; i++) {
         const r = await append(i);
-        conn.deliver(withDelivery(`{"TYPE":"R","N":${i}}`, r.seq, r.epoch, false), { stream: 'own', seq: r.seq });
+        conn.deliver(withDelivery(`{"TYPE":"R","N":${i}}`, r.seq, r.epoch, false), { stream: 'own', seq: r.seq, expiresAt: Date.now() + 60_000 });
       }
       open();
       await tab.next((f) => f.SEQ === 35);

@@ -52,7 +52,7 @@ describe('a RESUME whose replay fails', () => {
       const fail = await reading;
       // A live notification arrives while the replay runs (held), then the read fails.
       const r = await append(11);
-      conn.deliver(withDelivery('{"TYPE":"R","N":11}', r.seq, r.epoch, false), { stream: 'own', seq: r.seq });
+      conn.deliver(withDelivery('{"TYPE":"R","N":11}', r.seq, r.epoch, false), { stream: 'own', seq: r.seq, expiresAt: Date.now() + 60_000 });
       fail();
       const closed = await Promise.race([
         tab.closed,

@@ -35,9 +35,9 @@ test('one tab, two, back to one and none: counts, deliveries and presence as wit
   hub.add(other);
   assert.equal(hub.count(seven), 1);
   assert.deepEqual([...hub.tabsOf(seven)], [a]);
-  assert.equal(hub.deliverTo(seven, 'one', { stream: 'own', seq: 1 }), 1);
+  assert.equal(hub.deliverTo(seven, 'one', { stream: 'own', seq: 1, expiresAt: 2_000_000_000_000 }), 1);
   // One tab is sent the string itself; tabs that share a frame share its bytes.
-  assert.deepEqual(a.got.at(-1), { frame: 'one', origin: { stream: 'own', seq: 1 } });
+  assert.deepEqual(a.got.at(-1), { frame: 'one', origin: { stream: 'own', seq: 1, expiresAt: 2_000_000_000_000 } });
 
   hub.add(a); // added twice: still one tab
   assert.equal(hub.count(seven), 1);

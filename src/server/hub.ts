@@ -5,6 +5,8 @@ export interface FrameOrigin {
   /** `own` for the person's stream, `broadcast` for the kind's broadcast stream. */
   readonly stream: 'own' | 'broadcast';
   readonly seq: number;
+  /** When the notification expires, ms since the epoch: a tab that held the frame during its replay does not send it after that. */
+  readonly expiresAt: number;
 }
 
 /** A text frame: a string, or its UTF-8 bytes when it goes to many tabs (encoded once, not once per tab). */

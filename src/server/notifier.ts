@@ -365,10 +365,11 @@ export class Notifier {
         // Published even when nobody seemed online: a tab that connected between
         // the presence check and the append must not miss it (its replay read may
         // have run before the append; the Gateway drops the copy it already has).
-        const frame = withDelivery(inputs[plan.input]!.json, r.seq, r.epoch, kind !== undefined);
+        const { json, expiresAt } = inputs[plan.input]!;
+        const frame = withDelivery(json, r.seq, r.epoch, kind !== undefined);
         const p = this.#broker.publish(kind === undefined
-          ? { type: 'person', to: plan.to as Principal, frame, origin: { stream: 'own', seq: r.seq } }
-          : { type: 'kind', kind, frame, origin: { stream: 'broadcast', seq: r.seq } });
+          ? { type: 'person', to: plan.to as Principal, frame, origin: { stream: 'own', seq: r.seq, expiresAt } }
+          : { type: 'kind', kind, frame, origin: { stream: 'broadcast', seq: r.seq, expiresAt } });
         // What the publish reached, not what was counted before the store's wait: a tab
         // that began to close meanwhile (a kick, its own close) was counted, and never got it.
         if (typeof p === 'number') plan.tabs = p;

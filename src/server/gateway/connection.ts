@@ -553,9 +553,12 @@ export class Connection implements Tab {
         continue;
       }
       const grant = await replayTurns.enter(principalKey(this.principal), batch);
+      // A frame held past its notification's expiry is not sent (#releaseHeld).
+      const now = this.#deps.now();
       let i = 0;
       while (i < held.length && this.#queuedReplays === 1 && this.isOpen && !replayTurns.full(batch) && !this.#linkFull()) {
         const { frame, origin } = held[i++]!;
+        if (origin !== undefined && origin.expiresAt <= now) continue;
         replayTurns.spend(frame.length);
         this.#deliverNow(frame, origin);
       }
@@ -613,11 +616,18 @@ export class Connection implements Tab {
     this.closeNow(CloseCode.TRY_AGAIN, 'replay failed, reconnect');
   }
 
-  /** Goes live: sends what arrived during the replays, minus what they already sent. */
+  /**
+   * Goes live: sends what arrived during the replays, minus what they already
+   * sent and what expired while it was held: a replay paced to a slow link
+   * may take minutes, and an expired notification is never delivered
+   * (docs/delivery.md, Time-to-live and the cap). Frames sent live are not
+   * checked: they go out as published.
+   */
   #releaseHeld(): void {
     const held = this.#held ?? [];
     this.#held = undefined;
-    for (const h of held) this.deliver(h.frame, h.origin);
+    const now = this.#deps.now();
+    for (const h of held) if (h.origin === undefined || h.origin.expiresAt > now) this.deliver(h.frame, h.origin);
   }
 
   /**
@@ -729,10 +739,15 @@ export class Connection implements Tab {
     const page = await this.#deps.store.readAfter(key, this.#lastSent[stream], limit, this.#deps.now());
     // The stream moved on while this replay waited (for the socket, between
     // pages): sends meanwhile pushed out, by the cap, some of what it had yet
-    // to send. Said as at the start of a replay, never skipped silently.
+    // to send. Said as at the start of a replay, never skipped silently. The
+    // gap ends at `upTo` at most: what follows it is held for the tab (#held),
+    // not lost, though the store no longer has it, and goes out after the
+    // replay; a RESET past it made #deliverNow drop those frames as sent.
     if (page.firstSeq - 1 > this.#lastSent[stream]) {
-      this.#lastSent[stream] = page.firstSeq - 1;
-      this.#reset(stream, page.epoch, page.firstSeq - 1, 'too far behind');
+      const to = Math.min(page.firstSeq - 1, upTo);
+      this.#lastSent[stream] = to;
+      this.#reset(stream, page.epoch, to, 'too far behind');
+      if (to >= upTo) return false;
     }
     let sent = 0;
     let bytes = 0;
@@ -750,7 +765,7 @@ export class Connection implements Tab {
         sent++;
         bytes += frame.length;
         if (frame.length > largest) largest = frame.length;
-        if (this.#sentOrder) this.#noteSent(frame, { stream, seq: m.seq });
+        if (this.#sentOrder) this.#noteSent(frame, { stream, seq: m.seq, expiresAt: m.expiresAt });
         this.#ws.send(frame);
       }
     } finally {

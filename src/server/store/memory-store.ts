@@ -97,6 +97,10 @@ export class MemoryStore implements MessageStore {
       }
       return true;
     };
+    // What has expired holds no place under the cap (StreamIndex.letExpiredGo).
+    let adding = 0;
+    for (const q of queue) adding += q.inputs.length;
+    for (const q of queue) for (const input of q.inputs) this.#index.letExpiredGo(input.stream, q.now, adding);
     if (!stageAll(true)) stageAll(false);
     try {
       this.#writes.apply();

@@ -571,6 +571,13 @@ export class SqliteStore implements MessageStore {
       }
       return true;
     };
+    // What has expired holds no place under the cap (StreamIndex.letExpiredGo).
+    let adding = 0;
+    for (const w of writes) if (w.kind !== 'ackMany') adding += w.kind === 'append' ? 1 : w.inputs.length;
+    for (const w of writes) {
+      if (w.kind === 'append') this.#index.letExpiredGo(w.input.stream, w.now, adding);
+      else if (w.kind === 'appendMany') for (const input of w.inputs) this.#index.letExpiredGo(input.stream, w.now, adding);
+    }
     try {
       if (!stageAll(true)) stageAll(false);
       // The acks ride in the journal row too: a few bytes each, where an

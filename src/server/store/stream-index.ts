@@ -638,6 +638,23 @@ export class StreamIndex {
     return before - this.tally.bytes;
   }
 
+  /**
+   * Before appends are staged at `now`, `adding` of them in all (to any
+   * stream), with no batch staged: lets `stream` go of what it retains that
+   * has expired (StreamState.prune), when the cap may drop from it for them.
+   * Counted, an expired notification took the place of one within its TTL,
+   * which the cap dropped, its idempotency key with it, until a pruning pass
+   * (never, with pruning off), while the SQLite store, which loads nothing
+   * expired, kept it after a restart. Before the batch, as dropExpired, so
+   * that WriteBatch.rollback stays exact: a write it takes back may have let
+   * go of what had expired, which is never read again. One comparison when
+   * nothing has expired (nextExpiry).
+   */
+  letExpiredGo(stream: string, now: number, adding: number): void {
+    const s = this.streams.get(stream);
+    if (s !== undefined && s.nextExpiry <= now && s.retained + adding > this.maxPerStream && s.staged === undefined) s.prune(now);
+  }
+
   /** Removes every expired notification and key at once; returns how many notifications went. */
   prune(now: number): number {
     return this.pruneSlices(now, Infinity).next().value;
