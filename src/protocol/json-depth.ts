@@ -54,3 +54,172 @@ export function jsonNestsDeeperThan(text: string, limit: number): boolean {
   }
   return false;
 }
+
+/** What jsonBodyFault found: a text nested too deep, or a member name given twice in one object. */
+export type JsonBodyFault =
+  | { kind: 'deeper' }
+  /** `at`: the object's place under the body (`/to`, `/messages/3/to`; '' for the body itself). */
+  | { kind: 'repeated'; name: string; at: string };
+
+/**
+ * Members whose value is a notification (a send's `message`, a command's
+ * `success` and `error`): the panel's own data, which reaches the tab as sent,
+ * and whose repeated names jsonBodyFault leaves to JSON.parse (the last wins).
+ */
+const OPEN_MEMBERS = ['message', 'success', 'error'] as const;
+
+/**
+ * Members of one object compared pair by pair; past this many, by a Set of
+ * their decoded names, so that a body of 100,000 members costs no 10^10
+ * comparisons. No object of a body Herald takes comes near.
+ */
+const PAIRWISE_MEMBERS = 16;
+
+const COMMA = 0x2c; // ,
+
+// The scan's stack, one entry a level (the body is level 1), kept between calls: it runs for
+// every request body, and allocates only when it has a fault to report (or an object past
+// PAIRWISE_MEMBERS).
+const isObject: boolean[] = [];
+const expectsName: boolean[] = [];
+const nameStart: number[] = [];
+const nameEnd: number[] = [];
+const itemIndex: number[] = [];
+const namesFrom: number[] = [];
+const nameSets: Array<Set<string> | undefined> = [];
+/** The names of the open objects' members: the offsets of their quotes, and 1 when one holds a backslash (else 0); up to `namesEnd`. */
+const names: number[] = [];
+let namesEnd = 0;
+/** Whether nameSets may hold a Set a scan that returned early left behind (up to 1 MB of names, until dropped). */
+let setsMade = false;
+
+/**
+ * jsonNestsDeeperThan, and in the same pass a member name given twice in one
+ * object (`{"to":{"aid":7},…,"to":{"all":"admins"}}`), which JSON.parse takes
+ * with the last value without a word: what a reader of the first sees (a log
+ * line, a proxy's filter, a review of the backend's template) is not what
+ * Herald would do. Objects inside a member named in OPEN_MEMBERS are not
+ * looked at. Names are compared as written, and decoded only when one holds a
+ * backslash (`"\u0061id"` is `"aid"`). Exact for valid JSON; for text that is
+ * not, a guess (JSON.parse refuses that text either way).
+ */
+export function jsonBodyFault(text: string, limit: number): JsonBodyFault | undefined {
+  namesEnd = 0;
+  if (setsMade) {
+    nameSets.fill(undefined);
+    setsMade = false;
+  }
+  let depth = 0;
+  // The level of the outermost open value (inside an OPEN_MEMBERS member); 0: none.
+  let openAt = 0;
+  const n = text.length;
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i);
+    if (c === QUOTE) {
+      let q = i;
+      for (;;) {
+        q = text.indexOf('"', q + 1);
+        if (q < 0) return undefined;
+        let b = q - 1;
+        while (text.charCodeAt(b) === BACKSLASH) b--;
+        if ((q - 1 - b) % 2 === 0) break;
+      }
+      if (openAt === 0 && depth > 0 && isObject[depth] && expectsName[depth]) {
+        expectsName[depth] = false;
+        nameStart[depth] = i;
+        nameEnd[depth] = q;
+        if (repeatsName(text, depth, i, q)) return { kind: 'repeated', name: nameOf(text, i, q), at: placeOf(text, depth) };
+      }
+      i = q;
+    } else if (c === OPEN_ARRAY || c === OPEN_OBJECT) {
+      if (++depth > limit) return { kind: 'deeper' };
+      if (openAt !== 0) continue;
+      if (depth > 1 && isObject[depth - 1] && isOpenMember(text, nameStart[depth - 1]!, nameEnd[depth - 1]!)) {
+        openAt = depth;
+        continue;
+      }
+      isObject[depth] = c === OPEN_OBJECT;
+      expectsName[depth] = true;
+      itemIndex[depth] = 0;
+      namesFrom[depth] = namesEnd;
+      nameSets[depth] = undefined;
+    } else if (c === CLOSE_ARRAY || c === CLOSE_OBJECT) {
+      if (depth === openAt) openAt = 0;
+      else if (openAt === 0 && depth > 0) {
+        namesEnd = namesFrom[depth]!;
+        nameSets[depth] = undefined;
+      }
+      depth--;
+    } else if (c === COMMA && openAt === 0 && depth > 0) {
+      if (isObject[depth]) expectsName[depth] = true;
+      else itemIndex[depth]!++;
+    }
+  }
+  return undefined;
+}
+
+/** Whether the member name at quotes `start`…`end` was given before in the object at `depth`; records it. */
+function repeatsName(text: string, depth: number, start: number, end: number): boolean {
+  const from = namesFrom[depth]!;
+  let set = nameSets[depth];
+  if (set === undefined && namesEnd - from >= 3 * PAIRWISE_MEMBERS) {
+    set = new Set();
+    for (let j = from; j < namesEnd; j += 3) set.add(nameOf(text, names[j]!, names[j + 1]!));
+    nameSets[depth] = set;
+    setsMade = true;
+  }
+  if (set !== undefined) {
+    const name = nameOf(text, start, end);
+    if (set.has(name)) return true;
+    set.add(name);
+    return false;
+  }
+  const escaped = hasBackslash(text, start, end) ? 1 : 0;
+  for (let j = from; j < namesEnd; j += 3) {
+    if (sameName(text, names[j]!, names[j + 1]!, start, end, names[j + 2]! + escaped > 0)) return true;
+  }
+  names[namesEnd++] = start;
+  names[namesEnd++] = end;
+  names[namesEnd++] = escaped;
+  return false;
+}
+
+/** Whether two names (each by the offsets of its quotes) are the same once decoded; `escaped`: either holds a backslash. */
+function sameName(text: string, a: number, aEnd: number, b: number, bEnd: number, escaped: boolean): boolean {
+  const length = aEnd - a;
+  if (length === bEnd - b) {
+    let k = 1;
+    while (k < length && text.charCodeAt(a + k) === text.charCodeAt(b + k)) k++;
+    if (k === length) return true;
+  }
+  return escaped && nameOf(text, a, aEnd) === nameOf(text, b, bEnd);
+}
+
+function hasBackslash(text: string, start: number, end: number): boolean {
+  for (let k = start + 1; k < end; k++) if (text.charCodeAt(k) === BACKSLASH) return true;
+  return false;
+}
+
+/** A name by the offsets of its quotes, decoded; as written when it is no valid JSON string. */
+function nameOf(text: string, start: number, end: number): string {
+  const raw = text.slice(start, end + 1);
+  try {
+    return JSON.parse(raw) as string;
+  } catch {
+    return raw.slice(1, -1);
+  }
+}
+
+function isOpenMember(text: string, start: number, end: number): boolean {
+  for (const word of OPEN_MEMBERS) {
+    if (end - start - 1 === word.length && text.startsWith(word, start + 1)) return true;
+  }
+  return hasBackslash(text, start, end) && (OPEN_MEMBERS as readonly string[]).includes(nameOf(text, start, end));
+}
+
+/** The place of the object at `depth` under the body, as a refusal names it: `/messages/3/to`. */
+function placeOf(text: string, depth: number): string {
+  let at = '';
+  for (let d = 1; d < depth; d++) at += `/${isObject[d] ? nameOf(text, nameStart[d]!, nameEnd[d]!) : itemIndex[d]}`;
+  return at;
+}

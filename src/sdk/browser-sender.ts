@@ -16,7 +16,7 @@ import { mintConnectToken, secretFault } from './connect-token.js';
 import { HeraldSdkError, shownValue } from './errors.js';
 import { DEFAULT_MAX_ANSWER_BYTES, HttpTransport, MAX_ANSWER_BYTES_LIMIT, MAX_TIMEOUT_MS, type HttpAnswer } from './http-transport.js';
 import type {
-  CommandInfo, CommandStatusOptions, ConnectToken, LegacyAnswer, MessageStatus, Person, PingResult, Recipient,
+  CommandInfo, CommandStatusOptions, ConnectToken, LegacyAnswer, ListedCommand, MessageStatus, Person, PingResult, Recipient,
   RunInBackgroundOptions, SendMessageInput, SendResult, ServerStatus,
 } from './types.js';
 
@@ -55,8 +55,9 @@ export interface BrowserSenderOptions {
   /**
    * The most an answer's body may hold, in bytes (at most 256 MiB): a longer
    * one is refused as it arrives, with HERALD_ERR_BAD_RESPONSE, and not asked
-   * for again. Raise it only for `commandStatus`/`listCommands` on a server
-   * whose `commandsOutputCap` is far above its 1 MiB default. Default 64 MiB.
+   * for again. Raise it only for `commandStatus` on a server whose
+   * `commandsOutputCap` is far above its 1 MiB default (a command's output is
+   * up to six times that as JSON). Default 64 MiB.
    */
   maxAnswerBytes?: number;
   /**
@@ -358,11 +359,16 @@ export class BrowserSender {
     return heraldAnswer<CommandInfo>(answer, 'GET /commands/:id', { output: 'string', state: 'string' });
   }
 
-  /** Recent commands, newest first. Disabled: []. */
-  async listCommands(limit?: number): Promise<CommandInfo[]> {
+  /**
+   * Recent commands, newest first, without their output (`commandStatus`
+   * gives it): the server's fifty outputs of up to `commandsOutputCap` each,
+   * as JSON up to six times that, came to more than `maxAnswerBytes`, and the
+   * call failed for good. Disabled: [].
+   */
+  async listCommands(limit?: number): Promise<ListedCommand[]> {
     if (!this.#http) return [];
-    const answer = await this.#http.request('GET', `/commands${limit === undefined ? '' : `?limit=${limit}`}`);
-    return heraldAnswer<{ commands: CommandInfo[] }>(answer, 'GET /commands', { commands: 'array' }).commands;
+    const answer = await this.#http.request('GET', `/commands?output=false${limit === undefined ? '' : `&limit=${limit}`}`);
+    return heraldAnswer<{ commands: ListedCommand[] }>(answer, 'GET /commands', { commands: 'array' }).commands;
   }
 
   /** Cancels a queued or running command (its process group is killed). Returns its state after. Disabled: false. */

@@ -68,10 +68,10 @@ export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
  * undone any gzip: 64 MiB. Herald's answers are small but for commands: a
  * command's status carries its output, up to the server's `commandsOutputCap`
  * (1 MiB by default; as JSON up to six times that, when it is control
- * characters written as \u0000), and `listCommands` one output per command it
- * lists (50 by default). Without a bound an endless body (another service at
- * that port, a broken proxy) was buffered whole until the deadline, hundreds
- * of MB a second on a local network.
+ * characters written as \u0000); `listCommands` asks for none. Without a
+ * bound an endless body (another service at that port, a broken proxy) was
+ * buffered whole until the deadline, hundreds of MB a second on a local
+ * network.
  */
 export const DEFAULT_MAX_ANSWER_BYTES = 64 * 1024 * 1024;
 

@@ -6,7 +6,7 @@ export { BrowserSender, DEFAULT_CONNECT_TOKEN_TTL_SEC, SDK_VERSION, type Browser
 export { mintConnectToken, CONNECT_TOKEN_AUDIENCE } from './connect-token.js';
 export { HeraldSdkError, isHeraldSdkError, ClientErrorCodes, type ClientErrorCode, type HeraldErrorCode } from './errors.js';
 export type {
-  CommandInfo, CommandState, CommandStatusOptions, ConnectToken, LegacyAnswer, MessageStatus, NotificationObject, NotificationPayload,
+  CommandInfo, CommandState, CommandStatusOptions, ConnectToken, LegacyAnswer, ListedCommand, MessageStatus, NotificationObject, NotificationPayload,
   Person, PersonSendResult, PingResult, PrincipalKind, Recipient, RunInBackgroundOptions, SendMessageInput, SendResult, ServerStatus,
 } from './types.js';
 export { CloseCode, CloseReason } from '../protocol/close-codes.js';

@@ -193,5 +193,11 @@ export type CommandInfo = WireCommandInfo & {
   outputBytes?: number;
 };
 
+/**
+ * A command as {@link BrowserSender.listCommands} lists it: without its
+ * output, which {@link BrowserSender.commandStatus} gives.
+ */
+export type ListedCommand = Omit<CommandInfo, 'output'>;
+
 /** The answer of the legacy endpoint: what the old daemon answered (`0`, `1`, `{TYPE:"PONG"}`, `{TYPE:"RESULT",…}`, `{TYPE:"ERROR",…}`). */
 export type { LegacyAnswer } from '../protocol/legacy.js';

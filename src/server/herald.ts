@@ -251,7 +251,7 @@ export class Herald {
     const herald = new Herald({ options, logger, hub, store, broker, notifier, resolver, watcher, gateway, commands, app, legacy, lifecycle, admission, resolverFailures });
     herald.#httpCap = new ConnectionCap(caps?.http ?? Infinity, logger.child({ part: 'http' }));
     await registerHttpApi(app, {
-      notifier, commands, apiToken: options.apiToken, version: VERSION,
+      notifier, commands, apiToken: options.apiToken, version: VERSION, authResolver: options.authResolver,
       mintToken: (p, ttl) => herald.mintToken(p, ttl),
       status: () => herald.status(),
     });

@@ -73,7 +73,12 @@ const AuditQuery = Type.Object({
   aid: Type.Optional(FiniteInteger({ minimum: 1, description: 'Only this admin\'s commands.' })),
   before: Type.Optional(FiniteInteger({ minimum: 1, description: 'Paging: only records older than this row.' })),
 });
-const ListQuery = Type.Object({ limit: Type.Optional(FiniteInteger({ minimum: 1, maximum: 1000, default: 50 })) });
+const ListQuery = Type.Object({
+  limit: Type.Optional(FiniteInteger({ minimum: 1, maximum: 1000, default: 50 })),
+  output: Type.Optional(Type.Boolean({ default: true, description: '`false`: leave each command\'s `output` out (GET /commands/{id} has it). Fifty outputs of up to commandsOutputCap each, as JSON up to six times that, come to hundreds of MB.' })),
+});
+/** A command as GET /commands lists it: with `?output=false`, without its output. */
+const ListedCommand = Type.Object({ ...CommandInfoReply.properties, output: Type.Optional(CommandInfoReply.properties.output) }, { description: CommandInfoReply.description });
 
 /**
  * The errors each route answers besides those of any route (schemas.ts,
@@ -145,11 +150,12 @@ export function registerCommandRoutes(api: FastifyInstance, ctx: CommandRoutesCo
   });
 
   api.get('/commands', {
-    schema: { summary: 'Queued, running and recent commands, newest first', tags: ['commands'], querystring: ListQuery, response: { 200: Type.Object({ commands: Type.Array(CommandInfoReply) }, { description: 'The commands, newest first.' }) } },
+    schema: { summary: 'Queued, running and recent commands, newest first', tags: ['commands'], querystring: ListQuery, response: { 200: Type.Object({ commands: Type.Array(ListedCommand) }, { description: 'The commands, newest first.' }) } },
     config: { answers: routeAnswers({}) },
   }, async (req) => {
-    const { limit } = req.query as Static<typeof ListQuery>;
-    return { commands: commands.list(limit ?? 50) };
+    const { limit, output } = req.query as Static<typeof ListQuery>;
+    const listed = commands.list(limit ?? 50);
+    return { commands: output === false ? listed.map(({ output: _left, ...info }) => info) : listed };
   });
 
   api.get('/commands/audit', {

@@ -5,19 +5,20 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import { Type } from '@sinclair/typebox';
 import type {} from '@fastify/swagger';
 import type { NotificationPayload } from '../../protocol/frames.js';
-import { jsonNestsDeeperThan, MAX_JSON_DEPTH } from '../../protocol/json-depth.js';
+import { jsonBodyFault, jsonNestsDeeperThan, MAX_JSON_DEPTH, type JsonBodyFault } from '../../protocol/json-depth.js';
 import type { Principal, PrincipalKind } from '../../protocol/principal.js';
 import { HeraldError, isHeraldError, type ErrorCode } from '../errors.js';
+import type { HeraldOptions } from '../options.js';
 import { ThrottledLog } from '../throttled-log.js';
 import type { BatchSend, Notifier, SendOptions, SendResult } from '../notifier.js';
 import type { CommandService } from '../commands/command-service.js';
 import { registerCommandRoutes } from './commands-routes.js';
 import { handleLegacyRequest } from './legacy-handler.js';
 import {
-  convertedScalar, DisconnectBody, jsonType, KindParam, notificationTypeRefusal, PersonId, refuseConverted, schemaRefusal,
-  SendBatchBody, SendBody, TokenBody, type Recipient, type ScalarField,
+  convertedScalar, DisconnectBody, jsonType, KindParam, notificationTypeRefusal, PersonId, refuseConverted, refuseUndecimalParts, schemaRefusal,
+  SendBatchBody, SendBody, TokenBody, undecimalRefusal, type Recipient, type ScalarField,
 } from './schemas.js';
-import { MessageStatusReply, missingAnswer, routeAnswers, SendBatchReply, SendReply, StatusReply } from './openapi.js';
+import { errorAnswer, MessageStatusReply, missingAnswer, routeAnswers, SendBatchReply, SendReply, StatusReply } from './openapi.js';
 
 export interface HttpApiContext {
   notifier: Notifier;
@@ -25,6 +26,11 @@ export interface HttpApiContext {
   commands: CommandService | undefined;
   apiToken: string;
   version: string;
+  /**
+   * The option authResolver: POST /tokens mints only for `token`, the one
+   * resolver that reads a signed token (`?token=`, the herald_token cookie).
+   */
+  authResolver: HeraldOptions['authResolver'];
   mintToken(principal: Principal, ttlMs?: number): Promise<{ token: string; expiresAt: number }>;
   status(): Record<string, unknown>;
 }
@@ -148,6 +154,9 @@ function unauthorizedLog(app: FastifyInstance): ThrottledLog {
   });
 }
 
+/** jsonNestsDeeperThan's answer as a fault, for a body not checked by name (POST /legacy). */
+const DEEPER: JsonBodyFault = { kind: 'deeper' };
+
 /**
  * JSON bodies. Checked from their headers before they are read (bodyRefusal:
  * charset, codings), and `100 Continue` written once they pass
@@ -157,7 +166,9 @@ function unauthorizedLog(app: FastifyInstance): ThrottledLog {
  * takes about 0.75 µs a level, so a 1 MB body of `[` held the event loop for
  * 400 ms before anything could refuse it; the scan finds it in about a
  * millisecond, and costs a third of the parse on an ordinary body (strings
- * are skipped with indexOf).
+ * are skipped with indexOf). The same pass finds a field given twice in one
+ * object of a body's own (jsonBodyFault), refused with 400
+ * HERALD_ERR_VALIDATION naming it: JSON.parse keeps the last value silently.
  */
 export function installJsonBodyParser(app: FastifyInstance): void {
   app.addHook('preParsing', (req, reply, payload, done) => {
@@ -174,11 +185,17 @@ export function installJsonBodyParser(app: FastifyInstance): void {
   const parse = app.getDefaultJsonParser('error', 'error');
   app.removeContentTypeParser('application/json');
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
-    if (jsonNestsDeeperThan(body as string, MAX_JSON_DEPTH)) {
+    // A body whose schema names its fields has each name once (jsonBodyFault); POST /legacy takes
+    // any request object, as the old daemon did, and JSON.parse's last value wins there.
+    const named = (req.routeOptions.schema?.body as { type?: unknown } | undefined)?.type === 'object';
+    const fault = named ? jsonBodyFault(body as string, MAX_JSON_DEPTH) : jsonNestsDeeperThan(body as string, MAX_JSON_DEPTH) ? DEEPER : undefined;
+    if (fault?.kind === 'deeper') {
       done(new HeraldError('HERALD_ERR_BAD_REQUEST', `the body is nested deeper than ${MAX_JSON_DEPTH} levels (arrays and objects)`), undefined);
       return;
     }
     parse(req, body as string, (err, value) => {
+      // A repeated name is refused only in a body that is JSON: the scan's answer for any other text is a guess.
+      if (err === null && fault !== undefined) return done(new HeraldError('HERALD_ERR_VALIDATION', `body${fault.at} has the field ${JSON.stringify(fault.name.slice(0, 100))} twice: give each field once`), undefined);
       if (err === null || !isValidJson(body as string)) return done(err, value);
       // Valid JSON that secure-json-parse refused: a `__proto__` or `constructor.prototype` key.
       done(new HeraldError('HERALD_ERR_BAD_REQUEST', 'the body holds a "__proto__" key or a "constructor" key with a "prototype", which Herald refuses (prototype poisoning)'), undefined);
@@ -436,7 +453,9 @@ export function installShutdownHandling(app: FastifyInstance, closing: () => boo
  * admin 1, who got the notification (or, on /disconnect, lost every tab); a
  * `"message":null` or `true` was sent as the text "" or "true". So in a send's or
  * a disconnect's own fields they are refused, naming the field, before the schema
- * sees them. Inside a notification they are the backend's data and pass untouched.
+ * sees them, and so is a string in a number that spells no decimal number
+ * (`"aid":"0x10"` was admin 16: schemas.ts, undecimalRefusal). Inside a
+ * notification they are the backend's data and pass untouched.
  * Returns the refusal, or undefined.
  */
 function convertedField(body: unknown, at: string, route: 'send' | 'disconnect'): string | undefined {
@@ -452,10 +471,18 @@ function convertedField(body: unknown, at: string, route: 'send' | 'disconnect')
         if (v === null || typeof v === 'boolean') return `${at}/to/all must be "admins" or "users", not ${jsonType(v)}`;
       } else if (Array.isArray(v)) {
         // An array too: the validator takes `[true]` for its item, so `"aids":[[true]]` was admin 1.
-        const i = v.findIndex((id) => id === null || typeof id === 'boolean' || Array.isArray(id));
-        if (i >= 0) return `${at}/to/${k}/${i} must be integer, not ${jsonType(v[i])}`;
+        for (let i = 0; i < v.length; i++) {
+          const id: unknown = v[i];
+          if (id === null || typeof id === 'boolean' || Array.isArray(id)) return `${at}/to/${k}/${i} must be integer, not ${jsonType(id)}`;
+          const refusal = undecimalRefusal(id, `${at}/to/${k}/${i}`, 'integer');
+          if (refusal !== undefined) return refusal;
+        }
       } else if (v === null || typeof v === 'boolean') {
         return `${at}/to/${k} must be integer, not ${jsonType(v)}`;
+      } else {
+        // `"aid":"0x10"` was admin 16 (undecimalRefusal).
+        const refusal = undecimalRefusal(v, `${at}/to/${k}`, 'integer');
+        if (refusal !== undefined) return refusal;
       }
     }
   }
@@ -579,6 +606,8 @@ const TOKEN_SCALARS: readonly ScalarField[] = [['id', 'integer'], ['ttl', 'numbe
 
 const TokenReply = Type.Object({ token: Type.String(), expiresAt: Type.Integer({ description: 'Epoch ms: when the token stops being accepted.' }) }, { description: 'A browser token, for /ws/admin or /ws/user?token=…' });
 
+const TOKENS_NOT_ACCEPTED = errorAnswer('HERALD_ERR_CONFLICT: authResolver is sql or http, which admit tabs by the panel\'s sessions and never by a token: none is minted.');
+
 const MISSING_MESSAGE = missingAnswer('message', 'HERALD_ERR_NOT_FOUND with details {"resource":"message"}: no such message (or it expired and was pruned).');
 
 const LEGACY_ANSWERS = {
@@ -598,6 +627,9 @@ export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext)
         throw new HeraldError('HERALD_ERR_UNAUTHORIZED', 'missing or wrong API token (Authorization: Bearer …)');
       }
     });
+    // A path's or a query's number must be written in decimal (schemas.ts, undecimalRefusal); a body's own
+    // numbers are checked by each route's preValidation, with its other fields.
+    api.addHook('preValidation', refuseUndecimalParts);
 
     // What each route answers is in its config.answers, for openapi.json only (schemas.ts, RouteAnswers).
     api.get('/ping', {
@@ -717,9 +749,14 @@ export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext)
 
     api.post('/tokens', {
       schema: { summary: 'Mint a browser token', body: TokenBody },
-      config: { answers: routeAnswers({ 200: TokenReply }, { body: true }) },
+      config: { answers: routeAnswers({ 200: TokenReply }, { body: true, errors: { 409: TOKENS_NOT_ACCEPTED } }) },
       preValidation: refuseConverted(TOKEN_SCALARS),
     }, async (req, reply) => {
+      // With the sql or http resolver a handshake is admitted by the panel's session alone: a token
+      // signed here was answered 200 and then refused (401) by every handshake, as if it had expired.
+      if (ctx.authResolver !== 'token') {
+        throw new HeraldError('HERALD_ERR_CONFLICT', `this server admits tabs by the panel's sessions (authResolver ${ctx.authResolver}), not by tokens: a token would be refused, so none is minted`);
+      }
       const body = req.body as TokenBody;
       // A credential: no cache keeps it (as RFC 6749 §5.1 asks of token answers).
       reply.header('cache-control', 'no-store');

@@ -127,14 +127,82 @@ export type ScalarField = readonly [name: string, type: string];
  * null`, `body/ttl/0 …`); undefined when none does. The validator converts
  * them (Fastify's coerceTypes 'array') into values that mean something else:
  * `null` into 0 or "", `true` into 1 (`"id":true` was a token for admin 1),
- * and takes a one-item array for its item. What keeps its meaning (`"7"`,
- * `[60]`) still converts. http-api.ts, convertedField, says more.
+ * and takes a one-item array for its item. A number's string that spells no
+ * decimal number (`" "`, `"0x10"`: undecimalRefusal) is refused too. What
+ * keeps its meaning (`"7"`, `[60]`) still converts. http-api.ts,
+ * convertedField, says more.
  */
 export function convertedScalar(b: Record<string, unknown>, at: string, fields: readonly ScalarField[]): string | undefined {
   for (const [k, type] of fields) {
     const v = b[k];
     if (v === null || typeof v === 'boolean') return `${at}/${k} must be ${type}, not ${jsonType(v)}`;
     if (Array.isArray(v) && v.length === 1 && (v[0] === null || typeof v[0] === 'boolean')) return `${at}/${k}/0 must be ${type}, not ${jsonType(v[0])}`;
+    if (type !== 'number' && type !== 'integer') continue;
+    const refusal = Array.isArray(v) && v.length === 1 ? undecimalRefusal(v[0], `${at}/${k}/0`, type) : undecimalRefusal(v, `${at}/${k}`, type);
+    if (refusal !== undefined) return refusal;
+  }
+  return undefined;
+}
+
+/** A number as JSON writes one, but for an optional `+`: no white space, no other base. */
+const DECIMAL = /^[+-]?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?$/;
+/**
+ * An integer as JSON writes one that is not negative (no integer Herald takes
+ * is): digits alone, no leading zero, as an id must be written everywhere else
+ * (principal.ts, toPersonId: the legacy door refuses `"07"`, `"7.0"`, `"7e0"`).
+ */
+const DIGITS = /^(?:0|[1-9]\d*)$/;
+
+/**
+ * The refusal of a string in a number field (`type`: `number` or `integer`)
+ * that the validator would take for a number it does not spell, else
+ * undefined. Ajv converts a string whenever `data == +data`: white space
+ * (`" "`, `"\t"`) became 0, and so did `"1e-400"`, so a send meant to be
+ * stored was not; `"0x10"` was admin 16 and `"0b111"` admin 7. A number
+ * written in decimal still converts (`"7"`, `"60"`, `"1.5"`, `"2e3"`), an
+ * integer only in digits (`"7"`, not `"07"` or `"7.0"`: DIGITS); a string
+ * that is no number at all the schema refuses itself (`must be number`), and
+ * one past every bound (`"Infinity"`, `"1e400"`) is x-finite's (finiteNumbers).
+ */
+export function undecimalRefusal(v: unknown, at: string, type: string): string | undefined {
+  if (typeof v !== 'string') return undefined;
+  const number = Number(v);
+  if (!Number.isFinite(number)) return undefined;
+  if (!DECIMAL.test(v)) return `${at} must be ${type}, not the string ${JSON.stringify(v.slice(0, 40))}: a number in a string must be written in decimal (60, 1.5, 2e3), without white space`;
+  if (type === 'integer' && !DIGITS.test(v)) return `${at} must be integer, not the string ${JSON.stringify(v.slice(0, 40))}: an integer in a string must be written in digits alone (7, 60), without a sign, a leading zero, a fraction or an exponent`;
+  // Digits other than 0 before the exponent, and yet 0: past the smallest number there is.
+  if (number === 0 && /[1-9]/.test(v.split(/[eE]/)[0]!)) return `${at} must be ${type}, not ${JSON.stringify(v.slice(0, 40))}: too small to be told from 0`;
+  return undefined;
+}
+
+/** A route's schema for its path's or its query's values: the properties the validator converts. */
+type PartSchema = { properties?: Record<string, { type?: unknown }> } | undefined;
+
+/**
+ * preValidation of every `/api/v1` route (http-api.ts): a path's or a query's
+ * number (`/online/admin/0x10`, `?limit=%20`) that is a string the validator
+ * would take for a number it does not spell (undecimalRefusal) is refused with
+ * 400 HERALD_ERR_VALIDATION, naming it. Every value there is a string; a
+ * repeated query parameter (`?limit=1&limit=0x2`) is a list of them.
+ */
+export async function refuseUndecimalParts(req: FastifyRequest): Promise<void> {
+  const schema = req.routeOptions.schema;
+  if (schema === undefined) return;
+  const refusal = undecimalIn(req.params, schema.params as PartSchema, 'params') ?? undecimalIn(req.query, schema.querystring as PartSchema, 'querystring');
+  if (refusal !== undefined) throw new HeraldError('HERALD_ERR_VALIDATION', refusal);
+}
+
+function undecimalIn(values: unknown, schema: PartSchema, at: string): string | undefined {
+  const properties = schema?.properties;
+  if (properties === undefined || typeof values !== 'object' || values === null) return undefined;
+  for (const k in properties) {
+    const type = properties[k]!.type;
+    if (type !== 'number' && type !== 'integer') continue;
+    const v = (values as Record<string, unknown>)[k];
+    const refusal = Array.isArray(v)
+      ? v.map((item, i) => undecimalRefusal(item, `${at}/${k}/${i}`, type)).find((r) => r !== undefined)
+      : undecimalRefusal(v, `${at}/${k}`, type);
+    if (refusal !== undefined) return refusal;
   }
   return undefined;
 }
