@@ -47,8 +47,8 @@ describe('browser assets and probe', () => {
     const gz = await raw(`${server.url}/herald.js`, { headers: { 'accept-encoding': 'gzip, br' } });
     assert.equal(gz.headers['content-encoding'], 'gzip');
     assert.ok(gunzipSync(gz.body).equals(built));
-    // A budget, not a figure: docs/browser.md gives the size (26.4 KB gzipped by the build, a little more as served).
-    assert.ok(gz.body.length < 27 * 1024, `gzipped size ${gz.body.length}`);
+    // A budget, not a figure: docs/browser.md gives the size (27.1 KB gzipped by the build, a little more as served).
+    assert.ok(gz.body.length < 28 * 1024, `gzipped size ${gz.body.length}`);
 
     const versioned = await raw(`${server.url}/herald.js?v=${encodeURIComponent(etag)}`);
     assert.equal(versioned.headers['cache-control'], 'public, max-age=31536000, immutable');

@@ -35,6 +35,14 @@ describe('legacy PROGRAM_ARGS word splitting', () => {
     assert.throws(() => splitWords(`a "b`), (e) => isHeraldError(e) && /double quote/.test(e.message));
   });
 
+  it('quotes a long unterminated argument cut at a whole character, never half an emoji', () => {
+    // The 80th unit is the first half of the first 😀: cut there, the message held a lone `\ud83d`.
+    const input = `'${'a'.repeat(78)}${'😀'.repeat(5)}`;
+    assert.throws(() => splitWords(input), (e) => isHeraldError(e) && e.message === `unterminated single quote in argument ${JSON.stringify(`'${'a'.repeat(78)}…`)}`);
+    const short = `"${'😀'.repeat(39)}`;
+    assert.throws(() => splitWords(short), (e) => isHeraldError(e) && e.message === `unterminated double quote in argument ${JSON.stringify(short)}`);
+  });
+
   it('round-trips any words that are quoted with single quotes (property)', () => {
     const word = fc.string({ unit: 'grapheme' }).filter((s) => !s.includes("'"));
     fc.assert(

@@ -71,17 +71,67 @@ export function withoutBidiControls(text: string): string {
   return text.replace(BIDI_CONTROLS, '');
 }
 
-/** Takes the bidi controls out of every text node under `root` (written as `&#x202E;` they come out of the parser). */
-function stripBidiControls(root: Node): void {
+/**
+ * Most characters in a row that extend the grapheme cluster before them,
+ * kept on a toast. Chromium lays one cluster out in time growing with the
+ * square of its length: TEXT of a letter and 9,990 combining marks cost 300-450
+ * ms a toast, of a thumb and 4,990 skin-tone modifiers 7 s. Text as people
+ * write it stacks a few (Vietnamese, Arabic with harakat), a flag of Scotland
+ * seven (its tag characters).
+ */
+const MAX_EXTENDERS = 32;
+
+/**
+ * One character that extends the cluster before it (UAX #29, GB9 and GB11):
+ * a combining mark or another grapheme extender (ZWNJ, tag characters), an
+ * emoji modifier, or a zero-width joiner with the pictograph it joins. No
+ * one of these begins another, so a run of them is read one way only and the
+ * search is linear.
+ */
+const EXTENDER = /[\p{M}\p{Grapheme_Extend}\p{Emoji_Modifier}]|\u200D\p{Extended_Pictographic}?/gu;
+const EXTENDERS = /(?:[\p{M}\p{Grapheme_Extend}\p{Emoji_Modifier}]|\u200D\p{Extended_Pictographic}?)+/gu;
+
+/**
+ * `text` with each run of extenders cut to its first MAX_EXTENDERS, `before`
+ * of them shown just before `text` (in the text node before it); and how many
+ * end what comes out.
+ */
+function cutExtenders(text: string, before = 0): { text: string; trailing: number } {
+  let trailing = text === '' ? before : 0;
+  const cut = text.replace(EXTENDERS, (run: string, at: number) => {
+    const shown = at === 0 ? before : 0;
+    const units = run.match(EXTENDER)!;
+    const kept = Math.max(0, Math.min(units.length, MAX_EXTENDERS - shown));
+    if (at + run.length === text.length) trailing = shown + kept;
+    return kept === units.length ? run : units.slice(0, kept).join('');
+  });
+  return { text: cut, trailing };
+}
+
+/** `text` with no grapheme cluster longer than a toast lays out quickly: each run of characters extending one cut to MAX_EXTENDERS. */
+export function withShortClusters(text: string): string {
+  return cutExtenders(text).text;
+}
+
+/**
+ * Takes the bidi controls out of every text node under `root` (written as
+ * `&#x202E;` they come out of the parser), and cuts runs of extenders
+ * (withShortClusters) counted on from one node to the next: Chromium lays
+ * `a<b>\u0301…</b><b>\u0301…</b>` out as one cluster across the elements.
+ */
+function cleanTextNodes(root: Node, before = 0): number {
+  let trailing = before;
   for (let node = root.firstChild; node; node = node.nextSibling) {
     if (node.nodeType === Node.TEXT_NODE) {
       const text = node.nodeValue ?? '';
-      const clean = withoutBidiControls(text);
-      if (clean !== text) node.nodeValue = clean;
+      const clean = cutExtenders(withoutBidiControls(text), trailing);
+      trailing = clean.trailing;
+      if (clean.text !== text) node.nodeValue = clean.text;
     } else {
-      stripBidiControls(node);
+      trailing = cleanTextNodes(node, trailing);
     }
   }
+  return trailing;
 }
 
 /**
@@ -164,8 +214,10 @@ function parseable(html: string): string {
  * where DOMPurify gave nothing: nothing is lost.
  */
 export function sanitizeHtml(html: string, doc: Document = document): DocumentFragment {
-  const fragment = (purifier && !tooIntricate(html) && htmlSinksOpen() && purify(purifier, html)) || asPlainText(html);
-  stripBidiControls(fragment);
+  const purified = purifier && !tooIntricate(html) && htmlSinksOpen() ? purify(purifier, html) : undefined;
+  // What was parsed is measured too: tooIntricate reads tags, not a parser's tree (see there).
+  const fragment = purified && !nestsDeeperThan(purified, MAX_NESTING) ? purified : asPlainText(html);
+  cleanTextNodes(fragment);
   // Through the prototype: `doc` may be the page's document, whose markup can shadow its methods (dom.ts).
   return doc === document ? fragment : (Document.prototype.importNode.call(doc, fragment, true) as DocumentFragment);
 }
@@ -187,8 +239,10 @@ const MAX_TAGS = 1000;
  * The attributes begin at white space or `/` after the name: as `[^\s/>]*[^>]*`, the two runs
  * could split the same characters every way, and a TEXT of `<a` repeated with no `>` took
  * cubic time (4,000 characters: 3.3 s of a blocked tab; 10,000 now take 20-46 ms in Node).
+ * White space is HTML's, tab, LF, FF, CR and space, not JavaScript's `\s`: `</i\u00A0y>` is
+ * an end tag named `i\u00A0y` to the parser, which closes nothing (HTML, "Tag name state").
  */
-const TAG = /<(\/?)([a-z][^\s/>]*)(?:[\s/][^>]*)?>/gi;
+const TAG = /<(\/?)([a-z][^\t\n\f\r />]*)(?:[\t\n\f\r /][^>]*)?>/gi;
 /** Elements (the usual ones) that have no end tag, or whose end is implied by the next of their kind: they do not nest. */
 const FLAT = new Set(['br', 'hr', 'img', 'input', 'wbr', 'p', 'li', 'dt', 'dd', 'option', 'tr', 'td', 'th']);
 
@@ -206,7 +260,11 @@ const FORMATTING = new Set(['a', 'b', 'big', 'code', 'em', 'font', 'i', 'nobr', 
  * closes its element and those opened inside it, but a formatting
  * element's only itself (FORMATTING); one with nothing open of its name is
  * ignored, as the parser does. Where it differs from the parser it counts
- * deeper, never shallower.
+ * deeper, with one exception: it reads the tags in comments, bogus comments
+ * (`</0</i>`, `<?</i>`) and quoted attribute values (`<br t='>' </i>`),
+ * where the parser reads none. It keeps the common deep markup from being
+ * parsed at all; sanitizeHtml measures the depth of what was parsed as well
+ * (nestsDeeperThan).
  */
 function tooIntricate(html: string): boolean {
   const open: string[] = [];
@@ -223,6 +281,14 @@ function tooIntricate(html: string): boolean {
     } else if (open.push(name) > MAX_NESTING) {
       return true;
     }
+  }
+  return false;
+}
+
+/** Whether elements under `root` nest deeper than `max`: it looks no deeper than that. */
+function nestsDeeperThan(root: Node, max: number): boolean {
+  for (let node = root.firstChild; node; node = node.nextSibling) {
+    if (node.nodeType === Node.ELEMENT_NODE && (max === 0 || nestsDeeperThan(node, max - 1))) return true;
   }
   return false;
 }
@@ -262,8 +328,8 @@ function purify(purifier: DOMPurify, html: string): DocumentFragment | undefined
  */
 function asPlainText(html: string): DocumentFragment {
   const flat = html
-    .replace(/<(script|style)\b[^>]*>[^]*?<\/\1\s*>/gi, '')
-    .replace(/<br\s*\/?>|<\/(p|li)\s*>/gi, '\n')
+    .replace(/<(script|style)(?=[\t\n\f\r />])[^>]*>[^]*?<\/\1[\t\n\f\r ]*>/gi, '')
+    .replace(/<br[\t\n\f\r ]*\/?>|<\/(p|li)[\t\n\f\r ]*>/gi, '\n')
     .replace(TAG, '');
   const lines = decodeReferences(flat).trim().split('\n');
   // Made in the page's document, through the prototype (dom.ts): the parsed one holds the sender's markup.
@@ -372,7 +438,7 @@ export function asText(value: unknown): string {
  */
 export function plainText(text: string, plain = false): string {
   if (plain) return withoutBidiControls(clipText(text)).trim();
-  const fragment = sanitizeHtml(clipText(text).replace(/<br\s*\/?>/gi, '\n'));
+  const fragment = sanitizeHtml(clipText(text).replace(/<br[\t\n\f\r ]*\/?>/gi, '\n'));
   for (const block of fragment.querySelectorAll('p, li')) block.after('\n');
   return collapseBlankLines(fragment.textContent ?? '').trim();
 }

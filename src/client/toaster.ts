@@ -4,7 +4,7 @@
  */
 import type { NotificationObject } from '../protocol/frames.js';
 import type { CommandProgressFrame, CommandState } from '../protocol/commands.js';
-import { asText, clipText, clipTitle, isPlainTextFormat, isSafeUrl, MAX_TEXT_CHARS, sanitizeHtml, withoutBidiControls } from './sanitize.js';
+import { asText, clipText, clipTitle, isPlainTextFormat, isSafeUrl, MAX_TEXT_CHARS, sanitizeHtml, withoutBidiControls, withShortClusters } from './sanitize.js';
 import { TOAST_CSS } from './styles.js';
 import { headOf, tailOf } from '../protocol/text-cut.js';
 import { createElement, listenToDocument, pageBody, rootElement, stillLoading } from './dom.js';
@@ -47,11 +47,17 @@ export interface ToasterOptions {
 /**
  * Longest TITLE (and a command's PROGRAM, or a STATE of its own) put on a
  * toast, in characters; a longer one ends in `…`. Far more than a toast
- * shows, and a bound on what the tab lays out: Chromium lays out one
- * grapheme cluster in time growing with the square of its length, and a
- * letter followed by 100,000 combining marks blocked the tab for 27 s.
+ * shows, and a bound on what the tab lays out. One grapheme cluster costs
+ * more, in time growing with the square of its length (a letter followed by
+ * 100,000 combining marks blocked the tab for 27 s): every field a toast
+ * shows goes through withShortClusters (sanitize.ts).
  */
 const MAX_TITLE_CHARS = 1000;
+
+/** A TITLE, PROGRAM or STATE as a toast shows it: cut, bidi controls out, no long cluster. */
+function shownTitle(value: unknown): string {
+  return withShortClusters(withoutBidiControls(clipTitle(asText(value), MAX_TITLE_CHARS)));
+}
 
 /**
  * Longest ICON symbol put on a toast, in UTF-16 units: the longest emoji
@@ -293,7 +299,7 @@ export class Toaster {
 
   /** Shows a MESSAGE: TITLE as text, TEXT sanitised, EXTRA as a link, ICON, TIMEOUT. Returns the toast element. */
   show(message: NotificationObject): HTMLElement {
-    const titleText = withoutBidiControls(clipTitle(asText(message.TITLE), MAX_TITLE_CHARS));
+    const titleText = shownTitle(message.TITLE);
     const toast = this.#frame(message.TYPE, titleText);
     const body = toast.querySelector('.herald-body') as HTMLElement;
     this.#icon(toast, message.ICON);
@@ -309,7 +315,7 @@ export class Toaster {
       // give each line its own direction (unicode-bidi: plaintext).
       text = createElement('pre');
       text.className = 'herald-text herald-output';
-      text.textContent = clipText(withoutBidiControls(asText(message.TEXT)), this.#options.maxTextChars);
+      text.textContent = withShortClusters(clipText(withoutBidiControls(asText(message.TEXT)), this.#options.maxTextChars));
     } else {
       text = createElement('div');
       text.className = 'herald-text';
@@ -342,7 +348,7 @@ export class Toaster {
   progress(frame: CommandProgressFrame, onCancel: (commandId: string) => void): HTMLElement {
     let entry = this.#commands.get(frame.COMMAND_ID);
     if (!entry) {
-      const program = withoutBidiControls(clipTitle(asText(frame.PROGRAM), MAX_TITLE_CHARS));
+      const program = shownTitle(frame.PROGRAM);
       const element = this.#frame('COMMAND_PROGRESS', program, () => this.#commands.delete(frame.COMMAND_ID));
       element.dataset.commandId = frame.COMMAND_ID;
       const body = element.querySelector('.herald-body') as HTMLElement;
@@ -389,11 +395,12 @@ export class Toaster {
     entry.element.dataset.state = frame.STATE;
     // Own keys only: a STATE of "toString" read a function's source through the prototype.
     const labels = this.#options.stateLabels;
-    const stateText = `— ${Object.hasOwn(labels, frame.STATE) ? labels[frame.STATE] : withoutBidiControls(clipTitle(asText(frame.STATE), MAX_TITLE_CHARS))}`;
+    const stateText = `— ${Object.hasOwn(labels, frame.STATE) ? labels[frame.STATE] : shownTitle(frame.STATE)}`;
     // Written only when it changes: each write is a change in the live region.
     if (entry.state.textContent !== stateText) entry.state.textContent = stateText;
     if (typeof frame.OUTPUT === 'string' && frame.OUTPUT !== '') {
-      entry.text = tailOf(entry.text + withoutBidiControls(frame.OUTPUT), this.#options.outputTail);
+      // Cut as a whole: a run of combining marks may go on from one frame's output into the next.
+      entry.text = tailOf(withShortClusters(entry.text + withoutBidiControls(frame.OUTPUT)), this.#options.outputTail);
       entry.output.textContent = entry.text;
       entry.output.scrollTop = entry.output.scrollHeight;
     }

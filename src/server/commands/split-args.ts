@@ -13,6 +13,7 @@
  * to be a quote, but accepting one shell rule invites expecting the rest; to
  * put a quote in a word, quote it with the other kind (`'say "hi"'`).
  */
+import { quoted } from '../../protocol/text-cut.js';
 import { HeraldError } from '../errors.js';
 
 /** White space that separates words: what a POSIX shell's default IFS splits on (space, tab, newline), plus CR, VT and FF. */
@@ -51,7 +52,7 @@ export function splitWords(input: string): string[] {
     }
   }
   if (quote !== undefined) {
-    throw new HeraldError('HERALD_ERR_VALIDATION', `unterminated ${quote === '"' ? 'double' : 'single'} quote in argument ${JSON.stringify(truncate(input))}`);
+    throw new HeraldError('HERALD_ERR_VALIDATION', `unterminated ${quote === '"' ? 'double' : 'single'} quote in argument ${quoted(input, 80)}`);
   }
   if (inWord) words.push(word);
   return words;
@@ -60,8 +61,4 @@ export function splitWords(input: string): string[] {
 /** Splits every legacy `PROGRAM_ARGS` element and concatenates the words, in order. */
 export function splitLegacyArgs(elements: readonly string[]): string[] {
   return elements.flatMap((e) => splitWords(e));
-}
-
-function truncate(s: string): string {
-  return s.length > 80 ? `${s.slice(0, 80)}…` : s;
 }
