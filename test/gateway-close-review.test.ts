@@ -10,7 +10,7 @@ import type net from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { notify, onCloseNotice } from './helpers/close-notice.js';
 import { startHerald, type TestServer } from './helpers/server.js';
-import { until, type TestTab } from './helpers/ws-client.js';
+import { TestTab, until } from './helpers/ws-client.js';
 
 describe('the ack wait of an orderly close', () => {
   test('is not cut short by heartbeats shorter than it: a kicked tab that owes an ack still gets its close frame, with the kick\'s code', async () => {
@@ -77,7 +77,7 @@ describe('the ack wait of an orderly close', () => {
     }
   });
 
-  test('a tab in its ack wait no longer counts: not online, not one of maxTabsPerPerson, a send meanwhile is stored for the next tab, not reported delivered', async () => {
+  test('a tab in its ack wait is not online, a send meanwhile is stored for the next tab, not reported delivered; its socket counts against maxTabsPerPerson until it has closed', async () => {
     // closeTimeoutMs long: the kicked tab, which stops reading, is still closing throughout (in its wait, then its close handshake).
     const s = await startHerald({ heartbeatMs: 60_000, maxTabsPerPerson: 1, closeTimeoutMs: 60_000 });
     try {
@@ -94,11 +94,17 @@ describe('the ack wait of an orderly close', () => {
       const stored = await s.api('POST', '/api/v1/send', { to: { aid: 64 }, message: { TYPE: 'MESSAGE', TEXT: 'while closing' } });
       assert.equal(stored.body.delivered, 0, JSON.stringify(stored.body));
       assert.equal(stored.body.queued, true, JSON.stringify(stored.body));
-      // A new tab is admitted (one tab at most), and is replayed both: the unacked one and the one sent meanwhile.
+      // One tab at most, and the kicked tab's socket is still held: a client that began to close and
+      // stopped reading could otherwise open tab after tab (gateway-tab-limit-closing.test.ts).
+      const refused = await TestTab.status(`${s.wsUrl}/ws/admin`, { query: { token: await s.token('admin', 64) } });
+      assert.equal(refused.status, 429, refused.body);
+      assert.equal(tab.ws.readyState, tab.ws.OPEN, 'the kicked tab saw no close frame yet');
+      tab.terminate();
+      await until(() => s.herald.gateway.connections.size === 0, 5000, 'the kicked tab\'s socket closed');
+      // The next tab is replayed both: the unacked one and the one sent meanwhile.
       const next = await s.tab('admin', 64);
       assert.equal((await next.nextOfType('MESSAGE')).SEQ, first.SEQ);
       assert.equal((await next.nextOfType('MESSAGE')).TEXT, 'while closing');
-      assert.equal(tab.ws.readyState, tab.ws.OPEN, 'the kicked tab saw no close frame yet');
     } finally {
       await s.close();
     }

@@ -47,7 +47,8 @@ describe('maxTabsPerPerson', () => {
     assert.equal(online.status, 200);
     tabs[0]!.close();
     await tabs[0]!.closed;
-    // The closed tab left the Hub when its close began; the next handshake is admitted.
+    // Its socket counts until the server has closed it too (gateway-tab-limit-closing.test.ts); then the next handshake is admitted.
+    await until(() => s.herald.gateway.connections.size === 4, 5000, 'the closed tab\'s socket closed on the server');
     const again = await s.tab('admin', 5);
     assert.equal((await again.nextOfType('WELCOME')).ID, 5);
     assert.equal((await refusal(s, 'admin', 5)).status, 429, 'three open again: the fourth is refused again');

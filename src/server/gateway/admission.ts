@@ -1,8 +1,9 @@
 /**
- * Who may open a tab: the checks of a WebSocket handshake, in order — Origin,
- * then credentials — shared by the Gateway's upgrade handler and the plain
- * HTTP probe the browser library uses to learn why a handshake was refused
- * (src/server/web/admission.ts), so the two cannot drift apart.
+ * Who may open a tab: the checks of a WebSocket handshake, in order — the
+ * endpoint, Origin, then credentials — shared by the Gateway's upgrade
+ * handler and the plain HTTP probe the browser library uses to learn why a
+ * handshake was refused (src/server/web/admission.ts), so the two cannot
+ * drift apart.
  */
 import type { IncomingMessage } from 'node:http';
 import type { Principal, PrincipalKind } from '../../protocol/principal.js';
@@ -13,6 +14,30 @@ import { parseCookies, type Handshake, type Resolution, type SessionResolver } f
 export type Admission =
   | { readonly admitted: true; readonly principal: Principal; readonly credential: string; readonly url: URL }
   | { readonly admitted: false; readonly status: 401 | 403 | 503; readonly code: ErrorCode; readonly message: string; readonly log: Record<string, unknown> };
+
+/** The two browser endpoints on the public listener. */
+const PATHS: Record<string, PrincipalKind> = { '/ws/admin': 'admin', '/ws/user': 'user' };
+
+/**
+ * Which endpoint a request's path names, trailing slashes ignored
+ * (`/ws/admin/` is `/ws/admin`); undefined for any other path. The handshake
+ * and the probe of the same URL both read it here.
+ */
+export function endpointKind(pathname: string): PrincipalKind | undefined {
+  return PATHS[withoutTrailingSlashes(pathname)];
+}
+
+/**
+ * The path without the slashes that end it. Not `replace(/\/+$/, '')`: V8 backtracks
+ * on that at every slash of a run that does not end the path, so a handshake for
+ * `/` × 16,000 then `x` (node's header limit allows it) held the event loop about
+ * 0.2 s before any credential was looked at.
+ */
+function withoutTrailingSlashes(path: string): string {
+  let end = path.length;
+  while (end > 0 && path.charCodeAt(end - 1) === 0x2f) end--;
+  return path.slice(0, end);
+}
 
 /** The request's path and query, parsed (the host part is a placeholder). */
 export function requestUrl(req: IncomingMessage): URL {

@@ -29,9 +29,9 @@ export interface ConnectionLimits {
    * half-closed TCP without a close frame, where ws sets no timer.
    */
   closeTimeoutMs: number;
-  /** Frames a tab may send per 10 s before it is closed with 4429. */
+  /** Frames a tab may send in the last 10 s (a sliding window, estimated: #overLimit) before it is closed with 4429. */
   maxFramesPer10s: number;
-  /** Bad frames a tab may send per 10 s before it is closed with 4429. */
+  /** Bad frames a tab may send in the last 10 s (as maxFramesPer10s) before it is closed with 4429. */
   maxErrorsPer10s: number;
   /**
    * How many broadcast acks a second the tabs of one kind should send
@@ -129,6 +129,9 @@ export interface ResumeCursors {
 
 /** performance.now, the default monotonic clock of a tab's windows and waits (ConnectionDeps.monotonicNow). */
 const monotonicNow = (): number => performance.now();
+
+/** The window of maxFramesPer10s and maxErrorsPer10s (#overLimit), ms. */
+const LIMIT_WINDOW_MS = 10_000;
 
 /** Live frames held for one tab during its replay, at most. */
 const MAX_HELD_FRAMES = 10_000;
@@ -295,9 +298,12 @@ export class Connection implements Tab {
   #epochs = { own: '', broadcast: '' };
   /** The monotonic clock (ConnectionDeps.monotonicNow). */
   readonly #tick: () => number;
+  /** When this tab's current window of frames and errors began (#overLimit), what it counted, and what the window before it counted. */
   #windowStart = -Infinity;
   #frames = 0;
   #errors = 0;
+  #earlierFrames = 0;
+  #earlierErrors = 0;
   #onClosed: (() => void) | undefined;
   #onClosing: (() => void) | undefined;
   /** Destroys the socket of a peer that half-closed TCP and does not read (see 'end' in the constructor). */
@@ -1016,16 +1022,29 @@ export class Connection implements Tab {
     this.#ws.terminate();
   }
 
-  /** Counts `weight` more frames (or errors) in this 10 s window; true when that passes the limit. */
+  /**
+   * Counts `weight` more frames (or errors); true when the last 10 s hold more
+   * than the limit. The last 10 s are estimated from two windows of 10 s, one
+   * after the other: this one, and the one before it in proportion to the part
+   * of it still within the last 10 s (as if its frames were spread evenly over
+   * it). One window emptied as a whole 10 s after its first frame let a tab
+   * send twice the limit in a moment across its edge. No allocation, O(1).
+   */
   #overLimit(kind: 'frames' | 'errors', weight = 1): boolean {
     const now = this.#tick();
-    if (now - this.#windowStart > 10_000) {
-      this.#windowStart = now;
+    const elapsed = now - this.#windowStart;
+    if (elapsed >= LIMIT_WINDOW_MS) {
+      // The window that ended is the one before the next only if it ended less than a window ago.
+      const adjacent = elapsed < 2 * LIMIT_WINDOW_MS;
+      this.#earlierFrames = adjacent ? this.#frames : 0;
+      this.#earlierErrors = adjacent ? this.#errors : 0;
+      this.#windowStart = adjacent ? this.#windowStart + LIMIT_WINDOW_MS : now;
       this.#frames = 0;
       this.#errors = 0;
     }
-    if (kind === 'frames') return (this.#frames += weight) > this.#deps.limits.maxFramesPer10s;
-    return (this.#errors += weight) > this.#deps.limits.maxErrorsPer10s;
+    const earlierShare = 1 - (now - this.#windowStart) / LIMIT_WINDOW_MS;
+    if (kind === 'frames') return (this.#frames += weight) + this.#earlierFrames * earlierShare > this.#deps.limits.maxFramesPer10s;
+    return (this.#errors += weight) + this.#earlierErrors * earlierShare > this.#deps.limits.maxErrorsPer10s;
   }
 
   #error(code: string, message: string): void {

@@ -3,10 +3,10 @@ import type { Duplex } from 'node:stream';
 import type { Logger } from 'pino';
 import { WebSocketServer, type ServerOptions, type WebSocket } from 'ws';
 import { CloseCode, CloseReason } from '../../protocol/close-codes.js';
-import type { PrincipalKind } from '../../protocol/principal.js';
+import type { Principal, PrincipalKind } from '../../protocol/principal.js';
 import type { OriginPolicy } from '../auth/origin-policy.js';
 import type { SessionResolver } from '../auth/session-resolver.js';
-import { admit, requestUrl, type Admission } from './admission.js';
+import { admit, endpointKind, requestUrl, type Admission } from './admission.js';
 import type { CommandService } from '../commands/command-service.js';
 import type { Hub } from '../hub.js';
 import type { MessageStore } from '../store/message-store.js';
@@ -67,21 +67,6 @@ export function payloadCeiling(maxFrameBytes: number): number {
 /** A node that holds its most tabs says so at most this often (with how many it refused meanwhile). */
 const FULL_WARNING_EVERY_MS = 10_000;
 
-/** The two browser endpoints on the public listener. */
-const PATHS: Record<string, PrincipalKind> = { '/ws/admin': 'admin', '/ws/user': 'user' };
-
-/**
- * The path without the slashes that end it. Not `replace(/\/+$/, '')`: V8 backtracks
- * on that at every slash of a run that does not end the path, so a handshake for
- * `/` × 16,000 then `x` (node's header limit allows it) held the event loop about
- * 0.2 s before any credential was looked at.
- */
-function withoutTrailingSlashes(path: string): string {
-  let end = path.length;
-  while (end > 0 && path.charCodeAt(end - 1) === 0x2f) end--;
-  return path.slice(0, end);
-}
-
 const STATUS_TEXT: Record<number, string> = { 400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 429: 'Too Many Requests', 503: 'Service Unavailable' };
 
 /**
@@ -107,6 +92,16 @@ export class Gateway {
   #closing = false;
   /** Set by close(): called when the last open tab has closed. */
   #whenNoTabs: (() => void) | undefined;
+  /**
+   * Each person's sockets here, from the upgrade until the socket has closed
+   * (onClosed), by kind and id as the Hub keys them: what maxTabsPerPerson is
+   * checked against, as maxTabs is against #connections. Not the Hub's count,
+   * which drops a tab when its close begins: a client that sent a close frame
+   * and then neither read nor closed TCP kept that socket until closeTimeoutMs,
+   * and could open its next tab at once, so one credential held any number of
+   * sockets and filled maxTabs for everyone.
+   */
+  readonly #sockets: Record<PrincipalKind, Map<number, number>> = { admin: new Map(), user: new Map() };
   readonly #tabCount = (kind?: PrincipalKind): number => this.#o.hub.tabCount(kind);
 
   constructor(options: GatewayOptions) {
@@ -192,7 +187,7 @@ export class Gateway {
       // the client's mistake, not a server failure to log and answer "try again later".
       return reject(socket, 400, 'HERALD_ERR_BAD_REQUEST', 'the request target is not a valid URL');
     }
-    const kind = fixedKind ?? PATHS[withoutTrailingSlashes(url.pathname)];
+    const kind = fixedKind ?? endpointKind(url.pathname);
     if (!kind) return reject(socket, 404, 'HERALD_ERR_NOT_FOUND', 'WebSocket endpoints are /ws/admin and /ws/user');
     // What ws checks only once admitted: a handshake that could never be upgraded cost a
     // look-up (a query, a request to the panel) and got ws's plain-text answer.
@@ -245,7 +240,7 @@ export class Gateway {
     // Tabs still closing count: each holds its socket until it has closed.
     if (allTabs > 0 && this.#connections.size >= allTabs) return this.#refuseFull(socket, allTabs);
     const maxTabs = this.#o.maxTabsPerPerson ?? 0;
-    if (maxTabs > 0 && this.#o.hub.count(principal) >= maxTabs) {
+    if (maxTabs > 0 && (this.#sockets[principal.kind].get(principal.id) ?? 0) >= maxTabs) {
       // Refused before the upgrade, so no socket is held: one valid credential cannot open tabs without end.
       this.#refusals.refused('info', 'HERALD_ERR_TOO_MANY_TABS', { kind: principal.kind, id: principal.id, maxTabsPerPerson: maxTabs }, 'handshake refused: too many tabs');
       return reject(socket, 429, 'HERALD_ERR_TOO_MANY_TABS', `this ${principal.kind} has ${maxTabs} tabs open (maxTabsPerPerson): close one, or try again later`);
@@ -261,6 +256,8 @@ export class Gateway {
     this.#wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
       const conn = new Connection(ws, socket, principal, credential, this.#deps);
       this.#connections.add(conn);
+      // Counted here, not before handleUpgrade: a handshake ws itself refuses never gets this far, nor a closed socket.
+      this.#countSocket(principal, 1);
       const slice = this.#slices[this.#added++ % this.#slices.length]!;
       slice.add(conn);
       // Out of the Hub as soon as it begins to close: a tab closed as a slow
@@ -269,7 +266,8 @@ export class Gateway {
       // close handshake ended, up to closeTimeoutMs for a peer that does not read.
       conn.onClosing(() => this.#o.hub.remove(conn));
       conn.onClosed(() => {
-        this.#connections.delete(conn);
+        // Forgotten once, however the tab closed: only while it is still one of #connections.
+        if (this.#connections.delete(conn)) this.#countSocket(principal, -1);
         slice.delete(conn);
         this.#o.hub.remove(conn);
         if (this.#connections.size === 0) this.#whenNoTabs?.();
@@ -293,6 +291,14 @@ export class Gateway {
     if (welcomed) socket.uncork();
     else this.#uncorkAtEndOfTurn(socket);
     return undefined;
+  }
+
+  /** One more (or one fewer) socket of `principal`'s; a person with none is not kept. */
+  #countSocket(principal: Principal, by: 1 | -1): void {
+    const people = this.#sockets[principal.kind];
+    const sockets = (people.get(principal.id) ?? 0) + by;
+    if (sockets > 0) people.set(principal.id, sockets);
+    else people.delete(principal.id);
   }
 
   /** Most tabs open here at once (0: no limit). */

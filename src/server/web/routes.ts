@@ -21,6 +21,7 @@ import { HeraldError } from '../errors.js';
 import { PersonId, refuseConverted } from '../api/schemas.js';
 import { DEMO_CSP, DEMO_HTML } from './demo-page.js';
 import { probeAnswer, type AdmissionDeps } from './admission.js';
+import { endpointKind, requestUrl } from '../gateway/admission.js';
 
 export interface WebContext {
   options: HeraldOptions;
@@ -198,22 +199,27 @@ export async function registerWebRoutes(app: FastifyInstance, ctx: WebContext): 
   app.get('/herald.esm.js.map', { schema: { hide: true } }, (req, reply) => sendAsset(req, reply, asset('herald.esm.js.map', MAP), 'herald.esm.js.map'));
 
   const admission = ctx.admission;
-  for (const kind of ['admin', 'user'] as const) {
-    // Upgrade requests never reach these routes (the Gateway takes the
-    // server's 'upgrade' event); only the library's plain-GET probe does.
-    // POST as well as GET: browsers send Origin on every POST, even a
-    // same-origin one, but not on a same-origin GET, and the Origin is half
-    // of what the handshake is checked on. The library probes with POST.
-    app.route({ method: ['GET', 'POST'], url: `/ws/${kind}`, schema: { hide: true }, bodyLimit: PROBE_BODY_LIMIT, handler: async (req, reply) => {
-      if (!admission) {
-        reply.header('upgrade', 'websocket');
-        reply.header('connection', 'upgrade');
-        return reply.code(426).send(new HeraldError('HERALD_ERR_UPGRADE_REQUIRED', 'this endpoint takes WebSocket upgrades').toJSON());
-      }
-      const { error, headers } = await probeAnswer(admission, kind, req.raw);
-      return reply.code(error.status).headers(headers).send(error.toJSON());
-    } });
-  }
+  // Upgrade requests never reach this route (the Gateway takes the server's
+  // 'upgrade' event); only the library's plain-GET probe does. POST as well
+  // as GET: browsers send Origin on every POST, even a same-origin one, but
+  // not on a same-origin GET, and the Origin is half of what the handshake is
+  // checked on. The library probes with POST. Every path under /ws/ comes
+  // here and is read as the handshake reads it (endpointKind): the probe of
+  // `/ws/admin/`, routed as exactly `/ws/admin`, answered 404 where its
+  // handshake answered 401, and the library never learnt that its credential
+  // was refused: it retried for ever.
+  app.route({ method: ['GET', 'POST'], url: '/ws/*', schema: { hide: true }, bodyLimit: PROBE_BODY_LIMIT, handler: async (req, reply) => {
+    // `/ws/…` always parses: `new URL` throws only where it would read a host.
+    const kind = endpointKind(requestUrl(req.raw).pathname);
+    if (kind === undefined) throw new HeraldError('HERALD_ERR_NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`);
+    if (!admission) {
+      reply.header('upgrade', 'websocket');
+      reply.header('connection', 'upgrade');
+      return reply.code(426).send(new HeraldError('HERALD_ERR_UPGRADE_REQUIRED', 'this endpoint takes WebSocket upgrades').toJSON());
+    }
+    const { error, headers } = await probeAnswer(admission, kind, req.raw);
+    return reply.code(error.status).headers(headers).send(error.toJSON());
+  } });
 
   if (!demoEnabled(ctx.options)) return;
   if (ctx.options.demo === true && (!isLoopback(ctx.options.host) || ctx.options.publicUrl !== '')) {
