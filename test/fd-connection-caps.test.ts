@@ -16,7 +16,11 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { connectionLimits } from '../src/server/file-limit.js';
+import { loadOptions } from '../src/server/options.js';
+import { capturedLog } from './helpers/captured-log.js';
 import { cleanEnv, cliBundle } from './helpers/cli.js';
+import { hangingPanel } from './helpers/hanging-panel.js';
 
 // util-linux's prlimit is part of every Debian system; its absence is a broken machine, not a reason to skip.
 const PRLIMIT = '/usr/bin/prlimit';
@@ -155,5 +159,95 @@ describe('legacy and HTTP connections under a low open-file limit (herald start 
       + lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith(summary)).reduce((n, l) => n + (l.refused as number), 0);
     assert.equal(logged('legacy connection refused: legacyMaxConnections reached', 'legacy connections and requests refused and not logged one by one'), refused.legacy, 'legacy refusals logged');
     assert.equal(logged('HTTP connection closed unanswered', 'HTTP connections refused and not logged one by one'), refused.http, 'HTTP refusals logged');
+  });
+});
+
+describe('the http resolver\'s connections to the panel under a low open-file limit', () => {
+  const cleanup: Array<() => void> = [];
+  after(() => { for (const c of cleanup.reverse()) c(); });
+
+  test('a storm of handshakes whose look-ups hang at the panel leaves commands their descriptors', async () => {
+    assert.ok(existsSync(PRLIMIT), `${PRLIMIT} is missing (apt-get install util-linux)`);
+    // Every look-up is held, unanswered: a panel slowed down under the storm.
+    const panel = await hangingPanel();
+    panel.hang();
+    cleanup.push(() => panel.close());
+    const dataDir = mkdtempSync(join(tmpdir(), 'herald-fd-http-resolver-'));
+    cleanup.push(() => rmSync(dataDir, { recursive: true, force: true }));
+    const apiToken = randomBytes(24).toString('base64url');
+    // 100 look-ups at once, each a connection to the panel: with 20 tabs, the HTTP listener was
+    // left 176 connections, and 176 handshakes with their 100 look-ups took every descriptor.
+    const child = spawn(PRLIMIT, [`--nofile=${LIMIT}:${LIMIT}`, process.execPath, cliBundle(), 'start', '--port', '0', '--no-legacy', '--data-dir', dataDir,
+      '--set', 'maxTabs=20', '--set', 'authResolver=http', '--set', `httpResolverUrl=${panel.url}`, '--set', 'httpResolverConcurrency=100', '--set', 'httpResolverTimeoutMs=60000',
+      '--set', 'commandsEnabled=true', '--set', 'commandsAllow=["sleep"]', '--set', 'commandsPath=/usr/bin:/bin', '--set', 'logPretty=false'],
+    { env: cleanEnv({ HERALD_SECRET: randomBytes(32).toString('base64url'), HERALD_API_TOKEN: apiToken }), stdio: 'pipe' });
+    cleanup.push(() => child.kill('SIGKILL'));
+    const lines: Line[] = [];
+    let rest = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => {
+      const all = (rest + d).split('\n');
+      rest = all.pop()!;
+      for (const l of all) if (l.startsWith('{')) lines.push(JSON.parse(l) as Line);
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8').on('data', (d: string) => { stderr += d; });
+    await until(`Herald to listen (stderr: ${stderr})`, () => lines.some((l) => l.msg === 'Herald is listening'), 30_000);
+    const port = Number(new URL(lines.find((l) => l.msg === 'Herald is listening')!.http as string).port);
+    const pid = child.pid!;
+    const fds = () => readdirSync(`/proc/${pid}/fd`).length;
+
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+    cleanup.push(() => agent.destroy());
+    const api = (method: string, path: string, body?: unknown) => new Promise<{ status: number; body: Record<string, unknown> }>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port, method, path, agent, headers: { authorization: `Bearer ${apiToken}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) } }, (res) => {
+        let text = '';
+        res.setEncoding('utf8').on('data', (c: string) => { text += c; }).on('end', () => resolve({ status: res.statusCode!, body: JSON.parse(text) as Record<string, unknown> }));
+      });
+      req.on('error', reject);
+      req.end(body === undefined ? undefined : JSON.stringify(body));
+    });
+    assert.equal((await api('GET', '/api/v1/ping')).status, 200);
+
+    // Handshakes with sessions the panel has never heard of: each one a look-up of its own.
+    const sockets: Socket[] = [];
+    cleanup.push(() => { for (const s of sockets) s.destroy(); });
+    for (let i = 0; i < FLOOD + 30; i++) {
+      const s = connect(port, '127.0.0.1');
+      s.on('error', () => {});
+      sockets.push(s);
+      s.write(`GET /ws/admin HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\nCookie: panel_session=s${i}\r\n\r\n`);
+    }
+    // As many as httpResolverConcurrency allows, or as the HTTP listener takes handshakes (75 of them now).
+    await until('the look-ups to reach the panel', () => panel.held.length >= 50);
+    let seen = -1;
+    await until('the server\'s descriptors to settle', () => {
+      const now = fds();
+      const settled = now === seen;
+      seen = now;
+      return settled;
+    });
+
+    const started = await api('POST', '/api/v1/commands', { aid: 1, program: 'sleep', args: ['0.1'] });
+    assert.equal(started.status, 201, JSON.stringify(started.body));
+    let done: Record<string, unknown> = {};
+    for (const deadline = Date.now() + 15_000; Date.now() < deadline; await delay(50)) {
+      done = (await api('GET', `/api/v1/commands/${started.body.id as string}`)).body;
+      if (done.state !== 'running' && done.state !== 'queued') break;
+    }
+    assert.equal(done.state, 'succeeded', `${fds()} of ${LIMIT} descriptors open: ${JSON.stringify(done)}`);
+  });
+
+  test('a start whose reserve does not fit beside the tabs says which options take it', () => {
+    const options = loadOptions({ env: {}, overrides: { legacyEnabled: false, authResolver: 'http', httpResolverUrl: 'http://127.0.0.1:1/who', httpResolverConcurrency: 200 } });
+    const over = capturedLog('warn');
+    const caps = connectionLimits(options, 128, over.logger, LIMIT);
+    assert.equal(caps?.reserve, 64 + 4 * 4 + 200, 'the reserve counts the look-ups at the panel');
+    const warned = over.lines().find((l) => l.msg.includes('httpResolverConcurrency 200'));
+    assert.ok(warned, JSON.stringify(over.lines()));
+    assert.equal(warned.openFileLimit, LIMIT);
+    // Within the limit (the default 16 look-ups at once), nothing is said.
+    const within = capturedLog('warn');
+    connectionLimits({ ...options, httpResolverConcurrency: 16 }, 128, within.logger, LIMIT);
+    assert.deepEqual(within.lines(), []);
   });
 });

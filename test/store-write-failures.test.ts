@@ -18,11 +18,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import { AckBuffer } from '../src/server/gateway/ack-buffer.js';
+import { createHerald } from '../src/server/herald.js';
 import { loadOptions } from '../src/server/options.js';
 import { ensureSecrets } from '../src/server/secrets.js';
 import { SqliteStore } from '../src/server/store/sqlite-store.js';
 import { startHerald } from './helpers/server.js';
 import { capturedLog } from './helpers/captured-log.js';
+import { TestTab } from './helpers/ws-client.js';
 
 const probe = spawnSync('prlimit', ['--pid', String(process.pid), '--fsize']);
 const noPrlimit = probe.status === 0 ? undefined : `prlimit cannot set this process's file size limit here: ${probe.error?.message ?? probe.stderr.toString().trim()}`;
@@ -200,6 +202,39 @@ describe('the SQLite store while its writes fail', { skip: noPrlimit }, () => {
     } finally {
       await store.close();
     }
+  });
+});
+
+describe('acknowledgements that cannot be written, at shutdown', { skip: noPrlimit }, () => {
+  test('every failed write of acknowledgements is in the log, one by one or counted, once Herald has closed', async () => {
+    const { logger, lines } = capturedLog();
+    const dir = tempDir();
+    const store = new SqliteStore({ file: join(dir, 'herald.sqlite'), maxPerStream: 1000, ackDelayMs: 0 });
+    const options = loadOptions({ env: {}, overrides: { host: '127.0.0.1', port: 0, legacyEnabled: false, dataDir: dir, secret: 's'.repeat(40), apiToken: 'a'.repeat(24), commandsEnabled: false, acksPerSecond: 0 } });
+    const herald = await createHerald(options, { logger, store });
+    try {
+      const urls = await herald.listen();
+      const tab = await TestTab.open(`${urls.ws}/ws/admin`, { query: { token: (await herald.mintToken({ kind: 'admin', id: 1 })).token } });
+      for (let i = 1; i <= 40; i++) await herald.notifier.send({ kind: 'admin', id: 1 }, { TYPE: 'MESSAGE', TEXT: `n${i}` });
+      const last = await tab.next((f: { SEQ?: number }) => f.SEQ === 40) as { EPOCH: string };
+      await whileWritesFail(async () => {
+        // One ack a turn or so: each a store write of its own, each refused. More than the
+        // AckBuffer's 20 lines a window, so the rest are counted for its summary.
+        for (let seq = 1; seq <= 40; seq++) {
+          tab.ws.send(JSON.stringify({ TYPE: 'RESPONSE', SEQ: seq, EPOCH: last.EPOCH }));
+          await until(() => (store.counts().writeFailures ?? 0) >= seq, 5000, `ack ${seq} refused`);
+        }
+        tab.terminate();
+      });
+      // Stopped within the summary's 10 s window, as a `herald start` stopped at once.
+    } finally {
+      await herald.close();
+    }
+    const failures = lines().filter((l) => l.msg.startsWith('could not record acknowledgements'));
+    const logged = failures.filter((l) => l.failed === undefined).length + failures.reduce((n, l) => n + (typeof l.failed === 'number' ? l.failed : 0), 0);
+    const refused = store.counts().writeFailures ?? 0;
+    assert.ok(refused > 20, `${refused} writes refused`);
+    assert.equal(logged, refused, `${refused} writes of acknowledgements refused; the log says ${logged} of them`);
   });
 });
 

@@ -58,7 +58,7 @@ export interface ConnectionCaps {
   legacy: number;
   /** HTTP connections at once over all the HTTP listeners, tabs (upgraded connections) included. */
   http: number;
-  /** What was kept for the rest: FILES_RESERVE, the commands' pipes, the sql resolver's pool. */
+  /** What was kept for the rest: FILES_RESERVE, the commands' pipes, the resolver's connections (the sql pool, or the http resolver's look-ups). */
   reserve: number;
 }
 
@@ -80,26 +80,58 @@ export function connectionCaps(fileLimit: number, tabs: number, legacyMaxConnect
   return { legacy, http: tabs + Math.max(CONNECTIONS_MIN, spare - legacy), reserve };
 }
 
-/** The descriptors `connectionCaps` keeps for everything but connections, for these options. */
-export function filesReserve(options: { commandsEnabled: boolean; commandsConcurrency: number; authResolver: string; sqlPoolSize: number }): number {
+/** What filesReserve reads of the options. */
+export interface ReserveOptions {
+  commandsEnabled: boolean;
+  commandsConcurrency: number;
+  authResolver: string;
+  sqlPoolSize: number;
+  httpResolverConcurrency: number;
+}
+
+/**
+ * The descriptors `connectionCaps` keeps for everything but the listeners' connections, for these
+ * options: the resolver's connections to the panel among them, one per connection of the sql
+ * resolver's pool, or one per look-up the http resolver has at the panel at once. Left out, a
+ * storm of handshakes with made-up cookies at a slow panel (each a look-up) took the descriptors
+ * the reserve was for, and commands failed with "spawn EMFILE".
+ */
+export function filesReserve(options: ReserveOptions): number {
   return FILES_RESERVE
     + (options.commandsEnabled ? FILES_PER_COMMAND * options.commandsConcurrency : 0)
-    + (options.authResolver === 'sql' ? options.sqlPoolSize : 0);
+    + (options.authResolver === 'sql' ? options.sqlPoolSize : 0)
+    + (options.authResolver === 'http' ? options.httpResolverConcurrency : 0);
 }
 
 /**
  * The caps for a server holding `tabs` tabs at most, from the open-file limit read now;
  * undefined where it cannot be read (no caps then, as for the tabs). Said at start when the
- * limit leaves the legacy door fewer connections than legacyMaxConnections.
+ * limit leaves the legacy door fewer connections than legacyMaxConnections, and when the reserve
+ * does not fit beside the tabs: the tabs and the fewest connections of each listener then take
+ * descriptors the reserve counts on, and under load commands and the store may fail with EMFILE.
  */
 export function connectionLimits(
-  options: { legacyEnabled: boolean; legacyMaxConnections: number; commandsEnabled: boolean; commandsConcurrency: number; authResolver: string; sqlPoolSize: number },
+  options: ReserveOptions & { legacyEnabled: boolean; legacyMaxConnections: number },
   tabs: number,
   logger: Pick<Logger, 'warn'>,
   fileLimit: number | undefined = openFileLimit(),
 ): ConnectionCaps | undefined {
   if (fileLimit === undefined) return undefined;
   const caps = connectionCaps(fileLimit, tabs, options.legacyEnabled ? options.legacyMaxConnections : 0, filesReserve(options));
+  // The HTTP listener holds the tabs and CONNECTIONS_MIN more at least, the legacy door CONNECTIONS_MIN.
+  if (tabs + caps.reserve + (options.legacyEnabled ? 2 : 1) * CONNECTIONS_MIN > fileLimit) {
+    // What the options add to FILES_RESERVE, named so that the operator knows what to lower.
+    const takers = {
+      ...(options.commandsEnabled ? { commandsConcurrency: options.commandsConcurrency } : {}),
+      ...(options.authResolver === 'sql' ? { sqlPoolSize: options.sqlPoolSize } : {}),
+      ...(options.authResolver === 'http' ? { httpResolverConcurrency: options.httpResolverConcurrency } : {}),
+    };
+    const named = Object.entries(takers).map(([name, n]) => `${name} ${n}`).join(', ');
+    logger.warn(
+      { openFileLimit: fileLimit, maxTabs: tabs, reserve: caps.reserve, ...takers },
+      `the open-file limit (${fileLimit}) leaves too few descriptors beside ${tabs} tabs for the ${caps.reserve} kept for the store, the audit file, commands and the resolver's connections${named === '' ? '' : ` (${named})`}: under load, commands and the store may fail with EMFILE; raise the limit (LimitNOFILE= in a systemd unit, ulimit -n), or lower maxTabs or those options`,
+    );
+  }
   if (options.legacyEnabled && caps.legacy < options.legacyMaxConnections) {
     logger.warn(
       { legacyMaxConnections: options.legacyMaxConnections, maxConnections: caps.legacy, openFileLimit: fileLimit, maxTabs: tabs, httpConnections: caps.http },

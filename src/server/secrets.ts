@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { HeraldError } from './errors.js';
 import { credentialProblem, type HeraldOptions } from './options.js';
@@ -180,6 +180,63 @@ function linkNew(existing: string, target: string): 'made' | 'taken' | 'unsuppor
   }
 }
 
+/** A lock beside secrets.json older than this is a crashed start's: what it guards takes milliseconds. */
+const LOCK_STALE_MS = 10_000;
+/** How long a start waits for the lock before it gives up (longer than LOCK_STALE_MS, so a stale lock is taken over first). */
+const LOCK_WAIT_MS = 15_000;
+
+/** Whether a process `pid` exists (EPERM: it does, another user's). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Takes `file`.lock, an exclusive lock (O_EXCL) holding this process's PID, waiting while another
+ * start holds it; returns its release. A lock whose process is gone, or older than LOCK_STALE_MS
+ * (a PID used again since), was left by a start that crashed, and is removed.
+ */
+function lockBeside(file: string): () => void {
+  const lock = `${file}.lock`;
+  const until = Date.now() + LOCK_WAIT_MS;
+  for (;;) {
+    try {
+      const fd = openSync(lock, 'wx', 0o600);
+      try {
+        writeSync(fd, `${process.pid}\n`);
+      } finally {
+        closeSync(fd);
+      }
+      return () => rmSync(lock, { force: true });
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    }
+    let stale = false;
+    try {
+      const held = statSync(lock);
+      const pid = Number(readFileSync(lock, 'utf8').trim());
+      // An empty file is a lock being written: stale only by its age.
+      stale = Date.now() - held.mtimeMs > LOCK_STALE_MS || (Number.isSafeInteger(pid) && pid > 0 && !alive(pid));
+      // Removed only if it is still the one judged: another start may have replaced it meanwhile.
+      if (stale && statSync(lock).ino === held.ino) unlinkSync(lock);
+    } catch (e) {
+      // Released between the open and the look: try again at once.
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      continue;
+    }
+    if (stale) continue;
+    if (Date.now() > until) {
+      throw new HeraldError('HERALD_ERR_CONFIG', `cannot write ${file}: ${lock} has been held for ${LOCK_WAIT_MS / 1000} s by another start (remove it if no Herald is starting)`);
+    }
+    // A synchronous wait: ensureSecrets is synchronous, and the holder's work takes milliseconds.
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 10);
+  }
+}
+
 /**
  * Fills `secret` and `apiToken` when the configuration left them empty: from
  * DATA_DIR/secrets.json, or generated on first start and written there with
@@ -205,65 +262,79 @@ export function ensureSecrets(options: HeraldOptions): SecretsResult {
     }
   };
   if (options.secret !== '' && options.apiToken !== '') return { options, file, generated: false, generatedKeys: [], noticeKeys: [], warnings, announced };
-  // Read again when another first start made the file while this one generated its keys:
-  // the first to make it wins, and every start then runs with the keys the file holds.
-  for (let attempt = 1; ; attempt++) {
-    // Another user's secrets.json (or a link to one) held their API token and signing secret, and Herald took them.
-    const foreign = fileProblem(file, 'the secrets file');
-    if (foreign !== undefined) throw new HeraldError('HERALD_ERR_CONFIG', `option "dataDir": ${foreign}`);
-    const { stored, text } = readSecretsFile(file);
-    const fileMode = text === undefined ? undefined : openToOthers(file);
-    const generatedKeys: Array<keyof StoredSecrets> = [];
-    const next: StoredSecrets = {
-      secret: stored.secret ?? '',
-      apiToken: stored.apiToken ?? '',
-    };
-    if (options.secret === '' && next.secret === '') {
-      next.secret = randomBytes(32).toString('base64url');
-      generatedKeys.push('secret');
-    }
-    if (options.apiToken === '' && next.apiToken === '') {
-      next.apiToken = randomBytes(24).toString('base64url');
-      generatedKeys.push('apiToken');
-    }
-    const generated = generatedKeys.length > 0;
-    const owed = owedNotice(notice);
-    if (generated) {
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
-      // Checked again once it is there: another user may have made it since the check above.
-      trustedDir(dir);
-      // Owed before the keys are there: a start beside this one that reads them owes it too.
-      const noticeText = [...new Set([...owed, ...generatedKeys])].map((key) => `${key}\n`).join('');
-      let madeIt: boolean;
-      try {
-        writeWhole(notice, noticeText);
-        madeIt = writeWhole(file, `${JSON.stringify(next, null, 2)}\n`, { create: text === undefined });
-      } catch (e) {
-        // Nothing generated is kept: no notice of it either (the next start generates anew).
-        if (owed.length === 0) rmSync(notice, { force: true });
-        throw e;
+  // The release of secrets.json's lock, once taken (lockBeside).
+  let unlock: (() => void) | undefined;
+  try {
+    // Read again when another first start made the file while this one generated its keys:
+    // the first to make it wins, and every start then runs with the keys the file holds.
+    for (let attempt = 1; ; attempt++) {
+      // Another user's secrets.json (or a link to one) held their API token and signing secret, and Herald took them.
+      const foreign = fileProblem(file, 'the secrets file');
+      if (foreign !== undefined) throw new HeraldError('HERALD_ERR_CONFIG', `option "dataDir": ${foreign}`);
+      const { stored, text } = readSecretsFile(file);
+      const fileMode = text === undefined ? undefined : openToOthers(file);
+      const generatedKeys: Array<keyof StoredSecrets> = [];
+      const next: StoredSecrets = {
+        secret: stored.secret ?? '',
+        apiToken: stored.apiToken ?? '',
+      };
+      if (options.secret === '' && next.secret === '') {
+        next.secret = randomBytes(32).toString('base64url');
+        generatedKeys.push('secret');
       }
-      if (!madeIt) {
-        if (attempt < 3) continue;
-        throw new HeraldError('HERALD_ERR_CONFIG', `cannot write ${file}: other processes keep making and removing it`);
+      if (options.apiToken === '' && next.apiToken === '') {
+        next.apiToken = randomBytes(24).toString('base64url');
+        generatedKeys.push('apiToken');
       }
-      chmodSync(file, 0o600);
+      const generated = generatedKeys.length > 0;
+      if (generated && text !== undefined && unlock === undefined) {
+        // A key filled into a file that exists is a rename over it, which no link can make
+        // first-wins: starts at once over {"secret":"",…} (a start with HERALD_SECRET set wrote it)
+        // each renamed its own secret over the others', and ran with one the file no longer held.
+        // Under the lock, the file is read again and only keys still empty are filled.
+        unlock = lockBeside(file);
+        continue;
+      }
+      const owed = owedNotice(notice);
+      if (generated) {
+        mkdirSync(dir, { recursive: true, mode: 0o700 });
+        // Checked again once it is there: another user may have made it since the check above.
+        trustedDir(dir);
+        // Owed before the keys are there: a start beside this one that reads them owes it too.
+        const noticeText = [...new Set([...owed, ...generatedKeys])].map((key) => `${key}\n`).join('');
+        let madeIt: boolean;
+        try {
+          writeWhole(notice, noticeText);
+          madeIt = writeWhole(file, `${JSON.stringify(next, null, 2)}\n`, { create: text === undefined });
+        } catch (e) {
+          // Nothing generated is kept: no notice of it either (the next start generates anew).
+          if (owed.length === 0) rmSync(notice, { force: true });
+          throw e;
+        }
+        if (!madeIt) {
+          if (attempt < 3) continue;
+          throw new HeraldError('HERALD_ERR_CONFIG', `cannot write ${file}: other processes keep making and removing it`);
+        }
+        chmodSync(file, 0o600);
+      }
+      if (fileMode !== undefined) warnings.push(`${file} is readable by other users (mode ${fileMode.toString(8).padStart(4, '0')}): chmod 600 it`);
+      // A key now configured is not the file's: its notice (an `export` from the file) would mislead.
+      const noticeKeys = (['secret', 'apiToken'] as const).filter((key) => options[key] === '' && (generatedKeys.includes(key) || owed.includes(key)));
+      return {
+        options: Object.freeze({
+          ...options,
+          secret: options.secret !== '' ? options.secret : next.secret,
+          apiToken: options.apiToken !== '' ? options.apiToken : next.apiToken,
+        }),
+        file,
+        generated,
+        generatedKeys,
+        noticeKeys,
+        warnings,
+        announced,
+      };
     }
-    if (fileMode !== undefined) warnings.push(`${file} is readable by other users (mode ${fileMode.toString(8).padStart(4, '0')}): chmod 600 it`);
-    // A key now configured is not the file's: its notice (an `export` from the file) would mislead.
-    const noticeKeys = (['secret', 'apiToken'] as const).filter((key) => options[key] === '' && (generatedKeys.includes(key) || owed.includes(key)));
-    return {
-      options: Object.freeze({
-        ...options,
-        secret: options.secret !== '' ? options.secret : next.secret,
-        apiToken: options.apiToken !== '' ? options.apiToken : next.apiToken,
-      }),
-      file,
-      generated,
-      generatedKeys,
-      noticeKeys,
-      warnings,
-      announced,
-    };
+  } finally {
+    unlock?.();
   }
 }

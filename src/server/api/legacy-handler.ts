@@ -32,6 +32,14 @@ export interface LegacyContext {
   peer: string;
   /** Where a failure of Herald's own (not the request's) is logged; the answer says only "internal error". */
   logger?: Pick<Logger, 'error'>;
+  /**
+   * Says a refused request in the listener's bounded log (LegacyServer.requestRefusals), under
+   * `why`: a missing or wrong TOKEN, or the error code of a SILENT request refused for its
+   * shape. Neither left a line at any level, and a panel whose token was rotated on one side
+   * only lost every NON_SAFE notification without a trace. Never given the token itself.
+   * Absent for the HTTP API's route, whose caller reads every answer.
+   */
+  refused?(why: string, fields: object, message: string): void;
 }
 
 /** Constant-time comparison of two secrets of any length (hashing first hides the length too). */
@@ -88,10 +96,15 @@ export async function handleParsedLegacyRequest(parsed: ParsedLegacyRequest, ctx
     if (parsed.command && ctx.commands && checkToken(parsed.token, 'COMMAND', ctx)) {
       ctx.commands.refused({ ...parsed.command, door: 'legacy', requestedBy: ctx.peer }, new HeraldError('HERALD_ERR_BAD_REQUEST', parsed.error.ERROR));
     }
-    return parsed.silent ? undefined : parsed.error;
+    if (!parsed.silent) return parsed.error;
+    // No answer says it: the log is the only trace.
+    ctx.refused?.(parsed.error.CODE ?? parsed.error.ERROR, { code: parsed.error.CODE, error: parsed.error.ERROR, silent: true }, 'legacy request refused: SILENT, so unanswered (see error)');
+    return undefined;
   }
   const { request: req } = parsed;
   if (!checkToken(req.token, req.body.type, ctx)) {
+    const why = req.token === undefined ? 'no TOKEN' : 'wrong TOKEN';
+    ctx.refused?.(why, { type: req.body.type, silent: req.silent }, `legacy request refused: ${why} (it must be the configured legacyToken)`);
     return req.silent ? undefined : legacyError('INCORRECT TOKEN: this request must carry the configured legacy token as TOKEN', 'HERALD_ERR_UNAUTHORIZED');
   }
   let answer: LegacyAnswer;

@@ -159,6 +159,8 @@ class LegacyConnection {
   readonly #framer: JsonStreamFramer;
   readonly #log: Logger;
   readonly #peer: string;
+  /** LegacyContext.refused for this connection's requests: made once, not a closure a request. */
+  readonly #refused: NonNullable<LegacyContext['refused']>;
   readonly #queue: Work[] = [];
   #busy = false;
   /** No more requests are read: the peer ended, the stream broke, or the server is closing. */
@@ -211,6 +213,8 @@ class LegacyConnection {
     const address = socket.remoteAddress ?? '?';
     this.#peer = `${address.includes(':') ? `[${address}]` : address}:${socket.remotePort ?? '?'}`;
     this.#log = log.child({ peer: this.#peer });
+    // Counted by address, not peer: a client's every connection has a port of its own.
+    this.#refused = (why, fields, message) => server.requestRefusals.log('warn', why, { peer: this.#peer, ...fields }, message, 1, address);
     this.#framer = new JsonStreamFramer({ maxValueBytes: server.settings.legacyMaxRequestBytes, maxDepth: MAX_JSON_DEPTH });
     this.closed = new Promise((resolve) => {
       this.#settle = resolve;
@@ -562,7 +566,7 @@ class LegacyConnection {
     const parsed = parseLegacyRequest(value, { depthChecked: true });
     const ordered = hasEffects(parsed);
     const silent = parsed.ok ? parsed.request.silent : parsed.silent;
-    const ctx = { notifier: s.notifier, commands: s.commands, token: s.settings.legacyToken, requireToken: s.requireToken, peer: this.#peer, logger: this.#log };
+    const ctx = { notifier: s.notifier, commands: s.commands, token: s.settings.legacyToken, requireToken: s.requireToken, peer: this.#peer, logger: this.#log, refused: this.#refused };
     if (ordered && silent) {
       // Fire-and-forget (NON_SAFE, Abills::Backend::API's SILENT envelope): there is no answer to
       // wait for, so the connection does not wait. Held for each send's deadline, two or three of
@@ -677,6 +681,11 @@ export class LegacyServer {
    * refusal wrote a warning (3,000 connections, 3,000 lines).
    */
   readonly refusals: ThrottledLog;
+  /**
+   * The lines of refused requests (LegacyContext.refused): 5 a window of each reason one by one,
+   * then counted with the addresses refused most often, as the HTTP API's 401s are.
+   */
+  readonly requestRefusals: ThrottledLog;
   readonly #host: string;
   readonly #port: number;
   readonly #log: Logger;
@@ -712,6 +721,14 @@ export class LegacyServer {
       summary: (byReason, windowMs, perWindow) => ({
         fields: { refused: Object.values(byReason).reduce((a, b) => a + b, 0), byReason, windowMs },
         message: `legacy connections and requests refused and not logged one by one: more than ${perWindow} in ${windowMs / 1000} s`,
+      }),
+    });
+    this.requestRefusals = new ThrottledLog(this.#log, () => performance.now(), {
+      budget: 'per key',
+      perWindow: 5,
+      summary: (byReason, windowMs, perWindow, samples) => ({
+        fields: { refused: Object.values(byReason).reduce((a, b) => a + b, 0), byReason, addresses: samples, windowMs },
+        message: `legacy requests refused and not logged one by one: more than ${perWindow} of a reason in ${windowMs / 1000} s`,
       }),
     });
     this.#server.on('drop', (d) => this.#refuseConnection(d?.remoteAddress));
@@ -790,6 +807,7 @@ export class LegacyServer {
       clearTimeout(grace);
       await stopped;
       this.refusals.flush();
+      this.requestRefusals.flush();
     })();
     return this.#closing;
   }

@@ -103,11 +103,17 @@ export class AckBuffer {
   /**
    * Writes what is pending and waits for every write begun before, the
    * ones a scheduled flush began included (shutdown: the store is closed
-   * next). Never rejects: a failed write is logged.
+   * next). Never rejects: a failed write is logged, and the failures counted
+   * and not yet said are said now: their summary waited for the window's end
+   * on an unref'd timer, and a stop within the window lost it.
    */
   async settle(): Promise<void> {
     await this.flush();
     await Promise.all(this.#inFlight.values());
+    // No retry of what failed now: the store is closed next, and it could only fail again, after the summary.
+    clearTimeout(this.#retry);
+    this.#retry = undefined;
+    this.#failures.flush();
   }
 
   /** Logs a failed write, its acks pending again, and tries them again after retryMs. */
