@@ -19,6 +19,7 @@ import type { Browser, Page } from 'playwright-core';
 import { restartablePort } from './helpers/ports.js';
 import { HeraldProcess } from './helpers/herald-process.js';
 import { browserSkipReason, launchBrowser, newPage, waitForState, type Recorder, type W } from './helpers/browser.js';
+import { openAll } from './helpers/open-all.js';
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -65,7 +66,7 @@ describe('acks of a tab closed while the server is away, in Chromium', { skip: b
   before(async () => {
     dataDir = mkdtempSync(join(tmpdir(), 'herald-acks-'));
     herald = new HeraldProcess(await restartablePort(), dataDir);
-    [browser] = await Promise.all([launchBrowser(), herald.start()]);
+    [browser] = await openAll([launchBrowser(), herald.start()]);
   });
   after(async () => {
     await browser?.close();

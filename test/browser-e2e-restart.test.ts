@@ -19,6 +19,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { HeraldProcess } from './helpers/herald-process.js';
 import { restartablePort } from './helpers/ports.js';
 import { browserSkipReason, connectPage, launchBrowser, type Recorder, type W } from './helpers/browser.js';
+import { openAll } from './helpers/open-all.js';
 import { newTab, sharedContext } from './helpers/browser-context.js';
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -104,7 +105,7 @@ describe('browser end to end: a killed server and a wiped store (herald start, S
   before(async () => {
     dataDir = mkdtempSync(join(tmpdir(), 'herald-e2e-'));
     server = new RestartingHerald(await restartablePort(), dataDir);
-    [browser] = await Promise.all([launchBrowser(), server.start()]);
+    [browser] = await openAll([launchBrowser(), server.start()]);
     context = await sharedContext(browser);
   });
   after(async () => {

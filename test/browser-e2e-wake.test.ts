@@ -18,6 +18,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { pipeTo } from './helpers/freezable-proxy.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, connectPage, launchBrowser, recorder, waitForMessages, waitForState, type Recorder, type W } from './helpers/browser.js';
+import { openAll } from './helpers/open-all.js';
 import { newTab, sharedContext } from './helpers/browser-context.js';
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -140,7 +141,7 @@ describe('browser wake-up while an attempt is in progress', { skip: browserSkipR
   let context: BrowserContext;
 
   before(async () => {
-    [browser, server] = await Promise.all([launchBrowser(), startHerald()]);
+    [browser, server] = await openAll([launchBrowser(), startHerald()]);
     context = await sharedContext(browser);
   });
   after(async () => {

@@ -17,6 +17,7 @@ import type { Browser, Page } from 'playwright-core';
 import { FreezableProxy } from './helpers/freezable-proxy.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, connectPage, launchBrowser, newPage, recorder, waitForMessages, waitForState, type W } from './helpers/browser.js';
+import { openAll } from './helpers/open-all.js';
 
 const TIMER_MAX_MS = 2_147_483_647;
 const THIRTY_DAYS_MS = 30 * 24 * 3600 * 1000;
@@ -52,7 +53,7 @@ describe('browser timers past 2^31-1 ms, and a wall clock that steps, in Chromiu
   let strictServer: TestServer;
 
   before(async () => {
-    [browser, server, strictServer] = await Promise.all([launchBrowser(), startHerald({}), startHerald({ maxTabsPerPerson: 1, heartbeatMs: 1000 })]);
+    [browser, server, strictServer] = await openAll([launchBrowser(), startHerald({}), startHerald({ maxTabsPerPerson: 1, heartbeatMs: 1000 })]);
   });
   after(async () => {
     await Promise.all([browser?.close(), server?.close(), strictServer?.close()]);

@@ -17,6 +17,7 @@ import { restartablePort } from './helpers/ports.js';
 import { FreezableProxy } from './helpers/freezable-proxy.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, connectPage, launchBrowser, newPage, recorder, waitForMessages, waitForState, type W } from './helpers/browser.js';
+import { openAll } from './helpers/open-all.js';
 
 type Frame = { TYPE?: string; SEQ?: number; TITLE?: string; STREAM?: string };
 
@@ -48,7 +49,7 @@ describe('browser reconnect and resume in Chromium', { skip: browserSkipReason()
   let deadLinkServer: TestServer;
 
   before(async () => {
-    [browser, resumeServer, deadLinkServer] = await Promise.all([launchBrowser(), startHerald({}), startHerald({ heartbeatMs: 300 })]);
+    [browser, resumeServer, deadLinkServer] = await openAll([launchBrowser(), startHerald({}), startHerald({ heartbeatMs: 300 })]);
   });
   after(async () => {
     await Promise.all([browser?.close(), resumeServer?.close(), deadLinkServer?.close()]);

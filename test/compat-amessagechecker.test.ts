@@ -13,6 +13,7 @@ import { createServer, type Server } from 'node:http';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, launchBrowser } from './helpers/browser.js';
+import { openAll } from './helpers/open-all.js';
 import { newTab, sharedContext } from './helpers/browser-context.js';
 
 /** The panel's own messageChecker.js, as a stand-in: its own handlers, start, showMessage; `pagePoll` plays its polling. */
@@ -108,7 +109,7 @@ describe("the panel's pages on herald.js: AMessageChecker as the footer uses it"
   const pages: Page[] = [];
 
   before(async () => {
-    [server, browser] = await Promise.all([startHerald(), launchBrowser(), panel.listen()]);
+    [server, browser] = await openAll([startHerald(), launchBrowser(), panel.listen()]);
     context = await sharedContext(browser);
   });
   afterEach(async () => {

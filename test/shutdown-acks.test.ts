@@ -22,6 +22,7 @@ import { restartablePort } from './helpers/ports.js';
 import { notify, onCloseNotice } from './helpers/close-notice.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, launchBrowser, newPage, waitForState, type Recorder, type W } from './helpers/browser.js';
+import { openAll } from './helpers/open-all.js';
 import { TestTab, until } from './helpers/ws-client.js';
 
 const delay = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -185,7 +186,7 @@ describe('acks a Chromium tab sends on a shutdown\'s close notice', { skip: brow
   before(async () => {
     dataDir = mkdtempSync(join(tmpdir(), 'herald-shutdown-acks-'));
     herald = new HeraldProcess(await restartablePort(), dataDir);
-    [browser] = await Promise.all([launchBrowser(), herald.start()]);
+    [browser] = await openAll([launchBrowser(), herald.start()]);
   });
   after(async () => {
     await browser?.close();
