@@ -162,6 +162,16 @@ describe('a token\'s own fields: null, booleans and one-item arrays of them are 
     }
   });
 
+  test('the demo\'s /demo/send refuses "id":true, [null] and "0x10" (it was admin 16) as its API does', async () => {
+    for (const id of [true, [null], '0x10', '07']) {
+      const r = await fetch(`${s.url}/demo/send`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ kind: 'admin', id, title: 't', text: 'x' }) });
+      const body = (await r.json()) as { error: { code: string; message: string } };
+      assert.equal(r.status, 400, `${JSON.stringify(id)}: ${JSON.stringify(body)}`);
+      assert.equal(body.error.code, 'HERALD_ERR_VALIDATION');
+      assert.match(body.error.message, /^body\/id/);
+    }
+  });
+
   test('what keeps its meaning still converts: "id":"7" and "ttl":"60" give a token for admin 7 of a minute', async () => {
     const r = await s.api('POST', '/api/v1/tokens', { kind: 'admin', id: '7', ttl: '60' });
     assert.equal(r.status, 200, JSON.stringify(r.body));

@@ -265,7 +265,10 @@ export async function registerWebRoutes(app: FastifyInstance, ctx: WebContext): 
 
   // Goes through the real HTTP API (in-process), so the demo shows exactly
   // what a backend gets; the API token never leaves the server.
-  app.post<{ Body: Static<typeof SendBody> }>('/demo/send', { schema: { body: SendBody, hide: true }, bodyLimit: DEMO_SEND_BODY_LIMIT, onRequest }, async (req, reply) => {
+  // Its id is checked as the API's are (`"0x10"` was admin 16): the send below is built from it, not from the body.
+  app.post<{ Body: Static<typeof SendBody> }>('/demo/send', {
+    schema: { body: SendBody, hide: true }, bodyLimit: DEMO_SEND_BODY_LIMIT, onRequest, preValidation: refuseConverted([['id', 'integer']]),
+  }, async (req, reply) => {
     const { kind, id, title, text, extra } = req.body;
     const message: Record<string, unknown> = { TYPE: 'MESSAGE', TITLE: title, TEXT: text };
     if (extra) message.EXTRA = extra;
