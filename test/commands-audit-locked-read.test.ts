@@ -7,6 +7,7 @@
  * server, a real second connection to the file.
  */
 import assert from 'node:assert/strict';
+import { closeSync, openSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import Database from 'better-sqlite3';
@@ -68,5 +69,31 @@ describe('the audit trail while another process holds its file locked', () => {
     const audit = await server.api('GET', '/api/v1/commands/audit?limit=2');
     assert.deepEqual([audit.status, audit.body.records.length], [200, 2]);
     assert.equal((await server.api('GET', '/api/v1/commands/no-such-command')).status, 404, 'only a real miss is 404');
+  });
+});
+
+describe('the audit trail failing to read for another reason', () => {
+  it('answers 503 without the database\'s own words: what failed is the log\'s, not an API caller\'s or a tab\'s', async () => {
+    const server = await startHerald({ commandsAllow: ['echo'], commandsHistory: 1 });
+    try {
+      let first: string | undefined;
+      for (const word of ['one', 'two']) {
+        const started = await server.api('POST', '/api/v1/commands', { aid: 1, program: 'echo', args: [word] });
+        assert.equal((await server.api('GET', `/api/v1/commands/${started.body.id}?wait=20`)).body.state, 'succeeded');
+        first ??= started.body.id;
+      }
+      // The file's header overwritten: SQLite's next read fails ("file is not a database"), no lock involved.
+      const fd = openSync(join(server.dataDir, 'commands-audit.sqlite'), 'r+');
+      try {
+        writeSync(fd, Buffer.alloc(100, 0x41), 0, 100, 0);
+      } finally {
+        closeSync(fd);
+      }
+      const answer = await server.api('GET', `/api/v1/commands/${first}`);
+      assert.equal(answer.status, 503, JSON.stringify(answer.body));
+      assert.deepEqual(answer.body.error, { code: 'HERALD_ERR_UNAVAILABLE', message: 'the command audit trail cannot be read now: try again' });
+    } finally {
+      await server.close();
+    }
   });
 });

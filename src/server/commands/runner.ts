@@ -371,8 +371,9 @@ export class CommandRunner implements CommandService {
       // command that ran (the SDK's commandStatus turned it into null) while an operator's
       // sqlite3 shell held the file locked. Unavailable (503) is "ask again".
       if (isHeraldError(err) && err.code === 'HERALD_ERR_UNAVAILABLE') throw err;
+      // What failed is the log's: the answer reaches an API caller or an admin's tab (a cancel's ERROR frame).
       this.#log.warn({ id, err: (err as Error).message }, 'command audit lookup failed');
-      throw new HeraldError('HERALD_ERR_UNAVAILABLE', `the command audit trail cannot be read now (${(err as Error).message}): try again`);
+      throw new HeraldError('HERALD_ERR_UNAVAILABLE', 'the command audit trail cannot be read now: try again');
     }
     if (rec?.id === undefined || rec.state === undefined) return undefined;
     return recordedInfo({ ...rec, id: rec.id, state: rec.state });
