@@ -14,7 +14,7 @@ import { restartablePort } from './helpers/ports.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 
 /** Writes one raw upgrade request and resolves with everything the server answered, once it closed the connection. */
-function rawUpgrade(port: number, target: string, token: string, start = 'GET', key = 'dGhlIHNhbXBsZSBub25jZQ=='): Promise<string> {
+function rawUpgrade(port: number, target: string, token: string, start = 'GET', key = 'dGhlIHNhbXBsZSBub25jZQ==', upgrade = 'websocket', version = '13'): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = net.connect(port, '127.0.0.1');
     let answer = '';
@@ -29,8 +29,8 @@ function rawUpgrade(port: number, target: string, token: string, start = 'GET', 
       resolve(answer);
     });
     socket.write(
-      `${start} ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
-        `Sec-WebSocket-Version: 13\r\n${key ? `Sec-WebSocket-Key: ${key}\r\n` : ''}Cookie: herald_token=${token}\r\n\r\n`,
+      `${start} ${target} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: ${upgrade}\r\n` +
+        `${version ? `Sec-WebSocket-Version: ${version}\r\n` : ''}${key ? `Sec-WebSocket-Key: ${key}\r\n` : ''}Cookie: herald_token=${token}\r\n\r\n`,
     );
   });
 }
@@ -78,11 +78,18 @@ describe('a handshake whose request target is no URL', () => {
 
   // ws checks these only after the upgrade event: each was first admitted (a look-up at the
   // panel's database or panel with the sql or http resolver), then answered in ws's plain text.
-  for (const [what, start, key] of [['a POST', 'POST', undefined], ['no Sec-WebSocket-Key', 'GET', ''], ['a Sec-WebSocket-Key that is no 16-byte nonce', 'GET', 'c2hvcnQ=']] as const) {
+  for (const [what, start, key, upgrade, version] of [
+    ['a POST', 'POST', undefined, undefined, undefined],
+    ['no Sec-WebSocket-Key', 'GET', '', undefined, undefined],
+    ['a Sec-WebSocket-Key that is no 16-byte nonce', 'GET', 'c2hvcnQ=', undefined, undefined],
+    ['an Upgrade that is not websocket alone', 'GET', undefined, 'websocket, h2c', undefined],
+    ['no Sec-WebSocket-Version', 'GET', undefined, undefined, ''],
+    ['a Sec-WebSocket-Version ws does not speak', 'GET', undefined, undefined, '12'],
+  ] as const) {
     test(`${what}: 400 HERALD_ERR_BAD_REQUEST before the credential is looked at`, async () => {
       for (const port of ports) {
         for (const credential of [token, 'not-a-token']) {
-          const answer = await rawUpgrade(port, '/ws/admin', credential, start, key);
+          const answer = await rawUpgrade(port, '/ws/admin', credential, start, key, upgrade, version);
           assert.match(answer, /^HTTP\/1\.1 400 Bad Request\r\n/, answer);
           assert.match(answer, /\r\ncontent-type: application\/json/i, answer);
           const body = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as { error: { code: string } };

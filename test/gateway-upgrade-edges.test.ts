@@ -115,9 +115,10 @@ describe('a request that offers another protocol than WebSocket', () => {
     assert.equal(frame.TEXT, 'via h2c offer');
   });
 
-  test('an offer that lists websocket among others still goes to the Gateway', async () => {
+  test('an offer that lists websocket among others still goes to the Gateway, which refuses it in its own shape before any look-up (ws upgrades `websocket` alone)', async () => {
     const text = await exchange([`GET /ws/admin HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: h2c, WebSocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`], 1);
-    assert.match(text, /^HTTP\/1\.1 401 /);
+    assert.match(text, /^HTTP\/1\.1 400 /);
+    assert.match(text, /"code":"HERALD_ERR_BAD_REQUEST","message":"not a WebSocket handshake/);
   });
 });
 

@@ -192,8 +192,14 @@ export class Gateway {
     // What ws checks only once admitted: a handshake that could never be upgraded cost a
     // look-up (a query, a request to the panel) and got ws's plain-text answer.
     const key = req.headers['sec-websocket-key'];
-    if (req.method !== 'GET' || key === undefined || !WEBSOCKET_KEY.test(key)) {
-      return reject(socket, 400, 'HERALD_ERR_BAD_REQUEST', 'not a WebSocket handshake: a GET with a Sec-WebSocket-Key of 16 bytes in base64 (RFC 6455 §4.1)');
+    // As ws reads them: an Upgrade of websocket alone (not `websocket, h2c`).
+    if (req.method !== 'GET' || key === undefined || !WEBSOCKET_KEY.test(key) || req.headers.upgrade?.toLowerCase() !== 'websocket') {
+      return reject(socket, 400, 'HERALD_ERR_BAD_REQUEST', 'not a WebSocket handshake: a GET with Upgrade: websocket and a Sec-WebSocket-Key of 16 bytes in base64 (RFC 6455 §4.1)');
+    }
+    // The versions ws speaks, compared as text as ws does ("13.0" is not 13), named in the answer (RFC 6455 §4.4).
+    const version = req.headers['sec-websocket-version'];
+    if (version !== '13' && version !== '8') {
+      return reject(socket, 400, 'HERALD_ERR_BAD_REQUEST', 'a WebSocket handshake needs Sec-WebSocket-Version: 13 (RFC 6455 §4.4)', 'Sec-WebSocket-Version: 13, 8\r\n');
     }
     // A handshake has no body: one sent was upgraded, then read as frames and closed 1002.
     if (req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] !== undefined && req.headers['content-length'] !== '0')) {
@@ -414,15 +420,16 @@ const WEBSOCKET_KEY = /^[+/0-9A-Za-z]{22}==$/;
  * socket. Closed whole once the answer is written, as `ws` closes its own
  * refusals: ending only Herald's half left the socket open for as long as
  * the client kept its half, and anyone, with no credential, could hold every
- * file descriptor the process has that way.
+ * file descriptor the process has that way. `headers`: more header lines,
+ * each ending in CRLF.
  */
-function reject(socket: Duplex, status: number, code: string, message: string): undefined {
+function reject(socket: Duplex, status: number, code: string, message: string, headers = ''): undefined {
   if (socket.destroyed) return undefined;
   const body = JSON.stringify({ error: { code, message } });
   socket.once('finish', destroyAfterAnswer);
   socket.end(
     `HTTP/1.1 ${status} ${STATUS_TEXT[status] ?? 'Error'}\r\n` +
-      'Connection: close\r\nContent-Type: application/json; charset=utf-8\r\n' +
+      `Connection: close\r\nContent-Type: application/json; charset=utf-8\r\n${headers}` +
       `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   );
   return undefined;
