@@ -25,6 +25,22 @@ const OPEN_OBJECT = 0x7b; // {
 const CLOSE_OBJECT = 0x7d; // }
 
 /**
+ * Where the string that opens at the quote at `start` ends: its closing
+ * quote, the next one after an even run of backslashes; -1 when none comes.
+ * Skipped with indexOf, and each run of backslashes walked back once.
+ */
+function stringEnd(text: string, start: number): number {
+  let q = start;
+  for (;;) {
+    q = text.indexOf('"', q + 1);
+    if (q < 0) return -1;
+    let b = q - 1;
+    while (text.charCodeAt(b) === BACKSLASH) b--;
+    if ((q - 1 - b) % 2 === 0) return q;
+  }
+}
+
+/**
  * Whether `text` nests arrays and objects more than `limit` levels deep (a
  * top-level object is one level). Exact for valid JSON; for text that is not
  * JSON the answer is a guess, and JSON.parse refuses that text either way.
@@ -36,16 +52,8 @@ export function jsonNestsDeeperThan(text: string, limit: number): boolean {
   for (let i = 0; i < n; i++) {
     const c = text.charCodeAt(i);
     if (c === QUOTE) {
-      // To the string's closing quote: the next quote after an even run of backslashes.
-      let q = i;
-      for (;;) {
-        q = text.indexOf('"', q + 1);
-        if (q < 0) return false;
-        let b = q - 1;
-        while (text.charCodeAt(b) === BACKSLASH) b--;
-        if ((q - 1 - b) % 2 === 0) break;
-      }
-      i = q;
+      i = stringEnd(text, i);
+      if (i < 0) return false;
     } else if (c === OPEN_ARRAY || c === OPEN_OBJECT) {
       if (++depth > limit) return true;
     } else if (c === CLOSE_ARRAY || c === CLOSE_OBJECT) {
@@ -116,14 +124,8 @@ export function jsonBodyFault(text: string, limit: number): JsonBodyFault | unde
   for (let i = 0; i < n; i++) {
     const c = text.charCodeAt(i);
     if (c === QUOTE) {
-      let q = i;
-      for (;;) {
-        q = text.indexOf('"', q + 1);
-        if (q < 0) return undefined;
-        let b = q - 1;
-        while (text.charCodeAt(b) === BACKSLASH) b--;
-        if ((q - 1 - b) % 2 === 0) break;
-      }
+      const q = stringEnd(text, i);
+      if (q < 0) return undefined;
       if (openAt === 0 && depth > 0 && isObject[depth] && expectsName[depth]) {
         expectsName[depth] = false;
         nameStart[depth] = i;
