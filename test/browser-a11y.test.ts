@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, launchBrowser, type W } from './helpers/browser.js';
+import { openAll } from './helpers/open-all.js';
 import { newTab, sharedContext } from './helpers/browser-context.js';
 
 const HOST = 'a11y-test';
@@ -29,7 +30,7 @@ describe('accessibility of the toasts and the demo page', { skip: browserSkipRea
   const pages: Page[] = [];
 
   before(async () => {
-    [server, browser] = await Promise.all([startHerald(), launchBrowser()]);
+    [server, browser] = await openAll([startHerald(), launchBrowser()]);
     context = await sharedContext(browser);
   });
   afterEach(async () => {

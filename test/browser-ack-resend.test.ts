@@ -15,6 +15,7 @@ import type { Browser, Page } from 'playwright-core';
 import { FreezableProxy } from './helpers/freezable-proxy.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, connectPage, launchBrowser, newPage, recorder, waitForMessages, waitForState, type W } from './helpers/browser.js';
+import { openAll } from './helpers/open-all.js';
 import { until } from './helpers/ws-client.js';
 
 async function titles(page: Page): Promise<string[]> {
@@ -26,7 +27,7 @@ describe('acks lost with the link are sent again, in Chromium', { skip: browserS
   let browser: Browser;
   before(async () => {
     // A short heartbeat: the tab finds a frozen link dead within about 5 s.
-    [server, browser] = await Promise.all([startHerald({ heartbeatMs: 2000 }), launchBrowser()]);
+    [server, browser] = await openAll([startHerald({ heartbeatMs: 2000 }), launchBrowser()]);
   });
   after(async () => {
     await browser?.close();

@@ -16,6 +16,7 @@ import type { Browser } from 'playwright-core';
 import { FreezableProxy } from './helpers/freezable-proxy.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, connectPage, launchBrowser, newPage, waitForState, type W } from './helpers/browser.js';
+import { openAll } from './helpers/open-all.js';
 
 type Page = Awaited<ReturnType<typeof newPage>>['page'];
 
@@ -29,7 +30,7 @@ describe('close() from a connection listener, in Chromium', { skip: browserSkipR
   let browser: Browser;
   before(async () => {
     // Small frames, so that the page can make the server close its tab with 4413 (a close the client retries).
-    [server, browser] = await Promise.all([startHerald({ maxFrameBytes: 256 }), launchBrowser()]);
+    [server, browser] = await openAll([startHerald({ maxFrameBytes: 256 }), launchBrowser()]);
   });
   after(async () => {
     await browser?.close();

@@ -25,6 +25,7 @@ import type { Browser, Page } from 'playwright-core';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, launchBrowser, newPage, type W } from './helpers/browser.js';
+import { openAll } from './helpers/open-all.js';
 
 describe('browser library edges: both endpoints on a page, a server that is not Herald, links to other hosts', { skip: browserSkipReason() }, () => {
   let herald: TestServer;
@@ -36,7 +37,7 @@ describe('browser library edges: both endpoints on a page, a server that is not 
   let onConnection: (ws: WebSocket, req: IncomingMessage) => void = () => undefined;
 
   before(async () => {
-    [herald, browser] = await Promise.all([startHerald(), launchBrowser()]);
+    [herald, browser] = await openAll([startHerald(), launchBrowser()]);
     fake = createServer();
     wss = new WebSocketServer({ server: fake });
     wss.on('connection', (ws, req) => {

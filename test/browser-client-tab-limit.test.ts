@@ -10,12 +10,13 @@ import assert from 'node:assert/strict';
 import type { Browser } from 'playwright-core';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, connectPage, launchBrowser, newPage, recorder, waitForState, type W } from './helpers/browser.js';
+import { openAll } from './helpers/open-all.js';
 
 describe('a tab past maxTabsPerPerson, in Chromium', { skip: browserSkipReason() }, () => {
   let server: TestServer;
   let browser: Browser;
   before(async () => {
-    [server, browser] = await Promise.all([startHerald({ maxTabsPerPerson: 1 }), launchBrowser()]);
+    [server, browser] = await openAll([startHerald({ maxTabsPerPerson: 1 }), launchBrowser()]);
   });
   after(async () => {
     await browser?.close();

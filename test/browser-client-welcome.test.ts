@@ -12,6 +12,7 @@ import type { Browser, Page } from 'playwright-core';
 import { FreezableProxy } from './helpers/freezable-proxy.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, connectPage, launchBrowser, newPage, waitForState, type W } from './helpers/browser.js';
+import { openAll } from './helpers/open-all.js';
 
 /** The tabs of admin `aid` that told the others they are visible (desktop.ts's record), by tab. */
 function visibleTabs(page: Page, aid: number): Promise<string[]> {
@@ -34,7 +35,7 @@ describe('client.welcome, in Chromium', { skip: browserSkipReason() }, () => {
   let server: TestServer;
   let browser: Browser;
   before(async () => {
-    [server, browser] = await Promise.all([startHerald({}), launchBrowser()]);
+    [server, browser] = await openAll([startHerald({}), launchBrowser()]);
   });
   after(async () => {
     await browser?.close();

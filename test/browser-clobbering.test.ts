@@ -15,6 +15,7 @@ import type { AddressInfo } from 'node:net';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, launchBrowser, type W } from './helpers/browser.js';
+import { openAll } from './helpers/open-all.js';
 import { newTab, sharedContext } from './helpers/browser-context.js';
 
 /** The names a panel's markup shadows here, each an <img name> as a subscriber's text would bring it. */
@@ -45,7 +46,7 @@ describe('browser library on a page whose markup shadows the document', { skip: 
     });
     await new Promise<void>((resolve) => panelServer.listen(0, '127.0.0.1', resolve));
     panelUrl = `http://127.0.0.1:${(panelServer.address() as AddressInfo).port}`;
-    [server, browser] = await Promise.all([startHerald(), launchBrowser()]);
+    [server, browser] = await openAll([startHerald(), launchBrowser()]);
     context = await sharedContext(browser);
     await context.grantPermissions(['notifications'], { origin: panelUrl });
     // Every Notification the library creates is recorded (the real one still runs).

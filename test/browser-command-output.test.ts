@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import type { Browser, Page } from 'playwright-core';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, connectPage, launchBrowser, newPage } from './helpers/browser.js';
+import { openAll } from './helpers/open-all.js';
 
 const OUTPUT = [
   '? (127.0.0.2) at <incomplete> on lo',
@@ -26,7 +27,7 @@ describe('a command\'s output in the toast', { skip: browserSkipReason() }, () =
   const pages: Page[] = [];
 
   before(async () => {
-    [server, browser] = await Promise.all([startHerald({ commandsAllow: ['printf'] }), launchBrowser()]);
+    [server, browser] = await openAll([startHerald({ commandsAllow: ['printf'] }), launchBrowser()]);
   });
   afterEach(async () => {
     await Promise.all(pages.splice(0).map((p) => p.context().close()));

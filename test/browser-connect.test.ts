@@ -15,6 +15,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { pipeTo } from './helpers/freezable-proxy.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, launchBrowser, newPage, waitForState, type W } from './helpers/browser.js';
+import { openAll } from './helpers/open-all.js';
 
 /** What these tests keep in the page besides the library's globals. */
 type Watch = W & {
@@ -154,7 +155,7 @@ describe('browser connection attempts in Chromium', { skip: browserSkipReason() 
   const pages: Page[] = [];
 
   before(async () => {
-    [server, browser] = await Promise.all([startHerald(), launchBrowser()]);
+    [server, browser] = await openAll([startHerald(), launchBrowser()]);
     // The demo page hosts the library here; the endpoints are the tests' own servers on other ports.
     const first = await newPage(browser, { bypassCSP: true });
     context = first.context;

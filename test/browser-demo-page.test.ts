@@ -8,13 +8,14 @@ import assert from 'node:assert/strict';
 import type { Browser } from 'playwright-core';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, launchBrowser, newPage } from './helpers/browser.js';
+import { openAll } from './helpers/open-all.js';
 
 describe('demo page under its CSP', { skip: browserSkipReason() }, () => {
   let server: TestServer;
   let browser: Browser;
 
   before(async () => {
-    [server, browser] = await Promise.all([startHerald(), launchBrowser()]);
+    [server, browser] = await openAll([startHerald(), launchBrowser()]);
   });
   after(async () => {
     await browser?.close();

@@ -14,6 +14,7 @@ import assert from 'node:assert/strict';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, launchBrowser, type W } from './helpers/browser.js';
+import { openAll } from './helpers/open-all.js';
 import { newTab, sharedContext } from './helpers/browser-context.js';
 
 interface Note {
@@ -37,7 +38,7 @@ describe('desktop notifications across the tabs of one person', { skip: browserS
   const pages: Page[] = [];
 
   before(async () => {
-    [server, browser] = await Promise.all([startHerald(), launchBrowser()]);
+    [server, browser] = await openAll([startHerald(), launchBrowser()]);
     context = await sharedContext(browser);
     await context.grantPermissions(['notifications'], { origin: server.url });
     await context.addInitScript(() => {

@@ -12,6 +12,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { FreezableProxy } from './helpers/freezable-proxy.js';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, connectPage, launchBrowser, newPage, recorder, waitForMessages, type W } from './helpers/browser.js';
+import { openAll } from './helpers/open-all.js';
 import { until } from './helpers/ws-client.js';
 import { newTab, sharedContext } from './helpers/browser-context.js';
 
@@ -34,7 +35,7 @@ describe('browser end to end: background, offline, closed and reopened tabs', { 
   /** Shared by the tests that leave the context as it is, each with an admin of its own; the offline test takes its own. */
   let context: BrowserContext;
   before(async () => {
-    [server, browser] = await Promise.all([startHerald({}), launchBrowser()]);
+    [server, browser] = await openAll([startHerald({}), launchBrowser()]);
     context = await sharedContext(browser);
   });
   after(async () => {

@@ -14,6 +14,7 @@ import assert from 'node:assert/strict';
 import type { Browser } from 'playwright-core';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, launchBrowser, newPage, waitForMessages, waitForState, type W } from './helpers/browser.js';
+import { openAll } from './helpers/open-all.js';
 
 const PWN = (n: number) => `window.__pwned=${n};alert(${n})`;
 
@@ -21,7 +22,7 @@ describe('browser end to end: hostile notifications never run script', { skip: b
   let server: TestServer;
   let browser: Browser;
   before(async () => {
-    [server, browser] = await Promise.all([startHerald({}), launchBrowser()]);
+    [server, browser] = await openAll([startHerald({}), launchBrowser()]);
   });
   after(async () => {
     await browser?.close();

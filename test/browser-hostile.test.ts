@@ -10,6 +10,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, connectPage, launchBrowser, newPage, waitForMessages } from './helpers/browser.js';
+import { openAll } from './helpers/open-all.js';
 
 describe('browser library against hostile notifications', { skip: browserSkipReason() }, () => {
   let server: TestServer;
@@ -22,7 +23,7 @@ describe('browser library against hostile notifications', { skip: browserSkipRea
   const pages: Page[] = [];
 
   before(async () => {
-    [server, browser] = await Promise.all([startHerald(), launchBrowser()]);
+    [server, browser] = await openAll([startHerald(), launchBrowser()]);
     const first = await newPage(browser);
     context = first.context;
     await first.page.close();

@@ -12,6 +12,7 @@ import { TestTab, until } from './helpers/ws-client.js';
 import {
   browserSkipReason, connectPage, launchBrowser, newPage, outputPath, recorder, waitForMessages, waitForState, type W,
 } from './helpers/browser.js';
+import { openAll } from './helpers/open-all.js';
 import { newTab, sharedContext } from './helpers/browser-context.js';
 
 const SEED_MESSAGE = { TYPE: 'MESSAGE', TITLE: 'Test notification', TEXT: 'Just<br/>some<br/>text' };
@@ -24,7 +25,7 @@ describe('browser library in Chromium', { skip: browserSkipReason() }, () => {
   const pages: Page[] = [];
 
   before(async () => {
-    [server, browser] = await Promise.all([startHerald(), launchBrowser()]);
+    [server, browser] = await openAll([startHerald(), launchBrowser()]);
     context = await sharedContext(browser);
   });
   afterEach(async () => {

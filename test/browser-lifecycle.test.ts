@@ -13,6 +13,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { until } from './helpers/ws-client.js';
 import { browserSkipReason, launchBrowser, waitForState, type W } from './helpers/browser.js';
+import { openAll } from './helpers/open-all.js';
 import { newTab, sharedContext } from './helpers/browser-context.js';
 
 
@@ -26,7 +27,7 @@ describe('browser library over a page\'s life', { skip: browserSkipReason() }, (
   const pages: Page[] = [];
 
   before(async () => {
-    [server, browser] = await Promise.all([startHerald(), launchBrowser({ backForwardCache: true })]);
+    [server, browser] = await openAll([startHerald(), launchBrowser({ backForwardCache: true })]);
     context = await sharedContext(browser);
   });
   afterEach(async () => {

@@ -12,6 +12,7 @@ import assert from 'node:assert/strict';
 import type { Browser, Page } from 'playwright-core';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, launchBrowser, newPage, type W } from './helpers/browser.js';
+import { openAll } from './helpers/open-all.js';
 
 const MARKS = `a${'\u0301'.repeat(9_990)}`;
 const MODIFIERS = `👍${'\u{1F3FB}'.repeat(4_990)}`;
@@ -37,7 +38,7 @@ describe('one long grapheme cluster on a toast', { skip: browserSkipReason() }, 
   let page: Page;
 
   before(async () => {
-    [server, browser] = await Promise.all([startHerald(), launchBrowser()]);
+    [server, browser] = await openAll([startHerald(), launchBrowser()]);
     ({ page } = await newPage(browser));
     await page.goto(`${server.url}/demo`);
   });

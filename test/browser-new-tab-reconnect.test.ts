@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import type { Browser, Page } from 'playwright-core';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, connectPage, launchBrowser, newPage, waitForMessages, waitForState, type W } from './helpers/browser.js';
+import { openAll } from './helpers/open-all.js';
 import { FreezableProxy } from './helpers/freezable-proxy.js';
 
 describe('a tab reconnecting before its first notification', { skip: browserSkipReason() }, () => {
@@ -19,7 +20,7 @@ describe('a tab reconnecting before its first notification', { skip: browserSkip
   let proxy: FreezableProxy;
 
   before(async () => {
-    [server, browser] = await Promise.all([startHerald(), launchBrowser()]);
+    [server, browser] = await openAll([startHerald(), launchBrowser()]);
     proxy = new FreezableProxy(Number(new URL(server.url).port));
     await proxy.listen();
   });

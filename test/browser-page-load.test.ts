@@ -11,6 +11,7 @@ import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { Browser, Page } from 'playwright-core';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, launchBrowser, newPage, type W } from './helpers/browser.js';
+import { openAll } from './helpers/open-all.js';
 
 type Page0 = W & { early: Array<Record<string, unknown>>; errors: unknown[]; bodyWhenHandled: string[] };
 
@@ -64,7 +65,7 @@ describe('browser library on a page still loading, in Chromium', { skip: browser
   let browser: Browser;
 
   before(async () => {
-    [server, browser] = await Promise.all([startHerald(), launchBrowser()]);
+    [server, browser] = await openAll([startHerald(), launchBrowser()]);
   });
   after(async () => {
     await browser?.close();

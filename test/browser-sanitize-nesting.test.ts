@@ -14,6 +14,7 @@ import fc from 'fast-check';
 import type { Browser, Page } from 'playwright-core';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, launchBrowser, newPage, type W } from './helpers/browser.js';
+import { openAll } from './helpers/open-all.js';
 
 const MAX_NESTING = 32;
 
@@ -37,7 +38,7 @@ describe('TEXT nested past the bound, however its end tags are written', { skip:
   let page: Page;
 
   before(async () => {
-    [server, browser] = await Promise.all([startHerald(), launchBrowser()]);
+    [server, browser] = await openAll([startHerald(), launchBrowser()]);
     ({ page } = await newPage(browser));
     await page.goto(`${server.url}/demo`);
   });

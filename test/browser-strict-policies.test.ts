@@ -13,6 +13,7 @@ import type { AddressInfo } from 'node:net';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, launchBrowser } from './helpers/browser.js';
+import { openAll } from './helpers/open-all.js';
 import { sharedContext, newTab } from './helpers/browser-context.js';
 
 const NONCE = 'panel-nonce';
@@ -37,7 +38,7 @@ describe('browser library on pages with strict policies', { skip: browserSkipRea
   const pages: Page[] = [];
 
   before(async () => {
-    [server, browser] = await Promise.all([startHerald(), launchBrowser()]);
+    [server, browser] = await openAll([startHerald(), launchBrowser()]);
     context = await sharedContext(browser);
     panelServer = createServer((_req, res) => {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', ...(served.csp ? { 'content-security-policy': served.csp } : {}) });

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import type { Browser } from 'playwright-core';
 import { startHerald, type TestServer } from './helpers/server.js';
 import { browserSkipReason, launchBrowser, newPage } from './helpers/browser.js';
+import { openAll } from './helpers/open-all.js';
 import { noIPv6 } from './helpers/ipv6.js';
 
 describe('the demo page on [::1] in Chromium', { skip: noIPv6 || browserSkipReason() }, () => {
@@ -16,7 +17,7 @@ describe('the demo page on [::1] in Chromium', { skip: noIPv6 || browserSkipReas
   let browser: Browser;
 
   before(async () => {
-    [server, browser] = await Promise.all([startHerald({ host: '::1', legacyEnabled: false, demo: 'auto' }), launchBrowser()]);
+    [server, browser] = await openAll([startHerald({ host: '::1', legacyEnabled: false, demo: 'auto' }), launchBrowser()]);
   });
   after(async () => {
     await browser?.close();
