@@ -292,6 +292,14 @@ describe('HTTP API', () => {
     assert.equal((await tab.nextOfType('MESSAGE')).TITLE, 'Тест');
     const silent = await s.api('POST', '/api/v1/legacy', { TYPE: 'PING', SILENT: 1 });
     assert.equal(silent.status, 204);
+    const silentSend = await s.api('POST', '/api/v1/legacy', { TYPE: 'MESSAGE', TO: 'ADMIN', ID: 61, DATA: { TITLE: 'тихо', TEXT: 'x' }, SILENT: 1 });
+    assert.equal(silentSend.status, 204, 'a SILENT send that was made answers nothing');
+    assert.equal((await tab.nextOfType('MESSAGE')).TITLE, 'тихо');
+    // An HTTP caller reads an answer to every request: a 204 for these told it they were done.
+    const refused = await s.api('POST', '/api/v1/legacy', { TYPE: 'MESSAGE', TO: 'ADMIN', ID: 'x', DATA: { TEXT: 'x' }, SILENT: 1 });
+    assert.equal(refused.status, 200);
+    assert.equal(refused.body.TYPE, 'ERROR', 'a SILENT request refused for its shape is answered with its error');
+    assert.equal((await s.api('POST', '/api/v1/legacy', { TYPE: 'NOPE', SILENT: 1 })).body.ERROR, 'UNKNOWN MESSAGE TYPE');
     assert.equal((await s.api('POST', '/api/v1/legacy', { TYPE: 'NOPE' })).body.ERROR, 'UNKNOWN MESSAGE TYPE');
     tab.close();
   });

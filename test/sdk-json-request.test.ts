@@ -36,6 +36,7 @@ describe('BrowserSender.jsonRequest', () => {
     assert.equal(await sender.jsonRequest({ TYPE: 'MESSAGE', TO: 'ADMIN', ID: 4242, DATA: { TEXT: 'x' } }), 0);
     assert.deepEqual(await sender.jsonRequest({ TYPE: 'NOPE' }), { TYPE: 'ERROR', ERROR: 'UNKNOWN MESSAGE TYPE' });
     assert.equal(await sender.jsonRequest({ TYPE: 'PING', SILENT: 1 }), null);
+    assert.deepEqual(await sender.jsonRequest({ TYPE: 'NOPE', SILENT: 1 }), { TYPE: 'ERROR', ERROR: 'UNKNOWN MESSAGE TYPE' }, 'a SILENT request refused says so over HTTP');
     t1.close();
     t2.close();
   });

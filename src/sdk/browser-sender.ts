@@ -265,7 +265,8 @@ export class BrowserSender {
    * Sends a raw legacy-protocol request (docs/legacy.md, "Requests and
    * answers") and returns what the old daemon would have answered:
    * `{TYPE:"PONG"}`, `{TYPE:"RESULT",…}`,
-   * `0`, `1`, or `{TYPE:"ERROR",ERROR:…}` — and `null` for a `SILENT` one.
+   * `0`, `1`, or `{TYPE:"ERROR",ERROR:…}` — and `null` for a `SILENT` one
+   * that was done (one refused or failed still gives its `{TYPE:"ERROR",…}`).
    * The seed's `json_request`: like the Perl client, it also accepts the
    * request wrapped as `{ MESSAGE: { TYPE: 'COMMAND', … } }`. Disabled: false.
    */

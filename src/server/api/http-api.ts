@@ -770,11 +770,12 @@ export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext)
     // already authenticated the caller, so no legacy TOKEN is required.
     // The audit's peer: `http:127.0.0.1`, and an IPv6 caller in brackets (`http:[::1]`, not `http:::1`).
     api.post('/legacy', {
-      schema: { summary: 'A legacy-protocol request (docs/legacy.md), answered as the old daemon would; 204 for SILENT', body: Type.Unknown() },
+      schema: { summary: 'A legacy-protocol request (docs/legacy.md), answered as the old daemon would; 204 for a SILENT one done, its error for one refused or failed', body: Type.Unknown() },
       config: { answers: routeAnswers(LEGACY_ANSWERS, { body: true }) },
     }, async (req, reply) => {
       const answer = await handleLegacyRequest(req.body, {
         notifier: ctx.notifier, commands: ctx.commands, token: '', requireToken: false, peer: `http:${req.ip.includes(':') ? `[${req.ip}]` : req.ip}`, logger: req.log,
+        answerSilentErrors: true,
       });
       if (answer === undefined) return reply.status(204).send();
       return reply.type('application/json; charset=utf-8').send(JSON.stringify(answer));

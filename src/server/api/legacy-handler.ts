@@ -8,7 +8,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Logger } from 'pino';
-import type { LegacyAnswer } from '../../protocol/legacy.js';
+import type { LegacyAnswer, LegacyErrorAnswer } from '../../protocol/legacy.js';
 import { quoted } from '../../protocol/text-cut.js';
 import type { CommandService } from '../commands/command-service.js';
 import { HeraldError, isHeraldError, type ErrorCode } from '../errors.js';
@@ -40,6 +40,12 @@ export interface LegacyContext {
    * Absent for the HTTP API's route, whose caller reads every answer.
    */
   refused?(why: string, fields: object, message: string): void;
+  /**
+   * True for the HTTP API's route: a SILENT request that is refused or fails is answered with
+   * its error all the same, and only one that was done answers nothing (204). An HTTP caller
+   * reads an answer to every request, so a 204 for a refused send told it the send was made.
+   */
+  answerSilentErrors?: boolean;
 }
 
 /** Constant-time comparison of two secrets of any length (hashing first hides the length too). */
@@ -96,7 +102,7 @@ export async function handleParsedLegacyRequest(parsed: ParsedLegacyRequest, ctx
     if (parsed.command && ctx.commands && checkToken(parsed.token, 'COMMAND', ctx)) {
       ctx.commands.refused({ ...parsed.command, door: 'legacy', requestedBy: ctx.peer }, new HeraldError('HERALD_ERR_BAD_REQUEST', parsed.error.ERROR));
     }
-    if (!parsed.silent) return parsed.error;
+    if (!parsed.silent || ctx.answerSilentErrors) return parsed.error;
     // No answer says it: the log is the only trace.
     ctx.refused?.(parsed.error.CODE ?? parsed.error.ERROR, { code: parsed.error.CODE, error: parsed.error.ERROR, silent: true }, 'legacy request refused: SILENT, so unanswered (see error)');
     return undefined;
@@ -105,7 +111,7 @@ export async function handleParsedLegacyRequest(parsed: ParsedLegacyRequest, ctx
   if (!checkToken(req.token, req.body.type, ctx)) {
     const why = req.token === undefined ? 'no TOKEN' : 'wrong TOKEN';
     ctx.refused?.(why, { type: req.body.type, silent: req.silent }, `legacy request refused: ${why} (it must be the configured legacyToken)`);
-    return req.silent ? undefined : legacyError('INCORRECT TOKEN: this request must carry the configured legacy token as TOKEN', 'HERALD_ERR_UNAUTHORIZED');
+    return req.silent && !ctx.answerSilentErrors ? undefined : legacyError('INCORRECT TOKEN: this request must carry the configured legacy token as TOKEN', 'HERALD_ERR_UNAUTHORIZED');
   }
   let answer: LegacyAnswer;
   try {
@@ -113,7 +119,11 @@ export async function handleParsedLegacyRequest(parsed: ParsedLegacyRequest, ctx
   } catch (e) {
     answer = errorAnswer(e, ctx, req.body.type);
   }
-  return req.silent ? undefined : answer;
+  return req.silent && !(ctx.answerSilentErrors && isErrorAnswer(answer)) ? undefined : answer;
+}
+
+function isErrorAnswer(answer: LegacyAnswer): answer is LegacyErrorAnswer {
+  return typeof answer === 'object' && answer !== null && !Array.isArray(answer) && answer.TYPE === 'ERROR';
 }
 
 async function perform(body: LegacyRequestBody, ctx: LegacyContext): Promise<LegacyAnswer> {
