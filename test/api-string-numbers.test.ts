@@ -88,6 +88,29 @@ describe('API: a string that is no decimal number is not taken as one', () => {
     assert.equal((await s.api('GET', '/api/v1/commands?limit=5')).status, 200);
   });
 
+  test('a number written as a number that JSON reads as 0 although it is not 0 is refused; one that is 0, and any in a notification, are taken', async () => {
+    const zeros = `0.${'0'.repeat(400)}1`;
+    for (const [body, where, number] of [
+      ['{"to":{"aid":7},"message":"x","ttl":1e-400}', 'body', '1e-400'],
+      ['{"to":{"aid":7},"message":"x","ttl":-2.5E-999}', 'body', '-2.5E-999'],
+      [`{"to":{"aid":7},"message":"x","ttl":${zeros}}`, 'body', zeros.slice(0, 40)],
+      ['{"messages":[{"to":{"aid":7},"message":"x"},{"to":{"aid":7},"message":"x","ttl":1e-400}]}', 'body/messages/1', '1e-400'],
+      ['{"kind":"admin","id":1,"ttl":5e-324,"x":1e-324}', 'body', '1e-324'],
+    ] as const) {
+      const path = body.startsWith('{"messages"') ? '/api/v1/send/batch' : body.startsWith('{"kind"') ? '/api/v1/tokens' : '/api/v1/send';
+      const r = await s.api('POST', path, body);
+      assert.equal(r.status, 400, `${body.slice(0, 80)}: ${JSON.stringify(r.body)}`);
+      assert.equal(r.body.error.code, 'HERALD_ERR_VALIDATION');
+      assert.equal(r.body.error.message, `${where} has the number ${number}, which JSON reads as 0: write 0, or a number JSON can hold`);
+    }
+    // 0 as written, the least number JSON holds, and numbers in what a notification carries.
+    for (const ttl of ['0', '0.0', '0e5', '-0.000e-400', '5e-324', '1.5', '12e1']) {
+      const r = await s.api('POST', '/api/v1/send', `{"to":{"aid":7},"message":{"TYPE":"MESSAGE","TEXT":"x","DATA":{"tiny":1e-400}},"ttl":${ttl}}`);
+      assert.equal(r.status, 200, `ttl ${ttl}: ${JSON.stringify(r.body)}`);
+    }
+    assert.equal((await s.api('POST', '/api/v1/legacy', '{"TYPE":"PING","X":1e-400}')).body.TYPE, 'PONG', 'the legacy door takes any request object');
+  });
+
   test('"Infinity" and "1e400" are still refused as not finite, and a word as no number', async () => {
     const inf = await s.api('POST', '/api/v1/send', { to: { aid: 'Infinity' }, message: 'x' });
     assert.equal(inf.body.error.message, 'body/to/aid must be a finite number');

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { jsonNestsDeeperThan, MAX_JSON_DEPTH } from '../src/protocol/json-depth.js';
+import { jsonBodyFault, jsonNestsDeeperThan, MAX_JSON_DEPTH } from '../src/protocol/json-depth.js';
 import { JsonStreamFramer, type FramerEvent } from '../src/server/api/json-stream.js';
 
 /** The depth of a parsed value, by walking it: a scalar is 0, `[]` and `{}` are 1. */
@@ -74,5 +74,29 @@ describe('the legacy framer with maxDepth', () => {
     assert.deepEqual(kinds(f.push(enc(`{"a":${'['.repeat(200)}${']'.repeat(200)}}`))).length, 1);
     assert.equal(f.push(enc('{"a":1}'))[0]?.kind, 'value');
     assert.throws(() => new JsonStreamFramer({ maxValueBytes: 10, maxDepth: 0 }), /maxDepth/);
+  });
+});
+
+describe('jsonBodyFault: a number JSON reads as 0 although it is not 0 as written', () => {
+  /** JSON numbers as written: a sign, digits, a fraction, an exponent, any of them long. */
+  const numberText = fc.tuple(
+    fc.constantFrom('', '-'),
+    fc.oneof(fc.constant('0'), fc.stringMatching(/^[1-9][0-9]{0,3}$/)),
+    fc.option(fc.tuple(fc.nat({ max: 400 }), fc.stringMatching(/^[0-9]{1,3}$/)).map(([zeros, digits]) => `.${'0'.repeat(zeros)}${digits}`), { nil: '' }),
+    fc.option(fc.tuple(fc.constantFrom('e', 'E'), fc.constantFrom('', '+', '-'), fc.integer({ min: 0, max: 420 })).map(([e, sign, n]) => `${e}${sign}${n}`), { nil: '' }),
+  ).map((parts) => parts.join(''));
+
+  it('property: refused exactly when JSON.parse gives 0 and the digits before the exponent are not all 0, wherever it stands', () => {
+    fc.assert(fc.property(numberText, fc.constantFrom('{"ttl":%}', '{"to":{"aids":[1,%]}}', '{"a":[%,2]}', '{"message":{"x":%},"y":1}'), (number, shape) => {
+      const text = shape.replace('%', number);
+      const zero = JSON.parse(number) === 0 && /[1-9]/.test(number.split(/[eE]/)[0]!);
+      const fault = jsonBodyFault(text, MAX_JSON_DEPTH);
+      if (zero && !shape.includes('message')) assert.deepEqual(fault, { kind: 'underflow', number: number.slice(0, 40), at: fault?.kind === 'underflow' ? fault.at : '' }, text.slice(0, 80));
+      else assert.equal(fault, undefined, text.slice(0, 80));
+    }), { numRuns: 3000 });
+  });
+
+  it('true, false and names and strings holding digits and e are not numbers', () => {
+    for (const text of ['{"a":true,"b":false}', '{"1e-400":1}', '{"a":"1e-400"}', '{"a":"0.0000001"}', '{"a":[true,1,false,2.5e3]}']) assert.equal(jsonBodyFault(text, MAX_JSON_DEPTH), undefined, text);
   });
 });

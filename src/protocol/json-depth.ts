@@ -63,11 +63,13 @@ export function jsonNestsDeeperThan(text: string, limit: number): boolean {
   return false;
 }
 
-/** What jsonBodyFault found: a text nested too deep, or a member name given twice in one object. */
+/** What jsonBodyFault found: a text nested too deep, a member name given twice in one object, or a number too small to be told from 0. */
 export type JsonBodyFault =
   | { kind: 'deeper' }
   /** `at`: the object's place under the body (`/to`, `/messages/3/to`; '' for the body itself). */
-  | { kind: 'repeated'; name: string; at: string };
+  | { kind: 'repeated'; name: string; at: string }
+  /** `number`: as written (`1e-400`); `at` as for 'repeated', the object or array that holds it. */
+  | { kind: 'underflow'; number: string; at: string };
 
 /**
  * Members whose value is a notification (a send's `message`, a command's
@@ -108,8 +110,10 @@ let setsMade = false;
  * line, a proxy's filter, a review of the backend's template) is not what
  * Herald would do. Objects inside a member named in OPEN_MEMBERS are not
  * looked at. Names are compared as written, and decoded only when one holds a
- * backslash (`"\u0061id"` is `"aid"`). Exact for valid JSON; for text that is
- * not, a guess (JSON.parse refuses that text either way).
+ * backslash (`"\u0061id"` is `"aid"`). Also a number outside those members
+ * that JSON.parse would read as 0 although it is not 0 as written (`1e-400`).
+ * Exact for valid JSON; for text that is not, a guess (JSON.parse refuses
+ * that text either way).
  */
 export function jsonBodyFault(text: string, limit: number): JsonBodyFault | undefined {
   namesEnd = 0;
@@ -155,9 +159,52 @@ export function jsonBodyFault(text: string, limit: number): JsonBodyFault | unde
     } else if (c === COMMA && openAt === 0 && depth > 0) {
       if (isObject[depth]) expectsName[depth] = true;
       else itemIndex[depth]!++;
+    } else if ((c === DOT || c === LOWER_E || c === UPPER_E) && openAt === 0 && isDigit(text.charCodeAt(i - 1))) {
+      // A fraction or an exponent (outside strings, an e after a digit is one: true and false have none).
+      const end = numberEnd(text, i);
+      if (underflows(text, i, end)) return { kind: 'underflow', number: text.slice(numberStart(text, i), end).slice(0, 40), at: placeOf(text, depth) };
+      i = end - 1;
     }
   }
   return undefined;
+}
+
+const DOT = 0x2e; // .
+const LOWER_E = 0x65; // e
+const UPPER_E = 0x45; // E
+
+function isDigit(c: number): boolean {
+  return c >= 0x30 && c <= 0x39;
+}
+
+/** Where the number holding the character at `at` (a digit, `.`, `e` or a sign) begins. */
+function numberStart(text: string, at: number): number {
+  let start = at;
+  while (start > 0 && (isDigit(text.charCodeAt(start - 1)) || text.charCodeAt(start - 1) === DOT || text.charCodeAt(start - 1) === 0x2d)) start--;
+  return start;
+}
+
+/** Where the number holding the character at `at` ends (past its last character). */
+function numberEnd(text: string, at: number): number {
+  let end = at + 1;
+  for (let c = text.charCodeAt(end); isDigit(c) || c === DOT || c === LOWER_E || c === UPPER_E || c === 0x2b || c === 0x2d; c = text.charCodeAt(++end));
+  return end;
+}
+
+/**
+ * Whether the number through `at`…`end` is not 0 as written but JSON.parse reads it as 0
+ * (`1e-400`, or `0.` and 400 zeros and a 1): a `"ttl":1e-400` meant a time to keep, and
+ * became "do not store".
+ */
+function underflows(text: string, at: number, end: number): boolean {
+  const start = numberStart(text, at);
+  if (Number(text.slice(start, end)) !== 0) return false;
+  for (let i = start; i < end; i++) {
+    const c = text.charCodeAt(i);
+    if (c === LOWER_E || c === UPPER_E) return false;
+    if (c > 0x30 && c <= 0x39) return true;
+  }
+  return false;
 }
 
 /** Whether the member name at quotes `start`…`end` was given before in the object at `depth`; records it. */

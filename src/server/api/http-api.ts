@@ -195,7 +195,8 @@ export function installJsonBodyParser(app: FastifyInstance): void {
     }
     parse(req, body as string, (err, value) => {
       // A repeated name is refused only in a body that is JSON: the scan's answer for any other text is a guess.
-      if (err === null && fault !== undefined) return done(new HeraldError('HERALD_ERR_VALIDATION', `body${fault.at} has the field ${JSON.stringify(fault.name.slice(0, 100))} twice: give each field once`), undefined);
+      if (err === null && fault?.kind === 'repeated') return done(new HeraldError('HERALD_ERR_VALIDATION', `body${fault.at} has the field ${JSON.stringify(fault.name.slice(0, 100))} twice: give each field once`), undefined);
+      if (err === null && fault?.kind === 'underflow') return done(new HeraldError('HERALD_ERR_VALIDATION', `body${fault.at} has the number ${fault.number}, which JSON reads as 0: write 0, or a number JSON can hold`), undefined);
       if (err === null || !isValidJson(body as string)) return done(err, value);
       // Valid JSON that secure-json-parse refused: a `__proto__` or `constructor.prototype` key.
       done(new HeraldError('HERALD_ERR_BAD_REQUEST', 'the body holds a "__proto__" key or a "constructor" key with a "prototype", which Herald refuses (prototype poisoning)'), undefined);
