@@ -111,6 +111,23 @@ describe('API: a string that is no decimal number is not taken as one', () => {
     assert.equal((await s.api('POST', '/api/v1/legacy', '{"TYPE":"PING","X":1e-400}')).body.TYPE, 'PONG', 'the legacy door takes any request object');
   });
 
+  test('a ttl above 0 that rounds to 0 ms keeps the send stored, at both doors (it was a live-only send)', async () => {
+    for (const ttl of [0.0004, '0.0004', 1e-300]) {
+      const r = await s.api('POST', '/api/v1/send', { to: { aid: 4040 }, message: { TYPE: 'MESSAGE', TEXT: 'x' }, ttl });
+      assert.equal(r.status, 200, JSON.stringify(r.body));
+      assert.equal(r.body.queued, true, `ttl ${ttl}: ${JSON.stringify(r.body)}`);
+      assert.equal(typeof r.body.results[0].messageId, 'string');
+    }
+    const retained = () => s.herald.store.counts().retained;
+    for (const TTL of [0.0004, '0.0004']) {
+      const before = retained();
+      assert.deepEqual((await s.api('POST', '/api/v1/legacy', { TYPE: 'MESSAGE', TO: 'ADMIN', ID: 4041, TTL, DATA: { TEXT: 'x' } })).body, 0, 'no tab open');
+      assert.equal(retained(), before + 1, `legacy TTL ${JSON.stringify(TTL)} stored it`);
+    }
+    const live = await s.api('POST', '/api/v1/send', { to: { aid: 4040 }, message: { TYPE: 'MESSAGE', TEXT: 'x' }, ttl: 0 });
+    assert.equal(live.body.queued, false, 'ttl 0 is still live only');
+  });
+
   test('"Infinity" and "1e400" are still refused as not finite, and a word as no number', async () => {
     const inf = await s.api('POST', '/api/v1/send', { to: { aid: 'Infinity' }, message: 'x' });
     assert.equal(inf.body.error.message, 'body/to/aid must be a finite number');

@@ -9,6 +9,15 @@ import { HeraldError } from './errors.js';
 import { LiveKeys, type LiveKeysOptions } from './live-keys.js';
 import type { AppendInput, MessageStore } from './store/message-store.js';
 
+/**
+ * A TTL given in seconds (both doors take seconds) as SendOptions.ttlMs: a TTL above 0 keeps
+ * at least 1 ms, since 0 means "tabs open now only". Rounded, `"ttl":0.0004` was 0: a send
+ * meant to be stored was not, and its answer had no messageId.
+ */
+export function ttlMsFromSeconds(seconds: number): number {
+  return seconds > 0 ? Math.max(1, Math.round(seconds * 1000)) : 0;
+}
+
 export interface SendOptions {
   /**
    * How long the notification waits for a tab, in milliseconds. `0` delivers

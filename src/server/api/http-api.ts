@@ -10,7 +10,7 @@ import type { Principal, PrincipalKind } from '../../protocol/principal.js';
 import { HeraldError, isHeraldError, type ErrorCode } from '../errors.js';
 import type { HeraldOptions } from '../options.js';
 import { ThrottledLog } from '../throttled-log.js';
-import type { BatchSend, Notifier, SendOptions, SendResult } from '../notifier.js';
+import { ttlMsFromSeconds, type BatchSend, type Notifier, type SendOptions, type SendResult } from '../notifier.js';
 import type { CommandService } from '../commands/command-service.js';
 import { registerCommandRoutes } from './commands-routes.js';
 import { handleLegacyRequest } from './legacy-handler.js';
@@ -660,7 +660,7 @@ export async function registerHttpApi(app: FastifyInstance, ctx: HttpApiContext)
     /** The options and recipients of one /send body. */
     function parseSend(body: SendBody) {
       const options: SendOptions = {};
-      if (body.ttl !== undefined) options.ttlMs = Math.round(body.ttl * 1000);
+      if (body.ttl !== undefined) options.ttlMs = ttlMsFromSeconds(body.ttl);
       if (body.idempotencyKey !== undefined) options.idempotencyKey = body.idempotencyKey;
       return { options, payload: body.message as NotificationPayload, to: recipients(body.to) };
     }

@@ -11,6 +11,7 @@ import { toPersonId } from '../../protocol/principal.js';
 import { jsonNestsDeeperThan, MAX_JSON_DEPTH } from '../../protocol/json-depth.js';
 import { quoted } from '../../protocol/text-cut.js';
 import type { ErrorCode } from '../errors.js';
+import { ttlMsFromSeconds } from '../notifier.js';
 
 /** The body of a request, by `TYPE`. */
 export type LegacyRequestBody =
@@ -241,7 +242,7 @@ function parseMessage(raw: Obj): BodyResult {
   if (raw.TTL !== undefined && raw.TTL !== null) {
     const ttl = typeof raw.TTL === 'string' && raw.TTL.trim() !== '' ? Number(raw.TTL) : raw.TTL;
     if (typeof ttl !== 'number' || !Number.isFinite(ttl) || ttl < 0) return bad('MESSAGE with a bad TTL: expected seconds, a number ≥ 0');
-    ttlMs = Math.round(ttl * 1000);
+    ttlMs = ttlMsFromSeconds(ttl);
   }
   const body: LegacyRequestBody = ttlMs === undefined ? { type: 'MESSAGE', to, target, data } : { type: 'MESSAGE', to, target, data, ttlMs };
   return { body };
