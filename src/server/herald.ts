@@ -297,9 +297,10 @@ export class Herald {
       // First: what an operator (and `herald status`, which exits non-zero then) reads before the counts.
       ...this.health(),
       uptimeMs: Math.round(performance.now() - this.#startedAt),
-      connections: { admin: this.hub.all('admin').length, user: this.hub.all('user').length },
+      // Counts the Hub keeps: copying every tab and sorting every id held the event loop 22 ms a call at 100,000 tabs.
+      connections: { admin: this.hub.tabCount('admin'), user: this.hub.tabCount('user') },
       maxTabs: this.gateway.maxTabs,
-      online: { admin: this.hub.online('admin').length, user: this.hub.online('user').length },
+      online: { admin: this.hub.onlineCount('admin'), user: this.hub.onlineCount('user') },
       store: this.options.store,
       storeCounts: this.store.counts(),
       broker: this.broker.name,
