@@ -175,6 +175,40 @@ test('a refusal closes every tab holding the credential when it comes, also one 
   assert.equal(asUser.closed, undefined, 'the same credential on the other endpoint is another session');
 });
 
+test('a session now someone else\'s closes the old person\'s tabs when the answer comes, also one opened while the round was asking', async () => {
+  const hub = new Hub();
+  const listed = new MemoryTab({ kind: 'admin', id: 1 }, 's1', hub);
+  hub.add(listed);
+  let answer!: (r: Resolution) => void;
+  let askedOnce!: () => void;
+  const asked = new Promise<void>((r) => (askedOnce = r));
+  const resolver: SessionResolver = {
+    name: 'memory',
+    resolve: async () => ({ outcome: 'refused', reason: 'unused' }),
+    recheck: () =>
+      new Promise<Resolution>((r) => {
+        answer = r;
+        askedOnce();
+      }),
+    close: async () => {},
+  };
+  const watcher = new SessionWatcher({ tabs: hub, resolver, intervalMs: 60_000 });
+  const round = watcher.checkNow();
+  await asked;
+  // Admitted while the round asks, from the cache's answer (admin 1): not in the round's list.
+  const late = new MemoryTab({ kind: 'admin', id: 1 }, 's1', hub);
+  // Admitted while the round asks as the session's new person: theirs to keep.
+  const newPerson = new MemoryTab({ kind: 'admin', id: 2 }, 's1', hub);
+  hub.add(late);
+  hub.add(newPerson);
+  // The panel gave session s1 to admin 2.
+  answer({ outcome: 'admitted', principal: { kind: 'admin', id: 2 }, credential: 's1' });
+  assert.deepEqual(await round, { checked: 1, closedTabs: 2, unavailable: 0 });
+  assert.deepEqual(listed.closed, { code: CloseCode.UNAUTHORIZED, reason: CloseReason.SESSION_ENDED });
+  assert.deepEqual(late.closed, { code: CloseCode.UNAUTHORIZED, reason: CloseReason.SESSION_ENDED }, 'the late tab of admin 1 stayed open');
+  assert.equal(newPerson.closed, undefined);
+});
+
 test('stop() does not wait for a look-up in flight, and its answer, when it comes, closes no tab', async () => {
   const hub = new Hub();
   const t = new MemoryTab({ kind: 'admin', id: 8 }, 's8', hub);

@@ -14,7 +14,10 @@
  * A refusal closes every tab holding its credential when it comes, not only
  * those the round listed when it started: a tab admitted while the round was
  * asking (from the cache's positive answer, which the round's look-up has
- * just replaced) otherwise stayed open one more interval.
+ * just replaced) otherwise stayed open one more interval. An answer that the
+ * session is now someone else's (the panel reused the session id) closes the
+ * tabs of the old person the same way, late ones too: left open, they
+ * received the old person's notifications one more interval.
  *
  * A round never holds the event loop for long: a resolver that answers at
  * once (signed tokens) would otherwise run the whole round in one turn, and
@@ -27,7 +30,7 @@ import type { Logger } from 'pino';
 import { CloseCode, CloseReason } from '../../protocol/close-codes.js';
 import type { PrincipalKind } from '../../protocol/principal.js';
 import type { Tab } from '../hub.js';
-import type { Refusal, Resolution, SessionResolver } from './session-resolver.js';
+import type { Resolution, SessionResolver } from './session-resolver.js';
 
 /** A tab as the Gateway records it: the credential it was admitted with (never logged). */
 export interface CredentialedTab extends Tab {
@@ -64,8 +67,11 @@ interface Group {
   readonly tabs: CredentialedTab[];
 }
 
+/** An answer that tells: a refusal, or the session's person now (maybe not the tab's). */
+type Answer = Exclude<Resolution, { outcome: 'unavailable' }>;
+
 /** Closes a tab whose session `resolution` says has ended. */
-function closeEnded(tab: CredentialedTab, resolution: Exclude<Resolution, { outcome: 'unavailable' }>): void {
+function closeEnded(tab: CredentialedTab, resolution: Answer): void {
   // An expired token is not a logout: the tab may come back with a fresh one.
   if (resolution.outcome === 'refused' && resolution.expired) tab.close(CloseCode.CREDENTIAL_EXPIRED, CloseReason.CREDENTIAL_EXPIRED);
   else tab.close(CloseCode.UNAUTHORIZED, CloseReason.SESSION_ENDED);
@@ -168,30 +174,43 @@ export class SessionWatcher {
     let unavailable = 0;
     const queue: Group[] = [];
     for (const groups of byKind.values()) for (const group of groups.values()) queue.push(group);
-    // Refusals not yet applied to the tabs. A refusal closes the tabs open
-    // when it comes, not only those listed above: a tab admitted since (from
-    // the cache's positive answer while the round was asking) holds the
-    // credential too, and stayed open one more interval. A scan of the Hub
-    // for each refusal cost O(tabs) apiece: with 10,000 tabs on signed
+    // Ended sessions not yet applied to the tabs: refusals, and admissions
+    // as a different person (the panel reused the session id), which end the
+    // old person's tabs. Either closes the tabs open when it comes, not only
+    // those listed above: a tab admitted since (from the cache's positive
+    // answer while the round was asking) holds the credential too, and
+    // stayed open one more interval, as the old person. A scan of the Hub
+    // for each answer cost O(tabs) apiece: with 10,000 tabs on signed
     // tokens, a tenth of them expired, the round took 230 ms instead of 90.
-    // So the refusals of one turn of the event loop share one scan, at the
-    // end of that turn (setImmediate). A handshake answered in between is not
-    // admitted on the old answer: the cache has already replaced that with
-    // the refusal (or dropped it), a look-up older than the refusal gets the
-    // refusal too, and a token is checked afresh.
-    let refusals = new Map<PrincipalKind, Map<string, Refusal>>();
-    const closeRefused = (): void => {
-      const refused = refusals;
-      refusals = new Map();
+    // So the ended sessions of one turn of the event loop share one scan, at
+    // the end of that turn (setImmediate). A handshake answered in between
+    // is not admitted on the old answer: the cache has already replaced that
+    // with the new one (or dropped it), a look-up older than it gets the new
+    // one too, and a token is checked afresh.
+    let ended = new Map<PrincipalKind, Map<string, Answer>>();
+    const closeEndedTabs = (): void => {
+      const endedNow = ended;
+      ended = new Map();
       if (halt.stopped) return;
-      for (const [kind, byCredential] of refused) {
+      for (const [kind, byCredential] of endedNow) {
         for (const tab of this.#options.tabs.all(kind)) {
-          const refusal = tab.credential === undefined ? undefined : byCredential.get(tab.credential);
-          if (refusal === undefined || tab.principal.kind !== kind) continue;
+          const answer = tab.credential === undefined ? undefined : byCredential.get(tab.credential);
+          if (answer === undefined || tab.principal.kind !== kind) continue;
+          // The new person's own tabs (admitted since on the new answer) stay.
+          if (answer.outcome === 'admitted' && tab.principal.id === answer.principal.id) continue;
           closedTabs++;
-          closeEnded(tab, refusal);
+          closeEnded(tab, answer);
         }
       }
+    };
+    const queueEnded = (group: Group, answer: Answer): void => {
+      let byCredential = ended.get(group.kind);
+      if (byCredential === undefined) {
+        // The first ended session since the last scan queues the next one.
+        if (ended.size === 0) setImmediate(closeEndedTabs);
+        ended.set(group.kind, (byCredential = new Map()));
+      }
+      byCredential.set(group.credential, answer);
     };
     let next = 0;
     const worker = async (): Promise<void> => {
@@ -209,27 +228,18 @@ export class SessionWatcher {
         if (resolution.outcome === 'unavailable') {
           unavailable++;
         } else if (resolution.outcome === 'admitted') {
-          // Admitted as someone else (the panel reused the session id) is an ended session too.
-          for (const tab of group.tabs) {
-            if (tab.principal.id === resolution.principal.id) continue;
-            closedTabs++;
-            closeEnded(tab, resolution);
-          }
+          // Admitted as someone else (the panel reused the session id) is an
+          // ended session too; no scan when every listed tab is that person's.
+          if (group.tabs.some((tab) => tab.principal.id !== resolution.principal.id)) queueEnded(group, resolution);
         } else {
-          let byCredential = refusals.get(group.kind);
-          if (byCredential === undefined) {
-            // The first refusal since the last scan queues the next one.
-            if (refusals.size === 0) setImmediate(closeRefused);
-            refusals.set(group.kind, (byCredential = new Map()));
-          }
-          byCredential.set(group.credential, resolution);
+          queueEnded(group, resolution);
         }
       }
     };
     const workers = Array.from({ length: Math.min(this.#options.concurrency ?? 8, queue.length) }, () => worker());
     await Promise.all(workers);
-    // The last refusals' scan is queued already; made now, the round's count includes it (the queued one finds nothing).
-    if (refusals.size > 0) closeRefused();
+    // The last ended sessions' scan is queued already; made now, the round's count includes it (the queued one finds nothing).
+    if (ended.size > 0) closeEndedTabs();
     const round = { checked: queue.length, closedTabs, unavailable };
     if (closedTabs > 0 || unavailable > 0) this.#options.logger?.info({ recheck: round }, 'sessions re-checked');
     return round;
