@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadOptions, OptionsSchema, TIMER_MAX_MS, type OptionKey } from '../src/server/options.js';
+import { SERVER_STOP_GRACE_MS } from '../src/server/auth/sql-pool.js';
 
 /**
  * Options in ms that never reach a timer: each is compared with the clock (an
@@ -12,8 +13,15 @@ import { loadOptions, OptionsSchema, TIMER_MAX_MS, type OptionKey } from '../src
  * sets a timer, and Node fires a timer past TIMER_MAX_MS after 1 ms.
  */
 const CLOCK_ONLY: readonly OptionKey[] = ['requestTimeoutMs', 'defaultTtlMs', 'maxTtlMs', 'tokenTtlMs', 'authCacheMs', 'authNegativeCacheMs'];
-/** How a timer option's value becomes a delay: the browser library waits 2.5 heartbeats; `herald start` exits 5 s after the shutdown grace. */
-const DELAY_OF: Partial<Record<OptionKey, (ms: number) => number>> = { heartbeatMs: (ms) => ms * 2.5, shutdownGraceMs: (ms) => ms + 5000 };
+/**
+ * How a timer option's value becomes a delay: the browser library waits 2.5 heartbeats; `herald start` exits 5 s
+ * after the shutdown grace; the sql pools give a query's connection up SERVER_STOP_GRACE_MS after sqlTimeoutMs.
+ */
+const DELAY_OF: Partial<Record<OptionKey, (ms: number) => number>> = {
+  heartbeatMs: (ms) => ms * 2.5,
+  shutdownGraceMs: (ms) => ms + 5000,
+  sqlTimeoutMs: (ms) => ms + SERVER_STOP_GRACE_MS,
+};
 
 describe('options', () => {
   test('maxTtlMs is at most ten years, and the refusal names the key', () => {
@@ -40,6 +48,17 @@ describe('options', () => {
     // The command timeout (seconds, also a request's own, which is cut to commandsMaxTimeoutSec) is a timer too.
     assert.ok((OptionsSchema.properties.commandsMaxTimeoutSec.maximum as number) * 1000 <= TIMER_MAX_MS);
     assert.ok((OptionsSchema.properties.commandsTimeoutSec.maximum as number) * 1000 <= TIMER_MAX_MS);
+  });
+
+  test('sqlTimeoutMs is refused at the largest timer, naming its bound: the pools arm timers 1 s past it', () => {
+    // Accepted, every look-up failed: Node fired the pools' timers of sqlTimeoutMs + 1000 after 1 ms.
+    const bound = TIMER_MAX_MS - SERVER_STOP_GRACE_MS;
+    assert.throws(
+      () => loadOptions({ env: { HERALD_SQL_TIMEOUT_MS: String(TIMER_MAX_MS) } }),
+      new RegExp(`option "sqlTimeoutMs" \\(environment HERALD_SQL_TIMEOUT_MS\\): .*≤ ${bound}, got ${TIMER_MAX_MS}`),
+    );
+    assert.equal(loadOptions({ env: { HERALD_SQL_TIMEOUT_MS: String(bound) } }).sqlTimeoutMs, bound);
+    assert.match(OptionsSchema.properties.sqlTimeoutMs.description ?? '', new RegExp(`At most ${bound}\\b`));
   });
 
   test('a secret option of the wrong type is refused without its value', () => {

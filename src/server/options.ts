@@ -10,6 +10,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Value } from '@sinclair/typebox/value';
 import { configFileProblem } from './path-trust.js';
 import { HeraldError } from './errors.js';
+import { SERVER_STOP_GRACE_MS } from './auth/sql-pool.js';
 
 const Port = (description: string, dflt: number) =>
   Type.Integer({ minimum: 0, maximum: 65535, default: dflt, description });
@@ -27,6 +28,8 @@ export const TIMER_MAX_MS = 2_147_483_647;
 const HEARTBEAT_MAX_MS = Math.floor(TIMER_MAX_MS / 2.5);
 /** `herald start` forces the exit 5 s after the shutdown grace (src/cli/start.ts), on a timer. */
 const SHUTDOWN_GRACE_MAX_MS = TIMER_MAX_MS - 5000;
+/** The sql resolver's pools give a query SERVER_STOP_GRACE_MS past sqlTimeoutMs before giving its connection up, on a timer. */
+const SQL_TIMEOUT_MAX_MS = TIMER_MAX_MS - SERVER_STOP_GRACE_MS;
 /**
  * The longest lifetime of a browser token, 31 days: what `herald token --ttl`, POST
  * /api/v1/tokens and the SDK (MAX_CONNECT_TOKEN_TTL_SEC) allow when one is asked for. The
@@ -122,7 +125,7 @@ export const OptionsSchema = Type.Object({
   sqlUserCookie: Type.String({ default: '', description: 'Cookie holding a user\'s session id. abills: none (set it if your portal\'s cookie reaches Herald).' }),
   sqlUserHeader: Type.String({ default: '', description: 'Header holding a user\'s session id (it wins over the cookie). abills: USERSID.' }),
   sqlPoolSize: Type.Integer({ minimum: 1, maximum: 100, default: 5, description: 'Connections the sql resolver keeps open to the panel\'s database at most.' }),
-  sqlTimeoutMs: Millis('Longest a sql resolver look-up takes: the wait for a pooled connection, connecting and the query together; beyond it the look-up is "unavailable" (HTTP 503). A look-up that has no connection after half of it gets 503 at once, so that every query started has the other half. The database also stops a query after this long (statement_timeout, max_statement_time or max_execution_time).', 3000, 100, TIMER_MAX_MS),
+  sqlTimeoutMs: Millis(`Longest a sql resolver look-up takes: the wait for a pooled connection, connecting and the query together; beyond it the look-up is "unavailable" (HTTP 503). A look-up that has no connection after half of it gets 503 at once, so that every query started has the other half. The database also stops a query after this long (statement_timeout, max_statement_time or max_execution_time). At most ${SQL_TIMEOUT_MAX_MS} (a query's connection is given up ${SERVER_STOP_GRACE_MS} ms after it, on a timer, and a timer cannot exceed ${TIMER_MAX_MS} ms).`, 3000, 100, SQL_TIMEOUT_MAX_MS),
   httpResolverUrl: Type.String({ default: '', description: 'URL the http resolver POSTs each handshake to (with its Cookie header and httpResolverHeaders). 200 {"kind","id"} admits, 401/403 refuse, anything else is "unavailable". herald config shows its query\'s values as (set): a key for the panel may be there.', secretQuery: true }),
   httpResolverTimeoutMs: Millis('Longest an http resolver look-up takes, its wait for a turn (httpResolverConcurrency) and the panel\'s answer together; beyond it the look-up is "unavailable" (HTTP 503).', 3000, 50, TIMER_MAX_MS),
   httpResolverConcurrency: Type.Integer({ minimum: 1, maximum: 1000, default: 16, description: 'Look-ups the http resolver has at the panel at once at most (a reconnect storm of many sessions must not become as many requests at once). More wait their turn at most half of httpResolverTimeoutMs, then get HTTP 503 (the panel is always left the other half); past 100 × this many waiting, a handshake gets HTTP 503 at once and the tab retries later.' }),

@@ -96,9 +96,11 @@ function postgresUrl(url: string): string {
 
 /**
  * How long past its own limit the server may take to stop a query before
- * its connection is given up as dead, in ms.
+ * its connection is given up as dead, in ms. Timers are armed at
+ * sqlTimeoutMs + this, so the option's maximum leaves room for it
+ * (src/server/options.ts).
  */
-const SERVER_STOP_GRACE_MS = 1000;
+export const SERVER_STOP_GRACE_MS = 1000;
 
 /**
  * The share of sqlTimeoutMs a query is always left: a look-up that has not
