@@ -261,6 +261,9 @@ function mysqlFirstValue(value: unknown, field: FieldPacket | undefined): FirstV
   return value;
 }
 
+/** bpchar, the type of a char(n) column. */
+const PG_BPCHAR = 1042;
+
 /**
  * The PostgreSQL types whose values may be ids (docs/auth.md): the integers,
  * oid, numeric and the floats, which pg hands over as a number or as digits,
@@ -273,8 +276,22 @@ function mysqlFirstValue(value: unknown, field: FieldPacket | undefined): FirstV
 const PG_ID_TYPES: ReadonlySet<number> = new Set([
   21, 23, 20, 26, // int2, int4, int8, oid
   1700, 700, 701, // numeric, float4, float8
-  25, 1043, 1042, 19, // text, varchar, bpchar (char(n)), name
+  25, 1043, PG_BPCHAR, 19, // text, varchar, bpchar (char(n)), name
 ]);
+
+/**
+ * A char(n) value without the blanks PostgreSQL pads it with to n: a
+ * char(10) '7' comes as '7         ', which no id is, and every session of
+ * such a column was refused. PostgreSQL itself holds these blanks
+ * insignificant (section 8.3 of its manual), and MySQL and MariaDB strip
+ * them on reading. Only spaces are padding; a loop, not / +$/, which
+ * backtracks over every run of interior spaces.
+ */
+function withoutPadding(value: string): string {
+  let end = value.length;
+  while (end > 0 && value.charCodeAt(end - 1) === 0x20) end--;
+  return end === value.length ? value : value.slice(0, end);
+}
 
 /**
  * A PostgreSQL value as the resolver may read it: a number, bigint or
@@ -287,7 +304,7 @@ function pgFirstValue(value: unknown, typeId: number | undefined): FirstValue {
   if (typeId === undefined || !PG_ID_TYPES.has(typeId) || !(typeof value === 'number' || typeof value === 'bigint' || typeof value === 'string')) {
     return { columnType: typeName(pg().types.builtins, typeId) };
   }
-  return value;
+  return typeId === PG_BPCHAR && typeof value === 'string' ? withoutPadding(value) : value;
 }
 
 class MysqlPool implements SqlPool {
