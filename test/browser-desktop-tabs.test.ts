@@ -226,4 +226,41 @@ describe('desktop notifications across the tabs of one person', { skip: browserS
     // The second tab's window is the first one's: m4 is the fourth of it, summed up, never a popup of its own.
     assert.deepEqual(b.filter((n) => n.tag !== 'herald:more'), [], JSON.stringify(b));
   });
+
+  /** Closes a tab's client, as an outage would (its cursors stay), to connect it again later: the server replays what it missed. */
+  const away = (p: Page) => p.evaluate(() => (window as unknown as Page$).client.close());
+  const back = (p: Page) => p.evaluate(() => (window as unknown as Page$).client.connect());
+
+  it('does not show again what another tab showed, when a tab is replayed it after the burst window (back from an outage)', async () => {
+    const [first, second] = [await tab(69, { hidden: true }), await tab(69, { hidden: true })];
+    assert.equal(await enable(first), 'granted');
+    await away(second);
+    await send(69, { TYPE: 'MESSAGE', TITLE: 'Ticket 7', TEXT: 'assigned to you' });
+    await handled([first], 1);
+    // The second tab comes back 11 s later, past the burst window (10 s): its backoff's jitter spreads
+    // reconnects over up to 30 s. Its clock is moved on rather than waited for.
+    await second.evaluate(() => {
+      const now = Date.now;
+      Date.now = () => now() + 11_000;
+    });
+    await back(second);
+    await handled([second], 1);
+    assert.deepEqual((await notes(first)).map((n) => n.title), ['Ticket 7']);
+    assert.deepEqual(await notes(second), [], 'the person saw (and maybe dismissed) it already');
+  });
+
+  it('sums up each notification of a burst once, however many tabs of the person are replayed it', async () => {
+    const [first, second] = [await tab(70, { hidden: true }), await tab(70, { hidden: true })];
+    assert.equal(await enable(first), 'granted');
+    await away(second);
+    // More than a burst window remembered of its notifications before (100).
+    for (let i = 1; i <= 150; i++) await send(70, { TYPE: 'MESSAGE', TITLE: `n${i}`, TEXT: 'x' });
+    await handled([first], 150);
+    const shown = await notes(first);
+    assert.deepEqual(shown.slice(0, 3).map((n) => n.title), ['n1', 'n2', 'n3']);
+    assert.deepEqual(shown.at(-1), { title: '147 more notifications', body: 'n150', tag: 'herald:more' });
+    await back(second);
+    await handled([second], 150);
+    assert.deepEqual(await notes(second), [], 'the second tab counted the burst again');
+  });
 });

@@ -7,8 +7,9 @@
  * Every tab of the person gets every notification, so the tabs of one
  * browser profile agree through localStorage (per endpoint and person) on
  * what reaches the desktop: none while one of them is visible (it shows the
- * toast), each notification once, and one burst window for all of them.
- * Where storage is unavailable, each tab decides alone.
+ * toast), each notification once (however much later another tab is
+ * replayed it), and one burst window for all of them. Where storage is
+ * unavailable, each tab decides alone.
  */
 import type { NotificationObject } from '../protocol/frames.js';
 import { asText, clipTitle, isPlainTextFormat, plainText, withoutBidiControls } from './sanitize.js';
@@ -19,7 +20,11 @@ const STORAGE_KEY = 'herald:desktop';
 const VISIBLE_BEAT_MS = 4000;
 /** A visible tab's word holds this long (ms): a tab that crashed or froze stops holding the others back. */
 const VISIBLE_FRESH_MS = 10_000;
-/** Notifications a burst window remembers, to show each once whichever tab comes first. */
+/**
+ * Live-only notifications (no place in a stream) a burst window remembers, to
+ * show each once whichever tab comes first. Every tab gets them live at the
+ * same moment (they are never replayed), so the tabs are a few apart at most.
+ */
 const MAX_WINDOW_TAGS = 100;
 
 function storage(): Storage | undefined {
@@ -51,15 +56,14 @@ function save(key: string | undefined, value: unknown): void {
 }
 
 /**
- * A notification's place in its stream (SEQ of the person's own stream or
- * of the broadcast stream, in that history's EPOCH): the same in every tab
- * of the person, and no other notification's. A live-only notification (or
- * the old daemon's plain string) has none.
+ * A notification's place in its stream (SEQ of the person's own stream,
+ * "own", or of the broadcast stream, "*", in that history's EPOCH): the same
+ * in every tab of the person, and no other notification's. A live-only
+ * notification (or the old daemon's plain string) has none.
  */
-function positionOf(message: NotificationObject): string | undefined {
+function placeOf(message: NotificationObject): [stream: string, epoch: string, seq: number] | undefined {
   const m = message as NotificationObject & { SEQ?: unknown; EPOCH?: unknown; STREAM?: unknown };
-  if (typeof m.SEQ === 'number' && typeof m.EPOCH === 'string') return `herald:${m.STREAM === '*' ? '*' : 'own'}:${m.EPOCH}:${m.SEQ}`;
-  return undefined;
+  return typeof m.SEQ === 'number' && typeof m.EPOCH === 'string' ? [m.STREAM === '*' ? '*' : 'own', m.EPOCH, m.SEQ] : undefined;
 }
 
 /**
@@ -70,7 +74,8 @@ function positionOf(message: NotificationObject): string | undefined {
  */
 export function desktopTag(message: NotificationObject): string | undefined {
   if (message.ID !== undefined && message.ID !== null) return `herald:${asText(message.ID)}`;
-  return positionOf(message);
+  const place = placeOf(message);
+  return place && `herald:${place.join(':')}`;
 }
 
 /** A notification without a place in a stream, known by what it says (FNV-1a of ID, TITLE and TEXT): every tab got the same words. */
@@ -82,12 +87,26 @@ function contentKey(message: NotificationObject): string {
   return `herald:live:${(hash >>> 0).toString(36)}`;
 }
 
-/** One burst window: when it began, how many it showed one by one and summed up, and which (tags). */
+/**
+ * How far each stream ("own", "*") reached the desktop, from any tab of the
+ * person: [EPOCH, SEQ]. A tab gets a stream's notifications in the order of
+ * their SEQ (delivery.ts drops what it had), so one at or below the mark was
+ * shown or summed up already, whichever tab is replayed it and however much
+ * later (a tab back from an outage, a frozen tab woken). One mark a stream,
+ * raised and never lowered, as delivery.ts keeps what the tabs showed: it
+ * stays small whatever a replay brings (maxPerStream, 1000 by default), and
+ * needs no expiry (a SEQ of an EPOCH is one notification for ever; a new
+ * EPOCH replaces the mark).
+ */
+type Marks = Record<string, [epoch: string, seq: number]>;
+
+/** One burst window: when it began, how many it showed one by one and summed up, and which live-only ones (tags); and the marks, which outlive it. */
 interface BurstWindow {
   start: number;
   shown: number;
   more: number;
   tags: string[];
+  marks?: Marks;
 }
 
 /** A burst window of the tabs, if `value` is one and `now` is in it. */
@@ -202,18 +221,30 @@ export class DesktopNotifier {
     // The person is looking at another of their tabs: it shows the toast.
     if (Object.keys(this.#visibleTabs(now)).some((tab) => tab !== this.#tabId)) return false;
     const tag = desktopTag(message);
-    const position = positionOf(message);
-    const key = position ?? contentKey(message);
+    const place = placeOf(message);
     const windowKey = this.#key('window');
-    const w = current(load(windowKey), now, this.#windowMs) ?? current(this.#window, now, this.#windowMs) ?? { start: now, shown: 0, more: 0, tags: [] };
+    const stored = load(windowKey) as Partial<BurstWindow> | undefined;
+    const w = current(stored, now, this.#windowMs) ?? current(this.#window, now, this.#windowMs) ?? { start: now, shown: 0, more: 0, tags: [] };
+    // The marks outlive the window: the tabs' (storage) over this tab's own, all it has when storage is
+    // unavailable or full. Spread, so anything else found under the key reads as no marks.
+    const marks: Marks = { ...this.#window.marks, ...stored?.marks };
     // Another hidden tab of the person showed it (or summed it up) already: by its place in its
     // stream, not by its ID, which a later notification shares to replace it ("Ticket 42: closed"
     // after "Ticket 42: new" never came). One known only by its words is the same notification
     // only in another tab: the same words twice in one tab are two notifications (a second "New
     // chat message" was not shown).
-    const entry = position ?? `${key}@${this.#tabId}`;
-    if (position !== undefined ? w.tags.includes(position) : w.tags.some((t) => t !== entry && t.startsWith(`${key}@`))) return false;
-    w.tags = [...w.tags.filter((t) => t !== entry), entry].slice(-MAX_WINDOW_TAGS);
+    if (place) {
+      const [stream, epoch, seq] = place;
+      const mark = marks[stream];
+      if (mark?.[0] === epoch && mark[1] >= seq) return false;
+      marks[stream] = [epoch, seq];
+    } else {
+      const key = contentKey(message);
+      const entry = `${key}@${this.#tabId}`;
+      if (w.tags.some((t) => t !== entry && t.startsWith(`${key}@`))) return false;
+      w.tags = [...w.tags.filter((t) => t !== entry), entry].slice(-MAX_WINDOW_TAGS);
+    }
+    w.marks = marks;
     const title = withoutBidiControls(asText(message.TITLE));
     const options: NotificationOptions = {};
     let heading: string;
@@ -228,7 +259,7 @@ export class DesktopNotifier {
       // neither is known by its words within a window's time: where the tabs
       // share no window (no storage) it still replaces, and the same words
       // an hour later are a new notification.
-      options.tag = tag ?? `${key}:${Math.floor(now / this.#windowMs)}`;
+      options.tag = tag ?? `${contentKey(message)}:${Math.floor(now / this.#windowMs)}`;
     } else {
       // One summary for the rest of the window, replaced in place as more come.
       w.more++;
