@@ -80,3 +80,106 @@ test('a tab at 90% of the limit, a second at a time for 35 s, stays open', async
     close();
   }
 });
+
+// Counted in seconds, not estimated from two windows as if each window's frames were spread evenly
+// over it: a window began at a tab's first frame, so a burst sat at its start, counted long after it left.
+
+test('950 frames at 0 s, then 100 at 10.5 s (100 in the last 10 s) keep the tab open', async () => {
+  let now = 0;
+  const { tab, close } = await connected(() => now);
+  try {
+    assert.equal(await burst(tab, 950), 'open', '950 frames at 0 s');
+    now = 10_500;
+    assert.equal(await burst(tab, 100), 'open', 'the 950 are older than 10 s');
+  } finally {
+    close();
+  }
+});
+
+test('1000 frames at 0 s and 401 at 14 s (never more than 1000 in any 10 s) keep the tab open', async () => {
+  let now = 0;
+  const { tab, close } = await connected(() => now);
+  try {
+    assert.equal(await burst(tab, 1000), 'open', '1000 frames at 0 s');
+    now = 14_000;
+    assert.equal(await burst(tab, 401), 'open', '401 frames in the last 10 s');
+  } finally {
+    close();
+  }
+});
+
+test('950 frames at 0 s, 1 at 5 s and 99 at 10.5 s keep the tab open: the 950 leave the last 10 s, the one at 5 s does not', async () => {
+  let now = 0;
+  const { tab, close } = await connected(() => now);
+  try {
+    assert.equal(await burst(tab, 950), 'open');
+    now = 5_000;
+    assert.equal(await burst(tab, 1), 'open');
+    now = 10_500;
+    assert.equal(await burst(tab, 99), 'open', '100 frames in the last 10 s');
+    now = 14_900;
+    assert.equal(await burst(tab, 900), 'open', '1000 frames in the last 10 s');
+    assert.equal(await burst(tab, 1), 4429, '1001 frames in the last 10 s');
+  } finally {
+    close();
+  }
+});
+
+test('50 bad frames at 0 s, then 5 at 10.5 s (5 in the last 10 s) keep the tab open', async () => {
+  let now = 0;
+  const { tab, close } = await connected(() => now);
+  try {
+    assert.equal(await burst(tab, 51, 'not json'), 'open', '50 bad frames at 0 s');
+    now = 5_000;
+    assert.equal(await burst(tab, 1), 'open');
+    now = 10_500;
+    assert.equal(await burst(tab, 6, 'not json'), 'open', 'the 50 are older than 10 s');
+  } finally {
+    close();
+  }
+});
+
+test('1001 frames within 10 s close the tab with 4429, however they fall across seconds', async () => {
+  let now = 0;
+  const { tab, close } = await connected(() => now);
+  try {
+    // 100 a second for 10 s (0 s to 9 s), then one more at 9.999 s.
+    for (let second = 0; second < 10; second++) {
+      now = second * 1000;
+      assert.equal(await burst(tab, 100), 'open', `closed at ${second} s`);
+    }
+    now = 9_999;
+    assert.equal(await burst(tab, 1), 4429);
+  } finally {
+    close();
+  }
+});
+
+test('500 frames at 0.9 s, 500 at 5 s and 1 at 10.5 s (1001 within 9.6 s) close the tab with 4429', async () => {
+  // The last 10 s at 10.5 s reach back into the second from 0 s to 1 s, ten seconds before the
+  // one now: its frames at 0.9 s still count.
+  let now = 900;
+  const { tab, close } = await connected(() => now);
+  try {
+    assert.equal(await burst(tab, 500), 'open');
+    now = 5_000;
+    assert.equal(await burst(tab, 500), 'open', '1000 frames in 10 s are allowed');
+    now = 10_500;
+    assert.equal(await burst(tab, 1), 4429, '1001 frames within 9.6 s');
+  } finally {
+    close();
+  }
+});
+
+test('a tab at 99.9% of the limit, 999 frames every 10.001 s for 60 s, stays open', async () => {
+  let now = 0;
+  const { tab, close } = await connected(() => now);
+  try {
+    for (let i = 0; i < 6; i++) {
+      now = i * 10_001;
+      assert.equal(await burst(tab, 999), 'open', `closed at burst ${i}`);
+    }
+  } finally {
+    close();
+  }
+});

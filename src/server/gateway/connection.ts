@@ -29,7 +29,7 @@ export interface ConnectionLimits {
    * half-closed TCP without a close frame, where ws sets no timer.
    */
   closeTimeoutMs: number;
-  /** Frames a tab may send in the last 10 s (a sliding window, estimated: #overLimit) before it is closed with 4429. */
+  /** Frames a tab may send in the last 10 s (counted by the second, at most one second's more: #overLimit) before it is closed with 4429. */
   maxFramesPer10s: number;
   /** Bad frames a tab may send in the last 10 s (as maxFramesPer10s) before it is closed with 4429. */
   maxErrorsPer10s: number;
@@ -132,6 +132,46 @@ const monotonicNow = (): number => performance.now();
 
 /** The window of maxFramesPer10s and maxErrorsPer10s (#overLimit), ms. */
 const LIMIT_WINDOW_MS = 10_000;
+/**
+ * Seconds of the clock in #overLimit's ring: the last 10 s touch eleven, the
+ * one now and the ten before it (the oldest in part). With ten, a burst late
+ * in a second was forgotten 9 s later and a tab could send twice the limit in
+ * 10 s.
+ */
+const LIMIT_SECONDS = 11;
+/**
+ * A second of the ring is one number: the ms within it of its last frame or
+ * error (0 to 1000, below FRAME_UNIT), its frames × FRAME_UNIT and its errors
+ * × ERROR_UNIT, all below 2^53. A tab without errors stays below 2^31: a
+ * small integer, so the ring is an array of 11 of them (about 140 bytes; a
+ * typed array of any size costs more).
+ */
+const FRAME_UNIT = 1024;
+const ERROR_UNIT = 2 ** 31;
+/** The most frames and errors one second of the ring holds: a tab past either is past any limit (#overLimit). */
+const MAX_SECOND_FRAMES = ERROR_UNIT / FRAME_UNIT - 1;
+const MAX_SECOND_ERRORS = 2 ** 53 / ERROR_UNIT - 1;
+
+// No `%` below: on numbers that are not small integers it is a call to fmod, which made counting a
+// frame about three times as slow.
+
+/** The slot of `second` in #overLimit's ring (also for a test's clock below 0). */
+function slotOf(second: number): number {
+  return second - Math.floor(second / LIMIT_SECONDS) * LIMIT_SECONDS;
+}
+
+function errorsOf(held: number): number {
+  return Math.floor(held / ERROR_UNIT);
+}
+
+function framesOf(held: number): number {
+  return Math.floor(held / FRAME_UNIT) - errorsOf(held) * (ERROR_UNIT / FRAME_UNIT);
+}
+
+/** When in its second a slot's last frame or error came, ms, rounded up. */
+function lastMsOf(held: number): number {
+  return held - Math.floor(held / FRAME_UNIT) * FRAME_UNIT;
+}
 
 /** Live frames held for one tab during its replay, at most. */
 const MAX_HELD_FRAMES = 10_000;
@@ -298,12 +338,18 @@ export class Connection implements Tab {
   #epochs = { own: '', broadcast: '' };
   /** The monotonic clock (ConnectionDeps.monotonicNow). */
   readonly #tick: () => number;
-  /** When this tab's current window of frames and errors began (#overLimit), what it counted, and what the window before it counted. */
-  #windowStart = -Infinity;
+  /**
+   * #overLimit: when this tab last counted a frame or error, the frames and
+   * errors in the last 10 s, and by the second (LIMIT_SECONDS) once they span
+   * two seconds. Most tabs send a PONG or an ack now and then and never need
+   * the ring (one field fewer than the two windows this replaced); it is let
+   * go at the first count after the last 10 s held nothing (a tab answers
+   * each heartbeat).
+   */
+  #limitAt = -Infinity;
   #frames = 0;
   #errors = 0;
-  #earlierFrames = 0;
-  #earlierErrors = 0;
+  #limitRing: number[] | undefined = undefined;
   #onClosed: (() => void) | undefined;
   #onClosing: (() => void) | undefined;
   /** Destroys the socket of a peer that half-closed TCP and does not read (see 'end' in the constructor). */
@@ -1024,27 +1070,79 @@ export class Connection implements Tab {
 
   /**
    * Counts `weight` more frames (or errors); true when the last 10 s hold more
-   * than the limit. The last 10 s are estimated from two windows of 10 s, one
-   * after the other: this one, and the one before it in proportion to the part
-   * of it still within the last 10 s (as if its frames were spread evenly over
-   * it). One window emptied as a whole 10 s after its first frame let a tab
-   * send twice the limit in a moment across its edge. No allocation, O(1).
+   * than the limit. Counted by the second of the clock, in a ring of the
+   * eleven seconds the last 10 s touch; the oldest counts until its last frame
+   * or error is 10 s old, so the count is never short and is over by at most
+   * that second's frames from before the last 10 s. Two windows of 10 s, the
+   * earlier taken as spread evenly over it, closed a tab that sent 950 frames
+   * at once and 100 more 10.5 s later: a window began at a burst. O(1), and no
+   * allocation but the ring's when a tab's frames first span two seconds.
    */
   #overLimit(kind: 'frames' | 'errors', weight = 1): boolean {
-    const now = this.#tick();
-    const elapsed = now - this.#windowStart;
-    if (elapsed >= LIMIT_WINDOW_MS) {
-      // The window that ended is the one before the next only if it ended less than a window ago.
-      const adjacent = elapsed < 2 * LIMIT_WINDOW_MS;
-      this.#earlierFrames = adjacent ? this.#frames : 0;
-      this.#earlierErrors = adjacent ? this.#errors : 0;
-      this.#windowStart = adjacent ? this.#windowStart + LIMIT_WINDOW_MS : now;
+    // A clock that stepped back counts as standing still: the ring's seconds only go forward.
+    const now = Math.max(this.#tick(), this.#limitAt);
+    const second = Math.floor(now / 1000);
+    let ring = this.#limitRing;
+    if (now - this.#limitAt >= LIMIT_WINDOW_MS) {
+      // Nothing counted is in the last 10 s (nor was anything counted yet: #limitAt starts at -Infinity).
       this.#frames = 0;
       this.#errors = 0;
+      ring = this.#limitRing = undefined;
+    } else {
+      const was = Math.floor(this.#limitAt / 1000);
+      if (second !== was) {
+        if (!ring) {
+          // All counted so far is in the second of #limitAt, its last at #limitAt (rounded up: a second is never let go early).
+          ring = this.#limitRing = new Array<number>(LIMIT_SECONDS).fill(0);
+          ring[slotOf(was)] = this.#errors * ERROR_UNIT + this.#frames * FRAME_UNIT + Math.ceil(this.#limitAt) - was * 1000;
+        }
+        // The seconds after `was` up to this one had nothing: their slots hold seconds 11 or more before them.
+        for (let s = was + 1; s <= second; s++) this.#forget(ring, slotOf(s));
+      }
+      if (ring) {
+        // The oldest second (10 before this one) counts while its last frame or error is within the
+        // last 10 s: until this second is further along than it was then.
+        const oldest = slotOf(second + 1);
+        const held = ring[oldest]!;
+        if (held !== 0 && lastMsOf(held) <= now - second * 1000) this.#forget(ring, oldest);
+        if (this.#frames === 0 && this.#errors === 0) ring = this.#limitRing = undefined;
+      }
     }
-    const earlierShare = 1 - (now - this.#windowStart) / LIMIT_WINDOW_MS;
-    if (kind === 'frames') return (this.#frames += weight) + this.#earlierFrames * earlierShare > this.#deps.limits.maxFramesPer10s;
-    return (this.#errors += weight) + this.#earlierErrors * earlierShare > this.#deps.limits.maxErrorsPer10s;
+    this.#limitAt = now;
+    // Without a ring, all counted is in this second.
+    const slot = slotOf(second);
+    const held = ring ? ring[slot]! : this.#errors * ERROR_UNIT + this.#frames * FRAME_UNIT;
+    let frames = framesOf(held);
+    let errors = errorsOf(held);
+    if (kind === 'frames') {
+      if (frames + weight > MAX_SECOND_FRAMES) return true;
+      frames += weight;
+      this.#frames += weight;
+    } else {
+      if (errors + weight > MAX_SECOND_ERRORS) return true;
+      errors += weight;
+      this.#errors += weight;
+    }
+    if (ring) ring[slot] = errors * ERROR_UNIT + frames * FRAME_UNIT + Math.ceil(now) - second * 1000;
+    return kind === 'frames' ? this.#frames > this.#deps.limits.maxFramesPer10s : this.#errors > this.#deps.limits.maxErrorsPer10s;
+  }
+
+  /** Takes one second of the ring out of the count (#overLimit). */
+  #forget(ring: number[], slot: number): void {
+    const held = ring[slot]!;
+    this.#frames -= framesOf(held);
+    this.#errors -= errorsOf(held);
+    ring[slot] = 0;
+  }
+
+  /** Takes back a frame #overLimit counted in this same turn (#ackUnnumbered), so in the second of #limitAt. */
+  #uncountFrame(): void {
+    this.#frames--;
+    const ring = this.#limitRing;
+    if (ring) {
+      const slot = slotOf(Math.floor(this.#limitAt / 1000));
+      ring[slot] = ring[slot]! - FRAME_UNIT;
+    }
   }
 
   #error(code: string, message: string): void {
@@ -1219,7 +1317,7 @@ export class Connection implements Tab {
     // Not counted against maxFramesPer10s (the caller counted it): it answers a frame Herald
     // wrote, so a tab gets no more of these than it was sent, and an old script's page that was
     // replayed 1,000 notifications was closed with 4429 by its own acks at every load.
-    this.#frames--;
+    this.#uncountFrame();
     if (entry !== 0) this.#acknowledge(entry > 0 ? 'own' : 'broadcast', Math.abs(entry));
   }
 
