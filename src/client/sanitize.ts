@@ -321,16 +321,22 @@ function purify(purifier: DOMPurify, html: string): DocumentFragment | undefined
 
 /**
  * TEXT as plain text, where DOMPurify could not start or parse it, or the
- * markup is too intricate to parse: its tags taken out (a line break, a
- * paragraph or a list item ending a line; a script or style with what it
- * holds), then its character references decoded (decodeReferences), with no
- * elements left to nest.
+ * markup is too intricate to parse: its tags taken out (a line break ending
+ * a line; the start and end of paragraphs, lists and list items too, a run
+ * of them one line end, as their boxes are on the toast; a script or style
+ * with what it holds), then its character references decoded
+ * (decodeReferences), with no elements left to nest.
  */
 function asPlainText(html: string): DocumentFragment {
   const flat = html
     .replace(/<(script|style)(?=[\t\n\f\r />])[^>]*>[^]*?<\/\1[\t\n\f\r ]*>/gi, '')
-    .replace(/<br[\t\n\f\r ]*\/?>|<\/(p|li)[\t\n\f\r ]*>/gi, '\n')
-    .replace(TAG, '');
+    .replace(LINE_BREAK, '\n')
+    .replace(BLOCK_EDGES, '\n')
+    .replace(TAG, '')
+    // A `<` left is text (`<?php`, `</0`, `<!x`, `a < b`): the parser of decodeReferences
+    // would read it as the start of a comment running to the end, and the text after it
+    // was lost (all `>` went with the tags).
+    .replace(/</g, '&lt;');
   const lines = decodeReferences(flat).trim().split('\n');
   // Made in the page's document, through the prototype (dom.ts): the parsed one holds the sender's markup.
   const fragment = new DocumentFragment();
@@ -340,6 +346,15 @@ function asPlainText(html: string): DocumentFragment {
   });
   return fragment;
 }
+
+/** A `<br>` with any attributes (`<br class="x">`, an editor's `<br data-mce-bogus="1">`, `<br/ >`): as TAG reads tags. */
+const LINE_BREAK = /<br(?:[\t\n\f\r /][^>]*)?>/gi;
+/**
+ * A run of start and end tags of paragraphs, lists and list items, white
+ * space between them: one line end. Either tag counts, as HTML lets the end
+ * tag of `p` and `li` be left out (`<li>a<li>b`).
+ */
+const BLOCK_EDGES = /(?:<\/?(?:p|ul|ol|li)(?:[\t\n\f\r /][^>]*)?>[\t\n\f\r ]*)+/gi;
 
 /** The character references a page's text most often has, decoded where HTML cannot be parsed. */
 const COMMON_REFERENCES: Readonly<Record<string, string>> = { amp: '&', AMP: '&', lt: '<', LT: '<', gt: '>', GT: '>', quot: '"', QUOT: '"', apos: "'", nbsp: '\u00A0' };
@@ -395,9 +410,10 @@ const MAX_CUT_TAG = 200;
 /**
  * `text` itself when it is at most `max` characters; otherwise its head and
  * its tail (where a command's output says how it ended) around a `…` line.
- * A cut may fall inside markup: what comes out is sanitised like the rest.
+ * A cut may fall inside markup: what comes out is sanitised like the rest;
+ * `plain`: the text is never parsed, and is cut where it falls.
  */
-export function clipText(text: string, max: number = MAX_TEXT_CHARS): string {
+export function clipText(text: string, max: number = MAX_TEXT_CHARS, plain = false): string {
   if (text.length <= max) return text;
   const half = Math.max(0, Math.floor((max - 3) / 2));
   let head = text.slice(0, half);
@@ -405,7 +421,9 @@ export function clipText(text: string, max: number = MAX_TEXT_CHARS): string {
   // Never split a surrogate pair (it would show as U+FFFD).
   if (/[\uD800-\uDBFF]$/.test(head)) head = head.slice(0, -1);
   if (/^[\uDC00-\uDFFF]/.test(tail)) tail = tail.slice(1);
-  // Nor, where it is short, a tag: the parser would take the `…` into it.
+  // Nor, where it is short, a tag: the parser would take the `…` into it. Plain text
+  // (`plain`: FORMAT "text", never parsed) has no tags: `a -> b` is kept whole.
+  if (plain) return `${head}\n…\n${tail}`;
   const open = head.lastIndexOf('<');
   if (open > head.lastIndexOf('>') && head.length - open <= MAX_CUT_TAG) head = head.slice(0, open);
   const close = tail.indexOf('>');
@@ -433,14 +451,53 @@ export function asText(value: unknown): string {
 
 /**
  * The text a desktop notification shows for TEXT (no markup at all); `plain`:
- * TEXT is text already. A line break, a paragraph and a list item each end a
- * line, as on the toast (`<li>a</li><li>b</li>` is "a\nb", not "ab").
+ * TEXT is text already. A line break, a paragraph, a list and a list item
+ * each end a line, as on the toast (`<li>a</li><li>b</li>` is "a\nb", not
+ * "ab"), read from the sanitised elements: a `<br class="x">`, or an `<li>`
+ * whose end tag is left out, too.
  */
 export function plainText(text: string, plain = false): string {
-  if (plain) return withoutBidiControls(clipText(text)).trim();
-  const fragment = sanitizeHtml(clipText(text).replace(/<br[\t\n\f\r ]*\/?>/gi, '\n'));
-  for (const block of fragment.querySelectorAll('p, li')) block.after('\n');
-  return collapseBlankLines(fragment.textContent ?? '').trim();
+  if (plain) return withoutBidiControls(clipText(text, MAX_TEXT_CHARS, true)).trim();
+  return collapseBlankLines(linesOf(sanitizeHtml(clipText(text)))).trim();
+}
+
+/** Elements that start and end a line of their own on the toast (the allowlist's blocks). */
+const BLOCKS = new Set(['p', 'ul', 'ol', 'li']);
+
+/**
+ * The text under `root`, a `<br>` as a line end, and the edges of BLOCKS too:
+ * a run of edges with only white space between (`</li>\n<li>`) is one line
+ * end, not a blank line, as the boxes lay out. sanitizeHtml bounds the depth.
+ */
+function linesOf(root: Node): string {
+  let text = '';
+  let edge = false;
+  const visit = (parent: Node): void => {
+    for (let node = parent.firstChild; node; node = node.nextSibling) {
+      if (node.nodeType === Node.TEXT_NODE) {
+        const value = node.nodeValue ?? '';
+        if (edge) {
+          if (/^[\t\n\f\r ]*$/.test(value)) continue;
+          if (text !== '' && !text.endsWith('\n')) text += '\n';
+          edge = false;
+        }
+        text += value;
+      } else if (node.nodeType === Node.ELEMENT_NODE) {
+        const name = (node as Element).localName;
+        if (name === 'br') {
+          text += '\n';
+          edge = false;
+          continue;
+        }
+        const block = BLOCKS.has(name);
+        edge ||= block;
+        visit(node);
+        edge ||= block;
+      }
+    }
+  };
+  visit(root);
+  return text;
 }
 
 /**

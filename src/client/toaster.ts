@@ -15,7 +15,7 @@ export interface ToasterOptions {
   parent?: HTMLElement;
   /** Id of the host element (for theming with CSS custom properties). Default "herald-toasts". */
   hostId?: string;
-  /** At most this many toasts at once; the oldest goes first. Default 5. */
+  /** At most this many toasts at once (a whole number ≥ 1, or Infinity for no cap); the oldest goes first. Default 5. */
   maxToasts?: number;
   /** Auto-dismiss after this many ms when a MESSAGE has no TIMEOUT. 0 (or more than 2147483647) = stay until closed. Default 15000. */
   timeoutMs?: number;
@@ -137,12 +137,18 @@ export const DEFAULT_HOST_ID = 'herald-toasts';
 
 type ResolvedOptions = Required<Omit<ToasterOptions, 'parent' | 'stateLabels'>> & { parent: HTMLElement | undefined; stateLabels: Record<CommandState, string> };
 
-/** The options with their defaults. */
+/** The options with their defaults. Throws a TypeError for a `maxToasts` that is not a whole number ≥ 1 or Infinity. */
 function resolveOptions(options: ToasterOptions): ResolvedOptions {
+  const maxToasts = options.maxToasts ?? 5;
+  // NaN (a page's Number('five')) lifted the cap: `length > NaN` is never true. 0 would
+  // push out each toast as it is added, the way to show none being `toasts: false`.
+  if (!(maxToasts >= 1 && (Number.isInteger(maxToasts) || maxToasts === Infinity))) {
+    throw new TypeError(`maxToasts must be a whole number ≥ 1, or Infinity for no cap, got ${String(options.maxToasts)}`);
+  }
   return {
     parent: options.parent,
     hostId: options.hostId ?? DEFAULT_HOST_ID,
-    maxToasts: options.maxToasts ?? 5,
+    maxToasts,
     timeoutMs: options.timeoutMs ?? 15_000,
     linkLabel: options.linkLabel ?? 'Open',
     closeLabel: options.closeLabel ?? 'Close',
@@ -164,7 +170,24 @@ interface CommandToast {
   cancel: HTMLButtonElement;
   close: HTMLElement;
   text: string;
+  /**
+   * False once it left the stack, closed by the person or pushed out past
+   * maxToasts: later frames update it off screen and never put it back.
+   * Put back, it showed again each ~500 ms frame (a running command's toast
+   * could not be closed), its output so far gone, and pushed out the oldest
+   * MESSAGE toast, which nobody had closed. The person sees how it ended in
+   * its final notification, a toast of its own (endCommand).
+   */
+  shown: boolean;
 }
+
+/**
+ * Command toasts that left the stack (CommandToast.shown) remembered until
+ * their final notification, at most: a command whose final notification
+ * never reaches this tab is forgotten once this many left after it (a later
+ * frame of it makes a new toast).
+ */
+const MAX_LEFT_COMMANDS = 64;
 
 export class Toaster {
   #options: ResolvedOptions;
@@ -315,7 +338,7 @@ export class Toaster {
       // give each line its own direction (unicode-bidi: plaintext).
       text = createElement('pre');
       text.className = 'herald-text herald-output';
-      text.textContent = withShortClusters(clipText(withoutBidiControls(asText(message.TEXT)), this.#options.maxTextChars));
+      text.textContent = withShortClusters(clipText(withoutBidiControls(asText(message.TEXT)), this.#options.maxTextChars, true));
     } else {
       text = createElement('div');
       text.className = 'herald-text';
@@ -349,7 +372,7 @@ export class Toaster {
     let entry = this.#commands.get(frame.COMMAND_ID);
     if (!entry) {
       const program = shownTitle(frame.PROGRAM);
-      const element = this.#frame('COMMAND_PROGRESS', program, () => this.#commands.delete(frame.COMMAND_ID));
+      const element = this.#frame('COMMAND_PROGRESS', program, () => this.#left(frame.COMMAND_ID, element));
       element.dataset.commandId = frame.COMMAND_ID;
       const body = element.querySelector('.herald-body') as HTMLElement;
       const title = body.querySelector('.herald-title') as HTMLElement;
@@ -384,12 +407,12 @@ export class Toaster {
         this.#commands.get(frame.COMMAND_ID)?.onCancel(frame.COMMAND_ID);
       });
       body.append(output, cancel);
-      entry = { element, onCancel, output, state, spinner, cancel, close: element.querySelector('.herald-close') as HTMLElement, text: '' };
+      entry = { element, onCancel, output, state, spinner, cancel, close: element.querySelector('.herald-close') as HTMLElement, text: '', shown: true };
       this.#commands.set(frame.COMMAND_ID, entry);
       this.#add(element);
     } else {
       // A later frame brings the stack back too, if the page replaced <body>.
-      void this.root;
+      if (entry.shown) void this.root;
       entry.onCancel = onCancel;
     }
     entry.element.dataset.state = frame.STATE;
@@ -410,6 +433,24 @@ export class Toaster {
       entry.cancel.remove();
     }
     return entry.element;
+  }
+
+  /** A command toast left the stack (closed, pushed out): remembered off screen (CommandToast.shown), the oldest such forgotten past MAX_LEFT_COMMANDS. */
+  #left(commandId: string, element: HTMLElement): void {
+    const entry = this.#commands.get(commandId);
+    if (entry?.element !== element) return;
+    entry.shown = false;
+    // Last in the map's order, so that those that left longest ago are forgotten first.
+    this.#commands.delete(commandId);
+    this.#commands.set(commandId, entry);
+    let left = 0;
+    for (const e of this.#commands.values()) if (!e.shown) left++;
+    for (const [id, e] of this.#commands) {
+      if (left <= MAX_LEFT_COMMANDS) break;
+      if (e.shown) continue;
+      this.#commands.delete(id);
+      left--;
+    }
   }
 
   /** Removes the live toast of a command (its final notification has arrived). */
@@ -506,8 +547,8 @@ export class Toaster {
       // oldest goes anyway, so that the cap holds.
       const older = [...list.children].filter((t) => t !== toast) as HTMLElement[];
       const victim = older.find((t) => !t.matches(':hover, :focus-within')) ?? older[0] ?? toast;
-      if (victim.dataset.commandId) this.#commands.delete(victim.dataset.commandId);
       this.#remove(victim);
+      if (victim.dataset.commandId) this.#left(victim.dataset.commandId, victim);
     }
   }
 
