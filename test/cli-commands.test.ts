@@ -253,4 +253,51 @@ describe('herald client commands against something that is not Herald', () => {
       await server.close();
     }
   });
+
+  test('online, online --json and send to a list print the ids and kinds of a Herald-shaped answer without their control characters', async () => {
+    // An answer that passes the SDK's checks, with text where Herald has numbers and kinds.
+    const hostile = '\x1b]0;pwned\x07\x1b[2J\rRED\u009b31m\x7f';
+    const server = await impostor((req, res) => {
+      const answer = req.url?.startsWith('/api/v1/online')
+        ? { ids: [hostile, 7] }
+        : { delivered: 0, queued: false, results: [{ kind: hostile, id: 1, delivered: 0, queued: false }, { kind: 'admin', id: `2${hostile}`, delivered: 0, queued: false }] };
+      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(answer));
+    });
+    try {
+      const env = { HERALD_URL: server.url, HERALD_API_TOKEN: 'whatever-token-123' };
+      const [online, json, send] = await Promise.all([
+        runCli(['online'], { env }),
+        runCli(['online', '--json'], { env }),
+        runCli(['send', '--aids', '1,2', '--text', 'x'], { env }),
+      ]);
+      const shown = '\\x1b]0;pwned\\x07\\x1b[2J\\x0dRED\\x9b31m\\x7f';
+      assert.equal(online.code, 0, online.stderr);
+      assert.equal(online.stdout, `${shown}\n7\n`);
+      assert.equal(json.code, 0, json.stderr);
+      // Still JSON that reads back as the answer, with DEL and C1 escaped as JSON escapes C0.
+      assert.deepEqual(JSON.parse(json.stdout), { kind: 'admin', ids: [hostile, 7] });
+      assert.ok(json.stdout.includes('\\u001b]0;pwned\\u0007\\u001b[2J\\rRED\\u009b31m\\u007f'), json.stdout);
+      assert.equal(send.code, 1, send.stderr);
+      assert.deepEqual(send.stderr.split('\n'), [
+        `herald: ${shown} 1: not delivered: no tab open, and the message was not kept`,
+        `herald: admin 2${shown}: not delivered: no tab open, and the message was not kept`,
+        'herald: not delivered: nobody of admins 1,2 was reached and the message was not kept',
+        '',
+      ]);
+      for (const [name, r] of [['online', online], ['online --json', json], ['send', send]] as const) {
+        assert.doesNotMatch(r.stdout + r.stderr, /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/, name);
+      }
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('herald config prints a value with DEL or C1 characters escaped, as JSON that reads back the same', async () => {
+    const file = 'a\u009b31m\x7fb.sqlite';
+    const r = await runCli(['config', '--data-dir', tmpdir()], { env: { HERALD_SQLITE_FILE: file } });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((JSON.parse(r.stdout) as { sqliteFile: string }).sqliteFile, file);
+    assert.ok(r.stdout.includes('"sqliteFile": "a\\u009b31m\\u007fb.sqlite"'), r.stdout);
+    assert.doesNotMatch(r.stdout, /[\u007f-\u009f]/);
+  });
 });

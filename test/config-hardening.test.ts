@@ -264,10 +264,37 @@ describe('options left empty, or written to mean something else', () => {
     for (const raw of ['0xA4D2', '0b1', '0o17', '1e3', '1.5']) {
       assert.match(refusal({ env: { HERALD_PORT: raw } }), new RegExp(`option "port" \\(environment HERALD_PORT\\): .*got "${raw.replace('.', '\\.')}"$`));
     }
-    assert.equal(loadOptions({ env: { HERALD_PORT: ' 8080 ' } }).port, 8080);
     // A number option takes a fraction, in decimal only.
     assert.equal(loadOptions({ env: { HERALD_COMMANDS_TIMEOUT_SEC: '1.5' } }).commandsTimeoutSec, 1.5);
     assert.match(refusal({ env: { HERALD_COMMANDS_TIMEOUT_SEC: '0x10' } }), /option "commandsTimeoutSec" .*got "0x10"$/);
+  });
+
+  test('an integer in the environment is written as a flag takes it: spaces, a leading zero and -0 are refused naming the variable', () => {
+    // `070` was 70 (--port 070 exits 2: octal?), ` 5000 ` was 5000 (--port ' 5000 ' exits 2), `-0` was 0: a random port.
+    for (const raw of ['070', ' 5000 ', '5000 ', '-0', '+5000', '00', '']) {
+      assert.equal(refusal({ env: { HERALD_PORT: raw } }), `option "port" (environment HERALD_PORT): expected an integer ≥ 0 and ≤ 65535 in plain decimal digits, as a flag takes it (no spaces, leading zero, sign, exponent or hex), got ${JSON.stringify(raw)}`);
+    }
+    for (const raw of ['00.5', '.5', '1.', '-0.0', ' 1.5']) {
+      assert.match(refusal({ env: { HERALD_COMMANDS_TIMEOUT_SEC: raw } }), new RegExp(`^option "commandsTimeoutSec" \\(environment HERALD_COMMANDS_TIMEOUT_SEC\\): expected a number ≥ 0\\.001 and ≤ 604800 in plain decimal digits`), raw);
+    }
+    // A minus before another number is read as the number: the option's range says why it is refused.
+    assert.match(refusal({ env: { HERALD_PORT: '-5' } }), /^option "port" \(environment HERALD_PORT\): Expected integer to be greater or equal to 0; .*got -5$/);
+    assert.match(refusal({ env: { HERALD_COMMANDS_TIMEOUT_SEC: '-0.5' } }), /^option "commandsTimeoutSec" \(environment HERALD_COMMANDS_TIMEOUT_SEC\): .*got -0\.5$/);
+    // What a flag takes is taken.
+    assert.deepEqual(
+      [loadOptions({ env: { HERALD_PORT: '0' } }).port, loadOptions({ env: { HERALD_PORT: '8080' } }).port, loadOptions({ env: { HERALD_COMMANDS_TIMEOUT_SEC: '0.25' } }).commandsTimeoutSec],
+      [0, 8080, 0.25],
+    );
+  });
+
+  test('HERALD_PORT=070 stops herald start with exit 2, naming the variable, as --port 070 does', async () => {
+    const [env, flag] = await Promise.all([
+      runCli(['start', '--no-legacy', '--data-dir', join(dir, 'data')], { env: { HERALD_PORT: '070' } }),
+      runCli(['start', '--port', '070', '--no-legacy', '--data-dir', join(dir, 'data')]),
+    ]);
+    assert.equal(env.code, 2, env.stdout + env.stderr);
+    assert.equal(env.stderr, 'herald: invalid configuration: option "port" (environment HERALD_PORT): expected an integer ≥ 0 and ≤ 65535 in plain decimal digits, as a flag takes it (no spaces, leading zero, sign, exponent or hex), got "070"\n');
+    assert.equal(flag.code, 2, flag.stdout + flag.stderr);
   });
 
   test('an empty sqliteFile, or one that is a directory, is a configuration error naming it (exit 2)', async () => {

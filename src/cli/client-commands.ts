@@ -58,9 +58,12 @@ export function lostAnswer(e: HeraldSdkError, url: string, timeoutMs: number): s
     : `the connection to Herald at ${url} ended before its answer (is it restarting?)`;
 }
 
-/** A value as one line of JSON: JSON escapes C0 but leaves DEL and C1 (0x9b is a terminal's CSI) as they are. */
-function jsonLine(value: unknown): string {
-  return JSON.stringify(value).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+/**
+ * A value as JSON, one line (or indented by `indent`), with nothing in it a terminal acts on:
+ * JSON escapes C0 but leaves DEL and C1 (0x9b is a terminal's CSI) as they are.
+ */
+function jsonLine(value: unknown, indent?: number): string {
+  return JSON.stringify(value, null, indent).replace(/[\u007f-\u009f]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }
 
 // ---- send ------------------------------------------------------------------
@@ -187,7 +190,8 @@ function fateOf(r: { delivered: number; queued: boolean; duplicate?: boolean | u
 /** Each recipient of the answer, by its label: one for a person or a broadcast, one per person of a list. */
 function recipientFates(result: SendResult, label: string): Array<{ label: string; fate: Fate }> {
   if (result.results === undefined || result.results.length === 0) return [{ label, fate: fateOf(result) }];
-  return result.results.map((r) => ({ label: `${r.kind} ${r.id}`, fate: fateOf(r) }));
+  // Kind and id are the server's answer: printed only through printable, as storedIds prints them.
+  return result.results.map((r) => ({ label: printable(`${r.kind} ${r.id}`, 100), fate: fateOf(r) }));
 }
 
 const REPEAT_WHY = 'a live-only send with this --idempotency-key was taken within the last 5 minutes, and the answer cannot tell whether that send reached anyone (Herald keeps the key of a live-only send only when it reached a tab; a Herald older than this rule kept it for every send); a new key sends it again';
@@ -281,12 +285,14 @@ export async function runOnline(flags: OnlineFlags): Promise<void> {
   } catch (e) {
     sdkFailure(e, url);
   }
+  // The ids are the server's answer (numbers from Herald; whatever answers at --url may send
+  // text): nothing of them acts on the terminal.
   if (flags.json) {
-    out(JSON.stringify({ kind, ids }));
+    out(jsonLine({ kind, ids }));
     return;
   }
   // One id a line, so that scripts can read it; the empty case says so on stderr only.
-  for (const id of ids) out(String(id));
+  for (const id of ids) out(printable(String(id), 100));
   if (ids.length === 0) process.stderr.write(`no ${kind}s online\n`);
 }
 
@@ -427,5 +433,6 @@ export function runConfig(flags: GlobalFlags & { markdown?: boolean }): void {
       : SECRET_QUERY_OPTION_KEYS.includes(k) ? maskUrlQuery(v as string)
       : v;
   }
-  out(JSON.stringify(shown, null, 2));
+  // The operator's own values, but from files and variables that may hold anything: as the server's answers are printed.
+  out(jsonLine(shown, 2));
 }

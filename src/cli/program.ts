@@ -182,6 +182,15 @@ export function helpTopicAsCommand(program: Command, argv: readonly string[]): s
   return [...argv];
 }
 
+/** What the CLI says when the directory it runs in has been removed. */
+export const CWD_GONE = 'the current directory no longer exists; cd elsewhere or give absolute paths';
+
+/** process.cwd()'s failure in a directory that has been removed (ENOENT, syscall uv_cwd), as path.resolve throws it. */
+function isCwdGone(e: unknown): boolean {
+  const err = e as NodeJS.ErrnoException | undefined;
+  return err?.code === 'ENOENT' && err.syscall === 'uv_cwd';
+}
+
 export async function main(argv: string[]): Promise<void> {
   // Watched once here, for every command, since each writes its own way (context.ts).
   process.stdout.on('error', outputFailed);
@@ -209,6 +218,13 @@ export async function main(argv: string[]): Promise<void> {
       return;
     }
     const code = (e as { code?: unknown } | undefined)?.code;
+    if (isCwdGone(e)) {
+      // Every command reads paths relative to it (the data dir, ./data by default; a config
+      // file; the store): node's path.resolve asks for it, and threw a stack trace.
+      process.stderr.write(`herald: ${CWD_GONE}\n`);
+      process.exitCode = Exit.FAILURE;
+      return;
+    }
     if (code === 'EMFILE' || code === 'ENFILE') {
       // Loading `start`'s modules, or a file: said as main.ts says it of the command's own load.
       process.stderr.write(`herald: ${outOfDescriptors(code)}\n`);

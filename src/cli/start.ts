@@ -110,7 +110,7 @@ export async function runStart(flags: StartFlags, legacyFromCli: boolean): Promi
   } catch (e) {
     // A dataDir this user may not write (one that is a file was refused above): one line, not a stack trace.
     const err = e as NodeJS.ErrnoException;
-    if (typeof err.syscall === 'string') throw new CliError(`cannot start: cannot keep the generated secrets in ${secretsFile(loaded.dataDir)}: ${err.message}`, Exit.FAILURE);
+    if (typeof err.syscall === 'string' && err.syscall !== 'uv_cwd') throw new CliError(`cannot start: cannot keep the generated secrets in ${secretsFile(loaded.dataDir)}: ${err.message}`, Exit.FAILURE);
     // A data dir or secrets.json another user controls: said with where dataDir came from.
     throw withOptionSource(e, loaded);
   }
@@ -173,6 +173,10 @@ async function serve(options: HeraldOptions, flags: StartFlags, secured: Secrets
     // A store in use by another Herald, a file that cannot be opened: one line, not a stack
     // trace. A configuration error goes on to main, which says so and exits 2.
     if (isHeraldError(e) && e.code !== 'HERALD_ERR_CONFIG') throw new CliError(`cannot start: ${e.message}`, Exit.FAILURE);
+    // A file-system failure of the store's (its directory cannot be made: EACCES, or a data dir
+    // under /proc, make-directory.ts): one line too. A deleted working directory goes on to main.
+    const err = e as NodeJS.ErrnoException;
+    if (typeof err.syscall === 'string' && err.syscall !== 'uv_cwd') throw new CliError(`cannot start: ${err.message}`, Exit.FAILURE);
     throw e;
   }
   if (early) {

@@ -200,12 +200,20 @@ export function fromEnvString(key: string, raw: string): unknown {
   if (!schema) return raw;
   const type = schema.type as string | undefined;
   if (type === 'integer' || type === 'number') {
-    // Plain decimal only, as the flags take it (a fraction where the option is not an integer
-    // option): Number() also read 0xA4D2, 0b1, 0o17 and 1e3, so HERALD_PORT=0xA4D2 listened on
-    // 42194 while --port 0xA4D2 was refused. Infinity is read as the number it names, so that its
-    // refusal shows it as such. Any other text is kept as it is, and the error shows what was typed.
-    const t = raw.trim();
-    return (type === 'integer' ? /^-?(\d+|Infinity)$/ : /^-?(\d+(\.\d+)?|Infinity)$/).test(t) ? Number(t) : raw;
+    // Plain decimal only, as the flags take it (context.ts, decimalFlag; a fraction where the
+    // option is not an integer option): Number() also read 0xA4D2, 0b1, 0o17 and 1e3, so
+    // HERALD_PORT=0xA4D2 listened on 42194 while --port 0xA4D2 was refused; and trimmed, `070`
+    // was 70 where a shell user may mean octal, and `-0` was 0 (port 0: a random one). A minus
+    // before any other number is kept, for the option's range to refuse (or take) it by its value.
+    // Infinity is read as the number it names, so that its refusal shows it as such.
+    if (/^-?Infinity$/.test(raw)) return Number(raw);
+    const decimal = type === 'integer' ? /^-?(0|[1-9]\d*)$/ : /^-?(0|[1-9]\d*)(\.\d+)?$/;
+    const n = Number(raw);
+    if (!decimal.test(raw) || Object.is(n, -0)) {
+      // Only the environment gets here (`--set` reads a number as JSON): the variable is the source.
+      throw new HeraldError('HERALD_ERR_CONFIG', `option "${key}" (environment ${envName(key)}): expected ${describeType(schema)} in plain decimal digits, as a flag takes it (no spaces, leading zero, sign, exponent or hex), got ${JSON.stringify(raw)}`);
+    }
+    return n;
   }
   if (type === 'boolean') return parseBool(raw);
   if (type === 'array') {

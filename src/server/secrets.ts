@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
-import { chmodSync, closeSync, fsyncSync, linkSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { chmodSync, closeSync, fsyncSync, linkSync, openSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { HeraldError } from './errors.js';
+import { makeDirectory } from './make-directory.js';
 import { credentialProblem, type HeraldOptions } from './options.js';
 import { checkDirectory, fileProblem } from './path-trust.js';
 
@@ -297,7 +298,7 @@ export function ensureSecrets(options: HeraldOptions): SecretsResult {
       }
       const owed = owedNotice(notice);
       if (generated) {
-        mkdirSync(dir, { recursive: true, mode: 0o700 });
+        makeDirectory(dir, 0o700);
         // Checked again once it is there: another user may have made it since the check above.
         trustedDir(dir);
         // Owed before the keys are there: a start beside this one that reads them owes it too.

@@ -16,12 +16,13 @@
  * transaction as that record): a Herald killed or crashed in the middle of a
  * run leaves its row, and the next start closes it (CommandRunJournal).
  */
-import { closeSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { closeSync, openSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Logger } from 'pino';
 import { HeraldError } from '../errors.js';
 import type { HeraldOptions } from '../options.js';
+import { makeDirectory } from '../make-directory.js';
 import { checkDirectory, fileProblem } from '../path-trust.js';
 import type { CommandRunJournal, RunningCommandRecord } from './command-service.js';
 import type { AuditQuery, CommandAuditRecord, CommandAuditStore, StoredAuditRecord } from './outcome.js';
@@ -148,7 +149,7 @@ export class SqliteCommandAudit implements CommandAuditStore, CommandRunJournal 
       // the file's mode): who ran what, with which arguments. With the umask's default SQLite
       // made it 0644 in a 0755 directory. A file or directory that exists keeps its mode.
       if (file !== ':memory:') {
-        mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+        makeDirectory(dirname(file), 0o700);
         // Nothing another user controls (path-trust.ts): SQLite follows a link, and wrote who ran
         // what into a file, or through a dangling link into a new one, of another user's choosing;
         // it also plays back a hot journal it finds beside the file. At every open: a rotation

@@ -1,7 +1,8 @@
-import { chmodSync, closeSync, lstatSync, mkdirSync, openSync, statSync } from 'node:fs';
+import { chmodSync, closeSync, lstatSync, openSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { HeraldError } from '../errors.js';
+import { makeDirectory } from '../make-directory.js';
 import type { HeraldOptions } from '../options.js';
 import { checkDirectory, fileProblem } from '../path-trust.js';
 import { MemoryStore } from './memory-store.js';
@@ -110,7 +111,7 @@ const COMPANIONS = ['-wal', '-shm', '-journal', '-lock'] as const;
  */
 function createPrivateFiles(file: string, options: Pick<HeraldOptions, 'dataDir' | 'sqliteFile'>, logger: Logger): void {
   const dir = resolve(file, '..');
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  makeDirectory(dir, 0o700);
   // The option that names the path: the data dir's, or sqliteFile's when the store is elsewhere.
   const key = dir === resolve(options.dataDir) ? 'dataDir' : 'sqliteFile';
   const verdict = checkDirectory(dir, key === 'dataDir' ? 'the data dir' : 'the store\'s directory');
