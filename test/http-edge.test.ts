@@ -16,105 +16,11 @@
  *   refusal that does not echo its query (a token).
  */
 import assert from 'node:assert/strict';
-import { once } from 'node:events';
-import { connect, type Socket } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
-import { within } from './helpers/legacy-client.js';
+import { Wire, wireAnswers as answers, type WireAnswer as Answer } from './helpers/http-wire.js';
 import { restartablePort } from './helpers/ports.js';
 import { startHerald, type TestServer } from './helpers/server.js';
-
-/** One answer read off the wire: its status, headers (names in lower case) and body. */
-interface Answer {
-  status: number;
-  headers: Record<string, string>;
-  body: string;
-}
-
-/**
- * Splits what a server sent into its answers, in order. A 1xx, a 204 and a
- * 304 have no body; Herald's other answers carry a Content-Length. Stops at a
- * 101 (what follows is WebSocket) and at an answer not yet whole.
- */
-function answers(text: string): Answer[] {
-  const out: Answer[] = [];
-  let at = 0;
-  while (at < text.length) {
-    const end = text.indexOf('\r\n\r\n', at);
-    if (end < 0) break;
-    const [statusLine = '', ...lines] = text.slice(at, end).split('\r\n');
-    const status = Number(statusLine.split(' ')[1]);
-    const headers: Record<string, string> = {};
-    for (const line of lines) {
-      const colon = line.indexOf(':');
-      headers[line.slice(0, colon).toLowerCase()] = line.slice(colon + 1).trim();
-    }
-    const length = status < 200 || status === 204 || status === 304 ? 0 : Number(headers['content-length'] ?? 0);
-    if (end + 4 + length > text.length) break;
-    out.push({ status, headers, body: text.slice(end + 4, end + 4 + length) });
-    at = end + 4 + length;
-    if (status === 101) break;
-  }
-  return out;
-}
-
-/** A raw TCP connection to a server: what it sent so far, and a wait for more. */
-class Wire {
-  text = '';
-  closed = false;
-  readonly #waiters = new Set<() => void>();
-
-  private constructor(readonly socket: Socket) {
-    socket.on('data', (d: Buffer) => {
-      this.text += d.toString('latin1');
-      for (const w of this.#waiters) w();
-    });
-    socket.on('close', () => {
-      this.closed = true;
-      for (const w of this.#waiters) w();
-    });
-    socket.on('error', () => undefined);
-  }
-
-  static async open(port: number): Promise<Wire> {
-    const socket = connect(port, '127.0.0.1');
-    await once(socket, 'connect');
-    return new Wire(socket);
-  }
-
-  write(bytes: string | Buffer): void {
-    this.socket.write(bytes);
-  }
-
-  /** Resolves with the answers once `enough` says they are all in; rejects if the connection closes first, or after 5 s. */
-  until(enough: (got: Answer[]) => boolean, what: string): Promise<Answer[]> {
-    const wait = new Promise<Answer[]>((resolve, reject) => {
-      const check = (): void => {
-        const got = answers(this.text);
-        if (enough(got)) {
-          this.#waiters.delete(check);
-          resolve(got);
-        } else if (this.closed) {
-          this.#waiters.delete(check);
-          reject(new Error(`the connection closed before ${what}; the server sent ${JSON.stringify(this.text.slice(0, 600))}`));
-        }
-      };
-      this.#waiters.add(check);
-      check();
-    });
-    return within(wait, 5000, `${what} (got ${JSON.stringify(this.text.slice(0, 600))})`);
-  }
-
-  /** Resolves once the server has closed the connection (rejects after 5 s). */
-  async closedByServer(what: string): Promise<Answer[]> {
-    if (!this.closed) await within(once(this.socket, 'close'), 5000, what);
-    return answers(this.text);
-  }
-
-  destroy(): void {
-    this.socket.destroy();
-  }
-}
 
 /** Sends `bytes` on a new connection; resolves with the answers once the server closes it. */
 async function exchange(port: number, bytes: string | Buffer): Promise<Answer[]> {

@@ -1,7 +1,8 @@
 import { timingSafeEqual } from 'node:crypto';
 import { STATUS_CODES, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Duplex } from 'node:stream';
+import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import type {} from '@fastify/swagger';
 import type { NotificationPayload } from '../../protocol/frames.js';
@@ -12,7 +13,9 @@ import type { HeraldOptions } from '../options.js';
 import { ThrottledLog } from '../throttled-log.js';
 import { ttlMsFromSeconds, type BatchSend, type Notifier, type SendOptions, type SendResult } from '../notifier.js';
 import type { CommandService } from '../commands/command-service.js';
+import { afterEarlierAnswers, answerInProgress } from '../gateway/other-upgrade.js';
 import { registerCommandRoutes } from './commands-routes.js';
+import { pipelineRefusal, stopReading } from './pipelining.js';
 import { handleLegacyRequest } from './legacy-handler.js';
 import {
   convertedScalar, DisconnectBody, jsonType, KindParam, notificationTypeRefusal, PersonId, refuseConverted, refuseUndecimalParts, schemaRefusal,
@@ -87,6 +90,9 @@ export function installErrorHandling(app: FastifyInstance): void {
   // route takes as of any other (up to maxBodyBytes, waiting up to requestTimeoutMs for the
   // rest), so unauthenticated POSTs to any path held 1 MB each, 200 connections 192 MB.
   app.addHook('onRequest', (req, reply, done) => {
+    // The request past the bound of its connection's pipeline (pipelining.ts): not run, whatever its route.
+    const pipelined = pipelineRefusal(req.raw);
+    if (pipelined !== undefined) return done(pipelined);
     if (req.is404) return done(notFound(req));
     // RFC 9112 §3.2: a server must answer 400 to an HTTP/1.1 request without a Host header.
     // Node does so itself with a bare 400 unless told not to (requireHostHeader, herald.ts).
@@ -367,23 +373,114 @@ export function answerFrameworkError(err: FastifyError, req: FastifyRequest, rep
  * never reaches a route, and was answered in another shape. Herald's shape here too, each
  * with the status node chose and a code of that status (408, 431, 400); then the
  * connection ends.
+ *
+ * Answers in the order of the requests (RFC 9112 §9.3.2): pipelined behind a request whose
+ * answer is not written yet, the refusal waits for that answer (errorAfterEarlierAnswers).
+ * Node's own socketOnError, which this was copied from, wrote it at once when the earlier
+ * answer had not begun, and ended the connection: a send pipelined in front had been
+ * delivered, and its client read the 400 as the send's answer.
  */
 export function answerClientError(err: Error & { code?: string }, socket: Socket): void {
   // A reset connection has nobody to answer.
   if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  // Node calls this again for each later read (its parser stays in the error) and for a
+  // timeout: the connection's first refusal is the one answered.
+  if (refusingClient.has(socket)) return;
+  refusingClient.add(socket);
+  // Nothing after the refused request is parsed, or run: the connection ends with its refusal.
+  stopReading(socket);
   const error = err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
     ? new HeraldError('HERALD_ERR_REQUEST_TIMEOUT', 'the request did not arrive whole in time (requestTimeoutMs)')
     : err.code === 'HPE_HEADER_OVERFLOW'
       ? new HeraldError('HERALD_ERR_HEADERS_TOO_LARGE')
       : new HeraldError('HERALD_ERR_BAD_REQUEST', `malformed HTTP request${err.code ? ` (${err.code})` : ''}`);
-  // As node's own socketOnError (lib/_http_server.js): answer only when no answer to an earlier
-  // request on this connection has begun, or the peer would read our bytes inside that one.
-  const inFlight = (socket as Socket & { _httpMessage?: { headersSent?: boolean } | null })._httpMessage;
-  if (socket.writable && !inFlight?.headersSent) {
-    const body = JSON.stringify(error.toJSON());
-    socket.write(`HTTP/1.1 ${error.status} ${STATUS_CODES[error.status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  errorAfterEarlierAnswers(socket, () => {
+    // None in progress now, or the refused request's own not begun. One that had begun (its
+    // route answered before the body came) would have our bytes read inside it.
+    if (socket.writable && !answerInProgress(socket)?.headersSent) {
+      const body = JSON.stringify(error.toJSON());
+      socket.write(`HTTP/1.1 ${error.status} ${STATUS_CODES[error.status]}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+    }
+    socket.destroy(err);
+  });
+}
+
+/** Connections whose refusal answerClientError is writing or waiting to write. */
+const refusingClient = new WeakSet<Socket>();
+
+/**
+ * Runs `then` once the answers to the requests before the refused one are written, or at
+ * once when there are none. An answer in progress whose request is not complete is the
+ * refused request's own (a request is incomplete only while its body is being parsed, and
+ * the refusal is of what came next in it: a body cut short, a timeout): its route will never
+ * see the rest of the body, so the refusal is its answer, unless that answer has begun (its
+ * route answered before reading the body). Not afterEarlierAnswers (gateway/other-upgrade.ts):
+ * that one is for a connection node has handed over, and waits for every answer.
+ */
+function errorAfterEarlierAnswers(socket: Socket, then: () => void): void {
+  if (socket.destroyed) return;
+  const answering = answerInProgress(socket);
+  if (answering === undefined || (!answering.req.complete && !answering.headersSent)) {
+    then();
+    return;
   }
-  socket.destroy(err);
+  // 'close' as well: an answer cut short by the connection's end never finishes. Node's own
+  // 'finish' listener runs first, and puts the next queued answer in its place.
+  let waited = false;
+  const next = (): void => {
+    if (waited) return;
+    waited = true;
+    errorAfterEarlierAnswers(socket, then);
+  };
+  answering.once('finish', next);
+  answering.once('close', next);
+}
+
+/**
+ * Request ids as Fastify's own (`req-1`, `req-2`… in base 36, counted from each start), one
+ * count for all of a Herald's HTTP listeners: the main port's (Fastify's genReqId), the old
+ * daemon's ports' and a refused CONNECT's. An id names one request in the log, whatever the port.
+ */
+export function requestIds(): () => string {
+  let last = 0;
+  return () => {
+    // Kept a small integer (2^31 − 1 at most), as Fastify does: past it V8 would make it a float.
+    last = (last + 1) & 0x7fffffff;
+    return `req-${last.toString(36)}`;
+  };
+}
+
+/**
+ * The HTTP server's 'connect' listener. A CONNECT (a proxy's tunnel) goes to this listener
+ * only, with its connection taken from the HTTP parser, and without one node dropped the
+ * connection unanswered. Herald is no proxy: 404 HERALD_ERR_NOT_FOUND, as any method or route
+ * it does not serve, with an X-Request-Id, and the connection ends (node parses nothing after
+ * a CONNECT). Pipelined behind a request still being answered, once that answer is written.
+ */
+export function answerConnect(log: FastifyBaseLogger, nextId: () => string): (req: IncomingMessage, socket: Duplex) => void {
+  return (req, socket) => {
+    const answer = (): void => {
+      if (socket.destroyed) return;
+      socket.on('error', destroySocket);
+      const id = nextId();
+      const target = (req.url ?? '').slice(0, 200);
+      const refusal = new HeraldError('HERALD_ERR_NOT_FOUND', `no route CONNECT ${target}`);
+      log.debug({ reqId: id, method: 'CONNECT', route: target, status: refusal.status, code: refusal.code }, 'request refused');
+      const body = JSON.stringify(refusal.toJSON());
+      socket.once('finish', destroySocket);
+      socket.end(
+        `HTTP/1.1 ${refusal.status} ${STATUS_CODES[refusal.status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+          `Content-Length: ${Buffer.byteLength(body)}\r\nX-Request-Id: ${id}\r\nConnection: close\r\n\r\n${body}`,
+      );
+    };
+    if (answerInProgress(socket) !== undefined) afterEarlierAnswers(socket, answer);
+    else answer();
+  };
+}
+
+/** A shared function: the connection of an answered CONNECT, once written, or on an error. */
+function destroySocket(this: Duplex): void {
+  this.destroy();
 }
 
 /**
