@@ -82,6 +82,49 @@ describe('the store file under a running Herald', () => {
     });
   }
 
+  // A quiet night: nothing is sent after the file goes, and a monitor polls. It must see the loss
+  // then, not at the next send: everything queued meanwhile sits in the unlinked file.
+  for (const how of ['deleted', 'its WAL deleted'] as const) {
+    test(`${how}, no send since: /healthz answers 503 and the status names the cause at once, logged once${how === 'its WAL deleted' ? '; the probe copies the WAL into the file, so what was stored survives a kill -9' : ''}`, async () => {
+      const s = await FaultServer.create();
+      servers.push(s);
+      await s.start();
+      const file = join(s.dataDir, 'herald.sqlite');
+      const first = await s.sendBatch(batch(1, 0, 20));
+      assert.equal(first.status, 200, JSON.stringify(first.body));
+      assert.equal((await fetch(`${s.url}/healthz`)).status, 200);
+
+      rmSync(how === 'deleted' ? file : `${file}-wal`);
+
+      const health = await fetch(`${s.url}/healthz`);
+      assert.equal(health.status, 503, `${how} and nothing sent since: /healthz must say so`);
+      assert.deepEqual(await health.json(), { ok: false, error: { code: 'HERALD_ERR_UNAVAILABLE', message: 'the store can store nothing more: see the server log' } });
+      const status = await fetch(`${s.url}/api/v1/status`, { headers: { authorization: `Bearer ${s.apiToken}` } });
+      const body = await status.json() as { healthy: boolean; problem?: string; storeCounts: { writesFailing?: boolean } };
+      assert.equal(body.healthy, false);
+      assert.match(body.problem ?? '', new RegExp(`^the store can store nothing more: the store file ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} .*deleted or replaced`));
+      assert.equal(body.storeCounts.writesFailing, true);
+      // Asked again: the same verdict, said once in the log.
+      assert.equal((await fetch(`${s.url}/healthz`)).status, 503);
+      await until(() => s.output.includes('store: file lost'), 10_000, 'store: file lost in the log');
+      // Lost for good: the next stored send is refused, not answered as stored.
+      const after = await s.sendBatch(batch(1, 20, 20));
+      assert.equal(after.status, 503, JSON.stringify(after.body));
+      assert.equal(s.output.split('store: file lost').length - 1, 1, s.output.slice(-3000));
+
+      if (how === 'its WAL deleted') {
+        // kill -9 and a start: the 20 answered as stored are in the file, in their EPOCH, no RESET.
+        const epoch = first.body.results![0]!.results[0]!.epoch!;
+        await s.kill();
+        await s.start();
+        const back = await s.tab(1, { seq: 0, epoch });
+        await back.until(() => back.frames.length >= 20, 5000, '20 notifications');
+        back.close();
+        assert.deepEqual(back.frames.map((f) => [f.TYPE, f.SEQ, f.TEXT]), Array.from({ length: 20 }, (_, i) => ['MESSAGE', i + 1, `m${i}`]));
+      }
+    });
+  }
+
   test('its lock file deleted alone (a cleaner of old files): the next write takes it again, so a second Herald on the data dir is still refused', async () => {
     const s = await FaultServer.create();
     servers.push(s);

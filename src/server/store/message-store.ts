@@ -99,6 +99,9 @@ export interface MessageStore {
    * Why the store can store nothing more, once that is so (the SQLite file
    * deleted or replaced under it, its lock taken by another process);
    * undefined while it is well. `/healthz` answers 503 while it is set.
+   * Reading it checks the SQLite file and its WAL (two stat calls), so a
+   * file deleted while nothing is written is reported when a monitor asks,
+   * not at the next write; only the health verdict reads it, never a send.
    */
   readonly failure?: string | undefined;
   /**

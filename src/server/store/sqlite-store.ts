@@ -692,11 +692,22 @@ export class SqliteStore implements MessageStore {
    */
   #checkFile(): void {
     if (this.#lost) throw this.#lost;
+    if (this.#probeFile() === 'lost') throw this.#lost!;
+  }
+
+  /**
+   * Whether the file and its WAL are still the ones opened (#checkFile);
+   * while #lost is unset, after a commit (#write) or when a monitor asks
+   * (`failure`). Found gone, the loss is set and said once (onFileLost), and
+   * when the WAL alone went its frames are copied into the file: 'rescued'
+   * when every commit so far got there, 'lost' otherwise.
+   */
+  #probeFile(): 'kept' | 'rescued' | 'lost' {
     const identity = this.#identity;
-    if (!identity) return;
+    if (!identity) return 'kept';
     const [file, wal] = identity.ids;
     const fileKept = fileId(identity.file) === file;
-    if (fileKept && fileId(`${identity.file}-wal`) === wal) return;
+    if (fileKept && fileId(`${identity.file}-wal`) === wal) return 'kept';
     this.#lost = new Error(
       `the store file ${identity.file} (or its -wal) was deleted or replaced while Herald ran; nothing more can be stored in it: restart Herald`,
     );
@@ -708,8 +719,7 @@ export class SqliteStore implements MessageStore {
     // EPOCHs: the next start gave those streams the EPOCH derived from the
     // file's (the same as before) and assigned their SEQs again, which a
     // tab resuming with a cursor past them would silently skip.
-    if (fileKept && this.#rescueWal()) return;
-    throw this.#lost;
+    return fileKept && this.#rescueWal() ? 'rescued' : 'lost';
   }
 
   /**
@@ -765,7 +775,26 @@ export class SqliteStore implements MessageStore {
     return true;
   }
 
+  /**
+   * Checks the file first (#probeFile: two stat calls), so that a monitor
+   * polling /healthz through a quiet night sees a deleted file at once:
+   * checked only after commits, it read well until the next write, though
+   * every notification stored so far was then only in the unlinked file,
+   * lost at the next restart. Not rate-limited:
+   * only /healthz and the status read it, never a send. Finding the WAL alone
+   * gone, it copies the WAL into the file here, as the next write would
+   * have: that write is refused (#lost) before it could, so left to it the
+   * rescue never ran, and a kill in between lost every commit since the last
+   * checkpoint. It is safe from a read: no transaction is open between turns
+   * (better-sqlite3 commits synchronously), nothing is written to the file
+   * after it (every write, pruning pass and eviction is refused once #lost
+   * is set), and it costs what it would have cost that write, once: one
+   * checkpoint on the event loop (at worst waiting for the worker's). One
+   * that fails leaves things as a write that found the loss would have:
+   * reported, not rescued.
+   */
   get failure(): string | undefined {
+    if (!this.#lost && !this.#closed) this.#probeFile();
     return this.#lost?.message;
   }
 
