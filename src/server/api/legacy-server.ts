@@ -74,6 +74,15 @@ const MAX_QUEUED_REQUESTS = 64;
 const YIELD_EVERY = 32;
 /** On close(), how long connections may take to finish what they hold before they are cut. */
 const CLOSE_GRACE_MS = 2000;
+/**
+ * On shutdown, how long a connection still reads before it stops (LegacyConnection.shutdown):
+ * requests a peer wrote before the shutdown began may still be in the kernel's buffer, not yet
+ * read, and Node cannot read that buffer synchronously. Paused at once, a SILENT MESSAGE there
+ * was lost without a trace (nothing answers it, so its sender never knew) at every restart.
+ * Fixed and short, as the HTTP side's wait for its buffered requests (herald.ts,
+ * SILENT_CONNECTION_WAIT_MS): a peer that keeps writing does not hold close() past it.
+ */
+const SHUTDOWN_READ_MS = 50;
 /** TCP keep-alive probes find peers that vanished without a FIN (idle connections are legitimate). */
 const KEEPALIVE_MS = 60_000;
 
@@ -172,6 +181,8 @@ class LegacyConnection {
   #opening: Buffer | undefined = Buffer.alloc(0);
   #partialTimer: NodeJS.Timeout | undefined;
   #lingerTimer: NodeJS.Timeout | undefined;
+  /** Set while a shutdown's last read runs (SHUTDOWN_READ_MS); it stops reading when it fires. */
+  #shutdownTimer: NodeJS.Timeout | undefined;
   #deadlineTimer: NodeJS.Timeout | undefined;
   #onDeadline: (() => void) | undefined;
   /**
@@ -236,6 +247,7 @@ class LegacyConnection {
       this.#maybeSettle();
       this.#clearPartialTimer();
       if (this.#lingerTimer) clearTimeout(this.#lingerTimer);
+      if (this.#shutdownTimer) clearTimeout(this.#shutdownTimer);
       // The deadline timer is left to fire (it is unref'd, and a no-op when idle): a request
       // still in flight after the socket closed must get its deadline, or #drain could wait
       // on a hung dependency for ever and close() with it (a cleared timer cannot be refreshed).
@@ -420,8 +432,37 @@ class LegacyConnection {
     this.#serve();
   }
 
-  /** Stops reading; answers what is already framed, then ends the connection. */
+  /**
+   * Stops reading after a last read of SHUTDOWN_READ_MS: requests already in the socket when the
+   * shutdown began (written, not yet read) are framed and handled as any other (a SILENT MESSAGE
+   * carried out, another answered), then the connection ends once what was read is answered.
+   * Reading goes on as usual meanwhile (backpressure, limits), and stops at the end of the wait
+   * whatever the peer still writes: an unfinished request then is dropped (#stopReading).
+   */
   shutdown(): void {
+    if (this.#ending || this.#shutdownTimer !== undefined) {
+      // Already ending (the peer's end, a fatal answer, or a shutdown before): nothing more is read.
+      this.#serve();
+      return;
+    }
+    if (this.#socketClosed || this.#socket.destroyed || this.#socket.readableEnded) {
+      this.#stopReading();
+      return;
+    }
+    this.#shutdownTimer = setTimeout(() => {
+      this.#shutdownTimer = undefined;
+      this.#stopReading();
+    }, SHUTDOWN_READ_MS);
+  }
+
+  /** Stops reading; answers what is already framed (and #unread), then ends the connection. */
+  #stopReading(): void {
+    if (this.#ending) {
+      this.#serve();
+      return;
+    }
+    const partial = this.#framer.inValue ? this.#framer.buffered : (this.#opening?.length ?? 0);
+    if (partial > 0) this.#log.debug({ bytes: partial }, 'legacy request incomplete at shutdown: dropped');
     this.#ending = true;
     this.#clearPartialTimer();
     this.#socket.pause();
@@ -787,8 +828,8 @@ export class LegacyServer {
   }
 
   /**
-   * Stops accepting, lets every connection answer what it has already
-   * received, ends them, and cuts any that take longer than a short grace.
+   * Stops accepting, lets every connection read what is already in its socket (SHUTDOWN_READ_MS)
+   * and answer what it received, ends them, and cuts any that take longer than a short grace.
    */
   close(): Promise<void> {
     this.#closing ??= (async () => {
