@@ -95,6 +95,8 @@ export class Herald {
   /** The next request id, for every HTTP listener (requestIds): Fastify's, and the old daemon's ports'. */
   readonly #requestId: () => string;
   #urls: HeraldUrls | undefined;
+  /** The latest listen(), which close() lets finish before it closes what it opened. */
+  #listening: Promise<unknown> | undefined;
   #closed: Promise<void> | undefined;
 
   private constructor(parts: {
@@ -215,6 +217,7 @@ export class Herald {
       childLoggerFactory: (parent) => parent,
       // Herald refuses requests during shutdown itself, in its own error shape (installShutdownHandling).
       return503OnClosing: false,
+      // Fastify ends no connection itself here (node's close() ends the idle ones: #closeHttp holds that back a moment).
       forceCloseConnections: 'idle',
       // What is refused before a route (a bad URL, a request node cannot parse, one that timed out) is answered in Herald's error shape too.
       frameworkErrors: answerFrameworkError,
@@ -346,9 +349,20 @@ export class Herald {
    * Opens the listeners: HTTP (API, browser endpoint), then the old daemon's
    * ports when configured, then the legacy TCP door. When one fails (a port in
    * use) the ones before it are still open: call close() to release them and
-   * the store.
+   * the store. Once close() has been called it rejects (HERALD_ERR_SHUTTING_DOWN)
+   * and opens nothing; a close() called while it runs waits for it, then closes
+   * what it opened.
    */
-  async listen(): Promise<HeraldUrls> {
+  listen(): Promise<HeraldUrls> {
+    // Opened after close() had run, the listeners, the legacy door and the session watcher were
+    // never closed: the process did not exit, the ports stayed taken, answering 503 for ever.
+    if (this.#closed !== undefined) return Promise.reject(new HeraldError('HERALD_ERR_SHUTTING_DOWN', 'listen() after close(): this Herald is closed; create another'));
+    const listening = this.#listen();
+    this.#listening = listening;
+    return listening;
+  }
+
+  async #listen(): Promise<HeraldUrls> {
     const o = this.options;
     await this.app.listen({ host: o.host, port: o.port, backlog: LISTEN_BACKLOG });
     const addr = this.app.server.address() as AddressInfo;
@@ -424,7 +438,8 @@ export class Herald {
    * let requests in flight finish (up to shutdownGraceMs), release stores.
    * A step that fails is logged and the steps after it still run (the store
    * last: it commits the acks still waiting); close() then rejects with the
-   * first failure.
+   * first failure. A listen() still running is let finish first, and what it
+   * opened is closed with the rest.
    */
   close(reason: string = CloseReason.SHUTDOWN): Promise<void> {
     this.#closed ??= (async () => {
@@ -445,6 +460,9 @@ export class Herald {
       const graceEnds = performance.now() + this.options.shutdownGraceMs;
       // New HTTP requests are refused from now on; answers close their connection.
       this.#lifecycle.closing = true;
+      // A listen() still opening the listeners finishes first (failed or not): what it opens
+      // after this point would otherwise be left open, nobody closing it.
+      await this.#listening?.catch(() => undefined);
       // A front door first: legacy requests already received are answered, then its connections end.
       await step('legacy door', () => this.legacy?.close());
       // The tabs are told at once, and the re-check round's look-ups in flight are not waited
@@ -454,7 +472,6 @@ export class Herald {
         step('session watcher', () => this.watcher?.stop()),
         step('tabs', () => this.gateway.close(reason, Math.min(2000, this.options.shutdownGraceMs))),
       ]);
-      for (const c of this.#compatServers) c.server.close();
       // Commands stop while the HTTP server closes, not after: a request in flight may be a
       // long poll waiting for a command to end (`herald run --wait`), and the HTTP server waits
       // for it, so stopping commands afterwards left them running for the whole grace period.
@@ -485,14 +502,36 @@ export class Herald {
   }
 
   /**
-   * Stops the HTTP server: requests in flight have until `graceEnds` to be
-   * answered (each answer closes its connection). A connection still open
-   * after that (a request not answered in time, a client trickling its
-   * headers) is destroyed, so that close() ends and the stores are not
-   * closed under a server that still takes requests.
+   * Stops the HTTP servers (the main port's and the old daemon's ports'):
+   * requests in flight have until `graceEnds` to be answered (each answer
+   * closes its connection). A connection still open after that (a request not
+   * answered in time, a client trickling its headers) is destroyed, so that
+   * close() ends and the stores are not closed under a server that still takes
+   * requests. The old daemon's ports are waited for and ended as the main one
+   * is: node checks requestTimeoutMs no more once a server is closed, and a
+   * connection there with half a request outlived close() and was answered
+   * after it.
    */
   async #closeHttp(graceEnds: number): Promise<void> {
-    const closed = this.app.close().catch((err: unknown) => this.logger.error({ err }, 'closing the HTTP server failed'));
+    const servers = [this.app.server, ...this.#compatServers.map((c) => c.server)];
+    // node's close() ends the idle keep-alive connections at once (closeIdleConnections): a
+    // request already in one's buffer, not yet read, was reset (a POST then cannot tell whether
+    // it was done) where the same request on a fresh connection is read and answered 503 (below).
+    // They end after the same moment instead: a request read meanwhile is answered 503 with
+    // Connection: close, and those still idle then are ended.
+    const idleEnds = servers.map((server) => {
+      const closeIdle = server.closeIdleConnections;
+      server.closeIdleConnections = () => undefined;
+      return () => {
+        server.closeIdleConnections = closeIdle;
+        server.closeIdleConnections();
+      };
+    });
+    const closed = Promise.all([
+      this.app.close().catch((err: unknown) => this.logger.error({ err }, 'closing the HTTP server failed')),
+      // Called back once every connection has ended; with an error only when it was not listening.
+      ...this.#compatServers.map((c) => new Promise<void>((resolve) => c.server.close(() => resolve()))),
+    ]);
     // A connection that has sent nothing yet (a browser's preconnect, a port check, a client
     // stalled before its first byte) is not idle to node: closeIdleConnections() leaves it, and
     // close() waited the whole grace for it. It has no request to answer: it ends now. One that
@@ -502,9 +541,10 @@ export class Herald {
     // reset (a POST then cannot tell whether it was done); read now, it is answered 503.
     await new Promise((resolve) => setTimeout(resolve, SILENT_CONNECTION_WAIT_MS));
     for (const socket of this.#httpCap.sockets) if (socket.bytesRead === 0) socket.destroy();
+    for (const end of idleEnds) end();
     if (await withTimeout(closed, Math.max(0, graceEnds - performance.now()))) return;
     this.logger.warn({ graceMs: this.options.shutdownGraceMs }, 'HTTP requests still open after the shutdown grace: closing their connections');
-    this.app.server.closeAllConnections();
+    for (const server of servers) server.closeAllConnections();
     await withTimeout(closed, 1000);
   }
 }
@@ -664,7 +704,10 @@ const SPARED: Resolution = { outcome: 'unavailable', reason: 'look-ups are faili
  */
 const LISTEN_BACKLOG = 4096;
 
-/** How long a shutdown gives a connection that has sent nothing yet before it ends it (#closeHttp): what is already in its buffer is read meanwhile. */
+/**
+ * How long a shutdown gives a connection that has sent nothing yet, and an idle keep-alive one,
+ * before it ends it (#closeHttp): what is already in its buffer is read meanwhile, and answered 503.
+ */
 const SILENT_CONNECTION_WAIT_MS = 50;
 
 /** Below this many tabs allowed by the open-file limit, the start says so. */

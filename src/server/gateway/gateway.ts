@@ -155,7 +155,30 @@ export class Gateway {
     server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       // Pipelined behind a request still being answered: taken once that answer is written
       // (other-upgrade.ts). One property read on an ordinary handshake.
-      if (answerInProgress(socket) !== undefined) return afterEarlierAnswers(socket, () => this.#takeUpgrade(server, req, socket, head, fixedKind));
+      if (answerInProgress(socket) !== undefined) return this.#afterEarlierAnswers(server, req, socket, head, fixedKind);
+      this.#takeUpgrade(server, req, socket, head, fixedKind);
+    });
+  }
+
+  /**
+   * Sockets whose handshake waits for the answers before it (afterEarlierAnswers). Neither
+   * node's closeAllConnections() (the parser is gone with the upgrade) nor #admitting sees
+   * them, but the HTTP server counts them: at shutdown, a client that did not read those
+   * answers kept close() waiting the whole grace and more, and its socket stayed open.
+   */
+  readonly #waiting = new Set<Duplex>();
+
+  #afterEarlierAnswers(server: HttpServer, req: IncomingMessage, socket: Duplex, head: Buffer, fixedKind: PrincipalKind | undefined): void {
+    // A closure each: the rare path (a browser never pipelines a handshake).
+    const forget = (): void => {
+      this.#waiting.delete(socket);
+    };
+    this.#waiting.add(socket);
+    // However the wait ends: a socket destroyed while waiting is never handed on.
+    socket.once('close', forget);
+    afterEarlierAnswers(socket, () => {
+      socket.off('close', forget);
+      forget();
       this.#takeUpgrade(server, req, socket, head, fixedKind);
     });
   }
@@ -353,6 +376,10 @@ export class Gateway {
     this.#deps.behind.flush();
     for (const socket of this.#admitting) reject(socket, 503, 'HERALD_ERR_SHUTTING_DOWN', 'the server is shutting down');
     this.#admitting.clear();
+    // Behind answers not yet written or not read: no 503 can go in front of them. They are cut,
+    // as node cuts the answers given but unread on a connection it ends at close().
+    for (const socket of this.#waiting) socket.destroy();
+    this.#waiting.clear();
     const all = [...this.#connections];
     // Every tab's own onClosed (set at its handshake) forgets it, and says so here once the last has gone.
     const closed = all.length === 0 ? Promise.resolve() : new Promise<void>((resolve) => {

@@ -60,7 +60,9 @@ export function answerInProgress(socket: Duplex): ServerResponse | undefined {
  * requests' routes having run), and a WebSocket's 101 and WELCOME went out in
  * front of the earlier answer. Waiting is what a client that pipelines
  * expects (answers in the order of the requests, RFC 9112 §9.3.2); it is the
- * rare path: a browser never pipelines a handshake.
+ * rare path: a browser never pipelines a handshake. Node's HTTP server sees
+ * such a socket no more (its parser is gone with the upgrade, closeAllConnections
+ * passes it by) but still counts it: its caller keeps it, to end it at shutdown.
  */
 export function afterEarlierAnswers(socket: Duplex, then: () => void): void {
   // Node took its listeners off the socket with the upgrade: without one, a reset while waiting would throw.
