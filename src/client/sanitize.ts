@@ -328,7 +328,8 @@ function purify(purifier: DOMPurify, html: string): DocumentFragment | undefined
  * (decodeReferences), with no elements left to nest.
  */
 function asPlainText(html: string): DocumentFragment {
-  const flat = html
+  const flat = withoutComments(html)
+    .replace(/<!doctype(?=[\t\n\f\r >])[^>]*>/gi, '')
     .replace(/<(script|style)(?=[\t\n\f\r />])[^>]*>[^]*?<\/\1[\t\n\f\r ]*>/gi, '')
     .replace(LINE_BREAK, '\n')
     .replace(BLOCK_EDGES, '\n')
@@ -345,6 +346,35 @@ function asPlainText(html: string): DocumentFragment {
     fragment.append(line);
   });
   return fragment;
+}
+
+/**
+ * `html` without its complete comments (`<!-- … -->`, and `<!-->`, `<!--->`,
+ * as HTML ends them) and CDATA sections: markup the sender never meant to be
+ * read (a template's notes), which the fallback's `<` kept as text would
+ * show. One that is never closed stays, as text. Linear: each search starts
+ * where the last ended (a lazy regex rescanned to the end for each opening).
+ */
+function withoutComments(html: string): string {
+  let out = '';
+  let at = 0;
+  for (;;) {
+    const open = html.indexOf('<!', at);
+    if (open < 0) break;
+    const [begins, ends] = html.startsWith('<!--', open) ? ['<!--', '-->'] : html.startsWith('<![CDATA[', open) ? ['<![CDATA[', ']]>'] : ['', ''];
+    if (begins === '') {
+      out += html.slice(at, open + 2);
+      at = open + 2;
+      continue;
+    }
+    const from = open + begins.length;
+    // `<!-->` and `<!--->` are whole (empty) comments to HTML's parser.
+    const close = begins === '<!--' && html.startsWith('>', from) ? from - 2 : begins === '<!--' && html.startsWith('->', from) ? from - 1 : html.indexOf(ends, from);
+    if (close < 0) break;
+    out += html.slice(at, open);
+    at = close + ends.length;
+  }
+  return out + html.slice(at);
 }
 
 /** A `<br>` with any attributes (`<br class="x">`, an editor's `<br data-mce-bogus="1">`, `<br/ >`): as TAG reads tags. */
