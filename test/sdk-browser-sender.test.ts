@@ -239,6 +239,10 @@ describe('BrowserSender against a running Herald', () => {
     assert.throws(() => new BrowserSender({ url: s.url, apiToken: 'пароль-пароль-пароль' }), /option "apiToken" must be printable ASCII/);
     // A URL that does not parse is quoted without its user information.
     assert.throws(() => new BrowserSender({ url: 'http://bob:Passw0rd@127.0.0.1:99999', apiToken: 'x' }), (e: Error) => /not a URL: http:\/\/\(user info\)@127\.0\.0\.1:99999$/.test(e.message) && !e.message.includes('Passw0rd'));
+    // A password holding `@` or `/` is not shown in part either.
+    for (const url of ['http://bob:p@ssw0rd@127.0.0.1:99999', 'http://bob:pa/ss@127.0.0.1:99999']) {
+      assert.throws(() => new BrowserSender({ url, apiToken: 'x' }), (e: Error) => e.message.endsWith('(user info)@127.0.0.1:99999') && !/ssw0rd|pa\/ss|bob|p@ss/.test(e.message), url);
+    }
     assert.throws(() => new BrowserSender({ url: s.url, apiToken: 'x', timeoutMs: 0 }), /option "timeoutMs"/);
     assert.throws(() => new BrowserSender({ url: s.url, apiToken: 'x', secret: 'short' }), /option "secret"/);
     assert.doesNotThrow(() => new BrowserSender({ enabled: false }));

@@ -129,8 +129,7 @@ export class BrowserSender {
     } catch {
       // `http://::1:19443`: a bare IPv6 address reads as a host with several ports (RFC 3986 §3.2.2).
       const hint = /^[a-z][a-z0-9+.-]*:\/\/[0-9a-f]*:[0-9a-f]*:/i.test(options.url) ? ' (an IPv6 address goes in brackets: http://[::1]:19443)' : '';
-      // Without what may be a password (`http://bob:pw@host:99999` does not parse either).
-      throw new TypeError(`option "url" is not a URL: ${options.url.replace(/\/\/[^/@]*@/, '//(user info)@')}${hint}`);
+      throw new TypeError(`option "url" is not a URL: ${withoutUserInfo(options.url)}${hint}`);
     }
     if (parsed.protocol !== 'http:' && parsed.protocol !== 'https:') throw new TypeError(`option "url" must be http: or https:, got ${parsed.protocol}`);
     // fetch refuses a URL with credentials on every call, and its error quotes
@@ -538,4 +537,18 @@ export function toPayload(message: unknown, title?: string): NotificationPayload
   if (typeof obj.TYPE !== 'string') throw badArgument('message.TYPE must be a string');
   if (title !== undefined && obj.TITLE === undefined) obj.TITLE = title;
   return obj as NotificationObject;
+}
+
+/**
+ * A URL that did not parse, quoted without what may be a password
+ * (`http://bob:pw@host:99999` does not parse either): everything from after
+ * `//` (or from the start) to the last `@`. A password may itself hold `@`
+ * or `/` (`bob:p@ss/w@host`), which a cut at the first `@`, or at a `/`,
+ * showed in part.
+ */
+function withoutUserInfo(url: string): string {
+  const at = url.lastIndexOf('@');
+  if (at < 0) return url;
+  const slashes = url.indexOf('//');
+  return slashes >= 0 && slashes < at ? `${url.slice(0, slashes + 2)}(user info)${url.slice(at)}` : `(user info)${url.slice(at)}`;
 }
