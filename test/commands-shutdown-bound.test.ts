@@ -18,11 +18,13 @@ import { gone, makeRig, processesRunning, processesShown, within, type Frame } f
 it('a shutdown as long as the kill grace cuts loose a run whose output a process outside its group holds when its grace ends, recorded and notified', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'herald-shutdown-bound-'));
   const file = join(dir, 'audit.sqlite');
-  const KILL_GRACE_MS = 5000;
-  // The process left holding the output ends by itself well after close(KILL_GRACE_MS) has cut
-  // the run loose (its grace, then 1 s) and well before twice the kill grace: waited for, the run
-  // would have ended with its output, not cut loose.
-  const leftover = ['sleep', '9.4718'];
+  const KILL_GRACE_MS = 8000;
+  // The process left holding the output ends by itself after close(KILL_GRACE_MS) has cut the
+  // run loose (its grace, then 1 s) and before twice the kill grace: waited for, the run would
+  // have ended with its output, not cut loose. Its sleep starts with the run, so the time until
+  // close() is called comes off the first margin: 6.5 s of it (with a 5 s grace it was 3.5 s, which a loaded
+  // full run took up, and the run ended with its output).
+  const leftover = ['sleep', '15.4718'];
   const rig = await makeRig({ commandsAllow: ['sh'], commandsKillGraceMs: KILL_GRACE_MS }, { audit: new SqliteCommandAudit(file, 1000) });
   try {
     const tab = rig.tab(1);
