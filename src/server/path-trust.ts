@@ -33,7 +33,7 @@ function octal(mode: number): string {
 }
 
 /** Whether `st` is this user's or root's (or there are no user ids to compare: Windows). */
-function trustedOwner(st: Stats): boolean {
+export function trustedOwner(st: Stats): boolean {
   const me = process.geteuid?.();
   return me === undefined || st.uid === me || st.uid === 0;
 }
@@ -53,7 +53,7 @@ function foreign(st: Stats, what: string, path: string): string | undefined {
 const ONLY_MINE = 'use a directory only this user may write (chmod 700 it, if it is Herald\'s alone, or name one in it for Herald to make, 0700)';
 
 /** Whether `gid` is a group of this process: its own or a supplementary one (a Kubernetes fsGroup). */
-function ownGroup(gid: number): boolean {
+export function ownGroup(gid: number): boolean {
   return gid === process.getegid?.() || (process.getgroups?.().includes(gid) ?? false);
 }
 

@@ -12,7 +12,7 @@
  * kept in memory until it is free (docs/commands.md, Audit).
  *
  * Besides the trail, the file keeps the runs in progress (`command_runs`, one
- * row from a program's start to its `finished` record, written in the same
+ * row from a run's acceptance, queued or started, to its `finished` record, written in the same
  * transaction as that record): a Herald killed or crashed in the middle of a
  * run leaves its row, and the next start closes it (CommandRunJournal).
  */

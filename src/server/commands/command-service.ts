@@ -124,14 +124,14 @@ export interface CommandStats {
 }
 
 /**
- * A run in progress as the audit file keeps it until its `finished` record is written
- * (CommandRunJournal): enough for a restart to close it and to stop what is left of it.
+ * A run in progress as the audit file keeps it from its acceptance until its `finished` record
+ * is written (CommandRunJournal): enough for a restart to close it and to stop what is left of it.
  */
 export interface RunningCommandRecord {
-  /** The run as it started: a `finished` record with state `running`, no end. */
+  /** The run as it was accepted (state `queued`) or started (`running`): a `finished` record with no end. */
   record: CommandAuditRecord;
-  /** Its program's pid, which is also its process group's id. */
-  pid: number;
+  /** Its program's pid, which is also its process group's id; absent while the run waits in the queue (no program runs yet). */
+  pid?: number;
   /** The program's processIdentity at launch (absent where /proc could not say): its pid may be another's by now. */
   identity?: string;
   /** The Herald that runs it: a restart closes only its own host's runs, and never those of a Herald still alive. */

@@ -16,37 +16,52 @@ import { accessSync, constants, existsSync, lstatSync, readlinkSync, realpathSyn
 import { basename, delimiter, dirname, isAbsolute, join, resolve as resolvePath, sep } from 'node:path';
 import { quoted } from '../../protocol/text-cut.js';
 import { HeraldError } from '../errors.js';
+import { MAX_LINK_HOPS, directoryVerdict, programTrust } from './program-trust.js';
 
 /** Longest program name or path, and longest argument, in characters. */
 export const MAX_PROGRAM_CHARS = 4096;
 
 /**
  * The server's PATH as the search path for allowed names (`commandsPath` empty), without
- * the directories inside a node_modules. `npm start` puts the node_modules/.bin of the
- * checkout and of every directory above it, and npm's own node-gyp-bin, in front of the
- * PATH it was given (@npmcli/run-script, set-path.js): an allowed name would resolve to a
- * dependency's bin (`semver`, `tsc`, or one named like a system program) before the
- * system's. Those are the packages' programs, not the machine's; name them in
- * `commandsPath` or by absolute path to allow them.
+ * its relative entries and the directories inside a node_modules, each of which is listed
+ * in `skipped` (start-up logs them).
+ *
+ * A relative entry (`bin`, `.`, or an empty one, which a shell reads as `.`) names a place
+ * under the server's working directory, whoever may write there: never searched (see
+ * CommandPolicy's constructor). `npm start` puts the node_modules/.bin of the checkout and
+ * of every directory above it, and npm's own node-gyp-bin, in front of the PATH it was
+ * given (@npmcli/run-script, set-path.js): an allowed name would resolve to a dependency's
+ * bin (`semver`, `tsc`, or one named like a system program) before the system's. Those are
+ * the packages' programs, not the machine's; name them in `commandsPath` or by absolute
+ * path to allow them.
  */
 export function serverSearchPath(envPath: string): { searchPath: string; skipped: string[] } {
   const kept: string[] = [];
   const skipped: string[] = [];
+  // An unset or empty PATH has no entries, not one empty entry.
+  if (envPath === '') return { searchPath: '', skipped };
   for (const dir of envPath.split(delimiter)) {
-    if (dir === '') continue;
-    if (dir.split(sep).includes('node_modules')) skipped.push(dir);
+    if (!isAbsolute(dir) || dir.split(sep).includes('node_modules')) skipped.push(dir);
     else kept.push(dir);
   }
   return { searchPath: kept.join(delimiter), skipped };
 }
+
+/** Where a policy reports what it skipped (the runner's logger): fields, then message. */
+export type PolicyWarn = (fields: Record<string, unknown>, message: string) => void;
 
 export interface CommandPolicyOptions {
   /** Names or absolute paths (`commandsAllow`). */
   allow: readonly string[];
   /** `PROGRAM=REGEX` entries (`commandsArgRules`). */
   argRules?: readonly string[];
-  /** Directories searched for names, joined with `:` (`commandsPath`; empty: none). */
+  /** Directories searched for names, joined with `:` (`commandsPath`; empty: none). Relative entries are never searched. */
   searchPath: string;
+  /**
+   * Told of relative entries in `searchPath` (at construction) and of each program file that is
+   * not run because another user could control it (once per name and path). Default: nobody.
+   */
+  warn?: PolicyWarn;
 }
 
 /** A program a request may run. */
@@ -69,6 +84,8 @@ interface Entry {
   path: string | undefined;
   rule: RegExp | undefined;
   ruleSource: string | undefined;
+  /** The candidates the last look-up found but did not trust, each `path: why`, for the refusal. */
+  skipped: string[];
 }
 
 export interface PolicyEntryStatus {
@@ -79,18 +96,27 @@ export interface PolicyEntryStatus {
 export class CommandPolicy {
   readonly #entries: Entry[];
   readonly #dirs: string[];
-  readonly #searchPath: string;
+  readonly #warn: PolicyWarn;
+  /** The warnings given, by what they are about: each once, so a request that repeats one adds no log line. */
+  readonly #warned = new Set<string>();
 
   constructor(options: CommandPolicyOptions) {
-    this.#searchPath = options.searchPath;
-    this.#dirs = options.searchPath.split(delimiter).filter((d) => d !== '' && isAbsolute(d));
+    this.#warn = options.warn ?? (() => {});
+    // A relative entry would be looked up from the server's working directory, whoever may write
+    // there (mutants-commands-path.test.ts): left out, and said so.
+    const listed = options.searchPath === '' ? [] : options.searchPath.split(delimiter);
+    this.#dirs = listed.filter((d) => isAbsolute(d));
+    const relative = listed.filter((d) => !isAbsolute(d));
+    if (relative.length > 0) {
+      this.#warn({ skipped: relative }, 'commandsPath: entries that are not absolute directories are never searched (they would be looked up from the server\'s working directory)');
+    }
     this.#entries = options.allow.map((spec) => {
       if (spec === '' || spec.includes('\0')) throw new HeraldError('HERALD_ERR_CONFIG', `option "commandsAllow": invalid entry ${JSON.stringify(spec)}`);
       if (spec.includes('/') && !isAbsolute(spec)) {
         throw new HeraldError('HERALD_ERR_CONFIG', `option "commandsAllow": "${spec}" must be a bare name or an absolute path`);
       }
-      const entry: Entry = { spec, path: undefined, rule: undefined, ruleSource: undefined };
-      entry.path = this.#find(spec);
+      const entry: Entry = { spec, path: undefined, rule: undefined, ruleSource: undefined, skipped: [] };
+      entry.path = this.#find(entry);
       return entry;
     });
     for (const raw of options.argRules ?? []) {
@@ -123,7 +149,8 @@ export class CommandPolicy {
   /**
    * Turns a requested program into the file to run, or throws:
    * HERALD_ERR_COMMAND_FORBIDDEN (not allowed), HERALD_ERR_COMMAND_NOT_FOUND
-   * (allowed but not installed), HERALD_ERR_VALIDATION (not a program name).
+   * (allowed but not installed, or installed where another user could control
+   * it), HERALD_ERR_VALIDATION (not a program name).
    */
   resolve(program: string): ResolvedProgram {
     if (typeof program !== 'string' || program === '' || program.length > MAX_PROGRAM_CHARS || program.includes('\0')) {
@@ -170,7 +197,7 @@ export class CommandPolicy {
       if (named) return this.#installed(named, program);
       throw this.#forbidden(program, real);
     }
-    return { entry: entry.spec, path: real };
+    return this.#trusted(entry, real, program);
   }
 
   /**
@@ -217,12 +244,16 @@ export class CommandPolicy {
     // An absolute entry that is a symlink to nothing: said so, with the target it names, which is
     // what an admin who retargeted the link (or removed what it points at) looks for.
     const dangling = (): string | undefined => (isAbsolute(entry.spec) ? danglingTarget(entry.spec) : undefined);
+    // What the last look-up found and would not run: the reason a program that is there is refused.
+    const skipped = entry.skipped.length > 0 ? `; not run: ${entry.skipped.join('; ')}` : '';
     if (entry.path === undefined) {
       const target = dangling();
+      // Only the directories really searched: a relative entry never is.
+      const searched = this.#dirs.length > 0 ? `any of ${this.#dirs.join(delimiter)}` : '(no absolute directory in the search path)';
       const where = target !== undefined
         ? `the link ${entry.spec} is dangling: its target ${target} is missing`
-        : `looked for "${entry.spec}" in ${isAbsolute(entry.spec) ? entry.spec : `any of ${this.#searchPath || '(empty search path)'}`}`;
-      throw new HeraldError('HERALD_ERR_COMMAND_NOT_FOUND', `program "${requested}" is allowed but not installed (${where})`);
+        : `looked for "${entry.spec}" in ${isAbsolute(entry.spec) ? entry.spec : searched}`;
+      throw new HeraldError('HERALD_ERR_COMMAND_NOT_FOUND', `program "${requested}" is allowed but not installed (${where}${skipped})`);
     }
     // Removed since it was found (an upgrade of the package, say): the same answer as when
     // the request names its path, not a run that fails to spawn.
@@ -231,9 +262,40 @@ export class CommandPolicy {
       const link = target === undefined ? ''
         : target === entry.path ? `: the link ${entry.spec} to it is dangling`
           : `, and the link ${entry.spec} is dangling: its target ${target} is missing`;
-      throw new HeraldError('HERALD_ERR_COMMAND_NOT_FOUND', `program "${requested}" is allowed but its file ${entry.path} is gone${link}`);
+      throw new HeraldError('HERALD_ERR_COMMAND_NOT_FOUND', `program "${requested}" is allowed but its file ${entry.path} is gone${link}${skipped}`);
     }
-    return { entry: entry.spec, path: entry.path };
+    return this.#trusted(entry, entry.path, requested);
+  }
+
+  /**
+   * The pinned file, checked again on each request as a look-up checks it: its owner, mode or
+   * directory may have changed since it was pinned (a `chmod 777`, a directory handed to a
+   * group), and what runs must still be what only this user or root controls.
+   */
+  #trusted(entry: Entry, path: string, requested: string): ResolvedProgram {
+    const trust = programTrust(path);
+    this.#warnAbout(entry.spec, path, trust.warnings);
+    if (trust.problem !== undefined) {
+      this.#skip(entry.spec, path, trust.problem);
+      throw new HeraldError('HERALD_ERR_COMMAND_NOT_FOUND', `program "${requested}" is allowed but its file is not run: ${trust.problem}`);
+    }
+    return { entry: entry.spec, path };
+  }
+
+  /** Logs, once per name and path, a program file that is not run and why. */
+  #skip(spec: string, path: string, problem: string): void {
+    const key = `skip\0${spec}\0${path}`;
+    if (this.#warned.has(key)) return;
+    this.#warned.add(key);
+    this.#warn({ program: spec, path, reason: problem }, 'allowed program not run: another user could control the file or where it is');
+  }
+
+  /** Logs, once per name and path, what is unsafe about a file that runs (its own group may write it). */
+  #warnAbout(spec: string, path: string, warnings: readonly string[]): void {
+    const key = `warn\0${spec}\0${path}`;
+    if (warnings.length === 0 || this.#warned.has(key)) return;
+    this.#warned.add(key);
+    this.#warn({ program: spec, path, reason: warnings.join('; ') }, 'allowed program runs, but others in this process\'s group could change it');
   }
 
   #forbidden(program: string, real?: string): HeraldError {
@@ -258,29 +320,61 @@ export class CommandPolicy {
    */
   #retryMissing(): void {
     for (const e of this.#entries) {
-      if (e.path === undefined) e.path = this.#find(e.spec);
-      else if (!existsSync(e.path)) e.path = this.#find(e.spec) ?? e.path;
+      if (e.path === undefined) e.path = this.#find(e);
+      else if (!existsSync(e.path)) e.path = this.#find(e) ?? e.path;
     }
   }
 
-  #find(spec: string): string | undefined {
-    const candidates = isAbsolute(spec) ? [spec] : this.#dirs.map((d) => join(d, spec));
-    for (const candidate of candidates) {
-      try {
-        const real = realpathSync(candidate);
-        if (!statSync(real).isFile()) continue;
-        accessSync(real, constants.X_OK);
-        return real;
-      } catch {
-        // Not here (or not executable): keep looking.
+  /**
+   * The real path of the first runnable file the entry names that no other user controls, and in
+   * `entry.skipped` the ones passed over. A name is looked for in each search directory, which,
+   * like the data dir, must be this user's or root's and writable by no one else (program-trust.ts):
+   * in a directory others may write (1777, a shared group's), any of them could add the name, at
+   * start-up or later, when a missing program is looked for again on each request. The file and
+   * each link on the way to it are then held to programTrust.
+   */
+  #find(entry: Entry): string | undefined {
+    const spec = entry.spec;
+    entry.skipped = [];
+    const places = isAbsolute(spec) ? [{ candidate: spec, dir: undefined }] : this.#dirs.map((dir) => ({ candidate: join(dir, spec), dir }));
+    for (const { candidate, dir } of places) {
+      const real = runnable(candidate);
+      if (real === undefined) continue;
+      const warnings: string[] = [];
+      let problem: string | undefined;
+      if (dir !== undefined) {
+        const verdict = directoryVerdict(dir, 'search');
+        problem = verdict.refusal;
+        if (verdict.warning !== undefined) warnings.push(verdict.warning);
       }
+      if (problem === undefined) {
+        const trust = programTrust(candidate);
+        problem = trust.problem;
+        warnings.push(...trust.warnings);
+      }
+      if (problem !== undefined) {
+        entry.skipped.push(`${candidate}: ${problem}`);
+        this.#skip(spec, candidate, problem);
+        continue;
+      }
+      this.#warnAbout(spec, candidate, warnings);
+      return real;
     }
     return undefined;
   }
 }
 
-/** The links followed before giving up, as Linux does (MAXSYMLINKS, path_resolution(7)). */
-const MAX_LINK_HOPS = 40;
+/** The real path of the executable file at `candidate`, or undefined: not there, not a file, not executable. */
+function runnable(candidate: string): string | undefined {
+  try {
+    const real = realpathSync(candidate);
+    if (!statSync(real).isFile()) return undefined;
+    accessSync(real, constants.X_OK);
+    return real;
+  } catch {
+    return undefined;
+  }
+}
 
 /**
  * Where the symlink at `path` leads to nothing: the first path along its chain of links that is

@@ -7,11 +7,11 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { statSync } from 'node:fs';
+import { accessSync, constants as fsConstants, statSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import type { Logger } from 'pino';
 import type { CommandProgressFrame, CommandState } from '../../protocol/commands.js';
-import type { NotificationPayload } from '../../protocol/frames.js';
+import type { NotificationObject, NotificationPayload } from '../../protocol/frames.js';
 import { isPersonId, type Principal } from '../../protocol/principal.js';
 import { HeraldError, isHeraldError } from '../errors.js';
 import { serialise, type Notifier } from '../notifier.js';
@@ -71,6 +71,7 @@ type RunnerOptions = Pick<
   | 'commandsEnabled' | 'commandsAllow' | 'commandsArgRules' | 'commandsPath' | 'commandsCwd' | 'commandsEnv' | 'commandsNotes'
   | 'commandsTimeoutSec' | 'commandsMaxTimeoutSec' | 'commandsKillGraceMs' | 'commandsOutputCap'
   | 'commandsConcurrency' | 'commandsPerAdminConcurrency' | 'commandsQueueSize' | 'commandsProgressMs' | 'commandsHistory'
+  | 'maxSendBytes'
 >;
 
 export interface CommandRunnerDeps {
@@ -199,18 +200,21 @@ export class CommandRunner implements CommandService {
    */
   readonly #killOnExit = (): void => {
     for (const run of this.#active.values()) {
-      if (run.pid === undefined) continue;
+      // A run without a pid (queued, or its spawn failing) has nothing to kill.
       this.#signal(run, 'SIGKILL');
       if (run.finished) continue;
       // Its end, as far as this process will ever know it, while the audit file can still take it
       // (better-sqlite3 writes synchronously, as an 'exit' listener must); without it, the next
-      // start would find the run open and call it lost.
+      // start would find the run open and call it lost. A queued run too: accepted (201, `queued`),
+      // skipped here it left no trace at all, and its id answered 404 after the restart.
       // A program that had ended (only what it left in its group was still there) keeps its outcome,
       // and so does one being stopped already (a cancel, a timeout, the shutdown, in their grace):
       // this SIGKILL only ends that stop early, and the audit keeps who cancelled it.
       if (!run.exited && run.stopping === undefined) {
         run.stopping = 'shutdown';
-        run.error = 'Herald exited without stopping it (a crash, or a forced exit): killed';
+        run.error = run.pid === undefined
+          ? 'Herald exited before it ran (a crash, or a forced exit)'
+          : 'Herald exited without stopping it (a crash, or a forced exit): killed';
       }
       run.endedAt = this.#now();
       run.endedTick = this.#tick();
@@ -249,6 +253,9 @@ export class CommandRunner implements CommandService {
       allow: this.#o.commandsAllow,
       argRules: this.#o.commandsArgRules,
       searchPath: serverPath?.searchPath ?? this.#o.commandsPath,
+      warn: (fields, message) => {
+        if (this.#o.commandsEnabled) this.#log.warn(fields, message);
+      },
     });
     this.#cwd = this.#o.commandsCwd !== '' ? this.#o.commandsCwd : tmpdir();
     if (this.#o.commandsEnabled) {
@@ -265,7 +272,7 @@ export class CommandRunner implements CommandService {
     if (this.#o.commandsEnabled) {
       process.on('exit', this.#killOnExit);
       if (serverPath !== undefined && serverPath.skipped.length > 0) {
-        this.#log.info({ skipped: serverPath.skipped }, 'commandsPath is empty: allowed names are looked up in the server\'s PATH without its node_modules directories');
+        this.#log.info({ skipped: serverPath.skipped }, 'commandsPath is empty: allowed names are looked up in the server\'s PATH without its relative entries and node_modules directories');
       }
       this.#closeLostRuns();
       for (const e of this.#policy.entries()) {
@@ -350,6 +357,10 @@ export class CommandRunner implements CommandService {
       this.#launch(run);
     } else {
       this.#queue.push(run);
+      // Kept in the audit file from now, not from its launch: a Herald killed while it waits
+      // (SIGKILL, the OOM killer) left no trace of a command it had answered `queued`, and its id
+      // answered 404 after the restart. A run started at once gets its row in #launch, this turn.
+      this.#journalRun(run);
       this.#progress(run);
       this.#log.debug({ id: run.id, aid: request.aid, queued: this.#queue.length }, 'command queued');
     }
@@ -517,7 +528,7 @@ export class CommandRunner implements CommandService {
         cwd: this.#cwd, env: this.#env, detached: true, shell: false, stdio: ['ignore', 'pipe', 'pipe'], windowsHide: true,
       });
     } catch (e) {
-      run.error = (e as Error).message;
+      run.error = this.#spawnError(run, e as NodeJS.ErrnoException);
       this.#finish(run);
       return;
     }
@@ -525,7 +536,7 @@ export class CommandRunner implements CommandService {
     child.on('error', (e) => {
       // Emitted when the spawn itself failed (ENOENT, EACCES…), or a later signal could not be sent.
       if (child.pid === undefined || run.pid === undefined) {
-        run.error = e.message;
+        run.error = this.#spawnError(run, e);
         this.#finish(run);
       } else {
         this.#log.warn({ id: run.id, err: e.message }, 'command process error');
@@ -582,6 +593,29 @@ export class CommandRunner implements CommandService {
     });
     this.#log.debug({ id: run.id, aid, pid: run.pid, program: run.program.path, args: run.args }, 'command started');
     this.#progress(run);
+  }
+
+  /**
+   * Why a spawn failed, as the run's error and its admin's `[could not run: …]`. The system names
+   * the program (`spawn /usr/bin/ping ENOENT`) also when what is missing is the working directory:
+   * commandsCwd removed after start-up (a temporary-file cleaner, a redeploy) made every run fail
+   * so, with an installed program. Herald does not make the directory again: it was checked at
+   * start-up, and what removed it may have meant to.
+   */
+  #spawnError(run: Run, e: NodeJS.ErrnoException): string {
+    if (e.code !== 'ENOENT' && e.code !== 'ENOTDIR' && e.code !== 'EACCES') return e.message;
+    let problem: string | undefined;
+    try {
+      if (!statSync(this.#cwd).isDirectory()) problem = 'is no longer a directory';
+      else accessSync(this.#cwd, fsConstants.X_OK);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      problem = code === 'ENOENT' || code === 'ENOTDIR' ? 'is gone' : `cannot be entered (${code ?? (err as Error).message})`;
+    }
+    if (problem === undefined) return e.message;
+    this.#log.warn({ id: run.id, cwd: this.#cwd, program: run.program.path, err: e.message }, `the commands' working directory ${problem} (commandsCwd): commands cannot run until it is back`);
+    // The system's message stays in the log: it names the program, which is not what is missing.
+    return `the working directory ${this.#cwd} ${problem} (commandsCwd)`;
   }
 
   /** Stops a queued or running command: the queue forgets it; a process group gets SIGTERM, then SIGKILL after the grace. */
@@ -727,9 +761,13 @@ export class CommandRunner implements CommandService {
   #progress(run: Run): void {
     run.lastProgressAt = this.#tick();
     const frame: CommandProgressFrame = {
-      TYPE: 'COMMAND_PROGRESS', COMMAND_ID: run.id, PROGRAM: run.request.program, STATE: run.state, OUTPUT: run.output.takePending(PROGRESS_MAX_CHARS),
+      TYPE: 'COMMAND_PROGRESS', COMMAND_ID: run.id, PROGRAM: run.request.program, STATE: run.state, OUTPUT: '',
     };
     if (run.request.taskId !== undefined) frame.ID = run.request.taskId;
+    const output = run.output.takePending(PROGRESS_MAX_CHARS);
+    // The notifier refuses a send over maxSendBytes, counted as its JSON: 64 Ki characters of
+    // control characters are 384 KiB of it (\u001b), and the frame was lost. The tail that fits.
+    if (output !== '') frame.OUTPUT = jsonTail(output, this.#o.maxSendBytes - JSON.stringify(frame).length);
     void this.#notify(run, { ...frame }, 0);
   }
 
@@ -763,7 +801,7 @@ export class CommandRunner implements CommandService {
     const info = this.#info(run);
     // The live view ends with whatever output it had not seen yet, and the final state.
     this.#progress(run);
-    const sent = this.#notify(run, finalNotification(info, { success: run.request.success, error: run.request.error }, { cancelledBy: run.cancelledBy, leftRunning: run.cutLoose === true }, this.#notes), undefined);
+    const sent = this.#notify(run, this.#finalNotification(run, info), undefined);
     this.#record(finishedRecord(info, run.output.bytes));
     // Whoever waits for the run (a long poll, shutdown) hears of its end once the final notification is stored.
     void sent.then(() => {
@@ -772,6 +810,39 @@ export class CommandRunner implements CommandService {
       run.waiters.clear();
     });
     this.#drain();
+  }
+
+  /**
+   * The run's final notification, within maxSendBytes: the notifier refuses a send past it, counted
+   * as its JSON, and the admin heard nothing of the run's end. Only the default notification holds
+   * the output (up to commandsOutputCap, up to six times that as JSON: a control character is
+   * \u001b), so that is what gives way: its TEXT keeps the head of the output that fits, then the
+   * outputCut note, and its COMMAND says TRUNCATED. The command info (GET /api/v1/commands/:id)
+   * keeps the whole output. Refusing at start-up a commandsOutputCap over a sixth of maxSendBytes
+   * instead would have cut every run's kept output, and stopped servers that start today, for
+   * outputs of control characters that few programs write.
+   */
+  #finalNotification(run: Run, info: CommandInfo): NotificationObject {
+    const given = { success: run.request.success, error: run.request.error };
+    const end: RunEnd = { cancelledBy: run.cancelledBy, leftRunning: run.cutLoose === true };
+    const whole = finalNotification(info, given, end, this.#notes);
+    const chosen = info.state === 'succeeded' ? given.success : given.error;
+    // The caller's own SUCCESS or ERROR holds no output (and was serialised when the request came).
+    if (typeof chosen === 'string' || (typeof chosen === 'object' && chosen !== null) || info.output === '') return whole;
+    const max = this.#o.maxSendBytes;
+    const cut: CommandInfo = { ...info, output: '', TRUNCATED: true };
+    // The notification without its output, but with the outputCut note, and 2 for the line break
+    // (`\n`) before the notes: the most all but the output may take.
+    const rest = serialise(finalNotification(cut, given, end, this.#notes)).length + 2;
+    // Each UTF-16 unit of output is at most 6 of JSON: with the default options, never more (1 MiB of
+    // output in 16 MiB), and nothing is serialised here.
+    if (rest + info.output.length * 6 <= max || serialise(whole).length <= max) return whole;
+    cut.output = jsonHead(info.output, max - rest);
+    this.#log.info(
+      { id: run.id, aid: run.request.aid, outputChars: info.output.length, keptChars: cut.output.length, maxSendBytes: max },
+      'command output cut in its final notification to fit maxSendBytes (the command info keeps all of it)',
+    );
+    return finalNotification(cut, given, end, this.#notes);
   }
 
   #releaseSlot(aid: number): void {
@@ -853,15 +924,21 @@ export class CommandRunner implements CommandService {
     return a !== undefined && 'running' in a && 'unfinished' in a ? a : undefined;
   }
 
-  /** Keeps the run in the audit file until its `finished` record, with what a restart needs to tell its processes. */
-  #journalRun(run: Run, pid: number): void {
+  /**
+   * Keeps the run in the audit file until its `finished` record, with what a restart needs to tell
+   * its processes: from its acceptance (no pid: queued), and again at its launch, with its pid.
+   */
+  #journalRun(run: Run, pid?: number): void {
     const journal = this.#journal;
     if (!journal) return;
     const entry: RunningCommandRecord = {
-      record: finishedRecord(this.#info(run), 0), pid, host: hostname(), heraldPid: process.pid,
+      record: finishedRecord(this.#info(run), 0), host: hostname(), heraldPid: process.pid,
     };
-    const identity = processIdentity(pid);
-    if (identity !== undefined) entry.identity = identity;
+    if (pid !== undefined) {
+      entry.pid = pid;
+      const identity = processIdentity(pid);
+      if (identity !== undefined) entry.identity = identity;
+    }
     const herald = processIdentity(process.pid);
     if (herald !== undefined) entry.heraldIdentity = herald;
     try {
@@ -874,9 +951,9 @@ export class CommandRunner implements CommandService {
   /**
    * Closes the runs an earlier Herald left open in the audit file: it was killed (SIGKILL, the
    * OOM killer), or died in a way that ran no 'exit' listener (a fatal V8 error, a signal it does
-   * not handle), while they ran. Each gets its `finished` record, so its id answers from the
-   * trail: `cancelled` when its program was still running and is killed now (with its group),
-   * `failed` when it had ended unseen; `error` says it was lost. A program is killed only while
+   * not handle), while they ran or waited in the queue. Each gets its `finished` record, so its id
+   * answers from the trail: `cancelled` when its program was still running and is killed now (with
+   * its group), or had never started (queued); `failed` when it had ended unseen; `error` says it was lost. A program is killed only while
    * its pid is provably the same process (processIdentity): a pid is reused. Runs of another
    * host, or of a Herald that is still running (two sharing the file), are not this start's.
    */
@@ -899,9 +976,13 @@ export class CommandRunner implements CommandService {
       // An earlier process's start: only the wall clock spans both, and it may have stepped back.
       if (rec.startedAt !== undefined) rec.durationMs = Math.max(0, now - rec.startedAt);
       const before = 'lost: Herald stopped (killed or crashed) without seeing its end';
-      // Alive and provably the program Herald started: it leads its group (a session leader cannot
-      // leave it), so the group id is still ours. A group whose leader is gone may be a stranger's.
-      if (sameProcess(run.pid, run.identity)) {
+      if (run.pid === undefined) {
+        // Accepted and still waiting for a slot (or its spawn failing): no program ever ran for it.
+        rec.state = 'cancelled';
+        rec.error = 'lost: Herald stopped (killed or crashed) before it started: it never ran';
+      } else if (sameProcess(run.pid, run.identity)) {
+        // Alive and provably the program Herald started: it leads its group (a session leader cannot
+        // leave it), so the group id is still ours. A group whose leader is gone may be a stranger's.
         signalGroup(run.pid, 'SIGKILL');
         rec.state = 'cancelled';
         rec.error = `${before}; it was still running and was killed when Herald started again`;
@@ -909,7 +990,7 @@ export class CommandRunner implements CommandService {
         rec.state = 'failed';
         rec.error = `${before}; it had ended when Herald started again, its outcome unknown`;
       }
-      this.#log.warn({ id: rec.id, aid: rec.aid, pid: run.pid, program: rec.path, state: rec.state }, 'command run lost by an earlier Herald (killed or crashed while it ran): closed in the audit trail');
+      this.#log.warn({ id: rec.id, aid: rec.aid, pid: run.pid, program: rec.path, state: rec.state }, 'command run lost by an earlier Herald (killed or crashed while it ran or waited): closed in the audit trail');
       this.#record(rec);
     }
   }
@@ -967,6 +1048,55 @@ async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> 
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * What UTF-16 unit `i` of `text` (and the one after it, for a surrogate pair) comes to in JSON, as
+ * JSON.stringify writes it and the notifier counts it (maxSendBytes: the JSON's length): `width`
+ * units of text, `size` of JSON.
+ */
+function jsonUnit(text: string, i: number): { width: number; size: number } {
+  const c = text.charCodeAt(i);
+  if (c < 0x20) return { width: 1, size: c === 0x08 || c === 0x09 || c === 0x0a || c === 0x0c || c === 0x0d ? 2 : 6 };
+  if (c === 0x22 || c === 0x5c) return { width: 1, size: 2 };
+  if (c >= 0xd800 && c <= 0xdbff) {
+    const next = text.charCodeAt(i + 1);
+    // A pair goes as it is, and whole; a lone half is written \udXXX.
+    return next >= 0xdc00 && next <= 0xdfff ? { width: 2, size: 2 } : { width: 1, size: 6 };
+  }
+  if (c >= 0xdc00 && c <= 0xdfff) return { width: 1, size: 6 };
+  return { width: 1, size: 1 };
+}
+
+/** The longest head of `text` whose JSON string, without its quotes, is at most `room` long; never half a pair. */
+export function jsonHead(text: string, room: number): string {
+  if (text.length * 6 <= room) return text;
+  let used = 0;
+  let i = 0;
+  while (i < text.length) {
+    const { width, size } = jsonUnit(text, i);
+    if (used + size > room) break;
+    used += size;
+    i += width;
+  }
+  return text.slice(0, i);
+}
+
+/** The longest tail of `text` whose JSON string, without its quotes, is at most `room` long; never half a pair. */
+export function jsonTail(text: string, room: number): string {
+  if (text.length * 6 <= room) return text;
+  let used = 0;
+  let from = text.length;
+  while (from > 0) {
+    const last = text.charCodeAt(from - 1);
+    const prev = from >= 2 ? text.charCodeAt(from - 2) : 0;
+    const start = last >= 0xdc00 && last <= 0xdfff && prev >= 0xd800 && prev <= 0xdbff ? from - 2 : from - 1;
+    const { size } = jsonUnit(text, start);
+    if (used + size > room) break;
+    used += size;
+    from = start;
+  }
+  return text.slice(from);
 }
 
 function validTaskId(id: unknown): boolean {
