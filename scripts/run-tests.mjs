@@ -53,7 +53,7 @@ const env = { ...process.env, HERALD_TEST_CLI_BUNDLE: cli };
 // instead of launching its own (test/helpers/browser.ts, launchBrowser). Where
 // there is no Chromium the files say so themselves (browserSkipReason).
 const browserHelper = await import(pathToFileURL(join(tree, 'test', 'helpers', 'browser.js')).href);
-const drivesBrowser = files.some((f) => readFileSync(join(root, f), 'utf8').includes('launchBrowser('));
+const drivesBrowser = files.some((f) => /launchBrowser\(|openDemoPage\(/.test(readFileSync(join(root, f), 'utf8')));
 const browser = drivesBrowser && existsSync(browserHelper.CHROMIUM) ? await browserHelper.launchBrowserServer() : undefined;
 if (browser) env.HERALD_TEST_BROWSER_WS = browser.wsEndpoint();
 const durationsFile = join(root, 'test', 'durations.json');

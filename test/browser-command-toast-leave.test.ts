@@ -7,10 +7,9 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Browser, Page } from 'playwright-core';
-import { startHerald, type TestServer } from './helpers/server.js';
-import { browserSkipReason, launchBrowser, newPage, type W } from './helpers/browser.js';
-import { openAll } from './helpers/open-all.js';
+import type { Page } from 'playwright-core';
+import { browserSkipReason, type W } from './helpers/browser.js';
+import { openDemoPage } from './helpers/demo-page.js';
 
 /** What the stack of `hostId` shows: a MESSAGE toast by its title, a command toast as `command <id>: <output>`. */
 function stackOf(hostId: string): string[] {
@@ -20,20 +19,14 @@ function stackOf(hostId: string): string[] {
 }
 
 describe('a command toast that left the stack', { skip: browserSkipReason() }, () => {
-  let server: TestServer;
-  let browser: Browser;
   let page: Page;
+  let close: (() => Promise<void>) | undefined;
 
   before(async () => {
-    [server, browser] = await openAll([startHerald(), launchBrowser()]);
-    ({ page } = await newPage(browser));
-    await page.goto(`${server.url}/demo`);
+    ({ page, close } = await openDemoPage());
     await page.evaluate(`window.stackOf = ${stackOf.toString()}`);
   });
-  after(async () => {
-    await browser?.close();
-    await server?.close();
-  });
+  after(() => close?.());
 
   it('closed with × or Escape, stays closed through the next frames, to the last; the final notification shows as usual', async () => {
     const r = await page.evaluate(() => {

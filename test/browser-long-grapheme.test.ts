@@ -9,10 +9,9 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Browser, Page } from 'playwright-core';
-import { startHerald, type TestServer } from './helpers/server.js';
-import { browserSkipReason, launchBrowser, newPage, type W } from './helpers/browser.js';
-import { openAll } from './helpers/open-all.js';
+import type { Page } from 'playwright-core';
+import { browserSkipReason, type W } from './helpers/browser.js';
+import { openDemoPage } from './helpers/demo-page.js';
 
 const MARKS = `a${'\u0301'.repeat(9_990)}`;
 const MODIFIERS = `👍${'\u{1F3FB}'.repeat(4_990)}`;
@@ -33,19 +32,13 @@ const ORDINARY = [
 ];
 
 describe('one long grapheme cluster on a toast', { skip: browserSkipReason() }, () => {
-  let server: TestServer;
-  let browser: Browser;
   let page: Page;
+  let close: (() => Promise<void>) | undefined;
 
   before(async () => {
-    [server, browser] = await openAll([startHerald(), launchBrowser()]);
-    ({ page } = await newPage(browser));
-    await page.goto(`${server.url}/demo`);
+    ({ page, close } = await openDemoPage());
   });
-  after(async () => {
-    await browser?.close();
-    await server?.close();
-  });
+  after(() => close?.());
 
   /**
    * The longest grapheme cluster (in code points, by Intl.Segmenter) of the text each

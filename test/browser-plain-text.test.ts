@@ -7,28 +7,21 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Browser, Page } from 'playwright-core';
-import { startHerald, type TestServer } from './helpers/server.js';
-import { browserSkipReason, launchBrowser, newPage, type W } from './helpers/browser.js';
-import { openAll } from './helpers/open-all.js';
+import type { Page } from 'playwright-core';
+import { browserSkipReason, type W } from './helpers/browser.js';
+import { openDemoPage } from './helpers/demo-page.js';
 
 /** Empty formatting tags enough to take TEXT past 1000 tags, and so to the plain-text fallback. */
 const PAST_TAG_LIMIT = '<i></i>'.repeat(501);
 
 describe('TEXT as plain text', { skip: browserSkipReason() }, () => {
-  let server: TestServer;
-  let browser: Browser;
   let page: Page;
+  let close: (() => Promise<void>) | undefined;
 
   before(async () => {
-    [server, browser] = await openAll([startHerald(), launchBrowser()]);
-    ({ page } = await newPage(browser));
-    await page.goto(`${server.url}/demo`);
+    ({ page, close } = await openDemoPage());
   });
-  after(async () => {
-    await browser?.close();
-    await server?.close();
-  });
+  after(() => close?.());
 
   /** The lines sanitizeHtml gives the page for `html`: its text, split at its `<br>` elements. */
   const fallbackLines = (html: string) =>

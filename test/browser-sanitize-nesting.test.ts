@@ -11,10 +11,9 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import type { Browser, Page } from 'playwright-core';
-import { startHerald, type TestServer } from './helpers/server.js';
-import { browserSkipReason, launchBrowser, newPage, type W } from './helpers/browser.js';
-import { openAll } from './helpers/open-all.js';
+import type { Page } from 'playwright-core';
+import { browserSkipReason, type W } from './helpers/browser.js';
+import { openDemoPage } from './helpers/demo-page.js';
 
 const MAX_NESTING = 32;
 
@@ -33,19 +32,13 @@ const hiddenEnd = (name: string) =>
   );
 
 describe('TEXT nested past the bound, however its end tags are written', { skip: browserSkipReason() }, () => {
-  let server: TestServer;
-  let browser: Browser;
   let page: Page;
+  let close: (() => Promise<void>) | undefined;
 
   before(async () => {
-    [server, browser] = await openAll([startHerald(), launchBrowser()]);
-    ({ page } = await newPage(browser));
-    await page.goto(`${server.url}/demo`);
+    ({ page, close } = await openDemoPage());
   });
-  after(async () => {
-    await browser?.close();
-    await server?.close();
-  });
+  after(() => close?.());
 
   /** How deep the elements of what sanitizeHtml gives the page nest, and its text. */
   function sanitized(html: string): Promise<{ depth: number; text: string }> {
