@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cleanEnv, cliBundle, runCli, type CliResult } from './helpers/cli.js';
+import { cleanEnv, cliBundle, cliResult, runCli, type CliResult } from './helpers/cli.js';
 import { skipUnlessCI } from './helpers/capability.js';
 
 const SECRETS = { HERALD_SECRET: 'abcdefghijklmnopqrstuvwxyz0123456789', HERALD_API_TOKEN: 'api-token-0123456789' };
@@ -20,21 +20,7 @@ const SECRETS = { HERALD_SECRET: 'abcdefghijklmnopqrstuvwxyz0123456789', HERALD_
 function runInRemovedDir(dir: string, args: readonly string[], env: Record<string, string> = {}): Promise<CliResult> {
   mkdirSync(dir);
   const child = spawn('/bin/sh', ['-c', 'cd "$1" && rmdir "$1" && shift && exec "$@"', 'sh', dir, process.execPath, cliBundle(), ...args], { env: cleanEnv(env), stdio: 'pipe' });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (c: string) => { stdout += c; });
-  child.stderr.setEncoding('utf8').on('data', (c: string) => { stderr += c; });
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`herald ${args.join(' ')} did not finish within 20000 ms; stderr: ${stderr}`));
-    }, 20000);
-    child.on('error', reject);
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code, signal, stdout, stderr });
-    });
-  });
+  return cliResult(child, args);
 }
 
 describe('herald run from a directory that has been removed', () => {

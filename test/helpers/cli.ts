@@ -81,7 +81,11 @@ export function spawnCli(args: readonly string[], options: { env?: Record<string
 
 /** Runs `herald ARGS…` to the end (killed after `timeoutMs`, which fails the result). */
 export function runCli(args: readonly string[], options: { env?: Record<string, string>; cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
-  const child = spawnCli(args, options);
+  return cliResult(spawnCli(args, options), args, options.timeoutMs);
+}
+
+/** What a started `herald ARGS…` printed and how it ended (killed after `timeoutMs`, which fails the result). */
+export function cliResult(child: ChildProcessWithoutNullStreams, args: readonly string[], timeoutMs = 20000): Promise<CliResult> {
   let stdout = '';
   let stderr = '';
   child.stdout.setEncoding('utf8').on('data', (c: string) => { stdout += c; });
@@ -89,8 +93,8 @@ export function runCli(args: readonly string[], options: { env?: Record<string, 
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`herald ${args.join(' ')} did not finish within ${options.timeoutMs ?? 20000} ms; stderr: ${stderr}`));
-    }, options.timeoutMs ?? 20000);
+      reject(new Error(`herald ${args.join(' ')} did not finish within ${timeoutMs} ms; stderr: ${stderr}`));
+    }, timeoutMs);
     child.on('error', reject);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
